@@ -1,0 +1,3 @@
+"""fastgd: gradient-descent optimizers compiled with Numba."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""Numba flags for every compiled function of fastgd, in one place.
+
+Each flag can be overridden by an environment variable read once, at import:
+
+``FASTGD_CACHE`` (default ``1``)
+    Cache compiled machine code on disk (``cache=True``): a cold compile of a
+    whole-epoch function takes seconds, a cached load a fraction of one.
+``FASTGD_FASTMATH`` (default ``0``)
+    Let LLVM reorder floating-point arithmetic. Off by default: it changes
+    results in the last bits, breaks the parity with the NumPy reference and
+    torch, and lets LLVM fold ``isnan``/``isfinite`` to constants, which would
+    hide divergence. The divergence checks are always compiled without it.
+``FASTGD_PARALLEL_THRESHOLD`` (default ``131072``)
+    Vectors with at least this many elements use the ``prange`` form of a
+    kernel; shorter ones the serial form, whose call costs no thread launch.
+
+Numba's on-disk cache is keyed by signature and bytecode, not by these flags:
+point ``NUMBA_CACHE_DIR`` at a separate directory when running with
+non-default flags (or with ``NUMBA_BOUNDSCHECK=1``).
+"""
+
+import os
+import types
+
+import numba
+
+__all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "jit", "jit_serial_and_parallel"]
+
+
+def _env_flag(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 0 or 1, got {value!r}")
+
+
+def _env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, got {number}")
+    return number
+
+
+CACHE = _env_flag("FASTGD_CACHE", True)
+FASTMATH = _env_flag("FASTGD_FASTMATH", False)
+PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17)
+
+# error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
+# default ("python") tests every divisor and raises, which also stops LLVM from
+# vectorising the update loops. nogil lets threads (sweeps, Dask) run kernels
+# side by side.
+_OPTIONS = dict(cache=CACHE, error_model="numpy", nogil=True)
+
+
+def jit(func=None, *, parallel=False, exact=False, inline=False):
+    """``numba.njit`` with fastgd's flags.
+
+    ``exact=True`` compiles without fastmath whatever ``FASTGD_FASTMATH`` says:
+    use it for every function that tests ``isnan``/``isfinite``.
+    ``inline=True`` inlines the function into its callers in Numba's own IR.
+    Use it for the small functions inside hot loops: LLVM cannot inline a
+    callee that was loaded from the cache as machine code, and a loop with a
+    call in it is not vectorised.
+    """
+    options = dict(_OPTIONS, parallel=parallel, fastmath=False if exact else FASTMATH,
+                   inline="always" if inline else "never")
+    if func is None:
+        return numba.njit(**options)
+    return numba.njit(**options)(func)
+
+
+def jit_serial_and_parallel(func, delegates_to=None):
+    """Compile one loop function twice: serially and with ``parallel=True``.
+
+    Inside the serial form ``prange`` is a plain ``range``. Numba's cache names
+    its files after the function's qualified name and does not key them on the
+    ``parallel`` flag, so the parallel twin is a copy of the function under the
+    name ``<name>_parallel``: the two never read each other's cache entries.
+    A thin wrapper passes ``delegates_to``, a mapping from the names of the
+    kernels it calls to their parallel forms: its twin calls those instead and
+    is itself compiled serially, having no loop of its own.
+    """
+    serial = jit(func)
+    namespace = func.__globals__
+    if delegates_to:
+        namespace = dict(namespace, **delegates_to)
+    twin = types.FunctionType(
+        func.__code__, namespace, func.__name__ + "_parallel", func.__defaults__, func.__closure__
+    )
+    twin.__qualname__ = func.__qualname__ + "_parallel"
+    twin.__doc__ = f"Multi-threaded (``prange``) form of :func:`{func.__name__}`; same arguments and result."
+    twin.__module__ = func.__module__
+    parallel = jit(twin, parallel=not delegates_to)
+    return serial, parallel

@@ -1,0 +1,116 @@
+"""Per-rule test data: one table per property, every rule of OPTIMIZERS in each.
+
+``test_optim.test_every_rule_has_every_case`` fails when a rule of
+``fastgd.optim.OPTIMIZERS`` is missing from any table here, so a new rule
+cannot land untested.
+"""
+
+import numpy as np
+
+# Non-default hyperparameters that exercise every option of each rule; the
+# defaults ({}) are always tested too.
+VARIANTS = {
+    "sgd": [dict(lr=0.05, weight_decay=0.1)],
+    "momentum": [dict(lr=0.01, momentum=0.5, dampening=0.3, weight_decay=0.05)],
+    "nesterov": [dict(lr=0.01, momentum=0.8, weight_decay=0.05)],
+    "adagrad": [dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5, eps=1e-6)],
+    "rmsprop": [dict(lr=1e-3, momentum=0.9), dict(centered=True),
+                dict(lr=1e-3, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.1, eps=1e-6)],
+    "adadelta": [dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.1)],
+    "adam": [dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)],
+    "amsgrad": [dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1)],
+    "adamax": [dict(lr=0.01, betas=(0.8, 0.99), eps=1e-5, weight_decay=0.1)],
+    "nadam": [dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=0.01, weight_decay=0.1)],
+    "adamw": [dict(lr=0.01, weight_decay=0.1), dict(lr=0.01, weight_decay=0.1, amsgrad=True)],
+    "lion": [dict(lr=1e-3, betas=(0.8, 0.95), weight_decay=0.1)],
+}
+
+# The torch.optim class of each rule and the arguments it needs beside ours
+# (the names are the same). Lion is not in torch.optim: it has no torch case.
+TORCH_EQUIVALENTS = {
+    "sgd": ("SGD", {}), "momentum": ("SGD", {}), "nesterov": ("SGD", {}), "adagrad": ("Adagrad", {}),
+    "rmsprop": ("RMSprop", {}), "adadelta": ("Adadelta", {}), "adam": ("Adam", {}), "amsgrad": ("Adam", {}),
+    "adamax": ("Adamax", {}), "nadam": ("NAdam", {}), "adamw": ("AdamW", {}), "lion": None,
+}
+
+# Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
+# the end point must be in both dtypes. Tuned once by a grid over lr.
+ROSENBROCK = {
+    "sgd": (dict(lr=1e-3), 20000, 1e-3),
+    "momentum": (dict(lr=1e-3), 3000, 1e-3),
+    "nesterov": (dict(lr=1e-3), 3000, 1e-3),
+    "adagrad": (dict(lr=1.0), 15000, 1e-3),
+    "rmsprop": (dict(lr=1e-3), 12000, 1e-3),
+    # Adadelta crawls along the valley and settles into a small orbit around the minimum
+    "adadelta": (dict(lr=0.3, eps=1e-8), 15000, 2e-2),
+    "adam": (dict(lr=1e-2), 6000, 1e-3),
+    "amsgrad": (dict(lr=0.1), 3000, 1e-3),
+    "adamax": (dict(lr=0.03), 6000, 1e-3),
+    "nadam": (dict(lr=3e-3), 10000, 1e-3),
+    "adamw": (dict(lr=1e-2, weight_decay=0.0), 6000, 1e-3),
+    "lion": (dict(lr=3e-4), 15000, 1e-3),
+}
+
+# After some steps with non-zero gradients, does a zero gradient (and no
+# weight decay) still move the parameters? Rules that carry a velocity do.
+MOVES_ON_ZERO_GRADIENT = {
+    "sgd": False, "momentum": True, "nesterov": True, "adagrad": False, "rmsprop": False, "adadelta": False,
+    "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True,
+}
+
+# Hyperparameters each rule must refuse, with a fragment of the message.
+INVALID = {
+    "sgd": [(dict(lr=-0.1), "Invalid learning rate: -0.1"), (dict(weight_decay=-1.0), "Invalid weight_decay"),
+            (dict(momentum=-0.5), "Invalid momentum value: -0.5"), (dict(nesterov="yes"), "nesterov must be")],
+    "momentum": [(dict(dampening=1.5), "Invalid dampening value: 1.5"), (dict(lr=float("nan")), "learning rate")],
+    "nesterov": [(dict(momentum=0.0), "Nesterov momentum requires"), (dict(dampening=0.1), "Nesterov momentum")],
+    "adagrad": [(dict(lr_decay=-1.0), "Invalid lr_decay value: -1.0"), (dict(eps=-1e-3), "Invalid epsilon value"),
+                (dict(initial_accumulator_value=-1.0), "initial_accumulator_value")],
+    "rmsprop": [(dict(alpha=1.5), "Invalid alpha value: 1.5"), (dict(momentum=-1.0), "Invalid momentum value"),
+                (dict(eps=-1.0), "Invalid epsilon value")],
+    "adadelta": [(dict(rho=1.01), "Invalid rho value: 1.01"), (dict(lr=-1.0), "Invalid learning rate")],
+    "adam": [(dict(betas=(1.0, 0.999)), "Invalid beta parameter at index 0: 1.0"),
+             (dict(betas=(0.9, -0.1)), "Invalid beta parameter at index 1: -0.1"),
+             (dict(betas=0.9), "Invalid betas"), (dict(eps=-1e-8), "Invalid epsilon value: -1e-08")],
+    "amsgrad": [(dict(lr="fast"), "learning rate must be a real number")],
+    "adamax": [(dict(betas=(0.9, 1.0)), "Invalid beta parameter at index 1: 1.0")],
+    "nadam": [(dict(momentum_decay=-0.1), "Invalid momentum_decay value: -0.1")],
+    "adamw": [(dict(weight_decay=-0.01), "Invalid weight_decay value: -0.01")],
+    "lion": [(dict(betas=(-0.1, 0.99)), "Invalid beta parameter at index 0: -0.1")],
+}
+
+
+def problem(size, dtype, seed=0):
+    """A start point and a gradient function ``gradient(theta, step)``.
+
+    g = d ⊙ (θ − c) + 0.1 sin θ + ξₜ, d in [0.1, 10], c in [2, 4]: a badly
+    scaled bowl with a wiggle, so every option of every rule changes the
+    trajectory, and the iterates stay away from zero. ξₜ is fixed noise, one
+    draw per step, as from mini-batches: it keeps the gradient's variance well
+    above rounding, which centered RMSprop divides by.
+    """
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.1, 10.0, size).astype(dtype)
+    centre = rng.uniform(2.0, 4.0, size).astype(dtype)
+    start = rng.uniform(1.0, 5.0, size).astype(dtype)
+    noise = rng.normal(0.0, 0.5, (64, size)).astype(dtype)
+
+    def gradient(theta, step):
+        return (scale * (theta - centre) + dtype(0.1) * np.sin(theta) + noise[step % 64]).astype(dtype)
+
+    return start, gradient
+
+
+def rosenbrock_gradient(theta, step=0):
+    x, y = theta
+    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)], dtype=theta.dtype)
+
+
+def cases():
+    """(rule name, hyperparameters) for the defaults and every variant."""
+    return [(name, {}) for name in VARIANTS] + [(name, v) for name, vs in VARIANTS.items() for v in vs]
+
+
+def case_id(case):
+    name, hyperparameters = case
+    return name + "".join(f"-{k}={v}" for k, v in hyperparameters.items())

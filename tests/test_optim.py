@@ -1,0 +1,371 @@
+"""The optimizers against the NumPy reference, torch.optim and the contract of FORMULAS.md."""
+
+import doctest
+import re
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+import fastgd.optim
+import fastgd.reference
+from fastgd import _config, kernels, optim, reference
+from rule_cases import (INVALID, MOVES_ON_ZERO_GRADIENT, ROSENBROCK, TORCH_EQUIVALENTS, VARIANTS, case_id, cases,
+                        problem, rosenbrock_gradient)
+
+RULES = sorted(optim.OPTIMIZERS)
+DTYPES = [np.float32, np.float64]
+FORMS = ["serial", "parallel"]
+
+
+@pytest.fixture(params=FORMS)
+def form(request, monkeypatch):
+    """Run the test with the serial kernels, then with the prange kernels."""
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 1 if request.param == "parallel" else 1 << 40)
+    return request.param
+
+
+def run(optimizer, gradient, n_steps):
+    for _ in range(n_steps):
+        step = optimizer.state["step"] if isinstance(optimizer, optim.Optimizer) else optimizer.t
+        optimizer.step(gradient(optimizer.params, step))
+
+
+def state_arrays(optimizer):
+    return {key: value for key, value in optimizer.state.items() if isinstance(value, np.ndarray)}
+
+
+def snapshot(optimizer):
+    return optimizer.params.copy(), {key: np.copy(value) for key, value in optimizer.state.items()}
+
+
+def assert_unchanged(optimizer, before):
+    params, state = before
+    np.testing.assert_array_equal(optimizer.params, params)
+    assert optimizer.state.keys() == state.keys()
+    for key, value in state.items():
+        np.testing.assert_array_equal(optimizer.state[key], value)
+
+
+def assert_close(actual, desired, rtol):
+    # atol only absorbs last-bit noise where a state value passes through zero
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * 1e-4 * max(1.0, np.abs(desired).max()))
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+def test_every_rule_has_every_case():
+    tables = dict(VARIANTS=VARIANTS, TORCH_EQUIVALENTS=TORCH_EQUIVALENTS, ROSENBROCK=ROSENBROCK,
+                  MOVES_ON_ZERO_GRADIENT=MOVES_ON_ZERO_GRADIENT, INVALID=INVALID, reference=reference.DEFAULTS)
+    for table_name, table in tables.items():
+        assert set(table) == set(optim.OPTIMIZERS), f"{table_name} does not cover exactly OPTIMIZERS"
+    assert len(optim.OPTIMIZERS) == 12
+    for name, cls in optim.OPTIMIZERS.items():
+        assert cls.name == name
+        assert callable(getattr(kernels, name)) and callable(getattr(kernels, name + "_parallel"))
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_defaults_are_those_of_formulas(name):
+    # two transcriptions of FORMULAS.md's table, written separately
+    assert optim.OPTIMIZERS[name].default_hyperparameters() == reference.DEFAULTS[name]
+
+
+# -- the math ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases(), ids=case_id)
+def test_matches_numpy_reference(case, form):
+    name, hyperparameters = case
+    start, gradient = problem(37, np.float64)
+    compiled = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    oracle = reference.ReferenceOptimizer(name, start.copy(), **hyperparameters)
+    run(compiled, gradient, 200)
+    run(oracle, gradient, 200)
+    assert_close(compiled.params, oracle.params, rtol=1e-10)
+    for key, value in state_arrays(compiled).items():
+        assert_close(value, oracle.state[key], rtol=1e-10)
+    assert compiled.state["step"] == oracle.t == 200
+    if name == "nadam":
+        assert compiled.state["mu_product"] == pytest.approx(oracle.state["mu_product"], rel=1e-12)
+
+
+@pytest.mark.parametrize("case", cases(), ids=case_id)
+def test_serial_and_parallel_forms_agree_bitwise(case, monkeypatch):
+    name, hyperparameters = case
+    start, gradient = problem(1001, np.float32)
+    results = []
+    for threshold in (1 << 40, 1):
+        monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", threshold)
+        optimizer = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+        run(optimizer, gradient, 50)
+        results.append(snapshot(optimizer))
+    (serial_params, serial_state), (parallel_params, parallel_state) = results
+    np.testing.assert_array_equal(parallel_params, serial_params)
+    for key in serial_state:
+        np.testing.assert_array_equal(parallel_state[key], serial_state[key])
+
+
+@pytest.mark.parametrize("case", [c for c in cases() if TORCH_EQUIVALENTS[c[0]]], ids=case_id)
+def test_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    name, hyperparameters = case
+    class_name, extra = TORCH_EQUIVALENTS[name]
+    start, gradient = problem(37, np.float64)
+    compiled = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # torch keeps NAdam's mu_product in the default dtype
+    try:
+        tensor = torch.tensor(start.copy(), requires_grad=True)
+        theirs = getattr(torch.optim, class_name)([tensor], **compiled.hyperparameters, **extra)
+        for step in range(200):
+            compiled.step(gradient(compiled.params, step))
+            tensor.grad = torch.from_numpy(gradient(tensor.detach().numpy().copy(), step))
+            theirs.step()
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    assert_close(compiled.params, tensor.detach().numpy(), rtol=1e-10)
+    torch_state = theirs.state[tensor]
+    for key, value in state_arrays(compiled).items():
+        assert_close(value, torch_state[key].numpy(), rtol=1e-10)
+    if name == "nadam":
+        assert compiled.state["mu_product"] == pytest.approx(float(torch_state["mu_product"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("case", cases(), ids=case_id)
+def test_float32_stays_float32_and_matches_reference(case, form):
+    name, hyperparameters = case
+    start, gradient = problem(37, np.float32)
+    compiled = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    oracle = reference.ReferenceOptimizer(name, start.copy(), **hyperparameters)
+    run(compiled, gradient, 200)
+    run(oracle, gradient, 200)
+    assert compiled.params.dtype == np.float32
+    for value in state_arrays(compiled).values():
+        assert value.dtype == np.float32
+    assert_close(compiled.params, oracle.params, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_float32_kernels_do_no_float64_arithmetic(name):
+    # A float64 literal or scalar in the loop would widen every float32
+    # element (an `fpext` in the IR): slower, and not float32 math any more.
+    start, gradient = problem(8, np.float32)
+    optimizer = optim.OPTIMIZERS[name](start)
+    optimizer.step(gradient(start, 0))
+    # a fresh, uncached compile: Numba keeps no IR of code loaded from its cache
+    options = {k: v for k, v in optimizer._kernel.targetoptions.items() if k != "nopython"}
+    kernel = numba.njit(**dict(options, cache=False))(optimizer._kernel.py_func)
+    optimizer._kernel = kernel
+    optimizer.step(gradient(start, 1))
+    llvm_ir = kernel.inspect_llvm(kernel.signatures[0])
+    assert "fpext" not in llvm_ir
+    assert re.search(r"fsub|fmul", llvm_ir)  # the loop body was inlined into this module
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", RULES)
+def test_reduces_a_quadratic(name, dtype):
+    rng = np.random.default_rng(1)
+    curvature = rng.uniform(0.5, 5.0, 20).astype(dtype)
+    params = rng.uniform(-2, 2, 20).astype(dtype)
+    loss = lambda theta: float(0.5 * np.sum(curvature * theta**2))  # noqa: E731
+    initial = loss(params)
+    optimizer = optim.OPTIMIZERS[name](params)  # default hyperparameters
+    for _ in range(100):
+        optimizer.step(curvature * params)
+    assert loss(params) < initial * 0.999
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", RULES)
+def test_reaches_rosenbrock_minimum(name, dtype):
+    hyperparameters, n_steps, tolerance = ROSENBROCK[name]
+    params = np.array([-1.5, 2.0], dtype=dtype)
+    optimizer = optim.OPTIMIZERS[name](params, **hyperparameters)
+    run(optimizer, rosenbrock_gradient, n_steps)
+    assert params.dtype == dtype
+    np.testing.assert_allclose(params, [1.0, 1.0], atol=tolerance)
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", RULES)
+def test_second_step_does_not_compile_again(name, dtype):
+    start, gradient = problem(16, dtype)
+    optimizer = optim.OPTIMIZERS[name](start)
+    optimizer.step(gradient(start, 0))
+    compiled = len(optimizer._kernel.overloads)
+    optimizer.param_groups[0]["lr"] = 1  # an int: still the float64 signature
+    optimizer.step(gradient(start, 1))
+    optimizer.step(gradient(start, 2)[::-1][::-1])
+    assert len(optimizer._kernel.overloads) == compiled
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_state_dict_round_trips_to_the_same_trajectory(name):
+    start, gradient = problem(37, np.float64)
+    hyperparameters = (VARIANTS[name] or [{}])[-1]
+    original = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    run(original, gradient, 10)
+    saved = original.state_dict()
+    saved_params = original.params.copy()
+    run(original, gradient, 10)
+
+    restored = optim.OPTIMIZERS[name](saved_params)  # other hyperparameters until loaded
+    restored.load_state_dict(saved)
+    assert restored.hyperparameters == original.hyperparameters
+    run(restored, gradient, 10)
+    np.testing.assert_array_equal(restored.params, original.params)
+    for key, value in state_arrays(original).items():
+        np.testing.assert_array_equal(restored.state[key], value)
+    assert restored.state["step"] == 20
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_zero_gradient_without_weight_decay(name):
+    start, gradient = problem(37, np.float64)
+    hyperparameters = dict(weight_decay=0.0)
+    fresh = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    fresh.step(np.zeros_like(start))
+    np.testing.assert_array_equal(fresh.params, start)  # zero state and zero gradient: nothing moves
+
+    optimizer = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    run(optimizer, gradient, 5)
+    before = optimizer.params.copy()
+    optimizer.step(np.zeros_like(start))
+    moved = not np.array_equal(optimizer.params, before)
+    assert moved == MOVES_ON_ZERO_GRADIENT[name]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, hyperparameters, message",
+                         [(n, h, m) for n, entries in INVALID.items() for h, m in entries])
+def test_invalid_hyperparameters_are_refused(name, hyperparameters, message):
+    cls = optim.OPTIMIZERS[name]
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        cls(np.zeros(4), **hyperparameters)
+
+    # the same values set between steps: refused by the next step, nothing changed
+    start, gradient = problem(4, np.float64)
+    optimizer = cls(start)
+    run(optimizer, gradient, 3)
+    before = snapshot(optimizer)
+    optimizer.param_groups[0].update(hyperparameters)
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        optimizer.step(gradient(start, 3))
+    assert_unchanged(optimizer, before)
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ([1.0, 2.0], TypeError, "params must be a NumPy ndarray, got list"),
+    (np.zeros(3, dtype=np.int64), TypeError, "dtype float32 or float64, got int64"),
+    (np.zeros(3, dtype=np.float16), TypeError, "got float16"),
+    (np.zeros((2, 3)), ValueError, "1-D vector, got an array of shape (2, 3)"),
+    (np.zeros(6)[::2], ValueError, "must be contiguous"),
+])
+def test_bad_params_are_refused(params, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        optim.Adam(params)
+
+
+def test_read_only_params_are_refused():
+    params = np.zeros(3)
+    params.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        optim.SGD(params)
+
+
+@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("grad, error, message", [
+    (np.zeros(5), ValueError, "grad has shape (5,), params (4,)"),
+    (np.zeros(4, dtype=np.float32), TypeError, "grad has dtype float32, params float64"),
+    ([0.0, 0.0, 0.0, 0.0], TypeError, "grad must be a NumPy ndarray, got list"),
+    (np.zeros((4, 1)), ValueError, "grad has shape (4, 1)"),
+])
+def test_bad_gradient_changes_nothing(name, grad, error, message):
+    start, gradient = problem(4, np.float64)
+    optimizer = optim.OPTIMIZERS[name](start)
+    run(optimizer, gradient, 3)
+    before = snapshot(optimizer)
+    with pytest.raises(error, match=re.escape(message)):
+        optimizer.step(grad)
+    assert_unchanged(optimizer, before)
+
+
+@pytest.mark.parametrize("name, key, value", [
+    ("sgd", "momentum", 0.9), ("momentum", "momentum", 0.0), ("rmsprop", "centered", True),
+    ("adam", "amsgrad", True), ("adamw", "amsgrad", True), ("nesterov", "nesterov", False),
+])
+def test_hyperparameters_that_decide_the_state_cannot_change(name, key, value):
+    optimizer = optim.OPTIMIZERS[name](np.ones(4))
+    optimizer.param_groups[0][key] = value
+    with pytest.raises(ValueError, match=f"{key} cannot change"):
+        optimizer.step(np.ones(4))
+
+
+def test_unknown_hyperparameter_added_later_is_refused():
+    optimizer = optim.Adam(np.ones(4))
+    optimizer.hyperparameters["momentum"] = 0.9
+    with pytest.raises(ValueError, match="Adam takes the hyperparameters"):
+        optimizer.step(np.ones(4))
+
+
+def test_changed_learning_rate_is_used():
+    params = np.ones(3)
+    optimizer = optim.SGD(params, lr=0.1)
+    optimizer.step(np.ones(3))
+    optimizer.param_groups[0]["lr"] = 0.5
+    optimizer.step(np.ones(3))
+    np.testing.assert_allclose(params, 1 - 0.1 - 0.5)
+
+
+@pytest.mark.parametrize("mutate, error, message", [
+    (lambda d: d.update(rule="sgd"), ValueError, "is for rule 'sgd'"),
+    (lambda d: d["state"].update(exp_avg=np.zeros(5)), ValueError, "'exp_avg' must be an array of shape (4,)"),
+    (lambda d: d["state"].update(exp_avg=np.zeros(4, np.float32)), TypeError, "'exp_avg' has dtype float32"),
+    (lambda d: d["state"].pop("exp_avg_sq"), ValueError, "state_dict state has keys"),
+    (lambda d: d["state"].update(step=-1), ValueError, "Invalid step"),
+    (lambda d: d["param_groups"][0].update(lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
+    (lambda d: d["param_groups"][0].update(amsgrad=True), ValueError, "expected ['exp_avg', 'exp_avg_sq', 'max_"),
+    (lambda d: d["param_groups"][0].update(momentum=0.9), ValueError, "Adam takes the hyperparameters"),
+])
+def test_load_state_dict_refuses_what_does_not_fit(mutate, error, message):
+    start, gradient = problem(4, np.float64)
+    optimizer = optim.Adam(start)
+    run(optimizer, gradient, 3)
+    saved = optimizer.state_dict()
+    run(optimizer, gradient, 2)
+    before = snapshot(optimizer)
+    mutate(saved)
+    with pytest.raises(error, match=re.escape(message)):
+        optimizer.load_state_dict(saved)
+    assert_unchanged(optimizer, before)
+
+
+# -- the kernels from user code ----------------------------------------------------------------
+
+def test_kernels_are_callable_from_user_njit_code():
+    @njit
+    def fit_quadratic(params, n_steps):
+        exp_avg = np.zeros_like(params)
+        exp_avg_sq = np.zeros_like(params)
+        for t in range(1, n_steps + 1):
+            grad = 2.0 * params
+            kernels.adam(params, grad, exp_avg, exp_avg_sq, t, 0.1, 0.9, 0.999, 1e-8, 0.0)
+        return params
+
+    params = fit_quadratic(np.array([1.0, -2.0, 3.0]), 300)
+    oracle = reference.ReferenceOptimizer("adam", np.array([1.0, -2.0, 3.0]), lr=0.1)
+    for _ in range(300):
+        oracle.step(2.0 * oracle.params)
+    np.testing.assert_allclose(params, oracle.params, rtol=1e-12, atol=1e-15)
+    assert np.all(np.abs(params) < 0.05)
+
+
+@pytest.mark.parametrize("module", [fastgd.optim, fastgd.reference, fastgd.kernels.updates])
+def test_docstring_examples_run(module):
+    failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
