@@ -1,3 +1,41 @@
-"""fastgd: gradient-descent optimizers compiled with Numba."""
+"""fastgd: gradient-descent optimizers, models and training loops compiled with Numba.
+
+Three ways in:
+
+* scikit-learn estimators: :class:`fastgd.MLPClassifier`, :class:`fastgd.MLPRegressor`;
+* torch-style optimizers over NumPy arrays: :mod:`fastgd.optim`;
+* the compiled kernels, callable from your own ``@njit`` code: :mod:`fastgd.kernels`.
+
+Submodules load on first use, so ``import fastgd`` stays cheap.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "MLP": "fastgd.models",
+    "MLPClassifier": "fastgd.estimators",
+    "MLPRegressor": "fastgd.estimators",
+    "Training": "fastgd.training",
+    "gradcheck": "fastgd.gradcheck",
+}
+_SUBMODULES = {"optim", "kernels", "reference", "models", "training", "estimators", "gradcheck", "landscape",
+               "functions", "datasets", "cuda"}
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fastgd.{name}")
+    raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

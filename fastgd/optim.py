@@ -135,6 +135,8 @@ class Optimizer:
     name = None
     kernels = None
     structural = ()
+    code = None  # the rule's code for fastgd.kernels.apply_rule
+    slots = ()  # state names in the order apply_rule takes them
 
     def __init__(self, params, hyperparameters):
         self.params = _check_params(params)
@@ -202,6 +204,28 @@ class Optimizer:
             key, 0))(value) for key, value in saved.items()}
         self.hyperparameters.checked(hyperparameters)
         self._set_structure(hyperparameters)
+
+    def packed(self):
+        """This optimizer as compiled training loops take it: ``(code, hyper, state0, state1, state2, counters)``.
+
+        See :func:`fastgd.kernels.apply_rule`. The state arrays are this
+        optimizer's own, updated in place; the float64 ``counters`` ([step,
+        mu_product]) are a copy: hand them back with :meth:`absorb_counters`.
+        """
+        if self.hyperparameters.changed:
+            self.hyperparameters.checked(self._recheck(self.hyperparameters))
+        hp = self.hyperparameters
+        states = [self.state.get(name, self._unused) for name in self.slots]
+        states += [self._unused] * (3 - len(states))
+        counters = np.array([self.state["step"], self.state.get("mu_product", 1.0)], dtype=np.float64)
+        hyper = np.array(self._hyper_vector(hp), dtype=np.float64)
+        return (self._code(hp), hyper, *states, counters)
+
+    def absorb_counters(self, counters):
+        """Take back the counters a compiled loop advanced (see :meth:`packed`)."""
+        self.state["step"] = int(counters[0])
+        if "mu_product" in self.state:
+            self.state["mu_product"] = float(counters[1])
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self.hyperparameters.items())
@@ -271,6 +295,13 @@ class Optimizer:
     def _update(self, grad, step, hyperparameters):
         raise NotImplementedError
 
+    def _code(self, hyperparameters):
+        return self.code
+
+    def _hyper_vector(self, hyperparameters):
+        """The float64 hyperparameter layout of :func:`fastgd.kernels.apply_rule` for this rule."""
+        raise NotImplementedError
+
 
 def _lr_and_weight_decay(hp):
     return dict(lr=_real("learning rate", hp["lr"], 0.0),
@@ -299,6 +330,7 @@ class SGD(Optimizer):
     name = "sgd"
     kernels = (updates.sgd, updates.sgd_parallel)
     structural = ("momentum", "nesterov")
+    slots = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
@@ -306,6 +338,14 @@ class SGD(Optimizer):
 
     def _kernel_pair(self, hp):
         return (updates.sgd_momentum, updates.sgd_momentum_parallel) if hp["momentum"] != 0 else self.kernels
+
+    def _code(self, hp):
+        return updates.SGD_MOMENTUM if hp["momentum"] != 0 else updates.SGD
+
+    def _hyper_vector(self, hp):
+        if hp["momentum"] == 0:
+            return [hp["lr"], hp["weight_decay"]]
+        return [hp["lr"], hp["momentum"], hp["dampening"], hp["weight_decay"], hp["nesterov"]]
 
     def _check(self, hp):
         checked = dict(_lr_and_weight_decay(hp), momentum=_real("momentum value", hp["momentum"], 0.0),
@@ -374,6 +414,8 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     kernels = (updates.adagrad, updates.adagrad_parallel)
+    code = updates.ADAGRAD
+    slots = ("sum",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
@@ -397,6 +439,9 @@ class Adagrad(Optimizer):
         self._kernel(self.params, grad, self.state["sum"], step, hp["lr"], hp["lr_decay"], hp["eps"],
                      hp["weight_decay"])
 
+    def _hyper_vector(self, hp):
+        return [hp["lr"], hp["lr_decay"], hp["eps"], hp["weight_decay"]]
+
 
 class RMSprop(Optimizer):
     r"""RMSprop (torch.optim.RMSprop), with its ``momentum`` and ``centered`` options.
@@ -414,6 +459,8 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     kernels = (updates.rmsprop, updates.rmsprop_parallel)
     structural = ("momentum", "centered")
+    code = updates.RMSPROP
+    slots = ("square_avg", "momentum_buffer", "grad_avg")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
@@ -434,6 +481,9 @@ class RMSprop(Optimizer):
                      state.get("grad_avg", self._unused), hp["lr"], hp["alpha"], hp["eps"], hp["weight_decay"],
                      hp["momentum"], hp["centered"])
 
+    def _hyper_vector(self, hp):
+        return [hp["lr"], hp["alpha"], hp["eps"], hp["weight_decay"], hp["momentum"], hp["centered"]]
+
 
 class Adadelta(Optimizer):
     r"""Adadelta (torch.optim.Adadelta).
@@ -448,6 +498,8 @@ class Adadelta(Optimizer):
 
     name = "adadelta"
     kernels = (updates.adadelta, updates.adadelta_parallel)
+    code = updates.ADADELTA
+    slots = ("square_avg", "acc_delta")
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
@@ -462,6 +514,9 @@ class Adadelta(Optimizer):
     def _update(self, grad, step, hp):
         self._kernel(self.params, grad, self.state["square_avg"], self.state["acc_delta"], hp["lr"], hp["rho"],
                      hp["eps"], hp["weight_decay"])
+
+    def _hyper_vector(self, hp):
+        return [hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"]]
 
 
 class Adam(Optimizer):
@@ -479,6 +534,8 @@ class Adam(Optimizer):
     name = "adam"
     kernels = (updates.adam_family, updates.adam_family_parallel)
     structural = ("amsgrad",)
+    code = updates.ADAM_FAMILY
+    slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
@@ -497,6 +554,9 @@ class Adam(Optimizer):
         self._kernel(self.params, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq",
                      self._unused), step, hp["lr"], beta1, beta2, hp["eps"], hp["weight_decay"], hp["amsgrad"],
                      self.decoupled_weight_decay)
+
+    def _hyper_vector(self, hp):
+        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"], hp["amsgrad"], self.decoupled_weight_decay]
 
 
 class AMSGrad(Adam):
@@ -539,6 +599,8 @@ class Adamax(Optimizer):
 
     name = "adamax"
     kernels = (updates.adamax, updates.adamax_parallel)
+    code = updates.ADAMAX
+    slots = ("exp_avg", "exp_inf")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
@@ -553,6 +615,9 @@ class Adamax(Optimizer):
         beta1, beta2 = hp["betas"]
         self._kernel(self.params, grad, self.state["exp_avg"], self.state["exp_inf"], step, hp["lr"], beta1, beta2,
                      hp["eps"], hp["weight_decay"])
+
+    def _hyper_vector(self, hp):
+        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"]]
 
 
 class NAdam(Optimizer):
@@ -570,6 +635,8 @@ class NAdam(Optimizer):
 
     name = "nadam"
     kernels = (updates.nadam, updates.nadam_parallel)
+    code = updates.NADAM
+    slots = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
@@ -592,6 +659,9 @@ class NAdam(Optimizer):
                                            state["mu_product"], hp["lr"], beta1, beta2, hp["eps"],
                                            hp["weight_decay"], hp["momentum_decay"])
 
+    def _hyper_vector(self, hp):
+        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"], hp["momentum_decay"]]
+
 
 class Lion(Optimizer):
     r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
@@ -607,6 +677,8 @@ class Lion(Optimizer):
 
     name = "lion"
     kernels = (updates.lion, updates.lion_parallel)
+    code = updates.LION
+    slots = ("exp_avg",)
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
@@ -620,6 +692,9 @@ class Lion(Optimizer):
     def _update(self, grad, step, hp):
         beta1, beta2 = hp["betas"]
         self._kernel(self.params, grad, self.state["exp_avg"], hp["lr"], beta1, beta2, hp["weight_decay"])
+
+    def _hyper_vector(self, hp):
+        return [hp["lr"], *hp["betas"], hp["weight_decay"]]
 
 
 OPTIMIZERS = {

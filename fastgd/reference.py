@@ -186,3 +186,130 @@ class ReferenceOptimizer:
     def step(self, grad):
         self.t += 1
         RULES[self.name](self.params, grad, self.state, self.t, **self.hyperparameters)
+
+
+# --- multi-layer perceptrons ------------------------------------------------------------------
+#
+# The lecture's backpropagation, layer by layer over lists of W and b, with
+# scikit-learn's losses. Only the layout of θ (all weights, then all biases)
+# is shared with fastgd.kernels.mlp, so that results can be compared.
+
+HIDDEN = {
+    "identity": (lambda z: z, lambda a: np.ones_like(a)),
+    "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(a.dtype)),
+    "logistic": (lambda z: 1 / (1 + np.exp(-z)), lambda a: a * (1 - a)),
+    "tanh": (np.tanh, lambda a: 1 - a**2),
+}
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+OUTPUT = {"identity": HIDDEN["identity"][0], "logistic": HIDDEN["logistic"][0], "softmax": _softmax}
+
+
+def mlp_unpack(theta, layer_sizes):
+    """Lists of W (n_in × n_out) and b views into θ (weights first, then biases)."""
+    weights, biases, offset = [], [], 0
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        weights.append(theta[offset:offset + n_in * n_out].reshape(n_in, n_out))
+        offset += n_in * n_out
+    for n_out in layer_sizes[1:]:
+        biases.append(theta[offset:offset + n_out])
+        offset += n_out
+    return weights, biases
+
+
+def mlp_forward(theta, X, layer_sizes, activation, output):
+    """Activations of every layer, input first."""
+    weights, biases = mlp_unpack(theta, layer_sizes)
+    activations = [X]
+    for layer, (W, b) in enumerate(zip(weights, biases)):
+        z = activations[-1] @ W + b
+        last = layer == len(weights) - 1
+        activations.append(OUTPUT[output](z) if last else HIDDEN[activation][0](z))
+    return activations
+
+
+def mlp_loss(P, Y, output, theta, layer_sizes, alpha):
+    """scikit-learn's MLP loss of outputs P against Y, plus α/(2m)·ΣW²."""
+    m = P.shape[0]
+    if output == "identity":
+        data = ((P - Y) ** 2).mean() / 2
+    else:
+        eps = np.finfo(P.dtype).eps
+        P = np.clip(P, eps, 1 - eps)
+        data = -np.sum(Y * np.log(P)) / m
+        if output == "logistic":
+            data -= np.sum((1 - Y) * np.log(1 - P)) / m
+    weights, _ = mlp_unpack(theta, layer_sizes)
+    return data + alpha / (2 * m) * sum(np.sum(W**2) for W in weights)
+
+
+def mlp_loss_grad(theta, X, Y, layer_sizes, activation, output, alpha):
+    """(loss, gradient in θ's layout) by backpropagation."""
+    activations = mlp_forward(theta, X, layer_sizes, activation, output)
+    P, m = activations[-1], X.shape[0]
+    loss = mlp_loss(P, Y, output, theta, layer_sizes, alpha)
+    weights, _ = mlp_unpack(theta, layer_sizes)
+    grad = np.zeros_like(theta)
+    grad_weights, grad_biases = mlp_unpack(grad, layer_sizes)
+    delta = (P - Y) / m if output != "identity" else (P - Y) / (m * Y.shape[1])
+    for layer in range(len(weights) - 1, -1, -1):
+        grad_weights[layer][...] = activations[layer].T @ delta + alpha / m * weights[layer]
+        grad_biases[layer][...] = delta.sum(axis=0)
+        if layer > 0:
+            delta = (delta @ weights[layer].T) * HIDDEN[activation][1](activations[layer])
+    return loss, grad
+
+
+def splitmix64_permutation(n, seed, epoch):
+    """The order fastgd's compiled loop visits n samples in, at (seed, epoch): SplitMix64 + Fisher-Yates."""
+    mask = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
+
+    def next_bits(state):
+        state = (state + golden) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return state, z ^ (z >> 31)
+
+    order = list(range(n))
+    state, _ = next_bits(((seed * golden) & mask) ^ epoch)
+    for i in range(n - 1, 0, -1):
+        state, bits = next_bits(state)
+        j = bits % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return np.array(order)
+
+
+def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperparameters, batch_size,
+              n_epochs, seed, shuffle=True, schedule=None, clip_norm=None):
+    """Plain mini-batch training; returns the mean batch loss of every epoch.
+
+    ``schedule(epoch, step)`` gives the learning rate of an update step
+    (1-based); constant by default. θ is updated in place.
+    """
+    optimizer = ReferenceOptimizer(rule, theta, **hyperparameters)
+    base_lr = optimizer.hyperparameters["lr"]
+    n = X.shape[0]
+    losses = []
+    for epoch in range(n_epochs):
+        order = splitmix64_permutation(n, seed, epoch) if shuffle else np.arange(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size] if batch_size < n else np.arange(n)
+            loss, grad = mlp_loss_grad(theta, X[rows], Y[rows], layer_sizes, activation, output, alpha)
+            total += loss * len(rows)
+            if clip_norm is not None:
+                norm = np.sqrt(np.sum(grad.astype(np.float64) ** 2))
+                if norm > clip_norm:
+                    grad = grad * grad.dtype.type(clip_norm / norm)
+            if schedule is not None:
+                optimizer.hyperparameters["lr"] = schedule(epoch, optimizer.t + 1, base_lr)
+            optimizer.step(grad)
+        losses.append(total / n)
+    return losses

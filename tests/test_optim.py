@@ -1,6 +1,5 @@
 """The optimizers against the NumPy reference, torch.optim and the contract of FORMULAS.md."""
 
-import doctest
 import re
 
 import numba
@@ -8,8 +7,6 @@ import numpy as np
 import pytest
 from numba import njit
 
-import fastgd.optim
-import fastgd.reference
 from fastgd import _config, kernels, optim, reference
 from rule_cases import (INVALID, MOVES_ON_ZERO_GRADIENT, ROSENBROCK, TORCH_EQUIVALENTS, VARIANTS, case_id, cases,
                         problem, rosenbrock_gradient)
@@ -363,9 +360,3 @@ def test_kernels_are_callable_from_user_njit_code():
         oracle.step(2.0 * oracle.params)
     np.testing.assert_allclose(params, oracle.params, rtol=1e-12, atol=1e-15)
     assert np.all(np.abs(params) < 0.05)
-
-
-@pytest.mark.parametrize("module", [fastgd.optim, fastgd.reference, fastgd.kernels.updates])
-def test_docstring_examples_run(module):
-    failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert failures == 0

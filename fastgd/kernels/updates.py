@@ -39,6 +39,7 @@ True
 
 import math
 
+import numpy as np
 from numba import prange
 
 from fastgd._config import jit, jit_serial_and_parallel
@@ -46,7 +47,7 @@ from fastgd._config import jit, jit_serial_and_parallel
 RULES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "amsgrad", "adamax", "nadam",
          "adamw", "lion")
 FAMILIES = ("sgd_momentum", "adam_family")
-__all__ = [*RULES, *FAMILIES, *(name + "_parallel" for name in RULES + FAMILIES)]
+__all__ = [*RULES, *FAMILIES, *(name + "_parallel" for name in RULES + FAMILIES), "apply_rule"]
 
 
 # --- one parameter: the math of every rule --------------------------------------------------
@@ -431,3 +432,49 @@ nesterov, nesterov_parallel = jit_serial_and_parallel(nesterov, _PARALLEL_FAMILI
 adam, adam_parallel = jit_serial_and_parallel(adam, _PARALLEL_FAMILIES)
 amsgrad, amsgrad_parallel = jit_serial_and_parallel(amsgrad, _PARALLEL_FAMILIES)
 adamw, adamw_parallel = jit_serial_and_parallel(adamw, _PARALLEL_FAMILIES)
+
+
+# --- one entry point for compiled training loops --------------------------------------------
+#
+# The training loop receives its rule as an integer code, a float64 vector of
+# hyperparameters (lr first, so a schedule can overwrite it), three state
+# arrays (zero-length where unused) and float64 counters [step, mu_product]:
+# one compiled loop per dtype serves every rule. Layouts of ``hyper``:
+#   SGD           lr, weight_decay
+#   SGD_MOMENTUM  lr, momentum, dampening, weight_decay, nesterov
+#   ADAGRAD       lr, lr_decay, eps, weight_decay
+#   RMSPROP       lr, alpha, eps, weight_decay, momentum, centered
+#   ADADELTA      lr, rho, eps, weight_decay
+#   ADAM_FAMILY   lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay
+#   ADAMAX        lr, beta1, beta2, eps, weight_decay
+#   NADAM         lr, beta1, beta2, eps, weight_decay, momentum_decay
+#   LION          lr, beta1, beta2, weight_decay
+SGD, SGD_MOMENTUM, ADAGRAD, RMSPROP, ADADELTA, ADAM_FAMILY, ADAMAX, NADAM, LION = range(9)
+
+
+@jit
+def apply_rule(code, params, grad, state0, state1, state2, hyper, counters):
+    """One step of the rule ``code`` (serial kernels); advances ``counters``."""
+    counters[0] += 1.0
+    step = np.int64(counters[0])
+    lr = hyper[0]
+    if code == SGD:
+        sgd(params, grad, lr, hyper[1])
+    elif code == SGD_MOMENTUM:
+        sgd_momentum(params, grad, state0, step, lr, hyper[1], hyper[2], hyper[3], hyper[4] != 0.0)
+    elif code == ADAGRAD:
+        adagrad(params, grad, state0, step, lr, hyper[1], hyper[2], hyper[3])
+    elif code == RMSPROP:
+        rmsprop(params, grad, state0, state1, state2, lr, hyper[1], hyper[2], hyper[3], hyper[4], hyper[5] != 0.0)
+    elif code == ADADELTA:
+        adadelta(params, grad, state0, state1, lr, hyper[1], hyper[2], hyper[3])
+    elif code == ADAM_FAMILY:
+        adam_family(params, grad, state0, state1, state2, step, lr, hyper[1], hyper[2], hyper[3], hyper[4],
+                    hyper[5] != 0.0, hyper[6] != 0.0)
+    elif code == ADAMAX:
+        adamax(params, grad, state0, state1, step, lr, hyper[1], hyper[2], hyper[3], hyper[4])
+    elif code == NADAM:
+        counters[1] = nadam(params, grad, state0, state1, step, counters[1], lr, hyper[1], hyper[2], hyper[3],
+                            hyper[4], hyper[5])
+    else:
+        lion(params, grad, state0, lr, hyper[1], hyper[2], hyper[3])

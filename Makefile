@@ -1,0 +1,40 @@
+# The two commands of the README's quick start, and what they need.
+#   make demo   set up .venv and run the main job on the bundled data
+#   make test   set up .venv and run the whole test suite (what CI runs)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# pinned: on this project's machines this is a local CPU build; an unpinned
+# torch pulls a multi-GB CUDA build
+TORCH := torch==2.13.0
+PYTEST := $(BIN)/python -m pytest
+# Numba's cache does not key on NUMBA_BOUNDSCHECK or the CUDA simulator: each
+# kind of run keeps its own cache directory.
+CACHE := $(CURDIR)/.numba_cache
+
+.PHONY: demo test test-fast clean-cache
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test,compare]"
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/python -m fastgd.demo
+
+test: $(VENV)/.installed-test
+	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q
+	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider tests/test_optim.py
+
+clean-cache:
+	rm -rf $(CACHE)
+	find fastgd -name '*.nbi' -delete -o -name '*.nbc' -delete

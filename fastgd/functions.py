@@ -1,0 +1,105 @@
+"""Classic 2-D test functions with their gradients, and compiled optimizer trajectories over them.
+
+    >>> from fastgd import functions
+    >>> path = functions.trajectory("rosenbrock", "adam", n_steps=3000, lr=0.01)
+    >>> path.shape, functions.FUNCTIONS["rosenbrock"].minimum
+    ((3001, 2), (1.0, 1.0))
+
+Every function has a start point from which the lecture-style pictures are
+drawn and a box to draw them in. ``trajectory`` runs any rule of
+:data:`fastgd.optim.OPTIMIZERS` in one compiled call and records every point.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgd import optim
+from fastgd._config import jit
+from fastgd.kernels.updates import apply_rule
+
+__all__ = ["TestFunction", "FUNCTIONS", "value_and_gradient", "trajectory"]
+
+ROSENBROCK, BEALE, HIMMELBLAU, SADDLE, QUADRATIC = range(5)
+QUADRATIC_CONDITION = 50.0
+
+
+@dataclass(frozen=True)
+class TestFunction:
+    name: str
+    code: int
+    formula: str
+    start: tuple
+    minimum: tuple  # one global minimiser (Himmelblau has four, the saddle two)
+    bounds: tuple  # (x_min, x_max, y_min, y_max) for plots
+
+
+FUNCTIONS = {
+    f.name: f for f in (
+        TestFunction("rosenbrock", ROSENBROCK, "(1 - x)² + 100 (y - x²)²", (-1.5, 2.0), (1.0, 1.0),
+                     (-2.0, 2.0, -1.0, 3.0)),
+        TestFunction("beale", BEALE, "(1.5 - x + xy)² + (2.25 - x + xy²)² + (2.625 - x + xy³)²", (1.0, 1.4),
+                     (3.0, 0.5), (-4.5, 4.5, -4.5, 4.5)),
+        TestFunction("himmelblau", HIMMELBLAU, "(x² + y - 11)² + (x + y² - 7)²", (-0.5, -0.5), (3.0, 2.0),
+                     (-5.0, 5.0, -5.0, 5.0)),
+        TestFunction("saddle", SADDLE, "x² + y⁴/4 - y²/2 (saddle at the origin)", (1.5, 1e-3), (0.0, 1.0),
+                     (-2.0, 2.0, -2.0, 2.0)),
+        TestFunction("quadratic", QUADRATIC, f"(x² + {QUADRATIC_CONDITION:g} y²) / 2 (condition number "
+                     f"{QUADRATIC_CONDITION:g})", (-2.0, 0.5), (0.0, 0.0), (-2.5, 2.5, -1.0, 1.0)),
+    )
+}
+
+
+@jit
+def value_and_gradient(code, x, y):
+    """(f, ∂f/∂x, ∂f/∂y) of test function ``code`` at (x, y)."""
+    if code == ROSENBROCK:
+        return ((1 - x) ** 2 + 100 * (y - x * x) ** 2,
+                -2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x))
+    if code == BEALE:
+        a, b, c = 1.5 - x + x * y, 2.25 - x + x * y * y, 2.625 - x + x * y ** 3
+        return (a * a + b * b + c * c,
+                2 * a * (y - 1) + 2 * b * (y * y - 1) + 2 * c * (y ** 3 - 1),
+                2 * a * x + 2 * b * 2 * x * y + 2 * c * 3 * x * y * y)
+    if code == HIMMELBLAU:
+        a, b = x * x + y - 11, x + y * y - 7
+        return a * a + b * b, 4 * x * a + 2 * b, 2 * a + 4 * y * b
+    if code == SADDLE:
+        return x * x + y ** 4 / 4 - y * y / 2, 2 * x, y ** 3 - y
+    return (x * x + QUADRATIC_CONDITION * y * y) / 2, x, QUADRATIC_CONDITION * y
+
+
+@jit(exact=True)
+def _run(function_code, params, code, hyper, state0, state1, state2, counters, path):
+    grad = np.empty(2)
+    path[0] = params
+    for step in range(1, path.shape[0]):
+        _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
+        apply_rule(code, params, grad, state0, state1, state2, hyper, counters)
+        path[step] = params
+        if not (np.isfinite(params[0]) and np.isfinite(params[1])):
+            path[step + 1:] = np.nan
+            return step
+    return path.shape[0] - 1
+
+
+def trajectory(function, optimizer="adam", n_steps=500, start=None, **hyperparameters):
+    """Points visited by ``optimizer`` on ``function`` from ``start``: shape (n_steps + 1, 2), float64.
+
+    Hyperparameters go to the optimizer class. A run that leaves the floats
+    (divergence) ends in rows of NaN from the first non-finite point.
+    """
+    if function not in FUNCTIONS:
+        raise ValueError(f"unknown function {function!r}; one of {sorted(FUNCTIONS)}")
+    if optimizer not in optim.OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; one of {sorted(optim.OPTIMIZERS)}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+    spec = FUNCTIONS[function]
+    params = np.array(spec.start if start is None else start, dtype=np.float64)
+    if params.shape != (2,) or not np.isfinite(params).all():
+        raise ValueError(f"start must be two finite numbers, got {start!r}")
+    rule = optim.OPTIMIZERS[optimizer](params, **hyperparameters)
+    path = np.empty((n_steps + 1, 2))
+    _run(spec.code, params, *rule.packed(), path)
+    return path

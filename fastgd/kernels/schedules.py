@@ -1,0 +1,45 @@
+r"""Learning-rate schedules, evaluated inside the compiled training loop.
+
+A schedule is a float64 vector ``[kind, gamma, step_size, power_t, eta_min,
+t_max, warmup_steps]`` (see :func:`fastgd.training.make_schedule`); the rate at
+update step t (1, 2, ...) during epoch e (0, 1, ...) is
+
+=============  =====================================================
+constant       γ₀
+step           γ₀ · gamma^⌊e / step_size⌋
+exponential    γ₀ · gamma^e
+invscaling     γ₀ / t^power_t                      (scikit-learn's)
+cosine         η_min + (γ₀ − η_min)(1 + cos(π e / t_max)) / 2
+=============  =====================================================
+
+times min(1, t / warmup_steps) when ``warmup_steps`` > 0 (linear warm-up).
+"""
+
+import math
+
+from fastgd._config import jit
+
+CONSTANT, STEP, EXPONENTIAL, INVSCALING, COSINE = 0, 1, 2, 3, 4
+SCHEDULES = {"constant": CONSTANT, "step": STEP, "exponential": EXPONENTIAL, "invscaling": INVSCALING,
+             "cosine": COSINE}
+KIND, GAMMA, STEP_SIZE, POWER_T, ETA_MIN, T_MAX, WARMUP_STEPS = range(7)
+
+
+@jit(inline=True)
+def scheduled_lr(base_lr, schedule, epoch, step):
+    kind = int(schedule[KIND])
+    if kind == STEP:
+        lr = base_lr * schedule[GAMMA] ** (epoch // int(schedule[STEP_SIZE]))
+    elif kind == EXPONENTIAL:
+        lr = base_lr * schedule[GAMMA] ** epoch
+    elif kind == INVSCALING:
+        lr = base_lr / float(step) ** schedule[POWER_T]
+    elif kind == COSINE:
+        eta_min = schedule[ETA_MIN]
+        lr = eta_min + (base_lr - eta_min) * (1.0 + math.cos(math.pi * min(epoch, schedule[T_MAX]) / schedule[T_MAX])) / 2.0
+    else:
+        lr = base_lr
+    warmup_steps = schedule[WARMUP_STEPS]
+    if warmup_steps > 0 and step < warmup_steps:
+        lr *= step / warmup_steps
+    return lr

@@ -1,0 +1,112 @@
+"""Whole epochs of MLP training in one compiled call: shuffle, batch, forward, loss, backward, update.
+
+The rule enters as :func:`fastgd.kernels.updates.apply_rule` takes it (an
+integer code, a float64 hyperparameter vector, three state arrays, float64
+counters), the schedule as a float64 vector (:mod:`.schedules`): one
+specialisation per dtype covers every rule, schedule and network shape.
+Every buffer comes from the caller; an epoch allocates nothing.
+"""
+
+import math
+
+import numpy as np
+
+from fastgd._config import jit
+from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
+from fastgd.kernels.schedules import scheduled_lr
+from fastgd.kernels.shuffle import shuffle_for_epoch
+from fastgd.kernels.updates import apply_rule
+
+__all__ = ["train_epoch", "dataset_loss", "predict_in_chunks", "clip_by_global_norm"]
+
+
+@jit
+def clip_by_global_norm(grad, max_norm):
+    """Scale ``grad`` so that its L2 norm is at most ``max_norm``; return the norm before."""
+    squares = 0.0
+    for k in range(grad.size):
+        squares += float(grad[k]) * float(grad[k])
+    norm = math.sqrt(squares)
+    if norm > max_norm:
+        factor = grad.dtype.type(max_norm / norm)
+        for k in range(grad.size):
+            grad[k] *= factor
+    return norm
+
+
+@jit
+def _gather_rows(source, order, start, stop, buffer):
+    """Rows order[start:stop] of ``source`` as a C-ordered block of ``buffer``."""
+    n_columns = source.shape[1]
+    block = buffer[:(stop - start) * n_columns].reshape((stop - start, n_columns))
+    for row in range(stop - start):
+        block[row, :] = source[order[start + row], :]
+    return block
+
+
+@jit(exact=True)
+def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
+                code, hyper, base_lr, state0, state1, state2, counters,
+                schedule, clip_norm, batch_size, shuffle, seed, epoch,
+                order, grad, activations, deltas, batch_X, batch_Y):
+    """One epoch over (X, Y); returns the mean loss of its batches, weighted by batch size.
+
+    Each batch's loss is taken before its update, as scikit-learn's
+    ``loss_curve_`` does. Stops at the first batch whose loss is not finite
+    and returns that loss: the caller reports divergence. ``clip_norm`` ≤ 0
+    means no clipping. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
+    ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
+    batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns).
+    """
+    n_samples = X.shape[0]
+    if shuffle:
+        shuffle_for_epoch(order, seed, epoch)
+    else:
+        for i in range(n_samples):
+            order[i] = i
+    total = 0.0
+    for start in range(0, n_samples, batch_size):
+        stop = min(start + batch_size, n_samples)
+        if stop - start == n_samples:
+            inputs, targets = X, Y  # full batch: the order of the rows does not matter
+        else:
+            inputs = _gather_rows(X, order, start, stop, batch_X)
+            targets = _gather_rows(Y, order, start, stop, batch_Y)
+        loss = loss_and_gradient(theta, inputs, targets, layer_sizes, activation, output, alpha, grad,
+                                 activations, deltas)
+        if not math.isfinite(loss):
+            return loss
+        total += loss * (stop - start)
+        if clip_norm > 0.0:
+            clip_by_global_norm(grad, clip_norm)
+        hyper[0] = scheduled_lr(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
+        apply_rule(code, theta, grad, state0, state1, state2, hyper, counters)
+    return total / n_samples
+
+
+@jit(exact=True)
+def dataset_loss(theta, X, Y, layer_sizes, activation, output, alpha, activations, chunk_size):
+    """The loss over all of (X, Y), evaluated ``chunk_size`` rows at a time (float64)."""
+    n_samples = X.shape[0]
+    total = 0.0
+    for start in range(0, n_samples, chunk_size):
+        stop = min(start + chunk_size, n_samples)
+        # alpha = 0 per chunk: the penalty is added once, for all n samples
+        total += loss_only(theta, X[start:stop], Y[start:stop], layer_sizes, activation, output, 0.0,
+                           activations) * (stop - start)
+    return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
+
+
+@jit
+def predict_in_chunks(theta, X, layer_sizes, activation, output, activations, chunk_size, out):
+    """Output activations for every row of X into ``out`` (n × n_outputs), chunk by chunk."""
+    n_samples = X.shape[0]
+    for start in range(0, n_samples, chunk_size):
+        stop = min(start + chunk_size, n_samples)
+        out[start:stop] = forward(theta, X[start:stop], layer_sizes, activation, output, activations)
+    return out
+
+
+def workspace_elements(layer_sizes, n_rows):
+    """Python-side size of the ``activations``/``deltas`` buffers for ``n_rows`` rows."""
+    return int(workspace_size(np.asarray(layer_sizes, dtype=np.int64), n_rows))

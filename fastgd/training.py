@@ -1,0 +1,157 @@
+"""Compiled training of an MLP: one compiled call per epoch, Python only between epochs.
+
+    >>> import numpy as np
+    >>> from fastgd import MLP, optim
+    >>> from fastgd.training import Training
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3)); Y = X @ np.array([[1.0], [-2.0], [0.5]])
+    >>> net = MLP([3, 1], output="identity", alpha=0.0)             # linear regression
+    >>> theta = net.init(random_state=0)
+    >>> training = Training(net, optim.Adam(theta, lr=0.05), X, Y, batch_size=32, seed=0)
+    >>> history = training.run(n_epochs=100)
+    >>> bool(history.loss[-1] < 1e-3), history.diverged_epoch
+    (True, None)
+
+Batch GD is ``batch_size >= n_samples``, SGD ``batch_size=1``, mini-batch
+anything between. The optimizer object is the state: its params are θ, its
+state arrays are updated in place, and its step count advances, so training can
+continue (``partial_fit``) or be inspected (``state_dict``) afterwards.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastgd.kernels import schedules as schedule_kernels
+from fastgd.kernels.train import train_epoch, workspace_elements
+from fastgd.optim import Optimizer
+
+__all__ = ["History", "Training", "make_schedule", "SCHEDULES"]
+
+SCHEDULES = tuple(schedule_kernels.SCHEDULES)
+
+
+def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_min=0.0, t_max=None,
+                  warmup_steps=0, n_epochs=None):
+    """The float64 schedule vector of :mod:`fastgd.kernels.schedules`, checked.
+
+    ``name``: constant, step (× ``gamma`` every ``step_size`` epochs),
+    exponential (× ``gamma`` per epoch), invscaling (÷ t^``power_t``, t the
+    update step), cosine (to ``eta_min`` over ``t_max`` epochs, by default
+    ``n_epochs``). ``warmup_steps`` > 0 adds a linear warm-up over that many
+    update steps.
+    """
+    if name not in schedule_kernels.SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {name!r}")
+    if t_max is None:
+        t_max = n_epochs if n_epochs is not None else 1
+    checks = [("gamma", gamma, 0 < gamma), ("step_size", step_size, step_size >= 1),
+              ("power_t", power_t, power_t >= 0), ("eta_min", eta_min, eta_min >= 0),
+              ("t_max", t_max, t_max > 0), ("warmup_steps", warmup_steps, warmup_steps >= 0)]
+    for key, value, ok in checks:
+        if not (ok and math.isfinite(value)):
+            raise ValueError(f"Invalid {key} for the {name} schedule: {value}")
+    return np.array([schedule_kernels.SCHEDULES[name], gamma, int(step_size), power_t, eta_min, t_max,
+                     int(warmup_steps)], dtype=np.float64)
+
+
+@dataclass
+class History:
+    """What training recorded, one entry per completed epoch."""
+
+    loss: list = field(default_factory=list)  # mean training loss of the epoch's batches
+    seconds: list = field(default_factory=list)  # wall-clock seconds since training started, at epoch end
+    diverged_epoch: int = None  # 1-based epoch whose loss was NaN or infinite; None if none
+
+    @property
+    def diverged(self):
+        return self.diverged_epoch is not None
+
+
+class Training:
+    """An MLP, an optimizer over its θ, and a training set: epochs run compiled.
+
+    Parameters
+    ----------
+    net : fastgd.MLP
+    optimizer : fastgd.optim.Optimizer
+        Its ``params`` is θ (``net.n_params`` of ``net.dtype``).
+    X, Y : arrays
+        Training data, as :meth:`fastgd.MLP.check_data` takes them.
+    batch_size : int
+        Samples per update; ≥ n_samples is batch gradient descent.
+    shuffle : bool
+        Reshuffle every epoch; the order depends only on (``seed``, epoch).
+    seed : int
+        Seed of the shuffling.
+    schedule : ndarray, optional
+        From :func:`make_schedule`; constant by default.
+    clip_norm : float, optional
+        Clip each gradient to this global L2 norm.
+    """
+
+    def __init__(self, net, optimizer, X, Y, batch_size, shuffle=True, seed=0, schedule=None, clip_norm=None):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastgd.optim optimizer, got {type(optimizer).__name__}")
+        theta = net._check_theta(optimizer.params)
+        X, Y = net.check_data(X, Y)
+        if X.shape[0] == 0:
+            raise ValueError("the training set is empty")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
+            raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+        self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
+        self.theta = theta
+        self.batch_size = int(min(batch_size, X.shape[0]))
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed) & 0x7FFFFFFFFFFFFFFF
+        self.schedule = make_schedule() if schedule is None else np.asarray(schedule, dtype=np.float64)
+        self.clip_norm = 0.0 if clip_norm is None else float(clip_norm)
+        self.epochs_done = 0
+        self.history = History()
+        self._seconds = 0.0
+        # every buffer of every epoch, allocated once
+        n_rows, dtype = self.batch_size, net.dtype
+        self._order = np.empty(X.shape[0], dtype=np.int64)
+        self._grad = np.empty_like(theta)
+        self._activations = np.empty(workspace_elements(net.layer_sizes, n_rows), dtype)
+        self._deltas = np.empty_like(self._activations)
+        self._batch_X = np.empty(n_rows * X.shape[1], dtype)
+        self._batch_Y = np.empty(n_rows * Y.shape[1], dtype)
+        self._last_finite = theta.copy()
+
+    def epoch(self):
+        """Run one epoch; return its mean loss. Records history and divergence."""
+        if self.history.diverged:
+            raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
+        code, hyper, state0, state1, state2, counters = self.optimizer.packed()
+        base_lr = hyper[0]
+        net = self.net
+        self._last_finite[...] = self.theta
+        start = time.perf_counter()
+        loss = train_epoch(self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
+                           net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule,
+                           self.clip_norm, self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order,
+                           self._grad, self._activations, self._deltas, self._batch_X, self._batch_Y)
+        self._seconds += time.perf_counter() - start
+        self.optimizer.absorb_counters(counters)
+        self.epochs_done += 1
+        if not math.isfinite(loss) or not np.isfinite(self.theta).all():
+            self.history.diverged_epoch = self.epochs_done
+            # θ as it was after the last finite epoch, so predictions stay meaningful
+            self.theta[...] = self._last_finite
+            return float(loss) if not math.isfinite(loss) else math.nan
+        self.history.loss.append(float(loss))
+        self.history.seconds.append(self._seconds)
+        return float(loss)
+
+    def run(self, n_epochs, callback=None):
+        """Up to ``n_epochs`` epochs; stops on divergence or when ``callback(training, loss)`` returns True."""
+        for _ in range(n_epochs):
+            loss = self.epoch()
+            if self.history.diverged or (callback is not None and callback(self, loss)):
+                break
+        return self.history

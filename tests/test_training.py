@@ -1,0 +1,191 @@
+"""The compiled epoch loop against a plain NumPy training loop, and its promises."""
+
+import math
+
+import numpy as np
+import pytest
+from numba.core.runtime import _nrt_python, rtsys
+
+from fastgd import MLP, optim, reference
+from fastgd.kernels import schedules as schedule_kernels
+from fastgd.kernels.shuffle import shuffle_for_epoch
+from fastgd.kernels.train import clip_by_global_norm
+from fastgd.training import Training, make_schedule
+from rule_cases import VARIANTS
+
+RULES = sorted(optim.OPTIMIZERS)
+SIZES = [4, 6, 3]
+
+
+def problem(n_samples=23, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, SIZES[0]))
+    Y = np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], n_samples)]
+    return X, Y
+
+
+def compiled_and_reference(rule, hyperparameters, batch_size, n_epochs=4, dtype=np.float64, schedule=None,
+                           reference_schedule=None, clip_norm=None, activation="tanh"):
+    X, Y = problem()
+    net = MLP(SIZES, activation, "softmax", alpha=0.01, dtype=dtype)
+    theta = net.init(random_state=0)
+    theta_reference = theta.copy()
+    training = Training(net, optim.OPTIMIZERS[rule](theta, **hyperparameters), X, Y, batch_size, seed=7,
+                        schedule=schedule, clip_norm=clip_norm)
+    history = training.run(n_epochs)
+    losses = reference.train_mlp(theta_reference, X.astype(dtype), Y.astype(dtype), SIZES, activation, "softmax",
+                                 0.01, rule, hyperparameters, batch_size, n_epochs, seed=7,
+                                 schedule=reference_schedule, clip_norm=clip_norm)
+    return history, theta, losses, theta_reference
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_training_curve_matches_plain_numpy_loop_for_every_rule(rule):
+    hyperparameters = VARIANTS[rule][-1]
+    history, theta, losses, theta_reference = compiled_and_reference(rule, hyperparameters, batch_size=5)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-10)
+    np.testing.assert_allclose(theta, theta_reference, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 23, 100], ids=["sgd", "mini-batch", "full batch", "larger than n"])
+def test_batch_gd_sgd_and_mini_batch(batch_size):
+    history, theta, losses, theta_reference = compiled_and_reference("momentum", dict(lr=0.05), batch_size)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-10)
+    np.testing.assert_allclose(theta, theta_reference, rtol=1e-9, atol=1e-12)
+
+
+SCHEDULE_CASES = {
+    "constant": (dict(), lambda e, t, lr: lr),
+    "step": (dict(gamma=0.5, step_size=2), lambda e, t, lr: lr * 0.5 ** (e // 2)),
+    "exponential": (dict(gamma=0.9), lambda e, t, lr: lr * 0.9**e),
+    "invscaling": (dict(power_t=0.5), lambda e, t, lr: lr / t**0.5),
+    "cosine": (dict(eta_min=0.001, t_max=4), lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2),
+}
+
+
+@pytest.mark.parametrize("warmup_steps", [0, 7])
+@pytest.mark.parametrize("name", sorted(SCHEDULE_CASES))
+def test_schedules_match_their_formulas(name, warmup_steps):
+    params, formula = SCHEDULE_CASES[name]
+
+    def expected(epoch, step, lr):
+        factor = min(1.0, step / warmup_steps) if warmup_steps else 1.0
+        return formula(epoch, step, lr) * factor
+
+    history, theta, losses, theta_reference = compiled_and_reference(
+        "sgd", dict(lr=0.5), batch_size=5, schedule=make_schedule(name, warmup_steps=warmup_steps, **params),
+        reference_schedule=expected)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-10)
+    np.testing.assert_allclose(theta, theta_reference, rtol=1e-9, atol=1e-12)
+
+
+def test_every_schedule_is_tested():
+    assert set(SCHEDULE_CASES) == set(schedule_kernels.SCHEDULES)
+
+
+def test_gradient_clipping_by_global_norm():
+    grad = np.array([3.0, 4.0])
+    assert clip_by_global_norm(grad, 1.0) == pytest.approx(5.0)
+    np.testing.assert_allclose(grad, [0.6, 0.8])
+    unchanged = np.array([0.3, 0.4])
+    clip_by_global_norm(unchanged, 1.0)
+    np.testing.assert_array_equal(unchanged, [0.3, 0.4])
+    history, theta, losses, theta_reference = compiled_and_reference("sgd", dict(lr=1.0), 5, clip_norm=0.05)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-10)
+    np.testing.assert_allclose(theta, theta_reference, rtol=1e-9, atol=1e-12)
+
+
+def test_same_seed_gives_bit_for_bit_the_same_run_and_another_seed_another():
+    X, Y = problem()
+    net = MLP(SIZES, "relu", "softmax")
+    runs = []
+    for seed in (3, 3, 4):
+        theta = net.init(random_state=0)
+        history = Training(net, optim.Adam(theta, lr=0.01), X, Y, batch_size=4, seed=seed).run(5)
+        runs.append((theta, history.loss))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_shuffle_is_a_permutation_fixed_by_seed_and_epoch():
+    orders = []
+    for seed, epoch in [(1, 0), (1, 0), (1, 1), (2, 0)]:
+        order = np.empty(50, dtype=np.int64)
+        shuffle_for_epoch(order, seed, epoch)
+        assert sorted(order) == list(range(50))
+        np.testing.assert_array_equal(order, reference.splitmix64_permutation(50, seed, epoch))
+        orders.append(order)
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], orders[2]) and not np.array_equal(orders[0], orders[3])
+
+
+def test_float32_training_stays_float32_and_follows_float64():
+    history32, theta32, _, _ = compiled_and_reference("adam", dict(lr=0.01), 5, dtype=np.float32)
+    history64, theta64, _, _ = compiled_and_reference("adam", dict(lr=0.01), 5, dtype=np.float64)
+    assert theta32.dtype == np.float32
+    np.testing.assert_allclose(history32.loss, history64.loss, rtol=1e-4)
+    np.testing.assert_allclose(theta32, theta64, rtol=1e-3, atol=1e-4)
+
+
+def test_divergence_stops_training_and_keeps_the_last_finite_parameters():
+    X, Y = problem()
+    X = X * 1e3
+    net = MLP(SIZES, "relu", "softmax", alpha=0.0)
+    theta = net.init(random_state=0)
+    training = Training(net, optim.SGD(theta, lr=1e6), X, Y, batch_size=23)
+    history = training.run(50)
+    assert history.diverged and 1 <= history.diverged_epoch < 50
+    assert len(history.loss) == history.diverged_epoch - 1
+    assert np.isfinite(theta).all()
+    with pytest.raises(RuntimeError, match="diverged"):
+        training.epoch()
+
+
+def test_an_epoch_allocates_nothing_per_step():
+    X, Y = problem(n_samples=200)
+    net = MLP(SIZES, "relu", "softmax")
+    allocations = []
+    _nrt_python.memsys_enable_stats()
+    for batch_size in (200, 2):  # 1 and 100 steps per epoch
+        training = Training(net, optim.NAdam(net.init(random_state=0)), X, Y, batch_size)
+        training.epoch()  # compile
+        before = rtsys.get_allocation_stats().alloc
+        training.epoch()
+        allocations.append(rtsys.get_allocation_stats().alloc - before)
+    _nrt_python.memsys_disable_stats()
+    assert allocations[0] == allocations[1]
+
+
+def test_optimizer_state_carries_over_between_epochs_and_runs():
+    X, Y = problem()
+    net = MLP(SIZES, "relu", "softmax")
+    optimizer = optim.NAdam(net.init(random_state=0), lr=0.01)
+    Training(net, optimizer, X, Y, batch_size=5).run(2)
+    assert optimizer.state["step"] == 2 * 5
+    assert optimizer.state["mu_product"] < 1.0
+    Training(net, optimizer, X, Y, batch_size=23).run(1)
+    assert optimizer.state["step"] == 11
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(batch_size=2.5), "batch_size must be a positive integer"),
+    (dict(batch_size=2, clip_norm=-1.0), "clip_norm must be a positive number"),
+])
+def test_bad_training_settings_are_refused(kwargs, message):
+    X, Y = problem()
+    net = MLP(SIZES)
+    with pytest.raises(ValueError, match=message):
+        Training(net, optim.Adam(net.init(0)), X, Y, **kwargs)
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("linear", {}, "schedule must be one of"),
+    ("step", dict(step_size=0), "Invalid step_size"),
+    ("exponential", dict(gamma=0.0), "Invalid gamma"),
+    ("cosine", dict(t_max=float("inf")), "Invalid t_max"),
+])
+def test_bad_schedules_are_refused(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_schedule(name, **kwargs)
