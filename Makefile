@@ -9,9 +9,11 @@ BIN := $(VENV)/bin
 # torch pulls a multi-GB CUDA build
 TORCH := torch==2.13.0
 PYTEST := $(BIN)/python -m pytest
-# Numba's cache does not key on NUMBA_BOUNDSCHECK or the CUDA simulator: each
-# kind of run keeps its own cache directory.
-CACHE := $(CURDIR)/.numba_cache
+# Numba's cache is keyed on each function's own file (not the files it calls)
+# and not on NUMBA_BOUNDSCHECK or the CUDA simulator: the test runs keep their
+# caches under a hash of the package's sources, one directory per kind of run.
+SOURCES_HASH := $(shell cat $$(find fastgd -name '*.py' | sort) | sha1sum | cut -c1-12)
+CACHE := $(CURDIR)/.numba_cache/$(SOURCES_HASH)
 
 .PHONY: demo test test-fast clean-cache
 
@@ -36,5 +38,5 @@ test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider tests/test_optim.py
 
 clean-cache:
-	rm -rf $(CACHE)
+	rm -rf $(CURDIR)/.numba_cache
 	find fastgd -name '*.nbi' -delete -o -name '*.nbc' -delete
