@@ -15,7 +15,7 @@ PYTEST := $(BIN)/python -m pytest
 SOURCES_HASH := $(shell cat $$(find fastgd -name '*.py' | sort) | sha1sum | cut -c1-12)
 CACHE := $(CURDIR)/.numba_cache/$(SOURCES_HASH)
 
-.PHONY: demo test test-fast clean-cache
+.PHONY: demo test clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ demo: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q
-	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider tests/test_optim.py
+	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider
 
 clean-cache:
 	rm -rf $(CURDIR)/.numba_cache
