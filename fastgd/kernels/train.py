@@ -11,13 +11,16 @@ import math
 
 import numpy as np
 
+from numba import prange
+
 from fastgd._config import jit
+from fastgd.kernels.clock import monotonic_seconds
 from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
 from fastgd.kernels.schedules import scheduled_lr
 from fastgd.kernels.shuffle import shuffle_for_epoch
 from fastgd.kernels.updates import apply_rule
 
-__all__ = ["train_epoch", "dataset_loss", "predict_in_chunks", "clip_by_global_norm"]
+__all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm"]
 
 
 @jit
@@ -82,6 +85,55 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
         hyper[0] = scheduled_lr(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
         apply_rule(code, theta, grad, state0, state1, state2, hyper, counters)
     return total / n_samples
+
+
+@jit(exact=True)
+def all_finite(values):
+    for k in range(values.size):
+        if not math.isfinite(values[k]):
+            return False
+    return True
+
+
+@jit(parallel=True, exact=True)
+def train_runs_together(thetas, X, Y, layer_sizes, activation, output, alpha,
+                        codes, hypers, base_lrs, states, counters,
+                        schedule, clip_norm, batch_size, seeds, n_epochs,
+                        losses, seconds, diverged_epochs):
+    """Train many runs of one network on one data set, one run per ``prange`` iteration.
+
+    Run r has its own θ (``thetas[r]``), rule (``codes[r]``, ``hypers[r]``,
+    ``base_lrs[r]``), state (``states[r]``: 3 × n_params), counters and
+    shuffling seed; each runs :func:`train_epoch` for up to ``n_epochs`` epochs,
+    exactly as it would alone, so the results are those of separate runs,
+    whatever the number of threads. Fills ``losses[r, e]``, ``seconds[r, e]``
+    (wall-clock seconds since the run started, at the end of epoch e) and
+    ``diverged_epochs[r]`` (1-based epoch with a non-finite loss or θ, else 0).
+    """
+    n_runs, n_params = thetas.shape
+    n_rows = min(batch_size, X.shape[0])
+    workspace = workspace_size(layer_sizes, n_rows)
+    for run in prange(n_runs):
+        theta = thetas[run]
+        order = np.empty(X.shape[0], dtype=np.int64)
+        grad = np.empty(n_params, dtype=thetas.dtype)
+        activations = np.empty(workspace, dtype=thetas.dtype)
+        deltas = np.empty(workspace, dtype=thetas.dtype)
+        batch_X = np.empty(n_rows * X.shape[1], dtype=thetas.dtype)
+        batch_Y = np.empty(n_rows * Y.shape[1], dtype=thetas.dtype)
+        timespec = np.zeros(2, dtype=np.int64)
+        start = monotonic_seconds(timespec)
+        diverged_epochs[run] = 0
+        for epoch in range(n_epochs):
+            loss = train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, codes[run], hypers[run],
+                               base_lrs[run], states[run, 0], states[run, 1], states[run, 2], counters[run],
+                               schedule, clip_norm, n_rows, True, seeds[run], epoch, order, grad, activations,
+                               deltas, batch_X, batch_Y)
+            losses[run, epoch] = loss
+            seconds[run, epoch] = monotonic_seconds(timespec) - start
+            if not (math.isfinite(loss) and all_finite(theta)):
+                diverged_epochs[run] = epoch + 1
+                break
 
 
 @jit(exact=True)

@@ -1,0 +1,17 @@
+"""Sweeps: every rule over data sets, learning rates, batch sizes and seeds, into a SQLite store.
+
+    >>> from fastgd import sweep                                   # doctest: +SKIP
+    >>> outcome = sweep.run_sweep(sweep.load_preset("quick"), "results.db")
+    >>> runs = sweep.load_runs("results.db")                       # a pandas DataFrame, one row per run
+
+From the command line: ``fastgd sweep --preset quick --store results.db``.
+"""
+
+from fastgd.sweep.config import PRESETS, RunSpec, SweepConfig, SweepConfigError, load_config, load_preset, parse
+from fastgd.sweep.metrics import performance_profile, summarize, best_runs
+from fastgd.sweep.runner import SweepOutcome, execute_chunk, run_sweep
+from fastgd.sweep.store import Store, load_curves, load_runs
+
+__all__ = ["PRESETS", "RunSpec", "SweepConfig", "SweepConfigError", "load_config", "load_preset", "parse",
+           "performance_profile", "summarize", "best_runs", "SweepOutcome", "execute_chunk", "run_sweep", "Store",
+           "load_curves", "load_runs"]

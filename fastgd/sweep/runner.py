@@ -1,0 +1,270 @@
+"""Running a sweep: runs grouped, trained (together or one by one), stored as they finish.
+
+Runs that share a data set and network shape form a group; a group is cut into
+chunks, and a chunk is one unit of work for a worker:
+
+* batched (the default): the whole chunk trains in ONE compiled call,
+  :func:`fastgd.kernels.train.train_runs_together`, one run per ``prange``
+  iteration;
+* one at a time (``batched=False``): each run through :class:`fastgd.training.Training`.
+
+Both give the same numbers for a run. Workers are local processes (``jobs``)
+or the workers of a Dask cluster (``scheduler``); only this process writes the
+store, one transaction per run, so a sweep killed at any moment loses at most
+the chunks in flight. Runs already stored are skipped, so running a sweep
+again resumes it.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgd import optim
+from fastgd.models import MLP
+from fastgd.sweep.config import load_dataset
+from fastgd.sweep.progress import Progress
+from fastgd.sweep.store import Store
+
+__all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "provenance"]
+
+HYPER_SLOTS = 7  # the longest hyperparameter vector of kernels.updates.apply_rule
+CHUNK_SIZE = 48
+
+
+@dataclass
+class SweepOutcome:
+    total: int
+    skipped: int
+    stored: int
+    failed: int
+    diverged: int
+    seconds: float
+
+
+def _network(spec, data):
+    return MLP([data.n_features, *spec.hidden_layer_sizes, data.n_outputs], spec.activation, data.output,
+               spec.alpha, np.dtype(spec.dtype))
+
+
+def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
+    """The stored fields of a finished run from its curve and final θ."""
+    losses, seconds = list(map(float, losses)), list(map(float, seconds))
+    reached = next((epoch for epoch, loss in enumerate(losses) if loss <= spec.target_loss), None)
+    result = dict(spec=spec, losses=losses, seconds=seconds, epochs_run=len(losses), diverged_epoch=diverged_epoch,
+                  status="diverged" if diverged_epoch else "ok", error=None,
+                  final_loss=None if diverged_epoch else (losses[-1] if losses else None),
+                  best_loss=min(losses) if losses else None,
+                  epochs_to_target=None if reached is None else reached + 1,
+                  seconds_to_target=None if reached is None else seconds[reached],
+                  train_seconds=seconds[-1] if seconds else 0.0,
+                  test_metric=None, test_metric_name="accuracy" if data.task == "classification" else "r2")
+    if not diverged_epoch:
+        outputs = net.predict(theta, data.X_test)
+        if data.task == "classification":
+            result["test_metric"] = float(np.mean(outputs.argmax(axis=1) == data.y_test))
+        else:
+            residual = np.sum((outputs[:, 0] - data.y_test) ** 2)
+            result["test_metric"] = float(1.0 - residual / np.sum((data.y_test - data.y_test.mean()) ** 2))
+    return result
+
+
+def _failed(spec, error):
+    return dict(spec=spec, status="failed", error=f"{type(error).__name__}: {error}", losses=[], seconds=[],
+                epochs_run=0, test_metric_name=None)
+
+
+def _train_alone(spec, net, data, optimizer):
+    from fastgd.training import Training
+
+    training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed)
+    history = training.run(spec.n_epochs)  # loss and seconds of the finite epochs only
+    return _summarise(spec, net, data, optimizer.params, history.loss, history.seconds, history.diverged_epoch)
+
+
+def _train_together(specs, net, data, optimizers):
+    from threadpoolctl import threadpool_limits
+
+    from fastgd.kernels.train import train_runs_together
+    from fastgd.training import make_schedule
+
+    n_runs, n_params, n_epochs = len(specs), net.n_params, specs[0].n_epochs
+    thetas = np.empty((n_runs, n_params), dtype=net.dtype)
+    states = np.zeros((n_runs, 3, n_params), dtype=net.dtype)
+    codes = np.empty(n_runs, dtype=np.int64)
+    hypers = np.zeros((n_runs, HYPER_SLOTS))
+    counters = np.empty((n_runs, 2))
+    seeds = np.array([spec.seed for spec in specs], dtype=np.int64)
+    for run, optimizer in enumerate(optimizers):
+        code, hyper, *slots, counter = optimizer.packed()
+        thetas[run] = optimizer.params
+        for slot, array in enumerate(slots):
+            if array.size:
+                states[run, slot] = array
+        codes[run], hypers[run, :hyper.size], counters[run] = code, hyper, counter
+    base_lrs = hypers[:, 0].copy()
+    losses = np.full((n_runs, n_epochs), np.nan)
+    seconds = np.full((n_runs, n_epochs), np.nan)
+    diverged = np.zeros(n_runs, dtype=np.int64)
+    X, Y = net.check_data(data.X_train, data.Y_train)
+    # each run is one thread's work: BLAS inside it must not start threads of its own
+    with threadpool_limits(1):
+        train_runs_together(thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, codes,
+                            hypers, base_lrs, states, counters, make_schedule(), 0.0,
+                            _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+    results = []
+    for run, spec in enumerate(specs):
+        finished = int(diverged[run]) - 1 if diverged[run] else n_epochs
+        results.append(_summarise(spec, net, data, thetas[run], losses[run, :finished], seconds[run, :finished],
+                                  int(diverged[run]) or None))
+    return results
+
+
+def _batch_size(spec, data):
+    return data.X_train.shape[0] if spec.batch_size == "full" else spec.batch_size
+
+
+def execute_chunk(specs, batched=True):
+    """Train the runs of one chunk (one group); returns one result dict per spec, never raises for a run."""
+    start = time.perf_counter()
+    data = load_dataset(specs[0].dataset)
+    net = _network(specs[0], data)
+    results, ready, optimizers = [], [], []
+    for spec in specs:
+        try:
+            theta = net.init(random_state=spec.seed)
+            optimizers.append(optim.OPTIMIZERS[spec.rule](theta, **spec.optimizer_hyperparameters()))
+            ready.append(spec)
+        except Exception as error:  # a run that cannot start is stored as failed; the sweep goes on
+            results.append(_failed(spec, error))
+    if batched and ready:
+        try:
+            results += _train_together(ready, net, data, optimizers)
+        except Exception as error:
+            results += [_failed(spec, error) for spec in ready]
+    else:
+        for spec, optimizer in zip(ready, optimizers):
+            try:
+                results.append(_train_alone(spec, net, data, optimizer))
+            except Exception as error:
+                results.append(_failed(spec, error))
+    elapsed = time.perf_counter() - start
+    for result in results:
+        result["batched"] = batched
+        result["wall_seconds"] = elapsed if batched else result.get("train_seconds", 0.0)
+    return results
+
+
+def chunks_of(specs, size=CHUNK_SIZE):
+    groups = {}
+    for spec in specs:
+        groups.setdefault(spec.group, []).append(spec)
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+def _init_worker(threads):
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(threads)
+    threadpool_limits(1)
+
+
+def provenance(device="cpu"):
+    """Where and with what the results were made."""
+    import numba
+    import sklearn
+
+    import fastgd
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "-C", os.path.dirname(fastgd.__file__), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"fastgd": fastgd.__version__, "git_commit": commit, "numba": numba.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": sys.version.split()[0],
+            "cpu": cpu, "cpu_count": os.cpu_count(), "threading_layer": _threading_layer(),
+            "numba_threads": numba.get_num_threads(), "device": device, "host": platform.node()}
+
+
+def _threading_layer():
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run in this process yet
+        return numba.config.THREADING_LAYER
+
+
+def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry_failed=False, progress=True,
+              chunk_size=CHUNK_SIZE):
+    """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring."""
+    started = time.perf_counter()
+    specs = config.runs()
+    with Store(store_path) as store:
+        if retry_failed:
+            store.forget(store.run_ids("failed"))
+        done = store.run_ids()
+        pending = [spec for spec in specs if spec.run_id not in done]
+        sweep_id = store.begin_sweep(config.name, config.source, provenance())
+        bar = Progress(len(pending), enabled=progress, label=config.name)
+        counts = {"failed": 0, "diverged": 0, "ok": 0}
+
+        def store_results(results):
+            for result in results:
+                store.add(sweep_id, result)
+                counts[result["status"]] += 1
+            bar.update(len(results))
+
+        chunks = chunks_of(pending, chunk_size)
+        if scheduler is not None:
+            _run_on_dask(chunks, batched, scheduler, store_results)
+        elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                store_results(execute_chunk(chunk, batched))
+        else:
+            _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results)
+        bar.close()
+    return SweepOutcome(len(specs), len(specs) - len(pending), sum(counts.values()), counts["failed"],
+                        counts["diverged"], time.perf_counter() - started)
+
+
+def _run_in_processes(chunks, batched, jobs, store_results):
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: Numba's threading layers are not safe to fork once started
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        pending = {pool.submit(execute_chunk, chunk, batched) for chunk in chunks}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    store_results(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _run_on_dask(chunks, batched, scheduler, store_results):
+    from distributed import Client, as_completed
+
+    with Client(scheduler, timeout=30) as client:
+        futures = [client.submit(execute_chunk, chunk, batched, pure=False) for chunk in chunks]
+        for future in as_completed(futures):
+            store_results(future.result())

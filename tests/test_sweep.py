@@ -1,0 +1,340 @@
+"""Sweeps: configuration errors, the store, batched against one-at-a-time, resuming, SIGKILL, Dask."""
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastgd import optim, sweep
+from fastgd.sweep import runner
+from fastgd.sweep.progress import Progress
+
+SMALL = """
+name = "small"
+datasets = ["iris", "diabetes"]
+rules = ["sgd", "adam", "nadam", "rmsprop"]
+learning_rates = [0.01, 0.1, 30.0]
+batch_sizes = [16, "full"]
+seeds = [0, 1]
+epochs = 6
+
+[model]
+hidden_layer_sizes = [8]
+activation = "tanh"
+
+[targets]
+iris = 0.5
+diabetes = 0.4
+
+[hyperparameters.rmsprop]
+centered = [false, true]
+"""
+
+
+def config(text=SMALL, **replace):
+    import tomllib
+
+    raw = tomllib.loads(text)
+    raw.update(replace)
+    return sweep.parse(raw)
+
+
+def fastgd_command(*arguments, **kwargs):
+    return subprocess.run([sys.executable, "-m", "fastgd.cli", *arguments], capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def comparable(frame):
+    """What must not depend on how the runs were executed."""
+    columns = ["run_id", "status", "final_loss", "best_loss", "test_metric", "epochs_run", "diverged_epoch",
+               "epochs_to_target"]
+    return frame[columns].sort_values("run_id").reset_index(drop=True)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+def test_presets_parse_and_cover_every_rule():
+    for name in sweep.PRESETS:
+        preset = sweep.load_preset(name)
+        assert set(preset.rules) == set(optim.OPTIMIZERS)
+    default = sweep.load_preset("default")
+    assert len(default.seeds) == 3 and set(default.datasets) >= {"iris", "wine", "breast_cancer", "digits",
+                                                                  "diabetes"}
+    assert min(default.learning_rates) <= 1e-4 and max(default.learning_rates) >= 10
+
+
+def test_runs_expand_the_grid_with_stable_ids():
+    small = config()
+    specs = small.runs()
+    # 2 data sets x (3 rules + rmsprop x 2 centered) x 3 rates x 2 batch sizes x 2 seeds
+    assert len(specs) == 2 * 5 * 3 * 2 * 2
+    assert len({spec.run_id for spec in specs}) == len(specs)
+    assert [spec.run_id for spec in config().runs()] == [spec.run_id for spec in specs]
+
+
+@pytest.mark.parametrize("replace, message", [
+    (dict(rules=["adam", "adamm"]), "unknown rule 'adamm'"),
+    (dict(learning_rates=[0.1, -0.01]), "positive learning rates, got -0.01"),
+    (dict(learning_rates=[0.1, "fast"]), "positive learning rates, got 'fast'"),
+    (dict(datasets=["iris", "mnist"]), "unknown dataset 'mnist'"),
+    (dict(epochs=0), "'epochs' must be a positive integer"),
+    (dict(batch_sizes=[0]), "'batch_sizes' must list positive integers"),
+    (dict(targets={"iris": 0.5}), "[targets] needs a positive target training loss for 'diabetes'"),
+    (dict(model={"hidden_layer_sizes": [8], "activation": "softmax"}), "[model] activation must be one of"),
+    (dict(colour="blue"), "unknown key 'colour'"),
+    (dict(hyperparameters={"adam": {"betas": [[0.9, 1.5]]}}), "Invalid beta parameter at index 1: 1.5"),
+    (dict(hyperparameters={"adam": {"momentum": [0.9]}}), "rule 'adam' has no hyperparameter 'momentum'"),
+    (dict(hyperparameters={"adamm": {"eps": [0.1]}}), "unknown rule 'adamm'"),
+])
+def test_bad_configurations_are_refused(replace, message):
+    with pytest.raises(sweep.SweepConfigError) as error:
+        config(**replace)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('datasets = ["iris"]\nrules = ["adamm"]\nlearning_rates=[0.1]\nseeds=[0]\nepochs=1\n[targets]\niris=0.1\n',
+     "unknown rule 'adamm'"),
+    ('datasets = ["iris"]\nlearning_rates=[-0.1]\nseeds=[0]\nepochs=1\n[targets]\niris=0.1\n', "learning rates"),
+    ('datasets = ["imagenet"]\nlearning_rates=[0.1]\nseeds=[0]\nepochs=1\n[targets]\nimagenet=0.1\n',
+     "unknown dataset 'imagenet'"),
+    ('datasets = ["iris"\nepochs = ', "is not valid TOML"),
+])
+def test_command_line_refuses_bad_configuration_with_one_line_before_running(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    store = tmp_path / "results.db"
+    result = fastgd_command("sweep", str(path), "--store", str(store))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastgd sweep: error:") and message in lines[0]
+    assert not store.exists()
+
+
+def test_command_line_refuses_missing_file_and_bad_jobs(tmp_path):
+    result = fastgd_command("sweep", str(tmp_path / "missing.toml"), "--store", str(tmp_path / "r.db"))
+    assert result.returncode == 2 and "no such configuration file" in result.stderr
+    result = fastgd_command("sweep", "--preset", "quick", "--store", str(tmp_path / "r.db"), "--jobs", "0")
+    assert result.returncode == 2 and "expected a positive integer" in result.stderr
+
+
+# -- running and storing ----------------------------------------------------------------------
+
+def test_batched_runs_give_the_numbers_of_runs_trained_one_at_a_time(tmp_path):
+    small = config()
+    sweep.run_sweep(small, tmp_path / "batched.db", jobs=1, progress=False)
+    sweep.run_sweep(small, tmp_path / "alone.db", jobs=1, batched=False, progress=False)
+    batched, alone = sweep.load_runs(tmp_path / "batched.db"), sweep.load_runs(tmp_path / "alone.db")
+    assert len(batched) == len(small.runs())
+    pd.testing.assert_frame_equal(comparable(batched), comparable(alone))
+    curves_batched = sweep.load_curves(tmp_path / "batched.db").sort_values(["run_id", "epoch"])
+    curves_alone = sweep.load_curves(tmp_path / "alone.db").sort_values(["run_id", "epoch"])
+    np.testing.assert_array_equal(curves_batched["loss"].to_numpy(), curves_alone["loss"].to_numpy())
+    # the grid includes a learning rate of 30: some runs diverge, and say when
+    diverged = batched[batched["status"] == "diverged"]
+    assert len(diverged) > 0 and diverged["diverged_epoch"].notna().all() and diverged["final_loss"].isna().all()
+    assert set(batched["status"]) <= {"ok", "diverged"}
+
+
+def test_stored_run_matches_training_it_directly(tmp_path):
+    from fastgd import MLP
+    from fastgd.sweep.config import load_dataset
+    from fastgd.training import Training
+
+    small = config()
+    sweep.run_sweep(small, tmp_path / "r.db", jobs=1, progress=False)
+    runs = sweep.load_runs(tmp_path / "r.db").set_index("run_id")
+    spec = next(s for s in small.runs() if s.rule == "nadam" and s.batch_size == 16 and s.learning_rate == 0.1)
+    data = load_dataset(spec.dataset)
+    net = MLP([data.n_features, 8, data.n_outputs], "tanh", data.output, 1e-4)
+    training = Training(net, optim.NAdam(net.init(random_state=spec.seed), lr=0.1), data.X_train, data.Y_train,
+                        16, seed=spec.seed)
+    history = training.run(spec.n_epochs)
+    assert runs.loc[spec.run_id, "final_loss"] == history.loss[-1]
+    assert runs.loc[spec.run_id, "best_loss"] == min(history.loss)
+
+
+def test_metrics_units_and_provenance_are_stored(tmp_path):
+    small = config()
+    sweep.run_sweep(small, tmp_path / "r.db", jobs=1, progress=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    ok = runs[runs["status"] == "ok"]
+    assert set(ok.loc[ok["dataset"] == "iris", "test_metric_name"]) == {"accuracy"}
+    assert set(ok.loc[ok["dataset"] == "diabetes", "test_metric_name"]) == {"r2"}
+    reached = ok.dropna(subset=["epochs_to_target"])
+    assert len(reached) > 0 and (reached["best_loss"] <= reached["target_loss"]).all()
+    assert (reached["seconds_to_target"] <= reached["train_seconds"]).all()
+    with sweep.Store(tmp_path / "r.db") as store:
+        provenance = store.sweeps_frame()["provenance"].iloc[0]
+        assert store.integrity_check() == "ok"
+    assert {"fastgd", "git_commit", "numba", "numpy", "cpu", "threading_layer", "device"} <= set(provenance)
+
+
+def test_failing_run_is_stored_as_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    original = runner._train_alone
+
+    def fails_for_adam(spec, net, data, optimizer):
+        if spec.rule == "adam":
+            raise RuntimeError("injected failure")
+        return original(spec, net, data, optimizer)
+
+    monkeypatch.setattr(runner, "_train_alone", fails_for_adam)
+    outcome = sweep.run_sweep(config(), tmp_path / "r.db", jobs=1, batched=False, progress=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    failed = runs[runs["status"] == "failed"]
+    assert set(failed["rule"]) == {"adam"} and outcome.failed == len(failed) > 0
+    assert (failed["error"] == "RuntimeError: injected failure").all()
+    assert (runs.loc[runs["rule"] != "adam", "status"] != "failed").all()
+    # running again skips everything stored, failures too, unless asked to retry them
+    monkeypatch.setattr(runner, "_train_alone", original)
+    again = sweep.run_sweep(config(), tmp_path / "r.db", jobs=1, batched=False, progress=False)
+    assert again.stored == 0 and again.skipped == again.total
+    retried = sweep.run_sweep(config(), tmp_path / "r.db", jobs=1, batched=False, progress=False, retry_failed=True)
+    assert retried.stored == len(failed) and retried.failed == 0
+
+
+def test_resuming_runs_only_what_is_missing(tmp_path):
+    one_seed = config(seeds=[0])
+    first = sweep.run_sweep(one_seed, tmp_path / "r.db", jobs=1, progress=False)
+    second = sweep.run_sweep(config(), tmp_path / "r.db", jobs=1, progress=False)
+    assert second.skipped == first.stored and second.stored == second.total - first.stored
+    runs = sweep.load_runs(tmp_path / "r.db")
+    assert len(runs) == len(config().runs()) and runs["run_id"].is_unique
+
+
+def test_local_worker_processes_store_the_same_results(tmp_path):
+    small = config(datasets=["iris"], targets={"iris": 0.5})
+    sweep.run_sweep(small, tmp_path / "one.db", jobs=1, progress=False)
+    sweep.run_sweep(small, tmp_path / "two.db", jobs=2, progress=False, chunk_size=8)
+    pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "one.db")),
+                                  comparable(sweep.load_runs(tmp_path / "two.db")))
+
+
+def test_sweep_killed_with_sigkill_resumes_and_stores_every_run_once(tmp_path):
+    text = SMALL.replace('datasets = ["iris", "diabetes"]', 'datasets = ["digits", "iris", "diabetes"]')
+    text = text.replace("epochs = 6", "epochs = 40").replace("[targets]", "[targets]\ndigits = 0.1")
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    store = tmp_path / "r.db"
+    expected = len(sweep.load_config(path).runs())
+    arguments = [sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store), "--jobs", "1",
+                 "--one-at-a-time", "--quiet"]
+    process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stored = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if store.exists():
+            with sqlite3.connect(store, timeout=30) as connection:
+                try:
+                    stored = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:  # the schema is being created
+                    stored = 0
+            if stored > 0:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep finished before it could be killed: make it longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < stored < expected
+
+    result = subprocess.run(arguments, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with sweep.Store(store) as reopened:
+        assert reopened.integrity_check() == "ok"
+        runs = reopened.runs_frame()
+        curves = reopened.curves_frame()
+    assert len(runs) == expected and runs["run_id"].is_unique
+    assert (curves.groupby("run_id").size().reindex(runs["run_id"]).fillna(0).to_numpy()
+            == runs["epochs_run"].to_numpy()).all()
+
+
+def test_dask_cluster_stores_what_a_local_run_stores(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    small = config(datasets=["iris"], targets={"iris": 0.5})
+    sweep.run_sweep(small, tmp_path / "local.db", jobs=1, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        outcome = sweep.run_sweep(small, tmp_path / "dask.db", scheduler=cluster.scheduler_address, progress=False,
+                                  chunk_size=8)
+    assert outcome.stored == len(small.runs())
+    pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "local.db")),
+                                  comparable(sweep.load_runs(tmp_path / "dask.db")))
+
+
+def test_store_refuses_another_schema_version(tmp_path):
+    path = tmp_path / "r.db"
+    sweep.Store(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        sweep.Store(path)
+
+
+# -- metrics and progress ---------------------------------------------------------------------
+
+def hand_made_runs():
+    rows = []
+    # data set a: fast solves in 1 s, slow in 2 s; data set b: fast in 4 s, slow never; c: nobody
+    for dataset, seconds in [("a", {"fast": 1.0, "slow": 2.0}), ("b", {"fast": 4.0, "slow": None}),
+                             ("c", {"fast": None, "slow": None})]:
+        for rule, time_to_target in seconds.items():
+            for seed in (0, 1):
+                rows.append(dict(dataset=dataset, rule=rule, learning_rate=0.1, batch_size="32", hyperparameters={},
+                                 seed=seed, status="ok", final_loss=0.5 + seed, best_loss=0.4, test_metric=0.9,
+                                 epochs_to_target=None if time_to_target is None else 3,
+                                 seconds_to_target=time_to_target))
+    return pd.DataFrame(rows)
+
+
+def test_summarize_gives_mean_and_spread_over_seeds():
+    summary = sweep.summarize(hand_made_runs())
+    row = summary[(summary["dataset"] == "a") & (summary["rule"] == "fast")].iloc[0]
+    assert row["final_loss_mean"] == 1.0 and row["final_loss_std"] == pytest.approx(np.std([0.5, 1.5], ddof=1))
+    assert row["n_seeds"] == 2 and row["reached_share"] == 1.0 and row["diverged_share"] == 0.0
+
+
+def test_performance_profile_by_hand():
+    profile = sweep.performance_profile(hand_made_runs(), taus=[1.0, 1.5, 2.0, 10.0])
+    share = {(r.rule, r.tau): r.share for r in profile.itertuples()}
+    # three problems; "fast" is fastest on a and b; "slow" is within 2x on a only; c counts for nobody
+    assert share[("fast", 1.0)] == pytest.approx(2 / 3)
+    assert share[("slow", 1.0)] == 0.0 and share[("slow", 1.5)] == 0.0
+    assert share[("slow", 2.0)] == pytest.approx(1 / 3) and share[("slow", 10.0)] == pytest.approx(1 / 3)
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_lines_elsewhere():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = Progress(4, label="s", stream=stream)
+        for _ in range(4):
+            progress.update()
+        progress.close()
+    assert "\r" in terminal.getvalue() and "4/4" in terminal.getvalue() and "ETA" in terminal.getvalue()
+    assert "\r" not in log.getvalue() and log.getvalue().strip().endswith("s: 4/4 done, ETA 0:00:00")
+
+
+def test_quick_preset_runs_end_to_end_from_the_command_line(tmp_path):
+    store = tmp_path / "quick.db"
+    result = fastgd_command("sweep", "--preset", "quick", "--store", str(store), "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "96 new" in result.stdout
+    runs = sweep.load_runs(store)
+    assert set(runs["rule"]) == set(optim.OPTIMIZERS) and len(runs) == 96
+
+
+@pytest.mark.parametrize("text", [textwrap.dedent(SMALL)])
+def test_load_config_reads_a_file(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert sweep.load_config(path).runs() == config().runs()
