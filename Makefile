@@ -23,15 +23,16 @@ $(BIN)/python:
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,compare]"
+	$(BIN)/python -m pip install --quiet -e ".[test,compare,report,distributed]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[report,compare]"
 	touch $@
 
 demo: $(VENV)/.installed-demo
-	$(BIN)/python -m fastgd.demo
+	$(BIN)/fastgd compare --out reports/latest
 
 test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q

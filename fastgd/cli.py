@@ -1,7 +1,12 @@
 """The ``fastgd`` command.
 
-    fastgd info                      versions, CPU, Numba threading layer and cache, CUDA
+    fastgd compare [--preset quick|default] [--out DIR]     the main job: sweep, throughput, HTML report
     fastgd sweep [CONFIG] --store results.db [--preset quick|default|full] [--jobs N] [--scheduler ADDRESS]
+    fastgd report --store results.db --out DIR              a report from an existing sweep store
+    fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
+    fastgd gradcheck                                        numerical against analytic gradients
+    fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
+    fastgd info                                             versions, CPU, Numba threading layer and cache, CUDA
 
 ``fastgd <command> --help`` describes each. Bad input gives one line on stderr
 and exit status 2; nothing runs before the input has been checked.
@@ -10,6 +15,7 @@ and exit status 2; nothing runs before the input has been checked.
 import argparse
 import os
 import sys
+import time
 
 __all__ = ["main"]
 
@@ -91,6 +97,165 @@ def command_sweep(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
 
 
+def _load_dataset(name):
+    from fastgd.sweep.config import load_dataset
+
+    try:
+        return load_dataset(name)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def command_train(arguments):
+    import numpy as np
+
+    from fastgd import optim
+    from fastgd.models import MLP
+    from fastgd.training import Training, make_schedule
+
+    data = _load_dataset(arguments.dataset)
+    if arguments.optimizer not in optim.OPTIMIZERS:
+        raise CommandError(f"unknown optimizer {arguments.optimizer!r}: use one of {sorted(optim.OPTIMIZERS)}")
+    try:
+        net = MLP([data.n_features, *arguments.hidden, data.n_outputs], arguments.activation, data.output,
+                  arguments.alpha, np.dtype(arguments.dtype))
+        optimizer = optim.OPTIMIZERS[arguments.optimizer](net.init(random_state=arguments.seed), lr=arguments.lr)
+        schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
+        training = Training(net, optimizer, data.X_train, data.Y_train, arguments.batch_size or data.X_train.shape[0],
+                            seed=arguments.seed, schedule=schedule, clip_norm=arguments.clip_norm)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print(f"{data.name}: {data.X_train.shape[0]} training samples; {net}; {optimizer}")
+    print(f"{'epoch':>5} {'loss':>12} {'seconds (since the start)':>26}")
+
+    def report(training, loss):
+        if not training.history.diverged:
+            print(f"{training.epochs_done:>5} {loss:>12.6g} {training.history.seconds[-1]:>26.5f}")
+
+    history = training.run(arguments.epochs, callback=report)
+    if history.diverged:
+        print(f"diverged at epoch {history.diverged_epoch}: the loss became non-finite; lower --lr or use "
+              "--clip-norm")
+        return
+    outputs = net.predict(optimizer.params, data.X_test)
+    if data.task == "classification":
+        print(f"test accuracy: {np.mean(outputs.argmax(axis=1) == data.y_test):.4f}")
+    else:
+        residual = np.sum((outputs[:, 0] - data.y_test) ** 2) / np.sum((data.y_test - data.y_test.mean()) ** 2)
+        print(f"test R²: {1 - residual:.4f}")
+
+
+def command_gradcheck(arguments):
+    from fastgd.report.build import gradient_checks
+
+    failures = 0
+    print(f"{'activation':>10} {'output':>9} {'loss':>21} {'max rel. error':>15}  where")
+    for check in gradient_checks():
+        failures += not check["passed"]
+        print(f"{check['activation']:>10} {check['output']:>9} {check['loss']:>21} "
+              f"{check['max_relative_error']:>15.2e}  {check['where']}{'' if check['passed'] else '  FAILED'}")
+    if failures:
+        raise CommandError(f"{failures} gradient checks above 1e-6")
+
+
+def command_landscape(arguments):
+    import numpy as np
+
+    from fastgd import landscape, optim
+    from fastgd.models import MLP
+    from fastgd.report import figures
+    from fastgd.training import Training
+
+    data = _load_dataset(arguments.dataset)
+    out_dir = _output_directory(arguments.out)
+    net = MLP([data.n_features, *arguments.hidden, data.n_outputs], "relu", data.output, 1e-4)
+    theta = net.init(random_state=arguments.seed)
+    print(f"training {net} on {data.name} with {arguments.optimizer} for {arguments.epochs} epochs")
+    Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr), data.X_train, data.Y_train, 32,
+             seed=arguments.seed).run(arguments.epochs)
+    alphas = np.linspace(-arguments.extent, arguments.extent, 61)
+    grid = np.linspace(-arguments.extent, arguments.extent, 31)
+    line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=arguments.seed)
+    plane = landscape.plane(net, theta, data.X_train, data.Y_train, grid, grid, random_state=arguments.seed + 1)
+    figure = figures.draw_landscape((alphas, line), (grid, grid, plane), out_dir)
+    print(f"loss at θ {line[len(line) // 2]:.6g}, at the ends of the slice {line[0]:.6g} and {line[-1]:.6g}")
+    print(f"wrote {out_dir / figure.png}, {figure.svg} and {figure.csv}")
+
+
+def _output_directory(path):
+    from pathlib import Path
+
+    out_dir = Path(path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"{out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _say(message):
+    print(f"[fastgd] {message}", file=sys.stderr, flush=True)
+
+
+def _asv_results(path):
+    from pathlib import Path
+
+    if path:
+        if not Path(path).is_dir():
+            raise CommandError(f"no asv results directory at {path}")
+        return path
+    default = Path(".asv") / "results"
+    return str(default) if default.is_dir() else None
+
+
+def command_report(arguments):
+    from fastgd.report import build_report, load_throughput
+
+    if not os.path.exists(arguments.store):
+        raise CommandError(f"no sweep store at {arguments.store}: run fastgd sweep first")
+    out_dir = _output_directory(arguments.out)
+    throughput = load_throughput(arguments.throughput or out_dir)
+    if arguments.throughput and throughput is None:
+        raise CommandError(f"no throughput measurements in {arguments.throughput}")
+    try:
+        page = build_report(out_dir, arguments.store, throughput=throughput,
+                            asv_results=_asv_results(arguments.asv_results), progress=_say)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    print(f"report: {page}")
+
+
+COMPARE_THROUGHPUT = {
+    "quick": dict(dataset_names=("iris", "wine"), parameter_counts=(1_000, 100_000), rules=("sgd", "adam"),
+                  repeats=3),
+    "default": dict(),
+}
+
+
+def command_compare(arguments):
+    from fastgd.report import build_report, save_throughput
+    from fastgd.report.throughput import measure
+    from fastgd.sweep import load_preset, run_sweep
+
+    started = time.perf_counter()
+    out_dir = _output_directory(arguments.out)
+    asv_results = _asv_results(arguments.asv_results)
+    config = load_preset(arguments.preset)
+    store = out_dir / "sweep.db"
+    _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
+    outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
+    _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
+         f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
+    throughput = None
+    if not arguments.skip_throughput:
+        _say("2/3 throughput against NumPy, scikit-learn and PyTorch")
+        throughput = measure(progress=lambda message: _say(f"    {message}"), **COMPARE_THROUGHPUT[arguments.preset])
+        save_throughput(throughput, out_dir)
+    _say("3/3 report")
+    page = build_report(out_dir, store, throughput=throughput, asv_results=asv_results,
+                        progress=lambda message: _say(f"    {message}"))
+    print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastgd", description="Gradient-descent optimizers compiled with Numba: "
                                      "sweeps, comparisons and reports.")
@@ -116,6 +281,64 @@ def build_parser():
     sweep.add_argument("--retry-failed", action="store_true", help="run again the runs stored as failed")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(handler=command_sweep)
+
+    compare = commands.add_parser(
+        "compare", help="the main job: sweep every rule, measure throughput, write the HTML report",
+        description="Run a sweep preset, measure throughput against NumPy, scikit-learn and PyTorch, and write "
+                    "the comparison report (index.html with its figures and data) to --out. Resumes a sweep "
+                    "already in --out.")
+    compare.add_argument("--preset", choices=["quick", "default"], default="default",
+                         help="sweep size (default: default, a few minutes on two cores)")
+    compare.add_argument("--out", default=os.path.join("reports", "latest"), help="report directory "
+                         "(default: reports/latest)")
+    compare.add_argument("--jobs", type=_positive_int, help="local worker processes for the sweep")
+    compare.add_argument("--asv-results", help="asv results directory for the history figure (default: "
+                         ".asv/results when present)")
+    compare.add_argument("--skip-throughput", action="store_true", help="leave out the throughput measurements")
+    compare.set_defaults(handler=command_compare)
+
+    report = commands.add_parser("report", help="write the HTML report from an existing sweep store",
+                                 description="Draw the comparison report from a sweep store (and throughput "
+                                             "measurements and asv results, when given).")
+    report.add_argument("--store", required=True, help="SQLite store written by fastgd sweep")
+    report.add_argument("--out", required=True, help="report directory")
+    report.add_argument("--throughput", help="directory with throughput_*.csv from fastgd compare (default: --out)")
+    report.add_argument("--asv-results", help="asv results directory (default: .asv/results when present)")
+    report.set_defaults(handler=command_report)
+
+    train = commands.add_parser("train", help="train one MLP on a data set and print its curve",
+                                description="One training run; prints loss and seconds per epoch, then the test "
+                                            "metric.")
+    train.add_argument("--dataset", default="digits", help="bundled data set or synthetic-<task>-<n>x<features>")
+    train.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("--epochs", type=_positive_int, default=20)
+    train.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32], help="hidden layer sizes")
+    train.add_argument("--activation", default="relu", choices=["relu", "tanh", "logistic", "identity"])
+    train.add_argument("--alpha", type=float, default=1e-4, help="L2 penalty")
+    train.add_argument("--schedule", default="constant", help="learning-rate schedule")
+    train.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
+    train.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=command_train)
+
+    gradcheck = commands.add_parser("gradcheck", help="numerical against analytic gradients, every activation "
+                                    "and output", description="Compare backpropagation with central differences.")
+    gradcheck.set_defaults(handler=command_gradcheck)
+
+    landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained MLP",
+                                    description="Train an MLP, then draw its loss along filter-normalised random "
+                                                "directions.")
+    landscape.add_argument("--dataset", default="digits")
+    landscape.add_argument("--optimizer", default="adam")
+    landscape.add_argument("--lr", type=float, default=3e-3)
+    landscape.add_argument("--epochs", type=_positive_int, default=20)
+    landscape.add_argument("--hidden", type=_positive_int, nargs="*", default=[32])
+    landscape.add_argument("--extent", type=float, default=1.0, help="the slice spans [-extent, extent]")
+    landscape.add_argument("--seed", type=int, default=0)
+    landscape.add_argument("--out", default="landscape", help="output directory")
+    landscape.set_defaults(handler=command_landscape)
     return parser
 
 

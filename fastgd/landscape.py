@@ -55,14 +55,18 @@ def _losses_on_grid(theta, first, second, alphas, betas, X, Y, layer_sizes, acti
 
 
 def _grid(net, theta, X, Y, alphas, betas, first, second):
+    from threadpoolctl import threadpool_limits
+
     theta = net._check_theta(theta)
     X, Y = net.check_data(X, Y)
     alphas = np.asarray(alphas, dtype=theta.dtype).ravel()
     betas = np.asarray(betas, dtype=theta.dtype).ravel()
     chunk = min(X.shape[0], CHUNK)
-    return _losses_on_grid(theta, first.astype(theta.dtype), second.astype(theta.dtype), alphas, betas, X, Y,
-                           net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                           workspace_elements(net.layer_sizes, chunk), chunk)
+    # every grid point is one thread's work: BLAS inside it must not start threads of its own
+    with threadpool_limits(1):
+        return _losses_on_grid(theta, first.astype(theta.dtype), second.astype(theta.dtype), alphas, betas, X, Y,
+                               net.layer_sizes, net.activation_code, net.output_code, net.alpha,
+                               workspace_elements(net.layer_sizes, chunk), chunk)
 
 
 def line(net, theta, X, Y, alphas, direction=None, random_state=None):

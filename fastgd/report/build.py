@@ -1,0 +1,222 @@
+"""Assemble the comparison report: figures, tables and a summary in one HTML page that opens offline.
+
+``build_report(out_dir, store)`` reads a sweep store (and, when given, the
+throughput measurements and asv results), draws every figure into
+``out_dir`` (PNG, SVG and the CSV behind each) and writes ``out_dir/index.html``
+from an autoescaping Jinja2 template. Nothing in the page is fetched from the
+network.
+"""
+
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from fastgd import datasets, optim
+
+__all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines"]
+
+LANDSCAPE_DATASET = "digits"
+
+
+def save_throughput(throughput, out_dir):
+    out_dir = Path(out_dir)
+    throughput["training"].to_csv(out_dir / "throughput_training.csv", index=False)
+    throughput["steps"].to_csv(out_dir / "throughput_steps.csv", index=False)
+    (out_dir / "throughput_machine.json").write_text(json.dumps(throughput["machine"], indent=2))
+
+
+def load_throughput(directory):
+    """Throughput saved by :func:`save_throughput`, or None where it is missing."""
+    import pandas as pd
+
+    directory = Path(directory)
+    paths = [directory / name for name in ("throughput_training.csv", "throughput_steps.csv",
+                                           "throughput_machine.json")]
+    if not all(path.exists() for path in paths):
+        return None
+    return {"training": pd.read_csv(paths[0]), "steps": pd.read_csv(paths[1]),
+            "machine": json.loads(paths[2].read_text())}
+
+
+def gradient_checks():
+    """gradcheck for every hidden activation × output of a small network, float64."""
+    from fastgd.gradcheck import gradcheck
+    from fastgd.kernels.mlp import ACTIVATIONS, OUTPUTS
+    from fastgd.models import MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 5))
+    rows = []
+    for output in OUTPUTS:
+        Y = {"softmax": np.eye(3)[rng.integers(0, 3, 16)], "logistic": rng.integers(0, 2, (16, 3)).astype(float),
+             "identity": rng.normal(size=(16, 3))}[output]
+        for activation in ACTIVATIONS:
+            net = MLP([5, 6, 4, 3], activation, output, alpha=0.1)
+            theta = net.init(random_state=0) + rng.normal(0, 0.1, net.n_params)
+            result = gradcheck(net, theta, X, Y)
+            where = result.where
+            rows.append(dict(activation=activation, output=output, loss=_loss_name(output),
+                             max_relative_error=result.max_relative_error,
+                             where=f"layer {where['layer']} {where['kind']} {where['index']}",
+                             passed=result.max_relative_error < 1e-6))
+    return rows
+
+
+def _loss_name(output):
+    return {"softmax": "cross-entropy", "logistic": "binary cross-entropy", "identity": "squared error"}[output]
+
+
+def _trained_landscape():
+    from fastgd import landscape
+    from fastgd.models import MLP
+    from fastgd.training import Training
+
+    data = datasets.load(LANDSCAPE_DATASET)
+    net = MLP([data.n_features, 32, data.n_outputs], "relu", data.output, alpha=1e-4)
+    theta = net.init(random_state=0)
+    Training(net, optim.Adam(theta, lr=3e-3), data.X_train, data.Y_train, 32, seed=0).run(20)
+    alphas = np.linspace(-1.0, 1.0, 61)
+    line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=0)
+    grid_alphas, grid_betas = np.linspace(-1.0, 1.0, 31), np.linspace(-1.0, 1.0, 31)
+    plane = landscape.plane(net, theta, data.X_train, data.Y_train, grid_alphas, grid_betas, random_state=1)
+    return (alphas, line), (grid_alphas, grid_betas, plane)
+
+
+def summary_lines(runs, throughput):
+    """The text on top: fastest rule to target per data set, and the measured speed-ups."""
+    from fastgd.sweep.metrics import best_runs
+
+    lines = []
+    best = best_runs(runs)
+    for name, group in best.groupby("dataset", sort=True):
+        reached = group[group["reached"]]
+        if reached.empty:
+            lines.append(f"{name}: no rule reached the target loss {group['seconds_to_target_mean'].size and ''}"
+                         f"within the epoch budget.")
+            continue
+        winner = reached.loc[reached["seconds_to_target_mean"].idxmin()]
+        target = runs.loc[runs["dataset"] == name, "target_loss"].iloc[0]
+        lines.append(f"{name}: fastest to the target loss {target:g} is {winner['rule']} at learning rate "
+                     f"{winner['learning_rate']:g}, in {winner['seconds_to_target_mean'] * 1e3:.3g} ms "
+                     f"({winner['epochs_to_target_mean']:.3g} epochs, mean over {int(winner['n_seeds'])} seeds); "
+                     f"{len(reached)} of {len(group)} rules reach it.")
+    if throughput is not None:
+        training = throughput["training"].pivot(index="dataset", columns="implementation",
+                                                values="seconds_per_epoch")
+        for other in ("numpy", "sklearn", "torch"):
+            if other in training:
+                ratios = training[other] / training["fastgd"]
+                lines.append(f"Training epochs: fastgd is {np.median(ratios):.1f}x faster than {_label(other)} "
+                             f"(median over data sets; from {ratios.min():.1f}x to {ratios.max():.1f}x).")
+        steps = throughput["steps"]
+        adam = steps[steps["rule"] == "adam"].pivot(index="parameters", columns="implementation", values="seconds")
+        for other in ("torch", "numpy"):
+            if other in adam:
+                small, large = adam.index.min(), adam.index.max()
+                lines.append(f"Adam step: fastgd is {adam.loc[small, other] / adam.loc[small, 'fastgd']:.1f}x faster "
+                             f"than {_label(other)} at {small:,} parameters and "
+                             f"{adam.loc[large, other] / adam.loc[large, 'fastgd']:.2f}x at {large:,}.")
+        fastgd_steps = steps[(steps["implementation"] == "fastgd") & (steps["parameters"] == steps["parameters"].max())]
+        share = fastgd_steps["bytes_per_second"] / throughput["machine"]["triad_bytes_per_second"]
+        lines.append(f"Update steps at {steps['parameters'].max():,} parameters move data at {share.min():.0%} to "
+                     f"{share.max():.0%} of the measured memory bandwidth "
+                     f"({throughput['machine']['triad_bytes_per_second'] / 1e9:.0f} GB/s).")
+    return lines
+
+
+def _label(implementation):
+    return {"numpy": "the NumPy reference", "sklearn": "scikit-learn's MLP", "torch": "PyTorch",
+            "fastgd": "fastgd"}[implementation]
+
+
+def _machine(store_provenance):
+    from fastgd.sweep.runner import provenance
+
+    facts = dict(provenance())
+    facts["platform"] = platform.platform()
+    if store_provenance:
+        facts["sweep_made_with"] = ", ".join(f"{k} {store_provenance.get(k)}" for k in
+                                             ("fastgd", "git_commit", "numba", "numpy") if store_provenance.get(k))
+    return facts
+
+
+def _table(frame, columns, formats=None):
+    formats = formats or {}
+    rows = []
+    for record in frame[columns].to_dict("records"):
+        rows.append([formats.get(column, _format)(record[column]) for column in columns])
+    return {"columns": columns, "rows": rows}
+
+
+def _format(value):
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def build_report(out_dir, store, throughput=None, asv_results=None, title="fastgd: optimizer comparison",
+                 progress=None):
+    """Write ``out_dir/index.html`` and its figures; returns the page's path."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from fastgd.report import figures
+    from fastgd.report.history import load_history
+    from fastgd.sweep.metrics import best_runs
+    from fastgd.sweep.store import Store
+
+    say = progress or (lambda message: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Store(store) as opened:
+        runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
+    if runs.empty:
+        raise ValueError(f"the store {store} holds no runs: run a sweep first")
+    finished = runs[runs["status"] != "failed"]
+    drawn = []
+    say("figures: convergence, learning rates, time to target")
+    drawn.append(figures.draw_convergence(finished, curves, out_dir))
+    drawn.append(figures.draw_learning_rate_sensitivity(finished, out_dir))
+    drawn.append(figures.draw_time_to_target(finished, out_dir))
+    drawn.append(figures.draw_performance_profile(finished, out_dir))
+    if throughput is not None:
+        say("figure: throughput")
+        drawn.append(figures.draw_throughput(throughput, out_dir))
+    say("figures: trajectories and loss landscape")
+    drawn.append(figures.draw_trajectories(out_dir))
+    drawn.append(figures.draw_landscape(*_trained_landscape(), out_dir))
+    history_note = "No asv results were given (fastgd report --asv-results .asv/results)."
+    if asv_results is not None:
+        history = load_history(asv_results)
+        if history["commit"].nunique() >= 1 and not history.empty:
+            drawn.append(figures.draw_history(history, out_dir))
+            history_note = f"{history['commit'].nunique()} commits with asv results in {asv_results}."
+        else:
+            history_note = f"No asv results found in {asv_results}."
+    say("gradient checks")
+    checks = gradient_checks()
+
+    best = best_runs(finished)
+    best_table = _table(best.sort_values(["dataset", "rule"]),
+                        ["dataset", "rule", "learning_rate", "final_loss_mean", "test_metric_mean",
+                         "epochs_to_target_mean", "seconds_to_target_mean", "diverged_share"])
+    throughput_table = None
+    if throughput is not None:
+        training = throughput["training"].copy()
+        throughput_table = _table(training, ["dataset", "implementation", "dtype", "seconds_per_epoch",
+                                             "samples_per_second"])
+    counts = runs["status"].value_counts().to_dict()
+    store_provenance = sweeps["provenance"].iloc[-1] if len(sweeps) else {}
+    environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
+                              autoescape=select_autoescape(["html"]))
+    page = environment.get_template("report.html").render(
+        title=title, summary=summary_lines(finished, throughput), figures=drawn, best=best_table,
+        throughput=throughput_table, checks=checks, history_note=history_note, machine=_machine(store_provenance),
+        sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
+        datasets=sorted(runs["dataset"].unique()), rules=[r for r in optim.OPTIMIZERS if r in set(runs["rule"])])
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    runs.to_csv(out_dir / "runs.csv", index=False)
+    return path

@@ -1,0 +1,348 @@
+"""The report's figures, drawn with seaborn. The only module of fastgd that imports plotting.
+
+Each ``draw_*`` function takes its data, writes ``<stem>.png``, ``<stem>.svg``
+and the data behind it as ``<stem>.csv`` into ``out_dir``, and returns a
+:class:`Figure` describing them. Every rule keeps one colour in every figure.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgd import functions, optim
+
+__all__ = ["Figure", "palette", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
+           "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_landscape", "draw_history"]
+
+# per test function: the learning rate with which each rule reaches the minimum
+# (or escapes the saddle) in the plotted number of steps, from a grid search
+TRAJECTORY_SETTINGS = {
+    "rosenbrock": (3000, {"sgd": 1e-3, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 1.0, "rmsprop": 3e-3,
+                          "adadelta": 0.3, "adam": 3e-2, "amsgrad": 0.1, "adamax": 1.0, "nadam": 1e-2,
+                          "adamw": 3e-2, "lion": 3e-3}),
+    "beale": (2000, {"sgd": 3e-2, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0, "rmsprop": 3e-3,
+                     "adadelta": 0.1, "adam": 3e-2, "amsgrad": 0.1, "adamax": 0.1, "nadam": 3e-2, "adamw": 3e-2,
+                     "lion": 1e-3}),
+    "saddle": (600, {"sgd": 1e-2, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 0.1, "rmsprop": 1e-3,
+                     "adadelta": 0.1, "adam": 3e-3, "amsgrad": 1e-2, "adamax": 3e-3, "nadam": 3e-3, "adamw": 3e-3,
+                     "lion": 1e-3}),
+}
+
+
+@dataclass
+class Figure:
+    stem: str
+    title: str
+    caption: str
+
+    @property
+    def png(self):
+        return f"{self.stem}.png"
+
+    @property
+    def svg(self):
+        return f"{self.stem}.svg"
+
+    @property
+    def csv(self):
+        return f"{self.stem}.csv"
+
+
+def _plotting():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    return plt, sns
+
+
+def palette():
+    """One colour per rule of OPTIMIZERS, the same in every figure."""
+    import seaborn as sns
+
+    # tab10's ten distinct colours and two more, rather than tab20's look-alike pairs
+    colours = sns.color_palette("tab10", 10) + [(0.0, 0.0, 0.0), (0.9, 0.67, 0.01)]
+    return dict(zip(optim.OPTIMIZERS, colours[:len(optim.OPTIMIZERS)]))
+
+
+RULE_ORDER = list(optim.OPTIMIZERS)
+
+
+def _rule_legend(fig, axes, colours):
+    """One legend for the figure: in a spare panel if there is one, else right of the panels."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[rule], label=rule, linewidth=2) for rule in RULE_ORDER]
+    spare = [ax for ax in axes if not ax.get_visible()]
+    if spare:
+        spare[0].set_visible(True)
+        spare[0].axis("off")
+        spare[0].legend(handles=handles, loc="center", ncol=2, title="rule", frameon=False)
+    else:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="rule")
+
+
+IMPLEMENTATION_COLOURS = {"fastgd": "#d62728", "numpy": "#1f77b4", "sklearn": "#ff7f0e", "torch": "#2ca02c"}
+
+
+def _save(fig, out_dir, stem, data, title, caption):
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out_dir / f"{stem}.png", dpi=110, bbox_inches="tight")
+    fig.savefig(out_dir / f"{stem}.svg", bbox_inches="tight")
+    plt.close(fig)
+    data.to_csv(out_dir / f"{stem}.csv", index=False)
+    return Figure(stem, title, caption)
+
+
+def _best_curves(runs, curves):
+    """Curves of each (data set, rule)'s best configuration, every seed, with the seeds' mean seconds per epoch."""
+    from fastgd.sweep.metrics import CONFIG_COLUMNS, best_runs
+
+    best = best_runs(runs)[CONFIG_COLUMNS]
+    keyed = runs.copy()
+    keyed["hyperparameters"] = keyed["hyperparameters"].map(lambda h: h if isinstance(h, str) else
+                                                             json.dumps(h, sort_keys=True))
+    chosen = keyed.merge(best, on=CONFIG_COLUMNS)[["run_id", "dataset", "rule", "learning_rate"]]
+    data = curves.drop(columns=["dataset", "rule", "learning_rate"]).merge(chosen, on="run_id")
+    data["mean_seconds"] = data.groupby(["dataset", "rule", "epoch"])["seconds"].transform("mean")
+    return data
+
+
+def draw_convergence(runs, curves, out_dir):
+    plt, sns = _plotting()
+    data = _best_curves(runs, curves)
+    names = sorted(data["dataset"].unique())
+    fig, axes = plt.subplots(len(names), 2, figsize=(12, 3.2 * len(names)), squeeze=False)
+    colours = palette()
+    for row, name in enumerate(names):
+        subset = data[data["dataset"] == name]
+        for column, x in enumerate(["epoch", "mean_seconds"]):
+            ax = axes[row, column]
+            sns.lineplot(subset, x=x, y="loss", hue="rule", hue_order=RULE_ORDER, palette=colours,
+                         errorbar=("pi", 100), ax=ax, legend=False, linewidth=1.2)
+            ax.set_yscale("log")
+            ax.set_title(f"{name}: loss against {'epoch' if column == 0 else 'seconds'}")
+            ax.set_xlabel("epoch" if column == 0 else "seconds (mean over seeds)")
+            ax.set_ylabel("training loss")
+    fig.tight_layout()
+    _rule_legend(fig, list(axes.flat), colours)
+    return _save(fig, out_dir, "convergence", data, "Convergence",
+                 "Training loss of each rule at its best learning rate (the fastest to the target), against epochs "
+                 "and against seconds; the band spans the seeds.")
+
+
+def draw_learning_rate_sensitivity(runs, out_dir):
+    plt, sns = _plotting()
+    from fastgd.sweep.metrics import summarize
+
+    summary = summarize(runs)
+    names = sorted(summary["dataset"].unique())
+    columns = min(3, len(names)) or 1
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+    colours = palette()
+    for index, name in enumerate(names):
+        ax = axes.flat[index]
+        subset = summary[summary["dataset"] == name]
+        finite = subset[subset["final_loss_mean"].notna()].copy()
+        # losses that grew without overflowing would squash the panel: draw them at a ceiling, marked ▲
+        ceiling = max(10.0, 10.0 * float(finite["final_loss_mean"].median())) if len(finite) else 10.0
+        above = finite[finite["final_loss_mean"] > ceiling]
+        finite["final_loss_mean"] = finite["final_loss_mean"].clip(upper=ceiling)
+        sns.lineplot(finite, x="learning_rate", y="final_loss_mean", hue="rule", hue_order=RULE_ORDER,
+                     palette=colours, marker="o", markersize=4, ax=ax, legend=False, linewidth=1.0, errorbar=None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        top = ceiling * 1.6
+        ax.set_ylim(top=top)
+        for marker, rows in (("^", above), ("x", subset[subset["diverged_share"] > 0])):
+            for rule, group in rows.groupby("rule"):
+                height = ceiling if marker == "^" else top
+                ax.scatter(group["learning_rate"], np.full(len(group), height), marker=marker, color=colours[rule],
+                           s=40, clip_on=False, zorder=5)
+        ax.set_title(name)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final training loss (mean over seeds)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _rule_legend(fig, list(axes.flat), colours)
+    return _save(fig, out_dir, "learning_rate_sensitivity", summary, "Learning-rate sensitivity",
+                 "Final training loss against learning rate: too small (slow), good, too large, and diverging "
+                 "(× at the top of the panel: at least one seed's loss became NaN or infinite; ▲: a finite loss "
+                 "above the panel).")
+
+
+def draw_time_to_target(runs, out_dir):
+    plt, sns = _plotting()
+    from fastgd.sweep.metrics import best_runs
+
+    best = best_runs(runs)
+    table = best.pivot(index="rule", columns="dataset", values="seconds_to_target_mean") * 1e3
+    table = table.where(best.pivot(index="rule", columns="dataset", values="reached"))
+    table = table.reindex([rule for rule in optim.OPTIMIZERS if rule in table.index])
+    fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
+    sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
+                cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
+    ax.set_title("milliseconds to the target loss (best learning rate; – not reached)")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return _save(fig, out_dir, "time_to_target", best, "Time to target",
+                 "Training time until the loss first falls to the data set's target, for each rule at its fastest "
+                 "learning rate, mean over seeds.")
+
+
+def draw_performance_profile(runs, out_dir):
+    plt, sns = _plotting()
+    from fastgd.sweep.metrics import performance_profile
+
+    profile = performance_profile(runs)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = palette()
+    for rule in RULE_ORDER:
+        group = profile[profile["rule"] == rule]
+        if len(group):
+            ax.step(group["tau"], group["share"], where="post", color=colours[rule], label=rule, linewidth=1.4)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("τ: within this factor of the fastest rule")
+    ax.set_ylabel("share of data sets")
+    ax.set_title("Performance profiles of time to target (Dolan & Moré)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="rule")
+    fig.tight_layout()
+    return _save(fig, out_dir, "performance_profile", profile, "Performance profiles",
+                 "For each rule, the share of data sets on which it reaches the target within τ times the time of "
+                 "the fastest rule there; higher and further left is better.")
+
+
+def draw_throughput(throughput, out_dir):
+    plt, sns = _plotting()
+    training, steps, machine = throughput["training"], throughput["steps"], throughput["machine"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
+    sns.barplot(training, x="dataset", y="samples_per_second", hue="implementation", palette=IMPLEMENTATION_COLOURS,
+                ax=left)
+    left.set_yscale("log")
+    left.set_ylabel("training samples per second")
+    left.set_title("One epoch: MLP 32 ReLU units, Adam, batch 32")
+    bandwidth = steps.copy()
+    bandwidth["GB_per_second"] = bandwidth["bytes_per_second"] / 1e9
+    others = bandwidth[bandwidth["rule"] != "adam"]
+    for implementation, group in others.groupby("implementation"):
+        for _, rule_group in group.groupby("rule"):
+            right.plot(rule_group["parameters"], rule_group["GB_per_second"], color=IMPLEMENTATION_COLOURS[
+                implementation], alpha=0.18, linewidth=0.8)
+    adam = bandwidth[bandwidth["rule"] == "adam"]
+    sns.lineplot(adam, x="parameters", y="GB_per_second", hue="implementation", palette=IMPLEMENTATION_COLOURS,
+                 marker="o", ax=right, errorbar=None)
+    limit = machine["triad_bytes_per_second"] / 1e9
+    right.axhline(limit, color="black", linestyle="--", linewidth=1)
+    right.annotate(f"memory bandwidth (STREAM triad) {limit:.0f} GB/s", (bandwidth["parameters"].min(), limit),
+                   xytext=(0, 4), textcoords="offset points", fontsize="small")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("parameters (float32)")
+    right.set_ylabel("effective bandwidth, GB/s")
+    right.set_title("One update step: Adam bold, the other rules faint")
+    fig.tight_layout()
+    data = bandwidth.assign(kind="step")
+    return _save(fig, out_dir, "throughput", data, "Throughput",
+                 "Left: samples per second of one training epoch (fastgd and NumPy in float64, scikit-learn in "
+                 "float64, PyTorch in float32). Right: bytes moved per second by one update step against the "
+                 "machine's measured memory bandwidth.")
+
+
+def _function_grid(spec, resolution=300):
+    x_min, x_max, y_min, y_max = spec.bounds
+    xs, ys = np.linspace(x_min, x_max, resolution), np.linspace(y_min, y_max, resolution)
+    values = np.array([[functions.value_and_gradient(spec.code, x, y)[0] for x in xs] for y in ys])
+    return xs, ys, values
+
+
+def draw_trajectories(out_dir):
+    import pandas as pd
+
+    plt, sns = _plotting()
+    from matplotlib.colors import LogNorm, SymLogNorm
+
+    names = list(TRAJECTORY_SETTINGS)
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5.4))
+    colours = palette()
+    records = []
+    for ax, name in zip(axes, names):
+        spec = functions.FUNCTIONS[name]
+        xs, ys, values = _function_grid(spec)
+        if values.min() > 0:
+            norm = LogNorm(vmin=max(values.min(), 1e-3), vmax=values.max())
+            levels = np.geomspace(max(values.min(), 1e-3), values.max(), 30)
+        else:
+            norm, levels = SymLogNorm(linthresh=0.1, vmin=values.min(), vmax=values.max()), 30
+        ax.contourf(xs, ys, values, levels=levels, norm=norm, cmap="Greys", alpha=0.55)
+        ax.contour(xs, ys, values, levels=levels, norm=norm, colors="grey", linewidths=0.3)
+        n_steps, rates = TRAJECTORY_SETTINGS[name]
+        for rule, lr in rates.items():
+            extra = {"weight_decay": 0.0} if rule == "adamw" else {}
+            path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
+            ax.plot(path[:, 0], path[:, 1], color=colours[rule], linewidth=1.3, label=f"{rule} ({lr:g})")
+            records += [dict(function=name, rule=rule, lr=lr, step=step, x=x, y=y)
+                        for step, (x, y) in enumerate(path[::max(1, n_steps // 200)])]
+        ax.plot(*spec.start, "ko", markersize=5)
+        ax.plot(*spec.minimum, "k*", markersize=12)
+        ax.set_xlim(spec.bounds[0], spec.bounds[1])
+        ax.set_ylim(spec.bounds[2], spec.bounds[3])
+        ax.set_title(f"{name}: {n_steps} steps")
+        ax.legend(fontsize="x-small", loc="lower right", ncol=2)
+    fig.tight_layout()
+    return _save(fig, out_dir, "trajectories", pd.DataFrame(records), "Trajectories on test functions",
+                 "Every rule from the same start (●) on Rosenbrock, Beale and a saddle (★ a minimum), each at the "
+                 "learning rate in the legend; the compiled trajectory helper records every step.")
+
+
+def draw_landscape(line, plane, out_dir):
+    import pandas as pd
+
+    plt, sns = _plotting()
+    alphas, losses = line
+    grid_alphas, grid_betas, grid = plane
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    left.plot(alphas, losses, color="#d62728")
+    left.axvline(0.0, color="grey", linewidth=0.8)
+    left.set_yscale("log")
+    left.set_xlabel("α along a filter-normalised random direction")
+    left.set_ylabel("training loss")
+    left.set_title("1-D slice around the trained θ")
+    contour = right.contourf(grid_alphas, grid_betas, np.log10(grid), levels=30, cmap="viridis")
+    right.contour(grid_alphas, grid_betas, np.log10(grid), levels=15, colors="white", linewidths=0.4)
+    right.plot(0, 0, "r*", markersize=12)
+    fig.colorbar(contour, ax=right, label="log10 training loss")
+    right.set_xlabel("α (direction 1)")
+    right.set_ylabel("β (direction 2)")
+    right.set_title("2-D contour around the trained θ (★)")
+    fig.tight_layout()
+    data = pd.DataFrame([dict(alpha=a, beta=b, loss=grid[j, i]) for j, b in enumerate(grid_betas)
+                         for i, a in enumerate(grid_alphas)])
+    return _save(fig, out_dir, "landscape", data, "Loss landscape",
+                 "Loss of an MLP trained on digits along one and two filter-normalised random directions (Li et al. "
+                 "2018), the lecture's way of looking at a high-dimensional cost function.")
+
+
+def draw_history(history, out_dir):
+    plt, sns = _plotting()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    sns.lineplot(history, x="commit_order", y="relative", hue="benchmark", marker="o", ax=ax)
+    ax.set_xticks(sorted(history["commit_order"].unique()))
+    ax.set_xticklabels([c[:8] for c in history.drop_duplicates("commit_order").sort_values("commit_order")["commit"]],
+                       rotation=45, ha="right", fontsize="small")
+    ax.set_xlabel("commit (oldest first)")
+    ax.set_ylabel("value / value at the first commit")
+    ax.set_title("asv results over commits")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    fig.tight_layout()
+    return _save(fig, out_dir, "history", history, "History over commits",
+                 "Headline asv benchmarks (times and convergence tracks) at each commit with results, relative to the "
+                 "oldest: below 1 is faster (or lower) than then.")

@@ -1,0 +1,159 @@
+"""The comparison report, used as a person would: the README's main command, then the page in a browser."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastgd import sweep
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FIGURES = ["convergence", "learning_rate_sensitivity", "time_to_target", "performance_profile", "throughput",
+           "trajectories", "landscape"]
+
+
+def fastgd_command(*arguments, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fastgd.cli", *arguments], capture_output=True, text=True,
+                          timeout=900, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """The README's main command (fastgd compare), on the quick preset."""
+    out = tmp_path_factory.mktemp("report") / "latest"
+    result = fastgd_command("compare", "--preset", "quick", "--out", str(out), "--jobs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_main_command_writes_every_figure_with_its_data(quick_report):
+    out, result = quick_report
+    assert f"report: {out / 'index.html'}" in result.stdout
+    for stem in FIGURES:
+        for suffix in ("png", "svg", "csv"):
+            path = out / f"{stem}.{suffix}"
+            assert path.exists() and path.stat().st_size > 0, path
+    assert (out / "sweep.db").exists() and (out / "runs.csv").exists()
+    html = (out / "index.html").read_text()
+    for stem in FIGURES:
+        assert f'src="{stem}.png"' in html
+    assert "Summary" in html and "Gradient checks" in html and "Machine and versions" in html
+    # long steps say what they are doing
+    assert "1/3 sweep" in result.stderr and "3/3 report" in result.stderr
+
+
+def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
+    out, _ = quick_report
+    html = (out / "index.html").read_text()
+    runs = sweep.load_runs(out / "sweep.db")
+    for name in runs["dataset"].unique():
+        assert f"{name}: fastest to the target loss" in html or f"{name}: no rule reached" in html
+    assert "faster than the NumPy reference" in html and "faster than scikit-learn" in html
+
+
+def test_figure_data_is_what_the_figures_claim(quick_report):
+    import pandas as pd
+
+    out, _ = quick_report
+    profile = pd.read_csv(out / "performance_profile.csv")
+    assert profile["share"].between(0, 1).all() and (profile["tau"] >= 1).all()
+    throughput = pd.read_csv(out / "throughput_training.csv")
+    assert set(throughput["implementation"]) >= {"fastgd", "numpy", "sklearn"}
+    assert (throughput["samples_per_second"] > 0).all()
+    trajectories = pd.read_csv(out / "trajectories.csv")
+    assert set(trajectories["function"]) == {"rosenbrock", "beale", "saddle"}
+
+
+def test_running_compare_again_resumes_the_sweep(quick_report, tmp_path):
+    out, _ = quick_report
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    result = fastgd_command("compare", "--preset", "quick", "--out", str(copy), "--jobs", "1", "--skip-throughput")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 new runs, 96 already stored" in result.stderr
+
+
+def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    out, _ = quick_report
+    console_errors, requests = [], []
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+        page.on("pageerror", lambda error: console_errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((out / "index.html").as_uri(), wait_until="load")
+        widths = page.evaluate("Array.from(document.images).map(image => [image.getAttribute('src'), "
+                               "image.complete, image.naturalWidth])")
+        title = page.title()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert len(widths) == len(FIGURES)
+    assert all(complete and width > 0 for _, complete, width in widths), widths
+    assert console_errors == []
+    assert all(url.startswith("file://") for url in requests), "the page fetched something from the network"
+    assert title == "fastgd: optimizer comparison"
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_text_from_the_store_is_escaped(tmp_path):
+    pytest.importorskip("seaborn")
+    from fastgd.report import build_report
+
+    config = sweep.parse(dict(name="<script>alert('x')</script>", datasets=["iris"], rules=["sgd", "adam"],
+                              learning_rates=[0.1], seeds=[0], epochs=3, targets={"iris": 0.5}))
+    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
+    page = build_report(tmp_path / "out", tmp_path / "s.db").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+
+
+def test_report_command_refuses_a_missing_store(tmp_path):
+    result = fastgd_command("report", "--store", str(tmp_path / "none.db"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fastgd report: error: no sweep store at {tmp_path / 'none.db'}: run fastgd " \
+                                    "sweep first"
+
+
+def write_asv_result(directory, commit, date, value):
+    machine = directory / "machine-a"
+    machine.mkdir(parents=True, exist_ok=True)
+    content = {"commit_hash": commit, "date": date, "version": 2, "result_columns": ["result", "params", "version"],
+               "results": {"bench_step.TimeStep.time_step": [[value, 2 * value, None], [["1"]], "v"],
+                           "bench_train.Track.track_loss": [[0.5], [], "v"]}}
+    (machine / f"{commit[:8]}-env.json").write_text(json.dumps(content))
+    (machine / "machine.json").write_text(json.dumps({"machine": "a"}))
+
+
+def test_history_over_commits_from_asv_results(tmp_path):
+    from fastgd.report.history import load_history
+
+    results = tmp_path / "results"
+    write_asv_result(results, "a" * 40, 1000, 1.0)
+    write_asv_result(results, "b" * 40, 2000, 0.5)
+    history = load_history(results)
+    step = history[history["benchmark"] == "bench_step.TimeStep.time_step"].sort_values("commit_order")
+    # geometric mean over the parameter grid: sqrt(1 * 2) then sqrt(0.5 * 1); relative to the first commit
+    assert step["value"].tolist() == pytest.approx([2**0.5, 0.5**0.5])
+    assert step["relative"].tolist() == pytest.approx([1.0, 0.5])
+    assert load_history(tmp_path / "empty").empty
+
+
+def test_compare_draws_the_asv_history_when_results_exist(quick_report, tmp_path):
+    out, _ = quick_report
+    copy = tmp_path / "with-history"
+    shutil.copytree(out, copy)
+    results = tmp_path / "results"
+    write_asv_result(results, "a" * 40, 1000, 1.0)
+    write_asv_result(results, "b" * 40, 2000, 0.8)
+    result = fastgd_command("report", "--store", str(copy / "sweep.db"), "--out", str(copy), "--asv-results",
+                            str(results))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (copy / "history.png").exists() and 'src="history.png"' in (copy / "index.html").read_text()
