@@ -338,3 +338,24 @@ def test_load_config_reads_a_file(tmp_path, text):
     path = tmp_path / "c.toml"
     path.write_text(text)
     assert sweep.load_config(path).runs() == config().runs()
+
+
+def test_concurrent_first_compiles_into_an_empty_cache_are_safe(tmp_path):
+    # two worker processes start together on an empty Numba cache: both compile
+    # and write the same cache files; the results must be those of a warm run
+    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "lion"])
+    sweep.run_sweep(small, tmp_path / "warm.db", jobs=1, progress=False)
+    script = textwrap.dedent(f"""
+        import tomllib
+        from fastgd import sweep
+        raw = tomllib.loads({SMALL!r})
+        raw.update(datasets=["iris"], targets={{"iris": 0.5}}, rules=["adam", "lion"])
+        sweep.run_sweep(sweep.parse(raw), {str(tmp_path / 'cold.db')!r}, jobs=2, chunk_size=4, progress=False)
+    """)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any((tmp_path / "empty-cache").rglob("*.nbi"))
+    pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "warm.db")),
+                                  comparable(sweep.load_runs(tmp_path / "cold.db")))
