@@ -288,7 +288,7 @@ class _BaseMLP(BaseEstimator):
         self.coefs_, self.intercepts_ = self._net.unpack(self.theta_)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
         optimizer = state.get("optimizer_")
         if optimizer is not None and optimizer.device != "cpu":
             # device memory does not pickle: keep the optimizer, state and all, over theta_ on the CPU
