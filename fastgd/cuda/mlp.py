@@ -25,7 +25,10 @@ vector on the device (indices below), read by the host once per epoch.
 
 Each element is summed over the shared dimension in increasing order, one
 product and one add at a time (NVVM may fuse them into an FMA on a GPU): the
-results follow the CPU's BLAS to rounding, not bit for bit.
+results follow the CPU's BLAS to rounding, not bit for bit, and are the same
+from run to run. The float64 sums in ``status`` (loss, penalty, gradient
+norm) are added to atomically, in no fixed order: their last bits may vary
+from run to run, and with them a gradient clipping factor.
 """
 
 import math

@@ -9,14 +9,48 @@ threads; on a GPU the kernels run with their real shapes, as compiled.
 
 import os
 import sys
+import threading
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # rule_cases
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
+
+def _thread_safe_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` one array per block, whatever the thread scheduling.
+
+    The simulator keys a block's shared arrays by the calling line and
+    creates them on first use without a lock: two threads that reach the line
+    together can each get an array of their own, and a reduction or a tile
+    then silently reads another thread's copy. Same lookup, under a lock.
+    """
+    from numba.cuda import types
+    from numba.cuda.np import numpy_support
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    lock = threading.Lock()
+    unsafe_array = FakeCUDAShared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return unsafe_array(self, shape, dtype, alignment)  # dynamic shared memory: not used by fastgd
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            if key not in self._allocations:
+                if isinstance(dtype, types.Type):
+                    dtype = numpy_support.as_dtype(dtype)
+                self._allocations[key] = np.empty(shape, dtype)
+            return self._allocations[key]
+
+    FakeCUDAShared.array = array
+
+
 if SIMULATOR:
+    _thread_safe_shared_arrays()
     # The simulator's block manager polls its threads; with CPython's default
     # 5 ms switch interval every barrier waits that long.
     sys.setswitchinterval(1e-4)
