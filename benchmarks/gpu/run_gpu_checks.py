@@ -356,7 +356,8 @@ def markdown(report):
         lines.append(f"| {row['rule']} | {row['size']:,} | {row['bytes_per_parameter']} | {row['seconds'] * 1e6:.1f} | "
                      f"{row['bytes_per_second'] / 1e9:.0f} | {row['fraction_of_copy']:.0%} |")
     lines += ["", "## MLP matrix products (float32; torch.matmul with TF32 off)", "",
-              "| product | M | K | N | fastgd GFLOP/s | torch GFLOP/s | fastgd / torch |", "|---|---|---|---|---|---|---|"]
+              "| product | M | K | N | fastgd GFLOP/s | torch GFLOP/s | fastgd / torch |",
+              "|---|---|---|---|---|---|---|"]
     for row in report["products"]:
         lines.append(f"| {row['kind']} | {row['m']} | {row['k']} | {row['n']} | {row['flops_per_second'] / 1e9:.0f} | "
                      + (f"{row['torch_flops_per_second'] / 1e9:.0f} | {row['fraction_of_torch']:.0%} |"
@@ -421,7 +422,8 @@ def main():
     report = dict(
         device=device, smoke=arguments.smoke, when=time.strftime("%Y-%m-%d %H:%M:%S"),
         versions=f"Python {platform.python_version()}, numba {numba.__version__}, numba-cuda "
-                 f"{importlib.metadata.version('numba-cuda')}, torch {torch.__version__ if torch is not None else 'absent'}",
+                 f"{importlib.metadata.version('numba-cuda')}, "
+                 f"torch {torch.__version__ if torch is not None else 'absent'}",
         config={key: list(value) if isinstance(value, tuple) else value for key, value in config.items()},
         tests=tests, copy={str(size): value for size, value in copies.items()}, rules=rules,
         torch_adam={str(size): value for size, value in torch_adam.items()}, products=products, training=training,

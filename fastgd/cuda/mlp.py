@@ -161,7 +161,7 @@ def forward_layer(inputs, weights, bias, outputs, activation):
 
 @cuda_jit
 def weight_gradient(inputs, delta, weights, decay, grad_weights, grad_bias, status, with_penalty):
-    """``∇W = inputsᵀ δ + decay · W`` and ``∇b = Σ_rows δ``; ``status[PENALTY] += Σ W²`` if ``with_penalty``.
+    """``∇W = inputsᵀ δ + decay · W``, ``∇b = Σ_rows δ``; ``status[PENALTY] += Σ W²`` if ``with_penalty``.
 
     Launch over ∇W's shape (n_in × n_out). The bias gradient is summed by
     the first row of blocks, one thread per column, rows in order, as the
