@@ -387,7 +387,8 @@ def main():
     started = time.perf_counter()
     os.makedirs(arguments.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fastgd-gpu-cache-") as cache_directory:
-        os.environ["NUMBA_CACHE_DIR"] = os.path.join(cache_directory, "bench")  # read when Numba is imported
+        # read when Numba is imported; shared with the GPU test run, which compiles the same kernels first
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(cache_directory, "gpu")
 
         import numba
         from numba import cuda
