@@ -1,6 +1,8 @@
 # The two commands of the README's quick start, and what they need.
 #   make demo   set up .venv and run the main job on the bundled data
-#   make test   set up .venv and run the whole test suite (what CI runs)
+#   make test   set up .venv and run the whole test suite (what CI runs): the suite, the
+#               suite again with NUMBA_BOUNDSCHECK=1, and the CUDA tests (tests/cuda) under
+#               Numba's CUDA simulator, which must be switched on before Numba is imported
 
 PYTHON ?= python3
 VENV := .venv
@@ -21,9 +23,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,compare,report,distributed]"
+	$(BIN)/python -m pip install --quiet -e ".[test,compare,report,distributed,cuda]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
@@ -35,8 +37,11 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/fastgd compare --out reports/latest
 
 test: $(VENV)/.installed-test
-	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q
-	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider
+	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --ignore=tests/cuda
+	# every kernel once more with bounds checks; the report's tests add no kernel of their own
+	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
+		--ignore=tests/cuda --ignore=tests/test_report.py
+	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
 
 clean-cache:
 	rm -rf $(CURDIR)/.numba_cache

@@ -13,6 +13,17 @@ Each flag can be overridden by an environment variable read once, at import:
 ``FASTGD_PARALLEL_THRESHOLD`` (default ``131072``)
     Vectors with at least this many elements use the ``prange`` form of a
     kernel; shorter ones the serial form, whose call costs no thread launch.
+``FASTGD_CUDA_BLOCK_SIZE`` (default ``256``)
+    Threads per block of the element-wise CUDA kernels (update rules,
+    gathers, reductions).
+``FASTGD_CUDA_MAX_BLOCKS`` (default ``4096``)
+    At most this many blocks per element-wise launch; past that the kernels'
+    grid-stride loops give each thread several elements. 4096 blocks of 256
+    threads keep a large GPU's memory bus busy.
+
+CUDA kernels are always compiled without fastmath: it would flush
+denormals, approximate division and square roots, and break the parity with
+the CPU kernels.
 
 Numba's on-disk cache is keyed by signature and bytecode, not by these flags:
 point ``NUMBA_CACHE_DIR`` at a separate directory when running with
@@ -24,7 +35,8 @@ import types
 
 import numba
 
-__all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "jit", "jit_serial_and_parallel"]
+__all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
+           "jit_serial_and_parallel", "cuda_jit"]
 
 
 def _env_flag(name, default):
@@ -54,6 +66,8 @@ def _env_int(name, default):
 CACHE = _env_flag("FASTGD_CACHE", True)
 FASTMATH = _env_flag("FASTGD_FASTMATH", False)
 PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17)
+CUDA_BLOCK_SIZE = _env_int("FASTGD_CUDA_BLOCK_SIZE", 256)
+CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096)
 
 # error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
 # default ("python") tests every divisor and raises, which also stops LLVM from
@@ -102,3 +116,26 @@ def jit_serial_and_parallel(func, delegates_to=None):
     twin.__module__ = func.__module__
     parallel = jit(twin, parallel=not delegates_to)
     return serial, parallel
+
+
+def cuda_jit(func=None, *, device=False):
+    """``numba.cuda.jit`` with fastgd's flags: on-disk cache as ``FASTGD_CACHE``, never fastmath.
+
+    Device functions are inlined into their callers in Numba's own IR (as
+    ``jit(inline=True)`` on the CPU): the matrix-product tile loop keeps its
+    accumulators in registers only inside its kernel, and a kernel that
+    calls a device function compiled on its own would ask the driver for
+    the GPU's compute capability, which ``cuda.compile_ptx`` without a GPU
+    cannot answer. Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) only
+    ``device`` is passed. ``numba.cuda`` is imported here, on first use, so
+    that the CPU path never pays for it.
+    """
+    from numba import cuda
+
+    if cuda.config.ENABLE_CUDASIM:
+        options = dict(device=device)
+    else:
+        options = dict(device=device, fastmath=False, cache=CACHE, inline="always" if device else "never")
+    if func is None:
+        return cuda.jit(**options)
+    return cuda.jit(**options)(func)

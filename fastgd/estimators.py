@@ -16,7 +16,13 @@ validation_fraction, warm_start, verbose``); ``optimizer`` names a rule of
 sets its other hyperparameters, ``schedule``/``schedule_params`` the learning-
 rate schedule (:func:`fastgd.training.make_schedule`), ``clip_norm`` clips
 gradients by global norm, ``dtype`` fixes float32 or float64 (by default:
-float32 input stays float32, anything else becomes float64).
+float32 input stays float32, anything else becomes float64), ``device``
+chooses where training runs: ``"cpu"`` or ``"cuda"`` (an NVIDIA GPU, see
+:mod:`fastgd.cuda`; the same batches and math, the data uploaded once per
+fit). Without a usable GPU, ``device="cuda"`` raises
+:class:`fastgd.cuda.CudaUnavailableError` saying why, before anything
+changes. Predictions run on the CPU, from ``theta_``, which is copied back
+from the device after every epoch.
 
 The network and loss are scikit-learn's (weights initialised the same way for
 the same ``random_state``; biases start at zero). When the loss becomes NaN
@@ -36,6 +42,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from fastgd import cuda as fastgd_cuda
 from fastgd import optim
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
@@ -66,7 +73,7 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=1e-3, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
                  verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, optimizer="adam", optimizer_params=None, schedule="constant",
-                 schedule_params=None, clip_norm=None, dtype=None):
+                 schedule_params=None, clip_norm=None, dtype=None, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
@@ -87,6 +94,7 @@ class _BaseMLP(BaseEstimator):
         self.schedule_params = schedule_params
         self.clip_norm = clip_norm
         self.dtype = dtype
+        self.device = device
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -124,6 +132,10 @@ class _BaseMLP(BaseEstimator):
             _check_real("clip_norm", self.clip_norm, 0.0, low_open=True)
         if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
             raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda":
+            fastgd_cuda.require('device="cuda"')
 
     def _make_optimizer(self, theta):
         cls = optim.OPTIMIZERS[self.optimizer]
@@ -209,7 +221,11 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         if not incremental or not hasattr(self, "optimizer_"):
-            self.optimizer_ = self._make_optimizer(self.theta_)
+            self.optimizer_ = self._make_optimizer(self._params_on_device())
+        elif self.optimizer_.device != self.device:
+            self.optimizer_ = self.optimizer_.with_params(self._params_on_device())  # its state moves along
+        elif self.device == "cuda":
+            self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
         training = Training(net, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle,
                             seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
@@ -218,6 +234,8 @@ class _BaseMLP(BaseEstimator):
 
         for _ in range(1 if incremental else self.max_iter):
             loss = training.epoch()
+            if self.device == "cuda":
+                self.optimizer_.params.copy_to_host(self.theta_)
             self._epochs_done = training.epochs_done
             if training.history.diverged:
                 self.diverged_epoch_ = self.n_iter_ + 1
@@ -257,9 +275,25 @@ class _BaseMLP(BaseEstimator):
             self.theta_[...] = best_theta
         return self
 
+    def _params_on_device(self):
+        """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy on the GPU."""
+        if self.device == "cuda":
+            from numba import cuda
+
+            return cuda.to_device(self.theta_)
+        return self.theta_
+
     def _expose_layers(self):
         # views into θ: edits to coefs_ change the model, as in scikit-learn
         self.coefs_, self.intercepts_ = self._net.unpack(self.theta_)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
+        optimizer = state.get("optimizer_")
+        if optimizer is not None and optimizer.device != "cpu":
+            # device memory does not pickle: keep the optimizer, state and all, over theta_ on the CPU
+            state["optimizer_"] = optimizer.with_params(state["theta_"])
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -317,6 +351,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y), keeping the optimizer's state; ``classes`` is required on the first call."""
+        self._check_parameters()  # before classes_ is set: a refused call changes nothing
         if not hasattr(self, "classes_"):
             if classes is None and not type_of_target(y).startswith("multilabel"):
                 raise ValueError("classes must be passed on the first call to partial_fit.")

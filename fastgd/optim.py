@@ -15,6 +15,17 @@ serial form below ``FASTGD_PARALLEL_THRESHOLD`` parameters, the ``prange``
 form from there on. ``OPTIMIZERS`` maps the lower-case rule names of
 FORMULAS.md to the classes; tests, benchmarks, sweeps and reports iterate over it.
 
+The params may also be a vector on an NVIDIA GPU: a numba device array or
+any object with ``__cuda_array_interface__`` (a CuPy array, a PyTorch CUDA
+tensor). It is updated in place, without a copy, by the rule's CUDA kernel
+(:mod:`fastgd.cuda.updates`, one launch per step); the state lives on the
+device, ``opt.params`` is a numba view of the same memory, the gradient must
+be a device array too, and ``state_dict`` returns NumPy copies::
+
+    params = torch.zeros(10_000_000, device="cuda")
+    opt = optim.Adam(params, lr=1e-3)
+    opt.step(grad)                        # grad: a CUDA tensor of params' shape and dtype
+
 Hyperparameters live in ``opt.hyperparameters`` (also reachable as
 ``opt.param_groups[0]``, as in torch): change ``lr`` there between steps and
 the next step checks and uses it. Hyperparameters that fix which state exists
@@ -28,6 +39,7 @@ import numbers
 import numpy as np
 
 from fastgd import _config
+from fastgd import cuda as fastgd_cuda
 from fastgd.kernels import updates
 
 __all__ = [
@@ -40,6 +52,8 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _check_params(params):
     if not isinstance(params, np.ndarray):
+        if fastgd_cuda.is_device_array(params):
+            return _check_device_params(params)
         raise TypeError(f"params must be a NumPy ndarray, got {type(params).__name__}")
     if params.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"params must have dtype float32 or float64, got {params.dtype}")
@@ -50,6 +64,27 @@ def _check_params(params):
     if not params.flags.c_contiguous:
         raise ValueError("params must be contiguous: pass np.ascontiguousarray(params) and use that array")
     return params
+
+
+def _check_device_params(params):
+    """The numba device array viewing ``params`` (a GPU vector), after the same checks as on the CPU."""
+    if not getattr(params, "__cuda_ndarray__", False):
+        fastgd_cuda.require(f"params of type {type(params).__name__}")
+        try:
+            read_only = params.__cuda_array_interface__["data"][1]
+        except Exception as error:  # e.g. torch's "use var.detach()" for a tensor that requires grad
+            raise TypeError(f"params: cannot read the __cuda_array_interface__ of {type(params).__name__}: "
+                            f"{error}") from None
+        if read_only:
+            raise ValueError("params must be writeable: the optimizer updates it in place")
+    array = fastgd_cuda.as_device_array(params, "params")
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"params must have dtype float32 or float64, got {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"params must be a 1-D vector, got an array of shape {tuple(array.shape)}")
+    if not array.is_c_contiguous():
+        raise ValueError("params must be contiguous: pass a contiguous copy and use that array")
+    return array
 
 
 def _real(name, value, low, high=None, *, high_open=True, index=None):
@@ -143,10 +178,14 @@ class Optimizer:
         checked = self._check(hyperparameters)
         self.hyperparameters = Hyperparameters()
         self.hyperparameters.checked({key: checked[key] for key in hyperparameters})
-        self._parallel = params.size >= _config.PARALLEL_THRESHOLD
+        self.device = "cpu" if isinstance(self.params, np.ndarray) else "cuda"
+        if self.device == "cuda":
+            # an instance attribute, so that a CPU step pays nothing for the device case
+            self._check_grad = self._check_device_grad
+        self._parallel = self.params.size >= _config.PARALLEL_THRESHOLD
         # state arrays a rule does not use are passed to the kernel as this
         # zero-length view, which it never reads
-        self._unused = params[:0]
+        self._unused = self.params[:0]
         self._set_structure(self.hyperparameters)
         self.state = self._initial_state()
 
@@ -173,8 +212,11 @@ class Optimizer:
         self.state["step"] = step
 
     def state_dict(self):
-        """A copy of the state (step count and arrays) and of the hyperparameters."""
-        state = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in self.state.items()}
+        """A copy of the state (step count and arrays) and of the hyperparameters.
+
+        The arrays are NumPy arrays, also for an optimizer on the GPU.
+        """
+        state = {key: _host_copy(value) for key, value in self.state.items()}
         return {"rule": self.name, "state": state, "param_groups": [dict(self.hyperparameters)]}
 
     def load_state_dict(self, state_dict):
@@ -200,10 +242,19 @@ class Optimizer:
                 raise ValueError(f"state_dict state {key!r} must be an array of shape {self.params.shape}")
             if array.dtype != self.params.dtype:
                 raise TypeError(f"state_dict state {key!r} has dtype {array.dtype}, params {self.params.dtype}")
-        self.state = {key: np.array(value) if isinstance(value, np.ndarray) else type(self._extra_state().get(
+        self.state = {key: self._own_copy(value) if isinstance(value, np.ndarray) else type(self._extra_state().get(
             key, 0))(value) for key, value in saved.items()}
         self.hyperparameters.checked(hyperparameters)
         self._set_structure(hyperparameters)
+
+    def with_params(self, params):
+        """This optimizer (rule, hyperparameters, state) over other params, e.g. a copy of θ on another device.
+
+        The state is copied; ``params`` keeps its own values.
+        """
+        moved = type(self)(params, **self.hyperparameters)
+        moved.load_state_dict(self.state_dict())
+        return moved
 
     def packed(self):
         """This optimizer as compiled training loops take it: ``(code, hyper, state0, state1, state2, counters)``.
@@ -229,7 +280,8 @@ class Optimizer:
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self.hyperparameters.items())
-        return f"{type(self).__name__}(<{self.params.size} x {self.params.dtype}>, {settings})"
+        where = "" if self.device == "cpu" else f" on {self.device}"
+        return f"{type(self).__name__}(<{self.params.size} x {self.params.dtype}{where}>, {settings})"
 
     # -- shared checks ----------------------------------------------------------------------
 
@@ -242,6 +294,20 @@ class Optimizer:
             raise TypeError(f"grad has dtype {grad.dtype}, params {self.params.dtype}")
         if not grad.flags.c_contiguous:
             grad = np.ascontiguousarray(grad)
+        return grad
+
+    def _check_device_grad(self, grad):
+        if isinstance(grad, np.ndarray):
+            raise TypeError("grad is a NumPy array but params are on the GPU: pass the gradient as a device array")
+        if not fastgd_cuda.is_device_array(grad):
+            raise TypeError(f"grad must be a CUDA device array like params, got {type(grad).__name__}")
+        grad = fastgd_cuda.as_device_array(grad, "grad")
+        if tuple(grad.shape) != tuple(self.params.shape):
+            raise ValueError(f"grad has shape {tuple(grad.shape)}, params {tuple(self.params.shape)}")
+        if grad.dtype != self.params.dtype:
+            raise TypeError(f"grad has dtype {grad.dtype}, params {self.params.dtype}")
+        if not grad.is_c_contiguous():
+            raise ValueError("grad must be contiguous on the device")
         return grad
 
     def _recheck(self, hyperparameters, structure_may_change=False):
@@ -266,14 +332,40 @@ class Optimizer:
 
     def _set_structure(self, hyperparameters):
         self._structure = self._structure_of(hyperparameters)
-        self._kernel = self._kernel_pair(hyperparameters)[self._parallel]
+        kernels = self._kernel_pair(hyperparameters)
+        if self.device == "cuda":
+            from fastgd.cuda import updates as cuda_updates
+
+            self._kernel = cuda_updates.KERNELS[kernels[0].py_func.__name__]
+        else:
+            self._kernel = kernels[self._parallel]
 
     def _initial_state(self):
         state = {"step": 0}
         state.update(self._extra_state())
         for key in self._state_names(self.hyperparameters):
-            state[key] = np.zeros_like(self.params)
+            state[key] = self._full(self._initial_value(key))
         return state
+
+    def _initial_value(self, key):
+        """What the state array ``key`` starts at."""
+        return 0.0
+
+    def _full(self, value):
+        """A new state array shaped as params, on params' device, set to ``value``."""
+        if self.device == "cpu":
+            return np.full_like(self.params, value)
+        from fastgd.cuda import arrays
+
+        return arrays.full(self.params.size, value, self.params.dtype)
+
+    def _own_copy(self, array):
+        """A copy of the NumPy ``array`` (checked shape and dtype) on params' device."""
+        if self.device == "cpu":
+            return np.array(array)
+        from numba import cuda
+
+        return cuda.to_device(np.ascontiguousarray(array))
 
     def _extra_state(self):
         """Scalar state beside the step count, with its initial value."""
@@ -430,10 +522,8 @@ class Adagrad(Optimizer):
     def _state_names(self, hp):
         return ("sum",)
 
-    def _initial_state(self):
-        state = super()._initial_state()
-        state["sum"].fill(self.hyperparameters["initial_accumulator_value"])
-        return state
+    def _initial_value(self, key):
+        return self.hyperparameters["initial_accumulator_value"]
 
     def _update(self, grad, step, hp):
         self._kernel(self.params, grad, self.state["sum"], step, hp["lr"], hp["lr_decay"], hp["eps"],
@@ -695,6 +785,14 @@ class Lion(Optimizer):
 
     def _hyper_vector(self, hp):
         return [hp["lr"], *hp["betas"], hp["weight_decay"]]
+
+
+def _host_copy(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if fastgd_cuda.is_device_array(value):
+        return value.copy_to_host()
+    return value
 
 
 OPTIMIZERS = {

@@ -16,6 +16,11 @@ Batch GD is ``batch_size >= n_samples``, SGD ``batch_size=1``, mini-batch
 anything between. The optimizer object is the state: its params are θ, its
 state arrays are updated in place, and its step count advances, so training can
 continue (``partial_fit``) or be inspected (``state_dict``) afterwards.
+
+With an optimizer over a device array (see :mod:`fastgd.optim`) the epochs
+run on the GPU (:mod:`fastgd.cuda.train`): X and Y are uploaded once (or
+taken as they are when already on the device), the same batches and the same
+math as on the CPU, one host synchronisation per epoch.
 """
 
 import math
@@ -96,8 +101,17 @@ class Training:
     def __init__(self, net, optimizer, X, Y, batch_size, shuffle=True, seed=0, schedule=None, clip_norm=None):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastgd.optim optimizer, got {type(optimizer).__name__}")
-        theta = net._check_theta(optimizer.params)
-        X, Y = net.check_data(X, Y)
+        on_device = optimizer.device == "cuda"
+        if on_device:
+            from numba import cuda
+
+            from fastgd.cuda import train as cuda_train
+
+            theta = _check_device_theta(net, optimizer.params)
+            X, Y = _device_data(net, X, Y)
+        else:
+            theta = net._check_theta(optimizer.params)
+            X, Y = net.check_data(X, Y)
         if X.shape[0] == 0:
             raise ValueError("the training set is empty")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -114,6 +128,11 @@ class Training:
         self.epochs_done = 0
         self.history = History()
         self._seconds = 0.0
+        if on_device:
+            self._device_workspace = cuda_train.DeviceWorkspace(net, theta, X.shape[0], self.batch_size)
+            self._last_finite = cuda.device_array_like(theta)
+            return
+        self._device_workspace = None
         # every buffer of every epoch, allocated once
         n_rows, dtype = self.batch_size, net.dtype
         self._order = np.empty(X.shape[0], dtype=np.int64)
@@ -132,24 +151,40 @@ class Training:
         code, hyper, state0, state1, state2, counters = self.optimizer.packed()
         base_lr = hyper[0]
         net = self.net
-        self._last_finite[...] = self.theta
-        arguments = (self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                     code, hyper, base_lr, state0, state1, state2, counters, self.schedule, self.clip_norm,
-                     self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,
-                     self._activations, self._deltas, self._batch_X, self._batch_Y)
-        if not self._compiled:
-            # compile (or load from the cache) before the clock starts: epoch seconds are training only
-            train_epoch.compile(tuple(numba.typeof(argument) for argument in arguments))
-            self._compiled = True
-        start = time.perf_counter()
-        loss = train_epoch(*arguments)
+        if self._device_workspace is None:
+            self._last_finite[...] = self.theta
+            arguments = (self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
+                         net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule,
+                         self.clip_norm, self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order,
+                         self._grad, self._activations, self._deltas, self._batch_X, self._batch_Y)
+            if not self._compiled:
+                # compile (or load from the cache) before the clock starts: epoch seconds are training only
+                train_epoch.compile(tuple(numba.typeof(argument) for argument in arguments))
+                self._compiled = True
+            start = time.perf_counter()
+            loss = train_epoch(*arguments)
+            theta_finite = None
+        else:
+            from fastgd.cuda import train as cuda_train
+
+            self._last_finite.copy_to_device(self.theta)
+            start = time.perf_counter()
+            loss, theta_finite = cuda_train.train_epoch(
+                self.theta, self.X, self.Y, net.layer_sizes.tolist(), net.activation_code, net.output_code,
+                net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule, self.clip_norm,
+                self.batch_size, self.shuffle, self.seed, self.epochs_done, self._device_workspace)
         self._seconds += time.perf_counter() - start
         self.optimizer.absorb_counters(counters)
         self.epochs_done += 1
-        if not math.isfinite(loss) or not np.isfinite(self.theta).all():
+        if theta_finite is None:
+            theta_finite = np.isfinite(self.theta).all()
+        if not math.isfinite(loss) or not theta_finite:
             self.history.diverged_epoch = self.epochs_done
             # θ as it was after the last finite epoch, so predictions stay meaningful
-            self.theta[...] = self._last_finite
+            if self._device_workspace is None:
+                self.theta[...] = self._last_finite
+            else:
+                self.theta.copy_to_device(self._last_finite)
             return float(loss) if not math.isfinite(loss) else math.nan
         self.history.loss.append(float(loss))
         self.history.seconds.append(self._seconds)
@@ -162,3 +197,28 @@ class Training:
             if self.history.diverged or (callback is not None and callback(self, loss)):
                 break
         return self.history
+
+
+def _check_device_theta(net, theta):
+    if tuple(theta.shape) != (net.n_params,):
+        raise ValueError(f"theta must have shape ({net.n_params},) for layer_sizes {net.layer_sizes.tolist()}, "
+                         f"got {tuple(theta.shape)}")
+    if theta.dtype != net.dtype:
+        raise TypeError(f"theta has dtype {theta.dtype}, the network {net.dtype}")
+    return theta
+
+
+def _device_data(net, X, Y):
+    """X and Y on the device: checked as they are if they already live there, else checked and uploaded once."""
+    from numba import cuda
+
+    from fastgd import cuda as fastgd_cuda
+    from fastgd.cuda.train import check_device_data
+
+    on_device = fastgd_cuda.is_device_array(X), fastgd_cuda.is_device_array(Y)
+    if any(on_device):
+        if not all(on_device):
+            raise TypeError("X and Y must both be device arrays or both host arrays")
+        return check_device_data(net, X, Y)
+    X, Y = net.check_data(X, Y)
+    return cuda.to_device(X), cuda.to_device(Y)

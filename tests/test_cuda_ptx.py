@@ -1,0 +1,241 @@
+"""The CUDA path without a GPU: every kernel compiles to PTX for compute capability 9.0, and
+``device="cuda"`` says why it cannot run.
+
+The simulator run (tests/cuda) checks the kernels' results but not their
+types; NVIDIA's NVVM (from the cuda-toolkit wheels) compiles them here as a
+GPU's driver would, and catches typing errors, float64 arithmetic in float32
+kernels and accumulators spilled out of registers.
+"""
+
+import importlib
+import re
+import types
+
+import numba
+import numpy as np
+import pytest
+
+import fastgd.cuda as fastgd_cuda
+from fastgd import MLPClassifier, optim
+from rule_cases import cases
+
+try:
+    from numba import cuda
+    from numba.cuda.cudadrv import nvvm
+
+    NVVM_MISSING = None if nvvm.is_available() else "NVIDIA's NVVM is not installed (pip install 'fastgd[cuda]')"
+except ImportError as error:
+    NVVM_MISSING = f"numba-cuda is not installed ({error}); pip install 'fastgd[cuda]'"
+
+needs_nvvm = pytest.mark.skipif(NVVM_MISSING is not None, reason=str(NVVM_MISSING))
+COMPUTE_CAPABILITY = (9, 0)
+DTYPES = [np.float32, np.float64]
+DEVICE_MODULES = ["fastgd.cuda.arrays", "fastgd.cuda.updates", "fastgd.cuda.mlp"]
+
+# Kernels that accumulate in float64 on purpose (losses, penalties, norms);
+# every other kernel must compile to float32-only PTX for float32 data.
+FLOAT64_ACCUMULATORS = {"weight_gradient", "output_loss_and_delta", "finish_batch", "add_sum_of_squares"}
+TILED_PRODUCTS = {"forward_layer", "weight_gradient", "backward_delta"}
+
+
+def kernels_of_the_package():
+    """Every CUDA kernel (not device function) that fastgd.cuda defines: name → dispatcher."""
+    found = {}
+    for module_name in DEVICE_MODULES:
+        for name, value in vars(importlib.import_module(module_name)).items():
+            targetoptions = getattr(value, "targetoptions", None)
+            if targetoptions is not None and not targetoptions.get("device") and hasattr(value, "py_func"):
+                found[value.py_func.__name__] = value
+    return found
+
+
+def mlp_signatures(real):
+    """The argument types fastgd.cuda.train launches the MLP kernels with, for one dtype."""
+    vector, matrix = numba.types.Array(real, 1, "C"), numba.types.Array(real, 2, "C")
+    status = numba.types.Array(numba.types.float64, 1, "C")
+    halt = numba.types.Array(numba.types.int32, 1, "C")
+    order = numba.types.Array(numba.types.int64, 1, "C")
+    integer, flag, double = numba.types.int64, numba.types.boolean, numba.types.float64
+    return {
+        "_fill": (vector, real),
+        "add_sum_of_squares": (vector, status, integer),
+        "flag_nonfinite": (vector, status, integer),
+        "forward_layer": (matrix, matrix, vector, matrix, integer),
+        "weight_gradient": (matrix, matrix, matrix, real, matrix, vector, status, flag),
+        "backward_delta": (matrix, matrix, matrix, matrix, integer),
+        "output_loss_and_delta": (matrix, matrix, matrix, integer, real, double, status),
+        "gather_batch": (matrix, matrix, order, integer, matrix, matrix),
+        "finish_batch": (status, halt, double, double, double, double, vector),
+        "scale_by_factor": (vector, vector),
+    }
+
+
+class Recorder:
+    """Stands in for a kernel: ``kernel[launch](*args)`` records the arguments instead of launching."""
+
+    def __init__(self, kernel, calls):
+        self.kernel, self.calls = kernel, calls
+
+    def __getitem__(self, launch):
+        return lambda *args: self.calls.append((self.kernel, args))
+
+
+@pytest.fixture(scope="module")
+def rule_signatures():
+    """The argument types every rule launcher passes its kernel, recorded from the real launchers.
+
+    Every case of rule_cases in both dtypes, through the optimizer classes'
+    path and through the training loop's ``apply_rule``; host arrays stand in
+    for device arrays (same Numba types).
+    """
+    from fastgd.cuda import updates as cuda_updates
+
+    calls = []
+    patch = pytest.MonkeyPatch()
+    for name, value in list(vars(cuda_updates).items()):
+        if name.endswith("_kernel"):
+            patch.setattr(cuda_updates, name, Recorder(value, calls))
+    patch.setattr(cuda_updates, "no_halt", lambda: np.zeros(0, np.int32))
+    try:
+        for dtype in DTYPES:
+            for name, hyperparameters in cases():
+                optimizer = optim.OPTIMIZERS[name](np.ones(5, dtype), **hyperparameters)
+                serial_kernel = optimizer._kernel_pair(optimizer.hyperparameters)[0]
+                optimizer._kernel = cuda_updates.KERNELS[serial_kernel.py_func.__name__]
+                optimizer.step(np.ones(5, dtype))
+                code, hyper, state0, state1, state2, counters = optimizer.packed()
+                cuda_updates.apply_rule(code, optimizer.params, np.ones(5, dtype), state0, state1, state2, hyper,
+                                        counters, np.zeros(1, np.int32))
+    finally:
+        patch.undo()
+    signatures = {}
+    for kernel, args in calls:
+        signatures.setdefault(kernel.py_func.__name__, set()).add(tuple(numba.typeof(arg) for arg in args))
+    return signatures
+
+
+def compile_ptx(kernel, signature):
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=COMPUTE_CAPABILITY)
+    return ptx
+
+
+def test_every_kernel_has_a_signature_here():
+    from fastgd.cuda import updates as cuda_updates
+
+    rule_kernels = {name for name in vars(cuda_updates) if name.endswith("_kernel")}
+    assert set(kernels_of_the_package()) == rule_kernels | set(mlp_signatures(numba.types.float32))
+
+
+@needs_nvvm
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(mlp_signatures(numba.types.float32)))
+def test_mlp_and_array_kernels_compile_to_ptx(name, dtype):
+    kernel = kernels_of_the_package()[name]
+    ptx = compile_ptx(kernel, mlp_signatures(numba.from_dtype(np.dtype(dtype)))[name])
+    assert ".visible .entry" in ptx
+    if dtype == np.float32 and name not in FLOAT64_ACCUMULATORS:
+        assert ".f64" not in ptx, "float64 arithmetic in a float32 kernel"
+    if dtype == np.float32 and name in TILED_PRODUCTS:
+        # the per-thread tile of accumulators lives in registers, not in local memory
+        assert not re.search(r"\b(ld|st)\.local\b", ptx)
+        assert "fma.rn.f32" in ptx
+
+
+@needs_nvvm
+def test_rule_kernels_compile_to_ptx_with_one_signature_per_dtype(rule_signatures):
+    from fastgd.cuda import updates as cuda_updates
+
+    rule_kernels = {name for name in vars(cuda_updates) if name.endswith("_kernel")}
+    assert set(rule_signatures) == rule_kernels  # every rule kernel was launched
+    for name, signatures in sorted(rule_signatures.items()):
+        assert len(signatures) == len(DTYPES), f"{name} is launched with {len(signatures)} signatures"
+        for signature in signatures:
+            ptx = compile_ptx(getattr(cuda_updates, name), signature)
+            if signature[0].dtype == numba.types.float32:
+                assert numba.types.float64 not in signature, f"{name} gets a float64 scalar"
+                assert ".f64" not in ptx, f"float64 arithmetic in float32 {name}"
+
+
+def test_default_tile_shape_fits_the_kernels():
+    from fastgd.cuda import arrays, mlp
+
+    assert mlp.ROW_THREADS == mlp.BLOCK_M // mlp.THREAD_M and mlp.COLUMN_THREADS == mlp.BLOCK_N // mlp.THREAD_N
+    assert mlp.BLOCK_THREADS == mlp.ROW_THREADS * mlp.COLUMN_THREADS <= 1024
+    assert mlp.BLOCK_THREADS & (mlp.BLOCK_THREADS - 1) == 0  # the penalty's tree reduction halves it
+    assert (mlp.BLOCK_M * mlp.BLOCK_K) % mlp.BLOCK_THREADS == (mlp.BLOCK_N * mlp.BLOCK_K) % mlp.BLOCK_THREADS == 0
+    assert (mlp.A_TILE_COLUMNS, mlp.B_TILE_COLUMNS) == (mlp.BLOCK_M + 1, mlp.BLOCK_N + 1)
+    assert arrays.REDUCTION_THREADS & (arrays.REDUCTION_THREADS - 1) == 0
+
+
+# -- without a GPU: a clear error, before anything changes -------------------------------------
+
+no_gpu = pytest.mark.skipif(fastgd_cuda.is_available(), reason="a GPU can be used here: tests/cuda covers it")
+
+
+class DeviceLike:
+    """What a CuPy array or a torch CUDA tensor shows: a ``__cuda_array_interface__``."""
+
+    __cuda_array_interface__ = dict(shape=(3,), typestr="<f4", data=(0, False), version=3)
+
+
+@no_gpu
+def test_without_a_gpu_is_available_is_false_and_says_why():
+    assert fastgd_cuda.is_available() is False
+    reason = fastgd_cuda.unavailable_reason()
+    assert reason and ("driver" in reason or "numba-cuda" in reason or "NVVM" in reason or "device" in reason)
+
+
+@no_gpu
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_device_cuda_without_a_gpu_is_refused_before_anything_changes(method):
+    X, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
+    estimator = MLPClassifier(hidden_layer_sizes=(4,), device="cuda")
+    with pytest.raises(fastgd_cuda.CudaUnavailableError, match=re.escape('device="cuda" needs an NVIDIA GPU')) as info:
+        getattr(estimator, method)(X, y, **({"classes": [0, 1]} if method == "partial_fit" else {}))
+    assert fastgd_cuda.unavailable_reason() in str(info.value)
+    assert not any(key.endswith("_") and not key.startswith("_") for key in vars(estimator))
+
+
+@no_gpu
+def test_a_gpu_array_without_a_gpu_is_refused_with_the_reason():
+    with pytest.raises(fastgd_cuda.CudaUnavailableError, match="params of type DeviceLike needs an NVIDIA GPU"):
+        optim.Adam(DeviceLike())
+
+
+def test_an_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        MLPClassifier(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def _numba_cuda_that(is_available=False, error=None, n_devices=0, simulator=False):
+    return types.SimpleNamespace(config=types.SimpleNamespace(ENABLE_CUDASIM=simulator),
+                                 is_available=lambda: is_available, cuda_error=lambda: error, gpus=[None] * n_devices)
+
+
+def _raise_import_error():
+    raise ImportError("No module named 'numba_cuda'")
+
+
+@pytest.mark.parametrize("numba_cuda, message", [
+    (_raise_import_error, "numba-cuda is not installed (No module named 'numba_cuda'); install it with pip install"),
+    (lambda: _numba_cuda_that(error="CUDA driver library cannot be found.\nEnsure that a compatible NVIDIA driver "
+                              "is installed"), "no usable NVIDIA driver (CUDA driver library cannot be found. "
+                                               "Ensure that a compatible NVIDIA driver is installed)"),
+    (lambda: _numba_cuda_that(error="CUDA_ERROR_NO_DEVICE (100)"), "the NVIDIA driver found no CUDA device"),
+    (lambda: _numba_cuda_that(), "the NVIDIA driver found no CUDA device"),
+    (lambda: _numba_cuda_that(n_devices=1), "NVIDIA's NVVM compiler was not found"),
+])
+def test_each_reason_is_named(monkeypatch, numba_cuda, message):
+    monkeypatch.setattr(fastgd_cuda, "_numba_cuda", numba_cuda)
+    assert message in fastgd_cuda.unavailable_reason()
+    assert not fastgd_cuda.is_available()
+    with pytest.raises(fastgd_cuda.CudaUnavailableError, match=re.escape(message)):
+        fastgd_cuda.require()
+
+
+@pytest.mark.parametrize("numba_cuda", [lambda: _numba_cuda_that(is_available=True),
+                                        lambda: _numba_cuda_that(simulator=True)])
+def test_a_usable_gpu_or_the_simulator_has_no_reason(monkeypatch, numba_cuda):
+    monkeypatch.setattr(fastgd_cuda, "_numba_cuda", numba_cuda)
+    assert fastgd_cuda.unavailable_reason() is None and fastgd_cuda.is_available()
+    fastgd_cuda.require()
