@@ -1,6 +1,8 @@
 # The two commands of the README's quick start, and what they need.
 #   make demo   set up .venv and run the main job on the bundled data
 #   make test   set up .venv and run the whole test suite (what CI runs)
+#   make bench  run the asv suite here (--python=same) and write reports/asv_summary.md
+#               (BENCH_ARGS=--quick: every benchmark once)
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,15 +17,17 @@ PYTEST := $(BIN)/python -m pytest
 SOURCES_HASH := $(shell cat $$(find fastgd -name '*.py' | sort) | sha1sum | cut -c1-12)
 CACHE := $(CURDIR)/.numba_cache/$(SOURCES_HASH)
 
-.PHONY: demo test clean-cache
+BENCH_ARGS ?=
+
+.PHONY: demo test bench clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,compare]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench,compare]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
@@ -36,6 +40,9 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/scripts/asv_summary.py --run $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $(CURDIR)/.numba_cache
