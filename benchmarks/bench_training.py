@@ -21,9 +21,9 @@ class Epoch:
 
     ``time_epoch`` is one more epoch of a running training (for scikit-learn one
     ``partial_fit``, which checks its input again on every call: about a millisecond here).
-    ``track_samples_per_second`` times a fit of about a second (at least one epoch) the way
-    users of each implementation train (for scikit-learn one ``fit`` of that many epochs),
-    so per-call overheads count once per fit, as they do in use.
+    ``track_samples_per_second`` times a fit of about ``common.TRACK_SECONDS`` (at least one
+    epoch) the way users of each implementation train (for scikit-learn one ``fit`` of that
+    many epochs), so per-call overheads count once per fit, as they do in use.
 
     ``batch_size="full"`` is batch gradient descent. The large synthetic set is 100,000 × 100
     (75,000 training rows, two classes).
