@@ -35,6 +35,13 @@ import time
 import warnings
 
 import numpy as np
+# Imported once, here, by asv's fork server, rather than by each of the thousands of benchmark
+# processes it forks (about a second each): fastgd.datasets and the scikit-learn trainer use them.
+# Not torch: it would add its memory to every peak-memory figure.
+import sklearn.datasets  # noqa: F401
+import sklearn.model_selection  # noqa: F401
+import sklearn.neural_network  # noqa: F401
+import sklearn.preprocessing  # noqa: F401
 from numba import njit, prange
 
 from benchmarks import NUMBA_CACHE_DIR
