@@ -27,11 +27,10 @@ from asv.results import iter_results_for_machine_and_hash
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_convergence, bench_training  # noqa: E402
+from benchmarks import bench_convergence, bench_training, common  # noqa: E402
 from fastgd import _config, datasets, optim  # noqa: E402
 
 LARGE, SMALL = 10_000_000, 1_000
-ADAM_BYTES_PER_PARAMETER = 28
 
 
 def git(*arguments):
@@ -65,9 +64,6 @@ class Results:
                 if self.benchmarks[name]["type"] == "time":
                     self.most_samples = max([self.most_samples] + [stats["repeat"] for stats in
                                                                    results.get_result_stats(name, params) if stats])
-                if not params:
-                    self.values[name] = {(): values}
-                    continue
                 combinations = [()]
                 for values_of_one in params:
                     combinations = [(*done, value) for done in combinations for value in values_of_one]
@@ -110,14 +106,25 @@ def default_form(n_params):
     return "fastgd_parallel" if n_params >= _config.PARALLEL_THRESHOLD else "fastgd_serial"
 
 
+def step_seconds(r, rule, n_params, implementation, dtype="float32"):
+    """Seconds of one step in a running loop: the bytes it moves over ``track_bandwidth``.
+
+    The track times batches of steps (``common.seconds_per_call``); asv's ``time_step`` times one
+    step right after a fresh setup, and only once in a quick run.
+    """
+    rate = r.get("bench_optim.UpdateStep.track_bandwidth", rule=rule, n_params=n_params, dtype=dtype,
+                 implementation=implementation)
+    return ratio(common.bytes_per_step(rule, n_params, dtype) / 1e9, rate)
+
+
 def goals(r):
-    step = "bench_optim.UpdateStep.time_step"
-    adam = {n: {implementation: r.get(step, rule="adam", n_params=n, dtype="float32", implementation=implementation)
+    adam = {n: {implementation: step_seconds(r, "adam", n, implementation)
                 for implementation in ("fastgd_serial", "fastgd_parallel", "torch_fused")} for n in (SMALL, LARGE)}
     small_speedup = ratio(adam[SMALL]["torch_fused"], adam[SMALL][default_form(SMALL)])
     large_speedup = ratio(adam[LARGE]["torch_fused"], adam[LARGE][default_form(LARGE)])
     triad = r.get("bench_machine.MemoryBandwidth.track_stream_triad")
-    adam_bandwidth = ratio(ADAM_BYTES_PER_PARAMETER * LARGE / 1e9, adam[LARGE][default_form(LARGE)])
+    adam_bandwidth = r.get("bench_optim.UpdateStep.track_bandwidth", rule="adam", n_params=LARGE, dtype="float32",
+                           implementation=default_form(LARGE))
     bandwidth_share = ratio(adam_bandwidth, triad)
     cold = r.get("bench_compile.ColdStart.track_cold_start", workload="adam_step")
     warm = r.get("bench_compile.WarmStart.track_warm_start", workload="adam_step")
@@ -171,23 +178,23 @@ def goals(r):
 
 
 def update_steps(r):
-    step = "bench_optim.UpdateStep.time_step"
-    bandwidth = "bench_optim.UpdateStep.track_bandwidth"
     triad = r.get("bench_machine.MemoryBandwidth.track_stream_triad")
     lines = ["## One update step (float32)", "",
              "fastgd is `opt.step` in the form it takes at that size (serial below "
-             f"{_config.PARALLEL_THRESHOLD:,} parameters, `prange` above); the other columns are how many times "
-             "longer the baseline's step takes. Bandwidth: bytes the step must move (θ, g and the state read, θ "
-             "and the state written) per second, and its share of the STREAM triad.", ""]
+             f"{_config.PARALLEL_THRESHOLD:,} parameters, `prange` from there on); the next columns say how many "
+             "times longer the baselines' step takes, then how many times faster the `prange` form is than the "
+             "serial one. Bandwidth: the bytes a step must move (θ, g and the state read, θ and the state "
+             "written) per second, and its share of the STREAM triad.", ""]
     for n in (SMALL, LARGE):
         form = default_form(n)
         lines += [f"**{n:,} parameters**", "",
-                  "| rule | fastgd | ×numpy | ×torch | ×torch fused | serial / parallel | GB/s | share of triad |",
+                  "| rule | fastgd | ×numpy | ×torch | ×torch fused | parallel speed-up | GB/s | share of triad |",
                   "|---|---|---|---|---|---|---|---|"]
         for rule in optim.OPTIMIZERS:
-            time = {implementation: r.get(step, rule=rule, n_params=n, dtype="float32", implementation=implementation)
+            time = {implementation: step_seconds(r, rule, n, implementation)
                     for implementation in ("fastgd_serial", "fastgd_parallel", "numpy", "torch", "torch_fused")}
-            rate = r.get(bandwidth, rule=rule, n_params=n, dtype="float32", implementation=form)
+            rate = r.get("bench_optim.UpdateStep.track_bandwidth", rule=rule, n_params=n, dtype="float32",
+                         implementation=form)
             lines.append(f"| {rule} | {seconds(time[form])} | {cell(ratio(time['numpy'], time[form]), '{:.1f}')} "
                          f"| {cell(ratio(time['torch'], time[form]), '{:.1f}')} "
                          f"| {cell(ratio(time['torch_fused'], time[form]), '{:.1f}')} "
@@ -198,32 +205,29 @@ def update_steps(r):
 
 
 def training(r):
-    epoch = "bench_training.Epoch.time_epoch"
     rate = "bench_training.Epoch.track_samples_per_second"
     lines = ["## Training throughput (Adam, 32 hidden units)", "",
-             "fastgd's time per epoch, and how many times more time per sample the others take, each timed in a "
-             "fit of about half a second the way its users train (scikit-learn in one `fit`). NumPy and "
-             "scikit-learn in float64.", "",
+             "fastgd's training samples per second, and how many times as many as each other implementation, "
+             "each timed in a fit of about half a second the way its users train (scikit-learn in one `fit`). "
+             "NumPy and scikit-learn in float64.", "",
              "| data set | batch | fastgd float64 | ×numpy | ×scikit-learn | ×torch float64 | fastgd float32 "
              "| ×torch float32 |", "|---|---|---|---|---|---|---|---|"]
     for dataset in bench_training.Epoch.params[0]:
         for batch_size in bench_training.BATCH_SIZES:
-            where = dict(dataset=dataset, batch_size=batch_size, rule="adam")
-            per_second = {(implementation, dtype): r.get(rate, **where, dtype=dtype, implementation=implementation)
+            per_second = {(implementation, dtype): r.get(rate, dataset=dataset, batch_size=batch_size, rule="adam",
+                                                         dtype=dtype, implementation=implementation)
                           for implementation in ("fastgd", "numpy", "sklearn", "torch")
                           for dtype in ("float32", "float64")}
             if all(value is None for value in per_second.values()):
                 continue  # a batch as large as the set: the "full" row has it
 
-            def slower(baseline, dtype):
+            def faster(baseline, dtype):
                 return cell(ratio(per_second["fastgd", dtype], per_second[baseline, dtype]), "{:.1f}")
 
             lines.append(
-                f"| {dataset} | {batch_size} "
-                f"| {seconds(r.get(epoch, **where, dtype='float64', implementation='fastgd'))} "
-                f"| {slower('numpy', 'float64')} | {slower('sklearn', 'float64')} | {slower('torch', 'float64')} "
-                f"| {seconds(r.get(epoch, **where, dtype='float32', implementation='fastgd'))} "
-                f"| {slower('torch', 'float32')} |")
+                f"| {dataset} | {batch_size} | {cell(per_second['fastgd', 'float64'], '{:,.0f}')} "
+                f"| {faster('numpy', 'float64')} | {faster('sklearn', 'float64')} | {faster('torch', 'float64')} "
+                f"| {cell(per_second['fastgd', 'float32'], '{:,.0f}')} | {faster('torch', 'float32')} |")
     return lines + [""]
 
 
@@ -280,11 +284,13 @@ def summary(commit, described):
               f"`asv run --python=same` of commit `{described}` on machine `{r.machine}` ({info.get('cpu', '?')}, "
               f"{info.get('num_cpu', '?')} CPUs, {info.get('ram', '?')} bytes RAM), Python {info.get('python', '?')}; "
               f"written {datetime.date.today().isoformat()} by `benchmarks/scripts/asv_summary.py`. Every figure comes "
-              "from that one run; the full results are in asv (`asv publish`, `asv preview`)."]
+              "from that one run, and from asv's tracks, which time batches of calls in a running loop (step "
+              "times are bytes over `UpdateStep.track_bandwidth`); the `time_` benchmarks, which time one call "
+              "after a fresh setup, are in asv (`asv publish`, `asv preview`)."]
     if quick:
-        header += ["", "**Quick run (`--quick`): each time benchmark ran once, in one process. This proves the suite "
-                   "runs; the times are not fit to publish.** The tracks (bandwidth, samples per second, "
-                   "convergence, start-up) were measured as in a full run."]
+        header += ["", "**Quick run (`--quick`): each `time_` benchmark ran once, which proves the suite runs. The "
+                   "tracks below were measured as in a full run, but on a machine shared with other work: not "
+                   "figures to publish.**"]
     lines = header + [""] + goal_lines + [""] + update_steps(r) + training(r) + convergence(r) + start_and_memory(r)
     return "\n".join(lines), numbers
 
