@@ -9,6 +9,7 @@ import itertools
 import math
 import os
 import pathlib
+import sys
 import warnings
 
 import pytest
@@ -40,7 +41,8 @@ def discover():
     """The suite's benchmarks by name, as asv finds them.
 
     Importing the suite points NUMBA_CACHE_DIR at the suite's own cache: undone here, it
-    would otherwise reach every later test of this process.
+    would otherwise reach every later test of this process. (Numba, imported above with
+    fastgd.optim, has already read it: kernels compiled here go to this test run's cache.)
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(ROOT))
@@ -139,6 +141,18 @@ def test_every_benchmark_runs_once(benchmark_class, tmp_path, monkeypatch):
             expected = {combination[position] for combination in combinations.values()} - unavailable
             exercised = {combination[position] for combination in ran}
             assert exercised == expected, f"{name}: {parameter} never ran with {expected - exercised}"
+
+
+@pytest.mark.parametrize("name", ["bench_optim.UpdateStep.time_step", "bench_training.Epoch.time_epoch"])
+def test_without_torch_its_rows_are_skipped(name, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    monkeypatch.chdir(tmp_path)
+    benchmark = SUITE[name]
+    cache = benchmark.do_setup_cache()
+    position = benchmark.param_names.index("implementation")
+    torch_rows = [index for index, combination in smallest_combinations(benchmark).items()
+                  if combination[position] in ("'torch'", "'torch_fused'")]
+    assert torch_rows and all(run_once(name, index, cache) is None for index in torch_rows[:4])
 
 
 def test_start_workloads_run():
