@@ -54,6 +54,12 @@ SUITE = discover()
 CLASSES = sorted({name.rsplit(".", 1)[0] for name in SUITE})
 
 
+@pytest.fixture(autouse=True)
+def restore_meta_path(monkeypatch):
+    """get_benchmark_from_name adds an importer to sys.meta_path at every call: asv's one-benchmark processes can afford it."""
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+
+
 def parameter_values(benchmark, name):
     """The values of parameter ``name`` as asv records them (their repr)."""
     return set(benchmark.params[benchmark.param_names.index(name)])
