@@ -25,6 +25,8 @@ class Epoch:
     epoch) the way users of each implementation train (for scikit-learn one ``fit`` of that
     many epochs), so per-call overheads count once per fit, as they do in use.
 
+    Below batches of 32 the learning rate shrinks in proportion (``common.learning_rate``), and
+    an epoch whose loss is not finite fails the benchmark: a diverged epoch times nothing.
     ``batch_size="full"`` is batch gradient descent. The large synthetic set is 100,000 × 100
     (75,000 training rows, two classes).
     """
@@ -53,7 +55,7 @@ class Epoch:
         self.trainer = common.warmed_trainer(implementation, data, rule, HIDDEN, batch_size, dtype)
 
     def time_epoch(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
-        self.trainer.epoch()
+        common.finite(self.trainer.epoch())
 
     def track_samples_per_second(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
         return self.trainer.n_samples / self.trainer.seconds_per_epoch(common.TRACK_SECONDS)
@@ -80,7 +82,7 @@ class EpochMatmulRate:
         self.flops = common.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
 
     def time_epoch(self, dtype):
-        self.trainer.epoch()
+        common.finite(self.trainer.epoch())
 
     def track_matmul_rate(self, dtype):
         return self.flops / self.trainer.seconds_per_epoch(common.TRACK_SECONDS) / 1e9

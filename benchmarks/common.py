@@ -61,6 +61,16 @@ TRACK_SECONDS = 0.5
 LEARNING_RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.02, "rmsprop": 1e-3,
                   "adadelta": 1.0, "adam": 1e-3, "amsgrad": 1e-3, "adamax": 2e-3, "nadam": 2e-3, "adamw": 1e-3,
                   "lion": 3e-4}
+LEARNING_RATE_BATCH_SIZE = 32
+
+
+def learning_rate(rule, batch_size):
+    """``LEARNING_RATES[rule]``, scaled down in proportion below batches of 32.
+
+    Smaller batches give noisier gradients: at the full rate, momentum with batch 1 diverges on
+    the large synthetic set in its first epoch (and fastgd then stops that epoch early).
+    """
+    return LEARNING_RATES[rule] * min(1.0, batch_size / LEARNING_RATE_BATCH_SIZE)
 
 # torch.optim's class for each rule (the hyperparameter names are the same), None where torch has
 # none. Every rule needs an entry: a rule added to fastgd fails here until someone decides.
@@ -326,12 +336,14 @@ class Trainer(abc.ABC):
     ``data``: a ``fastgd.datasets.Dataset``; ``rule``: a key of ``optim.OPTIMIZERS`` (an
     implementation without it raises NotImplementedError); ``hidden``: units of the one hidden
     layer; ``batch_size``: samples per update (at most the training set); ``dtype``: of the
-    parameters and of the arithmetic. Shuffling and initial weights come from ``SEED``.
+    parameters and of the arithmetic. Shuffling and initial weights come from ``SEED``, the
+    learning rate from :func:`learning_rate`.
     """
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         self.data, self.rule, self.hidden = data, rule, hidden
         self.batch_size, self.dtype = batch_size, np.dtype(dtype)
+        self.learning_rate = learning_rate(rule, batch_size)
         self.n_samples = data.X_train.shape[0]
         self.layer_sizes = [data.n_features, hidden, data.n_outputs]
 
@@ -364,12 +376,21 @@ class Trainer(abc.ABC):
     def seconds_per_epoch(self, budget_seconds):
         """Seconds per epoch of a fit that lasts about ``budget_seconds`` (one epoch if that is longer)."""
         start = time.perf_counter()
-        self.epoch()
+        finite(self.epoch())
         first = time.perf_counter() - start
         n_epochs = int(budget_seconds / first)
         if n_epochs < 2:
             return first
-        return self.fit_seconds(n_epochs) / n_epochs
+        start = time.perf_counter()
+        finite(self.fit(n_epochs)[-1])
+        return (time.perf_counter() - start) / n_epochs
+
+
+def finite(loss):
+    """``loss``, or RuntimeError: a diverged epoch times nothing meaningful (fastgd's stops at the first NaN)."""
+    if not math.isfinite(loss):
+        raise RuntimeError(f"training diverged (loss {loss}): lower the learning rate")
+    return loss
 
 
 class FastgdTrainer(Trainer):
@@ -378,7 +399,7 @@ class FastgdTrainer(Trainer):
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
         self.net = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype)
-        optimizer = optim.OPTIMIZERS[rule](self.initial_theta(), lr=LEARNING_RATES[rule])
+        optimizer = optim.OPTIMIZERS[rule](self.initial_theta(), lr=self.learning_rate)
         self.training = Training(self.net, optimizer, data.X_train, data.Y_train, batch_size, seed=SEED)
 
     def epoch(self):
@@ -396,7 +417,7 @@ class NumpyTrainer(Trainer):
         self.theta = self.initial_theta()
         self.X = data.X_train.astype(self.dtype)
         self.Y = data.Y_train.astype(self.dtype)
-        self.optimizer = reference.ReferenceOptimizer(rule, self.theta, lr=LEARNING_RATES[rule])
+        self.optimizer = reference.ReferenceOptimizer(rule, self.theta, lr=self.learning_rate)
         self.rng = np.random.default_rng(SEED)
 
     def epoch(self):
@@ -434,7 +455,7 @@ class SklearnTrainer(Trainer):
         estimator = MLPClassifier if self.data.task == "classification" else MLPRegressor
         # tol=0 and a patience beyond max_iter: a fit runs exactly max_iter epochs
         return estimator(hidden_layer_sizes=(self.hidden,), activation="relu", alpha=0.0, batch_size=self.batch_size,
-                         learning_rate="constant", learning_rate_init=LEARNING_RATES[self.rule], max_iter=max_iter,
+                         learning_rate="constant", learning_rate_init=self.learning_rate, max_iter=max_iter,
                          shuffle=True, random_state=SEED, tol=0.0, n_iter_no_change=max_iter + 1,
                          **SKLEARN_SOLVERS[self.rule])
 
@@ -485,7 +506,7 @@ class TorchTrainer(Trainer):
             self.targets = torch.from_numpy(data.Y_train.astype(self.dtype))
             mean_squared_error = torch.nn.MSELoss()
             self.loss_function = lambda outputs, targets: mean_squared_error(outputs, targets) / 2
-        hyperparameters = dict(optim.OPTIMIZERS[rule].default_hyperparameters(), lr=LEARNING_RATES[rule])
+        hyperparameters = dict(optim.OPTIMIZERS[rule].default_hyperparameters(), lr=self.learning_rate)
         self.optimizer = optimizer_class(self.model.parameters(), **hyperparameters)
         self.generator = torch.Generator().manual_seed(SEED)
         self.torch = torch
