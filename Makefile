@@ -3,6 +3,8 @@
 #   make test   set up .venv and run the whole test suite (what CI runs): the suite, the
 #               suite again with NUMBA_BOUNDSCHECK=1, and the CUDA tests (tests/cuda) under
 #               Numba's CUDA simulator, which must be switched on before Numba is imported
+#   make bench  run the asv suite here (--python=same) and write reports/asv_summary.md
+#               (BENCH_ARGS=--quick: every benchmark once)
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +19,9 @@ PYTEST := $(BIN)/python -m pytest
 SOURCES_HASH := $(shell cat $$(find fastgd -name '*.py' | sort) | sha1sum | cut -c1-12)
 CACHE := $(CURDIR)/.numba_cache/$(SOURCES_HASH)
 
-.PHONY: demo test clean-cache
+BENCH_ARGS ?=
+
+.PHONY: demo test bench clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +29,7 @@ $(BIN)/python:
 
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,compare,report,distributed,cuda]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench,compare,report,distributed,cuda]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
@@ -42,6 +46,9 @@ test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
 		--ignore=tests/cuda --ignore=tests/test_report.py
 	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/scripts/asv_summary.py --run $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $(CURDIR)/.numba_cache

@@ -18,24 +18,18 @@ torch rows are left out when torch is not installed.
 import argparse
 import json
 import os
-import subprocess
+import pathlib
 import sys
 import tempfile
 import time
 
 import numpy as np
-from numba import njit, prange
 
-from fastgd import optim, reference
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from benchmarks import common  # noqa: E402
+from fastgd import optim  # noqa: E402
 
 ADAM_BYTES_PER_PARAMETER = 28  # float32: read θ, g, m, v and write θ, m, v
-TRIAD_ARRAYS = 3
-
-
-@njit(parallel=True, cache=True)
-def _triad(a, b, c, scalar):
-    for i in prange(a.size):
-        a[i] = b[i] + scalar * c[i]
 
 
 def median_seconds(function, repeats, number):
@@ -52,47 +46,12 @@ def median_seconds(function, repeats, number):
 
 def triad_bandwidth(size, repeats):
     """STREAM triad a = b + s·c over float64 arrays: bytes counted as STREAM does (24 per element)."""
-    a, b, c = np.zeros(size), np.ones(size), np.full(size, 2.0)
-    seconds = median_seconds(lambda: _triad(a, b, c, 3.0), repeats, 1)
-    return TRIAD_ARRAYS * 8 * size / seconds
+    triad = common.StreamTriad(size)
+    return triad.BYTES_PER_ELEMENT * size / median_seconds(triad, repeats, 1)
 
 
-def fastgd_step(name, size, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    optimizer = optim.OPTIMIZERS[name](rng.standard_normal(size).astype(dtype))
-    grad = rng.standard_normal(size).astype(dtype)
-    return lambda: optimizer.step(grad)
-
-
-def reference_step(name, size, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    optimizer = reference.ReferenceOptimizer(name, rng.standard_normal(size).astype(dtype))
-    grad = rng.standard_normal(size).astype(dtype)
-    return lambda: optimizer.step(grad)
-
-
-def torch_adam_step(size, fused):
-    import torch
-
-    param = torch.randn(size, dtype=torch.float32, requires_grad=True)
-    param.grad = torch.randn(size, dtype=torch.float32)
-    optimizer = torch.optim.Adam([param], lr=1e-3, fused=fused)
-    return optimizer.step
-
-
-def start_time(cache_dir):
-    """Seconds from before ``import`` to after the first Adam step, in a fresh process."""
-    code = (
-        "import time; start = time.perf_counter()\n"
-        "import numpy as np\n"
-        "from fastgd import optim\n"
-        "opt = optim.Adam(np.zeros(1000, np.float32))\n"
-        "opt.step(np.ones(1000, np.float32))\n"
-        "print(time.perf_counter() - start)\n"
-    )
-    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    output = subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True)
-    return float(output.stdout.strip())
+def step(implementation, name, size, **options):
+    return implementation(name, *common.params_and_grad(size, np.float32), **options)
 
 
 def main():
@@ -113,23 +72,25 @@ def main():
 
     for name in optim.OPTIMIZERS:
         results["small"][name] = {
-            "fastgd": median_seconds(fastgd_step(name, small), arguments.repeats, 2000),
-            "numpy": median_seconds(reference_step(name, small), arguments.repeats, 200),
+            "fastgd": median_seconds(step(common.fastgd_step, name, small), arguments.repeats, 2000),
+            "numpy": median_seconds(step(common.numpy_step, name, small), arguments.repeats, 200),
         }
         results["large"][name] = {
-            "fastgd": median_seconds(fastgd_step(name, large), arguments.repeats, 1),
-            "numpy": median_seconds(reference_step(name, large), max(3, arguments.repeats // 3), 1),
+            "fastgd": median_seconds(step(common.fastgd_step, name, large), arguments.repeats, 1),
+            "numpy": median_seconds(step(common.numpy_step, name, large), max(3, arguments.repeats // 3), 1),
         }
     if torch is not None:
         for fused in (False, True):
             key = "torch_fused" if fused else "torch"
-            results["small"]["adam"][key] = median_seconds(torch_adam_step(small, fused), arguments.repeats, 2000)
-            results["large"]["adam"][key] = median_seconds(torch_adam_step(large, fused), arguments.repeats, 1)
+            results["small"]["adam"][key] = median_seconds(step(common.torch_step, "adam", small, fused=fused),
+                                                           arguments.repeats, 2000)
+            results["large"]["adam"][key] = median_seconds(step(common.torch_step, "adam", large, fused=fused),
+                                                           arguments.repeats, 1)
         results["torch_threads"] = torch.get_num_threads()
 
     with tempfile.TemporaryDirectory() as cache_dir:
-        results["cold_start_seconds"] = start_time(cache_dir)
-        results["warm_start_seconds"] = start_time(cache_dir)
+        results["cold_start_seconds"] = common.start_seconds("adam_step", cache_dir)
+        results["warm_start_seconds"] = common.start_seconds("adam_step", cache_dir)
 
     lines = report(results, small, large)
     print("\n".join(lines))

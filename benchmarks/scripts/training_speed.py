@@ -3,14 +3,15 @@
     python benchmarks/scripts/training_speed.py [--epochs 30] [--out reports/training_speed.md]
 
 All in one run, medians over epochs, on the digits training split (1,347 x 64,
-standardised):
+standardised), with the asv suite's trainers (``benchmarks/common.py``: same
+network, same initial weights, no L2 penalty):
   * a 64-32-10 ReLU MLP, Adam, lr 1e-3, batch 32 (the small-model regime where
     per-step overhead decides), float64 (scikit-learn's precision) and float32;
   * 64-256-10, batch 256, where matrix products decide, with the achieved
     FLOP rate of the epoch's matrix products against the machine's matrix-
     multiply peak (a large square GEMM through NumPy's BLAS, same dtype);
   * the final training loss after the same number of epochs against
-    scikit-learn's;
+    scikit-learn's (one ``fit`` of that many epochs, timed as a whole);
   * the cold start of a first fit in a fresh process with an empty Numba
     cache, import included, and the same with the cache filled.
 PyTorch rows are left out when torch is not installed.
@@ -19,100 +20,43 @@ PyTorch rows are left out when torch is not installed.
 import argparse
 import json
 import os
-import subprocess
+import pathlib
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
-from fastgd import MLP, datasets, optim
-from fastgd.training import Training
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from benchmarks import common  # noqa: E402
+from fastgd import datasets  # noqa: E402
 
-LEARNING_RATE = 1e-3
+LEARNING_RATE = common.LEARNING_RATES["adam"]
+
+
+def epoch_seconds(trainer, n_epochs):
+    """(median seconds of the epochs after the first, the last epoch's loss)."""
+    seconds, loss = [], None
+    for _ in range(n_epochs):
+        start = time.perf_counter()
+        loss = trainer.epoch()
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds[1:])), loss
 
 
 def fastgd_epochs(data, hidden, batch_size, n_epochs, dtype):
-    net = MLP([data.n_features, hidden, data.n_outputs], "relu", "softmax", alpha=1e-4, dtype=dtype)
-    training = Training(net, optim.Adam(net.init(random_state=0), lr=LEARNING_RATE), data.X_train, data.Y_train,
-                        batch_size, seed=0)
-    training.epoch()  # compile (or load from the cache) outside the timing
-    start = training.history.seconds[-1]
-    history = training.run(n_epochs - 1)
-    seconds = np.diff([start, *history.seconds[1:]])
-    return float(np.median(seconds)), history.loss[-1]
+    return epoch_seconds(common.warmed_trainer("fastgd", data, "adam", hidden, batch_size, dtype), n_epochs)
 
 
 def sklearn_epochs(data, hidden, batch_size, n_epochs):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    clf = MLPClassifier(hidden_layer_sizes=(hidden,), solver="adam", learning_rate_init=LEARNING_RATE,
-                        batch_size=batch_size, max_iter=n_epochs, tol=0.0, n_iter_no_change=n_epochs + 1,
-                        alpha=1e-4, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        start = time.perf_counter()
-        clf.fit(data.X_train, data.y_train)
-    return (time.perf_counter() - start) / clf.n_iter_, clf.loss_curve_[-1]
+    trainer = common.SklearnTrainer(data, "adam", hidden, batch_size, np.float64)
+    start = time.perf_counter()
+    losses = trainer.fit(n_epochs)
+    return (time.perf_counter() - start) / len(losses), losses[-1]
 
 
 def torch_epochs(data, hidden, batch_size, n_epochs):
-    import torch
-
-    torch.manual_seed(0)
-    X = torch.tensor(data.X_train, dtype=torch.float32)
-    y = torch.tensor(data.y_train)
-    model = torch.nn.Sequential(torch.nn.Linear(data.n_features, hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, data.n_outputs))
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    loss_function = torch.nn.CrossEntropyLoss()
-    seconds = []
-    for _ in range(n_epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(X))
-        for first in range(0, len(X), batch_size):
-            rows = order[first:first + batch_size]
-            optimizer.zero_grad()
-            loss = loss_function(model(X[rows]), y[rows])
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds[1:]))
-
-
-def gemm_peak(dtype, size=2048, repeats=5):
-    a = np.random.default_rng(0).random((size, size)).astype(dtype)
-    b = a.copy()
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / float(np.median(times))
-
-
-def epoch_matmul_flops(n_samples, sizes):
-    """FLOPs of an epoch's matrix products: forward X·W, backward Aᵀ·δ and δ·Wᵀ (not for the input layer)."""
-    flops = 0
-    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        flops += 2 * n_samples * n_in * n_out * (3 if layer > 0 else 2)
-    return flops
-
-
-def start_time(cache_dir):
-    code = (
-        "import time; start = time.perf_counter()\n"
-        "from fastgd import MLPClassifier, datasets\n"
-        "data = datasets.load('digits')\n"
-        "MLPClassifier(hidden_layer_sizes=(32,), batch_size=32, max_iter=1).fit(data.X_train, data.y_train)\n"
-        "print(time.perf_counter() - start)\n"
-    )
-    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
-    output = subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True)
-    return float(output.stdout.strip())
+    return epoch_seconds(common.TorchTrainer(data, "adam", hidden, batch_size, np.float32), n_epochs)[0]
 
 
 def main():
@@ -134,15 +78,16 @@ def main():
         for name, dtype in [("float64", np.float64), ("float32", np.float32)]:
             config[f"fastgd_{name}"], config[f"fastgd_{name}_loss"] = fastgd_epochs(data, hidden, batch_size,
                                                                                     n_epochs, dtype)
-            config[f"peak_{name}"] = gemm_peak(dtype)
+            config[f"peak_{name}"] = common.gemm_rate(dtype, budget_seconds=1.0)
         config["sklearn"], config["sklearn_loss"] = sklearn_epochs(data, hidden, batch_size, n_epochs)
         if have_torch:
             config["torch"] = torch_epochs(data, hidden, batch_size, n_epochs)
-        config["matmul_flops"] = epoch_matmul_flops(data.X_train.shape[0], [data.n_features, hidden, data.n_outputs])
+        config["matmul_flops"] = common.epoch_matmul_flops(data.X_train.shape[0],
+                                                           [data.n_features, hidden, data.n_outputs])
         results["configs"].append(config)
     with tempfile.TemporaryDirectory() as cache_dir:
-        results["cold_start_seconds"] = start_time(cache_dir)
-        results["warm_start_seconds"] = start_time(cache_dir)
+        results["cold_start_seconds"] = common.start_seconds("classifier_fit", cache_dir)
+        results["warm_start_seconds"] = common.start_seconds("classifier_fit", cache_dir)
 
     lines = report(results)
     print("\n".join(lines))

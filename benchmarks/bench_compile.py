@@ -1,0 +1,43 @@
+"""What Numba's compilation costs a user: the first step or fit in a fresh process, cache empty or filled.
+
+Each figure is the wall time of a new Python process from before its first import to the end
+of the workload (``common.START_WORKLOADS``): an Adam step on 1,000 float32 parameters, or a
+one-epoch ``MLPClassifier.fit`` on digits.
+"""
+
+import tempfile
+
+from benchmarks import NUMBA_CACHE_DIR, common
+
+
+class ColdStart:
+    """With an empty Numba cache: every kernel the workload calls is compiled."""
+
+    params = [list(common.START_WORKLOADS)]
+    param_names = ["workload"]
+    timeout = 300
+
+    def track_cold_start(self, workload):
+        with tempfile.TemporaryDirectory() as empty_cache:
+            return common.start_seconds(workload, empty_cache)
+
+    track_cold_start.unit = "seconds"
+
+
+class WarmStart:
+    """With the suite's Numba cache, which ``setup`` fills: machine code is loaded, not compiled."""
+
+    params = [list(common.START_WORKLOADS)]
+    param_names = ["workload"]
+    timeout = 300
+
+    def setup(self, workload):
+        with common.numba_cache_lock():
+            common.start_seconds(workload, NUMBA_CACHE_DIR)
+
+    def track_warm_start(self, workload):
+        # locked too: another benchmark's warm-up must not rewrite an index this process reads
+        with common.numba_cache_lock():
+            return common.start_seconds(workload, NUMBA_CACHE_DIR)
+
+    track_warm_start.unit = "seconds"

@@ -1,0 +1,120 @@
+"""MLP training throughput and memory: fastgd's compiled epochs beside NumPy, scikit-learn and PyTorch.
+
+Every implementation trains the same network (``common.Trainer``): the data set's features,
+one hidden layer of ``HIDDEN`` ReLU units, softmax and cross-entropy (classification) or the
+identity and half the squared error (regression), no L2 penalty, the same initial weights and
+the rule's learning rate from ``common.LEARNING_RATES``.
+"""
+
+import os
+
+from benchmarks import common
+
+HIDDEN = 32
+BATCH_SIZES = [1, 32, 256, "full"]
+# stateless, one buffer, and the Adam family: the shapes of update every baseline has
+REPRESENTATIVE_RULES = ["sgd", "momentum", "adam"]
+
+
+class Epoch:
+    """One training epoch over the training split, and the samples per second of a longer fit.
+
+    ``time_epoch`` is one more epoch of a running training (for scikit-learn one
+    ``partial_fit``, which checks its input again on every call: about a millisecond here).
+    ``track_samples_per_second`` times a fit of about ``common.TRACK_SECONDS`` (at least one
+    epoch) the way users of each implementation train (for scikit-learn one ``fit`` of that
+    many epochs), so per-call overheads count once per fit, as they do in use.
+
+    Below batches of 32 the learning rate shrinks in proportion (``common.learning_rate``), and
+    an epoch whose loss is not finite fails the benchmark: a diverged epoch times nothing.
+    ``batch_size="full"`` is batch gradient descent. The large synthetic set is 100,000 × 100
+    (75,000 training rows, two classes).
+    """
+
+    params = [common.DATASETS, BATCH_SIZES, REPRESENTATIVE_RULES, common.DTYPES, list(common.TRAINERS)]
+    param_names = ["dataset", "batch_size", "rule", "dtype", "implementation"]
+    # one process per benchmark and setup again before every sample: at least two samples,
+    # more while within two seconds; an epoch of PyTorch with batch 1 on the large set takes ~10 s
+    rounds = 1
+    repeat = (2, 10, 2.0)
+    warmup_time = 0.0  # setup has run an epoch of the same implementation
+    timeout = 300
+
+    def setup_cache(self):
+        return common.save_large_synthetic(os.getcwd())
+
+    setup_cache.timeout = 300
+
+    def setup(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
+        data = common.load_dataset(dataset, large_synthetic_path)
+        n_samples = data.X_train.shape[0]
+        if batch_size == "full":
+            batch_size = n_samples
+        elif batch_size >= n_samples:
+            raise NotImplementedError(f"{dataset} has {n_samples} training rows: batch {batch_size} is the full batch")
+        self.trainer = common.warmed_trainer(implementation, data, rule, HIDDEN, batch_size, dtype)
+
+    def time_epoch(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
+        common.finite(self.trainer.epoch())
+
+    def track_samples_per_second(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
+        return self.trainer.n_samples / self.trainer.seconds_per_epoch(common.TRACK_SECONDS)
+
+    track_samples_per_second.unit = "samples/s (higher is better)"
+
+
+class EpochMatmulRate:
+    """The regime where matrix products decide: digits, 64-256-10, batches of 256, Adam, fastgd.
+
+    ``track_matmul_rate`` is the FLOP rate of the epoch's matrix products (forward X·W, backward
+    Aᵀ·δ and δ·Wᵀ), counted over the whole epoch (shuffle, activations, loss and update
+    included), to hold against ``bench_machine.MatmulPeak``.
+    """
+
+    params = [common.DTYPES]
+    param_names = ["dtype"]
+    warmup_time = 0.0
+    timeout = 120
+
+    def setup(self, dtype):
+        data = common.load_dataset("digits")
+        self.trainer = common.warmed_trainer("fastgd", data, "adam", 256, 256, dtype)
+        self.flops = common.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
+
+    def time_epoch(self, dtype):
+        common.finite(self.trainer.epoch())
+
+    def track_matmul_rate(self, dtype):
+        return self.flops / self.trainer.seconds_per_epoch(common.TRACK_SECONDS) / 1e9
+
+    track_matmul_rate.unit = "GFLOP/s (higher is better)"
+
+
+class FitMemory:
+    """Peak resident memory of a process that builds a trainer and trains one epoch (batch 256, Adam) on the large synthetic set.
+
+    asv's peakmem is the whole process's: the imports and the loaded data count too (the data
+    comes from a file written once, so its generation does not). The Numba cache is filled in
+    ``setup_cache``, in another process, so that the warm-up here loads machine code instead of
+    running LLVM, whose memory would swamp the figure.
+    """
+
+    params = [list(common.TRAINERS), common.DTYPES]
+    param_names = ["implementation", "dtype"]
+    timeout = 300
+
+    def setup_cache(self):
+        path = common.save_large_synthetic(os.getcwd())
+        data = common.load_dataset(common.LARGE_SYNTHETIC, path)
+        for dtype in common.DTYPES:
+            common.warm_up("fastgd", data, "adam", HIDDEN, 256, dtype)
+        return path
+
+    setup_cache.timeout = 300
+
+    def setup(self, large_synthetic_path, implementation, dtype):
+        self.data = common.load_dataset(common.LARGE_SYNTHETIC, large_synthetic_path)
+        common.warm_up(implementation, self.data, "adam", HIDDEN, 256, dtype)
+
+    def peakmem_fit(self, large_synthetic_path, implementation, dtype):
+        common.TRAINERS[implementation](self.data, "adam", HIDDEN, 256, dtype).epoch()

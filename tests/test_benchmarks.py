@@ -1,0 +1,170 @@
+"""The asv suite: every benchmark runs once on its smallest parameters, and no rule or data set goes unbenchmarked.
+
+Benchmarks are found and run by asv's own runner (``asv_runner``), the way ``asv run --quick``
+runs them, in this process: a benchmark that asv would fail on fails here. Timings are not
+checked (a benchmark measures, a test checks); what comes back is.
+"""
+
+import itertools
+import math
+import os
+import pathlib
+import sys
+import warnings
+
+import pytest
+
+pytest.importorskip("asv_runner", reason="the bench extra (asv) is not installed")
+from asv_runner.discovery import disc_benchmarks, get_benchmark_from_name  # noqa: E402
+
+from fastgd import datasets, optim  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCHMARK_DIR = str(ROOT / "benchmarks")
+QUICK = dict(number=1, repeat=1, warmup_time=0, rounds=1)  # what asv run --quick sets
+# Size-like parameters run only these values; every other parameter runs all of its values.
+# breast_cancer: the smallest bundled set with more training rows (426) than the largest
+# numeric batch. The cold start of a fit alone takes ~15 s: test_start_workloads_run runs it warm.
+SMALLEST = {"n_params": [1_000], "dataset": ["breast_cancer"], "workload": ["adam_step"]}
+# Tracks that report NaN by design (a target not reached, a divergence).
+MAY_BE_NAN = {"track_final_loss", "track_epochs_to_target", "track_seconds_to_target"}
+# The benchmarks that must cover every rule of optim.OPTIMIZERS, and every bundled data set.
+EVERY_RULE = ["bench_optim.UpdateStep.time_step", "bench_optim.UpdateStep.track_bandwidth",
+              "bench_convergence.Convergence.track_final_loss", "bench_convergence.Convergence.track_test_score",
+              "bench_convergence.Convergence.track_epochs_to_target",
+              "bench_convergence.Convergence.track_seconds_to_target"]
+EVERY_DATASET = ["bench_training.Epoch.time_epoch", "bench_training.Epoch.track_samples_per_second",
+                 *EVERY_RULE[2:]]
+
+
+def discover():
+    """The suite's benchmarks by name, as asv finds them.
+
+    Importing the suite points NUMBA_CACHE_DIR at the suite's own cache: undone here, it
+    would otherwise reach every later test of this process. (Numba, imported above with
+    fastgd.optim, has already read it: kernels compiled here go to this test run's cache.)
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT))
+        patch.setitem(os.environ, "NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", ""))
+        return {benchmark.name: benchmark for benchmark in disc_benchmarks(BENCHMARK_DIR)}
+
+
+SUITE = discover()
+CLASSES = sorted({name.rsplit(".", 1)[0] for name in SUITE})
+
+
+@pytest.fixture(autouse=True)
+def restore_meta_path(monkeypatch):
+    """get_benchmark_from_name adds an importer to sys.meta_path at every call: asv's one-benchmark processes can afford it."""
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+
+
+def parameter_values(benchmark, name):
+    """The values of parameter ``name`` as asv records them (their repr)."""
+    return set(benchmark.params[benchmark.param_names.index(name)])
+
+
+def unbenchmarked(names, parameter, required):
+    """{benchmark name: the required values its ``parameter`` lacks}, for those that lack some."""
+    missing = {}
+    for name in names:
+        lacking = {value for value in required if repr(value) not in parameter_values(SUITE[name], parameter)}
+        if lacking:
+            missing[name] = lacking
+    return missing
+
+
+def test_every_rule_and_bundled_dataset_is_benchmarked():
+    assert unbenchmarked(EVERY_RULE, "rule", optim.OPTIMIZERS) == {}
+    assert unbenchmarked(EVERY_DATASET, "dataset", datasets.BUNDLED) == {}
+
+
+def test_the_guard_sees_a_rule_without_benchmarks(monkeypatch):
+    monkeypatch.setitem(optim.OPTIMIZERS, "newrule", optim.SGD)
+    assert unbenchmarked(EVERY_RULE, "rule", optim.OPTIMIZERS) == {name: {"newrule"} for name in EVERY_RULE}
+
+
+def smallest_combinations(benchmark):
+    """{asv's index: parameter values (reprs)} of the combinations to run; {None: ()} without parameters."""
+    if not benchmark.params:
+        return {None: ()}
+    allowed = [[repr(value) for value in SMALLEST[name]] if name in SMALLEST else values
+               for name, values in zip(benchmark.param_names, benchmark.params)]
+    return {index: combination for index, combination in enumerate(itertools.product(*benchmark.params))
+            if all(value in values for value, values in zip(combination, allowed))}
+
+
+def run_once(name, index, cache):
+    """What asv_runner does for one benchmark and one combination (``-a`` as --quick sets); None when setup skips it."""
+    benchmark = get_benchmark_from_name(BENCHMARK_DIR, name if index is None else f"{name}-{index}",
+                                        extra_params=QUICK)
+    benchmark.set_cache(cache)
+    if benchmark.do_setup():
+        return None
+    try:
+        return benchmark.do_run()
+    finally:
+        benchmark.do_teardown()
+
+
+def check_result(benchmark, result):
+    if benchmark.type == "time":
+        assert result["samples"] and all(sample > 0 for sample in result["samples"])
+    elif benchmark.type == "peakmemory":
+        assert isinstance(result, int) and result > 0
+    else:
+        assert isinstance(result, (int, float)) and not isinstance(result, bool)
+        method = benchmark.name.rsplit(".", 1)[1]
+        assert math.isfinite(result) or (method in MAY_BE_NAN and math.isnan(result)), result
+
+
+@pytest.mark.parametrize("benchmark_class", CLASSES)
+def test_every_benchmark_runs_once(benchmark_class, tmp_path, monkeypatch):
+    try:
+        import torch  # noqa: F401
+        unavailable = set()
+    except ImportError:
+        unavailable = {"'torch'", "'torch_fused'"}
+    from benchmarks import common
+
+    monkeypatch.setattr(common, "TRACK_SECONDS", 0.0)  # tracks that time something: the fewest calls
+    monkeypatch.chdir(tmp_path)  # asv runs setup_cache and its benchmarks in a scratch directory
+    names = [name for name in SUITE if name.rsplit(".", 1)[0] == benchmark_class]
+    cache = SUITE[names[0]].do_setup_cache()
+    for name in names:
+        benchmark = SUITE[name]
+        combinations = smallest_combinations(benchmark)
+        ran = []
+        for index, combination in combinations.items():
+            result = run_once(name, index, cache)
+            if result is not None:
+                check_result(benchmark, result)
+                ran.append(combination)
+        assert ran, f"{name}: setup skipped every combination"
+        # every value of every parameter ran in some combination (torch's where torch is installed)
+        for position, parameter in enumerate(benchmark.param_names):
+            expected = {combination[position] for combination in combinations.values()} - unavailable
+            exercised = {combination[position] for combination in ran}
+            assert exercised == expected, f"{name}: {parameter} never ran with {expected - exercised}"
+
+
+@pytest.mark.parametrize("name", ["bench_optim.UpdateStep.time_step", "bench_training.Epoch.time_epoch"])
+def test_without_torch_its_rows_are_skipped(name, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    monkeypatch.chdir(tmp_path)
+    benchmark = SUITE[name]
+    cache = benchmark.do_setup_cache()
+    position = benchmark.param_names.index("implementation")
+    torch_rows = [index for index, combination in smallest_combinations(benchmark).items()
+                  if combination[position] in ("'torch'", "'torch_fused'")]
+    assert torch_rows and all(run_once(name, index, cache) is None for index in torch_rows[:4])
+
+
+def test_start_workloads_run():
+    from benchmarks import common
+
+    for workload, code in common.START_WORKLOADS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as in the benchmark's own process (PYTHONWARNINGS=ignore)
+            exec(compile(code, workload, "exec"), {})
