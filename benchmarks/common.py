@@ -27,6 +27,7 @@ import dataclasses
 import fcntl
 import functools
 import inspect
+import json
 import math
 import os
 import subprocess
@@ -285,6 +286,16 @@ def start_seconds(workload, cache_dir):
     environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
     output = subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True)
     return float(output.stdout.strip())
+
+
+def print_and_save(lines, results, out=None):
+    """Print a script's markdown summary; with ``out``, write it there and the numbers beside it as ``.json``."""
+    print("\n".join(lines))
+    if out:
+        with open(out, "w") as markdown:
+            markdown.write("\n".join(lines) + "\n")
+        with open(os.path.splitext(out)[0] + ".json", "w") as raw:
+            json.dump(results, raw, indent=2)
 
 
 # --- data --------------------------------------------------------------------------------------

@@ -16,32 +16,19 @@ torch rows are left out when torch is not installed.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
 from fastgd import optim  # noqa: E402
+from fastgd.baselines import median_seconds  # noqa: E402
 
 ADAM_BYTES_PER_PARAMETER = 28  # float32: read θ, g, m, v and write θ, m, v
-
-
-def median_seconds(function, repeats, number):
-    """Median over ``repeats`` of the mean time of ``number`` calls."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        times.append((time.perf_counter() - start) / number)
-    return float(np.median(times))
 
 
 def triad_bandwidth(size, repeats):
@@ -93,12 +80,7 @@ def main():
         results["warm_start_seconds"] = common.start_seconds("adam_step", cache_dir)
 
     lines = report(results, small, large)
-    print("\n".join(lines))
-    if arguments.out:
-        with open(arguments.out, "w") as markdown:
-            markdown.write("\n".join(lines) + "\n")
-        with open(os.path.splitext(arguments.out)[0] + ".json", "w") as raw:
-            json.dump(results, raw, indent=2)
+    common.print_and_save(lines, results, arguments.out)
 
 
 def report(results, small, large):

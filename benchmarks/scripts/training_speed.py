@@ -18,7 +18,6 @@ PyTorch rows are left out when torch is not installed.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -90,12 +89,7 @@ def main():
         results["warm_start_seconds"] = common.start_seconds("classifier_fit", cache_dir)
 
     lines = report(results)
-    print("\n".join(lines))
-    if arguments.out:
-        with open(arguments.out, "w") as markdown:
-            markdown.write("\n".join(lines) + "\n")
-        with open(os.path.splitext(arguments.out)[0] + ".json", "w") as raw:
-            json.dump(results, raw, indent=2)
+    common.print_and_save(lines, results, arguments.out)
 
 
 def report(results):
