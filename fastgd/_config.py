@@ -28,15 +28,25 @@ the CPU kernels.
 Numba's on-disk cache is keyed by signature and bytecode, not by these flags:
 point ``NUMBA_CACHE_DIR`` at a separate directory when running with
 non-default flags (or with ``NUMBA_BOUNDSCHECK=1``).
+
+Nor is that cache safe when two processes compile two signatures of one
+function at the same moment: Numba names a new entry's data file after the
+number of entries its index holds, so both can write ``<name>.0.nbc`` and the
+index can then point at the other signature's machine code. Entry points that
+compile (``Training``, sweep workers) go through :func:`compile_for`, which
+compiles under a lock shared by every process of the machine.
 """
 
+import contextlib
 import os
+import tempfile
+import threading
 import types
 
 import numba
 
 __all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
-           "jit_serial_and_parallel", "cuda_jit"]
+           "jit_serial_and_parallel", "cuda_jit", "compile_lock", "compile_for"]
 
 
 def _env_flag(name, default):
@@ -139,3 +149,54 @@ def cuda_jit(func=None, *, device=False):
     if func is None:
         return cuda.jit(**options)
     return cuda.jit(**options)(func)
+
+
+_compile_lock_in_process = threading.RLock()
+_compile_lock_depth = 0
+
+
+@contextlib.contextmanager
+def compile_lock():
+    """Inside, this thread alone on the machine compiles into (or loads from) Numba's on-disk cache.
+
+    The lock is a file beside the cache (``NUMBA_CACHE_DIR``, or the temporary
+    directory when Numba keeps its cache beside the sources); it may be taken
+    again inside itself. Where ``fcntl`` does not exist (Windows) it only
+    keeps this process's threads apart.
+    """
+    global _compile_lock_depth
+    with _compile_lock_in_process:
+        if _compile_lock_depth:
+            _compile_lock_depth += 1
+            try:
+                yield
+            finally:
+                _compile_lock_depth -= 1
+            return
+        try:
+            import fcntl
+        except ImportError:
+            fcntl = None
+        directory = numba.config.CACHE_DIR or tempfile.gettempdir()
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "fastgd-compile.lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            _compile_lock_depth = 1
+            try:
+                yield
+            finally:
+                _compile_lock_depth = 0
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def compile_for(dispatcher, arguments):
+    """Compile ``dispatcher`` (or load it from the cache) for the types of ``arguments``, under :func:`compile_lock`.
+
+    A signature this process already has costs a dictionary lookup and takes no lock.
+    """
+    signature = tuple(numba.typeof(argument) for argument in arguments)
+    if signature not in dispatcher.overloads:
+        with compile_lock():
+            dispatcher.compile(signature)

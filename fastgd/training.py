@@ -27,9 +27,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
+from fastgd import _config
 from fastgd.kernels import schedules as schedule_kernels
 from fastgd.kernels.train import train_epoch, workspace_elements
 from fastgd.optim import Optimizer
@@ -159,7 +159,7 @@ class Training:
                          self._grad, self._activations, self._deltas, self._batch_X, self._batch_Y)
             if not self._compiled:
                 # compile (or load from the cache) before the clock starts: epoch seconds are training only
-                train_epoch.compile(tuple(numba.typeof(argument) for argument in arguments))
+                _config.compile_for(train_epoch, arguments)
                 self._compiled = True
             start = time.perf_counter()
             loss = train_epoch(*arguments)

@@ -1,5 +1,6 @@
 """Sweeps: configuration errors, the store, batched against one-at-a-time, resuming, SIGKILL, Dask."""
 
+import fcntl
 import io
 import os
 import signal
@@ -359,3 +360,55 @@ def test_concurrent_first_compiles_into_an_empty_cache_are_safe(tmp_path):
     assert any((tmp_path / "empty-cache").rglob("*.nbi"))
     pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "warm.db")),
                                   comparable(sweep.load_runs(tmp_path / "cold.db")))
+
+
+def test_compile_lock_admits_one_process_at_a_time(tmp_path):
+    # what keeps two workers from writing one cache entry's files for two signatures at once
+    script = textwrap.dedent("""
+        import time
+        from fastgd import _config
+        with _config.compile_lock():
+            print(time.monotonic())
+    """)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # the child's lock file is tmp_path's
+    with open(tmp_path / "fastgd-compile.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = subprocess.Popen([sys.executable, "-c", script], env=environment, stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=3)  # blocked on the lock this process holds
+        released = time.monotonic()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    entered = float(child.communicate(timeout=60)[0])
+    assert child.returncode == 0 and entered >= released
+
+
+def test_compile_for_compiles_a_signature_once():
+    import numba
+
+    from fastgd import _config
+
+    @numba.njit
+    def double(values):
+        return 2 * values
+
+    values = np.arange(3.0)
+    _config.compile_for(double, (values,))
+    _config.compile_for(double, (values,))
+    assert list(double.overloads) == [(numba.typeof(values),)]
+    np.testing.assert_array_equal(double(values), 2 * values)
+
+
+def test_compile_lock_may_be_taken_inside_itself(tmp_path):
+    # in a child process: a lock that is not re-entrant would hang it, not this run
+    script = textwrap.dedent("""
+        from fastgd import _config
+        with _config.compile_lock():
+            with _config.compile_lock():
+                pass
+            with _config.compile_lock():
+                print("done")
+    """)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "done", result.stderr[-2000:]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastgd import optim
+from fastgd import _config, optim
 from fastgd.models import MLP
 from fastgd.sweep.config import load_dataset
 from fastgd.sweep.progress import Progress
@@ -113,10 +113,13 @@ def _train_together(specs, net, data, optimizers):
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
     # each run is one thread's work: BLAS inside it must not start threads of its own
+    arguments = (thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, codes, hypers,
+                 base_lrs, states, counters, make_schedule(), 0.0, _batch_size(specs[0], data), seeds, n_epochs,
+                 losses, seconds, diverged)
+    # workers compile concurrently, often different signatures (dtypes, regression and classification)
+    _config.compile_for(train_runs_together, arguments)
     with threadpool_limits(1):
-        train_runs_together(thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, codes,
-                            hypers, base_lrs, states, counters, make_schedule(), 0.0,
-                            _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+        train_runs_together(*arguments)
     results = []
     for run, spec in enumerate(specs):
         finished = int(diverged[run]) - 1 if diverged[run] else n_epochs
