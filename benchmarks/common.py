@@ -43,10 +43,10 @@ import sklearn.datasets  # noqa: F401
 import sklearn.model_selection  # noqa: F401
 import sklearn.neural_network  # noqa: F401
 import sklearn.preprocessing  # noqa: F401
-from numba import njit, prange
 
 from benchmarks import NUMBA_CACHE_DIR
 from fastgd import MLP, _config, datasets, optim, reference
+from fastgd.kernels.memory import triad
 from fastgd.training import Training
 
 SEED = 0
@@ -223,12 +223,6 @@ def bytes_per_step(rule, n_params, dtype):
 
 # --- the machine's limits ----------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
-def _triad(a, b, c, scalar):
-    for i in prange(a.size):
-        a[i] = b[i] + scalar * c[i]
-
-
 class StreamTriad:
     """STREAM's triad a = b + s·c over float64 arrays of ``size`` elements, on every core; built warm."""
 
@@ -240,7 +234,7 @@ class StreamTriad:
             self()
 
     def __call__(self):
-        _triad(self.a, self.b, self.c, 3.0)
+        triad(self.a, self.b, self.c, 3.0)
 
     def bandwidth(self, budget_seconds):
         """Bytes per second."""
