@@ -112,12 +112,12 @@ def _train_together(specs, net, data, optimizers):
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
-    # each run is one thread's work: BLAS inside it must not start threads of its own
     arguments = (thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, codes, hypers,
                  base_lrs, states, counters, make_schedule(), 0.0, _batch_size(specs[0], data), seeds, n_epochs,
                  losses, seconds, diverged)
-    # workers compile concurrently, often different signatures (dtypes, regression and classification)
+    # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
+    # each run is one thread's work: BLAS inside it must not start threads of its own
     with threadpool_limits(1):
         train_runs_together(*arguments)
     results = []
