@@ -37,7 +37,12 @@ import numpy as np
 from numba import cuda
 
 from fastgd._config import cuda_jit
-from fastgd.kernels.mlp import IDENTITY, LOGISTIC, RELU, SOFTMAX, TANH
+from fastgd.kernels import mlp as cpu
+from fastgd.kernels.mlp import IDENTITY, LOGISTIC, SOFTMAX
+
+# the activation and its derivative: the CPU kernels' scalar source, compiled again for the device
+activated = cuda_jit(cpu.activated.py_func, device=True)
+times_derivative = cuda_jit(cpu.times_derivative.py_func, device=True)
 
 __all__ = ["BLOCK_M", "BLOCK_N", "BLOCK_K", "THREAD_M", "THREAD_N", "product_shape", "forward_layer",
            "weight_gradient", "backward_delta", "output_loss_and_delta", "gather_batch", "finish_batch",
@@ -149,14 +154,7 @@ def forward_layer(inputs, weights, bias, outputs, activation):
         for c in range(THREAD_N):
             column = cuda.blockIdx.x * BLOCK_N + cuda.threadIdx.x + c * COLUMN_THREADS
             if row < n_rows and column < n_columns:
-                z = accumulators[r, c] + bias[column]
-                if activation == RELU:
-                    z = z if z > zero else zero
-                elif activation == LOGISTIC:
-                    z = one / (one + math.exp(-z))
-                elif activation == TANH:
-                    z = math.tanh(z)
-                outputs[row, column] = z
+                outputs[row, column] = activated(accumulators[r, c] + bias[column], activation, zero, one)
 
 
 @cuda_jit
@@ -223,16 +221,8 @@ def backward_delta(delta, weights, activations, previous_delta, activation):
         for c in range(THREAD_N):
             column = cuda.blockIdx.x * BLOCK_N + cuda.threadIdx.x + c * COLUMN_THREADS
             if row < n_rows and column < n_columns:
-                value = accumulators[r, c]
-                a = activations[row, column]
-                if activation == RELU:
-                    if a <= zero:
-                        value = zero
-                elif activation == LOGISTIC:
-                    value = value * (a * (one - a))
-                elif activation == TANH:
-                    value = value * (one - a * a)
-                previous_delta[row, column] = value
+                previous_delta[row, column] = times_derivative(accumulators[r, c], activations[row, column],
+                                                               activation, zero, one)
 
 
 @cuda_jit

@@ -39,7 +39,7 @@ ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "logistic": LOGISTIC, "tanh":
 OUTPUTS = {"identity": IDENTITY, "logistic": LOGISTIC, "softmax": SOFTMAX}
 
 __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OUTPUTS", "n_weights", "n_params",
-           "forward", "loss_and_gradient", "loss_only", "penalty", "workspace_size"]
+           "activated", "times_derivative", "forward", "loss_and_gradient", "loss_only", "penalty", "workspace_size"]
 
 
 @jit
@@ -71,6 +71,33 @@ def _block(buffer, offset, n_rows, n_columns):
     return buffer[offset:offset + n_rows * n_columns].reshape((n_rows, n_columns))
 
 
+@jit(inline=True)
+def activated(z, activation, zero, one):
+    """act(z) for IDENTITY, RELU, LOGISTIC or TANH; ``zero`` and ``one`` in z's type.
+
+    Scalar, so that :mod:`fastgd.cuda.mlp` compiles the same source for the GPU.
+    """
+    if activation == RELU:
+        return z if z > zero else zero
+    if activation == LOGISTIC:
+        return one / (one + math.exp(-z))
+    if activation == TANH:
+        return math.tanh(z)
+    return z
+
+
+@jit(inline=True)
+def times_derivative(value, a, activation, zero, one):
+    """value · act'(z), the derivative written in terms of a = act(z); ``zero`` and ``one`` in a's type."""
+    if activation == RELU:
+        return zero if a <= zero else value
+    if activation == LOGISTIC:
+        return value * (a * (one - a))
+    if activation == TANH:
+        return value * (one - a * a)
+    return value
+
+
 @jit
 def _activate(Z, bias, activation):
     """Z ← act(Z + b), row by row, in place."""
@@ -79,14 +106,7 @@ def _activate(Z, bias, activation):
     n_rows, n_columns = Z.shape
     for i in range(n_rows):
         for j in range(n_columns):
-            z = Z[i, j] + bias[j]
-            if activation == RELU:
-                z = z if z > zero else zero
-            elif activation == LOGISTIC:
-                z = one / (one + math.exp(-z))
-            elif activation == TANH:
-                z = math.tanh(z)
-            Z[i, j] = z
+            Z[i, j] = activated(Z[i, j] + bias[j], activation, zero, one)
 
 
 @jit
@@ -115,14 +135,7 @@ def _scale_by_derivative(delta, A, activation):
     n_rows, n_columns = A.shape
     for i in range(n_rows):
         for j in range(n_columns):
-            a = A[i, j]
-            if activation == RELU:
-                if a <= zero:
-                    delta[i, j] = zero
-            elif activation == LOGISTIC:
-                delta[i, j] *= a * (one - a)
-            elif activation == TANH:
-                delta[i, j] *= one - a * a
+            delta[i, j] = times_derivative(delta[i, j], A[i, j], activation, zero, one)
 
 
 @jit
