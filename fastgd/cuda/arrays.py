@@ -8,7 +8,7 @@ from numba import cuda
 from fastgd import _config
 from fastgd._config import cuda_jit
 
-__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "no_halt", "add_sum_of_squares",
+__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "no_halt", "add_block_sum", "add_sum_of_squares",
            "flag_nonfinite"]
 
 # Threads per block of the reductions: fixed (not FASTGD_CUDA_BLOCK_SIZE)
@@ -56,21 +56,16 @@ def no_halt():
     return _NO_HALT[0]
 
 
-@cuda_jit
-def add_sum_of_squares(values, total, index):
-    """``total[index] += Σ values²`` in float64: a tree per block in shared memory, one atomic per block.
+@cuda_jit(device=True)
+def add_block_sum(own, thread, partial, total, index):
+    """Called by every thread of a block: ``total[index] += Σ own`` over the block, one atomic per block.
 
-    Launch with :func:`reduction_shape`.
+    ``thread`` is the thread's index in the block; ``partial`` a float64 shared array with one
+    slot per thread of the block, a power of two, where the sum is a tree.
     """
-    partial = cuda.shared.array(REDUCTION_THREADS, dtype=np.float64)
-    thread = cuda.threadIdx.x
-    own = 0.0
-    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
-        value = float(values[i])
-        own += value * value
     partial[thread] = own
     cuda.syncthreads()
-    width = REDUCTION_THREADS // 2
+    width = partial.shape[0] // 2
     while width > 0:
         if thread < width:
             partial[thread] += partial[thread + width]
@@ -78,6 +73,20 @@ def add_sum_of_squares(values, total, index):
         width //= 2
     if thread == 0:
         cuda.atomic.add(total, index, partial[0])
+
+
+@cuda_jit
+def add_sum_of_squares(values, total, index):
+    """``total[index] += Σ values²`` in float64: a tree per block in shared memory, one atomic per block.
+
+    Launch with :func:`reduction_shape`.
+    """
+    partial = cuda.shared.array(REDUCTION_THREADS, dtype=np.float64)
+    own = 0.0
+    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        value = float(values[i])
+        own += value * value
+    add_block_sum(own, cuda.threadIdx.x, partial, total, index)
 
 
 @cuda_jit

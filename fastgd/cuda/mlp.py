@@ -37,6 +37,7 @@ import numpy as np
 from numba import cuda
 
 from fastgd._config import cuda_jit
+from fastgd.cuda.arrays import add_block_sum
 from fastgd.kernels import mlp as cpu
 from fastgd.kernels.mlp import IDENTITY, LOGISTIC, SOFTMAX
 
@@ -184,17 +185,7 @@ def weight_gradient(inputs, delta, weights, decay, grad_weights, grad_bias, stat
                 if with_penalty:
                     own_squares += float(weight) * float(weight)
     if with_penalty:
-        thread = cuda.threadIdx.y * COLUMN_THREADS + cuda.threadIdx.x
-        squares[thread] = own_squares
-        cuda.syncthreads()
-        width = BLOCK_THREADS // 2
-        while width > 0:
-            if thread < width:
-                squares[thread] += squares[thread + width]
-            cuda.syncthreads()
-            width //= 2
-        if thread == 0:
-            cuda.atomic.add(status, PENALTY, squares[0])
+        add_block_sum(own_squares, cuda.threadIdx.y * COLUMN_THREADS + cuda.threadIdx.x, squares, status, PENALTY)
     if cuda.blockIdx.y == 0 and cuda.threadIdx.y == 0:
         for c in range(THREAD_N):
             column = cuda.blockIdx.x * BLOCK_N + cuda.threadIdx.x + c * COLUMN_THREADS
