@@ -46,7 +46,7 @@ import types
 import numba
 
 __all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
-           "jit_serial_and_parallel", "cuda_jit", "compile_lock", "compile_for"]
+           "jit_serial_and_parallel", "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
 def _env_flag(name, default):
@@ -86,7 +86,7 @@ CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096)
 _OPTIONS = dict(cache=CACHE, error_model="numpy", nogil=True)
 
 
-def jit(func=None, *, parallel=False, exact=False, inline=False):
+def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None):
     """``numba.njit`` with fastgd's flags.
 
     ``exact=True`` compiles without fastmath whatever ``FASTGD_FASTMATH`` says:
@@ -94,10 +94,13 @@ def jit(func=None, *, parallel=False, exact=False, inline=False):
     ``inline=True`` inlines the function into its callers in Numba's own IR.
     Use it for the small functions inside hot loops: LLVM cannot inline a
     callee that was loaded from the cache as machine code, and a loop with a
-    call in it is not vectorised.
+    call in it is not vectorised. ``cache=False`` keeps a function out of the
+    on-disk cache (one with no source file, defined at a prompt, cannot be in it).
     """
     options = dict(_OPTIONS, parallel=parallel, fastmath=False if exact else FASTMATH,
                    inline="always" if inline else "never")
+    if cache is not None:
+        options["cache"] = cache and CACHE
     if func is None:
         return numba.njit(**options)
     return numba.njit(**options)(func)
@@ -126,6 +129,11 @@ def jit_serial_and_parallel(func, delegates_to=None):
     twin.__module__ = func.__module__
     parallel = jit(twin, parallel=not delegates_to)
     return serial, parallel
+
+
+def cfunc(signature):
+    """``numba.cfunc(signature)`` with fastgd's flags: a C callback that compiled code can take as an argument."""
+    return numba.cfunc(signature, cache=CACHE, error_model="numpy", nogil=True, fastmath=FASTMATH)
 
 
 def cuda_jit(func=None, *, device=False):
@@ -160,9 +168,8 @@ def compile_lock():
     """Inside, this thread alone on the machine compiles into (or loads from) Numba's on-disk cache.
 
     The lock is a file beside the cache (``NUMBA_CACHE_DIR``, or the temporary
-    directory when Numba keeps its cache beside the sources); it may be taken
-    again inside itself. Where ``fcntl`` does not exist (Windows) it only
-    keeps this process's threads apart.
+    directory when Numba keeps its cache beside the sources), taken with
+    ``filelock`` (POSIX and Windows alike); it may be taken again inside itself.
     """
     global _compile_lock_depth
     with _compile_lock_in_process:
@@ -173,22 +180,16 @@ def compile_lock():
             finally:
                 _compile_lock_depth -= 1
             return
-        try:
-            import fcntl
-        except ImportError:
-            fcntl = None
+        import filelock
+
         directory = numba.config.CACHE_DIR or tempfile.gettempdir()
         os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "fastgd-compile.lock"), "a") as lock:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+        with filelock.FileLock(os.path.join(directory, "fastgd-compile.lock")):
             _compile_lock_depth = 1
             try:
                 yield
             finally:
                 _compile_lock_depth = 0
-                if fcntl is not None:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def compile_for(dispatcher, arguments):

@@ -7,7 +7,8 @@
 
 Every function has a start point from which the lecture-style pictures are
 drawn and a box to draw them in. ``trajectory`` runs any rule of
-:data:`fastgd.optim.OPTIMIZERS` in one compiled call and records every point.
+:data:`fastgd.optim.OPTIMIZERS` (a user's rule too) in one compiled call, compiled once for
+every rule, and records every point.
 """
 
 from dataclasses import dataclass
@@ -16,9 +17,8 @@ import numpy as np
 
 from fastgd import optim
 from fastgd._config import jit
-from fastgd.kernels.updates import apply_rule
 
-__all__ = ["TestFunction", "FUNCTIONS", "value_and_gradient", "trajectory"]
+__all__ = ["TestFunction", "FUNCTIONS", "value_and_gradient", "trajectory", "best_learning_rate"]
 
 ROSENBROCK, BEALE, HIMMELBLAU, SADDLE, QUADRATIC = range(5)
 QUADRATIC_CONDITION = 50.0
@@ -70,12 +70,12 @@ def value_and_gradient(code, x, y):
 
 
 @jit(exact=True)
-def _run(function_code, params, code, hyper, state0, state1, state2, counters, path):
+def _run(function_code, params, rule_step, hyper, states, aux, counters, layout, path):
     grad = np.empty(2)
     path[0] = params
     for step in range(1, path.shape[0]):
         _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
-        apply_rule(code, params, grad, state0, state1, state2, hyper, counters)
+        rule_step(params, grad, states, aux, hyper, counters, layout)
         path[step] = params
         if not (np.isfinite(params[0]) and np.isfinite(params[1])):
             path[step + 1:] = np.nan
@@ -99,7 +99,25 @@ def trajectory(function, optimizer="adam", n_steps=500, start=None, **hyperparam
     params = np.array(spec.start if start is None else start, dtype=np.float64)
     if params.shape != (2,) or not np.isfinite(params).all():
         raise ValueError(f"start must be two finite numbers, got {start!r}")
-    rule = optim.OPTIMIZERS[optimizer](params, **hyperparameters)
+    packed = optim.OPTIMIZERS[optimizer](params, **hyperparameters).packed()
     path = np.empty((n_steps + 1, 2))
-    _run(spec.code, params, *rule.packed(), path)
+    _run(spec.code, params, packed.function, packed.hyper, packed.states, packed.aux, packed.counters, packed.layout,
+         path)
     return path
+
+
+LEARNING_RATE_GRID = tuple(float(rate) for rate in np.logspace(-4, 0, 9))
+
+
+def best_learning_rate(function, optimizer="adam", n_steps=500, grid=LEARNING_RATE_GRID, **hyperparameters):
+    """The learning rate of ``grid`` whose trajectory ends at the lowest value of ``function`` (ties: the smallest)."""
+    spec = FUNCTIONS[function] if function in FUNCTIONS else None
+    if spec is None:
+        raise ValueError(f"unknown function {function!r}; one of {sorted(FUNCTIONS)}")
+    best_rate, best_value = None, np.inf
+    for rate in grid:
+        end = trajectory(function, optimizer, n_steps, lr=rate, **hyperparameters)[-1]
+        value = value_and_gradient(spec.code, end[0], end[1])[0] if np.isfinite(end).all() else np.inf
+        if value < best_value:
+            best_rate, best_value = rate, value
+    return grid[0] if best_rate is None else best_rate

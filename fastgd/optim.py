@@ -9,16 +9,17 @@ r"""Optimizers over a flat NumPy parameter vector, the way torch.optim works.
     >>> bool(np.all(np.abs(params) < 0.1))
     True
 
-Each class validates its hyperparameters (torch's messages), owns its state
-arrays and calls one compiled kernel of :mod:`fastgd.kernels` per step: the
-serial form below ``FASTGD_PARALLEL_THRESHOLD`` parameters, the ``prange``
-form from there on. ``OPTIMIZERS`` maps the lower-case rule names of
-FORMULAS.md to the classes; tests, benchmarks, sweeps and reports iterate over it.
+Every class here is derived from a rule of :mod:`fastgd.rules`: its
+signature and defaults, its checks (torch's messages), its state and the
+compiled step (:mod:`fastgd.rules.compile`; the serial form below
+``FASTGD_PARALLEL_THRESHOLD`` parameters, the ``prange`` form from there on).
+``OPTIMIZERS`` maps every registered rule's name to its class, users' rules
+included; tests, benchmarks, sweeps and reports iterate over it.
 
 The params may also be a vector on an NVIDIA GPU: a numba device array or
 any object with ``__cuda_array_interface__`` (a CuPy array, a PyTorch CUDA
 tensor). It is updated in place, without a copy, by the rule's CUDA kernel
-(:mod:`fastgd.cuda.updates`, one launch per step); the state lives on the
+(:mod:`fastgd.cuda.rules`, one launch per step); the state lives on the
 device, ``opt.params`` is a numba view of the same memory, the gradient must
 be a device array too, and ``state_dict`` returns NumPy copies::
 
@@ -29,25 +30,36 @@ be a device array too, and ``state_dict`` returns NumPy copies::
 Hyperparameters live in ``opt.hyperparameters`` (also reachable as
 ``opt.param_groups[0]``, as in torch): change ``lr`` there between steps and
 the next step checks and uses it. Hyperparameters that fix which state exists
-(``momentum`` on or off, ``nesterov``, ``centered``, ``amsgrad``) cannot change
-after construction.
+or which code runs (flags such as ``amsgrad``, ``nesterov``, ``centered``, and
+``momentum`` on or off) cannot change after construction.
+
+``opt.params`` cannot be reassigned and ``opt.state`` is a read-only view
+(its arrays may be written in place); ``load_state_dict`` replaces the state
+after checking it. Every step checks that params still has the shape, dtype
+and writeability it was built with.
+
+A rule that acts per weight matrix takes the network's *layout*: the shapes
+of the tensors the flat vector holds, in order, e.g. ``layout=[(64, 32),
+(32, 10), (32,), (10,)]`` (fastgd's MLP gives ``net.layout``). Element-wise
+rules ignore it; by default the vector is one tensor.
 """
 
 import inspect
 import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from fastgd import _config
 from fastgd import cuda as fastgd_cuda
-from fastgd.kernels import updates
+from fastgd import rules as rule_registry
 
-__all__ = [
-    "Optimizer", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax",
-    "NAdam", "AdamW", "Lion", "OPTIMIZERS",
-]
+__all__ = ["Optimizer", "OPTIMIZERS", "Packed", "optimizer_class", "SGD", "Momentum", "Nesterov", "Adagrad",
+           "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+SEGMENT_FIELDS = 4  # a layout row: offset, ndim, rows, columns
 
 
 def _check_params(params):
@@ -87,28 +99,32 @@ def _check_device_params(params):
     return array
 
 
-def _real(name, value, low, high=None, *, high_open=True, index=None):
-    """``float(value)``, or torch's "Invalid <name>: <value>" unless low <= value < high (<= if not high_open)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    below = True if high is None else (value < high if high_open else value <= high)
-    if not (value >= low and below):  # also catches NaN
-        where = "" if index is None else f" at index {index}"
-        raise ValueError(f"Invalid {name}{where}: {value}")
-    return value
+def layout_array(layout, n_params):
+    """The int64 (segments × 4) layout ``[offset, ndim, rows, columns]`` of shapes covering ``n_params``.
 
-
-def _betas(betas):
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"Invalid betas: {betas!r} (expected a pair (beta1, beta2))")
-    return tuple(_real("beta parameter", beta, 0.0, 1.0, index=index) for index, beta in enumerate(betas))
-
-
-def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    ``layout`` lists the shapes of the tensors the flat vector holds, in order
+    (``(rows, columns)`` or ``(n,)``); None is one vector of ``n_params``.
+    """
+    if layout is None:
+        return np.array([[0, 1, n_params, 1]], dtype=np.int64)
+    if isinstance(layout, np.ndarray) and layout.ndim == 2 and layout.shape[1] == SEGMENT_FIELDS:
+        shapes = [(int(rows), int(columns)) if ndim == 2 else (int(rows),) for _, ndim, rows, columns in layout]
+    else:
+        try:
+            shapes = [tuple(shape) if not isinstance(shape, numbers.Integral) else (shape,) for shape in layout]
+        except TypeError:
+            raise ValueError(f"layout must list tensor shapes such as [(64, 32), (32,)], got {layout!r}") from None
+    rows, offset = [], 0
+    for shape in shapes:
+        if not (1 <= len(shape) <= 2) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1
+                                             for n in shape):
+            raise ValueError(f"layout shapes must be (n,) or (rows, columns) of positive integers, got {shape!r}")
+        size = int(np.prod(shape))
+        rows.append([offset, len(shape), shape[0], shape[1] if len(shape) == 2 else 1])
+        offset += size
+    if offset != n_params:
+        raise ValueError(f"layout covers {offset} parameters, params has {n_params}")
+    return np.array(rows, dtype=np.int64).reshape(-1, SEGMENT_FIELDS)
 
 
 class Hyperparameters(dict):
@@ -154,70 +170,155 @@ class Hyperparameters(dict):
 
     def checked(self, values):
         """Store already-checked ``values`` and clear the mark."""
+        dict.clear(self)
         dict.update(self, values)
         self.changed = False
 
 
-class Optimizer:
-    """Base class: a rule, its hyperparameters, its state and the step counter.
+class StateView(Mapping):
+    """``opt.state``: the step count, each state array (a view: write into it in place) and scalar state.
 
-    Subclasses give ``name`` (the key in ``OPTIMIZERS``), ``kernels`` (the
-    serial and parallel kernel), ``structural`` (hyperparameters that decide
-    which state exists), and implement ``_check`` (validate and normalise the
-    hyperparameters), ``_state_names`` and ``_update`` (call the kernel).
+    Read-only as a mapping: entries cannot be replaced, so nothing of another
+    shape can reach the compiled step. Use :meth:`Optimizer.load_state_dict`
+    to replace the state.
     """
 
-    name = None
-    kernels = None
-    structural = ()
-    code = None  # the rule's code for fastgd.kernels.apply_rule
-    slots = ()  # state names in the order apply_rule takes them
+    def __init__(self, optimizer):
+        self._optimizer = optimizer
 
-    def __init__(self, params, hyperparameters):
-        self.params = _check_params(params)
-        checked = self._check(hyperparameters)
-        self.hyperparameters = Hyperparameters()
-        self.hyperparameters.checked({key: checked[key] for key in hyperparameters})
-        self.device = "cpu" if isinstance(self.params, np.ndarray) else "cuda"
-        if self.device == "cuda":
-            # an instance attribute, so that a CPU step pays nothing for the device case
-            self._check_grad = self._check_device_grad
-        self._parallel = self.params.size >= _config.PARALLEL_THRESHOLD
-        # state arrays a rule does not use are passed to the kernel as this
-        # zero-length view, which it never reads
-        self._unused = self.params[:0]
-        self._set_structure(self.hyperparameters)
-        self.state = self._initial_state()
+    def _keys(self):
+        optimizer = self._optimizer
+        return ("step", *optimizer._present, *optimizer.rule.scalar_state)
+
+    def __getitem__(self, key):
+        optimizer = self._optimizer
+        if key == "step":
+            return int(optimizer._counters[0])
+        if key in optimizer._present:
+            return optimizer._states[optimizer._present.index(key)]
+        scalars = list(optimizer.rule.scalar_state)
+        if key in scalars:
+            return float(optimizer._counters[1 + scalars.index(key)])
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self):
+        return len(self._keys())
+
+    def __setitem__(self, key, value):
+        raise TypeError("opt.state cannot be assigned to: write into its arrays in place, or use "
+                        "opt.load_state_dict(...)")
+
+    def __repr__(self):
+        return f"StateView({dict(self)!r})"
+
+
+@dataclass
+class Packed:
+    """An optimizer as compiled training loops take it (see :mod:`fastgd.rules.compile`).
+
+    ``function`` is the rule's ``packed_step_entry`` for the dtype (a C
+    callback) on the CPU, its CUDA launcher on a GPU. ``states``, ``aux`` and
+    ``counters`` are the optimizer's own arrays, advanced in place; ``hyper``
+    is a copy, whose learning rate a schedule may overwrite.
+    """
+
+    function: object
+    hyper: np.ndarray
+    states: object
+    aux: object
+    counters: np.ndarray
+    layout: np.ndarray
+    variant: object
+
+
+class Optimizer:
+    """Base class of the optimizer classes: a rule, its hyperparameters, its state and the step counter.
+
+    Each class is made by :func:`optimizer_class` from a rule; ``rule`` is
+    that :class:`fastgd.rules.Rule` and ``name`` its key in ``OPTIMIZERS``.
+    """
+
+    rule = None
+    name = None
+
+    def __init__(self, params, *args, layout=None, **kwargs):
+        cls = type(self)
+        try:
+            bound = cls._signature.bind(params, *args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{cls.__name__}: {error}") from None
+        values = dict(self.rule.defaults, **{k: v for k, v in bound.arguments.items() if k != "params"})
+        checked = self.rule.check(values)
+        params = _check_params(params)
+        self._params = params
+        self._shape, self._dtype = tuple(params.shape), params.dtype
+        self.device = "cpu" if isinstance(params, np.ndarray) else "cuda"
+        self._layout = layout_array(layout, int(params.size))
+        self._parallel = params.size >= _config.PARALLEL_THRESHOLD
+        self._hyperparameters = Hyperparameters()
+        self._install(checked, self._initial_state(checked))
 
     # -- torch.optim's surface --------------------------------------------------------------
 
     @property
+    def params(self):
+        """The parameter vector the optimizer updates in place (cannot be reassigned)."""
+        return self._params
+
+    @property
+    def hyperparameters(self):
+        """The hyperparameters; change them in place between steps (the next step checks them)."""
+        return self._hyperparameters
+
+    @property
     def param_groups(self):
         """``[opt.hyperparameters]``: the one group of this flat vector, as torch spells it."""
-        return [self.hyperparameters]
+        return [self._hyperparameters]
+
+    @property
+    def state(self):
+        """Read-only view: ``step``, the state arrays (writeable in place) and scalar state."""
+        return StateView(self)
+
+    @property
+    def layout(self):
+        """The shapes of the tensors the flat vector holds (one vector by default)."""
+        return [(int(rows), int(columns)) if ndim == 2 else (int(rows),) for _, ndim, rows, columns in self._layout]
+
+    @property
+    def variant_key(self):
+        """(rule hash, flags): optimizers with equal keys run the same compiled code on the same state layout."""
+        return self.rule.hash, tuple(sorted(self._variant.flags.items()))
 
     @classmethod
     def default_hyperparameters(cls):
         """The hyperparameters a new instance gets when none are given."""
-        parameters = inspect.signature(cls.__init__).parameters
-        return {name: p.default for name, p in parameters.items() if name not in ("self", "params")}
+        return dict(cls.rule.defaults)
 
     def step(self, grad):
         """Take one step with gradient ``grad`` (same shape and dtype as params)."""
         grad = self._check_grad(grad)
-        if self.hyperparameters.changed:
-            self.hyperparameters.checked(self._recheck(self.hyperparameters))
-        step = self.state["step"] + 1
-        self._update(grad, step, self.hyperparameters)
-        self.state["step"] = step
+        if self._hyperparameters.changed:
+            self._refresh()
+        params = self._params
+        if self.device == "cpu":
+            if params.shape != self._shape or params.dtype != self._dtype or not params.flags.writeable:
+                self._params_changed()
+            if not self._compiled:
+                self._variant.check_compiles(self._dtype, self._parallel)
+                self._compiled = True
+        self._step_function(params, grad, self._states, self._aux, self._hyper, self._counters, self._layout)
 
     def state_dict(self):
-        """A copy of the state (step count and arrays) and of the hyperparameters.
+        """A copy of the state (step count, arrays, scalars) and of the hyperparameters.
 
         The arrays are NumPy arrays, also for an optimizer on the GPU.
         """
         state = {key: _host_copy(value) for key, value in self.state.items()}
-        return {"rule": self.name, "state": state, "param_groups": [dict(self.hyperparameters)]}
+        return {"rule": self.name, "state": state, "param_groups": [dict(self._hyperparameters)]}
 
     def load_state_dict(self, state_dict):
         """Restore what :meth:`state_dict` returned; nothing changes if it does not fit.
@@ -226,72 +327,90 @@ class Optimizer:
         those that decide which state exists (``amsgrad``, ``centered``...):
         the state then takes the saved layout.
         """
-        if state_dict.get("rule") != self.name:
-            raise ValueError(f"state_dict is for rule {state_dict.get('rule')!r}, this optimizer is {self.name!r}")
-        hyperparameters = self._recheck(state_dict["param_groups"][0], structure_may_change=True)
+        expected_keys = ["param_groups", "rule", "state"]
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict as state_dict() returns it, got {type(state_dict).__name__}")
+        missing = [key for key in expected_keys if key not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict lacks {missing}: it needs the keys {expected_keys} that state_dict() "
+                             "returns")
+        if state_dict["rule"] != self.name:
+            raise ValueError(f"state_dict is for rule {state_dict['rule']!r}, this optimizer is {self.name!r}")
+        groups = state_dict["param_groups"]
+        if not (isinstance(groups, (list, tuple)) and len(groups) == 1 and isinstance(groups[0], Mapping)):
+            raise ValueError("state_dict param_groups must be a list of one dict of hyperparameters")
+        hyperparameters = self._recheck(groups[0], structure_may_change=True)
         saved = state_dict["state"]
-        expected = {"step", *self._extra_state(), *self._state_names(hyperparameters)}
+        if not isinstance(saved, Mapping):
+            raise ValueError("state_dict state must be a dict")
+        present = self.rule.present_state(hyperparameters)
+        expected = {"step", *present, *self.rule.scalar_state}
         if set(saved) != expected:
             raise ValueError(f"state_dict state has keys {sorted(saved)}, expected {sorted(expected)}")
         step = saved["step"]
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"Invalid step in state_dict: {step!r}")
-        for key in self._state_names(hyperparameters):
+        arrays = {}
+        for key in present:
             array = saved[key]
-            if not isinstance(array, np.ndarray) or array.shape != self.params.shape:
-                raise ValueError(f"state_dict state {key!r} must be an array of shape {self.params.shape}")
-            if array.dtype != self.params.dtype:
-                raise TypeError(f"state_dict state {key!r} has dtype {array.dtype}, params {self.params.dtype}")
-        self.state = {key: self._own_copy(value) if isinstance(value, np.ndarray) else type(self._extra_state().get(
-            key, 0))(value) for key, value in saved.items()}
-        self.hyperparameters.checked(hyperparameters)
-        self._set_structure(hyperparameters)
+            if not isinstance(array, np.ndarray) or array.shape != self._shape:
+                raise ValueError(f"state_dict state {key!r} must be an array of shape {self._shape}")
+            if array.dtype != self._dtype:
+                raise TypeError(f"state_dict state {key!r} has dtype {array.dtype}, params {self._dtype}")
+            arrays[key] = array
+        scalars = []
+        for key in self.rule.scalar_state:
+            value = saved[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+                raise ValueError(f"state_dict state {key!r} must be a finite number, got {value!r}")
+            scalars.append(float(value))
+        self._install(hyperparameters, (arrays, [float(step), *scalars]))
 
     def with_params(self, params):
-        """This optimizer (rule, hyperparameters, state) over other params, e.g. a copy of θ on another device.
+        """This optimizer (rule, hyperparameters, layout, state) over other params, e.g. a copy of θ on another device.
 
         The state is copied; ``params`` keeps its own values.
         """
-        moved = type(self)(params, **self.hyperparameters)
+        moved = type(self)(params, layout=self.layout, **self._hyperparameters)
         moved.load_state_dict(self.state_dict())
         return moved
 
+    def __reduce__(self):
+        # by rule name and definition, not by class: a user's rule has no importable class, and the
+        # compiled code is rebuilt where the optimizer is unpickled (on the CPU; a device optimizer
+        # pickles its state as NumPy arrays)
+        params = self._params if self.device == "cpu" else self._params.copy_to_host()
+        return _unpickle_optimizer, (self.name, self.rule.hash, params, self.layout, self.state_dict())
+
     def packed(self):
-        """This optimizer as compiled training loops take it: ``(code, hyper, state0, state1, state2, counters)``.
+        """This optimizer as compiled training loops take it: a :class:`Packed`."""
+        if self._hyperparameters.changed:
+            self._refresh()
+        if self.device == "cpu":
+            function = self._variant.entry(self._dtype)
+        else:
+            from fastgd.cuda import rules as cuda_rules
 
-        See :func:`fastgd.kernels.apply_rule`. The state arrays are this
-        optimizer's own, updated in place; the float64 ``counters`` ([step,
-        mu_product]) are a copy: hand them back with :meth:`absorb_counters`.
-        """
-        if self.hyperparameters.changed:
-            self.hyperparameters.checked(self._recheck(self.hyperparameters))
-        hp = self.hyperparameters
-        states = [self.state.get(name, self._unused) for name in self.slots]
-        states += [self._unused] * (3 - len(states))
-        counters = np.array([self.state["step"], self.state.get("mu_product", 1.0)], dtype=np.float64)
-        hyper = np.array(self._hyper_vector(hp), dtype=np.float64)
-        return (self._code(hp), hyper, *states, counters)
-
-    def absorb_counters(self, counters):
-        """Take back the counters a compiled loop advanced (see :meth:`packed`)."""
-        self.state["step"] = int(counters[0])
-        if "mu_product" in self.state:
-            self.state["mu_product"] = float(counters[1])
+            function = cuda_rules.compiled(self._variant).packed_launch
+        return Packed(function, self._hyper.copy(), self._states, self._aux, self._counters, self._layout,
+                      self._variant)
 
     def __repr__(self):
-        settings = ", ".join(f"{key}={value!r}" for key, value in self.hyperparameters.items())
+        settings = ", ".join(f"{key}={value!r}" for key, value in self._hyperparameters.items())
         where = "" if self.device == "cpu" else f" on {self.device}"
-        return f"{type(self).__name__}(<{self.params.size} x {self.params.dtype}{where}>, {settings})"
+        return f"{type(self).__name__}(<{self._params.size} x {self._dtype}{where}>, {settings})"
 
-    # -- shared checks ----------------------------------------------------------------------
+    # -- checks -----------------------------------------------------------------------------
 
     def _check_grad(self, grad):
+        if self.device == "cuda":
+            return self._check_device_grad(grad)
         if not isinstance(grad, np.ndarray):
             raise TypeError(f"grad must be a NumPy ndarray, got {type(grad).__name__}")
-        if grad.shape != self.params.shape:
-            raise ValueError(f"grad has shape {grad.shape}, params {self.params.shape}")
-        if grad.dtype != self.params.dtype:
-            raise TypeError(f"grad has dtype {grad.dtype}, params {self.params.dtype}")
+        if grad.shape != self._shape:
+            raise ValueError(f"grad has shape {grad.shape}, params {self._shape}")
+        if grad.dtype != self._dtype:
+            raise TypeError(f"grad has dtype {grad.dtype}, params {self._dtype}")
         if not grad.flags.c_contiguous:
             grad = np.ascontiguousarray(grad)
         return grad
@@ -302,489 +421,114 @@ class Optimizer:
         if not fastgd_cuda.is_device_array(grad):
             raise TypeError(f"grad must be a CUDA device array like params, got {type(grad).__name__}")
         grad = fastgd_cuda.as_device_array(grad, "grad")
-        if tuple(grad.shape) != tuple(self.params.shape):
-            raise ValueError(f"grad has shape {tuple(grad.shape)}, params {tuple(self.params.shape)}")
-        if grad.dtype != self.params.dtype:
-            raise TypeError(f"grad has dtype {grad.dtype}, params {self.params.dtype}")
+        if tuple(grad.shape) != self._shape:
+            raise ValueError(f"grad has shape {tuple(grad.shape)}, params {self._shape}")
+        if grad.dtype != self._dtype:
+            raise TypeError(f"grad has dtype {grad.dtype}, params {self._dtype}")
         if not grad.is_c_contiguous():
             raise ValueError("grad must be contiguous on the device")
         return grad
 
-    def _recheck(self, hyperparameters, structure_may_change=False):
+    def _params_changed(self):
+        params = self._params
+        if not params.flags.writeable:
+            raise ValueError("params must be writeable: the optimizer updates it in place (it was made read-only "
+                             "after the optimizer was built)")
+        raise ValueError(f"params changed to shape {params.shape} and dtype {params.dtype} after the optimizer was "
+                         f"built for {self._shape} {self._dtype}: create a new optimizer")
+
+    def _recheck(self, values, structure_may_change=False):
         """Checked copy of hyperparameters given after construction."""
-        if set(hyperparameters) != set(self._structure["keys"]):
-            raise ValueError(f"{type(self).__name__} takes the hyperparameters {sorted(self._structure['keys'])}, "
-                             f"got {sorted(hyperparameters)}")
-        checked = self._check(hyperparameters)
+        checked = self.rule.check(dict(values))
         if not structure_may_change:
-            for key, value in self._structure_of(checked).items():
-                if value != self._structure[key]:
-                    raise ValueError(f"{key} cannot change to {checked[key]!r} after construction: it decides "
-                                     "which state exists; create a new optimizer (or load a state_dict)")
+            self._refuse_structure_change(checked)
         return checked
 
-    def _structure_of(self, hyperparameters):
-        """What fixes the state layout and the kernel: the key set and the structural values."""
-        structure = {key: hyperparameters[key] != 0 if key == "momentum" else hyperparameters[key]
-                     for key in self.structural}
-        structure["keys"] = frozenset(hyperparameters)
-        return structure
+    def _refuse_structure_change(self, checked):
+        rule = self.rule
+        current = self._current
+        for name in rule.structural_names:
+            if checked[name] != current[name]:
+                raise ValueError(f"{name} cannot change to {checked[name]!r} after construction: it decides which "
+                                 "state or code exists; create a new optimizer (or load a state_dict)")
+        for name, derived in rule.derived.items():
+            if derived(checked[derived.source]) != derived(current[derived.source]):
+                raise ValueError(f"{derived.source} cannot change to {checked[derived.source]!r} after construction: "
+                                 "it decides which state or code exists; create a new optimizer (or load a "
+                                 "state_dict)")
 
-    def _set_structure(self, hyperparameters):
-        self._structure = self._structure_of(hyperparameters)
-        kernels = self._kernel_pair(hyperparameters)
-        if self.device == "cuda":
-            from fastgd.cuda import updates as cuda_updates
+    def _refresh(self):
+        checked = self._recheck(self._hyperparameters)
+        self._hyper = np.array(self.rule.hyper_vector(checked), dtype=np.float64)
+        self._current = checked
+        self._hyperparameters.checked(checked)
 
-            self._kernel = cuda_updates.KERNELS[kernels[0].py_func.__name__]
+    # -- state --------------------------------------------------------------------------------
+
+    def _initial_state(self, hyperparameters):
+        """({slot: initial value (scalar or host array)}, counters) for a new optimizer."""
+        rule = self.rule
+        host = self._params if self.device == "cpu" else None
+        if host is None and any(callable(rule.state[name].initial) for name in rule.present_state(hyperparameters)):
+            host = self._params.copy_to_host()
+        values = {name: rule.initial_state(name, host if host is not None else np.empty(self._shape, self._dtype),
+                                           hyperparameters)
+                  for name in rule.present_state(hyperparameters)}
+        counters = [0.0] + [float(slot.initial) for slot in rule.scalar_state.values()]
+        return values, counters
+
+    def _install(self, hyperparameters, state):
+        """Make ``hyperparameters`` and ``state`` (values per slot, counters) this optimizer's, all at once."""
+        values, counters = state
+        rule = self.rule
+        flags = rule.flags(hyperparameters)
+        present = rule.present_state(hyperparameters)
+        variant = rule_registry.compiled(rule, flags)
+        states = self._new_states(present, values)
+        self._variant = variant
+        self._present = present
+        self._states = states
+        self._aux = self._new_vector(0)
+        self._counters = np.array(counters, dtype=np.float64)
+        self._hyper = np.array(rule.hyper_vector(hyperparameters), dtype=np.float64)
+        self._current = dict(hyperparameters)  # the last checked values, which the compiled code was made for
+        self._hyperparameters.checked(hyperparameters)
+        if self.device == "cpu":
+            self._step_function = variant.packed_step_parallel if self._parallel else variant.packed_step
+            self._compiled = False
         else:
-            self._kernel = kernels[self._parallel]
+            from fastgd.cuda import rules as cuda_rules
 
-    def _initial_state(self):
-        state = {"step": 0}
-        state.update(self._extra_state())
-        for key in self._state_names(self.hyperparameters):
-            state[key] = self._full(self._initial_value(key))
-        return state
+            self._step_function = cuda_rules.compiled(variant).packed_launch
+            self._compiled = True
 
-    def _initial_value(self, key):
-        """What the state array ``key`` starts at."""
-        return 0.0
-
-    def _full(self, value):
-        """A new state array shaped as params, on params' device, set to ``value``."""
+    def _new_vector(self, size):
         if self.device == "cpu":
-            return np.full_like(self.params, value)
-        from fastgd.cuda import arrays
-
-        return arrays.full(self.params.size, value, self.params.dtype)
-
-    def _own_copy(self, array):
-        """A copy of the NumPy ``array`` (checked shape and dtype) on params' device."""
-        if self.device == "cpu":
-            return np.array(array)
+            return np.zeros(size, dtype=self._dtype)
         from numba import cuda
 
-        return cuda.to_device(np.ascontiguousarray(array))
-
-    def _extra_state(self):
-        """Scalar state beside the step count, with its initial value."""
-        return {}
-
-    def _kernel_pair(self, hyperparameters):
-        """(serial, parallel) kernel for these hyperparameters."""
-        return self.kernels
-
-    # -- what each rule gives ---------------------------------------------------------------
-
-    def _check(self, hyperparameters):
-        """Return the hyperparameters as Python floats, bools and tuples, or raise."""
-        raise NotImplementedError
-
-    def _state_names(self, hyperparameters):
-        raise NotImplementedError
-
-    def _update(self, grad, step, hyperparameters):
-        raise NotImplementedError
-
-    def _code(self, hyperparameters):
-        return self.code
-
-    def _hyper_vector(self, hyperparameters):
-        """The float64 hyperparameter layout of :func:`fastgd.kernels.apply_rule` for this rule."""
-        raise NotImplementedError
-
-
-def _lr_and_weight_decay(hp):
-    return dict(lr=_real("learning rate", hp["lr"], 0.0),
-                weight_decay=_real("weight_decay value", hp["weight_decay"], 0.0))
-
-
-class SGD(Optimizer):
-    r"""Stochastic gradient descent, optionally with momentum, as torch.optim.SGD.
-
-    .. math::
-        g \leftarrow g + \lambda\theta; \quad \text{if } \mu \ne 0:\
-        b \leftarrow g\ (t=1),\ b \leftarrow \mu b + (1-\tau) g\ (t>1),\
-        g \leftarrow g + \mu b \text{ (Nesterov) or } b; \quad \theta \leftarrow \theta - \gamma g
-
-    Batch GD, SGD and mini-batch SGD are this one rule: they differ in how many
-    samples formed the gradient. Kernels: :func:`fastgd.kernels.sgd` and, with
-    momentum, :func:`fastgd.kernels.sgd_momentum`.
-
-    >>> import numpy as np
-    >>> params = np.array([1.0])
-    >>> SGD(params, lr=0.25).step(2 * params)
-    >>> params
-    array([0.5])
-    """
-
-    name = "sgd"
-    kernels = (updates.sgd, updates.sgd_parallel)
-    structural = ("momentum", "nesterov")
-    slots = ("momentum_buffer",)
-
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov))
-
-    def _kernel_pair(self, hp):
-        return (updates.sgd_momentum, updates.sgd_momentum_parallel) if hp["momentum"] != 0 else self.kernels
-
-    def _code(self, hp):
-        return updates.SGD_MOMENTUM if hp["momentum"] != 0 else updates.SGD
-
-    def _hyper_vector(self, hp):
-        if hp["momentum"] == 0:
-            return [hp["lr"], hp["weight_decay"]]
-        return [hp["lr"], hp["momentum"], hp["dampening"], hp["weight_decay"], hp["nesterov"]]
-
-    def _check(self, hp):
-        checked = dict(_lr_and_weight_decay(hp), momentum=_real("momentum value", hp["momentum"], 0.0),
-                       dampening=_real("dampening value", hp["dampening"], 0.0, 1.0, high_open=False),
-                       nesterov=_flag("nesterov", hp["nesterov"]))
-        if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
-            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got momentum="
-                             f"{checked['momentum']}, dampening={checked['dampening']}")
-        return checked
-
-    def _state_names(self, hp):
-        return ("momentum_buffer",) if hp["momentum"] != 0 else ()
-
-    def _update(self, grad, step, hp):
-        if hp["momentum"] == 0:
-            self._kernel(self.params, grad, hp["lr"], hp["weight_decay"])
-        else:
-            self._kernel(self.params, grad, self.state["momentum_buffer"], step, hp["lr"], hp["momentum"],
-                         hp["dampening"], hp["weight_decay"], hp["nesterov"])
-
-
-class Momentum(SGD):
-    r"""SGD with heavy-ball momentum μ = 0.9 by default (torch.optim.SGD(momentum=μ)).
-
-    .. math::
-        b \leftarrow g\ (t=1), \quad b \leftarrow \mu b + (1-\tau) g\ (t>1), \quad
-        \theta \leftarrow \theta - \gamma b
-
-    The lecture's v ← μv − γg, θ ← θ + v is the same trajectory for a constant γ.
-    Kernel: :func:`fastgd.kernels.momentum`.
-    """
-
-    name = "momentum"
-
-    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                         nesterov=nesterov)
-
-
-class Nesterov(SGD):
-    r"""Nesterov accelerated gradient (torch.optim.SGD(momentum=μ, nesterov=True)).
-
-    .. math::
-        b \leftarrow g\ (t=1), \quad b \leftarrow \mu b + g\ (t>1), \quad
-        \theta \leftarrow \theta - \gamma (g + \mu b)
-
-    Kernel: :func:`fastgd.kernels.nesterov`.
-    """
-
-    name = "nesterov"
-
-    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=True):
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                         nesterov=nesterov)
-
-
-class Adagrad(Optimizer):
-    r"""Adagrad (torch.optim.Adagrad).
-
-    .. math::
-        \tilde\gamma = \frac{\gamma}{1 + (t-1)\eta}, \quad s \leftarrow s + g^2, \quad
-        \theta \leftarrow \theta - \tilde\gamma \frac{g}{\sqrt{s} + \epsilon}
-
-    s starts at ``initial_accumulator_value``. Kernel: :func:`fastgd.kernels.adagrad`.
-    """
-
-    name = "adagrad"
-    kernels = (updates.adagrad, updates.adagrad_parallel)
-    code = updates.ADAGRAD
-    slots = ("sum",)
-
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), lr_decay=_real("lr_decay value", hp["lr_decay"], 0.0),
-                    initial_accumulator_value=_real("initial_accumulator_value value",
-                                                    hp["initial_accumulator_value"], 0.0),
-                    eps=_real("epsilon value", hp["eps"], 0.0))
-
-    def _state_names(self, hp):
-        return ("sum",)
-
-    def _initial_value(self, key):
-        return self.hyperparameters["initial_accumulator_value"]
-
-    def _update(self, grad, step, hp):
-        self._kernel(self.params, grad, self.state["sum"], step, hp["lr"], hp["lr_decay"], hp["eps"],
-                     hp["weight_decay"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], hp["lr_decay"], hp["eps"], hp["weight_decay"]]
-
-
-class RMSprop(Optimizer):
-    r"""RMSprop (torch.optim.RMSprop), with its ``momentum`` and ``centered`` options.
-
-    .. math::
-        v \leftarrow \alpha v + (1-\alpha) g^2; \quad
-        \tilde v = v - a^2,\ a \leftarrow \alpha a + (1-\alpha) g \text{ if centered, else } \tilde v = v;
-
-        \mu > 0:\ b \leftarrow \mu b + \frac{g}{\sqrt{\tilde v}+\epsilon},\ \theta \leftarrow \theta - \gamma b;
-        \quad \text{else } \theta \leftarrow \theta - \gamma \frac{g}{\sqrt{\tilde v}+\epsilon}
-
-    Kernel: :func:`fastgd.kernels.rmsprop`.
-    """
-
-    name = "rmsprop"
-    kernels = (updates.rmsprop, updates.rmsprop_parallel)
-    structural = ("momentum", "centered")
-    code = updates.RMSPROP
-    slots = ("square_avg", "momentum_buffer", "grad_avg")
-
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), alpha=_real("alpha value", hp["alpha"], 0.0, 1.0, high_open=False),
-                    eps=_real("epsilon value", hp["eps"], 0.0), momentum=_real("momentum value", hp["momentum"], 0.0),
-                    centered=_flag("centered", hp["centered"]))
-
-    def _state_names(self, hp):
-        return ("square_avg",) + (("momentum_buffer",) if hp["momentum"] > 0 else ()) + (
-            ("grad_avg",) if hp["centered"] else ())
-
-    def _update(self, grad, step, hp):
-        state = self.state
-        self._kernel(self.params, grad, state["square_avg"], state.get("momentum_buffer", self._unused),
-                     state.get("grad_avg", self._unused), hp["lr"], hp["alpha"], hp["eps"], hp["weight_decay"],
-                     hp["momentum"], hp["centered"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], hp["alpha"], hp["eps"], hp["weight_decay"], hp["momentum"], hp["centered"]]
-
-
-class Adadelta(Optimizer):
-    r"""Adadelta (torch.optim.Adadelta).
-
-    .. math::
-        v \leftarrow \rho v + (1-\rho) g^2, \quad
-        \Delta = \frac{\sqrt{u+\epsilon}}{\sqrt{v+\epsilon}} g, \quad
-        u \leftarrow \rho u + (1-\rho)\Delta^2, \quad \theta \leftarrow \theta - \gamma\Delta
-
-    Kernel: :func:`fastgd.kernels.adadelta`.
-    """
-
-    name = "adadelta"
-    kernels = (updates.adadelta, updates.adadelta_parallel)
-    code = updates.ADADELTA
-    slots = ("square_avg", "acc_delta")
-
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), rho=_real("rho value", hp["rho"], 0.0, 1.0, high_open=False),
-                    eps=_real("epsilon value", hp["eps"], 0.0))
-
-    def _state_names(self, hp):
-        return ("square_avg", "acc_delta")
-
-    def _update(self, grad, step, hp):
-        self._kernel(self.params, grad, self.state["square_avg"], self.state["acc_delta"], hp["lr"], hp["rho"],
-                     hp["eps"], hp["weight_decay"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"]]
-
-
-class Adam(Optimizer):
-    r"""Adam (torch.optim.Adam); ``amsgrad=True`` gives AMSGrad.
-
-    .. math::
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
-        \theta \leftarrow \theta - \gamma \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
-
-    AMSGrad uses w ← max(w, v) in place of v under the root. Weight decay is
-    coupled (g ← g + λθ); :class:`AdamW` decouples it. Kernel:
-    :func:`fastgd.kernels.adam_family`.
-    """
-
-    name = "adam"
-    kernels = (updates.adam_family, updates.adam_family_parallel)
-    structural = ("amsgrad",)
-    code = updates.ADAM_FAMILY
-    slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    decoupled_weight_decay = False
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), betas=_betas(hp["betas"]), eps=_real("epsilon value", hp["eps"], 0.0),
-                    amsgrad=_flag("amsgrad", hp["amsgrad"]))
-
-    def _state_names(self, hp):
-        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hp["amsgrad"] else ())
-
-    def _update(self, grad, step, hp):
-        state = self.state
-        beta1, beta2 = hp["betas"]
-        self._kernel(self.params, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq",
-                     self._unused), step, hp["lr"], beta1, beta2, hp["eps"], hp["weight_decay"], hp["amsgrad"],
-                     self.decoupled_weight_decay)
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"], hp["amsgrad"], self.decoupled_weight_decay]
-
-
-class AMSGrad(Adam):
-    r"""AMSGrad (torch.optim.Adam(amsgrad=True)): Adam with the running maximum of v.
-
-    .. math::
-        w \leftarrow \max(w, v), \quad
-        \theta \leftarrow \theta - \gamma \frac{m / (1-\beta_1^t)}{\sqrt{w / (1-\beta_2^t)} + \epsilon}
-    """
-
-    name = "amsgrad"
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=True):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-
-
-class AdamW(Adam):
-    r"""AdamW (torch.optim.AdamW): Adam with decoupled weight decay.
-
-    .. math::
-        \theta \leftarrow \theta (1 - \gamma\lambda), \text{ then Adam (AMSGrad if amsgrad) with } \lambda = 0
-    """
-
-    name = "adamw"
-    decoupled_weight_decay = True
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-
-
-class Adamax(Optimizer):
-    r"""Adamax (torch.optim.Adamax), Adam with the infinity norm.
-
-    .. math::
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
-        \theta \leftarrow \theta - \frac{\gamma}{1-\beta_1^t}\frac{m}{u}
-
-    Kernel: :func:`fastgd.kernels.adamax`.
-    """
-
-    name = "adamax"
-    kernels = (updates.adamax, updates.adamax_parallel)
-    code = updates.ADAMAX
-    slots = ("exp_avg", "exp_inf")
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), betas=_betas(hp["betas"]), eps=_real("epsilon value", hp["eps"], 0.0))
-
-    def _state_names(self, hp):
-        return ("exp_avg", "exp_inf")
-
-    def _update(self, grad, step, hp):
-        beta1, beta2 = hp["betas"]
-        self._kernel(self.params, grad, self.state["exp_avg"], self.state["exp_inf"], step, hp["lr"], beta1, beta2,
-                     hp["eps"], hp["weight_decay"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"]]
-
-
-class NAdam(Optimizer):
-    r"""NAdam (torch.optim.NAdam): Adam with Nesterov momentum and a momentum schedule.
-
-    .. math::
-        \mu_t = \beta_1(1 - \tfrac12 0.96^{t\psi}), \quad \Pi_t = \Pi_{t-1}\mu_t, \quad
-        \hat v = \frac{v}{1-\beta_2^t}
-
-        \theta \leftarrow \theta - \gamma\frac{1-\mu_t}{1-\Pi_t}\frac{g}{\sqrt{\hat v}+\epsilon}
-        - \gamma\frac{\mu_{t+1}}{1-\Pi_t\mu_{t+1}}\frac{m}{\sqrt{\hat v}+\epsilon}
-
-    ``state["mu_product"]`` is Π (a float64 scalar). Kernel: :func:`fastgd.kernels.nadam`.
-    """
-
-    name = "nadam"
-    kernels = (updates.nadam, updates.nadam_parallel)
-    code = updates.NADAM
-    slots = ("exp_avg", "exp_avg_sq")
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      momentum_decay=momentum_decay))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), betas=_betas(hp["betas"]), eps=_real("epsilon value", hp["eps"], 0.0),
-                    momentum_decay=_real("momentum_decay value", hp["momentum_decay"], 0.0))
-
-    def _extra_state(self):
-        return {"mu_product": 1.0}
-
-    def _state_names(self, hp):
-        return ("exp_avg", "exp_avg_sq")
-
-    def _update(self, grad, step, hp):
-        state = self.state
-        beta1, beta2 = hp["betas"]
-        state["mu_product"] = self._kernel(self.params, grad, state["exp_avg"], state["exp_avg_sq"], step,
-                                           state["mu_product"], hp["lr"], beta1, beta2, hp["eps"],
-                                           hp["weight_decay"], hp["momentum_decay"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"], hp["momentum_decay"]]
-
-
-class Lion(Optimizer):
-    r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
-
-    .. math::
-        c = \beta_1 m + (1-\beta_1) g, \quad
-        \theta \leftarrow \theta - \gamma(\operatorname{sign}(c) + \lambda\theta), \quad
-        m \leftarrow \beta_2 m + (1-\beta_2) g
-
-    Weight decay is decoupled. Take γ 3-10x smaller than Adam's: every
-    coordinate moves by γ per step. Kernel: :func:`fastgd.kernels.lion`.
-    """
-
-    name = "lion"
-    kernels = (updates.lion, updates.lion_parallel)
-    code = updates.LION
-    slots = ("exp_avg",)
-
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
-
-    def _check(self, hp):
-        return dict(_lr_and_weight_decay(hp), betas=_betas(hp["betas"]))
-
-    def _state_names(self, hp):
-        return ("exp_avg",)
-
-    def _update(self, grad, step, hp):
-        beta1, beta2 = hp["betas"]
-        self._kernel(self.params, grad, self.state["exp_avg"], hp["lr"], beta1, beta2, hp["weight_decay"])
-
-    def _hyper_vector(self, hp):
-        return [hp["lr"], *hp["betas"], hp["weight_decay"]]
+        return cuda.device_array(size, dtype=self._dtype)
+
+    def _new_states(self, present, values):
+        """The (slots × n) state array on params' device, each row set from a scalar or a host array."""
+        n = int(self._params.size)
+        if self.device == "cpu":
+            states = np.empty((len(present), n), dtype=self._dtype)
+            for row, name in enumerate(present):
+                states[row] = values[name]
+            return states
+        from numba import cuda
+
+        from fastgd.cuda import arrays
+
+        states = cuda.device_array((len(present), n), dtype=self._dtype)
+        for row, name in enumerate(present):
+            value = values[name]
+            if isinstance(value, np.ndarray):
+                states[row].copy_to_device(np.ascontiguousarray(value, dtype=self._dtype))
+            else:
+                arrays.fill(states[row], value)
+        return states
 
 
 def _host_copy(value):
@@ -795,7 +539,86 @@ def _host_copy(value):
     return value
 
 
-OPTIMIZERS = {
-    cls.name: cls
-    for cls in (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adadelta, Adam, AMSGrad, Adamax, NAdam, AdamW, Lion)
-}
+def _unpickle_optimizer(name, definition, params, layout, state_dict):
+    rule = rule_registry.get(name)
+    if rule.hash != definition:
+        raise ValueError(f"the pickled optimizer was made with another definition of rule {name!r} "
+                         f"({definition[:12]}, this process has {rule.hash[:12]})")
+    read_only = isinstance(params, np.ndarray) and not params.flags.writeable
+    optimizer = optimizer_class(rule)(params.copy() if read_only else params, layout=layout,
+                                      **state_dict["param_groups"][0])
+    optimizer.load_state_dict(state_dict)
+    if read_only:
+        # unpickled from read-only memory (a memmap): usable to inspect; a step says params must be writeable
+        optimizer._params = params
+    return optimizer
+
+
+# --- one class per rule ---------------------------------------------------------------------
+
+_CLASSES = {}
+
+
+def optimizer_class(rule):
+    """The optimizer class of ``rule`` (a :class:`fastgd.rules.Rule`), made once per definition."""
+    cls = _CLASSES.get(rule.hash)
+    if cls is not None and cls.rule is rule:
+        return cls
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                  inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+                   for name, default in rule.defaults.items()]
+    parameters.append(inspect.Parameter("layout", inspect.Parameter.KEYWORD_ONLY, default=None))
+    signature = inspect.Signature(parameters)
+    public = signature.replace(parameters=parameters[1:])
+    bind = signature.replace(parameters=parameters[1:-1])
+
+    def __init__(self, params, *args, layout=None, **kwargs):
+        Optimizer.__init__(self, params, *args, layout=layout, **kwargs)
+
+    __init__.__signature__ = signature
+    doc = rule.doc or f"The rule {rule.name!r}."
+    namespace = dict(rule=rule, name=rule.name, _signature=bind, __init__=__init__, __signature__=public,
+                     __doc__=doc, __module__=__name__)
+    cls = type(rule.class_name, (Optimizer,), namespace)
+    cls.__qualname__ = rule.class_name
+    _CLASSES[rule.hash] = cls
+    return cls
+
+
+class _Optimizers(Mapping):
+    """Rule name → optimizer class, for every registered rule (read-only; see :func:`fastgd.rules.register`)."""
+
+    def __getitem__(self, name):
+        rule = rule_registry.RULES.get(name) if isinstance(name, str) else None
+        if rule is None:
+            raise KeyError(name)
+        return optimizer_class(rule)
+
+    def __iter__(self):
+        return iter(rule_registry.RULES)
+
+    def __len__(self):
+        return len(rule_registry.RULES)
+
+    def __contains__(self, name):
+        return name in rule_registry.RULES
+
+    def __repr__(self):
+        return f"OPTIMIZERS({list(self)})"
+
+
+OPTIMIZERS = _Optimizers()
+
+SGD = OPTIMIZERS["sgd"]
+Momentum = OPTIMIZERS["momentum"]
+Nesterov = OPTIMIZERS["nesterov"]
+Adagrad = OPTIMIZERS["adagrad"]
+RMSprop = OPTIMIZERS["rmsprop"]
+Adadelta = OPTIMIZERS["adadelta"]
+Adam = OPTIMIZERS["adam"]
+AMSGrad = OPTIMIZERS["amsgrad"]
+Adamax = OPTIMIZERS["adamax"]
+NAdam = OPTIMIZERS["nadam"]
+AdamW = OPTIMIZERS["adamw"]
+Lion = OPTIMIZERS["lion"]

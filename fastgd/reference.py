@@ -15,7 +15,7 @@ the rest of fastgd, so a mistake in the compiled kernels cannot leak into it.
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "RULES", "ReferenceOptimizer"]
+__all__ = ["DEFAULTS", "RULES", "ReferenceOptimizer", "register"]
 
 ADAM_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
 
@@ -166,6 +166,16 @@ RULES = {
 }
 
 
+def register(name, function, defaults):
+    """Add a user's NumPy version of rule ``name``: ``function(params, grad, state, t, **hyperparameters)``.
+
+    ``fastgd.rules.register`` calls this for a rule declared with
+    ``reference=``; the oracle then covers it as it covers the built-ins.
+    """
+    RULES[name] = function
+    DEFAULTS[name] = dict(defaults)
+
+
 class ReferenceOptimizer:
     """The rule ``name`` over the 1-D array ``params``, updated in place by :meth:`step`.
 
@@ -174,6 +184,8 @@ class ReferenceOptimizer:
     """
 
     def __init__(self, name, params, **hyperparameters):
+        if name not in RULES:
+            raise ValueError(f"no NumPy reference for rule {name!r}; there is one for {sorted(RULES)}")
         unknown = set(hyperparameters) - set(DEFAULTS[name])
         if unknown:
             raise TypeError(f"unknown hyperparameters for {name}: {sorted(unknown)}")

@@ -148,15 +148,18 @@ class Training:
         """Run one epoch; return its mean loss. Records history and divergence."""
         if self.history.diverged:
             raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
-        code, hyper, state0, state1, state2, counters = self.optimizer.packed()
-        base_lr = hyper[0]
+        packed = self.optimizer.packed()
+        base_lr = packed.hyper[0]
         net = self.net
         if self._device_workspace is None:
+            if not self.theta.flags.writeable:
+                raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
             arguments = (self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
-                         net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule,
-                         self.clip_norm, self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order,
-                         self._grad, self._activations, self._deltas, self._batch_X, self._batch_Y)
+                         net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux, packed.counters,
+                         packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle, self.seed,
+                         self.epochs_done, self._order, self._grad, self._activations, self._deltas, self._batch_X,
+                         self._batch_Y)
             if not self._compiled:
                 # compile (or load from the cache) before the clock starts: epoch seconds are training only
                 _config.compile_for(train_epoch, arguments)
@@ -171,10 +174,9 @@ class Training:
             start = time.perf_counter()
             loss, theta_finite = cuda_train.train_epoch(
                 self.theta, self.X, self.Y, net.layer_sizes.tolist(), net.activation_code, net.output_code,
-                net.alpha, code, hyper, base_lr, state0, state1, state2, counters, self.schedule, self.clip_norm,
-                self.batch_size, self.shuffle, self.seed, self.epochs_done, self._device_workspace)
+                net.alpha, packed, base_lr, self.schedule, self.clip_norm, self.batch_size, self.shuffle, self.seed,
+                self.epochs_done, self._device_workspace)
         self._seconds += time.perf_counter() - start
-        self.optimizer.absorb_counters(counters)
         self.epochs_done += 1
         if theta_finite is None:
             theta_finite = np.isfinite(self.theta).all()

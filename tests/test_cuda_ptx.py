@@ -17,7 +17,7 @@ import pytest
 
 import fastgd.cuda as fastgd_cuda
 from fastgd import MLPClassifier, optim
-from rule_cases import cases
+from rule_cases import case_id, cases
 
 try:
     from numba import cuda
@@ -30,7 +30,7 @@ except ImportError as error:
 needs_nvvm = pytest.mark.skipif(NVVM_MISSING is not None, reason=str(NVVM_MISSING))
 COMPUTE_CAPABILITY = (9, 0)
 DTYPES = [np.float32, np.float64]
-DEVICE_MODULES = ["fastgd.cuda.arrays", "fastgd.cuda.updates", "fastgd.cuda.mlp"]
+DEVICE_MODULES = ["fastgd.cuda.arrays", "fastgd.cuda.mlp"]  # the rules' kernels are generated: see below
 
 # Kernels that accumulate in float64 on purpose (losses, penalties, norms);
 # every other kernel must compile to float32-only PTX for float32 data.
@@ -70,48 +70,30 @@ def mlp_signatures(real):
     }
 
 
-class Recorder:
-    """Stands in for a kernel: ``kernel[launch](*args)`` records the arguments instead of launching."""
+def rule_variant_signatures():
+    """(case id, CUDA variant, loop-kernel signature) for every case of rule_cases in both dtypes.
 
-    def __init__(self, kernel, calls):
-        self.kernel, self.calls = kernel, calls
-
-    def __getitem__(self, launch):
-        return lambda *args: self.calls.append((self.kernel, args))
-
-
-@pytest.fixture(scope="module")
-def rule_signatures():
-    """The argument types every rule launcher passes its kernel, recorded from the real launchers.
-
-    Every case of rule_cases in both dtypes, through the optimizer classes'
-    path and through the training loop's ``apply_rule``; host arrays stand in
-    for device arrays (same Numba types).
+    The signature is what ``launch`` passes: the vectors, then the element's
+    scalars in the parameters' dtype (booleans stay booleans), then ``halt``.
     """
-    from fastgd.cuda import updates as cuda_updates
+    from fastgd.cuda import rules as cuda_rules
 
-    calls = []
-    patch = pytest.MonkeyPatch()
-    for name, value in list(vars(cuda_updates).items()):
-        if name.endswith("_kernel"):
-            patch.setattr(cuda_updates, name, Recorder(value, calls))
-    patch.setattr(cuda_updates, "no_halt", lambda: np.zeros(0, np.int32))
-    try:
-        for dtype in DTYPES:
-            for name, hyperparameters in cases():
-                optimizer = optim.OPTIMIZERS[name](np.ones(5, dtype), **hyperparameters)
-                serial_kernel = optimizer._kernel_pair(optimizer.hyperparameters)[0]
-                optimizer._kernel = cuda_updates.KERNELS[serial_kernel.py_func.__name__]
-                optimizer.step(np.ones(5, dtype))
-                code, hyper, state0, state1, state2, counters = optimizer.packed()
-                cuda_updates.apply_rule(code, optimizer.params, np.ones(5, dtype), state0, state1, state2, hyper,
-                                        counters, np.zeros(1, np.int32))
-    finally:
-        patch.undo()
-    signatures = {}
-    for kernel, args in calls:
-        signatures.setdefault(kernel.py_func.__name__, set()).add(tuple(numba.typeof(arg) for arg in args))
-    return signatures
+    found = []
+    for dtype in DTYPES:
+        real = numba.from_dtype(np.dtype(dtype))
+        vector = numba.types.Array(real, 1, "C")
+        for case in cases():
+            name, hyperparameters = case
+            optimizer = optim.OPTIMIZERS[name](np.ones(5, dtype), **hyperparameters)
+            variant = optimizer.packed().variant
+            n_scalar_state = len(variant.rule.scalar_state)
+            outputs = variant.loop_scalars(1, *optimizer.packed().counters[1:], *optimizer.packed().hyper)
+            scalars = [numba.types.boolean if isinstance(value, (bool, np.bool_)) else real
+                       for value in outputs[n_scalar_state:]]
+            signature = (vector,) * (2 + len(variant.present)) + tuple(scalars) + (
+                numba.types.Array(numba.types.int32, 1, "C"),)
+            found.append((f"{case_id(case)}-{np.dtype(dtype).name}", cuda_rules.compiled(variant), signature))
+    return found
 
 
 def compile_ptx(kernel, signature):
@@ -120,10 +102,7 @@ def compile_ptx(kernel, signature):
 
 
 def test_every_kernel_has_a_signature_here():
-    from fastgd.cuda import updates as cuda_updates
-
-    rule_kernels = {name for name in vars(cuda_updates) if name.endswith("_kernel")}
-    assert set(kernels_of_the_package()) == rule_kernels | set(mlp_signatures(numba.types.float32))
+    assert set(kernels_of_the_package()) == set(mlp_signatures(numba.types.float32))
 
 
 @needs_nvvm
@@ -142,18 +121,14 @@ def test_mlp_and_array_kernels_compile_to_ptx(name, dtype):
 
 
 @needs_nvvm
-def test_rule_kernels_compile_to_ptx_with_one_signature_per_dtype(rule_signatures):
-    from fastgd.cuda import updates as cuda_updates
-
-    rule_kernels = {name for name in vars(cuda_updates) if name.endswith("_kernel")}
-    assert set(rule_signatures) == rule_kernels  # every rule kernel was launched
-    for name, signatures in sorted(rule_signatures.items()):
-        assert len(signatures) == len(DTYPES), f"{name} is launched with {len(signatures)} signatures"
-        for signature in signatures:
-            ptx = compile_ptx(getattr(cuda_updates, name), signature)
-            if signature[0].dtype == numba.types.float32:
-                assert numba.types.float64 not in signature, f"{name} gets a float64 scalar"
-                assert ".f64" not in ptx, f"float64 arithmetic in float32 {name}"
+@pytest.mark.parametrize("case, variant, signature", rule_variant_signatures(), ids=lambda v: v if isinstance(v, str)
+                         else "")
+def test_rule_kernels_compile_to_ptx(case, variant, signature):
+    ptx = compile_ptx(variant.loop_kernel, signature)
+    assert ".visible .entry" in ptx
+    if signature[0].dtype == numba.types.float32:
+        assert numba.types.float64 not in signature, f"{case} gets a float64 scalar"
+        assert ".f64" not in ptx, f"float64 arithmetic in float32 {case}"
 
 
 def test_default_tile_shape_fits_the_kernels():

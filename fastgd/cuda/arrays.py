@@ -8,7 +8,7 @@ from numba import cuda
 from fastgd import _config
 from fastgd._config import cuda_jit
 
-__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "no_halt", "add_block_sum", "add_sum_of_squares",
+__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "fill", "no_halt", "add_block_sum", "add_sum_of_squares",
            "flag_nonfinite"]
 
 # Threads per block of the reductions: fixed (not FASTGD_CUDA_BLOCK_SIZE)
@@ -41,8 +41,12 @@ def reduction_shape(n_elements):
 
 def full(n_elements, value, dtype):
     """A new 1-D device array of ``n_elements`` set to ``value``, filled on the device."""
-    array = cuda.device_array(n_elements, dtype=dtype)
-    _fill[launch_shape(n_elements)](array, np.dtype(dtype).type(value))
+    return fill(cuda.device_array(n_elements, dtype=dtype), value)
+
+
+def fill(array, value):
+    """Set every element of the 1-D device array ``array`` to ``value`` on the device; returns it."""
+    _fill[launch_shape(array.size)](array, array.dtype.type(value))
     return array
 
 
@@ -50,7 +54,7 @@ _NO_HALT = []
 
 
 def no_halt():
-    """The zero-length int32 ``halt`` flag of a rule kernel that nothing stops (see :mod:`.updates`)."""
+    """The zero-length int32 ``halt`` flag of a rule kernel that nothing stops (see :mod:`.rules`)."""
     if not _NO_HALT:
         _NO_HALT.append(cuda.device_array(0, dtype=np.int32))
     return _NO_HALT[0]

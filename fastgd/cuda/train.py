@@ -16,7 +16,6 @@ from numba import cuda
 
 from fastgd.cuda import mlp
 from fastgd.cuda.arrays import add_sum_of_squares, flag_nonfinite, launch_shape, reduction_shape
-from fastgd.cuda.updates import apply_rule
 from fastgd.kernels.mlp import IDENTITY, SOFTMAX
 from fastgd.kernels.schedules import scheduled_lr
 from fastgd.kernels.shuffle import shuffle_for_epoch
@@ -140,17 +139,19 @@ def _loss_and_gradient(workspace, inputs, targets, layers, activation, output, a
                 delta, workspace.weights[layer], below, layers[layer - 1][1], activation)
 
 
-def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, code, hyper, base_lr, state0, state1, state2,
-                counters, schedule, clip_norm, batch_size, shuffle, seed, epoch, workspace):
+def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, base_lr, schedule, clip_norm,
+                batch_size, shuffle, seed, epoch, workspace):
     """One epoch over the device arrays (X, Y): :func:`fastgd.kernels.train.train_epoch` on the device.
 
-    The arguments are the CPU's, with ``theta``, ``X``, ``Y`` and the states
-    on the device and the buffers in ``workspace`` (a :class:`DeviceWorkspace`
-    over ``theta``). ``hyper`` and ``counters`` stay on the host; at a
-    non-finite batch loss the counters are those before that batch, as on the
-    CPU. Returns (loss, whether θ is finite): the mean loss of the batches,
-    or the first non-finite batch loss.
+    The arguments are the CPU's, with ``theta``, ``X``, ``Y`` and the rule's
+    state on the device (``packed``: :meth:`fastgd.optim.Optimizer.packed`,
+    whose function is the rule's CUDA ``packed_launch``) and the buffers in
+    ``workspace`` (a :class:`DeviceWorkspace` over ``theta``). ``hyper`` and
+    ``counters`` stay on the host; at a non-finite batch loss the counters are
+    those before that batch, as on the CPU. Returns (loss, whether θ is
+    finite): the mean loss of the batches, or the first non-finite batch loss.
     """
+    hyper, counters = packed.hyper, packed.counters
     n_samples = X.shape[0]
     order = workspace.order_host
     if shuffle:
@@ -161,7 +162,7 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, code, hyper
     workspace.reset()
     n_outputs = layer_sizes[-1]
     half_alpha = 0.5 * alpha
-    counter_trail = [(counters[0], counters[1])]
+    counter_trail = [counters.copy()]
     for start in range(0, n_samples, batch_size):
         stop = min(start + batch_size, n_samples)
         n_rows = stop - start
@@ -182,13 +183,14 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, code, hyper
         if clip_norm > 0.0:
             mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
         hyper[0] = scheduled_lr(base_lr, schedule, epoch, int(counters[0]) + 1)
-        apply_rule(code, theta, workspace.grad, state0, state1, state2, hyper, counters, workspace.halt)
-        counter_trail.append((counters[0], counters[1]))
+        packed.function(theta, workspace.grad, packed.states, packed.aux, hyper, counters, packed.layout,
+                        workspace.halt)
+        counter_trail.append(counters.copy())
     flag_nonfinite[launch_shape(theta.size)](theta, workspace.status, mlp.THETA_NONFINITE)
     status = workspace.status.copy_to_host()  # the epoch's one wait for the device
     good_batches = int(status[mlp.GOOD_BATCHES])
     theta_finite = status[mlp.THETA_NONFINITE] == 0.0
     if good_batches < len(counter_trail) - 1:
-        counters[0], counters[1] = counter_trail[good_batches]
+        counters[:] = counter_trail[good_batches]
         return float(status[mlp.BAD_LOSS]), theta_finite
     return float(status[mlp.EPOCH_TOTAL]) / n_samples, theta_finite

@@ -1,10 +1,13 @@
 """Whole epochs of MLP training in one compiled call: shuffle, batch, forward, loss, backward, update.
 
-The rule enters as :func:`fastgd.kernels.updates.apply_rule` takes it (an
-integer code, a float64 hyperparameter vector, three state arrays, float64
-counters), the schedule as a float64 vector (:mod:`.schedules`): one
-specialisation per dtype covers every rule, schedule and network shape.
-Every buffer comes from the caller; an epoch allocates nothing.
+The rule enters as a first-class function, its ``packed_step_entry`` (a C
+callback, :mod:`fastgd.rules.compile`), with its packed arguments: a 2-D
+state array, an auxiliary vector, a float64 hyperparameter vector whose
+first entry the schedule sets, float64 counters and the network's layout. The
+schedule is a float64 vector (:mod:`.schedules`). So one specialisation per
+dtype covers every rule, a user's included, every schedule and every network
+shape, and a new rule compiles only its own loop. Every buffer comes from the
+caller; an epoch allocates nothing.
 """
 
 import math
@@ -18,7 +21,6 @@ from fastgd.kernels.clock import monotonic_seconds
 from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
 from fastgd.kernels.schedules import scheduled_lr
 from fastgd.kernels.shuffle import shuffle_for_epoch
-from fastgd.kernels.updates import apply_rule
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm"]
 
@@ -41,15 +43,16 @@ def clip_by_global_norm(grad, max_norm):
 def _gather_rows(source, order, start, stop, buffer):
     """Rows order[start:stop] of ``source`` as a C-ordered block of ``buffer``."""
     n_columns = source.shape[1]
-    block = buffer[:(stop - start) * n_columns].reshape((stop - start, n_columns))
     for row in range(stop - start):
-        block[row, :] = source[order[start + row], :]
-    return block
+        source_row = order[start + row]
+        for column in range(n_columns):
+            buffer[row * n_columns + column] = source[source_row, column]
+    return buffer[:(stop - start) * n_columns].reshape((stop - start, n_columns))
 
 
 @jit(exact=True)
 def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
-                code, hyper, base_lr, state0, state1, state2, counters,
+                rule_step, hyper, base_lr, states, aux, counters, layout,
                 schedule, clip_norm, batch_size, shuffle, seed, epoch,
                 order, grad, activations, deltas, batch_X, batch_Y):
     """One epoch over (X, Y); returns the mean loss of its batches, weighted by batch size.
@@ -83,7 +86,7 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
         if clip_norm > 0.0:
             clip_by_global_norm(grad, clip_norm)
         hyper[0] = scheduled_lr(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
-        apply_rule(code, theta, grad, state0, state1, state2, hyper, counters)
+        rule_step(theta, grad, states, aux, hyper, counters, layout)
     return total / n_samples
 
 
@@ -97,14 +100,15 @@ def all_finite(values):
 
 @jit(parallel=True, exact=True)
 def train_runs_together(thetas, X, Y, layer_sizes, activation, output, alpha,
-                        codes, hypers, base_lrs, states, counters,
+                        rule_step, hypers, base_lrs, states, auxes, counters, layout,
                         schedule, clip_norm, batch_size, seeds, n_epochs,
                         losses, seconds, diverged_epochs):
     """Train many runs of one network on one data set, one run per ``prange`` iteration.
 
-    Run r has its own θ (``thetas[r]``), rule (``codes[r]``, ``hypers[r]``,
-    ``base_lrs[r]``), state (``states[r]``: 3 × n_params), counters and
-    shuffling seed; each runs :func:`train_epoch` for up to ``n_epochs`` epochs,
+    Every run takes one rule (``rule_step``, see :func:`train_epoch`); run r
+    has its own θ (``thetas[r]``), hyperparameters (``hypers[r]``,
+    ``base_lrs[r]``), state (``states[r]``: slots × n_params, ``auxes[r]``),
+    counters and shuffling seed; each runs :func:`train_epoch` for up to ``n_epochs`` epochs,
     exactly as it would alone, so the results are those of separate runs,
     whatever the number of threads. Fills ``losses[r, e]``, ``seconds[r, e]``
     (wall-clock seconds since the run started, at the end of epoch e) and
@@ -125,8 +129,8 @@ def train_runs_together(thetas, X, Y, layer_sizes, activation, output, alpha,
         start = monotonic_seconds(timespec)
         diverged_epochs[run] = 0
         for epoch in range(n_epochs):
-            loss = train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, codes[run], hypers[run],
-                               base_lrs[run], states[run, 0], states[run, 1], states[run, 2], counters[run],
+            loss = train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, rule_step, hypers[run],
+                               base_lrs[run], states[run], auxes[run], counters[run], layout,
                                schedule, clip_norm, n_rows, True, seeds[run], epoch, order, grad, activations,
                                deltas, batch_X, batch_Y)
             losses[run, epoch] = loss

@@ -185,7 +185,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
         say("figure: throughput")
         drawn.append(figures.draw_throughput(throughput, out_dir))
     say("figures: trajectories and loss landscape")
-    drawn.append(figures.draw_trajectories(out_dir))
+    drawn.append(figures.draw_trajectories(out_dir, rules=sorted(set(finished["rule"]))))
     drawn.append(figures.draw_landscape(*_trained_landscape(), out_dir))
     history_note = "No asv results were given (fastgd report --asv-results .asv/results)."
     if asv_results is not None:
@@ -215,7 +215,8 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
         title=title, summary=summary_lines(finished, throughput), figures=drawn, best=best_table,
         throughput=throughput_table, checks=checks, history_note=history_note, machine=_machine(store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
-        datasets=sorted(runs["dataset"].unique()), rules=[r for r in optim.OPTIMIZERS if r in set(runs["rule"])])
+        datasets=sorted(runs["dataset"].unique()),
+        rules=[rule for rule in figures.rule_order(set(runs["rule"])) if rule in set(runs["rule"])])
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     runs.to_csv(out_dir / "runs.csv", index=False)

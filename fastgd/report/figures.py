@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastgd import functions, optim
+from fastgd import rules as rules_registry
 
-__all__ = ["Figure", "palette", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
+__all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
            "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_landscape", "draw_history"]
 
 # per test function: the learning rate with which each rule reaches the minimum
@@ -60,23 +61,36 @@ def _plotting():
     return plt, sns
 
 
-def palette():
-    """One colour per rule of OPTIMIZERS, the same in every figure."""
+def rule_order(names=()):
+    """The order of rules in every figure: the registry's (built-ins, then users' rules), then rules known
+    only from the data (a plugin not loaded here), by name."""
+    known = list(optim.OPTIMIZERS)
+    return known + sorted(set(names) - set(known))
+
+
+def palette(names=()):
+    """One colour per rule, the same in every figure, for any number of rules (see :func:`rule_order`)."""
     import seaborn as sns
 
-    # tab10's ten distinct colours and two more, rather than tab20's look-alike pairs
+    order = rule_order(names)
+    # tab10's ten distinct colours and two more, rather than tab20's look-alike pairs; then evenly spaced hues
     colours = sns.color_palette("tab10", 10) + [(0.0, 0.0, 0.0), (0.9, 0.67, 0.01)]
-    return dict(zip(optim.OPTIMIZERS, colours[:len(optim.OPTIMIZERS)]))
+    if len(order) > len(colours):
+        colours += sns.color_palette("husl", len(order) - len(colours))
+    return dict(zip(order, colours))
 
 
-RULE_ORDER = list(optim.OPTIMIZERS)
+def _rules_in(data):
+    """The rules of ``data`` (a frame with a ``rule`` column) in figure order."""
+    present = set(data["rule"])
+    return [rule for rule in rule_order(present) if rule in present]
 
 
-def _rule_legend(fig, axes, colours):
+def _rule_legend(fig, axes, colours, rules):
     """One legend for the figure: in a spare panel if there is one, else right of the panels."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colours[rule], label=rule, linewidth=2) for rule in RULE_ORDER]
+    handles = [Line2D([], [], color=colours[rule], label=rule, linewidth=2) for rule in rules]
     spare = [ax for ax in axes if not ax.get_visible()]
     if spare:
         spare[0].set_visible(True)
@@ -118,19 +132,20 @@ def draw_convergence(runs, curves, out_dir):
     data = _best_curves(runs, curves)
     names = sorted(data["dataset"].unique())
     fig, axes = plt.subplots(len(names), 2, figsize=(12, 3.2 * len(names)), squeeze=False)
-    colours = palette()
+    rules = _rules_in(data)
+    colours = palette(rules)
     for row, name in enumerate(names):
         subset = data[data["dataset"] == name]
         for column, x in enumerate(["epoch", "mean_seconds"]):
             ax = axes[row, column]
-            sns.lineplot(subset, x=x, y="loss", hue="rule", hue_order=RULE_ORDER, palette=colours,
+            sns.lineplot(subset, x=x, y="loss", hue="rule", hue_order=rules, palette=colours,
                          errorbar=("pi", 100), ax=ax, legend=False, linewidth=1.2)
             ax.set_yscale("log")
             ax.set_title(f"{name}: loss against {'epoch' if column == 0 else 'seconds'}")
             ax.set_xlabel("epoch" if column == 0 else "seconds (mean over seeds)")
             ax.set_ylabel("training loss")
     fig.tight_layout()
-    _rule_legend(fig, list(axes.flat), colours)
+    _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "convergence", data, "Convergence",
                  "Training loss of each rule at its best learning rate (the fastest to the target), against epochs "
                  "and against seconds; the band spans the seeds.")
@@ -145,7 +160,8 @@ def draw_learning_rate_sensitivity(runs, out_dir):
     columns = min(3, len(names)) or 1
     rows = int(np.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
-    colours = palette()
+    rules = _rules_in(summary)
+    colours = palette(rules)
     for index, name in enumerate(names):
         ax = axes.flat[index]
         subset = summary[summary["dataset"] == name]
@@ -154,7 +170,7 @@ def draw_learning_rate_sensitivity(runs, out_dir):
         ceiling = max(10.0, 10.0 * float(finite["final_loss_mean"].median())) if len(finite) else 10.0
         above = finite[finite["final_loss_mean"] > ceiling]
         finite["final_loss_mean"] = finite["final_loss_mean"].clip(upper=ceiling)
-        sns.lineplot(finite, x="learning_rate", y="final_loss_mean", hue="rule", hue_order=RULE_ORDER,
+        sns.lineplot(finite, x="learning_rate", y="final_loss_mean", hue="rule", hue_order=rules,
                      palette=colours, marker="o", markersize=4, ax=ax, legend=False, linewidth=1.0, errorbar=None)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -171,7 +187,7 @@ def draw_learning_rate_sensitivity(runs, out_dir):
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.tight_layout()
-    _rule_legend(fig, list(axes.flat), colours)
+    _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "learning_rate_sensitivity", summary, "Learning-rate sensitivity",
                  "Final training loss against learning rate: too small (slow), good, too large, and diverging "
                  "(× at the top of the panel: at least one seed's loss became NaN or infinite; ▲: a finite loss "
@@ -185,7 +201,7 @@ def draw_time_to_target(runs, out_dir):
     best = best_runs(runs)
     table = best.pivot(index="rule", columns="dataset", values="seconds_to_target_mean") * 1e3
     table = table.where(best.pivot(index="rule", columns="dataset", values="reached"))
-    table = table.reindex([rule for rule in optim.OPTIMIZERS if rule in table.index])
+    table = table.reindex([rule for rule in rule_order(table.index) if rule in table.index])
     fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
     sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
                 cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
@@ -204,8 +220,9 @@ def draw_performance_profile(runs, out_dir):
 
     profile = performance_profile(runs)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = palette()
-    for rule in RULE_ORDER:
+    rules = _rules_in(profile)
+    colours = palette(rules)
+    for rule in rules:
         group = profile[profile["rule"] == rule]
         if len(group):
             ax.step(group["tau"], group["share"], where="post", color=colours[rule], label=rule, linewidth=1.4)
@@ -264,15 +281,21 @@ def _function_grid(spec, resolution=300):
     return xs, ys, values
 
 
-def draw_trajectories(out_dir):
+def draw_trajectories(out_dir, rules=None):
+    """Every rule of ``rules`` (default: the registry's) on the test functions of TRAJECTORY_SETTINGS.
+
+    A rule without a tuned learning rate there (a user's) takes the rate of a
+    small grid that ends lowest (:func:`fastgd.functions.best_learning_rate`).
+    """
     import pandas as pd
 
     plt, sns = _plotting()
     from matplotlib.colors import LogNorm, SymLogNorm
 
     names = list(TRAJECTORY_SETTINGS)
+    rules = [rule for rule in rule_order(rules or ()) if rule in optim.OPTIMIZERS and (rules is None or rule in rules)]
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5.4))
-    colours = palette()
+    colours = palette(rules)
     records = []
     for ax, name in zip(axes, names):
         spec = functions.FUNCTIONS[name]
@@ -285,8 +308,11 @@ def draw_trajectories(out_dir):
         ax.contourf(xs, ys, values, levels=levels, norm=norm, cmap="Greys", alpha=0.55)
         ax.contour(xs, ys, values, levels=levels, norm=norm, colors="grey", linewidths=0.3)
         n_steps, rates = TRAJECTORY_SETTINGS[name]
-        for rule, lr in rates.items():
-            extra = {"weight_decay": 0.0} if rule == "adamw" else {}
+        for rule in rules:
+            # the pictures show each rule's own dynamics: no weight decay pulling towards the origin
+            extra = {key: 0.0 for key, hyperparameter in rules_registry.get(rule).hyperparameters.items()
+                     if isinstance(hyperparameter, rules_registry.WeightDecay)}
+            lr = rates.get(rule) or functions.best_learning_rate(name, rule, n_steps, **extra)
             path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
             ax.plot(path[:, 0], path[:, 1], color=colours[rule], linewidth=1.3, label=f"{rule} ({lr:g})")
             records += [dict(function=name, rule=rule, lr=lr, step=step, x=x, y=y)

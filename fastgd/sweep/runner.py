@@ -33,7 +33,6 @@ from fastgd.sweep.store import Store
 
 __all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "provenance"]
 
-HYPER_SLOTS = 7  # the longest hyperparameter vector of kernels.updates.apply_rule
 CHUNK_SIZE = 48
 
 
@@ -93,28 +92,22 @@ def _train_together(specs, net, data, optimizers):
     from fastgd.kernels.train import train_runs_together
     from fastgd.training import make_schedule
 
-    n_runs, n_params, n_epochs = len(specs), net.n_params, specs[0].n_epochs
-    thetas = np.empty((n_runs, n_params), dtype=net.dtype)
-    states = np.zeros((n_runs, 3, n_params), dtype=net.dtype)
-    codes = np.empty(n_runs, dtype=np.int64)
-    hypers = np.zeros((n_runs, HYPER_SLOTS))
-    counters = np.empty((n_runs, 2))
+    n_runs, n_epochs = len(specs), specs[0].n_epochs
+    packs = [optimizer.packed() for optimizer in optimizers]
+    thetas = np.stack([optimizer.params for optimizer in optimizers])
+    states = np.stack([pack.states for pack in packs])
+    auxes = np.stack([pack.aux for pack in packs])
+    hypers = np.stack([pack.hyper for pack in packs])
+    counters = np.stack([pack.counters for pack in packs])
     seeds = np.array([spec.seed for spec in specs], dtype=np.int64)
-    for run, optimizer in enumerate(optimizers):
-        code, hyper, *slots, counter = optimizer.packed()
-        thetas[run] = optimizer.params
-        for slot, array in enumerate(slots):
-            if array.size:
-                states[run, slot] = array
-        codes[run], hypers[run, :hyper.size], counters[run] = code, hyper, counter
     base_lrs = hypers[:, 0].copy()
     losses = np.full((n_runs, n_epochs), np.nan)
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
-    arguments = (thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, codes, hypers,
-                 base_lrs, states, counters, make_schedule(), 0.0, _batch_size(specs[0], data), seeds, n_epochs,
-                 losses, seconds, diverged)
+    arguments = (thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, packs[0].function,
+                 hypers, base_lrs, states, auxes, counters, packs[0].layout, make_schedule(), 0.0,
+                 _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
@@ -146,10 +139,16 @@ def execute_chunk(specs, batched=True):
         except Exception as error:  # a run that cannot start is stored as failed; the sweep goes on
             results.append(_failed(spec, error))
     if batched and ready:
-        try:
-            results += _train_together(ready, net, data, optimizers)
-        except Exception as error:
-            results += [_failed(spec, error) for spec in ready]
+        # one compiled call per rule variant: its runs share the rule's step and state layout
+        by_variant = {}
+        for spec, optimizer in zip(ready, optimizers):
+            by_variant.setdefault(optimizer.variant_key, []).append((spec, optimizer))
+        for runs in by_variant.values():
+            batch = [spec for spec, _ in runs]
+            try:
+                results += _train_together(batch, net, data, [optimizer for _, optimizer in runs])
+            except Exception as error:
+                results += [_failed(spec, error) for spec in batch]
     else:
         for spec, optimizer in zip(ready, optimizers):
             try:
@@ -166,7 +165,7 @@ def execute_chunk(specs, batched=True):
 def chunks_of(specs, size=CHUNK_SIZE):
     groups = {}
     for spec in specs:
-        groups.setdefault(spec.group, []).append(spec)
+        groups.setdefault((spec.group, spec.rule), []).append(spec)
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 

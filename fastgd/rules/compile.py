@@ -1,0 +1,349 @@
+r"""Compiled code derived from a :class:`~fastgd.rules.Rule`: kernels, packed steps, training entry points.
+
+For each rule and *variant* (the values of its flags) the generator writes a
+small Python module, named by the rule's hash and the variant, into
+:func:`generated_directory`, then compiles its functions with fastgd's Numba
+flags. Numba's on-disk cache keys code on its source file, so a file per
+definition makes ``cache=True`` work for every rule, a user's included, and a
+changed definition never loads stale machine code. The module holds:
+
+``loop`` / ``loop_parallel``
+    The element function over the vector (``range`` / ``prange``), with the
+    composed weight decay; flags are literals, absent state slots zeros.
+``loop_scalars``
+    What a step needs from the step count: the per-step function's outputs,
+    the decoupled decay factor and new scalar state, in float64 (also what the
+    CUDA launcher computes on the host, so both targets share it).
+``kernel`` / ``kernel_parallel``
+    The public kernel (``fastgd.kernels.<rule>``): ``(params, grad, *state
+    arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
+    scalar state, if the rule has any.
+``packed_step`` / ``packed_step_parallel``
+    One uniform signature for every rule, ``(params, grad, states, aux,
+    hyper, counters, layout)``: state slots as the rows of one 2-D array,
+    hyperparameters as a float64 vector (``lr`` first, so a schedule can set
+    it), ``counters = [step, *scalar state]``. The optimizer classes call it.
+``packed_step_entry``
+    The same as a C callback (``numba.cfunc``) for each dtype: compiled
+    training loops take it as a first-class function, so they are compiled
+    once per dtype for every rule, and a rule compiles only its own loop.
+
+Nothing is compiled before it is called, and then only for the dtype used.
+"""
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+
+import numba
+import numpy as np
+from numba import types
+from numba.core.errors import NumbaError
+from numba.extending import overload
+
+from fastgd import _config
+from fastgd.rules.definition import RuleError
+
+__all__ = ["CompiledVariant", "compiled", "generated_directory", "packed_step_signature", "to_element"]
+
+
+# --- scalars as element code takes them --------------------------------------------------------
+
+def to_element(value, real):
+    """``value`` in the parameters' dtype ``real``; booleans stay booleans. Usable in compiled code."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return real(value)
+
+
+@overload(to_element, inline="always")
+def _to_element(value, real):
+    if isinstance(value, types.Boolean):
+        return lambda value, real: value
+    return lambda value, real: real(value)
+
+
+def packed_step_signature(dtype):
+    """The Numba signature of every rule's ``packed_step_entry`` for parameters of ``dtype``."""
+    real = numba.from_dtype(np.dtype(dtype))
+    vector, matrix = types.Array(real, 1, "C"), types.Array(real, 2, "C")
+    doubles = types.Array(types.float64, 1, "C")
+    return types.void(vector, vector, matrix, vector, doubles, doubles, types.Array(types.int64, 2, "C"))
+
+
+# --- where generated modules live ------------------------------------------------------------
+
+def generated_directory():
+    """Where generated rule modules are written: ``FASTGD_GENERATED_DIR``, else beside Numba's cache.
+
+    With ``NUMBA_CACHE_DIR`` set, ``<it>/fastgd-generated``; otherwise the user's
+    cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``fastgd/generated``,
+    or the temporary directory when that cannot be written.
+    """
+    explicit = os.environ.get("FASTGD_GENERATED_DIR")
+    if explicit:
+        return explicit
+    if numba.config.CACHE_DIR:
+        return os.path.join(numba.config.CACHE_DIR, "fastgd-generated")
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "fastgd", "generated")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), f"fastgd-generated-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+# --- the generated source ----------------------------------------------------------------------
+
+class _Plan:
+    """What the generated code binds, for one rule and one set of flags."""
+
+    def __init__(self, rule, flags):
+        self.rule, self.flags = rule, dict(flags)
+        self.present = [name for name, slot in rule.state.items() if slot.when is None or self.flags[slot.when]]
+        self.hyper_names = list(rule.scalar_names)
+        self.scalar_state = list(rule.scalar_state)
+        self.outputs = list(rule.per_step.outputs) if rule.per_step else []
+        self.element_parameters = rule.element_parameters
+        self.element_state = rule.element_state_order
+        # the element's scalar arguments, in its order: hyperparameters and per-step outputs
+        self.loop_scalars = [name for name in self.element_parameters[2:]
+                             if name not in rule.state and name not in self.flags]
+        decay = rule.weight_decay
+        self.decay_name, self.decay_mode = decay if decay else (None, None)
+        if self.decay_mode == "coupled" and self.decay_name not in self.loop_scalars:
+            self.loop_scalars.append(self.decay_name)
+        elif self.decay_mode == "decoupled":
+            self.loop_scalars.append("_decay_factor")
+
+    def literal(self, name):
+        return repr(bool(self.flags[name]))
+
+    def body(self, indent):
+        """The loop body over index ``_i``: the same text for the CPU and for CUDA."""
+        lines = ["_param = params[_i]", "_grad = grad[_i]"]
+        if self.decay_mode == "coupled":
+            lines.append(f"if {self.decay_name} != 0:")
+            lines.append(f"    _grad = _grad + {self.decay_name} * _param")
+        elif self.decay_mode == "decoupled":
+            lines.append("_param = _param * _decay_factor")
+        arguments = ["_param", "_grad"]
+        for name in self.element_parameters[2:]:
+            if name in self.rule.state:
+                arguments.append(f"{name}[_i]" if name in self.present else "_zero")
+            elif name in self.flags:
+                arguments.append(self.literal(name))
+            else:
+                arguments.append(name)
+        results = ["_param"] + [f"_new_{name}" for name in self.element_state]
+        lines.append(f"{', '.join(results)} = element({', '.join(arguments)})")
+        lines.append("params[_i] = _param")
+        lines += [f"{name}[_i] = _new_{name}" for name in self.element_state if name in self.present]
+        return "\n".join(" " * indent + line for line in lines)
+
+    def loop_scalars_source(self):
+        parameters = ["step", *self.scalar_state, *self.hyper_names]
+        lines = [f"def loop_scalars({', '.join(parameters)}):"]
+        if self.rule.per_step is not None:
+            from fastgd.rules.definition import _parameters
+
+            arguments = [self.literal(name) if name in self.flags else name
+                         for name in _parameters(self.rule.per_step.function, "per-step function", self.rule.name)]
+            targets = ", ".join(self.outputs) + ("," if len(self.outputs) == 1 else "")
+            call = f"per_step({', '.join(arguments)})"
+            if len(self.outputs) == 1:
+                lines.append(f"    {self.outputs[0]} = {call}")
+            else:
+                lines.append(f"    {targets} = {call}")
+        if self.decay_mode == "decoupled":
+            lines.append(f"    _decay_factor = 1.0 - lr * {self.decay_name}")
+        returned = [*self.scalar_state, *self.loop_scalars]
+        lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
+        return "\n".join(lines)
+
+    @property
+    def kernel_parameters(self):
+        return ["params", "grad", *self.present, "step", *self.scalar_state, *self.hyper_names]
+
+    def cpu_source(self, header):
+        scalars = ", ".join(["step", *self.scalar_state, *self.hyper_names])
+        n_state = len(self.scalar_state)
+        loop_parameters = ", ".join(["params", "grad", *self.present, *self.loop_scalars])
+        cast = ", ".join(["params", "grad", *self.present] +
+                         [f"to_element(_scalars[{n_state + k}], _real)" for k in range(len(self.loop_scalars))])
+        if n_state == 0:
+            returned = ""
+        elif n_state == 1:
+            returned = "    return _scalars[0]\n"
+        else:
+            returned = f"    return _scalars[:{n_state}]\n"
+        rows = ", ".join([f"states[{row}]" for row in range(len(self.present))] + ["step"] +
+                         [f"counters[{1 + k}]" for k in range(n_state)] +
+                         [f"hyper[{k}]" for k in range(len(self.hyper_names))])
+        if n_state == 0:
+            call, store = "    ", ""
+        elif n_state == 1:
+            call, store = "    _new = ", "\n    counters[1] = _new"
+        else:
+            call = "    _new = "
+            store = "".join(f"\n    counters[{1 + k}] = _new[{k}]" for k in range(n_state))
+        parts = [header, self.loop_scalars_source()]
+        for suffix, iterate in (("", "range"), ("_parallel", "prange")):
+            parts.append(f"def loop{suffix}({loop_parameters}):\n"
+                         f"    _zero = params.dtype.type(0.0)\n"
+                         f"    for _i in {iterate}(params.size):\n{self.body(8)}")
+            parts.append(f"def kernel{suffix}({', '.join(self.kernel_parameters)}):\n"
+                         f"    _real = params.dtype.type\n"
+                         f"    _scalars = loop_scalars({scalars})\n"
+                         f"    loop{suffix}({cast})\n{returned}")
+            parts.append(f"def packed_step{suffix}(params, grad, states, aux, hyper, counters, layout):\n"
+                         f"    counters[0] += 1.0\n"
+                         f"    step = np.int64(counters[0])\n"
+                         f"{call}kernel{suffix}(params, grad, {rows}){store}")
+        parts.append("def packed_step_entry(params, grad, states, aux, hyper, counters, layout):\n"
+                     "    packed_step(params, grad, states, aux, hyper, counters, layout)")
+        return "\n\n\n".join(parts) + "\n"
+
+
+def _header(rule, flags, target):
+    settings = ", ".join(f"{key}={value}" for key, value in sorted(flags.items())) or "none"
+    return (f'"""Generated by fastgd.rules ({target}) for rule {rule.name!r}, definition {rule.hash}; flags: '
+            f'{settings}.\n\nDo not edit: it is written again from the definition."""\n\nimport numpy as np\n'
+            "from numba import prange")
+
+
+def variant_stem(rule, flags, target):
+    key = repr(sorted(dict(flags).items())).encode()
+    return f"{target}_{rule.name}_{rule.hash[:16]}_{hashlib.sha256(key).hexdigest()[:8]}"
+
+
+def load_generated(stem, source, namespace):
+    """Write ``source`` to ``<generated_directory>/<stem>.py`` (once) and import it with ``namespace`` injected."""
+    directory = generated_directory()
+    path = os.path.join(directory, stem + ".py")
+    with _config.compile_lock():
+        if not os.path.exists(path) or _read(path) != source:
+            os.makedirs(directory, exist_ok=True)
+            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as file:
+                file.write(source)
+            os.replace(temporary, path)
+    module_name = f"fastgd_generated.{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    vars(module).update(namespace)
+    spec.loader.exec_module(module)
+    sys.modules[module_name] = module
+    return module
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+# --- compiled variants ---------------------------------------------------------------------------
+
+class CompiledVariant:
+    """The compiled forms of one rule for one set of flags (see the module docstring)."""
+
+    def __init__(self, rule, flags):
+        self.rule, self.flags = rule, dict(flags)
+        self.plan = _Plan(rule, flags)
+        self.present = tuple(self.plan.present)
+        self.kernel_parameters = tuple(self.plan.kernel_parameters)
+        element = _inline_jit(rule.element)
+        namespace = dict(element=element, to_element=to_element)
+        if rule.per_step is not None:
+            namespace["per_step"] = _inline_jit(rule.per_step.function)
+        self.stem = variant_stem(rule, flags, "cpu")
+        self.source = self.plan.cpu_source(_header(rule, flags, "CPU"))
+        module = load_generated(self.stem, self.source, namespace)
+        self.module = module
+        namespace = vars(module)
+        for name in ("loop_scalars", "kernel", "kernel_parallel", "packed_step", "packed_step_parallel"):
+            namespace[name] = _config.jit(namespace[name])
+        namespace["loop"] = _config.jit(namespace["loop"])
+        namespace["loop_parallel"] = _config.jit(namespace["loop_parallel"], parallel=True)
+        self.loop_scalars = namespace["loop_scalars"]
+        self.kernel = namespace["kernel"]
+        self.kernel_parallel = namespace["kernel_parallel"]
+        self.packed_step = namespace["packed_step"]
+        self.packed_step_parallel = namespace["packed_step_parallel"]
+        self._entries = {}
+        self._checked = set()
+
+    def entry(self, dtype):
+        """``packed_step_entry`` compiled as a C callback for ``dtype`` (what compiled training loops call)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._entries:
+            self.check_compiles(dtype)
+            with _config.compile_lock():
+                self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
+                    vars(self.module)["packed_step_entry"])
+        return self._entries[dtype]
+
+    def check_compiles(self, dtype, parallel=False):
+        """Compile ``packed_step`` (or its ``prange`` twin) for ``dtype``, or load it, under the machine-wide lock.
+
+        A definition Numba cannot type gives a :class:`RuleError` naming the
+        rule and the first line of Numba's complaint, before anything runs.
+        """
+        key = (np.dtype(dtype), bool(parallel))
+        if key in self._checked:
+            return
+        dispatcher = self.packed_step_parallel if parallel else self.packed_step
+        signature = packed_step_signature(key[0]).args
+        try:
+            with _config.compile_lock():
+                if signature not in dispatcher.overloads:
+                    dispatcher.compile(signature)
+        except NumbaError as error:
+            raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {key[0]}: "
+                            f"{_first_line(error)}") from None
+        self._checked.add(key)
+
+
+def _first_line(error):
+    """The line of a Numba error message that says what is wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("During:", "File ", "^", "[1]", "<source"))
+              and "Failed in nopython mode pipeline" not in line]
+    text = " ".join((useful or lines or [type(error).__name__])[:2])
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _inline_jit(function):
+    """``function`` (Python or a dispatcher) compiled with fastgd's flags and inlined into its callers.
+
+    Not cached itself: only its callers' code runs, and they are cached in the
+    generated module, whose name carries the rule's hash (a function defined
+    at a prompt or in a notebook has no file to be cached by).
+    """
+    return _config.jit(getattr(function, "py_func", function), inline=True, cache=False)
+
+
+_COMPILED = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def compiled(rule, flags):
+    """The :class:`CompiledVariant` of ``rule`` for ``flags`` (a dict), made once per process."""
+    key = (rule.hash, tuple(sorted(dict(flags).items())))
+    with _COMPILED_LOCK:
+        variant = _COMPILED.get(key)
+        if variant is None:
+            variant = _COMPILED[key] = CompiledVariant(rule, flags)
+    return variant

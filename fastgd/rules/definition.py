@@ -1,0 +1,618 @@
+r"""What a rule is: its hyperparameters, its state, its per-step scalars and its element function.
+
+A rule is declared once, as a :class:`Rule`; the optimizer class, the serial
+and ``prange`` kernels, the packed step that compiled training calls, the CUDA
+kernel and the rule's identity in a results store are all derived from it
+(:mod:`fastgd.rules.compile`, :mod:`fastgd.cuda.rules`, :mod:`fastgd.optim`).
+
+The pieces, for Adam::
+
+    Rule(
+        "adam",
+        element=adam_element,                  # the math of one parameter (below)
+        hyperparameters={"lr": LearningRate(1e-3), "betas": Betas((0.9, 0.999)),
+                         "eps": Real(1e-8, label="epsilon value"),
+                         "weight_decay": WeightDecay(0.0, "coupled"), "amsgrad": Flag(False)},
+        state={"exp_avg": State(), "exp_avg_sq": State(), "max_exp_avg_sq": State(when="amsgrad")},
+        per_step=PerStep(adam_step_scalars, "step_size", "bias_correction2_sqrt", ...),
+    )
+
+**Hyperparameters** are checked as torch.optim checks them (same messages).
+Numeric ones become named scalars: ``lr``, ``betas`` → ``beta1, beta2``,
+``eps`` … in the order declared, ``lr`` first. Flags and choices are
+*structural*: they are constants of the compiled code and cannot change after
+an optimizer is built (nor can :class:`Derived` flags, such as "momentum is
+not 0").
+
+**State** slots are arrays shaped as the parameters (``State``) and scalars
+carried from step to step (``ScalarState``, e.g. NAdam's running product).
+
+**The element function** takes ``(param, grad, ...)`` and then any of: state
+slots, hyperparameter scalars, per-step outputs and flags, *by name*; it
+returns the new parameter followed by the new value of every state slot, in
+the order it takes them. Every scalar it receives has the parameter's dtype
+(flags and boolean per-step outputs stay booleans), so float32 stays float32:
+write it without float literals (pass constants as hyperparameters or per-step
+scalars) and with no calls but ``math`` functions and ``abs``, and the same
+source compiles for the CPU and, through ``numba.cuda``, for the GPU.
+
+**Per-step scalars** are computed once per step, in float64, from the step
+count ``step`` (1 for the first step), hyperparameter scalars, scalar state
+and flags: bias corrections, decayed rates. Outputs named as a scalar state
+update it.
+
+**Weight decay** is composed, not written into elements (optax's ``chain``):
+a :class:`WeightDecay` hyperparameter adds ``g ← g + λθ`` before the element
+(``"coupled"``, L2) or ``θ ← θ(1 − γλ)`` (``"decoupled"``, AdamW's).
+"""
+
+import hashlib
+import inspect
+import json
+import keyword
+import math
+import numbers
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
+           "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "LogUniform", "Uniform", "Rule",
+           "GENERATOR_VERSION"]
+
+# Part of every rule's hash: bump it when the generated code changes meaning.
+GENERATOR_VERSION = 1
+
+_MISSING = object()
+
+
+class RuleError(ValueError):
+    """A rule definition that cannot work; the message names the rule and the problem in one line."""
+
+
+# --- search spaces (declared with each hyperparameter, used by tuning) --------------------------
+
+@dataclass(frozen=True)
+class LogUniform:
+    """Log-uniform between ``low`` and ``high`` (both > 0)."""
+
+    low: float
+    high: float
+
+    def from_unit(self, u):
+        return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Uniform between ``low`` and ``high``."""
+
+    low: float
+    high: float
+
+    def from_unit(self, u):
+        return float(self.low + u * (self.high - self.low))
+
+
+# --- hyperparameters -------------------------------------------------------------------------
+
+def _is_real(value):
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+
+
+class Hyperparameter:
+    """A declared hyperparameter: default, check, the scalars it contributes to compiled code."""
+
+    structural = False
+
+    def __init__(self, default=_MISSING, *, search=None, doc=None):
+        self.default = default
+        self.search = search
+        self.doc = doc
+
+    def check(self, name, value):
+        """The value as compiled code takes it (float, tuple of floats, bool, str), or raise."""
+        raise NotImplementedError
+
+    def scalar_names(self, name):
+        """Names of the float64 scalars this hyperparameter contributes, in order (none if structural)."""
+        return () if self.structural else (name,)
+
+    def scalars(self, value):
+        return () if self.structural else (float(value),)
+
+    def describe(self):
+        """A JSON-able description: part of the rule's hash."""
+        described = {key: value for key, value in vars(self).items() if key not in ("search", "doc")}
+        described["kind"] = type(self).__name__
+        if described.get("default") is _MISSING:
+            described["default"] = "<missing>"
+        return described
+
+
+class Real(Hyperparameter):
+    """A real number in [low, high) (ends closed or open as given); never NaN or infinite.
+
+    Refused values give torch's message, ``Invalid <label>: <value>``; the
+    label defaults to ``<name> value`` (torch's wording for most).
+    """
+
+    def __init__(self, default=_MISSING, low=0.0, high=None, *, low_open=False, high_open=True, label=None,
+                 search=None, doc=None):
+        super().__init__(default, search=search, doc=doc)
+        self.low, self.high, self.low_open, self.high_open, self.label = low, high, low_open, high_open, label
+
+    def _label(self, name):
+        return self.label or f"{name} value"
+
+    def _inside(self, value):
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def check(self, name, value):
+        if not _is_real(value):
+            raise TypeError(f"{self._label(name)} must be a real number, got {value!r}")
+        value = float(value)
+        if not self._inside(value):
+            raise ValueError(f"Invalid {self._label(name)}: {value}")
+        return value
+
+
+class LearningRate(Real):
+    """``lr``: a real ≥ 0 ("Invalid learning rate: …"). Every rule has one; schedules scale it."""
+
+    def __init__(self, default=_MISSING, *, search=LogUniform(1e-5, 1.0), doc=None):
+        super().__init__(default, 0.0, label="learning rate", search=search, doc=doc)
+
+
+class WeightDecay(Real):
+    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"`` (θ ← θ(1 − γλ))."""
+
+    def __init__(self, default=0.0, mode="coupled", *, search=None, doc=None):
+        if mode not in ("coupled", "decoupled"):
+            raise RuleError(f"WeightDecay mode must be 'coupled' or 'decoupled', got {mode!r}")
+        super().__init__(default, 0.0, label="weight_decay value", search=search, doc=doc)
+        self.mode = mode
+
+
+class Reals(Hyperparameter):
+    """A tuple of reals, each named as a scalar (``betas`` → ``beta1, beta2``) and each in its range.
+
+    Messages are torch's for betas: ``Invalid beta parameter at index 1: -0.1``.
+    """
+
+    def __init__(self, default=_MISSING, names=("beta1", "beta2"), low=0.0, high=1.0, *, low_open=False,
+                 high_open=True, label="beta parameter", search=None, doc=None):
+        super().__init__(default, search=search, doc=doc)
+        self.names, self.label = tuple(names), label
+        self._element = Real(low=low, high=high, low_open=low_open, high_open=high_open, label=label)
+
+    def check(self, name, value):
+        if not (isinstance(value, (tuple, list)) and len(value) == len(self.names)):
+            raise ValueError(f"Invalid {name}: {value!r} (expected {len(self.names)} numbers "
+                             f"({', '.join(self.names)}))")
+        checked = []
+        for index, item in enumerate(value):
+            if not _is_real(item):
+                raise TypeError(f"{self.label} at index {index} must be a real number, got {item!r}")
+            if not self._element._inside(float(item)):
+                raise ValueError(f"Invalid {self.label} at index {index}: {float(item)}")
+            checked.append(float(item))
+        return tuple(checked)
+
+    def scalar_names(self, name):
+        return self.names
+
+    def scalars(self, value):
+        return tuple(float(v) for v in value)
+
+    def describe(self):
+        described = super().describe()
+        described["_element"] = self._element.describe()
+        return described
+
+
+class Betas(Reals):
+    """torch's ``betas=(β1, β2)``, each in [0, 1)."""
+
+    def __init__(self, default=_MISSING, names=("beta1", "beta2"), *, search=None, doc=None):
+        super().__init__(default, names, 0.0, 1.0, search=search, doc=doc)
+
+
+class Integer(Hyperparameter):
+    """An integer in [low, high]; compiled code sees it as a float64 scalar."""
+
+    def __init__(self, default=_MISSING, low=0, high=None, *, label=None, search=None, doc=None):
+        super().__init__(default, search=search, doc=doc)
+        self.low, self.high, self.label = low, high, label
+
+    def check(self, name, value):
+        label = self.label or f"{name} value"
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{label} must be an integer, got {value!r}")
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError(f"Invalid {label}: {value}")
+        return int(value)
+
+
+class Flag(Hyperparameter):
+    """True or False; structural (a constant of the compiled code)."""
+
+    structural = True
+
+    def check(self, name, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        return bool(value)
+
+
+class Choice(Hyperparameter):
+    """One of a few strings; structural. Code sees it as flags ``<name>_is_<option>``."""
+
+    structural = True
+
+    def __init__(self, default=_MISSING, options=(), *, doc=None):
+        super().__init__(default, doc=doc)
+        self.options = tuple(options)
+
+    def check(self, name, value):
+        if value not in self.options:
+            raise ValueError(f"Invalid {name}: {value!r} (one of {list(self.options)})")
+        return value
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A structural flag computed from one numeric hyperparameter, e.g. ``Derived("momentum", lambda m: m != 0)``.
+
+    It decides state (a momentum buffer exists only with momentum) and code;
+    changing ``source`` across it after construction is refused, naming ``source``.
+    """
+
+    source: str
+    function: object
+
+    def __call__(self, value):
+        return bool(self.function(value))
+
+
+# --- state and per-step scalars ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class State:
+    """A state array shaped as the parameters.
+
+    ``initial``: a number, the name of a hyperparameter whose value it starts
+    at, or a function ``(params, hyperparameters) -> number or array`` (e.g. a
+    copy of the parameters). ``when``: the name of a flag (or derived flag)
+    without which the slot does not exist; the element then receives 0.
+    """
+
+    initial: object = 0.0
+    when: str = None
+
+
+@dataclass(frozen=True)
+class ScalarState:
+    """A float64 scalar carried from step to step, updated by the per-step output of the same name."""
+
+    initial: float = 0.0
+
+
+class PerStep:
+    """The per-step function and the names of what it returns (a tuple, or one value for one name)."""
+
+    def __init__(self, function, *outputs):
+        if not outputs:
+            raise RuleError(f"PerStep({getattr(function, '__name__', function)!r}) needs the names of its outputs")
+        self.function = function
+        self.outputs = tuple(outputs)
+
+
+# --- the rule ---------------------------------------------------------------------------------
+
+def _parameters(function, what, rule_name):
+    """Positional parameter names of a Python function or a Numba dispatcher."""
+    python = getattr(function, "py_func", function)
+    if not isinstance(python, types.FunctionType):
+        raise RuleError(f"rule {rule_name!r}: the {what} must be a Python function or a numba.njit function, got "
+                        f"{type(function).__name__}")
+    parameters = inspect.signature(python).parameters.values()
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            raise RuleError(f"rule {rule_name!r}: the {what} {python.__name__} must take plain positional "
+                            f"parameters, not {parameter}")
+        if parameter.default is not parameter.empty:
+            raise RuleError(f"rule {rule_name!r}: the {what}'s parameter {parameter.name!r} must not have a default "
+                            "(declare defaults on the hyperparameters)")
+    return [parameter.name for parameter in parameters]
+
+
+class Rule:
+    """One update rule, declared once. See the module docstring; :func:`fastgd.rules.register` adds it."""
+
+    def __init__(self, name, *, element, hyperparameters, state=None, scalar_state=None, per_step=None,
+                 derived=None, check=None, reference=None, doc=None, class_name=None):
+        self.name = name
+        self.element = element
+        self.hyperparameters = dict(hyperparameters)
+        self.state = dict(state or {})
+        self.scalar_state = dict(scalar_state or {})
+        self.per_step = per_step
+        self.derived = dict(derived or {})
+        self.cross_check = check
+        self.reference = reference
+        self.doc = inspect.cleandoc(doc) if doc else None
+        self.class_name = class_name or "".join(part.capitalize() for part in str(name).split("_"))
+        self._validate()
+        self.hash = self._hash()
+
+    def __repr__(self):
+        return f"<Rule {self.name!r} {self.hash[:12]}>"
+
+    # -- what compiled code sees ------------------------------------------------------------
+
+    @property
+    def scalar_names(self):
+        """Names of the float64 hyperparameter vector, in order; ``lr`` first."""
+        return tuple(n for name, spec in self.hyperparameters.items() for n in spec.scalar_names(name))
+
+    @property
+    def structural_names(self):
+        return tuple(name for name, spec in self.hyperparameters.items() if spec.structural)
+
+    @property
+    def weight_decay(self):
+        """(name, mode) of the composed weight decay, or None."""
+        for name, spec in self.hyperparameters.items():
+            if isinstance(spec, WeightDecay):
+                return name, spec.mode
+        return None
+
+    def flags(self, hyperparameters):
+        """Every compile-time flag for checked hyperparameters: flags, choices as ``<name>_is_<option>``, derived."""
+        flags = {}
+        for name, spec in self.hyperparameters.items():
+            if isinstance(spec, Flag):
+                flags[name] = hyperparameters[name]
+            elif isinstance(spec, Choice):
+                for option in spec.options:
+                    flags[f"{name}_is_{option}"] = hyperparameters[name] == option
+        for name, derived in self.derived.items():
+            flags[name] = derived(hyperparameters[derived.source])
+        return flags
+
+    def flag_names(self):
+        names = [name for name, spec in self.hyperparameters.items() if isinstance(spec, Flag)]
+        names += [f"{name}_is_{option}" for name, spec in self.hyperparameters.items() if isinstance(spec, Choice)
+                  for option in spec.options]
+        return names + list(self.derived)
+
+    def variant(self, hyperparameters):
+        """What fixes the compiled code and the state layout: the flags, as a sorted tuple."""
+        return tuple(sorted(self.flags(hyperparameters).items()))
+
+    def present_state(self, hyperparameters):
+        """The state slots that exist for these (checked) hyperparameters, in declaration order."""
+        flags = self.flags(hyperparameters)
+        return tuple(name for name, slot in self.state.items() if slot.when is None or flags[slot.when])
+
+    def hyper_vector(self, hyperparameters):
+        """The float64 scalars of checked hyperparameters, in :attr:`scalar_names` order."""
+        return [value for name, spec in self.hyperparameters.items() for value in spec.scalars(hyperparameters[name])]
+
+    # -- checks of values -------------------------------------------------------------------
+
+    @property
+    def defaults(self):
+        return {name: spec.default for name, spec in self.hyperparameters.items()}
+
+    def check(self, values):
+        """Checked copy of a complete hyperparameter dict (torch's messages); raises TypeError or ValueError."""
+        unknown = sorted(set(values) - set(self.hyperparameters))
+        missing = sorted(set(self.hyperparameters) - set(values))
+        if unknown or missing:
+            raise ValueError(f"{self.class_name} takes the hyperparameters {sorted(self.hyperparameters)}, got "
+                             f"{sorted(values)}")
+        checked = {name: spec.check(name, values[name]) for name, spec in self.hyperparameters.items()}
+        if self.cross_check is not None:
+            self.cross_check(checked)
+        return checked
+
+    def initial_state(self, name, params, hyperparameters):
+        """The initial value of slot ``name`` for ``params`` (host NumPy): a scalar or an array of params' shape."""
+        initial = self.state[name].initial
+        if isinstance(initial, str):
+            return float(hyperparameters[initial])
+        if callable(initial):
+            try:
+                value = initial(params, dict(hyperparameters))
+            except Exception as error:
+                raise RuleError(f"rule {self.name!r}: the initial value of state {name!r} raised "
+                                f"{type(error).__name__}: {error}") from None
+            if _is_real(value):
+                return float(value)
+            value = np.asarray(value)
+            if value.shape != params.shape:
+                raise RuleError(f"rule {self.name!r}: the initial value of state {name!r} has shape {value.shape}, "
+                                f"the parameters {params.shape}")
+            return value
+        return float(initial)
+
+    # -- the declaration itself -------------------------------------------------------------
+
+    def _fail(self, problem):
+        raise RuleError(f"rule {self.name!r}: {problem}")
+
+    def _validate(self):
+        if not (isinstance(self.name, str) and self.name.isidentifier() and self.name == self.name.lower()
+                and not keyword.iskeyword(self.name)):
+            raise RuleError(f"a rule's name must be a lower-case Python identifier, got {self.name!r}")
+        if not self.hyperparameters or next(iter(self.hyperparameters)) != "lr":
+            self._fail("its first hyperparameter must be the learning rate 'lr' (schedules scale it)")
+        for name, spec in self.hyperparameters.items():
+            if not isinstance(spec, Hyperparameter):
+                self._fail(f"hyperparameter {name!r} must be declared as Real, Betas, Flag, ... (fastgd.rules), "
+                           f"got {spec!r}")
+            if spec.default is _MISSING:
+                self._fail(f"hyperparameter {name!r} has no default")
+            try:
+                spec.check(name, spec.default)
+            except (TypeError, ValueError) as error:
+                self._fail(f"the default of {name!r} is refused by its own check: {error}")
+        if sum(isinstance(spec, WeightDecay) for spec in self.hyperparameters.values()) > 1:
+            self._fail("at most one WeightDecay hyperparameter")
+        if self.cross_check is not None:
+            try:
+                self.cross_check({name: spec.default for name, spec in self.hyperparameters.items()})
+            except (TypeError, ValueError) as error:
+                self._fail(f"its defaults fail its check: {error}")
+
+        flags = self.flag_names()
+        for name, derived in self.derived.items():
+            if not isinstance(derived, Derived):
+                self._fail(f"derived flag {name!r} must be a fastgd.rules.Derived")
+            source = self.hyperparameters.get(derived.source)
+            if source is None or source.structural:
+                self._fail(f"derived flag {name!r} must come from a numeric hyperparameter, got {derived.source!r}")
+        for name, slot in self.state.items():
+            if not isinstance(slot, State):
+                self._fail(f"state {name!r} must be a fastgd.rules.State")
+            if slot.when is not None and slot.when not in flags:
+                self._fail(f"state {name!r} exists 'when' {slot.when!r}, which is not a flag of the rule ({flags})")
+            if isinstance(slot.initial, str) and slot.initial not in self.hyperparameters:
+                self._fail(f"state {name!r} starts at hyperparameter {slot.initial!r}, which the rule does not have")
+            if not (isinstance(slot.initial, str) or callable(slot.initial) or _is_real(slot.initial)):
+                self._fail(f"state {name!r} must start at a number, a hyperparameter name or a function "
+                           "(params, hyperparameters) -> array, got {slot.initial!r}")
+        for name, slot in self.scalar_state.items():
+            if not isinstance(slot, ScalarState) or not _is_real(slot.initial):
+                self._fail(f"scalar state {name!r} must be a fastgd.rules.ScalarState with a number")
+
+        scalars = self.scalar_names
+        names = [*scalars, *flags, *self.state, *self.scalar_state]
+        seen = set()
+        for name in names:
+            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or name == "step":
+                self._fail(f"{name!r} cannot be a name in compiled code (an identifier, not 'step' nor _private)")
+            if name in seen:
+                self._fail(f"the name {name!r} is used twice (hyperparameter scalars, flags and state share one "
+                           "namespace)")
+            seen.add(name)
+
+        outputs = ()
+        if self.per_step is not None:
+            if not isinstance(self.per_step, PerStep):
+                self._fail("per_step must be a fastgd.rules.PerStep(function, 'output', ...)")
+            outputs = self.per_step.outputs
+            accepted = {"step", *scalars, *self.scalar_state, *flags}
+            for parameter in _parameters(self.per_step.function, "per-step function", self.name):
+                if parameter not in accepted:
+                    self._fail(f"the per-step function's parameter {parameter!r} is not 'step', a hyperparameter "
+                               f"scalar, a scalar state or a flag (it can take {sorted(accepted)})")
+            for output in outputs:
+                if not output.isidentifier() or output.startswith("_"):
+                    self._fail(f"per-step output {output!r} is not an identifier")
+                if output in seen and output not in self.scalar_state:
+                    self._fail(f"per-step output {output!r} clashes with a hyperparameter, flag or state of the rule")
+        for name in self.scalar_state:
+            if name not in outputs:
+                self._fail(f"scalar state {name!r} is not updated: the per-step function must return it")
+
+        parameters = _parameters(self.element, "element function", self.name)
+        if len(parameters) < 2:
+            self._fail("the element function must take (param, grad, ...)")
+        accepted = {*self.state, *scalars, *flags, *outputs}
+        for parameter in parameters[2:]:
+            if parameter not in accepted:
+                self._fail(f"the element's parameter {parameter!r} is not a state slot, a hyperparameter scalar, a "
+                           f"per-step output or a flag (it can take {sorted(accepted)})")
+        for slot in self.state:
+            if slot not in parameters[2:]:
+                self._fail(f"the element does not take its state slot {slot!r}")
+        if len(set(parameters)) != len(parameters):
+            self._fail("the element takes a name twice")
+
+    @property
+    def element_parameters(self):
+        return _parameters(self.element, "element function", self.name)
+
+    @property
+    def element_state_order(self):
+        """The state slots in the order the element takes (and returns) them."""
+        return [name for name in self.element_parameters[2:] if name in self.state]
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def _hash(self):
+        """sha256 of everything that defines the rule's results: declarations and the source of its functions."""
+        description = {
+            "generator": GENERATOR_VERSION,
+            "name": self.name,
+            "hyperparameters": {name: spec.describe() for name, spec in self.hyperparameters.items()},
+            "state": {name: [_describe_value(slot.initial), slot.when] for name, slot in self.state.items()},
+            "scalar_state": {name: slot.initial for name, slot in self.scalar_state.items()},
+            "per_step": None if self.per_step is None else [source_of(self.per_step.function),
+                                                            list(self.per_step.outputs)],
+            "derived": {name: [d.source, source_of(d.function)] for name, d in self.derived.items()},
+            "check": None if self.cross_check is None else source_of(self.cross_check),
+            "element": source_of(self.element),
+        }
+        canonical = json.dumps(description, sort_keys=True, default=repr)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _describe_value(value):
+    return source_of(value) if callable(value) else value
+
+
+_LIBRARY_MODULES = ("numpy", "numba", "math", "builtins", "cmath", "llvmlite")
+
+
+def source_of(function, _seen=None):
+    """The source of ``function`` and of the functions and constants it uses from its own modules, recursively.
+
+    A rule's hash covers these, so editing a helper the element calls changes
+    the rule's identity too. Functions without source (defined at a prompt)
+    contribute their bytecode and constants.
+    """
+    _seen = set() if _seen is None else _seen
+    python = getattr(function, "py_func", function)
+    if not isinstance(python, types.FunctionType):
+        return repr(function)
+    if python in _seen:
+        return ""
+    _seen.add(python)
+    try:
+        text = inspect.getsource(python)
+    except (OSError, TypeError):
+        text = repr((python.__code__.co_code, python.__code__.co_consts))
+    parts = [text]
+    for name in sorted(_names_used(python.__code__)):
+        value = python.__globals__.get(name)
+        module = getattr(value, "__module__", None) or ""
+        if module.split(".")[0] in _LIBRARY_MODULES:
+            continue
+        if callable(getattr(value, "py_func", None)) or isinstance(value, types.FunctionType):
+            parts.append(source_of(value, _seen))
+        elif isinstance(value, (numbers.Number, str, tuple)):
+            parts.append(f"{name} = {value!r}")
+    if python.__closure__:
+        parts += [repr(cell.cell_contents) if not callable(cell.cell_contents) else source_of(cell.cell_contents,
+                                                                                               _seen)
+                  for cell in python.__closure__]
+    return "\n".join(parts)
+
+
+def _names_used(code):
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _names_used(constant)
+    return names

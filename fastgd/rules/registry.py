@@ -1,0 +1,235 @@
+"""The one registry of rules, and plugins: files or modules that register rules of their own.
+
+Tests, benchmarks, sweeps and reports iterate over :data:`RULES` (built-ins
+first, in FORMULAS.md's order, then users' rules in the order registered);
+:data:`fastgd.optim.OPTIMIZERS` is the same registry as optimizer classes.
+"""
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from fastgd.rules.definition import Rule, RuleError
+
+__all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
+           "load_plugins", "loaded_plugins"]
+
+_RULES = {}
+_BUILTIN = set()
+_LOCK = threading.RLock()
+_LISTENERS = []
+
+RULES = MappingProxyType(_RULES)
+"""Rule name → :class:`Rule`, read-only; :func:`register` adds to it."""
+
+
+class PluginError(ValueError):
+    """A plugin that cannot be loaded: missing, raising, or registering a bad rule. One line."""
+
+
+def _add(rule, builtin):
+    with _LOCK:
+        _RULES[rule.name] = rule
+        if builtin:
+            _BUILTIN.add(rule.name)
+    if rule.reference is not None:
+        from fastgd import reference
+
+        reference.register(rule.name, rule.reference, rule.defaults)
+    for listener in list(_LISTENERS):
+        listener(rule)
+
+
+def register(rule_or_name, *, replace=False, **declaration):
+    """Add a rule to the registry; then ``optim.OPTIMIZERS[name]``, estimators, sweeps and reports know it.
+
+    Two forms::
+
+        rules.register(rules.Rule("signum", element=signum_element, hyperparameters=..., ...))
+
+        @rules.register("signum", hyperparameters=..., state=..., per_step=...)
+        def signum_element(param, grad, momentum_buffer, lr, beta, one_minus_beta):
+            ...
+
+    A built-in rule's name is refused. Registering a name again with the same
+    definition does nothing (a plugin loaded twice); with another definition it
+    is refused unless ``replace=True``. Returns the :class:`Rule` (the element
+    function, for the decorator form).
+    """
+    if isinstance(rule_or_name, Rule):
+        if declaration:
+            raise TypeError("register(rule) takes no declaration keywords: they belong in Rule(...)")
+        return _register(rule_or_name, replace)
+    if not isinstance(rule_or_name, str):
+        raise TypeError(f"register takes a Rule or a rule name, got {type(rule_or_name).__name__}")
+
+    def decorate(element):
+        _register(Rule(rule_or_name, element=element, **declaration), replace)
+        return element
+
+    return decorate
+
+
+def _register(rule, replace):
+    with _LOCK:
+        if rule.name in _BUILTIN:
+            raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
+        existing = _RULES.get(rule.name)
+        if existing is not None and existing.hash != rule.hash and not replace:
+            raise RuleError(f"rule {rule.name!r} is already registered with another definition; pass replace=True "
+                            "to replace it")
+        if existing is not None and existing.hash == rule.hash:
+            return existing
+        _add(rule, builtin=False)
+    return rule
+
+
+def unregister(name):
+    """Remove a user's rule (built-ins stay)."""
+    with _LOCK:
+        if name in _BUILTIN:
+            raise RuleError(f"rule {name!r} is built in and cannot be removed")
+        if name not in _RULES:
+            raise KeyError(name)
+        del _RULES[name]
+    for listener in list(_LISTENERS):
+        listener(None)
+
+
+def get(name):
+    """The :class:`Rule` called ``name``; a ValueError naming the known rules otherwise."""
+    try:
+        return _RULES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown rule {name!r}: use one of {sorted(_RULES)} (or register your own with "
+                         "fastgd.rules.register)") from None
+
+
+def is_builtin(name):
+    return name in _BUILTIN
+
+
+def on_change(listener):
+    """Call ``listener(rule)`` whenever a rule is added (``listener(None)`` when one is removed)."""
+    _LISTENERS.append(listener)
+
+
+# --- plugins ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin as it travels to worker processes and Dask workers.
+
+    ``spec`` is what the user wrote (a path or a module name); ``path`` the
+    resolved file (None for a module); ``source`` the file's text, so a worker
+    without the file loads the same code; ``digest`` its sha256.
+    """
+
+    spec: str
+    path: str = None
+    source: str = None
+    digest: str = None
+
+
+_LOADED = {}  # digest (files) or module name -> names of the rules it registered
+
+
+def _is_path(spec):
+    return spec.endswith(".py") or os.sep in spec or (os.altsep is not None and os.altsep in spec)
+
+
+def resolve_plugin(spec, base_dir=None):
+    """The :class:`Plugin` for ``spec`` (a .py path, relative to ``base_dir``, or a module name), checked to exist."""
+    if isinstance(spec, Plugin):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise PluginError(f"a plugin is a path to a .py file or a module name, got {spec!r}")
+    if not _is_path(spec):
+        if importlib.util.find_spec(spec.split(".")[0]) is None:
+            raise PluginError(f"plugin module {spec!r} not found (give a path ending in .py for a file)")
+        return Plugin(spec)
+    path = os.path.abspath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(spec)))
+    if not os.path.isfile(path):
+        raise PluginError(f"plugin file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PluginError(f"plugin file {path} cannot be read: {error}") from None
+    return Plugin(spec, path, source, hashlib.sha256(source.encode()).hexdigest())
+
+
+def load_plugin(spec, base_dir=None):
+    """Load a plugin (see :func:`resolve_plugin`); returns the names of the rules it registered.
+
+    A file is loaded once per process for its content: loading it again does
+    nothing unless the file changed. A worker given a :class:`Plugin` whose
+    file it lacks (or holds in another version) loads the shipped source.
+    """
+    plugin = resolve_plugin(spec, base_dir)
+    key = plugin.digest or plugin.spec
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        before = {name: rule.hash for name, rule in _RULES.items()}
+        try:
+            if plugin.path is None:
+                importlib.import_module(plugin.spec)
+            else:
+                _exec_file(plugin)
+        except RuleError as error:
+            raise PluginError(f"plugin {plugin.path or plugin.spec}: {error}") from None
+        except PluginError:
+            raise
+        except Exception as error:
+            raise PluginError(f"plugin {plugin.path or plugin.spec} raised {type(error).__name__}: "
+                              f"{' '.join(str(error).split())}") from None
+        added = [name for name, rule in _RULES.items() if before.get(name) != rule.hash]
+        _LOADED[key] = added
+        return added
+
+
+def _exec_file(plugin):
+    path = plugin.path
+    current = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as file:
+            current = file.read()
+    if current != plugin.source:
+        # this machine lacks the file, or holds another version: load the shipped one
+        from fastgd.rules.compile import generated_directory
+
+        directory = os.path.join(generated_directory(), "plugins", plugin.digest[:16])
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, os.path.basename(plugin.path))
+        if not os.path.isfile(path):
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(plugin.source)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module_name = f"fastgd_plugin_{stem}_{plugin.digest[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+
+
+def load_plugins(specs, base_dir=None):
+    """Load several plugins; returns the names of every rule they registered."""
+    names = []
+    for spec in specs or ():
+        names += [name for name in load_plugin(spec, base_dir) if name not in names]
+    return names
+
+
+def loaded_plugins():
+    """Every plugin this process has loaded, as digests or module names."""
+    return list(_LOADED)
