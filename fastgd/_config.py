@@ -86,7 +86,7 @@ CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096)
 _OPTIONS = dict(cache=CACHE, error_model="numpy", nogil=True)
 
 
-def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None):
+def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None, internal=False):
     """``numba.njit`` with fastgd's flags.
 
     ``exact=True`` compiles without fastmath whatever ``FASTGD_FASTMATH`` says:
@@ -101,6 +101,8 @@ def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None):
                    inline="always" if inline else "never")
     if cache is not None:
         options["cache"] = cache and CACHE
+    if internal:
+        options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
     if func is None:
         return numba.njit(**options)
     return numba.njit(**options)(func)

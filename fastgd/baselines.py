@@ -149,8 +149,8 @@ def torch_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.f
 def bytes_per_parameter(rule, dtype):
     """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written."""
     itemsize = np.dtype(dtype).itemsize
-    n_states = len([name for name in optim.OPTIMIZERS[rule](np.zeros(1, dtype)).state
-                    if name not in ("step", "mu_product")])
+    state = optim.OPTIMIZERS[rule](np.zeros(1, dtype)).state
+    n_states = sum(isinstance(value, np.ndarray) for value in state.values())
     return itemsize * (3 + 2 * n_states)
 
 

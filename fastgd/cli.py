@@ -8,7 +8,9 @@
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, CUDA
 
-``fastgd <command> --help`` describes each. Bad input gives one line on stderr
+Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
+register rules of their own (:mod:`fastgd.rules`), which then join the
+built-ins everywhere, sweep workers included. ``fastgd <command> --help`` describes each. Bad input gives one line on stderr
 and exit status 2; nothing runs before the input has been checked.
 """
 
@@ -85,6 +87,7 @@ def command_sweep(arguments):
         config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
     except SweepConfigError as error:
         raise CommandError(str(error)) from None
+    config = config.with_plugins(arguments.plugins)
     store_dir = os.path.dirname(os.path.abspath(arguments.store))
     if not os.path.isdir(store_dir):
         raise CommandError(f"the directory of --store does not exist: {store_dir}")
@@ -146,11 +149,20 @@ def command_train(arguments):
 
 
 def command_gradcheck(arguments):
+    import math
+
+    from fastgd import optim
     from fastgd.report.build import gradient_checks
 
+    if arguments.optimizer not in optim.OPTIMIZERS:
+        raise CommandError(f"unknown optimizer {arguments.optimizer!r}: use one of {sorted(optim.OPTIMIZERS)}")
+    if not (math.isfinite(arguments.lr) and arguments.lr > 0):
+        raise CommandError(f"--lr must be a positive number, got {arguments.lr}")
     failures = 0
+    print(f"backpropagation against central differences, after {arguments.steps} steps of {arguments.optimizer} "
+          f"(lr {arguments.lr:g}) from the initial weights")
     print(f"{'activation':>10} {'output':>9} {'loss':>21} {'max rel. error':>15}  where")
-    for check in gradient_checks():
+    for check in gradient_checks(arguments.optimizer, arguments.steps, arguments.lr):
         failures += not check["passed"]
         print(f"{check['activation']:>10} {check['output']:>9} {check['loss']:>21} "
               f"{check['max_relative_error']:>15.2e}  {check['where']}{'' if check['passed'] else '  FAILED'}")
@@ -239,7 +251,7 @@ def command_compare(arguments):
     started = time.perf_counter()
     out_dir = _output_directory(arguments.out)
     asv_results = _asv_results(arguments.asv_results)
-    config = load_preset(arguments.preset)
+    config = load_preset(arguments.preset).with_plugins(arguments.plugins)
     store = out_dir / "sweep.db"
     _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
     outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
@@ -324,7 +336,12 @@ def build_parser():
     train.set_defaults(handler=command_train)
 
     gradcheck = commands.add_parser("gradcheck", help="numerical against analytic gradients, every activation "
-                                    "and output", description="Compare backpropagation with central differences.")
+                                    "and output", description="Compare backpropagation with central differences, "
+                                    "where a few steps of a rule lead from the initial weights.")
+    gradcheck.add_argument("--optimizer", default="adam", help="the rule that takes the steps (default: adam)")
+    gradcheck.add_argument("--steps", type=int, default=20, choices=range(0, 10_001), metavar="N",
+                           help="steps before the check (default: 20)")
+    gradcheck.add_argument("--lr", type=float, default=1e-2, help="its learning rate (default: 1e-2)")
     gradcheck.set_defaults(handler=command_gradcheck)
 
     landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained MLP",
@@ -339,15 +356,39 @@ def build_parser():
     landscape.add_argument("--seed", type=int, default=0)
     landscape.add_argument("--out", default="landscape", help="output directory")
     landscape.set_defaults(handler=command_landscape)
+
+    for command in commands.choices.values():
+        command.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                             help="a Python file (or module) that registers rules with fastgd.rules; repeatable")
     return parser
+
+
+def _load_plugins(arguments):
+    """Load ``--plugin`` files before anything else: their rules can then be named and checked."""
+    from fastgd import rules
+
+    try:
+        plugins = [rules.resolve_plugin(spec) for spec in arguments.plugin]
+        rules.load_plugins(plugins)
+    except rules.PluginError as error:
+        raise CommandError(str(error)) from None
+    return plugins
 
 
 def main(argv=None):
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
+        arguments.plugins = _load_plugins(arguments) if arguments.plugin else []
         arguments.handler(arguments)
     except CommandError as error:
+        print(f"fastgd {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from fastgd.rules import RuleError
+
+        if not isinstance(error, RuleError):
+            raise
         print(f"fastgd {arguments.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -71,12 +71,21 @@ class MLP:
         self.dtype = np.dtype(dtype)
         self.activation_code = mlp_kernels.ACTIVATIONS[activation]
         self.output_code = mlp_kernels.OUTPUTS[output]
-        self.n_weights = int(mlp_kernels.n_weights(self.layer_sizes))
-        self.n_params = int(mlp_kernels.n_params(self.layer_sizes))
+        self.n_weights = sum(n_in * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+        self.n_params = self.n_weights + sum(sizes[1:])
 
     def __repr__(self):
         return (f"MLP(layer_sizes={self.layer_sizes.tolist()}, activation={self.activation!r}, "
                 f"output={self.output!r}, alpha={self.alpha}, dtype={self.dtype.name})")
+
+    @property
+    def layout(self):
+        """The shapes of the tensors θ holds, in order: every weight matrix, then every bias vector.
+
+        What rules that act per matrix take (``optim.Muon(theta, layout=net.layout)``).
+        """
+        sizes = self.layer_sizes.tolist()
+        return [(n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:])] + [(n_out,) for n_out in sizes[1:]]
 
     @property
     def n_inputs(self):
@@ -185,11 +194,16 @@ class MLP:
         return theta
 
     def check_data(self, X, Y):
-        """X as a C-ordered (n, n_inputs) array of the network's dtype; Y likewise as (n, n_outputs)."""
+        """X as a C-ordered (n, n_inputs) array of the network's dtype; Y likewise as (n, n_outputs).
+
+        Both come back as read-only views: compiled code never writes the data,
+        and Numba types read-only and writeable arrays apart, so one type
+        means one compiled specialisation whatever the caller passed.
+        """
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise ValueError(f"X must have shape (n_samples, {self.n_inputs}), got {X.shape}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = _read_only(np.ascontiguousarray(X, dtype=self.dtype))
         if not np.isfinite(X).all():
             raise ValueError("X contains NaN or infinity")
         if Y is None:
@@ -200,7 +214,13 @@ class MLP:
         if Y.ndim != 2 or Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs})"
                              f"{' (one-hot)' if self.output == 'softmax' else ''}, got {Y.shape}")
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        Y = _read_only(np.ascontiguousarray(Y, dtype=self.dtype))
         if not np.isfinite(Y).all():
             raise ValueError("Y contains NaN or infinity")
         return X, Y
+
+
+def _read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -5,7 +5,22 @@
 cannot land untested.
 """
 
+import re
+from pathlib import Path
+
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SKLEARN_ADAM = ROOT / "tests" / "plugins" / "sklearn_adam.py"  # a user's rule, as a plugin file
+
+
+def readme_plugin(directory):
+    """The README's worked example, ``my_rules.py``, written into ``directory``; returns its path."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(# my_rules\.py.*?)```", text, re.S).group(1)
+    path = Path(directory) / "my_rules.py"
+    path.write_text(block)
+    return path
 
 # Non-default hyperparameters that exercise every option of each rule; the
 # defaults ({}) are always tested too.

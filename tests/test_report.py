@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastgd import sweep
+from rule_cases import readme_plugin
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIGURES = ["convergence", "learning_rate_sensitivity", "time_to_target", "performance_profile", "throughput",
@@ -22,15 +23,16 @@ def fastgd_command(*arguments, cwd=None):
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
-    """The README's main command (fastgd compare), on the quick preset."""
+    """The README's main command (fastgd compare), on the quick preset, with the README's own rule as a plugin."""
     out = tmp_path_factory.mktemp("report") / "latest"
-    result = fastgd_command("compare", "--preset", "quick", "--out", str(out), "--jobs", "1")
+    plugin = readme_plugin(tmp_path_factory.mktemp("plugin"))
+    result = fastgd_command("compare", "--preset", "quick", "--out", str(out), "--jobs", "1", "--plugin", str(plugin))
     assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
+    return out, result, plugin
 
 
 def test_main_command_writes_every_figure_with_its_data(quick_report):
-    out, result = quick_report
+    out, result, _ = quick_report
     assert f"report: {out / 'index.html'}" in result.stdout
     for stem in FIGURES:
         for suffix in ("png", "svg", "csv"):
@@ -46,7 +48,7 @@ def test_main_command_writes_every_figure_with_its_data(quick_report):
 
 
 def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
-    out, _ = quick_report
+    out, _, _ = quick_report
     html = (out / "index.html").read_text()
     runs = sweep.load_runs(out / "sweep.db")
     for name in runs["dataset"].unique():
@@ -57,7 +59,7 @@ def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
 def test_figure_data_is_what_the_figures_claim(quick_report):
     import pandas as pd
 
-    out, _ = quick_report
+    out, _, _ = quick_report
     profile = pd.read_csv(out / "performance_profile.csv")
     assert profile["share"].between(0, 1).all() and (profile["tau"] >= 1).all()
     throughput = pd.read_csv(out / "throughput_training.csv")
@@ -68,19 +70,32 @@ def test_figure_data_is_what_the_figures_claim(quick_report):
 
 
 def test_running_compare_again_resumes_the_sweep(quick_report, tmp_path):
-    out, _ = quick_report
+    out, _, plugin = quick_report
     copy = tmp_path / "again"
     shutil.copytree(out, copy)
-    result = fastgd_command("compare", "--preset", "quick", "--out", str(copy), "--jobs", "1", "--skip-throughput")
+    result = fastgd_command("compare", "--preset", "quick", "--out", str(copy), "--jobs", "1", "--skip-throughput",
+                            "--plugin", str(plugin))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "0 new runs, 96 already stored" in result.stderr
+    assert "0 new runs, 104 already stored" in result.stderr  # twelve built-in rules and the README's, 8 runs each
+
+
+def test_a_users_rule_joins_every_figure_in_its_own_colour(quick_report):
+    import pandas as pd
+
+    out, _, _ = quick_report
+    html = (out / "index.html").read_text()
+    assert "signum" in html
+    for stem in ("convergence", "learning_rate_sensitivity", "trajectories"):
+        assert "signum" in set(pd.read_csv(out / f"{stem}.csv")["rule"]), stem
+    runs = sweep.load_runs(out / "sweep.db")
+    assert (runs["rule"] == "signum").sum() == 8 and runs.loc[runs["rule"] == "signum", "rule_hash"].nunique() == 1
 
 
 def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     playwright = pytest.importorskip("playwright.sync_api")
-    out, _ = quick_report
+    out, _, _ = quick_report
     console_errors, requests = [], []
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
@@ -147,7 +162,7 @@ def test_history_over_commits_from_asv_results(tmp_path):
 
 
 def test_compare_draws_the_asv_history_when_results_exist(quick_report, tmp_path):
-    out, _ = quick_report
+    out, _, _ = quick_report
     copy = tmp_path / "with-history"
     shutil.copytree(out, copy)
     results = tmp_path / "results"
@@ -157,3 +172,15 @@ def test_compare_draws_the_asv_history_when_results_exist(quick_report, tmp_path
                             str(results))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (copy / "history.png").exists() and 'src="history.png"' in (copy / "index.html").read_text()
+
+
+def test_every_rule_keeps_one_distinct_colour_however_many_there_are():
+    pytest.importorskip("seaborn", reason="the report extra is not installed")
+    from fastgd import optim
+    from fastgd.report import figures
+
+    unknown = [f"rule_from_a_plugin_not_loaded_{i:02d}" for i in range(25)]
+    colours = figures.palette(unknown)
+    assert list(colours) == list(optim.OPTIMIZERS) + unknown  # the registry's order, then the others by name
+    assert len({tuple(colour) for colour in colours.values()}) == len(colours)
+    assert figures.palette()["adam"] == colours["adam"]  # a rule's colour does not depend on who else is drawn

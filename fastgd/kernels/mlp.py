@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from fastgd._config import jit
+from fastgd.kernels.blas import gemm
 
 IDENTITY, RELU, LOGISTIC, TANH, SOFTMAX = 0, 1, 2, 3, 4
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "logistic": LOGISTIC, "tanh": TANH}
@@ -98,7 +99,7 @@ def times_derivative(value, a, activation, zero, one):
     return value
 
 
-@jit
+@jit(internal=True)
 def _activate(Z, bias, activation):
     """Z ← act(Z + b), row by row, in place."""
     real = Z.dtype.type
@@ -109,7 +110,7 @@ def _activate(Z, bias, activation):
             Z[i, j] = activated(Z[i, j] + bias[j], activation, zero, one)
 
 
-@jit
+@jit(internal=True)
 def _softmax_rows(Z, bias):
     """Z ← softmax(Z + b) per row, in place (shifted by the row maximum)."""
     n_rows, n_columns = Z.shape
@@ -127,7 +128,7 @@ def _softmax_rows(Z, bias):
             Z[i, j] /= total
 
 
-@jit
+@jit(internal=True)
 def _scale_by_derivative(delta, A, activation):
     """delta ← delta ⊙ act'(z), the derivative written in terms of A = act(z)."""
     real = A.dtype.type
@@ -152,7 +153,7 @@ def forward(theta, X, layer_sizes, activation, output, activations):
         W = _weights(theta, weight_offset, n_in, n_out)
         bias = theta[bias_offset:bias_offset + n_out]
         Z = _block(activations, activation_offset, n_samples, n_out)
-        np.dot(inputs, W, Z)
+        gemm(inputs, W, Z, False, False, False)
         if layer < n_layers - 1:
             _activate(Z, bias, activation)
         elif output == SOFTMAX:
@@ -166,7 +167,7 @@ def forward(theta, X, layer_sizes, activation, output, activations):
     return inputs
 
 
-@jit
+@jit(internal=True)
 def _data_loss(P, Y, output):
     """The loss of outputs P against targets Y, without the penalty, in float64."""
     n_samples, n_outputs = P.shape
@@ -243,7 +244,7 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
             inputs = X
         else:
             inputs = _block(activations, activation_offset - n_samples * n_in, n_samples, n_in)
-        np.dot(inputs.T, delta, grad_W)
+        gemm(inputs, delta, grad_W, True, False, False)
         for i in range(n_in):
             for j in range(n_out):
                 grad_W[i, j] += decay * W[i, j]
@@ -254,7 +255,7 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
                 grad_b[j] += delta[i, j]
         if layer > 0:
             previous = _block(deltas, activation_offset - n_samples * n_in, n_samples, n_in)
-            np.dot(delta, W.T, previous)
+            gemm(delta, W, previous, False, True, False)
             _scale_by_derivative(previous, inputs, activation)
             weight_offset -= layer_sizes[layer - 1] * n_in
             bias_offset -= n_in

@@ -39,7 +39,7 @@ def clip_by_global_norm(grad, max_norm):
     return norm
 
 
-@jit
+@jit(internal=True)
 def _gather_rows(source, order, start, stop, buffer):
     """Rows order[start:stop] of ``source`` as a C-ordered block of ``buffer``."""
     n_columns = source.shape[1]
@@ -164,5 +164,5 @@ def predict_in_chunks(theta, X, layer_sizes, activation, output, activations, ch
 
 
 def workspace_elements(layer_sizes, n_rows):
-    """Python-side size of the ``activations``/``deltas`` buffers for ``n_rows`` rows."""
-    return int(workspace_size(np.asarray(layer_sizes, dtype=np.int64), n_rows))
+    """Python-side size of the ``activations``/``deltas`` buffers for ``n_rows`` rows (:func:`workspace_size`)."""
+    return int(n_rows) * int(np.sum(np.asarray(layer_sizes)[1:]))

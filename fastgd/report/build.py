@@ -41,8 +41,13 @@ def load_throughput(directory):
             "machine": json.loads(paths[2].read_text())}
 
 
-def gradient_checks():
-    """gradcheck for every hidden activation × output of a small network, float64."""
+def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
+    """gradcheck for every hidden activation × output of a small network, float64.
+
+    Each check is made where ``steps`` steps of the rule ``optimizer`` (any
+    registered rule) lead from the initial weights: backpropagation is checked
+    along training, not only at a random start.
+    """
     from fastgd.gradcheck import gradcheck
     from fastgd.kernels.mlp import ACTIVATIONS, OUTPUTS
     from fastgd.models import MLP
@@ -56,6 +61,9 @@ def gradient_checks():
         for activation in ACTIVATIONS:
             net = MLP([5, 6, 4, 3], activation, output, alpha=0.1)
             theta = net.init(random_state=0) + rng.normal(0, 0.1, net.n_params)
+            rule = optim.OPTIMIZERS[optimizer](theta, lr=lr)
+            for _ in range(steps):
+                rule.step(net.loss_grad(theta, X, Y)[1])
             result = gradcheck(net, theta, X, Y)
             where = result.where
             rows.append(dict(activation=activation, output=output, loss=_loss_name(output),

@@ -41,12 +41,12 @@ from fastgd.rules.definition import (GENERATOR_VERSION, Betas, Choice, Derived, 
                                      LearningRate, LogUniform, PerStep, Real, Reals, Rule, RuleError, ScalarState,
                                      State, Uniform, WeightDecay)
 from fastgd.rules.registry import (RULES, Plugin, PluginError, get, is_builtin, load_plugin, load_plugins,
-                                   loaded_plugins, on_change, register, resolve_plugin, unregister)
+                                   loaded_plugins, on_change, plugin_of, register, resolve_plugin, unregister)
 
 __all__ = ["Rule", "RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag",
            "Choice", "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "LogUniform", "Uniform", "RULES",
            "register", "unregister", "get", "is_builtin", "on_change", "Plugin", "PluginError", "load_plugin",
-           "load_plugins", "loaded_plugins", "resolve_plugin", "compiled", "GENERATOR_VERSION"]
+           "load_plugins", "loaded_plugins", "plugin_of", "resolve_plugin", "compiled", "GENERATOR_VERSION"]
 
 
 def compiled(rule, flags=None):

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from fastgd.rules.definition import Rule, RuleError
 
 __all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
-           "load_plugins", "loaded_plugins"]
+           "load_plugins", "loaded_plugins", "plugin_of"]
 
 _RULES = {}
 _BUILTIN = set()
@@ -75,11 +75,18 @@ def register(rule_or_name, *, replace=False, **declaration):
     return decorate
 
 
+_LOADING = threading.local()  # the path of the plugin file being executed, if any
+
+
 def _register(rule, replace):
     with _LOCK:
         if rule.name in _BUILTIN:
             raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
         existing = _RULES.get(rule.name)
+        origin = _ORIGIN.get(rule.name)
+        # a plugin file loaded again after an edit replaces its own rules
+        replace = replace or (origin is not None and origin.path is not None
+                              and origin.path == getattr(_LOADING, "path", None))
         if existing is not None and existing.hash != rule.hash and not replace:
             raise RuleError(f"rule {rule.name!r} is already registered with another definition; pass replace=True "
                             "to replace it")
@@ -97,6 +104,7 @@ def unregister(name):
         if name not in _RULES:
             raise KeyError(name)
         del _RULES[name]
+        _ORIGIN.pop(name, None)
     for listener in list(_LISTENERS):
         listener(None)
 
@@ -137,6 +145,7 @@ class Plugin:
 
 
 _LOADED = {}  # digest (files) or module name -> names of the rules it registered
+_ORIGIN = {}  # rule name -> the Plugin that registered it
 
 
 def _is_path(spec):
@@ -191,6 +200,8 @@ def load_plugin(spec, base_dir=None):
                               f"{' '.join(str(error).split())}") from None
         added = [name for name, rule in _RULES.items() if before.get(name) != rule.hash]
         _LOADED[key] = added
+        for name in added:
+            _ORIGIN[name] = plugin
         return added
 
 
@@ -215,11 +226,14 @@ def _exec_file(plugin):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    _LOADING.path = plugin.path
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[module_name]
         raise
+    finally:
+        _LOADING.path = None
 
 
 def load_plugins(specs, base_dir=None):
@@ -233,3 +247,12 @@ def load_plugins(specs, base_dir=None):
 def loaded_plugins():
     """Every plugin this process has loaded, as digests or module names."""
     return list(_LOADED)
+
+
+def plugin_of(name):
+    """The :class:`Plugin` that registered rule ``name`` in this process, or None (a built-in, or registered directly)."""
+    rule = _RULES.get(name)
+    plugin = _ORIGIN.get(name)
+    if rule is None or plugin is None or _LOADED.get(plugin.digest or plugin.spec) is None:
+        return None
+    return plugin

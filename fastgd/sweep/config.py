@@ -21,8 +21,13 @@
     [hyperparameters.rmsprop]              # optional: grids over a rule's other hyperparameters
     momentum = [0.0, 0.9]
 
+    plugins = ["my_rules.py"]              # optional, before any table: files (relative to this file) or
+                                           # modules that register rules (fastgd.rules); then name them
+                                           # in rules, or rules = "all"
+
 Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
-defines the run) is how a store knows what it already holds. The presets
+defines the run, the rule's definition included) is how a store knows what it
+already holds: a run of an edited rule is a new run. The presets
 ``quick``, ``default`` and ``full`` ship in ``fastgd/sweep/presets/``.
 """
 
@@ -31,11 +36,13 @@ import itertools
 import json
 import math
 import re
+import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
 from fastgd import datasets, optim
+from fastgd import rules as rule_registry
 from fastgd.kernels.mlp import ACTIVATIONS
 
 __all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "load_config", "load_preset", "PRESETS"]
@@ -43,7 +50,7 @@ __all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "load_config", "load_pr
 PRESETS = ("quick", "default", "full")
 _SYNTHETIC = re.compile(r"^synthetic-(classification|regression)-(\d+)x(\d+)$")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
-              "dtype", "model", "targets"}
+              "dtype", "model", "targets", "plugins"}
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 
 
@@ -67,6 +74,7 @@ class RunSpec:
     alpha: float
     dtype: str
     target_loss: float
+    rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
 
     @property
     def run_id(self):
@@ -99,6 +107,13 @@ class SweepConfig:
     alpha: float
     targets: dict
     source: dict  # the parsed TOML, stored with the sweep
+    plugins: tuple = ()  # fastgd.rules.Plugin: loaded by every worker before it trains
+
+    def with_plugins(self, plugins):
+        """This configuration with more plugins (already loaded here), e.g. from ``--plugin``."""
+        known = {plugin.digest or plugin.spec for plugin in self.plugins}
+        extra = tuple(plugin for plugin in plugins if (plugin.digest or plugin.spec) not in known)
+        return replace(self, plugins=self.plugins + extra)
 
     def runs(self):
         """Every RunSpec of the sweep, in a fixed order."""
@@ -112,7 +127,7 @@ class SweepConfig:
                                                                          self.seeds):
                     specs.append(RunSpec(dataset, rule, learning_rate, hyperparameters, batch_size, seed,
                                          self.n_epochs, self.hidden_layer_sizes, self.activation, self.alpha,
-                                         self.dtype, self.targets[dataset]))
+                                         self.dtype, self.targets[dataset], rule_registry.get(rule).hash))
         return specs
 
 
@@ -139,11 +154,23 @@ def _list(raw, key, kind, check, description):
     return tuple(values)
 
 
-def parse(raw):
-    """A checked :class:`SweepConfig` from a parsed TOML dict; raises SweepConfigError."""
+def parse(raw, base_dir=None):
+    """A checked :class:`SweepConfig` from a parsed TOML dict; raises SweepConfigError.
+
+    ``plugins`` are loaded here (paths relative to ``base_dir``), so that the
+    rules they register can be named and checked.
+    """
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
         _fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_LEVEL))})")
+    plugin_specs = raw.get("plugins", [])
+    if not isinstance(plugin_specs, list) or not all(isinstance(spec, str) for spec in plugin_specs):
+        _fail(f"'plugins' must be a list of paths or module names, got {plugin_specs!r}")
+    try:
+        plugins = tuple(rule_registry.resolve_plugin(spec, base_dir) for spec in plugin_specs)
+        rule_registry.load_plugins(plugins)
+    except rule_registry.PluginError as error:
+        _fail(str(error))
     name = raw.get("name", "sweep")
     names = _list(raw, "datasets", str, lambda v: True, "data set names")
     for dataset in names:
@@ -213,7 +240,7 @@ def parse(raw):
 
     config = SweepConfig(str(name), names, rules, grids, tuple(float(v) for v in learning_rates), tuple(batch_sizes),
                          seeds, epochs, dtype, tuple(hidden), activation, float(alpha),
-                         {d: float(targets[d]) for d in names}, raw)
+                         {d: float(targets[d]) for d in names}, raw, plugins)
     _check_every_optimizer_accepts(config)
     return config
 
@@ -243,7 +270,7 @@ def load_config(path):
         _fail(f"no such configuration file: {path}")
     except tomllib.TOMLDecodeError as error:
         _fail(f"{path} is not valid TOML: {error}")
-    return parse(raw)
+    return parse(raw, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def load_preset(name):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastgd import _config, optim
+from fastgd import _config, optim, rules
 from fastgd.models import MLP
 from fastgd.sweep.config import load_dataset
 from fastgd.sweep.progress import Progress
@@ -125,14 +125,29 @@ def _batch_size(spec, data):
     return data.X_train.shape[0] if spec.batch_size == "full" else spec.batch_size
 
 
-def execute_chunk(specs, batched=True):
-    """Train the runs of one chunk (one group); returns one result dict per spec, never raises for a run."""
+def _check_definition(spec):
+    """The rule as this process defines it must be the one the sweep planned (its hash is in the run's id)."""
+    rule = rules.get(spec.rule)
+    if rule.hash != spec.rule_hash:
+        raise RuntimeError(f"rule {spec.rule!r} has definition {rule.hash[:12]} here, the sweep planned "
+                           f"{spec.rule_hash[:12]}: its plugin differs between this worker and the sweep")
+
+
+def execute_chunk(specs, batched=True, plugins=()):
+    """Train the runs of one chunk (one group); returns one result dict per spec, never raises for a run.
+
+    ``plugins`` (:class:`fastgd.rules.Plugin`) are loaded first: a local
+    worker process or a Dask worker then knows the users' rules the sweep
+    names, in the definition the sweep planned.
+    """
     start = time.perf_counter()
+    rules.load_plugins(plugins)
     data = load_dataset(specs[0].dataset)
     net = _network(specs[0], data)
     results, ready, optimizers = [], [], []
     for spec in specs:
         try:
+            _check_definition(spec)
             theta = net.init(random_state=spec.seed)
             optimizers.append(optim.OPTIMIZERS[spec.rule](theta, **spec.optimizer_hyperparameters()))
             ready.append(spec)
@@ -169,12 +184,13 @@ def chunks_of(specs, size=CHUNK_SIZE):
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def _init_worker(threads):
+def _init_worker(threads, plugins=()):
     import numba
     from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(threads)
     threadpool_limits(1)
+    rules.load_plugins(plugins)
 
 
 def provenance(device="cpu"):
@@ -211,11 +227,53 @@ def _threading_layer():
         return numba.config.THREADING_LAYER
 
 
+def _plugins_for(config, in_processes):
+    """The plugins workers load: the configuration's, and those that registered any other user rule it names.
+
+    Refuses a user's rule registered directly in this process (not by a
+    plugin) when other processes must run it: they could not know it.
+    """
+    plugins = list(config.plugins)
+    known = {plugin.digest or plugin.spec for plugin in plugins}
+    for name in config.rules:
+        if rules.is_builtin(name):
+            continue
+        plugin = rules.plugin_of(name)
+        if plugin is None:
+            if in_processes:
+                raise rules.RuleError(f"rule {name!r} was registered in this process, not by a plugin: worker "
+                                      "processes cannot load it; put it in a plugin file (plugins = [...] in the "
+                                      "configuration, --plugin) or run with one job")
+        elif (plugin.digest or plugin.spec) not in known:
+            plugins.append(plugin)
+            known.add(plugin.digest or plugin.spec)
+    return tuple(plugins)
+
+
+def _check_users_rules_compile(config):
+    """Compile each user's rule once for the sweep's dtype, before the store is touched.
+
+    A definition Numba cannot compile is then one clear error, not a store of
+    failed runs. Built-in rules are left to the workers.
+    """
+    seen = set()
+    for spec in config.runs():
+        if rules.is_builtin(spec.rule):
+            continue
+        optimizer = optim.OPTIMIZERS[spec.rule](np.zeros(1, np.dtype(spec.dtype)), **spec.optimizer_hyperparameters())
+        if optimizer.variant_key not in seen:
+            seen.add(optimizer.variant_key)
+            optimizer.packed()  # compiles the rule's training entry point, or raises RuleError
+
+
 def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry_failed=False, progress=True,
               chunk_size=CHUNK_SIZE):
     """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring."""
     started = time.perf_counter()
     specs = config.runs()
+    in_processes = scheduler is not None or (jobs or os.cpu_count() or 1) > 1
+    plugins = _plugins_for(config, in_processes)
+    _check_users_rules_compile(config)
     with Store(store_path) as store:
         if retry_failed:
             store.forget(store.run_ids("failed"))
@@ -233,25 +291,25 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
 
         chunks = chunks_of(pending, chunk_size)
         if scheduler is not None:
-            _run_on_dask(chunks, batched, scheduler, store_results)
+            _run_on_dask(chunks, batched, scheduler, store_results, plugins)
         elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
             for chunk in chunks:
-                store_results(execute_chunk(chunk, batched))
+                store_results(execute_chunk(chunk, batched, plugins))
         else:
-            _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results)
+            _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins)
         bar.close()
     return SweepOutcome(len(specs), len(specs) - len(pending), sum(counts.values()), counts["failed"],
                         counts["diverged"], time.perf_counter() - started)
 
 
-def _run_in_processes(chunks, batched, jobs, store_results):
+def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: Numba's threading layers are not safe to fork once started
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        pending = {pool.submit(execute_chunk, chunk, batched) for chunk in chunks}
+                             initargs=(threads, plugins)) as pool:
+        pending = {pool.submit(execute_chunk, chunk, batched, plugins) for chunk in chunks}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -263,10 +321,11 @@ def _run_in_processes(chunks, batched, jobs, store_results):
             raise
 
 
-def _run_on_dask(chunks, batched, scheduler, store_results):
+def _run_on_dask(chunks, batched, scheduler, store_results, plugins=()):
     from distributed import Client, as_completed
 
     with Client(scheduler, timeout=30) as client:
-        futures = [client.submit(execute_chunk, chunk, batched, pure=False) for chunk in chunks]
+        # each task carries the plugins' sources: a worker without the files loads the same code
+        futures = [client.submit(execute_chunk, chunk, batched, plugins, pure=False) for chunk in chunks]
         for future in as_completed(futures):
             store_results(future.result())

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 1.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 2.
 
 Tables:
 
@@ -7,7 +7,7 @@ Tables:
               fastgd version and git commit, numba/numpy/scikit-learn versions, CPU,
               threading layer, device, host).
 ``runs``      one row per run, keyed by ``run_id`` (:attr:`RunSpec.run_id`): what
-              defines it, ``status`` (ok, diverged, failed), ``error``, final and best
+              defines it (the rule's definition hash included), ``status`` (ok, diverged, failed), ``error``, final and best
               training loss, test metric (accuracy or R²), epochs and seconds to the
               target loss, wall time, how it ran.
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 
 __all__ = ["Store", "load_runs", "load_curves", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# what each version adds to the one before, applied in order when an older store is opened
+_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS runs (
     alpha REAL NOT NULL,
     dtype TEXT NOT NULL,
     target_loss REAL NOT NULL,
+    rule_hash TEXT,
     status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'failed')),
     error TEXT,
     final_loss REAL,
@@ -74,7 +77,8 @@ CREATE TABLE IF NOT EXISTS curves (
 """
 
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
-                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "status", "error",
+                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash", "status",
+                "error",
                 "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run", "diverged_epoch",
                 "epochs_to_target", "seconds_to_target", "train_seconds", "wall_seconds", "batched", "finished_at")
 
@@ -100,9 +104,14 @@ class Store:
             row = self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {row[0]}; this fastgd reads version "
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {row[0]}; this fastgd reads up to version "
                                  f"{SCHEMA_VERSION}")
+            elif int(row[0]) < SCHEMA_VERSION:
+                for version in range(int(row[0]) + 1, SCHEMA_VERSION + 1):
+                    self._connection.execute(_MIGRATIONS[version])
+                self._connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                         (str(SCHEMA_VERSION),))
 
     def _transaction(self):
         connection = self._connection
@@ -157,7 +166,8 @@ class Store:
             learning_rate=spec.learning_rate, hyperparameters=json.dumps(dict(spec.hyperparameters), sort_keys=True),
             batch_size=str(spec.batch_size), seed=spec.seed, n_epochs=spec.n_epochs,
             hidden_layer_sizes=json.dumps(list(spec.hidden_layer_sizes)), activation=spec.activation,
-            alpha=spec.alpha, dtype=spec.dtype, target_loss=spec.target_loss, finished_at=_now(),
+            alpha=spec.alpha, dtype=spec.dtype, target_loss=spec.target_loss, rule_hash=spec.rule_hash,
+            finished_at=_now(),
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
                                                 "epochs_to_target", "seconds_to_target", "train_seconds",

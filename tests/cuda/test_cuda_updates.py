@@ -10,7 +10,7 @@ from numba import cuda
 from conftest import SIMULATOR
 from fastgd import kernels, optim, rules
 from fastgd.cuda import rules as cuda_rules
-from rule_cases import VARIANTS, case_id, cases, problem
+from rule_cases import SKLEARN_ADAM, VARIANTS, case_id, cases, problem, readme_plugin
 
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name))
 N_PARAMS = 37  # more than the simulator's 2 × 4 threads: every thread loops
@@ -63,6 +63,25 @@ def test_float64_trajectory_matches_the_cpu_kernel(case):
     assert on_device.state["step"] == on_cpu.state["step"] == 20
     if name == "nadam":
         assert on_device.state["mu_product"] == on_cpu.state["mu_product"]
+
+
+@pytest.fixture(scope="module")
+def user_rules(tmp_path_factory):
+    rules.load_plugins([str(readme_plugin(tmp_path_factory.mktemp("plugin"))), str(SKLEARN_ADAM)])
+
+
+@pytest.mark.parametrize("name, hyperparameters", [
+    ("signum", dict(lr=0.01, weight_decay=0.1)), ("sklearn_adam", dict(lr=0.01, amsgrad=True, pull_strength=0.1))])
+def test_a_users_rule_runs_on_the_device_as_on_the_cpu(user_rules, name, hyperparameters):
+    start, gradient = problem(N_PARAMS, np.float64)
+    on_cpu = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    on_device = optim.OPTIMIZERS[name](cuda.to_device(start), **hyperparameters)
+    for step in range(10):
+        on_cpu.step(gradient(on_cpu.params, step))
+        on_device.step(cuda.to_device(gradient(on_device.params.copy_to_host(), step)))
+    assert_close_float64(on_device.params.copy_to_host(), on_cpu.params)
+    for key, value in device_state(on_device).items():
+        assert_close_float64(value, on_cpu.state[key])
 
 
 @pytest.mark.parametrize("case", cases(), ids=case_id)
