@@ -31,7 +31,7 @@ import numpy as np
 
 from fastgd import _config
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import train_epoch, workspace_elements
+from fastgd.kernels.train import model_entry, train_epoch, workspace_elements
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES"]
@@ -155,7 +155,7 @@ class Training:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            arguments = (self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
+            arguments = (model_entry(net.dtype), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
                          net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux, packed.counters,
                          packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle, self.seed,
                          self.epochs_done, self._order, self._grad, self._activations, self._deltas, self._batch_X,

@@ -26,11 +26,19 @@ gradient of that loss (clipping aside).
 Workspaces: ``activations`` and ``deltas`` are flat buffers of at least
 ``m × sum(layer_sizes[1:])`` elements, allocated once by the caller; layer l's
 block is an (m, n_l) C-ordered view into them. Nothing is allocated per call.
+
+Few functions, each written out: Numba compiles every function on its own and
+optimises it again inside each caller, so a pass split into many small
+helpers costs seconds more to compile than the same loops in one body. The
+matrix products go to BLAS through :func:`fastgd.kernels.blas.gemm`.
 """
 
 import math
 
 import numpy as np
+
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from fastgd._config import jit
 from fastgd.kernels.blas import gemm
@@ -43,7 +51,7 @@ __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OU
            "activated", "times_derivative", "forward", "loss_and_gradient", "loss_only", "penalty", "workspace_size"]
 
 
-@jit
+@jit(inline=True)
 def n_weights(layer_sizes):
     total = 0
     for layer in range(layer_sizes.size - 1):
@@ -51,25 +59,24 @@ def n_weights(layer_sizes):
     return total
 
 
-@jit
+@jit(inline=True)
+def _units(layer_sizes):
+    """Units after the input layer: biases, and rows of the workspaces per sample."""
+    total = 0
+    for layer in range(1, layer_sizes.size):
+        total += layer_sizes[layer]
+    return total
+
+
+@jit(inline=True)
 def n_params(layer_sizes):
-    return n_weights(layer_sizes) + layer_sizes[1:].sum()
+    return n_weights(layer_sizes) + _units(layer_sizes)
 
 
-@jit
+@jit(inline=True)
 def workspace_size(layer_sizes, n_samples):
     """Elements each of ``activations`` and ``deltas`` needs for ``n_samples`` rows."""
-    return n_samples * layer_sizes[1:].sum()
-
-
-@jit(inline=True)
-def _weights(theta, weight_offset, n_in, n_out):
-    return theta[weight_offset:weight_offset + n_in * n_out].reshape((n_in, n_out))
-
-
-@jit(inline=True)
-def _block(buffer, offset, n_rows, n_columns):
-    return buffer[offset:offset + n_rows * n_columns].reshape((n_rows, n_columns))
+    return n_samples * _units(layer_sizes)
 
 
 @jit(inline=True)
@@ -99,165 +106,156 @@ def times_derivative(value, a, activation, zero, one):
     return value
 
 
-@jit(internal=True)
-def _activate(Z, bias, activation):
-    """Z ← act(Z + b), row by row, in place."""
-    real = Z.dtype.type
-    zero, one = real(0.0), real(1.0)
-    n_rows, n_columns = Z.shape
-    for i in range(n_rows):
-        for j in range(n_columns):
-            Z[i, j] = activated(Z[i, j] + bias[j], activation, zero, one)
-
-
-@jit(internal=True)
-def _softmax_rows(Z, bias):
-    """Z ← softmax(Z + b) per row, in place (shifted by the row maximum)."""
-    n_rows, n_columns = Z.shape
-    for i in range(n_rows):
-        largest = Z[i, 0] + bias[0]
-        for j in range(n_columns):
-            Z[i, j] += bias[j]
-            if Z[i, j] > largest:
-                largest = Z[i, j]
-        total = Z.dtype.type(0.0)
-        for j in range(n_columns):
-            Z[i, j] = math.exp(Z[i, j] - largest)
-            total += Z[i, j]
-        for j in range(n_columns):
-            Z[i, j] /= total
-
-
-@jit(internal=True)
-def _scale_by_derivative(delta, A, activation):
-    """delta ← delta ⊙ act'(z), the derivative written in terms of A = act(z)."""
-    real = A.dtype.type
-    zero, one = real(0.0), real(1.0)
-    n_rows, n_columns = A.shape
-    for i in range(n_rows):
-        for j in range(n_columns):
-            delta[i, j] = times_derivative(delta[i, j], A[i, j], activation, zero, one)
-
-
-@jit
+@jit(inline=True)
 def forward(theta, X, layer_sizes, activation, output, activations):
     """Run the network on the rows of X; return the (m, n_out) output block of ``activations``."""
-    n_samples = X.shape[0]
+    _forward(theta, X.reshape(X.size), X.shape[0], layer_sizes, activation, output, activations)
+    n_samples, n_out = X.shape[0], layer_sizes[layer_sizes.size - 1]
+    end = workspace_size(layer_sizes, n_samples)
+    return activations[end - n_samples * n_out:end].reshape((n_samples, n_out))
+
+
+@jit(inline=True)
+def _forward(theta, inputs, n_samples, layer_sizes, activation, output, activations):
+    """The forward pass over flat blocks (row-major): ``inputs`` is n_samples × layer_sizes[0]."""
+    real = theta.dtype.type
+    zero, one = real(0.0), real(1.0)
     n_layers = layer_sizes.size - 1
-    weight_offset = 0
-    bias_offset = n_weights(layer_sizes)
-    activation_offset = 0
-    inputs = X
+    weight_offset, bias_offset = 0, n_weights(layer_sizes)
+    inputs_offset, activation_offset = 0, 0
     for layer in range(n_layers):
         n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
-        W = _weights(theta, weight_offset, n_in, n_out)
-        bias = theta[bias_offset:bias_offset + n_out]
-        Z = _block(activations, activation_offset, n_samples, n_out)
-        gemm(inputs, W, Z, False, False, False)
-        if layer < n_layers - 1:
-            _activate(Z, bias, activation)
-        elif output == SOFTMAX:
-            _softmax_rows(Z, bias)
-        else:
-            _activate(Z, bias, output)
-        inputs = Z
+        gemm(inputs, inputs_offset, theta, weight_offset, activations, activation_offset, n_samples, n_out, n_in,
+             False, False, False)
+        kind = activation if layer < n_layers - 1 else output
+        for i in range(n_samples):
+            row = activation_offset + i * n_out
+            if kind == SOFTMAX:
+                # shifted by the row maximum: exp never overflows
+                largest = activations[row] + theta[bias_offset]
+                for j in range(n_out):
+                    activations[row + j] += theta[bias_offset + j]
+                    if activations[row + j] > largest:
+                        largest = activations[row + j]
+                total = zero
+                for j in range(n_out):
+                    activations[row + j] = math.exp(activations[row + j] - largest)
+                    total += activations[row + j]
+                for j in range(n_out):
+                    activations[row + j] /= total
+            else:
+                for j in range(n_out):
+                    activations[row + j] = activated(activations[row + j] + theta[bias_offset + j], kind, zero, one)
+        if layer == 0:
+            inputs = activations
+        inputs_offset = activation_offset
         weight_offset += n_in * n_out
         bias_offset += n_out
         activation_offset += n_samples * n_out
-    return inputs
 
 
-@jit(internal=True)
-def _data_loss(P, Y, output):
-    """The loss of outputs P against targets Y, without the penalty, in float64."""
-    n_samples, n_outputs = P.shape
+def machine_epsilon(array):
+    """ε of ``array``'s dtype, as a float64 constant in compiled code."""
+    return float(np.finfo(array.dtype).eps)
+
+
+@overload(machine_epsilon)
+def _machine_epsilon(array):
+    value = float(np.finfo(as_dtype(array.dtype)).eps)
+    return lambda array: value
+
+
+@jit(inline=True)
+def _data_loss(P, p_offset, Y, n_samples, n_outputs, output, eps):
+    """The loss of outputs P (a flat block from ``p_offset``) against flat targets Y, without the penalty, in float64.
+
+    ``eps`` clips probabilities.
+    """
     total = 0.0
+    for k in range(n_samples * n_outputs):
+        p, y = float(P[p_offset + k]), float(Y[k])
+        if output == IDENTITY:
+            total += (p - y) * (p - y)
+            continue
+        p = min(max(p, eps), 1.0 - eps)
+        if y != 0.0:
+            total -= y * math.log(p)
+        if output == LOGISTIC and y != 1.0:
+            total -= (1.0 - y) * math.log(1.0 - p)
     if output == IDENTITY:
-        for i in range(n_samples):
-            for j in range(n_outputs):
-                difference = float(P[i, j]) - float(Y[i, j])
-                total += difference * difference
         return total / (2.0 * n_samples * n_outputs)
-    eps = float(np.finfo(P.dtype).eps)
-    for i in range(n_samples):
-        for j in range(n_outputs):
-            p = min(max(float(P[i, j]), eps), 1.0 - eps)
-            y = float(Y[i, j])
-            if y != 0.0:
-                total -= y * math.log(p)
-            if output == LOGISTIC and y != 1.0:
-                total -= (1.0 - y) * math.log(1.0 - p)
     return total / n_samples
 
 
-@jit
+@jit(inline=True)
 def penalty(theta, layer_sizes, alpha, n_samples):
-    """α/(2m)·ΣW² over the weights, θ[:n_weights]."""
+    """α/(2m)·ΣW² over the weights, θ[:n_weights], summed in float64."""
     if alpha == 0.0:
         return 0.0
-    weights = theta[:n_weights(layer_sizes)]
-    # BLAS dot: a vectorised sum of squares (a plain loop's float sum cannot be
-    # reordered into SIMD lanes without fastmath)
-    return 0.5 * alpha * float(np.dot(weights, weights)) / n_samples
+    squares = 0.0
+    for k in range(n_weights(layer_sizes)):
+        squares += float(theta[k]) * float(theta[k])
+    return 0.5 * alpha * squares / n_samples
 
 
 @jit
 def loss_only(theta, X, Y, layer_sizes, activation, output, alpha, activations):
     """The loss of the network on (X, Y), penalty included, as a float64."""
-    P = forward(theta, X, layer_sizes, activation, output, activations)
-    return _data_loss(P, Y, output) + penalty(theta, layer_sizes, alpha, X.shape[0])
+    n_samples, n_out = X.shape[0], layer_sizes[layer_sizes.size - 1]
+    _forward(theta, X.reshape(X.size), n_samples, layer_sizes, activation, output, activations)
+    output_offset = workspace_size(layer_sizes, n_samples) - n_samples * n_out
+    return (_data_loss(activations, output_offset, Y.reshape(Y.size), n_samples, n_out, output,
+                       machine_epsilon(activations))
+            + penalty(theta, layer_sizes, alpha, n_samples))
 
 
 @jit
 def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas):
     """Forward and backward pass: fill ``grad`` (θ's layout) and return the loss (float64)."""
     real = theta.dtype.type
+    zero, one = real(0.0), real(1.0)
     n_samples = X.shape[0]
     n_layers = layer_sizes.size - 1
-    P = forward(theta, X, layer_sizes, activation, output, activations)
-    loss = _data_loss(P, Y, output) + penalty(theta, layer_sizes, alpha, n_samples)
+    inputs, targets = X.reshape(X.size), Y.reshape(Y.size)
+    _forward(theta, inputs, n_samples, layer_sizes, activation, output, activations)
 
-    # offsets of the last layer's blocks, walked backwards
-    weight_offset = n_weights(layer_sizes)
-    bias_offset = weight_offset + layer_sizes[1:].sum()
-    activation_offset = workspace_size(layer_sizes, n_samples)
+    # the last layer's blocks, walked backwards
     n_out = layer_sizes[n_layers]
-    weight_offset -= layer_sizes[n_layers - 1] * n_out
-    bias_offset -= n_out
-    activation_offset -= n_samples * n_out
-
+    weight_offset = n_weights(layer_sizes)
+    bias_offset = theta.size
+    activation_offset = workspace_size(layer_sizes, n_samples) - n_samples * n_out
+    loss = (_data_loss(activations, activation_offset, targets, n_samples, n_out, output, machine_epsilon(theta))
+            + penalty(theta, layer_sizes, alpha, n_samples))
     # output layer: d loss / d z = (P − Y) / m for both cross-entropies, / (m k) for squared error
     scale = real(1.0 / n_samples) if output != IDENTITY else real(1.0 / (n_samples * n_out))
-    delta = _block(deltas, activation_offset, n_samples, n_out)
-    for i in range(n_samples):
-        for j in range(n_out):
-            delta[i, j] = (P[i, j] - Y[i, j]) * scale
+    for k in range(n_samples * n_out):
+        deltas[activation_offset + k] = (activations[activation_offset + k] - targets[k]) * scale
 
     decay = real(alpha / n_samples)
     for layer in range(n_layers - 1, -1, -1):
         n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
-        W = _weights(theta, weight_offset, n_in, n_out)
-        grad_W = _weights(grad, weight_offset, n_in, n_out)
-        grad_b = grad[bias_offset:bias_offset + n_out]
-        delta = _block(deltas, activation_offset, n_samples, n_out)
+        weight_offset -= n_in * n_out
+        bias_offset -= n_out
+        below = activation_offset - n_samples * n_in
+        # dW = inputsᵀ δ (+ the penalty's α/m·W), db = the column sums of δ
         if layer == 0:
-            inputs = X
+            gemm(inputs, 0, deltas, activation_offset, grad, weight_offset, n_in, n_out, n_samples, True, False, False)
         else:
-            inputs = _block(activations, activation_offset - n_samples * n_in, n_samples, n_in)
-        gemm(inputs, delta, grad_W, True, False, False)
-        for i in range(n_in):
-            for j in range(n_out):
-                grad_W[i, j] += decay * W[i, j]
+            gemm(activations, below, deltas, activation_offset, grad, weight_offset, n_in, n_out, n_samples, True,
+                 False, False)
+        for k in range(n_in * n_out):
+            grad[weight_offset + k] += decay * theta[weight_offset + k]
         for j in range(n_out):
-            grad_b[j] = real(0.0)
+            grad[bias_offset + j] = zero
         for i in range(n_samples):
+            row = activation_offset + i * n_out
             for j in range(n_out):
-                grad_b[j] += delta[i, j]
+                grad[bias_offset + j] += deltas[row + j]
         if layer > 0:
-            previous = _block(deltas, activation_offset - n_samples * n_in, n_samples, n_in)
-            gemm(delta, W, previous, False, True, False)
-            _scale_by_derivative(previous, inputs, activation)
-            weight_offset -= layer_sizes[layer - 1] * n_in
-            bias_offset -= n_in
-            activation_offset -= n_samples * n_in
+            # δ below = (δ Wᵀ) ⊙ act'(z), act' written in terms of the activations
+            gemm(deltas, activation_offset, theta, weight_offset, deltas, below, n_samples, n_in, n_out, False, True,
+                 False)
+            for k in range(n_samples * n_in):
+                deltas[below + k] = times_derivative(deltas[below + k], activations[below + k], activation, zero, one)
+            activation_offset = below
     return loss

@@ -1,28 +1,57 @@
 """Whole epochs of MLP training in one compiled call: shuffle, batch, forward, loss, backward, update.
 
-The rule enters as a first-class function, its ``packed_step_entry`` (a C
-callback, :mod:`fastgd.rules.compile`), with its packed arguments: a 2-D
-state array, an auxiliary vector, a float64 hyperparameter vector whose
-first entry the schedule sets, float64 counters and the network's layout. The
-schedule is a float64 vector (:mod:`.schedules`). So one specialisation per
-dtype covers every rule, a user's included, every schedule and every network
-shape, and a new rule compiles only its own loop. Every buffer comes from the
-caller; an epoch allocates nothing.
+The model and the rule enter as first-class functions (C callbacks): the
+model's forward and backward pass (:func:`model_entry`, the MLP's
+:func:`~fastgd.kernels.mlp.loss_and_gradient`) and the rule's
+``packed_step_entry`` (:mod:`fastgd.rules.compile`) with its packed
+arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
+vector whose first entry the schedule sets, float64 counters and the
+network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
+one specialisation per dtype covers every rule, a user's included, every
+schedule and every network shape; a new rule compiles only its own loop, and
+the epoch's own compilation does not optimise the model's code again. Every
+buffer comes from the caller; an epoch allocates nothing.
 """
 
 import math
 
+import numba
 import numpy as np
+from numba import prange, types
 
-from numba import prange
-
+from fastgd import _config
 from fastgd._config import jit
 from fastgd.kernels.clock import monotonic_seconds
 from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
 from fastgd.kernels.schedules import scheduled_lr
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
-__all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm"]
+__all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
+           "model_entry", "model_signature"]
+
+
+def model_signature(dtype):
+    """The Numba signature of :func:`~fastgd.kernels.mlp.loss_and_gradient` as training calls it, for ``dtype``.
+
+    The data blocks are typed read-only (:meth:`fastgd.MLP.check_data` makes
+    them so; a gathered batch converts), the rest writeable and C-ordered.
+    """
+    real = numba.from_dtype(np.dtype(dtype))
+    vector, data = types.Array(real, 1, "C"), types.Array(real, 2, "C", readonly=True)
+    return types.float64(vector, data, data, types.Array(types.int64, 1, "C"), types.int64, types.int64,
+                         types.float64, vector, vector, vector)
+
+
+_MODEL_ENTRIES = {}
+
+
+def model_entry(dtype):
+    """The MLP's forward and backward pass for ``dtype`` as a C callback, compiled (or loaded) once per process."""
+    dtype = np.dtype(dtype)
+    if dtype not in _MODEL_ENTRIES:
+        with _config.compile_lock():
+            _MODEL_ENTRIES[dtype] = _config.cfunc(model_signature(dtype))(loss_and_gradient.py_func)
+    return _MODEL_ENTRIES[dtype]
 
 
 @jit
@@ -51,13 +80,14 @@ def _gather_rows(source, order, start, stop, buffer):
 
 
 @jit(exact=True)
-def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
+def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
                 rule_step, hyper, base_lr, states, aux, counters, layout,
                 schedule, clip_norm, batch_size, shuffle, seed, epoch,
                 order, grad, activations, deltas, batch_X, batch_Y):
     """One epoch over (X, Y); returns the mean loss of its batches, weighted by batch size.
 
-    Each batch's loss is taken before its update, as scikit-learn's
+    ``model`` is :func:`model_entry` for θ's dtype, ``rule_step`` the rule's
+    ``packed_step_entry``. Each batch's loss is taken before its update, as scikit-learn's
     ``loss_curve_`` does. Stops at the first batch whose loss is not finite
     and returns that loss: the caller reports divergence. ``clip_norm`` ≤ 0
     means no clipping. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
@@ -78,8 +108,7 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha,
         else:
             inputs = _gather_rows(X, order, start, stop, batch_X)
             targets = _gather_rows(Y, order, start, stop, batch_Y)
-        loss = loss_and_gradient(theta, inputs, targets, layer_sizes, activation, output, alpha, grad,
-                                 activations, deltas)
+        loss = model(theta, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
         if not math.isfinite(loss):
             return loss
         total += loss * (stop - start)
@@ -99,7 +128,7 @@ def all_finite(values):
 
 
 @jit(parallel=True, exact=True)
-def train_runs_together(thetas, X, Y, layer_sizes, activation, output, alpha,
+def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, alpha,
                         rule_step, hypers, base_lrs, states, auxes, counters, layout,
                         schedule, clip_norm, batch_size, seeds, n_epochs,
                         losses, seconds, diverged_epochs):
@@ -129,7 +158,7 @@ def train_runs_together(thetas, X, Y, layer_sizes, activation, output, alpha,
         start = monotonic_seconds(timespec)
         diverged_epochs[run] = 0
         for epoch in range(n_epochs):
-            loss = train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, rule_step, hypers[run],
+            loss = train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha, rule_step, hypers[run],
                                base_lrs[run], states[run], auxes[run], counters[run], layout,
                                schedule, clip_norm, n_rows, True, seeds[run], epoch, order, grad, activations,
                                deltas, batch_X, batch_Y)

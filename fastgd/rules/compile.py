@@ -7,26 +7,26 @@ flags. Numba's on-disk cache keys code on its source file, so a file per
 definition makes ``cache=True`` work for every rule, a user's included, and a
 changed definition never loads stale machine code. The module holds:
 
-``loop`` / ``loop_parallel``
-    The element function over the vector (``range`` / ``prange``), with the
-    composed weight decay; flags are literals, absent state slots zeros.
 ``loop_scalars``
     What a step needs from the step count: the per-step function's outputs,
-    the decoupled decay factor and new scalar state, in float64 (also what the
-    CUDA launcher computes on the host, so both targets share it).
+    the decoupled decay factor and new scalar state, in float64. The CUDA
+    launcher computes it on the host; the CPU functions below compute the same
+    lines inline.
 ``kernel`` / ``kernel_parallel``
     The public kernel (``fastgd.kernels.<rule>``): ``(params, grad, *state
     arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
-    scalar state, if the rule has any.
+    scalar state, if the rule has any. The loop over the vector (``range`` /
+    ``prange``) calls the element function with the composed weight decay;
+    flags are literals, absent state slots zeros.
 ``packed_step`` / ``packed_step_parallel``
     One uniform signature for every rule, ``(params, grad, states, aux,
     hyper, counters, layout)``: state slots as the rows of one 2-D array,
     hyperparameters as a float64 vector (``lr`` first, so a schedule can set
-    it), ``counters = [step, *scalar state]``. The optimizer classes call it.
-``packed_step_entry``
-    The same as a C callback (``numba.cfunc``) for each dtype: compiled
-    training loops take it as a first-class function, so they are compiled
-    once per dtype for every rule, and a rule compiles only its own loop.
+    it), ``counters = [step, *scalar state]``. The optimizer classes call it,
+    and compiled as a C callback (``numba.cfunc``) for each dtype it is what
+    compiled training loops take as a first-class function: they are
+    compiled once per dtype for every rule, and a rule compiles only its own
+    code.
 
 Nothing is compiled before it is called, and then only for the dtype used.
 """
@@ -67,7 +67,7 @@ def _to_element(value, real):
 
 
 def packed_step_signature(dtype):
-    """The Numba signature of every rule's ``packed_step_entry`` for parameters of ``dtype``."""
+    """The Numba signature of every rule's ``packed_step`` as a C callback for parameters of ``dtype``."""
     real = numba.from_dtype(np.dtype(dtype))
     vector, matrix = types.Array(real, 1, "C"), types.Array(real, 2, "C")
     doubles = types.Array(types.float64, 1, "C")
@@ -150,68 +150,64 @@ class _Plan:
         lines += [f"{name}[_i] = _new_{name}" for name in self.element_state if name in self.present]
         return "\n".join(" " * indent + line for line in lines)
 
-    def loop_scalars_source(self):
-        parameters = ["step", *self.scalar_state, *self.hyper_names]
-        lines = [f"def loop_scalars({', '.join(parameters)}):"]
+    def per_step_lines(self):
+        """Float64 lines: the per-step outputs and the decoupled decay factor, from the names in scope."""
+        lines = []
         if self.rule.per_step is not None:
             from fastgd.rules.definition import _parameters
 
             arguments = [self.literal(name) if name in self.flags else name
                          for name in _parameters(self.rule.per_step.function, "per-step function", self.rule.name)]
-            targets = ", ".join(self.outputs) + ("," if len(self.outputs) == 1 else "")
-            call = f"per_step({', '.join(arguments)})"
-            if len(self.outputs) == 1:
-                lines.append(f"    {self.outputs[0]} = {call}")
-            else:
-                lines.append(f"    {targets} = {call}")
+            lines.append(f"{', '.join(self.outputs)} = per_step({', '.join(arguments)})")
         if self.decay_mode == "decoupled":
-            lines.append(f"    _decay_factor = 1.0 - lr * {self.decay_name}")
+            lines.append(f"_decay_factor = 1.0 - lr * {self.decay_name}")
+        return lines
+
+    def loop_scalars_source(self):
+        """``loop_scalars(step, *scalar state, *hyperparameters)``: new scalar state, then the loop's scalars."""
+        parameters = ["step", *self.scalar_state, *self.hyper_names]
         returned = [*self.scalar_state, *self.loop_scalars]
+        lines = [f"def loop_scalars({', '.join(parameters)}):"] + [f"    {line}" for line in self.per_step_lines()]
         lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         return "\n".join(lines)
+
+    def vector_lines(self, iterate):
+        """The loop scalars in the parameters' dtype, then the loop over the vector."""
+        lines = ["_real = params.dtype.type", "_zero = _real(0.0)"]
+        lines += [f"{name} = to_element({name}, _real)" for name in self.loop_scalars]
+        lines.append(f"for _i in {iterate}(params.size):")
+        return "\n".join("    " + line for line in lines) + "\n" + self.body(8)
 
     @property
     def kernel_parameters(self):
         return ["params", "grad", *self.present, "step", *self.scalar_state, *self.hyper_names]
 
     def cpu_source(self, header):
-        scalars = ", ".join(["step", *self.scalar_state, *self.hyper_names])
+        """The module: ``loop_scalars``, ``kernel``, ``packed_step`` and their ``prange`` twins, each self-contained.
+
+        Each function is written out whole rather than calling the others:
+        Numba compiles every function on its own and optimises a callee's code
+        again inside each caller, so one body per entry point compiles fastest.
+        """
         n_state = len(self.scalar_state)
-        loop_parameters = ", ".join(["params", "grad", *self.present, *self.loop_scalars])
-        cast = ", ".join(["params", "grad", *self.present] +
-                         [f"to_element(_scalars[{n_state + k}], _real)" for k in range(len(self.loop_scalars))])
+        per_step = "".join(f"    {line}\n" for line in self.per_step_lines())
         if n_state == 0:
             returned = ""
-        elif n_state == 1:
-            returned = "    return _scalars[0]\n"
         else:
-            returned = f"    return _scalars[:{n_state}]\n"
-        rows = ", ".join([f"states[{row}]" for row in range(len(self.present))] + ["step"] +
-                         [f"counters[{1 + k}]" for k in range(n_state)] +
-                         [f"hyper[{k}]" for k in range(len(self.hyper_names))])
-        if n_state == 0:
-            call, store = "    ", ""
-        elif n_state == 1:
-            call, store = "    _new = ", "\n    counters[1] = _new"
-        else:
-            call = "    _new = "
-            store = "".join(f"\n    counters[{1 + k}] = _new[{k}]" for k in range(n_state))
+            returned = f"    return {', '.join(self.scalar_state)}\n"
+        unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
+        unpack += [f"{name} = hyper[{k}]" for k, name in enumerate(self.hyper_names)]
+        unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
+        store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
         parts = [header, self.loop_scalars_source()]
         for suffix, iterate in (("", "range"), ("_parallel", "prange")):
-            parts.append(f"def loop{suffix}({loop_parameters}):\n"
-                         f"    _zero = params.dtype.type(0.0)\n"
-                         f"    for _i in {iterate}(params.size):\n{self.body(8)}")
-            parts.append(f"def kernel{suffix}({', '.join(self.kernel_parameters)}):\n"
-                         f"    _real = params.dtype.type\n"
-                         f"    _scalars = loop_scalars({scalars})\n"
-                         f"    loop{suffix}({cast})\n{returned}")
+            vector = self.vector_lines(iterate)
+            parts.append(f"def kernel{suffix}({', '.join(self.kernel_parameters)}):\n{per_step}{vector}\n{returned}")
             parts.append(f"def packed_step{suffix}(params, grad, states, aux, hyper, counters, layout):\n"
                          f"    counters[0] += 1.0\n"
                          f"    step = np.int64(counters[0])\n"
-                         f"{call}kernel{suffix}(params, grad, {rows}){store}")
-        parts.append("def packed_step_entry(params, grad, states, aux, hyper, counters, layout):\n"
-                     "    packed_step(params, grad, states, aux, hyper, counters, layout)")
-        return "\n\n\n".join(parts) + "\n"
+                         + "".join(f"    {line}\n" for line in unpack) + per_step + store + vector + "\n")
+        return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
 
 
 def _header(rule, flags, target):
@@ -273,10 +269,10 @@ class CompiledVariant:
         module = load_generated(self.stem, self.source, namespace)
         self.module = module
         namespace = vars(module)
-        for name in ("loop_scalars", "kernel", "kernel_parallel", "packed_step", "packed_step_parallel"):
+        for name in ("loop_scalars", "kernel", "packed_step"):
             namespace[name] = _config.jit(namespace[name])
-        namespace["loop"] = _config.jit(namespace["loop"])
-        namespace["loop_parallel"] = _config.jit(namespace["loop_parallel"], parallel=True)
+        for name in ("kernel_parallel", "packed_step_parallel"):
+            namespace[name] = _config.jit(namespace[name], parallel=True)
         self.loop_scalars = namespace["loop_scalars"]
         self.kernel = namespace["kernel"]
         self.kernel_parallel = namespace["kernel_parallel"]
@@ -286,13 +282,16 @@ class CompiledVariant:
         self._checked = set()
 
     def entry(self, dtype):
-        """``packed_step_entry`` compiled as a C callback for ``dtype`` (what compiled training loops call)."""
+        """``packed_step`` compiled as a C callback for ``dtype``: what compiled training loops call."""
         dtype = np.dtype(dtype)
         if dtype not in self._entries:
-            self.check_compiles(dtype)
-            with _config.compile_lock():
-                self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
-                    vars(self.module)["packed_step_entry"])
+            try:
+                with _config.compile_lock():
+                    self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
+                        vars(self.module)["packed_step"].py_func)
+            except NumbaError as error:
+                raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {dtype}: "
+                                f"{_first_line(error)}") from None
         return self._entries[dtype]
 
     def check_compiles(self, dtype, parallel=False):

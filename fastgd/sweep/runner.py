@@ -89,7 +89,7 @@ def _train_alone(spec, net, data, optimizer):
 def _train_together(specs, net, data, optimizers):
     from threadpoolctl import threadpool_limits
 
-    from fastgd.kernels.train import train_runs_together
+    from fastgd.kernels.train import model_entry, train_runs_together
     from fastgd.training import make_schedule
 
     n_runs, n_epochs = len(specs), specs[0].n_epochs
@@ -105,7 +105,7 @@ def _train_together(specs, net, data, optimizers):
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
-    arguments = (thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, packs[0].function,
+    arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, packs[0].function,
                  hypers, base_lrs, states, auxes, counters, packs[0].layout, make_schedule(), 0.0,
                  _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
