@@ -1,8 +1,13 @@
 """What Numba's compilation costs a user: the first step or fit in a fresh process, cache empty or filled.
 
-Each figure is the wall time of a new Python process from before its first import to the end
-of the workload (``common.START_WORKLOADS``): an Adam step on 1,000 float32 parameters, or a
-one-epoch ``MLPClassifier.fit`` on digits.
+``ColdStart`` and ``WarmStart``: the wall time of a new Python process from before its first
+import to the end of the workload (``common.START_WORKLOADS``): an Adam step on 1,000 float32
+parameters, or a one-epoch ``MLPClassifier.fit`` on digits.
+
+``CompileCost``: the seconds of single fits, imports excluded (``common.compile_costs``): the
+first fit with an empty cache, then in the same process a fit with another rule and one in the
+other dtype (what each new rule or dtype costs), a user's rule's first fit with an empty cache,
+and the first fit again with the cache filled.
 """
 
 import tempfile
@@ -41,3 +46,20 @@ class WarmStart:
             return common.start_seconds(workload, NUMBA_CACHE_DIR)
 
     track_warm_start.unit = "seconds"
+
+
+class CompileCost:
+    """Seconds of one fit per stage (see the module docstring); measured once, in fresh processes, in setup_cache."""
+
+    params = [["first_fit", "next_rule", "next_dtype", "user_rule_first_fit", "cached_first_fit"]]
+    param_names = ["stage"]
+    timeout = 600
+
+    def setup_cache(self):
+        with tempfile.TemporaryDirectory() as work_dir:
+            return common.compile_costs(work_dir)
+
+    def track_fit_seconds(self, costs, stage):
+        return costs[stage]
+
+    track_fit_seconds.unit = "seconds"

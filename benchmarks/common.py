@@ -282,6 +282,64 @@ def start_seconds(workload, cache_dir):
     return float(output.stdout.strip())
 
 
+# --- compilation per fit: what each new rule and dtype costs ------------------------------------
+
+# A user's rule, as a plugin file: sign descent with a gradient-scaled step.
+USER_RULE_PLUGIN = """
+from fastgd import rules
+
+def sign_descent_element(param, grad, lr, eps):
+    return param - lr * grad / (abs(grad) + eps)
+
+rules.register(rules.Rule("sign_descent", element=sign_descent_element,
+                          hyperparameters={"lr": rules.LearningRate(1e-3), "eps": rules.Real(1e-8)}))
+"""
+
+# Each stage is the seconds of one MLPClassifier fit (one epoch on digits), imports and data excluded,
+# after the stages before it in the same process.
+COMPILE_STAGES = {
+    "first_fit": ("adam", "float64"),
+    "next_rule": ("sgd", "float64"),
+    "next_dtype": ("adam", "float32"),
+}
+_FITS = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from fastgd import MLPClassifier, datasets, rules
+data = datasets.load("digits")
+rules.load_plugins(sys.argv[2:])
+seconds = {}
+for stage, (optimizer, dtype) in json.loads(sys.argv[1]).items():
+    start = time.perf_counter()
+    MLPClassifier(hidden_layer_sizes=(32,), batch_size=32, max_iter=1, optimizer=optimizer, dtype=dtype).fit(
+        data.X_train, data.y_train)
+    seconds[stage] = time.perf_counter() - start
+print(json.dumps(seconds))
+"""
+
+
+def _fit_seconds(stages, cache_dir, plugins=()):
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
+    environment.pop("FASTGD_GENERATED_DIR", None)  # generated rule modules live beside this cache
+    output = subprocess.run([sys.executable, "-c", _FITS, json.dumps(stages), *map(str, plugins)], env=environment,
+                            check=True, capture_output=True, text=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def compile_costs(work_dir):
+    """Seconds of each fit of :data:`COMPILE_STAGES` from an empty cache, a user's rule's first fit from an empty
+    cache, and the first fit again with the cache filled; fresh processes, ``work_dir`` for caches and the plugin."""
+    costs = _fit_seconds(COMPILE_STAGES, os.path.join(work_dir, "cache"))
+    costs["cached_first_fit"] = _fit_seconds({"first_fit": COMPILE_STAGES["first_fit"]},
+                                             os.path.join(work_dir, "cache"))["first_fit"]
+    plugin = os.path.join(work_dir, "sign_descent.py")
+    with open(plugin, "w") as file:
+        file.write(USER_RULE_PLUGIN)
+    costs["user_rule_first_fit"] = _fit_seconds({"user": ("sign_descent", "float64")},
+                                                os.path.join(work_dir, "user-cache"), [plugin])["user"]
+    return costs
+
+
 def print_and_save(lines, results, out=None):
     """Print a script's markdown summary; with ``out``, write it there and the numbers beside it as ``.json``."""
     print("\n".join(lines))
