@@ -26,7 +26,9 @@ def user_rules(tmp_path_factory):
         for name in rules.load_plugin(plugin):
             loaded[name] = plugin
     assert {"signum", "sklearn_adam"} <= set(loaded)
-    return loaded
+    yield loaded
+    for name in loaded:  # other tests' registries hold the built-ins only
+        rules.unregister(name)
 
 
 def run(optimizer, gradient, n_steps):

@@ -26,6 +26,7 @@ sweeps, the report, the asv suite and the CUDA kernels. Sign-SGD with momentum
 >>> opt.step(2 * params)
 >>> params
 array([ 0.75, -0.75])
+>>> rules.unregister("signum_example")
 
 A plugin is a Python file (or module) that registers rules; ``fastgd compare
 --plugin my_rules.py``, ``plugins = ["my_rules.py"]`` in a sweep

@@ -97,14 +97,16 @@ def _register(rule, replace):
 
 
 def unregister(name):
-    """Remove a user's rule (built-ins stay)."""
+    """Remove a user's rule (built-ins stay); the plugin that registered it may then be loaded again."""
     with _LOCK:
         if name in _BUILTIN:
             raise RuleError(f"rule {name!r} is built in and cannot be removed")
         if name not in _RULES:
             raise KeyError(name)
         del _RULES[name]
-        _ORIGIN.pop(name, None)
+        plugin = _ORIGIN.pop(name, None)
+        if plugin is not None:
+            _LOADED.pop(plugin.digest or plugin.spec, None)
     for listener in list(_LISTENERS):
         listener(None)
 

@@ -67,7 +67,10 @@ def test_float64_trajectory_matches_the_cpu_kernel(case):
 
 @pytest.fixture(scope="module")
 def user_rules(tmp_path_factory):
-    rules.load_plugins([str(readme_plugin(tmp_path_factory.mktemp("plugin"))), str(SKLEARN_ADAM)])
+    names = rules.load_plugins([str(readme_plugin(tmp_path_factory.mktemp("plugin"))), str(SKLEARN_ADAM)])
+    yield
+    for name in names:
+        rules.unregister(name)
 
 
 @pytest.mark.parametrize("name, hyperparameters", [
