@@ -188,12 +188,15 @@ class StateView(Mapping):
 
     def _keys(self):
         optimizer = self._optimizer
-        return ("step", *optimizer._present, *optimizer.rule.scalar_state)
+        aux = ("aux",) if optimizer._aux_size() else ()
+        return ("step", *optimizer._present, *aux, *optimizer.rule.scalar_state)
 
     def __getitem__(self, key):
         optimizer = self._optimizer
         if key == "step":
             return int(optimizer._counters[0])
+        if key == "aux" and optimizer._aux_size():
+            return optimizer._aux
         if key in optimizer._present:
             return optimizer._states[optimizer._present.index(key)]
         scalars = list(optimizer.rule.scalar_state)
@@ -310,7 +313,7 @@ class Optimizer:
             if not self._compiled:
                 self._variant.check_compiles(self._dtype, self._parallel)
                 self._compiled = True
-        self._step_function(params, grad, self._states, self._aux, self._hyper, self._counters, self._layout)
+        self._step_function(params, grad, self._states, self._aux, self._hyper, self._counters, self._layout_argument)
 
     def state_dict(self):
         """A copy of the state (step count, arrays, scalars) and of the hyperparameters.
@@ -344,9 +347,15 @@ class Optimizer:
         if not isinstance(saved, Mapping):
             raise ValueError("state_dict state must be a dict")
         present = self.rule.present_state(hyperparameters)
-        expected = {"step", *present, *self.rule.scalar_state}
+        aux_size = self._aux_size()
+        expected = {"step", *present, *self.rule.scalar_state, *(("aux",) if aux_size else ())}
         if set(saved) != expected:
             raise ValueError(f"state_dict state has keys {sorted(saved)}, expected {sorted(expected)}")
+        if aux_size:
+            aux = saved["aux"]
+            if not isinstance(aux, np.ndarray) or aux.shape != (aux_size,) or aux.dtype != self._dtype:
+                raise ValueError(f"state_dict state 'aux' must be a {self._dtype} array of shape ({aux_size},) for "
+                                 f"this layout")
         step = saved["step"]
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"Invalid step in state_dict: {step!r}")
@@ -364,7 +373,31 @@ class Optimizer:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
                 raise ValueError(f"state_dict state {key!r} must be a finite number, got {value!r}")
             scalars.append(float(value))
+        if aux_size:
+            arrays["aux"] = saved["aux"]
         self._install(hyperparameters, (arrays, [float(step), *scalars]))
+
+    def evaluation_params(self, out=None):
+        """Where to evaluate the model: the parameters themselves, or the rule's evaluation point.
+
+        A rule such as Schedule-Free AdamW or averaged SGD trains at one point
+        and evaluates at another (its :class:`~fastgd.rules.EvaluationPoint`):
+        then a host array of it, written into ``out`` when given. Otherwise
+        ``params`` itself (on its device).
+        """
+        if self.rule.evaluation is None:
+            return self._params
+        if self._hyperparameters.changed:
+            self._refresh()
+        if self.device == "cpu":
+            params, states = self._params, self._states
+        else:
+            params, states = self._params.copy_to_host(), self._states.copy_to_host()
+        out = np.empty(self._shape, self._dtype) if out is None else out
+        arguments = (params, states, self._hyper, out)
+        _config.compile_for(self._variant.evaluate, arguments)
+        self._variant.evaluate(*arguments)
+        return out
 
     def with_params(self, params):
         """This optimizer (rule, hyperparameters, layout, state) over other params, e.g. a copy of θ on another device.
@@ -392,7 +425,7 @@ class Optimizer:
             from fastgd.cuda import rules as cuda_rules
 
             function = cuda_rules.compiled(self._variant).packed_launch
-        return Packed(function, self._hyper.copy(), self._states, self._aux, self._counters, self._layout,
+        return Packed(function, self._hyper.copy(), self._states, self._aux, self._counters, self._layout_argument,
                       self._variant)
 
     def __repr__(self):
@@ -457,16 +490,20 @@ class Optimizer:
                                  "it decides which state or code exists; create a new optimizer (or load a "
                                  "state_dict)")
 
+    def _hyper_vector(self, hyperparameters):
+        """The float64 hyperparameters compiled code takes, then 1.0: the factor a schedule sets on the learning rates."""
+        return np.array([*self.rule.hyper_vector(hyperparameters), 1.0], dtype=np.float64)
+
     def _refresh(self):
         checked = self._recheck(self._hyperparameters)
-        self._hyper = np.array(self.rule.hyper_vector(checked), dtype=np.float64)
+        self._hyper = self._hyper_vector(checked)
         self._current = checked
         self._hyperparameters.checked(checked)
 
     # -- state --------------------------------------------------------------------------------
 
     def _initial_state(self, hyperparameters):
-        """({slot: initial value (scalar or host array)}, counters) for a new optimizer."""
+        """({slot: initial value (scalar or host array)}, counters) for a new optimizer; aux starts at zero."""
         rule = self.rule
         host = self._params if self.device == "cpu" else None
         if host is None and any(callable(rule.state[name].initial) for name in rule.present_state(hyperparameters)):
@@ -488,26 +525,44 @@ class Optimizer:
         self._variant = variant
         self._present = present
         self._states = states
-        self._aux = self._new_vector(0)
+        self._aux = self._new_aux(values.get("aux"))
         self._counters = np.array(counters, dtype=np.float64)
-        self._hyper = np.array(rule.hyper_vector(hyperparameters), dtype=np.float64)
+        self._hyper = self._hyper_vector(hyperparameters)
         self._current = dict(hyperparameters)  # the last checked values, which the compiled code was made for
         self._hyperparameters.checked(hyperparameters)
         if self.device == "cpu":
             self._step_function = variant.packed_step_parallel if self._parallel else variant.packed_step
+            self._layout_argument = self._layout
             self._compiled = False
         else:
+            from numba import cuda
+
             from fastgd.cuda import rules as cuda_rules
 
             self._step_function = cuda_rules.compiled(variant).packed_launch
+            self._layout_argument = cuda.to_device(self._layout)
             self._compiled = True
 
-    def _new_vector(self, size):
+    def _aux_size(self):
+        """Elements of auxiliary state the rule needs for this layout (its PerTensor ``aux_size``, summed)."""
+        tensor = self.rule.per_tensor
+        if tensor is None or tensor.aux_size is None:
+            return 0
+        size_of = getattr(tensor.aux_size, "py_func", tensor.aux_size)
+        return int(sum(size_of(int(rows), int(columns), int(ndim)) for _, ndim, rows, columns in self._layout))
+
+    def _new_aux(self, saved=None):
+        """The auxiliary state on params' device: zeros, or a copy of a saved host array."""
+        size = self._aux_size()
         if self.device == "cpu":
-            return np.zeros(size, dtype=self._dtype)
+            return np.zeros(size, dtype=self._dtype) if saved is None else np.array(saved, dtype=self._dtype)
         from numba import cuda
 
-        return cuda.device_array(size, dtype=self._dtype)
+        if saved is not None:
+            return cuda.to_device(np.ascontiguousarray(saved, dtype=self._dtype))
+        from fastgd.cuda import arrays
+
+        return arrays.full(size, 0.0, self._dtype) if size else cuda.device_array(0, dtype=self._dtype)
 
     def _new_states(self, present, values):
         """The (slots × n) state array on params' device, each row set from a scalar or a host array."""

@@ -235,7 +235,7 @@ def _unknown_name(param, grad, buffer, lr, momentum):
 
 
 @pytest.mark.parametrize("name, changes, message", [
-    ("bad_name_x", dict(element=_unknown_name), "the element's parameter 'momentum' is not a state slot"),
+    ("bad_name_x", dict(element=_unknown_name), "the element function's parameter 'momentum' is not a state slot"),
     ("bad_default", dict(hyperparameters={"lr": rules.LearningRate(), "beta": rules.Real()}), "'lr' has no default"),
     ("bad_default2", dict(hyperparameters={"lr": rules.LearningRate(0.1), "beta": rules.Real()}),
      "'beta' has no default"),

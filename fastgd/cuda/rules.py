@@ -32,6 +32,7 @@ Most users reach these through :mod:`fastgd.optim`, whose classes accept device 
 import threading
 
 from fastgd._config import cuda_jit
+from fastgd.cuda import blas
 from fastgd.cuda.arrays import launch_shape, no_halt
 from fastgd.rules import compiled as compiled_rule
 from fastgd.rules.compile import _header, load_generated, to_element, variant_stem
@@ -40,20 +41,61 @@ __all__ = ["CudaVariant", "compiled", "launcher"]
 
 
 def _source(plan, header):
+    """The CUDA module of a rule variant: kernels, then the host launchers (see the module docstring)."""
     n_state = len(plan.scalar_state)
-    loop_parameters = ", ".join(["params", "grad", *plan.present, *plan.loop_scalars, "_halt"])
-    scalars = ", ".join(["step", *plan.scalar_state, *plan.hyper_names])
-    cast = ", ".join(["params", "grad", *plan.present] +
-                     [f"to_element(_scalars[{n_state + k}], _real)" for k in range(len(plan.loop_scalars))])
-    if n_state == 0:
-        returned = ""
-    elif n_state == 1:
-        returned = "    return _scalars[0]\n"
-    else:
-        returned = f"    return _scalars[:{n_state}]\n"
-    rows = ", ".join([f"states[{row}]" for row in range(len(plan.present))] + ["step"] +
-                     [f"float(counters[{1 + k}])" for k in range(n_state)] +
-                     [f"float(hyper[{k}])" for k in range(len(plan.hyper_names))])
+    tensor = plan.tensor
+    tensors = ["aux", "layout"] if tensor is not None else []
+    scalars = ", ".join(["step", "dtype_eps", *plan.scalar_state, *plan.hyper_names])
+    cast = [f"to_element(_scalars[{n_state + k}], _real)" for k in range(len(plan.loop_scalars))]
+    returned = f"    return {', '.join(f'_scalars[{k}]' for k in range(n_state))}\n" if n_state else ""
+    halt = "if _halt.size > 0 and _halt[0] != 0:\n        return\n"
+    parts = [header]
+    launches = []
+    if tensor is None or tensor.where == "matrices":
+        parameters = ", ".join(["params", "grad", *plan.present, *(["layout"] if tensor else []), *plan.loop_scalars,
+                                "_halt"])
+        if tensor is None:
+            loop = f"    for _i in range(cuda.grid(1), params.size, cuda.gridsize(1)):\n{plan.body(8)}"
+        else:
+            loop = ("    for _s in range(layout.shape[0]):\n"
+                    "        if layout[_s, 1] != 2:\n"
+                    "            _offset = layout[_s, 0]\n"
+                    "            _end = _offset + layout[_s, 2] * layout[_s, 3]\n"
+                    "            for _i in range(_offset + cuda.grid(1), _end, cuda.gridsize(1)):\n"
+                    f"{plan.body(16)}")
+        parts.append(f"def loop_kernel({parameters}):\n    {halt}    _zero = params.dtype.type(0.0)\n{loop}")
+        arguments = ", ".join(["params", "grad", *plan.present, *(["layout"] if tensor else []), *cast])
+        launches.append(f"    loop_kernel[launch_shape(params.size)]({arguments}, _halt)")
+    if tensor is not None:
+        parameters = ", ".join(["params", "grad", *plan.present, "aux", "layout", "step", "dtype_eps",
+                                *plan.loop_scalars, "_halt"])
+        aux_size = "aux_size({rows}, {columns}, {ndim})" if tensor.aux_size is not None else "0"
+        lines = ["_s = cuda.grid(1)", "if _s >= layout.shape[0]:", "    return",
+                 "ndim = layout[_s, 1]", "rows = layout[_s, 2]", "columns = layout[_s, 3]"]
+        if tensor.where == "matrices":
+            lines += ["if ndim != 2:", "    return"]
+        lines += ["_aux_offset = 0", "for _p in range(_s):",
+                  "    _aux_offset += " + aux_size.format(rows="layout[_p, 2]", columns="layout[_p, 3]",
+                                                        ndim="layout[_p, 1]"),
+                  "_aux_size = " + aux_size.format(rows="rows", columns="columns", ndim="ndim"),
+                  "_offset = layout[_s, 0]", "_end = _offset + rows * columns", "_zero = params.dtype.type(0.0)"]
+        if plan.decay_mode == "decoupled":
+            lines += ["for _i in range(_offset, _end):", "    params[_i] = params[_i] * _decay_factor"]
+        lines.append(plan.tensor_call())
+        body = "".join(f"    {line}\n" for line in lines)
+        parts.append(f"def tensor_kernel({parameters}):\n    {halt}{body}")
+        arguments = ", ".join(["params", "grad", *plan.present, "aux", "layout", "step", "dtype_eps", *cast])
+        launches.append(f"    tensor_kernel[tensor_shape(layout.shape[0])]({arguments}, _halt)")
+    parts.append(f"def launch({', '.join(plan.kernel_parameters)}, halt=None):\n"
+                 f"    _real = params.dtype.type\n"
+                 f"    dtype_eps = float(np.finfo(params.dtype).eps)\n"
+                 f"    _scalars = loop_scalars({scalars})\n"
+                 f"    _halt = no_halt() if halt is None else halt\n" + "\n".join(launches) + f"\n{returned}")
+    scale = len(plan.hyper_names)
+    rows = [f"states[{row}]" for row in range(len(plan.present))] + tensors + ["step"]
+    rows += [f"float(counters[{1 + k}])" for k in range(n_state)]
+    rows += [f"float(hyper[{k}]) * float(hyper[{scale}])" if name in plan.learning_rates else f"float(hyper[{k}])"
+             for k, name in enumerate(plan.hyper_names)]
     if n_state == 0:
         call, store = "    ", ""
     elif n_state == 1:
@@ -61,23 +103,17 @@ def _source(plan, header):
     else:
         call = "    _new = "
         store = "".join(f"\n    counters[{1 + k}] = _new[{k}]" for k in range(n_state))
-    parts = [
-        header,
-        f"def loop_kernel({loop_parameters}):\n"
-        f"    if _halt.size > 0 and _halt[0] != 0:\n"
-        f"        return\n"
-        f"    _zero = params.dtype.type(0.0)\n"
-        f"    for _i in range(cuda.grid(1), params.size, cuda.gridsize(1)):\n{plan.body(8)}",
-        f"def launch({', '.join(plan.kernel_parameters)}, halt=None):\n"
-        f"    _real = params.dtype.type\n"
-        f"    _scalars = loop_scalars({scalars})\n"
-        f"    loop_kernel[launch_shape(params.size)]({cast}, no_halt() if halt is None else halt)\n{returned}",
-        f"def packed_launch(params, grad, states, aux, hyper, counters, layout, halt=None):\n"
-        f"    counters[0] += 1.0\n"
-        f"    step = int(counters[0])\n"
-        f"{call}launch(params, grad, {rows}, halt=halt){store}",
-    ]
-    return "\n\n\n".join(parts) + "\n"
+    parts.append(f"def packed_launch(params, grad, states, aux, hyper, counters, layout, halt=None):\n"
+                 f"    counters[0] += 1.0\n"
+                 f"    step = int(counters[0])\n"
+                 f"{call}launch(params, grad, {', '.join(rows)}, halt=halt){store}")
+    return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
+
+
+def tensor_shape(n_tensors):
+    """(blocks, threads) of a per-tensor launch: one thread per tensor of the layout."""
+    threads = 32
+    return max(1, -(-n_tensors // threads)), threads
 
 
 class CudaVariant:
@@ -85,16 +121,24 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
+        blas.register()
         self.variant = variant
         self.stem = variant_stem(rule, variant.flags, "cuda")
         self.source = _source(plan, _header(rule, variant.flags, "CUDA") + "\nfrom numba import cuda")
-        element = cuda_jit(getattr(rule.element, "py_func", rule.element), device=True)
-        namespace = dict(element=element, to_element=to_element, launch_shape=launch_shape, no_halt=no_halt,
-                         loop_scalars=variant.loop_scalars)
+        namespace = dict(to_element=to_element, launch_shape=launch_shape, tensor_shape=tensor_shape,
+                         no_halt=no_halt, loop_scalars=variant.loop_scalars)
+        for name, function in (("element", rule.element),
+                               ("per_tensor", rule.per_tensor and rule.per_tensor.function),
+                               ("aux_size", rule.per_tensor and rule.per_tensor.aux_size)):
+            if function is not None:
+                namespace[name] = cuda_jit(getattr(function, "py_func", function), device=True)
         module = load_generated(self.stem, self.source, namespace)
-        vars(module)["loop_kernel"] = cuda_jit(vars(module)["loop_kernel"])
+        for name in ("loop_kernel", "tensor_kernel"):
+            if name in vars(module):
+                vars(module)[name] = cuda_jit(vars(module)[name])
         self.module = module
-        self.loop_kernel = vars(module)["loop_kernel"]
+        self.loop_kernel = vars(module).get("loop_kernel")
+        self.tensor_kernel = vars(module).get("tensor_kernel")
         self.launch = vars(module)["launch"]
         self.packed_launch = vars(module)["packed_launch"]
 

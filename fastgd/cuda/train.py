@@ -17,7 +17,7 @@ from numba import cuda
 from fastgd.cuda import mlp
 from fastgd.cuda.arrays import add_sum_of_squares, flag_nonfinite, launch_shape, reduction_shape
 from fastgd.kernels.mlp import IDENTITY, SOFTMAX
-from fastgd.kernels.schedules import scheduled_lr
+from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 from fastgd.kernels.train import workspace_elements
 
@@ -182,7 +182,7 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, bas
                                workspace.clip_factor)
         if clip_norm > 0.0:
             mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
-        hyper[0] = scheduled_lr(base_lr, schedule, epoch, int(counters[0]) + 1)
+        hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, int(counters[0]) + 1)
         packed.function(theta, workspace.grad, packed.states, packed.aux, hyper, counters, packed.layout,
                         workspace.halt)
         counter_trail.append(counters.copy())

@@ -1,21 +1,27 @@
-"""Matrix products of row-major blocks of flat vectors through BLAS, callable from compiled code.
+"""Matrix products of row-major blocks of flat vectors, callable from compiled code (CPU and CUDA) and Python.
 
-``gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, accumulate)``
-computes ``C = op(A) @ op(B)`` (or ``C += ...`` with ``accumulate``) where
-op(A) is m × k, op(B) is k × n and C is m × n, each a row-major block of a
-flat, contiguous float32 or float64 vector starting at its offset; op is the
-transpose where asked (A then holds k × m, B holds n × k). It calls the
-``?gemm`` of the BLAS that SciPy links (NumPy's OpenBLAS here) through
-Numba's own entry point, as ``np.dot`` does, but with offsets and transposes
-as plain integers and flags: one short specialisation per dtype, where
-``np.dot`` compiles one per memory layout of its operands. Shapes are not
-checked: the callers' layouts are fixed by construction.
+``gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, alpha, beta)``
+computes ``C = alpha · op(A) @ op(B) + beta · C`` where op(A) is m × k, op(B)
+is k × n and C is m × n, each a row-major block of a flat, contiguous float32
+or float64 vector starting at its offset; op is the transpose where asked (A
+then holds k × m, B holds n × k). With ``beta == 0`` C is only written, as in
+BLAS (a NaN there does not propagate).
+
+On the CPU it calls the ``?gemm`` of the BLAS that SciPy links (NumPy's
+OpenBLAS here) through Numba's own entry point, as ``np.dot`` does, but with
+offsets and transposes as plain integers and flags: one short specialisation
+per dtype, where ``np.dot`` compiles one per memory layout of its operands.
+In CUDA device code (:mod:`fastgd.cuda.blas`) it is a plain triple loop, for
+the per-tensor rules that run one thread per tensor; called from Python (and
+so under the CUDA simulator) it is NumPy. Shapes are not checked: the
+callers' layouts are fixed by construction.
 """
 
 import numpy as np
 from numba import types
+from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 from numba.np.linalg import ensure_blas
 from numba.np.numpy_support import as_dtype
 
@@ -28,28 +34,40 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 _N, _T = ord("N"), ord("T")
 
 
-def gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, accumulate):
-    """C = op(A) @ op(B), or C += op(A) @ op(B) with ``accumulate``: compiled code only (see the module docstring)."""
-    raise NotImplementedError("fastgd.kernels.blas.gemm is called from compiled code")
+def gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, alpha, beta):
+    """C = alpha · op(A) @ op(B) + beta · C on blocks of flat vectors (see the module docstring)."""
+    a = A[a_offset:a_offset + m * k].reshape((k, m) if transpose_a else (m, k))
+    b = B[b_offset:b_offset + k * n].reshape((n, k) if transpose_b else (k, n))
+    product = alpha * ((a.T if transpose_a else a) @ (b.T if transpose_b else b))
+    c = C[c_offset:c_offset + m * n]
+    c[:] = (product if beta == 0 else product + beta * c.reshape(m, n)).ravel()
+
+
+@intrinsic
+def _address_of_copy(typingctx, value):
+    """The address of a copy of ``value`` on the calling function's stack (BLAS takes alpha and beta by pointer)."""
+    def codegen(context, builder, signature, arguments):
+        slot = cgutils.alloca_once_value(builder, arguments[0])
+        return builder.ptrtoint(slot, context.get_value_type(types.intp))
+
+    return types.intp(value), codegen
 
 
 @overload(gemm)
-def _gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, accumulate):
+def _gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, alpha, beta):
     if not all(isinstance(array, types.Array) and array.ndim == 1 for array in (A, B, C)):
         raise TypingError("gemm takes three 1-D arrays")
     if not (A.dtype == B.dtype == C.dtype) or A.dtype not in (types.float32, types.float64):
         raise TypingError("gemm takes float32 or float64 arrays of one dtype")
     ensure_blas()
     dtype = as_dtype(C.dtype)
-    kind, itemsize = ord("s" if dtype == np.float32 else "d"), dtype.itemsize
-    one, zero = np.ones(1, dtype), np.zeros(1, dtype)
+    kind, itemsize, real = ord("s" if dtype == np.float32 else "d"), dtype.itemsize, dtype.type
 
-    def impl(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, accumulate):
+    def impl(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose_b, alpha, beta):
         # C (m × n, row-major) is Cᵀ in column-major order, so Cᵀ = op(B)ᵀ op(A)ᵀ: B first, same flags
-        beta = one if accumulate else zero
-        _xxgemm(kind, _T if transpose_b else _N, _T if transpose_a else _N, n, m, k, one.ctypes.data,
+        _xxgemm(kind, _T if transpose_b else _N, _T if transpose_a else _N, n, m, k, _address_of_copy(real(alpha)),
                 B.ctypes.data + b_offset * itemsize, k if transpose_b else n,
                 A.ctypes.data + a_offset * itemsize, m if transpose_a else k,
-                beta.ctypes.data, C.ctypes.data + c_offset * itemsize, n)
+                _address_of_copy(real(beta)), C.ctypes.data + c_offset * itemsize, n)
 
     return impl

@@ -126,7 +126,7 @@ def _forward(theta, inputs, n_samples, layer_sizes, activation, output, activati
     for layer in range(n_layers):
         n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
         gemm(inputs, inputs_offset, theta, weight_offset, activations, activation_offset, n_samples, n_out, n_in,
-             False, False, False)
+             False, False, 1.0, 0.0)
         kind = activation if layer < n_layers - 1 else output
         for i in range(n_samples):
             row = activation_offset + i * n_out
@@ -239,10 +239,11 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
         below = activation_offset - n_samples * n_in
         # dW = inputsᵀ δ (+ the penalty's α/m·W), db = the column sums of δ
         if layer == 0:
-            gemm(inputs, 0, deltas, activation_offset, grad, weight_offset, n_in, n_out, n_samples, True, False, False)
+            gemm(inputs, 0, deltas, activation_offset, grad, weight_offset, n_in, n_out, n_samples, True, False, 1.0,
+                 0.0)
         else:
             gemm(activations, below, deltas, activation_offset, grad, weight_offset, n_in, n_out, n_samples, True,
-                 False, False)
+                 False, 1.0, 0.0)
         for k in range(n_in * n_out):
             grad[weight_offset + k] += decay * theta[weight_offset + k]
         for j in range(n_out):
@@ -254,7 +255,7 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
         if layer > 0:
             # δ below = (δ Wᵀ) ⊙ act'(z), act' written in terms of the activations
             gemm(deltas, activation_offset, theta, weight_offset, deltas, below, n_samples, n_in, n_out, False, True,
-                 False)
+                 1.0, 0.0)
             for k in range(n_samples * n_in):
                 deltas[below + k] = times_derivative(deltas[below + k], activations[below + k], activation, zero, one)
             activation_offset = below

@@ -43,3 +43,11 @@ def scheduled_lr(base_lr, schedule, epoch, step):
     if warmup_steps > 0 and step < warmup_steps:
         lr *= step / warmup_steps
     return lr
+
+
+@jit(inline=True)
+def learning_rate_scale(base_lr, schedule, epoch, step):
+    """The factor the schedule puts on every learning rate of a rule at this step: scheduled / base."""
+    if base_lr == 0.0:
+        return 1.0
+    return scheduled_lr(base_lr, schedule, epoch, step) / base_lr

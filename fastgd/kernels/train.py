@@ -5,8 +5,8 @@ model's forward and backward pass (:func:`model_entry`, the MLP's
 :func:`~fastgd.kernels.mlp.loss_and_gradient`) and the rule's
 ``packed_step_entry`` (:mod:`fastgd.rules.compile`) with its packed
 arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
-vector whose first entry the schedule sets, float64 counters and the
-network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
+vector whose last entry the schedule sets (the factor on every learning rate
+of the rule), float64 counters and the network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
 one specialisation per dtype covers every rule, a user's included, every
 schedule and every network shape; a new rule compiles only its own loop, and
 the epoch's own compilation does not optimise the model's code again. Every
@@ -23,7 +23,7 @@ from fastgd import _config
 from fastgd._config import jit
 from fastgd.kernels.clock import monotonic_seconds
 from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
-from fastgd.kernels.schedules import scheduled_lr
+from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
@@ -114,7 +114,8 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
         total += loss * (stop - start)
         if clip_norm > 0.0:
             clip_by_global_norm(grad, clip_norm)
-        hyper[0] = scheduled_lr(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
+        # the last hyperparameter slot scales every learning rate of the rule
+        hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
         rule_step(theta, grad, states, aux, hyper, counters, layout)
     return total / n_samples
 

@@ -45,7 +45,8 @@ from numba.core.errors import NumbaError
 from numba.extending import overload
 
 from fastgd import _config
-from fastgd.rules.definition import RuleError
+from fastgd.kernels.mlp import machine_epsilon
+from fastgd.rules.definition import TENSOR_NAMES, RuleError, _parameters
 
 __all__ = ["CompiledVariant", "compiled", "generated_directory", "packed_step_signature", "to_element"]
 
@@ -104,6 +105,10 @@ def generated_directory():
 
 # --- the generated source ----------------------------------------------------------------------
 
+def _unique(names):
+    return list(dict.fromkeys(names))
+
+
 class _Plan:
     """What the generated code binds, for one rule and one set of flags."""
 
@@ -111,25 +116,37 @@ class _Plan:
         self.rule, self.flags = rule, dict(flags)
         self.present = [name for name, slot in rule.state.items() if slot.when is None or self.flags[slot.when]]
         self.hyper_names = list(rule.scalar_names)
+        self.learning_rates = list(rule.learning_rates)
         self.scalar_state = list(rule.scalar_state)
         self.outputs = list(rule.per_step.outputs) if rule.per_step else []
         self.element_parameters = rule.element_parameters
         self.element_state = rule.element_state_order
-        # the element's scalar arguments, in its order: hyperparameters and per-step outputs
-        self.loop_scalars = [name for name in self.element_parameters[2:]
-                             if name not in rule.state and name not in self.flags]
+        self.tensor = rule.per_tensor
+        self.tensor_parameters = rule.tensor_parameters() if self.tensor is not None else []
         decay = rule.weight_decay
-        self.decay_name, self.decay_mode = decay if decay else (None, None)
-        if self.decay_mode == "coupled" and self.decay_name not in self.loop_scalars:
-            self.loop_scalars.append(self.decay_name)
+        self.decay_name, self.decay_mode = None, None
+        if decay is not None:
+            name, spec = decay
+            decoupled = spec.mode == "decoupled" or (spec.decoupled_when and self.flags[spec.decoupled_when])
+            self.decay_name, self.decay_mode = name, "decoupled" if decoupled else "coupled"
+        # the scalars the vector code takes, in the parameters' dtype: the element's and the
+        # per-tensor function's hyperparameters and per-step outputs, and the weight decay's
+        taken = [name for name in self.element_parameters[2:] + self.tensor_parameters[2:]
+                 if name not in rule.state and name not in self.flags and name not in TENSOR_NAMES]
+        if self.decay_mode == "coupled":
+            taken.append(self.decay_name)
         elif self.decay_mode == "decoupled":
-            self.loop_scalars.append("_decay_factor")
+            taken.append("_decay_factor")
+        self.loop_scalars = _unique(taken)
+        step_parameters = ([] if rule.per_step is None
+                           else _parameters(rule.per_step.function, "per-step function", rule.name))
+        self.needs_eps = "dtype_eps" in step_parameters + self.tensor_parameters
 
     def literal(self, name):
         return repr(bool(self.flags[name]))
 
     def body(self, indent):
-        """The loop body over index ``_i``: the same text for the CPU and for CUDA."""
+        """The element's loop body over index ``_i``: the same text for the CPU and for CUDA."""
         lines = ["_param = params[_i]", "_grad = grad[_i]"]
         if self.decay_mode == "coupled":
             lines.append(f"if {self.decay_name} != 0:")
@@ -150,12 +167,24 @@ class _Plan:
         lines += [f"{name}[_i] = _new_{name}" for name in self.element_state if name in self.present]
         return "\n".join(" " * indent + line for line in lines)
 
+    def tensor_call(self):
+        """The per-tensor function's call on the tensor from ``_offset`` to ``_end`` (aux from ``_aux_offset``)."""
+        arguments = ["params[_offset:_end]", "grad[_offset:_end]"]
+        for name in self.tensor_parameters[2:]:
+            if name in self.rule.state:
+                arguments.append(f"{name}[_offset:_end]" if name in self.present else "params[:0]")
+            elif name == "aux":
+                arguments.append("aux[_aux_offset:_aux_offset + _aux_size]")
+            elif name in self.flags:
+                arguments.append(self.literal(name))
+            else:
+                arguments.append(name)
+        return f"per_tensor({', '.join(arguments)})"
+
     def per_step_lines(self):
         """Float64 lines: the per-step outputs and the decoupled decay factor, from the names in scope."""
         lines = []
         if self.rule.per_step is not None:
-            from fastgd.rules.definition import _parameters
-
             arguments = [self.literal(name) if name in self.flags else name
                          for name in _parameters(self.rule.per_step.function, "per-step function", self.rule.name)]
             lines.append(f"{', '.join(self.outputs)} = per_step({', '.join(arguments)})")
@@ -164,39 +193,58 @@ class _Plan:
         return lines
 
     def loop_scalars_source(self):
-        """``loop_scalars(step, *scalar state, *hyperparameters)``: new scalar state, then the loop's scalars."""
-        parameters = ["step", *self.scalar_state, *self.hyper_names]
+        """``loop_scalars(step, dtype_eps, *scalar state, *hyperparameters)``: new scalar state, then the loop's scalars."""
+        parameters = ["step", "dtype_eps", *self.scalar_state, *self.hyper_names]
         returned = [*self.scalar_state, *self.loop_scalars]
         lines = [f"def loop_scalars({', '.join(parameters)}):"] + [f"    {line}" for line in self.per_step_lines()]
         lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         return "\n".join(lines)
 
     def vector_lines(self, iterate):
-        """The loop scalars in the parameters' dtype, then the loop over the vector."""
+        """The loop scalars in the parameters' dtype, then the pass over the vector (or its tensors)."""
         lines = ["_real = params.dtype.type", "_zero = _real(0.0)"]
         lines += [f"{name} = to_element({name}, _real)" for name in self.loop_scalars]
-        lines.append(f"for _i in {iterate}(params.size):")
-        return "\n".join("    " + line for line in lines) + "\n" + self.body(8)
+        if self.tensor is None:
+            lines.append(f"for _i in {iterate}(params.size):")
+            return "\n".join("    " + line for line in lines) + "\n" + self.body(8)
+        aux_size = "aux_size(rows, columns, ndim)" if self.tensor.aux_size is not None else "0"
+        lines += ["_aux_offset = 0", "for _s in range(layout.shape[0]):",
+                  "    _offset = layout[_s, 0]", "    ndim = layout[_s, 1]", "    rows = layout[_s, 2]",
+                  "    columns = layout[_s, 3]", "    _end = _offset + rows * columns",
+                  f"    _aux_size = {aux_size}"]
+        if self.tensor.where == "matrices":
+            lines.append("    if ndim == 2:")
+        else:
+            lines.append("    if True:")
+        if self.decay_mode == "decoupled":
+            lines += [f"        for _i in {iterate}(_offset, _end):", "            params[_i] = params[_i] * _decay_factor"]
+        lines.append(f"        {self.tensor_call()}")
+        text = "\n".join("    " + line for line in lines)
+        if self.tensor.where == "matrices":
+            text += f"\n        else:\n            for _i in {iterate}(_offset, _end):\n" + self.body(16)
+        return text + "\n        _aux_offset += _aux_size"
 
     @property
     def kernel_parameters(self):
-        return ["params", "grad", *self.present, "step", *self.scalar_state, *self.hyper_names]
+        tensors = ["aux", "layout"] if self.tensor is not None else []
+        return ["params", "grad", *self.present, *tensors, "step", *self.scalar_state, *self.hyper_names]
+
+    def prologue(self):
+        return "    dtype_eps = machine_epsilon(params)\n" if self.needs_eps else ""
 
     def cpu_source(self, header):
-        """The module: ``loop_scalars``, ``kernel``, ``packed_step`` and their ``prange`` twins, each self-contained.
+        """The module: ``loop_scalars``, ``kernel``, ``packed_step``, their ``prange`` twins and ``evaluate``.
 
         Each function is written out whole rather than calling the others:
         Numba compiles every function on its own and optimises a callee's code
         again inside each caller, so one body per entry point compiles fastest.
         """
-        n_state = len(self.scalar_state)
-        per_step = "".join(f"    {line}\n" for line in self.per_step_lines())
-        if n_state == 0:
-            returned = ""
-        else:
-            returned = f"    return {', '.join(self.scalar_state)}\n"
+        per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines())
+        returned = f"    return {', '.join(self.scalar_state)}\n" if self.scalar_state else ""
+        scale = len(self.hyper_names)  # hyper[scale]: the schedule's factor on every learning rate
         unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
-        unpack += [f"{name} = hyper[{k}]" for k, name in enumerate(self.hyper_names)]
+        unpack += [f"{name} = hyper[{k}] * hyper[{scale}]" if name in self.learning_rates else f"{name} = hyper[{k}]"
+                   for k, name in enumerate(self.hyper_names)]
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
         parts = [header, self.loop_scalars_source()]
@@ -207,7 +255,32 @@ class _Plan:
                          f"    counters[0] += 1.0\n"
                          f"    step = np.int64(counters[0])\n"
                          + "".join(f"    {line}\n" for line in unpack) + per_step + store + vector + "\n")
+        if self.rule.evaluation is not None:
+            parts.append(self.evaluation_source())
         return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
+
+    def evaluation_source(self):
+        """``evaluate(params, states, hyper, out)``: the evaluation point of every parameter into ``out``."""
+        evaluation = self.rule.evaluation
+        lines = [f"{name} = hyper[{k}]" for k, name in enumerate(self.hyper_names)]
+        lines += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
+        if evaluation.scalars is not None:
+            arguments = [self.literal(name) if name in self.flags else name for name in
+                         _parameters(evaluation.scalars.function, "evaluation scalars", self.rule.name)]
+            lines.append(f"{', '.join(evaluation.scalars.outputs)} = evaluation_scalars({', '.join(arguments)})")
+        parameters = _parameters(evaluation.function, "evaluation function", self.rule.name)
+        lines += ["_real = params.dtype.type", "_zero = _real(0.0)"]
+        arguments = ["params[_i]"]
+        for name in parameters[1:]:
+            if name in self.rule.state:
+                arguments.append(f"{name}[_i]" if name in self.present else "_zero")
+            elif name in self.flags:
+                arguments.append(self.literal(name))
+            else:
+                lines.append(f"{name} = to_element({name}, _real)")
+                arguments.append(name)
+        lines += ["for _i in range(params.size):", f"    out[_i] = evaluation({', '.join(arguments)})"]
+        return "def evaluate(params, states, hyper, out):\n" + "".join(f"    {line}\n" for line in lines)
 
 
 def _header(rule, flags, target):
@@ -260,17 +333,28 @@ class CompiledVariant:
         self.plan = _Plan(rule, flags)
         self.present = tuple(self.plan.present)
         self.kernel_parameters = tuple(self.plan.kernel_parameters)
-        element = _inline_jit(rule.element)
-        namespace = dict(element=element, to_element=to_element)
+        namespace = dict(to_element=to_element, machine_epsilon=machine_epsilon)
+        if rule.element is not None:
+            namespace["element"] = _inline_jit(rule.element)
         if rule.per_step is not None:
             namespace["per_step"] = _inline_jit(rule.per_step.function)
+        if rule.per_tensor is not None:
+            namespace["per_tensor"] = _config.jit(getattr(rule.per_tensor.function, "py_func",
+                                                          rule.per_tensor.function), cache=False)
+            if rule.per_tensor.aux_size is not None:
+                namespace["aux_size"] = _inline_jit(rule.per_tensor.aux_size)
+        if rule.evaluation is not None:
+            namespace["evaluation"] = _inline_jit(rule.evaluation.function)
+            if rule.evaluation.scalars is not None:
+                namespace["evaluation_scalars"] = _inline_jit(rule.evaluation.scalars.function)
         self.stem = variant_stem(rule, flags, "cpu")
         self.source = self.plan.cpu_source(_header(rule, flags, "CPU"))
         module = load_generated(self.stem, self.source, namespace)
         self.module = module
         namespace = vars(module)
-        for name in ("loop_scalars", "kernel", "packed_step"):
-            namespace[name] = _config.jit(namespace[name])
+        for name in ("loop_scalars", "kernel", "packed_step", "evaluate"):
+            if name in namespace:
+                namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
             namespace[name] = _config.jit(namespace[name], parallel=True)
         self.loop_scalars = namespace["loop_scalars"]
@@ -278,6 +362,7 @@ class CompiledVariant:
         self.kernel_parallel = namespace["kernel_parallel"]
         self.packed_step = namespace["packed_step"]
         self.packed_step_parallel = namespace["packed_step_parallel"]
+        self.evaluate = namespace.get("evaluate")
         self._entries = {}
         self._checked = set()
 

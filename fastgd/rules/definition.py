@@ -58,11 +58,11 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
-           "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "LogUniform", "Uniform", "Rule",
-           "GENERATOR_VERSION"]
+           "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "LogUniform",
+           "Uniform", "Rule", "GENERATOR_VERSION"]
 
 # Part of every rule's hash: bump it when the generated code changes meaning.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _MISSING = object()
 
@@ -135,13 +135,15 @@ class Real(Hyperparameter):
     """A real number in [low, high) (ends closed or open as given); never NaN or infinite.
 
     Refused values give torch's message, ``Invalid <label>: <value>``; the
-    label defaults to ``<name> value`` (torch's wording for most).
+    label defaults to ``<name> value`` (torch's wording for most). Where the
+    reference words it otherwise, ``message`` is a template with ``{value}``.
     """
 
     def __init__(self, default=_MISSING, low=0.0, high=None, *, low_open=False, high_open=True, label=None,
-                 search=None, doc=None):
+                 message=None, search=None, doc=None):
         super().__init__(default, search=search, doc=doc)
         self.low, self.high, self.low_open, self.high_open, self.label = low, high, low_open, high_open, label
+        self.message = message
 
     def _label(self, name):
         return self.label or f"{name} value"
@@ -160,37 +162,52 @@ class Real(Hyperparameter):
             raise TypeError(f"{self._label(name)} must be a real number, got {value!r}")
         value = float(value)
         if not self._inside(value):
+            if self.message:
+                raise ValueError(self.message.format(value=value))
             raise ValueError(f"Invalid {self._label(name)}: {value}")
         return value
 
 
 class LearningRate(Real):
-    """``lr``: a real ≥ 0 ("Invalid learning rate: …"). Every rule has one; schedules scale it."""
+    """A learning rate, a real ≥ 0 ("Invalid learning rate: …").
 
-    def __init__(self, default=_MISSING, *, search=LogUniform(1e-5, 1.0), doc=None):
-        super().__init__(default, 0.0, label="learning rate", search=search, doc=doc)
+    Every rule has one named ``lr``; a rule may have others (Muon's
+    ``adamw_lr`` for its vectors). A schedule scales all of them by the same
+    factor, step by step.
+    """
+
+    def __init__(self, default=_MISSING, *, message=None, search=LogUniform(1e-5, 1.0), doc=None):
+        super().__init__(default, 0.0, label="learning rate", message=message, search=search, doc=doc)
 
 
 class WeightDecay(Real):
-    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"`` (θ ← θ(1 − γλ))."""
+    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"`` (θ ← θ(1 − γλ)).
 
-    def __init__(self, default=0.0, mode="coupled", *, search=None, doc=None):
+    ``decoupled_when`` names a flag of the rule that switches a coupled decay
+    to decoupled (torch's ``decoupled_weight_decay=True``).
+    """
+
+    def __init__(self, default=0.0, mode="coupled", *, decoupled_when=None, message=None, search=None, doc=None):
         if mode not in ("coupled", "decoupled"):
             raise RuleError(f"WeightDecay mode must be 'coupled' or 'decoupled', got {mode!r}")
-        super().__init__(default, 0.0, label="weight_decay value", search=search, doc=doc)
-        self.mode = mode
+        super().__init__(default, 0.0, label="weight_decay value", message=message, search=search, doc=doc)
+        self.mode, self.decoupled_when = mode, decoupled_when
 
 
 class Reals(Hyperparameter):
     """A tuple of reals, each named as a scalar (``betas`` → ``beta1, beta2``) and each in its range.
 
-    Messages are torch's for betas: ``Invalid beta parameter at index 1: -0.1``.
+    Messages are torch's for betas: ``Invalid beta parameter at index 1: -0.1``;
+    ``messages`` gives one template (with ``{value}``) per entry where the
+    reference words them otherwise. An entry may be None where ``optional``
+    says so (Adafactor's ε₁: the dtype's own); compiled code then sees NaN.
     """
 
     def __init__(self, default=_MISSING, names=("beta1", "beta2"), low=0.0, high=1.0, *, low_open=False,
-                 high_open=True, label="beta parameter", search=None, doc=None):
+                 high_open=True, label="beta parameter", messages=None, optional=(), search=None, doc=None):
         super().__init__(default, search=search, doc=doc)
         self.names, self.label = tuple(names), label
+        self.messages, self.optional = tuple(messages or ()), tuple(optional)
         self._element = Real(low=low, high=high, low_open=low_open, high_open=high_open, label=label)
 
     def check(self, name, value):
@@ -199,9 +216,14 @@ class Reals(Hyperparameter):
                              f"({', '.join(self.names)}))")
         checked = []
         for index, item in enumerate(value):
+            if item is None and self.names[index] in self.optional:
+                checked.append(None)
+                continue
             if not _is_real(item):
                 raise TypeError(f"{self.label} at index {index} must be a real number, got {item!r}")
             if not self._element._inside(float(item)):
+                if self.messages:
+                    raise ValueError(self.messages[index].format(value=float(item)))
                 raise ValueError(f"Invalid {self.label} at index {index}: {float(item)}")
             checked.append(float(item))
         return tuple(checked)
@@ -210,7 +232,7 @@ class Reals(Hyperparameter):
         return self.names
 
     def scalars(self, value):
-        return tuple(float(v) for v in value)
+        return tuple(math.nan if v is None else float(v) for v in value)
 
     def describe(self):
         described = super().describe()
@@ -228,16 +250,16 @@ class Betas(Reals):
 class Integer(Hyperparameter):
     """An integer in [low, high]; compiled code sees it as a float64 scalar."""
 
-    def __init__(self, default=_MISSING, low=0, high=None, *, label=None, search=None, doc=None):
+    def __init__(self, default=_MISSING, low=0, high=None, *, label=None, message=None, search=None, doc=None):
         super().__init__(default, search=search, doc=doc)
-        self.low, self.high, self.label = low, high, label
+        self.low, self.high, self.label, self.message = low, high, label, message
 
     def check(self, name, value):
         label = self.label or f"{name} value"
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{label} must be an integer, got {value!r}")
         if value < self.low or (self.high is not None and value > self.high):
-            raise ValueError(f"Invalid {label}: {value}")
+            raise ValueError(self.message.format(value=value) if self.message else f"Invalid {label}: {value}")
         return int(value)
 
 
@@ -315,6 +337,47 @@ class PerStep:
         self.outputs = tuple(outputs)
 
 
+class PerTensor:
+    """A function over one whole tensor at a time, for rules that need more than one parameter's view.
+
+    Called once per tensor of the layout (``where="all"``), or per weight
+    matrix only (``where="matrices"``; the element function then updates
+    the vectors). It takes ``(params, grad, ...)`` as 1-D views of the
+    tensor's span of the flat vector (row-major for a matrix) and then, by
+    name, its state slots' views, ``aux`` (its share of the auxiliary state,
+    ``aux_size(rows, columns, ndim)`` elements: factored moments, scratch),
+    ``rows``, ``columns``, ``ndim``, ``step``, hyperparameter scalars,
+    per-step outputs and flags; it updates them in place and returns nothing.
+    Norms for trust ratios, row and column statistics and matrix functions
+    (Newton–Schulz) are written here; :func:`fastgd.kernels.blas.gemm` gives
+    matrix products on the CPU and the GPU.
+    """
+
+    def __init__(self, function, where="all", aux_size=None):
+        if where not in ("all", "matrices"):
+            raise RuleError(f"PerTensor where must be 'all' or 'matrices', got {where!r}")
+        self.function, self.where, self.aux_size = function, where, aux_size
+
+
+class EvaluationPoint:
+    """Where to evaluate the model when the parameters are a training point (Schedule-Free, averaged SGD).
+
+    ``function(param, ...)`` returns one evaluation parameter, taking by name
+    state slots, hyperparameter scalars, flags and the outputs of
+    ``scalars`` (a :class:`PerStep` of hyperparameter scalars, in float64,
+    such as 1 − 1/β₁). Predictions and reported losses use this point.
+    """
+
+    def __init__(self, function, scalars=None):
+        self.function, self.scalars = function, scalars
+
+
+# Names every per-step function may take besides the rule's own: the step count and the dtype's ε.
+STEP_NAMES = ("step", "dtype_eps")
+# Names a per-tensor function may take besides the rule's own.
+TENSOR_NAMES = ("aux", "rows", "columns", "ndim", "step", "dtype_eps")
+
+
 # --- the rule ---------------------------------------------------------------------------------
 
 def _parameters(function, what, rule_name):
@@ -337,10 +400,13 @@ def _parameters(function, what, rule_name):
 class Rule:
     """One update rule, declared once. See the module docstring; :func:`fastgd.rules.register` adds it."""
 
-    def __init__(self, name, *, element, hyperparameters, state=None, scalar_state=None, per_step=None,
-                 derived=None, check=None, reference=None, doc=None, class_name=None):
+    def __init__(self, name, *, hyperparameters, element=None, per_tensor=None, state=None, scalar_state=None,
+                 per_step=None, derived=None, evaluation=None, check=None, reference=None, doc=None,
+                 class_name=None):
         self.name = name
         self.element = element
+        self.per_tensor = per_tensor
+        self.evaluation = evaluation
         self.hyperparameters = dict(hyperparameters)
         self.state = dict(state or {})
         self.scalar_state = dict(scalar_state or {})
@@ -369,11 +435,21 @@ class Rule:
 
     @property
     def weight_decay(self):
-        """(name, mode) of the composed weight decay, or None."""
+        """The composed weight decay: (name, its WeightDecay declaration), or None."""
         for name, spec in self.hyperparameters.items():
             if isinstance(spec, WeightDecay):
-                return name, spec.mode
+                return name, spec
         return None
+
+    @property
+    def learning_rates(self):
+        """The names of the learning-rate scalars (``lr`` first): a schedule scales them all."""
+        return tuple(name for name, spec in self.hyperparameters.items() if isinstance(spec, LearningRate))
+
+    @property
+    def uses_layout(self):
+        """Whether the rule acts per tensor (and so needs the layout of the flat vector)."""
+        return self.per_tensor is not None
 
     def flags(self, hyperparameters):
         """Every compile-time flag for checked hyperparameters: flags, choices as ``<name>_is_<option>``, derived."""
@@ -511,7 +587,7 @@ class Rule:
             if not isinstance(self.per_step, PerStep):
                 self._fail("per_step must be a fastgd.rules.PerStep(function, 'output', ...)")
             outputs = self.per_step.outputs
-            accepted = {"step", *scalars, *self.scalar_state, *flags}
+            accepted = {*STEP_NAMES, *scalars, *self.scalar_state, *flags}
             for parameter in _parameters(self.per_step.function, "per-step function", self.name):
                 if parameter not in accepted:
                     self._fail(f"the per-step function's parameter {parameter!r} is not 'step', a hyperparameter "
@@ -525,28 +601,71 @@ class Rule:
             if name not in outputs:
                 self._fail(f"scalar state {name!r} is not updated: the per-step function must return it")
 
-        parameters = _parameters(self.element, "element function", self.name)
-        if len(parameters) < 2:
-            self._fail("the element function must take (param, grad, ...)")
-        accepted = {*self.state, *scalars, *flags, *outputs}
-        for parameter in parameters[2:]:
-            if parameter not in accepted:
-                self._fail(f"the element's parameter {parameter!r} is not a state slot, a hyperparameter scalar, a "
-                           f"per-step output or a flag (it can take {sorted(accepted)})")
+        taken = set()
+        if self.element is None and self.per_tensor is None:
+            self._fail("it needs an element function, a PerTensor function, or both")
+        if self.element is not None:
+            taken |= self._check_function(self.element, "element function", {*self.state, *scalars, *flags,
+                                                                               *outputs})
+        if self.per_tensor is not None:
+            if not isinstance(self.per_tensor, PerTensor):
+                self._fail("per_tensor must be a fastgd.rules.PerTensor(function, where=..., aux_size=...)")
+            if self.per_tensor.where == "matrices" and self.element is None:
+                self._fail("a PerTensor function for matrices only needs an element function for the vectors")
+            taken |= self._check_function(self.per_tensor.function, "per-tensor function",
+                                          {*self.state, *scalars, *flags, *outputs, *TENSOR_NAMES})
+            if self.per_tensor.aux_size is not None:
+                if _parameters(self.per_tensor.aux_size, "aux_size function", self.name) != ["rows", "columns",
+                                                                                             "ndim"]:
+                    self._fail("its aux_size function must take (rows, columns, ndim)")
+            decay = self.weight_decay
+            if decay is not None and (decay[1].mode == "coupled" and decay[1].decoupled_when is None):
+                self._fail("coupled weight decay changes the gradient element by element: a per-tensor rule takes "
+                           "WeightDecay(..., 'decoupled') or handles the decay itself")
         for slot in self.state:
-            if slot not in parameters[2:]:
+            if slot not in taken:
                 self._fail(f"the element does not take its state slot {slot!r}")
+        if self.evaluation is not None:
+            if not isinstance(self.evaluation, EvaluationPoint):
+                self._fail("evaluation must be a fastgd.rules.EvaluationPoint(function, scalars=...)")
+            extra = ()
+            if self.evaluation.scalars is not None:
+                for parameter in _parameters(self.evaluation.scalars.function, "evaluation scalars", self.name):
+                    if parameter not in {*scalars, *flags}:
+                        self._fail(f"the evaluation scalars' parameter {parameter!r} is not a hyperparameter scalar "
+                                   "or a flag")
+                extra = self.evaluation.scalars.outputs
+            self._check_function(self.evaluation.function, "evaluation function", {*self.state, *scalars, *flags,
+                                                                                   *extra}, returns_state=False)
+        for name, spec in self.hyperparameters.items():
+            if isinstance(spec, WeightDecay) and spec.decoupled_when is not None and spec.decoupled_when not in flags:
+                self._fail(f"{name} is decoupled when {spec.decoupled_when!r}, which is not a flag of the rule")
+
+    def _check_function(self, function, what, accepted, returns_state=True):
+        """Check a function that takes ``(param(s), ...)`` and then names of ``accepted``; returns the state it takes."""
+        parameters = _parameters(function, what, self.name)
+        first = 2 if returns_state else 1
+        if len(parameters) < first:
+            self._fail(f"the {what} must take ({'params, grad' if first == 2 else 'param'}, ...)")
+        for parameter in parameters[first:]:
+            if parameter not in accepted:
+                self._fail(f"the {what}'s parameter {parameter!r} is not a state slot, a hyperparameter scalar, a "
+                           f"per-step output or a flag (it can take {sorted(accepted)})")
         if len(set(parameters)) != len(parameters):
-            self._fail("the element takes a name twice")
+            self._fail(f"the {what} takes a name twice")
+        return {name for name in parameters[first:] if name in self.state}
 
     @property
     def element_parameters(self):
-        return _parameters(self.element, "element function", self.name)
+        return [] if self.element is None else _parameters(self.element, "element function", self.name)
 
     @property
     def element_state_order(self):
         """The state slots in the order the element takes (and returns) them."""
         return [name for name in self.element_parameters[2:] if name in self.state]
+
+    def tensor_parameters(self):
+        return _parameters(self.per_tensor.function, "per-tensor function", self.name)
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -562,7 +681,14 @@ class Rule:
                                                             list(self.per_step.outputs)],
             "derived": {name: [d.source, source_of(d.function)] for name, d in self.derived.items()},
             "check": None if self.cross_check is None else source_of(self.cross_check),
-            "element": source_of(self.element),
+            "element": None if self.element is None else source_of(self.element),
+            "per_tensor": None if self.per_tensor is None else [source_of(self.per_tensor.function),
+                                                                self.per_tensor.where,
+                                                                source_of(self.per_tensor.aux_size)],
+            "evaluation": None if self.evaluation is None else [
+                source_of(self.evaluation.function),
+                None if self.evaluation.scalars is None else [source_of(self.evaluation.scalars.function),
+                                                              list(self.evaluation.scalars.outputs)]],
         }
         canonical = json.dumps(description, sort_keys=True, default=repr)
         return hashlib.sha256(canonical.encode()).hexdigest()
