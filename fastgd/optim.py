@@ -56,7 +56,8 @@ from fastgd import cuda as fastgd_cuda
 from fastgd import rules as rule_registry
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Packed", "optimizer_class", "SGD", "Momentum", "Nesterov", "Adagrad",
-           "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion"]
+           "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion", "RAdam", "Rprop", "ASGD",
+           "AdamWScheduleFree", "Lamb", "Adafactor", "Muon"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 SEGMENT_FIELDS = 4  # a layout row: offset, ndim, rows, columns
@@ -188,14 +189,14 @@ class StateView(Mapping):
 
     def _keys(self):
         optimizer = self._optimizer
-        aux = ("aux",) if optimizer._aux_size() else ()
+        aux = ("aux",) if optimizer._aux_is_state() else ()
         return ("step", *optimizer._present, *aux, *optimizer.rule.scalar_state)
 
     def __getitem__(self, key):
         optimizer = self._optimizer
         if key == "step":
             return int(optimizer._counters[0])
-        if key == "aux" and optimizer._aux_size():
+        if key == "aux" and optimizer._aux_is_state():
             return optimizer._aux
         if key in optimizer._present:
             return optimizer._states[optimizer._present.index(key)]
@@ -347,7 +348,7 @@ class Optimizer:
         if not isinstance(saved, Mapping):
             raise ValueError("state_dict state must be a dict")
         present = self.rule.present_state(hyperparameters)
-        aux_size = self._aux_size()
+        aux_size = self._aux_size() if self._aux_is_state() else 0
         expected = {"step", *present, *self.rule.scalar_state, *(("aux",) if aux_size else ())}
         if set(saved) != expected:
             raise ValueError(f"state_dict state has keys {sorted(saved)}, expected {sorted(expected)}")
@@ -551,6 +552,10 @@ class Optimizer:
         size_of = getattr(tensor.aux_size, "py_func", tensor.aux_size)
         return int(sum(size_of(int(rows), int(columns), int(ndim)) for _, ndim, rows, columns in self._layout))
 
+    def _aux_is_state(self):
+        """Whether the rule's auxiliary array is state (saved, restored) rather than scratch."""
+        return self._aux_size() > 0 and self.rule.per_tensor.aux_is_state
+
     def _new_aux(self, saved=None):
         """The auxiliary state on params' device: zeros, or a copy of a saved host array."""
         size = self._aux_size()
@@ -665,15 +670,16 @@ class _Optimizers(Mapping):
 
 OPTIMIZERS = _Optimizers()
 
-SGD = OPTIMIZERS["sgd"]
-Momentum = OPTIMIZERS["momentum"]
-Nesterov = OPTIMIZERS["nesterov"]
-Adagrad = OPTIMIZERS["adagrad"]
-RMSprop = OPTIMIZERS["rmsprop"]
-Adadelta = OPTIMIZERS["adadelta"]
-Adam = OPTIMIZERS["adam"]
-AMSGrad = OPTIMIZERS["amsgrad"]
-Adamax = OPTIMIZERS["adamax"]
-NAdam = OPTIMIZERS["nadam"]
-AdamW = OPTIMIZERS["adamw"]
-Lion = OPTIMIZERS["lion"]
+# every built-in rule's class under its torch-style name: optim.Adam, optim.RAdam, optim.Muon, ...
+for _name in list(rule_registry.RULES):
+    if rule_registry.is_builtin(_name):
+        globals()[rule_registry.get(_name).class_name] = OPTIMIZERS[_name]
+del _name
+
+
+def __getattr__(name):
+    # a user's rule's class by its class name, once registered (optim.Signum)
+    for rule in rule_registry.RULES.values():
+        if rule.class_name == name:
+            return optimizer_class(rule)
+    raise AttributeError(f"module 'fastgd.optim' has no attribute {name!r}")

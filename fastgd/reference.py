@@ -13,6 +13,8 @@ the rest of fastgd, so a mistake in the compiled kernels cannot leak into it.
     array([ 0.9, -1.9])
 """
 
+import inspect
+
 import numpy as np
 
 __all__ = ["DEFAULTS", "RULES", "ReferenceOptimizer", "register"]
@@ -34,6 +36,18 @@ DEFAULTS = {
     "nadam": dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
     "adamw": dict(ADAM_DEFAULTS, weight_decay=1e-2),
     "lion": dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0),
+    # torch.optim 2.13's other rules, then the reference implementations named by each docstring
+    "radam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False),
+    "rprop": dict(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)),
+    "asgd": dict(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0),
+    "schedule_free_adamw": dict(lr=2.5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
+                                weight_lr_power=2.0),
+    "lamb": dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, grad_averaging=True, adam=False, eps=1e-6,
+                 clamp=10.0),
+    "adafactor": dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0),
+    "muon": dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315),
+                 eps=1e-7, ns_steps=5, adjust_lr_fn="original", adamw_lr=1e-3, adamw_betas=(0.9, 0.999),
+                 adamw_eps=1e-8, adamw_weight_decay=1e-2),
 }
 
 
@@ -160,9 +174,160 @@ def lion(params, grad, state, t, lr, betas, weight_decay):
     state["exp_avg"] = beta2 * state["exp_avg"] + (1 - beta2) * grad
 
 
+def radam(params, grad, state, t, lr, betas, eps, weight_decay, decoupled_weight_decay):
+    beta1, beta2 = betas
+    if t == 1:
+        state["exp_avg"] = np.zeros_like(params)
+        state["exp_avg_sq"] = np.zeros_like(params)
+    if decoupled_weight_decay:
+        params *= 1 - lr * weight_decay
+        g = grad
+    else:
+        g = _coupled(params, grad, weight_decay)
+    state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * g
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    m_hat = state["exp_avg"] / (1 - beta1**t)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * beta2**t / (1 - beta2**t)
+    if rho_t > 5:
+        rect = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        params -= lr * m_hat * np.sqrt(1 - beta2**t) / (np.sqrt(state["exp_avg_sq"]) + eps) * rect
+    else:
+        params -= lr * m_hat
+
+
+def rprop(params, grad, state, t, lr, etas, step_sizes):
+    etaminus, etaplus = etas
+    if t == 1:
+        state["prev"] = np.zeros_like(params)
+        state["step_size"] = np.full_like(params, lr)
+    product = grad * state["prev"]
+    factor = np.where(product > 0, etaplus, np.where(product < 0, etaminus, 1.0))
+    state["step_size"] = np.clip(state["step_size"] * factor, *step_sizes)
+    g = np.where(product < 0, 0.0, grad)
+    params -= np.sign(g) * state["step_size"]
+    state["prev"] = g
+
+
+def asgd(params, grad, state, t, lr, lambd, alpha, t0, weight_decay):
+    if t == 1:
+        state["ax"] = np.zeros_like(params)
+    g = _coupled(params, grad, weight_decay)
+    eta = lr / (1 + lambd * lr * (t - 1)) ** alpha  # as stored at the end of the step before
+    mu = 1 / max(1, t - 1 - t0)
+    params *= 1 - lambd * eta
+    params -= eta * g
+    state["ax"] = state["ax"] + mu * (params - state["ax"]) if mu != 1 else params.copy()
+
+
+def schedule_free_adamw(params, grad, state, t, lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power):
+    beta1, beta2 = betas
+    if t == 1:
+        state["z"] = params.copy()
+        state["exp_avg_sq"] = np.zeros_like(params)
+        state["lr_max"], state["weight_sum"] = -1.0, 0.0
+    scheduled = lr * min(1.0, t / warmup_steps) if warmup_steps else lr
+    state["lr_max"] = max(scheduled, state["lr_max"])
+    weight = t**r * state["lr_max"] ** weight_lr_power
+    state["weight_sum"] += weight
+    c = weight / state["weight_sum"] if state["weight_sum"] else 0.0
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+    g = grad / (np.sqrt(state["exp_avg_sq"] / (1 - beta2**t)) + eps) + weight_decay * params
+    params += c * (state["z"] - params) + scheduled * (beta1 * (1 - c) - 1) * g
+    state["z"] = state["z"] - scheduled * g
+
+
+def _tensors(params, layout):
+    """(start, shape) of every tensor the flat vector holds; one vector without a layout."""
+    start = 0
+    for shape in layout or [(params.size,)]:
+        yield start, tuple(shape)
+        start += int(np.prod(shape))
+
+
+def lamb(params, grad, state, t, lr, betas, weight_decay, grad_averaging, adam, eps, clamp, layout=None):
+    beta1, beta2 = betas
+    if t == 1:
+        state["exp_avg"] = np.zeros_like(params)
+        state["exp_avg_sq"] = np.zeros_like(params)
+    state["exp_avg"] = beta1 * state["exp_avg"] + ((1 - beta1) if grad_averaging else 1.0) * grad
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+    params *= 1 - weight_decay * lr
+    update = state["exp_avg"] / (np.sqrt(state["exp_avg_sq"]) + eps)
+    for start, shape in _tensors(params, layout):
+        tensor = slice(start, start + int(np.prod(shape)))
+        weight_norm = min(np.linalg.norm(params[tensor]), clamp)
+        update_norm = np.linalg.norm(update[tensor])
+        trust = 1.0 if adam or weight_norm == 0 or update_norm == 0 else weight_norm / (update_norm + eps)
+        params[tensor] -= lr / (1 - beta1**t) * trust * update[tensor]
+
+
+def adafactor(params, grad, state, t, lr, beta2_decay, eps, d, weight_decay, layout=None):
+    eps1 = np.finfo(params.dtype).eps if eps[0] is None else eps[0]
+    eps2 = eps[1]
+    if t == 1:
+        state["moments"] = [(np.zeros(shape[0]), np.zeros(shape[1])) if len(shape) == 2 else np.zeros(shape)
+                            for _, shape in _tensors(params, layout)]
+    beta = t**beta2_decay  # 1 - β2_t
+    rho = min(lr, 1 / np.sqrt(t))
+    for (start, shape), moments in zip(_tensors(params, layout), state["moments"]):
+        theta = params[start:start + int(np.prod(shape))].reshape(shape)
+        g = grad[start:start + int(np.prod(shape))].reshape(shape)
+        alpha = max(eps2, np.sqrt(np.mean(theta * theta))) * rho
+        theta *= 1 - lr * weight_decay
+        if len(shape) == 2:
+            rows, columns = moments
+            rows += beta * (np.mean(g * g, axis=1) - rows)
+            columns += beta * (np.mean(g * g, axis=0) - columns)
+            estimate = np.outer(rows, columns) / max(rows.mean(), eps1)
+        else:
+            moments += beta * (g * g - moments)
+            estimate = moments
+        update = g / np.sqrt(np.maximum(estimate, eps1 * eps1))
+        theta -= alpha / max(1.0, np.sqrt(np.mean(update * update)) / d) * update
+    state["aux"] = np.concatenate([np.concatenate(m) if isinstance(m, tuple) else m for m in state["moments"]])
+
+
+def newton_schulz(update, coefficients, steps, eps):
+    """The orthogonalisation Muon takes: X ← aX + (bA + cA²)X with A = XXᵀ, from U/‖U‖."""
+    a, b, c = coefficients
+    x = update.T if update.shape[0] > update.shape[1] else update
+    x = x / max(np.linalg.norm(x), eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if update.shape[0] > update.shape[1] else x
+
+
+def muon(params, grad, state, t, lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn,
+         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay, layout=None):
+    if t == 1:
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            state[key] = np.zeros_like(params)
+    beta1, beta2 = adamw_betas
+    for start, shape in _tensors(params, layout):
+        span = slice(start, start + int(np.prod(shape)))
+        if len(shape) != 2:  # AdamW
+            params[span] *= 1 - adamw_lr * adamw_weight_decay
+            state["exp_avg"][span] = beta1 * state["exp_avg"][span] + (1 - beta1) * grad[span]
+            state["exp_avg_sq"][span] = beta2 * state["exp_avg_sq"][span] + (1 - beta2) * grad[span] ** 2
+            v_hat = state["exp_avg_sq"][span] / (1 - beta2**t)
+            params[span] -= adamw_lr * state["exp_avg"][span] / (1 - beta1**t) / (np.sqrt(v_hat) + adamw_eps)
+            continue
+        buffer = state["momentum_buffer"][span]
+        buffer += (1 - momentum) * (grad[span] - buffer)
+        update = (grad[span] + momentum * (buffer - grad[span]) if nesterov else buffer).reshape(shape)
+        rows, columns = shape
+        scale = np.sqrt(max(1, rows / columns)) if adjust_lr_fn == "original" else 0.2 * np.sqrt(max(rows, columns))
+        params[span] *= 1 - lr * weight_decay
+        params[span] -= lr * scale * newton_schulz(update, ns_coefficients, ns_steps, eps).ravel()
+
+
 RULES = {
     "sgd": sgd, "momentum": sgd, "nesterov": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adadelta": adadelta,
-    "adam": adam, "amsgrad": adam, "adamax": adamax, "nadam": nadam, "adamw": adamw, "lion": lion,
+    "adam": adam, "amsgrad": adam, "adamax": adamax, "nadam": nadam, "adamw": adamw, "lion": lion, "radam": radam,
+    "rprop": rprop, "asgd": asgd, "schedule_free_adamw": schedule_free_adamw, "lamb": lamb, "adafactor": adafactor,
+    "muon": muon,
 }
 
 
@@ -183,7 +348,7 @@ class ReferenceOptimizer:
     rule's state arrays under torch's names, ``t`` the number of steps taken.
     """
 
-    def __init__(self, name, params, **hyperparameters):
+    def __init__(self, name, params, layout=None, **hyperparameters):
         if name not in RULES:
             raise ValueError(f"no NumPy reference for rule {name!r}; there is one for {sorted(RULES)}")
         unknown = set(hyperparameters) - set(DEFAULTS[name])
@@ -191,13 +356,17 @@ class ReferenceOptimizer:
             raise TypeError(f"unknown hyperparameters for {name}: {sorted(unknown)}")
         self.name = name
         self.params = params
+        self.layout = layout
         self.hyperparameters = dict(DEFAULTS[name], **hyperparameters)
         self.state = {}
         self.t = 0
 
     def step(self, grad):
         self.t += 1
-        RULES[self.name](self.params, grad, self.state, self.t, **self.hyperparameters)
+        function = RULES[self.name]
+        # rules that act per tensor take the layout: the shapes the flat vector holds
+        extra = {"layout": self.layout} if "layout" in inspect.signature(function).parameters else {}
+        function(self.params, grad, self.state, self.t, **self.hyperparameters, **extra)
 
 
 # --- multi-layer perceptrons ------------------------------------------------------------------

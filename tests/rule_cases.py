@@ -38,18 +38,37 @@ VARIANTS = {
     "nadam": [dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=0.01, weight_decay=0.1)],
     "adamw": [dict(lr=0.01, weight_decay=0.1), dict(lr=0.01, weight_decay=0.1, amsgrad=True)],
     "lion": [dict(lr=1e-3, betas=(0.8, 0.95), weight_decay=0.1)],
+    "radam": [dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+              dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)],
+    "rprop": [dict(lr=0.01, etas=(0.4, 1.5), step_sizes=(1e-4, 1.0))],
+    "asgd": [dict(lr=0.01, lambd=1e-3, alpha=0.5, t0=20.0, weight_decay=0.1)],
+    "schedule_free_adamw": [dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, warmup_steps=10, r=0.5,
+                                 weight_lr_power=1.0)],
+    "lamb": [dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, grad_averaging=False, eps=1e-5), dict(adam=True)],
+    "adafactor": [dict(lr=0.05, beta2_decay=-0.5, eps=(1e-20, 1e-3), d=2.0, weight_decay=0.1)],
+    "muon": [dict(lr=0.01, momentum=0.8, nesterov=False, weight_decay=0.05, adjust_lr_fn="match_rms_adamw",
+                  ns_steps=3, adamw_lr=0.01, adamw_betas=(0.8, 0.99), adamw_weight_decay=0.1)],
 }
+
+# The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,
+# Muon): two matrices, one of them taller than wide, and a vector. Element-wise rules ignore it.
+LAYOUT_37 = [(4, 5), (5, 3), (2,)]
 
 # The torch.optim class of each rule and the arguments it needs beside ours
 # (the names are the same). Lion is not in torch.optim: it has no torch case.
 TORCH_EQUIVALENTS = {
     "sgd": ("SGD", {}), "momentum": ("SGD", {}), "nesterov": ("SGD", {}), "adagrad": ("Adagrad", {}),
     "rmsprop": ("RMSprop", {}), "adadelta": ("Adadelta", {}), "adam": ("Adam", {}), "amsgrad": ("Adam", {}),
-    "adamax": ("Adamax", {}), "nadam": ("NAdam", {}), "adamw": ("AdamW", {}), "lion": None,
+    "adamax": ("Adamax", {}), "nadam": ("NAdam", {}), "adamw": ("AdamW", {}), "lion": None, "radam": ("RAdam", {}),
+    "rprop": ("Rprop", {}), "asgd": ("ASGD", {}),
+    # tests/test_more_rules.py: per-tensor oracles and the packages named by their docstrings
+    "schedule_free_adamw": None, "lamb": None, "adafactor": None, "muon": None,
 }
 
 # Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
-# the end point must be in both dtypes. Tuned once by a grid over lr.
+# the end point must be in both dtypes. Tuned once by a grid over lr. Rules whose
+# steps keep their size (trust ratios, orthogonalised or relative updates) get there
+# with the learning rate decaying linearly to zero (DECAYING).
 ROSENBROCK = {
     "sgd": (dict(lr=1e-3), 20000, 1e-3),
     "momentum": (dict(lr=1e-3), 3000, 1e-3),
@@ -64,14 +83,33 @@ ROSENBROCK = {
     "nadam": (dict(lr=3e-3), 10000, 1e-3),
     "adamw": (dict(lr=1e-2, weight_decay=0.0), 6000, 1e-3),
     "lion": (dict(lr=3e-4), 15000, 1e-3),
+    "radam": (dict(lr=3e-3), 12000, 1e-3),
+    # Rprop's step sizes settle into an orbit of about 1e-3
+    "rprop": (dict(lr=1e-3), 5000, 2e-3),
+    "asgd": (dict(lr=1e-3), 20000, 2e-3),
+    # checked, as every rule, at its evaluation point (here x, not the training point y)
+    "schedule_free_adamw": (dict(lr=1e-2), 16000, 1e-3),
+    "lamb": (dict(lr=1e-2), 15000, 1e-3),
+    "adafactor": (dict(lr=1e-2), 15000, 1e-3),
+    "muon": (dict(lr=1e-3, adamw_lr=1e-2), 15000, 1e-3),
 }
+DECAYING = {"lamb", "adafactor", "muon"}
+
+# The layout of Rosenbrock's two parameters: one 1 × 2 matrix, so that Muon orthogonalises it.
+ROSENBROCK_LAYOUT = [(1, 2)]
 
 # After some steps with non-zero gradients, does a zero gradient (and no
 # weight decay) still move the parameters? Rules that carry a velocity do.
 MOVES_ON_ZERO_GRADIENT = {
     "sgd": False, "momentum": True, "nesterov": True, "adagrad": False, "rmsprop": False, "adadelta": False,
-    "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True,
+    "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True, "radam": True,
+    "rprop": False, "asgd": False, "schedule_free_adamw": True, "lamb": True, "adafactor": False, "muon": True,
 }
+
+# Settings that switch off every pull other than the gradient's (weight decay, ASGD's λ decay).
+NEUTRAL = {name: dict(weight_decay=0.0) for name in MOVES_ON_ZERO_GRADIENT}
+NEUTRAL.update(rprop={}, asgd=dict(weight_decay=0.0, lambd=0.0),
+               muon=dict(weight_decay=0.0, adamw_weight_decay=0.0))
 
 # Hyperparameters each rule must refuse, with a fragment of the message.
 INVALID = {
@@ -92,6 +130,25 @@ INVALID = {
     "nadam": [(dict(momentum_decay=-0.1), "Invalid momentum_decay value: -0.1")],
     "adamw": [(dict(weight_decay=-0.01), "Invalid weight_decay value: -0.01")],
     "lion": [(dict(betas=(-0.1, 0.99)), "Invalid beta parameter at index 0: -0.1")],
+    "radam": [(dict(eps=-1.0), "Invalid epsilon value: -1.0"), (dict(betas=(0.9, 1.0)), "Invalid beta parameter at "
+              "index 1: 1.0"), (dict(decoupled_weight_decay="yes"), "decoupled_weight_decay must be True or False")],
+    "rprop": [(dict(etas=(1.5, 2.0)), "Invalid eta values: 1.5, 2.0"), (dict(etas=(0.5, 0.9)), "Invalid eta values: "
+              "0.5, 0.9"), (dict(lr=-1.0), "Invalid learning rate: -1.0")],
+    "asgd": [(dict(weight_decay=-0.1), "Invalid weight_decay value: -0.1"), (dict(lr=-0.1), "Invalid learning rate")],
+    "schedule_free_adamw": [(dict(lr=-0.1), "Invalid learning rate"), (dict(warmup_steps=-1), "Invalid warmup_steps "
+                            "value: -1"), (dict(betas=(0.9, 1.5)), "Invalid beta parameter at index 1: 1.5")],
+    "lamb": [(dict(lr=-1.0), "learning rate must be positive. (-1.0 > 0)"), (dict(betas=(1.0, 0.999)), "beta1 must be "
+             "in the range [0.0, 1.0)"), (dict(eps=-1.0), "eps must be non-negative"), (dict(weight_decay=-1.0),
+                                                                                        "weight_decay must be "
+                                                                                        "non-negative")],
+    "adafactor": [(dict(lr=-1.0), "Learning rate should be >= 0 but is: -1.0"), (dict(beta2_decay=0.5), "beta2_decay "
+                  "should be <= 0 but is: 0.5"), (dict(eps=(-1.0, 1e-3)), "epsilon1 should be >= 0 but is: -1.0"),
+                  (dict(eps=(None, -1.0)), "epsilon2 should be >= 0 but is: -1.0"), (dict(d=0.5), "Clipping threshold "
+                  "d should be >= 1 but is: 0.5"), (dict(weight_decay=-1.0), "weight_decay should be >= 0 but is: -1.0")],
+    "muon": [(dict(lr=-1.0), "Learning rate should be >= 0 but is: -1.0"), (dict(momentum=-0.5), "momentum should be "
+             ">= 0 but is: -0.5"), (dict(weight_decay=-1.0), "weight decay should be >= 0 but is: -1.0"),
+             (dict(ns_steps=100), "Number of steps must be less than 100"), (dict(adjust_lr_fn="other"), "Adjust "
+             "learning rate function other is not supported")],
 }
 
 

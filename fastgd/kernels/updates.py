@@ -16,6 +16,13 @@ r"""The math of every built-in rule for one parameter, and what each computes on
     hyperparameters, in float64, before the element pass: bias corrections,
     decayed rates, and 1 − β computed in float64 as torch computes them.
 
+``*_tensor``
+    For the rules that act per tensor (LAMB, Adafactor, Muon): one tensor's
+    update, over 1-D views of its span of the flat vector (row-major for a
+    weight matrix), with the norms, row and column statistics or matrix
+    function the rule needs; ``*_aux_size`` says how much auxiliary state
+    (factored moments, scratch) a tensor of a given shape takes.
+
 The vector kernels themselves (``fastgd.kernels.adam`` ...) are generated per
 rule; see :mod:`fastgd.kernels`.
 """
@@ -23,10 +30,15 @@ rule; see :mod:`fastgd.kernels`.
 import math
 
 from fastgd._config import jit
+from fastgd.kernels.blas import gemm
 
 __all__ = ["sgd_element", "adagrad_element", "rmsprop_element", "adadelta_element", "adam_element",
-           "adamax_element", "nadam_element", "lion_element", "sgd_step", "adagrad_step", "one_minus_alpha_step",
-           "one_minus_rho_step", "adam_step", "adamax_step", "nadam_step", "lion_step"]
+           "adamax_element", "nadam_element", "lion_element", "radam_element", "rprop_element", "asgd_element",
+           "asgd_evaluation", "schedule_free_element", "schedule_free_evaluation", "muon_vector_element",
+           "sgd_step", "adagrad_step", "one_minus_alpha_step", "one_minus_rho_step", "adam_step", "adamax_step",
+           "nadam_step", "lion_step", "radam_step", "rprop_step", "asgd_step", "schedule_free_step",
+           "schedule_free_evaluation_weight", "lamb_step", "adafactor_step", "muon_step", "lamb_tensor",
+           "adafactor_tensor", "adafactor_aux_size", "muon_tensor", "muon_aux_size"]
 
 
 # --- one parameter -----------------------------------------------------------------------------
@@ -176,3 +188,278 @@ def nadam_step(step, mu_product, lr, beta1, beta2, momentum_decay):
 def lion_step(beta1, beta2):
     """(1 − β1, 1 − β2)."""
     return 1.0 - beta1, 1.0 - beta2
+
+
+# --- the rules torch.optim 2.13 has beyond the lecture's, and those it lacks -------------------
+
+@jit(inline=True)
+def radam_element(param, grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, lr,
+                  bias_correction1, sqrt_bias_correction2, rectification, rectify):
+    exp_avg = beta1 * exp_avg + one_minus_beta1 * grad
+    exp_avg_sq = beta2 * exp_avg_sq + one_minus_beta2 * grad * grad
+    corrected = exp_avg / bias_correction1
+    if rectify:
+        adaptive = sqrt_bias_correction2 / (math.sqrt(exp_avg_sq) + eps)
+        return param - corrected * lr * adaptive * rectification, exp_avg, exp_avg_sq
+    return param - corrected * lr, exp_avg, exp_avg_sq
+
+
+@jit(inline=True)
+def radam_step(step, beta1, beta2):
+    """(1 − β1ᵗ, √(1 − β2ᵗ), the rectification r_t, ρ_t > 5?, 1 − β1, 1 − β2)."""
+    bias_correction2 = 1.0 - beta2 ** step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho = rho_inf - 2.0 * step * beta2 ** step / bias_correction2
+    rectify = rho > 5.0
+    rectification = 1.0
+    if rectify:
+        rectification = math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+    return (1.0 - beta1 ** step, math.sqrt(bias_correction2), rectification, rectify, 1.0 - beta1,
+            1.0 - beta2)
+
+
+@jit(inline=True)
+def rprop_element(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max, zero, one):
+    product = grad * prev
+    if product > zero:
+        factor = etaplus
+    elif product < zero:
+        factor = etaminus
+    elif product == zero:
+        factor = one
+    else:
+        factor = product  # NaN, as torch's sign of NaN
+    step_size = step_size * factor
+    if step_size < step_size_min:
+        step_size = step_size_min
+    if step_size > step_size_max:
+        step_size = step_size_max
+    if product < zero:
+        grad = zero  # the sign flipped: no move now, and no sign change seen at the next step
+    if grad > zero:
+        param = param - step_size
+    elif grad < zero:
+        param = param + step_size
+    elif grad != zero:
+        param = param - grad * step_size  # NaN propagates
+    return param, grad, step_size
+
+
+@jit(inline=True)
+def rprop_step():
+    """(0, 1) in the parameters' dtype: Rprop's element compares and resets without literals."""
+    return 0.0, 1.0
+
+
+@jit(inline=True)
+def asgd_element(param, grad, ax, eta, decay, mu, averaging):
+    param = param * decay
+    param = param - eta * grad
+    if averaging:
+        ax = ax + (param - ax) * mu
+    else:
+        ax = param
+    return param, ax
+
+
+@jit(inline=True)
+def asgd_evaluation(param, ax):
+    return ax
+
+
+@jit(inline=True)
+def asgd_step(step, lr, lambd, alpha, t0):
+    """(η_t, 1 − λη_t, μ_t, μ_t ≠ 1?): η and μ of the previous step's end, as torch stores them."""
+    eta = lr / (1.0 + lambd * lr * (step - 1)) ** alpha
+    mu = 1.0 / max(1.0, step - 1 - t0)
+    return eta, 1.0 - lambd * eta, mu, mu != 1.0
+
+
+@jit(inline=True)
+def schedule_free_element(param, grad, z, exp_avg_sq, beta2, one_minus_beta2, eps, weight_decay, bias_correction2,
+                          ckp1, adaptive_y_lr, scheduled_lr):
+    exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * grad * grad
+    normalized = grad / (math.sqrt(exp_avg_sq / bias_correction2) + eps)
+    if weight_decay != 0:
+        normalized = normalized + weight_decay * param  # at y, before y moves
+    param = param + ckp1 * (z - param)
+    param = param + adaptive_y_lr * normalized
+    return param, z - scheduled_lr * normalized, exp_avg_sq
+
+
+@jit(inline=True)
+def schedule_free_step(step, lr, beta1, beta2, warmup_steps, r, weight_lr_power, lr_max, weight_sum):
+    """(running max of γ, Σ weights, c_{t+1}, the y step, γ_t, 1 − β2ᵗ, 1 − β2), schedulefree's AdamW."""
+    scheduled_lr = lr * (step / warmup_steps if step - 1 < warmup_steps else 1.0)
+    lr_max = max(scheduled_lr, lr_max)
+    weight = step ** r * lr_max ** weight_lr_power
+    weight_sum = weight_sum + weight
+    ckp1 = weight / weight_sum if weight_sum != 0.0 else 0.0
+    adaptive_y_lr = scheduled_lr * (beta1 * (1.0 - ckp1) - 1.0)
+    return lr_max, weight_sum, ckp1, adaptive_y_lr, scheduled_lr, 1.0 - beta2 ** step, 1.0 - beta2
+
+
+@jit(inline=True)
+def schedule_free_evaluation(param, z, evaluation_weight):
+    return param + evaluation_weight * (z - param)
+
+
+@jit(inline=True)
+def schedule_free_evaluation_weight(beta1):
+    """x = y + (1 − 1/β1)(z − y): the evaluation point from the training point y."""
+    return 1.0 - 1.0 / beta1
+
+
+@jit(inline=True)
+def lamb_step(step, lr, beta1, beta2, grad_averaging):
+    """(γ / (1 − β1ᵗ), β3, 1 − β2): β3 = 1 − β1 with gradient averaging, else 1."""
+    return lr / (1.0 - beta1 ** step), 1.0 - beta1 if grad_averaging else 1.0, 1.0 - beta2
+
+
+@jit
+def lamb_tensor(params, grad, exp_avg, exp_avg_sq, beta1, beta3, beta2, one_minus_beta2, eps, lamb_step_size, clamp,
+                adam):
+    """One tensor's LAMB step: Adam's direction, scaled by the trust ratio ‖θ‖ / ‖direction‖."""
+    weight_squares, update_squares = 0.0, 0.0
+    for i in range(params.size):
+        exp_avg[i] = beta1 * exp_avg[i] + beta3 * grad[i]
+        exp_avg_sq[i] = beta2 * exp_avg_sq[i] + one_minus_beta2 * grad[i] * grad[i]
+        update = exp_avg[i] / (math.sqrt(exp_avg_sq[i]) + eps)
+        weight_squares += float(params[i]) * float(params[i])
+        update_squares += float(update) * float(update)
+    weight_norm = min(math.sqrt(weight_squares), float(clamp))
+    update_norm = math.sqrt(update_squares)
+    trust_ratio = 1.0
+    if weight_norm != 0.0 and update_norm != 0.0 and not adam:
+        trust_ratio = weight_norm / (update_norm + float(eps))
+    step_size = params.dtype.type(float(lamb_step_size) * trust_ratio)
+    for i in range(params.size):
+        params[i] = params[i] - step_size * (exp_avg[i] / (math.sqrt(exp_avg_sq[i]) + eps))
+
+
+@jit(inline=True)
+def adafactor_step(step, lr, beta2_decay, eps1, weight_decay, dtype_eps):
+    """(1 − β2_t = t^decay, ρ_t = min(γ, 1/√t), ε₁ (the dtype's ε where it is None, NaN here), 1 − γλ)."""
+    return step ** beta2_decay, min(lr, 1.0 / math.sqrt(step)), eps1 if eps1 == eps1 else dtype_eps, \
+        1.0 - lr * weight_decay
+
+
+@jit(inline=True)
+def adafactor_aux_size(rows, columns, ndim):
+    """Factored second moments: a row and a column factor per matrix, the full variance per vector."""
+    return rows + columns if ndim == 2 else rows
+
+
+@jit
+def adafactor_tensor(params, grad, aux, rows, columns, ndim, one_minus_beta2_t, rho_t, epsilon1, eps2, d,
+                     adafactor_decay):
+    """One tensor's Adafactor step (torch.optim.Adafactor): factored for a matrix, full for a vector."""
+    n = params.size
+    squares = 0.0
+    for i in range(n):
+        squares += float(params[i]) * float(params[i])
+    alpha = max(float(eps2), math.sqrt(squares) / math.sqrt(n)) * float(rho_t)
+    for i in range(n):
+        params[i] = params[i] * adafactor_decay
+    weight = one_minus_beta2_t
+    floor = epsilon1 * epsilon1
+    if ndim == 2:
+        for i in range(rows):
+            total = 0.0
+            for j in range(columns):
+                total += float(grad[i * columns + j]) * float(grad[i * columns + j])
+            aux[i] = aux[i] + weight * (aux.dtype.type(total / columns) - aux[i])
+        for j in range(columns):
+            total = 0.0
+            for i in range(rows):
+                total += float(grad[i * columns + j]) * float(grad[i * columns + j])
+            aux[rows + j] = aux[rows + j] + weight * (aux.dtype.type(total / rows) - aux[rows + j])
+        row_mean = 0.0
+        for i in range(rows):
+            row_mean += float(aux[i])
+        row_mean = aux.dtype.type(max(row_mean / rows, float(epsilon1)))
+    else:
+        for i in range(n):
+            aux[i] = aux[i] + weight * (grad[i] * grad[i] - aux[i])
+        row_mean = epsilon1
+    update_squares = 0.0
+    for i in range(n):
+        estimate = aux[i // columns] * aux[rows + i % columns] / row_mean if ndim == 2 else aux[i]
+        update = grad[i] / math.sqrt(max(estimate, floor))
+        update_squares += float(update) * float(update)
+    step_size = params.dtype.type(alpha / max(1.0, math.sqrt(update_squares) / (math.sqrt(n) * float(d))))
+    for i in range(n):
+        estimate = aux[i // columns] * aux[rows + i % columns] / row_mean if ndim == 2 else aux[i]
+        params[i] = params[i] - step_size * (grad[i] / math.sqrt(max(estimate, floor)))
+
+
+@jit(inline=True)
+def muon_step(step, lr, weight_decay, momentum, adamw_lr, adamw_beta1, adamw_beta2, adamw_weight_decay):
+    """Muon's decay factor and 1 − μ; AdamW's (for the vectors) step size, √(1 − β2ᵗ), 1 − β1, 1 − β2, decay."""
+    return (1.0 - lr * weight_decay, 1.0 - momentum, adamw_lr / (1.0 - adamw_beta1 ** step),
+            math.sqrt(1.0 - adamw_beta2 ** step), 1.0 - adamw_beta1, 1.0 - adamw_beta2,
+            1.0 - adamw_lr * adamw_weight_decay)
+
+
+@jit(inline=True)
+def muon_vector_element(param, grad, exp_avg, exp_avg_sq, adamw_beta1, adamw_one_minus_beta1, adamw_beta2,
+                        adamw_one_minus_beta2, adamw_eps, adamw_step_size, adamw_bias_correction2_sqrt,
+                        adamw_decay):
+    # AdamW (torch.optim.AdamW) on the tensors that are not matrices, as Muon's reference usage pairs them
+    param = param * adamw_decay
+    exp_avg = adamw_beta1 * exp_avg + adamw_one_minus_beta1 * grad
+    exp_avg_sq = adamw_beta2 * exp_avg_sq + adamw_one_minus_beta2 * grad * grad
+    denom = math.sqrt(exp_avg_sq) / adamw_bias_correction2_sqrt + adamw_eps
+    return param - adamw_step_size * exp_avg / denom, exp_avg, exp_avg_sq
+
+
+@jit(inline=True)
+def muon_aux_size(rows, columns, ndim):
+    """Scratch for Newton–Schulz on a matrix: X and its successor (short × long), X Xᵀ and its polynomial."""
+    if ndim != 2:
+        return 0
+    short, long = min(rows, columns), max(rows, columns)
+    return 2 * short * long + 2 * short * short
+
+
+@jit
+def muon_tensor(params, grad, momentum_buffer, aux, rows, columns, lr, momentum, one_minus_momentum, nesterov, ns_a,
+                ns_b, ns_c, eps, ns_steps, muon_decay, adjust_lr_fn_is_match_rms_adamw):
+    """One weight matrix's Muon step: momentum, orthogonalised by Newton–Schulz, scaled to the shape."""
+    n = params.size
+    short, long = min(rows, columns), max(rows, columns)
+    transposed = rows > columns
+    x, successor, gram, polynomial = 0, short * long, 2 * short * long, 2 * short * long + short * short
+    for i in range(n):
+        params[i] = params[i] * muon_decay
+        momentum_buffer[i] = momentum_buffer[i] + one_minus_momentum * (grad[i] - momentum_buffer[i])
+        if nesterov:  # grad.lerp(buffer, μ), written as torch's lerp writes a weight ≥ 1/2
+            update = momentum_buffer[i] - (momentum_buffer[i] - grad[i]) * one_minus_momentum
+        else:
+            update = momentum_buffer[i]
+        row, column = i // columns, i % columns
+        aux[x + (column * rows + row if transposed else i)] = update
+    squares = 0.0
+    for k in range(short * long):
+        squares += float(aux[x + k]) * float(aux[x + k])
+    scale = aux.dtype.type(1.0 / max(math.sqrt(squares), float(eps)))
+    for k in range(short * long):
+        aux[x + k] = aux[x + k] * scale
+    for _ in range(int(ns_steps)):
+        # A = X Xᵀ; B = b A + c A A; X ← a X + B X
+        gemm(aux, x, aux, x, aux, gram, short, short, long, False, True, 1.0, 0.0)
+        for k in range(short * short):
+            aux[polynomial + k] = aux[gram + k]
+        gemm(aux, gram, aux, gram, aux, polynomial, short, short, short, False, False, ns_c, ns_b)
+        for k in range(short * long):
+            aux[successor + k] = aux[x + k]
+        gemm(aux, polynomial, aux, x, aux, successor, short, long, short, False, False, 1.0, ns_a)
+        x, successor = successor, x
+    if adjust_lr_fn_is_match_rms_adamw:
+        ratio = 0.2 * math.sqrt(max(rows, columns))
+    else:
+        ratio = math.sqrt(max(1.0, rows / columns))
+    step_size = params.dtype.type(float(lr) * ratio)
+    for i in range(n):
+        row, column = i // columns, i % columns
+        params[i] = params[i] - step_size * aux[x + (column * rows + row if transposed else i)]

@@ -7,8 +7,8 @@ optimizer class's docstring (:mod:`fastgd.optim`).
 
 from fastgd import reference
 from fastgd.kernels import updates
-from fastgd.rules.definition import (Betas, Derived, Flag, LearningRate, LogUniform, PerStep, Real, Rule, ScalarState,
-                                     State, Uniform, WeightDecay)
+from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
+                                     PerStep, PerTensor, Real, Reals, Rule, ScalarState, State, Uniform, WeightDecay)
 
 __all__ = ["BUILTIN_RULES"]
 
@@ -266,4 +266,239 @@ LION = Rule(
     coordinate moves by γ per step.
     """)
 
-BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION)
+RADAM = Rule(
+    "radam", class_name="RAdam",
+    element=updates.radam_element,
+    hyperparameters={
+        "lr": LearningRate(1e-3),
+        "betas": Betas((0.9, 0.999)),
+        "eps": _eps(1e-8),
+        "weight_decay": WeightDecay(0.0, "coupled", decoupled_when="decoupled_weight_decay"),
+        "decoupled_weight_decay": Flag(False),
+    },
+    state={"exp_avg": State(), "exp_avg_sq": State()},
+    per_step=PerStep(updates.radam_step, "bias_correction1", "sqrt_bias_correction2", "rectification", "rectify",
+                     "one_minus_beta1", "one_minus_beta2"),
+    reference=reference.radam,
+    doc=r"""
+    RAdam (torch.optim.RAdam; Liu et al. 2020, "On the Variance of the Adaptive Learning Rate and Beyond").
+
+    .. math::
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
+        \rho_\infty = \frac{2}{1-\beta_2} - 1, \quad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t}
+
+        \rho_t > 5:\ \theta \leftarrow \theta - \gamma \frac{m}{1-\beta_1^t}
+        \frac{\sqrt{1-\beta_2^t}}{\sqrt{v}+\epsilon}
+        \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}};
+        \quad \text{else } \theta \leftarrow \theta - \gamma \frac{m}{1-\beta_1^t}
+
+    Weight decay is coupled, or decoupled (θ ← θ(1 − γλ)) with ``decoupled_weight_decay=True``.
+    """)
+
+
+def _rprop_check(hp):
+    etaminus, etaplus = hp["etas"]
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(f"Invalid eta values: {etaminus}, {etaplus}")
+
+
+RPROP = Rule(
+    "rprop", class_name="Rprop",
+    element=updates.rprop_element,
+    hyperparameters={
+        "lr": LearningRate(1e-2),
+        "etas": Reals((0.5, 1.2), ("etaminus", "etaplus"), None, None, label="eta value"),
+        "step_sizes": Reals((1e-6, 50.0), ("step_size_min", "step_size_max"), None, None, label="step size"),
+    },
+    state={"prev": State(), "step_size": State(initial="lr")},
+    per_step=PerStep(updates.rprop_step, "zero", "one"),
+    check=_rprop_check, reference=reference.rprop,
+    doc=r"""
+    Rprop (torch.optim.Rprop; Riedmiller & Braun 1993, "A Direct Adaptive Method for Faster Backpropagation
+    Learning: The RPROP Algorithm").
+
+    .. math::
+        \eta = \eta_+ \text{ if } g\, g_{t-1} > 0,\ \eta_- \text{ if } < 0,\ 1 \text{ if } = 0; \quad
+        s \leftarrow \operatorname{clip}(\eta s, s_{\min}, s_{\max})
+
+        g \leftarrow 0 \text{ where } g\, g_{t-1} < 0; \quad
+        \theta \leftarrow \theta - s \operatorname{sign}(g), \quad g_{t-1} \leftarrow g
+
+    The step sizes s start at γ (``lr``): a schedule does not change them.
+    """)
+
+ASGD = Rule(
+    "asgd", class_name="ASGD",
+    element=updates.asgd_element,
+    hyperparameters={
+        "lr": LearningRate(1e-2),
+        "lambd": Real(1e-4, None),
+        "alpha": Real(0.75, None),
+        "t0": Real(1e6, None),
+        "weight_decay": WeightDecay(0.0, "coupled"),
+    },
+    state={"ax": State()},
+    per_step=PerStep(updates.asgd_step, "eta", "decay", "mu", "averaging"),
+    evaluation=EvaluationPoint(updates.asgd_evaluation),
+    reference=reference.asgd,
+    doc=r"""
+    Averaged SGD (torch.optim.ASGD; Polyak & Juditsky 1992).
+
+    .. math::
+        \theta \leftarrow \theta(1 - \lambda\eta_t) - \eta_t g, \quad
+        \bar\theta \leftarrow \bar\theta + \mu_t(\theta - \bar\theta) \ (\bar\theta \leftarrow \theta
+        \text{ while } \mu_t = 1)
+
+        \eta_t = \frac{\gamma}{(1 + \lambda\gamma (t-1))^\alpha}, \quad \mu_t = \frac{1}{\max(1, t - 1 - t_0)}
+
+    The averaged parameters θ̄ (``state["ax"]``) are the evaluation point: predictions and reported losses use
+    them. Weight decay is coupled.
+    """)
+
+SCHEDULE_FREE_ADAMW = Rule(
+    "schedule_free_adamw", class_name="AdamWScheduleFree",
+    element=updates.schedule_free_element,
+    hyperparameters={
+        "lr": LearningRate(2.5e-3),
+        "betas": Betas((0.9, 0.999)),
+        "eps": _eps(1e-8),
+        "weight_decay": Real(0.0, label="weight_decay value"),
+        "warmup_steps": Integer(0),
+        "r": Real(0.0),
+        "weight_lr_power": Real(2.0),
+    },
+    state={"z": State(initial=lambda params, hyperparameters: params.copy()), "exp_avg_sq": State()},
+    scalar_state={"lr_max": ScalarState(-1.0), "weight_sum": ScalarState(0.0)},
+    per_step=PerStep(updates.schedule_free_step, "lr_max", "weight_sum", "ckp1", "adaptive_y_lr", "scheduled_lr",
+                     "bias_correction2", "one_minus_beta2"),
+    evaluation=EvaluationPoint(updates.schedule_free_evaluation,
+                               PerStep(updates.schedule_free_evaluation_weight, "evaluation_weight")),
+    reference=reference.schedule_free_adamw,
+    doc=r"""
+    Schedule-Free AdamW (schedulefree's ``AdamWScheduleFree``; Defazio et al. 2024, "The Road Less Scheduled").
+
+    .. math::
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
+        \hat g = \frac{g}{\sqrt{v / (1-\beta_2^t)} + \epsilon} + \lambda y
+
+        \gamma_t = \gamma \min(1, t / \text{warmup}), \quad w_t = t^r \max_{s \le t}\gamma_s^{p}, \quad
+        c_{t+1} = w_t / \textstyle\sum_{s \le t} w_s
+
+        y \leftarrow y + c_{t+1}(z - y) + \gamma_t(\beta_1(1 - c_{t+1}) - 1)\hat g, \quad
+        z \leftarrow z - \gamma_t \hat g
+
+    The parameters are the training point y (the gradient is taken there); z starts as θ. The evaluation point
+    x = y + (1 − 1/β1)(z − y) is what predictions and reported losses use (schedulefree's ``eval()``). No
+    schedule is needed: set ``warmup_steps``.
+    """)
+
+LAMB = Rule(
+    "lamb", class_name="Lamb",
+    per_tensor=PerTensor(updates.lamb_tensor),
+    hyperparameters={
+        "lr": LearningRate(1e-3, message="learning rate must be positive. ({value} > 0)"),
+        "betas": Reals((0.9, 0.999), messages=("beta1 must be in the range [0.0, 1.0)",
+                                               "beta2 must be in the range [0.0, 1.0)")),
+        "weight_decay": WeightDecay(0.0, "decoupled", message="weight_decay must be non-negative"),
+        "grad_averaging": Flag(True),
+        "adam": Flag(False),
+        "eps": Real(1e-6, message="eps must be non-negative", search=_EPS_SPACE),
+        "clamp": Real(10.0, low_open=True),
+    },
+    state={"exp_avg": State(), "exp_avg_sq": State()},
+    per_step=PerStep(updates.lamb_step, "lamb_step_size", "beta3", "one_minus_beta2"),
+    reference=reference.lamb,
+    doc=r"""
+    LAMB (pytorch-optimizer's ``Lamb``; You et al. 2020, "Large Batch Optimization for Deep Learning: Training
+    BERT in 76 Minutes"), version 3 of the paper: the second moment without bias correction.
+
+    .. math::
+        m \leftarrow \beta_1 m + \beta_3 g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
+        u = \frac{m}{\sqrt{v} + \epsilon}, \quad \theta \leftarrow \theta(1 - \gamma\lambda)
+
+        \theta \leftarrow \theta - \frac{\gamma}{1 - \beta_1^t}\, r\, u, \quad
+        r = \frac{\min(\lVert\theta\rVert, c)}{\lVert u\rVert + \epsilon} \text{ per tensor}
+        \ (1 \text{ if either norm is } 0, \text{ or with } \texttt{adam=True})
+
+    β3 = 1 − β1 with ``grad_averaging``, else 1; c = ``clamp``. The norms are taken per weight matrix and bias
+    vector: give the optimizer the layout (``layout=net.layout``).
+    """)
+
+ADAFACTOR = Rule(
+    "adafactor", class_name="Adafactor",
+    per_tensor=PerTensor(updates.adafactor_tensor, aux_size=updates.adafactor_aux_size),
+    hyperparameters={
+        "lr": LearningRate(1e-2, message="Learning rate should be >= 0 but is: {value}"),
+        "beta2_decay": Real(-0.8, None, 0.0, high_open=False, message="beta2_decay should be <= 0 but is: {value}"),
+        "eps": Reals((None, 1e-3), ("eps1", "eps2"), 0.0, None, optional=("eps1",),
+                     messages=("epsilon1 should be >= 0 but is: {value}", "epsilon2 should be >= 0 but is: {value}")),
+        "d": Real(1.0, 1.0, message="Clipping threshold d should be >= 1 but is: {value}"),
+        "weight_decay": Real(0.0, message="weight_decay should be >= 0 but is: {value}"),
+    },
+    per_step=PerStep(updates.adafactor_step, "one_minus_beta2_t", "rho_t", "epsilon1", "adafactor_decay"),
+    reference=reference.adafactor,
+    doc=r"""
+    Adafactor (torch.optim.Adafactor; Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with Sublinear
+    Memory Cost").
+
+    .. math::
+        \hat\beta_{2t} = 1 - t^{c}, \quad \rho_t = \min(\gamma, 1/\sqrt t), \quad
+        \alpha_t = \max(\epsilon_2, \operatorname{RMS}(\theta))\rho_t, \quad \theta \leftarrow \theta(1-\gamma\lambda)
+
+        R \leftarrow \hat\beta_{2t} R + (1-\hat\beta_{2t})\,\overline{g^2}_{\text{rows}}, \quad
+        C \leftarrow \hat\beta_{2t} C + (1-\hat\beta_{2t})\,\overline{g^2}_{\text{columns}}, \quad
+        \hat V = \frac{R C^\top}{\max(\overline R, \epsilon_1)}
+
+        U = \frac{g}{\sqrt{\max(\hat V, \epsilon_1^2)}}, \quad
+        \theta \leftarrow \theta - \frac{\alpha_t}{\max(1, \operatorname{RMS}(U)/d)} U
+
+    c = ``beta2_decay``; a vector keeps its full second moment instead of R and C. ε₁ None is the dtype's
+    machine ε. The factored moments (``state["aux"]``) follow the layout: give the optimizer
+    ``layout=net.layout``.
+    """)
+
+MUON = Rule(
+    "muon", class_name="Muon",
+    element=updates.muon_vector_element,
+    per_tensor=PerTensor(updates.muon_tensor, where="matrices", aux_size=updates.muon_aux_size, aux_is_state=False),
+    hyperparameters={
+        "lr": LearningRate(1e-3, message="Learning rate should be >= 0 but is: {value}"),
+        "weight_decay": Real(0.1, message="weight decay should be >= 0 but is: {value}"),
+        "momentum": Real(0.95, message="momentum should be >= 0 but is: {value}", search=Uniform(0.8, 0.99)),
+        "nesterov": Flag(True),
+        "ns_coefficients": Reals((3.4445, -4.775, 2.0315), ("ns_a", "ns_b", "ns_c"), None, None,
+                                 label="ns_coefficients value"),
+        "eps": Real(1e-7),
+        "ns_steps": Integer(5, 0, 99, message="Number of steps must be less than 100 for computational efficiency"),
+        "adjust_lr_fn": Choice("original", ("original", "match_rms_adamw"), aliases={None: "original"},
+                               message="Adjust learning rate function {value} is not supported"),
+        "adamw_lr": LearningRate(1e-3),
+        "adamw_betas": Betas((0.9, 0.999), ("adamw_beta1", "adamw_beta2")),
+        "adamw_eps": _eps(1e-8),
+        "adamw_weight_decay": Real(1e-2, label="adamw_weight_decay value"),
+    },
+    state={"momentum_buffer": State(), "exp_avg": State(), "exp_avg_sq": State()},
+    per_step=PerStep(updates.muon_step, "muon_decay", "one_minus_momentum", "adamw_step_size",
+                     "adamw_bias_correction2_sqrt", "adamw_one_minus_beta1", "adamw_one_minus_beta2", "adamw_decay"),
+    reference=reference.muon,
+    doc=r"""
+    Muon (torch.optim.Muon; Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural networks"), with
+    AdamW on the tensors that are not matrices, as its reference usage pairs them.
+
+    .. math::
+        B \leftarrow \mu B + (1-\mu) G, \quad U = G + \mu(B - G) \text{ (Nesterov) or } B, \quad
+        \theta \leftarrow \theta(1 - \gamma\lambda) - \gamma\, s\, \operatorname{NS}_5(U)
+
+        \operatorname{NS}: X \leftarrow U / \max(\lVert U\rVert_F, \epsilon), \text{ then }
+        X \leftarrow aX + (bA + cA^2)X,\ A = XX^\top, \text{ five times}
+
+    for every weight matrix (transposed when taller than wide), s = √max(1, rows/columns) (``"original"``) or
+    0.2√max(rows, columns) (``"match_rms_adamw"``). The bias vectors take AdamW with ``adamw_lr``,
+    ``adamw_betas``, ``adamw_eps`` and ``adamw_weight_decay``; a schedule scales both learning rates. torch
+    runs Newton–Schulz in bfloat16; fastgd in the parameters' dtype. Give the optimizer the layout
+    (``layout=net.layout``): without one the whole vector is one vector, all AdamW.
+    """)
+
+BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
+                 RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON)

@@ -141,6 +141,9 @@ class _Plan:
         step_parameters = ([] if rule.per_step is None
                            else _parameters(rule.per_step.function, "per-step function", rule.name))
         self.needs_eps = "dtype_eps" in step_parameters + self.tensor_parameters
+        # a rule whose every tensor goes to its per-tensor function has no loop for prange to share out
+        self.has_parallel_loop = (self.tensor is None or self.tensor.where == "matrices"
+                                  or self.decay_mode == "decoupled")
 
     def literal(self, name):
         return repr(bool(self.flags[name]))
@@ -356,7 +359,7 @@ class CompiledVariant:
             if name in namespace:
                 namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
-            namespace[name] = _config.jit(namespace[name], parallel=True)
+            namespace[name] = _config.jit(namespace[name], parallel=self.plan.has_parallel_loop)
         self.loop_scalars = namespace["loop_scalars"]
         self.kernel = namespace["kernel"]
         self.kernel_parallel = namespace["kernel_parallel"]

@@ -275,16 +275,26 @@ class Flag(Hyperparameter):
 
 
 class Choice(Hyperparameter):
-    """One of a few strings; structural. Code sees it as flags ``<name>_is_<option>``."""
+    """One of a few strings; structural. Code sees it as flags ``<name>_is_<option>``.
+
+    ``aliases`` maps other accepted values to options (torch's ``None`` for a
+    default); ``message`` is a template with ``{value}`` for a refused value.
+    """
 
     structural = True
 
-    def __init__(self, default=_MISSING, options=(), *, doc=None):
+    def __init__(self, default=_MISSING, options=(), *, aliases=None, message=None, doc=None):
         super().__init__(default, doc=doc)
-        self.options = tuple(options)
+        self.options, self.aliases, self.message = tuple(options), dict(aliases or {}), message
 
     def check(self, name, value):
-        if value not in self.options:
+        try:
+            value = self.aliases.get(value, value)
+        except TypeError:  # unhashable
+            pass
+        if not isinstance(value, str) or value not in self.options:
+            if self.message:
+                raise ValueError(self.message.format(value=value))
             raise ValueError(f"Invalid {name}: {value!r} (one of {list(self.options)})")
         return value
 
@@ -348,15 +358,18 @@ class PerTensor:
     ``aux_size(rows, columns, ndim)`` elements: factored moments, scratch),
     ``rows``, ``columns``, ``ndim``, ``step``, hyperparameter scalars,
     per-step outputs and flags; it updates them in place and returns nothing.
+    ``aux_is_state=False`` marks the auxiliary array as scratch: it is then
+    left out of ``state`` and ``state_dict``.
     Norms for trust ratios, row and column statistics and matrix functions
     (Newton–Schulz) are written here; :func:`fastgd.kernels.blas.gemm` gives
     matrix products on the CPU and the GPU.
     """
 
-    def __init__(self, function, where="all", aux_size=None):
+    def __init__(self, function, where="all", aux_size=None, aux_is_state=True):
         if where not in ("all", "matrices"):
             raise RuleError(f"PerTensor where must be 'all' or 'matrices', got {where!r}")
         self.function, self.where, self.aux_size = function, where, aux_size
+        self.aux_is_state = aux_is_state
 
 
 class EvaluationPoint:
@@ -684,7 +697,8 @@ class Rule:
             "element": None if self.element is None else source_of(self.element),
             "per_tensor": None if self.per_tensor is None else [source_of(self.per_tensor.function),
                                                                 self.per_tensor.where,
-                                                                source_of(self.per_tensor.aux_size)],
+                                                                source_of(self.per_tensor.aux_size),
+                                                                self.per_tensor.aux_is_state],
             "evaluation": None if self.evaluation is None else [
                 source_of(self.evaluation.function),
                 None if self.evaluation.scalars is None else [source_of(self.evaluation.scalars.function),
