@@ -61,23 +61,28 @@ TRACK_SECONDS = 0.5
 # steady progress on every bundled set (the convergence targets are set against these).
 LEARNING_RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.02, "rmsprop": 1e-3,
                   "adadelta": 1.0, "adam": 1e-3, "amsgrad": 1e-3, "adamax": 2e-3, "nadam": 2e-3, "adamw": 1e-3,
-                  "lion": 3e-4}
+                  "lion": 3e-4, "radam": 1e-3, "rprop": 1e-3, "asgd": 0.05, "schedule_free_adamw": 2.5e-3,
+                  "lamb": 1e-2, "adafactor": 1e-2, "muon": 0.02}
 LEARNING_RATE_BATCH_SIZE = 32
 
 
 def learning_rate(rule, batch_size):
-    """``LEARNING_RATES[rule]``, scaled down in proportion below batches of 32.
+    """``LEARNING_RATES[rule]`` (a user's rule: its default), scaled down in proportion below batches of 32.
 
     Smaller batches give noisier gradients: at the full rate, momentum with batch 1 diverges on
     the large synthetic set in its first epoch (and fastgd then stops that epoch early).
     """
-    return LEARNING_RATES[rule] * min(1.0, batch_size / LEARNING_RATE_BATCH_SIZE)
+    rate = LEARNING_RATES.get(rule, optim.OPTIMIZERS[rule].default_hyperparameters()["lr"])
+    return rate * min(1.0, batch_size / LEARNING_RATE_BATCH_SIZE)
 
 # torch.optim's class for each rule (the hyperparameter names are the same), None where torch has
 # none. Every rule needs an entry: a rule added to fastgd fails here until someone decides.
 TORCH_CLASSES = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
                  "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
-                 "adamw": "AdamW", "lion": None}
+                 "adamw": "AdamW", "lion": None, "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD",
+                 "adafactor": "Adafactor",
+                 # torch's Muon takes matrices only (fastgd pairs it with AdamW); the other two are not torch's
+                 "muon": None, "schedule_free_adamw": None, "lamb": None}
 
 # The rules scikit-learn's MLP has, as its solver settings.
 SKLEARN_SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=False),
@@ -462,7 +467,7 @@ class FastgdTrainer(Trainer):
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
         self.net = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype)
-        optimizer = optim.OPTIMIZERS[rule](self.initial_theta(), lr=self.learning_rate)
+        optimizer = optim.OPTIMIZERS[rule](self.initial_theta(), lr=self.learning_rate, layout=self.net.layout)
         self.training = Training(self.net, optimizer, data.X_train, data.Y_train, batch_size, seed=SEED)
 
     def epoch(self):
@@ -480,7 +485,8 @@ class NumpyTrainer(Trainer):
         self.theta = self.initial_theta()
         self.X = data.X_train.astype(self.dtype)
         self.Y = data.Y_train.astype(self.dtype)
-        self.optimizer = reference.ReferenceOptimizer(rule, self.theta, lr=self.learning_rate)
+        self.optimizer = reference.ReferenceOptimizer(rule, self.theta, layout=reference.mlp_layout(self.layer_sizes),
+                                                      lr=self.learning_rate)
         self.rng = np.random.default_rng(SEED)
 
     def epoch(self):

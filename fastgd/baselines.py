@@ -28,10 +28,11 @@ __all__ = ["IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "fastgd_epoch", "numpy_epoch",
            "torch_available"]
 
 IMPLEMENTATIONS = ("fastgd", "numpy", "sklearn", "torch")
-# torch.optim's class for each rule (the names of the hyperparameters are the same); Lion has none
+# torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
+# Schedule-Free AdamW and Muon (with AdamW on its vectors) have none
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
                     "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
-                    "adamw": "AdamW"}
+                    "adamw": "AdamW", "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
 
 
 def torch_available():
@@ -66,7 +67,7 @@ def fastgd_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.
     from fastgd.training import Training
 
     net = MLP(_sizes(data, hidden), "relu", data.output, alpha=1e-4, dtype=dtype)
-    optimizer = optim.OPTIMIZERS[rule](net.init(random_state=seed), lr=lr)
+    optimizer = optim.OPTIMIZERS[rule](net.init(random_state=seed), lr=lr, layout=net.layout)
     training = Training(net, optimizer, data.X_train, data.Y_train, min(batch_size, data.X_train.shape[0]),
                         seed=seed)
     return training.epoch

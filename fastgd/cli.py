@@ -122,7 +122,8 @@ def command_train(arguments):
     try:
         net = MLP([data.n_features, *arguments.hidden, data.n_outputs], arguments.activation, data.output,
                   arguments.alpha, np.dtype(arguments.dtype))
-        optimizer = optim.OPTIMIZERS[arguments.optimizer](net.init(random_state=arguments.seed), lr=arguments.lr)
+        optimizer = optim.OPTIMIZERS[arguments.optimizer](net.init(random_state=arguments.seed), lr=arguments.lr,
+                                                          layout=net.layout)
         schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
         training = Training(net, optimizer, data.X_train, data.Y_train, arguments.batch_size or data.X_train.shape[0],
                             seed=arguments.seed, schedule=schedule, clip_norm=arguments.clip_norm)
@@ -183,8 +184,8 @@ def command_landscape(arguments):
     net = MLP([data.n_features, *arguments.hidden, data.n_outputs], "relu", data.output, 1e-4)
     theta = net.init(random_state=arguments.seed)
     print(f"training {net} on {data.name} with {arguments.optimizer} for {arguments.epochs} epochs")
-    Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr), data.X_train, data.Y_train, 32,
-             seed=arguments.seed).run(arguments.epochs)
+    Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr, layout=net.layout), data.X_train,
+             data.Y_train, 32, seed=arguments.seed).run(arguments.epochs)
     alphas = np.linspace(-arguments.extent, arguments.extent, 61)
     grid = np.linspace(-arguments.extent, arguments.extent, 31)
     line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=arguments.seed)

@@ -145,7 +145,7 @@ class _BaseMLP(BaseEstimator):
         if unknown:
             raise ValueError(f"optimizer_params has unknown keys for {self.optimizer}: {unknown}; it takes "
                              f"{sorted(set(accepted) - {'lr'})}")
-        return cls(theta, lr=self.learning_rate_init, **params)
+        return cls(theta, lr=self.learning_rate_init, layout=self._net.layout, **params)
 
     def _make_schedule(self):
         params = dict(self.schedule_params or {})
@@ -224,7 +224,7 @@ class _BaseMLP(BaseEstimator):
             self.optimizer_ = self._make_optimizer(self._params_on_device())
         elif self.optimizer_.device != self.device:
             self.optimizer_ = self.optimizer_.with_params(self._params_on_device())  # its state moves along
-        elif self.device == "cuda":
+        elif self.device == "cuda" and not self._evaluates_elsewhere():
             self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
         training = Training(net, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle,
                             seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
@@ -234,7 +234,10 @@ class _BaseMLP(BaseEstimator):
 
         for _ in range(1 if incremental else self.max_iter):
             loss = training.epoch()
-            if self.device == "cuda":
+            if self._evaluates_elsewhere():
+                # predictions use the rule's evaluation point; the optimizer keeps its training point
+                self.optimizer_.evaluation_params(out=self.theta_)
+            elif self.device == "cuda":
                 self.optimizer_.params.copy_to_host(self.theta_)
             self._epochs_done = training.epochs_done
             if training.history.diverged:
@@ -275,13 +278,21 @@ class _BaseMLP(BaseEstimator):
             self.theta_[...] = best_theta
         return self
 
+    def _evaluates_elsewhere(self):
+        """Whether the rule trains at one point and evaluates at another (Schedule-Free AdamW, ASGD)."""
+        return optim.OPTIMIZERS[self.optimizer].rule.evaluation is not None
+
     def _params_on_device(self):
-        """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy on the GPU."""
+        """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy (on the GPU, or of the training point).
+
+        A rule with an evaluation point trains its own copy: ``theta_`` is then
+        that evaluation point, refreshed after every epoch.
+        """
         if self.device == "cuda":
             from numba import cuda
 
             return cuda.to_device(self.theta_)
-        return self.theta_
+        return self.theta_.copy() if self._evaluates_elsewhere() else self.theta_
 
     def _expose_layers(self):
         # views into θ: edits to coefs_ change the model, as in scikit-learn

@@ -86,8 +86,10 @@ def _run(function_code, params, rule_step, hyper, states, aux, counters, layout,
 def trajectory(function, optimizer="adam", n_steps=500, start=None, **hyperparameters):
     """Points visited by ``optimizer`` on ``function`` from ``start``: shape (n_steps + 1, 2), float64.
 
-    Hyperparameters go to the optimizer class. A run that leaves the floats
-    (divergence) ends in rows of NaN from the first non-finite point.
+    Hyperparameters go to the optimizer class. A rule that acts per tensor
+    (Muon, LAMB, Adafactor) sees the point as one 1 × 2 matrix. A run that
+    leaves the floats (divergence) ends in rows of NaN from the first
+    non-finite point.
     """
     if function not in FUNCTIONS:
         raise ValueError(f"unknown function {function!r}; one of {sorted(FUNCTIONS)}")
@@ -99,7 +101,7 @@ def trajectory(function, optimizer="adam", n_steps=500, start=None, **hyperparam
     params = np.array(spec.start if start is None else start, dtype=np.float64)
     if params.shape != (2,) or not np.isfinite(params).all():
         raise ValueError(f"start must be two finite numbers, got {start!r}")
-    packed = optim.OPTIMIZERS[optimizer](params, **hyperparameters).packed()
+    packed = optim.OPTIMIZERS[optimizer](params, layout=[(1, 2)], **hyperparameters).packed()
     path = np.empty((n_steps + 1, 2))
     _run(spec.code, params, packed.function, packed.hyper, packed.states, packed.aux, packed.counters, packed.layout,
          path)

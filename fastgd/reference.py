@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "RULES", "ReferenceOptimizer", "register"]
+__all__ = ["DEFAULTS", "RULES", "EVALUATION", "ReferenceOptimizer", "register", "mlp_layout"]
 
 ADAM_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
 
@@ -323,6 +323,13 @@ def muon(params, grad, state, t, lr, weight_decay, momentum, nesterov, ns_coeffi
         params[span] -= lr * scale * newton_schulz(update, ns_coefficients, ns_steps, eps).ravel()
 
 
+# Where a rule that trains at one point evaluates the model: (params, state, hyperparameters) -> params.
+EVALUATION = {
+    "asgd": lambda params, state, hp: state["ax"],
+    "schedule_free_adamw": lambda params, state, hp: params + (1 - 1 / hp["betas"][0]) * (state["z"] - params),
+}
+
+
 RULES = {
     "sgd": sgd, "momentum": sgd, "nesterov": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adadelta": adadelta,
     "adam": adam, "amsgrad": adam, "adamax": adamax, "nadam": nadam, "adamw": adamw, "lion": lion, "radam": radam,
@@ -360,6 +367,12 @@ class ReferenceOptimizer:
         self.hyperparameters = dict(DEFAULTS[name], **hyperparameters)
         self.state = {}
         self.t = 0
+
+    def evaluation_params(self):
+        """Where the model is evaluated: params, or the rule's evaluation point (:data:`EVALUATION`)."""
+        if self.name not in EVALUATION or self.t == 0:
+            return self.params
+        return EVALUATION[self.name](self.params, self.state, self.hyperparameters)
 
     def step(self, grad):
         self.t += 1
@@ -467,6 +480,11 @@ def splitmix64_permutation(n, seed, epoch):
     return np.array(order)
 
 
+def mlp_layout(layer_sizes):
+    """The shapes θ holds: every weight matrix, then every bias vector."""
+    return [(n_in, n_out) for n_in, n_out in zip(layer_sizes, layer_sizes[1:])] + [(n,) for n in layer_sizes[1:]]
+
+
 def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperparameters, batch_size,
               n_epochs, seed, shuffle=True, schedule=None, clip_norm=None):
     """Plain mini-batch training; returns the mean batch loss of every epoch.
@@ -474,7 +492,7 @@ def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperpa
     ``schedule(epoch, step)`` gives the learning rate of an update step
     (1-based); constant by default. θ is updated in place.
     """
-    optimizer = ReferenceOptimizer(rule, theta, **hyperparameters)
+    optimizer = ReferenceOptimizer(rule, theta, layout=mlp_layout(layer_sizes), **hyperparameters)
     base_lr = optimizer.hyperparameters["lr"]
     n = X.shape[0]
     losses = []
@@ -492,5 +510,7 @@ def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperpa
             if schedule is not None:
                 optimizer.hyperparameters["lr"] = schedule(epoch, optimizer.t + 1, base_lr)
             optimizer.step(grad)
+        if rule in EVALUATION:  # the loss where the model is evaluated, over the whole set
+            total = mlp_loss_grad(optimizer.evaluation_params(), X, Y, layer_sizes, activation, output, alpha)[0] * n
         losses.append(total / n)
     return losses

@@ -118,7 +118,15 @@ class Training:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
             raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+        if optimizer.rule.uses_layout and optimizer.layout != net.layout:
+            raise ValueError(f"{optimizer.name} acts per weight matrix: build the optimizer with layout=net.layout "
+                             f"({net.layout}), not {optimizer.layout}")
         self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
+        # a rule that trains at one point and evaluates at another reports the loss at its evaluation point
+        self._evaluates_elsewhere = optimizer.rule.evaluation is not None
+        if self._evaluates_elsewhere:
+            self._evaluation = np.empty(net.n_params, net.dtype)
+            self._host_data = (X.copy_to_host(), Y.copy_to_host()) if on_device else (X, Y)
         self.theta = theta
         self.batch_size = int(min(batch_size, X.shape[0]))
         self.shuffle = bool(shuffle)
@@ -145,7 +153,13 @@ class Training:
         self._compiled = False
 
     def epoch(self):
-        """Run one epoch; return its mean loss. Records history and divergence."""
+        """Run one epoch; return its mean loss. Records history and divergence.
+
+        The loss is the mean of the batches' losses, each taken before its
+        update; for a rule with an evaluation point (Schedule-Free AdamW,
+        ASGD) it is the loss over the whole training set at that point after
+        the epoch, which is where the model is evaluated.
+        """
         if self.history.diverged:
             raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
         packed = self.optimizer.packed()
@@ -188,6 +202,8 @@ class Training:
             else:
                 self.theta.copy_to_device(self._last_finite)
             return float(loss) if not math.isfinite(loss) else math.nan
+        if self._evaluates_elsewhere:
+            loss = self.net.loss(self.optimizer.evaluation_params(out=self._evaluation), *self._host_data)
         self.history.loss.append(float(loss))
         self.history.seconds.append(self._seconds)
         return float(loss)

@@ -17,7 +17,7 @@ import pytest
 
 import fastgd.cuda as fastgd_cuda
 from fastgd import MLPClassifier, optim
-from rule_cases import case_id, cases
+from rule_cases import LAYOUT_37, case_id, cases
 
 try:
     from numba import cuda
@@ -70,29 +70,43 @@ def mlp_signatures(real):
     }
 
 
-def rule_variant_signatures():
-    """(case id, CUDA variant, loop-kernel signature) for every case of rule_cases in both dtypes.
+class Recorder:
+    """Stands in for a kernel: ``kernel[launch](*args)`` records the argument types instead of launching."""
 
-    The signature is what ``launch`` passes: the vectors, then the element's
-    scalars in the parameters' dtype (booleans stay booleans), then ``halt``.
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def __getitem__(self, launch):
+        return lambda *args: self.calls.append((self.name, tuple(numba.typeof(arg) for arg in args)))
+
+
+def rule_variant_signatures():
+    """(case id, CUDA variant, kernel name, signature) for every kernel of every case of rule_cases, in both dtypes.
+
+    Recorded from the real launchers (``packed_launch``), as the optimizer classes and training
+    call them, with host arrays standing in for device arrays (same Numba types) and the layout
+    of ``problem(37)``.
     """
     from fastgd.cuda import rules as cuda_rules
 
     found = []
     for dtype in DTYPES:
-        real = numba.from_dtype(np.dtype(dtype))
-        vector = numba.types.Array(real, 1, "C")
         for case in cases():
             name, hyperparameters = case
-            optimizer = optim.OPTIMIZERS[name](np.ones(5, dtype), **hyperparameters)
-            variant = optimizer.packed().variant
-            n_scalar_state = len(variant.rule.scalar_state)
-            outputs = variant.loop_scalars(1, *optimizer.packed().counters[1:], *optimizer.packed().hyper)
-            scalars = [numba.types.boolean if isinstance(value, (bool, np.bool_)) else real
-                       for value in outputs[n_scalar_state:]]
-            signature = (vector,) * (2 + len(variant.present)) + tuple(scalars) + (
-                numba.types.Array(numba.types.int32, 1, "C"),)
-            found.append((f"{case_id(case)}-{np.dtype(dtype).name}", cuda_rules.compiled(variant), signature))
+            optimizer = optim.OPTIMIZERS[name](np.ones(37, dtype), layout=LAYOUT_37, **hyperparameters)
+            packed = optimizer.packed()
+            variant = cuda_rules.compiled(packed.variant)
+            namespace, calls = vars(variant.module), []
+            with pytest.MonkeyPatch.context() as patch:
+                for kernel in ("loop_kernel", "tensor_kernel"):
+                    if namespace.get(kernel) is not None:
+                        patch.setitem(namespace, kernel, Recorder(kernel, calls))
+                patch.setitem(namespace, "no_halt", lambda: np.zeros(0, np.int32))
+                namespace["packed_launch"](np.ones(37, dtype), np.ones(37, dtype), packed.states, packed.aux,
+                                           packed.hyper, packed.counters.copy(), packed.layout)
+            for kernel, signature in calls:
+                found.append((f"{case_id(case)}-{np.dtype(dtype).name}-{kernel}", getattr(variant, kernel),
+                              signature))
     return found
 
 
@@ -121,12 +135,13 @@ def test_mlp_and_array_kernels_compile_to_ptx(name, dtype):
 
 
 @needs_nvvm
-@pytest.mark.parametrize("case, variant, signature", rule_variant_signatures(), ids=lambda v: v if isinstance(v, str)
+@pytest.mark.parametrize("case, kernel, signature", rule_variant_signatures(), ids=lambda v: v if isinstance(v, str)
                          else "")
-def test_rule_kernels_compile_to_ptx(case, variant, signature):
-    ptx = compile_ptx(variant.loop_kernel, signature)
+def test_rule_kernels_compile_to_ptx(case, kernel, signature):
+    ptx = compile_ptx(kernel, signature)
     assert ".visible .entry" in ptx
-    if signature[0].dtype == numba.types.float32:
+    # the element loops stay in float32; a per-tensor function sums its norms in float64 on purpose
+    if signature[0].dtype == numba.types.float32 and case.endswith("loop_kernel"):
         assert numba.types.float64 not in signature, f"{case} gets a float64 scalar"
         assert ".f64" not in ptx, f"float64 arithmetic in float32 {case}"
 

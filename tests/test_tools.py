@@ -36,7 +36,7 @@ def test_compiled_trajectory_equals_stepping_the_optimizer(rule):
     hyperparameters, _, _ = ROSENBROCK[rule]
     path = functions.trajectory("rosenbrock", rule, n_steps=300, **hyperparameters)
     params = np.array(functions.FUNCTIONS["rosenbrock"].start)
-    optimizer = optim.OPTIMIZERS[rule](params, **hyperparameters)
+    optimizer = optim.OPTIMIZERS[rule](params, layout=[(1, 2)], **hyperparameters)  # as trajectory lays it out
     expected = [params.copy()]
     for _ in range(300):
         _, gx, gy = functions.value_and_gradient(functions.ROSENBROCK, *params)
@@ -55,7 +55,7 @@ def test_trajectory_reaches_the_minimum_and_marks_divergence():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(function="sphere"), "unknown function"),
-    (dict(function="beale", optimizer="rprop"), "unknown optimizer"),
+    (dict(function="beale", optimizer="no_such_rule"), "unknown optimizer"),
     (dict(function="beale", n_steps=-1), "n_steps must be"),
     (dict(function="beale", start=(1.0, np.nan)), "start must be two finite numbers"),
     (dict(function="beale", lr=-1.0), "Invalid learning rate"),

@@ -30,7 +30,7 @@ def compiled_and_reference(rule, hyperparameters, batch_size, n_epochs=4, dtype=
     net = MLP(SIZES, activation, "softmax", alpha=0.01, dtype=dtype)
     theta = net.init(random_state=0)
     theta_reference = theta.copy()
-    training = Training(net, optim.OPTIMIZERS[rule](theta, **hyperparameters), X, Y, batch_size, seed=7,
+    training = Training(net, optim.OPTIMIZERS[rule](theta, layout=net.layout, **hyperparameters), X, Y, batch_size, seed=7,
                         schedule=schedule, clip_norm=clip_norm)
     history = training.run(n_epochs)
     losses = reference.train_mlp(theta_reference, X.astype(dtype), Y.astype(dtype), SIZES, activation, "softmax",

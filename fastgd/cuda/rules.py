@@ -121,7 +121,6 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
-        blas.register()
         self.variant = variant
         self.stem = variant_stem(rule, variant.flags, "cuda")
         self.source = _source(plan, _header(rule, variant.flags, "CUDA") + "\nfrom numba import cuda")
@@ -131,7 +130,7 @@ class CudaVariant:
                                ("per_tensor", rule.per_tensor and rule.per_tensor.function),
                                ("aux_size", rule.per_tensor and rule.per_tensor.aux_size)):
             if function is not None:
-                namespace[name] = cuda_jit(getattr(function, "py_func", function), device=True)
+                namespace[name] = cuda_jit(blas.on_the_device(getattr(function, "py_func", function)), device=True)
         module = load_generated(self.stem, self.source, namespace)
         for name in ("loop_kernel", "tensor_kernel"):
             if name in vars(module):

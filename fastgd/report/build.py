@@ -61,7 +61,7 @@ def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
         for activation in ACTIVATIONS:
             net = MLP([5, 6, 4, 3], activation, output, alpha=0.1)
             theta = net.init(random_state=0) + rng.normal(0, 0.1, net.n_params)
-            rule = optim.OPTIMIZERS[optimizer](theta, lr=lr)
+            rule = optim.OPTIMIZERS[optimizer](theta, lr=lr, layout=net.layout)
             for _ in range(steps):
                 rule.step(net.loss_grad(theta, X, Y)[1])
             result = gradcheck(net, theta, X, Y)

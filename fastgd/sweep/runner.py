@@ -83,7 +83,8 @@ def _train_alone(spec, net, data, optimizer):
 
     training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed)
     history = training.run(spec.n_epochs)  # loss and seconds of the finite epochs only
-    return _summarise(spec, net, data, optimizer.params, history.loss, history.seconds, history.diverged_epoch)
+    return _summarise(spec, net, data, optimizer.evaluation_params(), history.loss, history.seconds,
+                      history.diverged_epoch)
 
 
 def _train_together(specs, net, data, optimizers):
@@ -149,27 +150,31 @@ def execute_chunk(specs, batched=True, plugins=()):
         try:
             _check_definition(spec)
             theta = net.init(random_state=spec.seed)
-            optimizers.append(optim.OPTIMIZERS[spec.rule](theta, **spec.optimizer_hyperparameters()))
+            optimizers.append(optim.OPTIMIZERS[spec.rule](theta, layout=net.layout,
+                                                          **spec.optimizer_hyperparameters()))
             ready.append(spec)
         except Exception as error:  # a run that cannot start is stored as failed; the sweep goes on
             results.append(_failed(spec, error))
-    if batched and ready:
-        # one compiled call per rule variant: its runs share the rule's step and state layout
+    alone = [(spec, optimizer) for spec, optimizer in zip(ready, optimizers)
+             if not batched or optimizer.rule.evaluation is not None]
+    if batched and len(alone) < len(ready):
+        # one compiled call per rule variant: its runs share the rule's step and state layout (a rule with an
+        # evaluation point trains alone, its losses taken there)
         by_variant = {}
         for spec, optimizer in zip(ready, optimizers):
-            by_variant.setdefault(optimizer.variant_key, []).append((spec, optimizer))
+            if optimizer.rule.evaluation is None:
+                by_variant.setdefault(optimizer.variant_key, []).append((spec, optimizer))
         for runs in by_variant.values():
             batch = [spec for spec, _ in runs]
             try:
                 results += _train_together(batch, net, data, [optimizer for _, optimizer in runs])
             except Exception as error:
                 results += [_failed(spec, error) for spec in batch]
-    else:
-        for spec, optimizer in zip(ready, optimizers):
-            try:
-                results.append(_train_alone(spec, net, data, optimizer))
-            except Exception as error:
-                results.append(_failed(spec, error))
+    for spec, optimizer in alone:
+        try:
+            results.append(_train_alone(spec, net, data, optimizer))
+        except Exception as error:
+            results.append(_failed(spec, error))
     elapsed = time.perf_counter() - start
     for result in results:
         result["batched"] = batched
