@@ -83,17 +83,48 @@ def test_runs_expand_the_grid_with_stable_ids():
 
 @pytest.mark.parametrize("replace, message", [
     (dict(rules=["adam", "adamm"]), "unknown rule 'adamm'"),
-    (dict(learning_rates=[0.1, -0.01]), "positive learning rates, got -0.01"),
-    (dict(learning_rates=[0.1, "fast"]), "positive learning rates, got 'fast'"),
+    (dict(learning_rates=[0.1, -0.01]), "learning rates, got -0.01"),
+    (dict(learning_rates=[0.1, "fast"]), "learning rates, got 'fast'"),
+    (dict(learning_rates=[0.1, float("inf")]), "learning rates, got inf"),
+    (dict(learning_rates=[0.1, float("nan")]), "learning rates, got nan"),
     (dict(datasets=["iris", "mnist"]), "unknown dataset 'mnist'"),
-    (dict(epochs=0), "'epochs' must be a positive integer"),
-    (dict(batch_sizes=[0]), "'batch_sizes' must list positive integers"),
-    (dict(targets={"iris": 0.5}), "[targets] needs a positive target training loss for 'diabetes'"),
+    (dict(epochs=0), "'epochs' must be an integer from 1 to"),
+    (dict(epochs=10 ** 9), "'epochs' must be an integer from 1 to 100000"),
+    (dict(batch_sizes=[0]), "'batch_sizes' must be a non-empty list of batch sizes"),
+    (dict(batch_sizes=[2 ** 40]), "'batch_sizes' must be a non-empty list of batch sizes"),
+    (dict(targets={"iris": 0.5}), "[targets] needs a positive finite target training loss for 'diabetes'"),
+    (dict(targets={"iris": 0.5, "diabetes": float("inf")}), "target training loss for 'diabetes', got inf"),
+    (dict(targets={"iris": 0.5, "diabetes": float("nan")}), "target training loss for 'diabetes', got nan"),
+    (dict(targets={"iris": 0.5, "diabetes": 0.4, "wine": 0.1}), "[targets] has 'wine', which is not in 'datasets'"),
     (dict(model={"hidden_layer_sizes": [8], "activation": "softmax"}), "[model] activation must be one of"),
+    (dict(model={"hidden_layer_sizes": [10 ** 9, 10 ** 9]}), "GiB to train; this machine has"),
     (dict(colour="blue"), "unknown key 'colour'"),
+    (dict(name=7), "'name' must be a non-empty line of text"),
     (dict(hyperparameters={"adam": {"betas": [[0.9, 1.5]]}}), "Invalid beta parameter at index 1: 1.5"),
     (dict(hyperparameters={"adam": {"momentum": [0.9]}}), "rule 'adam' has no hyperparameter 'momentum'"),
     (dict(hyperparameters={"adamm": {"eps": [0.1]}}), "unknown rule 'adamm'"),
+    (dict(hyperparameters={"adam": {"weight_decay": [float("inf")]}}), "weight_decay must hold finite numbers"),
+    # a grid for a rule the sweep does not run would be ignored
+    (dict(hyperparameters={"adamw": {"eps": [0.1]}}), "[hyperparameters.adamw] is for a rule not in 'rules'"),
+    # repeated values would define the same runs twice
+    (dict(rules=["sgd", "adam", "sgd"]), "'rules' lists 'sgd' twice"),
+    (dict(learning_rates=[0.1, 1e-1]), "'learning_rates' lists 0.1 twice"),
+    (dict(seeds=[0, 1, 0]), "'seeds' lists 0 twice"),
+    (dict(batch_sizes=["full", "full"]), "'batch_sizes' lists 'full' twice"),
+    (dict(datasets=["iris", "iris"], targets={"iris": 0.5}), "'datasets' lists 'iris' twice"),
+    (dict(hyperparameters={"rmsprop": {"centered": [True, True]}}), "centered' lists True twice"),
+    # seeds go to NumPy's RandomState
+    (dict(seeds=[0, 2 ** 32]), "integer seeds from 0 to 4294967295, got 4294967296"),
+    (dict(seeds=[-1]), "integer seeds from 0 to 4294967295, got -1"),
+    # names that parse but could not run
+    (dict(datasets=["synthetic-classification-0x5"], targets={"synthetic-classification-0x5": 0.1}),
+     "needs n_samples >= 8, got 0"),
+    (dict(datasets=["synthetic-classification-100x1"], targets={"synthetic-classification-100x1": 0.1}),
+     "needs n_features >= 2, got 1"),
+    (dict(datasets=["synthetic-regression-99999999999x99999"],
+          targets={"synthetic-regression-99999999999x99999": 0.1}), "GiB to make; this machine has"),
+    (dict(datasets=["synthetic-regression-010x5"], targets={"synthetic-regression-010x5": 0.1}),
+     "without leading zeros"),
 ])
 def test_bad_configurations_are_refused(replace, message):
     with pytest.raises(sweep.SweepConfigError) as error:
@@ -344,13 +375,13 @@ def test_load_config_reads_a_file(tmp_path, text):
 def test_concurrent_first_compiles_into_an_empty_cache_are_safe(tmp_path):
     # two worker processes start together on an empty Numba cache: both compile
     # and write the same cache files; the results must be those of a warm run
-    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "lion"])
+    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "lion"], hyperparameters={})
     sweep.run_sweep(small, tmp_path / "warm.db", jobs=1, progress=False)
     script = textwrap.dedent(f"""
         import tomllib
         from fastgd import sweep
         raw = tomllib.loads({SMALL!r})
-        raw.update(datasets=["iris"], targets={{"iris": 0.5}}, rules=["adam", "lion"])
+        raw.update(datasets=["iris"], targets={{"iris": 0.5}}, rules=["adam", "lion"], hyperparameters={{}})
         sweep.run_sweep(sweep.parse(raw), {str(tmp_path / 'cold.db')!r}, jobs=2, chunk_size=4, progress=False)
     """)
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
