@@ -3,6 +3,7 @@
 import fcntl
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -443,3 +444,202 @@ def test_compile_lock_may_be_taken_inside_itself(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip() == "done", result.stderr[-2000:]
+
+
+# -- divergence, mixed stores, writers and processes --------------------------------------------
+
+GROWING = """
+datasets = ["iris"]
+rules = ["sgd"]
+learning_rates = [3.0, 0.1]
+batch_sizes = ["full"]
+seeds = [0]
+epochs = 30
+
+[model]
+hidden_layer_sizes = [8]
+activation = "identity"
+
+[targets]
+iris = 0.1
+"""
+
+
+def test_a_finite_loss_growing_without_bound_is_stored_as_diverged_by_both_paths(tmp_path):
+    # sgd at 3.0 on a linear network: the loss grows ten-thousand-fold within 11 epochs and stays
+    # finite for longer; the compiled batched loop stops only at NaN, the summary applies the growth test
+    growing = config(GROWING)
+    sweep.run_sweep(growing, tmp_path / "batched.db", jobs=1, progress=False)
+    sweep.run_sweep(growing, tmp_path / "alone.db", jobs=1, batched=False, progress=False)
+    batched, alone = sweep.load_runs(tmp_path / "batched.db"), sweep.load_runs(tmp_path / "alone.db")
+    pd.testing.assert_frame_equal(comparable(batched), comparable(alone))
+    run = batched.set_index("learning_rate").loc[3.0]
+    assert run["status"] == "diverged" and pd.isna(run["final_loss"])
+    assert run["epochs_run"] == run["diverged_epoch"] - 1 < 29
+    curve = sweep.load_curves(tmp_path / "batched.db").query("learning_rate == 3.0")["loss"].to_numpy()
+    assert np.isfinite(curve).all() and curve.max() <= 1e4 * max(curve[0], 1.0) and len(curve) == run["epochs_run"]
+    assert batched.set_index("learning_rate").loc[0.1, "status"] == "ok"
+
+
+def test_runs_of_different_settings_are_not_averaged_as_seeds(tmp_path):
+    store = tmp_path / "mixed.db"
+    short = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam"], hyperparameters={},
+                   learning_rates=[0.01], batch_sizes=[16], seeds=[0], epochs=3)
+    longer = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam"], hyperparameters={},
+                    learning_rates=[0.01], batch_sizes=[16], seeds=[0], epochs=5,
+                    model={"hidden_layer_sizes": [4], "activation": "tanh"})
+    sweep.run_sweep(short, store, jobs=1, progress=False)
+    sweep.run_sweep(longer, store, jobs=1, progress=False)
+    runs = sweep.load_runs(store)
+    summary = sweep.summarize(runs)
+    # every run is seed 0 of its own configuration: two rows of one seed each, not one row of "two seeds"
+    assert len(runs) == 2 and len(summary) == 2 and (summary["n_seeds"] == 1).all()
+    assert sorted(summary["n_epochs"]) == [3, 5]
+    from fastgd.sweep.metrics import mixed_settings
+
+    lines = mixed_settings(runs)
+    assert len(lines) == 1 and lines[0].startswith("iris: the store mixes runs of different settings")
+    assert "n_epochs 3, 5" in lines[0] and "hidden_layer_sizes [4], [8]" in lines[0]
+    assert mixed_settings(runs[runs["n_epochs"] == 3]) == []
+
+
+def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp_path, monkeypatch):
+    # deterministic overlap: while this sweep trains its first chunk, another sweep runs all of it
+    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["sgd", "adam"], hyperparameters={},
+                   batch_sizes=[16])
+    store = tmp_path / "r.db"
+    original, others = runner.execute_chunk, []
+
+    def execute_while_another_sweep_runs(chunk, batched=True):
+        if not others:
+            others.append(None)
+            others[0] = sweep.run_sweep(small, store, jobs=1, progress=False)
+        return original(chunk, batched)
+
+    monkeypatch.setattr(runner, "execute_chunk", execute_while_another_sweep_runs)
+    outcome = sweep.run_sweep(small, store, jobs=1, progress=False)
+    total = len(small.runs())
+    assert others[0].stored == total and outcome.stored == 0 and outcome.skipped == total
+    runs = sweep.load_runs(store)
+    assert len(runs) == total and runs["run_id"].is_unique and set(runs["sweep_id"]) == {2}
+
+
+def test_two_sweeps_into_one_store_at_once_both_finish_and_store_every_run_once(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SMALL.replace('datasets = ["iris", "diabetes"]', 'datasets = ["iris"]')
+                    .replace("diabetes = 0.4\n", ""))
+    store = tmp_path / "r.db"
+    expected = len(sweep.load_config(path).runs())
+    arguments = [sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store), "--jobs", "1",
+                 "--quiet"]
+    writers = [subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [writer.communicate(timeout=600) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], [err[-2000:] for _, err in outputs]
+    new = [int(re.search(r"(\d+) new", out).group(1)) for out, _ in outputs]
+    assert sum(new) == expected
+    with sweep.Store(store, mode="r") as reopened:
+        assert reopened.integrity_check() == "ok"
+        runs, curves, sweeps = reopened.runs_frame(), reopened.curves_frame(), reopened.sweeps_frame()
+    assert len(runs) == expected and runs["run_id"].is_unique and len(sweeps) == 2
+    assert (curves.groupby("run_id").size().reindex(runs["run_id"]).fillna(0).to_numpy()
+            == runs["epochs_run"].to_numpy()).all()
+
+
+LONG = """
+name = "long"
+datasets = ["digits"]
+rules = ["sgd", "adam", "nadam", "rmsprop"]
+learning_rates = [0.001, 0.01, 0.1, 0.3]
+batch_sizes = [16]
+seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+epochs = 30
+
+[model]
+hidden_layer_sizes = [16]
+
+[targets]
+digits = 0.05
+"""
+
+
+def start_long_sweep(tmp_path):
+    """A sweep of four chunks on two local workers, once its first chunk is stored: (process, store, stored).
+
+    Its stderr goes to ``tmp_path / "stderr.txt"``: a pipe would be held open by workers that outlive it.
+    """
+    path = tmp_path / "long.toml"
+    path.write_text(LONG)
+    store = tmp_path / "r.db"
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store),
+                                    "--jobs", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr)
+    stored, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and stored == 0:
+        if store.exists():
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as connection:
+                try:
+                    stored = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:  # the schema is being created
+                    pass
+            connection.close()
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep finished before it could be stopped: make it longer"
+    return process, store, stored
+
+
+def assert_all_exit(psutil, processes):
+    """Every process of ``processes`` exits (they are killed, and the test fails, if some do not)."""
+    _, alive = psutil.wait_procs(processes, timeout=120)
+    left = []
+    for process in alive:
+        try:
+            left.append(" ".join(process.cmdline())[:80])
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"left running: {left}"
+
+
+def descendants(psutil, pid):
+    """The sweep's worker processes and multiprocessing's resource tracker."""
+    children = psutil.Process(pid).children(recursive=True)
+    workers = []
+    for child in children:
+        try:
+            if "--multiprocessing-fork" in child.cmdline():
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    assert len(workers) == 2
+    return children
+
+
+def test_killing_a_sweep_leaves_no_worker_or_resource_tracker_behind(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    process, _, _ = start_long_sweep(tmp_path)
+    children = descendants(psutil, process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # the workers were training (a chunk each): they must notice that their parent is gone
+    assert_all_exit(psutil, children)
+
+
+@pytest.mark.parametrize("signal_number, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                          (signal.SIGTERM, 143, "terminated")])
+def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_path, signal_number, status, word):
+    psutil = pytest.importorskip("psutil")
+    process, store, stored_before = start_long_sweep(tmp_path)
+    children = descendants(psutil, process.pid)
+    process.send_signal(signal_number)  # to the parent alone, as kill does
+    process.wait(timeout=300)
+    assert_all_exit(psutil, children)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fastgd sweep: {word}: "), err
+    with sweep.Store(store, mode="r") as reopened:
+        assert reopened.integrity_check() == "ok"
+        runs, curves = reopened.runs_frame(), reopened.curves_frame()
+    assert len(runs) >= stored_before and f"{len(runs)} new runs stored" in lines[0]
+    assert runs["run_id"].is_unique and len(curves) == runs["epochs_run"].sum()

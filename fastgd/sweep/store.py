@@ -326,25 +326,27 @@ class Store:
                  for epoch, (loss, seconds) in enumerate(zip(result.get("losses", ()), result.get("seconds", ())))])
         return True
 
-    def runs_frame(self):
+    def _frame(self, query):
         import pandas as pd
 
-        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed", self._connection)
+        try:
+            return pd.read_sql_query(query, self._connection)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            # e.g. a file changed under a reader, or damaged: one line, not pandas' traceback
+            raise StoreError(f"cannot read the store {self.path}: {' '.join(str(error).split())}") from None
+
+    def runs_frame(self):
+        frame = self._frame("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed")
         frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
         return frame
 
     def curves_frame(self):
-        import pandas as pd
-
-        return pd.read_sql_query(
+        return self._frame(
             "SELECT c.run_id, r.dataset, r.rule, r.learning_rate, r.batch_size, r.seed, r.hyperparameters, "
-            "c.epoch, c.loss, c.seconds FROM curves c JOIN runs r USING (run_id) ORDER BY c.run_id, c.epoch",
-            self._connection)
+            "c.epoch, c.loss, c.seconds FROM curves c JOIN runs r USING (run_id) ORDER BY c.run_id, c.epoch")
 
     def sweeps_frame(self):
-        import pandas as pd
-
-        frame = pd.read_sql_query("SELECT * FROM sweeps ORDER BY sweep_id", self._connection)
+        frame = self._frame("SELECT * FROM sweeps ORDER BY sweep_id")
         for column in ("config", "provenance"):
             frame[column] = self._parsed(frame[column], f"sweeps.{column}")
         return frame
