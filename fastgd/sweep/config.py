@@ -24,6 +24,17 @@
 Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
 defines the run) is how a store knows what it already holds. The presets
 ``quick``, ``default`` and ``full`` ship in ``fastgd/sweep/presets/``.
+
+A configuration is checked whole before anything runs, and refused with one
+line (:class:`SweepConfigError`) where a run could not start or the sweep
+would mislead: unknown keys, names and data sets; a value listed twice (it
+would define the same runs twice); learning rates, targets, penalties and
+hyperparameters that are not finite; seeds outside 0 to 2**32 - 1 (what
+scikit-learn's initialisation takes); more than ``MAX_EPOCHS`` epochs; a
+``[hyperparameters.RULE]`` table for a rule not in ``rules`` or a target for
+a data set not in ``datasets`` (they would be ignored); a synthetic set too
+small to split or too large for this machine's memory; a network that would
+not fit in it.
 """
 
 import hashlib
