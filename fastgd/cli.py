@@ -318,15 +318,15 @@ def _asv_results(path):
 
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
+    from fastgd.report.build import check_reportable
     from fastgd.sweep.store import Store, StoreError
 
     try:
         with Store(arguments.store, mode="r") as store:
-            runs = store.runs_frame()
-    except StoreError as error:
+            check_reportable(store.runs_frame(), arguments.store)
+            store.sweeps_frame()  # its JSON is checked too, before anything is written
+    except (StoreError, ValueError) as error:
         raise CommandError(f"--store: {error}") from None
-    if runs.empty:
-        raise CommandError(f"--store: {arguments.store} holds no runs: run fastgd sweep first")
     out_dir = _output_directory(arguments.out, "--out")
     if arguments.throughput and not os.path.isdir(arguments.throughput):
         raise CommandError(f"--throughput: no directory at {arguments.throughput}")

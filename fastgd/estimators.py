@@ -210,8 +210,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"schedule_params must be a dict or None, got {self.schedule_params!r}")
         if self.clip_norm is not None:
             _check_real("clip_norm", self.clip_norm, 0.0, low_open=True)
-        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        if self.dtype is not None:
+            try:
+                dtype = np.dtype(self.dtype)
+            except TypeError:
+                dtype = None
+            if dtype not in (np.float32, np.float64):
+                raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self._rule()  # conflicts between solver, optimizer and schedule

@@ -185,6 +185,7 @@ def test_schedule_and_clipping_reach_the_training_loop():
     (dict(clip_norm=0.0), "clip_norm must be > 0.0"),
     (dict(validation_fraction=1.0), "validation_fraction must be < 1.0"),
     (dict(dtype=np.int32), "dtype must be None, float32 or float64"),
+    (dict(dtype="nonsense"), "dtype must be None, float32 or float64"),
 ])
 def test_bad_parameters_give_one_clear_error(params, message):
     X, y = iris()
@@ -294,6 +295,7 @@ def test_scikit_learn_settings_train_as_scikit_learn_does(params):
     (dict(max_fun=0), "max_fun must be an integer >= 1"),
     (dict(nesterovs_momentum="yes"), "nesterovs_momentum must be True or False"),
     (dict(learning_rate_init=float("inf")), "learning_rate_init must be a finite number"),
+    (dict(tol=float("inf")), "tol must be a finite number"),
     (dict(batch_size=0), "batch_size must be 'auto' or a positive integer"),
 ])
 def test_scikit_learn_settings_without_an_equivalent_are_refused(params, message):
@@ -312,7 +314,7 @@ def test_regressor_takes_squared_error_only_and_partial_fit_refuses_early_stoppi
     assert not hasattr(clf, "classes_")
 
 
-def test_n_iter_no_change_may_be_infinite():
+def test_n_iter_no_change_may_be_infinite_as_in_scikit_learn():
     X, y = iris()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -44,6 +44,8 @@ BAD_CONFIGURATIONS = {
         "iris = 0.5", '"synthetic-classification-0x5" = 0.5'),
     "infinite-rate.toml": GOOD.replace("learning_rates = [0.1]", "learning_rates = [inf]"),
     "nan-rate.toml": GOOD.replace("learning_rates = [0.1]", "learning_rates = [nan]"),
+    "astronomic.toml": GOOD.replace("learning_rates = [0.1]", f"learning_rates = {[0.1 + k for k in range(1000)]}")
+                           .replace("seeds = [0]", f"seeds = {list(range(2000))}"),
 }
 
 
@@ -98,6 +100,9 @@ SWEEP_CASES = [
     (["good.toml", "--store", "newer.db"], "written by a newer fastgd (store schema version 2)"),
     (["good.toml", "--store", "missing/r.db"], "the directory"),
     (["good.toml", "--store", "file.txt/r.db"], "file.txt is not a directory"),
+    (["good.toml", "--store", ""], "'' names no file"),
+    (["good.toml", "--store", ":memory:"], "':memory:' names no file"),
+    (["good.toml", "--store", "/dev/null"], "/dev/null is not a regular file"),
     # configurations that cannot be read
     (["config-folder", "--store", "r.db"], "config-folder is a directory, not a configuration file"),
     (["latin1.toml", "--store", "r.db"], "latin1.toml is not UTF-8 text"),
@@ -112,6 +117,7 @@ SWEEP_CASES = [
     (["unrunnable-dataset.toml", "--store", "r.db"], "needs n_samples >= 8, got 0"),
     (["infinite-rate.toml", "--store", "r.db"], "learning rates, got inf"),
     (["nan-rate.toml", "--store", "r.db"], "learning rates, got nan"),
+    (["astronomic.toml", "--store", "r.db"], "defines 2000000 runs, more than 1000000"),
     # the command line itself
     (["good.toml", "--preset", "quick", "--store", "r.db"], "give a CONFIG file or --preset, not both"),
     (["good.toml", "--store", "r.db", "--jobs", "0"], "argument --jobs: expected a positive integer"),
@@ -298,15 +304,18 @@ def test_a_writer_makes_a_store_of_an_empty_file(tmp_path, prepare):
         assert store.runs_frame().empty
 
 
-def test_a_store_with_a_damaged_value_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("column, value, message", [
+    ("hyperparameters", "{not json", "runs.hyperparameters is not JSON"),
+    ("final_loss", "low", "runs.final_loss is not a number"),
+    ("rule", "sophia", "rules this fastgd does not know: sophia"),
+])
+def test_a_store_with_damaged_or_unknown_values_is_refused_in_one_line(tmp_path, column, value, message):
     make_valid_store(tmp_path / "r.db")
     with sqlite3.connect(tmp_path / "r.db") as connection:
-        connection.execute("UPDATE runs SET hyperparameters = '{not json'")
+        connection.execute(f"UPDATE runs SET {column} = ?", (value,))
     connection.close()
-    with pytest.raises(StoreError, match="runs.hyperparameters is not JSON"):
-        sweep.load_runs(tmp_path / "r.db")
     code, _, err = run_command(["report", "--store", "r.db", "--out", "out"], tmp_path)
-    assert code == 2 and err.count("\n") == 1 and "runs.hyperparameters is not JSON" in err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from fastgd import datasets, optim
 
 __all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines",
-           "mixed_store_warnings"]
+           "check_reportable", "mixed_store_warnings"]
 
 LANDSCAPE_DATASET = "digits"
 
@@ -58,6 +58,15 @@ def load_throughput(directory):
     if isinstance(triad, bool) or not isinstance(triad, (int, float)) or not triad > 0:
         raise ValueError(f"throughput_machine.json in {directory} has no positive triad_bytes_per_second")
     return throughput
+
+
+def check_reportable(runs, store):
+    """ValueError in one line when the runs of a store cannot make a report."""
+    if runs.empty:
+        raise ValueError(f"the store {store} holds no runs: run a sweep first")
+    unknown = sorted(set(runs["rule"]) - set(optim.OPTIMIZERS))
+    if unknown:  # every figure gives each rule its own colour, and this fastgd has none for these
+        raise ValueError(f"the store {store} holds runs of rules this fastgd does not know: {', '.join(unknown)}")
 
 
 def mixed_store_warnings(runs):
@@ -197,8 +206,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     say = progress or (lambda message: None)
     with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
-    if runs.empty:
-        raise ValueError(f"the store {store} holds no runs: run a sweep first")
+    check_reportable(runs, store)
     warnings = mixed_store_warnings(runs)
     for line in warnings:
         say(f"warning: {line}")

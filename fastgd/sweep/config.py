@@ -64,6 +64,8 @@ MAX_EPOCHS = 100_000
 # batch sizes past the number of samples mean full batches; past this they only overflow
 MAX_BATCH_SIZE = 2 ** 31 - 1
 MAX_CONFIG_BYTES = 1 << 20
+# every run is a row of the store and a RunSpec in memory: past this, a grid is a typo
+MAX_RUNS = 1_000_000
 
 
 class SweepConfigError(ValueError):
@@ -288,6 +290,10 @@ def parse(raw):
         if not _is_real(target) or not (0 < target < math.inf):
             _fail(f"[targets] needs a positive finite target training loss for {dataset!r}, got {target!r}")
 
+    n_runs = len(names) * len(learning_rates) * len(batch_sizes) * len(seeds) * sum(
+        math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
+    if n_runs > MAX_RUNS:
+        _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
     for dataset, (_, n_features, n_outputs) in shapes.items():
         try:
             check_network_fits([n_features, *hidden, n_outputs], dtype)

@@ -102,6 +102,11 @@ _TABLE_COLUMNS = {
 }
 
 
+_NUMERIC_RUN_COLUMNS = ("learning_rate", "seed", "n_epochs", "alpha", "target_loss", "final_loss", "best_loss",
+                        "test_metric", "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target",
+                        "train_seconds", "wall_seconds")
+
+
 class StoreError(RuntimeError):
     """A file that cannot be used as a fastgd store; the message is one line naming it and why."""
 
@@ -153,6 +158,9 @@ def check_store_path(path, mode="w"):
     :class:`StoreError` with a one-line message otherwise.
     """
     path = str(path)
+    if path in ("", ":memory:"):
+        # SQLite would open a temporary database: every run would be lost when the sweep ends
+        raise StoreError(f"{path!r} names no file: give the path of a store file")
     if os.path.isdir(path):
         raise StoreError(f"{path} is a directory, not a store file")
     if not os.path.exists(path):
@@ -166,6 +174,8 @@ def check_store_path(path, mode="w"):
         if not os.access(directory, os.W_OK | os.X_OK):
             raise StoreError(f"cannot create the store {path}: the directory {directory} is not writable")
         return "new"
+    if not os.path.isfile(path):  # a device or a pipe: opening it could block or read forever
+        raise StoreError(f"{path} is not a regular file")
     try:
         with open(path, "rb") as file:
             header = file.read(len(_SQLITE_HEADER))
@@ -338,6 +348,11 @@ class Store:
     def runs_frame(self):
         frame = self._frame("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed")
         frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
+        for column in _NUMERIC_RUN_COLUMNS:
+            # SQLite stores what it is given: text in a number's column is damage, not a result
+            if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))
+                                                                     and not isinstance(value, bool))).all():
+                raise StoreError(f"{self.path} is damaged: a value of runs.{column} is not a number")
         return frame
 
     def curves_frame(self):
