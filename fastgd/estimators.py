@@ -365,7 +365,8 @@ class _BaseMLP(BaseEstimator):
                             seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
         training.epochs_done = self._epochs_done
-        training.history.first_loss = getattr(self, "_first_loss", None)  # divergence is judged against the first fit's start
+        # divergence is judged against the loss the first fit started from
+        training.history.first_loss = getattr(self, "_first_loss", None)
         self.history_ = training.history
 
         for _ in range(1 if incremental else self.max_iter):
@@ -414,7 +415,8 @@ class _BaseMLP(BaseEstimator):
                         print(f"{message} Setting learning rate to {self._epoch_learning_rate:f}")
                 else:
                     if self.verbose:
-                        print(f"{message}{' Learning rate too small.' if per_epoch_schedule == 'adaptive' else ''} Stopping.")
+                        too_small = " Learning rate too small." if per_epoch_schedule == "adaptive" else ""
+                        print(f"{message}{too_small} Stopping.")
                     break
             if incremental:
                 break

@@ -141,14 +141,44 @@ def _inspect(connection, path):
     return "fastgd"
 
 
-def _read_only_connection(path):
-    """A connection that cannot write, and creates no file: SQLite's WAL files are used only when they exist."""
+def _wal_mode_at_rest(path):
+    """True for a WAL-mode database that no writer has open (a writer keeps the -wal file while it has)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header[:16] == _SQLITE_HEADER and header[18:20] == b"\x02\x02" and not os.path.exists(f"{path}-wal")
+
+
+def _read_only_connection(path, at_rest=None):
+    """A connection that cannot write and creates no file.
+
+    A reader of a WAL-mode database needs its -wal and -shm files, and SQLite creates them
+    when they are missing; when they are (no writer has the store open), the file is read
+    as it is instead (``immutable``). A database in rollback mode, such as a store being
+    created, is read with SQLite's locks, which create nothing.
+    """
     uri = Path(path).absolute().as_uri() + "?mode=ro"
-    if not os.path.exists(f"{path}-wal"):
-        # no writer is active (a writer keeps the WAL file while it has the store open): read the
-        # file as it is rather than let SQLite create the -wal and -shm files a reader needs otherwise
+    if _wal_mode_at_rest(path) if at_rest is None else at_rest:
         uri += "&immutable=1"
     return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+
+
+def _inspect_read_only(path):
+    """:func:`_inspect` through a read-only connection; once more with SQLite's locks if a writer started meanwhile."""
+    for at_rest in (None, False):
+        try:
+            connection = _read_only_connection(path, at_rest)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {path}: {error}") from None
+        try:
+            return _inspect(connection, path)
+        except StoreError:
+            if at_rest is not None or not os.path.exists(f"{path}-wal"):
+                raise
+        finally:
+            connection.close()
 
 
 def check_store_path(path, mode="w"):
@@ -188,14 +218,7 @@ def check_store_path(path, mode="w"):
     elif header != _SQLITE_HEADER:
         raise StoreError(f"{path} is not a fastgd store: not an SQLite database")
     else:
-        try:
-            connection = _read_only_connection(path)
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open the store {path}: {error}") from None
-        try:
-            kind = _inspect(connection, path)
-        finally:
-            connection.close()
+        kind = _inspect_read_only(path)
         if kind == "new" and mode == "r":
             raise StoreError(f"{path} is an SQLite database without tables: not a fastgd store")
     if mode != "r" and not os.access(path, os.W_OK):
