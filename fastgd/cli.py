@@ -9,7 +9,10 @@
     fastgd info                                             versions, CPU, Numba threading layer and cache, CUDA
 
 ``fastgd <command> --help`` describes each. Bad input gives one line on stderr
-and exit status 2; nothing runs before the input has been checked.
+naming the problem and exit status 2 (argparse's errors too: the usage is on
+``--help``); nothing runs, and no file or folder is created or changed, before
+the input has been checked. Ctrl-C and SIGTERM end a command with one line and
+status 130 or 143; a sweep keeps what finished.
 """
 
 import argparse
@@ -363,10 +366,11 @@ def command_compare(arguments):
     out_dir = _output_directory(arguments.out, "--out")
     asv_results = _asv_results(arguments.asv_results)
     store = out_dir / "sweep.db"
-    try:
-        check_store_path(store, "w")
-    except StoreError as error:
-        raise CommandError(f"--out: {error}") from None
+    if out_dir.is_dir():  # a sweep to resume: its store must be a fastgd store
+        try:
+            check_store_path(store, "w")
+        except StoreError as error:
+            raise CommandError(f"--out: {error}") from None
     config = load_preset(arguments.preset)
     _create_directory(out_dir, "--out")
     _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
