@@ -284,20 +284,18 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             pending = [spec for spec in specs if spec.run_id not in done]
             sweep_id = store.begin_sweep(config.name, config.source, provenance())
             bar = Progress(len(pending), enabled=progress, label=config.name)
-            counts = {"failed": 0, "diverged": 0, "ok": 0, "stored_elsewhere": 0}
 
             def store_results(results):
                 for result in results:
-                    if store.add(sweep_id, result):
-                        counts[result["status"]] += 1
-                    else:  # another sweep writing this store got there first
-                        counts["stored_elsewhere"] += 1
+                    store.add(sweep_id, result)  # False: another sweep writing this store got there first
                 bar.update(len(results))
 
             def outcome():
-                stored = counts["ok"] + counts["diverged"] + counts["failed"]
-                return SweepOutcome(len(specs), len(specs) - len(pending) + counts["stored_elsewhere"], stored,
-                                    counts["failed"], counts["diverged"], time.perf_counter() - started)
+                # counted in the store: exact also when an interruption fell between a commit and its count
+                mine = list(store.statuses(sweep_id).values())
+                held = len(store.run_ids() & {spec.run_id for spec in specs})
+                return SweepOutcome(len(specs), held - len(mine), len(mine), mine.count("failed"),
+                                    mine.count("diverged"), time.perf_counter() - started)
 
             chunks = chunks_of(pending, chunk_size)
             try:
@@ -316,10 +314,10 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                                  "run the sweep again to resume") from None
             finally:
                 bar.close()
+            return outcome()
     finally:
         if client is not None:
             client.close()
-    return outcome()
 
 
 def _connect(address):

@@ -323,6 +323,11 @@ class Store:
             rows = self._connection.execute("SELECT run_id FROM runs WHERE status = ?", (status,))
         return {row[0] for row in rows}
 
+    def statuses(self, sweep_id):
+        """{run_id: status} of the runs that sweep ``sweep_id`` stored."""
+        rows = self._connection.execute("SELECT run_id, status FROM runs WHERE sweep_id = ?", (sweep_id,))
+        return dict(rows.fetchall())
+
     def forget(self, run_ids):
         """Delete runs (and their curves), e.g. failed ones to run again."""
         with self._transaction():
