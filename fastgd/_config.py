@@ -1,6 +1,8 @@
 """Numba flags for every compiled function of fastgd, in one place.
 
-Each flag can be overridden by an environment variable read once, at import:
+Each flag can be overridden by an environment variable read once, at import;
+a value outside what is listed raises :class:`SettingError` (a ValueError)
+naming the variable:
 
 ``FASTGD_CACHE`` (default ``1``)
     Cache compiled machine code on disk (``cache=True``): a cold compile of a
@@ -13,10 +15,10 @@ Each flag can be overridden by an environment variable read once, at import:
 ``FASTGD_PARALLEL_THRESHOLD`` (default ``131072``)
     Vectors with at least this many elements use the ``prange`` form of a
     kernel; shorter ones the serial form, whose call costs no thread launch.
-``FASTGD_CUDA_BLOCK_SIZE`` (default ``256``)
+``FASTGD_CUDA_BLOCK_SIZE`` (default ``256``, at most ``1024``)
     Threads per block of the element-wise CUDA kernels (update rules,
     gathers, reductions).
-``FASTGD_CUDA_MAX_BLOCKS`` (default ``4096``)
+``FASTGD_CUDA_MAX_BLOCKS`` (default ``4096``, at most ``2**31 - 1``)
     At most this many blocks per element-wise launch; past that the kernels'
     grid-stride loops give each thread several elements. 4096 blocks of 256
     threads keep a large GPU's memory bus busy.
@@ -45,39 +47,45 @@ import types
 
 import numba
 
-__all__ = ["CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
+__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
            "jit_serial_and_parallel", "cfunc", "cuda_jit", "compile_lock", "compile_for"]
+
+
+class SettingError(ValueError):
+    """A FASTGD_* environment variable with a value fastgd cannot use; the message is one line naming it."""
 
 
 def _env_flag(name, default):
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return default
-    if value.lower() in ("1", "true", "yes", "on"):
+    if value.strip().lower() in ("1", "true", "yes", "on"):
         return True
-    if value.lower() in ("0", "false", "no", "off"):
+    if value.strip().lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{name} must be 0 or 1, got {value!r}")
+    raise SettingError(f"{name} must be 0 or 1, got {value!r}")
 
 
-def _env_int(name, default):
+def _env_int(name, default, high):
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {number}")
+    text = value.strip()
+    # digits only: int() would also take "1_000", "+5" and other scripts' digits
+    if not (text.isascii() and text.isdigit()):
+        raise SettingError(f"{name} must be a positive integer, got {value!r}")
+    number = int(text)
+    if not 1 <= number <= high:
+        raise SettingError(f"{name} must be an integer from 1 to {high}, got {number}")
     return number
 
 
 CACHE = _env_flag("FASTGD_CACHE", True)
 FASTMATH = _env_flag("FASTGD_FASTMATH", False)
-PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17)
-CUDA_BLOCK_SIZE = _env_int("FASTGD_CUDA_BLOCK_SIZE", 256)
-CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096)
+PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17, 2 ** 62)
+# CUDA's limits: 1024 threads per block, 2**31 - 1 blocks along x
+CUDA_BLOCK_SIZE = _env_int("FASTGD_CUDA_BLOCK_SIZE", 256, 1024)
+CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096, 2 ** 31 - 1)
 
 # error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
 # default ("python") tests every divisor and raises, which also stops LLVM from

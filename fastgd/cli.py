@@ -10,13 +10,20 @@
 
 Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
 register rules of their own (:mod:`fastgd.rules`), which then join the
-built-ins everywhere, sweep workers included. ``fastgd <command> --help`` describes each. Bad input gives one line on stderr
-and exit status 2; nothing runs before the input has been checked.
+built-ins everywhere, sweep workers included. ``fastgd <command> --help``
+describes each. Bad input gives one line on stderr naming the problem and
+exit status 2 (argparse's errors too: the usage is on ``--help``); nothing
+runs, and no file or folder is created or changed, before the input has been
+checked. Ctrl-C and SIGTERM end a command with one line and status 130 or
+143; a sweep keeps what finished.
 """
 
 import argparse
+import math
 import os
+import signal
 import sys
+import threading
 import time
 
 __all__ = ["main"]
@@ -26,6 +33,21 @@ class CommandError(Exception):
     """A problem with the user's input: reported as one line, exit status 2."""
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interruption: what finished is kept, then the command ends."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line naming the option (the usage is on --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -33,6 +55,43 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+MAX_SEED = 2 ** 32 - 1  # what scikit-learn's (NumPy's RandomState) initialisation takes
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {value}")
     return value
 
 
@@ -79,34 +138,56 @@ def _cuda_status():
 
 
 def command_sweep(arguments):
-    from fastgd.sweep import SweepConfigError, load_config, load_preset, run_sweep
+    from fastgd.sweep import SweepConfigError, SweepError, StoreError, load_config, load_preset, run_sweep
+    from fastgd.sweep.store import check_store_path
 
     if arguments.config and arguments.preset:
         raise CommandError("give a CONFIG file or --preset, not both")
-    try:
-        config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
-    except SweepConfigError as error:
-        raise CommandError(str(error)) from None
-    config = config.with_plugins(arguments.plugins)
-    store_dir = os.path.dirname(os.path.abspath(arguments.store))
-    if not os.path.isdir(store_dir):
-        raise CommandError(f"the directory of --store does not exist: {store_dir}")
     if arguments.scheduler and arguments.jobs:
         raise CommandError("--jobs is for local runs; with --scheduler the cluster's workers run the sweep")
-    outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
-                        batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
-                        progress=not arguments.quiet)
+    try:
+        config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
+        config = config.with_plugins(arguments.plugins)
+        check_store_path(arguments.store, "w")
+        outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
+                            batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
+                            progress=not arguments.quiet)
+    except (SweepConfigError, SweepError, StoreError) as error:
+        raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
+    except KeyboardInterrupt as interrupt:
+        done = getattr(interrupt, "outcome", None)
+        if done is not None:
+            interrupt.args = (f"{done.stored} new runs stored, {done.skipped + done.stored} of {done.total} in "
+                              f"{arguments.store}; run the same command again to resume",)
+        raise
     print(f"{config.name}: {outcome.total} runs, {outcome.skipped} already stored, {outcome.stored} new "
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
 
 
-def _load_dataset(name):
-    from fastgd.sweep.config import load_dataset
+def _check_dataset(name):
+    """(task, n_features, n_outputs) of a data set name, checked without loading a synthetic set."""
+    from fastgd import datasets
 
     try:
-        return load_dataset(name)
+        return datasets.check_name(name)
     except ValueError as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(f"--dataset: {error}") from None
+
+
+def _check_optimizer(name):
+    from fastgd import optim
+
+    if name not in optim.OPTIMIZERS:
+        raise CommandError(f"--optimizer: unknown optimizer {name!r}: use one of {sorted(optim.OPTIMIZERS)}")
+
+
+def _check_network(layer_sizes, dtype):
+    from fastgd.sweep.config import check_network_fits
+
+    try:
+        check_network_fits(layer_sizes, dtype)
+    except ValueError as error:
+        raise CommandError(f"--hidden: {error}") from None
 
 
 def command_train(arguments):
@@ -114,21 +195,26 @@ def command_train(arguments):
 
     from fastgd import optim
     from fastgd.models import MLP
+    from fastgd.sweep.config import load_dataset
     from fastgd.training import Training, make_schedule
 
-    data = _load_dataset(arguments.dataset)
-    if arguments.optimizer not in optim.OPTIMIZERS:
-        raise CommandError(f"unknown optimizer {arguments.optimizer!r}: use one of {sorted(optim.OPTIMIZERS)}")
+    _, n_features, n_outputs = _check_dataset(arguments.dataset)
+    _check_optimizer(arguments.optimizer)
+    _check_network([n_features, *arguments.hidden, n_outputs], arguments.dtype)
+    try:
+        schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
+    except ValueError as error:
+        raise CommandError(f"--schedule: {error}") from None
+    data = load_dataset(arguments.dataset)
     try:
         net = MLP([data.n_features, *arguments.hidden, data.n_outputs], arguments.activation, data.output,
                   arguments.alpha, np.dtype(arguments.dtype))
         optimizer = optim.OPTIMIZERS[arguments.optimizer](net.init(random_state=arguments.seed), lr=arguments.lr,
                                                           layout=net.layout)
-        schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
         training = Training(net, optimizer, data.X_train, data.Y_train, arguments.batch_size or data.X_train.shape[0],
                             seed=arguments.seed, schedule=schedule, clip_norm=arguments.clip_norm)
     except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(error) from None
     print(f"{data.name}: {data.X_train.shape[0]} training samples; {net}; {optimizer}")
     print(f"{'epoch':>5} {'loss':>12} {'seconds (since the start)':>26}")
 
@@ -138,7 +224,7 @@ def command_train(arguments):
 
     history = training.run(arguments.epochs, callback=report)
     if history.diverged:
-        print(f"diverged at epoch {history.diverged_epoch}: the loss became non-finite; lower --lr or use "
+        print(f"diverged at epoch {history.diverged_epoch}: {history.divergence_reason()}; lower --lr or use "
               "--clip-norm")
         return
     outputs = net.predict(optimizer.params, data.X_test)
@@ -176,33 +262,60 @@ def command_landscape(arguments):
 
     from fastgd import landscape, optim
     from fastgd.models import MLP
-    from fastgd.report import figures
+    from fastgd.sweep.config import load_dataset
     from fastgd.training import Training
 
-    data = _load_dataset(arguments.dataset)
-    out_dir = _output_directory(arguments.out)
+    _, n_features, n_outputs = _check_dataset(arguments.dataset)
+    _check_optimizer(arguments.optimizer)
+    _check_network([n_features, *arguments.hidden, n_outputs], "float64")
+    out_dir = _output_directory(arguments.out, "--out")
+    from fastgd.report import figures
+
+    data = load_dataset(arguments.dataset)
     net = MLP([data.n_features, *arguments.hidden, data.n_outputs], "relu", data.output, 1e-4)
     theta = net.init(random_state=arguments.seed)
     print(f"training {net} on {data.name} with {arguments.optimizer} for {arguments.epochs} epochs")
-    Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr, layout=net.layout), data.X_train,
-             data.Y_train, 32, seed=arguments.seed).run(arguments.epochs)
+    history = Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr, layout=net.layout),
+                       data.X_train, data.Y_train, 32, seed=arguments.seed).run(arguments.epochs)
+    if history.diverged:
+        print(f"diverged at epoch {history.diverged_epoch}: {history.divergence_reason()}; the landscape is drawn "
+              "around the parameters of the epoch before")
     alphas = np.linspace(-arguments.extent, arguments.extent, 61)
     grid = np.linspace(-arguments.extent, arguments.extent, 31)
     line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=arguments.seed)
     plane = landscape.plane(net, theta, data.X_train, data.Y_train, grid, grid, random_state=arguments.seed + 1)
+    _create_directory(out_dir, "--out")
     figure = figures.draw_landscape((alphas, line), (grid, grid, plane), out_dir)
     print(f"loss at θ {line[len(line) // 2]:.6g}, at the ends of the slice {line[0]:.6g} and {line[-1]:.6g}")
     print(f"wrote {out_dir / figure.png}, {figure.svg} and {figure.csv}")
 
 
-def _output_directory(path):
+def _output_directory(path, option):
+    """``path`` as a directory that exists or can be created, checked without creating anything."""
     from pathlib import Path
 
     out_dir = Path(path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"{out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CommandError(f"{option} {out_dir} exists and is not a directory")
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise CommandError(f"{option} {out_dir} is not writable")
+        return out_dir
+    parent = out_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CommandError(f"cannot create {option} {out_dir}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"cannot create {option} {out_dir}: {parent} is not writable")
     return out_dir
+
+
+def _create_directory(out_dir, option):
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot create {option} {out_dir}: {error.strerror or error}") from None
 
 
 def _say(message):
@@ -214,7 +327,7 @@ def _asv_results(path):
 
     if path:
         if not Path(path).is_dir():
-            raise CommandError(f"no asv results directory at {path}")
+            raise CommandError(f"--asv-results: no asv results directory at {path}")
         return path
     default = Path(".asv") / "results"
     return str(default) if default.is_dir() else None
@@ -222,18 +335,31 @@ def _asv_results(path):
 
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
+    from fastgd.report.build import check_reportable
+    from fastgd.sweep.store import Store, StoreError
 
-    if not os.path.exists(arguments.store):
-        raise CommandError(f"no sweep store at {arguments.store}: run fastgd sweep first")
-    out_dir = _output_directory(arguments.out)
-    throughput = load_throughput(arguments.throughput or out_dir)
-    if arguments.throughput and throughput is None:
-        raise CommandError(f"no throughput measurements in {arguments.throughput}")
     try:
-        page = build_report(out_dir, arguments.store, throughput=throughput,
-                            asv_results=_asv_results(arguments.asv_results), progress=_say)
+        with Store(arguments.store, mode="r") as store:
+            check_reportable(store.runs_frame(), arguments.store)
+            store.sweeps_frame()  # its JSON is checked too, before anything is written
+    except (StoreError, ValueError) as error:
+        raise CommandError(f"--store: {error}") from None
+    out_dir = _output_directory(arguments.out, "--out")
+    if arguments.throughput and not os.path.isdir(arguments.throughput):
+        raise CommandError(f"--throughput: no directory at {arguments.throughput}")
+    asv_results = _asv_results(arguments.asv_results)
+    try:
+        throughput = load_throughput(arguments.throughput or out_dir) if (arguments.throughput or out_dir.is_dir()) \
+            else None
     except ValueError as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(f"--throughput: {error}") from None
+    if arguments.throughput and throughput is None:
+        raise CommandError(f"--throughput: no throughput measurements in {arguments.throughput}")
+    _create_directory(out_dir, "--out")
+    try:
+        page = build_report(out_dir, arguments.store, throughput=throughput, asv_results=asv_results, progress=_say)
+    except (ValueError, StoreError) as error:
+        raise CommandError(error) from None
     print(f"report: {page}")
 
 
@@ -247,15 +373,25 @@ COMPARE_THROUGHPUT = {
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
     from fastgd.report.throughput import measure
-    from fastgd.sweep import load_preset, run_sweep
+    from fastgd.sweep import StoreError, load_preset, run_sweep
+    from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
-    out_dir = _output_directory(arguments.out)
+    out_dir = _output_directory(arguments.out, "--out")
     asv_results = _asv_results(arguments.asv_results)
-    config = load_preset(arguments.preset).with_plugins(arguments.plugins)
     store = out_dir / "sweep.db"
+    if out_dir.is_dir():  # a sweep to resume: its store must be a fastgd store
+        try:
+            check_store_path(store, "w")
+        except StoreError as error:
+            raise CommandError(f"--out: {error}") from None
+    config = load_preset(arguments.preset).with_plugins(arguments.plugins)
+    _create_directory(out_dir, "--out")
     _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
-    outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
+    try:
+        outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
+    except StoreError as error:
+        raise CommandError(f"--out: {error}") from None
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     throughput = None
@@ -270,7 +406,7 @@ def command_compare(arguments):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastgd", description="Gradient-descent optimizers compiled with Numba: "
+    parser = _Parser(prog="fastgd", description="Gradient-descent optimizers compiled with Numba: "
                                      "sweeps, comparisons and reports.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -285,10 +421,12 @@ def build_parser():
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
     sweep.add_argument("--preset", choices=["quick", "default", "full"],
                        help="a configuration shipped with fastgd (default: default)")
-    sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing)")
+    sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing; an existing file "
+                       "must be a fastgd store)")
     sweep.add_argument("--jobs", type=_positive_int, help="local worker processes (default: all cores)")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on an existing Dask cluster, e.g. tcp://127.0.0.1:8786")
+                       help="run on an existing Dask cluster, e.g. tcp://127.0.0.1:8786 (reached before anything "
+                       "is written)")
     sweep.add_argument("--one-at-a-time", action="store_true",
                        help="train runs one by one instead of many in one compiled call")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the runs stored as failed")
@@ -324,16 +462,16 @@ def build_parser():
                                             "metric.")
     train.add_argument("--dataset", default="digits", help="bundled data set or synthetic-<task>-<n>x<features>")
     train.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32], help="hidden layer sizes")
     train.add_argument("--activation", default="relu", choices=["relu", "tanh", "logistic", "identity"])
-    train.add_argument("--alpha", type=float, default=1e-4, help="L2 penalty")
+    train.add_argument("--alpha", type=_non_negative_float, default=1e-4, help="L2 penalty")
     train.add_argument("--schedule", default="constant", help="learning-rate schedule")
-    train.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
+    train.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
     train.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED}")
     train.set_defaults(handler=command_train)
 
     gradcheck = commands.add_parser("gradcheck", help="numerical against analytic gradients, every activation "
@@ -349,12 +487,12 @@ def build_parser():
                                     description="Train an MLP, then draw its loss along filter-normalised random "
                                                 "directions.")
     landscape.add_argument("--dataset", default="digits")
-    landscape.add_argument("--optimizer", default="adam")
-    landscape.add_argument("--lr", type=float, default=3e-3)
+    landscape.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
+    landscape.add_argument("--lr", type=_positive_float, default=3e-3, help="learning rate")
     landscape.add_argument("--epochs", type=_positive_int, default=20)
     landscape.add_argument("--hidden", type=_positive_int, nargs="*", default=[32])
-    landscape.add_argument("--extent", type=float, default=1.0, help="the slice spans [-extent, extent]")
-    landscape.add_argument("--seed", type=int, default=0)
+    landscape.add_argument("--extent", type=_positive_float, default=1.0, help="the slice spans [-extent, extent]")
+    landscape.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED}")
     landscape.add_argument("--out", default="landscape", help="output directory")
     landscape.set_defaults(handler=command_landscape)
 
@@ -376,25 +514,51 @@ def _load_plugins(arguments):
     return plugins
 
 
+def _check_environment():
+    """The FASTGD_* settings, read when fastgd._config is first imported: a bad value is bad input."""
+    try:
+        import fastgd._config  # noqa: F401
+    except ValueError as error:
+        raise CommandError(f"environment: {error}") from None
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    # SIGTERM ends a command the way Ctrl-C does: sweeps keep what finished and stop their workers
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
+        _check_environment()
         arguments.plugins = _load_plugins(arguments) if arguments.plugin else []
         arguments.handler(arguments)
     except CommandError as error:
-        print(f"fastgd {arguments.command}: error: {error}", file=sys.stderr)
+        print(f"fastgd {arguments.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except MemoryError as error:
+        print(f"fastgd {arguments.command}: error: not enough memory: {_one_line(error) or 'MemoryError'}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, _Terminated)
+        detail = f": {_one_line(interrupt.args[0])}" if interrupt.args else ""
+        print(f"fastgd {arguments.command}: {'terminated' if terminated else 'interrupted'}{detail}",
+              file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except Exception as error:
         from fastgd.rules import RuleError
 
         if not isinstance(error, RuleError):
             raise
-        print(f"fastgd {arguments.command}: error: {error}", file=sys.stderr)
+        print(f"fastgd {arguments.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fastgd {arguments.command}: interrupted", file=sys.stderr)
-        return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -8,16 +8,36 @@
     >>> clf.score(X, y) > 0.95
     True
 
-Parameters keep scikit-learn's MLP names and defaults where they exist
-(``hidden_layer_sizes, activation, alpha, batch_size, learning_rate_init,
-max_iter, shuffle, random_state, tol, n_iter_no_change, early_stopping,
-validation_fraction, warm_start, verbose``); ``optimizer`` names a rule of
-:data:`fastgd.optim.OPTIMIZERS` (``"adam"`` by default), ``optimizer_params``
-sets its other hyperparameters, ``schedule``/``schedule_params`` the learning-
-rate schedule (:func:`fastgd.training.make_schedule`), ``clip_norm`` clips
-gradients by global norm, ``dtype`` fixes float32 or float64 (by default:
-float32 input stays float32, anything else becomes float64), ``device``
-chooses where training runs: ``"cpu"`` or ``"cuda"`` (an NVIDIA GPU, see
+Every parameter of scikit-learn's MLPs is accepted, with its name, default and
+meaning, so a scikit-learn user's code runs unchanged:
+
+* ``solver="adam"`` is fastgd's ``adam`` rule with ``betas=(beta_1, beta_2)``
+  and ``eps=epsilon``; ``solver="sgd"`` is ``nesterov`` (``nesterovs_momentum``),
+  ``momentum``, or plain ``sgd`` when ``momentum=0``, with that ``momentum``.
+  ``solver="lbfgs"`` is refused: fastgd trains with first-order rules only.
+* ``learning_rate`` applies, as in scikit-learn, to ``solver="sgd"`` only:
+  ``"invscaling"`` sets the rate of each epoch to
+  ``learning_rate_init / (t + 1) ** power_t`` (t: samples seen before it),
+  ``"adaptive"`` divides it by 5 whenever ``n_iter_no_change`` epochs in a
+  row fail to improve by ``tol``, and stops once it is at most 1e-6.
+* ``fit(X, y, sample_weight=...)``: a weight counts as that many repetitions
+  of the sample (scikit-learn's meaning: a weighted fit equals the fit of the
+  repeated data). Weights must be whole multiples of one value (``w = c·k``,
+  k integers, repeating rows up to 100 times the data set's size); the common
+  factor c scales the L2 penalty as in scikit-learn. Other weights are refused.
+* ``max_fun`` is for L-BFGS and unused; ``MLPRegressor(loss=...)`` takes
+  ``"squared_error"`` only.
+
+fastgd adds ``optimizer`` (any rule of :data:`fastgd.optim.OPTIMIZERS`;
+when given it decides the rule and ``solver`` must stay at its default, as
+must the solver's own parameters, ``learning_rate`` and ``power_t``),
+``optimizer_params`` (the rule's other hyperparameters; it may also set
+``betas``, ``eps`` or ``momentum`` while the solver's parameters for them
+stay at their defaults), ``schedule`` and
+``schedule_params`` (:func:`fastgd.training.make_schedule`, for any rule),
+``clip_norm`` (clip gradients by global norm), ``dtype`` (float32 or
+float64; by default float32 input stays float32, anything else becomes
+float64) and ``device``: ``"cpu"`` or ``"cuda"`` (an NVIDIA GPU, see
 :mod:`fastgd.cuda`; the same batches and math, the data uploaded once per
 fit). Without a usable GPU, ``device="cuda"`` raises
 :class:`fastgd.cuda.CudaUnavailableError` saying why, before anything
@@ -25,9 +45,11 @@ changes. Predictions run on the CPU, from ``theta_``, which is copied back
 from the device after every epoch.
 
 The network and loss are scikit-learn's (weights initialised the same way for
-the same ``random_state``; biases start at zero). When the loss becomes NaN
-or infinite, training stops, ``diverged_epoch_`` says when, the parameters
-are those of the last finite epoch, and a ``ConvergenceWarning`` is issued.
+the same ``random_state``; biases start at zero). When training diverges (a
+loss that is NaN, infinite or far above the first epoch's:
+:func:`fastgd.training.is_divergent`), it stops, ``diverged_epoch_`` says
+when, the parameters are those of the last epoch before, and a
+``ConvergenceWarning`` is issued.
 """
 
 import numbers
@@ -40,7 +62,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from fastgd import cuda as fastgd_cuda
 from fastgd import optim
@@ -50,6 +72,17 @@ from fastgd.training import SCHEDULES, Training, make_schedule
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _SEED_BOUND = np.iinfo(np.int32).max
+SOLVERS = ("adam", "sgd", "lbfgs")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+# scikit-learn's defaults of the parameters that configure its solvers; with optimizer= they must stay so
+_SOLVER_DEFAULTS = dict(solver="adam", learning_rate="constant", power_t=0.5, momentum=0.9, nesterovs_momentum=True,
+                        beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+# the rule's hyperparameter each of them sets
+_SOLVER_SOURCES = {"betas": ("beta_1", "beta_2"), "eps": ("epsilon",), "momentum": ("momentum",)}
+# sample_weight is applied by repeating rows: at most this many times the data set's rows
+MAX_WEIGHT_REPETITION = 100
+# scikit-learn's adaptive schedule stops once the learning rate is at most this
+_ADAPTIVE_MIN_LEARNING_RATE = 1e-6
 
 
 def _check_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
@@ -66,28 +99,60 @@ def _check_int(name, value, low):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _repetitions(sample_weight, n_samples):
+    """(counts, scale) with sample_weight == scale * counts, counts non-negative integers; ValueError otherwise."""
+    positive = sample_weight[sample_weight > 0]
+    whole = np.all(sample_weight == np.round(sample_weight)) and positive.max() < 2 ** 53
+    scale = float(np.gcd.reduce(positive.astype(np.int64))) if whole else float(positive.min())
+    counts = sample_weight / scale
+    rounded = np.round(counts)
+    if not np.allclose(counts, rounded, rtol=1e-9, atol=0.0):
+        raise ValueError("sample_weight: fastgd applies a weight as repetitions of its sample, so the weights must "
+                         "be whole multiples of one value (w = c * k, k = 0, 1, 2, ...); these are not")
+    if rounded.sum() > MAX_WEIGHT_REPETITION * n_samples:
+        raise ValueError(f"sample_weight: fastgd applies a weight as repetitions of its sample; these weights repeat "
+                         f"the {n_samples} samples {int(rounded.sum())} times in all, more than "
+                         f"{MAX_WEIGHT_REPETITION} times the data set")
+    return rounded.astype(np.int64), scale
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, fit loop, predictions."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, alpha=1e-4, batch_size="auto",
-                 learning_rate_init=1e-3, max_iter=200, shuffle=True, random_state=None, tol=1e-4,
-                 verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, optimizer="adam", optimizer_params=None, schedule="constant",
-                 schedule_params=None, clip_norm=None, dtype=None, device="cpu"):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, optimizer=None, optimizer_params=None,
+                 schedule="constant", schedule_params=None, clip_norm=None, dtype=None, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
         self.tol = tol
         self.verbose = verbose
         self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
         self.schedule = schedule
@@ -105,21 +170,36 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}.")
         return [int(n) for n in sizes]
 
-    def _check_parameters(self):
+    def _check_parameters(self, incremental=False):
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
         if self.activation not in ("identity", "logistic", "tanh", "relu"):
             raise ValueError(f"activation must be one of 'identity', 'logistic', 'tanh', 'relu', got "
                              f"{self.activation!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}")
+        if self.learning_rate not in LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {list(LEARNING_RATES)}, got {self.learning_rate!r}")
         _check_real("alpha", self.alpha, 0.0)
         _check_real("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
+        _check_real("power_t", self.power_t, 0.0)
         _check_int("max_iter", self.max_iter, 1)
         _check_real("tol", self.tol, 0.0)
-        _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        if self.n_iter_no_change != np.inf:
+            _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        _check_real("momentum", self.momentum, 0.0, 1.0)
+        _check_real("beta_1", self.beta_1, 0.0, 1.0, high_open=True)
+        _check_real("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
+        _check_real("epsilon", self.epsilon, 0.0, low_open=True)
+        _check_int("max_fun", self.max_fun, 1)
+        for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
+            _check_bool(name, getattr(self, name))
+        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
-                                               and not isinstance(self.batch_size, bool))):
+                                               and not isinstance(self.batch_size, bool) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer is not None and self.optimizer not in optim.OPTIMIZERS:
+            raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
         if self.optimizer_params is not None and not isinstance(self.optimizer_params, dict):
             raise ValueError(f"optimizer_params must be a dict or None, got {self.optimizer_params!r}")
         if self.optimizer_params and "lr" in self.optimizer_params:
@@ -130,20 +210,58 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"schedule_params must be a dict or None, got {self.schedule_params!r}")
         if self.clip_norm is not None:
             _check_real("clip_norm", self.clip_norm, 0.0, low_open=True)
-        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        if self.dtype is not None:
+            try:
+                dtype = np.dtype(self.dtype)
+            except TypeError:
+                dtype = None
+            if dtype not in (np.float32, np.float64):
+                raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        self._rule()  # conflicts between solver, optimizer and schedule
         if self.device == "cuda":
             fastgd_cuda.require('device="cuda"')
 
-    def _make_optimizer(self, theta):
-        cls = optim.OPTIMIZERS[self.optimizer]
+    def _rule(self):
+        """(rule name, its hyperparameters besides lr, scikit-learn's per-epoch learning-rate schedule or None)."""
         params = dict(self.optimizer_params or {})
+        if self.optimizer is not None:
+            changed = [name for name, default in _SOLVER_DEFAULTS.items() if getattr(self, name) != default]
+            if changed:
+                raise ValueError(f"optimizer={self.optimizer!r} names the update rule, so {changed[0]}="
+                                 f"{getattr(self, changed[0])!r} (a scikit-learn solver setting) has no meaning: leave "
+                                 "it at its default and give the rule's hyperparameters in optimizer_params and its "
+                                 "schedule in schedule, or set optimizer=None")
+            return self.optimizer, params, None
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not available: fastgd trains with first-order update rules only; use "
+                             "solver='adam' or 'sgd', an optimizer= rule, or sklearn.neural_network for L-BFGS")
+        if self.solver == "adam":
+            rule, mapped, per_epoch = "adam", dict(betas=(self.beta_1, self.beta_2), eps=self.epsilon), None
+        else:
+            rule = ("nesterov" if self.nesterovs_momentum else "momentum") if self.momentum > 0 else "sgd"
+            mapped = dict(momentum=self.momentum) if self.momentum > 0 else {}
+            per_epoch = None if self.learning_rate == "constant" else self.learning_rate
+            if per_epoch and self.schedule != "constant":
+                raise ValueError(f"learning_rate={self.learning_rate!r} and schedule={self.schedule!r} both set the "
+                                 "learning-rate schedule: give one")
+        # optimizer_params may set what the solver's parameters also set, while those stay at their defaults
+        for key in sorted(set(params) & set(mapped)):
+            sources = _SOLVER_SOURCES[key]
+            changed = [name for name in sources if getattr(self, name) != _SOLVER_DEFAULTS[name]]
+            if changed:
+                raise ValueError(f"optimizer_params sets {key!r} and so does {changed[0]}={getattr(self, changed[0])!r}"
+                                 f" (solver={self.solver!r}): give one")
+        return rule, dict(mapped, **params), per_epoch
+
+    def _make_optimizer(self, theta):
+        name, params, _ = self._rule()
+        cls = optim.OPTIMIZERS[name]
         accepted = cls.default_hyperparameters()
         unknown = sorted(set(params) - set(accepted))
         if unknown:
-            raise ValueError(f"optimizer_params has unknown keys for {self.optimizer}: {unknown}; it takes "
+            raise ValueError(f"optimizer_params has unknown keys for {name}: {unknown}; it takes "
                              f"{sorted(set(accepted) - {'lr'})}")
         return cls(theta, lr=self.learning_rate_init, layout=self._net.layout, **params)
 
@@ -161,12 +279,16 @@ class _BaseMLP(BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
 
-    def _fit(self, X, y, incremental):
-        self._check_parameters()
+    def _fit(self, X, y, incremental, sample_weight=None):
+        self._check_parameters(incremental)
         hidden = self._hidden_sizes()
+        _, _, per_epoch_schedule = self._rule()
         first_pass = not hasattr(self, "theta_") or (not self.warm_start and not incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
-        n_samples = X.shape[0]
+        repeats, weight_scale = None, 1.0
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            repeats, weight_scale = _repetitions(sample_weight, X.shape[0])
         rng = check_random_state(self.random_state)
         if first_pass:
             dtype = self._working_dtype(X)
@@ -184,21 +306,27 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
             self.diverged_epoch_ = None
             self._epochs_done = 0
+            self._first_loss = None
         layer_sizes = [X.shape[1], *hidden, self.n_outputs_]
         if layer_sizes != self._net.layer_sizes.tolist():
             raise ValueError(f"the fitted network has layer sizes {self._net.layer_sizes.tolist()}, this fit needs "
                              f"{layer_sizes}: refit without warm_start")
-        # alpha or activation may have changed since the first pass (warm_start)
-        net = self._net = MLP(layer_sizes, self.activation, self.out_activation_, self.alpha, self._net.dtype)
+        # alpha or activation may have changed since the first pass (warm_start); a common
+        # factor c of the sample weights divides the penalty, as scikit-learn's sum of weights does
+        net = self._net = MLP(layer_sizes, self.activation, self.out_activation_, self.alpha / weight_scale,
+                              self._net.dtype)
         X = X.astype(net.dtype, copy=False)
 
-        early_stopping = self.early_stopping and not incremental
-        X_val = Y_val = None
+        early_stopping = self.early_stopping
+        X_val = Y_val = repeats_val = None
         if early_stopping:
             stratify = Y if self._stratify() else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng, test_size=self.validation_fraction,
-                                                  stratify=stratify)
-            n_samples = X.shape[0]
+            if repeats is None:
+                X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng, test_size=self.validation_fraction,
+                                                      stratify=stratify)
+            else:
+                X, X_val, Y, Y_val, repeats, repeats_val = train_test_split(
+                    X, Y, repeats, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
             if X_val.shape[0] < 2:
                 raise ValueError(f"The validation set is too small (n_samples={X_val.shape[0]}); increase "
                                  "validation_fraction or turn early_stopping off")
@@ -211,17 +339,24 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
             if self.best_loss_ is None:
                 self.best_loss_ = np.inf
+        if repeats is not None:
+            # a weight of k is k repetitions of the sample: the fit of the repeated data
+            X, Y = np.repeat(X, repeats, axis=0), np.repeat(Y, repeats, axis=0)
+            if X.shape[0] == 0:
+                raise ValueError("sample_weight: every training sample has weight zero")
+        n_samples = X.shape[0]
 
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
-            if self.batch_size < 1 or self.batch_size > n_samples:
+            if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
                               "clipped", stacklevel=3)
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+            batch_size = int(min(self.batch_size, n_samples))
 
         if not incremental or not hasattr(self, "optimizer_"):
             self.optimizer_ = self._make_optimizer(self._params_on_device())
+            self._epoch_learning_rate = float(self.learning_rate_init)
         elif self.optimizer_.device != self.device:
             self.optimizer_ = self.optimizer_.with_params(self._params_on_device())  # its state moves along
         elif self.device == "cuda" and not self._evaluates_elsewhere():
@@ -230,9 +365,13 @@ class _BaseMLP(BaseEstimator):
                             seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
         training.epochs_done = self._epochs_done
+        # divergence is judged against the loss the first fit started from
+        training.history.first_loss = getattr(self, "_first_loss", None)
         self.history_ = training.history
 
         for _ in range(1 if incremental else self.max_iter):
+            if per_epoch_schedule is not None:
+                self.optimizer_.param_groups[0]["lr"] = self._epoch_learning_rate
             loss = training.epoch()
             if self._evaluates_elsewhere():
                 # predictions use the rule's evaluation point; the optimizer keeps its training point
@@ -240,11 +379,13 @@ class _BaseMLP(BaseEstimator):
             elif self.device == "cuda":
                 self.optimizer_.params.copy_to_host(self.theta_)
             self._epochs_done = training.epochs_done
+            self._first_loss = training.history.first_loss
             if training.history.diverged:
                 self.diverged_epoch_ = self.n_iter_ + 1
-                warnings.warn(f"Training diverged at epoch {self.diverged_epoch_}: the loss became {loss}. The "
-                              "parameters are those of the last finite epoch; lower learning_rate_init or clip "
-                              "gradients (clip_norm).", ConvergenceWarning, stacklevel=3)
+                warnings.warn(f"Training diverged at epoch {self.diverged_epoch_}: "
+                              f"{training.history.divergence_reason()}. The parameters are those of the epoch before; "
+                              "lower learning_rate_init or clip gradients (clip_norm).", ConvergenceWarning,
+                              stacklevel=3)
                 break
             self.n_iter_ += 1
             self.t_ += n_samples
@@ -253,7 +394,7 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if early_stopping:
-                score = self._score_validation(X_val, Y_val)
+                score = self._score_validation(X_val, Y_val, repeats_val)
                 self.validation_scores_.append(score)
                 self._no_improvement_count = (self._no_improvement_count + 1
                                               if score < self.best_validation_score_ + self.tol else 0)
@@ -264,11 +405,22 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = (self._no_improvement_count + 1
                                               if loss > self.best_loss_ - self.tol else 0)
                 self.best_loss_ = min(self.best_loss_, loss)
+            if per_epoch_schedule == "invscaling":
+                self._epoch_learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    print(f"{'Validation score' if early_stopping else 'Training loss'} did not improve more than "
-                          f"tol={self.tol} for {self.n_iter_no_change} consecutive epochs. Stopping.")
-                break
+                what = "Validation score" if early_stopping else "Training loss"
+                message = (f"{what} did not improve more than tol={self.tol} for {self.n_iter_no_change} "
+                           "consecutive epochs.")
+                if per_epoch_schedule == "adaptive" and self._epoch_learning_rate > _ADAPTIVE_MIN_LEARNING_RATE:
+                    self._epoch_learning_rate /= 5.0
+                    self._no_improvement_count = 0
+                    if self.verbose:
+                        print(f"{message} Setting learning rate to {self._epoch_learning_rate:f}")
+                else:
+                    if self.verbose:
+                        too_small = " Learning rate too small." if per_epoch_schedule == "adaptive" else ""
+                        print(f"{message}{too_small} Stopping.")
+                    break
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
@@ -280,7 +432,7 @@ class _BaseMLP(BaseEstimator):
 
     def _evaluates_elsewhere(self):
         """Whether the rule trains at one point and evaluates at another (Schedule-Free AdamW, ASGD)."""
-        return optim.OPTIMIZERS[self.optimizer].rule.evaluation is not None
+        return optim.OPTIMIZERS[self._rule()[0]].rule.evaluation is not None
 
     def _params_on_device(self):
         """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy (on the GPU, or of the training point).
@@ -356,29 +508,30 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"call to fit. Previously got {self.classes_}, `y` has {classes}")
         return X, self._label_binarizer.transform(y).astype(np.float64)
 
-    def fit(self, X, y):
-        """Fit the network to data X and labels y; returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data X and labels y (each sample repeated as its weight says); returns self."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), keeping the optimizer's state; ``classes`` is required on the first call."""
-        self._check_parameters()  # before classes_ is set: a refused call changes nothing
+        self._check_parameters(incremental=True)  # before classes_ is set: a refused call changes nothing
         if not hasattr(self, "classes_"):
             if classes is None and not type_of_target(y).startswith("multilabel"):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if classes is None else classes)
             self.classes_ = self._label_binarizer.classes_
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def _score_validation(self, X, Y):
+    def _score_validation(self, X, Y, sample_weight=None):
         from sklearn.metrics import accuracy_score
 
         probabilities = self._net.predict(self.theta_, X)
         if self.n_outputs_ == 1:
             probabilities, Y = probabilities.ravel(), Y.ravel()
         binarizer = self._label_binarizer
-        return float(accuracy_score(binarizer.inverse_transform(Y), binarizer.inverse_transform(probabilities)))
+        return float(accuracy_score(binarizer.inverse_transform(Y), binarizer.inverse_transform(probabilities),
+                                    sample_weight=sample_weight))
 
     def predict(self, X):
         """Predicted class labels."""
@@ -412,6 +565,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     See the module docstring for the parameters.
     """
 
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, optimizer=None,
+                 optimizer_params=None, schedule="constant", schedule_params=None, clip_norm=None, dtype=None,
+                 device="cpu"):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, optimizer=optimizer,
+            optimizer_params=optimizer_params, schedule=schedule, schedule_params=schedule_params,
+            clip_norm=clip_norm, dtype=dtype, device=device)
+        self.loss = loss
+
+    def _check_parameters(self, incremental=False):
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error' (fastgd's regressor has no {self.loss!r} loss), got "
+                             f"{self.loss!r}")
+        super()._check_parameters(incremental)
+
     def _output_activation(self):
         return "identity"
 
@@ -426,18 +603,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y
 
-    def fit(self, X, y):
-        """Fit the network to data X and targets y; returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data X and targets y (each sample repeated as its weight says); returns self."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), keeping the optimizer's state."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def _score_validation(self, X, Y):
+    def _score_validation(self, X, Y, sample_weight=None):
         from sklearn.metrics import r2_score
 
-        return float(r2_score(Y, self._net.predict(self.theta_, X)))
+        return float(r2_score(Y, self._net.predict(self.theta_, X), sample_weight=sample_weight))
 
     def predict(self, X):
         """Predicted targets."""

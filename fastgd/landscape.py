@@ -54,13 +54,36 @@ def _losses_on_grid(theta, first, second, alphas, betas, X, Y, layer_sizes, acti
     return losses
 
 
+def _coordinates(name, values, dtype):
+    """Grid coordinates as a 1-D array of θ's dtype; ValueError for an empty, nested or non-finite grid."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if array.ndim > 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite numbers")
+    return array.ravel().astype(dtype)
+
+
+def _check_direction(name, direction, theta):
+    if not isinstance(direction, np.ndarray) or direction.shape != theta.shape:
+        raise ValueError(f"{name} must be an array of θ's shape {theta.shape}, got "
+                         f"{getattr(direction, 'shape', type(direction).__name__)}")
+    if not np.isfinite(direction).all():
+        raise ValueError(f"{name} must be finite")
+    return direction
+
+
 def _grid(net, theta, X, Y, alphas, betas, first, second):
     from threadpoolctl import threadpool_limits
 
     theta = net._check_theta(theta)
     X, Y = net.check_data(X, Y)
-    alphas = np.asarray(alphas, dtype=theta.dtype).ravel()
-    betas = np.asarray(betas, dtype=theta.dtype).ravel()
+    alphas = _coordinates("alphas", alphas, theta.dtype)
+    betas = _coordinates("betas", betas, theta.dtype)
+    first, second = _check_direction("direction", first, theta), _check_direction("direction", second, theta)
     chunk = min(X.shape[0], CHUNK)
     # every grid point is one thread's work: BLAS inside it must not start threads of its own
     with threadpool_limits(1):
@@ -71,6 +94,7 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
 
 def line(net, theta, X, Y, alphas, direction=None, random_state=None):
     """J(θ + a·d) for every a in ``alphas``; d filter-normalised random unless given."""
+    theta = net._check_theta(theta)
     if direction is None:
         direction = random_direction(net, theta, random_state)
     return _grid(net, theta, X, Y, alphas, [0.0], direction, np.zeros_like(direction))[0]
@@ -78,8 +102,11 @@ def line(net, theta, X, Y, alphas, direction=None, random_state=None):
 
 def plane(net, theta, X, Y, alphas, betas, directions=None, random_state=None):
     """J(θ + a·d₁ + b·d₂) as an array of shape (len(betas), len(alphas))."""
+    theta = net._check_theta(theta)
     if directions is None:
         rng = np.random.default_rng(random_state)
         directions = (random_direction(net, theta, rng), random_direction(net, theta, rng))
+    if not isinstance(directions, (tuple, list)) or len(directions) != 2:
+        raise ValueError("directions must be a pair of arrays (d1, d2)")
     first, second = directions
     return _grid(net, theta, X, Y, alphas, betas, first, second)

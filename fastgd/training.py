@@ -34,9 +34,43 @@ from fastgd.kernels import schedules as schedule_kernels
 from fastgd.kernels.train import model_entry, train_epoch, workspace_elements
 from fastgd.optim import Optimizer
 
-__all__ = ["History", "Training", "make_schedule", "SCHEDULES"]
+__all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
+           "is_divergent", "first_divergent_epoch"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
+
+# Divergence, defined here once for Training, the estimators and the sweeps: an epoch
+# diverges when its loss is NaN or infinite, or above DIVERGENCE_FACTOR times the first
+# epoch's loss (or times 1, when the first loss is below 1). The first epoch's loss is
+# the mean of its batches' losses, each taken before that batch's update: with full
+# batches it is the loss at the starting parameters. A run whose loss grew ten-thousand-fold
+# is lost: no schedule or rule here brings it back, and the float overflow it heads for
+# would only say so later. The floor of 1 keeps a run that starts near a perfect fit
+# (a warm start) from being called diverged when its loss wobbles by small absolute amounts.
+DIVERGENCE_FACTOR = 1e4
+
+
+def divergence_threshold(first_loss):
+    """The loss above which an epoch counts as diverged, given the first epoch's loss."""
+    return DIVERGENCE_FACTOR * max(float(first_loss), 1.0)
+
+
+def is_divergent(loss, first_loss):
+    """True for a NaN or infinite loss, or one above :func:`divergence_threshold` (``first_loss`` None: finite only)."""
+    loss = float(loss)
+    if not math.isfinite(loss):
+        return True
+    return first_loss is not None and loss > divergence_threshold(first_loss)
+
+
+def first_divergent_epoch(losses, first_loss=None):
+    """The 1-based epoch of ``losses`` that diverged first, or None; ``first_loss`` defaults to ``losses[0]``."""
+    for epoch, loss in enumerate(losses):
+        if first_loss is None and math.isfinite(loss):
+            first_loss = float(loss)
+        if is_divergent(loss, first_loss):
+            return epoch + 1
+    return None
 
 
 def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_min=0.0, t_max=None,
@@ -69,11 +103,26 @@ class History:
 
     loss: list = field(default_factory=list)  # mean training loss of the epoch's batches
     seconds: list = field(default_factory=list)  # wall-clock seconds since training started, at epoch end
-    diverged_epoch: int = None  # 1-based epoch whose loss was NaN or infinite; None if none
+    diverged_epoch: int = None  # 1-based epoch that diverged (see is_divergent); None if none
+    diverged_loss: float = None  # that epoch's loss: NaN, infinite, or above divergence_threshold(first_loss)
+    # the reference of the divergence test: the first epoch's loss unless set before the
+    # first epoch (an estimator continuing a fit keeps the loss its first fit started from)
+    first_loss: float = None
 
     @property
     def diverged(self):
         return self.diverged_epoch is not None
+
+    def divergence_reason(self):
+        """Why training diverged, as a phrase ("the loss became nan"); None if it did not."""
+        if not self.diverged:
+            return None
+        if math.isnan(self.diverged_loss):
+            return "the loss or the parameters became NaN"
+        if math.isinf(self.diverged_loss):
+            return f"the loss became {self.diverged_loss}"
+        return (f"the loss became {self.diverged_loss:.4g}, above {DIVERGENCE_FACTOR:g} times the first epoch's loss "
+                f"({self.first_loss:.4g}, or 1 if lower)")
 
 
 class Training:
@@ -169,11 +218,11 @@ class Training:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            arguments = (model_entry(net.dtype), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code, net.output_code,
-                         net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux, packed.counters,
-                         packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle, self.seed,
-                         self.epochs_done, self._order, self._grad, self._activations, self._deltas, self._batch_X,
-                         self._batch_Y)
+            arguments = (model_entry(net.dtype), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
+                         net.output_code, net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux,
+                         packed.counters, packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle,
+                         self.seed, self.epochs_done, self._order, self._grad, self._activations, self._deltas,
+                         self._batch_X, self._batch_Y)
             if not self._compiled:
                 # compile (or load from the cache) before the clock starts: epoch seconds are training only
                 _config.compile_for(train_epoch, arguments)
@@ -194,14 +243,18 @@ class Training:
         self.epochs_done += 1
         if theta_finite is None:
             theta_finite = np.isfinite(self.theta).all()
-        if not math.isfinite(loss) or not theta_finite:
-            self.history.diverged_epoch = self.epochs_done
-            # θ as it was after the last finite epoch, so predictions stay meaningful
+        history = self.history
+        if history.first_loss is None and math.isfinite(loss):
+            history.first_loss = float(loss)
+        if is_divergent(loss, history.first_loss) or not theta_finite:
+            history.diverged_epoch = self.epochs_done
+            history.diverged_loss = float(loss) if not math.isfinite(loss) or theta_finite else math.nan
+            # θ as it was after the last epoch that did not diverge, so predictions stay meaningful
             if self._device_workspace is None:
                 self.theta[...] = self._last_finite
             else:
                 self.theta.copy_to_device(self._last_finite)
-            return float(loss) if not math.isfinite(loss) else math.nan
+            return history.diverged_loss
         if self._evaluates_elsewhere:
             loss = self.net.loss(self.optimizer.evaluation_params(out=self._evaluation), *self._host_data)
         self.history.loss.append(float(loss))
@@ -209,7 +262,8 @@ class Training:
         return float(loss)
 
     def run(self, n_epochs, callback=None):
-        """Up to ``n_epochs`` epochs; stops on divergence or when ``callback(training, loss)`` returns True."""
+        """Up to ``n_epochs`` epochs; stops on divergence (:func:`is_divergent`) or when ``callback(training, loss)``
+        returns True."""
         for _ in range(n_epochs):
             loss = self.epoch()
             if self.history.diverged or (callback is not None and callback(self, loss)):

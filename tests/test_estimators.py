@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -87,7 +88,10 @@ def test_multilabel_and_binary_outputs():
     # a growing loss alone does not stop it early (n_iter_no_change): only the overflow does
     MLPClassifier(hidden_layer_sizes=(8,), activation="identity", optimizer="sgd", learning_rate_init=1e6,
                   max_iter=200, n_iter_no_change=200, random_state=0),
-], ids=["regressor", "classifier"])
+    # the loss grows a hundred-thousand-fold but stays finite: divergence all the same, caught
+    # before the default n_iter_no_change would stop it quietly
+    MLPClassifier(optimizer="sgd", learning_rate_init=1e6, random_state=0),
+], ids=["regressor", "classifier", "finite-growth"])
 def test_divergence_warns_and_leaves_finite_parameters(estimator):
     X, y = iris()
     with pytest.warns(ConvergenceWarning, match="Training diverged at epoch"):
@@ -168,7 +172,7 @@ def test_schedule_and_clipping_reach_the_training_loop():
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(optimizer="adamm"), "optimizer must be one of"),
+    (dict(optimizer="adamm"), "optimizer must be None or one of"),
     (dict(optimizer_params={"betas": (0.9, 1.5)}), "Invalid beta parameter at index 1: 1.5"),
     (dict(optimizer_params={"momentum": 0.9}), "optimizer_params has unknown keys for adam: ['momentum']"),
     (dict(optimizer_params={"lr": 0.1}), "set learning_rate_init"),
@@ -181,6 +185,7 @@ def test_schedule_and_clipping_reach_the_training_loop():
     (dict(clip_norm=0.0), "clip_norm must be > 0.0"),
     (dict(validation_fraction=1.0), "validation_fraction must be < 1.0"),
     (dict(dtype=np.int32), "dtype must be None, float32 or float64"),
+    (dict(dtype="nonsense"), "dtype must be None, float32 or float64"),
 ])
 def test_bad_parameters_give_one_clear_error(params, message):
     X, y = iris()
@@ -208,3 +213,161 @@ def test_unseen_feature_count_at_predict():
         clf.fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 4 features"):
         clf.predict(X[:, :3])
+
+
+# -- scikit-learn's own parameters ------------------------------------------------------------
+
+@pytest.mark.parametrize("estimator, sklearn_estimator", [(MLPClassifier, SklearnMLPClassifier),
+                                                          (MLPRegressor, SklearnMLPRegressor)])
+def test_every_scikit_learn_parameter_is_accepted(estimator, sklearn_estimator):
+    theirs = sklearn_estimator(max_iter=3).get_params()
+    ours = estimator(**theirs)
+    assert set(theirs) <= set(ours.get_params())
+    X, y = iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y, sample_weight=np.ones(len(y)))
+    assert ours.optimizer_.name == "adam" and ours.n_iter_ == 3
+
+
+@pytest.mark.parametrize("params, rule, hyperparameters", [
+    (dict(), "adam", dict(betas=(0.9, 0.999), eps=1e-8)),
+    (dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6), "adam", dict(betas=(0.8, 0.99), eps=1e-6)),
+    (dict(solver="sgd"), "nesterov", dict(momentum=0.9)),
+    (dict(solver="sgd", momentum=0.5, nesterovs_momentum=False), "momentum", dict(momentum=0.5)),
+    (dict(solver="sgd", momentum=0.0), "sgd", dict(momentum=0.0)),
+    (dict(solver="adam", optimizer_params=dict(amsgrad=True)), "adam", dict(amsgrad=True)),
+    (dict(optimizer="lion"), "lion", dict(betas=(0.9, 0.99))),
+])
+def test_scikit_learn_solvers_map_onto_fastgd_rules(params, rule, hyperparameters):
+    X, y = iris()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.optimizer_.name == rule
+    for key, value in hyperparameters.items():
+        assert clf.optimizer_.param_groups[0][key] == value
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.5, power_t=0.25),
+    dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.1, tol=1e-2, n_iter_no_change=2),
+    dict(solver="sgd", momentum=0.0, learning_rate_init=0.1),
+    dict(solver="sgd", nesterovs_momentum=False, learning_rate_init=0.05),
+    dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6, learning_rate_init=0.01),
+], ids=["invscaling", "adaptive", "plain-sgd", "momentum", "adam-betas"])
+def test_scikit_learn_settings_train_as_scikit_learn_does(params):
+    X, y = iris()
+    settings = dict(hidden_layer_sizes=(16,), batch_size=32, max_iter=100, random_state=0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**settings).fit(X, y)
+        theirs = SklearnMLPClassifier(**settings).fit(X, y)
+    # the same rule and schedule; the batches are drawn differently (see above)
+    assert ours.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=0.25)
+    learning_rate = ours.optimizer_.param_groups[0]["lr"]
+    if params.get("learning_rate") == "invscaling":
+        # the rate of the last epoch: learning_rate_init / (samples seen before it + 1) ** power_t
+        before_last = ours.t_ - X.shape[0]
+        assert learning_rate == pytest.approx(0.5 / (before_last + 1) ** 0.25, rel=1e-12)
+    elif params.get("learning_rate") == "adaptive":
+        # divided by 5 at each plateau until at most 1e-6, then stopped, as scikit-learn does
+        assert learning_rate <= 1e-6 and ours.n_iter_ < 100
+        assert learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    else:
+        assert learning_rate == params["learning_rate_init"]
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
+    (dict(solver="newton"), "solver must be one of ['adam', 'sgd', 'lbfgs']"),
+    (dict(optimizer="nadam", solver="sgd"), "optimizer='nadam' names the update rule, so solver='sgd'"),
+    (dict(optimizer="nadam", beta_1=0.8), "so beta_1=0.8"),
+    (dict(optimizer="sgd", learning_rate="invscaling"), "so learning_rate='invscaling'"),
+    (dict(solver="sgd", learning_rate="invscaling", schedule="cosine"), "both set the learning-rate schedule"),
+    (dict(optimizer_params={"eps": 1e-3}, epsilon=1e-6), "optimizer_params sets 'eps' and so does epsilon=1e-06"),
+    (dict(learning_rate="cyclic"), "learning_rate must be one of"),
+    (dict(momentum=1.5), "momentum must be <= 1.0"),
+    (dict(beta_2=1.0), "beta_2 must be < 1.0"),
+    (dict(epsilon=0.0), "epsilon must be > 0.0"),
+    (dict(power_t=-1.0), "power_t must be >= 0.0"),
+    (dict(max_fun=0), "max_fun must be an integer >= 1"),
+    (dict(nesterovs_momentum="yes"), "nesterovs_momentum must be True or False"),
+    (dict(learning_rate_init=float("inf")), "learning_rate_init must be a finite number"),
+    (dict(tol=float("inf")), "tol must be a finite number"),
+    (dict(batch_size=0), "batch_size must be 'auto' or a positive integer"),
+])
+def test_scikit_learn_settings_without_an_equivalent_are_refused(params, message):
+    X, y = iris()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MLPClassifier(max_iter=2, **params).fit(X, y)
+
+
+def test_regressor_takes_squared_error_only_and_partial_fit_refuses_early_stopping():
+    X, y = iris()
+    with pytest.raises(ValueError, match="loss must be 'squared_error'"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(X, X[:, 0])
+    clf = MLPClassifier(early_stopping=True)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(clf, "classes_")
+
+
+def test_n_iter_no_change_may_be_infinite_as_in_scikit_learn():
+    X, y = iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=30, tol=10.0, n_iter_no_change=np.inf,
+                            random_state=0).fit(X, y)
+    assert clf.n_iter_ == 30
+
+
+# -- sample weights -----------------------------------------------------------------------------
+
+def fitted(estimator, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_integer_weights_are_repetitions(estimator):
+    X, y = iris()
+    target = y if estimator is MLPClassifier else X[:, 0]
+    weights = np.random.default_rng(0).integers(0, 4, len(y))
+    settings = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    weighted = fitted(estimator(**settings), X, target, sample_weight=weights)
+    repeated = fitted(estimator(**settings), X.repeat(weights, axis=0), target.repeat(weights))
+    np.testing.assert_array_equal(weighted.theta_, repeated.theta_)
+    assert weighted.loss_curve_ == repeated.loss_curve_
+
+
+def test_equal_weights_scale_the_penalty_as_scikit_learn_does():
+    # scikit-learn divides the L2 penalty by the sum of the weights: weights c are alpha / c
+    X, y = iris()
+    settings = dict(hidden_layer_sizes=(8,), max_iter=10, random_state=0)
+    weighted = fitted(MLPClassifier(alpha=0.5, **settings), X, y, sample_weight=np.full(len(y), 4.0))
+    unweighted = fitted(MLPClassifier(alpha=0.125, **settings), X, y)
+    np.testing.assert_array_equal(weighted.theta_, unweighted.theta_)
+    # fractions of one unit are repetitions too: 0.5, 1.0, 1.5 are 1, 2, 3 halves
+    halves = np.resize([0.5, 1.0, 1.5], len(y))
+    by_halves = fitted(MLPClassifier(alpha=0.5, **settings), X, y, sample_weight=halves)
+    counts = np.resize([1, 2, 3], len(y))
+    by_counts = fitted(MLPClassifier(alpha=1.0, **settings), X.repeat(counts, axis=0), y.repeat(counts))
+    np.testing.assert_array_equal(by_halves.theta_, by_counts.theta_)
+
+
+@pytest.mark.parametrize("weights, message", [
+    (lambda n: np.linspace(1.0, np.sqrt(2.0), n), "must be whole multiples of one value"),
+    (lambda n: np.r_[1.0, np.full(n - 1, 1e4)], "more than 100 times the data set"),
+    (lambda n: np.r_[-1.0, np.ones(n - 1)], "Negative values in data passed to"),
+    (lambda n: np.zeros(n), "weight"),
+    (lambda n: np.ones(n + 1), "sample_weight.shape"),
+])
+def test_weights_that_are_not_repetitions_are_refused(weights, message):
+    X, y = iris()
+    clf = MLPClassifier(max_iter=2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        clf.fit(X, y, sample_weight=weights(len(y)))
+    assert not hasattr(clf, "theta_")

@@ -120,22 +120,47 @@ def test_report_renders_in_a_headless_browser(quick_report, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-def test_text_from_the_store_is_escaped(tmp_path):
+@pytest.fixture(scope="module")
+def mixed_report(tmp_path_factory):
+    """``fastgd report`` over a store of two sweeps of iris: a hostile sweep name, and different epoch counts."""
     pytest.importorskip("seaborn")
-    from fastgd.report import build_report
+    root = tmp_path_factory.mktemp("mixed")
+    for name, epochs in (("<script>alert('x')</script>", 3), ("longer", 5)):
+        config = sweep.parse(dict(name=name, datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1],
+                                  seeds=[0], epochs=epochs, targets={"iris": 0.5}))
+        sweep.run_sweep(config, root / "s.db", jobs=1, progress=False)
+    before = {path.name: path.read_bytes() for path in root.iterdir()}
+    result = fastgd_command("report", "--store", str(root / "s.db"), "--out", str(root / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {path.name: path.read_bytes() for path in root.iterdir() if path.name != "out"}
+    return (root / "out" / "index.html").read_text(), result, before == after
 
-    config = sweep.parse(dict(name="<script>alert('x')</script>", datasets=["iris"], rules=["sgd", "adam"],
-                              learning_rates=[0.1], seeds=[0], epochs=3, targets={"iris": 0.5}))
-    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
-    page = build_report(tmp_path / "out", tmp_path / "s.db").read_text()
+
+def test_text_from_the_store_is_escaped(mixed_report):
+    page, _, _ = mixed_report
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+
+
+def test_a_report_over_a_mixed_store_says_so(mixed_report):
+    page, result, _ = mixed_report
+    warning = "iris: the store mixes runs of different settings (n_epochs 3, 5)"
+    assert "Mixed store." in page and warning in page
+    assert f"warning: {warning}" in result.stderr
+    # each configuration is its own row: one seed each, never "2 seeds" made of two settings
+    assert "mean over 2 seeds" not in page and "mean over 1 seed)" in page
+
+
+def test_a_report_writes_nothing_into_its_store(mixed_report):
+    _, _, unchanged = mixed_report
+    assert unchanged
 
 
 def test_report_command_refuses_a_missing_store(tmp_path):
     result = fastgd_command("report", "--store", str(tmp_path / "none.db"), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"fastgd report: error: no sweep store at {tmp_path / 'none.db'}: run fastgd " \
-                                    "sweep first"
+    assert result.stderr.strip() == f"fastgd report: error: --store: no fastgd store at {tmp_path / 'none.db'} " \
+                                    "(no such file)"
+    assert not (tmp_path / "out").exists()
 
 
 def write_asv_result(directory, commit, date, value):
@@ -154,6 +179,11 @@ def test_history_over_commits_from_asv_results(tmp_path):
     results = tmp_path / "results"
     write_asv_result(results, "a" * 40, 1000, 1.0)
     write_asv_result(results, "b" * 40, 2000, 0.5)
+    # files that are not asv results, or damaged ones, are skipped
+    for name, content in (("list.json", []), ("numbers.json", {"commit_hash": 7, "results": {}}),
+                          ("results-list.json", {"commit_hash": "c" * 40, "results": [1, 2]})):
+        (results / "machine-a" / name).write_text(json.dumps(content))
+    (results / "machine-a" / "binary.json").write_bytes(b"\xff\xfe\x00")
     history = load_history(results)
     step = history[history["benchmark"] == "bench_step.TimeStep.time_step"].sort_values("commit_order")
     # geometric mean over the parameter grid: sqrt(1 * 2) then sqrt(0.5 * 1); relative to the first commit
@@ -185,3 +215,14 @@ def test_every_rule_keeps_one_distinct_colour_however_many_there_are():
     assert list(colours) == list(optim.OPTIMIZERS) + unknown  # the registry's order, then the others by name
     assert len({tuple(colour) for colour in colours.values()}) == len(colours)
     assert figures.palette()["adam"] == colours["adam"]  # a rule's colour does not depend on who else is drawn
+
+
+def test_a_report_draws_a_rule_whose_plugin_is_not_loaded(quick_report, tmp_path):
+    # the quick report's store holds the README's rule; a report made without its plugin still draws it
+    out, _, _ = quick_report
+    result = fastgd_command("report", "--store", str(out / "sweep.db"), "--out", str(tmp_path / "again"),
+                            "--throughput", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rules not registered here: signum" in result.stderr
+    html = (tmp_path / "again" / "index.html").read_text()
+    assert "Rules from plugins not loaded" in html and "signum" in html

@@ -3,6 +3,7 @@
 import fcntl
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -83,17 +84,48 @@ def test_runs_expand_the_grid_with_stable_ids():
 
 @pytest.mark.parametrize("replace, message", [
     (dict(rules=["adam", "adamm"]), "unknown rule 'adamm'"),
-    (dict(learning_rates=[0.1, -0.01]), "positive learning rates, got -0.01"),
-    (dict(learning_rates=[0.1, "fast"]), "positive learning rates, got 'fast'"),
+    (dict(learning_rates=[0.1, -0.01]), "learning rates, got -0.01"),
+    (dict(learning_rates=[0.1, "fast"]), "learning rates, got 'fast'"),
+    (dict(learning_rates=[0.1, float("inf")]), "learning rates, got inf"),
+    (dict(learning_rates=[0.1, float("nan")]), "learning rates, got nan"),
     (dict(datasets=["iris", "mnist"]), "unknown dataset 'mnist'"),
-    (dict(epochs=0), "'epochs' must be a positive integer"),
-    (dict(batch_sizes=[0]), "'batch_sizes' must list positive integers"),
-    (dict(targets={"iris": 0.5}), "[targets] needs a positive target training loss for 'diabetes'"),
+    (dict(epochs=0), "'epochs' must be an integer from 1 to"),
+    (dict(epochs=10 ** 9), "'epochs' must be an integer from 1 to 100000"),
+    (dict(batch_sizes=[0]), "'batch_sizes' must be a non-empty list of batch sizes"),
+    (dict(batch_sizes=[2 ** 40]), "'batch_sizes' must be a non-empty list of batch sizes"),
+    (dict(targets={"iris": 0.5}), "[targets] needs a positive finite target training loss for 'diabetes'"),
+    (dict(targets={"iris": 0.5, "diabetes": float("inf")}), "target training loss for 'diabetes', got inf"),
+    (dict(targets={"iris": 0.5, "diabetes": float("nan")}), "target training loss for 'diabetes', got nan"),
+    (dict(targets={"iris": 0.5, "diabetes": 0.4, "wine": 0.1}), "[targets] has 'wine', which is not in 'datasets'"),
     (dict(model={"hidden_layer_sizes": [8], "activation": "softmax"}), "[model] activation must be one of"),
+    (dict(model={"hidden_layer_sizes": [10 ** 9, 10 ** 9]}), "GiB to train; this machine has"),
     (dict(colour="blue"), "unknown key 'colour'"),
+    (dict(name=7), "'name' must be a non-empty line of text"),
     (dict(hyperparameters={"adam": {"betas": [[0.9, 1.5]]}}), "Invalid beta parameter at index 1: 1.5"),
     (dict(hyperparameters={"adam": {"momentum": [0.9]}}), "rule 'adam' has no hyperparameter 'momentum'"),
     (dict(hyperparameters={"adamm": {"eps": [0.1]}}), "unknown rule 'adamm'"),
+    (dict(hyperparameters={"adam": {"weight_decay": [float("inf")]}}), "weight_decay must hold finite numbers"),
+    # a grid for a rule the sweep does not run would be ignored
+    (dict(hyperparameters={"adamw": {"eps": [0.1]}}), "[hyperparameters.adamw] is for a rule not in 'rules'"),
+    # repeated values would define the same runs twice
+    (dict(rules=["sgd", "adam", "sgd"]), "'rules' lists 'sgd' twice"),
+    (dict(learning_rates=[0.1, 1e-1]), "'learning_rates' lists 0.1 twice"),
+    (dict(seeds=[0, 1, 0]), "'seeds' lists 0 twice"),
+    (dict(batch_sizes=["full", "full"]), "'batch_sizes' lists 'full' twice"),
+    (dict(datasets=["iris", "iris"], targets={"iris": 0.5}), "'datasets' lists 'iris' twice"),
+    (dict(hyperparameters={"rmsprop": {"centered": [True, True]}}), "centered' lists True twice"),
+    # seeds go to NumPy's RandomState
+    (dict(seeds=[0, 2 ** 32]), "integer seeds from 0 to 4294967295, got 4294967296"),
+    (dict(seeds=[-1]), "integer seeds from 0 to 4294967295, got -1"),
+    # names that parse but could not run
+    (dict(datasets=["synthetic-classification-0x5"], targets={"synthetic-classification-0x5": 0.1}),
+     "needs n_samples >= 8, got 0"),
+    (dict(datasets=["synthetic-classification-100x1"], targets={"synthetic-classification-100x1": 0.1}),
+     "needs n_features >= 2, got 1"),
+    (dict(datasets=["synthetic-regression-99999999999x99999"],
+          targets={"synthetic-regression-99999999999x99999": 0.1}), "GiB to make; this machine has"),
+    (dict(datasets=["synthetic-regression-010x5"], targets={"synthetic-regression-010x5": 0.1}),
+     "without leading zeros"),
 ])
 def test_bad_configurations_are_refused(replace, message):
     with pytest.raises(sweep.SweepConfigError) as error:
@@ -346,13 +378,13 @@ def test_load_config_reads_a_file(tmp_path, text):
 def test_concurrent_first_compiles_into_an_empty_cache_are_safe(tmp_path):
     # two worker processes start together on an empty Numba cache: both compile
     # and write the same cache files; the results must be those of a warm run
-    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "lion"])
+    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "lion"], hyperparameters={})
     sweep.run_sweep(small, tmp_path / "warm.db", jobs=1, progress=False)
     script = textwrap.dedent(f"""
         import tomllib
         from fastgd import sweep
         raw = tomllib.loads({SMALL!r})
-        raw.update(datasets=["iris"], targets={{"iris": 0.5}}, rules=["adam", "lion"])
+        raw.update(datasets=["iris"], targets={{"iris": 0.5}}, rules=["adam", "lion"], hyperparameters={{}})
         sweep.run_sweep(sweep.parse(raw), {str(tmp_path / 'cold.db')!r}, jobs=2, chunk_size=4, progress=False)
     """)
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
@@ -414,3 +446,223 @@ def test_compile_lock_may_be_taken_inside_itself(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip() == "done", result.stderr[-2000:]
+
+
+# -- divergence, mixed stores, writers and processes --------------------------------------------
+
+GROWING = """
+datasets = ["iris"]
+rules = ["sgd"]
+learning_rates = [3.0, 0.1]
+batch_sizes = ["full"]
+seeds = [0]
+epochs = 30
+
+[model]
+hidden_layer_sizes = [8]
+activation = "identity"
+
+[targets]
+iris = 0.1
+"""
+
+
+def test_a_finite_loss_growing_without_bound_is_stored_as_diverged_by_both_paths(tmp_path):
+    # sgd at 3.0 on a linear network: the loss grows ten-thousand-fold within 11 epochs and stays
+    # finite for longer; the compiled batched loop stops only at NaN, the summary applies the growth test
+    growing = config(GROWING)
+    sweep.run_sweep(growing, tmp_path / "batched.db", jobs=1, progress=False)
+    sweep.run_sweep(growing, tmp_path / "alone.db", jobs=1, batched=False, progress=False)
+    batched, alone = sweep.load_runs(tmp_path / "batched.db"), sweep.load_runs(tmp_path / "alone.db")
+    pd.testing.assert_frame_equal(comparable(batched), comparable(alone))
+    run = batched.set_index("learning_rate").loc[3.0]
+    assert run["status"] == "diverged" and pd.isna(run["final_loss"])
+    assert run["epochs_run"] == run["diverged_epoch"] - 1 < 29
+    curve = sweep.load_curves(tmp_path / "batched.db").query("learning_rate == 3.0")["loss"].to_numpy()
+    assert np.isfinite(curve).all() and curve.max() <= 1e4 * max(curve[0], 1.0) and len(curve) == run["epochs_run"]
+    assert batched.set_index("learning_rate").loc[0.1, "status"] == "ok"
+
+
+def test_runs_of_different_settings_are_not_averaged_as_seeds(tmp_path):
+    store = tmp_path / "mixed.db"
+    short = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam"], hyperparameters={},
+                   learning_rates=[0.01], batch_sizes=[16], seeds=[0], epochs=3)
+    longer = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam"], hyperparameters={},
+                    learning_rates=[0.01], batch_sizes=[16], seeds=[0], epochs=5,
+                    model={"hidden_layer_sizes": [4], "activation": "tanh"})
+    sweep.run_sweep(short, store, jobs=1, progress=False)
+    sweep.run_sweep(longer, store, jobs=1, progress=False)
+    runs = sweep.load_runs(store)
+    summary = sweep.summarize(runs)
+    # every run is seed 0 of its own configuration: two rows of one seed each, not one row of "two seeds"
+    assert len(runs) == 2 and len(summary) == 2 and (summary["n_seeds"] == 1).all()
+    assert sorted(summary["n_epochs"]) == [3, 5]
+    from fastgd.sweep.metrics import mixed_settings
+
+    lines = mixed_settings(runs)
+    assert len(lines) == 1 and lines[0].startswith("iris: the store mixes runs of different settings")
+    assert "n_epochs 3, 5" in lines[0] and "hidden_layer_sizes [4], [8]" in lines[0]
+    assert mixed_settings(runs[runs["n_epochs"] == 3]) == []
+
+
+def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp_path, monkeypatch):
+    # deterministic overlap: while this sweep trains its first chunk, another sweep runs all of it
+    small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["sgd", "adam"], hyperparameters={},
+                   batch_sizes=[16])
+    store = tmp_path / "r.db"
+    original, others = runner.execute_chunk, []
+
+    def execute_while_another_sweep_runs(chunk, batched=True, plugins=()):
+        if not others:
+            others.append(None)
+            others[0] = sweep.run_sweep(small, store, jobs=1, progress=False)
+        return original(chunk, batched, plugins)
+
+    monkeypatch.setattr(runner, "execute_chunk", execute_while_another_sweep_runs)
+    outcome = sweep.run_sweep(small, store, jobs=1, progress=False)
+    total = len(small.runs())
+    assert others[0].stored == total and outcome.stored == 0 and outcome.skipped == total
+    runs = sweep.load_runs(store)
+    assert len(runs) == total and runs["run_id"].is_unique and set(runs["sweep_id"]) == {2}
+
+
+def test_two_sweeps_into_one_store_at_once_both_finish_and_store_every_run_once(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SMALL.replace('datasets = ["iris", "diabetes"]', 'datasets = ["iris"]')
+                    .replace("diabetes = 0.4\n", ""))
+    store = tmp_path / "r.db"
+    expected = len(sweep.load_config(path).runs())
+    arguments = [sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store), "--jobs", "1",
+                 "--quiet"]
+    writers = [subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [writer.communicate(timeout=600) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], [err[-2000:] for _, err in outputs]
+    new = [int(re.search(r"(\d+) new", out).group(1)) for out, _ in outputs]
+    assert sum(new) == expected
+    with sweep.Store(store, mode="r") as reopened:
+        assert reopened.integrity_check() == "ok"
+        runs, curves, sweeps = reopened.runs_frame(), reopened.curves_frame(), reopened.sweeps_frame()
+    assert len(runs) == expected and runs["run_id"].is_unique and len(sweeps) == 2
+    assert (curves.groupby("run_id").size().reindex(runs["run_id"]).fillna(0).to_numpy()
+            == runs["epochs_run"].to_numpy()).all()
+
+
+LONG = """
+name = "long"
+datasets = ["digits"]
+rules = ["sgd", "adam", "nadam", "rmsprop"]
+learning_rates = [0.001, 0.01, 0.1, 0.3]
+batch_sizes = [16]
+seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+epochs = 30
+
+[model]
+hidden_layer_sizes = [16]
+
+[targets]
+digits = 0.05
+"""
+
+
+def start_long_sweep(tmp_path):
+    """A sweep of four chunks on two local workers, once its first chunk is stored: (process, store, stored).
+
+    Its stderr goes to ``tmp_path / "stderr.txt"``: a pipe would be held open by workers that outlive it.
+    """
+    path = tmp_path / "long.toml"
+    path.write_text(LONG)
+    store = tmp_path / "r.db"
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store),
+                                    "--jobs", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr)
+    stored, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and stored == 0:
+        if store.exists():
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as connection:
+                try:
+                    stored = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:  # the schema is being created
+                    pass
+            connection.close()
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep finished before it could be stopped: make it longer"
+    return process, store, stored
+
+
+def assert_all_exit(psutil, processes):
+    """Every process of ``processes`` exits (they are killed, and the test fails, if some do not)."""
+    _, alive = psutil.wait_procs(processes, timeout=120)
+    left = []
+    for process in alive:
+        try:
+            left.append(" ".join(process.cmdline())[:80])
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"left running: {left}"
+
+
+def descendants(psutil, pid):
+    """The sweep's worker processes and multiprocessing's resource tracker."""
+    children = psutil.Process(pid).children(recursive=True)
+    workers = []
+    for child in children:
+        try:
+            if "--multiprocessing-fork" in child.cmdline():
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    assert len(workers) == 2
+    return children
+
+
+def test_killing_a_sweep_leaves_no_worker_or_resource_tracker_behind(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    process, _, _ = start_long_sweep(tmp_path)
+    children = descendants(psutil, process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # the workers were training (a chunk each): they must notice that their parent is gone
+    assert_all_exit(psutil, children)
+
+
+@pytest.mark.parametrize("signal_number, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                          (signal.SIGTERM, 143, "terminated")])
+def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_path, signal_number, status, word):
+    psutil = pytest.importorskip("psutil")
+    process, store, stored_before = start_long_sweep(tmp_path)
+    children = descendants(psutil, process.pid)
+    process.send_signal(signal_number)  # to the parent alone, as kill does
+    process.wait(timeout=300)
+    assert_all_exit(psutil, children)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fastgd sweep: {word}: "), err
+    with sweep.Store(store, mode="r") as reopened:
+        assert reopened.integrity_check() == "ok"
+        runs, curves = reopened.runs_frame(), reopened.curves_frame()
+    assert len(runs) >= stored_before and f"{len(runs)} new runs stored" in lines[0]
+    assert runs["run_id"].is_unique and len(curves) == runs["epochs_run"].sum()
+
+
+def test_a_store_of_schema_version_1_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
+    # version 1 had no rule_hash: a reader sees it empty, a writer adds the column
+    store_path = tmp_path / "old.db"
+    one_run = config(datasets=["iris"], rules=["sgd"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
+                     targets={"iris": 0.5}, hyperparameters={})
+    sweep.run_sweep(one_run, store_path, jobs=1, progress=False)
+    with sqlite3.connect(store_path) as connection:
+        connection.execute("ALTER TABLE runs DROP COLUMN rule_hash")
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    connection.close()
+    before = store_path.read_bytes()
+    runs = sweep.load_runs(store_path)
+    assert runs["rule_hash"].isna().all() and len(runs) == 1
+    assert store_path.read_bytes() == before  # reading wrote nothing
+    with sweep.Store(store_path) as store:
+        assert store.runs_frame()["rule_hash"].isna().all()
+    with sqlite3.connect(store_path) as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    connection.close()

@@ -127,3 +127,42 @@ def test_synthetic_sets_of_any_size():
     assert regression.output == "identity" and regression.Y_test.shape == (50, 1)
     with pytest.raises(ValueError, match="unknown dataset"):
         datasets.load("mnist")
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_synthetic_name_is_accepted_exactly_when_its_set_can_be_made(task):
+    import warnings
+
+    for n_samples in range(0, 13):
+        for n_features in range(0, 5):
+            name = f"synthetic-{task}-{n_samples}x{n_features}"
+            try:
+                datasets.check_name(name)
+                accepted = True
+            except ValueError:
+                accepted = False
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # a NaN from a split too small to standardise is a failure too
+                    data = datasets.synthetic(task, n_samples, n_features)
+                made = np.isfinite(data.X_train).all() and np.isfinite(data.X_test).all()
+            except (ValueError, RuntimeWarning):
+                made = False
+            assert accepted == made, name
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alphas=[0.0, float("nan")]), "alphas must be finite numbers"),
+    (dict(alphas=[]), "alphas must be a non-empty 1-D sequence"),
+    (dict(alphas=[[0.0, 1.0]]), "alphas must be a non-empty 1-D sequence"),
+    (dict(alphas=["far"]), "alphas must be a sequence of numbers"),
+    (dict(direction=np.zeros(3)), "direction must be an array of θ's shape"),
+    (dict(direction="up"), "direction must be an array of θ's shape"),
+])
+def test_bad_landscape_requests_are_refused(kwargs, message):
+    net = MLP([2, 3, 1], "tanh", "identity", alpha=0.0)
+    theta = net.init(random_state=0)
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    arguments = dict(alphas=np.linspace(-1, 1, 3), random_state=0) | kwargs
+    with pytest.raises(ValueError, match=message):
+        landscape.line(net, theta, X, X[:, :1], **arguments)

@@ -142,6 +142,34 @@ def test_divergence_stops_training_and_keeps_the_last_finite_parameters():
         training.epoch()
 
 
+@pytest.mark.parametrize("losses, expected", [
+    ([1.0, 0.5, 0.2], None),
+    ([1.0, 0.5, float("nan")], 3),
+    ([1.0, float("inf")], 2),
+    ([float("nan")], 1),
+    ([2.0, 3.0, 19_999.0, 20_001.0], 4),  # above 10⁴ times the first epoch's loss
+    ([1e-6, 9_999.0, 10_001.0], 3),  # a first loss below 1 counts as 1: small wobbles are not divergence
+    ([0.9, 0.9 * 10 ** 4 + 1e-9], None),  # the threshold is 10⁴ (not 10⁴ × 0.9)
+    ([5e3, 4e7, 5e7 + 1.0], 3),
+])
+def test_divergence_is_a_non_finite_loss_or_one_far_above_the_first(losses, expected):
+    from fastgd.training import first_divergent_epoch
+
+    assert first_divergent_epoch(losses) == expected
+
+
+def test_a_loss_growing_without_bound_stops_training_before_it_overflows():
+    X, Y = problem()
+    net = MLP(SIZES, "identity", "softmax", alpha=1e-4)
+    theta = net.init(random_state=0)
+    history = Training(net, optim.SGD(theta, lr=1e6), X, Y, batch_size=23).run(50)
+    assert history.diverged and 2 <= history.diverged_epoch < 50
+    assert math.isfinite(history.diverged_loss) and history.diverged_loss > 1e4 * max(history.loss[0], 1.0)
+    assert len(history.loss) == history.diverged_epoch - 1 and max(history.loss) <= 1e4 * max(history.loss[0], 1.0)
+    assert "above 10000 times the first epoch's loss" in history.divergence_reason()
+    assert np.isfinite(theta).all()
+
+
 def test_an_epoch_allocates_nothing_per_step():
     X, Y = problem(n_samples=200)
     net = MLP(SIZES, "relu", "softmax")

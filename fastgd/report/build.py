@@ -16,7 +16,8 @@ import numpy as np
 
 from fastgd import datasets, optim
 
-__all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines"]
+__all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines",
+           "check_reportable", "mixed_store_warnings", "unknown_rule_notes"]
 
 LANDSCAPE_DATASET = "digits"
 
@@ -28,17 +29,58 @@ def save_throughput(throughput, out_dir):
     (out_dir / "throughput_machine.json").write_text(json.dumps(throughput["machine"], indent=2))
 
 
+_THROUGHPUT_COLUMNS = {
+    "training": {"dataset", "implementation", "dtype", "seconds_per_epoch", "samples_per_second"},
+    "steps": {"rule", "implementation", "parameters", "seconds", "bytes_per_second"},
+}
+
+
 def load_throughput(directory):
-    """Throughput saved by :func:`save_throughput`, or None where it is missing."""
+    """Throughput saved by :func:`save_throughput`, or None where it is missing; ValueError (one line) if unreadable."""
     import pandas as pd
 
     directory = Path(directory)
     paths = [directory / name for name in ("throughput_training.csv", "throughput_steps.csv",
                                            "throughput_machine.json")]
-    if not all(path.exists() for path in paths):
+    if not all(path.is_file() for path in paths):
         return None
-    return {"training": pd.read_csv(paths[0]), "steps": pd.read_csv(paths[1]),
-            "machine": json.loads(paths[2].read_text())}
+    try:
+        throughput = {"training": pd.read_csv(paths[0]), "steps": pd.read_csv(paths[1]),
+                      "machine": json.loads(paths[2].read_text(encoding="utf-8"))}
+    except (OSError, ValueError) as error:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"the throughput files in {directory} cannot be read: {' '.join(str(error).split())}") \
+            from None
+    for key, columns in _THROUGHPUT_COLUMNS.items():
+        missing = sorted(columns - set(throughput[key].columns))
+        if missing:
+            raise ValueError(f"throughput_{key}.csv in {directory} lacks the columns {missing}")
+    triad = throughput["machine"].get("triad_bytes_per_second") if isinstance(throughput["machine"], dict) else None
+    if isinstance(triad, bool) or not isinstance(triad, (int, float)) or not triad > 0:
+        raise ValueError(f"throughput_machine.json in {directory} has no positive triad_bytes_per_second")
+    return throughput
+
+
+def check_reportable(runs, store):
+    """ValueError in one line when the runs of a store cannot make a report."""
+    if runs.empty:
+        raise ValueError(f"the store {store} holds no runs: run a sweep first")
+
+
+def unknown_rule_notes(runs):
+    """A line naming the store's rules this process does not have (a plugin not loaded): drawn from the
+    store alone, without trajectories."""
+    unknown = sorted(set(runs["rule"]) - set(optim.OPTIMIZERS))
+    if not unknown:
+        return []
+    return [f"rules not registered here: {', '.join(unknown)}; their runs are drawn from the store, their "
+            "trajectories are left out (give their plugin with --plugin)"]
+
+
+def mixed_store_warnings(runs):
+    """One line per data set whose runs were made with different settings (see fastgd.sweep.metrics)."""
+    from fastgd.sweep.metrics import mixed_settings
+
+    return mixed_settings(runs)
 
 
 def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
@@ -109,7 +151,8 @@ def summary_lines(runs, throughput):
         target = runs.loc[runs["dataset"] == name, "target_loss"].iloc[0]
         lines.append(f"{name}: fastest to the target loss {target:g} is {winner['rule']} at learning rate "
                      f"{winner['learning_rate']:g}, in {winner['seconds_to_target_mean'] * 1e3:.3g} ms "
-                     f"({winner['epochs_to_target_mean']:.3g} epochs, mean over {int(winner['n_seeds'])} seeds); "
+                     f"({winner['epochs_to_target_mean']:.3g} epochs, mean over {int(winner['n_seeds'])} "
+                     f"seed{'' if int(winner['n_seeds']) == 1 else 's'}); "
                      f"{len(reached)} of {len(group)} rules reach it.")
     if throughput is not None:
         training = throughput["training"].pivot(index="dataset", columns="implementation",
@@ -176,12 +219,15 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     from fastgd.sweep.store import Store
 
     say = progress or (lambda message: None)
+    with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
+        runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
+    check_reportable(runs, store)
+    warnings = mixed_store_warnings(runs)
+    notes = unknown_rule_notes(runs)
+    for line in warnings + notes:
+        say(f"warning: {line}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with Store(store) as opened:
-        runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
-    if runs.empty:
-        raise ValueError(f"the store {store} holds no runs: run a sweep first")
     finished = runs[runs["status"] != "failed"]
     drawn = []
     say("figures: convergence, learning rates, time to target")
@@ -220,7 +266,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        title=title, summary=summary_lines(finished, throughput), figures=drawn, best=best_table,
+        title=title, warnings=warnings, notes=notes, summary=summary_lines(finished, throughput), figures=drawn, best=best_table,
         throughput=throughput_table, checks=checks, history_note=history_note, machine=_machine(store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
         datasets=sorted(runs["dataset"].unique()),

@@ -5,7 +5,6 @@ and the data behind it as ``<stem>.csv`` into ``out_dir``, and returns a
 :class:`Figure` describing them. Every rule keeps one colour in every figure.
 """
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,13 +114,12 @@ def _save(fig, out_dir, stem, data, title, caption):
 
 def _best_curves(runs, curves):
     """Curves of each (data set, rule)'s best configuration, every seed, with the seeds' mean seconds per epoch."""
-    from fastgd.sweep.metrics import CONFIG_COLUMNS, best_runs
+    from fastgd.sweep.metrics import _keyed, best_runs, config_columns
 
-    best = best_runs(runs)[CONFIG_COLUMNS]
-    keyed = runs.copy()
-    keyed["hyperparameters"] = keyed["hyperparameters"].map(lambda h: h if isinstance(h, str) else
-                                                             json.dumps(h, sort_keys=True))
-    chosen = keyed.merge(best, on=CONFIG_COLUMNS)[["run_id", "dataset", "rule", "learning_rate"]]
+    # every field that defines a run: a store of mixed settings does not pool unlike runs as seeds
+    columns = config_columns(runs)
+    best = best_runs(runs)[columns]
+    chosen = _keyed(runs).merge(best, on=columns)[["run_id", "dataset", "rule", "learning_rate"]]
     data = curves.drop(columns=["dataset", "rule", "learning_rate"]).merge(chosen, on="run_id")
     data["mean_seconds"] = data.groupby(["dataset", "rule", "epoch"])["seconds"].transform("mean")
     return data
@@ -190,7 +188,8 @@ def draw_learning_rate_sensitivity(runs, out_dir):
     _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "learning_rate_sensitivity", summary, "Learning-rate sensitivity",
                  "Final training loss against learning rate: too small (slow), good, too large, and diverging "
-                 "(× at the top of the panel: at least one seed's loss became NaN or infinite; ▲: a finite loss "
+                 "(× at the top of the panel: at least one seed diverged, its loss NaN, infinite or 10⁴ times its "
+                 "first epoch's; ▲: a finite loss "
                  "above the panel).")
 
 

@@ -35,15 +35,19 @@ def load_history(results_dir):
             content = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if not isinstance(content, dict) or "results" not in content or "commit_hash" not in content:
+        # files of another format, or damaged ones, are skipped rather than trusted
+        if not (isinstance(content, dict) and isinstance(content.get("results"), dict)
+                and isinstance(content.get("commit_hash"), str)):
             continue
         columns = content.get("result_columns", ["result"])
-        where = columns.index("result") if "result" in columns else 0
+        where = columns.index("result") if isinstance(columns, list) and "result" in columns else 0
+        date = content.get("date", 0)
+        date = date if isinstance(date, (int, float)) and not isinstance(date, bool) else 0
         for benchmark, entry in content["results"].items():
             result = entry[where] if isinstance(entry, list) and len(entry) > where else entry
             values = list(_flatten(result))
             if values:
-                records.append(dict(commit=content["commit_hash"], date=content.get("date", 0), benchmark=benchmark,
+                records.append(dict(commit=content["commit_hash"], date=date, benchmark=benchmark,
                                     value=float(np.exp(np.mean(np.log(values))))))
     history = pd.DataFrame(records, columns=["commit", "date", "benchmark", "value"])
     if history.empty:

@@ -9,9 +9,9 @@ From the command line: ``fastgd sweep --preset quick --store results.db``.
 
 from fastgd.sweep.config import PRESETS, RunSpec, SweepConfig, SweepConfigError, load_config, load_preset, parse
 from fastgd.sweep.metrics import performance_profile, summarize, best_runs
-from fastgd.sweep.runner import SweepOutcome, execute_chunk, run_sweep
-from fastgd.sweep.store import Store, load_curves, load_runs
+from fastgd.sweep.runner import SweepError, SweepOutcome, execute_chunk, run_sweep
+from fastgd.sweep.store import Store, StoreError, load_curves, load_runs
 
 __all__ = ["PRESETS", "RunSpec", "SweepConfig", "SweepConfigError", "load_config", "load_preset", "parse",
-           "performance_profile", "summarize", "best_runs", "SweepOutcome", "execute_chunk", "run_sweep", "Store",
-           "load_curves", "load_runs"]
+           "performance_profile", "summarize", "best_runs", "SweepError", "SweepOutcome", "execute_chunk", "run_sweep",
+           "Store", "StoreError", "load_curves", "load_runs"]

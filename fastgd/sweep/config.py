@@ -29,17 +29,29 @@ Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
 defines the run, the rule's definition included) is how a store knows what it
 already holds: a run of an edited rule is a new run. The presets
 ``quick``, ``default`` and ``full`` ship in ``fastgd/sweep/presets/``.
+
+A configuration is checked whole before anything runs, and refused with one
+line (:class:`SweepConfigError`) where a run could not start or the sweep
+would mislead: unknown keys, names and data sets; a value listed twice (it
+would define the same runs twice); learning rates, targets, penalties and
+hyperparameters that are not finite; seeds outside 0 to 2**32 - 1 (what
+scikit-learn's initialisation takes); more than ``MAX_EPOCHS`` epochs; a
+``[hyperparameters.RULE]`` table for a rule not in ``rules`` or a target for
+a data set not in ``datasets`` (they would be ignored); a synthetic set too
+small to split or too large for this machine's memory; a network that would
+not fit in it.
 """
 
 import hashlib
 import itertools
 import json
 import math
-import re
 import os
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
+
+import numpy as np
 
 from fastgd import datasets, optim
 from fastgd import rules as rule_registry
@@ -48,10 +60,18 @@ from fastgd.kernels.mlp import ACTIVATIONS
 __all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "load_config", "load_preset", "PRESETS"]
 
 PRESETS = ("quick", "default", "full")
-_SYNTHETIC = re.compile(r"^synthetic-(classification|regression)-(\d+)x(\d+)$")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
               "dtype", "model", "targets", "plugins"}
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
+# seeds go to NumPy's RandomState (scikit-learn's initialisation), which takes 0 to 2**32 - 1
+MAX_SEED = 2 ** 32 - 1
+# every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
+MAX_EPOCHS = 100_000
+# batch sizes past the number of samples mean full batches; past this they only overflow
+MAX_BATCH_SIZE = 2 ** 31 - 1
+MAX_CONFIG_BYTES = 1 << 20
+# every run is a row of the store and a RunSpec in memory: past this, a grid is a typo
+MAX_RUNS = 1_000_000
 
 
 class SweepConfigError(ValueError):
@@ -133,33 +153,78 @@ class SweepConfig:
 
 def load_dataset(name):
     """A bundled data set by name, or a synthetic one named ``synthetic-<task>-<n>x<features>``."""
-    match = _SYNTHETIC.match(name)
+    datasets.check_name(name)
+    match = datasets.SYNTHETIC_NAME.fullmatch(name)
     if match:
-        task, n_samples, n_features = match.group(1), int(match.group(2)), int(match.group(3))
-        return datasets.synthetic(task, n_samples, n_features)
+        return datasets.synthetic(match.group(1), int(match.group(2)), int(match.group(3)))
     return datasets.load(name)
+
+
+def network_bytes(layer_sizes, dtype):
+    """About the memory one training run of this network needs: θ, its gradient, three state arrays and a copy."""
+    sizes = [int(n) for n in layer_sizes]
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return np.dtype(dtype).itemsize * 6 * n_params
+
+
+def check_network_fits(layer_sizes, dtype):
+    """ValueError in one line when one training run of this network would not fit in this machine's memory."""
+    memory = datasets.physical_memory_bytes()
+    needed = network_bytes(layer_sizes, dtype)
+    if memory is not None and needed > memory:
+        raise ValueError(f"a network of layer sizes {list(layer_sizes)} needs about {needed / 2 ** 30:.3g} GiB to "
+                         f"train; this machine has {memory / 2 ** 30:.3g} GiB")
 
 
 def _fail(message):
     raise SweepConfigError(message)
 
 
-def _list(raw, key, kind, check, description):
-    values = raw.get(key)
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list(raw, key, check, description, default=None):
+    values = raw.get(key, default)
     if not isinstance(values, list) or not values:
-        _fail(f"'{key}' must be a non-empty list of {description}")
+        _fail(f"'{key}' must be a non-empty list of {description}, got {values!r}")
     for value in values:
-        if not (isinstance(value, kind) and not isinstance(value, bool) and check(value)):
+        if not check(value):
             _fail(f"'{key}' must be a non-empty list of {description}, got {value!r}")
+    _no_repeats(key, values)
     return tuple(values)
+
+
+def _no_repeats(key, values):
+    """Two equal entries would define the same runs twice."""
+    seen = []
+    for value in values:
+        if value in seen:  # == also across spellings: 0.1 and 1e-1, 1 and 1.0
+            _fail(f"'{key}' lists {value!r} twice")
+        seen.append(value)
+
+
+def _finite_numbers(value):
+    """True when every number inside value (a scalar or nested lists) is finite."""
+    if isinstance(value, list):
+        return all(_finite_numbers(item) for item in value)
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def parse(raw, base_dir=None):
     """A checked :class:`SweepConfig` from a parsed TOML dict; raises SweepConfigError.
 
-    ``plugins`` are loaded here (paths relative to ``base_dir``), so that the
-    rules they register can be named and checked.
+    Everything that could stop a run is checked here, before anything runs or is written:
+    names, ranges, repeated entries, data set names and sizes, the memory a run needs.
+    ``plugins`` are loaded first (paths relative to ``base_dir``), so that the rules they
+    register can be named and checked.
     """
+    if not isinstance(raw, dict):
+        _fail(f"a configuration is a table of keys, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
         _fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_LEVEL))})")
@@ -172,26 +237,33 @@ def parse(raw, base_dir=None):
     except rule_registry.PluginError as error:
         _fail(str(error))
     name = raw.get("name", "sweep")
-    names = _list(raw, "datasets", str, lambda v: True, "data set names")
+    if not isinstance(name, str) or not name.strip() or not name.isprintable():
+        _fail(f"'name' must be a non-empty line of text, got {name!r}")
+    names = _list(raw, "datasets", lambda v: isinstance(v, str), "data set names")
+    shapes = {}
     for dataset in names:
-        if dataset not in datasets.BUNDLED and not _SYNTHETIC.match(dataset):
-            _fail(f"unknown dataset {dataset!r}: use one of {sorted(datasets.BUNDLED)} or "
-                  "'synthetic-classification-<n>x<features>'")
+        try:
+            shapes[dataset] = datasets.check_name(dataset)
+        except ValueError as error:
+            _fail(str(error))
 
     rules_entry = raw.get("rules", "all")
+    if rules_entry == "all":
+        rules = tuple(optim.OPTIMIZERS)
+    elif isinstance(rules_entry, list):
+        rules = _list(raw, "rules", lambda v: isinstance(v, str), "rule names")
+    else:
+        _fail(f"'rules' must be \"all\" or a list of rule names, got {rules_entry!r}")
     grids = raw.get("hyperparameters", {})
     if not isinstance(grids, dict):
         _fail("[hyperparameters] must hold one table per rule, e.g. [hyperparameters.rmsprop]")
-    if rules_entry == "all":
-        rules = tuple(optim.OPTIMIZERS)
-    elif isinstance(rules_entry, list) and rules_entry and all(isinstance(r, str) for r in rules_entry):
-        rules = tuple(rules_entry)
-    else:
-        _fail(f"'rules' must be \"all\" or a list of rule names, got {rules_entry!r}")
     for rule in list(rules) + list(grids):
         if rule not in optim.OPTIMIZERS:
             _fail(f"unknown rule {rule!r}: use one of {sorted(optim.OPTIMIZERS)}")
     for rule, grid in grids.items():
+        if rule not in rules:
+            _fail(f"[hyperparameters.{rule}] is for a rule not in 'rules': add {rule!r} to 'rules' or remove the "
+                  "table")
         if not isinstance(grid, dict):
             _fail(f"[hyperparameters.{rule}] must be a table of hyperparameter lists")
         accepted = set(optim.OPTIMIZERS[rule].default_hyperparameters()) - {"lr"}
@@ -201,17 +273,19 @@ def parse(raw, base_dir=None):
                       "is 'learning_rates')")
             if not isinstance(values, list) or not values:
                 _fail(f"[hyperparameters.{rule}] {key} must be a non-empty list of values")
+            if not all(_finite_numbers(value) for value in values):
+                _fail(f"[hyperparameters.{rule}] {key} must hold finite numbers, got {values!r}")
+            _no_repeats(f"[hyperparameters.{rule}] {key}", values)
 
-    learning_rates = _list(raw, "learning_rates", (int, float), lambda v: math.isfinite(v) and v > 0,
-                           "positive learning rates")
-    batch_sizes = raw.get("batch_sizes", [32])
-    if not isinstance(batch_sizes, list) or not batch_sizes or not all(
-            b == "full" or (isinstance(b, int) and not isinstance(b, bool) and b >= 1) for b in batch_sizes):
-        _fail(f"'batch_sizes' must list positive integers or \"full\", got {batch_sizes!r}")
-    seeds = _list(raw, "seeds", int, lambda v: v >= 0, "non-negative integer seeds")
+    learning_rates = _list(raw, "learning_rates", lambda v: _is_real(v) and math.isfinite(v) and v > 0,
+                           "positive finite learning rates")
+    batch_sizes = _list(raw, "batch_sizes", lambda b: b == "full" or (_is_int(b) and 1 <= b <= MAX_BATCH_SIZE),
+                        f"batch sizes (integers from 1 to {MAX_BATCH_SIZE}, or \"full\")", default=[32])
+    seeds = _list(raw, "seeds", lambda v: _is_int(v) and 0 <= v <= MAX_SEED,
+                  f"integer seeds from 0 to {MAX_SEED}")
     epochs = raw.get("epochs")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        _fail(f"'epochs' must be a positive integer, got {epochs!r}")
+    if not _is_int(epochs) or not 1 <= epochs <= MAX_EPOCHS:
+        _fail(f"'epochs' must be an integer from 1 to {MAX_EPOCHS}, got {epochs!r}")
     dtype = raw.get("dtype", "float64")
     if dtype not in ("float32", "float64"):
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
@@ -220,35 +294,48 @@ def parse(raw, base_dir=None):
     if not isinstance(model, dict) or set(model) - _MODEL_KEYS:
         _fail(f"[model] takes only {sorted(_MODEL_KEYS)}, got {sorted(model) if isinstance(model, dict) else model}")
     hidden = model.get("hidden_layer_sizes", [32])
-    if not isinstance(hidden, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                                                for n in hidden):
+    if not isinstance(hidden, list) or not all(_is_int(n) and n >= 1 for n in hidden):
         _fail(f"[model] hidden_layer_sizes must be a list of positive integers, got {hidden!r}")
     activation = model.get("activation", "relu")
     if activation not in ACTIVATIONS:
         _fail(f"[model] activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     alpha = model.get("alpha", 1e-4)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0 <= alpha < math.inf):
+    if not _is_real(alpha) or not (0 <= alpha < math.inf):
         _fail(f"[model] alpha must be a finite number >= 0, got {alpha!r}")
 
     targets = raw.get("targets", {})
     if not isinstance(targets, dict):
         _fail("[targets] must be a table: data set name = target training loss")
+    for dataset in targets:
+        if dataset not in names:
+            _fail(f"[targets] has {dataset!r}, which is not in 'datasets'")
     for dataset in names:
         target = targets.get(dataset)
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0:
-            _fail(f"[targets] needs a positive target training loss for {dataset!r}, got {target!r}")
+        if not _is_real(target) or not (0 < target < math.inf):
+            _fail(f"[targets] needs a positive finite target training loss for {dataset!r}, got {target!r}")
 
-    config = SweepConfig(str(name), names, rules, grids, tuple(float(v) for v in learning_rates), tuple(batch_sizes),
+    n_runs = len(names) * len(learning_rates) * len(batch_sizes) * len(seeds) * sum(
+        math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
+    if n_runs > MAX_RUNS:
+        _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
+    for dataset, (_, n_features, n_outputs) in shapes.items():
+        try:
+            check_network_fits([n_features, *hidden, n_outputs], dtype)
+        except ValueError as error:
+            _fail(f"{dataset}: {error}")
+
+    config = SweepConfig(name, names, rules, grids, tuple(float(v) for v in learning_rates), batch_sizes,
                          seeds, epochs, dtype, tuple(hidden), activation, float(alpha),
                          {d: float(targets[d]) for d in names}, raw, plugins)
     _check_every_optimizer_accepts(config)
+    run_ids = [spec.run_id for spec in config.runs()]
+    if len(set(run_ids)) != len(run_ids):
+        _fail("two combinations of the configuration define the same run: remove the repeated values")
     return config
 
 
 def _check_every_optimizer_accepts(config):
     """Build each distinct optimizer once on a dummy vector: bad values fail here, before any run."""
-    import numpy as np
-
     seen = set()
     for spec in config.runs():
         key = (spec.rule, spec.hyperparameters, spec.learning_rate)
@@ -262,14 +349,31 @@ def _check_every_optimizer_accepts(config):
 
 
 def load_config(path):
-    """Read and check a TOML sweep configuration file."""
+    """Read and check a TOML sweep configuration file (UTF-8, at most MAX_CONFIG_BYTES)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        _fail(f"no such configuration file: {path}")
+    if os.path.isdir(path):
+        _fail(f"{path} is a directory, not a configuration file")
+    if not os.path.isfile(path):
+        _fail(f"{path} is not a regular file")
     try:
         with open(path, "rb") as file:
-            raw = tomllib.load(file)
-    except FileNotFoundError:
-        _fail(f"no such configuration file: {path}")
+            content = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        _fail(f"cannot read {path}: {error.strerror or error}")
+    if len(content) > MAX_CONFIG_BYTES:
+        _fail(f"{path} is larger than {MAX_CONFIG_BYTES} bytes: not a sweep configuration")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        _fail(f"{path} is not UTF-8 text (byte {error.start}): not a TOML configuration")
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        _fail(f"{path} is not valid TOML: {error}")
+        _fail(f"{path} is not valid TOML: {' '.join(str(error).split())}")
+    except RecursionError:
+        _fail(f"{path} is not a usable TOML configuration: its values nest too deeply")
     return parse(raw, base_dir=os.path.dirname(os.path.abspath(path)))
 
 

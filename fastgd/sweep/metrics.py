@@ -2,13 +2,18 @@
 
 All functions take the DataFrame of :func:`fastgd.sweep.load_runs` (one row per run).
 
-* :func:`summarize`: per configuration (data set, rule, learning rate, batch
-  size, other hyperparameters), mean and standard deviation over seeds of the
-  final and best training loss, the test metric, epochs and seconds to the
-  target loss; the share of seeds that reached the target and that diverged.
+* :func:`summarize`: per configuration (every field that defines a run but
+  the seed: data set, rule, learning rate, batch size, other hyperparameters,
+  epochs, network, penalty, dtype and target loss), mean and standard
+  deviation over seeds of the final and best training loss, the test metric,
+  epochs and seconds to the target loss; the share of seeds that reached the
+  target and that diverged.
 * :func:`best_runs`: per (data set, rule), the configuration that reaches the
   target fastest on average over its seeds (only configurations where every
   seed reached it), else the one with the lowest mean final loss.
+* :func:`mixed_settings`: where a store holds runs of different epoch
+  counts, networks, penalties, dtypes or targets for one data set, whose
+  rules are then not compared on equal terms.
 * :func:`performance_profile`: Dolan and Moré (2002), "Benchmarking
   optimization software with performance profiles": for each rule and factor
   τ ≥ 1, the share of data sets on which its best configuration reaches the
@@ -19,23 +24,50 @@ import json
 
 import numpy as np
 
-__all__ = ["summarize", "best_runs", "performance_profile", "CONFIG_COLUMNS"]
+__all__ = ["summarize", "best_runs", "performance_profile", "mixed_settings", "config_columns", "CONFIG_COLUMNS",
+           "SETUP_COLUMNS"]
 
-CONFIG_COLUMNS = ["dataset", "rule", "learning_rate", "batch_size", "hyperparameters"]
+# what defines a run, the seed aside (fastgd.sweep.RunSpec): runs equal in all of these are seeds of one configuration
+CONFIG_COLUMNS = ["dataset", "rule", "learning_rate", "batch_size", "hyperparameters", "n_epochs",
+                  "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
+# what every rule on one data set should share for a fair comparison
+SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
 _MEASURES = ["final_loss", "best_loss", "test_metric", "epochs_to_target", "seconds_to_target"]
 
 
 def _keyed(runs):
     runs = runs.copy()
-    runs["hyperparameters"] = runs["hyperparameters"].map(
-        lambda h: h if isinstance(h, str) else json.dumps(h, sort_keys=True))
+    for column in ("hyperparameters", "hidden_layer_sizes"):
+        if column in runs:
+            runs[column] = runs[column].map(lambda h: h if isinstance(h, str) else json.dumps(h, sort_keys=True))
     return runs
+
+
+def config_columns(runs):
+    """The CONFIG_COLUMNS that ``runs`` has (a hand-made frame may leave out what it does not vary)."""
+    return [column for column in CONFIG_COLUMNS if column in runs]
+
+
+def mixed_settings(runs):
+    """One line per data set whose runs differ in a SETUP_COLUMNS field, naming the values; empty if none."""
+    runs = _keyed(runs)
+    lines = []
+    for dataset, group in runs.groupby("dataset", sort=True):
+        differing = []
+        for column in SETUP_COLUMNS:
+            if column in group and group[column].nunique(dropna=False) > 1:
+                values = sorted(group[column].astype(str).unique())
+                differing.append(f"{column} {', '.join(values)}")
+        if differing:
+            lines.append(f"{dataset}: the store mixes runs of different settings ({'; '.join(differing)}); they are "
+                         "summarised apart, but rules trained with different settings are compared side by side")
+    return lines
 
 
 def summarize(runs):
     """One row per configuration: ``<measure>_mean``, ``<measure>_std`` over seeds, shares and counts."""
     runs = _keyed(runs[runs["status"] != "failed"])
-    grouped = runs.groupby(CONFIG_COLUMNS, sort=True)
+    grouped = runs.groupby(config_columns(runs), sort=True, dropna=False)
     summary = grouped[_MEASURES].agg(["mean", "std"])
     summary.columns = [f"{measure}_{statistic}" for measure, statistic in summary.columns]
     summary["n_seeds"] = grouped.size()

@@ -12,7 +12,14 @@ Both give the same numbers for a run. Workers are local processes (``jobs``)
 or the workers of a Dask cluster (``scheduler``); only this process writes the
 store, one transaction per run, so a sweep killed at any moment loses at most
 the chunks in flight. Runs already stored are skipped, so running a sweep
-again resumes it.
+again resumes it; a run another sweep stored meanwhile is kept as it is.
+
+Nothing is created before the sweep can start: the store is checked, and the
+Dask scheduler reached, before the store file or its ``sweeps`` row is
+written. Local workers exit when this process dies, however it dies (each
+watches its parent); interrupted (SIGINT, or SIGTERM from the command line),
+a sweep stores the chunks that finished, stops its workers at once and
+raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 """
 
 import os
@@ -20,20 +27,27 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastgd import _config, optim, rules
 from fastgd.models import MLP
-from fastgd.sweep.config import load_dataset
+from fastgd.sweep.config import SweepConfig, load_dataset
 from fastgd.sweep.progress import Progress
-from fastgd.sweep.store import Store
+from fastgd.sweep.store import Store, check_store_path
+from fastgd.training import first_divergent_epoch
 
-__all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "provenance"]
+__all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError", "provenance"]
 
 CHUNK_SIZE = 48
+SCHEDULER_TIMEOUT_SECONDS = 10
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot start or cannot go on (no scheduler, a worker that died); the message is one line."""
 
 
 @dataclass
@@ -54,6 +68,12 @@ def _network(spec, data):
 def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
     """The stored fields of a finished run from its curve and final θ."""
     losses, seconds = list(map(float, losses)), list(map(float, seconds))
+    # train_runs_together (compiled) stops a run only at a non-finite loss or θ; Training
+    # also stops at a loss far above the first epoch's (fastgd.training.is_divergent). The
+    # same test on the curve here makes both paths store the same run.
+    grown = first_divergent_epoch(losses)
+    if grown is not None and (diverged_epoch is None or grown < diverged_epoch):
+        diverged_epoch, losses, seconds = grown, losses[:grown - 1], seconds[:grown - 1]
     reached = next((epoch for epoch, loss in enumerate(losses) if loss <= spec.target_loss), None)
     result = dict(spec=spec, losses=losses, seconds=seconds, epochs_run=len(losses), diverged_epoch=diverged_epoch,
                   status="diverged" if diverged_epoch else "ok", error=None,
@@ -190,12 +210,36 @@ def chunks_of(specs, size=CHUNK_SIZE):
 
 
 def _init_worker(threads, plugins=()):
+    import multiprocessing
+    import signal
+    import threading
+
     import numba
     from threadpoolctl import threadpool_limits
 
+    # Ctrl-C reaches the whole process group: the parent alone decides what happens then
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), daemon=True,
+                         name="fastgd-exit-with-parent").start()
     numba.set_num_threads(threads)
     threadpool_limits(1)
     rules.load_plugins(plugins)
+
+
+def _exit_with_parent(sentinel):
+    """Block until the parent process is gone, then end this worker at once (also inside a compiled call).
+
+    The sentinel is the pipe (a process handle on Windows) through which the parent
+    started this process: it becomes ready only when the parent exits, however it
+    exits, SIGKILL included. Without this, a worker whose parent was killed waits
+    forever on its task queue, and keeps multiprocessing's resource tracker alive.
+    """
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)
 
 
 def provenance(device="cpu"):
@@ -273,38 +317,83 @@ def _check_users_rules_compile(config):
 
 def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry_failed=False, progress=True,
               chunk_size=CHUNK_SIZE):
-    """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring."""
+    """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring.
+
+    Raises :class:`fastgd.sweep.StoreError` for a path that is not (and cannot become) a
+    fastgd store and :class:`SweepError` when the scheduler cannot be reached, both
+    before anything is written.
+    """
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"config must be a SweepConfig (from load_config, load_preset or parse), got "
+                        f"{type(config).__name__}")
+    for name, value in (("jobs", jobs), ("chunk_size", chunk_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if scheduler is not None and jobs is not None:
+        raise ValueError("jobs is for local runs; with a scheduler the cluster's workers run the sweep")
     started = time.perf_counter()
     specs = config.runs()
+    check_store_path(store_path, "w")
     in_processes = scheduler is not None or (jobs or os.cpu_count() or 1) > 1
     plugins = _plugins_for(config, in_processes)
     _check_users_rules_compile(config)
-    with Store(store_path) as store:
-        if retry_failed:
-            store.forget(store.run_ids("failed"))
-        done = store.run_ids()
-        pending = [spec for spec in specs if spec.run_id not in done]
-        sweep_id = store.begin_sweep(config.name, config.source, provenance())
-        bar = Progress(len(pending), enabled=progress, label=config.name)
-        counts = {"failed": 0, "diverged": 0, "ok": 0}
+    client = _connect(scheduler) if scheduler is not None else None
+    try:
+        with Store(store_path) as store:
+            if retry_failed:
+                store.forget(store.run_ids("failed"))
+            done = store.run_ids()
+            pending = [spec for spec in specs if spec.run_id not in done]
+            sweep_id = store.begin_sweep(config.name, config.source, provenance())
+            bar = Progress(len(pending), enabled=progress, label=config.name)
 
-        def store_results(results):
-            for result in results:
-                store.add(sweep_id, result)
-                counts[result["status"]] += 1
-            bar.update(len(results))
+            def store_results(results):
+                for result in results:
+                    store.add(sweep_id, result)  # False: another sweep writing this store got there first
+                bar.update(len(results))
 
-        chunks = chunks_of(pending, chunk_size)
-        if scheduler is not None:
-            _run_on_dask(chunks, batched, scheduler, store_results, plugins)
-        elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
-            for chunk in chunks:
-                store_results(execute_chunk(chunk, batched, plugins))
-        else:
-            _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins)
-        bar.close()
-    return SweepOutcome(len(specs), len(specs) - len(pending), sum(counts.values()), counts["failed"],
-                        counts["diverged"], time.perf_counter() - started)
+            def outcome():
+                # counted in the store: exact also when an interruption fell between a commit and its count
+                mine = list(store.statuses(sweep_id).values())
+                held = len(store.run_ids() & {spec.run_id for spec in specs})
+                return SweepOutcome(len(specs), held - len(mine), len(mine), mine.count("failed"),
+                                    mine.count("diverged"), time.perf_counter() - started)
+
+            chunks = chunks_of(pending, chunk_size)
+            try:
+                if client is not None:
+                    _run_on_dask(chunks, batched, client, store_results, plugins)
+                elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
+                    for chunk in chunks:
+                        store_results(execute_chunk(chunk, batched, plugins))
+                else:
+                    _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins)
+            except KeyboardInterrupt as interrupt:
+                interrupt.outcome = outcome()
+                raise
+            except BrokenProcessPool:
+                raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were stored: "
+                                 "run the sweep again to resume") from None
+            finally:
+                bar.close()
+            return outcome()
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _connect(address):
+    """A Dask client of the scheduler at ``address``; SweepError in one line when there is none."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SweepError("a sweep on a Dask cluster needs dask.distributed: pip install 'fastgd[distributed]'") \
+            from None
+    try:
+        return Client(address, timeout=SCHEDULER_TIMEOUT_SECONDS)
+    except Exception as error:  # OSError (timed out, refused), ValueError (address), TypeError...
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise SweepError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
 
 
 def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
@@ -312,25 +401,38 @@ def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: Numba's threading layers are not safe to fork once started
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads, plugins)) as pool:
-        pending = {pool.submit(execute_chunk, chunk, batched, plugins) for chunk in chunks}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    store_results(future.result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-
-
-def _run_on_dask(chunks, batched, scheduler, store_results, plugins=()):
-    from distributed import Client, as_completed
-
-    with Client(scheduler, timeout=30) as client:
-        # each task carries the plugins' sources: a worker without the files loads the same code
-        futures = [client.submit(execute_chunk, chunk, batched, plugins, pure=False) for chunk in chunks]
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads, plugins))
+    futures, stored = [], set()
+    try:
+        futures = [pool.submit(execute_chunk, chunk, batched, plugins) for chunk in chunks]
         for future in as_completed(futures):
             store_results(future.result())
+            stored.add(future)
+    except BaseException:
+        # interrupted, or a worker died: stop the others now rather than after their
+        # chunks, and keep every chunk that had finished (storing twice stores once)
+        workers = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for future in futures:
+            if future not in stored and future.done() and not future.cancelled() and future.exception() is None:
+                store_results(future.result())
+        for worker in workers:
+            worker.join()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_on_dask(chunks, batched, client, store_results, plugins=()):
+    from distributed import as_completed as completed_on_cluster
+
+    # each task carries the plugins' sources: a worker without the files loads the same code
+    futures = [client.submit(execute_chunk, chunk, batched, plugins, pure=False) for chunk in chunks]
+    try:
+        for future in completed_on_cluster(futures):
+            store_results(future.result())
+    except BaseException:
+        client.cancel(futures)
+        raise

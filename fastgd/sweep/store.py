@@ -14,29 +14,44 @@ Tables:
 
 Each run and its curve are written in one transaction, by one process (the
 sweep's client), so a sweep killed at any moment leaves whole runs or none;
-``run_id`` is the primary key, so no run is stored twice.
+``run_id`` is the primary key and a run already stored is left as it is
+(``INSERT OR IGNORE``), so two sweeps writing one store at once both finish
+and every run is stored once.
+
+A file is opened as a store only if it is one: an SQLite database holding
+fastgd's four tables with their columns and this schema version (or version
+1, which lacks ``runs.rule_hash``: a writer adds the column, a reader sees
+it empty). Anything
+else (a text file, another program's database, a store of a newer fastgd) is
+refused with a :class:`StoreError` before anything is written. A new store
+is created only by a writer (``Store(path)``), in a file that does not exist
+yet, is empty, or is an SQLite database without tables. Readers
+(``Store(path, mode="r")``, :func:`load_runs`, :func:`load_curves`, the
+report) never create or change a file.
 """
 
 import json
+import os
 import sqlite3
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 
-__all__ = ["Store", "load_runs", "load_curves", "SCHEMA_VERSION"]
+__all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 2
-# what each version adds to the one before, applied in order when an older store is opened
-_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT"}
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sweeps (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE sweeps (
     sweep_id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     started_at TEXT NOT NULL,
     config TEXT NOT NULL,
     provenance TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
     sweep_id INTEGER NOT NULL REFERENCES sweeps(sweep_id),
     dataset TEXT NOT NULL,
@@ -67,7 +82,7 @@ CREATE TABLE IF NOT EXISTS runs (
     batched INTEGER NOT NULL,
     finished_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS curves (
+CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     epoch INTEGER NOT NULL,
     loss REAL NOT NULL,
@@ -78,40 +93,222 @@ CREATE TABLE IF NOT EXISTS curves (
 
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
                 "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash", "status",
-                "error",
-                "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run", "diverged_epoch",
+                "error", "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run", "diverged_epoch",
                 "epochs_to_target", "seconds_to_target", "train_seconds", "wall_seconds", "batched", "finished_at")
+# what each schema version adds to the one before: a writer applies them in order to an older store
+_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT"}
+_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}}
+
+
+_TABLE_COLUMNS = {
+    "meta": ("key", "value"),
+    "sweeps": ("sweep_id", "name", "started_at", "config", "provenance"),
+    "runs": _RUN_COLUMNS,
+    "curves": ("run_id", "epoch", "loss", "seconds"),
+}
+
+
+_NUMERIC_RUN_COLUMNS = ("learning_rate", "seed", "n_epochs", "alpha", "target_loss", "final_loss", "best_loss",
+                        "test_metric", "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target",
+                        "train_seconds", "wall_seconds")
 
 
 class StoreError(RuntimeError):
-    pass
+    """A file that cannot be used as a fastgd store; the message is one line naming it and why."""
+
+
+def _columns_of_version(table, version):
+    """The columns a table has in store schema version ``version``."""
+    columns = _TABLE_COLUMNS[table]
+    for later in range(version + 1, SCHEMA_VERSION + 1):
+        columns = tuple(column for column in columns if column not in _ADDED_COLUMNS[later].get(table, ()))
+    return columns
+
+
+def _inspect(connection, path):
+    """'new' for a database without tables, 'fastgd' for a store of this schema version, 'old' for an older one
+    (see :data:`_MIGRATIONS`); StoreError otherwise."""
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path} is not a fastgd store: {error}") from None
+    tables = {name for (name,) in rows}
+    if not tables:
+        return "new"
+    missing = sorted(set(_TABLE_COLUMNS) - tables)
+    if missing:
+        raise StoreError(f"{path} is an SQLite database but not a fastgd store (it has the tables "
+                         f"{', '.join(sorted(tables))}; a store has {', '.join(sorted(_TABLE_COLUMNS))})")
+    row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = None if row is None else str(row[0])
+    if version is None or not version.isdigit():
+        raise StoreError(f"{path} is not a fastgd store: it records no schema version")
+    if int(version) > SCHEMA_VERSION:
+        raise StoreError(f"{path} was written by a newer fastgd (store schema version {version}); this fastgd reads "
+                         f"version {SCHEMA_VERSION}: upgrade fastgd")
+    if int(version) < 1:
+        raise StoreError(f"{path} has store schema version {version}; this fastgd reads versions 1 to "
+                         f"{SCHEMA_VERSION}")
+    for table in _TABLE_COLUMNS:
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if columns != set(_columns_of_version(table, int(version))):
+            raise StoreError(f"{path} is not a fastgd store of schema version {version}: its table {table!r} "
+                             f"has the columns {', '.join(sorted(columns))}")
+    return "fastgd" if int(version) == SCHEMA_VERSION else "old"
+
+
+def _wal_mode_at_rest(path):
+    """True for a WAL-mode database that no writer has open (a writer keeps the -wal file while it has)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header[:16] == _SQLITE_HEADER and header[18:20] == b"\x02\x02" and not os.path.exists(f"{path}-wal")
+
+
+def _read_only_connection(path, at_rest=None):
+    """A connection that cannot write and creates no file.
+
+    A reader of a WAL-mode database needs its -wal and -shm files, and SQLite creates them
+    when they are missing; when they are (no writer has the store open), the file is read
+    as it is instead (``immutable``). A database in rollback mode, such as a store being
+    created, is read with SQLite's locks, which create nothing.
+    """
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    if _wal_mode_at_rest(path) if at_rest is None else at_rest:
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+
+
+def _inspect_read_only(path):
+    """:func:`_inspect` through a read-only connection; once more with SQLite's locks if a writer started meanwhile."""
+    for at_rest in (None, False):
+        try:
+            connection = _read_only_connection(path, at_rest)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {path}: {error}") from None
+        try:
+            return _inspect(connection, path)
+        except StoreError:
+            if at_rest is not None or not os.path.exists(f"{path}-wal"):
+                raise
+        finally:
+            connection.close()
+
+
+def check_store_path(path, mode="w"):
+    """Check ``path`` as a store for writing (``"w"``) or reading (``"r"``), creating and changing nothing.
+
+    Returns ``"fastgd"`` (an existing store) or ``"new"`` (a writer will create it); raises
+    :class:`StoreError` with a one-line message otherwise.
+    """
+    path = str(path)
+    if path in ("", ":memory:"):
+        # SQLite would open a temporary database: every run would be lost when the sweep ends
+        raise StoreError(f"{path!r} names no file: give the path of a store file")
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory, not a store file")
+    if not os.path.exists(path):
+        if mode == "r":
+            raise StoreError(f"no fastgd store at {path} (no such file)")
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise StoreError(f"cannot create the store {path}: {directory} is not a directory")
+        if not os.path.isdir(directory):
+            raise StoreError(f"cannot create the store {path}: the directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create the store {path}: the directory {directory} is not writable")
+        return "new"
+    if not os.path.isfile(path):  # a device or a pipe: opening it could block or read forever
+        raise StoreError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise StoreError(f"cannot read the store {path}: {error.strerror or error}") from None
+    if not header:
+        if mode == "r":
+            raise StoreError(f"{path} is empty: not a fastgd store (run fastgd sweep first)")
+        kind = "new"
+    elif header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a fastgd store: not an SQLite database")
+    else:
+        kind = _inspect_read_only(path)
+        kind = "fastgd" if kind == "old" else kind
+        if kind == "new" and mode == "r":
+            raise StoreError(f"{path} is an SQLite database without tables: not a fastgd store")
+    if mode != "r" and not os.access(path, os.W_OK):
+        raise StoreError(f"the store {path} is not writable")
+    return kind
 
 
 class Store:
-    """An open results store. Use as a context manager, or call :meth:`close`."""
+    """An open results store. Use as a context manager, or call :meth:`close`.
 
-    def __init__(self, path):
+    ``mode="w"`` (the default) opens a store for writing, creating it where
+    :func:`check_store_path` allows; ``mode="r"`` opens an existing store read-only.
+    """
+
+    def __init__(self, path, mode="w"):
+        if mode not in ("r", "w"):
+            raise ValueError(f"mode must be 'r' or 'w', got {mode!r}")
         self.path = str(path)
-        # isolation_level=None: transactions are explicit (BEGIN ... COMMIT) below
-        self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self.mode = mode
+        check_store_path(self.path, mode)
+        if mode == "r":
+            self._connection = _read_only_connection(self.path)
+            try:
+                _inspect(self._connection, self.path)  # the file may have changed since the check
+            except BaseException:
+                self._connection.close()
+                raise
+            return
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN ... COMMIT) below
+            self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {self.path}: {error}") from None
+        try:
+            self._create_or_check()
+            self._set_pragmas()
+        except sqlite3.Error as error:
+            self._connection.close()
+            raise StoreError(f"cannot open the store {self.path}: {error}") from None
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _create_or_check(self):
+        # inside one write transaction: a second writer creating the same store waits, then finds it made
+        with self._transaction():
+            kind = _inspect(self._connection, self.path)
+            if kind == "new":
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._connection.execute(statement)
+                self._connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif kind == "old":
+                version = int(self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+                              .fetchone()[0])
+                for later in range(version + 1, SCHEMA_VERSION + 1):
+                    self._connection.execute(_MIGRATIONS[later])
+                self._connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                         (str(SCHEMA_VERSION),))
+
+    def _set_pragmas(self):
+        for attempt in range(600):
+            try:
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as error:
+                # switching to WAL needs a moment alone with the file: wait for another writer's transaction
+                if "locked" not in str(error) or attempt == 599:
+                    raise
+                time.sleep(0.1)
         # NORMAL in WAL mode: a committed transaction survives the process being killed
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute("PRAGMA foreign_keys=ON")
-        # CREATE ... IF NOT EXISTS: idempotent, and SQLite serialises concurrent creators
-        self._connection.executescript(_SCHEMA)
-        with self._transaction():
-            row = self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                self._connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {row[0]}; this fastgd reads up to version "
-                                 f"{SCHEMA_VERSION}")
-            elif int(row[0]) < SCHEMA_VERSION:
-                for version in range(int(row[0]) + 1, SCHEMA_VERSION + 1):
-                    self._connection.execute(_MIGRATIONS[version])
-                self._connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                                         (str(SCHEMA_VERSION),))
 
     def _transaction(self):
         connection = self._connection
@@ -151,6 +348,11 @@ class Store:
             rows = self._connection.execute("SELECT run_id FROM runs WHERE status = ?", (status,))
         return {row[0] for row in rows}
 
+    def statuses(self, sweep_id):
+        """{run_id: status} of the runs that sweep ``sweep_id`` stored."""
+        rows = self._connection.execute("SELECT run_id, status FROM runs WHERE sweep_id = ?", (sweep_id,))
+        return dict(rows.fetchall())
+
     def forget(self, run_ids):
         """Delete runs (and their curves), e.g. failed ones to run again."""
         with self._transaction():
@@ -159,7 +361,10 @@ class Store:
                 self._connection.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     def add(self, sweep_id, result):
-        """Store one finished run and its curve in one transaction."""
+        """Store one finished run and its curve in one transaction; False if the store already held the run.
+
+        Another sweep writing the same store may have stored it meanwhile: that row is kept as it is.
+        """
         spec = result["spec"]
         row = dict(
             run_id=spec.run_id, sweep_id=sweep_id, dataset=spec.dataset, rule=spec.rule,
@@ -174,36 +379,55 @@ class Store:
                                                 "wall_seconds")},
             batched=int(result.get("batched", False)))
         with self._transaction():
-            self._connection.execute(
-                f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
-                [row[column] for column in _RUN_COLUMNS])
+            cursor = self._connection.execute(
+                f"INSERT OR IGNORE INTO runs ({', '.join(_RUN_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))})", [row[column] for column in _RUN_COLUMNS])
+            if cursor.rowcount == 0:
+                return False
             self._connection.executemany(
                 "INSERT INTO curves (run_id, epoch, loss, seconds) VALUES (?, ?, ?, ?)",
                 [(spec.run_id, epoch + 1, float(loss), float(seconds))
                  for epoch, (loss, seconds) in enumerate(zip(result.get("losses", ()), result.get("seconds", ())))])
+        return True
 
-    def runs_frame(self):
+    def _frame(self, query):
         import pandas as pd
 
-        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed", self._connection)
-        frame["hyperparameters"] = frame["hyperparameters"].map(json.loads)
+        try:
+            return pd.read_sql_query(query, self._connection)
+        except (sqlite3.Error, pd.errors.DatabaseError) as error:
+            # e.g. a file changed under a reader, or damaged: one line, not pandas' traceback
+            raise StoreError(f"cannot read the store {self.path}: {' '.join(str(error).split())}") from None
+
+    def runs_frame(self):
+        frame = self._frame("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed")
+        if "rule_hash" not in frame:  # a store of schema version 1, read as it is
+            frame.insert(frame.columns.get_loc("target_loss") + 1, "rule_hash", None)
+        frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
+        for column in _NUMERIC_RUN_COLUMNS:
+            # SQLite stores what it is given: text in a number's column is damage, not a result
+            if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))
+                                                                     and not isinstance(value, bool))).all():
+                raise StoreError(f"{self.path} is damaged: a value of runs.{column} is not a number")
         return frame
 
     def curves_frame(self):
-        import pandas as pd
-
-        return pd.read_sql_query(
+        return self._frame(
             "SELECT c.run_id, r.dataset, r.rule, r.learning_rate, r.batch_size, r.seed, r.hyperparameters, "
-            "c.epoch, c.loss, c.seconds FROM curves c JOIN runs r USING (run_id) ORDER BY c.run_id, c.epoch",
-            self._connection)
+            "c.epoch, c.loss, c.seconds FROM curves c JOIN runs r USING (run_id) ORDER BY c.run_id, c.epoch")
 
     def sweeps_frame(self):
-        import pandas as pd
-
-        frame = pd.read_sql_query("SELECT * FROM sweeps ORDER BY sweep_id", self._connection)
+        frame = self._frame("SELECT * FROM sweeps ORDER BY sweep_id")
         for column in ("config", "provenance"):
-            frame[column] = frame[column].map(json.loads)
+            frame[column] = self._parsed(frame[column], f"sweeps.{column}")
         return frame
+
+    def _parsed(self, column, name):
+        """A column of JSON text as Python objects; StoreError naming the column when one is not JSON."""
+        try:
+            return column.map(json.loads)
+        except (TypeError, ValueError):
+            raise StoreError(f"{self.path} is damaged: a value of {name} is not JSON") from None
 
     def integrity_check(self):
         return self._connection.execute("PRAGMA integrity_check").fetchone()[0]
@@ -211,13 +435,13 @@ class Store:
 
 def load_runs(path):
     """Every stored run as a pandas DataFrame, one row per run."""
-    with Store(path) as store:
+    with Store(path, mode="r") as store:
         return store.runs_frame()
 
 
 def load_curves(path):
     """Every stored curve point as a pandas DataFrame, one row per (run, epoch)."""
-    with Store(path) as store:
+    with Store(path, mode="r") as store:
         return store.curves_frame()
 
 
