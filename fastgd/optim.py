@@ -272,6 +272,11 @@ class Optimizer:
         """The parameter vector the optimizer updates in place (cannot be reassigned)."""
         return self._params
 
+    @params.setter
+    def params(self, value):
+        raise AttributeError("params cannot be reassigned: write into opt.params in place (opt.params[:] = ...), "
+                             "or create a new optimizer (opt.with_params(...) keeps the state)")
+
     @property
     def hyperparameters(self):
         """The hyperparameters; change them in place between steps (the next step checks them)."""

@@ -289,6 +289,42 @@ def test_read_only_params_are_refused():
         optim.SGD(params)
 
 
+def test_params_cannot_be_swapped_under_the_optimizer():
+    start, gradient = problem(4, np.float64)
+    optimizer = optim.Adam(start)
+    run(optimizer, gradient, 2)
+    before = snapshot(optimizer)
+    with pytest.raises(AttributeError, match=re.escape("params cannot be reassigned")):
+        optimizer.params = np.zeros(7)
+    with pytest.raises(TypeError, match=re.escape("opt.state cannot be assigned to")):
+        optimizer.state["exp_avg"] = np.zeros(7)
+    assert_unchanged(optimizer, before)
+
+    optimizer.params.flags.writeable = False  # made read-only behind the optimizer's back
+    with pytest.raises(ValueError, match=re.escape("params must be writeable")):
+        optimizer.step(gradient(optimizer.params, 3))
+    optimizer.params.flags.writeable = True
+    assert_unchanged(optimizer, before)
+
+
+@pytest.mark.parametrize("state_dict, error, message", [
+    ({"rule": "adam"}, ValueError, "state_dict lacks ['param_groups', 'state']"),
+    ([("rule", "adam")], TypeError, "state_dict must be a dict as state_dict() returns it, got list"),
+    ({"rule": "adam", "state": [], "param_groups": [optim.Adam.default_hyperparameters()]}, ValueError,
+     "state_dict state must be a dict"),
+    ({"rule": "adam", "state": {}, "param_groups": [{}]}, ValueError, "Adam takes the hyperparameters"),
+    ({"rule": "adam", "state": {}, "param_groups": {}}, ValueError, "param_groups must be a list of one dict"),
+])
+def test_load_state_dict_refuses_what_is_not_a_state_dict(state_dict, error, message):
+    start, gradient = problem(4, np.float64)
+    optimizer = optim.Adam(start)
+    run(optimizer, gradient, 2)
+    before = snapshot(optimizer)
+    with pytest.raises(error, match=re.escape(message)):
+        optimizer.load_state_dict(state_dict)
+    assert_unchanged(optimizer, before)
+
+
 @pytest.mark.parametrize("name", RULES)
 @pytest.mark.parametrize("grad, error, message", [
     (np.zeros(5), ValueError, "grad has shape (5,), params (4,)"),
