@@ -14,8 +14,8 @@ class UpdateStep:
     hyperparameters, which are torch's.
 
     ``track_bandwidth`` divides the bytes a step must move (``common.bytes_per_step``: θ, g and
-    the state read, θ and the state written) by the step's time; ``bench_machine.MemoryBandwidth``
-    is the machine's own limit to hold it against.
+    the state read, θ and the state written) by the step's time; ``bench_machine.InPlaceBandwidth``
+    at the same size is the ceiling to hold it against.
     """
 
     params = [common.RULES, [1_000, 100_000, 1_000_000, 10_000_000], common.DTYPES,

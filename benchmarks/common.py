@@ -45,8 +45,8 @@ import sklearn.neural_network  # noqa: F401
 import sklearn.preprocessing  # noqa: F401
 
 from benchmarks import NUMBA_CACHE_DIR
-from fastgd import MLP, _config, datasets, optim, reference
-from fastgd.kernels.memory import triad
+from fastgd import MLP, _config, baselines, datasets, optim, reference
+from fastgd.kernels.memory import in_place_streams, triad
 from fastgd.training import Training
 
 SEED = 0
@@ -137,8 +137,8 @@ def torch_optimizer_class(rule):
 
 # --- timing ------------------------------------------------------------------------------------
 
-def seconds_per_call(function, budget_seconds, min_repeats=3):
-    """Median seconds of one call of an already warmed ``function``.
+def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.median):
+    """Median (or ``statistic``) seconds of one call of an already warmed ``function``.
 
     Calls are timed in batches, ten times longer until a batch lasts a millisecond (well above
     the clock's resolution); batches repeat until ``budget_seconds`` have passed, at least
@@ -160,7 +160,7 @@ def seconds_per_call(function, budget_seconds, min_repeats=3):
         for _ in range(number):
             function()
         per_call.append((time.perf_counter() - start) / number)
-    return float(np.median(per_call))
+    return float(statistic(per_call))
 
 
 # --- one optimizer step ------------------------------------------------------------------------
@@ -217,13 +217,11 @@ STEP_IMPLEMENTATIONS = {
 
 
 def bytes_per_step(rule, n_params, dtype):
-    """Bytes a step must move, counted as STREAM counts: θ, g and every state array read once, θ and the state written once.
+    """Bytes a step must move: θ, g and every state array read once, θ and the state written once.
 
     Adam in float32: (3 + 2·2) arrays × 4 bytes = 28 bytes per parameter.
     """
-    state = optim.OPTIMIZERS[rule](np.zeros(1, dtype)).state
-    n_state_arrays = sum(isinstance(value, np.ndarray) for value in state.values())
-    return (3 + 2 * n_state_arrays) * np.dtype(dtype).itemsize * n_params
+    return baselines.bytes_per_parameter(rule, dtype) * n_params
 
 
 # --- the machine's limits ----------------------------------------------------------------------
@@ -244,6 +242,30 @@ class StreamTriad:
     def bandwidth(self, budget_seconds):
         """Bytes per second."""
         return self.BYTES_PER_ELEMENT * self.a.size / seconds_per_call(self, budget_seconds)
+
+
+class InPlaceStreams:
+    """``arrays`` vectors of ``size`` elements updated in place from one read-only vector, on every core; built warm.
+
+    The ceiling of a step writing as many arrays (θ and its state) over as many
+    elements: the same bytes over the same working set, so both stream from the
+    same level of the memory hierarchy (a 10⁷ float32 step fits this machine's
+    260 MiB L3; STREAM's triad of 10⁷ float64 does not).
+    """
+
+    def __init__(self, size, arrays, dtype=np.float32):
+        dtype = np.dtype(dtype)
+        self.written, self.grad, self.scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
+        self.bytes = (2 * arrays + 1) * dtype.itemsize * size
+        with numba_cache_lock():
+            self()
+
+    def __call__(self):
+        in_place_streams(self.written, self.grad, self.scalar)
+
+    def bandwidth(self, budget_seconds):
+        """Bytes per second, of the best time (as STREAM reports): a ceiling should not sink with the load."""
+        return self.bytes / seconds_per_call(self, budget_seconds, statistic=np.min)
 
 
 def gemm_rate(dtype, budget_seconds, size=2048):

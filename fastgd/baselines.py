@@ -11,7 +11,8 @@ every implementation is timed the same way:
 * ``torch_epoch``: a plain PyTorch CPU loop (needs torch).
 
 ``optimizer_step`` gives one update-rule step for fastgd (serial or parallel
-kernel), the NumPy reference or torch.optim; ``triad_bandwidth`` and
+kernel), the NumPy reference or torch.optim; ``in_place_bandwidth`` (the
+ceiling of a step of that size), ``triad_bandwidth`` (main memory) and
 ``gemm_peak`` measure the memory bus and matrix-multiply peak. Used by the
 comparison report, the asv suite and the speed scripts.
 """
@@ -24,8 +25,8 @@ import numpy as np
 from fastgd import optim, reference
 
 __all__ = ["IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "fastgd_epoch", "numpy_epoch", "sklearn_epoch", "torch_epoch",
-           "optimizer_step", "bytes_per_parameter", "triad_bandwidth", "gemm_peak", "median_seconds",
-           "torch_available"]
+           "optimizer_step", "arrays_written", "bytes_per_parameter", "in_place_bandwidth", "triad_bandwidth",
+           "gemm_peak", "median_seconds", "best_seconds", "torch_available"]
 
 IMPLEMENTATIONS = ("fastgd", "numpy", "sklearn", "torch")
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
@@ -43,8 +44,7 @@ def torch_available():
     return True
 
 
-def median_seconds(function, repeats=7, number=1, warmup=1):
-    """Median over ``repeats`` of the mean seconds of ``number`` calls, after ``warmup`` calls."""
+def _timings(function, repeats, number, warmup):
     for _ in range(warmup):
         function()
     times = []
@@ -53,7 +53,17 @@ def median_seconds(function, repeats=7, number=1, warmup=1):
         for _ in range(number):
             function()
         times.append((time.perf_counter() - start) / number)
-    return float(np.median(times))
+    return times
+
+
+def median_seconds(function, repeats=7, number=1, warmup=1):
+    """Median over ``repeats`` of the mean seconds of ``number`` calls, after ``warmup`` calls."""
+    return float(np.median(_timings(function, repeats, number, warmup)))
+
+
+def best_seconds(function, repeats=7, number=1, warmup=1):
+    """The least over ``repeats`` of the mean seconds of ``number`` calls: for a ceiling, as STREAM reports one."""
+    return float(np.min(_timings(function, repeats, number, warmup)))
 
 
 # -- one training epoch -------------------------------------------------------------------------
@@ -147,12 +157,15 @@ def torch_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.f
 
 # -- one update-rule step -----------------------------------------------------------------------
 
+def arrays_written(rule):
+    """How many parameter-sized arrays a step of ``rule`` (default hyperparameters) writes in place: θ and its state."""
+    state = optim.OPTIMIZERS[rule](np.zeros(1)).state
+    return 1 + sum(isinstance(value, np.ndarray) and value.shape == (1,) for value in state.values())
+
+
 def bytes_per_parameter(rule, dtype):
     """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written."""
-    itemsize = np.dtype(dtype).itemsize
-    state = optim.OPTIMIZERS[rule](np.zeros(1, dtype)).state
-    n_states = sum(isinstance(value, np.ndarray) for value in state.values())
-    return itemsize * (3 + 2 * n_states)
+    return np.dtype(dtype).itemsize * (2 * arrays_written(rule) + 1)
 
 
 def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0):
@@ -198,8 +211,32 @@ def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0
 
 # -- the machine --------------------------------------------------------------------------------
 
+def in_place_bandwidth(size, dtype=np.float32, arrays=1, repeats=7):
+    """Bytes/s of ``arrays`` vectors of ``size`` elements updated in place from one read-only vector, all threads.
+
+    The ceiling of a step that writes as many arrays (θ and its state, see
+    :func:`arrays_written`) over as many elements, counted the same way. Measure
+    it in the same run as the steps it bounds, at their size and dtype: the
+    working set decides whether both stream from cache or from memory.
+    """
+    from fastgd.kernels.memory import MAX_STREAMS, in_place_streams
+
+    if not 1 <= arrays <= MAX_STREAMS:
+        raise ValueError(f"arrays must be from 1 to {MAX_STREAMS}, got {arrays}")
+    dtype = np.dtype(dtype)
+    written, grad, scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
+    moved = (2 * arrays + 1) * dtype.itemsize * size
+    # the best time, as STREAM reports: a ceiling should not sink with the machine's load, or medians of the
+    # steps it bounds would pass it
+    return moved / best_seconds(lambda: in_place_streams(written, grad, scalar), repeats)
+
+
 def triad_bandwidth(size=20_000_000, repeats=7):
-    """STREAM triad a = b + s·c over float64 with all threads, bytes/s counted as STREAM does (24 B per element)."""
+    """STREAM triad a = b + s·c over float64 with all threads, bytes/s counted as STREAM does (24 B per element).
+
+    Main memory's bandwidth when the arrays outgrow the last-level cache; not a
+    step's ceiling (see :func:`in_place_bandwidth`).
+    """
     from fastgd.kernels.memory import triad
 
     a, b, c = np.zeros(size), np.ones(size), np.full(size, 2.0)

@@ -98,7 +98,9 @@ def smallest_combinations(benchmark):
     """{asv's index: parameter values (reprs)} of the combinations to run; {None: ()} without parameters."""
     if not benchmark.params:
         return {None: ()}
-    allowed = [[repr(value) for value in SMALLEST[name]] if name in SMALLEST else values
+    allowed = [values if name not in SMALLEST else
+               [repr(value) for value in SMALLEST[name]] if set(map(repr, SMALLEST[name])) & set(values) else
+               values[:1]  # a size-like parameter without the usual smallest value: its first
                for name, values in zip(benchmark.param_names, benchmark.params)]
     return {index: combination for index, combination in enumerate(itertools.product(*benchmark.params))
             if all(value in values for value, values in zip(combination, allowed))}

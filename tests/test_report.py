@@ -48,12 +48,19 @@ def test_main_command_writes_every_figure_with_its_data(quick_report):
 
 
 def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
+    import pandas as pd
+
     out, _, _ = quick_report
     html = (out / "index.html").read_text()
     runs = sweep.load_runs(out / "sweep.db")
     for name in runs["dataset"].unique():
         assert f"{name}: fastest to the target loss" in html or f"{name}: no rule reached" in html
     assert "faster than the NumPy reference" in html and "faster than scikit-learn" in html
+    # bandwidth shares are of a ceiling measured at the steps' own size, not of main memory's triad
+    machine = json.loads((out / "throughput_machine.json").read_text())
+    steps = pd.read_csv(out / "throughput_steps.csv")
+    assert machine["in_place_parameters"] == steps["parameters"].max()
+    assert f"Update steps at {steps['parameters'].max():,} float32 parameters move data at" in html
 
 
 def test_figure_data_is_what_the_figures_claim(quick_report):

@@ -6,8 +6,11 @@ Measures, in one run, medians over repeats:
   * an Adam step on 1,000 float32 parameters through ``opt.step`` (per-call
     overhead decides) against ``torch.optim.Adam(fused=True)``;
   * an Adam step on 10,000,000 float32 parameters against torch's fused Adam
-    and against the machine's memory bandwidth, measured here by a STREAM-style
-    triad; Adam moves 28 bytes per parameter (reads θ, g, m, v; writes θ, m, v);
+    and against the same memory traffic alone, its ceiling: three arrays of
+    10,000,000 float32 updated in place from a fourth, measured here; Adam
+    moves 28 bytes per parameter (reads θ, g, m, v; writes θ, m, v). The
+    STREAM triad (main memory) is reported beside it, not as the ceiling: its
+    working set outgrows the L3 cache where the step's does not;
   * every rule of ``fastgd.optim.OPTIMIZERS`` at both sizes, beside the NumPy
     reference;
   * the cold start (first ``opt.step`` in a fresh process with an empty Numba
@@ -25,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
-from fastgd import optim  # noqa: E402
-from fastgd.baselines import median_seconds  # noqa: E402
+from fastgd import baselines, optim  # noqa: E402
+from fastgd.baselines import best_seconds, median_seconds  # noqa: E402
 
 ADAM_BYTES_PER_PARAMETER = 28  # float32: read θ, g, m, v and write θ, m, v
 
@@ -35,6 +38,12 @@ def triad_bandwidth(size, repeats):
     """STREAM triad a = b + s·c over float64 arrays: bytes counted as STREAM does (24 per element)."""
     triad = common.StreamTriad(size)
     return triad.BYTES_PER_ELEMENT * size / median_seconds(triad, repeats, 1)
+
+
+def in_place_bandwidth(size, arrays, repeats):
+    """``arrays`` float32 vectors updated in place from one more: the ceiling of a step writing as many."""
+    streams = common.InPlaceStreams(size, arrays, np.float32)
+    return streams.bytes / best_seconds(streams, repeats, 1)
 
 
 def step(implementation, name, size, **options):
@@ -54,8 +63,9 @@ def main():
 
     results = {"small": {}, "large": {}}
     small, large = 1_000, 10_000_000
-    bandwidth = triad_bandwidth(large, arguments.repeats)
-    results["triad_bytes_per_second"] = bandwidth
+    results["in_place_bytes_per_second"] = in_place_bandwidth(large, baselines.arrays_written("adam"),
+                                                              arguments.repeats)
+    results["triad_bytes_per_second"] = triad_bandwidth(large, arguments.repeats)
 
     for name in optim.OPTIMIZERS:
         results["small"][name] = {
@@ -85,7 +95,7 @@ def main():
 
 def report(results, small, large):
     adam_small, adam_large = results["small"]["adam"], results["large"]["adam"]
-    bandwidth = results["triad_bytes_per_second"]
+    bandwidth = results["in_place_bytes_per_second"]
     adam_bandwidth = ADAM_BYTES_PER_PARAMETER * large / adam_large["fastgd"]
     lines = [
         "# Optimizer step speed",
@@ -105,11 +115,12 @@ def report(results, small, large):
         lines.append(f"| Adam step, {large:,} float32 | {adam_large['fastgd'] * 1e3:.2f} ms | torch fused "
                      f"{adam_large['torch_fused'] * 1e3:.2f} ms | {adam_large['torch_fused'] / adam_large['fastgd']:.2f}x "
                      "faster | ≥ 1x |")
-    lines.append(f"| Adam bandwidth, {large:,} float32 (28 B/param) | {adam_bandwidth / 1e9:.1f} GB/s | triad "
-                 f"{bandwidth / 1e9:.1f} GB/s | {adam_bandwidth / bandwidth:.0%} | ≥ 80% |")
+    lines.append(f"| Adam bandwidth, {large:,} float32 (28 B/param) | {adam_bandwidth / 1e9:.1f} GB/s | its traffic "
+                 f"alone {bandwidth / 1e9:.1f} GB/s | {adam_bandwidth / bandwidth:.0%} | ≥ 80% |")
     lines.append(f"| cold start (import + first step, empty cache) | {results['cold_start_seconds']:.2f} s | | | < 2 s |")
     lines.append(f"| warm start (import + first step, cache filled) | {results['warm_start_seconds']:.2f} s | | | < 0.3 s |")
-    lines += ["", "## Every rule (float32)", "",
+    lines += ["", f"STREAM triad over {large:,} float64 in the same run (main memory, not a step's ceiling): "
+              f"{results['triad_bytes_per_second'] / 1e9:.1f} GB/s.", "", "## Every rule (float32)", "",
               f"| rule | {small:,}: fastgd | {small:,}: numpy | speed-up | {large:,}: fastgd | {large:,}: numpy | speed-up |",
               "|---|---|---|---|---|---|---|"]
     for name in results["small"]:

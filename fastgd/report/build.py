@@ -54,10 +54,22 @@ def load_throughput(directory):
         missing = sorted(columns - set(throughput[key].columns))
         if missing:
             raise ValueError(f"throughput_{key}.csv in {directory} lacks the columns {missing}")
-    triad = throughput["machine"].get("triad_bytes_per_second") if isinstance(throughput["machine"], dict) else None
-    if isinstance(triad, bool) or not isinstance(triad, (int, float)) or not triad > 0:
+    machine = throughput["machine"]
+    if not isinstance(machine, dict) or not _positive_number(machine.get("triad_bytes_per_second")):
         raise ValueError(f"throughput_machine.json in {directory} has no positive triad_bytes_per_second")
+    # the steps' ceilings, measured since files of earlier versions: optional, but well-formed when present
+    ceilings = machine.get("in_place_bytes_per_second", {})
+    if not (isinstance(ceilings, dict) and all(key.isdigit() and _positive_number(value)
+                                               for key, value in ceilings.items())):
+        raise ValueError(f"throughput_machine.json in {directory}: in_place_bytes_per_second must map numbers of "
+                         "arrays to positive rates")
+    if ceilings and not _positive_number(machine.get("in_place_parameters")):
+        raise ValueError(f"throughput_machine.json in {directory}: in_place_parameters must be a positive number")
     return throughput
+
+
+def _positive_number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
 
 def check_reportable(runs, store):
@@ -170,12 +182,30 @@ def summary_lines(runs, throughput):
                 lines.append(f"Adam step: fastgd is {adam.loc[small, other] / adam.loc[small, 'fastgd']:.1f}x faster "
                              f"than {_label(other)} at {small:,} parameters and "
                              f"{adam.loc[large, other] / adam.loc[large, 'fastgd']:.2f}x at {large:,}.")
-        fastgd_steps = steps[(steps["implementation"] == "fastgd") & (steps["parameters"] == steps["parameters"].max())]
-        share = fastgd_steps["bytes_per_second"] / throughput["machine"]["triad_bytes_per_second"]
-        lines.append(f"Update steps at {steps['parameters'].max():,} parameters move data at {share.min():.0%} to "
-                     f"{share.max():.0%} of the measured memory bandwidth "
-                     f"({throughput['machine']['triad_bytes_per_second'] / 1e9:.0f} GB/s).")
+        share = step_ceiling_shares(throughput)
+        if share is not None and not share.empty:
+            lines.append(f"Update steps at {steps['parameters'].max():,} float32 parameters move data at "
+                         f"{share.iloc[0]:.0%} ({share.index[0]}) to {share.iloc[-1]:.0%} ({share.index[-1]}) of "
+                         "the rate of the same traffic alone (as many arrays updated in place, over as many "
+                         "elements, in the same run).")
     return lines
+
+
+def step_ceiling_shares(throughput):
+    """Each rule's fastgd step at the largest size over its ceiling (its traffic alone), ascending; None without one.
+
+    Not STREAM's triad: its larger working set streams from main memory while a
+    step's may sit in the last-level cache, and shares of it pass 100 %.
+    """
+    steps, machine = throughput["steps"], throughput["machine"]
+    largest = steps["parameters"].max()
+    ceilings = machine.get("in_place_bytes_per_second")
+    if "arrays_written" not in steps or not ceilings or machine.get("in_place_parameters") != largest:
+        return None
+    fastgd_steps = steps[(steps["implementation"] == "fastgd") & (steps["parameters"] == largest)]
+    ceiling = fastgd_steps["arrays_written"].astype(str).map(ceilings)
+    share = (fastgd_steps["bytes_per_second"] / ceiling).set_axis(fastgd_steps["rule"])
+    return share.dropna().sort_values()
 
 
 def _label(implementation):

@@ -8,12 +8,16 @@ Two tables (pandas DataFrames) and the machine's limits:
 * ``steps``: seconds and effective bandwidth of one update-rule step, every
   rule, float32, over parameter counts, for fastgd, NumPy and torch.optim
   (fused where torch has it);
-* ``machine``: STREAM-triad bandwidth (bytes/s) and GEMM peak (FLOP/s).
+* ``machine``: the steps' ceilings at the largest size (bytes/s of 1 to 4
+  float32 arrays updated in place from one more, keyed by that number: a
+  step's traffic alone), STREAM-triad bandwidth (main memory) and GEMM peak
+  (FLOP/s).
 """
 
 import numpy as np
 
 from fastgd import baselines, datasets, optim
+from fastgd.kernels.memory import MAX_STREAMS
 
 __all__ = ["measure", "PARAMETER_COUNTS"]
 
@@ -31,7 +35,15 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
     implementations = [i for i in baselines.IMPLEMENTATIONS if i != "torch" or baselines.torch_available()]
 
     say("machine: memory bandwidth and matrix-multiply peak")
-    machine = {"triad_bytes_per_second": baselines.triad_bandwidth(),
+    written = {rule: baselines.arrays_written(rule) for rule in rules}
+
+    def ceilings():
+        return {str(arrays): baselines.in_place_bandwidth(max(parameter_counts), np.float32, arrays, repeats)
+                for arrays in sorted(set(written.values())) if arrays <= MAX_STREAMS}
+
+    machine = {"in_place_bytes_per_second": ceilings(),
+               "in_place_parameters": max(parameter_counts),
+               "triad_bytes_per_second": baselines.triad_bandwidth(),
                "gemm_flops_float64": baselines.gemm_peak(np.float64),
                "gemm_flops_float32": baselines.gemm_peak(np.float32)}
 
@@ -61,5 +73,8 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
                 seconds = baselines.median_seconds(baselines.optimizer_step(rule, size, np.float32, implementation),
                                                    repeats=repeats, number=number)
                 steps.append(dict(rule=rule, parameters=size, implementation=implementation, seconds=seconds,
-                                  bytes_per_second=moved / seconds))
+                                  bytes_per_second=moved / seconds, arrays_written=written[rule]))
+    # the ceilings once more after the steps, keeping the better: the load of a shared machine drifts
+    machine["in_place_bytes_per_second"] = {arrays: max(before, after) for (arrays, before), after in zip(
+        machine["in_place_bytes_per_second"].items(), ceilings().values())}
     return {"training": pd.DataFrame(training), "steps": pd.DataFrame(steps), "machine": machine}
