@@ -112,14 +112,24 @@ LEARNING_RATE_GRID = tuple(float(rate) for rate in np.logspace(-4, 0, 9))
 
 
 def best_learning_rate(function, optimizer="adam", n_steps=500, grid=LEARNING_RATE_GRID, **hyperparameters):
-    """The learning rate of ``grid`` whose trajectory ends at the lowest value of ``function`` (ties: the smallest)."""
+    """The learning rate of ``grid`` whose trajectory ends at the lowest value of ``function`` (ties: the smallest).
+
+    Trajectories that stay within the function's plotting bounds come first: a
+    rate that ends low after bouncing across the plane is a worse picture of
+    the rule than one that walks there.
+    """
     spec = FUNCTIONS[function] if function in FUNCTIONS else None
     if spec is None:
         raise ValueError(f"unknown function {function!r}; one of {sorted(FUNCTIONS)}")
-    best_rate, best_value = None, np.inf
+    x_min, x_max, y_min, y_max = spec.bounds
+    best_rate, best_score = None, (True, np.inf)
     for rate in grid:
-        end = trajectory(function, optimizer, n_steps, lr=rate, **hyperparameters)[-1]
-        value = value_and_gradient(spec.code, end[0], end[1])[0] if np.isfinite(end).all() else np.inf
-        if value < best_value:
-            best_rate, best_value = rate, value
+        path = trajectory(function, optimizer, n_steps, lr=rate, **hyperparameters)
+        if not np.isfinite(path).all():
+            continue
+        leaves = bool(np.any((path[:, 0] < x_min) | (path[:, 0] > x_max) | (path[:, 1] < y_min)
+                             | (path[:, 1] > y_max)))
+        score = (leaves, value_and_gradient(spec.code, path[-1, 0], path[-1, 1])[0])
+        if score < best_score:
+            best_rate, best_score = rate, score
     return grid[0] if best_rate is None else best_rate

@@ -45,6 +45,22 @@ def test_compiled_trajectory_equals_stepping_the_optimizer(rule):
     np.testing.assert_array_equal(path, np.array(expected))
 
 
+@pytest.mark.parametrize("function, rule", [("beale", "lamb"), ("rosenbrock", "rprop"), ("saddle", "adam")])
+def test_best_learning_rate_prefers_paths_that_stay_in_view(function, rule):
+    # checked against the grid searched here, independently: the lowest end among in-bounds paths
+    x_min, x_max, y_min, y_max = functions.FUNCTIONS[function].bounds
+    code = functions.FUNCTIONS[function].code
+    ends = {}
+    for rate in functions.LEARNING_RATE_GRID:
+        path = functions.trajectory(function, rule, 300, lr=rate)
+        inside = (np.isfinite(path).all() and (path[:, 0] >= x_min).all() and (path[:, 0] <= x_max).all()
+                  and (path[:, 1] >= y_min).all() and (path[:, 1] <= y_max).all())
+        if inside:
+            ends[rate] = functions.value_and_gradient(code, path[-1, 0], path[-1, 1])[0]
+    assert ends, "some rate of the grid keeps the path in view"
+    assert functions.best_learning_rate(function, rule, 300) == min(ends, key=ends.get)
+
+
 def test_trajectory_reaches_the_minimum_and_marks_divergence():
     path = functions.trajectory("quadratic", "momentum", n_steps=2000, lr=0.01)
     np.testing.assert_allclose(path[-1], [0.0, 0.0], atol=1e-6)
