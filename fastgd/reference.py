@@ -108,13 +108,12 @@ def adadelta(params, grad, state, t, lr, rho, eps, weight_decay):
     params -= lr * delta
 
 
-def adam(params, grad, state, t, lr, betas, eps, weight_decay, amsgrad, decoupled=False):
+def _adam_moments(params, grad, state, t, lr, betas, weight_decay, decoupled):
+    """Weight decay (decoupled: θ ← θ(1 − γλ); else g + λθ), then Adam's moments m and v; returns m̂ = m/(1 − β₁ᵗ)."""
     beta1, beta2 = betas
     if t == 1:
         state["exp_avg"] = np.zeros_like(params)
         state["exp_avg_sq"] = np.zeros_like(params)
-        if amsgrad:
-            state["max_exp_avg_sq"] = np.zeros_like(params)
     if decoupled:
         params *= 1 - lr * weight_decay
         g = grad
@@ -122,7 +121,14 @@ def adam(params, grad, state, t, lr, betas, eps, weight_decay, amsgrad, decouple
         g = _coupled(params, grad, weight_decay)
     state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * g
     state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
-    m_hat = state["exp_avg"] / (1 - beta1**t)
+    return state["exp_avg"] / (1 - beta1**t)
+
+
+def adam(params, grad, state, t, lr, betas, eps, weight_decay, amsgrad, decoupled=False):
+    beta2 = betas[1]
+    if t == 1 and amsgrad:
+        state["max_exp_avg_sq"] = np.zeros_like(params)
+    m_hat = _adam_moments(params, grad, state, t, lr, betas, weight_decay, decoupled)
     if amsgrad:
         state["max_exp_avg_sq"] = np.maximum(state["max_exp_avg_sq"], state["exp_avg_sq"])
         v_hat = state["max_exp_avg_sq"] / (1 - beta2**t)
@@ -175,18 +181,8 @@ def lion(params, grad, state, t, lr, betas, weight_decay):
 
 
 def radam(params, grad, state, t, lr, betas, eps, weight_decay, decoupled_weight_decay):
-    beta1, beta2 = betas
-    if t == 1:
-        state["exp_avg"] = np.zeros_like(params)
-        state["exp_avg_sq"] = np.zeros_like(params)
-    if decoupled_weight_decay:
-        params *= 1 - lr * weight_decay
-        g = grad
-    else:
-        g = _coupled(params, grad, weight_decay)
-    state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * g
-    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
-    m_hat = state["exp_avg"] / (1 - beta1**t)
+    beta2 = betas[1]
+    m_hat = _adam_moments(params, grad, state, t, lr, betas, weight_decay, decoupled_weight_decay)
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * t * beta2**t / (1 - beta2**t)
     if rho_t > 5:
