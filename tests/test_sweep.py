@@ -554,8 +554,9 @@ datasets = ["digits"]
 rules = ["sgd", "adam", "nadam", "rmsprop"]
 learning_rates = [0.001, 0.01, 0.1, 0.3]
 batch_sizes = [16]
-seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
-epochs = 30
+seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+         24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47]
+epochs = 100
 
 [model]
 hidden_layer_sizes = [16]
@@ -566,7 +567,10 @@ digits = 0.05
 
 
 def start_long_sweep(tmp_path):
-    """A sweep of four chunks on two local workers, once its first chunk is stored: (process, store, stored).
+    """A sweep of sixteen chunks on two local workers, once its first chunk is stored: (process, store, stored).
+
+    Long enough that it is still running well after its first chunk, on a loaded machine too: with
+    compiles of a few seconds a shorter sweep could end before the signal reached it.
 
     Its stderr goes to ``tmp_path / "stderr.txt"``: a pipe would be held open by workers that outlive it.
     """
