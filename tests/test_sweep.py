@@ -578,8 +578,11 @@ def start_long_sweep(tmp_path):
     path.write_text(LONG)
     store = tmp_path / "r.db"
     with open(tmp_path / "stderr.txt", "w") as stderr:
+        # SIGINT as a terminal delivers it: a test run started in the background of a shell without job
+        # control (nohup, `make test &`) passes its children SIGINT ignored, and Python then keeps it so
         process = subprocess.Popen([sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store),
-                                    "--jobs", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr)
+                                    "--jobs", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stored, deadline = 0, time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and stored == 0:
         if store.exists():
