@@ -280,8 +280,9 @@ def start_and_memory(r):
     gemm = [r.get("bench_machine.MatmulPeak.track_gemm", dtype=dtype) for dtype in ("float32", "float64")]
     in_place = [r.get("bench_machine.InPlaceBandwidth.track_in_place_update", n_params=LARGE, arrays=arrays)
                 for arrays in (1, 2, 3, 4)]
+    triad = r.get("bench_machine.MemoryBandwidth.track_stream_triad")
     lines += ["", "Machine, same run: 1 to 4 arrays of 10⁷ float32 updated in place (steps' ceilings) "
-              f"{', '.join(cell(rate, '{:.1f}') for rate in in_place)} GB/s; STREAM triad {cell(r.get('bench_machine.MemoryBandwidth.track_stream_triad'))} "
+              f"{', '.join(cell(rate, '{:.1f}') for rate in in_place)} GB/s; STREAM triad {cell(triad)} "
               f"GB/s (main memory); GEMM peak {cell(gemm[0], '{:.1f}')} GFLOP/s float32, {cell(gemm[1], '{:.1f}')} GFLOP/s float64.",
               ""]
     return lines
