@@ -43,12 +43,10 @@ import contextlib
 import os
 import tempfile
 import threading
-import types
 
 import numba
 
-__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
-           "jit_serial_and_parallel", "cfunc", "cuda_jit", "compile_lock", "compile_for"]
+__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit", "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
 class SettingError(ValueError):
@@ -114,31 +112,6 @@ def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None, int
     if func is None:
         return numba.njit(**options)
     return numba.njit(**options)(func)
-
-
-def jit_serial_and_parallel(func, delegates_to=None):
-    """Compile one loop function twice: serially and with ``parallel=True``.
-
-    Inside the serial form ``prange`` is a plain ``range``. Numba's cache names
-    its files after the function's qualified name and does not key them on the
-    ``parallel`` flag, so the parallel twin is a copy of the function under the
-    name ``<name>_parallel``: the two never read each other's cache entries.
-    A thin wrapper passes ``delegates_to``, a mapping from the names of the
-    kernels it calls to their parallel forms: its twin calls those instead and
-    is itself compiled serially, having no loop of its own.
-    """
-    serial = jit(func)
-    namespace = func.__globals__
-    if delegates_to:
-        namespace = dict(namespace, **delegates_to)
-    twin = types.FunctionType(
-        func.__code__, namespace, func.__name__ + "_parallel", func.__defaults__, func.__closure__
-    )
-    twin.__qualname__ = func.__qualname__ + "_parallel"
-    twin.__doc__ = f"Multi-threaded (``prange``) form of :func:`{func.__name__}`; same arguments and result."
-    twin.__module__ = func.__module__
-    parallel = jit(twin, parallel=not delegates_to)
-    return serial, parallel
 
 
 def cfunc(signature):

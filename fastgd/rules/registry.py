@@ -17,12 +17,11 @@ from types import MappingProxyType
 from fastgd.rules.definition import Rule, RuleError
 
 __all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
-           "load_plugins", "loaded_plugins", "plugin_of"]
+           "load_plugins", "plugin_of"]
 
 _RULES = {}
 _BUILTIN = set()
 _LOCK = threading.RLock()
-_LISTENERS = []
 
 RULES = MappingProxyType(_RULES)
 """Rule name → :class:`Rule`, read-only; :func:`register` adds to it."""
@@ -41,8 +40,6 @@ def _add(rule, builtin):
         from fastgd import reference
 
         reference.register(rule.name, rule.reference, rule.defaults)
-    for listener in list(_LISTENERS):
-        listener(rule)
 
 
 def register(rule_or_name, *, replace=False, **declaration):
@@ -107,8 +104,6 @@ def unregister(name):
         plugin = _ORIGIN.pop(name, None)
         if plugin is not None:
             _LOADED.pop(plugin.digest or plugin.spec, None)
-    for listener in list(_LISTENERS):
-        listener(None)
 
 
 def get(name):
@@ -122,11 +117,6 @@ def get(name):
 
 def is_builtin(name):
     return name in _BUILTIN
-
-
-def on_change(listener):
-    """Call ``listener(rule)`` whenever a rule is added (``listener(None)`` when one is removed)."""
-    _LISTENERS.append(listener)
 
 
 # --- plugins ---------------------------------------------------------------------------------
@@ -244,11 +234,6 @@ def load_plugins(specs, base_dir=None):
     for spec in specs or ():
         names += [name for name in load_plugin(spec, base_dir) if name not in names]
     return names
-
-
-def loaded_plugins():
-    """Every plugin this process has loaded, as digests or module names."""
-    return list(_LOADED)
 
 
 def plugin_of(name):
