@@ -193,6 +193,18 @@ def test_an_edited_rule_is_a_new_run(tmp_path):
     assert "16 runs, 12 already stored, 4 new" in edited.stdout  # signum's 4 runs, and only those
 
 
+def test_a_worker_without_the_plugin_file_loads_the_source_it_is_sent(user_rules, tmp_path):
+    plugin = rules.resolve_plugin(str(readme_plugin(tmp_path)))
+    (tmp_path / "my_rules.py").unlink()  # the worker's machine lacks the file: it has only what it was sent
+    script = ("import pickle, sys\n"
+              "from fastgd import rules\n"
+              "print(rules.load_plugin(pickle.loads(sys.stdin.buffer.read())), rules.get('signum').hash)")
+    result = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(plugin), capture_output=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().split() == ["['signum']", rules.get("signum").hash]
+
+
 def test_a_rule_registered_here_cannot_go_to_worker_processes(tmp_path):
     rule = rules.get("sgd")
     rules.register(rules.Rule("here_only", element=rule.element, hyperparameters=rule.hyperparameters,

@@ -31,6 +31,7 @@ changed definition never loads stale machine code. The module holds:
 Nothing is compiled before it is called, and then only for the dtype used.
 """
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -300,15 +301,8 @@ def variant_stem(rule, flags, target):
 
 def load_generated(stem, source, namespace):
     """Write ``source`` to ``<generated_directory>/<stem>.py`` (once) and import it with ``namespace`` injected."""
-    directory = generated_directory()
-    path = os.path.join(directory, stem + ".py")
-    with _config.compile_lock():
-        if not os.path.exists(path) or _read(path) != source:
-            os.makedirs(directory, exist_ok=True)
-            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(temporary, "w", encoding="utf-8") as file:
-                file.write(source)
-            os.replace(temporary, path)
+    path = os.path.join(generated_directory(), stem + ".py")
+    write_source(path, source)
     module_name = f"fastgd_generated.{stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -316,6 +310,18 @@ def load_generated(stem, source, namespace):
     spec.loader.exec_module(module)
     sys.modules[module_name] = module
     return module
+
+
+def write_source(path, source):
+    """Make ``path`` hold ``source``, atomically under the machine-wide lock: a process importing it never reads
+    a half-written file, whoever else writes it at once (sweep workers, Dask workers on one machine)."""
+    with _config.compile_lock():
+        if _read(path) != source:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as file:
+                file.write(source)
+            os.replace(temporary, path)
 
 
 def _read(path):
@@ -373,14 +379,20 @@ class CompiledVariant:
         """``packed_step`` compiled as a C callback for ``dtype``: what compiled training loops call."""
         dtype = np.dtype(dtype)
         if dtype not in self._entries:
-            try:
-                with _config.compile_lock():
-                    self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
-                        vars(self.module)["packed_step"].py_func)
-            except NumbaError as error:
-                raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {dtype}: "
-                                f"{_first_line(error)}") from None
+            with self._refusing(dtype):
+                self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
+                    vars(self.module)["packed_step"].py_func)
         return self._entries[dtype]
+
+    @contextlib.contextmanager
+    def _refusing(self, dtype):
+        """Compile inside, under the machine-wide lock; a NumbaError becomes a one-line RuleError naming the rule."""
+        try:
+            with _config.compile_lock():
+                yield
+        except NumbaError as error:
+            raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {dtype}: "
+                            f"{_first_line(error)}") from None
 
     def check_compiles(self, dtype, parallel=False):
         """Compile ``packed_step`` (or its ``prange`` twin) for ``dtype``, or load it, under the machine-wide lock.
@@ -393,13 +405,9 @@ class CompiledVariant:
             return
         dispatcher = self.packed_step_parallel if parallel else self.packed_step
         signature = packed_step_signature(key[0]).args
-        try:
-            with _config.compile_lock():
-                if signature not in dispatcher.overloads:
-                    dispatcher.compile(signature)
-        except NumbaError as error:
-            raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {key[0]}: "
-                            f"{_first_line(error)}") from None
+        with self._refusing(key[0]):
+            if signature not in dispatcher.overloads:
+                dispatcher.compile(signature)
         self._checked.add(key)
 
 

@@ -205,14 +205,10 @@ def _exec_file(plugin):
             current = file.read()
     if current != plugin.source:
         # this machine lacks the file, or holds another version: load the shipped one
-        from fastgd.rules.compile import generated_directory
+        from fastgd.rules.compile import generated_directory, write_source
 
-        directory = os.path.join(generated_directory(), "plugins", plugin.digest[:16])
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, os.path.basename(plugin.path))
-        if not os.path.isfile(path):
-            with open(path, "w", encoding="utf-8") as file:
-                file.write(plugin.source)
+        path = os.path.join(generated_directory(), "plugins", plugin.digest[:16], os.path.basename(plugin.path))
+        write_source(path, plugin.source)
     stem = os.path.splitext(os.path.basename(path))[0]
     module_name = f"fastgd_plugin_{stem}_{plugin.digest[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
