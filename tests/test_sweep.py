@@ -505,6 +505,25 @@ def test_runs_of_different_settings_are_not_averaged_as_seeds(tmp_path):
     assert mixed_settings(runs[runs["n_epochs"] == 3]) == []
 
 
+def test_runs_of_two_definitions_of_a_rule_are_not_averaged_as_seeds(tmp_path):
+    from fastgd.sweep.metrics import mixed_settings
+
+    one = config(datasets=["iris"], targets={"iris": 0.5}, rules=["adam", "sgd"], hyperparameters={},
+                 learning_rates=[0.01], batch_sizes=[16], seeds=[0], epochs=3)
+    sweep.run_sweep(one, tmp_path / "r.db", jobs=1, progress=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    assert mixed_settings(runs) == []
+    # the same adam run again, as an edited definition of adam stores it: another hash, another run id
+    edited = runs[runs["rule"] == "adam"].assign(rule_hash="f" * 64, run_id="edited")
+    both = pd.concat([runs, edited], ignore_index=True)
+    summary = sweep.summarize(both)
+    assert len(summary) == 3 and (summary["n_seeds"] == 1).all()
+    lines = mixed_settings(both)
+    adam_hash = runs.set_index("rule").loc["adam", "rule_hash"]
+    assert len(lines) == 1 and "sgd" not in lines[0]
+    assert f"rule adam in 2 definitions ({', '.join(sorted([adam_hash[:12], 'f' * 12]))})" in lines[0]
+
+
 def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp_path, monkeypatch):
     # deterministic overlap: while this sweep trains its first chunk, another sweep runs all of it
     small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["sgd", "adam"], hyperparameters={},

@@ -27,11 +27,11 @@ import numpy as np
 __all__ = ["summarize", "best_runs", "performance_profile", "mixed_settings", "config_columns", "CONFIG_COLUMNS",
            "SETUP_COLUMNS"]
 
-# what defines a run, the seed aside (fastgd.sweep.RunSpec): runs equal in all of these are seeds of one configuration
-CONFIG_COLUMNS = ["dataset", "rule", "learning_rate", "batch_size", "hyperparameters", "n_epochs",
-                  "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
 # what every rule on one data set should share for a fair comparison
 SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
+# what defines a run, the seed aside (fastgd.sweep.RunSpec): runs equal in all of these are seeds of one
+# configuration; the rule's definition hash too, so that runs of an edited rule are never averaged with the old
+CONFIG_COLUMNS = ["dataset", "rule", "rule_hash", "learning_rate", "batch_size", "hyperparameters", *SETUP_COLUMNS]
 _MEASURES = ["final_loss", "best_loss", "test_metric", "epochs_to_target", "seconds_to_target"]
 
 
@@ -49,7 +49,7 @@ def config_columns(runs):
 
 
 def mixed_settings(runs):
-    """One line per data set whose runs differ in a SETUP_COLUMNS field, naming the values; empty if none."""
+    """One line per data set whose runs differ in a SETUP_COLUMNS field or in a rule's definition; empty if none."""
     runs = _keyed(runs)
     lines = []
     for dataset, group in runs.groupby("dataset", sort=True):
@@ -58,6 +58,12 @@ def mixed_settings(runs):
             if column in group and group[column].nunique(dropna=False) > 1:
                 values = sorted(group[column].astype(str).unique())
                 differing.append(f"{column} {', '.join(values)}")
+        if "rule_hash" in group:
+            for rule, of_rule in group.groupby("rule", sort=True):
+                definitions = sorted(of_rule["rule_hash"].map(lambda h: h[:12] if isinstance(h, str) and h
+                                                              else "unrecorded").unique())
+                if len(definitions) > 1:
+                    differing.append(f"rule {rule} in {len(definitions)} definitions ({', '.join(definitions)})")
         if differing:
             lines.append(f"{dataset}: the store mixes runs of different settings ({'; '.join(differing)}); they are "
                          "summarised apart, but rules trained with different settings are compared side by side")
