@@ -121,6 +121,15 @@ def _repetitions(sample_weight, n_samples):
     return rounded.astype(np.int64), scale
 
 
+def _evaluates_elsewhere(rule):
+    """Whether ``rule`` trains at one point and evaluates at another (Schedule-Free AdamW, ASGD)."""
+    return rule.evaluation is not None
+
+
+def _on_host(array):
+    return array if isinstance(array, np.ndarray) else array.copy_to_host()
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, fit loop, predictions."""
 
@@ -358,9 +367,12 @@ class _BaseMLP(BaseEstimator):
             self.optimizer_ = self._make_optimizer(self._params_on_device())
             self._epoch_learning_rate = float(self.learning_rate_init)
         elif self.optimizer_.device != self.device:
-            self.optimizer_ = self.optimizer_.with_params(self._params_on_device())  # its state moves along
-        elif self.device == "cuda" and not self._evaluates_elsewhere():
+            # its state and its training point move along
+            self.optimizer_ = self.optimizer_.with_params(self._params_on_device(self.optimizer_))
+        elif self.device == "cuda" and not _evaluates_elsewhere(self.optimizer_.rule):
             self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
+        # the rule that trains: the fitted optimizer's (partial_fit keeps it whatever `optimizer` says since)
+        evaluates_elsewhere = _evaluates_elsewhere(self.optimizer_.rule)
         training = Training(net, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle,
                             seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
@@ -373,7 +385,7 @@ class _BaseMLP(BaseEstimator):
             if per_epoch_schedule is not None:
                 self.optimizer_.param_groups[0]["lr"] = self._epoch_learning_rate
             loss = training.epoch()
-            if self._evaluates_elsewhere():
+            if evaluates_elsewhere:
                 # predictions use the rule's evaluation point; the optimizer keeps its training point
                 self.optimizer_.evaluation_params(out=self.theta_)
             elif self.device == "cuda":
@@ -430,21 +442,22 @@ class _BaseMLP(BaseEstimator):
             self.theta_[...] = best_theta
         return self
 
-    def _evaluates_elsewhere(self):
-        """Whether the rule trains at one point and evaluates at another (Schedule-Free AdamW, ASGD)."""
-        return optim.OPTIMIZERS[self._rule()[0]].rule.evaluation is not None
-
-    def _params_on_device(self):
+    def _params_on_device(self, optimizer=None):
         """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy (on the GPU, or of the training point).
 
         A rule with an evaluation point trains its own copy: ``theta_`` is then
-        that evaluation point, refreshed after every epoch.
+        that evaluation point, refreshed after every epoch. ``optimizer``: the
+        fitted optimizer moving to this device, whose training point moves
+        with it; by default the optimizer about to be made from ``theta_``.
         """
+        rule = optim.OPTIMIZERS[self._rule()[0]].rule if optimizer is None else optimizer.rule
+        evaluates_elsewhere = _evaluates_elsewhere(rule)
+        source = self.theta_ if optimizer is None or not evaluates_elsewhere else _on_host(optimizer.params)
         if self.device == "cuda":
             from numba import cuda
 
-            return cuda.to_device(self.theta_)
-        return self.theta_.copy() if self._evaluates_elsewhere() else self.theta_
+            return cuda.to_device(source)
+        return source.copy() if evaluates_elsewhere else source
 
     def _expose_layers(self):
         # views into θ: edits to coefs_ change the model, as in scikit-learn
@@ -454,8 +467,10 @@ class _BaseMLP(BaseEstimator):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
         optimizer = state.get("optimizer_")
         if optimizer is not None and optimizer.device != "cpu":
-            # device memory does not pickle: keep the optimizer, state and all, over theta_ on the CPU
-            state["optimizer_"] = optimizer.with_params(state["theta_"])
+            # device memory does not pickle: keep the optimizer, state and all, on the CPU, over theta_ (or its own
+            # training point, for a rule that evaluates elsewhere)
+            state["optimizer_"] = optimizer.with_params(optimizer.params.copy_to_host()
+                                                        if _evaluates_elsewhere(optimizer.rule) else state["theta_"])
         return state
 
     def __setstate__(self, state):

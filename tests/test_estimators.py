@@ -122,6 +122,21 @@ def test_partial_fit_keeps_the_optimizer_state():
         clf.partial_fit(X, y + 5)
 
 
+def test_predictions_follow_the_evaluation_point_of_the_rule_that_trains():
+    # partial_fit keeps training the fitted optimizer, whatever `optimizer` says since
+    X, y = iris()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), optimizer="asgd", learning_rate_init=0.05, batch_size=50,
+                        random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    clf.set_params(optimizer="adam")
+    for _ in range(3):
+        before = clf.theta_.copy()
+        clf.partial_fit(X, y)
+        assert clf.optimizer_.rule.name == "asgd" and not np.array_equal(clf.theta_, before)
+        np.testing.assert_array_equal(clf.theta_, clf.optimizer_.evaluation_params())
+        assert clf.optimizer_.params is not clf.theta_  # the training point stays the optimizer's own
+
+
 def test_warm_start_continues_from_the_fitted_weights():
     X, y = iris()
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, warm_start=True, random_state=0, tol=0)
