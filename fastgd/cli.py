@@ -85,14 +85,21 @@ def _non_negative_float(text):
 MAX_SEED = 2 ** 32 - 1  # what scikit-learn's (NumPy's RandomState) initialisation takes
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {value}")
-    return value
+def _integer_in(low, high, what):
+    """An argparse type: an integer from ``low`` to ``high``, refused in one line naming ``what`` it is."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a {what} from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+_seed = _integer_in(0, MAX_SEED, "seed")
 
 
 def command_info(arguments):
@@ -236,15 +243,9 @@ def command_train(arguments):
 
 
 def command_gradcheck(arguments):
-    import math
-
-    from fastgd import optim
     from fastgd.report.build import gradient_checks
 
-    if arguments.optimizer not in optim.OPTIMIZERS:
-        raise CommandError(f"unknown optimizer {arguments.optimizer!r}: use one of {sorted(optim.OPTIMIZERS)}")
-    if not (math.isfinite(arguments.lr) and arguments.lr > 0):
-        raise CommandError(f"--lr must be a positive number, got {arguments.lr}")
+    _check_optimizer(arguments.optimizer)
     failures = 0
     print(f"backpropagation against central differences, after {arguments.steps} steps of {arguments.optimizer} "
           f"(lr {arguments.lr:g}) from the initial weights")
@@ -478,9 +479,9 @@ def build_parser():
                                     "and output", description="Compare backpropagation with central differences, "
                                     "where a few steps of a rule lead from the initial weights.")
     gradcheck.add_argument("--optimizer", default="adam", help="the rule that takes the steps (default: adam)")
-    gradcheck.add_argument("--steps", type=int, default=20, choices=range(0, 10_001), metavar="N",
-                           help="steps before the check (default: 20)")
-    gradcheck.add_argument("--lr", type=float, default=1e-2, help="its learning rate (default: 1e-2)")
+    gradcheck.add_argument("--steps", type=_integer_in(0, 10_000, "number of steps"), default=20, metavar="N",
+                           help="steps before the check, 0 to 10000 (default: 20)")
+    gradcheck.add_argument("--lr", type=_positive_float, default=1e-2, help="its learning rate (default: 1e-2)")
     gradcheck.set_defaults(handler=command_gradcheck)
 
     landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained MLP",

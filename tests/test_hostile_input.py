@@ -216,6 +216,21 @@ def test_landscape_refuses_bad_input_in_one_line_and_creates_no_folder(hostile, 
     assert_refused(["landscape", "--dataset", "iris", "--epochs", "1", *arguments], hostile, message)
 
 
+GRADCHECK_CASES = [
+    (["--optimizer", "adamm"], "--optimizer: unknown optimizer 'adamm'"),
+    (["--steps", "20000"], "argument --steps: expected a number of steps from 0 to 10000, got 20000"),
+    (["--steps", "-1"], "argument --steps: expected a number of steps from 0 to 10000, got -1"),
+    (["--steps", "many"], "argument --steps: expected an integer number of steps, got 'many'"),
+    (["--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
+    (["--lr", "0"], "argument --lr: expected a positive number"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", GRADCHECK_CASES, ids=[" ".join(a) for a, _ in GRADCHECK_CASES])
+def test_gradcheck_refuses_bad_input_in_one_line(hostile, arguments, message):
+    assert_refused(["gradcheck", *arguments], hostile, message)
+
+
 COMPARE_CASES = [
     (["--out", "file.txt"], "--out file.txt exists and is not a directory"),
     (["--out", "compare-out"], "--out: compare-out/sweep.db is not a fastgd store"),
