@@ -80,8 +80,8 @@ class Recorder:
         return lambda *args: self.calls.append((self.name, tuple(numba.typeof(arg) for arg in args)))
 
 
-def rule_variant_signatures():
-    """(case id, CUDA variant, kernel name, signature) for every kernel of every case of rule_cases, in both dtypes.
+def rule_kernel_signatures():
+    """{(case id, dtype, kernel name): (kernel, the signatures it was launched with)} for every case of rule_cases.
 
     Recorded from the real launchers (``packed_launch``), as the optimizer classes and training
     call them, with host arrays standing in for device arrays (same Numba types) and the layout
@@ -89,7 +89,7 @@ def rule_variant_signatures():
     """
     from fastgd.cuda import rules as cuda_rules
 
-    found = []
+    found = {}
     for dtype in DTYPES:
         for case in cases():
             name, hyperparameters = case
@@ -105,9 +105,23 @@ def rule_variant_signatures():
                 namespace["packed_launch"](np.ones(37, dtype), np.ones(37, dtype), packed.states, packed.aux,
                                            packed.hyper, packed.counters.copy(), packed.layout)
             for kernel, signature in calls:
-                found.append((f"{case_id(case)}-{np.dtype(dtype).name}-{kernel}", getattr(variant, kernel),
-                              signature))
+                key = (case_id(case), np.dtype(dtype).name, kernel)
+                found.setdefault(key, (getattr(variant, kernel), set()))[1].add(signature)
     return found
+
+
+# recorded once, at collection, and only where the kernels can be compiled: the generated CUDA modules
+# import numba.cuda
+RULE_KERNELS = rule_kernel_signatures() if NVVM_MISSING is None else {}
+
+
+def distinct_compiles():
+    """One (case id, dtype, kernel name) per distinct (kernel, signature): cases of one variant share their kernels."""
+    first = {}
+    for key, (kernel, signatures) in RULE_KERNELS.items():
+        for signature in signatures:
+            first.setdefault((id(kernel), signature), (key, signature))
+    return sorted(first.values(), key=lambda item: item[0])
 
 
 def compile_ptx(kernel, signature):
@@ -135,13 +149,21 @@ def test_mlp_and_array_kernels_compile_to_ptx(name, dtype):
 
 
 @needs_nvvm
-@pytest.mark.parametrize("case, kernel, signature", rule_variant_signatures(), ids=lambda v: v if isinstance(v, str)
-                         else "")
-def test_rule_kernels_compile_to_ptx(case, kernel, signature):
-    ptx = compile_ptx(kernel, signature)
+def test_each_rule_kernel_is_launched_with_one_signature_per_dtype():
+    assert RULE_KERNELS
+    several = {key: signatures for key, (_, signatures) in RULE_KERNELS.items() if len(signatures) != 1}
+    assert not several, "a kernel would compile again for another argument type"
+
+
+@needs_nvvm
+@pytest.mark.parametrize("key, signature", distinct_compiles(), ids=lambda v: "-".join(v) if isinstance(v, tuple)
+                         and all(isinstance(part, str) for part in v) else "")
+def test_rule_kernels_compile_to_ptx(key, signature):
+    case, dtype, kernel_name = key
+    ptx = compile_ptx(RULE_KERNELS[key][0], signature)
     assert ".visible .entry" in ptx
     # the element loops stay in float32; a per-tensor function sums its norms in float64 on purpose
-    if signature[0].dtype == numba.types.float32 and case.endswith("loop_kernel"):
+    if dtype == "float32" and kernel_name == "loop_kernel":
         assert numba.types.float64 not in signature, f"{case} gets a float64 scalar"
         assert ".f64" not in ptx, f"float64 arithmetic in float32 {case}"
 
