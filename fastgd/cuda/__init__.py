@@ -6,10 +6,12 @@
     opt = optim.Adam(params, lr=1e-3)           # one kernel launch per step, in place
     MLPClassifier(device="cuda").fit(X, y)      # whole training on the device
 
-* :mod:`fastgd.cuda.updates`: every rule of :data:`fastgd.optim.OPTIMIZERS` as
-  a grid-stride kernel over the flat parameter vector, compiled from the
-  same scalar ``*_element`` functions as the CPU kernels, behind launchers
-  with the CPU kernels' signatures.
+* :mod:`fastgd.cuda.rules`: every rule of :data:`fastgd.optim.OPTIMIZERS` as
+  a grid-stride kernel over the flat parameter vector (and, for per-tensor
+  rules, one thread per tensor), generated from the rule's definition with
+  the same scalar element functions as the CPU kernels, behind launchers
+  with the CPU kernels' signatures; :mod:`fastgd.cuda.blas` gives their
+  matrix products.
 * :mod:`fastgd.cuda.mlp`: tiled shared-memory matrix products with fused
   epilogues (bias and activation; weight decay and bias gradients;
   activation derivatives), softmax and cross-entropy per row, the batch

@@ -307,8 +307,11 @@ def _check_users_rules_compile(config):
     """
     seen = set()
     for spec in config.runs():
-        if rules.is_builtin(spec.rule):
+        # seeds, data sets, batch sizes and learning rates leave the compiled code as it is
+        key = (spec.rule, spec.hyperparameters, spec.dtype)
+        if rules.is_builtin(spec.rule) or key in seen:
             continue
+        seen.add(key)
         optimizer = optim.OPTIMIZERS[spec.rule](np.zeros(1, np.dtype(spec.dtype)), **spec.optimizer_hyperparameters())
         if optimizer.variant_key not in seen:
             seen.add(optimizer.variant_key)
