@@ -25,7 +25,8 @@ import numpy as np
 from fastgd import optim, reference
 
 __all__ = ["IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "fastgd_epoch", "numpy_epoch", "sklearn_epoch", "torch_epoch",
-           "optimizer_step", "arrays_written", "bytes_per_parameter", "in_place_bandwidth", "triad_bandwidth",
+           "optimizer_step", "arrays_written", "bytes_moved", "bytes_per_parameter", "in_place_streams",
+           "in_place_bandwidth", "triad_bandwidth",
            "gemm_peak", "median_seconds", "best_seconds", "torch_available"]
 
 IMPLEMENTATIONS = ("fastgd", "numpy", "sklearn", "torch")
@@ -165,7 +166,7 @@ def arrays_written(rule):
 
 def bytes_per_parameter(rule, dtype):
     """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written."""
-    return np.dtype(dtype).itemsize * (2 * arrays_written(rule) + 1)
+    return bytes_moved(arrays_written(rule), dtype)
 
 
 def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0):
@@ -211,24 +212,37 @@ def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0
 
 # -- the machine --------------------------------------------------------------------------------
 
-def in_place_bandwidth(size, dtype=np.float32, arrays=1, repeats=7):
-    """Bytes/s of ``arrays`` vectors of ``size`` elements updated in place from one read-only vector, all threads.
+def bytes_moved(arrays, dtype, size=1):
+    """Bytes a step writing ``arrays`` arrays in place moves over ``size`` elements: those read and written, and g."""
+    return (2 * arrays + 1) * np.dtype(dtype).itemsize * size
+
+
+def in_place_streams(size, arrays, dtype=np.float32):
+    """(call, bytes): a step's memory traffic alone, ``arrays`` vectors of ``size`` updated in place from one more.
 
     The ceiling of a step that writes as many arrays (θ and its state, see
-    :func:`arrays_written`) over as many elements, counted the same way. Measure
-    it in the same run as the steps it bounds, at their size and dtype: the
-    working set decides whether both stream from cache or from memory.
+    :func:`arrays_written`) over as many elements, counted the same way
+    (:func:`bytes_moved`).
     """
-    from fastgd.kernels.memory import MAX_STREAMS, in_place_streams
+    from fastgd.kernels.memory import MAX_STREAMS, in_place_streams as kernel
 
     if not 1 <= arrays <= MAX_STREAMS:
         raise ValueError(f"arrays must be from 1 to {MAX_STREAMS}, got {arrays}")
     dtype = np.dtype(dtype)
     written, grad, scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
-    moved = (2 * arrays + 1) * dtype.itemsize * size
+    return (lambda: kernel(written, grad, scalar)), bytes_moved(arrays, dtype, size)
+
+
+def in_place_bandwidth(size, dtype=np.float32, arrays=1, repeats=7):
+    """Bytes/s of :func:`in_place_streams`, all threads: the ceiling of a step of that size writing as many arrays.
+
+    Measure it in the same run as the steps it bounds, at their size and
+    dtype: the working set decides whether both stream from cache or from memory.
+    """
+    call, moved = in_place_streams(size, arrays, dtype)
     # the best time, as STREAM reports: a ceiling should not sink with the machine's load, or medians of the
     # steps it bounds would pass it
-    return moved / best_seconds(lambda: in_place_streams(written, grad, scalar), repeats)
+    return moved / best_seconds(call, repeats)
 
 
 def triad_bandwidth(size=20_000_000, repeats=7):

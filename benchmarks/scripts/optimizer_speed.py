@@ -29,21 +29,15 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
 from fastgd import baselines, optim  # noqa: E402
-from fastgd.baselines import best_seconds, median_seconds  # noqa: E402
+from fastgd.baselines import median_seconds  # noqa: E402
 
-ADAM_BYTES_PER_PARAMETER = 28  # float32: read θ, g, m, v and write θ, m, v
+ADAM_BYTES_PER_PARAMETER = baselines.bytes_per_parameter("adam", np.float32)  # 28: reads θ, g, m, v; writes θ, m, v
 
 
 def triad_bandwidth(size, repeats):
     """STREAM triad a = b + s·c over float64 arrays: bytes counted as STREAM does (24 per element)."""
     triad = common.StreamTriad(size)
     return triad.BYTES_PER_ELEMENT * size / median_seconds(triad, repeats, 1)
-
-
-def in_place_bandwidth(size, arrays, repeats):
-    """``arrays`` float32 vectors updated in place from one more: the ceiling of a step writing as many."""
-    streams = common.InPlaceStreams(size, arrays, np.float32)
-    return streams.bytes / best_seconds(streams, repeats, 1)
 
 
 def step(implementation, name, size, **options):
@@ -63,8 +57,8 @@ def main():
 
     results = {"small": {}, "large": {}}
     small, large = 1_000, 10_000_000
-    results["in_place_bytes_per_second"] = in_place_bandwidth(large, baselines.arrays_written("adam"),
-                                                              arguments.repeats)
+    results["in_place_bytes_per_second"] = baselines.in_place_bandwidth(
+        large, np.float32, baselines.arrays_written("adam"), arguments.repeats)
     results["triad_bytes_per_second"] = triad_bandwidth(large, arguments.repeats)
 
     for name in optim.OPTIMIZERS:

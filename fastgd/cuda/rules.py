@@ -91,11 +91,9 @@ def _source(plan, header):
                  f"    dtype_eps = float(np.finfo(params.dtype).eps)\n"
                  f"    _scalars = loop_scalars({scalars})\n"
                  f"    _halt = no_halt() if halt is None else halt\n" + "\n".join(launches) + f"\n{returned}")
-    scale = len(plan.hyper_names)
     rows = [f"states[{row}]" for row in range(len(plan.present))] + tensors + ["step"]
     rows += [f"float(counters[{1 + k}])" for k in range(n_state)]
-    rows += [f"float(hyper[{k}]) * float(hyper[{scale}])" if name in plan.learning_rates else f"float(hyper[{k}])"
-             for k, name in enumerate(plan.hyper_names)]
+    rows += plan.hyper_expressions("float({})")
     if n_state == 0:
         call, store = "    ", ""
     elif n_state == 1:
@@ -142,17 +140,18 @@ class CudaVariant:
         self.packed_launch = vars(module)["packed_launch"]
 
 
-_COMPILED = {}
 _LOCK = threading.Lock()
 
 
 def compiled(variant):
-    """The :class:`CudaVariant` of a CPU :class:`~fastgd.rules.compile.CompiledVariant`, made once per process."""
-    key = (variant.rule.hash, tuple(sorted(variant.flags.items())))
+    """The :class:`CudaVariant` of a CPU :class:`~fastgd.rules.compile.CompiledVariant`, made once per process.
+
+    Kept on the variant, which is itself made once per rule definition and flags.
+    """
     with _LOCK:
-        if key not in _COMPILED:
-            _COMPILED[key] = CudaVariant(variant)
-        return _COMPILED[key]
+        if getattr(variant, "cuda", None) is None:
+            variant.cuda = CudaVariant(variant)
+        return variant.cuda
 
 
 def launcher(rule, flags=None):

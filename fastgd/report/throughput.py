@@ -62,7 +62,7 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
     for size in parameter_counts:
         say(f"update-rule steps on {size:,} parameters")
         for rule in rules:
-            moved = baselines.bytes_per_parameter(rule, np.float32) * size
+            moved = baselines.bytes_moved(written[rule], np.float32, size)
             for implementation in ("fastgd", "numpy", "torch"):
                 if implementation == "torch" and (not baselines.torch_available()
                                                   or rule not in baselines.TORCH_OPTIMIZERS):

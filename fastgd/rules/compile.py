@@ -228,6 +228,16 @@ class _Plan:
             text += f"\n        else:\n            for _i in {iterate}(_offset, _end):\n" + self.body(16)
         return text + "\n        _aux_offset += _aux_size"
 
+    def hyper_expressions(self, wrap="{}"):
+        """Each hyperparameter scalar as a packed step reads it from ``hyper``, each read wrapped in ``wrap``.
+
+        ``hyper`` ends with the schedule's factor, which scales every learning rate.
+        """
+        scale = wrap.format(f"hyper[{len(self.hyper_names)}]")
+        reads = [wrap.format(f"hyper[{k}]") for k in range(len(self.hyper_names))]
+        return [f"{read} * {scale}" if name in self.learning_rates else read
+                for read, name in zip(reads, self.hyper_names)]
+
     @property
     def kernel_parameters(self):
         tensors = ["aux", "layout"] if self.tensor is not None else []
@@ -245,10 +255,8 @@ class _Plan:
         """
         per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines())
         returned = f"    return {', '.join(self.scalar_state)}\n" if self.scalar_state else ""
-        scale = len(self.hyper_names)  # hyper[scale]: the schedule's factor on every learning rate
         unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
-        unpack += [f"{name} = hyper[{k}] * hyper[{scale}]" if name in self.learning_rates else f"{name} = hyper[{k}]"
-                   for k, name in enumerate(self.hyper_names)]
+        unpack += [f"{name} = {value}" for name, value in zip(self.hyper_names, self.hyper_expressions())]
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
         parts = [header, self.loop_scalars_source()]
@@ -374,6 +382,7 @@ class CompiledVariant:
         self.evaluate = namespace.get("evaluate")
         self._entries = {}
         self._checked = set()
+        self.cuda = None  # its CUDA form, made on first use (fastgd.cuda.rules.compiled)
 
     def entry(self, dtype):
         """``packed_step`` compiled as a C callback for ``dtype``: what compiled training loops call."""
