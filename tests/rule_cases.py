@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastgd import optim
+
 ROOT = Path(__file__).resolve().parents[1]
 SKLEARN_ADAM = ROOT / "tests" / "plugins" / "sklearn_adam.py"  # a user's rule, as a plugin file
 
@@ -176,6 +178,13 @@ def problem(size, dtype, seed=0):
 def rosenbrock_gradient(theta, step=0):
     x, y = theta
     return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)], dtype=theta.dtype)
+
+
+def run(optimizer, gradient, n_steps):
+    """``n_steps`` steps of ``optimizer`` (fastgd's or the NumPy reference) on ``gradient(params, step)``."""
+    for _ in range(n_steps):
+        step = optimizer.state["step"] if isinstance(optimizer, optim.Optimizer) else optimizer.t
+        optimizer.step(gradient(optimizer.params, step))
 
 
 def cases():

@@ -13,7 +13,7 @@ import tomllib
 
 import pytest
 
-from cli_harness import assert_refused, run_command, snapshot
+from cli_harness import assert_refused, snapshot
 from fastgd import sweep
 from fastgd.sweep import runner
 from fastgd.sweep.store import SCHEMA_VERSION, Store, StoreError
@@ -328,9 +328,7 @@ def test_a_store_with_damaged_values_is_refused_in_one_line(tmp_path, column, va
     with sqlite3.connect(tmp_path / "r.db") as connection:
         connection.execute(f"UPDATE runs SET {column} = ?", (value,))
     connection.close()
-    code, _, err = run_command(["report", "--store", "r.db", "--out", "out"], tmp_path)
-    assert code == 2 and err.count("\n") == 1 and message in err, err
-    assert not (tmp_path / "out").exists()
+    assert_refused(["report", "--store", "r.db", "--out", "out"], tmp_path, message)
 
 
 def test_storing_a_run_twice_stores_it_once(tmp_path):

@@ -9,7 +9,7 @@ from numba import njit
 
 from fastgd import _config, kernels, optim, reference, rules
 from rule_cases import (DECAYING, INVALID, LAYOUT_37, MOVES_ON_ZERO_GRADIENT, NEUTRAL, ROSENBROCK, ROSENBROCK_LAYOUT,
-                        TORCH_EQUIVALENTS, VARIANTS, case_id, cases, problem, rosenbrock_gradient)
+                        TORCH_EQUIVALENTS, VARIANTS, case_id, cases, problem, rosenbrock_gradient, run)
 
 # the built-in rules; users' rules registered by other tests have tests of their own
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name))
@@ -22,12 +22,6 @@ def form(request, monkeypatch):
     """Run the test with the serial kernels, then with the prange kernels."""
     monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 1 if request.param == "parallel" else 1 << 40)
     return request.param
-
-
-def run(optimizer, gradient, n_steps):
-    for _ in range(n_steps):
-        step = optimizer.state["step"] if isinstance(optimizer, optim.Optimizer) else optimizer.t
-        optimizer.step(gradient(optimizer.params, step))
 
 
 def state_arrays(optimizer):

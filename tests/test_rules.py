@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fastgd import MLPClassifier, functions, kernels, optim, reference, rules, sweep
-from rule_cases import SKLEARN_ADAM, problem, readme_plugin
+from cli_harness import assert_refused
+from rule_cases import SKLEARN_ADAM, problem, readme_plugin, run
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,6 @@ def user_rules(tmp_path_factory):
     yield loaded
     for name in loaded:  # other tests' registries hold the built-ins only
         rules.unregister(name)
-
-
-def run(optimizer, gradient, n_steps):
-    for _ in range(n_steps):
-        step = optimizer.state["step"] if isinstance(optimizer, optim.Optimizer) else optimizer.t
-        optimizer.step(gradient(optimizer.params, step))
 
 
 # -- the optimizer class, the kernels, the oracle -------------------------------------------------
@@ -328,13 +323,8 @@ def test_bad_plugins_are_one_line_errors_and_write_nothing(tmp_path, source, mes
         path.write_text(source)
     with pytest.raises(rules.PluginError, match=re.escape(message)):
         rules.load_plugin(str(path))
-    store = tmp_path / "results.db"
-    result = subprocess.run([sys.executable, "-m", "fastgd.cli", "sweep", "--preset", "quick", "--store", str(store),
-                             "--plugin", str(path)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not store.exists()
+    assert_refused(["sweep", "--preset", "quick", "--store", "results.db", "--plugin", "plugin.py"], tmp_path, message,
+                   in_process=False)
 
 
 def test_a_broken_users_rule_stops_a_sweep_before_the_store_is_written(tmp_path):
@@ -346,10 +336,5 @@ def test_a_broken_users_rule_stops_a_sweep_before_the_store_is_written(tmp_path)
     config = tmp_path / "sweep.toml"
     config.write_text('plugins = ["broken.py"]\ndatasets = ["iris"]\nrules = ["broken"]\nlearning_rates = [0.1]\n'
                       'seeds = [0]\nepochs = 2\n[targets]\niris = 0.5\n')
-    store = tmp_path / "results.db"
-    result = subprocess.run([sys.executable, "-m", "fastgd.cli", "sweep", str(config), "--store", str(store)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    assert "rule 'broken': Numba cannot compile it" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not store.exists()
+    assert_refused(["sweep", "sweep.toml", "--store", "results.db"], tmp_path, "rule 'broken': Numba cannot compile it",
+                   in_process=False)
