@@ -315,7 +315,6 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
             self.diverged_epoch_ = None
             self._epochs_done = 0
-            self._first_loss = None
         layer_sizes = [X.shape[1], *hidden, self.n_outputs_]
         if layer_sizes != self._net.layer_sizes.tolist():
             raise ValueError(f"the fitted network has layer sizes {self._net.layer_sizes.tolist()}, this fit needs "
@@ -378,20 +377,21 @@ class _BaseMLP(BaseEstimator):
                             clip_norm=self.clip_norm)
         training.epochs_done = self._epochs_done
         # divergence is judged against the loss the first fit started from
-        training.history.first_loss = getattr(self, "_first_loss", None)
+        previous = None if first_pass else getattr(self, "history_", None)  # none if the first fit failed early
+        training.history.first_loss = None if previous is None else previous.first_loss
         self.history_ = training.history
 
         for _ in range(1 if incremental else self.max_iter):
             if per_epoch_schedule is not None:
                 self.optimizer_.param_groups[0]["lr"] = self._epoch_learning_rate
             loss = training.epoch()
-            if evaluates_elsewhere:
-                # predictions use the rule's evaluation point; the optimizer keeps its training point
-                self.optimizer_.evaluation_params(out=self.theta_)
+            if evaluates_elsewhere and not training.history.diverged:
+                # predictions use the rule's evaluation point (the epoch computed it for its loss); the
+                # optimizer keeps its training point
+                self.theta_[...] = training.evaluation
             elif self.device == "cuda":
                 self.optimizer_.params.copy_to_host(self.theta_)
             self._epochs_done = training.epochs_done
-            self._first_loss = training.history.first_loss
             if training.history.diverged:
                 self.diverged_epoch_ = self.n_iter_ + 1
                 warnings.warn(f"Training diverged at epoch {self.diverged_epoch_}: "

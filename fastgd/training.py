@@ -173,8 +173,10 @@ class Training:
         self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
         # a rule that trains at one point and evaluates at another reports the loss at its evaluation point
         self._evaluates_elsewhere = optimizer.rule.evaluation is not None
+        # the evaluation point after the last epoch (a host array), for a rule that has one; else None
+        self.evaluation = None
         if self._evaluates_elsewhere:
-            self._evaluation = np.empty(net.n_params, net.dtype)
+            self.evaluation = np.empty(net.n_params, net.dtype)
             self._host_data = (X.copy_to_host(), Y.copy_to_host()) if on_device else (X, Y)
         self.theta = theta
         self.batch_size = int(min(batch_size, X.shape[0]))
@@ -256,7 +258,7 @@ class Training:
                 self.theta.copy_to_device(self._last_finite)
             return history.diverged_loss
         if self._evaluates_elsewhere:
-            loss = self.net.loss(self.optimizer.evaluation_params(out=self._evaluation), *self._host_data)
+            loss = self.net.loss(self.optimizer.evaluation_params(out=self.evaluation), *self._host_data)
         self.history.loss.append(float(loss))
         self.history.seconds.append(self._seconds)
         return float(loss)
