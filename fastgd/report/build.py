@@ -17,7 +17,7 @@ import numpy as np
 from fastgd import datasets, optim
 
 __all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines",
-           "check_reportable", "mixed_store_warnings", "unknown_rule_notes"]
+           "check_reportable", "unknown_rule_notes"]
 
 LANDSCAPE_DATASET = "digits"
 
@@ -86,13 +86,6 @@ def unknown_rule_notes(runs):
         return []
     return [f"rules not registered here: {', '.join(unknown)}; their runs are drawn from the store, their "
             "trajectories are left out (give their plugin with --plugin)"]
-
-
-def mixed_store_warnings(runs):
-    """One line per data set whose runs were made with different settings (see fastgd.sweep.metrics)."""
-    from fastgd.sweep.metrics import mixed_settings
-
-    return mixed_settings(runs)
 
 
 def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
@@ -245,14 +238,14 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
 
     from fastgd.report import figures
     from fastgd.report.history import load_history
-    from fastgd.sweep.metrics import best_runs
+    from fastgd.sweep.metrics import best_runs, mixed_settings
     from fastgd.sweep.store import Store
 
     say = progress or (lambda message: None)
     with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
     check_reportable(runs, store)
-    warnings = mixed_store_warnings(runs)
+    warnings = mixed_settings(runs)
     notes = unknown_rule_notes(runs)
     for line in warnings + notes:
         say(f"warning: {line}")
@@ -300,7 +293,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
         throughput=throughput_table, checks=checks, history_note=history_note, machine=_machine(store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
         datasets=sorted(runs["dataset"].unique()),
-        rules=[rule for rule in figures.rule_order(set(runs["rule"])) if rule in set(runs["rule"])])
+        rules=figures.rules_in(runs["rule"]))
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     runs.to_csv(out_dir / "runs.csv", index=False)

@@ -79,9 +79,9 @@ def palette(names=()):
     return dict(zip(order, colours))
 
 
-def _rules_in(data):
-    """The rules of ``data`` (a frame with a ``rule`` column) in figure order."""
-    present = set(data["rule"])
+def rules_in(names):
+    """The distinct rules of ``names`` (e.g. a frame's ``rule`` column) in figure order."""
+    present = set(names)
     return [rule for rule in rule_order(present) if rule in present]
 
 
@@ -130,7 +130,7 @@ def draw_convergence(runs, curves, out_dir):
     data = _best_curves(runs, curves)
     names = sorted(data["dataset"].unique())
     fig, axes = plt.subplots(len(names), 2, figsize=(12, 3.2 * len(names)), squeeze=False)
-    rules = _rules_in(data)
+    rules = rules_in(data["rule"])
     colours = palette(rules)
     for row, name in enumerate(names):
         subset = data[data["dataset"] == name]
@@ -158,7 +158,7 @@ def draw_learning_rate_sensitivity(runs, out_dir):
     columns = min(3, len(names)) or 1
     rows = int(np.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
-    rules = _rules_in(summary)
+    rules = rules_in(summary["rule"])
     colours = palette(rules)
     for index, name in enumerate(names):
         ax = axes.flat[index]
@@ -200,7 +200,7 @@ def draw_time_to_target(runs, out_dir):
     best = best_runs(runs)
     table = best.pivot(index="rule", columns="dataset", values="seconds_to_target_mean") * 1e3
     table = table.where(best.pivot(index="rule", columns="dataset", values="reached"))
-    table = table.reindex([rule for rule in rule_order(table.index) if rule in table.index])
+    table = table.reindex(rules_in(table.index))
     fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
     sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
                 cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
@@ -219,7 +219,7 @@ def draw_performance_profile(runs, out_dir):
 
     profile = performance_profile(runs)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    rules = _rules_in(profile)
+    rules = rules_in(profile["rule"])
     colours = palette(rules)
     for rule in rules:
         group = profile[profile["rule"] == rule]
