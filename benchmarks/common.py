@@ -75,15 +75,6 @@ def learning_rate(rule, batch_size):
     rate = LEARNING_RATES.get(rule, optim.OPTIMIZERS[rule].default_hyperparameters()["lr"])
     return rate * min(1.0, batch_size / LEARNING_RATE_BATCH_SIZE)
 
-# torch.optim's class for each rule (the hyperparameter names are the same), None where torch has
-# none. Every rule needs an entry: a rule added to fastgd fails here until someone decides.
-TORCH_CLASSES = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
-                 "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
-                 "adamw": "AdamW", "lion": None, "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD",
-                 "adafactor": "Adafactor",
-                 # torch's Muon takes matrices only (fastgd pairs it with AdamW); the other two are not torch's
-                 "muon": None, "schedule_free_adamw": None, "lamb": None}
-
 # The rules scikit-learn's MLP has, as its solver settings.
 SKLEARN_SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=False),
                    "momentum": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
@@ -129,7 +120,9 @@ def require_torch():
 
 
 def torch_optimizer_class(rule):
-    name = TORCH_CLASSES[rule]
+    """torch.optim's class for ``rule`` (fastgd.baselines.TORCH_OPTIMIZERS); asv's "skipped" where torch has none,
+    a user's rule included."""
+    name = baselines.TORCH_OPTIMIZERS.get(rule)
     if name is None:
         raise NotImplementedError(f"torch.optim has no {rule}")
     return getattr(require_torch().optim, name)
@@ -299,12 +292,19 @@ START_WORKLOADS = {
 }
 
 
+def _fresh_python(arguments, cache_dir):
+    """The last line a fresh ``python ARGUMENTS`` prints, with ``cache_dir`` as Numba's cache (generated rule
+    modules beside it, whatever the environment says) and warnings off."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
+    environment.pop("FASTGD_GENERATED_DIR", None)
+    output = subprocess.run([sys.executable, *arguments], env=environment, check=True, capture_output=True, text=True)
+    return output.stdout.strip().splitlines()[-1]
+
+
 def start_seconds(workload, cache_dir):
     """Seconds a fresh Python process takes for ``START_WORKLOADS[workload]``, imports included, with ``cache_dir`` as Numba's cache."""
     code = f"import time\nstart = time.perf_counter()\n{START_WORKLOADS[workload]}print(time.perf_counter() - start)\n"
-    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
-    output = subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True)
-    return float(output.stdout.strip())
+    return float(_fresh_python(["-c", code], cache_dir))
 
 
 # --- compilation per fit: what each new rule and dtype costs ------------------------------------
@@ -344,11 +344,7 @@ print(json.dumps(seconds))
 
 
 def _fit_seconds(stages, cache_dir, plugins=()):
-    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONWARNINGS="ignore")
-    environment.pop("FASTGD_GENERATED_DIR", None)  # generated rule modules live beside this cache
-    output = subprocess.run([sys.executable, "-c", _FITS, json.dumps(stages), *map(str, plugins)], env=environment,
-                            check=True, capture_output=True, text=True)
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    return json.loads(_fresh_python(["-c", _FITS, json.dumps(stages), *map(str, plugins)], cache_dir))
 
 
 def compile_costs(work_dir):
