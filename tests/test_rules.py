@@ -338,3 +338,10 @@ def test_a_broken_users_rule_stops_a_sweep_before_the_store_is_written(tmp_path)
                       'seeds = [0]\nepochs = 2\n[targets]\niris = 0.5\n')
     assert_refused(["sweep", "sweep.toml", "--store", "results.db"], tmp_path, "rule 'broken': Numba cannot compile it",
                    in_process=False)
+
+
+def test_every_piece_of_a_declaration_is_reachable_from_fastgd_rules():
+    from fastgd.rules import definition
+
+    assert set(definition.__all__) <= set(rules.__all__)
+    assert all(getattr(rules, name) is getattr(definition, name) for name in definition.__all__)
