@@ -46,7 +46,8 @@ import threading
 
 import numba
 
-__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit", "cfunc", "cuda_jit", "compile_lock", "compile_for"]
+__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
+           "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
 class SettingError(ValueError):

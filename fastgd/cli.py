@@ -516,9 +516,11 @@ def _load_plugins(arguments):
 
 
 def _check_environment():
-    """The FASTGD_* settings, read when fastgd._config is first imported: a bad value is bad input."""
+    """The FASTGD_* settings, read when fastgd._config and fastgd.rules (FASTGD_PLUGINS) are first imported: a bad
+    value is bad input."""
     try:
         import fastgd._config  # noqa: F401
+        import fastgd.rules  # noqa: F401
     except ValueError as error:
         raise CommandError(f"environment: {error}") from None
 

@@ -112,6 +112,8 @@ def layout_array(layout, n_params):
         shapes = [(int(rows), int(columns)) if ndim == 2 else (int(rows),) for _, ndim, rows, columns in layout]
     else:
         try:
+            if isinstance(layout, (str, bytes)):
+                raise TypeError
             shapes = [tuple(shape) if not isinstance(shape, numbers.Integral) else (shape,) for shape in layout]
         except TypeError:
             raise ValueError(f"layout must list tensor shapes such as [(64, 32), (32,)], got {layout!r}") from None

@@ -259,6 +259,8 @@ def test_top_level_errors_are_one_line(hostile, arguments, message):
     ({"FASTGD_PARALLEL_THRESHOLD": "0"}, "FASTGD_PARALLEL_THRESHOLD must be an integer from 1 to"),
     ({"FASTGD_CUDA_BLOCK_SIZE": "4096"}, "FASTGD_CUDA_BLOCK_SIZE must be an integer from 1 to 1024, got 4096"),
     ({"FASTGD_CUDA_MAX_BLOCKS": "-5"}, "FASTGD_CUDA_MAX_BLOCKS must be a positive integer"),
+    ({"FASTGD_PLUGINS": "/no/such/rules.py"}, "environment: FASTGD_PLUGINS: plugin file not found: /no/such/rules.py"),
+    ({"FASTGD_PLUGINS": "no_such_module_of_rules"}, "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
 ])
 def test_bad_environment_settings_are_refused_in_one_line(hostile, env, message):
     assert_refused(["train", "--dataset", "iris", "--epochs", "1"], hostile, message, env=env, in_process=False)

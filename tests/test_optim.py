@@ -273,6 +273,22 @@ def test_bad_params_are_refused(params, error, message):
         optim.Adam(params)
 
 
+@pytest.mark.parametrize("layout, message", [
+    ([(2, 2)], "layout covers 4 parameters, params has 6"),
+    ([(2, 2), (3,)], "layout covers 7 parameters, params has 6"),
+    ("abc", "layout must list tensor shapes such as [(64, 32), (32,)], got 'abc'"),
+    (7, "layout must list tensor shapes such as [(64, 32), (32,)], got 7"),
+    ([(2, 3.0)], "layout shapes must be (n,) or (rows, columns) of positive integers, got (2, 3.0)"),
+    ([(0,), (6,)], "got (0,)"),
+    ([(1, 2, 3)], "got (1, 2, 3)"),
+    ([(True, 6)], "got (True, 6)"),
+])
+@pytest.mark.parametrize("name", ["adam", "muon"])  # element-wise rules check the layout they ignore too
+def test_bad_layouts_are_refused(name, layout, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        optim.OPTIMIZERS[name](np.zeros(6), layout=layout)
+
+
 def test_read_only_params_are_refused():
     params = np.zeros(3)
     params.flags.writeable = False

@@ -69,5 +69,14 @@ def _register_builtins():
         registry._add(rule, builtin=True)
 
 
+def _load_environment_plugins():
+    from fastgd._config import SettingError
+
+    try:
+        load_plugins([spec for spec in os.environ.get("FASTGD_PLUGINS", "").split(os.pathsep) if spec.strip()])
+    except PluginError as error:
+        raise SettingError(f"FASTGD_PLUGINS: {error}") from None
+
+
 _register_builtins()
-load_plugins([spec for spec in os.environ.get("FASTGD_PLUGINS", "").split(os.pathsep) if spec.strip()])
+_load_environment_plugins()
