@@ -385,10 +385,11 @@ class _BaseMLP(BaseEstimator):
             if per_epoch_schedule is not None:
                 self.optimizer_.param_groups[0]["lr"] = self._epoch_learning_rate
             loss = training.epoch()
-            if evaluates_elsewhere and not training.history.diverged:
-                # predictions use the rule's evaluation point (the epoch computed it for its loss); the
-                # optimizer keeps its training point
-                self.theta_[...] = training.evaluation
+            if evaluates_elsewhere:
+                # predictions use the rule's evaluation point (the epoch computed it for its loss; after a
+                # diverged epoch theta_ keeps the last good one); the optimizer keeps its training point
+                if not training.history.diverged:
+                    self.theta_[...] = training.evaluation
             elif self.device == "cuda":
                 self.optimizer_.params.copy_to_host(self.theta_)
             self._epochs_done = training.epochs_done
