@@ -278,6 +278,7 @@ def epoch_matmul_flops(n_samples, layer_sizes):
 
 # Code run in a fresh interpreter, timed from before the first import: what a user waits for.
 START_WORKLOADS = {
+    "import_numba": "import numba\n",  # the floor under every other workload
     "adam_step": (
         "import numpy as np\n"
         "from fastgd import optim\n"
@@ -347,12 +348,17 @@ def _fit_seconds(stages, cache_dir, plugins=()):
     return json.loads(_fresh_python(["-c", _FITS, json.dumps(stages), *map(str, plugins)], cache_dir))
 
 
+def warm_first_fit_seconds(cache_dir):
+    """Seconds of a first one-epoch ``MLPClassifier.fit`` on digits in a fresh process, imports and data excluded,
+    with ``cache_dir`` as Numba's cache (fill it first for the warm figure)."""
+    return _fit_seconds({"first_fit": COMPILE_STAGES["first_fit"]}, cache_dir)["first_fit"]
+
+
 def compile_costs(work_dir):
     """Seconds of each fit of :data:`COMPILE_STAGES` from an empty cache, a user's rule's first fit from an empty
     cache, and the first fit again with the cache filled; fresh processes, ``work_dir`` for caches and the plugin."""
     costs = _fit_seconds(COMPILE_STAGES, os.path.join(work_dir, "cache"))
-    costs["cached_first_fit"] = _fit_seconds({"first_fit": COMPILE_STAGES["first_fit"]},
-                                             os.path.join(work_dir, "cache"))["first_fit"]
+    costs["cached_first_fit"] = warm_first_fit_seconds(os.path.join(work_dir, "cache"))
     plugin = os.path.join(work_dir, "sign_descent.py")
     with open(plugin, "w") as file:
         file.write(USER_RULE_PLUGIN)
@@ -419,17 +425,18 @@ class Trainer(abc.ABC):
 
     ``data``: a ``fastgd.datasets.Dataset``; ``rule``: a key of ``optim.OPTIMIZERS`` (an
     implementation without it raises NotImplementedError); ``hidden``: units of the one hidden
-    layer; ``batch_size``: samples per update (at most the training set); ``dtype``: of the
+    layer, or a tuple of units per hidden layer; ``batch_size``: samples per update (at most the training set); ``dtype``: of the
     parameters and of the arithmetic. Shuffling and initial weights come from ``SEED``, the
     learning rate from :func:`learning_rate`.
     """
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
-        self.data, self.rule, self.hidden = data, rule, hidden
+        self.data, self.rule = data, rule
+        self.hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(int(units) for units in hidden)
         self.batch_size, self.dtype = batch_size, np.dtype(dtype)
         self.learning_rate = learning_rate(rule, batch_size)
         self.n_samples = data.X_train.shape[0]
-        self.layer_sizes = [data.n_features, hidden, data.n_outputs]
+        self.layer_sizes = [data.n_features, *self.hidden, data.n_outputs]
 
     def initial_theta(self):
         """fastgd's θ layout with scikit-learn's Glorot-uniform draw, zero biases."""
@@ -539,7 +546,7 @@ class SklearnTrainer(Trainer):
 
         estimator = MLPClassifier if self.data.task == "classification" else MLPRegressor
         # tol=0 and a patience beyond max_iter: a fit runs exactly max_iter epochs
-        return estimator(hidden_layer_sizes=(self.hidden,), activation="relu", alpha=0.0, batch_size=self.batch_size,
+        return estimator(hidden_layer_sizes=self.hidden, activation="relu", alpha=0.0, batch_size=self.batch_size,
                          learning_rate="constant", learning_rate_init=self.learning_rate, max_iter=max_iter,
                          shuffle=True, random_state=SEED, tol=0.0, n_iter_no_change=max_iter + 1,
                          **SKLEARN_SOLVERS[self.rule])
@@ -575,8 +582,10 @@ class TorchTrainer(Trainer):
         optimizer_class = torch_optimizer_class(rule)
         torch_dtype = getattr(torch, self.dtype.name)
         self.X = torch.from_numpy(data.X_train.astype(self.dtype))
-        layers = [torch.nn.Linear(data.n_features, hidden, dtype=torch_dtype), torch.nn.ReLU(),
-                  torch.nn.Linear(hidden, data.n_outputs, dtype=torch_dtype)]
+        layers = []
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            layers += [torch.nn.Linear(n_in, n_out, dtype=torch_dtype), torch.nn.ReLU()]
+        layers.pop()  # no activation after the output layer: the loss applies softmax
         coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
             self.initial_theta())
         with torch.no_grad():
@@ -609,7 +618,108 @@ class TorchTrainer(Trainer):
         return total / self.n_samples
 
 
-TRAINERS = {"fastgd": FastgdTrainer, "numpy": NumpyTrainer, "sklearn": SklearnTrainer, "torch": TorchTrainer}
+def require_jax():
+    """``(jax, optax)``, or NotImplementedError (asv's "skipped") when either is not installed (the ``jax`` extra)."""
+    try:
+        import jax
+        import optax
+    except ImportError:
+        raise NotImplementedError("jax and optax are not installed (pip install 'fastgd[jax]')") from None
+    return jax, optax
+
+
+def _optax_transform(optax, rule, learning_rate):
+    """optax's transform for ``rule`` with fastgd's (torch's) default hyperparameters, where optax has that rule
+    with the same update: its momentum trace and Adam's ε placement are torch's."""
+    hyper = optim.OPTIMIZERS[rule].default_hyperparameters() if rule in optim.OPTIMIZERS else {}
+    if rule in ("sgd", "momentum", "nesterov"):
+        return optax.sgd(learning_rate, momentum=hyper["momentum"] or None, nesterov=hyper["nesterov"])
+    if rule == "adam":
+        return optax.adam(learning_rate, *hyper["betas"], eps=hyper["eps"])
+    if rule == "adamw":
+        return optax.adamw(learning_rate, *hyper["betas"], eps=hyper["eps"], weight_decay=hyper["weight_decay"])
+    if rule == "lion":
+        return optax.lion(learning_rate, *hyper["betas"], weight_decay=hyper["weight_decay"])
+    raise NotImplementedError(f"no optax transform stands in for {rule}")
+
+
+class JaxTrainer(Trainer):
+    """JAX + optax, the compiled peer a user would pick instead: a whole epoch in one ``jax.jit``.
+
+    The epoch draws a permutation, runs ``lax.scan`` over its full batches (and one step for
+    the last, shorter batch), and returns the mean of the batch losses; θ and the optimizer state
+    are donated to it, so XLA updates them in place. Same network, initial weights and loss as
+    the others; float64 turns on ``jax_enable_x64`` for the process.
+    """
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        jax, optax = require_jax()
+        transform = _optax_transform(optax, rule, self.learning_rate)
+        if self.dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
+            self.initial_theta())
+        self.params = [(jnp.asarray(coef), jnp.asarray(intercept)) for coef, intercept in zip(coefs, intercepts)]
+        self.opt_state = transform.init(self.params)
+        self.X = jnp.asarray(data.X_train.astype(self.dtype))
+        classification = data.task == "classification"
+        self.targets = jnp.asarray(data.y_train if classification else data.Y_train.astype(self.dtype))
+
+        def loss_of(params, X, targets):
+            outputs = X
+            for layer, (coef, intercept) in enumerate(params):
+                outputs = outputs @ coef + intercept
+                if layer < len(params) - 1:
+                    outputs = jax.nn.relu(outputs)
+            if classification:
+                return optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
+            return 0.5 * jnp.mean((outputs - targets) ** 2)
+
+        def step(carry, rows, X, targets):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_of)(params, X[rows], targets[rows])
+            updates, opt_state = transform.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        n_samples, size = self.n_samples, min(batch_size, self.n_samples)
+        n_full = n_samples // size
+
+        def epoch(params, opt_state, key, X, targets):
+            order = jax.random.permutation(key, n_samples)
+            carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, targets), (params, opt_state),
+                                         order[:n_full * size].reshape(n_full, size))
+            total = losses.sum() * size
+            if n_full * size < n_samples:
+                carry, loss = step(carry, order[n_full * size:], X, targets)
+                total = total + loss * (n_samples - n_full * size)
+            return (*carry, total / n_samples)
+
+        self._epoch = jax.jit(epoch, donate_argnums=(0, 1))
+        self.key = jax.random.key(SEED)
+        self.jax = jax
+
+    def epoch(self):
+        self.key, key = self.jax.random.split(self.key)
+        self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
+        return float(loss)
+
+    def test_outputs(self):
+        outputs = np.asarray(self.data.X_test, dtype=self.dtype)
+        for layer, (coef, intercept) in enumerate(self.params):
+            outputs = outputs @ np.asarray(coef) + np.asarray(intercept)
+            if layer < len(self.params) - 1:
+                outputs = np.maximum(outputs, 0)
+        if self.data.task == "classification":
+            outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+            outputs /= outputs.sum(axis=1, keepdims=True)
+        return outputs
+
+
+TRAINERS = {"fastgd": FastgdTrainer, "numpy": NumpyTrainer, "sklearn": SklearnTrainer, "torch": TorchTrainer,
+            "jax": JaxTrainer}
 WARM_UP_ROWS = 64
 
 

@@ -21,7 +21,7 @@ _LAZY = {
     "gradcheck": "fastgd.gradcheck",
 }
 _SUBMODULES = {"optim", "kernels", "reference", "models", "training", "estimators", "gradcheck", "landscape",
-               "functions", "datasets", "cuda"}
+               "functions", "datasets", "cuda", "threads"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

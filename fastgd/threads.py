@@ -1,0 +1,80 @@
+"""One thread count for fastgd's compiled loops and the BLAS behind its matrix products.
+
+A training epoch runs Numba ``prange`` loops and BLAS matrix products one after the
+other. Each has its own thread pool; left alone they can disagree (Numba's counts
+every core, an OpenBLAS or MKL set up elsewhere may not), and a benchmark that gives
+PyTorch two threads should give fastgd two as well. This module keeps both pools at one
+count, which users read and set here::
+
+    from fastgd import threads
+    threads.get_num_threads()          # what both pools use now
+    threads.set_num_threads(1)         # from here on
+    with threads.limit(1):             # for a block, then back
+        ...
+
+``FASTGD_NUM_THREADS`` sets the count when this module is first imported (it is
+imported with the training loops); by default both pools use every core Numba sees.
+"""
+
+import contextlib
+import numbers
+
+import numba
+import threadpoolctl
+
+from fastgd._config import _env_int
+
+__all__ = ["get_num_threads", "set_num_threads", "limit", "describe"]
+
+
+def _check(n_threads):
+    highest = numba.config.NUMBA_NUM_THREADS
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or not 1 <= n_threads <= highest:
+        raise ValueError(f"n_threads must be an integer from 1 to {highest} (the threads Numba started), "
+                         f"got {n_threads!r}")
+    return int(n_threads)
+
+
+def get_num_threads():
+    """The number of threads fastgd's ``prange`` loops use in this thread (and the BLAS pool is kept at)."""
+    return numba.get_num_threads()
+
+
+def set_num_threads(n_threads):
+    """Use ``n_threads`` threads in fastgd's ``prange`` loops and in BLAS, from now on."""
+    n_threads = _check(n_threads)
+    numba.set_num_threads(n_threads)
+    threadpoolctl.threadpool_limits(n_threads, user_api="blas")
+
+
+@contextlib.contextmanager
+def limit(n_threads):
+    """Within the block, use ``n_threads`` threads (Numba and BLAS); afterwards, what was set before."""
+    n_threads = _check(n_threads)
+    before = numba.get_num_threads()
+    with threadpoolctl.threadpool_limits(n_threads, user_api="blas"):
+        numba.set_num_threads(n_threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+
+
+def describe():
+    """One line: the Numba threads and each BLAS library's threads, e.g. for a benchmark's header."""
+    blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in threadpoolctl.threadpool_info()
+            if pool["user_api"] == "blas"]
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel loop has run yet: the layer is chosen then
+        layer = "layer not chosen yet"
+    return f"{numba.get_num_threads()} Numba threads ({layer}), BLAS threads: {', '.join(blas) or 'none found'}"
+
+
+def _from_environment():
+    n_threads = _env_int("FASTGD_NUM_THREADS", None, numba.config.NUMBA_NUM_THREADS)
+    if n_threads is not None:
+        set_num_threads(n_threads)
+
+
+_from_environment()
