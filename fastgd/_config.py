@@ -179,9 +179,13 @@ def compile_lock():
 def compile_for(dispatcher, arguments):
     """Compile ``dispatcher`` (or load it from the cache) for the types of ``arguments``, under :func:`compile_lock`.
 
-    A signature this process already has costs a dictionary lookup and takes no lock.
+    A signature this process already has costs a dictionary lookup and takes no lock. Returns the
+    compiled function for exactly these types: calling it skips the dispatcher's type resolution
+    (about 20 µs for a training epoch's 27 arguments, two of them C callbacks), so it must only
+    ever get arguments of the same types.
     """
     signature = tuple(numba.typeof(argument) for argument in arguments)
     if signature not in dispatcher.overloads:
         with compile_lock():
             dispatcher.compile(signature)
+    return dispatcher.overloads[signature].entry_point

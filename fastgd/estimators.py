@@ -522,7 +522,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if set(classes) != set(self.classes_):
                 raise ValueError(f"warm_start can only be used where `y` has the same classes as in the previous "
                                  f"call to fit. Previously got {self.classes_}, `y` has {classes}")
-        return X, self._label_binarizer.transform(y).astype(np.float64)
+        return X, self._one_hot(y)
+
+    def _one_hot(self, y):
+        """The targets as the fitted LabelBinarizer encodes them, in float64.
+
+        For one label per sample (two classes or more), computed here: ``transform`` would check
+        the targets' type once more, which costs more than a short fit's epochs on digits.
+        """
+        binarizer = self._label_binarizer
+        classes = binarizer.classes_
+        if binarizer.y_type_ in ("binary", "multiclass") and len(classes) >= 2 and y.ndim == 1:
+            positions = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+            if np.array_equal(classes[positions], y):
+                if binarizer.y_type_ == "binary":
+                    return (positions == 1).astype(np.float64)[:, np.newaxis]
+                one_hot = np.zeros((y.shape[0], len(classes)))
+                one_hot[np.arange(y.shape[0]), positions] = 1.0
+                return one_hot
+        return binarizer.transform(y).astype(np.float64)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the network to data X and labels y (each sample repeated as its weight says); returns self."""

@@ -201,7 +201,7 @@ class Training:
         self._batch_X = np.empty(n_rows * X.shape[1], dtype)
         self._batch_Y = np.empty(n_rows * Y.shape[1], dtype)
         self._last_finite = theta.copy()
-        self._compiled = False
+        self._train_epoch = None  # the compiled epoch for these argument types
 
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence.
@@ -225,12 +225,12 @@ class Training:
                          packed.counters, packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle,
                          self.seed, self.epochs_done, self._order, self._grad, self._activations, self._deltas,
                          self._batch_X, self._batch_Y)
-            if not self._compiled:
-                # compile (or load from the cache) before the clock starts: epoch seconds are training only
-                _config.compile_for(train_epoch, arguments)
-                self._compiled = True
+            if self._train_epoch is None:
+                # compile (or load from the cache) before the clock starts: epoch seconds are training only.
+                # Every later epoch passes the same arrays and scalars of the same types.
+                self._train_epoch = _config.compile_for(train_epoch, arguments)
             start = time.perf_counter()
-            loss = train_epoch(*arguments)
+            loss = self._train_epoch(*arguments)
             theta_finite = None
         else:
             from fastgd.cuda import train as cuda_train

@@ -83,6 +83,19 @@ def test_multilabel_and_binary_outputs():
     np.testing.assert_allclose(binary.predict_proba(X).sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("y", [np.array(["cat", "dog", "cat", "emu", "dog", "emu"]),
+                               np.array([3, 7, 7, 3, 3, 7]),
+                               np.array(["no", "yes", "yes", "no", "no", "no"])])
+def test_targets_are_encoded_as_scikit_learns_label_binarizer_does(y):
+    """The classifier's own one-hot encoding (fast path) against LabelBinarizer.transform, the oracle."""
+    X = np.random.default_rng(0).standard_normal((y.size, 3))
+    classifier = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=2).fit(X, y)
+    expected = classifier._label_binarizer.transform(y).astype(np.float64)
+    encoded = classifier._one_hot(y)
+    assert encoded.dtype == np.float64
+    np.testing.assert_array_equal(encoded, expected)
+
+
 @pytest.mark.parametrize("estimator", [
     MLPRegressor(hidden_layer_sizes=(8,), optimizer="sgd", learning_rate_init=10.0, max_iter=50, random_state=0),
     # a growing loss alone does not stop it early (n_iter_no_change): only the overflow does
