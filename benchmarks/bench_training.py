@@ -1,9 +1,10 @@
-"""MLP training throughput and memory: fastgd's compiled epochs beside NumPy, scikit-learn and PyTorch.
+"""MLP training throughput and memory: fastgd's compiled epochs beside NumPy, scikit-learn, PyTorch and JAX + optax.
 
 Every implementation trains the same network (``common.Trainer``): the data set's features,
-one hidden layer of ``HIDDEN`` ReLU units, softmax and cross-entropy (classification) or the
-identity and half the squared error (regression), no L2 penalty, the same initial weights and
-the rule's learning rate from ``common.LEARNING_RATES``.
+one hidden layer of ``HIDDEN`` ReLU units (``NetworkEpoch``: the hidden layers of
+``common.NETWORKS``), softmax and cross-entropy (classification) or the identity and half the
+squared error (regression), no L2 penalty, the same initial weights and the rule's learning
+rate from ``common.LEARNING_RATES``.
 """
 
 import os
@@ -88,6 +89,85 @@ class EpochMatmulRate:
         return self.flops / self.trainer.seconds_per_epoch(common.TRACK_SECONDS) / 1e9
 
     track_matmul_rate.unit = "GFLOP/s (higher is better)"
+
+
+class NetworkEpoch:
+    """Training at the network sizes of issue 15, every implementation, Adam.
+
+    The networks (``common.NETWORKS``, labelled layer sizes/batch size): ReLU MLPs
+    100-256-256-10 with batches of 64, 256-512-512-10 with 256 and 256-1024-1024-10 with 1024,
+    float32, on synthetic 10-class sets (``make_classification``, 20,000 training rows,
+    standardised); and 64-32-10 with batches of 32 on digits, float64. ``time_epoch`` is one
+    more epoch of a running training (for scikit-learn one ``partial_fit``);
+    ``track_samples_per_second`` times a fit of about ``TRACK_SCALE × common.TRACK_SECONDS``
+    (at least one epoch) the way users of each implementation train, as ``Epoch`` does.
+
+    An epoch of 256-1024-1024-10 takes 0.6 s in fastgd and in PyTorch, 0.65 s in JAX, 0.8 s
+    in NumPy and 1.1 to 1.4 s in scikit-learn on two cores, and setup runs again before every
+    sample (2 to 3.5 s: a new trainer after a warm-up; JAX's compiles its epoch then): a
+    combination took 4 to 16 s here with a warm Numba cache; the timeout leaves room for a cold one.
+    """
+
+    params = [list(common.NETWORKS), list(common.TRAINERS)]
+    param_names = ["network", "implementation"]
+    rounds = 1
+    repeat = (2, 10, 4.0)
+    warmup_time = 0.0  # setup has run an epoch of the same implementation
+    timeout = 180
+    # the largest network's epoch outlasts TRACK_SECONDS: a longer fit averages more than one epoch
+    TRACK_SCALE = 4
+
+    def setup_cache(self):
+        return common.save_network_data(os.getcwd())
+
+    setup_cache.timeout = 120
+
+    def setup(self, data_dir, network, implementation):
+        spec = common.NETWORKS[network]
+        data = common.load_network_data(network, data_dir)
+        self.trainer = common.warmed_trainer(implementation, data, "adam", spec.hidden, spec.batch_size, spec.dtype)
+
+    def time_epoch(self, data_dir, network, implementation):
+        common.finite(self.trainer.epoch())
+
+    def track_samples_per_second(self, data_dir, network, implementation):
+        return self.trainer.n_samples / self.trainer.seconds_per_epoch(self.TRACK_SCALE * common.TRACK_SECONDS)
+
+    track_samples_per_second.unit = "samples/s (higher is better)"
+
+
+class NetworkGemmShare:
+    """How near fastgd's epoch comes to the matrix-product peak, at the network sizes of ``NetworkEpoch``.
+
+    ``track_gemm_share`` is the epoch's matrix-product FLOPs (forward X·W, backward Aᵀ·δ and
+    δ·Wᵀ; ``common.epoch_matmul_flops``) over fastgd's seconds per epoch (the whole epoch:
+    shuffle, activations, loss and Adam's update included), as a share of the 2048² matrix
+    product's FLOP rate through NumPy's BLAS in the network's dtype (``bench_machine.MatmulPeak``),
+    measured in the same process right after. 1.0 would be an epoch that is all matrix products
+    at the peak; small batches (digits' 32) stay far below it.
+    """
+
+    params = [list(common.NETWORKS)]
+    param_names = ["network"]
+    timeout = 180
+
+    def setup_cache(self):
+        return common.save_network_data(os.getcwd())
+
+    setup_cache.timeout = 120
+
+    def setup(self, data_dir, network):
+        spec = common.NETWORKS[network]
+        data = common.load_network_data(network, data_dir)
+        self.trainer = common.warmed_trainer("fastgd", data, "adam", spec.hidden, spec.batch_size, spec.dtype)
+        self.flops = common.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
+        self.dtype = spec.dtype
+
+    def track_gemm_share(self, data_dir, network):
+        seconds = self.trainer.seconds_per_epoch(NetworkEpoch.TRACK_SCALE * common.TRACK_SECONDS)
+        return self.flops / seconds / common.gemm_rate(self.dtype, common.TRACK_SECONDS)
+
+    track_gemm_share.unit = "fraction of the GEMM peak (higher is better)"
 
 
 class FitMemory:

@@ -387,9 +387,21 @@ def save_large_synthetic(directory):
     """
     n_samples, n_features = map(int, LARGE_SYNTHETIC.removeprefix("synthetic_").split("x"))
     data = datasets.synthetic("classification", n_samples, n_features, random_state=SEED)
-    path = os.path.join(directory, f"{LARGE_SYNTHETIC}.npz")
+    return _save(data, os.path.join(directory, f"{LARGE_SYNTHETIC}.npz"))
+
+
+def _save(data, path):
     np.savez(path, X_train=data.X_train, X_test=data.X_test, y_train=data.y_train, y_test=data.y_test)
     return path
+
+
+def _load_saved(path, name, n_classes):
+    """A classification set written by :func:`_save`, read-only as ``datasets.load`` gives its arrays."""
+    with np.load(path) as saved:
+        arrays = {key: saved[key] for key in ("X_train", "X_test", "y_train", "y_test")}
+    for array in arrays.values():
+        array.flags.writeable = False  # as datasets.load gives them: Numba types read-only arrays apart
+    return datasets.Dataset(name, "classification", n_classes=n_classes, **arrays)
 
 
 def load_dataset(name, large_synthetic_path=None):
@@ -398,11 +410,88 @@ def load_dataset(name, large_synthetic_path=None):
         return datasets.load(name)
     if name != LARGE_SYNTHETIC:
         raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
-    with np.load(large_synthetic_path) as saved:
-        arrays = {key: saved[key] for key in ("X_train", "X_test", "y_train", "y_test")}
-    for array in arrays.values():
-        array.flags.writeable = False  # as datasets.load gives them: Numba types read-only arrays apart
-    return datasets.Dataset(LARGE_SYNTHETIC, "classification", n_classes=2, **arrays)
+    return _load_saved(large_synthetic_path, LARGE_SYNTHETIC, n_classes=2)
+
+
+# --- real network sizes (issue 15) -------------------------------------------------------------
+
+NETWORK_TRAINING_ROWS = 20_000
+NETWORK_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A network size of issue 15, trained with Adam: its data, hidden layers, batch size and dtype.
+
+    ``source`` is ``"digits"`` (bundled, 1,347 training rows) or ``"synthetic"``:
+    ``make_classification`` with ``n_features`` features, 10 classes and
+    ``NETWORK_TRAINING_ROWS`` training rows (a third as many again held out), standardised.
+    """
+
+    source: str
+    n_features: int
+    hidden: tuple
+    batch_size: int
+    dtype: str
+
+    @property
+    def layer_sizes(self):
+        return [self.n_features, *self.hidden, NETWORK_CLASSES]
+
+    @property
+    def label(self):
+        """e.g. ``"100-256-256-10/64"``: the layer sizes and, after the slash, the batch size."""
+        sizes = "-".join(map(str, self.layer_sizes))
+        prefix = "" if self.source == "synthetic" else f"{self.source} "
+        return f"{prefix}{sizes}/{self.batch_size}"
+
+    @property
+    def data_file(self):
+        """The file :func:`save_network_data` writes this network's data to (None: a bundled set)."""
+        return f"network_synthetic_{self.n_features}.npz" if self.source == "synthetic" else None
+
+
+# The one table of network sizes: the asv suite (bench_training.NetworkEpoch) and
+# scripts/network_speed.py both read it. By label, in the order of issue 15.
+NETWORKS = {network.label: network for network in (
+    Network("synthetic", 100, (256, 256), 64, "float32"),
+    Network("synthetic", 256, (512, 512), 256, "float32"),
+    Network("synthetic", 256, (1024, 1024), 1024, "float32"),
+    Network("digits", 64, (32,), 32, "float64"),
+)}
+
+
+def network_synthetic(n_features):
+    """The synthetic set of the network sizes with ``n_features`` features (a second or two to generate)."""
+    n_samples = round(NETWORK_TRAINING_ROWS / (1 - datasets.TEST_SIZE))
+    return datasets.synthetic("classification", n_samples, n_features, n_classes=NETWORK_CLASSES, random_state=SEED)
+
+
+def save_network_data(directory):
+    """Write every synthetic set :data:`NETWORKS` trains on to ``directory`` (once each); return ``directory``.
+
+    For ``setup_cache``, as :func:`save_large_synthetic`: benchmark processes then load them.
+    """
+    for network in NETWORKS.values():
+        if network.data_file and not os.path.exists(os.path.join(directory, network.data_file)):
+            _save(network_synthetic(network.n_features), os.path.join(directory, network.data_file))
+    return directory
+
+
+def load_network_data(label, directory=None):
+    """The data set of ``NETWORKS[label]``: from ``directory`` where :func:`save_network_data` wrote it,
+    generated here without one."""
+    network = NETWORKS[label]
+    if network.source == "digits":
+        data = datasets.load("digits")
+    elif directory is None:
+        data = network_synthetic(network.n_features)
+    else:
+        data = _load_saved(os.path.join(directory, network.data_file), f"synthetic_{network.n_features}",
+                           n_classes=NETWORK_CLASSES)
+    if [data.n_features, data.n_outputs] != [network.n_features, NETWORK_CLASSES]:
+        raise ValueError(f"{label}: the data set has {data.n_features} features and {data.n_outputs} outputs")
+    return data
 
 
 def head(data, n_rows):
@@ -648,7 +737,8 @@ class JaxTrainer(Trainer):
 
     The epoch draws a permutation, runs ``lax.scan`` over its full batches (and one step for
     the last, shorter batch), and returns the mean of the batch losses; θ and the optimizer state
-    are donated to it, so XLA updates them in place. Same network, initial weights and loss as
+    are donated to it, so XLA updates them in place. It is compiled when the trainer is built, so
+    the first epoch is timed as warm as the next. Same network, initial weights and loss as
     the others; float64 turns on ``jax_enable_x64`` for the process.
     """
 
@@ -697,8 +787,11 @@ class JaxTrainer(Trainer):
                 total = total + loss * (n_samples - n_full * size)
             return (*carry, total / n_samples)
 
-        self._epoch = jax.jit(epoch, donate_argnums=(0, 1))
         self.key = jax.random.key(SEED)
+        # compiled ahead, here, for these shapes: each trainer's epoch is a new closure, which jax.jit would
+        # trace and compile again at its first call (~1 s, against 2 ms for an epoch on digits), inside a timing
+        self._epoch = jax.jit(epoch, donate_argnums=(0, 1)).lower(self.params, self.opt_state, self.key, self.X,
+                                                                  self.targets).compile()
         self.jax = jax
 
     def epoch(self):

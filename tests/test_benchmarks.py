@@ -12,6 +12,7 @@ import pathlib
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 pytest.importorskip("asv_runner", reason="the bench extra (asv) is not installed")
@@ -25,7 +26,9 @@ QUICK = dict(number=1, repeat=1, warmup_time=0, rounds=1)  # what asv run --quic
 # Size-like parameters run only these values; every other parameter runs all of its values.
 # breast_cancer: the smallest bundled set with more training rows (426) than the largest
 # numeric batch. The cold start of a fit alone takes ~15 s: test_start_workloads_run runs it warm.
-SMALLEST = {"n_params": [1_000], "dataset": ["breast_cancer"], "workload": ["adam_step"]}
+# The network sizes of issue 15 (common.NETWORKS): only digits' 64-32-10 (the others take seconds an epoch).
+SMALLEST = {"n_params": [1_000], "dataset": ["breast_cancer"], "workload": ["adam_step"],
+            "network": ["digits 64-32-10/32"]}
 # Tracks that report NaN by design (a target not reached, a divergence).
 MAY_BE_NAN = {"track_final_loss", "track_epochs_to_target", "track_seconds_to_target"}
 # The benchmarks that must cover every rule of optim.OPTIMIZERS, and every bundled data set.
@@ -132,11 +135,16 @@ def check_result(benchmark, result):
 
 @pytest.mark.parametrize("benchmark_class", CLASSES)
 def test_every_benchmark_runs_once(benchmark_class, tmp_path, monkeypatch):
+    unavailable = set()
     try:
         import torch  # noqa: F401
-        unavailable = set()
     except ImportError:
-        unavailable = {"'torch'", "'torch_fused'"}
+        unavailable |= {"'torch'", "'torch_fused'"}
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        unavailable.add("'jax'")
     from benchmarks import common
 
     monkeypatch.setattr(common, "TRACK_SECONDS", 0.0)  # tracks that time something: the fewest calls
@@ -172,6 +180,18 @@ def test_without_torch_its_rows_are_skipped(name, monkeypatch, tmp_path):
     assert torch_rows and all(run_once(name, index, cache) is None for index in torch_rows[:4])
 
 
+def test_without_jax_its_rows_are_skipped(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax now raises ImportError
+    monkeypatch.chdir(tmp_path)
+    name = "bench_training.NetworkEpoch.time_epoch"
+    benchmark = SUITE[name]
+    cache = benchmark.do_setup_cache()
+    position = benchmark.param_names.index("implementation")
+    jax_rows = [index for index, combination in smallest_combinations(benchmark).items()
+                if combination[position] == "'jax'"]
+    assert jax_rows and all(run_once(name, index, cache) is None for index in jax_rows)
+
+
 def test_start_workloads_run():
     from benchmarks import common
 
@@ -179,3 +199,59 @@ def test_start_workloads_run():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # as in the benchmark's own process (PYTHONWARNINGS=ignore)
             exec(compile(code, workload, "exec"), {})
+
+
+def test_the_smallest_network_is_a_network():
+    from benchmarks import common
+
+    assert set(SMALLEST["network"]) <= set(common.NETWORKS)
+    assert repr(SMALLEST["network"][0]) in parameter_values(SUITE["bench_training.NetworkEpoch.time_epoch"], "network")
+
+
+def test_the_network_labels_are_their_layer_sizes():
+    from benchmarks import common
+
+    data = common.load_network_data(SMALLEST["network"][0])
+    assert data.X_train.shape == (1347, 64) and data.n_outputs == 10
+    for label, network in common.NETWORKS.items():
+        sizes, batch_size = label.split()[-1].split("/")
+        assert list(map(int, sizes.split("-"))) == network.layer_sizes and int(batch_size) == network.batch_size
+
+
+@pytest.fixture
+def restore_jax_x64():
+    """JaxTrainer turns on jax_enable_x64 for the process in float64: off again afterwards, where it was off."""
+    try:
+        import jax
+    except ImportError:
+        yield
+        return
+    before = jax.config.jax_enable_x64
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+@pytest.mark.parametrize("hidden", [8, (16, 8)], ids=["one_hidden_layer", "two_hidden_layers"])
+@pytest.mark.parametrize("implementation", ["jax", "torch"])
+def test_baseline_trains_as_fastgd_does(implementation, hidden, restore_jax_x64):
+    """An honest baseline: from the same weights, with the same loss and Adam, its epoch losses are fastgd's.
+
+    Full batches, so that each implementation's own shuffling changes only the order of a sum;
+    float64, so that the only differences are rounding. fastgd's epoch is the oracle here, itself
+    checked against the NumPy reference and torch.optim in test_training.py and test_optim.py.
+    """
+    if implementation == "jax":
+        pytest.importorskip("jax", reason="the jax extra is not installed")
+        pytest.importorskip("optax", reason="the jax extra (optax) is not installed")
+    else:
+        pytest.importorskip("torch", reason="the compare extra (torch) is not installed")
+    from benchmarks import common
+
+    data = datasets.load("wine")
+    n_samples = data.X_train.shape[0]
+    fastgd_losses = common.FastgdTrainer(data, "adam", hidden, n_samples, "float64").fit(3)
+    baseline = common.TRAINERS[implementation](data, "adam", hidden, n_samples, "float64")
+    assert baseline.layer_sizes == [13, *([hidden] if isinstance(hidden, int) else hidden), 3]
+    losses = baseline.fit(3)
+    assert len(losses) == 3 and losses[0] > losses[-1]  # it trains
+    np.testing.assert_allclose(losses, fastgd_losses, rtol=1e-9, atol=0)  # they agree to ~4e-16 here

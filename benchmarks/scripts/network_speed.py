@@ -2,7 +2,7 @@
 
     python benchmarks/scripts/network_speed.py [--rounds 5] [--block 0.5] [--out reports/network_speed.md]
 
-The workloads of issue 15, all in one run:
+The workloads of issue 15 (``common.NETWORKS``, which asv's ``bench_training.NetworkEpoch`` runs too), all in one run:
   * synthetic classification data (``make_classification``, 10 classes, 20,000 training
     rows, standardised), ReLU MLPs 100-256-256-10 (batch 64), 256-512-512-10 (batch 256) and
     256-1024-1024-10 (batch 1024), Adam, float32;
@@ -38,23 +38,8 @@ from fastgd import MLP, MLPClassifier, datasets, optim, threads  # noqa: E402
 from fastgd.training import Training  # noqa: E402
 
 IMPLEMENTATIONS = ("fastgd", "sklearn", "torch", "jax")
-TRAINING_ROWS = 20_000
-NETWORKS = [  # (label, data set, hidden layers, batch size, dtype)
-    ("100-256-256-10, 64", ("synthetic", 100), (256, 256), 64, np.float32),
-    ("256-512-512-10, 256", ("synthetic", 256), (512, 512), 256, np.float32),
-    ("256-1024-1024-10, 1024", ("synthetic", 256), (1024, 1024), 1024, np.float32),
-    ("digits 64-32-10, 32 (float64)", ("digits", 64), (32,), 32, np.float64),
-]
+NETWORKS = list(common.NETWORKS)  # labels "layer sizes/batch size", the table asv's NetworkEpoch runs too
 FIT_EPOCHS = 20
-
-
-def load(source):
-    name, n_features = source
-    if name == "digits":
-        return datasets.load("digits")
-    # 20,000 rows in the training split (a quarter more held out for the test split)
-    n_samples = round(TRAINING_ROWS / (1 - datasets.TEST_SIZE))
-    return datasets.synthetic("classification", n_samples, n_features, n_classes=10, random_state=common.SEED)
 
 
 def block_seconds(trainer, implementation, n_epochs):
@@ -67,8 +52,10 @@ def block_seconds(trainer, implementation, n_epochs):
     return (time.perf_counter() - start) / n_epochs
 
 
-def measure_network(label, source, hidden, batch_size, dtype, rounds, block):
-    data = load(source)
+def measure_network(label, rounds, block):
+    network = common.NETWORKS[label]
+    hidden, batch_size, dtype = network.hidden, network.batch_size, network.dtype
+    data = common.load_network_data(label)
     trainers, epochs_per_block = {}, {}
     for implementation in IMPLEMENTATIONS:
         try:
@@ -88,7 +75,7 @@ def measure_network(label, source, hidden, batch_size, dtype, rounds, block):
                                                          epochs_per_block[implementation]))
         peaks.append(common.gemm_rate(dtype, budget_seconds=0.3))
     layer_sizes = [data.n_features, *hidden, data.n_outputs]
-    result = {"label": label, "dtype": np.dtype(dtype).name, "n_train": int(data.X_train.shape[0]),
+    result = {"label": f"{label}, {dtype}", "dtype": np.dtype(dtype).name, "n_train": int(data.X_train.shape[0]),
               "layer_sizes": layer_sizes, "batch_size": batch_size,
               "seconds": {implementation: float(np.median(values)) for implementation, values in seconds.items()},
               "spread": {implementation: [float(min(values)), float(max(values))]
@@ -131,8 +118,8 @@ def main():
     arguments = parser.parse_args()
     results = {"cpus": os.cpu_count(), "threads": threads.describe(), "networks": []}
     for index in map(int, arguments.networks.split(",")):
-        results["networks"].append(measure_network(*NETWORKS[index], arguments.rounds, arguments.block))
-        print(f"{NETWORKS[index][0]}: done", file=sys.stderr)
+        results["networks"].append(measure_network(NETWORKS[index], arguments.rounds, arguments.block))
+        print(f"{NETWORKS[index]}: done", file=sys.stderr)
     results["fit_seconds"], results["fit_epochs_seconds"] = fit_fixed_cost()
     with tempfile.TemporaryDirectory() as cache_dir:
         common.start_seconds("adam_step", cache_dir)  # fills the cache
@@ -154,7 +141,7 @@ def report(results):
              f"Adam, ReLU, median seconds per epoch over rounds that alternate the implementations; one run of "
              f"`benchmarks/scripts/network_speed.py` on {results['cpus']} CPUs ({results['threads']}). "
              "Ratios are the other implementation's time over fastgd's, from this run.", "",
-             "| network, batch | fastgd s/epoch | × scikit-learn | × PyTorch | × JAX + optax | GEMM share |",
+             "| network/batch, dtype | fastgd s/epoch | × scikit-learn | × PyTorch | × JAX + optax | GEMM share |",
              "|---|---|---|---|---|---|"]
     for network in results["networks"]:
         seconds = network["seconds"]
@@ -163,7 +150,7 @@ def report(results):
         lines.append(f"| {network['label']} | {_times(seconds['fastgd'])} | {' | '.join(ratios)} | "
                      f"{network['gemm_share']:.0%} of {network['peak_flops'] / 1e9:.0f} GFLOP/s |")
     lines += ["", "Seconds per epoch of each implementation (median, and the range over rounds):", "",
-              "| network, batch | " + " | ".join(IMPLEMENTATIONS) + " |", "|---|" + "---|" * len(IMPLEMENTATIONS)]
+              "| network/batch, dtype | " + " | ".join(IMPLEMENTATIONS) + " |", "|---|" + "---|" * len(IMPLEMENTATIONS)]
     for network in results["networks"]:
         cells = [f"{_times(network['seconds'][name])} ({_times(network['spread'][name][0])}–"
                  f"{_times(network['spread'][name][1])})" if name in network["seconds"] else "n/a"

@@ -1,0 +1,122 @@
+"""fastgd.threads: one thread count for Numba's prange loops and the BLAS pools, from code or FASTGD_NUM_THREADS."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import pytest
+import threadpoolctl
+
+from fastgd import threads
+
+HIGHEST = numba.config.NUMBA_NUM_THREADS
+
+
+def blas_threads():
+    """The thread count of every BLAS pool threadpoolctl finds, e.g. [2, 2] (NumPy's and SciPy's OpenBLAS)."""
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.fixture(autouse=True)
+def restore_thread_counts():
+    """Numba's count and every BLAS pool's as they were before the test (threadpoolctl restores on exit)."""
+    before = numba.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=None):
+        yield
+    numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", sorted({1, max(1, HIGHEST // 2), HIGHEST}))
+def test_set_then_get(n_threads):
+    threads.set_num_threads(n_threads)
+    assert threads.get_num_threads() == n_threads == numba.get_num_threads()
+
+
+def test_limit_restores_the_count_before_it():
+    before = HIGHEST
+    threads.set_num_threads(before)
+    with threads.limit(1):
+        assert threads.get_num_threads() == 1
+    assert threads.get_num_threads() == before
+
+
+def test_limit_restores_the_count_after_an_exception():
+    before = threads.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with threads.limit(1):
+            assert threads.get_num_threads() == 1
+            raise RuntimeError("inside the block")
+    assert threads.get_num_threads() == before
+
+
+def test_nested_limits_unwind_in_order():
+    threads.set_num_threads(HIGHEST)
+    with threads.limit(1):
+        with threads.limit(HIGHEST):
+            assert threads.get_num_threads() == HIGHEST
+        assert threads.get_num_threads() == 1
+    assert threads.get_num_threads() == HIGHEST
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, True, "2", None, HIGHEST + 1],
+                         ids=lambda value: repr(value))
+def test_bad_counts_raise_naming_n_threads(bad):
+    before = threads.get_num_threads()
+    with pytest.raises(ValueError, match=f"n_threads must be an integer from 1 to {HIGHEST}"):
+        threads.set_num_threads(bad)
+    with pytest.raises(ValueError, match="n_threads"):
+        with threads.limit(bad):
+            pytest.fail("the block ran with a bad count")
+    assert threads.get_num_threads() == before
+
+
+def test_blas_threads_follow():
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    before = blas_threads()
+    with threads.limit(1):
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+    threads.set_num_threads(1)
+    assert blas_threads() == [1] * len(before)
+
+
+def test_describe_names_both_pools():
+    line = threads.describe()
+    assert "\n" not in line
+    assert f"{threads.get_num_threads()} Numba threads" in line and "BLAS threads" in line
+
+
+def run_python(code, value):
+    environment = dict(os.environ, FASTGD_NUM_THREADS=value)
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_the_environment_sets_the_count_at_import():
+    code = ("import json, threadpoolctl\n"
+            "from fastgd import threads\n"
+            "print(json.dumps([threads.get_num_threads(), "
+            "[pool['num_threads'] for pool in threadpoolctl.threadpool_info() if pool['user_api'] == 'blas']]))\n")
+    result = run_python(code, "1")
+    assert result.returncode == 0, result.stderr
+    count, blas = json.loads(result.stdout)
+    assert count == 1
+    assert set(blas) <= {1}  # every BLAS pool loaded by then (NumPy's, where threadpoolctl sees it) follows
+
+
+@pytest.mark.parametrize("value", ["zero", "0", "1.5", str(HIGHEST + 1)])
+def test_a_bad_environment_value_is_a_one_line_setting_error(value):
+    code = ("import sys\n"
+            "from fastgd._config import SettingError\n"
+            "try:\n"
+            "    import fastgd.threads\n"
+            "except SettingError as error:\n"
+            "    print(error)\n"
+            "    sys.exit(3)\n")
+    result = run_python(code, value)
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    message = result.stdout.strip()
+    assert "\n" not in message and message.startswith("FASTGD_NUM_THREADS must be")
+    assert repr(value) in message or value in message
