@@ -51,7 +51,9 @@ __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OU
            "activated", "times_derivative", "forward", "loss_and_gradient", "loss_only", "penalty", "workspace_size"]
 
 
-@jit(inline=True)
+# The layout's sizes are not inlined: they take the int64 layer sizes whatever the dtype, so each is compiled
+# once and shared by both dtypes' passes (called a few times a batch, outside every loop).
+@jit
 def n_weights(layer_sizes):
     total = 0
     for layer in range(layer_sizes.size - 1):
@@ -59,7 +61,7 @@ def n_weights(layer_sizes):
     return total
 
 
-@jit(inline=True)
+@jit
 def _units(layer_sizes):
     """Units after the input layer: biases, and rows of the workspaces per sample."""
     total = 0
@@ -73,7 +75,7 @@ def n_params(layer_sizes):
     return n_weights(layer_sizes) + _units(layer_sizes)
 
 
-@jit(inline=True)
+@jit
 def workspace_size(layer_sizes, n_samples):
     """Elements each of ``activations`` and ``deltas`` needs for ``n_samples`` rows."""
     return n_samples * _units(layer_sizes)

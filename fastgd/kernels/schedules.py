@@ -45,9 +45,13 @@ def scheduled_lr(base_lr, schedule, epoch, step):
     return lr
 
 
-@jit(inline=True)
+@jit
 def learning_rate_scale(base_lr, schedule, epoch, step):
-    """The factor the schedule puts on every learning rate of a rule at this step: scheduled / base."""
+    """The factor the schedule puts on every learning rate of a rule at this step: scheduled / base.
+
+    Not inlined: its arguments are float64 and int64 whatever the parameters' dtype, so it is compiled
+    once and the epoch of each further dtype only calls it (once a batch: a call costs nothing there).
+    """
     if base_lr == 0.0:
         return 1.0
     return scheduled_lr(base_lr, schedule, epoch, step) / base_lr
