@@ -29,7 +29,7 @@ $(BIN)/python:
 
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,oracles,bench,compare,jax,report,distributed,cuda]"
+	$(BIN)/python -m pip install --quiet -e ".[test,oracles,bench,compare,jax,report,distributed,cuda,data]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python

@@ -1,11 +1,39 @@
-"""The data every benchmark, sweep and report uses by default: no network needed.
+"""Data sets: bundled, generated, MNIST-1D, and your own tables and arrays, each split and standardised once.
 
-scikit-learn's bundled sets (iris, wine, breast_cancer, digits for
-classification; diabetes for regression) and synthetic sets of any size from
-``make_classification`` / ``make_regression``. Each comes split once
-(75 % train, 25 % test, stratified for classification, ``random_state=0``) and
-standardised with the training part's mean and deviation (the targets too, for
-regression), so a learning rate means the same on every set.
+Every data set comes as a :class:`Dataset`: a train/test split fixed by a seed
+(75 % / 25 %, stratified for classification, ``split_seed=0`` unless stated),
+features standardised with the training part's mean and deviation (the targets
+too, for regression), so a learning rate means the same on every set, and a
+``content_hash`` of what the network trains on.
+
+* By name (:func:`load`): scikit-learn's bundled sets (:data:`BUNDLED`: iris,
+  wine, breast_cancer, digits for classification; diabetes for regression),
+  ``mnist1d`` (MNIST-1D, Greydanus 2020, generated locally by the ``mnist1d``
+  package: 4,000 training and 1,000 test signals of 40 points, 10 classes, its
+  own standard split), ``synthetic-<task>-<n>x<features>`` (``make_classification``
+  or ``make_regression``), and every name given to :func:`register`.
+* From files (:func:`read`): CSV (also ``.tsv`` and compressed ``.csv.gz`` ...)
+  and Parquet tables with a named target column, ``.npy`` arrays with the
+  target's column index, ``.npz`` files holding arrays ``X`` and ``y``.
+* From Python: :func:`from_frame` (a pandas DataFrame and its target column) and
+  :func:`from_arrays` (X and y).
+* From scikit-learn (:class:`Source` with ``loader=``): its bundled loaders, its
+  generators (``make_moons``, ``make_blobs``, ...) and the ``fetch_*`` loaders,
+  offline, from scikit-learn's data home where they were fetched before.
+
+Tables are prepared with scikit-learn's ``ColumnTransformer``, fitted on the
+training part only: numeric columns standardised, the others (strings,
+categories, booleans, and numeric columns named in ``categorical``) one-hot
+encoded, a category seen only in the test part encoded as zeros. The task is
+stated or inferred from the target: classification for strings, booleans and
+whole numbers with at most ``MAX_INFERRED_CLASSES`` distinct values, regression
+for other numbers.
+
+Data that cannot be used is refused with a :class:`DatasetError` (a
+ValueError), one line naming the file or data set and the problem: a missing
+file or column, NaN or infinity, a missing category, values that cannot be
+encoded (mixed types, dates), one class, too few rows for the split, a name
+that clashes with a built-in set.
 
     >>> from fastgd import datasets
     >>> digits = datasets.load("digits")
@@ -14,14 +42,18 @@ regression), so a learning rate means the same on every set.
 """
 
 import functools
+import hashlib
+import math
 import numbers
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Dataset", "BUNDLED", "load", "synthetic", "check_name", "physical_memory_bytes"]
+__all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
+           "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check_name",
+           "is_builtin", "physical_memory_bytes"]
 
 BUNDLED = {
     "iris": "classification",
@@ -30,13 +62,46 @@ BUNDLED = {
     "digits": "classification",
     "diabetes": "regression",
 }
+# the scikit-learn functions a Source can name, and the task of what they make
+SKLEARN_LOADERS = {
+    **{f"load_{name}": task for name, task in BUNDLED.items()},
+    "fetch_california_housing": "regression",
+    "fetch_covtype": "classification",
+    "fetch_olivetti_faces": "classification",
+    "make_classification": "classification",
+    "make_blobs": "classification",
+    "make_circles": "classification",
+    "make_moons": "classification",
+    "make_gaussian_quantiles": "classification",
+    "make_hastie_10_2": "classification",
+    "make_regression": "regression",
+    "make_friedman1": "regression",
+    "make_friedman2": "regression",
+    "make_friedman3": "regression",
+    "make_sparse_uncorrelated": "regression",
+}
+TASKS = ("classification", "regression")
 TEST_SIZE = 0.25
 SPLIT_SEED = 0
+MAX_SEED = 2 ** 32 - 1
 # a synthetic set needs a few rows in each part of the split, and of each class in the test part
 MIN_SYNTHETIC_SAMPLES = 8
-# peak memory of making, splitting and standardising a synthetic set, in copies of its float64 X
+# peak memory of making, splitting and standardising a set, in copies of its float64 X
 _SYNTHETIC_COPIES = 5
 SYNTHETIC_NAME = re.compile(r"synthetic-(classification|regression)-([0-9]+)x([0-9]+)", re.ASCII)
+# whole-number targets with more distinct values than this are taken for regression unless a task is stated
+MAX_INFERRED_CLASSES = 100
+# file name endings and the format each is read as
+FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".npz": "npz",
+                **{f".csv.{compression}": "csv" for compression in ("gz", "bz2", "xz", "zip", "zst")}}
+# options a file of each format takes (a scikit-learn loader takes its own keyword arguments)
+_FILE_OPTIONS = {"csv": {"sep", "encoding", "drop", "categorical"}, "parquet": {"drop", "categorical"},
+                 "npy": set(), "npz": set()}
+_MNIST1D_SPLIT = "MNIST-1D comes with its own split (4,000 / 1,000)"
+
+
+class DatasetError(ValueError):
+    """Data that cannot be used as it is; the message is one line naming the file or data set and the problem."""
 
 
 def physical_memory_bytes():
@@ -47,51 +112,34 @@ def physical_memory_bytes():
         return None
 
 
+def _check_fits(what, n_rows, n_columns):
+    memory = physical_memory_bytes()
+    needed = _SYNTHETIC_COPIES * 8 * n_rows * n_columns
+    if memory is not None and needed > memory:
+        raise DatasetError(f"{what} of {n_rows} x {n_columns} needs about {needed / 2 ** 30:.3g} GiB to make; this "
+                           f"machine has {memory / 2 ** 30:.3g} GiB")
+
+
 def _check_synthetic(task, n_samples, n_features, n_classes=2):
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if task not in TASKS:
+        raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
     for name, value, low in (("n_samples", n_samples, MIN_SYNTHETIC_SAMPLES),
                              ("n_features", n_features, 2 if task == "classification" else 1),
                              ("n_classes", n_classes, 2)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"a synthetic {task} set needs {name} >= {low}, got {value!r}")
-    memory = physical_memory_bytes()
-    needed = _SYNTHETIC_COPIES * 8 * n_samples * n_features
-    if memory is not None and needed > memory:
-        raise ValueError(f"a synthetic set of {n_samples} x {n_features} needs about {needed / 2 ** 30:.3g} GiB to "
-                         f"make; this machine has {memory / 2 ** 30:.3g} GiB")
+            raise DatasetError(f"a synthetic {task} set needs {name} >= {low}, got {value!r}")
+    _check_fits("a synthetic set", n_samples, n_features)
     if task == "classification":
         # make_classification: two clusters per class, at most 2**informative clusters; and a
         # stratified split needs every class in the test quarter
         most = min(2 ** min(_informative(task, n_features), 62) // 2, n_samples // 4)
         if n_classes > most:
-            raise ValueError(f"a synthetic classification set of {n_samples} samples and {n_features} features can "
-                             f"have at most {most} classes, got {n_classes}")
+            raise DatasetError(f"a synthetic classification set of {n_samples} samples and {n_features} features can "
+                               f"have at most {most} classes, got {n_classes}")
 
 
 def _informative(task, n_features):
     return max(2, n_features // 2) if task == "classification" else max(1, n_features // 2)
-
-
-def check_name(name):
-    """Check a data set name (bundled, or ``synthetic-<task>-<n>x<features>``) without loading it.
-
-    Returns ``(task, n_features, n_outputs)``; raises ValueError naming the problem.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"a data set name must be a string, got {name!r}")
-    match = SYNTHETIC_NAME.fullmatch(name)
-    if match:
-        if any(len(part) > 1 and part.startswith("0") for part in match.group(2, 3)):
-            raise ValueError(f"dataset {name!r}: write the sizes without leading zeros")
-        task, n_samples, n_features = match.group(1), int(match.group(2)), int(match.group(3))
-        _check_synthetic(task, n_samples, n_features)
-        return task, n_features, 2 if task == "classification" else 1
-    if name not in BUNDLED:
-        raise ValueError(f"unknown dataset {name!r}: use one of {sorted(BUNDLED)} or "
-                         "'synthetic-classification-<n>x<features>' / 'synthetic-regression-<n>x<features>'")
-    data = load(name)
-    return data.task, data.n_features, data.n_outputs
 
 
 @dataclass(frozen=True)
@@ -101,6 +149,8 @@ class Dataset:
     ``y_*`` are labels (classification) or targets (regression); ``Y_*`` are
     what the network trains on: one-hot rows for classification (softmax
     output, also for two classes), one column of targets for regression.
+    ``content_hash`` (SHA-256 of the task and the four arrays) is equal for two
+    data sets exactly when a network would train and be tested on the same numbers.
     """
 
     name: str
@@ -131,6 +181,15 @@ class Dataset:
     def Y_test(self):
         return self._targets(self.y_test)
 
+    @functools.cached_property
+    def content_hash(self):
+        digest = hashlib.sha256(f"fastgd dataset 1: {self.task} {self.n_classes}".encode())
+        for array in (self.X_train, self.X_test, self.y_train, self.y_test):
+            contiguous = np.ascontiguousarray(array)
+            digest.update(f"{contiguous.dtype.str} {contiguous.shape}".encode())
+            digest.update(memoryview(contiguous).cast("B"))
+        return digest.hexdigest()
+
     def _targets(self, y):
         if self.task == "classification":
             return np.eye(self.n_classes)[y]
@@ -141,39 +200,642 @@ class Dataset:
                 f"{f', {self.n_classes} classes' if self.n_classes else ''})")
 
 
-def _split_and_scale(name, task, X, y):
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+@dataclass(frozen=True)
+class _Settings:
+    """What preparing data needs besides the data: its name, what errors name, task, split and target."""
 
-    stratify = y if task == "classification" else None
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=TEST_SIZE, random_state=SPLIT_SEED,
-                                                        stratify=stratify)
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-    n_classes = None
-    if task == "classification":
-        classes, y_train = np.unique(y_train, return_inverse=True)
-        y_test = np.searchsorted(classes, y_test)
-        n_classes = len(classes)
-    else:
-        mean, deviation = y_train.mean(), y_train.std()
-        y_train, y_test = (y_train - mean) / deviation, (y_test - mean) / deviation
-    arrays = [np.ascontiguousarray(a, dtype=np.float64 if a.dtype.kind == "f" else np.int64)
-              for a in (X_train, X_test, y_train, y_test)]
-    for array in arrays:
-        array.flags.writeable = False
-    return Dataset(name, task, *arrays, n_classes=n_classes)
+    name: str
+    where: str
+    task: str = None
+    test_size: float = TEST_SIZE
+    split_seed: int = SPLIT_SEED
+    target: object = None
 
 
-@functools.lru_cache(maxsize=None)
+def _check_settings(settings):
+    if not isinstance(settings.name, str) or not settings.name.strip() or not settings.name.isprintable():
+        raise DatasetError(f"a data set name must be a non-empty line of text, got {settings.name!r}")
+    where = settings.where
+    if settings.task is not None and settings.task not in TASKS:
+        raise DatasetError(f"{where}: task must be 'classification' or 'regression', got {settings.task!r}")
+    if isinstance(settings.test_size, bool) or not isinstance(settings.test_size, numbers.Real) \
+            or not 0 < settings.test_size < 1:
+        raise DatasetError(f"{where}: test_size must be a number between 0 and 1, got {settings.test_size!r}")
+    if isinstance(settings.split_seed, bool) or not isinstance(settings.split_seed, numbers.Integral) \
+            or not 0 <= settings.split_seed <= MAX_SEED:
+        raise DatasetError(f"{where}: split_seed must be an integer from 0 to {MAX_SEED}, got "
+                           f"{settings.split_seed!r}")
+    return settings
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to make a data set: a file or a scikit-learn loader (or MNIST-1D), its target, task and split.
+
+    ``path``: a ``.csv`` (``.tsv``, ``.csv.gz`` ...), ``.parquet``, ``.npy`` or
+    ``.npz`` file; or ``loader``: a name in :data:`SKLEARN_LOADERS` or
+    ``"mnist1d"``. ``target``: the target column of a table (its name) or of a
+    ``.npy`` array (its index); an ``.npz`` file holds ``X`` and ``y``.
+    ``task``: ``"classification"``, ``"regression"`` or None (inferred).
+    ``options``: for CSV ``sep``, ``encoding``; for tables ``drop`` (columns
+    left out) and ``categorical`` (numeric columns to one-hot encode); for a
+    loader, its keyword arguments (``make_classification``'s ``n_samples``...,
+    MNIST-1D's ``num_samples``, ``seed``...). Made with :func:`make`; checked
+    when made, the problem named in one line (:class:`DatasetError`).
+    """
+
+    name: str
+    path: str = None
+    loader: str = None
+    target: object = None
+    task: str = None
+    test_size: float = TEST_SIZE
+    split_seed: int = SPLIT_SEED
+    options: tuple = ()  # sorted (key, value) pairs, lists as tuples: a Source is a cache key
+
+    def __post_init__(self):
+        if isinstance(self.options, dict):
+            object.__setattr__(self, "options", _frozen_options(self.options))
+        if (self.path is None) == (self.loader is None):
+            raise DatasetError(f"data set {self.name!r}: give a path or a loader (exactly one)")
+        _check_settings(self.settings)
+        if self.path is not None:
+            self._check_file_source()
+        else:
+            self._check_loader_source()
+
+    @property
+    def where(self):
+        """What an error message names: the file, or the data set and its loader."""
+        return self.path if self.path is not None else f"{self.name} ({self.loader})"
+
+    @property
+    def settings(self):
+        return _Settings(self.name, self.where, self.task, self.test_size, self.split_seed, self.target)
+
+    @property
+    def format(self):
+        return _file_format(self.path) if self.path is not None else None
+
+    def _check_file_source(self):
+        if not isinstance(self.path, str) or not self.path:
+            raise DatasetError(f"data set {self.name!r}: path must be a file name, got {self.path!r}")
+        file_format = _file_format(self.path)
+        if file_format is None:
+            raise DatasetError(f"{self.path}: not a data file fastgd reads (it reads {', '.join(FILE_FORMATS)})")
+        unknown = sorted(set(dict(self.options)) - _FILE_OPTIONS[file_format])
+        if unknown:
+            raise DatasetError(f"{self.path}: a .{file_format} file takes no option {unknown[0]!r} (it takes "
+                               f"{sorted(_FILE_OPTIONS[file_format]) or 'none'})")
+        if file_format in ("csv", "parquet") and not isinstance(self.target, str):
+            raise DatasetError(f"{self.path}: name the target column (target, or --target), got {self.target!r}")
+        if file_format == "npy" and (isinstance(self.target, bool) or not isinstance(self.target, numbers.Integral)):
+            raise DatasetError(f"{self.path}: a .npy array needs the target's column index (target, or --target: "
+                               f"-1 for the last column), got {self.target!r}")
+        if file_format == "npz" and self.target is not None:
+            raise DatasetError(f"{self.path}: an .npz file holds arrays X and y; it takes no target")
+
+    def _check_loader_source(self):
+        if self.loader != "mnist1d" and self.loader not in SKLEARN_LOADERS:
+            raise DatasetError(f"data set {self.name!r}: unknown loader {self.loader!r}: use 'mnist1d' or one of "
+                               f"{sorted(SKLEARN_LOADERS)}")
+        if self.target is not None:
+            raise DatasetError(f"{self.where}: a loader makes its own target; target is for files")
+        made = "classification" if self.loader == "mnist1d" else SKLEARN_LOADERS[self.loader]
+        if self.task not in (None, made):
+            raise DatasetError(f"{self.where}: {self.loader} makes a {made} set, not {self.task}")
+        if self.loader == "mnist1d" and (self.test_size != TEST_SIZE or self.split_seed != SPLIT_SEED):
+            raise DatasetError(f"{self.where}: {_MNIST1D_SPLIT}; it takes no test_size or split_seed")
+        if "download_if_missing" in dict(self.options):
+            raise DatasetError(f"{self.where}: fastgd loads offline: download_if_missing is not an option")
+
+
+def _frozen_options(options):
+    if not isinstance(options, dict):
+        raise DatasetError(f"options must be a table of names and values, got {options!r}")
+
+    def frozen(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(frozen(item) for item in value)
+        if isinstance(value, dict):
+            return _frozen_options(value)
+        return value
+
+    for key in options:
+        if not isinstance(key, str):
+            raise DatasetError(f"option names must be strings, got {key!r}")
+    return tuple(sorted((key, frozen(value)) for key, value in options.items()))
+
+
+def _thawed(value):
+    """An option's value as its loader takes it: tuples back to lists."""
+    return [_thawed(item) for item in value] if isinstance(value, tuple) else value
+
+
+def _file_format(path):
+    lower = str(path).lower()
+    return next((file_format for ending, file_format in sorted(FILE_FORMATS.items(), key=lambda item: -len(item[0]))
+                 if lower.endswith(ending)), None)
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+# the named sets that ship with fastgd
+BUILTIN = {**{name: Source(name, loader=f"load_{name}") for name in BUNDLED},
+           "mnist1d": Source("mnist1d", loader="mnist1d")}
+_registered = {}
+
+
+def is_builtin(name):
+    """True for a name fastgd defines: :data:`BUILTIN` and ``synthetic-<task>-<n>x<features>``."""
+    return name in BUILTIN or (isinstance(name, str) and SYNTHETIC_NAME.fullmatch(name) is not None)
+
+
+def register(data):
+    """Make a :class:`Source` or a :class:`Dataset` (from :func:`from_frame`, ...) loadable by its name.
+
+    Sweeps can then name it; registering a name again replaces it; a built-in
+    name is refused. A registered Dataset travels to sweep workers with each
+    task (a Source is loaded there from its path).
+    """
+    if not isinstance(data, (Source, Dataset)):
+        raise TypeError(f"register takes a datasets.Source or a datasets.Dataset, got {type(data).__name__}")
+    if is_builtin(data.name):
+        raise DatasetError(f"data set {data.name!r}: the name clashes with fastgd's own {data.name!r}: choose another")
+    _registered[data.name] = data
+    return data
+
+
+def registered():
+    """The names given to :func:`register`, and what each names."""
+    return dict(_registered)
+
+
+def _unknown(name):
+    return DatasetError(f"unknown dataset {name!r}: use one of {sorted(BUILTIN)}, "
+                        "'synthetic-classification-<n>x<features>' / 'synthetic-regression-<n>x<features>', a "
+                        "registered name, or a .csv, .tsv, .parquet, .npy or .npz file with its target")
+
+
+def resolve(name):
+    """What a name stands for: a :class:`Source`, a registered :class:`Dataset`, or None for a synthetic name."""
+    if not isinstance(name, str):
+        raise DatasetError(f"a data set name must be a string, got {name!r}")
+    if SYNTHETIC_NAME.fullmatch(name):
+        return None
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if name in _registered:
+        return _registered[name]
+    raise _unknown(name)
+
+
+def _synthetic_parts(name):
+    match = SYNTHETIC_NAME.fullmatch(name)
+    if any(len(part) > 1 and part.startswith("0") for part in match.group(2, 3)):
+        raise DatasetError(f"dataset {name!r}: write the sizes without leading zeros")
+    return match.group(1), int(match.group(2)), int(match.group(3))
+
+
+def check_name(name):
+    """Check a data set name without making a synthetic set: ``(task, n_features, n_outputs)``.
+
+    Synthetic names are checked by their sizes; any other name is loaded.
+    Raises :class:`DatasetError` naming the problem.
+    """
+    if isinstance(name, str) and SYNTHETIC_NAME.fullmatch(name):
+        task, n_samples, n_features = _synthetic_parts(name)
+        _check_synthetic(task, n_samples, n_features)
+        return task, n_features, 2 if task == "classification" else 1
+    data = load(name)
+    return data.task, data.n_features, data.n_outputs
+
+
 def load(name):
-    """One of ``BUNDLED``, split and standardised (cached: the arrays are shared and read-only)."""
+    """A data set by name: :data:`BUILTIN`, synthetic, or registered (cached: the arrays are shared and read-only)."""
+    if isinstance(name, str) and SYNTHETIC_NAME.fullmatch(name):
+        task, n_samples, n_features = _synthetic_parts(name)
+        return synthetic(task, n_samples, n_features)
+    return make(resolve(name))
+
+
+def make(data):
+    """The :class:`Dataset` a :class:`Source` describes (cached; a file's until it changes); a Dataset as it is."""
+    if isinstance(data, Dataset):
+        return data
+    if not isinstance(data, Source):
+        raise TypeError(f"make takes a datasets.Source, got {type(data).__name__}")
+    stamp = None
+    if data.path is not None:
+        try:
+            status = os.stat(data.path)
+        except FileNotFoundError:
+            raise DatasetError(f"{data.path}: no such file") from None
+        except OSError as error:
+            raise DatasetError(f"{data.path}: {error.strerror or error}") from None
+        stamp = (status.st_mtime_ns, status.st_size)
+    return _make(data, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _make(source, stamp):
+    if source.loader == "mnist1d":
+        return _mnist1d(source)
+    if source.loader is not None:
+        return _from_sklearn(source)
+    if os.path.isdir(source.path):
+        raise DatasetError(f"{source.path}: is a directory, not a data file")
+    if source.format in ("npy", "npz"):
+        X, y = _read_arrays(source)
+        return _prepare_arrays(source.settings, X, y)
+    options = dict(source.options)
+    frame = _read_table(source, options)
+    return _prepare_table(source.settings, frame, options.get("drop", ()), options.get("categorical", ()))
+
+
+def read(path, target=None, task=None, name=None, test_size=TEST_SIZE, split_seed=SPLIT_SEED, **options):
+    """A data set from a file (see :class:`Source`): ``read("churn.csv", target="churned")``.
+
+    Its name is the file's name unless ``name`` is given.
+    """
+    path = os.fspath(path)
+    source = Source(name or os.path.basename(path), path=os.path.abspath(path), target=target, task=task,
+                    test_size=test_size, split_seed=split_seed, options=options)
+    return make(source)
+
+
+def from_frame(frame, target, task=None, name="frame", test_size=TEST_SIZE, split_seed=SPLIT_SEED, drop=(),
+               categorical=()):
+    """A data set from a pandas DataFrame and the name of its target column (prepared as a table is)."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"from_frame takes a pandas DataFrame, got {type(frame).__name__}")
+    settings = replace(_python_settings(name, task, test_size, split_seed), target=target)
+    return _prepare_table(settings, frame, drop, categorical)
+
+
+def from_arrays(X, y, task=None, name="arrays", test_size=TEST_SIZE, split_seed=SPLIT_SEED):
+    """A data set from a 2-D array of numbers ``X`` and its targets or labels ``y``."""
+    return _prepare_arrays(_python_settings(name, task, test_size, split_seed), X, y)
+
+
+def _python_settings(name, task, test_size, split_seed):
+    """The settings of data passed from Python: errors name the data set (there is no file)."""
+    return _check_settings(_Settings(name, f"data set {name!r}", task, test_size, split_seed))
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def _needs(package, what, where):
+    return DatasetError(f"{where}: {what} needs {package}: pip install 'fastgd[data]'")
+
+
+def _read_table(source, options):
+    try:
+        import pandas as pd
+    except ImportError:
+        raise _needs("pandas", "reading a table", source.path) from None
+    try:
+        if source.format == "parquet":
+            try:
+                return pd.read_parquet(source.path)
+            except ImportError:
+                raise _needs("pyarrow", "reading Parquet", source.path) from None
+        separator = options.get("sep", "\t" if source.path.lower().endswith(".tsv") else ",")
+        return pd.read_csv(source.path, sep=separator, encoding=options.get("encoding", "utf-8"))
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"{source.path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{source.path}: not {error.encoding} text (byte {error.start}); give options.encoding"
+                           ) from None
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(f"{source.path}: cannot be read as a {source.format.upper()} table: {reason}") from None
+
+
+def _read_arrays(source):
+    try:
+        if source.format == "npy":
+            array = np.load(source.path, allow_pickle=False)
+            if array.ndim != 2 or array.shape[1] < 2:
+                raise DatasetError(f"{source.path}: a .npy data set is a 2-D array with the target as one column, "
+                                   f"got shape {array.shape}")
+            column = source.target
+            if not -array.shape[1] <= column < array.shape[1]:
+                raise DatasetError(f"{source.path}: no column {column}: the array has {array.shape[1]} columns")
+            return np.delete(array, column, axis=1), array[:, column]
+        with np.load(source.path, allow_pickle=False) as archive:
+            missing = [key for key in ("X", "y") if key not in archive.files]
+            if missing:
+                raise DatasetError(f"{source.path}: an .npz data set holds arrays X and y; it has "
+                                   f"{sorted(archive.files) or 'no arrays'}")
+            return archive["X"], archive["y"]
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"{source.path}: no such file") from None
+    except (OSError, ValueError, EOFError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(f"{source.path}: cannot be read as a .{source.format} file: {reason}") from None
+
+
+def _from_sklearn(source):
     from sklearn import datasets as sk
 
-    if name not in BUNDLED:
-        raise ValueError(f"unknown dataset {name!r}; bundled: {sorted(BUNDLED)} (synthetic sets: datasets.synthetic)")
-    X, y = getattr(sk, f"load_{name}")(return_X_y=True)
-    return _split_and_scale(name, BUNDLED[name], X, y)
+    options = {key: _thawed(value) for key, value in source.options}
+    loader = getattr(sk, source.loader)
+    where = source.where
+    if source.loader.startswith("make_") and "n_samples" in options:
+        n_features = options.get("n_features", 20)
+        if all(isinstance(value, numbers.Integral) for value in (options["n_samples"], n_features)):
+            _check_fits(where, int(options["n_samples"]), int(n_features))
+    if source.loader.startswith("fetch_"):
+        options["download_if_missing"] = False
+    if not source.loader.startswith("make_"):
+        options["return_X_y"] = True
+    try:
+        X, y = loader(**options)[:2]
+    except OSError:  # a fetcher's data not there; it was told not to download
+        home = sk.get_data_home(options.get("data_home"))
+        raise DatasetError(f"{where}: not in scikit-learn's data home ({home}); fastgd loads offline: fetch it there "
+                           "once with network access") from None
+    except (TypeError, ValueError) as error:
+        raise DatasetError(f"{where}: {' '.join(str(error).split())}") from None
+    return _prepare_arrays(source.settings, X, y)
+
+
+def _mnist1d(source):
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise _needs("the mnist1d package", "MNIST-1D", source.name) from None
+    arguments = get_dataset_args(as_dict=True)
+    options = dict(source.options)
+    unknown = sorted(set(options) - set(arguments) - {"url"})
+    if unknown or "url" in options:
+        raise DatasetError(f"{source.where}: MNIST-1D has no option {(unknown or ['url'])[0]!r} (it has "
+                           f"{sorted(set(arguments) - {'url'})})")
+    arguments.update({key: _thawed(value) for key, value in options.items()})
+    # make_dataset seeds the global random generators; a user's own stream is left as it was
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        made = make_dataset(type("Arguments", (), arguments)())
+    except (TypeError, ValueError, IndexError) as error:
+        raise DatasetError(f"{source.where}: {' '.join(str(error).split())}") from None
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    return _prepare_split(source.settings, "classification", made["x"], made["x_test"], made["y"], made["y_test"])
+
+
+# -- preparing ---------------------------------------------------------------------------------
+
+def _infer_task(settings, y):
+    if y.dtype.kind in "iuf":
+        integral = y.dtype.kind in "iu" or bool(np.all(np.mod(y, 1) == 0))
+        return "classification" if integral and np.unique(y).size <= MAX_INFERRED_CLASSES else "regression"
+    if y.dtype.kind in "OUSb" or str(y.dtype) in ("category", "string", "str"):
+        return "classification"
+    raise DatasetError(f"{settings.where}: a target of {y.dtype} values is neither labels nor numbers")
+
+
+def _first_rows(mask):
+    rows = np.flatnonzero(mask)
+    return f"{rows.size} row{'s' if rows.size > 1 else ''}, the first is row {rows[0] + 1}"
+
+
+def _labels(settings, y, target):
+    """Class codes 0..k-1 of a label array, checked: no missing labels, at least two classes, mixed types refused."""
+    try:
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError:
+        raise DatasetError(f"{settings.where}: {target} mixes values of different types (e.g. numbers and text); "
+                           "they cannot be encoded as classes") from None
+    if classes.dtype.kind == "f" and np.isnan(classes).any():
+        raise DatasetError(f"{settings.where}: {target} has missing values ({_first_rows(np.isnan(y))})")
+    if classes.size < 2:
+        raise DatasetError(f"{settings.where}: {target} has one class ({classes[0]!r}); a classification set needs two "
+                           "or more")
+    return classes, codes.reshape(-1)
+
+
+def _split_indices(settings, task, n_rows, codes, classes):
+    """Training and test rows, stratified for classification; refused where the split cannot hold every class."""
+    from sklearn.model_selection import train_test_split
+
+    n_test = math.ceil(settings.test_size * n_rows)
+    if n_rows - n_test < 2 or n_test < 1:
+        raise DatasetError(f"{settings.where}: {n_rows} rows are too few to split {1 - settings.test_size:g} / "
+                           f"{settings.test_size:g} into training and test parts")
+    stratify = None
+    if task == "classification":
+        counts = np.bincount(codes, minlength=classes.size)
+        rarest = int(np.argmin(counts))
+        if counts[rarest] < 2:
+            raise DatasetError(f"{settings.where}: class {classes[rarest]!r} has {counts[rarest]} row; a stratified "
+                               "split needs at least 2 of each class")
+        if min(n_test, n_rows - n_test) < classes.size:
+            raise DatasetError(f"{settings.where}: {classes.size} classes do not fit in a test part of {n_test} rows "
+                               f"out of {n_rows}: more rows or a larger test_size")
+        stratify = codes
+    return train_test_split(np.arange(n_rows), test_size=settings.test_size, random_state=settings.split_seed,
+                            stratify=stratify)
+
+
+def _prepare_arrays(settings, X, y):
+    """Numeric X and y: checked, split and standardised (scikit-learn's StandardScaler)."""
+    X, y = np.asarray(X), np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise DatasetError(f"{settings.where}: X must be a 2-D array and y one value per row of X, got shapes "
+                           f"{X.shape} and {y.shape}")
+    if X.dtype.kind not in "biuf":
+        raise DatasetError(f"{settings.where}: X holds {X.dtype} values; it must hold numbers (a table with text "
+                           "columns is prepared from a CSV or Parquet file, or with from_frame)")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DatasetError(f"{settings.where}: X has no {'rows' if X.shape[0] == 0 else 'features'}")
+    if X.dtype.kind == "f":
+        finite = np.isfinite(X)
+        if not finite.all():
+            column = int(np.flatnonzero(~finite.all(axis=0))[0])
+            raise DatasetError(f"{settings.where}: X holds NaN or infinity (column {column}, "
+                               f"{_first_rows(~finite[:, column])})")
+    task = settings.task or _infer_task(settings, y)
+    X_train, X_test, y_train, y_test = _split_targets(settings, task, X, y)
+    return _standardised(settings, task, X_train, X_test, y_train, y_test)
+
+
+def _split_targets(settings, task, X, y):
+    """X's rows and y's values split by :func:`_split_indices`; y as class codes or as floats."""
+    classes = None
+    if task == "classification":
+        classes, y = _labels(settings, y, "the target")
+    else:
+        y = _numeric_target(settings, y, "the target")
+    train, test = _split_indices(settings, task, X.shape[0], y, classes)
+    return X[train], X[test], y[train], y[test]
+
+
+def _numeric_target(settings, y, target):
+    if y.dtype.kind not in "iuf":
+        raise DatasetError(f"{settings.where}: {target} holds {y.dtype} values, not numbers; a regression target must "
+                           "be numbers (or state task = classification)")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise DatasetError(f"{settings.where}: {target} holds NaN or infinity ({_first_rows(~np.isfinite(y))})")
+    return y
+
+
+def _prepare_split(settings, task, X_train, X_test, y_train, y_test):
+    """A split made elsewhere (MNIST-1D's): labels encoded, features standardised."""
+    classes, codes = _labels(settings, np.concatenate([y_train, y_test]), "the target")
+    return _standardised(settings, task, X_train, X_test, codes[:len(y_train)], codes[len(y_train):])
+
+
+def _standardised(settings, task, X_train, X_test, y_train, y_test):
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X_train)
+    return _finish(settings, task, scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+
+
+def _finish(settings, task, X_train, X_test, y_train, y_test):
+    """The Dataset: regression targets standardised, arrays contiguous and read-only, every number finite."""
+    n_classes = None
+    if task == "classification":
+        n_classes = int(max(y_train.max(), y_test.max())) + 1
+    else:
+        mean, deviation = y_train.mean(), y_train.std()
+        if not deviation > 0:
+            raise DatasetError(f"{settings.where}: the target is constant in the training part; there is nothing to "
+                               "learn")
+        y_train, y_test = (y_train - mean) / deviation, (y_test - mean) / deviation
+    y_dtype = np.int64 if task == "classification" else np.float64
+    arrays = [np.ascontiguousarray(X_train, dtype=np.float64), np.ascontiguousarray(X_test, dtype=np.float64),
+              np.ascontiguousarray(y_train, dtype=y_dtype), np.ascontiguousarray(y_test, dtype=y_dtype)]
+    for array in arrays[:2]:
+        if not np.isfinite(array).all():
+            raise DatasetError(f"{settings.where}: values too large to standardise (the result is not finite)")
+    for array in arrays:
+        array.flags.writeable = False
+    return Dataset(settings.name, task, *arrays, n_classes=n_classes)
+
+
+def _split_and_scale(name, task, X, y):
+    """A bundled or synthetic set: the fixed split and standardisation."""
+    return _prepare_arrays(_Settings(name, f"data set {name!r}", task), X, y)
+
+
+def _column_problem(column, values):
+    """Why a feature column cannot be encoded, or None; and whether it is numeric."""
+    import pandas as pd
+
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        kind = "categorical"
+    elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        kind = "numeric"
+    elif pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) \
+            or isinstance(dtype, pd.PeriodDtype):
+        return f"column {column!r} holds dates or times ({dtype}); they cannot be encoded: convert them to numbers " \
+               "or drop the column (options.drop)", None
+    elif pd.api.types.is_complex_dtype(dtype):
+        return f"column {column!r} holds complex numbers; they cannot be encoded", None
+    else:
+        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        if inferred not in ("string", "boolean", "integer", "floating", "empty", "categorical"):
+            return f"column {column!r} holds values of mixed or unsupported types ({inferred}); they cannot be " \
+                   "encoded as categories", None
+        kind = "categorical"
+    return None, kind
+
+
+def _prepare_table(settings, frame, drop, categorical):
+    """A DataFrame: checked, split, and prepared by a ColumnTransformer fitted on the training rows."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    target, where = settings.target, settings.where
+
+    def known(column, what):
+        if column not in frame.columns:
+            listed = ", ".join(map(repr, list(frame.columns)[:12])) + (", ..." if frame.shape[1] > 12 else "")
+            raise DatasetError(f"{where}: no {what} column {column!r} (it has {listed or 'no columns'})")
+
+    known(target, "target")
+    for name, columns in (("drop", drop), ("categorical", categorical)):
+        if isinstance(columns, str) or not isinstance(columns, (list, tuple)):
+            raise DatasetError(f"{where}: options.{name} must be a list of column names, got {columns!r}")
+        for column in columns:
+            known(column, f"options.{name}")
+    if target in drop or target in categorical:
+        raise DatasetError(f"{where}: the target column {target!r} cannot also be dropped or a feature")
+    if frame.columns.duplicated().any():
+        raise DatasetError(f"{where}: the column name {frame.columns[frame.columns.duplicated()][0]!r} is used twice")
+    features = frame.drop(columns=[target, *drop])
+    if features.shape[1] == 0:
+        raise DatasetError(f"{where}: no feature columns besides the target {target!r}")
+    if frame.shape[0] == 0:
+        raise DatasetError(f"{where}: the table has no rows")
+    labels = frame[target]
+    if labels.isna().any():
+        raise DatasetError(f"{where}: the target column {target!r} has missing values "
+                           f"({_first_rows(labels.isna().to_numpy())})")
+
+    numeric, one_hot, width, widest = [], [], 0, (0, None)
+    for column in features.columns:
+        values = features[column]
+        problem, kind = _column_problem(column, values)
+        if problem:
+            raise DatasetError(f"{where}: {problem}")
+        if kind == "numeric" and column not in categorical:
+            array = values.to_numpy(dtype=np.float64, na_value=np.nan) if values.dtype.kind not in "iuf" \
+                else values.to_numpy()
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise DatasetError(f"{where}: column {column!r} holds NaN or infinity "
+                                   f"({_first_rows(~np.isfinite(array))})")
+            numeric.append(column)
+            width += 1
+        else:
+            missing = values.isna().to_numpy()
+            if missing.any():
+                raise DatasetError(f"{where}: column {column!r} has missing values ({_first_rows(missing)}); fill or "
+                                   "drop them")
+            n_categories = values.nunique()
+            one_hot.append(column)
+            width += n_categories
+            widest = max(widest, (n_categories, column), key=lambda pair: pair[0])
+    try:
+        _check_fits(f"{where}: one-hot encoded ({widest[1]!r} has {widest[0]} categories), the table",
+                    frame.shape[0], width)
+    except DatasetError as error:
+        raise DatasetError(str(error)) from None
+
+    task = settings.task or _infer_task(settings, labels.to_numpy())
+    y_values = labels.to_numpy()
+    classes = None
+    if task == "classification":
+        classes, y = _labels(settings, y_values, f"the target column {target!r}")
+    else:
+        y = _numeric_target(settings, y_values, f"the target column {target!r}")
+    train, test = _split_indices(settings, task, frame.shape[0], y, classes)
+    encoder = ColumnTransformer(
+        [("numeric", StandardScaler(), numeric),
+         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],
+        sparse_threshold=0.0)
+    try:
+        X_train = encoder.fit_transform(features.iloc[train])
+        X_test = encoder.transform(features.iloc[test])
+    except (TypeError, ValueError) as error:
+        raise DatasetError(f"{where}: cannot be encoded: {' '.join(str(error).split())}") from None
+    return _finish(settings, task, X_train, X_test, y[train], y[test])
 
 
 @functools.lru_cache(maxsize=8)

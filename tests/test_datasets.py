@@ -1,0 +1,322 @@
+"""Data sets from files, frames, arrays, scikit-learn and MNIST-1D: prepared as pandas and NumPy by hand would.
+
+The oracles are written out here with pandas and NumPy (``pd.get_dummies``, means
+and deviations of the training rows) and scikit-learn's ``train_test_split``,
+not with the ColumnTransformer the loaders use.
+"""
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from fastgd import datasets
+from fastgd.datasets import DatasetError
+
+
+def table(n_rows=120, seed=0):
+    """A table of what a user brings: numbers, text categories, booleans, a text label."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "age": rng.normal(40.0, 12.0, n_rows),
+        "visits": rng.integers(0, 30, n_rows),
+        "city": rng.choice(["paris", "lyon", "nice", "lille"], n_rows),
+        "member": rng.choice([True, False], n_rows),
+        "customer_id": np.arange(n_rows),
+    })
+    frame["churned"] = np.where(frame["age"] + rng.normal(0.0, 8.0, n_rows) > 42.0, "yes", "no")
+    return frame
+
+
+def prepared_by_hand(frame, target, numeric, categorical, test_size=0.25, seed=0, stratify=True):
+    """The oracle: a stratified split of the rows, numeric columns standardised with the training rows' mean and
+    (population) deviation, categories one-hot encoded with the training rows' categories (sorted)."""
+    labels = frame[target].to_numpy()
+    train, test = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed,
+                                   stratify=labels if stratify else None)
+    parts = []
+    for rows in (train, test):
+        numbers = frame[numeric].to_numpy(dtype=float)[rows]
+        reference = frame[numeric].to_numpy(dtype=float)[train]
+        deviation = reference.std(axis=0)
+        standardised = (numbers - reference.mean(axis=0)) / np.where(deviation > 0, deviation, 1.0)
+        dummies = [pd.get_dummies(frame[column].iloc[rows].astype(str)).reindex(
+            columns=sorted(frame[column].iloc[train].astype(str).unique()), fill_value=False).to_numpy(float)
+            for column in categorical]
+        parts.append(np.hstack([standardised, *dummies]))
+    return parts, labels[train], labels[test]
+
+
+def assert_same_data(first, second):
+    for name in ("X_train", "X_test", "y_train", "y_test"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert first.content_hash == second.content_hash
+
+
+# -- loaders -----------------------------------------------------------------------------------
+
+def test_a_csv_table_is_split_standardised_and_one_hot_encoded_as_by_hand(tmp_path):
+    frame = table()
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    data = datasets.read(tmp_path / "churn.csv", target="churned", drop=["customer_id"])
+    (X_train, X_test), y_train, y_test = prepared_by_hand(frame, "churned", ["age", "visits"], ["city", "member"])
+    assert data.name == "churn.csv" and data.task == "classification" and data.n_classes == 2
+    np.testing.assert_allclose(data.X_train, X_train, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(data.X_test, X_test, rtol=1e-12, atol=1e-12)
+    classes = np.array(["no", "yes"])
+    np.testing.assert_array_equal(classes[data.y_train], y_train)
+    np.testing.assert_array_equal(classes[data.y_test], y_test)
+    assert data.X_train.dtype == np.float64 and not data.X_train.flags.writeable
+    assert data.X_test.shape == (30, 2 + 4 + 2)
+
+
+def test_a_category_seen_only_in_the_test_part_is_encoded_as_zeros():
+    frame = table(40)
+    frame["city"] = "paris"
+    data = datasets.from_frame(frame, "churned", drop=["customer_id"])
+    test_rows = train_test_split(np.arange(40), test_size=0.25, random_state=0, stratify=frame["churned"])[1]
+    frame.loc[test_rows[0], "city"] = "brest"
+    with_unseen = datasets.from_frame(frame, "churned", drop=["customer_id"])
+    # the city's one column (paris) reads 0 for brest, 1 everywhere else
+    np.testing.assert_array_equal(with_unseen.X_test[:, 2], (frame.loc[test_rows, "city"] == "paris").to_numpy())
+    np.testing.assert_array_equal(with_unseen.X_train, data.X_train)
+
+
+def test_parquet_csv_and_a_data_frame_give_the_same_data_set(tmp_path):
+    frame = table()
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    frame.to_parquet(tmp_path / "churn.parquet")
+    from_csv = datasets.read(tmp_path / "churn.csv", target="churned", drop=["customer_id"])
+    from_parquet = datasets.read(tmp_path / "churn.parquet", target="churned", drop=["customer_id"])
+    from_frame = datasets.from_frame(frame, "churned", drop=["customer_id"])
+    assert_same_data(from_csv, from_parquet)
+    assert_same_data(from_csv, from_frame)
+
+
+def test_npy_npz_and_arrays_are_standardised_with_the_training_rows(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 3.0, size=(80, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(0.0, 0.1, 80)
+    np.save(tmp_path / "xy.npy", np.column_stack([X[:, :2], y, X[:, 2:]]))  # the target in the middle
+    np.savez(tmp_path / "xy.npz", X=X, y=y)
+    from_npy = datasets.read(tmp_path / "xy.npy", target=2)
+    from_npz = datasets.read(tmp_path / "xy.npz")
+    from_arrays = datasets.from_arrays(X, y)
+    assert from_npz.task == "regression" and from_npz.output == "identity"
+    assert_same_data(from_npy, from_npz)
+    assert_same_data(from_npz, from_arrays)
+    train, test = train_test_split(np.arange(80), test_size=0.25, random_state=0)
+    mean, deviation = X[train].mean(axis=0), X[train].std(axis=0)
+    np.testing.assert_allclose(from_npz.X_test, (X[test] - mean) / deviation, rtol=1e-12)
+    np.testing.assert_allclose(from_npz.y_test, (y[test] - y[train].mean()) / y[train].std(), rtol=1e-12)
+
+
+def test_a_scikit_learn_generator_with_its_own_options():
+    from sklearn.datasets import make_moons
+
+    source = datasets.Source("moons", loader="make_moons", options={"n_samples": 200, "noise": 0.1,
+                                                                   "random_state": 4})
+    data = datasets.make(source)
+    assert datasets.make(source) is data  # cached
+    X, y = make_moons(n_samples=200, noise=0.1, random_state=4)
+    assert_same_data(data, datasets.from_arrays(X, y, name="moons"))
+    with pytest.raises(DatasetError, match="moons \\(make_moons\\): .*n_samples"):
+        datasets.make(datasets.Source("moons", loader="make_moons", options={"n_samples": -3}))
+
+
+def test_a_fetcher_loads_offline_or_says_where_the_data_is_missing(tmp_path):
+    source = datasets.Source("housing", loader="fetch_california_housing", options={"data_home": str(tmp_path)})
+    with pytest.raises(DatasetError, match=f"not in scikit-learn's data home .*{tmp_path.name}.*offline"):
+        datasets.make(source)
+    assert list(tmp_path.iterdir()) == []  # nothing was downloaded
+
+
+def test_mnist1d_is_the_standard_split_generated_locally_and_leaves_the_global_generators_alone():
+    pytest.importorskip("mnist1d")
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    np.random.seed(123)
+    random.seed(123)
+    expected_numpy, expected_python = np.random.random(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    data = datasets.load("mnist1d")
+    assert (np.random.random(), random.random()) == (expected_numpy, expected_python)
+    assert data.X_train.shape == (4000, 40) and data.X_test.shape == (1000, 40) and data.n_classes == 10
+    reference = make_dataset(get_dataset_args())
+    np.testing.assert_array_equal(data.y_train, reference["y"])
+    np.testing.assert_array_equal(data.y_test, reference["y_test"])
+    mean, deviation = reference["x"].mean(axis=0), reference["x"].std(axis=0)
+    np.testing.assert_allclose(data.X_test, (reference["x_test"] - mean) / deviation, rtol=1e-10, atol=1e-12)
+
+
+def test_a_generated_set_of_a_million_rows():
+    data = datasets.synthetic("regression", 1_000_000, 2)
+    assert data.X_train.shape == (750_000, 2) and data.X_test.shape == (250_000, 2)
+    assert datasets.check_name("synthetic-classification-1000000x100") == ("classification", 100, 2)
+
+
+# -- task, split and hash ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("labels, task", [
+    (["a", "b"] * 30, "classification"),
+    ([True, False] * 30, "classification"),
+    ([0, 1, 2] * 20, "classification"),
+    ([0.0, 1.0] * 30, "classification"),
+    (np.arange(60) * 7, "regression"),  # more whole numbers than MAX_INFERRED_CLASSES would be classes
+    (np.linspace(0.0, 1.0, 60), "regression"),
+])
+def test_the_task_is_inferred_from_the_target_as_stated_in_the_docs(labels, task, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_INFERRED_CLASSES", 50)
+    frame = pd.DataFrame({"x": np.arange(60.0) % 11, "label": labels})
+    assert datasets.from_frame(frame, "label").task == task
+
+
+def test_a_stated_task_overrides_the_inferred_one():
+    frame = pd.DataFrame({"x": np.arange(60.0) % 11, "rooms": [1, 2, 3] * 20})
+    assert datasets.from_frame(frame, "rooms").task == "classification"
+    regression = datasets.from_frame(frame, "rooms", task="regression")
+    assert regression.task == "regression" and regression.y_train.dtype == np.float64
+
+
+def test_the_split_is_fixed_by_its_seed_and_size_and_the_hash_follows_the_data(tmp_path):
+    frame = table()
+    first = datasets.from_frame(frame, "churned")
+    assert_same_data(first, datasets.from_frame(frame.copy(), "churned"))
+    assert datasets.from_frame(frame, "churned", split_seed=1).content_hash != first.content_hash
+    smaller = datasets.from_frame(frame, "churned", test_size=0.5)
+    assert smaller.X_test.shape[0] == 60 and smaller.content_hash != first.content_hash
+    changed = frame.copy()
+    changed.loc[5, "age"] += 1e-9
+    assert datasets.from_frame(changed, "churned").content_hash != first.content_hash
+    assert len(first.content_hash) == 64
+
+
+def test_an_edited_file_is_read_again(tmp_path):
+    path = tmp_path / "t.csv"
+    table().to_csv(path, index=False)
+    before = datasets.read(path, target="churned")
+    edited = table()
+    edited.loc[0, "age"] = 99.0
+    edited.to_csv(path, index=False)
+    assert datasets.read(path, target="churned").content_hash != before.content_hash
+
+
+def test_a_registered_data_set_is_loaded_by_name_and_a_built_in_name_is_refused():
+    data = datasets.from_frame(table(), "churned", name="registered-churn")
+    datasets.register(data)
+    assert datasets.load("registered-churn") is data
+    with pytest.raises(DatasetError, match="'digits': the name clashes with fastgd's own"):
+        datasets.register(datasets.from_frame(table(), "churned", name="digits"))
+    with pytest.raises(DatasetError, match="clashes"):
+        datasets.register(datasets.Source("synthetic-regression-100x2", path="x.csv", target="y"))
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def write_csv(path, change):
+    frame = table(40)
+    change(frame)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def with_nan(frame):
+    frame.loc[6, "age"] = np.nan
+
+
+def with_inf(frame):
+    frame.loc[6, "age"] = np.inf
+
+
+def with_missing_category(frame):
+    frame.loc[6, "city"] = None
+
+
+def with_one_class(frame):
+    frame["churned"] = "yes"
+
+
+def with_a_lonely_class(frame):
+    frame.loc[6, "churned"] = "maybe"
+
+
+def with_dates(frame):
+    frame["city"] = pd.Timestamp("2024-01-01")
+
+
+BAD_TABLES = [
+    (with_nan, "t.csv: column 'age' holds NaN or infinity (1 row, the first is row 7)"),
+    (with_inf, "column 'age' holds NaN or infinity"),
+    (with_missing_category, "column 'city' has missing values (1 row, the first is row 7)"),
+    (with_one_class, "the target column 'churned' has one class ('yes')"),
+    (with_a_lonely_class, "class 'maybe' has 1 row; a stratified split needs at least 2"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_TABLES, ids=[change.__name__ for change, _ in BAD_TABLES])
+def test_a_bad_table_is_refused_in_one_line_naming_the_file(tmp_path, change, message):
+    path = write_csv(tmp_path / "t.csv", change)
+    with pytest.raises(DatasetError) as error:
+        datasets.read(path, target="churned")
+    assert message in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("frame, target, message", [
+    (table().assign(when=pd.Timestamp("2024-01-01")), "churned", "column 'when' holds dates or times"),
+    (table().assign(city=["a", 1] * 60), "churned", "column 'city' holds values of mixed or unsupported types"),
+    (table().assign(churned=[1.0, "x"] * 60), "churned", "mixes values of different types"),
+    (table().assign(age=1.0), "age", "the target is constant"),
+    (table().assign(churned=np.nan), "churned", "target column 'churned' has missing values"),
+    (table()[["churned"]], "churned", "no feature columns besides the target"),
+    (table(4).assign(churned=["a", "a", "b", "b"]), "churned", "2 classes do not fit in a test part of 1 rows"),
+    (table(), "churn", "no target column 'churn' (it has 'age', 'visits'"),
+])
+def test_a_bad_frame_is_refused_in_one_line(frame, target, message):
+    with pytest.raises(DatasetError, match=None) as error:
+        datasets.from_frame(frame, target, task="regression" if target == "age" else None)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("make_file, source, message", [
+    (None, dict(path="missing.csv", target="y"), "missing.csv: no such file"),
+    (lambda p: p.write_text(""), dict(path="empty.csv", target="y"), "empty.csv: cannot be read as a CSV table"),
+    (lambda p: p.write_bytes(b"\xff\xfe\x00a,b\n"), dict(path="latin.csv", target="a"), "not utf-8 text"),
+    (lambda p: p.write_text("not parquet"), dict(path="fake.parquet", target="y"), "cannot be read as a PARQUET"),
+    (lambda p: np.save(p, np.ones((5, 3))), dict(path="a.npy", target=7), "no column 7: the array has 3 columns"),
+    (lambda p: np.save(p, np.ones(5)), dict(path="v.npy", target=0), "a 2-D array with the target as one column"),
+    (lambda p: np.savez(p, X=np.ones((5, 2))), dict(path="x.npz"), "holds arrays X and y; it has ['X']"),
+    (lambda p: np.savez(p, X=np.array([[np.inf, 1.0]] * 8), y=np.arange(8.0)), dict(path="inf.npz"),
+     "X holds NaN or infinity (column 0, 8 rows, the first is row 1)"),
+    (lambda p: p.mkdir(), dict(path="folder.csv", target="y"), "is a directory"),
+])
+def test_a_bad_file_is_refused_in_one_line_naming_it(tmp_path, make_file, source, message):
+    path = tmp_path / source["path"]
+    if make_file is not None:
+        make_file(path)
+    with pytest.raises(DatasetError) as error:
+        datasets.make(datasets.Source("bad", **dict(source, path=str(path))))
+    assert message in str(error.value) and source["path"] in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(path="t.txt", target="y"), "t.txt: not a data file fastgd reads"),
+    (dict(path="t.csv"), "t.csv: name the target column"),
+    (dict(path="t.npy", target="y"), "needs the target's column index"),
+    (dict(path="t.npz", target="y"), "an .npz file holds arrays X and y; it takes no target"),
+    (dict(path="t.csv", target="y", options={"colour": "red"}), "takes no option 'colour'"),
+    (dict(path="t.csv", target="y", task="ranking"), "task must be 'classification' or 'regression'"),
+    (dict(path="t.csv", target="y", test_size=1.5), "test_size must be a number between 0 and 1"),
+    (dict(path="t.csv", target="y", split_seed=-1), "split_seed must be an integer from 0"),
+    (dict(loader="load_everything"), "unknown loader 'load_everything'"),
+    (dict(loader="make_moons", task="regression"), "make_moons makes a classification set, not regression"),
+    (dict(loader="mnist1d", test_size=0.5), "MNIST-1D comes with its own split"),
+    (dict(loader="fetch_covtype", options={"download_if_missing": True}), "fastgd loads offline"),
+    (dict(path="t.csv", loader="make_moons", target="y"), "give a path or a loader (exactly one)"),
+])
+def test_a_source_that_cannot_work_is_refused_when_declared(settings, message):
+    with pytest.raises(DatasetError, match=None) as error:
+        datasets.Source("mine", **settings)
+    assert message in str(error.value)
