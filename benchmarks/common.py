@@ -717,98 +717,26 @@ def require_jax():
     return jax, optax
 
 
-def _optax_transform(optax, rule, learning_rate):
-    """optax's transform for ``rule`` with fastgd's (torch's) default hyperparameters, where optax has that rule
-    with the same update: its momentum trace and Adam's ε placement are torch's."""
-    hyper = optim.OPTIMIZERS[rule].default_hyperparameters() if rule in optim.OPTIMIZERS else {}
-    if rule in ("sgd", "momentum", "nesterov"):
-        return optax.sgd(learning_rate, momentum=hyper["momentum"] or None, nesterov=hyper["nesterov"])
-    if rule == "adam":
-        return optax.adam(learning_rate, *hyper["betas"], eps=hyper["eps"])
-    if rule == "adamw":
-        return optax.adamw(learning_rate, *hyper["betas"], eps=hyper["eps"], weight_decay=hyper["weight_decay"])
-    if rule == "lion":
-        return optax.lion(learning_rate, *hyper["betas"], weight_decay=hyper["weight_decay"])
-    raise NotImplementedError(f"no optax transform stands in for {rule}")
-
-
 class JaxTrainer(Trainer):
-    """JAX + optax, the compiled peer a user would pick instead: a whole epoch in one ``jax.jit``.
-
-    The epoch draws a permutation, runs ``lax.scan`` over its full batches (and one step for
-    the last, shorter batch), and returns the mean of the batch losses; θ and the optimizer state
-    are donated to it, so XLA updates them in place. It is compiled when the trainer is built, so
-    the first epoch is timed as warm as the next. Same network, initial weights and loss as
-    the others; float64 turns on ``jax_enable_x64`` for the process.
-    """
+    """JAX + optax, the compiled peer a user would pick instead: a whole epoch in one ``jax.jit``
+    (``fastgd.baselines.JaxTraining``, compiled when the trainer is built, so the first epoch is
+    timed as warm as the next). Same network, initial weights and loss as the others."""
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
-        jax, optax = require_jax()
-        transform = _optax_transform(optax, rule, self.learning_rate)
-        if self.dtype == np.float64:
-            jax.config.update("jax_enable_x64", True)
-        import jax.numpy as jnp
-
+        require_jax()
         coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
             self.initial_theta())
-        self.params = [(jnp.asarray(coef), jnp.asarray(intercept)) for coef, intercept in zip(coefs, intercepts)]
-        self.opt_state = transform.init(self.params)
-        self.X = jnp.asarray(data.X_train.astype(self.dtype))
         classification = data.task == "classification"
-        self.targets = jnp.asarray(data.y_train if classification else data.Y_train.astype(self.dtype))
-
-        def loss_of(params, X, targets):
-            outputs = X
-            for layer, (coef, intercept) in enumerate(params):
-                outputs = outputs @ coef + intercept
-                if layer < len(params) - 1:
-                    outputs = jax.nn.relu(outputs)
-            if classification:
-                return optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
-            return 0.5 * jnp.mean((outputs - targets) ** 2)
-
-        def step(carry, rows, X, targets):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_of)(params, X[rows], targets[rows])
-            updates, opt_state = transform.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        n_samples, size = self.n_samples, min(batch_size, self.n_samples)
-        n_full = n_samples // size
-
-        def epoch(params, opt_state, key, X, targets):
-            order = jax.random.permutation(key, n_samples)
-            carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, targets), (params, opt_state),
-                                         order[:n_full * size].reshape(n_full, size))
-            total = losses.sum() * size
-            if n_full * size < n_samples:
-                carry, loss = step(carry, order[n_full * size:], X, targets)
-                total = total + loss * (n_samples - n_full * size)
-            return (*carry, total / n_samples)
-
-        self.key = jax.random.key(SEED)
-        # compiled ahead, here, for these shapes: each trainer's epoch is a new closure, which jax.jit would
-        # trace and compile again at its first call (~1 s, against 2 ms for an epoch on digits), inside a timing
-        self._epoch = jax.jit(epoch, donate_argnums=(0, 1)).lower(self.params, self.opt_state, self.key, self.X,
-                                                                  self.targets).compile()
-        self.jax = jax
+        self.training = baselines.JaxTraining(coefs, intercepts, data.X_train,
+                                              data.y_train if classification else data.Y_train, classification,
+                                              rule, self.learning_rate, batch_size, dtype=self.dtype, seed=SEED)
 
     def epoch(self):
-        self.key, key = self.jax.random.split(self.key)
-        self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
-        return float(loss)
+        return self.training.epoch()
 
     def test_outputs(self):
-        outputs = np.asarray(self.data.X_test, dtype=self.dtype)
-        for layer, (coef, intercept) in enumerate(self.params):
-            outputs = outputs @ np.asarray(coef) + np.asarray(intercept)
-            if layer < len(self.params) - 1:
-                outputs = np.maximum(outputs, 0)
-        if self.data.task == "classification":
-            outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-            outputs /= outputs.sum(axis=1, keepdims=True)
-        return outputs
+        return self.training.outputs(self.data.X_test)
 
 
 TRAINERS = {"fastgd": FastgdTrainer, "numpy": NumpyTrainer, "sklearn": SklearnTrainer, "torch": TorchTrainer,

@@ -56,6 +56,9 @@ def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
     for name in runs["dataset"].unique():
         assert f"{name}: fastest to the target loss" in html or f"{name}: no rule reached" in html
     assert "faster than the NumPy reference" in html and "faster than scikit-learn" in html
+    from fastgd import baselines
+
+    assert ("faster than JAX + optax" in html) == baselines.jax_available()
     # bandwidth shares are of a ceiling measured at the steps' own size, not of main memory's triad
     machine = json.loads((out / "throughput_machine.json").read_text())
     steps = pd.read_csv(out / "throughput_steps.csv")
@@ -70,7 +73,10 @@ def test_figure_data_is_what_the_figures_claim(quick_report):
     profile = pd.read_csv(out / "performance_profile.csv")
     assert profile["share"].between(0, 1).all() and (profile["tau"] >= 1).all()
     throughput = pd.read_csv(out / "throughput_training.csv")
-    assert set(throughput["implementation"]) >= {"fastgd", "numpy", "sklearn"}
+    from fastgd import baselines
+
+    installed = {implementation for implementation in baselines.IMPLEMENTATIONS if baselines.available(implementation)}
+    assert set(throughput["implementation"]) == installed >= {"fastgd", "numpy", "sklearn"}
     assert (throughput["samples_per_second"] > 0).all()
     trajectories = pd.read_csv(out / "trajectories.csv")
     assert set(trajectories["function"]) == {"rosenbrock", "beale", "saddle"}

@@ -162,7 +162,7 @@ def summary_lines(runs, throughput):
     if throughput is not None:
         training = throughput["training"].pivot(index="dataset", columns="implementation",
                                                 values="seconds_per_epoch")
-        for other in ("numpy", "sklearn", "torch"):
+        for other in ("numpy", "sklearn", "torch", "jax"):
             if other in training:
                 ratios = training[other] / training["fastgd"]
                 lines.append(f"Training epochs: fastgd is {np.median(ratios):.1f}x faster than {_label(other)} "
@@ -203,7 +203,7 @@ def step_ceiling_shares(throughput):
 
 def _label(implementation):
     return {"numpy": "the NumPy reference", "sklearn": "scikit-learn's MLP", "torch": "PyTorch",
-            "fastgd": "fastgd"}[implementation]
+            "jax": "JAX + optax", "fastgd": "fastgd"}[implementation]
 
 
 def _machine(store_provenance):

@@ -99,7 +99,8 @@ def _rule_legend(fig, axes, colours, rules):
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="rule")
 
 
-IMPLEMENTATION_COLOURS = {"fastgd": "#d62728", "numpy": "#1f77b4", "sklearn": "#ff7f0e", "torch": "#2ca02c"}
+IMPLEMENTATION_COLOURS = {"fastgd": "#d62728", "numpy": "#1f77b4", "sklearn": "#ff7f0e", "torch": "#2ca02c",
+                          "jax": "#9467bd"}
 
 
 def _save(fig, out_dir, stem, data, title, caption):

@@ -4,7 +4,7 @@ Two tables (pandas DataFrames) and the machine's limits:
 
 * ``training``: seconds per epoch and samples per second of one training epoch
   (MLP with 32 ReLU units, Adam, batch 32, float64) on each data set, for
-  fastgd, the NumPy reference, scikit-learn's MLP and PyTorch (when installed);
+  fastgd, the NumPy reference, scikit-learn's MLP, PyTorch (float32) and JAX + optax (each when installed);
 * ``steps``: seconds and effective bandwidth of one update-rule step, every
   rule, float32, over parameter counts, for fastgd, NumPy and torch.optim
   (fused where torch has it);
@@ -32,7 +32,7 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
 
     say = progress or (lambda message: None)
     rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
-    implementations = [i for i in baselines.IMPLEMENTATIONS if i != "torch" or baselines.torch_available()]
+    implementations = [i for i in baselines.IMPLEMENTATIONS if baselines.available(i)]
 
     say("machine: memory bandwidth and matrix-multiply peak")
     written = {rule: baselines.arrays_written(rule) for rule in rules}
