@@ -11,10 +11,11 @@ Two families of implementations stand side by side:
   ``fastgd.reference``, and ``torch.optim`` (its default single-tensor loop, and its fused kernel
   where torch has one);
 * MLP training (``TRAINERS``, benchopt's "solvers"): fastgd's compiled epoch, the NumPy
-  reference network, scikit-learn's MLP and a plain PyTorch loop, all with the same network
-  (one ReLU hidden layer, softmax output with cross-entropy or identity output with half the
-  squared error), the same Glorot-uniform weights (scikit-learn's draw for ``SEED``), no L2
-  penalty, and the same learning rate per rule.
+  reference network, scikit-learn's MLP, a plain PyTorch loop and JAX + optax with a jitted
+  whole epoch, all with the same network (ReLU hidden layers, one by default or those of
+  ``NETWORKS``; softmax output with cross-entropy or identity output with half the squared
+  error), the same Glorot-uniform weights (scikit-learn's draw for ``SEED``), no L2 penalty,
+  and the same learning rate per rule.
 
 Numba compiles on first call: every benchmark warms its kernels in ``setup`` under
 :func:`numba_cache_lock`, so compilation never leaks into a timing and concurrent benchmark
