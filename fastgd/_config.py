@@ -22,6 +22,10 @@ naming the variable:
     At most this many blocks per element-wise launch; past that the kernels'
     grid-stride loops give each thread several elements. 4096 blocks of 256
     threads keep a large GPU's memory bus busy.
+``FASTGD_NUM_THREADS`` (default: every core Numba sees)
+    Threads of fastgd's ``prange`` loops and of the BLAS behind its matrix
+    products, one count for both (:mod:`fastgd.threads`, which reads it when
+    ``fastgd.optim`` is imported).
 
 CUDA kernels are always compiled without fastmath: it would flush
 denormals, approximate division and square roots, and break the parity with

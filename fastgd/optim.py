@@ -54,6 +54,7 @@ import numpy as np
 from fastgd import _config
 from fastgd import cuda as fastgd_cuda
 from fastgd import rules as rule_registry
+from fastgd import threads  # noqa: F401  (FASTGD_NUM_THREADS applies from here on)
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Packed", "optimizer_class", "SGD", "Momentum", "Nesterov", "Adagrad",
            "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion", "RAdam", "Rprop", "ASGD",

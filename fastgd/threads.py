@@ -12,15 +12,18 @@ count, which users read and set here::
     with threads.limit(1):             # for a block, then back
         ...
 
-``FASTGD_NUM_THREADS`` sets the count when this module is first imported (it is
-imported with the training loops); by default both pools use every core Numba sees.
+``FASTGD_NUM_THREADS`` sets the count when this module is first imported (``fastgd.optim``
+and ``fastgd.training`` import it); by default both pools use every core Numba sees.
+
+The BLAS that fastgd's compiled matrix products call is SciPy's (Numba's entry point), which
+may not be loaded yet: setting a count loads it first, since a library loaded later would not
+see the limit.
 """
 
 import contextlib
 import numbers
 
 import numba
-import threadpoolctl
 
 from fastgd._config import _env_int
 
@@ -40,11 +43,21 @@ def get_num_threads():
     return numba.get_num_threads()
 
 
+def _threadpoolctl():
+    """threadpoolctl, with every BLAS fastgd calls loaded (imported here: ``import fastgd`` stays cheap)."""
+    from numba.np.linalg import ensure_blas
+
+    import threadpoolctl
+
+    ensure_blas()  # SciPy's BLAS, which compiled code calls
+    return threadpoolctl
+
+
 def set_num_threads(n_threads):
     """Use ``n_threads`` threads in fastgd's ``prange`` loops and in BLAS, from now on."""
     n_threads = _check(n_threads)
     numba.set_num_threads(n_threads)
-    threadpoolctl.threadpool_limits(n_threads, user_api="blas")
+    _threadpoolctl().threadpool_limits(n_threads, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -52,7 +65,7 @@ def limit(n_threads):
     """Within the block, use ``n_threads`` threads (Numba and BLAS); afterwards, what was set before."""
     n_threads = _check(n_threads)
     before = numba.get_num_threads()
-    with threadpoolctl.threadpool_limits(n_threads, user_api="blas"):
+    with _threadpoolctl().threadpool_limits(n_threads, user_api="blas"):
         numba.set_num_threads(n_threads)
         try:
             yield
@@ -62,7 +75,7 @@ def limit(n_threads):
 
 def describe():
     """One line: the Numba threads and each BLAS library's threads, e.g. for a benchmark's header."""
-    blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in threadpoolctl.threadpool_info()
+    blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in _threadpoolctl().threadpool_info()
             if pool["user_api"] == "blas"]
     try:
         layer = numba.threading_layer()
