@@ -521,6 +521,7 @@ def _check_environment():
     try:
         import fastgd._config  # noqa: F401
         import fastgd.rules  # noqa: F401
+        import fastgd.threads  # noqa: F401  (FASTGD_NUM_THREADS)
     except ValueError as error:
         raise CommandError(f"environment: {error}") from None
 

@@ -261,6 +261,8 @@ def test_top_level_errors_are_one_line(hostile, arguments, message):
     ({"FASTGD_CUDA_MAX_BLOCKS": "-5"}, "FASTGD_CUDA_MAX_BLOCKS must be a positive integer"),
     ({"FASTGD_PLUGINS": "/no/such/rules.py"}, "environment: FASTGD_PLUGINS: plugin file not found: /no/such/rules.py"),
     ({"FASTGD_PLUGINS": "no_such_module_of_rules"}, "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
+    ({"FASTGD_NUM_THREADS": "zero"}, "environment: FASTGD_NUM_THREADS must be a positive integer, got 'zero'"),
+    ({"FASTGD_NUM_THREADS": "100000"}, "environment: FASTGD_NUM_THREADS must be an integer from 1 to"),
 ])
 def test_bad_environment_settings_are_refused_in_one_line(hostile, env, message):
     assert_refused(["train", "--dataset", "iris", "--epochs", "1"], hostile, message, env=env, in_process=False)
