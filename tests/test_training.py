@@ -120,6 +120,34 @@ def test_shuffle_is_a_permutation_fixed_by_seed_and_epoch():
     assert not np.array_equal(orders[0], orders[2]) and not np.array_equal(orders[0], orders[3])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_is_bit_for_bit_the_same_on_one_thread_and_on_all(dtype):
+    """One thread count (fastgd.threads) or another: the same run, bit for bit.
+
+    The products are large enough (256 rows of 256 × 512) that the BLAS splits them between threads; it
+    splits the output, never a sum, and the element-wise passes and the update run serially in an
+    epoch, so nothing is summed in another order.
+    """
+    import numba
+
+    from fastgd import threads
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba started one thread here: nothing to compare")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 256))
+    Y = np.eye(10)[rng.integers(0, 10, 600)]
+    runs = []
+    for n_threads in (1, threads.get_num_threads()):
+        with threads.limit(n_threads):
+            net = MLP([256, 512, 10], alpha=1e-4, dtype=dtype)
+            training = Training(net, optim.Adam(net.init(0), lr=1e-3), X, Y, 256)
+            losses = [training.epoch() for _ in range(2)]
+        runs.append((training.theta.copy(), losses))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+
+
 def test_float32_training_stays_float32_and_follows_float64():
     history32, theta32, _, _ = compiled_and_reference("adam", dict(lr=0.01), 5, dtype=np.float32)
     history64, theta64, _, _ = compiled_and_reference("adam", dict(lr=0.01), 5, dtype=np.float64)
