@@ -1,12 +1,17 @@
 """The ``fastgd`` command.
 
-    fastgd compare [--preset quick|default] [--out DIR]     the main job: sweep, throughput, HTML report
-    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full] [--jobs N] [--scheduler ADDRESS]
+    fastgd compare [CONFIG] [--preset quick|default|large] [--out DIR]    the main job: sweep, throughput, report
+    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large] [--jobs N] [--scheduler ADDRESS]
     fastgd report --store results.db --out DIR              a report from an existing sweep store
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, CUDA
+
+``train``, ``landscape``, ``sweep`` and ``compare`` take ``--dataset FILE
+--target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
+target's kind should not be inferred): the sweep or comparison then runs on
+that data set alone, its target loss ``--target-loss``.
 
 Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
 register rules of their own (:mod:`fastgd.rules`), which then join the
@@ -145,16 +150,13 @@ def _cuda_status():
 
 
 def command_sweep(arguments):
-    from fastgd.sweep import SweepConfigError, SweepError, StoreError, load_config, load_preset, run_sweep
+    from fastgd.sweep import SweepConfigError, SweepError, StoreError, run_sweep
     from fastgd.sweep.store import check_store_path
 
-    if arguments.config and arguments.preset:
-        raise CommandError("give a CONFIG file or --preset, not both")
     if arguments.scheduler and arguments.jobs:
         raise CommandError("--jobs is for local runs; with --scheduler the cluster's workers run the sweep")
     try:
-        config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
-        config = config.with_plugins(arguments.plugins)
+        config = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
         outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
                             batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
@@ -171,14 +173,78 @@ def command_sweep(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
 
 
-def _check_dataset(name):
-    """(task, n_features, n_outputs) of a data set name, checked without loading a synthetic set."""
+def _sweep_config(arguments):
+    """The configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin.
+
+    Raises SweepConfigError for a configuration that cannot run; CommandError for the options.
+    """
+    from fastgd.sweep import load_config, load_preset
+
+    if arguments.config and arguments.preset:
+        raise CommandError("give a CONFIG file or --preset, not both")
+    if arguments.target_loss is not None and not arguments.dataset:
+        raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
+    config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
+    if arguments.dataset:
+        name, source = _dataset_source(arguments, absolute=True)
+        _check_dataset(name, source)
+        definition = {"name": name}
+        if source is not None:
+            definition.update({key: value for key, value in (("path", source.path), ("target", source.target),
+                                                             ("task", source.task)) if value is not None})
+        config = config.on_dataset(definition, arguments.target_loss)
+    return config.with_plugins(arguments.plugins)
+
+
+def _dataset_source(arguments, absolute=False):
+    """(name, datasets.Source or None) of --dataset: a data set fastgd knows by name, or a file and its --target."""
+    from fastgd import datasets
+
+    text = arguments.dataset
+    try:
+        if datasets.is_builtin(text) or text in datasets.registered() or not _looks_like_a_file(text):
+            datasets.resolve(text)  # an unknown name: one line listing the names and files it could be
+            for option, value in (("--target", arguments.target), ("--task", arguments.task)):
+                if value is not None:
+                    raise CommandError(f"{option} is for a data file; {text!r} is a data set fastgd knows by name")
+            return text, None
+        path = os.path.abspath(text) if absolute else text
+        target = arguments.target
+        if datasets.file_format(text) == "npy" and target is not None:
+            try:
+                target = int(target)
+            except ValueError:
+                raise CommandError(f"--target: a .npy array's target is a column index, got {target!r}") from None
+        return os.path.basename(text), datasets.Source(os.path.basename(text), path=path, target=target,
+                                                       task=arguments.task)
+    except datasets.DatasetError as error:
+        raise CommandError(f"--dataset: {error}") from None
+
+
+def _looks_like_a_file(text):
+    from fastgd import datasets
+
+    return datasets.file_format(text) is not None or os.sep in text or os.path.exists(text)
+
+
+def _check_dataset(name, source):
+    """(task, n_features, n_outputs) of --dataset: a file is read and checked whole, a synthetic set is not made."""
     from fastgd import datasets
 
     try:
-        return datasets.check_name(name)
+        if source is None:
+            return datasets.check_name(name)
+        data = datasets.make(source)
+        return data.task, data.n_features, data.n_outputs
     except ValueError as error:
         raise CommandError(f"--dataset: {error}") from None
+
+
+def _load_dataset(name, source):
+    """The data set _check_dataset accepted (a file's is cached: it is not read twice)."""
+    from fastgd import datasets
+
+    return datasets.load(name) if source is None else datasets.make(source)
 
 
 def _check_optimizer(name):
@@ -202,17 +268,17 @@ def command_train(arguments):
 
     from fastgd import optim
     from fastgd.models import MLP
-    from fastgd.sweep.config import load_dataset
     from fastgd.training import Training, make_schedule
 
-    _, n_features, n_outputs = _check_dataset(arguments.dataset)
+    dataset = _dataset_source(arguments)
+    _, n_features, n_outputs = _check_dataset(*dataset)
     _check_optimizer(arguments.optimizer)
     _check_network([n_features, *arguments.hidden, n_outputs], arguments.dtype)
     try:
         schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
     except ValueError as error:
         raise CommandError(f"--schedule: {error}") from None
-    data = load_dataset(arguments.dataset)
+    data = _load_dataset(*dataset)
     try:
         net = MLP([data.n_features, *arguments.hidden, data.n_outputs], arguments.activation, data.output,
                   arguments.alpha, np.dtype(arguments.dtype))
@@ -263,16 +329,16 @@ def command_landscape(arguments):
 
     from fastgd import landscape, optim
     from fastgd.models import MLP
-    from fastgd.sweep.config import load_dataset
     from fastgd.training import Training
 
-    _, n_features, n_outputs = _check_dataset(arguments.dataset)
+    dataset = _dataset_source(arguments)
+    _, n_features, n_outputs = _check_dataset(*dataset)
     _check_optimizer(arguments.optimizer)
     _check_network([n_features, *arguments.hidden, n_outputs], "float64")
     out_dir = _output_directory(arguments.out, "--out")
     from fastgd.report import figures
 
-    data = load_dataset(arguments.dataset)
+    data = _load_dataset(*dataset)
     net = MLP([data.n_features, *arguments.hidden, data.n_outputs], "relu", data.output, 1e-4)
     theta = net.init(random_state=arguments.seed)
     print(f"training {net} on {data.name} with {arguments.optimizer} for {arguments.epochs} epochs")
@@ -369,12 +435,14 @@ COMPARE_THROUGHPUT = {
                   repeats=3),
     "default": dict(),
 }
+# the large preset leaves its time to the sweep: the quick measurements
+COMPARE_THROUGHPUT["large"] = COMPARE_THROUGHPUT["quick"]
 
 
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
     from fastgd.report.throughput import measure
-    from fastgd.sweep import StoreError, load_preset, run_sweep
+    from fastgd.sweep import StoreError, SweepConfigError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
@@ -386,7 +454,10 @@ def command_compare(arguments):
             check_store_path(store, "w")
         except StoreError as error:
             raise CommandError(f"--out: {error}") from None
-    config = load_preset(arguments.preset).with_plugins(arguments.plugins)
+    try:
+        config = _sweep_config(arguments)
+    except SweepConfigError as error:
+        raise CommandError(error) from None
     _create_directory(out_dir, "--out")
     _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
     try:
@@ -398,12 +469,29 @@ def command_compare(arguments):
     throughput = None
     if not arguments.skip_throughput:
         _say("2/3 throughput against NumPy, scikit-learn and PyTorch")
-        throughput = measure(progress=lambda message: _say(f"    {message}"), **COMPARE_THROUGHPUT[arguments.preset])
+        # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
+        throughput = measure(progress=lambda message: _say(f"    {message}"),
+                             **COMPARE_THROUGHPUT[arguments.preset or "default"])
         save_throughput(throughput, out_dir)
     _say("3/3 report")
     page = build_report(out_dir, store, throughput=throughput, asv_results=asv_results,
                         progress=lambda message: _say(f"    {message}"))
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
+
+
+def _add_dataset_options(command, default, sweep=False):
+    command.add_argument("--dataset", default=default, metavar="NAME_OR_FILE",
+                         help="a data set fastgd knows (digits, mnist1d, synthetic-<task>-<n>x<features>...) or a "
+                              ".csv, .tsv, .parquet, .npy or .npz file" +
+                              (" to run on instead of the configuration's" if sweep else f" (default: {default})"))
+    command.add_argument("--target", metavar="COLUMN",
+                         help="the target column of a CSV or Parquet file (a column index for .npy)")
+    command.add_argument("--task", choices=["classification", "regression"],
+                         help="the file's task (default: inferred from the target)")
+    if sweep:
+        command.add_argument("--target-loss", type=_positive_float, metavar="LOSS",
+                             help="training loss that counts as reached on --dataset (default: the configuration's "
+                                  "for that set, else 0.1)")
 
 
 def build_parser():
@@ -420,8 +508,9 @@ def build_parser():
         description="Run a sweep (a TOML CONFIG or a preset) into a SQLite store. Runs already in the store are "
                     "skipped, so running the same sweep again resumes it.")
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
-    sweep.add_argument("--preset", choices=["quick", "default", "full"],
+    sweep.add_argument("--preset", choices=["quick", "default", "full", "large"],
                        help="a configuration shipped with fastgd (default: default)")
+    _add_dataset_options(sweep, default=None, sweep=True)
     sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing; an existing file "
                        "must be a fastgd store)")
     sweep.add_argument("--jobs", type=_positive_int, help="local worker processes (default: all cores)")
@@ -436,11 +525,14 @@ def build_parser():
 
     compare = commands.add_parser(
         "compare", help="the main job: sweep every rule, measure throughput, write the HTML report",
-        description="Run a sweep preset, measure throughput against NumPy, scikit-learn and PyTorch, and write "
-                    "the comparison report (index.html with its figures and data) to --out. Resumes a sweep "
-                    "already in --out.")
-    compare.add_argument("--preset", choices=["quick", "default"], default="default",
-                         help="sweep size (default: default, a few minutes on two cores)")
+        description="Run a sweep (a preset or a TOML CONFIG), measure throughput against NumPy, scikit-learn and "
+                    "PyTorch, and write the comparison report (index.html with its figures and data) to --out. "
+                    "Resumes a sweep already in --out.")
+    compare.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
+    compare.add_argument("--preset", choices=["quick", "default", "large"],
+                         help="sweep size (default: default, a few minutes on two cores; large: MNIST-1D and "
+                              "100,000 rows, a 256-256 network, under 10 minutes)")
+    _add_dataset_options(compare, default=None, sweep=True)
     compare.add_argument("--out", default=os.path.join("reports", "latest"), help="report directory "
                          "(default: reports/latest)")
     compare.add_argument("--jobs", type=_positive_int, help="local worker processes for the sweep")
@@ -461,7 +553,7 @@ def build_parser():
     train = commands.add_parser("train", help="train one MLP on a data set and print its curve",
                                 description="One training run; prints loss and seconds per epoch, then the test "
                                             "metric.")
-    train.add_argument("--dataset", default="digits", help="bundled data set or synthetic-<task>-<n>x<features>")
+    _add_dataset_options(train, default="digits")
     train.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate")
     train.add_argument("--epochs", type=_positive_int, default=20)
@@ -487,7 +579,7 @@ def build_parser():
     landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained MLP",
                                     description="Train an MLP, then draw its loss along filter-normalised random "
                                                 "directions.")
-    landscape.add_argument("--dataset", default="digits")
+    _add_dataset_options(landscape, default="digits")
     landscape.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
     landscape.add_argument("--lr", type=_positive_float, default=3e-3, help="learning rate")
     landscape.add_argument("--epochs", type=_positive_int, default=20)

@@ -53,7 +53,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check_name",
-           "is_builtin", "physical_memory_bytes"]
+           "file_format", "is_builtin", "physical_memory_bytes"]
 
 BUNDLED = {
     "iris": "classification",
@@ -275,24 +275,24 @@ class Source:
 
     @property
     def format(self):
-        return _file_format(self.path) if self.path is not None else None
+        return file_format(self.path) if self.path is not None else None
 
     def _check_file_source(self):
         if not isinstance(self.path, str) or not self.path:
             raise DatasetError(f"data set {self.name!r}: path must be a file name, got {self.path!r}")
-        file_format = _file_format(self.path)
-        if file_format is None:
+        kind = file_format(self.path)
+        if kind is None:
             raise DatasetError(f"{self.path}: not a data file fastgd reads (it reads {', '.join(FILE_FORMATS)})")
-        unknown = sorted(set(dict(self.options)) - _FILE_OPTIONS[file_format])
+        unknown = sorted(set(dict(self.options)) - _FILE_OPTIONS[kind])
         if unknown:
-            raise DatasetError(f"{self.path}: a .{file_format} file takes no option {unknown[0]!r} (it takes "
-                               f"{sorted(_FILE_OPTIONS[file_format]) or 'none'})")
-        if file_format in ("csv", "parquet") and not isinstance(self.target, str):
+            raise DatasetError(f"{self.path}: a .{kind} file takes no option {unknown[0]!r} (it takes "
+                               f"{sorted(_FILE_OPTIONS[kind]) or 'none'})")
+        if kind in ("csv", "parquet") and not isinstance(self.target, str):
             raise DatasetError(f"{self.path}: name the target column (target, or --target), got {self.target!r}")
-        if file_format == "npy" and (isinstance(self.target, bool) or not isinstance(self.target, numbers.Integral)):
+        if kind == "npy" and (isinstance(self.target, bool) or not isinstance(self.target, numbers.Integral)):
             raise DatasetError(f"{self.path}: a .npy array needs the target's column index (target, or --target: "
                                f"-1 for the last column), got {self.target!r}")
-        if file_format == "npz" and self.target is not None:
+        if kind == "npz" and self.target is not None:
             raise DatasetError(f"{self.path}: an .npz file holds arrays X and y; it takes no target")
 
     def _check_loader_source(self):
@@ -332,9 +332,10 @@ def _thawed(value):
     return [_thawed(item) for item in value] if isinstance(value, tuple) else value
 
 
-def _file_format(path):
+def file_format(path):
+    """The format a file is read as, by its name's ending ("csv", "parquet", "npy", "npz"), or None."""
     lower = str(path).lower()
-    return next((file_format for ending, file_format in sorted(FILE_FORMATS.items(), key=lambda item: -len(item[0]))
+    return next((kind for ending, kind in sorted(FILE_FORMATS.items(), key=lambda item: -len(item[0]))
                  if lower.endswith(ending)), None)
 
 

@@ -320,3 +320,140 @@ def test_a_source_that_cannot_work_is_refused_when_declared(settings, message):
     with pytest.raises(DatasetError, match=None) as error:
         datasets.Source("mine", **settings)
     assert message in str(error.value)
+
+
+# -- configurations and the command line -------------------------------------------------------
+
+SWEEP = """
+name = "own"
+rules = ["sgd", "adam"]
+learning_rates = [0.1]
+seeds = [0]
+epochs = 3
+
+[model]
+hidden_layer_sizes = [8]
+"""
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    """A folder with a user's table, a sweep configuration, and a store the refused commands must leave alone."""
+    frame = table()
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    for name, change in [("nan.csv", with_nan), ("inf.csv", with_inf), ("missing-category.csv", with_missing_category),
+                         ("one-class.csv", with_one_class)]:
+        write_csv(tmp_path / name, change)
+    table(40).assign(joined=pd.Timestamp("2024-01-01")).to_parquet(tmp_path / "dates.parquet")
+    (tmp_path / "sweep.toml").write_text(SWEEP + '\n[targets]\niris = 0.5\n' + '\n[datasets.iris]\n')
+    (tmp_path / "clash.toml").write_text(SWEEP + '\n[datasets.iris]\npath = "churn.csv"\ntarget = "churned"\n'
+                                         '\n[targets]\niris = 0.5\n')
+    (tmp_path / "typo.toml").write_text(SWEEP + '\n[datasets.churn]\npath = "churn.csv"\ntarget = "churnd"\n'
+                                        '\n[targets]\nchurn = 0.5\n')
+    code, _, err = run_command(["sweep", "sweep.toml", "--store", "r.db", "--jobs", "1", "--quiet"], tmp_path)
+    assert code == 0, err
+    return tmp_path
+
+
+def run_command(arguments, cwd):
+    from cli_harness import run_command as run
+
+    return run(arguments, cwd)
+
+
+def test_a_sweep_over_a_users_csv_from_the_command_line(workdir):
+    from fastgd import MLP, optim, sweep
+    from fastgd.training import Training
+
+    code, out, err = run_command(["sweep", "sweep.toml", "--dataset", "churn.csv", "--target", "churned",
+                                  "--target-loss", "0.4", "--store", "r.db", "--jobs", "2", "--quiet"], workdir)
+    assert code == 0, err
+    assert "2 runs, 0 already stored, 2 new (0 diverged, 0 failed)" in out
+    runs = sweep.load_runs(workdir / "r.db")
+    mine = runs[runs["dataset"] == "churn.csv"].set_index("rule")
+    assert list(runs["dataset"]).count("iris") == 2 and set(mine["target_loss"]) == {0.4}
+    # the worker processes trained and tested on what datasets.read gives here
+    data = datasets.read(workdir / "churn.csv", target="churned")
+    net = MLP([data.n_features, 8, data.n_outputs], "relu", data.output, 1e-4)
+    optimizer = optim.Adam(net.init(random_state=0), lr=0.1)
+    history = Training(net, optimizer, data.X_train, data.Y_train, 32, seed=0).run(3)
+    accuracy = np.mean(net.predict(optimizer.params, data.X_test).argmax(axis=1) == data.y_test)
+    assert mine.loc["adam", "final_loss"] == history.loss[-1]
+    assert mine.loc["adam", "test_metric_name"] == "accuracy" and mine.loc["adam", "test_metric"] == accuracy
+
+
+def test_train_and_landscape_take_a_file_and_its_target(workdir):
+    code, out, err = run_command(["train", "--dataset", "churn.csv", "--target", "churned", "--epochs", "2",
+                                  "--hidden", "8", "4"], workdir)
+    assert code == 0, err
+    assert out.startswith("churn.csv: 90 training samples; MLP(layer_sizes=[9, 8, 4, 2]") and "test accuracy" in out
+    code, out, err = run_command(["train", "--dataset", "churn.csv", "--target", "age", "--epochs", "1"], workdir)
+    assert code == 0 and "test R²" in out, err
+    code, out, err = run_command(["landscape", "--dataset", "churn.csv", "--target", "churned", "--epochs", "1",
+                                  "--out", "land"], workdir)
+    assert code == 0 and (workdir / "land" / "landscape.csv").is_file(), err
+
+
+def test_a_configuration_defines_data_sets_and_their_networks(tmp_path):
+    from fastgd import sweep
+
+    (tmp_path / "data").mkdir()
+    table().to_csv(tmp_path / "data" / "churn.csv", index=False)
+    (tmp_path / "c.toml").write_text(SWEEP + """
+[datasets.churn]
+path = "data/churn.csv"
+target = "churned"
+test_size = 0.5
+options = {drop = ["customer_id"], categorical = ["visits"]}
+model = {hidden_layer_sizes = [16, 16], activation = "tanh"}
+
+[datasets.moons]
+loader = "make_moons"
+options = {n_samples = 100, random_state = 0}
+
+[datasets.iris]
+
+[targets]
+churn = 0.3
+moons = 0.3
+iris = 0.3
+""")
+    config = sweep.load_config(tmp_path / "c.toml")  # read from elsewhere: the path is the configuration's
+    assert config.datasets == ("churn", "moons", "iris")
+    networks = {spec.dataset: (spec.hidden_layer_sizes, spec.activation) for spec in config.runs()}
+    assert networks == {"churn": ((16, 16), "tanh"), "moons": ((8,), "relu"), "iris": ((8,), "relu")}
+    churn = datasets.make(config.sources["churn"])
+    (X_train, _), _, _ = prepared_by_hand(table(), "churned", ["age"], ["visits", "city", "member"], test_size=0.5)
+    assert churn.X_test.shape == (60, X_train.shape[1])  # visits one-hot encoded, customer_id left out
+    listed = sweep.parse(dict(__import__("tomllib").loads(SWEEP), datasets=["iris"], targets={"iris": 0.3}))
+    assert [s.run_id for s in listed.runs()] == [s.run_id for s in config.runs() if s.dataset == "iris"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["train", "--dataset", "missing.csv", "--target", "y"], "--dataset: missing.csv: no such file"),
+    (["train", "--dataset", "churn.csv", "--target", "churnd"], "churn.csv: no target column 'churnd' (it has 'age'"),
+    (["train", "--dataset", "churn.csv"], "churn.csv: name the target column"),
+    (["train", "--dataset", "nan.csv", "--target", "churned"], "nan.csv: column 'age' holds NaN or infinity"),
+    (["train", "--dataset", "inf.csv", "--target", "churned"], "inf.csv: column 'age' holds NaN or infinity"),
+    (["train", "--dataset", "missing-category.csv", "--target", "churned"], "column 'city' has missing values"),
+    (["train", "--dataset", "dates.parquet", "--target", "churned"], "column 'joined' holds dates or times"),
+    (["train", "--dataset", "one-class.csv", "--target", "churned"], "has one class ('yes')"),
+    (["train", "--dataset", "digits", "--target", "churned"], "--target is for a data file; 'digits' is a data set"),
+    (["landscape", "--dataset", "nan.csv", "--target", "churned", "--out", "land"], "nan.csv: column 'age' holds NaN"),
+    (["landscape", "--dataset", "churn.csv", "--target", "nope", "--out", "land"], "no target column 'nope'"),
+    (["sweep", "sweep.toml", "--dataset", "one-class.csv", "--target", "churned", "--store", "r.db"],
+     "one-class.csv: the target column 'churned' has one class"),
+    (["sweep", "sweep.toml", "--dataset", "missing.csv", "--target", "churned", "--store", "r.db"], "no such file"),
+    (["sweep", "clash.toml", "--store", "r.db"], "[datasets.iris]: the name 'iris' clashes with a bundled data set"),
+    (["sweep", "typo.toml", "--store", "r.db"], "[datasets.churn] " ),
+    (["sweep", "sweep.toml", "--target-loss", "0.1", "--store", "r.db"], "--target-loss is for --dataset"),
+    (["compare", "clash.toml", "--out", "report"], "clashes with a bundled data set"),
+    (["compare", "--dataset", "inf.csv", "--target", "churned", "--out", "report"], "inf.csv: column 'age' holds"),
+    (["compare", "sweep.toml", "--preset", "quick", "--out", "report"], "give a CONFIG file or --preset, not both"),
+])
+def test_bad_data_is_refused_in_one_line_before_anything_trains_or_changes(workdir, arguments, message):
+    from cli_harness import assert_refused
+
+    line = assert_refused(arguments, workdir, message)
+    if "typo" in arguments:
+        assert "churn.csv: no target column 'churnd'" in line

@@ -531,11 +531,11 @@ def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp
     store = tmp_path / "r.db"
     original, others = runner.execute_chunk, []
 
-    def execute_while_another_sweep_runs(chunk, batched=True, plugins=()):
+    def execute_while_another_sweep_runs(chunk, batched=True, plugins=(), sources=None):
         if not others:
             others.append(None)
             others[0] = sweep.run_sweep(small, store, jobs=1, progress=False)
-        return original(chunk, batched, plugins)
+        return original(chunk, batched, plugins, sources)
 
     monkeypatch.setattr(runner, "execute_chunk", execute_while_another_sweep_runs)
     outcome = sweep.run_sweep(small, store, jobs=1, progress=False)

@@ -1,7 +1,8 @@
 """Sweep configurations: a small TOML file, checked completely before anything runs.
 
     name = "my-sweep"
-    datasets = ["iris", "digits"]          # fastgd.datasets.BUNDLED, or "synthetic-classification-10000x20"
+    datasets = ["iris", "digits"]          # fastgd.datasets.BUILTIN (bundled sets, "mnist1d"),
+                                           # "synthetic-classification-10000x20", or registered names
     rules = "all"                          # or a list of names from fastgd.optim.OPTIMIZERS
     learning_rates = [1e-3, 1e-2, 1e-1]
     batch_sizes = [32]                     # integers, or "full" for batch gradient descent
@@ -25,10 +26,32 @@
                                            # modules that register rules (fastgd.rules); then name them
                                            # in rules, or rules = "all"
 
+``datasets`` may instead be a table, one ``[datasets.NAME]`` per data set
+(then leave out the list): your own files and loaders, and a network of
+their own for any set::
+
+    [datasets.churn]
+    path = "data/churn.csv"                # .csv, .tsv, .parquet, .npy, .npz; relative to this file
+    target = "churned"                     # the target column (a column index for .npy; none for .npz)
+    task = "classification"                # optional: inferred from the target otherwise
+    test_size = 0.25                       # optional, with split_seed = 0: the fixed train/test split
+    options = {drop = ["customer_id"], categorical = ["plan"]}   # see fastgd.datasets.Source
+
+    [datasets.blobs]
+    loader = "make_classification"         # a scikit-learn loader or generator, or "mnist1d"
+    options = {n_samples = 100000, n_features = 100, n_informative = 20, n_classes = 10}
+
+    [datasets.digits]                      # a built-in set, named with no source
+    model = {hidden_layer_sizes = [64, 64]}    # optional, for any set: overrides [model] for it
+
+A data set of the sweep's own may not take a built-in name; each is loaded
+and checked when the configuration is (a missing file or column, NaN or
+infinity, one class... is refused, naming the file).
+
 Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
 defines the run, the rule's definition included) is how a store knows what it
 already holds: a run of an edited rule is a new run. The presets
-``quick``, ``default`` and ``full`` ship in ``fastgd/sweep/presets/``.
+``quick``, ``default``, ``full`` and ``large`` ship in ``fastgd/sweep/presets/``.
 
 A configuration is checked whole before anything runs, and refused with one
 line (:class:`SweepConfigError`) where a run could not start or the sweep
@@ -48,7 +71,7 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 
 import numpy as np
@@ -59,10 +82,11 @@ from fastgd.kernels.mlp import ACTIVATIONS
 
 __all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "load_config", "load_preset", "PRESETS"]
 
-PRESETS = ("quick", "default", "full")
+PRESETS = ("quick", "default", "full", "large")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
               "dtype", "model", "targets", "plugins"}
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
+_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model")
 # seeds go to NumPy's RandomState (scikit-learn's initialisation), which takes 0 to 2**32 - 1
 MAX_SEED = 2 ** 32 - 1
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
@@ -72,6 +96,8 @@ MAX_BATCH_SIZE = 2 ** 31 - 1
 MAX_CONFIG_BYTES = 1 << 20
 # every run is a row of the store and a RunSpec in memory: past this, a grid is a typo
 MAX_RUNS = 1_000_000
+# the target training loss of a data set given on the command line without one
+DEFAULT_TARGET_LOSS = 0.1
 
 
 class SweepConfigError(ValueError):
@@ -128,6 +154,28 @@ class SweepConfig:
     targets: dict
     source: dict  # the parsed TOML, stored with the sweep
     plugins: tuple = ()  # fastgd.rules.Plugin: loaded by every worker before it trains
+    # the sweep's own data sets (datasets.Source, or a registered datasets.Dataset), sent to every worker
+    sources: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # data set -> (hidden_layer_sizes, activation, alpha) where not [model]
+    base_dir: str = None  # where the configuration's relative paths start
+
+    def model_of(self, dataset):
+        """(hidden_layer_sizes, activation, alpha) of the network trained on ``dataset``."""
+        return self.models.get(dataset, (self.hidden_layer_sizes, self.activation, self.alpha))
+
+    def on_dataset(self, definition, target_loss=None):
+        """This configuration run on one data set instead of its own (``--dataset`` on the command line).
+
+        ``definition``: a data set name, or a ``[datasets.NAME]`` table as a dict with its ``name``.
+        ``target_loss``: the training loss that counts as reached; by default this configuration's
+        for that data set, else ``DEFAULT_TARGET_LOSS``.
+        """
+        definition = {"name": definition} if isinstance(definition, str) else dict(definition)
+        name = definition.pop("name")
+        if target_loss is None:
+            target_loss = self.targets.get(name, DEFAULT_TARGET_LOSS)
+        raw = dict(self.source, datasets={name: definition}, targets={name: target_loss})
+        return replace(parse(raw, self.base_dir), plugins=self.plugins)
 
     def with_plugins(self, plugins):
         """This configuration with more plugins (already loaded here), e.g. from ``--plugin``."""
@@ -143,21 +191,19 @@ class SweepConfig:
             names = sorted(grid)
             for values in itertools.product(*(grid[n] for n in names)):
                 hyperparameters = tuple(zip(names, (tuple(v) if isinstance(v, list) else v for v in values)))
+                hidden, activation, alpha = self.model_of(dataset)
                 for learning_rate, batch_size, seed in itertools.product(self.learning_rates, self.batch_sizes,
                                                                          self.seeds):
                     specs.append(RunSpec(dataset, rule, learning_rate, hyperparameters, batch_size, seed,
-                                         self.n_epochs, self.hidden_layer_sizes, self.activation, self.alpha,
-                                         self.dtype, self.targets[dataset], rule_registry.get(rule).hash))
+                                         self.n_epochs, hidden, activation, alpha, self.dtype,
+                                         self.targets[dataset], rule_registry.get(rule).hash))
         return specs
 
 
-def load_dataset(name):
-    """A bundled data set by name, or a synthetic one named ``synthetic-<task>-<n>x<features>``."""
-    datasets.check_name(name)
-    match = datasets.SYNTHETIC_NAME.fullmatch(name)
-    if match:
-        return datasets.synthetic(match.group(1), int(match.group(2)), int(match.group(3)))
-    return datasets.load(name)
+def load_dataset(name, sources=None):
+    """The data set ``name``: one of ``sources`` (a sweep's own, :attr:`SweepConfig.sources`), else by its name."""
+    source = (sources or {}).get(name)
+    return datasets.make(source) if source is not None else datasets.load(name)
 
 
 def network_bytes(layer_sizes, dtype):
@@ -239,13 +285,14 @@ def parse(raw, base_dir=None):
     name = raw.get("name", "sweep")
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         _fail(f"'name' must be a non-empty line of text, got {name!r}")
-    names = _list(raw, "datasets", lambda v: isinstance(v, str), "data set names")
+    names, sources, model_tables = _datasets(raw, base_dir)
     shapes = {}
-    for dataset in names:
+    for dataset in names:  # a sweep's own sets are loaded here: what is wrong in a file is found before any run
         try:
-            shapes[dataset] = datasets.check_name(dataset)
+            shapes[dataset] = datasets.check_name(dataset) if dataset not in sources \
+                else _shape(datasets.make(sources[dataset]))
         except ValueError as error:
-            _fail(str(error))
+            _fail(f"[datasets.{dataset}] {error}" if dataset in sources else str(error))
 
     rules_entry = raw.get("rules", "all")
     if rules_entry == "all":
@@ -290,18 +337,9 @@ def parse(raw, base_dir=None):
     if dtype not in ("float32", "float64"):
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
 
-    model = raw.get("model", {})
-    if not isinstance(model, dict) or set(model) - _MODEL_KEYS:
-        _fail(f"[model] takes only {sorted(_MODEL_KEYS)}, got {sorted(model) if isinstance(model, dict) else model}")
-    hidden = model.get("hidden_layer_sizes", [32])
-    if not isinstance(hidden, list) or not all(_is_int(n) and n >= 1 for n in hidden):
-        _fail(f"[model] hidden_layer_sizes must be a list of positive integers, got {hidden!r}")
-    activation = model.get("activation", "relu")
-    if activation not in ACTIVATIONS:
-        _fail(f"[model] activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    alpha = model.get("alpha", 1e-4)
-    if not _is_real(alpha) or not (0 <= alpha < math.inf):
-        _fail(f"[model] alpha must be a finite number >= 0, got {alpha!r}")
+    hidden, activation, alpha = default_model = _model(raw.get("model", {}), "[model]", ((32,), "relu", 1e-4))
+    models = {dataset: _model(table, f"[datasets.{dataset}] model", default_model)
+              for dataset, table in model_tables.items()}
 
     targets = raw.get("targets", {})
     if not isinstance(targets, dict):
@@ -320,18 +358,78 @@ def parse(raw, base_dir=None):
         _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
     for dataset, (_, n_features, n_outputs) in shapes.items():
         try:
-            check_network_fits([n_features, *hidden, n_outputs], dtype)
+            check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs], dtype)
         except ValueError as error:
             _fail(f"{dataset}: {error}")
 
     config = SweepConfig(name, names, rules, grids, tuple(float(v) for v in learning_rates), batch_sizes,
-                         seeds, epochs, dtype, tuple(hidden), activation, float(alpha),
-                         {d: float(targets[d]) for d in names}, raw, plugins)
+                         seeds, epochs, dtype, hidden, activation, alpha,
+                         {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir)
     _check_every_optimizer_accepts(config)
     run_ids = [spec.run_id for spec in config.runs()]
     if len(set(run_ids)) != len(run_ids):
         _fail("two combinations of the configuration define the same run: remove the repeated values")
     return config
+
+
+def _shape(data):
+    return data.task, data.n_features, data.n_outputs
+
+
+def _model(table, where, default):
+    """(hidden_layer_sizes, activation, alpha) of a [model] table, what it leaves out taken from ``default``."""
+    if not isinstance(table, dict) or set(table) - _MODEL_KEYS:
+        _fail(f"{where} takes only {sorted(_MODEL_KEYS)}, got {sorted(table) if isinstance(table, dict) else table}")
+    hidden = table.get("hidden_layer_sizes", list(default[0]))
+    if not isinstance(hidden, list) or not all(_is_int(n) and n >= 1 for n in hidden):
+        _fail(f"{where} hidden_layer_sizes must be a list of positive integers, got {hidden!r}")
+    activation = table.get("activation", default[1])
+    if activation not in ACTIVATIONS:
+        _fail(f"{where} activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    alpha = table.get("alpha", default[2])
+    if not _is_real(alpha) or not (0 <= alpha < math.inf):
+        _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
+    return tuple(hidden), activation, float(alpha)
+
+
+def _datasets(raw, base_dir):
+    """The data set names, the sweep's own sources, and the [datasets.NAME] model tables of a configuration."""
+    entry = raw.get("datasets")
+    if isinstance(entry, list):
+        tables = {name: {} for name in _list(raw, "datasets", lambda v: isinstance(v, str), "data set names")}
+    elif isinstance(entry, dict) and entry:
+        tables = entry
+    else:
+        _fail(f"'datasets' must be a non-empty list of data set names or [datasets.NAME] tables, got {entry!r}")
+    sources, models = {}, {}
+    for name, table in tables.items():
+        where = f"[datasets.{name}]"
+        if not isinstance(table, dict):
+            _fail(f"{where} must be a table ({', '.join(_DATASET_KEYS)}), got {table!r}")
+        unknown = sorted(set(table) - set(_DATASET_KEYS))
+        if unknown:
+            _fail(f"{where} has no key {unknown[0]!r} (it takes {', '.join(_DATASET_KEYS)})")
+        if "model" in table:
+            models[name] = table["model"]
+        definition = {key: value for key, value in table.items() if key != "model"}
+        if not definition:
+            if name in datasets.registered():  # from Python: its workers get it from here
+                sources[name] = datasets.registered()[name]
+            continue
+        if datasets.is_builtin(name) or name in datasets.registered():
+            kind = "a bundled" if datasets.is_builtin(name) else "a registered"
+            _fail(f"{where}: the name {name!r} clashes with {kind} data set of that name: give yours another name")
+        path = definition.get("path")
+        if isinstance(path, str) and path:
+            path = os.path.join(base_dir or os.getcwd(), os.path.expanduser(path))
+        try:
+            sources[name] = datasets.Source(
+                name, path=path, loader=definition.get("loader"), target=definition.get("target"),
+                task=definition.get("task"), test_size=definition.get("test_size", datasets.TEST_SIZE),
+                split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}))
+        except datasets.DatasetError as error:
+            _fail(f"{where} {error}")
+    return tuple(tables), sources, models
 
 
 def _check_every_optimizer_accepts(config):

@@ -154,16 +154,17 @@ def _check_definition(spec):
                            f"{spec.rule_hash[:12]}: its plugin differs between this worker and the sweep")
 
 
-def execute_chunk(specs, batched=True, plugins=()):
+def execute_chunk(specs, batched=True, plugins=(), sources=None):
     """Train the runs of one chunk (one group); returns one result dict per spec, never raises for a run.
 
     ``plugins`` (:class:`fastgd.rules.Plugin`) are loaded first: a local
     worker process or a Dask worker then knows the users' rules the sweep
-    names, in the definition the sweep planned.
+    names, in the definition the sweep planned. ``sources``: the sweep's own
+    data sets (:attr:`SweepConfig.sources`), a file read where the worker runs.
     """
     start = time.perf_counter()
     rules.load_plugins(plugins)
-    data = load_dataset(specs[0].dataset)
+    data = load_dataset(specs[0].dataset, sources)
     net = _network(specs[0], data)
     results, ready, optimizers = [], [], []
     for spec in specs:
@@ -365,12 +366,13 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             chunks = chunks_of(pending, chunk_size)
             try:
                 if client is not None:
-                    _run_on_dask(chunks, batched, client, store_results, plugins)
+                    _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
                 elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
                     for chunk in chunks:
-                        store_results(execute_chunk(chunk, batched, plugins))
+                        store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
                 else:
-                    _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins)
+                    _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins,
+                                      config.sources)
             except KeyboardInterrupt as interrupt:
                 interrupt.outcome = outcome()
                 raise
@@ -399,7 +401,13 @@ def _connect(address):
         raise SweepError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
 
 
-def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
+def _sources_of(chunk, sources):
+    """The sweep's own data set a chunk trains on, as ``execute_chunk`` takes it (None for a built-in set)."""
+    name = chunk[0].dataset
+    return {name: sources[name]} if sources and name in sources else None
+
+
+def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=None):
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -408,7 +416,8 @@ def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
                                initargs=(threads, plugins))
     futures, stored = [], set()
     try:
-        futures = [pool.submit(execute_chunk, chunk, batched, plugins) for chunk in chunks]
+        futures = [pool.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources))
+                   for chunk in chunks]
         for future in as_completed(futures):
             store_results(future.result())
             stored.add(future)
@@ -428,11 +437,12 @@ def _run_in_processes(chunks, batched, jobs, store_results, plugins=()):
     pool.shutdown(wait=True)
 
 
-def _run_on_dask(chunks, batched, client, store_results, plugins=()):
+def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=None):
     from distributed import as_completed as completed_on_cluster
 
     # each task carries the plugins' sources: a worker without the files loads the same code
-    futures = [client.submit(execute_chunk, chunk, batched, plugins, pure=False) for chunk in chunks]
+    futures = [client.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources), pure=False)
+               for chunk in chunks]
     try:
         for future in completed_on_cluster(futures):
             store_results(future.result())
