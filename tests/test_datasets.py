@@ -457,3 +457,15 @@ def test_bad_data_is_refused_in_one_line_before_anything_trains_or_changes(workd
     line = assert_refused(arguments, workdir, message)
     if "typo" in arguments:
         assert "churn.csv: no target column 'churnd'" in line
+
+
+def test_compare_reports_on_a_configuration_over_a_users_file(workdir):
+    from fastgd import sweep
+
+    code, out, err = run_command(["compare", "sweep.toml", "--dataset", "churn.csv", "--target", "churned",
+                                  "--target-loss", "0.69", "--out", "report", "--skip-throughput", "--jobs", "1"],
+                                 workdir)
+    assert code == 0, err
+    runs = sweep.load_runs(workdir / "report" / "sweep.db")
+    assert set(runs["dataset"]) == {"churn.csv"} and set(runs["rule"]) == {"sgd", "adam"}
+    assert "churn.csv" in (workdir / "report" / "index.html").read_text()
