@@ -512,8 +512,8 @@ def _read_table(source, options):
     except UnicodeDecodeError as error:
         raise DatasetError(f"{source.path}: not {error.encoding} text (byte {error.start}); give options.encoding"
                            ) from None
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
+    except (OSError, ValueError, LookupError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__  # LookupError: an unknown options.encoding
         raise DatasetError(f"{source.path}: cannot be read as a {source.format.upper()} table: {reason}") from None
 
 

@@ -291,6 +291,8 @@ def test_a_bad_frame_is_refused_in_one_line(frame, target, message):
     (lambda p: np.savez(p, X=np.array([[np.inf, 1.0]] * 8), y=np.arange(8.0)), dict(path="inf.npz"),
      "X holds NaN or infinity (column 0, 8 rows, the first is row 1)"),
     (lambda p: p.mkdir(), dict(path="folder.csv", target="y"), "is a directory"),
+    (lambda p: p.write_text("a,b\n1,2\n"), dict(path="e.csv", target="a", options={"encoding": "klingon"}),
+     "e.csv: cannot be read as a CSV table: unknown encoding: klingon"),
 ])
 def test_a_bad_file_is_refused_in_one_line_naming_it(tmp_path, make_file, source, message):
     path = tmp_path / source["path"]
