@@ -34,7 +34,7 @@ $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[report,compare]"
+	$(BIN)/python -m pip install --quiet -e ".[report,compare,jax]"
 	touch $@
 
 demo: $(VENV)/.installed-demo
