@@ -700,10 +700,47 @@ def _prepare_split(settings, task, X_train, X_test, y_train, y_test):
 
 
 def _standardised(settings, task, X_train, X_test, y_train, y_test):
+    scaler = _numpy_standard_scaler()().fit(X_train)
+    return _finish(settings, task, scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+
+
+# rows of a deviation block when the scaler takes the variance: a block, not a copy of the whole training part
+_VARIANCE_BLOCK_ROWS = 1 << 16
+
+
+@functools.cache
+def _numpy_standard_scaler():
+    """scikit-learn's StandardScaler, its mean and variance taken by NumPy, scaling in place (the class is made
+    on first use: importing scikit-learn takes a second).
+
+    Its own fit counts NaN through a float copy of the whole mask and makes two more passes over the
+    data: 2.2 s for 750,000 x 100, where reading the CSV takes 2.8 s and NumPy's mean and variance
+    0.4 s. The numbers are the same (bit for bit on the bundled sets); NaN never reaches it here, and
+    what it scales in place is always a copy of fastgd's own (a row take or the encoder's output).
+    """
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(X_train)
-    return _finish(settings, task, scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
+    class NumpyStandardScaler(StandardScaler):
+        def __init__(self):
+            super().__init__(copy=False)
+
+        def fit(self, X, y=None, sample_weight=None):
+            super().fit(X.iloc[:1] if hasattr(X, "iloc") else X[:1])  # the fitted attributes, their names
+            values = np.asarray(X, dtype=np.float64)
+            n_samples, eps = values.shape[0], np.finfo(np.float64).eps
+            self.mean_ = values.mean(axis=0)
+            squares = np.zeros_like(self.mean_)
+            for start in range(0, n_samples, _VARIANCE_BLOCK_ROWS):
+                deviations = values[start:start + _VARIANCE_BLOCK_ROWS] - self.mean_
+                squares += np.sum(np.multiply(deviations, deviations, out=deviations), axis=0)
+            self.var_ = squares / n_samples
+            # scikit-learn's test for a constant feature (var at rounding level), whose scale is then 1
+            constant = self.var_ <= n_samples * eps * self.var_ + (n_samples * self.mean_ * eps) ** 2
+            self.scale_ = np.where(constant, 1.0, np.sqrt(self.var_))
+            self.n_samples_seen_ = n_samples
+            return self
+
+    return NumpyStandardScaler
 
 
 def _finish(settings, task, X_train, X_test, y_train, y_test):
@@ -761,7 +798,7 @@ def _prepare_table(settings, frame, drop, categorical):
     """A DataFrame: checked, split, and prepared by a ColumnTransformer fitted on the training rows."""
     import pandas as pd
     from sklearn.compose import ColumnTransformer
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import OneHotEncoder
 
     target, where = settings.target, settings.where
 
@@ -813,11 +850,8 @@ def _prepare_table(settings, frame, drop, categorical):
             one_hot.append(column)
             width += n_categories
             widest = max(widest, (n_categories, column), key=lambda pair: pair[0])
-    try:
-        _check_fits(f"{where}: one-hot encoded ({widest[1]!r} has {widest[0]} categories), the table",
-                    frame.shape[0], width)
-    except DatasetError as error:
-        raise DatasetError(str(error)) from None
+    _check_fits(f"{where}: one-hot encoded ({widest[1]!r} has {widest[0]} categories), the table", frame.shape[0],
+                width)
 
     task = settings.task or _infer_task(settings, labels.to_numpy())
     y_values = labels.to_numpy()
@@ -827,13 +861,20 @@ def _prepare_table(settings, frame, drop, categorical):
     else:
         y = _numeric_target(settings, y_values, f"the target column {target!r}")
     train, test = _split_indices(settings, task, frame.shape[0], y, classes)
+    if one_hot:
+        columns, rows = (numeric, one_hot), features.iloc
+    else:
+        # numbers alone: read_csv keeps them column by column, and a DataFrame's row take would too, so that the
+        # scaler and the result would each transpose them; NumPy's row take copies them row by row at once
+        # (1,000,000 x 100: 4.5 s less)
+        columns, rows = (slice(0, len(numeric)), []), features.to_numpy(np.float64)
     encoder = ColumnTransformer(
-        [("numeric", StandardScaler(), numeric),
-         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],
+        [("numeric", _numpy_standard_scaler()(), columns[0]),
+         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), columns[1])],
         sparse_threshold=0.0)
     try:
-        X_train = encoder.fit_transform(features.iloc[train])
-        X_test = encoder.transform(features.iloc[test])
+        X_train = encoder.fit_transform(rows[train])
+        X_test = encoder.transform(rows[test])
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{where}: cannot be encoded: {' '.join(str(error).split())}") from None
     return _finish(settings, task, X_train, X_test, y[train], y[test])
