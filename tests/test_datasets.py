@@ -72,6 +72,29 @@ def test_a_csv_table_is_split_standardised_and_one_hot_encoded_as_by_hand(tmp_pa
     assert data.X_test.shape == (30, 2 + 4 + 2)
 
 
+def test_a_table_of_numbers_alone_is_standardised_as_by_hand(tmp_path):
+    frame = table().drop(columns=["city", "member"])
+    frame.to_csv(tmp_path / "numbers.csv", index=False)
+    data = datasets.read(tmp_path / "numbers.csv", target="churned")
+    (X_train, X_test), _, _ = prepared_by_hand(frame, "churned", ["age", "visits", "customer_id"], [])
+    np.testing.assert_allclose(data.X_train, X_train, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(data.X_test, X_test, rtol=1e-12, atol=1e-12)
+    assert data.X_train.flags.c_contiguous
+
+
+def test_the_standardiser_fits_what_scikit_learns_standard_scaler_fits():
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    n_rows = 3 * datasets._VARIANCE_BLOCK_ROWS // 2  # the variance summed over two blocks
+    X = np.column_stack([rng.normal(1e3, 2.0, n_rows), np.full(n_rows, 0.1), rng.integers(0, 3, n_rows)])
+    expected, scaler = StandardScaler().fit(X), datasets._numpy_standard_scaler()().fit(X)
+    for name in ("mean_", "var_", "scale_"):
+        np.testing.assert_allclose(getattr(scaler, name), getattr(expected, name), rtol=1e-12, atol=1e-20)
+    assert scaler.scale_[1] == 1.0 and scaler.n_samples_seen_ == n_rows  # a constant column is left unscaled
+    np.testing.assert_allclose(scaler.transform(X.copy()), expected.transform(X), rtol=1e-10, atol=1e-12)
+
+
 def test_a_category_seen_only_in_the_test_part_is_encoded_as_zeros():
     frame = table(40)
     frame["city"] = "paris"
