@@ -10,22 +10,29 @@ The workloads of issue 15 (``common.NETWORKS``, which asv's ``bench_training.Net
 Every implementation trains the same network from the same initial weights with the same loss
 (``benchmarks/common.py``'s trainers): fastgd's compiled epoch, scikit-learn's MLP (timed as one
 ``fit`` of several epochs, as its users train), a plain PyTorch loop, and JAX + optax with a
-whole epoch under ``jax.jit``. Rounds alternate the implementations, and the machine's GEMM
-peak (a 2048² matrix product through NumPy's BLAS, same dtype) is measured in every round;
-each figure is the median over rounds, and every ratio compares figures of this run.
+whole epoch under ``jax.jit``. Each measurement runs in a fresh process of its own (data from
+files written once, the trainer built and warmed, then about ``--block`` seconds of epochs):
+PyTorch's OpenMP threads, XLA's and the BLAS threads of each would otherwise spin beside one
+another on two cores and stall whoever runs next. Rounds alternate the implementations, and
+the machine's GEMM peak (a 2048² matrix product through NumPy's BLAS, same dtype) is measured
+in every round; each figure is the median over rounds, and every ratio compares figures of
+this run.
 
 The GEMM share is the epoch's matrix-product FLOPs (forward, and both backward products)
 over fastgd's seconds per epoch, against that peak.
 
 Then the fixed cost of a whole ``MLPClassifier.fit`` on digits (20 epochs, against 20 of its
 epochs run alone), and the warm start: ``import fastgd`` and a first ``opt.step`` against
-``import numba`` alone, and a first fit beyond its imports, in fresh processes with the cache
-filled.
+``import numba`` alone and against the first call of a trivial cached ``@njit`` function (what
+any Numba program pays: Numba loads its registries and SciPy's BLAS then), and a first fit
+beyond its imports, in fresh processes with the cache filled.
 """
 
 import argparse
+import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,31 +59,48 @@ def block_seconds(trainer, implementation, n_epochs):
     return (time.perf_counter() - start) / n_epochs
 
 
-def measure_network(label, rounds, block):
+def worker(label, implementation, block, data_dir):
+    """In a fresh process: build and warm ``implementation``'s trainer for ``NETWORKS[label]``, train about
+    ``block`` seconds of epochs (at least two), print seconds per epoch ("peak": the GEMM peak instead)."""
     network = common.NETWORKS[label]
-    hidden, batch_size, dtype = network.hidden, network.batch_size, network.dtype
-    data = common.load_network_data(label)
-    trainers, epochs_per_block = {}, {}
-    for implementation in IMPLEMENTATIONS:
-        try:
-            trainers[implementation] = common.warmed_trainer(implementation, data, "adam", hidden, batch_size, dtype)
-        except NotImplementedError as missing:
-            print(f"{label}: {implementation} left out ({missing})", file=sys.stderr)
-            continue
-        first = block_seconds(trainers[implementation], implementation, 1)  # also pays a first call's costs
-        epochs_per_block[implementation] = max(1, round(block / first))
-    seconds = {implementation: [] for implementation in trainers}
-    peaks = []
+    if implementation == "peak":
+        print(json.dumps(common.gemm_rate(network.dtype, budget_seconds=0.3)))
+        return
+    data = common.load_network_data(label, data_dir)
+    try:
+        trainer = common.warmed_trainer(implementation, data, "adam", network.hidden, network.batch_size,
+                                        network.dtype)
+    except NotImplementedError as missing:
+        print(json.dumps(str(missing)))
+        return
+    first = block_seconds(trainer, implementation, 1)  # pays what a first call costs
+    print(json.dumps(block_seconds(trainer, implementation, max(2, round(block / first)))))
+
+
+def _in_fresh_process(label, implementation, block, data_dir):
+    output = subprocess.run([sys.executable, __file__, "--worker", label, implementation, str(block), data_dir],
+                            check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def measure_network(label, rounds, block, data_dir):
+    network = common.NETWORKS[label]
+    data = common.load_network_data(label, data_dir)
+    seconds, peaks, missing = {}, [], {}
     for round_index in range(rounds):
-        order = list(trainers)
+        order = [implementation for implementation in IMPLEMENTATIONS if implementation not in missing]
         order = order[round_index % len(order):] + order[:round_index % len(order)]
         for implementation in order:
-            seconds[implementation].append(block_seconds(trainers[implementation], implementation,
-                                                         epochs_per_block[implementation]))
-        peaks.append(common.gemm_rate(dtype, budget_seconds=0.3))
-    layer_sizes = [data.n_features, *hidden, data.n_outputs]
-    result = {"label": f"{label}, {dtype}", "dtype": np.dtype(dtype).name, "n_train": int(data.X_train.shape[0]),
-              "layer_sizes": layer_sizes, "batch_size": batch_size,
+            result = _in_fresh_process(label, implementation, block, data_dir)
+            if isinstance(result, str):
+                missing[implementation] = result
+                print(f"{label}: {implementation} left out ({result})", file=sys.stderr)
+            else:
+                seconds.setdefault(implementation, []).append(result)
+        peaks.append(_in_fresh_process(label, "peak", block, data_dir))
+    layer_sizes = [data.n_features, *network.hidden, data.n_outputs]
+    result = {"label": f"{label}, {network.dtype}", "dtype": network.dtype, "n_train": int(data.X_train.shape[0]),
+              "layer_sizes": layer_sizes, "batch_size": network.batch_size,
               "seconds": {implementation: float(np.median(values)) for implementation, values in seconds.items()},
               "spread": {implementation: [float(min(values)), float(max(values))]
                          for implementation, values in seconds.items()},
@@ -84,6 +108,34 @@ def measure_network(label, rounds, block):
               "matmul_flops": common.epoch_matmul_flops(data.X_train.shape[0], layer_sizes)}
     result["gemm_share"] = result["matmul_flops"] / result["seconds"]["fastgd"] / result["peak_flops"]
     return result
+
+
+NUMBA_FLOOR = """
+import time
+start = time.perf_counter()
+import numpy as np
+import numba
+
+
+@numba.njit(cache=True)
+def increment(values):
+    for k in range(values.size):
+        values[k] += 1.0
+
+
+increment(np.zeros(10))
+print(time.perf_counter() - start)
+"""
+
+
+def numba_floor_seconds(cache_dir):
+    """Seconds of ``import numba`` and the first call of a trivial cached ``@njit`` function, in a fresh process."""
+    path = os.path.join(cache_dir, "numba_floor.py")
+    with open(path, "w") as file:
+        file.write(NUMBA_FLOOR)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    output = subprocess.run([sys.executable, path], env=environment, check=True, capture_output=True, text=True)
+    return float(output.stdout.strip().splitlines()[-1])
 
 
 def fit_fixed_cost(n_repeats=7):
@@ -111,20 +163,30 @@ def fit_fixed_cost(n_repeats=7):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--block", type=float, default=0.5, help="seconds each implementation trains per round")
+    parser.add_argument("--block", type=float, default=1.0, help="seconds each implementation trains per round")
     parser.add_argument("--networks", default=",".join(str(k) for k in range(len(NETWORKS))),
                         help="indices of the networks to run (comma-separated)")
     parser.add_argument("--out", help="write a markdown summary here (and the numbers beside it as .json)")
+    parser.add_argument("--worker", nargs=4, metavar=("LABEL", "IMPLEMENTATION", "BLOCK", "DATA_DIR"),
+                        help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.worker:
+        label, implementation, block, data_dir = arguments.worker
+        worker(label, implementation, float(block), data_dir)
+        return
     results = {"cpus": os.cpu_count(), "threads": threads.describe(), "networks": []}
-    for index in map(int, arguments.networks.split(",")):
-        results["networks"].append(measure_network(NETWORKS[index], arguments.rounds, arguments.block))
-        print(f"{NETWORKS[index]}: done", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as data_dir:
+        common.save_network_data(data_dir)
+        for index in map(int, arguments.networks.split(",")):
+            results["networks"].append(measure_network(NETWORKS[index], arguments.rounds, arguments.block, data_dir))
+            print(f"{NETWORKS[index]}: done", file=sys.stderr)
     results["fit_seconds"], results["fit_epochs_seconds"] = fit_fixed_cost()
     with tempfile.TemporaryDirectory() as cache_dir:
         common.start_seconds("adam_step", cache_dir)  # fills the cache
         results["import_numba_seconds"] = float(np.median([common.start_seconds("import_numba", cache_dir)
                                                            for _ in range(3)]))
+        numba_floor_seconds(cache_dir)  # fills the cache
+        results["numba_floor_seconds"] = float(np.median([numba_floor_seconds(cache_dir) for _ in range(3)]))
         results["adam_step_seconds"] = float(np.median([common.start_seconds("adam_step", cache_dir)
                                                         for _ in range(3)]))
         common.warm_first_fit_seconds(cache_dir)  # fills the cache
@@ -138,7 +200,8 @@ def _times(seconds):
 
 def report(results):
     lines = ["# Training speed at real network sizes", "",
-             f"Adam, ReLU, median seconds per epoch over rounds that alternate the implementations; one run of "
+             f"Adam, ReLU, median seconds per epoch over rounds that alternate the implementations, each "
+             f"measurement in a fresh process; one run of "
              f"`benchmarks/scripts/network_speed.py` on {results['cpus']} CPUs ({results['threads']}). "
              "Ratios are the other implementation's time over fastgd's, from this run.", "",
              "| network/batch, dtype | fastgd s/epoch | × scikit-learn | × PyTorch | × JAX + optax | GEMM share |",
@@ -160,8 +223,10 @@ def report(results):
     lines += ["", f"A {FIT_EPOCHS}-epoch `MLPClassifier.fit` on digits: {_times(results['fit_seconds'])}, of which "
               f"{_times(fixed)} ({fixed / results['fit_seconds']:.1%}) is not its epochs.", "",
               f"Warm start (fresh processes, cache filled, medians of 3): `import numba` "
-              f"{results['import_numba_seconds']:.2f} s; `import fastgd` and a first `opt.step` "
-              f"{results['adam_step_seconds']:.2f} s (+{results['adam_step_seconds'] - results['import_numba_seconds']:.2f} s); "
+              f"{results['import_numba_seconds']:.2f} s; `import numba` and the first call of a trivial cached "
+              f"`@njit` function {results['numba_floor_seconds']:.2f} s; `import fastgd` and a first `opt.step` "
+              f"{results['adam_step_seconds']:.2f} s "
+              f"(+{results['adam_step_seconds'] - results['numba_floor_seconds']:.2f} s over that); "
               f"a first fit beyond its imports {results['warm_fit_seconds']:.2f} s."]
     return lines
 
