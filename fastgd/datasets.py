@@ -861,20 +861,13 @@ def _prepare_table(settings, frame, drop, categorical):
     else:
         y = _numeric_target(settings, y_values, f"the target column {target!r}")
     train, test = _split_indices(settings, task, frame.shape[0], y, classes)
-    if one_hot:
-        columns, rows = (numeric, one_hot), features.iloc
-    else:
-        # numbers alone: read_csv keeps them column by column, and a DataFrame's row take would too, so that the
-        # scaler and the result would each transpose them; NumPy's row take copies them row by row at once
-        # (1,000,000 x 100: 4.5 s less)
-        columns, rows = (slice(0, len(numeric)), []), features.to_numpy(np.float64)
     encoder = ColumnTransformer(
-        [("numeric", _numpy_standard_scaler()(), columns[0]),
-         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), columns[1])],
+        [("numeric", _numpy_standard_scaler()(), numeric),
+         ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],
         sparse_threshold=0.0)
     try:
-        X_train = encoder.fit_transform(rows[train])
-        X_test = encoder.transform(rows[test])
+        X_train = encoder.fit_transform(features.iloc[train])
+        X_test = encoder.transform(features.iloc[test])
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{where}: cannot be encoded: {' '.join(str(error).split())}") from None
     return _finish(settings, task, X_train, X_test, y[train], y[test])
