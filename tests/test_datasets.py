@@ -407,6 +407,41 @@ def test_a_sweep_over_a_users_csv_from_the_command_line(workdir):
     assert mine.loc["adam", "test_metric_name"] == "accuracy" and mine.loc["adam", "test_metric"] == accuracy
 
 
+def test_an_edited_file_behind_the_same_name_makes_new_runs(workdir):
+    """The data set's content hash is part of a run's identity: a resumed sweep redoes what changed data would."""
+    from fastgd import sweep
+    from fastgd.sweep.metrics import mixed_settings
+
+    arguments = ["sweep", "sweep.toml", "--dataset", "churn.csv", "--target", "churned", "--target-loss", "0.4",
+                 "--store", "r.db", "--jobs", "1", "--quiet"]
+    assert run_command(arguments, workdir)[0] == 0
+    code, out, err = run_command(arguments, workdir)
+    assert code == 0 and "2 runs, 2 already stored, 0 new" in out, out + err
+    table(seed=1).to_csv(workdir / "churn.csv", index=False)  # same name, same columns, other rows
+    code, out, err = run_command(arguments, workdir)
+    assert code == 0 and "2 runs, 0 already stored, 2 new" in out, out + err
+    runs = sweep.load_runs(workdir / "r.db")
+    mine = runs[runs["dataset"] == "churn.csv"]
+    assert len(mine) == 4 and mine["data_hash"].nunique() == 2
+    assert set(mine["data_hash"]) == {datasets.read(workdir / "churn.csv", target="churned").content_hash,
+                                      datasets.from_frame(table(), "churned").content_hash}
+    [line] = mixed_settings(mine)
+    assert line.startswith("churn.csv: the store mixes runs of different settings (its content in 2 versions")
+
+
+def test_a_worker_whose_file_differs_from_the_sweeps_fails_its_runs_rather_than_train_on_it(workdir):
+    from fastgd.sweep import config as sweep_config
+    from fastgd.sweep.runner import execute_chunk
+
+    configuration = sweep_config.load_config(workdir / "sweep.toml").on_dataset(
+        {"name": "churn.csv", "path": str(workdir / "churn.csv"), "target": "churned"}, target_loss=0.4)
+    specs = [spec for spec in configuration.runs() if spec.dataset == "churn.csv"]
+    table(seed=2).to_csv(workdir / "churn.csv", index=False)  # changed after the sweep planned its runs
+    results = execute_chunk(specs, sources=configuration.sources)
+    assert [result["status"] for result in results] == ["failed"] * len(specs)
+    assert all("its file differs between this worker and the sweep" in result["error"] for result in results)
+
+
 def test_train_and_landscape_take_a_file_and_its_target(workdir):
     code, out, err = run_command(["train", "--dataset", "churn.csv", "--target", "churned", "--epochs", "2",
                                   "--hidden", "8", "4"], workdir)

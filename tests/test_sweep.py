@@ -18,6 +18,7 @@ import pytest
 from fastgd import optim, rules, sweep
 from fastgd.sweep import runner
 from fastgd.sweep.progress import Progress
+from fastgd.sweep.store import SCHEMA_VERSION
 
 SMALL = """
 name = "small"
@@ -524,6 +525,22 @@ def test_runs_of_two_definitions_of_a_rule_are_not_averaged_as_seeds(tmp_path):
     assert f"rule adam in 2 definitions ({', '.join(sorted([adam_hash[:12], 'f' * 12]))})" in lines[0]
 
 
+def test_the_report_says_which_commits_and_machines_a_store_mixes():
+    from fastgd.sweep.metrics import mixed_provenance
+
+    made = {"fastgd": "0.1.0", "git_commit": "a" * 40, "cpu": "Xeon", "cpu_count": 2, "host": "vm1"}
+    sweeps = pd.DataFrame({"sweep_id": [1, 2, 3], "provenance": [made, dict(made, git_commit="b" * 40),
+                                                                 dict(made, host="vm2")]})
+    runs = pd.DataFrame({"sweep_id": [1, 1, 3]})
+    assert mixed_provenance(runs, sweeps) == [
+        "the store mixes runs made by 2 machines (Xeon × 2 on vm1: 2 runs; Xeon × 2 on vm2: 1 runs): timings and "
+        "results may not be comparable across them"]
+    runs = pd.DataFrame({"sweep_id": [1, 2, 2]})
+    [line] = mixed_provenance(runs, sweeps)
+    assert line.startswith(f"the store mixes runs made by 2 commits ({'a' * 10}: 1 runs; {'b' * 10}: 2 runs)")
+    assert mixed_provenance(pd.DataFrame({"sweep_id": [1, 1]}), sweeps) == []
+
+
 def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp_path, monkeypatch):
     # deterministic overlap: while this sweep trains its first chunk, another sweep runs all of it
     small = config(datasets=["iris"], targets={"iris": 0.5}, rules=["sgd", "adam"], hyperparameters={},
@@ -673,22 +690,25 @@ def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_p
     assert runs["run_id"].is_unique and len(curves) == runs["epochs_run"].sum()
 
 
-def test_a_store_of_schema_version_1_is_read_as_it_is_and_migrated_by_a_writer(tmp_path):
-    # version 1 had no rule_hash: a reader sees it empty, a writer adds the column
+@pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash")), (2, ("data_hash",))])
+def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
+    # version 1 had neither hash, version 2 no data_hash: a reader sees them empty, a writer adds the columns
     store_path = tmp_path / "old.db"
     one_run = config(datasets=["iris"], rules=["sgd"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
                      targets={"iris": 0.5}, hyperparameters={})
     sweep.run_sweep(one_run, store_path, jobs=1, progress=False)
     with sqlite3.connect(store_path) as connection:
-        connection.execute("ALTER TABLE runs DROP COLUMN rule_hash")
-        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        for column in dropped:
+            connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     connection.close()
     before = store_path.read_bytes()
     runs = sweep.load_runs(store_path)
-    assert runs["rule_hash"].isna().all() and len(runs) == 1
+    assert len(runs) == 1 and all(runs[column].isna().all() for column in dropped)
     assert store_path.read_bytes() == before  # reading wrote nothing
     with sweep.Store(store_path) as store:
-        assert store.runs_frame()["rule_hash"].isna().all()
+        assert all(store.runs_frame()[column].isna().all() for column in dropped)
     with sqlite3.connect(store_path) as connection:
-        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION)
     connection.close()

@@ -238,14 +238,14 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
 
     from fastgd.report import figures
     from fastgd.report.history import load_history
-    from fastgd.sweep.metrics import best_runs, mixed_settings
+    from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
     from fastgd.sweep.store import Store
 
     say = progress or (lambda message: None)
     with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
     check_reportable(runs, store)
-    warnings = mixed_settings(runs)
+    warnings = mixed_provenance(runs, sweeps) + mixed_settings(runs)
     notes = unknown_rule_notes(runs)
     for line in warnings + notes:
         say(f"warning: {line}")

@@ -121,6 +121,7 @@ class RunSpec:
     dtype: str
     target_loss: float
     rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
+    data_hash: str = None  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
 
     @property
     def run_id(self):
@@ -186,6 +187,7 @@ class SweepConfig:
     def runs(self):
         """Every RunSpec of the sweep, in a fixed order."""
         specs = []
+        data_hashes = {dataset: load_dataset(dataset, self.sources).content_hash for dataset in self.datasets}
         for dataset, rule in itertools.product(self.datasets, self.rules):
             grid = self.rule_grids.get(rule, {})
             names = sorted(grid)
@@ -196,7 +198,7 @@ class SweepConfig:
                                                                          self.seeds):
                     specs.append(RunSpec(dataset, rule, learning_rate, hyperparameters, batch_size, seed,
                                          self.n_epochs, hidden, activation, alpha, self.dtype,
-                                         self.targets[dataset], rule_registry.get(rule).hash))
+                                         self.targets[dataset], rule_registry.get(rule).hash, data_hashes[dataset]))
         return specs
 
 

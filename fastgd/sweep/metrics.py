@@ -24,14 +24,16 @@ import json
 
 import numpy as np
 
-__all__ = ["summarize", "best_runs", "performance_profile", "mixed_settings", "config_columns", "CONFIG_COLUMNS",
+__all__ = ["summarize", "best_runs", "performance_profile", "mixed_settings", "mixed_provenance", "config_columns",
+           "CONFIG_COLUMNS",
            "SETUP_COLUMNS"]
 
 # what every rule on one data set should share for a fair comparison
 SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
 # what defines a run, the seed aside (fastgd.sweep.RunSpec): runs equal in all of these are seeds of one
 # configuration; the rule's definition hash too, so that runs of an edited rule are never averaged with the old
-CONFIG_COLUMNS = ["dataset", "rule", "rule_hash", "learning_rate", "batch_size", "hyperparameters", *SETUP_COLUMNS]
+CONFIG_COLUMNS = ["dataset", "data_hash", "rule", "rule_hash", "learning_rate", "batch_size", "hyperparameters",
+                  *SETUP_COLUMNS]
 _MEASURES = ["final_loss", "best_loss", "test_metric", "epochs_to_target", "seconds_to_target"]
 
 
@@ -48,25 +50,53 @@ def config_columns(runs):
     return [column for column in CONFIG_COLUMNS if column in runs]
 
 
+def _short_hashes(hashes):
+    return sorted(hashes.map(lambda h: h[:12] if isinstance(h, str) and h else "unrecorded").unique())
+
+
 def mixed_settings(runs):
-    """One line per data set whose runs differ in a SETUP_COLUMNS field or in a rule's definition; empty if none."""
+    """One line per data set whose runs differ in a SETUP_COLUMNS field, in the data set's content or in a rule's
+    definition; empty if none."""
     runs = _keyed(runs)
     lines = []
     for dataset, group in runs.groupby("dataset", sort=True):
         differing = []
+        if "data_hash" in group:
+            contents = _short_hashes(group["data_hash"])
+            if len(contents) > 1:
+                differing.append(f"its content in {len(contents)} versions ({', '.join(contents)})")
         for column in SETUP_COLUMNS:
             if column in group and group[column].nunique(dropna=False) > 1:
                 values = sorted(group[column].astype(str).unique())
                 differing.append(f"{column} {', '.join(values)}")
         if "rule_hash" in group:
             for rule, of_rule in group.groupby("rule", sort=True):
-                definitions = sorted(of_rule["rule_hash"].map(lambda h: h[:12] if isinstance(h, str) and h
-                                                              else "unrecorded").unique())
+                definitions = _short_hashes(of_rule["rule_hash"])
                 if len(definitions) > 1:
                     differing.append(f"rule {rule} in {len(definitions)} definitions ({', '.join(definitions)})")
         if differing:
             lines.append(f"{dataset}: the store mixes runs of different settings ({'; '.join(differing)}); they are "
                          "summarised apart, but rules trained with different settings are compared side by side")
+    return lines
+
+
+def mixed_provenance(runs, sweeps):
+    """Lines saying which commits (or fastgd versions) and which machines made the runs, where there are several.
+
+    ``sweeps``: the store's sweeps (``Store.sweeps_frame``), whose provenance each run's ``sweep_id`` names.
+    """
+    made_by = sweeps.set_index("sweep_id")["provenance"]
+    provenances = runs["sweep_id"].map(made_by).dropna()
+    lines = []
+    for what, key in (("commits", lambda p: p.get("git_commit") and p["git_commit"][:10] or
+                       f"fastgd {p.get('fastgd', '?')} (no commit recorded)"),
+                      ("machines", lambda p: f"{p.get('cpu', '?')} × {p.get('cpu_count', '?')} on "
+                                             f"{p.get('host', '?')}")):
+        counts = provenances.map(key).value_counts()
+        if len(counts) > 1:
+            made = "; ".join(f"{name}: {count} runs" for name, count in sorted(counts.items()))
+            lines.append(f"the store mixes runs made by {len(counts)} {what} ({made}): timings and results may not "
+                         "be comparable across them")
     return lines
 
 

@@ -146,12 +146,16 @@ def _batch_size(spec, data):
     return data.X_train.shape[0] if spec.batch_size == "full" else spec.batch_size
 
 
-def _check_definition(spec):
-    """The rule as this process defines it must be the one the sweep planned (its hash is in the run's id)."""
+def _check_definition(spec, data):
+    """The rule and the data as this process has them must be those the sweep planned (their hashes are in the
+    run's id)."""
     rule = rules.get(spec.rule)
     if rule.hash != spec.rule_hash:
         raise RuntimeError(f"rule {spec.rule!r} has definition {rule.hash[:12]} here, the sweep planned "
                            f"{spec.rule_hash[:12]}: its plugin differs between this worker and the sweep")
+    if spec.data_hash is not None and data.content_hash != spec.data_hash:
+        raise RuntimeError(f"data set {spec.dataset!r} has content {data.content_hash[:12]} here, the sweep planned "
+                           f"{spec.data_hash[:12]}: its file differs between this worker and the sweep")
 
 
 def execute_chunk(specs, batched=True, plugins=(), sources=None):
@@ -169,7 +173,7 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     results, ready, optimizers = [], [], []
     for spec in specs:
         try:
-            _check_definition(spec)
+            _check_definition(spec, data)
             theta = net.init(random_state=spec.seed)
             optimizers.append(optim.OPTIMIZERS[spec.rule](theta, layout=net.layout,
                                                           **spec.optimizer_hyperparameters()))

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 2.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 3.
 
 Tables:
 
@@ -7,7 +7,8 @@ Tables:
               fastgd version and git commit, numba/numpy/scikit-learn versions, CPU,
               threading layer, device, host).
 ``runs``      one row per run, keyed by ``run_id`` (:attr:`RunSpec.run_id`): what
-              defines it (the rule's definition hash included), ``status`` (ok, diverged, failed), ``error``, final and best
+              defines it (the rule's definition hash and the data set's content hash included), ``status``
+              (ok, diverged, failed), ``error``, final and best
               training loss, test metric (accuracy or R²), epochs and seconds to the
               target loss, wall time, how it ran.
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
@@ -19,9 +20,9 @@ sweep's client), so a sweep killed at any moment leaves whole runs or none;
 and every run is stored once.
 
 A file is opened as a store only if it is one: an SQLite database holding
-fastgd's four tables with their columns and this schema version (or version
-1, which lacks ``runs.rule_hash``: a writer adds the column, a reader sees
-it empty). Anything
+fastgd's four tables with their columns and this schema version (or an older
+one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
+latter; a writer adds the columns, a reader sees them empty). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
 refused with a :class:`StoreError` before anything is written. A new store
 is created only by a writer (``Store(path)``), in a file that does not exist
@@ -39,7 +40,7 @@ from pathlib import Path
 
 __all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -67,6 +68,7 @@ CREATE TABLE runs (
     dtype TEXT NOT NULL,
     target_loss REAL NOT NULL,
     rule_hash TEXT,
+    data_hash TEXT,
     status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'failed')),
     error TEXT,
     final_loss REAL,
@@ -92,12 +94,13 @@ CREATE TABLE curves (
 """
 
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
-                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash", "status",
+                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash", "data_hash",
+                "status",
                 "error", "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run", "diverged_epoch",
                 "epochs_to_target", "seconds_to_target", "train_seconds", "wall_seconds", "batched", "finished_at")
 # what each schema version adds to the one before: a writer applies them in order to an older store
-_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT"}
-_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}}
+_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT", 3: "ALTER TABLE runs ADD COLUMN data_hash TEXT"}
+_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}}
 
 
 _TABLE_COLUMNS = {
@@ -372,6 +375,7 @@ class Store:
             batch_size=str(spec.batch_size), seed=spec.seed, n_epochs=spec.n_epochs,
             hidden_layer_sizes=json.dumps(list(spec.hidden_layer_sizes)), activation=spec.activation,
             alpha=spec.alpha, dtype=spec.dtype, target_loss=spec.target_loss, rule_hash=spec.rule_hash,
+            data_hash=spec.data_hash,
             finished_at=_now(),
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
@@ -401,8 +405,11 @@ class Store:
 
     def runs_frame(self):
         frame = self._frame("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed")
-        if "rule_hash" not in frame:  # a store of schema version 1, read as it is
+        # an older store, read as it is: what it did not record is empty
+        if "rule_hash" not in frame:
             frame.insert(frame.columns.get_loc("target_loss") + 1, "rule_hash", None)
+        if "data_hash" not in frame:
+            frame.insert(frame.columns.get_loc("rule_hash") + 1, "data_hash", None)
         frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
