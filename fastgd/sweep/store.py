@@ -94,12 +94,11 @@ CREATE TABLE curves (
 """
 
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
-                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash", "data_hash",
-                "status",
-                "error", "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run", "diverged_epoch",
-                "epochs_to_target", "seconds_to_target", "train_seconds", "wall_seconds", "batched", "finished_at")
-# what each schema version adds to the one before: a writer applies them in order to an older store
-_MIGRATIONS = {2: "ALTER TABLE runs ADD COLUMN rule_hash TEXT", 3: "ALTER TABLE runs ADD COLUMN data_hash TEXT"}
+                "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash",
+                "data_hash", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
+                "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
+                "wall_seconds", "batched", "finished_at")
+# the TEXT columns each schema version adds to the one before: a writer adds them, in order, to an older store
 _ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}}
 
 
@@ -130,7 +129,7 @@ def _columns_of_version(table, version):
 
 def _inspect(connection, path):
     """'new' for a database without tables, 'fastgd' for a store of this schema version, 'old' for an older one
-    (see :data:`_MIGRATIONS`); StoreError otherwise."""
+    (see :data:`_ADDED_COLUMNS`); StoreError otherwise."""
     try:
         rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     except sqlite3.DatabaseError as error:
@@ -295,7 +294,9 @@ class Store:
                 version = int(self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'")
                               .fetchone()[0])
                 for later in range(version + 1, SCHEMA_VERSION + 1):
-                    self._connection.execute(_MIGRATIONS[later])
+                    for table, columns in _ADDED_COLUMNS[later].items():
+                        for column in columns:
+                            self._connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
                 self._connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                                          (str(SCHEMA_VERSION),))
 
@@ -405,11 +406,9 @@ class Store:
 
     def runs_frame(self):
         frame = self._frame("SELECT * FROM runs ORDER BY dataset, rule, learning_rate, seed")
-        # an older store, read as it is: what it did not record is empty
-        if "rule_hash" not in frame:
-            frame.insert(frame.columns.get_loc("target_loss") + 1, "rule_hash", None)
-        if "data_hash" not in frame:
-            frame.insert(frame.columns.get_loc("rule_hash") + 1, "data_hash", None)
+        # in this schema's order: an older store, read as it is, lacks columns (they read empty), and one a
+        # writer migrated has them last
+        frame = frame.reindex(columns=list(_RUN_COLUMNS))
         frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
