@@ -565,7 +565,9 @@ def _from_sklearn(source):
                            "once with network access") from None
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{where}: {' '.join(str(error).split())}") from None
-    return _prepare_arrays(source.settings, X, y)
+    # the loader's own task, not one inferred from y: make_blobs with many centres gives whole numbers that
+    # inference would take for a regression target
+    return _prepare_arrays(replace(source.settings, task=SKLEARN_LOADERS[source.loader]), X, y)
 
 
 def _mnist1d(source):

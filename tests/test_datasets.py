@@ -149,6 +149,13 @@ def test_a_scikit_learn_generator_with_its_own_options():
         datasets.make(datasets.Source("moons", loader="make_moons", options={"n_samples": -3}))
 
 
+def test_a_generator_makes_its_own_task_whatever_its_labels_look_like():
+    # 150 whole-number labels would be taken for a regression target by inference: make_blobs makes classes
+    data = datasets.make(datasets.Source("blobs", loader="make_blobs",
+                                         options={"n_samples": 3000, "centers": 150, "random_state": 0}))
+    assert data.task == "classification" and data.n_classes == 150
+
+
 def test_a_fetcher_loads_offline_or_says_where_the_data_is_missing(tmp_path):
     source = datasets.Source("housing", loader="fetch_california_housing", options={"data_home": str(tmp_path)})
     with pytest.raises(DatasetError, match=f"not in scikit-learn's data home .*{tmp_path.name}.*offline"):
