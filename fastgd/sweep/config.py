@@ -65,6 +65,7 @@ small to split or too large for this machine's memory; a network that would
 not fit in it.
 """
 
+import functools
 import hashlib
 import itertools
 import json
@@ -121,7 +122,7 @@ class RunSpec:
     dtype: str
     target_loss: float
     rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
-    data_hash: str = None  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
+    data_hash: str  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
 
     @property
     def run_id(self):
@@ -184,10 +185,16 @@ class SweepConfig:
         extra = tuple(plugin for plugin in plugins if (plugin.digest or plugin.spec) not in known)
         return replace(self, plugins=self.plugins + extra)
 
+    @functools.cached_property
+    def data_hashes(self):
+        """{data set: its content hash}, each set made and hashed once per configuration (``runs`` is called
+        several times a command)."""
+        return {dataset: load_dataset(dataset, self.sources).content_hash for dataset in self.datasets}
+
     def runs(self):
         """Every RunSpec of the sweep, in a fixed order."""
         specs = []
-        data_hashes = {dataset: load_dataset(dataset, self.sources).content_hash for dataset in self.datasets}
+        data_hashes = self.data_hashes
         for dataset, rule in itertools.product(self.datasets, self.rules):
             grid = self.rule_grids.get(rule, {})
             names = sorted(grid)

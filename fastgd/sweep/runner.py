@@ -153,7 +153,7 @@ def _check_definition(spec, data):
     if rule.hash != spec.rule_hash:
         raise RuntimeError(f"rule {spec.rule!r} has definition {rule.hash[:12]} here, the sweep planned "
                            f"{spec.rule_hash[:12]}: its plugin differs between this worker and the sweep")
-    if spec.data_hash is not None and data.content_hash != spec.data_hash:
+    if data.content_hash != spec.data_hash:
         raise RuntimeError(f"data set {spec.dataset!r} has content {data.content_hash[:12]} here, the sweep planned "
                            f"{spec.data_hash[:12]}: its file differs between this worker and the sweep")
 
