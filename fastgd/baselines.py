@@ -217,7 +217,6 @@ class JaxTraining:
         self.opt_state = transform.init(self.params)
         self.X = jnp.asarray(np.asarray(X, dtype))
         self.targets = jnp.asarray(targets if classification else np.asarray(targets, dtype))
-        self.classification = classification
 
         def loss_of(params, X, targets):
             outputs = X
@@ -265,18 +264,6 @@ class JaxTraining:
         self.key, key = self._split(self.key)
         self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
         return float(loss)
-
-    def outputs(self, X):
-        """The network's outputs on X, in NumPy (class probabilities for classification)."""
-        outputs = np.asarray(X, dtype=self.X.dtype)
-        for layer, (coef, intercept) in enumerate(self.params):
-            outputs = outputs @ np.asarray(coef) + np.asarray(intercept)
-            if layer < len(self.params) - 1:
-                outputs = np.maximum(outputs, 0)
-        if self.classification:
-            outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-            outputs /= outputs.sum(axis=1, keepdims=True)
-        return outputs
 
 
 def jax_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):

@@ -130,12 +130,10 @@ print(time.perf_counter() - start)
 
 def numba_floor_seconds(cache_dir):
     """Seconds of ``import numba`` and the first call of a trivial cached ``@njit`` function, in a fresh process."""
-    path = os.path.join(cache_dir, "numba_floor.py")
+    path = os.path.join(cache_dir, "numba_floor.py")  # a file: cache=True needs one
     with open(path, "w") as file:
         file.write(NUMBA_FLOOR)
-    environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    output = subprocess.run([sys.executable, path], env=environment, check=True, capture_output=True, text=True)
-    return float(output.stdout.strip().splitlines()[-1])
+    return float(common._fresh_python([path], cache_dir))  # as the workloads it is held against run
 
 
 def fit_fixed_cost(n_repeats=7):
