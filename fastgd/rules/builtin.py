@@ -8,13 +8,17 @@ optimizer class's docstring (:mod:`fastgd.optim`).
 from fastgd import reference
 from fastgd.kernels import updates
 from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
-                                     PerStep, PerTensor, Real, Reals, Rule, ScalarState, State, Uniform, WeightDecay)
+                                     OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Rule, ScalarState, State,
+                                     Uniform, WeightDecay)
 
 __all__ = ["BUILTIN_RULES"]
 
-# search spaces for tuning (the learning rate's is LearningRate's default)
-_MOMENTUM_SPACE = Uniform(0.0, 0.99)
+# search spaces for tuning (the learning rate's is LearningRate's default); momenta and betas on the 1 - β log
+# scale of Choi et al. (2019): β1 in [0.5, 0.98], β2 in [0.9, 0.9999], momentum in [0.5, 0.99]
+_MOMENTUM_SPACE = OneMinusLogUniform(1e-2, 0.5)
+_BETAS_SPACE = (OneMinusLogUniform(2e-2, 0.5), OneMinusLogUniform(1e-4, 0.1))
 _EPS_SPACE = LogUniform(1e-10, 1e-4)
+_DECOUPLED_DECAY_SPACE = LogUniform(1e-4, 0.3)
 
 
 def _eps(default):
@@ -157,9 +161,10 @@ def _adam_family(name, weight_decay, mode, amsgrad, class_name, reference_functi
         element=updates.adam_element,
         hyperparameters={
             "lr": LearningRate(1e-3),
-            "betas": Betas((0.9, 0.999)),
+            "betas": Betas((0.9, 0.999), search=_BETAS_SPACE),
             "eps": _eps(1e-8),
-            "weight_decay": WeightDecay(weight_decay, mode),
+            "weight_decay": WeightDecay(weight_decay, mode,
+                                        search=_DECOUPLED_DECAY_SPACE if mode == "decoupled" else None),
             "amsgrad": Flag(amsgrad),
         },
         state={"exp_avg": State(), "exp_avg_sq": State(), "max_exp_avg_sq": State(when="amsgrad")},
@@ -193,7 +198,7 @@ ADAMAX = Rule(
     element=updates.adamax_element,
     hyperparameters={
         "lr": LearningRate(2e-3),
-        "betas": Betas((0.9, 0.999)),
+        "betas": Betas((0.9, 0.999), search=_BETAS_SPACE),
         "eps": _eps(1e-8),
         "weight_decay": WeightDecay(0.0, "coupled"),
     },
@@ -213,7 +218,7 @@ NADAM = Rule(
     element=updates.nadam_element,
     hyperparameters={
         "lr": LearningRate(2e-3),
-        "betas": Betas((0.9, 0.999)),
+        "betas": Betas((0.9, 0.999), search=_BETAS_SPACE),
         "eps": _eps(1e-8),
         "weight_decay": WeightDecay(0.0, "coupled"),
         "momentum_decay": Real(4e-3),
@@ -248,7 +253,7 @@ LION = Rule(
     element=updates.lion_element,
     hyperparameters={
         "lr": LearningRate(1e-4, search=LogUniform(1e-6, 1e-1)),
-        "betas": Betas((0.9, 0.99)),
+        "betas": Betas((0.9, 0.99), search=_BETAS_SPACE),
         "weight_decay": WeightDecay(0.0, "decoupled"),
     },
     state={"exp_avg": State()},
@@ -271,7 +276,7 @@ RADAM = Rule(
     element=updates.radam_element,
     hyperparameters={
         "lr": LearningRate(1e-3),
-        "betas": Betas((0.9, 0.999)),
+        "betas": Betas((0.9, 0.999), search=_BETAS_SPACE),
         "eps": _eps(1e-8),
         "weight_decay": WeightDecay(0.0, "coupled", decoupled_when="decoupled_weight_decay"),
         "decoupled_weight_decay": Flag(False),
@@ -361,7 +366,7 @@ SCHEDULE_FREE_ADAMW = Rule(
     element=updates.schedule_free_element,
     hyperparameters={
         "lr": LearningRate(2.5e-3),
-        "betas": Betas((0.9, 0.999)),
+        "betas": Betas((0.9, 0.999), search=_BETAS_SPACE),
         "eps": _eps(1e-8),
         "weight_decay": Real(0.0, label="weight_decay value"),
         "warmup_steps": Integer(0),
@@ -399,7 +404,8 @@ LAMB = Rule(
     hyperparameters={
         "lr": LearningRate(1e-3, message="learning rate must be positive. ({value} > 0)"),
         "betas": Reals((0.9, 0.999), messages=("beta1 must be in the range [0.0, 1.0)",
-                                               "beta2 must be in the range [0.0, 1.0)")),
+                                               "beta2 must be in the range [0.0, 1.0)"),
+                       search=_BETAS_SPACE),
         "weight_decay": WeightDecay(0.0, "decoupled", message="weight_decay must be non-negative"),
         "grad_averaging": Flag(True),
         "adam": Flag(False),

@@ -59,7 +59,7 @@ import numpy as np
 
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
            "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "LogUniform",
-           "Uniform", "Rule", "GENERATOR_VERSION"]
+           "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
 
 # Part of every rule's hash: bump it when the generated code changes meaning.
 GENERATOR_VERSION = 2
@@ -95,6 +95,25 @@ class Uniform:
         return float(self.low + u * (self.high - self.low))
 
 
+@dataclass(frozen=True)
+class OneMinusLogUniform:
+    """``1 - x`` with ``x`` log-uniform between ``low`` and ``high`` (both in (0, 1]): momenta and betas near 1.
+
+    Choi et al. (2019), "On Empirical Comparisons of Optimizers for Deep
+    Learning", tune ``1 - β`` on a log scale: 0.9 and 0.99 are as far apart as
+    0.99 and 0.999.
+    """
+
+    low: float
+    high: float
+
+    def from_unit(self, u):
+        return 1.0 - LogUniform(self.low, self.high).from_unit(1.0 - u)
+
+
+_DISTRIBUTIONS = (LogUniform, Uniform, OneMinusLogUniform)
+
+
 # --- hyperparameters -------------------------------------------------------------------------
 
 def _is_real(value):
@@ -121,6 +140,16 @@ class Hyperparameter:
 
     def scalars(self, value):
         return () if self.structural else (float(value),)
+
+    # The search space is left out of the rule's hash: it decides which settings are tried, not what a
+    # setting computes.
+    def search_distributions(self):
+        """The distributions tuning samples, one per searched scalar (none if the hyperparameter is not searched)."""
+        return () if self.search is None else (self.search,)
+
+    def from_search(self, values):
+        """The hyperparameter's value from one sampled number per :meth:`search_distributions` entry."""
+        return values[0]
 
     def describe(self):
         """A JSON-able description: part of the rule's hash."""
@@ -234,6 +263,14 @@ class Reals(Hyperparameter):
     def scalars(self, value):
         return tuple(math.nan if v is None else float(v) for v in value)
 
+    def search_distributions(self):
+        """``search`` is one distribution or None per entry (None keeps the entry at its default)."""
+        return () if self.search is None else tuple(d for d in self.search if d is not None)
+
+    def from_search(self, values):
+        sampled = iter(values)
+        return tuple(default if space is None else next(sampled) for default, space in zip(self.default, self.search))
+
     def describe(self):
         described = super().describe()
         described["_element"] = self._element.describe()
@@ -261,6 +298,9 @@ class Integer(Hyperparameter):
         if value < self.low or (self.high is not None and value > self.high):
             raise ValueError(self.message.format(value=value) if self.message else f"Invalid {label}: {value}")
         return int(value)
+
+    def from_search(self, values):
+        return int(round(values[0]))
 
 
 class Flag(Hyperparameter):
@@ -496,6 +536,63 @@ class Rule:
         """The float64 scalars of checked hyperparameters, in :attr:`scalar_names` order."""
         return [value for name, spec in self.hyperparameters.items() for value in spec.scalars(hyperparameters[name])]
 
+    # -- tuning -------------------------------------------------------------------------------
+
+    @property
+    def search_space(self):
+        """Hyperparameter name → its declared ``search`` (for tuples, one distribution or None per entry), for the
+        searched ones only, ``lr`` first; the others stay at their defaults when tuning."""
+        return {name: spec.search for name, spec in self.hyperparameters.items() if spec.search is not None}
+
+    @property
+    def search_dimensions(self):
+        """How many numbers one point of the search space takes."""
+        return sum(len(spec.search_distributions()) for spec in self.hyperparameters.values())
+
+    def from_unit(self, point):
+        """The searched hyperparameters at ``point``, one number in [0, 1] per dimension (declaration order)."""
+        values, position = {}, 0
+        for name, spec in self.hyperparameters.items():
+            distributions = spec.search_distributions()
+            if distributions:
+                units = point[position:position + len(distributions)]
+                values[name] = spec.from_search([d.from_unit(float(u)) for d, u in zip(distributions, units)])
+                position += len(distributions)
+        return values
+
+    def _validate_search(self):
+        for name, spec in self.hyperparameters.items():
+            if spec.search is None:
+                continue
+            if spec.structural:
+                self._fail(f"{name!r} is structural (a constant of the compiled code): it cannot have a search space")
+            if isinstance(spec, Reals):
+                if not (isinstance(spec.search, tuple) and len(spec.search) == len(spec.names)):
+                    self._fail(f"the search space of {name!r} must be a tuple of {len(spec.names)} distributions "
+                               f"or None ({', '.join(spec.names)}), got {spec.search!r}")
+            for distribution in spec.search_distributions():
+                if not isinstance(distribution, _DISTRIBUTIONS):
+                    self._fail(f"the search space of {name!r} must be LogUniform, Uniform or OneMinusLogUniform, got "
+                               f"{distribution!r}")
+                low, high = distribution.low, distribution.high
+                if not (_is_real(low) and _is_real(high) and math.isfinite(low) and math.isfinite(high)
+                        and low < high):
+                    self._fail(f"the search space of {name!r} needs finite low < high, got {distribution!r}")
+                if isinstance(distribution, LogUniform) and low <= 0:
+                    self._fail(f"the search space of {name!r} is log-uniform: low must be > 0, got {distribution!r}")
+                if isinstance(distribution, OneMinusLogUniform) and not (0 < low and high <= 1):
+                    self._fail(f"the search space of {name!r} needs 0 < low < high <= 1, got {distribution!r}")
+        # every point of the box lies between its two corners, and the declared ranges and checks are intervals
+        for corner in (0.0, 1.0):
+            values = {**self.defaults, **self.from_unit([corner] * self.search_dimensions)}
+            try:
+                checked = self.check(values)
+            except (TypeError, ValueError) as error:
+                self._fail(f"its search space reaches values it refuses: {error}")
+            if self.variant(checked) != self.variant(self.check(self.defaults)):
+                self._fail(f"its search space changes the rule's structure (flags {self.variant(checked)}); "
+                           "tune structural choices as separate rules")
+
     # -- checks of values -------------------------------------------------------------------
 
     @property
@@ -562,6 +659,7 @@ class Rule:
                 self.cross_check({name: spec.default for name, spec in self.hyperparameters.items()})
             except (TypeError, ValueError) as error:
                 self._fail(f"its defaults fail its check: {error}")
+        self._validate_search()
 
         flags = self.flag_names()
         for name, derived in self.derived.items():
