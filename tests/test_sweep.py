@@ -212,6 +212,29 @@ def test_metrics_units_and_provenance_are_stored(tmp_path):
     assert {"fastgd", "git_commit", "numba", "numpy", "cpu", "threading_layer", "device"} <= set(provenance)
 
 
+def test_each_run_row_says_what_made_it(tmp_path):
+    import numba
+
+    import fastgd
+
+    one_run = config(datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
+                     targets={"iris": 0.5}, hyperparameters={})
+    sweep.run_sweep(one_run, tmp_path / "r.db", jobs=1, progress=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    made = runner.provenance()
+    assert len(runs) == 2
+    assert set(runs["fastgd_version"]) == {fastgd.__version__} and set(runs["numba_version"]) == {numba.__version__}
+    assert set(runs["numpy_version"]) == {np.__version__} and set(runs["git_commit"]) == {made["git_commit"]}
+    assert set(runs["cpu"]) == {made["cpu"]} and set(runs["cpu_count"]) == {os.cpu_count()}
+    assert runs["numba_threads"].between(1, os.cpu_count()).all()
+    # stored as the worker process had them, not copied from the sweep's row
+    with sqlite3.connect(tmp_path / "r.db") as connection:
+        stored = connection.execute("SELECT cpu, cpu_count, numba_threads FROM runs").fetchall()
+    connection.close()
+    assert all(cpu == made["cpu"] and isinstance(cores, int) and isinstance(threads, int)
+               for cpu, cores, threads in stored)
+
+
 def test_failing_run_is_stored_as_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     original = runner._train_alone
 
@@ -690,9 +713,16 @@ def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_p
     assert runs["run_id"].is_unique and len(curves) == runs["epochs_run"].sum()
 
 
-@pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash")), (2, ("data_hash",))])
+RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",
+                          "numba_threads")
+
+
+@pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash", *RUN_PROVENANCE_COLUMNS)),
+                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS)),
+                                              (3, RUN_PROVENANCE_COLUMNS)])
 def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
-    # version 1 had neither hash, version 2 no data_hash: a reader sees them empty, a writer adds the columns
+    # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table: a
+    # reader sees the hashes empty, the provenance from the run's sweep row and no artefacts; a writer adds them
     store_path = tmp_path / "old.db"
     one_run = config(datasets=["iris"], rules=["sgd"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
                      targets={"iris": 0.5}, hyperparameters={})
@@ -700,15 +730,38 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     with sqlite3.connect(store_path) as connection:
         for column in dropped:
             connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute("DROP TABLE artefacts")
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     connection.close()
     before = store_path.read_bytes()
     runs = sweep.load_runs(store_path)
-    assert len(runs) == 1 and all(runs[column].isna().all() for column in dropped)
+    hashes = [column for column in dropped if column not in RUN_PROVENANCE_COLUMNS]
+    assert len(runs) == 1 and all(runs[column].isna().all() for column in hashes)
+    made = runner.provenance()
+    assert runs[list(RUN_PROVENANCE_COLUMNS)].iloc[0].tolist() == [
+        made["git_commit"], made["fastgd"], made["numba"], made["numpy"], made["cpu"], made["cpu_count"],
+        made["numba_threads"]]
+    with sweep.Store(store_path, mode="r") as store:
+        assert store.artefacts() == {}
     assert store_path.read_bytes() == before  # reading wrote nothing
     with sweep.Store(store_path) as store:
-        assert all(store.runs_frame()[column].isna().all() for column in dropped)
+        assert all(store.runs_frame()[column].isna().all() for column in hashes)
+        store.put_artefact("machine", {"cpu": "x"}, {"host": "h"})
+        assert store.artefacts()["machine"]["content"] == {"cpu": "x"}
     with sqlite3.connect(store_path) as connection:
         assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
             SCHEMA_VERSION)
+        # the migrated columns have the types of a new store's
+        types = {row[1]: row[2] for row in connection.execute("PRAGMA table_info(runs)")}
+        assert types["cpu_count"] == types["numba_threads"] == "INTEGER" and types["cpu"] == "TEXT"
     connection.close()
+
+
+def test_a_store_of_a_newer_schema_with_an_unknown_table_layout_is_refused(tmp_path):
+    path = tmp_path / "r.db"
+    sweep.Store(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("ALTER TABLE artefacts ADD COLUMN extra TEXT")
+    connection.close()
+    with pytest.raises(sweep.StoreError, match="its table 'artefacts' has the columns"):
+        sweep.load_runs(path)

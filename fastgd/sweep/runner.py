@@ -22,6 +22,7 @@ a sweep stores the chunks that finished, stops its workers at once and
 raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 """
 
+import functools
 import os
 import platform
 import subprocess
@@ -201,7 +202,9 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
         except Exception as error:
             results.append(_failed(spec, error))
     elapsed = time.perf_counter() - start
+    made_by = provenance()  # of this process: a Dask worker may be another machine than the sweep's client
     for result in results:
+        result["provenance"] = made_by
         result["batched"] = batched
         result["wall_seconds"] = elapsed if batched else result.get("train_seconds", 0.0)
     return results
@@ -250,6 +253,15 @@ def _exit_with_parent(sentinel):
 def provenance(device="cpu"):
     """Where and with what the results were made."""
     import numba
+
+    return dict(_static_provenance(), threading_layer=_threading_layer(), numba_threads=numba.get_num_threads(),
+                device=device)
+
+
+@functools.cache
+def _static_provenance():
+    """What does not change while a process lives (asked once: git runs in a subprocess)."""
+    import numba
     import sklearn
 
     import fastgd
@@ -268,8 +280,7 @@ def provenance(device="cpu"):
         pass
     return {"fastgd": fastgd.__version__, "git_commit": commit, "numba": numba.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": sys.version.split()[0],
-            "cpu": cpu, "cpu_count": os.cpu_count(), "threading_layer": _threading_layer(),
-            "numba_threads": numba.get_num_threads(), "device": device, "host": platform.node()}
+            "cpu": cpu, "cpu_count": os.cpu_count(), "host": platform.node()}
 
 
 def _threading_layer():

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 3.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 4.
 
 Tables:
 
@@ -10,8 +10,15 @@ Tables:
               defines it (the rule's definition hash and the data set's content hash included), ``status``
               (ok, diverged, failed), ``error``, final and best
               training loss, test metric (accuracy or R²), epochs and seconds to the
-              target loss, wall time, how it ran.
+              target loss, wall time, how it ran, and what made it: the commit,
+              the fastgd, Numba and NumPy versions and the machine (CPU model,
+              cores, Numba threads) of the process that trained it.
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
+``artefacts`` one row per named artefact: what ``fastgd compare`` measured and
+              computed besides the runs (throughput and machine limits, the
+              trajectories, a loss landscape per data set, the gradient checks,
+              the machine, the asv history), as JSON, with when and where it was
+              made. The report draws them and computes nothing.
 
 Each run and its curve are written in one transaction, by one process (the
 sweep's client), so a sweep killed at any moment leaves whole runs or none;
@@ -20,9 +27,11 @@ sweep's client), so a sweep killed at any moment leaves whole runs or none;
 and every run is stored once.
 
 A file is opened as a store only if it is one: an SQLite database holding
-fastgd's four tables with their columns and this schema version (or an older
+fastgd's tables with their columns and this schema version (or an older
 one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
-latter; a writer adds the columns, a reader sees them empty). Anything
+latter, version 3 the runs' provenance columns and the ``artefacts`` table; a
+writer adds them, a reader sees the columns empty, the provenance columns filled
+from their sweep's provenance, and no artefacts). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
 refused with a :class:`StoreError` before anything is written. A new store
 is created only by a writer (``Store(path)``), in a file that does not exist
@@ -40,7 +49,7 @@ from pathlib import Path
 
 __all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -69,6 +78,13 @@ CREATE TABLE runs (
     target_loss REAL NOT NULL,
     rule_hash TEXT,
     data_hash TEXT,
+    git_commit TEXT,
+    fastgd_version TEXT,
+    numba_version TEXT,
+    numpy_version TEXT,
+    cpu TEXT,
+    cpu_count INTEGER,
+    numba_threads INTEGER,
     status TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'failed')),
     error TEXT,
     final_loss REAL,
@@ -91,15 +107,28 @@ CREATE TABLE curves (
     seconds REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
+CREATE TABLE artefacts (
+    name TEXT PRIMARY KEY,
+    made_at TEXT NOT NULL,
+    provenance TEXT NOT NULL,
+    content TEXT NOT NULL
+);
 """
 
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
                 "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash",
-                "data_hash", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
+                "data_hash", "git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",
+                "numba_threads", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
                 "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
                 "wall_seconds", "batched", "finished_at")
-# the TEXT columns each schema version adds to the one before: a writer adds them, in order, to an older store
-_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}}
+# each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.sweep.runner.provenance)
+RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba_version": "numba",
+                  "numpy_version": "numpy", "cpu": "cpu", "cpu_count": "cpu_count", "numba_threads": "numba_threads"}
+# the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
+# tables it adds (as _SCHEMA makes them): a writer adds them, in order, to an older store
+_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)}}
+_ADDED_TABLES = {4: ("artefacts",)}
+_COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER"}
 
 
 _TABLE_COLUMNS = {
@@ -107,16 +136,23 @@ _TABLE_COLUMNS = {
     "sweeps": ("sweep_id", "name", "started_at", "config", "provenance"),
     "runs": _RUN_COLUMNS,
     "curves": ("run_id", "epoch", "loss", "seconds"),
+    "artefacts": ("name", "made_at", "provenance", "content"),
 }
 
 
 _NUMERIC_RUN_COLUMNS = ("learning_rate", "seed", "n_epochs", "alpha", "target_loss", "final_loss", "best_loss",
                         "test_metric", "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target",
-                        "train_seconds", "wall_seconds")
+                        "train_seconds", "wall_seconds", "cpu_count", "numba_threads")
 
 
 class StoreError(RuntimeError):
     """A file that cannot be used as a fastgd store; the message is one line naming it and why."""
+
+
+def _tables_of_version(version):
+    """The tables a store of schema version ``version`` has."""
+    added = {table for later in range(version + 1, SCHEMA_VERSION + 1) for table in _ADDED_TABLES.get(later, ())}
+    return [table for table in _TABLE_COLUMNS if table not in added]
 
 
 def _columns_of_version(table, version):
@@ -137,7 +173,7 @@ def _inspect(connection, path):
     tables = {name for (name,) in rows}
     if not tables:
         return "new"
-    missing = sorted(set(_TABLE_COLUMNS) - tables)
+    missing = sorted(set(_tables_of_version(1)) - tables)
     if missing:
         raise StoreError(f"{path} is an SQLite database but not a fastgd store (it has the tables "
                          f"{', '.join(sorted(tables))}; a store has {', '.join(sorted(_TABLE_COLUMNS))})")
@@ -151,7 +187,7 @@ def _inspect(connection, path):
     if int(version) < 1:
         raise StoreError(f"{path} has store schema version {version}; this fastgd reads versions 1 to "
                          f"{SCHEMA_VERSION}")
-    for table in _TABLE_COLUMNS:
+    for table in _tables_of_version(int(version)):
         columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
         if columns != set(_columns_of_version(table, int(version))):
             raise StoreError(f"{path} is not a fastgd store of schema version {version}: its table {table!r} "
@@ -296,7 +332,10 @@ class Store:
                 for later in range(version + 1, SCHEMA_VERSION + 1):
                     for table, columns in _ADDED_COLUMNS[later].items():
                         for column in columns:
-                            self._connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                            self._connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                                     f"{_COLUMN_TYPES.get(column, 'TEXT')}")
+                    for table in _ADDED_TABLES.get(later, ()):
+                        self._connection.execute(_table_statement(table))
                 self._connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                                          (str(SCHEMA_VERSION),))
 
@@ -377,6 +416,7 @@ class Store:
             hidden_layer_sizes=json.dumps(list(spec.hidden_layer_sizes)), activation=spec.activation,
             alpha=spec.alpha, dtype=spec.dtype, target_loss=spec.target_loss, rule_hash=spec.rule_hash,
             data_hash=spec.data_hash,
+            **{column: result.get("provenance", {}).get(key) for column, key in RUN_PROVENANCE.items()},
             finished_at=_now(),
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
@@ -410,6 +450,15 @@ class Store:
         # writer migrated has them last
         frame = frame.reindex(columns=list(_RUN_COLUMNS))
         frame["hyperparameters"] = self._parsed(frame["hyperparameters"], "runs.hyperparameters")
+        if frame[list(RUN_PROVENANCE)].isna().any().any():
+            # runs stored before schema 4: what their sweep's provenance says (the sweep's client, which for local
+            # workers is the same machine and code)
+            made_by = self.sweeps_frame().set_index("sweep_id")["provenance"]
+            provenances = frame["sweep_id"].map(made_by)
+            for column, key in RUN_PROVENANCE.items():
+                recorded = provenances.map(lambda provenance: provenance.get(key)
+                                           if isinstance(provenance, dict) else None)
+                frame[column] = frame[column].where(frame[column].notna(), recorded)
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
             if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))
@@ -427,6 +476,33 @@ class Store:
         for column in ("config", "provenance"):
             frame[column] = self._parsed(frame[column], f"sweeps.{column}")
         return frame
+
+    def put_artefact(self, name, content, provenance):
+        """Store (or replace) the artefact ``name``: ``content`` and ``provenance`` JSON-serialisable."""
+        if self.mode != "w":
+            raise StoreError(f"the store {self.path} is open for reading: artefacts are written by a writer")
+        try:
+            text = json.dumps(content, sort_keys=True, allow_nan=True)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"artefact {name!r} cannot be stored as JSON: {error}") from None
+        with self._transaction():
+            self._connection.execute("INSERT OR REPLACE INTO artefacts (name, made_at, provenance, content) "
+                                     "VALUES (?, ?, ?, ?)", (name, _now(), json.dumps(provenance, sort_keys=True),
+                                                             text))
+
+    def artefacts(self):
+        """{name: {"content", "made_at", "provenance"}} of the stored artefacts; empty for a store of schema 3 or
+        older (read as it is, it has no such table)."""
+        has_table = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'artefacts'").fetchone()
+        if not has_table:
+            return {}
+        frame = self._frame("SELECT * FROM artefacts ORDER BY name")
+        contents = self._parsed(frame["content"], "artefacts.content")
+        provenances = self._parsed(frame["provenance"], "artefacts.provenance")
+        return {name: {"content": content, "made_at": made_at, "provenance": provenance}
+                for name, content, made_at, provenance in zip(frame["name"], contents, frame["made_at"],
+                                                              provenances)}
 
     def _parsed(self, column, name):
         """A column of JSON text as Python objects; StoreError naming the column when one is not JSON."""
@@ -449,6 +525,11 @@ def load_curves(path):
     """Every stored curve point as a pandas DataFrame, one row per (run, epoch)."""
     with Store(path, mode="r") as store:
         return store.curves_frame()
+
+
+def _table_statement(table):
+    """The CREATE TABLE statement of ``table`` in :data:`_SCHEMA`."""
+    return next(statement for statement in _SCHEMA.split(";") if f"CREATE TABLE {table} (" in statement)
 
 
 def _now():
