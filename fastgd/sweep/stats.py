@@ -1,0 +1,541 @@
+r"""Statistics a reviewer would ask of a comparison: intervals over seeds, rank tests across data sets, winners.
+
+All functions are pure (NumPy, SciPy, pandas). The ones that take ``runs``
+take the frame of :func:`fastgd.sweep.load_runs`, one row per run; each
+(data set, rule) is represented by the seeds of its best configuration
+(:func:`best_configuration_runs`).
+
+* :func:`bootstrap_ci`: the 95% bootstrap interval of a mean
+  (:func:`scipy.stats.bootstrap`, BCa, seeded).
+* :func:`intervals`: per data set and rule, the mean and interval of final
+  loss, test metric, epochs and seconds to the target.
+* :func:`rank_test`: across data sets, the Friedman test on a data sets ×
+  rules matrix of scores, mean ranks, the Nemenyi critical difference and
+  the groups of rules it cannot tell apart (Demšar 2006).
+* :func:`pairwise_tests`: per data set, every pair of rules compared over
+  seeds (Mann–Whitney U or Welch's t), Holm-corrected within the data set;
+  :func:`significance_lines` says in words which differences hold.
+* :func:`algoperf_scores`: AlgoPerf's benchmark score, the performance
+  profile integrated up to τ = 4 (Dahl et al. 2023).
+* :func:`winners`: per data set, the winner on a deterministic measure
+  (epochs to target) with wall-clock time second, and whether its lead over
+  the runner-up is significant.
+
+References
+----------
+J. Demšar (2006), "Statistical Comparisons of Classifiers over Multiple Data
+Sets", JMLR 7:1–30. G. E. Dahl et al. (2023), "Benchmarking Neural Network
+Training Algorithms", arXiv:2306.07179. S. Holm (1979), "A Simple
+Sequentially Rejective Multiple Test Procedure".
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
+           "critical_difference", "cliques", "rank_test", "score_matrix", "holm", "compare_samples",
+           "pairwise_tests", "significance_lines", "algoperf_score", "algoperf_scores", "winners", "MEASURES"]
+
+# the measures intervals are given for, and which way is better
+MEASURES = {"final_loss": "lower", "test_metric": "higher", "epochs_to_target": "lower",
+            "seconds_to_target": "lower"}
+_TO_TARGET = ("epochs_to_target", "seconds_to_target")
+
+
+# --- intervals ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its confidence interval; ``note`` says why the interval is empty or degenerate, if it is."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    note: str = ""
+
+
+def _as_values(values, what="values"):
+    try:
+        array = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, got {values!r}") from None
+    return array
+
+
+def bootstrap_ci(values, confidence_level=0.95, n_resamples=9999, method="BCa", seed=0):
+    """The mean of ``values`` and its bootstrap confidence interval (:func:`scipy.stats.bootstrap`).
+
+    NaN values (runs without a result) are left out and ``n`` counts the
+    rest. Where the bootstrap has nothing to resample the interval says so in
+    ``note`` instead of raising: no values (all NaN), one value (no
+    interval: NaN), all values equal (the interval collapses to the value),
+    an infinite value (the mean is infinite, no interval). BCa falls back to
+    the percentile method where its acceleration is undefined. The same
+    ``seed``, the same interval.
+    """
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+    if method not in ("BCa", "percentile", "basic"):
+        raise ValueError(f"method must be 'BCa', 'percentile' or 'basic', got {method!r}")
+    array = _as_values(values)
+    array = array[~np.isnan(array)]
+    n = int(array.size)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, "no values")
+    mean = float(np.mean(array))
+    if not np.all(np.isfinite(array)):
+        return Interval(mean, math.nan, math.nan, n, "an infinite value: no interval")
+    if n == 1:
+        return Interval(mean, math.nan, math.nan, 1, "one value: no interval")
+    if np.all(array == array[0]):
+        return Interval(mean, mean, mean, n, "all values equal")
+    from scipy import stats
+
+    note = ""
+    for attempt in (method, "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DegenerateDataWarning: handled below by the fallback
+            result = stats.bootstrap((array,), np.mean, confidence_level=confidence_level, n_resamples=n_resamples,
+                                     method=attempt, vectorized=True, rng=np.random.default_rng(seed))
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            break
+        note = f"{method} undefined for these values: percentile interval"
+    return Interval(mean, low, high, n, note if attempt != method else "")
+
+
+def _keyed_runs(runs):
+    from fastgd.sweep.metrics import _keyed
+
+    required = {"dataset", "rule", "status", "best_loss", *MEASURES}
+    if not required <= set(runs):
+        raise ValueError(f"a runs frame needs the columns {sorted(required)}; it lacks "
+                         f"{sorted(required - set(runs))}")
+    return _keyed(runs[runs["status"] != "failed"])
+
+
+def best_configuration_runs(runs, measure="epochs_to_target"):
+    """The runs (one per seed) of each (data set, rule)'s best configuration.
+
+    Best: among configurations whose every seed reached the target, the
+    lowest mean of ``measure`` (then of seconds to target); where none did,
+    the lowest mean final loss. Epochs to target, unlike seconds, do not move
+    with the machine's load, so the choice is the same in every run of a
+    sweep with the same results.
+    """
+    from fastgd.sweep.metrics import config_columns, summarize
+
+    if measure not in _TO_TARGET:
+        raise ValueError(f"measure must be one of {list(_TO_TARGET)}, got {measure!r}")
+    keyed = _keyed_runs(runs)
+    if keyed.empty:
+        return keyed
+    columns = config_columns(keyed)
+    summary = summarize(runs)
+    chosen = []
+    for _, group in summary.groupby(["dataset", "rule"], sort=True):
+        reached = group[group["reached_share"] == 1.0]
+        if len(reached):
+            order = reached.sort_values([f"{measure}_mean", "seconds_to_target_mean"], kind="stable")
+        else:
+            order = group.sort_values("final_loss_mean", kind="stable", na_position="last")
+        chosen.append(order.iloc[0][columns])
+    import pandas as pd
+
+    chosen = pd.DataFrame(chosen)
+    matched = keyed.merge(chosen, on=columns, how="inner")
+    return matched.reset_index(drop=True)
+
+
+def intervals(runs, measures=tuple(MEASURES), confidence_level=0.95, seed=0):
+    """Long frame (dataset, rule, measure, mean, low, high, n, note) over the seeds of the best configurations.
+
+    For the to-target measures, ``n`` counts the seeds that reached the
+    target (the others have no time to average); ``n_seeds`` counts all.
+    """
+    import pandas as pd
+
+    unknown = [measure for measure in measures if measure not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {unknown} (one of {list(MEASURES)})")
+    best = best_configuration_runs(runs)
+    records = []
+    for (dataset, rule), group in best.groupby(["dataset", "rule"], sort=True):
+        for measure in measures:
+            interval = bootstrap_ci(group[measure].astype(float), confidence_level=confidence_level, seed=seed)
+            records.append((dataset, rule, measure, interval.mean, interval.low, interval.high, interval.n,
+                            len(group), interval.note))
+    return pd.DataFrame(records, columns=["dataset", "rule", "measure", "mean", "low", "high", "n", "n_seeds",
+                                          "note"])
+
+
+# --- ranks across data sets --------------------------------------------------------------------
+
+def _matrix(scores):
+    import pandas as pd
+
+    if not isinstance(scores, pd.DataFrame):
+        raise ValueError("scores must be a DataFrame: one row per data set, one column per rule")
+    if scores.shape[0] < 1 or scores.shape[1] < 2:
+        raise ValueError(f"scores need at least one data set and two rules, got {scores.shape[0]} x "
+                         f"{scores.shape[1]}")
+    try:
+        return scores.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError("scores must be numbers") from None
+
+
+def mean_ranks(scores, lower_is_better=True):
+    """Each rule's rank on each data set (1 = best, ties averaged; NaN and the wrong infinity count as worst),
+    averaged over data sets; sorted best first."""
+    from scipy.stats import rankdata
+
+    matrix = _matrix(scores)
+    values = matrix.to_numpy()
+    values = values if lower_is_better else -values
+    values = np.where(np.isnan(values), np.inf, values)
+    ranks = rankdata(values, axis=1, method="average")
+    import pandas as pd
+
+    return pd.Series(ranks.mean(axis=0), index=matrix.columns, name="mean_rank").sort_values(kind="stable")
+
+
+def critical_difference(n_rules, n_datasets, alpha=0.05):
+    r"""The Nemenyi test's critical difference of mean ranks (Demšar 2006, section 3.2.2).
+
+    .. math::
+        CD = q_\alpha \sqrt{\frac{k(k+1)}{6N}}, \quad
+        q_\alpha = \frac{Q_{1-\alpha}(k, \infty)}{\sqrt 2}
+
+    with :math:`Q` the studentized range distribution, ``k`` rules and ``N``
+    data sets. Two rules whose mean ranks differ by at least CD differ
+    significantly. k = 4, N = 14, α = 0.05: q = 2.569, CD = 1.254.
+    """
+    from scipy.stats import studentized_range
+
+    if not (isinstance(n_rules, (int, np.integer)) and n_rules >= 2):
+        raise ValueError(f"n_rules must be an integer >= 2, got {n_rules!r}")
+    if not (isinstance(n_datasets, (int, np.integer)) and n_datasets >= 1):
+        raise ValueError(f"n_datasets must be an integer >= 1, got {n_datasets!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    q_alpha = studentized_range.ppf(1 - alpha, n_rules, np.inf) / math.sqrt(2)
+    return float(q_alpha * math.sqrt(n_rules * (n_rules + 1) / (6 * n_datasets)))
+
+
+def cliques(ranks, cd):
+    """The maximal groups (two rules or more) of ``ranks`` (rule → mean rank) whose ranks lie within less than
+    ``cd`` of one another: the rules the test cannot tell apart. Best ranks first."""
+    ordered = sorted(ranks.items(), key=lambda item: item[1])
+    groups = []
+    for start in range(len(ordered)):
+        end = start
+        while end + 1 < len(ordered) and ordered[end + 1][1] - ordered[start][1] < cd:
+            end += 1
+        if end > start and not (groups and groups[-1][1] >= end):
+            groups.append((start, end))
+    return [[name for name, _ in ordered[start:end + 1]] for start, end in groups]
+
+
+@dataclass
+class RankTest:
+    """The Friedman test over data sets and the Nemenyi post-hoc test (see :func:`rank_test`)."""
+
+    mean_ranks: object  # pandas Series, rule → mean rank, best first
+    n_datasets: int
+    n_rules: int
+    statistic: float  # Friedman's chi-square (SciPy's, corrected for ties)
+    pvalue: float
+    iman_davenport: float  # Iman and Davenport's F, the less conservative form Demšar recommends
+    iman_davenport_pvalue: float
+    alpha: float
+    cd: float
+    cliques: list = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def significant(self):
+        """Whether the Friedman test rejects "all rules perform alike" at ``alpha``."""
+        return bool(self.pvalue < self.alpha)
+
+    def different(self, first, second):
+        """Whether the Nemenyi test separates two rules (and the Friedman test rejected equality)."""
+        return self.significant and abs(self.mean_ranks[first] - self.mean_ranks[second]) >= self.cd
+
+    def summary(self):
+        """One line in words."""
+        if self.note:
+            return self.note
+        ranks = ", ".join(f"{rule} {rank:.2f}" for rule, rank in self.mean_ranks.items())
+        verdict = (f"the rules differ (Friedman p = {self.pvalue:.3g})" if self.significant else
+                   f"no significant difference among the rules (Friedman p = {self.pvalue:.3g})")
+        return f"{verdict} over {self.n_datasets} data sets; mean ranks {ranks}; critical difference {self.cd:.2f}"
+
+
+def rank_test(scores, lower_is_better=True, alpha=0.05):
+    """Friedman test, mean ranks and Nemenyi critical difference on ``scores`` (rows: data sets, columns: rules).
+
+    A rule without a score on a data set (NaN, or infinite: never reached
+    the target) ranks last there. With fewer than three rules or two data
+    sets, the Friedman statistic is NaN and ``note`` says why; the ranks and
+    CD are still given.
+    """
+    from scipy import stats
+
+    matrix = _matrix(scores)
+    n_datasets, n_rules = matrix.shape
+    ranks = mean_ranks(matrix, lower_is_better)
+    cd = critical_difference(n_rules, n_datasets, alpha)
+    statistic = pvalue = f_statistic = f_pvalue = math.nan
+    note = ""
+    values = matrix.to_numpy()
+    values = values if lower_is_better else -values
+    values = np.where(np.isnan(values), np.inf, values)
+    if n_rules < 3 or n_datasets < 2:
+        note = (f"the Friedman test needs three rules or more and two data sets or more; got {n_rules} rules on "
+                f"{n_datasets} data sets")
+    elif np.all(values == values[:, :1]):
+        statistic, pvalue = 0.0, 1.0
+    else:
+        # the test sees only ranks within each data set: ranks keep infinite scores last
+        result = stats.friedmanchisquare(*stats.rankdata(values, axis=1).T)
+        statistic, pvalue = float(result.statistic), float(result.pvalue)
+        denominator = n_datasets * (n_rules - 1) - statistic
+        if denominator > 0:
+            f_statistic = (n_datasets - 1) * statistic / denominator
+            f_pvalue = float(stats.f.sf(f_statistic, n_rules - 1, (n_rules - 1) * (n_datasets - 1)))
+        else:
+            f_statistic, f_pvalue = math.inf, 0.0
+    # where the omnibus test finds nothing (or cannot be run), no pair is declared different
+    groups = cliques(ranks.to_dict(), cd) if pvalue < alpha else [list(ranks.index)]
+    return RankTest(ranks, n_datasets, n_rules, statistic, pvalue, f_statistic, f_pvalue, alpha, cd, groups, note)
+
+
+def score_matrix(runs, measure="epochs_to_target"):
+    """Data sets × rules matrix of each best configuration's mean ``measure`` over seeds, for :func:`rank_test`.
+
+    For a to-target measure, a rule whose best configuration did not reach
+    the target on every seed scores infinity there.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r} (one of {list(MEASURES)})")
+    best = best_configuration_runs(runs)
+    if measure in _TO_TARGET:
+        values = best[measure].astype(float).fillna(np.inf)
+    else:
+        values = best[measure].astype(float)
+    table = best.assign(value=values).groupby(["dataset", "rule"])["value"].mean().unstack("rule")
+    return table.fillna(np.inf if measure in _TO_TARGET else np.nan)
+
+
+# --- per data set, over seeds ------------------------------------------------------------------
+
+def holm(pvalues):
+    """Holm's step-down adjusted p-values, in the order given (NaN stays NaN and does not count)."""
+    pvalues = _as_values(pvalues, "p-values")
+    adjusted = np.full(pvalues.shape, np.nan)
+    present = np.flatnonzero(~np.isnan(pvalues))
+    order = present[np.argsort(pvalues[present], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for position, index in enumerate(order):
+        running = max(running, min(1.0, (m - position) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def compare_samples(first, second, test="mannwhitney"):
+    """Two-sided p-value that two samples come from one distribution (``mannwhitney``) or share a mean (``welch``).
+
+    Identical samples give p = 1. Infinite values (seeds that never
+    reached the target) are ranked last by the rank test; Welch's t cannot
+    take them and gives NaN.
+    """
+    from scipy import stats
+
+    if test not in ("mannwhitney", "welch"):
+        raise ValueError(f"test must be 'mannwhitney' or 'welch', got {test!r}")
+    first, second = _as_values(first), _as_values(second)
+    first, second = first[~np.isnan(first)], second[~np.isnan(second)]
+    if first.size == 0 or second.size == 0:
+        return math.nan
+    if np.array_equal(np.sort(first), np.sort(second)):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if test == "mannwhitney":
+            # the test uses ranks only: infinity becomes a value past every finite one
+            finite = np.concatenate([first, second])
+            finite = finite[np.isfinite(finite)]
+            low, high = (finite.min() - 1, finite.max() + 1) if finite.size else (-1.0, 1.0)
+            first, second = (np.where(values == np.inf, high, np.where(values == -np.inf, low, values))
+                             for values in (first, second))
+            return float(stats.mannwhitneyu(first, second, alternative="two-sided").pvalue)
+        if not (np.all(np.isfinite(first)) and np.all(np.isfinite(second))) or first.size < 2 or second.size < 2:
+            return math.nan
+        pvalue = float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+        return pvalue if math.isfinite(pvalue) else math.nan
+
+
+def _seed_values(group, measure):
+    values = group[measure].astype(float)
+    return values.fillna(np.inf) if measure in _TO_TARGET else values
+
+
+def pairwise_tests(runs, measure="epochs_to_target", test="mannwhitney", alpha=0.05):
+    """Per data set, every pair of rules compared over the seeds of their best configurations.
+
+    Columns: dataset, rule_a, rule_b, mean_a, mean_b (means over seeds;
+    infinite where a seed never reached the target), pvalue, pvalue_holm
+    (Holm-corrected over the data set's pairs), significant, better (the
+    rule with the better mean where significant, else None).
+    """
+    import pandas as pd
+
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r} (one of {list(MEASURES)})")
+    lower = MEASURES[measure] == "lower"
+    best = best_configuration_runs(runs)
+    records = []
+    for dataset, of_dataset in best.groupby("dataset", sort=True):
+        samples = {rule: _seed_values(group, measure).to_numpy() for rule, group in of_dataset.groupby("rule")}
+        names = sorted(samples)
+        pairs = [(a, b) for index, a in enumerate(names) for b in names[index + 1:]]
+        pvalues = [compare_samples(samples[a], samples[b], test) for a, b in pairs]
+        adjusted = holm(pvalues)
+        for (a, b), pvalue, corrected in zip(pairs, pvalues, adjusted):
+            mean_a, mean_b = float(np.mean(samples[a])), float(np.mean(samples[b]))
+            significant = bool(corrected < alpha)
+            better = None
+            if significant and mean_a != mean_b:
+                better = a if (mean_a < mean_b) == lower else b
+            records.append((dataset, a, b, mean_a, mean_b, pvalue, corrected, significant, better))
+    return pd.DataFrame(records, columns=["dataset", "rule_a", "rule_b", "mean_a", "mean_b", "pvalue", "pvalue_holm",
+                                          "significant", "better"])
+
+
+def significance_lines(pairwise, measure="epochs_to_target"):
+    """One line per data set: which pairs differ significantly (Holm-corrected) and how many do not."""
+    lines = []
+    for dataset, group in pairwise.groupby("dataset", sort=True):
+        held = group[group["significant"] & group["better"].notna()]
+        differences = "; ".join(
+            f"{row.better} better than {row.rule_b if row.better == row.rule_a else row.rule_a} "
+            f"(p = {row.pvalue_holm:.2g})" for row in held.itertuples())
+        not_held = len(group) - len(held)
+        text = f"significant: {differences}" if len(held) else "no significant difference"
+        lines.append(f"{dataset}, {measure.replace('_', ' ')}: {text}; {not_held} of {len(group)} pairs not "
+                     "significantly different")
+    return lines
+
+
+# --- AlgoPerf -----------------------------------------------------------------------------------
+
+def algoperf_score(costs, tau_max=4.0):
+    r"""AlgoPerf's benchmark score of each rule from a workloads × rules table of costs to the target.
+
+    Dahl et al. (2023), "Benchmarking Neural Network Training Algorithms",
+    section 4.5: on workload :math:`w` rule :math:`s` has the performance
+    ratio :math:`r_{w,s} = t_{w,s} / \min_{s'} t_{w,s'}` (infinite where it
+    never reached the target: NaN or inf in ``costs``); its performance
+    profile is :math:`\rho_s(\tau) = \frac{1}{n_w} |\{w : r_{w,s} \le \tau\}|`
+    and its score
+
+    .. math::
+        B_s = \frac{1}{\tau_{max} - 1} \int_1^{\tau_{max}} \rho_s(\tau)\, d\tau
+            = \frac{1}{n_w} \sum_w \frac{\max(0, \tau_{max} - r_{w,s})}{\tau_{max} - 1}
+
+    (exact: ρ is a step function), with :math:`\tau_{max} = 4`. 1 is the
+    fastest rule on every workload, 0 never within 4× of the fastest. A
+    workload no rule solved counts for nobody.
+    """
+    matrix = _matrix(costs)
+    if not (math.isfinite(tau_max) and tau_max > 1):
+        raise ValueError(f"tau_max must be a finite number > 1, got {tau_max!r}")
+    values = matrix.to_numpy()
+    if np.any(values[np.isfinite(values)] <= 0):
+        raise ValueError("costs to the target must be > 0")
+    values = np.where(np.isnan(values), np.inf, values)
+    fastest = values.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        ratios = np.where(np.isfinite(fastest), values / fastest, np.inf)
+    contribution = np.clip(tau_max - ratios, 0.0, None) / (tau_max - 1)
+    import pandas as pd
+
+    return pd.Series(contribution.mean(axis=0), index=matrix.columns, name="algoperf_score")
+
+
+def algoperf_scores(runs, measure="epochs_to_target", tau_max=4.0):
+    """:func:`algoperf_score` of the runs' best configurations, data sets as workloads, best first."""
+    if measure not in _TO_TARGET:
+        raise ValueError(f"measure must be one of {list(_TO_TARGET)}, got {measure!r}")
+    return algoperf_score(score_matrix(runs, measure), tau_max).sort_values(ascending=False, kind="stable")
+
+
+# --- winners ------------------------------------------------------------------------------------
+
+def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
+    """Per data set, the winner and whether its lead over the runner-up is significant.
+
+    Rules are ranked on mean epochs to the target over the seeds of their
+    best configurations (deterministic: the same on every machine and run),
+    then on mean seconds to the target; a rule that missed the target on
+    some seed ranks after those that always reached it, by final loss. The
+    lead is tested on epochs (two-sided ``test``); where the two rules'
+    epochs are the same, on seconds. Columns: dataset, winner, runner_up,
+    epochs (winner's mean), seconds, seconds_low, seconds_high (its 95%
+    bootstrap interval), decided_by, pvalue, significant, verdict (one
+    line in words: the lead, or "no significant difference").
+    """
+    import pandas as pd
+
+    best = best_configuration_runs(runs)
+    records = []
+    for dataset, of_dataset in best.groupby("dataset", sort=True):
+        table = []
+        for rule, group in of_dataset.groupby("rule", sort=True):
+            epochs = _seed_values(group, "epochs_to_target").to_numpy()
+            seconds = _seed_values(group, "seconds_to_target").to_numpy()
+            reached = bool(np.all(np.isfinite(epochs)))
+            final = float(np.nanmean(group["final_loss"].astype(float))) if group["final_loss"].notna().any() \
+                else math.inf
+            table.append((not reached, float(np.mean(epochs)) if reached else math.inf,
+                          float(np.mean(seconds)) if reached else math.inf, final, rule, epochs, seconds))
+        table.sort(key=lambda row: row[:5])
+        winner = table[0]
+        interval = bootstrap_ci(winner[6], seed=seed)
+        if len(table) == 1:
+            records.append((dataset, winner[4], None, winner[1], interval.mean, interval.low, interval.high, None,
+                            math.nan, False, f"{dataset}: {winner[4]} is the only rule"))
+            continue
+        runner_up = table[1]
+        if not np.array_equal(np.sort(winner[5]), np.sort(runner_up[5])):
+            decided_by, pvalue = "epochs_to_target", compare_samples(winner[5], runner_up[5], test)
+        else:
+            decided_by, pvalue = "seconds_to_target", compare_samples(winner[6], runner_up[6], test)
+        significant = bool(pvalue < alpha)
+        what = decided_by.replace("_", " ")
+        if winner[0]:
+            verdict = f"{dataset}: no rule reached the target on every seed"
+            significant = False
+        elif significant:
+            verdict = (f"{dataset}: {winner[4]} wins on {what} over {runner_up[4]} "
+                       f"({_mean_text(winner, decided_by)} against {_mean_text(runner_up, decided_by)}, "
+                       f"p = {pvalue:.2g})")
+        else:
+            verdict = (f"{dataset}: {winner[4]} and {runner_up[4]}: no significant difference in {what} "
+                       f"(p = {pvalue:.2g})")
+        records.append((dataset, winner[4], runner_up[4], winner[1], interval.mean, interval.low, interval.high,
+                        decided_by, pvalue, significant, verdict))
+    return pd.DataFrame(records, columns=["dataset", "winner", "runner_up", "epochs", "seconds", "seconds_low",
+                                          "seconds_high", "decided_by", "pvalue", "significant", "verdict"])
+
+
+def _mean_text(row, measure):
+    if measure == "epochs_to_target":
+        return f"{row[1]:.3g} epochs"
+    return f"{row[2] * 1e3:.3g} ms"
