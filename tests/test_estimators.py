@@ -96,6 +96,29 @@ def test_targets_are_encoded_as_scikit_learns_label_binarizer_does(y):
     np.testing.assert_array_equal(encoded, expected)
 
 
+@pytest.mark.parametrize("y", [np.array([3, 7, 7, 3], dtype=np.uint8), np.array([2, 0, 1, 2, 0], dtype=np.int8),
+                               np.array([5, 5, 5]), np.array([-1, 1, 1, -1], dtype=np.int32),
+                               np.arange(12) % 5, np.array([1.0, 0.0, 1.0]), np.array(["b", "a"])])
+def test_label_binarizer_fast_path_is_scikit_learns_fit(y):
+    """The classifier's own reading of integer labels against LabelBinarizer().fit, the oracle."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastgd.estimators import _fitted_label_binarizer
+
+    ours, theirs = _fitted_label_binarizer(y), LabelBinarizer().fit(y)
+    assert (ours.y_type_, ours.sparse_input_) == (theirs.y_type_, theirs.sparse_input_)
+    assert ours.classes_.dtype == theirs.classes_.dtype
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    np.testing.assert_array_equal(ours.transform(y), theirs.transform(y))
+    np.testing.assert_array_equal(ours.inverse_transform(theirs.transform(y)), y)
+
+
+def test_continuous_targets_are_refused_as_scikit_learn_refuses_them():
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        MLPClassifier(max_iter=1).fit(X, np.array([0.5, 1.5, 0.25, 2.0]))
+
+
 @pytest.mark.parametrize("estimator", [
     MLPRegressor(hidden_layer_sizes=(8,), optimizer="sgd", learning_rate_init=10.0, max_iter=50, random_state=0),
     # a growing loss alone does not stop it early (n_iter_no_change): only the overflow does
