@@ -254,3 +254,21 @@ def test_algoperf_scores_from_runs_put_the_fastest_first():
     assert scores.index[0] == "fast" and scores["fast"] == 1.0
     with pytest.raises(ValueError, match="tau_max"):
         stats.algoperf_score(pd.DataFrame({"a": [1.0], "b": [2.0]}), tau_max=1.0)
+
+
+# --- the critical-difference diagram -----------------------------------------------------------------
+
+def test_critical_difference_diagram_writes_its_files_and_ranks(tmp_path):
+    from fastgd.report import rank_figure
+
+    runs = _clear_winner_runs()
+    figure = rank_figure.draw_critical_difference(runs, tmp_path)
+    for name in (figure.png, figure.svg, figure.csv):
+        assert (tmp_path / name).stat().st_size > 0
+    table = pd.read_csv(tmp_path / figure.csv)
+    assert table["rule"].tolist() == ["fast", "middle", "slow"]
+    assert table["mean_rank"].tolist() == [1.0, 2.0, 3.0]
+    assert table["critical_difference"].iloc[0] == pytest.approx(stats.critical_difference(3, 3))
+    assert "not significantly different" in figure.caption
+    with pytest.raises(ValueError, match="unknown measure"):
+        rank_figure.draw_critical_difference(runs, tmp_path, measure="speed")
