@@ -223,6 +223,8 @@ def test_a_rule_that_misses_the_target_ranks_last():
     assert matrix.loc["iris", "never"] == np.inf
     table = stats.winners(runs)
     assert table["winner"].item() == "good" and table["runner_up"].item() == "ok"
+    never = stats.intervals(runs, measures=["epochs_to_target"]).set_index("rule").loc["never"]
+    assert never["n"] == 0 and never["n_seeds"] == 3 and never["note"] == "no seed reached the target"
 
 
 def test_stats_refuse_a_frame_without_results():
@@ -272,3 +274,11 @@ def test_critical_difference_diagram_writes_its_files_and_ranks(tmp_path):
     assert "not significantly different" in figure.caption
     with pytest.raises(ValueError, match="unknown measure"):
         rank_figure.draw_critical_difference(runs, tmp_path, measure="speed")
+
+
+def test_best_configuration_runs_are_the_given_rows():
+    runs = _clear_winner_runs()
+    runs.loc[runs["rule"] == "slow", "hyperparameters"] = [{"momentum": 0.9}] * int((runs["rule"] == "slow").sum())
+    best = stats.best_configuration_runs(runs)
+    assert set(best["learning_rate"]) == {0.1}
+    assert best.loc[best["rule"] == "slow", "hyperparameters"].tolist() == [{"momentum": 0.9}] * 3 * SEEDS

@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
-           "critical_difference", "cliques", "friedman_statistic", "rank_test", "score_matrix", "holm", "compare_samples",
-           "pairwise_tests", "significance_lines", "algoperf_score", "algoperf_scores", "winners", "MEASURES"]
+           "critical_difference", "cliques", "friedman_statistic", "rank_test", "score_matrix", "holm",
+           "compare_samples", "pairwise_tests", "significance_lines", "algoperf_score", "algoperf_scores", "winners",
+           "MEASURES"]
 
 # the measures intervals are given for, and which way is better
 MEASURES = {"final_loss": "lower", "test_metric": "higher", "epochs_to_target": "lower",
@@ -126,14 +127,17 @@ def best_configuration_runs(runs, measure="epochs_to_target"):
     the lowest mean final loss. Epochs to target, unlike seconds, do not move
     with the machine's load, so the choice is the same in every run of a
     sweep with the same results.
+    Failed runs are left out; the rows are ``runs``' own.
     """
+    import pandas as pd
+
     from fastgd.sweep.metrics import config_columns, summarize
 
     if measure not in _TO_TARGET:
         raise ValueError(f"measure must be one of {list(_TO_TARGET)}, got {measure!r}")
     keyed = _keyed_runs(runs)
     if keyed.empty:
-        return keyed
+        return runs.loc[keyed.index]
     columns = config_columns(keyed)
     summary = summarize(runs)
     chosen = []
@@ -144,11 +148,9 @@ def best_configuration_runs(runs, measure="epochs_to_target"):
         else:
             order = group.sort_values("final_loss_mean", kind="stable", na_position="last")
         chosen.append(order.iloc[0][columns])
-    import pandas as pd
-
-    chosen = pd.DataFrame(chosen)
-    matched = keyed.merge(chosen, on=columns, how="inner")
-    return matched.reset_index(drop=True)
+    # matched on the keyed columns (hyperparameters as JSON text), returned as the runs were given
+    matched = keyed.reset_index().merge(pd.DataFrame(chosen), on=columns, how="inner")
+    return runs.loc[matched["index"]].reset_index(drop=True)
 
 
 def intervals(runs, measures=tuple(MEASURES), confidence_level=0.95, seed=0):
@@ -167,8 +169,9 @@ def intervals(runs, measures=tuple(MEASURES), confidence_level=0.95, seed=0):
     for (dataset, rule), group in best.groupby(["dataset", "rule"], sort=True):
         for measure in measures:
             interval = bootstrap_ci(group[measure].astype(float), confidence_level=confidence_level, seed=seed)
+            note = "no seed reached the target" if measure in _TO_TARGET and interval.n == 0 else interval.note
             records.append((dataset, rule, measure, interval.mean, interval.low, interval.high, interval.n,
-                            len(group), interval.note))
+                            len(group), note))
     return pd.DataFrame(records, columns=["dataset", "rule", "measure", "mean", "low", "high", "n", "n_seeds",
                                           "note"])
 
