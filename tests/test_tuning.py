@@ -152,3 +152,13 @@ def test_choose_settings_from_sampled_trials_round_trips_the_setting():
     chosen = tuning.choose_settings(trials)
     assert chosen["setting"].item() == trials["setting"].iloc[-1]
     optim.OPTIMIZERS["adam"](np.zeros(4), **chosen["setting"].item())
+
+
+def test_a_tuple_search_needs_one_distribution_per_entry():
+    def element(param, grad, lr, beta1, beta2):
+        return param - lr * beta1 * beta2 * grad
+
+    for search in ((None, None), (Uniform(0.5, 0.9),)):
+        with pytest.raises(RuleError, match="tuple of 2 distributions"):
+            rules.Rule("paired", element=element,
+                       hyperparameters={"lr": LearningRate(0.1), "betas": rules.Betas((0.9, 0.99), search=search)})

@@ -41,6 +41,12 @@ count ``step`` (1 for the first step), hyperparameter scalars, scalar state
 and flags: bias corrections, decayed rates. Outputs named as a scalar state
 update it.
 
+**Search spaces** for tuning are declared on the hyperparameters:
+``LearningRate`` searches ``LogUniform(1e-5, 1)`` unless told otherwise;
+``search=`` takes a ``LogUniform``, ``Uniform`` or ``OneMinusLogUniform``
+(momenta, betas), one per entry (or None) for a tuple such as ``betas``.
+:mod:`fastgd.sweep.tuning` samples them; the others stay at their defaults.
+
 **Weight decay** is composed, not written into elements (optax's ``chain``):
 a :class:`WeightDecay` hyperparameter adds ``g ← g + λθ`` before the element
 (``"coupled"``, L2) or ``θ ← θ(1 − γλ)`` (``"decoupled"``, AdamW's).
@@ -567,7 +573,8 @@ class Rule:
             if spec.structural:
                 self._fail(f"{name!r} is structural (a constant of the compiled code): it cannot have a search space")
             if isinstance(spec, Reals):
-                if not (isinstance(spec.search, tuple) and len(spec.search) == len(spec.names)):
+                if not (isinstance(spec.search, tuple) and len(spec.search) == len(spec.names)
+                        and any(entry is not None for entry in spec.search)):
                     self._fail(f"the search space of {name!r} must be a tuple of {len(spec.names)} distributions "
                                f"or None ({', '.join(spec.names)}), got {spec.search!r}")
             for distribution in spec.search_distributions():
