@@ -2,7 +2,7 @@
 
     fastgd compare [CONFIG] [--preset quick|default|large] [--out DIR]    the main job: sweep, throughput, report
     fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large] [--jobs N] [--scheduler ADDRESS]
-    fastgd report --store results.db --out DIR              a report from an existing sweep store
+    fastgd report --store results.db --out DIR              the report again from a store alone (computes nothing)
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
@@ -402,22 +402,24 @@ def _asv_results(path):
 
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
-    from fastgd.report.build import check_reportable
+    from fastgd.report.build import HISTORY, THROUGHPUT, check_reportable
     from fastgd.sweep.store import Store, StoreError
 
     try:
         with Store(arguments.store, mode="r") as store:
             check_reportable(store.runs_frame(), arguments.store)
             store.sweeps_frame()  # its JSON is checked too, before anything is written
+            stored = store.artefacts()
     except (StoreError, ValueError) as error:
         raise CommandError(f"--store: {error}") from None
     out_dir = _output_directory(arguments.out, "--out")
     if arguments.throughput and not os.path.isdir(arguments.throughput):
         raise CommandError(f"--throughput: no directory at {arguments.throughput}")
-    asv_results = _asv_results(arguments.asv_results)
+    # files given (or, for a store without them, found where they used to be) are drawn, not stored
+    asv_results = _asv_results(arguments.asv_results) if arguments.asv_results or HISTORY not in stored else None
+    throughput_dir = arguments.throughput or (out_dir if THROUGHPUT not in stored and out_dir.is_dir() else None)
     try:
-        throughput = load_throughput(arguments.throughput or out_dir) if (arguments.throughput or out_dir.is_dir()) \
-            else None
+        throughput = load_throughput(throughput_dir) if throughput_dir else None
     except ValueError as error:
         raise CommandError(f"--throughput: {error}") from None
     if arguments.throughput and throughput is None:
@@ -441,6 +443,7 @@ COMPARE_THROUGHPUT["large"] = COMPARE_THROUGHPUT["quick"]
 
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
+    from fastgd.report.build import record_artefacts
     from fastgd.report.throughput import measure
     from fastgd.sweep import StoreError, SweepConfigError, run_sweep
     from fastgd.sweep.store import check_store_path
@@ -459,7 +462,7 @@ def command_compare(arguments):
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
-    _say(f"1/3 sweep '{config.name}': {len(config.runs())} runs into {store}")
+    _say(f"1/4 sweep '{config.name}': {len(config.runs())} runs into {store}")
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:
@@ -468,14 +471,16 @@ def command_compare(arguments):
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     throughput = None
     if not arguments.skip_throughput:
-        _say("2/3 throughput against NumPy, scikit-learn and PyTorch")
+        _say("2/4 throughput against NumPy, scikit-learn and PyTorch")
         # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
         throughput = measure(progress=lambda message: _say(f"    {message}"),
                              **COMPARE_THROUGHPUT[arguments.preset or "default"])
         save_throughput(throughput, out_dir)
-    _say("3/3 report")
-    page = build_report(out_dir, store, throughput=throughput, asv_results=asv_results,
-                        progress=lambda message: _say(f"    {message}"))
+    _say(f"3/4 what the report shows besides the runs, stored in {store}")
+    record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
+                     progress=lambda message: _say(f"    {message}"))
+    _say("4/4 report")
+    page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
 
 
@@ -525,9 +530,12 @@ def build_parser():
 
     compare = commands.add_parser(
         "compare", help="the main job: sweep every rule, measure throughput, write the HTML report",
-        description="Run a sweep (a preset or a TOML CONFIG), measure throughput against NumPy, scikit-learn and "
-                    "PyTorch, and write the comparison report (index.html with its figures and data) to --out. "
-                    "Resumes a sweep already in --out.")
+        description="Run a sweep (a preset or a TOML CONFIG) into --out/sweep.db, measure throughput against NumPy, "
+                    "scikit-learn and PyTorch, store in sweep.db what the report shows besides the runs (the "
+                    "throughput and machine limits, trajectories, a loss landscape per data set, gradient checks, "
+                    "the machine, the asv history), and write the comparison report (index.html with its figures "
+                    "and data) to --out. Resumes a sweep already in --out. fastgd report --store sweep.db draws "
+                    "the same report again, anywhere, from sweep.db alone.")
     compare.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
     compare.add_argument("--preset", choices=["quick", "default", "large"],
                          help="sweep size (default: default, a few minutes on two cores; large: MNIST-1D and "
@@ -536,18 +544,26 @@ def build_parser():
     compare.add_argument("--out", default=os.path.join("reports", "latest"), help="report directory "
                          "(default: reports/latest)")
     compare.add_argument("--jobs", type=_positive_int, help="local worker processes for the sweep")
-    compare.add_argument("--asv-results", help="asv results directory for the history figure (default: "
-                         ".asv/results when present)")
+    compare.add_argument("--asv-results", help="asv results directory whose history is stored and drawn "
+                         "(default: .asv/results when present)")
     compare.add_argument("--skip-throughput", action="store_true", help="leave out the throughput measurements")
     compare.set_defaults(handler=command_compare)
 
     report = commands.add_parser("report", help="write the HTML report from an existing sweep store",
-                                 description="Draw the comparison report from a sweep store (and throughput "
-                                             "measurements and asv results, when given).")
-    report.add_argument("--store", required=True, help="SQLite store written by fastgd sweep")
+                                 description="Draw the comparison report from a sweep store alone: its runs, and "
+                                             "what fastgd compare stored with them (throughput, trajectories, "
+                                             "landscapes, gradient checks, the machine, the asv history). Nothing "
+                                             "is trained, timed or measured; a section the store lacks says so and "
+                                             "how to make it. Files given with --throughput and --asv-results are "
+                                             "drawn into this report instead of the store's; the store is not "
+                                             "changed.")
+    report.add_argument("--store", required=True, help="SQLite store written by fastgd compare or fastgd sweep")
     report.add_argument("--out", required=True, help="report directory")
-    report.add_argument("--throughput", help="directory with throughput_*.csv from fastgd compare (default: --out)")
-    report.add_argument("--asv-results", help="asv results directory (default: .asv/results when present)")
+    report.add_argument("--throughput", help="directory with throughput_*.csv and throughput_machine.json (as "
+                        "fastgd compare writes them) to draw instead of the store's (default: the store's; for a "
+                        "store without any, the files in --out when there are)")
+    report.add_argument("--asv-results", help="asv results directory to draw the history from instead of the "
+                        "store's (default: the store's; for a store without one, .asv/results when present)")
     report.set_defaults(handler=command_report)
 
     train = commands.add_parser("train", help="train one MLP on a data set and print its curve",

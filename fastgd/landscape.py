@@ -24,9 +24,15 @@ from numba import prange
 from fastgd._config import jit
 from fastgd.kernels.train import dataset_loss, workspace_elements
 
-__all__ = ["random_direction", "line", "plane"]
+__all__ = ["random_direction", "line", "plane", "trained_landscape"]
 
 CHUNK = 2048
+# trained_landscape on a large set: at most this many training rows (a fixed sample), and a plane coarser than
+# PLANE_POINTS² where rows × parameters × points would pass LANDSCAPE_BUDGET (about a second per 10^10 on two cores)
+LANDSCAPE_ROWS = 2000
+PLANE_POINTS = 31
+MIN_PLANE_POINTS = 11
+LANDSCAPE_BUDGET = 5e10
 
 
 def random_direction(net, theta, random_state=None):
@@ -110,3 +116,41 @@ def plane(net, theta, X, Y, alphas, betas, directions=None, random_state=None):
         raise ValueError("directions must be a pair of arrays (d1, d2)")
     first, second = directions
     return _grid(net, theta, X, Y, alphas, betas, first, second)
+
+
+def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1e-4, optimizer="adam", lr=3e-3,
+                      n_epochs=20, batch_size=32, extent=1.0, seed=0):
+    """Train an MLP on ``data`` (a :class:`fastgd.datasets.Dataset`), then its loss on a line and a plane around θ.
+
+    Cheap at any size: a set of more than ``LANDSCAPE_ROWS`` training rows is
+    trained and evaluated on a fixed sample of that many, and the plane has
+    ``PLANE_POINTS`` points a side unless rows × parameters × points would pass
+    ``LANDSCAPE_BUDGET`` (then fewer, at least ``MIN_PLANE_POINTS``; the line
+    has twice as many less one). Returns a dict of plain lists (JSON-ready):
+    ``alphas``, ``line``, ``grid_alphas``, ``grid_betas``, ``plane`` (rows:
+    betas) and what was trained (``layer_sizes``, ``rows``, ``n_epochs``...).
+    """
+    from fastgd import optim
+    from fastgd.models import MLP
+    from fastgd.training import Training
+
+    X, Y = data.X_train, data.Y_train
+    if X.shape[0] > LANDSCAPE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], LANDSCAPE_ROWS, replace=False))
+        X, Y = X[rows], Y[rows]
+    net = MLP([data.n_features, *hidden_layer_sizes, data.n_outputs], activation, data.output, alpha)
+    theta = net.init(random_state=seed)
+    history = Training(net, optim.OPTIMIZERS[optimizer](theta, lr=lr, layout=net.layout), X, Y,
+                       min(batch_size, X.shape[0]), seed=seed).run(n_epochs)
+    affordable = LANDSCAPE_BUDGET / (X.shape[0] * net.n_params)
+    points = int(min(PLANE_POINTS, max(MIN_PLANE_POINTS, np.sqrt(affordable))))
+    points += 1 - points % 2  # odd: θ itself is a grid point
+    alphas = np.linspace(-extent, extent, 2 * points - 1)
+    grid = np.linspace(-extent, extent, points)
+    losses = line(net, theta, X, Y, alphas, random_state=seed)
+    surface = plane(net, theta, X, Y, grid, grid, random_state=seed + 1)
+    return {"alphas": alphas.tolist(), "line": losses.tolist(), "grid_alphas": grid.tolist(),
+            "grid_betas": grid.tolist(), "plane": surface.tolist(), "layer_sizes": [int(n) for n in net.layer_sizes],
+            "activation": activation, "alpha": alpha, "optimizer": optimizer, "lr": lr, "n_epochs": n_epochs,
+            "rows": int(X.shape[0]), "training_rows": int(data.X_train.shape[0]), "data_hash": data.content_hash,
+            "diverged_epoch": None if history.diverged_epoch is None else int(history.diverged_epoch)}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_harness import run_command
 from fastgd import rules, sweep
 from rule_cases import readme_plugin
 
@@ -44,7 +45,7 @@ def test_main_command_writes_every_figure_with_its_data(quick_report):
         assert f'src="{stem}.png"' in html
     assert "Summary" in html and "Gradient checks" in html and "Machine and versions" in html
     # long steps say what they are doing
-    assert "1/3 sweep" in result.stderr and "3/3 report" in result.stderr
+    assert "1/4 sweep" in result.stderr and "4/4 report" in result.stderr
 
 
 def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
@@ -149,6 +150,84 @@ def mixed_report(tmp_path_factory):
     return (root / "out" / "index.html").read_text(), result, before == after
 
 
+def _refuse(what):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"the report computed {what}")
+
+    return refuse
+
+
+def test_a_store_copied_elsewhere_gives_the_same_report_and_computes_nothing(quick_report, tmp_path, monkeypatch):
+    import platform
+
+    import pandas as pd
+
+    import fastgd.report.build
+    import fastgd.report.throughput
+    import fastgd.sweep.runner
+    from fastgd import datasets, functions, landscape, training
+
+    out, _, _ = quick_report
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(out / "sweep.db", elsewhere / "sweep.db")  # the store alone: no throughput files beside it
+    for owner, name in [(training.Training, "run"), (functions, "trajectory"), (functions, "best_learning_rate"),
+                        (functions, "value_and_gradient"), (fastgd.report.build, "gradient_checks"),
+                        (landscape, "trained_landscape"), (landscape, "line"), (landscape, "plane"),
+                        (fastgd.report.throughput, "measure"),
+                        (fastgd.sweep.runner, "provenance"), (fastgd.report.build, "describe_machine"),
+                        (platform, "platform")]:
+        monkeypatch.setattr(owner, name, _refuse(f"{owner.__name__}.{name}"))
+    code, stdout, stderr = run_command(["report", "--store", elsewhere / "sweep.db", "--out", elsewhere / "report"],
+                                       tmp_path)
+    assert code == 0, stderr
+    report = elsewhere / "report"
+    html = (report / "index.html").read_text()
+    for stem in FIGURES:
+        assert f'src="{stem}.png"' in html
+    # the same data behind every figure as in the report compare wrote where it measured
+    for stem in ("throughput", "trajectories", "landscape"):
+        pd.testing.assert_frame_equal(pd.read_csv(report / f"{stem}.csv"), pd.read_csv(out / f"{stem}.csv"))
+    assert set(pd.read_csv(report / "landscape.csv")["dataset"]) == {"iris", "wine"}  # a landscape per data set
+    rows = datasets.load("iris").X_train.shape[0]
+    assert f"iris: 4-16-3 relu, 20 epochs of adam on {rows} rows" in html  # the sweep's network
+    assert "signum" in set(pd.read_csv(report / "trajectories.csv")["rule"])  # its plugin is not loaded here
+    assert html.count('class="pass"') + html.count('class="fail"') == 12  # every activation × output
+    with sweep.Store(elsewhere / "sweep.db", mode="r") as store:
+        machine = store.artefacts()["machine"]
+    assert f"<dd>{machine['content']['platform']}</dd>" in html and f"<dd>{machine['made_at']}</dd>" in html
+    assert "Not in this store." not in html and "missing:" not in stderr
+    assert "Made by <code>fastgd</code> from the sweep store alone" in html
+
+
+def test_a_store_without_the_artefacts_says_what_is_missing(mixed_report):
+    page, result, _ = mixed_report
+    for line in ["Throughput: not in this store; fastgd compare measures and stores it",
+                 "Trajectories on the test functions: not in this store; fastgd compare stores them.",
+                 "Loss landscape of iris: not in this store; fastgd compare stores one for each data set",
+                 "Gradient checks: not in this store; fastgd compare stores them.",
+                 "Machine description: not in this store; fastgd compare stores it."]:
+        assert line in page and f"missing: {line}" in result.stderr
+    assert 'src="trajectories.png"' not in page and 'src="landscape.png"' not in page
+    assert "The machine fastgd compare ran on is not in\nthis store" in page
+
+
+def test_a_landscape_of_a_large_set_is_made_on_a_sample_and_a_coarser_grid(monkeypatch):
+    import numpy as np
+
+    from fastgd import datasets, landscape
+
+    data = datasets.load("synthetic-classification-3000x20")
+    monkeypatch.setattr(landscape, "LANDSCAPE_BUDGET", 1e8)  # as a large network would pass the real one
+    made = landscape.trained_landscape(data, hidden_layer_sizes=(16,), n_epochs=2)
+    assert made["rows"] == landscape.LANDSCAPE_ROWS < made["training_rows"] == data.X_train.shape[0]
+    assert len(made["grid_alphas"]) == landscape.MIN_PLANE_POINTS and len(made["alphas"]) == 21
+    plane = np.array(made["plane"])
+    assert plane.shape == (11, 11) and np.isfinite(plane).all() and made["line"][10] == plane[5, 5]
+    monkeypatch.setattr(landscape, "LANDSCAPE_BUDGET", 1e12)
+    assert len(landscape.trained_landscape(data, hidden_layer_sizes=(16,), n_epochs=1)["grid_betas"]) == 31
+
+
 def test_text_from_the_store_is_escaped(mixed_report):
     page, _, _ = mixed_report
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
@@ -216,6 +295,23 @@ def test_compare_draws_the_asv_history_when_results_exist(quick_report, tmp_path
                             str(results))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (copy / "history.png").exists() and 'src="history.png"' in (copy / "index.html").read_text()
+
+
+def test_the_asv_history_is_stored_and_drawn_from_the_store_without_its_files(tmp_path):
+    pytest.importorskip("seaborn")
+    from fastgd.report.build import build_report, record_artefacts
+
+    results = tmp_path / "results"
+    write_asv_result(results, "a" * 40, 1000, 1.0)
+    write_asv_result(results, "b" * 40, 2000, 0.8)
+    config = sweep.parse(dict(name="tiny", datasets=["iris"], rules=["sgd"], learning_rates=[0.1], seeds=[0],
+                              epochs=2, targets={"iris": 5.0}))
+    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
+    record_artefacts(tmp_path / "s.db", asv_results=results)  # no configuration: no landscapes
+    shutil.rmtree(results)
+    html = build_report(tmp_path / "out", tmp_path / "s.db").read_text()
+    assert 'src="history.png"' in html and f"2 commits with asv results in {results}." in html
+    assert 'src="trajectories.png"' in html and "Loss landscape of iris: not in this store" in html
 
 
 def test_every_rule_keeps_one_distinct_colour_however_many_there_are():

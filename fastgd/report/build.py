@@ -1,10 +1,24 @@
 """Assemble the comparison report: figures, tables and a summary in one HTML page that opens offline.
 
-``build_report(out_dir, store)`` reads a sweep store (and, when given, the
-throughput measurements and asv results), draws every figure into
-``out_dir`` (PNG, SVG and the CSV behind each) and writes ``out_dir/index.html``
-from an autoescaping Jinja2 template. Nothing in the page is fetched from the
-network.
+Two steps, so that a report is a pure function of the store:
+
+* :func:`record_artefacts` (``fastgd compare``, after its sweep and throughput
+  measurements) computes what the report shows besides the runs, once, and
+  stores it: the throughput and the machine's limits, the trajectories on the
+  test functions, a loss landscape for each data set of the sweep, the
+  gradient checks, a description of the machine, the asv history summary.
+* :func:`build_report` reads a store, draws every figure into ``out_dir``
+  (PNG, SVG and the CSV behind each) and writes ``out_dir/index.html`` from an
+  autoescaping Jinja2 template. It trains, times and describes nothing: a
+  store copied to another machine gives the same report there. A section
+  whose artefact the store lacks (a store of ``fastgd sweep`` alone, or of an
+  older fastgd) says so and how to make it. Nothing in the page is fetched
+  from the network.
+
+The artefacts go in the store's ``artefacts`` table (:mod:`fastgd.sweep.store`),
+not in files beside it: the one file a sweep writes is then all a report
+needs, copied anywhere, and nothing it names can go missing or stale apart
+from it. They are small: JSON, a few hundred kB for the trajectories' contours.
 """
 
 import json
@@ -14,12 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgd import datasets, optim
+from fastgd import optim
 
-__all__ = ["build_report", "save_throughput", "load_throughput", "gradient_checks", "summary_lines",
-           "check_reportable", "unknown_rule_notes"]
+__all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
+           "summary_lines", "check_reportable", "unknown_rule_notes", "describe_machine", "landscape_artefact"]
 
-LANDSCAPE_DATASET = "digits"
+# the names of the artefacts in the store
+MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
+    "machine", "gradient_checks", "trajectories", "throughput", "history")
+
+
+def landscape_artefact(dataset):
+    """The name of a data set's loss landscape in the store."""
+    return f"landscape:{dataset}"
 
 
 def save_throughput(throughput, out_dir):
@@ -72,6 +93,72 @@ def _positive_number(value):
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
 
+def _throughput_content(throughput):
+    """:func:`fastgd.report.throughput.measure`'s dict as JSON: its tables (DataFrames) as lists of rows, the rest
+    (the machine's limits) as it is, whatever keys either has."""
+    import pandas as pd
+
+    # rows as pandas gives them (NaN stays NaN, which JSON's text then holds, rather than to_json's null)
+    frames = {key: value.to_dict(orient="records") for key, value in throughput.items()
+              if isinstance(value, pd.DataFrame)}
+    return {"frames": frames, "values": {key: value for key, value in throughput.items() if key not in frames}}
+
+
+def _throughput_from_content(content):
+    import pandas as pd
+
+    return {**{key: pd.DataFrame(rows) for key, rows in content["frames"].items()}, **content["values"]}
+
+
+def describe_machine():
+    """The machine this process runs on, and with what: stored by :func:`record_artefacts` for the report."""
+    from fastgd.sweep.runner import provenance
+
+    return dict(provenance(), platform=platform.platform())
+
+
+def record_artefacts(store, config=None, throughput=None, asv_results=None, progress=None):
+    """Compute what the report shows besides the runs and store it in ``store`` (replacing what it held).
+
+    ``config``: the sweep's :class:`fastgd.sweep.SweepConfig`, whose data sets
+    each get a loss landscape (its network as the sweep trains it); without
+    one, none. ``throughput``: :func:`fastgd.report.throughput.measure`'s
+    dict, stored as it is. ``asv_results``: a directory whose history summary
+    is stored. Trajectories are made for every rule of the store's runs that
+    is registered here.
+    """
+    from fastgd import landscape
+    from fastgd.report import figures
+    from fastgd.report.history import load_history
+    from fastgd.sweep.config import load_dataset
+    from fastgd.sweep.runner import provenance
+    from fastgd.sweep.store import Store
+
+    say = progress or (lambda message: None)
+    made_by = provenance()
+    with Store(store) as opened:
+        runs = opened.runs_frame()
+
+        def put(name, content):
+            opened.put_artefact(name, content, made_by)
+
+        if throughput is not None:
+            put(THROUGHPUT, _throughput_content(throughput))
+        put(MACHINE, describe_machine())
+        say("gradient checks")
+        put(GRADIENT_CHECKS, gradient_checks())
+        say("trajectories on the test functions")
+        put(TRAJECTORIES, figures.trajectory_data(sorted(set(runs.loc[runs["status"] != "failed", "rule"]))))
+        for dataset in config.datasets if config is not None else ():
+            say(f"loss landscape on {dataset}")
+            hidden, activation, alpha = config.model_of(dataset)
+            put(landscape_artefact(dataset), landscape.trained_landscape(load_dataset(dataset, config.sources),
+                                                                         hidden, activation, alpha))
+        if asv_results is not None:
+            history = load_history(asv_results)
+            put(HISTORY, {"source": str(asv_results), "records": history.to_dict(orient="records")})
+
+
 def check_reportable(runs, store):
     """ValueError in one line when the runs of a store cannot make a report."""
     if runs.empty:
@@ -84,8 +171,8 @@ def unknown_rule_notes(runs):
     unknown = sorted(set(runs["rule"]) - set(optim.OPTIMIZERS))
     if not unknown:
         return []
-    return [f"rules not registered here: {', '.join(unknown)}; their runs are drawn from the store, their "
-            "trajectories are left out (give their plugin with --plugin)"]
+    return [f"rules not registered here: {', '.join(unknown)}; they are drawn from the store, after the registered "
+            "rules (give their plugin with --plugin to order and colour them as registered)"]
 
 
 def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
@@ -122,22 +209,6 @@ def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
 
 def _loss_name(output):
     return {"softmax": "cross-entropy", "logistic": "binary cross-entropy", "identity": "squared error"}[output]
-
-
-def _trained_landscape():
-    from fastgd import landscape
-    from fastgd.models import MLP
-    from fastgd.training import Training
-
-    data = datasets.load(LANDSCAPE_DATASET)
-    net = MLP([data.n_features, 32, data.n_outputs], "relu", data.output, alpha=1e-4)
-    theta = net.init(random_state=0)
-    Training(net, optim.Adam(theta, lr=3e-3), data.X_train, data.Y_train, 32, seed=0).run(20)
-    alphas = np.linspace(-1.0, 1.0, 61)
-    line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=0)
-    grid_alphas, grid_betas = np.linspace(-1.0, 1.0, 31), np.linspace(-1.0, 1.0, 31)
-    plane = landscape.plane(net, theta, data.X_train, data.Y_train, grid_alphas, grid_betas, random_state=1)
-    return (alphas, line), (grid_alphas, grid_betas, plane)
 
 
 def summary_lines(runs, throughput):
@@ -206,11 +277,12 @@ def _label(implementation):
             "jax": "JAX + optax", "fastgd": "fastgd"}[implementation]
 
 
-def _machine(store_provenance):
-    from fastgd.sweep.runner import provenance
-
-    facts = dict(provenance())
-    facts["platform"] = platform.platform()
+def _machine(stored, store_provenance):
+    """The machine section: the description :func:`record_artefacts` stored, and what the sweep's runs were made
+    with (its row's provenance); nothing of the machine rendering the report."""
+    facts = dict(stored["content"]) if stored is not None else {}
+    if stored is not None:
+        facts["described_at"] = stored["made_at"]
     if store_provenance:
         facts["sweep_made_with"] = ", ".join(f"{k} {store_provenance.get(k)}" for k in
                                              ("fastgd", "git_commit", "numba", "numpy") if store_provenance.get(k))
@@ -231,9 +303,20 @@ def _format(value):
     return str(value)
 
 
+def _missing(section, how):
+    return f"{section}: not in this store; {how}."
+
+
 def build_report(out_dir, store, throughput=None, asv_results=None, title="fastgd: optimizer comparison",
                  progress=None):
-    """Write ``out_dir/index.html`` and its figures; returns the page's path."""
+    """Write ``out_dir/index.html`` and its figures from ``store`` alone; returns the page's path.
+
+    Draws the runs and the artefacts :func:`record_artefacts` stored, and
+    computes nothing else. ``throughput`` (:func:`load_throughput`'s, from
+    files) and ``asv_results`` (an asv results directory) are drawn instead of
+    the store's, into this report only: the store is not changed.
+    """
+    import pandas as pd
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     from fastgd.report import figures
@@ -244,7 +327,9 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     say = progress or (lambda message: None)
     with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
+        artefacts = opened.artefacts()
     check_reportable(runs, store)
+    stored = {name: artefact["content"] for name, artefact in artefacts.items()}
     warnings = mixed_provenance(runs, sweeps) + mixed_settings(runs)
     notes = unknown_rule_notes(runs)
     for line in warnings + notes:
@@ -252,28 +337,59 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = runs[runs["status"] != "failed"]
+    missing = []
     drawn = []
     say("figures: convergence, learning rates, time to target")
     drawn.append(figures.draw_convergence(finished, curves, out_dir))
     drawn.append(figures.draw_learning_rate_sensitivity(finished, out_dir))
     drawn.append(figures.draw_time_to_target(finished, out_dir))
     drawn.append(figures.draw_performance_profile(finished, out_dir))
+    if throughput is None and THROUGHPUT in stored:
+        throughput = _throughput_from_content(stored[THROUGHPUT])
     if throughput is not None:
         say("figure: throughput")
         drawn.append(figures.draw_throughput(throughput, out_dir))
-    say("figures: trajectories and loss landscape")
-    drawn.append(figures.draw_trajectories(out_dir, rules=sorted(set(finished["rule"]))))
-    drawn.append(figures.draw_landscape(*_trained_landscape(), out_dir))
-    history_note = "No asv results were given (fastgd report --asv-results .asv/results)."
+    else:
+        missing.append(_missing("Throughput", "fastgd compare measures and stores it (without --skip-throughput), "
+                                "fastgd report --throughput DIR draws the throughput_*.csv files of DIR"))
+    say("figures: trajectories and loss landscapes (as stored)")
+    if TRAJECTORIES in stored:
+        drawn.append(figures.draw_trajectories(stored[TRAJECTORIES], out_dir))
+        lacking = figures.rules_in(set(finished["rule"]) - {path["rule"] for path in stored[TRAJECTORIES]["paths"]})
+        if lacking:
+            missing.append(_missing(f"Trajectories of {', '.join(lacking)}",
+                                    "fastgd compare stores them (given the plugins of their rules)"))
+    else:
+        missing.append(_missing("Trajectories on the test functions", "fastgd compare stores them"))
+    names = sorted(finished["dataset"].unique())
+    landscapes = {name: stored[landscape_artefact(name)] for name in names if landscape_artefact(name) in stored}
+    if landscapes:
+        drawn.append(figures.draw_landscapes(landscapes, out_dir))
+    lacking = [name for name in names if name not in landscapes]
+    if lacking:
+        missing.append(_missing(f"Loss landscape of {', '.join(lacking)}",
+                                "fastgd compare stores one for each data set of its configuration"))
     if asv_results is not None:
-        history = load_history(asv_results)
-        if history["commit"].nunique() >= 1 and not history.empty:
-            drawn.append(figures.draw_history(history, out_dir))
-            history_note = f"{history['commit'].nunique()} commits with asv results in {asv_results}."
-        else:
-            history_note = f"No asv results found in {asv_results}."
-    say("gradient checks")
-    checks = gradient_checks()
+        history, source = load_history(asv_results), asv_results
+    elif HISTORY in stored:
+        history, source = pd.DataFrame(stored[HISTORY]["records"]), stored[HISTORY]["source"]
+    else:
+        history, source = None, None
+    if history is None:
+        history_note = "No asv history in this store (fastgd compare --asv-results .asv/results stores it; " \
+                       "fastgd report --asv-results .asv/results draws it from the files)."
+    elif not history.empty:
+        drawn.append(figures.draw_history(history, out_dir))
+        history_note = f"{history['commit'].nunique()} commits with asv results in {source}."
+    else:
+        history_note = f"No asv results found in {source}."
+    checks = stored.get(GRADIENT_CHECKS)
+    if checks is None:
+        missing.append(_missing("Gradient checks", "fastgd compare stores them"))
+    if MACHINE not in stored:
+        missing.append(_missing("Machine description", "fastgd compare stores it"))
+    for line in missing:
+        say(f"missing: {line}")
 
     best = best_runs(finished)
     best_table = _table(best.sort_values(["dataset", "rule"]),
@@ -289,8 +405,9 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        title=title, warnings=warnings, notes=notes, summary=summary_lines(finished, throughput), figures=drawn, best=best_table,
-        throughput=throughput_table, checks=checks, history_note=history_note, machine=_machine(store_provenance),
+        title=title, warnings=warnings, notes=notes, missing=missing, summary=summary_lines(finished, throughput),
+        figures=drawn, best=best_table, throughput=throughput_table, checks=checks, history_note=history_note,
+        machine=_machine(artefacts.get(MACHINE), store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
         datasets=sorted(runs["dataset"].unique()),
         rules=figures.rules_in(runs["rule"]))

@@ -13,7 +13,8 @@ from fastgd import functions, optim
 from fastgd import rules as rules_registry
 
 __all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
-           "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_landscape", "draw_history"]
+           "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories", "draw_landscape",
+           "draw_landscapes", "draw_history"]
 
 # per test function: the learning rate with which each rule reaches the minimum
 # (or escapes the saddle) in the plotted number of steps, from a grid search
@@ -284,32 +285,61 @@ def draw_throughput(throughput, out_dir):
                  "and main memory's STREAM triad.")
 
 
-def _function_grid(spec, resolution=300):
+# the stored contour grid of each test function (points a side) and the most points stored of one path
+FUNCTION_GRID_POINTS = 150
+PATH_POINTS = 600
+
+
+def _function_grid(spec, resolution=FUNCTION_GRID_POINTS):
     x_min, x_max, y_min, y_max = spec.bounds
     xs, ys = np.linspace(x_min, x_max, resolution), np.linspace(y_min, y_max, resolution)
     values = np.array([[functions.value_and_gradient(spec.code, x, y)[0] for x in xs] for y in ys])
     return xs, ys, values
 
 
-def draw_trajectories(out_dir, rules=None):
-    """Every rule of ``rules`` (default: the registry's) on the test functions of TRAJECTORY_SETTINGS.
+def trajectory_data(rules=None):
+    """Every rule of ``rules`` (default: the registry's) on the test functions of TRAJECTORY_SETTINGS, as plain
+    lists (JSON-ready) for :func:`draw_trajectories`: each function's contour grid, and each path.
 
     A rule without a tuned learning rate there (a user's) takes the rate of a
     small grid that ends lowest (:func:`fastgd.functions.best_learning_rate`).
+    A path keeps at most PATH_POINTS of its points, evenly spaced, and its last.
     """
+    rules = [rule for rule in rule_order(rules or ()) if rule in optim.OPTIMIZERS and (rules is None or rule in rules)]
+    surfaces, paths = [], []  # lists: the order of the panels survives JSON with sorted keys
+    for name, (n_steps, rates) in TRAJECTORY_SETTINGS.items():
+        spec = functions.FUNCTIONS[name]
+        xs, ys, values = _function_grid(spec)
+        surfaces.append({"name": name, "n_steps": n_steps, "xs": xs.tolist(), "ys": ys.tolist(),
+                         "values": values.tolist(), "start": list(spec.start), "minimum": list(spec.minimum),
+                         "bounds": list(spec.bounds)})
+        for rule in rules:
+            # the pictures show each rule's own dynamics: no weight decay pulling towards the origin
+            extra = {key: 0.0 for key, hyperparameter in rules_registry.get(rule).hyperparameters.items()
+                     if isinstance(hyperparameter, rules_registry.WeightDecay)}
+            lr = rates.get(rule) or functions.best_learning_rate(name, rule, n_steps, **extra)
+            path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
+            steps = sorted(set(range(0, n_steps + 1, max(1, n_steps // PATH_POINTS))) | {n_steps})
+            paths.append({"function": name, "rule": rule, "lr": float(lr), "step": steps,
+                          "x": path[steps, 0].tolist(), "y": path[steps, 1].tolist()})
+    return {"functions": surfaces, "paths": paths}
+
+
+def draw_trajectories(data, out_dir):
+    """The paths of :func:`trajectory_data` (as computed, or as stored) over each function's contours."""
     import pandas as pd
 
     plt, sns = _plotting()
     from matplotlib.colors import LogNorm, SymLogNorm
 
-    names = list(TRAJECTORY_SETTINGS)
-    rules = [rule for rule in rule_order(rules or ()) if rule in optim.OPTIMIZERS and (rules is None or rule in rules)]
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5.4))
+    surfaces = data["functions"]
+    rules = rules_in(path["rule"] for path in data["paths"])
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(6 * len(surfaces), 5.4), squeeze=False)
     colours = palette(rules)
     records = []
-    for ax, name in zip(axes, names):
-        spec = functions.FUNCTIONS[name]
-        xs, ys, values = _function_grid(spec)
+    for ax, surface in zip(axes[0], surfaces):
+        name = surface["name"]
+        xs, ys, values = (np.asarray(surface[key], dtype=np.float64) for key in ("xs", "ys", "values"))
         if values.min() > 0:
             norm = LogNorm(vmin=max(values.min(), 1e-3), vmax=values.max())
             levels = np.geomspace(max(values.min(), 1e-3), values.max(), 30)
@@ -317,21 +347,19 @@ def draw_trajectories(out_dir, rules=None):
             norm, levels = SymLogNorm(linthresh=0.1, vmin=values.min(), vmax=values.max()), 30
         ax.contourf(xs, ys, values, levels=levels, norm=norm, cmap="Greys", alpha=0.55)
         ax.contour(xs, ys, values, levels=levels, norm=norm, colors="grey", linewidths=0.3)
-        n_steps, rates = TRAJECTORY_SETTINGS[name]
-        for rule in rules:
-            # the pictures show each rule's own dynamics: no weight decay pulling towards the origin
-            extra = {key: 0.0 for key, hyperparameter in rules_registry.get(rule).hyperparameters.items()
-                     if isinstance(hyperparameter, rules_registry.WeightDecay)}
-            lr = rates.get(rule) or functions.best_learning_rate(name, rule, n_steps, **extra)
-            path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
-            ax.plot(path[:, 0], path[:, 1], color=colours[rule], linewidth=1.3, label=f"{rule} ({lr:g})")
-            records += [dict(function=name, rule=rule, lr=lr, step=step, x=x, y=y)
-                        for step, (x, y) in enumerate(path[::max(1, n_steps // 200)])]
-        ax.plot(*spec.start, "ko", markersize=5)
-        ax.plot(*spec.minimum, "k*", markersize=12)
-        ax.set_xlim(spec.bounds[0], spec.bounds[1])
-        ax.set_ylim(spec.bounds[2], spec.bounds[3])
-        ax.set_title(f"{name}: {n_steps} steps")
+        paths = sorted((path for path in data["paths"] if path["function"] == name),
+                       key=lambda path: rules.index(path["rule"]))
+        for path in paths:
+            x, y = np.asarray(path["x"], dtype=np.float64), np.asarray(path["y"], dtype=np.float64)
+            ax.plot(x, y, color=colours[path["rule"]], linewidth=1.3, label=f"{path['rule']} ({path['lr']:g})")
+            records += [dict(function=name, rule=path["rule"], lr=path["lr"], step=step, x=a, y=b)
+                        for step, a, b in zip(path["step"], x, y)]
+        ax.plot(*surface["start"], "ko", markersize=5)
+        ax.plot(*surface["minimum"], "k*", markersize=12)
+        x_min, x_max, y_min, y_max = surface["bounds"]
+        ax.set_xlim(x_min, x_max)
+        ax.set_ylim(y_min, y_max)
+        ax.set_title(f"{name}: {surface['n_steps']} steps")
         ax.legend(fontsize="x-small", loc="lower right", ncol=2)
     fig.tight_layout()
     return _save(fig, out_dir, "trajectories", pd.DataFrame(records), "Trajectories on test functions",
@@ -340,31 +368,55 @@ def draw_trajectories(out_dir, rules=None):
 
 
 def draw_landscape(line, plane, out_dir):
+    """One landscape: ``line`` (alphas, losses) and ``plane`` (alphas, betas, losses), as ``fastgd landscape``
+    draws it."""
+    alphas, losses = line
+    grid_alphas, grid_betas, grid = plane
+    return draw_landscapes({"": {"alphas": alphas, "line": losses, "grid_alphas": grid_alphas,
+                                 "grid_betas": grid_betas, "plane": grid}}, out_dir)
+
+
+def draw_landscapes(landscapes, out_dir):
+    """One row per data set of ``landscapes`` ({name: :func:`fastgd.landscape.trained_landscape`'s dict}): the
+    1-D slice and the 2-D contour around the trained θ."""
     import pandas as pd
 
     plt, sns = _plotting()
-    alphas, losses = line
-    grid_alphas, grid_betas, grid = plane
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    left.plot(alphas, losses, color="#d62728")
-    left.axvline(0.0, color="grey", linewidth=0.8)
-    left.set_yscale("log")
-    left.set_xlabel("α along a filter-normalised random direction")
-    left.set_ylabel("training loss")
-    left.set_title("1-D slice around the trained θ")
-    contour = right.contourf(grid_alphas, grid_betas, np.log10(grid), levels=30, cmap="viridis")
-    right.contour(grid_alphas, grid_betas, np.log10(grid), levels=15, colors="white", linewidths=0.4)
-    right.plot(0, 0, "r*", markersize=12)
-    fig.colorbar(contour, ax=right, label="log10 training loss")
-    right.set_xlabel("α (direction 1)")
-    right.set_ylabel("β (direction 2)")
-    right.set_title("2-D contour around the trained θ (★)")
+    fig, axes = plt.subplots(len(landscapes), 2, figsize=(12, 4.8 * len(landscapes)), squeeze=False)
+    records = []
+    for (left, right), (name, landscape) in zip(axes, landscapes.items()):
+        alphas, losses = (np.asarray(landscape[key], dtype=np.float64) for key in ("alphas", "line"))
+        grid_alphas, grid_betas, grid = (np.asarray(landscape[key], dtype=np.float64)
+                                         for key in ("grid_alphas", "grid_betas", "plane"))
+        where = f"{name}: " if name else ""
+        left.plot(alphas, losses, color="#d62728")
+        left.axvline(0.0, color="grey", linewidth=0.8)
+        left.set_yscale("log")
+        left.set_xlabel("α along a filter-normalised random direction")
+        left.set_ylabel("training loss")
+        left.set_title(f"{where}1-D slice around the trained θ")
+        contour = right.contourf(grid_alphas, grid_betas, np.log10(grid), levels=30, cmap="viridis")
+        right.contour(grid_alphas, grid_betas, np.log10(grid), levels=15, colors="white", linewidths=0.4)
+        right.plot(0, 0, "r*", markersize=12)
+        fig.colorbar(contour, ax=right, label="log10 training loss")
+        right.set_xlabel("α (direction 1)")
+        right.set_ylabel("β (direction 2)")
+        right.set_title(f"{where}2-D contour around the trained θ (★)")
+        records += [dict(dataset=name, alpha=a, beta=b, loss=grid[j, i]) for j, b in enumerate(grid_betas)
+                    for i, a in enumerate(grid_alphas)]
     fig.tight_layout()
-    data = pd.DataFrame([dict(alpha=a, beta=b, loss=grid[j, i]) for j, b in enumerate(grid_betas)
-                         for i, a in enumerate(grid_alphas)])
+    data = pd.DataFrame(records)
+    if not any(landscapes):
+        data = data.drop(columns="dataset")
+    trained = "; ".join(f"{name}: {'-'.join(map(str, landscape['layer_sizes']))} {landscape['activation']}, "
+                        f"{landscape['n_epochs']} epochs of {landscape['optimizer']} on {landscape['rows']:,} rows"
+                        + (f" (a sample of {landscape['training_rows']:,})"
+                           if landscape["rows"] < landscape["training_rows"] else "")
+                        for name, landscape in landscapes.items() if "layer_sizes" in landscape)
     return _save(fig, out_dir, "landscape", data, "Loss landscape",
-                 "Loss of an MLP trained on digits along one and two filter-normalised random directions (Li et al. "
-                 "2018), the lecture's way of looking at a high-dimensional cost function.")
+                 "Loss of an MLP trained on each data set along one and two filter-normalised random directions (Li "
+                 "et al. 2018), the lecture's way of looking at a high-dimensional cost function"
+                 + (f" ({trained})." if trained else "."))
 
 
 def draw_history(history, out_dir):

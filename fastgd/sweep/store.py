@@ -482,7 +482,7 @@ class Store:
         if self.mode != "w":
             raise StoreError(f"the store {self.path} is open for reading: artefacts are written by a writer")
         try:
-            text = json.dumps(content, sort_keys=True, allow_nan=True)
+            text = json.dumps(content, sort_keys=True, default=_plain)
         except (TypeError, ValueError) as error:
             raise ValueError(f"artefact {name!r} cannot be stored as JSON: {error}") from None
         with self._transaction():
@@ -525,6 +525,13 @@ def load_curves(path):
     """Every stored curve point as a pandas DataFrame, one row per (run, epoch)."""
     with Store(path, mode="r") as store:
         return store.curves_frame()
+
+
+def _plain(value):
+    """A NumPy scalar or array as the Python number or list JSON takes."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _table_statement(table):
