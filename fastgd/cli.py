@@ -184,15 +184,18 @@ def _sweep_config(arguments):
         raise CommandError("give a CONFIG file or --preset, not both")
     if arguments.target_loss is not None and not arguments.dataset:
         raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
-    config = load_config(arguments.config) if arguments.config else load_preset(arguments.preset or "default")
+    definition = None
     if arguments.dataset:
         name, source = _dataset_source(arguments, absolute=True)
-        _check_dataset(name, source)
+        _check_dataset(name, source)  # a file is read once: the configuration's check finds it made
         definition = {"name": name}
         if source is not None:
             definition.update({key: value for key, value in (("path", source.path), ("target", source.target),
                                                              ("task", source.task)) if value is not None})
-        config = config.on_dataset(definition, arguments.target_loss)
+    if arguments.config:
+        config = load_config(arguments.config, definition, arguments.target_loss)
+    else:
+        config = load_preset(arguments.preset or "default", definition, arguments.target_loss)
     return config.with_plugins(arguments.plugins)
 
 
@@ -232,19 +235,16 @@ def _check_dataset(name, source):
     from fastgd import datasets
 
     try:
-        if source is None:
-            return datasets.check_name(name)
-        data = datasets.make(source)
-        return data.task, data.n_features, data.n_outputs
+        return datasets.check(source or name)
     except ValueError as error:
         raise CommandError(f"--dataset: {error}") from None
 
 
 def _load_dataset(name, source):
     """The data set _check_dataset accepted (a file's is cached: it is not read twice)."""
-    from fastgd import datasets
+    from fastgd.sweep.config import load_dataset
 
-    return datasets.load(name) if source is None else datasets.make(source)
+    return load_dataset(name, {name: source} if source is not None else None)
 
 
 def _check_optimizer(name):

@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
-           "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check_name",
+           "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
            "file_format", "is_builtin", "physical_memory_bytes"]
 
 BUNDLED = {
@@ -398,18 +398,28 @@ def _synthetic_parts(name):
     return match.group(1), int(match.group(2)), int(match.group(3))
 
 
+def check(data):
+    """Check a data set without making a synthetic set: ``(task, n_features, n_outputs)``.
+
+    ``data``: a name (see :func:`check_name`), a :class:`Source` (made: a file
+    is read and checked whole, then cached) or a :class:`Dataset`. Raises
+    :class:`DatasetError` naming the problem.
+    """
+    if isinstance(data, str) and SYNTHETIC_NAME.fullmatch(data):
+        task, n_samples, n_features = _synthetic_parts(data)
+        _check_synthetic(task, n_samples, n_features)
+        return task, n_features, 2 if task == "classification" else 1
+    made = make(data) if isinstance(data, (Source, Dataset)) else load(data)
+    return made.task, made.n_features, made.n_outputs
+
+
 def check_name(name):
     """Check a data set name without making a synthetic set: ``(task, n_features, n_outputs)``.
 
     Synthetic names are checked by their sizes; any other name is loaded.
     Raises :class:`DatasetError` naming the problem.
     """
-    if isinstance(name, str) and SYNTHETIC_NAME.fullmatch(name):
-        task, n_samples, n_features = _synthetic_parts(name)
-        _check_synthetic(task, n_samples, n_features)
-        return task, n_features, 2 if task == "classification" else 1
-    data = load(name)
-    return data.task, data.n_features, data.n_outputs
+    return check(name)
 
 
 def load(name):
@@ -670,19 +680,19 @@ def _prepare_arrays(settings, X, y):
             raise DatasetError(f"{settings.where}: X holds NaN or infinity (column {column}, "
                                f"{_first_rows(~finite[:, column])})")
     task = settings.task or _infer_task(settings, y)
-    X_train, X_test, y_train, y_test = _split_targets(settings, task, X, y)
-    return _standardised(settings, task, X_train, X_test, y_train, y_test)
+    y, train, test = _split_targets(settings, task, y)
+    return _standardised(settings, task, X[train], X[test], y[train], y[test])
 
 
-def _split_targets(settings, task, X, y):
-    """X's rows and y's values split by :func:`_split_indices`; y as class codes or as floats."""
+def _split_targets(settings, task, y, target="the target"):
+    """y as class codes or as floats (checked), and the training and test rows of :func:`_split_indices`."""
     classes = None
     if task == "classification":
-        classes, y = _labels(settings, y, "the target")
+        classes, y = _labels(settings, y, target)
     else:
-        y = _numeric_target(settings, y, "the target")
-    train, test = _split_indices(settings, task, X.shape[0], y, classes)
-    return X[train], X[test], y[train], y[test]
+        y = _numeric_target(settings, y, target)
+    train, test = _split_indices(settings, task, y.shape[0], y, classes)
+    return y, train, test
 
 
 def _numeric_target(settings, y, target):
@@ -855,14 +865,9 @@ def _prepare_table(settings, frame, drop, categorical):
     _check_fits(f"{where}: one-hot encoded ({widest[1]!r} has {widest[0]} categories), the table", frame.shape[0],
                 width)
 
-    task = settings.task or _infer_task(settings, labels.to_numpy())
     y_values = labels.to_numpy()
-    classes = None
-    if task == "classification":
-        classes, y = _labels(settings, y_values, f"the target column {target!r}")
-    else:
-        y = _numeric_target(settings, y_values, f"the target column {target!r}")
-    train, test = _split_indices(settings, task, frame.shape[0], y, classes)
+    task = settings.task or _infer_task(settings, y_values)
+    y, train, test = _split_targets(settings, task, y_values, f"the target column {target!r}")
     encoder = ColumnTransformer(
         [("numeric", _numpy_standard_scaler()(), numeric),
          ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],

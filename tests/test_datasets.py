@@ -188,6 +188,16 @@ def test_a_generated_set_of_a_million_rows():
     assert datasets.check_name("synthetic-classification-1000000x100") == ("classification", 100, 2)
 
 
+def test_one_check_takes_a_name_a_source_or_a_data_set(tmp_path):
+    table().to_csv(tmp_path / "churn.csv", index=False)
+    source = datasets.Source("churn", path=str(tmp_path / "churn.csv"), target="churned")
+    made = datasets.make(source)
+    assert datasets.check(source) == datasets.check(made) == ("classification", made.n_features, 2)
+    assert datasets.check("iris") == datasets.check_name("iris") == ("classification", 4, 3)
+    with pytest.raises(datasets.DatasetError, match="no such file"):
+        datasets.check(datasets.Source("gone", path=str(tmp_path / "gone.csv"), target="y"))
+
+
 # -- task, split and hash ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("labels, task", [
@@ -494,6 +504,33 @@ iris = 0.3
     assert churn.X_test.shape == (60, X_train.shape[1])  # visits one-hot encoded, customer_id left out
     listed = sweep.parse(dict(__import__("tomllib").loads(SWEEP), datasets=["iris"], targets={"iris": 0.3}))
     assert [s.run_id for s in listed.runs()] == [s.run_id for s in config.runs() if s.dataset == "iris"]
+
+
+def test_dataset_on_the_command_line_keeps_the_configurations_network_for_it_and_is_parsed_once(tmp_path,
+                                                                                               monkeypatch):
+    from fastgd import cli
+    from fastgd.sweep import config as sweep_config
+
+    (tmp_path / "c.toml").write_text(SWEEP + """
+[datasets.iris]
+model = {hidden_layer_sizes = [16, 16], activation = "tanh"}
+
+[datasets.wine]
+
+[targets]
+iris = 0.3
+wine = 0.2
+""")
+    parsed, parse = [], sweep_config.parse
+    monkeypatch.setattr(sweep_config, "parse", lambda raw, base_dir=None: parsed.append(raw) or parse(raw, base_dir))
+    for name, network, target in [("iris", ((16, 16), "tanh"), 0.3), ("wine", ((8,), "relu"), 0.2)]:
+        parsed.clear()
+        arguments = cli.build_parser().parse_args(["sweep", str(tmp_path / "c.toml"), "--dataset", name,
+                                                   "--store", "r.db"])
+        arguments.plugins = []
+        config = cli._sweep_config(arguments)
+        assert len(parsed) == 1 and config.datasets == (name,) and config.targets == {name: target}
+        assert {(spec.hidden_layer_sizes, spec.activation) for spec in config.runs()} == {network}
 
 
 @pytest.mark.parametrize("arguments, message", [

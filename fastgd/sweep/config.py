@@ -166,18 +166,8 @@ class SweepConfig:
         return self.models.get(dataset, (self.hidden_layer_sizes, self.activation, self.alpha))
 
     def on_dataset(self, definition, target_loss=None):
-        """This configuration run on one data set instead of its own (``--dataset`` on the command line).
-
-        ``definition``: a data set name, or a ``[datasets.NAME]`` table as a dict with its ``name``.
-        ``target_loss``: the training loss that counts as reached; by default this configuration's
-        for that data set, else ``DEFAULT_TARGET_LOSS``.
-        """
-        definition = {"name": definition} if isinstance(definition, str) else dict(definition)
-        name = definition.pop("name")
-        if target_loss is None:
-            target_loss = self.targets.get(name, DEFAULT_TARGET_LOSS)
-        raw = dict(self.source, datasets={name: definition}, targets={name: target_loss})
-        return replace(parse(raw, self.base_dir), plugins=self.plugins)
+        """This configuration run on one data set instead of its own (see :func:`on_dataset`)."""
+        return replace(parse(on_dataset(self.source, definition, target_loss), self.base_dir), plugins=self.plugins)
 
     def with_plugins(self, plugins):
         """This configuration with more plugins (already loaded here), e.g. from ``--plugin``."""
@@ -207,6 +197,25 @@ class SweepConfig:
                                          self.n_epochs, hidden, activation, alpha, self.dtype,
                                          self.targets[dataset], rule_registry.get(rule).hash, data_hashes[dataset]))
         return specs
+
+
+def on_dataset(raw, definition, target_loss=None):
+    """A configuration (a parsed TOML dict, unchecked) run on one data set instead of its own: ``--dataset``.
+
+    ``definition``: a data set name, or a ``[datasets.NAME]`` table as a dict with its ``name``.
+    ``target_loss``: the training loss that counts as reached; by default the configuration's
+    for that data set, else ``DEFAULT_TARGET_LOSS``. A model the configuration gives that data
+    set (``[datasets.NAME] model``) is kept.
+    """
+    definition = {"name": definition} if isinstance(definition, str) else dict(definition)
+    name = definition.pop("name")
+    tables, targets = raw.get("datasets"), raw.get("targets")
+    own = tables.get(name) if isinstance(tables, dict) else None
+    if isinstance(own, dict) and "model" in own and "model" not in definition:
+        definition["model"] = own["model"]
+    if target_loss is None:
+        target_loss = targets.get(name, DEFAULT_TARGET_LOSS) if isinstance(targets, dict) else DEFAULT_TARGET_LOSS
+    return dict(raw, datasets={name: definition}, targets={name: target_loss})
 
 
 def load_dataset(name, sources=None):
@@ -298,8 +307,7 @@ def parse(raw, base_dir=None):
     shapes = {}
     for dataset in names:  # a sweep's own sets are loaded here: what is wrong in a file is found before any run
         try:
-            shapes[dataset] = datasets.check_name(dataset) if dataset not in sources \
-                else _shape(datasets.make(sources[dataset]))
+            shapes[dataset] = datasets.check(sources.get(dataset, dataset))
         except ValueError as error:
             _fail(f"[datasets.{dataset}] {error}" if dataset in sources else str(error))
 
@@ -381,10 +389,6 @@ def parse(raw, base_dir=None):
     return config
 
 
-def _shape(data):
-    return data.task, data.n_features, data.n_outputs
-
-
 def _model(table, where, default):
     """(hidden_layer_sizes, activation, alpha) of a [model] table, what it leaves out taken from ``default``."""
     if not isinstance(table, dict) or set(table) - _MODEL_KEYS:
@@ -455,8 +459,12 @@ def _check_every_optimizer_accepts(config):
             _fail(f"rule {spec.rule!r} with {spec.optimizer_hyperparameters()}: {error}")
 
 
-def load_config(path):
-    """Read and check a TOML sweep configuration file (UTF-8, at most MAX_CONFIG_BYTES)."""
+def load_config(path, dataset=None, target_loss=None):
+    """Read and check a TOML sweep configuration file (UTF-8, at most MAX_CONFIG_BYTES).
+
+    ``dataset`` (and ``target_loss``): run it on that data set instead of its own (:func:`on_dataset`),
+    checked once, as such.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         _fail(f"no such configuration file: {path}")
@@ -481,11 +489,14 @@ def load_config(path):
         _fail(f"{path} is not valid TOML: {' '.join(str(error).split())}")
     except RecursionError:
         _fail(f"{path} is not a usable TOML configuration: its values nest too deeply")
+    if dataset is not None:
+        raw = on_dataset(raw, dataset, target_loss)
     return parse(raw, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def load_preset(name):
+def load_preset(name, dataset=None, target_loss=None):
+    """A preset (:data:`PRESETS`); ``dataset`` and ``target_loss`` as for :func:`load_config`."""
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}: use one of {list(PRESETS)}")
-    text = resources.files("fastgd.sweep").joinpath("presets", f"{name}.toml").read_text()
-    return parse(tomllib.loads(text))
+    raw = tomllib.loads(resources.files("fastgd.sweep").joinpath("presets", f"{name}.toml").read_text())
+    return parse(raw if dataset is None else on_dataset(raw, dataset, target_loss))
