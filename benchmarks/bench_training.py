@@ -1,67 +1,78 @@
 """MLP training throughput and memory: fastgd's compiled epochs beside NumPy, scikit-learn, PyTorch and JAX + optax.
 
-Every implementation trains the same network (``common.Trainer``): the data set's features,
+Every implementation trains the same network (``baselines.Trainer``): the data set's features,
 one hidden layer of ``HIDDEN`` ReLU units (``NetworkEpoch``: the hidden layers of
 ``common.NETWORKS``), softmax and cross-entropy (classification) or the identity and half the
 squared error (regression), no L2 penalty, the same initial weights and the rule's learning
-rate from ``common.LEARNING_RATES``.
+rate from ``baselines.LEARNING_RATES``.
 """
 
 import os
+
+from fastgd import baselines
 
 from benchmarks import common
 
 HIDDEN = 32
 BATCH_SIZES = [1, 32, 256, "full"]
-# stateless, one buffer, and the Adam family: the shapes of update every baseline has
-REPRESENTATIVE_RULES = ["sgd", "momentum", "adam"]
+# the sets whose batch sizes are benchmarked: a small one, where per-step overhead decides, and a large one
+BATCH_SIZE_DATASETS = ["digits", common.LARGE_SYNTHETIC]
+
+
+def epoch_trainer(data_dir, dataset, batch_size, rule, dtype, implementation):
+    """A warmed trainer (``common.warmed_trainer``); NotImplementedError for a batch as large as the set."""
+    data = common.load_dataset(dataset, data_dir)
+    n_samples = data.X_train.shape[0]
+    if batch_size == "full":
+        batch_size = n_samples
+    elif batch_size >= n_samples:
+        raise NotImplementedError(f"{dataset} has {n_samples} training rows: batch {batch_size} is the full batch")
+    return common.warmed_trainer(implementation, data, rule, HIDDEN, batch_size, dtype)
 
 
 class Epoch:
-    """One training epoch over the training split, and the samples per second of a longer fit.
+    """Training samples per second on every data set, every implementation, Adam, batches of 32.
 
-    ``time_epoch`` is one more epoch of a running training (for scikit-learn one
-    ``partial_fit``, which checks its input again on every call: about a millisecond here).
     ``track_samples_per_second`` times a fit of about ``common.TRACK_SECONDS`` (at least one
-    epoch) the way users of each implementation train (for scikit-learn one ``fit`` of that
-    many epochs), so per-call overheads count once per fit, as they do in use.
-
-    Below batches of 32 the learning rate shrinks in proportion (``common.learning_rate``), and
-    an epoch whose loss is not finite fails the benchmark: a diverged epoch times nothing.
-    ``batch_size="full"`` is batch gradient descent. The large synthetic set is 100,000 × 100
-    (75,000 training rows, two classes).
+    epoch; ``baselines.Trainer.seconds_per_epoch``, as the comparison report times it) the way
+    users of each implementation train (for scikit-learn one ``fit`` of that many epochs), so
+    per-call overheads count once per fit, as they do in use. An epoch whose loss is not finite
+    fails the benchmark: a diverged epoch times nothing. The large synthetic set is 100,000 × 100
+    (75,000 training rows, two classes), generated once per run by the first process that needs it.
+    Other batch sizes: ``EpochBatchSize``; other rules' updates: ``bench_optim.UpdateStep``.
     """
 
-    params = [common.DATASETS, BATCH_SIZES, REPRESENTATIVE_RULES, common.DTYPES, list(common.TRAINERS)]
+    params = [common.DATASETS, [32], ["adam"], common.DTYPES, list(baselines.TRAINERS)]
     param_names = ["dataset", "batch_size", "rule", "dtype", "implementation"]
-    # one process per benchmark and setup again before every sample: at least two samples,
-    # more while within two seconds; an epoch of PyTorch with batch 1 on the large set takes ~10 s
-    rounds = 1
-    repeat = (2, 10, 2.0)
-    warmup_time = 0.0  # setup has run an epoch of the same implementation
     timeout = 300
 
     def setup_cache(self):
-        return common.save_large_synthetic(os.getcwd())
+        return os.getcwd()  # asv's scratch directory for this run: common.load_dataset writes the large set there
 
-    setup_cache.timeout = 300
+    def setup(self, data_dir, dataset, batch_size, rule, dtype, implementation):
+        self.trainer = epoch_trainer(data_dir, dataset, batch_size, rule, dtype, implementation)
 
-    def setup(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
-        data = common.load_dataset(dataset, large_synthetic_path)
-        n_samples = data.X_train.shape[0]
-        if batch_size == "full":
-            batch_size = n_samples
-        elif batch_size >= n_samples:
-            raise NotImplementedError(f"{dataset} has {n_samples} training rows: batch {batch_size} is the full batch")
-        self.trainer = common.warmed_trainer(implementation, data, rule, HIDDEN, batch_size, dtype)
-
-    def time_epoch(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
-        common.finite(self.trainer.epoch())
-
-    def track_samples_per_second(self, large_synthetic_path, dataset, batch_size, rule, dtype, implementation):
+    def track_samples_per_second(self, data_dir, dataset, batch_size, rule, dtype, implementation):
         return self.trainer.n_samples / self.trainer.seconds_per_epoch(common.TRACK_SECONDS)
 
     track_samples_per_second.unit = "samples/s (higher is better)"
+
+
+class EpochBatchSize(Epoch):
+    """``Epoch`` at batch sizes 1, 256 and the full set (batch gradient descent), float64, on digits and the large set.
+
+    Below batches of 32 the learning rate shrinks in proportion (``baselines.learning_rate``).
+    Batch 1 on the large set runs fastgd and JAX alone: an epoch of 75,000 single-sample steps
+    takes 5 to 30 s in the other baselines, and digits at batch 1 shows the same regime.
+    """
+
+    params = [BATCH_SIZE_DATASETS, [1, 256, "full"], ["adam"], ["float64"], list(baselines.TRAINERS)]
+    setup_cache = Epoch.setup_cache  # one function: asv keys its cache on it, so the large set is written once
+
+    def setup(self, data_dir, dataset, batch_size, rule, dtype, implementation):
+        if dataset == common.LARGE_SYNTHETIC and batch_size == 1 and implementation not in ("fastgd", "jax"):
+            raise NotImplementedError("batch 1 on the large set: fastgd and JAX only (see the docstring)")
+        super().setup(data_dir, dataset, batch_size, rule, dtype, implementation)
 
 
 class EpochMatmulRate:
@@ -80,10 +91,10 @@ class EpochMatmulRate:
     def setup(self, dtype):
         data = common.load_dataset("digits")
         self.trainer = common.warmed_trainer("fastgd", data, "adam", 256, 256, dtype)
-        self.flops = common.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
+        self.flops = baselines.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
 
     def time_epoch(self, dtype):
-        common.finite(self.trainer.epoch())
+        baselines.finite(self.trainer.epoch())
 
     def track_matmul_rate(self, dtype):
         return self.flops / self.trainer.seconds_per_epoch(common.TRACK_SECONDS) / 1e9
@@ -97,38 +108,30 @@ class NetworkEpoch:
     The networks (``common.NETWORKS``, labelled layer sizes/batch size): ReLU MLPs
     100-256-256-10 with batches of 64, 256-512-512-10 with 256 and 256-1024-1024-10 with 1024,
     float32, on synthetic 10-class sets (``make_classification``, 20,000 training rows,
-    standardised); and 64-32-10 with batches of 32 on digits, float64. ``time_epoch`` is one
-    more epoch of a running training (for scikit-learn one ``partial_fit``);
+    standardised); and 64-32-10 with batches of 32 on digits, float64.
     ``track_samples_per_second`` times a fit of about ``TRACK_SCALE × common.TRACK_SECONDS``
     (at least one epoch) the way users of each implementation train, as ``Epoch`` does.
 
     An epoch of 256-1024-1024-10 takes 0.6 s in fastgd and in PyTorch, 0.65 s in JAX, 0.8 s
-    in NumPy and 1.1 to 1.4 s in scikit-learn on two cores, and setup runs again before every
-    sample (2 to 3.5 s: a new trainer after a warm-up; JAX's compiles its epoch then): a
-    combination took 4 to 16 s here with a warm Numba cache; the timeout leaves room for a cold one.
+    in NumPy and 1.1 to 1.4 s in scikit-learn on two cores, and setup takes 2 to 3.5 s (a new
+    trainer after a warm-up; JAX's compiles its epoch then): a combination took 4 to 16 s here
+    with a warm Numba cache; the timeout leaves room for a cold one. Each synthetic set is
+    generated once per run, by the first process that needs it (``common.load_dataset``).
     """
 
-    params = [list(common.NETWORKS), list(common.TRAINERS)]
+    params = [list(common.NETWORKS), list(baselines.TRAINERS)]
     param_names = ["network", "implementation"]
-    rounds = 1
-    repeat = (2, 10, 4.0)
-    warmup_time = 0.0  # setup has run an epoch of the same implementation
     timeout = 180
     # the largest network's epoch outlasts TRACK_SECONDS: a longer fit averages more than one epoch
     TRACK_SCALE = 4
 
     def setup_cache(self):
-        return common.save_network_data(os.getcwd())
-
-    setup_cache.timeout = 120
+        return os.getcwd()  # asv's scratch directory for this run: common.load_dataset writes the sets there
 
     def setup(self, data_dir, network, implementation):
         spec = common.NETWORKS[network]
         data = common.load_network_data(network, data_dir)
         self.trainer = common.warmed_trainer(implementation, data, "adam", spec.hidden, spec.batch_size, spec.dtype)
-
-    def time_epoch(self, data_dir, network, implementation):
-        common.finite(self.trainer.epoch())
 
     def track_samples_per_second(self, data_dir, network, implementation):
         return self.trainer.n_samples / self.trainer.seconds_per_epoch(self.TRACK_SCALE * common.TRACK_SECONDS)
@@ -140,11 +143,12 @@ class NetworkGemmShare:
     """How near fastgd's epoch comes to the matrix-product peak, at the network sizes of ``NetworkEpoch``.
 
     ``track_gemm_share`` is the epoch's matrix-product FLOPs (forward X·W, backward Aᵀ·δ and
-    δ·Wᵀ; ``common.epoch_matmul_flops``) over fastgd's seconds per epoch (the whole epoch:
+    δ·Wᵀ; ``baselines.epoch_matmul_flops``) over fastgd's seconds per epoch (the whole epoch:
     shuffle, activations, loss and Adam's update included), as a share of the 2048² matrix
     product's FLOP rate through NumPy's BLAS in the network's dtype (``bench_machine.MatmulPeak``),
     measured in the same process right after. 1.0 would be an epoch that is all matrix products
-    at the peak; small batches (digits' 32) stay far below it.
+    at the peak; small batches (digits' 32) stay far below it, and below the peak of their own
+    products too (``bench_machine.NetworkMatmulPeak``: the same products alone).
     """
 
     params = [list(common.NETWORKS)]
@@ -157,12 +161,12 @@ class NetworkGemmShare:
         spec = common.NETWORKS[network]
         data = common.load_network_data(network, data_dir)
         self.trainer = common.warmed_trainer("fastgd", data, "adam", spec.hidden, spec.batch_size, spec.dtype)
-        self.flops = common.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
+        self.flops = baselines.epoch_matmul_flops(self.trainer.n_samples, self.trainer.layer_sizes)
         self.dtype = spec.dtype
 
     def track_gemm_share(self, data_dir, network):
         seconds = self.trainer.seconds_per_epoch(NetworkEpoch.TRACK_SCALE * common.TRACK_SECONDS)
-        return self.flops / seconds / common.gemm_rate(self.dtype, common.TRACK_SECONDS)
+        return self.flops / seconds / baselines.gemm_rate(self.dtype, common.TRACK_SECONDS)
 
     track_gemm_share.unit = "fraction of the GEMM peak (higher is better)"
 
@@ -176,22 +180,21 @@ class FitMemory:
     running LLVM, whose memory would swamp the figure.
     """
 
-    params = [list(common.TRAINERS), common.DTYPES]
+    params = [list(baselines.TRAINERS), common.DTYPES]
     param_names = ["implementation", "dtype"]
     timeout = 300
 
     def setup_cache(self):
-        path = common.save_large_synthetic(os.getcwd())
-        data = common.load_dataset(common.LARGE_SYNTHETIC, path)
+        data = common.load_dataset(common.LARGE_SYNTHETIC, os.getcwd())
         for dtype in common.DTYPES:
             common.warm_up("fastgd", data, "adam", HIDDEN, 256, dtype)
-        return path
+        return os.getcwd()
 
     setup_cache.timeout = 300
 
-    def setup(self, large_synthetic_path, implementation, dtype):
-        self.data = common.load_dataset(common.LARGE_SYNTHETIC, large_synthetic_path)
+    def setup(self, data_dir, implementation, dtype):
+        self.data = common.load_dataset(common.LARGE_SYNTHETIC, data_dir)
         common.warm_up(implementation, self.data, "adam", HIDDEN, 256, dtype)
 
-    def peakmem_fit(self, large_synthetic_path, implementation, dtype):
-        common.TRAINERS[implementation](self.data, "adam", HIDDEN, 256, dtype).epoch()
+    def peakmem_fit(self, data_dir, implementation, dtype):
+        baselines.TRAINERS[implementation](self.data, "adam", HIDDEN, 256, dtype).epoch()

@@ -1,44 +1,66 @@
-"""The baselines fastgd is compared with, and the machine's own limits, as callables to time.
+"""The one measurement layer: the baselines fastgd is compared with, the timer, and the machine's limits.
 
-Each ``*_epoch`` function builds a trainer for one data set and returns a
-zero-argument callable that runs ONE training epoch (a 1-hidden-layer ReLU MLP,
-softmax/identity output as the data set needs, Adam, mini-batches), so that
-every implementation is timed the same way:
+The comparison report (:mod:`fastgd.report.throughput`), the asv suite (``benchmarks/``, whose
+``common.py`` keeps only asv's glue: parameter grids, the Numba cache lock, data files generated
+once per run) and the speed scripts all measure through this module, so that they quote the
+same numbers for the same thing.
 
-* ``fastgd_epoch``: :class:`fastgd.training.Training`, one compiled call;
-* ``numpy_epoch``: :func:`fastgd.reference.train_mlp`, plain NumPy;
-* ``sklearn_epoch``: scikit-learn's MLPClassifier/MLPRegressor, ``partial_fit``;
-* ``torch_epoch``: a plain PyTorch CPU loop (needs torch);
-* ``jax_epoch``: JAX + optax with a whole epoch under ``jax.jit`` (:class:`JaxTraining`; needs the
-  ``jax`` extra), the compiled peer a user would pick instead of fastgd.
+* MLP training (:data:`TRAINERS`): fastgd's compiled epoch, the NumPy reference network and rule
+  (its optimizer state kept from epoch to epoch), scikit-learn's MLP, a plain PyTorch loop and
+  JAX + optax with a jitted whole epoch, all with the same network (ReLU hidden layers; softmax
+  output with cross-entropy, or identity output with half the squared error), the same
+  Glorot-uniform weights (scikit-learn's draw for :data:`SEED`, zero biases), no L2 penalty and
+  the same learning rate per rule (:func:`learning_rate`). :meth:`Trainer.seconds_per_epoch`
+  times them, :func:`score_on_test_split` scores them with ``sklearn.metrics``.
+* One update step over a flat vector (:data:`STEP_IMPLEMENTATIONS`): fastgd's ``opt.step`` with
+  its serial or its ``prange`` kernel, the NumPy rules of :mod:`fastgd.reference`, and
+  ``torch.optim`` (its default loop, and its fused kernel where torch has one).
+* The machine: the in-place streams that bound a step (:class:`InPlaceStreams`, the steps'
+  own access pattern), STREAM's triad (:class:`StreamTriad`, main memory), and the matrix-product
+  rate through NumPy's BLAS at 2048² and at a network's own shapes (:func:`gemm_rate`,
+  :func:`network_gemm_rate`).
+* One timer, :func:`seconds_per_call`: the median (a ceiling: the least) per-call time of
+  batches of calls over a budget of seconds.
 
-``optimizer_step`` gives one update-rule step for fastgd (serial or parallel
-kernel), the NumPy reference or torch.optim; ``in_place_bandwidth`` (the
-ceiling of a step of that size), ``triad_bandwidth`` (main memory) and
-``gemm_peak`` measure the memory bus and matrix-multiply peak. Used by the
-comparison report, the asv suite and the speed scripts.
+Data sets are named as :func:`dataset` reads them: a bundled set's name, or
+``synthetic_<rows>x<features>[_<k>classes]`` for a generated one (two classes unless named).
+
+Nothing here compiles ahead: the first call of a fastgd callable compiles (or loads) its
+kernels, so warm up before timing (``benchmarks/common.py`` does it under a lock).
 """
 
+import abc
+import contextlib
+import dataclasses
+import functools
+import inspect
+import math
+import re
 import time
 import warnings
 
 import numpy as np
 
-from fastgd import optim, reference
+from fastgd import _config, datasets, optim, reference
+from fastgd.models import MLP
+from fastgd.training import Training
 
-__all__ = ["IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "fastgd_epoch", "numpy_epoch", "sklearn_epoch", "torch_epoch",
-           "jax_epoch", "JaxTraining", "optax_transform", "available", "jax_available",
-           "optimizer_step", "arrays_written", "bytes_moved", "bytes_per_parameter", "in_place_streams",
-           "in_place_bandwidth", "triad_bandwidth",
-           "gemm_peak", "median_seconds", "best_seconds", "torch_available"]
+__all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "SEED", "LEARNING_RATES",
+           "learning_rate", "available", "torch_available", "jax_available", "warm_up", "warmed_trainer",
+           "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
+           "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer", "JaxTraining",
+           "optax_transform", "params_and_grad", "step_callable", "users_step_implementation", "worth_timing",
+           "arrays_written",
+           "bytes_moved", "bytes_per_parameter", "bytes_per_step", "InPlaceStreams", "StreamTriad", "TRIAD_SIZE",
+           "in_place_bandwidth", "triad_bandwidth", "gemm_rate", "epoch_gemm_shapes", "epoch_matmul_flops",
+           "network_gemm_rate"]
 
-IMPLEMENTATIONS = ("fastgd", "numpy", "sklearn", "torch", "jax")
+SEED = 0
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
 # Schedule-Free AdamW and Muon (with AdamW on its vectors) have none
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
                     "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
                     "adamw": "AdamW", "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
-
 
 def torch_available():
     try:
@@ -57,120 +79,376 @@ def jax_available():
     return True
 
 
+# --- settings shared by every trainer ----------------------------------------------------------
+
+
+# A learning rate per rule with which a 32-unit ReLU network trained with batches of 32 makes
+# steady progress on every bundled set (the convergence targets are set against these).
+LEARNING_RATES = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.02, "rmsprop": 1e-3,
+                  "adadelta": 1.0, "adam": 1e-3, "amsgrad": 1e-3, "adamax": 2e-3, "nadam": 2e-3, "adamw": 1e-3,
+                  "lion": 3e-4, "radam": 1e-3, "rprop": 1e-3, "asgd": 0.05, "schedule_free_adamw": 2.5e-3,
+                  "lamb": 1e-2, "adafactor": 1e-2, "muon": 0.02}
+LEARNING_RATE_BATCH_SIZE = 32
+
+
+def learning_rate(rule, batch_size):
+    """``LEARNING_RATES[rule]`` (a user's rule: its default), scaled down in proportion below batches of 32.
+
+    Smaller batches give noisier gradients: at the full rate, momentum with batch 1 diverges on
+    the large synthetic set in its first epoch (and fastgd then stops that epoch early).
+    """
+    rate = LEARNING_RATES.get(rule, optim.OPTIMIZERS[rule].default_hyperparameters()["lr"])
+    return rate * min(1.0, batch_size / LEARNING_RATE_BATCH_SIZE)
+
+# The rules scikit-learn's MLP has, as its solver settings.
+SKLEARN_SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=False),
+                   "momentum": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+                   "nesterov": dict(solver="sgd", momentum=0.9, nesterovs_momentum=True),
+                   "adam": dict(solver="adam")}
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.median):
+    """Median (or ``statistic``) seconds of one call of an already warmed ``function``.
+
+    Calls are timed in batches, ten times longer until a batch lasts a millisecond (well above
+    the clock's resolution); batches repeat until ``budget_seconds`` have passed, at least
+    ``min_repeats`` times.
+    """
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            function()
+        elapsed = time.perf_counter() - start
+        if elapsed >= 1e-3:
+            break
+        number *= 10
+    deadline = start + budget_seconds
+    per_call = [elapsed / number]
+    while len(per_call) < min_repeats or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(number):
+            function()
+        per_call.append((time.perf_counter() - start) / number)
+    return float(statistic(per_call))
+
+
+# --- data sets ---------------------------------------------------------------------------------
+
+def synthetic_name(n_samples, n_features, n_classes=2):
+    """The name :func:`dataset` reads as a generated set: ``synthetic_<rows>x<features>``, then ``_<k>classes``
+    for other than two."""
+    return f"synthetic_{n_samples}x{n_features}" + ("" if n_classes == 2 else f"_{n_classes}classes")
+
+
+def dataset(name):
+    """A data set by its name here: a bundled one, or :func:`synthetic_name`'s (``make_classification`` from
+    :data:`SEED`, split and standardised by ``fastgd.datasets.synthetic``; 75,000 training rows take a second)."""
+    if name in datasets.BUNDLED:
+        return datasets.load(name)
+    match = re.fullmatch(r"synthetic_(\d+)x(\d+)(?:_(\d+)classes)?", name)
+    if match is None:
+        raise ValueError(f"unknown data set {name!r}: a bundled one ({', '.join(datasets.BUNDLED)}) or "
+                         "synthetic_<rows>x<features>[_<k>classes]")
+    n_samples, n_features, n_classes = int(match[1]), int(match[2]), int(match[3] or 2)
+    data = datasets.synthetic("classification", n_samples, n_features, n_classes=n_classes, random_state=SEED)
+    return dataclasses.replace(data, name=name)
+
+
+def head(data, n_rows):
+    """The first ``n_rows`` training rows of ``data`` (views: same dtype, layout and flags)."""
+    return dataclasses.replace(data, X_train=data.X_train[:n_rows], y_train=data.y_train[:n_rows])
+
+
+def score_on_test_split(data, outputs):
+    """Accuracy (classification) or R² (regression) of a network's ``outputs`` on the test split, by
+    ``sklearn.metrics``."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    if data.task == "classification":
+        return float(accuracy_score(data.y_test, np.argmax(outputs, axis=1)))
+    return float(r2_score(data.y_test, np.ravel(outputs)))
+
+
+def require_torch():
+    """``torch``, or NotImplementedError (asv's "skipped") when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        raise NotImplementedError("torch is not installed") from None
+    return torch
+
+
+def torch_optimizer_class(rule):
+    """torch.optim's class for ``rule`` (:data:`TORCH_OPTIMIZERS`); asv's "skipped" where torch has none,
+    a user's rule included."""
+    name = TORCH_OPTIMIZERS.get(rule)
+    if name is None:
+        raise NotImplementedError(f"torch.optim has no {rule}")
+    return getattr(require_torch().optim, name)
+
+
+# --- MLP training ------------------------------------------------------------------------------
+
+class Trainer(abc.ABC):
+    """One implementation of MLP training: built with its data and settings, then epoch after epoch.
+
+    ``data``: a ``fastgd.datasets.Dataset``; ``rule``: a key of ``optim.OPTIMIZERS`` (an
+    implementation without it raises NotImplementedError); ``hidden``: units of the one hidden
+    layer, or a tuple of units per hidden layer; ``batch_size``: samples per update (at most the
+    training set); ``dtype``: of the parameters and of the arithmetic. Shuffling and initial weights come from ``SEED``, the
+    learning rate from :func:`learning_rate`.
+    """
+
+    COMPILED_WHEN_BUILT = False  # True: the constructor compiles everything an epoch runs, for these shapes
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        self.data, self.rule = data, rule
+        self.hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(int(units) for units in hidden)
+        self.batch_size, self.dtype = batch_size, np.dtype(dtype)
+        self.learning_rate = learning_rate(rule, batch_size)
+        self.n_samples = data.X_train.shape[0]
+        self.layer_sizes = [data.n_features, *self.hidden, data.n_outputs]
+
+    def initial_theta(self):
+        """fastgd's θ layout with scikit-learn's Glorot-uniform draw, zero biases."""
+        return MLP(self.layer_sizes, "relu", self.data.output, alpha=0.0, dtype=self.dtype).init(random_state=SEED)
+
+    @abc.abstractmethod
+    def epoch(self):
+        """Train one epoch; return its mean training loss (over batches, each before its update)."""
+
+    def fit(self, n_epochs):
+        """Train ``n_epochs`` more epochs the way users of this implementation do; return their mean losses.
+
+        Stops after an epoch whose loss is not finite (divergence), which is then the last.
+        """
+        losses = []
+        for _ in range(n_epochs):
+            losses.append(self.epoch())
+            if not math.isfinite(losses[-1]):
+                break
+        return losses
+
+    def fit_seconds(self, n_epochs):
+        """Wall seconds of :meth:`fit` for ``n_epochs``."""
+        start = time.perf_counter()
+        self.fit(n_epochs)
+        return time.perf_counter() - start
+
+    def seconds_per_epoch(self, budget_seconds):
+        """Seconds per epoch of a fit that lasts about ``budget_seconds`` (one epoch if that is longer)."""
+        start = time.perf_counter()
+        finite(self.epoch())
+        first = time.perf_counter() - start
+        n_epochs = int(budget_seconds / first)
+        if n_epochs < 2:
+            return first
+        start = time.perf_counter()
+        finite(self.fit(n_epochs)[-1])
+        return (time.perf_counter() - start) / n_epochs
+
+
+def finite(loss):
+    """``loss``, or RuntimeError: a diverged epoch times nothing meaningful (fastgd's stops at the first NaN)."""
+    if not math.isfinite(loss):
+        raise RuntimeError(f"training diverged (loss {loss}): lower the learning rate")
+    return loss
+
+
+class FastgdTrainer(Trainer):
+    """fastgd's compiled epochs (``fastgd.training.Training``, as the estimators run them)."""
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        self.net = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype)
+        optimizer = optim.OPTIMIZERS[rule](self.initial_theta(), lr=self.learning_rate, layout=self.net.layout)
+        self.training = Training(self.net, optimizer, data.X_train, data.Y_train, batch_size, seed=SEED)
+
+    def epoch(self):
+        return self.training.epoch()
+
+    def test_outputs(self):
+        return self.net.predict(self.training.theta, self.data.X_test)
+
+
+class NumpyTrainer(Trainer):
+    """The NumPy reference network (``reference.mlp_loss_grad``) and rule, in a plain mini-batch loop."""
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        self.theta = self.initial_theta()
+        self.X = data.X_train.astype(self.dtype)
+        self.Y = data.Y_train.astype(self.dtype)
+        self.optimizer = reference.ReferenceOptimizer(rule, self.theta, layout=reference.mlp_layout(self.layer_sizes),
+                                                      lr=self.learning_rate)
+        self.rng = np.random.default_rng(SEED)
+
+    def epoch(self):
+        order = self.rng.permutation(self.n_samples)
+        total = 0.0
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            loss, grad = reference.mlp_loss_grad(self.theta, self.X[rows], self.Y[rows], self.layer_sizes, "relu",
+                                                 self.data.output, 0.0)
+            total += loss * rows.size
+            self.optimizer.step(grad)
+        return total / self.n_samples
+
+
+class SklearnTrainer(Trainer):
+    """scikit-learn's MLPClassifier or MLPRegressor.
+
+    :meth:`epoch` is one ``partial_fit``, scikit-learn's only per-epoch call, which also checks
+    its input again (about a millisecond here); :meth:`fit` is one ``fit`` of that many epochs,
+    how scikit-learn users train, where that check is paid once. ``fit`` starts over from
+    the initial weights, as scikit-learn's does.
+    """
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        if rule not in SKLEARN_SOLVERS:
+            raise NotImplementedError(f"scikit-learn's MLP has no {rule}")
+        self.X = data.X_train.astype(self.dtype)
+        self.y = data.y_train if data.task == "classification" else data.y_train.astype(self.dtype)
+        self.estimator = self._estimator(max_iter=1)
+
+    def _estimator(self, max_iter):
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+        estimator = MLPClassifier if self.data.task == "classification" else MLPRegressor
+        # tol=0 and a patience beyond max_iter: a fit runs exactly max_iter epochs
+        return estimator(hidden_layer_sizes=self.hidden, activation="relu", alpha=0.0, batch_size=self.batch_size,
+                         learning_rate="constant", learning_rate_init=self.learning_rate, max_iter=max_iter,
+                         shuffle=True, random_state=SEED, tol=0.0, n_iter_no_change=max_iter + 1,
+                         **SKLEARN_SOLVERS[self.rule])
+
+    def epoch(self):
+        if self.data.task == "classification":
+            self.estimator.partial_fit(self.X, self.y, classes=np.arange(self.data.n_classes))
+        else:
+            self.estimator.partial_fit(self.X, self.y)
+        return self.estimator.loss_
+
+    def fit(self, n_epochs):
+        from sklearn.exceptions import ConvergenceWarning
+
+        self.estimator = self._estimator(max_iter=n_epochs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.estimator.fit(self.X, self.y)
+        return list(self.estimator.loss_curve_)
+
+    def test_outputs(self):
+        if self.data.task == "classification":
+            return self.estimator.predict_proba(self.data.X_test.astype(self.dtype))
+        return self.estimator.predict(self.data.X_test.astype(self.dtype))
+
+
+class TorchTrainer(Trainer):
+    """A plain PyTorch CPU loop: ``nn.Sequential(Linear, ReLU, Linear)``, ``torch.optim``, fancy-indexed batches."""
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        torch = require_torch()
+        optimizer_class = torch_optimizer_class(rule)
+        torch_dtype = getattr(torch, self.dtype.name)
+        self.X = torch.from_numpy(data.X_train.astype(self.dtype))
+        layers = []
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            layers += [torch.nn.Linear(n_in, n_out, dtype=torch_dtype), torch.nn.ReLU()]
+        layers.pop()  # no activation after the output layer: the loss applies softmax
+        coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
+            self.initial_theta())
+        with torch.no_grad():
+            for linear, coef, intercept in zip(layers[::2], coefs, intercepts):
+                linear.weight.copy_(torch.from_numpy(coef.T.copy()))
+                linear.bias.copy_(torch.from_numpy(intercept))
+        self.model = torch.nn.Sequential(*layers)
+        if data.task == "classification":
+            self.targets = torch.from_numpy(data.y_train.copy())
+            self.loss_function = torch.nn.CrossEntropyLoss()
+        else:
+            self.targets = torch.from_numpy(data.Y_train.astype(self.dtype))
+            mean_squared_error = torch.nn.MSELoss()
+            self.loss_function = lambda outputs, targets: mean_squared_error(outputs, targets) / 2
+        hyperparameters = dict(optim.OPTIMIZERS[rule].default_hyperparameters(), lr=self.learning_rate)
+        self.optimizer = optimizer_class(self.model.parameters(), **hyperparameters)
+        self.generator = torch.Generator().manual_seed(SEED)
+        self.torch = torch
+
+    def epoch(self):
+        order = self.torch.randperm(self.n_samples, generator=self.generator)
+        total = 0.0
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            self.optimizer.zero_grad()
+            loss = self.loss_function(self.model(self.X[rows]), self.targets[rows])
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * rows.numel()
+        return total / self.n_samples
+
+
+def require_jax():
+    """NotImplementedError (asv's "skipped") when jax or optax is not installed (the ``jax`` extra)."""
+    if not jax_available():
+        raise NotImplementedError("jax and optax are not installed (pip install 'fastgd[jax]')")
+
+
+class JaxTrainer(Trainer):
+    """JAX + optax, the compiled peer a user would pick instead: a whole epoch in one ``jax.jit``
+    (:class:`JaxTraining`, compiled when the trainer is built, so the first epoch is
+    timed as warm as the next). Same network, initial weights and loss as the others."""
+
+    COMPILED_WHEN_BUILT = True
+
+    def __init__(self, data, rule, hidden, batch_size, dtype):
+        super().__init__(data, rule, hidden, batch_size, dtype)
+        require_jax()
+        coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
+            self.initial_theta())
+        classification = data.task == "classification"
+        self.training = JaxTraining(coefs, intercepts, data.X_train,
+                                              data.y_train if classification else data.Y_train, classification,
+                                              rule, self.learning_rate, batch_size, dtype=self.dtype, seed=SEED)
+
+    def epoch(self):
+        return self.training.epoch()
+
+
+TRAINERS = {"fastgd": FastgdTrainer, "numpy": NumpyTrainer, "sklearn": SklearnTrainer, "torch": TorchTrainer,
+            "jax": JaxTrainer}
+WARM_UP_ROWS = 64
+IMPLEMENTATIONS = tuple(TRAINERS)
+
+
 def available(implementation):
     """Whether ``implementation`` (one of :data:`IMPLEMENTATIONS`) can run here: its optional packages are installed."""
     return {"torch": torch_available, "jax": jax_available}.get(implementation, lambda: True)()
 
 
-def _timings(function, repeats, number, warmup):
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        times.append((time.perf_counter() - start) / number)
-    return times
+def warm_up(implementation, data, rule, hidden, batch_size, dtype):
+    """One epoch of ``implementation`` on the first rows of the same arrays, to be run before any timing.
+
+    It compiles (or loads) every Numba kernel an epoch calls, for exactly these array types
+    (a slice has the dtype, layout and flags of the whole), and pays torch's and
+    scikit-learn's first-call costs. A trainer that compiles for its own shapes when built (JAX's)
+    needs none: its warm-up would compile for the warm-up's shapes, which the trainer timed does not use.
+    """
+    if TRAINERS[implementation].COMPILED_WHEN_BUILT:
+        return
+    rows = min(WARM_UP_ROWS, data.X_train.shape[0])
+    TRAINERS[implementation](head(data, rows), rule, hidden, min(batch_size, rows), dtype).epoch()
 
 
-def median_seconds(function, repeats=7, number=1, warmup=1):
-    """Median over ``repeats`` of the mean seconds of ``number`` calls, after ``warmup`` calls."""
-    return float(np.median(_timings(function, repeats, number, warmup)))
-
-
-def best_seconds(function, repeats=7, number=1, warmup=1):
-    """The least over ``repeats`` of the mean seconds of ``number`` calls: for a ceiling, as STREAM reports one."""
-    return float(np.min(_timings(function, repeats, number, warmup)))
-
-
-# -- one training epoch -------------------------------------------------------------------------
-
-def _sizes(data, hidden):
-    return [data.n_features, hidden, data.n_outputs]
-
-
-def fastgd_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
-    from fastgd.models import MLP
-    from fastgd.training import Training
-
-    net = MLP(_sizes(data, hidden), "relu", data.output, alpha=1e-4, dtype=dtype)
-    optimizer = optim.OPTIMIZERS[rule](net.init(random_state=seed), lr=lr, layout=net.layout)
-    training = Training(net, optimizer, data.X_train, data.Y_train, min(batch_size, data.X_train.shape[0]),
-                        seed=seed)
-    return training.epoch
-
-
-def numpy_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
-    from fastgd.models import MLP
-
-    sizes = _sizes(data, hidden)
-    theta = MLP(sizes, "relu", data.output, dtype=dtype).init(random_state=seed)
-    X, Y = data.X_train.astype(dtype), data.Y_train.astype(dtype)
-    epochs = iter(range(1 << 62))
-
-    def epoch():
-        # one epoch of the reference loop; its optimizer state restarts each call, which
-        # changes the numbers but not the work done
-        reference.train_mlp(theta, X, Y, sizes, "relu", data.output, 1e-4, rule, dict(lr=lr),
-                            min(batch_size, X.shape[0]), 1, seed=seed + next(epochs))
-
-    return epoch
-
-
-def sklearn_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    if rule not in ("sgd", "adam"):
-        raise NotImplementedError(f"scikit-learn's MLP has no {rule}")
-    settings = dict(hidden_layer_sizes=(hidden,), solver=rule, learning_rate_init=lr, alpha=1e-4,
-                    batch_size=min(batch_size, data.X_train.shape[0]), random_state=seed, max_iter=1)
-    if data.task == "classification":
-        model, y = MLPClassifier(**settings), data.y_train
-    else:
-        model, y = MLPRegressor(**settings), data.y_train
-    X = data.X_train.astype(dtype)
-    classes = np.arange(data.n_classes) if data.task == "classification" else None
-
-    def epoch():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            if classes is not None:
-                model.partial_fit(X, y, classes=classes)
-            else:
-                model.partial_fit(X, y)
-
-    return epoch
-
-
-def torch_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float32, seed=0):
-    import torch
-
-    if rule not in TORCH_OPTIMIZERS:
-        raise NotImplementedError(f"torch.optim has no {rule}")
-    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    X = torch.tensor(data.X_train, dtype=torch_dtype)
-    model = torch.nn.Sequential(torch.nn.Linear(data.n_features, hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, data.n_outputs)).to(torch_dtype)
-    if data.task == "classification":
-        y, loss_function = torch.tensor(data.y_train), torch.nn.CrossEntropyLoss()
-    else:
-        y, loss_function = torch.tensor(data.Y_train, dtype=torch_dtype), torch.nn.MSELoss()
-    optimizer = getattr(torch.optim, TORCH_OPTIMIZERS[rule])(model.parameters(), lr=lr)
-    batch_size = min(batch_size, len(X))
-
-    def epoch():
-        order = torch.randperm(len(X), generator=generator)
-        for first in range(0, len(X), batch_size):
-            rows = order[first:first + batch_size]
-            optimizer.zero_grad()
-            loss_function(model(X[rows]), y[rows]).backward()
-            optimizer.step()
-
-    return epoch
+def warmed_trainer(implementation, data, rule, hidden, batch_size, dtype, warming=contextlib.nullcontext):
+    """A new trainer of ``implementation`` after :func:`warm_up`, which runs inside the context ``warming()``."""
+    with warming():
+        warm_up(implementation, data, rule, hidden, batch_size, dtype)
+    return TRAINERS[implementation](data, rule, hidden, batch_size, dtype)
 
 
 def optax_transform(rule, lr):
@@ -266,119 +544,227 @@ class JaxTraining:
         return float(loss)
 
 
-def jax_epoch(data, hidden=32, batch_size=32, rule="adam", lr=1e-3, dtype=np.float64, seed=0):
-    from fastgd.models import MLP
+@contextlib.contextmanager
+def parallel_threshold(n_params):
+    """Optimizers built inside use their ``prange`` kernel from ``n_params`` parameters on."""
+    saved = _config.PARALLEL_THRESHOLD
+    _config.PARALLEL_THRESHOLD = n_params
+    try:
+        yield
+    finally:
+        _config.PARALLEL_THRESHOLD = saved
 
-    net = MLP(_sizes(data, hidden), "relu", data.output, alpha=1e-4, dtype=dtype)
-    coefs, intercepts = net.unpack(net.init(random_state=seed))
-    classification = data.task == "classification"
-    training = JaxTraining(coefs, intercepts, data.X_train, data.y_train if classification else data.Y_train,
-                           classification, rule, lr, batch_size, alpha=1e-4, dtype=dtype, seed=seed)
-    return training.epoch
+
+# --- one optimizer step ------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _random_vectors(n_params, dtype):
+    rng = np.random.default_rng(SEED)
+    return rng.standard_normal(n_params, dtype=dtype), rng.standard_normal(n_params, dtype=dtype)
 
 
-# -- one update-rule step -----------------------------------------------------------------------
+def params_and_grad(n_params, dtype):
+    """Standard normal parameters and gradient, fresh copies (a step writes them)."""
+    params, grad = _random_vectors(n_params, np.dtype(dtype).name)
+    return params.copy(), grad.copy()
+
+
+def fastgd_step(rule, params, grad, parallel=None):
+    """``opt.step(grad)`` of fastgd's optimizer; ``parallel`` forces the kernel form (None: by size, as users get)."""
+    if parallel is None:
+        optimizer = optim.OPTIMIZERS[rule](params)
+    else:
+        with parallel_threshold(1 if parallel else params.size + 1):
+            optimizer = optim.OPTIMIZERS[rule](params)
+    return functools.partial(optimizer.step, grad)
+
+
+def numpy_step(rule, params, grad):
+    """One step of the plain NumPy rule of ``fastgd.reference``."""
+    return functools.partial(reference.ReferenceOptimizer(rule, params).step, grad)
+
+
+def torch_step(rule, params, grad, fused=False):
+    """``torch.optim``'s step over the same memory (``fused``: its fused CPU kernel)."""
+    torch = require_torch()
+    optimizer_class = torch_optimizer_class(rule)
+    options = {}
+    if fused:
+        if "fused" not in inspect.signature(optimizer_class).parameters:
+            raise NotImplementedError(f"torch.optim.{optimizer_class.__name__} has no fused implementation")
+        options["fused"] = True
+    tensor = torch.from_numpy(params)
+    tensor.grad = torch.from_numpy(grad)
+    hyperparameters = optim.OPTIMIZERS[rule].default_hyperparameters()
+    return optimizer_class([tensor], **hyperparameters, **options).step
+
+
+STEP_IMPLEMENTATIONS = {
+    "fastgd_serial": functools.partial(fastgd_step, parallel=False),
+    "fastgd_parallel": functools.partial(fastgd_step, parallel=True),
+    "numpy": numpy_step,
+    "torch": torch_step,
+    "torch_fused": functools.partial(torch_step, fused=True),
+}
+
+
+def users_step_implementation(n_params):
+    """The key of :data:`STEP_IMPLEMENTATIONS` that is fastgd's ``opt.step`` as users get it at ``n_params``: the
+    serial kernel below ``FASTGD_PARALLEL_THRESHOLD`` parameters, the ``prange`` one from there on."""
+    return "fastgd_parallel" if n_params >= _config.PARALLEL_THRESHOLD else "fastgd_serial"
+
+
+def worth_timing(rule, n_params, implementation):
+    """Whether a step of ``implementation`` says something the others do not: the NumPy reference beyond 10⁶
+    parameters only for Adam (slow, and far from the memory bus at every size), and fastgd's kernel form that users do
+    not get at ``n_params`` only for SGD and Adam (the serial and ``prange`` loops are the same for every rule)."""
+    if implementation == "numpy":
+        return n_params <= 1_000_000 or rule == "adam"
+    if implementation.startswith("fastgd") and implementation != users_step_implementation(n_params):
+        return rule in ("sgd", "adam")
+    return True
+
+
+def step_callable(rule, n_params, dtype, implementation):
+    """A zero-argument callable taking one step of ``rule`` (default hyperparameters) on ``n_params`` standard normal
+    parameters with a fixed standard normal gradient; ``implementation`` is a key of :data:`STEP_IMPLEMENTATIONS`
+    (NotImplementedError where it lacks the rule). Not yet called: the first call compiles fastgd's kernel."""
+    return STEP_IMPLEMENTATIONS[implementation](rule, *params_and_grad(n_params, dtype))
+
+
+# --- the machine's limits ----------------------------------------------------------------------
 
 def arrays_written(rule):
-    """How many parameter-sized arrays a step of ``rule`` (default hyperparameters) writes in place: θ and its state."""
+    """How many parameter-sized arrays a step of ``rule`` (default hyperparameters) writes in place: θ and its
+    state."""
     state = optim.OPTIMIZERS[rule](np.zeros(1)).state
     return 1 + sum(isinstance(value, np.ndarray) and value.shape == (1,) for value in state.values())
 
-
-def bytes_per_parameter(rule, dtype):
-    """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written."""
-    return bytes_moved(arrays_written(rule), dtype)
-
-
-def optimizer_step(rule, size, dtype=np.float32, implementation="fastgd", seed=0):
-    """A zero-argument callable taking one step of ``rule`` on ``size`` parameters.
-
-    ``implementation``: "fastgd" (the class, serial or parallel by size),
-    "fastgd-serial", "fastgd-parallel", "numpy" or "torch" (fused when torch
-    has a fused kernel for the rule and dtype, else its default).
-    """
-    rng = np.random.default_rng(seed)
-    params = rng.standard_normal(size).astype(dtype)
-    grad = rng.standard_normal(size).astype(dtype)
-    if implementation.startswith("fastgd"):
-        from fastgd import _config
-
-        threshold = {"fastgd": _config.PARALLEL_THRESHOLD, "fastgd-serial": 1 << 62, "fastgd-parallel": 1}
-        saved, _config.PARALLEL_THRESHOLD = _config.PARALLEL_THRESHOLD, threshold[implementation]
-        try:
-            optimizer = optim.OPTIMIZERS[rule](params)
-        finally:
-            _config.PARALLEL_THRESHOLD = saved
-        return lambda: optimizer.step(grad)
-    if implementation == "numpy":
-        optimizer = reference.ReferenceOptimizer(rule, params)
-        return lambda: optimizer.step(grad)
-    if implementation == "torch":
-        import torch
-
-        if rule not in TORCH_OPTIMIZERS:
-            raise NotImplementedError(f"torch.optim has no {rule}")
-        tensor = torch.from_numpy(params).requires_grad_(True)
-        tensor.grad = torch.from_numpy(grad)
-        hyperparameters = optim.OPTIMIZERS[rule](np.zeros(1, dtype)).hyperparameters
-        cls = getattr(torch.optim, TORCH_OPTIMIZERS[rule])
-        try:
-            optimizer = cls([tensor], **hyperparameters, fused=True)
-            optimizer.step()
-        except (RuntimeError, TypeError, ValueError):  # no fused kernel for this rule or dtype
-            optimizer = cls([tensor], **hyperparameters)
-        return optimizer.step
-    raise ValueError(f"unknown implementation {implementation!r}")
-
-
-# -- the machine --------------------------------------------------------------------------------
 
 def bytes_moved(arrays, dtype, size=1):
     """Bytes a step writing ``arrays`` arrays in place moves over ``size`` elements: those read and written, and g."""
     return (2 * arrays + 1) * np.dtype(dtype).itemsize * size
 
 
-def in_place_streams(size, arrays, dtype=np.float32):
-    """(call, bytes): a step's memory traffic alone, ``arrays`` vectors of ``size`` updated in place from one more.
+def bytes_per_parameter(rule, dtype):
+    """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written.
 
-    The ceiling of a step that writes as many arrays (θ and its state, see
-    :func:`arrays_written`) over as many elements, counted the same way
-    (:func:`bytes_moved`).
+    Adam in float32: (3 + 2·2) arrays × 4 bytes = 28 bytes per parameter.
     """
-    from fastgd.kernels.memory import MAX_STREAMS, in_place_streams as kernel
-
-    if not 1 <= arrays <= MAX_STREAMS:
-        raise ValueError(f"arrays must be from 1 to {MAX_STREAMS}, got {arrays}")
-    dtype = np.dtype(dtype)
-    written, grad, scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
-    return (lambda: kernel(written, grad, scalar)), bytes_moved(arrays, dtype, size)
+    return bytes_moved(arrays_written(rule), dtype)
 
 
-def in_place_bandwidth(size, dtype=np.float32, arrays=1, repeats=7):
-    """Bytes/s of :func:`in_place_streams`, all threads: the ceiling of a step of that size writing as many arrays.
+def bytes_per_step(rule, n_params, dtype):
+    """Bytes a step of ``rule`` over ``n_params`` parameters must move (:func:`bytes_per_parameter`)."""
+    return bytes_per_parameter(rule, dtype) * n_params
 
-    Measure it in the same run as the steps it bounds, at their size and
-    dtype: the working set decides whether both stream from cache or from memory.
+
+class InPlaceStreams:
+    """``arrays`` vectors of ``size`` elements updated in place from one read-only vector, on every core.
+
+    An update step's own access pattern, its memory traffic alone: a rule writing ``arrays``
+    arrays (θ and its state, :func:`arrays_written`) reads them and g and writes them back in
+    place, which this does with nothing else (``fastgd.kernels.memory.in_place_streams``), over
+    the same working set, counted the same way (:func:`bytes_moved`). It is the reference for
+    a step of that size and number of arrays: a share of it above 1 would be a step faster
+    than its traffic alone. The first call compiles the kernel.
     """
-    call, moved = in_place_streams(size, arrays, dtype)
-    # the best time, as STREAM reports: a ceiling should not sink with the machine's load, or medians of the
-    # steps it bounds would pass it
-    return moved / best_seconds(call, repeats)
+
+    def __init__(self, size, arrays, dtype=np.float32):
+        from fastgd.kernels.memory import MAX_STREAMS, in_place_streams
+
+        if not 1 <= arrays <= MAX_STREAMS:
+            raise ValueError(f"arrays must be from 1 to {MAX_STREAMS}, got {arrays}")
+        dtype = np.dtype(dtype)
+        self._kernel = in_place_streams
+        self.written, self.grad, self.scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
+        self.bytes = bytes_moved(arrays, dtype, size)
+
+    def __call__(self):
+        self._kernel(self.written, self.grad, self.scalar)
+
+    def bandwidth(self, budget_seconds):
+        """Bytes per second of the best time (as STREAM reports): a ceiling should not sink with the machine's load,
+        or medians of the steps it bounds would pass it."""
+        return self.bytes / seconds_per_call(self, budget_seconds, statistic=np.min)
 
 
-def triad_bandwidth(size=20_000_000, repeats=7):
-    """STREAM triad a = b + s·c over float64 with all threads, bytes/s counted as STREAM does (24 B per element).
+class StreamTriad:
+    """STREAM's triad a ← b + s·c over float64 arrays of ``size`` elements, on every core: main memory's bandwidth
+    once the arrays outgrow the last-level cache (:data:`TRIAD_SIZE`), beside the steps' own reference. The first call
+    compiles the kernel."""
 
-    Main memory's bandwidth when the arrays outgrow the last-level cache; not a
-    step's ceiling (see :func:`in_place_bandwidth`).
+    BYTES_PER_ELEMENT = 24  # as STREAM counts: read b and c, write a
+
+    def __init__(self, size):
+        from fastgd.kernels.memory import triad
+
+        self._kernel = triad
+        self.a, self.b, self.c = np.zeros(size), np.ones(size), np.full(size, 2.0)
+
+    def __call__(self):
+        self._kernel(self.a, self.b, self.c, 3.0)
+
+    def bandwidth(self, budget_seconds):
+        """Bytes per second of the best time, as STREAM reports."""
+        return self.BYTES_PER_ELEMENT * self.a.size / seconds_per_call(self, budget_seconds, statistic=np.min)
+
+
+# 480 MB: beyond the 260 MiB L3 of this project's machines
+TRIAD_SIZE = 20_000_000
+
+
+def in_place_bandwidth(size, dtype=np.float32, arrays=1, budget_seconds=0.2):
+    """Bytes/s of :class:`InPlaceStreams`, warmed: the reference for a step of ``size`` writing ``arrays`` arrays.
+
+    Measure it in the same run as the steps it bounds, at their size and dtype: the working set
+    decides whether both stream from cache or from memory.
     """
-    from fastgd.kernels.memory import triad
+    streams = InPlaceStreams(size, arrays, dtype)
+    streams()
+    return streams.bandwidth(budget_seconds)
 
-    a, b, c = np.zeros(size), np.ones(size), np.full(size, 2.0)
-    return 24 * size / median_seconds(lambda: triad(a, b, c, 3.0), repeats)
+
+def triad_bandwidth(size=TRIAD_SIZE, budget_seconds=0.2):
+    """Bytes/s of :class:`StreamTriad`, warmed."""
+    triad = StreamTriad(size)
+    triad()
+    return triad.bandwidth(budget_seconds)
 
 
-def gemm_peak(dtype=np.float64, size=2048, repeats=5):
-    """FLOP/s of a large square matrix product through NumPy's BLAS."""
-    a = np.random.default_rng(0).random((size, size)).astype(dtype)
-    return 2 * size**3 / median_seconds(lambda: a @ a, repeats)
+def gemm_rate(dtype, budget_seconds, shapes=((2048, 2048, 2048),)):
+    """FLOP per second of NumPy's BLAS over the matrix products ``shapes``, each ``(m, k, n)``: an m×k by a k×n.
+
+    A call runs every product once; the default is the square 2048² product, the BLAS's peak.
+    """
+    rng = np.random.default_rng(SEED)
+    operands = [(rng.random((m, k)).astype(dtype), rng.random((k, n)).astype(dtype)) for m, k, n in shapes]
+    outputs = [np.empty((m, n), dtype) for m, _, n in shapes]
+
+    def products():
+        for (a, b), out in zip(operands, outputs):
+            np.matmul(a, b, out=out)
+
+    return sum(2 * m * k * n for m, k, n in shapes) / seconds_per_call(products, budget_seconds)
+
+
+def epoch_gemm_shapes(layer_sizes, batch_size):
+    """The matrix products of one batch's pass, as ``(m, k, n)``: per layer forward X·W, backward Aᵀ·δ, and
+    δ·Wᵀ (not for the input layer)."""
+    shapes = []
+    for layer, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        shapes += [(batch_size, n_in, n_out), (n_in, batch_size, n_out)]
+        if layer > 0:
+            shapes.append((batch_size, n_out, n_in))
+    return shapes
+
+
+def epoch_matmul_flops(n_samples, layer_sizes):
+    """FLOPs of an epoch's matrix products (those of :func:`epoch_gemm_shapes`, over ``n_samples`` rows)."""
+    return sum(2 * m * k * n for m, k, n in epoch_gemm_shapes(layer_sizes, n_samples))
+
+
+def network_gemm_rate(layer_sizes, batch_size, dtype, budget_seconds):
+    """FLOP per second of NumPy's BLAS on the network's own products (:func:`epoch_gemm_shapes`): the peak an epoch of
+    that network could reach with its matrix products, against 2048²'s for large ones."""
+    return gemm_rate(dtype, budget_seconds, epoch_gemm_shapes(layer_sizes, batch_size))

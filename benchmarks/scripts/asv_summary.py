@@ -101,30 +101,24 @@ def verdict(value, met):
     return "n/a" if value is None else ("**met**" if met(value) else "**not met**")
 
 
-def default_form(n_params):
-    """The kernel form ``opt.step`` takes at this size."""
-    return "fastgd_parallel" if n_params >= _config.PARALLEL_THRESHOLD else "fastgd_serial"
-
-
 def step_seconds(r, rule, n_params, implementation, dtype="float32"):
     """Seconds of one step in a running loop: the bytes it moves over ``track_bandwidth``.
 
-    The track times batches of steps (``common.seconds_per_call``); asv's ``time_step`` times one
-    step right after a fresh setup, and only once in a quick run.
+    The track times batches of steps (``baselines.seconds_per_call``), as the comparison report does.
     """
     rate = r.get("bench_optim.UpdateStep.track_bandwidth", rule=rule, n_params=n_params, dtype=dtype,
                  implementation=implementation)
-    return ratio(common.bytes_per_step(rule, n_params, dtype) / 1e9, rate)
+    return ratio(baselines.bytes_per_step(rule, n_params, dtype) / 1e9, rate)
 
 
 def goals(r):
     adam = {n: {implementation: step_seconds(r, "adam", n, implementation)
                 for implementation in ("fastgd_serial", "fastgd_parallel", "torch_fused")} for n in (SMALL, LARGE)}
-    small_speedup = ratio(adam[SMALL]["torch_fused"], adam[SMALL][default_form(SMALL)])
-    large_speedup = ratio(adam[LARGE]["torch_fused"], adam[LARGE][default_form(LARGE)])
+    small_speedup = ratio(adam[SMALL]["torch_fused"], adam[SMALL][baselines.users_step_implementation(SMALL)])
+    large_speedup = ratio(adam[LARGE]["torch_fused"], adam[LARGE][baselines.users_step_implementation(LARGE)])
     ceiling = in_place_ceiling(r, "adam")
     adam_bandwidth = r.get("bench_optim.UpdateStep.track_bandwidth", rule="adam", n_params=LARGE, dtype="float32",
-                           implementation=default_form(LARGE))
+                           implementation=baselines.users_step_implementation(LARGE))
     bandwidth_share = ratio(adam_bandwidth, ceiling)
     cold = r.get("bench_compile.ColdStart.track_cold_start", workload="adam_step")
     warm = r.get("bench_compile.WarmStart.track_warm_start", workload="adam_step")
@@ -135,9 +129,8 @@ def goals(r):
                            r.get(rate, **digits, dtype="float64", implementation="sklearn"))
     versus_torch = ratio(r.get(rate, **digits, dtype="float32", implementation="fastgd"),
                          r.get(rate, **digits, dtype="float32", implementation="torch"))
-    final = "bench_convergence.Convergence.track_final_loss"
-    losses = [r.get(final, rule="adam", dataset="digits", implementation=implementation)
-              for implementation in ("fastgd", "sklearn")]
+    losses = [r.get(convergence_name("final_loss", implementation), rule="adam", dataset="digits",
+                    implementation=implementation) for implementation in ("fastgd", "sklearn")]
     loss_gap = None if None in losses else losses[0] / losses[1] - 1
     matmul_shares = {dtype: ratio(r.get("bench_training.EpochMatmulRate.track_matmul_rate", dtype=dtype),
                                   r.get("bench_machine.MatmulPeak.track_gemm", dtype=dtype)) for dtype in ("float32", "float64")}
@@ -145,10 +138,10 @@ def goals(r):
 
     rows = [
         ("Adam step, 1,000 float32 params, `opt.step`, against `torch.optim.Adam(fused=True)`",
-         f"{cell(small_speedup, '{:.1f}x')} faster ({seconds(adam[SMALL][default_form(SMALL)])} against "
+         f"{cell(small_speedup, '{:.1f}x')} faster ({seconds(adam[SMALL][baselines.users_step_implementation(SMALL)])} against "
          f"{seconds(adam[SMALL]['torch_fused'])})", "≥ 5x", verdict(small_speedup, lambda v: v >= 5)),
         ("Adam step, 10⁷ float32 params, against torch fused",
-         f"{cell(large_speedup, '{:.2f}x')} ({seconds(adam[LARGE][default_form(LARGE)])} against "
+         f"{cell(large_speedup, '{:.2f}x')} ({seconds(adam[LARGE][baselines.users_step_implementation(LARGE)])} against "
          f"{seconds(adam[LARGE]['torch_fused'])})", "≥ 1x", verdict(large_speedup, lambda v: v >= 1)),
         ("Adam step, 10⁷ float32 params, 28 bytes/param, against the same traffic alone (three arrays of 10⁷ "
          "float32 updated in place from a fourth) in the same run",
@@ -194,7 +187,7 @@ def update_steps(r):
              "read-only vector, over as many elements, in the same run (at 1,000 the call, not memory, decides).",
              ""]
     for n in (SMALL, LARGE):
-        form = default_form(n)
+        form = baselines.users_step_implementation(n)
         lines += [f"**{n:,} parameters**", "",
                   "| rule | fastgd | ×numpy | ×torch | ×torch fused | parallel speed-up | GB/s | share of ceiling |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -223,7 +216,9 @@ def training(r):
              "| ×torch float32 |", "|---|---|---|---|---|---|---|---|"]
     for dataset in bench_training.Epoch.params[0]:
         for batch_size in bench_training.BATCH_SIZES:
-            per_second = {(implementation, dtype): r.get(rate, dataset=dataset, batch_size=batch_size, rule="adam",
+            # batch 32 on every set (Epoch); the other sizes on a few (EpochBatchSize, float64)
+            name = rate if batch_size == 32 else rate.replace(".Epoch.", ".EpochBatchSize.")
+            per_second = {(implementation, dtype): r.get(name, dataset=dataset, batch_size=batch_size, rule="adam",
                                                          dtype=dtype, implementation=implementation)
                           for implementation in ("fastgd", "numpy", "sklearn", "torch")
                           for dtype in ("float32", "float64")}
@@ -240,8 +235,13 @@ def training(r):
     return lines + [""]
 
 
+def convergence_name(metric, implementation):
+    """The asv name of a convergence track: fastgd's in ``Convergence``, scikit-learn's in ``SklearnConvergence``."""
+    cls = "Convergence" if implementation == "fastgd" else "SklearnConvergence"
+    return f"bench_convergence.{cls}.track_{metric}"
+
+
 def convergence(r):
-    name = "bench_convergence.Convergence.track_{}"
     sets = list(datasets.BUNDLED)
     lines = ["## Convergence (fastgd, float64, batch 32)", "",
              "Epochs to the data set's target training loss (NaN: not within the budget), then the final training "
@@ -252,11 +252,11 @@ def convergence(r):
     for rule in optim.OPTIMIZERS:
         cells = []
         for dataset in sets:
-            epochs, final = (r.get(name.format(metric), rule=rule, dataset=dataset, implementation="fastgd")
-                             for metric in ("epochs_to_target", "final_loss"))
+            epochs, final = (r.get(convergence_name(metric, "fastgd"), rule=rule, dataset=dataset,
+                                   implementation="fastgd") for metric in ("epochs_to_target", "final_loss"))
             text = f"{cell(epochs, '{:.0f}', 'NaN')}, {cell(final, '{:.3g}')}"
-            sklearn = [r.get(name.format(metric), rule=rule, dataset=dataset, implementation="sklearn")
-                       for metric in ("epochs_to_target", "final_loss")]
+            sklearn = [r.get(convergence_name(metric, "sklearn"), rule=rule, dataset=dataset,
+                             implementation="sklearn") for metric in ("epochs_to_target", "final_loss")]
             if sklearn[1] is not None:
                 text += f" ({cell(sklearn[0], '{:.0f}', 'NaN')}, {cell(sklearn[1], '{:.3g}')})"
             cells.append(text)

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
-from fastgd import MLP, MLPClassifier, datasets, optim, threads  # noqa: E402
+from fastgd import MLP, MLPClassifier, baselines, datasets, optim, threads  # noqa: E402
 from fastgd.training import Training  # noqa: E402
 
 IMPLEMENTATIONS = ("fastgd", "sklearn", "torch", "jax")
@@ -55,7 +55,7 @@ def block_seconds(trainer, implementation, n_epochs):
         return trainer.fit_seconds(n_epochs) / n_epochs
     start = time.perf_counter()
     for _ in range(n_epochs):
-        common.finite(trainer.epoch())
+        baselines.finite(trainer.epoch())
     return (time.perf_counter() - start) / n_epochs
 
 
@@ -64,7 +64,7 @@ def worker(label, implementation, block, data_dir):
     ``block`` seconds of epochs (at least two), print seconds per epoch ("peak": the GEMM peak instead)."""
     network = common.NETWORKS[label]
     if implementation == "peak":
-        print(json.dumps(common.gemm_rate(network.dtype, budget_seconds=0.3)))
+        print(json.dumps(baselines.gemm_rate(network.dtype, budget_seconds=0.3)))
         return
     data = common.load_network_data(label, data_dir)
     try:
@@ -105,7 +105,7 @@ def measure_network(label, rounds, block, data_dir):
               "spread": {implementation: [float(min(values)), float(max(values))]
                          for implementation, values in seconds.items()},
               "peak_flops": float(np.median(peaks)),
-              "matmul_flops": common.epoch_matmul_flops(data.X_train.shape[0], layer_sizes)}
+              "matmul_flops": baselines.epoch_matmul_flops(data.X_train.shape[0], layer_sizes)}
     result["gemm_share"] = result["matmul_flops"] / result["seconds"]["fastgd"] / result["peak_flops"]
     return result
 
@@ -141,7 +141,7 @@ def fit_fixed_cost(n_repeats=7):
     network, rule and data trained by a ``Training`` alone), alternated."""
     data = datasets.load("digits")
     settings = dict(hidden_layer_sizes=(32,), batch_size=32, max_iter=FIT_EPOCHS, tol=0.0,
-                    n_iter_no_change=FIT_EPOCHS + 1, random_state=common.SEED)
+                    n_iter_no_change=FIT_EPOCHS + 1, random_state=baselines.SEED)
     MLPClassifier(**settings).fit(data.X_train, data.y_train)  # compile or load outside the timing
     net = MLP([data.n_features, 32, data.n_outputs], "relu", "softmax", alpha=1e-4, dtype=np.float64)
     fits, epochs = [], []
@@ -149,8 +149,8 @@ def fit_fixed_cost(n_repeats=7):
         start = time.perf_counter()
         MLPClassifier(**settings).fit(data.X_train, data.y_train)
         fits.append(time.perf_counter() - start)
-        training = Training(net, optim.Adam(net.init(common.SEED), lr=1e-3), data.X_train, data.Y_train, 32,
-                            seed=common.SEED)
+        training = Training(net, optim.Adam(net.init(baselines.SEED), lr=1e-3), data.X_train, data.Y_train, 32,
+                            seed=baselines.SEED)
         start = time.perf_counter()
         for _ in range(FIT_EPOCHS):
             training.epoch()
@@ -174,7 +174,8 @@ def main():
         return
     results = {"cpus": os.cpu_count(), "threads": threads.describe(), "networks": []}
     with tempfile.TemporaryDirectory() as data_dir:
-        common.save_network_data(data_dir)
+        for label in NETWORKS:  # each set generated once, here, before the workers load it
+            common.load_network_data(label, data_dir)
         for index in map(int, arguments.networks.split(",")):
             results["networks"].append(measure_network(NETWORKS[index], arguments.rounds, arguments.block, data_dir))
             print(f"{NETWORKS[index]}: done", file=sys.stderr)

@@ -29,19 +29,15 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
 from fastgd import baselines, optim  # noqa: E402
-from fastgd.baselines import median_seconds  # noqa: E402
 
 ADAM_BYTES_PER_PARAMETER = baselines.bytes_per_parameter("adam", np.float32)  # 28: reads θ, g, m, v; writes θ, m, v
 
 
-def triad_bandwidth(size, repeats):
-    """STREAM triad a = b + s·c over float64 arrays: bytes counted as STREAM does (24 per element)."""
-    triad = common.StreamTriad(size)
-    return triad.BYTES_PER_ELEMENT * size / median_seconds(triad, repeats, 1)
-
-
-def step(implementation, name, size, **options):
-    return implementation(name, *common.params_and_grad(size, np.float32), **options)
+def seconds(implementation, name, size, repeats):
+    """Median seconds of one step (``baselines.seconds_per_call``, at least ``repeats`` batches), after a warm-up."""
+    call = baselines.step_callable(name, size, np.float32, implementation)
+    call()
+    return baselines.seconds_per_call(call, budget_seconds=0.0, min_repeats=repeats)
 
 
 def main():
@@ -57,26 +53,20 @@ def main():
 
     results = {"small": {}, "large": {}}
     small, large = 1_000, 10_000_000
-    results["in_place_bytes_per_second"] = baselines.in_place_bandwidth(
-        large, np.float32, baselines.arrays_written("adam"), arguments.repeats)
-    results["triad_bytes_per_second"] = triad_bandwidth(large, arguments.repeats)
+    results["in_place_bytes_per_second"] = baselines.in_place_bandwidth(large, np.float32,
+                                                                        baselines.arrays_written("adam"))
+    results["triad_bytes_per_second"] = baselines.triad_bandwidth()
 
     for name in optim.OPTIMIZERS:
-        results["small"][name] = {
-            "fastgd": median_seconds(step(common.fastgd_step, name, small), arguments.repeats, 2000),
-            "numpy": median_seconds(step(common.numpy_step, name, small), arguments.repeats, 200),
-        }
-        results["large"][name] = {
-            "fastgd": median_seconds(step(common.fastgd_step, name, large), arguments.repeats, 1),
-            "numpy": median_seconds(step(common.numpy_step, name, large), max(3, arguments.repeats // 3), 1),
-        }
+        for size, key in ((small, "small"), (large, "large")):
+            results[key][name] = {
+                "fastgd": seconds(baselines.users_step_implementation(size), name, size, arguments.repeats),
+                "numpy": seconds("numpy", name, size, arguments.repeats if size == small else 3),
+            }
     if torch is not None:
-        for fused in (False, True):
-            key = "torch_fused" if fused else "torch"
-            results["small"]["adam"][key] = median_seconds(step(common.torch_step, "adam", small, fused=fused),
-                                                           arguments.repeats, 2000)
-            results["large"]["adam"][key] = median_seconds(step(common.torch_step, "adam", large, fused=fused),
-                                                           arguments.repeats, 1)
+        for implementation in ("torch", "torch_fused"):
+            for size, key in ((small, "small"), (large, "large")):
+                results[key]["adam"][implementation] = seconds(implementation, "adam", size, arguments.repeats)
         results["torch_threads"] = torch.get_num_threads()
 
     with tempfile.TemporaryDirectory() as cache_dir:

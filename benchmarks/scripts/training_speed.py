@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
-from fastgd import datasets  # noqa: E402
+from fastgd import baselines, datasets  # noqa: E402
 
-LEARNING_RATE = common.LEARNING_RATES["adam"]
+LEARNING_RATE = baselines.LEARNING_RATES["adam"]
 
 
 def epoch_seconds(trainer, n_epochs):
@@ -48,14 +48,14 @@ def fastgd_epochs(data, hidden, batch_size, n_epochs, dtype):
 
 
 def sklearn_epochs(data, hidden, batch_size, n_epochs):
-    trainer = common.SklearnTrainer(data, "adam", hidden, batch_size, np.float64)
+    trainer = baselines.SklearnTrainer(data, "adam", hidden, batch_size, np.float64)
     start = time.perf_counter()
     losses = trainer.fit(n_epochs)
     return (time.perf_counter() - start) / len(losses), losses[-1]
 
 
 def torch_epochs(data, hidden, batch_size, n_epochs):
-    return epoch_seconds(common.TorchTrainer(data, "adam", hidden, batch_size, np.float32), n_epochs)[0]
+    return epoch_seconds(baselines.TorchTrainer(data, "adam", hidden, batch_size, np.float32), n_epochs)[0]
 
 
 def main():
@@ -77,11 +77,11 @@ def main():
         for name, dtype in [("float64", np.float64), ("float32", np.float32)]:
             config[f"fastgd_{name}"], config[f"fastgd_{name}_loss"] = fastgd_epochs(data, hidden, batch_size,
                                                                                     n_epochs, dtype)
-            config[f"peak_{name}"] = common.gemm_rate(dtype, budget_seconds=1.0)
+            config[f"peak_{name}"] = baselines.gemm_rate(dtype, budget_seconds=1.0)
         config["sklearn"], config["sklearn_loss"] = sklearn_epochs(data, hidden, batch_size, n_epochs)
         if have_torch:
             config["torch"] = torch_epochs(data, hidden, batch_size, n_epochs)
-        config["matmul_flops"] = common.epoch_matmul_flops(data.X_train.shape[0],
+        config["matmul_flops"] = baselines.epoch_matmul_flops(data.X_train.shape[0],
                                                            [data.n_features, hidden, data.n_outputs])
         results["configs"].append(config)
     with tempfile.TemporaryDirectory() as cache_dir:

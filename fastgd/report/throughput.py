@@ -1,80 +1,141 @@
 """Throughput of fastgd against the baselines, measured here and now, for the comparison report.
 
+Every number comes from :mod:`fastgd.baselines`, the measurement layer the asv suite uses too:
+the same trainers, steps, timer (``baselines.seconds_per_call``) and machine limits, so that a row
+here and the asv benchmark named beside it are the same measurement.
+
 Two tables (pandas DataFrames) and the machine's limits:
 
-* ``training``: seconds per epoch and samples per second of one training epoch
-  (MLP with 32 ReLU units, Adam, batch 32, float64) on each data set, for
-  fastgd, the NumPy reference, scikit-learn's MLP, PyTorch (float32) and JAX + optax (each when installed);
-* ``steps``: seconds and effective bandwidth of one update-rule step, every
-  rule, float32, over parameter counts, for fastgd, NumPy and torch.optim
-  (fused where torch has it);
-* ``machine``: the steps' ceilings at the largest size (bytes/s of 1 to 4
-  float32 arrays updated in place from one more, keyed by that number: a
-  step's traffic alone), STREAM-triad bandwidth (main memory) and GEMM peak
-  (FLOP/s).
-"""
+* ``training``: seconds per epoch and samples per second of a fit (``Trainer.seconds_per_epoch``;
+  asv's ``bench_training.Epoch.track_samples_per_second`` at batch 32, Adam): one hidden layer of
+  32 ReLU units, the rule's learning rate from ``baselines.LEARNING_RATES``, float64 (PyTorch
+  float32), on each data set, for every implementation installed;
+* ``steps``: seconds and effective bandwidth of one update-rule step, every rule, float32, over
+  parameter counts, for fastgd (the kernel users get at that size), NumPy and torch.optim (fused
+  where torch has it); ``kernel`` names the ``baselines.STEP_IMPLEMENTATIONS`` entry timed
+  (asv's ``bench_optim.UpdateStep.track_bandwidth``);
+* ``machine``: the steps' references at the largest size (``in_place_bytes_per_second``: bytes/s
+  of 1 to 4 float32 arrays updated in place from one more, keyed by that number: a step's own
+  access pattern, its traffic alone, best of repeats, all cores), STREAM's triad beside it (main
+  memory), the GEMM peak at 2048² (``gemm_flops_<dtype>``) and at each training network's own
+  matrix products (``gemm_flops_at_network_sizes``: dtype → "layer sizes/batch" → FLOP/s).
 
-import numpy as np
+:func:`ceiling_shares` takes every step's share of the reference for its number of arrays.
+"""
 
 from fastgd import baselines, datasets, optim
 from fastgd.kernels.memory import MAX_STREAMS
 
-__all__ = ["measure", "PARAMETER_COUNTS"]
+__all__ = ["measure", "ceiling_shares", "PARAMETER_COUNTS", "EPOCH_SETTINGS"]
 
 PARAMETER_COUNTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
-EPOCH_SETTINGS = dict(hidden=32, batch_size=32, rule="adam", lr=1e-3)
+# asv's bench_training.Epoch at (dataset, 32, "adam", dtype, implementation)
+EPOCH_SETTINGS = dict(hidden=32, batch_size=32, rule="adam")
+EPOCH_DTYPES = {"torch": "float32"}  # the others float64
+STEP_DTYPE = "float32"
+
+
+def _network_label(layer_sizes, batch_size):
+    return "-".join(map(str, layer_sizes)) + f"/{batch_size}"
+
+
+def _step_kernels(rule, size):
+    """(the implementation as the report names it, the STEP_IMPLEMENTATIONS key timed), each baseline with the
+    rule."""
+    kernels = [("fastgd", baselines.users_step_implementation(size))]
+    if baselines.worth_timing(rule, size, "numpy"):
+        kernels.append(("numpy", "numpy"))
+    if baselines.torch_available() and rule in baselines.TORCH_OPTIMIZERS:
+        kernels.append(("torch", "torch_fused"))
+    return kernels
+
+
+def _warmed_step(rule, size, kernel):
+    """The step, called once (compiled); torch's default loop where it has no fused kernel for the rule."""
+    try:
+        step = baselines.step_callable(rule, size, STEP_DTYPE, kernel)
+        step()
+    except (NotImplementedError, RuntimeError) as unsupported:
+        if kernel != "torch_fused":
+            raise
+        if isinstance(unsupported, RuntimeError) and "fused" not in str(unsupported):
+            raise
+        return _warmed_step(rule, size, "torch")
+    return step, kernel
 
 
 def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_COUNTS, rules=None, repeats=5,
-            progress=None):
-    """Run every measurement; ``progress(message)`` is called before each group."""
+            budget_seconds=0.05, progress=None):
+    """Run every measurement; ``progress(message)`` is called before each group.
+
+    Each figure is timed for about ``budget_seconds`` (training: at least one epoch), in at
+    least ``repeats`` batches of calls.
+    """
     import pandas as pd
 
     say = progress or (lambda message: None)
     rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
     implementations = [i for i in baselines.IMPLEMENTATIONS if baselines.available(i)]
+    largest = max(parameter_counts)
 
     say("machine: memory bandwidth and matrix-multiply peak")
     written = {rule: baselines.arrays_written(rule) for rule in rules}
 
-    def ceilings():
-        return {str(arrays): baselines.in_place_bandwidth(max(parameter_counts), np.float32, arrays, repeats)
+    def references():
+        return {str(arrays): baselines.in_place_bandwidth(largest, STEP_DTYPE, arrays, budget_seconds)
                 for arrays in sorted(set(written.values())) if arrays <= MAX_STREAMS}
 
-    machine = {"in_place_bytes_per_second": ceilings(),
-               "in_place_parameters": max(parameter_counts),
-               "triad_bytes_per_second": baselines.triad_bandwidth(),
-               "gemm_flops_float64": baselines.gemm_peak(np.float64),
-               "gemm_flops_float32": baselines.gemm_peak(np.float32)}
+    machine = {"in_place_bytes_per_second": references(),
+               "in_place_parameters": largest,
+               "triad_bytes_per_second": baselines.triad_bandwidth(budget_seconds=budget_seconds),
+               "gemm_flops_float64": baselines.gemm_rate("float64", budget_seconds),
+               "gemm_flops_float32": baselines.gemm_rate("float32", budget_seconds),
+               "gemm_flops_at_network_sizes": {}}
 
     training = []
     for name in dataset_names:
         say(f"training throughput on {name}")
-        data = datasets.load(name)
+        data = baselines.dataset(name)
+        layer_sizes = [data.n_features, EPOCH_SETTINGS["hidden"], data.n_outputs]
         for implementation in implementations:
-            make_epoch = getattr(baselines, f"{implementation}_epoch")
-            dtype = np.float32 if implementation == "torch" else np.float64
-            seconds = baselines.median_seconds(make_epoch(data, dtype=dtype, **EPOCH_SETTINGS), repeats=repeats)
-            training.append(dict(dataset=name, implementation=implementation, dtype=np.dtype(dtype).name,
-                                 seconds_per_epoch=seconds, samples_per_second=data.X_train.shape[0] / seconds))
+            dtype = EPOCH_DTYPES.get(implementation, "float64")
+            trainer = baselines.warmed_trainer(implementation, data, dtype=dtype, **EPOCH_SETTINGS)
+            seconds = trainer.seconds_per_epoch(budget_seconds * repeats)
+            training.append(dict(dataset=name, implementation=implementation, dtype=dtype,
+                                 seconds_per_epoch=seconds, samples_per_second=trainer.n_samples / seconds))
+        for dtype in sorted(set(row["dtype"] for row in training if row["dataset"] == name)):
+            machine["gemm_flops_at_network_sizes"].setdefault(dtype, {})[
+                _network_label(layer_sizes, EPOCH_SETTINGS["batch_size"])] = baselines.network_gemm_rate(
+                layer_sizes, EPOCH_SETTINGS["batch_size"], dtype, budget_seconds)
 
     steps = []
     for size in parameter_counts:
         say(f"update-rule steps on {size:,} parameters")
         for rule in rules:
-            moved = baselines.bytes_moved(written[rule], np.float32, size)
-            for implementation in ("fastgd", "numpy", "torch"):
-                if implementation == "torch" and (not baselines.torch_available()
-                                                  or rule not in baselines.TORCH_OPTIMIZERS):
-                    continue
-                if implementation == "numpy" and size > 1_000_000 and rule != "adam":
-                    continue  # slow and says nothing new: the NumPy reference is far from the bus at every size
-                number = max(1, 200_000 // size)
-                seconds = baselines.median_seconds(baselines.optimizer_step(rule, size, np.float32, implementation),
-                                                   repeats=repeats, number=number)
-                steps.append(dict(rule=rule, parameters=size, implementation=implementation, seconds=seconds,
-                                  bytes_per_second=moved / seconds, arrays_written=written[rule]))
-    # the ceilings once more after the steps, keeping the better: the load of a shared machine drifts
+            moved = baselines.bytes_moved(written[rule], STEP_DTYPE, size)
+            for implementation, kernel in _step_kernels(rule, size):
+                step, kernel = _warmed_step(rule, size, kernel)
+                seconds = baselines.seconds_per_call(step, budget_seconds, min_repeats=repeats)
+                steps.append(dict(rule=rule, parameters=size, implementation=implementation, kernel=kernel,
+                                  seconds=seconds, bytes_per_second=moved / seconds, arrays_written=written[rule]))
+    # the references once more after the steps, keeping the better: the load of a shared machine drifts
     machine["in_place_bytes_per_second"] = {arrays: max(before, after) for (arrays, before), after in zip(
-        machine["in_place_bytes_per_second"].items(), ceilings().values())}
+        machine["in_place_bytes_per_second"].items(), references().values())}
     return {"training": pd.DataFrame(training), "steps": pd.DataFrame(steps), "machine": machine}
+
+
+def ceiling_shares(throughput, implementation="fastgd"):
+    """Each rule's ``implementation`` step at the largest size over the in-place reference for as many arrays,
+    ascending (a Series by rule); None where the machine has no reference at that size.
+
+    Not STREAM's triad: a share of the steps' own access pattern above about 1 means the
+    reference is wrong, not that the step is fast.
+    """
+    steps, machine = throughput["steps"], throughput["machine"]
+    largest = steps["parameters"].max()
+    references = machine.get("in_place_bytes_per_second")
+    if "arrays_written" not in steps or not references or machine.get("in_place_parameters") != largest:
+        return None
+    chosen = steps[(steps["implementation"] == implementation) & (steps["parameters"] == largest)]
+    reference = chosen["arrays_written"].astype(str).map(references)
+    return (chosen["bytes_per_second"] / reference).set_axis(chosen["rule"]).dropna().sort_values()
