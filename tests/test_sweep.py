@@ -562,6 +562,11 @@ def test_the_report_says_which_commits_and_machines_a_store_mixes():
     [line] = mixed_provenance(runs, sweeps)
     assert line.startswith(f"the store mixes runs made by 2 commits ({'a' * 10}: 1 runs; {'b' * 10}: 2 runs)")
     assert mixed_provenance(pd.DataFrame({"sweep_id": [1, 1]}), sweeps) == []
+    # a run's own provenance before its sweep's: one sweep whose Dask workers ran on two machines
+    runs = pd.DataFrame({"sweep_id": [1, 1, 1], "cpu": ["Xeon", "EPYC", None], "cpu_count": [2, 64, None]})
+    assert mixed_provenance(runs, sweeps) == [
+        "the store mixes runs made by 2 machines (EPYC × 64 on vm1: 1 runs; Xeon × 2 on vm1: 2 runs): timings and "
+        "results may not be comparable across them"]
 
 
 def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp_path, monkeypatch):

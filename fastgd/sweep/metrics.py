@@ -80,13 +80,37 @@ def mixed_settings(runs):
     return lines
 
 
+def _run_provenances(runs, sweeps):
+    """Each run's provenance: its sweep's (the ``sweep_id``'s row), with what the run's own columns say in place of
+    the sweep's (a Dask worker may be another machine than the sweep's client); runs of neither are left out."""
+    import pandas as pd
+
+    from fastgd.sweep.store import RUN_PROVENANCE
+
+    made_by = sweeps.set_index("sweep_id")["provenance"]
+    own = {column: key for column, key in RUN_PROVENANCE.items() if column in runs}
+    columns = [runs[column].tolist() for column in own]
+    provenances = {}
+    for position, (index, provenance) in enumerate(runs["sweep_id"].map(made_by).items()):
+        facts = dict(provenance) if isinstance(provenance, dict) else {}
+        for key, values in zip(own.values(), columns):
+            value = values[position]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # a count from a column pandas read as floats (some rows empty)
+            if value is not None and value == value:  # NaN: not recorded
+                facts[key] = value
+        if facts:
+            provenances[index] = facts
+    return pd.Series(provenances, dtype=object)
+
+
 def mixed_provenance(runs, sweeps):
     """Lines saying which commits (or fastgd versions) and which machines made the runs, where there are several.
 
-    ``sweeps``: the store's sweeps (``Store.sweeps_frame``), whose provenance each run's ``sweep_id`` names.
+    ``sweeps``: the store's sweeps (``Store.sweeps_frame``), whose provenance each run's ``sweep_id`` names;
+    a run's own provenance columns (``Store.runs_frame``), where it has them, are taken before its sweep's.
     """
-    made_by = sweeps.set_index("sweep_id")["provenance"]
-    provenances = runs["sweep_id"].map(made_by).dropna()
+    provenances = _run_provenances(runs, sweeps)
     lines = []
     for what, key in (("commits", lambda p: p.get("git_commit") and p["git_commit"][:10] or
                        f"fastgd {p.get('fastgd', '?')} (no commit recorded)"),
