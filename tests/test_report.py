@@ -218,9 +218,12 @@ def test_a_landscape_of_a_large_set_is_made_on_a_sample_and_a_coarser_grid(monke
     from fastgd import datasets, landscape
 
     data = datasets.load("synthetic-classification-3000x20")
-    monkeypatch.setattr(landscape, "LANDSCAPE_BUDGET", 1e8)  # as a large network would pass the real one
-    made = landscape.trained_landscape(data, hidden_layer_sizes=(16,), n_epochs=2)
+    # as a large network would pass the real budgets
+    monkeypatch.setattr(landscape, "LANDSCAPE_BUDGET", 1e8)
+    monkeypatch.setattr(landscape, "TRAINING_BUDGET", 1.0)
+    made = landscape.trained_landscape(data, hidden_layer_sizes=(16,), n_epochs=20)
     assert made["rows"] == landscape.LANDSCAPE_ROWS < made["training_rows"] == data.X_train.shape[0]
+    assert made["n_epochs"] == landscape.MIN_EPOCHS
     assert len(made["grid_alphas"]) == landscape.MIN_PLANE_POINTS and len(made["alphas"]) == 21
     plane = np.array(made["plane"])
     assert plane.shape == (11, 11) and np.isfinite(plane).all() and made["line"][10] == plane[5, 5]
