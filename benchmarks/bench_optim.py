@@ -23,8 +23,10 @@ class UpdateStep:
     at the same size is the reference to hold it against. Two sizes, float32: 10³, where per-call
     overhead decides, and 10⁷, where memory bandwidth does (the report's steps table has the sizes
     between). The combinations ``baselines.worth_timing`` leaves out are skipped, as the report
-    leaves them out: NumPy at 10⁷ but for Adam, and the kernel form users do not get but for SGD
-    and Adam.
+    leaves them out: NumPy at 10⁷ but for Adam; the kernel form users do not get but for SGD and
+    Adam; torch's default loop where it has a fused kernel (but for Adam), so that torch is timed
+    at its best, as the report's ``torch`` rows are. They are skipped before torch is imported,
+    which costs a benchmark process two seconds.
     """
 
     params = [common.RULES, [1_000, 10_000_000], ["float32"], list(baselines.STEP_IMPLEMENTATIONS)]

@@ -45,9 +45,9 @@ from fastgd import _config, datasets, optim, reference
 from fastgd.models import MLP
 from fastgd.training import Training
 
-__all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "SEED", "LEARNING_RATES",
-           "learning_rate", "available", "torch_available", "jax_available", "warm_up", "warmed_trainer",
-           "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
+__all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED",
+           "LEARNING_RATES", "learning_rate", "available", "torch_available", "jax_available", "warm_up",
+           "warmed_trainer", "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
            "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer", "JaxTraining",
            "optax_transform", "params_and_grad", "step_callable", "users_step_implementation", "worth_timing",
            "arrays_written",
@@ -61,6 +61,8 @@ SEED = 0
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
                     "adadelta": "Adadelta", "adam": "Adam", "amsgrad": "Adam", "adamax": "Adamax", "nadam": "NAdam",
                     "adamw": "AdamW", "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
+# the classes with a fused CPU kernel (``fused=True``) in torch 2.13; torch_step checks the signature as well
+TORCH_FUSED = frozenset({"SGD", "Adagrad", "Adam", "AdamW"})
 
 def torch_available():
     try:
@@ -198,8 +200,8 @@ class Trainer(abc.ABC):
     ``data``: a ``fastgd.datasets.Dataset``; ``rule``: a key of ``optim.OPTIMIZERS`` (an
     implementation without it raises NotImplementedError); ``hidden``: units of the one hidden
     layer, or a tuple of units per hidden layer; ``batch_size``: samples per update (at most the
-    training set); ``dtype``: of the parameters and of the arithmetic. Shuffling and initial weights come from ``SEED``, the
-    learning rate from :func:`learning_rate`.
+    training set); ``dtype``: of the parameters and of the arithmetic. Shuffling and initial
+    weights come from ``SEED``, the learning rate from :func:`learning_rate`.
     """
 
     COMPILED_WHEN_BUILT = False  # True: the constructor compiles everything an epoch runs, for these shapes
@@ -615,13 +617,22 @@ def users_step_implementation(n_params):
 
 
 def worth_timing(rule, n_params, implementation):
-    """Whether a step of ``implementation`` says something the others do not: the NumPy reference beyond 10⁶
-    parameters only for Adam (slow, and far from the memory bus at every size), and fastgd's kernel form that users do
-    not get at ``n_params`` only for SGD and Adam (the serial and ``prange`` loops are the same for every rule)."""
+    """Whether a step of ``implementation`` says something the others do not, decided before torch is imported.
+
+    The NumPy reference beyond 10⁶ parameters only for Adam (slow, and far from the memory bus
+    at every size); fastgd's kernel form that users do not get at ``n_params`` only for SGD and
+    Adam (the serial and ``prange`` loops are the same for every rule); torch.optim at its
+    best: fused where it has a fused kernel (:data:`TORCH_FUSED`), its default loop elsewhere
+    and for Adam.
+    """
     if implementation == "numpy":
         return n_params <= 1_000_000 or rule == "adam"
     if implementation.startswith("fastgd") and implementation != users_step_implementation(n_params):
         return rule in ("sgd", "adam")
+    if implementation == "torch_fused":
+        return TORCH_OPTIMIZERS.get(rule) in TORCH_FUSED
+    if implementation == "torch":
+        return TORCH_OPTIMIZERS.get(rule) not in TORCH_FUSED or rule == "adam"
     return True
 
 

@@ -46,7 +46,7 @@ def _step_kernels(rule, size):
     if baselines.worth_timing(rule, size, "numpy"):
         kernels.append(("numpy", "numpy"))
     if baselines.torch_available() and rule in baselines.TORCH_OPTIMIZERS:
-        kernels.append(("torch", "torch_fused"))
+        kernels.append(("torch", "torch_fused" if baselines.worth_timing(rule, size, "torch_fused") else "torch"))
     return kernels
 
 
