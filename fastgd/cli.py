@@ -402,7 +402,7 @@ def _asv_results(path):
 
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
-    from fastgd.report.build import HISTORY, THROUGHPUT, check_reportable
+    from fastgd.report.build import HISTORY, THROUGHPUT, check_artefacts, check_reportable
     from fastgd.sweep.store import Store, StoreError
 
     try:
@@ -410,6 +410,7 @@ def command_report(arguments):
             check_reportable(store.runs_frame(), arguments.store)
             store.sweeps_frame()  # its JSON is checked too, before anything is written
             stored = store.artefacts()
+            check_artefacts(stored, arguments.store)
     except (StoreError, ValueError) as error:
         raise CommandError(f"--store: {error}") from None
     out_dir = _output_directory(arguments.out, "--out")

@@ -317,6 +317,25 @@ def test_the_asv_history_is_stored_and_drawn_from_the_store_without_its_files(tm
     assert 'src="trajectories.png"' in html and "Loss landscape of iris: not in this store" in html
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("landscape:iris", {"alphas": [0.0, 1.0], "line": [1.0], "grid_alphas": [0.0], "grid_betas": [0.0],
+                        "plane": [[1.0]]}, "'landscape:iris' holds its losses do not match its coordinates"),
+    ("trajectories", {"functions": {}, "paths": []}, "'trajectories' holds not functions and paths"),
+    ("gradient_checks", [{"activation": "relu"}], "'gradient_checks' holds not rows of gradient checks"),
+    ("throughput", {"frames": {"training": []}, "values": {}}, "'throughput' holds not throughput tables"),
+])
+def test_a_damaged_artefact_is_refused_in_one_line_before_anything_is_written(tmp_path, name, content, message):
+    from cli_harness import assert_refused
+
+    config = sweep.parse(dict(name="tiny", datasets=["iris"], rules=["sgd"], learning_rates=[0.1], seeds=[0],
+                              epochs=2, targets={"iris": 5.0}))
+    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
+    with sweep.Store(tmp_path / "s.db") as store:
+        store.put_artefact(name, content, {})
+    assert_refused(["report", "--store", "s.db", "--out", "out"], tmp_path,
+                   f"--store: the store s.db is damaged: its artefact {message}")
+
+
 def test_every_rule_keeps_one_distinct_colour_however_many_there_are():
     pytest.importorskip("seaborn", reason="the report extra is not installed")
     from fastgd import optim

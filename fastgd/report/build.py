@@ -31,7 +31,8 @@ import numpy as np
 from fastgd import optim
 
 __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
-           "summary_lines", "check_reportable", "unknown_rule_notes", "describe_machine", "landscape_artefact"]
+           "summary_lines", "check_reportable", "check_artefacts", "unknown_rule_notes", "describe_machine",
+           "landscape_artefact"]
 
 # the names of the artefacts in the store
 MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
@@ -163,6 +164,65 @@ def check_reportable(runs, store):
     """ValueError in one line when the runs of a store cannot make a report."""
     if runs.empty:
         raise ValueError(f"the store {store} holds no runs: run a sweep first")
+
+
+def _numeric_grid(value, shape):
+    array = np.asarray(value, dtype=np.float64)
+    return array.shape == shape and array.dtype.kind == "f"
+
+
+def _artefact_problem(name, content):
+    """Why a stored artefact cannot be drawn (what a damaged or hand-edited store may hold), or None."""
+    def has(mapping, *keys):
+        return isinstance(mapping, dict) and all(key in mapping for key in keys)
+
+    try:
+        if name == THROUGHPUT:
+            frames = content.get("frames", {}) if isinstance(content, dict) else None
+            if not (has(content, "frames", "values") and has(frames, "training", "steps")
+                    and all(isinstance(rows, list) for rows in frames.values())
+                    and isinstance(content["values"].get("machine"), dict)):
+                return "not throughput tables (training, steps) and the machine's limits"
+        elif name == TRAJECTORIES:
+            if not (has(content, "functions", "paths") and isinstance(content["functions"], list)
+                    and isinstance(content["paths"], list)):
+                return "not functions and paths"
+            for surface in content["functions"]:
+                if not (has(surface, "name", "n_steps", "xs", "ys", "values", "start", "minimum", "bounds")
+                        and _numeric_grid(surface["values"], (len(surface["ys"]), len(surface["xs"])))):
+                    return "a function's grid of values does not match its coordinates"
+            for path in content["paths"]:
+                if not (has(path, "function", "rule", "lr", "step", "x", "y")
+                        and len(path["step"]) == len(path["x"]) == len(path["y"])):
+                    return "a path's steps and coordinates differ in length"
+        elif name.startswith(landscape_artefact("")):
+            if not (has(content, "alphas", "line", "grid_alphas", "grid_betas", "plane")
+                    and _numeric_grid(content["line"], (len(content["alphas"]),))
+                    and _numeric_grid(content["plane"], (len(content["grid_betas"]), len(content["grid_alphas"])))):
+                return "its losses do not match its coordinates"
+        elif name == GRADIENT_CHECKS:
+            if not (isinstance(content, list) and all(
+                    has(row, "activation", "output", "loss", "max_relative_error", "where", "passed")
+                    and isinstance(row["max_relative_error"], (int, float)) for row in content)):
+                return "not rows of gradient checks"
+        elif name == MACHINE:
+            if not isinstance(content, dict):
+                return "not a table of facts"
+        elif name == HISTORY:
+            if not (has(content, "source", "records") and isinstance(content["records"], list) and all(
+                    has(row, "commit", "commit_order", "benchmark", "relative") for row in content["records"])):
+                return "not an asv history"
+    except (TypeError, ValueError, AttributeError):
+        return "values of the wrong kind"
+    return None
+
+
+def check_artefacts(artefacts, store):
+    """ValueError in one line naming the first stored artefact (:meth:`Store.artefacts`) that cannot be drawn."""
+    for name, artefact in artefacts.items():
+        problem = _artefact_problem(name, artefact["content"])
+        if problem:
+            raise ValueError(f"the store {store} is damaged: its artefact {name!r} holds {problem}")
 
 
 def unknown_rule_notes(runs):
@@ -329,6 +389,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
         artefacts = opened.artefacts()
     check_reportable(runs, store)
+    check_artefacts(artefacts, store)
     stored = {name: artefact["content"] for name, artefact in artefacts.items()}
     warnings = mixed_provenance(runs, sweeps) + mixed_settings(runs)
     notes = unknown_rule_notes(runs)
