@@ -808,7 +808,6 @@ def _column_problem(column, values):
 
 def _prepare_table(settings, frame, drop, categorical):
     """A DataFrame: checked, split, and prepared by a ColumnTransformer fitted on the training rows."""
-    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder
 
