@@ -311,9 +311,12 @@ def test_the_asv_history_is_stored_and_drawn_from_the_store_without_its_files(tm
     sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
     record_artefacts(tmp_path / "s.db", asv_results=results)  # no configuration: no landscapes
     shutil.rmtree(results)
+    # a later sweep into the store adds a rule whose trajectories were not made
+    sweep.run_sweep(sweep.parse(dict(config.source, rules=["adam"])), tmp_path / "s.db", jobs=1, progress=False)
     html = build_report(tmp_path / "out", tmp_path / "s.db").read_text()
     assert 'src="history.png"' in html and f"2 commits with asv results in {results}." in html
     assert 'src="trajectories.png"' in html and "Loss landscape of iris: not in this store" in html
+    assert "Trajectories of adam: not in this store; fastgd compare stores them" in html
 
 
 @pytest.mark.parametrize("name, content, message", [
