@@ -10,10 +10,23 @@
     >>> result.max_relative_error < 1e-6
     True
 
-The numerical gradient is the central difference (J(θ + h eₖ) − J(θ − h eₖ)) / 2h
-for every coordinate, with h = ε^(1/3)·max(1, |θₖ|) (ε the float64 machine
-epsilon), which balances truncation and rounding error; the loss is evaluated
-by the same compiled forward pass that training uses, in one compiled loop.
+The numerical gradient is a central difference, D(h) = (J(θ + h eₖ) − J(θ − h eₖ)) / 2h,
+improved by Richardson's extrapolation where the loss is smooth enough for it:
+
+* D at h = ε^(1/3)·max(1, |θₖ|) (ε the float64 machine epsilon) balances the
+  O(h²) truncation error against the rounding error, about ε·|J| / h: some
+  4·10⁻¹¹·|J|. On a loss of 2 that is a relative error of 4·10⁻⁶ on a gradient
+  entry of 2·10⁻⁵, which failed a correct backward pass (logistic hidden units,
+  logistic output).
+* (4 D(h) − D(2h)) / 3 at h = ε^(1/5)·max(1, |θₖ|) cancels the h² term, leaving
+  O(h⁴) truncation and about 10⁻¹³·|J| of rounding. Its wider steps may cross
+  a ReLU's kink, though, where no difference quotient is the derivative.
+
+So each coordinate takes the extrapolation where it agrees with the plain
+difference to within the plain difference's rounding error, and the plain
+difference where it does not (a kink within the wider steps). The loss is
+evaluated by the same compiled forward pass that training uses, in one
+compiled loop.
 """
 
 from dataclasses import dataclass
@@ -25,7 +38,11 @@ from fastgd.kernels.mlp import loss_only, workspace_size
 
 __all__ = ["GradcheckResult", "gradcheck", "numerical_gradient"]
 
-STEP_SCALE = np.finfo(np.float64).eps ** (1 / 3)
+STEP_SCALE = np.finfo(np.float64).eps ** (1 / 3)  # the plain central difference's
+EXTRAPOLATION_STEP_SCALE = np.finfo(np.float64).eps ** (1 / 5)  # Richardson's
+# the plain difference's rounding error bound, ε·|J|/h, times this: where the extrapolation
+# agrees with it that closely, the loss is smooth over the wider steps
+AGREEMENT_FACTOR = 100.0
 # entries below this share of the largest gradient entry are compared with it
 # rather than with themselves: their relative error is rounding noise
 RELATIVE_FLOOR = 1e-3
@@ -49,28 +66,46 @@ class GradcheckResult:
 
 
 @jit
-def _central_differences(theta, X, Y, layer_sizes, activation, output, alpha, activations, out):
+def _central_difference(shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha, activations):
+    """D(step) = (J(θ + step eₖ) − J(θ − step eₖ)) / (2 step); leaves ``shifted`` equal to θ."""
+    shifted[k] = theta[k] + step
+    forward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
+    shifted[k] = theta[k] - step
+    backward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
+    shifted[k] = theta[k]
+    return (forward_loss - backward_loss) / (2.0 * step)
+
+
+@jit
+def _central_differences(theta, X, Y, layer_sizes, activation, output, alpha, step_scale, extrapolation_step_scale,
+                         agreement_factor, activations, out):
     shifted = theta.copy()
+    loss = loss_only(theta, X, Y, layer_sizes, activation, output, alpha, activations)
     for k in range(theta.size):
-        step = 6.055454452393343e-06 * max(1.0, abs(theta[k]))  # ε^(1/3)
-        shifted[k] = theta[k] + step
-        forward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
-        shifted[k] = theta[k] - step
-        backward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
-        shifted[k] = theta[k]
-        out[k] = (forward_loss - backward_loss) / (2.0 * step)
+        scale = max(1.0, abs(theta[k]))
+        step = step_scale * scale
+        plain = _central_difference(shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha,
+                                    activations)
+        wide = extrapolation_step_scale * scale
+        extrapolated = (4.0 * _central_difference(shifted, theta, k, wide, X, Y, layer_sizes, activation, output,
+                                                  alpha, activations)
+                        - _central_difference(shifted, theta, k, 2.0 * wide, X, Y, layer_sizes, activation, output,
+                                              alpha, activations)) / 3.0
+        rounding = 2.220446049250313e-16 * max(abs(loss), 1e-300) / step
+        out[k] = extrapolated if abs(extrapolated - plain) <= agreement_factor * rounding else plain
     return out
 
 
 def numerical_gradient(net, theta, X, Y):
-    """Central-difference gradient of ``net``'s loss at θ on (X, Y), float64."""
+    """Central differences of ``net``'s loss at θ on (X, Y), Richardson-extrapolated where it is smooth; float64."""
     if net.dtype != np.float64:
         raise TypeError("gradient checks need float64: rounding in float32 swamps the differences")
     theta = net._check_theta(theta)
     X, Y = net.check_data(X, Y)
     activations = np.empty(workspace_size(net.layer_sizes, X.shape[0]))
     return _central_differences(theta, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                                activations, np.empty_like(theta))
+                                STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR, activations,
+                                np.empty_like(theta))
 
 
 def _locate(net, index):
