@@ -50,6 +50,7 @@ import threading
 
 import numba
 from numba._dispatcher import compute_fingerprint
+from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
            "cfunc", "cuda_jit", "compile_lock", "compile_for"]
@@ -185,13 +186,23 @@ def compile_lock():
 _ENTRY_POINTS = {}
 
 
+# id -> (callback, its Numba type): fingerprints do not cover C callbacks, and training passes a few
+# long-lived ones (the model's and each rule's, per dtype). Each is held, so its id stays its own.
+_TYPES_BY_ID = {}
+
+
 def _type_key(argument):
     """What decides ``argument``'s Numba type, cheaply: the dispatcher's own C fingerprint (0.2 µs for an
-    array, where ``numba.typeof`` takes 7 µs), else the type itself (C callbacks: their signature)."""
+    array, where ``numba.typeof`` takes 7 µs), else its type (found once per C callback)."""
     try:
         return compute_fingerprint(argument)
     except (NotImplementedError, ValueError):
-        return numba.typeof(argument)
+        if not isinstance(argument, CFunc):
+            return numba.typeof(argument)
+        known = _TYPES_BY_ID.get(id(argument))
+        if known is None or known[0] is not argument:
+            known = _TYPES_BY_ID[id(argument)] = (argument, numba.typeof(argument))
+        return known[1]
 
 
 def compile_for(dispatcher, arguments):
