@@ -14,7 +14,7 @@ from fastgd import rules as rules_registry
 
 __all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
            "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories", "draw_landscape",
-           "draw_landscapes", "draw_history"]
+           "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning"]
 
 # per test function: the learning rate with which each rule reaches the minimum
 # (or escapes the saddle) in the plotted number of steps, from a grid search
@@ -33,9 +33,13 @@ TRAJECTORY_SETTINGS = {
 
 @dataclass
 class Figure:
+    """A drawn figure: its files' stem, its title, a caption (what it shows) and ``how_to_read`` (one line: what
+    to look at, which way is better)."""
+
     stem: str
     title: str
     caption: str
+    how_to_read: str
 
     @property
     def png(self):
@@ -104,14 +108,14 @@ IMPLEMENTATION_COLOURS = {"fastgd": "#d62728", "numpy": "#1f77b4", "sklearn": "#
                           "jax": "#9467bd"}
 
 
-def _save(fig, out_dir, stem, data, title, caption):
+def _save(fig, out_dir, stem, data, title, caption, how_to_read):
     import matplotlib.pyplot as plt
 
     fig.savefig(out_dir / f"{stem}.png", dpi=110, bbox_inches="tight")
     fig.savefig(out_dir / f"{stem}.svg", bbox_inches="tight")
     plt.close(fig)
     data.to_csv(out_dir / f"{stem}.csv", index=False)
-    return Figure(stem, title, caption)
+    return Figure(stem, title, caption, how_to_read)
 
 
 def _best_curves(runs, curves):
@@ -148,7 +152,9 @@ def draw_convergence(runs, curves, out_dir):
     _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "convergence", data, "Convergence",
                  "Training loss of each rule at its best learning rate (the fastest to the target), against epochs "
-                 "and against seconds; the band spans the seeds.")
+                 "and against seconds; the band spans the seeds.",
+                 "Lower is better: the line that falls furthest left reaches a low loss in the fewest epochs (left) or "
+                 "seconds (right); a wide band means the seeds disagree.")
 
 
 def draw_learning_rate_sensitivity(runs, out_dir):
@@ -192,7 +198,9 @@ def draw_learning_rate_sensitivity(runs, out_dir):
                  "Final training loss against learning rate: too small (slow), good, too large, and diverging "
                  "(× at the top of the panel: at least one seed diverged, its loss NaN, infinite or 10⁴ times its "
                  "first epoch's; ▲: a finite loss "
-                 "above the panel).")
+                 "above the panel).",
+                 "One line per rule: a wide, low valley means the rule forgives a poorly chosen learning rate, a "
+                 "narrow one that it must be tuned.")
 
 
 def draw_time_to_target(runs, out_dir):
@@ -212,7 +220,9 @@ def draw_time_to_target(runs, out_dir):
     fig.tight_layout()
     return _save(fig, out_dir, "time_to_target", best, "Time to target",
                  "Training time until the loss first falls to the data set's target, for each rule at its fastest "
-                 "learning rate, mean over seeds.")
+                 "learning rate, mean over seeds.",
+                 "Read a row for one rule across the data sets, a column for the rules on one set: darker is "
+                 "faster, – never reached the target.")
 
 
 def draw_performance_profile(runs, out_dir):
@@ -236,7 +246,10 @@ def draw_performance_profile(runs, out_dir):
     fig.tight_layout()
     return _save(fig, out_dir, "performance_profile", profile, "Performance profiles",
                  "For each rule, the share of data sets on which it reaches the target within τ times the time of "
-                 "the fastest rule there; higher and further left is better.")
+                 "the fastest rule there; higher and further left is better. The table beside it gives AlgoPerf's score, "
+                 "this profile integrated up to τ = 4.",
+                 "The line that climbs to 1 soonest (top left) is most often fastest or close to it; its height at "
+                 "τ = 1 is the share of data sets it won outright.")
 
 
 def draw_throughput(throughput, out_dir):
@@ -282,7 +295,9 @@ def draw_throughput(throughput, out_dir):
                  "float64, PyTorch in float32). Right: bytes moved per second by one update step (θ, g and the "
                  "state arrays read, θ and the state written), against Adam's ceiling at the largest size (the bar: "
                  "its memory traffic alone, three arrays updated in place from a fourth over as many elements) "
-                 "and main memory's STREAM triad.")
+                 "and main memory's STREAM triad.",
+                 "Left: taller bars train faster (log axis). Right: higher is faster; a bold Adam line at its "
+                 "ceiling's bar means the step runs as fast as its memory traffic allows.")
 
 
 # the stored contour grid of each test function (points a side) and the most points stored of one path
@@ -364,7 +379,9 @@ def draw_trajectories(data, out_dir):
     fig.tight_layout()
     return _save(fig, out_dir, "trajectories", pd.DataFrame(records), "Trajectories on test functions",
                  "Every rule from the same start (●) on Rosenbrock, Beale and a saddle (★ a minimum), each at the "
-                 "learning rate in the legend; the compiled trajectory helper records every step.")
+                 "learning rate in the legend; the compiled trajectory helper records every step.",
+                 "Follow each colour from ● to ★: a short, direct path is efficient; loops and overshoots are "
+                 "momentum or too large a step, a path that stops short ran out of steps.")
 
 
 def draw_landscape(line, plane, out_dir):
@@ -416,7 +433,9 @@ def draw_landscapes(landscapes, out_dir):
     return _save(fig, out_dir, "landscape", data, "Loss landscape",
                  "Loss of an MLP trained on each data set along one and two filter-normalised random directions (Li "
                  "et al. 2018), the lecture's way of looking at a high-dimensional cost function"
-                 + (f" ({trained})." if trained else "."))
+                 + (f" ({trained})." if trained else "."),
+                 "Left: a narrow dip at α = 0 is a sharp minimum, a wide one a flat minimum. Right: closed contours "
+                 "around ★ are a basin; the colour is log10 of the loss.")
 
 
 def draw_history(history, out_dir):
@@ -433,4 +452,110 @@ def draw_history(history, out_dir):
     fig.tight_layout()
     return _save(fig, out_dir, "history", history, "History over commits",
                  "Headline asv benchmarks (times and convergence tracks) at each commit with results, relative to the "
-                 "oldest: below 1 is faster (or lower) than then.")
+                 "oldest: below 1 is faster (or lower) than then.",
+                 "One line per benchmark: points below 1 improved since the first commit, a step up is a "
+                 "regression at that commit.")
+
+
+# the measures of the intervals figure, side by side: the test metric beside the training loss
+INTERVAL_MEASURES = ("final_loss", "test_metric", "epochs_to_target")
+_INTERVAL_LABELS = {"final_loss": "final training loss", "test_metric": "test metric",
+                    "epochs_to_target": "epochs to target"}
+
+
+def draw_intervals(runs, out_dir):
+    """Error bars of :func:`fastgd.sweep.stats.intervals`: per data set (a row) and rule, the mean over the seeds of
+    its best configuration and the 95% bootstrap interval of final training loss, test metric and epochs to
+    target (a column each)."""
+    from matplotlib.ticker import NullFormatter
+
+    from fastgd.sweep import stats
+
+    plt, sns = _plotting()
+    table = stats.intervals(runs, measures=INTERVAL_MEASURES)
+    names = sorted(table["dataset"].unique())
+    rules = rules_in(table["rule"])
+    colours = palette(rules)
+    metric_names = {}
+    if "test_metric_name" in runs:
+        metric_names = runs.dropna(subset=["test_metric_name"]).groupby("dataset")["test_metric_name"].first()
+    fig, axes = plt.subplots(len(names), len(INTERVAL_MEASURES), figsize=(14, 0.3 * len(rules) * len(names)
+                                                                              + 1.6 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        of_dataset = table[table["dataset"] == name]
+        present = [rule for rule in rules if rule in set(of_dataset["rule"])]
+        for column, measure in enumerate(INTERVAL_MEASURES):
+            ax = axes[row, column]
+            values = of_dataset[of_dataset["measure"] == measure].set_index("rule")
+            for position, rule in enumerate(present):
+                mean, low, high = (float(values.loc[rule, key]) for key in ("mean", "low", "high"))
+                if not np.isfinite(mean):
+                    ax.text(0.02, position, "not reached" if measure == "epochs_to_target" else "no value",
+                            transform=ax.get_yaxis_transform(), va="center", fontsize="x-small",
+                            color=colours[rule])
+                    continue
+                error = [[mean - low], [high - mean]] if np.isfinite(low) and np.isfinite(high) else None
+                ax.errorbar([mean], [position], xerr=error, fmt="o", color=colours[rule], capsize=3, markersize=4)
+            ax.set_yticks(range(len(present)))
+            ax.set_yticklabels(present if column == 0 else [""] * len(present), fontsize="small")
+            ax.set_ylim(len(present) - 0.5, -0.5)
+            finite = values["mean"].astype(float)
+            finite = finite[np.isfinite(finite)]
+            if measure == "final_loss" and len(finite) and (finite > 0).all() and finite.max() > finite.min():
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap in a short decade
+            label = _INTERVAL_LABELS[measure]
+            if measure == "test_metric" and name in metric_names:
+                label = f"test {metric_names[name]}"
+            ax.set_xlabel(label + (" (higher is better)" if measure == "test_metric" else " (lower is better)"))
+            ax.set_title(f"{name}: {label}", fontsize="medium")
+    fig.tight_layout()
+    return _save(fig, out_dir, "intervals", table, "Confidence intervals",
+                 "Per data set and rule, the mean over the seeds of the rule's best configuration (chosen on epochs to "
+                 "target) and its 95% bootstrap interval (BCa): final training loss, the test metric beside it, and "
+                 "epochs to the target loss (over the seeds that reached it). One seed gives a dot without a bar.",
+                 "A dot is the mean, its bar where the mean lies with 95% confidence: bars that do not overlap "
+                 "differ, overlapping bars may not (the summary's tests decide); left is better for loss and "
+                 "epochs, right for the test metric.")
+
+
+def draw_tuning(tune_runs, out_dir):
+    """Best-so-far validation loss against the number of trials (:func:`fastgd.sweep.tuning.best_so_far`), one
+    panel per data set (and budget, where the store holds several), one line per rule."""
+    from fastgd.sweep import tuning
+
+    plt, sns = _plotting()
+    frame = tune_runs.assign(budget=tune_runs["budget"].map(lambda b: b if isinstance(b, str) and b else "–"),
+                             trial=tune_runs["trial"].astype(int))
+    data = tuning.best_so_far(frame, score="validation_loss", by=("dataset", "budget", "rule"))
+    panels = sorted(data.groupby(["dataset", "budget"]).groups)
+    several_budgets = data["budget"].nunique() > 1
+    columns = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+    rules = rules_in(data["rule"])
+    colours = palette(rules)
+    for ax, (dataset, budget) in zip(axes.flat, panels):
+        subset = data[(data["dataset"] == dataset) & (data["budget"] == budget)]
+        for rule in rules:
+            line = subset[subset["rule"] == rule]
+            if len(line):
+                ax.step(line["trial"], line["best_so_far"], where="post", color=colours[rule], linewidth=1.3)
+                ax.scatter(line["trial"], line["score"].where(np.isfinite(line["score"].astype(float))),
+                           color=colours[rule], s=8, alpha=0.35)
+        positive = subset["best_so_far"].astype(float)
+        if len(positive.dropna()) and (positive.dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(f"{dataset}" + (f" (budget {budget})" if several_budgets else ""))
+        ax.set_xlabel("trials")
+        ax.set_ylabel("best validation loss so far")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _rule_legend(fig, list(axes.flat), colours, rules)
+    return _save(fig, out_dir, "tuning", data, "Tuning budgets",
+                 "Each rule's quasi-random search (scrambled Sobol points of its declared search space): the lowest "
+                 "validation loss after 1, 2, … trials (the line) and each trial's own (the faint dots). Settings "
+                 "are chosen on the validation split, never the test set.",
+                 "A line that drops early and stays flat needs little tuning; one still falling at the last trial "
+                 "would gain from a larger budget; compare heights at the same number of trials.")

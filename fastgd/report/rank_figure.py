@@ -100,4 +100,6 @@ def draw_rank_test(result, out_dir, measure="epochs_to_target", stem="critical_d
     caption = (f"Each rule's mean rank on {words} across the data sets (1 = best, on the left). Rules joined by a "
                f"thick bar are not significantly different (Nemenyi, α = {result.alpha:g}, critical difference "
                f"{result.cd:.2f}; Demšar 2006); where the Friedman test finds no difference, one bar joins all.")
-    return _save(fig, out_dir, stem, _table(result, measure), "Critical-difference diagram", caption)
+    how_to_read = ("Further left is better; rules joined by a thick bar cannot be told apart, and two rules whose "
+                   "ranks lie further apart than the CD bar is long differ significantly.")
+    return _save(fig, out_dir, stem, _table(result, measure), "Critical-difference diagram", caption, how_to_read)
