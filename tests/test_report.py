@@ -12,8 +12,8 @@ from fastgd import rules, sweep
 from rule_cases import readme_plugin
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FIGURES = ["convergence", "learning_rate_sensitivity", "time_to_target", "performance_profile", "throughput",
-           "trajectories", "landscape"]
+FIGURES = ["convergence", "learning_rate_sensitivity", "time_to_target", "intervals", "critical_difference",
+           "performance_profile", "throughput", "trajectories", "landscape"]
 
 
 def fastgd_command(*arguments, cwd=None):
@@ -47,14 +47,22 @@ def test_main_command_writes_every_figure_with_its_data(quick_report):
     assert "1/4 sweep" in result.stderr and "4/4 report" in result.stderr
 
 
-def test_summary_names_the_fastest_rule_and_the_speed_ups(quick_report):
+def test_summary_gives_each_winner_with_its_test_and_the_speed_ups(quick_report):
+    import html as markup
+
     import pandas as pd
+
+    from fastgd.sweep import stats
 
     out, _, _ = quick_report
     html = (out / "index.html").read_text()
     runs = sweep.load_runs(out / "sweep.db")
-    for name in runs["dataset"].unique():
-        assert f"{name}: fastest to the target loss" in html or f"{name}: no rule reached" in html
+    finished = runs[runs["status"] != "failed"]
+    for row in stats.winners(finished).itertuples():
+        assert markup.escape(row.verdict) in html
+        assert f"{row.dataset}, epochs to target: " in html  # which pairs differ over seeds, which do not
+    assert "fastest to the target" not in html.split('id="convergence"')[0]  # no winner without its test
+    assert "Across data sets, ranks on epochs to target: " in html
     assert "faster than the NumPy reference" in html and "faster than scikit-learn" in html
     from fastgd import baselines
 
@@ -359,3 +367,161 @@ def test_a_report_draws_a_rule_whose_plugin_is_not_loaded(quick_report, tmp_path
     assert "rules not registered here: signum" in result.stderr
     html = (tmp_path / "again" / "index.html").read_text()
     assert "Rules from plugins not loaded" in html and "signum" in html
+
+
+# --- the statistics in the page, on runs made to order -------------------------------------------------------------
+
+SYNTHETIC_DATASETS = ["a", "b", "c", "d"]
+TUNING_TRIALS = 6
+
+
+def synthetic_frames(epochs, n_seeds=10, twins=(), tuning=False, phase_columns=True):
+    """Runs, curves and sweeps frames as a store gives them: rule → epochs to the target loss 0.1 (±1 over seeds)
+    on every data set, one learning rate, ``n_seeds`` seeds; each ``twins`` pair (rule, name) is the rule's runs
+    again under a second name. ``tuning``: each rule also has tuning trials (phase "tune") that reach the target
+    in one epoch and would win if the report counted them. ``phase_columns``: the columns tuning runs bring (a
+    store from before them has none)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    runs, curves = [], []
+
+    def add(row, epochs_to_target, seconds_per_epoch):
+        run_id = len(runs) + 1
+        rate = math.log(10.0 / 0.1) / epochs_to_target  # loss 10 at epoch 0, the target 0.1 at epochs_to_target
+        losses = [10.0 * math.exp(-rate * epoch) for epoch in range(1, 51)]
+        runs.append(dict(row, run_id=run_id, epochs_to_target=epochs_to_target,
+                         seconds_to_target=epochs_to_target * seconds_per_epoch, final_loss=losses[-1],
+                         best_loss=losses[-1]))
+        curves.extend(dict(run_id=run_id, dataset=row["dataset"], rule=row["rule"],
+                           learning_rate=row["learning_rate"], batch_size=32, seed=row["seed"], hyperparameters={},
+                           epoch=epoch, loss=loss, seconds=epoch * seconds_per_epoch)
+                      for epoch, loss in enumerate(losses, start=1))
+
+    common = dict(sweep_id=1, batch_size=32, n_epochs=50, hidden_layer_sizes=[16], activation="relu", alpha=1e-4,
+                  dtype="float64", target_loss=0.1, status="ok", test_metric_name="accuracy")
+    for dataset in SYNTHETIC_DATASETS:
+        for rule, mean_epochs in epochs.items():
+            for seed in range(n_seeds):
+                row = dict(common, dataset=dataset, rule=rule, learning_rate=0.1, hyperparameters={}, seed=seed,
+                           test_metric=0.9 + 0.001 * rng.random(), rule_hash=rule, data_hash=dataset)
+                if phase_columns:
+                    row.update(phase="final", trial=None, budget=None, split="test", validation_loss=None,
+                               validation_metric=None)
+                add(row, float(mean_epochs + rng.integers(-1, 2)), 1e-3 * (1 + 0.1 * rng.random()))
+                for original, twin in twins:
+                    if rule == original:
+                        add(dict(row, rule=twin, rule_hash=twin), runs[-1]["epochs_to_target"],
+                            runs[-1]["seconds_to_target"] / runs[-1]["epochs_to_target"])
+            for trial in range(1, TUNING_TRIALS + 1) if tuning else ():
+                row = dict(common, dataset=dataset, rule=rule, learning_rate=10.0 ** -trial, hyperparameters={},
+                           seed=100, test_metric=None, rule_hash=rule, data_hash=dataset, phase="tune", trial=trial,
+                           budget="small", split="validation", validation_loss=1.0 / trial + 0.1 * rng.random(),
+                           validation_metric=0.5)
+                add(row, 1.0, 1e-4)
+    sweeps = pd.DataFrame([dict(sweep_id=1, name="synthetic", started_at="", config={}, provenance={})])
+    return pd.DataFrame(runs), pd.DataFrame(curves), sweeps
+
+
+def render(tmp_path, frames):
+    pytest.importorskip("seaborn")
+    from fastgd.report.build import render_report
+
+    runs, curves, sweeps = frames
+    return render_report(tmp_path / "report", runs, curves, sweeps, {}).read_text()
+
+
+def summary_of(page):
+    return page.split('<h2 id="summary">')[1].split("</div>")[0]
+
+
+def test_one_rule_under_two_names_is_found_no_different(tmp_path):
+    page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, twins=[("adam", "adam_twin")]))
+    summary = summary_of(page)
+    for dataset in SYNTHETIC_DATASETS:
+        assert f"<li>{dataset}: adam and adam_twin: no significant difference in seconds to target (p = 1)" in summary
+    assert "adam better than adam_twin" not in summary and "adam_twin better than adam" not in summary
+    # both are significantly better than sgd on every data set, and the summary says so
+    assert summary.count("adam better than sgd") == summary.count("adam_twin better than sgd") == 4
+    assert "2 of 3 pairs not significantly different" not in summary and "1 of 3 pairs not significantly" in summary
+
+
+def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
+    # tuning trials reach the target in one epoch: counted, each would be its rule's best configuration (one seed,
+    # no significant lead anywhere)
+    page = render(tmp_path, synthetic_frames({"adam": 5, "momentum": 15, "sgd": 30}, tuning=True))
+    summary = summary_of(page)
+    for dataset in SYNTHETIC_DATASETS:
+        assert f"<li>{dataset}: adam wins on epochs to target over momentum (" in summary
+        line = summary.split(f"<li>{dataset}: adam wins")[1].split("</li>")[0]
+        assert "p = 0.000" in line and "95% interval [" in line and "mean over 10 seeds" in line
+        assert f"{dataset}, epochs to target: significant: " in summary
+    assert "the rules differ (Friedman p = 0.0183) over 4 data sets" in summary
+    assert "adam ahead of sgd" in summary and "adam ahead of momentum" not in summary  # the CD (1.66) decides
+    assert "epochs 1" not in summary and "at learning rate 0.1:" in summary
+
+
+def test_the_statistics_sections_and_the_tuning_section_when_tuning_trials_exist(tmp_path):
+    import pandas as pd
+
+    page = render(tmp_path, synthetic_frames({"adam": 5, "momentum": 15, "sgd": 30}, tuning=True))
+    report = tmp_path / "report"
+    for stem in ("intervals", "critical_difference", "tuning", "performance_profile"):
+        assert f'src="{stem}.png"' in page and (report / f"{stem}.csv").stat().st_size > 0
+    # intervals: loss and test metric side by side, and epochs, of the final runs only (10 seeds)
+    intervals = pd.read_csv(report / "intervals.csv")
+    assert set(intervals["measure"]) == {"final_loss", "test_metric", "epochs_to_target"}
+    assert (intervals["n_seeds"] == 10).all()
+    assert "<th>final training loss</th><th>test metric</th><th>epochs to target</th>" in page
+    assert page.count("<td>10</td></tr>") >= 12  # every data set × rule row counts its 10 seeds
+    assert "AlgoPerf score, epochs to target" in page and "<td class=\"text\">adam</td><td>1.000</td>" in page
+    # tuning: best-so-far validation loss per data set and rule over the trials, non-increasing
+    tuning = pd.read_csv(report / "tuning.csv")
+    assert len(tuning) == len(SYNTHETIC_DATASETS) * 3 * TUNING_TRIALS
+    for _, group in tuning.groupby(["dataset", "rule"]):
+        assert group["best_so_far"].is_monotonic_decreasing and group["trial"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert "<th>best validation loss</th>" in page and "Tuning budgets: not in this store" not in page
+    assert f"{len(SYNTHETIC_DATASETS) * 3 * TUNING_TRIALS} of them tuning trials" in page
+
+
+@pytest.mark.parametrize("phase_columns", [False, True], ids=["an older store", "no tuning trials"])
+def test_without_tuning_trials_the_tuning_section_says_so(tmp_path, phase_columns):
+    page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, n_seeds=3, phase_columns=phase_columns))
+    assert 'src="tuning.png"' not in page and not (tmp_path / "report" / "tuning.csv").exists()
+    assert "Tuning budgets: not in this store; a tuning sweep" in page
+    assert 'src="intervals.png"' in page and 'src="critical_difference.png"' in page
+
+
+def test_a_store_of_tuning_trials_alone_is_refused():
+    from fastgd.report.build import check_reportable
+
+    runs, _, _ = synthetic_frames({"adam": 5, "sgd": 30}, n_seeds=1, tuning=True)
+    with pytest.raises(ValueError, match="holds only tuning trials"):
+        check_reportable(runs[runs["phase"] == "tune"], "s.db")
+
+
+def figure_blocks(page):
+    import re
+
+    return re.findall(r"<figure>(.*?)</figure>", page, re.S)
+
+
+def assert_every_figure_has_a_how_to_read_line(page):
+    import re
+
+    blocks = figure_blocks(page)
+    assert len(blocks) == page.count("<img ")
+    for block in blocks:
+        line = re.search(r'<span class="how-to-read"><strong>How to read it:</strong> ([^<]+)</span>', block)
+        assert line and len(line.group(1).split()) >= 8, block
+
+
+def test_every_figure_has_a_how_to_read_line(tmp_path, quick_report):
+    page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, tuning=True))
+    assert len(figure_blocks(page)) == 7  # convergence, rates, time, intervals, ranks, profile, tuning
+    assert_every_figure_has_a_how_to_read_line(page)
+    out, _, _ = quick_report
+    assert_every_figure_has_a_how_to_read_line((out / "index.html").read_text())

@@ -32,7 +32,7 @@ from fastgd import optim
 
 __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
            "summary_lines", "check_reportable", "check_artefacts", "unknown_rule_notes", "describe_machine",
-           "landscape_artefact"]
+           "landscape_artefact", "render_report", "split_phases", "rank_sentence"]
 
 # the names of the artefacts in the store
 MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
@@ -160,12 +160,6 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
             put(HISTORY, {"source": str(asv_results), "records": history.to_dict(orient="records")})
 
 
-def check_reportable(runs, store):
-    """ValueError in one line when the runs of a store cannot make a report."""
-    if runs.empty:
-        raise ValueError(f"the store {store} holds no runs: run a sweep first")
-
-
 def _numeric_grid(value, shape):
     array = np.asarray(value, dtype=np.float64)
     return array.shape == shape and array.dtype.kind == "f"
@@ -271,25 +265,78 @@ def _loss_name(output):
     return {"softmax": "cross-entropy", "logistic": "binary cross-entropy", "identity": "squared error"}[output]
 
 
+def split_phases(runs):
+    """``(compared, tuning)``: the runs the comparison is made of and the tuning trials (``phase`` "tune").
+
+    Tuning trials are scored on a validation split and only choose the
+    settings; best runs, intervals, ranks, winners and profiles are computed
+    from the other runs alone. A store without a ``phase`` column (before
+    tuning was stored) has no tuning trials.
+    """
+    if "phase" not in runs:
+        return runs, runs.iloc[0:0]
+    tune = (runs["phase"] == "tune").to_numpy()
+    return runs[~tune], runs[tune]
+
+
+def _plural(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _milliseconds(low, high):
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval"
+    return f"95% interval [{low * 1e3:.3g}, {high * 1e3:.3g}] ms"
+
+
+def rank_sentence(rank):
+    """:meth:`RankTest.summary` and which pairs of rules the Nemenyi test separates (a significant Friedman test
+    with a critical difference wider than every gap separates none)."""
+    if rank.note:
+        return rank.summary()
+    rules = list(rank.mean_ranks.index)
+    pairs = [(first, second) for index, first in enumerate(rules) for second in rules[index + 1:]]
+    apart = [f"{first} ahead of {second}" for first, second in pairs if rank.different(first, second)]
+    if not apart:
+        return f"{rank.summary()}; no two rules' mean ranks lie the critical difference apart"
+    shown = "; ".join(apart[:8]) + ("; …" if len(apart) > 8 else "")
+    return f"{rank.summary()}; {len(apart)} of {len(pairs)} pairs lie the critical difference apart ({shown})"
+
+
 def summary_lines(runs, throughput):
-    """The text on top: fastest rule to target per data set, and the measured speed-ups."""
-    from fastgd.sweep.metrics import best_runs
+    """The text on top: per data set the winner (:func:`fastgd.sweep.stats.winners`: epochs to target first,
+    wall-clock second with its interval) and which differences are significant; the rank test across data sets;
+    the measured speed-ups. ``runs``: the finished runs compared (no tuning trials)."""
+    from fastgd.sweep import stats
 
     lines = []
-    best = best_runs(runs)
-    for name, group in best.groupby("dataset", sort=True):
-        reached = group[group["reached"]]
-        if reached.empty:
-            lines.append(f"{name}: no rule reached the target loss {group['seconds_to_target_mean'].size and ''}"
-                         f"within the epoch budget.")
-            continue
-        winner = reached.loc[reached["seconds_to_target_mean"].idxmin()]
-        target = runs.loc[runs["dataset"] == name, "target_loss"].iloc[0]
-        lines.append(f"{name}: fastest to the target loss {target:g} is {winner['rule']} at learning rate "
-                     f"{winner['learning_rate']:g}, in {winner['seconds_to_target_mean'] * 1e3:.3g} ms "
-                     f"({winner['epochs_to_target_mean']:.3g} epochs, mean over {int(winner['n_seeds'])} "
-                     f"seed{'' if int(winner['n_seeds']) == 1 else 's'}); "
-                     f"{len(reached)} of {len(group)} rules reach it.")
+    best = stats.best_configuration_runs(runs)
+    significance = {}
+    if best["rule"].nunique() > 1:
+        pairwise = stats.pairwise_tests(runs)
+        significance = dict(zip(sorted(pairwise["dataset"].unique()),
+                                stats.significance_lines(pairwise)))
+    for row in stats.winners(runs).itertuples():
+        of_dataset = best[best["dataset"] == row.dataset]
+        reaching = of_dataset.groupby("rule")["epochs_to_target"].apply(lambda s: bool(s.notna().all()))
+        n_rules = len(reaching)
+        if not reaching.any():
+            lines.append(f"{row.dataset}: no rule reached the target loss on every seed within the epoch budget.")
+        else:
+            winner = of_dataset[of_dataset["rule"] == row.winner]
+            target = winner["target_loss"].iloc[0] if "target_loss" in winner else math.nan
+            n_seeds = len(winner)
+            lines.append(
+                f"{row.verdict}. {row.winner} at learning rate {winner['learning_rate'].iloc[0]:g}: "
+                f"{row.epochs:.3g} epoch{'' if row.epochs == 1 else 's'} and {row.seconds * 1e3:.3g} ms to the "
+                f"target loss {target:g} "
+                f"({_milliseconds(row.seconds_low, row.seconds_high)}; mean over {_plural(n_seeds, 'seed')}); "
+                f"{int(reaching.sum())} of {n_rules} rules reach it on every seed.")
+        if row.dataset in significance:
+            lines.append(f"{significance[row.dataset]} (Mann-Whitney U over seeds, Holm-corrected).")
+    scores = stats.score_matrix(runs) if len(best) else None
+    if scores is not None and scores.shape[1] >= 2:
+        lines.append(f"Across data sets, ranks on epochs to target: {rank_sentence(stats.rank_test(scores))}.")
     if throughput is not None:
         training = throughput["training"].pivot(index="dataset", columns="implementation",
                                                 values="seconds_per_epoch")
@@ -376,46 +423,149 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     files) and ``asv_results`` (an asv results directory) are drawn instead of
     the store's, into this report only: the store is not changed.
     """
-    import pandas as pd
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    from fastgd.report import figures
-    from fastgd.report.history import load_history
-    from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
     from fastgd.sweep.store import Store
 
-    say = progress or (lambda message: None)
     with Store(store, mode="r") as opened:  # a report reads the store and writes nothing into it
         runs, curves, sweeps = opened.runs_frame(), opened.curves_frame(), opened.sweeps_frame()
         artefacts = opened.artefacts()
     check_reportable(runs, store)
     check_artefacts(artefacts, store)
+    return render_report(out_dir, runs, curves, sweeps, artefacts, throughput=throughput, asv_results=asv_results,
+                         title=title, progress=progress)
+
+
+def check_reportable(runs, store):
+    """ValueError in one line when the runs of a store cannot make a report."""
+    if runs.empty:
+        raise ValueError(f"the store {store} holds no runs: run a sweep first")
+    if split_phases(runs)[0].empty:
+        raise ValueError(f"the store {store} holds only tuning trials (phase 'tune'): train the chosen settings "
+                         "before making a report")
+
+
+def _interval_text(row, scale=1.0):
+    if not math.isfinite(row["mean"]):
+        return "–" if row["n"] == 0 else f"{row['mean']:.4g}"
+    if math.isfinite(row["low"]) and math.isfinite(row["high"]):
+        return f"{row['mean'] * scale:.4g} [{row['low'] * scale:.4g}, {row['high'] * scale:.4g}]"
+    return f"{row['mean'] * scale:.4g}"
+
+
+def _interval_table(table):
+    """Per data set and rule: mean [low, high] of each measure, the seeds of the best configuration and how many
+    reached the target."""
+    rows = []
+    for (dataset, rule), group in table.groupby(["dataset", "rule"], sort=True):
+        measured = group.set_index("measure")
+        rows.append([dataset, rule, _interval_text(measured.loc["final_loss"]),
+                     _interval_text(measured.loc["test_metric"]), _interval_text(measured.loc["epochs_to_target"]),
+                     _interval_text(measured.loc["seconds_to_target"], 1e3),
+                     str(int(measured.loc["epochs_to_target", "n"])), str(int(measured.loc["final_loss", "n_seeds"]))])
+    return {"columns": ["dataset", "rule", "final training loss", "test metric", "epochs to target",
+                        "ms to target", "seeds reaching", "seeds"], "rows": rows, "text": 2}
+
+
+def _algoperf_table(runs):
+    from fastgd.sweep import stats
+
+    epochs = stats.algoperf_scores(runs, "epochs_to_target")
+    seconds = stats.algoperf_scores(runs, "seconds_to_target")
+    return {"columns": ["rule", "AlgoPerf score, epochs to target", "AlgoPerf score, seconds to target"],
+            "rows": [[rule, f"{epochs[rule]:.3f}", f"{seconds[rule]:.3f}"] for rule in epochs.index], "text": 1}
+
+
+def _tuning_table(tune):
+    """Per data set, budget and rule: the trials, the best validation loss and the trial that gave it."""
+    from fastgd.sweep import tuning
+
+    frame = tune.assign(budget=tune["budget"].map(lambda b: b if isinstance(b, str) and b else "–"),
+                        trial=tune["trial"].astype(int))
+    data = tuning.best_so_far(frame, score="validation_loss", by=("dataset", "budget", "rule"))
+    rows = []
+    for (dataset, budget, rule), group in data.groupby(["dataset", "budget", "rule"], sort=True):
+        scores = group["score"].astype(float)
+        finite = scores[np.isfinite(scores)]
+        best = f"{finite.min():.4g}" if len(finite) else "–"
+        at = str(int(group.loc[finite.idxmin(), "trial"])) if len(finite) else "–"
+        rows.append([dataset, budget, rule, str(len(group)), best, at])
+    return {"columns": ["dataset", "budget", "rule", "trials", "best validation loss", "at trial"], "rows": rows,
+            "text": 3}
+
+
+def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv_results=None,
+                  title="fastgd: optimizer comparison", progress=None):
+    """Write ``out_dir/index.html`` from a store's frames (:meth:`Store.runs_frame`, ``curves_frame``,
+    ``sweeps_frame``, ``artefacts``) as :func:`build_report` reads them; returns the page's path.
+
+    Tuning trials (``phase`` "tune") are drawn in the tuning section only;
+    everything else is computed from the other runs (:func:`split_phases`).
+    """
+    import pandas as pd
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from fastgd.report import figures, rank_figure
+    from fastgd.report.history import load_history
+    from fastgd.sweep import stats
+    from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
+
+    say = progress or (lambda message: None)
     stored = {name: artefact["content"] for name, artefact in artefacts.items()}
-    warnings = mixed_provenance(runs, sweeps) + mixed_settings(runs)
+    compared, tune = split_phases(runs)
+    warnings = mixed_provenance(runs, sweeps) + mixed_settings(compared)
     notes = unknown_rule_notes(runs)
     for line in warnings + notes:
         say(f"warning: {line}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    finished = runs[runs["status"] != "failed"]
+    finished = compared[compared["status"] != "failed"]
+    several_rules = finished["rule"].nunique() > 1
     missing = []
-    drawn = []
+    sections = []
+
+    def add(figure, **extra):
+        sections.append(dict(id=figure.stem, title=figure.title, figure=figure, **extra))
+
     say("figures: convergence, learning rates, time to target")
-    drawn.append(figures.draw_convergence(finished, curves, out_dir))
-    drawn.append(figures.draw_learning_rate_sensitivity(finished, out_dir))
-    drawn.append(figures.draw_time_to_target(finished, out_dir))
-    drawn.append(figures.draw_performance_profile(finished, out_dir))
+    add(figures.draw_convergence(finished, curves, out_dir))
+    add(figures.draw_learning_rate_sensitivity(finished, out_dir))
+    add(figures.draw_time_to_target(finished, out_dir))
+    say("statistics: intervals, ranks, AlgoPerf scores")
+    intervals = stats.intervals(finished)
+    add(figures.draw_intervals(finished, out_dir),
+        note="The same intervals in numbers, mean [low, high] (95%, bootstrap over seeds); times in milliseconds, "
+             "over the seeds that reached the target.",
+        table=_interval_table(intervals))
+    if several_rules:
+        rank = stats.rank_test(stats.score_matrix(finished))
+        add(rank_figure.draw_critical_difference(finished, out_dir),
+            note=f"Friedman and Nemenyi tests on epochs to target: {rank_sentence(rank)}.")
+        add(figures.draw_performance_profile(finished, out_dir),
+            note="AlgoPerf's benchmark score (Dahl et al. 2023) of each rule's best configuration: its performance "
+                 "profile integrated from τ = 1 to 4 over the data sets, 1 when fastest everywhere, 0 when never "
+                 "within 4x of the fastest.",
+            table=_algoperf_table(finished))
+    else:
+        add(figures.draw_performance_profile(finished, out_dir))
+        sections.append(dict(id="critical_difference", title="Critical-difference diagram", figure=None,
+                             note="One rule only: nothing to rank."))
+    if not tune.empty:
+        say("figure: tuning budgets")
+        add(figures.draw_tuning(tune, out_dir), table=_tuning_table(tune))
+    else:
+        sections.append(dict(id="tuning", title="Tuning budgets", figure=None,
+                             note=_missing("Tuning budgets", "a tuning sweep (runs of phase 'tune', scored on a "
+                                           "validation split) stores the trials it draws")))
     if throughput is None and THROUGHPUT in stored:
         throughput = _throughput_from_content(stored[THROUGHPUT])
     if throughput is not None:
         say("figure: throughput")
-        drawn.append(figures.draw_throughput(throughput, out_dir))
+        add(figures.draw_throughput(throughput, out_dir))
     else:
         missing.append(_missing("Throughput", "fastgd compare measures and stores it (without --skip-throughput), "
                                 "fastgd report --throughput DIR draws the throughput_*.csv files of DIR"))
     say("figures: trajectories and loss landscapes (as stored)")
     if TRAJECTORIES in stored:
-        drawn.append(figures.draw_trajectories(stored[TRAJECTORIES], out_dir))
+        add(figures.draw_trajectories(stored[TRAJECTORIES], out_dir))
         lacking = figures.rules_in(set(finished["rule"]) - {path["rule"] for path in stored[TRAJECTORIES]["paths"]})
         if lacking:
             missing.append(_missing(f"Trajectories of {', '.join(lacking)}",
@@ -425,7 +575,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     names = sorted(finished["dataset"].unique())
     landscapes = {name: stored[landscape_artefact(name)] for name in names if landscape_artefact(name) in stored}
     if landscapes:
-        drawn.append(figures.draw_landscapes(landscapes, out_dir))
+        add(figures.draw_landscapes(landscapes, out_dir))
     lacking = [name for name in names if name not in landscapes]
     if lacking:
         missing.append(_missing(f"Loss landscape of {', '.join(lacking)}",
@@ -440,7 +590,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
         history_note = "No asv history in this store (fastgd compare --asv-results .asv/results stores it; " \
                        "fastgd report --asv-results .asv/results draws it from the files)."
     elif not history.empty:
-        drawn.append(figures.draw_history(history, out_dir))
+        add(figures.draw_history(history, out_dir))
         history_note = f"{history['commit'].nunique()} commits with asv results in {source}."
     else:
         history_note = f"No asv results found in {source}."
@@ -467,9 +617,9 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
         title=title, warnings=warnings, notes=notes, missing=missing, summary=summary_lines(finished, throughput),
-        figures=drawn, best=best_table, throughput=throughput_table, checks=checks, history_note=history_note,
+        sections=sections, best=best_table, throughput=throughput_table, checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),
-        sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), counts=counts,
+        sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,
         datasets=sorted(runs["dataset"].unique()),
         rules=figures.rules_in(runs["rule"]))
     path = out_dir / "index.html"
