@@ -190,6 +190,30 @@ class Dataset:
             digest.update(memoryview(contiguous).cast("B"))
         return digest.hexdigest()
 
+    def validation_split(self, fraction=0.2, seed=SPLIT_SEED):
+        """This data set with its training rows split again: a Dataset trained on the rest, tested on the validation
+        rows (``X_test`` and ``y_test`` are the validation part).
+
+        ``fraction`` of the training rows (rounded up) are held out, chosen by ``seed``, stratified for
+        classification as the train/test split is; the test rows are not touched. The scaling of the whole
+        training part is kept, so a learning rate tuned here means the same when the chosen setting trains on
+        every training row. Its ``content_hash`` differs from this set's. Raises DatasetError where the training
+        rows are too few for the split (or a class has fewer than two of them).
+        """
+        where = f"the validation split of data set {self.name!r}"
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+            raise DatasetError(f"{where}: the validation fraction must be a number between 0 and 1, got "
+                               f"{fraction!r}")
+        settings = _check_settings(_Settings(self.name, where, self.task, fraction, seed))
+        classes = np.arange(self.n_classes) if self.task == "classification" else None
+        keep, held_out = _split_indices(settings, self.task, self.y_train.shape[0], self.y_train, classes)
+        keep, held_out = np.sort(keep), np.sort(held_out)
+        arrays = [np.ascontiguousarray(array[rows]) for array, rows in
+                  ((self.X_train, keep), (self.X_train, held_out), (self.y_train, keep), (self.y_train, held_out))]
+        for array in arrays:
+            array.flags.writeable = False
+        return Dataset(self.name, self.task, *arrays, n_classes=self.n_classes)
+
     def _targets(self, y):
         if self.task == "classification":
             return np.eye(self.n_classes)[y]

@@ -5,6 +5,7 @@ and deviations of the training rows) and scikit-learn's ``train_test_split``,
 not with the ColumnTransformer the loaders use.
 """
 
+import math
 import random
 
 import numpy as np
@@ -573,3 +574,40 @@ def test_compare_reports_on_a_configuration_over_a_users_file(workdir):
     runs = sweep.load_runs(workdir / "report" / "sweep.db")
     assert set(runs["dataset"]) == {"churn.csv"} and set(runs["rule"]) == {"sgd", "adam"}
     assert "churn.csv" in (workdir / "report" / "index.html").read_text()
+
+
+def _rows(X):
+    return {row.tobytes() for row in np.asarray(X)}
+
+
+@pytest.mark.parametrize("name", ["iris", "diabetes"])
+def test_the_validation_split_is_a_seeded_stratified_part_of_the_training_rows(name):
+    data = datasets.load(name)
+    split = data.validation_split(0.2, seed=0)
+    n_train = data.X_train.shape[0]
+    assert split.X_test.shape[0] == math.ceil(0.2 * n_train)
+    assert split.X_train.shape[0] + split.X_test.shape[0] == n_train
+    # inside the training rows, disjoint from the test rows and from each other; the test part is not used
+    assert _rows(split.X_train) | _rows(split.X_test) == _rows(data.X_train)
+    assert not _rows(split.X_test) & _rows(data.X_test) and not _rows(split.X_train) & _rows(split.X_test)
+    # each row keeps its target
+    targets = {row.tobytes(): y for row, y in zip(data.X_train, data.y_train)}
+    assert all(targets[row.tobytes()] == y for row, y in zip(split.X_test, split.y_test))
+    assert (split.task, split.n_classes, split.n_features) == (data.task, data.n_classes, data.n_features)
+    if data.task == "classification":  # stratified: every class in proportion, to within a row
+        expected = np.bincount(data.y_train) * split.X_test.shape[0] / n_train
+        assert np.all(np.abs(np.bincount(split.y_test, minlength=data.n_classes) - expected) <= 1)
+    again, other = data.validation_split(0.2, seed=0), data.validation_split(0.2, seed=1)
+    assert np.array_equal(again.X_test, split.X_test) and again.content_hash == split.content_hash
+    assert not np.array_equal(other.X_test, split.X_test) and other.content_hash != split.content_hash
+    assert split.content_hash != data.content_hash
+    assert not split.X_train.flags.writeable and not split.y_test.flags.writeable
+
+
+@pytest.mark.parametrize("fraction, message", [(0.0, "between 0 and 1"), (1.0, "between 0 and 1"),
+                                               (True, "between 0 and 1"), ("0.2", "between 0 and 1"),
+                                               (0.01, "classes do not fit")])
+def test_a_validation_split_that_cannot_be_made_is_refused_in_one_line(fraction, message):
+    with pytest.raises(DatasetError, match=message) as error:
+        datasets.load("iris").validation_split(fraction)
+    assert "validation split of data set 'iris'" in str(error.value) and "\n" not in str(error.value)
