@@ -1,7 +1,7 @@
 """The ``fastgd`` command.
 
-    fastgd compare [CONFIG] [--preset quick|default|large] [--out DIR]    the main job: sweep, throughput, report
-    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large] [--jobs N] [--scheduler ADDRESS]
+    fastgd compare [CONFIG] [--preset quick|default|large|paper] [--out DIR]    the main job: sweep, throughput, report
+    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large|paper] [--jobs N] [--scheduler ADDRESS]
     fastgd report --store results.db --out DIR              the report again from a store alone (computes nothing)
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd gradcheck                                        numerical against analytic gradients
@@ -171,6 +171,26 @@ def command_sweep(arguments):
         raise
     print(f"{config.name}: {outcome.total} runs, {outcome.skipped} already stored, {outcome.stored} new "
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
+    for line in _phase_lines(outcome):
+        print(f"    {line}")
+
+
+def _phase_lines(outcome):
+    """What each phase of a tuning sweep did, and what the protocol could not choose (none for a grid)."""
+    names = {"tune": "tuning", "final": "final runs"}
+    return [*(f"{names[phase]}: {total} runs, {skipped} already stored, {stored} new"
+              for phase, (total, skipped, stored) in outcome.phases.items()), *outcome.notes]
+
+
+def _planned(config):
+    """What a sweep of ``config`` will run, in words."""
+    from fastgd.sweep.tuning import n_trials
+
+    if config.tuning is None:
+        return f"{len(config.runs())} runs"
+    return (f"{len(config.runs())} tuning runs ({config.tuning.budget} budget: {n_trials(config.tuning.budget)} per "
+            f"rule and data set, on a validation split), then {config.tuning.final_seeds} final runs of each rule's "
+            "best trial per data set")
 
 
 def _sweep_config(arguments):
@@ -440,6 +460,7 @@ COMPARE_THROUGHPUT = {
 }
 # the large preset leaves its time to the sweep: the quick measurements
 COMPARE_THROUGHPUT["large"] = COMPARE_THROUGHPUT["quick"]
+COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 
 
 def command_compare(arguments):
@@ -463,13 +484,15 @@ def command_compare(arguments):
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
-    _say(f"1/4 sweep '{config.name}': {len(config.runs())} runs into {store}")
+    _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:
         raise CommandError(f"--out: {error}") from None
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
+    for line in _phase_lines(outcome):
+        _say(f"    {line}")
     throughput = None
     if not arguments.skip_throughput:
         _say("2/4 throughput against NumPy, scikit-learn and PyTorch")
@@ -514,7 +537,7 @@ def build_parser():
         description="Run a sweep (a TOML CONFIG or a preset) into a SQLite store. Runs already in the store are "
                     "skipped, so running the same sweep again resumes it.")
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
-    sweep.add_argument("--preset", choices=["quick", "default", "full", "large"],
+    sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper"],
                        help="a configuration shipped with fastgd (default: default)")
     _add_dataset_options(sweep, default=None, sweep=True)
     sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing; an existing file "
@@ -538,9 +561,10 @@ def build_parser():
                     "and data) to --out. Resumes a sweep already in --out. fastgd report --store sweep.db draws "
                     "the same report again, anywhere, from sweep.db alone.")
     compare.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
-    compare.add_argument("--preset", choices=["quick", "default", "large"],
+    compare.add_argument("--preset", choices=["quick", "default", "large", "paper"],
                          help="sweep size (default: default, a few minutes on two cores; large: MNIST-1D and "
-                              "100,000 rows, a 256-256 network, under 10 minutes)")
+                              "100,000 rows, a 256-256 network, under 10 minutes; paper: the whole tuning "
+                              "protocol, 32 trials per rule and data set, ten final seeds)")
     _add_dataset_options(compare, default=None, sweep=True)
     compare.add_argument("--out", default=os.path.join("reports", "latest"), help="report directory "
                          "(default: reports/latest)")

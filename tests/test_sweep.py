@@ -18,7 +18,7 @@ import pytest
 from fastgd import optim, rules, sweep
 from fastgd.sweep import runner
 from fastgd.sweep.progress import Progress
-from fastgd.sweep.store import SCHEMA_VERSION
+from fastgd.sweep.store import PROTOCOL_COLUMNS, SCHEMA_VERSION
 
 SMALL = """
 name = "small"
@@ -722,12 +722,16 @@ RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "nump
                           "numba_threads")
 
 
-@pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash", *RUN_PROVENANCE_COLUMNS)),
-                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS)),
-                                              (3, RUN_PROVENANCE_COLUMNS)])
+@pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash", *RUN_PROVENANCE_COLUMNS,
+                                                   *PROTOCOL_COLUMNS)),
+                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS)),
+                                              (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS)),
+                                              (4, PROTOCOL_COLUMNS)])
 def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
-    # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table: a
-    # reader sees the hashes empty, the provenance from the run's sweep row and no artefacts; a writer adds them
+    # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table,
+    # version 4 none of the tuning protocol's columns: a reader sees the hashes and the protocol's columns empty
+    # (split "test": every older run was tested on the test rows), the provenance from the run's sweep row and no
+    # artefacts; a writer adds them
     store_path = tmp_path / "old.db"
     one_run = config(datasets=["iris"], rules=["sgd"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
                      targets={"iris": 0.5}, hyperparameters={})
@@ -735,19 +739,22 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     with sqlite3.connect(store_path) as connection:
         for column in dropped:
             connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-        connection.execute("DROP TABLE artefacts")
+        if version < 4:
+            connection.execute("DROP TABLE artefacts")
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     connection.close()
     before = store_path.read_bytes()
     runs = sweep.load_runs(store_path)
-    hashes = [column for column in dropped if column not in RUN_PROVENANCE_COLUMNS]
+    hashes = [column for column in dropped if column not in (*RUN_PROVENANCE_COLUMNS, "split")]
     assert len(runs) == 1 and all(runs[column].isna().all() for column in hashes)
+    assert runs["split"].tolist() == ["test"] and runs["test_metric"].notna().all()
     made = runner.provenance()
     assert runs[list(RUN_PROVENANCE_COLUMNS)].iloc[0].tolist() == [
         made["git_commit"], made["fastgd"], made["numba"], made["numpy"], made["cpu"], made["cpu_count"],
         made["numba_threads"]]
-    with sweep.Store(store_path, mode="r") as store:
-        assert store.artefacts() == {}
+    if version < 4:
+        with sweep.Store(store_path, mode="r") as store:
+            assert store.artefacts() == {}
     assert store_path.read_bytes() == before  # reading wrote nothing
     with sweep.Store(store_path) as store:
         assert all(store.runs_frame()[column].isna().all() for column in hashes)
@@ -759,6 +766,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
         # the migrated columns have the types of a new store's
         types = {row[1]: row[2] for row in connection.execute("PRAGMA table_info(runs)")}
         assert types["cpu_count"] == types["numba_threads"] == "INTEGER" and types["cpu"] == "TEXT"
+        assert types["trial"] == "INTEGER" and types["validation_loss"] == "REAL" and types["phase"] == "TEXT"
     connection.close()
 
 

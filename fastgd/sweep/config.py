@@ -26,6 +26,21 @@
                                            # modules that register rules (fastgd.rules); then name them
                                            # in rules, or rules = "all"
 
+A ``[tuning]`` table makes the sweep follow the tuning protocol
+(:mod:`fastgd.sweep.protocol`) instead of a grid: each rule's settings come
+from its declared search space, so ``learning_rates``, ``seeds`` and
+``[hyperparameters.*]`` are refused beside it::
+
+    [tuning]
+    budget = "small"                       # "one-shot" (the defaults), "small" (8 trials) or "large" (32)
+                                           # per rule, data set and batch size (fastgd.sweep.tuning.BUDGETS)
+    seed = 0                               # of the scrambled Sobol sequence the trials are drawn from
+    tuning_seed = 0                        # the training seed of every trial
+    validation_fraction = 0.2              # of the training rows, held out to score the trials
+    final_seeds = 10                       # the best trial on validation loss is trained again with this many
+                                           # seeds (at least 10, none of them tuning_seed) on every training
+                                           # row and scored on the test rows
+
 ``datasets`` may instead be a table, one ``[datasets.NAME]`` per data set
 (then leave out the list): your own files and loaders, and a network of
 their own for any set::
@@ -51,7 +66,8 @@ infinity, one class... is refused, naming the file).
 Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
 defines the run, the rule's definition included) is how a store knows what it
 already holds: a run of an edited rule is a new run. The presets
-``quick``, ``default``, ``full`` and ``large`` ship in ``fastgd/sweep/presets/``.
+``quick``, ``default``, ``full``, ``large`` and ``paper`` (the whole tuning
+protocol) ship in ``fastgd/sweep/presets/``.
 
 A configuration is checked whole before anything runs, and refused with one
 line (:class:`SweepConfigError`) where a run could not start or the sweep
@@ -62,7 +78,9 @@ scikit-learn's initialisation takes); more than ``MAX_EPOCHS`` epochs; a
 ``[hyperparameters.RULE]`` table for a rule not in ``rules`` or a target for
 a data set not in ``datasets`` (they would be ignored); a synthetic set too
 small to split or too large for this machine's memory; a network that would
-not fit in it.
+not fit in it; under ``[tuning]``, an unknown budget, fewer than
+``tuning.MIN_SEEDS`` final seeds, a validation fraction a data set's training
+rows cannot hold, a rule without a search space (beyond ``one-shot``).
 """
 
 import functools
@@ -72,20 +90,24 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from importlib import resources
 
 import numpy as np
 
 from fastgd import datasets, optim
 from fastgd import rules as rule_registry
+from fastgd.sweep import tuning
 from fastgd.kernels.mlp import ACTIVATIONS
 
-__all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "load_config", "load_preset", "PRESETS"]
+__all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS"]
 
-PRESETS = ("quick", "default", "full", "large")
+PRESETS = ("quick", "default", "full", "large", "paper")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
-              "dtype", "model", "targets", "plugins"}
+              "dtype", "model", "targets", "plugins", "tuning"}
+_TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_seed")
+# the final runs' seeds are 0, 1, 2, ... past the tuning seed: past this, final_seeds is a typo
+MAX_FINAL_SEEDS = 10_000
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 _DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model")
 # seeds go to NumPy's RandomState (scikit-learn's initialisation), which takes 0 to 2**32 - 1
@@ -106,6 +128,17 @@ class SweepConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """A sweep's ``[tuning]`` table: how :mod:`fastgd.sweep.protocol` tunes each rule and runs it again."""
+
+    budget: str = "small"  # tuning.BUDGETS: trials per rule and data set
+    seed: int = 0  # of the Sobol sequence the trials are drawn from
+    final_seeds: int = tuning.MIN_SEEDS  # seeds of the chosen setting's final runs
+    validation_fraction: float = 0.2  # of the training rows, held out to score the trials
+    tuning_seed: int = 0  # the training seed of every trial (the final runs take other seeds)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything that defines one training run (and nothing that does not)."""
 
@@ -123,17 +156,29 @@ class RunSpec:
     target_loss: float
     rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
     data_hash: str  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
+    # the tuning protocol (fastgd.sweep.protocol): "test" trains on every training row and scores on the test rows;
+    # "validation" holds out validation_fraction of the training rows (Dataset.validation_split) and scores there
+    split: str = "test"
+    validation_fraction: float = None
+    phase: str = "grid"  # "grid", or the protocol's "tune" and "final"
+    trial: int = None  # a tuning trial's 0-based index (tuning.sample_settings order); a final run's chosen trial
+    budget: str = None  # the tuning budget (tuning.BUDGETS) of a protocol's run
 
     @property
     def run_id(self):
-        canonical = json.dumps(asdict(self), sort_keys=True, default=list)
+        # fields at their defaults are left out: a grid run keeps the id it had before the protocol's fields existed
+        defaults = {name: value.default for name, value in self.__dataclass_fields__.items()
+                    if value.default is not MISSING}
+        fields = {name: value for name, value in asdict(self).items()
+                  if name not in defaults or value != defaults[name]}
+        canonical = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(canonical.encode()).hexdigest()[:20]
 
     @property
     def group(self):
         """Runs of one group share data and network shape: they can train in one compiled call."""
-        return (self.dataset, self.hidden_layer_sizes, self.activation, self.alpha, self.dtype, self.batch_size,
-                self.n_epochs)
+        return (self.dataset, self.split, self.validation_fraction, self.hidden_layer_sizes, self.activation,
+                self.alpha, self.dtype, self.batch_size, self.n_epochs)
 
     def optimizer_hyperparameters(self):
         return dict(self.hyperparameters, lr=self.learning_rate)
@@ -160,6 +205,7 @@ class SweepConfig:
     sources: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # data set -> (hidden_layer_sizes, activation, alpha) where not [model]
     base_dir: str = None  # where the configuration's relative paths start
+    tuning: Tuning = None  # the [tuning] table: the sweep follows the tuning protocol (fastgd.sweep.protocol)
 
     def model_of(self, dataset):
         """(hidden_layer_sizes, activation, alpha) of the network trained on ``dataset``."""
@@ -181,8 +227,23 @@ class SweepConfig:
         several times a command)."""
         return {dataset: load_dataset(dataset, self.sources).content_hash for dataset in self.datasets}
 
+    @functools.cached_property
+    def validation_hashes(self):
+        """{data set: the content hash of its validation split} (:meth:`datasets.Dataset.validation_split`) under
+        ``[tuning]``; empty without it."""
+        if self.tuning is None:
+            return {}
+        return {dataset: load_dataset(dataset, self.sources).validation_split(self.tuning.validation_fraction)
+                .content_hash for dataset in self.datasets}
+
     def runs(self):
-        """Every RunSpec of the sweep, in a fixed order."""
+        """Every RunSpec of the sweep known before it trains, in a fixed order: the grid's runs, or under
+        ``[tuning]`` the tuning trials (the final runs follow from their results:
+        :func:`fastgd.sweep.protocol.final_runs`)."""
+        if self.tuning is not None:
+            from fastgd.sweep import protocol
+
+            return protocol.tuning_runs(self)
         specs = []
         data_hashes = self.data_hashes
         for dataset, rule in itertools.product(self.datasets, self.rules):
@@ -324,6 +385,7 @@ def parse(raw, base_dir=None):
     for rule in list(rules) + list(grids):
         if rule not in optim.OPTIMIZERS:
             _fail(f"unknown rule {rule!r}: use one of {sorted(optim.OPTIMIZERS)}")
+    tuning_table = _tuning(raw, rules)
     for rule, grid in grids.items():
         if rule not in rules:
             _fail(f"[hyperparameters.{rule}] is for a rule not in 'rules': add {rule!r} to 'rules' or remove the "
@@ -341,12 +403,14 @@ def parse(raw, base_dir=None):
                 _fail(f"[hyperparameters.{rule}] {key} must hold finite numbers, got {values!r}")
             _no_repeats(f"[hyperparameters.{rule}] {key}", values)
 
-    learning_rates = _list(raw, "learning_rates", lambda v: _is_real(v) and math.isfinite(v) and v > 0,
-                           "positive finite learning rates")
+    learning_rates, seeds = (), ()
+    if tuning_table is None:  # under [tuning] the settings and seeds come from the protocol
+        learning_rates = _list(raw, "learning_rates", lambda v: _is_real(v) and math.isfinite(v) and v > 0,
+                               "positive finite learning rates")
+        seeds = _list(raw, "seeds", lambda v: _is_int(v) and 0 <= v <= MAX_SEED,
+                      f"integer seeds from 0 to {MAX_SEED}")
     batch_sizes = _list(raw, "batch_sizes", lambda b: b == "full" or (_is_int(b) and 1 <= b <= MAX_BATCH_SIZE),
                         f"batch sizes (integers from 1 to {MAX_BATCH_SIZE}, or \"full\")", default=[32])
-    seeds = _list(raw, "seeds", lambda v: _is_int(v) and 0 <= v <= MAX_SEED,
-                  f"integer seeds from 0 to {MAX_SEED}")
     epochs = raw.get("epochs")
     if not _is_int(epochs) or not 1 <= epochs <= MAX_EPOCHS:
         _fail(f"'epochs' must be an integer from 1 to {MAX_EPOCHS}, got {epochs!r}")
@@ -369,8 +433,12 @@ def parse(raw, base_dir=None):
         if not _is_real(target) or not (0 < target < math.inf):
             _fail(f"[targets] needs a positive finite target training loss for {dataset!r}, got {target!r}")
 
-    n_runs = len(names) * len(learning_rates) * len(batch_sizes) * len(seeds) * sum(
-        math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
+    if tuning_table is None:
+        n_runs = len(names) * len(learning_rates) * len(batch_sizes) * len(seeds) * sum(
+            math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
+    else:
+        n_runs = len(names) * len(batch_sizes) * len(rules) * (tuning.n_trials(tuning_table.budget)
+                                                               + tuning_table.final_seeds)
     if n_runs > MAX_RUNS:
         _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
     for dataset, (_, n_features, n_outputs) in shapes.items():
@@ -378,15 +446,59 @@ def parse(raw, base_dir=None):
             check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs], dtype)
         except ValueError as error:
             _fail(f"{dataset}: {error}")
+        if tuning_table is not None:
+            try:
+                load_dataset(dataset, sources).validation_split(tuning_table.validation_fraction)
+            except datasets.DatasetError as error:
+                _fail(f"[tuning] validation_fraction: {error}")
 
     config = SweepConfig(name, names, rules, grids, tuple(float(v) for v in learning_rates), batch_sizes,
                          seeds, epochs, dtype, hidden, activation, alpha,
-                         {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir)
+                         {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
+                         tuning_table)
     _check_every_optimizer_accepts(config)
     run_ids = [spec.run_id for spec in config.runs()]
     if len(set(run_ids)) != len(run_ids):
         _fail("two combinations of the configuration define the same run: remove the repeated values")
     return config
+
+
+def _tuning(raw, rules):
+    """The checked [tuning] table as a :class:`Tuning`, or None without one."""
+    if "tuning" not in raw:
+        return None
+    table = raw["tuning"]
+    if not isinstance(table, dict):
+        _fail(f"[tuning] must be a table ({', '.join(_TUNING_KEYS)}), got {table!r}")
+    unknown = sorted(set(table) - set(_TUNING_KEYS))
+    if unknown:
+        _fail(f"[tuning] has no key {unknown[0]!r} (it takes {', '.join(_TUNING_KEYS)})")
+    given = [key for key in ("learning_rates", "hyperparameters", "seeds") if key in raw]
+    if given:
+        _fail(f"'{given[0]}' and [tuning] do not go together: under [tuning] the settings come from each rule's "
+              "search space and the seeds from tuning_seed and final_seeds; remove one")
+    defaults = Tuning()
+    budget = table.get("budget", defaults.budget)
+    if not isinstance(budget, str) or budget not in tuning.BUDGETS:
+        _fail(f"[tuning] budget must be one of {', '.join(repr(name) for name in tuning.BUDGETS)}, got {budget!r}")
+    for key in ("seed", "tuning_seed"):
+        value = table.get(key, getattr(defaults, key))
+        if not _is_int(value) or not 0 <= value <= MAX_SEED:
+            _fail(f"[tuning] {key} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+    final_seeds = table.get("final_seeds", defaults.final_seeds)
+    if not _is_int(final_seeds) or not tuning.MIN_SEEDS <= final_seeds <= MAX_FINAL_SEEDS:
+        _fail(f"[tuning] final_seeds must be an integer from {tuning.MIN_SEEDS} (the chosen setting is run again "
+              f"with at least {tuning.MIN_SEEDS} seeds) to {MAX_FINAL_SEEDS}, got {final_seeds!r}")
+    fraction = table.get("validation_fraction", defaults.validation_fraction)
+    if not _is_real(fraction) or not 0 < fraction < 1:
+        _fail(f"[tuning] validation_fraction must be a number between 0 and 1, got {fraction!r}")
+    seed = table.get("seed", defaults.seed)
+    for rule in rules:
+        try:
+            tuning.sample_settings(rule, budget, seed)
+        except ValueError as error:
+            _fail(f"[tuning] {error}")
+    return Tuning(budget, seed, final_seeds, float(fraction), table.get("tuning_seed", defaults.tuning_seed))
 
 
 def _model(table, where, default):

@@ -14,6 +14,11 @@ store, one transaction per run, so a sweep killed at any moment loses at most
 the chunks in flight. Runs already stored are skipped, so running a sweep
 again resumes it; a run another sweep stored meanwhile is kept as it is.
 
+A configuration with ``[tuning]`` runs in two phases through the same
+machinery (:mod:`fastgd.sweep.protocol`): its tuning trials, then the final
+runs that the stored trials choose; the progress output names the phase, and
+a sweep stopped in either phase resumes there.
+
 Nothing is created before the sweep can start: the store is checked, and the
 Dask scheduler reached, before the store file or its ``sweeps`` row is
 written. Local workers exit when this process dies, however it dies (each
@@ -23,6 +28,7 @@ raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 """
 
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -30,12 +36,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastgd import _config, optim, rules
 from fastgd.models import MLP
+from fastgd.sweep import protocol
 from fastgd.sweep.config import SweepConfig, load_dataset
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import Store, check_store_path
@@ -59,6 +66,9 @@ class SweepOutcome:
     failed: int
     diverged: int
     seconds: float
+    # under [tuning]: {"tune": (total, skipped, stored), "final": ...}; and what the protocol could not choose
+    phases: dict = field(default_factory=dict)
+    notes: tuple = ()
 
 
 def _network(spec, data):
@@ -83,14 +93,19 @@ def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
                   epochs_to_target=None if reached is None else reached + 1,
                   seconds_to_target=None if reached is None else seconds[reached],
                   train_seconds=seconds[-1] if seconds else 0.0,
-                  test_metric=None, test_metric_name="accuracy" if data.task == "classification" else "r2")
+                  test_metric=None, test_metric_name="accuracy" if data.task == "classification" else "r2",
+                  test_loss=None, validation_loss=None, validation_metric=None)
     if not diverged_epoch:
+        # a run of the validation split has the validation rows as its data's test part (Dataset.validation_split)
+        part = "validation" if spec.split == "validation" else "test"
+        loss = net.loss(theta, data.X_test, data.Y_test)
+        result[f"{part}_loss"] = loss if math.isfinite(loss) else None
         outputs = net.predict(theta, data.X_test)
         if data.task == "classification":
-            result["test_metric"] = float(np.mean(outputs.argmax(axis=1) == data.y_test))
+            result[f"{part}_metric"] = float(np.mean(outputs.argmax(axis=1) == data.y_test))
         else:
             residual = np.sum((outputs[:, 0] - data.y_test) ** 2)
-            result["test_metric"] = float(1.0 - residual / np.sum((data.y_test - data.y_test.mean()) ** 2))
+            result[f"{part}_metric"] = float(1.0 - residual / np.sum((data.y_test - data.y_test.mean()) ** 2))
     return result
 
 
@@ -170,6 +185,8 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     start = time.perf_counter()
     rules.load_plugins(plugins)
     data = load_dataset(specs[0].dataset, sources)
+    if specs[0].split == "validation":  # a chunk is one group: one split of one data set
+        data = data.validation_split(specs[0].validation_fraction)
     net = _network(specs[0], data)
     results, ready, optimizers = [], [], []
     for spec in specs:
@@ -361,42 +378,67 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
         with Store(store_path) as store:
             if retry_failed:
                 store.forget(store.run_ids("failed"))
-            done = store.run_ids()
-            pending = [spec for spec in specs if spec.run_id not in done]
             sweep_id = store.begin_sweep(config.name, config.source, provenance())
-            bar = Progress(len(pending), enabled=progress, label=config.name)
+            planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
-            def store_results(results):
-                for result in results:
-                    store.add(sweep_id, result)  # False: another sweep writing this store got there first
-                bar.update(len(results))
-
-            def outcome():
+            def outcome(notes=()):
                 # counted in the store: exact also when an interruption fell between a commit and its count
-                mine = list(store.statuses(sweep_id).values())
-                held = len(store.run_ids() & {spec.run_id for spec in specs})
-                return SweepOutcome(len(specs), held - len(mine), len(mine), mine.count("failed"),
-                                    mine.count("diverged"), time.perf_counter() - started)
+                statuses = store.statuses(sweep_id)
+                mine = list(statuses.values())
+                held = store.run_ids()
+                phases = {}
+                if config.tuning is not None:
+                    for phase in ("tune", "final"):
+                        ids = {spec.run_id for spec in planned if spec.phase == phase}
+                        new = len(ids & set(statuses))
+                        phases[phase] = (len(ids), len(ids & held) - new, new)
+                return SweepOutcome(len(planned), len(held & {spec.run_id for spec in planned}) - len(mine),
+                                    len(mine), mine.count("failed"), mine.count("diverged"),
+                                    time.perf_counter() - started, phases, tuple(notes))
 
-            chunks = chunks_of(pending, chunk_size)
+            def run(phase_specs, label):
+                done = store.run_ids()
+                pending = [spec for spec in phase_specs if spec.run_id not in done]
+                bar = Progress(len(pending), enabled=progress, label=label)
+
+                def store_results(results):
+                    for result in results:
+                        store.add(sweep_id, result)  # False: another sweep writing this store got there first
+                    bar.update(len(results))
+
+                chunks = chunks_of(pending, chunk_size)
+                try:
+                    if client is not None:
+                        _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
+                    elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
+                        for chunk in chunks:
+                            store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
+                    else:
+                        _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins,
+                                          config.sources)
+                except KeyboardInterrupt as interrupt:
+                    interrupt.outcome = outcome()
+                    raise
+                except BrokenProcessPool:
+                    raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were "
+                                     "stored: run the sweep again to resume") from None
+                finally:
+                    bar.close()
+
+            if config.tuning is None:
+                run(specs, config.name)
+                return outcome()
+            run(specs, f"{config.name}, tuning ({config.tuning.budget} budget)")
+            # the final runs follow from the stored trials, whichever sweep stored them
+            stored = store.runs_frame().set_index("run_id")["validation_loss"]
             try:
-                if client is not None:
-                    _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
-                elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
-                    for chunk in chunks:
-                        store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
-                else:
-                    _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins,
-                                      config.sources)
-            except KeyboardInterrupt as interrupt:
-                interrupt.outcome = outcome()
-                raise
-            except BrokenProcessPool:
-                raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were stored: "
-                                 "run the sweep again to resume") from None
-            finally:
-                bar.close()
-            return outcome()
+                final, notes = protocol.final_runs(config, {spec.run_id: stored.get(spec.run_id)
+                                                            for spec in specs if spec.run_id in stored.index})
+            except ValueError as error:
+                raise SweepError(str(error)) from None
+            planned += final
+            run(final, f"{config.name}, final runs ({config.tuning.final_seeds} seeds)")
+            return outcome(notes)
     finally:
         if client is not None:
             client.close()

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 4.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 5.
 
 Tables:
 
@@ -12,7 +12,14 @@ Tables:
               training loss, test metric (accuracy or R²), epochs and seconds to the
               target loss, wall time, how it ran, and what made it: the commit,
               the fastgd, Numba and NumPy versions and the machine (CPU model,
-              cores, Numba threads) of the process that trained it.
+              cores, Numba threads) of the process that trained it; where it belongs in
+              the tuning protocol (:mod:`fastgd.sweep.protocol`): ``phase`` ("tune",
+              "final", or "grid" for a run of an ordinary grid), ``trial`` (the
+              0-based index of a tuning trial; of the chosen one for a final run),
+              ``budget``, ``split`` ("test", or "validation": trained on the
+              training rows less ``validation_fraction`` of them), ``validation_loss``
+              and ``validation_metric`` (on the validation rows, runs of that split)
+              and ``test_loss`` (runs of the test split).
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
 ``artefacts`` one row per named artefact: what ``fastgd compare`` measured and
               computed besides the runs (throughput and machine limits, the
@@ -29,9 +36,10 @@ and every run is stored once.
 A file is opened as a store only if it is one: an SQLite database holding
 fastgd's tables with their columns and this schema version (or an older
 one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
-latter, version 3 the runs' provenance columns and the ``artefacts`` table; a
-writer adds them, a reader sees the columns empty, the provenance columns filled
-from their sweep's provenance, and no artefacts). Anything
+latter, version 3 the runs' provenance columns and the ``artefacts`` table,
+version 4 the protocol's columns; a writer adds them, a reader sees the columns
+empty, the provenance columns filled from their sweep's provenance, ``split``
+as "test", and no artefacts). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
 refused with a :class:`StoreError` before anything is written. A new store
 is created only by a writer (``Store(path)``), in a file that does not exist
@@ -47,9 +55,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION"]
+__all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION",
+           "PROTOCOL_COLUMNS"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -98,7 +107,15 @@ CREATE TABLE runs (
     train_seconds REAL,
     wall_seconds REAL,
     batched INTEGER NOT NULL,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL,
+    phase TEXT,
+    trial INTEGER,
+    budget TEXT,
+    split TEXT,
+    validation_fraction REAL,
+    validation_loss REAL,
+    validation_metric REAL,
+    test_loss REAL
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -115,20 +132,26 @@ CREATE TABLE artefacts (
 );
 """
 
+# where a run belongs in the tuning protocol (schema 5), and its scores on the rows it was not trained on
+PROTOCOL_COLUMNS = ("phase", "trial", "budget", "split", "validation_fraction", "validation_loss",
+                    "validation_metric", "test_loss")
 _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed",
                 "n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash",
                 "data_hash", "git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",
                 "numba_threads", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
                 "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
-                "wall_seconds", "batched", "finished_at")
+                "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS)
 # each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.sweep.runner.provenance)
 RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba_version": "numba",
                   "numpy_version": "numpy", "cpu": "cpu", "cpu_count": "cpu_count", "numba_threads": "numba_threads"}
 # the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
 # tables it adds (as _SCHEMA makes them): a writer adds them, in order, to an older store
-_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)}}
+_ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)},
+                  5: {"runs": PROTOCOL_COLUMNS}}
 _ADDED_TABLES = {4: ("artefacts",)}
-_COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER"}
+_COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER", "trial": "INTEGER",
+                 "validation_fraction": "REAL", "validation_loss": "REAL", "validation_metric": "REAL",
+                 "test_loss": "REAL"}
 
 
 _TABLE_COLUMNS = {
@@ -142,7 +165,8 @@ _TABLE_COLUMNS = {
 
 _NUMERIC_RUN_COLUMNS = ("learning_rate", "seed", "n_epochs", "alpha", "target_loss", "final_loss", "best_loss",
                         "test_metric", "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target",
-                        "train_seconds", "wall_seconds", "cpu_count", "numba_threads")
+                        "train_seconds", "wall_seconds", "cpu_count", "numba_threads", "trial",
+                        "validation_fraction", "validation_loss", "validation_metric", "test_loss")
 
 
 class StoreError(RuntimeError):
@@ -417,11 +441,13 @@ class Store:
             alpha=spec.alpha, dtype=spec.dtype, target_loss=spec.target_loss, rule_hash=spec.rule_hash,
             data_hash=spec.data_hash,
             **{column: result.get("provenance", {}).get(key) for column, key in RUN_PROVENANCE.items()},
-            finished_at=_now(),
+            finished_at=_now(), phase=spec.phase, trial=spec.trial, budget=spec.budget, split=spec.split,
+            validation_fraction=spec.validation_fraction,
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
                                                 "epochs_to_target", "seconds_to_target", "train_seconds",
-                                                "wall_seconds")},
+                                                "wall_seconds", "validation_loss", "validation_metric",
+                                                "test_loss")},
             batched=int(result.get("batched", False)))
         with self._transaction():
             cursor = self._connection.execute(
@@ -459,6 +485,8 @@ class Store:
                 recorded = provenances.map(lambda provenance: provenance.get(key)
                                            if isinstance(provenance, dict) else None)
                 frame[column] = frame[column].where(frame[column].notna(), recorded)
+        # runs stored before schema 5 were all trained on the training rows and tested on the test rows
+        frame["split"] = frame["split"].where(frame["split"].notna(), "test")
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
             if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))

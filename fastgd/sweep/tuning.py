@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 __all__ = ["BUDGETS", "MIN_SEEDS", "search_space", "n_trials", "sample_settings", "split_learning_rate",
-           "trials_frame", "best_so_far", "choose_settings"]
+           "trials_frame", "best_so_far", "choose_settings", "fresh_seeds"]
 
 BUDGETS = {"one-shot": 1, "small": 8, "large": 32}
 """Trials per rule under each named budget; ``one-shot`` is the rule's defaults, the others Sobol points."""
@@ -146,6 +146,13 @@ def best_so_far(trials, score="validation_loss", by=("rule",), minimize=True):
     return frame
 
 
+def fresh_seeds(n_seeds, tuning_seeds=()):
+    """The seeds a chosen setting is trained again with: the first ``n_seeds`` of 0, 1, 2, … not in
+    ``tuning_seeds``."""
+    taken = {int(seed) for seed in tuning_seeds}
+    return [seed for seed in range(n_seeds + len(taken)) if seed not in taken][:n_seeds]
+
+
 def choose_settings(trials, score="validation_loss", by=("rule",), minimize=True, n_seeds=MIN_SEEDS,
                     tuning_seeds=()):
     """Each group's best trial on the validation score, and the seeds to train it again with.
@@ -165,8 +172,7 @@ def choose_settings(trials, score="validation_loss", by=("rule",), minimize=True
         raise ValueError(f"the chosen setting is re-run with at least {MIN_SEEDS} seeds, got n_seeds={n_seeds!r}")
     if "setting" not in trials and not {"learning_rate", "hyperparameters"} <= set(trials):
         raise ValueError("the trials frame needs a 'setting' column or 'learning_rate' and 'hyperparameters'")
-    taken = {int(seed) for seed in tuning_seeds}
-    seeds = [seed for seed in range(n_seeds + len(taken)) if seed not in taken][:n_seeds]
+    seeds = fresh_seeds(n_seeds, tuning_seeds)
     ordered = trials.sort_values([*by, "trial"], kind="stable")
     ordered = ordered[np.isfinite(ordered[score].astype(float))]
     rows = []

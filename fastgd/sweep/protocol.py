@@ -1,0 +1,117 @@
+"""The tuning protocol of a sweep with a ``[tuning]`` table: tune each rule on a validation split, then run the
+chosen setting again with fresh seeds on the test split.
+
+For every data set, rule and batch size of the configuration:
+
+1. **Tuning** (``phase = "tune"``): the budget's settings
+   (:func:`fastgd.sweep.tuning.sample_settings`: scrambled Sobol points of the
+   rule's declared search space, or its defaults for ``one-shot``), each trained
+   once, with ``tuning_seed``, on the training rows less ``validation_fraction``
+   of them (:meth:`fastgd.datasets.Dataset.validation_split`) and scored on
+   those held-out rows: ``validation_loss`` and ``validation_metric``.
+2. **Final** (``phase = "final"``): the trial of lowest validation loss
+   (:func:`fastgd.sweep.tuning.choose_settings`; ties to the earlier trial)
+   trained again with ``final_seeds`` seeds other than the tuning seed, on every
+   training row, scored on the test rows (``test_metric``, ``test_loss``). The test
+   rows never choose anything.
+
+A rule none of whose trials reached a finite validation loss (every one
+diverged or failed) has nothing to choose from: its final runs take the rule's
+defaults (the one-shot setting) with ``trial`` empty, and the sweep's outcome
+says so in its ``notes``. Its comparison then shows what the defaults do
+rather than leaving a hole in every across-data-set statistic.
+
+Both phases are ordinary runs (:class:`fastgd.sweep.config.RunSpec`) that
+:func:`fastgd.sweep.runner.run_sweep` trains and stores, local processes or
+Dask alike. The final runs are built from the stored tuning results, looked up
+by run id, so a sweep interrupted in either phase resumes where it stopped.
+"""
+
+import itertools
+
+import numpy as np
+
+from fastgd import rules as rule_registry
+from fastgd.sweep import tuning
+from fastgd.sweep.config import RunSpec
+
+__all__ = ["tuning_runs", "final_runs"]
+
+
+def _plain(value):
+    """A setting's value as a RunSpec holds it: Python numbers, tuples for sequences."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
+
+
+def _spec(config, dataset, rule, batch_size, setting, seed, phase, trial):
+    learning_rate, others = tuning.split_learning_rate(setting)
+    hyperparameters = tuple(sorted((name, _plain(value)) for name, value in others.items()))
+    hidden, activation, alpha = config.model_of(dataset)
+    tune = phase == "tune"
+    return RunSpec(dataset, rule, float(learning_rate), hyperparameters, batch_size, seed, config.n_epochs, hidden,
+                   activation, alpha, config.dtype, config.targets[dataset], rule_registry.get(rule).hash,
+                   config.validation_hashes[dataset] if tune else config.data_hashes[dataset],
+                   split="validation" if tune else "test",
+                   validation_fraction=config.tuning.validation_fraction if tune else None,
+                   phase=phase, trial=trial, budget=config.tuning.budget)
+
+
+def _groups(config):
+    """(data set, rule, batch size) in the configuration's order: each is tuned and chosen on its own."""
+    return itertools.product(config.datasets, config.rules, config.batch_sizes)
+
+
+def tuning_runs(config):
+    """The tuning trials of a configuration with ``[tuning]``: one RunSpec per (data set, rule, batch size,
+    trial), on the validation split, trained with ``tuning_seed``."""
+    settings = {rule: tuning.sample_settings(rule, config.tuning.budget, config.tuning.seed) for rule in config.rules}
+    return [_spec(config, dataset, rule, batch_size, setting, config.tuning.tuning_seed, "tune", trial)
+            for dataset, rule, batch_size in _groups(config) for trial, setting in enumerate(settings[rule])]
+
+
+def final_runs(config, validation_losses):
+    """The final runs of a configuration with ``[tuning]``, and notes on what could not be chosen.
+
+    ``validation_losses``: ``{run_id: validation loss}`` of the stored tuning
+    runs (None or NaN for one that diverged or failed); every run of
+    :func:`tuning_runs` must be there (ValueError otherwise: tuning is not
+    finished). Returns ``(specs, notes)``: ``final_seeds`` RunSpecs per group
+    at its best trial's setting, and one line per group whose trials all
+    lacked a finite validation loss (those take the rule's defaults).
+    """
+    trials = tuning_runs(config)
+    missing = [spec for spec in trials if spec.run_id not in validation_losses]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(trials)} tuning runs are not stored yet (the first: "
+                         f"{missing[0].rule} on {missing[0].dataset}, trial {missing[0].trial}): the final runs "
+                         "follow from all of them")
+    import pandas as pd
+
+    groups = {key: index for index, key in enumerate(_groups(config))}
+    frame = pd.DataFrame({
+        "group": [groups[(spec.dataset, spec.rule, spec.batch_size)] for spec in trials],
+        "trial": [spec.trial for spec in trials],
+        "setting": [spec.optimizer_hyperparameters() for spec in trials],
+        "validation_loss": [np.nan if validation_losses[spec.run_id] is None else
+                            float(validation_losses[spec.run_id]) for spec in trials]})
+    chosen = tuning.choose_settings(frame, "validation_loss", by=("group",), n_seeds=config.tuning.final_seeds,
+                                    tuning_seeds=(config.tuning.tuning_seed,)).set_index("group")
+    seeds = tuning.fresh_seeds(config.tuning.final_seeds, (config.tuning.tuning_seed,))
+    specs, notes = [], []
+    for (dataset, rule, batch_size), group in groups.items():
+        if group in chosen.index:
+            setting, trial = chosen.loc[group, "setting"], int(chosen.loc[group, "trial"])
+        else:
+            setting, trial = tuning.sample_settings(rule, "one-shot")[0], None
+            notes.append(f"{rule} on {dataset} (batch size {batch_size}): no trial reached a finite validation loss; "
+                         "its final runs take the rule's defaults")
+        specs += [_spec(config, dataset, rule, batch_size, setting, seed, "final", trial) for seed in seeds]
+    return specs, notes
