@@ -48,7 +48,8 @@ from fastgd.training import Training
 __all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED",
            "LEARNING_RATES", "learning_rate", "available", "torch_available", "jax_available", "warm_up",
            "warmed_trainer", "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
-           "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer", "JaxTraining",
+           "last_level_cache_bytes", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer",
+           "JaxTrainer", "JaxTraining",
            "optax_transform", "params_and_grad", "step_callable", "users_step_implementation", "worth_timing",
            "arrays_written",
            "bytes_moved", "bytes_per_parameter", "bytes_per_step", "InPlaceStreams", "StreamTriad", "TRIAD_SIZE",
@@ -724,6 +725,23 @@ class StreamTriad:
 
 # 480 MB: beyond the 260 MiB L3 of this project's machines
 TRIAD_SIZE = 20_000_000
+
+
+def last_level_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
+    """The size of the CPU's last-level cache in bytes, as Linux's sysfs gives it (a VM sees its host's); None
+    elsewhere. A working set below it streams from the cache, not from main memory."""
+    import glob
+
+    sizes = {}
+    for directory in glob.glob(f"{root}/index*"):
+        try:
+            with open(f"{directory}/level") as level, open(f"{directory}/size") as size:
+                text = size.read().strip()
+                units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+                sizes[int(level.read())] = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+        except (OSError, ValueError):
+            continue
+    return sizes[max(sizes)] if sizes else None
 
 
 def in_place_bandwidth(size, dtype=np.float32, arrays=1, budget_seconds=0.2):

@@ -259,3 +259,15 @@ def test_baseline_trains_as_fastgd_does(implementation, hidden, restore_jax_x64)
     losses = baseline.fit(3)
     assert len(losses) == 3 and losses[0] > losses[-1]  # it trains
     np.testing.assert_allclose(losses, fastgd_losses, rtol=1e-9, atol=0)  # they agree to ~4e-16 here
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    from fastgd import baselines
+
+    for index, (level, size) in enumerate([(1, "48K"), (2, "2048K"), (3, "260M"), (2, "64K")]):
+        directory = tmp_path / f"index{index}"
+        directory.mkdir()
+        (directory / "level").write_text(f"{level}\n")
+        (directory / "size").write_text(f"{size}\n")
+    assert baselines.last_level_cache_bytes(tmp_path) == 260 * 2 ** 20
+    assert baselines.last_level_cache_bytes(tmp_path / "missing") is None

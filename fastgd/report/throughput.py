@@ -16,7 +16,8 @@ Two tables (pandas DataFrames) and the machine's limits:
   (asv's ``bench_optim.UpdateStep.track_bandwidth``);
 * ``machine``: the steps' references at the largest size (``in_place_bytes_per_second``: bytes/s
   of 1 to 4 float32 arrays updated in place from one more, keyed by that number: a step's own
-  access pattern, its traffic alone, best of repeats, all cores), STREAM's triad beside it (main
+  access pattern, its traffic alone, best of repeats, all cores), the last-level cache's size
+  (``last_level_cache_bytes``: a working set below it streams from the cache), STREAM's triad beside it (main
   memory), the GEMM peak at 2048² (``gemm_flops_<dtype>``) and at each training network's own
   matrix products (``gemm_flops_at_network_sizes``: dtype → "layer sizes/batch" → FLOP/s).
 
@@ -97,6 +98,8 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
         measure_reference(arrays)
     machine = {"in_place_bytes_per_second": {},
                "in_place_parameters": largest,
+               # whether the steps at the largest size stream from the cache or from main memory
+               "last_level_cache_bytes": baselines.last_level_cache_bytes(),
                "triad_bytes_per_second": baselines.triad_bandwidth(budget_seconds=budget_seconds),
                "gemm_flops_float64": baselines.gemm_rate("float64", budget_seconds),
                "gemm_flops_float32": baselines.gemm_rate("float32", budget_seconds),
