@@ -418,7 +418,8 @@ def synthetic_frames(epochs, n_seeds=10, twins=(), tuning=False, phase_columns=T
                             runs[-1]["seconds_to_target"] / runs[-1]["epochs_to_target"])
             for trial in range(1, TUNING_TRIALS + 1) if tuning else ():
                 row = dict(common, dataset=dataset, rule=rule, learning_rate=10.0 ** -trial, hyperparameters={},
-                           seed=100, test_metric=None, rule_hash=rule, data_hash=dataset, phase="tune", trial=trial,
+                           seed=100, test_metric=None, rule_hash=rule, data_hash=dataset, phase="tune",
+                           trial=trial - 1,  # counted from 0, as the store does
                            budget="small", split="validation", validation_loss=1.0 / trial + 0.1 * rng.random(),
                            validation_metric=0.5)
                 add(row, 1.0, 1e-4)
@@ -447,6 +448,8 @@ def test_one_rule_under_two_names_is_found_no_different(tmp_path):
     # both are significantly better than sgd on every data set, and the summary says so
     assert summary.count("adam better than sgd") == summary.count("adam_twin better than sgd") == 4
     assert "2 of 3 pairs not significantly different" not in summary and "1 of 3 pairs not significantly" in summary
+    assert summary.count("Not significantly different from adam on epochs to target: adam_twin.") == 4
+    assert "no difference over seeds can be significant" not in summary  # ten seeds can separate rules
 
 
 def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
@@ -461,6 +464,7 @@ def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
         assert f"{dataset}, epochs to target: significant: " in summary
     assert "the rules differ (Friedman p = 0.0183) over 4 data sets" in summary
     assert "adam ahead of sgd" in summary and "adam ahead of momentum" not in summary  # the CD (1.66) decides
+    assert summary.count("Every other rule is significantly behind adam.") == 4
     assert "epochs 1" not in summary and "at learning rate 0.1:" in summary
 
 
@@ -478,11 +482,11 @@ def test_the_statistics_sections_and_the_tuning_section_when_tuning_trials_exist
     assert "<th>final training loss</th><th>test metric</th><th>epochs to target</th>" in page
     assert page.count("<td>10</td></tr>") >= 12  # every data set × rule row counts its 10 seeds
     assert "AlgoPerf score, epochs to target" in page and "<td class=\"text\">adam</td><td>1.000</td>" in page
-    # tuning: best-so-far validation loss per data set and rule over the trials, non-increasing
+    # tuning: best-so-far validation loss per data set and rule after 1, 2, … trials, non-increasing
     tuning = pd.read_csv(report / "tuning.csv")
     assert len(tuning) == len(SYNTHETIC_DATASETS) * 3 * TUNING_TRIALS
     for _, group in tuning.groupby(["dataset", "rule"]):
-        assert group["best_so_far"].is_monotonic_decreasing and group["trial"].tolist() == [1, 2, 3, 4, 5, 6]
+        assert group["best_so_far"].is_monotonic_decreasing and group["trials"].tolist() == [1, 2, 3, 4, 5, 6]
     assert "<th>best validation loss</th>" in page and "Tuning budgets: not in this store" not in page
     assert f"{len(SYNTHETIC_DATASETS) * 3 * TUNING_TRIALS} of them tuning trials" in page
 
@@ -492,6 +496,9 @@ def test_without_tuning_trials_the_tuning_section_says_so(tmp_path, phase_column
     page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, n_seeds=3, phase_columns=phase_columns))
     assert 'src="tuning.png"' not in page and not (tmp_path / "report" / "tuning.csv").exists()
     assert "Tuning budgets: not in this store; a tuning sweep" in page
+    # three seeds cannot separate two rules (Mann-Whitney's smallest two-sided p is then 0.1): the summary says so
+    assert "With 3 seeds per configuration at most, no difference over seeds can be significant" in page
+    assert "adam better than sgd" not in page
     assert 'src="intervals.png"' in page and 'src="critical_difference.png"' in page
 
 

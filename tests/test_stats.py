@@ -188,6 +188,14 @@ def test_a_clear_winner_is_found_and_flagged_significant():
     assert all("0 of 3 pairs not significantly different" in line for line in stats.significance_lines(pairwise))
 
 
+def test_a_runner_up_that_missed_the_target_on_some_seeds_is_said_so_not_given_infinite_epochs():
+    epochs = {("iris", "fast"): [5.0] * 6 + [6.0] * 4, ("iris", "unsteady"): [20.0] * 7 + [math.inf] * 3}
+    verdict = stats.winners(make_runs(epochs))["verdict"].item()
+    assert verdict.startswith("iris: fast wins on epochs to target over unsteady (5.4 epochs against the target "
+                              "missed on 3 of 10 seeds, p = ")
+    assert "inf" not in verdict
+
+
 def test_one_rule_under_two_names_is_no_significant_difference():
     base = _clear_winner_runs()
     twin = base[base["rule"] == "fast"].assign(rule="fast_twin")

@@ -279,6 +279,10 @@ def split_phases(runs):
     return runs[~tune], runs[tune]
 
 
+# the fewest seeds a side with which Mann-Whitney's two-sided test can reach p < 0.05 (2 / C(8, 4) = 0.029)
+MIN_SEEDS_TO_SEPARATE = 4
+
+
 def _plural(count, word):
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -303,6 +307,20 @@ def rank_sentence(rank):
     return f"{rank.summary()}; {len(apart)} of {len(pairs)} pairs lie the critical difference apart ({shown})"
 
 
+def _alongside(pairwise, dataset, winner, shown=6):
+    """The rules the pairwise tests cannot separate from ``winner`` on ``dataset``, as a sentence ('' if none)."""
+    if pairwise is None:
+        return ""
+    pairs = pairwise[(pairwise["dataset"] == dataset) & ((pairwise["rule_a"] == winner)
+                                                         | (pairwise["rule_b"] == winner))]
+    level = pairs[~pairs["significant"]]
+    others = sorted((set(level["rule_a"]) | set(level["rule_b"])) - {winner})
+    if not others:
+        return f" Every other rule is significantly behind {winner}."
+    names = ", ".join(others[:shown]) + (f" and {len(others) - shown} more" if len(others) > shown else "")
+    return f" Not significantly different from {winner} on epochs to target: {names}."
+
+
 def summary_lines(runs, throughput):
     """The text on top: per data set the winner (:func:`fastgd.sweep.stats.winners`: epochs to target first,
     wall-clock second with its interval) and which differences are significant; the rank test across data sets;
@@ -312,10 +330,17 @@ def summary_lines(runs, throughput):
     lines = []
     best = stats.best_configuration_runs(runs)
     significance = {}
+    pairwise = None
     if best["rule"].nunique() > 1:
         pairwise = stats.pairwise_tests(runs)
         significance = dict(zip(sorted(pairwise["dataset"].unique()),
                                 stats.significance_lines(pairwise)))
+    seeds = best.groupby(["dataset", "rule"]).size()
+    if len(seeds) and seeds.max() < MIN_SEEDS_TO_SEPARATE:
+        lines.append(f"With {_plural(int(seeds.max()), 'seed')} per configuration at most, no difference over seeds "
+                     f"can be significant (the rank test needs {MIN_SEEDS_TO_SEPARATE} or more a side at α = 0.05): "
+                     "read the winners below as unconfirmed (the tuning protocol's final runs take ten seeds or "
+                     "more).")
     for row in stats.winners(runs).itertuples():
         of_dataset = best[best["dataset"] == row.dataset]
         reaching = of_dataset.groupby("rule")["epochs_to_target"].apply(lambda s: bool(s.notna().all()))
@@ -327,11 +352,12 @@ def summary_lines(runs, throughput):
             target = winner["target_loss"].iloc[0] if "target_loss" in winner else math.nan
             n_seeds = len(winner)
             lines.append(
-                f"{row.verdict}. {row.winner} at learning rate {winner['learning_rate'].iloc[0]:g}: "
+                f"{row.verdict}. {row.winner} at learning rate {winner['learning_rate'].iloc[0]:.3g}: "
                 f"{row.epochs:.3g} epoch{'' if row.epochs == 1 else 's'} and {row.seconds * 1e3:.3g} ms to the "
                 f"target loss {target:g} "
                 f"({_milliseconds(row.seconds_low, row.seconds_high)}; mean over {_plural(n_seeds, 'seed')}); "
-                f"{int(reaching.sum())} of {n_rules} rules reach it on every seed.")
+                f"{int(reaching.sum())} of {n_rules} rules reach it on every seed."
+                + _alongside(pairwise, row.dataset, row.winner))
         if row.dataset in significance:
             lines.append(f"{significance[row.dataset]} (Mann-Whitney U over seeds, Holm-corrected).")
     scores = stats.score_matrix(runs) if len(best) else None
@@ -475,21 +501,21 @@ def _algoperf_table(runs):
 
 
 def _tuning_table(tune):
-    """Per data set, budget and rule: the trials, the best validation loss and the trial that gave it."""
-    from fastgd.sweep import tuning
+    """Per data set, budget, batch size and rule: the trials, the best validation loss and after how many trials
+    it was reached."""
+    from fastgd.report.figures import tuning_progress
 
-    frame = tune.assign(budget=tune["budget"].map(lambda b: b if isinstance(b, str) and b else "–"),
-                        trial=tune["trial"].astype(int))
-    data = tuning.best_so_far(frame, score="validation_loss", by=("dataset", "budget", "rule"))
+    data = tuning_progress(tune)
     rows = []
-    for (dataset, budget, rule), group in data.groupby(["dataset", "budget", "rule"], sort=True):
+    for (dataset, budget, batch_size, rule), group in data.groupby(["dataset", "budget", "batch_size", "rule"],
+                                                                   sort=True):
         scores = group["score"].astype(float)
         finite = scores[np.isfinite(scores)]
         best = f"{finite.min():.4g}" if len(finite) else "–"
-        at = str(int(group.loc[finite.idxmin(), "trial"])) if len(finite) else "–"
-        rows.append([dataset, budget, rule, str(len(group)), best, at])
-    return {"columns": ["dataset", "budget", "rule", "trials", "best validation loss", "at trial"], "rows": rows,
-            "text": 3}
+        after = str(int(group.loc[finite.idxmin(), "trials"])) if len(finite) else "–"
+        rows.append([dataset, str(budget), str(batch_size), rule, str(len(group)), best, after])
+    return {"columns": ["dataset", "budget", "batch size", "rule", "trials", "best validation loss",
+                        "reached after (trials)"], "rows": rows, "text": 4}
 
 
 def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv_results=None,
@@ -531,7 +557,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     add(figures.draw_time_to_target(finished, out_dir))
     say("statistics: intervals, ranks, AlgoPerf scores")
     intervals = stats.intervals(finished)
-    add(figures.draw_intervals(finished, out_dir),
+    add(figures.draw_intervals(finished, out_dir, intervals),
         note="The same intervals in numbers, mean [low, high] (95%, bootstrap over seeds); times in milliseconds, "
              "over the seeds that reached the target.",
         table=_interval_table(intervals))
@@ -541,8 +567,9 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
             note=f"Friedman and Nemenyi tests on epochs to target: {rank_sentence(rank)}.")
         add(figures.draw_performance_profile(finished, out_dir),
             note="AlgoPerf's benchmark score (Dahl et al. 2023) of each rule's best configuration: its performance "
-                 "profile integrated from τ = 1 to 4 over the data sets, 1 when fastest everywhere, 0 when never "
-                 "within 4x of the fastest.",
+                 "profile integrated from τ = 1 to 4 over the data sets and divided by 3, 1 when fastest everywhere, "
+                 "0 when never within 4x of the fastest. On seconds it is the profile above; on epochs, the same "
+                 "for the deterministic measure.",
             table=_algoperf_table(finished))
     else:
         add(figures.draw_performance_profile(finished, out_dir))

@@ -14,7 +14,8 @@ from fastgd import rules as rules_registry
 
 __all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
            "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories", "draw_landscape",
-           "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning"]
+           "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
+           "tuning_progress"]
 
 # per test function: the learning rate with which each rule reaches the minimum
 # (or escapes the saddle) in the plotted number of steps, from a grid search
@@ -151,7 +152,8 @@ def draw_convergence(runs, curves, out_dir):
     fig.tight_layout()
     _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "convergence", data, "Convergence",
-                 "Training loss of each rule at its best learning rate (the fastest to the target), against epochs "
+                 "Training loss of each rule in its best configuration (fewest epochs to the target, then fewest "
+                 "seconds), against epochs "
                  "and against seconds; the band spans the seeds.",
                  "Lower is better: the line that falls furthest left reaches a low loss in the fewest epochs (left) or "
                  "seconds (right); a wide band means the seeds disagree.")
@@ -214,13 +216,13 @@ def draw_time_to_target(runs, out_dir):
     fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
     sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
                 cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
-    ax.set_title("milliseconds to the target loss (best learning rate; – not reached)")
+    ax.set_title("milliseconds to the target loss (best configuration; – not reached)")
     ax.set_xlabel("")
     ax.set_ylabel("")
     fig.tight_layout()
     return _save(fig, out_dir, "time_to_target", best, "Time to target",
-                 "Training time until the loss first falls to the data set's target, for each rule at its fastest "
-                 "learning rate, mean over seeds.",
+                 "Training time until the loss first falls to the data set's target, for each rule in its best "
+                 "configuration (fewest epochs to the target), mean over seeds.",
                  "Read a row for one rule across the data sets, a column for the rules on one set: darker is "
                  "faster, – never reached the target.")
 
@@ -246,8 +248,8 @@ def draw_performance_profile(runs, out_dir):
     fig.tight_layout()
     return _save(fig, out_dir, "performance_profile", profile, "Performance profiles",
                  "For each rule, the share of data sets on which it reaches the target within τ times the time of "
-                 "the fastest rule there; higher and further left is better. The table beside it gives AlgoPerf's score, "
-                 "this profile integrated up to τ = 4.",
+                 "the fastest rule there; higher and further left is better. The table under it gives AlgoPerf's "
+                 "score, this profile integrated up to τ = 4.",
                  "The line that climbs to 1 soonest (top left) is most often fastest or close to it; its height at "
                  "τ = 1 is the share of data sets it won outright.")
 
@@ -463,16 +465,18 @@ _INTERVAL_LABELS = {"final_loss": "final training loss", "test_metric": "test me
                     "epochs_to_target": "epochs to target"}
 
 
-def draw_intervals(runs, out_dir):
+def draw_intervals(runs, out_dir, table=None):
     """Error bars of :func:`fastgd.sweep.stats.intervals`: per data set (a row) and rule, the mean over the seeds of
     its best configuration and the 95% bootstrap interval of final training loss, test metric and epochs to
-    target (a column each)."""
+    target (a column each). ``table``: those intervals of ``runs`` where they are computed already."""
     from matplotlib.ticker import NullFormatter
 
     from fastgd.sweep import stats
 
     plt, sns = _plotting()
-    table = stats.intervals(runs, measures=INTERVAL_MEASURES)
+    if table is None:
+        table = stats.intervals(runs, measures=INTERVAL_MEASURES)
+    table = table[table["measure"].isin(INTERVAL_MEASURES)].reset_index(drop=True)
     names = sorted(table["dataset"].unique())
     rules = rules_in(table["rule"])
     colours = palette(rules)
@@ -519,35 +523,51 @@ def draw_intervals(runs, out_dir):
                  "epochs, right for the test metric.")
 
 
-def draw_tuning(tune_runs, out_dir):
-    """Best-so-far validation loss against the number of trials (:func:`fastgd.sweep.tuning.best_so_far`), one
-    panel per data set (and budget, where the store holds several), one line per rule."""
+def tuning_progress(tune_runs):
+    """:func:`fastgd.sweep.tuning.best_so_far` of the tuning trials (phase "tune"), grouped by data set, budget,
+    batch size and rule (budget "–" where none is recorded), with ``trials``: how many trials of the group have
+    been run, 1, 2, … in trial order, whether the store counts ``trial`` from 0 or from 1."""
     from fastgd.sweep import tuning
 
-    plt, sns = _plotting()
+    by = ["dataset", "budget", "batch_size", "rule"]
     frame = tune_runs.assign(budget=tune_runs["budget"].map(lambda b: b if isinstance(b, str) and b else "–"),
-                             trial=tune_runs["trial"].astype(int))
-    data = tuning.best_so_far(frame, score="validation_loss", by=("dataset", "budget", "rule"))
-    panels = sorted(data.groupby(["dataset", "budget"]).groups)
-    several_budgets = data["budget"].nunique() > 1
+                             batch_size=tune_runs["batch_size"] if "batch_size" in tune_runs else "–",
+                             trial=tune_runs["trial"].astype(float))
+    data = tuning.best_so_far(frame, score="validation_loss", by=by)
+    data["trials"] = data.groupby(by).cumcount() + 1
+    return data
+
+
+def draw_tuning(tune_runs, out_dir):
+    """Best-so-far validation loss against the number of trials (:func:`tuning_progress`), one panel per data set
+    (and budget, and batch size, where the store holds several), one line per rule."""
+    plt, sns = _plotting()
+    data = tuning_progress(tune_runs)
+    varying = [column for column in ("budget", "batch_size") if data[column].nunique() > 1]
+    panels = sorted(data[["dataset", *varying]].drop_duplicates().itertuples(index=False, name=None))
     columns = min(3, len(panels))
     rows = int(np.ceil(len(panels) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
     rules = rules_in(data["rule"])
     colours = palette(rules)
-    for ax, (dataset, budget) in zip(axes.flat, panels):
-        subset = data[(data["dataset"] == dataset) & (data["budget"] == budget)]
+    for ax, panel in zip(axes.flat, panels):
+        chosen = np.ones(len(data), dtype=bool)
+        for column, value in zip(["dataset", *varying], panel):
+            chosen &= (data[column] == value).to_numpy()
+        subset = data[chosen]
         for rule in rules:
             line = subset[subset["rule"] == rule]
             if len(line):
-                ax.step(line["trial"], line["best_so_far"], where="post", color=colours[rule], linewidth=1.3)
-                ax.scatter(line["trial"], line["score"].where(np.isfinite(line["score"].astype(float))),
+                ax.step(line["trials"], line["best_so_far"], where="post", color=colours[rule], linewidth=1.3)
+                ax.scatter(line["trials"], line["score"].astype(float).where(np.isfinite(line["score"].astype(float))),
                            color=colours[rule], s=8, alpha=0.35)
-        positive = subset["best_so_far"].astype(float)
-        if len(positive.dropna()) and (positive.dropna() > 0).all():
+        positive = subset["best_so_far"].astype(float).dropna()
+        if len(positive) and (positive > 0).all() and positive.max() > positive.min():
             ax.set_yscale("log")
-        ax.set_title(f"{dataset}" + (f" (budget {budget})" if several_budgets else ""))
-        ax.set_xlabel("trials")
+        details = ", ".join(f"{'budget' if column == 'budget' else 'batch'} {value}"
+                            for column, value in zip(varying, panel[1:]))
+        ax.set_title(panel[0] + (f" ({details})" if details else ""))
+        ax.set_xlabel("trials run")
         ax.set_ylabel("best validation loss so far")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)

@@ -559,6 +559,8 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
 
 
 def _mean_text(row, measure):
+    if row[0]:  # a runner-up that missed the target on some seed has no mean time to it
+        return f"the target missed on {int(np.sum(~np.isfinite(row[5])))} of {len(row[5])} seeds"
     if measure == "epochs_to_target":
         return f"{row[1]:.3g} epochs"
     return f"{row[2] * 1e3:.3g} ms"
