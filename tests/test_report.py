@@ -443,7 +443,8 @@ def test_one_rule_under_two_names_is_found_no_different(tmp_path):
     page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, twins=[("adam", "adam_twin")]))
     summary = summary_of(page)
     for dataset in SYNTHETIC_DATASETS:
-        assert f"<li>{dataset}: adam and adam_twin: no significant difference in seconds to target (p = 1)" in summary
+        assert (f"<li>{dataset}: adam and adam_twin: no significant difference in seconds to target "
+                "(Holm-corrected p = 1)") in summary
     assert "adam better than adam_twin" not in summary and "adam_twin better than adam" not in summary
     # both are significantly better than sgd on every data set, and the summary says so
     assert summary.count("adam better than sgd") == summary.count("adam_twin better than sgd") == 4
@@ -532,3 +533,25 @@ def test_every_figure_has_a_how_to_read_line(tmp_path, quick_report):
     assert_every_figure_has_a_how_to_read_line(page)
     out, _, _ = quick_report
     assert_every_figure_has_a_how_to_read_line((out / "index.html").read_text())
+
+
+def test_a_store_of_the_tuning_protocol_draws_its_trials_and_compares_the_final_runs_only(tmp_path):
+    import pandas as pd
+
+    pytest.importorskip("seaborn")
+    from fastgd.report.build import build_report
+
+    config = sweep.parse(dict(name="tiny-protocol", datasets=["iris"], rules=["sgd", "adam", "momentum"],
+                              batch_sizes=[32], epochs=5, targets={"iris": 0.5},
+                              tuning=dict(budget="small", final_seeds=10)))
+    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
+    runs = sweep.load_runs(tmp_path / "s.db")
+    assert set(runs["phase"]) == {"tune", "final"}
+    page = build_report(tmp_path / "out", tmp_path / "s.db").read_text()
+    tuning = pd.read_csv(tmp_path / "out" / "tuning.csv")
+    assert len(tuning) == 3 * 8 and set(tuning["trials"]) == set(range(1, 9))
+    # the intervals, the summary and the best settings are of the final runs: ten seeds, the chosen setting each
+    intervals = pd.read_csv(tmp_path / "out" / "intervals.csv")
+    assert (intervals["n_seeds"] == 10).all() and set(intervals["rule"]) == {"sgd", "adam", "momentum"}
+    assert "mean over 10 seeds" in page or "iris: no rule reached" in page
+    assert "24 of them tuning trials" in page

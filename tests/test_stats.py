@@ -188,11 +188,26 @@ def test_a_clear_winner_is_found_and_flagged_significant():
     assert all("0 of 3 pairs not significantly different" in line for line in stats.significance_lines(pairwise))
 
 
+def test_a_lead_is_tested_as_the_pairwise_tests_test_it_holm_corrected():
+    # a against b alone: Mann-Whitney p = 0.032; but b is picked as runner-up among rules alike (b_again), and
+    # over the data set's three pairs Holm's correction gives 3 x 0.032 = 0.095
+    lead, behind = [2.0] * 8 + [3.0] * 2, [3.0] * 7 + [2.0] * 3
+    assert scipy_stats.mannwhitneyu(lead, behind).pvalue == pytest.approx(0.0318, abs=1e-4)
+    runs = make_runs({("iris", "a"): lead, ("iris", "b"): behind, ("iris", "b_again"): behind})
+    table = stats.winners(runs)
+    assert table["winner"].item() == "a" and table["runner_up"].item() == "b"
+    assert table["pvalue"].item() == pytest.approx(3 * 0.0318, abs=1e-3) and not table["significant"].item()
+    assert "a and b: no significant difference in epochs to target (Holm-corrected p = 0.095)" in \
+        table["verdict"].item()
+    pairs = stats.pairwise_tests(runs)
+    assert not pairs[(pairs["rule_a"] == "a") & (pairs["rule_b"] == "b")]["significant"].item()
+
+
 def test_a_runner_up_that_missed_the_target_on_some_seeds_is_said_so_not_given_infinite_epochs():
     epochs = {("iris", "fast"): [5.0] * 6 + [6.0] * 4, ("iris", "unsteady"): [20.0] * 7 + [math.inf] * 3}
     verdict = stats.winners(make_runs(epochs))["verdict"].item()
     assert verdict.startswith("iris: fast wins on epochs to target over unsteady (5.4 epochs against the target "
-                              "missed on 3 of 10 seeds, p = ")
+                              "missed on 3 of 10 seeds, Holm-corrected p = ")
     assert "inf" not in verdict
 
 

@@ -308,7 +308,8 @@ def rank_sentence(rank):
 
 
 def _alongside(pairwise, dataset, winner, shown=6):
-    """The rules the pairwise tests cannot separate from ``winner`` on ``dataset``, as a sentence ('' if none)."""
+    """The rules the pairwise tests cannot separate from ``winner`` on ``dataset`` as a sentence ('' without
+    pairwise tests: one rule)."""
     if pairwise is None:
         return ""
     pairs = pairwise[(pairwise["dataset"] == dataset) & ((pairwise["rule_a"] == winner)
@@ -338,7 +339,7 @@ def summary_lines(runs, throughput):
     seeds = best.groupby(["dataset", "rule"]).size()
     if len(seeds) and seeds.max() < MIN_SEEDS_TO_SEPARATE:
         lines.append(f"With {_plural(int(seeds.max()), 'seed')} per configuration at most, no difference over seeds "
-                     f"can be significant (the rank test needs {MIN_SEEDS_TO_SEPARATE} or more a side at α = 0.05): "
+                     f"can be significant (Mann-Whitney U needs {MIN_SEEDS_TO_SEPARATE} or more a side at α = 0.05): "
                      "read the winners below as unconfirmed (the tuning protocol's final runs take ten seeds or "
                      "more).")
     for row in stats.winners(runs).itertuples():

@@ -509,7 +509,10 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
     then on mean seconds to the target; a rule that missed the target on
     some seed ranks after those that always reached it, by final loss. The
     lead is tested on epochs (two-sided ``test``); where the two rules'
-    epochs are the same, on seconds. Columns: dataset, winner, runner_up,
+    epochs are the same, on seconds. Its p-value is Holm-corrected over all
+    the data set's pairs, as :func:`pairwise_tests` gives it: the runner-up
+    is picked after seeing the results, and the summary's lines on which
+    pairs differ then agree with the verdict. Columns: dataset, winner, runner_up,
     epochs (winner's mean), seconds, seconds_low, seconds_high (its 95%
     bootstrap interval), decided_by, pvalue, significant, verdict (one
     line in words: the lead, or "no significant difference").
@@ -517,6 +520,16 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
     import pandas as pd
 
     best = best_configuration_runs(runs)
+    corrected = {}
+
+    def holm_pvalue(dataset, first, second, measure):
+        if measure not in corrected:
+            corrected[measure] = pairwise_tests(runs, measure, test, alpha)
+        pairs = corrected[measure]
+        pair = pairs[(pairs["dataset"] == dataset) & (((pairs["rule_a"] == first) & (pairs["rule_b"] == second))
+                                                      | ((pairs["rule_a"] == second) & (pairs["rule_b"] == first)))]
+        return float(pair["pvalue_holm"].iloc[0])
+
     records = []
     for dataset, of_dataset in best.groupby("dataset", sort=True):
         table = []
@@ -536,10 +549,9 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
                             math.nan, False, f"{dataset}: {winner[4]} is the only rule"))
             continue
         runner_up = table[1]
-        if not np.array_equal(np.sort(winner[5]), np.sort(runner_up[5])):
-            decided_by, pvalue = "epochs_to_target", compare_samples(winner[5], runner_up[5], test)
-        else:
-            decided_by, pvalue = "seconds_to_target", compare_samples(winner[6], runner_up[6], test)
+        decided_by = "epochs_to_target" if not np.array_equal(np.sort(winner[5]), np.sort(runner_up[5])) \
+            else "seconds_to_target"
+        pvalue = holm_pvalue(dataset, winner[4], runner_up[4], decided_by)
         significant = bool(pvalue < alpha)
         what = decided_by.replace("_", " ")
         if winner[0]:
@@ -548,10 +560,10 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
         elif significant:
             verdict = (f"{dataset}: {winner[4]} wins on {what} over {runner_up[4]} "
                        f"({_mean_text(winner, decided_by)} against {_mean_text(runner_up, decided_by)}, "
-                       f"p = {pvalue:.2g})")
+                       f"Holm-corrected p = {pvalue:.2g})")
         else:
             verdict = (f"{dataset}: {winner[4]} and {runner_up[4]}: no significant difference in {what} "
-                       f"(p = {pvalue:.2g})")
+                       f"(Holm-corrected p = {pvalue:.2g})")
         records.append((dataset, winner[4], runner_up[4], winner[1], interval.mean, interval.low, interval.high,
                         decided_by, pvalue, significant, verdict))
     return pd.DataFrame(records, columns=["dataset", "winner", "runner_up", "epochs", "seconds", "seconds_low",
