@@ -470,6 +470,7 @@ def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
 
 
 def test_the_statistics_sections_and_the_tuning_section_when_tuning_trials_exist(tmp_path):
+    import numpy as np
     import pandas as pd
 
     page = render(tmp_path, synthetic_frames({"adam": 5, "momentum": 15, "sgd": 30}, tuning=True))
@@ -483,6 +484,14 @@ def test_the_statistics_sections_and_the_tuning_section_when_tuning_trials_exist
     assert "<th>final training loss</th><th>test metric</th><th>epochs to target</th>" in page
     assert page.count("<td>10</td></tr>") >= 12  # every data set × rule row counts its 10 seeds
     assert "AlgoPerf score, epochs to target" in page and "<td class=\"text\">adam</td><td>1.000</td>" in page
+    # the score on seconds is the drawn profile integrated from τ = 1 to 4, over 3
+    profile = pd.read_csv(report / "performance_profile.csv")
+    table = page.split("<th>AlgoPerf score, seconds to target</th>")[1].split("</table>")[0]
+    for rule, group in profile.groupby("rule"):
+        taus = np.clip(np.append(group["tau"].to_numpy(), 4.0), 1.0, 4.0)
+        area = float(np.sum(np.diff(taus) * group["share"].to_numpy())) / 3
+        score = table.split(f'<td class="text">{rule}</td><td>')[1].split("</td><td>")[1].split("</td>")[0]
+        assert float(score) == pytest.approx(area, abs=1e-3), rule
     # tuning: best-so-far validation loss per data set and rule after 1, 2, … trials, non-increasing
     tuning = pd.read_csv(report / "tuning.csv")
     assert len(tuning) == len(SYNTHETIC_DATASETS) * 3 * TUNING_TRIALS
