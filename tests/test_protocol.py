@@ -205,3 +205,15 @@ def test_the_final_runs_wait_for_every_trial():
     losses = {spec.run_id: 1.0 for spec in tiny.runs()[1:]}
     with pytest.raises(ValueError, match="1 of 16 tuning runs are not stored yet"):
         protocol.final_runs(tiny, losses)
+
+
+def test_the_one_shot_budget_tunes_nothing_but_the_defaults():
+    one_shot = config(tuning_table={"budget": "one-shot", "final_seeds": 12, "tuning_seed": 3})
+    specs = one_shot.runs()
+    assert [(spec.rule, spec.trial, spec.seed) for spec in specs] == [("sgd", 0, 3), ("adam", 0, 3)]
+    for spec in specs:
+        defaults = optim.OPTIMIZERS[spec.rule].default_hyperparameters()
+        assert all(defaults[name] == value for name, value in spec.optimizer_hyperparameters().items())
+    final, notes = protocol.final_runs(one_shot, {spec.run_id: 1.0 for spec in specs})
+    assert notes == [] and len(final) == 24
+    assert sorted({spec.seed for spec in final}) == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]

@@ -7,8 +7,9 @@ For every data set, rule and batch size of the configuration:
    (:func:`fastgd.sweep.tuning.sample_settings`: scrambled Sobol points of the
    rule's declared search space, or its defaults for ``one-shot``), each trained
    once, with ``tuning_seed``, on the training rows less ``validation_fraction``
-   of them (:meth:`fastgd.datasets.Dataset.validation_split`) and scored on
-   those held-out rows: ``validation_loss`` and ``validation_metric``.
+   of them (:meth:`fastgd.datasets.Dataset.validation_split`, stratified, its
+   rows fixed by ``datasets.SPLIT_SEED``) and scored on those held-out rows:
+   ``validation_loss`` and ``validation_metric``.
 2. **Final** (``phase = "final"``): the trial of lowest validation loss
    (:func:`fastgd.sweep.tuning.choose_settings`; ties to the earlier trial)
    trained again with ``final_seeds`` seeds other than the tuning seed, on every
