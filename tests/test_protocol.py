@@ -5,6 +5,7 @@ import sys
 import tomllib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fastgd import optim, sweep
@@ -170,6 +171,25 @@ def test_a_tuning_sweep_run_again_from_the_command_line_does_nothing_new_and_say
     assert "tuning: 16 runs, 16 already stored, 0 new" in result.stdout
     assert "final runs: 20 runs, 20 already stored, 0 new" in result.stdout
     assert len(sweep.load_runs(store)) == before
+
+
+def _comparable(store):
+    columns = ["run_id", "phase", "trial", "split", "seed", "learning_rate", "status", "final_loss",
+               "validation_loss", "validation_metric", "test_metric", "test_loss"]
+    return sweep.load_runs(store)[columns].sort_values("run_id").reset_index(drop=True)
+
+
+def test_both_phases_run_the_same_in_worker_processes_and_on_a_dask_cluster(tuned, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    tiny, store, _ = tuned
+    expected = _comparable(store)
+    outcome = sweep.run_sweep(tiny, tmp_path / "two.db", jobs=2, progress=False, chunk_size=4)
+    assert outcome.phases == {"tune": (16, 0, 16), "final": (20, 0, 20)}
+    pd.testing.assert_frame_equal(_comparable(tmp_path / "two.db"), expected)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        sweep.run_sweep(tiny, tmp_path / "dask.db", scheduler=cluster.scheduler_address, progress=False,
+                        chunk_size=4)
+    pd.testing.assert_frame_equal(_comparable(tmp_path / "dask.db"), expected)
 
 
 def test_a_grid_sweep_stores_its_runs_as_grid_runs_of_the_test_split(tmp_path):
