@@ -60,7 +60,8 @@ def test_summary_gives_each_winner_with_its_test_and_the_speed_ups(quick_report)
     finished = runs[runs["status"] != "failed"]
     for row in stats.winners(finished).itertuples():
         assert markup.escape(row.verdict) in html
-        assert f"{row.dataset}, epochs to target: " in html  # which pairs differ over seeds, which do not
+        # which pairs differ over seeds, which do not
+        assert f"{row.dataset}, epochs to target (Mann-Whitney U over seeds, Holm-corrected): " in html
     assert "fastest to the target" not in html.split('id="convergence"')[0]  # no winner without its test
     assert "Across data sets, ranks on epochs to target: " in html
     assert "faster than the NumPy reference" in html and "faster than scikit-learn" in html
@@ -454,6 +455,8 @@ def test_one_rule_under_two_names_is_found_no_different(tmp_path):
 
 
 def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
+    import pandas as pd
+
     # tuning trials reach the target in one epoch: counted, each would be its rule's best configuration (one seed,
     # no significant lead anywhere)
     page = render(tmp_path, synthetic_frames({"adam": 5, "momentum": 15, "sgd": 30}, tuning=True))
@@ -462,10 +465,13 @@ def test_a_clear_winner_is_named_and_its_lead_is_significant(tmp_path):
         assert f"<li>{dataset}: adam wins on epochs to target over momentum (" in summary
         line = summary.split(f"<li>{dataset}: adam wins")[1].split("</li>")[0]
         assert "p = 0.000" in line and "95% interval [" in line and "mean over 10 seeds" in line
-        assert f"{dataset}, epochs to target: significant: " in summary
+        assert f"{dataset}, epochs to target (Mann-Whitney U over seeds, Holm-corrected): significant: " in summary
     assert "the rules differ (Friedman p = 0.0183) over 4 data sets" in summary
     assert "adam ahead of sgd" in summary and "adam ahead of momentum" not in summary  # the CD (1.66) decides
     assert summary.count("Every other rule is significantly behind adam.") == 4
+    pairs = pd.read_csv(tmp_path / "report" / "pairwise.csv")
+    assert len(pairs) == 3 * len(SYNTHETIC_DATASETS) and pairs["significant"].all()
+    assert '<a href="pairwise.csv">pairwise.csv</a>' in page
     assert "epochs 1" not in summary and "at learning rate 0.1:" in summary
 
 
@@ -564,3 +570,25 @@ def test_a_store_of_the_tuning_protocol_draws_its_trials_and_compares_the_final_
     assert (intervals["n_seeds"] == 10).all() and set(intervals["rule"]) == {"sgd", "adam", "momentum"}
     assert "mean over 10 seeds" in page or "iris: no rule reached" in page
     assert "24 of them tuning trials" in page
+
+
+def test_the_line_on_pairs_lists_the_few_and_counts_the_many():
+    import pandas as pd
+
+    from fastgd.report.build import pairs_line
+
+    def pairwise(significant):
+        return pd.DataFrame([dict(dataset="iris", rule_a=f"r{i}", rule_b=f"s{i}", pvalue_holm=0.01 if held else 0.5,
+                                  significant=held, better=f"r{i}" if held else None)
+                             for i, held in enumerate(significant)])
+
+    few = pairs_line(pairwise([True] * 2 + [False] * 20), "iris")
+    assert few.endswith("significant: r0 better than s0 (p = 0.01); r1 better than s1 (p = 0.01); 20 of 22 pairs not "
+                        "significantly different.")
+    most = pairs_line(pairwise([True] * 20 + [False] * 2), "iris")
+    assert most.endswith("20 of 22 pairs differ significantly; not significantly different: r20 and s20 (p = 0.5); "
+                         "r21 and s21 (p = 0.5).")
+    many = pairs_line(pairwise([True] * 20 + [False] * 20), "iris")
+    assert many.endswith("20 of 40 pairs differ significantly, 20 do not (every pair in pairwise.csv).")
+    assert pairs_line(pairwise([False] * 3), "iris").endswith("no significant difference between any of the 3 pairs "
+                                                              "of rules.")

@@ -32,7 +32,7 @@ from fastgd import optim
 
 __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
            "summary_lines", "check_reportable", "check_artefacts", "unknown_rule_notes", "describe_machine",
-           "landscape_artefact", "render_report", "split_phases", "rank_sentence"]
+           "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line"]
 
 # the names of the artefacts in the store
 MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
@@ -322,20 +322,43 @@ def _alongside(pairwise, dataset, winner, shown=6):
     return f" Not significantly different from {winner} on epochs to target: {names}."
 
 
-def summary_lines(runs, throughput):
+def pairs_line(pairwise, dataset, shown=8):
+    """One line on which pairs of rules differ on ``dataset`` (:func:`fastgd.sweep.stats.pairwise_tests`): the
+    significant pairs where there are at most ``shown``, else the others where there are at most ``shown``, else
+    the counts alone (every pair is in the report's pairwise.csv)."""
+    group = pairwise[pairwise["dataset"] == dataset]
+    held = group[group["significant"] & group["better"].notna()]
+    level = group.drop(held.index)
+    n_pairs = len(group)
+    head = f"{dataset}, epochs to target (Mann-Whitney U over seeds, Holm-corrected): "
+    if held.empty:
+        return head + f"no significant difference between any of the {n_pairs} pairs of rules."
+
+    def listed(rows, words):
+        return "; ".join(words(row) + f" (p = {row.pvalue_holm:.2g})" for row in rows.itertuples())
+
+    if len(held) <= shown:
+        return head + "significant: " + listed(held, lambda row: f"{row.better} better than "
+                                               f"{row.rule_b if row.better == row.rule_a else row.rule_a}") \
+            + f"; {len(level)} of {n_pairs} pairs not significantly different."
+    if len(level) <= shown:
+        text = listed(level, lambda row: f"{row.rule_a} and {row.rule_b}") if len(level) else "none"
+        return head + f"{len(held)} of {n_pairs} pairs differ significantly; not significantly different: {text}."
+    return head + f"{len(held)} of {n_pairs} pairs differ significantly, {len(level)} do not (every pair in " \
+                  "pairwise.csv)."
+
+
+def summary_lines(runs, throughput, pairwise=None):
     """The text on top: per data set the winner (:func:`fastgd.sweep.stats.winners`: epochs to target first,
-    wall-clock second with its interval) and which differences are significant; the rank test across data sets;
-    the measured speed-ups. ``runs``: the finished runs compared (no tuning trials)."""
+    wall-clock second with its interval) and which differences are significant (:func:`pairs_line`); the rank test
+    across data sets; the measured speed-ups. ``runs``: the finished runs compared (no tuning trials);
+    ``pairwise``: their :func:`fastgd.sweep.stats.pairwise_tests`, where computed already."""
     from fastgd.sweep import stats
 
     lines = []
     best = stats.best_configuration_runs(runs)
-    significance = {}
-    pairwise = None
-    if best["rule"].nunique() > 1:
+    if pairwise is None and best["rule"].nunique() > 1:
         pairwise = stats.pairwise_tests(runs)
-        significance = dict(zip(sorted(pairwise["dataset"].unique()),
-                                stats.significance_lines(pairwise)))
     seeds = best.groupby(["dataset", "rule"]).size()
     if len(seeds) and seeds.max() < MIN_SEEDS_TO_SEPARATE:
         lines.append(f"With {_plural(int(seeds.max()), 'seed')} per configuration at most, no difference over seeds "
@@ -359,8 +382,8 @@ def summary_lines(runs, throughput):
                 f"({_milliseconds(row.seconds_low, row.seconds_high)}; mean over {_plural(n_seeds, 'seed')}); "
                 f"{int(reaching.sum())} of {n_rules} rules reach it on every seed."
                 + _alongside(pairwise, row.dataset, row.winner))
-        if row.dataset in significance:
-            lines.append(f"{significance[row.dataset]} (Mann-Whitney U over seeds, Holm-corrected).")
+        if pairwise is not None and (pairwise["dataset"] == row.dataset).any():
+            lines.append(pairs_line(pairwise, row.dataset))
     scores = stats.score_matrix(runs) if len(best) else None
     if scores is not None and scores.shape[1] >= 2:
         lines.append(f"Across data sets, ranks on epochs to target: {rank_sentence(stats.rank_test(scores))}.")
@@ -562,7 +585,10 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
         note="The same intervals in numbers, mean [low, high] (95%, bootstrap over seeds); times in milliseconds, "
              "over the seeds that reached the target.",
         table=_interval_table(intervals))
+    pairwise = None
     if several_rules:
+        pairwise = stats.pairwise_tests(finished)
+        pairwise.to_csv(out_dir / "pairwise.csv", index=False)
         rank = stats.rank_test(stats.score_matrix(finished))
         add(rank_figure.draw_critical_difference(finished, out_dir),
             note=f"Friedman and Nemenyi tests on epochs to target: {rank_sentence(rank)}.")
@@ -644,7 +670,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        title=title, warnings=warnings, notes=notes, missing=missing, summary=summary_lines(finished, throughput),
+        title=title, warnings=warnings, notes=notes, missing=missing,
+        summary=summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
         sections=sections, best=best_table, throughput=throughput_table, checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,

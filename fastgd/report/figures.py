@@ -555,14 +555,19 @@ def draw_tuning(tune_runs, out_dir):
         for column, value in zip(["dataset", *varying], panel):
             chosen &= (data[column] == value).to_numpy()
         subset = data[chosen]
+        lines = subset["best_so_far"].astype(float).dropna()
+        # trials far worse than every best-so-far would squash the lines: drawn at a ceiling, marked ▲
+        ceiling = 3 * float(lines.max()) if len(lines) and lines.max() > 0 else np.inf
         for rule in rules:
             line = subset[subset["rule"] == rule]
             if len(line):
                 ax.step(line["trials"], line["best_so_far"], where="post", color=colours[rule], linewidth=1.3)
-                ax.scatter(line["trials"], line["score"].astype(float).where(np.isfinite(line["score"].astype(float))),
-                           color=colours[rule], s=8, alpha=0.35)
-        positive = subset["best_so_far"].astype(float).dropna()
-        if len(positive) and (positive > 0).all() and positive.max() > positive.min():
+                scores = line["score"].astype(float)
+                scores = scores.where(np.isfinite(scores))
+                ax.scatter(line["trials"], scores.where(scores <= ceiling), color=colours[rule], s=8, alpha=0.35)
+                ax.scatter(line["trials"][scores > ceiling], np.full(int((scores > ceiling).sum()), ceiling),
+                           color=colours[rule], s=14, alpha=0.5, marker="^", clip_on=False)
+        if len(lines) and (lines > 0).all() and lines.max() > lines.min():
             ax.set_yscale("log")
         details = ", ".join(f"{'budget' if column == 'budget' else 'batch'} {value}"
                             for column, value in zip(varying, panel[1:]))
@@ -575,7 +580,8 @@ def draw_tuning(tune_runs, out_dir):
     _rule_legend(fig, list(axes.flat), colours, rules)
     return _save(fig, out_dir, "tuning", data, "Tuning budgets",
                  "Each rule's quasi-random search (scrambled Sobol points of its declared search space): the lowest "
-                 "validation loss after 1, 2, … trials (the line) and each trial's own (the faint dots). Settings "
+                 "validation loss after 1, 2, … trials (the line) and each trial's own (the faint dots; ▲ at the "
+                 "top: a trial's loss above three times the panel's highest line). Settings "
                  "are chosen on the validation split, never the test set.",
                  "A line that drops early and stays flat needs little tuning; one still falling at the last trial "
                  "would gain from a larger budget; compare heights at the same number of trials.")
