@@ -75,6 +75,28 @@ def test_summary_gives_each_winner_with_its_test_and_the_speed_ups(quick_report)
     assert f"Update steps at {steps['parameters'].max():,} float32 parameters move data at" in html
 
 
+@pytest.mark.parametrize("cache, where", [(64 * 2 ** 20, "fits the 64 MiB last-level cache"),
+                                          (2 ** 20, "exceeds the 1 MiB last-level cache: main memory"),
+                                          (None, None)])
+def test_the_steps_shares_say_where_their_references_stream_from(cache, where):
+    import pandas as pd
+
+    from fastgd.report.build import _limit_lines
+
+    steps = pd.DataFrame([dict(rule="sgd", parameters=10 ** 6, implementation="fastgd", bytes_per_second=9e10,
+                               arrays_written=1),
+                          dict(rule="adam", parameters=10 ** 6, implementation="fastgd", bytes_per_second=4.5e10,
+                               arrays_written=3)])
+    machine = {"in_place_bytes_per_second": {"1": 1e11, "3": 9e10}, "in_place_parameters": 10 ** 6,
+               "last_level_cache_bytes": cache, "triad_bytes_per_second": 3e10, "gemm_flops_float64": 1.5e11,
+               "gemm_flops_at_network_sizes": {"float64": {"64-32-10/32": 6e9}}}
+    steps_line, gemm_line = _limit_lines({"steps": steps, "machine": machine, "training": pd.DataFrame()})
+    assert "at 50% (adam) to 90% (sgd) of the in-place read-modify-write bandwidth" in steps_line
+    assert "1 array 100 GB/s, 3 arrays 90 GB/s" in steps_line and "triad" in steps_line and "30 GB/s" in steps_line
+    assert (where in steps_line) if where else "last-level cache" not in steps_line
+    assert "2048² is float64 150 GFLOP/s" in gemm_line and "64-32-10/32 float64 6.0" in gemm_line
+
+
 def test_figure_data_is_what_the_figures_claim(quick_report):
     import pandas as pd
 

@@ -403,30 +403,60 @@ def summary_lines(runs, throughput, pairwise=None):
                 lines.append(f"Adam step: fastgd is {adam.loc[small, other] / adam.loc[small, 'fastgd']:.1f}x faster "
                              f"than {_label(other)} at {small:,} parameters and "
                              f"{adam.loc[large, other] / adam.loc[large, 'fastgd']:.2f}x at {large:,}.")
-        share = step_ceiling_shares(throughput)
-        if share is not None and not share.empty:
-            lines.append(f"Update steps at {steps['parameters'].max():,} float32 parameters move data at "
-                         f"{share.iloc[0]:.0%} ({share.index[0]}) to {share.iloc[-1]:.0%} ({share.index[-1]}) of "
-                         "the rate of the same traffic alone (as many arrays updated in place, over as many "
-                         "elements, in the same run).")
+        lines.extend(_limit_lines(throughput))
     return lines
 
 
 def step_ceiling_shares(throughput):
-    """Each rule's fastgd step at the largest size over its ceiling (its traffic alone), ascending; None without one.
+    """Each rule's fastgd step at the largest size over the in-place reference for as many arrays, ascending
+    (:func:`fastgd.report.throughput.ceiling_shares`); None without one."""
+    from fastgd.report.throughput import ceiling_shares
 
-    Not STREAM's triad: its larger working set streams from main memory while a
-    step's may sit in the last-level cache, and shares of it pass 100 %.
-    """
+    return ceiling_shares(throughput)
+
+
+def _limit_lines(throughput):
+    """The steps' shares of their in-place references, where those stream from, and the matrix-multiply peaks."""
+    lines = []
     steps, machine = throughput["steps"], throughput["machine"]
-    largest = steps["parameters"].max()
-    ceilings = machine.get("in_place_bytes_per_second")
-    if "arrays_written" not in steps or not ceilings or machine.get("in_place_parameters") != largest:
-        return None
-    fastgd_steps = steps[(steps["implementation"] == "fastgd") & (steps["parameters"] == largest)]
-    ceiling = fastgd_steps["arrays_written"].astype(str).map(ceilings)
-    share = (fastgd_steps["bytes_per_second"] / ceiling).set_axis(fastgd_steps["rule"])
-    return share.dropna().sort_values()
+    share = step_ceiling_shares(throughput)
+    if share is not None and not share.empty:
+        largest = int(steps["parameters"].max())
+        line = (f"Update steps at {largest:,} float32 parameters move data at {share.iloc[0]:.0%} "
+                f"({share.index[0]}) to {share.iloc[-1]:.0%} ({share.index[-1]}) of the in-place "
+                "read-modify-write bandwidth for as many arrays (the steps' own access pattern, best of repeats, "
+                "all cores, same run)")
+        references = machine.get("in_place_bytes_per_second", {})
+        cache = machine.get("last_level_cache_bytes")
+        if references and _positive_number(cache):
+            arrays = sorted(int(key) for key in references)
+            # the working set of a reference: its arrays and the vector they are updated from
+            sets = [(n + 1) * 4 * largest for n in arrays]
+            if max(sets) <= cache:
+                where = (f"every working set ({sets[0] / 1e6:.0f} to {sets[-1] / 1e6:.0f} MB) fits the "
+                         f"{cache / 2 ** 20:.0f} MiB last-level cache, so steps and references stream from the "
+                         "cache, not from main memory")
+            elif min(sets) > cache:
+                where = f"every working set exceeds the {cache / 2 ** 20:.0f} MiB last-level cache: main memory"
+            else:
+                where = (f"working sets of {sets[0] / 1e6:.0f} to {sets[-1] / 1e6:.0f} MB, about the "
+                         f"{cache / 2 ** 20:.0f} MiB last-level cache: partly from the cache")
+            line += f"; {where}"
+        rates = ", ".join(f"{int(key)} array{'s' if int(key) > 1 else ''} {value / 1e9:.0f} GB/s"
+                          for key, value in sorted(references.items(), key=lambda item: int(item[0])))
+        lines.append(f"{line}. The references: {rates}; STREAM's triad, main memory's bandwidth and not a step's "
+                     f"limit, {machine['triad_bytes_per_second'] / 1e9:.0f} GB/s.")
+    peaks = [f"{dtype} {machine[f'gemm_flops_{dtype}'] / 1e9:.0f}" for dtype in ("float64", "float32")
+             if _positive_number(machine.get(f"gemm_flops_{dtype}"))]
+    at_networks = machine.get("gemm_flops_at_network_sizes") or {}
+    if peaks:
+        line = f"Matrix products: the BLAS's peak at 2048² is {' and '.join(peaks)} GFLOP/s"
+        shown = [f"{label} {dtype} {rate / 1e9:.1f}" for dtype, networks in sorted(at_networks.items()) if isinstance(
+                 networks, dict) for label, rate in sorted(networks.items()) if _positive_number(rate)]
+        if shown:
+            line += f"; at the training networks' own products (layer sizes/batch, GFLOP/s): {', '.join(shown)}"
+        lines.append(line + ".")
+    return lines
 
 
 def _label(implementation):
