@@ -495,7 +495,7 @@ def command_compare(arguments):
         _say(f"    {line}")
     throughput = None
     if not arguments.skip_throughput:
-        _say("2/4 throughput against NumPy, scikit-learn and PyTorch")
+        _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
         throughput = measure(progress=lambda message: _say(f"    {message}"),
                              **COMPARE_THROUGHPUT[arguments.preset or "default"])
@@ -555,8 +555,8 @@ def build_parser():
     compare = commands.add_parser(
         "compare", help="the main job: sweep every rule, measure throughput, write the HTML report",
         description="Run a sweep (a preset or a TOML CONFIG) into --out/sweep.db, measure throughput against NumPy, "
-                    "scikit-learn and PyTorch, store in sweep.db what the report shows besides the runs (the "
-                    "throughput and machine limits, trajectories, a loss landscape per data set, gradient checks, "
+                    "scikit-learn, PyTorch and JAX + optax, store in sweep.db what the report shows besides the runs "
+                    "(the throughput and machine limits, trajectories, a loss landscape per data set, gradient checks, "
                     "the machine, the asv history), and write the comparison report (index.html with its figures "
                     "and data) to --out. Resumes a sweep already in --out. fastgd report --store sweep.db draws "
                     "the same report again, anywhere, from sweep.db alone.")
