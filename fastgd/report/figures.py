@@ -91,10 +91,18 @@ def rules_in(names):
     return [rule for rule in rule_order(present) if rule in present]
 
 
-def _rule_legend(fig, axes, colours, rules):
-    """One legend for the figure: in a spare panel if there is one, else right of the panels."""
+def _rule_legend(fig, axes, colours, rules, n_used=None):
+    """One legend for the figure: in a spare panel if there is one, else right of the panels.
+
+    ``n_used``: the panels drawn on, the first of ``axes``; the others are hidden first, and the
+    figure laid out.
+    """
     from matplotlib.lines import Line2D
 
+    if n_used is not None:
+        for ax in axes[n_used:]:
+            ax.set_visible(False)
+        fig.tight_layout()
     handles = [Line2D([], [], color=colours[rule], label=rule, linewidth=2) for rule in rules]
     spare = [ax for ax in axes if not ax.get_visible()]
     if spare:
@@ -192,10 +200,7 @@ def draw_learning_rate_sensitivity(runs, out_dir):
         ax.set_title(name)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final training loss (mean over seeds)")
-    for ax in list(axes.flat)[len(names):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    _rule_legend(fig, list(axes.flat), colours, rules)
+    _rule_legend(fig, list(axes.flat), colours, rules, n_used=len(names))
     return _save(fig, out_dir, "learning_rate_sensitivity", summary, "Learning-rate sensitivity",
                  "Final training loss against learning rate: too small (slow), good, too large, and diverging "
                  "(× at the top of the panel: at least one seed diverged, its loss NaN, infinite or 10⁴ times its "
@@ -574,10 +579,7 @@ def draw_tuning(tune_runs, out_dir):
         ax.set_title(panel[0] + (f" ({details})" if details else ""))
         ax.set_xlabel("trials run")
         ax.set_ylabel("best validation loss so far")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    _rule_legend(fig, list(axes.flat), colours, rules)
+    _rule_legend(fig, list(axes.flat), colours, rules, n_used=len(panels))
     return _save(fig, out_dir, "tuning", data, "Tuning budgets",
                  "Each rule's quasi-random search (scrambled Sobol points of its declared search space): the lowest "
                  "validation loss after 1, 2, … trials (the line) and each trial's own (the faint dots; ▲ at the "
