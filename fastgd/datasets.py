@@ -198,13 +198,22 @@ class Dataset:
         classification as the train/test split is; the test rows are not touched. The scaling of the whole
         training part is kept, so a learning rate tuned here means the same when the chosen setting trains on
         every training row. Its ``content_hash`` differs from this set's. Raises DatasetError where the training
-        rows are too few for the split (or a class has fewer than two of them).
+        rows are too few for the split (or a class has fewer than two of them). Made once per data set,
+        fraction and seed: every chunk of a sweep's tuning phase asks for it, and checks its hash.
         """
         where = f"the validation split of data set {self.name!r}"
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
             raise DatasetError(f"{where}: the validation fraction must be a number between 0 and 1, got "
                                f"{fraction!r}")
         settings = _check_settings(_Settings(self.name, where, self.task, fraction, seed))
+        # kept in __dict__, as cached_property keeps content_hash: the dataclass is frozen
+        splits = self.__dict__.setdefault("_validation_splits", {})
+        key = (settings.test_size, settings.split_seed)
+        if key not in splits:
+            splits[key] = self._split_training_rows(settings)
+        return splits[key]
+
+    def _split_training_rows(self, settings):
         classes = np.arange(self.n_classes) if self.task == "classification" else None
         keep, held_out = _split_indices(settings, self.task, self.y_train.shape[0], self.y_train, classes)
         keep, held_out = np.sort(keep), np.sort(held_out)

@@ -6,6 +6,7 @@ not with the ColumnTransformer the loaders use.
 """
 
 import math
+import dataclasses
 import random
 
 import numpy as np
@@ -597,7 +598,10 @@ def test_the_validation_split_is_a_seeded_stratified_part_of_the_training_rows(n
     if data.task == "classification":  # stratified: every class in proportion, to within a row
         expected = np.bincount(data.y_train) * split.X_test.shape[0] / n_train
         assert np.all(np.abs(np.bincount(split.y_test, minlength=data.n_classes) - expected) <= 1)
-    again, other = data.validation_split(0.2, seed=0), data.validation_split(0.2, seed=1)
+    # made once per data set object; made again from the same data, the same rows
+    assert data.validation_split(0.2, seed=0) is split
+    again, other = dataclasses.replace(data).validation_split(0.2, seed=0), data.validation_split(0.2, seed=1)
+    assert again is not split
     assert np.array_equal(again.X_test, split.X_test) and again.content_hash == split.content_hash
     assert not np.array_equal(other.X_test, split.X_test) and other.content_hash != split.content_hash
     assert split.content_hash != data.content_hash
