@@ -26,9 +26,8 @@ import json
 
 import numpy as np
 
-__all__ = ["summarize", "best_runs", "performance_profile", "mixed_settings", "mixed_provenance", "config_columns",
-           "CONFIG_COLUMNS",
-           "SETUP_COLUMNS"]
+__all__ = ["summarize", "best_configurations", "best_runs", "performance_profile", "mixed_settings",
+           "mixed_provenance", "config_columns", "CONFIG_COLUMNS", "SETUP_COLUMNS"]
 
 # what every rule on one data set should share for a fair comparison
 SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss"]
@@ -138,21 +137,29 @@ def summarize(runs):
     return summary.reset_index()
 
 
-def best_runs(runs):
-    """Per (data set, rule): the best configuration's summary row (see the module docstring)."""
-    summary = summarize(runs)
+def best_configurations(summary, measure="epochs_to_target"):
+    """Per (data set, rule) of a :func:`summarize` frame, the summary row of its best configuration.
+
+    Among configurations whose every seed reached the target, the lowest mean ``measure``, then the
+    lowest mean seconds to target; where none did, the lowest mean final loss (the first row where
+    no run finished). Epochs first by default: they do not move with the machine's load, so two
+    sweeps with the same results choose the same configuration.
+    """
     rows = []
     for _, group in summary.groupby(["dataset", "rule"], sort=True):
         reached = group[group["reached_share"] == 1.0]
         if len(reached):
-            # epochs first: they do not move with the machine's load, so two sweeps with the same results choose
-            # the same configuration; seconds only break ties
-            rows.append(reached.sort_values(["epochs_to_target_mean", "seconds_to_target_mean"],
-                                            kind="stable").iloc[0])
-        elif group["final_loss_mean"].notna().any():
-            rows.append(group.loc[group["final_loss_mean"].idxmin()])
+            order = reached.sort_values([f"{measure}_mean", "seconds_to_target_mean"], kind="stable")
         else:
-            rows.append(group.iloc[0])
+            order = group.sort_values("final_loss_mean", kind="stable", na_position="last")
+        rows.append(order.iloc[0])
+    return rows
+
+
+def best_runs(runs):
+    """Per (data set, rule): the best configuration's summary row (:func:`best_configurations`)."""
+    summary = summarize(runs)
+    rows = best_configurations(summary)
     frame = summary.iloc[0:0].copy() if not rows else type(summary)(rows).reset_index(drop=True)
     frame["reached"] = frame["reached_share"] == 1.0
     return frame

@@ -131,7 +131,7 @@ def best_configuration_runs(runs, measure="epochs_to_target"):
     """
     import pandas as pd
 
-    from fastgd.sweep.metrics import config_columns, summarize
+    from fastgd.sweep.metrics import best_configurations, config_columns, summarize
 
     if measure not in _TO_TARGET:
         raise ValueError(f"measure must be one of {list(_TO_TARGET)}, got {measure!r}")
@@ -140,14 +140,7 @@ def best_configuration_runs(runs, measure="epochs_to_target"):
         return runs.loc[keyed.index]
     columns = config_columns(keyed)
     summary = summarize(runs)
-    chosen = []
-    for _, group in summary.groupby(["dataset", "rule"], sort=True):
-        reached = group[group["reached_share"] == 1.0]
-        if len(reached):
-            order = reached.sort_values([f"{measure}_mean", "seconds_to_target_mean"], kind="stable")
-        else:
-            order = group.sort_values("final_loss_mean", kind="stable", na_position="last")
-        chosen.append(order.iloc[0][columns])
+    chosen = [row[columns] for row in best_configurations(summary, measure)]
     # matched on the keyed columns (hyperparameters as JSON text), returned as the runs were given
     matched = keyed.reset_index().merge(pd.DataFrame(chosen), on=columns, how="inner")
     return runs.loc[matched["index"]].reset_index(drop=True)
