@@ -123,7 +123,7 @@ def layout_array(layout, n_params):
         if not (1 <= len(shape) <= 2) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1
                                              for n in shape):
             raise ValueError(f"layout shapes must be (n,) or (rows, columns) of positive integers, got {shape!r}")
-        size = int(np.prod(shape))
+        size = int(shape[0]) * (int(shape[1]) if len(shape) == 2 else 1)  # np.prod costs 5 µs a shape
         rows.append([offset, len(shape), shape[0], shape[1] if len(shape) == 2 else 1])
         offset += size
     if offset != n_params:

@@ -113,6 +113,96 @@ def test_label_binarizer_fast_path_is_scikit_learns_fit(y):
     np.testing.assert_array_equal(ours.inverse_transform(theirs.transform(y)), y)
 
 
+@pytest.mark.parametrize("seed", [0, 7, np.int64(2 ** 32 - 1), np.uint8(3)])
+def test_reseeded_random_state_draws_as_a_new_random_state(seed):
+    """fit's integer seeds re-seed one RandomState per thread: the draws of RandomState(seed), the oracle, even
+    after the generator was used (the Gaussian draw caches a second value)."""
+    from fastgd.estimators import _random_state
+
+    _random_state(1).standard_normal()  # leaves a cached Gaussian and an advanced state behind
+    ours, theirs = _random_state(seed), np.random.RandomState(seed)
+    np.testing.assert_array_equal(ours.standard_normal(3), theirs.standard_normal(3))
+    np.testing.assert_array_equal(ours.randint(2 ** 31 - 1, size=4), theirs.randint(2 ** 31 - 1, size=4))
+    generator = np.random.RandomState(5)
+    assert _random_state(generator) is generator
+    with pytest.raises(ValueError):
+        _random_state(-1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fits_with_one_seed_agree_whatever_ran_between():
+    X, y = load_iris(return_X_y=True)
+    first = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=4).fit(X, y)
+    MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=9, early_stopping=True).fit(X, y)
+    again = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=4).fit(X, y)
+    np.testing.assert_array_equal(first.theta_, again.theta_)
+
+
+_RNG = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize("X, y", [
+    (_RNG.standard_normal((6, 3)), np.array([0, 1, 2, 0, 1, 2])),
+    (_RNG.standard_normal((5, 2)).astype(np.float32), np.array([1.5, -2.0, 0.0, 3.0, 1.0])),
+    (_RNG.standard_normal((4, 2)), np.array([[0, 1], [1, 0], [1, 1], [0, 0]], dtype=np.uint8)),
+    (_RNG.standard_normal((4, 2)), np.array([True, False, True, False])),
+    (_RNG.standard_normal((3, 1)), _RNG.standard_normal((3, 2))),
+])
+@pytest.mark.parametrize("estimator_class", [MLPClassifier, MLPRegressor])
+def test_plain_array_validation_is_scikit_learns(X, y, estimator_class):
+    """The fast path for plain NumPy input gives what scikit-learn's full validate_data, the oracle, gives: the
+    same arrays (not copies), n_features_in_, no feature names left from a data frame fitted before."""
+    from sklearn.utils.validation import validate_data
+
+    from fastgd.estimators import _plain_features, _plain_targets, _validated
+
+    assert _plain_features(X) and _plain_targets(y, X.shape[0])
+    ours, theirs = estimator_class(), estimator_class()
+    for estimator in (ours, theirs):
+        estimator.feature_names_in_ = np.array(["a"], dtype=object)
+    X_ours, y_ours = _validated(ours, X, y, reset=True)
+    X_theirs, y_theirs = validate_data(theirs, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                                       y_numeric=estimator_class is MLPRegressor, reset=True)
+    assert X_ours is X and y_ours is y
+    for mine, oracle in ((X_ours, X_theirs), (y_ours, y_theirs)):
+        assert mine.dtype == oracle.dtype
+        np.testing.assert_array_equal(mine, oracle)
+    assert ours.n_features_in_ == theirs.n_features_in_ == X.shape[1]
+    assert not hasattr(ours, "feature_names_in_") and not hasattr(theirs, "feature_names_in_")
+    assert _validated(ours, X, reset=False) is X
+    with pytest.raises(ValueError, match=f"{X.shape[1] + 1} features"):
+        _validated(ours, np.zeros((2, X.shape[1] + 1)), reset=False)
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.array([[np.nan, 1.0], [0.0, 1.0]]), np.array([0, 1]), "Input X contains NaN"),
+    (np.array([[np.inf, 1.0], [0.0, 1.0]]), np.array([0, 1]), "Input X contains infinity"),
+    (np.array([[1e308, 1e308], [0.0, 1.0]]), np.array([0, 1]), None),  # the sum overflows; every value is finite
+    (np.zeros((2, 2)), np.array([0.0, np.nan]), "Input y contains NaN"),
+    (np.zeros((3, 2)), np.array([0, 1]), "inconsistent numbers of samples"),
+    (np.zeros((0, 2)), np.array([], dtype=int), "0 sample"),
+    (np.zeros((2, 2)), None, "requires y to be passed"),
+    (np.asfortranarray(np.arange(6.0).reshape(3, 2)), np.array([0, 1, 1]), None),
+    (np.arange(6).reshape(3, 2), np.array([0, 1, 1]), None),  # integers: converted to float64
+])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_other_input_takes_scikit_learns_own_checks(X, y, message):
+    """Input the fast path does not take goes to scikit-learn's validate_data, with its messages and conversions."""
+    from sklearn.utils.validation import validate_data
+
+    from fastgd.estimators import _plain_features, _plain_targets, _validated
+
+    assert not (_plain_features(X) and y is not None and _plain_targets(y, X.shape[0]))
+    if message is not None:
+        with pytest.raises(ValueError, match=message):
+            _validated(MLPClassifier(), X, y, reset=True)
+        return
+    X_ours, _ = _validated(MLPClassifier(), X, y, reset=True)
+    X_theirs, _ = validate_data(MLPClassifier(), X, y, multi_output=True, dtype=(np.float64, np.float32), reset=True)
+    assert X_ours.dtype == X_theirs.dtype and X_ours.flags.c_contiguous == X_theirs.flags.c_contiguous
+    np.testing.assert_array_equal(X_ours, X_theirs)
+
+
 def test_continuous_targets_are_refused_as_scikit_learn_refuses_them():
     X = np.zeros((4, 2))
     with pytest.raises(ValueError, match="Unknown label type"):
