@@ -44,6 +44,7 @@ that clashes with a built-in set.
 import functools
 import hashlib
 import math
+import mmap
 import numbers
 import os
 import re
@@ -749,6 +750,46 @@ def _standardised(settings, task, X_train, X_test, y_train, y_test):
     return _finish(settings, task, scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
 
 
+def _fresh_float64(n_rows, n_columns):
+    """An uninitialised (n_rows, n_columns) float64 array, in memory the system maps in small pages.
+
+    NumPy asks for huge pages (``MADV_HUGEPAGE``) for a large array, and transparent huge pages
+    are granted on request ("madvise") on the virtual machine fastgd is benchmarked on. There the
+    first write to a fresh 800 MB array took 2 to 3 s in huge pages against 0.4 s in small ones
+    (0.2 s written by two threads), with no compaction stall counted: a free huge page is likely
+    memory the guest has handed back to its host, which the host then maps again. An anonymous
+    private map of its own is not advised into huge pages.
+    """
+    size = 8 * n_rows * n_columns
+    if size == 0 or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty((n_rows, n_columns))
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(memory, dtype=np.float64).reshape(n_rows, n_columns)
+
+
+def _standardised_columns(settings, task, columns, y, train, test):
+    """Features given as columns (n_columns, n_rows), finite: split into rows, standardised with the training
+    rows' mean and deviation (as scikit-learn's StandardScaler fitted on them, to rounding)."""
+    from fastgd import _config
+    from fastgd.kernels.tables import scatter_standardised, training_moments
+
+    n_train, n_rows = train.size, columns.shape[1]
+    destination = np.empty(n_rows, dtype=np.int64)
+    destination[train] = np.arange(n_train)
+    destination[test] = np.arange(n_train, n_rows)
+    # through the compile lock: sweep workers read a table each, maybe before the kernels are in the cache
+    mean, squares = _config.compile_for(training_moments, (columns, destination, n_train))(
+        columns, destination, n_train)
+    scale = _scale(mean, squares / n_train, n_train)
+    X_train, X_test = _fresh_float64(n_train, columns.shape[0]), _fresh_float64(test.size, columns.shape[0])
+    arguments = (columns, destination, mean, scale, X_train, X_test)
+    if not _config.compile_for(scatter_standardised, arguments)(*arguments):
+        raise DatasetError(f"{settings.where}: {_TOO_LARGE}")
+    return _finish(settings, task, X_train, X_test, y[train], y[test], finite=True)
+
+
+_TOO_LARGE = "values too large to standardise (the result is not finite)"
+
 # rows of a deviation block when the scaler takes the variance: a block, not a copy of the whole training part
 _VARIANCE_BLOCK_ROWS = 1 << 16
 
@@ -772,24 +813,34 @@ def _numpy_standard_scaler():
         def fit(self, X, y=None, sample_weight=None):
             super().fit(X.iloc[:1] if hasattr(X, "iloc") else X[:1])  # the fitted attributes, their names
             values = np.asarray(X, dtype=np.float64)
-            n_samples, eps = values.shape[0], np.finfo(np.float64).eps
+            n_samples = values.shape[0]
             self.mean_ = values.mean(axis=0)
             squares = np.zeros_like(self.mean_)
             for start in range(0, n_samples, _VARIANCE_BLOCK_ROWS):
                 deviations = values[start:start + _VARIANCE_BLOCK_ROWS] - self.mean_
                 squares += np.sum(np.multiply(deviations, deviations, out=deviations), axis=0)
             self.var_ = squares / n_samples
-            # scikit-learn's test for a constant feature (var at rounding level), whose scale is then 1
-            constant = self.var_ <= n_samples * eps * self.var_ + (n_samples * self.mean_ * eps) ** 2
-            self.scale_ = np.where(constant, 1.0, np.sqrt(self.var_))
+            self.scale_ = _scale(self.mean_, self.var_, n_samples)
             self.n_samples_seen_ = n_samples
             return self
 
     return NumpyStandardScaler
 
 
-def _finish(settings, task, X_train, X_test, y_train, y_test):
-    """The Dataset: regression targets standardised, arrays contiguous and read-only, every number finite."""
+def _scale(mean, variance, n_samples):
+    """scikit-learn's scale of a standardised feature: its deviation, or 1 where the variance is at rounding
+    level (a constant feature, left unscaled)."""
+    eps = np.finfo(np.float64).eps
+    constant = variance <= n_samples * eps * variance + (n_samples * mean * eps) ** 2
+    return np.where(constant, 1.0, np.sqrt(variance))
+
+
+def _finish(settings, task, X_train, X_test, y_train, y_test, finite=False):
+    """The Dataset: regression targets standardised, arrays contiguous and read-only, every number finite.
+
+    ``finite``: X_train and X_test are C-ordered float64 and known to be finite (the table kernel checks what
+    it writes), so they are not read again.
+    """
     n_classes = None
     if task == "classification":
         n_classes = int(max(y_train.max(), y_test.max())) + 1
@@ -803,8 +854,8 @@ def _finish(settings, task, X_train, X_test, y_train, y_test):
     arrays = [np.ascontiguousarray(X_train, dtype=np.float64), np.ascontiguousarray(X_test, dtype=np.float64),
               np.ascontiguousarray(y_train, dtype=y_dtype), np.ascontiguousarray(y_test, dtype=y_dtype)]
     for array in arrays[:2]:
-        if not np.isfinite(array).all():
-            raise DatasetError(f"{settings.where}: values too large to standardise (the result is not finite)")
+        if not finite and not np.isfinite(array).all():
+            raise DatasetError(f"{settings.where}: {_TOO_LARGE}")
     for array in arrays:
         array.flags.writeable = False
     return Dataset(settings.name, task, *arrays, n_classes=n_classes)
@@ -902,12 +953,11 @@ def _prepare_table(settings, frame, drop, categorical):
     y, train, test = _split_targets(settings, task, y_values, f"the target column {target!r}")
     if not one_hot:
         # every feature numeric: the encoder would only scale them, through a pandas row take of the
-        # frame's column blocks, its own conversion and an hstack, each a fresh copy of the table (page
-        # faults make that 1.5 to 2 s per GB here). Rows taken from one float64 view of the frame come
-        # out C-ordered, and the same scaler scales them in place: the same numbers to rounding (the
-        # mean and variance summed in another order), and half the time (dataset_loading.py).
-        values = features.to_numpy(dtype=np.float64)
-        return _standardised(settings, task, values[train], values[test], y[train], y[test])
+        # frame's column blocks, its own conversion and an hstack, each a fresh copy of the table (fresh
+        # memory costs 2 to 3 s per GB here: _fresh_float64). The frame's float64 values, transposed,
+        # are its own block of columns (a view; a copy only where columns of several dtypes are
+        # interleaved), and the table kernels write each output once from it (dataset_loading.py).
+        return _standardised_columns(settings, task, features.to_numpy(dtype=np.float64).T, y, train, test)
     encoder = ColumnTransformer(
         [("numeric", _numpy_standard_scaler()(), numeric),
          ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],

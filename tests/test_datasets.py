@@ -97,6 +97,76 @@ def test_the_standardiser_fits_what_scikit_learns_standard_scaler_fits():
     np.testing.assert_allclose(scaler.transform(X.copy()), expected.transform(X), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("layout", ["columns contiguous (a pandas block)", "rows contiguous (a NumPy array)"])
+def test_the_table_kernels_standardise_the_split_rows_as_scikit_learns_standard_scaler(layout):
+    from sklearn.preprocessing import StandardScaler
+
+    from fastgd.kernels.tables import SUM_BLOCK_ROWS, scatter_standardised, training_moments
+
+    rng = np.random.default_rng(1)
+    n_rows = 5 * SUM_BLOCK_ROWS // 2 + 3  # sums over several blocks, the last one short
+    X = np.column_stack([rng.normal(1e3, 2.0, n_rows), np.full(n_rows, 0.1), rng.integers(0, 3, n_rows),
+                         rng.normal(0.0, 1e-3, n_rows)])
+    labels = rng.integers(0, 3, n_rows)
+    train, test = train_test_split(np.arange(n_rows), test_size=0.25, random_state=0, stratify=labels)
+    columns = np.ascontiguousarray(X.T) if layout.startswith("columns") else X.T
+    destination = np.empty(n_rows, dtype=np.int64)
+    destination[train] = np.arange(train.size)
+    destination[test] = np.arange(train.size, n_rows)
+
+    mean, squares = training_moments(columns, destination, train.size)
+    expected = StandardScaler().fit(X[train])
+    # scikit-learn's mean is summed row after row: it is only as close as its own rounding error
+    np.testing.assert_allclose(mean, expected.mean_, rtol=1e-12)
+    np.testing.assert_allclose(mean, [math.fsum(column) / train.size for column in X[train].T], rtol=1e-14)
+    np.testing.assert_allclose(squares / train.size, expected.var_, rtol=1e-10, atol=1e-28)
+    scale = datasets._scale(mean, squares / train.size, train.size)
+    assert scale[1] == 1.0  # the constant column is left unscaled, as scikit-learn leaves it
+    X_train, X_test = np.full((train.size, 4), np.nan), np.full((test.size, 4), np.nan)
+    assert scatter_standardised(columns, destination, mean, scale, X_train, X_test)
+    # every row written, in the split's order
+    np.testing.assert_allclose(X_train, expected.transform(X[train]), rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(X_test, expected.transform(X[test]), rtol=1e-10, atol=1e-11)
+
+
+def test_the_scatter_says_when_a_standardised_value_overflows():
+    from fastgd.kernels.tables import scatter_standardised
+
+    columns = np.array([[1e308, -1e308, 0.0, 1.0]])
+    destination = np.array([0, 3, 1, 2])  # three training rows, one test row
+    X_train, X_test = np.empty((3, 1)), np.empty((1, 1))
+    assert not scatter_standardised(columns, destination, np.array([-1e308]), np.array([1.0]), X_train, X_test)
+    assert scatter_standardised(columns, destination, np.array([0.0]), np.array([1.0]), X_train, X_test)
+    np.testing.assert_array_equal(X_train[:, 0], [1e308, 0.0, 1.0])
+    np.testing.assert_array_equal(X_test[:, 0], [-1e308])
+
+
+def test_a_table_of_numbers_is_refused_when_a_value_is_not_finite_or_cannot_be_standardised():
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"age": rng.normal(40.0, 12.0, 40), "income": rng.normal(3e4, 1e4, 40),
+                          "label": [0, 1] * 20})
+    for value in (np.nan, np.inf, -np.inf):
+        bad = frame.copy()
+        bad.loc[9, "income"] = value
+        with pytest.raises(DatasetError, match=r"^data set 'frame': column 'income' holds NaN or infinity \(1 row, "
+                                               r"the first is row 10\)$"):
+            datasets.from_frame(bad, "label")
+    huge = frame.assign(income=np.where(np.arange(40) % 2, 1.7e308, -1.7e308))  # the mean's deviation overflows
+    with pytest.raises(DatasetError, match="^data set 'frame': values too large to standardise"):
+        datasets.from_frame(huge, "label")
+
+
+def test_a_table_of_numbers_of_several_dtypes_is_standardised_as_by_hand():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"count": rng.integers(0, 50, 200), "rate": rng.normal(0.5, 0.1, 200).astype(np.float32),
+                          "score": rng.normal(1e6, 3.0, 200), "label": rng.choice(["a", "b", "c"], 200)})
+    data = datasets.from_frame(frame, "label")
+    (X_train, X_test), y_train, y_test = prepared_by_hand(frame, "label", ["count", "rate", "score"], [])
+    np.testing.assert_allclose(data.X_train, X_train, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(data.X_test, X_test, rtol=1e-9, atol=1e-9)
+    assert data.X_train.flags.c_contiguous and not data.X_test.flags.writeable
+
+
 def test_a_category_seen_only_in_the_test_part_is_encoded_as_zeros():
     frame = table(40)
     frame["city"] = "paris"
