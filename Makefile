@@ -29,12 +29,12 @@ $(BIN)/python:
 
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test,oracles,bench,compare,jax,report,distributed,cuda,data]"
+	$(BIN)/python -m pip install --quiet -e ".[test,oracles,bench,compare,jax,report,distributed,cuda,data,mkl]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[report,compare,jax]"
+	$(BIN)/python -m pip install --quiet -e ".[report,compare,jax,mkl]"
 	touch $@
 
 demo: $(VENV)/.installed-demo

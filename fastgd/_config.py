@@ -121,9 +121,14 @@ def jit(func=None, *, parallel=False, exact=False, inline=False, cache=None, int
     return numba.njit(**options)(func)
 
 
-def cfunc(signature):
-    """``numba.cfunc(signature)`` with fastgd's flags: a C callback that compiled code can take as an argument."""
-    return numba.cfunc(signature, cache=CACHE, error_model="numpy", nogil=True, fastmath=FASTMATH)
+def cfunc(signature, *, parallel=False):
+    """``numba.cfunc(signature)`` with fastgd's flags: a C callback that compiled code can take as an argument.
+
+    ``parallel=True`` shares its ``prange`` loops out over Numba's threads. Numba's on-disk cache keys
+    a callback by its function's qualified name, closure contents and signature, not by these flags:
+    one function must not be compiled both ways.
+    """
+    return numba.cfunc(signature, cache=CACHE, error_model="numpy", nogil=True, fastmath=FASTMATH, parallel=parallel)
 
 
 def cuda_jit(func=None, *, device=False):

@@ -27,11 +27,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from fastgd import _config
+from fastgd import _config, threads
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import model_entry, train_epoch, workspace_elements
+from fastgd.kernels.train import model_blocks, model_entry, train_epoch, workspace_elements
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
@@ -202,6 +203,10 @@ class Training:
         self._batch_Y = np.empty(n_rows * Y.shape[1], dtype)
         self._last_finite = theta.copy()
         self._train_epoch = None  # the compiled epoch for these argument types
+        self._batch_rows = min(n_rows, X.shape[0])
+        self._model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
+        # asked once: a small network never starts Numba's thread pool nor loads MKL
+        self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows, numba.config.NUMBA_NUM_THREADS) > 1
 
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence.
@@ -220,7 +225,14 @@ class Training:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            arguments = (model_entry(net.dtype), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
+            n_blocks = 1
+            if self._batches_may_thread:
+                n_threads = threads.get_num_threads()
+                n_blocks = self._model_blocks.get(n_threads)
+                if n_blocks is None:
+                    n_blocks = self._model_blocks[n_threads] = model_blocks(net.layer_sizes, self._batch_rows,
+                                                                            n_threads)
+            arguments = (model_entry(net.dtype, n_blocks), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
                          net.output_code, net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux,
                          packed.counters, packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle,
                          self.seed, self.epochs_done, self._order, self._grad, self._activations, self._deltas,

@@ -113,6 +113,28 @@ def times_derivative(value, a, activation, zero, one):
 
 
 @jit(inline=True)
+def add_bias_and_activate(z, bias, kind, zero, one):
+    """One row of a layer: z ← act(z + bias), ``kind`` a hidden activation or SOFTMAX (over the row)."""
+    n_out = z.size
+    if kind == SOFTMAX:
+        # shifted by the row maximum: exp never overflows
+        largest = z[0] + bias[0]
+        for j in range(n_out):
+            z[j] += bias[j]
+            if z[j] > largest:
+                largest = z[j]
+        total = zero
+        for j in range(n_out):
+            z[j] = math.exp(z[j] - largest)
+            total += z[j]
+        for j in range(n_out):
+            z[j] /= total
+    else:
+        for j in range(n_out):
+            z[j] = activated(z[j] + bias[j], kind, zero, one)
+
+
+@jit(inline=True)
 def forward(theta, X, layer_sizes, activation, output, activations):
     """Run the network on the rows of X; return the (m, n_out) output block of ``activations``."""
     _forward(theta, X.reshape(X.size), X.shape[0], layer_sizes, activation, output, activations)
@@ -136,23 +158,8 @@ def _forward(theta, inputs, n_samples, layer_sizes, activation, output, activati
         kind = activation if layer < n_layers - 1 else output
         bias = theta[bias_offset:bias_offset + n_out]
         for i in range(n_samples):
-            z = activations[activation_offset + i * n_out:activation_offset + (i + 1) * n_out]
-            if kind == SOFTMAX:
-                # shifted by the row maximum: exp never overflows
-                largest = z[0] + bias[0]
-                for j in range(n_out):
-                    z[j] += bias[j]
-                    if z[j] > largest:
-                        largest = z[j]
-                total = zero
-                for j in range(n_out):
-                    z[j] = math.exp(z[j] - largest)
-                    total += z[j]
-                for j in range(n_out):
-                    z[j] /= total
-            else:
-                for j in range(n_out):
-                    z[j] = activated(z[j] + bias[j], kind, zero, one)
+            add_bias_and_activate(activations[activation_offset + i * n_out:activation_offset + (i + 1) * n_out],
+                                  bias, kind, zero, one)
         if layer == 0:
             inputs = activations
         inputs_offset = activation_offset

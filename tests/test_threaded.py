@@ -1,0 +1,149 @@
+"""The threaded MLP pass (fastgd.kernels.threaded) and its MKL products, against NumPy and the serial pass."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastgd import MLP, optim, reference
+from fastgd.kernels import mkl
+from fastgd.kernels import train as train_kernels
+from fastgd.kernels.mlp import workspace_size
+from fastgd.training import Training
+
+needs_mkl = pytest.mark.skipif(not mkl.available(), reason="MKL is not installed (pip install 'fastgd[mkl]')")
+
+# relative agreement of the threaded pass with the serial one: their products come from two BLAS libraries
+TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+@njit
+def _compiled_gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, beta):
+    mkl.gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, 1.5, beta)
+
+
+@njit
+def _call(model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas):
+    return model(theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas)
+
+
+def _pass(n_blocks, net, theta, X, Y):
+    """(loss, gradient, activations) of the model callback in ``n_blocks`` blocks; workspaces start as NaN."""
+    size = workspace_size(net.layer_sizes, X.shape[0])
+    grad = np.full_like(theta, np.nan)
+    activations, deltas = np.full(size, np.nan, net.dtype), np.full(size, np.nan, net.dtype)
+    loss = _call(train_kernels.model_entry(net.dtype, n_blocks), theta, X, Y, net.layer_sizes, net.activation_code,
+                 net.output_code, net.alpha, grad, activations, deltas)
+    return loss, grad, activations
+
+
+def _data(net, n_samples, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, net.n_inputs)).astype(net.dtype)
+    if net.output == "identity":
+        Y = rng.standard_normal((n_samples, net.n_outputs)).astype(net.dtype)
+    else:
+        Y = np.eye(net.n_outputs, dtype=net.dtype)[rng.integers(0, net.n_outputs, n_samples)]
+    X.flags.writeable = Y.flags.writeable = False  # as training passes them
+    return X, Y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_mkl_gemm_on_blocks_of_larger_matrices_is_numpys(dtype, transpose_a, transpose_b):
+    """The Python form (NumPy on strided views) against a plain NumPy product of copies, then the compiled
+    form (MKL) against the Python form: offsets and leading dimensions pick a block out of a larger matrix."""
+    rng = np.random.default_rng(1)
+    m, n, k, a_offset, b_offset, c_offset = 5, 4, 6, 3, 2, 7
+    lda, ldb, ldc = (m if transpose_a else k) + 3, (k if transpose_b else n) + 2, n + 1
+    A, B = rng.standard_normal(200).astype(dtype), rng.standard_normal(200).astype(dtype)
+    C = rng.standard_normal(100).astype(dtype)
+    a = A[a_offset:a_offset + lda * (k if transpose_a else m)].reshape(-1, lda)[:, :m if transpose_a else k]
+    b = B[b_offset:b_offset + ldb * (n if transpose_b else k)].reshape(-1, ldb)[:, :k if transpose_b else n]
+    c = C[c_offset:c_offset + ldc * m].reshape(m, ldc)[:, :n].copy()
+    expected_block = 1.5 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) + 0.5 * c
+    by_numpy = C.copy()
+    mkl.gemm(A, a_offset, lda, B, b_offset, ldb, by_numpy, c_offset, ldc, m, n, k, transpose_a, transpose_b, 1.5, 0.5)
+    np.testing.assert_allclose(by_numpy[c_offset:c_offset + ldc * m].reshape(m, ldc)[:, :n], expected_block,
+                               rtol=TOLERANCE[dtype])
+    outside = np.ones(C.size, bool)
+    outside[c_offset:c_offset + ldc * m].reshape(m, ldc)[:, :n] = False
+    np.testing.assert_array_equal(by_numpy[outside], C[outside])  # nothing but the block is written
+    if not mkl.available():
+        pytest.skip("MKL is not installed (pip install 'fastgd[mkl]'): the compiled form is not checked")
+    compiled = C.copy()
+    _compiled_gemm(A, a_offset, lda, B, b_offset, ldb, compiled, c_offset, ldc, m, n, k, transpose_a, transpose_b,
+                   0.5)
+    np.testing.assert_allclose(compiled, by_numpy, rtol=TOLERANCE[dtype] * 10, atol=TOLERANCE[dtype])
+
+
+@needs_mkl
+@pytest.mark.parametrize("activation, output, n_outputs", [("relu", "softmax", 7), ("tanh", "logistic", 3),
+                                                           ("logistic", "identity", 2), ("identity", "softmax", 4)])
+@pytest.mark.parametrize("dtype, n_blocks", [(np.float64, 2), (np.float64, 3), (np.float32, 2)])
+def test_the_pass_in_blocks_is_the_serial_pass(activation, output, n_outputs, dtype, n_blocks):
+    """Loss, gradient and activations of the threaded pass against the serial pass (both compiled), and the
+    gradient against the NumPy reference; 53 rows do not split evenly into 2 or 3 blocks, and a layer of
+    70 units gives the bias gradient two blocks of columns."""
+    net = MLP([9, 70, 11, n_outputs], activation, output, alpha=1e-3, dtype=dtype)
+    theta = net.init(random_state=2)
+    X, Y = _data(net, 53)
+    serial, threaded = _pass(1, net, theta, X, Y), _pass(n_blocks, net, theta, X, Y)
+    tolerance = TOLERANCE[dtype]
+    assert threaded[0] == pytest.approx(serial[0], rel=tolerance)
+    for mine, oracle in zip(threaded[1:], serial[1:]):
+        assert np.isfinite(mine).all()
+        np.testing.assert_allclose(mine, oracle, rtol=tolerance * 50, atol=tolerance * 10)
+    if dtype == np.float64:
+        _, expected = reference.mlp_loss_grad(theta, X, Y, net.layer_sizes.tolist(), activation, output, net.alpha)
+        np.testing.assert_allclose(threaded[1], expected, rtol=1e-9, atol=1e-12)
+
+
+@needs_mkl
+def test_fewer_rows_than_blocks_and_no_penalty():
+    net = MLP([3, 8, 2], "relu", "softmax", alpha=0.0)
+    theta = net.init(random_state=0)
+    X, Y = _data(net, 1)
+    serial, threaded = _pass(1, net, theta, X, Y), _pass(3, net, theta, X, Y)
+    assert threaded[0] == pytest.approx(serial[0], rel=1e-12)
+    np.testing.assert_allclose(threaded[1], serial[1], rtol=1e-12, atol=1e-15)
+
+
+@needs_mkl
+def test_training_with_the_threaded_pass_follows_the_serial_one(monkeypatch):
+    """Five Adam epochs of one network and data, the threaded pass against the serial one: the losses and the
+    parameters agree to rounding (each product's rounding differs, and so does each step's from there on)."""
+    net = MLP([12, 40, 40, 5], "relu", "softmax", alpha=1e-4)
+    X, Y = _data(net, 300, seed=4)
+    results = []
+    for n_blocks in (1, 2):
+        monkeypatch.setattr("fastgd.training.model_blocks", lambda layer_sizes, n_rows, n_threads, n=n_blocks: n)
+        training = Training(net, optim.Adam(net.init(random_state=1), lr=1e-2, layout=net.layout), X, Y, 64, seed=3)
+        history = training.run(5)
+        results.append((np.array(history.loss), training.theta.copy(), training._model_blocks))
+    (serial_losses, serial_theta, serial_blocks), (losses, theta, blocks) = results
+    assert set(serial_blocks.values()) <= {1} and set(blocks.values()) == {2}
+    np.testing.assert_allclose(losses, serial_losses, rtol=1e-10)
+    np.testing.assert_allclose(theta, serial_theta, rtol=1e-8, atol=1e-10)
+    assert losses[-1] < losses[0]  # it trains (on random labels: slowly)
+
+
+def test_when_the_pass_is_threaded(monkeypatch):
+    """One block per thread for a batch large enough, where MKL is installed; one block otherwise."""
+    big, small = [100, 256, 256, 10], [64, 32, 10]
+    monkeypatch.setattr(mkl, "available", lambda: True)
+    assert train_kernels.model_blocks(big, 64, 2) == 2
+    assert train_kernels.model_blocks(big, 64, 8) == 4  # at least 16 rows a block
+    assert train_kernels.model_blocks(big, 64, 1) == 1
+    assert train_kernels.model_blocks(small, 32, 2) == 1  # digits: 75,776 multiply-adds a batch
+    assert train_kernels.model_blocks(big, 1, 2) == 1
+    assert train_kernels.model_blocks([256, 512, 512, 10], 256, 2) == 1  # 10⁸ multiply-adds: no faster
+    assert train_kernels.model_blocks([256, 1024, 1024, 10], 1024, 2) == 1  # 1.4·10⁹: OpenBLAS is faster
+    monkeypatch.setattr(mkl, "available", lambda: False)
+    assert train_kernels.model_blocks(big, 64, 2) == 1
+
+
+def test_blocks_must_be_positive():
+    from fastgd.kernels.threaded import loss_and_gradient_in_blocks
+
+    with pytest.raises(ValueError, match="n_blocks must be at least 1"):
+        loss_and_gradient_in_blocks(0)
