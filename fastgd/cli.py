@@ -6,7 +6,7 @@
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
-    fastgd info                                             versions, CPU, Numba threading layer and cache, CUDA
+    fastgd info                                             versions, CPU, Numba threading layer and cache, MKL, CUDA
 
 ``train``, ``landscape``, ``sweep`` and ``compare`` take ``--dataset FILE
 --target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
@@ -127,9 +127,17 @@ def command_info(arguments):
         f"numba threading layer: {facts['threading_layer']}, threads: {facts['numba_threads']}",
         f"numba cache: {'on' if _config.CACHE else 'off'}, directory: {cache_dir}",
         f"fastmath: {_config.FASTMATH}, parallel threshold: {_config.PARALLEL_THRESHOLD} parameters",
+        f"mkl (the threaded training pass): {_mkl_status()}",
         f"cuda: {_cuda_status()}",
     ]
     print("\n".join(lines))
+
+
+def _mkl_status():
+    from fastgd.kernels import mkl
+
+    mkl.available()
+    return mkl.describe()
 
 
 def _llvm_host():
@@ -528,7 +536,7 @@ def build_parser():
                                      "sweeps, comparisons and reports.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    info = commands.add_parser("info", help="versions, CPU features, Numba threading layer and cache, CUDA",
+    info = commands.add_parser("info", help="versions, CPU features, Numba threading layer and cache, MKL, CUDA",
                                description="Print what fastgd runs on.")
     info.set_defaults(handler=command_info)
 

@@ -147,3 +147,14 @@ def test_blocks_must_be_positive():
 
     with pytest.raises(ValueError, match="n_blocks must be at least 1"):
         loss_and_gradient_in_blocks(0)
+
+
+def test_fastgd_info_says_whether_the_threaded_pass_can_run(capsys, monkeypatch):
+    from fastgd import cli
+
+    cli.main(["info"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mkl"))
+    assert ("Math Kernel Library" in line) == mkl.available()
+    monkeypatch.setattr(mkl, "_state", {"error": "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel)"})
+    cli.main(["info"])
+    assert 'mkl (the threaded training pass): MKL is not installed: pip install "fastgd[mkl]"' in capsys.readouterr().out
