@@ -27,7 +27,7 @@ import numba
 
 from fastgd._config import _env_int
 
-__all__ = ["get_num_threads", "set_num_threads", "limit", "describe"]
+__all__ = ["get_num_threads", "set_num_threads", "limit", "blas_limit", "describe"]
 
 
 def _check(n_threads):
@@ -71,6 +71,12 @@ def limit(n_threads):
             yield
         finally:
             numba.set_num_threads(before)
+
+
+def blas_limit(n_threads):
+    """A context manager: within it, the BLAS pools (not Numba's) use ``n_threads`` threads; afterwards, what was
+    set before. The estimators run a fit that takes the threaded pass under ``blas_limit(1)``."""
+    return _threadpoolctl().threadpool_limits(_check(n_threads), user_api="blas")
 
 
 def describe():

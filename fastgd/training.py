@@ -208,6 +208,26 @@ class Training:
         # asked once: a small network never starts Numba's thread pool nor loads MKL
         self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows, numba.config.NUMBA_NUM_THREADS) > 1
 
+    def _blocks(self):
+        """The blocks of rows of this epoch's model pass: 1 for the serial pass (kernels.train.model_blocks)."""
+        if not self._batches_may_thread:
+            return 1
+        n_threads = threads.get_num_threads()
+        n_blocks = self._model_blocks.get(n_threads)
+        if n_blocks is None:
+            n_blocks = self._model_blocks[n_threads] = model_blocks(self.net.layer_sizes, self._batch_rows, n_threads)
+        return n_blocks
+
+    @property
+    def threaded(self):
+        """Whether the next epoch takes the threaded pass (:mod:`fastgd.kernels.threaded`) at today's thread count.
+
+        Its threads should not share the cores with a BLAS pool's: OpenBLAS's workers spin on
+        a core for a while after each product, and every parallel region of the pass then
+        waits for a thread that has no core (:func:`fastgd.threads.blas_limit`).
+        """
+        return self._device_workspace is None and self._blocks() > 1
+
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence.
 
@@ -225,14 +245,7 @@ class Training:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            n_blocks = 1
-            if self._batches_may_thread:
-                n_threads = threads.get_num_threads()
-                n_blocks = self._model_blocks.get(n_threads)
-                if n_blocks is None:
-                    n_blocks = self._model_blocks[n_threads] = model_blocks(net.layer_sizes, self._batch_rows,
-                                                                            n_threads)
-            arguments = (model_entry(net.dtype, n_blocks), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
+            arguments = (model_entry(net.dtype, self._blocks()), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
                          net.output_code, net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux,
                          packed.counters, packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle,
                          self.seed, self.epochs_done, self._order, self._grad, self._activations, self._deltas,

@@ -158,3 +158,42 @@ def test_fastgd_info_says_whether_the_threaded_pass_can_run(capsys, monkeypatch)
     monkeypatch.setattr(mkl, "_state", {"error": "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel)"})
     cli.main(["info"])
     assert 'mkl (the threaded training pass): MKL is not installed: pip install "fastgd[mkl]"' in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_blocks):
+    """OpenBLAS's workers must not spin beside the pass's threads: a fit that takes the threaded pass runs under
+    threads.blas_limit(1) (and trains, with early stopping's validation products in between), another does not."""
+    import contextlib
+
+    from fastgd import MLPClassifier, threads
+
+    if n_blocks > 1 and not mkl.available():
+        pytest.skip("MKL is not installed (pip install 'fastgd[mkl]')")
+    limits = []
+
+    @contextlib.contextmanager
+    def recording_limit(n_threads):
+        limits.append(n_threads)
+        yield
+
+    monkeypatch.setattr(threads, "blas_limit", recording_limit)
+    monkeypatch.setattr("fastgd.training.model_blocks", lambda layer_sizes, n_rows, n_threads: n_blocks)
+    X = np.random.default_rng(0).standard_normal((200, 6))
+    y = (X[:, 0] > 0).astype(int)
+    classifier = MLPClassifier(hidden_layer_sizes=(16,), batch_size=32, max_iter=3, early_stopping=True,
+                               random_state=0).fit(X, y)
+    assert limits == ([1] if n_blocks > 1 else [])
+    assert len(classifier.loss_curve_) == 3 and np.isfinite(classifier.loss_curve_).all()
+
+
+def test_no_threaded_pass_on_the_workqueue_layer(monkeypatch):
+    """The workqueue layer ends the process when two threads start parallel regions at once."""
+    import numba
+
+    monkeypatch.setattr(mkl, "available", lambda: True)
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    assert train_kernels.model_blocks([100, 256, 256, 10], 64, 2) == 1
+    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
+    assert train_kernels.model_blocks([100, 256, 256, 10], 64, 2) == 2

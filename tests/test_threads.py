@@ -122,3 +122,14 @@ def test_a_bad_environment_value_is_a_one_line_setting_error(value):
     message = result.stdout.strip()
     assert "\n" not in message and message.startswith("FASTGD_NUM_THREADS must be")
     assert repr(value) in message or value in message
+
+
+def test_blas_limit_sets_blas_only_and_restores():
+    threads.set_num_threads(HIGHEST)
+    before = blas_threads()
+    with threads.blas_limit(1):
+        assert set(blas_threads()) == {1}
+        assert threads.get_num_threads() == HIGHEST
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="n_threads must be an integer"):
+        threads.blas_limit(0)

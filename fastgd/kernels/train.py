@@ -42,8 +42,8 @@ THREADED_MIN_ROWS_PER_BLOCK = 16
 
 def model_blocks(layer_sizes, n_rows, n_threads):
     """How many blocks of rows :func:`model_entry` should split a batch of ``n_rows`` into on ``n_threads``
-    threads: one per thread where MKL is installed and the batch's size is where that pays (see above),
-    at least 16 rows a block; else 1, the serial pass."""
+    threads: one per thread where MKL is installed, Numba's threading layer is not workqueue and the
+    batch's size is where that pays (see above), at least 16 rows a block; else 1, the serial pass."""
     sizes = np.asarray(layer_sizes, dtype=np.int64)
     multiply_adds = int(n_rows) * int(np.sum(sizes[:-1] * sizes[1:]))
     n_blocks = min(int(n_threads), int(n_rows) // THREADED_MIN_ROWS_PER_BLOCK)
@@ -51,7 +51,11 @@ def model_blocks(layer_sizes, n_rows, n_threads):
         return 1
     from fastgd.kernels import mkl
 
-    return n_blocks if mkl.available() else 1
+    if not mkl.available():
+        return 1
+    numba.get_num_threads()  # starts Numba's threads, so that the layer is known
+    # the workqueue layer ends the process when two threads start parallel regions at once (threaded sweeps)
+    return 1 if numba.threading_layer() == "workqueue" else n_blocks
 
 
 def model_signature(dtype):
