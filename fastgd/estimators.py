@@ -484,8 +484,8 @@ class _BaseMLP(BaseEstimator):
                 if training.history.diverged:
                     self.diverged_epoch_ = self.n_iter_ + 1
                     warnings.warn(f"Training diverged at epoch {self.diverged_epoch_}: "
-                                  f"{training.history.divergence_reason()}. The parameters are those of the epoch before; "
-                                  "lower learning_rate_init or clip gradients (clip_norm).", ConvergenceWarning,
+                                  f"{training.history.divergence_reason()}. The parameters are those of the epoch "
+                                  "before; lower learning_rate_init or clip gradients (clip_norm).", ConvergenceWarning,
                                   stacklevel=3)
                     break
                 self.n_iter_ += 1

@@ -206,7 +206,8 @@ class Training:
         self._batch_rows = min(n_rows, X.shape[0])
         self._model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
         # asked once: a small network never starts Numba's thread pool nor loads MKL
-        self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows, numba.config.NUMBA_NUM_THREADS) > 1
+        self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows,
+                                                numba.config.NUMBA_NUM_THREADS) > 1
 
     def _blocks(self):
         """The blocks of rows of this epoch's model pass: 1 for the serial pass (kernels.train.model_blocks)."""
@@ -245,11 +246,11 @@ class Training:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            arguments = (model_entry(net.dtype, self._blocks()), self.theta, self.X, self.Y, net.layer_sizes, net.activation_code,
-                         net.output_code, net.alpha, packed.function, packed.hyper, base_lr, packed.states, packed.aux,
-                         packed.counters, packed.layout, self.schedule, self.clip_norm, self.batch_size, self.shuffle,
-                         self.seed, self.epochs_done, self._order, self._grad, self._activations, self._deltas,
-                         self._batch_X, self._batch_Y)
+            arguments = (model_entry(net.dtype, self._blocks()), self.theta, self.X, self.Y, net.layer_sizes,
+                         net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, base_lr,
+                         packed.states, packed.aux, packed.counters, packed.layout, self.schedule, self.clip_norm,
+                         self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,
+                         self._activations, self._deltas, self._batch_X, self._batch_Y)
             if self._train_epoch is None:
                 # compile (or load from the cache) before the clock starts: epoch seconds are training only.
                 # Every later epoch passes the same arrays and scalars of the same types.

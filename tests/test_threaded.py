@@ -157,7 +157,8 @@ def test_fastgd_info_says_whether_the_threaded_pass_can_run(capsys, monkeypatch)
     assert ("Math Kernel Library" in line) == mkl.available()
     monkeypatch.setattr(mkl, "_state", {"error": "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel)"})
     cli.main(["info"])
-    assert 'mkl (the threaded training pass): MKL is not installed: pip install "fastgd[mkl]"' in capsys.readouterr().out
+    expected = 'mkl (the threaded training pass): MKL is not installed: pip install "fastgd[mkl]"'
+    assert expected in capsys.readouterr().out
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
