@@ -271,3 +271,18 @@ def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
         (directory / "size").write_text(f"{size}\n")
     assert baselines.last_level_cache_bytes(tmp_path) == 260 * 2 ** 20
     assert baselines.last_level_cache_bytes(tmp_path / "missing") is None
+
+
+def test_network_speed_takes_the_gemm_share_against_the_runs_highest_peak_of_its_dtype():
+    """A share against a peak measured low overstates itself: each network's share uses the dtype's highest."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("network_speed", ROOT / "benchmarks" / "scripts" / "network_speed.py")
+    network_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(network_speed)
+    networks = [dict(dtype="float32", row_peak_flops=2e11, matmul_flops=1e10, seconds={"fastgd": 0.1}),
+                dict(dtype="float32", row_peak_flops=3e11, matmul_flops=6e10, seconds={"fastgd": 0.3}),
+                dict(dtype="float64", row_peak_flops=1e11, matmul_flops=1e8, seconds={"fastgd": 0.002})]
+    network_speed.share_of_the_run_peak(networks)
+    assert [network["peak_flops"] for network in networks] == [3e11, 3e11, 1e11]
+    assert [network["gemm_share"] for network in networks] == pytest.approx([1 / 3, 2 / 3, 0.5])
