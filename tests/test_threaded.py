@@ -50,8 +50,8 @@ def _data(net, n_samples, seed=0):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_mkl_gemm_on_blocks_of_larger_matrices_is_numpys(dtype, transpose_a, transpose_b):
-    """The Python form (NumPy on strided views) against a plain NumPy product of copies, then the compiled
-    form (MKL) against the Python form: offsets and leading dimensions pick a block out of a larger matrix."""
+    """The Python form (NumPy on strided views) against a plain NumPy product of copies: offsets and leading
+    dimensions pick a block out of a larger matrix, and nothing else is written."""
     rng = np.random.default_rng(1)
     m, n, k, a_offset, b_offset, c_offset = 5, 4, 6, 3, 2, 7
     lda, ldb, ldc = (m if transpose_a else k) + 3, (k if transpose_b else n) + 2, n + 1
@@ -68,9 +68,20 @@ def test_mkl_gemm_on_blocks_of_larger_matrices_is_numpys(dtype, transpose_a, tra
     outside = np.ones(C.size, bool)
     outside[c_offset:c_offset + ldc * m].reshape(m, ldc)[:, :n] = False
     np.testing.assert_array_equal(by_numpy[outside], C[outside])  # nothing but the block is written
-    if not mkl.available():
-        pytest.skip("MKL is not installed (pip install 'fastgd[mkl]'): the compiled form is not checked")
-    compiled = C.copy()
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_mkl_gemm_compiled_is_its_python_form(dtype, transpose_a, transpose_b):
+    """The compiled form (MKL's cblas_?gemm) against the Python form, checked against NumPy above."""
+    rng = np.random.default_rng(1)
+    m, n, k, a_offset, b_offset, c_offset = 5, 4, 6, 3, 2, 7
+    lda, ldb, ldc = (m if transpose_a else k) + 3, (k if transpose_b else n) + 2, n + 1
+    A, B = rng.standard_normal(200).astype(dtype), rng.standard_normal(200).astype(dtype)
+    C = rng.standard_normal(100).astype(dtype)
+    by_numpy, compiled = C.copy(), C.copy()
+    mkl.gemm(A, a_offset, lda, B, b_offset, ldb, by_numpy, c_offset, ldc, m, n, k, transpose_a, transpose_b, 1.5, 0.5)
     _compiled_gemm(A, a_offset, lda, B, b_offset, ldb, compiled, c_offset, ldc, m, n, k, transpose_a, transpose_b,
                    0.5)
     np.testing.assert_allclose(compiled, by_numpy, rtol=TOLERANCE[dtype] * 10, atol=TOLERANCE[dtype])
@@ -162,7 +173,7 @@ def test_fastgd_info_says_whether_the_threaded_pass_can_run(capsys, monkeypatch)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("n_blocks", [1, 2])
+@pytest.mark.parametrize("n_blocks", [1, pytest.param(2, marks=needs_mkl)])
 def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_blocks):
     """OpenBLAS's workers must not spin beside the pass's threads: a fit that takes the threaded pass runs under
     threads.blas_limit(1) (and trains, with early stopping's validation products in between), another does not."""
@@ -170,8 +181,6 @@ def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_bloc
 
     from fastgd import MLPClassifier, threads
 
-    if n_blocks > 1 and not mkl.available():
-        pytest.skip("MKL is not installed (pip install 'fastgd[mkl]')")
     limits = []
 
     @contextlib.contextmanager
