@@ -146,7 +146,9 @@ class NetworkGemmShare:
     δ·Wᵀ; ``baselines.epoch_matmul_flops``) over fastgd's seconds per epoch (the whole epoch:
     shuffle, activations, loss and Adam's update included), as a share of the 2048² matrix
     product's FLOP rate through NumPy's BLAS in the network's dtype (``bench_machine.MatmulPeak``),
-    measured in the same process right after. 1.0 would be an epoch that is all matrix products
+    measured in the same process before and after the epochs, the higher of the two: the peak drifts
+    by a fifth within minutes on a shared machine, and a share against a low one overstates itself
+    (``network_speed.py`` takes the highest of its run). 1.0 would be an epoch that is all matrix products
     at the peak; small batches (digits' 32) stay far below it, and below the peak of their own
     products too (``bench_machine.NetworkMatmulPeak``: the same products alone).
     """
@@ -165,8 +167,9 @@ class NetworkGemmShare:
         self.dtype = spec.dtype
 
     def track_gemm_share(self, data_dir, network):
+        peak_before = baselines.gemm_rate(self.dtype, common.TRACK_SECONDS)
         seconds = self.trainer.seconds_per_epoch(NetworkEpoch.TRACK_SCALE * common.TRACK_SECONDS)
-        return self.flops / seconds / baselines.gemm_rate(self.dtype, common.TRACK_SECONDS)
+        return self.flops / seconds / max(peak_before, baselines.gemm_rate(self.dtype, common.TRACK_SECONDS))
 
     track_gemm_share.unit = "fraction of the GEMM peak (higher is better)"
 

@@ -52,6 +52,7 @@ a :class:`WeightDecay` hyperparameter adds ``g ← g + λθ`` before the element
 (``"coupled"``, L2) or ``θ ← θ(1 − γλ)`` (``"decoupled"``, AdamW's).
 """
 
+import functools
 import hashlib
 import inspect
 import json
@@ -476,7 +477,16 @@ class Rule:
         self.doc = inspect.cleandoc(doc) if doc else None
         self.class_name = class_name or "".join(part.capitalize() for part in str(name).split("_"))
         self._validate()
-        self.hash = self._hash()
+
+    @functools.cached_property
+    def hash(self):
+        """sha256 of everything that defines the rule's results (:meth:`_hash`).
+
+        Taken on first use: reading the sources of the built-ins' functions costs 20 ms, which
+        ``import fastgd.optim`` would pay for rules it may never use. A user's rule is hashed when
+        it is registered (:func:`fastgd.rules.register`), from the sources its compiled code comes from.
+        """
+        return self._hash()
 
     def __repr__(self):
         return f"<Rule {self.name!r} {self.hash[:12]}>"
