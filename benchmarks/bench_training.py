@@ -201,3 +201,28 @@ class FitMemory:
 
     def peakmem_fit(self, data_dir, implementation, dtype):
         baselines.TRAINERS[implementation](self.data, "adam", HIDDEN, 256, dtype).epoch()
+
+
+class FitFixedCost:
+    """The share of a 20-epoch ``MLPClassifier.fit`` on digits that is not its epochs (``common.fit_fixed_cost``):
+    checking the input, reading the labels, building the network, the optimizer and the trainer.
+
+    ``track_fixed_share`` is the fit less 20 epochs of a ``Training`` alone, over the fit;
+    ``track_beyond_compiled_share`` the fit less its compiled epochs' own seconds, over the fit
+    (stricter: each epoch's Python around the compiled call counts too).
+    """
+
+    timeout = 120
+
+    def setup(self):
+        self.costs = common.fit_fixed_cost()
+
+    def track_fixed_share(self):
+        return self.costs["fixed"] / self.costs["fit"]
+
+    track_fixed_share.unit = "fraction of the fit (lower is better)"
+
+    def track_beyond_compiled_share(self):
+        return self.costs["beyond_compiled"] / self.costs["fit"]
+
+    track_beyond_compiled_share.unit = "fraction of the fit (lower is better)"

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 # Imported once, here, by asv's fork server, rather than by each of the thousands of benchmark
@@ -117,6 +118,53 @@ def start_seconds(workload, cache_dir):
     """Seconds a fresh Python process takes for ``START_WORKLOADS[workload]``, imports included, with ``cache_dir`` as Numba's cache."""
     code = f"import time\nstart = time.perf_counter()\n{START_WORKLOADS[workload]}print(time.perf_counter() - start)\n"
     return float(_fresh_python(["-c", code], cache_dir))
+
+
+# --- a fit's fixed cost: what a whole fit costs beyond its epochs --------------------------------
+
+FIT_EPOCHS = 20
+
+
+def fit_fixed_cost(n_pairs=15, n_epochs=FIT_EPOCHS):
+    """What a ``n_epochs``-epoch ``MLPClassifier.fit`` on digits (32 ReLU units, batches of 32, Adam) costs
+    beyond its epochs, in seconds, medians over ``n_pairs`` alternated measurements:
+
+    ``fit``, the whole fit; ``fixed``, the fit less ``n_epochs`` epochs of the same network, rule and
+    data trained by a ``Training`` alone, measured right after it (each pair's difference, then their
+    median: the medians of two series that drift apart by a few per cent would differ by more than
+    the cost measured); ``beyond_compiled``, the fit less the seconds its compiled epochs took
+    themselves (``history_.seconds``), which also counts each epoch's Python around them.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastgd import MLP, MLPClassifier, Training
+
+    data = datasets.load("digits")
+    settings = dict(hidden_layer_sizes=(32,), batch_size=32, max_iter=n_epochs, tol=0.0,
+                    n_iter_no_change=n_epochs + 1, random_state=baselines.SEED)
+    net = MLP([data.n_features, 32, data.n_outputs], "relu", "softmax", alpha=1e-4, dtype=np.float64)
+    fits, fixed, beyond_compiled = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is reached on purpose
+        with numba_cache_lock():
+            MLPClassifier(**settings).fit(data.X_train, data.y_train)  # compile or load outside the timing
+        for _ in range(n_pairs + 1):  # the first pair warms up
+            start = time.perf_counter()
+            fitted = MLPClassifier(**settings).fit(data.X_train, data.y_train)
+            fit_seconds = time.perf_counter() - start
+            training = Training(net, optim.Adam(net.init(baselines.SEED), lr=1e-3), data.X_train, data.Y_train, 32,
+                                seed=baselines.SEED)
+            start = time.perf_counter()
+            for _ in range(n_epochs):
+                training.epoch()
+            epochs_seconds = time.perf_counter() - start
+            fits.append(fit_seconds)
+            fixed.append(fit_seconds - epochs_seconds)
+            beyond_compiled.append(fit_seconds - fitted.history_.seconds[-1])
+    return {name: float(np.median(values[1:])) for name, values in
+            (("fit", fits), ("fixed", fixed), ("beyond_compiled", beyond_compiled))}
 
 
 # --- compilation per fit: what each new rule and dtype costs ------------------------------------

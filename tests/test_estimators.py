@@ -113,6 +113,49 @@ def test_label_binarizer_fast_path_is_scikit_learns_fit(y):
     np.testing.assert_array_equal(ours.inverse_transform(theirs.transform(y)), y)
 
 
+@pytest.mark.parametrize("y", [np.array([3, 7, 7, 3], dtype=np.uint8), np.array([2, -5, 1, 2, -5], dtype=np.int8),
+                               np.array([5, 5, 5]), np.array([0, 10 ** 12, 7, 10 ** 12]),  # too wide: sorted
+                               np.array([-(2 ** 62), 2 ** 62, 0]), np.arange(100) % 17,
+                               np.array([2 ** 64 - 1, 0, 2 ** 64 - 1], dtype=np.uint64),
+                               np.array([2 ** 64 - 1, 2 ** 64 - 2], dtype=np.uint64),
+                               np.array([-(2 ** 63), 1 - 2 ** 63, -(2 ** 63)]), np.array([-128, 127], dtype=np.int8),
+                               np.array([4, 1], dtype=np.uint16)])
+def test_integer_labels_are_read_as_numpy_unique_reads_them(y):
+    """Counting labels (the short-span path) and sorting them (the wide one) against np.unique, the oracle."""
+    from fastgd.estimators import _integer_classes
+
+    classes, positions = _integer_classes(y)
+    expected_classes, expected_positions = np.unique(y, return_inverse=True)
+    assert classes.dtype == expected_classes.dtype
+    np.testing.assert_array_equal(classes, expected_classes)
+    np.testing.assert_array_equal(positions, expected_positions)
+
+
+def test_plain_arrays_after_a_fit_on_named_features_are_checked_as_scikit_learn_checks_them():
+    """After a fit on a data frame, a NumPy matrix gets scikit-learn's warning, and a wrong width its error."""
+    pandas = pytest.importorskip("pandas")
+    from sklearn.utils.validation import validate_data
+
+    from fastgd.estimators import _validated
+
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    ours, theirs = MLPClassifier(), MLPClassifier()
+    frame = pandas.DataFrame(X, columns=["a", "b", "c"])
+    _validated(ours, frame, reset=True)
+    validate_data(theirs, frame, reset=True)
+    np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    with pytest.warns(UserWarning) as warned_ours:
+        assert _validated(ours, X, reset=False) is X
+    with pytest.warns(UserWarning) as warned_theirs:
+        validate_data(theirs, X, reset=False)
+    assert [str(w.message) for w in warned_ours] == [str(w.message) for w in warned_theirs]
+    assert "does not have valid feature names" in str(warned_ours[0].message)
+    plain = MLPClassifier()
+    _validated(plain, X, reset=True)
+    with pytest.raises(ValueError, match="X has 2 features, but MLPClassifier is expecting 3 features"):
+        _validated(plain, X[:, :2], reset=False)
+
+
 @pytest.mark.parametrize("seed", [0, 7, np.int64(2 ** 32 - 1), np.uint8(3)])
 def test_reseeded_random_state_draws_as_a_new_random_state(seed):
     """fit's integer seeds re-seed one RandomState per thread: the draws of RandomState(seed), the oracle, even

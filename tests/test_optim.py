@@ -360,6 +360,24 @@ def test_hyperparameters_that_decide_the_state_cannot_change(name, key, value):
         optimizer.step(np.ones(4))
 
 
+@pytest.mark.parametrize("name", ["adam", "sgd", "lion"])
+def test_hyperparameters_by_keyword_and_by_position_are_bound_alike(name):
+    """Keywords alone skip the signature's binding; positions, mixtures and mistakes go through it."""
+    cls = optim.OPTIMIZERS[name]
+    defaults = cls.default_hyperparameters()
+    values = {key: (value * 0.5 if isinstance(value, float) and not isinstance(value, bool) else value)
+              for key, value in defaults.items()}
+    by_keyword = cls(np.zeros(3), **values)
+    by_position = cls(np.zeros(3), *values.values())
+    assert by_keyword.param_groups[0] == by_position.param_groups[0] == values
+    with pytest.raises(TypeError, match=re.escape(f"{cls.__name__}: got an unexpected keyword argument 'bogus'")):
+        cls(np.zeros(3), bogus=1.0)
+    with pytest.raises(TypeError, match=re.escape(f"{cls.__name__}: multiple values for argument 'lr'")):
+        cls(np.zeros(3), 0.1, lr=0.2)
+    with pytest.raises(TypeError, match=re.escape(f"{cls.__name__}: too many positional arguments")):
+        cls(np.zeros(3), *values.values(), 1.0)
+
+
 def test_unknown_hyperparameter_added_later_is_refused():
     optimizer = optim.Adam(np.ones(4))
     optimizer.hyperparameters["momentum"] = 0.9

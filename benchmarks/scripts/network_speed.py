@@ -23,8 +23,8 @@ over fastgd's seconds per epoch, against the highest of the run's peaks of that 
 network's median peak over its rounds; they drift, and a share against a low one overstates
 itself).
 
-Then the fixed cost of a whole ``MLPClassifier.fit`` on digits (20 epochs, against 20 of its
-epochs run alone), and the warm start: ``import fastgd`` and a first ``opt.step`` against
+Then the fixed cost of a whole ``MLPClassifier.fit`` on digits (``common.fit_fixed_cost``: 20
+epochs, against 20 of its epochs run alone), and the warm start: ``import fastgd`` and a first ``opt.step`` against
 ``import numba`` alone and against the first call of a trivial cached ``@njit`` function (what
 any Numba program pays: Numba loads its registries and SciPy's BLAS then), and a first fit
 beyond its imports, in fresh processes with the cache filled.
@@ -43,12 +43,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
-from fastgd import MLP, MLPClassifier, baselines, datasets, optim, threads  # noqa: E402
-from fastgd.training import Training  # noqa: E402
+from fastgd import baselines, threads  # noqa: E402
 
 IMPLEMENTATIONS = ("fastgd", "sklearn", "torch", "jax")
 NETWORKS = list(common.NETWORKS)  # labels "layer sizes/batch size", the table asv's NetworkEpoch runs too
-FIT_EPOCHS = 20
 
 
 def block_seconds(trainer, implementation, n_epochs):
@@ -153,28 +151,6 @@ def numba_floor_seconds(cache_dir):
     return float(common._fresh_python([path], cache_dir))  # as the workloads it is held against run
 
 
-def fit_fixed_cost(n_repeats=7):
-    """(median seconds of a 20-epoch ``MLPClassifier.fit`` on digits, median seconds of 20 epochs of the same
-    network, rule and data trained by a ``Training`` alone), alternated."""
-    data = datasets.load("digits")
-    settings = dict(hidden_layer_sizes=(32,), batch_size=32, max_iter=FIT_EPOCHS, tol=0.0,
-                    n_iter_no_change=FIT_EPOCHS + 1, random_state=baselines.SEED)
-    MLPClassifier(**settings).fit(data.X_train, data.y_train)  # compile or load outside the timing
-    net = MLP([data.n_features, 32, data.n_outputs], "relu", "softmax", alpha=1e-4, dtype=np.float64)
-    fits, epochs = [], []
-    for _ in range(n_repeats):
-        start = time.perf_counter()
-        MLPClassifier(**settings).fit(data.X_train, data.y_train)
-        fits.append(time.perf_counter() - start)
-        training = Training(net, optim.Adam(net.init(baselines.SEED), lr=1e-3), data.X_train, data.Y_train, 32,
-                            seed=baselines.SEED)
-        start = time.perf_counter()
-        for _ in range(FIT_EPOCHS):
-            training.epoch()
-        epochs.append(time.perf_counter() - start)
-    return float(np.median(fits)), float(np.median(epochs))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -197,7 +173,7 @@ def main():
             results["networks"].append(measure_network(NETWORKS[index], arguments.rounds, arguments.block, data_dir))
             print(f"{NETWORKS[index]}: done", file=sys.stderr)
     share_of_the_run_peak(results["networks"])
-    results["fit_seconds"], results["fit_epochs_seconds"] = fit_fixed_cost()
+    results["fit_fixed_cost"] = common.fit_fixed_cost()
     with tempfile.TemporaryDirectory() as cache_dir:
         common.start_seconds("adam_step", cache_dir)  # fills the cache
         results["import_numba_seconds"] = float(np.median([common.start_seconds("import_numba", cache_dir)
@@ -238,9 +214,12 @@ def report(results):
                  f"{_times(network['spread'][name][1])})" if name in network["seconds"] else "n/a"
                  for name in IMPLEMENTATIONS]
         lines.append(f"| {network['label']} | {' | '.join(cells)} |")
-    fixed = results["fit_seconds"] - results["fit_epochs_seconds"]
-    lines += ["", f"A {FIT_EPOCHS}-epoch `MLPClassifier.fit` on digits: {_times(results['fit_seconds'])}, of which "
-              f"{_times(fixed)} ({fixed / results['fit_seconds']:.1%}) is not its epochs.", "",
+    costs = results["fit_fixed_cost"]
+    lines += ["", f"A {common.FIT_EPOCHS}-epoch `MLPClassifier.fit` on digits: {_times(costs['fit'])}, of which "
+              f"{_times(costs['fixed'])} ({costs['fixed'] / costs['fit']:.1%}) is not its epochs, against "
+              f"{common.FIT_EPOCHS} epochs of a `Training` alone, and "
+              f"{_times(costs['beyond_compiled'])} ({costs['beyond_compiled'] / costs['fit']:.1%}) is not its "
+              "compiled epochs' own time (medians over alternated pairs).", "",
               f"Warm start (fresh processes, cache filled, medians of 3): `import numba` "
               f"{results['import_numba_seconds']:.2f} s; `import numba` and the first call of a trivial cached "
               f"`@njit` function {results['numba_floor_seconds']:.2f} s; `import fastgd` and a first `opt.step` "
