@@ -435,7 +435,8 @@ def available(implementation):
 
 
 def warm_up(implementation, data, rule, hidden, batch_size, dtype):
-    """One epoch of ``implementation`` on the first rows of the same arrays, to be run before any timing.
+    """One epoch of ``implementation`` on the first rows of the same arrays (at least a batch), to be run before any
+    timing.
 
     It compiles (or loads) every Numba kernel an epoch calls, for exactly these array types
     (a slice has the dtype, layout and flags of the whole), and pays torch's and
@@ -444,7 +445,8 @@ def warm_up(implementation, data, rule, hidden, batch_size, dtype):
     """
     if TRAINERS[implementation].COMPILED_WHEN_BUILT:
         return
-    rows = min(WARM_UP_ROWS, data.X_train.shape[0])
+    # at least one whole batch: fastgd picks its model's pass by the batch's size (kernels.train.model_blocks)
+    rows = min(max(WARM_UP_ROWS, batch_size), data.X_train.shape[0])
     TRAINERS[implementation](head(data, rows), rule, hidden, min(batch_size, rows), dtype).epoch()
 
 

@@ -74,9 +74,21 @@ def limit(n_threads):
 
 
 def blas_limit(n_threads):
-    """A context manager: within it, the BLAS pools (not Numba's) use ``n_threads`` threads; afterwards, what was
-    set before. The estimators run a fit that takes the threaded pass under ``blas_limit(1)``."""
-    return _threadpoolctl().threadpool_limits(_check(n_threads), user_api="blas")
+    """A context manager: within it, the BLAS pools that are not Numba's use ``n_threads`` threads; afterwards, what
+    was set before. The estimators run a fit that takes a threaded pass under ``blas_limit(1)``.
+
+    MKL, where fastgd loaded it onto Numba's own OpenMP threads (:mod:`fastgd.kernels.mkl`), keeps
+    its count: its threads are the pass's, and the pass with the whole batch's products on MKL needs them.
+    """
+    from fastgd.kernels import mkl
+
+    n_threads = _check(n_threads)
+    threadpoolctl = _threadpoolctl()
+    if not mkl.shares_numbas_threads():
+        return threadpoolctl.threadpool_limits(n_threads, user_api="blas")
+    others = {pool["prefix"]: n_threads for pool in threadpoolctl.threadpool_info()
+              if pool["user_api"] == "blas" and pool["internal_api"] != "mkl"}
+    return threadpoolctl.threadpool_limits(limits=others)
 
 
 def describe():

@@ -207,10 +207,10 @@ class Training:
         self._model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
         # asked once: a small network never starts Numba's thread pool nor loads MKL
         self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows,
-                                                numba.config.NUMBA_NUM_THREADS) > 1
+                                                numba.config.NUMBA_NUM_THREADS) != 1
 
     def _blocks(self):
-        """The blocks of rows of this epoch's model pass: 1 for the serial pass (kernels.train.model_blocks)."""
+        """This epoch's model pass: 1 for the serial pass, else a threaded one (kernels.train.model_blocks)."""
         if not self._batches_may_thread:
             return 1
         n_threads = threads.get_num_threads()
@@ -227,7 +227,7 @@ class Training:
         a core for a while after each product, and every parallel region of the pass then
         waits for a thread that has no core (:func:`fastgd.threads.blas_limit`).
         """
-        return self._device_workspace is None and self._blocks() > 1
+        return self._device_workspace is None and self._blocks() != 1
 
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence.

@@ -90,11 +90,13 @@ def test_mkl_gemm_compiled_is_its_python_form(dtype, transpose_a, transpose_b):
 @needs_mkl
 @pytest.mark.parametrize("activation, output, n_outputs", [("relu", "softmax", 7), ("tanh", "logistic", 3),
                                                            ("logistic", "identity", 2), ("identity", "softmax", 4)])
-@pytest.mark.parametrize("dtype, n_blocks", [(np.float64, 2), (np.float64, 3), (np.float32, 2)])
+@pytest.mark.parametrize("dtype, n_blocks", [(np.float64, 2), (np.float64, 3), (np.float32, 2),
+                                             (np.float64, train_kernels.WHOLE_BATCH_ON_MKL),
+                                             (np.float32, train_kernels.WHOLE_BATCH_ON_MKL)])
 def test_the_pass_in_blocks_is_the_serial_pass(activation, output, n_outputs, dtype, n_blocks):
-    """Loss, gradient and activations of the threaded pass against the serial pass (both compiled), and the
-    gradient against the NumPy reference; 53 rows do not split evenly into 2 or 3 blocks, and a layer of
-    70 units gives the bias gradient two blocks of columns."""
+    """Loss, gradient and activations of the threaded passes (in blocks of rows, and the whole batch on MKL's
+    threads) against the serial pass (both compiled), and the gradient against the NumPy reference; 53 rows do
+    not split evenly into 2 or 3 blocks, and a layer of 70 units gives the bias gradient two blocks of columns."""
     net = MLP([9, 70, 11, n_outputs], activation, output, alpha=1e-3, dtype=dtype)
     theta = net.init(random_state=2)
     X, Y = _data(net, 53)
@@ -126,31 +128,58 @@ def test_training_with_the_threaded_pass_follows_the_serial_one(monkeypatch):
     net = MLP([12, 40, 40, 5], "relu", "softmax", alpha=1e-4)
     X, Y = _data(net, 300, seed=4)
     results = []
-    for n_blocks in (1, 2):
+    for n_blocks in (1, 2, train_kernels.WHOLE_BATCH_ON_MKL):
         monkeypatch.setattr("fastgd.training.model_blocks", lambda layer_sizes, n_rows, n_threads, n=n_blocks: n)
         training = Training(net, optim.Adam(net.init(random_state=1), lr=1e-2, layout=net.layout), X, Y, 64, seed=3)
+        assert training.threaded == (n_blocks != 1)
         history = training.run(5)
         results.append((np.array(history.loss), training.theta.copy(), training._model_blocks))
-    (serial_losses, serial_theta, serial_blocks), (losses, theta, blocks) = results
-    assert set(serial_blocks.values()) <= {1} and set(blocks.values()) == {2}
-    np.testing.assert_allclose(losses, serial_losses, rtol=1e-10)
-    np.testing.assert_allclose(theta, serial_theta, rtol=1e-8, atol=1e-10)
-    assert losses[-1] < losses[0]  # it trains (on random labels: slowly)
+    (serial_losses, serial_theta, serial_blocks), *threaded = results
+    assert set(serial_blocks.values()) <= {1}
+    for (losses, theta, blocks), n_blocks in zip(threaded, (2, train_kernels.WHOLE_BATCH_ON_MKL)):
+        assert set(blocks.values()) == {n_blocks}
+        np.testing.assert_allclose(losses, serial_losses, rtol=1e-10)
+        np.testing.assert_allclose(theta, serial_theta, rtol=1e-8, atol=1e-10)
+        assert losses[-1] < losses[0]  # it trains (on random labels: slowly)
 
 
 def test_when_the_pass_is_threaded(monkeypatch):
-    """One block per thread for a batch large enough, where MKL is installed; one block otherwise."""
-    big, small = [100, 256, 256, 10], [64, 32, 10]
+    """One block per thread for a batch large enough, where MKL is installed; the whole batch on MKL's threads
+    past 2²⁶ multiply-adds, where those are Numba's; the serial pass otherwise."""
+    big, small, large, largest = [100, 256, 256, 10], [64, 32, 10], [256, 512, 512, 10], [256, 1024, 1024, 10]
+    whole = train_kernels.WHOLE_BATCH_ON_MKL
     monkeypatch.setattr(mkl, "available", lambda: True)
+    monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: True)
     assert train_kernels.model_blocks(big, 64, 2) == 2
     assert train_kernels.model_blocks(big, 64, 8) == 4  # at least 16 rows a block
     assert train_kernels.model_blocks(big, 64, 1) == 1
     assert train_kernels.model_blocks(small, 32, 2) == 1  # digits: 75,776 multiply-adds a batch
     assert train_kernels.model_blocks(big, 1, 2) == 1
-    assert train_kernels.model_blocks([256, 512, 512, 10], 256, 2) == 1  # 10⁸ multiply-adds: no faster
-    assert train_kernels.model_blocks([256, 1024, 1024, 10], 1024, 2) == 1  # 1.4·10⁹: OpenBLAS is faster
+    assert train_kernels.model_blocks(large, 256, 2) == whole  # 10⁸ multiply-adds
+    assert train_kernels.model_blocks(largest, 1024, 2) == whole  # 1.4·10⁹
+    assert train_kernels.model_blocks([2048, 2048, 10], 20, 2) == whole  # too few rows for blocks, 8·10⁷
+    assert train_kernels.model_blocks(largest, 1024, 1) == 1
+    monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: False)  # MKL sequential: blocks only
+    assert train_kernels.model_blocks(largest, 1024, 2) == 1
+    assert train_kernels.model_blocks(big, 64, 2) == 2
     monkeypatch.setattr(mkl, "available", lambda: False)
     assert train_kernels.model_blocks(big, 64, 2) == 1
+    assert train_kernels.model_blocks(largest, 1024, 2) == 1
+
+
+@needs_mkl
+def test_mkl_runs_on_numbas_openmp_threads_where_numbas_loops_do():
+    """MKL is loaded on the GNU OpenMP runtime exactly where Numba's loops run on it (one pool of threads)."""
+    import numba
+
+    mkl.load()
+    assert mkl.shares_numbas_threads() == (numba.threading_layer() == "omp")
+    assert ("Numba's threads" in mkl.describe()) == mkl.shares_numbas_threads()
+
+
+def test_the_whole_batch_pass_and_model_entry_refuse_negative_blocks():
+    with pytest.raises(ValueError, match="n_blocks must be 1 or more"):
+        train_kernels.model_entry(np.float64, -1)
 
 
 def test_blocks_must_be_positive():
@@ -173,7 +202,8 @@ def test_fastgd_info_says_whether_the_threaded_pass_can_run(capsys, monkeypatch)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("n_blocks", [1, pytest.param(2, marks=needs_mkl)])
+@pytest.mark.parametrize("n_blocks", [1, pytest.param(2, marks=needs_mkl),
+                                      pytest.param(train_kernels.WHOLE_BATCH_ON_MKL, marks=needs_mkl)])
 def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_blocks):
     """OpenBLAS's workers must not spin beside the pass's threads: a fit that takes the threaded pass runs under
     threads.blas_limit(1) (and trains, with early stopping's validation products in between), another does not."""
@@ -194,7 +224,7 @@ def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_bloc
     y = (X[:, 0] > 0).astype(int)
     classifier = MLPClassifier(hidden_layer_sizes=(16,), batch_size=32, max_iter=3, early_stopping=True,
                                random_state=0).fit(X, y)
-    assert limits == ([1] if n_blocks > 1 else [])
+    assert limits == ([1] if n_blocks != 1 else [])
     assert len(classifier.loss_curve_) == 3 and np.isfinite(classifier.loss_curve_).all()
 
 

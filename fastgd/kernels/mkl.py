@@ -1,18 +1,25 @@
-"""Intel MKL's sequential ``?gemm``, callable from compiled code: the matrix products of the threaded model.
+"""Intel MKL's ``?gemm``, callable from compiled code: the matrix products of the threaded passes.
 
-On this project's 2-core machine, at the batch sizes of real training (64 to 256 rows),
-OpenBLAS gains nothing from a second thread on one product, while MKL run single-threaded
-on each thread's own block of rows keeps both cores busy (``benchmarks/scripts/network_speed.py``
-has the figures). :mod:`fastgd.kernels.threaded` splits a batch into one block per thread and
-calls :func:`gemm` on each; every other product in fastgd goes to SciPy's BLAS
-(:mod:`fastgd.kernels.blas`), so the serial results never depend on whether MKL is installed.
+On this project's 2-core machine, at the batch sizes of real training (64 to 1024 rows),
+MKL's products beat OpenBLAS's: a batch's products of 100-256-256-10 at 64 rows run at
+130 GFLOP/s on OpenBLAS's two threads, 180-195 on MKL's; 256-512-512-10 at 256 rows
+190-213 against 238-265; 256-1024-1024-10 at 1024 rows 256-260 against 289. Two passes use
+them (:mod:`fastgd.kernels.threaded`): one block of a batch's rows per thread, each block's
+products on MKL inside Numba's parallel loop (MKL runs them on that one thread); and, for large
+batches, the whole batch's products on MKL's own threads. Every other product in fastgd goes
+to SciPy's BLAS (:mod:`fastgd.kernels.blas`), so the serial results never depend on whether
+MKL is installed.
 
 MKL is optional (``pip install "fastgd[mkl]"``). :func:`load` finds ``libmkl_rt`` (beside
-the Python installation, where the ``mkl`` wheel puts it, or on the loader's path), makes
-its symbols visible to Numba's linker and sets MKL to its sequential layer: the threads are
-Numba's, and MKL must not start its own inside them. Compiled code that calls :func:`gemm`
-links ``cblas_?gemm`` by name, so it can be cached; :func:`load` must run before such code
-is compiled or loaded from the cache (``fastgd.kernels.train.model_entry`` sees to it).
+the Python installation, where the ``mkl`` wheel puts it, or on the loader's path) and makes
+its symbols visible to Numba's linker. Its threads are the GNU OpenMP runtime's, the one
+Numba's ``omp`` threading layer runs its parallel loops on: one pool of threads for both, so
+that MKL's products and Numba's loops never wait for each other's idle threads (two OpenMP
+runtimes' workers, each spinning after its own work, slowed a pass several-fold). On another
+threading layer MKL is sequential, and only the pass in blocks of rows uses it.
+Compiled code that calls :func:`gemm` links ``cblas_?gemm`` by name, so it can be cached;
+:func:`load` must run before such code is compiled or loaded from the cache
+(``fastgd.kernels.train.model_entry`` sees to it).
 
 ``gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, alpha, beta)``
 computes ``C = alpha · op(A) @ op(B) + beta · C`` on row-major blocks of flat float32 or float64
@@ -32,12 +39,13 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["MKLError", "available", "load", "describe", "gemm"]
+__all__ = ["MKLError", "available", "load", "describe", "shares_numbas_threads", "gemm"]
 
 _ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
-_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL
+_SEQUENTIAL, _GNU = 1, 3  # MKL_THREADING_SEQUENTIAL, MKL_THREADING_GNU
+_LAYER_NAMES = {_SEQUENTIAL: "sequential", _GNU: "GNU OpenMP, Numba's threads"}
 _lock = threading.Lock()
-_state = {}  # "path" and "version" once loaded, or "error": why not
+_state = {}  # "path", "version" and "layer" once loaded, or "error": why not
 
 
 class MKLError(RuntimeError):
@@ -57,11 +65,26 @@ def _candidates():
         yield found
 
 
-def load():
-    """Load MKL once per process (sequential layer, symbols visible to Numba); return its path.
+def _threading_layer():
+    """MKL's threading layer for this process: GNU OpenMP where Numba's parallel loops run on it, else sequential."""
+    import numba
 
-    Raises :class:`MKLError` when it is not installed or will not run sequentially (another library
-    loaded it first with its own threading layer).
+    numba.get_num_threads()  # starts Numba's threads, so that the layer is known
+    if numba.threading_layer() != "omp":
+        return _SEQUENTIAL
+    try:
+        # Numba's omp layer loaded it privately; MKL's GNU layer looks its symbols up globally
+        ctypes.CDLL(ctypes.util.find_library("gomp") or "libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return _SEQUENTIAL
+    return _GNU
+
+
+def load():
+    """Load MKL once per process (threading layer set, symbols visible to Numba); return its path.
+
+    Raises :class:`MKLError` when it is not installed or runs with a threading layer other than the one
+    chosen here (another library loaded it first with its own).
     """
     with _lock:
         if "path" in _state:
@@ -77,17 +100,19 @@ def load():
                 library = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
             except OSError:
                 continue
-            layer = library.MKL_Set_Threading_Layer(ctypes.c_int(_SEQUENTIAL))
-            if layer != _SEQUENTIAL:
+            wanted = _threading_layer()
+            layer = library.MKL_Set_Threading_Layer(ctypes.c_int(wanted))
+            if layer != wanted:
                 _state["error"] = (f"MKL at {path} runs with threading layer {layer}, set before fastgd loaded it; "
-                                   "fastgd's threaded model needs the sequential one (MKL_THREADING_LAYER=SEQUENTIAL)")
+                                   f"fastgd's threaded passes need the {_LAYER_NAMES[wanted]} one")
                 raise MKLError(_state["error"])
             binding.load_library_permanently(path)
             buffer = ctypes.create_string_buffer(256)
             library.mkl_get_version_string(buffer, ctypes.c_int(len(buffer)))
             _state["path"], _state["version"] = path, buffer.value.decode(errors="replace").strip()
+            _state["layer"] = layer
             return path
-        _state["error"] = "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel) to use the threaded model"
+        _state["error"] = "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel) to use the threaded passes"
         raise MKLError(_state["error"])
 
 
@@ -101,10 +126,15 @@ def available():
 
 
 def describe():
-    """MKL's version string and path once loaded, or why it is not used."""
+    """MKL's version string, path and threading layer once loaded, or why it is not used."""
     if "path" in _state:
-        return f"{_state['version']} ({_state['path']})"
+        return f"{_state['version']} ({_state['path']}; threads: {_LAYER_NAMES[_state['layer']]})"
     return _state.get("error", "not loaded")
+
+
+def shares_numbas_threads():
+    """Whether MKL has been loaded (:func:`load`) and runs its products on Numba's OpenMP threads (its GNU layer)."""
+    return _state.get("layer") == _GNU
 
 
 def gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, alpha, beta):

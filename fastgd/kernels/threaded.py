@@ -22,6 +22,10 @@ and every element-wise value are the serial pass's for the same products, and th
 products (MKL's, per block) agree with the serial pass's BLAS to rounding. The
 number of blocks is a compile-time constant of each callback
 (:func:`loss_and_gradient_in_blocks`), taken as the number of threads.
+
+In one block and compiled without parallel loops it is the pass for large batches
+(``fastgd.kernels.train.WHOLE_BATCH_ON_MKL``): every product the whole batch's, on MKL's
+own threads, which are Numba's OpenMP threads (:mod:`fastgd.kernels.mkl`).
 """
 
 from numba import prange
@@ -36,7 +40,8 @@ _BIAS_COLUMNS = 64  # columns per block of the bias gradient's column sums
 
 
 def loss_and_gradient_in_blocks(n_blocks):
-    """The Python function of the pass in ``n_blocks`` blocks of rows, for ``fastgd._config.cfunc(parallel=True)``.
+    """The Python function of the pass in ``n_blocks`` blocks of rows, for ``fastgd._config.cfunc(parallel=True)``
+    (``parallel=False`` for one block: the whole batch's products on MKL's threads).
 
     Its arguments and result are :func:`~fastgd.kernels.mlp.loss_and_gradient`'s. ``n_blocks``
     is held in the function's closure, which Numba's cache keys each entry by.

@@ -27,27 +27,35 @@ from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
-           "model_entry", "model_signature", "model_blocks"]
+           "model_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
 
 
-# The threaded pass, by a batch's multiply-adds (rows × Σ n_in·n_out), measured on 2 cores against the
-# serial pass (network_speed's networks, Adam, float32, alternated in fresh processes on a quiet machine):
-# 6·10⁶ (100-256-256-10, 64 rows) 1.30× faster; 1.0·10⁸ (256-512-512-10, 256 rows) 1.00-1.06×;
-# 1.4·10⁹ (256-1024-1024-10, 1024 rows) 0.80×, where OpenBLAS's two-thread products run near the peak.
+# The passes, by a batch's multiply-adds (rows × Σ n_in·n_out), measured on 2 cores against the serial pass
+# (network_speed's networks, Adam, float32, alternated in fresh processes on a quiet machine). In blocks of rows
+# (MKL single-threaded per block): 6·10⁶ (100-256-256-10, 64 rows) 1.30× faster; 1.0·10⁸ (256-512-512-10, 256
+# rows) 1.00-1.06×; 1.4·10⁹ (256-1024-1024-10, 1024 rows) 0.80×. Past 2²⁶ the whole batch's products on MKL's
+# own threads instead: the model's pass alone 1.25-1.35× faster at 256 rows, 1.11× at 1024.
 # Below 2²⁰ a batch's products take microseconds, and the parallel regions cost as much as they save.
 THREADED_MIN_MULTIPLY_ADDS = 1 << 20
 THREADED_MAX_MULTIPLY_ADDS = 1 << 26
 THREADED_MIN_ROWS_PER_BLOCK = 16
+# model_blocks' answer for the whole batch's products on MKL's threads, the element-wise work on one
+WHOLE_BATCH_ON_MKL = 0
 
 
 def model_blocks(layer_sizes, n_rows, n_threads):
-    """How many blocks of rows :func:`model_entry` should split a batch of ``n_rows`` into on ``n_threads``
-    threads: one per thread where MKL is installed, Numba's threading layer is not workqueue and the
-    batch's size is where that pays (see above), at least 16 rows a block; else 1, the serial pass."""
+    """Which pass :func:`model_entry` should take for batches of ``n_rows`` on ``n_threads`` threads.
+
+    1, the serial pass (SciPy's BLAS); n ≥ 2, the batch in n blocks of rows, one per thread, at
+    least 16 rows a block, where a batch has 2²⁰ to 2²⁶ multiply-adds; :data:`WHOLE_BATCH_ON_MKL`
+    past 2²⁶, where MKL's threads are Numba's (see above). Both need MKL, more than one thread
+    and a threading layer other than workqueue.
+    """
     sizes = np.asarray(layer_sizes, dtype=np.int64)
     multiply_adds = int(n_rows) * int(np.sum(sizes[:-1] * sizes[1:]))
     n_blocks = min(int(n_threads), int(n_rows) // THREADED_MIN_ROWS_PER_BLOCK)
-    if n_blocks < 2 or not THREADED_MIN_MULTIPLY_ADDS <= multiply_adds <= THREADED_MAX_MULTIPLY_ADDS:
+    whole_batch = multiply_adds > THREADED_MAX_MULTIPLY_ADDS
+    if int(n_threads) < 2 or multiply_adds < THREADED_MIN_MULTIPLY_ADDS or (n_blocks < 2 and not whole_batch):
         return 1
     from fastgd.kernels import mkl
 
@@ -55,7 +63,11 @@ def model_blocks(layer_sizes, n_rows, n_threads):
         return 1
     numba.get_num_threads()  # starts Numba's threads, so that the layer is known
     # the workqueue layer ends the process when two threads start parallel regions at once (threaded sweeps)
-    return 1 if numba.threading_layer() == "workqueue" else n_blocks
+    if numba.threading_layer() == "workqueue":
+        return 1
+    if whole_batch:
+        return WHOLE_BATCH_ON_MKL if mkl.shares_numbas_threads() else 1
+    return n_blocks
 
 
 def model_signature(dtype):
@@ -76,19 +88,25 @@ _MODEL_ENTRIES = {}
 def model_entry(dtype, n_blocks=1):
     """The MLP's forward and backward pass for ``dtype`` as a C callback, compiled (or loaded) once per process.
 
-    ``n_blocks`` > 1: the pass with its batch's rows in that many blocks, one ``prange`` iteration
-    each, every block's products on MKL single-threaded (:mod:`fastgd.kernels.threaded`); it
-    raises :class:`fastgd.kernels.mkl.MKLError` where MKL is not installed. 1: the serial pass,
-    :func:`~fastgd.kernels.mlp.loss_and_gradient`, whose products go to SciPy's BLAS.
+    ``n_blocks`` (:func:`model_blocks`): 1, the serial pass,
+    :func:`~fastgd.kernels.mlp.loss_and_gradient`, whose products go to SciPy's BLAS; > 1, the
+    pass with its batch's rows in that many blocks, one ``prange`` iteration each, every block's
+    products on MKL single-threaded; :data:`WHOLE_BATCH_ON_MKL`, the same pass in one block, not
+    parallel, so that MKL runs each product on its own threads (:mod:`fastgd.kernels.threaded`).
+    The last two raise :class:`fastgd.kernels.mkl.MKLError` where MKL is not installed.
     """
     key = (np.dtype(dtype), int(n_blocks))
     if key not in _MODEL_ENTRIES:
-        if key[1] > 1:
+        if key[1] < 0:
+            raise ValueError(f"n_blocks must be 1 or more, or WHOLE_BATCH_ON_MKL (0), got {n_blocks}")
+        if key[1] != 1:
             from fastgd.kernels import mkl
             from fastgd.kernels.threaded import loss_and_gradient_in_blocks
 
             mkl.load()  # before its code is compiled or loaded: that code links MKL's cblas_?gemm by name
-            function, parallel = loss_and_gradient_in_blocks(key[1]), True
+            # one block, compiled without parallel loops: MKL, called outside a parallel region, takes its threads
+            function = loss_and_gradient_in_blocks(max(key[1], 1))
+            parallel = key[1] > 1
         else:
             function, parallel = loss_and_gradient.py_func, False
         with _config.compile_lock():
