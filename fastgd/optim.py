@@ -429,12 +429,15 @@ class Optimizer:
         params = self._params if self.device == "cpu" else self._params.copy_to_host()
         return _unpickle_optimizer, (self.name, self.rule.hash, params, self.layout, self.state_dict())
 
-    def packed(self):
-        """This optimizer as compiled training loops take it: a :class:`Packed`."""
+    def packed(self, parallel=False):
+        """This optimizer as compiled training loops take it: a :class:`Packed`.
+
+        ``parallel``: its step's ``prange`` form (on the CPU), for loops whose threads are already awake.
+        """
         if self._hyperparameters.changed:
             self._refresh()
         if self.device == "cpu":
-            function = self._variant.entry(self._dtype)
+            function = self._variant.entry(self._dtype, parallel)
         else:
             from fastgd.cuda import rules as cuda_rules
 

@@ -239,14 +239,16 @@ class Training:
         """
         if self.history.diverged:
             raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
-        packed = self.optimizer.packed()
+        n_blocks = self._blocks() if self._device_workspace is None else 1
+        # a threaded pass keeps Numba's threads awake between its parallel regions: the rule's step shares them
+        packed = self.optimizer.packed(parallel=n_blocks != 1)
         base_lr = packed.hyper[0]
         net = self.net
         if self._device_workspace is None:
             if not self.theta.flags.writeable:
                 raise ValueError("theta must be writeable: training updates it in place")
             self._last_finite[...] = self.theta
-            arguments = (model_entry(net.dtype, self._blocks()), self.theta, self.X, self.Y, net.layer_sizes,
+            arguments = (model_entry(net.dtype, n_blocks), self.theta, self.X, self.Y, net.layer_sizes,
                          net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, base_lr,
                          packed.states, packed.aux, packed.counters, packed.layout, self.schedule, self.clip_norm,
                          self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,

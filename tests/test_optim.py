@@ -100,6 +100,30 @@ def test_serial_and_parallel_forms_agree_bitwise(case, monkeypatch):
         np.testing.assert_array_equal(parallel_state[key], serial_state[key])
 
 
+@njit
+def _packed_steps(function, params, grad, states, aux, hyper, counters, layout, n_steps):
+    for _ in range(n_steps):
+        function(params, grad, states, aux, hyper, counters, layout)
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb", "muon"])
+def test_the_parallel_c_entry_of_a_step_is_the_serial_one_bitwise(name):
+    """The C callbacks that compiled epochs call: ``packed_step`` and, for threaded epochs, its prange twin
+    (one rule per kind: element-wise, a norm per tensor, a matrix function per weight matrix)."""
+    start, gradient = problem(1001, np.float32)
+    results = []
+    for parallel in (False, True):
+        optimizer = optim.OPTIMIZERS[name](start.copy(), layout=[(20, 30), (30, 13), (11,)])
+        packed = optimizer.packed(parallel=parallel)
+        _packed_steps(packed.function, optimizer.params, gradient(start, 0), packed.states, packed.aux, packed.hyper,
+                      packed.counters, packed.layout, 20)
+        results.append((optimizer.params.copy(), packed.states.copy(), packed.counters.copy()))
+    for serial, threaded in zip(*results):
+        np.testing.assert_array_equal(threaded, serial)
+    assert results[0][2][0] == 20  # twenty steps were taken
+    assert optimizer.packed(parallel=True).function is not optimizer.packed().function
+
+
 @pytest.mark.parametrize("case", [c for c in cases() if TORCH_EQUIVALENTS[c[0]]], ids=case_id)
 def test_matches_torch(case):
     torch = pytest.importorskip("torch")

@@ -384,14 +384,20 @@ class CompiledVariant:
         self._checked = set()
         self.cuda = None  # its CUDA form, made on first use (fastgd.cuda.rules.compiled)
 
-    def entry(self, dtype):
-        """``packed_step`` compiled as a C callback for ``dtype``: what compiled training loops call."""
+    def entry(self, dtype, parallel=False):
+        """``packed_step`` compiled as a C callback for ``dtype``: what compiled training loops call.
+
+        ``parallel``: ``packed_step_parallel``, its ``prange`` twin (the same values), for epochs whose
+        model pass already keeps Numba's threads busy (``fastgd.training.Training``).
+        """
         dtype = np.dtype(dtype)
-        if dtype not in self._entries:
+        key = (dtype, bool(parallel) and self.plan.has_parallel_loop)
+        if key not in self._entries:
+            name = "packed_step_parallel" if key[1] else "packed_step"
             with self._refusing(dtype):
-                self._entries[dtype] = _config.cfunc(packed_step_signature(dtype))(
-                    vars(self.module)["packed_step"].py_func)
-        return self._entries[dtype]
+                self._entries[key] = _config.cfunc(packed_step_signature(dtype), parallel=key[1])(
+                    vars(self.module)[name].py_func)
+        return self._entries[key]
 
     @contextlib.contextmanager
     def _refusing(self, dtype):
