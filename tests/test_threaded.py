@@ -144,24 +144,24 @@ def test_training_with_the_threaded_pass_follows_the_serial_one(monkeypatch):
 
 
 def test_when_the_pass_is_threaded(monkeypatch):
-    """One block per thread for a batch large enough, where MKL is installed; the whole batch on MKL's threads
-    past 2²⁶ multiply-adds, where those are Numba's; the serial pass otherwise."""
+    """From 2²⁰ multiply-adds a batch, where MKL is installed: the whole batch on MKL's threads where those are
+    Numba's, else one block of rows per thread up to 2²⁶; the serial pass otherwise."""
     big, small, large, largest = [100, 256, 256, 10], [64, 32, 10], [256, 512, 512, 10], [256, 1024, 1024, 10]
     whole = train_kernels.WHOLE_BATCH_ON_MKL
     monkeypatch.setattr(mkl, "available", lambda: True)
     monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: True)
+    for layer_sizes, n_rows in ((big, 64), (big, 16), (large, 256), (largest, 1024), ([2048, 2048, 10], 1)):
+        assert train_kernels.model_blocks(layer_sizes, n_rows, 2) == whole, (layer_sizes, n_rows)
+    assert train_kernels.model_blocks(big, 8, 2) == 1  # 757,760 multiply-adds a batch
+    assert train_kernels.model_blocks(small, 32, 2) == 1  # digits: 75,776
+    assert train_kernels.model_blocks(largest, 1024, 1) == 1
+    monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: False)  # MKL sequential: blocks of rows only
     assert train_kernels.model_blocks(big, 64, 2) == 2
     assert train_kernels.model_blocks(big, 64, 8) == 4  # at least 16 rows a block
     assert train_kernels.model_blocks(big, 64, 1) == 1
-    assert train_kernels.model_blocks(small, 32, 2) == 1  # digits: 75,776 multiply-adds a batch
-    assert train_kernels.model_blocks(big, 1, 2) == 1
-    assert train_kernels.model_blocks(large, 256, 2) == whole  # 10⁸ multiply-adds
-    assert train_kernels.model_blocks(largest, 1024, 2) == whole  # 1.4·10⁹
-    assert train_kernels.model_blocks([2048, 2048, 10], 20, 2) == whole  # too few rows for blocks, 8·10⁷
-    assert train_kernels.model_blocks(largest, 1024, 1) == 1
-    monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: False)  # MKL sequential: blocks only
-    assert train_kernels.model_blocks(largest, 1024, 2) == 1
-    assert train_kernels.model_blocks(big, 64, 2) == 2
+    assert train_kernels.model_blocks(big, 16, 2) == 1
+    assert train_kernels.model_blocks(large, 256, 2) == 1  # 10⁸ multiply-adds: no faster
+    assert train_kernels.model_blocks(largest, 1024, 2) == 1  # 1.4·10⁹: OpenBLAS is faster
     monkeypatch.setattr(mkl, "available", lambda: False)
     assert train_kernels.model_blocks(big, 64, 2) == 1
     assert train_kernels.model_blocks(largest, 1024, 2) == 1
@@ -233,7 +233,8 @@ def test_no_threaded_pass_on_the_workqueue_layer(monkeypatch):
     import numba
 
     monkeypatch.setattr(mkl, "available", lambda: True)
+    monkeypatch.setattr(mkl, "shares_numbas_threads", lambda: False)
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
     assert train_kernels.model_blocks([100, 256, 256, 10], 64, 2) == 1
-    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
+    monkeypatch.setattr(numba, "threading_layer", lambda: "tbb")
     assert train_kernels.model_blocks([100, 256, 256, 10], 64, 2) == 2

@@ -4,9 +4,9 @@ On this project's 2-core machine, at the batch sizes of real training (64 to 102
 MKL's products beat OpenBLAS's: a batch's products of 100-256-256-10 at 64 rows run at
 130 GFLOP/s on OpenBLAS's two threads, 180-195 on MKL's; 256-512-512-10 at 256 rows
 190-213 against 238-265; 256-1024-1024-10 at 1024 rows 256-260 against 289. Two passes use
-them (:mod:`fastgd.kernels.threaded`): one block of a batch's rows per thread, each block's
-products on MKL inside Numba's parallel loop (MKL runs them on that one thread); and, for large
-batches, the whole batch's products on MKL's own threads. Every other product in fastgd goes
+them (:mod:`fastgd.kernels.threaded`): the whole batch's products on MKL's own threads, where those
+are Numba's (below); else one block of a batch's rows per thread, each block's products on MKL
+inside Numba's parallel loop, on that one thread. Every other product in fastgd goes
 to SciPy's BLAS (:mod:`fastgd.kernels.blas`), so the serial results never depend on whether
 MKL is installed.
 

@@ -23,9 +23,9 @@ products (MKL's, per block) agree with the serial pass's BLAS to rounding. The
 number of blocks is a compile-time constant of each callback
 (:func:`loss_and_gradient_in_blocks`), taken as the number of threads.
 
-In one block and compiled without parallel loops it is the pass for large batches
-(``fastgd.kernels.train.WHOLE_BATCH_ON_MKL``): every product the whole batch's, on MKL's
-own threads, which are Numba's OpenMP threads (:mod:`fastgd.kernels.mkl`).
+In one block and compiled without parallel loops it is the threaded pass where MKL's threads
+are Numba's OpenMP threads (``fastgd.kernels.train.WHOLE_BATCH_ON_MKL``, :mod:`fastgd.kernels.mkl`):
+every product the whole batch's, on MKL's threads.
 """
 
 from numba import prange

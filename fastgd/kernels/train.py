@@ -30,14 +30,17 @@ __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chu
            "model_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
 
 
-# The passes, by a batch's multiply-adds (rows × Σ n_in·n_out), measured on 2 cores against the serial pass
-# (network_speed's networks, Adam, float32, alternated in fresh processes on a quiet machine). In blocks of rows
-# (MKL single-threaded per block): 6·10⁶ (100-256-256-10, 64 rows) 1.30× faster; 1.0·10⁸ (256-512-512-10, 256
-# rows) 1.00-1.06×; 1.4·10⁹ (256-1024-1024-10, 1024 rows) 0.80×. Past 2²⁶ the whole batch's products on MKL's
-# own threads instead: the model's pass alone 1.25-1.35× faster at 256 rows, 1.11× at 1024.
-# Below 2²⁰ a batch's products take microseconds, and the parallel regions cost as much as they save.
+# The passes, measured on 2 cores (network_speed's networks, Adam, float32, epochs alternated in fresh processes
+# on a quiet machine; a threaded pass also takes the rule's prange step). A batch's multiply-adds are its rows
+# × Σ n_in·n_out: 6·10⁶ for 100-256-256-10 at 64 rows, 1.0·10⁸ for 256-512-512-10 at 256, 1.4·10⁹ for
+# 256-1024-1024-10 at 1024. The whole batch's products on MKL's threads, where those are Numba's, against the
+# serial pass: 1.6× an epoch at 32 rows of 100-256-256-10, 1.18× at 256 rows of 256-512-512-10, 1.05-1.13× at
+# 1024; against the batch in blocks of rows (MKL single-threaded per block): 1.03-1.10× at 32 and 64 rows. The
+# blocks of rows, where MKL has no threads of its own (Numba on another layer): 1.30× at 64 rows, 1.00-1.06× at
+# 256, 0.80× at 1024, so only up to 2²⁶. Below 2²⁰ a batch's products take microseconds, and the parallel
+# regions cost as much as they save.
 THREADED_MIN_MULTIPLY_ADDS = 1 << 20
-THREADED_MAX_MULTIPLY_ADDS = 1 << 26
+THREADED_MAX_MULTIPLY_ADDS = 1 << 26  # for the blocks of rows
 THREADED_MIN_ROWS_PER_BLOCK = 16
 # model_blocks' answer for the whole batch's products on MKL's threads, the element-wise work on one
 WHOLE_BATCH_ON_MKL = 0
@@ -46,16 +49,14 @@ WHOLE_BATCH_ON_MKL = 0
 def model_blocks(layer_sizes, n_rows, n_threads):
     """Which pass :func:`model_entry` should take for batches of ``n_rows`` on ``n_threads`` threads.
 
-    1, the serial pass (SciPy's BLAS); n ≥ 2, the batch in n blocks of rows, one per thread, at
-    least 16 rows a block, where a batch has 2²⁰ to 2²⁶ multiply-adds; :data:`WHOLE_BATCH_ON_MKL`
-    past 2²⁶, where MKL's threads are Numba's (see above). Both need MKL, more than one thread
-    and a threading layer other than workqueue.
+    1, the serial pass (SciPy's BLAS), below 2²⁰ multiply-adds a batch; from there,
+    :data:`WHOLE_BATCH_ON_MKL` where MKL's threads are Numba's, else n ≥ 2 blocks of rows, one per
+    thread and at least 16 rows a block, up to 2²⁶ (see above). Both need MKL, more than one
+    thread and a threading layer other than workqueue.
     """
     sizes = np.asarray(layer_sizes, dtype=np.int64)
     multiply_adds = int(n_rows) * int(np.sum(sizes[:-1] * sizes[1:]))
-    n_blocks = min(int(n_threads), int(n_rows) // THREADED_MIN_ROWS_PER_BLOCK)
-    whole_batch = multiply_adds > THREADED_MAX_MULTIPLY_ADDS
-    if int(n_threads) < 2 or multiply_adds < THREADED_MIN_MULTIPLY_ADDS or (n_blocks < 2 and not whole_batch):
+    if int(n_threads) < 2 or multiply_adds < THREADED_MIN_MULTIPLY_ADDS:
         return 1
     from fastgd.kernels import mkl
 
@@ -65,9 +66,10 @@ def model_blocks(layer_sizes, n_rows, n_threads):
     # the workqueue layer ends the process when two threads start parallel regions at once (threaded sweeps)
     if numba.threading_layer() == "workqueue":
         return 1
-    if whole_batch:
-        return WHOLE_BATCH_ON_MKL if mkl.shares_numbas_threads() else 1
-    return n_blocks
+    if mkl.shares_numbas_threads():
+        return WHOLE_BATCH_ON_MKL
+    n_blocks = min(int(n_threads), int(n_rows) // THREADED_MIN_ROWS_PER_BLOCK)
+    return n_blocks if n_blocks >= 2 and multiply_adds <= THREADED_MAX_MULTIPLY_ADDS else 1
 
 
 def model_signature(dtype):
