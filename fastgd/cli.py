@@ -502,7 +502,9 @@ def command_compare(arguments):
     for line in _phase_lines(outcome):
         _say(f"    {line}")
     throughput = None
-    if not arguments.skip_throughput:
+    if arguments.skip_throughput:
+        _say(f"2/4 throughput: not measured ({_kept_throughput(store)})")
+    else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
         throughput = measure(progress=lambda message: _say(f"    {message}"),
@@ -514,6 +516,19 @@ def command_compare(arguments):
     _say("4/4 report")
     page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
+
+
+def _kept_throughput(store):
+    """What the report of ``store`` shows for throughput when none is measured now, in a few words."""
+    from fastgd.report.build import THROUGHPUT, throughput_provenance
+    from fastgd.sweep.store import Store
+
+    with Store(store, "r") as opened:
+        artefacts = opened.artefacts()
+    if THROUGHPUT not in artefacts:
+        return "the report has none"
+    line, _ = throughput_provenance(artefacts)
+    return f"the report keeps the throughput stored before: {line[0].lower()}{line[1:-1]}"
 
 
 def _add_dataset_options(command, default, sweep=False):

@@ -122,6 +122,30 @@ def test_running_compare_again_resumes_the_sweep(quick_report, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     n_rules = sum(rules.is_builtin(name) for name in rules.RULES) + 1  # the built-ins and the README's rule
     assert f"0 new runs, {8 * n_rules} already stored" in result.stderr  # 8 runs each
+    # the throughput measured by the first compare stays, and says when and with what it was measured
+    assert "2/4 throughput: not measured (the report keeps the throughput stored before: measured " in result.stderr
+    html = (copy / "index.html").read_text()
+    assert html.count("<p>Measured ") == 1 and "measures it again" not in html  # same code, same machine
+
+
+def test_stored_throughput_says_when_and_with_what_it_was_measured():
+    from fastgd.report.build import MACHINE, THROUGHPUT, throughput_provenance
+
+    here = dict(fastgd="0.1.0", git_commit="a" * 40, host="box", cpu="Xeon", cpu_count=2)
+    artefacts = {THROUGHPUT: dict(content={}, made_at="2026-11-01T10:00:00", provenance=here),
+                 MACHINE: dict(content={}, made_at="2026-11-30T10:00:00", provenance=dict(here, numba_threads=1))}
+    line, warning = throughput_provenance(artefacts)
+    assert line == "Measured 2026-11-01T10:00:00 by fastgd 0.1.0 at commit aaaaaaaaaa on Xeon × 2 (box)."
+    assert warning is None  # same code on the same machine: comparable
+    for key, value in (("git_commit", "b" * 40), ("host", "other"), ("cpu_count", 8)):
+        artefacts[MACHINE]["provenance"] = dict(here, **{key: value})
+        _, warning = throughput_provenance(artefacts)
+        assert warning.startswith("the throughput was measured 2026-11-01T10:00:00 by fastgd 0.1.0 at commit "
+                                  "aaaaaaaaaa on Xeon × 2 (box), the store's other measurements 2026-11-30T10:00:00")
+        assert warning.endswith("fastgd compare without --skip-throughput measures it again")
+    del artefacts[MACHINE]
+    assert throughput_provenance(artefacts)[1] is None
+    assert throughput_provenance({}) == (None, None)
 
 
 def test_a_users_rule_joins_every_figure_in_its_own_colour(quick_report):

@@ -459,6 +459,36 @@ def _limit_lines(throughput):
     return lines
 
 
+_IDENTITY = ("git_commit", "fastgd", "host", "cpu", "cpu_count")  # what makes two measurements comparable
+
+
+def _made_with(provenance):
+    commit = provenance.get("git_commit")
+    return (f"fastgd {provenance.get('fastgd', '?')}" + (f" at commit {commit[:10]}" if commit else "")
+            + f" on {provenance.get('cpu', '?')} × {provenance.get('cpu_count', '?')} ({provenance.get('host', '?')})")
+
+
+def throughput_provenance(artefacts):
+    """(a line saying when and with what the stored throughput was measured, a warning where that is not what
+    made the store's other measurements, else None), from a store's artefacts; (None, None) without throughput.
+
+    ``fastgd compare --skip-throughput`` keeps the throughput an earlier compare stored, perhaps with
+    other code or on another machine than everything else it then stores; the report says so.
+    """
+    stored = artefacts.get(THROUGHPUT)
+    if stored is None:
+        return None, None
+    made = stored["provenance"] or {}
+    line = f"Measured {stored['made_at']} by {_made_with(made)}."
+    machine = artefacts.get(MACHINE)
+    other = (machine or {}).get("provenance") or {}
+    if machine is None or all(made.get(key) == other.get(key) for key in _IDENTITY):
+        return line, None
+    return line, (f"the throughput was measured {stored['made_at']} by {_made_with(made)}, the store's other "
+                  f"measurements {machine['made_at']} by {_made_with(other)}: fastgd compare without "
+                  "--skip-throughput measures it again")
+
+
 def _label(implementation):
     return {"numpy": "the NumPy reference", "sklearn": "scikit-learn's MLP", "torch": "PyTorch",
             "jax": "JAX + optax", "fastgd": "fastgd"}[implementation]
@@ -591,7 +621,12 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     say = progress or (lambda message: None)
     stored = {name: artefact["content"] for name, artefact in artefacts.items()}
     compared, tune = split_phases(runs)
-    warnings = mixed_provenance(runs, sweeps) + mixed_settings(compared)
+    if throughput is None:
+        throughput_note, throughput_warning = throughput_provenance(artefacts)
+    else:
+        throughput_note, throughput_warning = "Read from the throughput files given to fastgd report.", None
+    warnings = mixed_provenance(runs, sweeps) + mixed_settings(compared) + (
+        [throughput_warning] if throughput_warning else [])
     notes = unknown_rule_notes(runs)
     for line in warnings + notes:
         say(f"warning: {line}")
@@ -702,7 +737,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     page = environment.get_template("report.html").render(
         title=title, warnings=warnings, notes=notes, missing=missing,
         summary=summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
-        sections=sections, best=best_table, throughput=throughput_table, checks=checks, history_note=history_note,
+        sections=sections, best=best_table, throughput=throughput_table, throughput_note=throughput_note,
+        checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,
         datasets=sorted(runs["dataset"].unique()),
