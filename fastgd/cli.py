@@ -560,6 +560,7 @@ def build_parser():
         description="Run a sweep (a TOML CONFIG or a preset) into a SQLite store. Runs already in the store are "
                     "skipped, so running the same sweep again resumes it.")
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
+    # fastgd.sweep.config.PRESETS, written out: importing it here would cost every command 0.6 s (a test compares)
     sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper"],
                        help="a configuration shipped with fastgd (default: default)")
     _add_dataset_options(sweep, default=None, sweep=True)
@@ -584,7 +585,7 @@ def build_parser():
                     "and data) to --out. Resumes a sweep already in --out. fastgd report --store sweep.db draws "
                     "the same report again, anywhere, from sweep.db alone.")
     compare.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
-    compare.add_argument("--preset", choices=["quick", "default", "large", "paper"],
+    compare.add_argument("--preset", choices=list(COMPARE_THROUGHPUT),
                          help="sweep size (default: default, a few minutes on two cores; large: MNIST-1D and "
                               "100,000 rows, a 256-256 network, under 10 minutes; paper: the whole tuning "
                               "protocol, 32 trials per rule and data set, ten final seeds)")

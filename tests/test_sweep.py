@@ -778,3 +778,18 @@ def test_a_store_of_a_newer_schema_with_an_unknown_table_layout_is_refused(tmp_p
     connection.close()
     with pytest.raises(sweep.StoreError, match="its table 'artefacts' has the columns"):
         sweep.load_runs(path)
+
+
+def test_the_commands_offer_the_presets_there_are():
+    """fastgd sweep takes every preset; fastgd compare those it has throughput measurements for."""
+    from fastgd import cli
+
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command").choices
+
+    def preset_choices(command):
+        return next(action for action in commands[command]._actions if action.dest == "preset").choices
+
+    assert list(preset_choices("sweep")) == list(sweep.PRESETS)
+    assert list(preset_choices("compare")) == list(cli.COMPARE_THROUGHPUT)
+    assert set(cli.COMPARE_THROUGHPUT) == set(sweep.PRESETS) - {"full"}
