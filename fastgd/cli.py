@@ -353,11 +353,7 @@ def command_gradcheck(arguments):
 
 
 def command_landscape(arguments):
-    import numpy as np
-
-    from fastgd import landscape, optim
-    from fastgd.models import MLP
-    from fastgd.training import Training
+    from fastgd import landscape
 
     dataset = _dataset_source(arguments)
     _, n_features, n_outputs = _check_dataset(*dataset)
@@ -367,20 +363,19 @@ def command_landscape(arguments):
     from fastgd.report import figures
 
     data = _load_dataset(*dataset)
-    net = MLP([data.n_features, *arguments.hidden, data.n_outputs], "relu", data.output, 1e-4)
-    theta = net.init(random_state=arguments.seed)
-    print(f"training {net} on {data.name} with {arguments.optimizer} for {arguments.epochs} epochs")
-    history = Training(net, optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr, layout=net.layout),
-                       data.X_train, data.Y_train, 32, seed=arguments.seed).run(arguments.epochs)
-    if history.diverged:
-        print(f"diverged at epoch {history.diverged_epoch}: {history.divergence_reason()}; the landscape is drawn "
-              "around the parameters of the epoch before")
-    alphas = np.linspace(-arguments.extent, arguments.extent, 61)
-    grid = np.linspace(-arguments.extent, arguments.extent, 31)
-    line = landscape.line(net, theta, data.X_train, data.Y_train, alphas, random_state=arguments.seed)
-    plane = landscape.plane(net, theta, data.X_train, data.Y_train, grid, grid, random_state=arguments.seed + 1)
+    # what fastgd compare stores for its report: rows, epochs and points within a budget on a large set
+    drawn = landscape.trained_landscape(data, tuple(arguments.hidden), "relu", 1e-4, arguments.optimizer, arguments.lr,
+                                        arguments.epochs, 32, arguments.extent, arguments.seed)
+    cut = "" if drawn["n_epochs"] == arguments.epochs else f" (of {arguments.epochs} asked: the training budget)"
+    print(f"trained an MLP of layer sizes {drawn['layer_sizes']} on {drawn['rows']:,} of the "
+          f"{drawn['training_rows']:,} training rows of {data.name} with {arguments.optimizer} for "
+          f"{drawn['n_epochs']} epochs{cut}")
+    if drawn["diverged_epoch"] is not None:
+        print(f"diverged at epoch {drawn['diverged_epoch']}; the landscape is drawn around the parameters of the "
+              "epoch before")
     _create_directory(out_dir, "--out")
-    figure = figures.draw_landscape((alphas, line), (grid, grid, plane), out_dir)
+    figure = figures.draw_landscapes({"": drawn}, out_dir)
+    line = drawn["line"]
     print(f"loss at θ {line[len(line) // 2]:.6g}, at the ends of the slice {line[0]:.6g} and {line[-1]:.6g}")
     print(f"wrote {out_dir / figure.png}, {figure.svg} and {figure.csv}")
 

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cli_harness import run_command
@@ -126,6 +127,27 @@ def test_running_compare_again_resumes_the_sweep(quick_report, tmp_path):
     assert "2/4 throughput: not measured (the report keeps the throughput stored before: measured " in result.stderr
     html = (copy / "index.html").read_text()
     assert html.count("<p>Measured ") == 1 and "measures it again" not in html  # same code, same machine
+
+
+def test_the_landscape_command_draws_what_the_report_stores(tmp_path, monkeypatch):
+    """fastgd landscape trains and samples as fastgd.landscape.trained_landscape (the report's artefact) does, with
+    its budgets: the same losses on the same grid, and it says what was trained."""
+    pytest.importorskip("seaborn", reason="the report extra is not installed")
+    import pandas as pd
+
+    from fastgd import cli, datasets, landscape
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(landscape, "TRAINING_BUDGET", 1)  # any set: the epochs are cut to the fewest
+    cli.main(["landscape", "--dataset", "iris", "--epochs", "30", "--hidden", "5", "--seed", "3", "--out", "land"])
+    expected = landscape.trained_landscape(datasets.load("iris"), (5,), "relu", 1e-4, "adam", 3e-3, 30, 32, 1.0, 3)
+    assert expected["n_epochs"] == landscape.MIN_EPOCHS < 30
+    drawn = pd.read_csv(tmp_path / "land" / "landscape.csv")
+    assert sorted(drawn["alpha"].unique()) == pytest.approx(expected["grid_alphas"])
+    plane = np.asarray(expected["plane"])
+    for row in drawn.sample(20, random_state=0).itertuples():
+        i, j = expected["grid_alphas"].index(row.alpha), expected["grid_betas"].index(row.beta)
+        assert row.loss == pytest.approx(plane[j, i], rel=1e-12)
 
 
 def test_stored_throughput_says_when_and_with_what_it_was_measured():

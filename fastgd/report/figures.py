@@ -13,7 +13,7 @@ from fastgd import functions, optim
 from fastgd import rules as rules_registry
 
 __all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
-           "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories", "draw_landscape",
+           "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
 
@@ -389,15 +389,6 @@ def draw_trajectories(data, out_dir):
                  "learning rate in the legend; the compiled trajectory helper records every step.",
                  "Follow each colour from ● to ★: a short, direct path is efficient; loops and overshoots are "
                  "momentum or too large a step, a path that stops short ran out of steps.")
-
-
-def draw_landscape(line, plane, out_dir):
-    """One landscape: ``line`` (alphas, losses) and ``plane`` (alphas, betas, losses), as ``fastgd landscape``
-    draws it."""
-    alphas, losses = line
-    grid_alphas, grid_betas, grid = plane
-    return draw_landscapes({"": {"alphas": alphas, "line": losses, "grid_alphas": grid_alphas,
-                                 "grid_betas": grid_betas, "plane": grid}}, out_dir)
 
 
 def draw_landscapes(landscapes, out_dir):
