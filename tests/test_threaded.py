@@ -177,6 +177,20 @@ def test_mkl_runs_on_numbas_openmp_threads_where_numbas_loops_do():
     assert ("Numba's threads" in mkl.describe()) == mkl.shares_numbas_threads()
 
 
+@pytest.mark.parametrize("runtimes, layer", [(["libgomp"], "omp"), (["libomp"], "omp"), (["libgomp", "libiomp"], "omp"),
+                                             (["libgomp"], "tbb")])
+def test_mkl_takes_numbas_threads_only_where_they_are_gnu_openmps(monkeypatch, runtimes, layer):
+    """MKL's GNU layer only where Numba's loops run on libgomp and no other OpenMP runtime is loaded."""
+    import numba
+    import threadpoolctl
+
+    monkeypatch.setattr(numba, "threading_layer", lambda: layer)
+    monkeypatch.setattr(threadpoolctl, "threadpool_info",
+                        lambda: [dict(user_api="openmp", prefix=prefix) for prefix in runtimes])
+    expected = mkl._GNU if (runtimes, layer) == (["libgomp"], "omp") else mkl._SEQUENTIAL
+    assert mkl._threading_layer() == expected
+
+
 def test_the_whole_batch_pass_and_model_entry_refuse_negative_blocks():
     with pytest.raises(ValueError, match="n_blocks must be 1 or more"):
         train_kernels.model_entry(np.float64, -1)

@@ -66,11 +66,19 @@ def _candidates():
 
 
 def _threading_layer():
-    """MKL's threading layer for this process: GNU OpenMP where Numba's parallel loops run on it, else sequential."""
+    """MKL's threading layer for this process: GNU OpenMP where Numba's parallel loops run on it, else sequential.
+
+    Numba's ``omp`` layer may be built on another OpenMP runtime (Intel's or LLVM's, in some conda
+    builds): MKL on libgomp would then be a second pool of threads beside Numba's.
+    """
     import numba
+    import threadpoolctl
 
     numba.get_num_threads()  # starts Numba's threads, so that the layer is known
     if numba.threading_layer() != "omp":
+        return _SEQUENTIAL
+    runtimes = {pool["prefix"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "openmp"}
+    if runtimes != {"libgomp"}:
         return _SEQUENTIAL
     try:
         # Numba's omp layer loaded it privately; MKL's GNU layer looks its symbols up globally
