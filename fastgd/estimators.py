@@ -224,13 +224,9 @@ def _integer_classes(y):
     return classes, index[shifted]
 
 
-def _fitted_label_binarizer(y):
-    """``LabelBinarizer().fit(y)`` for classification targets; ValueError for others, as scikit-learn says it."""
-    return _read_labels(y)[0]
-
-
 def _read_labels(y):
-    """(``LabelBinarizer().fit(y)``, the index of each label in its ``classes_``, or None where not taken here).
+    """(``LabelBinarizer().fit(y)``, the index of each label in its ``classes_``, or None where not taken here),
+    for classification targets; ValueError for others, as scikit-learn says it.
 
     Integer labels in a 1-D array, the common case, are read in one pass (:func:`_integer_classes`):
     scikit-learn's own path (``check_classification_targets``, then ``fit``) finds their type three
