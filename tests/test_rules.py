@@ -254,6 +254,10 @@ def _unknown_name(param, grad, buffer, lr, momentum):
     ("bad_spec", dict(hyperparameters={"lr": 0.1}), "must be declared as Real"),
     ("Bad-Name", {}, "lower-case Python identifier"),
     ("bad_initial", dict(state={"buffer": rules.State(initial="beta")}), "starts at hyperparameter 'beta'"),
+    ("array_initial", dict(state={"buffer": rules.State(initial=np.zeros((2, 2)))}),
+     "state 'buffer' must start at a number, a hyperparameter name or a function (params, hyperparameters) -> "
+     "array, got an array of shape (2, 2)"),
+    ("list_initial", dict(state={"buffer": rules.State(initial=[1.0])}), "-> array, got [1.0]"),
 ])
 def test_bad_declarations_are_refused_in_one_line(name, changes, message):
     with pytest.raises(rules.RuleError, match=re.escape(message)) as info:

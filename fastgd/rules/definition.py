@@ -693,8 +693,10 @@ class Rule:
             if isinstance(slot.initial, str) and slot.initial not in self.hyperparameters:
                 self._fail(f"state {name!r} starts at hyperparameter {slot.initial!r}, which the rule does not have")
             if not (isinstance(slot.initial, str) or callable(slot.initial) or _is_real(slot.initial)):
+                shape = getattr(slot.initial, "shape", None)
+                given = f"an array of shape {tuple(shape)}" if shape is not None else repr(slot.initial)
                 self._fail(f"state {name!r} must start at a number, a hyperparameter name or a function "
-                           "(params, hyperparameters) -> array, got {slot.initial!r}")
+                           f"(params, hyperparameters) -> array, got {given}")
         for name, slot in self.scalar_state.items():
             if not isinstance(slot, ScalarState) or not _is_real(slot.initial):
                 self._fail(f"scalar state {name!r} must be a fastgd.rules.ScalarState with a number")
