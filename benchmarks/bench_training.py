@@ -145,12 +145,19 @@ class NetworkGemmShare:
     ``track_gemm_share`` is the epoch's matrix-product FLOPs (forward X·W, backward Aᵀ·δ and
     δ·Wᵀ; ``baselines.epoch_matmul_flops``) over fastgd's seconds per epoch (the whole epoch:
     shuffle, activations, loss and Adam's update included), as a share of the 2048² matrix
-    product's FLOP rate through NumPy's BLAS in the network's dtype (``bench_machine.MatmulPeak``),
-    measured in the same process before and after the epochs, the higher of the two: the peak drifts
+    product's FLOP rate in the network's dtype through the faster of NumPy's BLAS and MKL
+    (``baselines.peak_gemm_rate``: the passes run on MKL where it is installed, and a share against
+    the slower BLAS's peak overstates itself), measured in the same process before and after the
+    epochs, the higher of the two: the peak drifts
     by a fifth within minutes on a shared machine, and a share against a low one overstates itself
     (``network_speed.py`` takes the highest of its run). 1.0 would be an epoch that is all matrix products
     at the peak; small batches (digits' 32) stay far below it, and below the peak of their own
     products too (``bench_machine.NetworkMatmulPeak``: the same products alone).
+
+    ``track_epoch_over_floor``: fastgd's epoch over its floor, its matrix products alone plus its
+    rule's steps alone with the pass, BLAS and threads the epoch takes
+    (``FastgdTrainer.floor_seconds``); 1.0 would be an epoch with nothing but those. A ratio of two
+    times taken in one process, steadier on a shared machine than either.
     """
 
     params = [list(common.NETWORKS)]
@@ -167,11 +174,18 @@ class NetworkGemmShare:
         self.dtype = spec.dtype
 
     def track_gemm_share(self, data_dir, network):
-        peak_before = baselines.gemm_rate(self.dtype, common.TRACK_SECONDS)
+        peak_before, _ = baselines.peak_gemm_rate(self.dtype, common.TRACK_SECONDS)
         seconds = self.trainer.seconds_per_epoch(NetworkEpoch.TRACK_SCALE * common.TRACK_SECONDS)
-        return self.flops / seconds / max(peak_before, baselines.gemm_rate(self.dtype, common.TRACK_SECONDS))
+        return self.flops / seconds / max(peak_before, baselines.peak_gemm_rate(self.dtype, common.TRACK_SECONDS)[0])
 
     track_gemm_share.unit = "fraction of the GEMM peak (higher is better)"
+
+    def track_epoch_over_floor(self, data_dir, network):
+        seconds = self.trainer.seconds_per_epoch(NetworkEpoch.TRACK_SCALE * common.TRACK_SECONDS)
+        floor = self.trainer.floor_seconds(common.TRACK_SECONDS)
+        return seconds / (floor["products"] + floor["steps"])
+
+    track_epoch_over_floor.unit = "epoch / its products and steps alone (lower is better)"
 
 
 class FitMemory:

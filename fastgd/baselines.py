@@ -18,7 +18,8 @@ same numbers for the same thing.
 * The machine: the in-place streams that bound a step (:class:`InPlaceStreams`, the steps'
   own access pattern), STREAM's triad (:class:`StreamTriad`, main memory), and the matrix-product
   rate through NumPy's BLAS at 2048² and at a network's own shapes (:func:`gemm_rate`,
-  :func:`network_gemm_rate`).
+  :func:`network_gemm_rate`), MKL's at 2048² (:func:`mkl_gemm_rate`), and the higher of the two
+  (:func:`peak_gemm_rate`), the peak a GEMM share is measured against.
 * One timer, :func:`seconds_per_call`: the median (a ceiling: the least) per-call time of
   batches of calls over a budget of seconds.
 
@@ -54,7 +55,7 @@ __all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZ
            "arrays_written",
            "bytes_moved", "bytes_per_parameter", "bytes_per_step", "InPlaceStreams", "StreamTriad", "TRIAD_SIZE",
            "in_place_bandwidth", "triad_bandwidth", "gemm_rate", "epoch_gemm_shapes", "epoch_matmul_flops",
-           "network_gemm_rate"]
+           "network_gemm_rate", "mkl_gemm_rate", "peak_gemm_rate"]
 
 SEED = 0
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
@@ -276,6 +277,47 @@ class FastgdTrainer(Trainer):
 
     def test_outputs(self):
         return self.net.predict(self.training.theta, self.data.X_test)
+
+    def floor_seconds(self, budget_seconds):
+        """Seconds per epoch of its matrix products alone and of its rule's steps alone (:mod:`fastgd.kernels.floors`).
+
+        Both as its epochs take them: the same pass (serial, or the whole batch on MKL's threads) and
+        the same step (serial, or ``prange`` beside a threaded pass), on copies of its buffers and state.
+        Returns ``{"products": s, "steps": s}``; NotImplementedError for the pass in blocks of rows.
+        """
+        from fastgd.kernels import floors, mkl
+        from fastgd.kernels.train import WHOLE_BATCH_ON_MKL
+
+        training = self.training
+        n_blocks = training._blocks()
+        if n_blocks not in (1, WHOLE_BATCH_ON_MKL):
+            raise NotImplementedError("the floor of the pass in blocks of rows is not measured")
+        if n_blocks == WHOLE_BATCH_ON_MKL:
+            mkl.load()  # before epoch_products_on_mkl is compiled or loaded: it links MKL's cblas_?gemm
+        products = floors.epoch_products if n_blocks == 1 else floors.epoch_products_on_mkl
+        n_samples, batch_size = training.X.shape[0], training.batch_size
+        rng = np.random.default_rng(SEED)
+        theta = training.theta.copy()
+        grad = (rng.standard_normal(theta.size) * 1e-3).astype(theta.dtype)
+        # a batch's rows, and workspaces filled with finite values: products of garbage may be denormal or NaN
+        inputs = np.ascontiguousarray(training.X[:batch_size]).reshape(-1)
+        activations = rng.standard_normal(training._activations.size).astype(theta.dtype)
+        deltas = rng.standard_normal(training._deltas.size).astype(theta.dtype)
+        product_arguments = (inputs, theta, grad.copy(), activations, deltas, self.net.layer_sizes, n_samples,
+                             batch_size)
+        packed = training.optimizer.packed(parallel=n_blocks != 1)
+        hyper = packed.hyper.copy()
+        hyper[-1] = 1.0  # the constant schedule's factor
+        n_steps = -(-n_samples // batch_size)
+        step_arguments = (packed.function, theta, grad, packed.states.copy(), packed.aux.copy(), hyper,
+                          packed.counters.copy(), packed.layout, n_steps)
+        seconds = {}
+        for name, dispatcher, arguments in (("products", products, product_arguments),
+                                            ("steps", floors.epoch_steps, step_arguments)):
+            run = _config.compile_for(dispatcher, arguments)
+            run(*arguments)  # warm: caches, pages, threads
+            seconds[name] = seconds_per_call(lambda: run(*arguments), budget_seconds)
+        return seconds
 
 
 class NumpyTrainer(Trainer):
@@ -778,6 +820,38 @@ def gemm_rate(dtype, budget_seconds, shapes=((2048, 2048, 2048),)):
             np.matmul(a, b, out=out)
 
     return sum(2 * m * k * n for m, k, n in shapes) / seconds_per_call(products, budget_seconds)
+
+
+def mkl_gemm_rate(dtype, budget_seconds, shape=(2048, 2048, 2048)):
+    """FLOP per second of MKL's ``?gemm`` (the threaded passes' BLAS) on one ``(m, k, n)`` product, the square 2048²
+    by default; raises :class:`fastgd.kernels.mkl.MKLError` where MKL is not installed."""
+    from fastgd.kernels import floors, mkl
+
+    mkl.load()  # before products_on_mkl is compiled or loaded: it links MKL's cblas_?gemm
+    m, k, n = shape
+    rng = np.random.default_rng(SEED)
+    A, B = rng.random(m * k).astype(dtype), rng.random(k * n).astype(dtype)
+    C = np.empty(m * n, dtype)
+    run = _config.compile_for(floors.products_on_mkl, (A, B, C, m, n, k, 1))
+    run(A, B, C, m, n, k, 1)
+    return 2 * m * k * n / seconds_per_call(lambda: run(A, B, C, m, n, k, 1), budget_seconds)
+
+
+def peak_gemm_rate(dtype, budget_seconds):
+    """``(FLOP per second, BLAS name)``: the higher of NumPy's BLAS's and MKL's 2048² rates (MKL's where installed).
+
+    The matrix-product peak of the machine as fastgd's passes can reach it: a share against the
+    slower BLAS's peak would overstate itself where the passes run on the faster one.
+    """
+    from fastgd.kernels.mkl import MKLError
+
+    rates = {"NumPy's BLAS": gemm_rate(dtype, budget_seconds)}
+    try:
+        rates["MKL"] = mkl_gemm_rate(dtype, budget_seconds)
+    except MKLError:
+        pass
+    name = max(rates, key=rates.get)
+    return rates[name], name
 
 
 def epoch_gemm_shapes(layer_sizes, batch_size):

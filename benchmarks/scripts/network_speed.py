@@ -14,14 +14,21 @@ whole epoch under ``jax.jit``. Each measurement runs in a fresh process of its o
 files written once, the trainer built and warmed, then about ``--block`` seconds of epochs):
 PyTorch's OpenMP threads, XLA's and the BLAS threads of each would otherwise spin beside one
 another on two cores and stall whoever runs next. Rounds alternate the implementations, and
-the machine's GEMM peak (a 2048² matrix product through NumPy's BLAS, same dtype) is measured
-in every round; each figure is the median over rounds, and every ratio compares figures of
-this run.
+the machine's GEMM peak (a 2048² matrix product, same dtype, through NumPy's BLAS and MKL where
+installed: the higher, ``baselines.peak_gemm_rate``) is measured in every round, and so is fastgd's
+floor (below); each figure is the median over rounds, and every ratio compares figures of this run.
 
 The GEMM share is the epoch's matrix-product FLOPs (forward, and both backward products)
 over fastgd's seconds per epoch, against the highest of the run's peaks of that dtype (each
 network's median peak over its rounds; they drift, and a share against a low one overstates
 itself).
+
+The floor: what fastgd's epoch cannot go below with these products and this rule on this machine,
+its batches' matrix products alone plus its rule's steps alone, each with the pass, BLAS and threads
+its epochs take (``FastgdTrainer.floor_seconds``, :mod:`fastgd.kernels.floors`). From it, the
+highest GEMM share and the highest ratio to the faster peer (the faster of PyTorch and JAX) an
+epoch could reach that updates after each batch's products, as every pass here does: everything
+else it does (activations, softmax and loss, gathering a batch, bias gradients) taken as free.
 
 Then the fixed cost of a whole ``MLPClassifier.fit`` on digits (``common.fit_fixed_cost``: 20
 epochs, against 20 of its epochs run alone), and the warm start: ``import fastgd`` and a first ``opt.step`` against
@@ -61,17 +68,24 @@ def block_seconds(trainer, implementation, n_epochs):
 
 def worker(label, implementation, block, data_dir):
     """In a fresh process: build and warm ``implementation``'s trainer for ``NETWORKS[label]``, train about
-    ``block`` seconds of epochs (at least two), print seconds per epoch ("peak": the GEMM peak instead)."""
+    ``block`` seconds of epochs (at least two), print seconds per epoch. Instead, "peak": the GEMM peak and its
+    BLAS; "floor": fastgd's floor, its products and its steps alone per epoch."""
     network = common.NETWORKS[label]
     if implementation == "peak":
-        print(json.dumps(baselines.gemm_rate(network.dtype, budget_seconds=0.3)))
+        print(json.dumps(baselines.peak_gemm_rate(network.dtype, budget_seconds=0.3)))
         return
     data = common.load_network_data(label, data_dir)
     try:
-        trainer = common.warmed_trainer(implementation, data, "adam", network.hidden, network.batch_size,
-                                        network.dtype)
+        trainer = common.warmed_trainer("fastgd" if implementation == "floor" else implementation, data, "adam",
+                                        network.hidden, network.batch_size, network.dtype)
     except NotImplementedError as missing:
         print(json.dumps(str(missing)))
+        return
+    if implementation == "floor":
+        try:
+            print(json.dumps(trainer.floor_seconds(block / 2)))
+        except NotImplementedError as missing:
+            print(json.dumps(str(missing)))
         return
     first = block_seconds(trainer, implementation, 1)  # pays what a first call costs
     print(json.dumps(block_seconds(trainer, implementation, max(2, round(block / first)))))
@@ -86,7 +100,7 @@ def _in_fresh_process(label, implementation, block, data_dir):
 def measure_network(label, rounds, block, data_dir):
     network = common.NETWORKS[label]
     data = common.load_network_data(label, data_dir)
-    seconds, peaks, missing = {}, [], {}
+    seconds, peaks, floors, missing = {}, [], [], {}
     for round_index in range(rounds):
         order = [implementation for implementation in IMPLEMENTATIONS if implementation not in missing]
         order = order[round_index % len(order):] + order[:round_index % len(order)]
@@ -98,14 +112,20 @@ def measure_network(label, rounds, block, data_dir):
             else:
                 seconds.setdefault(implementation, []).append(result)
         peaks.append(_in_fresh_process(label, "peak", block, data_dir))
+        floors.append(_in_fresh_process(label, "floor", block, data_dir))
     layer_sizes = [data.n_features, *network.hidden, data.n_outputs]
     result = {"label": f"{label}, {network.dtype}", "dtype": network.dtype, "n_train": int(data.X_train.shape[0]),
               "layer_sizes": layer_sizes, "batch_size": network.batch_size,
               "seconds": {implementation: float(np.median(values)) for implementation, values in seconds.items()},
               "spread": {implementation: [float(min(values)), float(max(values))]
                          for implementation, values in seconds.items()},
-              "row_peak_flops": float(np.median(peaks)),
+              "row_peak_flops": float(np.median([rate for rate, _ in peaks])),
+              "peak_blas": sorted({blas for _, blas in peaks}),
               "matmul_flops": baselines.epoch_matmul_flops(data.X_train.shape[0], layer_sizes)}
+    if all(isinstance(floor, dict) for floor in floors):
+        result["floor"] = {part: float(np.median([floor[part] for floor in floors])) for part in ("products", "steps")}
+    else:
+        print(f"{label}: floor left out ({floors[0]})", file=sys.stderr)
     return result
 
 
@@ -122,6 +142,14 @@ def share_of_the_run_peak(networks):
     for network in networks:
         network["peak_flops"] = highest[network["dtype"]]
         network["gemm_share"] = network["matmul_flops"] / network["seconds"]["fastgd"] / network["peak_flops"]
+        if "floor" in network:
+            floor = network["floor"]
+            floor["seconds"] = floor["products"] + floor["steps"]
+            floor["products_share"] = network["matmul_flops"] / floor["products"] / network["peak_flops"]
+            floor["highest_share"] = network["matmul_flops"] / floor["seconds"] / network["peak_flops"]
+            peers = [network["seconds"][name] for name in ("torch", "jax") if name in network["seconds"]]
+            if peers:
+                floor["highest_peer_ratio"] = min(peers) / floor["seconds"]
     return networks
 
 
@@ -197,7 +225,9 @@ def report(results):
              f"measurement in a fresh process; one run of "
              f"`benchmarks/scripts/network_speed.py` on {results['cpus']} CPUs ({results['threads']}). "
              "Ratios are the other implementation's time over fastgd's, from this run. The GEMM share is "
-             "against the highest 2048² peak of the dtype in this run.", "",
+             "against the highest 2048² peak of the dtype in this run (through "
+             f"{' and '.join(sorted({blas for network in results['networks'] for blas in network['peak_blas']}))}).",
+             "",
              "| network/batch, dtype | fastgd s/epoch | × scikit-learn | × PyTorch | × JAX + optax | GEMM share |",
              "|---|---|---|---|---|---|"]
     for network in results["networks"]:
@@ -214,6 +244,22 @@ def report(results):
                  f"{_times(network['spread'][name][1])})" if name in network["seconds"] else "n/a"
                  for name in IMPLEMENTATIONS]
         lines.append(f"| {network['label']} | {' | '.join(cells)} |")
+    lines += ["", "fastgd's floor: its batches' matrix products alone and its rule's steps alone, with the pass, BLAS "
+              "and threads its epochs take, per epoch (medians over rounds). Everything else an epoch does taken as "
+              "free, the floor gives the highest GEMM share and the highest ratio to the faster of PyTorch and JAX "
+              "that an epoch could reach with these products and steps on this machine, updating after each "
+              "batch's products.", "",
+              "| network/batch, dtype | products alone (share) | steps alone | floor | fastgd's epoch / floor | "
+              "highest share | highest × the faster peer |", "|---|---|---|---|---|---|---|"]
+    for network in results["networks"]:
+        floor = network.get("floor")
+        if floor is None:
+            lines.append(f"| {network['label']} | n/a | n/a | n/a | n/a | n/a | n/a |")
+            continue
+        peer = f"{floor['highest_peer_ratio']:.2f}" if "highest_peer_ratio" in floor else "n/a"
+        lines.append(f"| {network['label']} | {_times(floor['products'])} ({floor['products_share']:.0%}) | "
+                     f"{_times(floor['steps'])} | {_times(floor['seconds'])} | "
+                     f"{network['seconds']['fastgd'] / floor['seconds']:.2f} | {floor['highest_share']:.0%} | {peer} |")
     costs = results["fit_fixed_cost"]
     lines += ["", f"A {common.FIT_EPOCHS}-epoch `MLPClassifier.fit` on digits: {_times(costs['fit'])}, of which "
               f"{_times(costs['fixed'])} ({costs['fixed'] / costs['fit']:.1%}) is not its epochs, against "
