@@ -250,7 +250,9 @@ class Training:
             self._last_finite[...] = self.theta
             arguments = (model_entry(net.dtype, n_blocks), self.theta, self.X, self.Y, net.layer_sizes,
                          net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, base_lr,
-                         packed.states, packed.aux, packed.counters, packed.layout, self.schedule, self.clip_norm,
+                         packed.states, packed.aux, packed.counters, packed.layout, self.schedule,
+                         # None: an epoch that does not clip does not compile the clipping
+                         self.clip_norm if self.clip_norm > 0.0 else None,
                          self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,
                          self._activations, self._deltas, self._batch_X, self._batch_Y)
             if self._train_epoch is None:

@@ -95,6 +95,35 @@ def test_gradient_clipping_by_global_norm():
     np.testing.assert_allclose(theta, theta_reference, rtol=1e-9, atol=1e-12)
 
 
+CLIPPING_COMPILED = """
+import sys
+import numpy as np
+from fastgd import MLP, optim
+from fastgd.kernels.train import clip_by_global_norm
+from fastgd.training import Training
+rng = np.random.default_rng(0)
+X, Y = rng.normal(size=(40, 4)), np.eye(3)[rng.integers(0, 3, 40)]
+net = MLP([4, 6, 3])
+clip_norm = None if sys.argv[1] == "none" else float(sys.argv[1])
+Training(net, optim.SGD(net.init(random_state=0), lr=0.1), X, Y, 8, clip_norm=clip_norm).run(2)
+print(len(clip_by_global_norm.overloads))
+"""
+
+
+@pytest.mark.parametrize("clip_norm, compiled", [("none", 0), ("0.5", 1)])
+def test_an_epoch_compiles_the_clipping_only_when_it_clips(clip_norm, compiled, tmp_path):
+    """Nothing is compiled that the call does not use: the clipping is pruned from epochs without it (an empty
+    cache: an epoch loaded from it never compiles what it calls)."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", CLIPPING_COMPILED, clip_norm], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) == compiled
+
+
 def test_same_seed_gives_bit_for_bit_the_same_run_and_another_seed_another():
     X, Y = problem()
     net = MLP(SIZES, "relu", "softmax")

@@ -152,8 +152,9 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
     ``model`` is :func:`model_entry` for θ's dtype, ``rule_step`` the rule's
     ``packed_step_entry``. Each batch's loss is taken before its update, as scikit-learn's
     ``loss_curve_`` does. Stops at the first batch whose loss is not finite
-    and returns that loss: the caller reports divergence. ``clip_norm`` ≤ 0
-    means no clipping. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
+    and returns that loss: the caller reports divergence. ``clip_norm``: the
+    largest global norm of a batch's gradient, or None for no clipping (then
+    the clipping is not compiled in). Workspaces: ``order`` (n int64), ``grad`` (θ's size),
     ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
     batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns).
     """
@@ -175,7 +176,7 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
         if not math.isfinite(loss):
             return loss
         total += loss * (stop - start)
-        if clip_norm > 0.0:
+        if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)
         # the last hyperparameter slot scales every learning rate of the rule
         hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
