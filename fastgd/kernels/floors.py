@@ -22,57 +22,47 @@ from fastgd.kernels.mlp import n_weights
 __all__ = ["epoch_products", "epoch_products_on_mkl", "epoch_steps", "products_on_mkl"]
 
 
-@_config.jit
-def epoch_products(inputs, theta, grad, activations, deltas, layer_sizes, n_samples, batch_size):
-    """An epoch's matrix products on SciPy's BLAS, as :func:`~fastgd.kernels.mlp.loss_and_gradient` makes them."""
-    n_layers = layer_sizes.size - 1
-    for start in range(0, n_samples, batch_size):
-        rows = min(batch_size, n_samples - start)
-        weight_offset, below, offset = 0, 0, 0
-        for layer in range(n_layers):
-            n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
-            if layer == 0:
-                gemm(inputs, 0, theta, 0, activations, 0, rows, n_out, n_in, False, False, 1.0, 0.0)
-                gemm(inputs, 0, deltas, 0, grad, 0, n_in, n_out, rows, True, False, 1.0, 0.0)
-            else:
-                gemm(activations, below, theta, weight_offset, activations, offset, rows, n_out, n_in, False, False,
-                     1.0, 0.0)
-                gemm(activations, below, deltas, offset, grad, weight_offset, n_in, n_out, rows, True, False, 1.0,
-                     0.0)
-                gemm(deltas, offset, theta, weight_offset, deltas, below, rows, n_in, n_out, False, True, 1.0, 0.0)
-            weight_offset += n_in * n_out
-            below = offset
-            offset += rows * n_out
-    return n_weights(layer_sizes)
+def _epoch_products(on_mkl):
+    """The Python function of an epoch's matrix products, on MKL's threads or SciPy's BLAS; ``on_mkl`` is a constant
+    of its closure, so the other branch is pruned before Numba types it (and the cache keys each on it)."""
 
-
-@_config.jit
-def epoch_products_on_mkl(inputs, theta, grad, activations, deltas, layer_sizes, n_samples, batch_size):
-    """An epoch's matrix products, each the whole batch's on MKL's threads, as the pass on MKL's threads makes them.
-
-    MKL must be loaded (:func:`fastgd.kernels.mkl.load`) before this is compiled or loaded.
-    """
-    n_layers = layer_sizes.size - 1
-    for start in range(0, n_samples, batch_size):
-        rows = min(batch_size, n_samples - start)
-        weight_offset, below, offset = 0, 0, 0
-        for layer in range(n_layers):
-            n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
-            if layer == 0:
-                mkl.gemm(inputs, 0, n_in, theta, 0, n_out, activations, 0, n_out, rows, n_out, n_in, False, False,
+    def epoch_products(inputs, theta, grad, activations, deltas, layer_sizes, n_samples, batch_size):
+        n_layers = layer_sizes.size - 1
+        for start in range(0, n_samples, batch_size):
+            rows = min(batch_size, n_samples - start)
+            weight_offset, below, offset = 0, 0, 0
+            for layer in range(n_layers):
+                n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
+                A, a_offset = (inputs, 0) if layer == 0 else (activations, below)
+                # forward A·W, then the weight gradient Aᵀ·δ, then δ·Wᵀ (not for the first layer)
+                if on_mkl:
+                    mkl.gemm(A, a_offset, n_in, theta, weight_offset, n_out, activations, offset, n_out, rows,
+                             n_out, n_in, False, False, 1.0, 0.0)
+                    mkl.gemm(A, a_offset, n_in, deltas, offset, n_out, grad, weight_offset, n_out, n_in, n_out,
+                             rows, True, False, 1.0, 0.0)
+                    if layer > 0:
+                        mkl.gemm(deltas, offset, n_out, theta, weight_offset, n_out, deltas, below, n_in, rows,
+                                 n_in, n_out, False, True, 1.0, 0.0)
+                else:
+                    gemm(A, a_offset, theta, weight_offset, activations, offset, rows, n_out, n_in, False, False,
                          1.0, 0.0)
-                mkl.gemm(inputs, 0, n_in, deltas, 0, n_out, grad, 0, n_out, n_in, n_out, rows, True, False, 1.0, 0.0)
-            else:
-                mkl.gemm(activations, below, n_in, theta, weight_offset, n_out, activations, offset, n_out, rows,
-                         n_out, n_in, False, False, 1.0, 0.0)
-                mkl.gemm(activations, below, n_in, deltas, offset, n_out, grad, weight_offset, n_out, n_in, n_out,
-                         rows, True, False, 1.0, 0.0)
-                mkl.gemm(deltas, offset, n_out, theta, weight_offset, n_out, deltas, below, n_in, rows, n_in, n_out,
-                         False, True, 1.0, 0.0)
-            weight_offset += n_in * n_out
-            below = offset
-            offset += rows * n_out
-    return n_weights(layer_sizes)
+                    gemm(A, a_offset, deltas, offset, grad, weight_offset, n_in, n_out, rows, True, False, 1.0, 0.0)
+                    if layer > 0:
+                        gemm(deltas, offset, theta, weight_offset, deltas, below, rows, n_in, n_out, False, True,
+                             1.0, 0.0)
+                weight_offset += n_in * n_out
+                below = offset
+                offset += rows * n_out
+        return n_weights(layer_sizes)
+
+    return epoch_products
+
+
+# An epoch's matrix products on SciPy's BLAS, as fastgd.kernels.mlp.loss_and_gradient makes them.
+epoch_products = _config.jit(_epoch_products(False))
+# The same, each the whole batch's on MKL's threads, as the pass on MKL's threads makes them; MKL must be
+# loaded (fastgd.kernels.mkl.load) before it is compiled or loaded.
+epoch_products_on_mkl = _config.jit(_epoch_products(True))
 
 
 @_config.jit
