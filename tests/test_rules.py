@@ -331,6 +331,20 @@ def test_bad_plugins_are_one_line_errors_and_write_nothing(tmp_path, source, mes
                    in_process=False)
 
 
+def test_a_directory_as_a_plugin_is_refused(tmp_path, monkeypatch):
+    """A directory on the path would import as an empty namespace package, register nothing and let the sweep run."""
+    (tmp_path / "my_rules").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = "plugin 'my_rules' is a directory without __init__.py, not a module"
+    with pytest.raises(rules.PluginError, match=re.escape(message)):
+        rules.load_plugin("my_rules")
+    assert_refused(["sweep", "--preset", "quick", "--store", "results.db", "--plugin", "my_rules"], tmp_path, message,
+                   in_process=False)
+    (tmp_path / "my_rules" / "__init__.py").write_text("")  # a package is a module: loaded, whatever it registers
+    assert rules.load_plugin("my_rules") == []
+
+
 def test_a_broken_users_rule_stops_a_sweep_before_the_store_is_written(tmp_path):
     plugin = tmp_path / "broken.py"
     plugin.write_text("from fastgd import rules\n"

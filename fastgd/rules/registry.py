@@ -152,8 +152,13 @@ def resolve_plugin(spec, base_dir=None):
     if not isinstance(spec, str) or not spec.strip():
         raise PluginError(f"a plugin is a path to a .py file or a module name, got {spec!r}")
     if not _is_path(spec):
-        if importlib.util.find_spec(spec.split(".")[0]) is None:
+        found = importlib.util.find_spec(spec.split(".")[0])
+        if found is None:
             raise PluginError(f"plugin module {spec!r} not found (give a path ending in .py for a file)")
+        if "." not in spec and found.origin in (None, "namespace"):
+            # a directory without __init__.py on the path imports as an empty namespace package: no rule, no error
+            raise PluginError(f"plugin {spec!r} is a directory without __init__.py, not a module (give a path "
+                              "ending in .py for a file)")
         return Plugin(spec)
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(spec)))
     if not os.path.isfile(path):
