@@ -95,11 +95,12 @@ def describe():
     """One line: the Numba threads and each BLAS library's threads, e.g. for a benchmark's header."""
     blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in _threadpoolctl().threadpool_info()
             if pool["user_api"] == "blas"]
+    n_threads = numba.get_num_threads()  # starts Numba's threads, which chooses the threading layer
     try:
         layer = numba.threading_layer()
-    except ValueError:  # no parallel loop has run yet: the layer is chosen then
+    except ValueError:
         layer = "layer not chosen yet"
-    return f"{numba.get_num_threads()} Numba threads ({layer}), BLAS threads: {', '.join(blas) or 'none found'}"
+    return f"{n_threads} Numba threads ({layer} layer), BLAS threads: {', '.join(blas) or 'none found'}"
 
 
 def _from_environment():

@@ -89,6 +89,7 @@ def test_describe_names_both_pools():
     line = threads.describe()
     assert "\n" not in line
     assert f"{threads.get_num_threads()} Numba threads" in line and "BLAS threads" in line
+    assert f"({numba.threading_layer()} layer)" in line  # the layer is chosen, not left "not chosen yet"
 
 
 def run_python(code, value):

@@ -8,7 +8,8 @@ arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
 vector whose last entry the schedule sets (the factor on every learning rate
 of the rule), float64 counters and the network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
 one specialisation per dtype covers every rule, a user's included, every
-schedule and every network shape; a new rule compiles only its own loop, and
+schedule and every network shape (a second one, the first time gradients are
+clipped: an epoch without clipping does not compile it); a new rule compiles only its own loop, and
 the epoch's own compilation does not optimise the model's code again. Every
 buffer comes from the caller; an epoch allocates nothing.
 """
