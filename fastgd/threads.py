@@ -96,11 +96,8 @@ def describe():
     blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in _threadpoolctl().threadpool_info()
             if pool["user_api"] == "blas"]
     n_threads = numba.get_num_threads()  # starts Numba's threads, which chooses the threading layer
-    try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = "layer not chosen yet"
-    return f"{n_threads} Numba threads ({layer} layer), BLAS threads: {', '.join(blas) or 'none found'}"
+    return (f"{n_threads} Numba threads ({numba.threading_layer()} layer), BLAS threads: "
+            f"{', '.join(blas) or 'none found'}")
 
 
 def _from_environment():

@@ -286,3 +286,22 @@ def test_network_speed_takes_the_gemm_share_against_the_runs_highest_peak_of_its
     network_speed.share_of_the_run_peak(networks)
     assert [network["peak_flops"] for network in networks] == [3e11, 3e11, 1e11]
     assert [network["gemm_share"] for network in networks] == pytest.approx([1 / 3, 2 / 3, 0.5])
+
+
+def test_network_speed_takes_the_highest_share_and_peer_ratio_from_the_floor():
+    """The floor (products and steps alone) caps the share against the run's peak and the ratio to the faster peer."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("network_speed", ROOT / "benchmarks" / "scripts" / "network_speed.py")
+    network_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(network_speed)
+    networks = [dict(dtype="float32", row_peak_flops=4e11, matmul_flops=4e10,
+                     seconds={"fastgd": 0.4, "torch": 0.9, "jax": 0.6}, floor={"products": 0.2, "steps": 0.05}),
+                dict(dtype="float32", row_peak_flops=2e11, matmul_flops=1e10, seconds={"fastgd": 0.1})]
+    network_speed.share_of_the_run_peak(networks)
+    floor = networks[0]["floor"]
+    assert floor["seconds"] == pytest.approx(0.25)
+    assert floor["products_share"] == pytest.approx(0.5)  # 4e10 FLOP in 0.2 s against 4e11 FLOP/s
+    assert floor["highest_share"] == pytest.approx(0.4)
+    assert floor["highest_peer_ratio"] == pytest.approx(0.6 / 0.25)  # the faster peer, JAX
+    assert "floor" not in networks[1]

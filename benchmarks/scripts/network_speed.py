@@ -125,7 +125,8 @@ def measure_network(label, rounds, block, data_dir):
     if all(isinstance(floor, dict) for floor in floors):
         result["floor"] = {part: float(np.median([floor[part] for floor in floors])) for part in ("products", "steps")}
     else:
-        print(f"{label}: floor left out ({floors[0]})", file=sys.stderr)
+        why = next(floor for floor in floors if not isinstance(floor, dict))
+        print(f"{label}: floor left out ({why})", file=sys.stderr)
     return result
 
 
