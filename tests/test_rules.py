@@ -345,6 +345,18 @@ def test_a_directory_as_a_plugin_is_refused(tmp_path, monkeypatch):
     assert rules.load_plugin("my_rules") == []
 
 
+@pytest.mark.parametrize("name, make, message", [
+    ("notes.txt", lambda path: path.write_text("from fastgd import rules\n"), "is not a .py file"),
+    ("rules_dir", lambda path: path.mkdir(), "is a directory, not a .py file"),
+])
+def test_a_plugin_path_that_is_not_a_python_file_is_refused(tmp_path, name, make, message):
+    make(tmp_path / name)
+    with pytest.raises(rules.PluginError, match=re.escape(message)):
+        rules.load_plugin(str(tmp_path / name))
+    assert_refused(["sweep", "--preset", "quick", "--store", "results.db", "--plugin", f"./{name}"], tmp_path,
+                   message, in_process=False)
+
+
 def test_a_broken_users_rule_stops_a_sweep_before_the_store_is_written(tmp_path):
     plugin = tmp_path / "broken.py"
     plugin.write_text("from fastgd import rules\n"

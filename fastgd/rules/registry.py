@@ -161,8 +161,13 @@ def resolve_plugin(spec, base_dir=None):
                               "ending in .py for a file)")
         return Plugin(spec)
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(spec)))
+    if os.path.isdir(path):
+        raise PluginError(f"plugin {path} is a directory, not a .py file")
     if not os.path.isfile(path):
         raise PluginError(f"plugin file not found: {path}")
+    if not path.endswith(".py"):
+        # Python's file loaders take a module's kind from its suffix: another would not load at all
+        raise PluginError(f"plugin file {path} is not a .py file")
     try:
         with open(path, encoding="utf-8") as file:
             source = file.read()
