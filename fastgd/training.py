@@ -79,8 +79,8 @@ def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_
     """The float64 schedule vector of :mod:`fastgd.kernels.schedules`, checked.
 
     ``name``: constant, step (× ``gamma`` every ``step_size`` epochs),
-    exponential (× ``gamma`` per epoch), invscaling (÷ t^``power_t``, t the
-    update step), cosine (to ``eta_min`` over ``t_max`` epochs, by default
+    exponential (× ``gamma`` per epoch), invscaling (scikit-learn's: ÷ (t + 1)^``power_t`` for
+    the whole epoch, t the samples seen before it; :class:`Training` fills in its rows), cosine (to ``eta_min`` over ``t_max`` epochs, by default
     ``n_epochs``). ``warmup_steps`` > 0 adds a linear warm-up over that many
     update steps.
     """
@@ -95,7 +95,7 @@ def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_
         if not (ok and math.isfinite(value)):
             raise ValueError(f"Invalid {key} for the {name} schedule: {value}")
     return np.array([schedule_kernels.SCHEDULES[name], gamma, int(step_size), power_t, eta_min, t_max,
-                     int(warmup_steps)], dtype=np.float64)
+                     int(warmup_steps), 0], dtype=np.float64)
 
 
 @dataclass
@@ -183,7 +183,8 @@ class Training:
         self.batch_size = int(min(batch_size, X.shape[0]))
         self.shuffle = bool(shuffle)
         self.seed = int(seed) & 0x7FFFFFFFFFFFFFFF
-        self.schedule = make_schedule() if schedule is None else np.asarray(schedule, dtype=np.float64)
+        self.schedule = make_schedule() if schedule is None else np.array(schedule, dtype=np.float64)
+        self.schedule[schedule_kernels.SAMPLES_PER_EPOCH] = X.shape[0]  # invscaling counts the samples seen
         self.clip_norm = 0.0 if clip_norm is None else float(clip_norm)
         self.epochs_done = 0
         self.history = History()

@@ -58,7 +58,8 @@ SCHEDULE_CASES = {
     "constant": (dict(), lambda e, t, lr: lr),
     "step": (dict(gamma=0.5, step_size=2), lambda e, t, lr: lr * 0.5 ** (e // 2)),
     "exponential": (dict(gamma=0.9), lambda e, t, lr: lr * 0.9**e),
-    "invscaling": (dict(power_t=0.5), lambda e, t, lr: lr / t**0.5),
+    # scikit-learn's SGDOptimizer: after each epoch, learning_rate_init / (samples seen + 1) ** power_t
+    "invscaling": (dict(power_t=0.5), lambda e, t, lr: lr / (e * len(problem()[0]) + 1) ** 0.5),
     "cosine": (dict(eta_min=0.001, t_max=4), lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2),
 }
 

@@ -1,14 +1,15 @@
 r"""Learning-rate schedules, evaluated inside the compiled training loop.
 
 A schedule is a float64 vector ``[kind, gamma, step_size, power_t, eta_min,
-t_max, warmup_steps]`` (see :func:`fastgd.training.make_schedule`); the rate at
-update step t (1, 2, ...) during epoch e (0, 1, ...) is
+t_max, warmup_steps, samples_per_epoch]`` (see :func:`fastgd.training.make_schedule`;
+:class:`fastgd.training.Training` fills in its rows per epoch); the rate at
+update step t (1, 2, ...) during epoch e (0, 1, ...) of n rows is
 
 =============  =====================================================
 constant       γ₀
 step           γ₀ · gamma^⌊e / step_size⌋
 exponential    γ₀ · gamma^e
-invscaling     γ₀ / t^power_t                      (scikit-learn's)
+invscaling     γ₀ / (e·n + 1)^power_t              (scikit-learn's: n·e samples seen before the epoch)
 cosine         η_min + (γ₀ − η_min)(1 + cos(π e / t_max)) / 2
 =============  =====================================================
 
@@ -22,7 +23,7 @@ from fastgd._config import jit
 CONSTANT, STEP, EXPONENTIAL, INVSCALING, COSINE = 0, 1, 2, 3, 4
 SCHEDULES = {"constant": CONSTANT, "step": STEP, "exponential": EXPONENTIAL, "invscaling": INVSCALING,
              "cosine": COSINE}
-KIND, GAMMA, STEP_SIZE, POWER_T, ETA_MIN, T_MAX, WARMUP_STEPS = range(7)
+KIND, GAMMA, STEP_SIZE, POWER_T, ETA_MIN, T_MAX, WARMUP_STEPS, SAMPLES_PER_EPOCH = range(8)
 
 
 @jit(inline=True)
@@ -33,7 +34,7 @@ def scheduled_lr(base_lr, schedule, epoch, step):
     elif kind == EXPONENTIAL:
         lr = base_lr * schedule[GAMMA] ** epoch
     elif kind == INVSCALING:
-        lr = base_lr / float(step) ** schedule[POWER_T]
+        lr = base_lr / (epoch * schedule[SAMPLES_PER_EPOCH] + 1.0) ** schedule[POWER_T]
     elif kind == COSINE:
         eta_min = schedule[ETA_MIN]
         lr = eta_min + (base_lr - eta_min) * (1.0 + math.cos(math.pi * min(epoch, schedule[T_MAX]) / schedule[T_MAX])) / 2.0
