@@ -54,7 +54,7 @@ def train_for_budget(implementation, dataset, rule):
         rerun = baselines.TRAINERS[implementation](data, rule, HIDDEN, BATCH_SIZE, DTYPE)
         seconds_to_target = rerun.fit_seconds(epochs_to_target)
     return {"final_loss": losses[-1] if math.isfinite(losses[-1]) else math.nan,
-            "test_score": baselines.score_on_test_split(data, trainer.test_outputs()),
+            "test_score": data.test_metric(trainer.test_outputs()),
             "epochs_to_target": epochs_to_target, "seconds_to_target": seconds_to_target}
 
 

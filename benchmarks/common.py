@@ -35,7 +35,7 @@ from fastgd import baselines, datasets, optim
 
 DTYPES = ("float32", "float64")
 RULES = tuple(optim.OPTIMIZERS)
-LARGE_SYNTHETIC = baselines.synthetic_name(100_000, 100)
+LARGE_SYNTHETIC = datasets.synthetic_name("classification", 100_000, 100)
 DATASETS = (*datasets.BUNDLED, LARGE_SYNTHETIC)
 # Seconds a track_ that times something spends measuring it (tests set 0: the fewest calls): batches of
 # at least a millisecond, so a median of up to 200; every process also pays its setup (a second or two:
@@ -303,7 +303,7 @@ class Network:
         if self.source != "synthetic":
             return self.source
         n_samples = round(NETWORK_TRAINING_ROWS / (1 - datasets.TEST_SIZE))
-        return baselines.synthetic_name(n_samples, self.n_features, NETWORK_CLASSES)
+        return datasets.synthetic_name("classification", n_samples, self.n_features, NETWORK_CLASSES)
 
 
 # The one table of network sizes: the asv suite (bench_training.NetworkEpoch) and

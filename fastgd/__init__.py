@@ -4,7 +4,8 @@ Three ways in:
 
 * scikit-learn estimators: :class:`fastgd.MLPClassifier`, :class:`fastgd.MLPRegressor`;
 * torch-style optimizers over NumPy arrays: :mod:`fastgd.optim`;
-* the compiled kernels, callable from your own ``@njit`` code: :mod:`fastgd.kernels`.
+* the compiled kernels, callable from your own ``@njit`` code: :mod:`fastgd.rules.kernels` (every rule's
+  update) and :mod:`fastgd.kernels` (networks, epochs, products).
 
 Submodules load on first use, so ``import fastgd`` stays cheap.
 """

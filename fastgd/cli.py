@@ -31,6 +31,8 @@ import sys
 import threading
 import time
 
+from fastgd.validation import MAX_SEED
+
 __all__ = ["main"]
 
 
@@ -87,9 +89,6 @@ def _non_negative_float(text):
     return value
 
 
-MAX_SEED = 2 ** 32 - 1  # what scikit-learn's (NumPy's RandomState) initialisation takes
-
-
 def _integer_in(low, high, what):
     """An argparse type: an integer from ``low`` to ``high``, refused in one line naming ``what`` it is."""
     def parse(text):
@@ -113,7 +112,7 @@ def command_info(arguments):
 
     import fastgd
     from fastgd import _config
-    from fastgd.sweep.runner import provenance
+    from fastgd.machine import provenance
 
     facts = provenance()
     cpu_features = numba.config.CPU_FEATURES or "detected by LLVM at compile time"
@@ -192,11 +191,13 @@ def _phase_lines(outcome):
 
 def _planned(config):
     """What a sweep of ``config`` will run, in words."""
+    from fastgd.sweep import plan
     from fastgd.sweep.tuning import n_trials
 
+    n_runs = len(plan.runs(config))
     if config.tuning is None:
-        return f"{len(config.runs())} runs"
-    return (f"{len(config.runs())} tuning runs ({config.tuning.budget} budget: {n_trials(config.tuning.budget)} per "
+        return f"{n_runs} runs"
+    return (f"{n_runs} tuning runs ({config.tuning.budget} budget: {n_trials(config.tuning.budget)} per "
             f"rule and data set, on a validation split), then {config.tuning.final_seeds} final runs of each rule's "
             "best trial per data set")
 
@@ -270,7 +271,7 @@ def _check_dataset(name, source):
 
 def _load_dataset(name, source):
     """The data set _check_dataset accepted (a file's is cached: it is not read twice)."""
-    from fastgd.sweep.config import load_dataset
+    from fastgd.datasets import load as load_dataset
 
     return load_dataset(name, {name: source} if source is not None else None)
 
@@ -282,8 +283,15 @@ def _check_optimizer(name):
         raise CommandError(f"--optimizer: unknown optimizer {name!r}: use one of {sorted(optim.OPTIMIZERS)}")
 
 
+def _check_activation(name):
+    from fastgd.kernels.mlp import ACTIVATIONS
+
+    if name not in ACTIVATIONS:
+        raise CommandError(f"--activation: unknown activation {name!r}: use one of {sorted(ACTIVATIONS)}")
+
+
 def _check_network(layer_sizes, dtype):
-    from fastgd.sweep.config import check_network_fits
+    from fastgd.models import check_network_fits
 
     try:
         check_network_fits(layer_sizes, dtype)
@@ -301,6 +309,7 @@ def command_train(arguments):
     dataset = _dataset_source(arguments)
     _, n_features, n_outputs = _check_dataset(*dataset)
     _check_optimizer(arguments.optimizer)
+    _check_activation(arguments.activation)
     _check_network([n_features, *arguments.hidden, n_outputs], arguments.dtype)
     try:
         schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
@@ -328,12 +337,8 @@ def command_train(arguments):
         print(f"diverged at epoch {history.diverged_epoch}: {history.divergence_reason()}; lower --lr or use "
               "--clip-norm")
         return
-    outputs = net.predict(optimizer.params, data.X_test)
-    if data.task == "classification":
-        print(f"test accuracy: {np.mean(outputs.argmax(axis=1) == data.y_test):.4f}")
-    else:
-        residual = np.sum((outputs[:, 0] - data.y_test) ** 2) / np.sum((data.y_test - data.y_test.mean()) ** 2)
-        print(f"test R²: {1 - residual:.4f}")
+    metric = data.test_metric(net.predict(optimizer.params, data.X_test))
+    print(f"test {'accuracy' if data.metric_name == 'accuracy' else 'R²'}: {metric:.4f}")
 
 
 def command_gradcheck(arguments):
@@ -619,7 +624,7 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32], help="hidden layer sizes")
-    train.add_argument("--activation", default="relu", choices=["relu", "tanh", "logistic", "identity"])
+    train.add_argument("--activation", default="relu", help="relu (default), tanh, logistic or identity")
     train.add_argument("--alpha", type=_non_negative_float, default=1e-4, help="L2 penalty")
     train.add_argument("--schedule", default="constant", help="learning-rate schedule")
     train.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")

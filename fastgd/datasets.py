@@ -52,9 +52,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fastgd import machine
+from fastgd.validation import MAX_SEED
+
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
-           "file_format", "is_builtin", "physical_memory_bytes"]
+           "synthetic_name",
+           "file_format", "is_builtin"]
 
 BUNDLED = {
     "iris": "classification",
@@ -84,12 +88,12 @@ SKLEARN_LOADERS = {
 TASKS = ("classification", "regression")
 TEST_SIZE = 0.25
 SPLIT_SEED = 0
-MAX_SEED = 2 ** 32 - 1
 # a synthetic set needs a few rows in each part of the split, and of each class in the test part
 MIN_SYNTHETIC_SAMPLES = 8
 # peak memory of making, splitting and standardising a set, in copies of its float64 X
 _SYNTHETIC_COPIES = 5
-SYNTHETIC_NAME = re.compile(r"synthetic-(classification|regression)-([0-9]+)x([0-9]+)", re.ASCII)
+# a generated set's name (synthetic_name): synthetic-<task>-<rows>x<features>, then -<k>classes for other than two
+SYNTHETIC_NAME = re.compile(r"synthetic-(classification|regression)-([0-9]+)x([0-9]+)(?:-([0-9]+)classes)?", re.ASCII)
 # whole-number targets with more distinct values than this are taken for regression unless a task is stated
 MAX_INFERRED_CLASSES = 100
 # file name endings and the format each is read as
@@ -105,16 +109,8 @@ class DatasetError(ValueError):
     """Data that cannot be used as it is; the message is one line naming the file or data set and the problem."""
 
 
-def physical_memory_bytes():
-    """This machine's physical memory in bytes, or None where the system does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _check_fits(what, n_rows, n_columns):
-    memory = physical_memory_bytes()
+    memory = machine.physical_memory_bytes()
     needed = _SYNTHETIC_COPIES * 8 * n_rows * n_columns
     if memory is not None and needed > memory:
         raise DatasetError(f"{what} of {n_rows} x {n_columns} needs about {needed / 2 ** 30:.3g} GiB to make; this "
@@ -173,6 +169,20 @@ class Dataset:
     @property
     def output(self):
         return "softmax" if self.task == "classification" else "identity"
+
+    @property
+    def metric_name(self):
+        """The test metric of this task: ``"accuracy"`` (classification) or ``"r2"`` (regression)."""
+        return "accuracy" if self.task == "classification" else "r2"
+
+    def test_metric(self, outputs):
+        """Accuracy, or R² (scikit-learn's ``r2_score``), of a network's ``outputs`` on the test rows (the
+        validation rows of a :meth:`validation_split`): what every run, command and benchmark reports."""
+        outputs = np.asarray(outputs)
+        if self.task == "classification":
+            return float(np.mean(outputs.argmax(axis=1) == self.y_test))
+        residual = np.sum((outputs.reshape(len(self.y_test), -1)[:, 0] - self.y_test) ** 2)
+        return float(1.0 - residual / np.sum((self.y_test - self.y_test.mean()) ** 2))
 
     @property
     def Y_train(self):
@@ -425,11 +435,20 @@ def resolve(name):
     raise _unknown(name)
 
 
+def synthetic_name(task, n_samples, n_features, n_classes=2):
+    """The name of a generated set (:func:`synthetic`), as every command, configuration and benchmark spells it:
+    ``synthetic-<task>-<rows>x<features>``, then ``-<k>classes`` for a classification set of other than two."""
+    return f"synthetic-{task}-{n_samples}x{n_features}" + ("" if n_classes == 2 else f"-{n_classes}classes")
+
+
 def _synthetic_parts(name):
+    """``(task, n_samples, n_features, n_classes)`` of a :func:`synthetic_name`."""
     match = SYNTHETIC_NAME.fullmatch(name)
-    if any(len(part) > 1 and part.startswith("0") for part in match.group(2, 3)):
+    if any(part is not None and len(part) > 1 and part.startswith("0") for part in match.group(2, 3, 4)):
         raise DatasetError(f"dataset {name!r}: write the sizes without leading zeros")
-    return match.group(1), int(match.group(2)), int(match.group(3))
+    if match.group(4) is not None and match.group(1) != "classification":
+        raise DatasetError(f"dataset {name!r}: only a classification set has classes")
+    return match.group(1), int(match.group(2)), int(match.group(3)), int(match.group(4) or 2)
 
 
 def check(data):
@@ -440,9 +459,9 @@ def check(data):
     :class:`DatasetError` naming the problem.
     """
     if isinstance(data, str) and SYNTHETIC_NAME.fullmatch(data):
-        task, n_samples, n_features = _synthetic_parts(data)
-        _check_synthetic(task, n_samples, n_features)
-        return task, n_features, 2 if task == "classification" else 1
+        task, n_samples, n_features, n_classes = _synthetic_parts(data)
+        _check_synthetic(task, n_samples, n_features, n_classes)
+        return task, n_features, n_classes if task == "classification" else 1
     made = make(data) if isinstance(data, (Source, Dataset)) else load(data)
     return made.task, made.n_features, made.n_outputs
 
@@ -456,11 +475,14 @@ def check_name(name):
     return check(name)
 
 
-def load(name):
-    """A data set by name: :data:`BUILTIN`, synthetic, or registered (cached: the arrays are shared and read-only)."""
+def load(name, sources=None):
+    """A data set by name: one of ``sources`` (``{name: Source or Dataset}``, e.g. a sweep's own sets), else
+    :data:`BUILTIN`, synthetic, or registered (cached: the arrays are shared and read-only)."""
+    source = (sources or {}).get(name)
+    if source is not None:
+        return make(source)
     if isinstance(name, str) and SYNTHETIC_NAME.fullmatch(name):
-        task, n_samples, n_features = _synthetic_parts(name)
-        return synthetic(task, n_samples, n_features)
+        return synthetic(*_synthetic_parts(name))
     return make(resolve(name))
 
 
@@ -985,4 +1007,4 @@ def synthetic(task, n_samples, n_features, n_classes=2, random_state=0):
     else:
         X, y = sk.make_regression(n_samples=n_samples, n_features=n_features, n_informative=informative,
                                   noise=0.1, random_state=random_state)
-    return _split_and_scale(f"synthetic_{task}_{n_samples}x{n_features}", task, X, y)
+    return _split_and_scale(synthetic_name(task, n_samples, n_features, n_classes), task, X, y)

@@ -68,8 +68,10 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from fastgd import cuda as fastgd_cuda
 from fastgd import optim, threads
+from fastgd.kernels.mlp import ACTIVATIONS
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
+from fastgd.validation import is_integer, is_real
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -89,7 +91,7 @@ _ADAPTIVE_MIN_LEARNING_RATE = 1e-6
 
 
 def _check_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if not is_real(value) or not np.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
@@ -98,7 +100,7 @@ def _check_real(name, value, low=None, high=None, *, low_open=False, high_open=F
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_integer(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
@@ -305,9 +307,8 @@ class _BaseMLP(BaseEstimator):
     def _check_parameters(self, incremental=False):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if self.activation not in ("identity", "logistic", "tanh", "relu"):
-            raise ValueError(f"activation must be one of 'identity', 'logistic', 'tanh', 'relu', got "
-                             f"{self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}")
         if self.learning_rate not in LEARNING_RATES:

@@ -23,6 +23,7 @@ import numbers
 
 import numpy as np
 
+from fastgd.machine import physical_memory_bytes
 from fastgd.kernels import mlp as mlp_kernels
 from fastgd.kernels.train import predict_in_chunks, workspace_elements
 
@@ -224,3 +225,19 @@ def _read_only(array):
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def network_bytes(layer_sizes, dtype):
+    """About the memory one training run of this network needs: θ, its gradient, three state arrays and a copy."""
+    sizes = [int(n) for n in layer_sizes]
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return np.dtype(dtype).itemsize * 6 * n_params
+
+
+def check_network_fits(layer_sizes, dtype):
+    """ValueError in one line when one training run of this network would not fit in this machine's memory."""
+    memory = physical_memory_bytes()
+    needed = network_bytes(layer_sizes, dtype)
+    if memory is not None and needed > memory:
+        raise ValueError(f"a network of layer sizes {list(layer_sizes)} needs about {needed / 2 ** 30:.3g} GiB to "
+                         f"train; this machine has {memory / 2 ** 30:.3g} GiB")

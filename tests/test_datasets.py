@@ -260,6 +260,20 @@ def test_a_generated_set_of_a_million_rows():
     assert datasets.check_name("synthetic-classification-1000000x100") == ("classification", 100, 2)
 
 
+@pytest.mark.parametrize("name", ["iris", "diabetes"])
+def test_the_test_metric_is_scikit_learns_accuracy_or_r2(name):
+    from sklearn.metrics import accuracy_score, r2_score
+
+    data = datasets.load(name)
+    outputs = np.random.default_rng(0).normal(size=(len(data.y_test), data.n_outputs)) + data.Y_test
+    if data.task == "classification":
+        assert data.metric_name == "accuracy"
+        assert data.test_metric(outputs) == accuracy_score(data.y_test, outputs.argmax(axis=1))
+    else:
+        assert data.metric_name == "r2"
+        assert data.test_metric(outputs) == pytest.approx(r2_score(data.y_test, outputs[:, 0]), rel=1e-12)
+
+
 def test_one_check_takes_a_name_a_source_or_a_data_set(tmp_path):
     table().to_csv(tmp_path / "churn.csv", index=False)
     source = datasets.Source("churn", path=str(tmp_path / "churn.csv"), target="churned")
@@ -519,12 +533,13 @@ def test_an_edited_file_behind_the_same_name_makes_new_runs(workdir):
 
 
 def test_a_worker_whose_file_differs_from_the_sweeps_fails_its_runs_rather_than_train_on_it(workdir):
+    from fastgd import sweep
     from fastgd.sweep import config as sweep_config
     from fastgd.sweep.runner import execute_chunk
 
     configuration = sweep_config.load_config(workdir / "sweep.toml").on_dataset(
         {"name": "churn.csv", "path": str(workdir / "churn.csv"), "target": "churned"}, target_loss=0.4)
-    specs = [spec for spec in configuration.runs() if spec.dataset == "churn.csv"]
+    specs = [spec for spec in sweep.runs(configuration) if spec.dataset == "churn.csv"]
     table(seed=2).to_csv(workdir / "churn.csv", index=False)  # changed after the sweep planned its runs
     results = execute_chunk(specs, sources=configuration.sources)
     assert [result["status"] for result in results] == ["failed"] * len(specs)
@@ -569,18 +584,18 @@ iris = 0.3
 """)
     config = sweep.load_config(tmp_path / "c.toml")  # read from elsewhere: the path is the configuration's
     assert config.datasets == ("churn", "moons", "iris")
-    networks = {spec.dataset: (spec.hidden_layer_sizes, spec.activation) for spec in config.runs()}
+    networks = {spec.dataset: (spec.hidden_layer_sizes, spec.activation) for spec in sweep.runs(config)}
     assert networks == {"churn": ((16, 16), "tanh"), "moons": ((8,), "relu"), "iris": ((8,), "relu")}
     churn = datasets.make(config.sources["churn"])
     (X_train, _), _, _ = prepared_by_hand(table(), "churned", ["age"], ["visits", "city", "member"], test_size=0.5)
     assert churn.X_test.shape == (60, X_train.shape[1])  # visits one-hot encoded, customer_id left out
     listed = sweep.parse(dict(__import__("tomllib").loads(SWEEP), datasets=["iris"], targets={"iris": 0.3}))
-    assert [s.run_id for s in listed.runs()] == [s.run_id for s in config.runs() if s.dataset == "iris"]
+    assert [s.run_id for s in sweep.runs(listed)] == [s.run_id for s in sweep.runs(config) if s.dataset == "iris"]
 
 
 def test_dataset_on_the_command_line_keeps_the_configurations_network_for_it_and_is_parsed_once(tmp_path,
                                                                                                monkeypatch):
-    from fastgd import cli
+    from fastgd import cli, sweep
     from fastgd.sweep import config as sweep_config
 
     (tmp_path / "c.toml").write_text(SWEEP + """
@@ -602,7 +617,7 @@ wine = 0.2
         arguments.plugins = []
         config = cli._sweep_config(arguments)
         assert len(parsed) == 1 and config.datasets == (name,) and config.targets == {name: target}
-        assert {(spec.hidden_layer_sizes, spec.activation) for spec in config.runs()} == {network}
+        assert {(spec.hidden_layer_sizes, spec.activation) for spec in sweep.runs(config)} == {network}
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -99,16 +99,16 @@ def test_the_floor_of_the_pass_in_blocks_of_rows_is_not_measured(monkeypatch):
 
 
 def test_the_peak_is_the_faster_blas(monkeypatch):
-    monkeypatch.setattr(baselines, "gemm_rate", lambda dtype, budget_seconds: 2e11)
-    monkeypatch.setattr(baselines, "mkl_gemm_rate", lambda dtype, budget_seconds: 3e11)
+    monkeypatch.setattr(baselines.limits, "gemm_rate", lambda dtype, budget_seconds: 2e11)
+    monkeypatch.setattr(baselines.limits, "mkl_gemm_rate", lambda dtype, budget_seconds: 3e11)
     assert baselines.peak_gemm_rate("float32", 0.1) == (3e11, "MKL")
-    monkeypatch.setattr(baselines, "mkl_gemm_rate", lambda dtype, budget_seconds: 1e11)
+    monkeypatch.setattr(baselines.limits, "mkl_gemm_rate", lambda dtype, budget_seconds: 1e11)
     assert baselines.peak_gemm_rate("float32", 0.1) == (2e11, "NumPy's BLAS")
 
     def not_installed(dtype, budget_seconds):
         raise mkl.MKLError("MKL is not installed")
 
-    monkeypatch.setattr(baselines, "mkl_gemm_rate", not_installed)
+    monkeypatch.setattr(baselines.limits, "mkl_gemm_rate", not_installed)
     assert baselines.peak_gemm_rate("float32", 0.1) == (2e11, "NumPy's BLAS")
 
 

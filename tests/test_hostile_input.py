@@ -51,7 +51,7 @@ BAD_CONFIGURATIONS = {
 
 def make_valid_store(path):
     """A fastgd store holding one (made-up) finished run."""
-    spec = sweep.parse(tomllib.loads(GOOD)).runs()[0]
+    spec = sweep.runs(sweep.parse(tomllib.loads(GOOD)))[0]
     with Store(path) as store:
         sweep_id = store.begin_sweep("tiny", {}, {})
         store.add(sweep_id, dict(spec=spec, status="ok", losses=[1.0, 0.5], seconds=[0.1, 0.2], epochs_run=2,
@@ -185,7 +185,7 @@ TRAIN_CASES = [
     (["--optimizer", "adamm"], "--optimizer: unknown optimizer 'adamm'"),
     (["--schedule", "warp"], "--schedule: schedule must be one of"),
     (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
-    (["--activation", "softmax"], "argument --activation: invalid choice: 'softmax'"),
+    (["--activation", "softmax"], "--activation: unknown activation 'softmax'"),
     (["--colour", "blue"], "unrecognized arguments: --colour blue"),
 ]
 
@@ -337,7 +337,7 @@ def test_a_store_with_damaged_values_is_refused_in_one_line(tmp_path, column, va
 
 def test_storing_a_run_twice_stores_it_once(tmp_path):
     make_valid_store(tmp_path / "r.db")
-    spec = sweep.parse(tomllib.loads(GOOD)).runs()[0]
+    spec = sweep.runs(sweep.parse(tomllib.loads(GOOD)))[0]
     with Store(tmp_path / "r.db") as store:
         # another sweep's result for the same run: the stored one is kept, its curve too
         assert store.add(1, dict(spec=spec, status="failed", losses=[3.0], seconds=[1.0])) is False

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastgd import _config, kernels, optim, reference, rules
+from fastgd import _config, optim, reference, rules
+from fastgd.rules import kernels
 from rule_cases import (DECAYING, INVALID, LAYOUT_37, MOVES_ON_ZERO_GRADIENT, NEUTRAL, ROSENBROCK, ROSENBROCK_LAYOUT,
                         TORCH_EQUIVALENTS, VARIANTS, case_id, cases, problem, rosenbrock_gradient, run)
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from fastgd import optim, sweep
-from fastgd.sweep import protocol, tuning
-from fastgd.sweep.config import RunSpec
+from fastgd.sweep import plan, tuning
+from fastgd.sweep.plan import RunSpec
 
 TINY = """
 name = "tiny"
@@ -77,7 +77,7 @@ def test_a_grid_configuration_still_needs_its_learning_rates():
 
 def test_the_tuning_runs_are_the_budgets_sobol_settings_on_the_validation_split():
     tiny = config()
-    specs = tiny.runs()
+    specs = sweep.runs(tiny)
     assert len(specs) == 2 * tuning.BUDGETS["small"]
     for rule in ("sgd", "adam"):
         mine = [spec for spec in specs if spec.rule == rule]
@@ -111,7 +111,7 @@ def test_the_paper_preset_follows_the_whole_protocol():
     assert paper.tuning.budget == "large" and paper.tuning.final_seeds == 10
     assert set(paper.datasets) == {"iris", "wine", "breast_cancer", "digits", "diabetes"}
     assert set(paper.rules) == set(optim.OPTIMIZERS)
-    assert len(paper.runs()) == 5 * len(optim.OPTIMIZERS) * 32
+    assert len(sweep.runs(paper)) == 5 * len(optim.OPTIMIZERS) * 32
 
 
 # -- the protocol, end to end -------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_a_trial_is_what_training_on_the_validation_split_gives(tuned):
 
     tiny, store, _ = tuned
     runs = sweep.load_runs(store).set_index("run_id")
-    spec = next(spec for spec in tiny.runs() if spec.rule == "adam" and spec.trial == 3)
+    spec = next(spec for spec in sweep.runs(tiny) if spec.rule == "adam" and spec.trial == 3)
     data = datasets.load("iris").validation_split(0.2)
     net = MLP([data.n_features, 8, data.n_outputs], "relu", data.output, 1e-4)
     optimizer = optim.Adam(net.init(random_state=0), **spec.optimizer_hyperparameters())
@@ -206,9 +206,9 @@ def test_a_grid_sweep_stores_its_runs_as_grid_runs_of_the_test_split(tmp_path):
 
 def test_a_rule_whose_trials_all_diverged_runs_its_defaults_and_says_so():
     tiny = config()
-    losses = {spec.run_id: (None if spec.rule == "sgd" else 1.0 + spec.trial) for spec in tiny.runs()}
-    losses[next(spec.run_id for spec in tiny.runs() if spec.rule == "adam" and spec.trial == 5)] = 0.5
-    final, notes = protocol.final_runs(tiny, losses)
+    losses = {spec.run_id: (None if spec.rule == "sgd" else 1.0 + spec.trial) for spec in sweep.runs(tiny)}
+    losses[next(spec.run_id for spec in sweep.runs(tiny) if spec.rule == "adam" and spec.trial == 5)] = 0.5
+    final, notes = plan.final_runs(tiny, losses)
     assert len(final) == 20 and {spec.phase for spec in final} == {"final"}
     sgd = [spec for spec in final if spec.rule == "sgd"]
     assert {spec.trial for spec in sgd} == {None}
@@ -222,18 +222,18 @@ def test_a_rule_whose_trials_all_diverged_runs_its_defaults_and_says_so():
 
 def test_the_final_runs_wait_for_every_trial():
     tiny = config()
-    losses = {spec.run_id: 1.0 for spec in tiny.runs()[1:]}
+    losses = {spec.run_id: 1.0 for spec in sweep.runs(tiny)[1:]}
     with pytest.raises(ValueError, match="1 of 16 tuning runs are not stored yet"):
-        protocol.final_runs(tiny, losses)
+        plan.final_runs(tiny, losses)
 
 
 def test_the_one_shot_budget_tunes_nothing_but_the_defaults():
     one_shot = config(tuning_table={"budget": "one-shot", "final_seeds": 12, "tuning_seed": 3})
-    specs = one_shot.runs()
+    specs = sweep.runs(one_shot)
     assert [(spec.rule, spec.trial, spec.seed) for spec in specs] == [("sgd", 0, 3), ("adam", 0, 3)]
     for spec in specs:
         defaults = optim.OPTIMIZERS[spec.rule].default_hyperparameters()
         assert all(defaults[name] == value for name, value in spec.optimizer_hyperparameters().items())
-    final, notes = protocol.final_runs(one_shot, {spec.run_id: 1.0 for spec in specs})
+    final, notes = plan.final_runs(one_shot, {spec.run_id: 1.0 for spec in specs})
     assert notes == [] and len(final) == 24
     assert sorted({spec.seed for spec in final}) == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]

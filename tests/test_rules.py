@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastgd import MLPClassifier, functions, kernels, optim, reference, rules, sweep
+from fastgd import MLPClassifier, functions, optim, reference, rules, sweep
+from fastgd.rules import kernels
 from cli_harness import assert_refused
 from rule_cases import SKLEARN_ADAM, problem, readme_plugin, run
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastgd import optim, rules, sweep
+from fastgd import machine, optim, rules, sweep
 from fastgd.sweep import runner
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import PROTOCOL_COLUMNS, SCHEMA_VERSION
@@ -76,11 +76,11 @@ def test_presets_parse_and_cover_every_rule():
 
 def test_runs_expand_the_grid_with_stable_ids():
     small = config()
-    specs = small.runs()
+    specs = sweep.runs(small)
     # 2 data sets x (3 rules + rmsprop x 2 centered) x 3 rates x 2 batch sizes x 2 seeds
     assert len(specs) == 2 * 5 * 3 * 2 * 2
     assert len({spec.run_id for spec in specs}) == len(specs)
-    assert [spec.run_id for spec in config().runs()] == [spec.run_id for spec in specs]
+    assert [spec.run_id for spec in sweep.runs(config())] == [spec.run_id for spec in specs]
 
 
 @pytest.mark.parametrize("replace, message", [
@@ -167,7 +167,7 @@ def test_batched_runs_give_the_numbers_of_runs_trained_one_at_a_time(tmp_path):
     sweep.run_sweep(small, tmp_path / "batched.db", jobs=1, progress=False)
     sweep.run_sweep(small, tmp_path / "alone.db", jobs=1, batched=False, progress=False)
     batched, alone = sweep.load_runs(tmp_path / "batched.db"), sweep.load_runs(tmp_path / "alone.db")
-    assert len(batched) == len(small.runs())
+    assert len(batched) == len(sweep.runs(small))
     pd.testing.assert_frame_equal(comparable(batched), comparable(alone))
     curves_batched = sweep.load_curves(tmp_path / "batched.db").sort_values(["run_id", "epoch"])
     curves_alone = sweep.load_curves(tmp_path / "alone.db").sort_values(["run_id", "epoch"])
@@ -180,13 +180,13 @@ def test_batched_runs_give_the_numbers_of_runs_trained_one_at_a_time(tmp_path):
 
 def test_stored_run_matches_training_it_directly(tmp_path):
     from fastgd import MLP
-    from fastgd.sweep.config import load_dataset
+    from fastgd.datasets import load as load_dataset
     from fastgd.training import Training
 
     small = config()
     sweep.run_sweep(small, tmp_path / "r.db", jobs=1, progress=False)
     runs = sweep.load_runs(tmp_path / "r.db").set_index("run_id")
-    spec = next(s for s in small.runs() if s.rule == "nadam" and s.batch_size == 16 and s.learning_rate == 0.1)
+    spec = next(s for s in sweep.runs(small) if s.rule == "nadam" and s.batch_size == 16 and s.learning_rate == 0.1)
     data = load_dataset(spec.dataset)
     net = MLP([data.n_features, 8, data.n_outputs], "tanh", data.output, 1e-4)
     training = Training(net, optim.NAdam(net.init(random_state=spec.seed), lr=0.1), data.X_train, data.Y_train,
@@ -221,7 +221,7 @@ def test_each_run_row_says_what_made_it(tmp_path):
                      targets={"iris": 0.5}, hyperparameters={})
     sweep.run_sweep(one_run, tmp_path / "r.db", jobs=1, progress=False)
     runs = sweep.load_runs(tmp_path / "r.db")
-    made = runner.provenance()
+    made = machine.provenance()
     assert len(runs) == 2
     assert set(runs["fastgd_version"]) == {fastgd.__version__} and set(runs["numba_version"]) == {numba.__version__}
     assert set(runs["numpy_version"]) == {np.__version__} and set(runs["git_commit"]) == {made["git_commit"]}
@@ -264,7 +264,7 @@ def test_resuming_runs_only_what_is_missing(tmp_path):
     second = sweep.run_sweep(config(), tmp_path / "r.db", jobs=1, progress=False)
     assert second.skipped == first.stored and second.stored == second.total - first.stored
     runs = sweep.load_runs(tmp_path / "r.db")
-    assert len(runs) == len(config().runs()) and runs["run_id"].is_unique
+    assert len(runs) == len(sweep.runs(config())) and runs["run_id"].is_unique
 
 
 def test_local_worker_processes_store_the_same_results(tmp_path):
@@ -281,7 +281,7 @@ def test_sweep_killed_with_sigkill_resumes_and_stores_every_run_once(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(text)
     store = tmp_path / "r.db"
-    expected = len(sweep.load_config(path).runs())
+    expected = len(sweep.runs(sweep.load_config(path)))
     arguments = [sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store), "--jobs", "1",
                  "--one-at-a-time", "--quiet"]
     process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -320,7 +320,7 @@ def test_dask_cluster_stores_what_a_local_run_stores(tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         outcome = sweep.run_sweep(small, tmp_path / "dask.db", scheduler=cluster.scheduler_address, progress=False,
                                   chunk_size=8)
-    assert outcome.stored == len(small.runs())
+    assert outcome.stored == len(sweep.runs(small))
     pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "local.db")),
                                   comparable(sweep.load_runs(tmp_path / "dask.db")))
 
@@ -396,7 +396,7 @@ def test_quick_preset_runs_end_to_end_from_the_command_line(tmp_path):
 def test_load_config_reads_a_file(tmp_path, text):
     path = tmp_path / "c.toml"
     path.write_text(text)
-    assert sweep.load_config(path).runs() == config().runs()
+    assert sweep.runs(sweep.load_config(path)) == sweep.runs(config())
 
 
 def test_concurrent_first_compiles_into_an_empty_cache_are_safe(tmp_path):
@@ -584,7 +584,7 @@ def test_a_run_another_sweep_stored_meanwhile_is_kept_and_counted_as_skipped(tmp
 
     monkeypatch.setattr(runner, "execute_chunk", execute_while_another_sweep_runs)
     outcome = sweep.run_sweep(small, store, jobs=1, progress=False)
-    total = len(small.runs())
+    total = len(sweep.runs(small))
     assert others[0].stored == total and outcome.stored == 0 and outcome.skipped == total
     runs = sweep.load_runs(store)
     assert len(runs) == total and runs["run_id"].is_unique and set(runs["sweep_id"]) == {2}
@@ -595,7 +595,7 @@ def test_two_sweeps_into_one_store_at_once_both_finish_and_store_every_run_once(
     path.write_text(SMALL.replace('datasets = ["iris", "diabetes"]', 'datasets = ["iris"]')
                     .replace("diabetes = 0.4\n", ""))
     store = tmp_path / "r.db"
-    expected = len(sweep.load_config(path).runs())
+    expected = len(sweep.runs(sweep.load_config(path)))
     arguments = [sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store), "--jobs", "1",
                  "--quiet"]
     writers = [subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -748,7 +748,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     hashes = [column for column in dropped if column not in (*RUN_PROVENANCE_COLUMNS, "split")]
     assert len(runs) == 1 and all(runs[column].isna().all() for column in hashes)
     assert runs["split"].tolist() == ["test"] and runs["test_metric"].notna().all()
-    made = runner.provenance()
+    made = machine.provenance()
     assert runs[list(RUN_PROVENANCE_COLUMNS)].iloc[0].tolist() == [
         made["git_commit"], made["fastgd"], made["numba"], made["numpy"], made["cpu"], made["cpu_count"],
         made["numba_threads"]]

@@ -145,6 +145,19 @@ def test_synthetic_sets_of_any_size():
         datasets.load("mnist")
 
 
+@pytest.mark.parametrize("task, n_classes", [("classification", 2), ("classification", 3), ("regression", 2)])
+def test_a_generated_set_is_named_one_way_and_loads_by_that_name(task, n_classes):
+    name = datasets.synthetic_name(task, 200, 6, n_classes)
+    data = datasets.load(name)
+    made = datasets.synthetic(task, 200, 6, n_classes)
+    assert data.name == made.name == name and data.content_hash == made.content_hash
+    assert datasets.check_name(name) == (task, 6, n_classes if task == "classification" else 1)
+    if task == "classification":
+        assert data.n_classes == n_classes and len(np.unique(data.y_train)) == n_classes
+    with pytest.raises(ValueError, match="only a classification set has classes"):
+        datasets.check_name("synthetic-regression-200x6-3classes")
+
+
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_a_synthetic_name_is_accepted_exactly_when_its_set_can_be_made(task):
     import warnings

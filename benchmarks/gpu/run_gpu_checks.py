@@ -173,8 +173,8 @@ def measure_rules(sizes, repeats, clock, torch, torch_clock):
             rules.append(dict(rule=name, size=size, seconds=seconds, bytes_per_parameter=bytes_per_parameter,
                               bytes_per_second=bytes_per_parameter * size / seconds,
                               fraction_of_copy=bytes_per_parameter * size / seconds / copies[size]["bytes_per_second"]))
-            del params, optimizer
-        del source, target, grad
+            params = optimizer = None  # the device arrays go before the next rule's
+        source = target = grad = None  # and before the next size's
         if torch is not None:
             parameter = torch.tensor(host, device=torch_clock.device, requires_grad=True)
             parameter.grad = 0.01 * parameter.detach().clone()

@@ -27,7 +27,7 @@ from asv.results import iter_results_for_machine_and_hash
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_convergence, bench_training, common  # noqa: E402
+from benchmarks import bench_convergence, bench_training  # noqa: E402
 from fastgd import _config, baselines, datasets, optim  # noqa: E402
 
 LARGE, SMALL = 10_000_000, 1_000

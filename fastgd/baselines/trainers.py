@@ -1,61 +1,37 @@
-"""The one measurement layer: the baselines fastgd is compared with, the timer, and the machine's limits.
+"""The peers fastgd's MLP training is measured against, one :class:`Trainer` class each (:data:`TRAINERS`).
 
-The comparison report (:mod:`fastgd.report.throughput`), the asv suite (``benchmarks/``, whose
-``common.py`` keeps only asv's glue: parameter grids, the Numba cache lock, data files generated
-once per run) and the speed scripts all measure through this module, so that they quote the
-same numbers for the same thing.
+fastgd's compiled epoch, the NumPy reference network and rule (its optimizer state kept from
+epoch to epoch), scikit-learn's MLP, a plain PyTorch loop and JAX + optax with a jitted whole
+epoch, all with the same network (ReLU hidden layers; softmax output with cross-entropy, or
+identity output with half the squared error), the same Glorot-uniform weights (scikit-learn's
+draw for :data:`SEED`, zero biases), no L2 penalty and the same learning rate per rule
+(:func:`learning_rate`).
 
-* MLP training (:data:`TRAINERS`): fastgd's compiled epoch, the NumPy reference network and rule
-  (its optimizer state kept from epoch to epoch), scikit-learn's MLP, a plain PyTorch loop and
-  JAX + optax with a jitted whole epoch, all with the same network (ReLU hidden layers; softmax
-  output with cross-entropy, or identity output with half the squared error), the same
-  Glorot-uniform weights (scikit-learn's draw for :data:`SEED`, zero biases), no L2 penalty and
-  the same learning rate per rule (:func:`learning_rate`). :meth:`Trainer.seconds_per_epoch`
-  times them, :func:`score_on_test_split` scores them with ``sklearn.metrics``.
-* One update step over a flat vector (:data:`STEP_IMPLEMENTATIONS`): fastgd's ``opt.step`` with
-  its serial or its ``prange`` kernel, the NumPy rules of :mod:`fastgd.reference`, and
-  ``torch.optim`` (its default loop, and its fused kernel where torch has one).
-* The machine: the in-place streams that bound a step (:class:`InPlaceStreams`, the steps'
-  own access pattern), STREAM's triad (:class:`StreamTriad`, main memory), and the matrix-product
-  rate through NumPy's BLAS at 2048² and at a network's own shapes (:func:`gemm_rate`,
-  :func:`network_gemm_rate`), MKL's at 2048² (:func:`mkl_gemm_rate`), and the higher of the two
-  (:func:`peak_gemm_rate`), the peak a GEMM share is measured against.
-* One timer, :func:`seconds_per_call`: the median (a ceiling: the least) per-call time of
-  batches of calls over a budget of seconds.
-
-Data sets are named as :func:`dataset` reads them: a bundled set's name, or
-``synthetic_<rows>x<features>[_<k>classes]`` for a generated one (two classes unless named).
-
-Nothing here compiles ahead: the first call of a fastgd callable compiles (or loads) its
-kernels, so warm up before timing (``benchmarks/common.py`` does it under a lock).
+A trainer is one class: its name (``class TorchTrainer(Trainer, name="torch")`` registers it), the
+packages it needs (``requires``), why it cannot run a rule (:meth:`Trainer.rule_skip_reason`), and
+its epoch. :meth:`Trainer.skip_reason` says, before anything is built, why it is skipped here;
+building one that is skipped raises NotImplementedError with that reason (asv's "skipped").
 """
 
 import abc
 import contextlib
 import dataclasses
-import functools
-import inspect
+import importlib
 import math
-import re
 import time
 import warnings
 
 import numpy as np
 
 from fastgd import _config, datasets, optim, reference
+from fastgd.baselines.timer import finite, seconds_per_call
 from fastgd.models import MLP
 from fastgd.training import Training
 
-__all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED",
-           "LEARNING_RATES", "learning_rate", "available", "torch_available", "jax_available", "warm_up",
-           "warmed_trainer", "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
-           "last_level_cache_bytes", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer",
-           "JaxTrainer", "JaxTraining",
-           "optax_transform", "params_and_grad", "step_callable", "users_step_implementation", "worth_timing",
-           "arrays_written",
-           "bytes_moved", "bytes_per_parameter", "bytes_per_step", "InPlaceStreams", "StreamTriad", "TRIAD_SIZE",
-           "in_place_bandwidth", "triad_bandwidth", "gemm_rate", "epoch_gemm_shapes", "epoch_matmul_flops",
-           "network_gemm_rate", "mkl_gemm_rate", "peak_gemm_rate"]
+__all__ = ["IMPLEMENTATIONS", "TRAINERS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED", "LEARNING_RATES",
+           "learning_rate", "available", "torch_available", "jax_available", "warm_up", "warmed_trainer", "dataset",
+           "head", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer",
+           "JaxTraining", "optax_transform", "require_torch", "torch_optimizer_class", "SKLEARN_SOLVERS"]
 
 SEED = 0
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
@@ -65,23 +41,6 @@ TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad
                     "adamw": "AdamW", "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
 # the classes with a fused CPU kernel (``fused=True``) in torch 2.13; torch_step checks the signature as well
 TORCH_FUSED = frozenset({"SGD", "Adagrad", "Adam", "AdamW"})
-
-def torch_available():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def jax_available():
-    try:
-        import jax  # noqa: F401
-        import optax  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 # --- settings shared by every trainer ----------------------------------------------------------
 
@@ -111,54 +70,15 @@ SKLEARN_SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=Fa
                    "adam": dict(solver="adam")}
 
 
-# --- timing ------------------------------------------------------------------------------------
-
-def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.median):
-    """Median (or ``statistic``) seconds of one call of an already warmed ``function``.
-
-    Calls are timed in batches, ten times longer until a batch lasts a millisecond (well above
-    the clock's resolution); batches repeat until ``budget_seconds`` have passed, at least
-    ``min_repeats`` times.
-    """
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        elapsed = time.perf_counter() - start
-        if elapsed >= 1e-3:
-            break
-        number *= 10
-    deadline = start + budget_seconds
-    per_call = [elapsed / number]
-    while len(per_call) < min_repeats or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        per_call.append((time.perf_counter() - start) / number)
-    return float(statistic(per_call))
-
-
 # --- data sets ---------------------------------------------------------------------------------
 
-def synthetic_name(n_samples, n_features, n_classes=2):
-    """The name :func:`dataset` reads as a generated set: ``synthetic_<rows>x<features>``, then ``_<k>classes``
-    for other than two."""
-    return f"synthetic_{n_samples}x{n_features}" + ("" if n_classes == 2 else f"_{n_classes}classes")
-
-
 def dataset(name):
-    """A data set by its name here: a bundled one, or :func:`synthetic_name`'s (``make_classification`` from
-    :data:`SEED`, split and standardised by ``fastgd.datasets.synthetic``; 75,000 training rows take a second)."""
-    if name in datasets.BUNDLED:
-        return datasets.load(name)
-    match = re.fullmatch(r"synthetic_(\d+)x(\d+)(?:_(\d+)classes)?", name)
-    if match is None:
+    """A data set by its name here: a bundled one, or a generated one (:func:`fastgd.datasets.synthetic_name`;
+    75,000 training rows take a second to make)."""
+    if name not in datasets.BUNDLED and not datasets.SYNTHETIC_NAME.fullmatch(name):
         raise ValueError(f"unknown data set {name!r}: a bundled one ({', '.join(datasets.BUNDLED)}) or "
-                         "synthetic_<rows>x<features>[_<k>classes]")
-    n_samples, n_features, n_classes = int(match[1]), int(match[2]), int(match[3] or 2)
-    data = datasets.synthetic("classification", n_samples, n_features, n_classes=n_classes, random_state=SEED)
-    return dataclasses.replace(data, name=name)
+                         "synthetic-classification-<rows>x<features>[-<k>classes]")
+    return datasets.load(name)
 
 
 def head(data, n_rows):
@@ -166,22 +86,13 @@ def head(data, n_rows):
     return dataclasses.replace(data, X_train=data.X_train[:n_rows], y_train=data.y_train[:n_rows])
 
 
-def score_on_test_split(data, outputs):
-    """Accuracy (classification) or R² (regression) of a network's ``outputs`` on the test split, by
-    ``sklearn.metrics``."""
-    from sklearn.metrics import accuracy_score, r2_score
-
-    if data.task == "classification":
-        return float(accuracy_score(data.y_test, np.argmax(outputs, axis=1)))
-    return float(r2_score(data.y_test, np.ravel(outputs)))
-
-
 def require_torch():
-    """``torch``, or NotImplementedError (asv's "skipped") when it is not installed."""
-    try:
-        import torch
-    except ImportError:
-        raise NotImplementedError("torch is not installed") from None
+    """``torch``, or NotImplementedError (asv's "skipped") naming why it cannot be imported."""
+    reason = TorchTrainer.skip_reason()
+    if reason is not None:
+        raise NotImplementedError(reason)
+    import torch
+
     return torch
 
 
@@ -196,6 +107,18 @@ def torch_optimizer_class(rule):
 
 # --- MLP training ------------------------------------------------------------------------------
 
+TRAINERS = {}  # name -> Trainer class, in the order they are defined below
+
+
+def _imports(module):
+    # not cached: importing a module already imported is a lookup in sys.modules, and a test may take it away
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 class Trainer(abc.ABC):
     """One implementation of MLP training: built with its data and settings, then epoch after epoch.
 
@@ -207,8 +130,37 @@ class Trainer(abc.ABC):
     """
 
     COMPILED_WHEN_BUILT = False  # True: the constructor compiles everything an epoch runs, for these shapes
+    name = None  # its key in TRAINERS, given as ``class NewTrainer(Trainer, name="new")``
+    requires = ()  # the modules it imports, each installed by ``install``
+    install = None  # how to install what it requires, for the skip reason
+
+    def __init_subclass__(cls, name=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            if name in TRAINERS:
+                raise ValueError(f"two trainers named {name!r}")
+            cls.name = name
+            TRAINERS[name] = cls
+
+    @classmethod
+    def skip_reason(cls, rule=None):
+        """Why this trainer cannot run here (a module it requires does not import) or cannot run ``rule``; None where
+        it can."""
+        missing = [module for module in cls.requires if not _imports(module)]
+        if missing:
+            return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed" + (
+                f" ({cls.install})" if cls.install else "")
+        return None if rule is None else cls.rule_skip_reason(rule)
+
+    @classmethod
+    def rule_skip_reason(cls, rule):
+        """Why this implementation has no ``rule``, a user's rule included; None where it has it."""
+        return None
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
+        reason = self.skip_reason(rule)
+        if reason is not None:
+            raise NotImplementedError(reason)
         self.data, self.rule = data, rule
         self.hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(int(units) for units in hidden)
         self.batch_size, self.dtype = batch_size, np.dtype(dtype)
@@ -256,14 +208,7 @@ class Trainer(abc.ABC):
         return (time.perf_counter() - start) / n_epochs
 
 
-def finite(loss):
-    """``loss``, or RuntimeError: a diverged epoch times nothing meaningful (fastgd's stops at the first NaN)."""
-    if not math.isfinite(loss):
-        raise RuntimeError(f"training diverged (loss {loss}): lower the learning rate")
-    return loss
-
-
-class FastgdTrainer(Trainer):
+class FastgdTrainer(Trainer, name="fastgd"):
     """fastgd's compiled epochs (``fastgd.training.Training``, as the estimators run them)."""
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
@@ -320,8 +265,12 @@ class FastgdTrainer(Trainer):
         return seconds
 
 
-class NumpyTrainer(Trainer):
+class NumpyTrainer(Trainer, name="numpy"):
     """The NumPy reference network (``reference.mlp_loss_grad``) and rule, in a plain mini-batch loop."""
+
+    @classmethod
+    def rule_skip_reason(cls, rule):
+        return None if rule in reference.RULES else f"{rule} has no NumPy reference"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -344,7 +293,7 @@ class NumpyTrainer(Trainer):
         return total / self.n_samples
 
 
-class SklearnTrainer(Trainer):
+class SklearnTrainer(Trainer, name="sklearn"):
     """scikit-learn's MLPClassifier or MLPRegressor.
 
     :meth:`epoch` is one ``partial_fit``, scikit-learn's only per-epoch call, which also checks
@@ -353,10 +302,12 @@ class SklearnTrainer(Trainer):
     the initial weights, as scikit-learn's does.
     """
 
+    @classmethod
+    def rule_skip_reason(cls, rule):
+        return None if rule in SKLEARN_SOLVERS else f"scikit-learn's MLP has no {rule}"
+
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
-        if rule not in SKLEARN_SOLVERS:
-            raise NotImplementedError(f"scikit-learn's MLP has no {rule}")
         self.X = data.X_train.astype(self.dtype)
         self.y = data.y_train if data.task == "classification" else data.y_train.astype(self.dtype)
         self.estimator = self._estimator(max_iter=1)
@@ -393,8 +344,15 @@ class SklearnTrainer(Trainer):
         return self.estimator.predict(self.data.X_test.astype(self.dtype))
 
 
-class TorchTrainer(Trainer):
+class TorchTrainer(Trainer, name="torch"):
     """A plain PyTorch CPU loop: ``nn.Sequential(Linear, ReLU, Linear)``, ``torch.optim``, fancy-indexed batches."""
+
+    requires = ("torch",)
+    install = "pip install torch"
+
+    @classmethod
+    def rule_skip_reason(cls, rule):
+        return None if rule in TORCH_OPTIMIZERS else f"torch.optim has no {rule}"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -438,22 +396,21 @@ class TorchTrainer(Trainer):
         return total / self.n_samples
 
 
-def require_jax():
-    """NotImplementedError (asv's "skipped") when jax or optax is not installed (the ``jax`` extra)."""
-    if not jax_available():
-        raise NotImplementedError("jax and optax are not installed (pip install 'fastgd[jax]')")
-
-
-class JaxTrainer(Trainer):
+class JaxTrainer(Trainer, name="jax"):
     """JAX + optax, the compiled peer a user would pick instead: a whole epoch in one ``jax.jit``
     (:class:`JaxTraining`, compiled when the trainer is built, so the first epoch is
     timed as warm as the next). Same network, initial weights and loss as the others."""
 
     COMPILED_WHEN_BUILT = True
+    requires = ("jax", "optax")
+    install = "pip install 'fastgd[jax]'"
+
+    @classmethod
+    def rule_skip_reason(cls, rule):
+        return None if rule in OPTAX_RULES else f"no optax transform stands in for {rule}"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
-        require_jax()
         coefs, intercepts = MLP(self.layer_sizes, "relu", data.output, alpha=0.0, dtype=self.dtype).unpack(
             self.initial_theta())
         classification = data.task == "classification"
@@ -465,15 +422,21 @@ class JaxTrainer(Trainer):
         return self.training.epoch()
 
 
-TRAINERS = {"fastgd": FastgdTrainer, "numpy": NumpyTrainer, "sklearn": SklearnTrainer, "torch": TorchTrainer,
-            "jax": JaxTrainer}
 WARM_UP_ROWS = 64
 IMPLEMENTATIONS = tuple(TRAINERS)
 
 
 def available(implementation):
-    """Whether ``implementation`` (one of :data:`IMPLEMENTATIONS`) can run here: its optional packages are installed."""
-    return {"torch": torch_available, "jax": jax_available}.get(implementation, lambda: True)()
+    """Whether ``implementation`` (one of :data:`IMPLEMENTATIONS`) can run here: what it requires is installed."""
+    return TRAINERS[implementation].skip_reason() is None
+
+
+def torch_available():
+    return available("torch")
+
+
+def jax_available():
+    return available("jax")
 
 
 def warm_up(implementation, data, rule, hidden, batch_size, dtype):
@@ -497,6 +460,10 @@ def warmed_trainer(implementation, data, rule, hidden, batch_size, dtype, warmin
     with warming():
         warm_up(implementation, data, rule, hidden, batch_size, dtype)
     return TRAINERS[implementation](data, rule, hidden, batch_size, dtype)
+
+
+# the rules optax has with torch's update (its momentum trace and Adam's ε placement are torch's)
+OPTAX_RULES = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion")
 
 
 def optax_transform(rule, lr):
@@ -592,285 +559,3 @@ class JaxTraining:
         return float(loss)
 
 
-@contextlib.contextmanager
-def parallel_threshold(n_params):
-    """Optimizers built inside use their ``prange`` kernel from ``n_params`` parameters on."""
-    saved = _config.PARALLEL_THRESHOLD
-    _config.PARALLEL_THRESHOLD = n_params
-    try:
-        yield
-    finally:
-        _config.PARALLEL_THRESHOLD = saved
-
-
-# --- one optimizer step ------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def _random_vectors(n_params, dtype):
-    rng = np.random.default_rng(SEED)
-    return rng.standard_normal(n_params, dtype=dtype), rng.standard_normal(n_params, dtype=dtype)
-
-
-def params_and_grad(n_params, dtype):
-    """Standard normal parameters and gradient, fresh copies (a step writes them)."""
-    params, grad = _random_vectors(n_params, np.dtype(dtype).name)
-    return params.copy(), grad.copy()
-
-
-def fastgd_step(rule, params, grad, parallel=None):
-    """``opt.step(grad)`` of fastgd's optimizer; ``parallel`` forces the kernel form (None: by size, as users get)."""
-    if parallel is None:
-        optimizer = optim.OPTIMIZERS[rule](params)
-    else:
-        with parallel_threshold(1 if parallel else params.size + 1):
-            optimizer = optim.OPTIMIZERS[rule](params)
-    return functools.partial(optimizer.step, grad)
-
-
-def numpy_step(rule, params, grad):
-    """One step of the plain NumPy rule of ``fastgd.reference``."""
-    return functools.partial(reference.ReferenceOptimizer(rule, params).step, grad)
-
-
-def torch_step(rule, params, grad, fused=False):
-    """``torch.optim``'s step over the same memory (``fused``: its fused CPU kernel)."""
-    torch = require_torch()
-    optimizer_class = torch_optimizer_class(rule)
-    options = {}
-    if fused:
-        if "fused" not in inspect.signature(optimizer_class).parameters:
-            raise NotImplementedError(f"torch.optim.{optimizer_class.__name__} has no fused implementation")
-        options["fused"] = True
-    tensor = torch.from_numpy(params)
-    tensor.grad = torch.from_numpy(grad)
-    hyperparameters = optim.OPTIMIZERS[rule].default_hyperparameters()
-    return optimizer_class([tensor], **hyperparameters, **options).step
-
-
-STEP_IMPLEMENTATIONS = {
-    "fastgd_serial": functools.partial(fastgd_step, parallel=False),
-    "fastgd_parallel": functools.partial(fastgd_step, parallel=True),
-    "numpy": numpy_step,
-    "torch": torch_step,
-    "torch_fused": functools.partial(torch_step, fused=True),
-}
-
-
-def users_step_implementation(n_params):
-    """The key of :data:`STEP_IMPLEMENTATIONS` that is fastgd's ``opt.step`` as users get it at ``n_params``: the
-    serial kernel below ``FASTGD_PARALLEL_THRESHOLD`` parameters, the ``prange`` one from there on."""
-    return "fastgd_parallel" if n_params >= _config.PARALLEL_THRESHOLD else "fastgd_serial"
-
-
-def worth_timing(rule, n_params, implementation):
-    """Whether a step of ``implementation`` says something the others do not, decided before torch is imported.
-
-    The NumPy reference beyond 10⁶ parameters only for Adam (slow, and far from the memory bus
-    at every size); fastgd's kernel form that users do not get at ``n_params`` only for SGD and
-    Adam (the serial and ``prange`` loops are the same for every rule); torch.optim at its
-    best: fused where it has a fused kernel (:data:`TORCH_FUSED`), its default loop elsewhere
-    and for Adam.
-    """
-    if implementation == "numpy":
-        return n_params <= 1_000_000 or rule == "adam"
-    if implementation.startswith("fastgd") and implementation != users_step_implementation(n_params):
-        return rule in ("sgd", "adam")
-    if implementation == "torch_fused":
-        return TORCH_OPTIMIZERS.get(rule) in TORCH_FUSED
-    if implementation == "torch":
-        return TORCH_OPTIMIZERS.get(rule) not in TORCH_FUSED or rule == "adam"
-    return True
-
-
-def step_callable(rule, n_params, dtype, implementation):
-    """A zero-argument callable taking one step of ``rule`` (default hyperparameters) on ``n_params`` standard normal
-    parameters with a fixed standard normal gradient; ``implementation`` is a key of :data:`STEP_IMPLEMENTATIONS`
-    (NotImplementedError where it lacks the rule). Not yet called: the first call compiles fastgd's kernel."""
-    return STEP_IMPLEMENTATIONS[implementation](rule, *params_and_grad(n_params, dtype))
-
-
-# --- the machine's limits ----------------------------------------------------------------------
-
-def arrays_written(rule):
-    """How many parameter-sized arrays a step of ``rule`` (default hyperparameters) writes in place: θ and its
-    state."""
-    state = optim.OPTIMIZERS[rule](np.zeros(1)).state
-    return 1 + sum(isinstance(value, np.ndarray) and value.shape == (1,) for value in state.values())
-
-
-def bytes_moved(arrays, dtype, size=1):
-    """Bytes a step writing ``arrays`` arrays in place moves over ``size`` elements: those read and written, and g."""
-    return (2 * arrays + 1) * np.dtype(dtype).itemsize * size
-
-
-def bytes_per_parameter(rule, dtype):
-    """Bytes one step moves per parameter: θ and g read, θ written, each state array read and written.
-
-    Adam in float32: (3 + 2·2) arrays × 4 bytes = 28 bytes per parameter.
-    """
-    return bytes_moved(arrays_written(rule), dtype)
-
-
-def bytes_per_step(rule, n_params, dtype):
-    """Bytes a step of ``rule`` over ``n_params`` parameters must move (:func:`bytes_per_parameter`)."""
-    return bytes_per_parameter(rule, dtype) * n_params
-
-
-class InPlaceStreams:
-    """``arrays`` vectors of ``size`` elements updated in place from one read-only vector, on every core.
-
-    An update step's own access pattern, its memory traffic alone: a rule writing ``arrays``
-    arrays (θ and its state, :func:`arrays_written`) reads them and g and writes them back in
-    place, which this does with nothing else (``fastgd.kernels.memory.in_place_streams``), over
-    the same working set, counted the same way (:func:`bytes_moved`). It is the reference for
-    a step of that size and number of arrays: a share of it above 1 would be a step faster
-    than its traffic alone. The first call compiles the kernel.
-    """
-
-    def __init__(self, size, arrays, dtype=np.float32):
-        from fastgd.kernels.memory import MAX_STREAMS, in_place_streams
-
-        if not 1 <= arrays <= MAX_STREAMS:
-            raise ValueError(f"arrays must be from 1 to {MAX_STREAMS}, got {arrays}")
-        dtype = np.dtype(dtype)
-        self._kernel = in_place_streams
-        self.written, self.grad, self.scalar = np.ones((arrays, size), dtype), np.ones(size, dtype), dtype.type(1e-7)
-        self.bytes = bytes_moved(arrays, dtype, size)
-
-    def __call__(self):
-        self._kernel(self.written, self.grad, self.scalar)
-
-    def bandwidth(self, budget_seconds):
-        """Bytes per second of the best time (as STREAM reports): a ceiling should not sink with the machine's load,
-        or medians of the steps it bounds would pass it."""
-        return self.bytes / seconds_per_call(self, budget_seconds, statistic=np.min)
-
-
-class StreamTriad:
-    """STREAM's triad a ← b + s·c over float64 arrays of ``size`` elements, on every core: main memory's bandwidth
-    once the arrays outgrow the last-level cache (:data:`TRIAD_SIZE`), beside the steps' own reference. The first call
-    compiles the kernel."""
-
-    BYTES_PER_ELEMENT = 24  # as STREAM counts: read b and c, write a
-
-    def __init__(self, size):
-        from fastgd.kernels.memory import triad
-
-        self._kernel = triad
-        self.a, self.b, self.c = np.zeros(size), np.ones(size), np.full(size, 2.0)
-
-    def __call__(self):
-        self._kernel(self.a, self.b, self.c, 3.0)
-
-    def bandwidth(self, budget_seconds):
-        """Bytes per second of the best time, as STREAM reports."""
-        return self.BYTES_PER_ELEMENT * self.a.size / seconds_per_call(self, budget_seconds, statistic=np.min)
-
-
-# 480 MB: beyond the 260 MiB L3 of this project's machines
-TRIAD_SIZE = 20_000_000
-
-
-def last_level_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
-    """The size of the CPU's last-level cache in bytes, as Linux's sysfs gives it (a VM sees its host's); None
-    elsewhere. A working set below it streams from the cache, not from main memory."""
-    import glob
-
-    sizes = {}
-    for directory in glob.glob(f"{root}/index*"):
-        try:
-            with open(f"{directory}/level") as level, open(f"{directory}/size") as size:
-                text = size.read().strip()
-                units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-                sizes[int(level.read())] = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-        except (OSError, ValueError):
-            continue
-    return sizes[max(sizes)] if sizes else None
-
-
-def in_place_bandwidth(size, dtype=np.float32, arrays=1, budget_seconds=0.2):
-    """Bytes/s of :class:`InPlaceStreams`, warmed: the reference for a step of ``size`` writing ``arrays`` arrays.
-
-    Measure it in the same run as the steps it bounds, at their size and dtype: the working set
-    decides whether both stream from cache or from memory.
-    """
-    streams = InPlaceStreams(size, arrays, dtype)
-    streams()
-    return streams.bandwidth(budget_seconds)
-
-
-def triad_bandwidth(size=TRIAD_SIZE, budget_seconds=0.2):
-    """Bytes/s of :class:`StreamTriad`, warmed."""
-    triad = StreamTriad(size)
-    triad()
-    return triad.bandwidth(budget_seconds)
-
-
-def gemm_rate(dtype, budget_seconds, shapes=((2048, 2048, 2048),)):
-    """FLOP per second of NumPy's BLAS over the matrix products ``shapes``, each ``(m, k, n)``: an m×k by a k×n.
-
-    A call runs every product once; the default is the square 2048² product, the BLAS's peak.
-    """
-    rng = np.random.default_rng(SEED)
-    operands = [(rng.random((m, k)).astype(dtype), rng.random((k, n)).astype(dtype)) for m, k, n in shapes]
-    outputs = [np.empty((m, n), dtype) for m, _, n in shapes]
-
-    def products():
-        for (a, b), out in zip(operands, outputs):
-            np.matmul(a, b, out=out)
-
-    return sum(2 * m * k * n for m, k, n in shapes) / seconds_per_call(products, budget_seconds)
-
-
-def mkl_gemm_rate(dtype, budget_seconds, shape=(2048, 2048, 2048)):
-    """FLOP per second of MKL's ``?gemm`` (the threaded passes' BLAS) on one ``(m, k, n)`` product, the square 2048²
-    by default; raises :class:`fastgd.kernels.mkl.MKLError` where MKL is not installed."""
-    from fastgd.kernels import floors, mkl
-
-    mkl.load()  # before products_on_mkl is compiled or loaded: it links MKL's cblas_?gemm
-    m, k, n = shape
-    rng = np.random.default_rng(SEED)
-    A, B = rng.random(m * k).astype(dtype), rng.random(k * n).astype(dtype)
-    C = np.empty(m * n, dtype)
-    run = _config.compile_for(floors.products_on_mkl, (A, B, C, m, n, k, 1))
-    run(A, B, C, m, n, k, 1)
-    return 2 * m * k * n / seconds_per_call(lambda: run(A, B, C, m, n, k, 1), budget_seconds)
-
-
-def peak_gemm_rate(dtype, budget_seconds):
-    """``(FLOP per second, BLAS name)``: the higher of NumPy's BLAS's and MKL's 2048² rates (MKL's where installed).
-
-    The matrix-product peak of the machine as fastgd's passes can reach it: a share against the
-    slower BLAS's peak would overstate itself where the passes run on the faster one.
-    """
-    from fastgd.kernels.mkl import MKLError
-
-    rates = {"NumPy's BLAS": gemm_rate(dtype, budget_seconds)}
-    try:
-        rates["MKL"] = mkl_gemm_rate(dtype, budget_seconds)
-    except MKLError:
-        pass
-    name = max(rates, key=rates.get)
-    return rates[name], name
-
-
-def epoch_gemm_shapes(layer_sizes, batch_size):
-    """The matrix products of one batch's pass, as ``(m, k, n)``: per layer forward X·W, backward Aᵀ·δ, and
-    δ·Wᵀ (not for the input layer)."""
-    shapes = []
-    for layer, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        shapes += [(batch_size, n_in, n_out), (n_in, batch_size, n_out)]
-        if layer > 0:
-            shapes.append((batch_size, n_out, n_in))
-    return shapes
-
-
-def epoch_matmul_flops(n_samples, layer_sizes):
-    """FLOPs of an epoch's matrix products (those of :func:`epoch_gemm_shapes`, over ``n_samples`` rows)."""
-    return sum(2 * m * k * n for m, k, n in epoch_gemm_shapes(layer_sizes, n_samples))
-
-
-def network_gemm_rate(layer_sizes, batch_size, dtype, budget_seconds):
-    """FLOP per second of NumPy's BLAS on the network's own products (:func:`epoch_gemm_shapes`): the peak an epoch of
-    that network could reach with its matrix products, against 2048²'s for large ones."""
-    return gemm_rate(dtype, budget_seconds, epoch_gemm_shapes(layer_sizes, batch_size))

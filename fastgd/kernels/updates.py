@@ -23,8 +23,8 @@ r"""The math of every built-in rule for one parameter, and what each computes on
     function the rule needs; ``*_aux_size`` says how much auxiliary state
     (factored moments, scratch) a tensor of a given shape takes.
 
-The vector kernels themselves (``fastgd.kernels.adam`` ...) are generated per
-rule; see :mod:`fastgd.kernels`.
+The vector kernels themselves (``fastgd.rules.kernels.adam`` ...) are generated per
+rule; see :mod:`fastgd.rules.kernels`.
 """
 
 import math

@@ -113,7 +113,7 @@ def _throughput_from_content(content):
 
 def describe_machine():
     """The machine this process runs on, and with what: stored by :func:`record_artefacts` for the report."""
-    from fastgd.sweep.runner import provenance
+    from fastgd.machine import provenance
 
     return dict(provenance(), platform=platform.platform())
 
@@ -131,8 +131,8 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
     from fastgd import landscape
     from fastgd.report import figures
     from fastgd.report.history import load_history
-    from fastgd.sweep.config import load_dataset
-    from fastgd.sweep.runner import provenance
+    from fastgd.datasets import load as load_dataset
+    from fastgd.machine import provenance
     from fastgd.sweep.store import Store
 
     say = progress or (lambda message: None)

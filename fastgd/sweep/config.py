@@ -27,7 +27,7 @@
                                            # in rules, or rules = "all"
 
 A ``[tuning]`` table makes the sweep follow the tuning protocol
-(:mod:`fastgd.sweep.protocol`) instead of a grid: each rule's settings come
+(:mod:`fastgd.sweep.plan`) instead of a grid: each rule's settings come
 from its declared search space, so ``learning_rates``, ``seeds`` and
 ``[hyperparameters.*]`` are refused beside it::
 
@@ -63,7 +63,8 @@ A data set of the sweep's own may not take a built-in name; each is loaded
 and checked when the configuration is (a missing file or column, NaN or
 infinity, one class... is refused, naming the file).
 
-Every combination becomes one :class:`RunSpec`; its ``run_id`` (a hash of what
+:func:`fastgd.sweep.plan.runs` turns a configuration into runs (its
+:class:`~fastgd.sweep.plan.RunSpec`); a run's ``run_id`` (a hash of what
 defines the run, the rule's definition included) is how a store knows what it
 already holds: a run of an edited rule is a new run. The presets
 ``quick``, ``default``, ``full``, ``large`` and ``paper`` (the whole tuning
@@ -84,23 +85,23 @@ rows cannot hold, a rule without a search space (beyond ``one-shot``).
 """
 
 import functools
-import hashlib
 import itertools
-import json
 import math
 import os
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import numpy as np
 
 from fastgd import datasets, optim
+from fastgd.models import check_network_fits
+from fastgd.validation import MAX_SEED, is_integer, is_real, is_seed
 from fastgd import rules as rule_registry
 from fastgd.sweep import tuning
 from fastgd.kernels.mlp import ACTIVATIONS
 
-__all__ = ["SweepConfigError", "RunSpec", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS"]
+__all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS"]
 
 PRESETS = ("quick", "default", "full", "large", "paper")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
@@ -110,8 +111,6 @@ _TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_
 MAX_FINAL_SEEDS = 10_000
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 _DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model")
-# seeds go to NumPy's RandomState (scikit-learn's initialisation), which takes 0 to 2**32 - 1
-MAX_SEED = 2 ** 32 - 1
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
 MAX_EPOCHS = 100_000
 # batch sizes past the number of samples mean full batches; past this they only overflow
@@ -129,59 +128,13 @@ class SweepConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Tuning:
-    """A sweep's ``[tuning]`` table: how :mod:`fastgd.sweep.protocol` tunes each rule and runs it again."""
+    """A sweep's ``[tuning]`` table: how :mod:`fastgd.sweep.plan` tunes each rule and runs it again."""
 
     budget: str = "small"  # tuning.BUDGETS: trials per rule and data set
     seed: int = 0  # of the Sobol sequence the trials are drawn from
     final_seeds: int = tuning.MIN_SEEDS  # seeds of the chosen setting's final runs
     validation_fraction: float = 0.2  # of the training rows, held out to score the trials
     tuning_seed: int = 0  # the training seed of every trial (the final runs take other seeds)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines one training run (and nothing that does not)."""
-
-    dataset: str
-    rule: str
-    learning_rate: float
-    hyperparameters: tuple  # sorted (name, value) pairs besides the learning rate
-    batch_size: object  # int or "full"
-    seed: int
-    n_epochs: int
-    hidden_layer_sizes: tuple
-    activation: str
-    alpha: float
-    dtype: str
-    target_loss: float
-    rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
-    data_hash: str  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
-    # the tuning protocol (fastgd.sweep.protocol): "test" trains on every training row and scores on the test rows;
-    # "validation" holds out validation_fraction of the training rows (Dataset.validation_split) and scores there
-    split: str = "test"
-    validation_fraction: float = None
-    phase: str = "grid"  # "grid", or the protocol's "tune" and "final"
-    trial: int = None  # a tuning trial's 0-based index (tuning.sample_settings order); a final run's chosen trial
-    budget: str = None  # the tuning budget (tuning.BUDGETS) of a protocol's run
-
-    @property
-    def run_id(self):
-        # fields at their defaults are left out: a grid run keeps the id it had before the protocol's fields existed
-        defaults = {name: value.default for name, value in self.__dataclass_fields__.items()
-                    if value.default is not MISSING}
-        fields = {name: value for name, value in asdict(self).items()
-                  if name not in defaults or value != defaults[name]}
-        canonical = json.dumps(fields, sort_keys=True, default=list)
-        return hashlib.sha1(canonical.encode()).hexdigest()[:20]
-
-    @property
-    def group(self):
-        """Runs of one group share data and network shape: they can train in one compiled call."""
-        return (self.dataset, self.split, self.validation_fraction, self.hidden_layer_sizes, self.activation,
-                self.alpha, self.dtype, self.batch_size, self.n_epochs)
-
-    def optimizer_hyperparameters(self):
-        return dict(self.hyperparameters, lr=self.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -205,7 +158,7 @@ class SweepConfig:
     sources: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # data set -> (hidden_layer_sizes, activation, alpha) where not [model]
     base_dir: str = None  # where the configuration's relative paths start
-    tuning: Tuning = None  # the [tuning] table: the sweep follows the tuning protocol (fastgd.sweep.protocol)
+    tuning: Tuning = None  # the [tuning] table: the sweep follows the tuning protocol (fastgd.sweep.plan)
 
     def model_of(self, dataset):
         """(hidden_layer_sizes, activation, alpha) of the network trained on ``dataset``."""
@@ -225,7 +178,7 @@ class SweepConfig:
     def data_hashes(self):
         """{data set: its content hash}, each set made and hashed once per configuration (``runs`` is called
         several times a command)."""
-        return {dataset: load_dataset(dataset, self.sources).content_hash for dataset in self.datasets}
+        return {dataset: datasets.load(dataset, self.sources).content_hash for dataset in self.datasets}
 
     @functools.cached_property
     def validation_hashes(self):
@@ -233,31 +186,8 @@ class SweepConfig:
         ``[tuning]``; empty without it."""
         if self.tuning is None:
             return {}
-        return {dataset: load_dataset(dataset, self.sources).validation_split(self.tuning.validation_fraction)
+        return {dataset: datasets.load(dataset, self.sources).validation_split(self.tuning.validation_fraction)
                 .content_hash for dataset in self.datasets}
-
-    def runs(self):
-        """Every RunSpec of the sweep known before it trains, in a fixed order: the grid's runs, or under
-        ``[tuning]`` the tuning trials (the final runs follow from their results:
-        :func:`fastgd.sweep.protocol.final_runs`)."""
-        if self.tuning is not None:
-            from fastgd.sweep import protocol
-
-            return protocol.tuning_runs(self)
-        specs = []
-        data_hashes = self.data_hashes
-        for dataset, rule in itertools.product(self.datasets, self.rules):
-            grid = self.rule_grids.get(rule, {})
-            names = sorted(grid)
-            for values in itertools.product(*(grid[n] for n in names)):
-                hyperparameters = tuple(zip(names, (tuple(v) if isinstance(v, list) else v for v in values)))
-                hidden, activation, alpha = self.model_of(dataset)
-                for learning_rate, batch_size, seed in itertools.product(self.learning_rates, self.batch_sizes,
-                                                                         self.seeds):
-                    specs.append(RunSpec(dataset, rule, learning_rate, hyperparameters, batch_size, seed,
-                                         self.n_epochs, hidden, activation, alpha, self.dtype,
-                                         self.targets[dataset], rule_registry.get(rule).hash, data_hashes[dataset]))
-        return specs
 
 
 def on_dataset(raw, definition, target_loss=None):
@@ -279,38 +209,8 @@ def on_dataset(raw, definition, target_loss=None):
     return dict(raw, datasets={name: definition}, targets={name: target_loss})
 
 
-def load_dataset(name, sources=None):
-    """The data set ``name``: one of ``sources`` (a sweep's own, :attr:`SweepConfig.sources`), else by its name."""
-    source = (sources or {}).get(name)
-    return datasets.make(source) if source is not None else datasets.load(name)
-
-
-def network_bytes(layer_sizes, dtype):
-    """About the memory one training run of this network needs: θ, its gradient, three state arrays and a copy."""
-    sizes = [int(n) for n in layer_sizes]
-    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    return np.dtype(dtype).itemsize * 6 * n_params
-
-
-def check_network_fits(layer_sizes, dtype):
-    """ValueError in one line when one training run of this network would not fit in this machine's memory."""
-    memory = datasets.physical_memory_bytes()
-    needed = network_bytes(layer_sizes, dtype)
-    if memory is not None and needed > memory:
-        raise ValueError(f"a network of layer sizes {list(layer_sizes)} needs about {needed / 2 ** 30:.3g} GiB to "
-                         f"train; this machine has {memory / 2 ** 30:.3g} GiB")
-
-
 def _fail(message):
     raise SweepConfigError(message)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _list(raw, key, check, description, default=None):
@@ -405,14 +305,14 @@ def parse(raw, base_dir=None):
 
     learning_rates, seeds = (), ()
     if tuning_table is None:  # under [tuning] the settings and seeds come from the protocol
-        learning_rates = _list(raw, "learning_rates", lambda v: _is_real(v) and math.isfinite(v) and v > 0,
+        learning_rates = _list(raw, "learning_rates", lambda v: is_real(v) and math.isfinite(v) and v > 0,
                                "positive finite learning rates")
-        seeds = _list(raw, "seeds", lambda v: _is_int(v) and 0 <= v <= MAX_SEED,
+        seeds = _list(raw, "seeds", is_seed,
                       f"integer seeds from 0 to {MAX_SEED}")
-    batch_sizes = _list(raw, "batch_sizes", lambda b: b == "full" or (_is_int(b) and 1 <= b <= MAX_BATCH_SIZE),
+    batch_sizes = _list(raw, "batch_sizes", lambda b: b == "full" or (is_integer(b) and 1 <= b <= MAX_BATCH_SIZE),
                         f"batch sizes (integers from 1 to {MAX_BATCH_SIZE}, or \"full\")", default=[32])
     epochs = raw.get("epochs")
-    if not _is_int(epochs) or not 1 <= epochs <= MAX_EPOCHS:
+    if not is_integer(epochs) or not 1 <= epochs <= MAX_EPOCHS:
         _fail(f"'epochs' must be an integer from 1 to {MAX_EPOCHS}, got {epochs!r}")
     dtype = raw.get("dtype", "float64")
     if dtype not in ("float32", "float64"):
@@ -430,7 +330,7 @@ def parse(raw, base_dir=None):
             _fail(f"[targets] has {dataset!r}, which is not in 'datasets'")
     for dataset in names:
         target = targets.get(dataset)
-        if not _is_real(target) or not (0 < target < math.inf):
+        if not is_real(target) or not (0 < target < math.inf):
             _fail(f"[targets] needs a positive finite target training loss for {dataset!r}, got {target!r}")
 
     if tuning_table is None:
@@ -448,7 +348,7 @@ def parse(raw, base_dir=None):
             _fail(f"{dataset}: {error}")
         if tuning_table is not None:
             try:
-                load_dataset(dataset, sources).validation_split(tuning_table.validation_fraction)
+                datasets.load(dataset, sources).validation_split(tuning_table.validation_fraction)
             except datasets.DatasetError as error:
                 _fail(f"[tuning] validation_fraction: {error}")
 
@@ -457,9 +357,6 @@ def parse(raw, base_dir=None):
                          {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
                          tuning_table)
     _check_every_optimizer_accepts(config)
-    run_ids = [spec.run_id for spec in config.runs()]
-    if len(set(run_ids)) != len(run_ids):
-        _fail("two combinations of the configuration define the same run: remove the repeated values")
     return config
 
 
@@ -483,14 +380,14 @@ def _tuning(raw, rules):
         _fail(f"[tuning] budget must be one of {', '.join(repr(name) for name in tuning.BUDGETS)}, got {budget!r}")
     for key in ("seed", "tuning_seed"):
         value = table.get(key, getattr(defaults, key))
-        if not _is_int(value) or not 0 <= value <= MAX_SEED:
+        if not is_seed(value):
             _fail(f"[tuning] {key} must be an integer from 0 to {MAX_SEED}, got {value!r}")
     final_seeds = table.get("final_seeds", defaults.final_seeds)
-    if not _is_int(final_seeds) or not tuning.MIN_SEEDS <= final_seeds <= MAX_FINAL_SEEDS:
+    if not is_integer(final_seeds) or not tuning.MIN_SEEDS <= final_seeds <= MAX_FINAL_SEEDS:
         _fail(f"[tuning] final_seeds must be an integer from {tuning.MIN_SEEDS} (the chosen setting is run again "
               f"with at least {tuning.MIN_SEEDS} seeds) to {MAX_FINAL_SEEDS}, got {final_seeds!r}")
     fraction = table.get("validation_fraction", defaults.validation_fraction)
-    if not _is_real(fraction) or not 0 < fraction < 1:
+    if not is_real(fraction) or not 0 < fraction < 1:
         _fail(f"[tuning] validation_fraction must be a number between 0 and 1, got {fraction!r}")
     seed = table.get("seed", defaults.seed)
     for rule in rules:
@@ -506,13 +403,13 @@ def _model(table, where, default):
     if not isinstance(table, dict) or set(table) - _MODEL_KEYS:
         _fail(f"{where} takes only {sorted(_MODEL_KEYS)}, got {sorted(table) if isinstance(table, dict) else table}")
     hidden = table.get("hidden_layer_sizes", list(default[0]))
-    if not isinstance(hidden, list) or not all(_is_int(n) and n >= 1 for n in hidden):
+    if not isinstance(hidden, list) or not all(is_integer(n) and n >= 1 for n in hidden):
         _fail(f"{where} hidden_layer_sizes must be a list of positive integers, got {hidden!r}")
     activation = table.get("activation", default[1])
     if activation not in ACTIVATIONS:
         _fail(f"{where} activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     alpha = table.get("alpha", default[2])
-    if not _is_real(alpha) or not (0 <= alpha < math.inf):
+    if not is_real(alpha) or not (0 <= alpha < math.inf):
         _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
     return tuple(hidden), activation, float(alpha)
 
@@ -558,17 +455,21 @@ def _datasets(raw, base_dir):
 
 
 def _check_every_optimizer_accepts(config):
-    """Build each distinct optimizer once on a dummy vector: bad values fail here, before any run."""
-    seen = set()
-    for spec in config.runs():
-        key = (spec.rule, spec.hyperparameters, spec.learning_rate)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            optim.OPTIMIZERS[spec.rule](np.zeros(1), **spec.optimizer_hyperparameters())
-        except (TypeError, ValueError) as error:
-            _fail(f"rule {spec.rule!r} with {spec.optimizer_hyperparameters()}: {error}")
+    """Build each distinct optimizer setting once on a dummy vector: bad values fail here, before any run."""
+    for rule in config.rules:
+        if config.tuning is not None:
+            settings = tuning.sample_settings(rule, config.tuning.budget, config.tuning.seed)
+        else:
+            grid = config.rule_grids.get(rule, {})
+            names = sorted(grid)
+            settings = [dict(zip(names, values), lr=learning_rate)
+                        for values in itertools.product(*(grid[name] for name in names))
+                        for learning_rate in config.learning_rates]
+        for setting in settings:
+            try:
+                optim.OPTIMIZERS[rule](np.zeros(1), **setting)
+            except (TypeError, ValueError) as error:
+                _fail(f"rule {rule!r} with {setting}: {error}")
 
 
 def load_config(path, dataset=None, target_loss=None):

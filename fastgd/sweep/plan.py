@@ -1,7 +1,13 @@
-"""The tuning protocol of a sweep with a ``[tuning]`` table: tune each rule on a validation split, then run the
-chosen setting again with fresh seeds on the test split.
+"""What a sweep runs: :class:`RunSpec`, the grid's plan and the tuning protocol's plans.
 
-For every data set, rule and batch size of the configuration:
+A :class:`fastgd.sweep.config.SweepConfig` says what the user asked for; this
+module turns it into runs. :func:`runs` is every run known before training
+starts: the grid's (every combination of data set, rule, hyperparameters,
+learning rate, batch size and seed) or, under ``[tuning]``, the tuning trials.
+
+The tuning protocol of a sweep with a ``[tuning]`` table tunes each rule on a
+validation split, then runs the chosen setting again with fresh seeds on the
+test split. For every data set, rule and batch size of the configuration:
 
 1. **Tuning** (``phase = "tune"``): the budget's settings
    (:func:`fastgd.sweep.tuning.sample_settings`: scrambled Sobol points of the
@@ -22,21 +28,101 @@ defaults (the one-shot setting) with ``trial`` empty, and the sweep's outcome
 says so in its ``notes``. Its comparison then shows what the defaults do
 rather than leaving a hole in every across-data-set statistic.
 
-Both phases are ordinary runs (:class:`fastgd.sweep.config.RunSpec`) that
-:func:`fastgd.sweep.runner.run_sweep` trains and stores, local processes or
-Dask alike. The final runs are built from the stored tuning results, looked up
-by run id, so a sweep interrupted in either phase resumes where it stopped.
+Both phases are ordinary runs that :func:`fastgd.sweep.runner.run_sweep`
+trains and stores, local processes or Dask alike. The final runs are built
+from the stored tuning results, looked up by run id, so a sweep interrupted in
+either phase resumes where it stopped.
 """
 
+import hashlib
 import itertools
+import json
+from dataclasses import MISSING, asdict, dataclass
 
 import numpy as np
 
 from fastgd import rules as rule_registry
 from fastgd.sweep import tuning
-from fastgd.sweep.config import RunSpec
 
-__all__ = ["tuning_runs", "final_runs"]
+__all__ = ["RunSpec", "runs", "grid_runs", "tuning_runs", "final_runs"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one training run (and nothing that does not)."""
+
+    dataset: str
+    rule: str
+    learning_rate: float
+    hyperparameters: tuple  # sorted (name, value) pairs besides the learning rate
+    batch_size: object  # int or "full"
+    seed: int
+    n_epochs: int
+    hidden_layer_sizes: tuple
+    activation: str
+    alpha: float
+    dtype: str
+    target_loss: float
+    rule_hash: str  # the rule's definition (fastgd.rules.Rule.hash): an edited rule makes new runs
+    data_hash: str  # the data set's content (datasets.Dataset.content_hash): an edited file makes new runs
+    # the tuning protocol: "test" trains on every training row and scores on the test rows; "validation" holds out
+    # validation_fraction of the training rows (Dataset.validation_split) and scores there
+    split: str = "test"
+    validation_fraction: float = None
+    phase: str = "grid"  # "grid", or the protocol's "tune" and "final"
+    trial: int = None  # a tuning trial's 0-based index (tuning.sample_settings order); a final run's chosen trial
+    budget: str = None  # the tuning budget (tuning.BUDGETS) of a protocol's run
+
+    @property
+    def run_id(self):
+        # fields at their defaults are left out: a grid run keeps the id it had before the protocol's fields existed
+        defaults = {name: value.default for name, value in self.__dataclass_fields__.items()
+                    if value.default is not MISSING}
+        fields = {name: value for name, value in asdict(self).items()
+                  if name not in defaults or value != defaults[name]}
+        canonical = json.dumps(fields, sort_keys=True, default=list)
+        return hashlib.sha1(canonical.encode()).hexdigest()[:20]
+
+    @property
+    def group(self):
+        """Runs of one group share data and network shape: they can train in one compiled call."""
+        return (self.dataset, self.split, self.validation_fraction, self.hidden_layer_sizes, self.activation,
+                self.alpha, self.dtype, self.batch_size, self.n_epochs)
+
+    def optimizer_hyperparameters(self):
+        return dict(self.hyperparameters, lr=self.learning_rate)
+
+
+def runs(config):
+    """Every RunSpec of the sweep known before it trains, in a fixed order: the grid's runs, or under ``[tuning]``
+    the tuning trials (the final runs follow from their results: :func:`final_runs`)."""
+    return tuning_runs(config) if config.tuning is not None else grid_runs(config)
+
+
+def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed, data_hash, **protocol):
+    """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash."""
+    hidden, activation, alpha = config.model_of(dataset)
+    return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
+                   batch_size=batch_size, seed=seed, n_epochs=config.n_epochs, hidden_layer_sizes=hidden,
+                   activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
+                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, **protocol)
+
+
+def grid_runs(config):
+    """The runs of a grid configuration (no ``[tuning]``): every combination of data set, rule, the rule's
+    hyperparameter grid, learning rate, batch size and seed, in that nesting order."""
+    specs = []
+    for dataset, rule in itertools.product(config.datasets, config.rules):
+        grid = config.rule_grids.get(rule, {})
+        names = sorted(grid)
+        for values in itertools.product(*(grid[name] for name in names)):
+            hyperparameters = tuple(zip(names, (_plain(value) for value in values)))
+            for learning_rate, batch_size, seed in itertools.product(config.learning_rates, config.batch_sizes,
+                                                                     config.seeds):
+                specs.append(_run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed,
+                                  config.data_hashes[dataset]))
+    return specs
+
 
 
 def _plain(value):
@@ -55,14 +141,12 @@ def _plain(value):
 def _spec(config, dataset, rule, batch_size, setting, seed, phase, trial):
     learning_rate, others = tuning.split_learning_rate(setting)
     hyperparameters = tuple(sorted((name, _plain(value)) for name, value in others.items()))
-    hidden, activation, alpha = config.model_of(dataset)
     tune = phase == "tune"
-    return RunSpec(dataset, rule, float(learning_rate), hyperparameters, batch_size, seed, config.n_epochs, hidden,
-                   activation, alpha, config.dtype, config.targets[dataset], rule_registry.get(rule).hash,
-                   config.validation_hashes[dataset] if tune else config.data_hashes[dataset],
-                   split="validation" if tune else "test",
-                   validation_fraction=config.tuning.validation_fraction if tune else None,
-                   phase=phase, trial=trial, budget=config.tuning.budget)
+    return _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed,
+                config.validation_hashes[dataset] if tune else config.data_hashes[dataset],
+                split="validation" if tune else "test",
+                validation_fraction=config.tuning.validation_fraction if tune else None,
+                phase=phase, trial=trial, budget=config.tuning.budget)
 
 
 def _groups(config):

@@ -15,7 +15,7 @@ the chunks in flight. Runs already stored are skipped, so running a sweep
 again resumes it; a run another sweep stored meanwhile is kept as it is.
 
 A configuration with ``[tuning]`` runs in two phases through the same
-machinery (:mod:`fastgd.sweep.protocol`): its tuning trials, then the final
+machinery (:mod:`fastgd.sweep.plan`): its tuning trials, then the final
 runs that the stored trials choose; the progress output names the phase, and
 a sweep stopped in either phase resumes there.
 
@@ -27,12 +27,8 @@ a sweep stores the chunks that finished, stops its workers at once and
 raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 """
 
-import functools
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -40,15 +36,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastgd import _config, optim, rules
+from fastgd import _config, datasets, machine, optim, rules
 from fastgd.models import MLP
-from fastgd.sweep import protocol
-from fastgd.sweep.config import SweepConfig, load_dataset
+from fastgd.sweep import plan
+from fastgd.sweep.config import SweepConfig
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import Store, check_store_path
 from fastgd.training import first_divergent_epoch
 
-__all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError", "provenance"]
+__all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError"]
 
 CHUNK_SIZE = 48
 SCHEDULER_TIMEOUT_SECONDS = 10
@@ -93,19 +89,14 @@ def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
                   epochs_to_target=None if reached is None else reached + 1,
                   seconds_to_target=None if reached is None else seconds[reached],
                   train_seconds=seconds[-1] if seconds else 0.0,
-                  test_metric=None, test_metric_name="accuracy" if data.task == "classification" else "r2",
+                  test_metric=None, test_metric_name=data.metric_name,
                   test_loss=None, validation_loss=None, validation_metric=None)
     if not diverged_epoch:
         # a run of the validation split has the validation rows as its data's test part (Dataset.validation_split)
         part = "validation" if spec.split == "validation" else "test"
         loss = net.loss(theta, data.X_test, data.Y_test)
         result[f"{part}_loss"] = loss if math.isfinite(loss) else None
-        outputs = net.predict(theta, data.X_test)
-        if data.task == "classification":
-            result[f"{part}_metric"] = float(np.mean(outputs.argmax(axis=1) == data.y_test))
-        else:
-            residual = np.sum((outputs[:, 0] - data.y_test) ** 2)
-            result[f"{part}_metric"] = float(1.0 - residual / np.sum((data.y_test - data.y_test.mean()) ** 2))
+        result[f"{part}_metric"] = data.test_metric(net.predict(theta, data.X_test))
     return result
 
 
@@ -184,7 +175,7 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     """
     start = time.perf_counter()
     rules.load_plugins(plugins)
-    data = load_dataset(specs[0].dataset, sources)
+    data = datasets.load(specs[0].dataset, sources)
     if specs[0].split == "validation":  # a chunk is one group: one split of one data set
         data = data.validation_split(specs[0].validation_fraction)
     net = _network(specs[0], data)
@@ -219,7 +210,7 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
         except Exception as error:
             results.append(_failed(spec, error))
     elapsed = time.perf_counter() - start
-    made_by = provenance()  # of this process: a Dask worker may be another machine than the sweep's client
+    made_by = machine.provenance()  # of this process: a Dask worker may be another machine than the sweep's client
     for result in results:
         result["provenance"] = made_by
         result["batched"] = batched
@@ -267,48 +258,6 @@ def _exit_with_parent(sentinel):
     os._exit(1)
 
 
-def provenance(device="cpu"):
-    """Where and with what the results were made."""
-    import numba
-
-    return dict(_static_provenance(), threading_layer=_threading_layer(), numba_threads=numba.get_num_threads(),
-                device=device)
-
-
-@functools.cache
-def _static_provenance():
-    """What does not change while a process lives (asked once: git runs in a subprocess)."""
-    import numba
-    import sklearn
-
-    import fastgd
-
-    commit = None
-    try:
-        commit = subprocess.run(["git", "-C", os.path.dirname(fastgd.__file__), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"fastgd": fastgd.__version__, "git_commit": commit, "numba": numba.__version__,
-            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": sys.version.split()[0],
-            "cpu": cpu, "cpu_count": os.cpu_count(), "host": platform.node()}
-
-
-def _threading_layer():
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel region has run in this process yet
-        return numba.config.THREADING_LAYER
-
-
 def _plugins_for(config, in_processes):
     """The plugins workers load: the configuration's, and those that registered any other user rule it names.
 
@@ -339,7 +288,7 @@ def _check_users_rules_compile(config):
     failed runs. Built-in rules are left to the workers.
     """
     seen = set()
-    for spec in config.runs():
+    for spec in plan.runs(config):
         # seeds, data sets, batch sizes and learning rates leave the compiled code as it is
         key = (spec.rule, spec.hyperparameters, spec.dtype)
         if rules.is_builtin(spec.rule) or key in seen:
@@ -368,7 +317,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     if scheduler is not None and jobs is not None:
         raise ValueError("jobs is for local runs; with a scheduler the cluster's workers run the sweep")
     started = time.perf_counter()
-    specs = config.runs()
+    specs = plan.runs(config)
     check_store_path(store_path, "w")
     in_processes = scheduler is not None or (jobs or os.cpu_count() or 1) > 1
     plugins = _plugins_for(config, in_processes)
@@ -378,7 +327,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
         with Store(store_path) as store:
             if retry_failed:
                 store.forget(store.run_ids("failed"))
-            sweep_id = store.begin_sweep(config.name, config.source, provenance())
+            sweep_id = store.begin_sweep(config.name, config.source, machine.provenance())
             planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
             def outcome(notes=()):
@@ -432,7 +381,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             # the final runs follow from the stored trials, whichever sweep stored them
             stored = store.runs_frame().set_index("run_id")["validation_loss"]
             try:
-                final, notes = protocol.final_runs(config, {spec.run_id: stored.get(spec.run_id)
+                final, notes = plan.final_runs(config, {spec.run_id: stored.get(spec.run_id)
                                                             for spec in specs if spec.run_id in stored.index})
             except ValueError as error:
                 raise SweepError(str(error)) from None

@@ -8,7 +8,8 @@ import pytest
 from numba import cuda
 
 from conftest import SIMULATOR
-from fastgd import kernels, optim, rules
+from fastgd import optim, rules
+from fastgd.rules import kernels
 from fastgd.cuda import rules as cuda_rules
 from rule_cases import LAYOUT_37, SKLEARN_ADAM, VARIANTS, case_id, cases, problem, readme_plugin
 

@@ -1,0 +1,54 @@
+"""The measurement layer's trainers: one class each, with what it needs and why it is skipped."""
+
+import sys
+
+import pytest
+
+from fastgd import baselines, datasets
+
+
+@pytest.fixture
+def a_new_trainer():
+    """A trainer declared as a user of the measurement layer would: one class, nothing else edited."""
+
+    class EchoTrainer(baselines.Trainer, name="echo"):
+        requires = ("fastgd_no_such_module",)
+        install = "pip install echo"
+
+        def epoch(self):
+            return 0.0
+
+    yield EchoTrainer
+    del baselines.TRAINERS["echo"]
+
+
+def test_a_trainer_is_one_class_registered_by_its_name(a_new_trainer):
+    assert baselines.TRAINERS["echo"] is a_new_trainer and a_new_trainer.name == "echo"
+    assert a_new_trainer.skip_reason() == "fastgd_no_such_module is not installed (pip install echo)"
+    with pytest.raises(NotImplementedError, match="fastgd_no_such_module is not installed"):
+        a_new_trainer(datasets.load("iris"), "sgd", (4,), 16, "float64")
+    with pytest.raises(ValueError, match="two trainers named 'echo'"):
+        type("Again", (baselines.Trainer,), {"epoch": lambda self: 0.0}, name="echo")
+
+
+@pytest.mark.parametrize("implementation, rule, reason", [
+    ("sklearn", "adamw", "scikit-learn's MLP has no adamw"),
+    ("torch", "lion", "torch.optim has no lion"),
+    ("jax", "rprop", "no optax transform stands in for rprop"),
+])
+def test_a_trainer_says_which_rules_it_lacks_before_it_is_built(implementation, rule, reason):
+    trainer = baselines.TRAINERS[implementation]
+    if trainer.skip_reason() is not None:
+        pytest.skip(trainer.skip_reason())  # the optional package is not installed here
+    assert trainer.skip_reason(rule) == reason
+    assert trainer.skip_reason("adam") is None
+    with pytest.raises(NotImplementedError, match=reason):
+        trainer(datasets.load("iris"), rule, (4,), 16, "float64")
+
+
+def test_a_trainer_whose_package_does_not_import_is_not_available(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    assert not baselines.available("torch") and baselines.available("numpy")
+    assert baselines.TorchTrainer.skip_reason("adam") == "torch is not installed (pip install torch)"
+    with pytest.raises(NotImplementedError, match="torch is not installed"):
+        baselines.require_torch()
