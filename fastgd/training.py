@@ -153,10 +153,6 @@ class Training:
             raise TypeError(f"optimizer must be a fastgd.optim optimizer, got {type(optimizer).__name__}")
         on_device = optimizer.device == "cuda"
         if on_device:
-            from numba import cuda
-
-            from fastgd.cuda import train as cuda_train
-
             theta = _check_device_theta(net, optimizer.params)
             X, Y = _device_data(net, X, Y)
         else:
@@ -189,36 +185,12 @@ class Training:
         self.epochs_done = 0
         self.history = History()
         self._seconds = 0.0
-        if on_device:
-            self._device_workspace = cuda_train.DeviceWorkspace(net, theta, X.shape[0], self.batch_size)
-            self._last_finite = cuda.device_array_like(theta)
-            return
-        self._device_workspace = None
-        # every buffer of every epoch, allocated once
-        n_rows, dtype = self.batch_size, net.dtype
-        self._order = np.empty(X.shape[0], dtype=np.int64)
-        self._grad = np.empty_like(theta)
-        self._activations = np.empty(workspace_elements(net.layer_sizes, n_rows), dtype)
-        self._deltas = np.empty_like(self._activations)
-        self._batch_X = np.empty(n_rows * X.shape[1], dtype)
-        self._batch_Y = np.empty(n_rows * Y.shape[1], dtype)
-        self._last_finite = theta.copy()
-        self._train_epoch = None  # the compiled epoch for these argument types
-        self._batch_rows = min(n_rows, X.shape[0])
-        self._model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
-        # asked once: a small network never starts Numba's thread pool nor loads MKL
-        self._batches_may_thread = model_blocks(net.layer_sizes, self._batch_rows,
-                                                numba.config.NUMBA_NUM_THREADS) != 1
+        # where the epochs run, chosen once: every epoch then calls the same object
+        self._epochs = (_DeviceEpochs if on_device else _HostEpochs)(self)
 
     def _blocks(self):
         """This epoch's model pass: 1 for the serial pass, else a threaded one (kernels.train.model_blocks)."""
-        if not self._batches_may_thread:
-            return 1
-        n_threads = threads.get_num_threads()
-        n_blocks = self._model_blocks.get(n_threads)
-        if n_blocks is None:
-            n_blocks = self._model_blocks[n_threads] = model_blocks(self.net.layer_sizes, self._batch_rows, n_threads)
-        return n_blocks
+        return self._epochs.blocks()
 
     @property
     def threaded(self):
@@ -228,7 +200,7 @@ class Training:
         a core for a while after each product, and every parallel region of the pass then
         waits for a thread that has no core (:func:`fastgd.threads.blas_limit`).
         """
-        return self._device_workspace is None and self._blocks() != 1
+        return self._epochs.blocks() != 1
 
     def epoch(self):
         """Run one epoch; return its mean loss. Records history and divergence.
@@ -240,42 +212,14 @@ class Training:
         """
         if self.history.diverged:
             raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
-        n_blocks = self._blocks() if self._device_workspace is None else 1
+        epochs = self._epochs
+        n_blocks = epochs.blocks()
         # a threaded pass keeps Numba's threads awake between its parallel regions: the rule's step shares them
         packed = self.optimizer.packed(parallel=n_blocks != 1)
-        base_lr = packed.hyper[0]
-        net = self.net
-        if self._device_workspace is None:
-            if not self.theta.flags.writeable:
-                raise ValueError("theta must be writeable: training updates it in place")
-            self._last_finite[...] = self.theta
-            arguments = (model_entry(net.dtype, n_blocks), self.theta, self.X, self.Y, net.layer_sizes,
-                         net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, base_lr,
-                         packed.states, packed.aux, packed.counters, packed.layout, self.schedule,
-                         # None: an epoch that does not clip does not compile the clipping
-                         self.clip_norm if self.clip_norm > 0.0 else None,
-                         self.batch_size, self.shuffle, self.seed, self.epochs_done, self._order, self._grad,
-                         self._activations, self._deltas, self._batch_X, self._batch_Y)
-            if self._train_epoch is None:
-                # compile (or load from the cache) before the clock starts: epoch seconds are training only.
-                # Every later epoch passes the same arrays and scalars of the same types.
-                self._train_epoch = _config.compile_for(train_epoch, arguments)
-            start = time.perf_counter()
-            loss = self._train_epoch(*arguments)
-            theta_finite = None
-        else:
-            from fastgd.cuda import train as cuda_train
-
-            self._last_finite.copy_to_device(self.theta)
-            start = time.perf_counter()
-            loss, theta_finite = cuda_train.train_epoch(
-                self.theta, self.X, self.Y, net.layer_sizes.tolist(), net.activation_code, net.output_code,
-                net.alpha, packed, base_lr, self.schedule, self.clip_norm, self.batch_size, self.shuffle, self.seed,
-                self.epochs_done, self._device_workspace)
-        self._seconds += time.perf_counter() - start
+        epochs.keep_last_finite()
+        loss, seconds, theta_finite = epochs.run(packed, n_blocks)
+        self._seconds += seconds
         self.epochs_done += 1
-        if theta_finite is None:
-            theta_finite = np.isfinite(self.theta).all()
         history = self.history
         if history.first_loss is None and math.isfinite(loss):
             history.first_loss = float(loss)
@@ -283,10 +227,7 @@ class Training:
             history.diverged_epoch = self.epochs_done
             history.diverged_loss = float(loss) if not math.isfinite(loss) or theta_finite else math.nan
             # θ as it was after the last epoch that did not diverge, so predictions stay meaningful
-            if self._device_workspace is None:
-                self.theta[...] = self._last_finite
-            else:
-                self.theta.copy_to_device(self._last_finite)
+            epochs.restore_last_finite()
             return history.diverged_loss
         if self._evaluates_elsewhere:
             loss = self.net.loss(self.optimizer.evaluation_params(out=self.evaluation), *self._host_data)
@@ -302,6 +243,99 @@ class Training:
             if self.history.diverged or (callback is not None and callback(self, loss)):
                 break
         return self.history
+
+
+class _HostEpochs:
+    """A training's epochs on the CPU: the compiled epoch (:func:`fastgd.kernels.train.train_epoch`) and every
+    buffer it writes, allocated once."""
+
+    def __init__(self, training):
+        self.training = training
+        net, X, Y, theta = training.net, training.X, training.Y, training.theta
+        n_rows, dtype = training.batch_size, net.dtype
+        self.order = np.empty(X.shape[0], dtype=np.int64)
+        self.grad = np.empty_like(theta)
+        self.activations = np.empty(workspace_elements(net.layer_sizes, n_rows), dtype)
+        self.deltas = np.empty_like(self.activations)
+        self.batch_X = np.empty(n_rows * X.shape[1], dtype)
+        self.batch_Y = np.empty(n_rows * Y.shape[1], dtype)
+        self.last_finite = theta.copy()
+        self.compiled = None  # the compiled epoch for these argument types
+        self.batch_rows = min(n_rows, X.shape[0])
+        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
+        # asked once: a small network never starts Numba's thread pool nor loads MKL
+        self.may_thread = model_blocks(net.layer_sizes, self.batch_rows, numba.config.NUMBA_NUM_THREADS) != 1
+
+    def blocks(self):
+        if not self.may_thread:
+            return 1
+        n_threads = threads.get_num_threads()
+        n_blocks = self.model_blocks.get(n_threads)
+        if n_blocks is None:
+            n_blocks = self.model_blocks[n_threads] = model_blocks(self.training.net.layer_sizes, self.batch_rows,
+                                                                   n_threads)
+        return n_blocks
+
+    def keep_last_finite(self):
+        theta = self.training.theta
+        if not theta.flags.writeable:
+            raise ValueError("theta must be writeable: training updates it in place")
+        self.last_finite[...] = theta
+
+    def restore_last_finite(self):
+        self.training.theta[...] = self.last_finite
+
+    def run(self, packed, n_blocks):
+        """One epoch: ``(mean loss, seconds, whether θ is finite)``."""
+        training, net = self.training, self.training.net
+        arguments = (model_entry(net.dtype, n_blocks), training.theta, training.X, training.Y, net.layer_sizes,
+                     net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, packed.hyper[0],
+                     packed.states, packed.aux, packed.counters, packed.layout, training.schedule,
+                     # None: an epoch that does not clip does not compile the clipping
+                     training.clip_norm if training.clip_norm > 0.0 else None,
+                     training.batch_size, training.shuffle, training.seed, training.epochs_done, self.order,
+                     self.grad, self.activations, self.deltas, self.batch_X, self.batch_Y)
+        if self.compiled is None:
+            # compile (or load from the cache) before the clock starts: epoch seconds are training only.
+            # Every later epoch passes the same arrays and scalars of the same types.
+            self.compiled = _config.compile_for(train_epoch, arguments)
+        start = time.perf_counter()
+        loss = self.compiled(*arguments)
+        seconds = time.perf_counter() - start
+        return loss, seconds, bool(np.isfinite(training.theta).all())
+
+
+class _DeviceEpochs:
+    """A training's epochs on the GPU (:func:`fastgd.cuda.train.train_epoch`), its workspace allocated once."""
+
+    def __init__(self, training):
+        from numba import cuda
+
+        from fastgd.cuda import train as cuda_train
+
+        self.training, self.cuda_train = training, cuda_train
+        self.workspace = cuda_train.DeviceWorkspace(training.net, training.theta, training.X.shape[0],
+                                                    training.batch_size)
+        self.last_finite = cuda.device_array_like(training.theta)
+
+    def blocks(self):
+        return 1  # one pass, the device's
+
+    def keep_last_finite(self):
+        self.last_finite.copy_to_device(self.training.theta)
+
+    def restore_last_finite(self):
+        self.training.theta.copy_to_device(self.last_finite)
+
+    def run(self, packed, n_blocks):
+        """One epoch: ``(mean loss, seconds, whether θ is finite)``."""
+        training, net = self.training, self.training.net
+        start = time.perf_counter()
+        loss, theta_finite = self.cuda_train.train_epoch(
+            training.theta, training.X, training.Y, net.layer_sizes.tolist(), net.activation_code, net.output_code,
+            net.alpha, packed, packed.hyper[0], training.schedule, training.clip_norm, training.batch_size,
+            training.shuffle, training.seed, training.epochs_done, self.workspace)
+        return loss, time.perf_counter() - start, theta_finite
 
 
 def _check_device_theta(net, theta):

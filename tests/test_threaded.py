@@ -133,7 +133,7 @@ def test_training_with_the_threaded_pass_follows_the_serial_one(monkeypatch):
         training = Training(net, optim.Adam(net.init(random_state=1), lr=1e-2, layout=net.layout), X, Y, 64, seed=3)
         assert training.threaded == (n_blocks != 1)
         history = training.run(5)
-        results.append((np.array(history.loss), training.theta.copy(), training._model_blocks))
+        results.append((np.array(history.loss), training.theta.copy(), training._epochs.model_blocks))
     (serial_losses, serial_theta, serial_blocks), *threaded = results
     assert set(serial_blocks.values()) <= {1}
     for (losses, theta, blocks), n_blocks in zip(threaded, (2, train_kernels.WHOLE_BATCH_ON_MKL)):

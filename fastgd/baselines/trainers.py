@@ -246,8 +246,8 @@ class FastgdTrainer(Trainer, name="fastgd"):
         grad = (rng.standard_normal(theta.size) * 1e-3).astype(theta.dtype)
         # a batch's rows, and workspaces filled with finite values: products of garbage may be denormal or NaN
         inputs = np.ascontiguousarray(training.X[:batch_size]).reshape(-1)
-        activations = rng.standard_normal(training._activations.size).astype(theta.dtype)
-        deltas = rng.standard_normal(training._deltas.size).astype(theta.dtype)
+        activations = rng.standard_normal(training._epochs.activations.size).astype(theta.dtype)
+        deltas = rng.standard_normal(training._epochs.deltas.size).astype(theta.dtype)
         product_arguments = (inputs, theta, grad.copy(), activations, deltas, self.net.layer_sizes, n_samples,
                              batch_size)
         packed = training.optimizer.packed(parallel=n_blocks != 1)
