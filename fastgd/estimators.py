@@ -54,6 +54,7 @@ when, the parameters are those of the last epoch before, and a
 
 import contextlib
 import numbers
+from numbers import Integral, Real
 import threading
 import warnings
 
@@ -63,6 +64,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
@@ -71,13 +73,11 @@ from fastgd import optim, threads
 from fastgd.kernels.mlp import ACTIVATIONS
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
-from fastgd.validation import is_integer, is_real
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _SEED_BOUND = np.iinfo(np.int32).max
 _FLOATS = (np.float64, np.float32)  # the dtypes fit keeps; others are converted to float64
-SOLVERS = ("adam", "sgd", "lbfgs")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 # scikit-learn's defaults of the parameters that configure its solvers; with optimizer= they must stay so
 _SOLVER_DEFAULTS = dict(solver="adam", learning_rate="constant", power_t=0.5, momentum=0.9, nesterovs_momentum=True,
@@ -88,25 +88,6 @@ _SOLVER_SOURCES = {"betas": ("beta_1", "beta_2"), "eps": ("epsilon",), "momentum
 MAX_WEIGHT_REPETITION = 100
 # scikit-learn's adaptive schedule stops once the learning rate is at most this
 _ADAPTIVE_MIN_LEARNING_RATE = 1e-6
-
-
-def _check_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
-    if not is_real(value) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-
-
-def _check_int(name, value, low):
-    if not is_integer(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _repetitions(sample_weight, n_samples):
@@ -304,45 +285,54 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}.")
         return [int(n) for n in sizes]
 
+    # scikit-learn's own vocabulary (sklearn.utils._param_validation): its MLPs' constraints, each parameter's as
+    # scikit-learn states it (a test compares), and fastgd's own parameters beside them. A new parameter is one
+    # entry here, one keyword of __init__, and what it does.
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(LEARNING_RATES))],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        # fastgd's own: a rule's name is checked against the registry at fit (a plugin may register it later)
+        "optimizer": [None, str],
+        "optimizer_params": [None, dict],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "schedule_params": [None, dict],
+        "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "dtype": [None, str, type, np.dtype],
+        "device": [StrOptions({"cpu", "cuda"})],
+    }
+
     def _check_parameters(self, incremental=False):
+        """Every parameter checked before anything is changed: scikit-learn's InvalidParameterError (a ValueError)
+        for one outside its constraint, a ValueError naming the conflict otherwise."""
+        self._validate_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}")
-        if self.learning_rate not in LEARNING_RATES:
-            raise ValueError(f"learning_rate must be one of {list(LEARNING_RATES)}, got {self.learning_rate!r}")
-        _check_real("alpha", self.alpha, 0.0)
-        _check_real("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
-        _check_real("power_t", self.power_t, 0.0)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_real("tol", self.tol, 0.0)
-        if self.n_iter_no_change != np.inf:
-            _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        _check_real("momentum", self.momentum, 0.0, 1.0)
-        _check_real("beta_1", self.beta_1, 0.0, 1.0, high_open=True)
-        _check_real("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
-        _check_real("epsilon", self.epsilon, 0.0, low_open=True)
-        _check_int("max_fun", self.max_fun, 1)
-        for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
-            _check_bool(name, getattr(self, name))
-        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
-                                               and not isinstance(self.batch_size, bool) and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
+        self._hidden_sizes()
         if self.optimizer is not None and self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.optimizer_params is not None and not isinstance(self.optimizer_params, dict):
-            raise ValueError(f"optimizer_params must be a dict or None, got {self.optimizer_params!r}")
         if self.optimizer_params and "lr" in self.optimizer_params:
             raise ValueError("optimizer_params must not contain 'lr': set learning_rate_init")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.schedule_params is not None and not isinstance(self.schedule_params, dict):
-            raise ValueError(f"schedule_params must be a dict or None, got {self.schedule_params!r}")
-        if self.clip_norm is not None:
-            _check_real("clip_norm", self.clip_norm, 0.0, low_open=True)
         if self.dtype is not None:
             try:
                 dtype = np.dtype(self.dtype)
@@ -350,8 +340,6 @@ class _BaseMLP(BaseEstimator):
                 dtype = None
             if dtype not in (np.float32, np.float64):
                 raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self._rule()  # conflicts between solver, optimizer and schedule
         if self.device == "cuda":
             fastgd_cuda.require('device="cuda"')
@@ -752,11 +740,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             clip_norm=clip_norm, dtype=dtype, device=device)
         self.loss = loss
 
-    def _check_parameters(self, incremental=False):
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error' (fastgd's regressor has no {self.loss!r} loss), got "
-                             f"{self.loss!r}")
-        super()._check_parameters(incremental)
+    _parameter_constraints = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
 
     def _output_activation(self):
         return "identity"

@@ -362,14 +362,14 @@ def test_schedule_and_clipping_reach_the_training_loop():
     (dict(optimizer_params={"betas": (0.9, 1.5)}), "Invalid beta parameter at index 1: 1.5"),
     (dict(optimizer_params={"momentum": 0.9}), "optimizer_params has unknown keys for adam: ['momentum']"),
     (dict(optimizer_params={"lr": 0.1}), "set learning_rate_init"),
-    (dict(schedule="warp"), "schedule must be one of"),
+    (dict(schedule="warp"), "The 'schedule' parameter of MLPClassifier must be a str among"),
     (dict(schedule="step", schedule_params={"gamma": -1}), "Invalid gamma"),
     (dict(schedule="step", schedule_params={"speed": 2}), "schedule_params:"),
-    (dict(learning_rate_init=0.0), "learning_rate_init must be > 0.0"),
+    (dict(learning_rate_init=0.0), "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got 0.0 instead."),
     (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes must be > 0"),
-    (dict(activation="softmax"), "activation must be one of"),
-    (dict(clip_norm=0.0), "clip_norm must be > 0.0"),
-    (dict(validation_fraction=1.0), "validation_fraction must be < 1.0"),
+    (dict(activation="softmax"), "The 'activation' parameter of MLPClassifier must be a str among"),
+    (dict(clip_norm=0.0), "The 'clip_norm' parameter of MLPClassifier must be None or a float in the range (0.0, inf)"),
+    (dict(validation_fraction=1.0), "The 'validation_fraction' parameter of MLPClassifier must be a float in the range [0.0, 1.0)"),
     (dict(dtype=np.int32), "dtype must be None, float32 or float64"),
     (dict(dtype="nonsense"), "dtype must be None, float32 or float64"),
 ])
@@ -465,24 +465,59 @@ def test_scikit_learn_settings_train_as_scikit_learn_does(params):
         assert learning_rate == params["learning_rate_init"]
 
 
+def _constraint_key(constraint):
+    """A parameter constraint as something comparable: its kind and what it allows."""
+    if isinstance(constraint, str) or constraint is None:
+        return constraint
+    return (type(constraint).__name__, *(sorted(value) if isinstance(value, set) else value for value in
+                                         (getattr(constraint, name, None) for name in
+                                          ("type", "left", "right", "closed", "options"))))
+
+
+@pytest.mark.parametrize("ours, theirs", [(MLPClassifier, "MLPClassifier"), (MLPRegressor, "MLPRegressor")])
+def test_the_parameter_constraints_are_scikit_learns_where_it_has_the_parameter(ours, theirs):
+    import sklearn.neural_network
+
+    reference = getattr(sklearn.neural_network, theirs)._parameter_constraints
+    for name, constraints in reference.items():
+        if name == "loss":  # fastgd's regressor has squared_error alone
+            assert [_constraint_key(c) for c in ours._parameter_constraints[name]] == [
+                ("StrOptions", str, None, None, None, ["squared_error"])]
+            continue
+        assert [_constraint_key(c) for c in ours._parameter_constraints[name]] == [
+            _constraint_key(c) for c in constraints], name
+    assert set(ours._parameter_constraints) == set(ours().get_params())
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier(max_iter=2), MLPRegressor(max_iter=2)], ids=["clf", "reg"])
+def test_every_constrained_parameter_is_refused_by_scikit_learns_own_check(estimator):
+    """scikit-learn's check_param_validation: a value outside each parameter's constraint raises InvalidParameterError
+    from fit and partial_fit, before anything is fitted."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_param_validation(type(estimator).__name__, estimator)
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
-    (dict(solver="newton"), "solver must be one of ['adam', 'sgd', 'lbfgs']"),
+    (dict(solver="newton"), "The 'solver' parameter of MLPClassifier must be a str among"),
     (dict(optimizer="nadam", solver="sgd"), "optimizer='nadam' names the update rule, so solver='sgd'"),
     (dict(optimizer="nadam", beta_1=0.8), "so beta_1=0.8"),
     (dict(optimizer="sgd", learning_rate="invscaling"), "so learning_rate='invscaling'"),
     (dict(solver="sgd", learning_rate="invscaling", schedule="cosine"), "both set the learning-rate schedule"),
     (dict(optimizer_params={"eps": 1e-3}, epsilon=1e-6), "optimizer_params sets 'eps' and so does epsilon=1e-06"),
-    (dict(learning_rate="cyclic"), "learning_rate must be one of"),
-    (dict(momentum=1.5), "momentum must be <= 1.0"),
-    (dict(beta_2=1.0), "beta_2 must be < 1.0"),
-    (dict(epsilon=0.0), "epsilon must be > 0.0"),
-    (dict(power_t=-1.0), "power_t must be >= 0.0"),
-    (dict(max_fun=0), "max_fun must be an integer >= 1"),
-    (dict(nesterovs_momentum="yes"), "nesterovs_momentum must be True or False"),
-    (dict(learning_rate_init=float("inf")), "learning_rate_init must be a finite number"),
-    (dict(tol=float("inf")), "tol must be a finite number"),
-    (dict(batch_size=0), "batch_size must be 'auto' or a positive integer"),
+    (dict(learning_rate="cyclic"), "The 'learning_rate' parameter of MLPClassifier must be a str among"),
+    (dict(momentum=1.5), "The 'momentum' parameter of MLPClassifier must be a float in the range [0.0, 1.0]. Got 1.5"),
+    (dict(beta_2=1.0), "The 'beta_2' parameter of MLPClassifier must be a float in the range [0.0, 1.0). Got 1.0"),
+    (dict(epsilon=0.0), "The 'epsilon' parameter of MLPClassifier must be a float in the range (0.0, inf). Got 0.0"),
+    (dict(power_t=-1.0), "The 'power_t' parameter of MLPClassifier must be a float in the range [0.0, inf). Got -1.0"),
+    (dict(max_fun=0), "The 'max_fun' parameter of MLPClassifier must be an int in the range [1, inf). Got 0"),
+    (dict(nesterovs_momentum="yes"), "The 'nesterovs_momentum' parameter of MLPClassifier must be an instance of 'bool'"),
+    (dict(learning_rate_init=float("inf")), "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got inf"),
+    (dict(tol=float("inf")), "The 'tol' parameter of MLPClassifier must be a float in the range [0.0, inf). Got inf"),
+    (dict(batch_size=0), "The 'batch_size' parameter of MLPClassifier must be a str among {'auto'} or an int in the range [1, inf). Got 0"),
 ])
 def test_scikit_learn_settings_without_an_equivalent_are_refused(params, message):
     X, y = iris()
@@ -492,7 +527,7 @@ def test_scikit_learn_settings_without_an_equivalent_are_refused(params, message
 
 def test_regressor_takes_squared_error_only_and_partial_fit_refuses_early_stopping():
     X, y = iris()
-    with pytest.raises(ValueError, match="loss must be 'squared_error'"):
+    with pytest.raises(ValueError, match="The 'loss' parameter of MLPRegressor must be a str among {'squared_error'}"):
         MLPRegressor(loss="poisson", max_iter=2).fit(X, X[:, 0])
     clf = MLPClassifier(early_stopping=True)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
