@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange
 
 from fastgd._config import jit
-from fastgd.kernels.train import dataset_loss, workspace_elements
+from fastgd.kernels.train import dataset_loss, model_entry, workspace_elements
 
 __all__ = ["random_direction", "line", "plane", "trained_landscape"]
 
@@ -52,15 +52,17 @@ def random_direction(net, theta, random_state=None):
 
 
 @jit(parallel=True, exact=True)
-def _losses_on_grid(theta, first, second, alphas, betas, X, Y, layer_sizes, activation, output, alpha,
-                    workspace_elements_needed, chunk):
+def _losses_on_grid(model, theta, first, second, alphas, betas, X, Y, layer_sizes, activation, output, alpha,
+                    workspace_elements_needed, chunk, no_grad):
     losses = np.empty((betas.size, alphas.size))
     for point in prange(alphas.size * betas.size):
         row, column = point // alphas.size, point % alphas.size
         shifted = theta + alphas[column] * first + betas[row] * second
         activations = np.empty(workspace_elements_needed, dtype=theta.dtype)
-        losses[row, column] = dataset_loss(shifted, X, Y, layer_sizes, activation, output, alpha, activations,
-                                           chunk)
+        batch_X = np.empty(chunk * X.shape[1], dtype=theta.dtype)
+        batch_Y = np.empty(chunk * Y.shape[1], dtype=theta.dtype)
+        losses[row, column] = dataset_loss(model, shifted, X, Y, layer_sizes, activation, output, alpha,
+                                           activations, chunk, batch_X, batch_Y, no_grad)
     return losses
 
 
@@ -97,9 +99,11 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     chunk = min(X.shape[0], CHUNK)
     # every grid point is one thread's work: BLAS inside it must not start threads of its own
     with threadpool_limits(1):
-        return _losses_on_grid(theta, first.astype(theta.dtype), second.astype(theta.dtype), alphas, betas, X, Y,
-                               net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                               workspace_elements(net.layer_sizes, chunk), chunk)
+        # the serial pass: every grid point is one prange iteration already
+        return _losses_on_grid(model_entry(theta.dtype), theta, first.astype(theta.dtype),
+                               second.astype(theta.dtype), alphas, betas, X, Y, net.layer_sizes, net.activation_code,
+                               net.output_code, net.alpha, workspace_elements(net.layer_sizes, chunk), chunk,
+                               np.empty(0, theta.dtype))
 
 
 def line(net, theta, X, Y, alphas, direction=None, random_state=None):

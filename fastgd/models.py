@@ -25,7 +25,7 @@ import numpy as np
 
 from fastgd.machine import physical_memory_bytes
 from fastgd.kernels import mlp as mlp_kernels
-from fastgd.kernels.train import predict_in_chunks, workspace_elements
+from fastgd.kernels.train import forward_entry, predict_in_chunks, workspace_elements
 
 __all__ = ["MLP"]
 
@@ -165,20 +165,27 @@ class MLP:
 
         theta = self._check_theta(theta)
         X, Y = self.check_data(X, Y)
-        chunk = min(X.shape[0], PREDICT_CHUNK)
-        activations = np.empty(workspace_elements(self.layer_sizes, chunk), self.dtype)
-        return float(dataset_loss(theta, X, Y, self.layer_sizes, self.activation_code, self.output_code, self.alpha,
-                                  activations, chunk))
+        chunk = max(1, min(X.shape[0], PREDICT_CHUNK))
+        model, activations, batch_X, batch_Y, no_grad = self._forward_workspace(chunk)
+        return float(dataset_loss(model, theta, X, Y, self.layer_sizes, self.activation_code, self.output_code,
+                                  self.alpha, activations, chunk, batch_X, batch_Y, no_grad))
 
     def predict(self, theta, X):
         """Output activations (probabilities for softmax and logistic outputs), shape (n, n_outputs)."""
         theta = self._check_theta(theta)
         X, _ = self.check_data(X, None)
         chunk = max(1, min(X.shape[0], PREDICT_CHUNK))
-        activations = np.empty(workspace_elements(self.layer_sizes, chunk), self.dtype)
+        model, activations, batch_X, batch_Y, no_grad = self._forward_workspace(chunk)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        return predict_in_chunks(theta, X, self.layer_sizes, self.activation_code, self.output_code, activations,
-                                 chunk, out)
+        return predict_in_chunks(model, theta, X, self.layer_sizes, self.activation_code, self.output_code,
+                                 activations, chunk, batch_X, batch_Y, no_grad, out)
+
+    def _forward_workspace(self, n_rows):
+        """The compiled pass training takes (its serial form: prediction compiles no pass of its own) and the buffers
+        of a forward pass over ``n_rows`` rows: activations, a block of inputs, one of targets (zeros), no gradient."""
+        return (forward_entry(self.dtype, self.layer_sizes, n_rows), np.empty(workspace_elements(self.layer_sizes, n_rows), self.dtype),
+                np.empty(n_rows * self.layer_sizes[0], self.dtype), np.zeros(n_rows * self.n_outputs, self.dtype),
+                np.empty(0, self.dtype))
 
     # -- checks -------------------------------------------------------------------------------
 

@@ -58,6 +58,49 @@ def test_loss_and_gradient_match_numpy_reference(activation, output, sizes):
     assert net.loss(theta, X, Y) == pytest.approx(expected_loss, rel=1e-12)
 
 
+def test_predictions_and_loss_in_chunks_match_the_reference(monkeypatch):
+    from fastgd import models
+
+    monkeypatch.setattr(models, "PREDICT_CHUNK", 4)  # 13 rows: chunks of 4, 4, 4 and 1
+    net = MLP([5, 7, 3], "relu", "softmax", alpha=0.3)
+    theta = perturbed_theta(net, seed=2)
+    X, Y = data("softmax", 3, n_samples=13, seed=2)
+    expected_loss, _ = reference.mlp_loss_grad(theta, X, Y, [5, 7, 3], "relu", "softmax", 0.3)
+    np.testing.assert_allclose(net.predict(theta, X), reference.mlp_forward(theta, X, [5, 7, 3], "relu",
+                                                                            "softmax")[-1], rtol=1e-12)
+    assert net.loss(theta, X, Y) == pytest.approx(expected_loss, rel=1e-12)
+
+
+PREDICT_COMPILES = """
+import numpy as np
+from fastgd import MLP, optim
+from fastgd.kernels import train
+from fastgd.training import Training
+rng = np.random.default_rng(0)
+X, Y = rng.normal(size=(40, 4)), np.eye(3)[rng.integers(0, 3, 40)]
+net = MLP([4, 6, 3])
+theta = net.init(random_state=0)
+Training(net, optim.SGD(theta, lr=0.1), X, Y, 8).run(1)
+passes = len(train._MODEL_ENTRIES)
+net.predict(theta, X)
+net.loss(theta, X, Y)
+print(passes, len(train._MODEL_ENTRIES), len(train.predict_in_chunks.overloads), len(train.dataset_loss.overloads))
+"""
+
+
+def test_prediction_compiles_no_pass_of_its_own(tmp_path):
+    """Predictions and a data set's loss run the pass training compiled, forward only: in a fresh process with an
+    empty cache, they add no compiled pass, only their own small chunk loops."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", PREDICT_COMPILES], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1", "1", "1"]
+
+
 def test_loss_is_scikit_learns():
     from sklearn.metrics import log_loss
 

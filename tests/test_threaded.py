@@ -112,6 +112,33 @@ def test_the_pass_in_blocks_is_the_serial_pass(activation, output, n_outputs, dt
 
 
 @needs_mkl
+@pytest.mark.parametrize("n_blocks", [2, train_kernels.WHOLE_BATCH_ON_MKL])
+def test_a_threaded_pass_run_forward_only_predicts_what_the_serial_pass_does(n_blocks):
+    """Predictions and a data set's loss through a threaded pass with no gradient asked (what prediction takes when
+    training compiled that pass) against the serial pass and the NumPy reference; 37 rows in chunks of 16."""
+    net = MLP([9, 70, 11, 4], "tanh", "softmax", alpha=1e-3)
+    theta = net.init(random_state=3)
+    X, Y = _data(net, 37)
+    n_out, chunk = 4, 16
+    outputs = {}
+    for blocks in (1, n_blocks):
+        model = train_kernels.model_entry(np.float64, blocks)
+        activations = np.empty(train_kernels.workspace_elements(net.layer_sizes, chunk))
+        batch_X, batch_Y, no_grad = np.empty(chunk * 9), np.zeros(chunk * n_out), np.empty(0)
+        outputs[blocks] = train_kernels.predict_in_chunks(model, theta, X, net.layer_sizes, net.activation_code,
+                                                          net.output_code, activations, chunk, batch_X, batch_Y,
+                                                          no_grad, np.empty((37, n_out)))
+        loss = train_kernels.dataset_loss(model, theta, X, Y, net.layer_sizes, net.activation_code, net.output_code,
+                                          net.alpha, activations, chunk, batch_X, np.empty(chunk * n_out), no_grad)
+        expected_loss, _ = reference.mlp_loss_grad(theta, X, Y, net.layer_sizes.tolist(), "tanh", "softmax",
+                                                   net.alpha)
+        assert loss == pytest.approx(expected_loss, rel=1e-12)
+    expected = reference.mlp_forward(theta, X, net.layer_sizes.tolist(), "tanh", "softmax")[-1]
+    np.testing.assert_allclose(outputs[n_blocks], outputs[1], rtol=1e-12)
+    np.testing.assert_allclose(outputs[n_blocks], expected, rtol=1e-12)
+
+
+@needs_mkl
 def test_fewer_rows_than_blocks_and_no_penalty():
     net = MLP([3, 8, 2], "relu", "softmax", alpha=0.0)
     theta = net.init(random_state=0)

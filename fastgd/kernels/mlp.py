@@ -225,7 +225,10 @@ def loss_only(theta, X, Y, layer_sizes, activation, output, alpha, activations):
 
 @jit
 def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas):
-    """Forward and backward pass: fill ``grad`` (θ's layout) and return the loss (float64)."""
+    """Forward and backward pass: fill ``grad`` (θ's layout) and return the loss (float64).
+
+    An empty ``grad`` (and ``deltas``) asks for the forward pass and the loss alone.
+    """
     real = theta.dtype.type
     zero, one = real(0.0), real(1.0)
     n_samples = X.shape[0]
@@ -242,6 +245,10 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
     output_deltas = deltas[activation_offset:activation_offset + n_samples * n_out]
     loss = (_data_loss(outputs, targets, n_samples, n_out, output, machine_epsilon(theta))
             + penalty(theta, layer_sizes, alpha, n_samples))
+    if grad.size == 0:
+        # forward only (predictions, a data set's loss): the outputs stay in their block of ``activations``, and
+        # prediction calls the very pass training compiled rather than compiling a forward pass of its own
+        return loss
     # output layer: d loss / d z = (P − Y) / m for both cross-entropies, / (m k) for squared error
     scale = real(1.0 / n_samples) if output != IDENTITY else real(1.0 / (n_samples * n_out))
     for k in range(n_samples * n_out):

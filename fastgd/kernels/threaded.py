@@ -83,15 +83,18 @@ def loss_and_gradient_in_blocks(n_blocks):
                 bias_offset += n_out
                 below = activation_offset
                 activation_offset += n_samples * n_out
-            outputs = activations[last_offset + first * n_last:last_offset + stop * n_last]
-            block_targets = targets[first * n_last:stop * n_last]
-            output_deltas = deltas[last_offset + first * n_last:last_offset + stop * n_last]
-            for k in range((stop - first) * n_last):
-                output_deltas[k] = (outputs[k] - block_targets[k]) * scale
+            if grad.size != 0:
+                outputs = activations[last_offset + first * n_last:last_offset + stop * n_last]
+                block_targets = targets[first * n_last:stop * n_last]
+                output_deltas = deltas[last_offset + first * n_last:last_offset + stop * n_last]
+                for k in range((stop - first) * n_last):
+                    output_deltas[k] = (outputs[k] - block_targets[k]) * scale
 
         loss = (_data_loss(activations[last_offset:last_offset + n_samples * n_last], targets, n_samples, n_last,
                            output, machine_epsilon(theta))
                 + penalty(theta, layer_sizes, alpha, n_samples))
+        if grad.size == 0:
+            return loss  # forward only, as the serial pass (predictions, a data set's loss)
 
         decay = real(alpha / n_samples)
         weight_offset = n_weights(layer_sizes)

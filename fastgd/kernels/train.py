@@ -23,12 +23,12 @@ from numba import prange, types
 from fastgd import _config
 from fastgd._config import jit
 from fastgd.kernels.clock import monotonic_seconds
-from fastgd.kernels.mlp import forward, loss_and_gradient, loss_only, penalty, workspace_size
+from fastgd.kernels.mlp import loss_and_gradient, penalty, workspace_size
 from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
-           "model_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
+           "model_entry", "forward_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
 
 
 # The passes, measured on 2 cores (network_speed's networks, Adam, float32, epochs alternated in fresh processes
@@ -87,6 +87,21 @@ def model_signature(dtype):
 
 
 _MODEL_ENTRIES = {}
+
+
+def forward_entry(dtype, layer_sizes, n_rows):
+    """A :func:`model_entry` pass for forward passes alone (predictions, a data set's loss) over ``n_rows`` rows.
+
+    One this process already compiled or loaded for ``dtype`` (training's: prediction then compiles no pass of its
+    own), else the one :func:`model_blocks` picks for ``n_rows`` rows, as training would. Every pass computes the
+    same outputs, to rounding.
+    """
+    made = sorted(n_blocks for made_dtype, n_blocks in _MODEL_ENTRIES if made_dtype == np.dtype(dtype))
+    if made:
+        return model_entry(dtype, 1 if 1 in made else made[0])
+    from fastgd import threads
+
+    return model_entry(dtype, model_blocks(layer_sizes, n_rows, threads.get_num_threads()))
 
 
 def model_entry(dtype, n_blocks=1):
@@ -235,26 +250,50 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
                 break
 
 
+@jit(inline=True)
+def _rows(source, start, stop, buffer):
+    """Rows start:stop of ``source`` as a C-ordered block of ``buffer``."""
+    n_columns = source.shape[1]
+    for row in range(start, stop):
+        for column in range(n_columns):
+            buffer[(row - start) * n_columns + column] = source[row, column]
+    return buffer[:(stop - start) * n_columns].reshape((stop - start, n_columns))
+
+
 @jit(exact=True)
-def dataset_loss(theta, X, Y, layer_sizes, activation, output, alpha, activations, chunk_size):
-    """The loss over all of (X, Y), evaluated ``chunk_size`` rows at a time (float64)."""
+def dataset_loss(model, theta, X, Y, layer_sizes, activation, output, alpha, activations, chunk_size, batch_X,
+                 batch_Y, no_grad):
+    """The loss over all of (X, Y), evaluated ``chunk_size`` rows at a time (float64).
+
+    ``model`` is :func:`model_entry`'s serial pass, the one training compiled, run forward only (``no_grad``:
+    an empty array of θ's dtype); ``batch_X``, ``batch_Y``: chunk_size × columns of X and of Y.
+    """
     n_samples = X.shape[0]
     total = 0.0
     for start in range(0, n_samples, chunk_size):
         stop = min(start + chunk_size, n_samples)
         # alpha = 0 per chunk: the penalty is added once, for all n samples
-        total += loss_only(theta, X[start:stop], Y[start:stop], layer_sizes, activation, output, 0.0,
-                           activations) * (stop - start)
+        total += model(theta, _rows(X, start, stop, batch_X), _rows(Y, start, stop, batch_Y), layer_sizes,
+                       activation, output, 0.0, no_grad, activations, no_grad) * (stop - start)
     return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
 
 
-@jit
-def predict_in_chunks(theta, X, layer_sizes, activation, output, activations, chunk_size, out):
-    """Output activations for every row of X into ``out`` (n × n_outputs), chunk by chunk."""
-    n_samples = X.shape[0]
+@jit(exact=True)
+def predict_in_chunks(model, theta, X, layer_sizes, activation, output, activations, chunk_size, batch_X, batch_Y,
+                      no_grad, out):
+    """Output activations for every row of X into ``out`` (n × n_outputs), chunk by chunk, through ``model`` run
+    forward only (see :func:`dataset_loss`; ``batch_Y`` holds zeros, the targets of a loss nobody reads)."""
+    n_samples, n_out = X.shape[0], out.shape[1]
     for start in range(0, n_samples, chunk_size):
         stop = min(start + chunk_size, n_samples)
-        out[start:stop] = forward(theta, X[start:stop], layer_sizes, activation, output, activations)
+        n_rows = stop - start
+        model(theta, _rows(X, start, stop, batch_X), batch_Y[:n_rows * n_out].reshape((n_rows, n_out)), layer_sizes,
+              activation, output, 0.0, no_grad, activations, no_grad)
+        end = workspace_size(layer_sizes, n_rows)
+        outputs = activations[end - n_rows * n_out:end]
+        for row in range(n_rows):
+            for column in range(n_out):
+                out[start + row, column] = outputs[row * n_out + column]
     return out
 
 
