@@ -42,9 +42,9 @@ demo: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed-test
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --ignore=tests/cuda
-	# every kernel once more with bounds checks; the report's tests add no kernel of their own
+	# every kernel once more with bounds checks; the report's and the README's tests add no kernel of their own
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
-		--ignore=tests/cuda --ignore=tests/test_report.py
+		--ignore=tests/cuda --ignore=tests/test_report.py --ignore=tests/test_readme.py
 	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
 
 bench: $(VENV)/.installed-test

@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fastgd import machine
-from fastgd.validation import MAX_SEED
+from fastgd.validation import MAX_SEED, is_seed
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
@@ -88,6 +88,8 @@ SKLEARN_LOADERS = {
 TASKS = ("classification", "regression")
 TEST_SIZE = 0.25
 SPLIT_SEED = 0
+# the random_state a scikit-learn make_* generator gets where its options give none
+GENERATOR_SEED = 0
 # a synthetic set needs a few rows in each part of the split, and of each class in the test part
 MIN_SYNTHETIC_SAMPLES = 8
 # peak memory of making, splitting and standardising a set, in copies of its float64 X
@@ -284,8 +286,11 @@ class Source:
     ``options``: for CSV ``sep``, ``encoding``; for tables ``drop`` (columns
     left out) and ``categorical`` (numeric columns to one-hot encode); for a
     loader, its keyword arguments (``make_classification``'s ``n_samples``...,
-    MNIST-1D's ``num_samples``, ``seed``...). Made with :func:`make`; checked
-    when made, the problem named in one line (:class:`DatasetError`).
+    MNIST-1D's ``num_samples``, ``seed``...); a ``make_*`` generator given no
+    ``random_state`` gets :data:`GENERATOR_SEED` in ``options``, so the set is the
+    same in every process that makes it, and its seed is part of the Source.
+    Made with :func:`make`; checked when made, the problem named in one line
+    (:class:`DatasetError`).
     """
 
     name: str
@@ -307,6 +312,7 @@ class Source:
             self._check_file_source()
         else:
             self._check_loader_source()
+            self._seed_generator()
 
     @property
     def where(self):
@@ -352,6 +358,18 @@ class Source:
             raise DatasetError(f"{self.where}: {_MNIST1D_SPLIT}; it takes no test_size or split_seed")
         if "download_if_missing" in dict(self.options):
             raise DatasetError(f"{self.where}: fastgd loads offline: download_if_missing is not an option")
+
+    def _seed_generator(self):
+        # an unseeded generator makes other data in every process that makes the set (each sweep worker
+        # does, and then fails its runs on the content hash): seed it, in options, where the seed is seen
+        if not self.loader.startswith("make_"):
+            return
+        options = dict(self.options)
+        seed = options.setdefault("random_state", GENERATOR_SEED)
+        if not is_seed(seed):
+            raise DatasetError(f"{self.where}: random_state must be an integer from 0 to {MAX_SEED}, so that the set "
+                               f"is the same wherever it is made, got {seed!r}")
+        object.__setattr__(self, "options", tuple(sorted(options.items())))
 
 
 def _frozen_options(options):

@@ -221,6 +221,22 @@ def test_a_scikit_learn_generator_with_its_own_options():
         datasets.make(datasets.Source("moons", loader="make_moons", options={"n_samples": -3}))
 
 
+def test_a_generator_given_no_seed_is_seeded_with_random_state_0_and_the_seed_is_part_of_its_source():
+    from sklearn.datasets import make_classification
+
+    options = {"n_samples": 120, "n_features": 6, "n_informative": 3, "n_classes": 3}
+    unseeded = datasets.Source("blobs", loader="make_classification", options=options)
+    assert dict(unseeded.options)["random_state"] == 0
+    assert unseeded == datasets.Source("blobs", loader="make_classification", options={**options, "random_state": 0})
+    X, y = make_classification(**options, random_state=0)
+    assert_same_data(datasets.make(unseeded), datasets.from_arrays(X, y, name="blobs"))
+    reseeded = datasets.Source("blobs", loader="make_classification", options={**options, "random_state": 5})
+    other = datasets.make(reseeded)
+    assert other.content_hash != datasets.make(unseeded).content_hash
+    # a loader that is not a generator takes no random_state
+    assert "random_state" not in dict(datasets.Source("iris", loader="load_iris").options)
+
+
 def test_a_generator_makes_its_own_task_whatever_its_labels_look_like():
     # 150 whole-number labels would be taken for a regression target by inference: make_blobs makes classes
     data = datasets.make(datasets.Source("blobs", loader="make_blobs",
@@ -443,6 +459,8 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(tmp_path, make_file, source
     (dict(loader="mnist1d", test_size=0.5), "MNIST-1D comes with its own split"),
     (dict(loader="fetch_covtype", options={"download_if_missing": True}), "fastgd loads offline"),
     (dict(path="t.csv", loader="make_moons", target="y"), "give a path or a loader (exactly one)"),
+    (dict(loader="make_moons", options={"random_state": -1}), "random_state must be an integer from 0"),
+    (dict(loader="make_moons", options={"random_state": 0.5}), "the same wherever it is made, got 0.5"),
 ])
 def test_a_source_that_cannot_work_is_refused_when_declared(settings, message):
     with pytest.raises(DatasetError, match=None) as error:

@@ -313,16 +313,56 @@ def test_sweep_killed_with_sigkill_resumes_and_stores_every_run_once(tmp_path):
             == runs["epochs_run"].to_numpy()).all()
 
 
-def test_dask_cluster_stores_what_a_local_run_stores(tmp_path):
+@pytest.fixture(scope="module")
+def dask_scheduler():
+    """The address of a local Dask cluster of two worker processes, one thread each, shared by this module's tests."""
     distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_dask_cluster_stores_what_a_local_run_stores(tmp_path, dask_scheduler):
     small = config(datasets=["iris"], targets={"iris": 0.5})
     sweep.run_sweep(small, tmp_path / "local.db", jobs=1, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        outcome = sweep.run_sweep(small, tmp_path / "dask.db", scheduler=cluster.scheduler_address, progress=False,
-                                  chunk_size=8)
+    outcome = sweep.run_sweep(small, tmp_path / "dask.db", scheduler=dask_scheduler, progress=False, chunk_size=8)
     assert outcome.stored == len(sweep.runs(small))
     pd.testing.assert_frame_equal(comparable(sweep.load_runs(tmp_path / "local.db")),
                                   comparable(sweep.load_runs(tmp_path / "dask.db")))
+
+
+GENERATED = """
+name = "generated"
+rules = ["adam"]
+learning_rates = [0.01, 0.1]
+seeds = [0, 1]
+epochs = 3
+
+[model]
+hidden_layer_sizes = [8]
+
+[datasets.blobs]
+loader = "make_classification"
+options = {n_samples = 200, n_features = 6, n_informative = 3, n_classes = 3}
+
+[targets]
+blobs = 0.5
+"""
+
+
+def test_a_generated_set_given_no_seed_is_the_same_in_every_local_worker(tmp_path):
+    # each worker makes the set itself: unseeded, every worker's copy differed and every run failed its hash check
+    generated = config(GENERATED)
+    sweep.run_sweep(generated, tmp_path / "r.db", jobs=2, progress=False, chunk_size=1, batched=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    assert len(runs) == len(sweep.runs(generated)) and set(runs["status"]) == {"ok"}
+
+
+def test_a_generated_set_given_no_seed_is_the_same_in_every_dask_worker(tmp_path, dask_scheduler):
+    generated = config(GENERATED)
+    sweep.run_sweep(generated, tmp_path / "r.db", scheduler=dask_scheduler, progress=False, chunk_size=1,
+                    batched=False)
+    runs = sweep.load_runs(tmp_path / "r.db")
+    assert len(runs) == len(sweep.runs(generated)) and set(runs["status"]) == {"ok"}
 
 
 def test_store_refuses_another_schema_version(tmp_path):
