@@ -212,6 +212,10 @@ def _sweep_config(arguments):
         raise CommandError("give a CONFIG file or --preset, not both")
     if arguments.target_loss is not None and not arguments.dataset:
         raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
+    for option, value in (("--target", arguments.target), ("--task", arguments.task)):
+        if value is not None and not arguments.dataset:
+            raise CommandError(f"{option} is for a data file given with --dataset; without --dataset the "
+                               f"{'configuration' if arguments.config else 'preset'} runs on its own data sets")
     definition = None
     if arguments.dataset:
         name, source = _dataset_source(arguments, absolute=True)
@@ -567,7 +571,8 @@ def build_parser():
                        "is written)")
     sweep.add_argument("--one-at-a-time", action="store_true",
                        help="train runs one by one instead of many in one compiled call")
-    sweep.add_argument("--retry-failed", action="store_true", help="run again the runs stored as failed")
+    sweep.add_argument("--retry-failed", action="store_true", help="run again this sweep's runs stored as failed "
+                       "(other sweeps' runs in the store are left as they are)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(handler=command_sweep)
 

@@ -125,6 +125,9 @@ SWEEP_CASES = [
     (["good.toml", "--store", "r.db", "--scheduler", "nonsense::"], "cannot reach the Dask scheduler at nonsense::"),
     (["good.toml", "--preset", "huge", "--store", "r.db"], "argument --preset: invalid choice: 'huge'"),
     (["good.toml"], "the following arguments are required: --store"),
+    (["--preset", "quick", "--target", "label", "--store", "r.db"],
+     "--target is for a data file given with --dataset; without --dataset the preset runs on its own data sets"),
+    (["good.toml", "--task", "regression", "--store", "r.db"], "--task is for a data file given with --dataset"),
 ]
 
 
@@ -236,6 +239,7 @@ COMPARE_CASES = [
     (["--out", "compare-out"], "--out: compare-out/sweep.db is not a fastgd store"),
     (["--preset", "full"], "argument --preset: invalid choice: 'full'"),
     (["--jobs", "x"], "argument --jobs: expected a positive integer, got 'x'"),
+    (["--preset", "quick", "--target", "label"], "--target is for a data file given with --dataset"),
 ]
 
 

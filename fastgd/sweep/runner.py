@@ -376,8 +376,6 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     client = _connect(scheduler) if scheduler is not None else None
     try:
         with Store(store_path) as store:
-            if retry_failed:
-                store.forget(store.run_ids("failed"))
             sweep_id = store.begin_sweep(config.name, config.source, provenance())
             planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
@@ -397,6 +395,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                                     time.perf_counter() - started, phases, tuple(notes))
 
             def run(phase_specs, label):
+                if retry_failed:
+                    # this sweep's own failed runs only: a shared store keeps other sweeps' as they are
+                    store.forget(store.run_ids("failed") & {spec.run_id for spec in phase_specs})
                 done = store.run_ids()
                 pending = [spec for spec in phase_specs if spec.run_id not in done]
                 bar = Progress(len(pending), enabled=progress, label=label)
