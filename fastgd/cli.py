@@ -675,8 +675,14 @@ def _load_plugins(arguments):
 def _check_environment():
     """The FASTGD_* settings, read when fastgd._config and fastgd.rules (FASTGD_PLUGINS) are first imported: a bad
     value is bad input."""
+    import warnings
+
     try:
-        import fastgd._config  # noqa: F401
+        with warnings.catch_warnings():
+            # refused below, in one line: the import's warning would be a second
+            warnings.simplefilter("ignore")
+            from fastgd import _config
+        _config.check_setting_names()
         import fastgd.rules  # noqa: F401
         import fastgd.threads  # noqa: F401  (FASTGD_NUM_THREADS)
     except ValueError as error:

@@ -267,6 +267,10 @@ def test_top_level_errors_are_one_line(hostile, arguments, message):
     ({"FASTGD_PLUGINS": "no_such_module_of_rules"}, "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
     ({"FASTGD_NUM_THREADS": "zero"}, "environment: FASTGD_NUM_THREADS must be a positive integer, got 'zero'"),
     ({"FASTGD_NUM_THREADS": "100000"}, "environment: FASTGD_NUM_THREADS must be an integer from 1 to"),
+    ({"FASTGD_NUM_THREAD": "1"}, "environment: FASTGD_NUM_THREAD is not a fastgd setting (did you mean "
+                                 "FASTGD_NUM_THREADS?)"),
+    ({"FASTGD_GENERATED_DIR": "file.txt"}, "environment: FASTGD_GENERATED_DIR: file.txt is not a directory"),
+    ({"FASTGD_GENERATED_DIR": "file.txt/rules"}, "FASTGD_GENERATED_DIR: file.txt/rules cannot be made: "),
 ])
 def test_bad_environment_settings_are_refused_in_one_line(hostile, env, message):
     assert_refused(["train", "--dataset", "iris", "--epochs", "1"], hostile, message, env=env, in_process=False)

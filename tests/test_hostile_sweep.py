@@ -51,3 +51,56 @@ def test_retry_failed_runs_again_only_the_failed_runs_this_sweep_plans(tmp_path,
     assert runs.loc[0, "status"] == "ok"
     # the other sweep's failure is its own to retry: still stored, with its error
     assert runs.loc[1, "status"] == "failed" and runs.loc[1, "error"] == "RuntimeError: injected failure"
+
+
+# -- 6, 9. settings: misspelt names, a generated directory that cannot be written ---------------
+
+def test_every_setting_fastgd_reads_is_known_and_a_misspelt_one_names_the_nearest():
+    import pathlib
+    import re
+
+    from fastgd import _config
+
+    sources = pathlib.Path(_config.__file__).parent.rglob("*.py")
+    read = {name for path in sources for name in re.findall(r"[\"'](FASTGD_[A-Z0-9_]+)[\"']", path.read_text())}
+    assert read == set(_config.SETTINGS)
+    assert _config.unknown_settings({"FASTGD_NUM_THREAD": "2", "FASTGD_CACHE": "1", "NUMBA_CACHE_DIR": "x"}) == [
+        "FASTGD_NUM_THREAD is not a fastgd setting (did you mean FASTGD_NUM_THREADS?)"]
+    [line] = _config.unknown_settings({"FASTGD_XYZZY": "1"})
+    assert line.startswith("FASTGD_XYZZY is not a fastgd setting; the settings are FASTGD_CACHE,")
+    with pytest.raises(_config.SettingError, match="^FASTGD_FAST_MATH is not a fastgd setting"):
+        _config.check_setting_names({"FASTGD_FAST_MATH": "1"})
+
+
+def test_importing_fastgd_warns_once_about_a_misspelt_setting(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, FASTGD_FASTMAT="1")
+    result = subprocess.run([sys.executable, "-c", "import fastgd._config, fastgd.optim"], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "SettingWarning" in line]
+    assert warned == [line for line in warned if "FASTGD_FASTMAT is not a fastgd setting (did you mean "
+                      "FASTGD_FASTMATH?)" in line] and len(warned) == 1
+
+
+def test_a_generated_directory_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from fastgd import _config
+
+    (tmp_path / "rules").mkdir()
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path / "rules"))
+    _config._check_generated_dir()  # writable: accepted
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path / "new" / "rules"))
+    _config._check_generated_dir()  # can be made: accepted, and not made here
+    assert not (tmp_path / "new").exists()
+    # as a user without write permission sees it (the tests may run as root, who may write anywhere)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    for value, message in ((tmp_path / "rules", "the directory .*/rules is not writable"),
+                           (tmp_path / "new" / "rules", ".*new/rules cannot be made: .* is not writable")):
+        monkeypatch.setenv("FASTGD_GENERATED_DIR", str(value))
+        with pytest.raises(_config.SettingError, match=f"^FASTGD_GENERATED_DIR: {message}"):
+            _config._check_generated_dir()
