@@ -166,6 +166,7 @@ def command_sweep(arguments):
     try:
         config = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
+        _note_jobs(arguments.jobs)
         outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
                             batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
                             progress=not arguments.quiet)
@@ -181,6 +182,16 @@ def command_sweep(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
     for line in _phase_lines(outcome):
         print(f"    {line}")
+
+
+def _note_jobs(jobs):
+    """Say so on stderr when --jobs asks for more workers than a sweep starts (runner.max_local_workers)."""
+    from fastgd.sweep.runner import MAX_JOBS_PER_CORE, max_local_workers
+
+    if jobs is not None and jobs > max_local_workers():
+        print(f"[fastgd] --jobs {jobs}: at most {max_local_workers()} worker processes ({MAX_JOBS_PER_CORE} per "
+              f"core on {os.cpu_count()}), and no more than there are chunks of runs", file=sys.stderr,
+              flush=True)
 
 
 def _phase_lines(outcome):
@@ -492,6 +503,7 @@ def command_compare(arguments):
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
     _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
+    _note_jobs(arguments.jobs)
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:

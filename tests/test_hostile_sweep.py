@@ -104,3 +104,29 @@ def test_a_generated_directory_that_cannot_be_written_is_refused(tmp_path, monke
         monkeypatch.setenv("FASTGD_GENERATED_DIR", str(value))
         with pytest.raises(_config.SettingError, match=f"^FASTGD_GENERATED_DIR: {message}"):
             _config._check_generated_dir()
+
+
+# -- 10. --jobs far above the cores -----------------------------------------------------------
+
+def test_jobs_far_above_the_cores_start_at_most_two_workers_per_core_and_say_so(tmp_path, monkeypatch):
+    import os
+
+    started = []
+
+    def in_this_process(chunks, batched, workers, store_results, plugins=(), sources=None):
+        started.append(workers)
+        for chunk in chunks:
+            store_results(runner.execute_chunk(chunk, batched, plugins, runner._sources_of(chunk, sources)))
+
+    monkeypatch.setattr(runner, "_run_in_processes", in_this_process)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    text = TINY.format(name="many", seeds=[0]).replace('rules = ["sgd"]', 'rules = ["sgd", "adam", "nadam"]')
+    (tmp_path / "many.toml").write_text(text)  # three rules: three chunks of runs
+    code, out, err = run_command(["sweep", "many.toml", "--store", "r.db", "--jobs", "1000", "--quiet"], tmp_path)
+    assert code == 0, err
+    assert "--jobs 1000: at most 2 worker processes (2 per core on 1), and no more than there are chunks" in err
+    assert started == [2] and len(sweep.load_runs(tmp_path / "r.db")) == 3
+    assert runner.local_workers(1000, 3) == 2 and runner.local_workers(None, 1) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert runner.local_workers(1000, 3) == 3 and runner.local_workers(5, 40) == 5
+    assert runner.local_workers(None, 9) == 9

@@ -52,6 +52,9 @@ __all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError", "provenan
 
 CHUNK_SIZE = 48
 SCHEDULER_TIMEOUT_SECONDS = 10
+# local worker processes per core at most: more only share the cores, and each costs the memory of a process
+# that has imported NumPy, Numba and scikit-learn and holds its data set
+MAX_JOBS_PER_CORE = 2
 
 
 class SweepError(RuntimeError):
@@ -227,6 +230,17 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     return results
 
 
+def max_local_workers():
+    """The most local worker processes a sweep starts: :data:`MAX_JOBS_PER_CORE` per core."""
+    return MAX_JOBS_PER_CORE * (os.cpu_count() or 1)
+
+
+def local_workers(jobs, n_chunks):
+    """How many local worker processes run ``n_chunks`` chunks when ``jobs`` are asked for (None: one per core):
+    no more than there are chunks, nor than :func:`max_local_workers`."""
+    return max(1, min(jobs or os.cpu_count() or 1, n_chunks, max_local_workers()))
+
+
 def chunks_of(specs, size=CHUNK_SIZE):
     groups = {}
     for spec in specs:
@@ -355,6 +369,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
               chunk_size=CHUNK_SIZE):
     """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring.
 
+    ``jobs``: local worker processes (default one per core), at most one per chunk of runs and
+    :func:`max_local_workers` in all.
+
     Raises :class:`fastgd.sweep.StoreError` for a path that is not (and cannot become) a
     fastgd store and :class:`SweepError` when the scheduler cannot be reached, both
     before anything is written.
@@ -408,15 +425,15 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     bar.update(len(results))
 
                 chunks = chunks_of(pending, chunk_size)
+                workers = local_workers(jobs, len(chunks))
                 try:
                     if client is not None:
                         _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
-                    elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
+                    elif workers <= 1:
                         for chunk in chunks:
                             store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
                     else:
-                        _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins,
-                                          config.sources)
+                        _run_in_processes(chunks, batched, workers, store_results, plugins, config.sources)
                 except KeyboardInterrupt as interrupt:
                     interrupt.outcome = outcome()
                     raise
