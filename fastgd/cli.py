@@ -485,7 +485,7 @@ def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
     from fastgd.report.build import record_artefacts
     from fastgd.report.throughput import measure
-    from fastgd.sweep import StoreError, SweepConfigError, run_sweep
+    from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
@@ -508,6 +508,8 @@ def command_compare(arguments):
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:
         raise CommandError(f"--out: {error}") from None
+    except SweepError as error:
+        raise CommandError(error) from None
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     for line in _phase_lines(outcome):
@@ -522,8 +524,11 @@ def command_compare(arguments):
                              **COMPARE_THROUGHPUT[arguments.preset or "default"])
         save_throughput(throughput, out_dir)
     _say(f"3/4 what the report shows besides the runs, stored in {store}")
-    record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
-                     progress=lambda message: _say(f"    {message}"))
+    try:
+        record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
+                         progress=lambda message: _say(f"    {message}"))
+    except StoreError as error:  # a full disk: the runs are kept
+        raise CommandError(f"--out: {error}") from None
     _say("4/4 report")
     page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")

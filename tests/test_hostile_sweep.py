@@ -130,3 +130,37 @@ def test_jobs_far_above_the_cores_start_at_most_two_workers_per_core_and_say_so(
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert runner.local_workers(1000, 3) == 3 and runner.local_workers(5, 40) == 5
     assert runner.local_workers(None, 9) == 9
+
+
+# -- 12. a full disk --------------------------------------------------------------------------
+
+class DiskFullAtRuns:
+    """An SQLite connection whose run inserts fail as on a full disk (SQLite's own error), everything else real."""
+
+    def __init__(self, connection):
+        self._connection = connection
+
+    def execute(self, statement, *parameters):
+        if statement.startswith("INSERT OR IGNORE INTO runs"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._connection.execute(statement, *parameters)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
+def test_a_full_disk_ends_the_sweep_in_one_line_and_the_store_resumes_intact(tmp_path, monkeypatch):
+    (tmp_path / "tiny.toml").write_text(TINY.format(name="tiny", seeds=[0, 1]))
+    arguments = ["sweep", "tiny.toml", "--store", "r.db", "--jobs", "1", "--quiet"]
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: DiskFullAtRuns(real_connect(*args, **kwargs)))
+    code, out, err = run_command(arguments, tmp_path)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("fastgd sweep: error: --store: cannot write to the store r.db: database or disk is full")
+    assert "run the same command again to resume" in err
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    with sweep.Store(tmp_path / "r.db") as store:
+        assert store.integrity_check() == "ok" and store.run_ids() == set()
+    code, out, err = run_command(arguments, tmp_path)
+    assert code == 0, err
+    assert set(sweep.load_runs(tmp_path / "r.db")["status"]) == {"ok"} and "2 new" in out
