@@ -24,6 +24,7 @@ checked. Ctrl-C and SIGTERM end a command with one line and status 130 or
 """
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -167,9 +168,10 @@ def command_sweep(arguments):
         config = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
         _note_jobs(arguments.jobs)
-        outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
-                            batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
-                            progress=not arguments.quiet)
+        with _dask_logs_silenced(arguments.scheduler is not None):
+            outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
+                                batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
+                                progress=not arguments.quiet)
     except (SweepConfigError, SweepError, StoreError) as error:
         raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
     except KeyboardInterrupt as interrupt:
@@ -182,6 +184,22 @@ def command_sweep(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
     for line in _phase_lines(outcome):
         print(f"    {line}")
+
+
+@contextlib.contextmanager
+def _dask_logs_silenced(silenced):
+    """Dask's own log records (a lost scheduler's tracebacks, scores of lines) kept off stderr: the sweep's
+    SweepError says what happened, in one line."""
+    import logging
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if silenced:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _note_jobs(jobs):

@@ -5,6 +5,8 @@ that is not one. Each ends in one clear line before anything is created or chang
 import sqlite3
 import tomllib
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cli_harness import assert_refused, run_command, snapshot
@@ -164,3 +166,90 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_the_store_resumes_intact(tmp
     code, out, err = run_command(arguments, tmp_path)
     assert code == 0, err
     assert set(sweep.load_runs(tmp_path / "r.db")["status"]) == {"ok"} and "2 new" in out
+
+
+# -- 11. schedulers that are not one, have no workers, or go away; data files that go away -------
+
+@pytest.fixture
+def distributed():
+    return pytest.importorskip("distributed")
+
+
+def test_a_server_that_is_not_a_dask_scheduler_is_refused_within_the_time_limit(tmp_path, distributed, monkeypatch):
+    import http.server
+    import threading
+
+    # an HTTP server waits for the client to speak first; Dask's client waits for the scheduler's handshake
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(runner, "SCHEDULER_TIMEOUT_SECONDS", 1)
+    (tmp_path / "tiny.toml").write_text(TINY.format(name="tiny", seeds=[0]))
+    address = f"tcp://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert_refused(["sweep", "tiny.toml", "--store", "r.db", "--scheduler", address], tmp_path,
+                       f"cannot reach the Dask scheduler at {address}: something listens there that is not a Dask "
+                       "scheduler (it sent nothing in 1 s)")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_scheduler_without_workers_is_waited_for_with_a_limit_before_the_store_is_created(tmp_path, distributed,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(runner, "WORKER_WAIT_SECONDS", 1)
+    (tmp_path / "tiny.toml").write_text(TINY.format(name="tiny", seeds=[0]))
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None, protocol="tcp") as cluster:
+        address = cluster.scheduler_address
+        no_workers = (f"the Dask scheduler at {address} has no workers (none joined in 1 s): start some (dask worker "
+                      f"{address}) and run the same command again")
+        assert_refused(["sweep", "tiny.toml", "--store", "r.db", "--scheduler", address, "--quiet"], tmp_path,
+                       no_workers)
+        before = snapshot(tmp_path)
+        code, out, err = run_command(["sweep", "tiny.toml", "--store", "r.db", "--scheduler", address], tmp_path)
+    assert code == 2 and err.splitlines() == [
+        f"[fastgd] the Dask scheduler at {address} has no workers: waiting up to 1 s for one",
+        f"fastgd sweep: error: {no_workers}"]
+    assert snapshot(tmp_path) == before
+
+
+def test_a_cluster_lost_mid_sweep_ends_in_one_line_and_the_sweep_resumes_exactly(tmp_path, distributed, monkeypatch):
+    import threading
+
+    from fastgd.sweep.store import Store
+
+    text = TINY.format(name="lost", seeds=[0]).replace('rules = ["sgd"]', 'rules = ["sgd", "adam", "nadam"]')
+    (tmp_path / "lost.toml").write_text(text)  # three chunks, one per rule
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    add = Store.add
+
+    def add_then_lose_the_cluster(store, sweep_id, result):
+        stored = add(store, sweep_id, result)
+        threading.Thread(target=cluster.close).start()  # after the first run is stored
+        return stored
+
+    monkeypatch.setattr(Store, "add", add_then_lose_the_cluster)
+    try:
+        code, out, err = run_command(["sweep", "lost.toml", "--store", "r.db", "--scheduler",
+                                      cluster.scheduler_address, "--quiet"], tmp_path)
+    finally:
+        cluster.close()
+    monkeypatch.setattr(Store, "add", add)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"the Dask cluster at {cluster.scheduler_address} failed mid-sweep (" in err
+    stored = len(sweep.load_runs(tmp_path / "r.db"))
+    assert 1 <= stored < 3 and f"{stored} new runs were stored in r.db: run the same command again to resume" in err
+    resumed = sweep.run_sweep(sweep.load_config(tmp_path / "lost.toml"), tmp_path / "r.db", jobs=1, progress=False)
+    assert (resumed.skipped, resumed.stored, resumed.failed) == (stored, 3 - stored, 0)
+
+
+def test_a_data_file_deleted_during_a_sweep_fails_its_runs_and_the_sweep_goes_on(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "label": np.arange(40) % 2})
+    table.to_csv(tmp_path / "table.csv", index=False)
+    text = TINY.format(name="file", seeds=[0]).replace('datasets = ["iris"]\n', "").replace("iris = 0.5", "table = 0.5")
+    (tmp_path / "file.toml").write_text(text + '\n[datasets.table]\npath = "table.csv"\ntarget = "label"\n')
+    config = sweep.load_config(tmp_path / "file.toml")
+    (tmp_path / "table.csv").unlink()  # after the sweep checked it, before a worker reads it
+    results = runner.execute_chunk(config.runs(), batched=True, sources=config.sources)
+    assert [result["status"] for result in results] == ["failed"]
+    assert results[0]["error"].startswith("DatasetError: ") and results[0]["error"].endswith("table.csv: no such file")

@@ -21,7 +21,12 @@ a sweep stopped in either phase resumes there.
 
 Nothing is created before the sweep can start: the store is checked, and the
 Dask scheduler reached, before the store file or its ``sweeps`` row is
-written. Local workers exit when this process dies, however it dies (each
+written. An address where something other than a scheduler answers is refused
+within :data:`SCHEDULER_TIMEOUT_SECONDS`; a scheduler without workers is waited
+for, at most :data:`WORKER_WAIT_SECONDS`. A cluster that fails mid-sweep ends
+it with a :class:`SweepError` counting the runs stored; a chunk whose data
+set cannot be loaded where it runs (its file deleted meanwhile) has its runs
+stored as failed, as a changed file's are. Local workers exit when this process dies, however it dies (each
 watches its parent); interrupted (SIGINT, or SIGTERM from the command line),
 a sweep stores the chunks that finished, stops its workers at once and
 raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
@@ -52,6 +57,8 @@ __all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError", "provenan
 
 CHUNK_SIZE = 48
 SCHEDULER_TIMEOUT_SECONDS = 10
+# how long a sweep waits for a scheduler without workers to get one, before anything is written
+WORKER_WAIT_SECONDS = 60
 # local worker processes per core at most: more only share the cores, and each costs the memory of a process
 # that has imported NumPy, Numba and scikit-learn and holds its data set
 MAX_JOBS_PER_CORE = 2
@@ -59,6 +66,10 @@ MAX_JOBS_PER_CORE = 2
 
 class SweepError(RuntimeError):
     """A sweep that cannot start or cannot go on (no scheduler, a worker that died); the message is one line."""
+
+
+class _ClusterLost(Exception):
+    """The Dask cluster failed under a running sweep (its scheduler gone, a worker killed); the reason, one line."""
 
 
 @dataclass
@@ -187,10 +198,15 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     """
     start = time.perf_counter()
     rules.load_plugins(plugins)
-    data = load_dataset(specs[0].dataset, sources)
-    if specs[0].split == "validation":  # a chunk is one group: one split of one data set
-        data = data.validation_split(specs[0].validation_fraction)
-    net = _network(specs[0], data)
+    try:
+        data = load_dataset(specs[0].dataset, sources)
+        if specs[0].split == "validation":  # a chunk is one group: one split of one data set
+            data = data.validation_split(specs[0].validation_fraction)
+        net = _network(specs[0], data)
+    except Exception as error:
+        # its file deleted, or no longer readable, since the sweep checked it: the chunk's runs fail as a changed
+        # file's do, and the sweep goes on
+        return _stamped([_failed(spec, error) for spec in specs], batched, time.perf_counter() - start)
     results, ready, optimizers = [], [], []
     for spec in specs:
         try:
@@ -221,7 +237,11 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
             results.append(_train_alone(spec, net, data, optimizer))
         except Exception as error:
             results.append(_failed(spec, error))
-    elapsed = time.perf_counter() - start
+    return _stamped(results, batched, time.perf_counter() - start)
+
+
+def _stamped(results, batched, elapsed):
+    """The results with what made them: this process's provenance, how they ran, their wall time."""
     made_by = provenance()  # of this process: a Dask worker may be another machine than the sweep's client
     for result in results:
         result["provenance"] = made_by
@@ -390,7 +410,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     in_processes = scheduler is not None or (jobs or os.cpu_count() or 1) > 1
     plugins = _plugins_for(config, in_processes)
     _check_users_rules_compile(config)
-    client = _connect(scheduler) if scheduler is not None else None
+    client = _connect(scheduler, progress) if scheduler is not None else None
     try:
         with Store(store_path) as store:
             sweep_id = store.begin_sweep(config.name, config.source, provenance())
@@ -440,6 +460,10 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                 except BrokenProcessPool:
                     raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were "
                                      "stored: run the sweep again to resume") from None
+                except _ClusterLost as lost:
+                    raise SweepError(f"the Dask cluster at {scheduler} failed mid-sweep ({lost}); "
+                                     f"{outcome().stored} new runs were stored in {store_path}: run the same command "
+                                     "again to resume") from None
                 finally:
                     bar.close()
 
@@ -462,18 +486,74 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             client.close()
 
 
-def _connect(address):
-    """A Dask client of the scheduler at ``address``; SweepError in one line when there is none."""
+def _connect(address, progress=False):
+    """A Dask client of the scheduler at ``address``, which has a worker; SweepError in one line when there is
+    none, or none joins it in :data:`WORKER_WAIT_SECONDS` (said on stderr when ``progress``)."""
     try:
         from distributed import Client
     except ImportError:
         raise SweepError("a sweep on a Dask cluster needs dask.distributed: pip install 'fastgd[distributed]'") \
             from None
+    _probe_scheduler(address)
     try:
-        return Client(address, timeout=SCHEDULER_TIMEOUT_SECONDS)
+        client = Client(address, timeout=SCHEDULER_TIMEOUT_SECONDS)
     except Exception as error:  # OSError (timed out, refused), ValueError (address), TypeError...
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise SweepError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+        raise SweepError(f"cannot reach the Dask scheduler at {address}: {_reason(error)}") from None
+    try:
+        if not client.scheduler_info().get("workers"):
+            if progress:
+                print(f"[fastgd] the Dask scheduler at {address} has no workers: waiting up to "
+                      f"{WORKER_WAIT_SECONDS} s for one", file=sys.stderr, flush=True)
+            client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except Exception as error:  # TimeoutError; the scheduler gone meanwhile
+        client.close()
+        waited = "none joined" if isinstance(error, TimeoutError) else _reason(error)
+        raise SweepError(f"the Dask scheduler at {address} has no workers ({waited} in {WORKER_WAIT_SECONDS} s): "
+                         f"start some (dask worker {address}) and run the same command again") from None
+    return client
+
+
+def _reason(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _probe_scheduler(address):
+    """Refuse a TCP address where something answers that is not a Dask scheduler, within
+    :data:`SCHEDULER_TIMEOUT_SECONDS`.
+
+    A scheduler sends its handshake as soon as it accepts a connection; Dask's client then waits for it
+    without a time limit, so a server that waits for the client to speak first (HTTP) would hold the sweep
+    forever. The handshake's first 8 bytes are its number of frames, a small little-endian integer.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "tcp":
+            return
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        return  # Dask's own error names the address
+    try:
+        connection = socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_SECONDS)
+    except OSError:
+        return  # nothing answers: Dask's own error says so, within its time limit
+    with connection:
+        received = b""
+        try:
+            while len(received) < 8:
+                more = connection.recv(8 - len(received))
+                if not more:
+                    break
+                received += more
+        except OSError:  # socket.timeout included
+            pass
+    if len(received) < 8 or not 0 < int.from_bytes(received, "little") < 1 << 16:
+        heard = f"it sent {received!r}" if received else f"it sent nothing in {SCHEDULER_TIMEOUT_SECONDS} s"
+        raise SweepError(f"cannot reach the Dask scheduler at {address}: something listens there that is not a "
+                         f"Dask scheduler ({heard})")
 
 
 def _sources_of(chunk, sources):
@@ -520,7 +600,13 @@ def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=Non
                for chunk in chunks]
     try:
         for future in completed_on_cluster(futures):
-            store_results(future.result())
+            try:
+                results = future.result()
+            except Exception as error:
+                # execute_chunk never raises for a run: this is the cluster (FutureCancelledError when the
+                # scheduler is gone, CommClosedError, KilledWorker)
+                raise _ClusterLost(_reason(error)) from None
+            store_results(results)
     except BaseException:
         client.cancel(futures)
         raise
