@@ -1055,21 +1055,33 @@ def _text_column_problem(column, values, n_distinct):
     """
     import pandas as pd
 
-    if values.dtype.kind not in "OSU" and not pd.api.types.is_string_dtype(values.dtype):
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype) \
+            or not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
         return None  # categories and booleans are categories by their type
-    text = values.astype(str).str.strip()
+    # each distinct value once, weighted by its rows: a column of a million rows has few distinct values
+    counts = values.value_counts(dropna=True)
+    text = pd.Series(counts.index.astype(str), index=counts.index).str.strip()
     separated = text.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
     number = pd.to_numeric(text.where(~separated), errors="coerce").notna().to_numpy(dtype=bool)
+    rows = counts.to_numpy()
     escape = "name it in options.categorical to one-hot encode it as it is"
-    if separated.any() and (number | separated).mean() > 0.5:
-        return (f"column {column!r} holds numbers written with thousands separators ({text.iloc[separated.argmax()]!r}"
-                f", {_first_rows(separated)}): write them without separators, or {escape}")
-    if number.any() and not number.all() and number.mean() > 0.5:
+
+    def share(mask):
+        return rows[mask].sum() / rows.sum()
+
+    def first_rows(mask):
+        return _first_rows(values.isin(counts.index[mask]).to_numpy())
+
+    if separated.any() and share(number | separated) > 0.5:
+        return (f"column {column!r} holds numbers written with thousands separators ({text[separated].iloc[0]!r}, "
+                f"{first_rows(separated)}): write them without separators, or {escape}")
+    if number.any() and not number.all() and share(number) > 0.5:
         others = text[~number]
-        shown = ", ".join(map(repr, others.unique()[:3])) + (", ..." if others.nunique() > 3 else "")
-        return (f"column {column!r} holds numbers but for {others.size} value{'s' if others.size > 1 else ''} "
-                f"({shown}; {_first_rows(~number)}): it would be one-hot encoded as text; fix or drop those rows, "
-                f"or {escape}")
+        n_rows = int(rows[~number].sum())
+        shown = ", ".join(map(repr, others.iloc[:3])) + (", ..." if others.size > 3 else "")
+        return (f"column {column!r} holds numbers but for {n_rows} value{'s' if n_rows > 1 else ''} ({shown}; "
+                f"{first_rows(~number)}): it would be one-hot encoded as text; fix or drop those rows, or {escape}")
     if n_distinct > MIN_DISTINCT_TEXT and n_distinct > MAX_DISTINCT_TEXT_SHARE * values.size:
         return (f"column {column!r} holds text with {n_distinct} distinct values in {values.size} rows (an "
                 f"identifier or free text?): one-hot encoded, it would give nearly a feature per row; drop it "

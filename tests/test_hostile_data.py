@@ -128,6 +128,9 @@ def test_a_text_column_of_few_categories_is_still_one_hot_encoded(tmp_path):
     frame(c=colours).to_csv(tmp_path / "colours.csv", index=False)
     data = datasets.read(tmp_path / "colours.csv", target="label")
     assert data.n_features == 2 + 4
+    # a pandas categorical is categories by its type, whatever its values look like
+    sizes = pd.Categorical(np.array(["1", "2", "3", "?"])[np.arange(N_ROWS) % 4])
+    assert datasets.from_frame(frame(c=sizes), "label").n_features == 2 + 4
 
 
 # -- encoding errors name the file's own position ---------------------------------------------
