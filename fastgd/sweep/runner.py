@@ -157,8 +157,8 @@ def _train_together(specs, net, data, optimizers):
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
     arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code,
-                 net.alpha, packs[0].function, hypers, base_lrs, states, auxes, counters, packs[0].layout, make_schedule(), None,
-                 _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+                 net.alpha, packs[0].function, hypers, base_lrs, states, auxes, counters, packs[0].layout,
+                 make_schedule(), None, _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
