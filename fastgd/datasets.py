@@ -52,6 +52,7 @@ import numbers
 import os
 import re
 import stat
+import zipfile
 import zlib
 from dataclasses import dataclass, replace
 
@@ -603,6 +604,8 @@ def _read_table(source, options):
                            "options.encoding") from None
     except EOFError:  # a compressed file cut short (gzip, bz2, lzma)
         raise DatasetError(f"{source.path}: the compressed file ends too early (truncated?)") from None
+    except zipfile.BadZipFile as error:  # a .csv.zip cut short or not a zip archive
+        raise DatasetError(f"{source.path}: not a readable zip archive ({error}; truncated?)") from None
     except (OSError, ValueError, LookupError, pd.errors.ParserError, pd.errors.EmptyDataError,
             zlib.error) as error:
         reason = " ".join(str(error).split()) or type(error).__name__  # LookupError: an unknown options.encoding
@@ -684,7 +687,7 @@ def _read_arrays(source):
         raise
     except FileNotFoundError:
         raise DatasetError(f"{source.path}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DatasetError(f"{source.path}: cannot be read as a .{source.format} file: {reason}") from None
 

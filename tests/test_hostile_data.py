@@ -182,10 +182,34 @@ def test_a_file_too_large_for_memory_is_refused_with_its_size(tmp_path, monkeypa
 
 # -- 8. compressed files cut short, or without their decompressor ------------------------------
 
-def test_a_truncated_gzip_file_is_refused_in_one_line(tmp_path):
-    packed = gzip.compress(frame().to_csv(index=False).encode())
-    (tmp_path / "cut.csv.gz").write_bytes(packed[:len(packed) // 2])
-    train_refused(tmp_path, "cut.csv.gz", "cut.csv.gz: the compressed file ends too early (truncated?)")
+def zipped(name, content):
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as writer:
+        writer.writestr(name, content)
+    return archive.getvalue()
+
+
+def test_truncated_compressed_files_are_refused_in_one_line(tmp_path):
+    import bz2
+    import io
+    import lzma
+
+    text = frame().to_csv(index=False).encode()
+    for ending, packed in (("gz", gzip.compress(text)), ("bz2", bz2.compress(text)), ("xz", lzma.compress(text))):
+        (tmp_path / f"cut.csv.{ending}").write_bytes(packed[:len(packed) // 2])
+        train_refused(tmp_path, f"cut.csv.{ending}", f"cut.csv.{ending}: the compressed file ends too early "
+                                                     "(truncated?)")
+    packed = zipped("cut.csv", text)
+    (tmp_path / "cut.csv.zip").write_bytes(packed[:len(packed) // 2])
+    train_refused(tmp_path, "cut.csv.zip", "cut.csv.zip: not a readable zip archive")
+    arrays = io.BytesIO()
+    np.savez(arrays, X=np.ones((40, 3)), y=np.arange(40) % 2)
+    (tmp_path / "cut.npz").write_bytes(arrays.getvalue()[:arrays.getbuffer().nbytes // 2])
+    assert_refused(["train", "--dataset", "cut.npz", "--epochs", "1"], tmp_path,
+                   "cut.npz: cannot be read as a .npz file")
 
 
 def test_a_zstandard_file_without_zstandard_is_refused_in_one_line(tmp_path, monkeypatch):
