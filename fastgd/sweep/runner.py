@@ -483,7 +483,16 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             return outcome(notes)
     finally:
         if client is not None:
-            client.close()
+            _close(client)
+
+
+def _close(client):
+    """Close a Dask client within :data:`SCHEDULER_TIMEOUT_SECONDS`: its cluster may be gone, and what the sweep
+    raises (or returns) says what happened."""
+    try:
+        client.close(timeout=SCHEDULER_TIMEOUT_SECONDS)
+    except Exception:  # TimeoutError, or the connection's own error
+        pass
 
 
 def _connect(address, progress=False):
