@@ -188,18 +188,18 @@ def command_sweep(arguments):
 
 @contextlib.contextmanager
 def _dask_logs_silenced(silenced):
-    """Dask's own log records (a lost scheduler's tracebacks, scores of lines) kept off stderr: the sweep's
-    SweepError says what happened, in one line."""
+    """Log records kept off stderr while a sweep runs on Dask: a lost scheduler makes Dask's client log
+    tracebacks of scores of lines (from its own thread, by loggers with levels of their own), where the
+    sweep's SweepError says what happened in one line."""
     import logging
 
-    logger = logging.getLogger("distributed")
-    level = logger.level
     if silenced:
-        logger.setLevel(logging.CRITICAL + 1)
+        logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        if silenced:
+            logging.disable(logging.NOTSET)
 
 
 def _note_jobs(jobs):

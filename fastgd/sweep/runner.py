@@ -461,9 +461,10 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were "
                                      "stored: run the sweep again to resume") from None
                 except _ClusterLost as lost:
-                    raise SweepError(f"the Dask cluster at {scheduler} failed mid-sweep ({lost}); "
-                                     f"{outcome().stored} new runs were stored in {store_path}: run the same command "
-                                     "again to resume") from None
+                    stored = outcome().stored
+                    raise SweepError(f"the Dask cluster at {scheduler} failed mid-sweep ({lost}); {stored} new "
+                                     f"run{'s were' if stored != 1 else ' was'} stored in {store_path}: run the same "
+                                     "command again to resume") from None
                 finally:
                     bar.close()
 
@@ -614,7 +615,9 @@ def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=Non
             except Exception as error:
                 # execute_chunk never raises for a run: this is the cluster (FutureCancelledError when the
                 # scheduler is gone, CommClosedError, KilledWorker)
-                raise _ClusterLost(_reason(error)) from None
+                reason = getattr(error, "reason", None)  # a cancelled future's, e.g. scheduler-connection-lost
+                raise _ClusterLost(f"{type(error).__name__}: {reason}" if isinstance(reason, str)
+                                   else _reason(error)) from None
             store_results(results)
     except BaseException:
         client.cancel(futures)
