@@ -10,8 +10,9 @@
 
 ``train``, ``landscape``, ``sweep`` and ``compare`` take ``--dataset FILE
 --target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
-target's kind should not be inferred): the sweep or comparison then runs on
-that data set alone, its target loss ``--target-loss``.
+target's kind should not be inferred; ``--drop`` and ``--categorical``
+COLUMN for a table's columns): the sweep or comparison then runs on that data
+set alone, its target loss ``--target-loss``.
 
 Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
 register rules of their own (:mod:`fastgd.rules`), which then join the
@@ -241,7 +242,7 @@ def _sweep_config(arguments):
         raise CommandError("give a CONFIG file or --preset, not both")
     if arguments.target_loss is not None and not arguments.dataset:
         raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
-    for option, value in (("--target", arguments.target), ("--task", arguments.task)):
+    for option, value in _file_options(arguments):
         if value is not None and not arguments.dataset:
             raise CommandError(f"{option} is for a data file given with --dataset; without --dataset the "
                                f"{'configuration' if arguments.config else 'preset'} runs on its own data sets")
@@ -253,6 +254,8 @@ def _sweep_config(arguments):
         if source is not None:
             definition.update({key: value for key, value in (("path", source.path), ("target", source.target),
                                                              ("task", source.task)) if value is not None})
+            if source.options:
+                definition["options"] = {key: list(columns) for key, columns in source.options}
     if arguments.config:
         config = load_config(arguments.config, definition, arguments.target_loss)
     else:
@@ -265,10 +268,12 @@ def _dataset_source(arguments, absolute=False):
     from fastgd import datasets
 
     text = arguments.dataset
+    options = {key: list(columns) for key, columns in (("drop", arguments.drop),
+                                                       ("categorical", arguments.categorical)) if columns}
     try:
         if datasets.is_builtin(text) or text in datasets.registered() or not _looks_like_a_file(text):
             datasets.resolve(text)  # an unknown name: one line listing the names and files it could be
-            for option, value in (("--target", arguments.target), ("--task", arguments.task)):
+            for option, value in _file_options(arguments):
                 if value is not None:
                     raise CommandError(f"{option} is for a data file; {text!r} is a data set fastgd knows by name")
             return text, None
@@ -280,9 +285,15 @@ def _dataset_source(arguments, absolute=False):
             except ValueError:
                 raise CommandError(f"--target: a .npy array's target is a column index, got {target!r}") from None
         return os.path.basename(text), datasets.Source(os.path.basename(text), path=path, target=target,
-                                                       task=arguments.task)
+                                                       task=arguments.task, options=options)
     except datasets.DatasetError as error:
         raise CommandError(f"--dataset: {error}") from None
+
+
+def _file_options(arguments):
+    """(option, value) of the options that describe a data file given with --dataset."""
+    return (("--target", arguments.target), ("--task", arguments.task), ("--drop", arguments.drop),
+            ("--categorical", arguments.categorical))
 
 
 def _looks_like_a_file(text):
@@ -574,6 +585,11 @@ def _add_dataset_options(command, default, sweep=False):
                          help="the target column of a CSV or Parquet file (a column index for .npy)")
     command.add_argument("--task", choices=["classification", "regression"],
                          help="the file's task (default: inferred from the target)")
+    command.add_argument("--drop", action="append", metavar="COLUMN",
+                         help="a column of the CSV or Parquet file to leave out; repeatable")
+    command.add_argument("--categorical", action="append", metavar="COLUMN",
+                         help="a column of the CSV or Parquet file to one-hot encode as it is (numbers, or text "
+                              "fastgd would refuse as a likely mistake); repeatable")
     if sweep:
         command.add_argument("--target-loss", type=_positive_float, metavar="LOSS",
                              help="training loss that counts as reached on --dataset (default: the configuration's "

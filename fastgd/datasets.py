@@ -1068,7 +1068,7 @@ def _text_column_problem(column, values, n_distinct):
     separated = text.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
     number = pd.to_numeric(text.where(~separated), errors="coerce").notna().to_numpy(dtype=bool)
     rows = counts.to_numpy()
-    escape = "name it in options.categorical to one-hot encode it as it is"
+    escape = "name it in options.categorical (--categorical) to one-hot encode it as it is"
 
     def share(mask):
         return rows[mask].sum() / rows.sum()
@@ -1088,7 +1088,7 @@ def _text_column_problem(column, values, n_distinct):
     if n_distinct > MIN_DISTINCT_TEXT and n_distinct > MAX_DISTINCT_TEXT_SHARE * values.size:
         return (f"column {column!r} holds text with {n_distinct} distinct values in {values.size} rows (an "
                 f"identifier or free text?): one-hot encoded, it would give nearly a feature per row; drop it "
-                f"(options.drop), or {escape}")
+                f"(options.drop, --drop), or {escape}")
     return None
 
 

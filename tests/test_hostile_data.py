@@ -123,6 +123,25 @@ def test_a_text_column_that_is_numbers_or_an_identifier_is_refused_not_one_hot_e
     assert set(np.unique(data.X_train[:, 2:])) == {0.0, 1.0}
 
 
+def test_the_command_line_encodes_or_drops_a_refused_column_when_told_to(tmp_path):
+    from cli_harness import run_command
+    from fastgd import cli
+
+    frame(c=question_mark_column()).to_csv(tmp_path / "question.csv", index=False)
+    width = datasets.read(tmp_path / "question.csv", target="label", categorical=["c"]).n_features
+    for options, n_features in ((["--categorical", "c"], width), (["--drop", "c"], 2)):
+        code, out, err = run_command(["train", "--dataset", "question.csv", "--target", "label", "--epochs", "1",
+                                      *options], tmp_path)
+        assert code == 0, err
+        assert f"layer_sizes=[{n_features}, 32, 3]" in out
+    # a sweep on the file takes them into its data set's definition
+    arguments = cli.build_parser().parse_args(["sweep", "--preset", "quick", "--store", "r.db", "--dataset",
+                                               str(tmp_path / "question.csv"), "--target", "label", "--drop", "c"])
+    arguments.plugins = []
+    config = cli._sweep_config(arguments)
+    assert config.sources["question.csv"].options == (("drop", ("c",)),)
+
+
 def test_a_text_column_of_few_categories_is_still_one_hot_encoded(tmp_path):
     colours = np.array(["red", "green", "blue", "grey"])[np.arange(N_ROWS) % 4]
     frame(c=colours).to_csv(tmp_path / "colours.csv", index=False)

@@ -128,6 +128,7 @@ SWEEP_CASES = [
     (["--preset", "quick", "--target", "label", "--store", "r.db"],
      "--target is for a data file given with --dataset; without --dataset the preset runs on its own data sets"),
     (["good.toml", "--task", "regression", "--store", "r.db"], "--task is for a data file given with --dataset"),
+    (["good.toml", "--categorical", "c", "--store", "r.db"], "--categorical is for a data file given with --dataset"),
 ]
 
 
@@ -186,6 +187,7 @@ TRAIN_CASES = [
     (["--dataset", "synthetic-classification-0x5"], "--dataset: a synthetic classification set needs n_samples"),
     (["--dataset", "synthetic-regression-99999999999x99999"], "GiB to make; this machine has"),
     (["--optimizer", "adamm"], "--optimizer: unknown optimizer 'adamm'"),
+    (["--drop", "petal"], "--drop is for a data file; 'iris' is a data set fastgd knows by name"),
     (["--schedule", "warp"], "--schedule: schedule must be one of"),
     (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
     (["--activation", "softmax"], "argument --activation: invalid choice: 'softmax'"),
