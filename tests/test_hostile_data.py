@@ -7,16 +7,22 @@ Each case is a file a user could bring (a repeated column name, numbers near
 :class:`~fastgd.datasets.DatasetError` naming the column or the position.
 """
 
+import bz2
 import gzip
+import io
+import lzma
 import os
 import sys
+import zipfile
 
 import numpy as np
 import pytest
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
-from cli_harness import assert_refused
-from fastgd import datasets
-from fastgd.datasets import DatasetError
+from cli_harness import assert_refused, run_command
+from fastgd import cli, datasets
+from fastgd.datasets import DatasetError, _where_undecodable
 
 pd = pytest.importorskip("pandas")
 
@@ -82,9 +88,6 @@ def test_a_regression_target_near_1e300_is_refused_not_scaled_to_zeros(tmp_path)
 
 
 def test_large_values_that_standardise_are_scaled_as_scikit_learn_scales_them():
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
     large = np.random.default_rng(4).normal(size=N_ROWS) * 1e150  # its variance, 1e300, still fits
     table = frame(large=large, colour=np.array(["red", "blue"])[np.arange(N_ROWS) % 2])
     data = datasets.from_frame(table, "label")
@@ -124,9 +127,6 @@ def test_a_text_column_that_is_numbers_or_an_identifier_is_refused_not_one_hot_e
 
 
 def test_the_command_line_encodes_or_drops_a_refused_column_when_told_to(tmp_path):
-    from cli_harness import run_command
-    from fastgd import cli
-
     frame(c=question_mark_column()).to_csv(tmp_path / "question.csv", index=False)
     width = datasets.read(tmp_path / "question.csv", target="label", categorical=["c"]).n_features
     for options, n_features in ((["--categorical", "c"], width), (["--drop", "c"], 2)):
@@ -167,8 +167,6 @@ def test_an_encoding_error_names_the_first_bad_byte_and_its_line(tmp_path):
 
 
 def test_an_encoding_error_deep_in_a_large_file_is_found_across_blocks(tmp_path):
-    from fastgd.datasets import _where_undecodable
-
     rows = "".join(f"{row},caf\u00e9\n" for row in range(3000)).encode()  # two-byte characters across blocks
     broken = rows + b"1,\xe9\n"
     (tmp_path / "deep.csv").write_bytes(broken)
@@ -202,9 +200,6 @@ def test_a_file_too_large_for_memory_is_refused_with_its_size(tmp_path, monkeypa
 # -- 8. compressed files cut short, or without their decompressor ------------------------------
 
 def zipped(name, content):
-    import io
-    import zipfile
-
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as writer:
         writer.writestr(name, content)
@@ -212,10 +207,6 @@ def zipped(name, content):
 
 
 def test_truncated_compressed_files_are_refused_in_one_line(tmp_path):
-    import bz2
-    import io
-    import lzma
-
     text = frame().to_csv(index=False).encode()
     for ending, packed in (("gz", gzip.compress(text)), ("bz2", bz2.compress(text)), ("xz", lzma.compress(text))):
         (tmp_path / f"cut.csv.{ending}").write_bytes(packed[:len(packed) // 2])

@@ -2,8 +2,15 @@
 that is not one. Each ends in one clear line before anything is created or changed, or in correct behaviour.
 """
 
+import http.server
 import logging
+import os
+import pathlib
+import re
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 import tomllib
 
@@ -12,8 +19,9 @@ import pandas as pd
 import pytest
 
 from cli_harness import assert_refused, run_command, snapshot
-from fastgd import sweep
+from fastgd import _config, sweep
 from fastgd.sweep import runner
+from fastgd.sweep.store import Store
 
 TINY = """
 name = "{name}"
@@ -60,11 +68,6 @@ def test_retry_failed_runs_again_only_the_failed_runs_this_sweep_plans(tmp_path,
 # -- 6, 9. settings: misspelt names, a generated directory that cannot be written ---------------
 
 def test_every_setting_fastgd_reads_is_known_and_a_misspelt_one_names_the_nearest():
-    import pathlib
-    import re
-
-    from fastgd import _config
-
     sources = pathlib.Path(_config.__file__).parent.rglob("*.py")
     read = {name for path in sources for name in re.findall(r"[\"'](FASTGD_[A-Z0-9_]+)[\"']", path.read_text())}
     assert read == set(_config.SETTINGS)
@@ -77,10 +80,6 @@ def test_every_setting_fastgd_reads_is_known_and_a_misspelt_one_names_the_neares
 
 
 def test_importing_fastgd_warns_once_about_a_misspelt_setting(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     environment = dict(os.environ, FASTGD_FASTMAT="1")
     result = subprocess.run([sys.executable, "-c", "import fastgd._config, fastgd.optim"], env=environment,
                             capture_output=True, text=True, timeout=300)
@@ -91,10 +90,6 @@ def test_importing_fastgd_warns_once_about_a_misspelt_setting(tmp_path):
 
 
 def test_a_generated_directory_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
-    import os
-
-    from fastgd import _config
-
     (tmp_path / "rules").mkdir()
     monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path / "rules"))
     _config._check_generated_dir()  # writable: accepted
@@ -113,8 +108,6 @@ def test_a_generated_directory_that_cannot_be_written_is_refused(tmp_path, monke
 # -- 10. --jobs far above the cores -----------------------------------------------------------
 
 def test_jobs_far_above_the_cores_start_at_most_two_workers_per_core_and_say_so(tmp_path, monkeypatch):
-    import os
-
     started = []
 
     def in_this_process(chunks, batched, workers, store_results, plugins=(), sources=None):
@@ -178,9 +171,6 @@ def distributed():
 
 
 def test_a_server_that_is_not_a_dask_scheduler_is_refused_within_the_time_limit(tmp_path, distributed, monkeypatch):
-    import http.server
-    import threading
-
     # an HTTP server waits for the client to speak first; Dask's client waits for the scheduler's handshake
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -215,10 +205,6 @@ def test_a_scheduler_without_workers_is_waited_for_with_a_limit_before_the_store
 
 
 def test_a_cluster_lost_mid_sweep_ends_in_one_line_and_the_sweep_resumes_exactly(tmp_path, distributed, monkeypatch):
-    import threading
-
-    from fastgd.sweep.store import Store
-
     text = TINY.format(name="lost", seeds=[0]).replace('rules = ["sgd"]', 'rules = ["sgd", "adam", "nadam"]')
     (tmp_path / "lost.toml").write_text(text)  # three chunks, one per rule
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None)
