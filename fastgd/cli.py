@@ -194,13 +194,13 @@ def _dask_logs_silenced(silenced):
     sweep's SweepError says what happened in one line."""
     import logging
 
+    before = logging.root.manager.disable
     if silenced:
         logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        if silenced:
-            logging.disable(logging.NOTSET)
+        logging.disable(before)
 
 
 def _note_jobs(jobs):
