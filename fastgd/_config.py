@@ -27,6 +27,16 @@ naming the variable:
     products, one count for both (:mod:`fastgd.threads`, which reads it when
     ``fastgd.optim`` is imported).
 
+``FASTGD_PLUGINS`` and ``FASTGD_GENERATED_DIR``
+    Plugins loaded with :mod:`fastgd.rules`, and where generated rule modules
+    are written (:func:`fastgd.rules.compile.generated_directory`); the latter
+    must name a writable directory, or one that can be made.
+
+Any other ``FASTGD_*`` variable is a misspelt setting that would be silently
+ignored: the ``fastgd`` command refuses it in one line naming the nearest
+setting (:func:`check_setting_names`), and importing fastgd warns about it
+(:class:`SettingWarning`, once per process).
+
 CUDA kernels are always compiled without fastmath: it would flush
 denormals, approximate division and square roots, and break the parity with
 the CPU kernels.
@@ -44,20 +54,73 @@ compiles under a lock shared by every process of the machine.
 """
 
 import contextlib
+import difflib
 import os
 import tempfile
 import threading
+import warnings
 
 import numba
 from numba._dispatcher import compute_fingerprint
 from numba.core.ccallback import CFunc
 
-__all__ = ["SettingError", "CACHE", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
+__all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
+           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
            "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
 class SettingError(ValueError):
     """A FASTGD_* environment variable with a value fastgd cannot use; the message is one line naming it."""
+
+
+class SettingWarning(UserWarning):
+    """A FASTGD_* environment variable fastgd does not read (a misspelt setting)."""
+
+
+# every FASTGD_* environment variable fastgd reads (a test finds each name the sources read in this list)
+SETTINGS = ("FASTGD_CACHE", "FASTGD_FASTMATH", "FASTGD_PARALLEL_THRESHOLD", "FASTGD_CUDA_BLOCK_SIZE",
+            "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
+
+
+def unknown_settings(environment=None):
+    """One line for each ``FASTGD_*`` variable of ``environment`` (default: ``os.environ``) that is not in
+    :data:`SETTINGS`, naming the nearest setting where one is close."""
+    lines = []
+    for name in sorted(environment if environment is not None else os.environ):
+        if name.startswith("FASTGD_") and name not in SETTINGS:
+            nearest = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0.6)
+            hint = f" (did you mean {nearest[0]}?)" if nearest else f"; the settings are {', '.join(SETTINGS)}"
+            lines.append(f"{name} is not a fastgd setting{hint}")
+    return lines
+
+
+def check_setting_names(environment=None):
+    """Raise :class:`SettingError` for the first unknown ``FASTGD_*`` variable (see :func:`unknown_settings`)."""
+    lines = unknown_settings(environment)
+    if lines:
+        raise SettingError(lines[0])
+
+
+def _check_generated_dir():
+    """FASTGD_GENERATED_DIR, when set, must be a writable directory, or a path one can be made at (nothing is
+    made here)."""
+    value = os.environ.get("FASTGD_GENERATED_DIR")
+    if not value:
+        return
+    path = os.path.abspath(value)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise SettingError(f"FASTGD_GENERATED_DIR: {value} is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise SettingError(f"FASTGD_GENERATED_DIR: the directory {value} is not writable")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise SettingError(f"FASTGD_GENERATED_DIR: {value} cannot be made: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SettingError(f"FASTGD_GENERATED_DIR: {value} cannot be made: {parent} is not writable")
 
 
 def _env_flag(name, default):
@@ -91,6 +154,15 @@ PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17, 2 ** 62)
 # CUDA's limits: 1024 threads per block, 2**31 - 1 blocks along x
 CUDA_BLOCK_SIZE = _env_int("FASTGD_CUDA_BLOCK_SIZE", 256, 1024)
 CUDA_MAX_BLOCKS = _env_int("FASTGD_CUDA_MAX_BLOCKS", 4096, 2 ** 31 - 1)
+_check_generated_dir()
+
+
+def _warn_about_unknown_settings():
+    for line in unknown_settings():
+        warnings.warn(line, SettingWarning, stacklevel=3)
+
+
+_warn_about_unknown_settings()
 
 # error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
 # default ("python") tests every divisor and raises, which also stops LLVM from

@@ -10,8 +10,9 @@
 
 ``train``, ``landscape``, ``sweep`` and ``compare`` take ``--dataset FILE
 --target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
-target's kind should not be inferred): the sweep or comparison then runs on
-that data set alone, its target loss ``--target-loss``.
+target's kind should not be inferred; ``--drop`` and ``--categorical``
+COLUMN for a table's columns): the sweep or comparison then runs on that data
+set alone, its target loss ``--target-loss``.
 
 Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
 register rules of their own (:mod:`fastgd.rules`), which then join the
@@ -24,6 +25,7 @@ checked. Ctrl-C and SIGTERM end a command with one line and status 130 or
 """
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -165,9 +167,11 @@ def command_sweep(arguments):
     try:
         config = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
-        outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
-                            batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
-                            progress=not arguments.quiet)
+        _note_jobs(arguments.jobs)
+        with _dask_logs_silenced(arguments.scheduler is not None):
+            outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
+                                batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
+                                progress=not arguments.quiet)
     except (SweepConfigError, SweepError, StoreError) as error:
         raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
     except KeyboardInterrupt as interrupt:
@@ -180,6 +184,32 @@ def command_sweep(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {arguments.store}")
     for line in _phase_lines(outcome):
         print(f"    {line}")
+
+
+@contextlib.contextmanager
+def _dask_logs_silenced(silenced):
+    """Log records kept off stderr while a sweep runs on Dask: a lost scheduler makes Dask's client log
+    tracebacks of scores of lines (from its own thread, by loggers with levels of their own), where the
+    sweep's SweepError says what happened in one line."""
+    import logging
+
+    before = logging.root.manager.disable
+    if silenced:
+        logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
+def _note_jobs(jobs):
+    """Say so on stderr when --jobs asks for more workers than a sweep starts (runner.max_local_workers)."""
+    from fastgd.sweep.runner import MAX_JOBS_PER_CORE, max_local_workers
+
+    if jobs is not None and jobs > max_local_workers():
+        print(f"[fastgd] --jobs {jobs}: at most {max_local_workers()} worker processes ({MAX_JOBS_PER_CORE} per "
+              f"core on {os.cpu_count()}), and no more than there are chunks of runs", file=sys.stderr,
+              flush=True)
 
 
 def _phase_lines(outcome):
@@ -213,6 +243,10 @@ def _sweep_config(arguments):
         raise CommandError("give a CONFIG file or --preset, not both")
     if arguments.target_loss is not None and not arguments.dataset:
         raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
+    for option, value in _file_options(arguments):
+        if value is not None and not arguments.dataset:
+            raise CommandError(f"{option} is for a data file given with --dataset; without --dataset the "
+                               f"{'configuration' if arguments.config else 'preset'} runs on its own data sets")
     definition = None
     if arguments.dataset:
         name, source = _dataset_source(arguments, absolute=True)
@@ -221,6 +255,8 @@ def _sweep_config(arguments):
         if source is not None:
             definition.update({key: value for key, value in (("path", source.path), ("target", source.target),
                                                              ("task", source.task)) if value is not None})
+            if source.options:
+                definition["options"] = {key: list(columns) for key, columns in source.options}
     if arguments.config:
         config = load_config(arguments.config, definition, arguments.target_loss)
     else:
@@ -233,10 +269,12 @@ def _dataset_source(arguments, absolute=False):
     from fastgd import datasets
 
     text = arguments.dataset
+    options = {key: list(columns) for key, columns in (("drop", arguments.drop),
+                                                       ("categorical", arguments.categorical)) if columns}
     try:
         if datasets.is_builtin(text) or text in datasets.registered() or not _looks_like_a_file(text):
             datasets.resolve(text)  # an unknown name: one line listing the names and files it could be
-            for option, value in (("--target", arguments.target), ("--task", arguments.task)):
+            for option, value in _file_options(arguments):
                 if value is not None:
                     raise CommandError(f"{option} is for a data file; {text!r} is a data set fastgd knows by name")
             return text, None
@@ -248,9 +286,15 @@ def _dataset_source(arguments, absolute=False):
             except ValueError:
                 raise CommandError(f"--target: a .npy array's target is a column index, got {target!r}") from None
         return os.path.basename(text), datasets.Source(os.path.basename(text), path=path, target=target,
-                                                       task=arguments.task)
+                                                       task=arguments.task, options=options)
     except datasets.DatasetError as error:
         raise CommandError(f"--dataset: {error}") from None
+
+
+def _file_options(arguments):
+    """(option, value) of the options that describe a data file given with --dataset."""
+    return (("--target", arguments.target), ("--task", arguments.task), ("--drop", arguments.drop),
+            ("--categorical", arguments.categorical))
 
 
 def _looks_like_a_file(text):
@@ -475,7 +519,7 @@ def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
     from fastgd.report.build import record_artefacts
     from fastgd.report.throughput import measure
-    from fastgd.sweep import StoreError, SweepConfigError, run_sweep
+    from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
@@ -493,10 +537,13 @@ def command_compare(arguments):
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
     _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
+    _note_jobs(arguments.jobs)
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:
         raise CommandError(f"--out: {error}") from None
+    except SweepError as error:
+        raise CommandError(error) from None
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     for line in _phase_lines(outcome):
@@ -511,8 +558,11 @@ def command_compare(arguments):
                              **COMPARE_THROUGHPUT[arguments.preset or "default"])
         save_throughput(throughput, out_dir)
     _say(f"3/4 what the report shows besides the runs, stored in {store}")
-    record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
-                     progress=lambda message: _say(f"    {message}"))
+    try:
+        record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
+                         progress=lambda message: _say(f"    {message}"))
+    except StoreError as error:  # a full disk: the runs are kept
+        raise CommandError(f"--out: {error}") from None
     _say("4/4 report")
     page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
@@ -540,6 +590,11 @@ def _add_dataset_options(command, default, sweep=False):
                          help="the target column of a CSV or Parquet file (a column index for .npy)")
     command.add_argument("--task", choices=["classification", "regression"],
                          help="the file's task (default: inferred from the target)")
+    command.add_argument("--drop", action="append", metavar="COLUMN",
+                         help="a column of the CSV or Parquet file to leave out; repeatable")
+    command.add_argument("--categorical", action="append", metavar="COLUMN",
+                         help="a column of the CSV or Parquet file to one-hot encode as it is (numbers, or text "
+                              "fastgd would refuse as a likely mistake); repeatable")
     if sweep:
         command.add_argument("--target-loss", type=_positive_float, metavar="LOSS",
                              help="training loss that counts as reached on --dataset (default: the configuration's "
@@ -572,7 +627,8 @@ def build_parser():
                        "is written)")
     sweep.add_argument("--one-at-a-time", action="store_true",
                        help="train runs one by one instead of many in one compiled call")
-    sweep.add_argument("--retry-failed", action="store_true", help="run again the runs stored as failed")
+    sweep.add_argument("--retry-failed", action="store_true", help="run again this sweep's runs stored as failed "
+                       "(other sweeps' runs in the store are left as they are)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(handler=command_sweep)
 
@@ -675,8 +731,14 @@ def _load_plugins(arguments):
 def _check_environment():
     """The FASTGD_* settings, read when fastgd._config and fastgd.rules (FASTGD_PLUGINS) are first imported: a bad
     value is bad input."""
+    import warnings
+
     try:
-        import fastgd._config  # noqa: F401
+        with warnings.catch_warnings():
+            # refused below, in one line: the import's warning would be a second
+            warnings.simplefilter("ignore")
+            from fastgd import _config
+        _config.check_setting_names()
         import fastgd.rules  # noqa: F401
         import fastgd.threads  # noqa: F401  (FASTGD_NUM_THREADS)
     except ValueError as error:

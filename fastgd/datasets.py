@@ -31,8 +31,11 @@ for other numbers.
 
 Data that cannot be used is refused with a :class:`DatasetError` (a
 ValueError), one line naming the file or data set and the problem: a missing
-file or column, NaN or infinity, a missing category, values that cannot be
-encoded (mixed types, dates), one class, too few rows for the split, a name
+file or column, a path that is not a regular file or is too large for memory,
+a truncated compressed file, a column name used twice, NaN or infinity, values
+whose standardisation overflows, a missing category, values that cannot be
+encoded (mixed types, dates), a text column that looks like a mistake
+(:func:`_text_column_problem`), one class, too few rows for the split, a name
 that clashes with a built-in set.
 
     >>> from fastgd import datasets
@@ -48,6 +51,9 @@ import mmap
 import numbers
 import os
 import re
+import stat
+import zipfile
+import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -512,14 +518,39 @@ def make(data):
         raise TypeError(f"make takes a datasets.Source, got {type(data).__name__}")
     stamp = None
     if data.path is not None:
-        try:
-            status = os.stat(data.path)
-        except FileNotFoundError:
-            raise DatasetError(f"{data.path}: no such file") from None
-        except OSError as error:
-            raise DatasetError(f"{data.path}: {error.strerror or error}") from None
+        status = _check_data_file(data.path)
         stamp = (status.st_mtime_ns, status.st_size)
     return _make(data, stamp)
+
+
+# what a data file may take of this machine's memory, as a file: reading a table takes several times its size
+MAX_FILE_SHARE_OF_MEMORY = 0.5
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_data_file(path):
+    """The ``os.stat`` of a data file: a regular file (links followed) that can fit in memory, else DatasetError.
+
+    A link to ``/dev/zero`` would be read until the machine runs out of memory, a named pipe would block
+    the reader forever: both are refused by what they are, before a byte is read.
+    """
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(status.st_mode)), "not a file")
+        linked = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise DatasetError(f"{path}: is {kind}{linked}, not a regular data file")
+    memory = machine.physical_memory_bytes()
+    if memory is not None and status.st_size > MAX_FILE_SHARE_OF_MEMORY * memory:
+        raise DatasetError(f"{path}: the file is {status.st_size / 2 ** 30:.3g} GiB; reading it needs more than this "
+                           f"machine's {memory / 2 ** 30:.3g} GiB of memory can give (at most "
+                           f"{MAX_FILE_SHARE_OF_MEMORY:.0%} of it for the file)")
+    return status
 
 
 @functools.lru_cache(maxsize=8)
@@ -528,8 +559,6 @@ def _make(source, stamp):
         return _mnist1d(source)
     if source.loader is not None:
         return _from_sklearn(source)
-    if os.path.isdir(source.path):
-        raise DatasetError(f"{source.path}: is a directory, not a data file")
     if source.format in ("npy", "npz"):
         X, y = _read_arrays(source)
         return _prepare_arrays(source.settings, X, y)
@@ -588,17 +617,93 @@ def _read_table(source, options):
             except ImportError:
                 raise _needs("pyarrow", "reading Parquet", source.path) from None
         separator = options.get("sep", "\t" if source.path.lower().endswith(".tsv") else ",")
-        return pd.read_csv(source.path, sep=separator, encoding=options.get("encoding", "utf-8"))
+        encoding = options.get("encoding", "utf-8")
+        compression = _compression(source.path)
+        if compression == "zstd":
+            try:
+                import zstandard  # noqa: F401
+            except ImportError:
+                raise DatasetError(f"{source.path}: reading a .zst file needs the zstandard package: pip install "
+                                   "zstandard") from None
+        # the header as written: pandas renames a repeated name ("label" twice reads as "label" and "label.1")
+        header = pd.read_csv(source.path, sep=separator, encoding=encoding, header=None, nrows=1, dtype=str,
+                             keep_default_na=False).iloc[0].tolist() if os.path.getsize(source.path) else []
+        repeated = sorted({name for name in header if name and header.count(name) > 1})  # "": pandas names them
+        if repeated:
+            positions = ", ".join(str(index + 1) for index, name in enumerate(header) if name == repeated[0])
+            raise DatasetError(f"{source.path}: the column name {repeated[0]!r} is used more than once (columns "
+                               f"{positions}); give each column its own name")
+        return pd.read_csv(source.path, sep=separator, encoding=encoding)
     except DatasetError:
         raise
     except FileNotFoundError:
         raise DatasetError(f"{source.path}: no such file") from None
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{source.path}: not {error.encoding} text (byte {error.start}); give options.encoding"
-                           ) from None
-    except (OSError, ValueError, LookupError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        position = _where_undecodable(source.path, encoding)
+        raise DatasetError(f"{source.path}: not {error.encoding} text{f' at {position}' if position else ''}; give "
+                           "options.encoding") from None
+    except EOFError:  # a compressed file cut short (gzip, bz2, lzma)
+        raise DatasetError(f"{source.path}: the compressed file ends too early (truncated?)") from None
+    except zipfile.BadZipFile as error:  # a .csv.zip cut short or not a zip archive
+        raise DatasetError(f"{source.path}: not a readable zip archive ({error}; truncated?)") from None
+    except (OSError, ValueError, LookupError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            zlib.error) as error:
         reason = " ".join(str(error).split()) or type(error).__name__  # LookupError: an unknown options.encoding
         raise DatasetError(f"{source.path}: cannot be read as a {source.format.upper()} table: {reason}") from None
+
+
+_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+
+
+def _compression(path):
+    """How a file is compressed, by its name's ending (as pandas infers it), or None."""
+    return next((kind for ending, kind in _COMPRESSIONS.items() if path.lower().endswith(ending)), None)
+
+
+def _opened_decompressed(path):
+    """A binary file object of ``path``'s content (gzip, bz2 and xz decompressed), or None for another compression."""
+    import bz2
+    import gzip
+    import lzma
+
+    openers = {None: open, "gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+    opener = openers.get(_compression(path), False)
+    return opener(path, "rb") if opener else None
+
+
+def _where_undecodable(path, encoding, block=1 << 20):
+    """Where a file's first byte that ``encoding`` cannot decode is: "byte offset B (0-based), line L", in
+    the decompressed content; None where it cannot be found.
+
+    pandas' own UnicodeDecodeError counts from the start of the block it was decoding, not of the file.
+    """
+    import codecs
+
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+        stream = _opened_decompressed(path)
+    except (LookupError, OSError):
+        return None
+    if stream is None:
+        return None
+    position, lines = 0, 1  # of the bytes decoded so far
+    with stream:
+        try:
+            while True:
+                chunk = stream.read(block)
+                pending = decoder.getstate()[0]  # bytes of an unfinished character kept from the last block
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as error:
+                    start = position - len(pending) + error.start
+                    line = lines + (pending + chunk)[:error.start].count(b"\n")
+                    return f"byte offset {start} (0-based), line {line}"
+                position += len(chunk)
+                lines += chunk.count(b"\n")
+                if not chunk:
+                    return None
+        except (OSError, EOFError, zlib.error):
+            return None
 
 
 def _read_arrays(source):
@@ -622,7 +727,7 @@ def _read_arrays(source):
         raise
     except FileNotFoundError:
         raise DatasetError(f"{source.path}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # an .npz is a zip archive
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DatasetError(f"{source.path}: cannot be read as a .{source.format} file: {reason}") from None
 
@@ -786,7 +891,10 @@ def _prepare_split(settings, task, X_train, X_test, y_train, y_test):
 
 
 def _standardised(settings, task, X_train, X_test, y_train, y_test):
-    scaler = _numpy_standard_scaler()().fit(X_train)
+    try:
+        scaler = _numpy_standard_scaler()().fit(X_train)
+    except _Unscalable as error:
+        raise error.naming(settings.where, lambda index: f"column {index} of X") from None
     return _finish(settings, task, scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
 
 
@@ -807,9 +915,9 @@ def _fresh_float64(n_rows, n_columns):
     return np.frombuffer(memory, dtype=np.float64).reshape(n_rows, n_columns)
 
 
-def _standardised_columns(settings, task, columns, y, train, test):
-    """Features given as columns (n_columns, n_rows), finite: split into rows, standardised with the training
-    rows' mean and deviation (as scikit-learn's StandardScaler fitted on them, to rounding)."""
+def _standardised_columns(settings, task, columns, names, y, train, test):
+    """Features given as columns (n_columns, n_rows), finite, and their names: split into rows, standardised with
+    the training rows' mean and deviation (as scikit-learn's StandardScaler fitted on them, to rounding)."""
     from fastgd import _config
     from fastgd.kernels.tables import scatter_standardised, training_moments
 
@@ -820,7 +928,10 @@ def _standardised_columns(settings, task, columns, y, train, test):
     # through the compile lock: sweep workers read a table each, maybe before the kernels are in the cache
     mean, squares = _config.compile_for(training_moments, (columns, destination, n_train))(
         columns, destination, n_train)
-    scale = _scale(mean, squares / n_train, n_train)
+    try:
+        scale = _scale(mean, squares / n_train, n_train)
+    except _Unscalable as error:
+        raise error.naming(settings.where, lambda index: f"column {names[index]!r}") from None
     X_train, X_test = _fresh_float64(n_train, columns.shape[0]), _fresh_float64(test.size, columns.shape[0])
     arguments = (columns, destination, mean, scale, X_train, X_test)
     if not _config.compile_for(scatter_standardised, arguments)(*arguments):
@@ -851,28 +962,59 @@ def _numpy_standard_scaler():
             super().__init__(copy=False)
 
         def fit(self, X, y=None, sample_weight=None):
-            super().fit(X.iloc[:1] if hasattr(X, "iloc") else X[:1])  # the fitted attributes, their names
             values = np.asarray(X, dtype=np.float64)
             n_samples = values.shape[0]
-            self.mean_ = values.mean(axis=0)
-            squares = np.zeros_like(self.mean_)
-            for start in range(0, n_samples, _VARIANCE_BLOCK_ROWS):
-                deviations = values[start:start + _VARIANCE_BLOCK_ROWS] - self.mean_
-                squares += np.sum(np.multiply(deviations, deviations, out=deviations), axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by _scale, by column
+                super().fit(X.iloc[:1] if hasattr(X, "iloc") else X[:1])  # the fitted attributes, their names
+                self.mean_ = values.mean(axis=0)
+                squares = np.zeros_like(self.mean_)
+                for start in range(0, n_samples, _VARIANCE_BLOCK_ROWS):
+                    deviations = values[start:start + _VARIANCE_BLOCK_ROWS] - self.mean_
+                    squares += np.sum(np.multiply(deviations, deviations, out=deviations), axis=0)
             self.var_ = squares / n_samples
-            self.scale_ = _scale(self.mean_, self.var_, n_samples)
+            try:
+                self.scale_ = _scale(self.mean_, self.var_, n_samples)
+            except _Unscalable as error:
+                names = getattr(self, "feature_names_in_", None)
+                if names is not None:  # in a ColumnTransformer: its own column name, for the caller to report
+                    error.column = names[error.column]
+                raise
             self.n_samples_seen_ = n_samples
             return self
 
     return NumpyStandardScaler
 
 
+class _Unscalable(ArithmeticError):
+    """A feature whose mean or variance overflows float64: ``column`` is its index (or, in a ColumnTransformer,
+    its name)."""
+
+    def __init__(self, column):
+        super().__init__(column)
+        self.column = column
+
+    def naming(self, where, describe):
+        """The DatasetError to raise: ``describe(index)`` names a column given by its index."""
+        column = f"column {self.column!r}" if isinstance(self.column, str) else describe(self.column)
+        return DatasetError(f"{where}: {column} holds values too large to standardise (their mean or variance "
+                            "overflows float64); rescale it, e.g. divide it by a power of ten")
+
+
 def _scale(mean, variance, n_samples):
     """scikit-learn's scale of a standardised feature: its deviation, or 1 where the variance is at rounding
-    level (a constant feature, left unscaled)."""
+    level (a constant feature, left unscaled).
+
+    Raises :class:`_Unscalable` for the first feature whose mean, variance or rounding bound is not finite:
+    scikit-learn would call such a feature constant and leave it unscaled (values near 1e300 beside
+    standardised ones), or divide it by infinity (all zeros).
+    """
     eps = np.finfo(np.float64).eps
-    constant = variance <= n_samples * eps * variance + (n_samples * mean * eps) ** 2
-    return np.where(constant, 1.0, np.sqrt(variance))
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = n_samples * eps * variance + (n_samples * mean * eps) ** 2
+    finite = np.isfinite(mean) & np.isfinite(variance) & np.isfinite(bound)
+    if not finite.all():
+        raise _Unscalable(int(np.flatnonzero(~finite)[0]))
+    return np.where(variance <= bound, 1.0, np.sqrt(variance))
 
 
 def _finish(settings, task, X_train, X_test, y_train, y_test, finite=False):
@@ -885,11 +1027,20 @@ def _finish(settings, task, X_train, X_test, y_train, y_test, finite=False):
     if task == "classification":
         n_classes = int(max(y_train.max(), y_test.max())) + 1
     else:
-        mean, deviation = y_train.mean(), y_train.std()
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, deviation = y_train.mean(), y_train.std()
+        if not (np.isfinite(mean) and np.isfinite(deviation)):
+            # a deviation of infinity would scale every target to zero: a constant target that trains
+            raise DatasetError(f"{settings.where}: the target holds values too large to standardise (their mean or "
+                               "variance overflows float64); rescale it, e.g. divide it by a power of ten")
         if not deviation > 0:
             raise DatasetError(f"{settings.where}: the target is constant in the training part; there is nothing to "
                                "learn")
-        y_train, y_test = (y_train - mean) / deviation, (y_test - mean) / deviation
+        with np.errstate(over="ignore"):
+            y_train, y_test = (y_train - mean) / deviation, (y_test - mean) / deviation
+        if not np.isfinite(y_test).all():
+            raise DatasetError(f"{settings.where}: the target's test values are too large to standardise with the "
+                               "training part's mean and deviation; rescale it")
     y_dtype = np.int64 if task == "classification" else np.float64
     arrays = [np.ascontiguousarray(X_train, dtype=np.float64), np.ascontiguousarray(X_test, dtype=np.float64),
               np.ascontiguousarray(y_train, dtype=y_dtype), np.ascontiguousarray(y_test, dtype=y_dtype)]
@@ -928,6 +1079,57 @@ def _column_problem(column, values):
                    "encoded as categories", None
         kind = "categorical"
     return None, kind
+
+
+# a text column with more distinct values than this share of its rows (and more than MIN_DISTINCT_TEXT of them) is
+# an identifier or free text: one-hot encoded, it would give nearly a feature per row
+MAX_DISTINCT_TEXT_SHARE = 0.5
+MIN_DISTINCT_TEXT = 20
+_THOUSANDS = r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?"
+
+
+def _text_column_problem(column, values, n_distinct):
+    """Why a text column should not be one-hot encoded as it is, or None.
+
+    Refused, unless the column is named in ``categorical``: numbers written with thousands separators
+    ("1,234"); a column that is numbers but for a few values (a "?" or "n/a" made pandas read it as text:
+    most of its values are numbers); a column of mostly distinct values (more than
+    :data:`MAX_DISTINCT_TEXT_SHARE` of its rows, and more than :data:`MIN_DISTINCT_TEXT`).
+    """
+    import pandas as pd
+
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype) \
+            or not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+        return None  # categories and booleans are categories by their type
+    # each distinct value once, weighted by its rows: a column of a million rows has few distinct values
+    counts = values.value_counts(dropna=True)
+    text = pd.Series(counts.index.astype(str), index=counts.index).str.strip()
+    separated = text.str.fullmatch(_THOUSANDS).to_numpy(dtype=bool)
+    number = pd.to_numeric(text.where(~separated), errors="coerce").notna().to_numpy(dtype=bool)
+    rows = counts.to_numpy()
+    escape = "name it in options.categorical (--categorical) to one-hot encode it as it is"
+
+    def share(mask):
+        return rows[mask].sum() / rows.sum()
+
+    def first_rows(mask):
+        return _first_rows(values.isin(counts.index[mask]).to_numpy())
+
+    if separated.any() and share(number | separated) > 0.5:
+        return (f"column {column!r} holds numbers written with thousands separators ({text[separated].iloc[0]!r}, "
+                f"{first_rows(separated)}): write them without separators, or {escape}")
+    if number.any() and not number.all() and share(number) > 0.5:
+        others = text[~number]
+        n_rows = int(rows[~number].sum())
+        shown = ", ".join(map(repr, others.iloc[:3])) + (", ..." if others.size > 3 else "")
+        return (f"column {column!r} holds numbers but for {n_rows} value{'s' if n_rows > 1 else ''} ({shown}; "
+                f"{first_rows(~number)}): it would be one-hot encoded as text; fix or drop those rows, or {escape}")
+    if n_distinct > MIN_DISTINCT_TEXT and n_distinct > MAX_DISTINCT_TEXT_SHARE * values.size:
+        return (f"column {column!r} holds text with {n_distinct} distinct values in {values.size} rows (an "
+                f"identifier or free text?): one-hot encoded, it would give nearly a feature per row; drop it "
+                f"(options.drop, --drop), or {escape}")
+    return None
 
 
 def _prepare_table(settings, frame, drop, categorical):
@@ -982,6 +1184,9 @@ def _prepare_table(settings, frame, drop, categorical):
                 raise DatasetError(f"{where}: column {column!r} has missing values ({_first_rows(missing)}); fill or "
                                    "drop them")
             n_categories = values.nunique()
+            problem = None if column in categorical else _text_column_problem(column, values, n_categories)
+            if problem:
+                raise DatasetError(f"{where}: {problem}")
             one_hot.append(column)
             width += n_categories
             widest = max(widest, (n_categories, column), key=lambda pair: pair[0])
@@ -997,7 +1202,8 @@ def _prepare_table(settings, frame, drop, categorical):
         # memory costs 2 to 3 s per GB here: _fresh_float64). The frame's float64 values, transposed,
         # are its own block of columns (a view; a copy only where columns of several dtypes are
         # interleaved), and the table kernels write each output once from it (dataset_loading.py).
-        return _standardised_columns(settings, task, features.to_numpy(dtype=np.float64).T, y, train, test)
+        return _standardised_columns(settings, task, features.to_numpy(dtype=np.float64).T, list(features.columns),
+                                     y, train, test)
     encoder = ColumnTransformer(
         [("numeric", _numpy_standard_scaler()(), numeric),
          ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],
@@ -1005,6 +1211,8 @@ def _prepare_table(settings, frame, drop, categorical):
     try:
         X_train = encoder.fit_transform(features.iloc[train])
         X_test = encoder.transform(features.iloc[test])
+    except _Unscalable as error:
+        raise error.naming(where, lambda index: f"column {numeric[index]!r}") from None
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{where}: cannot be encoded: {' '.join(str(error).split())}") from None
     return _finish(settings, task, X_train, X_test, y[train], y[test])

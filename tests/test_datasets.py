@@ -152,7 +152,7 @@ def test_a_table_of_numbers_is_refused_when_a_value_is_not_finite_or_cannot_be_s
                                                r"the first is row 10\)$"):
             datasets.from_frame(bad, "label")
     huge = frame.assign(income=np.where(np.arange(40) % 2, 1.7e308, -1.7e308))  # the mean's deviation overflows
-    with pytest.raises(DatasetError, match="^data set 'frame': values too large to standardise"):
+    with pytest.raises(DatasetError, match="^data set 'frame': column 'income' holds values too large to standardise"):
         datasets.from_frame(huge, "label")
 
 

@@ -125,6 +125,10 @@ SWEEP_CASES = [
     (["good.toml", "--store", "r.db", "--scheduler", "nonsense::"], "cannot reach the Dask scheduler at nonsense::"),
     (["good.toml", "--preset", "huge", "--store", "r.db"], "argument --preset: invalid choice: 'huge'"),
     (["good.toml"], "the following arguments are required: --store"),
+    (["--preset", "quick", "--target", "label", "--store", "r.db"],
+     "--target is for a data file given with --dataset; without --dataset the preset runs on its own data sets"),
+    (["good.toml", "--task", "regression", "--store", "r.db"], "--task is for a data file given with --dataset"),
+    (["good.toml", "--categorical", "c", "--store", "r.db"], "--categorical is for a data file given with --dataset"),
 ]
 
 
@@ -183,6 +187,7 @@ TRAIN_CASES = [
     (["--dataset", "synthetic-classification-0x5"], "--dataset: a synthetic classification set needs n_samples"),
     (["--dataset", "synthetic-regression-99999999999x99999"], "GiB to make; this machine has"),
     (["--optimizer", "adamm"], "--optimizer: unknown optimizer 'adamm'"),
+    (["--drop", "petal"], "--drop is for a data file; 'iris' is a data set fastgd knows by name"),
     (["--schedule", "warp"], "--schedule: schedule must be one of"),
     (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
     (["--activation", "softmax"], "--activation: unknown activation 'softmax'"),
@@ -236,6 +241,7 @@ COMPARE_CASES = [
     (["--out", "compare-out"], "--out: compare-out/sweep.db is not a fastgd store"),
     (["--preset", "full"], "argument --preset: invalid choice: 'full'"),
     (["--jobs", "x"], "argument --jobs: expected a positive integer, got 'x'"),
+    (["--preset", "quick", "--target", "label"], "--target is for a data file given with --dataset"),
 ]
 
 
@@ -263,6 +269,10 @@ def test_top_level_errors_are_one_line(hostile, arguments, message):
     ({"FASTGD_PLUGINS": "no_such_module_of_rules"}, "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
     ({"FASTGD_NUM_THREADS": "zero"}, "environment: FASTGD_NUM_THREADS must be a positive integer, got 'zero'"),
     ({"FASTGD_NUM_THREADS": "100000"}, "environment: FASTGD_NUM_THREADS must be an integer from 1 to"),
+    ({"FASTGD_NUM_THREAD": "1"}, "environment: FASTGD_NUM_THREAD is not a fastgd setting (did you mean "
+                                 "FASTGD_NUM_THREADS?)"),
+    ({"FASTGD_GENERATED_DIR": "file.txt"}, "environment: FASTGD_GENERATED_DIR: file.txt is not a directory"),
+    ({"FASTGD_GENERATED_DIR": "file.txt/rules"}, "FASTGD_GENERATED_DIR: file.txt/rules cannot be made: "),
 ])
 def test_bad_environment_settings_are_refused_in_one_line(hostile, env, message):
     assert_refused(["train", "--dataset", "iris", "--epochs", "1"], hostile, message, env=env, in_process=False)

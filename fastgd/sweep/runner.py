@@ -21,7 +21,12 @@ a sweep stopped in either phase resumes there.
 
 Nothing is created before the sweep can start: the store is checked, and the
 Dask scheduler reached, before the store file or its ``sweeps`` row is
-written. Local workers exit when this process dies, however it dies (each
+written. An address where something other than a scheduler answers is refused
+within :data:`SCHEDULER_TIMEOUT_SECONDS`; a scheduler without workers is waited
+for, at most :data:`WORKER_WAIT_SECONDS`. A cluster that fails mid-sweep ends
+it with a :class:`SweepError` counting the runs stored; a chunk whose data
+set cannot be loaded where it runs (its file deleted meanwhile) has its runs
+stored as failed, as a changed file's are. Local workers exit when this process dies, however it dies (each
 watches its parent); interrupted (SIGINT, or SIGTERM from the command line),
 a sweep stores the chunks that finished, stops its workers at once and
 raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
@@ -29,6 +34,7 @@ raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 
 import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -48,10 +54,19 @@ __all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError"]
 
 CHUNK_SIZE = 48
 SCHEDULER_TIMEOUT_SECONDS = 10
+# how long a sweep waits for a scheduler without workers to get one, before anything is written
+WORKER_WAIT_SECONDS = 60
+# local worker processes per core at most: more only share the cores, and each costs the memory of a process
+# that has imported NumPy, Numba and scikit-learn and holds its data set
+MAX_JOBS_PER_CORE = 2
 
 
 class SweepError(RuntimeError):
     """A sweep that cannot start or cannot go on (no scheduler, a worker that died); the message is one line."""
+
+
+class _ClusterLost(Exception):
+    """The Dask cluster failed under a running sweep (its scheduler gone, a worker killed); the reason, one line."""
 
 
 @dataclass
@@ -133,9 +148,9 @@ def _train_together(specs, net, data, optimizers):
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
-    arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha, packs[0].function,
-                 hypers, base_lrs, states, auxes, counters, packs[0].layout, make_schedule(), None,
-                 _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+    arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code,
+                 net.alpha, packs[0].function, hypers, base_lrs, states, auxes, counters, packs[0].layout,
+                 make_schedule(), None, _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
@@ -175,10 +190,15 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     """
     start = time.perf_counter()
     rules.load_plugins(plugins)
-    data = datasets.load(specs[0].dataset, sources)
-    if specs[0].split == "validation":  # a chunk is one group: one split of one data set
-        data = data.validation_split(specs[0].validation_fraction)
-    net = _network(specs[0], data)
+    try:
+        data = datasets.load(specs[0].dataset, sources)
+        if specs[0].split == "validation":  # a chunk is one group: one split of one data set
+            data = data.validation_split(specs[0].validation_fraction)
+        net = _network(specs[0], data)
+    except Exception as error:
+        # its file deleted, or no longer readable, since the sweep checked it: the chunk's runs fail as a changed
+        # file's do, and the sweep goes on
+        return _stamped([_failed(spec, error) for spec in specs], batched, time.perf_counter() - start)
     results, ready, optimizers = [], [], []
     for spec in specs:
         try:
@@ -209,13 +229,28 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
             results.append(_train_alone(spec, net, data, optimizer))
         except Exception as error:
             results.append(_failed(spec, error))
-    elapsed = time.perf_counter() - start
+    return _stamped(results, batched, time.perf_counter() - start)
+
+
+def _stamped(results, batched, elapsed):
+    """The results with what made them: this process's provenance, how they ran, their wall time."""
     made_by = machine.provenance()  # of this process: a Dask worker may be another machine than the sweep's client
     for result in results:
         result["provenance"] = made_by
         result["batched"] = batched
         result["wall_seconds"] = elapsed if batched else result.get("train_seconds", 0.0)
     return results
+
+
+def max_local_workers():
+    """The most local worker processes a sweep starts: :data:`MAX_JOBS_PER_CORE` per core."""
+    return MAX_JOBS_PER_CORE * (os.cpu_count() or 1)
+
+
+def local_workers(jobs, n_chunks):
+    """How many local worker processes run ``n_chunks`` chunks when ``jobs`` are asked for (None: one per core):
+    no more than there are chunks, nor than :func:`max_local_workers`."""
+    return max(1, min(jobs or os.cpu_count() or 1, n_chunks, max_local_workers()))
 
 
 def chunks_of(specs, size=CHUNK_SIZE):
@@ -304,6 +339,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
               chunk_size=CHUNK_SIZE):
     """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring.
 
+    ``jobs``: local worker processes (default one per core), at most one per chunk of runs and
+    :func:`max_local_workers` in all.
+
     Raises :class:`fastgd.sweep.StoreError` for a path that is not (and cannot become) a
     fastgd store and :class:`SweepError` when the scheduler cannot be reached, both
     before anything is written.
@@ -322,11 +360,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     in_processes = scheduler is not None or (jobs or os.cpu_count() or 1) > 1
     plugins = _plugins_for(config, in_processes)
     _check_users_rules_compile(config)
-    client = _connect(scheduler) if scheduler is not None else None
+    client = _connect(scheduler, progress) if scheduler is not None else None
     try:
         with Store(store_path) as store:
-            if retry_failed:
-                store.forget(store.run_ids("failed"))
             sweep_id = store.begin_sweep(config.name, config.source, machine.provenance())
             planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
@@ -346,6 +382,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                                     time.perf_counter() - started, phases, tuple(notes))
 
             def run(phase_specs, label):
+                if retry_failed:
+                    # this sweep's own failed runs only: a shared store keeps other sweeps' as they are
+                    store.forget(store.run_ids("failed") & {spec.run_id for spec in phase_specs})
                 done = store.run_ids()
                 pending = [spec for spec in phase_specs if spec.run_id not in done]
                 bar = Progress(len(pending), enabled=progress, label=label)
@@ -356,21 +395,26 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     bar.update(len(results))
 
                 chunks = chunks_of(pending, chunk_size)
+                workers = local_workers(jobs, len(chunks))
                 try:
                     if client is not None:
                         _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
-                    elif (jobs or os.cpu_count()) <= 1 or len(chunks) <= 1:
+                    elif workers <= 1:
                         for chunk in chunks:
                             store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
                     else:
-                        _run_in_processes(chunks, batched, jobs or os.cpu_count(), store_results, plugins,
-                                          config.sources)
+                        _run_in_processes(chunks, batched, workers, store_results, plugins, config.sources)
                 except KeyboardInterrupt as interrupt:
                     interrupt.outcome = outcome()
                     raise
                 except BrokenProcessPool:
                     raise SweepError(f"a worker process died (out of memory?); {outcome().stored} runs were "
                                      "stored: run the sweep again to resume") from None
+                except _ClusterLost as lost:
+                    stored = outcome().stored
+                    raise SweepError(f"the Dask cluster at {scheduler} failed mid-sweep ({lost}); {stored} new "
+                                     f"run{'s were' if stored != 1 else ' was'} stored in {store_path}: run the same "
+                                     "command again to resume") from None
                 finally:
                     bar.close()
 
@@ -390,21 +434,86 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             return outcome(notes)
     finally:
         if client is not None:
-            client.close()
+            _close(client)
 
 
-def _connect(address):
-    """A Dask client of the scheduler at ``address``; SweepError in one line when there is none."""
+def _close(client):
+    """Close a Dask client within :data:`SCHEDULER_TIMEOUT_SECONDS`: its cluster may be gone, and what the sweep
+    raises (or returns) says what happened."""
+    try:
+        client.close(timeout=SCHEDULER_TIMEOUT_SECONDS)
+    except Exception:  # TimeoutError, or the connection's own error
+        pass
+
+
+def _connect(address, progress=False):
+    """A Dask client of the scheduler at ``address``, which has a worker; SweepError in one line when there is
+    none, or none joins it in :data:`WORKER_WAIT_SECONDS` (said on stderr when ``progress``)."""
     try:
         from distributed import Client
     except ImportError:
         raise SweepError("a sweep on a Dask cluster needs dask.distributed: pip install 'fastgd[distributed]'") \
             from None
+    _probe_scheduler(address)
     try:
-        return Client(address, timeout=SCHEDULER_TIMEOUT_SECONDS)
+        client = Client(address, timeout=SCHEDULER_TIMEOUT_SECONDS)
     except Exception as error:  # OSError (timed out, refused), ValueError (address), TypeError...
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise SweepError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+        raise SweepError(f"cannot reach the Dask scheduler at {address}: {_reason(error)}") from None
+    try:
+        if not client.scheduler_info().get("workers"):
+            if progress:
+                print(f"[fastgd] the Dask scheduler at {address} has no workers: waiting up to "
+                      f"{WORKER_WAIT_SECONDS} s for one", file=sys.stderr, flush=True)
+            client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except Exception as error:  # TimeoutError; the scheduler gone meanwhile
+        client.close()
+        waited = "none joined" if isinstance(error, TimeoutError) else _reason(error)
+        raise SweepError(f"the Dask scheduler at {address} has no workers ({waited} in {WORKER_WAIT_SECONDS} s): "
+                         f"start some (dask worker {address}) and run the same command again") from None
+    return client
+
+
+def _reason(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _probe_scheduler(address):
+    """Refuse a TCP address where something answers that is not a Dask scheduler, within
+    :data:`SCHEDULER_TIMEOUT_SECONDS`.
+
+    A scheduler sends its handshake as soon as it accepts a connection; Dask's client then waits for it
+    without a time limit, so a server that waits for the client to speak first (HTTP) would hold the sweep
+    forever. The handshake's first 8 bytes are its number of frames, a small little-endian integer.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "tcp":
+            return
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        return  # Dask's own error names the address
+    try:
+        connection = socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_SECONDS)
+    except OSError:
+        return  # nothing answers: Dask's own error says so, within its time limit
+    with connection:
+        received = b""
+        try:
+            while len(received) < 8:
+                more = connection.recv(8 - len(received))
+                if not more:
+                    break
+                received += more
+        except OSError:  # socket.timeout included
+            pass
+    if len(received) < 8 or not 0 < int.from_bytes(received, "little") < 1 << 16:
+        heard = f"it sent {received!r}" if received else f"it sent nothing in {SCHEDULER_TIMEOUT_SECONDS} s"
+        raise SweepError(f"cannot reach the Dask scheduler at {address}: something listens there that is not a "
+                         f"Dask scheduler ({heard})")
 
 
 def _sources_of(chunk, sources):
@@ -451,7 +560,15 @@ def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=Non
                for chunk in chunks]
     try:
         for future in completed_on_cluster(futures):
-            store_results(future.result())
+            try:
+                results = future.result()
+            except Exception as error:
+                # execute_chunk never raises for a run: this is the cluster (FutureCancelledError when the
+                # scheduler is gone, CommClosedError, KilledWorker)
+                reason = getattr(error, "reason", None)  # a cancelled future's, e.g. scheduler-connection-lost
+                raise _ClusterLost(f"{type(error).__name__}: {reason}" if isinstance(reason, str)
+                                   else _reason(error)) from None
+            store_results(results)
     except BaseException:
         client.cancel(futures)
         raise

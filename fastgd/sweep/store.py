@@ -13,7 +13,7 @@ Tables:
               target loss, wall time, how it ran, and what made it: the commit,
               the fastgd, Numba and NumPy versions and the machine (CPU model,
               cores, Numba threads) of the process that trained it; where it belongs in
-              the tuning protocol (:mod:`fastgd.sweep.protocol`): ``phase`` ("tune",
+              the tuning protocol (:mod:`fastgd.sweep.plan`): ``phase`` ("tune",
               "final", or "grid" for a run of an ordinary grid), ``trial`` (the
               0-based index of a tuning trial; of the chosen one for a final run),
               ``budget``, ``split`` ("test", or "validation": trained on the
@@ -31,7 +31,9 @@ Each run and its curve are written in one transaction, by one process (the
 sweep's client), so a sweep killed at any moment leaves whole runs or none;
 ``run_id`` is the primary key and a run already stored is left as it is
 (``INSERT OR IGNORE``), so two sweeps writing one store at once both finish
-and every run is stored once.
+and every run is stored once. A write SQLite cannot make (a full disk, an I/O
+error) is rolled back whole and raised as a :class:`StoreError` in one line:
+the store keeps what it held, and the same sweep run again resumes it.
 
 A file is opened as a store only if it is one: an SQLite database holding
 fastgd's tables with their columns and this schema version (or an older
@@ -48,6 +50,7 @@ yet, is empty, or is an SQLite database without tables. Readers
 report) never create or change a file.
 """
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -141,7 +144,7 @@ _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyper
                 "numba_threads", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
                 "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
                 "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS)
-# each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.sweep.runner.provenance)
+# each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.machine.provenance)
 RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba_version": "numba",
                   "numpy_version": "numpy", "cpu": "cpu", "cpu_count": "cpu_count", "numba_threads": "numba_threads"}
 # the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
@@ -385,10 +388,30 @@ class Store:
                 connection.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, kind, value, traceback):
-                connection.execute("COMMIT" if kind is None else "ROLLBACK")
+                if kind is None:
+                    connection.execute("COMMIT")
+                    return False
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite has rolled back already (a full disk, an I/O error): the error raised says why
                 return False
 
         return Transaction()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write transaction whose SQLite error (a full disk, an I/O error) is a StoreError in one line.
+
+        The transaction is rolled back whole, so the store keeps every run committed before it.
+        """
+        try:
+            with self._transaction():
+                yield
+        except sqlite3.Error as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise StoreError(f"cannot write to the store {self.path}: {reason} (is its disk full?); what it held "
+                             "before is kept: run the same command again to resume once it can be written") from None
 
     def __enter__(self):
         return self
@@ -401,7 +424,7 @@ class Store:
 
     def begin_sweep(self, name, config, provenance):
         """Record one invocation; returns its sweep_id."""
-        with self._transaction():
+        with self._writing():
             cursor = self._connection.execute(
                 "INSERT INTO sweeps (name, started_at, config, provenance) VALUES (?, ?, ?, ?)",
                 (name, _now(), json.dumps(config, sort_keys=True), json.dumps(provenance, sort_keys=True)))
@@ -410,19 +433,25 @@ class Store:
     def run_ids(self, status=None):
         """The run_ids stored (with this status, if given)."""
         if status is None:
-            rows = self._connection.execute("SELECT run_id FROM runs")
+            rows = self._reading("SELECT run_id FROM runs")
         else:
-            rows = self._connection.execute("SELECT run_id FROM runs WHERE status = ?", (status,))
+            rows = self._reading("SELECT run_id FROM runs WHERE status = ?", (status,))
         return {row[0] for row in rows}
 
     def statuses(self, sweep_id):
         """{run_id: status} of the runs that sweep ``sweep_id`` stored."""
-        rows = self._connection.execute("SELECT run_id, status FROM runs WHERE sweep_id = ?", (sweep_id,))
-        return dict(rows.fetchall())
+        return dict(self._reading("SELECT run_id, status FROM runs WHERE sweep_id = ?", (sweep_id,)))
+
+    def _reading(self, query, parameters=()):
+        """The rows of ``query``; an SQLite error (an I/O error, a file damaged meanwhile) as a StoreError."""
+        try:
+            return self._connection.execute(query, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read the store {self.path}: {' '.join(str(error).split())}") from None
 
     def forget(self, run_ids):
         """Delete runs (and their curves), e.g. failed ones to run again."""
-        with self._transaction():
+        with self._writing():
             for run_id in run_ids:
                 self._connection.execute("DELETE FROM curves WHERE run_id = ?", (run_id,))
                 self._connection.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
@@ -449,7 +478,7 @@ class Store:
                                                 "wall_seconds", "validation_loss", "validation_metric",
                                                 "test_loss")},
             batched=int(result.get("batched", False)))
-        with self._transaction():
+        with self._writing():
             cursor = self._connection.execute(
                 f"INSERT OR IGNORE INTO runs ({', '.join(_RUN_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))})", [row[column] for column in _RUN_COLUMNS])
@@ -513,7 +542,7 @@ class Store:
             text = json.dumps(content, sort_keys=True, default=_plain)
         except (TypeError, ValueError) as error:
             raise ValueError(f"artefact {name!r} cannot be stored as JSON: {error}") from None
-        with self._transaction():
+        with self._writing():
             self._connection.execute("INSERT OR REPLACE INTO artefacts (name, made_at, provenance, content) "
                                      "VALUES (?, ?, ?, ?)", (name, _now(), json.dumps(provenance, sort_keys=True),
                                                              text))
