@@ -750,6 +750,7 @@ def _raise_terminated(signum, frame):
 
 
 def main(argv=None):
+    """The ``fastgd`` command: parse ``argv`` (the process's by default) and run its subcommand."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
     # SIGTERM ends a command the way Ctrl-C does: sweeps keep what finished and stop their workers

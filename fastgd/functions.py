@@ -26,6 +26,7 @@ QUADRATIC_CONDITION = 50.0
 
 @dataclass(frozen=True)
 class TestFunction:
+    """A two-dimensional test function: its compiled code, formula, start, minima and drawn region."""
     name: str
     code: int
     formula: str

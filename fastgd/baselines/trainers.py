@@ -432,10 +432,12 @@ def available(implementation):
 
 
 def torch_available():
+    """Whether PyTorch imports here (the ``torch`` trainer and steps can run)."""
     return available("torch")
 
 
 def jax_available():
+    """Whether JAX and optax import here (the ``jax`` trainer can run)."""
     return available("jax")
 
 

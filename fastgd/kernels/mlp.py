@@ -59,6 +59,7 @@ __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OU
 
 @jit(inline=True)
 def n_weights(layer_sizes):
+    """The number of weights (not biases) of a network of ``layer_sizes``: θ's weights come first."""
     total = 0
     for layer in range(layer_sizes.size - 1):
         total += layer_sizes[layer] * layer_sizes[layer + 1]
@@ -76,6 +77,7 @@ def _units(layer_sizes):
 
 @jit(inline=True)
 def n_params(layer_sizes):
+    """The length of θ for ``layer_sizes``: every weight matrix, then every bias vector."""
     return n_weights(layer_sizes) + _units(layer_sizes)
 
 

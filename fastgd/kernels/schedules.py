@@ -28,6 +28,7 @@ KIND, GAMMA, STEP_SIZE, POWER_T, ETA_MIN, T_MAX, WARMUP_STEPS, SAMPLES_PER_EPOCH
 
 @jit(inline=True)
 def scheduled_lr(base_lr, schedule, epoch, step):
+    """The learning rate at update ``step`` (from 1) of ``epoch`` (from 0): the table above."""
     kind = int(schedule[KIND])
     if kind == STEP:
         lr = base_lr * schedule[GAMMA] ** (epoch // int(schedule[STEP_SIZE]))

@@ -45,6 +45,7 @@ __all__ = ["sgd_element", "adagrad_element", "rmsprop_element", "adadelta_elemen
 
 @jit(inline=True)
 def sgd_element(param, grad, momentum_buffer, first_step, lr, momentum, one_minus_dampening, use_momentum, nesterov):
+    """SGD's update of one parameter: plain, with momentum, or Nesterov's (torch.optim.SGD); returns (param, buffer)."""
     if not use_momentum:
         return param - lr * grad, momentum_buffer
     if first_step:
@@ -60,6 +61,7 @@ def sgd_element(param, grad, momentum_buffer, first_step, lr, momentum, one_minu
 
 @jit(inline=True)
 def adagrad_element(param, grad, sum, clr, eps):
+    """Adagrad's update of one parameter at the decayed rate ``clr``; returns (param, sum of squares)."""
     sum = sum + grad * grad
     return param - clr * grad / (math.sqrt(sum) + eps), sum
 
@@ -67,6 +69,7 @@ def adagrad_element(param, grad, sum, clr, eps):
 @jit(inline=True)
 def rmsprop_element(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, one_minus_alpha, eps, momentum,
                     centered, use_momentum):
+    """RMSprop's update of one parameter, centred and with momentum as flagged; returns (param, *state)."""
     square_avg = alpha * square_avg + one_minus_alpha * grad * grad
     if centered:
         grad_avg = alpha * grad_avg + one_minus_alpha * grad
@@ -83,6 +86,7 @@ def rmsprop_element(param, grad, square_avg, momentum_buffer, grad_avg, lr, alph
 
 @jit(inline=True)
 def adadelta_element(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho, eps):
+    """Adadelta's update of one parameter; returns (param, square_avg, acc_delta)."""
     square_avg = rho * square_avg + one_minus_rho * grad * grad
     delta = math.sqrt(acc_delta + eps) / math.sqrt(square_avg + eps) * grad
     acc_delta = rho * acc_delta + one_minus_rho * delta * delta
@@ -92,6 +96,7 @@ def adadelta_element(param, grad, square_avg, acc_delta, lr, rho, one_minus_rho,
 @jit(inline=True)
 def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
                  eps, step_size, bias_correction2_sqrt, amsgrad):
+    """Adam's (or AMSGrad's) update of one parameter, the bias corrections given; returns (param, *state)."""
     exp_avg = beta1 * exp_avg + one_minus_beta1 * grad
     exp_avg_sq = beta2 * exp_avg_sq + one_minus_beta2 * grad * grad
     if amsgrad:
@@ -107,6 +112,7 @@ def adam_element(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_mi
 
 @jit(inline=True)
 def adamax_element(param, grad, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, clr):
+    """Adamax's update of one parameter with the infinity norm; returns (param, exp_avg, exp_inf)."""
     exp_avg = beta1 * exp_avg + one_minus_beta1 * grad
     decayed = beta2 * exp_inf
     magnitude = abs(grad) + eps
@@ -117,6 +123,7 @@ def adamax_element(param, grad, exp_avg, exp_inf, beta1, one_minus_beta1, beta2,
 @jit(inline=True)
 def nadam_element(param, grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
                   bias_correction2, grad_coefficient, exp_avg_coefficient):
+    """NAdam's update of one parameter, its momentum coefficients given; returns (param, *state)."""
     exp_avg = beta1 * exp_avg + one_minus_beta1 * grad
     exp_avg_sq = beta2 * exp_avg_sq + one_minus_beta2 * grad * grad
     denom = math.sqrt(exp_avg_sq / bias_correction2) + eps
@@ -126,6 +133,7 @@ def nadam_element(param, grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta
 
 @jit(inline=True)
 def lion_element(param, grad, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2):
+    """Lion's update of one parameter: the sign of the interpolated momentum; returns (param, exp_avg)."""
     interpolated = beta1 * exp_avg + one_minus_beta1 * grad
     # lr * sign(c) without a literal: sign(0) = 0 and sign(NaN) = NaN as np.sign
     if interpolated > 0:
@@ -153,11 +161,13 @@ def adagrad_step(step, lr, lr_decay):
 
 @jit(inline=True)
 def one_minus_alpha_step(alpha):
+    """Per step: 1 − alpha, so that no element function writes a literal."""
     return 1.0 - alpha
 
 
 @jit(inline=True)
 def one_minus_rho_step(rho):
+    """Per step: 1 − rho, so that no element function writes a literal."""
     return 1.0 - rho
 
 
@@ -195,6 +205,7 @@ def lion_step(beta1, beta2):
 @jit(inline=True)
 def radam_element(param, grad, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, lr,
                   bias_correction1, sqrt_bias_correction2, rectification, rectify):
+    """RAdam's update of one parameter, rectified once the variance is tractable; returns (param, *state)."""
     exp_avg = beta1 * exp_avg + one_minus_beta1 * grad
     exp_avg_sq = beta2 * exp_avg_sq + one_minus_beta2 * grad * grad
     corrected = exp_avg / bias_correction1
@@ -220,6 +231,7 @@ def radam_step(step, beta1, beta2):
 
 @jit(inline=True)
 def rprop_element(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max, zero, one):
+    """Rprop's update of one parameter from the sign of grad·prev; returns (param, prev, step_size)."""
     product = grad * prev
     if product > zero:
         factor = etaplus
@@ -253,6 +265,7 @@ def rprop_step():
 
 @jit(inline=True)
 def asgd_element(param, grad, ax, eta, decay, mu, averaging):
+    """ASGD's update of one parameter and of its running average ``ax``; returns (param, ax)."""
     param = param * decay
     param = param - eta * grad
     if averaging:
@@ -264,6 +277,7 @@ def asgd_element(param, grad, ax, eta, decay, mu, averaging):
 
 @jit(inline=True)
 def asgd_evaluation(param, ax):
+    """ASGD's evaluation point of one parameter: its running average."""
     return ax
 
 
@@ -278,6 +292,7 @@ def asgd_step(step, lr, lambd, alpha, t0):
 @jit(inline=True)
 def schedule_free_element(param, grad, z, exp_avg_sq, beta2, one_minus_beta2, eps, weight_decay, bias_correction2,
                           ckp1, adaptive_y_lr, scheduled_lr):
+    """Schedule-Free AdamW's update of one training point y and its z; returns (param, z, exp_avg_sq)."""
     exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * grad * grad
     normalized = grad / (math.sqrt(exp_avg_sq / bias_correction2) + eps)
     if weight_decay != 0:
@@ -301,6 +316,7 @@ def schedule_free_step(step, lr, beta1, beta2, warmup_steps, r, weight_lr_power,
 
 @jit(inline=True)
 def schedule_free_evaluation(param, z, evaluation_weight):
+    """Schedule-Free AdamW's evaluation point x of one parameter, between y and z."""
     return param + evaluation_weight * (z - param)
 
 
@@ -406,6 +422,7 @@ def muon_vector_element(param, grad, exp_avg, exp_avg_sq, adamw_beta1, adamw_one
                         adamw_one_minus_beta2, adamw_eps, adamw_step_size, adamw_bias_correction2_sqrt,
                         adamw_decay):
     # AdamW (torch.optim.AdamW) on the tensors that are not matrices, as Muon's reference usage pairs them
+    """Muon's update of a parameter outside its matrices: AdamW's; returns (param, *state)."""
     param = param * adamw_decay
     exp_avg = adamw_beta1 * exp_avg + adamw_one_minus_beta1 * grad
     exp_avg_sq = adamw_beta2 * exp_avg_sq + adamw_one_minus_beta2 * grad * grad

@@ -139,6 +139,7 @@ class Tuning:
 
 @dataclass(frozen=True)
 class SweepConfig:
+    """A checked sweep configuration (:func:`parse`); :mod:`fastgd.sweep.plan` makes its runs."""
     name: str
     datasets: tuple
     rules: tuple

@@ -71,6 +71,7 @@ class _ClusterLost(Exception):
 
 @dataclass
 class SweepOutcome:
+    """What a sweep did: runs planned, already stored, new, failed, diverged; seconds; phases; notes."""
     total: int
     skipped: int
     stored: int
