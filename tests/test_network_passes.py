@@ -93,3 +93,25 @@ def test_the_gradient_is_the_losss_slope_by_central_differences():
         shifted[k] -= 2 * step
         down = net.loss(shifted, X, Y)
         assert abs((up - down) / (2 * step) - grad[k]) <= 1e-7 * max(1.0, abs(grad[k]))
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[7]], ids=[GRID[0][0], GRID[6][0], GRID[7][0]])
+def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pass(case):
+    """``columns`` for one sample of the largest convolution: each convolution then takes its products in groups
+    smaller than the batch (one sample for the largest), where the tests above take the whole batch at once."""
+    from fastgd.kernels import network as kernels
+
+    net, theta, X, Y = data(case)
+    convolutions = [layer for layer in net.resolved if layer.kind.startswith("Conv")]
+    one_sample = max((layer.in_chw[0] * layer.kernel[0] * layer.kernel[1] + layer.out_chw[0])
+                     * layer.out_chw[1] * layer.out_chw[2] for layer in convolutions)
+    assert net.workspace_elements(X.shape[0])[1] == X.shape[0] * one_sample  # the whole batch by default
+    blocks, _ = net.workspace_elements(X.shape[0])
+    X, Y = net.check_data(X, Y, theta.dtype)  # read-only, as Network passes them: no new specialisation
+    grad = np.empty_like(theta)
+    loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], net.plan,
+                                     kernels.LOSSES[net.loss_name], grad, np.empty(blocks), np.empty(blocks),
+                                     np.empty(one_sample))
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    assert_close(loss, ref_loss, 1e-10)
+    assert_close(grad, ref_grad, 1e-10)

@@ -13,11 +13,15 @@ Workspaces, allocated once by the caller: ``activations`` and ``deltas`` hold on
 boundary, the input's first (the input is copied there, so every layer reads from one array), each
 ``n_rows × size`` elements, row-major; the ``PLAN_IN_ROW``/``PLAN_OUT_ROW`` columns are the per-row
 offsets of a layer's input and output blocks (``n_rows ×`` them is where the block starts).
-``columns`` holds one sample's im2col matrix of the largest convolution, (in·kh·kw) × (out_h·out_w).
+``columns`` holds, for a group of samples, a convolution's im2col matrix, (in·kh·kw) × (samples·out_h·out_w),
+and its product, out × (samples·out_h·out_w): :func:`workspace_elements` sizes it for groups of up to
+:data:`COLUMNS_BUDGET` elements, and each convolution takes as many samples a group as it holds.
 
-Convolutions are im2col and one matrix product per sample through :func:`fastgd.kernels.blas.gemm`;
-the backward pass builds the columns again rather than keeping them for the whole batch, and
-scatters W ᵀδ back with col2im. Pooling, activations and the loss are direct loops.
+Convolutions are im2col and one matrix product per group of samples through
+:func:`fastgd.kernels.blas.gemm` (a product per sample would be too thin for BLAS to be efficient); the
+product is then laid out channels first, sample by sample. The backward pass builds the columns again
+rather than keeping them for the whole batch, takes dW for the group in one product and scatters Wᵀδ
+back with col2im. Pooling, activations and the loss are direct loops.
 
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
@@ -47,17 +51,24 @@ LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
  PLAN_STRIDE_H, PLAN_STRIDE_W, PLAN_PAD_TOP, PLAN_PAD_LEFT, PLAN_WEIGHT, PLAN_BIAS, PLAN_IN_ROW,
  PLAN_OUT_ROW) = range(17)
 PLAN_COLUMNS = 17
+# Elements of ``columns`` that :func:`workspace_elements` aims at (a convolution needing more for one sample
+# gets that): the group of samples it holds is what one matrix product covers, and memory stays bounded
+# whatever the batch size.
+COLUMNS_BUDGET = 1 << 21
 
 
 @jit(inline=True)
-def _im2col(source, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns):
-    """columns[(c·kh + a)·kw + b, oh·out_w + ow] = source[c, oh·sh − pt + a, ow·sw − pl + b], zero outside."""
+def _im2col(source, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns, pitch, shift):
+    """columns[(c·kh + a)·kw + b, shift + oh·out_w + ow] = source[c, oh·sh − pt + a, ow·sw − pl + b], zero outside.
+
+    ``columns`` is row-major with ``pitch`` elements a row: a group's samples side by side, ``shift`` this one's.
+    """
     positions = out_h * out_w
     zero = columns.dtype.type(0.0)
     for c in range(c_in):
         for a in range(kh):
             for b in range(kw):
-                start = ((c * kh + a) * kw + b) * positions
+                start = ((c * kh + a) * kw + b) * pitch + shift
                 row = columns[start:start + positions]
                 for oh in range(out_h):
                     y = oh * sh - pt + a
@@ -73,13 +84,13 @@ def _im2col(source, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, c
 
 
 @jit(inline=True)
-def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target):
+def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target, pitch, shift):
     """The adjoint of :func:`_im2col`: every column entry added back to the input place it came from."""
     positions = out_h * out_w
     for c in range(c_in):
         for a in range(kh):
             for b in range(kw):
-                start = ((c * kh + a) * kw + b) * positions
+                start = ((c * kh + a) * kw + b) * pitch + shift
                 row = columns[start:start + positions]
                 for oh in range(out_h):
                     y = oh * sh - pt + a
@@ -118,6 +129,12 @@ def _window_max(plane, height, width, kh, kw, top, left):
 
 
 @jit(inline=True)
+def _group_size(columns, n_rows, depth, c_out, positions):
+    """How many samples a convolution takes a product: as many as ``columns`` holds, at least one, at most all."""
+    return max(1, min(n_rows, columns.size // ((depth + c_out) * positions)))
+
+
+@jit(inline=True)
 def _forward_layer(theta, layer, n_rows, activations, columns):
     real = theta.dtype.type
     kind = layer[PLAN_KIND]
@@ -141,17 +158,23 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
     elif kind == CONV:
         positions = out_h * out_w
         depth = c_in * kh * kw
-        for i in range(n_rows):
-            _im2col(inputs[i * in_size:(i + 1) * in_size], c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                    columns)
-            gemm(theta, weight, columns, 0, activations, out_start + i * out_size, c_out, positions, depth, False,
-                 False, 1.0, 0.0)
-            if bias >= 0:
+        group = _group_size(columns, n_rows, depth, c_out, positions)
+        product = group * depth * positions  # where the product starts in ``columns``
+        zero = real(0.0)
+        for first in range(0, n_rows, group):
+            count = min(group, n_rows - first)
+            pitch = count * positions
+            for s in range(count):
+                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
+                        pt, pl, out_h, out_w, columns, pitch, s * positions)
+            gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
+            for s in range(count):
                 for o in range(c_out):
-                    plane = outputs[i * out_size + o * positions:i * out_size + (o + 1) * positions]
-                    shift = theta[bias + o]
+                    plane = outputs[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
+                    source = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
+                    shift = theta[bias + o] if bias >= 0 else zero
                     for p in range(positions):
-                        plane[p] += shift
+                        plane[p] = source[p] + shift
     elif kind == MAX_POOL or kind == AVG_POOL:
         scale = real(1.0 / (kh * kw))
         for i in range(n_rows):
@@ -227,30 +250,38 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
     elif kind == CONV:
         positions = out_h * out_w
         depth = c_in * kh * kw
+        group = _group_size(columns, n_rows, depth, c_out, positions)
+        product = group * depth * positions  # where the group's deltas, out × (samples·positions), go
         if bias >= 0:
             for o in range(c_out):
                 grad[bias + o] = zero
-        for i in range(n_rows):
-            sample_deltas = above[i * out_size:(i + 1) * out_size]
-            _im2col(inputs[i * in_size:(i + 1) * in_size], c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                    columns)
-            # dW (out × in·kh·kw) += δ_i (out × positions) · columnsᵀ
-            gemm(deltas, out_start + i * out_size, columns, 0, grad, weight, c_out, depth, positions, False, True,
-                 1.0, 0.0 if i == 0 else 1.0)
-            if bias >= 0:
+        for first in range(0, n_rows, group):
+            count = min(group, n_rows - first)
+            pitch = count * positions
+            for s in range(count):
+                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
+                        pt, pl, out_h, out_w, columns, pitch, s * positions)
                 for o in range(c_out):
-                    plane = sample_deltas[o * positions:(o + 1) * positions]
+                    plane = above[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
+                    target = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
                     total = zero
                     for p in range(positions):
+                        target[p] = plane[p]
                         total += plane[p]
-                    grad[bias + o] += total
+                    if bias >= 0:
+                        grad[bias + o] += total
+            # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
+            gemm(columns, product, columns, 0, grad, weight, c_out, depth, pitch, False, True, 1.0,
+                 0.0 if first == 0 else 1.0)
             if input_deltas:
-                gemm(theta, weight, deltas, out_start + i * out_size, columns, 0, depth, positions, c_out, True,
-                     False, 1.0, 0.0)
-                sample_below = below[i * in_size:(i + 1) * in_size]
-                for k in range(in_size):
-                    sample_below[k] = zero
-                _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, sample_below)
+                # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
+                gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
+                for s in range(count):
+                    sample_below = below[(first + s) * in_size:(first + s + 1) * in_size]
+                    for k in range(in_size):
+                        sample_below[k] = zero
+                    _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, sample_below,
+                                pitch, s * positions)
     elif not input_deltas:
         return
     elif kind == MAX_POOL or kind == AVG_POOL:
@@ -393,11 +424,19 @@ def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out
 
 
 def workspace_elements(plan, n_rows):
-    """(elements of ``activations`` and of ``deltas``, elements of ``columns``) for batches of ``n_rows``."""
+    """(elements of ``activations`` and of ``deltas``, elements of ``columns``) for batches of ``n_rows``.
+
+    ``columns`` holds the largest convolution's im2col matrix and product for a group of samples: all
+    ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements, else fewer, at least one.
+    """
     plan = np.asarray(plan)
     last = plan[-1]
     per_row = int(last[PLAN_OUT_ROW] + last[PLAN_OUT_C] * last[PLAN_OUT_H] * last[PLAN_OUT_W])
     convolutions = plan[plan[:, PLAN_KIND] == CONV]
-    columns = int(np.max(convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_KERNEL_H] * convolutions[:, PLAN_KERNEL_W]
-                         * convolutions[:, PLAN_OUT_H] * convolutions[:, PLAN_OUT_W], initial=1))
-    return int(n_rows) * per_row, columns
+    depth = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_KERNEL_H] * convolutions[:, PLAN_KERNEL_W]
+    per_sample = int(np.max((depth + convolutions[:, PLAN_OUT_C]) * convolutions[:, PLAN_OUT_H]
+                            * convolutions[:, PLAN_OUT_W], initial=0))
+    if per_sample == 0:
+        return int(n_rows) * per_row, 1
+    group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))
+    return int(n_rows) * per_row, group * per_sample
