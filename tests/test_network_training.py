@@ -1,5 +1,6 @@
 """A declared network's compiled epoch (fastgd.kernels.network_epoch) against a plain PyTorch loop from the same θ over
-the same batches: float64, 50 update steps, SGD with momentum and Adam, θ and every epoch's loss to 1e-9."""
+the same batches: float64, 50 update steps, SGD with momentum and Adam, θ and every epoch's loss to 1e-9; and a
+per-tensor rule (Muon) over a network's layout."""
 
 import numpy as np
 import pytest
@@ -76,3 +77,20 @@ def test_compiled_epochs_follow_a_plain_pytorch_loop(case, rule, hyperparameters
     assert torch_losses[-1] < torch_losses[0]
     np.testing.assert_allclose(theta, torch_theta, rtol=0, atol=1e-9 * np.abs(torch_theta).max())
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-9)
+
+
+def test_muon_takes_a_networks_layout_and_treats_each_kernel_as_one_matrix():
+    """net.layout is what per-tensor rules take: Muon orthogonalises a conv kernel as the matrix (out, in·kh·kw)."""
+    from fastgd.reference import ReferenceOptimizer
+
+    net, theta, X, Y = data(GRID[0])
+    assert net.layout[0] == (3, 2 * 3 * 3)
+    _, grad = net.loss_grad(theta, X, Y)
+    expected = theta.copy()
+    reference = ReferenceOptimizer("muon", expected, layout=net.layout, lr=0.02)
+    optimizer = optim.OPTIMIZERS["muon"](theta, layout=net.layout, lr=0.02)
+    for _ in range(3):
+        reference.step(grad)
+        optimizer.step(grad)
+    np.testing.assert_allclose(theta, expected, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(theta, data(GRID[0])[1])
