@@ -1,9 +1,12 @@
 """Seconds per epoch of a declared CNN: fastgd's compiled epoch against a plain PyTorch loop, same threads.
 
     python benchmarks/scripts/cnn_epoch_speed.py [--rounds 7] [--epochs 3] [--threads 1] [--out FILE.md]
+    python benchmarks/scripts/cnn_epoch_speed.py --network 2c2d --rows 512 --out reports/cnn_epoch_speed_2c2d.md
 
-The network is ``fastgd.networks.known("digits_cnn")`` on scikit-learn's 8×8 digits (all 1,797 rows,
-pixels / 16), batches of 32, Adam (lr 1e-3), float32, cross-entropy. Both implementations start from
+The network is ``fastgd.networks.known(--network)``, by default ``"digits_cnn"`` on scikit-learn's 8×8
+digits (all 1,797 rows, pixels / 16); any other known network trains on ``--rows`` rows of standard
+normal inputs with random labels (a speed measurement: the data's meaning does not change the work).
+Batches of 32, Adam (lr 1e-3), float32, cross-entropy. Both implementations start from
 the same θ and take the same batches in the same order (fastgd's SplitMix64 shuffle). fastgd runs
 :func:`fastgd.kernels.network_epoch.train_epoch` (one compiled call an epoch); PyTorch runs
 ``nn.Sequential`` with ``torch.optim.Adam`` over the batches, the way its users train. Both use
@@ -36,12 +39,16 @@ from network_cases import torch_module  # noqa: E402
 BATCH_SIZE, SEED, LEARNING_RATE = 32, 0, 1e-3
 
 
-def digits():
-    from sklearn.datasets import load_digits
+def training_set(net, name, n_rows):
+    """Digits for the digits CNN, else ``n_rows`` rows of standard normal inputs with random one-hot labels."""
+    if name == "digits_cnn":
+        from sklearn.datasets import load_digits
 
-    data = load_digits()
-    X = (data.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    return X, np.eye(10, dtype=np.float32)[data.target]
+        data = load_digits()
+        return (data.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8), np.eye(10, dtype=np.float32)[data.target]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_rows,) + net.input_shape, dtype=np.float32)
+    return X, np.eye(net.n_outputs, dtype=np.float32)[rng.integers(0, net.n_outputs, n_rows)]
 
 
 class FastgdEpochs:
@@ -105,14 +112,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--network", default="digits_cnn")
+    parser.add_argument("--rows", type=int, default=512, help="rows of synthetic data (networks other than digits)")
     parser.add_argument("--out", default=str(ROOT / "reports" / "cnn_epoch_speed.md"))
     arguments = parser.parse_args()
     import torch
 
     threads.set_num_threads(arguments.threads)
     torch.set_num_threads(arguments.threads)
-    net = networks.known("digits_cnn")
-    X, Y = digits()
+    net = networks.known(arguments.network)
+    X, Y = training_set(net, arguments.network, arguments.rows)
     theta = net.init(random_state=0, dtype=np.float32)
     trainers = {"fastgd": FastgdEpochs(net, theta.copy(), X, Y), "torch": TorchEpochs(net, theta.copy(), X, Y)}
     first = {name: trainer.epoch() for name, trainer in trainers.items()}  # compiles and warms up
@@ -124,11 +133,12 @@ def main():
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if pathlib.Path("/proc/cpuinfo").exists() else platform.processor()
+    data = "scikit-learn's digits" if arguments.network == "digits_cnn" else "synthetic data"
     lines = [
         "# A declared CNN's epoch: fastgd against PyTorch",
         "",
-        f"`known(\"digits_cnn\")` ({net.n_params} parameters) on scikit-learn's digits ({X.shape[0]} rows), batches "
-        f"of {BATCH_SIZE}, Adam, float32, same θ and batches; {arguments.threads} thread(s) each; {cpu}; one run of "
+        f"`known(\"{arguments.network}\")` ({net.n_params} parameters) on {data} ({X.shape[0]} rows), batches of "
+        f"{BATCH_SIZE}, Adam, float32, same θ and batches; {arguments.threads} thread(s) each; {cpu}; one run of "
         f"`benchmarks/scripts/cnn_epoch_speed.py`, {arguments.rounds} alternated rounds of {arguments.epochs} epochs.",
         f"First epoch's loss: fastgd {first['fastgd']:.6f}, PyTorch {first['torch']:.6f}.",
         "",
