@@ -108,23 +108,19 @@ def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out
 def _window_max(plane, height, width, kh, kw, top, left):
     """(value, index) of the largest entry of the window at (top, left), places outside the plane skipped.
 
-    The first largest in row-major order, or the first NaN, as torch's CPU kernel picks.
+    The first largest in row-major order, or the last NaN, as torch's CPU kernel picks. The window is
+    clipped to the plane once, so that the loop over it tests no bounds.
     """
-    best = plane[0]
-    where = -1
-    for a in range(kh):
-        y = top + a
-        if y < 0 or y >= height:
-            continue
-        for b in range(kw):
-            x = left + b
-            if x < 0 or x >= width:
-                continue
-            value = plane[y * width + x]
-            if where < 0 or value > best or math.isnan(value):
+    first_row, last_row = max(top, 0), min(top + kh, height)
+    first_column, last_column = max(left, 0), min(left + kw, width)
+    where = first_row * width + first_column
+    best = plane[where]
+    for y in range(first_row, last_row):
+        line = plane[y * width:(y + 1) * width]
+        for x in range(first_column, last_column):
+            value = line[x]
+            if value > best or math.isnan(value):
                 best, where = value, y * width + x
-                if math.isnan(value):
-                    return best, where
     return best, where
 
 
