@@ -1,0 +1,438 @@
+r"""A declared network's forward pass, loss and backward pass over one flat θ, for every layer kind.
+
+A network enters as its *plan*: an int64 array with one row per layer and the columns named below
+(:mod:`fastgd.networks` builds it from the declaration), so one compiled function per dtype serves
+every network. Shapes are channels first, (channels, height, width) per row of the batch; 1-D
+layers are 2-D ones of height 1, a flat vector is (features, 1, 1).
+
+θ holds each layer's weight then its bias, layer after layer, in torch's storage order (a
+convolution's weight is (out, in, kh, kw) row-major, a dense layer's (out, in)): the order and
+shapes of ``nn.Sequential(...).state_dict()``. The gradient has the same layout.
+
+Workspaces, allocated once by the caller: ``activations`` and ``deltas`` hold one block per layer
+boundary, the input's first (the input is copied there, so every layer reads from one array), each
+``n_rows × size`` elements, row-major; the ``PLAN_IN_ROW``/``PLAN_OUT_ROW`` columns are the per-row
+offsets of a layer's input and output blocks (``n_rows ×`` them is where the block starts).
+``columns`` holds, for a group of samples, a convolution's im2col matrix, (in·kh·kw) × (samples·out_h·out_w),
+and its product, out × (samples·out_h·out_w): :func:`workspace_elements` sizes it for groups of up to
+:data:`COLUMNS_BUDGET` elements, and each convolution takes as many samples a group as it holds.
+
+Convolutions are im2col and one matrix product per group of samples through
+:func:`fastgd.kernels.blas.gemm` (a product per sample would be too thin for BLAS to be efficient); the
+product is then laid out channels first, sample by sample. The backward pass builds the columns again
+rather than keeping them for the whole batch, takes dW for the group in one product and scatters Wᵀδ
+back with col2im. Pooling, activations and the loss are direct loops.
+
+Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
+``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
+``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
+"""
+
+import math
+
+import numpy as np
+
+from fastgd._config import jit
+from fastgd.kernels.blas import gemm
+
+__all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
+           "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
+           "loss_and_gradient", "predict_in_chunks"]
+
+DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
+# declaration's kind → code; 1-D and 2-D layers share one code
+KINDS = {"Dense": DENSE, "Conv1D": CONV, "Conv2D": CONV, "MaxPool1D": MAX_POOL, "MaxPool2D": MAX_POOL,
+         "AvgPool1D": AVG_POOL, "AvgPool2D": AVG_POOL, "GlobalAvgPool": GLOBAL_AVG_POOL, "Flatten": FLATTEN,
+         "ReLU": RELU, "Tanh": TANH, "Sigmoid": SIGMOID, "Identity": IDENTITY}
+CROSS_ENTROPY, MSE = 0, 1
+LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
+
+(PLAN_KIND, PLAN_IN_C, PLAN_IN_H, PLAN_IN_W, PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_W, PLAN_KERNEL_H, PLAN_KERNEL_W,
+ PLAN_STRIDE_H, PLAN_STRIDE_W, PLAN_PAD_TOP, PLAN_PAD_LEFT, PLAN_WEIGHT, PLAN_BIAS, PLAN_IN_ROW,
+ PLAN_OUT_ROW) = range(17)
+PLAN_COLUMNS = 17
+# Elements of ``columns`` that :func:`workspace_elements` aims at (a convolution needing more for one sample
+# gets that): the group of samples it holds is what one matrix product covers, and memory stays bounded
+# whatever the batch size.
+COLUMNS_BUDGET = 1 << 21
+
+
+@jit(inline=True)
+def _im2col(source, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns, pitch, shift):
+    """columns[(c·kh + a)·kw + b, shift + oh·out_w + ow] = source[c, oh·sh − pt + a, ow·sw − pl + b], zero outside.
+
+    ``columns`` is row-major with ``pitch`` elements a row: a group's samples side by side, ``shift`` this one's.
+    """
+    positions = out_h * out_w
+    zero = columns.dtype.type(0.0)
+    for c in range(c_in):
+        for a in range(kh):
+            for b in range(kw):
+                start = ((c * kh + a) * kw + b) * pitch + shift
+                row = columns[start:start + positions]
+                for oh in range(out_h):
+                    y = oh * sh - pt + a
+                    line = row[oh * out_w:(oh + 1) * out_w]
+                    if y < 0 or y >= height:
+                        for ow in range(out_w):
+                            line[ow] = zero
+                        continue
+                    plane = source[(c * height + y) * width:(c * height + y + 1) * width]
+                    for ow in range(out_w):
+                        x = ow * sw - pl + b
+                        line[ow] = plane[x] if 0 <= x < width else zero
+
+
+@jit(inline=True)
+def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target, pitch, shift):
+    """The adjoint of :func:`_im2col`: every column entry added back to the input place it came from."""
+    positions = out_h * out_w
+    for c in range(c_in):
+        for a in range(kh):
+            for b in range(kw):
+                start = ((c * kh + a) * kw + b) * pitch + shift
+                row = columns[start:start + positions]
+                for oh in range(out_h):
+                    y = oh * sh - pt + a
+                    if y < 0 or y >= height:
+                        continue
+                    line = row[oh * out_w:(oh + 1) * out_w]
+                    plane = target[(c * height + y) * width:(c * height + y + 1) * width]
+                    for ow in range(out_w):
+                        x = ow * sw - pl + b
+                        if 0 <= x < width:
+                            plane[x] += line[ow]
+
+
+@jit(inline=True)
+def _window_max(plane, height, width, kh, kw, top, left):
+    """(value, index) of the largest entry of the window at (top, left), places outside the plane skipped.
+
+    The first largest in row-major order, or the last NaN, as torch's CPU kernel picks. The window is
+    clipped to the plane once, so that the loop over it tests no bounds.
+    """
+    first_row, last_row = max(top, 0), min(top + kh, height)
+    first_column, last_column = max(left, 0), min(left + kw, width)
+    where = first_row * width + first_column
+    best = plane[where]
+    for y in range(first_row, last_row):
+        line = plane[y * width:(y + 1) * width]
+        for x in range(first_column, last_column):
+            value = line[x]
+            if value > best or math.isnan(value):
+                best, where = value, y * width + x
+    return best, where
+
+
+@jit(inline=True)
+def _group_size(columns, n_rows, depth, c_out, positions):
+    """How many samples a convolution takes a product: as many as ``columns`` holds, at least one, at most all."""
+    return max(1, min(n_rows, columns.size // ((depth + c_out) * positions)))
+
+
+@jit(inline=True)
+def _forward_layer(theta, layer, n_rows, activations, columns):
+    real = theta.dtype.type
+    kind = layer[PLAN_KIND]
+    c_in, height, width = layer[PLAN_IN_C], layer[PLAN_IN_H], layer[PLAN_IN_W]
+    c_out, out_h, out_w = layer[PLAN_OUT_C], layer[PLAN_OUT_H], layer[PLAN_OUT_W]
+    in_size, out_size = c_in * height * width, c_out * out_h * out_w
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    weight, bias = layer[PLAN_WEIGHT], layer[PLAN_BIAS]
+    kh, kw, sh, sw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W], layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W]
+    pt, pl = layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    if kind == DENSE:
+        gemm(activations, in_start, theta, weight, activations, out_start, n_rows, out_size, in_size, False, True,
+             1.0, 0.0)
+        if bias >= 0:
+            for i in range(n_rows):
+                row = outputs[i * out_size:(i + 1) * out_size]
+                for j in range(out_size):
+                    row[j] += theta[bias + j]
+    elif kind == CONV:
+        positions = out_h * out_w
+        depth = c_in * kh * kw
+        group = _group_size(columns, n_rows, depth, c_out, positions)
+        product = group * depth * positions  # where the product starts in ``columns``
+        zero = real(0.0)
+        for first in range(0, n_rows, group):
+            count = min(group, n_rows - first)
+            pitch = count * positions
+            for s in range(count):
+                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
+                        pt, pl, out_h, out_w, columns, pitch, s * positions)
+            gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
+            for s in range(count):
+                for o in range(c_out):
+                    plane = outputs[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
+                    source = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
+                    shift = theta[bias + o] if bias >= 0 else zero
+                    for p in range(positions):
+                        plane[p] = source[p] + shift
+    elif kind == MAX_POOL or kind == AVG_POOL:
+        scale = real(1.0 / (kh * kw))
+        for i in range(n_rows):
+            for c in range(c_in):
+                plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+                pooled = outputs[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+                for oh in range(out_h):
+                    for ow in range(out_w):
+                        if kind == MAX_POOL:
+                            pooled[oh * out_w + ow] = _window_max(plane, height, width, kh, kw, oh * sh - pt,
+                                                                  ow * sw - pl)[0]
+                        else:
+                            total = real(0.0)
+                            for a in range(kh):
+                                for b in range(kw):
+                                    total += plane[(oh * sh + a) * width + ow * sw + b]
+                            pooled[oh * out_w + ow] = total * scale
+    elif kind == GLOBAL_AVG_POOL:
+        area = height * width
+        scale = real(1.0 / area)
+        for k in range(n_rows * c_in):
+            plane = inputs[k * area:(k + 1) * area]
+            total = real(0.0)
+            for p in range(area):
+                total += plane[p]
+            outputs[k] = total * scale
+    else:
+        one = real(1.0)
+        for k in range(n_rows * in_size):
+            z = inputs[k]
+            if kind == RELU:
+                outputs[k] = z if z > 0 else real(0.0)
+            elif kind == TANH:
+                outputs[k] = math.tanh(z)
+            elif kind == SIGMOID:
+                outputs[k] = one / (one + math.exp(-z))
+            else:
+                outputs[k] = z
+
+
+@jit(inline=True)
+def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas):
+    """Fill the layer's part of ``grad`` from the deltas of its outputs; with ``input_deltas``, those of its inputs."""
+    real = theta.dtype.type
+    zero, one = real(0.0), real(1.0)
+    kind = layer[PLAN_KIND]
+    c_in, height, width = layer[PLAN_IN_C], layer[PLAN_IN_H], layer[PLAN_IN_W]
+    c_out, out_h, out_w = layer[PLAN_OUT_C], layer[PLAN_OUT_H], layer[PLAN_OUT_W]
+    in_size, out_size = c_in * height * width, c_out * out_h * out_w
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    weight, bias = layer[PLAN_WEIGHT], layer[PLAN_BIAS]
+    kh, kw, sh, sw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W], layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W]
+    pt, pl = layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    below = deltas[in_start:in_start + n_rows * in_size]
+    above = deltas[out_start:out_start + n_rows * out_size]
+    if kind == DENSE:
+        # dW = δᵀ X (W is out × in), db = the column sums of δ, δ below = δ W
+        gemm(deltas, out_start, activations, in_start, grad, weight, out_size, in_size, n_rows, True, False, 1.0,
+             0.0)
+        if bias >= 0:
+            bias_grad = grad[bias:bias + out_size]
+            for j in range(out_size):
+                bias_grad[j] = zero
+            for i in range(n_rows):
+                row = above[i * out_size:(i + 1) * out_size]
+                for j in range(out_size):
+                    bias_grad[j] += row[j]
+        if input_deltas:
+            gemm(deltas, out_start, theta, weight, deltas, in_start, n_rows, in_size, out_size, False, False, 1.0,
+                 0.0)
+    elif kind == CONV:
+        positions = out_h * out_w
+        depth = c_in * kh * kw
+        group = _group_size(columns, n_rows, depth, c_out, positions)
+        product = group * depth * positions  # where the group's deltas, out × (samples·positions), go
+        if bias >= 0:
+            for o in range(c_out):
+                grad[bias + o] = zero
+        for first in range(0, n_rows, group):
+            count = min(group, n_rows - first)
+            pitch = count * positions
+            for s in range(count):
+                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
+                        pt, pl, out_h, out_w, columns, pitch, s * positions)
+                for o in range(c_out):
+                    plane = above[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
+                    target = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
+                    total = zero
+                    for p in range(positions):
+                        target[p] = plane[p]
+                        total += plane[p]
+                    if bias >= 0:
+                        grad[bias + o] += total
+            # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
+            gemm(columns, product, columns, 0, grad, weight, c_out, depth, pitch, False, True, 1.0,
+                 0.0 if first == 0 else 1.0)
+            if input_deltas:
+                # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
+                gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
+                for s in range(count):
+                    sample_below = below[(first + s) * in_size:(first + s + 1) * in_size]
+                    for k in range(in_size):
+                        sample_below[k] = zero
+                    _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, sample_below,
+                                pitch, s * positions)
+    elif not input_deltas:
+        return
+    elif kind == MAX_POOL or kind == AVG_POOL:
+        scale = real(1.0 / (kh * kw))
+        for k in range(n_rows * in_size):
+            below[k] = zero
+        for i in range(n_rows):
+            for c in range(c_in):
+                plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+                plane_below = below[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+                pooled = above[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+                for oh in range(out_h):
+                    for ow in range(out_w):
+                        delta = pooled[oh * out_w + ow]
+                        if kind == MAX_POOL:
+                            where = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[1]
+                            plane_below[where] += delta
+                        else:
+                            for a in range(kh):
+                                for b in range(kw):
+                                    plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
+    elif kind == GLOBAL_AVG_POOL:
+        area = height * width
+        scale = real(1.0 / area)
+        for k in range(n_rows * c_in):
+            share = above[k] * scale
+            plane_below = below[k * area:(k + 1) * area]
+            for p in range(area):
+                plane_below[p] = share
+    else:
+        # activations' derivatives written in terms of their outputs
+        for k in range(n_rows * in_size):
+            a = outputs[k]
+            if kind == RELU:
+                below[k] = above[k] if a > zero else zero
+            elif kind == TANH:
+                below[k] = above[k] * (one - a * a)
+            elif kind == SIGMOID:
+                below[k] = above[k] * (a * (one - a))
+            else:
+                below[k] = above[k]
+
+
+@jit(inline=True)
+def _copy_inputs(inputs, n_rows, plan, activations):
+    size = n_rows * plan[0, PLAN_IN_C] * plan[0, PLAN_IN_H] * plan[0, PLAN_IN_W]
+    block = activations[:size]
+    for k in range(size):
+        block[k] = inputs[k]
+
+
+@jit(inline=True)
+def _output_block(n_rows, plan, workspace):
+    last = plan[plan.shape[0] - 1]
+    size = last[PLAN_OUT_C] * last[PLAN_OUT_H] * last[PLAN_OUT_W]
+    start = n_rows * last[PLAN_OUT_ROW]
+    return workspace[start:start + n_rows * size], size
+
+
+@jit(inline=True)
+def _forward(theta, inputs, n_rows, plan, activations, columns):
+    _copy_inputs(inputs, n_rows, plan, activations)
+    for layer in range(plan.shape[0]):
+        _forward_layer(theta, plan[layer], n_rows, activations, columns)
+
+
+@jit(inline=True)
+def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas):
+    """The loss of the output block against the targets (float64); with ``with_deltas``, d loss / d outputs too."""
+    real = output_deltas.dtype.type
+    total = 0.0
+    if loss == CROSS_ENTROPY:
+        for i in range(n_rows):
+            z = outputs[i * n_outputs:(i + 1) * n_outputs]
+            y = targets[i * n_outputs:(i + 1) * n_outputs]
+            largest = float(z[0])
+            for j in range(n_outputs):
+                largest = max(largest, float(z[j]))
+            exponentials, mass = 0.0, 0.0
+            for j in range(n_outputs):
+                exponentials += math.exp(float(z[j]) - largest)
+                mass += float(y[j])
+            log_normaliser = largest + math.log(exponentials)
+            for j in range(n_outputs):
+                total += float(y[j]) * (log_normaliser - float(z[j]))
+            if with_deltas:
+                # d/dz of Σ y (log Σ e^z − z) is softmax(z)·Σy − y, then the mean over rows
+                row_deltas = output_deltas[i * n_outputs:(i + 1) * n_outputs]
+                for j in range(n_outputs):
+                    row_deltas[j] = real((math.exp(float(z[j]) - log_normaliser) * mass - float(y[j])) / n_rows)
+        return total / n_rows
+    count = n_rows * n_outputs
+    for k in range(count):
+        difference = float(outputs[k]) - float(targets[k])
+        total += difference * difference
+        if with_deltas:
+            output_deltas[k] = real(2.0 * difference / count)
+    return total / count
+
+
+@jit
+def forward(theta, inputs, n_rows, plan, activations, columns):
+    """The network on ``n_rows`` samples (``inputs`` flat, row-major); return the (n_rows × outputs) output block."""
+    _forward(theta, inputs, n_rows, plan, activations, columns)
+    outputs, size = _output_block(n_rows, plan, activations)
+    return outputs.reshape((n_rows, size))
+
+
+@jit
+def loss_only(theta, inputs, targets, n_rows, plan, loss, activations, columns):
+    """The loss on ``n_rows`` samples (``targets`` flat, n_rows × outputs), as a float64."""
+    _forward(theta, inputs, n_rows, plan, activations, columns)
+    outputs, size = _output_block(n_rows, plan, activations)
+    return _loss(outputs, targets, n_rows, size, loss, activations, False)
+
+
+@jit
+def loss_and_gradient(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
+    """Forward and backward pass on ``n_rows`` samples: fill ``grad`` (θ's layout) and return the loss (float64)."""
+    _forward(theta, inputs, n_rows, plan, activations, columns)
+    outputs, size = _output_block(n_rows, plan, activations)
+    output_deltas, _ = _output_block(n_rows, plan, deltas)
+    value = _loss(outputs, targets, n_rows, size, loss, output_deltas, True)
+    for layer in range(plan.shape[0] - 1, -1, -1):
+        _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+    return value
+
+
+@jit
+def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out):
+    """The outputs for every row of ``inputs`` (n × input size) into ``out`` (n × outputs), chunk by chunk."""
+    n_samples = inputs.shape[0]
+    for start in range(0, n_samples, chunk_size):
+        stop = min(start + chunk_size, n_samples)
+        rows = stop - start
+        _forward(theta, inputs[start:stop].reshape(rows * inputs.shape[1]), rows, plan, activations, columns)
+        outputs, size = _output_block(rows, plan, activations)
+        out[start:stop] = outputs.reshape((rows, size))
+    return out
+
+
+def workspace_elements(plan, n_rows):
+    """(elements of ``activations`` and of ``deltas``, elements of ``columns``) for batches of ``n_rows``.
+
+    ``columns`` holds the largest convolution's im2col matrix and product for a group of samples: all
+    ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements, else fewer, at least one.
+    """
+    plan = np.asarray(plan)
+    last = plan[-1]
+    per_row = int(last[PLAN_OUT_ROW] + last[PLAN_OUT_C] * last[PLAN_OUT_H] * last[PLAN_OUT_W])
+    convolutions = plan[plan[:, PLAN_KIND] == CONV]
+    depth = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_KERNEL_H] * convolutions[:, PLAN_KERNEL_W]
+    per_sample = int(np.max((depth + convolutions[:, PLAN_OUT_C]) * convolutions[:, PLAN_OUT_H]
+                            * convolutions[:, PLAN_OUT_W], initial=0))
+    if per_sample == 0:
+        return int(n_rows) * per_row, 1
+    group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))
+    return int(n_rows) * per_row, group * per_sample

@@ -1,0 +1,15 @@
+"""Networks declared once, as a list of layers in torch's vocabulary: :class:`Network` and its layers.
+
+:mod:`.layers` holds the declarations, :mod:`.network` the :class:`Network` that derives θ's layout,
+initialisation, workspaces and the compiled pass from them, :mod:`.reference` the NumPy oracle, and
+:mod:`.known` the architectures known by name (DeepOBS's 2c2d and 3c3d, MNIST-1D's CNN, ...).
+"""
+
+from fastgd.networks.layers import (AvgPool1D, AvgPool2D, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,
+                                    Identity, LayerError, MaxPool1D, MaxPool2D, ReLU, Sigmoid, Tanh)
+from fastgd.networks.network import Network, NetworkError, Tensor
+from fastgd.networks.known import KNOWN, known
+
+__all__ = ["Network", "NetworkError", "LayerError", "Tensor", "Dense", "Conv1D", "Conv2D", "MaxPool1D",
+           "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool", "Flatten", "ReLU", "Tanh", "Sigmoid",
+           "Identity", "known", "KNOWN"]

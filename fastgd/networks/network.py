@@ -1,0 +1,308 @@
+"""A network declared once: layers in torch's vocabulary, an input shape and a loss; everything else derived.
+
+    >>> import numpy as np
+    >>> from fastgd.networks import Network, Conv2D, ReLU, MaxPool2D, Flatten, Dense
+    >>> net = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(10)],
+    ...               input_shape=(1, 8, 8), loss="cross_entropy")
+    >>> [(t.name, t.shape) for t in net.tensors]
+    [('0.weight', (4, 1, 3, 3)), ('0.bias', (4,)), ('4.weight', (10, 64)), ('4.bias', (10,))]
+    >>> net.layout                                   # what per-tensor rules (Muon) see
+    [(4, 9), (4,), (10, 64), (10,)]
+    >>> theta = net.init(random_state=0)
+    >>> X = np.random.default_rng(0).normal(size=(5, 1, 8, 8))
+    >>> Y = np.eye(10)[[0, 1, 2, 3, 4]]
+    >>> loss, grad = net.loss_grad(theta, X, Y)
+    >>> grad.shape == theta.shape
+    True
+
+θ is one flat vector holding every layer's weight and bias in the order and shapes of torch's
+``nn.Sequential(...).state_dict()`` (names ``"<layer index>.weight"``); the compiled pass is
+:mod:`fastgd.kernels.network`, its NumPy oracle :mod:`fastgd.networks.reference`.
+"""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from fastgd.kernels import network as kernels
+from fastgd.machine import physical_memory_bytes
+from fastgd.networks.layers import LayerError, resolve
+
+__all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES"]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INIT_SCHEMES = ("torch", "lecture")
+PREDICT_CHUNK = 1024
+
+
+class NetworkError(ValueError):
+    """A network, or data for it, that fastgd cannot use; the message is one line naming the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+    """One tensor θ holds: torch's ``state_dict`` name, torch's shape, where it starts in θ, its layer."""
+
+    name: str
+    shape: tuple
+    offset: int
+    layer: int
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+
+class Network:
+    """A sequence of layers (:mod:`fastgd.networks.layers`) on inputs of ``input_shape``, with a loss.
+
+    Parameters
+    ----------
+    layers : sequence of layer declarations
+        Checked in order; the first that cannot stand where it is raises a :class:`LayerError` naming
+        its index and kind.
+    input_shape : tuple of int
+        One sample's shape, channels first: ``(features,)``, ``(channels, length)`` or
+        ``(channels, height, width)``.
+    loss : {"cross_entropy", "mse"}
+        torch's ``F.cross_entropy`` on the last layer's outputs (logits) against one-hot or
+        probability targets, averaged over samples; or ``F.mse_loss``, the mean over every entry.
+        The last layer's output must be flat.
+    """
+
+    def __init__(self, layers, input_shape, loss="cross_entropy"):
+        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+            raise NetworkError(f"layers must be a sequence of layers, got {type(layers).__name__}")
+        layers = tuple(layers)
+        if not layers:
+            raise NetworkError("a network needs at least one layer")
+        shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+        if shape is None or not 1 <= len(shape) <= 3 or not all(
+                isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in shape):
+            raise NetworkError(f"input_shape must be 1 to 3 positive integers (features,), (channels, length) or "
+                               f"(channels, height, width), got {input_shape!r}")
+        if loss not in kernels.LOSSES:
+            raise NetworkError(f"loss must be one of {sorted(kernels.LOSSES)}, got {loss!r}")
+        self.layers = layers
+        self.input_shape = tuple(int(n) for n in shape)
+        self.loss_name = loss
+        resolved = []
+        for index, layer in enumerate(layers):
+            resolved.append(resolve(index, layer, shape))
+            shape = resolved[-1].out_shape
+        if len(shape) != 1:
+            raise LayerError(f"layer {len(layers) - 1} ({resolved[-1].kind}): the network's output must be flat "
+                             f"(features,) for the loss, got {shape}: end with Flatten() or Dense")
+        self.resolved = tuple(resolved)
+        tensors, offset = [], 0
+        for index, layer in enumerate(resolved):
+            if layer.weight_shape is None:
+                continue
+            tensors.append(Tensor(f"{index}.weight", layer.weight_shape, offset, index))
+            offset += tensors[-1].size
+            if layer.has_bias:
+                tensors.append(Tensor(f"{index}.bias", (layer.weight_shape[0],), offset, index))
+                offset += tensors[-1].size
+        self.tensors = tuple(tensors)
+        self.n_params = offset
+        self.plan = self._plan()
+
+    def __repr__(self):
+        return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r})"
+
+    @property
+    def output_shape(self):
+        return self.resolved[-1].out_shape
+
+    @property
+    def n_outputs(self):
+        return self.output_shape[0]
+
+    @property
+    def n_inputs(self):
+        return int(np.prod(self.input_shape))
+
+    @property
+    def layout(self):
+        """The shapes per-tensor rules take (``optim.Muon(theta, layout=net.layout)``), in θ's order.
+
+        A weight is the matrix (out, in·kh·kw), as torch's Muon flattens a kernel; a bias its vector.
+        """
+        return [(t.shape[0], int(np.prod(t.shape[1:]))) if len(t.shape) > 1 else t.shape for t in self.tensors]
+
+    def describe(self):
+        """One line per layer: index, kind, input → output shape, parameters."""
+        lines = []
+        for index, (layer, resolved) in enumerate(zip(self.layers, self.resolved)):
+            count = sum(t.size for t in self.tensors if t.layer == index)
+            lines.append(f"{index:>3} {layer!r}: {resolved.in_shape} → {resolved.out_shape}, {count} parameters")
+        lines.append(f"{self.n_params} parameters; loss {self.loss_name}")
+        return "\n".join(lines)
+
+    def _plan(self):
+        plan = np.zeros((len(self.resolved), kernels.PLAN_COLUMNS), dtype=np.int64)
+        offsets = {t.name: t.offset for t in self.tensors}
+        row = 0
+        for index, layer in enumerate(self.resolved):
+            size_in = int(np.prod(layer.in_chw))
+            plan[index, kernels.PLAN_KIND] = kernels.KINDS[layer.kind]
+            plan[index, kernels.PLAN_IN_C:kernels.PLAN_IN_W + 1] = layer.in_chw
+            plan[index, kernels.PLAN_OUT_C:kernels.PLAN_OUT_W + 1] = layer.out_chw
+            plan[index, kernels.PLAN_KERNEL_H:kernels.PLAN_KERNEL_W + 1] = layer.kernel
+            plan[index, kernels.PLAN_STRIDE_H:kernels.PLAN_STRIDE_W + 1] = layer.stride
+            plan[index, kernels.PLAN_PAD_TOP] = layer.padding[0]
+            plan[index, kernels.PLAN_PAD_LEFT] = layer.padding[2]
+            plan[index, kernels.PLAN_WEIGHT] = offsets.get(f"{index}.weight", -1)
+            plan[index, kernels.PLAN_BIAS] = offsets.get(f"{index}.bias", -1)
+            plan[index, kernels.PLAN_IN_ROW] = row
+            row += size_in
+            plan[index, kernels.PLAN_OUT_ROW] = row
+        plan.flags.writeable = False
+        return plan
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def init(self, random_state=None, scheme="torch", dtype=np.float64):
+        """A new θ of ``dtype``.
+
+        ``scheme="torch"``: torch's ``reset_parameters`` of ``nn.Linear`` and ``nn.Conv*d``, weights
+        and biases uniform in ±1/√fan_in (kaiming-uniform with a = √5), fan_in = in·kh·kw.
+        ``scheme="lecture"``: Glorot-uniform weights, bound √(6 / (fan_in + fan_out)) with
+        fan_out = out·kh·kw (torch's ``xavier_uniform_``), and zero biases. ``random_state``:
+        an int, None or a ``numpy.random.Generator``; the draws follow θ's order.
+        """
+        if scheme not in INIT_SCHEMES:
+            raise NetworkError(f"scheme must be one of {list(INIT_SCHEMES)}, got {scheme!r}")
+        dtype = _check_dtype(dtype)
+        self.check_fits(1, dtype)
+        rng = np.random.default_rng(random_state)
+        theta = np.zeros(self.n_params, dtype=dtype)
+        for tensor in self.tensors:
+            weight_shape = self.resolved[tensor.layer].weight_shape
+            receptive = int(np.prod(weight_shape[2:]))
+            fan_in, fan_out = weight_shape[1] * receptive, weight_shape[0] * receptive
+            if scheme == "torch":
+                bound = 1.0 / np.sqrt(fan_in)
+            elif tensor.name.endswith(".weight"):
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+            else:
+                continue
+            theta[tensor.offset:tensor.offset + tensor.size] = rng.uniform(-bound, bound, tensor.size)
+        return theta
+
+    def unpack(self, theta):
+        """``{name: view}`` into θ, each of torch's shape (what ``module.load_state_dict`` takes)."""
+        theta = self._check_theta(theta)
+        return {t.name: theta[t.offset:t.offset + t.size].reshape(t.shape) for t in self.tensors}
+
+    # -- workspaces ---------------------------------------------------------------------------
+
+    def workspace_elements(self, n_rows):
+        """(elements of each of ``activations`` and ``deltas``, elements of ``columns``) for ``n_rows`` rows."""
+        return kernels.workspace_elements(self.plan, n_rows)
+
+    def workspace_bytes(self, n_rows, dtype=np.float64):
+        """Bytes of a pass on ``n_rows`` rows: θ, its gradient and the three workspaces."""
+        blocks, columns = self.workspace_elements(n_rows)
+        return np.dtype(dtype).itemsize * (2 * self.n_params + 2 * blocks + columns)
+
+    def check_fits(self, n_rows, dtype=np.float64):
+        """NetworkError in one line, naming the largest layer, when a pass on ``n_rows`` rows would not fit in memory.
+
+        The size counted is :meth:`workspace_bytes`; the machine's is :func:`fastgd.machine.physical_memory_bytes`.
+        """
+        memory = physical_memory_bytes()
+        needed = self.workspace_bytes(n_rows, dtype)
+        if memory is not None and needed > memory:
+            sizes = [int(np.prod(layer.out_chw)) for layer in self.resolved]
+            largest = int(np.argmax(sizes))
+            raise NetworkError(f"layer {largest} ({self.resolved[largest].kind}) and the rest need "
+                               f"{needed / 2 ** 30:.3g} GiB for {n_rows} rows in {np.dtype(dtype).name} "
+                               f"({self.n_params} parameters); this machine has {memory / 2 ** 30:.3g} GiB")
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def loss_grad(self, theta, X, Y):
+        """(loss, gradient) on (X, Y); the loss a Python float, the gradient in θ's layout and dtype."""
+        theta = self._check_theta(theta)
+        X, Y = self.check_data(X, Y, theta.dtype)
+        n_rows = X.shape[0]
+        self.check_fits(n_rows, theta.dtype)
+        blocks, columns = self.workspace_elements(n_rows)
+        grad = np.empty_like(theta)
+        loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), n_rows, self.plan,
+                                         kernels.LOSSES[self.loss_name], grad, np.empty(blocks, theta.dtype),
+                                         np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype))
+        return float(loss), grad
+
+    def loss(self, theta, X, Y):
+        """The loss on (X, Y) as a Python float."""
+        theta = self._check_theta(theta)
+        X, Y = self.check_data(X, Y, theta.dtype)
+        self.check_fits(X.shape[0], theta.dtype)
+        blocks, columns = self.workspace_elements(X.shape[0])
+        return float(kernels.loss_only(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], self.plan,
+                                       kernels.LOSSES[self.loss_name], np.empty(blocks, theta.dtype),
+                                       np.empty(columns, theta.dtype)))
+
+    def predict(self, theta, X, chunk_size=PREDICT_CHUNK):
+        """The last layer's outputs (logits for cross-entropy), shape (n, n_outputs), ``chunk_size`` rows at a time."""
+        theta = self._check_theta(theta)
+        X, _ = self.check_data(X, None, theta.dtype)
+        chunk = max(1, min(X.shape[0], int(chunk_size)))
+        self.check_fits(chunk, theta.dtype)
+        blocks, columns = self.workspace_elements(chunk)
+        out = np.empty((X.shape[0], self.n_outputs), theta.dtype)
+        return kernels.predict_in_chunks(theta, X.reshape(X.shape[0], -1), self.plan, np.empty(blocks, theta.dtype),
+                                         np.empty(columns, theta.dtype), chunk, out)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _check_theta(self, theta):
+        if not isinstance(theta, np.ndarray):
+            raise TypeError(f"theta must be a NumPy ndarray, got {type(theta).__name__}")
+        if theta.shape != (self.n_params,):
+            raise NetworkError(f"theta must have shape ({self.n_params},) for this network, got {theta.shape}")
+        _check_dtype(theta.dtype)
+        if not theta.flags.c_contiguous:
+            raise NetworkError("theta must be contiguous")
+        return theta
+
+    def check_data(self, X, Y, dtype):
+        """X as a C-ordered (n, *input_shape) array of ``dtype``, Y as (n, n_outputs); both read-only views.
+
+        X may also come flat, (n, prod(input_shape)), as scikit-learn's data sets do.
+        """
+        X = np.asarray(X)
+        flat = (self.n_inputs,)
+        if X.ndim < 2 or X.shape[0] < 1 or X.shape[1:] not in (self.input_shape, flat):
+            raise NetworkError(f"X has shape {X.shape}; the network takes (n, {', '.join(map(str, self.input_shape))})"
+                               f" (input_shape {self.input_shape}) or (n, {self.n_inputs}), n ≥ 1")
+        X = _read_only(np.ascontiguousarray(X, dtype=dtype).reshape((X.shape[0],) + self.input_shape))
+        if not np.isfinite(X).all():
+            raise NetworkError("X contains NaN or infinity")
+        if Y is None:
+            return X, None
+        Y = np.asarray(Y)
+        if Y.ndim == 1 and self.n_outputs == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (X.shape[0], self.n_outputs):
+            raise NetworkError(f"Y must have shape ({X.shape[0]}, {self.n_outputs})"
+                               f"{' (one-hot)' if self.loss_name == 'cross_entropy' else ''}, got {Y.shape}")
+        Y = _read_only(np.ascontiguousarray(Y, dtype=dtype))
+        if not np.isfinite(Y).all():
+            raise NetworkError("Y contains NaN or infinity")
+        return X, Y
+
+
+def _check_dtype(dtype):
+    if np.dtype(dtype) not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    return np.dtype(dtype)
+
+
+def _read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view

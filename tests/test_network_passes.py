@@ -1,0 +1,117 @@
+"""A declared network's forward pass, loss and gradient: the NumPy reference against torch autograd with the same θ,
+and the compiled pass against both, over the grid of shapes of tests/network_cases.py (float64 to 1e-10 relative,
+float32 to 1e-5)."""
+
+import numpy as np
+import pytest
+
+from fastgd import networks
+from fastgd.networks import reference
+from tests.network_cases import GRID, data, torch_loss_and_gradient
+
+torch = pytest.importorskip("torch", reason="torch autograd is the oracle of the passes")
+
+IDS = [case[0] for case in GRID]
+
+
+def assert_close(actual, expected, rtol):
+    """Equal to ``rtol`` relative to the largest entry of ``expected`` (entries near zero are judged by it)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(float(np.abs(expected).max(initial=0.0)), np.finfo(np.float64).tiny)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_reference_matches_torch_autograd_in_float64(case):
+    net, theta, X, Y = data(case)
+    loss, grad, outputs = torch_loss_and_gradient(net, theta, X, Y)
+    assert_close(reference.forward(net, theta, X)[-1], outputs, 1e-10)
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    assert_close(ref_loss, loss, 1e-10)
+    assert_close(ref_grad, grad, 1e-10)
+    assert np.abs(grad).max() > 0
+
+
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_compiled_pass_matches_the_reference_and_torch_in_float64(case):
+    net, theta, X, Y = data(case)
+    loss, grad = net.loss_grad(theta, X, Y)
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    torch_loss, torch_grad, outputs = torch_loss_and_gradient(net, theta, X, Y)
+    assert_close(loss, ref_loss, 1e-10)
+    assert_close(grad, ref_grad, 1e-10)
+    assert_close(loss, torch_loss, 1e-10)
+    assert_close(grad, torch_grad, 1e-10)
+    assert_close(net.predict(theta, X), outputs, 1e-10)
+    assert_close(net.loss(theta, X, Y), torch_loss, 1e-10)
+
+
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_compiled_pass_in_float32_stays_float32_and_matches_torch_in_float64(case):
+    net, theta, X, Y = data(case, dtype=np.float32)
+    loss, grad = net.loss_grad(theta, X, Y)
+    assert grad.dtype == np.float32 and net.predict(theta, X).dtype == np.float32
+    # the oracle runs in float64 on the same float32 values: what float32 loses is all that is measured
+    torch_loss, torch_grad, outputs = torch_loss_and_gradient(net, theta.astype(np.float64), X.astype(np.float64),
+                                                              Y.astype(np.float64))
+    assert_close(loss, torch_loss, 1e-5)
+    assert_close(grad, torch_grad, 1e-5)
+    assert_close(net.predict(theta, X), outputs, 1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(set(networks.KNOWN) - {"2c2d", "3c3d"}))
+def test_known_networks_match_torch_autograd(name):
+    net = networks.known(name)
+    rng = np.random.default_rng(3)
+    theta = net.init(random_state=3)
+    X = rng.normal(size=(2,) + net.input_shape)
+    Y = np.eye(net.n_outputs)[[1, 7]]
+    loss, grad = net.loss_grad(theta, X, Y)
+    torch_loss, torch_grad, _ = torch_loss_and_gradient(net, theta, X, Y)
+    assert_close(loss, torch_loss, 1e-10)
+    assert_close(grad, torch_grad, 1e-10)
+
+
+def test_prediction_in_chunks_is_the_whole_batchs():
+    case = GRID[0]
+    net, theta, X, _ = data(case)
+    X = np.concatenate([X] * 3)  # 9 rows: chunks of 4, 4 and 1
+    whole = reference.forward(net, theta, X)[-1]
+    assert_close(net.predict(theta, X, chunk_size=4), whole, 1e-12)
+    assert_close(net.predict(theta, X.reshape(X.shape[0], -1), chunk_size=1), whole, 1e-12)
+
+
+def test_the_gradient_is_the_losss_slope_by_central_differences():
+    """Independent of torch and the reference: the compiled loss, shifted along each coordinate of θ."""
+    net, theta, X, Y = data(GRID[1])
+    _, grad = net.loss_grad(theta, X, Y)
+    step = 1e-6
+    for k in np.random.default_rng(0).choice(theta.size, 12, replace=False):
+        shifted = theta.copy()
+        shifted[k] += step
+        up = net.loss(shifted, X, Y)
+        shifted[k] -= 2 * step
+        down = net.loss(shifted, X, Y)
+        assert abs((up - down) / (2 * step) - grad[k]) <= 1e-7 * max(1.0, abs(grad[k]))
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[7]], ids=[GRID[0][0], GRID[6][0], GRID[7][0]])
+def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pass(case):
+    """``columns`` for one sample of the largest convolution: each convolution then takes its products in groups
+    smaller than the batch (one sample for the largest), where the tests above take the whole batch at once."""
+    from fastgd.kernels import network as kernels
+
+    net, theta, X, Y = data(case)
+    convolutions = [layer for layer in net.resolved if layer.kind.startswith("Conv")]
+    one_sample = max((layer.in_chw[0] * layer.kernel[0] * layer.kernel[1] + layer.out_chw[0])
+                     * layer.out_chw[1] * layer.out_chw[2] for layer in convolutions)
+    assert net.workspace_elements(X.shape[0])[1] == X.shape[0] * one_sample  # the whole batch by default
+    blocks, _ = net.workspace_elements(X.shape[0])
+    X, Y = net.check_data(X, Y, theta.dtype)  # read-only, as Network passes them: no new specialisation
+    grad = np.empty_like(theta)
+    loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], net.plan,
+                                     kernels.LOSSES[net.loss_name], grad, np.empty(blocks), np.empty(blocks),
+                                     np.empty(one_sample))
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    assert_close(loss, ref_loss, 1e-10)
+    assert_close(grad, ref_grad, 1e-10)
