@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from fastgd.rules.checks import check_rule
 from fastgd.rules.definition import Rule, RuleError
 
 __all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
@@ -55,8 +56,12 @@ def register(rule_or_name, *, replace=False, **declaration):
 
     A built-in rule's name is refused. Registering a name again with the same
     definition does nothing (a plugin loaded twice); with another definition it
-    is refused unless ``replace=True``. Returns the :class:`Rule` (the element
-    function, for the decorator form).
+    is refused unless ``replace=True``. The element and evaluation functions
+    are checked first (:func:`fastgd.rules.checks.check_rule`: no float
+    literals, no calls but ``math``, ``abs`` and helpers, the parameters' dtype
+    kept, one value returned per state slot), and the rule's identity is taken
+    (a global that cannot be hashed is refused). Returns the :class:`Rule` (the
+    element function, for the decorator form).
     """
     if isinstance(rule_or_name, Rule):
         if declaration:
@@ -80,6 +85,11 @@ def _register(rule, replace):
     with _LOCK:
         if rule.name in _BUILTIN:
             raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
+        from fastgd import kernels
+
+        if rule.name in vars(kernels):  # fastgd.kernels.<rule> would be this function, not the rule's kernel
+            raise RuleError(f"rule {rule.name!r}: the name is taken by fastgd.kernels.{rule.name}; choose another "
+                            "name")
         existing = _RULES.get(rule.name)
         origin = _ORIGIN.get(rule.name)
         # a plugin file loaded again after an edit replaces its own rules
@@ -90,6 +100,7 @@ def _register(rule, replace):
                             "to replace it")
         if existing is not None and existing.hash == rule.hash:
             return existing
+        check_rule(rule)
         _add(rule, builtin=False)
     return rule
 

@@ -1,0 +1,231 @@
+"""Checks of a rule's per-parameter functions when it is registered: the promises of the element API, kept.
+
+:mod:`fastgd.rules.definition` promises that an element function keeps the
+parameters' dtype: no float literals (a Python float is a float64 and
+promotes float32 arithmetic), no calls but ``math`` functions, ``abs`` and
+the user's own helper functions (which are checked the same way), and one
+returned value for the parameter and each state slot it takes. Broken, these
+promises fail late or not at all: float32 training silently computes in
+float64, a CUDA kernel refuses to compile, a wrong count fails inside
+generated code with Numba's "failed to unpack". :func:`check_rule` checks
+them once, at :func:`fastgd.rules.register`, and raises a one-line
+:class:`~fastgd.rules.RuleError` naming the rule, the function and the
+offending expression.
+
+Three checks, from cheap to thorough: the source's syntax tree (literals and
+calls), a float32 compile of the element alone (the types and the number of
+values it returns), and, where numba-cuda and NVIDIA's NVVM are importable, a
+PTX compile of the same function as a CUDA device function (no GPU needed;
+an element calling ``@njit`` helpers needs CUDA's driver for them, and is
+left to the GPU where there is none).
+"""
+
+import ast
+import builtins
+import inspect
+import math
+import textwrap
+import types
+
+import numba
+from numba import types as numba_types
+from numba.core.errors import NumbaError
+
+from fastgd.rules.definition import RuleError, _is_library, _parameters
+
+__all__ = ["check_rule", "check_source"]
+
+_ALLOWED_BUILTINS = {"abs"}
+_REAL = numba_types.float32  # the dtype a promotion shows in: float64 arithmetic cannot hide in float64
+
+
+def _fail(rule, problem):
+    raise RuleError(f"rule {rule.name!r}: {problem}")
+
+
+def _python(function):
+    return getattr(function, "py_func", function)
+
+
+def _syntax_tree(python):
+    """The function's definition node, or None when its source cannot be read or parsed alone (a lambda)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(python))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            return node
+    return None
+
+
+def _resolve(python, node):
+    """The object a call's target names (``helper``, ``module.helper``, ``math.sqrt``), or None."""
+    if isinstance(node, ast.Name):
+        if node.id in python.__code__.co_varnames:
+            return None
+        if node.id in python.__globals__:
+            return python.__globals__[node.id]
+        return getattr(builtins, node.id, None)
+    if isinstance(node, ast.Attribute):
+        owner = _resolve(python, node.value)
+        if isinstance(owner, types.ModuleType):
+            return getattr(owner, node.attr, None)
+    return None
+
+
+def check_source(rule, function, what, _seen=None):
+    """Refuse float literals and calls other than ``math.*``, ``abs`` and the user's helpers in ``function``.
+
+    Helpers it calls are checked the same way, recursively. A function whose
+    source cannot be parsed on its own (a lambda sharing a line) is left to
+    the compile checks of :func:`check_rule`.
+    """
+    _seen = set() if _seen is None else _seen
+    python = _python(function)
+    if python in _seen or not isinstance(python, types.FunctionType):
+        return
+    _seen.add(python)
+    tree = _syntax_tree(python)
+    if tree is None:
+        return
+    parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    name = python.__name__
+    body = tree.body if isinstance(tree.body, list) else [tree.body]  # the decorators are not the element's code
+    for node in (node for statement in body for node in ast.walk(statement)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (float, complex)):
+            parent = parents.get(node, node)
+            _fail(rule, f"the {what} {name} has the float literal {node.value!r} in `{ast.unparse(parent)}`: it "
+                        "is a float64 and makes float32 parameters compute in float64 (pass the constant as a "
+                        "hyperparameter or a per-step output)")
+        if isinstance(node, ast.Call):
+            target = _resolve(python, node.func)
+            if isinstance(target, types.BuiltinFunctionType) and target is getattr(math, target.__name__, None):
+                continue
+            if isinstance(node.func, ast.Name) and node.func.id in _ALLOWED_BUILTINS and target is getattr(
+                    builtins, node.func.id):
+                continue
+            helper = _python(target)
+            if isinstance(helper, types.FunctionType) and not _is_library(target):
+                check_source(rule, helper, what, _seen)
+                continue
+            _fail(rule, f"the {what} {name} calls `{ast.unparse(node.func)}` in `{ast.unparse(node)}`: an element "
+                        "function may call math functions, abs and your own helper functions only (NumPy's "
+                        "functions return float64 and do not compile for CUDA)")
+
+
+def _per_step_types(rule):
+    """Output name → the type the element receives it as: boolean for a boolean output, else the element dtype."""
+    if rule.per_step is None:
+        return {}
+    scalars = set(rule.scalar_names) | set(rule.scalar_state)
+    flags = set(rule.flag_names())
+    arguments = []
+    for parameter in _parameters(rule.per_step.function, "per-step function", rule.name):
+        if parameter == "step":
+            arguments.append(numba_types.int64)
+        elif parameter in flags:
+            arguments.append(numba_types.boolean)
+        else:
+            assert parameter in scalars or parameter == "dtype_eps", parameter
+            arguments.append(numba_types.float64)
+    returned = _compile(rule, rule.per_step.function, "per-step function", arguments)
+    values = list(returned) if isinstance(returned, numba_types.BaseTuple) else [returned]
+    outputs = rule.per_step.outputs
+    if len(values) != len(outputs):
+        _fail(rule, f"its per-step function {_python(rule.per_step.function).__name__} returns {len(values)} "
+                    f"value{'s' if len(values) != 1 else ''}, and {len(outputs)} outputs are declared "
+                    f"({', '.join(outputs)})")
+    return {output: numba_types.boolean if isinstance(value, numba_types.Boolean) else _REAL
+            for output, value in zip(outputs, values)}
+
+
+def _compile(rule, function, what, arguments):
+    """The return type of ``function`` compiled alone for ``arguments``, or a one-line RuleError."""
+    from fastgd import _config
+    from fastgd.rules.compile import _first_line
+
+    dispatcher = _config.jit(_python(function), cache=False)
+    try:
+        with _config.compile_lock():
+            dispatcher.compile(tuple(arguments))
+    except NumbaError as error:
+        _fail(rule, f"Numba cannot compile its {what} {_python(function).__name__}: {_first_line(error)}")
+    return dispatcher.overloads[tuple(arguments)].signature.return_type
+
+
+def _element_arguments(rule, function, per_step, extra=()):
+    """The float32 argument types of an element (or evaluation) function, by the names it takes."""
+    flags = set(rule.flag_names())
+    arguments = []
+    for parameter in _parameters(function, "element function", rule.name):
+        if parameter in flags:
+            arguments.append(numba_types.boolean)
+        elif parameter in per_step:
+            arguments.append(per_step[parameter])
+        elif parameter in extra:
+            arguments.append(extra[parameter])
+        else:
+            arguments.append(_REAL)
+    return arguments
+
+
+def _check_returns(rule, function, what, returned, expected_names):
+    name = _python(function).__name__
+    values = list(returned) if isinstance(returned, numba_types.BaseTuple) else [returned]
+    if len(values) != len(expected_names):
+        _fail(rule, f"its {what} {name} returns {len(values)} value{'s' if len(values) != 1 else ''}; it must "
+                    f"return {len(expected_names)}: {', '.join(expected_names)} (the new parameter, then each state "
+                    "slot it takes, in that order)" if len(expected_names) > 1 else
+                    f"its {what} {name} returns {len(values)} values; it must return the new parameter alone")
+    for value, returned_name in zip(values, expected_names):
+        if value != _REAL:
+            _fail(rule, f"its {what} {name} returns {returned_name} as {value} for float32 parameters: it must keep "
+                        "the parameters' dtype (a float literal, a float64 global or a NumPy call promotes it; pass "
+                        "constants as hyperparameters or per-step outputs)")
+
+
+def _cuda_compiler():
+    """numba.cuda's PTX compiler when numba-cuda and NVIDIA's NVVM are importable, else None."""
+    try:
+        from numba import cuda
+        from numba.cuda.cudadrv import nvvm
+
+        return cuda if nvvm.is_available() else None
+    except Exception:  # noqa: BLE001 -- numba-cuda missing or broken: the CPU checks still hold
+        return None
+
+
+def check_rule(rule):
+    """Check a user's rule's element and evaluation functions (see the module docstring); a RuleError if not kept."""
+    per_step = _per_step_types(rule)
+    checked = []
+    if rule.element is not None:
+        check_source(rule, rule.element, "element function")
+        arguments = _element_arguments(rule, rule.element, per_step)
+        returned = _compile(rule, rule.element, "element function", arguments)
+        _check_returns(rule, rule.element, "element function", returned, ["param", *rule.element_state_order])
+        checked.append((rule.element, "element function", arguments))
+    if rule.evaluation is not None:
+        function = rule.evaluation.function
+        check_source(rule, function, "evaluation function")
+        extra = {}
+        if rule.evaluation.scalars is not None:
+            extra = {name: _REAL for name in rule.evaluation.scalars.outputs}
+        arguments = _element_arguments(rule, function, per_step, extra)
+        returned = _compile(rule, function, "evaluation function", arguments)
+        _check_returns(rule, function, "evaluation function", returned, ["param"])
+        checked.append((function, "evaluation function", arguments))
+    cuda = _cuda_compiler()
+    if cuda is None:
+        return
+    from fastgd.rules.compile import _first_line
+
+    for function, what, arguments in checked:
+        try:
+            cuda.compile_ptx(_python(function), tuple(arguments), device=True, cc=(7, 0))
+        except NumbaError as error:
+            _fail(rule, f"its {what} {_python(function).__name__} does not compile for CUDA: {_first_line(error)}")
+        except Exception:  # noqa: BLE001 -- e.g. a CPU helper's CUDA twin wants a driver: this machine cannot say
+            return
