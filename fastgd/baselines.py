@@ -669,10 +669,11 @@ def worth_timing(rule, n_params, implementation):
     at every size); fastgd's kernel form that users do not get at ``n_params`` only for SGD and
     Adam (the serial and ``prange`` loops are the same for every rule); torch.optim at its
     best: fused where it has a fused kernel (:data:`TORCH_FUSED`), its default loop elsewhere
-    and for Adam.
+    and for Adam. Never the NumPy reference of a rule that declares none.
     """
     if implementation == "numpy":
-        return n_params <= 1_000_000 or rule == "adam"
+        # a user's rule need not declare a NumPy reference: its step is then timed in fastgd alone
+        return rule in reference.RULES and (n_params <= 1_000_000 or rule == "adam")
     if implementation.startswith("fastgd") and implementation != users_step_implementation(n_params):
         return rule in ("sgd", "adam")
     if implementation == "torch_fused":

@@ -309,3 +309,27 @@ def test_the_generated_names_list_covers_every_name_the_generated_code_binds():
                 if name and name not in own and not name.startswith("_") and name not in GENERATED_NAMES:
                     missing.add(name)
     assert not missing
+
+
+# -- the NumPy reference is optional --------------------------------------------------------------
+
+def test_a_rule_without_a_reference_has_its_step_timed_alone_and_unregistering_drops_a_reference():
+    from fastgd import reference
+    from fastgd.report import throughput
+
+    rules.register(rules.Rule("no_reference", element=_named_element, hyperparameters=HYPERPARAMETERS))
+    try:
+        assert "no_reference" not in reference.RULES
+        assert [name for name, _ in throughput._step_kernels("no_reference", 1000)] == ["fastgd"]
+        assert "numpy" in [name for name, _ in throughput._step_kernels("adam", 1000)]
+        for implementation, kernel in throughput._step_kernels("no_reference", 1000):
+            step, kernel = throughput._warmed_step("no_reference", 1000, kernel)  # as measure() times it
+            assert kernel.startswith("fastgd")
+    finally:
+        rules.unregister("no_reference")
+    # a rule registered with a reference, then removed, leaves no reference behind for a later rule of that name
+    rules.register(rules.Rule("no_reference", element=_named_element, hyperparameters=HYPERPARAMETERS,
+                              reference=lambda params, grad, state, t, lr: params.__isub__(lr * grad)))
+    assert "no_reference" in reference.RULES
+    rules.unregister("no_reference")
+    assert "no_reference" not in reference.RULES

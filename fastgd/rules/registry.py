@@ -37,10 +37,12 @@ def _add(rule, builtin):
         _RULES[rule.name] = rule
         if builtin:
             _BUILTIN.add(rule.name)
-    if rule.reference is not None:
-        from fastgd import reference
+    from fastgd import reference
 
+    if rule.reference is not None:
         reference.register(rule.name, rule.reference, rule.defaults)
+    elif not builtin:
+        reference.unregister(rule.name)  # a replaced definition's reference is not this one's
 
 
 def register(rule_or_name, *, replace=False, **declaration):
@@ -113,6 +115,9 @@ def unregister(name):
         if name not in _RULES:
             raise KeyError(name)
         del _RULES[name]
+        from fastgd import reference
+
+        reference.unregister(name)
         plugin = _ORIGIN.pop(name, None)
         if plugin is not None:
             _LOADED.pop(plugin.digest or plugin.spec, None)
