@@ -68,6 +68,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from fastgd import cuda as fastgd_cuda
 from fastgd import optim, threads
+from fastgd import rules as rule_registry
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
 
@@ -84,6 +85,7 @@ _SOLVER_DEFAULTS = dict(solver="adam", learning_rate="constant", power_t=0.5, mo
 _SOLVER_SOURCES = {"betas": ("beta_1", "beta_2"), "eps": ("epsilon",), "momentum": ("momentum",)}
 # sample_weight is applied by repeating rows: at most this many times the data set's rows
 MAX_WEIGHT_REPETITION = 100
+_RULE_KEY = "_fastgd_rule"  # in a pickle's state: (name, hash, Plugin or None) of a user's rule, see __getstate__
 # scikit-learn's adaptive schedule stops once the learning rate is at most this
 _ADAPTIVE_MIN_LEARNING_RATE = 1e-6
 
@@ -331,7 +333,11 @@ class _BaseMLP(BaseEstimator):
                                                and not isinstance(self.batch_size, bool) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
         if self.optimizer is not None and self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
+            hint = (" (a rule of your own must be registered in this process: load its plugin with "
+                    "fastgd.rules.load_plugin, or name it in FASTGD_PLUGINS for worker processes)"
+                    if isinstance(self.optimizer, str) else "")
+            raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}{hint}")
         if self.optimizer_params is not None and not isinstance(self.optimizer_params, dict):
             raise ValueError(f"optimizer_params must be a dict or None, got {self.optimizer_params!r}")
         if self.optimizer_params and "lr" in self.optimizer_params:
@@ -595,6 +601,11 @@ class _BaseMLP(BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
+        name = state.get("optimizer")
+        if isinstance(name, str) and name in rule_registry.RULES and not rule_registry.is_builtin(name):
+            # a user's rule travels with the estimator, fitted or not (GridSearchCV's workers unpickle clones):
+            # its identity, and the plugin that registered it, loaded where the estimator is unpickled
+            state[_RULE_KEY] = (name, rule_registry.get(name).hash, rule_registry.plugin_of(name))
         optimizer = state.get("optimizer_")
         if optimizer is not None and optimizer.device != "cpu":
             # device memory does not pickle: keep the optimizer, state and all, on the CPU, over theta_ (or its own
@@ -604,6 +615,10 @@ class _BaseMLP(BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        carried = state.pop(_RULE_KEY, None)
+        if carried is not None:
+            rule_registry.rebuild(*carried)
         super().__setstate__(state)
         if "theta_" in state:
             self._expose_layers()

@@ -333,3 +333,114 @@ def test_a_rule_without_a_reference_has_its_step_timed_alone_and_unregistering_d
     assert "no_reference" in reference.RULES
     rules.unregister("no_reference")
     assert "no_reference" not in reference.RULES
+
+
+# -- plugins: failures roll back, rules travel in pickles -----------------------------------------
+
+PLUGIN = textwrap.dedent("""
+    from fastgd import rules
+
+    def halving_element(param, grad, lr, factor):
+        return param - lr * factor * grad
+
+    rules.register(rules.Rule("halving", element=halving_element,
+                              hyperparameters={"lr": rules.LearningRate(0.5), "factor": rules.Real(0.5)}))
+    """)
+
+
+def test_a_plugin_that_raises_after_registering_leaves_nothing_registered(tmp_path):
+    path = tmp_path / "half_done.py"
+    path.write_text(PLUGIN + "raise RuntimeError('second rule broken')\n")
+    with pytest.raises(rules.PluginError, match=re.escape("half_done.py raised RuntimeError: second rule broken")):
+        rules.load_plugin(str(path))
+    assert "halving" not in rules.RULES and "halving" not in optim.OPTIMIZERS
+    path.write_text(PLUGIN)  # mended, it loads: nothing of the failed attempt is in the way
+    assert rules.load_plugin(str(path)) == ["halving"]
+    rules.unregister("halving")
+
+
+def test_a_plugin_calling_sys_exit_is_refused_and_rolled_back(tmp_path):
+    path = tmp_path / "exits.py"
+    path.write_text(PLUGIN + "import sys\nsys.exit(3)\n")
+    with pytest.raises(rules.PluginError, match=re.escape("exits.py called sys.exit(3)")):
+        rules.load_plugin(str(path))
+    assert "halving" not in rules.RULES
+
+
+@pytest.fixture
+def halving_plugin(tmp_path):
+    path = tmp_path / "halving.py"
+    path.write_text(PLUGIN)
+    rules.load_plugin(str(path))
+    yield path
+    if "halving" in rules.RULES:
+        rules.unregister("halving")
+
+
+def _pickles(halving_plugin):
+    import pickle
+
+    from fastgd import MLPClassifier
+
+    optimizer = optim.OPTIMIZERS["halving"](np.ones(3))
+    return pickle.dumps(optimizer), pickle.dumps(MLPClassifier(optimizer="halving", max_iter=2))
+
+
+def test_a_pickle_loads_the_plugin_of_its_rule_where_the_process_lacks_it(halving_plugin):
+    import pickle
+
+    optimizer_pickle, estimator_pickle = _pickles(halving_plugin)
+    rules.unregister("halving")  # as a fresh process: the rule is not registered
+    optimizer = pickle.loads(optimizer_pickle)
+    assert "halving" in rules.RULES
+    optimizer.step(np.ones(3))
+    np.testing.assert_array_equal(optimizer.params, np.full(3, 1.0 - 0.5 * 0.5))
+    rules.unregister("halving")
+    assert pickle.loads(estimator_pickle).optimizer == "halving" and "halving" in rules.RULES
+    rules.unregister("halving")
+    halving_plugin.unlink()  # the file is gone: the source the pickle carries is loaded
+    assert pickle.loads(optimizer_pickle).rule.hash == rules.get("halving").hash
+
+
+def test_a_pickle_whose_plugin_changed_is_refused_in_one_line(halving_plugin):
+    import pickle
+
+    optimizer_pickle, estimator_pickle = _pickles(halving_plugin)
+    rules.unregister("halving")
+    halving_plugin.write_text(PLUGIN.replace("rules.Real(0.5)", "rules.Real(0.25)"))
+    for blob in (optimizer_pickle, estimator_pickle):
+        with pytest.raises(rules.PluginError, match=re.escape("halving.py has changed since the pickle was made: "
+                                                              "its rule 'halving' is")):
+            pickle.loads(blob)
+        assert "halving" not in rules.RULES  # the refused plugin is not left registered
+
+
+def test_a_pickle_of_a_rule_registered_by_code_says_how_to_make_it_available():
+    import pickle
+
+    from fastgd import MLPClassifier
+
+    rules.register(rules.Rule("by_code", element=_named_element, hyperparameters=HYPERPARAMETERS))
+    blob = pickle.dumps(MLPClassifier(optimizer="by_code"))
+    rules.unregister("by_code")
+    with pytest.raises(rules.PluginError, match=re.escape("rule 'by_code' is not registered in this process: where "
+                                                          "the pickle was made it was registered by code, not by a "
+                                                          "plugin; put it in a plugin file and load it first")):
+        pickle.loads(blob)
+    with pytest.raises(ValueError, match="got 'by_code' \\(a rule of your own must be registered in this process: "
+                                         "load its plugin"):
+        MLPClassifier(optimizer="by_code").fit(np.ones((4, 2)), [0, 1, 0, 1])
+
+
+def test_a_fresh_process_unpickles_an_optimizer_and_an_estimator_of_a_plugins_rule(halving_plugin):
+    optimizer_pickle, estimator_pickle = _pickles(halving_plugin)
+    script = ("import pickle, sys\nimport numpy as np\n"
+              "optimizer, estimator = pickle.loads(sys.stdin.buffer.read())\n"
+              "optimizer.step(np.ones(3))\nprint(optimizer.params[0], estimator.optimizer)")
+    import pickle
+
+    result = subprocess.run([sys.executable, "-c", script], input=pickle.dumps((pickle.loads(optimizer_pickle),
+                                                                               pickle.loads(estimator_pickle))),
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().split() == ["0.75", "halving"]

@@ -314,6 +314,7 @@ def test_an_initial_state_of_the_wrong_shape_is_refused():
     ("from fastgd import rules\nrules.register(rules.Rule('adam', element=lambda p, g, lr: p, "
      "hyperparameters={'lr': rules.LearningRate(0.1)}))\n", "the name is a built-in rule's"),
     ("def broken(:\n", "raised SyntaxError"),
+    ("import sys\nsys.exit(0)\n", "called sys.exit(0): a plugin registers rules and returns"),
 ])
 def test_bad_plugins_are_one_line_errors_and_write_nothing(tmp_path, source, message):
     path = tmp_path / "plugin.py"

@@ -18,7 +18,7 @@ from fastgd.rules.checks import check_rule
 from fastgd.rules.definition import Rule, RuleError
 
 __all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
-           "load_plugins", "plugin_of"]
+           "load_plugins", "plugin_of", "rebuild"]
 
 _RULES = {}
 _BUILTIN = set()
@@ -204,24 +204,46 @@ def load_plugin(spec, base_dir=None):
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        before = {name: rule.hash for name, rule in _RULES.items()}
+        before, origins = dict(_RULES), dict(_ORIGIN)
+        where = plugin.path or plugin.spec
         try:
             if plugin.path is None:
                 importlib.import_module(plugin.spec)
             else:
                 _exec_file(plugin)
-        except RuleError as error:
-            raise PluginError(f"plugin {plugin.path or plugin.spec}: {error}") from None
-        except PluginError:
+        except BaseException as error:
+            # a plugin that fails leaves the registry as it found it: no half of its rules stays registered
+            _restore(before, origins)
+            if isinstance(error, RuleError):
+                raise PluginError(f"plugin {where}: {error}") from None
+            if isinstance(error, PluginError):
+                raise
+            if isinstance(error, SystemExit):
+                # sys.exit(0) in a plugin made `fastgd sweep` exit 0 having done nothing
+                raise PluginError(f"plugin {where} called sys.exit({error.code!r}): a plugin registers rules and "
+                                  "returns") from None
+            if isinstance(error, Exception):
+                raise PluginError(f"plugin {where} raised {type(error).__name__}: "
+                                  f"{' '.join(str(error).split())}") from None
             raise
-        except Exception as error:
-            raise PluginError(f"plugin {plugin.path or plugin.spec} raised {type(error).__name__}: "
-                              f"{' '.join(str(error).split())}") from None
-        added = [name for name, rule in _RULES.items() if before.get(name) != rule.hash]
+        added = [name for name, rule in _RULES.items() if before.get(name) is not rule]
         _LOADED[key] = added
         for name in added:
             _ORIGIN[name] = plugin
         return added
+
+
+def _restore(rules, origins):
+    """Put the registry back to ``rules`` (name → Rule) and ``origins`` (name → Plugin), references included."""
+    for name in [name for name in _RULES if _RULES[name] is not rules.get(name)]:
+        del _RULES[name]
+        from fastgd import reference
+
+        reference.unregister(name)
+        if name in rules:
+            _add(rules[name], builtin=False)
+    _ORIGIN.clear()
+    _ORIGIN.update(origins)
 
 
 def _exec_file(plugin):
@@ -266,3 +288,43 @@ def plugin_of(name):
     if rule is None or plugin is None or _LOADED.get(plugin.digest or plugin.spec) is None:
         return None
     return plugin
+
+
+# --- rules in pickles ------------------------------------------------------------------------
+
+def rebuild(name, definition, plugin=None):
+    """The rule ``name`` with identity ``definition`` (its hash), for an object unpickled in this process.
+
+    ``plugin`` (the :class:`Plugin` that registered it where the object was
+    pickled, as :func:`plugin_of` gave it) is loaded where this process lacks
+    the rule: from its file where the file is here, else from the source the
+    pickle carries. A rule whose definition differs here (an edited plugin,
+    another fastgd), or that was registered by code rather than by a plugin,
+    is a one-line :class:`PluginError` saying how to make it available.
+    """
+    rule = _RULES.get(name)
+    if rule is not None and rule.hash == definition:
+        return rule
+    if rule is None and plugin is not None:
+        where = plugin.path or plugin.spec
+        with _LOCK:
+            before, origins, loaded = dict(_RULES), dict(_ORIGIN), dict(_LOADED)
+            load_plugin(plugin.path if plugin.path is not None and os.path.isfile(plugin.path) else plugin)
+            rule = _RULES.get(name)
+            if rule is not None and rule.hash == definition:
+                return rule
+            # refused: the registry stays as it was, as for a plugin that fails to load
+            _restore(before, origins)
+            _LOADED.clear()
+            _LOADED.update(loaded)
+        if rule is None:
+            raise PluginError(f"plugin {where} no longer registers rule {name!r}, which the pickle was made with")
+        raise PluginError(f"plugin {where} has changed since the pickle was made: its rule {name!r} is "
+                          f"{rule.hash[:12]} here, the pickle's {definition[:12]}; load the plugin as it was")
+    if rule is None:
+        raise PluginError(f"rule {name!r} is not registered in this process: where the pickle was made it was "
+                          "registered by code, not by a plugin; put it in a plugin file and load it first "
+                          "(fastgd.rules.load_plugin, or FASTGD_PLUGINS, which worker processes load at import)")
+    origin = f" (plugin {plugin.path or plugin.spec})" if plugin is not None else ""
+    raise PluginError(f"rule {name!r} is {rule.hash[:12]} in this process, the pickle's {definition[:12]}{origin}: "
+                      "load the definition it was made with")
