@@ -45,7 +45,9 @@ changes. Predictions run on the CPU, from ``theta_``, which is copied back
 from the device after every epoch.
 
 The network and loss are scikit-learn's (weights initialised the same way for
-the same ``random_state``; biases start at zero). When training diverges (a
+the same ``random_state``; biases start at zero). An integer ``random_state``
+also seeds the batch order, as ``fastgd train --seed`` and sweeps' seeds do:
+the same data and settings give the same run, loss for loss. When training diverges (a
 loss that is NaN, infinite or far above the first epoch's:
 :func:`fastgd.training.is_divergent`), it stops, ``diverged_epoch_`` says
 when, the parameters are those of the last epoch before, and a
@@ -503,8 +505,12 @@ class _BaseMLP(BaseEstimator):
             self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
         # the rule that trains: the fitted optimizer's (partial_fit keeps it whatever `optimizer` says since)
         evaluates_elsewhere = _evaluates_elsewhere(self.optimizer_.rule)
+        # an integer random_state is the batch order's seed itself, as `fastgd train --seed` and sweeps use it: the
+        # same settings give the same run (a seed drawn from rng after the weights gave another batch order)
+        integer_seed = isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool)
         training = Training(net, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle,
-                            seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
+                            seed=int(self.random_state) if integer_seed else rng.randint(_SEED_BOUND),
+                            schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
         training.epochs_done = self._epochs_done
         # divergence is judged against the loss the first fit started from
