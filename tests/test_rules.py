@@ -182,7 +182,7 @@ def test_an_edited_rule_is_a_new_run(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert "16 runs, 16 already stored, 0 new" in again.stdout
     plugin.write_text(plugin.read_text().replace("return param, momentum_buffer\n\ndef",
-                                                 "return param + 0 * lr, momentum_buffer\n\ndef"))
+                                                 "return param + (lr - lr), momentum_buffer\n\ndef"))
     edited = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert edited.returncode == 0, edited.stderr
     assert "16 runs, 12 already stored, 4 new" in edited.stdout  # signum's 4 runs, and only those
