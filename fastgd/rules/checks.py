@@ -119,7 +119,6 @@ def _per_step_types(rule):
     """Output name → the type the element receives it as: boolean for a boolean output, else the element dtype."""
     if rule.per_step is None:
         return {}
-    scalars = set(rule.scalar_names) | set(rule.scalar_state)
     flags = set(rule.flag_names())
     arguments = []
     for parameter in _parameters(rule.per_step.function, "per-step function", rule.name):
@@ -127,8 +126,7 @@ def _per_step_types(rule):
             arguments.append(numba_types.int64)
         elif parameter in flags:
             arguments.append(numba_types.boolean)
-        else:
-            assert parameter in scalars or parameter == "dtype_eps", parameter
+        else:  # hyperparameter scalars, scalar state and dtype_eps (Rule._validate allows no other name)
             arguments.append(numba_types.float64)
     returned = _compile(rule, rule.per_step.function, "per-step function", arguments)
     values = list(returned) if isinstance(returned, numba_types.BaseTuple) else [returned]
@@ -175,10 +173,11 @@ def _check_returns(rule, function, what, returned, expected_names):
     name = _python(function).__name__
     values = list(returned) if isinstance(returned, numba_types.BaseTuple) else [returned]
     if len(values) != len(expected_names):
-        _fail(rule, f"its {what} {name} returns {len(values)} value{'s' if len(values) != 1 else ''}; it must "
-                    f"return {len(expected_names)}: {', '.join(expected_names)} (the new parameter, then each state "
-                    "slot it takes, in that order)" if len(expected_names) > 1 else
-                    f"its {what} {name} returns {len(values)} values; it must return the new parameter alone")
+        returns = f"its {what} {name} returns {len(values)} value{'s' if len(values) != 1 else ''}"
+        if len(expected_names) == 1:
+            _fail(rule, f"{returns}; it must return the new parameter alone")
+        _fail(rule, f"{returns}; it must return {len(expected_names)}: {', '.join(expected_names)} (the new "
+                    "parameter, then each state slot it takes, in that order)")
     for value, returned_name in zip(values, expected_names):
         if value != _REAL:
             _fail(rule, f"its {what} {name} returns {returned_name} as {value} for float32 parameters: it must keep "
@@ -190,6 +189,9 @@ def _cuda_compiler():
     """numba.cuda's PTX compiler when numba-cuda and NVIDIA's NVVM are importable, else None."""
     try:
         from numba import cuda
+
+        if cuda.config.ENABLE_CUDASIM:  # the simulator runs Python: it compiles nothing to check
+            return None
         from numba.cuda.cudadrv import nvvm
 
         return cuda if nvvm.is_available() else None
