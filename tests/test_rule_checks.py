@@ -260,9 +260,9 @@ def test_a_bad_rule_name_is_refused_at_declaration(name, message):
     assert "\n" not in str(info.value)
 
 
-def test_a_rule_name_taken_by_fastgd_kernels_is_refused():
-    _refused("kernel_parameters", "the name is taken by fastgd.kernels.kernel_parameters",
-             element=_named_element)
+@pytest.mark.parametrize("name", ["kernel_parameters", "sgd_element", "memory"])
+def test_a_rule_name_taken_by_fastgd_kernels_is_refused(name):
+    _refused(name, f"the name is taken by fastgd.kernels.{name}", element=_named_element)
 
 
 def _slot_element(name):
@@ -288,6 +288,10 @@ def test_hyperparameters_and_per_step_outputs_named_as_generated_code_names_are_
     with pytest.raises(rules.RuleError, match=re.escape("per-step output 'element' is a name the generated code")):
         rules.Rule("named", element=_named_element, hyperparameters=HYPERPARAMETERS,
                    per_step=rules.PerStep(lambda lr: lr, "element"))
+    with pytest.raises(rules.RuleError, match=re.escape("evaluation scalar 'out' is not an identifier, or is a name "
+                                                        "the generated code uses")):
+        rules.Rule("named", element=_named_element, hyperparameters=HYPERPARAMETERS,
+                   evaluation=rules.EvaluationPoint(lambda param, out: param, rules.PerStep(lambda lr: lr, "out")))
 
 
 def test_the_generated_names_list_covers_every_name_the_generated_code_binds():

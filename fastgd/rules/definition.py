@@ -792,6 +792,10 @@ class Rule:
                         self._fail(f"the evaluation scalars' parameter {parameter!r} is not a hyperparameter scalar "
                                    "or a flag")
                 extra = self.evaluation.scalars.outputs
+                for output in extra:
+                    if not output.isidentifier() or output.startswith("_") or output in GENERATED_NAMES:
+                        self._fail(f"evaluation scalar {output!r} is not an identifier, or is a name the generated "
+                                   "code uses: choose another name")
             self._check_function(self.evaluation.function, "evaluation function", {*self.state, *scalars, *flags,
                                                                                    *extra}, returns_state=False)
         for name, spec in self.hyperparameters.items():

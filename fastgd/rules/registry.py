@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ def _register(rule, replace):
             raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
         from fastgd import kernels
 
-        if rule.name in vars(kernels):  # fastgd.kernels.<rule> would be this function, not the rule's kernel
+        # fastgd.kernels.<rule> would be this function or module, not the rule's kernel
+        submodules = {module.name for module in pkgutil.iter_modules(kernels.__path__)}
+        if rule.name in vars(kernels) or rule.name in submodules:
             raise RuleError(f"rule {rule.name!r}: the name is taken by fastgd.kernels.{rule.name}; choose another "
                             "name")
         existing = _RULES.get(rule.name)
