@@ -327,7 +327,7 @@ def test_a_rule_without_a_reference_has_its_step_timed_alone_and_unregistering_d
         assert [name for name, _ in throughput._step_kernels("no_reference", 1000)] == ["fastgd"]
         assert "numpy" in [name for name, _ in throughput._step_kernels("adam", 1000)]
         for implementation, kernel in throughput._step_kernels("no_reference", 1000):
-            step, kernel = throughput._warmed_step("no_reference", 1000, kernel)  # as measure() times it
+            _, kernel = throughput._warmed_step("no_reference", 1000, kernel)  # as measure() times it
             assert kernel.startswith("fastgd")
     finally:
         rules.unregister("no_reference")
@@ -461,6 +461,7 @@ def test_fastgd_train_a_sweep_and_mlpclassifier_give_the_same_losses(tmp_path):
     import warnings
 
     from cli_harness import run_command
+
     from fastgd import MLPClassifier, datasets, sweep
 
     data = datasets.load("iris")

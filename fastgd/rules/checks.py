@@ -27,7 +27,6 @@ import math
 import textwrap
 import types
 
-import numba
 from numba import types as numba_types
 from numba.core.errors import NumbaError
 
