@@ -230,6 +230,23 @@ def test_an_element_keeping_the_promises_is_registered_and_keeps_float32():
         rules.unregister("promise_keeper")
 
 
+def test_a_passed_check_is_remembered_on_this_machine_and_only_for_that_definition(tmp_path, monkeypatch):
+    from fastgd.rules import checks
+
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path))
+    rule = rules.Rule("remembered", **_buffer_declaration(_kept_promises))
+    checks.check_rule(rule)
+    assert os.path.exists(checks._passed_marker(rule))
+    compiled = []
+    monkeypatch.setattr(checks, "_check", compiled.append)
+    checks.check_rule(rule)
+    assert compiled == []
+    checks.check_rule(rule, cached=False)
+    edited = rules.Rule("remembered", **_buffer_declaration(_float_literal))
+    checks.check_rule(edited)  # another definition: checked again
+    assert compiled == [rule, edited]
+
+
 def test_a_per_step_function_returning_fewer_values_than_declared_is_refused():
     _refused("short_step", "its per-step function <lambda> returns 1 value, and 2 outputs are declared (a, b)",
              element=lambda param, grad, a, b: param - a * grad, per_step=rules.PerStep(lambda lr: lr, "a", "b"))
@@ -239,7 +256,7 @@ def test_every_built_in_rule_keeps_the_element_apis_promises():
     from fastgd.rules.checks import check_rule
 
     for rule in rules.RULES.values():
-        check_rule(rule)
+        check_rule(rule, cached=False)
 
 
 # -- names ----------------------------------------------------------------------------------------

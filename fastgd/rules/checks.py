@@ -17,16 +17,21 @@ calls), a float32 compile of the element alone (the types and the number of
 values it returns), and, where numba-cuda and NVIDIA's NVVM are importable, a
 PTX compile of the same function as a CUDA device function (no GPU needed;
 an element calling ``@njit`` helpers needs CUDA's driver for them, and is
-left to the GPU where there is none).
+left to the GPU where there is none). The compiles take seconds (the PTX one
+most), so a definition that passed leaves a marker beside the generated code,
+named by its hash, and is not compiled again on this machine.
 """
 
 import ast
 import builtins
+import importlib.util
 import inspect
 import math
+import os
 import textwrap
 import types
 
+from numba import __version__ as numba_version
 from numba import types as numba_types
 from numba.core.errors import NumbaError
 
@@ -198,8 +203,36 @@ def _cuda_compiler():
         return None
 
 
-def check_rule(rule):
-    """Check a user's rule's element and evaluation functions (see the module docstring); a RuleError if not kept."""
+# Part of the name of the marker a passed check leaves: bump it when the checks change.
+CHECKS_VERSION = 1
+
+
+def _passed_marker(rule):
+    """The file whose existence says ``rule``'s definition passed these checks on this machine, with this Numba
+    (and numba-cuda or not): a sweep's workers and later commands then skip the compiles, seconds each."""
+    from fastgd.rules.compile import generated_directory
+
+    target = "cuda" if importlib.util.find_spec("numba_cuda") is not None else "cpu"
+    return os.path.join(generated_directory(), "checked",
+                        f"{rule.hash}-v{CHECKS_VERSION}-numba{numba_version}-{target}")
+
+
+def check_rule(rule, cached=True):
+    """Check a user's rule's element and evaluation functions (see the module docstring); a RuleError if not kept.
+
+    A definition that passed once on this machine is not compiled again (:func:`_passed_marker`) unless
+    ``cached`` is False.
+    """
+    from fastgd.rules.compile import write_source
+
+    marker = _passed_marker(rule)
+    if cached and os.path.exists(marker):
+        return
+    _check(rule)
+    write_source(marker, "")
+
+
+def _check(rule):
     per_step = _per_step_types(rule)
     checked = []
     if rule.element is not None:
