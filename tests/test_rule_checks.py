@@ -499,3 +499,4 @@ def test_fastgd_train_a_sweep_and_mlpclassifier_give_the_same_losses(tmp_path):
     curve = sweep.load_curves(tmp_path / "s.db").sort_values("epoch")
     assert curve["run_id"].nunique() == 1
     np.testing.assert_allclose(curve["loss"].to_numpy()[-5:], estimator.loss_curve_, rtol=1e-12, atol=0)
+

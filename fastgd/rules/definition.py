@@ -864,7 +864,7 @@ class Rule:
             "element": None if self.element is None else source(self.element, "element function"),
             "per_tensor": None if per_tensor is None else [
                 source(per_tensor.function, "per-tensor function"), per_tensor.where,
-                None if per_tensor.aux_size is None else source(per_tensor.aux_size, "aux_size function"),
+                source(per_tensor.aux_size, "aux_size function"),  # "None" without one, as identities always were
                 per_tensor.aux_is_state],
             "evaluation": None if evaluation is None else [
                 source(evaluation.function, "evaluation function"),
@@ -910,6 +910,8 @@ def _describe_constant(value, strict, _seen, _stack):
     if value is None or isinstance(value, (bool, numbers.Number, str, bytes)):
         return repr(value)
     if isinstance(value, tuple):
+        if all(item is None or isinstance(item, (bool, numbers.Number, str, bytes)) for item in value):
+            return repr(value)
         return "(" + ", ".join(_describe_constant(item, strict, _seen, _stack) or repr(item) for item in value) + ")"
     if callable(getattr(value, "py_func", None)) or isinstance(value, types.FunctionType):
         return source_of(value, _seen=_seen, strict=strict, _stack=_stack)
@@ -971,7 +973,9 @@ def source_of(function, _seen=None, *, strict=False, _stack=()):
             raise UnhashableGlobal(f"{python.__name__} reads the global {path!r}, {kind}, which cannot be part of "
                                    "the rule's identity (use a number, a string, a tuple or a NumPy array)") from None
         if described is not None:
-            parts.append(f"{path} = {described}")
+            # a function read by its own name is its source alone, as identities were taken before attributes were
+            function = isinstance(value, types.FunctionType) or hasattr(value, "py_func")
+            parts.append(described if function and path == name else f"{path} = {described}")
     for cell in python.__closure__ or ():
         try:
             contents = cell.cell_contents
