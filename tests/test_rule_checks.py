@@ -380,6 +380,24 @@ def test_a_plugin_that_raises_after_registering_leaves_nothing_registered(tmp_pa
     rules.unregister("halving")
 
 
+def test_a_failing_plugin_that_replaced_or_removed_rules_puts_them_back(tmp_path):
+    rules.register(rules.Rule("kept", element=_named_element, hyperparameters=HYPERPARAMETERS))
+    first = tmp_path / "first.py"
+    first.write_text(PLUGIN)
+    rules.load_plugin(str(first))
+    halving = rules.get("halving")
+    try:
+        first.write_text(PLUGIN.replace("rules.Real(0.5)", "rules.Real(0.25)")  # its own rule, replaced
+                         + "rules.unregister('kept')\nraise ValueError('late')\n")
+        with pytest.raises(rules.PluginError, match="first.py raised ValueError: late"):
+            rules.load_plugin(str(first))
+        assert rules.get("halving") is halving and rules.get("kept").element is _named_element
+        assert rules.plugin_of("halving").path == str(first)
+    finally:
+        rules.unregister("kept")
+        rules.unregister("halving")
+
+
 def test_a_plugin_calling_sys_exit_is_refused_and_rolled_back(tmp_path):
     path = tmp_path / "exits.py"
     path.write_text(PLUGIN + "import sys\nsys.exit(3)\n")

@@ -238,11 +238,11 @@ def load_plugin(spec, base_dir=None):
 
 def _restore(rules, origins):
     """Put the registry back to ``rules`` (name → Rule) and ``origins`` (name → Plugin), references included."""
-    for name in [name for name in _RULES if _RULES[name] is not rules.get(name)]:
-        del _RULES[name]
-        from fastgd import reference
+    from fastgd import reference
 
-        reference.unregister(name)
+    for name in [name for name in {**_RULES, **rules} if _RULES.get(name) is not rules.get(name)]:
+        if _RULES.pop(name, None) is not None:
+            reference.unregister(name)
         if name in rules:
             _add(rules[name], builtin=False)
     _ORIGIN.clear()
