@@ -324,6 +324,7 @@ class NumpyTrainer(Trainer):
     """The NumPy reference network (``reference.mlp_loss_grad``) and rule, in a plain mini-batch loop."""
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
+        _require_reference(rule)
         super().__init__(data, rule, hidden, batch_size, dtype)
         self.theta = self.initial_theta()
         self.X = data.X_train.astype(self.dtype)
@@ -627,8 +628,15 @@ def fastgd_step(rule, params, grad, parallel=None):
     return functools.partial(optimizer.step, grad)
 
 
+def _require_reference(rule):
+    """NotImplementedError (asv's "skipped") for a rule that declares no NumPy reference: it is optional."""
+    if rule not in reference.RULES:
+        raise NotImplementedError(f"rule {rule!r} declares no NumPy reference")
+
+
 def numpy_step(rule, params, grad):
     """One step of the plain NumPy rule of ``fastgd.reference``."""
+    _require_reference(rule)
     return functools.partial(reference.ReferenceOptimizer(rule, params).step, grad)
 
 

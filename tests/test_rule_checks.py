@@ -343,6 +343,10 @@ def test_a_rule_without_a_reference_has_its_step_timed_alone_and_unregistering_d
         assert "no_reference" not in reference.RULES
         assert [name for name, _ in throughput._step_kernels("no_reference", 1000)] == ["fastgd"]
         assert "numpy" in [name for name, _ in throughput._step_kernels("adam", 1000)]
+        from fastgd import baselines
+
+        with pytest.raises(NotImplementedError, match="rule 'no_reference' declares no NumPy reference"):
+            baselines.step_callable("no_reference", 10, "float64", "numpy")  # asv skips it, as torch's missing rules
         for implementation, kernel in throughput._step_kernels("no_reference", 1000):
             _, kernel = throughput._warmed_step("no_reference", 1000, kernel)  # as measure() times it
             assert kernel.startswith("fastgd")
