@@ -229,7 +229,10 @@ def check_rule(rule, cached=True):
     if cached and os.path.exists(marker):
         return
     _check(rule)
-    write_source(marker, "")
+    try:
+        write_source(marker, "")
+    except OSError:  # a cache that cannot be written: the next process checks again, nothing worse
+        pass
 
 
 def _check(rule):
