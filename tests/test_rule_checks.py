@@ -247,6 +247,17 @@ def test_a_passed_check_is_remembered_on_this_machine_and_only_for_that_definiti
     assert compiled == [rule, edited]
 
 
+def test_a_lambda_element_is_checked_and_a_lambda_beside_it_is_not_taken_for_it():
+    per_step = rules.PerStep(lambda beta: 1.0 - beta, "one_minus_beta")  # float64: literals are fine here
+    _refused("lambda_literal", "the element function <lambda> has the float literal 0.5 in `0.5 * grad`",
+             element=lambda param, grad, lr: param - lr * (0.5 * grad), per_step=per_step,
+             hyperparameters={"lr": rules.LearningRate(0.1), "beta": rules.Real(0.9, 0.0, 1.0)})
+    rules.register(rules.Rule("lambda_kept", element=lambda param, grad, lr, one_minus_beta: param - lr * grad,
+                              per_step=per_step,
+                              hyperparameters={"lr": rules.LearningRate(0.1), "beta": rules.Real(0.9, 0.0, 1.0)}))
+    rules.unregister("lambda_kept")
+
+
 def test_a_per_step_function_returning_fewer_values_than_declared_is_refused():
     _refused("short_step", "its per-step function <lambda> returns 1 value, and 2 outputs are declared (a, b)",
              element=lambda param, grad, a, b: param - a * grad, per_step=rules.PerStep(lambda lr: lr, "a", "b"))

@@ -52,16 +52,42 @@ def _python(function):
 
 
 def _syntax_tree(python):
-    """The function's definition node, or None when its source cannot be read or parsed alone (a lambda)."""
+    """The function's definition node, or None when its source cannot be read and parsed alone, or holds more
+    than one candidate (lambdas of the same parameters on one line)."""
     try:
         source = textwrap.dedent(inspect.getsource(python))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError, IndentationError):
+    except (OSError, TypeError):
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
-            return node
-    return None
+    parameters = list(python.__code__.co_varnames[:python.__code__.co_argcount])
+    if python.__name__ == "<lambda>":
+        found = [node for node in _lambdas(source) if [argument.arg for argument in node.args.args] == parameters]
+        return found[0] if len(found) == 1 else None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    found = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == python.__name__]
+    return found[0] if len(found) == 1 else None
+
+
+def _lambdas(source):
+    """Every lambda in ``source``, lines that need not parse as a whole (a keyword argument of a call): each
+    ``lambda`` read as far as it parses."""
+    found = []
+    start = source.find("lambda")
+    while start != -1:
+        for end in range(len(source), start, -1):
+            try:
+                node = ast.parse(source[start:end].strip(), mode="eval").body
+            except SyntaxError:
+                continue
+            if isinstance(node, ast.Tuple) and node.elts:  # "lambda ...: ..., next_keyword" reads as a tuple
+                node = node.elts[0]
+            if isinstance(node, ast.Lambda):
+                found.append(node)
+            break
+        start = source.find("lambda", start + 1)
+    return found
 
 
 def _resolve(python, node):
