@@ -45,7 +45,9 @@ changes. Predictions run on the CPU, from ``theta_``, which is copied back
 from the device after every epoch.
 
 The network and loss are scikit-learn's (weights initialised the same way for
-the same ``random_state``; biases start at zero). When training diverges (a
+the same ``random_state``; biases start at zero). An integer ``random_state``
+also seeds the batch order, as ``fastgd train --seed`` and sweeps' seeds do:
+the same data and settings give the same run, loss for loss. When training diverges (a
 loss that is NaN, infinite or far above the first epoch's:
 :func:`fastgd.training.is_divergent`), it stops, ``diverged_epoch_`` says
 when, the parameters are those of the last epoch before, and a
@@ -70,6 +72,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from fastgd import cuda as fastgd_cuda
 from fastgd import optim, threads
+from fastgd import rules as rule_registry
 from fastgd.kernels.mlp import ACTIVATIONS
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
@@ -86,6 +89,7 @@ _SOLVER_DEFAULTS = dict(solver="adam", learning_rate="constant", power_t=0.5, mo
 _SOLVER_SOURCES = {"betas": ("beta_1", "beta_2"), "eps": ("epsilon",), "momentum": ("momentum",)}
 # sample_weight is applied by repeating rows: at most this many times the data set's rows
 MAX_WEIGHT_REPETITION = 100
+_RULE_KEY = "_fastgd_rule"  # in a pickle's state: (name, hash, Plugin or None) of a user's rule, see __getstate__
 # scikit-learn's adaptive schedule stops once the learning rate is at most this
 _ADAPTIVE_MIN_LEARNING_RATE = 1e-6
 
@@ -330,7 +334,10 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         self._hidden_sizes()
         if self.optimizer is not None and self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
+            hint = (" (a rule of your own must be registered in this process: load its plugin with "
+                    "fastgd.rules.load_plugin, or name it in FASTGD_PLUGINS for worker processes)")
+            raise ValueError(f"optimizer must be None or one of {sorted(optim.OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}{hint}")
         if self.optimizer_params and "lr" in self.optimizer_params:
             raise ValueError("optimizer_params must not contain 'lr': set learning_rate_init")
         if self.dtype is not None:
@@ -486,8 +493,12 @@ class _BaseMLP(BaseEstimator):
             self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
         # the rule that trains: the fitted optimizer's (partial_fit keeps it whatever `optimizer` says since)
         evaluates_elsewhere = _evaluates_elsewhere(self.optimizer_.rule)
+        # an integer random_state is the batch order's seed itself, as `fastgd train --seed` and sweeps use it: the
+        # same settings give the same run (a seed drawn from rng after the weights gave another batch order)
+        integer_seed = isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool)
         training = Training(net, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle,
-                            seed=rng.randint(_SEED_BOUND), schedule=self._make_schedule(),
+                            seed=int(self.random_state) if integer_seed else rng.randint(_SEED_BOUND),
+                            schedule=self._make_schedule(),
                             clip_norm=self.clip_norm)
         training.epochs_done = self._epochs_done
         # divergence is judged against the loss the first fit started from
@@ -584,6 +595,11 @@ class _BaseMLP(BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
+        name = state.get("optimizer")
+        if isinstance(name, str) and name in rule_registry.RULES and not rule_registry.is_builtin(name):
+            # a user's rule travels with the estimator, fitted or not (GridSearchCV's workers unpickle clones):
+            # its identity, and the plugin that registered it, loaded where the estimator is unpickled
+            state[_RULE_KEY] = (name, rule_registry.get(name).hash, rule_registry.plugin_of(name))
         optimizer = state.get("optimizer_")
         if optimizer is not None and optimizer.device != "cpu":
             # device memory does not pickle: keep the optimizer, state and all, on the CPU, over theta_ (or its own
@@ -593,6 +609,10 @@ class _BaseMLP(BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        carried = state.pop(_RULE_KEY, None)
+        if carried is not None:
+            rule_registry.rebuild(*carried)
         super().__setstate__(state)
         if "theta_" in state:
             self._expose_layers()

@@ -427,7 +427,8 @@ class Optimizer:
         # compiled code is rebuilt where the optimizer is unpickled (on the CPU; a device optimizer
         # pickles its state as NumPy arrays)
         params = self._params if self.device == "cpu" else self._params.copy_to_host()
-        return _unpickle_optimizer, (self.name, self.rule.hash, params, self.layout, self.state_dict())
+        return _unpickle_optimizer, (self.name, self.rule.hash, params, self.layout, self.state_dict(),
+                                     rule_registry.plugin_of(self.name))
 
     def packed(self, parallel=False):
         """This optimizer as compiled training loops take it: a :class:`Packed`.
@@ -615,11 +616,9 @@ def _host_copy(value):
     return value
 
 
-def _unpickle_optimizer(name, definition, params, layout, state_dict):
-    rule = rule_registry.get(name)
-    if rule.hash != definition:
-        raise ValueError(f"the pickled optimizer was made with another definition of rule {name!r} "
-                         f"({definition[:12]}, this process has {rule.hash[:12]})")
+def _unpickle_optimizer(name, definition, params, layout, state_dict, plugin=None):
+    # a user's rule travels as its plugin: loaded here when this process lacks it (a fresh process, a worker)
+    rule = rule_registry.rebuild(name, definition, plugin)
     read_only = isinstance(params, np.ndarray) and not params.flags.writeable
     optimizer = optimizer_class(rule)(params.copy() if read_only else params, layout=layout,
                                       **state_dict["param_groups"][0])

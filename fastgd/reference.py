@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "RULES", "EVALUATION", "ReferenceOptimizer", "register", "mlp_layout"]
+__all__ = ["DEFAULTS", "RULES", "EVALUATION", "ReferenceOptimizer", "register", "unregister", "mlp_layout"]
 
 ADAM_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False)
 
@@ -342,6 +342,12 @@ def register(name, function, defaults):
     """
     RULES[name] = function
     DEFAULTS[name] = dict(defaults)
+
+
+def unregister(name):
+    """Remove a user's NumPy version of rule ``name`` (its rule was removed, or replaced by one without)."""
+    RULES.pop(name, None)
+    DEFAULTS.pop(name, None)
 
 
 class ReferenceOptimizer:

@@ -250,6 +250,34 @@ def test_compare_refuses_bad_input_in_one_line_and_changes_nothing(hostile, argu
     assert_refused(["compare", *arguments], hostile, message)
 
 
+# plugins whose rules break the rule API's promises: refused when registered, before any data is read
+_PLUGIN_HEAD = "import numpy as np\nfrom fastgd import rules\nTABLE = {'scale': 1.0}\n"
+_PLUGIN_RULE = ("rules.register(rules.Rule('broken', element=element, hyperparameters={'lr': rules.LearningRate(0.1)}"
+                "{extra}))\n")
+BROKEN_PLUGINS = {
+    "float_literal.py": ("def element(param, grad, lr):\n    return param - 0.5 * lr * grad\n", "",
+                         "has the float literal 0.5 in `0.5 * lr`"),
+    "numpy_call.py": ("def element(param, grad, lr):\n    return param - lr * np.sign(grad)\n", "",
+                      "calls `np.sign` in `np.sign(grad)`"),
+    "dict_global.py": ("def element(param, grad, lr):\n    return param - lr * grad * TABLE['scale']\n", "",
+                       "reads the global 'TABLE', a dict"),
+    "reserved_slot.py": ("def element(param, grad, hyper, lr):\n    return param - lr * grad, hyper\n",
+                         ", state={'hyper': rules.State()}", "'hyper' is a name the generated code uses"),
+    "exits.py": ("import sys\nsys.exit(0)\ndef element(param, grad, lr):\n    return param\n", "",
+                 "called sys.exit(0): a plugin registers rules and returns"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_PLUGINS)
+def test_a_plugin_breaking_the_rule_api_is_refused_in_one_line(tmp_path, name):
+    body, extra, message = BROKEN_PLUGINS[name]
+    (tmp_path / name).write_text(_PLUGIN_HEAD + body + _PLUGIN_RULE.replace("{extra}", extra))
+    assert_refused(["train", "--plugin", name, "--optimizer", "broken", "--epochs", "1"], tmp_path, message)
+    from fastgd import rules
+
+    assert "broken" not in rules.RULES
+
+
 @pytest.mark.parametrize("arguments, message", [
     ([], "the following arguments are required: COMMAND"),
     (["fly"], "argument COMMAND: invalid choice: 'fly'"),

@@ -12,7 +12,8 @@ import inspect
 import numpy as np
 
 from fastgd import _config, optim, reference
-from fastgd.baselines.trainers import SEED, TORCH_FUSED, TORCH_OPTIMIZERS, require_torch, torch_optimizer_class
+from fastgd.baselines.trainers import (SEED, TORCH_FUSED, TORCH_OPTIMIZERS, NumpyTrainer, require_torch,
+                                       torch_optimizer_class)
 
 __all__ = ["STEP_IMPLEMENTATIONS", "parallel_threshold", "params_and_grad", "fastgd_step", "numpy_step", "torch_step",
            "users_step_implementation", "worth_timing", "step_callable"]
@@ -52,7 +53,11 @@ def fastgd_step(rule, params, grad, parallel=None):
 
 
 def numpy_step(rule, params, grad):
-    """One step of the plain NumPy rule of ``fastgd.reference``."""
+    """One step of the plain NumPy rule of ``fastgd.reference`` (NotImplementedError, asv's "skipped", for a rule
+    that declares none: the reference is optional)."""
+    reason = NumpyTrainer.rule_skip_reason(rule)
+    if reason is not None:
+        raise NotImplementedError(reason)
     return functools.partial(reference.ReferenceOptimizer(rule, params).step, grad)
 
 
@@ -93,10 +98,11 @@ def worth_timing(rule, n_params, implementation):
     at every size); fastgd's kernel form that users do not get at ``n_params`` only for SGD and
     Adam (the serial and ``prange`` loops are the same for every rule); torch.optim at its
     best: fused where it has a fused kernel (:data:`TORCH_FUSED`), its default loop elsewhere
-    and for Adam.
+    and for Adam. Never the NumPy reference of a rule that declares none.
     """
     if implementation == "numpy":
-        return n_params <= 1_000_000 or rule == "adam"
+        # a user's rule need not declare a NumPy reference: its step is then timed in fastgd alone
+        return rule in reference.RULES and (n_params <= 1_000_000 or rule == "adam")
     if implementation.startswith("fastgd") and implementation != users_step_implementation(n_params):
         return rule in ("sgd", "adam")
     if implementation == "torch_fused":

@@ -270,7 +270,7 @@ class NumpyTrainer(Trainer, name="numpy"):
 
     @classmethod
     def rule_skip_reason(cls, rule):
-        return None if rule in reference.RULES else f"{rule} has no NumPy reference"
+        return None if rule in reference.RULES else f"rule {rule!r} declares no NumPy reference"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -559,5 +559,3 @@ class JaxTraining:
         self.key, key = self._split(self.key)
         self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
         return float(loss)
-
-

@@ -297,12 +297,15 @@ def draw_throughput(throughput, out_dir):
     right.set_title("One update step: Adam bold, the other rules faint")
     fig.tight_layout()
     data = bandwidth.assign(kind="step")
+    alone = sorted(set(steps["rule"]) - set(steps.loc[steps["implementation"] == "numpy", "rule"]))
+    alone_note = (f" {', '.join(alone)} declare{'s' if len(alone) == 1 else ''} no NumPy reference: timed in fastgd "
+                  "alone." if alone else "")
     return _save(fig, out_dir, "throughput", data, "Throughput",
                  "Left: samples per second of one training epoch (fastgd and NumPy in float64, scikit-learn in "
                  "float64, PyTorch in float32). Right: bytes moved per second by one update step (θ, g and the "
                  "state arrays read, θ and the state written), against Adam's ceiling at the largest size (the bar: "
                  "its memory traffic alone, three arrays updated in place from a fourth over as many elements) "
-                 "and main memory's STREAM triad.",
+                 "and main memory's STREAM triad." + alone_note,
                  "Left: taller bars train faster (log axis). Right: higher is faster; a bold Adam line at its "
                  "ceiling's bar means the step runs as fast as its memory traffic allows.")
 

@@ -24,7 +24,7 @@ Two tables (pandas DataFrames) and the machine's limits:
 :func:`ceiling_shares` takes every step's share of the reference for its number of arrays.
 """
 
-from fastgd import baselines, datasets, optim
+from fastgd import baselines, datasets, optim, reference
 from fastgd.kernels.memory import MAX_STREAMS
 
 __all__ = ["measure", "ceiling_shares", "PARAMETER_COUNTS", "EPOCH_SETTINGS"]
@@ -122,6 +122,9 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
                 layer_sizes, EPOCH_SETTINGS["batch_size"], dtype, budget_seconds)
 
     steps = []
+    alone = [rule for rule in rules if rule not in reference.RULES]
+    if alone:
+        say(f"{', '.join(alone)}: no NumPy reference declared; the compiled rule's step is timed alone")
     for size in parameter_counts:
         say(f"update-rule steps on {size:,} parameters")
         for rule in rules:

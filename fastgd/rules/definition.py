@@ -52,6 +52,7 @@ a :class:`WeightDecay` hyperparameter adds ``g ← g + λθ`` before the element
 (``"coupled"``, L2) or ``θ ← θ(1 − γλ)`` (``"decoupled"``, AdamW's).
 """
 
+import dis
 import functools
 import hashlib
 import inspect
@@ -432,6 +433,19 @@ class EvaluationPoint:
         self.function, self.scalars = function, scalars
 
 
+# The names the generated code binds (fastgd.rules.compile, fastgd.cuda.rules): a hyperparameter, flag, state
+# slot or per-step output of the same name would shadow one of them. tests/test_rule_checks.py parses every
+# built-in rule's generated modules and fails when this list lacks a name they use.
+GENERATED_NAMES = frozenset({
+    "aux", "aux_size", "columns", "counters", "cuda", "dtype_eps", "element", "evaluate", "evaluation",
+    "evaluation_scalars", "float", "grad", "halt", "hyper", "int", "kernel", "kernel_parallel", "launch",
+    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "ndim", "no_halt", "np", "numba",
+    "out", "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange",
+    "range", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
+# A rule's name becomes a file name (its generated modules) and an attribute (fastgd.kernels.<name>, and
+# <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
+MAX_RULE_NAME_LENGTH = 64
+
 # Names every per-step function may take besides the rule's own: the step count and the dtype's ε.
 STEP_NAMES = ("step", "dtype_eps")
 # Names a per-tensor function may take besides the rule's own.
@@ -657,6 +671,14 @@ class Rule:
         if not (isinstance(self.name, str) and self.name.isidentifier() and self.name == self.name.lower()
                 and not keyword.iskeyword(self.name)):
             raise RuleError(f"a rule's name must be a lower-case Python identifier, got {self.name!r}")
+        if len(self.name) > MAX_RULE_NAME_LENGTH:
+            raise RuleError(f"a rule's name must have at most {MAX_RULE_NAME_LENGTH} characters, got "
+                            f"{len(self.name)} ({self.name[:20]}...)")
+        if self.name.startswith("_"):
+            raise RuleError(f"a rule's name must not start with '_' (private and dunder names), got {self.name!r}")
+        if self.name.endswith("_parallel"):
+            raise RuleError(f"a rule's name must not end in '_parallel' (fastgd.kernels.<rule>_parallel is each "
+                            f"rule's prange kernel), got {self.name!r}")
         if not self.hyperparameters or next(iter(self.hyperparameters)) != "lr":
             self._fail("its first hyperparameter must be the learning rate 'lr' (schedules scale it)")
         for name, spec in self.hyperparameters.items():
@@ -707,6 +729,9 @@ class Rule:
         for name in names:
             if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or name == "step":
                 self._fail(f"{name!r} cannot be a name in compiled code (an identifier, not 'step' nor _private)")
+            if name in GENERATED_NAMES:
+                self._fail(f"{name!r} is a name the generated code uses: choose another name for the "
+                           f"{self._kind_of(name)}")
             if name in seen:
                 self._fail(f"the name {name!r} is used twice (hyperparameter scalars, flags and state share one "
                            "namespace)")
@@ -725,6 +750,8 @@ class Rule:
             for output in outputs:
                 if not output.isidentifier() or output.startswith("_"):
                     self._fail(f"per-step output {output!r} is not an identifier")
+                if output in GENERATED_NAMES:
+                    self._fail(f"per-step output {output!r} is a name the generated code uses: choose another name")
                 if output in seen and output not in self.scalar_state:
                     self._fail(f"per-step output {output!r} clashes with a hyperparameter, flag or state of the rule")
         for name in self.scalar_state:
@@ -765,11 +792,22 @@ class Rule:
                         self._fail(f"the evaluation scalars' parameter {parameter!r} is not a hyperparameter scalar "
                                    "or a flag")
                 extra = self.evaluation.scalars.outputs
+                for output in extra:
+                    if not output.isidentifier() or output.startswith("_") or output in GENERATED_NAMES:
+                        self._fail(f"evaluation scalar {output!r} is not an identifier, or is a name the generated "
+                                   "code uses: choose another name")
             self._check_function(self.evaluation.function, "evaluation function", {*self.state, *scalars, *flags,
                                                                                    *extra}, returns_state=False)
         for name, spec in self.hyperparameters.items():
             if isinstance(spec, WeightDecay) and spec.decoupled_when is not None and spec.decoupled_when not in flags:
                 self._fail(f"{name} is decoupled when {spec.decoupled_when!r}, which is not a flag of the rule")
+
+    def _kind_of(self, name):
+        if name in self.state or name in self.scalar_state:
+            return "state slot"
+        if name in self.scalar_names:
+            return "hyperparameter"
+        return "flag"
 
     def _check_function(self, function, what, accepted, returns_state=True):
         """Check a function that takes ``(param(s), ...)`` and then names of ``accepted``; returns the state it takes."""
@@ -800,76 +838,175 @@ class Rule:
     # -- identity ---------------------------------------------------------------------------
 
     def _hash(self):
-        """sha256 of everything that defines the rule's results: declarations and the source of its functions."""
+        """sha256 of everything that defines the rule's results: declarations, the source of its functions and
+        every global they read (:func:`source_of`); a compiled function reading a global that has no stable
+        description (a dict, an object) is refused, naming it."""
+        def source(function, what, compiled=True):
+            try:
+                return source_of(function, strict=compiled)
+            except UnhashableGlobal as problem:
+                self._fail(f"its {what}: {problem}")
+
+        per_tensor, evaluation = self.per_tensor, self.evaluation
         description = {
             "generator": GENERATOR_VERSION,
             "name": self.name,
             "hyperparameters": {name: spec.describe() for name, spec in self.hyperparameters.items()},
-            "state": {name: [_describe_value(slot.initial), slot.when] for name, slot in self.state.items()},
+            "state": {name: [source(slot.initial, f"initial value of state {name!r}", False)
+                             if callable(slot.initial) else slot.initial, slot.when]
+                      for name, slot in self.state.items()},
             "scalar_state": {name: slot.initial for name, slot in self.scalar_state.items()},
-            "per_step": None if self.per_step is None else [source_of(self.per_step.function),
+            "per_step": None if self.per_step is None else [source(self.per_step.function, "per-step function"),
                                                             list(self.per_step.outputs)],
-            "derived": {name: [d.source, source_of(d.function)] for name, d in self.derived.items()},
-            "check": None if self.cross_check is None else source_of(self.cross_check),
-            "element": None if self.element is None else source_of(self.element),
-            "per_tensor": None if self.per_tensor is None else [source_of(self.per_tensor.function),
-                                                                self.per_tensor.where,
-                                                                source_of(self.per_tensor.aux_size),
-                                                                self.per_tensor.aux_is_state],
-            "evaluation": None if self.evaluation is None else [
-                source_of(self.evaluation.function),
-                None if self.evaluation.scalars is None else [source_of(self.evaluation.scalars.function),
-                                                              list(self.evaluation.scalars.outputs)]],
+            "derived": {name: [d.source, source(d.function, f"derived flag {name!r}", False)]
+                        for name, d in self.derived.items()},
+            "check": None if self.cross_check is None else source(self.cross_check, "check function", False),
+            "element": None if self.element is None else source(self.element, "element function"),
+            "per_tensor": None if per_tensor is None else [
+                source(per_tensor.function, "per-tensor function"), per_tensor.where,
+                source(per_tensor.aux_size, "aux_size function"),  # "None" without one, as identities always were
+                per_tensor.aux_is_state],
+            "evaluation": None if evaluation is None else [
+                source(evaluation.function, "evaluation function"),
+                None if evaluation.scalars is None else [source(evaluation.scalars.function, "evaluation scalars"),
+                                                         list(evaluation.scalars.outputs)]],
         }
         canonical = json.dumps(description, sort_keys=True, default=repr)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _describe_value(value):
-    return source_of(value) if callable(value) else value
-
-
 _LIBRARY_MODULES = ("numpy", "numba", "math", "builtins", "cmath", "llvmlite")
 
 
-def source_of(function, _seen=None):
-    """The source of ``function`` and of the functions and constants it uses from its own modules, recursively.
+class UnhashableGlobal(Exception):
+    """A compiled function reads a global whose value cannot be part of a rule's identity (or calls itself)."""
 
-    A rule's hash covers these, so editing a helper the element calls changes
-    the rule's identity too. Functions without source (defined at a prompt)
-    contribute their bytecode and constants.
+
+class _Unhashable(Exception):
+    """What kind of value could not be described (``a dict``): :func:`source_of` names the global."""
+
+
+def _is_library(value):
+    module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in _LIBRARY_MODULES
+
+
+def _describe_constant(value, strict, _seen, _stack):
+    """A stable text for a global a rule's function reads; None for the libraries' own objects (numpy, math...).
+
+    Arrays by dtype, shape and the sha256 of their bytes (their repr elides the middle of a long one);
+    functions by their source (:func:`source_of`); anything else raises :class:`UnhashableGlobal` when
+    ``strict`` (the function is compiled, and Numba freezes what it reads), else is named by its type.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            if strict:
+                raise _Unhashable("an array of Python objects")
+            return f"array of objects {value.shape}"
+        data = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return f"array {value.dtype.str} {value.shape} {data}"
+    if isinstance(value, np.generic):
+        return f"{value.dtype.str} {value!r}"
+    if value is None or isinstance(value, (bool, numbers.Number, str, bytes)):
+        return repr(value)
+    if isinstance(value, tuple):
+        if all(item is None or isinstance(item, (bool, numbers.Number, str, bytes)) for item in value):
+            return repr(value)
+        return "(" + ", ".join(_describe_constant(item, strict, _seen, _stack) or repr(item) for item in value) + ")"
+    if callable(getattr(value, "py_func", None)) or isinstance(value, types.FunctionType):
+        return source_of(value, _seen=_seen, strict=strict, _stack=_stack)
+    if _is_library(value):
+        return None
+    if isinstance(value, types.ModuleType):
+        return f"module {value.__name__}"
+    if strict:
+        raise _Unhashable(f"a {type(value).__name__}")
+    return f"<{type(value).__qualname__}>"
+
+
+def source_of(function, _seen=None, *, strict=False, _stack=()):
+    """The source of ``function`` and of every global it reads, recursively: what its results depend on.
+
+    A rule's hash covers this text, so editing a helper the element calls (a
+    global, or an attribute of a module it imports: ``helpers.scale``) or a
+    constant it reads (a number, a string, a tuple, a NumPy array, by its
+    bytes) changes the rule's identity too. Functions without source (defined
+    at a prompt) contribute their bytecode and constants. ``strict``: a
+    global with no stable description (a dict, a list, an object) or a
+    function that reaches itself (recursion, which inlined element code
+    cannot do) raises :class:`UnhashableGlobal`, naming it.
     """
     _seen = set() if _seen is None else _seen
     python = getattr(function, "py_func", function)
     if not isinstance(python, types.FunctionType):
         return repr(function)
+    if python in _stack:
+        if strict:
+            cycle = _stack[_stack.index(python):]
+            through = f" (through {', '.join(f.__name__ for f in cycle[1:])})" if len(cycle) > 1 else ""
+            raise UnhashableGlobal(f"{python.__name__} calls itself{through}: recursion cannot be compiled into a "
+                                   "rule's loop")
+        return ""
     if python in _seen:
         return ""
     _seen.add(python)
+    _stack = (*_stack, python)
+    strict = strict and not (python.__module__ or "").startswith("fastgd.")  # fastgd's own code is versioned
     try:
         text = inspect.getsource(python)
     except (OSError, TypeError):
         text = repr((python.__code__.co_code, python.__code__.co_consts))
     parts = [text]
-    for name in sorted(_names_used(python.__code__)):
-        value = python.__globals__.get(name)
-        module = getattr(value, "__module__", None) or ""
-        if module.split(".")[0] in _LIBRARY_MODULES:
+    for name, attributes in sorted(_globals_read(python.__code__)):
+        if name not in python.__globals__:
+            continue  # a builtin (abs, range), or a name that fails when compiled
+        value, path = python.__globals__[name], name
+        for attribute in attributes:
+            if not isinstance(value, types.ModuleType) or _is_library(value) or not hasattr(value, attribute):
+                break
+            value, path = getattr(value, attribute), f"{path}.{attribute}"
+        if isinstance(value, types.ModuleType) and (_is_library(value) or attributes):
             continue
-        if callable(getattr(value, "py_func", None)) or isinstance(value, types.FunctionType):
-            parts.append(source_of(value, _seen))
-        elif isinstance(value, (numbers.Number, str, tuple)):
-            parts.append(f"{name} = {value!r}")
-    if python.__closure__:
-        parts += [repr(cell.cell_contents) if not callable(cell.cell_contents) else source_of(cell.cell_contents,
-                                                                                               _seen)
-                  for cell in python.__closure__]
+        try:
+            described = _describe_constant(value, strict, _seen, _stack)
+        except _Unhashable as kind:
+            raise UnhashableGlobal(f"{python.__name__} reads the global {path!r}, {kind}, which cannot be part of "
+                                   "the rule's identity (use a number, a string, a tuple or a NumPy array)") from None
+        if described is not None:
+            # a function read by its own name is its source alone, as identities were taken before attributes were
+            function = isinstance(value, types.FunctionType) or hasattr(value, "py_func")
+            parts.append(described if function and path == name else f"{path} = {described}")
+    for cell in python.__closure__ or ():
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        try:
+            described = _describe_constant(contents, strict, _seen, _stack)
+        except _Unhashable as kind:
+            raise UnhashableGlobal(f"{python.__name__} reads a variable of its enclosing function, {kind}, which "
+                                   "cannot be part of the rule's identity") from None
+        parts.append(repr(contents) if described is None else described)
     return "\n".join(parts)
 
 
-def _names_used(code):
-    names = set(code.co_names)
+_ATTRIBUTE_READS = ("LOAD_ATTR", "LOAD_METHOD")
+
+
+def _globals_read(code):
+    """(name, attributes) for each global ``code`` reads, with the attributes read off it: ``helpers.scale(x)``
+    gives ("helpers", ("scale",)); functions defined inside are included."""
+    reads = set()
+    instructions = list(dis.get_instructions(code))
+    for index, instruction in enumerate(instructions):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            attributes = []
+            for following in instructions[index + 1:]:
+                if following.opname not in _ATTRIBUTE_READS:
+                    break
+                attributes.append(following.argval)
+            reads.add((instruction.argval, tuple(attributes)))
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            names |= _names_used(constant)
-    return names
+            reads |= _globals_read(constant)
+    return reads

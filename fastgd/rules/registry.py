@@ -9,15 +9,17 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from fastgd.rules.checks import check_rule
 from fastgd.rules.definition import Rule, RuleError
 
 __all__ = ["RULES", "register", "unregister", "get", "is_builtin", "PluginError", "Plugin", "load_plugin",
-           "load_plugins", "plugin_of"]
+           "load_plugins", "plugin_of", "rebuild"]
 
 _RULES = {}
 _BUILTIN = set()
@@ -36,10 +38,12 @@ def _add(rule, builtin):
         _RULES[rule.name] = rule
         if builtin:
             _BUILTIN.add(rule.name)
-    if rule.reference is not None:
-        from fastgd import reference
+    from fastgd import reference
 
+    if rule.reference is not None:
         reference.register(rule.name, rule.reference, rule.defaults)
+    elif not builtin:
+        reference.unregister(rule.name)  # a replaced definition's reference is not this one's
 
 
 def register(rule_or_name, *, replace=False, **declaration):
@@ -55,8 +59,12 @@ def register(rule_or_name, *, replace=False, **declaration):
 
     A built-in rule's name is refused. Registering a name again with the same
     definition does nothing (a plugin loaded twice); with another definition it
-    is refused unless ``replace=True``. Returns the :class:`Rule` (the element
-    function, for the decorator form).
+    is refused unless ``replace=True``. The element and evaluation functions
+    are checked first (:func:`fastgd.rules.checks.check_rule`: no float
+    literals, no calls but ``math``, ``abs`` and helpers, the parameters' dtype
+    kept, one value returned per state slot), and the rule's identity is taken
+    (a global that cannot be hashed is refused). Returns the :class:`Rule` (the
+    element function, for the decorator form).
     """
     if isinstance(rule_or_name, Rule):
         if declaration:
@@ -80,6 +88,13 @@ def _register(rule, replace):
     with _LOCK:
         if rule.name in _BUILTIN:
             raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
+        from fastgd import kernels
+
+        # fastgd.kernels.<rule> would be this function or module, not the rule's kernel
+        submodules = {module.name for module in pkgutil.iter_modules(kernels.__path__)}
+        if rule.name in vars(kernels) or rule.name in submodules:
+            raise RuleError(f"rule {rule.name!r}: the name is taken by fastgd.kernels.{rule.name}; choose another "
+                            "name")
         existing = _RULES.get(rule.name)
         origin = _ORIGIN.get(rule.name)
         # a plugin file loaded again after an edit replaces its own rules
@@ -90,6 +105,7 @@ def _register(rule, replace):
                             "to replace it")
         if existing is not None and existing.hash == rule.hash:
             return existing
+        check_rule(rule)
         _add(rule, builtin=False)
     return rule
 
@@ -102,6 +118,9 @@ def unregister(name):
         if name not in _RULES:
             raise KeyError(name)
         del _RULES[name]
+        from fastgd import reference
+
+        reference.unregister(name)
         plugin = _ORIGIN.pop(name, None)
         if plugin is not None:
             _LOADED.pop(plugin.digest or plugin.spec, None)
@@ -188,24 +207,46 @@ def load_plugin(spec, base_dir=None):
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        before = {name: rule.hash for name, rule in _RULES.items()}
+        before, origins = dict(_RULES), dict(_ORIGIN)
+        where = plugin.path or plugin.spec
         try:
             if plugin.path is None:
                 importlib.import_module(plugin.spec)
             else:
                 _exec_file(plugin)
-        except RuleError as error:
-            raise PluginError(f"plugin {plugin.path or plugin.spec}: {error}") from None
-        except PluginError:
+        except BaseException as error:
+            # a plugin that fails leaves the registry as it found it: no half of its rules stays registered
+            _restore(before, origins)
+            if isinstance(error, RuleError):
+                raise PluginError(f"plugin {where}: {error}") from None
+            if isinstance(error, PluginError):
+                raise
+            if isinstance(error, SystemExit):
+                # sys.exit(0) in a plugin made `fastgd sweep` exit 0 having done nothing
+                raise PluginError(f"plugin {where} called sys.exit({error.code!r}): a plugin registers rules and "
+                                  "returns") from None
+            if isinstance(error, Exception):
+                raise PluginError(f"plugin {where} raised {type(error).__name__}: "
+                                  f"{' '.join(str(error).split())}") from None
             raise
-        except Exception as error:
-            raise PluginError(f"plugin {plugin.path or plugin.spec} raised {type(error).__name__}: "
-                              f"{' '.join(str(error).split())}") from None
-        added = [name for name, rule in _RULES.items() if before.get(name) != rule.hash]
+        added = [name for name, rule in _RULES.items() if before.get(name) is not rule]
         _LOADED[key] = added
         for name in added:
             _ORIGIN[name] = plugin
         return added
+
+
+def _restore(rules, origins):
+    """Put the registry back to ``rules`` (name → Rule) and ``origins`` (name → Plugin), references included."""
+    from fastgd import reference
+
+    for name in [name for name in {**_RULES, **rules} if _RULES.get(name) is not rules.get(name)]:
+        if _RULES.pop(name, None) is not None:
+            reference.unregister(name)
+        if name in rules:
+            _add(rules[name], builtin=False)
+    _ORIGIN.clear()
+    _ORIGIN.update(origins)
 
 
 def _exec_file(plugin):
@@ -250,3 +291,43 @@ def plugin_of(name):
     if rule is None or plugin is None or _LOADED.get(plugin.digest or plugin.spec) is None:
         return None
     return plugin
+
+
+# --- rules in pickles ------------------------------------------------------------------------
+
+def rebuild(name, definition, plugin=None):
+    """The rule ``name`` with identity ``definition`` (its hash), for an object unpickled in this process.
+
+    ``plugin`` (the :class:`Plugin` that registered it where the object was
+    pickled, as :func:`plugin_of` gave it) is loaded where this process lacks
+    the rule: from its file where the file is here, else from the source the
+    pickle carries. A rule whose definition differs here (an edited plugin,
+    another fastgd), or that was registered by code rather than by a plugin,
+    is a one-line :class:`PluginError` saying how to make it available.
+    """
+    rule = _RULES.get(name)
+    if rule is not None and rule.hash == definition:
+        return rule
+    if rule is None and plugin is not None:
+        where = plugin.path or plugin.spec
+        with _LOCK:
+            before, origins, loaded = dict(_RULES), dict(_ORIGIN), dict(_LOADED)
+            load_plugin(plugin.path if plugin.path is not None and os.path.isfile(plugin.path) else plugin)
+            rule = _RULES.get(name)
+            if rule is not None and rule.hash == definition:
+                return rule
+            # refused: the registry stays as it was, as for a plugin that fails to load
+            _restore(before, origins)
+            _LOADED.clear()
+            _LOADED.update(loaded)
+        if rule is None:
+            raise PluginError(f"plugin {where} no longer registers rule {name!r}, which the pickle was made with")
+        raise PluginError(f"plugin {where} has changed since the pickle was made: its rule {name!r} is "
+                          f"{rule.hash[:12]} here, the pickle's {definition[:12]}; load the plugin as it was")
+    if rule is None:
+        raise PluginError(f"rule {name!r} is not registered in this process: where the pickle was made it was "
+                          "registered by code, not by a plugin; put it in a plugin file and load it first "
+                          "(fastgd.rules.load_plugin, or FASTGD_PLUGINS, which worker processes load at import)")
+    origin = f" (plugin {plugin.path or plugin.spec})" if plugin is not None else ""
+    raise PluginError(f"rule {name!r} is {rule.hash[:12]} in this process, the pickle's {definition[:12]}{origin}: "
+                      "load the definition it was made with")
