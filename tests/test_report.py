@@ -641,13 +641,18 @@ def test_a_store_of_the_tuning_protocol_draws_its_trials_and_compares_the_final_
 
 
 def test_the_line_on_pairs_lists_the_few_and_counts_the_many():
+    import math
+
     import pandas as pd
 
     from fastgd.report.build import pairs_line
 
     def pairwise(significant):
-        return pd.DataFrame([dict(dataset="iris", rule_a=f"r{i}", rule_b=f"s{i}", pvalue_holm=0.01 if held else 0.5,
-                                  significant=held, better=f"r{i}" if held else None)
+        # held: True (significant), False (not), None (nothing to compare: both missed the target on every seed)
+        return pd.DataFrame([dict(dataset="iris", rule_a=f"r{i}", rule_b=f"s{i}",
+                                  pvalue=math.nan if held is None else 0.01 if held else 0.5,
+                                  pvalue_holm=math.nan if held is None else 0.01 if held else 0.5,
+                                  significant=bool(held), better=f"r{i}" if held else None)
                              for i, held in enumerate(significant)])
 
     few = pairs_line(pairwise([True] * 2 + [False] * 20), "iris")
@@ -658,5 +663,11 @@ def test_the_line_on_pairs_lists_the_few_and_counts_the_many():
                          "r21 and s21 (p = 0.5).")
     many = pairs_line(pairwise([True] * 20 + [False] * 20), "iris")
     assert many.endswith("20 of 40 pairs differ significantly, 20 do not (every pair in pairwise.csv).")
-    assert pairs_line(pairwise([False] * 3), "iris").endswith("no significant difference between any of the 3 pairs "
-                                                              "of rules.")
+    assert pairs_line(pairwise([False] * 3), "iris").endswith("no significant difference between any of the 3 "
+                                                              "comparable pairs of rules.")
+    # pairs of rules that both never reached the target are neither different nor alike: nothing to compare
+    mixed = pairs_line(pairwise([True, False, None, None]), "iris")
+    assert mixed.endswith("significant: r0 better than s0 (p = 0.01); 1 of 4 pairs not significantly different. 2 "
+                          "pairs of rules that both missed the target on every seed: nothing to compare.")
+    assert pairs_line(pairwise([None] * 3), "iris").endswith("nothing to compare: no rule reached the target on any "
+                                                             "seed.")

@@ -308,31 +308,45 @@ def rank_sentence(rank):
 
 
 def _alongside(pairwise, dataset, winner, shown=6):
-    """The rules the pairwise tests cannot separate from ``winner`` on ``dataset`` as a sentence ('' without
-    pairwise tests: one rule)."""
+    """What the pairwise tests say of ``winner`` against every other rule on ``dataset``, as a sentence ('' without
+    pairwise tests: one rule): the rules it cannot be told from, any the test puts ahead of it (pairwise tests need
+    not be transitive), or that every other rule is behind."""
     if pairwise is None:
         return ""
     pairs = pairwise[(pairwise["dataset"] == dataset) & ((pairwise["rule_a"] == winner)
                                                          | (pairwise["rule_b"] == winner))]
+
+    def others(rows):
+        names = sorted((set(rows["rule_a"]) | set(rows["rule_b"])) - {winner})
+        return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+    ahead = pairs[pairs["significant"] & (pairs["better"] != winner)]
     level = pairs[~pairs["significant"]]
-    others = sorted((set(level["rule_a"]) | set(level["rule_b"])) - {winner})
-    if not others:
-        return f" Every other rule is significantly behind {winner}."
-    names = ", ".join(others[:shown]) + (f" and {len(others) - shown} more" if len(others) > shown else "")
-    return f" Not significantly different from {winner} on epochs to target: {names}."
+    text = ""
+    if len(ahead):
+        text += f" Significantly ahead of {winner} on epochs to target all the same: {others(ahead)}."
+    if len(level):
+        text += f" Not significantly different from {winner} on epochs to target: {others(level)}."
+    return text or f" Every other rule is significantly behind {winner}."
 
 
 def pairs_line(pairwise, dataset, shown=8):
     """One line on which pairs of rules differ on ``dataset`` (:func:`fastgd.sweep.stats.pairwise_tests`): the
     significant pairs where there are at most ``shown``, else the others where there are at most ``shown``, else
-    the counts alone (every pair is in the report's pairwise.csv)."""
+    the counts alone (every pair is in the report's pairwise.csv). Pairs of rules that both missed the target on
+    every seed have nothing to compare and are counted apart."""
     group = pairwise[pairwise["dataset"] == dataset]
-    held = group[group["significant"] & group["better"].notna()]
-    level = group.drop(held.index)
+    held = group[group["significant"]]
+    incomparable = group[group["pvalue"].isna()]
+    level = group.drop(held.index).drop(incomparable.index)
     n_pairs = len(group)
     head = f"{dataset}, epochs to target (Mann-Whitney U over seeds, Holm-corrected): "
+    if len(incomparable) == n_pairs:
+        return head + "nothing to compare: no rule reached the target on any seed."
+    tail = (f" {_plural(len(incomparable), 'pair')} of rules that both missed the target on every seed: nothing to "
+            "compare." if len(incomparable) else "")
     if held.empty:
-        return head + f"no significant difference between any of the {n_pairs} pairs of rules."
+        return head + f"no significant difference between any of the {len(level)} comparable pairs of rules." + tail
 
     def listed(rows, words):
         return "; ".join(words(row) + f" (p = {row.pvalue_holm:.2g})" for row in rows.itertuples())
@@ -340,12 +354,13 @@ def pairs_line(pairwise, dataset, shown=8):
     if len(held) <= shown:
         return head + "significant: " + listed(held, lambda row: f"{row.better} better than "
                                                f"{row.rule_b if row.better == row.rule_a else row.rule_a}") \
-            + f"; {len(level)} of {n_pairs} pairs not significantly different."
+            + f"; {len(level)} of {n_pairs} pairs not significantly different." + tail
     if len(level) <= shown:
         text = listed(level, lambda row: f"{row.rule_a} and {row.rule_b}") if len(level) else "none"
-        return head + f"{len(held)} of {n_pairs} pairs differ significantly; not significantly different: {text}."
+        return head + f"{len(held)} of {n_pairs} pairs differ significantly; not significantly different: {text}." \
+            + tail
     return head + f"{len(held)} of {n_pairs} pairs differ significantly, {len(level)} do not (every pair in " \
-                  "pairwise.csv)."
+                  "pairwise.csv)." + tail
 
 
 def summary_lines(runs, throughput, pairwise=None):
@@ -369,18 +384,21 @@ def summary_lines(runs, throughput, pairwise=None):
         of_dataset = best[best["dataset"] == row.dataset]
         reaching = of_dataset.groupby("rule")["epochs_to_target"].apply(lambda s: bool(s.notna().all()))
         n_rules = len(reaching)
-        if not reaching.any():
-            lines.append(f"{row.dataset}: no rule reached the target loss on every seed within the epoch budget.")
+        target = of_dataset["target_loss"].iloc[0] if "target_loss" in of_dataset else math.nan
+        if row.winner is None:
+            budget = (f" within {int(of_dataset['n_epochs'].iloc[0])} epochs" if "n_epochs" in of_dataset else "")
+            lines.append(f"{row.dataset}: no rule reached the target loss {target:g} on any seed{budget}: nothing to "
+                         "compare on time to the target (the final losses are under Best settings); a lower target "
+                         "is reached by none, a higher one may be: see how the target was chosen.")
         else:
             winner = of_dataset[of_dataset["rule"] == row.winner]
-            target = winner["target_loss"].iloc[0] if "target_loss" in winner else math.nan
-            n_seeds = len(winner)
+            over = (f"mean over {_plural(row.n_seeds, 'seed')}" if row.reached == row.n_seeds else
+                    f"mean over the {row.reached} of {row.n_seeds} seeds that reached it")
             lines.append(
                 f"{row.verdict}. {row.winner} at learning rate {winner['learning_rate'].iloc[0]:.3g}: "
                 f"{row.epochs:.3g} epoch{'' if row.epochs == 1 else 's'} and {row.seconds * 1e3:.3g} ms to the "
-                f"target loss {target:g} "
-                f"({_milliseconds(row.seconds_low, row.seconds_high)}; mean over {_plural(n_seeds, 'seed')}); "
-                f"{int(reaching.sum())} of {n_rules} rules reach it on every seed."
+                f"target loss {target:g} ({_milliseconds(row.seconds_low, row.seconds_high)}; {over}); "
+                f"{int(reaching.sum())} of {_plural(n_rules, 'rule')} reach it on every seed."
                 + _alongside(pairwise, row.dataset, row.winner))
         if pairwise is not None and (pairwise["dataset"] == row.dataset).any():
             lines.append(pairs_line(pairwise, row.dataset))
@@ -617,6 +635,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     from fastgd.report.history import load_history
     from fastgd.sweep import stats
     from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
+    from fastgd.sweep.plan import completeness
 
     say = progress or (lambda message: None)
     stored = {name: artefact["content"] for name, artefact in artefacts.items()}
@@ -628,7 +647,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     warnings = mixed_provenance(runs, sweeps) + mixed_settings(compared) + (
         [throughput_warning] if throughput_warning else [])
     notes = unknown_rule_notes(runs)
-    for line in warnings + notes:
+    incomplete = completeness(runs, sweeps)
+    for line in warnings + notes + ([incomplete] if incomplete else []):
         say(f"warning: {line}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -735,8 +755,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        title=title, warnings=warnings, notes=notes, missing=missing,
-        summary=summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
+        title=title, warnings=warnings, notes=notes, missing=missing, incomplete=incomplete,
+        summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
         sections=sections, best=best_table, throughput=throughput_table, throughput_note=throughput_note,
         checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),

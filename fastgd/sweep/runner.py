@@ -378,7 +378,8 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
         with Store(store_path) as store:
             if retry_failed:
                 store.forget(store.run_ids("failed"))
-            sweep_id = store.begin_sweep(config.name, config.source, provenance())
+            # rules as resolved: "all" names the rules registered now, which a report of a killed sweep lists
+            sweep_id = store.begin_sweep(config.name, dict(config.source, rules=list(config.rules)), provenance())
             planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
             def outcome(notes=()):
