@@ -48,7 +48,9 @@ from fastgd.training import Training
 
 __all__ = ["IMPLEMENTATIONS", "TRAINERS", "STEP_IMPLEMENTATIONS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED",
            "LEARNING_RATES", "learning_rate", "available", "torch_available", "jax_available", "warm_up",
-           "warmed_trainer", "seconds_per_call", "dataset", "synthetic_name", "head", "score_on_test_split", "finite",
+           "warmed_trainer", "same_threads", "seconds_per_call", "per_call_seconds", "dataset", "synthetic_name",
+           "head",
+           "score_on_test_split", "finite",
            "last_level_cache_bytes", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer",
            "JaxTrainer", "JaxTraining",
            "optax_transform", "params_and_grad", "step_callable", "users_step_implementation", "worth_timing",
@@ -114,11 +116,17 @@ SKLEARN_SOLVERS = {"sgd": dict(solver="sgd", momentum=0.0, nesterovs_momentum=Fa
 # --- timing ------------------------------------------------------------------------------------
 
 def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.median):
-    """Median (or ``statistic``) seconds of one call of an already warmed ``function``.
+    """Median (or ``statistic``) seconds of one call of an already warmed ``function``, over
+    :func:`per_call_seconds`'s batches."""
+    return float(statistic(per_call_seconds(function, budget_seconds, min_repeats)))
+
+
+def per_call_seconds(function, budget_seconds, min_repeats=3):
+    """Seconds of one call of an already warmed ``function``, one value per batch of calls.
 
     Calls are timed in batches, ten times longer until a batch lasts a millisecond (well above
     the clock's resolution); batches repeat until ``budget_seconds`` have passed, at least
-    ``min_repeats`` times.
+    ``min_repeats`` times. Their spread is the timing's noise.
     """
     number = 1
     while True:
@@ -136,7 +144,7 @@ def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.media
         for _ in range(number):
             function()
         per_call.append((time.perf_counter() - start) / number)
-    return float(statistic(per_call))
+    return per_call
 
 
 # --- data sets ---------------------------------------------------------------------------------
@@ -490,6 +498,56 @@ def warm_up(implementation, data, rule, hidden, batch_size, dtype):
     # at least one whole batch: fastgd picks its model's pass by the batch's size (kernels.train.model_blocks)
     rows = min(max(WARM_UP_ROWS, batch_size), data.X_train.shape[0])
     TRAINERS[implementation](head(data, rows), rule, hidden, min(batch_size, rows), dtype).epoch()
+
+
+@contextlib.contextmanager
+def same_threads(n_threads):
+    """Within the block, every implementation computes on ``n_threads`` threads, as far as each can be told to.
+
+    A ratio of two implementations' times means little when one has the cores to itself and the other not:
+    on a busy two-core machine PyTorch's epoch took 21.75 ms with two threads and 3.39 ms with one. fastgd's
+    loops and every BLAS loaded (NumPy's and SciPy's, which scikit-learn calls) through
+    :func:`fastgd.threads.limit`; PyTorch through ``torch.set_num_threads`` (restored after); JAX through
+    ``XLA_FLAGS``, which XLA reads once, when JAX first computes: later it cannot be changed, and the
+    yielded description says so. Yields {implementation: how its threads were set}, for the report.
+    """
+    from fastgd import threads
+
+    told = {}
+    torch, torch_before = None, None
+    with threads.limit(n_threads):
+        told.update(fastgd=f"{n_threads} (Numba and BLAS)", numpy=f"{n_threads} (BLAS)",
+                    sklearn=f"{n_threads} (BLAS)")
+        if torch_available():
+            import torch
+
+            torch_before = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+            told["torch"] = f"{n_threads} (torch.set_num_threads)"
+        if jax_available():
+            told["jax"] = _limit_jax_threads(n_threads)
+        try:
+            yield told
+        finally:
+            if torch is not None:
+                torch.set_num_threads(torch_before)
+
+
+def _limit_jax_threads(n_threads):
+    import os
+
+    try:
+        from jax._src import xla_bridge
+
+        started = bool(xla_bridge._backends)
+    except (ImportError, AttributeError):
+        return "XLA's own thread pool (whether JAX had started could not be told)"
+    if started:
+        return "XLA's own thread pool (JAX had computed before: XLA_FLAGS can no longer be set)"
+    flags = [f"--xla_cpu_multi_thread_eigen={'false' if n_threads == 1 else 'true'}",
+             f"intra_op_parallelism_threads={n_threads}"]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+    return f"{n_threads} (XLA_FLAGS intra_op_parallelism_threads, set before JAX computed)"
 
 
 def warmed_trainer(implementation, data, rule, hidden, batch_size, dtype, warming=contextlib.nullcontext):

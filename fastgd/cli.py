@@ -501,9 +501,12 @@ def command_compare(arguments):
         _say(f"2/4 throughput: not measured ({_kept_throughput(store)})")
     else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
-        # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
-        throughput = measure(progress=lambda message: _say(f"    {message}"),
-                             **COMPARE_THROUGHPUT[arguments.preset or "default"])
+        settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
+        if arguments.dataset or arguments.config:  # the user's data: the report's throughput is of the data it is about
+            from fastgd.sweep.config import load_dataset
+
+            settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
+        throughput = measure(progress=lambda message: _say(f"    {message}"), **settings)
         save_throughput(throughput, out_dir)
     _say(f"3/4 what the report shows besides the runs, stored in {store}")
     record_artefacts(store, config, throughput=throughput, asv_results=asv_results,

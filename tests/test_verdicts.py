@@ -125,9 +125,9 @@ def test_a_killed_sweep_is_named_incomplete_with_what_is_missing():
                                                for _ in range(16)])
     assert completeness(full, sweeps_of(config)) is None
     # a store of an older fastgd recorded rules = "all": the data sets are still checked
-    assert completeness(runs, sweeps_of(dict(config, rules="all"))).endswith("(none on wine). Every winner, rank and "
-                                                                            "profile below is among the runs stored "
-                                                                            "only; run the same sweep again to finish it")
+    older = completeness(runs, sweeps_of(dict(config, rules="all")))
+    assert older.endswith("(none on wine). Every winner, rank and profile below is among the runs stored only; run the "
+                          "same sweep again to finish it")
 
 
 def test_a_report_of_a_killed_sweep_says_so_at_the_top(tmp_path):

@@ -48,12 +48,15 @@ def save_throughput(throughput, out_dir):
     out_dir = Path(out_dir)
     throughput["training"].to_csv(out_dir / "throughput_training.csv", index=False)
     throughput["steps"].to_csv(out_dir / "throughput_steps.csv", index=False)
+    if throughput.get("training_repeats") is not None:
+        throughput["training_repeats"].to_csv(out_dir / "throughput_training_repeats.csv", index=False)
     (out_dir / "throughput_machine.json").write_text(json.dumps(throughput["machine"], indent=2))
 
 
 _THROUGHPUT_COLUMNS = {
     "training": {"dataset", "implementation", "dtype", "seconds_per_epoch", "samples_per_second"},
     "steps": {"rule", "implementation", "parameters", "seconds", "bytes_per_second"},
+    "training_repeats": {"dataset", "implementation", "repeat", "seconds_per_epoch"},
 }
 
 
@@ -72,7 +75,15 @@ def load_throughput(directory):
     except (OSError, ValueError) as error:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
         raise ValueError(f"the throughput files in {directory} cannot be read: {' '.join(str(error).split())}") \
             from None
+    repeats = directory / "throughput_training_repeats.csv"
+    if repeats.is_file():  # written since the repeats were kept: optional
+        try:
+            throughput["training_repeats"] = pd.read_csv(repeats)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{repeats} cannot be read: {' '.join(str(error).split())}") from None
     for key, columns in _THROUGHPUT_COLUMNS.items():
+        if key not in throughput:
+            continue
         missing = sorted(columns - set(throughput[key].columns))
         if missing:
             raise ValueError(f"throughput_{key}.csv in {directory} lacks the columns {missing}")
@@ -406,22 +417,88 @@ def summary_lines(runs, throughput, pairwise=None):
     if scores is not None and scores.shape[1] >= 2:
         lines.append(f"Across data sets, ranks on epochs to target: {rank_sentence(stats.rank_test(scores))}.")
     if throughput is not None:
-        training = throughput["training"].pivot(index="dataset", columns="implementation",
-                                                values="seconds_per_epoch")
-        for other in ("numpy", "sklearn", "torch", "jax"):
-            if other in training:
-                ratios = training[other] / training["fastgd"]
-                lines.append(f"Training epochs: fastgd is {np.median(ratios):.1f}x faster than {_label(other)} "
-                             f"(median over data sets; from {ratios.min():.1f}x to {ratios.max():.1f}x).")
-        steps = throughput["steps"]
-        adam = steps[steps["rule"] == "adam"].pivot(index="parameters", columns="implementation", values="seconds")
-        for other in ("torch", "numpy"):
-            if other in adam:
-                small, large = adam.index.min(), adam.index.max()
-                lines.append(f"Adam step: fastgd is {adam.loc[small, other] / adam.loc[small, 'fastgd']:.1f}x faster "
-                             f"than {_label(other)} at {small:,} parameters and "
-                             f"{adam.loc[large, other] / adam.loc[large, 'fastgd']:.2f}x at {large:,}.")
+        lines.extend(_training_ratio_lines(throughput))
+        lines.extend(_step_ratio_lines(throughput))
         lines.extend(_limit_lines(throughput))
+    return lines
+
+
+def _threads_said(throughput, part):
+    """How many threads every implementation had for ``part`` ("training" or "steps"), in a few words; '' for a
+    throughput stored before it was recorded."""
+    told = (throughput["machine"].get("threads") or {}).get(part) or {}
+    if not told:
+        return ""
+    counts = {str(how).split(" ")[0] for how in told.values()}
+    if len(counts) == 1 and next(iter(counts)).isdigit():
+        return f"every implementation on {_plural(int(next(iter(counts))), 'thread')}"
+    return "threads: " + "; ".join(f"{_label(implementation)} {how}" for implementation, how in told.items())
+
+
+def _training_ratio_lines(throughput):
+    """fastgd's speed-up over each other implementation's training epoch: the median over data sets of the ratios
+    whose repeats agree (:func:`fastgd.report.throughput.training_ratios`), each with its spread; the others named
+    as unreliable, not quoted as a headline."""
+    from fastgd.report.throughput import UNRELIABLE_SPREAD, training_ratios
+
+    ratios = training_ratios(throughput)
+    threads = _threads_said(throughput, "training")
+    lines = []
+    for other in ("numpy", "sklearn", "torch", "jax"):
+        of_other = ratios[ratios["other"] == other]
+        if of_other.empty:
+            continue
+        held, noisy = of_other[of_other["reliable"]], of_other[~of_other["reliable"]]
+        if len(held):
+            each = ", ".join(f"{row.dataset} {row.ratio:.3g}x ({row.low:.3g}x to {row.high:.3g}x over "
+                             f"{row.n_repeats} repeats)" for row in held.itertuples())
+            lines.append(f"Training epochs: fastgd is {np.median(held['ratio']):.3g}x faster than {_label(other)} "
+                         f"(median over {_plural(len(held), 'data set')}: {each}"
+                         + (f"; {threads}" if threads else "") + ").")
+        if len(noisy):
+            each = ", ".join(
+                f"{row.dataset} from {row.low:.3g}x to {row.high:.3g}x over {row.n_repeats} repeats"
+                if math.isfinite(row.low) else f"{row.dataset} {row.ratio:.3g}x from one timing (no repeats stored)"
+                for row in noisy.itertuples())
+            lines.append(f"Unreliable, not quoted: fastgd against {_label(other)} on {_plural(len(noisy), 'data set')} "
+                         f"({each}): repeats that disagree by more than {UNRELIABLE_SPREAD:g}x, or none, say the "
+                         "machine was busy; measure again on a quiet one.")
+    return lines
+
+
+def _step_ratio_lines(throughput):
+    """fastgd's Adam step against PyTorch's and NumPy's at the smallest and largest sizes, each ratio with the range
+    its timings allow (the slowest batch of one over the fastest of the other, and the reverse) where stored; a
+    ratio whose range spans more than the unreliable spread is named so, not quoted."""
+    from fastgd.report.throughput import UNRELIABLE_SPREAD
+
+    steps = throughput["steps"]
+    adam = steps[steps["rule"] == "adam"].set_index(["parameters", "implementation"])
+    threads = _threads_said(throughput, "steps")
+    lines = []
+    for other in ("torch", "numpy"):
+        if other not in set(adam.index.get_level_values("implementation")):
+            continue
+        quoted, noisy = [], []
+        for size in sorted({adam.index.get_level_values("parameters").min(),
+                            adam.index.get_level_values("parameters").max()}):
+            if (size, other) not in adam.index or (size, "fastgd") not in adam.index:
+                continue
+            mine, theirs = adam.loc[(size, "fastgd")], adam.loc[(size, other)]
+            ratio = theirs["seconds"] / mine["seconds"]
+            if "seconds_low" in adam and math.isfinite(mine.get("seconds_low", math.nan)):
+                low, high = theirs["seconds_low"] / mine["seconds_high"], theirs["seconds_high"] / mine["seconds_low"]
+                text = f"{ratio:.3g}x at {size:,} parameters ({low:.3g}x to {high:.3g}x over its timings)"
+                (quoted if high <= UNRELIABLE_SPREAD * low else noisy).append(text)
+            else:
+                noisy.append(f"{ratio:.3g}x at {size:,} parameters from medians alone (no spread stored)")
+        if quoted:
+            lines.append(f"Adam step: fastgd is faster than {_label(other)} by " + " and ".join(quoted)
+                         + (f"; {threads}" if threads else "") + ".")
+        if noisy:
+            lines.append(f"Unreliable, not quoted: fastgd's Adam step against {_label(other)}, "
+                         + " and ".join(noisy) + f" (timings that disagree by more than {UNRELIABLE_SPREAD:g}x, or "
+                         "no spread, say the machine was busy).")
     return lines
 
 
@@ -593,6 +670,35 @@ def _interval_table(table):
                         "ms to target", "seeds reaching", "seeds"], "rows": rows, "text": 2}
 
 
+def _throughput_elsewhere(throughput, runs):
+    """A sentence where the throughput was measured on other data than the runs compared, else ''."""
+    timed = sorted(set(throughput["training"]["dataset"]))
+    compared = sorted(set(runs["dataset"]))
+    if set(compared) <= set(timed):
+        return ""
+    return (f"The throughput was measured on {', '.join(timed)}, not on the data this report compares "
+            f"({', '.join(sorted(set(compared) - set(timed)))}): its speeds are for other data.")
+
+
+def _throughput_table(throughput):
+    """The training throughput with each timing's spread over its repeats (least to greatest seconds per epoch)
+    and the threads every implementation had."""
+    training = throughput["training"].copy()
+    timings = throughput.get("training_repeats")
+    columns = ["dataset", "implementation", "dtype", "seconds_per_epoch", "samples_per_second"]
+    if timings is not None and len(timings):
+        spread = timings.groupby(["dataset", "implementation"])["seconds_per_epoch"].agg(["min", "max", "size"])
+        training = training.join(spread, on=["dataset", "implementation"])
+        training["repeats (least to greatest s/epoch)"] = [
+            f"{row['size']:.0f}: {row['min']:.3g} to {row['max']:.3g}" for _, row in training.iterrows()]
+        columns.append("repeats (least to greatest s/epoch)")
+    threads = (throughput["machine"].get("threads") or {}).get("training") or {}
+    if threads:
+        training["threads"] = training["implementation"].map(lambda name: str(threads.get(name, "–")))
+        columns.append("threads")
+    return _table(training, columns)
+
+
 def _algoperf_table(runs):
     from fastgd.sweep import stats
 
@@ -656,6 +762,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     several_rules = finished["rule"].nunique() > 1
     missing = []
     sections = []
+    summary_after = []  # lines the summary ends with, found while the sections are drawn
 
     def add(figure, **extra):
         sections.append(dict(id=figure.stem, title=figure.title, figure=figure, **extra))
@@ -699,6 +806,10 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     if throughput is not None:
         say("figure: throughput")
         add(figures.draw_throughput(throughput, out_dir))
+        elsewhere = _throughput_elsewhere(throughput, finished)
+        if elsewhere:
+            throughput_note = f"{throughput_note or ''} {elsewhere}".strip()
+            summary_after.append(elsewhere)
     else:
         missing.append(_missing("Throughput", "fastgd compare measures and stores it (without --skip-throughput), "
                                 "fastgd report --throughput DIR draws the throughput_*.csv files of DIR"))
@@ -747,16 +858,16 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
                          "epochs_to_target_mean", "seconds_to_target_mean", "diverged_share"])
     throughput_table = None
     if throughput is not None:
-        training = throughput["training"].copy()
-        throughput_table = _table(training, ["dataset", "implementation", "dtype", "seconds_per_epoch",
-                                             "samples_per_second"])
+        throughput_table = _throughput_table(throughput)
     counts = runs["status"].value_counts().to_dict()
     store_provenance = sweeps["provenance"].iloc[-1] if len(sweeps) else {}
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
         title=title, warnings=warnings, notes=notes, missing=missing, incomplete=incomplete,
-        summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
+        summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, throughput, pairwise)
+        + summary_after,
+        pairwise_csv=pairwise is not None,
         sections=sections, best=best_table, throughput=throughput_table, throughput_note=throughput_note,
         checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),

@@ -263,8 +263,17 @@ def draw_throughput(throughput, out_dir):
     plt, sns = _plotting()
     training, steps, machine = throughput["training"], throughput["steps"], throughput["machine"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
-    sns.barplot(training, x="dataset", y="samples_per_second", hue="implementation", palette=IMPLEMENTATION_COLOURS,
-                ax=left)
+    timings = throughput.get("training_repeats")
+    if timings is not None and len(timings):
+        # every repeat a point of the bar's spread: the bar's whisker runs from the slowest repeat to the fastest
+        rows = training.assign(n_samples=training["samples_per_second"] * training["seconds_per_epoch"])
+        rates = timings.merge(rows[["dataset", "implementation", "n_samples"]], on=["dataset", "implementation"])
+        rates["samples_per_second"] = rates["n_samples"] / rates["seconds_per_epoch"]
+        sns.barplot(rates, x="dataset", y="samples_per_second", hue="implementation",
+                    palette=IMPLEMENTATION_COLOURS, estimator="median", errorbar=("pi", 100), ax=left)
+    else:
+        sns.barplot(training, x="dataset", y="samples_per_second", hue="implementation",
+                    palette=IMPLEMENTATION_COLOURS, ax=left)
     left.set_yscale("log")
     left.set_ylabel("training samples per second")
     left.set_title("One epoch: MLP 32 ReLU units, Adam, batch 32")
@@ -299,7 +308,8 @@ def draw_throughput(throughput, out_dir):
     data = bandwidth.assign(kind="step")
     return _save(fig, out_dir, "throughput", data, "Throughput",
                  "Left: samples per second of one training epoch (fastgd and NumPy in float64, scikit-learn in "
-                 "float64, PyTorch in float32). Right: bytes moved per second by one update step (θ, g and the "
+                 "float64, PyTorch in float32), the median of the repeats with a whisker from the slowest to the "
+                 "fastest. Right: bytes moved per second by one update step (θ, g and the "
                  "state arrays read, θ and the state written), against Adam's ceiling at the largest size (the bar: "
                  "its memory traffic alone, three arrays updated in place from a fourth over as many elements) "
                  "and main memory's STREAM triad.",

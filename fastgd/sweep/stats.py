@@ -44,7 +44,8 @@ import numpy as np
 
 __all__ = ["Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
            "critical_difference", "cliques", "friedman_statistic", "rank_test", "score_matrix", "holm",
-           "compare", "compare_samples", "logrank_test", "TESTS", "pairwise_tests", "significance_lines", "algoperf_score", "algoperf_scores", "winners",
+           "compare", "compare_samples", "logrank_test", "TESTS", "pairwise_tests", "significance_lines",
+           "algoperf_score", "algoperf_scores", "winners",
            "MEASURES"]
 
 # the measures intervals are given for, and which way is better
