@@ -158,14 +158,16 @@ def _cuda_status():
 
 
 def command_sweep(arguments):
+    from fastgd.report.build import record_datasets
     from fastgd.sweep import SweepConfigError, SweepError, StoreError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     if arguments.scheduler and arguments.jobs:
         raise CommandError("--jobs is for local runs; with --scheduler the cluster's workers run the sweep")
     try:
-        config = _sweep_config(arguments)
+        config, targets = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
+        record_datasets(arguments.store, config, targets)
         outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
                             batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
                             progress=not arguments.quiet)
@@ -202,7 +204,8 @@ def _planned(config):
 
 
 def _sweep_config(arguments):
-    """The configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin.
+    """(the configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin;
+    {data set: how its target loss was chosen, in words} for --dataset).
 
     Raises SweepConfigError for a configuration that cannot run; CommandError for the options.
     """
@@ -224,7 +227,39 @@ def _sweep_config(arguments):
         config = load_config(arguments.config, definition, arguments.target_loss)
     else:
         config = load_preset(arguments.preset or "default", definition, arguments.target_loss)
-    return config.with_plugins(arguments.plugins)
+    config = config.with_plugins(arguments.plugins)
+    if definition is None:
+        return config, {}
+    config, how = _chosen_target(arguments, config, definition)
+    return config, {definition["name"]: how}
+
+
+def _chosen_target(arguments, config, definition):
+    """(the configuration, how its data set's target loss was chosen in words): a target the user or the
+    configuration gave is kept; else one is chosen for the data set (:func:`fastgd.sweep.targets.reference_target`)."""
+    import tomllib
+    from importlib import resources
+
+    from fastgd.sweep.targets import reference_target
+
+    name = definition["name"]
+    if arguments.target_loss is not None:
+        return config, f"{arguments.target_loss:g}, given with --target-loss"
+    if arguments.config:  # read and checked by load_config already
+        with open(arguments.config, "rb") as file:
+            raw = tomllib.load(file)
+    else:
+        raw = tomllib.loads(resources.files("fastgd.sweep").joinpath("presets", f"{arguments.preset or 'default'}.toml")
+                            .read_text())
+    targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else {}
+    if name in targets:
+        return config, f"{config.targets[name]:g}, the configuration's [targets]"
+    _say(f"choosing a target loss for {name}: a reference run of {config.n_epochs} epochs")
+    try:
+        choice = reference_target(config, name)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    return config.on_dataset(definition, choice.target_loss), choice.how
 
 
 def _dataset_source(arguments, absolute=False):
@@ -468,7 +503,7 @@ COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
-    from fastgd.report.build import record_artefacts
+    from fastgd.report.build import record_artefacts, record_datasets
     from fastgd.report.throughput import measure
     from fastgd.sweep import StoreError, SweepConfigError, run_sweep
     from fastgd.sweep.store import check_store_path
@@ -483,10 +518,11 @@ def command_compare(arguments):
         except StoreError as error:
             raise CommandError(f"--out: {error}") from None
     try:
-        config = _sweep_config(arguments)
+        config, targets = _sweep_config(arguments)
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
+    record_datasets(store, config, targets)
     _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)

@@ -35,8 +35,8 @@ __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughp
            "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line"]
 
 # the names of the artefacts in the store
-MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
-    "machine", "gradient_checks", "trajectories", "throughput", "history")
+MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, DATASETS = (
+    "machine", "gradient_checks", "trajectories", "throughput", "history", "datasets")
 
 
 def landscape_artefact(dataset):
@@ -171,6 +171,42 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
             put(HISTORY, {"source": str(asv_results), "records": history.to_dict(orient="records")})
 
 
+def dataset_descriptions(config, targets=None):
+    """What the report says of each data set of ``config``: where it comes from (a file's path and target column,
+    or fastgd's name for it), its task, rows, columns and content hash, its target loss and how that was chosen
+    (``targets``: {data set: how, in words}; else the configuration's [targets])."""
+    from fastgd.sweep.config import load_dataset
+
+    described = {}
+    for name in config.datasets:
+        data = load_dataset(name, config.sources)
+        source = config.sources.get(name)
+        path = getattr(source, "path", None)
+        described[name] = dict(
+            source=str(path) if path else f"{getattr(source, 'loader', None) or name} (a data set fastgd knows by "
+                                          "name)",
+            target_column=None if getattr(source, "target", None) is None else str(source.target),
+            task=data.task, rows_train=int(data.X_train.shape[0]), rows_test=int(data.X_test.shape[0]),
+            columns=int(data.n_features), outputs=int(data.n_outputs), content_hash=data.content_hash,
+            target_loss=float(config.targets[name]),
+            target_loss_chosen=(targets or {}).get(name) or f"{config.targets[name]:g}, the configuration's [targets]")
+    return described
+
+
+def record_datasets(store, config, targets=None):
+    """Store :func:`dataset_descriptions` in ``store`` (created if new), before its sweep runs: a sweep stopped early
+    still says what it ran on."""
+    from fastgd.sweep.runner import provenance
+    from fastgd.sweep.store import Store
+
+    descriptions = dataset_descriptions(config, targets)
+    with Store(store) as opened:
+        stored = opened.artefacts().get(DATASETS)
+        content = dict(stored["content"]) if stored and isinstance(stored["content"], dict) else {}
+        content.update(descriptions)  # data sets of earlier sweeps into the same store stay described
+        opened.put_artefact(DATASETS, content, provenance())
+
+
 def _numeric_grid(value, shape):
     array = np.asarray(value, dtype=np.float64)
     return array.shape == shape and array.dtype.kind == "f"
@@ -210,6 +246,10 @@ def _artefact_problem(name, content):
                     has(row, "activation", "output", "loss", "max_relative_error", "where", "passed")
                     and isinstance(row["max_relative_error"], (int, float)) for row in content)):
                 return "not rows of gradient checks"
+        elif name == DATASETS:
+            if not (isinstance(content, dict) and all(has(row, "source", "task", "content_hash", "target_loss")
+                                                      for row in content.values())):
+                return "not descriptions of data sets"
         elif name == MACHINE:
             if not isinstance(content, dict):
                 return "not a table of facts"
@@ -670,6 +710,34 @@ def _interval_table(table):
                         "ms to target", "seeds reaching", "seeds"], "rows": rows, "text": 2}
 
 
+def _data_table(runs, sweeps, stored):
+    """One row per data set of ``runs``: what :func:`record_datasets` stored of it, else what the store's runs and
+    sweep configurations say (a store of ``run_sweep`` from Python, or of an older fastgd)."""
+    described = stored.get(DATASETS) or {}
+    tables = {}
+    for config in sweeps["config"] if len(sweeps) else ():
+        if isinstance(config, dict) and isinstance(config.get("datasets"), dict):
+            tables.update({name: table for name, table in config["datasets"].items() if isinstance(table, dict)})
+    rows = []
+    for name, group in runs.groupby("dataset", sort=True):
+        hashes = sorted({value for value in group.get("data_hash", ()) if isinstance(value, str) and value})
+        targets = sorted(set(group["target_loss"].dropna())) if "target_loss" in group else []
+        row = described.get(name)
+        if row is not None:
+            rows.append([name, row["source"], row.get("target_column") or "–", row["task"],
+                         f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}", str(row.get("columns", "?")),
+                         ", ".join(value[:16] for value in hashes) or row["content_hash"][:16],
+                         row.get("target_loss_chosen") or f"{row['target_loss']:g}"])
+            continue
+        table = tables.get(name, {})
+        source = table.get("path") or table.get("loader") or f"{name} (a data set fastgd knows by name)"
+        rows.append([name, str(source), str(table.get("target", "–")), str(table.get("task") or "–"),
+                     "not recorded", "not recorded", ", ".join(value[:16] for value in hashes) or "not recorded",
+                     ", ".join(f"{value:g}" for value in targets) + " (how it was chosen is not recorded)"])
+    return {"columns": ["data set", "source", "target column", "task", "rows (training + test)", "columns",
+                        "content hash (SHA-256, first 16)", "target training loss"], "rows": rows, "text": 4}
+
+
 def _throughput_elsewhere(throughput, runs):
     """A sentence where the throughput was measured on other data than the runs compared, else ''."""
     timed = sorted(set(throughput["training"]["dataset"]))
@@ -868,7 +936,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
         summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, throughput, pairwise)
         + summary_after,
         pairwise_csv=pairwise is not None,
-        sections=sections, best=best_table, throughput=throughput_table, throughput_note=throughput_note,
+        sections=sections, best=best_table, data=_data_table(compared, sweeps, stored), throughput=throughput_table,
+        throughput_note=throughput_note,
         checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,
