@@ -167,10 +167,13 @@ def command_sweep(arguments):
     try:
         config, targets = _sweep_config(arguments)
         check_store_path(arguments.store, "w")
-        record_datasets(arguments.store, config, targets)
-        outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
-                            batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
-                            progress=not arguments.quiet)
+        try:
+            outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
+                                batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
+                                progress=not arguments.quiet)
+        finally:  # also of a sweep stopped early: its report says what it ran on
+            if os.path.exists(arguments.store):
+                record_datasets(arguments.store, config, targets)
     except (SweepConfigError, SweepError, StoreError) as error:
         raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
     except KeyboardInterrupt as interrupt:
@@ -522,12 +525,14 @@ def command_compare(arguments):
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
-    record_datasets(store, config, targets)
     _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
     try:
         outcome = run_sweep(config, store, jobs=arguments.jobs, progress=True)
     except StoreError as error:
         raise CommandError(f"--out: {error}") from None
+    finally:  # also of a sweep stopped early: its report says what it ran on
+        if store.exists():
+            record_datasets(store, config, targets)
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     for line in _phase_lines(outcome):
