@@ -131,6 +131,28 @@ def test_rank_test_with_two_rules_gives_ranks_and_a_reason():
     assert math.isnan(result.pvalue) and "three rules" in result.note
     assert result.mean_ranks.to_dict() == {"a": 1.0, "b": 2.0}
     assert not result.significant and result.cliques == [["a", "b"]]
+    # counts in words: one data set, not "1 data sets"
+    one = stats.rank_test(pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0]}))
+    assert one.note.endswith("got 3 rules on 1 data set")
+
+
+def test_a_critical_difference_diagram_of_one_data_set_says_one_data_set(tmp_path, monkeypatch):
+    pytest.importorskip("seaborn")
+    import matplotlib.figure
+
+    from fastgd.report import rank_figure
+
+    runs = make_runs({("iris", rule): [float(epochs)] * 3 for rule, epochs in (("a", 3), ("b", 5), ("c", 9))})
+    titles = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def saving(figure, *args, **kwargs):  # the title as drawn, read when the figure is saved
+        titles.append(figure.axes[0].get_title())
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    rank_figure.draw_critical_difference(runs, tmp_path)
+    assert "over 1 data set (" in titles[0] and "1 data sets" not in titles[0]
 
 
 def test_rank_test_refuses_what_is_not_a_matrix():

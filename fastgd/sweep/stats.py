@@ -177,6 +177,11 @@ def intervals(runs, measures=tuple(MEASURES), confidence_level=0.95, seed=0):
                                           "note"])
 
 
+def _counted(count, noun):
+    """'1 data set', '2 data sets'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # --- ranks across data sets --------------------------------------------------------------------
 
 def _matrix(scores):
@@ -297,7 +302,8 @@ class RankTest:
         ranks = ", ".join(f"{rule} {rank:.2f}" for rule, rank in self.mean_ranks.items())
         verdict = (f"the rules differ (Friedman p = {self.pvalue:.3g})" if self.significant else
                    f"no significant difference among the rules (Friedman p = {self.pvalue:.3g})")
-        return f"{verdict} over {self.n_datasets} data sets; mean ranks {ranks}; critical difference {self.cd:.2f}"
+        return (f"{verdict} over {_counted(self.n_datasets, 'data set')}; mean ranks {ranks}; critical difference "
+                f"{self.cd:.2f}")
 
 
 def rank_test(scores, lower_is_better=True, alpha=0.05):
@@ -320,8 +326,8 @@ def rank_test(scores, lower_is_better=True, alpha=0.05):
     values = values if lower_is_better else -values
     values = np.where(np.isnan(values), np.inf, values)
     if n_rules < 3 or n_datasets < 2:
-        note = (f"the Friedman test needs three rules or more and two data sets or more; got {n_rules} rules on "
-                f"{n_datasets} data sets")
+        note = (f"the Friedman test needs three rules or more and two data sets or more; got "
+                f"{_counted(n_rules, 'rule')} on {_counted(n_datasets, 'data set')}")
     elif np.all(values == values[:, :1]):
         statistic, pvalue = 0.0, 1.0
     else:
