@@ -439,6 +439,20 @@ def _output_directory(path, option):
     return out_dir
 
 
+def _check_report_directory(out_dir, option, sweep_store=False):
+    """Refuse an existing, non-empty ``out_dir`` that does not hold an earlier fastgd report (its ``index.html``
+    says fastgd made it) or, with ``sweep_store``, a sweep store to resume (``sweep.db``): a report writes
+    ``index.html``, ``runs.csv`` and a score of figures, and must not overwrite a user's files of those names."""
+    from fastgd.report.build import is_fastgd_report
+
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if is_fastgd_report(out_dir) or (sweep_store and (out_dir / "sweep.db").is_file()):
+        return
+    raise CommandError(f"{option} {out_dir} is a folder with other files in it and no earlier fastgd report: "
+                       "give a new or empty folder")
+
+
 def _create_directory(out_dir, option):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -475,6 +489,7 @@ def command_report(arguments):
     except (StoreError, ValueError) as error:
         raise CommandError(f"--store: {error}") from None
     out_dir = _output_directory(arguments.out, "--out")
+    _check_report_directory(out_dir, "--out")
     if arguments.throughput and not os.path.isdir(arguments.throughput):
         raise CommandError(f"--throughput: no directory at {arguments.throughput}")
     # files given (or, for a store without them, found where they used to be) are drawn, not stored
@@ -513,6 +528,7 @@ def command_compare(arguments):
 
     started = time.perf_counter()
     out_dir = _output_directory(arguments.out, "--out")
+    _check_report_directory(out_dir, "--out", sweep_store=True)
     asv_results = _asv_results(arguments.asv_results)
     store = out_dir / "sweep.db"
     if out_dir.is_dir():  # a sweep to resume: its store must be a fastgd store
@@ -553,7 +569,10 @@ def command_compare(arguments):
     record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
                      progress=lambda message: _say(f"    {message}"))
     _say("4/4 report")
-    page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
+    try:
+        page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
+    except ValueError as error:  # e.g. every run failed: the sweep's store stays, for --retry-failed or a look
+        raise CommandError(error) from None
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
 
 

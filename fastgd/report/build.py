@@ -32,7 +32,8 @@ from fastgd import optim
 
 __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
            "summary_lines", "check_reportable", "check_artefacts", "unknown_rule_notes", "describe_machine",
-           "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line"]
+           "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line",
+           "is_fastgd_report", "record_datasets", "dataset_descriptions"]
 
 # the names of the artefacts in the store
 MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, DATASETS = (
@@ -679,13 +680,35 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
                          title=title, progress=progress)
 
 
+# the page's mark: a folder whose index.html carries it holds a fastgd report, which a new one may replace
+GENERATOR = '<meta name="generator" content="fastgd">'
+# the footer of reports made before the mark
+_OLDER_MARK = "Made by <code>fastgd</code> from the sweep store alone"
+
+
+def is_fastgd_report(directory):
+    """Whether ``directory`` holds a report fastgd wrote (its ``index.html`` says so)."""
+    try:
+        page = (Path(directory) / "index.html").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR in page or _OLDER_MARK in page
+
+
 def check_reportable(runs, store):
     """ValueError in one line when the runs of a store cannot make a report."""
     if runs.empty:
         raise ValueError(f"the store {store} holds no runs: run a sweep first")
-    if split_phases(runs)[0].empty:
+    compared = split_phases(runs)[0]
+    if compared.empty:
         raise ValueError(f"the store {store} holds only tuning trials (phase 'tune'): train the chosen settings "
                          "before making a report")
+    failed = compared["status"] == "failed"
+    if failed.all():
+        errors = compared["error"].dropna() if "error" in compared else ()
+        first = f" (the first: {' '.join(str(errors.iloc[0]).split())})" if len(errors) else ""
+        raise ValueError(f"every run in the store {store} failed, {len(compared)} of {len(compared)}{first}: "
+                         "nothing to report")
 
 
 def _interval_text(row, scale=1.0):
