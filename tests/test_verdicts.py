@@ -146,3 +146,4 @@ def test_a_report_of_a_killed_sweep_says_so_at_the_top(tmp_path):
     assert "the sweep &#39;stopped&#39; is incomplete: 2 of the 4 runs it planned are stored" in alert
     assert page.index('class="incomplete"') < page.index('id="summary"')
     assert "Incomplete: the sweep" in page.split('<h2 id="summary">')[1].split("</div>")[0]
+
