@@ -140,6 +140,15 @@ def _best_curves(runs, curves):
     return data
 
 
+def _seconds_axis(axis):
+    """Few ticks, in engineering units ("500 µs", "1.5 ms"): plain seconds of a fast epoch ("0.00125") ran into one
+    another."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=2))
+    axis.set_major_formatter(EngFormatter(unit="s", places=None, sep=" "))
+
+
 def draw_convergence(runs, curves, out_dir):
     plt, sns = _plotting()
     data = _best_curves(runs, curves)
@@ -155,7 +164,9 @@ def draw_convergence(runs, curves, out_dir):
                          errorbar=("pi", 100), ax=ax, legend=False, linewidth=1.2)
             ax.set_yscale("log")
             ax.set_title(f"{name}: loss against {'epoch' if column == 0 else 'seconds'}")
-            ax.set_xlabel("epoch" if column == 0 else "seconds (mean over seeds)")
+            ax.set_xlabel("epoch" if column == 0 else "time (mean over seeds)")
+            if column == 1:
+                _seconds_axis(ax.xaxis)
             ax.set_ylabel("training loss")
     fig.tight_layout()
     _rule_legend(fig, list(axes.flat), colours, rules)
@@ -219,9 +230,14 @@ def draw_time_to_target(runs, out_dir):
     table = table.where(best.pivot(index="rule", columns="dataset", values="reached"))
     table = table.reindex(rules_in(table.index))
     fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
+    reached = table.notna().to_numpy().any()
+    # with nothing reached there is no range of colours to take from the data (seaborn's would be NaN): give one
+    scale = {} if reached else dict(vmin=0.0, vmax=1.0, cbar=False)
     sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
-                cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
-    ax.set_title("milliseconds to the target loss (best configuration; – not reached)")
+                cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"} if reached else None, ax=ax,
+                linewidths=0.5, **scale)
+    ax.set_title("milliseconds to the target loss (best configuration; – not reached)" if reached else
+                 "no rule reached the target loss on any data set")
     ax.set_xlabel("")
     ax.set_ylabel("")
     fig.tight_layout()
