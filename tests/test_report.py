@@ -415,16 +415,56 @@ def test_a_damaged_artefact_is_refused_in_one_line_before_anything_is_written(tm
                    f"--store: the store s.db is damaged: its artefact {message}")
 
 
-def test_every_rule_keeps_one_distinct_colour_however_many_there_are():
+def test_every_rule_keeps_one_distinct_look_however_many_there_are():
     pytest.importorskip("seaborn", reason="the report extra is not installed")
+    from matplotlib.colors import to_rgb
+
     from fastgd import optim
     from fastgd.report import figures
 
     unknown = [f"rule_from_a_plugin_not_loaded_{i:02d}" for i in range(25)]
-    colours = figures.palette(unknown)
-    assert list(colours) == list(optim.OPTIMIZERS) + unknown  # the registry's order, then the others by name
-    assert len({tuple(colour) for colour in colours.values()}) == len(colours)
-    assert figures.palette()["adam"] == colours["adam"]  # a rule's colour does not depend on who else is drawn
+    styles = figures.rule_styles(unknown)
+    assert list(styles) == list(optim.OPTIMIZERS) + unknown  # the registry's order, then the others by name
+    looks = [(tuple(style.colour), style.marker, style.dashes) for style in styles.values()]
+    assert len(set(looks)) == len(looks)
+    # in grey print, or to a reader who cannot tell the colours apart, marker and dashes alone tell 36 rules apart
+    assert len({look[1:] for look in looks[:36]}) == 36
+    assert figures.rule_styles()["adam"] == styles["adam"]  # a rule's look does not depend on who else is drawn
+    assert figures.palette(unknown) == {rule: style.colour for rule, style in styles.items()}
+    # the issue's three: Signum, Adam and RAdam differ in marker or dashes, not only in a shade
+    trio = [styles[rule] for rule in ("adam", "radam", "signum") if rule in styles]
+    assert len({(style.marker, style.dashes) for style in trio}) == len(trio)
+    # the colours are seaborn's colour-blind palette
+    import seaborn as sns
+
+    assert {to_rgb(style.colour) for style in styles.values()} <= {to_rgb(c) for c in sns.color_palette("colorblind")}
+
+
+def test_every_figure_draws_a_rule_in_its_one_look(tmp_path, monkeypatch):
+    """The lines of each rule in the figures carry its marker and dashes from rule_styles, not only its colour."""
+    pytest.importorskip("seaborn")
+    import matplotlib.figure
+    from matplotlib.colors import to_rgb
+
+    from fastgd.report import figures
+
+    seen = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def saving(figure, *args, **kwargs):
+        seen.extend(line for ax in figure.axes for line in ax.get_lines() if len(line.get_xdata()) > 1)
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30, "momentum": 12}, n_seeds=2))
+    styles = figures.rule_styles()
+    by_colour = {to_rgb(style.colour): style for rule, style in styles.items() if rule in ("adam", "sgd", "momentum")}
+    drawn = [line for line in seen if to_rgb(line.get_color()) in by_colour]
+    assert len(drawn) >= 3 * 4 * 2  # convergence: three rules on four data sets, against epochs and seconds
+    for line in drawn:
+        style = by_colour[to_rgb(line.get_color())]
+        assert line.get_marker() == style.marker
+        assert (line.get_linestyle() == "-") == (not style.dashes)
 
 
 def test_a_report_draws_a_rule_whose_plugin_is_not_loaded(quick_report, tmp_path):
