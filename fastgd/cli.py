@@ -165,7 +165,7 @@ def command_sweep(arguments):
     if arguments.scheduler and arguments.jobs:
         raise CommandError("--jobs is for local runs; with --scheduler the cluster's workers run the sweep")
     try:
-        config, targets = _sweep_config(arguments)
+        config, targets = _sweep_config_and_targets(arguments)
         check_store_path(arguments.store, "w")
         try:
             outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
@@ -207,6 +207,11 @@ def _planned(config):
 
 
 def _sweep_config(arguments):
+    """The configuration of ``sweep`` and ``compare`` (see :func:`_sweep_config_and_targets`)."""
+    return _sweep_config_and_targets(arguments)[0]
+
+
+def _sweep_config_and_targets(arguments):
     """(the configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin;
     {data set: how its target loss was chosen, in words} for --dataset).
 
@@ -537,7 +542,7 @@ def command_compare(arguments):
         except StoreError as error:
             raise CommandError(f"--out: {error}") from None
     try:
-        config, targets = _sweep_config(arguments)
+        config, targets = _sweep_config_and_targets(arguments)
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
