@@ -509,8 +509,8 @@ def _training_ratio_lines(throughput):
 
 def _step_ratio_lines(throughput):
     """fastgd's Adam step against PyTorch's and NumPy's at the smallest and largest sizes, each ratio with the range
-    its timings allow (the slowest batch of one over the fastest of the other, and the reverse) where stored; a
-    ratio whose range spans more than the unreliable spread is named so, not quoted."""
+    its timings allow (one's first quartile over batches against the other's third, and the reverse) where stored;
+    a ratio whose range spans more than the unreliable spread is named so, not quoted."""
     from fastgd.report.throughput import UNRELIABLE_SPREAD
 
     steps = throughput["steps"]
@@ -529,7 +529,7 @@ def _step_ratio_lines(throughput):
             ratio = theirs["seconds"] / mine["seconds"]
             if "seconds_low" in adam and math.isfinite(mine.get("seconds_low", math.nan)):
                 low, high = theirs["seconds_low"] / mine["seconds_high"], theirs["seconds_high"] / mine["seconds_low"]
-                text = f"{ratio:.3g}x at {size:,} parameters ({low:.3g}x to {high:.3g}x over its timings)"
+                text = f"{ratio:.3g}x at {size:,} parameters ({low:.3g}x to {high:.3g}x over its middle timings)"
                 (quoted if high <= UNRELIABLE_SPREAD * low else noisy).append(text)
             else:
                 noisy.append(f"{ratio:.3g}x at {size:,} parameters from medians alone (no spread stored)")

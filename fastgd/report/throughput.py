@@ -15,7 +15,7 @@ Three tables (pandas DataFrames) and the machine's limits:
   The implementations take turns within each repeat, in an order that rotates, so that a busy
   moment of a shared machine falls on all of them and not on one: :func:`training_ratios` pairs
   them by repeat and gives each ratio's spread;
-* ``steps``: seconds (median, least and greatest over batches of calls) and effective bandwidth of
+* ``steps``: seconds (median, first and third quartiles over batches of calls) and effective bandwidth of
   one update-rule step, every rule, float32, over parameter counts, for fastgd (the kernel users get
   at that size), NumPy and torch.optim (fused where torch has it); ``kernel`` names the
   ``baselines.STEP_IMPLEMENTATIONS`` entry timed (asv's ``bench_optim.UpdateStep.track_bandwidth``);
@@ -168,10 +168,12 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
                     step, kernel = _warmed_step(rule, size, kernel)
                     timed = baselines.per_call_seconds(step, budget_seconds, min_repeats=repeats)
                     seconds = float(np.median(timed))
+                    # the middle half of the batches: dozens of millisecond batches, of which the odd one
+                    # meets a busy moment; the extremes would call every step on a shared machine unreliable
+                    low, high = (float(value) for value in np.percentile(timed, [25, 75]))
                     steps.append(dict(rule=rule, parameters=size, implementation=implementation, kernel=kernel,
-                                      seconds=seconds, seconds_low=float(np.min(timed)),
-                                      seconds_high=float(np.max(timed)), bytes_per_second=moved / seconds,
-                                      arrays_written=written[rule]))
+                                      seconds=seconds, seconds_low=low, seconds_high=high,
+                                      bytes_per_second=moved / seconds, arrays_written=written[rule]))
                 if size == largest:
                     measure_reference(written[rule])
         for arrays in streams:
