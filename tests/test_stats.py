@@ -379,3 +379,17 @@ def test_best_configuration_runs_are_the_given_rows():
     best = stats.best_configuration_runs(runs)
     assert set(best["learning_rate"]) == {0.1}
     assert best.loc[best["rule"] == "slow", "hyperparameters"].tolist() == [{"momentum": 0.9}] * 3 * SEEDS
+
+
+def test_a_verdict_never_names_as_winner_the_rule_its_test_puts_behind():
+    # steady has the lower mean (5 against 10.9), but quick is faster on 9 seeds of 10: the rank test puts quick
+    # ahead, and the verdict follows the test, not the mean an outlier made
+    runs = make_runs({("iris", "steady"): [5.0] * 10, ("iris", "quick"): [1.0] * 9 + [100.0]})
+    pair = stats.pairwise_tests(runs).iloc[0]
+    assert pair["significant"] and pair["better"] == "quick"
+    table = stats.winners(runs)
+    assert table["winner"].item() == "quick" and table["runner_up"].item() == "steady" and table["significant"].item()
+    verdict = table["verdict"].item()
+    assert verdict.startswith("iris: quick wins on epochs to target over steady (10.9 epochs against 5 epochs, "
+                              "Holm-corrected p = ")
+    assert verdict.endswith("; ahead on most seeds though not on the mean: medians 1 against 5 epochs)")

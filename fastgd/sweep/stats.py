@@ -641,14 +641,22 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
         decided_by = "epochs_to_target" if not np.array_equal(np.sort(winner.epochs), np.sort(runner_up.epochs)) \
             else "seconds_to_target"
         pvalue, better = holm_pair(dataset, winner.rule, runner_up.rule, decided_by)
-        if better == runner_up.rule:
+        swapped = better == runner_up.rule
+        if swapped:
             winner, runner_up = runner_up, winner
         significant = bool(pvalue < alpha) and better is not None
         what = decided_by.replace("_", " ")
         if significant:
+            medians = ""
+            if swapped:
+                values = (winner.epochs, runner_up.epochs) if decided_by == "epochs_to_target" else \
+                    (winner.seconds * 1e3, runner_up.seconds * 1e3)
+                unit = "epochs" if decided_by == "epochs_to_target" else "ms"
+                medians = (f"; ahead on most seeds though not on the mean: medians {np.median(values[0]):.3g} "
+                           f"against {np.median(values[1]):.3g} {unit}")
             verdict = (f"{dataset}: {winner.rule} wins on {what} over {runner_up.rule} "
                        f"({winner.text(decided_by)} against {runner_up.text(decided_by)}, "
-                       f"Holm-corrected p = {pvalue:.2g})")
+                       f"Holm-corrected p = {pvalue:.2g}{medians})")
         else:
             verdict = (f"{dataset}: {winner.rule} and {runner_up.rule}: no significant difference in {what} "
                        f"(Holm-corrected p = {pvalue:.2g})")
