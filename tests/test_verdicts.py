@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fastgd import sweep
 from fastgd.report.build import summary_lines
 from fastgd.sweep import stats
 from fastgd.sweep.plan import completeness, planned_runs
@@ -132,13 +133,14 @@ def test_a_killed_sweep_is_named_incomplete_with_what_is_missing():
 
 def test_a_report_of_a_killed_sweep_says_so_at_the_top(tmp_path):
     pytest.importorskip("seaborn")
-    from fastgd import sweep
     from fastgd.report.build import build_report
 
     config = sweep.parse(dict(name="stopped", datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1],
                               seeds=[0, 1], epochs=3, targets={"iris": 0.5}))
     store = tmp_path / "s.db"
     sweep.run_sweep(config, store, jobs=1, progress=False)
+    with sweep.Store(store, mode="r") as opened:
+        assert completeness(opened.runs_frame(), opened.sweeps_frame()) is None  # the whole sweep: nothing missing
     with sweep.Store(store) as opened:  # as if killed before the last runs: two of the four forgotten
         opened.forget(sorted(opened.run_ids())[:2])
     page = build_report(tmp_path / "out", store).read_text()
@@ -147,3 +149,14 @@ def test_a_report_of_a_killed_sweep_says_so_at_the_top(tmp_path):
     assert page.index('class="incomplete"') < page.index('id="summary"')
     assert "Incomplete: the sweep" in page.split('<h2 id="summary">')[1].split("</div>")[0]
 
+
+
+@pytest.mark.parametrize("preset", ["quick", "default"])
+def test_the_plan_counts_the_runs_a_preset_defines(preset):
+    config = sweep.load_preset(preset)
+    plan = planned_runs(dict(config.source, rules=list(config.rules)))  # as the runner records it
+    assert plan.datasets == config.datasets and plan.rules == config.rules
+    finals = 0
+    if config.tuning is not None:  # the final runs follow from the trials: counted, not listed, before they run
+        finals = len(config.datasets) * len(config.rules) * len(config.batch_sizes) * config.tuning.final_seeds
+    assert plan.n_runs == len(config.runs()) + finals
