@@ -159,19 +159,24 @@ def _cuda_status():
 
 
 def command_sweep(arguments):
+    from fastgd.report.build import record_datasets
     from fastgd.sweep import SweepConfigError, SweepError, StoreError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     if arguments.scheduler and arguments.jobs:
         raise CommandError("--jobs is for local runs; with --scheduler the cluster's workers run the sweep")
     try:
-        config = _sweep_config(arguments)
+        config, targets = _sweep_config_and_targets(arguments)
         check_store_path(arguments.store, "w")
         _note_jobs(arguments.jobs)
-        with _dask_logs_silenced(arguments.scheduler is not None):
-            outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
-                                batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
-                                progress=not arguments.quiet)
+        try:
+            with _dask_logs_silenced(arguments.scheduler is not None):
+                outcome = run_sweep(config, arguments.store, jobs=arguments.jobs, scheduler=arguments.scheduler,
+                                    batched=not arguments.one_at_a_time, retry_failed=arguments.retry_failed,
+                                    progress=not arguments.quiet)
+        finally:  # also of a sweep stopped early: its report says what it ran on
+            if os.path.exists(arguments.store):
+                record_datasets(arguments.store, config, targets)
     except (SweepConfigError, SweepError, StoreError) as error:
         raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
     except KeyboardInterrupt as interrupt:
@@ -233,7 +238,13 @@ def _planned(config):
 
 
 def _sweep_config(arguments):
-    """The configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin.
+    """The configuration of ``sweep`` and ``compare`` (see :func:`_sweep_config_and_targets`)."""
+    return _sweep_config_and_targets(arguments)[0]
+
+
+def _sweep_config_and_targets(arguments):
+    """(the configuration of ``sweep`` and ``compare``: CONFIG or --preset, on --dataset where given, with --plugin;
+    {data set: how its target loss was chosen, in words} for --dataset).
 
     Raises SweepConfigError for a configuration that cannot run; CommandError for the options.
     """
@@ -261,7 +272,39 @@ def _sweep_config(arguments):
         config = load_config(arguments.config, definition, arguments.target_loss)
     else:
         config = load_preset(arguments.preset or "default", definition, arguments.target_loss)
-    return config.with_plugins(arguments.plugins)
+    config = config.with_plugins(arguments.plugins)
+    if definition is None:
+        return config, {}
+    config, how = _chosen_target(arguments, config, definition)
+    return config, {definition["name"]: how}
+
+
+def _chosen_target(arguments, config, definition):
+    """(the configuration, how its data set's target loss was chosen in words): a target the user or the
+    configuration gave is kept; else one is chosen for the data set (:func:`fastgd.sweep.targets.reference_target`)."""
+    import tomllib
+    from importlib import resources
+
+    from fastgd.sweep.targets import reference_target
+
+    name = definition["name"]
+    if arguments.target_loss is not None:
+        return config, f"{arguments.target_loss:g}, given with --target-loss"
+    if arguments.config:  # read and checked by load_config already
+        with open(arguments.config, "rb") as file:
+            raw = tomllib.load(file)
+    else:
+        raw = tomllib.loads(resources.files("fastgd.sweep").joinpath("presets", f"{arguments.preset or 'default'}.toml")
+                            .read_text())
+    targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else {}
+    if name in targets:
+        return config, f"{config.targets[name]:g}, the configuration's [targets]"
+    _say(f"choosing a target loss for {name}: a reference run of {config.n_epochs} epochs")
+    try:
+        choice = reference_target(config, name)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    return config.on_dataset(definition, choice.target_loss), choice.how
 
 
 def _dataset_source(arguments, absolute=False):
@@ -450,6 +493,20 @@ def _output_directory(path, option):
     return out_dir
 
 
+def _check_report_directory(out_dir, option, sweep_store=False):
+    """Refuse an existing, non-empty ``out_dir`` that does not hold an earlier fastgd report (its ``index.html``
+    says fastgd made it) or, with ``sweep_store``, a sweep store to resume (``sweep.db``): a report writes
+    ``index.html``, ``runs.csv`` and a score of figures, and must not overwrite a user's files of those names."""
+    from fastgd.report.build import is_fastgd_report
+
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if is_fastgd_report(out_dir) or (sweep_store and (out_dir / "sweep.db").is_file()):
+        return
+    raise CommandError(f"{option} {out_dir} is a folder with other files in it and no earlier fastgd report: "
+                       "give a new or empty folder")
+
+
 def _create_directory(out_dir, option):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -486,6 +543,7 @@ def command_report(arguments):
     except (StoreError, ValueError) as error:
         raise CommandError(f"--store: {error}") from None
     out_dir = _output_directory(arguments.out, "--out")
+    _check_report_directory(out_dir, "--out")
     if arguments.throughput and not os.path.isdir(arguments.throughput):
         raise CommandError(f"--throughput: no directory at {arguments.throughput}")
     # files given (or, for a store without them, found where they used to be) are drawn, not stored
@@ -517,13 +575,14 @@ COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
-    from fastgd.report.build import record_artefacts
+    from fastgd.report.build import record_artefacts, record_datasets
     from fastgd.report.throughput import measure
     from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
     from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
     out_dir = _output_directory(arguments.out, "--out")
+    _check_report_directory(out_dir, "--out", sweep_store=True)
     asv_results = _asv_results(arguments.asv_results)
     store = out_dir / "sweep.db"
     if out_dir.is_dir():  # a sweep to resume: its store must be a fastgd store
@@ -532,7 +591,7 @@ def command_compare(arguments):
         except StoreError as error:
             raise CommandError(f"--out: {error}") from None
     try:
-        config = _sweep_config(arguments)
+        config, targets = _sweep_config_and_targets(arguments)
     except SweepConfigError as error:
         raise CommandError(error) from None
     _create_directory(out_dir, "--out")
@@ -544,6 +603,9 @@ def command_compare(arguments):
         raise CommandError(f"--out: {error}") from None
     except SweepError as error:
         raise CommandError(error) from None
+    finally:  # also of a sweep stopped early: its report says what it ran on
+        if store.exists():
+            record_datasets(store, config, targets)
     _say(f"    {outcome.stored} new runs, {outcome.skipped} already stored, {outcome.diverged} diverged, "
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     for line in _phase_lines(outcome):
@@ -553,9 +615,12 @@ def command_compare(arguments):
         _say(f"2/4 throughput: not measured ({_kept_throughput(store)})")
     else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
-        # with a CONFIG of the user's, the default measurements: they time implementations, not data sets
-        throughput = measure(progress=lambda message: _say(f"    {message}"),
-                             **COMPARE_THROUGHPUT[arguments.preset or "default"])
+        settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
+        if arguments.dataset or arguments.config:  # the user's data: the report's throughput is of the data it is about
+            from fastgd.sweep.config import load_dataset
+
+            settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
+        throughput = measure(progress=lambda message: _say(f"    {message}"), **settings)
         save_throughput(throughput, out_dir)
     _say(f"3/4 what the report shows besides the runs, stored in {store}")
     try:
@@ -564,7 +629,10 @@ def command_compare(arguments):
     except StoreError as error:  # a full disk: the runs are kept
         raise CommandError(f"--out: {error}") from None
     _say("4/4 report")
-    page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
+    try:
+        page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
+    except ValueError as error:  # e.g. every run failed: the sweep's store stays, for --retry-failed or a look
+        raise CommandError(error) from None
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
 
 

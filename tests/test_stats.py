@@ -131,6 +131,28 @@ def test_rank_test_with_two_rules_gives_ranks_and_a_reason():
     assert math.isnan(result.pvalue) and "three rules" in result.note
     assert result.mean_ranks.to_dict() == {"a": 1.0, "b": 2.0}
     assert not result.significant and result.cliques == [["a", "b"]]
+    # counts in words: one data set, not "1 data sets"
+    one = stats.rank_test(pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0]}))
+    assert one.note.endswith("got 3 rules on 1 data set")
+
+
+def test_a_critical_difference_diagram_of_one_data_set_says_one_data_set(tmp_path, monkeypatch):
+    pytest.importorskip("seaborn")
+    import matplotlib.figure
+
+    from fastgd.report import rank_figure
+
+    runs = make_runs({("iris", rule): [float(epochs)] * 3 for rule, epochs in (("a", 3), ("b", 5), ("c", 9))})
+    titles = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def saving(figure, *args, **kwargs):  # the title as drawn, read when the figure is saved
+        titles.append(figure.axes[0].get_title())
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    rank_figure.draw_critical_difference(runs, tmp_path)
+    assert "over 1 data set (" in titles[0] and "1 data sets" not in titles[0]
 
 
 def test_rank_test_refuses_what_is_not_a_matrix():
@@ -160,6 +182,58 @@ def test_compare_samples_against_scipy():
     assert stats.compare_samples([1.0, 2.0, 3.0], [4.0, 5.0, np.inf]) == pytest.approx(
         scipy_stats.mannwhitneyu([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], alternative="two-sided").pvalue)
     assert math.isnan(stats.compare_samples([1.0, 2.0], [3.0, np.inf], "welch"))
+
+
+# Freireich et al. (1963), remission times in weeks as Kleinbaum and Klein ("Survival Analysis", 3rd ed., ch. 2)
+# tabulate them; False: censored (still in remission when last seen)
+SIX_MP = [(6, True)] * 3 + [(6, False), (7, True), (9, False), (10, True), (10, False), (11, False), (13, True),
+                            (16, True), (17, False), (19, False), (20, False), (22, True), (23, True), (25, False),
+                            (32, False), (32, False), (34, False), (35, False)]
+PLACEBO = [(weeks, True) for weeks in (1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23)]
+
+
+def test_logrank_test_matches_the_textbook():
+    # Kleinbaum and Klein: O1 = 9, E1 = 19.25 (so O1 - E1 = -10.25), variance 6.2570, log-rank statistic 16.79
+    statistic, pvalue, observed_minus_expected = stats.logrank_test(*zip(*SIX_MP), *zip(*PLACEBO))
+    assert observed_minus_expected == pytest.approx(9 - 19.25, abs=5e-3)
+    assert statistic == pytest.approx(16.79, abs=5e-3)
+    assert pvalue == pytest.approx(scipy_stats.chi2.sf(16.79, 1), rel=5e-3)  # the book rounds to 16.79
+    assert stats.logrank_test(*zip(*PLACEBO), *zip(*SIX_MP))[2] == pytest.approx(10.25, abs=5e-3)  # the other side
+    # a censored time past every event is at risk throughout: the same as censoring it at infinity
+    far = [(weeks if reached else math.inf, reached) for weeks, reached in SIX_MP]
+    assert stats.logrank_test(*zip(*far), *zip(*PLACEBO))[0] > statistic
+    assert math.isnan(stats.logrank_test([np.inf], [False], [np.inf], [False])[1])  # no event: nothing to test
+
+
+@pytest.mark.parametrize("test", ["mannwhitney", "logrank"])
+def test_censored_samples_name_the_rule_that_reaches_the_target_more_often(test):
+    # both means are infinite (each missed on some seed): the better rule comes from the test, not from the means
+    often, seldom = [3.0] * 9 + [np.inf], [4.0] + [np.inf] * 9
+    pvalue, direction = stats.compare(often, seldom, test)
+    assert pvalue < 0.01 and direction == -1 and stats.compare(seldom, often, test)[1] == 1
+    runs = make_runs({("iris", "often"): often, ("iris", "seldom"): seldom})
+    pair = stats.pairwise_tests(runs, test=test).iloc[0]
+    assert math.isinf(pair["mean_a"]) and math.isinf(pair["mean_b"])
+    assert pair["significant"] and pair["better"] == "often"
+    assert (pair["reached_a"], pair["reached_b"], pair["n_a"]) == (9, 1, 10)
+    table = stats.winners(runs, test=test)
+    assert table["winner"].item() == "often" and table["significant"].item()
+    assert "seldom (the target missed on 1 of 10 seeds, 3 epochs on the others against the target missed on 9" \
+        in table["verdict"].item()
+
+
+def test_when_no_seed_reached_the_target_there_is_nothing_to_compare():
+    never = [np.inf] * 5
+    assert math.isnan(stats.compare_samples(never, never)) and math.isnan(stats.compare_samples(never, never,
+                                                                                                "logrank"))
+    runs = make_runs({("iris", "a"): never, ("iris", "b"): never, ("iris", "c"): [2.0] * 5})
+    pairs = stats.pairwise_tests(runs)
+    both_missed = pairs[(pairs["rule_a"] == "a") & (pairs["rule_b"] == "b")].iloc[0]
+    assert math.isnan(both_missed["pvalue"]) and not both_missed["significant"] and pd.isna(both_missed["better"])
+    assert "1 with nothing to compare" in stats.significance_lines(pairs)[0]
+    alone = stats.winners(make_runs({("iris", "a"): never, ("iris", "b"): never}))
+    assert alone["winner"].item() is None and not alone["significant"].item()
+    assert alone["verdict"].item() == "iris: no rule reached the target on any seed: nothing to compare"
 
 
 SEEDS = 10
@@ -207,7 +281,7 @@ def test_a_runner_up_that_missed_the_target_on_some_seeds_is_said_so_not_given_i
     epochs = {("iris", "fast"): [5.0] * 6 + [6.0] * 4, ("iris", "unsteady"): [20.0] * 7 + [math.inf] * 3}
     verdict = stats.winners(make_runs(epochs))["verdict"].item()
     assert verdict.startswith("iris: fast wins on epochs to target over unsteady (5.4 epochs against the target "
-                              "missed on 3 of 10 seeds, Holm-corrected p = ")
+                              "missed on 3 of 10 seeds, 20 epochs on the others, Holm-corrected p = ")
     assert "inf" not in verdict
 
 
@@ -305,3 +379,17 @@ def test_best_configuration_runs_are_the_given_rows():
     best = stats.best_configuration_runs(runs)
     assert set(best["learning_rate"]) == {0.1}
     assert best.loc[best["rule"] == "slow", "hyperparameters"].tolist() == [{"momentum": 0.9}] * 3 * SEEDS
+
+
+def test_a_verdict_never_names_as_winner_the_rule_its_test_puts_behind():
+    # steady has the lower mean (5 against 10.9), but quick is faster on 9 seeds of 10: the rank test puts quick
+    # ahead, and the verdict follows the test, not the mean an outlier made
+    runs = make_runs({("iris", "steady"): [5.0] * 10, ("iris", "quick"): [1.0] * 9 + [100.0]})
+    pair = stats.pairwise_tests(runs).iloc[0]
+    assert pair["significant"] and pair["better"] == "quick"
+    table = stats.winners(runs)
+    assert table["winner"].item() == "quick" and table["runner_up"].item() == "steady" and table["significant"].item()
+    verdict = table["verdict"].item()
+    assert verdict.startswith("iris: quick wins on epochs to target over steady (10.9 epochs against 5 epochs, "
+                              "Holm-corrected p = ")
+    assert verdict.endswith("; ahead on most seeds though not on the mean: medians 1 against 5 epochs)")

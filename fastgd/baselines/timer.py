@@ -5,15 +5,21 @@ import time
 
 import numpy as np
 
-__all__ = ["seconds_per_call", "finite"]
+__all__ = ["seconds_per_call", "per_call_seconds", "finite"]
 
 
 def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.median):
-    """Median (or ``statistic``) seconds of one call of an already warmed ``function``.
+    """Median (or ``statistic``) seconds of one call of an already warmed ``function``, over
+    :func:`per_call_seconds`'s batches."""
+    return float(statistic(per_call_seconds(function, budget_seconds, min_repeats)))
+
+
+def per_call_seconds(function, budget_seconds, min_repeats=3):
+    """Seconds of one call of an already warmed ``function``, one value per batch of calls.
 
     Calls are timed in batches, ten times longer until a batch lasts a millisecond (well above
     the clock's resolution); batches repeat until ``budget_seconds`` have passed, at least
-    ``min_repeats`` times.
+    ``min_repeats`` times. Their spread is the timing's noise.
     """
     number = 1
     while True:
@@ -31,7 +37,7 @@ def seconds_per_call(function, budget_seconds, min_repeats=3, statistic=np.media
         for _ in range(number):
             function()
         per_call.append((time.perf_counter() - start) / number)
-    return float(statistic(per_call))
+    return per_call
 
 
 def finite(loss):

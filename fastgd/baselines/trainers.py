@@ -31,7 +31,8 @@ from fastgd.training import Training
 __all__ = ["IMPLEMENTATIONS", "TRAINERS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED", "LEARNING_RATES",
            "learning_rate", "available", "torch_available", "jax_available", "warm_up", "warmed_trainer", "dataset",
            "head", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer",
-           "JaxTraining", "optax_transform", "require_torch", "torch_optimizer_class", "SKLEARN_SOLVERS"]
+           "JaxTraining", "optax_transform", "require_torch", "torch_optimizer_class", "SKLEARN_SOLVERS",
+           "same_threads"]
 
 SEED = 0
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
@@ -455,6 +456,56 @@ def warm_up(implementation, data, rule, hidden, batch_size, dtype):
     # at least one whole batch: fastgd picks its model's pass by the batch's size (kernels.train.model_blocks)
     rows = min(max(WARM_UP_ROWS, batch_size), data.X_train.shape[0])
     TRAINERS[implementation](head(data, rows), rule, hidden, min(batch_size, rows), dtype).epoch()
+
+
+@contextlib.contextmanager
+def same_threads(n_threads):
+    """Within the block, every implementation computes on ``n_threads`` threads, as far as each can be told to.
+
+    A ratio of two implementations' times means little when one has the cores to itself and the other not:
+    on a busy two-core machine PyTorch's epoch took 21.75 ms with two threads and 3.39 ms with one. fastgd's
+    loops and every BLAS loaded (NumPy's and SciPy's, which scikit-learn calls) through
+    :func:`fastgd.threads.limit`; PyTorch through ``torch.set_num_threads`` (restored after); JAX through
+    ``XLA_FLAGS``, which XLA reads once, when JAX first computes: later it cannot be changed, and the
+    yielded description says so. Yields {implementation: how its threads were set}, for the report.
+    """
+    from fastgd import threads
+
+    told = {}
+    torch, torch_before = None, None
+    with threads.limit(n_threads):
+        told.update(fastgd=f"{n_threads} (Numba and BLAS)", numpy=f"{n_threads} (BLAS)",
+                    sklearn=f"{n_threads} (BLAS)")
+        if torch_available():
+            import torch
+
+            torch_before = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+            told["torch"] = f"{n_threads} (torch.set_num_threads)"
+        if jax_available():
+            told["jax"] = _limit_jax_threads(n_threads)
+        try:
+            yield told
+        finally:
+            if torch is not None:
+                torch.set_num_threads(torch_before)
+
+
+def _limit_jax_threads(n_threads):
+    import os
+
+    try:
+        from jax._src import xla_bridge
+
+        started = bool(xla_bridge._backends)
+    except (ImportError, AttributeError):
+        return "XLA's own thread pool (whether JAX had started could not be told)"
+    if started:
+        return "XLA's own thread pool (JAX had computed before: XLA_FLAGS can no longer be set)"
+    flags = [f"--xla_cpu_multi_thread_eigen={'false' if n_threads == 1 else 'true'}",
+             f"intra_op_parallelism_threads={n_threads}"]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+    return f"{n_threads} (XLA_FLAGS intra_op_parallelism_threads, set before JAX computed)"
 
 
 def warmed_trainer(implementation, data, rule, hidden, batch_size, dtype, warming=contextlib.nullcontext):

@@ -32,11 +32,12 @@ from fastgd import optim
 
 __all__ = ["build_report", "record_artefacts", "save_throughput", "load_throughput", "gradient_checks",
            "summary_lines", "check_reportable", "check_artefacts", "unknown_rule_notes", "describe_machine",
-           "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line"]
+           "landscape_artefact", "render_report", "split_phases", "rank_sentence", "pairs_line",
+           "is_fastgd_report", "record_datasets", "dataset_descriptions"]
 
 # the names of the artefacts in the store
-MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY = (
-    "machine", "gradient_checks", "trajectories", "throughput", "history")
+MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, DATASETS = (
+    "machine", "gradient_checks", "trajectories", "throughput", "history", "datasets")
 
 
 def landscape_artefact(dataset):
@@ -48,12 +49,15 @@ def save_throughput(throughput, out_dir):
     out_dir = Path(out_dir)
     throughput["training"].to_csv(out_dir / "throughput_training.csv", index=False)
     throughput["steps"].to_csv(out_dir / "throughput_steps.csv", index=False)
+    if throughput.get("training_repeats") is not None:
+        throughput["training_repeats"].to_csv(out_dir / "throughput_training_repeats.csv", index=False)
     (out_dir / "throughput_machine.json").write_text(json.dumps(throughput["machine"], indent=2))
 
 
 _THROUGHPUT_COLUMNS = {
     "training": {"dataset", "implementation", "dtype", "seconds_per_epoch", "samples_per_second"},
     "steps": {"rule", "implementation", "parameters", "seconds", "bytes_per_second"},
+    "training_repeats": {"dataset", "implementation", "repeat", "seconds_per_epoch"},
 }
 
 
@@ -72,7 +76,15 @@ def load_throughput(directory):
     except (OSError, ValueError) as error:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
         raise ValueError(f"the throughput files in {directory} cannot be read: {' '.join(str(error).split())}") \
             from None
+    repeats = directory / "throughput_training_repeats.csv"
+    if repeats.is_file():  # written since the repeats were kept: optional
+        try:
+            throughput["training_repeats"] = pd.read_csv(repeats)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{repeats} cannot be read: {' '.join(str(error).split())}") from None
     for key, columns in _THROUGHPUT_COLUMNS.items():
+        if key not in throughput:
+            continue
         missing = sorted(columns - set(throughput[key].columns))
         if missing:
             raise ValueError(f"throughput_{key}.csv in {directory} lacks the columns {missing}")
@@ -160,6 +172,42 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
             put(HISTORY, {"source": str(asv_results), "records": history.to_dict(orient="records")})
 
 
+def dataset_descriptions(config, targets=None):
+    """What the report says of each data set of ``config``: where it comes from (a file's path and target column,
+    or fastgd's name for it), its task, rows, columns and content hash, its target loss and how that was chosen
+    (``targets``: {data set: how, in words}; else the configuration's [targets])."""
+    from fastgd.sweep.config import load_dataset
+
+    described = {}
+    for name in config.datasets:
+        data = load_dataset(name, config.sources)
+        source = config.sources.get(name)
+        path = getattr(source, "path", None)
+        described[name] = dict(
+            source=str(path) if path else f"{getattr(source, 'loader', None) or name} (a data set fastgd knows by "
+                                          "name)",
+            target_column=None if getattr(source, "target", None) is None else str(source.target),
+            task=data.task, rows_train=int(data.X_train.shape[0]), rows_test=int(data.X_test.shape[0]),
+            columns=int(data.n_features), outputs=int(data.n_outputs), content_hash=data.content_hash,
+            target_loss=float(config.targets[name]),
+            target_loss_chosen=(targets or {}).get(name) or f"{config.targets[name]:g}, the configuration's [targets]")
+    return described
+
+
+def record_datasets(store, config, targets=None):
+    """Store :func:`dataset_descriptions` in ``store`` (created if new), before its sweep runs: a sweep stopped early
+    still says what it ran on."""
+    from fastgd.sweep.runner import provenance
+    from fastgd.sweep.store import Store
+
+    descriptions = dataset_descriptions(config, targets)
+    with Store(store) as opened:
+        stored = opened.artefacts().get(DATASETS)
+        content = dict(stored["content"]) if stored and isinstance(stored["content"], dict) else {}
+        content.update(descriptions)  # data sets of earlier sweeps into the same store stay described
+        opened.put_artefact(DATASETS, content, provenance())
+
+
 def _numeric_grid(value, shape):
     array = np.asarray(value, dtype=np.float64)
     return array.shape == shape and array.dtype.kind == "f"
@@ -199,6 +247,10 @@ def _artefact_problem(name, content):
                     has(row, "activation", "output", "loss", "max_relative_error", "where", "passed")
                     and isinstance(row["max_relative_error"], (int, float)) for row in content)):
                 return "not rows of gradient checks"
+        elif name == DATASETS:
+            if not (isinstance(content, dict) and all(has(row, "source", "task", "content_hash", "target_loss")
+                                                      for row in content.values())):
+                return "not descriptions of data sets"
         elif name == MACHINE:
             if not isinstance(content, dict):
                 return "not a table of facts"
@@ -308,31 +360,45 @@ def rank_sentence(rank):
 
 
 def _alongside(pairwise, dataset, winner, shown=6):
-    """The rules the pairwise tests cannot separate from ``winner`` on ``dataset`` as a sentence ('' without
-    pairwise tests: one rule)."""
+    """What the pairwise tests say of ``winner`` against every other rule on ``dataset``, as a sentence ('' without
+    pairwise tests: one rule): the rules it cannot be told from, any the test puts ahead of it (pairwise tests need
+    not be transitive), or that every other rule is behind."""
     if pairwise is None:
         return ""
     pairs = pairwise[(pairwise["dataset"] == dataset) & ((pairwise["rule_a"] == winner)
                                                          | (pairwise["rule_b"] == winner))]
+
+    def others(rows):
+        names = sorted((set(rows["rule_a"]) | set(rows["rule_b"])) - {winner})
+        return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+    ahead = pairs[pairs["significant"] & (pairs["better"] != winner)]
     level = pairs[~pairs["significant"]]
-    others = sorted((set(level["rule_a"]) | set(level["rule_b"])) - {winner})
-    if not others:
-        return f" Every other rule is significantly behind {winner}."
-    names = ", ".join(others[:shown]) + (f" and {len(others) - shown} more" if len(others) > shown else "")
-    return f" Not significantly different from {winner} on epochs to target: {names}."
+    text = ""
+    if len(ahead):
+        text += f" Significantly ahead of {winner} on epochs to target all the same: {others(ahead)}."
+    if len(level):
+        text += f" Not significantly different from {winner} on epochs to target: {others(level)}."
+    return text or f" Every other rule is significantly behind {winner}."
 
 
 def pairs_line(pairwise, dataset, shown=8):
     """One line on which pairs of rules differ on ``dataset`` (:func:`fastgd.sweep.stats.pairwise_tests`): the
     significant pairs where there are at most ``shown``, else the others where there are at most ``shown``, else
-    the counts alone (every pair is in the report's pairwise.csv)."""
+    the counts alone (every pair is in the report's pairwise.csv). Pairs of rules that both missed the target on
+    every seed have nothing to compare and are counted apart."""
     group = pairwise[pairwise["dataset"] == dataset]
-    held = group[group["significant"] & group["better"].notna()]
-    level = group.drop(held.index)
+    held = group[group["significant"]]
+    incomparable = group[group["pvalue"].isna()]
+    level = group.drop(held.index).drop(incomparable.index)
     n_pairs = len(group)
     head = f"{dataset}, epochs to target (Mann-Whitney U over seeds, Holm-corrected): "
+    if len(incomparable) == n_pairs:
+        return head + "nothing to compare: no rule reached the target on any seed."
+    tail = (f" {_plural(len(incomparable), 'pair')} of rules that both missed the target on every seed: nothing to "
+            "compare." if len(incomparable) else "")
     if held.empty:
-        return head + f"no significant difference between any of the {n_pairs} pairs of rules."
+        return head + f"no significant difference between any of the {len(level)} comparable pairs of rules." + tail
 
     def listed(rows, words):
         return "; ".join(words(row) + f" (p = {row.pvalue_holm:.2g})" for row in rows.itertuples())
@@ -340,12 +406,13 @@ def pairs_line(pairwise, dataset, shown=8):
     if len(held) <= shown:
         return head + "significant: " + listed(held, lambda row: f"{row.better} better than "
                                                f"{row.rule_b if row.better == row.rule_a else row.rule_a}") \
-            + f"; {len(level)} of {n_pairs} pairs not significantly different."
+            + f"; {len(level)} of {n_pairs} pairs not significantly different." + tail
     if len(level) <= shown:
         text = listed(level, lambda row: f"{row.rule_a} and {row.rule_b}") if len(level) else "none"
-        return head + f"{len(held)} of {n_pairs} pairs differ significantly; not significantly different: {text}."
+        return head + f"{len(held)} of {n_pairs} pairs differ significantly; not significantly different: {text}." \
+            + tail
     return head + f"{len(held)} of {n_pairs} pairs differ significantly, {len(level)} do not (every pair in " \
-                  "pairwise.csv)."
+                  "pairwise.csv)." + tail
 
 
 def summary_lines(runs, throughput, pairwise=None):
@@ -369,18 +436,21 @@ def summary_lines(runs, throughput, pairwise=None):
         of_dataset = best[best["dataset"] == row.dataset]
         reaching = of_dataset.groupby("rule")["epochs_to_target"].apply(lambda s: bool(s.notna().all()))
         n_rules = len(reaching)
-        if not reaching.any():
-            lines.append(f"{row.dataset}: no rule reached the target loss on every seed within the epoch budget.")
+        target = of_dataset["target_loss"].iloc[0] if "target_loss" in of_dataset else math.nan
+        if row.winner is None:
+            budget = (f" within {int(of_dataset['n_epochs'].iloc[0])} epochs" if "n_epochs" in of_dataset else "")
+            lines.append(f"{row.dataset}: no rule reached the target loss {target:g} on any seed{budget}: nothing to "
+                         "compare on time to the target (the final losses are under Best settings); a lower target "
+                         "is reached by none, a higher one may be: see how the target was chosen.")
         else:
             winner = of_dataset[of_dataset["rule"] == row.winner]
-            target = winner["target_loss"].iloc[0] if "target_loss" in winner else math.nan
-            n_seeds = len(winner)
+            over = (f"mean over {_plural(row.n_seeds, 'seed')}" if row.reached == row.n_seeds else
+                    f"mean over the {row.reached} of {row.n_seeds} seeds that reached it")
             lines.append(
                 f"{row.verdict}. {row.winner} at learning rate {winner['learning_rate'].iloc[0]:.3g}: "
                 f"{row.epochs:.3g} epoch{'' if row.epochs == 1 else 's'} and {row.seconds * 1e3:.3g} ms to the "
-                f"target loss {target:g} "
-                f"({_milliseconds(row.seconds_low, row.seconds_high)}; mean over {_plural(n_seeds, 'seed')}); "
-                f"{int(reaching.sum())} of {n_rules} rules reach it on every seed."
+                f"target loss {target:g} ({_milliseconds(row.seconds_low, row.seconds_high)}; {over}); "
+                f"{int(reaching.sum())} of {_plural(n_rules, 'rule')} reach it on every seed."
                 + _alongside(pairwise, row.dataset, row.winner))
         if pairwise is not None and (pairwise["dataset"] == row.dataset).any():
             lines.append(pairs_line(pairwise, row.dataset))
@@ -388,22 +458,88 @@ def summary_lines(runs, throughput, pairwise=None):
     if scores is not None and scores.shape[1] >= 2:
         lines.append(f"Across data sets, ranks on epochs to target: {rank_sentence(stats.rank_test(scores))}.")
     if throughput is not None:
-        training = throughput["training"].pivot(index="dataset", columns="implementation",
-                                                values="seconds_per_epoch")
-        for other in ("numpy", "sklearn", "torch", "jax"):
-            if other in training:
-                ratios = training[other] / training["fastgd"]
-                lines.append(f"Training epochs: fastgd is {np.median(ratios):.1f}x faster than {_label(other)} "
-                             f"(median over data sets; from {ratios.min():.1f}x to {ratios.max():.1f}x).")
-        steps = throughput["steps"]
-        adam = steps[steps["rule"] == "adam"].pivot(index="parameters", columns="implementation", values="seconds")
-        for other in ("torch", "numpy"):
-            if other in adam:
-                small, large = adam.index.min(), adam.index.max()
-                lines.append(f"Adam step: fastgd is {adam.loc[small, other] / adam.loc[small, 'fastgd']:.1f}x faster "
-                             f"than {_label(other)} at {small:,} parameters and "
-                             f"{adam.loc[large, other] / adam.loc[large, 'fastgd']:.2f}x at {large:,}.")
+        lines.extend(_training_ratio_lines(throughput))
+        lines.extend(_step_ratio_lines(throughput))
         lines.extend(_limit_lines(throughput))
+    return lines
+
+
+def _threads_said(throughput, part):
+    """How many threads every implementation had for ``part`` ("training" or "steps"), in a few words; '' for a
+    throughput stored before it was recorded."""
+    told = (throughput["machine"].get("threads") or {}).get(part) or {}
+    if not told:
+        return ""
+    counts = {str(how).split(" ")[0] for how in told.values()}
+    if len(counts) == 1 and next(iter(counts)).isdigit():
+        return f"every implementation on {_plural(int(next(iter(counts))), 'thread')}"
+    return "threads: " + "; ".join(f"{_label(implementation)} {how}" for implementation, how in told.items())
+
+
+def _training_ratio_lines(throughput):
+    """fastgd's speed-up over each other implementation's training epoch: the median over data sets of the ratios
+    whose repeats agree (:func:`fastgd.report.throughput.training_ratios`), each with its spread; the others named
+    as unreliable, not quoted as a headline."""
+    from fastgd.report.throughput import UNRELIABLE_SPREAD, training_ratios
+
+    ratios = training_ratios(throughput)
+    threads = _threads_said(throughput, "training")
+    lines = []
+    for other in ("numpy", "sklearn", "torch", "jax"):
+        of_other = ratios[ratios["other"] == other]
+        if of_other.empty:
+            continue
+        held, noisy = of_other[of_other["reliable"]], of_other[~of_other["reliable"]]
+        if len(held):
+            each = ", ".join(f"{row.dataset} {row.ratio:.3g}x ({row.low:.3g}x to {row.high:.3g}x over "
+                             f"{row.n_repeats} repeats)" for row in held.itertuples())
+            lines.append(f"Training epochs: fastgd is {np.median(held['ratio']):.3g}x faster than {_label(other)} "
+                         f"(median over {_plural(len(held), 'data set')}: {each}"
+                         + (f"; {threads}" if threads else "") + ").")
+        if len(noisy):
+            each = ", ".join(
+                f"{row.dataset} from {row.low:.3g}x to {row.high:.3g}x over {row.n_repeats} repeats"
+                if math.isfinite(row.low) else f"{row.dataset} {row.ratio:.3g}x from one timing (no repeats stored)"
+                for row in noisy.itertuples())
+            lines.append(f"Unreliable, not quoted: fastgd against {_label(other)} on {_plural(len(noisy), 'data set')} "
+                         f"({each}): repeats that disagree by more than {UNRELIABLE_SPREAD:g}x, or none, say the "
+                         "machine was busy; measure again on a quiet one.")
+    return lines
+
+
+def _step_ratio_lines(throughput):
+    """fastgd's Adam step against PyTorch's and NumPy's at the smallest and largest sizes, each ratio with the range
+    its timings allow (one's first quartile over batches against the other's third, and the reverse) where stored;
+    a ratio whose range spans more than the unreliable spread is named so, not quoted."""
+    from fastgd.report.throughput import UNRELIABLE_SPREAD
+
+    steps = throughput["steps"]
+    adam = steps[steps["rule"] == "adam"].set_index(["parameters", "implementation"])
+    threads = _threads_said(throughput, "steps")
+    lines = []
+    for other in ("torch", "numpy"):
+        if other not in set(adam.index.get_level_values("implementation")):
+            continue
+        quoted, noisy = [], []
+        for size in sorted({adam.index.get_level_values("parameters").min(),
+                            adam.index.get_level_values("parameters").max()}):
+            if (size, other) not in adam.index or (size, "fastgd") not in adam.index:
+                continue
+            mine, theirs = adam.loc[(size, "fastgd")], adam.loc[(size, other)]
+            ratio = theirs["seconds"] / mine["seconds"]
+            if "seconds_low" in adam and math.isfinite(mine.get("seconds_low", math.nan)):
+                low, high = theirs["seconds_low"] / mine["seconds_high"], theirs["seconds_high"] / mine["seconds_low"]
+                text = f"{ratio:.3g}x at {size:,} parameters ({low:.3g}x to {high:.3g}x over its middle timings)"
+                (quoted if high <= UNRELIABLE_SPREAD * low else noisy).append(text)
+            else:
+                noisy.append(f"{ratio:.3g}x at {size:,} parameters from medians alone (no spread stored)")
+        if quoted:
+            lines.append(f"Adam step: fastgd is faster than {_label(other)} by " + " and ".join(quoted)
+                         + (f"; {threads}" if threads else "") + ".")
+        if noisy:
+            lines.append(f"Unreliable, not quoted: fastgd's Adam step against {_label(other)}, "
+                         + " and ".join(noisy) + f" (timings that disagree by more than {UNRELIABLE_SPREAD:g}x, or "
+                         "no spread, say the machine was busy).")
     return lines
 
 
@@ -544,13 +680,35 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
                          title=title, progress=progress)
 
 
+# the page's mark: a folder whose index.html carries it holds a fastgd report, which a new one may replace
+GENERATOR = '<meta name="generator" content="fastgd">'
+# the footer of reports made before the mark
+_OLDER_MARK = "Made by <code>fastgd</code> from the sweep store alone"
+
+
+def is_fastgd_report(directory):
+    """Whether ``directory`` holds a report fastgd wrote (its ``index.html`` says so)."""
+    try:
+        page = (Path(directory) / "index.html").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR in page or _OLDER_MARK in page
+
+
 def check_reportable(runs, store):
     """ValueError in one line when the runs of a store cannot make a report."""
     if runs.empty:
         raise ValueError(f"the store {store} holds no runs: run a sweep first")
-    if split_phases(runs)[0].empty:
+    compared = split_phases(runs)[0]
+    if compared.empty:
         raise ValueError(f"the store {store} holds only tuning trials (phase 'tune'): train the chosen settings "
                          "before making a report")
+    failed = compared["status"] == "failed"
+    if failed.all():
+        errors = compared["error"].dropna() if "error" in compared else ()
+        first = f" (the first: {' '.join(str(errors.iloc[0]).split())})" if len(errors) else ""
+        raise ValueError(f"every run in the store {store} failed, {len(compared)} of {len(compared)}{first}: "
+                         "nothing to report")
 
 
 def _interval_text(row, scale=1.0):
@@ -573,6 +731,63 @@ def _interval_table(table):
                      str(int(measured.loc["epochs_to_target", "n"])), str(int(measured.loc["final_loss", "n_seeds"]))])
     return {"columns": ["dataset", "rule", "final training loss", "test metric", "epochs to target",
                         "ms to target", "seeds reaching", "seeds"], "rows": rows, "text": 2}
+
+
+def _data_table(runs, sweeps, stored):
+    """One row per data set of ``runs``: what :func:`record_datasets` stored of it, else what the store's runs and
+    sweep configurations say (a store of ``run_sweep`` from Python, or of an older fastgd)."""
+    described = stored.get(DATASETS) or {}
+    tables = {}
+    for config in sweeps["config"] if len(sweeps) else ():
+        if isinstance(config, dict) and isinstance(config.get("datasets"), dict):
+            tables.update({name: table for name, table in config["datasets"].items() if isinstance(table, dict)})
+    rows = []
+    for name, group in runs.groupby("dataset", sort=True):
+        hashes = sorted({value for value in group.get("data_hash", ()) if isinstance(value, str) and value})
+        targets = sorted(set(group["target_loss"].dropna())) if "target_loss" in group else []
+        row = described.get(name)
+        if row is not None:
+            rows.append([name, row["source"], row.get("target_column") or "–", row["task"],
+                         f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}", str(row.get("columns", "?")),
+                         ", ".join(value[:16] for value in hashes) or row["content_hash"][:16],
+                         row.get("target_loss_chosen") or f"{row['target_loss']:g}"])
+            continue
+        table = tables.get(name, {})
+        source = table.get("path") or table.get("loader") or f"{name} (a data set fastgd knows by name)"
+        rows.append([name, str(source), str(table.get("target", "–")), str(table.get("task") or "–"),
+                     "not recorded", "not recorded", ", ".join(value[:16] for value in hashes) or "not recorded",
+                     ", ".join(f"{value:g}" for value in targets) + " (how it was chosen is not recorded)"])
+    return {"columns": ["data set", "source", "target column", "task", "rows (training + test)", "columns",
+                        "content hash (SHA-256, first 16)", "target training loss"], "rows": rows, "text": 4}
+
+
+def _throughput_elsewhere(throughput, runs):
+    """A sentence where the throughput was measured on other data than the runs compared, else ''."""
+    timed = sorted(set(throughput["training"]["dataset"]))
+    compared = sorted(set(runs["dataset"]))
+    if set(compared) <= set(timed):
+        return ""
+    return (f"The throughput was measured on {', '.join(timed)}, not on the data this report compares "
+            f"({', '.join(sorted(set(compared) - set(timed)))}): its speeds are for other data.")
+
+
+def _throughput_table(throughput):
+    """The training throughput with each timing's spread over its repeats (least to greatest seconds per epoch)
+    and the threads every implementation had."""
+    training = throughput["training"].copy()
+    timings = throughput.get("training_repeats")
+    columns = ["dataset", "implementation", "dtype", "seconds_per_epoch", "samples_per_second"]
+    if timings is not None and len(timings):
+        spread = timings.groupby(["dataset", "implementation"])["seconds_per_epoch"].agg(["min", "max", "size"])
+        training = training.join(spread, on=["dataset", "implementation"])
+        training["repeats (least to greatest s/epoch)"] = [
+            f"{row['size']:.0f}: {row['min']:.3g} to {row['max']:.3g}" for _, row in training.iterrows()]
+        columns.append("repeats (least to greatest s/epoch)")
+    threads = (throughput["machine"].get("threads") or {}).get("training") or {}
+    if threads:
+        training["threads"] = training["implementation"].map(lambda name: str(threads.get(name, "–")))
+        columns.append("threads")
+    return _table(training, columns)
 
 
 def _algoperf_table(runs):
@@ -617,6 +832,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     from fastgd.report.history import load_history
     from fastgd.sweep import stats
     from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
+    from fastgd.sweep.completeness import completeness
 
     say = progress or (lambda message: None)
     stored = {name: artefact["content"] for name, artefact in artefacts.items()}
@@ -628,7 +844,8 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     warnings = mixed_provenance(runs, sweeps) + mixed_settings(compared) + (
         [throughput_warning] if throughput_warning else [])
     notes = unknown_rule_notes(runs)
-    for line in warnings + notes:
+    incomplete = completeness(runs, sweeps)
+    for line in warnings + notes + ([incomplete] if incomplete else []):
         say(f"warning: {line}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -636,6 +853,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     several_rules = finished["rule"].nunique() > 1
     missing = []
     sections = []
+    summary_after = []  # lines the summary ends with, found while the sections are drawn
 
     def add(figure, **extra):
         sections.append(dict(id=figure.stem, title=figure.title, figure=figure, **extra))
@@ -679,6 +897,10 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     if throughput is not None:
         say("figure: throughput")
         add(figures.draw_throughput(throughput, out_dir))
+        elsewhere = _throughput_elsewhere(throughput, finished)
+        if elsewhere:
+            throughput_note = f"{throughput_note or ''} {elsewhere}".strip()
+            summary_after.append(elsewhere)
     else:
         missing.append(_missing("Throughput", "fastgd compare measures and stores it (without --skip-throughput), "
                                 "fastgd report --throughput DIR draws the throughput_*.csv files of DIR"))
@@ -727,17 +949,18 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
                          "epochs_to_target_mean", "seconds_to_target_mean", "diverged_share"])
     throughput_table = None
     if throughput is not None:
-        training = throughput["training"].copy()
-        throughput_table = _table(training, ["dataset", "implementation", "dtype", "seconds_per_epoch",
-                                             "samples_per_second"])
+        throughput_table = _throughput_table(throughput)
     counts = runs["status"].value_counts().to_dict()
     store_provenance = sweeps["provenance"].iloc[-1] if len(sweeps) else {}
     environment = Environment(loader=PackageLoader("fastgd.report", "templates"),
                               autoescape=select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        title=title, warnings=warnings, notes=notes, missing=missing,
-        summary=summary_lines(finished, throughput, pairwise), pairwise_csv=pairwise is not None,
-        sections=sections, best=best_table, throughput=throughput_table, throughput_note=throughput_note,
+        title=title, warnings=warnings, notes=notes, missing=missing, incomplete=incomplete,
+        summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, throughput, pairwise)
+        + summary_after,
+        pairwise_csv=pairwise is not None,
+        sections=sections, best=best_table, data=_data_table(compared, sweeps, stored), throughput=throughput_table,
+        throughput_note=throughput_note,
         checks=checks, history_note=history_note,
         machine=_machine(artefacts.get(MACHINE), store_provenance),
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,

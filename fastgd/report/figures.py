@@ -2,7 +2,8 @@
 
 Each ``draw_*`` function takes its data, writes ``<stem>.png``, ``<stem>.svg``
 and the data behind it as ``<stem>.csv`` into ``out_dir``, and returns a
-:class:`Figure` describing them. Every rule keeps one colour in every figure.
+:class:`Figure` describing them. Every rule keeps one look (colour, marker, dashes: :func:`rule_styles`) in
+every figure.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ import numpy as np
 from fastgd import functions, optim
 from fastgd import rules as rules_registry
 
-__all__ = ["Figure", "palette", "rule_order", "draw_convergence", "draw_learning_rate_sensitivity", "draw_time_to_target",
+__all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
+           "draw_learning_rate_sensitivity", "draw_time_to_target",
            "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
@@ -73,16 +75,58 @@ def rule_order(names=()):
     return known + sorted(set(names) - set(known))
 
 
-def palette(names=()):
-    """One colour per rule, the same in every figure, for any number of rules (see :func:`rule_order`)."""
+@dataclass(frozen=True)
+class RuleStyle:
+    """How one rule is drawn in every figure: a colour, a marker and a dash pattern (seaborn's: on, off, ...
+    lengths; empty for a solid line)."""
+
+    colour: tuple
+    marker: str
+    dashes: tuple
+
+    @property
+    def linestyle(self):
+        """The dash pattern as matplotlib's ``linestyle``."""
+        return (0, self.dashes) if self.dashes else "-"
+
+    def line(self, n_points=None):
+        """Keyword arguments for ``ax.plot`` or ``ax.step``: colour, dashes and the marker, on about eight of
+        ``n_points`` points (every point where not given)."""
+        markevery = max(1, n_points // 8) if n_points else None
+        return dict(color=self.colour, linestyle=self.linestyle, marker=self.marker, markersize=5,
+                    markevery=markevery)
+
+
+# Markers and dashes carry a rule where colour cannot: for colour-blind readers and in grey print. Their counts
+# are coprime with each other and with the ten colours, so that two rules share colour, marker and dashes only
+# 180 rules apart, and marker and dashes together only 36 apart (colour may then be all that is left).
+RULE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+RULE_DASHES = ((), (5, 2), (1, 1.5), (6, 2, 1, 2))
+
+
+def rule_styles(names=()):
+    """Each rule's :class:`RuleStyle`, the same in every figure, for any number of rules (in :func:`rule_order`):
+    seaborn's colour-blind palette, each colour with its own marker and dash pattern. Defined here only: every
+    figure takes its rules' look from this function."""
     import seaborn as sns
 
-    order = rule_order(names)
-    # tab10's ten distinct colours and two more, rather than tab20's look-alike pairs; then evenly spaced hues
-    colours = sns.color_palette("tab10", 10) + [(0.0, 0.0, 0.0), (0.9, 0.67, 0.01)]
-    if len(order) > len(colours):
-        colours += sns.color_palette("husl", len(order) - len(colours))
-    return dict(zip(order, colours))
+    colours = sns.color_palette("colorblind", 10)
+    return {rule: RuleStyle(tuple(colours[index % len(colours)]), RULE_MARKERS[index % len(RULE_MARKERS)],
+                            RULE_DASHES[index % len(RULE_DASHES)])
+            for index, rule in enumerate(rule_order(names))}
+
+
+def palette(names=()):
+    """Each rule's colour (see :func:`rule_styles`, which gives its marker and dashes too)."""
+    return {rule: style.colour for rule, style in rule_styles(names).items()}
+
+
+def _seaborn_styles(rules):
+    """``hue``, ``style`` keyword arguments for seaborn's lineplot drawing ``rules`` as :func:`rule_styles` does."""
+    styles = rule_styles(rules)
+    return dict(hue="rule", hue_order=rules, palette={rule: styles[rule].colour for rule in rules},
+                style="rule", style_order=rules, dashes={rule: styles[rule].dashes for rule in rules},
+                markers={rule: styles[rule].marker for rule in rules})
 
 
 def rules_in(names):
@@ -103,7 +147,9 @@ def _rule_legend(fig, axes, colours, rules, n_used=None):
         for ax in axes[n_used:]:
             ax.set_visible(False)
         fig.tight_layout()
-    handles = [Line2D([], [], color=colours[rule], label=rule, linewidth=2) for rule in rules]
+    styles = rule_styles(rules)
+    handles = [Line2D([], [], label=rule, linewidth=1.6, **dict(styles[rule].line(), color=colours[rule]))
+               for rule in rules]
     spare = [ax for ax in axes if not ax.get_visible()]
     if spare:
         spare[0].set_visible(True)
@@ -140,6 +186,15 @@ def _best_curves(runs, curves):
     return data
 
 
+def _seconds_axis(axis):
+    """Few ticks, in engineering units ("500 µs", "1.5 ms"): plain seconds of a fast epoch ("0.00125") ran into one
+    another."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=2))
+    axis.set_major_formatter(EngFormatter(unit="s", places=None, sep=" "))
+
+
 def draw_convergence(runs, curves, out_dir):
     plt, sns = _plotting()
     data = _best_curves(runs, curves)
@@ -151,11 +206,14 @@ def draw_convergence(runs, curves, out_dir):
         subset = data[data["dataset"] == name]
         for column, x in enumerate(["epoch", "mean_seconds"]):
             ax = axes[row, column]
-            sns.lineplot(subset, x=x, y="loss", hue="rule", hue_order=rules, palette=colours,
-                         errorbar=("pi", 100), ax=ax, legend=False, linewidth=1.2)
+            n_epochs = int(subset["epoch"].max()) if len(subset) else 1
+            sns.lineplot(subset, x=x, y="loss", **_seaborn_styles(rules), errorbar=("pi", 100), ax=ax, legend=False,
+                         linewidth=1.2, markersize=5, markevery=max(1, n_epochs // 8))
             ax.set_yscale("log")
             ax.set_title(f"{name}: loss against {'epoch' if column == 0 else 'seconds'}")
-            ax.set_xlabel("epoch" if column == 0 else "seconds (mean over seeds)")
+            ax.set_xlabel("epoch" if column == 0 else "time (mean over seeds)")
+            if column == 1:
+                _seconds_axis(ax.xaxis)
             ax.set_ylabel("training loss")
     fig.tight_layout()
     _rule_legend(fig, list(axes.flat), colours, rules)
@@ -186,8 +244,8 @@ def draw_learning_rate_sensitivity(runs, out_dir):
         ceiling = max(10.0, 10.0 * float(finite["final_loss_mean"].median())) if len(finite) else 10.0
         above = finite[finite["final_loss_mean"] > ceiling]
         finite["final_loss_mean"] = finite["final_loss_mean"].clip(upper=ceiling)
-        sns.lineplot(finite, x="learning_rate", y="final_loss_mean", hue="rule", hue_order=rules,
-                     palette=colours, marker="o", markersize=4, ax=ax, legend=False, linewidth=1.0, errorbar=None)
+        sns.lineplot(finite, x="learning_rate", y="final_loss_mean", **_seaborn_styles(rules), markersize=5,
+                     ax=ax, legend=False, linewidth=1.0, errorbar=None)
         ax.set_xscale("log")
         ax.set_yscale("log")
         top = ceiling * 1.6
@@ -219,9 +277,14 @@ def draw_time_to_target(runs, out_dir):
     table = table.where(best.pivot(index="rule", columns="dataset", values="reached"))
     table = table.reindex(rules_in(table.index))
     fig, ax = plt.subplots(figsize=(1.6 * max(3, table.shape[1]) + 2, 0.42 * table.shape[0] + 1.5))
+    reached = table.notna().to_numpy().any()
+    # with nothing reached there is no range of colours to take from the data (seaborn's would be NaN): give one
+    scale = {} if reached else dict(vmin=0.0, vmax=1.0, cbar=False)
     sns.heatmap(np.log10(table), annot=table.map(lambda v: "–" if np.isnan(v) else f"{v:.2g}"), fmt="",
-                cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"}, ax=ax, linewidths=0.5)
-    ax.set_title("milliseconds to the target loss (best configuration; – not reached)")
+                cmap="viridis_r", cbar_kws={"label": "log10 milliseconds"} if reached else None, ax=ax,
+                linewidths=0.5, **scale)
+    ax.set_title("milliseconds to the target loss (best configuration; – not reached)" if reached else
+                 "no rule reached the target loss on any data set")
     ax.set_xlabel("")
     ax.set_ylabel("")
     fig.tight_layout()
@@ -239,11 +302,11 @@ def draw_performance_profile(runs, out_dir):
     profile = performance_profile(runs)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     rules = rules_in(profile["rule"])
-    colours = palette(rules)
+    styles = rule_styles(rules)
     for rule in rules:
         group = profile[profile["rule"] == rule]
         if len(group):
-            ax.step(group["tau"], group["share"], where="post", color=colours[rule], label=rule, linewidth=1.4)
+            ax.step(group["tau"], group["share"], where="post", label=rule, linewidth=1.4, **styles[rule].line())
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ: within this factor of the fastest rule")
@@ -263,8 +326,17 @@ def draw_throughput(throughput, out_dir):
     plt, sns = _plotting()
     training, steps, machine = throughput["training"], throughput["steps"], throughput["machine"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
-    sns.barplot(training, x="dataset", y="samples_per_second", hue="implementation", palette=IMPLEMENTATION_COLOURS,
-                ax=left)
+    timings = throughput.get("training_repeats")
+    if timings is not None and len(timings):
+        # every repeat a point of the bar's spread: the bar's whisker runs from the slowest repeat to the fastest
+        rows = training.assign(n_samples=training["samples_per_second"] * training["seconds_per_epoch"])
+        rates = timings.merge(rows[["dataset", "implementation", "n_samples"]], on=["dataset", "implementation"])
+        rates["samples_per_second"] = rates["n_samples"] / rates["seconds_per_epoch"]
+        sns.barplot(rates, x="dataset", y="samples_per_second", hue="implementation",
+                    palette=IMPLEMENTATION_COLOURS, estimator="median", errorbar=("pi", 100), ax=left)
+    else:
+        sns.barplot(training, x="dataset", y="samples_per_second", hue="implementation",
+                    palette=IMPLEMENTATION_COLOURS, ax=left)
     left.set_yscale("log")
     left.set_ylabel("training samples per second")
     left.set_title("One epoch: MLP 32 ReLU units, Adam, batch 32")
@@ -302,7 +374,8 @@ def draw_throughput(throughput, out_dir):
                   "alone." if alone else "")
     return _save(fig, out_dir, "throughput", data, "Throughput",
                  "Left: samples per second of one training epoch (fastgd and NumPy in float64, scikit-learn in "
-                 "float64, PyTorch in float32). Right: bytes moved per second by one update step (θ, g and the "
+                 "float64, PyTorch in float32), the median of the repeats with a whisker from the slowest to the "
+                 "fastest. Right: bytes moved per second by one update step (θ, g and the "
                  "state arrays read, θ and the state written), against Adam's ceiling at the largest size (the bar: "
                  "its memory traffic alone, three arrays updated in place from a fourth over as many elements) "
                  "and main memory's STREAM triad." + alone_note,
@@ -360,7 +433,7 @@ def draw_trajectories(data, out_dir):
     surfaces = data["functions"]
     rules = rules_in(path["rule"] for path in data["paths"])
     fig, axes = plt.subplots(1, len(surfaces), figsize=(6 * len(surfaces), 5.4), squeeze=False)
-    colours = palette(rules)
+    styles = rule_styles(rules)
     records = []
     for ax, surface in zip(axes[0], surfaces):
         name = surface["name"]
@@ -376,7 +449,7 @@ def draw_trajectories(data, out_dir):
                        key=lambda path: rules.index(path["rule"]))
         for path in paths:
             x, y = np.asarray(path["x"], dtype=np.float64), np.asarray(path["y"], dtype=np.float64)
-            ax.plot(x, y, color=colours[path["rule"]], linewidth=1.3, label=f"{path['rule']} ({path['lr']:g})")
+            ax.plot(x, y, linewidth=1.3, label=f"{path['rule']} ({path['lr']:g})", **styles[path["rule"]].line(len(x)))
             records += [dict(function=name, rule=path["rule"], lr=path["lr"], step=step, x=a, y=b)
                         for step, a, b in zip(path["step"], x, y)]
         ax.plot(*surface["start"], "ko", markersize=5)
@@ -478,7 +551,7 @@ def draw_intervals(runs, out_dir, table=None):
     table = table[table["measure"].isin(INTERVAL_MEASURES)].reset_index(drop=True)
     names = sorted(table["dataset"].unique())
     rules = rules_in(table["rule"])
-    colours = palette(rules)
+    colours, styles = palette(rules), rule_styles(rules)
     metric_names = {}
     if "test_metric_name" in runs:
         metric_names = runs.dropna(subset=["test_metric_name"]).groupby("dataset")["test_metric_name"].first()
@@ -498,7 +571,8 @@ def draw_intervals(runs, out_dir, table=None):
                             color=colours[rule])
                     continue
                 error = [[mean - low], [high - mean]] if np.isfinite(low) and np.isfinite(high) else None
-                ax.errorbar([mean], [position], xerr=error, fmt="o", color=colours[rule], capsize=3, markersize=4)
+                ax.errorbar([mean], [position], xerr=error, fmt=styles[rule].marker, color=colours[rule], capsize=3,
+                            markersize=5)
             ax.set_yticks(range(len(present)))
             ax.set_yticklabels(present if column == 0 else [""] * len(present), fontsize="small")
             ax.set_ylim(len(present) - 0.5, -0.5)
@@ -548,7 +622,7 @@ def draw_tuning(tune_runs, out_dir):
     rows = int(np.ceil(len(panels) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
     rules = rules_in(data["rule"])
-    colours = palette(rules)
+    colours, styles = palette(rules), rule_styles(rules)
     for ax, panel in zip(axes.flat, panels):
         chosen = np.ones(len(data), dtype=bool)
         for column, value in zip(["dataset", *varying], panel):
@@ -560,7 +634,8 @@ def draw_tuning(tune_runs, out_dir):
         for rule in rules:
             line = subset[subset["rule"] == rule]
             if len(line):
-                ax.step(line["trials"], line["best_so_far"], where="post", color=colours[rule], linewidth=1.3)
+                ax.step(line["trials"], line["best_so_far"], where="post", linewidth=1.3,
+                        **styles[rule].line(len(line)))
                 scores = line["score"].astype(float)
                 scores = scores.where(np.isfinite(scores))
                 ax.scatter(line["trials"], scores.where(scores <= ceiling), color=colours[rule], s=8, alpha=0.35)

@@ -95,7 +95,8 @@ def draw_rank_test(result, out_dir, measure="epochs_to_target", stem="critical_d
         verdict = f"Friedman p = {result.pvalue:.2g}"
     else:
         verdict = f"Friedman p = {result.pvalue:.2g}: no significant difference"
-    ax.set_title(f"Mean rank on {words} over {result.n_datasets} data sets ({verdict})", fontsize=10)
+    sets = f"{result.n_datasets} data set{'' if result.n_datasets == 1 else 's'}"
+    ax.set_title(f"Mean rank on {words} over {sets} ({verdict})", fontsize=10)
     fig.tight_layout()
     caption = (f"Each rule's mean rank on {words} across the data sets (1 = best, on the left). Rules joined by a "
                f"thick bar are not significantly different (Nemenyi, α = {result.alpha:g}, critical difference "

@@ -4,36 +4,51 @@ Every number comes from :mod:`fastgd.baselines`, the measurement layer the asv s
 the same trainers, steps, timer (``baselines.seconds_per_call``) and machine limits, so that a row
 here and the asv benchmark named beside it are the same measurement.
 
-Two tables (pandas DataFrames) and the machine's limits:
+Three tables (pandas DataFrames) and the machine's limits:
 
 * ``training``: seconds per epoch and samples per second of a fit (``Trainer.seconds_per_epoch``;
   asv's ``bench_training.Epoch.track_samples_per_second`` at batch 32, Adam): one hidden layer of
   32 ReLU units, the rule's learning rate from ``baselines.LEARNING_RATES``, float64 (PyTorch
-  float32), on each data set, for every implementation installed;
-* ``steps``: seconds and effective bandwidth of one update-rule step, every rule, float32, over
-  parameter counts, for fastgd (the kernel users get at that size), NumPy and torch.optim (fused
-  where torch has it); ``kernel`` names the ``baselines.STEP_IMPLEMENTATIONS`` entry timed
-  (asv's ``bench_optim.UpdateStep.track_bandwidth``);
+  float32), on each data set, for every implementation installed; the median of ``repeats``
+  timings, every implementation on the same number of threads (``threads``);
+* ``training_repeats``: each of those timings (dataset, implementation, repeat, seconds_per_epoch).
+  The implementations take turns within each repeat, in an order that rotates, so that a busy
+  moment of a shared machine falls on all of them and not on one: :func:`training_ratios` pairs
+  them by repeat and gives each ratio's spread;
+* ``steps``: seconds (median, first and third quartiles over batches of calls) and effective bandwidth of
+  one update-rule step, every rule, float32, over parameter counts, for fastgd (the kernel users get
+  at that size), NumPy and torch.optim (fused where torch has it); ``kernel`` names the
+  ``baselines.STEP_IMPLEMENTATIONS`` entry timed (asv's ``bench_optim.UpdateStep.track_bandwidth``);
 * ``machine``: the steps' references at the largest size (``in_place_bytes_per_second``: bytes/s
   of 1 to 4 float32 arrays updated in place from one more, keyed by that number: a step's own
   access pattern, its traffic alone, best of repeats, all cores), the last-level cache's size
   (``last_level_cache_bytes``: a working set below it streams from the cache), STREAM's triad beside it (main
   memory), the GEMM peak at 2048² (``gemm_flops_<dtype>``) and at each training network's own
-  matrix products (``gemm_flops_at_network_sizes``: dtype → "layer sizes/batch" → FLOP/s).
+  matrix products (``gemm_flops_at_network_sizes``: dtype → "layer sizes/batch" → FLOP/s), and the threads
+  each implementation was given (``threads``: for training and for steps, implementation → how).
 
 :func:`ceiling_shares` takes every step's share of the reference for its number of arrays.
 """
 
+import math
+
+import numpy as np
+
 from fastgd import baselines, datasets, optim, reference
 from fastgd.kernels.memory import MAX_STREAMS
 
-__all__ = ["measure", "ceiling_shares", "PARAMETER_COUNTS", "EPOCH_SETTINGS"]
+__all__ = ["measure", "ceiling_shares", "training_ratios", "PARAMETER_COUNTS", "EPOCH_SETTINGS", "TRAINING_THREADS",
+           "UNRELIABLE_SPREAD"]
 
 PARAMETER_COUNTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 # asv's bench_training.Epoch at (dataset, 32, "adam", dtype, implementation)
 EPOCH_SETTINGS = dict(hidden=32, batch_size=32, rule="adam")
 EPOCH_DTYPES = {"torch": "float32"}  # the others float64
 STEP_DTYPE = "float32"
+# one thread each: a ratio that does not move with the machine's load (see baselines.same_threads)
+TRAINING_THREADS = 1
+# a ratio whose repeats disagree by more than this factor is not a headline
+UNRELIABLE_SPREAD = 2.0
 
 
 def _network_label(layer_sizes, batch_size):
@@ -66,13 +81,18 @@ def _warmed_step(rule, size, kernel):
 
 
 def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_COUNTS, rules=None, repeats=5,
-            budget_seconds=0.05, progress=None):
+            budget_seconds=0.05, progress=None, training_threads=TRAINING_THREADS):
     """Run every measurement; ``progress(message)`` is called before each group.
 
-    Each figure is timed for about ``budget_seconds`` (training: at least one epoch), in at
-    least ``repeats`` batches of calls.
+    ``dataset_names``: names :func:`fastgd.baselines.dataset` reads, or ``fastgd.datasets.Dataset``
+    objects (a user's file, as the sweep reads it). Each training figure is timed ``repeats`` times
+    for about ``budget_seconds`` each (at least one epoch), the implementations taking turns, all on
+    ``training_threads`` threads; each step for about ``budget_seconds`` in at least ``repeats``
+    batches of calls, every implementation on as many threads as fastgd's loops use.
     """
     import pandas as pd
+
+    from fastgd import threads
 
     say = progress or (lambda message: None)
     rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
@@ -103,43 +123,100 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
                "triad_bytes_per_second": baselines.triad_bandwidth(budget_seconds=budget_seconds),
                "gemm_flops_float64": baselines.gemm_rate("float64", budget_seconds),
                "gemm_flops_float32": baselines.gemm_rate("float32", budget_seconds),
-               "gemm_flops_at_network_sizes": {}}
+               "gemm_flops_at_network_sizes": {}, "threads": {}}
 
-    training = []
-    for name in dataset_names:
-        say(f"training throughput on {name}")
-        data = baselines.dataset(name)
-        layer_sizes = [data.n_features, EPOCH_SETTINGS["hidden"], data.n_outputs]
-        for implementation in implementations:
-            dtype = EPOCH_DTYPES.get(implementation, "float64")
-            trainer = baselines.warmed_trainer(implementation, data, dtype=dtype, **EPOCH_SETTINGS)
-            seconds = trainer.seconds_per_epoch(budget_seconds * repeats)
-            training.append(dict(dataset=name, implementation=implementation, dtype=dtype,
-                                 seconds_per_epoch=seconds, samples_per_second=trainer.n_samples / seconds))
-        for dtype in sorted(set(row["dtype"] for row in training if row["dataset"] == name)):
-            machine["gemm_flops_at_network_sizes"].setdefault(dtype, {})[
-                _network_label(layer_sizes, EPOCH_SETTINGS["batch_size"])] = baselines.network_gemm_rate(
-                layer_sizes, EPOCH_SETTINGS["batch_size"], dtype, budget_seconds)
+    training, timings, networks = [], [], []
+    with baselines.same_threads(training_threads) as told:
+        machine["threads"]["training"] = {implementation: told[implementation] for implementation in implementations}
+        for name in dataset_names:
+            data = name if isinstance(name, datasets.Dataset) else baselines.dataset(name)
+            say(f"training throughput on {data.name}")
+            layer_sizes = [data.n_features, EPOCH_SETTINGS["hidden"], data.n_outputs]
+            dtypes = {implementation: EPOCH_DTYPES.get(implementation, "float64") for implementation in implementations}
+            trainers = {implementation: baselines.warmed_trainer(implementation, data, dtype=dtypes[implementation],
+                                                                 **EPOCH_SETTINGS)
+                        for implementation in implementations}
+            for repeat in range(repeats):
+                turn = repeat % len(implementations)
+                for implementation in implementations[turn:] + implementations[:turn]:
+                    timings.append(dict(dataset=data.name, implementation=implementation, repeat=repeat,
+                                        seconds_per_epoch=trainers[implementation].seconds_per_epoch(budget_seconds)))
+            for implementation in implementations:
+                seconds = float(np.median([row["seconds_per_epoch"] for row in timings if row["dataset"] == data.name
+                                           and row["implementation"] == implementation]))
+                training.append(dict(dataset=data.name, implementation=implementation, dtype=dtypes[implementation],
+                                     seconds_per_epoch=seconds,
+                                     samples_per_second=trainers[implementation].n_samples / seconds,
+                                     repeats=repeats, threads=training_threads))
+            networks.extend((layer_sizes, dtype) for dtype in sorted(set(dtypes.values())))
+    for layer_sizes, dtype in networks:  # the BLAS's rate on all its threads, as the peak beside it
+        machine["gemm_flops_at_network_sizes"].setdefault(dtype, {})[
+            _network_label(layer_sizes, EPOCH_SETTINGS["batch_size"])] = baselines.network_gemm_rate(
+            layer_sizes, EPOCH_SETTINGS["batch_size"], dtype, budget_seconds)
 
     steps = []
     alone = [rule for rule in rules if rule not in reference.RULES]
     if alone:
         say(f"{', '.join(alone)}: no NumPy reference declared; the compiled rule's step is timed alone")
-    for size in parameter_counts:
-        say(f"update-rule steps on {size:,} parameters")
-        for rule in rules:
-            moved = baselines.bytes_moved(written[rule], STEP_DTYPE, size)
-            for implementation, kernel in _step_kernels(rule, size):
-                step, kernel = _warmed_step(rule, size, kernel)
-                seconds = baselines.seconds_per_call(step, budget_seconds, min_repeats=repeats)
-                steps.append(dict(rule=rule, parameters=size, implementation=implementation, kernel=kernel,
-                                  seconds=seconds, bytes_per_second=moved / seconds, arrays_written=written[rule]))
-            if size == largest:
-                measure_reference(written[rule])
-    for arrays in streams:
-        measure_reference(arrays)
+    step_threads = threads.get_num_threads()
+    with baselines.same_threads(step_threads) as told:
+        machine["threads"]["steps"] = {implementation: told[implementation] for implementation in ("fastgd", "numpy",
+                                                                                                    "torch")
+                                       if implementation in told}
+        for size in parameter_counts:
+            say(f"update-rule steps on {size:,} parameters")
+            for rule in rules:
+                moved = baselines.bytes_moved(written[rule], STEP_DTYPE, size)
+                for implementation, kernel in _step_kernels(rule, size):
+                    step, kernel = _warmed_step(rule, size, kernel)
+                    timed = baselines.per_call_seconds(step, budget_seconds, min_repeats=repeats)
+                    seconds = float(np.median(timed))
+                    # the middle half of the batches: dozens of millisecond batches, of which the odd one
+                    # meets a busy moment; the extremes would call every step on a shared machine unreliable
+                    low, high = (float(value) for value in np.percentile(timed, [25, 75]))
+                    steps.append(dict(rule=rule, parameters=size, implementation=implementation, kernel=kernel,
+                                      seconds=seconds, seconds_low=low, seconds_high=high,
+                                      bytes_per_second=moved / seconds, arrays_written=written[rule]))
+                if size == largest:
+                    measure_reference(written[rule])
+        for arrays in streams:
+            measure_reference(arrays)
     machine["in_place_bytes_per_second"] = {str(arrays): rate for arrays, rate in best.items()}
-    return {"training": pd.DataFrame(training), "steps": pd.DataFrame(steps), "machine": machine}
+    return {"training": pd.DataFrame(training), "training_repeats": pd.DataFrame(timings), "steps": pd.DataFrame(steps),
+            "machine": machine}
+
+
+def training_ratios(throughput, spread_limit=UNRELIABLE_SPREAD):
+    """Per implementation other than fastgd and data set: how many times longer its epoch took than fastgd's.
+
+    Columns: other, dataset, ratio (the median of the per-repeat ratios: each repeat's two timings were
+    made in the same turn), low, high (the least and greatest of them), n_repeats, reliable (high / low
+    at most ``spread_limit``: the repeats agree). A throughput stored without its repeats gives each
+    ratio from the medians alone, with no spread (NaN) and not reliable: nothing says how noisy it was.
+    """
+    import pandas as pd
+
+    timings = throughput.get("training_repeats")
+    records = []
+    if timings is not None and len(timings):
+        table = timings.pivot_table(index=["dataset", "repeat"], columns="implementation", values="seconds_per_epoch")
+    else:
+        table = throughput["training"].pivot_table(index="dataset", columns="implementation",
+                                                   values="seconds_per_epoch")
+    if "fastgd" not in table:
+        return pd.DataFrame(columns=["other", "dataset", "ratio", "low", "high", "n_repeats", "reliable"])
+    for other in (column for column in table.columns if column != "fastgd"):
+        ratios = (table[other] / table["fastgd"]).dropna()
+        for dataset, values in ratios.groupby(level="dataset", sort=True):
+            values = values.to_numpy()
+            if timings is not None and len(timings):
+                low, high = float(values.min()), float(values.max())
+                reliable = len(values) > 1 and high <= spread_limit * low
+            else:
+                low = high = math.nan
+                reliable = False
+            records.append((other, dataset, float(np.median(values)), low, high, len(values), bool(reliable)))
+    return pd.DataFrame(records, columns=["other", "dataset", "ratio", "low", "high", "n_repeats", "reliable"])
 
 
 def ceiling_shares(throughput, implementation="fastgd"):

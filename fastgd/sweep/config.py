@@ -99,6 +99,7 @@ from fastgd.models import check_network_fits
 from fastgd.validation import MAX_SEED, is_integer, is_real, is_seed
 from fastgd import rules as rule_registry
 from fastgd.sweep import tuning
+from fastgd.sweep.completeness import planned_runs
 from fastgd.kernels.mlp import ACTIVATIONS
 
 __all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS"]
@@ -334,12 +335,8 @@ def parse(raw, base_dir=None):
         if not is_real(target) or not (0 < target < math.inf):
             _fail(f"[targets] needs a positive finite target training loss for {dataset!r}, got {target!r}")
 
-    if tuning_table is None:
-        n_runs = len(names) * len(learning_rates) * len(batch_sizes) * len(seeds) * sum(
-            math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
-    else:
-        n_runs = len(names) * len(batch_sizes) * len(rules) * (tuning.n_trials(tuning_table.budget)
-                                                               + tuning_table.final_seeds)
+    # counted as a report counts the runs a stored configuration planned, from the same table
+    n_runs = planned_runs(dict(raw, rules=list(rules), batch_sizes=list(batch_sizes))).n_runs
     if n_runs > MAX_RUNS:
         _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
     for dataset, (_, n_features, n_outputs) in shapes.items():

@@ -364,7 +364,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     client = _connect(scheduler, progress) if scheduler is not None else None
     try:
         with Store(store_path) as store:
-            sweep_id = store.begin_sweep(config.name, config.source, machine.provenance())
+            # rules as resolved: "all" names the rules registered now, which a report of a killed sweep lists
+            sweep_id = store.begin_sweep(config.name, dict(config.source, rules=list(config.rules)),
+                                         machine.provenance())
             planned = list(specs)  # the final runs of a tuning sweep join once its trials are stored
 
             def outcome(notes=()):

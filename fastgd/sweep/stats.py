@@ -13,20 +13,27 @@ take the frame of :func:`fastgd.sweep.load_runs`, one row per run; each
   rules matrix of scores, mean ranks, the Nemenyi critical difference and
   the groups of rules it cannot tell apart (Demšar 2006).
 * :func:`pairwise_tests`: per data set, every pair of rules compared over
-  seeds (Mann–Whitney U or Welch's t), Holm-corrected within the data set;
+  seeds (:func:`compare`: Mann–Whitney U, which with every seed that missed
+  the target ranked last is Gehan's test for censored data; the log-rank
+  test, :func:`logrank_test`; or Welch's t), Holm-corrected within the data
+  set, the better rule named from the test's own side;
   :func:`significance_lines` says in words which differences hold.
 * :func:`algoperf_scores`: AlgoPerf's benchmark score, the performance
   profile integrated up to τ = 4 (Dahl et al. 2023).
-* :func:`winners`: per data set, the winner on a deterministic measure
-  (epochs to target) with wall-clock time second, and whether its lead over
-  the runner-up is significant.
+* :func:`winners`: per data set, the winner on the share of seeds reaching
+  the target, then on a deterministic measure (epochs to target) with
+  wall-clock time second, and whether its lead over the runner-up is
+  significant.
 
 References
 ----------
 J. Demšar (2006), "Statistical Comparisons of Classifiers over Multiple Data
 Sets", JMLR 7:1–30. G. E. Dahl et al. (2023), "Benchmarking Neural Network
 Training Algorithms", arXiv:2306.07179. S. Holm (1979), "A Simple
-Sequentially Rejective Multiple Test Procedure".
+Sequentially Rejective Multiple Test Procedure". N. Mantel (1966),
+"Evaluation of survival data and two new rank order statistics arising in
+its consideration". E. A. Gehan (1965), "A generalized Wilcoxon test for
+comparing arbitrarily singly-censored samples".
 """
 
 import math
@@ -37,7 +44,8 @@ import numpy as np
 
 __all__ = ["Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
            "critical_difference", "cliques", "friedman_statistic", "rank_test", "score_matrix", "holm",
-           "compare_samples", "pairwise_tests", "significance_lines", "algoperf_score", "algoperf_scores", "winners",
+           "compare", "compare_samples", "logrank_test", "TESTS", "pairwise_tests", "significance_lines",
+           "algoperf_score", "algoperf_scores", "winners",
            "MEASURES"]
 
 # the measures intervals are given for, and which way is better
@@ -169,6 +177,11 @@ def intervals(runs, measures=tuple(MEASURES), confidence_level=0.95, seed=0):
                                           "note"])
 
 
+def _counted(count, noun):
+    """'1 data set', '2 data sets'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # --- ranks across data sets --------------------------------------------------------------------
 
 def _matrix(scores):
@@ -289,7 +302,8 @@ class RankTest:
         ranks = ", ".join(f"{rule} {rank:.2f}" for rule, rank in self.mean_ranks.items())
         verdict = (f"the rules differ (Friedman p = {self.pvalue:.3g})" if self.significant else
                    f"no significant difference among the rules (Friedman p = {self.pvalue:.3g})")
-        return f"{verdict} over {self.n_datasets} data sets; mean ranks {ranks}; critical difference {self.cd:.2f}"
+        return (f"{verdict} over {_counted(self.n_datasets, 'data set')}; mean ranks {ranks}; critical difference "
+                f"{self.cd:.2f}")
 
 
 def rank_test(scores, lower_is_better=True, alpha=0.05):
@@ -312,8 +326,8 @@ def rank_test(scores, lower_is_better=True, alpha=0.05):
     values = values if lower_is_better else -values
     values = np.where(np.isnan(values), np.inf, values)
     if n_rules < 3 or n_datasets < 2:
-        note = (f"the Friedman test needs three rules or more and two data sets or more; got {n_rules} rules on "
-                f"{n_datasets} data sets")
+        note = (f"the Friedman test needs three rules or more and two data sets or more; got "
+                f"{_counted(n_rules, 'rule')} on {_counted(n_datasets, 'data set')}")
     elif np.all(values == values[:, :1]):
         statistic, pvalue = 0.0, 1.0
     else:
@@ -364,23 +378,79 @@ def holm(pvalues):
     return adjusted
 
 
-def compare_samples(first, second, test="mannwhitney"):
-    """Two-sided p-value that two samples come from one distribution (``mannwhitney``) or share a mean (``welch``).
+def logrank_test(times_a, reached_a, times_b, reached_b):
+    r"""The log-rank test of two samples of times to an event, some censored: (chi-square, p-value, O_a - E_a).
 
-    Identical samples give p = 1. Infinite values (seeds that never
-    reached the target) are ranked last by the rank test; Welch's t cannot
-    take them and gives NaN.
+    ``times_*``: when each subject reached the event or, where ``reached_*`` is
+    False, when it was last seen without it (censored; an infinite time is
+    at risk throughout). At each distinct event time :math:`t` with
+    :math:`n` subjects at risk (:math:`n_a` of sample a) and :math:`d` events
+    (:math:`d_a` in a), a's expected events are :math:`E = n_a d / n` with
+    the hypergeometric variance :math:`V = n_a (n - n_a) d (n - d) / (n^2 (n - 1))`;
+
+    .. math::
+        \chi^2 = \frac{(\sum_t d_a - E)^2}{\sum_t V} \sim \chi^2_1
+
+    (Mantel 1966; Kleinbaum and Klein, "Survival Analysis", ch. 2: on
+    Freireich's remission data 16.79). ``O_a - E_a`` > 0: a reaches the event
+    sooner than b. NaN (and 0) where there is no event or no variance.
+    """
+    from scipy.stats import chi2
+
+    times_a, times_b = _as_values(times_a, "times"), _as_values(times_b, "times")
+    reached_a = np.broadcast_to(np.asarray(reached_a, dtype=bool), times_a.shape)
+    reached_b = np.broadcast_to(np.asarray(reached_b, dtype=bool), times_b.shape)
+    if np.isnan(times_a).any() or np.isnan(times_b).any():
+        raise ValueError("times must not be NaN")
+    events = np.unique(np.concatenate([times_a[reached_a], times_b[reached_b]]))
+    observed_minus_expected = variance = 0.0
+    for time in events:
+        at_risk_a, at_risk_b = int(np.sum(times_a >= time)), int(np.sum(times_b >= time))
+        deaths_a = int(np.sum((times_a == time) & reached_a))
+        deaths = deaths_a + int(np.sum((times_b == time) & reached_b))
+        at_risk = at_risk_a + at_risk_b
+        observed_minus_expected += deaths_a - at_risk_a * deaths / at_risk
+        if at_risk > 1:
+            variance += at_risk_a * at_risk_b * deaths * (at_risk - deaths) / (at_risk ** 2 * (at_risk - 1))
+    if variance <= 0:
+        return math.nan, math.nan, 0.0
+    statistic = observed_minus_expected ** 2 / variance
+    return float(statistic), float(chi2.sf(statistic, 1)), float(observed_minus_expected)
+
+
+TESTS = ("mannwhitney", "welch", "logrank")
+
+
+def compare(first, second, test="mannwhitney"):
+    """(two-sided p-value, direction) of two samples; direction -1 where ``first`` tends lower, +1 higher, 0 where
+    the test sees no side or cannot run.
+
+    ``mannwhitney``: Mann-Whitney U, infinite values (seeds that never reached
+    the target) ranked past every finite one: with every such seed censored
+    at the same budget, after every time observed, this is Gehan's
+    generalised Wilcoxon test for censored data; the side is U's. ``welch``:
+    Welch's t on means (NaN with an infinite value). ``logrank``:
+    :func:`logrank_test`, an infinite value a censored seed.
+
+    NaN (nothing to compare) where a sample is empty or both are entirely
+    infinite: no seed of either reached the target, and inf against inf says
+    nothing. Identical samples give p = 1.
     """
     from scipy import stats
 
-    if test not in ("mannwhitney", "welch"):
-        raise ValueError(f"test must be 'mannwhitney' or 'welch', got {test!r}")
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {list(TESTS)}, got {test!r}")
     first, second = _as_values(first), _as_values(second)
     first, second = first[~np.isnan(first)], second[~np.isnan(second)]
     if first.size == 0 or second.size == 0:
-        return math.nan
+        return math.nan, 0
+    if not (np.isfinite(first).any() or np.isfinite(second).any()):
+        return math.nan, 0
     if np.array_equal(np.sort(first), np.sort(second)):
-        return 1.0
+        return 1.0, 0
+    if test == "logrank":
+        _, pvalue, observed_minus_expected = logrank_test(first, np.isfinite(first), second, np.isfinite(second))
+        return pvalue, int(-np.sign(observed_minus_expected)) if math.isfinite(pvalue) else 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if test == "mannwhitney":
@@ -390,11 +460,20 @@ def compare_samples(first, second, test="mannwhitney"):
             low, high = (finite.min() - 1, finite.max() + 1) if finite.size else (-1.0, 1.0)
             first, second = (np.where(values == np.inf, high, np.where(values == -np.inf, low, values))
                              for values in (first, second))
-            return float(stats.mannwhitneyu(first, second, alternative="two-sided").pvalue)
+            result = stats.mannwhitneyu(first, second, alternative="two-sided")
+            return float(result.pvalue), int(np.sign(result.statistic - first.size * second.size / 2))
         if not (np.all(np.isfinite(first)) and np.all(np.isfinite(second))) or first.size < 2 or second.size < 2:
-            return math.nan
+            return math.nan, 0
         pvalue = float(stats.ttest_ind(first, second, equal_var=False).pvalue)
-        return pvalue if math.isfinite(pvalue) else math.nan
+        if not math.isfinite(pvalue):
+            return math.nan, 0
+        return pvalue, int(np.sign(np.mean(first) - np.mean(second)))
+
+
+def compare_samples(first, second, test="mannwhitney"):
+    """Two-sided p-value of :func:`compare`: that two samples come from one distribution (``mannwhitney``,
+    ``logrank``) or share a mean (``welch``); NaN where there is nothing to compare."""
+    return compare(first, second, test)[0]
 
 
 def _seed_values(group, measure):
@@ -406,9 +485,14 @@ def pairwise_tests(runs, measure="epochs_to_target", test="mannwhitney", alpha=0
     """Per data set, every pair of rules compared over the seeds of their best configurations.
 
     Columns: dataset, rule_a, rule_b, mean_a, mean_b (means over seeds;
-    infinite where a seed never reached the target), pvalue, pvalue_holm
-    (Holm-corrected over the data set's pairs), significant, better (the
-    rule with the better mean where significant, else None).
+    infinite where a seed never reached the target), reached_a, reached_b and
+    n_a, n_b (the seeds with a finite value, of how many), pvalue (of
+    :func:`compare`; NaN where there is nothing to compare: neither rule
+    reached the target on any seed), pvalue_holm (Holm-corrected over the
+    data set's comparable pairs), significant, better (where significant, the
+    rule the test puts ahead, from the test's own statistic and not from the
+    means, which are both infinite when both rules missed on some seed; else
+    None).
     """
     import pandas as pd
 
@@ -421,31 +505,37 @@ def pairwise_tests(runs, measure="epochs_to_target", test="mannwhitney", alpha=0
         samples = {rule: _seed_values(group, measure).to_numpy() for rule, group in of_dataset.groupby("rule")}
         names = sorted(samples)
         pairs = [(a, b) for index, a in enumerate(names) for b in names[index + 1:]]
-        pvalues = [compare_samples(samples[a], samples[b], test) for a, b in pairs]
-        adjusted = holm(pvalues)
-        for (a, b), pvalue, corrected in zip(pairs, pvalues, adjusted):
-            mean_a, mean_b = float(np.mean(samples[a])), float(np.mean(samples[b]))
-            significant = bool(corrected < alpha)
+        compared = [compare(samples[a], samples[b], test) for a, b in pairs]
+        adjusted = holm([pvalue for pvalue, _ in compared])
+        for (a, b), (pvalue, direction), corrected in zip(pairs, compared, adjusted):
+            significant = bool(corrected < alpha) and direction != 0
             better = None
-            if significant and mean_a != mean_b:
-                better = a if (mean_a < mean_b) == lower else b
-            records.append((dataset, a, b, mean_a, mean_b, pvalue, corrected, significant, better))
-    return pd.DataFrame(records, columns=["dataset", "rule_a", "rule_b", "mean_a", "mean_b", "pvalue", "pvalue_holm",
-                                          "significant", "better"])
+            if significant:
+                better = a if (direction < 0) == lower else b
+            reached_a, reached_b = (int(np.sum(np.isfinite(samples[rule]))) for rule in (a, b))
+            records.append((dataset, a, b, float(np.mean(samples[a])), float(np.mean(samples[b])), reached_a,
+                            reached_b, len(samples[a]), len(samples[b]), pvalue, corrected, significant, better))
+    return pd.DataFrame(records, columns=["dataset", "rule_a", "rule_b", "mean_a", "mean_b", "reached_a", "reached_b",
+                                          "n_a", "n_b", "pvalue", "pvalue_holm", "significant", "better"])
 
 
 def significance_lines(pairwise, measure="epochs_to_target"):
-    """One line per data set: which pairs differ significantly (Holm-corrected) and how many do not."""
+    """One line per data set: which pairs differ significantly (Holm-corrected), how many do not, and how many have
+    nothing to compare (neither rule reached the target on any seed)."""
     lines = []
     for dataset, group in pairwise.groupby("dataset", sort=True):
-        held = group[group["significant"] & group["better"].notna()]
+        held = group[group["significant"]]
+        incomparable = int(group["pvalue"].isna().sum())
         differences = "; ".join(
             f"{row.better} better than {row.rule_b if row.better == row.rule_a else row.rule_a} "
             f"(p = {row.pvalue_holm:.2g})" for row in held.itertuples())
-        not_held = len(group) - len(held)
+        not_held = len(group) - len(held) - incomparable
         text = f"significant: {differences}" if len(held) else "no significant difference"
-        lines.append(f"{dataset}, {measure.replace('_', ' ')}: {text}; {not_held} of {len(group)} pairs not "
-                     "significantly different")
+        line = (f"{dataset}, {measure.replace('_', ' ')}: {text}; {not_held} of {len(group)} pairs not "
+                "significantly different")
+        if incomparable:
+            line += f"; {incomparable} with nothing to compare (neither rule reached the target on any seed)"
+        lines.append(line)
     return lines
 
 
@@ -497,75 +587,129 @@ def algoperf_scores(runs, measure="epochs_to_target", tau_max=4.0):
 def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
     """Per data set, the winner and whether its lead over the runner-up is significant.
 
-    Rules are ranked on mean epochs to the target over the seeds of their
-    best configurations (deterministic: the same on every machine and run),
-    then on mean seconds to the target; a rule that missed the target on
-    some seed ranks after those that always reached it, by final loss. The
-    lead is tested on epochs (two-sided ``test``); where the two rules'
-    epochs are the same, on seconds. Its p-value is Holm-corrected over all
-    the data set's pairs, as :func:`pairwise_tests` gives it: the runner-up
-    is picked after seeing the results, and the summary's lines on which
-    pairs differ then agree with the verdict. Columns: dataset, winner, runner_up,
-    epochs (winner's mean), seconds, seconds_low, seconds_high (its 95%
-    bootstrap interval), decided_by, pvalue, significant, verdict (one
-    line in words: the lead, or "no significant difference").
+    Rules are ranked as time-to-event comparisons are: first on the share of
+    seeds of their best configurations that reached the target, then on the
+    mean epochs to the target of those seeds (deterministic: the same on every
+    machine and run), then on mean seconds, then on final loss. The lead is
+    tested on epochs (two-sided ``test``, a seed that missed counted as never
+    reaching); where the two rules' epochs are the same, on seconds. Its
+    p-value is Holm-corrected over all the data set's pairs, as
+    :func:`pairwise_tests` gives it: the runner-up is picked after seeing the
+    results, and the summary's lines on which pairs differ then agree with the
+    verdict. Where the test puts the runner-up significantly ahead (the means
+    and the ranks disagree), the two change places: a verdict never names as
+    winner the rule its own test puts behind. Where no rule reached the target
+    on any seed there is nothing to compare: no winner.
+
+    Columns: dataset, winner, runner_up, reached (the winner's seeds that
+    reached the target), n_seeds, epochs (the winner's mean over those),
+    seconds, seconds_low, seconds_high (its 95% bootstrap interval), decided_by,
+    pvalue, significant, verdict (one line in words: the lead, "no
+    significant difference", or "nothing to compare").
     """
     import pandas as pd
 
     best = best_configuration_runs(runs)
     corrected = {}
 
-    def holm_pvalue(dataset, first, second, measure):
+    def holm_pair(dataset, first, second, measure):
         if measure not in corrected:
             corrected[measure] = pairwise_tests(runs, measure, test, alpha)
         pairs = corrected[measure]
         pair = pairs[(pairs["dataset"] == dataset) & (((pairs["rule_a"] == first) & (pairs["rule_b"] == second))
                                                       | ((pairs["rule_a"] == second) & (pairs["rule_b"] == first)))]
-        return float(pair["pvalue_holm"].iloc[0])
+        return float(pair["pvalue_holm"].iloc[0]), pair["better"].iloc[0]
 
     records = []
     for dataset, of_dataset in best.groupby("dataset", sort=True):
         table = []
         for rule, group in of_dataset.groupby("rule", sort=True):
-            epochs = _seed_values(group, "epochs_to_target").to_numpy()
-            seconds = _seed_values(group, "seconds_to_target").to_numpy()
-            reached = bool(np.all(np.isfinite(epochs)))
-            final = float(np.nanmean(group["final_loss"].astype(float))) if group["final_loss"].notna().any() \
-                else math.inf
-            table.append((not reached, float(np.mean(epochs)) if reached else math.inf,
-                          float(np.mean(seconds)) if reached else math.inf, final, rule, epochs, seconds))
-        table.sort(key=lambda row: row[:5])
+            table.append(_Standing.of(rule, group))
+        table.sort(key=_Standing.key)
         winner = table[0]
-        interval = bootstrap_ci(winner[6], seed=seed)
+        if winner.reached == 0:
+            records.append((dataset, None, None, 0, winner.n_seeds, math.nan, math.nan, math.nan, math.nan, None,
+                            math.nan, False, f"{dataset}: no rule reached the target on any seed: nothing to compare"))
+            continue
         if len(table) == 1:
-            records.append((dataset, winner[4], None, winner[1], interval.mean, interval.low, interval.high, None,
-                            math.nan, False, f"{dataset}: {winner[4]} is the only rule"))
+            interval = bootstrap_ci(winner.seconds[np.isfinite(winner.seconds)], seed=seed)
+            records.append((dataset, winner.rule, None, winner.reached, winner.n_seeds, winner.mean_epochs,
+                            interval.mean, interval.low, interval.high, None, math.nan, False,
+                            f"{dataset}: {winner.rule} is the only rule"))
             continue
         runner_up = table[1]
-        decided_by = "epochs_to_target" if not np.array_equal(np.sort(winner[5]), np.sort(runner_up[5])) \
+        decided_by = "epochs_to_target" if not np.array_equal(np.sort(winner.epochs), np.sort(runner_up.epochs)) \
             else "seconds_to_target"
-        pvalue = holm_pvalue(dataset, winner[4], runner_up[4], decided_by)
-        significant = bool(pvalue < alpha)
+        pvalue, better = holm_pair(dataset, winner.rule, runner_up.rule, decided_by)
+        swapped = better == runner_up.rule
+        if swapped:
+            winner, runner_up = runner_up, winner
+        significant = bool(pvalue < alpha) and better is not None
         what = decided_by.replace("_", " ")
-        if winner[0]:
-            verdict = f"{dataset}: no rule reached the target on every seed"
-            significant = False
-        elif significant:
-            verdict = (f"{dataset}: {winner[4]} wins on {what} over {runner_up[4]} "
-                       f"({_mean_text(winner, decided_by)} against {_mean_text(runner_up, decided_by)}, "
-                       f"Holm-corrected p = {pvalue:.2g})")
+        if significant:
+            medians = ""
+            if swapped:
+                values = (winner.epochs, runner_up.epochs) if decided_by == "epochs_to_target" else \
+                    (winner.seconds * 1e3, runner_up.seconds * 1e3)
+                unit = "epochs" if decided_by == "epochs_to_target" else "ms"
+                medians = (f"; ahead on most seeds though not on the mean: medians {np.median(values[0]):.3g} "
+                           f"against {np.median(values[1]):.3g} {unit}")
+            verdict = (f"{dataset}: {winner.rule} wins on {what} over {runner_up.rule} "
+                       f"({winner.text(decided_by)} against {runner_up.text(decided_by)}, "
+                       f"Holm-corrected p = {pvalue:.2g}{medians})")
         else:
-            verdict = (f"{dataset}: {winner[4]} and {runner_up[4]}: no significant difference in {what} "
+            verdict = (f"{dataset}: {winner.rule} and {runner_up.rule}: no significant difference in {what} "
                        f"(Holm-corrected p = {pvalue:.2g})")
-        records.append((dataset, winner[4], runner_up[4], winner[1], interval.mean, interval.low, interval.high,
-                        decided_by, pvalue, significant, verdict))
-    return pd.DataFrame(records, columns=["dataset", "winner", "runner_up", "epochs", "seconds", "seconds_low",
-                                          "seconds_high", "decided_by", "pvalue", "significant", "verdict"])
+        interval = bootstrap_ci(winner.seconds[np.isfinite(winner.seconds)], seed=seed)
+        records.append((dataset, winner.rule, runner_up.rule, winner.reached, winner.n_seeds, winner.mean_epochs,
+                        interval.mean, interval.low, interval.high, decided_by, pvalue, significant, verdict))
+    return pd.DataFrame(records, columns=["dataset", "winner", "runner_up", "reached", "n_seeds", "epochs", "seconds",
+                                          "seconds_low", "seconds_high", "decided_by", "pvalue", "significant",
+                                          "verdict"])
 
 
-def _mean_text(row, measure):
-    if row[0]:  # a runner-up that missed the target on some seed has no mean time to it
-        return f"the target missed on {int(np.sum(~np.isfinite(row[5])))} of {len(row[5])} seeds"
-    if measure == "epochs_to_target":
-        return f"{row[1]:.3g} epochs"
-    return f"{row[2] * 1e3:.3g} ms"
+@dataclass
+class _Standing:
+    """One rule's seeds on one data set, as :func:`winners` ranks them."""
+
+    rule: str
+    epochs: np.ndarray  # per seed, infinite where the target was missed
+    seconds: np.ndarray
+    final_loss: float
+
+    @classmethod
+    def of(cls, rule, group):
+        final = float(np.nanmean(group["final_loss"].astype(float))) if group["final_loss"].notna().any() \
+            else math.inf
+        return cls(rule, _seed_values(group, "epochs_to_target").to_numpy(),
+                   _seed_values(group, "seconds_to_target").to_numpy(), final)
+
+    @property
+    def n_seeds(self):
+        return len(self.epochs)
+
+    @property
+    def reached(self):
+        return int(np.sum(np.isfinite(self.epochs)))
+
+    @property
+    def mean_epochs(self):
+        return float(np.mean(self.epochs[np.isfinite(self.epochs)])) if self.reached else math.inf
+
+    @property
+    def mean_seconds(self):
+        finite = self.seconds[np.isfinite(self.seconds)]
+        return float(np.mean(finite)) if finite.size else math.inf
+
+    def key(self):
+        return (-self.reached / self.n_seeds, self.mean_epochs, self.mean_seconds, self.final_loss, self.rule)
+
+    def text(self, measure):
+        """The mean in words; a rule that missed the target on some seed has no mean time to it over all seeds."""
+        mean = (f"{self.mean_epochs:.3g} epochs" if measure == "epochs_to_target"
+                else f"{self.mean_seconds * 1e3:.3g} ms")
+        if self.reached == self.n_seeds:
+            return mean
+        if self.reached == 0:
+            return f"the target missed on all {self.n_seeds} seeds"
+        return f"the target missed on {self.n_seeds - self.reached} of {self.n_seeds} seeds, {mean} on the others"
