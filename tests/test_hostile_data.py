@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from cli_harness import assert_refused, run_command
-from fastgd import cli, datasets
+from fastgd import cli, datasets, machine
 from fastgd.datasets import DatasetError, _where_undecodable
 
 pd = pytest.importorskip("pandas")
@@ -190,10 +190,10 @@ def test_links_to_devices_and_named_pipes_are_refused_before_a_byte_is_read(tmp_
 def test_a_file_too_large_for_memory_is_refused_with_its_size(tmp_path, monkeypatch):
     frame().to_csv(tmp_path / "table.csv", index=False)
     size = os.path.getsize(tmp_path / "table.csv")
-    monkeypatch.setattr(datasets, "physical_memory_bytes", lambda: size)  # a machine with as much memory as the file
+    monkeypatch.setattr(machine, "physical_memory_bytes", lambda: size)  # a machine with as much memory as the file
     with pytest.raises(DatasetError, match=r"the file is [0-9.e-]+ GiB; reading it needs more than this machine's"):
         datasets.read(tmp_path / "table.csv", target="label")
-    monkeypatch.setattr(datasets, "physical_memory_bytes", lambda: 4 * size)
+    monkeypatch.setattr(machine, "physical_memory_bytes", lambda: 4 * size)
     assert datasets.read(tmp_path / "table.csv", target="label").n_features == 2
 
 

@@ -255,7 +255,8 @@ def test_a_data_file_deleted_during_a_sweep_fails_its_runs_and_the_sweep_goes_on
     text = TINY.format(name="file", seeds=[0]).replace('datasets = ["iris"]\n', "").replace("iris = 0.5", "table = 0.5")
     (tmp_path / "file.toml").write_text(text + '\n[datasets.table]\npath = "table.csv"\ntarget = "label"\n')
     config = sweep.load_config(tmp_path / "file.toml")
+    specs = sweep.runs(config)  # the sweep plans its runs, the data's hash in each
     (tmp_path / "table.csv").unlink()  # after the sweep checked it, before a worker reads it
-    results = runner.execute_chunk(sweep.runs(config), batched=True, sources=config.sources)
+    results = runner.execute_chunk(specs, batched=True, sources=config.sources)
     assert [result["status"] for result in results] == ["failed"]
     assert results[0]["error"].startswith("DatasetError: ") and results[0]["error"].endswith("table.csv: no such file")
