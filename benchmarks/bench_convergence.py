@@ -1,6 +1,7 @@
 """Convergence of every rule on every bundled data set: how low, how fast, and how well it generalises.
 
-fastgd (``Convergence``), and scikit-learn for the rules it has (``SklearnConvergence``), train the network of ``bench_training`` (one
+fastgd (``Convergence``), and scikit-learn for the rules it has (``SklearnConvergence``), train the network of
+``bench_training`` (one
 hidden layer of 32 ReLU units, no L2 penalty) in float64 with batches of 32 from the same
 initial weights, with ``SEED`` for everything random, for a budget of epochs per data set.
 The numbers are deterministic but for ``track_seconds_to_target``.

@@ -189,7 +189,8 @@ class NetworkGemmShare:
 
 
 class FitMemory:
-    """Peak resident memory of a process that builds a trainer and trains one epoch (batch 256, Adam) on the large synthetic set.
+    """Peak resident memory of a process that builds a trainer and trains one epoch (batch 256, Adam) on the large
+    synthetic set.
 
     asv's peakmem is the whole process's: the imports and the loaded data count too (the data
     comes from a file written once, so its generation does not). The Numba cache is filled in

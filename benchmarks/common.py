@@ -115,7 +115,8 @@ def _fresh_python(arguments, cache_dir):
 
 
 def start_seconds(workload, cache_dir):
-    """Seconds a fresh Python process takes for ``START_WORKLOADS[workload]``, imports included, with ``cache_dir`` as Numba's cache."""
+    """Seconds a fresh Python process takes for ``START_WORKLOADS[workload]``, imports included, with ``cache_dir`` as
+    Numba's cache."""
     code = f"import time\nstart = time.perf_counter()\n{START_WORKLOADS[workload]}print(time.perf_counter() - start)\n"
     return float(_fresh_python(["-c", code], cache_dir))
 

@@ -183,7 +183,8 @@ class MLP:
     def _forward_workspace(self, n_rows):
         """The compiled pass training takes (its serial form: prediction compiles no pass of its own) and the buffers
         of a forward pass over ``n_rows`` rows: activations, a block of inputs, one of targets (zeros), no gradient."""
-        return (forward_entry(self.dtype, self.layer_sizes, n_rows), np.empty(workspace_elements(self.layer_sizes, n_rows), self.dtype),
+        return (forward_entry(self.dtype, self.layer_sizes, n_rows),
+                np.empty(workspace_elements(self.layer_sizes, n_rows), self.dtype),
                 np.empty(n_rows * self.layer_sizes[0], self.dtype), np.zeros(n_rows * self.n_outputs, self.dtype),
                 np.empty(0, self.dtype))
 

@@ -509,7 +509,8 @@ class Optimizer:
                                  "state_dict)")
 
     def _hyper_vector(self, hyperparameters):
-        """The float64 hyperparameters compiled code takes, then 1.0: the factor a schedule sets on the learning rates."""
+        """The float64 hyperparameters compiled code takes, then 1.0: the factor a schedule sets on the learning
+        rates."""
         return np.array([*self.rule.hyper_vector(hyperparameters), 1.0], dtype=np.float64)
 
     def _refresh(self):

@@ -80,7 +80,8 @@ def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_
 
     ``name``: constant, step (× ``gamma`` every ``step_size`` epochs),
     exponential (× ``gamma`` per epoch), invscaling (scikit-learn's: ÷ (t + 1)^``power_t`` for
-    the whole epoch, t the samples seen before it; :class:`Training` fills in its rows), cosine (to ``eta_min`` over ``t_max`` epochs, by default
+    the whole epoch, t the samples seen before it; :class:`Training` fills in its rows), cosine (to ``eta_min`` over
+    ``t_max`` epochs, by default
     ``n_epochs``). ``warmup_steps`` > 0 adds a linear warm-up over that many
     update steps.
     """

@@ -146,7 +146,8 @@ INVALID = {
     "adafactor": [(dict(lr=-1.0), "Learning rate should be >= 0 but is: -1.0"), (dict(beta2_decay=0.5), "beta2_decay "
                   "should be <= 0 but is: 0.5"), (dict(eps=(-1.0, 1e-3)), "epsilon1 should be >= 0 but is: -1.0"),
                   (dict(eps=(None, -1.0)), "epsilon2 should be >= 0 but is: -1.0"), (dict(d=0.5), "Clipping threshold "
-                  "d should be >= 1 but is: 0.5"), (dict(weight_decay=-1.0), "weight_decay should be >= 0 but is: -1.0")],
+                  "d should be >= 1 but is: 0.5"),
+                 (dict(weight_decay=-1.0), "weight_decay should be >= 0 but is: -1.0")],
     "muon": [(dict(lr=-1.0), "Learning rate should be >= 0 but is: -1.0"), (dict(momentum=-0.5), "momentum should be "
              ">= 0 but is: -0.5"), (dict(weight_decay=-1.0), "weight decay should be >= 0 but is: -1.0"),
              (dict(ns_steps=100), "Number of steps must be less than 100"), (dict(adjust_lr_fn="other"), "Adjust "

@@ -60,7 +60,8 @@ CLASSES = sorted({name.rsplit(".", 1)[0] for name in SUITE})
 
 @pytest.fixture(autouse=True)
 def restore_meta_path(monkeypatch):
-    """get_benchmark_from_name adds an importer to sys.meta_path at every call: asv's one-benchmark processes can afford it."""
+    """get_benchmark_from_name adds an importer to sys.meta_path at every call: asv's one-benchmark processes can
+    afford it."""
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
 
 

@@ -365,11 +365,13 @@ def test_schedule_and_clipping_reach_the_training_loop():
     (dict(schedule="warp"), "The 'schedule' parameter of MLPClassifier must be a str among"),
     (dict(schedule="step", schedule_params={"gamma": -1}), "Invalid gamma"),
     (dict(schedule="step", schedule_params={"speed": 2}), "schedule_params:"),
-    (dict(learning_rate_init=0.0), "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got 0.0 instead."),
+    (dict(learning_rate_init=0.0),
+     "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got 0.0 instead."),
     (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes must be > 0"),
     (dict(activation="softmax"), "The 'activation' parameter of MLPClassifier must be a str among"),
     (dict(clip_norm=0.0), "The 'clip_norm' parameter of MLPClassifier must be None or a float in the range (0.0, inf)"),
-    (dict(validation_fraction=1.0), "The 'validation_fraction' parameter of MLPClassifier must be a float in the range [0.0, 1.0)"),
+    (dict(validation_fraction=1.0),
+     "The 'validation_fraction' parameter of MLPClassifier must be a float in the range [0.0, 1.0)"),
     (dict(dtype=np.int32), "dtype must be None, float32 or float64"),
     (dict(dtype="nonsense"), "dtype must be None, float32 or float64"),
 ])
@@ -514,10 +516,13 @@ def test_every_constrained_parameter_is_refused_by_scikit_learns_own_check(estim
     (dict(epsilon=0.0), "The 'epsilon' parameter of MLPClassifier must be a float in the range (0.0, inf). Got 0.0"),
     (dict(power_t=-1.0), "The 'power_t' parameter of MLPClassifier must be a float in the range [0.0, inf). Got -1.0"),
     (dict(max_fun=0), "The 'max_fun' parameter of MLPClassifier must be an int in the range [1, inf). Got 0"),
-    (dict(nesterovs_momentum="yes"), "The 'nesterovs_momentum' parameter of MLPClassifier must be an instance of 'bool'"),
-    (dict(learning_rate_init=float("inf")), "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got inf"),
+    (dict(nesterovs_momentum="yes"),
+     "The 'nesterovs_momentum' parameter of MLPClassifier must be an instance of 'bool'"),
+    (dict(learning_rate_init=float("inf")),
+     "The 'learning_rate_init' parameter of MLPClassifier must be a float in the range (0.0, inf). Got inf"),
     (dict(tol=float("inf")), "The 'tol' parameter of MLPClassifier must be a float in the range [0.0, inf). Got inf"),
-    (dict(batch_size=0), "The 'batch_size' parameter of MLPClassifier must be a str among {'auto'} or an int in the range [1, inf). Got 0"),
+    (dict(batch_size=0),
+     "The 'batch_size' parameter of MLPClassifier must be a str among {'auto'} or an int in the range [1, inf). Got 0"),
 ])
 def test_scikit_learn_settings_without_an_equivalent_are_refused(params, message):
     X, y = iris()

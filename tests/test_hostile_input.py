@@ -294,7 +294,8 @@ def test_top_level_errors_are_one_line(hostile, arguments, message):
     ({"FASTGD_CUDA_BLOCK_SIZE": "4096"}, "FASTGD_CUDA_BLOCK_SIZE must be an integer from 1 to 1024, got 4096"),
     ({"FASTGD_CUDA_MAX_BLOCKS": "-5"}, "FASTGD_CUDA_MAX_BLOCKS must be a positive integer"),
     ({"FASTGD_PLUGINS": "/no/such/rules.py"}, "environment: FASTGD_PLUGINS: plugin file not found: /no/such/rules.py"),
-    ({"FASTGD_PLUGINS": "no_such_module_of_rules"}, "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
+    ({"FASTGD_PLUGINS": "no_such_module_of_rules"},
+     "FASTGD_PLUGINS: plugin module 'no_such_module_of_rules' not found"),
     ({"FASTGD_NUM_THREADS": "zero"}, "environment: FASTGD_NUM_THREADS must be a positive integer, got 'zero'"),
     ({"FASTGD_NUM_THREADS": "100000"}, "environment: FASTGD_NUM_THREADS must be an integer from 1 to"),
     ({"FASTGD_NUM_THREAD": "1"}, "environment: FASTGD_NUM_THREAD is not a fastgd setting (did you mean "

@@ -18,8 +18,9 @@ def test_function_gradients_match_central_differences(name):
     for x, y in rng.uniform(-2, 2, (20, 2)):
         _, gx, gy = functions.value_and_gradient(code, x, y)
         h = 1e-6
-        fx = (functions.value_and_gradient(code, x + h, y)[0] - functions.value_and_gradient(code, x - h, y)[0]) / (2 * h)
-        fy = (functions.value_and_gradient(code, x, y + h)[0] - functions.value_and_gradient(code, x, y - h)[0]) / (2 * h)
+        value = functions.value_and_gradient
+        fx = (value(code, x + h, y)[0] - value(code, x - h, y)[0]) / (2 * h)
+        fy = (value(code, x, y + h)[0] - value(code, x, y - h)[0]) / (2 * h)
         np.testing.assert_allclose([gx, gy], [fx, fy], rtol=1e-5, atol=1e-5)
 
 

@@ -30,7 +30,8 @@ def compiled_and_reference(rule, hyperparameters, batch_size, n_epochs=4, dtype=
     net = MLP(SIZES, activation, "softmax", alpha=0.01, dtype=dtype)
     theta = net.init(random_state=0)
     theta_reference = theta.copy()
-    training = Training(net, optim.OPTIMIZERS[rule](theta, layout=net.layout, **hyperparameters), X, Y, batch_size, seed=7,
+    optimizer = optim.OPTIMIZERS[rule](theta, layout=net.layout, **hyperparameters)
+    training = Training(net, optimizer, X, Y, batch_size, seed=7,
                         schedule=schedule, clip_norm=clip_norm)
     history = training.run(n_epochs)
     losses = reference.train_mlp(theta_reference, X.astype(dtype), Y.astype(dtype), SIZES, activation, "softmax",
@@ -60,7 +61,8 @@ SCHEDULE_CASES = {
     "exponential": (dict(gamma=0.9), lambda e, t, lr: lr * 0.9**e),
     # scikit-learn's SGDOptimizer: after each epoch, learning_rate_init / (samples seen + 1) ** power_t
     "invscaling": (dict(power_t=0.5), lambda e, t, lr: lr / (e * len(problem()[0]) + 1) ** 0.5),
-    "cosine": (dict(eta_min=0.001, t_max=4), lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2),
+    "cosine": (dict(eta_min=0.001, t_max=4),
+               lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2),
 }
 
 

@@ -1,7 +1,7 @@
 """The headline ratios of the asv suite, as markdown: fastgd against NumPy, scikit-learn, PyTorch and the machine.
 
     python benchmarks/scripts/asv_summary.py --run            # asv run --python=same, then the summary
-    python benchmarks/scripts/asv_summary.py --run --quick    # time benchmarks once: proves the suite, not for publishing
+    python benchmarks/scripts/asv_summary.py --run --quick    # every benchmark once: proves the suite, no figures
     python benchmarks/scripts/asv_summary.py [--commit REV]   # the summary of results already stored
 
 ``--run`` records this machine for asv if it is new (``asv machine --yes``), then runs
@@ -133,15 +133,18 @@ def goals(r):
                     implementation=implementation) for implementation in ("fastgd", "sklearn")]
     loss_gap = None if None in losses else losses[0] / losses[1] - 1
     matmul_shares = {dtype: ratio(r.get("bench_training.EpochMatmulRate.track_matmul_rate", dtype=dtype),
-                                  r.get("bench_machine.MatmulPeak.track_gemm", dtype=dtype)) for dtype in ("float32", "float64")}
+                                  r.get("bench_machine.MatmulPeak.track_gemm", dtype=dtype))
+            for dtype in ("float32", "float64")}
     budget = bench_convergence.TARGETS["digits"][1]
 
     rows = [
         ("Adam step, 1,000 float32 params, `opt.step`, against `torch.optim.Adam(fused=True)`",
-         f"{cell(small_speedup, '{:.1f}x')} faster ({seconds(adam[SMALL][baselines.users_step_implementation(SMALL)])} against "
+         f"{cell(small_speedup, '{:.1f}x')} faster "
+         f"({seconds(adam[SMALL][baselines.users_step_implementation(SMALL)])} against "
          f"{seconds(adam[SMALL]['torch_fused'])})", "≥ 5x", verdict(small_speedup, lambda v: v >= 5)),
         ("Adam step, 10⁷ float32 params, against torch fused",
-         f"{cell(large_speedup, '{:.2f}x')} ({seconds(adam[LARGE][baselines.users_step_implementation(LARGE)])} against "
+         f"{cell(large_speedup, '{:.2f}x')} "
+         f"({seconds(adam[LARGE][baselines.users_step_implementation(LARGE)])} against "
          f"{seconds(adam[LARGE]['torch_fused'])})", "≥ 1x", verdict(large_speedup, lambda v: v >= 1)),
         ("Adam step, 10⁷ float32 params, 28 bytes/param, against the same traffic alone (three arrays of 10⁷ "
          "float32 updated in place from a fourth) in the same run",
@@ -283,7 +286,8 @@ def start_and_memory(r):
     triad = r.get("bench_machine.MemoryBandwidth.track_stream_triad")
     lines += ["", "Machine, same run: 1 to 4 arrays of 10⁷ float32 updated in place (steps' ceilings) "
               f"{', '.join(cell(rate, '{:.1f}') for rate in in_place)} GB/s; STREAM triad {cell(triad)} "
-              f"GB/s (main memory); GEMM peak {cell(gemm[0], '{:.1f}')} GFLOP/s float32, {cell(gemm[1], '{:.1f}')} GFLOP/s float64.",
+              f"GB/s (main memory); GEMM peak {cell(gemm[0], '{:.1f}')} GFLOP/s float32, "
+              f"{cell(gemm[1], '{:.1f}')} GFLOP/s float64.",
               ""]
     return lines
 

@@ -94,23 +94,29 @@ def report(results, small, large):
     ]
     if "torch_fused" in adam_small:
         lines.append(f"| Adam step, {small:,} float32 | {adam_small['fastgd'] * 1e6:.2f} µs | torch fused "
-                     f"{adam_small['torch_fused'] * 1e6:.2f} µs | {adam_small['torch_fused'] / adam_small['fastgd']:.1f}x "
+                     f"{adam_small['torch_fused'] * 1e6:.2f} µs | "
+                     f"{adam_small['torch_fused'] / adam_small['fastgd']:.1f}x "
                      "faster | ≥ 5x |")
         lines.append(f"| Adam step, {large:,} float32 | {adam_large['fastgd'] * 1e3:.2f} ms | torch fused "
-                     f"{adam_large['torch_fused'] * 1e3:.2f} ms | {adam_large['torch_fused'] / adam_large['fastgd']:.2f}x "
+                     f"{adam_large['torch_fused'] * 1e3:.2f} ms | "
+                     f"{adam_large['torch_fused'] / adam_large['fastgd']:.2f}x "
                      "faster | ≥ 1x |")
     lines.append(f"| Adam bandwidth, {large:,} float32 (28 B/param) | {adam_bandwidth / 1e9:.1f} GB/s | its traffic "
                  f"alone {bandwidth / 1e9:.1f} GB/s | {adam_bandwidth / bandwidth:.0%} | ≥ 80% |")
-    lines.append(f"| cold start (import + first step, empty cache) | {results['cold_start_seconds']:.2f} s | | | < 2 s |")
-    lines.append(f"| warm start (import + first step, cache filled) | {results['warm_start_seconds']:.2f} s | | | < 0.3 s |")
+    lines.append(f"| cold start (import + first step, empty cache) | {results['cold_start_seconds']:.2f} s | | "
+                 "| < 2 s |")
+    lines.append(f"| warm start (import + first step, cache filled) | {results['warm_start_seconds']:.2f} s | | "
+                 "| < 0.3 s |")
     lines += ["", f"STREAM triad over {large:,} float64 in the same run (main memory, not a step's ceiling): "
               f"{results['triad_bytes_per_second'] / 1e9:.1f} GB/s.", "", "## Every rule (float32)", "",
-              f"| rule | {small:,}: fastgd | {small:,}: numpy | speed-up | {large:,}: fastgd | {large:,}: numpy | speed-up |",
+              f"| rule | {small:,}: fastgd | {small:,}: numpy | speed-up | {large:,}: fastgd | {large:,}: numpy "
+              "| speed-up |",
               "|---|---|---|---|---|---|---|"]
     for name in results["small"]:
-        s, l = results["small"][name], results["large"][name]
-        lines.append(f"| {name} | {s['fastgd'] * 1e6:.2f} µs | {s['numpy'] * 1e6:.1f} µs | {s['numpy'] / s['fastgd']:.0f}x "
-                     f"| {l['fastgd'] * 1e3:.2f} ms | {l['numpy'] * 1e3:.1f} ms | {l['numpy'] / l['fastgd']:.0f}x |")
+        small_run, large_run = results["small"][name], results["large"][name]
+        lines.append(f"| {name} | {small_run['fastgd'] * 1e6:.2f} µs | {small_run['numpy'] * 1e6:.1f} µs | "
+                     f"{small_run['numpy'] / small_run['fastgd']:.0f}x | {large_run['fastgd'] * 1e3:.2f} ms | "
+                     f"{large_run['numpy'] * 1e3:.1f} ms | {large_run['numpy'] / large_run['fastgd']:.0f}x |")
     if "torch" in adam_small:
         lines += ["", f"torch.optim.Adam (foreach, not fused), {results['torch_threads']} threads: "
                   f"{adam_small['torch'] * 1e6:.1f} µs at {small:,}, {adam_large['torch'] * 1e3:.2f} ms at {large:,}."]

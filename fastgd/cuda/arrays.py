@@ -8,7 +8,8 @@ from numba import cuda
 from fastgd import _config
 from fastgd._config import cuda_jit
 
-__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "fill", "no_halt", "add_block_sum", "add_sum_of_squares",
+__all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "fill", "no_halt", "add_block_sum",
+           "add_sum_of_squares",
            "flag_nonfinite"]
 
 # Threads per block of the reductions: fixed (not FASTGD_CUDA_BLOCK_SIZE)

@@ -38,7 +38,8 @@ def scheduled_lr(base_lr, schedule, epoch, step):
         lr = base_lr / (epoch * schedule[SAMPLES_PER_EPOCH] + 1.0) ** schedule[POWER_T]
     elif kind == COSINE:
         eta_min = schedule[ETA_MIN]
-        lr = eta_min + (base_lr - eta_min) * (1.0 + math.cos(math.pi * min(epoch, schedule[T_MAX]) / schedule[T_MAX])) / 2.0
+        progress = min(epoch, schedule[T_MAX]) / schedule[T_MAX]
+        lr = eta_min + (base_lr - eta_min) * (1.0 + math.cos(math.pi * progress)) / 2.0
     else:
         lr = base_lr
     warmup_steps = schedule[WARMUP_STEPS]

@@ -197,7 +197,8 @@ class _Plan:
         return lines
 
     def loop_scalars_source(self):
-        """``loop_scalars(step, dtype_eps, *scalar state, *hyperparameters)``: new scalar state, then the loop's scalars."""
+        """``loop_scalars(step, dtype_eps, *scalar state, *hyperparameters)``: new scalar state, then the loop's
+        scalars."""
         parameters = ["step", "dtype_eps", *self.scalar_state, *self.hyper_names]
         returned = [*self.scalar_state, *self.loop_scalars]
         lines = [f"def loop_scalars({', '.join(parameters)}):"] + [f"    {line}" for line in self.per_step_lines()]
@@ -221,7 +222,8 @@ class _Plan:
         else:
             lines.append("    if True:")
         if self.decay_mode == "decoupled":
-            lines += [f"        for _i in {iterate}(_offset, _end):", "            params[_i] = params[_i] * _decay_factor"]
+            lines += [f"        for _i in {iterate}(_offset, _end):",
+                      "            params[_i] = params[_i] * _decay_factor"]
         lines.append(f"        {self.tensor_call()}")
         text = "\n".join("    " + line for line in lines)
         if self.tensor.where == "matrices":

@@ -218,7 +218,8 @@ class LearningRate(Real):
 
 
 class WeightDecay(Real):
-    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"`` (θ ← θ(1 − γλ)).
+    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"``
+    (θ ← θ(1 − γλ)).
 
     ``decoupled_when`` names a flag of the rule that switches a coupled decay
     to decoupled (torch's ``decoupled_weight_decay=True``).
@@ -810,7 +811,8 @@ class Rule:
         return "flag"
 
     def _check_function(self, function, what, accepted, returns_state=True):
-        """Check a function that takes ``(param(s), ...)`` and then names of ``accepted``; returns the state it takes."""
+        """Check a function that takes ``(param(s), ...)`` and then names of ``accepted``; returns the state it
+        takes."""
         parameters = _parameters(function, what, self.name)
         first = 2 if returns_state else 1
         if len(parameters) < first:

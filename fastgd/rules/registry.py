@@ -136,6 +136,7 @@ def get(name):
 
 
 def is_builtin(name):
+    """Whether ``name`` is one of fastgd's own rules (declared in :mod:`fastgd.rules.builtin`), not a user's."""
     return name in _BUILTIN
 
 
@@ -285,7 +286,8 @@ def load_plugins(specs, base_dir=None):
 
 
 def plugin_of(name):
-    """The :class:`Plugin` that registered rule ``name`` in this process, or None (a built-in, or registered directly)."""
+    """The :class:`Plugin` that registered rule ``name`` in this process, or None (a built-in, or registered
+    directly)."""
     rule = _RULES.get(name)
     plugin = _ORIGIN.get(name)
     if rule is None or plugin is None or _LOADED.get(plugin.digest or plugin.spec) is None:

@@ -16,5 +16,6 @@ from fastgd.sweep.runner import SweepError, SweepOutcome, execute_chunk, run_swe
 from fastgd.sweep.store import Store, StoreError, load_curves, load_runs
 
 __all__ = ["PRESETS", "RunSpec", "SweepConfig", "SweepConfigError", "Tuning", "load_config", "load_preset", "parse",
-           "runs", "performance_profile", "summarize", "best_runs", "SweepError", "SweepOutcome", "execute_chunk", "run_sweep",
+           "runs", "performance_profile", "summarize", "best_runs", "SweepError", "SweepOutcome", "execute_chunk",
+           "run_sweep",
            "Store", "StoreError", "load_curves", "load_runs"]

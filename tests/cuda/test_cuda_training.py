@@ -35,7 +35,8 @@ def train_both(layer_sizes, activation, output, alpha, dtype, rule, hyperparamet
     theta = net.init(random_state=0)
     runs = []
     for params in (theta.copy(), cuda.to_device(theta)):
-        training = Training(net, optim.OPTIMIZERS[rule](params, layout=net.layout, **hyperparameters), X, Y, batch_size, seed=7,
+        optimizer = optim.OPTIMIZERS[rule](params, layout=net.layout, **hyperparameters)
+        training = Training(net, optimizer, X, Y, batch_size, seed=7,
                             schedule=schedule, clip_norm=clip_norm)
         training.run(n_epochs)
         runs.append(training)
