@@ -269,8 +269,8 @@ _TYPES_BY_ID = {}
 
 
 def _type_key(argument):
-    """What decides ``argument``'s Numba type, cheaply: the dispatcher's own C fingerprint (0.2 µs for an
-    array, where ``numba.typeof`` takes 7 µs), else its type (found once per C callback)."""
+    """What decides ``argument``'s Numba type, cheaply: the dispatcher's own C fingerprint (a fraction of what
+    ``numba.typeof`` costs for an array), else its type (found once per C callback)."""
     try:
         return compute_fingerprint(argument)
     except (NotImplementedError, ValueError):
@@ -287,8 +287,8 @@ def compile_for(dispatcher, arguments):
 
     A signature this process already has costs a dictionary lookup of the arguments' type
     fingerprints and takes no lock. Returns the compiled function for exactly these types: calling
-    it skips the dispatcher's type resolution (about 20 µs for a training epoch's 27 arguments, two
-    of them C callbacks), so it must only ever get arguments of the same types.
+    it skips the dispatcher's type resolution (a cost per call that grows with a training epoch's 27
+    arguments, two of them C callbacks), so it must only ever get arguments of the same types.
     """
     key = (dispatcher, tuple(_type_key(argument) for argument in arguments))
     entry_point = _ENTRY_POINTS.get(key)

@@ -683,7 +683,8 @@ def build_parser():
         description="Run a sweep (a TOML CONFIG or a preset) into a SQLite store. Runs already in the store are "
                     "skipped, so running the same sweep again resumes it.")
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
-    # fastgd.sweep.config.PRESETS, written out: importing it here would cost every command 0.6 s (a test compares)
+    # fastgd.sweep.config.PRESETS, written out: importing it here would cost every command its imports (a test
+    # compares the two)
     sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper"],
                        help="a configuration shipped with fastgd (default: default)")
     _add_dataset_options(sweep, default=None, sweep=True)

@@ -1199,8 +1199,8 @@ def _prepare_table(settings, frame, drop, categorical):
     if not one_hot:
         # every feature numeric: the encoder would only scale them, through a pandas row take of the
         # frame's column blocks, its own conversion and an hstack, each a fresh copy of the table (fresh
-        # memory costs 2 to 3 s per GB here: _fresh_float64). The frame's float64 values, transposed,
-        # are its own block of columns (a view; a copy only where columns of several dtypes are
+        # memory is slow to fault in: _fresh_float64, reports/dataset_loading.md). The frame's float64 values,
+        # transposed, are its own block of columns (a view; a copy only where columns of several dtypes are
         # interleaved), and the table kernels write each output once from it (dataset_loading.py).
         return _standardised_columns(settings, task, features.to_numpy(dtype=np.float64).T, list(features.columns),
                                      y, train, test)

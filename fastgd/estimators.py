@@ -119,9 +119,9 @@ def _random_state(random_state):
     """``check_random_state(random_state)``, without its fixed cost for an integer seed.
 
     ``RandomState(seed)`` first seeds a new MT19937 from fresh entropy through a
-    ``SeedSequence`` (about 110 µs here, an eighth of a one-epoch fit on digits), then
+    ``SeedSequence`` (a noticeable share of a short fit: reports/design_measurements.md), then
     overwrites that state with the legacy seeding. Each thread keeps one RandomState
-    instead and seeds it again (``RandomState.seed``: the same state, in 2 µs). A fit
+    instead and seeds it again (``RandomState.seed``: the same state, far cheaper). A fit
     uses the generator while it runs and keeps no reference to it.
     """
     if isinstance(random_state, numbers.Integral):
@@ -159,8 +159,8 @@ def _validated(estimator, X, y=_NO_TARGETS, *, reset):
 
     Arrays that scikit-learn would pass through unchanged (:func:`_plain_features`,
     :func:`_plain_targets`) are checked here in two sums, and scikit-learn only records
-    ``n_features_in_`` and the feature names (``skip_check_array``): its full check costs
-    about 150 µs, a sixth of a one-epoch fit on digits. Anything else, an array with a NaN
+    ``n_features_in_`` and the feature names (``skip_check_array``): its full check is a
+    noticeable share of a short fit. Anything else, an array with a NaN
     or a ``y`` of None included, takes scikit-learn's own path, its conversions and its messages.
     """
     targets = y is not _NO_TARGETS
@@ -177,9 +177,9 @@ def _record_plain_features(estimator, X, reset):
     """What ``validate_data(estimator, X, skip_check_array=True, reset=reset)`` records and checks, for a NumPy
     matrix, which has no feature names: ``n_features_in_``, and no ``feature_names_in_`` left from a data frame.
 
-    scikit-learn's own call spends 20 µs (100 µs after a fit's epochs have filled the caches) asking
-    narwhals whether X is a data frame. Whatever it would warn about or refuse (fewer or more
-    features than fitted, a fit on named features) still goes to it, for its messages.
+    scikit-learn's own call spends most of its time asking narwhals whether X is a data frame.
+    Whatever it would warn about or refuse (fewer or more features than fitted, a fit on named
+    features) still goes to it, for its messages.
     """
     if reset:
         estimator.n_features_in_ = X.shape[1]
@@ -197,9 +197,8 @@ _LARGEST_INDEX = np.iinfo(np.intp).max  # uint64 labels above it would wrap roun
 def _integer_classes(y):
     """(classes, index of each label in them): ``np.unique(y, return_inverse=True)`` for integer labels.
 
-    Labels within a short span are counted (``np.bincount``, one pass) rather than sorted: for
-    digits' 1,347 labels 5 µs rather than 30 µs, and 60 µs rather than 150 µs after a fit's epochs
-    have filled the caches.
+    Labels within a short span are counted (``np.bincount``, one pass) rather than sorted, which
+    costs several times less (reports/design_measurements.md).
     """
     low, high = int(y.min()), int(y.max())
     if high - low > y.size + _COUNTED_LABEL_SPAN or high > _LARGEST_INDEX:

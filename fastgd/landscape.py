@@ -29,8 +29,8 @@ __all__ = ["random_direction", "line", "plane", "trained_landscape"]
 CHUNK = 2048
 # trained_landscape on a large set: at most LANDSCAPE_ROWS training rows (a fixed sample; the bundled sets are
 # whole), fewer epochs where rows × parameters × epochs would pass TRAINING_BUDGET, and a plane coarser than
-# PLANE_POINTS² where rows × parameters × points would pass LANDSCAPE_BUDGET. Measured on two shared cores, a
-# 256-256 network (92,000 parameters) on 2,000 rows: an epoch at batch 32 takes 0.5 s, 121 points of the plane 0.7 s
+# PLANE_POINTS² where rows × parameters × points would pass LANDSCAPE_BUDGET: a report's landscapes then take
+# seconds, not minutes, on a large set (the times behind the budgets: reports/design_measurements.md)
 LANDSCAPE_ROWS = 2000
 PLANE_POINTS = 31
 MIN_PLANE_POINTS = 11

@@ -123,7 +123,7 @@ def layout_array(layout, n_params):
         if not (1 <= len(shape) <= 2) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1
                                              for n in shape):
             raise ValueError(f"layout shapes must be (n,) or (rows, columns) of positive integers, got {shape!r}")
-        size = int(shape[0]) * (int(shape[1]) if len(shape) == 2 else 1)  # np.prod costs 5 µs a shape
+        size = int(shape[0]) * (int(shape[1]) if len(shape) == 2 else 1)  # not np.prod: per-call overhead, every shape
         rows.append([offset, len(shape), shape[0], shape[1] if len(shape) == 2 else 1])
         offset += size
     if offset != n_params:
@@ -256,7 +256,7 @@ class Optimizer:
         given = kwargs
         if args or not kwargs.keys() <= cls.rule.defaults.keys():
             # positional hyperparameters, or a name the rule does not take: the signature's binding and messages
-            # (it costs 10 µs, a tenth of a fit's fixed cost on digits, where keywords alone need none)
+            # (a measurable share of a small fit's fixed cost: keywords alone skip it; reports/design_measurements.md)
             try:
                 bound = cls._signature.bind(params, *args, **kwargs)
             except TypeError as error:

@@ -199,7 +199,7 @@ class Trainer(abc.ABC):
         """Seconds per epoch of a fit that lasts about ``budget_seconds`` (one epoch if that is longer).
 
         A first epoch, untimed, sizes the fit: it may carry first-call costs (JAX's first run of
-        its compiled epoch took 50 ms against 2 ms after, on digits at batch 256).
+        its compiled epoch is many times slower than the next).
         """
         start = time.perf_counter()
         finite(self.epoch())
@@ -463,7 +463,7 @@ def same_threads(n_threads):
     """Within the block, every implementation computes on ``n_threads`` threads, as far as each can be told to.
 
     A ratio of two implementations' times means little when one has the cores to itself and the other not:
-    on a busy two-core machine PyTorch's epoch took 21.75 ms with two threads and 3.39 ms with one. fastgd's
+    on a busy machine PyTorch's epoch took several times longer with two threads than with one (issue 25). fastgd's
     loops and every BLAS loaded (NumPy's and SciPy's, which scikit-learn calls) through
     :func:`fastgd.threads.limit`; PyTorch through ``torch.set_num_threads`` (restored after); JAX through
     ``XLA_FLAGS``, which XLA reads once, when JAX first computes: later it cannot be changed, and the
@@ -600,7 +600,7 @@ class JaxTraining:
 
         self.key = jax.random.key(seed)
         # compiled ahead, for these shapes: jax.jit would trace and compile this new closure at its first call
-        # (about a second, against 2 ms for an epoch on digits), inside whatever times that call
+        # (far longer than an epoch on a small set), inside whatever times that call
         self._epoch = jax.jit(epoch, donate_argnums=(0, 1)).lower(self.params, self.opt_state, self.key, self.X,
                                                                   self.targets).compile()
         self._split = jax.random.split

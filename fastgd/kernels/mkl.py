@@ -1,9 +1,8 @@
 """Intel MKL's ``?gemm``, callable from compiled code: the matrix products of the threaded passes.
 
-On this project's 2-core machine, at the batch sizes of real training (64 to 1024 rows),
-MKL's products beat OpenBLAS's: a batch's products of 100-256-256-10 at 64 rows run at
-130 GFLOP/s on OpenBLAS's two threads, 180-195 on MKL's; 256-512-512-10 at 256 rows
-190-213 against 238-265; 256-1024-1024-10 at 1024 rows 256-260 against 289. Two passes use
+On the Intel Xeon machines, at the batch sizes of real training (64 to 1024 rows), MKL's
+products beat OpenBLAS's; on the AMD EPYC ones they lose at 64 rows (the figures, with the
+CPU named, are in reports/design_measurements.md and reports/network_speed.md). Two passes use
 them (:mod:`fastgd.kernels.threaded`): the whole batch's products on MKL's own threads, where those
 are Numba's (below); else one block of a batch's rows per thread, each block's products on MKL
 inside Numba's parallel loop, on that one thread. Every other product in fastgd goes

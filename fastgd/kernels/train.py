@@ -31,16 +31,10 @@ __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chu
            "model_entry", "forward_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
 
 
-# The passes, measured on 2 cores (network_speed's networks, Adam, float32, epochs alternated in fresh processes
-# on a quiet machine; a threaded pass also takes the rule's prange step). A batch's multiply-adds are its rows
-# × Σ n_in·n_out: 6·10⁶ for 100-256-256-10 at 64 rows, 1.0·10⁸ for 256-512-512-10 at 256, 1.4·10⁹ for
-# 256-1024-1024-10 at 1024. The whole batch's products on MKL's threads, where those are Numba's, against the
-# serial pass: an epoch 1.6× faster at 32 rows of 100-256-256-10, 1.53-1.56× at 64, 1.22-1.24× at 256 rows of
-# 256-512-512-10, 1.07-1.17× at 1024 of 256-1024-1024-10; against the batch in blocks of rows (MKL
-# single-threaded per block): 1.03-1.10× at 32 and 64 rows. The blocks of rows, where MKL has no threads of its
-# own (Numba on another layer), against the serial pass: 1.30× at 64 rows, 1.00-1.06× at 256, 0.80× at 1024, so
-# only up to 2²⁶. Below 2²⁰ a batch's products take microseconds, and the parallel regions cost as much as they
-# save.
+# Which pass a batch takes, by its multiply-adds (rows × Σ n_in·n_out). Below 2²⁰ a batch's products are so
+# short that parallel regions cost as much as they save; the blocks of rows stop helping past 2²⁶, where one
+# BLAS call on every thread runs near the peak. The epochs these bounds were chosen from, with the CPU they were
+# measured on, are in reports/design_measurements.md.
 THREADED_MIN_MULTIPLY_ADDS = 1 << 20
 THREADED_MAX_MULTIPLY_ADDS = 1 << 26  # for the blocks of rows
 THREADED_MIN_ROWS_PER_BLOCK = 16

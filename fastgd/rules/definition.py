@@ -497,9 +497,10 @@ class Rule:
     def hash(self):
         """sha256 of everything that defines the rule's results (:meth:`_hash`).
 
-        Taken on first use: reading the sources of the built-ins' functions costs 20 ms, which
-        ``import fastgd.optim`` would pay for rules it may never use. A user's rule is hashed when
-        it is registered (:func:`fastgd.rules.register`), from the sources its compiled code comes from.
+        Taken on first use: reading the sources of the built-ins' functions costs time that
+        ``import fastgd.optim`` would pay for rules it may never use (reports/design_measurements.md). A user's
+        rule is hashed when it is registered (:func:`fastgd.rules.register`), from the sources its compiled code
+        comes from.
         """
         return self._hash()
 
