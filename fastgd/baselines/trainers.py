@@ -8,9 +8,9 @@ draw for :data:`SEED`, zero biases), no L2 penalty and the same learning rate pe
 (:func:`learning_rate`).
 
 A trainer is one class: its name (``class TorchTrainer(Trainer, name="torch")`` registers it), the
-packages it needs (``requires``), why it cannot run a rule (:meth:`Trainer.rule_skip_reason`), and
-its epoch. :meth:`Trainer.skip_reason` says, before anything is built, why it is skipped here;
-building one that is skipped raises NotImplementedError with that reason (asv's "skipped").
+packages it needs (``requires``, ``install``), the rules it has (``rules``, ``lacks``), and its epoch.
+:meth:`Trainer.skip_reason` says, before anything is built, why it is skipped here; building one
+that is skipped raises NotImplementedError with that reason (asv's "skipped").
 """
 
 import abc
@@ -42,6 +42,8 @@ TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad
                     "adamw": "AdamW", "radam": "RAdam", "rprop": "Rprop", "asgd": "ASGD", "adafactor": "Adafactor"}
 # the classes with a fused CPU kernel (``fused=True``) in torch 2.13; torch_step checks the signature as well
 TORCH_FUSED = frozenset({"SGD", "Adagrad", "Adam", "AdamW"})
+# the rules optax has with torch's update (its momentum trace and Adam's ε placement are torch's)
+OPTAX_RULES = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion")
 
 # --- settings shared by every trainer ----------------------------------------------------------
 
@@ -153,10 +155,13 @@ class Trainer(abc.ABC):
                 f" ({cls.install})" if cls.install else "")
         return None if rule is None else cls.rule_skip_reason(rule)
 
+    rules = None  # the rules it has (a container; None: every registered rule)
+    lacks = "{rule} is not available"  # why it is skipped for a rule it does not have
+
     @classmethod
     def rule_skip_reason(cls, rule):
         """Why this implementation has no ``rule``, a user's rule included; None where it has it."""
-        return None
+        return None if cls.rules is None or rule in cls.rules else cls.lacks.format(rule=rule)
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         reason = self.skip_reason(rule)
@@ -269,9 +274,8 @@ class FastgdTrainer(Trainer, name="fastgd"):
 class NumpyTrainer(Trainer, name="numpy"):
     """The NumPy reference network (``reference.mlp_loss_grad``) and rule, in a plain mini-batch loop."""
 
-    @classmethod
-    def rule_skip_reason(cls, rule):
-        return None if rule in reference.RULES else f"rule {rule!r} declares no NumPy reference"
+    rules = reference.RULES  # the registry of references: a user's rule may declare one, or none
+    lacks = "rule {rule!r} declares no NumPy reference"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -303,9 +307,8 @@ class SklearnTrainer(Trainer, name="sklearn"):
     the initial weights, as scikit-learn's does.
     """
 
-    @classmethod
-    def rule_skip_reason(cls, rule):
-        return None if rule in SKLEARN_SOLVERS else f"scikit-learn's MLP has no {rule}"
+    rules = SKLEARN_SOLVERS
+    lacks = "scikit-learn's MLP has no {rule}"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -351,9 +354,8 @@ class TorchTrainer(Trainer, name="torch"):
     requires = ("torch",)
     install = "pip install torch"
 
-    @classmethod
-    def rule_skip_reason(cls, rule):
-        return None if rule in TORCH_OPTIMIZERS else f"torch.optim has no {rule}"
+    rules = TORCH_OPTIMIZERS
+    lacks = "torch.optim has no {rule}"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -406,9 +408,8 @@ class JaxTrainer(Trainer, name="jax"):
     requires = ("jax", "optax")
     install = "pip install 'fastgd[jax]'"
 
-    @classmethod
-    def rule_skip_reason(cls, rule):
-        return None if rule in OPTAX_RULES else f"no optax transform stands in for {rule}"
+    rules = OPTAX_RULES
+    lacks = "no optax transform stands in for {rule}"
 
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
@@ -513,10 +514,6 @@ def warmed_trainer(implementation, data, rule, hidden, batch_size, dtype, warmin
     with warming():
         warm_up(implementation, data, rule, hidden, batch_size, dtype)
     return TRAINERS[implementation](data, rule, hidden, batch_size, dtype)
-
-
-# the rules optax has with torch's update (its momentum trace and Adam's ε placement are torch's)
-OPTAX_RULES = ("sgd", "momentum", "nesterov", "adam", "adamw", "lion")
 
 
 def optax_transform(rule, lr):
