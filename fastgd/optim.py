@@ -267,7 +267,8 @@ class Optimizer:
         params = _check_params(params)
         self._params = params
         self._shape, self._dtype = tuple(params.shape), params.dtype
-        self.device = "cpu" if isinstance(params, np.ndarray) else "cuda"
+        # where params live, chosen once: every method then asks this object, not the device's name
+        self._place = _HOST if isinstance(params, np.ndarray) else _DEVICE
         self._layout = layout_array(layout, int(params.size))
         self._parallel = params.size >= _config.PARALLEL_THRESHOLD
         self._hyperparameters = Hyperparameters()
@@ -284,6 +285,11 @@ class Optimizer:
     def params(self, value):
         raise AttributeError("params cannot be reassigned: write into opt.params in place (opt.params[:] = ...), "
                              "or create a new optimizer (opt.with_params(...) keeps the state)")
+
+    @property
+    def device(self):
+        """``"cpu"`` for params in a NumPy array, ``"cuda"`` for params on an NVIDIA GPU."""
+        return self._place.name
 
     @property
     def hyperparameters(self):
@@ -321,9 +327,8 @@ class Optimizer:
         if self._hyperparameters.changed:
             self._refresh()
         params = self._params
-        if self.device == "cpu":
-            if params.shape != self._shape or params.dtype != self._dtype or not params.flags.writeable:
-                self._params_changed()
+        if not self._ready:
+            self._place.check_unchanged(self)
             if not self._compiled:
                 self._variant.check_compiles(self._dtype, self._parallel)
                 self._compiled = True
@@ -403,10 +408,7 @@ class Optimizer:
             return self._params
         if self._hyperparameters.changed:
             self._refresh()
-        if self.device == "cpu":
-            params, states = self._params, self._states
-        else:
-            params, states = self._params.copy_to_host(), self._states.copy_to_host()
+        params, states = self._place.host(self._params), self._place.host(self._states)
         out = np.empty(self._shape, self._dtype) if out is None else out
         arguments = (params, states, self._hyper, out)
         _config.compile_for(self._variant.evaluate, arguments)
@@ -426,7 +428,7 @@ class Optimizer:
         # by rule name and definition, not by class: a user's rule has no importable class, and the
         # compiled code is rebuilt where the optimizer is unpickled (on the CPU; a device optimizer
         # pickles its state as NumPy arrays)
-        params = self._params if self.device == "cpu" else self._params.copy_to_host()
+        params = self._place.host(self._params)
         return _unpickle_optimizer, (self.name, self.rule.hash, params, self.layout, self.state_dict(),
                                      rule_registry.plugin_of(self.name))
 
@@ -437,25 +439,20 @@ class Optimizer:
         """
         if self._hyperparameters.changed:
             self._refresh()
-        if self.device == "cpu":
-            function = self._variant.entry(self._dtype, parallel)
-        else:
-            from fastgd.cuda import rules as cuda_rules
-
-            function = cuda_rules.compiled(self._variant).packed_launch
-        return Packed(function, self._hyper.copy(), self._states, self._aux, self._counters, self._layout_argument,
-                      self._variant)
+        return Packed(self._place.packed_function(self._variant, self._dtype, parallel), self._hyper.copy(),
+                      self._states, self._aux, self._counters, self._layout_argument, self._variant)
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self._hyperparameters.items())
-        where = "" if self.device == "cpu" else f" on {self.device}"
+        where = "" if self._place is _HOST else f" on {self.device}"
         return f"{type(self).__name__}(<{self._params.size} x {self._dtype}{where}>, {settings})"
 
     # -- checks -----------------------------------------------------------------------------
 
     def _check_grad(self, grad):
-        if self.device == "cuda":
-            return self._check_device_grad(grad)
+        return self._place.check_grad(self, grad)
+
+    def _check_host_grad(self, grad):
         if not isinstance(grad, np.ndarray):
             raise TypeError(f"grad must be a NumPy ndarray, got {type(grad).__name__}")
         if grad.shape != self._shape:
@@ -524,7 +521,7 @@ class Optimizer:
     def _initial_state(self, hyperparameters):
         """({slot: initial value (scalar or host array)}, counters) for a new optimizer; aux starts at zero."""
         rule = self.rule
-        host = self._params if self.device == "cpu" else None
+        host = self._params if self._place is _HOST else None
         if host is None and any(callable(rule.state[name].initial) for name in rule.present_state(hyperparameters)):
             host = self._params.copy_to_host()
         values = {name: rule.initial_state(name, host if host is not None else np.empty(self._shape, self._dtype),
@@ -549,18 +546,10 @@ class Optimizer:
         self._hyper = self._hyper_vector(hyperparameters)
         self._current = dict(hyperparameters)  # the last checked values, which the compiled code was made for
         self._hyperparameters.checked(hyperparameters)
-        if self.device == "cpu":
-            self._step_function = variant.packed_step_parallel if self._parallel else variant.packed_step
-            self._layout_argument = self._layout
-            self._compiled = False
-        else:
-            from numba import cuda
-
-            from fastgd.cuda import rules as cuda_rules
-
-            self._step_function = cuda_rules.compiled(variant).packed_launch
-            self._layout_argument = cuda.to_device(self._layout)
-            self._compiled = True
+        self._step_function, self._layout_argument = self._place.step_function(variant, self._parallel,
+                                                                              self._layout)
+        # the host's step checks params and compiles on its first call; the device's launch needs neither
+        self._compiled = self._ready = self._place is _DEVICE
 
     def _aux_size(self):
         """Elements of auxiliary state the rule needs for this layout (its PerTensor ``aux_size``, summed)."""
@@ -576,37 +565,114 @@ class Optimizer:
 
     def _new_aux(self, saved=None):
         """The auxiliary state on params' device: zeros, or a copy of a saved host array."""
-        size = self._aux_size()
-        if self.device == "cpu":
-            return np.zeros(size, dtype=self._dtype) if saved is None else np.array(saved, dtype=self._dtype)
-        from numba import cuda
-
-        if saved is not None:
-            return cuda.to_device(np.ascontiguousarray(saved, dtype=self._dtype))
-        from fastgd.cuda import arrays
-
-        return arrays.full(size, 0.0, self._dtype) if size else cuda.device_array(0, dtype=self._dtype)
+        return self._place.new_aux(self._aux_size(), saved, self._dtype)
 
     def _new_states(self, present, values):
         """The (slots × n) state array on params' device, each row set from a scalar or a host array."""
-        n = int(self._params.size)
-        if self.device == "cpu":
-            states = np.empty((len(present), n), dtype=self._dtype)
-            for row, name in enumerate(present):
-                states[row] = values[name]
-            return states
+        return self._place.new_states(present, values, int(self._params.size), self._dtype)
+
+
+class _Host:
+    """Params in a NumPy array: state in NumPy arrays, the rule's serial or ``prange`` compiled step."""
+
+    name = "cpu"
+
+    @staticmethod
+    def host(array):
+        """``array`` as a host array (itself)."""
+        return array
+
+    @staticmethod
+    def check_grad(optimizer, grad):
+        return optimizer._check_host_grad(grad)
+
+    @staticmethod
+    def check_unchanged(optimizer):
+        """Params must keep the shape, dtype and writeability the optimizer was built for."""
+        params = optimizer._params
+        if params.shape != optimizer._shape or params.dtype != optimizer._dtype or not params.flags.writeable:
+            optimizer._params_changed()
+
+    @staticmethod
+    def step_function(variant, parallel, layout):
+        """(the compiled step, the layout argument it takes)."""
+        return (variant.packed_step_parallel if parallel else variant.packed_step), layout
+
+    @staticmethod
+    def packed_function(variant, dtype, parallel):
+        return variant.entry(dtype, parallel)
+
+    @staticmethod
+    def new_aux(size, saved, dtype):
+        return np.zeros(size, dtype=dtype) if saved is None else np.array(saved, dtype=dtype)
+
+    @staticmethod
+    def new_states(present, values, n, dtype):
+        states = np.empty((len(present), n), dtype=dtype)
+        for row, name in enumerate(present):
+            states[row] = values[name]
+        return states
+
+
+class _Device:
+    """Params on an NVIDIA GPU: state in device arrays, the rule's CUDA kernels (:mod:`fastgd.cuda.rules`)."""
+
+    name = "cuda"
+
+    @staticmethod
+    def host(array):
+        """A host copy of the device ``array``."""
+        return array.copy_to_host()
+
+    @staticmethod
+    def check_grad(optimizer, grad):
+        return optimizer._check_device_grad(grad)
+
+    @staticmethod
+    def check_unchanged(optimizer):
+        """A device array cannot change shape, dtype or writeability under the optimizer."""
+
+    @staticmethod
+    def step_function(variant, parallel, layout):
+        from numba import cuda
+
+        from fastgd.cuda import rules as cuda_rules
+
+        return cuda_rules.compiled(variant).packed_launch, cuda.to_device(layout)
+
+    @staticmethod
+    def packed_function(variant, dtype, parallel):
+        from fastgd.cuda import rules as cuda_rules
+
+        return cuda_rules.compiled(variant).packed_launch
+
+    @staticmethod
+    def new_aux(size, saved, dtype):
+        from numba import cuda
+
+        if saved is not None:
+            return cuda.to_device(np.ascontiguousarray(saved, dtype=dtype))
+        from fastgd.cuda import arrays
+
+        return arrays.full(size, 0.0, dtype) if size else cuda.device_array(0, dtype=dtype)
+
+    @staticmethod
+    def new_states(present, values, n, dtype):
         from numba import cuda
 
         from fastgd.cuda import arrays
 
-        states = cuda.device_array((len(present), n), dtype=self._dtype)
+        states = cuda.device_array((len(present), n), dtype=dtype)
         for row, name in enumerate(present):
             value = values[name]
             if isinstance(value, np.ndarray):
-                states[row].copy_to_device(np.ascontiguousarray(value, dtype=self._dtype))
+                states[row].copy_to_device(np.ascontiguousarray(value, dtype=dtype))
             else:
                 arrays.fill(states[row], value)
         return states
+
+
+_HOST, _DEVICE = _Host(), _Device()
 
 
 def _host_copy(value):
