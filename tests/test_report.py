@@ -719,3 +719,60 @@ def test_the_line_on_pairs_lists_the_few_and_counts_the_many():
     assert pairs_line(pairwise([None] * 3), "iris").endswith("nothing to compare: no rule reached the target on any "
                                                              "seed.")
 
+
+def test_a_section_declared_once_is_stored_checked_and_drawn(tmp_path, monkeypatch):
+    """A new report section is one Section in the registry: record_artefacts stores what it measures, the check
+    refuses its content malformed, and the page draws it (or says it is not in the store), nothing else edited."""
+    pytest.importorskip("seaborn")
+    from fastgd.report import sections
+    from fastgd.report.build import build_report
+
+    def count_runs(measuring):
+        return {"runs": int(len(measuring.runs)), "rules": sorted(set(measuring.runs["rule"]))}
+
+    def problem(content):
+        return None if isinstance(content.get("runs"), int) else "not a count of runs"
+
+    def draw(page, content):
+        if content is None:
+            page.lack("Run count", "fastgd compare stores it")
+            return
+        page.add_text("run_count", "Run count", note=f"{content['runs']} runs of {', '.join(content['rules'])}.")
+
+    run_count = sections.Section("run_count", measure=count_runs, problem=problem, draw=draw,
+                                 measuring="counting the runs")
+    config = sweep.parse(dict(name="tiny", datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1],
+                              seeds=[0], epochs=2, targets={"iris": 5.0}))
+    store = tmp_path / "s.db"
+    sweep.run_sweep(config, store, jobs=1, progress=False)
+
+    declared = [*sections.SECTIONS, run_count]  # as if added to the registry's list
+    monkeypatch.setattr(sections, "SECTIONS", declared)
+    absent = build_report(tmp_path / "before", store).read_text()
+    assert "Run count: not in this store; fastgd compare stores it." in absent and 'id="run_count"' not in absent
+
+    said = []
+    # measured alone: the other sections' measurements (gradient checks, trajectories) are not this test's
+    monkeypatch.setattr(sections, "SECTIONS", [run_count])
+    sections.record_artefacts(store, progress=said.append)
+    assert said == ["counting the runs"]
+    with sweep.Store(store, mode="r") as opened:
+        stored = opened.artefacts()
+    assert set(stored) == {"run_count"} and stored["run_count"]["content"] == {"runs": 2, "rules": ["adam", "sgd"]}
+
+    monkeypatch.setattr(sections, "SECTIONS", declared)
+    page = build_report(tmp_path / "after", store).read_text()
+    assert '<a href="#run_count">Run count</a>' in page
+    assert '<h2 id="run_count">Run count</h2>' in page and "2 runs of adam, sgd." in page
+    assert "Run count: not in this store" not in page
+
+    with sweep.Store(store) as opened:
+        opened.put_artefact("run_count", {"runs": "two"}, {})
+    with pytest.raises(ValueError, match=f"the store {store} is damaged: its artefact 'run_count' holds not a count "
+                                         "of runs"):
+        build_report(tmp_path / "damaged", store)
+    with sweep.Store(store) as opened:
+        opened.put_artefact("run_count", ["not", "a", "mapping"], {})  # problem() raises AttributeError on it
+    with pytest.raises(ValueError, match="its artefact 'run_count' holds values of the wrong kind"):
+        build_report(tmp_path / "damaged", store)
+    assert not (tmp_path / "damaged").exists()
