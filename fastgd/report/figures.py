@@ -30,14 +30,17 @@ class Figure:
 
     @property
     def png(self):
+        """The PNG's file name, beside the page."""
         return f"{self.stem}.png"
 
     @property
     def svg(self):
+        """The SVG's file name, beside the page."""
         return f"{self.stem}.svg"
 
     @property
     def csv(self):
+        """The file name of the CSV of the data drawn, beside the page."""
         return f"{self.stem}.csv"
 
 
@@ -180,6 +183,9 @@ def _seconds_axis(axis):
 
 
 def draw_convergence(runs, curves, out_dir):
+    """Training loss of each rule's best configuration (:func:`fastgd.sweep.metrics.best_runs`) against epochs and
+    against seconds, one row of panels per data set, the band over the seeds; ``curves``: the store's curves frame
+    of ``runs`` (the finished runs compared)."""
     plt, sns = _plotting()
     data = _best_curves(runs, curves)
     names = sorted(data["dataset"].unique())
@@ -210,6 +216,8 @@ def draw_convergence(runs, curves, out_dir):
 
 
 def draw_learning_rate_sensitivity(runs, out_dir):
+    """Final training loss (mean over seeds) against learning rate, one panel per data set and a line per rule
+    (:func:`fastgd.sweep.metrics.summarize`), diverged settings marked ×, losses above the panel's ceiling ▲."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import summarize
 
@@ -253,6 +261,8 @@ def draw_learning_rate_sensitivity(runs, out_dir):
 
 
 def draw_time_to_target(runs, out_dir):
+    """A heat map of milliseconds to the target loss, rule × data set, of each rule's best configuration (– where it
+    never reached the target on every seed); its data is the best configurations' table."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import best_runs
 
@@ -280,6 +290,8 @@ def draw_time_to_target(runs, out_dir):
 
 
 def draw_performance_profile(runs, out_dir):
+    """Dolan and Moré's performance profiles of seconds to target (:func:`fastgd.sweep.metrics.performance_profile`):
+    for each rule, the share of data sets it reaches the target on within τ times the fastest rule's time."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import performance_profile
 
@@ -307,6 +319,10 @@ def draw_performance_profile(runs, out_dir):
 
 
 def draw_throughput(throughput, out_dir):
+    """:func:`fastgd.report.throughput.measure`'s dict (as measured, as stored, or as read from its files): training
+    samples per second of every implementation on each data set (the median of the repeats, whiskers to the
+    slowest and fastest), and each update step's bytes per second against parameters beside Adam's in-place
+    ceiling and main memory's triad; its data is the steps' table."""
     plt, sns = _plotting()
     training, steps, machine = throughput["training"], throughput["steps"], throughput["machine"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
@@ -458,6 +474,8 @@ def draw_landscapes(landscapes, out_dir):
 
 
 def draw_history(history, out_dir):
+    """asv results over commits (:func:`fastgd.report.history.load_history`'s frame): one line per benchmark, each
+    value relative to the oldest commit's."""
     plt, sns = _plotting()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     sns.lineplot(history, x="commit_order", y="relative", hue="benchmark", marker="o", ax=ax)
