@@ -159,8 +159,8 @@ def _cuda_status():
 
 
 def command_sweep(arguments):
-    from fastgd.report.build import record_datasets
     from fastgd.sweep import SweepConfigError, SweepError, StoreError, run_sweep
+    from fastgd.sweep.measure import record_datasets
     from fastgd.sweep.store import check_store_path
 
     if arguments.scheduler and arguments.jobs:
@@ -429,7 +429,7 @@ def command_train(arguments):
 
 
 def command_gradcheck(arguments):
-    from fastgd.report.build import gradient_checks
+    from fastgd.sweep.measure import gradient_checks
 
     _check_optimizer(arguments.optimizer)
     failures = 0
@@ -531,7 +531,8 @@ def _asv_results(path):
 
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
-    from fastgd.report.build import HISTORY, THROUGHPUT, check_artefacts, check_reportable
+    from fastgd.report.build import check_reportable
+    from fastgd.report.sections import HISTORY, THROUGHPUT, check_artefacts
     from fastgd.sweep.store import Store, StoreError
 
     try:
@@ -575,9 +576,10 @@ COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
-    from fastgd.report.build import record_artefacts, record_datasets
+    from fastgd.report.sections import record_artefacts
     from fastgd.report.throughput import measure
     from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
+    from fastgd.sweep.measure import record_datasets
     from fastgd.sweep.store import check_store_path
 
     started = time.perf_counter()
@@ -617,7 +619,7 @@ def command_compare(arguments):
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
         if arguments.dataset or arguments.config:  # the user's data: the report's throughput is of the data it is about
-            from fastgd.sweep.config import load_dataset
+            from fastgd.datasets import load as load_dataset
 
             settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
         throughput = measure(progress=lambda message: _say(f"    {message}"), **settings)
@@ -638,7 +640,7 @@ def command_compare(arguments):
 
 def _kept_throughput(store):
     """What the report of ``store`` shows for throughput when none is measured now, in a few words."""
-    from fastgd.report.build import THROUGHPUT, throughput_provenance
+    from fastgd.report.sections import THROUGHPUT, throughput_provenance
     from fastgd.sweep.store import Store
 
     with Store(store, "r") as opened:

@@ -240,7 +240,7 @@ def test_gradient_checks_pass_along_training_for_every_activation_and_output():
     2e-5 on a loss of 2: a plain central difference's rounding (4e-11 |J|) made that a relative
     error of 2e-6. ReLU's kinks keep the wider steps of the extrapolation from every coordinate.
     """
-    from fastgd.report.build import gradient_checks
+    from fastgd.sweep.measure import gradient_checks
 
     checks = gradient_checks()
     assert len(checks) == 12

@@ -88,7 +88,7 @@ def test_summary_gives_each_winner_with_its_test_and_the_speed_ups(quick_report)
 def test_the_steps_shares_say_where_their_references_stream_from(cache, where):
     import pandas as pd
 
-    from fastgd.report.build import _limit_lines
+    from fastgd.report.text import limit_lines
 
     steps = pd.DataFrame([dict(rule="sgd", parameters=10 ** 6, implementation="fastgd", bytes_per_second=9e10,
                                arrays_written=1),
@@ -97,7 +97,7 @@ def test_the_steps_shares_say_where_their_references_stream_from(cache, where):
     machine = {"in_place_bytes_per_second": {"1": 1e11, "3": 9e10}, "in_place_parameters": 10 ** 6,
                "last_level_cache_bytes": cache, "triad_bytes_per_second": 3e10, "gemm_flops_float64": 1.5e11,
                "gemm_flops_at_network_sizes": {"float64": {"64-32-10/32": 6e9}}}
-    steps_line, gemm_line = _limit_lines({"steps": steps, "machine": machine, "training": pd.DataFrame()})
+    steps_line, gemm_line = limit_lines({"steps": steps, "machine": machine, "training": pd.DataFrame()})
     assert "at 50% (adam) to 90% (sgd) of the in-place read-modify-write bandwidth" in steps_line
     assert "1 array 100 GB/s, 3 arrays 90 GB/s" in steps_line and "triad" in steps_line and "30 GB/s" in steps_line
     assert (where in steps_line) if where else "last-level cache" not in steps_line
@@ -157,7 +157,7 @@ def test_the_landscape_command_draws_what_the_report_stores(tmp_path, monkeypatc
 
 
 def test_stored_throughput_says_when_and_with_what_it_was_measured():
-    from fastgd.report.build import MACHINE, THROUGHPUT, throughput_provenance
+    from fastgd.report.sections import MACHINE, THROUGHPUT, throughput_provenance
 
     here = dict(fastgd="0.1.0", git_commit="a" * 40, host="box", cpu="Xeon", cpu_count=2)
     artefacts = {THROUGHPUT: dict(content={}, made_at="2026-11-01T10:00:00", provenance=here),
@@ -244,9 +244,9 @@ def test_a_store_copied_elsewhere_gives_the_same_report_and_computes_nothing(qui
 
     import pandas as pd
 
-    import fastgd.report.build
+    import fastgd.machine
     import fastgd.report.throughput
-    import fastgd.sweep.runner
+    import fastgd.sweep.measure
     from fastgd import datasets, functions, landscape, training
 
     out, _, _ = quick_report
@@ -254,10 +254,10 @@ def test_a_store_copied_elsewhere_gives_the_same_report_and_computes_nothing(qui
     elsewhere.mkdir()
     shutil.copy(out / "sweep.db", elsewhere / "sweep.db")  # the store alone: no throughput files beside it
     for owner, name in [(training.Training, "run"), (functions, "trajectory"), (functions, "best_learning_rate"),
-                        (functions, "value_and_gradient"), (fastgd.report.build, "gradient_checks"),
+                        (functions, "value_and_gradient"), (fastgd.sweep.measure, "gradient_checks"),
                         (landscape, "trained_landscape"), (landscape, "line"), (landscape, "plane"),
                         (fastgd.report.throughput, "measure"),
-                        (fastgd.sweep.runner, "provenance"), (fastgd.report.build, "describe_machine"),
+                        (fastgd.machine, "provenance"), (fastgd.sweep.measure, "describe_machine"),
                         (platform, "platform")]:
         monkeypatch.setattr(owner, name, _refuse(f"{owner.__name__}.{name}"))
     code, stdout, stderr = run_command(["report", "--store", elsewhere / "sweep.db", "--out", elsewhere / "report"],
@@ -384,7 +384,8 @@ def test_compare_draws_the_asv_history_when_results_exist(quick_report, tmp_path
 
 def test_the_asv_history_is_stored_and_drawn_from_the_store_without_its_files(tmp_path):
     pytest.importorskip("seaborn")
-    from fastgd.report.build import build_report, record_artefacts
+    from fastgd.report.build import build_report
+    from fastgd.report.sections import record_artefacts
 
     results = tmp_path / "results"
     write_asv_result(results, "a" * 40, 1000, 1.0)
@@ -717,3 +718,61 @@ def test_the_line_on_pairs_lists_the_few_and_counts_the_many():
                           "pairs of rules that both missed the target on every seed: nothing to compare.")
     assert pairs_line(pairwise([None] * 3), "iris").endswith("nothing to compare: no rule reached the target on any "
                                                              "seed.")
+
+
+def test_a_section_declared_once_is_stored_checked_and_drawn(tmp_path, monkeypatch):
+    """A new report section is one Section in the registry: record_artefacts stores what it measures, the check
+    refuses its content malformed, and the page draws it (or says it is not in the store), nothing else edited."""
+    pytest.importorskip("seaborn")
+    from fastgd.report import sections
+    from fastgd.report.build import build_report
+
+    def count_runs(measuring):
+        return {"runs": int(len(measuring.runs)), "rules": sorted(set(measuring.runs["rule"]))}
+
+    def problem(content):
+        return None if isinstance(content.get("runs"), int) else "not a count of runs"
+
+    def draw(page, content):
+        if content is None:
+            page.lack("Run count", "fastgd compare stores it")
+            return
+        page.add_text("run_count", "Run count", note=f"{content['runs']} runs of {', '.join(content['rules'])}.")
+
+    run_count = sections.Section("run_count", measure=count_runs, problem=problem, draw=draw,
+                                 measuring="counting the runs")
+    config = sweep.parse(dict(name="tiny", datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1],
+                              seeds=[0], epochs=2, targets={"iris": 5.0}))
+    store = tmp_path / "s.db"
+    sweep.run_sweep(config, store, jobs=1, progress=False)
+
+    declared = [*sections.SECTIONS, run_count]  # as if added to the registry's list
+    monkeypatch.setattr(sections, "SECTIONS", declared)
+    absent = build_report(tmp_path / "before", store).read_text()
+    assert "Run count: not in this store; fastgd compare stores it." in absent and 'id="run_count"' not in absent
+
+    said = []
+    # measured alone: the other sections' measurements (gradient checks, trajectories) are not this test's
+    monkeypatch.setattr(sections, "SECTIONS", [run_count])
+    sections.record_artefacts(store, progress=said.append)
+    assert said == ["counting the runs"]
+    with sweep.Store(store, mode="r") as opened:
+        stored = opened.artefacts()
+    assert set(stored) == {"run_count"} and stored["run_count"]["content"] == {"runs": 2, "rules": ["adam", "sgd"]}
+
+    monkeypatch.setattr(sections, "SECTIONS", declared)
+    page = build_report(tmp_path / "after", store).read_text()
+    assert '<a href="#run_count">Run count</a>' in page
+    assert '<h2 id="run_count">Run count</h2>' in page and "2 runs of adam, sgd." in page
+    assert "Run count: not in this store" not in page
+
+    with sweep.Store(store) as opened:
+        opened.put_artefact("run_count", {"runs": "two"}, {})
+    with pytest.raises(ValueError, match=f"the store {store} is damaged: its artefact 'run_count' holds not a count "
+                                         "of runs"):
+        build_report(tmp_path / "damaged", store)
+    with sweep.Store(store) as opened:
+        opened.put_artefact("run_count", ["not", "a", "mapping"], {})  # problem() raises AttributeError on it
+    with pytest.raises(ValueError, match="its artefact 'run_count' holds values of the wrong kind"):
+        build_report(tmp_path / "damaged", store)
+    assert not (tmp_path / "damaged").exists()

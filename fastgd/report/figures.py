@@ -10,29 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastgd import functions, optim
-from fastgd import rules as rules_registry
+from fastgd import optim
 
 __all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
            "draw_learning_rate_sensitivity", "draw_time_to_target",
-           "draw_performance_profile", "draw_throughput", "trajectory_data", "draw_trajectories",
+           "draw_performance_profile", "draw_throughput", "draw_trajectories",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
-
-# per test function: the learning rate with which each rule reaches the minimum
-# (or escapes the saddle) in the plotted number of steps, from a grid search
-TRAJECTORY_SETTINGS = {
-    "rosenbrock": (3000, {"sgd": 1e-3, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 1.0, "rmsprop": 3e-3,
-                          "adadelta": 0.3, "adam": 3e-2, "amsgrad": 0.1, "adamax": 1.0, "nadam": 1e-2,
-                          "adamw": 3e-2, "lion": 3e-3}),
-    "beale": (2000, {"sgd": 3e-2, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0, "rmsprop": 3e-3,
-                     "adadelta": 0.1, "adam": 3e-2, "amsgrad": 0.1, "adamax": 0.1, "nadam": 3e-2, "adamw": 3e-2,
-                     "lion": 1e-3}),
-    "saddle": (600, {"sgd": 1e-2, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 0.1, "rmsprop": 1e-3,
-                     "adadelta": 0.1, "adam": 3e-3, "amsgrad": 1e-2, "adamax": 3e-3, "nadam": 3e-3, "adamw": 3e-3,
-                     "lion": 1e-3}),
-}
-
 
 @dataclass
 class Figure:
@@ -46,14 +30,17 @@ class Figure:
 
     @property
     def png(self):
+        """The PNG's file name, beside the page."""
         return f"{self.stem}.png"
 
     @property
     def svg(self):
+        """The SVG's file name, beside the page."""
         return f"{self.stem}.svg"
 
     @property
     def csv(self):
+        """The file name of the CSV of the data drawn, beside the page."""
         return f"{self.stem}.csv"
 
 
@@ -196,6 +183,9 @@ def _seconds_axis(axis):
 
 
 def draw_convergence(runs, curves, out_dir):
+    """Training loss of each rule's best configuration (:func:`fastgd.sweep.metrics.best_runs`) against epochs and
+    against seconds, one row of panels per data set, the band over the seeds; ``curves``: the store's curves frame
+    of ``runs`` (the finished runs compared)."""
     plt, sns = _plotting()
     data = _best_curves(runs, curves)
     names = sorted(data["dataset"].unique())
@@ -226,6 +216,8 @@ def draw_convergence(runs, curves, out_dir):
 
 
 def draw_learning_rate_sensitivity(runs, out_dir):
+    """Final training loss (mean over seeds) against learning rate, one panel per data set and a line per rule
+    (:func:`fastgd.sweep.metrics.summarize`), diverged settings marked ×, losses above the panel's ceiling ▲."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import summarize
 
@@ -269,6 +261,8 @@ def draw_learning_rate_sensitivity(runs, out_dir):
 
 
 def draw_time_to_target(runs, out_dir):
+    """A heat map of milliseconds to the target loss, rule × data set, of each rule's best configuration (– where it
+    never reached the target on every seed); its data is the best configurations' table."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import best_runs
 
@@ -296,6 +290,8 @@ def draw_time_to_target(runs, out_dir):
 
 
 def draw_performance_profile(runs, out_dir):
+    """Dolan and Moré's performance profiles of seconds to target (:func:`fastgd.sweep.metrics.performance_profile`):
+    for each rule, the share of data sets it reaches the target on within τ times the fastest rule's time."""
     plt, sns = _plotting()
     from fastgd.sweep.metrics import performance_profile
 
@@ -323,6 +319,10 @@ def draw_performance_profile(runs, out_dir):
 
 
 def draw_throughput(throughput, out_dir):
+    """:func:`fastgd.report.throughput.measure`'s dict (as measured, as stored, or as read from its files): training
+    samples per second of every implementation on each data set (the median of the repeats, whiskers to the
+    slowest and fastest), and each update step's bytes per second against parameters beside Adam's in-place
+    ceiling and main memory's triad; its data is the steps' table."""
     plt, sns = _plotting()
     training, steps, machine = throughput["training"], throughput["steps"], throughput["machine"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
@@ -383,48 +383,9 @@ def draw_throughput(throughput, out_dir):
                  "ceiling's bar means the step runs as fast as its memory traffic allows.")
 
 
-# the stored contour grid of each test function (points a side) and the most points stored of one path
-FUNCTION_GRID_POINTS = 150
-PATH_POINTS = 600
-
-
-def _function_grid(spec, resolution=FUNCTION_GRID_POINTS):
-    x_min, x_max, y_min, y_max = spec.bounds
-    xs, ys = np.linspace(x_min, x_max, resolution), np.linspace(y_min, y_max, resolution)
-    values = np.array([[functions.value_and_gradient(spec.code, x, y)[0] for x in xs] for y in ys])
-    return xs, ys, values
-
-
-def trajectory_data(rules=None):
-    """Every rule of ``rules`` (default: the registry's) on the test functions of TRAJECTORY_SETTINGS, as plain
-    lists (JSON-ready) for :func:`draw_trajectories`: each function's contour grid, and each path.
-
-    A rule without a tuned learning rate there (a user's) takes the rate of a
-    small grid that ends lowest (:func:`fastgd.functions.best_learning_rate`).
-    A path keeps at most PATH_POINTS of its points, evenly spaced, and its last.
-    """
-    rules = [rule for rule in rule_order(rules or ()) if rule in optim.OPTIMIZERS and (rules is None or rule in rules)]
-    surfaces, paths = [], []  # lists: the order of the panels survives JSON with sorted keys
-    for name, (n_steps, rates) in TRAJECTORY_SETTINGS.items():
-        spec = functions.FUNCTIONS[name]
-        xs, ys, values = _function_grid(spec)
-        surfaces.append({"name": name, "n_steps": n_steps, "xs": xs.tolist(), "ys": ys.tolist(),
-                         "values": values.tolist(), "start": list(spec.start), "minimum": list(spec.minimum),
-                         "bounds": list(spec.bounds)})
-        for rule in rules:
-            # the pictures show each rule's own dynamics: no weight decay pulling towards the origin
-            extra = {key: 0.0 for key, hyperparameter in rules_registry.get(rule).hyperparameters.items()
-                     if isinstance(hyperparameter, rules_registry.WeightDecay)}
-            lr = rates.get(rule) or functions.best_learning_rate(name, rule, n_steps, **extra)
-            path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
-            steps = sorted(set(range(0, n_steps + 1, max(1, n_steps // PATH_POINTS))) | {n_steps})
-            paths.append({"function": name, "rule": rule, "lr": float(lr), "step": steps,
-                          "x": path[steps, 0].tolist(), "y": path[steps, 1].tolist()})
-    return {"functions": surfaces, "paths": paths}
-
-
 def draw_trajectories(data, out_dir):
-    """The paths of :func:`trajectory_data` (as computed, or as stored) over each function's contours."""
+    """The paths of :func:`fastgd.sweep.measure.trajectory_data` (as measured, or as stored) over each function's
+    contours."""
     import pandas as pd
 
     plt, sns = _plotting()
@@ -513,6 +474,8 @@ def draw_landscapes(landscapes, out_dir):
 
 
 def draw_history(history, out_dir):
+    """asv results over commits (:func:`fastgd.report.history.load_history`'s frame): one line per benchmark, each
+    value relative to the oldest commit's."""
     plt, sns = _plotting()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     sns.lineplot(history, x="commit_order", y="relative", hue="benchmark", marker="o", ax=ax)

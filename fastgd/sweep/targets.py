@@ -40,7 +40,7 @@ def reference_target(config, dataset):
     """
     from fastgd import optim
     from fastgd.models import MLP
-    from fastgd.sweep.config import load_dataset
+    from fastgd.datasets import load as load_dataset
     from fastgd.training import Training
 
     data = load_dataset(dataset, config.sources)

@@ -1,0 +1,171 @@
+"""What ``fastgd compare`` measures besides the runs, for its report: each function trains, times or describes here
+and now and returns plain JSON-ready values, which the report's sections (:mod:`fastgd.report.sections`) store and
+later draw without computing anything.
+
+* :func:`describe_machine`: the machine and the versions it runs;
+* :func:`gradient_checks`: backpropagation against central differences along training;
+* :func:`trajectory_data`: every rule's path on the test functions, with their contour grids;
+* :func:`dataset_landscape`: a data set's loss landscape, its network as the sweep trains it;
+* :func:`dataset_descriptions` (stored by :func:`record_datasets` before a sweep runs): where each data set comes
+  from, its size, hash and target loss.
+
+The throughput is measured by :func:`fastgd.report.throughput.measure`, on the measurement layer the asv suite
+shares (:mod:`fastgd.baselines`). This module sits at the sweep's layer because a landscape and a description take
+the sweep's configuration.
+"""
+
+import platform
+
+import numpy as np
+
+from fastgd import functions, optim
+from fastgd import rules as rules_registry
+
+__all__ = ["DATASETS", "describe_machine", "gradient_checks", "trajectory_data", "dataset_landscape",
+           "dataset_descriptions", "record_datasets", "TRAJECTORY_SETTINGS"]
+
+# the store's artefact of data-set descriptions, written by record_datasets before a sweep
+DATASETS = "datasets"
+
+# per test function: the learning rate with which each rule reaches the minimum
+# (or escapes the saddle) in the plotted number of steps, from a grid search
+TRAJECTORY_SETTINGS = {
+    "rosenbrock": (3000, {"sgd": 1e-3, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 1.0, "rmsprop": 3e-3,
+                          "adadelta": 0.3, "adam": 3e-2, "amsgrad": 0.1, "adamax": 1.0, "nadam": 1e-2,
+                          "adamw": 3e-2, "lion": 3e-3}),
+    "beale": (2000, {"sgd": 3e-2, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0, "rmsprop": 3e-3,
+                     "adadelta": 0.1, "adam": 3e-2, "amsgrad": 0.1, "adamax": 0.1, "nadam": 3e-2, "adamw": 3e-2,
+                     "lion": 1e-3}),
+    "saddle": (600, {"sgd": 1e-2, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 0.1, "rmsprop": 1e-3,
+                     "adadelta": 0.1, "adam": 3e-3, "amsgrad": 1e-2, "adamax": 3e-3, "nadam": 3e-3, "adamw": 3e-3,
+                     "lion": 1e-3}),
+}
+
+# the stored contour grid of each test function (points a side) and the most points stored of one path
+FUNCTION_GRID_POINTS = 150
+PATH_POINTS = 600
+
+
+def describe_machine():
+    """The machine this process runs on, and with what: :func:`fastgd.machine.provenance` and the platform."""
+    from fastgd.machine import provenance
+
+    return dict(provenance(), platform=platform.platform())
+
+
+def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
+    """gradcheck for every hidden activation × output of a small network, float64.
+
+    Each check is made where ``steps`` steps of the rule ``optimizer`` (any
+    registered rule) lead from the initial weights: backpropagation is checked
+    along training, not only at a random start.
+    """
+    from fastgd.gradcheck import gradcheck
+    from fastgd.kernels.mlp import ACTIVATIONS, OUTPUTS
+    from fastgd.models import MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 5))
+    rows = []
+    for output in OUTPUTS:
+        Y = {"softmax": np.eye(3)[rng.integers(0, 3, 16)], "logistic": rng.integers(0, 2, (16, 3)).astype(float),
+             "identity": rng.normal(size=(16, 3))}[output]
+        for activation in ACTIVATIONS:
+            net = MLP([5, 6, 4, 3], activation, output, alpha=0.1)
+            theta = net.init(random_state=0) + rng.normal(0, 0.1, net.n_params)
+            rule = optim.OPTIMIZERS[optimizer](theta, lr=lr, layout=net.layout)
+            for _ in range(steps):
+                rule.step(net.loss_grad(theta, X, Y)[1])
+            result = gradcheck(net, theta, X, Y)
+            where = result.where
+            rows.append(dict(activation=activation, output=output, loss=_loss_name(output),
+                             max_relative_error=result.max_relative_error,
+                             where=f"layer {where['layer']} {where['kind']} {where['index']}",
+                             passed=result.max_relative_error < 1e-6))
+    return rows
+
+
+def _loss_name(output):
+    return {"softmax": "cross-entropy", "logistic": "binary cross-entropy", "identity": "squared error"}[output]
+
+
+def _function_grid(spec, resolution=FUNCTION_GRID_POINTS):
+    x_min, x_max, y_min, y_max = spec.bounds
+    xs, ys = np.linspace(x_min, x_max, resolution), np.linspace(y_min, y_max, resolution)
+    values = np.array([[functions.value_and_gradient(spec.code, x, y)[0] for x in xs] for y in ys])
+    return xs, ys, values
+
+
+def trajectory_data(rules=None):
+    """Every registered rule of ``rules`` (default: the registry's), in the registry's order, on the test functions
+    of TRAJECTORY_SETTINGS, as plain lists (JSON-ready) for :func:`fastgd.report.figures.draw_trajectories`: each
+    function's contour grid, and each path.
+
+    A rule without a tuned learning rate there (a user's) takes the rate of a
+    small grid that ends lowest (:func:`fastgd.functions.best_learning_rate`).
+    A path keeps at most PATH_POINTS of its points, evenly spaced, and its last.
+    """
+    rules = [rule for rule in optim.OPTIMIZERS if rules is None or rule in rules]
+    surfaces, paths = [], []  # lists: the order of the panels survives JSON with sorted keys
+    for name, (n_steps, rates) in TRAJECTORY_SETTINGS.items():
+        spec = functions.FUNCTIONS[name]
+        xs, ys, values = _function_grid(spec)
+        surfaces.append({"name": name, "n_steps": n_steps, "xs": xs.tolist(), "ys": ys.tolist(),
+                         "values": values.tolist(), "start": list(spec.start), "minimum": list(spec.minimum),
+                         "bounds": list(spec.bounds)})
+        for rule in rules:
+            # the pictures show each rule's own dynamics: no weight decay pulling towards the origin
+            extra = {key: 0.0 for key, hyperparameter in rules_registry.get(rule).hyperparameters.items()
+                     if isinstance(hyperparameter, rules_registry.WeightDecay)}
+            lr = rates.get(rule) or functions.best_learning_rate(name, rule, n_steps, **extra)
+            path = functions.trajectory(name, rule, n_steps, lr=lr, **extra)
+            steps = sorted(set(range(0, n_steps + 1, max(1, n_steps // PATH_POINTS))) | {n_steps})
+            paths.append({"function": name, "rule": rule, "lr": float(lr), "step": steps,
+                          "x": path[steps, 0].tolist(), "y": path[steps, 1].tolist()})
+    return {"functions": surfaces, "paths": paths}
+
+
+def dataset_landscape(config, dataset):
+    """:func:`fastgd.landscape.trained_landscape` of ``dataset`` with the network ``config`` (a
+    :class:`fastgd.sweep.SweepConfig`) trains on it."""
+    from fastgd import landscape
+    from fastgd.datasets import load as load_dataset
+
+    hidden, activation, alpha = config.model_of(dataset)
+    return landscape.trained_landscape(load_dataset(dataset, config.sources), hidden, activation, alpha)
+
+
+def dataset_descriptions(config, targets=None):
+    """What the report says of each data set of ``config``: where it comes from (a file's path and target column,
+    or fastgd's name for it), its task, rows, columns and content hash, its target loss and how that was chosen
+    (``targets``: {data set: how, in words}; else the configuration's [targets])."""
+    from fastgd.datasets import load as load_dataset
+
+    described = {}
+    for name in config.datasets:
+        data = load_dataset(name, config.sources)
+        source = config.sources.get(name)
+        path = getattr(source, "path", None)
+        described[name] = dict(
+            source=str(path) if path else f"{getattr(source, 'loader', None) or name} (a data set fastgd knows by "
+                                          "name)",
+            target_column=None if getattr(source, "target", None) is None else str(source.target),
+            task=data.task, rows_train=int(data.X_train.shape[0]), rows_test=int(data.X_test.shape[0]),
+            columns=int(data.n_features), outputs=int(data.n_outputs), content_hash=data.content_hash,
+            target_loss=float(config.targets[name]),
+            target_loss_chosen=(targets or {}).get(name) or f"{config.targets[name]:g}, the configuration's [targets]")
+    return described
+
+
+def record_datasets(store, config, targets=None):
+    """Store :func:`dataset_descriptions` in ``store`` (created if new), before its sweep runs: a sweep stopped early
+    still says what it ran on."""
+    from fastgd.machine import provenance
+    from fastgd.sweep.store import Store
+
+    descriptions = dataset_descriptions(config, targets)
+    with Store(store) as opened:
+        stored = opened.artefacts().get(DATASETS)
+        content = dict(stored["content"]) if stored and isinstance(stored["content"], dict) else {}
+        content.update(descriptions)  # data sets of earlier sweeps into the same store stay described
+        opened.put_artefact(DATASETS, content, provenance())
