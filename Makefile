@@ -1,6 +1,7 @@
 # The two commands of the README's quick start, and what they need.
 #   make demo   set up .venv and run the main job on the bundled data
-#   make test   set up .venv and run the whole test suite (what CI runs): the suite, the
+#   make test   set up .venv, lint (ruff, the rule set in pyproject.toml), and run the whole test suite
+#               (what CI runs): the suite, the
 #               suite again with NUMBA_BOUNDSCHECK=1, and the CUDA tests (tests/cuda) under
 #               Numba's CUDA simulator, which must be switched on before Numba is imported
 #   make bench  run the asv suite here (--python=same) and write reports/asv_summary.md
@@ -41,6 +42,7 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/fastgd compare --out reports/latest
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check fastgd tests benchmarks
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --ignore=tests/cuda
 	# every kernel once more with bounds checks; the report's and the README's tests add no kernel of their own
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \

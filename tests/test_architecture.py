@@ -135,3 +135,25 @@ def test_the_checker_sees_an_upward_import_and_a_circle(tmp_path, monkeypatch):
     monkeypatch.setitem(MODULES, "fastgd.sweep.plan", back)
     with pytest.raises(AssertionError, match="import circle"):
         test_no_import_circle()
+
+
+def _public_definitions(tree):
+    """The top-level functions and classes a module offers: those in its ``__all__``, else those without a leading
+    underscore."""
+    exported = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "__all__" for target in node.targets):
+            try:
+                exported = set(ast.literal_eval(node.value))
+            except ValueError:  # built from other lists: every public name counts
+                exported = None
+    return [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and not node.name.startswith("_") and (exported is None or node.name in exported)]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_each_module_says_what_it_holds_and_each_public_function_its_contract(name):
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    assert ast.get_docstring(tree), f"{name} does not open with a docstring saying what it holds"
+    undocumented = [node.name for node in _public_definitions(tree) if not ast.get_docstring(node)]
+    assert not undocumented, f"{name}: {undocumented} have no docstring"

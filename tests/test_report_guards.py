@@ -11,7 +11,7 @@ def store_with_runs(path, statuses):
     """A store of a tiny sweep whose runs are stored with ``statuses`` ("failed" or a real run)."""
     config = sweep.parse(dict(name="tiny", datasets=["iris"], rules=["sgd", "adam"], learning_rates=[0.1],
                               seeds=[0], epochs=2, targets={"iris": 0.5}))
-    specs = config.runs()
+    specs = sweep.runs(config)
     with sweep.Store(path) as store:
         sweep_id = store.begin_sweep(config.name, dict(config.source, rules=list(config.rules)), {})
         for spec, status in zip(specs, statuses):

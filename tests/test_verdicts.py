@@ -159,4 +159,4 @@ def test_the_plan_counts_the_runs_a_preset_defines(preset):
     finals = 0
     if config.tuning is not None:  # the final runs follow from the trials: counted, not listed, before they run
         finals = len(config.datasets) * len(config.rules) * len(config.batch_sizes) * config.tuning.final_seeds
-    assert plan.n_runs == len(config.runs()) + finals
+    assert plan.n_runs == len(sweep.runs(config)) + finals
