@@ -1,13 +1,13 @@
-"""A declared network's compiled epoch (fastgd.kernels.network_epoch) against a plain PyTorch loop from the same θ over
-the same batches: float64, 50 update steps, SGD with momentum and Adam, θ and every epoch's loss to 1e-9; and a
-per-tensor rule (Muon) over a network's layout."""
+"""A declared network's compiled epoch (fastgd.kernels.train.train_epoch with its network_entry pass) against a
+plain PyTorch loop from the same θ over the same batches: float64, 50 update steps, SGD with momentum and Adam, θ and
+every epoch's loss to 1e-9; and a per-tensor rule (Muon) over a network's layout."""
 
 import numpy as np
 import pytest
 
 from fastgd import optim
 from fastgd.kernels import network as network_kernels
-from fastgd.kernels.network_epoch import train_epoch
+from fastgd.kernels.train import network_entry, train_epoch
 from fastgd.reference import splitmix64_permutation
 from fastgd.training import make_schedule
 from tests.network_cases import GRID, data, torch_module
@@ -35,14 +35,14 @@ def fastgd_training(net, theta, X, Y, rule, hyperparameters):
     blocks, columns = net.workspace_elements(BATCH_SIZE)
     flat_X, flat_Y = net.check_data(X, Y, theta.dtype)
     flat_X = flat_X.reshape(N_SAMPLES, -1)
-    buffers = (np.empty(N_SAMPLES, np.int64), np.empty_like(theta), np.empty(blocks), np.empty(blocks),
-               np.empty(columns), np.empty(BATCH_SIZE * flat_X.shape[1]), np.empty(BATCH_SIZE * Y.shape[1]))
+    buffers = (np.empty(N_SAMPLES, np.int64), np.empty_like(theta), np.empty(blocks + columns), np.empty(blocks),
+               np.empty(BATCH_SIZE * flat_X.shape[1]), np.empty(BATCH_SIZE * Y.shape[1]))
     losses = []
     for epoch in range(N_EPOCHS):
-        losses.append(train_epoch(theta, flat_X, flat_Y, net.plan, network_kernels.LOSSES[net.loss_name],
-                                  packed.function, packed.hyper, packed.hyper[0], packed.states, packed.aux,
-                                  packed.counters, packed.layout, make_schedule(), BATCH_SIZE, True, SEED, epoch,
-                                  *buffers))
+        losses.append(train_epoch(network_entry(theta.dtype), theta, flat_X, flat_Y, net.plan.ravel().copy(),
+                                  network_kernels.LOSSES[net.loss_name], blocks, 0.0, packed.function, packed.hyper,
+                                  packed.hyper[0], packed.states, packed.aux, packed.counters, packed.layout,
+                                  make_schedule(), None, BATCH_SIZE, True, SEED, epoch, *buffers))
     return losses
 
 
