@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from fastgd.kernels import network as kernels
+from fastgd.kernels.train import network_entry
 from fastgd.machine import physical_memory_bytes
 from fastgd.networks.layers import LayerError, resolve
 
@@ -107,6 +108,8 @@ class Network:
         self.tensors = tuple(tensors)
         self.n_params = offset
         self.plan = self._plan()
+        # the plan as the compiled epoch's structure argument: one writeable int64 vector, the type the MLP's has
+        self._epoch_plan = self.plan.ravel().copy()
 
     def __repr__(self):
         return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r})"
@@ -220,6 +223,24 @@ class Network:
             raise NetworkError(f"layer {largest} ({self.resolved[largest].kind}) and the rest need "
                                f"{needed / 2 ** 30:.3g} GiB for {n_rows} rows in {np.dtype(dtype).name} "
                                f"({self.n_params} parameters); this machine has {memory / 2 ** 30:.3g} GiB")
+
+    def epoch_pass(self, dtype, n_rows, n_blocks=1):
+        """The network's places in the compiled epoch (:func:`fastgd.kernels.train.train_epoch`) for batches of
+        ``n_rows``: ``(pass, structure, code, code, alpha)``.
+
+        The pass is :func:`fastgd.kernels.train.network_entry` for θ's ``dtype``, whose docstring says what it reads
+        in each place. One pass serves every batch size: ``n_blocks`` must be 1.
+        """
+        if n_blocks != 1:
+            raise NetworkError(f"a declared network has one pass, in one block of rows; got n_blocks={n_blocks}")
+        blocks, _ = self.workspace_elements(n_rows)
+        return network_entry(_check_dtype(dtype)), self._epoch_plan, kernels.LOSSES[self.loss_name], blocks, 0.0
+
+    def epoch_workspaces(self, n_rows):
+        """(elements of ``activations``, elements of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows:
+        the layer blocks then the convolutions' columns, and the blocks."""
+        blocks, columns = self.workspace_elements(n_rows)
+        return blocks + columns, blocks
 
     # -- evaluation ---------------------------------------------------------------------------
 
