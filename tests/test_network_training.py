@@ -182,3 +182,29 @@ def test_muon_takes_a_networks_layout_and_treats_each_kernel_as_one_matrix():
         optimizer.step(grad)
     np.testing.assert_allclose(theta, expected, rtol=1e-12, atol=1e-12)
     assert not np.allclose(theta, data(GRID[0])[1])
+
+
+def test_fastgd_train_trains_a_known_network_on_the_digits(tmp_path):
+    from tests.cli_harness import run_command
+
+    code, out, err = run_command(["train", "--network", "digits_cnn", "--epochs", "2", "--lr", "0.01"], tmp_path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "digits_cnn, 6090 parameters" in lines[0]
+    losses = [float(line.split()[1]) for line in lines[2:4]]
+    assert losses[1] < losses[0]
+    assert lines[-1].startswith("test accuracy: ") and float(lines[-1].split()[-1]) > 0.8
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--network", "no_such_net"], "--network: no known network 'no_such_net'"),
+    (["--network", "digits_cnn", "--dataset", "iris"],
+     "--network: digits_cnn takes inputs of shape (1, 8, 8) (64 features); iris has 4 features"),
+    (["--network", "digits_cnn", "--hidden", "5"], "--hidden is for the MLP; --network digits_cnn declares"),
+    (["--network", "mlp_64_100_10", "--dataset", "synthetic-regression-50x64"],
+     "--network: mlp_64_100_10 is a classification network with 10 outputs"),
+])
+def test_fastgd_train_refuses_a_network_that_does_not_fit_the_data_in_one_line(arguments, message, tmp_path):
+    from tests.cli_harness import assert_refused
+
+    assert_refused(["train", *arguments], tmp_path, message)
