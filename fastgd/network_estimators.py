@@ -8,18 +8,18 @@
     True
 
 ``network`` is a :class:`fastgd.networks.Network`, the name of a known one (:func:`fastgd.networks.known`), or
-None for a small fully connected network made at ``fit`` from the data (:data:`DEFAULT_HIDDEN` ReLU units,
-one output per class or target). X comes as (n, C, H, W), (n, C, L) or flat (n, features), the flat
-form reshaped to the network's ``input_shape``; anything else is refused in one line naming both shapes
-before anything changes. The classifier trains ``cross_entropy`` networks (one output per class, two for
-a binary problem) and its ``predict_proba`` is the softmax of their outputs; the regressor trains
-``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
-network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its
-other hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s,
-``clip_norm`` the global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`.
-Stopping follows scikit-learn's MLPs: after ``n_iter_no_change`` epochs whose loss did not fall by
-``tol`` below the best, or at ``max_iter`` (with a ``ConvergenceWarning``); a diverged fit stops, keeps
-the parameters of the epoch before and warns.
+None for a small fully connected network made at ``fit`` from the data (:data:`DEFAULT_HIDDEN` ReLU units, one
+output per class or target). X comes as (n, C, H, W), (n, C, L) or flat (n, features), the flat form reshaped
+to the network's ``input_shape``; anything else is refused in one line naming the first layer (index and
+kind), its shape and X's before anything changes. The classifier trains ``cross_entropy`` networks (one output
+per class, two for a binary problem) and its ``predict_proba`` is the softmax of their outputs; the regressor
+trains ``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
+network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its other
+hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s, ``clip_norm`` the
+global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`. Stopping follows
+scikit-learn's MLPs: after ``n_iter_no_change`` epochs whose loss did not fall by ``tol`` below the best, or
+at ``max_iter`` (with a ``ConvergenceWarning``); a diverged fit stops, keeps the parameters of the epoch
+before and warns.
 """
 
 import warnings
@@ -48,11 +48,6 @@ _FLOATS = (np.float64, np.float32)
 def _softmax(outputs):
     shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _shape_error(shape, network):
-    return NetworkError(f"X has shape {shape}; the network takes (n, {', '.join(map(str, network.input_shape))}) "
-                        f"(input_shape {network.input_shape}) or (n, {network.n_inputs})")
 
 
 class _BaseNetworkEstimator(BaseEstimator):
@@ -143,13 +138,13 @@ class _BaseNetworkEstimator(BaseEstimator):
         """X as (n, features): an (n, *input_shape) array flattened, after its shape is checked against the network."""
         if isinstance(X, np.ndarray) and X.ndim > 2:
             if network is not None and X.shape[1:] != network.input_shape:
-                raise _shape_error(X.shape, network)
+                raise network.input_error(X.shape)
             return X.reshape(X.shape[0], -1)
         return X
 
     def _check_flat_width(self, X, network):
         if network is not None and X.shape[1] != network.n_inputs:
-            raise _shape_error(X.shape, network)
+            raise network.input_error(X.shape)
 
     # -- fitting ------------------------------------------------------------------------------
 

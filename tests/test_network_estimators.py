@@ -70,7 +70,8 @@ def test_regressor_fits_a_cnn_on_images():
 
 @pytest.mark.parametrize("estimator, X, y, message", [
     (NetworkClassifier(small_cnn()), np.zeros((6, 1, 5, 4)), np.arange(6) % 3,
-     r"X has shape \(6, 1, 5, 4\); the network takes \(n, 1, 4, 4\) \(input_shape \(1, 4, 4\)\) or \(n, 16\)"),
+     r"layer 0 \(Conv2D\): X has shape \(6, 1, 5, 4\); the network takes \(n, 1, 4, 4\) "
+     r"\(input_shape \(1, 4, 4\)\) or \(n, 16\)"),
     (NetworkClassifier(small_cnn()), np.zeros((6, 15)), np.arange(6) % 3, r"X has shape \(6, 15\)"),
     (NetworkClassifier(small_cnn()), np.zeros((6, 16)), np.arange(6) % 2, r"the network has 3 outputs; y has 2"),
     (NetworkClassifier(small_cnn(3, "mse")), np.zeros((6, 16)), np.arange(6) % 3, r"loss='cross_entropy'"),

@@ -146,7 +146,8 @@ def test_a_network_takes_flat_rows_as_well_as_images():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda X, Y, theta: (X[:, :, :6], Y, theta), r"X has shape \(10, 2, 6, 5\); the network takes \(n, 2, 7, 5\)"),
+    (lambda X, Y, theta: (X[:, :, :6], Y, theta),
+     r"layer 0 \(Conv2D\): X has shape \(10, 2, 6, 5\); the network takes \(n, 2, 7, 5\)"),
     (lambda X, Y, theta: (X, Y[:, :3], theta), r"Y must have shape \(10, 4\)"),
     (lambda X, Y, theta: (X, Y, theta[:-1]), r"theta must have shape \(133,\)"),
 ])
@@ -161,8 +162,8 @@ def test_bad_input_is_refused_in_one_line_before_anything_trains(change, message
 
 
 def test_a_known_network_is_refused_where_its_input_shape_does_not_match_the_data():
-    with pytest.raises(NetworkError, match=r"the network takes \(n, 1, 8, 8\) \(input_shape \(1, 8, 8\)\) or "
-                                           r"\(n, 64\)"):
+    with pytest.raises(NetworkError, match=r"layer 0 \(Conv2D\): X has shape \(5, 1, 28, 28\); the network takes "
+                                           r"\(n, 1, 8, 8\) \(input_shape \(1, 8, 8\)\) or \(n, 64\)"):
         net = known("digits_cnn")
         Training(net, optim.Adam(net.init(random_state=0), lr=0.01), np.zeros((5, 1, 28, 28)), np.eye(10)[:5], 2)
 

@@ -290,6 +290,13 @@ class Network:
             raise NetworkError("theta must be contiguous")
         return theta
 
+    def input_error(self, shape):
+        """The :class:`NetworkError` for data of ``shape`` that the network cannot take: one line naming the first
+        layer, what it takes and what came."""
+        return NetworkError(f"layer 0 ({self.resolved[0].kind}): X has shape {tuple(shape)}; the network takes (n, "
+                            f"{', '.join(map(str, self.input_shape))}) (input_shape {self.input_shape}) or "
+                            f"(n, {self.n_inputs}), n ≥ 1")
+
     def check_data(self, X, Y, dtype):
         """X as a C-ordered (n, *input_shape) array of ``dtype``, Y as (n, n_outputs); both read-only views.
 
@@ -298,8 +305,7 @@ class Network:
         X = np.asarray(X)
         flat = (self.n_inputs,)
         if X.ndim < 2 or X.shape[0] < 1 or X.shape[1:] not in (self.input_shape, flat):
-            raise NetworkError(f"X has shape {X.shape}; the network takes (n, {', '.join(map(str, self.input_shape))})"
-                               f" (input_shape {self.input_shape}) or (n, {self.n_inputs}), n ≥ 1")
+            raise self.input_error(X.shape)
         X = _read_only(np.ascontiguousarray(X, dtype=dtype).reshape((X.shape[0],) + self.input_shape))
         if not np.isfinite(X).all():
             raise NetworkError("X contains NaN or infinity")
