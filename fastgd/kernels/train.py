@@ -139,8 +139,6 @@ def _network_pass(theta, X, Y, plan, loss, columns_start, alpha, grad, activatio
     table = plan.reshape((plan.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
     inputs, targets = X.reshape(X.size), Y.reshape(Y.size)
     blocks, columns = activations[:columns_start], activations[columns_start:]
-    if grad.size == 0:
-        return network_kernels.loss_only(theta, inputs, targets, n_rows, table, loss, blocks, columns)
     return network_kernels.loss_and_gradient(theta, inputs, targets, n_rows, table, loss, grad, blocks, deltas,
                                              columns)
 
@@ -156,8 +154,9 @@ def network_entry(dtype):
     writeable int64 vector; the first code, the loss (:data:`fastgd.kernels.network.LOSSES`); the second, where
     the convolutions' ``columns`` workspace starts in ``activations`` (``activations`` holds the blocks of
     :func:`fastgd.kernels.network.workspace_elements` for a whole batch, then the columns; ``deltas`` the
-    blocks). ``alpha`` is not read: a declared network's loss has no penalty. An empty ``grad`` (and ``deltas``)
-    asks for the loss alone, as for the MLP.
+    blocks). ``alpha`` is not read: a declared network's loss has no penalty. It always runs the backward pass
+    (unlike the MLP's, an empty ``grad`` does not ask for the loss alone): a network's forward passes outside
+    training are :meth:`fastgd.networks.Network.loss` and :meth:`~fastgd.networks.Network.predict`.
     """
     key = np.dtype(dtype)
     if key not in _NETWORK_ENTRIES:
