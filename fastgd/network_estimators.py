@@ -253,7 +253,8 @@ class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"{type(self).__name__} takes one label per sample (binary or multiclass), got {kind} y")
         if first_pass and not (incremental and hasattr(self, "classes_")):
-            self.classes_ = np.unique(y)
+            # partial_fit's first call takes the classes it was given, a fit those of y
+            self.classes_ = self._classes if incremental else np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class: {self.classes_}")
         positions = np.searchsorted(self.classes_, y)
@@ -268,11 +269,9 @@ class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y), keeping the optimizer's state; ``classes`` (every label) on the first call."""
-        if not hasattr(self, "classes_"):
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._check_parameters()
-            self.classes_ = np.unique(classes)
+        if not hasattr(self, "classes_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        self._classes = None if hasattr(self, "classes_") else np.unique(classes)
         return self._fit(X, y, incremental=True)
 
     def predict_proba(self, X):

@@ -90,3 +90,13 @@ def test_a_fitted_network_refuses_images_of_another_shape_at_predict():
     clf = NetworkClassifier(small_cnn(), max_iter=1, random_state=0).fit(X, y)
     with pytest.raises(NetworkError, match=r"X has shape \(2, 1, 2, 8\)"):
         clf.predict(np.zeros((2, 1, 2, 8)))
+
+
+def test_a_refused_first_partial_fit_leaves_the_classifier_unfitted():
+    clf = NetworkClassifier(small_cnn(), random_state=0)
+    with pytest.raises(NetworkError, match="layer 0"):
+        clf.partial_fit(np.zeros((6, 1, 5, 4)), np.arange(6) % 3, classes=np.arange(3))
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "theta_")
+    X, y = images()
+    four = NetworkClassifier(small_cnn(4), random_state=0).partial_fit(X, y, classes=np.arange(4))
+    np.testing.assert_array_equal(four.classes_, np.arange(4))  # a class y does not hold yet
