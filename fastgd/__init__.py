@@ -2,7 +2,8 @@
 
 Three ways in:
 
-* scikit-learn estimators: :class:`fastgd.MLPClassifier`, :class:`fastgd.MLPRegressor`;
+* scikit-learn estimators: :class:`fastgd.MLPClassifier`, :class:`fastgd.MLPRegressor`, and for any declared
+  network (:mod:`fastgd.networks`) :class:`fastgd.NetworkClassifier`, :class:`fastgd.NetworkRegressor`;
 * torch-style optimizers over NumPy arrays: :mod:`fastgd.optim`;
 * the compiled kernels, callable from your own ``@njit`` code: :mod:`fastgd.rules.kernels` (every rule's
   update) and :mod:`fastgd.kernels` (networks, epochs, products).
@@ -18,11 +19,13 @@ _LAZY = {
     "MLP": "fastgd.models",
     "MLPClassifier": "fastgd.estimators",
     "MLPRegressor": "fastgd.estimators",
+    "NetworkClassifier": "fastgd.network_estimators",
+    "NetworkRegressor": "fastgd.network_estimators",
     "Training": "fastgd.training",
     "gradcheck": "fastgd.gradcheck",
 }
-_SUBMODULES = {"optim", "kernels", "reference", "models", "training", "estimators", "gradcheck", "landscape",
-               "functions", "datasets", "cuda", "threads"}
+_SUBMODULES = {"optim", "kernels", "reference", "models", "training", "estimators", "network_estimators", "networks",
+               "gradcheck", "landscape", "functions", "datasets", "cuda", "threads"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

@@ -386,6 +386,30 @@ def _check_network(layer_sizes, dtype):
         raise CommandError(f"--hidden: {error}") from None
 
 
+def _known_network(arguments, task, n_features, n_outputs):
+    """The network --network names, checked against the data set; None without --network."""
+    if arguments.network is None:
+        return None
+    from fastgd.networks import NetworkError, known
+
+    for option, value in (("--hidden", arguments.hidden), ("--activation", arguments.activation),
+                          ("--alpha", arguments.alpha)):
+        if value is not None:
+            raise CommandError(f"{option} is for the MLP; --network {arguments.network} declares its own layers")
+    try:
+        net = known(arguments.network)
+    except NetworkError as error:
+        raise CommandError(f"--network: {error}") from None
+    if n_features != net.n_inputs:
+        raise CommandError(f"--network: {arguments.network} takes inputs of shape {net.input_shape} "
+                           f"({net.n_inputs} features); {arguments.dataset} has {n_features} features")
+    wanted = "classification" if net.loss_name == "cross_entropy" else "regression"
+    if task != wanted or n_outputs != net.n_outputs:
+        raise CommandError(f"--network: {arguments.network} is a {wanted} network with {net.n_outputs} outputs; "
+                           f"{arguments.dataset} is a {task} data set with {n_outputs}")
+    return net
+
+
 def command_train(arguments):
     import numpy as np
 
@@ -394,25 +418,34 @@ def command_train(arguments):
     from fastgd.training import Training, make_schedule
 
     dataset = _dataset_source(arguments)
-    _, n_features, n_outputs = _check_dataset(*dataset)
+    task, n_features, n_outputs = _check_dataset(*dataset)
     _check_optimizer(arguments.optimizer)
-    _check_activation(arguments.activation)
-    _check_network([n_features, *arguments.hidden, n_outputs], arguments.dtype)
+    network = _known_network(arguments, task, n_features, n_outputs)
+    hidden = [32] if arguments.hidden is None else arguments.hidden
+    activation = "relu" if arguments.activation is None else arguments.activation
+    if network is None:
+        _check_activation(activation)
+        _check_network([n_features, *hidden, n_outputs], arguments.dtype)
     try:
         schedule = make_schedule(arguments.schedule, n_epochs=arguments.epochs)
     except ValueError as error:
         raise CommandError(f"--schedule: {error}") from None
     data = _load_dataset(*dataset)
     try:
-        net = MLP([data.n_features, *arguments.hidden, data.n_outputs], arguments.activation, data.output,
-                  arguments.alpha, np.dtype(arguments.dtype))
-        optimizer = optim.OPTIMIZERS[arguments.optimizer](net.init(random_state=arguments.seed), lr=arguments.lr,
-                                                          layout=net.layout)
+        if network is None:
+            net = MLP([data.n_features, *hidden, data.n_outputs], activation, data.output,
+                      1e-4 if arguments.alpha is None else arguments.alpha, np.dtype(arguments.dtype))
+            theta = net.init(random_state=arguments.seed)
+        else:
+            net = network
+            theta = net.init(random_state=arguments.seed, dtype=np.dtype(arguments.dtype))
+        optimizer = optim.OPTIMIZERS[arguments.optimizer](theta, lr=arguments.lr, layout=net.layout)
         training = Training(net, optimizer, data.X_train, data.Y_train, arguments.batch_size or data.X_train.shape[0],
                             seed=arguments.seed, schedule=schedule, clip_norm=arguments.clip_norm)
     except (TypeError, ValueError) as error:
         raise CommandError(error) from None
-    print(f"{data.name}: {data.X_train.shape[0]} training samples; {net}; {optimizer}")
+    described = net if network is None else f"{arguments.network}, {net.n_params} parameters"
+    print(f"{data.name}: {data.X_train.shape[0]} training samples; {described}; {optimizer}")
     print(f"{'epoch':>5} {'loss':>12} {'seconds (since the start)':>26}")
 
     def report(training, loss):
@@ -742,7 +775,7 @@ def build_parser():
                         "store's (default: the store's; for a store without one, .asv/results when present)")
     report.set_defaults(handler=command_report)
 
-    train = commands.add_parser("train", help="train one MLP on a data set and print its curve",
+    train = commands.add_parser("train", help="train one MLP, or a known network, on a data set and print its curve",
                                 description="One training run; prints loss and seconds per epoch, then the test "
                                             "metric.")
     _add_dataset_options(train, default="digits")
@@ -750,9 +783,11 @@ def build_parser():
     train.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    train.add_argument("--hidden", type=_positive_int, nargs="*", default=[32], help="hidden layer sizes")
-    train.add_argument("--activation", default="relu", help="relu (default), tanh, logistic or identity")
-    train.add_argument("--alpha", type=_non_negative_float, default=1e-4, help="L2 penalty")
+    train.add_argument("--network", metavar="NAME", help="a known network (fastgd.networks.KNOWN, e.g. digits_cnn on "
+                       "digits) instead of the MLP; the data set's rows are its inputs, flattened")
+    train.add_argument("--hidden", type=_positive_int, nargs="*", help="the MLP's hidden layer sizes (default: 32)")
+    train.add_argument("--activation", help="the MLP's: relu (default), tanh, logistic or identity")
+    train.add_argument("--alpha", type=_non_negative_float, help="the MLP's L2 penalty (default: 1e-4)")
     train.add_argument("--schedule", default="constant", help="learning-rate schedule")
     train.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
     train.add_argument("--dtype", default="float64", choices=["float32", "float64"])

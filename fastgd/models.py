@@ -25,7 +25,7 @@ import numpy as np
 
 from fastgd.machine import physical_memory_bytes
 from fastgd.kernels import mlp as mlp_kernels
-from fastgd.kernels.train import forward_entry, predict_in_chunks, workspace_elements
+from fastgd.kernels.train import forward_entry, model_entry, predict_in_chunks, workspace_elements
 
 __all__ = ["MLP"]
 
@@ -187,6 +187,22 @@ class MLP:
                 np.empty(workspace_elements(self.layer_sizes, n_rows), self.dtype),
                 np.empty(n_rows * self.layer_sizes[0], self.dtype), np.zeros(n_rows * self.n_outputs, self.dtype),
                 np.empty(0, self.dtype))
+
+    def epoch_pass(self, dtype, n_rows, n_blocks=1):
+        """The model's places in the compiled epoch (:func:`fastgd.kernels.train.train_epoch`) for batches of
+        ``n_rows``: ``(pass, structure, code, code, alpha)``.
+
+        The pass is :func:`fastgd.kernels.train.model_entry` for ``dtype`` (θ's, the network's) and ``n_blocks``
+        (:func:`fastgd.kernels.train.model_blocks`); the structure is the layer sizes, the codes the activation
+        and the output.
+        """
+        return model_entry(np.dtype(dtype), n_blocks), self.layer_sizes, self.activation_code, self.output_code, \
+            self.alpha
+
+    def epoch_workspaces(self, n_rows):
+        """(elements of ``activations``, elements of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows."""
+        size = workspace_elements(self.layer_sizes, n_rows)
+        return size, size
 
     # -- checks -------------------------------------------------------------------------------
 

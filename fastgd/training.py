@@ -1,4 +1,4 @@
-"""Compiled training of an MLP: one compiled call per epoch, Python only between epochs.
+"""Compiled training of an MLP or a declared network: one compiled call per epoch, Python only between epochs.
 
     >>> import numpy as np
     >>> from fastgd import MLP, optim
@@ -21,6 +21,11 @@ With an optimizer over a device array (see :mod:`fastgd.optim`) the epochs
 run on the GPU (:mod:`fastgd.cuda.train`): X and Y are uploaded once (or
 taken as they are when already on the device), the same batches and the same
 math as on the CPU, one host synchronisation per epoch.
+
+A declared network (:class:`fastgd.networks.Network`) trains the same way, through the same compiled
+epoch: its pass is a C callback of the MLP's signature (:func:`fastgd.kernels.train.network_entry`),
+and :func:`epoch_arguments` builds the epoch's argument list from either model and the optimizer. X
+may then come as (n, *input_shape) or flat. Its epochs run on the CPU only, for now.
 """
 
 import math
@@ -32,11 +37,12 @@ import numpy as np
 
 from fastgd import _config, threads
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import model_blocks, model_entry, train_epoch, workspace_elements
+from fastgd.kernels.train import model_blocks, train_epoch
+from fastgd.networks import Network
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
-           "is_divergent", "first_divergent_epoch"]
+           "is_divergent", "first_divergent_epoch", "epoch_arguments"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 
@@ -132,11 +138,11 @@ class Training:
 
     Parameters
     ----------
-    net : fastgd.MLP
+    net : fastgd.MLP or fastgd.networks.Network
     optimizer : fastgd.optim.Optimizer
-        Its ``params`` is θ (``net.n_params`` of ``net.dtype``).
+        Its ``params`` is θ (``net.n_params`` of ``net.dtype``, or of float32 or float64 for a Network).
     X, Y : arrays
-        Training data, as :meth:`fastgd.MLP.check_data` takes them.
+        Training data, as :meth:`fastgd.MLP.check_data` or :meth:`fastgd.networks.Network.check_data` take them.
     batch_size : int
         Samples per update; ≥ n_samples is batch gradient descent.
     shuffle : bool
@@ -153,9 +159,16 @@ class Training:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastgd.optim optimizer, got {type(optimizer).__name__}")
         on_device = optimizer.device == "cuda"
+        declared = isinstance(net, Network)
+        if declared and on_device:
+            raise ValueError("a declared Network trains on the CPU only: build the optimizer over a NumPy θ")
         if on_device:
             theta = _check_device_theta(net, optimizer.params)
             X, Y = _device_data(net, X, Y)
+        elif declared:
+            theta = net._check_theta(optimizer.params)
+            X, Y = net.check_data(X, Y, theta.dtype)
+            X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
         else:
             theta = net._check_theta(optimizer.params)
             X, Y = net.check_data(X, Y)
@@ -169,12 +182,15 @@ class Training:
             raise ValueError(f"{optimizer.name} acts per weight matrix: build the optimizer with layout=net.layout "
                              f"({net.layout}), not {optimizer.layout}")
         self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
+        self.dtype = np.dtype(theta.dtype)
+        if declared:
+            net.check_fits(int(min(batch_size, X.shape[0])), self.dtype)
         # a rule that trains at one point and evaluates at another reports the loss at its evaluation point
         self._evaluates_elsewhere = optimizer.rule.evaluation is not None
         # the evaluation point after the last epoch (a host array), for a rule that has one; else None
         self.evaluation = None
         if self._evaluates_elsewhere:
-            self.evaluation = np.empty(net.n_params, net.dtype)
+            self.evaluation = np.empty(net.n_params, self.dtype)
             self._host_data = (X.copy_to_host(), Y.copy_to_host()) if on_device else (X, Y)
         self.theta = theta
         self.batch_size = int(min(batch_size, X.shape[0]))
@@ -253,19 +269,20 @@ class _HostEpochs:
     def __init__(self, training):
         self.training = training
         net, X, Y, theta = training.net, training.X, training.Y, training.theta
-        n_rows, dtype = training.batch_size, net.dtype
+        n_rows, dtype = training.batch_size, training.dtype
         self.order = np.empty(X.shape[0], dtype=np.int64)
         self.grad = np.empty_like(theta)
-        self.activations = np.empty(workspace_elements(net.layer_sizes, n_rows), dtype)
-        self.deltas = np.empty_like(self.activations)
+        activations, deltas = net.epoch_workspaces(n_rows)
+        self.activations, self.deltas = np.empty(activations, dtype), np.empty(deltas, dtype)
         self.batch_X = np.empty(n_rows * X.shape[1], dtype)
         self.batch_Y = np.empty(n_rows * Y.shape[1], dtype)
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
         self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
-        # asked once: a small network never starts Numba's thread pool nor loads MKL
-        self.may_thread = model_blocks(net.layer_sizes, self.batch_rows, numba.config.NUMBA_NUM_THREADS) != 1
+        # asked once: a small network never starts Numba's thread pool nor loads MKL; a declared one has one pass
+        self.may_thread = not isinstance(net, Network) and model_blocks(
+            net.layer_sizes, self.batch_rows, numba.config.NUMBA_NUM_THREADS) != 1
 
     def blocks(self):
         if not self.may_thread:
@@ -288,14 +305,12 @@ class _HostEpochs:
 
     def run(self, packed, n_blocks):
         """One epoch: ``(mean loss, seconds, whether θ is finite)``."""
-        training, net = self.training, self.training.net
-        arguments = (model_entry(net.dtype, n_blocks), training.theta, training.X, training.Y, net.layer_sizes,
-                     net.activation_code, net.output_code, net.alpha, packed.function, packed.hyper, packed.hyper[0],
-                     packed.states, packed.aux, packed.counters, packed.layout, training.schedule,
-                     # None: an epoch that does not clip does not compile the clipping
-                     training.clip_norm if training.clip_norm > 0.0 else None,
-                     training.batch_size, training.shuffle, training.seed, training.epochs_done, self.order,
-                     self.grad, self.activations, self.deltas, self.batch_X, self.batch_Y)
+        training = self.training
+        arguments = epoch_arguments(training.net.epoch_pass(training.dtype, training.batch_size, n_blocks), packed,
+                                    training.theta, training.X, training.Y, training.schedule, training.clip_norm,
+                                    training.batch_size, training.shuffle, training.seed, training.epochs_done,
+                                    (self.order, self.grad, self.activations, self.deltas, self.batch_X,
+                                     self.batch_Y))
         if self.compiled is None:
             # compile (or load from the cache) before the clock starts: epoch seconds are training only.
             # Every later epoch passes the same arrays and scalars of the same types.
@@ -304,6 +319,22 @@ class _HostEpochs:
         loss = self.compiled(*arguments)
         seconds = time.perf_counter() - start
         return loss, seconds, bool(np.isfinite(training.theta).all())
+
+
+def epoch_arguments(model_pass, packed, theta, X, Y, schedule, clip_norm, batch_size, shuffle, seed, epoch,
+                    workspaces):
+    """The argument list of :func:`fastgd.kernels.train.train_epoch`, from the model's places and the rule's.
+
+    ``model_pass``: the model's ``epoch_pass(dtype, batch_size, n_blocks)`` (:meth:`fastgd.MLP.epoch_pass`,
+    :meth:`fastgd.networks.Network.epoch_pass`); ``packed``: the optimizer's ``packed()`` step and state;
+    ``clip_norm``: 0 for no clipping; ``workspaces``: ``(order, grad, activations, deltas, batch_X, batch_Y)``,
+    ``activations`` and ``deltas`` of the model's ``epoch_workspaces(batch_size)`` elements.
+    """
+    entry, structure, code, second_code, alpha = model_pass
+    return (entry, theta, X, Y, structure, code, second_code, alpha, packed.function, packed.hyper, packed.hyper[0],
+            packed.states, packed.aux, packed.counters, packed.layout, schedule,
+            # None: an epoch that does not clip does not compile the clipping
+            clip_norm if clip_norm > 0.0 else None, batch_size, shuffle, seed, epoch) + tuple(workspaces)
 
 
 class _DeviceEpochs:

@@ -8,7 +8,7 @@ digits (all 1,797 rows, pixels / 16); any other known network trains on ``--rows
 normal inputs with random labels (a speed measurement: the data's meaning does not change the work).
 Batches of 32, Adam (lr 1e-3), float32, cross-entropy. Both implementations start from
 the same θ and take the same batches in the same order (fastgd's SplitMix64 shuffle). fastgd runs
-:func:`fastgd.kernels.network_epoch.train_epoch` (one compiled call an epoch); PyTorch runs
+``fastgd.training.Training``, one compiled call an epoch (:func:`fastgd.kernels.train.train_epoch`); PyTorch runs
 ``nn.Sequential`` with ``torch.optim.Adam`` over the batches, the way its users train. Both use
 ``--threads`` threads (``fastgd.threads`` for Numba and BLAS, ``torch.set_num_threads``). Each round
 times ``--epochs`` epochs of one implementation and then of the other, alternating which goes first;
@@ -30,10 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fastgd import networks, optim, threads  # noqa: E402
-from fastgd.kernels import network as network_kernels  # noqa: E402
-from fastgd.kernels.network_epoch import train_epoch  # noqa: E402
 from fastgd.reference import splitmix64_permutation  # noqa: E402
-from fastgd.training import make_schedule  # noqa: E402
+from fastgd.training import Training  # noqa: E402
 from network_cases import torch_module  # noqa: E402
 
 BATCH_SIZE, SEED, LEARNING_RATE = 32, 0, 1e-3
@@ -53,24 +51,10 @@ def training_set(net, name, n_rows):
 
 class FastgdEpochs:
     def __init__(self, net, theta, X, Y):
-        self.net, self.theta = net, theta
-        self.X, self.Y = net.check_data(X, Y, theta.dtype)
-        self.X = self.X.reshape(X.shape[0], -1)
-        self.packed = optim.Adam(theta, lr=LEARNING_RATE).packed()
-        blocks, columns = net.workspace_elements(BATCH_SIZE)
-        dtype = theta.dtype
-        self.buffers = (np.empty(X.shape[0], np.int64), np.empty_like(theta), np.empty(blocks, dtype),
-                        np.empty(blocks, dtype), np.empty(columns, dtype),
-                        np.empty(BATCH_SIZE * self.X.shape[1], dtype), np.empty(BATCH_SIZE * Y.shape[1], dtype))
-        self.schedule, self.epochs_done = make_schedule(), 0
+        self.training = Training(net, optim.Adam(theta, lr=LEARNING_RATE), X, Y, BATCH_SIZE, seed=SEED)
 
     def epoch(self):
-        packed = self.packed
-        loss = train_epoch(self.theta, self.X, self.Y, self.net.plan, network_kernels.LOSSES[self.net.loss_name],
-                           packed.function, packed.hyper, packed.hyper[0], packed.states, packed.aux, packed.counters,
-                           packed.layout, self.schedule, BATCH_SIZE, True, SEED, self.epochs_done, *self.buffers)
-        self.epochs_done += 1
-        return loss
+        return self.training.epoch()
 
 
 class TorchEpochs:

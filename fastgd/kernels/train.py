@@ -1,8 +1,10 @@
-"""Whole epochs of MLP training in one compiled call: shuffle, batch, forward, loss, backward, update.
+"""Whole epochs of training in one compiled call: shuffle, batch, forward, loss, backward, update.
 
 The model and the rule enter as first-class functions (C callbacks): the
 model's forward and backward pass (:func:`model_entry`, the MLP's
-:func:`~fastgd.kernels.mlp.loss_and_gradient`) and the rule's
+:func:`~fastgd.kernels.mlp.loss_and_gradient`, or :func:`network_entry`, a declared
+network's :func:`~fastgd.kernels.network.loss_and_gradient`; both of
+:func:`model_signature`) and the rule's
 ``packed_step_entry`` (:mod:`fastgd.rules.compile`) with its packed
 arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
 vector whose last entry the schedule sets (the factor on every learning rate
@@ -23,12 +25,13 @@ from numba import prange, types
 from fastgd import _config
 from fastgd._config import jit
 from fastgd.kernels.clock import monotonic_seconds
+from fastgd.kernels import network as network_kernels
 from fastgd.kernels.mlp import loss_and_gradient, penalty, workspace_size
 from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
-           "model_entry", "forward_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
+           "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
 
 
 # Which pass a batch takes, by its multiply-adds (rows × Σ n_in·n_out). Below 2²⁰ a batch's products are so
@@ -69,10 +72,13 @@ def model_blocks(layer_sizes, n_rows, n_threads):
 
 
 def model_signature(dtype):
-    """The Numba signature of :func:`~fastgd.kernels.mlp.loss_and_gradient` as training calls it, for ``dtype``.
+    """The Numba signature of a model's pass as training calls it, for ``dtype``.
 
-    The data blocks are typed read-only (:meth:`fastgd.MLP.check_data` makes
-    them so; a gathered batch converts), the rest writeable and C-ordered.
+    ``(θ, X, Y, structure, code, code, alpha, grad, activations, deltas) -> loss``: the MLP's
+    :func:`~fastgd.kernels.mlp.loss_and_gradient`, whose structure is its layer sizes and whose codes
+    are its activation and output; a declared network's pass (:func:`network_entry`) reads its own
+    meaning into the same places. The data blocks are typed read-only (:meth:`fastgd.MLP.check_data`
+    makes them so; a gathered batch converts), the rest writeable and C-ordered.
     """
     real = numba.from_dtype(np.dtype(dtype))
     vector, data = types.Array(real, 1, "C"), types.Array(real, 2, "C", readonly=True)
@@ -125,6 +131,38 @@ def model_entry(dtype, n_blocks=1):
         with _config.compile_lock():
             _MODEL_ENTRIES[key] = _config.cfunc(model_signature(key[0]), parallel=parallel)(function)
     return _MODEL_ENTRIES[key]
+
+
+def _network_pass(theta, X, Y, plan, loss, columns_start, alpha, grad, activations, deltas):
+    """A declared network's pass in :func:`model_signature`'s places (see :func:`network_entry`)."""
+    n_rows = X.shape[0]
+    table = plan.reshape((plan.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
+    inputs, targets = X.reshape(X.size), Y.reshape(Y.size)
+    blocks, columns = activations[:columns_start], activations[columns_start:]
+    return network_kernels.loss_and_gradient(theta, inputs, targets, n_rows, table, loss, grad, blocks, deltas,
+                                             columns)
+
+
+_NETWORK_ENTRIES = {}
+
+
+def network_entry(dtype):
+    """A declared network's forward and backward pass for ``dtype`` as a C callback of :func:`model_signature`,
+    compiled (or loaded) once per process; one callback serves every network.
+
+    Its places: ``structure``, the network's plan (:mod:`fastgd.kernels.network`) flattened row by row into a
+    writeable int64 vector; the first code, the loss (:data:`fastgd.kernels.network.LOSSES`); the second, where
+    the convolutions' ``columns`` workspace starts in ``activations`` (``activations`` holds the blocks of
+    :func:`fastgd.kernels.network.workspace_elements` for a whole batch, then the columns; ``deltas`` the
+    blocks). ``alpha`` is not read: a declared network's loss has no penalty. It always runs the backward pass
+    (unlike the MLP's, an empty ``grad`` does not ask for the loss alone): a network's forward passes outside
+    training are :meth:`fastgd.networks.Network.loss` and :meth:`~fastgd.networks.Network.predict`.
+    """
+    key = np.dtype(dtype)
+    if key not in _NETWORK_ENTRIES:
+        with _config.compile_lock():
+            _NETWORK_ENTRIES[key] = _config.cfunc(model_signature(key))(_network_pass)
+    return _NETWORK_ENTRIES[key]
 
 
 @jit

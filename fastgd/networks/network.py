@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from fastgd.kernels import network as kernels
+from fastgd.kernels.train import network_entry
 from fastgd.machine import physical_memory_bytes
 from fastgd.networks.layers import LayerError, resolve
 
@@ -107,6 +108,8 @@ class Network:
         self.tensors = tuple(tensors)
         self.n_params = offset
         self.plan = self._plan()
+        # the plan as the compiled epoch's structure argument: one writeable int64 vector, the type the MLP's has
+        self._epoch_plan = self.plan.ravel().copy()
 
     def __repr__(self):
         return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r})"
@@ -221,6 +224,24 @@ class Network:
                                f"{needed / 2 ** 30:.3g} GiB for {n_rows} rows in {np.dtype(dtype).name} "
                                f"({self.n_params} parameters); this machine has {memory / 2 ** 30:.3g} GiB")
 
+    def epoch_pass(self, dtype, n_rows, n_blocks=1):
+        """The network's places in the compiled epoch (:func:`fastgd.kernels.train.train_epoch`) for batches of
+        ``n_rows``: ``(pass, structure, code, code, alpha)``.
+
+        The pass is :func:`fastgd.kernels.train.network_entry` for θ's ``dtype``, whose docstring says what it reads
+        in each place. One pass serves every batch size: ``n_blocks`` must be 1.
+        """
+        if n_blocks != 1:
+            raise NetworkError(f"a declared network has one pass, in one block of rows; got n_blocks={n_blocks}")
+        blocks, _ = self.workspace_elements(n_rows)
+        return network_entry(_check_dtype(dtype)), self._epoch_plan, kernels.LOSSES[self.loss_name], blocks, 0.0
+
+    def epoch_workspaces(self, n_rows):
+        """(elements of ``activations``, elements of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows:
+        the layer blocks then the convolutions' columns, and the blocks."""
+        blocks, columns = self.workspace_elements(n_rows)
+        return blocks + columns, blocks
+
     # -- evaluation ---------------------------------------------------------------------------
 
     def loss_grad(self, theta, X, Y):
@@ -269,6 +290,13 @@ class Network:
             raise NetworkError("theta must be contiguous")
         return theta
 
+    def input_error(self, shape):
+        """The :class:`NetworkError` for data of ``shape`` that the network cannot take: one line naming the first
+        layer, what it takes and what came."""
+        return NetworkError(f"layer 0 ({self.resolved[0].kind}): X has shape {tuple(shape)}; the network takes (n, "
+                            f"{', '.join(map(str, self.input_shape))}) (input_shape {self.input_shape}) or "
+                            f"(n, {self.n_inputs}), n ≥ 1")
+
     def check_data(self, X, Y, dtype):
         """X as a C-ordered (n, *input_shape) array of ``dtype``, Y as (n, n_outputs); both read-only views.
 
@@ -277,8 +305,7 @@ class Network:
         X = np.asarray(X)
         flat = (self.n_inputs,)
         if X.ndim < 2 or X.shape[0] < 1 or X.shape[1:] not in (self.input_shape, flat):
-            raise NetworkError(f"X has shape {X.shape}; the network takes (n, {', '.join(map(str, self.input_shape))})"
-                               f" (input_shape {self.input_shape}) or (n, {self.n_inputs}), n ≥ 1")
+            raise self.input_error(X.shape)
         X = _read_only(np.ascontiguousarray(X, dtype=dtype).reshape((X.shape[0],) + self.input_shape))
         if not np.isfinite(X).all():
             raise NetworkError("X contains NaN or infinity")

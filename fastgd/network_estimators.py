@@ -1,0 +1,324 @@
+"""scikit-learn estimators over any declared network: :class:`NetworkClassifier` and :class:`NetworkRegressor`.
+
+    >>> from sklearn.datasets import load_digits
+    >>> from fastgd import NetworkClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = NetworkClassifier(network="digits_cnn", learning_rate_init=0.01, max_iter=3, random_state=0)
+    >>> clf.fit(X[:200] / 16, y[:200]).score(X[:200] / 16, y[:200]) > 0.5
+    True
+
+``network`` is a :class:`fastgd.networks.Network`, the name of a known one (:func:`fastgd.networks.known`), or
+None for a small fully connected network made at ``fit`` from the data (:data:`DEFAULT_HIDDEN` ReLU units, one
+output per class or target). X comes as (n, C, H, W), (n, C, L) or flat (n, features), the flat form reshaped
+to the network's ``input_shape``; anything else is refused in one line naming the first layer (index and
+kind), its shape and X's before anything changes. The classifier trains ``cross_entropy`` networks (one output
+per class, two for a binary problem) and its ``predict_proba`` is the softmax of their outputs; the regressor
+trains ``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
+network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its other
+hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s, ``clip_norm`` the
+global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`. Stopping follows
+scikit-learn's MLPs: after ``n_iter_no_change`` epochs whose loss did not fall by ``tol`` below the best, or
+at ``max_iter`` (with a ``ConvergenceWarning``); a diverged fit stops, keeps the parameters of the epoch
+before and warns.
+"""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from fastgd import optim
+from fastgd.networks import Dense, Network, NetworkError, ReLU, known
+from fastgd.networks.network import INIT_SCHEMES
+from fastgd.training import SCHEDULES, Training, make_schedule
+
+__all__ = ["NetworkClassifier", "NetworkRegressor", "DEFAULT_HIDDEN"]
+
+DEFAULT_HIDDEN = 16  # units of the default network's hidden layer
+_SEED_BOUND = np.iinfo(np.int32).max
+_FLOATS = (np.float64, np.float32)
+
+
+def _softmax(outputs):
+    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class _BaseNetworkEstimator(BaseEstimator):
+    """What the classifier and the regressor share: parameters, the network, the fit loop, the forward pass."""
+
+    _loss = None  # the network's loss the estimator trains
+
+    def __init__(self, network=None, *, optimizer="adam", optimizer_params=None, learning_rate_init=1e-3,
+                 batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, n_iter_no_change=10,
+                 warm_start=False, schedule="constant", schedule_params=None, clip_norm=None, init="torch",
+                 dtype=None, verbose=False):
+        self.network = network
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.schedule = schedule
+        self.schedule_params = schedule_params
+        self.clip_norm = clip_norm
+        self.init = init
+        self.dtype = dtype
+        self.verbose = verbose
+
+    _parameter_constraints = {
+        "network": [None, str, Network],
+        "optimizer": [str],
+        "optimizer_params": [None, dict],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "warm_start": ["boolean"],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "schedule_params": [None, dict],
+        "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "init": [StrOptions(set(INIT_SCHEMES))],
+        "dtype": [None, str, type, np.dtype],
+        "verbose": ["verbose"],
+    }
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _check_parameters(self):
+        """Every parameter checked before anything changes; a ValueError naming the one that is wrong."""
+        self._validate_params()
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(optim.OPTIMIZERS)}, got {self.optimizer!r}")
+        params = dict(self.optimizer_params or {})
+        accepted = set(optim.OPTIMIZERS[self.optimizer].default_hyperparameters()) - {"lr"}
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise ValueError(f"optimizer_params has unknown keys for {self.optimizer}: {unknown}; it takes "
+                             f"{sorted(accepted)} (the learning rate is learning_rate_init)")
+        if self.dtype is not None:
+            try:
+                dtype = np.dtype(self.dtype)
+            except TypeError:
+                dtype = None
+            if dtype not in _FLOATS:
+                raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        try:
+            make_schedule(self.schedule, n_epochs=self.max_iter, **dict(self.schedule_params or {}))
+        except TypeError as error:
+            raise ValueError(f"schedule_params: {error}") from None
+
+    def _declared_network(self):
+        """The network ``network`` names (None for the default, made at fit), its loss checked."""
+        network = self.network
+        if network is None:
+            return None
+        if isinstance(network, str):
+            network = known(network)
+        if network.loss_name != self._loss:
+            raise NetworkError(f"{type(self).__name__} trains networks with loss={self._loss!r}; this network's loss "
+                               f"is {network.loss_name!r}")
+        return network
+
+    def _flat_features(self, X, network):
+        """X as (n, features): an (n, *input_shape) array flattened, after its shape is checked against the network."""
+        if isinstance(X, np.ndarray) and X.ndim > 2:
+            if network is not None and X.shape[1:] != network.input_shape:
+                raise network.input_error(X.shape)
+            return X.reshape(X.shape[0], -1)
+        return X
+
+    def _check_flat_width(self, X, network):
+        if network is not None and X.shape[1] != network.n_inputs:
+            raise network.input_error(X.shape)
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def _fit(self, X, y, incremental):
+        self._check_parameters()
+        first_pass = not hasattr(self, "theta_") or (not self.warm_start and not incremental)
+        network = self._declared_network() if first_pass else self.network_
+        X = self._flat_features(X, network)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, RegressorMixin),
+                             dtype=_FLOATS, reset=first_pass)
+        self._check_flat_width(X, network)
+        Y = self._targets(y, first_pass, incremental)
+        rng = check_random_state(self.random_state)
+        if first_pass:
+            n_outputs = Y.shape[1]
+            if network is None:
+                network = Network([Dense(DEFAULT_HIDDEN), ReLU(), Dense(n_outputs)], input_shape=(X.shape[1],),
+                                  loss=self._loss)
+            elif network.n_outputs != n_outputs:
+                raise NetworkError(f"the network has {network.n_outputs} outputs; {self._what_outputs(n_outputs)}")
+            dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
+            self.network_ = network
+            self._seed = int(rng.randint(_SEED_BOUND))
+            self.theta_ = network.init(random_state=self._seed, scheme=self.init, dtype=dtype)
+            self.optimizer_ = None
+            self.n_outputs_ = n_outputs
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            self.best_loss_ = np.inf
+            self.diverged_epoch_ = None
+            self._no_improvement_count = 0
+            self._epochs_done = 0
+            self._first_loss = None
+        network = self.network_
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} targets, the fitted network {self.n_outputs_}")
+        X = X.astype(self.theta_.dtype, copy=False)
+        if self.optimizer_ is None or self.optimizer_.name != self.optimizer:
+            self.optimizer_ = optim.OPTIMIZERS[self.optimizer](self.theta_, lr=self.learning_rate_init,
+                                                               layout=network.layout,
+                                                               **dict(self.optimizer_params or {}))
+        batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else self.batch_size
+        training = Training(network, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle, seed=self._seed,
+                            schedule=make_schedule(self.schedule, n_epochs=self.max_iter,
+                                                   **dict(self.schedule_params or {})),
+                            clip_norm=self.clip_norm)
+        training.epochs_done = self._epochs_done
+        training.history.first_loss = self._first_loss
+        for _ in range(1 if incremental else self.max_iter):
+            loss = training.epoch()
+            self._epochs_done = training.epochs_done
+            self._first_loss = training.history.first_loss
+            if training.history.diverged:
+                self.diverged_epoch_ = self.n_iter_ + 1
+                warnings.warn(f"Training diverged at epoch {self.diverged_epoch_}: "
+                              f"{training.history.divergence_reason()}. The parameters are those of the epoch before;"
+                              " lower learning_rate_init or clip gradients (clip_norm).", ConvergenceWarning,
+                              stacklevel=3)
+                break
+            if training.evaluation is not None:
+                self.theta_ = training.evaluation.copy()  # a rule that evaluates elsewhere: predict there
+            self.n_iter_ += 1
+            self.loss_curve_.append(loss)
+            self.loss_ = loss
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            self._no_improvement_count = self._no_improvement_count + 1 if loss > self.best_loss_ - self.tol else 0
+            self.best_loss_ = min(self.best_loss_, loss)
+            if self._no_improvement_count > self.n_iter_no_change or incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(f"Maximum iterations ({self.max_iter}) reached and the optimization hasn't converged "
+                              "yet.", ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _outputs(self, X):
+        """The network's outputs for X, (n, n_outputs), in θ's dtype."""
+        check_is_fitted(self, "theta_")
+        X = self._flat_features(X, self.network_)
+        X = validate_data(self, X, dtype=_FLOATS, reset=False)
+        return self.network_.predict(self.theta_, X.astype(self.theta_.dtype, copy=False))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):
+    """A declared network as a scikit-learn classifier: one label per sample, two classes or more.
+
+    The network's loss is ``cross_entropy`` and its outputs are one per class of ``classes_`` (sorted);
+    ``predict_proba`` is their softmax. See the module docstring for the parameters.
+    """
+
+    _loss = "cross_entropy"
+
+    def _what_outputs(self, n_outputs):
+        return f"y has {n_outputs} classes"
+
+    def _targets(self, y, first_pass, incremental):
+        if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"{type(self).__name__} takes one label per sample (binary or multiclass), got {kind} y")
+        if first_pass and not (incremental and hasattr(self, "classes_")):
+            # partial_fit's first call takes the classes it was given, a fit those of y
+            self.classes_ = self._classes if incremental else np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class: {self.classes_}")
+        positions = np.searchsorted(self.classes_, y)
+        positions = np.minimum(positions, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[positions], y):
+            raise ValueError(f"y has classes not in classes_ ({self.classes_.tolist()})")
+        return np.eye(len(self.classes_))[positions]
+
+    def fit(self, X, y):
+        """Train the network on X and labels y; returns self."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), keeping the optimizer's state; ``classes`` (every label) on the first call."""
+        if not hasattr(self, "classes_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        self._classes = None if hasattr(self, "classes_") else np.unique(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes): the softmax of the network's outputs."""
+        return _softmax(self._outputs(X).astype(np.float64))
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Predicted class labels."""
+        outputs = self._outputs(X)
+        return self.classes_[np.argmax(outputs, axis=1)]
+
+
+class NetworkRegressor(RegressorMixin, _BaseNetworkEstimator):
+    """A declared network as a scikit-learn regressor of one target or several.
+
+    The network's loss is ``mse`` (torch's ``F.mse_loss``, the mean over every entry) and its outputs
+    are one per target. See the module docstring for the parameters.
+    """
+
+    _loss = "mse"
+
+    def _what_outputs(self, n_outputs):
+        return f"y has {n_outputs} targets"
+
+    def _targets(self, y, first_pass, incremental):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return y.reshape(-1, 1) if y.ndim == 1 else y
+
+    def fit(self, X, y):
+        """Train the network on X and targets y; returns self."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), keeping the optimizer's state."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets, (n_samples,) for one target, else (n_samples, n_targets)."""
+        outputs = self._outputs(X).astype(np.float64, copy=False)
+        return outputs.ravel() if outputs.shape[1] == 1 else outputs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
