@@ -163,7 +163,7 @@ class MLP:
         """The loss on (X, Y), penalty included."""
         from fastgd.kernels.train import dataset_loss
 
-        theta = self._check_theta(theta)
+        theta = self._writeable(self._check_theta(theta))
         X, Y = self.check_data(X, Y)
         chunk = max(1, min(X.shape[0], PREDICT_CHUNK))
         model, activations, batch_X, batch_Y, no_grad = self._forward_workspace(chunk)
@@ -172,13 +172,25 @@ class MLP:
 
     def predict(self, theta, X):
         """Output activations (probabilities for softmax and logistic outputs), shape (n, n_outputs)."""
-        theta = self._check_theta(theta)
+        theta = self._writeable(self._check_theta(theta))
         X, _ = self.check_data(X, None)
         chunk = max(1, min(X.shape[0], PREDICT_CHUNK))
         model, activations, batch_X, batch_Y, no_grad = self._forward_workspace(chunk)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         return predict_in_chunks(model, theta, X, self.layer_sizes, self.activation_code, self.output_code,
                                  activations, chunk, batch_X, batch_Y, no_grad, out)
+
+    def __setstate__(self, state):
+        # a model loaded from a read-only memmap (joblib, scikit-learn's pickle check) holds read-only arrays: the
+        # compiled passes' C signatures are the ones training compiled, for writeable arrays
+        self.__dict__.update({name: value.copy() if isinstance(value, np.ndarray) and not value.flags.writeable
+                              else value for name, value in state.items()})
+
+    @staticmethod
+    def _writeable(theta):
+        """θ as the compiled pass takes it: a read-only θ (a fitted model unpickled from a read-only memmap) is
+        copied, since the pass's C signature is the one training compiled, for a writeable θ."""
+        return theta if theta.flags.writeable else theta.copy()
 
     def _forward_workspace(self, n_rows):
         """The compiled pass training takes (its serial form: prediction compiles no pass of its own) and the buffers

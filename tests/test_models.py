@@ -71,6 +71,17 @@ def test_predictions_and_loss_in_chunks_match_the_reference(monkeypatch):
     assert net.loss(theta, X, Y) == pytest.approx(expected_loss, rel=1e-12)
 
 
+def test_a_read_only_theta_predicts_as_a_writeable_one():
+    """A fitted model unpickled from a read-only memmap has a read-only θ: the compiled pass takes a copy."""
+    net = MLP([5, 7, 3], "tanh", "softmax", alpha=0.1)
+    theta = perturbed_theta(net, seed=3)
+    X, Y = data("softmax", 3, n_samples=11, seed=3)
+    frozen = theta.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(net.predict(frozen, X), net.predict(theta, X))
+    assert net.loss(frozen, X, Y) == net.loss(theta, X, Y)
+
+
 PREDICT_COMPILES = """
 import numpy as np
 from fastgd import MLP, optim
