@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from fastgd import _config, threads
+from fastgd import _config, calibration, threads
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import model_blocks, model_entry, train_epoch, workspace_elements
+from fastgd.kernels.train import (THREADED_MIN_MULTIPLY_ADDS, model_entry, multiply_adds, pass_name, train_epoch,
+                                  workspace_elements)
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
@@ -190,8 +191,14 @@ class Training:
         self._epochs = (_DeviceEpochs if on_device else _HostEpochs)(self)
 
     def _blocks(self):
-        """This epoch's model pass: 1 for the serial pass, else a threaded one (kernels.train.model_blocks)."""
+        """This epoch's model pass: 1 for the serial pass, else a threaded one (calibration.training_pass)."""
         return self._epochs.blocks()
+
+    @property
+    def pass_name(self):
+        """The name of the pass the next epoch takes at today's thread count (:data:`fastgd._config.PASSES`; the
+        device's own pass is ``serial``)."""
+        return pass_name(self._epochs.blocks())
 
     @property
     def threaded(self):
@@ -263,9 +270,11 @@ class _HostEpochs:
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
-        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
-        # asked once: a small network never starts Numba's thread pool nor loads MKL
-        self.may_thread = model_blocks(net.layer_sizes, self.batch_rows, numba.config.NUMBA_NUM_THREADS) != 1
+        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (calibration.training_pass)
+        # asked once: a small network never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so)
+        self.may_thread = _config.PASS != "auto" or (
+            numba.config.NUMBA_NUM_THREADS >= 2
+            and multiply_adds(net.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS)
 
     def blocks(self):
         if not self.may_thread:
@@ -273,8 +282,9 @@ class _HostEpochs:
         n_threads = threads.get_num_threads()
         n_blocks = self.model_blocks.get(n_threads)
         if n_blocks is None:
-            n_blocks = self.model_blocks[n_threads] = model_blocks(self.training.net.layer_sizes, self.batch_rows,
-                                                                   n_threads)
+            net = self.training.net
+            _, n_blocks = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
+            self.model_blocks[n_threads] = n_blocks
         return n_blocks
 
     def keep_last_finite(self):
