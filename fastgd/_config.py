@@ -28,12 +28,14 @@ naming the variable:
     ``fastgd.optim`` is imported).
 ``FASTGD_PASS`` (default ``auto``)
     Which pass an MLP batch takes on the CPU: ``serial`` (SciPy's BLAS, on the threads
-    ``FASTGD_NUM_THREADS`` gives it), ``blocks`` (a block of the batch's rows per thread, MKL
-    single-threaded in each), ``whole_batch_mkl`` (the whole batch's products on MKL's threads, where
-    those are Numba's), or ``auto``: the choice ``fastgd calibrate`` measured and cached for the network's
-    shapes, dtype and thread count (:mod:`fastgd.calibration`), else fixed bounds
-    (``fastgd.kernels.train.model_blocks``). A pass that cannot run here is refused when a training
-    first asks for it (:func:`fastgd.kernels.train.pass_blocks`).
+    ``FASTGD_NUM_THREADS`` gives it), ``one_thread`` (the serial pass with fastgd's loops and the
+    BLAS on one thread, whatever the count set: on a busy machine the faster), ``blocks`` (a block
+    of the batch's rows per thread, MKL single-threaded in each), ``whole_batch_mkl`` (the whole
+    batch's products on MKL's threads, where those are Numba's), or ``auto``: the choice
+    ``fastgd calibrate`` measured and cached for the network's shapes, dtype and thread count
+    (:mod:`fastgd.calibration`), else fixed bounds (``fastgd.kernels.train.model_blocks``). A pass
+    that cannot run here is refused when a training first asks for it
+    (:func:`fastgd.kernels.train.pass_blocks`).
 
 ``FASTGD_PLUGINS`` and ``FASTGD_GENERATED_DIR``
     Plugins loaded with :mod:`fastgd.rules`, and where generated rule modules
@@ -166,7 +168,7 @@ def _env_choice(name, default, choices):
 
 
 # the MLP passes on the CPU that FASTGD_PASS names (fastgd.kernels.train.pass_blocks says what each is)
-PASSES = ("serial", "blocks", "whole_batch_mkl")
+PASSES = ("serial", "one_thread", "blocks", "whole_batch_mkl")
 PASS = _env_choice("FASTGD_PASS", "auto", ("auto",) + PASSES)
 CACHE = _env_flag("FASTGD_CACHE", True)
 FASTMATH = _env_flag("FASTGD_FASTMATH", False)

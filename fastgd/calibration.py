@@ -77,6 +77,8 @@ def candidates(n_rows, n_threads):
     """The passes (:data:`fastgd._config.PASSES`) that can run here for batches of ``n_rows`` on ``n_threads``."""
     names = []
     for name in _config.PASSES:
+        if name == "one_thread" and int(n_threads) < 2:
+            continue  # the serial pass itself
         try:
             pass_blocks(name, n_rows, n_threads)
         except PassUnavailable:
@@ -180,7 +182,8 @@ def _problem(layer_sizes, n_rows, dtype):
 
 def _prepare(name, problem, n_rows, n_threads):
     """A function of no arguments that runs one batch through the pass ``name``, and the context it runs in: the
-    threaded passes with the other BLAS pools on one thread, as a fit runs them (:func:`fastgd.threads.blas_limit`)."""
+    threaded passes with the other BLAS pools on one thread, as a fit runs them (:func:`fastgd.threads.blas_limit`),
+    ``one_thread`` with every pool on one (:func:`fastgd.threads.limit`), as training runs its epochs."""
     model = model_entry(problem[0].dtype, pass_blocks(name, n_rows, n_threads))
     arguments = (model,) + problem + (1,)
     compiled = _config.compile_for(run_batches, arguments)
@@ -188,6 +191,8 @@ def _prepare(name, problem, n_rows, n_threads):
     def run():
         compiled(*arguments)
 
+    if name == "one_thread":
+        return run, lambda: threads.limit(1)
     return run, (lambda: threads.blas_limit(1)) if name != "serial" else contextlib.nullcontext
 
 

@@ -23,6 +23,7 @@ taken as they are when already on the device), the same batches and the same
 math as on the CPU, one host synchronisation per epoch.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -198,7 +199,7 @@ class Training:
     def pass_name(self):
         """The name of the pass the next epoch takes at today's thread count (:data:`fastgd._config.PASSES`; the
         device's own pass is ``serial``)."""
-        return pass_name(self._epochs.blocks())
+        return self._epochs.pass_name()
 
     @property
     def threaded(self):
@@ -271,6 +272,7 @@ class _HostEpochs:
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
         self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (calibration.training_pass)
+        self.pass_names = {}  # thread count -> the name of that pass
         # asked once: a small network never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so)
         self.may_thread = _config.PASS != "auto" or (
             numba.config.NUMBA_NUM_THREADS >= 2
@@ -283,9 +285,13 @@ class _HostEpochs:
         n_blocks = self.model_blocks.get(n_threads)
         if n_blocks is None:
             net = self.training.net
-            _, n_blocks = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
-            self.model_blocks[n_threads] = n_blocks
+            name, n_blocks = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
+            self.model_blocks[n_threads], self.pass_names[n_threads] = n_blocks, name
         return n_blocks
+
+    def pass_name(self):
+        n_blocks = self.blocks()
+        return self.pass_names.get(threads.get_num_threads(), pass_name(n_blocks))
 
     def keep_last_finite(self):
         theta = self.training.theta
@@ -310,9 +316,12 @@ class _HostEpochs:
             # compile (or load from the cache) before the clock starts: epoch seconds are training only.
             # Every later epoch passes the same arrays and scalars of the same types.
             self.compiled = _config.compile_for(train_epoch, arguments)
-        start = time.perf_counter()
-        loss = self.compiled(*arguments)
-        seconds = time.perf_counter() - start
+        # the one_thread pass: this epoch's loops and the BLAS on one thread, whatever the count set
+        one_thread = self.may_thread and self.pass_name() == "one_thread"
+        with threads.limit(1) if one_thread else contextlib.nullcontext():
+            start = time.perf_counter()
+            loss = self.compiled(*arguments)
+            seconds = time.perf_counter() - start
         return loss, seconds, bool(np.isfinite(training.theta).all())
 
 
@@ -331,6 +340,9 @@ class _DeviceEpochs:
 
     def blocks(self):
         return 1  # one pass, the device's
+
+    def pass_name(self):
+        return "serial"
 
     def keep_last_finite(self):
         self.last_finite.copy_to_device(self.training.theta)

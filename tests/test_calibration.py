@@ -142,6 +142,46 @@ def test_a_training_runs_the_cached_choice(fake):
     assert np.isfinite(training.history.loss).all()
 
 
+def test_one_thread_is_a_candidate_from_two_threads_and_can_be_the_cached_choice(fake, monkeypatch):
+    assert REAL_CANDIDATES(64, 1) == ["serial"]  # on one thread the one_thread pass is the serial pass
+    assert REAL_CANDIDATES(64, 2)[:2] == ["serial", "one_thread"]
+    monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "one_thread"])
+    fake.seconds_by_round.update(serial=[9e-3], one_thread=[1e-3])  # a busy machine
+    assert calibration.calibrate(LARGE, 64, np.float64, 2).chosen == "one_thread"
+    monkeypatch.setattr(calibration, "candidates", REAL_CANDIDATES)
+    assert calibration.training_pass(LARGE, 64, np.float64, 2) == ("one_thread", 1)
+
+
+def test_the_one_thread_pass_runs_each_epoch_on_one_thread_and_trains_as_the_serial_pass(generated, monkeypatch):
+    import numba
+
+    from fastgd import threads
+
+    real_limit, seen = threads.limit, []
+
+    @contextlib.contextmanager
+    def recording_limit(n_threads):
+        with real_limit(n_threads):
+            seen.append((n_threads, numba.get_num_threads()))
+            yield
+
+    net = MLP([12, 40, 40, 5], dtype=np.float64)
+    rng = np.random.default_rng(4)
+    X, Y = rng.standard_normal((300, 12)), np.eye(5)[rng.integers(0, 5, 300)]
+    results = {}
+    for name in ("serial", "one_thread"):
+        monkeypatch.setattr(_config, "PASS", name)
+        monkeypatch.setattr(threads, "limit", recording_limit)
+        training = Training(net, optim.Adam(net.init(random_state=1), lr=1e-2), X, Y, 64, seed=3)
+        with real_limit(2):
+            assert training.pass_name == name and not training.threaded
+            results[name] = (training.run(3).loss, training.theta.copy())
+            assert numba.get_num_threads() == 2  # the count set, back after each epoch
+    assert seen == [(1, 1)] * 3  # the one_thread pass's three epochs, none of the serial pass's
+    np.testing.assert_allclose(results["one_thread"][0], results["serial"][0], rtol=1e-12)
+    np.testing.assert_allclose(results["one_thread"][1], results["serial"][1], rtol=1e-10, atol=1e-14)
+
+
 def test_fastgd_pass_refuses_a_pass_that_cannot_run_here_in_one_line(generated, monkeypatch):
     monkeypatch.setattr(mkl, "_state", {"error": "MKL is not installed: pip install \"fastgd[mkl]\" (the mkl wheel)"})
     monkeypatch.setattr(_config, "PASS", "whole_batch_mkl")
@@ -168,8 +208,8 @@ def test_fastgd_pass_is_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("FASTGD_PASS", " Serial ")
     assert _config._env_choice("FASTGD_PASS", "auto", ("auto",) + _config.PASSES) == "serial"
     monkeypatch.setenv("FASTGD_PASS", "fastest")
-    with pytest.raises(_config.SettingError, match="^FASTGD_PASS must be one of auto, serial, blocks, "
-                                                   "whole_batch_mkl, got 'fastest'$"):
+    with pytest.raises(_config.SettingError, match="^FASTGD_PASS must be one of auto, serial, one_thread, "
+                                                   "blocks, whole_batch_mkl, got 'fastest'$"):
         _config._env_choice("FASTGD_PASS", "auto", ("auto",) + _config.PASSES)
 
 
@@ -222,8 +262,8 @@ def test_fastgd_calibrate_refuses_bad_input_in_one_line(generated, tmp_path, arg
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"FASTGD_PASS": "fastest"}, "environment: FASTGD_PASS must be one of auto, serial, blocks, whole_batch_mkl, "
-                                 "got 'fastest'"),
+    ({"FASTGD_PASS": "fastest"}, "environment: FASTGD_PASS must be one of auto, serial, one_thread, blocks, "
+                                 "whole_batch_mkl, got 'fastest'"),
     pytest.param({"FASTGD_PASS": "blocks", "FASTGD_NUM_THREADS": "1"},
                  "environment: FASTGD_PASS=blocks: the blocks pass cannot run here: it needs 2 threads or more, "
                  "fastgd has 1", marks=needs_mkl),

@@ -56,15 +56,17 @@ class PassUnavailable(ValueError):
 def pass_blocks(name, n_rows, n_threads):
     """The ``n_blocks`` of :func:`model_entry` for the pass ``name`` (one of :data:`fastgd._config.PASSES`).
 
-    ``serial``: 1. ``blocks``: one block of rows per thread, ``min(n_threads, n_rows)`` of them, which
-    needs MKL, two of them at least and a threading layer other than workqueue. ``whole_batch_mkl``:
-    :data:`WHOLE_BATCH_ON_MKL`, which needs MKL on Numba's OpenMP threads and more than one thread.
-    Raises :class:`PassUnavailable` (one line, naming the pass and why) for a pass that cannot run here.
+    ``serial``: 1; ``one_thread``: 1 too, the serial pass, which the caller runs with its threads and
+    the BLAS's limited to one (``fastgd.threads.limit(1)``: a kernel cannot set them). ``blocks``: one
+    block of rows per thread, ``min(n_threads, n_rows)`` of them, which needs MKL, two of them at least
+    and a threading layer other than workqueue. ``whole_batch_mkl``: :data:`WHOLE_BATCH_ON_MKL`, which
+    needs MKL on Numba's OpenMP threads and more than one thread. Raises :class:`PassUnavailable` (one
+    line, naming the pass and why) for a pass that cannot run here.
     """
-    if name == "serial":
+    if name in ("serial", "one_thread"):
         return 1
     if name not in ("blocks", "whole_batch_mkl"):
-        raise PassUnavailable(f"unknown pass {name!r}; the passes are serial, blocks, whole_batch_mkl")
+        raise PassUnavailable(f"unknown pass {name!r}; the passes are serial, one_thread, blocks, whole_batch_mkl")
     from fastgd.kernels import mkl
 
     try:
@@ -90,7 +92,8 @@ def pass_blocks(name, n_rows, n_threads):
 
 
 def pass_name(n_blocks):
-    """The name (:data:`fastgd._config.PASSES`) of :func:`model_entry`'s pass ``n_blocks``."""
+    """The name (:data:`fastgd._config.PASSES`) of :func:`model_entry`'s pass ``n_blocks`` (1: ``serial``; the
+    ``one_thread`` pass is the serial one on one thread)."""
     if int(n_blocks) == WHOLE_BATCH_ON_MKL:
         return "whole_batch_mkl"
     return "serial" if int(n_blocks) == 1 else "blocks"
