@@ -60,6 +60,7 @@ class Choice:
     measured: str
 
     def as_dict(self):
+        """The calibration as the cache file stores it (JSON types only)."""
         return {"key": self.key, "chosen": self.chosen, "seconds": self.seconds, "rounds": self.rounds,
                 "measured": self.measured}
 
