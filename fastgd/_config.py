@@ -26,6 +26,16 @@ naming the variable:
     Threads of fastgd's ``prange`` loops and of the BLAS behind its matrix
     products, one count for both (:mod:`fastgd.threads`, which reads it when
     ``fastgd.optim`` is imported).
+``FASTGD_PASS`` (default ``auto``)
+    Which pass an MLP batch takes on the CPU: ``serial`` (SciPy's BLAS, on the threads
+    ``FASTGD_NUM_THREADS`` gives it), ``one_thread`` (the serial pass with fastgd's loops and the
+    BLAS on one thread, whatever the count set: on a busy machine the faster), ``blocks`` (a block
+    of the batch's rows per thread, MKL single-threaded in each), ``whole_batch_mkl`` (the whole
+    batch's products on MKL's threads, where those are Numba's), or ``auto``: the choice
+    ``fastgd calibrate`` measured and cached for the network's shapes, dtype and thread count
+    (:mod:`fastgd.calibration`), else fixed bounds (``fastgd.kernels.train.model_blocks``). A pass
+    that cannot run here is refused when a training first asks for it
+    (:func:`fastgd.kernels.train.pass_blocks`).
 
 ``FASTGD_PLUGINS`` and ``FASTGD_GENERATED_DIR``
     Plugins loaded with :mod:`fastgd.rules`, and where generated rule modules
@@ -65,7 +75,7 @@ from numba._dispatcher import compute_fingerprint
 from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
-           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "jit",
+           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "jit",
            "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
@@ -79,7 +89,7 @@ class SettingWarning(UserWarning):
 
 # every FASTGD_* environment variable fastgd reads (a test finds each name the sources read in this list)
 SETTINGS = ("FASTGD_CACHE", "FASTGD_FASTMATH", "FASTGD_PARALLEL_THRESHOLD", "FASTGD_CUDA_BLOCK_SIZE",
-            "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
+            "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PASS", "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
 
 
 def unknown_settings(environment=None):
@@ -148,6 +158,18 @@ def _env_int(name, default, high):
     return number
 
 
+def _env_choice(name, default, choices):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    if value.strip().lower() not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value.strip().lower()
+
+
+# the MLP passes on the CPU that FASTGD_PASS names (fastgd.kernels.train.pass_blocks says what each is)
+PASSES = ("serial", "one_thread", "blocks", "whole_batch_mkl")
+PASS = _env_choice("FASTGD_PASS", "auto", ("auto",) + PASSES)
 CACHE = _env_flag("FASTGD_CACHE", True)
 FASTMATH = _env_flag("FASTGD_FASTMATH", False)
 PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17, 2 ** 62)

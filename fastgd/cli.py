@@ -7,6 +7,7 @@
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, MKL, CUDA
+    fastgd calibrate --network 100-256-256-10 --batch-size 64    time the MLP passes here, cache the fastest
 
 ``train``, ``landscape``, ``sweep`` and ``compare`` take ``--dataset FILE
 --target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
@@ -131,7 +132,52 @@ def command_info(arguments):
         f"mkl (the threaded training pass): {_mkl_status()}",
         f"cuda: {_cuda_status()}",
     ]
+    lines += _pass_lines()
     print("\n".join(lines))
+
+
+def _pass_lines():
+    """What ``fastgd info`` says of the MLP passes: FASTGD_PASS, and every calibration cached here."""
+    from fastgd import _config, calibration
+
+    choices = calibration.cached_choices()
+    lines = [f"mlp pass (FASTGD_PASS): {_config.PASS}; calibrated choices ({calibration.cache_path()}): "
+             f"{len(choices) or 'none (fastgd calibrate measures them)'}"]
+    return lines + [f"  {choice.describe()}" for choice in choices]
+
+
+def _network(text):
+    """``--network``: layer sizes joined by dashes, e.g. 100-256-256-10."""
+    parts = text.split("-")
+    if len(parts) < 2 or not all(part.isascii() and part.isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected layer sizes joined by dashes, e.g. 100-256-256-10, got {text!r}")
+    return [int(part) for part in parts]
+
+
+def command_calibrate(arguments):
+    import numba
+
+    from fastgd import calibration, threads
+    from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds
+    from fastgd.machine import cpu_model
+
+    layer_sizes, n_rows, dtype = arguments.network, arguments.batch_size, arguments.dtype
+    _check_network(layer_sizes, dtype)
+    n_threads = arguments.threads or threads.get_num_threads()
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        raise CommandError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} (the threads Numba started), "
+                           f"got {n_threads}")
+    network = "-".join(map(str, layer_sizes))
+    print(f"calibrating {network}/{n_rows} {dtype} on {n_threads} threads ({cpu_model()}): "
+          f"{', '.join(calibration.candidates(n_rows, n_threads))}", flush=True)
+    choice = calibration.calibrate(layer_sizes, n_rows, dtype, n_threads, arguments.budget)
+    fastest = choice.seconds[choice.chosen]
+    for name, seconds in sorted(choice.seconds.items(), key=lambda item: item[1]):
+        print(f"  {name:<16} {seconds * 1e3:10.3f} ms per batch  {seconds / fastest:5.2f}× the fastest")
+    print(f"chosen: {choice.chosen} (medians of {choice.rounds} alternated rounds; cached in "
+          f"{calibration.cache_path()})")
+    if multiply_adds(layer_sizes, n_rows) < THREADED_MIN_MULTIPLY_ADDS:
+        print("note: below 2**20 multiply-adds a batch, training takes the serial pass without asking the cache")
 
 
 def _mkl_status():
@@ -713,6 +759,21 @@ def build_parser():
                                description="Print what fastgd runs on.")
     info.set_defaults(handler=command_info)
 
+    calibrate = commands.add_parser(
+        "calibrate", help="time the MLP passes on this machine and cache the fastest for training",
+        description="Time every pass an MLP batch can take here (serial, blocks, whole_batch_mkl) on random data of "
+                    "the network's shapes, alternated for about --budget seconds, print each one's median time per "
+                    "batch, and cache the fastest: training then takes it for this network, batch size, dtype and "
+                    "thread count (FASTGD_PASS=auto).")
+    calibrate.add_argument("--network", type=_network, default=[100, 256, 256, 10],
+                           help="layer sizes joined by dashes (default: 100-256-256-10)")
+    calibrate.add_argument("--batch-size", type=_positive_int, default=64, help="rows a batch (default: 64)")
+    calibrate.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    calibrate.add_argument("--threads", type=_positive_int, help="threads (default: fastgd's, FASTGD_NUM_THREADS)")
+    calibrate.add_argument("--budget", type=_positive_float, default=0.2,
+                           help="seconds of timed rounds, all passes together (default: 0.2; two rounds at least)")
+    calibrate.set_defaults(handler=command_calibrate)
+
     sweep = commands.add_parser(
         "sweep", help="train every rule over data sets, learning rates and seeds into a SQLite store",
         description="Run a sweep (a TOML CONFIG or a preset) into a SQLite store. Runs already in the store are "
@@ -847,6 +908,13 @@ def _check_environment():
         _config.check_setting_names()
         import fastgd.rules  # noqa: F401
         import fastgd.threads  # noqa: F401  (FASTGD_NUM_THREADS)
+        if _config.PASS != "auto":
+            from fastgd.kernels.train import pass_blocks
+
+            try:
+                pass_blocks(_config.PASS, 2, fastgd.threads.get_num_threads())
+            except ValueError as error:
+                raise _config.SettingError(f"FASTGD_PASS={_config.PASS}: {error}") from None
     except ValueError as error:
         raise CommandError(f"environment: {error}") from None
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["provenance", "physical_memory_bytes"]
+__all__ = ["provenance", "physical_memory_bytes", "cpu_model"]
 
 
 def provenance(device="cpu"):
@@ -37,15 +37,20 @@ def _static_provenance():
                                 capture_output=True, text=True, timeout=5, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return {"fastgd": fastgd.__version__, "git_commit": commit, "numba": numba.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": sys.version.split()[0],
             "cpu": cpu, "cpu_count": os.cpu_count(), "host": platform.node()}
+
+
+@functools.cache
+def cpu_model():
+    """The CPU's model name ("AMD EPYC 9R14 96-Core Processor"), from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def _threading_layer():

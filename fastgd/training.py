@@ -28,6 +28,7 @@ and :func:`epoch_arguments` builds the epoch's argument list from either model a
 may then come as (n, *input_shape) or flat. Its epochs run on the CPU only, for now.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,9 +36,9 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from fastgd import _config, threads
+from fastgd import _config, calibration, threads
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import model_blocks, train_epoch
+from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds, pass_name, train_epoch
 from fastgd.networks import Network
 from fastgd.optim import Optimizer
 
@@ -206,8 +207,14 @@ class Training:
         self._epochs = (_DeviceEpochs if on_device else _HostEpochs)(self)
 
     def _blocks(self):
-        """This epoch's model pass: 1 for the serial pass, else a threaded one (kernels.train.model_blocks)."""
+        """This epoch's model pass: 1 for the serial pass, else a threaded one (calibration.training_pass)."""
         return self._epochs.blocks()
+
+    @property
+    def pass_name(self):
+        """The name of the pass the next epoch takes at today's thread count (:data:`fastgd._config.PASSES`; the
+        device's own pass is ``serial``)."""
+        return self._epochs.pass_name()
 
     @property
     def threaded(self):
@@ -279,10 +286,13 @@ class _HostEpochs:
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
-        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (kernels.train.model_blocks)
-        # asked once: a small network never starts Numba's thread pool nor loads MKL; a declared one has one pass
-        self.may_thread = not isinstance(net, Network) and model_blocks(
-            net.layer_sizes, self.batch_rows, numba.config.NUMBA_NUM_THREADS) != 1
+        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (calibration.training_pass)
+        self.pass_names = {}  # thread count -> the name of that pass
+        # asked once: a small network never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so);
+        # a declared network has one pass
+        self.may_thread = not isinstance(net, Network) and (_config.PASS != "auto" or (
+            numba.config.NUMBA_NUM_THREADS >= 2
+            and multiply_adds(net.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS))
 
     def blocks(self):
         if not self.may_thread:
@@ -290,9 +300,14 @@ class _HostEpochs:
         n_threads = threads.get_num_threads()
         n_blocks = self.model_blocks.get(n_threads)
         if n_blocks is None:
-            n_blocks = self.model_blocks[n_threads] = model_blocks(self.training.net.layer_sizes, self.batch_rows,
-                                                                   n_threads)
+            net = self.training.net
+            name, n_blocks = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
+            self.model_blocks[n_threads], self.pass_names[n_threads] = n_blocks, name
         return n_blocks
+
+    def pass_name(self):
+        n_blocks = self.blocks()
+        return self.pass_names.get(threads.get_num_threads(), pass_name(n_blocks))
 
     def keep_last_finite(self):
         theta = self.training.theta
@@ -315,9 +330,12 @@ class _HostEpochs:
             # compile (or load from the cache) before the clock starts: epoch seconds are training only.
             # Every later epoch passes the same arrays and scalars of the same types.
             self.compiled = _config.compile_for(train_epoch, arguments)
-        start = time.perf_counter()
-        loss = self.compiled(*arguments)
-        seconds = time.perf_counter() - start
+        # the one_thread pass: this epoch's loops and the BLAS on one thread, whatever the count set
+        one_thread = self.may_thread and self.pass_name() == "one_thread"
+        with threads.limit(1) if one_thread else contextlib.nullcontext():
+            start = time.perf_counter()
+            loss = self.compiled(*arguments)
+            seconds = time.perf_counter() - start
         return loss, seconds, bool(np.isfinite(training.theta).all())
 
 
@@ -352,6 +370,9 @@ class _DeviceEpochs:
 
     def blocks(self):
         return 1  # one pass, the device's
+
+    def pass_name(self):
+        return "serial"
 
     def keep_last_finite(self):
         self.last_finite.copy_to_device(self.training.theta)

@@ -306,3 +306,23 @@ def test_network_speed_takes_the_highest_share_and_peer_ratio_from_the_floor():
     assert floor["highest_share"] == pytest.approx(0.4)
     assert floor["highest_peer_ratio"] == pytest.approx(0.6 / 0.25)  # the faster peer, JAX
     assert "floor" not in networks[1]
+
+
+def test_network_speed_names_the_pass_fastgd_took_the_cpu_and_the_load():
+    """issue 29: a time of fastgd's means little without the pass that made it (and the CPU and its load)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("network_speed", ROOT / "benchmarks" / "scripts" / "network_speed.py")
+    network_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(network_speed)
+    network = dict(label="100-256-256-10/64, float32", dtype="float32", row_peak_flops=2e11, matmul_flops=1e10,
+                   seconds={"fastgd": 0.1, "jax": 0.2}, spread={"fastgd": [0.1, 0.1], "jax": [0.2, 0.2]},
+                   peak_blas=["mkl"], fastgd_pass=["serial"])
+    results = dict(cpus=2, cpu="AMD EPYC", threads="2 Numba threads", networks=[network],
+                   load_average=(5.6, 4.3, 5.1), fastgd_pass_setting="auto",
+                   fit_fixed_cost=dict(fit=0.02, fixed=0.001, beyond_compiled=0.001), import_numba_seconds=0.2,
+                   numba_floor_seconds=0.5, adam_step_seconds=0.56, warm_fit_seconds=0.2)
+    network_speed.share_of_the_run_peak(results["networks"])
+    text = "\n".join(network_speed.report(results))
+    assert "on 2 CPUs, AMD EPYC (2 Numba threads; load average at the start 5.6 / 4.3 / 5.1 (1, 5, 15 min))" in text
+    assert "| 100-256-256-10/64, float32 | 100.00 ms (serial) | n/a | n/a | 2.00 |" in text

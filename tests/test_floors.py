@@ -76,8 +76,10 @@ def test_the_floor_of_a_trainer_leaves_its_training_alone(batch_size, monkeypatc
     from fastgd.kernels import train
 
     data = datasets.load("digits")
-    if batch_size == 200:  # large enough to take the whole batch on MKL's threads
-        monkeypatch.setattr(train, "THREADED_MIN_MULTIPLY_ADDS", 1)
+    from fastgd import _config
+
+    # the whole batch on MKL's threads for the larger batch, the serial pass for the other (FASTGD_PASS)
+    monkeypatch.setattr(_config, "PASS", "serial" if batch_size == 32 else "whole_batch_mkl")
     trainer = baselines.FastgdTrainer(data, "adam", (32,), batch_size, "float64")
     trainer.epoch()
     assert trainer.training._blocks() == (1 if batch_size == 32 else train.WHOLE_BATCH_ON_MKL)
@@ -85,7 +87,7 @@ def test_the_floor_of_a_trainer_leaves_its_training_alone(batch_size, monkeypatc
     before = [array.copy() for array in (trainer.training.theta, packed.states, packed.counters)]
     seconds = trainer.floor_seconds(0.01)
     assert set(seconds) == {"products", "steps"}
-    assert all(0 < value < 1 for value in seconds.values())
+    assert all(0 < value < 1 for value in seconds.values()), seconds
     packed = trainer.training.optimizer.packed()
     for got, want in zip((trainer.training.theta, packed.states, packed.counters), before):
         np.testing.assert_array_equal(got, want)

@@ -73,8 +73,8 @@ def test_every_setting_fastgd_reads_is_known_and_a_misspelt_one_names_the_neares
     assert read == set(_config.SETTINGS)
     assert _config.unknown_settings({"FASTGD_NUM_THREAD": "2", "FASTGD_CACHE": "1", "NUMBA_CACHE_DIR": "x"}) == [
         "FASTGD_NUM_THREAD is not a fastgd setting (did you mean FASTGD_NUM_THREADS?)"]
-    [line] = _config.unknown_settings({"FASTGD_XYZZY": "1"})
-    assert line.startswith("FASTGD_XYZZY is not a fastgd setting; the settings are FASTGD_CACHE,")
+    [line] = _config.unknown_settings({"FASTGD_XYZZY_QWERTY": "1"})
+    assert line.startswith("FASTGD_XYZZY_QWERTY is not a fastgd setting; the settings are FASTGD_CACHE,")
     with pytest.raises(_config.SettingError, match="^FASTGD_FAST_MATH is not a fastgd setting"):
         _config.check_setting_names({"FASTGD_FAST_MATH": "1"})
 

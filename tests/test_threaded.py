@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastgd import MLP, optim, reference
+from fastgd import MLP, _config, optim, reference, threads
 from fastgd.kernels import mkl
 from fastgd.kernels import train as train_kernels
 from fastgd.kernels.mlp import workspace_size
@@ -155,16 +155,17 @@ def test_training_with_the_threaded_pass_follows_the_serial_one(monkeypatch):
     net = MLP([12, 40, 40, 5], "relu", "softmax", alpha=1e-4)
     X, Y = _data(net, 300, seed=4)
     results = []
-    for n_blocks in (1, 2, train_kernels.WHOLE_BATCH_ON_MKL):
-        monkeypatch.setattr("fastgd.training.model_blocks", lambda layer_sizes, n_rows, n_threads, n=n_blocks: n)
+    passes = ("serial", "blocks", "whole_batch_mkl")
+    for name in passes:
+        monkeypatch.setattr(_config, "PASS", name)  # FASTGD_PASS
         training = Training(net, optim.Adam(net.init(random_state=1), lr=1e-2, layout=net.layout), X, Y, 64, seed=3)
-        assert training.threaded == (n_blocks != 1)
+        assert training.threaded == (name != "serial") and training.pass_name == name
         history = training.run(5)
         results.append((np.array(history.loss), training.theta.copy(), training._epochs.model_blocks))
     (serial_losses, serial_theta, serial_blocks), *threaded = results
     assert set(serial_blocks.values()) <= {1}
-    for (losses, theta, blocks), n_blocks in zip(threaded, (2, train_kernels.WHOLE_BATCH_ON_MKL)):
-        assert set(blocks.values()) == {n_blocks}
+    for (losses, theta, blocks), name in zip(threaded, passes[1:]):
+        assert set(blocks.values()) == {train_kernels.pass_blocks(name, 64, threads.get_num_threads())}
         np.testing.assert_allclose(losses, serial_losses, rtol=1e-10)
         np.testing.assert_allclose(theta, serial_theta, rtol=1e-8, atol=1e-10)
         assert losses[-1] < losses[0]  # it trains (on random labels: slowly)
@@ -250,7 +251,7 @@ def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_bloc
     threads.blas_limit(1) (and trains, with early stopping's validation products in between), another does not."""
     import contextlib
 
-    from fastgd import MLPClassifier, threads
+    from fastgd import MLPClassifier
 
     limits = []
 
@@ -260,7 +261,7 @@ def test_a_fit_on_the_threaded_pass_keeps_blas_to_one_thread(monkeypatch, n_bloc
         yield
 
     monkeypatch.setattr(threads, "blas_limit", recording_limit)
-    monkeypatch.setattr("fastgd.training.model_blocks", lambda layer_sizes, n_rows, n_threads: n_blocks)
+    monkeypatch.setattr(_config, "PASS", train_kernels.pass_name(n_blocks))
     X = np.random.default_rng(0).standard_normal((200, 6))
     y = (X[:, 0] > 0).astype(int)
     classifier = MLPClassifier(hidden_layer_sizes=(16,), batch_size=32, max_iter=3, early_stopping=True,

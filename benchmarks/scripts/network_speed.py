@@ -50,7 +50,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from benchmarks import common  # noqa: E402
-from fastgd import baselines, threads  # noqa: E402
+from fastgd import _config, baselines, threads  # noqa: E402
+from fastgd.machine import cpu_model  # noqa: E402
 
 IMPLEMENTATIONS = ("fastgd", "sklearn", "torch", "jax")
 NETWORKS = list(common.NETWORKS)  # labels "layer sizes/batch size", the table asv's NetworkEpoch runs too
@@ -88,7 +89,9 @@ def worker(label, implementation, block, data_dir):
             print(json.dumps(str(missing)))
         return
     first = block_seconds(trainer, implementation, 1)  # pays what a first call costs
-    print(json.dumps(block_seconds(trainer, implementation, max(2, round(block / first)))))
+    seconds = block_seconds(trainer, implementation, max(2, round(block / first)))
+    # fastgd's: which pass its epochs took (FASTGD_PASS, the cached calibration, or the fixed bounds)
+    print(json.dumps([seconds, trainer.training.pass_name] if implementation == "fastgd" else seconds))
 
 
 def _in_fresh_process(label, implementation, block, data_dir):
@@ -100,7 +103,7 @@ def _in_fresh_process(label, implementation, block, data_dir):
 def measure_network(label, rounds, block, data_dir):
     network = common.NETWORKS[label]
     data = common.load_network_data(label, data_dir)
-    seconds, peaks, floors, missing = {}, [], [], {}
+    seconds, peaks, floors, missing, passes = {}, [], [], {}, set()
     for round_index in range(rounds):
         order = [implementation for implementation in IMPLEMENTATIONS if implementation not in missing]
         order = order[round_index % len(order):] + order[:round_index % len(order)]
@@ -110,12 +113,15 @@ def measure_network(label, rounds, block, data_dir):
                 missing[implementation] = result
                 print(f"{label}: {implementation} left out ({result})", file=sys.stderr)
             else:
+                if implementation == "fastgd":
+                    result, pass_name = result
+                    passes.add(pass_name)
                 seconds.setdefault(implementation, []).append(result)
         peaks.append(_in_fresh_process(label, "peak", block, data_dir))
         floors.append(_in_fresh_process(label, "floor", block, data_dir))
     layer_sizes = [data.n_features, *network.hidden, data.n_outputs]
     result = {"label": f"{label}, {network.dtype}", "dtype": network.dtype, "n_train": int(data.X_train.shape[0]),
-              "layer_sizes": layer_sizes, "batch_size": network.batch_size,
+              "layer_sizes": layer_sizes, "batch_size": network.batch_size, "fastgd_pass": sorted(passes),
               "seconds": {implementation: float(np.median(values)) for implementation, values in seconds.items()},
               "spread": {implementation: [float(min(values)), float(max(values))]
                          for implementation, values in seconds.items()},
@@ -194,7 +200,8 @@ def main():
         label, implementation, block, data_dir = arguments.worker
         worker(label, implementation, float(block), data_dir)
         return
-    results = {"cpus": os.cpu_count(), "threads": threads.describe(), "networks": []}
+    results = {"cpus": os.cpu_count(), "threads": threads.describe(), "networks": [], "cpu": cpu_model(),
+               "fastgd_pass_setting": _config.PASS, "load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory() as data_dir:
         for label in NETWORKS:  # each set generated once, here, before the workers load it
             common.load_network_data(label, data_dir)
@@ -220,11 +227,19 @@ def _times(seconds):
     return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+def _load(results):
+    load = results.get("load_average")
+    return " / ".join(f"{value:.1f}" for value in load) + " (1, 5, 15 min)" if load else "not recorded"
+
+
 def report(results):
     lines = ["# Training speed at real network sizes", "",
              f"Adam, ReLU, median seconds per epoch over rounds that alternate the implementations, each "
              f"measurement in a fresh process; one run of "
-             f"`benchmarks/scripts/network_speed.py` on {results['cpus']} CPUs ({results['threads']}). "
+             f"`benchmarks/scripts/network_speed.py` on {results['cpus']} CPUs, "
+             f"{results.get('cpu', 'CPU not recorded')} ({results['threads']}; load average at the start "
+             f"{_load(results)}). fastgd's pass "
+             f"(FASTGD_PASS={results.get('fastgd_pass_setting', 'auto')}) is named beside its time. "
              "Ratios are the other implementation's time over fastgd's, from this run. The GEMM share is "
              "against the highest 2048² peak of the dtype in this run (through "
              f"{' and '.join(sorted({blas for network in results['networks'] for blas in network['peak_blas']}))}).",
@@ -235,7 +250,8 @@ def report(results):
         seconds = network["seconds"]
         ratios = [f"{seconds[name] / seconds['fastgd']:.2f}" if name in seconds else "n/a"
                   for name in ("sklearn", "torch", "jax")]
-        lines.append(f"| {network['label']} | {_times(seconds['fastgd'])} | {' | '.join(ratios)} | "
+        ran = ", ".join(network.get("fastgd_pass", [])) or "pass not recorded"
+        lines.append(f"| {network['label']} | {_times(seconds['fastgd'])} ({ran}) | {' | '.join(ratios)} | "
                      f"{network['gemm_share']:.0%} of {network['peak_flops'] / 1e9:.0f} GFLOP/s "
                      f"(peak beside its rounds: {network['row_peak_flops'] / 1e9:.0f}) |")
     lines += ["", "Seconds per epoch of each implementation (median, and the range over rounds):", "",

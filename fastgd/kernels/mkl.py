@@ -38,7 +38,7 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["MKLError", "available", "load", "describe", "shares_numbas_threads", "gemm"]
+__all__ = ["MKLError", "available", "load", "describe", "version", "shares_numbas_threads", "gemm"]
 
 _ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
 _SEQUENTIAL, _GNU = 1, 3  # MKL_THREADING_SEQUENTIAL, MKL_THREADING_GNU
@@ -137,6 +137,11 @@ def describe():
     if "path" in _state:
         return f"{_state['version']} ({_state['path']}; threads: {_LAYER_NAMES[_state['layer']]})"
     return _state.get("error", "not loaded")
+
+
+def version():
+    """MKL's version string once loaded (:func:`load`), else None."""
+    return _state.get("version")
 
 
 def shares_numbas_threads():

@@ -31,7 +31,8 @@ from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
-           "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks", "WHOLE_BATCH_ON_MKL"]
+           "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks", "pass_blocks",
+           "pass_name", "PassUnavailable", "multiply_adds", "WHOLE_BATCH_ON_MKL"]
 
 
 # Which pass a batch takes, by its multiply-adds (rows × Σ n_in·n_out). Below 2²⁰ a batch's products are so
@@ -45,6 +46,62 @@ THREADED_MIN_ROWS_PER_BLOCK = 16
 WHOLE_BATCH_ON_MKL = 0
 
 
+def multiply_adds(layer_sizes, n_rows):
+    """A batch's multiply-adds in its forward products: ``n_rows`` × Σ n_in·n_out."""
+    sizes = np.asarray(layer_sizes, dtype=np.int64)
+    return int(n_rows) * int(np.sum(sizes[:-1] * sizes[1:]))
+
+
+class PassUnavailable(ValueError):
+    """A pass named by :data:`fastgd._config.PASSES` cannot run here; the message is one line saying why."""
+
+
+def pass_blocks(name, n_rows, n_threads):
+    """The ``n_blocks`` of :func:`model_entry` for the pass ``name`` (one of :data:`fastgd._config.PASSES`).
+
+    ``serial``: 1; ``one_thread``: 1 too, the serial pass, which the caller runs with its threads and
+    the BLAS's limited to one (``fastgd.threads.limit(1)``: a kernel cannot set them). ``blocks``: one
+    block of rows per thread, ``min(n_threads, n_rows)`` of them, which needs MKL, two of them at least
+    and a threading layer other than workqueue. ``whole_batch_mkl``: :data:`WHOLE_BATCH_ON_MKL`, which
+    needs MKL on Numba's OpenMP threads and more than one thread. Raises :class:`PassUnavailable` (one
+    line, naming the pass and why) for a pass that cannot run here.
+    """
+    if name in ("serial", "one_thread"):
+        return 1
+    if name not in ("blocks", "whole_batch_mkl"):
+        raise PassUnavailable(f"unknown pass {name!r}; the passes are serial, one_thread, blocks, whole_batch_mkl")
+    from fastgd.kernels import mkl
+
+    try:
+        mkl.load()
+    except mkl.MKLError as error:
+        raise PassUnavailable(f"the {name} pass cannot run here: {error}") from None
+    if int(n_threads) < 2:
+        raise PassUnavailable(f"the {name} pass cannot run here: it needs 2 threads or more, fastgd has {n_threads}")
+    numba.get_num_threads()  # starts Numba's threads, so that the layer is known
+    layer = numba.threading_layer()
+    if name == "whole_batch_mkl":
+        if not mkl.shares_numbas_threads():
+            raise PassUnavailable(f"the {name} pass cannot run here: MKL's threads are not Numba's (Numba's "
+                                  f"threading layer is {layer}, MKL's {mkl.describe()})")
+        return WHOLE_BATCH_ON_MKL
+    if layer == "workqueue":
+        raise PassUnavailable(f"the {name} pass cannot run here: Numba's workqueue threading layer ends the "
+                              "process when two threads start parallel regions at once")
+    n_blocks = min(int(n_threads), int(n_rows))
+    if n_blocks < 2:
+        raise PassUnavailable(f"the {name} pass cannot run here: one row a batch cannot be split in blocks")
+    return n_blocks
+
+
+def pass_name(n_blocks):
+    """The name (:data:`fastgd._config.PASSES`) of :func:`model_entry`'s pass ``n_blocks`` (1: ``serial``; the
+    ``one_thread`` pass is the serial one on one thread)."""
+    if int(n_blocks) == WHOLE_BATCH_ON_MKL:
+        return "whole_batch_mkl"
+    return "serial" if int(n_blocks) == 1 else "blocks"
+
+
 def model_blocks(layer_sizes, n_rows, n_threads):
     """Which pass :func:`model_entry` should take for batches of ``n_rows`` on ``n_threads`` threads.
 
@@ -53,9 +110,8 @@ def model_blocks(layer_sizes, n_rows, n_threads):
     thread and at least 16 rows a block, up to 2²⁶ (see above). Both need MKL, more than one
     thread and a threading layer other than workqueue.
     """
-    sizes = np.asarray(layer_sizes, dtype=np.int64)
-    multiply_adds = int(n_rows) * int(np.sum(sizes[:-1] * sizes[1:]))
-    if int(n_threads) < 2 or multiply_adds < THREADED_MIN_MULTIPLY_ADDS:
+    batch_multiply_adds = multiply_adds(layer_sizes, n_rows)
+    if int(n_threads) < 2 or batch_multiply_adds < THREADED_MIN_MULTIPLY_ADDS:
         return 1
     from fastgd.kernels import mkl
 
@@ -68,7 +124,7 @@ def model_blocks(layer_sizes, n_rows, n_threads):
     if mkl.shares_numbas_threads():
         return WHOLE_BATCH_ON_MKL
     n_blocks = min(int(n_threads), int(n_rows) // THREADED_MIN_ROWS_PER_BLOCK)
-    return n_blocks if n_blocks >= 2 and multiply_adds <= THREADED_MAX_MULTIPLY_ADDS else 1
+    return n_blocks if n_blocks >= 2 and batch_multiply_adds <= THREADED_MAX_MULTIPLY_ADDS else 1
 
 
 def model_signature(dtype):

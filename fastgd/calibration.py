@@ -1,0 +1,258 @@
+"""Which pass an MLP batch takes on the CPU, measured on this machine and cached (as FFTW's wisdom is).
+
+The passes (:data:`fastgd._config.PASSES`, :func:`fastgd.kernels.train.pass_blocks`) compute the same
+gradient; which is fastest depends on the CPU, the BLAS libraries, the network's shapes, the dtype and
+the threads: MKL's products beat OpenBLAS's on the Intel Xeon machines and lose by 2× at 64 rows on the
+AMD EPYC ones (reports/design_measurements.md). :func:`calibrate` times every candidate that can run
+here on random data of the network's shapes, a batch at a time, the candidates alternated round by
+round for about :data:`BUDGET_SECONDS` (each candidate's compiled pass is loaded, or compiled, before the
+clock starts), and keeps the medians and the fastest in a JSON file (:func:`cache_path`) keyed by
+:func:`cache_key`: the CPU model, the layer sizes, the batch's rows, the dtype, the thread count, Numba's
+threading layer and the versions of Numba, NumPy, SciPy (whose BLAS the serial pass calls) and MKL.
+
+Training (:func:`training_pass`) takes ``FASTGD_PASS`` where it names a pass, else the cached choice
+for its key, else the fixed bounds of :func:`fastgd.kernels.train.model_blocks`. It does not calibrate
+by itself: loading the two MKL passes a fit would not otherwise run costs more than the time bound
+(seconds when they are not yet in Numba's cache), and a choice made by a timing inside a test run
+would change from run to run which pass, and so which last bits, the tests see. ``fastgd calibrate``
+measures; ``fastgd info`` shows what was chosen and every candidate's time.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgd import _config, threads
+from fastgd.kernels import mlp
+from fastgd.kernels.calibrate import run_batches
+from fastgd.kernels.train import (THREADED_MIN_MULTIPLY_ADDS, PassUnavailable, model_blocks, model_entry,
+                                  multiply_adds, pass_blocks, pass_name)
+from fastgd.machine import cpu_model
+
+__all__ = ["BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
+           "cached_choices", "training_pass"]
+
+# the time of a calibration's timed rounds, all candidates together (at least MIN_ROUNDS rounds are run)
+BUDGET_SECONDS = 0.2
+MIN_ROUNDS = 2
+MAX_ROUNDS = 25
+CACHE_NAME = "pass_choices.json"
+CACHE_FORMAT = 1
+
+# the clock of the timed rounds (tests put a fake one here)
+clock = time.perf_counter
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A calibration: its ``key`` (:func:`cache_key`), the pass ``chosen``, each candidate's median ``seconds``
+    per batch, the number of timed ``rounds`` and when it was ``measured`` (UTC, ISO 8601)."""
+
+    key: dict
+    chosen: str
+    seconds: dict
+    rounds: int
+    measured: str
+
+    def as_dict(self):
+        """The calibration as the cache file stores it (JSON types only)."""
+        return {"key": self.key, "chosen": self.chosen, "seconds": self.seconds, "rounds": self.rounds,
+                "measured": self.measured}
+
+    def describe(self):
+        """One line: the network, the choice and every candidate's time per batch, fastest first."""
+        key = self.key
+        times = ", ".join(f"{name} {seconds * 1e3:.3f} ms" for name, seconds in
+                          sorted(self.seconds.items(), key=lambda item: item[1]))
+        network = "-".join(str(size) for size in key["layer_sizes"])
+        return (f"{network}/{key['batch_rows']} {key['dtype']}, {key['threads']} threads: {self.chosen} "
+                f"(per batch: {times}; measured {self.measured})")
+
+
+def candidates(n_rows, n_threads):
+    """The passes (:data:`fastgd._config.PASSES`) that can run here for batches of ``n_rows`` on ``n_threads``."""
+    names = []
+    for name in _config.PASSES:
+        if name == "one_thread" and int(n_threads) < 2:
+            continue  # the serial pass itself
+        try:
+            pass_blocks(name, n_rows, n_threads)
+        except PassUnavailable:
+            continue
+        names.append(name)
+    return names
+
+
+def cache_key(layer_sizes, n_rows, dtype, n_threads):
+    """What a calibration is valid for: the machine, the shapes, the dtype, the threads and the libraries."""
+    import numba
+    import scipy
+
+    from fastgd.kernels import mkl
+
+    mkl.available()  # loads it where it is installed, so that its version is known
+    numba.get_num_threads()  # starts Numba's threads, so that the layer is known
+    return {"cpu": cpu_model(), "layer_sizes": [int(size) for size in layer_sizes], "batch_rows": int(n_rows),
+            "dtype": np.dtype(dtype).name, "threads": int(n_threads), "threading_layer": numba.threading_layer(),
+            "numba": numba.__version__, "numpy": np.__version__, "scipy": scipy.__version__, "mkl": mkl.version()}
+
+
+def cache_path():
+    """The JSON file of cached calibrations, in the directory of fastgd's generated files
+    (:func:`fastgd.rules.compile.generated_directory`, ``FASTGD_GENERATED_DIR`` where set)."""
+    from fastgd.rules.compile import generated_directory
+
+    return os.path.join(generated_directory(), CACHE_NAME)
+
+
+def _key_text(key):
+    return json.dumps(key, sort_keys=True)
+
+
+_READ = {}  # path -> (its modification time in ns, its entries)
+
+
+def _entries(path):
+    """The cache file's entries (key text -> entry); none where it is missing, unreadable or of another format."""
+    try:
+        modified = os.stat(path).st_mtime_ns
+    except OSError:
+        return {}
+    known = _READ.get(path)
+    if known is not None and known[0] == modified:
+        return known[1]
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+        entries = content["entries"] if content.get("format") == CACHE_FORMAT else {}
+    except (OSError, ValueError, KeyError, AttributeError):
+        entries = {}
+    _READ[path] = (modified, entries)
+    return entries
+
+
+def _store(choice):
+    import filelock
+
+    path = cache_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with filelock.FileLock(path + ".lock"):
+        _READ.pop(path, None)
+        entries = dict(_entries(path))
+        entries[_key_text(choice.key)] = choice.as_dict()
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump({"format": CACHE_FORMAT, "entries": entries}, file, indent=1, sort_keys=True)
+        os.replace(temporary, path)
+        _READ.pop(path, None)
+
+
+def _choice(entry):
+    return Choice(entry["key"], entry["chosen"], dict(entry["seconds"]), int(entry["rounds"]), entry["measured"])
+
+
+def cached(layer_sizes, n_rows, dtype, n_threads):
+    """The cached :class:`Choice` for this key (:func:`cache_key`), or None."""
+    entry = _entries(cache_path()).get(_key_text(cache_key(layer_sizes, n_rows, dtype, n_threads)))
+    return None if entry is None else _choice(entry)
+
+
+def cached_choices():
+    """Every cached :class:`Choice`, in the order of their keys."""
+    return [_choice(entry) for _, entry in sorted(_entries(cache_path()).items())]
+
+
+def _problem(layer_sizes, n_rows, dtype):
+    """Random θ and a batch of the network's shapes, and the workspaces a pass writes (as training allocates them)."""
+    dtype = np.dtype(dtype)
+    sizes = np.asarray(layer_sizes, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    theta = (rng.standard_normal(mlp.n_params(sizes)) * 0.05).astype(dtype)
+    X = rng.standard_normal((int(n_rows), int(sizes[0]))).astype(dtype)
+    Y = np.eye(int(sizes[-1]), dtype=dtype)[rng.integers(0, int(sizes[-1]), int(n_rows))]
+    X.flags.writeable = Y.flags.writeable = False  # as training passes them
+    workspace = int(n_rows) * int(np.sum(sizes[1:]))
+    return (theta, X, Y, sizes, mlp.RELU, mlp.SOFTMAX, 1e-4, np.empty_like(theta), np.empty(workspace, dtype),
+            np.empty(workspace, dtype))
+
+
+def _prepare(name, problem, n_rows, n_threads):
+    """A function of no arguments that runs one batch through the pass ``name``, and the context it runs in: the
+    threaded passes with the other BLAS pools on one thread, as a fit runs them (:func:`fastgd.threads.blas_limit`),
+    ``one_thread`` with every pool on one (:func:`fastgd.threads.limit`), as training runs its epochs."""
+    model = model_entry(problem[0].dtype, pass_blocks(name, n_rows, n_threads))
+    arguments = (model,) + problem + (1,)
+    compiled = _config.compile_for(run_batches, arguments)
+
+    def run():
+        compiled(*arguments)
+
+    if name == "one_thread":
+        return run, lambda: threads.limit(1)
+    return run, (lambda: threads.blas_limit(1)) if name != "serial" else contextlib.nullcontext
+
+
+def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS):
+    """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
+
+    Every candidate is loaded (or compiled) and run once before the clock starts; then rounds of one batch
+    per candidate, in turn, until ``budget_seconds`` have passed (at least :data:`MIN_ROUNDS`, at most
+    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`).
+    """
+    names = candidates(n_rows, n_threads)
+    problem = _problem(layer_sizes, n_rows, dtype)
+    times = {name: [] for name in names}
+    rounds = 0
+    with threads.limit(n_threads):
+        runs = {name: _prepare(name, problem, n_rows, n_threads) for name in names}
+        for run, context in runs.values():
+            with context():
+                run()
+        start = clock()
+        while rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or clock() - start < budget_seconds):
+            for name in names:
+                run, context = runs[name]
+                with context():
+                    before = clock()
+                    run()
+                    times[name].append(clock() - before)
+            rounds += 1
+    return {name: float(np.median(seconds)) for name, seconds in times.items()}, rounds
+
+
+def calibrate(layer_sizes, n_rows, dtype, n_threads=None, budget_seconds=BUDGET_SECONDS):
+    """Measure every candidate (:func:`measure`), cache the result under its key and return it as a :class:`Choice`
+    (the fastest candidate chosen). ``n_threads`` defaults to :func:`fastgd.threads.get_num_threads`."""
+    n_threads = threads.get_num_threads() if n_threads is None else int(n_threads)
+    key = cache_key(layer_sizes, n_rows, dtype, n_threads)
+    seconds, rounds = measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds)
+    measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    choice = Choice(key, min(seconds, key=seconds.get), seconds, rounds, measured)
+    _store(choice)
+    return choice
+
+
+def training_pass(layer_sizes, n_rows, dtype, n_threads):
+    """``(name, n_blocks)``: the pass a training's batches of ``n_rows`` take on ``n_threads`` threads.
+
+    ``FASTGD_PASS`` where it names one (a :class:`fastgd._config.SettingError` in one line where that pass
+    cannot run here); else, from 2²⁰ multiply-adds a batch on two threads or more (below, the serial pass: the
+    products cost calls, not arithmetic), the cached calibration for this key; else
+    :func:`fastgd.kernels.train.model_blocks`' fixed bounds.
+    """
+    if _config.PASS != "auto":
+        try:
+            return _config.PASS, pass_blocks(_config.PASS, n_rows, n_threads)
+        except PassUnavailable as error:
+            raise _config.SettingError(f"FASTGD_PASS={_config.PASS}: {error}") from None
+    if int(n_threads) >= 2 and multiply_adds(layer_sizes, n_rows) >= THREADED_MIN_MULTIPLY_ADDS:
+        choice = cached(layer_sizes, n_rows, dtype, n_threads)
+        if choice is not None and choice.chosen in candidates(n_rows, n_threads):
+            return choice.chosen, pass_blocks(choice.chosen, n_rows, n_threads)
+    n_blocks = model_blocks(layer_sizes, n_rows, n_threads)
+    return pass_name(n_blocks), n_blocks
