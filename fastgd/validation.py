@@ -30,4 +30,5 @@ def is_seed(value):
 
 
 def _is_bool(value):
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # NumPy's, without importing NumPy
+    # NumPy's booleans (named bool_ before NumPy 2, bool since), without importing NumPy
+    return isinstance(value, bool) or type(value).__name__ in ("bool", "bool_")

@@ -9,6 +9,7 @@ but the reader's trail goes to ``sub``).
 import ast
 import pathlib
 
+import numpy as np
 import pytest
 
 import fastgd
@@ -157,3 +158,16 @@ def test_each_module_says_what_it_holds_and_each_public_function_its_contract(na
     assert ast.get_docstring(tree), f"{name} does not open with a docstring saying what it holds"
     undocumented = [node.name for node in _public_definitions(tree) if not ast.get_docstring(node)]
     assert not undocumented, f"{name}: {undocumented} have no docstring"
+
+
+@pytest.mark.parametrize("value, integer, real", [
+    (3, True, True), (np.int64(3), True, True), (2.5, False, True), (np.float32(2.5), False, True),
+    (True, False, False), (np.True_, False, False), ("3", False, False), (None, False, False),
+])
+def test_one_vocabulary_says_what_a_number_is(value, integer, real):
+    """fastgd.validation, which the rules, the configurations, the data sets and the command line share: a bool
+    (Python's or NumPy's) is never a number."""
+    from fastgd import validation
+
+    assert validation.is_integer(value) is integer and validation.is_real(value) is real
+    assert validation.is_seed(value) is (integer and 0 <= value <= validation.MAX_SEED)

@@ -65,6 +65,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastgd.validation import is_integer, is_real
+
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
            "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "LogUniform",
            "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
@@ -124,8 +126,6 @@ _DISTRIBUTIONS = (LogUniform, Uniform, OneMinusLogUniform)
 
 # --- hyperparameters -------------------------------------------------------------------------
 
-def _is_real(value):
-    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
 
 
 class Hyperparameter:
@@ -195,7 +195,7 @@ class Real(Hyperparameter):
         return True
 
     def check(self, name, value):
-        if not _is_real(value):
+        if not is_real(value):
             raise TypeError(f"{self._label(name)} must be a real number, got {value!r}")
         value = float(value)
         if not self._inside(value):
@@ -257,7 +257,7 @@ class Reals(Hyperparameter):
             if item is None and self.names[index] in self.optional:
                 checked.append(None)
                 continue
-            if not _is_real(item):
+            if not is_real(item):
                 raise TypeError(f"{self.label} at index {index} must be a real number, got {item!r}")
             if not self._element._inside(float(item)):
                 if self.messages:
@@ -302,7 +302,7 @@ class Integer(Hyperparameter):
 
     def check(self, name, value):
         label = self.label or f"{name} value"
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if not is_integer(value):
             raise TypeError(f"{label} must be an integer, got {value!r}")
         if value < self.low or (self.high is not None and value > self.high):
             raise ValueError(self.message.format(value=value) if self.message else f"Invalid {label}: {value}")
@@ -608,7 +608,7 @@ class Rule:
                     self._fail(f"the search space of {name!r} must be LogUniform, Uniform or OneMinusLogUniform, got "
                                f"{distribution!r}")
                 low, high = distribution.low, distribution.high
-                if not (_is_real(low) and _is_real(high) and math.isfinite(low) and math.isfinite(high)
+                if not (is_real(low) and is_real(high) and math.isfinite(low) and math.isfinite(high)
                         and low < high):
                     self._fail(f"the search space of {name!r} needs finite low < high, got {distribution!r}")
                 if isinstance(distribution, LogUniform) and low <= 0:
@@ -655,7 +655,7 @@ class Rule:
             except Exception as error:
                 raise RuleError(f"rule {self.name!r}: the initial value of state {name!r} raised "
                                 f"{type(error).__name__}: {error}") from None
-            if _is_real(value):
+            if is_real(value):
                 return float(value)
             value = np.asarray(value)
             if value.shape != params.shape:
@@ -716,13 +716,13 @@ class Rule:
                 self._fail(f"state {name!r} exists 'when' {slot.when!r}, which is not a flag of the rule ({flags})")
             if isinstance(slot.initial, str) and slot.initial not in self.hyperparameters:
                 self._fail(f"state {name!r} starts at hyperparameter {slot.initial!r}, which the rule does not have")
-            if not (isinstance(slot.initial, str) or callable(slot.initial) or _is_real(slot.initial)):
+            if not (isinstance(slot.initial, str) or callable(slot.initial) or is_real(slot.initial)):
                 shape = getattr(slot.initial, "shape", None)
                 given = f"an array of shape {tuple(shape)}" if shape is not None else repr(slot.initial)
                 self._fail(f"state {name!r} must start at a number, a hyperparameter name or a function "
                            f"(params, hyperparameters) -> array, got {given}")
         for name, slot in self.scalar_state.items():
-            if not isinstance(slot, ScalarState) or not _is_real(slot.initial):
+            if not isinstance(slot, ScalarState) or not is_real(slot.initial):
                 self._fail(f"scalar state {name!r} must be a fastgd.rules.ScalarState with a number")
 
         scalars = self.scalar_names
