@@ -656,7 +656,7 @@ COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
     from fastgd.report.sections import record_artefacts
-    from fastgd.report.throughput import measure
+    from fastgd.baselines.throughput import measure
     from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
     from fastgd.sweep.measure import record_datasets
     from fastgd.sweep.store import check_store_path

@@ -245,7 +245,7 @@ def test_a_store_copied_elsewhere_gives_the_same_report_and_computes_nothing(qui
     import pandas as pd
 
     import fastgd.machine
-    import fastgd.report.throughput
+    import fastgd.baselines.throughput
     import fastgd.sweep.measure
     from fastgd import datasets, functions, landscape, training
 
@@ -256,7 +256,7 @@ def test_a_store_copied_elsewhere_gives_the_same_report_and_computes_nothing(qui
     for owner, name in [(training.Training, "run"), (functions, "trajectory"), (functions, "best_learning_rate"),
                         (functions, "value_and_gradient"), (fastgd.sweep.measure, "gradient_checks"),
                         (landscape, "trained_landscape"), (landscape, "line"), (landscape, "plane"),
-                        (fastgd.report.throughput, "measure"),
+                        (fastgd.baselines.throughput, "measure"),
                         (fastgd.machine, "provenance"), (fastgd.sweep.measure, "describe_machine"),
                         (platform, "platform")]:
         monkeypatch.setattr(owner, name, _refuse(f"{owner.__name__}.{name}"))

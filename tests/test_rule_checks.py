@@ -288,9 +288,9 @@ def test_a_bad_rule_name_is_refused_at_declaration(name, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["kernel_parameters", "sgd_element", "memory"])
-def test_a_rule_name_taken_by_fastgd_kernels_is_refused(name):
-    _refused(name, f"the name is taken by fastgd.kernels.{name}", element=_named_element)
+@pytest.mark.parametrize("name", ["kernel_parameters", "compiled", "get"])
+def test_a_rule_name_taken_by_fastgd_rules_kernels_is_refused(name):
+    _refused(name, f"the name is taken by fastgd.rules.kernels.{name}", element=_named_element)
 
 
 def _slot_element(name):
@@ -347,7 +347,7 @@ def test_the_generated_names_list_covers_every_name_the_generated_code_binds():
 
 def test_a_rule_without_a_reference_has_its_step_timed_alone_and_unregistering_drops_a_reference():
     from fastgd import reference
-    from fastgd.report import throughput
+    from fastgd.baselines import throughput
 
     rules.register(rules.Rule("no_reference", element=_named_element, hyperparameters=HYPERPARAMETERS))
     try:

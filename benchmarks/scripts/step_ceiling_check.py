@@ -2,7 +2,7 @@
 
     python benchmarks/scripts/step_ceiling_check.py [--parameters 10000000] [--limit 1.05]
 
-Measures, as the comparison report does (``fastgd.report.throughput.measure``, the steps and
+Measures, as the comparison report does (``fastgd.baselines.throughput.measure``, the steps and
 the references alone: no training), every rule's fastgd step at ``--parameters`` float32
 parameters (median time) and the in-place read-modify-write bandwidth of as many arrays over
 as many elements (best time, all cores, before and after the steps), and prints each rule's
@@ -17,7 +17,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from fastgd.report.throughput import ceiling_shares, measure  # noqa: E402
+from fastgd.baselines.throughput import measure  # noqa: E402
+from fastgd.report.throughput import ceiling_shares  # noqa: E402
 
 
 def main():

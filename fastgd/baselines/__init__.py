@@ -1,6 +1,6 @@
 """The one measurement layer: the baselines fastgd is compared with, the timer, and the machine's limits.
 
-The comparison report (:mod:`fastgd.report.throughput`), the asv suite (``benchmarks/``, whose
+The comparison report (:mod:`.throughput`, which it reads), the asv suite (``benchmarks/``, whose
 ``common.py`` keeps only asv's glue: parameter grids, the Numba cache lock, data files generated
 once per run) and the speed scripts all measure through this package, so that they quote the
 same numbers for the same thing.

@@ -16,7 +16,7 @@ it has an element and that is not 0, the kernel leaves everything as it is
 trip):
 
 ``launch``
-    The CPU kernel's signature (``fastgd.kernels.<rule>``) plus ``halt``.
+    The CPU kernel's signature (``fastgd.rules.kernels.<rule>``) plus ``halt``.
 ``packed_launch``
     The packed signature of ``packed_step`` plus ``halt``: what the optimizer
     classes and :mod:`fastgd.cuda.train` call. ``hyper`` and ``counters`` stay

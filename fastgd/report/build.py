@@ -32,7 +32,7 @@ __all__ = ["build_report", "save_throughput", "load_throughput", "summary_lines"
 
 
 def save_throughput(throughput, out_dir):
-    """Write :func:`fastgd.report.throughput.measure`'s dict into ``out_dir`` as ``fastgd compare`` leaves it beside
+    """Write :func:`fastgd.baselines.throughput.measure`'s dict into ``out_dir`` as ``fastgd compare`` leaves it beside
     its report: ``throughput_training.csv``, ``throughput_steps.csv``, ``throughput_training_repeats.csv`` (where
     the repeats were kept) and ``throughput_machine.json``; :func:`load_throughput` reads them back."""
     out_dir = Path(out_dir)

@@ -319,7 +319,7 @@ def draw_performance_profile(runs, out_dir):
 
 
 def draw_throughput(throughput, out_dir):
-    """:func:`fastgd.report.throughput.measure`'s dict (as measured, as stored, or as read from its files): training
+    """:func:`fastgd.baselines.throughput.measure`'s dict (as measured, as stored, or as read from its files): training
     samples per second of every implementation on each data set (the median of the repeats, whiskers to the
     slowest and fastest), and each update step's bytes per second against parameters beside Adam's in-place
     ceiling and main memory's triad; its data is the steps' table."""

@@ -149,10 +149,10 @@ def _numeric_grid(value, shape):
     return array.shape == shape and array.dtype.kind == "f"
 
 
-# --- throughput: measured by fastgd.report.throughput.measure just before, stored as JSON ---------------------------
+# --- throughput: measured by fastgd.baselines.throughput.measure just before, stored as JSON -----------------------
 
 def _throughput_content(measuring):
-    """:func:`fastgd.report.throughput.measure`'s dict as JSON: its tables (DataFrames) as lists of rows, the rest
+    """:func:`fastgd.baselines.throughput.measure`'s dict as JSON: its tables (DataFrames) as lists of rows, the rest
     (the machine's limits) as it is, whatever keys either has; None where none was measured."""
     import pandas as pd
 
@@ -465,7 +465,7 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
     ``config``: the sweep's :class:`fastgd.sweep.SweepConfig`, whose data sets
     each get their artefact of a per-data-set section (a loss landscape: its
     network as the sweep trains it); without one, none. ``throughput``:
-    :func:`fastgd.report.throughput.measure`'s dict, stored as it is (without
+    :func:`fastgd.baselines.throughput.measure`'s dict, stored as it is (without
     it, the throughput stored before stays). ``asv_results``: a directory
     whose history summary is stored. Trajectories are made for every rule of
     the store's runs that is registered here.

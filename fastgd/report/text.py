@@ -182,6 +182,6 @@ def limit_lines(throughput):
 
 
 def throughput_lines(throughput):
-    """What the summary says of ``throughput`` (:func:`fastgd.report.throughput.measure`'s dict): the training
+    """What the summary says of ``throughput`` (:func:`fastgd.baselines.throughput.measure`'s dict): the training
     speed-ups, the Adam step's, and the steps' and products' shares of the machine's limits."""
     return training_ratio_lines(throughput) + step_ratio_lines(throughput) + limit_lines(throughput)

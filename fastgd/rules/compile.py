@@ -13,7 +13,7 @@ changed definition never loads stale machine code. The module holds:
     launcher computes it on the host; the CPU functions below compute the same
     lines inline.
 ``kernel`` / ``kernel_parallel``
-    The public kernel (``fastgd.kernels.<rule>``): ``(params, grad, *state
+    The public kernel (``fastgd.rules.kernels.<rule>``): ``(params, grad, *state
     arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
     scalar state, if the rule has any. The loop over the vector (``range`` /
     ``prange``) calls the element function with the composed weight decay;

@@ -443,7 +443,7 @@ GENERATED_NAMES = frozenset({
     "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "ndim", "no_halt", "np", "numba",
     "out", "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange",
     "range", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
-# A rule's name becomes a file name (its generated modules) and an attribute (fastgd.kernels.<name>, and
+# A rule's name becomes a file name (its generated modules) and an attribute (fastgd.rules.kernels.<name>, and
 # <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
 MAX_RULE_NAME_LENGTH = 64
 
@@ -679,7 +679,7 @@ class Rule:
         if self.name.startswith("_"):
             raise RuleError(f"a rule's name must not start with '_' (private and dunder names), got {self.name!r}")
         if self.name.endswith("_parallel"):
-            raise RuleError(f"a rule's name must not end in '_parallel' (fastgd.kernels.<rule>_parallel is each "
+            raise RuleError(f"a rule's name must not end in '_parallel' (fastgd.rules.kernels.<rule>_parallel is each "
                             f"rule's prange kernel), got {self.name!r}")
         if not self.hyperparameters or next(iter(self.hyperparameters)) != "lr":
             self._fail("its first hyperparameter must be the learning rate 'lr' (schedules scale it)")

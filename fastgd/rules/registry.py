@@ -9,7 +9,6 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import pkgutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -88,13 +87,12 @@ def _register(rule, replace):
     with _LOCK:
         if rule.name in _BUILTIN:
             raise RuleError(f"rule {rule.name!r}: the name is a built-in rule's; choose another name")
-        from fastgd import kernels
+        from fastgd.rules import kernels
 
-        # fastgd.kernels.<rule> would be this function or module, not the rule's kernel
-        submodules = {module.name for module in pkgutil.iter_modules(kernels.__path__)}
-        if rule.name in vars(kernels) or rule.name in submodules:
-            raise RuleError(f"rule {rule.name!r}: the name is taken by fastgd.kernels.{rule.name}; choose another "
-                            "name")
+        # fastgd.rules.kernels.<rule> would be that module's own function, not the rule's kernel
+        if rule.name in vars(kernels):
+            raise RuleError(f"rule {rule.name!r}: the name is taken by fastgd.rules.kernels.{rule.name}; choose "
+                            "another name")
         existing = _RULES.get(rule.name)
         origin = _ORIGIN.get(rule.name)
         # a plugin file loaded again after an edit replaces its own rules

@@ -9,7 +9,7 @@ later draw without computing anything.
 * :func:`dataset_descriptions` (stored by :func:`record_datasets` before a sweep runs): where each data set comes
   from, its size, hash and target loss.
 
-The throughput is measured by :func:`fastgd.report.throughput.measure`, on the measurement layer the asv suite
+The throughput is measured by :func:`fastgd.baselines.throughput.measure`, on the measurement layer the asv suite
 shares (:mod:`fastgd.baselines`). This module sits at the sweep's layer because a landscape and a description take
 the sweep's configuration.
 """

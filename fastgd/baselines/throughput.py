@@ -1,0 +1,190 @@
+"""Throughput of fastgd against the baselines, measured here and now: what the comparison report stores and shows.
+
+Every number comes from this package (:mod:`fastgd.baselines`), the measurement layer the asv suite uses too:
+the same trainers, steps, timer (``baselines.seconds_per_call``) and machine limits, so that a row
+here and the asv benchmark named beside it are the same measurement.
+
+Three tables (pandas DataFrames) and the machine's limits:
+
+* ``training``: seconds per epoch and samples per second of a fit (``Trainer.seconds_per_epoch``;
+  asv's ``bench_training.Epoch.track_samples_per_second`` at batch 32, Adam): one hidden layer of
+  32 ReLU units, the rule's learning rate from ``baselines.LEARNING_RATES``, float64 (PyTorch
+  float32), on each data set, for every implementation installed; the median of ``repeats``
+  timings, every implementation on the same number of threads (``threads``);
+* ``training_repeats``: each of those timings (dataset, implementation, repeat, seconds_per_epoch).
+  The implementations take turns within each repeat, in an order that rotates, so that a busy
+  moment of a shared machine falls on all of them and not on one: :func:`training_ratios` pairs
+  them by repeat and gives each ratio's spread;
+* ``steps``: seconds (median, first and third quartiles over batches of calls) and effective bandwidth of
+  one update-rule step, every rule, float32, over parameter counts, for fastgd (the kernel users get
+  at that size), NumPy and torch.optim (fused where torch has it); ``kernel`` names the
+  ``baselines.STEP_IMPLEMENTATIONS`` entry timed (asv's ``bench_optim.UpdateStep.track_bandwidth``);
+* ``machine``: the steps' references at the largest size (``in_place_bytes_per_second``: bytes/s
+  of 1 to 4 float32 arrays updated in place from one more, keyed by that number: a step's own
+  access pattern, its traffic alone, best of repeats, all cores), the last-level cache's size
+  (``last_level_cache_bytes``: a working set below it streams from the cache), STREAM's triad beside it (main
+  memory), the GEMM peak at 2048² (``gemm_flops_<dtype>``) and at each training network's own
+  matrix products (``gemm_flops_at_network_sizes``: dtype → "layer sizes/batch" → FLOP/s), and the threads
+  each implementation was given (``threads``: for training and for steps, implementation → how).
+
+:mod:`fastgd.report.throughput` reads these tables: the ratios and their spread, each step's share of its
+reference.
+"""
+
+import numpy as np
+
+from fastgd import datasets, optim, reference
+from fastgd.baselines.limits import (InPlaceStreams, arrays_written, bytes_moved, gemm_rate, last_level_cache_bytes,
+                                     network_gemm_rate, triad_bandwidth)
+from fastgd.baselines.steps import TORCH_OPTIMIZERS, step_callable, users_step_implementation, worth_timing
+from fastgd.baselines.timer import per_call_seconds
+from fastgd.baselines.trainers import (IMPLEMENTATIONS, available, dataset, same_threads, torch_available,
+                                       warmed_trainer)
+from fastgd.kernels.memory import MAX_STREAMS
+
+__all__ = ["measure", "PARAMETER_COUNTS", "EPOCH_SETTINGS", "TRAINING_THREADS"]
+
+PARAMETER_COUNTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+# asv's bench_training.Epoch at (dataset, 32, "adam", dtype, implementation)
+EPOCH_SETTINGS = dict(hidden=32, batch_size=32, rule="adam")
+EPOCH_DTYPES = {"torch": "float32"}  # the others float64
+STEP_DTYPE = "float32"
+# one thread each: a ratio that does not move with the machine's load (see same_threads)
+TRAINING_THREADS = 1
+
+
+def _network_label(layer_sizes, batch_size):
+    return "-".join(map(str, layer_sizes)) + f"/{batch_size}"
+
+
+def _step_kernels(rule, size):
+    """(the implementation as the report names it, the STEP_IMPLEMENTATIONS key timed), each baseline with the
+    rule."""
+    kernels = [("fastgd", users_step_implementation(size))]
+    if worth_timing(rule, size, "numpy"):
+        kernels.append(("numpy", "numpy"))
+    if torch_available() and rule in TORCH_OPTIMIZERS:
+        kernels.append(("torch", "torch_fused" if worth_timing(rule, size, "torch_fused") else "torch"))
+    return kernels
+
+
+def _warmed_step(rule, size, kernel):
+    """The step, called once (compiled); torch's default loop where it has no fused kernel for the rule."""
+    try:
+        step = step_callable(rule, size, STEP_DTYPE, kernel)
+        step()
+    except (NotImplementedError, RuntimeError) as unsupported:
+        if kernel != "torch_fused":
+            raise
+        if isinstance(unsupported, RuntimeError) and "fused" not in str(unsupported):
+            raise
+        return _warmed_step(rule, size, "torch")
+    return step, kernel
+
+
+def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_COUNTS, rules=None, repeats=5,
+            budget_seconds=0.05, progress=None, training_threads=TRAINING_THREADS):
+    """Run every measurement; ``progress(message)`` is called before each group.
+
+    ``dataset_names``: names :func:`fastgd.baselines.dataset` reads, or ``fastgd.datasets.Dataset``
+    objects (a user's file, as the sweep reads it). Each training figure is timed ``repeats`` times
+    for about ``budget_seconds`` each (at least one epoch), the implementations taking turns, all on
+    ``training_threads`` threads; each step for about ``budget_seconds`` in at least ``repeats``
+    batches of calls, every implementation on as many threads as fastgd's loops use.
+    """
+    import pandas as pd
+
+    from fastgd import threads
+
+    say = progress or (lambda message: None)
+    rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
+    implementations = [i for i in IMPLEMENTATIONS if available(i)]
+    largest = max(parameter_counts)
+
+    say("machine: memory bandwidth and matrix-multiply peak")
+    written = {rule: arrays_written(rule) for rule in rules}
+
+    # the steps' references, measured again after each step at the largest size and at the end, keeping the best:
+    # the load of a shared machine drifts, and a reference measured only in a busy moment would sit below a step
+    # timed in a quiet one
+    streams = {arrays: InPlaceStreams(largest, arrays, STEP_DTYPE)
+               for arrays in sorted(set(written.values())) if arrays <= MAX_STREAMS}
+    best = {}
+
+    def measure_reference(arrays):
+        if arrays in streams:
+            streams[arrays]()
+            best[arrays] = max(best.get(arrays, 0.0), streams[arrays].bandwidth(budget_seconds))
+
+    for arrays in streams:
+        measure_reference(arrays)
+    machine = {"in_place_bytes_per_second": {},
+               "in_place_parameters": largest,
+               # whether the steps at the largest size stream from the cache or from main memory
+               "last_level_cache_bytes": last_level_cache_bytes(),
+               "triad_bytes_per_second": triad_bandwidth(budget_seconds=budget_seconds),
+               "gemm_flops_float64": gemm_rate("float64", budget_seconds),
+               "gemm_flops_float32": gemm_rate("float32", budget_seconds),
+               "gemm_flops_at_network_sizes": {}, "threads": {}}
+
+    training, timings, networks = [], [], []
+    with same_threads(training_threads) as told:
+        machine["threads"]["training"] = {implementation: told[implementation] for implementation in implementations}
+        for name in dataset_names:
+            data = name if isinstance(name, datasets.Dataset) else dataset(name)
+            say(f"training throughput on {data.name}")
+            layer_sizes = [data.n_features, EPOCH_SETTINGS["hidden"], data.n_outputs]
+            dtypes = {implementation: EPOCH_DTYPES.get(implementation, "float64") for implementation in implementations}
+            trainers = {implementation: warmed_trainer(implementation, data, dtype=dtypes[implementation],
+                                                                 **EPOCH_SETTINGS)
+                        for implementation in implementations}
+            for repeat in range(repeats):
+                turn = repeat % len(implementations)
+                for implementation in implementations[turn:] + implementations[:turn]:
+                    timings.append(dict(dataset=data.name, implementation=implementation, repeat=repeat,
+                                        seconds_per_epoch=trainers[implementation].seconds_per_epoch(budget_seconds)))
+            for implementation in implementations:
+                seconds = float(np.median([row["seconds_per_epoch"] for row in timings if row["dataset"] == data.name
+                                           and row["implementation"] == implementation]))
+                training.append(dict(dataset=data.name, implementation=implementation, dtype=dtypes[implementation],
+                                     seconds_per_epoch=seconds,
+                                     samples_per_second=trainers[implementation].n_samples / seconds,
+                                     repeats=repeats, threads=training_threads))
+            networks.extend((layer_sizes, dtype) for dtype in sorted(set(dtypes.values())))
+    for layer_sizes, dtype in networks:  # the BLAS's rate on all its threads, as the peak beside it
+        machine["gemm_flops_at_network_sizes"].setdefault(dtype, {})[
+            _network_label(layer_sizes, EPOCH_SETTINGS["batch_size"])] = network_gemm_rate(
+            layer_sizes, EPOCH_SETTINGS["batch_size"], dtype, budget_seconds)
+
+    steps = []
+    alone = [rule for rule in rules if rule not in reference.RULES]
+    if alone:
+        say(f"{', '.join(alone)}: no NumPy reference declared; the compiled rule's step is timed alone")
+    step_threads = threads.get_num_threads()
+    with same_threads(step_threads) as told:
+        machine["threads"]["steps"] = {implementation: told[implementation] for implementation in ("fastgd", "numpy",
+                                                                                                    "torch")
+                                       if implementation in told}
+        for size in parameter_counts:
+            say(f"update-rule steps on {size:,} parameters")
+            for rule in rules:
+                moved = bytes_moved(written[rule], STEP_DTYPE, size)
+                for implementation, kernel in _step_kernels(rule, size):
+                    step, kernel = _warmed_step(rule, size, kernel)
+                    timed = per_call_seconds(step, budget_seconds, min_repeats=repeats)
+                    seconds = float(np.median(timed))
+                    # the middle half of the batches: dozens of millisecond batches, of which the odd one
+                    # meets a busy moment; the extremes would call every step on a shared machine unreliable
+                    low, high = (float(value) for value in np.percentile(timed, [25, 75]))
+                    steps.append(dict(rule=rule, parameters=size, implementation=implementation, kernel=kernel,
+                                      seconds=seconds, seconds_low=low, seconds_high=high,
+                                      bytes_per_second=moved / seconds, arrays_written=written[rule]))
+                if size == largest:
+                    measure_reference(written[rule])
+        for arrays in streams:
+            measure_reference(arrays)
+    machine["in_place_bytes_per_second"] = {str(arrays): rate for arrays, rate in best.items()}
+    return {"training": pd.DataFrame(training), "training_repeats": pd.DataFrame(timings), "steps": pd.DataFrame(steps),
+            "machine": machine}
+
+
