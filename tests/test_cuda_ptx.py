@@ -215,7 +215,8 @@ def test_a_gpu_array_without_a_gpu_is_refused_with_the_reason():
 
 
 def test_an_unknown_device_is_refused():
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+    with pytest.raises(ValueError, match=r"The 'device' parameter of MLPClassifier must be a str among .*'cpu'.*"
+                                         r"Got 'gpu' instead"):
         MLPClassifier(device="gpu").fit(np.zeros((4, 2)), [0, 1, 0, 1])
 
 
