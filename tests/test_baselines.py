@@ -38,8 +38,8 @@ def test_a_trainer_is_one_class_registered_by_its_name(a_new_trainer):
 ])
 def test_a_trainer_says_which_rules_it_lacks_before_it_is_built(implementation, rule, reason):
     trainer = baselines.TRAINERS[implementation]
-    if trainer.skip_reason() is not None:
-        pytest.skip(trainer.skip_reason())  # the optional package is not installed here
+    for module in trainer.requires:  # torch (the compare extra), jax and optax (the jax extra)
+        pytest.importorskip(module, reason=f"{module} is not installed ({trainer.install})")
     assert trainer.skip_reason(rule) == reason
     assert trainer.skip_reason("adam") is None
     with pytest.raises(NotImplementedError, match=reason):
