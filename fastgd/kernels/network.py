@@ -131,16 +131,21 @@ def _group_size(columns, n_rows, depth, c_out, positions):
 
 
 @jit(inline=True)
-def _forward_layer(theta, layer, n_rows, activations, columns):
-    real = theta.dtype.type
-    kind = layer[PLAN_KIND]
+def _layer_geometry(layer, n_rows):
+    """A plan row's fields, in the order both passes unpack them, with the sizes and the batch's starts they imply."""
     c_in, height, width = layer[PLAN_IN_C], layer[PLAN_IN_H], layer[PLAN_IN_W]
     c_out, out_h, out_w = layer[PLAN_OUT_C], layer[PLAN_OUT_H], layer[PLAN_OUT_W]
-    in_size, out_size = c_in * height * width, c_out * out_h * out_w
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    weight, bias = layer[PLAN_WEIGHT], layer[PLAN_BIAS]
-    kh, kw, sh, sw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W], layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W]
-    pt, pl = layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]
+    return (layer[PLAN_KIND], c_in, height, width, c_out, out_h, out_w, c_in * height * width, c_out * out_h * out_w,
+            n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW], layer[PLAN_WEIGHT], layer[PLAN_BIAS],
+            layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W], layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W],
+            layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
+
+
+@jit(inline=True)
+def _forward_layer(theta, layer, n_rows, activations, columns):
+    real = theta.dtype.type
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
     inputs = activations[in_start:in_start + n_rows * in_size]
     outputs = activations[out_start:out_start + n_rows * out_size]
     if kind == DENSE:
@@ -216,14 +221,8 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
     """Fill the layer's part of ``grad`` from the deltas of its outputs; with ``input_deltas``, those of its inputs."""
     real = theta.dtype.type
     zero, one = real(0.0), real(1.0)
-    kind = layer[PLAN_KIND]
-    c_in, height, width = layer[PLAN_IN_C], layer[PLAN_IN_H], layer[PLAN_IN_W]
-    c_out, out_h, out_w = layer[PLAN_OUT_C], layer[PLAN_OUT_H], layer[PLAN_OUT_W]
-    in_size, out_size = c_in * height * width, c_out * out_h * out_w
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    weight, bias = layer[PLAN_WEIGHT], layer[PLAN_BIAS]
-    kh, kw, sh, sw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W], layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W]
-    pt, pl = layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
     inputs = activations[in_start:in_start + n_rows * in_size]
     outputs = activations[out_start:out_start + n_rows * out_size]
     below = deltas[in_start:in_start + n_rows * in_size]
