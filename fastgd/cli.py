@@ -840,9 +840,7 @@ def build_parser():
                                 description="One training run; prints loss and seconds per epoch, then the test "
                                             "metric.")
     _add_dataset_options(train, default="digits")
-    train.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
-    train.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate")
-    train.add_argument("--epochs", type=_positive_int, default=20)
+    _add_rule_options(train, lr=1e-3)
     train.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     train.add_argument("--network", metavar="NAME", help="a known network (fastgd.networks.KNOWN, e.g. digits_cnn on "
                        "digits) instead of the MLP; the data set's rows are its inputs, flattened")
@@ -868,9 +866,7 @@ def build_parser():
                                     description="Train an MLP, then draw its loss along filter-normalised random "
                                                 "directions.")
     _add_dataset_options(landscape, default="digits")
-    landscape.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
-    landscape.add_argument("--lr", type=_positive_float, default=3e-3, help="learning rate")
-    landscape.add_argument("--epochs", type=_positive_int, default=20)
+    _add_rule_options(landscape, lr=3e-3)
     landscape.add_argument("--hidden", type=_positive_int, nargs="*", default=[32])
     landscape.add_argument("--extent", type=_positive_float, default=1.0, help="the slice spans [-extent, extent]")
     landscape.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED}")
@@ -881,6 +877,13 @@ def build_parser():
         command.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                              help="a Python file (or module) that registers rules with fastgd.rules; repeatable")
     return parser
+
+
+def _add_rule_options(command, lr):
+    """The rule, learning rate and epochs of a command that trains one network (train, landscape)."""
+    command.add_argument("--optimizer", default="adam", help="rule from fastgd.optim.OPTIMIZERS")
+    command.add_argument("--lr", type=_positive_float, default=lr, help="learning rate")
+    command.add_argument("--epochs", type=_positive_int, default=20)
 
 
 def _load_plugins(arguments):

@@ -76,6 +76,7 @@ from fastgd import rules as rule_registry
 from fastgd.kernels.mlp import ACTIVATIONS
 from fastgd.models import MLP
 from fastgd.training import SCHEDULES, Training, make_schedule
+from fastgd.validation import DenseInputOnly
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -239,7 +240,7 @@ def _on_host(array):
     return array if isinstance(array, np.ndarray) else array.copy_to_host()
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(DenseInputOnly, BaseEstimator):
     """What the classifier and the regressor share: parameters, fit loop, predictions."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
@@ -491,7 +492,7 @@ class _BaseMLP(BaseEstimator):
         elif self.device == "cuda" and not _evaluates_elsewhere(self.optimizer_.rule):
             self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have changed since (coefs_ are views)
         # the rule that trains: the fitted optimizer's (partial_fit keeps it whatever `optimizer` says since)
-        evaluates_elsewhere = _evaluates_elsewhere(self.optimizer_.rule)
+        refresh_theta = self._theta_refresh(_evaluates_elsewhere(self.optimizer_.rule))
         # an integer random_state is the batch order's seed itself, as `fastgd train --seed` and sweeps use it: the
         # same settings give the same run (a seed drawn from rng after the weights gave another batch order)
         integer_seed = isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool)
@@ -513,13 +514,7 @@ class _BaseMLP(BaseEstimator):
                 if per_epoch_schedule is not None:
                     self.optimizer_.param_groups[0]["lr"] = self._epoch_learning_rate
                 loss = training.epoch()
-                if evaluates_elsewhere:
-                    # predictions use the rule's evaluation point (the epoch computed it for its loss; after a
-                    # diverged epoch theta_ keeps the last good one); the optimizer keeps its training point
-                    if not training.history.diverged:
-                        self.theta_[...] = training.evaluation
-                elif self.device == "cuda":
-                    self.optimizer_.params.copy_to_host(self.theta_)
+                refresh_theta(training)
                 self._epochs_done = training.epochs_done
                 if training.history.diverged:
                     self.diverged_epoch_ = self.n_iter_ + 1
@@ -571,6 +566,22 @@ class _BaseMLP(BaseEstimator):
             self.theta_[...] = best_theta
         return self
 
+    def _theta_refresh(self, evaluates_elsewhere):
+        """What brings ``theta_`` up to date after each epoch, chosen once per fit (device and rule are fixed)."""
+        if evaluates_elsewhere:
+            def refresh(training):
+                # predictions use the rule's evaluation point (the epoch computed it for its loss; after a diverged
+                # epoch theta_ keeps the last good one); the optimizer keeps its training point
+                if not training.history.diverged:
+                    self.theta_[...] = training.evaluation
+        elif self.device == "cuda":
+            def refresh(training):
+                self.optimizer_.params.copy_to_host(self.theta_)
+        else:
+            def refresh(training):
+                pass  # theta_ is the optimizer's own parameters
+        return refresh
+
     def _params_on_device(self, optimizer=None):
         """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy (on the GPU, or of the training point).
 
@@ -620,11 +631,6 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "theta_")
         X = _validated(self, X, reset=False)
         return self._net.predict(self.theta_, X.astype(self._net.dtype, copy=False))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -37,6 +37,7 @@ from fastgd import optim
 from fastgd.networks import Dense, Network, NetworkError, ReLU, known
 from fastgd.networks.network import INIT_SCHEMES
 from fastgd.training import SCHEDULES, Training, make_schedule
+from fastgd.validation import DenseInputOnly
 
 __all__ = ["NetworkClassifier", "NetworkRegressor", "DEFAULT_HIDDEN"]
 
@@ -50,7 +51,7 @@ def _softmax(outputs):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-class _BaseNetworkEstimator(BaseEstimator):
+class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
     """What the classifier and the regressor share: parameters, the network, the fit loop, the forward pass."""
 
     _loss = None  # the network's loss the estimator trains
@@ -226,11 +227,6 @@ class _BaseNetworkEstimator(BaseEstimator):
         X = self._flat_features(X, self.network_)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         return self.network_.predict(self.theta_, X.astype(self.theta_.dtype, copy=False))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags
 
 
 class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):

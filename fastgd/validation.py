@@ -7,7 +7,7 @@ and a seed means the same everywhere. Light on purpose (no NumPy): the command l
 
 import numbers
 
-__all__ = ["MAX_SEED", "is_integer", "is_real", "is_seed"]
+__all__ = ["MAX_SEED", "DenseInputOnly", "is_integer", "is_real", "is_seed"]
 
 # seeds go to NumPy's RandomState (scikit-learn's initialisation and splits), which takes 0 to 2**32 - 1
 MAX_SEED = 2 ** 32 - 1
@@ -32,3 +32,13 @@ def is_seed(value):
 def _is_bool(value):
     # NumPy's booleans (named bool_ before NumPy 2, bool since), without importing NumPy
     return isinstance(value, bool) or type(value).__name__ in ("bool", "bool_")
+
+
+class DenseInputOnly:
+    """Mixin for scikit-learn estimators that take dense arrays only (the compiled passes read rows of a
+    dense matrix): their tags say so, so that scikit-learn's checks expect sparse input to be refused."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
