@@ -360,7 +360,7 @@ class TorchTrainer(Trainer, name="torch"):
     def __init__(self, data, rule, hidden, batch_size, dtype):
         super().__init__(data, rule, hidden, batch_size, dtype)
         torch = require_torch()
-        optimizer_class = torch_optimizer_class(rule)
+        optimizer_class = self.optimizer_class(rule)
         torch_dtype = getattr(torch, self.dtype.name)
         self.X = torch.from_numpy(data.X_train.astype(self.dtype))
         layers = []
@@ -385,6 +385,12 @@ class TorchTrainer(Trainer, name="torch"):
         self.optimizer = optimizer_class(self.model.parameters(), **hyperparameters)
         self.generator = torch.Generator().manual_seed(SEED)
         self.torch = torch
+
+    @staticmethod
+    def optimizer_class(rule):
+        """The class that steps ``rule``'s parameters (a torch.optim.Optimizer); a trainer over another package's
+        optimizers in the same loop overrides this alone."""
+        return torch_optimizer_class(rule)
 
     def epoch(self):
         order = self.torch.randperm(self.n_samples, generator=self.generator)
