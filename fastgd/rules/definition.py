@@ -894,6 +894,15 @@ def _is_library(value):
     return isinstance(module, str) and module.split(".")[0] in _LIBRARY_MODULES
 
 
+def _described(value, strict, _seen, _stack, reader, hint=""):
+    """:func:`_describe_constant` of what ``reader`` (the sentence's subject: who reads what) reads; a value that
+    cannot be part of the identity raises :class:`UnhashableGlobal` naming both."""
+    try:
+        return _describe_constant(value, strict, _seen, _stack)
+    except _Unhashable as kind:
+        raise UnhashableGlobal(f"{reader}, {kind}, which cannot be part of the rule's identity{hint}") from None
+
+
 def _describe_constant(value, strict, _seen, _stack):
     """A stable text for a global a rule's function reads; None for the libraries' own objects (numpy, math...).
 
@@ -970,11 +979,8 @@ def source_of(function, _seen=None, *, strict=False, _stack=()):
             value, path = getattr(value, attribute), f"{path}.{attribute}"
         if isinstance(value, types.ModuleType) and (_is_library(value) or attributes):
             continue
-        try:
-            described = _describe_constant(value, strict, _seen, _stack)
-        except _Unhashable as kind:
-            raise UnhashableGlobal(f"{python.__name__} reads the global {path!r}, {kind}, which cannot be part of "
-                                   "the rule's identity (use a number, a string, a tuple or a NumPy array)") from None
+        described = _described(value, strict, _seen, _stack, f"{python.__name__} reads the global {path!r}",
+                                " (use a number, a string, a tuple or a NumPy array)")
         if described is not None:
             # a function read by its own name is its source alone, as identities were taken before attributes were
             function = isinstance(value, types.FunctionType) or hasattr(value, "py_func")
@@ -984,11 +990,8 @@ def source_of(function, _seen=None, *, strict=False, _stack=()):
             contents = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        try:
-            described = _describe_constant(contents, strict, _seen, _stack)
-        except _Unhashable as kind:
-            raise UnhashableGlobal(f"{python.__name__} reads a variable of its enclosing function, {kind}, which "
-                                   "cannot be part of the rule's identity") from None
+        described = _described(contents, strict, _seen, _stack,
+                               f"{python.__name__} reads a variable of its enclosing function")
         parts.append(repr(contents) if described is None else described)
     return "\n".join(parts)
 
