@@ -171,3 +171,12 @@ def test_one_vocabulary_says_what_a_number_is(value, integer, real):
 
     assert validation.is_integer(value) is integer and validation.is_real(value) is real
     assert validation.is_seed(value) is (integer and 0 <= value <= validation.MAX_SEED)
+
+
+def test_the_readme_names_every_layer_entry():
+    """README's "Where things live" is the map a new engineer reads: it names every entry of LAYERS, so a module
+    added to the layers is added to the map too."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    entries = [entry for layer in LAYERS for entry in layer if entry != "fastgd"]
+    assert [entry for entry in entries if f"`{entry}`" not in section] == []
