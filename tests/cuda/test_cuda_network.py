@@ -101,7 +101,11 @@ def train_both(net, theta, X, Y, rule, batch_size, dtype=np.float64, n_epochs=1,
     return runs
 
 
-@pytest.mark.parametrize("rule, hyperparameters", [("sgd", dict(lr=0.1)), ("adam", dict(lr=0.01))])
+@pytest.mark.parametrize("rule, hyperparameters", [
+    ("sgd", dict(lr=0.1)), ("adam", dict(lr=0.01)),
+    ("muon", dict(lr=0.02)),  # per tensor: a convolution's kernel as the matrix (out, in·kh·kw)
+    ("schedule_free_adamw", dict(lr=0.01)),  # its loss is taken at its evaluation point, on the host
+])
 def test_three_training_steps_follow_the_cpu(rule, hyperparameters):
     net, theta, X, Y = data(SMALL[0])
     rng = np.random.default_rng(1)
