@@ -429,13 +429,21 @@ def _check_device_network_theta(net, theta):
 
 
 def _device_network_data(net, X, Y, dtype):
-    """A declared network's X (flat rows) and Y on the device, checked on the host and uploaded once."""
+    """A declared network's X (flat rows) and Y on the device: checked as they are if they already live there (X as
+    (n, *input_shape) or (n, inputs)), else checked and uploaded once."""
     from numba import cuda
 
     from fastgd import cuda as fastgd_cuda
+    from fastgd.cuda.train import check_device_data
 
-    if fastgd_cuda.is_device_array(X) or fastgd_cuda.is_device_array(Y):
-        raise TypeError("a declared network on the device takes X and Y as host arrays: it checks and uploads them")
+    on_device = fastgd_cuda.is_device_array(X), fastgd_cuda.is_device_array(Y)
+    if any(on_device):
+        if not all(on_device):
+            raise TypeError("X and Y must both be device arrays or both host arrays")
+        X = fastgd_cuda.as_device_array(X, "X")
+        if tuple(X.shape[1:]) == net.input_shape and X.is_c_contiguous():
+            X = X.reshape(X.shape[0], net.n_inputs)  # (n, *input_shape) as flat rows: the same memory
+        return check_device_data(net, X, Y, dtype)
     X, Y = net.check_data(X, Y, dtype)
     return cuda.to_device(np.ascontiguousarray(X.reshape(X.shape[0], -1))), cuda.to_device(Y)
 

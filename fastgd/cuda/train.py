@@ -24,19 +24,23 @@ from fastgd.kernels.train import workspace_elements
 __all__ = ["DeviceWorkspace", "train_epoch", "check_device_data", "NetworkWorkspace", "train_network_epoch"]
 
 
-def check_device_data(net, X, Y):
-    """X and Y already on the device, as :meth:`fastgd.MLP.check_data` checks host data (no conversion here)."""
+def check_device_data(net, X, Y, dtype=None):
+    """X and Y already on the device, as :meth:`fastgd.MLP.check_data` checks host data (no conversion here).
+
+    ``net``: an MLP, or a declared network with ``dtype`` θ's (X then flat rows, (n, inputs)).
+    """
     from fastgd import cuda as fastgd_cuda
 
     X, Y = fastgd_cuda.as_device_array(X, "X"), fastgd_cuda.as_device_array(Y, "Y")
     if Y.ndim == 1 and net.n_outputs == 1:
         Y = Y.reshape(Y.shape[0], 1)
+    dtype = net.dtype if dtype is None else dtype
     for name, array, columns in (("X", X, net.n_inputs), ("Y", Y, net.n_outputs)):
         if array.ndim != 2 or array.shape[1] != columns or array.shape[0] != X.shape[0]:
             raise ValueError(f"{name} on the device must have shape ({X.shape[0]}, {columns}), got "
                              f"{tuple(array.shape)}")
-        if array.dtype != net.dtype:
-            raise TypeError(f"{name} on the device has dtype {array.dtype}, the network {net.dtype}: convert it "
+        if array.dtype != dtype:
+            raise TypeError(f"{name} on the device has dtype {array.dtype}, the network {dtype}: convert it "
                             "on the device first")
         if not array.is_c_contiguous():
             raise ValueError(f"{name} on the device must be C-contiguous")

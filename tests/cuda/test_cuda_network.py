@@ -130,11 +130,31 @@ def test_a_full_batch_float32_regression_with_clipping_follows_the_cpu():
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-4, atol=1e-5)
 
 
-def test_device_data_for_a_declared_network_is_refused_in_one_line():
-    net = Network([Dense(3)], input_shape=(4,))
-    X, Y = np.zeros((2, 4)), np.eye(3)[[0, 1]]
-    with pytest.raises(TypeError, match="a declared network on the device takes X and Y as host arrays"):
-        Training(net, optim.Adam(cuda.to_device(net.init(random_state=0))), cuda.to_device(X), Y, batch_size=2)
+def test_data_already_on_the_device_gives_the_same_run():
+    net, theta, X, Y = data(SMALL[0], dtype=np.float32)
+    runs = []
+    for inputs, targets in ((X, Y), (cuda.to_device(X.reshape(X.shape[0], -1)), cuda.to_device(Y)),
+                            (cuda.to_device(X), cuda.to_device(Y))):
+        training = Training(net, optim.Adam(cuda.to_device(theta), lr=0.01), inputs, targets, batch_size=1, seed=3)
+        runs.append((training.run(1).loss, training.theta.copy_to_host()))
+    for loss, theta_after in runs[1:]:
+        np.testing.assert_array_equal(theta_after, runs[0][1])
+        assert loss == runs[0][0]
+
+
+@pytest.mark.parametrize("make_data, error, message", [
+    (lambda X, Y: (cuda.to_device(X.reshape(2, 1, 4)), cuda.to_device(Y)), ValueError,
+     r"X on the device must have shape \(2, 4\)"),
+    (lambda X, Y: (cuda.to_device(X.reshape(2, 4)), cuda.to_device(Y)), TypeError,
+     "X on the device has dtype float64, the network float32"),
+    (lambda X, Y: (cuda.to_device(X.reshape(2, 4)), Y), TypeError, "X and Y must both be device arrays"),
+])
+def test_device_data_a_declared_network_cannot_take_is_refused_in_one_line(make_data, error, message):
+    net = Network([Conv2D(2, 2), Flatten(), Dense(3)], input_shape=(1, 2, 2))
+    X, Y = np.zeros((2, 1, 2, 2)), np.eye(3)[[0, 1]]
+    with pytest.raises(error, match=message):
+        Training(net, optim.Adam(cuda.to_device(net.init(random_state=0, dtype=np.float32))), *make_data(X, Y),
+                 batch_size=2)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
