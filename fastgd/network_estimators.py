@@ -16,7 +16,9 @@ per class, two for a binary problem) and its ``predict_proba`` is the softmax of
 trains ``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
 network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its other
 hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s, ``clip_norm`` the
-global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`. Stopping follows
+global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`, ``device`` ``"cpu"`` or
+``"cuda"`` (the epochs on an NVIDIA GPU, :mod:`fastgd.cuda.network`; without one, ``fit`` raises
+:class:`fastgd.cuda.CudaUnavailableError` before anything changes; predictions run on the CPU). Stopping follows
 scikit-learn's MLPs: after ``n_iter_no_change`` epochs whose loss did not fall by ``tol`` below the best, or
 at ``max_iter`` (with a ``ConvergenceWarning``); a diverged fit stops, keeps the parameters of the epoch
 before and warns.
@@ -33,6 +35,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from fastgd import cuda as fastgd_cuda
 from fastgd import optim
 from fastgd.networks import Dense, Network, NetworkError, ReLU, known
 from fastgd.networks.network import INIT_SCHEMES
@@ -59,7 +62,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
     def __init__(self, network=None, *, optimizer="adam", optimizer_params=None, learning_rate_init=1e-3,
                  batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, n_iter_no_change=10,
                  warm_start=False, schedule="constant", schedule_params=None, clip_norm=None, init="torch",
-                 dtype=None, verbose=False):
+                 dtype=None, verbose=False, device="cpu"):
         self.network = network
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
@@ -77,6 +80,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         self.init = init
         self.dtype = dtype
         self.verbose = verbose
+        self.device = device
 
     _parameter_constraints = {
         "network": [None, str, Network],
@@ -96,6 +100,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         "init": [StrOptions(set(INIT_SCHEMES))],
         "dtype": [None, str, type, np.dtype],
         "verbose": ["verbose"],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     # -- checks -------------------------------------------------------------------------------
@@ -122,6 +127,8 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             make_schedule(self.schedule, n_epochs=self.max_iter, **dict(self.schedule_params or {}))
         except TypeError as error:
             raise ValueError(f"schedule_params: {error}") from None
+        if self.device == "cuda":
+            fastgd_cuda.require('device="cuda"')
 
     def _declared_network(self):
         """The network ``network`` names (None for the default, made at fit), its loss checked."""
@@ -184,9 +191,14 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             raise ValueError(f"y has {Y.shape[1]} targets, the fitted network {self.n_outputs_}")
         X = X.astype(self.theta_.dtype, copy=False)
         if self.optimizer_ is None or self.optimizer_.name != self.optimizer:
-            self.optimizer_ = optim.OPTIMIZERS[self.optimizer](self.theta_, lr=self.learning_rate_init,
+            self.optimizer_ = optim.OPTIMIZERS[self.optimizer](self._params_on_device(), lr=self.learning_rate_init,
                                                                layout=network.layout,
                                                                **dict(self.optimizer_params or {}))
+        elif self.optimizer_.device != self.device:
+            # a fitted optimizer (an unpickled one is on the CPU) moves to this fit's device, its state with it
+            self.optimizer_ = self.optimizer_.with_params(self._params_on_device(self.optimizer_))
+        elif self.device == "cuda" and self.optimizer_.rule.evaluation is None:
+            self.optimizer_.params.copy_to_device(self.theta_)  # theta_ may have been changed since
         batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else self.batch_size
         training = Training(network, self.optimizer_, X, Y, batch_size, shuffle=self.shuffle, seed=self._seed,
                             schedule=make_schedule(self.schedule, n_epochs=self.max_iter,
@@ -207,6 +219,8 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
                 break
             if training.evaluation is not None:
                 self.theta_ = training.evaluation.copy()  # a rule that evaluates elsewhere: predict there
+            elif self.device == "cuda":
+                self.optimizer_.params.copy_to_host(self.theta_)
             self.n_iter_ += 1
             self.loss_curve_.append(loss)
             self.loss_ = loss
@@ -220,6 +234,22 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
                 warnings.warn(f"Maximum iterations ({self.max_iter}) reached and the optimization hasn't converged "
                               "yet.", ConvergenceWarning, stacklevel=3)
         return self
+
+    def _params_on_device(self, optimizer=None):
+        """θ as the optimizer of this fit takes it: ``theta_`` itself on the CPU, a copy on the GPU.
+
+        ``optimizer``: the fitted optimizer moving to this device; a rule that evaluates elsewhere brings its
+        own training point (``theta_`` is its evaluation point), any other takes ``theta_``.
+        """
+        source = self.theta_
+        if optimizer is not None and optimizer.rule.evaluation is not None:
+            params = optimizer.params
+            source = params.copy_to_host() if hasattr(params, "copy_to_host") else params.copy()
+        if self.device == "cuda":
+            from numba import cuda
+
+            return cuda.to_device(source)
+        return source
 
     def _outputs(self, X):
         """The network's outputs for X, (n, n_outputs), in θ's dtype."""

@@ -25,7 +25,8 @@ math as on the CPU, one host synchronisation per epoch.
 A declared network (:class:`fastgd.networks.Network`) trains the same way, through the same compiled
 epoch: its pass is a C callback of the MLP's signature (:func:`fastgd.kernels.train.network_entry`),
 and :func:`epoch_arguments` builds the epoch's argument list from either model and the optimizer. X
-may then come as (n, *input_shape) or flat. Its epochs run on the CPU only, for now.
+may then come as (n, *input_shape) or flat. With an optimizer over a device array its epochs run on the GPU
+(:func:`fastgd.cuda.train.train_network_epoch`, the pass of :mod:`fastgd.cuda.network`), as the MLP's do.
 """
 
 import contextlib
@@ -162,8 +163,9 @@ class Training:
         on_device = optimizer.device == "cuda"
         declared = isinstance(net, Network)
         if declared and on_device:
-            raise ValueError("a declared Network trains on the CPU only: build the optimizer over a NumPy θ")
-        if on_device:
+            theta = _check_device_network_theta(net, optimizer.params)
+            X, Y = _device_network_data(net, X, Y, theta.dtype)
+        elif on_device:
             theta = _check_device_theta(net, optimizer.params)
             X, Y = _device_data(net, X, Y)
         elif declared:
@@ -204,7 +206,7 @@ class Training:
         self.history = History()
         self._seconds = 0.0
         # where the epochs run, chosen once: every epoch then calls the same object
-        self._epochs = (_DeviceEpochs if on_device else _HostEpochs)(self)
+        self._epochs = (_HostEpochs if not on_device else _DeviceNetworkEpochs if declared else _DeviceEpochs)(self)
 
     def _blocks(self):
         """This epoch's model pass: 1 for the serial pass, else a threaded one (calibration.training_pass)."""
@@ -389,6 +391,61 @@ class _DeviceEpochs:
             net.alpha, packed, packed.hyper[0], training.schedule, training.clip_norm, training.batch_size,
             training.shuffle, training.seed, training.epochs_done, self.workspace)
         return loss, time.perf_counter() - start, theta_finite
+
+
+class _DeviceNetworkEpochs(_DeviceEpochs):
+    """A declared network's epochs on the GPU (:func:`fastgd.cuda.train.train_network_epoch`), its workspace
+    allocated once."""
+
+    def __init__(self, training):
+        from numba import cuda
+
+        from fastgd.cuda import train as cuda_train
+
+        self.training, self.cuda_train = training, cuda_train
+        self.workspace = cuda_train.NetworkWorkspace(training.net, training.theta, training.X.shape[0],
+                                                     training.batch_size)
+        self.last_finite = cuda.device_array_like(training.theta)
+
+    def run(self, packed, n_blocks):
+        """One epoch: ``(mean loss, seconds, whether θ is finite)``."""
+        training = self.training
+        start = time.perf_counter()
+        loss, theta_finite = self.cuda_train.train_network_epoch(
+            training.theta, training.X, training.Y, training.net, packed, packed.hyper[0], training.schedule,
+            training.clip_norm, training.batch_size, training.shuffle, training.seed, training.epochs_done,
+            self.workspace)
+        return loss, time.perf_counter() - start, theta_finite
+
+
+def _check_device_network_theta(net, theta):
+    if tuple(theta.shape) != (net.n_params,):
+        raise ValueError(f"theta must have shape ({net.n_params},) for this network, got {tuple(theta.shape)}")
+    if np.dtype(theta.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"theta must be float32 or float64, got {theta.dtype}")
+    if not theta.is_c_contiguous():
+        raise ValueError("theta on the device must be contiguous")
+    return theta
+
+
+def _device_network_data(net, X, Y, dtype):
+    """A declared network's X (flat rows) and Y on the device: checked as they are if they already live there (X as
+    (n, *input_shape) or (n, inputs)), else checked and uploaded once."""
+    from numba import cuda
+
+    from fastgd import cuda as fastgd_cuda
+    from fastgd.cuda.train import check_device_data
+
+    on_device = fastgd_cuda.is_device_array(X), fastgd_cuda.is_device_array(Y)
+    if any(on_device):
+        if not all(on_device):
+            raise TypeError("X and Y must both be device arrays or both host arrays")
+        X = fastgd_cuda.as_device_array(X, "X")
+        if tuple(X.shape[1:]) == net.input_shape and X.is_c_contiguous():
+            X = X.reshape(X.shape[0], net.n_inputs)  # (n, *input_shape) as flat rows: the same memory
+        return check_device_data(net, X, Y, dtype)
+    X, Y = net.check_data(X, Y, dtype)
+    return cuda.to_device(np.ascontiguousarray(X.reshape(X.shape[0], -1))), cuda.to_device(Y)
 
 
 def _check_device_theta(net, theta):

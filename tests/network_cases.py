@@ -125,3 +125,31 @@ def torch_loss_and_gradient(net, theta, X, Y):
     loss.backward()
     grad = np.concatenate([p.grad.numpy().ravel() for p in module.parameters()]) if theta.size else theta.copy()
     return float(loss), grad, outputs.detach().numpy()
+
+
+def device_kernel_signatures(real):
+    """The argument types :mod:`fastgd.cuda.network` launches each of its kernels with, for θ's numba type ``real``:
+    the PTX test compiles these, the simulator test checks every launch against them."""
+    import numba
+
+    vector, matrix = numba.types.Array(real, 1, "C"), numba.types.Array(real, 2, "C")
+    row = numba.types.Array(numba.types.int64, 1, "C")
+    status = numba.types.Array(numba.types.float64, 1, "C")
+    integer, flag = numba.types.int64, numba.types.boolean
+    return {
+        "product": (matrix, matrix, flag, flag, matrix, flag),
+        "add_row_bias": (vector, row, integer, vector),
+        "im2col": (row, integer, integer, integer, vector, vector),
+        "conv_output": (vector, row, integer, integer, integer, vector, integer, vector),
+        "conv_deltas": (row, integer, integer, integer, vector, vector, integer),
+        "col2im": (row, integer, integer, integer, vector, vector),
+        "bias_gradient": (row, integer, vector, vector),
+        "pool_forward": (row, integer, vector),
+        "pool_backward": (row, integer, vector, vector),
+        "global_pool_forward": (row, integer, vector),
+        "global_pool_backward": (row, integer, vector),
+        "activation_forward": (row, integer, vector),
+        "activation_backward": (row, integer, vector, vector),
+        "loss_rows": (row, integer, vector, integer, vector, vector, status),
+        "loss_total": (row, integer, vector, integer, vector, status, status),
+    }

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import fastgd.cuda as fastgd_cuda
-from fastgd import MLPClassifier, optim
+from fastgd import MLPClassifier, NetworkClassifier, optim
+from network_cases import device_kernel_signatures
 from rule_cases import LAYOUT_37, case_id, cases
 
 try:
@@ -38,10 +39,10 @@ FLOAT64_ACCUMULATORS = {"weight_gradient", "output_loss_and_delta", "finish_batc
 TILED_PRODUCTS = {"forward_layer", "weight_gradient", "backward_delta"}
 
 
-def kernels_of_the_package():
-    """Every CUDA kernel (not device function) that fastgd.cuda defines: name → dispatcher."""
+def kernels_of_the_package(modules=DEVICE_MODULES):
+    """Every CUDA kernel (not device function) that ``modules`` of fastgd.cuda define: name → dispatcher."""
     found = {}
-    for module_name in DEVICE_MODULES:
+    for module_name in modules:
         for name, value in vars(importlib.import_module(module_name)).items():
             targetoptions = getattr(value, "targetoptions", None)
             if targetoptions is not None and not targetoptions.get("device") and hasattr(value, "py_func"):
@@ -131,6 +132,7 @@ def compile_ptx(kernel, signature):
 
 def test_every_kernel_has_a_signature_here():
     assert set(kernels_of_the_package()) == set(mlp_signatures(numba.types.float32))
+    assert set(kernels_of_the_package(["fastgd.cuda.network"])) == set(device_kernel_signatures(numba.types.float32))
 
 
 @needs_nvvm
@@ -144,6 +146,25 @@ def test_mlp_and_array_kernels_compile_to_ptx(name, dtype):
         assert ".f64" not in ptx, "float64 arithmetic in a float32 kernel"
     if dtype == np.float32 and name in TILED_PRODUCTS:
         # the per-thread tile of accumulators lives in registers, not in local memory
+        assert not re.search(r"\b(ld|st)\.local\b", ptx)
+        assert "fma.rn.f32" in ptx
+
+
+# the network's kernels that sum a loss in float64 on purpose
+NETWORK_FLOAT64 = {"loss_rows", "loss_total"}
+
+
+@needs_nvvm
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(device_kernel_signatures(numba.types.float32)))
+def test_network_kernels_compile_to_ptx(name, dtype):
+    """fastgd.cuda.network's kernels, with the types tests/cuda/test_cuda_network.py sees every launch take."""
+    kernel = kernels_of_the_package(["fastgd.cuda.network"])[name]
+    ptx = compile_ptx(kernel, device_kernel_signatures(numba.from_dtype(np.dtype(dtype)))[name])
+    assert ".visible .entry" in ptx
+    if dtype == np.float32 and name not in NETWORK_FLOAT64:
+        assert ".f64" not in ptx, "float64 arithmetic in a float32 kernel"
+    if dtype == np.float32 and name == "product":
         assert not re.search(r"\b(ld|st)\.local\b", ptx)
         assert "fma.rn.f32" in ptx
 
@@ -205,6 +226,16 @@ def test_device_cuda_without_a_gpu_is_refused_before_anything_changes(method):
     with pytest.raises(fastgd_cuda.CudaUnavailableError, match=re.escape('device="cuda" needs an NVIDIA GPU')) as info:
         getattr(estimator, method)(X, y, **({"classes": [0, 1]} if method == "partial_fit" else {}))
     assert fastgd_cuda.unavailable_reason() in str(info.value)
+    assert not any(key.endswith("_") and not key.startswith("_") for key in vars(estimator))
+
+
+@no_gpu
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_network_estimator_on_cuda_without_a_gpu_is_refused_before_anything_changes(method):
+    X, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
+    estimator = NetworkClassifier(device="cuda")
+    with pytest.raises(fastgd_cuda.CudaUnavailableError, match=re.escape('device="cuda" needs an NVIDIA GPU')):
+        getattr(estimator, method)(X, y, **({"classes": [0, 1]} if method == "partial_fit" else {}))
     assert not any(key.endswith("_") and not key.startswith("_") for key in vars(estimator))
 
 

@@ -5,6 +5,7 @@
     params = numba.cuda.to_device(theta)        # or a CuPy array, a torch CUDA tensor...
     opt = optim.Adam(params, lr=1e-3)           # one kernel launch per step, in place
     MLPClassifier(device="cuda").fit(X, y)      # whole training on the device
+    NetworkClassifier(network, device="cuda")   # a declared network's, too
 
 * :mod:`fastgd.cuda.rules`: every rule of :data:`fastgd.optim.OPTIMIZERS` as
   a grid-stride kernel over the flat parameter vector (and, for per-tensor
@@ -18,6 +19,10 @@
   gather.
 * :mod:`fastgd.cuda.train`: a whole training epoch as kernel launches, with
   the data on the device and one host synchronisation per epoch.
+* :mod:`fastgd.cuda.network`: a declared network's pass (:mod:`fastgd.networks`):
+  dense layers and convolutions (im2col and the tiled product), pooling,
+  activations and the losses, over the CPU pass's plan and θ layout; its
+  epoch is :func:`fastgd.cuda.train.train_network_epoch`.
 
 Without a usable GPU, :func:`require` raises :class:`CudaUnavailableError`
 saying why (numba-cuda missing, no driver, no device), so that

@@ -21,22 +21,26 @@ from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 from fastgd.kernels.train import workspace_elements
 
-__all__ = ["DeviceWorkspace", "train_epoch", "check_device_data"]
+__all__ = ["DeviceWorkspace", "train_epoch", "check_device_data", "NetworkWorkspace", "train_network_epoch"]
 
 
-def check_device_data(net, X, Y):
-    """X and Y already on the device, as :meth:`fastgd.MLP.check_data` checks host data (no conversion here)."""
+def check_device_data(net, X, Y, dtype=None):
+    """X and Y already on the device, as :meth:`fastgd.MLP.check_data` checks host data (no conversion here).
+
+    ``net``: an MLP, or a declared network with ``dtype`` θ's (X then flat rows, (n, inputs)).
+    """
     from fastgd import cuda as fastgd_cuda
 
     X, Y = fastgd_cuda.as_device_array(X, "X"), fastgd_cuda.as_device_array(Y, "Y")
     if Y.ndim == 1 and net.n_outputs == 1:
         Y = Y.reshape(Y.shape[0], 1)
+    dtype = net.dtype if dtype is None else dtype
     for name, array, columns in (("X", X, net.n_inputs), ("Y", Y, net.n_outputs)):
         if array.ndim != 2 or array.shape[1] != columns or array.shape[0] != X.shape[0]:
             raise ValueError(f"{name} on the device must have shape ({X.shape[0]}, {columns}), got "
                              f"{tuple(array.shape)}")
-        if array.dtype != net.dtype:
-            raise TypeError(f"{name} on the device has dtype {array.dtype}, the network {net.dtype}: convert it "
+        if array.dtype != dtype:
+            raise TypeError(f"{name} on the device has dtype {array.dtype}, the network {dtype}: convert it "
                             "on the device first")
         if not array.is_c_contiguous():
             raise ValueError(f"{name} on the device must be C-contiguous")
@@ -179,6 +183,80 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, bas
                                                                      mlp.GRAD_SQUARES)
         divisor = 2.0 * n_rows * n_outputs if output == IDENTITY else float(n_rows)
         mlp.finish_batch[1, 1](workspace.status, workspace.halt, float(n_rows), divisor, half_alpha, clip_norm,
+                               workspace.clip_factor)
+        if clip_norm > 0.0:
+            mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
+        hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, int(counters[0]) + 1)
+        packed.function(theta, workspace.grad, packed.states, packed.aux, hyper, counters, packed.layout,
+                        workspace.halt)
+        counter_trail.append(counters.copy())
+    flag_nonfinite[launch_shape(theta.size)](theta, workspace.status, mlp.THETA_NONFINITE)
+    status = workspace.status.copy_to_host()  # the epoch's one wait for the device
+    good_batches = int(status[mlp.GOOD_BATCHES])
+    theta_finite = status[mlp.THETA_NONFINITE] == 0.0
+    if good_batches < len(counter_trail) - 1:
+        counters[:] = counter_trail[good_batches]
+        return float(status[mlp.BAD_LOSS]), theta_finite
+    return float(status[mlp.EPOCH_TOTAL]) / n_samples, theta_finite
+
+
+class NetworkWorkspace:
+    """Every device buffer of a declared network's training run, allocated once: the pass
+    (:class:`fastgd.cuda.network.DevicePass`, whose status vector the epoch keeps), the gradient, the order."""
+
+    def __init__(self, net, theta, n_samples, batch_size):
+        from fastgd.cuda import network
+
+        self.device_pass = network.DevicePass(net, theta.dtype, batch_size)
+        self.status = self.device_pass.status
+        self.order_host = np.empty(n_samples, dtype=np.int64)
+        self.order = cuda.device_array(n_samples, dtype=np.int64)
+        self.in_order = cuda.to_device(np.arange(n_samples, dtype=np.int64))  # a full batch's rows, as the CPU's
+        self.grad = cuda.device_array(net.n_params, dtype=theta.dtype)
+        self.batch_Y = cuda.device_array(batch_size * net.n_outputs, dtype=theta.dtype)
+        self.halt = cuda.device_array(1, dtype=np.int32)
+        self.clip_factor = cuda.device_array(1, dtype=theta.dtype)
+
+    def reset(self):
+        """Zero the status and the halt flag: a new epoch."""
+        self.status.copy_to_device(np.zeros(mlp.STATUS_SIZE))
+        self.halt.copy_to_device(np.zeros(1, dtype=np.int32))
+
+
+def train_network_epoch(theta, X, Y, net, packed, base_lr, schedule, clip_norm, batch_size, shuffle, seed, epoch,
+                        workspace):
+    """One epoch of a declared network (:class:`fastgd.networks.Network`) over the device arrays X (n × inputs,
+    flat rows) and Y: the CPU's epoch on the device, as :func:`train_epoch` is for the MLP.
+
+    Per batch: the rows gathered into the pass's input block (a full batch in its order, as the CPU takes it),
+    the network's pass (:mod:`fastgd.cuda.network`), the batch's bookkeeping and the rule's update; one wait
+    for the device, at the end. Returns (loss, whether θ is finite), as :func:`train_epoch`.
+    """
+    hyper, counters = packed.hyper, packed.counters
+    n_samples = X.shape[0]
+    order = workspace.order_host
+    if shuffle:
+        shuffle_for_epoch(order, seed, epoch)
+    else:
+        order[:] = np.arange(n_samples)
+    workspace.order.copy_to_device(order)
+    workspace.reset()
+    device_pass = workspace.device_pass
+    n_outputs = net.n_outputs
+    counter_trail = [counters.copy()]
+    for start in range(0, n_samples, batch_size):
+        stop = min(start + batch_size, n_samples)
+        n_rows = stop - start
+        inputs = device_pass.inputs(n_rows)
+        targets = workspace.batch_Y[:n_rows * n_outputs].reshape(n_rows, n_outputs)
+        rows = workspace.in_order if n_rows == n_samples else workspace.order
+        mlp.gather_batch[launch_shape(inputs.size + targets.size)](X, Y, rows, start, inputs, targets)
+        device_pass.loss_and_gradient(theta, workspace.batch_Y, n_rows, workspace.grad)
+        if clip_norm > 0.0:
+            add_sum_of_squares[reduction_shape(workspace.grad.size)](workspace.grad, workspace.status,
+                                                                     mlp.GRAD_SQUARES)
+        divisor = float(n_rows) if net.loss_name == "cross_entropy" else float(n_rows * n_outputs)
+        mlp.finish_batch[1, 1](workspace.status, workspace.halt, float(n_rows), divisor, 0.0, clip_norm,
                                workspace.clip_factor)
         if clip_norm > 0.0:
             mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)

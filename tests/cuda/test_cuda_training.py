@@ -124,15 +124,6 @@ def test_data_already_on_the_device_gives_the_same_run():
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-14)
 
 
-def test_a_declared_network_on_the_device_is_refused_in_one_line():
-    from fastgd.networks import Dense, Network, Tanh
-
-    net = Network([Dense(6), Tanh(), Dense(3)], input_shape=(4,))
-    X, Y = data(23, 4, 3, "softmax")
-    with pytest.raises(ValueError, match="a declared Network trains on the CPU only"):
-        Training(net, optim.Adam(cuda.to_device(net.init(random_state=0))), X, Y, batch_size=8)
-
-
 @pytest.mark.parametrize("make_data, error, message", [
     (lambda X, Y: (cuda.to_device(X), cuda.to_device(Y)), TypeError, "X on the device has dtype float64"),
     (lambda X, Y: (cuda.to_device(X[:, :3].astype(np.float32)), cuda.to_device(Y)), ValueError,
