@@ -605,11 +605,11 @@ class _BaseMLP(BaseEstimator):
         """scikit-learn's ``_fit_lbfgs``: the full batch, ``max_iter`` iterations, ``max_fun`` evaluations, ``tol``
         on the gradient's largest entry, from ``theta_`` (:func:`fastgd.training.fit_lbfgs`). As in scikit-learn,
         it sets ``n_iter_`` and ``loss_`` and no ``loss_curve_`` nor ``best_loss_``, and warns when a limit
-        stopped it."""
+        stopped it; fastgd adds ``lbfgs_result_`` (:class:`fastgd.training.LBFGSResult`: the evaluations too)."""
         if first_pass:
             for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
                 self.__dict__.pop(name, None)
-        result = fit_lbfgs(self._net, self.theta_, X, Y, self.max_iter, self.max_fun, self.tol)
+        result = self.lbfgs_result_ = fit_lbfgs(self._net, self.theta_, X, Y, self.max_iter, self.max_fun, self.tol)
         self.n_iter_ = min(result.n_iter, self.max_iter)
         self.t_ = X.shape[0] * self.n_iter_
         self.loss_ = result.loss
