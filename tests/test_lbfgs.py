@@ -221,3 +221,17 @@ def test_solver_lbfgs_passes_scikit_learns_estimator_checks():
         for estimator in (MLPClassifier(solver="lbfgs", hidden_layer_sizes=(10,)),
                           MLPRegressor(solver="lbfgs", hidden_layer_sizes=(10,))):
             check_estimator(estimator)
+
+
+def test_a_weighted_fit_is_the_fit_of_the_repeated_data_and_ignores_early_stopping():
+    """scikit-learn's meaning of a whole-number weight (repetitions), and L-BFGS's full batch: no validation split."""
+    X, y = _standardised(load_iris)
+    weights = np.where(np.arange(len(y)) % 3 == 0, 2.0, 1.0)
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = MLPClassifier(**settings, early_stopping=True).fit(X, y, sample_weight=weights)
+        repeated = MLPClassifier(**settings).fit(np.repeat(X, 2 - (np.arange(len(y)) % 3 != 0), axis=0),
+                                                 np.repeat(y, 2 - (np.arange(len(y)) % 3 != 0)))
+    np.testing.assert_array_equal(weighted.theta_, repeated.theta_)
+    assert weighted.loss_ == repeated.loss_ and not hasattr(weighted, "validation_scores_")
