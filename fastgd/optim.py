@@ -807,7 +807,9 @@ class LBFGS:
         hyperparameters = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
                                tolerance_change=tolerance_change, history_size=history_size,
                                line_search_fn=line_search_fn)
-        self._settings = self._checked(hyperparameters)
+        self._checked(hyperparameters)
+        if max_eval is None:
+            hyperparameters["max_eval"] = max_iter * 5 // 4  # fixed here, as torch's constructor fixes it
         params = _check_params(params)
         if not isinstance(params, np.ndarray):
             raise ValueError("LBFGS runs on the CPU: params must be a NumPy array (device='cuda' has no L-BFGS yet)")

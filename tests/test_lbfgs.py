@@ -140,6 +140,13 @@ def test_bad_settings_are_refused_in_one_line(settings, message):
     assert "\n" not in str(error.value)
 
 
+def test_max_eval_defaults_to_five_quarters_of_max_iter_fixed_at_construction_as_torchs():
+    torch = pytest.importorskip("torch", reason="torch.optim.LBFGS is the reference")
+    ours = optim.LBFGS(np.ones(2), max_iter=9)
+    theirs = torch.optim.LBFGS([torch.ones(2, requires_grad=True)], max_iter=9)
+    assert ours.param_groups[0]["max_eval"] == theirs.param_groups[0]["max_eval"] == 11
+
+
 def test_a_step_without_a_closure_or_with_a_wrong_gradient_changes_nothing():
     theta = np.array([1.0, 2.0])
     optimizer = optim.LBFGS(theta)

@@ -13,7 +13,7 @@ generator. So one source serves both callers: :class:`fastgd.optim.LBFGS`, whose
 user's closure, and :func:`minimize`, which runs a whole optimisation in one compiled call with the
 model's pass (:func:`fastgd.kernels.train.model_entry`, a C callback) as the function it evaluates.
 
-Buffers (every one from the caller; a step allocates nothing):
+Buffers (every vector from the caller; a step allocates only three 2-element arrays, the line search's bracket):
 
 * ``vectors``: :data:`N_VECTORS` × n of θ's dtype: the direction d, the previous gradient, the current
   gradient, the line search's start, and its three remembered gradients;
