@@ -242,3 +242,12 @@ def test_a_weighted_fit_is_the_fit_of_the_repeated_data_and_ignores_early_stoppi
                                                  np.repeat(y, 2 - (np.arange(len(y)) % 3 != 0)))
     np.testing.assert_array_equal(weighted.theta_, repeated.theta_)
     assert weighted.loss_ == repeated.loss_ and not hasattr(weighted, "validation_scores_")
+
+
+def test_a_float32_fit_reaches_the_float64_fits_loss():
+    X, y = _standardised(load_iris)
+    settings = dict(hidden_layer_sizes=(16,), solver="lbfgs", alpha=1.0, max_iter=500, random_state=0)
+    single = MLPClassifier(**settings, dtype="float32").fit(X, y)
+    double = MLPClassifier(**settings, dtype="float64").fit(X, y)
+    assert single.theta_.dtype == np.float32 and double.theta_.dtype == np.float64
+    assert single.loss_ == pytest.approx(double.loss_, rel=1e-5)
