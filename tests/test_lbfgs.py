@@ -250,4 +250,5 @@ def test_a_float32_fit_reaches_the_float64_fits_loss():
     single = MLPClassifier(**settings, dtype="float32").fit(X, y)
     double = MLPClassifier(**settings, dtype="float64").fit(X, y)
     assert single.theta_.dtype == np.float32 and double.theta_.dtype == np.float64
-    assert single.loss_ == pytest.approx(double.loss_, rel=1e-5)
+    # both stop once max |g| <= tol = 1e-4, at points whose losses agree to about that, not to float32's rounding
+    assert single.loss_ == pytest.approx(double.loss_, rel=1e-3)
