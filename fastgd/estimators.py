@@ -14,7 +14,13 @@ meaning, so a scikit-learn user's code runs unchanged:
 * ``solver="adam"`` is fastgd's ``adam`` rule with ``betas=(beta_1, beta_2)``
   and ``eps=epsilon``; ``solver="sgd"`` is ``nesterov`` (``nesterovs_momentum``),
   ``momentum``, or plain ``sgd`` when ``momentum=0``, with that ``momentum``.
-  ``solver="lbfgs"`` is refused: fastgd trains with first-order rules only.
+  ``solver="lbfgs"`` is scikit-learn's L-BFGS: the full batch, ``max_iter``
+  iterations, ``max_fun`` loss evaluations, ``tol`` on the gradient's largest
+  entry, 10 pairs of history; torch's L-BFGS step with its strong-Wolfe line
+  search, compiled with the model's pass into one call
+  (:func:`fastgd.training.fit_lbfgs`), where scikit-learn calls SciPy's
+  L-BFGS-B. As in scikit-learn it sets ``n_iter_`` and ``loss_`` (no
+  ``loss_curve_``), has no ``partial_fit`` and warns when a limit stops it.
 * ``learning_rate`` applies, as in scikit-learn, to ``solver="sgd"`` only:
   ``"invscaling"`` sets the rate of each epoch to
   ``learning_rate_init / (t + 1) ** power_t`` (t: samples seen before it),
@@ -25,7 +31,7 @@ meaning, so a scikit-learn user's code runs unchanged:
   repeated data). Weights must be whole multiples of one value (``w = c·k``,
   k integers, repeating rows up to 100 times the data set's size); the common
   factor c scales the L2 penalty as in scikit-learn. Other weights are refused.
-* ``max_fun`` is for L-BFGS and unused; ``MLPRegressor(loss=...)`` takes
+* ``max_fun`` is for L-BFGS alone; ``MLPRegressor(loss=...)`` takes
   ``"squared_error"`` only.
 
 fastgd adds ``optimizer`` (any rule of :data:`fastgd.optim.OPTIMIZERS`;
@@ -66,6 +72,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
@@ -75,7 +82,7 @@ from fastgd import optim, threads
 from fastgd import rules as rule_registry
 from fastgd.kernels.mlp import ACTIVATIONS
 from fastgd.models import MLP
-from fastgd.training import SCHEDULES, Training, make_schedule
+from fastgd.training import SCHEDULES, Training, fit_lbfgs, make_schedule
 from fastgd.validation import DenseInputOnly
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -348,6 +355,15 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
             if dtype not in (np.float32, np.float64):
                 raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
         self._rule()  # conflicts between solver, optimizer and schedule
+        if self._lbfgs():
+            unused = [name for name, value in (("optimizer_params", self.optimizer_params or None),
+                                               ("schedule", None if self.schedule == "constant" else self.schedule),
+                                               ("clip_norm", self.clip_norm)) if value is not None]
+            if unused:
+                raise ValueError(f"solver='lbfgs' takes no {unused[0]} (it is for the first-order rules): leave it "
+                                 "at its default")
+            if self.device == "cuda":
+                raise ValueError("solver='lbfgs' runs on the CPU only: device='cuda' has no L-BFGS yet")
         if self.device == "cuda":
             fastgd_cuda.require('device="cuda"')
 
@@ -363,8 +379,7 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                                  "schedule in schedule, or set optimizer=None")
             return self.optimizer, params, None
         if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not available: fastgd trains with first-order update rules only; use "
-                             "solver='adam' or 'sgd', an optimizer= rule, or sklearn.neural_network for L-BFGS")
+            return "lbfgs", params, None
         if self.solver == "adam":
             rule, mapped, per_epoch = "adam", dict(betas=(self.beta_1, self.beta_2), eps=self.epsilon), None
         else:
@@ -382,6 +397,16 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                 raise ValueError(f"optimizer_params sets {key!r} and so does {changed[0]}={getattr(self, changed[0])!r}"
                                  f" (solver={self.solver!r}): give one")
         return rule, dict(mapped, **params), per_epoch
+
+    def _check_solver(self):
+        """scikit-learn's: partial_fit exists for the stochastic solvers (and any optimizer= rule), not for lbfgs."""
+        if self._lbfgs():
+            raise AttributeError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
+        return True
+
+    def _lbfgs(self):
+        """Whether this fit is scikit-learn's L-BFGS (``solver="lbfgs"`` with no ``optimizer``)."""
+        return self.optimizer is None and self.solver == "lbfgs"
 
     def _make_optimizer(self, theta):
         name, params, _ = self._rule()
@@ -445,6 +470,11 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                             self._net.dtype)
         net = self._net
         X = X.astype(net.dtype, copy=False)
+        if self._lbfgs():
+            # scikit-learn's L-BFGS takes the whole training set: no validation split (early_stopping is ignored)
+            if repeats is not None:
+                X, Y = np.repeat(X, repeats, axis=0), np.repeat(Y, repeats, axis=0)
+            return self._fit_lbfgs(X, Y, first_pass)
 
         early_stopping = self.early_stopping
         X_val = Y_val = repeats_val = None
@@ -582,6 +612,32 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                 pass  # theta_ is the optimizer's own parameters
         return refresh
 
+    def _fit_lbfgs(self, X, Y, first_pass):
+        """scikit-learn's ``_fit_lbfgs``: the full batch, ``max_iter`` iterations, ``max_fun`` evaluations, ``tol``
+        on the gradient's largest entry, from ``theta_`` (:func:`fastgd.training.fit_lbfgs`). As in scikit-learn,
+        it sets ``n_iter_`` and ``loss_`` and no ``loss_curve_`` nor ``best_loss_``, and warns when a limit
+        stopped it; fastgd adds ``lbfgs_result_`` (:class:`fastgd.training.LBFGSResult`: the evaluations too)."""
+        if first_pass:
+            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+                self.__dict__.pop(name, None)
+        result = self.lbfgs_result_ = fit_lbfgs(self._net, self.theta_, X, Y, self.max_iter, self.max_fun, self.tol)
+        self.n_iter_ = min(result.n_iter, self.max_iter)
+        self.t_ = X.shape[0] * self.n_iter_
+        self.loss_ = result.loss
+        if self.verbose:
+            print(f"L-BFGS: {self.n_iter_} iterations, {result.n_evals} evaluations, loss = {self.loss_:.8f}")
+        if result.status != 0:
+            why = ("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT" if result.status == 1
+                   else "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT")
+            advice = (f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter})."
+                      if self.n_iter_ == self.max_iter else "")
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
+                          f"{why}\n{advice}", ConvergenceWarning, stacklevel=3)
+        if not np.all(np.isfinite(self.theta_)):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may contain large values "
+                             "and need to be preprocessed.")
+        return self
+
     def _params_on_device(self, optimizer=None):
         """θ as the optimizer of this fit takes it: ``theta_`` itself, or a copy (on the GPU, or of the training point).
 
@@ -694,6 +750,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Fit the network to data X and labels y (each sample repeated as its weight says); returns self."""
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
+    @available_if(lambda estimator: estimator._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), keeping the optimizer's state; ``classes`` is required on the first call."""
         self._check_parameters(incremental=True)  # before classes_ is set: a refused call changes nothing
@@ -784,6 +841,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Fit the network to data X and targets y (each sample repeated as its weight says); returns self."""
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
+    @available_if(lambda estimator: estimator._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), keeping the optimizer's state."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)

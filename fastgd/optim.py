@@ -58,7 +58,7 @@ from fastgd import threads  # noqa: F401  (FASTGD_NUM_THREADS applies from here 
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Packed", "optimizer_class", "SGD", "Momentum", "Nesterov", "Adagrad",
            "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion", "RAdam", "Rprop", "ASGD",
-           "AdamWScheduleFree", "Lamb", "Adafactor", "Muon"]
+           "AdamWScheduleFree", "Lamb", "Adafactor", "Muon", "LBFGS"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 SEGMENT_FIELDS = 4  # a layout row: offset, ndim, rows, columns
@@ -765,3 +765,124 @@ def __getattr__(name):
         if rule.class_name == name:
             return optimizer_class(rule)
     raise AttributeError(f"module 'fastgd.optim' has no attribute {name!r}")
+
+
+class LBFGS:
+    r"""L-BFGS with ``torch.optim.LBFGS``'s signature, defaults and step, over a flat NumPy vector.
+
+        >>> import numpy as np
+        >>> from fastgd import optim
+        >>> params = np.array([3.0, -1.0])
+        >>> opt = optim.LBFGS(params, line_search_fn="strong_wolfe")
+        >>> def closure():                 # returns the loss AND its gradient at params
+        ...     return float(params @ params), 2 * params
+        >>> opt.step(closure)              # the loss at the start; params change in place
+        10.0
+        >>> bool(np.all(np.abs(params) < 1e-6))
+        True
+
+    ``step(closure)`` runs up to ``max_iter`` iterations (at most ``max_eval`` closure calls, by default
+    ``max_iter * 5 // 4``) of the two-loop recursion over the last ``history_size`` pairs, each with a step of
+    ``lr`` (times min(1, 1/‖g‖₁) on the very first iteration) or with torch's strong-Wolfe line search
+    (``line_search_fn="strong_wolfe"``), and stops as torch's does (``tolerance_grad`` on max |g|,
+    ``tolerance_change`` on the directional derivative, the step and the loss's change). The state carries over
+    from one ``step`` to the next. The step itself is the compiled generator
+    :func:`fastgd.kernels.lbfgs.lbfgs_step`; the closure runs in Python between its requests.
+
+    **How the closure differs from torch's.** torch's closure zeroes the gradients, runs ``backward()`` and
+    returns the loss, and the optimizer reads the gradients from ``p.grad``. Here there is no ``.grad``: the
+    closure evaluates the model at ``params`` as they are when it is called (the optimizer moves them in place,
+    also to trial points of the line search) and returns ``(loss, grad)``, a real number and an array of
+    params' shape (any float dtype; it is copied, so the closure may reuse its array). ``step`` returns the loss
+    of its first closure call, as torch's does. ``state`` holds torch's counters ``n_iter`` and ``func_evals``.
+
+    Bad input is refused in one line before anything changes: a negative ``lr``, ``max_iter``, ``max_eval`` or
+    ``history_size`` below 1, negative tolerances, a ``line_search_fn`` other than None or ``"strong_wolfe"`` (at
+    construction, where torch waits for the step), a step without a closure, and a closure whose gradient has the
+    wrong shape.
+    """
+
+    def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
+                 history_size=100, line_search_fn=None):
+        hyperparameters = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
+                               tolerance_change=tolerance_change, history_size=history_size,
+                               line_search_fn=line_search_fn)
+        self._checked(hyperparameters)
+        if max_eval is None:
+            hyperparameters["max_eval"] = max_iter * 5 // 4  # fixed here, as torch's constructor fixes it
+        params = _check_params(params)
+        if not isinstance(params, np.ndarray):
+            raise ValueError("LBFGS runs on the CPU: params must be a NumPy array (device='cuda' has no L-BFGS yet)")
+        self._params = params
+        self.param_groups = [hyperparameters]
+        self._history_size = int(history_size)
+        from fastgd.kernels import lbfgs as kernels
+
+        self._kernels = kernels
+        (self._vectors, self._directions, self._steps, self._history,
+         self._scalars) = kernels.new_buffers(params.size, self._history_size, params.dtype)
+        self._grad = np.zeros_like(params)
+        self._evaluation = np.zeros(1)
+
+    @staticmethod
+    def _checked(values):
+        """``settings`` for :func:`fastgd.kernels.lbfgs.lbfgs_step` from torch's hyperparameters, after checks."""
+        from fastgd.kernels import lbfgs as kernels
+        from fastgd.validation import is_integer, is_real
+
+        lr, max_iter, max_eval = values["lr"], values["max_iter"], values["max_eval"]
+        if not is_real(lr) or not lr >= 0.0:
+            raise ValueError(f"LBFGS: Invalid learning rate: {lr!r} (a real number >= 0)")
+        for name in ("max_iter", "history_size") + (() if max_eval is None else ("max_eval",)):
+            if not is_integer(values[name]) or values[name] < 1:
+                raise ValueError(f"LBFGS: {name} must be an integer >= 1, got {values[name]!r}")
+        for name in ("tolerance_grad", "tolerance_change"):
+            if not is_real(values[name]) or not values[name] >= 0.0:
+                raise ValueError(f"LBFGS: {name} must be a real number >= 0, got {values[name]!r}")
+        if values["line_search_fn"] not in (None, "strong_wolfe"):
+            raise ValueError(f"LBFGS: line_search_fn must be None or 'strong_wolfe', got {values['line_search_fn']!r}")
+        settings = np.zeros(kernels.N_SETTINGS)
+        settings[kernels.LR], settings[kernels.MAX_ITER] = lr, max_iter
+        settings[kernels.MAX_EVAL] = max_iter * 5 // 4 if max_eval is None else max_eval
+        settings[kernels.TOLERANCE_GRAD] = values["tolerance_grad"]
+        settings[kernels.TOLERANCE_CHANGE] = values["tolerance_change"]
+        settings[kernels.LINE_SEARCH] = values["line_search_fn"] == "strong_wolfe"
+        return settings
+
+    @property
+    def params(self):
+        """The parameter vector the optimizer updates in place."""
+        return self._params
+
+    @property
+    def state(self):
+        """torch's counters: ``n_iter`` (iterations over every step so far) and ``func_evals`` (closure calls)."""
+        kernels = self._kernels
+        return {"n_iter": int(self._scalars[kernels.N_ITER]), "func_evals": int(self._scalars[kernels.FUNC_EVALS])}
+
+    def step(self, closure=None):
+        """One torch ``LBFGS.step``: see the class; returns the loss of the first closure call."""
+        if closure is None or not callable(closure):
+            raise TypeError("LBFGS.step needs a closure: a function of no arguments returning (loss, grad) at params")
+        group = self.param_groups[0]
+        if int(group["history_size"]) != self._history_size:
+            raise ValueError("LBFGS: history_size cannot change after construction")
+        settings = self._checked(group)
+        params, grad, evaluation = self._params, self._grad, self._evaluation
+        first_loss = None
+        for _ in self._kernels.lbfgs_step(params, grad, evaluation, self._vectors, self._directions, self._steps,
+                                          self._history, self._scalars, settings):
+            returned = closure()
+            try:
+                loss, new_grad = returned
+            except (TypeError, ValueError):
+                raise TypeError("LBFGS: the closure must return (loss, grad), got "
+                                f"{type(returned).__name__}") from None
+            new_grad = np.asarray(new_grad)
+            if new_grad.shape != params.shape:
+                raise ValueError(f"LBFGS: the closure's grad has shape {new_grad.shape}, params {params.shape}")
+            grad[...] = new_grad
+            evaluation[0] = float(loss)
+            if first_loss is None:
+                first_loss = loss
+        return first_loss

@@ -44,7 +44,8 @@ from fastgd.networks import Network
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
-           "is_divergent", "first_divergent_epoch", "epoch_arguments"]
+           "is_divergent", "first_divergent_epoch", "epoch_arguments", "LBFGSResult", "fit_lbfgs",
+           "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 
@@ -471,3 +472,52 @@ def _device_data(net, X, Y):
         return check_device_data(net, X, Y)
     X, Y = net.check_data(X, Y)
     return cuda.to_device(X), cuda.to_device(Y)
+
+
+# scikit-learn's solver="lbfgs" is SciPy's L-BFGS-B at its defaults: maxcor=10 pairs, ftol = 1e7·ε (factr)
+LBFGS_HISTORY_SIZE = 10
+LBFGS_TOLERANCE_CHANGE = 1e7 * np.finfo(np.float64).eps
+
+
+@dataclass
+class LBFGSResult:
+    """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations, and
+    ``status``: 0 converged, 1 stopped at ``max_iter`` iterations, 2 at ``max_fun`` evaluations (SciPy's codes)."""
+
+    loss: float
+    n_iter: int
+    n_evals: int
+    status: int
+
+
+def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTORY_SIZE,
+              tolerance_change=LBFGS_TOLERANCE_CHANGE):
+    """Minimise ``net``'s full-batch loss on (X, Y) from θ (changed in place) with L-BFGS in one compiled call.
+
+    torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line search,
+    ``max_iter`` iterations, ``max_fun`` evaluations (``max_eval``), ``tol`` on max |g| (``tolerance_grad``, as
+    L-BFGS-B's ``gtol``) and an absolute ``tolerance_change``; every loss and gradient comes from the model's
+    compiled pass (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. Returns an
+    :class:`LBFGSResult`.
+    """
+    from fastgd.kernels import lbfgs as lbfgs_kernels
+
+    X, Y = net.check_data(X, Y)
+    dtype = net.dtype
+    model, layer_sizes, activation, output, alpha = net.epoch_pass(dtype, X.shape[0], 1)
+    n_activations, n_deltas = net.epoch_workspaces(X.shape[0])
+    grad = np.zeros_like(theta)
+    activations, deltas = np.empty(n_activations, dtype), np.empty(n_deltas, dtype)
+    vectors, directions, steps, history, scalars = lbfgs_kernels.new_buffers(theta.size, history_size, dtype)
+    settings = np.zeros(lbfgs_kernels.N_SETTINGS)
+    settings[lbfgs_kernels.LR], settings[lbfgs_kernels.MAX_ITER], settings[lbfgs_kernels.MAX_EVAL] = 1.0, max_iter, \
+        max_fun
+    settings[lbfgs_kernels.TOLERANCE_GRAD], settings[lbfgs_kernels.TOLERANCE_CHANGE] = tol, tolerance_change
+    settings[lbfgs_kernels.LINE_SEARCH] = 1.0
+    arguments = (model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas, np.zeros(1),
+                 vectors, directions, steps, history, scalars, settings)
+    compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
+    loss = float(compiled(*arguments))
+    n_iter, n_evals = int(scalars[lbfgs_kernels.STEP_ITERS]), int(scalars[lbfgs_kernels.STEP_EVALS])
+    status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
+    return LBFGSResult(loss, n_iter, n_evals, status)

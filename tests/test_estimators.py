@@ -503,7 +503,7 @@ def test_every_constrained_parameter_is_refused_by_scikit_learns_own_check(estim
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(solver="lbfgs"), "solver='lbfgs' is not available"),
+    (dict(solver="lbfgs", schedule="cosine"), "solver='lbfgs' takes no schedule"),
     (dict(solver="newton"), "The 'solver' parameter of MLPClassifier must be a str among"),
     (dict(optimizer="nadam", solver="sgd"), "optimizer='nadam' names the update rule, so solver='sgd'"),
     (dict(optimizer="nadam", beta_1=0.8), "so beta_1=0.8"),

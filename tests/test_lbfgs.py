@@ -1,0 +1,254 @@
+"""L-BFGS: fastgd.optim.LBFGS against torch.optim.LBFGS and the NumPy oracle, the compiled full-batch run, and
+solver="lbfgs" in the estimators against scikit-learn's."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+
+from fastgd import MLP, MLPClassifier, MLPRegressor, optim
+from fastgd.reference import ReferenceLBFGS
+from fastgd.training import LBFGS_HISTORY_SIZE, LBFGS_TOLERANCE_CHANGE, fit_lbfgs
+
+
+def _softmax_problem(dtype=np.float64, hidden=(6,), alpha=1e-3):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(dtype)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 40)]
+    net = MLP([5, *hidden, 3], activation="tanh", output="softmax", alpha=alpha, dtype=dtype)
+    return net, X, Y, net.init(random_state=0)
+
+
+def _closure(net, theta, X, Y):
+    return lambda: net.loss_grad(theta, X, Y)
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+@pytest.mark.parametrize("history_size", [100, 3])
+def test_matches_torch_lbfgs_on_an_mlp(line_search_fn, history_size):
+    """Parameters, first losses and torch's counters after each of 4 steps of 7 iterations (28 in all), float64.
+
+    The bound holds over these iterations: beyond them, on this non-convex loss, the last bits of the inner
+    products (torch's BLAS sums in another order) grow about tenfold every seven iterations.
+    """
+    torch = pytest.importorskip("torch", reason="torch.optim.LBFGS is the reference")
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.normal(size=(40, 5)))
+    y = torch.tensor(rng.integers(0, 3, 40))
+
+    def network():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(5, 8, dtype=torch.float64), torch.nn.Tanh(),
+                                   torch.nn.Linear(8, 3, dtype=torch.float64))
+
+    settings = dict(line_search_fn=line_search_fn, history_size=history_size, max_iter=7)
+    theirs = network()
+    their_optimizer = torch.optim.LBFGS(theirs.parameters(), **settings)
+
+    def their_closure():
+        their_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(X), y)
+        loss.backward()
+        return loss
+
+    evaluated = network()
+    tensors = list(evaluated.parameters())
+    params = torch.cat([p.detach().reshape(-1) for p in tensors]).numpy().copy()
+    ours = optim.LBFGS(params, **settings)
+
+    def our_closure():  # torch's loss and gradient at our params
+        with torch.no_grad():
+            offset = 0
+            for p in tensors:
+                p.copy_(torch.from_numpy(params[offset:offset + p.numel()]).view_as(p))
+                offset += p.numel()
+                p.grad = None
+        loss = torch.nn.functional.cross_entropy(evaluated(X), y)
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.reshape(-1) for p in tensors]).numpy()
+
+    for _ in range(4):
+        their_loss = their_optimizer.step(their_closure).item()
+        our_loss = ours.step(our_closure)
+        their_params = torch.cat([p.detach().reshape(-1) for p in theirs.parameters()]).numpy()
+        np.testing.assert_allclose(params, their_params, rtol=0, atol=1e-10)
+        assert our_loss == pytest.approx(their_loss, abs=1e-10)
+        state = their_optimizer.state[their_optimizer._params[0]]
+        assert ours.state == {"n_iter": state["n_iter"], "func_evals": state["func_evals"]}
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_matches_the_numpy_oracle_over_many_steps(line_search_fn):
+    """A convex loss (softmax regression with a penalty), 12 steps of 10 iterations, a history of 4 that wraps."""
+    net, X, Y, start = _softmax_problem(hidden=(), alpha=0.1)
+    ours_theta, oracle_theta = start.copy(), start.copy()
+    settings = dict(line_search_fn=line_search_fn, history_size=4, max_iter=10, lr=0.5)
+    ours = optim.LBFGS(ours_theta, **settings)
+    oracle = ReferenceLBFGS(oracle_theta, **settings)
+    for _ in range(12):
+        assert ours.step(_closure(net, ours_theta, X, Y)) == pytest.approx(
+            oracle.step(_closure(net, oracle_theta, X, Y)), abs=1e-12)
+        np.testing.assert_allclose(ours_theta, oracle_theta, rtol=0, atol=1e-10)
+        assert ours.state == {key: oracle.state[key] for key in ("n_iter", "func_evals")}
+    assert oracle.state["n_iter"] > 20  # the ring buffer of 4 wrapped many times
+
+
+def test_the_compiled_full_batch_run_is_the_optimizers_step():
+    """fit_lbfgs (one compiled call, the model's pass as a callback) takes the very steps of optim.LBFGS with a
+    Python closure over the same pass and settings."""
+    net, X, Y, start = _softmax_problem()
+    compiled_theta, stepped_theta = start.copy(), start.copy()
+    result = fit_lbfgs(net, compiled_theta, X, Y, max_iter=30, max_fun=1000, tol=1e-6)
+    stepper = optim.LBFGS(stepped_theta, max_iter=30, max_eval=1000, tolerance_grad=1e-6,
+                          tolerance_change=LBFGS_TOLERANCE_CHANGE, history_size=LBFGS_HISTORY_SIZE,
+                          line_search_fn="strong_wolfe")
+    stepper.step(_closure(net, stepped_theta, X, Y))
+    np.testing.assert_allclose(compiled_theta, stepped_theta, rtol=0, atol=1e-12)
+    assert (result.n_iter, result.n_evals, result.status) == (30, stepper.state["func_evals"], 1)
+    assert result.loss == pytest.approx(net.loss(compiled_theta, X, Y), abs=1e-12)
+    assert result.loss < 0.5 * net.loss(start, X, Y)
+
+
+def test_float32_stays_float32_and_converges():
+    net, X, Y, theta = _softmax_problem(np.float32)
+    first = net.loss(theta, X, Y)
+    optimizer = optim.LBFGS(theta, line_search_fn="strong_wolfe", max_iter=50)
+    optimizer.step(_closure(net, theta, X, Y))
+    assert theta.dtype == np.float32 and np.isfinite(theta).all()
+    assert net.loss(theta, X, Y) < 0.2 * first
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(history_size=0), "LBFGS: history_size must be an integer >= 1, got 0"),
+    (dict(max_iter=0), "LBFGS: max_iter must be an integer >= 1, got 0"),
+    (dict(max_eval=0), "LBFGS: max_eval must be an integer >= 1, got 0"),
+    (dict(lr=-1.0), "LBFGS: Invalid learning rate: -1.0"),
+    (dict(tolerance_grad=float("nan")), "LBFGS: tolerance_grad must be a real number >= 0"),
+    (dict(line_search_fn="armijo"), "LBFGS: line_search_fn must be None or 'strong_wolfe', got 'armijo'"),
+])
+def test_bad_settings_are_refused_in_one_line(settings, message):
+    theta = np.ones(3)
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        optim.LBFGS(theta, **settings)
+    assert "\n" not in str(error.value)
+
+
+def test_max_eval_defaults_to_five_quarters_of_max_iter_fixed_at_construction_as_torchs():
+    torch = pytest.importorskip("torch", reason="torch.optim.LBFGS is the reference")
+    ours = optim.LBFGS(np.ones(2), max_iter=9)
+    theirs = torch.optim.LBFGS([torch.ones(2, requires_grad=True)], max_iter=9)
+    assert ours.param_groups[0]["max_eval"] == theirs.param_groups[0]["max_eval"] == 11
+
+
+def test_a_step_without_a_closure_or_with_a_wrong_gradient_changes_nothing():
+    theta = np.array([1.0, 2.0])
+    optimizer = optim.LBFGS(theta)
+    with pytest.raises(TypeError, match="LBFGS.step needs a closure"):
+        optimizer.step()
+    with pytest.raises(ValueError, match=re.escape("the closure's grad has shape (3,), params (2,)")):
+        optimizer.step(lambda: (1.0, np.zeros(3)))
+    optimizer.param_groups[0]["history_size"] = 0
+    with pytest.raises(ValueError, match="history_size"):
+        optimizer.step(lambda: (float(theta @ theta), 2 * theta))
+    np.testing.assert_array_equal(theta, [1.0, 2.0])
+    assert optimizer.state == {"n_iter": 0, "func_evals": 0}
+
+
+# -- solver="lbfgs" ------------------------------------------------------------------------------------------------
+
+def _standardised(load, regression=False):
+    X, y = load(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    return (X, (y - y.mean()) / y.std()) if regression else (X, y)
+
+
+def _from_scikit_learns_weights(ours, theirs, X, y):
+    """Fit ``ours`` from the initial weights ``theirs`` (unfitted) draws: scikit-learn's _initialize, replayed."""
+    n_outputs = 1 if isinstance(theirs, SklearnMLPRegressor) else len(np.unique(y)) if len(np.unique(y)) > 2 else 1
+    theirs._random_state = check_random_state(theirs.random_state)
+    sizes = [X.shape[1], *theirs.hidden_layer_sizes, n_outputs]
+    initial = [theirs._init_coef(n_in, n_out, np.float64) for n_in, n_out in zip(sizes, sizes[1:])]
+    max_iter = ours.max_iter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.set_params(max_iter=1).fit(X, y)
+    for (weights, biases), our_weights, our_biases in zip(initial, ours.coefs_, ours.intercepts_):
+        our_weights[...], our_biases[...] = weights, biases
+    return ours.set_params(max_iter=max_iter, warm_start=True).fit(X, y)
+
+
+@pytest.mark.parametrize("name, load, ours, theirs, hidden, alpha", [
+    ("iris", load_iris, MLPClassifier, SklearnMLPClassifier, 16, 1.0),
+    ("wine", load_wine, MLPClassifier, SklearnMLPClassifier, 16, 1.0),
+    ("diabetes", load_diabetes, MLPRegressor, SklearnMLPRegressor, 8, 3.0),
+])
+def test_final_loss_within_one_percent_of_scikit_learns(name, load, ours, theirs, hidden, alpha):
+    """From scikit-learn's initial weights, to convergence: a penalty gives one minimum both reach (the two line
+    searches differ, SciPy's L-BFGS-B and torch's strong Wolfe, so their paths do)."""
+    X, y = _standardised(load, regression=name == "diabetes")
+    settings = dict(hidden_layer_sizes=(hidden,), solver="lbfgs", alpha=alpha, max_iter=1000, random_state=0)
+    fitted = _from_scikit_learns_weights(ours(**settings), theirs(**settings), X, y)
+    reference = theirs(**settings).fit(X, y)
+    assert fitted.loss_ == pytest.approx(reference.loss_, rel=0.01)
+    assert 0 < fitted.n_iter_ < 1000
+    assert fitted.loss_ == pytest.approx(fitted._net.loss(fitted.theta_, X.astype(np.float64),
+                                                          fitted._one_hot(y) if name != "diabetes"
+                                                          else y.reshape(-1, 1)), rel=1e-12)
+
+
+def test_attributes_and_warnings_as_scikit_learns():
+    X, y = _standardised(load_iris)
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=re.escape("lbfgs failed to converge after 3 iteration(s)")):
+        ours = MLPClassifier(**settings).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=re.escape("lbfgs failed to converge after 3 iteration(s)")):
+        theirs = SklearnMLPClassifier(**settings).fit(X, y)
+    for estimator in (ours, theirs):
+        assert estimator.n_iter_ == 3
+        assert not hasattr(estimator, "loss_curve_") and not hasattr(estimator, "best_loss_")
+        assert not hasattr(estimator, "partial_fit")
+    with pytest.warns(ConvergenceWarning, match="EVALUATIONS EXCEEDS LIMIT"):
+        MLPClassifier(**dict(settings, max_iter=100, max_fun=5)).fit(X, y)
+    with pytest.raises(ValueError, match=re.escape("solver='lbfgs' takes no clip_norm")):
+        MLPClassifier(**dict(settings, clip_norm=1.0)).fit(X, y)
+
+
+def test_solver_lbfgs_passes_scikit_learns_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for estimator in (MLPClassifier(solver="lbfgs", hidden_layer_sizes=(10,)),
+                          MLPRegressor(solver="lbfgs", hidden_layer_sizes=(10,))):
+            check_estimator(estimator)
+
+
+def test_a_weighted_fit_is_the_fit_of_the_repeated_data_and_ignores_early_stopping():
+    """scikit-learn's meaning of a whole-number weight (repetitions), and L-BFGS's full batch: no validation split."""
+    X, y = _standardised(load_iris)
+    weights = np.where(np.arange(len(y)) % 3 == 0, 2.0, 1.0)
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = MLPClassifier(**settings, early_stopping=True).fit(X, y, sample_weight=weights)
+        repeated = MLPClassifier(**settings).fit(np.repeat(X, 2 - (np.arange(len(y)) % 3 != 0), axis=0),
+                                                 np.repeat(y, 2 - (np.arange(len(y)) % 3 != 0)))
+    np.testing.assert_array_equal(weighted.theta_, repeated.theta_)
+    assert weighted.loss_ == repeated.loss_ and not hasattr(weighted, "validation_scores_")
+
+
+def test_a_float32_fit_reaches_the_float64_fits_loss():
+    X, y = _standardised(load_iris)
+    settings = dict(hidden_layer_sizes=(16,), solver="lbfgs", alpha=1.0, max_iter=500, random_state=0)
+    single = MLPClassifier(**settings, dtype="float32").fit(X, y)
+    double = MLPClassifier(**settings, dtype="float64").fit(X, y)
+    assert single.theta_.dtype == np.float32 and double.theta_.dtype == np.float64
+    # both stop once max |g| <= tol = 1e-4, at points whose losses agree to about that, not to float32's rounding
+    assert single.loss_ == pytest.approx(double.loss_, rel=1e-3)
