@@ -82,7 +82,7 @@ from fastgd.validation import is_integer, is_real
 
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
            "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "Reduction",
-           "LogUniform", "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION", "REDUCTION_BLOCK"]
+           "LogUniform", "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
 
 # Part of every rule's hash: bump it when the generated code changes meaning.
 GENERATOR_VERSION = 2
@@ -501,7 +501,7 @@ REDUCTION_BLOCK = 4096
 GENERATED_NAMES = frozenset({
     "aux", "aux_size", "columns", "counters", "cuda", "dtype_eps", "element", "evaluate", "evaluation",
     "evaluation_scalars", "finish", "float", "grad", "halt", "hyper", "int", "kernel", "kernel_parallel", "launch",
-    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "ndim", "no_halt", "np", "numba",
+    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "min", "ndim", "no_halt", "np", "numba",
     "out", "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange",
     "range", "reduction", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
 # A rule's name becomes a file name (its generated modules) and an attribute (fastgd.rules.kernels.<name>, and
