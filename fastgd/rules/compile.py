@@ -8,6 +8,7 @@ definition makes ``cache=True`` work for every rule, a user's included, and a
 changed definition never loads stale machine code. The module holds:
 
 ``loop_scalars``
+    (Not for a variant with a reduction pass, whose scalars need the sums.)
     What a step needs from the step count: the per-step function's outputs,
     the decoupled decay factor and new scalar state, in float64. The CUDA
     launcher computes it on the host; the CPU functions below compute the same
@@ -15,8 +16,10 @@ changed definition never loads stale machine code. The module holds:
 ``kernel`` / ``kernel_parallel``
     The public kernel (``fastgd.rules.kernels.<rule>``): ``(params, grad, *state
     arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
-    scalar state, if the rule has any. The loop over the vector (``range`` /
-    ``prange``) calls the element function with the composed weight decay;
+    scalar state, if the rule has any. The per-step function, then the
+    reduction's pass over the vector and its finish (see
+    :class:`~fastgd.rules.Reduction`), then the loop over the vector (``range`` /
+    ``prange``) calling the element function with the composed weight decay;
     flags are literals, absent state slots zeros.
 ``packed_step`` / ``packed_step_parallel``
     One uniform signature for every rule, ``(params, grad, states, aux,
@@ -223,7 +226,9 @@ class _Plan:
         """The sums over every parameter, block by block in order (see :data:`REDUCTION_BLOCK`), then the finish.
 
         The ``prange`` form sums each block in a thread into a row of block sums, then adds the rows in order:
-        the serial form's additions, bit for bit, whatever the number of threads.
+        the serial form's additions, bit for bit, whatever the number of threads. That row array (blocks ×
+        sums float64, 8 bytes per 512 parameters per sum) is the one allocation of a step, and only of the
+        ``prange`` form, which runs above ``PARALLEL_THRESHOLD`` parameters; the serial form allocates nothing.
         """
         reduction, sums = self.reduction, list(self.reduction.outputs)
         if not self.reduces:
