@@ -107,10 +107,11 @@ def _packed_steps(function, params, grad, states, aux, hyper, counters, layout, 
         function(params, grad, states, aux, hyper, counters, layout)
 
 
-@pytest.mark.parametrize("name", ["adam", "lamb", "muon"])
+@pytest.mark.parametrize("name", ["adam", "lamb", "muon", "prodigy"])
 def test_the_parallel_c_entry_of_a_step_is_the_serial_one_bitwise(name):
     """The C callbacks that compiled epochs call: ``packed_step`` and, for threaded epochs, its prange twin
-    (one rule per kind: element-wise, a norm per tensor, a matrix function per weight matrix)."""
+    (one rule per kind: element-wise, a norm per tensor, a matrix function per weight matrix, sums over every
+    parameter)."""
     start, gradient = problem(1001, np.float32)
     results = []
     for parallel in (False, True):
