@@ -49,6 +49,14 @@ DEFAULTS = {
     "muon": dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315),
                  eps=1e-7, ns_steps=5, adjust_lr_fn="original", adamw_lr=1e-3, adamw_betas=(0.9, 0.999),
                  adamw_eps=1e-8, adamw_weight_decay=1e-2),
+    # pytorch-optimizer 4.1's (the options fastgd takes)
+    "adopt": dict(lr=1e-3, betas=(0.9, 0.9999), weight_decay=0.0, weight_decouple=False, eps=1e-6),
+    "adan": dict(lr=1e-3, betas=(0.98, 0.92, 0.99), weight_decay=0.0, weight_decouple=False, max_grad_norm=0.0,
+                 eps=1e-8),
+    "prodigy": dict(lr=1.0, betas=(0.9, 0.999), beta3=None, d0=1e-6, d_coef=1.0, growth_rate=float("inf"),
+                    weight_decay=0.0, fixed_decay=False, bias_correction=False, safeguard_warmup=False, eps=1e-8),
+    "dadapt_adam": dict(lr=1.0, betas=(0.9, 0.999), d0=1e-6, growth_rate=float("inf"), weight_decay=0.0,
+                        weight_decouple=False, fixed_decay=False, bias_correction=False, eps=1e-8),
 }
 
 
@@ -320,6 +328,101 @@ def muon(params, grad, state, t, lr, weight_decay, momentum, nesterov, ns_coeffi
         params[span] -= lr * scale * newton_schulz(update, ns_coefficients, ns_steps, eps).ravel()
 
 
+def adopt(params, grad, state, t, lr, betas, weight_decay, weight_decouple, eps):
+    beta1, beta2 = betas
+    if t == 1:
+        state["exp_avg"] = np.zeros_like(params)
+        state["exp_avg_sq"] = np.zeros_like(params)
+    if weight_decouple:
+        params *= 1 - lr * weight_decay
+    else:
+        grad = _coupled(params, grad, weight_decay)
+    if t == 1:
+        state["exp_avg_sq"] += grad * grad
+        return
+    clip = t ** 0.25
+    normed = np.clip(grad / np.maximum(np.sqrt(state["exp_avg_sq"]), eps), -clip, clip)
+    state["exp_avg"] += (1 - beta1) * (normed - state["exp_avg"])
+    params -= lr * state["exp_avg"]
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+
+
+def adan(params, grad, state, t, lr, betas, weight_decay, weight_decouple, max_grad_norm, eps):
+    beta1, beta2, beta3 = betas
+    if max_grad_norm > 0:
+        grad = grad * min(max_grad_norm / (np.sqrt(np.sum(grad * grad)) + eps), 1.0)
+    if t == 1:
+        for key in ("exp_avg", "exp_avg_sq", "exp_avg_diff"):
+            state[key] = np.zeros_like(params)
+        difference = np.zeros_like(params)
+    else:
+        difference = grad + state["previous_grad"]  # previous_grad holds -g_{t-1}
+    state["exp_avg"] += (1 - beta1) * (grad - state["exp_avg"])
+    state["exp_avg_diff"] += (1 - beta2) * (difference - state["exp_avg_diff"])
+    corrected = grad + beta2 * difference
+    state["exp_avg_sq"] = beta3 * state["exp_avg_sq"] + (1 - beta3) * corrected * corrected
+    denominator = np.sqrt(state["exp_avg_sq"]) / np.sqrt(1 - beta3**t) + eps
+    if weight_decouple:
+        params *= 1 - lr * weight_decay
+    params -= lr / (1 - beta1**t) * state["exp_avg"] / denominator
+    params -= lr * beta2 / (1 - beta2**t) * state["exp_avg_diff"] / denominator
+    if not weight_decouple:
+        params /= 1 + lr * weight_decay  # the proximal step
+    state["previous_grad"] = -grad
+
+
+def prodigy(params, grad, state, t, lr, betas, beta3, d0, d_coef, growth_rate, weight_decay, fixed_decay,
+            bias_correction, safeguard_warmup, eps):
+    beta1, beta2 = betas
+    beta3 = np.sqrt(beta2) if beta3 is None else beta3
+    if t == 1:
+        state.update(p0=params.copy(), exp_avg=np.zeros_like(params), exp_avg_sq=np.zeros_like(params),
+                     s=np.zeros_like(params), d=d0, d_max=d0, d_numerator=0.0)
+    d = state["d"]
+    correction = (1 - beta1**t) / np.sqrt(1 - beta2**t) if bias_correction else 1.0
+    d_lr = d * lr / correction
+    state["d_numerator"] = beta3 * state["d_numerator"] + d / d0 * d_lr * np.sum(grad * (state["p0"] - params))
+    state["exp_avg"] = beta1 * state["exp_avg"] + d * (1 - beta1) * grad
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + d * d * (1 - beta2) * grad * grad
+    state["s"] = beta3 * state["s"] + d / d0 * (d if safeguard_warmup else d_lr) * grad
+    total = np.sum(np.abs(state["s"]))
+    if total == 0:
+        return
+    d_hat = d_coef * state["d_numerator"] / total
+    if d == d0:
+        d = max(d, d_hat)
+    state["d_max"] = max(state["d_max"], d_hat)
+    state["d"] = d = min(state["d_max"], d * growth_rate)
+    params *= 1 - weight_decay * (1.0 if fixed_decay else d_lr)
+    params -= d_lr * state["exp_avg"] / (np.sqrt(state["exp_avg_sq"]) + d * eps)
+
+
+def dadapt_adam(params, grad, state, t, lr, betas, d0, growth_rate, weight_decay, weight_decouple, fixed_decay,
+                bias_correction, eps):
+    beta1, beta2 = betas
+    root = np.sqrt(beta2)
+    if t == 1:
+        state.update(exp_avg=np.zeros_like(params), exp_avg_sq=np.zeros_like(params), s=np.zeros_like(params), d=d0,
+                     numerator_weighted=0.0)
+    d = state["d"]
+    d_lr = d * lr / ((1 - beta1**t) / np.sqrt(1 - beta2**t) if bias_correction else 1.0)
+    if not weight_decouple:
+        grad = _coupled(params, grad, weight_decay)
+    numerator = d_lr * np.sum(grad * state["s"] / (np.sqrt(state["exp_avg_sq"]) + eps))
+    state["exp_avg"] = beta1 * state["exp_avg"] + d_lr * (1 - beta1) * grad
+    state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+    state["s"] = root * state["s"] + d_lr * (1 - root) * grad
+    total = np.sum(np.abs(state["s"]))
+    if total == 0:
+        return
+    state["numerator_weighted"] += (1 - root) * (numerator - state["numerator_weighted"])
+    if lr > 0:
+        state["d"] = max(d, min(state["numerator_weighted"] / ((1 - root) * total), d * growth_rate))
+    if weight_decouple:
+        params *= 1 - weight_decay * (1.0 if fixed_decay else d_lr)
+    params -= state["exp_avg"] / (np.sqrt(state["exp_avg_sq"]) + eps)
+
+
 # Where a rule that trains at one point evaluates the model: (params, state, hyperparameters) -> params.
 EVALUATION = {
     "asgd": lambda params, state, hp: state["ax"],
@@ -331,7 +434,7 @@ RULES = {
     "sgd": sgd, "momentum": sgd, "nesterov": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adadelta": adadelta,
     "adam": adam, "amsgrad": adam, "adamax": adamax, "nadam": nadam, "adamw": adamw, "lion": lion, "radam": radam,
     "rprop": rprop, "asgd": asgd, "schedule_free_adamw": schedule_free_adamw, "lamb": lamb, "adafactor": adafactor,
-    "muon": muon,
+    "muon": muon, "adopt": adopt, "adan": adan, "prodigy": prodigy, "dadapt_adam": dadapt_adam,
 }
 
 

@@ -50,6 +50,15 @@ VARIANTS = {
     "adafactor": [dict(lr=0.05, beta2_decay=-0.5, eps=(1e-20, 1e-3), d=2.0, weight_decay=0.1)],
     "muon": [dict(lr=0.01, momentum=0.8, nesterov=False, weight_decay=0.05, adjust_lr_fn="match_rms_adamw",
                   ns_steps=3, adamw_lr=0.01, adamw_betas=(0.8, 0.99), adamw_weight_decay=0.1)],
+    "adopt": [dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, eps=1e-4),
+              dict(weight_decay=0.1, weight_decouple=True)],
+    "adan": [dict(lr=0.01, max_grad_norm=5.0, weight_decay=0.05), dict(lr=0.01, betas=(0.9, 0.8, 0.95),
+                                                                        weight_decay=0.1),
+             dict(lr=0.01, weight_decay=0.1, weight_decouple=True)],
+    "prodigy": [dict(lr=0.2, betas=(0.8, 0.99), beta3=0.95, d0=1e-4, d_coef=0.5, growth_rate=1.05, weight_decay=0.1,
+                     bias_correction=True, safeguard_warmup=True, eps=1e-6), dict(weight_decay=0.01, fixed_decay=True)],
+    "dadapt_adam": [dict(lr=0.5, betas=(0.8, 0.99), d0=1e-4, growth_rate=1.1, weight_decay=0.1, bias_correction=True,
+                         eps=1e-6), dict(lr=0.1, weight_decay=0.1, weight_decouple=True, fixed_decay=True)],
 }
 
 # The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,
@@ -65,6 +74,7 @@ TORCH_EQUIVALENTS = {
     "rprop": ("Rprop", {}), "asgd": ("ASGD", {}),
     # tests/test_more_rules.py: per-tensor oracles and the packages named by their docstrings
     "schedule_free_adamw": None, "lamb": None, "adafactor": None, "muon": None,
+    "adopt": None, "adan": None, "prodigy": None, "dadapt_adam": None,
 }
 
 # Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
@@ -94,8 +104,13 @@ ROSENBROCK = {
     "lamb": (dict(lr=1e-2), 15000, 1e-3),
     "adafactor": (dict(lr=1e-2), 15000, 1e-3),
     "muon": (dict(lr=1e-3, adamw_lr=1e-2), 15000, 1e-3),
+    "adopt": (dict(lr=0.3), 6000, 1e-3),
+    "adan": (dict(lr=1e-3), 6000, 1e-3),
+    # the distance estimates make the step large: they get there with the multiplier decaying to zero
+    "prodigy": (dict(lr=1.0), 6000, 1e-3),
+    "dadapt_adam": (dict(lr=1.0), 6000, 1e-3),
 }
-DECAYING = {"lamb", "adafactor", "muon"}
+DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam"}
 
 # The layout of Rosenbrock's two parameters: one 1 × 2 matrix, so that Muon orthogonalises it.
 ROSENBROCK_LAYOUT = [(1, 2)]
@@ -106,12 +121,21 @@ MOVES_ON_ZERO_GRADIENT = {
     "sgd": False, "momentum": True, "nesterov": True, "adagrad": False, "rmsprop": False, "adadelta": False,
     "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True, "radam": True,
     "rprop": False, "asgd": False, "schedule_free_adamw": True, "lamb": True, "adafactor": False, "muon": True,
+    "adopt": True, "adan": True, "prodigy": True, "dadapt_adam": True,
 }
 
 # Settings that switch off every pull other than the gradient's (weight decay, ASGD's λ decay).
 NEUTRAL = {name: dict(weight_decay=0.0) for name in MOVES_ON_ZERO_GRADIENT}
 NEUTRAL.update(rprop={}, asgd=dict(weight_decay=0.0, lambd=0.0),
                muon=dict(weight_decay=0.0, adamw_weight_decay=0.0))
+
+def reduces(name, hyperparameters):
+    """Whether the rule ``name`` with ``hyperparameters`` (the others at their defaults) sums over every parameter
+    before its element pass (a :class:`fastgd.rules.Reduction` its flags switch on): such steps accumulate in
+    float64 on purpose and have no CUDA form yet."""
+    rule = optim.OPTIMIZERS[name].rule
+    return rule.reduces(rule.flags(rule.check(dict(rule.defaults, **hyperparameters))))
+
 
 # Hyperparameters each rule must refuse, with a fragment of the message.
 INVALID = {
@@ -152,6 +176,16 @@ INVALID = {
              ">= 0 but is: -0.5"), (dict(weight_decay=-1.0), "weight decay should be >= 0 but is: -1.0"),
              (dict(ns_steps=100), "Number of steps must be less than 100"), (dict(adjust_lr_fn="other"), "Adjust "
              "learning rate function other is not supported")],
+    "adopt": [(dict(lr=-1.0), "learning rate must be positive. (-1.0 > 0)"), (dict(betas=(0.9, 1.0)), "beta2 must "
+              "be in the range [0.0, 1.0)"), (dict(eps=-1.0), "eps must be non-negative")],
+    "adan": [(dict(betas=(0.9, 0.9, 1.5)), "beta3 must be in the range"), (dict(betas=(0.9, 0.9)), "Invalid betas"),
+             (dict(max_grad_norm=-1.0), "max_grad_norm must be non-negative"),
+             (dict(weight_decay=-0.1), "weight_decay must be non-negative")],
+    "prodigy": [(dict(beta3=1.5), "beta3 must be in the range"), (dict(d0=0.0), "Invalid d0 value: 0.0"),
+                (dict(growth_rate=0.5), "Invalid growth_rate value: 0.5"), (dict(eps=None), "eps value must be a real "
+                "number")],
+    "dadapt_adam": [(dict(lr=-1.0), "learning rate must be positive"), (dict(d0=-1.0), "Invalid d0 value: -1.0"),
+                    (dict(growth_rate=float("nan")), "Invalid growth_rate value: nan")],
 }
 
 

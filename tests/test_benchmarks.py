@@ -326,3 +326,16 @@ def test_network_speed_names_the_pass_fastgd_took_the_cpu_and_the_load():
     text = "\n".join(network_speed.report(results))
     assert "on 2 CPUs, AMD EPYC (2 Numba threads; load average at the start 5.6 / 4.3 / 5.1 (1, 5, 15 min))" in text
     assert "| 100-256-256-10/64, float32 | 100.00 ms (serial) | n/a | n/a | 2.00 |" in text
+
+
+@pytest.mark.parametrize("arrays", range(1, 6))
+def test_the_in_place_streams_add_the_scaled_gradient_to_every_row(arrays):
+    # the reference of StepCeilingShare, up to θ and four state arrays (Adan, Prodigy): NumPy's sum is the oracle
+    from fastgd.kernels.memory import MAX_STREAMS, in_place_streams
+
+    assert MAX_STREAMS >= arrays
+    rng = np.random.default_rng(arrays)
+    rows, grad = rng.normal(size=(arrays, 37)).astype(np.float32), rng.normal(size=37).astype(np.float32)
+    expected = rows + np.float32(0.5) * grad
+    in_place_streams(rows, grad, np.float32(0.5))
+    np.testing.assert_array_equal(rows, expected)

@@ -32,7 +32,7 @@ def iris():
 def test_every_rule_learns_iris(name):
     X, y = iris()
     learning_rate = {"adadelta": 1.0, "lion": 1e-3, "sgd": 0.1, "momentum": 0.05, "nesterov": 0.05,
-                     "adagrad": 0.1}.get(name, 0.01)
+                     "adagrad": 0.1, "prodigy": 1.0, "dadapt_adam": 0.1}.get(name, 0.01)
     clf = MLPClassifier(hidden_layer_sizes=(16,), optimizer=name, learning_rate_init=learning_rate, max_iter=300,
                         batch_size=16, random_state=0)
     with warnings.catch_warnings():

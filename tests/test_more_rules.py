@@ -193,3 +193,61 @@ def test_schedule_free_adamw_matches_schedulefree_at_both_points(dtype, hyperpar
     training_point = ours.params.copy()
     assert_close(ours.evaluation_params(), flat(tensors), dtype)  # the evaluation point x
     np.testing.assert_array_equal(ours.params, training_point)  # evaluating does not move the training point
+
+
+# -- pytorch-optimizer's ADOPT, Adan, Prodigy and D-Adaptation Adam, over the layout's several tensors ----------
+
+def float64_global_norm(param_groups, device=None, *, weight_adaptive=False):
+    """pytorch-optimizer's squared global gradient norm, in the gradients' dtype (it rounds it to float32)."""
+    return torch.stack([p.grad.norm() for group in param_groups for p in group["params"]]).square().sum().reshape(1)
+
+
+PYTORCH_OPTIMIZER_CASES = [
+    ("adopt", "ADOPT", {}),
+    ("adopt", "ADOPT", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, eps=1e-4)),
+    ("adopt", "ADOPT", dict(lr=0.01, weight_decay=0.1, weight_decouple=True)),
+    ("adan", "Adan", {}),
+    ("adan", "Adan", dict(lr=0.01, betas=(0.9, 0.8, 0.95), weight_decay=0.1)),  # proximal decay
+    ("adan", "Adan", dict(lr=0.01, weight_decay=0.1, weight_decouple=True)),
+    ("adan", "Adan", dict(lr=0.01, max_grad_norm=5.0, weight_decay=0.05)),  # clipped by the global norm
+    ("prodigy", "Prodigy", {}),
+    ("prodigy", "Prodigy", dict(lr=0.2, betas=(0.8, 0.99), beta3=0.95, d0=1e-4, d_coef=0.5, growth_rate=1.05,
+                                weight_decay=0.1, bias_correction=True, safeguard_warmup=True, eps=1e-6)),
+    ("prodigy", "Prodigy", dict(weight_decay=0.01, fixed_decay=True)),
+    ("dadapt_adam", "DAdaptAdam", {}),
+    ("dadapt_adam", "DAdaptAdam", dict(lr=0.5, betas=(0.8, 0.99), d0=1e-4, growth_rate=1.1, weight_decay=0.1,
+                                       bias_correction=True, eps=1e-6)),
+    ("dadapt_adam", "DAdaptAdam", dict(lr=0.1, weight_decay=0.1, weight_decouple=True)),
+    ("dadapt_adam", "DAdaptAdam", dict(lr=0.1, weight_decay=0.01, weight_decouple=True, fixed_decay=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, class_name, hyperparameters", PYTORCH_OPTIMIZER_CASES,
+                         ids=[f"{name}-{i}" for i, (name, _, _) in enumerate(PYTORCH_OPTIMIZER_CASES)])
+def test_matches_pytorch_optimizer_over_several_tensors(name, class_name, hyperparameters, dtype, float64_scalars,
+                                                        monkeypatch):
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer (the oracles extra) is "
+                                                                        "not installed")
+    from pytorch_optimizer.optimizer import adan
+
+    monkeypatch.setattr(adan, "get_global_gradient_norm", float64_global_norm)
+    start, gradient = problem(37, dtype)
+    ours = optim.OPTIMIZERS[name](start.copy(), layout=LAYOUT_37, **hyperparameters)
+    tensors = torch_tensors(start, LAYOUT_37)
+    foreach = {} if name == "prodigy" else dict(foreach=False)  # Prodigy's CPU path is its per-tensor loop
+    theirs = getattr(pytorch_optimizer, class_name)(tensors, **foreach, **hyperparameters)
+    train_both(ours, tensors, theirs, gradient)
+    assert_close(ours.params, flat(tensors), dtype)
+    for key in ("exp_avg", "exp_avg_sq", "s", "exp_avg_diff"):
+        if key in ours.state:
+            theirs_state = np.concatenate([theirs.state[t][key].numpy().ravel() for t in tensors])
+            if dtype == np.float64:
+                assert_close(ours.state[key], theirs_state, dtype)
+            else:  # float32: a moment passing near 0 keeps the rounding of its scale, not its own
+                np.testing.assert_allclose(ours.state[key], theirs_state, rtol=FLOAT32_RTOL,
+                                           atol=FLOAT32_RTOL * np.abs(theirs_state).max())
+    if name in ("prodigy", "dadapt_adam"):  # the distance estimate, a float64 scalar on both sides
+        rtol = 1e-10 if dtype == np.float64 else FLOAT32_RTOL
+        assert ours.state["d"] == pytest.approx(theirs.param_groups[0]["d"], rel=rtol)
+        assert ours.state["d"] > hyperparameters.get("d0", 1e-6)  # it moved: the sums took part

@@ -332,6 +332,8 @@ def test_the_generated_names_list_covers_every_name_the_generated_code_binds():
         own = {*rule.scalar_names, *rule.flag_names(), *rule.state, *rule.scalar_state}
         own |= set(rule.per_step.outputs if rule.per_step else ())
         own |= set(rule.evaluation.scalars.outputs if rule.evaluation and rule.evaluation.scalars else ())
+        if rule.reduction is not None:
+            own |= {*rule.reduction.outputs, *(rule.reduction.finish.outputs if rule.reduction.finish else ())}
         flags = rule.flags(rule.check(rule.defaults))
         plan = _Plan(rule, flags)
         for source in (plan.cpu_source(_header(rule, flags, "CPU")), _source(plan, _header(rule, flags, "CUDA"))):

@@ -22,6 +22,10 @@ trip):
     classes and :mod:`fastgd.cuda.train` call. ``hyper`` and ``counters`` stay
     on the host.
 
+A variant whose step sums over every parameter first (:class:`fastgd.rules.Reduction`: Prodigy,
+D-Adaptation, Adan clipping by the global norm) has no CUDA form yet: it is refused in one line naming
+the rule.
+
 Most users reach these through :mod:`fastgd.optim`, whose classes accept device arrays::
 
     params = numba.cuda.to_device(theta)                  # or a CuPy array, a torch CUDA tensor
@@ -34,6 +38,7 @@ import threading
 from fastgd._config import cuda_jit
 from fastgd.cuda import blas
 from fastgd.cuda.arrays import launch_shape, no_halt
+from fastgd.rules import RuleError
 from fastgd.rules import compiled as compiled_rule
 from fastgd.rules.compile import _header, load_generated, to_element, variant_stem
 
@@ -119,6 +124,9 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
+        if plan.reduces:
+            raise RuleError(f"rule {rule.name!r}: its reduction over every parameter has no CUDA form yet: "
+                            "train it on the CPU (NumPy arrays, device='cpu')")
         self.variant = variant
         self.stem = variant_stem(rule, variant.flags, "cuda")
         self.source = _source(plan, _header(rule, variant.flags, "CUDA") + "\nfrom numba import cuda")

@@ -13,7 +13,7 @@ from numba import prange
 
 from fastgd._config import jit
 
-MAX_STREAMS = 4  # θ and three state arrays (AMSGrad): the most a built-in rule writes in place
+MAX_STREAMS = 5  # θ and four state arrays (Adan, Prodigy): the most a built-in rule writes in place
 
 
 @jit(parallel=True)
@@ -54,9 +54,19 @@ def in_place_streams(arrays, grad, scalar):
             c[i] += g
         return
     d = arrays[3]
+    if k == 4:
+        for i in prange(grad.size):
+            g = scalar * grad[i]
+            a[i] += g
+            b[i] += g
+            c[i] += g
+            d[i] += g
+        return
+    e = arrays[4]
     for i in prange(grad.size):
         g = scalar * grad[i]
         a[i] += g
         b[i] += g
         c[i] += g
         d[i] += g
+        e[i] += g

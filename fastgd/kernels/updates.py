@@ -16,6 +16,10 @@ r"""The math of every built-in rule for one parameter, and what each computes on
     hyperparameters, in float64, before the element pass: bias corrections,
     decayed rates, and 1 − β computed in float64 as torch computes them.
 
+``*_sums``, ``*_finish``
+    For the rules that sum over every parameter first (Prodigy, D-Adaptation
+    Adam, Adan's global-norm clipping): one parameter's terms, and the float64
+    scalars made from the sums (the distance estimate d).
 ``*_tensor``
     For the rules that act per tensor (LAMB, Adafactor, Muon): one tensor's
     update, over 1-D views of its span of the flat vector (row-major for a
@@ -38,7 +42,10 @@ __all__ = ["sgd_element", "adagrad_element", "rmsprop_element", "adadelta_elemen
            "sgd_step", "adagrad_step", "one_minus_alpha_step", "one_minus_rho_step", "adam_step", "adamax_step",
            "nadam_step", "lion_step", "radam_step", "rprop_step", "asgd_step", "schedule_free_step",
            "schedule_free_evaluation_weight", "lamb_step", "adafactor_step", "muon_step", "lamb_tensor",
-           "adafactor_tensor", "adafactor_aux_size", "muon_tensor", "muon_aux_size"]
+           "adafactor_tensor", "adafactor_aux_size", "muon_tensor", "muon_aux_size", "adopt_step", "adopt_element",
+           "adan_step", "adan_grad_squares", "adan_clip", "adan_element", "prodigy_step", "prodigy_sums",
+           "prodigy_finish", "prodigy_element", "dadapt_adam_step", "dadapt_adam_sums", "dadapt_adam_finish",
+           "dadapt_adam_element"]
 
 
 # --- one parameter -----------------------------------------------------------------------------
@@ -480,3 +487,175 @@ def muon_tensor(params, grad, momentum_buffer, aux, rows, columns, lr, momentum,
     for i in range(n):
         row, column = i // columns, i % columns
         params[i] = params[i] - step_size * aux[x + (column * rows + row if transposed else i)]
+
+
+# --- ADOPT, Adan, Prodigy, D-Adaptation Adam (pytorch-optimizer's) ---------------------------------------------
+
+@jit(inline=True)
+def adopt_step(step, beta1, beta2):
+    """(first step?, the clip ``step^¼``, 1 − β1, 1 − β2): ADOPT only accumulates v on its first step."""
+    return step == 1, step ** 0.25, 1.0 - beta1, 1.0 - beta2
+
+
+@jit(inline=True)
+def adopt_element(param, grad, exp_avg, exp_avg_sq, lr, first_step, clip, one_minus_beta1, beta2, one_minus_beta2,
+                  eps):
+    """ADOPT's update of one parameter: the gradient normalised by the *previous* second moment, clipped, then
+    averaged; returns (param, exp_avg, exp_avg_sq)."""
+    if first_step:
+        return param, exp_avg, exp_avg_sq + grad * grad
+    denom = math.sqrt(exp_avg_sq)
+    if denom < eps:
+        denom = eps
+    normed = grad / denom
+    if normed > clip:
+        normed = clip
+    elif normed < -clip:
+        normed = -clip
+    exp_avg = exp_avg + one_minus_beta1 * (normed - exp_avg)
+    return param - lr * exp_avg, exp_avg, exp_avg_sq * beta2 + one_minus_beta2 * grad * grad
+
+
+@jit(inline=True)
+def adan_step(step, lr, beta1, beta2, beta3):
+    """(first step?, γ/(1 − β1ᵗ), γβ2/(1 − β2ᵗ), √(1 − β3ᵗ), 1 − β1, 1 − β2, 1 − β3)."""
+    return (step == 1, lr / (1.0 - beta1 ** step), lr * beta2 / (1.0 - beta2 ** step), math.sqrt(1.0 - beta3 ** step),
+            1.0 - beta1, 1.0 - beta2, 1.0 - beta3)
+
+
+@jit(inline=True)
+def adan_grad_squares(param, grad):
+    """The term of the squared global gradient norm: g²."""
+    return grad * grad
+
+
+@jit(inline=True)
+def adan_clip(grad_squares, max_grad_norm, eps, clip_global_norm):
+    """The factor every gradient is scaled by: min(1, max_grad_norm / (‖g‖ + ε)), 1 without clipping."""
+    if not clip_global_norm:
+        return 1.0
+    return min(max_grad_norm / (math.sqrt(grad_squares) + eps), 1.0)
+
+
+@jit(inline=True)
+def adan_element(param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad, first_step, clip_factor, beta2,
+                 beta3, one_minus_beta1, one_minus_beta2, one_minus_beta3, adan_bias_correction3_sqrt, eps,
+                 adan_step_size, adan_diff_step_size):
+    """Adan's update of one parameter; ``previous_grad`` holds −g_{t−1} (pytorch-optimizer's); returns (param,
+    exp_avg, exp_avg_sq, exp_avg_diff, previous_grad)."""
+    grad = grad * clip_factor
+    if first_step:
+        diff = grad - grad
+    else:
+        diff = previous_grad + grad
+    exp_avg = exp_avg + one_minus_beta1 * (grad - exp_avg)
+    exp_avg_diff = exp_avg_diff + one_minus_beta2 * (diff - exp_avg_diff)
+    diff = diff * beta2 + grad
+    exp_avg_sq = exp_avg_sq * beta3 + one_minus_beta3 * diff * diff
+    denom = math.sqrt(exp_avg_sq) / adan_bias_correction3_sqrt + eps
+    param = param - adan_step_size * exp_avg / denom
+    param = param - adan_diff_step_size * exp_avg_diff / denom
+    return param, exp_avg, exp_avg_sq, exp_avg_diff, -grad
+
+
+@jit(inline=True)
+def prodigy_step(step, lr, beta1, beta2, beta3, d0, d, d_max, d_numerator, weight_decay, bias_correction,
+                 safeguard_warmup, fixed_decay):
+    """Before the sums: d, d_max and the numerator (d₀, d₀, 0 at the first step; the numerator decayed by β3),
+    β3 (√β2 where None), the step γd (bias-corrected if asked), the moments' weights and the decay factor."""
+    if step == 1:
+        d, d_max, d_numerator = d0, d0, 0.0
+    s_decay = math.sqrt(beta2) if beta3 != beta3 else beta3
+    correction = (1.0 - beta1 ** step) / math.sqrt(1.0 - beta2 ** step) if bias_correction else 1.0
+    d_lr = d * lr / correction
+    s_weight = (d / d0) * (d if safeguard_warmup else d_lr)
+    decay = 1.0 - weight_decay * (1.0 if fixed_decay else d_lr)
+    return (d, d_max, d_numerator * s_decay, s_decay, d_lr, d * (1.0 - beta1), d * d * (1.0 - beta2), s_weight,
+            (d / d0) * d_lr, decay)
+
+
+@jit(inline=True)
+def prodigy_sums(param, grad, p0, s, s_decay, s_weight):
+    """Prodigy's terms: g·(θ₀ − θ) for the numerator, |s_new| for the denominator (s_new as the element makes it)."""
+    return grad * (p0 - param), abs(s * s_decay + s_weight * grad)
+
+
+@jit(inline=True)
+def prodigy_finish(d, d_max, d_numerator, d0, d_coef, growth_rate, numerator_weight, numerator_sum, s_sum):
+    """The distance estimate: d̂ = d_coef·numerator/Σ|s|; d ← min(max(d_max, d̂), d·growth); returns (d, d_max,
+    numerator, the estimate γd·d·ε's d, skip: Σ|s| = 0, where pytorch-optimizer leaves θ as it is)."""
+    d_numerator = d_numerator + numerator_weight * numerator_sum
+    if s_sum == 0.0:
+        return d, d_max, d_numerator, d, True
+    d_hat = d_coef * d_numerator / s_sum
+    if d == d0:
+        d = max(d, d_hat)
+    d_max = max(d_max, d_hat)
+    d = min(d_max, d * growth_rate)
+    return d, d_max, d_numerator, d, False
+
+
+@jit(inline=True)
+def prodigy_element(param, grad, exp_avg, exp_avg_sq, s, beta1, beta2, s_decay, m_weight, v_weight, s_weight, d_lr,
+                    d_new, eps, decay, skip):
+    """Prodigy's update of one parameter: the moments weighted by d, then (unless skipped) the decoupled decay and
+    Adam's step at γd with ε scaled by the new d; returns (param, exp_avg, exp_avg_sq, s)."""
+    exp_avg = exp_avg * beta1 + m_weight * grad
+    exp_avg_sq = exp_avg_sq * beta2 + v_weight * grad * grad
+    s = s * s_decay + s_weight * grad
+    if not skip:
+        param = param * decay
+        param = param - d_lr * exp_avg / (math.sqrt(exp_avg_sq) + d_new * eps)
+    return param, exp_avg, exp_avg_sq, s
+
+
+@jit(inline=True)
+def dadapt_adam_step(step, lr, beta1, beta2, d0, d, weight_decay, bias_correction, fixed_decay):
+    """Before the sums: d (d₀ at the first step), √β2, the step γd (bias-corrected if asked), the moments'
+    weights, 1 − √β2 and the decoupled decay factor."""
+    if step == 1:
+        d = d0
+    beta2_sqrt = math.sqrt(beta2)
+    d_lr = d * lr
+    if bias_correction:
+        d_lr = d_lr / ((1.0 - beta1 ** step) / math.sqrt(1.0 - beta2 ** (step)))
+    decay = 1.0 - weight_decay * (1.0 if fixed_decay else d_lr)
+    return d, beta2_sqrt, d_lr, d_lr * (1.0 - beta1), 1.0 - beta2, d_lr * (1.0 - beta2_sqrt), 1.0 - beta2_sqrt, decay
+
+
+@jit(inline=True)
+def dadapt_adam_sums(param, grad, exp_avg_sq, s, eps, beta2_sqrt, s_weight, weight_decay, weight_decouple):
+    """D-Adaptation Adam's terms: g·s/(√v + ε) with the old s and v, and |s_new|; g with coupled decay."""
+    if not weight_decouple:
+        grad = grad + weight_decay * param
+    return grad * (s / (math.sqrt(exp_avg_sq) + eps)), abs(s * beta2_sqrt + s_weight * grad)
+
+
+@jit(inline=True)
+def dadapt_adam_finish(lr, d, numerator_weighted, d_lr, one_minus_beta2_sqrt, growth_rate, numerator_sum, s_sum):
+    """The weighted numerator and the new d = max(d, min(d̂, d·growth)), d̂ = numerator / ((1 − √β2) Σ|s|);
+    returns (d, numerator, skip: Σ|s| = 0, where pytorch-optimizer leaves θ as it is)."""
+    if s_sum == 0.0:
+        return d, numerator_weighted, True
+    numerator_weighted = numerator_weighted + one_minus_beta2_sqrt * (d_lr * numerator_sum - numerator_weighted)
+    if lr > 0.0:
+        d_hat = numerator_weighted / (one_minus_beta2_sqrt * s_sum)
+        d = max(d, min(d_hat, d * growth_rate))
+    return d, numerator_weighted, False
+
+
+@jit(inline=True)
+def dadapt_adam_element(param, grad, exp_avg, exp_avg_sq, s, beta1, beta2, beta2_sqrt, m_weight, one_minus_beta2,
+                        s_weight, eps, weight_decay, decay, weight_decouple, skip):
+    """D-Adaptation Adam's update of one parameter: moments with γd folded into m, then (unless skipped) the decay
+    and θ ← θ − m/(√v + ε); returns (param, exp_avg, exp_avg_sq, s)."""
+    if not weight_decouple:
+        grad = grad + weight_decay * param
+    exp_avg = exp_avg * beta1 + m_weight * grad
+    exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * grad * grad
+    s = s * beta2_sqrt + s_weight * grad
+    if not skip:
+        if weight_decouple:
+            param = param * decay
+        param = param - exp_avg / (math.sqrt(exp_avg_sq) + eps)
+    return param, exp_avg, exp_avg_sq, s

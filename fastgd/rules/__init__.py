@@ -40,13 +40,14 @@ import os
 
 from fastgd.rules.definition import (GENERATOR_VERSION, Betas, Choice, Derived, EvaluationPoint, Flag, Hyperparameter,
                                      Integer, LearningRate, LogUniform, OneMinusLogUniform, PerStep, PerTensor, Real,
-                                     Reals, Rule, RuleError, ScalarState, State, Uniform, WeightDecay)
+                                     Reals, Reduction, Rule, RuleError, ScalarState, State, Uniform,
+                                     WeightDecay)
 from fastgd.rules.registry import (RULES, Plugin, PluginError, get, is_builtin, load_plugin, load_plugins, plugin_of,
                                    rebuild, register, resolve_plugin, unregister)
 
 __all__ = ["Rule", "RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag",
            "Choice", "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint",
-           "LogUniform", "Uniform", "OneMinusLogUniform", "RULES",
+           "Reduction", "LogUniform", "Uniform", "OneMinusLogUniform", "RULES",
            "register", "unregister", "get", "is_builtin", "Plugin", "PluginError", "load_plugin",
            "load_plugins", "plugin_of", "rebuild", "resolve_plugin", "compiled", "GENERATOR_VERSION"]
 

@@ -1,4 +1,4 @@
-r"""The built-in rules, declared on :class:`fastgd.rules.Rule`: the lecture's rules, AdamW and Lion.
+r"""The built-in rules, declared on :class:`fastgd.rules.Rule`: the lecture's, AdamW, Lion, pytorch-optimizer's.
 
 Names, defaults, hyperparameter checks and results are torch.optim's (FORMULAS.md
 is the contract); each docstring carries the rule's math and becomes the
@@ -8,8 +8,8 @@ optimizer class's docstring (:mod:`fastgd.optim`).
 from fastgd import reference
 from fastgd.kernels import updates
 from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
-                                     OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Rule, ScalarState, State,
-                                     Uniform, WeightDecay)
+                                     OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Reduction, Rule, ScalarState,
+                                     State, Uniform, WeightDecay)
 
 __all__ = ["BUILTIN_RULES"]
 
@@ -506,5 +506,176 @@ MUON = Rule(
     (``layout=net.layout``): without one the whole vector is one vector, all AdamW.
     """)
 
+# pytorch-optimizer's messages (BaseOptimizer.validate_*)
+_PO_LR = "learning rate must be positive. ({value} > 0)"
+_PO_BETAS = ("beta1 must be in the range [0.0, 1.0)", "beta2 must be in the range [0.0, 1.0)",
+             "beta3 must be in the range [0.0, 1.0)")
+# D-Adaptation and Prodigy run at lr = 1 and adapt the step: a multiplier near 1 is what is tuned
+_MULTIPLIER_SPACE = LogUniform(0.1, 10.0)
+
+
+def _po_real(default, name, **kwargs):
+    return Real(default, message=f"{name} must be non-negative", **kwargs)
+
+
+ADOPT = Rule(
+    "adopt", class_name="ADOPT",
+    element=updates.adopt_element,
+    hyperparameters={
+        "lr": LearningRate(1e-3, message=_PO_LR),
+        "betas": Reals((0.9, 0.9999), messages=_PO_BETAS[:2], search=_BETAS_SPACE),
+        "weight_decay": WeightDecay(0.0, "coupled", decoupled_when="weight_decouple",
+                                    message="weight_decay must be non-negative"),
+        "weight_decouple": Flag(False),
+        "eps": _po_real(1e-6, "eps", search=_EPS_SPACE),
+    },
+    state={"exp_avg": State(), "exp_avg_sq": State()},
+    per_step=PerStep(updates.adopt_step, "first_step", "clip", "one_minus_beta1", "one_minus_beta2"),
+    reference=reference.adopt,
+    doc=r"""
+    ADOPT (pytorch-optimizer's ``ADOPT``; Taniguchi et al. 2024, "ADOPT: Modified Adam Can Converge with Any β2
+    with the Optimal Rate"): the gradient is normalised by the second moment of the steps *before* it, clipped,
+    then averaged.
+
+    .. math::
+        t = 1:\ v \leftarrow g^2 \text{ (no step)}; \quad t > 1:\
+        \hat g = \operatorname{clip}\Big(\frac{g}{\max(\sqrt v, \epsilon)}, \pm t^{1/4}\Big), \quad
+        m \leftarrow m + (1-\beta_1)(\hat g - m),
+
+        \theta \leftarrow \theta - \gamma m, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2
+
+    Weight decay is coupled, or decoupled (θ ← θ(1 − γλ)) with ``weight_decouple=True``. The clip is
+    pytorch-optimizer's default ``clip_lambda`` (t^¼).
+    """)
+
+ADAN = Rule(
+    "adan", class_name="Adan",
+    element=updates.adan_element,
+    hyperparameters={
+        "lr": LearningRate(1e-3, message=_PO_LR),
+        "betas": Reals((0.98, 0.92, 0.99), ("beta1", "beta2", "beta3"), messages=_PO_BETAS,
+                       search=(OneMinusLogUniform(5e-3, 0.2), OneMinusLogUniform(2e-2, 0.5),
+                               OneMinusLogUniform(1e-3, 0.1))),
+        "weight_decay": WeightDecay(0.0, "proximal", decoupled_when="weight_decouple",
+                                    message="weight_decay must be non-negative"),
+        "weight_decouple": Flag(False),
+        "max_grad_norm": _po_real(0.0, "max_grad_norm"),
+        "eps": _po_real(1e-8, "eps", search=_EPS_SPACE),
+    },
+    derived={"clip_global_norm": Derived("max_grad_norm", lambda norm: norm > 0)},
+    state={"exp_avg": State(), "exp_avg_sq": State(), "exp_avg_diff": State(), "previous_grad": State()},
+    per_step=PerStep(updates.adan_step, "first_step", "adan_step_size", "adan_diff_step_size",
+                     "adan_bias_correction3_sqrt", "one_minus_beta1", "one_minus_beta2", "one_minus_beta3"),
+    reduction=Reduction(updates.adan_grad_squares, "grad_squares",
+                        finish=PerStep(updates.adan_clip, "clip_factor"), when="clip_global_norm"),
+    reference=reference.adan,
+    doc=r"""
+    Adan (pytorch-optimizer's ``Adan``; Xie et al. 2022, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
+    Optimizing Deep Models").
+
+    .. math::
+        g \leftarrow c\,g, \quad \Delta = g - g_{t-1}\ (0 \text{ at } t = 1), \quad
+        m \leftarrow m + (1-\beta_1)(g - m), \quad n_\Delta \leftarrow n_\Delta + (1-\beta_2)(\Delta - n_\Delta)
+
+        u = g + \beta_2\Delta, \quad v \leftarrow \beta_3 v + (1-\beta_3) u^2, \quad
+        \rho = \frac{\sqrt v}{\sqrt{1-\beta_3^t}} + \epsilon
+
+        \theta \leftarrow \theta - \frac{\gamma}{1-\beta_1^t}\frac{m}{\rho}
+        - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{n_\Delta}{\rho}, \quad
+        \theta \leftarrow \frac{\theta}{1 + \gamma\lambda}
+
+    The weight decay is proximal (Adan's default), or decoupled (θ ← θ(1 − γλ) before the step) with
+    ``weight_decouple=True``. With ``max_grad_norm`` > 0 every gradient is scaled by
+    c = min(1, max_grad_norm / (‖g‖ + ε)), ‖g‖ the norm over every parameter of the model (a reduction); else
+    c = 1. ``state["previous_grad"]`` holds −g_{t−1}, as pytorch-optimizer keeps it.
+    """)
+
+PRODIGY = Rule(
+    "prodigy", class_name="Prodigy",
+    element=updates.prodigy_element,
+    hyperparameters={
+        "lr": LearningRate(1.0, message=_PO_LR, search=_MULTIPLIER_SPACE),
+        "betas": Reals((0.9, 0.999), messages=_PO_BETAS[:2], search=_BETAS_SPACE),
+        "beta3": Real(None, 0.0, 1.0, optional=True, message=_PO_BETAS[2]),
+        "d0": Real(1e-6, low_open=True, label="d0 value"),
+        "d_coef": Real(1.0, low_open=True, label="d_coef value"),
+        "growth_rate": Real(float("inf"), 1.0, infinite=True, label="growth_rate value"),
+        "weight_decay": _po_real(0.0, "weight_decay"),
+        "fixed_decay": Flag(False),
+        "bias_correction": Flag(False),
+        "safeguard_warmup": Flag(False),
+        "eps": _po_real(1e-8, "eps", search=_EPS_SPACE),
+    },
+    state={"p0": State(initial=lambda params, hyperparameters: params.copy()), "exp_avg": State(),
+           "exp_avg_sq": State(), "s": State()},
+    scalar_state={"d": ScalarState(0.0), "d_max": ScalarState(0.0), "d_numerator": ScalarState(0.0)},
+    per_step=PerStep(updates.prodigy_step, "d", "d_max", "d_numerator", "s_decay", "d_lr", "m_weight", "v_weight",
+                     "s_weight", "numerator_weight", "decay"),
+    reduction=Reduction(updates.prodigy_sums, "numerator_sum", "s_sum",
+                        finish=PerStep(updates.prodigy_finish, "d", "d_max", "d_numerator", "d_new", "skip")),
+    reference=reference.prodigy,
+    doc=r"""
+    Prodigy (pytorch-optimizer's ``Prodigy``; Mishchenko & Defazio 2023, "Prodigy: An Expeditiously Adaptive
+    Parameter-Free Learner"): Adam whose step γd estimates the distance to the solution, from sums over every
+    parameter of the model (a reduction).
+
+    .. math::
+        \eta = \gamma d / c_t, \quad r \leftarrow \beta_3 r + \tfrac{d}{d_0}\eta\, \textstyle\sum g(\theta_0 - \theta),
+        \quad m \leftarrow \beta_1 m + d(1-\beta_1) g, \quad v \leftarrow \beta_2 v + d^2(1-\beta_2) g^2
+
+        s \leftarrow \beta_3 s + \tfrac{d}{d_0}\eta\, g, \quad \hat d = d_{coef} \frac{r}{\sum|s|}, \quad
+        d_{\max} \leftarrow \max(d_{\max}, \hat d), \quad d \leftarrow \min(d_{\max}, d \cdot \text{growth})
+
+        \theta \leftarrow \theta(1 - \eta\lambda), \quad
+        \theta \leftarrow \theta - \eta \frac{m}{\sqrt v + d\epsilon}
+
+    with d ← max(d, d̂) first while d = d₀; β3 = √β2 where None; c_t = (1 − β1ᵗ)/√(1 − β2ᵗ) with
+    ``bias_correction``, else 1; ``safeguard_warmup`` uses d for η in s's update. The decay is decoupled
+    (pytorch-optimizer's default ``weight_decouple=True``; λ without η with ``fixed_decay``). A step with
+    Σ|s| = 0 leaves θ and d as they are. ``state["d"]`` is the estimate (d₀ before the first step).
+    """)
+
+DADAPT_ADAM = Rule(
+    "dadapt_adam", class_name="DAdaptAdam",
+    element=updates.dadapt_adam_element,
+    hyperparameters={
+        "lr": LearningRate(1.0, message=_PO_LR, search=_MULTIPLIER_SPACE),
+        "betas": Reals((0.9, 0.999), messages=_PO_BETAS[:2], search=_BETAS_SPACE),
+        "d0": Real(1e-6, low_open=True, label="d0 value"),
+        "growth_rate": Real(float("inf"), 1.0, infinite=True, label="growth_rate value"),
+        "weight_decay": _po_real(0.0, "weight_decay"),
+        "weight_decouple": Flag(False),
+        "fixed_decay": Flag(False),
+        "bias_correction": Flag(False),
+        "eps": _po_real(1e-8, "eps", search=_EPS_SPACE),
+    },
+    state={"exp_avg": State(), "exp_avg_sq": State(), "s": State()},
+    scalar_state={"d": ScalarState(0.0), "numerator_weighted": ScalarState(0.0)},
+    per_step=PerStep(updates.dadapt_adam_step, "d", "beta2_sqrt", "d_lr", "m_weight", "one_minus_beta2", "s_weight",
+                     "one_minus_beta2_sqrt", "decay"),
+    reduction=Reduction(updates.dadapt_adam_sums, "numerator_sum", "s_sum",
+                        finish=PerStep(updates.dadapt_adam_finish, "d", "numerator_weighted", "skip")),
+    reference=reference.dadapt_adam,
+    doc=r"""
+    D-Adaptation Adam (pytorch-optimizer's ``DAdaptAdam``; Defazio & Mishchenko 2023, "Learning-Rate-Free
+    Learning by D-Adaptation", version 3): Adam at the step γd, d estimated from sums over every parameter of
+    the model (a reduction).
+
+    .. math::
+        \eta = \gamma d / c_t, \quad a = \eta \textstyle\sum g \frac{s}{\sqrt v + \epsilon} \text{ (old } s, v),
+        \quad m \leftarrow \beta_1 m + \eta(1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2
+
+        s \leftarrow \sqrt{\beta_2} s + \eta(1-\sqrt{\beta_2}) g, \quad
+        r \leftarrow r + (1-\sqrt{\beta_2})(a - r), \quad
+        d \leftarrow \max\Big(d, \min\Big(\frac{r}{(1-\sqrt{\beta_2})\sum|s|}, d\cdot\text{growth}\Big)\Big)
+
+        \theta \leftarrow \theta - \frac{m}{\sqrt v + \epsilon}
+
+    c_t = (1 − β1ᵗ)/√(1 − β2ᵗ) with ``bias_correction``, else 1. Weight decay is coupled (g ← g + λθ), or
+    decoupled (θ ← θ(1 − ηλ), λ alone with ``fixed_decay``) with ``weight_decouple=True``. A step with Σ|s| = 0
+    leaves θ and d as they are; d does not move when γ = 0. ``state["d"]`` is the estimate (d₀ before the first
+    step).
+    """)
+
 BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
-                 RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON)
+                 RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM)

@@ -215,6 +215,18 @@ def _check_returns(rule, function, what, returned, expected_names):
                         "constants as hyperparameters or per-step outputs)")
 
 
+def _check_reduction_returns(rule, function, returned, outputs):
+    name = _python(function).__name__
+    values = list(returned) if isinstance(returned, numba_types.BaseTuple) else [returned]
+    if len(values) != len(outputs):
+        _fail(rule, f"its reduction function {name} returns {len(values)} value{'s' if len(values) != 1 else ''}; it "
+                    f"declares {len(outputs)} output{'s' if len(outputs) != 1 else ''} ({', '.join(outputs)})")
+    for value, output in zip(values, outputs):
+        if value != _REAL:
+            _fail(rule, f"its reduction function {name} returns the term of {output!r} as {value} for float32 "
+                        "parameters: each term must be one number of the parameters' dtype")
+
+
 def _cuda_compiler():
     """numba.cuda's PTX compiler when numba-cuda and NVIDIA's NVVM are importable, else None."""
     try:
@@ -230,7 +242,7 @@ def _cuda_compiler():
 
 
 # Part of the name of the marker a passed check leaves: bump it when the checks change.
-CHECKS_VERSION = 1
+CHECKS_VERSION = 2
 
 
 def _passed_marker(rule):
@@ -244,7 +256,7 @@ def _passed_marker(rule):
 
 
 def check_rule(rule, cached=True):
-    """Check a user's rule's element and evaluation functions (see the module docstring); a RuleError if not kept.
+    """Check a user's rule's element, evaluation and reduction functions (the module docstring); RuleError if not.
 
     A definition that passed once on this machine is not compiled again (:func:`_passed_marker`) unless
     ``cached`` is False.
@@ -280,6 +292,13 @@ def _check(rule):
         returned = _compile(rule, function, "evaluation function", arguments)
         _check_returns(rule, function, "evaluation function", returned, ["param"])
         checked.append((function, "evaluation function", arguments))
+    if rule.reduction is not None:
+        # its terms are the parameters' dtype too: the generated pass widens each to float64 as it adds it
+        function = rule.reduction.function
+        check_source(rule, function, "reduction function")
+        arguments = _element_arguments(rule, function, per_step)
+        returned = _compile(rule, function, "reduction function", arguments)
+        _check_reduction_returns(rule, function, returned, rule.reduction.outputs)
     cuda = _cuda_compiler()
     if cuda is None:
         return

@@ -8,6 +8,7 @@ definition makes ``cache=True`` work for every rule, a user's included, and a
 changed definition never loads stale machine code. The module holds:
 
 ``loop_scalars``
+    (Not for a variant with a reduction pass, whose scalars need the sums.)
     What a step needs from the step count: the per-step function's outputs,
     the decoupled decay factor and new scalar state, in float64. The CUDA
     launcher computes it on the host; the CPU functions below compute the same
@@ -15,8 +16,10 @@ changed definition never loads stale machine code. The module holds:
 ``kernel`` / ``kernel_parallel``
     The public kernel (``fastgd.rules.kernels.<rule>``): ``(params, grad, *state
     arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
-    scalar state, if the rule has any. The loop over the vector (``range`` /
-    ``prange``) calls the element function with the composed weight decay;
+    scalar state, if the rule has any. The per-step function, then the
+    reduction's pass over the vector and its finish (see
+    :class:`~fastgd.rules.Reduction`), then the loop over the vector (``range`` /
+    ``prange``) calling the element function with the composed weight decay;
     flags are literals, absent state slots zeros.
 ``packed_step`` / ``packed_step_parallel``
     One uniform signature for every rule, ``(params, grad, states, aux,
@@ -47,7 +50,7 @@ from numba.extending import overload
 
 from fastgd import _config
 from fastgd.kernels.mlp import machine_epsilon
-from fastgd.rules.definition import TENSOR_NAMES, RuleError, _parameters
+from fastgd.rules.definition import REDUCTION_BLOCK, TENSOR_NAMES, RuleError, _parameters
 
 __all__ = ["CompiledVariant", "compiled", "generated_directory", "packed_step_signature", "to_element"]
 
@@ -129,19 +132,30 @@ class _Plan:
         if decay is not None:
             name, spec = decay
             decoupled = spec.mode == "decoupled" or (spec.decoupled_when and self.flags[spec.decoupled_when])
-            self.decay_name, self.decay_mode = name, "decoupled" if decoupled else "coupled"
+            self.decay_name, self.decay_mode = name, "decoupled" if decoupled else spec.mode
+        # the reduction: declared (its sums are names in scope) and taken by this variant (else they are 0)
+        self.reduction = rule.reduction
+        self.reduces = rule.reduces(self.flags)
+        self.reduction_parameters = ([] if self.reduction is None else
+                                     _parameters(self.reduction.function, "reduction function", rule.name))
         # the scalars the vector code takes, in the parameters' dtype: the element's and the
         # per-tensor function's hyperparameters and per-step outputs, and the weight decay's
         taken = [name for name in self.element_parameters[2:] + self.tensor_parameters[2:]
                  if name not in rule.state and name not in self.flags and name not in TENSOR_NAMES]
         if self.decay_mode == "coupled":
             taken.append(self.decay_name)
-        elif self.decay_mode == "decoupled":
+        elif self.decay_mode in ("decoupled", "proximal"):
             taken.append("_decay_factor")
         self.loop_scalars = _unique(taken)
+        # the reduction function's scalars, in the parameters' dtype under names of their own (the finish takes
+        # the float64 ones)
+        self.reduction_scalars = _unique(name for name in self.reduction_parameters[2:]
+                                         if name not in rule.state and name not in self.flags)
         step_parameters = ([] if rule.per_step is None
                            else _parameters(rule.per_step.function, "per-step function", rule.name))
-        self.needs_eps = "dtype_eps" in step_parameters + self.tensor_parameters
+        finish_parameters = ([] if self.reduction is None or self.reduction.finish is None else
+                             _parameters(self.reduction.finish.function, "reduction's finish function", rule.name))
+        self.needs_eps = "dtype_eps" in step_parameters + self.tensor_parameters + finish_parameters
         # a rule whose every tensor goes to its per-tensor function has no loop for prange to share out
         self.has_parallel_loop = (self.tensor is None or self.tensor.where == "matrices"
                                   or self.decay_mode == "decoupled")
@@ -149,13 +163,18 @@ class _Plan:
     def literal(self, name):
         return repr(bool(self.flags[name]))
 
-    def body(self, indent):
-        """The element's loop body over index ``_i``: the same text for the CPU and for CUDA."""
+    def _read(self):
+        """Lines reading ``_param`` and ``_grad`` at ``_i``, the gradient with a coupled decay added."""
         lines = ["_param = params[_i]", "_grad = grad[_i]"]
         if self.decay_mode == "coupled":
             lines.append(f"if {self.decay_name} != 0:")
             lines.append(f"    _grad = _grad + {self.decay_name} * _param")
-        elif self.decay_mode == "decoupled":
+        return lines
+
+    def body(self, indent):
+        """The element's loop body over index ``_i``: the same text for the CPU and for CUDA."""
+        lines = self._read()
+        if self.decay_mode == "decoupled":
             lines.append("_param = _param * _decay_factor")
         arguments = ["_param", "_grad"]
         for name in self.element_parameters[2:]:
@@ -167,6 +186,8 @@ class _Plan:
                 arguments.append(name)
         results = ["_param"] + [f"_new_{name}" for name in self.element_state]
         lines.append(f"{', '.join(results)} = element({', '.join(arguments)})")
+        if self.decay_mode == "proximal":
+            lines.append("_param = _param / _decay_factor")
         lines.append("params[_i] = _param")
         lines += [f"{name}[_i] = _new_{name}" for name in self.element_state if name in self.present]
         return "\n".join(" " * indent + line for line in lines)
@@ -185,8 +206,9 @@ class _Plan:
                 arguments.append(name)
         return f"per_tensor({', '.join(arguments)})"
 
-    def per_step_lines(self):
-        """Float64 lines: the per-step outputs and the decoupled decay factor, from the names in scope."""
+    def per_step_lines(self, iterate=None):
+        """Float64 lines: the per-step outputs and the decay factor, then (``iterate``: ``range`` or ``prange``)
+        the reduction's pass and its finish, from the names in scope."""
         lines = []
         if self.rule.per_step is not None:
             arguments = [self.literal(name) if name in self.flags else name
@@ -194,6 +216,59 @@ class _Plan:
             lines.append(f"{', '.join(self.outputs)} = per_step({', '.join(arguments)})")
         if self.decay_mode == "decoupled":
             lines.append(f"_decay_factor = 1.0 - lr * {self.decay_name}")
+        elif self.decay_mode == "proximal":
+            lines.append(f"_decay_factor = 1.0 + lr * {self.decay_name}")
+        if self.reduction is not None:
+            lines += self.reduction_lines(iterate)
+        return lines
+
+    def reduction_lines(self, iterate):
+        """The sums over every parameter, block by block in order (see :data:`REDUCTION_BLOCK`), then the finish.
+
+        The ``prange`` form sums each block in a thread into a row of block sums, then adds the rows in order:
+        the serial form's additions, bit for bit, whatever the number of threads. That row array (blocks ×
+        sums float64, 8 bytes per 512 parameters per sum) is the one allocation of a step, and only of the
+        ``prange`` form, which runs above ``PARALLEL_THRESHOLD`` parameters; the serial form allocates nothing.
+        """
+        reduction, sums = self.reduction, list(self.reduction.outputs)
+        if not self.reduces:
+            lines = [f"{name} = 0.0" for name in sums]
+        else:
+            lines = ["_real = params.dtype.type"]
+            lines += [f"_r_{name} = to_element({name}, _real)" for name in self.reduction_scalars]
+            arguments = ["_param", "_grad"]
+            for name in self.reduction_parameters[2:]:
+                if name in self.rule.state:
+                    arguments.append(f"{name}[_i]" if name in self.present else "_real(0.0)")
+                elif name in self.flags:
+                    arguments.append(self.literal(name))
+                else:
+                    arguments.append(f"_r_{name}")
+            terms = [f"_t{k}" for k in range(len(sums))]
+            inner = self._read() + [f"{', '.join(terms)} = reduction({', '.join(arguments)})"]
+            inner += [f"_p{k} += float(_t{k})" for k in range(len(sums))]
+            block = [f"_b = _k * {REDUCTION_BLOCK}", f"_e = min(_b + {REDUCTION_BLOCK}, params.size)"]
+            block += [f"_p{k} = 0.0" for k in range(len(sums))]
+            block += ["for _i in range(_b, _e):"] + [f"    {line}" for line in inner]
+            lines.append(f"_blocks = (params.size + {REDUCTION_BLOCK - 1}) // {REDUCTION_BLOCK}")
+            lines += [f"{name} = 0.0" for name in sums]
+            if iterate == "prange":
+                lines.append(f"_block_sums = np.empty((_blocks, {len(sums)}))")
+                lines.append("for _k in prange(_blocks):")
+                lines += [f"    {line}" for line in block]
+                lines += [f"    _block_sums[_k, {k}] = _p{k}" for k in range(len(sums))]
+                lines.append("for _k in range(_blocks):")
+                lines += [f"    {name} += _block_sums[_k, {k}]" for k, name in enumerate(sums)]
+            else:
+                lines.append("for _k in range(_blocks):")
+                lines += [f"    {line}" for line in block]
+                lines += [f"    {name} += _p{k}" for k, name in enumerate(sums)]
+        if reduction.finish is not None:
+            arguments = [self.literal(name) if name in self.flags else name
+                         for name in _parameters(reduction.finish.function, "reduction's finish function",
+                                                 self.rule.name)]
+            outputs = reduction.finish.outputs
+            lines.append(f"{', '.join(outputs)} = finish({', '.join(arguments)})")
         return lines
 
     def loop_scalars_source(self):
@@ -255,14 +330,15 @@ class _Plan:
         Numba compiles every function on its own and optimises a callee's code
         again inside each caller, so one body per entry point compiles fastest.
         """
-        per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines())
         returned = f"    return {', '.join(self.scalar_state)}\n" if self.scalar_state else ""
         unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
         unpack += [f"{name} = {value}" for name, value in zip(self.hyper_names, self.hyper_expressions())]
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
-        parts = [header, self.loop_scalars_source()]
+        # the CUDA launcher's host scalars: a variant with a reduction pass has none (its scalars need the sums)
+        parts = [header] + ([] if self.reduces else [self.loop_scalars_source()])
         for suffix, iterate in (("", "range"), ("_parallel", "prange")):
+            per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines(iterate))
             vector = self.vector_lines(iterate)
             parts.append(f"def kernel{suffix}({', '.join(self.kernel_parameters)}):\n{per_step}{vector}\n{returned}")
             parts.append(f"def packed_step{suffix}(params, grad, states, aux, hyper, counters, layout):\n"
@@ -353,6 +429,10 @@ class CompiledVariant:
         self.present = tuple(self.plan.present)
         self.kernel_parameters = tuple(self.plan.kernel_parameters)
         namespace = dict(to_element=to_element, machine_epsilon=machine_epsilon)
+        if rule.reduction is not None:
+            namespace["reduction"] = _inline_jit(rule.reduction.function)
+            if rule.reduction.finish is not None:
+                namespace["finish"] = _inline_jit(rule.reduction.finish.function)
         if rule.element is not None:
             namespace["element"] = _inline_jit(rule.element)
         if rule.per_step is not None:
@@ -376,7 +456,7 @@ class CompiledVariant:
                 namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
             namespace[name] = _config.jit(namespace[name], parallel=self.plan.has_parallel_loop)
-        self.loop_scalars = namespace["loop_scalars"]
+        self.loop_scalars = namespace.get("loop_scalars")
         self.kernel = namespace["kernel"]
         self.kernel_parallel = namespace["kernel_parallel"]
         self.packed_step = namespace["packed_step"]

@@ -49,7 +49,20 @@ update it.
 
 **Weight decay** is composed, not written into elements (optax's ``chain``):
 a :class:`WeightDecay` hyperparameter adds ``g ← g + λθ`` before the element
-(``"coupled"``, L2) or ``θ ← θ(1 − γλ)`` (``"decoupled"``, AdamW's).
+(``"coupled"``, L2), ``θ ← θ(1 − γλ)`` before it (``"decoupled"``, AdamW's)
+or ``θ ← θ / (1 + γλ)`` after it (``"proximal"``, Adan's).
+
+**Global reductions** (:class:`Reduction`) are sums over every parameter of
+the model, taken before the element pass: global norms, dot products,
+D-Adaptation's and Prodigy's distance estimates. Its function takes ``(param,
+grad, ...)`` as the element does and returns one term per declared output;
+each output is the float64 sum of its term over the whole flat vector, in a
+fixed order (blocks of :data:`REDUCTION_BLOCK` summed in turn, so the
+``prange`` kernels give the serial ones' bits). A ``finish`` function (a
+:class:`PerStep`) then turns the sums into scalars (new scalar state,
+the step's distance estimate); the element and per-tensor functions take the
+sums and the finish's outputs by name. Order within a step: per-step
+function → reduction → finish → element (or per-tensor) pass.
 """
 
 import dis
@@ -68,8 +81,8 @@ import numpy as np
 from fastgd.validation import is_integer, is_real
 
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
-           "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "LogUniform",
-           "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
+           "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "Reduction",
+           "LogUniform", "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
 
 # Part of every rule's hash: bump it when the generated code changes meaning.
 GENERATOR_VERSION = 2
@@ -169,23 +182,38 @@ class Hyperparameter:
 
 
 class Real(Hyperparameter):
-    """A real number in [low, high) (ends closed or open as given); never NaN or infinite.
+    """A real number in [low, high) (ends closed or open as given); never NaN, nor infinite unless ``infinite``.
 
     Refused values give torch's message, ``Invalid <label>: <value>``; the
     label defaults to ``<name> value`` (torch's wording for most). Where the
     reference words it otherwise, ``message`` is a template with ``{value}``.
+    ``infinite=True`` accepts +∞ (with no ``high``): a growth rate without a bound. ``optional=True`` accepts
+    None (Prodigy's β3: √β2 where None); compiled code then sees NaN.
     """
 
+    # instance attributes only where True: the other rules' identities stay as they were
+    infinite = False
+    optional = False
+
     def __init__(self, default=_MISSING, low=0.0, high=None, *, low_open=False, high_open=True, label=None,
-                 message=None, search=None, doc=None):
+                 message=None, search=None, doc=None, infinite=False, optional=False):
         super().__init__(default, search=search, doc=doc)
         self.low, self.high, self.low_open, self.high_open, self.label = low, high, low_open, high_open, label
         self.message = message
+        if infinite:
+            self.infinite = True
+        if optional:
+            self.optional = True
+
+    def scalars(self, value):
+        return (math.nan if value is None else float(value),)
 
     def _label(self, name):
         return self.label or f"{name} value"
 
     def _inside(self, value):
+        if self.infinite and value == math.inf and self.high is None:
+            return True
         if not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
@@ -195,6 +223,8 @@ class Real(Hyperparameter):
         return True
 
     def check(self, name, value):
+        if value is None and self.optional:
+            return None
         if not is_real(value):
             raise TypeError(f"{self._label(name)} must be a real number, got {value!r}")
         value = float(value)
@@ -218,16 +248,19 @@ class LearningRate(Real):
 
 
 class WeightDecay(Real):
-    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ) or ``"decoupled"``
-    (θ ← θ(1 − γλ)).
+    """``weight_decay`` λ ≥ 0, applied around the element: ``"coupled"`` (g ← g + λθ before it),
+    ``"decoupled"`` (θ ← θ(1 − γλ) before it) or ``"proximal"`` (θ ← θ / (1 + γλ) after it, the proximal step of
+    λ/2‖θ‖², Adan's default).
 
-    ``decoupled_when`` names a flag of the rule that switches a coupled decay
-    to decoupled (torch's ``decoupled_weight_decay=True``).
+    ``decoupled_when`` names a flag of the rule that switches a coupled or proximal decay
+    to decoupled (torch's ``decoupled_weight_decay=True``, pytorch-optimizer's ``weight_decouple=True``).
     """
 
+    MODES = ("coupled", "decoupled", "proximal")
+
     def __init__(self, default=0.0, mode="coupled", *, decoupled_when=None, message=None, search=None, doc=None):
-        if mode not in ("coupled", "decoupled"):
-            raise RuleError(f"WeightDecay mode must be 'coupled' or 'decoupled', got {mode!r}")
+        if mode not in self.MODES:
+            raise RuleError(f"WeightDecay mode must be 'coupled', 'decoupled' or 'proximal', got {mode!r}")
         super().__init__(default, 0.0, label="weight_decay value", message=message, search=search, doc=doc)
         self.mode, self.decoupled_when = mode, decoupled_when
 
@@ -434,15 +467,43 @@ class EvaluationPoint:
         self.function, self.scalars = function, scalars
 
 
+class Reduction:
+    """Sums over every parameter of the model, before the element pass: ``Reduction(function, "name", ...)``.
+
+    ``function(param, grad, ...)`` takes, by name, state slots, hyperparameter
+    scalars, per-step outputs and flags (in the parameters' dtype, as the
+    element does; ``grad`` after a coupled weight decay, ``param`` before the
+    step) and returns one term per output (one value for one output). Each
+    output is the float64 sum of its term over the whole flat vector: ``(g·g,)``
+    gives the squared global gradient norm, ``(g·(θ₀ − θ), |s|)`` Prodigy's
+    two sums. ``finish`` (a :class:`PerStep`) computes float64 scalars from
+    them: its function takes ``step``, hyperparameter scalars, scalar state,
+    flags, per-step outputs and the sums; outputs named as a scalar state
+    update it. The element and per-tensor functions take the sums and the
+    finish's outputs by name. ``when`` names a flag without which the pass is
+    skipped and the sums are 0 (Adan's clipping by the global norm, off by
+    default).
+    """
+
+    def __init__(self, function, *outputs, finish=None, when=None):
+        if not outputs:
+            raise RuleError(f"Reduction({getattr(function, '__name__', function)!r}) needs the names of its outputs")
+        self.function, self.outputs, self.finish, self.when = function, tuple(outputs), finish, when
+
+
+# Terms a reduction sums per block, in order: the serial and the prange kernels add the same partial sums.
+REDUCTION_BLOCK = 4096
+
+
 # The names the generated code binds (fastgd.rules.compile, fastgd.cuda.rules): a hyperparameter, flag, state
 # slot or per-step output of the same name would shadow one of them. tests/test_rule_checks.py parses every
 # built-in rule's generated modules and fails when this list lacks a name they use.
 GENERATED_NAMES = frozenset({
     "aux", "aux_size", "columns", "counters", "cuda", "dtype_eps", "element", "evaluate", "evaluation",
-    "evaluation_scalars", "float", "grad", "halt", "hyper", "int", "kernel", "kernel_parallel", "launch",
-    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "ndim", "no_halt", "np", "numba",
+    "evaluation_scalars", "finish", "float", "grad", "halt", "hyper", "int", "kernel", "kernel_parallel", "launch",
+    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "min", "ndim", "no_halt", "np", "numba",
     "out", "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange",
-    "range", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
+    "range", "reduction", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
 # A rule's name becomes a file name (its generated modules) and an attribute (fastgd.rules.kernels.<name>, and
 # <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
 MAX_RULE_NAME_LENGTH = 64
@@ -476,10 +537,11 @@ class Rule:
     """One update rule, declared once. See the module docstring; :func:`fastgd.rules.register` adds it."""
 
     def __init__(self, name, *, hyperparameters, element=None, per_tensor=None, state=None, scalar_state=None,
-                 per_step=None, derived=None, evaluation=None, check=None, reference=None, doc=None,
+                 per_step=None, derived=None, evaluation=None, reduction=None, check=None, reference=None, doc=None,
                  class_name=None):
         self.name = name
         self.element = element
+        self.reduction = reduction
         self.per_tensor = per_tensor
         self.evaluation = evaluation
         self.hyperparameters = dict(hyperparameters)
@@ -535,6 +597,10 @@ class Rule:
     def uses_layout(self):
         """Whether the rule acts per tensor (and so needs the layout of the flat vector)."""
         return self.per_tensor is not None
+
+    def reduces(self, flags):
+        """Whether the step of a variant with ``flags`` (a dict) takes the reduction pass over every parameter."""
+        return self.reduction is not None and (self.reduction.when is None or bool(flags[self.reduction.when]))
 
     def flags(self, hyperparameters):
         """Every compile-time flag for checked hyperparameters: flags, choices as ``<name>_is_<option>``, derived."""
@@ -756,11 +822,13 @@ class Rule:
                     self._fail(f"per-step output {output!r} is a name the generated code uses: choose another name")
                 if output in seen and output not in self.scalar_state:
                     self._fail(f"per-step output {output!r} clashes with a hyperparameter, flag or state of the rule")
+        outputs = (*outputs, *self._validate_reduction(scalars, flags, outputs, seen))
         for name in self.scalar_state:
             if name not in outputs:
-                self._fail(f"scalar state {name!r} is not updated: the per-step function must return it")
+                self._fail(f"scalar state {name!r} is not updated: the per-step function (or the reduction's "
+                           "finish) must return it")
 
-        taken = set()
+        taken = set(getattr(self, "_reduction_state", ()))  # a slot only the reduction reads (Prodigy's θ₀)
         if self.element is None and self.per_tensor is None:
             self._fail("it needs an element function, a PerTensor function, or both")
         if self.element is not None:
@@ -780,6 +848,9 @@ class Rule:
             decay = self.weight_decay
             if decay is not None and (decay[1].mode == "coupled" and decay[1].decoupled_when is None):
                 self._fail("coupled weight decay changes the gradient element by element: a per-tensor rule takes "
+                           "WeightDecay(..., 'decoupled') or handles the decay itself")
+            if decay is not None and decay[1].mode == "proximal":
+                self._fail("proximal weight decay follows the element: a per-tensor rule takes "
                            "WeightDecay(..., 'decoupled') or handles the decay itself")
         for slot in self.state:
             if slot not in taken:
@@ -803,6 +874,79 @@ class Rule:
         for name, spec in self.hyperparameters.items():
             if isinstance(spec, WeightDecay) and spec.decoupled_when is not None and spec.decoupled_when not in flags:
                 self._fail(f"{name} is decoupled when {spec.decoupled_when!r}, which is not a flag of the rule")
+
+    def _validate_reduction(self, scalars, flags, step_outputs, seen):
+        """Check the reduction and its finish; return the names they add for the element: sums, finish outputs."""
+        reduction = self.reduction
+        if reduction is None:
+            return ()
+        if not isinstance(reduction, Reduction):
+            self._fail("reduction must be a fastgd.rules.Reduction(function, 'output', ..., finish=PerStep(...))")
+        if reduction.when is not None and reduction.when not in flags:
+            self._fail(f"the reduction is taken 'when' {reduction.when!r}, which is not a flag of the rule ({flags})")
+        taken = set(step_outputs)
+        for output in reduction.outputs:
+            if not isinstance(output, str) or not output.isidentifier() or keyword.iskeyword(output) \
+                    or output.startswith("_") or output == "step":
+                self._fail(f"reduction output {output!r} is not an identifier (nor 'step' nor _private)")
+            if output in GENERATED_NAMES or output in STEP_NAMES or output in TENSOR_NAMES:
+                self._fail(f"reduction output {output!r} is a name the generated code uses: choose another name")
+            if output in seen or output in taken:
+                self._fail(f"reduction output {output!r} clashes with a hyperparameter, flag, state or per-step "
+                           "output of the rule")
+            taken.add(output)
+        self._reduction_state = self._check_function(reduction.function, "reduction function",
+                                                     {*self.state, *scalars, *flags, *step_outputs})
+        self._check_reduction_returns(scalars, flags)
+        finished = ()
+        if reduction.finish is not None:
+            if not isinstance(reduction.finish, PerStep):
+                self._fail("the reduction's finish must be a fastgd.rules.PerStep(function, 'output', ...)")
+            accepted = {*STEP_NAMES, *scalars, *self.scalar_state, *flags, *step_outputs, *reduction.outputs}
+            for parameter in _parameters(reduction.finish.function, "reduction's finish function", self.name):
+                if parameter not in accepted:
+                    self._fail(f"the reduction's finish function's parameter {parameter!r} is not 'step', a "
+                               "hyperparameter scalar, a scalar state, a flag, a per-step output or a sum of the "
+                               f"reduction (it can take {sorted(accepted)})")
+            finished = reduction.finish.outputs
+            for output in finished:
+                if not isinstance(output, str) or not output.isidentifier() or output.startswith("_"):
+                    self._fail(f"the reduction's finish output {output!r} is not an identifier")
+                if output in GENERATED_NAMES or output in TENSOR_NAMES:
+                    self._fail(f"the reduction's finish output {output!r} is a name the generated code uses: "
+                               "choose another name")
+                if output in self.scalar_state:
+                    continue
+                if output in seen or output in taken:
+                    self._fail(f"the reduction's finish output {output!r} clashes with a hyperparameter, flag, "
+                               "state, per-step output or sum of the rule")
+                taken.add(output)
+        return (*reduction.outputs, *finished)
+
+    def _check_reduction_returns(self, scalars, flags):
+        """Call the reduction's Python function once on stand-in numbers: one number per declared output, or refuse.
+
+        Stand-ins are 0.5 (True for flags); a function that raises on them is left to the compiler's check.
+        """
+        reduction = self.reduction
+        python = getattr(reduction.function, "py_func", reduction.function)
+        arguments = [True if name in flags else np.float64(0.5)
+                     for name in _parameters(python, "reduction function", self.name)]
+        try:
+            with np.errstate(all="ignore"):
+                returned = python(*arguments)
+        except Exception:  # noqa: BLE001 - its own bug shows when it compiles
+            return
+        values = returned if isinstance(returned, tuple) else (returned,)
+        declared = len(reduction.outputs)
+        if len(values) != declared:
+            self._fail(f"the reduction function returns {len(values)} value{'s' * (len(values) != 1)}, it declares "
+                       f"{declared} output{'s' * (declared != 1)} ({', '.join(reduction.outputs)})")
+        for output, value in zip(reduction.outputs, values):
+            shape = np.shape(value)
+            if shape != () or not (is_real(value) or isinstance(value, (bool, np.bool_))):
+                self._fail(f"the reduction function's term for {output!r} must be one number per parameter, got "
+                           f"{'shape ' + str(shape) if shape != () else type(value).__name__}")
 
     def _kind_of(self, name):
         if name in self.state or name in self.scalar_state:
@@ -874,6 +1018,12 @@ class Rule:
                 None if evaluation.scalars is None else [source(evaluation.scalars.function, "evaluation scalars"),
                                                          list(evaluation.scalars.outputs)]],
         }
+        if self.reduction is not None:  # only where declared: the other rules' identities stay as they were
+            reduction = self.reduction
+            description["reduction"] = [
+                source(reduction.function, "reduction function"), list(reduction.outputs), reduction.when,
+                None if reduction.finish is None else [source(reduction.finish.function, "reduction's finish function"),
+                                                       list(reduction.finish.outputs)]]
         canonical = json.dumps(description, sort_keys=True, default=repr)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
