@@ -43,6 +43,8 @@ def _keyed(runs):
     for column in ("hyperparameters", "hidden_layer_sizes"):
         if column in runs:
             runs[column] = runs[column].map(lambda h: h if isinstance(h, str) else json.dumps(h, sort_keys=True))
+    if "model" in runs:  # an MLP's run has none (None, or NaN in a frame of MLPs alone): text, as a declared one's
+        runs["model"] = runs["model"].map(lambda model: model if isinstance(model, str) else "")
     return runs
 
 
