@@ -211,9 +211,9 @@ class SweepConfig:
         return self.networks.get(dataset)
 
     def model(self, dataset, data):
-        """The model trained on ``dataset`` (``data``: its :class:`fastgd.datasets.Dataset`) and its seed-``seed``
-        starting θ: a function ``seed -> θ``. Its declared :class:`fastgd.networks.Network`
-        (:meth:`network_of`), else its :class:`fastgd.MLP` (:meth:`model_of`)."""
+        """``(net, init)``: the model trained on ``dataset`` (``data``: its :class:`fastgd.datasets.Dataset`), its
+        declared :class:`fastgd.networks.Network` (:meth:`network_of`) else its :class:`fastgd.MLP`
+        (:meth:`model_of`), and ``init(seed)``, the θ a run of that seed starts from."""
         network = self.network_of(dataset)
         dtype = np.dtype(self.dtype)
         if network is not None:
