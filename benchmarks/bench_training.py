@@ -139,6 +139,31 @@ class NetworkEpoch:
     track_samples_per_second.unit = "samples/s (higher is better)"
 
 
+class CnnEpoch:
+    """A declared CNN's epoch (issue 26): fastgd beside PyTorch, Adam, float32, one thread each.
+
+    The networks (``common.CNNS``, labelled network/batch size): the digits CNN
+    (``networks.known("digits_cnn")``, 6,090 parameters) on digits' 1,347 training rows in batches
+    of 64, and DeepOBS's ``mnist_2c2d`` (3.3 million parameters) on four batches of 128 standard
+    normal 28×28 inputs. Both start from the same θ; fastgd trains with ``Training``, PyTorch with
+    ``nn.Sequential`` and ``torch.optim.Adam`` (``common.CnnEpochs``). ``track_samples_per_second``
+    is the training rows over the median epoch of about ``common.TRACK_SECONDS`` (one epoch at
+    least), after a warm-up epoch in ``setup`` that compiles (or loads) fastgd's pass.
+    """
+
+    params = [list(common.CNNS), list(common.CNN_IMPLEMENTATIONS)]
+    param_names = ["network", "implementation"]
+    timeout = 180
+
+    def setup(self, network, implementation):
+        self.epochs = common.warmed_cnn_epochs(network, implementation)
+
+    def track_samples_per_second(self, network, implementation):
+        return self.epochs.n_samples / self.epochs.seconds_per_epoch(common.TRACK_SECONDS)
+
+    track_samples_per_second.unit = "samples/s (higher is better)"
+
+
 class NetworkGemmShare:
     """How near fastgd's epoch comes to the matrix-product peak, at the network sizes of ``NetworkEpoch``.
 

@@ -324,3 +324,132 @@ def load_network_data(label, directory=None):
     if [data.n_features, data.n_outputs] != [network.n_features, NETWORK_CLASSES]:
         raise ValueError(f"{label}: the data set has {data.n_features} features and {data.n_outputs} outputs")
     return data
+
+
+# --- declared CNNs (issue 26) --------------------------------------------------------------------
+
+CNN_IMPLEMENTATIONS = ("fastgd", "torch")
+CNN_LEARNING_RATE = 1e-3  # Adam's default
+# every framework on one thread: a ratio means little when one has the cores and the other not (issue 25)
+CNN_THREADS = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Cnn:
+    """A declared CNN of issue 26's speed table, trained with Adam in float32.
+
+    ``network`` is a :func:`fastgd.networks.known` name. Without ``n_batches`` it trains on
+    scikit-learn's 8×8 digits (bundled, 1,347 training rows); with it, on that many batches of
+    standard normal inputs with random labels (a speed measurement: the data's meaning does not
+    change the work, and a few batches keep an epoch of the large networks to a second or so).
+    """
+
+    network: str
+    batch_size: int
+    n_batches: int = None
+
+    @property
+    def label(self):
+        return f"{self.network}/{self.batch_size}"
+
+    def data(self):
+        """(the network, X as (n, *input_shape) float32, one-hot Y float32)."""
+        from fastgd import networks
+
+        net = networks.known(self.network)
+        if self.n_batches is None:
+            digits = datasets.load("digits")
+            X, Y = digits.X_train, digits.Y_train
+        else:
+            rng = np.random.default_rng(0)
+            n_rows = self.n_batches * self.batch_size
+            X = rng.standard_normal((n_rows, net.n_inputs))
+            Y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, n_rows)]
+        X = np.ascontiguousarray(X, dtype=np.float32).reshape((-1,) + net.input_shape)
+        return net, X, np.ascontiguousarray(Y, dtype=np.float32)
+
+
+# By label: the digits CNN at batch 64 and DeepOBS's 2c2d at batch 128 on four batches (issue 26's table)
+CNNS = {cnn.label: cnn for cnn in (Cnn("digits_cnn", 64), Cnn("mnist_2c2d", 128, n_batches=4))}
+
+
+def torch_sequential(net, theta):
+    """``torch.nn.Sequential`` of a declared network's layers with its parameters θ (``net.unpack``'s names are
+    torch's ``state_dict`` keys); NotImplementedError for a layer it does not translate."""
+    import torch
+    from torch import nn
+
+    modules, shape = [], net.input_shape
+    for layer, resolved in zip(net.layers, net.resolved):
+        kind = type(layer).__name__
+        if kind == "Dense":
+            modules.append(nn.Linear(shape[0], layer.out_features, bias=layer.bias))
+        elif kind in ("Conv1D", "Conv2D"):
+            conv = nn.Conv1d if kind == "Conv1D" else nn.Conv2d
+            modules.append(conv(shape[0], layer.out_channels, layer.kernel_size, stride=layer.stride,
+                                padding=layer.padding, bias=layer.bias))
+        elif kind in ("MaxPool1D", "MaxPool2D") and not isinstance(layer.padding, str):
+            pool = nn.MaxPool1d if kind == "MaxPool1D" else nn.MaxPool2d
+            modules.append(pool(layer.kernel_size, layer.stride, padding=layer.padding))
+        elif kind in ("ReLU", "Tanh", "Sigmoid", "Identity", "Flatten"):
+            modules.append(getattr(nn, kind)())
+        else:
+            raise NotImplementedError(f"layer {kind} has no PyTorch translation here")
+        shape = resolved.out_shape
+    module = nn.Sequential(*modules)
+    module.load_state_dict({name: torch.from_numpy(value.copy()) for name, value in net.unpack(theta).items()})
+    return module
+
+
+class CnnEpochs:
+    """One implementation's epochs of a :class:`Cnn`: fastgd's ``Training`` (one compiled call an epoch), or
+    PyTorch's ``nn.Sequential`` with ``torch.optim.Adam`` over shuffled batches, as its users train. Both start
+    from the same θ (``net.init``, torch's default initialisation), cross-entropy, float32."""
+
+    def __init__(self, cnn, implementation):
+        from fastgd.training import Training
+
+        net, X, Y = cnn.data()
+        theta = net.init(random_state=0, dtype=np.float32)
+        self.n_samples, self.batch_size = X.shape[0], cnn.batch_size
+        if implementation == "fastgd":
+            self.training = Training(net, optim.Adam(theta, lr=CNN_LEARNING_RATE), X, Y, cnn.batch_size, seed=0)
+            self.epoch = self.training.epoch
+        elif implementation == "torch":
+            torch = baselines.require_torch()
+            self.torch = torch
+            self.module = torch_sequential(net, theta)
+            self.optimizer = torch.optim.Adam(self.module.parameters(), lr=CNN_LEARNING_RATE)
+            self.X, self.labels = torch.from_numpy(X), torch.from_numpy(Y.argmax(axis=1))
+            self.generator = torch.Generator().manual_seed(0)
+            self.epoch = self._torch_epoch
+        else:
+            raise ValueError(f"implementation must be one of {CNN_IMPLEMENTATIONS}, got {implementation!r}")
+
+    def _torch_epoch(self):
+        torch = self.torch
+        order = torch.randperm(self.n_samples, generator=self.generator)
+        total = 0.0
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            self.optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(self.module(self.X[rows]), self.labels[rows])
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        return total / self.n_samples
+
+    def seconds_per_epoch(self, budget_seconds):
+        """Median seconds of an epoch over about ``budget_seconds`` (one epoch at least), on :data:`CNN_THREADS`."""
+        with baselines.same_threads(CNN_THREADS):
+            return baselines.seconds_per_call(lambda: baselines.finite(self.epoch()), budget_seconds, min_repeats=1)
+
+
+def warmed_cnn_epochs(label, implementation):
+    """:class:`CnnEpochs` of ``CNNS[label]`` after one epoch on :data:`CNN_THREADS` (fastgd's under
+    :func:`numba_cache_lock`: it compiles, or loads, the network's pass); NotImplementedError without PyTorch."""
+    epochs = CnnEpochs(CNNS[label], implementation)
+    with numba_cache_lock() if implementation == "fastgd" else contextlib.nullcontext():
+        with baselines.same_threads(CNN_THREADS):
+            baselines.finite(epochs.epoch())
+    return epochs

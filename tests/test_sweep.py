@@ -763,13 +763,15 @@ RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "nump
 
 
 @pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash", *RUN_PROVENANCE_COLUMNS,
-                                                   *PROTOCOL_COLUMNS)),
-                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS)),
-                                              (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS)),
-                                              (4, PROTOCOL_COLUMNS)])
+                                                   *PROTOCOL_COLUMNS, "model")),
+                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model")),
+                                              (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model")),
+                                              (4, (*PROTOCOL_COLUMNS, "model")),
+                                              (5, ("model",))])
 def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
     # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table,
-    # version 4 none of the tuning protocol's columns: a reader sees the hashes and the protocol's columns empty
+    # version 4 none of the tuning protocol's columns, version 5 no model (its runs are MLPs'): a reader sees the
+    # hashes, the protocol's columns and the model empty
     # (split "test": every older run was tested on the test rows), the provenance from the run's sweep row and no
     # artefacts; a writer adds them
     store_path = tmp_path / "old.db"

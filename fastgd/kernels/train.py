@@ -299,9 +299,14 @@ def all_finite(values):
 @jit(parallel=True, exact=True)
 def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, alpha,
                         rule_step, hypers, base_lrs, states, auxes, counters, layout,
-                        schedule, clip_norm, batch_size, seeds, n_epochs,
+                        schedule, clip_norm, batch_size, seeds, n_epochs, activation_elements, delta_elements,
                         losses, seconds, diverged_epochs):
     """Train many runs of one network on one data set, one run per ``prange`` iteration.
+
+    The model's places are its ``epoch_pass`` (:meth:`fastgd.MLP.epoch_pass`, a declared network's
+    :meth:`fastgd.networks.Network.epoch_pass`) for batches of ``batch_size`` rows; each run's
+    ``activations`` and ``deltas`` are ``activation_elements`` and ``delta_elements`` long, the
+    model's ``epoch_workspaces(batch_size)``.
 
     Every run takes one rule (``rule_step``, see :func:`train_epoch`); run r
     has its own θ (``thetas[r]``), hyperparameters (``hypers[r]``,
@@ -314,13 +319,12 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
     """
     n_runs, n_params = thetas.shape
     n_rows = min(batch_size, X.shape[0])
-    workspace = workspace_size(layer_sizes, n_rows)
     for run in prange(n_runs):
         theta = thetas[run]
         order = np.empty(X.shape[0], dtype=np.int64)
         grad = np.empty(n_params, dtype=thetas.dtype)
-        activations = np.empty(workspace, dtype=thetas.dtype)
-        deltas = np.empty(workspace, dtype=thetas.dtype)
+        activations = np.empty(activation_elements, dtype=thetas.dtype)
+        deltas = np.empty(delta_elements, dtype=thetas.dtype)
         batch_X = np.empty(n_rows * X.shape[1], dtype=thetas.dtype)
         batch_Y = np.empty(n_rows * Y.shape[1], dtype=thetas.dtype)
         timespec = np.zeros(2, dtype=np.int64)

@@ -17,6 +17,7 @@ figure, a note or a table to the page's sections, which the page shows in
 order; nothing else changes.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -318,7 +319,7 @@ def _draw_landscapes(page, stored):
     lacking = [name for name in names if name not in landscapes]
     if lacking:
         page.lack(f"Loss landscape of {', '.join(lacking)}",
-                  "fastgd compare stores one for each data set of its configuration")
+                  "fastgd compare stores one for each data set of its configuration that trains an MLP")
 
 
 # --- the asv history over commits ----------------------------------------------------------------------------------
@@ -419,7 +420,7 @@ def _draw_datasets(page, described):
         targets = sorted(set(group["target_loss"].dropna())) if "target_loss" in group else []
         row = described.get(name)
         if row is not None:
-            rows.append([name, row["source"], row.get("target_column") or "–", row["task"],
+            rows.append([name, row["source"], row.get("target_column") or "–", row["task"], _models_of(group, row),
                          f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}", str(row.get("columns", "?")),
                          ", ".join(value[:16] for value in hashes) or row["content_hash"][:16],
                          row.get("target_loss_chosen") or f"{row['target_loss']:g}"])
@@ -427,11 +428,34 @@ def _draw_datasets(page, described):
         table = tables.get(name, {})
         source = table.get("path") or table.get("loader") or f"{name} (a data set fastgd knows by name)"
         rows.append([name, str(source), str(table.get("target", "–")), str(table.get("task") or "–"),
-                     "not recorded", "not recorded", ", ".join(value[:16] for value in hashes) or "not recorded",
+                     _models_of(group, None), "not recorded", "not recorded",
+                     ", ".join(value[:16] for value in hashes) or "not recorded",
                      ", ".join(f"{value:g}" for value in targets) + " (how it was chosen is not recorded)"])
-    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "rows (training + test)",
-                                         "columns", "content hash (SHA-256, first 16)", "target training loss"],
-                             "rows": rows, "text": 4}
+    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "model (parameters)",
+                                         "rows (training + test)", "columns", "content hash (SHA-256, first 16)",
+                                         "target training loss"],
+                             "rows": rows, "text": 5}
+
+
+def _models_of(runs, described):
+    """The models of one data set's runs in words: its description's (with the parameter count) where the runs
+    trained that one, else what each run's columns say (:func:`fastgd.sweep.config.model_description`)."""
+    from fastgd.sweep.config import model_description
+
+    columns = {"n_features": None if described is None else described.get("columns"),
+               "n_outputs": None if described is None else described.get("outputs")}
+    if not {"hidden_layer_sizes", "activation", "alpha"} <= set(runs):
+        return "not recorded"
+    names = set()
+    for model, hidden, activation, alpha in zip(runs["model"] if "model" in runs else [None] * len(runs),
+                                                runs["hidden_layer_sizes"], runs["activation"], runs["alpha"]):
+        declared = model if isinstance(model, str) and model else None
+        hidden = hidden if isinstance(hidden, (list, tuple)) else json.loads(hidden)
+        names.add(model_description(declared, hidden, activation, alpha, **columns))
+    if described is not None and described.get("model") in names and len(names) == 1:
+        return f"{described['model']} ({described['parameters']:,} parameters)" \
+            if isinstance(described.get("parameters"), int) else described["model"]
+    return "; ".join(sorted(names)) + " (parameters not recorded)"
 
 
 # The report's stored sections, in the page's order (figures, then lines on what is missing, in this order).
@@ -483,7 +507,9 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
             if section.per_dataset:
                 for dataset in config.datasets if config is not None else ():
                     say(f"{section.measuring} on {dataset}")
-                    opened.put_artefact(section.artefact(dataset), section.measure(measuring, dataset), made_by)
+                    content = section.measure(measuring, dataset)
+                    if content is not None:  # None: nothing to measure there (no landscape of a declared network)
+                        opened.put_artefact(section.artefact(dataset), content, made_by)
                 continue
             if section.measuring:
                 say(section.measuring)

@@ -59,6 +59,29 @@ their own for any set::
     [datasets.digits]                      # a built-in set, named with no source
     model = {hidden_layer_sizes = [64, 64]}    # optional, for any set: overrides [model] for it
 
+The model may instead be a declared network (:class:`fastgd.networks.Network`), for every data set
+(``model = "digits_cnn"`` before any table, or ``[model]`` with ``architecture`` or ``layers``) or for
+one (``[datasets.NAME] model``): a network known by name (:data:`fastgd.networks.KNOWN`; one with a
+number of classes takes the data set's), or layers in torch's vocabulary (``type`` is a layer of
+:mod:`fastgd.networks.layers` or torch's name for it, ``Linear``, ``Conv2d``..., the other keys its
+arguments) on samples of ``input_shape`` (channels first; by default the data set's columns as a
+flat vector). Its loss is cross-entropy on a classification set, the mean squared error on a
+regression set; it has no L2 penalty (``alpha`` is the MLP's)::
+
+    [datasets.digits]
+    model = "digits_cnn"                   # fastgd.networks.KNOWN
+
+    [datasets.mnist1d]
+    model = {input_shape = [1, 40], layers = [
+        {type = "Conv1D", out_channels = 8, kernel_size = 5, stride = 2}, {type = "ReLU"},
+        {type = "Flatten"}, {type = "Dense", out_features = 10}]}
+
+A declared network is checked against each data set it trains on before anything runs: an unknown
+architecture or layer type, a layer argument it does not take, an ``input_shape`` whose values per
+sample are not the data set's columns, a layer that cannot stand where it is, an output that is not
+the data set's number of classes (or one value for regression), a workspace that would not fit in
+memory.
+
 A data set of the sweep's own may not take a built-in name; each is loaded
 and checked when the configuration is (a missing file or column, NaN or
 infinity, one class... is refused, naming the file).
@@ -84,8 +107,11 @@ not fit in it; under ``[tuning]``, an unknown budget, fewer than
 rows cannot hold, a rule without a search space (beyond ``one-shot``).
 """
 
+import dataclasses
 import functools
+import inspect
 import itertools
+import json
 import math
 import os
 import tomllib
@@ -95,6 +121,7 @@ from importlib import resources
 import numpy as np
 
 from fastgd import datasets, optim
+from fastgd import networks
 from fastgd.models import check_network_fits
 from fastgd.validation import MAX_SEED, is_integer, is_real, is_seed
 from fastgd import rules as rule_registry
@@ -102,7 +129,8 @@ from fastgd.sweep import tuning
 from fastgd.sweep.completeness import planned_runs
 from fastgd.kernels.mlp import ACTIVATIONS
 
-__all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS"]
+__all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS", "network_for",
+           "model_description", "LAYER_TYPES"]
 
 PRESETS = ("quick", "default", "full", "large", "paper")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
@@ -111,6 +139,14 @@ _TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_
 # the final runs' seeds are 0, 1, 2, ... past the tuning seed: past this, final_seeds is a typo
 MAX_FINAL_SEEDS = 10_000
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
+# a declared network's keys in [model] or [datasets.NAME] model: a known architecture, or layers on an input shape
+_NETWORK_KEYS = ("architecture", "layers", "input_shape")
+# the layer types [model] layers may name, by their lower-case name: fastgd's (Conv2D) and torch's (Conv2d, Linear)
+LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
+    networks.Dense, networks.Conv1D, networks.Conv2D, networks.MaxPool1D, networks.MaxPool2D, networks.AvgPool1D,
+    networks.AvgPool2D, networks.GlobalAvgPool, networks.Flatten, networks.ReLU, networks.Tanh, networks.Sigmoid,
+    networks.Identity)}
+LAYER_TYPES["linear"] = networks.Dense
 _DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model")
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
 MAX_EPOCHS = 100_000
@@ -161,10 +197,33 @@ class SweepConfig:
     models: dict = field(default_factory=dict)  # data set -> (hidden_layer_sizes, activation, alpha) where not [model]
     base_dir: str = None  # where the configuration's relative paths start
     tuning: Tuning = None  # the [tuning] table: the sweep follows the tuning protocol (fastgd.sweep.plan)
+    # data set -> its declared network, canonical JSON (see network_of), for the data sets that train one
+    networks: dict = field(default_factory=dict)
 
     def model_of(self, dataset):
-        """(hidden_layer_sizes, activation, alpha) of the network trained on ``dataset``."""
+        """(hidden_layer_sizes, activation, alpha) of the MLP trained on ``dataset`` (see :meth:`network_of` first)."""
         return self.models.get(dataset, (self.hidden_layer_sizes, self.activation, self.alpha))
+
+    def network_of(self, dataset):
+        """The declared network trained on ``dataset`` as canonical JSON text (``{"architecture": name}`` or
+        ``{"input_shape": ..., "layers": [...]}``, what :func:`network_for` builds), or None: an MLP
+        (:meth:`model_of`)."""
+        return self.networks.get(dataset)
+
+    def model(self, dataset, data):
+        """``(net, init)``: the model trained on ``dataset`` (``data``: its :class:`fastgd.datasets.Dataset`), its
+        declared :class:`fastgd.networks.Network` (:meth:`network_of`) else its :class:`fastgd.MLP`
+        (:meth:`model_of`), and ``init(seed)``, the θ a run of that seed starts from."""
+        network = self.network_of(dataset)
+        dtype = np.dtype(self.dtype)
+        if network is not None:
+            net = network_for(network, data.task, data.n_features, data.n_outputs)
+            return net, lambda seed: net.init(random_state=seed, dtype=dtype)
+        from fastgd.models import MLP
+
+        hidden, activation, alpha = self.model_of(dataset)
+        net = MLP([data.n_features, *hidden, data.n_outputs], activation, data.output, alpha, dtype)
+        return net, lambda seed: net.init(random_state=seed)
 
     def on_dataset(self, definition, target_loss=None):
         """This configuration run on one data set instead of its own (see :func:`on_dataset`)."""
@@ -320,9 +379,21 @@ def parse(raw, base_dir=None):
     if dtype not in ("float32", "float64"):
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
 
-    hidden, activation, alpha = default_model = _model(raw.get("model", {}), "[model]", ((32,), "relu", 1e-4))
-    models = {dataset: _model(table, f"[datasets.{dataset}] model", default_model)
-              for dataset, table in model_tables.items()}
+    mlp_default = ((32,), "relu", 1e-4)
+    default_network = _network_model(raw.get("model", {}), "[model]")
+    hidden, activation, alpha = default_model = \
+        mlp_default if default_network is not None else _model(raw.get("model", {}), "[model]", mlp_default)
+    models, declared = {}, {}  # data set -> its MLP, its declared network (the table that declares it)
+    for dataset in names:
+        if dataset in model_tables:
+            where = f"[datasets.{dataset}] model"
+            network = _network_model(model_tables[dataset], where)
+            if network is None:
+                models[dataset] = _model(model_tables[dataset], where, default_model)
+            else:
+                declared[dataset] = (network, where)
+        elif default_network is not None:
+            declared[dataset] = (default_network, "[model]")
 
     targets = raw.get("targets", {})
     if not isinstance(targets, dict):
@@ -339,7 +410,11 @@ def parse(raw, base_dir=None):
     n_runs = planned_runs(dict(raw, rules=list(rules), batch_sizes=list(batch_sizes))).n_runs
     if n_runs > MAX_RUNS:
         _fail(f"the configuration defines {n_runs} runs, more than {MAX_RUNS}: split it into several sweeps")
-    for dataset, (_, n_features, n_outputs) in shapes.items():
+    for dataset, (task, n_features, n_outputs) in shapes.items():
+        if dataset in declared:
+            network, where = declared[dataset]
+            _check_network(network, where, dataset, (task, n_features, n_outputs), batch_sizes, dtype, sources)
+            continue
         try:
             check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs], dtype)
         except ValueError as error:
@@ -353,7 +428,7 @@ def parse(raw, base_dir=None):
     config = SweepConfig(name, names, rules, grids, tuple(float(v) for v in learning_rates), batch_sizes,
                          seeds, epochs, dtype, hidden, activation, alpha,
                          {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
-                         tuning_table)
+                         tuning_table, {dataset: _canonical(network) for dataset, (network, _) in declared.items()})
     _check_every_optimizer_accepts(config)
     return config
 
@@ -410,6 +485,138 @@ def _model(table, where, default):
     if not is_real(alpha) or not (0 <= alpha < math.inf):
         _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
     return tuple(hidden), activation, float(alpha)
+
+
+def _network_model(value, where):
+    """The declared network of a model entry as a plain dict (``{"architecture": name}``, or ``{"input_shape":
+    [...] or None, "layers": [{"type": ..., argument: value}, ...]}`` with every layer argument spelled out), or
+    None where the entry is an MLP's table."""
+    if isinstance(value, str):
+        value = {"architecture": value}
+    if not isinstance(value, dict) or not set(value) & set(_NETWORK_KEYS):
+        return None
+    mlp_keys = sorted(set(value) & _MODEL_KEYS)
+    if mlp_keys:
+        _fail(f"{where} declares a network ({', '.join(sorted(set(value) & set(_NETWORK_KEYS)))}): {mlp_keys[0]} is "
+              "the MLP's (a declared network has its own layers and no L2 penalty); remove it")
+    unknown = sorted(set(value) - set(_NETWORK_KEYS))
+    if unknown:
+        _fail(f"{where} has no key {unknown[0]!r} (a network is an architecture, or layers with an input_shape)")
+    if "architecture" in value:
+        if set(value) != {"architecture"}:
+            _fail(f"{where} names the architecture {value['architecture']!r}: it has its own layers and input "
+                  "shape; give layers and input_shape without it instead")
+        name = value["architecture"]
+        if not isinstance(name, str) or name not in networks.KNOWN:
+            _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(networks.KNOWN))}")
+        return {"architecture": name}
+    if "layers" not in value:
+        _fail(f"{where} gives an input_shape but no layers: add layers = [{{type = \"Dense\", ...}}, ...]")
+    layers = value["layers"]
+    if not isinstance(layers, list) or not layers:
+        _fail(f"{where} layers must be a non-empty list of tables such as {{type = \"Conv2D\", out_channels = 8, "
+              f"kernel_size = 3}}, got {layers!r}")
+    shape = value.get("input_shape")
+    if shape is not None and (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+                              or not all(is_integer(n) and n >= 1 for n in shape)):
+        _fail(f"{where} input_shape must be 1 to 3 positive integers, [features], [channels, length] or "
+              f"[channels, height, width], got {shape!r}")
+    return {"input_shape": None if shape is None else [int(n) for n in shape],
+            "layers": [_layer(table, f"{where} layers[{index}]") for index, table in enumerate(layers)]}
+
+
+def _layer(table, where):
+    """One layer of a declared network's ``layers`` as a plain dict: its canonical type and every argument."""
+    if not isinstance(table, dict) or not isinstance(table.get("type"), str):
+        _fail(f"{where} must be a table with a type, e.g. {{type = \"ReLU\"}}, got {table!r}")
+    kind = LAYER_TYPES.get(table["type"].lower())
+    if kind is None:
+        _fail(f"{where}: unknown layer type {table['type']!r}; known: "
+              f"{', '.join(sorted({cls.__name__ for cls in LAYER_TYPES.values()}))} (or torch's names, e.g. Linear)")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    arguments = {key: value for key, value in table.items() if key != "type"}
+    unknown = sorted(set(arguments) - set(fields))
+    if unknown:
+        takes = f"it takes {', '.join(fields)}" if fields else "it takes no arguments"
+        _fail(f"{where} ({kind.__name__}): no argument {unknown[0]!r} ({takes})")
+    missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING and name not in arguments]
+    if missing:
+        _fail(f"{where} ({kind.__name__}): {missing[0]} is missing")
+    layer = kind(**{key: tuple(value) if isinstance(value, list) else value for key, value in arguments.items()})
+    return {"type": kind.__name__, **{name: list(value) if isinstance(value, tuple) else value
+                                      for name, value in dataclasses.asdict(layer).items()}}
+
+
+def model_description(model=None, hidden_layer_sizes=(), activation="relu", alpha=0.0, n_features=None,
+                      n_outputs=None):
+    """A model in words, as a report names it: a declared network (``model``, :meth:`SweepConfig.network_of`'s JSON
+    text or dict) by its architecture's name or its layers with the arguments they do not leave at their
+    defaults; else the MLP of those sizes (the input and output as ``n_features``, ``n_outputs``, "?" unknown)."""
+    if model is None:
+        sizes = ["?" if n_features is None else n_features, *hidden_layer_sizes, "?" if n_outputs is None else
+                 n_outputs]
+        return f"MLP {'-'.join(map(str, sizes))}, {activation}, alpha {alpha:g}"
+    model = json.loads(model) if isinstance(model, str) else model
+    if "architecture" in model:
+        return model["architecture"]
+    layers = []
+    for layer in model["layers"]:
+        kind = LAYER_TYPES[layer["type"].lower()]
+        given = [f"{f.name}={layer[f.name]!r}" for f in dataclasses.fields(kind)  # in the declaration's order
+                 if f.name in layer and (f.default is dataclasses.MISSING or layer[f.name] != f.default)]
+        layers.append(f"{kind.__name__}({', '.join(given)})")
+    shape = model["input_shape"]
+    return f"{', '.join(layers)} on {'the columns' if shape is None else tuple(shape)}"
+
+
+def _canonical(network):
+    return json.dumps(network, sort_keys=True)
+
+
+def network_for(model, task, n_features, n_outputs):
+    """The :class:`fastgd.networks.Network` a sweep trains on a data set of ``task`` with ``n_features`` columns
+    and ``n_outputs`` outputs; ``model`` is :meth:`SweepConfig.network_of`'s JSON text (or its dict).
+
+    A known architecture with a number of classes takes the data set's; declared layers get cross-entropy
+    on a classification set and the mean squared error on a regression set. Raises ValueError in one line
+    where the network does not fit the data (its input, its loss, its outputs).
+    """
+    model = json.loads(model) if isinstance(model, str) else model
+    if "architecture" in model:
+        name = model["architecture"]
+        function = networks.KNOWN[name]
+        takes_classes = "n_classes" in inspect.signature(function).parameters
+        net = function(n_classes=n_outputs) if takes_classes and task == "classification" else function()
+    else:
+        name = "the layers"
+        shape = model["input_shape"] or [n_features]
+        layers = [LAYER_TYPES[layer["type"].lower()](**{key: tuple(value) if isinstance(value, list) else value
+                                                         for key, value in layer.items() if key != "type"})
+                  for layer in model["layers"]]
+        net = networks.Network(layers, tuple(shape), loss="cross_entropy" if task == "classification" else "mse")
+    if net.n_inputs != n_features:
+        raise networks.NetworkError(f"{name} take{'s' if name != 'the layers' else ''} inputs of shape "
+                                    f"{net.input_shape}, {net.n_inputs} values per sample; the data set has "
+                                    f"{n_features} columns")
+    wanted = "cross_entropy" if task == "classification" else "mse"
+    if net.loss_name != wanted:
+        raise networks.NetworkError(f"{name} is a network for classification (cross-entropy); the data set is "
+                                    f"{task}")
+    if net.n_outputs != n_outputs:
+        what = f"{n_outputs} classes" if task == "classification" else "1 target"
+        raise networks.NetworkError(f"{name} end{'s' if name != 'the layers' else ''} with {net.n_outputs} outputs; "
+                                    f"the data set has {what}")
+    return net
+
+
+def _check_network(network, where, dataset, shape, batch_sizes, dtype, sources):
+    """Refuse, in one line naming the table and the data set, a declared network that cannot train on it."""
+    try:
+        net = network_for(network, *shape)
+        n_train = datasets.load(dataset, sources).X_train.shape[0]
+        net.check_fits(max(n_train if size == "full" else min(size, n_train) for size in batch_sizes), np.dtype(dtype))
+    except ValueError as error:  # NetworkError and LayerError
+        _fail(f"{where}{'' if where.startswith('[datasets.') else f' on {dataset}'}: {error}")
 
 
 def _datasets(raw, base_dir):

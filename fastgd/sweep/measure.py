@@ -5,9 +5,9 @@ later draw without computing anything.
 * :func:`describe_machine`: the machine and the versions it runs;
 * :func:`gradient_checks`: backpropagation against central differences along training;
 * :func:`trajectory_data`: every rule's path on the test functions, with their contour grids;
-* :func:`dataset_landscape`: a data set's loss landscape, its network as the sweep trains it;
+* :func:`dataset_landscape`: a data set's loss landscape, its MLP as the sweep trains it;
 * :func:`dataset_descriptions` (stored by :func:`record_datasets` before a sweep runs): where each data set comes
-  from, its size, hash and target loss.
+  from, its size, hash and target loss, and the model trained on it.
 
 The throughput is measured by :func:`fastgd.baselines.throughput.measure`, on the measurement layer the asv suite
 shares (:mod:`fastgd.baselines`). This module sits at the sweep's layer because a landscape and a description take
@@ -126,11 +126,13 @@ def trajectory_data(rules=None):
 
 
 def dataset_landscape(config, dataset):
-    """:func:`fastgd.landscape.trained_landscape` of ``dataset`` with the network ``config`` (a
-    :class:`fastgd.sweep.SweepConfig`) trains on it."""
+    """:func:`fastgd.landscape.trained_landscape` of ``dataset`` with the MLP ``config`` (a
+    :class:`fastgd.sweep.SweepConfig`) trains on it; None where it trains a declared network."""
     from fastgd import landscape
     from fastgd.datasets import load as load_dataset
 
+    if config.network_of(dataset) is not None:
+        return None  # the landscapes are the MLP's (fastgd.landscape): a declared network has none yet
     hidden, activation, alpha = config.model_of(dataset)
     return landscape.trained_landscape(load_dataset(dataset, config.sources), hidden, activation, alpha)
 
@@ -138,12 +140,19 @@ def dataset_landscape(config, dataset):
 def dataset_descriptions(config, targets=None):
     """What the report says of each data set of ``config``: where it comes from (a file's path and target column,
     or fastgd's name for it), its task, rows, columns and content hash, its target loss and how that was chosen
-    (``targets``: {data set: how, in words}; else the configuration's [targets])."""
+    (``targets``: {data set: how, in words}; else the configuration's [targets]), and the model trained on it
+    (:func:`fastgd.sweep.config.model_description`) with its number of parameters."""
     from fastgd.datasets import load as load_dataset
+    from fastgd.sweep.config import model_description
 
     described = {}
     for name in config.datasets:
         data = load_dataset(name, config.sources)
+        net, _ = config.model(name, data)
+        network = config.network_of(name)
+        model = model_description(network, n_features=data.n_features, n_outputs=data.n_outputs) \
+            if network is not None else model_description(None, *config.model_of(name), data.n_features,
+                                                           data.n_outputs)
         source = config.sources.get(name)
         path = getattr(source, "path", None)
         described[name] = dict(
@@ -153,7 +162,8 @@ def dataset_descriptions(config, targets=None):
             task=data.task, rows_train=int(data.X_train.shape[0]), rows_test=int(data.X_test.shape[0]),
             columns=int(data.n_features), outputs=int(data.n_outputs), content_hash=data.content_hash,
             target_loss=float(config.targets[name]),
-            target_loss_chosen=(targets or {}).get(name) or f"{config.targets[name]:g}, the configuration's [targets]")
+            target_loss_chosen=(targets or {}).get(name) or f"{config.targets[name]:g}, the configuration's [targets]",
+            model=model, parameters=int(net.n_params))
     return described
 
 

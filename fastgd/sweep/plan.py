@@ -72,6 +72,9 @@ class RunSpec:
     phase: str = "grid"  # "grid", or the protocol's "tune" and "final"
     trial: int = None  # a tuning trial's 0-based index (tuning.sample_settings order); a final run's chosen trial
     budget: str = None  # the tuning budget (tuning.BUDGETS) of a protocol's run
+    # a declared network (SweepConfig.network_of's canonical JSON; hidden_layer_sizes, activation and alpha are then
+    # (), "" and 0), or None for the MLP: an MLP's run keeps the id it had before networks could be declared
+    model: str = None
 
     @property
     def run_id(self):
@@ -87,7 +90,7 @@ class RunSpec:
     def group(self):
         """Runs of one group share data and network shape: they can train in one compiled call."""
         return (self.dataset, self.split, self.validation_fraction, self.hidden_layer_sizes, self.activation,
-                self.alpha, self.dtype, self.batch_size, self.n_epochs)
+                self.alpha, self.model, self.dtype, self.batch_size, self.n_epochs)
 
     def optimizer_hyperparameters(self):
         return dict(self.hyperparameters, lr=self.learning_rate)
@@ -101,11 +104,12 @@ def runs(config):
 
 def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed, data_hash, **protocol):
     """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash."""
-    hidden, activation, alpha = config.model_of(dataset)
+    model = config.network_of(dataset)
+    hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", 0.0)
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
                    batch_size=batch_size, seed=seed, n_epochs=config.n_epochs, hidden_layer_sizes=hidden,
                    activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
-                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, **protocol)
+                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, model=model, **protocol)
 
 
 def grid_runs(config):

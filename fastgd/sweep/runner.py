@@ -44,8 +44,9 @@ import numpy as np
 
 from fastgd import _config, datasets, machine, optim, rules
 from fastgd.models import MLP
+from fastgd.networks import Network
 from fastgd.sweep import plan
-from fastgd.sweep.config import SweepConfig
+from fastgd.sweep.config import SweepConfig, network_for
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import Store, check_store_path
 from fastgd.training import first_divergent_epoch
@@ -84,8 +85,18 @@ class SweepOutcome:
 
 
 def _network(spec, data):
+    """The run's model: its declared network (:func:`fastgd.sweep.config.network_for`), else its MLP."""
+    if spec.model is not None:
+        return network_for(spec.model, data.task, data.n_features, data.n_outputs)
     return MLP([data.n_features, *spec.hidden_layer_sizes, data.n_outputs], spec.activation, data.output,
                spec.alpha, np.dtype(spec.dtype))
+
+
+def _init(spec, net):
+    """The run's starting θ: its seed's draw of the model's initialisation, in the run's dtype."""
+    if isinstance(net, Network):
+        return net.init(random_state=spec.seed, dtype=np.dtype(spec.dtype))
+    return net.init(random_state=spec.seed)
 
 
 def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
@@ -133,7 +144,7 @@ def _train_alone(spec, net, data, optimizer):
 def _train_together(specs, net, data, optimizers):
     from threadpoolctl import threadpool_limits
 
-    from fastgd.kernels.train import model_entry, train_runs_together
+    from fastgd.kernels.train import train_runs_together
     from fastgd.training import make_schedule
 
     n_runs, n_epochs = len(specs), specs[0].n_epochs
@@ -148,10 +159,18 @@ def _train_together(specs, net, data, optimizers):
     losses = np.full((n_runs, n_epochs), np.nan)
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
-    X, Y = net.check_data(data.X_train, data.Y_train)
-    arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code,
-                 net.alpha, packs[0].function, hypers, base_lrs, states, auxes, counters, packs[0].layout,
-                 make_schedule(), None, _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+    if isinstance(net, Network):
+        X, Y = net.check_data(data.X_train, data.Y_train, thetas.dtype)
+        X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
+    else:
+        X, Y = net.check_data(data.X_train, data.Y_train)
+    batch_size = _batch_size(specs[0], data)
+    n_rows = min(batch_size, X.shape[0])
+    # the model's places as Training's epochs take them (the serial pass: each run is one thread's work)
+    entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
+    arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
+                 states, auxes, counters, packs[0].layout, make_schedule(), None, batch_size, seeds, n_epochs,
+                 *net.epoch_workspaces(n_rows), losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
@@ -204,7 +223,7 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     for spec in specs:
         try:
             _check_definition(spec, data)
-            theta = net.init(random_state=spec.seed)
+            theta = _init(spec, net)
             optimizers.append(optim.OPTIMIZERS[spec.rule](theta, layout=net.layout,
                                                           **spec.optimizer_hyperparameters()))
             ready.append(spec)

@@ -11,7 +11,6 @@ reach on any data set, and the rules are compared on how soon they get there.
 import math
 from dataclasses import dataclass
 
-import numpy as np
 
 __all__ = ["TargetChoice", "reference_target", "REFERENCE_RULE", "REFERENCE_LEARNING_RATE", "SHARE_OF_REDUCTION"]
 
@@ -35,18 +34,17 @@ class TargetChoice:
 def reference_target(config, dataset):
     """The :class:`TargetChoice` of ``dataset`` (a name of ``config``, a :class:`fastgd.sweep.SweepConfig`).
 
-    The initial loss is the network's training loss at its seed-0 initial weights (the L2 term included, as
-    every epoch's loss is); the reference's best is the lowest loss of its epochs.
+    The initial loss is the network's training loss at its seed-0 initial weights (an MLP's L2 term included,
+    as every epoch's loss is); the reference's best is the lowest loss of its epochs. The network is the
+    configuration's for that data set, an MLP or a declared network.
     """
     from fastgd import optim
-    from fastgd.models import MLP
     from fastgd.datasets import load as load_dataset
     from fastgd.training import Training
 
     data = load_dataset(dataset, config.sources)
-    hidden, activation, alpha = config.model_of(dataset)
-    net = MLP([data.n_features, *hidden, data.n_outputs], activation, data.output, alpha, np.dtype(config.dtype))
-    theta = net.init(random_state=0)
+    net, init = config.model(dataset, data)
+    theta = init(0)
     initial = float(net.loss(theta, data.X_train, data.Y_train))
     batch_size = config.batch_sizes[0]
     batch_size = data.X_train.shape[0] if batch_size == "full" else min(int(batch_size), data.X_train.shape[0])

@@ -1,0 +1,176 @@
+"""Sweeps of declared networks: the TOML's model, refused in one line where it cannot train; trained, reported."""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from cli_harness import run_command
+from fastgd import cli, datasets, networks, optim, sweep
+from fastgd.training import Training
+
+BASE = dict(name="cnn", datasets=["digits"], rules=["sgd"], learning_rates=[0.1], seeds=[0], epochs=1,
+            targets={"digits": 0.5})
+CONV = {"type": "Conv2D", "out_channels": 2, "kernel_size": 3}
+DENSE = {"type": "Linear", "out_features": 10}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(model="vgg16"), "[model]: no known architecture 'vgg16'; known: 2c2d, 3c3d,"),
+    (dict(model={"architecture": "digits_cnn", "alpha": 0.1}),
+     "[model] declares a network (architecture): alpha is the MLP's"),
+    (dict(model={"architecture": "digits_cnn", "input_shape": [1, 8, 8]}),
+     "[model] names the architecture 'digits_cnn': it has its own layers and input shape"),
+    (dict(model={"layers": [{"type": "Conv3D", "out_channels": 2}]}), "[model] layers[0]: unknown layer type 'Conv3D'"),
+    (dict(model={"layers": [{"out_channels": 2}]}), "[model] layers[0] must be a table with a type"),
+    (dict(model={"layers": [dict(CONV, kernel=3)], "input_shape": [1, 8, 8]}),
+     "[model] layers[0] (Conv2D): no argument 'kernel' (it takes out_channels, kernel_size, stride, padding, bias)"),
+    (dict(model={"layers": [{"type": "Conv2D", "out_channels": 2}], "input_shape": [1, 8, 8]}),
+     "[model] layers[0] (Conv2D): kernel_size is missing"),
+    (dict(model={"layers": [{"type": "ReLU", "inplace": True}]}), "[model] layers[0] (ReLU): no argument 'inplace' "
+                                                                    "(it takes no arguments)"),
+    (dict(model={"layers": [CONV, {"type": "Flatten"}, DENSE], "input_shape": [1, 8, 9]}),
+     "[model] on digits: the layers take inputs of shape (1, 8, 9), 72 values per sample; the data set has 64 columns"),
+    (dict(model={"layers": [{"type": "Flatten"}, CONV], "input_shape": [1, 8, 8]}),
+     "[model] on digits: layer 1 (Conv2D): takes an input (channels, height, width), got (64,)"),
+    (dict(model={"layers": [dict(CONV, kernel_size=9), {"type": "Flatten"}, DENSE], "input_shape": [1, 8, 8]}),
+     "[model] on digits: layer 0 (Conv2D): kernel (9, 9) is larger than its padded input (8, 8)"),
+    (dict(model={"layers": [dict(CONV, stride=0), {"type": "Flatten"}, DENSE], "input_shape": [1, 8, 8]}),
+     "[model] on digits: layer 0 (Conv2D): stride must be ≥ 1, got 0"),
+    (dict(model={"layers": [CONV], "input_shape": [1, 8, 8]}), "[model] on digits: layer 0 (Conv2D): the network's "
+                                                               "output must be flat"),
+    (dict(model={"layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 3}], "input_shape": [1, 8, 8]}),
+     "[model] on digits: the layers end with 3 outputs; the data set has 10 classes"),
+    (dict(model={"layers": [DENSE], "hidden_layer_sizes": [3]}),
+     "[model] declares a network (layers): hidden_layer_sizes is the MLP's"),
+    (dict(model={"input_shape": [64]}), "[model] gives an input_shape but no layers"),
+    (dict(model={"layers": []}), "[model] layers must be a non-empty list of tables"),
+    (dict(model={"layers": [DENSE], "input_shape": [0]}), "[model] input_shape must be 1 to 3 positive integers"),
+    (dict(model={"layers": [DENSE], "kind": "cnn"}), "[model] has no key 'kind'"),
+    (dict(datasets={"iris": {"model": "digits_cnn"}}, targets={"iris": 0.1}),
+     "[datasets.iris] model: digits_cnn takes inputs of shape (1, 8, 8), 64 values per sample; the data set has 4 "
+     "columns"),
+    (dict(datasets=["digits", "iris"], model="digits_cnn", targets={"digits": 0.1, "iris": 0.1}),
+     "[model] on iris: digits_cnn takes inputs of shape (1, 8, 8), 64 values per sample"),
+    (dict(datasets=["synthetic-regression-100x64"], model="digits_cnn", targets={"synthetic-regression-100x64": 1}),
+     "digits_cnn is a network for classification (cross-entropy); the data set is regression"),
+    (dict(model={"layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 10 ** 6},
+                            {"type": "Linear", "out_features": 10 ** 6}, DENSE], "input_shape": [1, 8, 8]}),
+     "[model] on digits: layer 1 (Dense) and the rest need"),
+])
+def test_a_model_that_cannot_train_is_refused_in_one_line_before_anything_runs(extra, message):
+    with pytest.raises(sweep.SweepConfigError) as refused:
+        sweep.parse(dict(BASE, **extra))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_declared_network_has_one_spelling_and_leaves_an_mlps_run_as_it_was():
+    layers = [CONV, {"type": "ReLU"}, {"type": "Flatten"}, DENSE]
+    torch_spelling = [dict(CONV, type="conv2d", stride=1, padding=0), {"type": "relu"}, {"type": "Flatten"},
+                      {"type": "Dense", "out_features": 10, "bias": True}]
+    ids = [sweep.runs(sweep.parse(dict(BASE, model={"layers": declared, "input_shape": [1, 8, 8]})))[0].run_id
+           for declared in (layers, torch_spelling)]
+    assert ids[0] == ids[1]
+    named = [sweep.runs(sweep.parse(dict(BASE, model=model)))[0] for model in
+             ("digits_cnn", {"architecture": "digits_cnn"})]
+    assert named[0].run_id == named[1].run_id != ids[0]
+    assert json.loads(named[0].model) == {"architecture": "digits_cnn"}
+    assert (named[0].hidden_layer_sizes, named[0].activation, named[0].alpha) == ((), "", 0.0)
+    # a data set's own model overrides [model], an MLP's table included
+    mixed = sweep.parse(dict(BASE, datasets={"digits": {}, "iris": {"model": {"hidden_layer_sizes": [4]}}},
+                             model="digits_cnn", targets={"digits": 0.5, "iris": 0.5}))
+    assert mixed.network_of("digits") is not None and mixed.network_of("iris") is None
+    assert mixed.model_of("iris")[0] == (4,)
+    # an MLP's run is identified as before networks could be declared: by its fields without the model
+    mlp = sweep.runs(sweep.parse(BASE))[0]
+    fields = {name: value for name, value in dataclasses.asdict(mlp).items()
+              if name in ("dataset", "rule", "learning_rate", "hyperparameters", "batch_size", "seed", "n_epochs",
+                          "hidden_layer_sizes", "activation", "alpha", "dtype", "target_loss", "rule_hash",
+                          "data_hash")}
+    assert mlp.model is None
+    assert mlp.run_id == hashlib.sha1(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:20]
+
+
+CNN_SWEEP = """
+name = "digits-cnn"
+rules = ["sgd", "adam"]
+learning_rates = [0.01]
+seeds = [0, 1]
+epochs = 2
+batch_sizes = [64]
+
+[datasets.digits]
+model = "digits_cnn"
+
+[targets]
+digits = 0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def cnn_store(tmp_path_factory):
+    """The digits CNN, 2 rules × 2 seeds × 2 epochs, swept by the command line (runs trained together)."""
+    directory = tmp_path_factory.mktemp("cnn")
+    (directory / "cnn.toml").write_text(CNN_SWEEP)
+    store = directory / "cnn.db"
+    assert cli.main(["sweep", str(directory / "cnn.toml"), "--store", str(store), "--jobs", "1", "--quiet"]) == 0
+    return directory, store
+
+
+def test_a_cnn_sweep_stores_what_training_the_network_alone_gives(cnn_store):
+    directory, store = cnn_store
+    runs = sweep.load_runs(store).set_index(["rule", "seed"])
+    assert len(runs) == 4 and (runs["status"] == "ok").all() and runs["batched"].all()
+    assert set(runs["model"]) == {'{"architecture": "digits_cnn"}'}
+    # the oracle: fastgd.training.Training of the known network, the run's seed for θ and batches
+    digits = datasets.load("digits")
+    for (rule, seed), run in runs.iterrows():
+        net = networks.known("digits_cnn")
+        optimizer = optim.OPTIMIZERS[rule](net.init(random_state=seed), lr=0.01)
+        history = Training(net, optimizer, digits.X_train, digits.Y_train, 64, seed=seed).run(2)
+        assert run["final_loss"] == history.loss[-1]
+        assert run["test_metric"] == digits.test_metric(net.predict(optimizer.params, digits.X_test))
+    assert runs.loc[("adam", 0), "final_loss"] < runs.loc[("sgd", 0), "final_loss"] < np.log(10)
+    curves = sweep.load_curves(store)
+    assert len(curves) == 8
+
+
+def test_a_cnn_sweep_one_at_a_time_gives_the_same_runs_and_a_second_sweep_resumes(cnn_store, tmp_path):
+    directory, store = cnn_store
+    config = sweep.load_config(directory / "cnn.toml")
+    alone = sweep.run_sweep(config, tmp_path / "alone.db", jobs=1, progress=False, batched=False)
+    assert alone.stored == 4 and alone.failed == 0
+    together = sweep.load_runs(store).set_index("run_id").sort_index()
+    one_by_one = sweep.load_runs(tmp_path / "alone.db").set_index("run_id").sort_index()
+    assert one_by_one.index.equals(together.index)
+    assert (one_by_one["final_loss"] == together["final_loss"]).all()
+    again = sweep.run_sweep(config, store, jobs=1, progress=False)
+    assert (again.total, again.skipped, again.stored) == (4, 4, 0)
+
+
+def test_the_report_of_a_cnn_sweep_names_its_network(cnn_store, tmp_path):
+    pytest.importorskip("seaborn")
+    directory, store = cnn_store
+    code, _, err = run_command(["report", "--store", str(store), "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 0, err[-3000:]
+    page = (tmp_path / "out" / "index.html").read_text()
+    data = page.split('<h2 id="data">')[1].split("</table>")[0]
+    assert "model (parameters)" in data and "digits_cnn (6,090 parameters)" in data
+    assert 'src="convergence.png"' in page and (tmp_path / "out" / "convergence.png").exists()
+    assert "mixes runs of different settings" not in page
+
+
+def test_a_report_without_descriptions_names_the_layers_from_the_runs(tmp_path):
+    pytest.importorskip("seaborn")
+    from fastgd.report.build import build_report
+
+    layers = [dict(CONV, padding="same"), {"type": "ReLU"}, {"type": "MaxPool2D", "kernel_size": 2},
+              {"type": "Flatten"}, DENSE]
+    config = sweep.parse(dict(BASE, model={"layers": layers, "input_shape": [1, 8, 8]}, rules=["sgd", "adam"],
+                              learning_rates=[0.01], seeds=[0, 1]))
+    sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)  # from Python: no descriptions stored
+    data = build_report(tmp_path / "out", tmp_path / "s.db").read_text().split('<h2 id="data">')[1]
+    assert ("Conv2D(out_channels=2, kernel_size=3, padding=&#39;same&#39;), ReLU(), MaxPool2D(kernel_size=2), "
+            "Flatten(), Dense(out_features=10) on (1, 8, 8) (parameters not recorded)") in data
