@@ -20,11 +20,13 @@ measures; ``fastgd info`` shows what was chosen and every candidate's time.
 A calibration holds for the load it was measured under. On a busy machine a multi-threaded pass waits,
 in each parallel region, for a thread that has no core: 100-256-256-10/64 took 2.5–5 s an epoch on two
 threads and 0.34 s on one (issue 29, AMD EPYC, load 2.7). So a training whose pass uses two threads or
-more, chosen by ``auto``, adapts (:class:`PassAdaptation`, ``FASTGD_ADAPT``): it times its epochs, runs
-now and then one epoch of the ``one_thread`` pass as a probe, and takes whichever pass is faster by
-:data:`SWITCH_MARGIN` for the epochs that follow, probing the other again later. The first probe comes
-after the first epoch; every later one only while all probes together cost at most :data:`PROBE_SHARE`
-of the training's time so far, by the last times measured.
+more, chosen by ``auto``, adapts (:class:`PassAdaptation`, ``FASTGD_ADAPT``). Before its first epoch it
+times a few batches (forward and backward, :func:`measure`, about :data:`PROBE_BATCH_SECONDS`) of that
+pass and of ``one_thread``, and starts on the faster by :data:`SWITCH_MARGIN`: a first epoch on a
+starved threaded pass would cost tens of the other's. Then it times its epochs, runs now and then one
+epoch of the other pass as a probe, and takes whichever is faster by the margin for the epochs that
+follow; a probe comes only while all probes together cost at most :data:`PROBE_SHARE` of the training's
+time so far, by the last times measured.
 """
 
 import contextlib
@@ -43,7 +45,7 @@ from fastgd.kernels.train import (THREADED_MIN_MULTIPLY_ADDS, PassUnavailable, m
                                   multiply_adds, pass_blocks, pass_name)
 from fastgd.machine import cpu_model
 
-__all__ = ["PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
+__all__ = ["PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
            "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
            "cached_choices", "training_pass"]
 
@@ -54,9 +56,11 @@ MAX_ROUNDS = 25
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
 
-# adapting while training (PassAdaptation): the share of a training's time its probes may cost, how much faster
+# adapting while training (PassAdaptation): the timed rounds of the probe of a few batches before the first epoch
+# (at least MIN_ROUNDS of one batch a pass), the share of a training's time its probes may cost, how much faster
 # the other pass must be to switch to it (on a quiet machine the two passes can be within noise of each other), the
 # most epochs between two probes, and the pass a busy machine falls back to
+PROBE_BATCH_SECONDS = 0.02
 PROBE_SHARE = 0.05
 SWITCH_MARGIN = 0.1
 MAX_PROBE_INTERVAL = 32
@@ -216,14 +220,15 @@ def _prepare(name, problem, n_rows, n_threads):
     return run, (lambda: threads.blas_limit(1)) if name != "serial" else contextlib.nullcontext
 
 
-def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS):
+def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None):
     """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
 
     Every candidate is loaded (or compiled) and run once before the clock starts; then rounds of one batch
     per candidate, in turn, until ``budget_seconds`` have passed (at least :data:`MIN_ROUNDS`, at most
-    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`).
+    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the
+    candidates to time (default: every one that can run here, :func:`candidates`).
     """
-    names = candidates(n_rows, n_threads)
+    names = candidates(n_rows, n_threads) if names is None else list(names)
     problem = _problem(layer_sizes, n_rows, dtype)
     times = {name: [] for name in names}
     rounds = 0
@@ -283,6 +288,11 @@ def adapts(name, n_threads):
     return _config.ADAPT and _config.PASS == "auto" and int(n_threads) >= 2 and name != FALLBACK_PASS
 
 
+def _milliseconds(seconds):
+    milliseconds = seconds * 1e3
+    return f"{milliseconds:.0f} ms" if milliseconds >= 100 else f"{milliseconds:.3g} ms"
+
+
 class PassAdaptation:
     """Which pass a training's next epoch takes, from the seconds of the epochs it ran: the pure logic, no clock.
 
@@ -311,6 +321,22 @@ class PassAdaptation:
         self.probing = False
         self.epochs = 0
         self.changes = []
+
+    def start(self, batch_seconds, n_batches):
+        """Start from a probe of a few batches of both passes (``batch_seconds``: pass -> seconds a batch, as
+        :func:`measure` gives them), an epoch being ``n_batches``: the faster by the margin takes the first epoch,
+        the other's epoch time is predicted from its batches (so no epoch probes it before the share allows).
+        Return the line of a switch, else None."""
+        chosen, fallback = self.current, self.other
+        self.times[fallback] = [batch_seconds[fallback] * n_batches]
+        if batch_seconds[fallback] >= (1.0 - self.margin) * batch_seconds[chosen]:
+            return None
+        line = (f"before epoch 1: {fallback} took {_milliseconds(batch_seconds[fallback])} a batch, {chosen} "
+                f"{_milliseconds(batch_seconds[chosen])}: {fallback} from here")
+        self.current, self.other = fallback, chosen
+        self.times = {fallback: [], chosen: [batch_seconds[chosen] * n_batches]}
+        self.changes.append(line)
+        return line
 
     def next_pass(self):
         """The pass the next epoch takes."""

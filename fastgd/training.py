@@ -334,11 +334,23 @@ class _HostEpochs:
             chosen = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
             self.chosen[n_threads] = chosen
             if calibration.adapts(chosen[0], n_threads):
-                self.adaptations[n_threads] = calibration.PassAdaptation(chosen[0])
+                self.adaptations[n_threads] = self._adaptation(chosen[0], n_threads)
         adaptation = self.adaptations.get(n_threads)
         if adaptation is None or adaptation.next_pass() == chosen[0]:
             return chosen
         return adaptation.next_pass(), pass_blocks(adaptation.next_pass(), self.batch_rows, n_threads)
+
+    def _adaptation(self, chosen, n_threads):
+        """The adaptation of the pass to the load, started from a probe of a few batches of both passes; its
+        switch, if any, goes into the history."""
+        net, fallback = self.training.net, calibration.FALLBACK_PASS
+        adaptation = calibration.PassAdaptation(chosen, fallback)
+        batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
+                                               calibration.PROBE_BATCH_SECONDS, names=(chosen, fallback))
+        line = adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows))
+        if line is not None:
+            self.training.history.pass_changes.append(line)
+        return adaptation
 
     def blocks(self):
         return self._next_pass()[1]

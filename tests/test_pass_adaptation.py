@@ -80,6 +80,27 @@ def test_a_busy_spell_that_ends_brings_the_threaded_pass_back():
     assert lines[1].endswith(f"{THREADED} from here")
 
 
+def test_a_probe_of_batches_before_the_first_epoch_starts_a_busy_machine_on_one_thread():
+    """20 ms a batch threaded, 2 ms on one thread, 100 batches an epoch: one thread from the first epoch, and the
+    threaded pass, predicted at 2 s an epoch, probed again only once its extra 1.7 s fit in the share."""
+    adaptation = PassAdaptation(THREADED)
+    line = adaptation.start({THREADED: 0.020, FALLBACK_PASS: 0.002}, 100)
+    assert line == f"before epoch 1: {FALLBACK_PASS} took 2 ms a batch, {THREADED} 20 ms: {FALLBACK_PASS} from here"
+    assert adaptation.changes == [line]
+    passes, lines = _run(adaptation, lambda epoch, name: 2.0 if name == THREADED else 0.3, 200)
+    since = next(k for k in range(1, 1000) if 2.0 - 0.3 <= PROBE_SHARE * 0.3 * k)
+    assert passes.index(THREADED) == since and lines == []
+
+
+def test_a_probe_of_batches_on_a_quiet_machine_keeps_the_pass_and_spares_the_first_epoch_probe():
+    adaptation = PassAdaptation(THREADED)
+    assert adaptation.start({THREADED: 0.0010, FALLBACK_PASS: 0.0015}, 100) is None
+    passes, _ = _run(adaptation, lambda epoch, name: 0.11 if name == THREADED else 0.17, 40)
+    # its epoch predicted from its batches: 0.15 s, 0.04 s more than the threaded pass's
+    since = next(k for k in range(1, 1000) if 0.15 - 0.11 <= PROBE_SHARE * 0.11 * k)
+    assert passes.index(FALLBACK_PASS) == since  # not epoch 2: the batches told its time
+
+
 def test_refusals():
     with pytest.raises(ValueError, match="nothing to adapt between"):
         PassAdaptation(FALLBACK_PASS)
@@ -140,33 +161,61 @@ def adapting(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path))
     monkeypatch.setattr(_config, "ADAPT", True)
     monkeypatch.setattr(_config, "PASS", "auto")
-    monkeypatch.setattr(training, "clock", BusyClock())
+    busy = BusyClock()
+    monkeypatch.setattr(training, "clock", busy)
+    monkeypatch.setattr(calibration, "clock", busy)  # the probe of batches before the first epoch
 
 
 @needs_two_threads
-def test_a_busy_training_switches_to_one_thread_and_trains_as_one_thread_does(adapting, monkeypatch):
+def test_a_busy_training_starts_on_one_thread_and_trains_as_one_thread_does(adapting, monkeypatch):
     net, X, Y = _problem()
     adapted = _train(net, X, Y, 6)
-    first = adapted.history.passes[0]
-    assert first != FALLBACK_PASS and adapted.history.passes == [first] + [FALLBACK_PASS] * 5
-    assert adapted.history.pass_changes == [f"epoch 2: {FALLBACK_PASS} took 100 ms an epoch, {first} 1000 ms: "
+    chosen = calibration.training_pass(net.layer_sizes, 128, net.dtype, 2)[0]
+    assert adapted.history.passes == [FALLBACK_PASS] * 6
+    assert adapted.history.pass_changes == [f"before epoch 1: {FALLBACK_PASS} took 100 ms a batch, {chosen} 1000 ms: "
                                             f"{FALLBACK_PASS} from here"]
     assert adapted.pass_name == FALLBACK_PASS and not adapted.threaded
-    assert adapted.describe_passes() == (f"passes: {first} (epoch 1), {FALLBACK_PASS} (epochs 2-6); "
-                                         f"{adapted.history.pass_changes[0]} (adapting to the load: "
-                                         f"{FALLBACK_PASS} against {first})")
-    assert adapted.history.seconds == pytest.approx([1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
-    # the same timings, the same choices, the same bits
-    again = _train(net, X, Y, 6)
-    assert again.history.passes == adapted.history.passes
-    np.testing.assert_array_equal(again.theta, adapted.theta)
-    # against six epochs on one thread throughout: the same training, up to the rounding of the first epoch
+    assert adapted.describe_passes() == (f"passes: {FALLBACK_PASS} (epochs 1-6); {adapted.history.pass_changes[0]} "
+                                         f"(adapting to the load: {FALLBACK_PASS} against {chosen})")
+    assert adapted.history.seconds == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # six epochs on one thread, forced: the same training, bit for bit
     monkeypatch.setattr(_config, "PASS", FALLBACK_PASS)
     one_thread = _train(net, X, Y, 6)
     assert one_thread.history.passes == [FALLBACK_PASS] * 6 and one_thread.history.pass_changes == []
-    np.testing.assert_allclose(adapted.history.loss, one_thread.history.loss, rtol=1e-10)
-    np.testing.assert_allclose(adapted.theta, one_thread.theta, rtol=1e-8, atol=1e-10)
-    assert adapted.history.loss[-1] < adapted.history.loss[0]
+    np.testing.assert_array_equal(adapted.theta, one_thread.theta)
+    assert adapted.history.loss == one_thread.history.loss and adapted.history.loss[-1] < adapted.history.loss[0]
+
+
+@needs_two_threads
+def test_a_training_that_turns_busy_moves_to_one_thread_and_stays_close_to_the_threaded_one(adapting, monkeypatch):
+    """Quiet for the probe of batches and the first epoch, then busy: the epoch probe of one thread switches; the
+    parameters follow the threaded pass's to rounding."""
+    net, X, Y = _problem()
+
+    class TurningBusy:
+        busy = False
+        now = 0.0
+
+        def __call__(self):  # while quiet, two threads twice as fast as one
+            self.now += (1.0 if self.busy else 0.05) if numba.get_num_threads() > 1 else 0.1
+            return self.now
+
+    clock = TurningBusy()
+    monkeypatch.setattr(training, "clock", clock)
+    monkeypatch.setattr(calibration, "clock", clock)
+    adapted = Training(net, optim.Adam(net.init(random_state=2), lr=1e-2), X, Y, 128, seed=1)
+    adapted.run(6, callback=lambda run, loss: setattr(clock, "busy", True))  # busy from the second epoch
+    chosen = adapted.history.passes[0]
+    assert chosen != FALLBACK_PASS
+    # the second epoch, busy, brings the current pass's time (the median of two) above the one-thread estimate that
+    # the batches gave (0.2 s): the third epoch probes one thread and it stays
+    assert adapted.history.passes == [chosen] * 2 + [FALLBACK_PASS] * 4
+    assert adapted.history.pass_changes == [f"epoch 3: {FALLBACK_PASS} took 100 ms an epoch, {chosen} 525 ms: "
+                                            f"{FALLBACK_PASS} from here"]
+    monkeypatch.setattr(_config, "PASS", chosen)
+    threaded = _train(net, X, Y, 6)
+    np.testing.assert_allclose(adapted.history.loss, threaded.history.loss, rtol=1e-10)
+    np.testing.assert_allclose(adapted.theta, threaded.theta, rtol=1e-8, atol=1e-10)
 
 
 @needs_two_threads
@@ -190,5 +239,5 @@ def test_an_estimator_records_the_switch_in_its_history(adapting):
     model = MLPClassifier(hidden_layer_sizes=(128,), batch_size=128, max_iter=4, random_state=0, tol=0.0)
     with pytest.warns(Warning):  # four epochs do not converge
         model.fit(X, Y.argmax(axis=1))
-    assert model.history_.passes[1:] == [FALLBACK_PASS] * 3 and model.history_.passes[0] != FALLBACK_PASS
-    assert len(model.history_.pass_changes) == 1
+    assert model.history_.passes == [FALLBACK_PASS] * 4
+    assert len(model.history_.pass_changes) == 1 and model.history_.pass_changes[0].startswith("before epoch 1")
