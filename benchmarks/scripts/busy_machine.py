@@ -66,6 +66,11 @@ def run(settings, n_epochs):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _timed(result):
+    """A run's epochs after the first, or its one epoch."""
+    return result["seconds"][1:] or result["seconds"]
+
+
 def threaded_pass():
     """The pass auto chooses for this network on two threads, as a fresh process sees it."""
     code = ("import sys; sys.path.insert(0, %r); from fastgd import calibration; "
@@ -104,7 +109,7 @@ def main():
             for name, setting in settings.items():
                 n_epochs = arguments.forced_epochs if name == "threaded, forced" else arguments.epochs
                 results[name].append(run(setting, n_epochs))
-                print(f"round {index + 1} {name}: median epoch {np.median(results[name][-1]['seconds'][1:]):.3f} s,"
+                print(f"round {index + 1} {name}: median epoch {np.median(_timed(results[name][-1])):.3f} s,"
                       f" passes {results[name][-1]['passes']}", flush=True)
         load_after = os.getloadavg()
     finally:
@@ -114,7 +119,7 @@ def main():
     rows = []
     medians = {}
     for name, runs in results.items():
-        epochs = [seconds for result in runs for seconds in result["seconds"][1:]]
+        epochs = [seconds for result in runs for seconds in _timed(result)]
         firsts = [result["seconds"][0] for result in runs]
         totals = [sum(result["seconds"]) for result in runs]
         medians[name] = float(np.median(totals))
@@ -134,7 +139,8 @@ def main():
         f"({arguments.forced_epochs} for the forced threaded pass), {arguments.rounds} runs a setting, the three "
         "settings alternated run by run (each a fresh process).",
         "",
-        "| setting | pass at the start | threads | median epoch after the first (s) | fastest–slowest (s) "
+        "| setting | pass at the start | threads | median epoch after the first (s; of a one-epoch run, its epoch) "
+        "| fastest–slowest (s) "
         "| first epoch, median (s) | whole run, median (s) |",
         "|---|---|---|---|---|---|---|",
     ]
