@@ -241,3 +241,11 @@ def test_an_estimator_records_the_switch_in_its_history(adapting):
         model.fit(X, Y.argmax(axis=1))
     assert model.history_.passes == [FALLBACK_PASS] * 4
     assert len(model.history_.pass_changes) == 1 and model.history_.pass_changes[0].startswith("before epoch 1")
+
+
+def test_fastgd_train_says_which_pass_ran(tmp_path):
+    from tests.cli_harness import run_command
+
+    code, out, err = run_command(["train", "--dataset", "iris", "--epochs", "2"], tmp_path)
+    assert code == 0, err
+    assert out.splitlines()[-2] == "passes: serial (epochs 1-2)"  # a small network: the serial pass, no adapting
