@@ -36,6 +36,12 @@ naming the variable:
     (:mod:`fastgd.calibration`), else fixed bounds (``fastgd.kernels.train.model_blocks``). A pass
     that cannot run here is refused when a training first asks for it
     (:func:`fastgd.kernels.train.pass_blocks`).
+``FASTGD_ADAPT`` (default ``1``)
+    Whether a training on a multi-threaded pass that ``auto`` chose measures its epochs and moves
+    to the ``one_thread`` pass when that is faster (a busy machine), and back when it no longer is
+    (:class:`fastgd.calibration.PassAdaptation`). The passes agree up to rounding, so a run that
+    switches differs from one that does not in the last bits: ``0`` keeps a run's bits fixed (the
+    test suite's setting), as does any ``FASTGD_PASS`` other than ``auto``.
 
 ``FASTGD_PLUGINS`` and ``FASTGD_GENERATED_DIR``
     Plugins loaded with :mod:`fastgd.rules`, and where generated rule modules
@@ -75,7 +81,7 @@ from numba._dispatcher import compute_fingerprint
 from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
-           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "jit",
+           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "ADAPT", "jit",
            "cfunc", "cuda_jit", "compile_lock", "compile_for"]
 
 
@@ -89,7 +95,8 @@ class SettingWarning(UserWarning):
 
 # every FASTGD_* environment variable fastgd reads (a test finds each name the sources read in this list)
 SETTINGS = ("FASTGD_CACHE", "FASTGD_FASTMATH", "FASTGD_PARALLEL_THRESHOLD", "FASTGD_CUDA_BLOCK_SIZE",
-            "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PASS", "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
+            "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PASS", "FASTGD_ADAPT",
+            "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
 
 
 def unknown_settings(environment=None):
@@ -170,6 +177,7 @@ def _env_choice(name, default, choices):
 # the MLP passes on the CPU that FASTGD_PASS names (fastgd.kernels.train.pass_blocks says what each is)
 PASSES = ("serial", "one_thread", "blocks", "whole_batch_mkl")
 PASS = _env_choice("FASTGD_PASS", "auto", ("auto",) + PASSES)
+ADAPT = _env_flag("FASTGD_ADAPT", True)
 CACHE = _env_flag("FASTGD_CACHE", True)
 FASTMATH = _env_flag("FASTGD_FASTMATH", False)
 PARALLEL_THRESHOLD = _env_int("FASTGD_PARALLEL_THRESHOLD", 1 << 17, 2 ** 62)

@@ -16,6 +16,17 @@ by itself: loading the two MKL passes a fit would not otherwise run costs more t
 (seconds when they are not yet in Numba's cache), and a choice made by a timing inside a test run
 would change from run to run which pass, and so which last bits, the tests see. ``fastgd calibrate``
 measures; ``fastgd info`` shows what was chosen and every candidate's time.
+
+A calibration holds for the load it was measured under. On a busy machine a multi-threaded pass waits,
+in each parallel region, for a thread that has no core: 100-256-256-10/64 took 2.5–5 s an epoch on two
+threads and 0.34 s on one (issue 29, AMD EPYC, load 2.7). So a training whose pass uses two threads or
+more, chosen by ``auto``, adapts (:class:`PassAdaptation`, ``FASTGD_ADAPT``). Before its first epoch it
+times a few batches (forward and backward, :func:`measure`, about :data:`PROBE_BATCH_SECONDS`) of that
+pass and of ``one_thread``, and starts on the faster by :data:`SWITCH_MARGIN`: a first epoch on a
+starved threaded pass would cost tens of the other's. Then it times its epochs, runs now and then one
+epoch of the other pass as a probe, and takes whichever is faster by the margin for the epochs that
+follow; a probe comes only while all probes together cost at most :data:`PROBE_SHARE` of the training's
+time so far, by the last times measured.
 """
 
 import contextlib
@@ -34,7 +45,8 @@ from fastgd.kernels.train import (THREADED_MIN_MULTIPLY_ADDS, PassUnavailable, m
                                   multiply_adds, pass_blocks, pass_name)
 from fastgd.machine import cpu_model
 
-__all__ = ["BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
+__all__ = ["PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
+           "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
            "cached_choices", "training_pass"]
 
 # the time of a calibration's timed rounds, all candidates together (at least MIN_ROUNDS rounds are run)
@@ -43,6 +55,17 @@ MIN_ROUNDS = 2
 MAX_ROUNDS = 25
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
+
+# adapting while training (PassAdaptation): the timed rounds of the probe of a few batches before the first epoch
+# (at least MIN_ROUNDS of one batch a pass), the share of a training's time its probes may cost, how much faster
+# the other pass must be to switch to it (on a quiet machine the two passes can be within noise of each other), the
+# most epochs between two probes, and the pass a busy machine falls back to
+PROBE_BATCH_SECONDS = 0.02
+PROBE_SHARE = 0.05
+SWITCH_MARGIN = 0.1
+MAX_PROBE_INTERVAL = 32
+FALLBACK_PASS = "one_thread"
+RECENT_EPOCHS = 3  # the current pass's time: the median of its last epochs
 
 # the clock of the timed rounds (tests put a fake one here)
 clock = time.perf_counter
@@ -197,14 +220,15 @@ def _prepare(name, problem, n_rows, n_threads):
     return run, (lambda: threads.blas_limit(1)) if name != "serial" else contextlib.nullcontext
 
 
-def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS):
+def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None):
     """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
 
     Every candidate is loaded (or compiled) and run once before the clock starts; then rounds of one batch
     per candidate, in turn, until ``budget_seconds`` have passed (at least :data:`MIN_ROUNDS`, at most
-    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`).
+    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the
+    candidates to time (default: every one that can run here, :func:`candidates`).
     """
-    names = candidates(n_rows, n_threads)
+    names = candidates(n_rows, n_threads) if names is None else list(names)
     problem = _problem(layer_sizes, n_rows, dtype)
     times = {name: [] for name in names}
     rounds = 0
@@ -256,3 +280,110 @@ def training_pass(layer_sizes, n_rows, dtype, n_threads):
             return choice.chosen, pass_blocks(choice.chosen, n_rows, n_threads)
     n_blocks = model_blocks(layer_sizes, n_rows, n_threads)
     return pass_name(n_blocks), n_blocks
+
+
+def adapts(name, n_threads):
+    """Whether a training whose pass ``name`` was chosen for ``n_threads`` threads adapts (:class:`PassAdaptation`):
+    ``FASTGD_ADAPT`` on, ``FASTGD_PASS`` ``auto``, two threads or more, and a pass other than the fallback."""
+    return _config.ADAPT and _config.PASS == "auto" and int(n_threads) >= 2 and name != FALLBACK_PASS
+
+
+def _milliseconds(seconds):
+    milliseconds = seconds * 1e3
+    return f"{milliseconds:.0f} ms" if milliseconds >= 100 else f"{milliseconds:.3g} ms"
+
+
+class PassAdaptation:
+    """Which pass a training's next epoch takes, from the seconds of the epochs it ran: the pure logic, no clock.
+
+    It starts on ``chosen`` (what :func:`training_pass` chose) with ``fallback`` as the other pass. After each
+    epoch the training calls :meth:`record` with the pass that ran and its seconds; :meth:`next_pass` says which
+    pass runs next. An epoch of the other pass is a probe: the first comes right after the first epoch;
+    later ones no sooner than ``interval`` epochs after the last (1, doubled after each probe, at most
+    :data:`MAX_PROBE_INTERVAL`), and only while the probes' cost so far plus this one's,
+    predicted from the last times measured, stays within ``share`` of the training's seconds. A probe faster
+    than the current pass's time (the median of its last :data:`RECENT_EPOCHS` epochs) by ``margin`` makes it
+    the current pass. ``changes`` lists each switch, one line each.
+    """
+
+    def __init__(self, chosen, fallback=FALLBACK_PASS, share=PROBE_SHARE, margin=SWITCH_MARGIN):
+        if chosen == fallback:
+            raise ValueError(f"the chosen pass and the fallback are both {chosen!r}: nothing to adapt between")
+        if not (0 <= share < 1 and 0 <= margin < 1):
+            raise ValueError(f"share and margin must be in [0, 1), got {share!r} and {margin!r}")
+        self.current, self.other = chosen, fallback
+        self.share, self.margin = float(share), float(margin)
+        self.times = {chosen: [], fallback: []}  # each pass's epoch seconds, the latest last
+        self.elapsed = 0.0  # seconds of every epoch recorded
+        self.probe_cost = 0.0  # what the probes cost beyond the current pass's time, together
+        self.interval = 1
+        self.since_probe = 0  # epochs of the current pass since the last probe (or the start)
+        self.probing = False
+        self.epochs = 0
+        self.changes = []
+
+    def start(self, batch_seconds, n_batches):
+        """Start from a probe of a few batches of both passes (``batch_seconds``: pass -> seconds a batch, as
+        :func:`measure` gives them), an epoch being ``n_batches``: the faster by the margin takes the first epoch,
+        the other's epoch time is predicted from its batches (so no epoch probes it before the share allows).
+        Return the line of a switch, else None."""
+        chosen, fallback = self.current, self.other
+        self.times[fallback] = [batch_seconds[fallback] * n_batches]
+        if batch_seconds[fallback] >= (1.0 - self.margin) * batch_seconds[chosen]:
+            return None
+        line = (f"before epoch 1: {fallback} took {_milliseconds(batch_seconds[fallback])} a batch, {chosen} "
+                f"{_milliseconds(batch_seconds[chosen])}: {fallback} from here")
+        self.current, self.other = fallback, chosen
+        self.times = {fallback: [], chosen: [batch_seconds[chosen] * n_batches]}
+        self.changes.append(line)
+        return line
+
+    def next_pass(self):
+        """The pass the next epoch takes."""
+        return self.other if self.probing else self.current
+
+    def estimate(self, name):
+        """The seconds an epoch of ``name`` takes, by the last measurements; None before any."""
+        times = self.times[name]
+        if not times:
+            return None
+        return times[-1] if name != self.current else float(np.median(times[-RECENT_EPOCHS:]))
+
+    def record(self, name, seconds):
+        """Take the epoch that ran on ``name`` for ``seconds``; return the line of a switch it caused, else None."""
+        if name not in self.times:
+            raise ValueError(f"the pass {name!r} is neither {self.current!r} nor {self.other!r}")
+        seconds = float(seconds)
+        self.epochs += 1
+        self.elapsed += seconds
+        current_seconds = self.estimate(self.current)
+        self.times[name] = (self.times[name] + [seconds])[-RECENT_EPOCHS:]
+        if name == self.other:
+            return self._probed(seconds, current_seconds)
+        self.since_probe += 1
+        self.probing = self._probe_due()
+        return None
+
+    def _probed(self, seconds, current_seconds):
+        self.probing, self.since_probe = False, 0
+        if current_seconds is None:  # a probe before any epoch of the current pass: only a measurement
+            return None
+        self.probe_cost += max(seconds - current_seconds, 0.0)
+        self.interval = min(2 * self.interval, MAX_PROBE_INTERVAL)
+        if seconds >= (1.0 - self.margin) * current_seconds:
+            return None
+        line = (f"epoch {self.epochs}: {self.other} took {seconds * 1e3:.0f} ms an epoch, {self.current} "
+                f"{current_seconds * 1e3:.0f} ms: {self.other} from here")
+        self.current, self.other = self.other, self.current
+        self.times[self.current] = [seconds]
+        self.changes.append(line)
+        return line
+
+    def _probe_due(self):
+        if self.since_probe < self.interval:
+            return False
+        other = self.estimate(self.other)
+        if other is None:
+            return True  # the first probe
+        predicted = max(other - self.estimate(self.current), 0.0)
+        return self.probe_cost + predicted <= self.share * self.elapsed

@@ -499,6 +499,7 @@ def command_train(arguments):
             print(f"{training.epochs_done:>5} {loss:>12.6g} {training.history.seconds[-1]:>26.5f}")
 
     history = training.run(arguments.epochs, callback=report)
+    print(training.describe_passes())
     if history.diverged:
         print(f"diverged at epoch {history.diverged_epoch}: {history.divergence_reason()}; lower --lr or use "
               "--clip-norm")

@@ -39,7 +39,7 @@ import numpy as np
 
 from fastgd import _config, calibration, threads
 from fastgd.kernels import schedules as schedule_kernels
-from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds, pass_name, train_epoch
+from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds, pass_blocks, train_epoch
 from fastgd.networks import Network
 from fastgd.optim import Optimizer
 
@@ -48,6 +48,10 @@ __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACT
            "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
+
+# the clock of the host epochs' seconds (History.seconds, and what the pass adaptation weighs); a test can put a
+# fake one here to play a busy machine
+clock = time.perf_counter
 
 # Divergence, defined here once for Training, the estimators and the sweeps: an epoch
 # diverges when its loss is NaN or infinite, or above DIVERGENCE_FACTOR times the first
@@ -119,6 +123,9 @@ class History:
     # the reference of the divergence test: the first epoch's loss unless set before the
     # first epoch (an estimator continuing a fit keeps the loss its first fit started from)
     first_loss: float = None
+    passes: list = field(default_factory=list)  # the pass each epoch ran (fastgd._config.PASSES), one per epoch run
+    # why the pass changed while training (fastgd.calibration.PassAdaptation), one line per switch
+    pass_changes: list = field(default_factory=list)
 
     @property
     def diverged(self):
@@ -240,7 +247,7 @@ class Training:
         if self.history.diverged:
             raise RuntimeError(f"training diverged at epoch {self.history.diverged_epoch}; start a new one")
         epochs = self._epochs
-        n_blocks = epochs.blocks()
+        n_blocks, name = epochs.blocks(), epochs.pass_name()
         # a threaded pass keeps Numba's threads awake between its parallel regions: the rule's step shares them
         packed = self.optimizer.packed(parallel=n_blocks != 1)
         epochs.keep_last_finite()
@@ -248,6 +255,10 @@ class Training:
         self._seconds += seconds
         self.epochs_done += 1
         history = self.history
+        history.passes.append(name)
+        change = epochs.measured(name, seconds)
+        if change is not None:
+            history.pass_changes.append(change)
         if history.first_loss is None and math.isfinite(loss):
             history.first_loss = float(loss)
         if is_divergent(loss, history.first_loss) or not theta_finite:
@@ -261,6 +272,23 @@ class Training:
         self.history.loss.append(float(loss))
         self.history.seconds.append(self._seconds)
         return float(loss)
+
+    def describe_passes(self):
+        """One line: the passes the epochs ran, and each switch with its reason (e.g. for ``fastgd train``)."""
+        passes = self.history.passes
+        if not passes:
+            return "passes: no epoch yet"
+        spans, start = [], 0
+        for index in range(1, len(passes) + 1):
+            if index == len(passes) or passes[index] != passes[start]:
+                first, last = start + 1, index
+                spans.append(f"{passes[start]} (epoch{'s' if last > first else ''} "
+                             f"{first}{f'-{last}' if last > first else ''})")
+                start = index
+        adapting = self._epochs.adapting()
+        why = ("; " + "; ".join(self.history.pass_changes)) if self.history.pass_changes else ""
+        return (f"passes: {', '.join(spans)}{why}"
+                f"{'' if adapting is None else f' (adapting to the load: {adapting})'}")
 
     def run(self, n_epochs, callback=None):
         """Up to ``n_epochs`` epochs; stops on divergence (:func:`is_divergent`) or when ``callback(training, loss)``
@@ -289,28 +317,60 @@ class _HostEpochs:
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
-        self.model_blocks = {}  # thread count -> blocks of rows of the model's pass (calibration.training_pass)
-        self.pass_names = {}  # thread count -> the name of that pass
+        self.chosen = {}  # thread count -> (name, n_blocks): the model's pass there (calibration.training_pass)
+        # thread count -> calibration.PassAdaptation, where the training adapts its pass to the load there
+        self.adaptations = {}
         # asked once: a small network never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so);
         # a declared network has one pass
         self.may_thread = not isinstance(net, Network) and (_config.PASS != "auto" or (
             numba.config.NUMBA_NUM_THREADS >= 2
             and multiply_adds(net.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS))
 
-    def blocks(self):
+    def _next_pass(self):
+        """``(name, n_blocks)`` of the next epoch's pass at today's thread count."""
         if not self.may_thread:
-            return 1
+            return "serial", 1
         n_threads = threads.get_num_threads()
-        n_blocks = self.model_blocks.get(n_threads)
-        if n_blocks is None:
+        chosen = self.chosen.get(n_threads)
+        if chosen is None:
             net = self.training.net
-            name, n_blocks = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
-            self.model_blocks[n_threads], self.pass_names[n_threads] = n_blocks, name
-        return n_blocks
+            chosen = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
+            self.chosen[n_threads] = chosen
+            if calibration.adapts(chosen[0], n_threads):
+                self.adaptations[n_threads] = self._adaptation(chosen[0], n_threads)
+        adaptation = self.adaptations.get(n_threads)
+        if adaptation is None or adaptation.next_pass() == chosen[0]:
+            return chosen
+        return adaptation.next_pass(), pass_blocks(adaptation.next_pass(), self.batch_rows, n_threads)
+
+    def _adaptation(self, chosen, n_threads):
+        """The adaptation of the pass to the load, started from a probe of a few batches of both passes; its
+        switch, if any, goes into the history."""
+        net, fallback = self.training.net, calibration.FALLBACK_PASS
+        adaptation = calibration.PassAdaptation(chosen, fallback)
+        batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
+                                               calibration.PROBE_BATCH_SECONDS, names=(chosen, fallback))
+        line = adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows))
+        if line is not None:
+            self.training.history.pass_changes.append(line)
+        return adaptation
+
+    def blocks(self):
+        return self._next_pass()[1]
 
     def pass_name(self):
-        n_blocks = self.blocks()
-        return self.pass_names.get(threads.get_num_threads(), pass_name(n_blocks))
+        return self._next_pass()[0]
+
+    def measured(self, name, seconds):
+        """Tell the adaptation at today's thread count, if any, that an epoch ran on ``name`` for ``seconds``;
+        return the line of the switch this caused, or None."""
+        adaptation = self.adaptations.get(threads.get_num_threads()) if self.may_thread else None
+        return None if adaptation is None else adaptation.record(name, seconds)
+
+    def adapting(self):
+        """None where the epochs do not adapt their pass at today's thread count, else which passes they weigh."""
+        adaptation = self.adaptations.get(threads.get_num_threads()) if self.may_thread else None
+        return None if adaptation is None else f"{adaptation.current} against {adaptation.other}"
 
     def keep_last_finite(self):
         theta = self.training.theta
@@ -336,9 +396,9 @@ class _HostEpochs:
         # the one_thread pass: this epoch's loops and the BLAS on one thread, whatever the count set
         one_thread = self.may_thread and self.pass_name() == "one_thread"
         with threads.limit(1) if one_thread else contextlib.nullcontext():
-            start = time.perf_counter()
+            start = clock()
             loss = self.compiled(*arguments)
-            seconds = time.perf_counter() - start
+            seconds = clock() - start
         return loss, seconds, bool(np.isfinite(training.theta).all())
 
 
@@ -376,6 +436,12 @@ class _DeviceEpochs:
 
     def pass_name(self):
         return "serial"
+
+    def measured(self, name, seconds):
+        return None  # one pass: nothing to adapt
+
+    def adapting(self):
+        return None
 
     def keep_last_finite(self):
         self.last_finite.copy_to_device(self.training.theta)

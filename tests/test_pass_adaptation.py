@@ -1,0 +1,251 @@
+"""A training adapting its pass to the load (fastgd.calibration.PassAdaptation, FASTGD_ADAPT): the decisions from
+made-up epoch times, then trainings on a machine made to look busy by a fake clock (fastgd.training.clock)."""
+
+import numba
+import numpy as np
+import pytest
+
+from fastgd import _config, calibration, optim, training
+from fastgd.calibration import FALLBACK_PASS, MAX_PROBE_INTERVAL, PROBE_SHARE, SWITCH_MARGIN, PassAdaptation
+from fastgd.models import MLP
+from fastgd.training import Training
+
+THREADED = "whole_batch_mkl"  # the name only: the decisions run no pass
+
+
+def _run(adaptation, seconds_of, n_epochs):
+    """Feed ``n_epochs`` epochs to ``adaptation``, each taking ``seconds_of(epoch, name)``; the passes run, and the
+    switch lines returned."""
+    passes, lines = [], []
+    for epoch in range(n_epochs):
+        name = adaptation.next_pass()
+        passes.append(name)
+        line = adaptation.record(name, seconds_of(epoch, name))
+        if line is not None:
+            lines.append(line)
+    return passes, lines
+
+
+def test_a_busy_machine_moves_to_one_thread_after_one_probe_and_tries_back_within_the_share():
+    """2 s an epoch on two threads, 0.5 s on one: the first probe (epoch 2) switches; the threaded pass is tried
+    again only once its predicted extra 1.5 s fits in PROBE_SHARE of the seconds so far."""
+    adaptation = PassAdaptation(THREADED)
+    passes, lines = _run(adaptation, lambda epoch, name: 2.0 if name == THREADED else 0.5, 200)
+    assert passes[:3] == [THREADED, FALLBACK_PASS, FALLBACK_PASS]
+    assert lines[0] == f"epoch 2: {FALLBACK_PASS} took 500 ms an epoch, {THREADED} 2000 ms: {FALLBACK_PASS} from here"
+    # the first re-probe: the first epoch after which 1.5 s ≤ share × (2.5 s + 0.5 s × the one-thread epochs since)
+    since = next(k for k in range(1, 1000) if 1.5 <= PROBE_SHARE * (2.5 + 0.5 * k))
+    assert passes.index(THREADED, 1) == 2 + since
+    assert len(lines) == 1  # the probes of the threaded pass lost, as they should
+    cost = sum(2.0 - 0.5 for name in passes[1:] if name == THREADED)
+    assert cost <= PROBE_SHARE * sum(2.0 if name == THREADED else 0.5 for name in passes)
+
+
+def test_a_quiet_machine_stays_threaded_and_its_probes_cost_at_most_the_share():
+    adaptation = PassAdaptation(THREADED)
+    passes, lines = _run(adaptation, lambda epoch, name: 0.10 if name == THREADED else 0.15, 2000)
+    probes = [epoch for epoch, name in enumerate(passes) if name == FALLBACK_PASS]
+    assert lines == [] and probes[0] == 1
+    later_cost = 0.05 * (len(probes) - 1)  # the first probe is free of the budget
+    assert later_cost <= PROBE_SHARE * (0.10 * passes.count(THREADED) + 0.15 * len(probes))
+    assert len(probes) >= 2000 // (4 * MAX_PROBE_INTERVAL)  # it keeps looking, the gaps bounded
+    assert max(np.diff(probes)) <= 2 * MAX_PROBE_INTERVAL
+
+
+@pytest.mark.parametrize("faster_by, switches", [(0.9 * SWITCH_MARGIN, False), (1.5 * SWITCH_MARGIN, True)])
+def test_the_other_pass_must_be_faster_by_the_margin(faster_by, switches):
+    adaptation = PassAdaptation(THREADED)
+    _run(adaptation, lambda epoch, name: 1.0 if name == THREADED else 1.0 - faster_by, 2)
+    assert (adaptation.current == FALLBACK_PASS) == switches
+
+
+def test_load_arriving_later_is_noticed_within_the_probe_interval():
+    """Quiet for 300 epochs (the probe interval grown to its most), then the threaded pass slows tenfold."""
+    adaptation = PassAdaptation(THREADED)
+    passes, lines = _run(adaptation, lambda epoch, name: (0.1 if epoch < 300 else 1.0) if name == THREADED else 0.15,
+                         400)
+    assert len(lines) == 1
+    switched = 1 + int(lines[0].split(":")[0].removeprefix("epoch "))  # the first epoch on one thread
+    assert 300 < switched <= 300 + MAX_PROBE_INTERVAL + 2
+    # from there on one thread, but for the probes of the threaded pass the share allows (each lost)
+    rest = passes[switched - 1:]
+    assert rest[0] == FALLBACK_PASS and rest.count(THREADED) <= len(rest) // MAX_PROBE_INTERVAL + 1
+
+
+def test_a_busy_spell_that_ends_brings_the_threaded_pass_back():
+    adaptation = PassAdaptation(THREADED)
+    passes, lines = _run(adaptation, lambda epoch, name: (1.0 if epoch < 20 else 0.1) if name == THREADED else 0.15,
+                         3000)
+    assert len(lines) == 2 and passes[-1] == THREADED
+    assert lines[1].endswith(f"{THREADED} from here")
+
+
+def test_a_probe_of_batches_before_the_first_epoch_starts_a_busy_machine_on_one_thread():
+    """20 ms a batch threaded, 2 ms on one thread, 100 batches an epoch: one thread from the first epoch, and the
+    threaded pass, predicted at 2 s an epoch, probed again only once its extra 1.7 s fit in the share."""
+    adaptation = PassAdaptation(THREADED)
+    line = adaptation.start({THREADED: 0.020, FALLBACK_PASS: 0.002}, 100)
+    assert line == f"before epoch 1: {FALLBACK_PASS} took 2 ms a batch, {THREADED} 20 ms: {FALLBACK_PASS} from here"
+    assert adaptation.changes == [line]
+    passes, lines = _run(adaptation, lambda epoch, name: 2.0 if name == THREADED else 0.3, 200)
+    since = next(k for k in range(1, 1000) if 2.0 - 0.3 <= PROBE_SHARE * 0.3 * k)
+    assert passes.index(THREADED) == since and lines == []
+
+
+def test_a_probe_of_batches_on_a_quiet_machine_keeps_the_pass_and_spares_the_first_epoch_probe():
+    adaptation = PassAdaptation(THREADED)
+    assert adaptation.start({THREADED: 0.0010, FALLBACK_PASS: 0.0015}, 100) is None
+    passes, _ = _run(adaptation, lambda epoch, name: 0.11 if name == THREADED else 0.17, 40)
+    # its epoch predicted from its batches: 0.15 s, 0.04 s more than the threaded pass's
+    since = next(k for k in range(1, 1000) if 0.15 - 0.11 <= PROBE_SHARE * 0.11 * k)
+    assert passes.index(FALLBACK_PASS) == since  # not epoch 2: the batches told its time
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="nothing to adapt between"):
+        PassAdaptation(FALLBACK_PASS)
+    with pytest.raises(ValueError, match="share and margin must be in"):
+        PassAdaptation(THREADED, share=1.5)
+    with pytest.raises(ValueError, match="is neither"):
+        PassAdaptation(THREADED).record("blocks", 1.0)
+
+
+def test_which_trainings_adapt(monkeypatch):
+    monkeypatch.setattr(_config, "ADAPT", True)
+    monkeypatch.setattr(_config, "PASS", "auto")
+    assert calibration.adapts(THREADED, 2) and calibration.adapts("serial", 2)  # the serial pass on BLAS's threads
+    assert not calibration.adapts(THREADED, 1) and not calibration.adapts(FALLBACK_PASS, 2)
+    monkeypatch.setattr(_config, "PASS", THREADED)  # FASTGD_PASS keeps the pass, and so the bits
+    assert not calibration.adapts(THREADED, 2)
+    monkeypatch.setattr(_config, "PASS", "auto")
+    monkeypatch.setattr(_config, "ADAPT", False)  # FASTGD_ADAPT=0
+    assert not calibration.adapts(THREADED, 2)
+
+
+# ------------------------------------------------------------------------------------------ trainings, made busy
+
+needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                       reason="Numba started one thread here (one core): no threaded pass to leave")
+
+
+class BusyClock:
+    """A machine where anything on two threads or more is ten times slower: each reading advances 1 s while Numba
+    runs more than one thread (the threaded pass), 0.1 s while it runs one (the one-thread pass)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0 if numba.get_num_threads() > 1 else 0.1
+        return self.now
+
+
+def _problem():
+    # 128 rows × (64·128 + 128·10) = 1.2 million multiply-adds a batch: past THREADED_MIN_MULTIPLY_ADDS
+    net = MLP([64, 128, 10], "relu", "softmax", alpha=1e-4)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((256, 64))
+    Y = np.eye(10)[(X[:, :10].argmax(axis=1))]
+    return net, X, Y
+
+
+def _train(net, X, Y, n_epochs):
+    run = Training(net, optim.Adam(net.init(random_state=2), lr=1e-2), X, Y, 128, seed=1)
+    run.run(n_epochs)
+    return run
+
+
+@pytest.fixture
+def adapting(monkeypatch, tmp_path):
+    """FASTGD_ADAPT on, FASTGD_PASS auto, no calibration cached, and the busy clock."""
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path))
+    monkeypatch.setattr(_config, "ADAPT", True)
+    monkeypatch.setattr(_config, "PASS", "auto")
+    busy = BusyClock()
+    monkeypatch.setattr(training, "clock", busy)
+    monkeypatch.setattr(calibration, "clock", busy)  # the probe of batches before the first epoch
+
+
+@needs_two_threads
+def test_a_busy_training_starts_on_one_thread_and_trains_as_one_thread_does(adapting, monkeypatch):
+    net, X, Y = _problem()
+    adapted = _train(net, X, Y, 6)
+    chosen = calibration.training_pass(net.layer_sizes, 128, net.dtype, 2)[0]
+    assert adapted.history.passes == [FALLBACK_PASS] * 6
+    assert adapted.history.pass_changes == [f"before epoch 1: {FALLBACK_PASS} took 100 ms a batch, {chosen} 1000 ms: "
+                                            f"{FALLBACK_PASS} from here"]
+    assert adapted.pass_name == FALLBACK_PASS and not adapted.threaded
+    assert adapted.describe_passes() == (f"passes: {FALLBACK_PASS} (epochs 1-6); {adapted.history.pass_changes[0]} "
+                                         f"(adapting to the load: {FALLBACK_PASS} against {chosen})")
+    assert adapted.history.seconds == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # six epochs on one thread, forced: the same training, bit for bit
+    monkeypatch.setattr(_config, "PASS", FALLBACK_PASS)
+    one_thread = _train(net, X, Y, 6)
+    assert one_thread.history.passes == [FALLBACK_PASS] * 6 and one_thread.history.pass_changes == []
+    np.testing.assert_array_equal(adapted.theta, one_thread.theta)
+    assert adapted.history.loss == one_thread.history.loss and adapted.history.loss[-1] < adapted.history.loss[0]
+
+
+@needs_two_threads
+def test_a_training_that_turns_busy_moves_to_one_thread_and_stays_close_to_the_threaded_one(adapting, monkeypatch):
+    """Quiet for the probe of batches and the first epoch, then busy: the epoch probe of one thread switches; the
+    parameters follow the threaded pass's to rounding."""
+    net, X, Y = _problem()
+
+    class TurningBusy:
+        busy = False
+        now = 0.0
+
+        def __call__(self):  # while quiet, two threads twice as fast as one
+            self.now += (1.0 if self.busy else 0.05) if numba.get_num_threads() > 1 else 0.1
+            return self.now
+
+    clock = TurningBusy()
+    monkeypatch.setattr(training, "clock", clock)
+    monkeypatch.setattr(calibration, "clock", clock)
+    adapted = Training(net, optim.Adam(net.init(random_state=2), lr=1e-2), X, Y, 128, seed=1)
+    adapted.run(6, callback=lambda run, loss: setattr(clock, "busy", True))  # busy from the second epoch
+    chosen = adapted.history.passes[0]
+    assert chosen != FALLBACK_PASS
+    # the second epoch, busy, brings the current pass's time (the median of two) above the one-thread estimate that
+    # the batches gave (0.2 s): the third epoch probes one thread and it stays
+    assert adapted.history.passes == [chosen] * 2 + [FALLBACK_PASS] * 4
+    assert adapted.history.pass_changes == [f"epoch 3: {FALLBACK_PASS} took 100 ms an epoch, {chosen} 525 ms: "
+                                            f"{FALLBACK_PASS} from here"]
+    monkeypatch.setattr(_config, "PASS", chosen)
+    threaded = _train(net, X, Y, 6)
+    np.testing.assert_allclose(adapted.history.loss, threaded.history.loss, rtol=1e-10)
+    np.testing.assert_allclose(adapted.theta, threaded.theta, rtol=1e-8, atol=1e-10)
+
+
+@needs_two_threads
+@pytest.mark.parametrize("setting", ["FASTGD_PASS", "FASTGD_ADAPT"])
+def test_a_forced_pass_or_adapting_off_keeps_the_pass_however_slow(adapting, monkeypatch, setting):
+    net, X, Y = _problem()
+    if setting == "FASTGD_PASS":
+        monkeypatch.setattr(_config, "PASS", calibration.training_pass(net.layer_sizes, 128, net.dtype, 2)[0])
+    else:
+        monkeypatch.setattr(_config, "ADAPT", False)
+    run = _train(net, X, Y, 4)
+    assert len(set(run.history.passes)) == 1 and run.history.passes[0] != FALLBACK_PASS
+    assert run.history.pass_changes == [] and run.describe_passes().endswith("(epochs 1-4)")
+
+
+@needs_two_threads
+def test_an_estimator_records_the_switch_in_its_history(adapting):
+    from fastgd import MLPClassifier
+
+    net, X, Y = _problem()
+    model = MLPClassifier(hidden_layer_sizes=(128,), batch_size=128, max_iter=4, random_state=0, tol=0.0)
+    with pytest.warns(Warning):  # four epochs do not converge
+        model.fit(X, Y.argmax(axis=1))
+    assert model.history_.passes == [FALLBACK_PASS] * 4
+    assert len(model.history_.pass_changes) == 1 and model.history_.pass_changes[0].startswith("before epoch 1")
+
+
+def test_fastgd_train_says_which_pass_ran(tmp_path):
+    from tests.cli_harness import run_command
+
+    code, out, err = run_command(["train", "--dataset", "iris", "--epochs", "2"], tmp_path)
+    assert code == 0, err
+    assert out.splitlines()[-2] == "passes: serial (epochs 1-2)"  # a small network: the serial pass, no adapting
