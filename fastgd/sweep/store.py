@@ -598,3 +598,149 @@ def _table_statement(table):
 
 def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# what a run gave, compared when two stores hold the same run_id: the same run must have given the same; its
+# seconds, provenance and finish time are where and when it ran, and may differ
+RESULT_COLUMNS = ("status", "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run",
+                  "diverged_epoch", "epochs_to_target", "validation_loss", "validation_metric", "test_loss")
+# losses agree to this relative difference: another machine's BLAS may round the last bits differently
+MERGE_RTOL = 1e-9
+
+
+def _same_result(mine, theirs):
+    """True when two values of a result column (or two curves' losses) agree, NaN and None each equal to itself."""
+    if isinstance(mine, float) or isinstance(theirs, float):
+        if mine is None or theirs is None:
+            return mine is theirs
+        if mine != mine or theirs != theirs:  # NaN
+            return mine != mine and theirs != theirs
+        return abs(mine - theirs) <= MERGE_RTOL * max(abs(mine), abs(theirs))
+    return mine == theirs
+
+
+def _store_version(connection, path):
+    return int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def merge(inputs, out):
+    """Write the stores ``inputs`` merged into a new store ``out``; returns what was merged (see below).
+
+    Every sweep, run (with its curve and its provenance) and artefact of each input is copied; a sweep or run
+    stored in two inputs (the same ``run_id``, the same sweep row) is kept once, as the first input holds it;
+    an artefact of the same name with different content is kept as the first input holds it and named in the
+    result's ``artefacts_kept_first``. Refused with a one-line :class:`StoreError` before ``out`` exists: an input
+    that is not a store, inputs of different schema versions, ``out`` existing already, the same run with
+    different results in two inputs (its status, losses, metrics or curve: numbers to :data:`MERGE_RTOL`). The
+    merged store is written to a temporary file beside ``out`` and linked to ``out`` at the end, never over a file.
+
+    Returns ``{"runs": n, "sweeps": n, "artefacts": n, "duplicate_runs": n, "artefacts_kept_first": [names]}``.
+    """
+    inputs = [str(path) for path in inputs]
+    out = str(out)
+    if len(inputs) < 2:
+        raise StoreError(f"merge takes two stores or more, got {len(inputs)}")
+    if os.path.lexists(out):
+        raise StoreError(f"{out} exists: the merged store is written to a new file, never over one")
+    check_store_path(out)
+    versions = {}
+    for path in inputs:
+        check_store_path(path, "r")
+        connection = _read_only_connection(path)
+        try:
+            _inspect(connection, path)
+            versions[path] = _store_version(connection, path)
+        finally:
+            connection.close()
+    if len(set(versions.values())) > 1:
+        described = ", ".join(f"{path} version {version}" for path, version in versions.items())
+        raise StoreError(f"cannot merge stores of different schema versions ({described}): open the older ones "
+                         f"with this fastgd's sweep first, which upgrades them to version {SCHEMA_VERSION}")
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=".merging-", suffix=".db", dir=os.path.dirname(os.path.abspath(out)))
+    os.close(handle)
+    try:
+        with Store(temporary) as merged:
+            summary = _merge_into(merged, inputs, versions)
+            merged._connection.execute("PRAGMA journal_mode=DELETE")  # one file to link: no -wal beside it
+        try:
+            os.link(temporary, out)
+        except FileExistsError:
+            raise StoreError(f"{out} exists: the merged store is written to a new file, never over one") from None
+    finally:
+        for leftover in (temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+    return summary
+
+
+def _merge_into(merged, inputs, versions):
+    connection = merged._connection
+    summary = {"runs": 0, "sweeps": 0, "artefacts": 0, "duplicate_runs": 0, "artefacts_kept_first": []}
+    origin = {}  # run_id -> the input that gave it
+    sweep_ids = {}  # a sweep row's content -> its sweep_id in the merged store
+    with merged._writing():
+        for path in inputs:
+            source = _read_only_connection(path)
+            try:
+                version = versions[path]
+                renumbered = {}
+                for sweep_id, *content in source.execute(
+                        "SELECT sweep_id, name, started_at, config, provenance FROM sweeps ORDER BY sweep_id"):
+                    key = tuple(content)
+                    if key not in sweep_ids:
+                        sweep_ids[key] = connection.execute(
+                            "INSERT INTO sweeps (name, started_at, config, provenance) VALUES (?, ?, ?, ?)",
+                            key).lastrowid
+                        summary["sweeps"] += 1
+                    renumbered[sweep_id] = sweep_ids[key]
+                columns = _columns_of_version("runs", version)
+                for values in source.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY run_id").fetchall():
+                    row = dict(zip(columns, values))
+                    curve = source.execute("SELECT epoch, loss, seconds FROM curves WHERE run_id = ? ORDER BY epoch",
+                                           (row["run_id"],)).fetchall()
+                    if row["run_id"] in origin:
+                        _check_same_run(connection, row, curve, origin[row["run_id"]], path)
+                        summary["duplicate_runs"] += 1
+                        continue
+                    origin[row["run_id"]] = path
+                    row["sweep_id"] = renumbered[row["sweep_id"]]
+                    connection.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                       list(row.values()))
+                    connection.executemany("INSERT INTO curves (run_id, epoch, loss, seconds) VALUES (?, ?, ?, ?)",
+                                           [(row["run_id"], *point) for point in curve])
+                    summary["runs"] += 1
+                if "artefacts" in _tables_of_version(version):
+                    for name, made_at, provenance, content in source.execute(
+                            "SELECT name, made_at, provenance, content FROM artefacts ORDER BY name"):
+                        held = connection.execute("SELECT content FROM artefacts WHERE name = ?", (name,)).fetchone()
+                        if held is None:
+                            connection.execute("INSERT INTO artefacts VALUES (?, ?, ?, ?)",
+                                               (name, made_at, provenance, content))
+                            summary["artefacts"] += 1
+                        elif held[0] != content and name not in summary["artefacts_kept_first"]:
+                            summary["artefacts_kept_first"].append(name)
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot read the store {path}: {' '.join(str(error).split())}") from None
+            finally:
+                source.close()
+    return summary
+
+
+def _check_same_run(connection, row, curve, first, path):
+    """StoreError naming the run when ``row`` (from ``path``) gave other results than the copy from ``first``."""
+    present = [column for column in RESULT_COLUMNS if column in row]
+    held = dict(zip(present, connection.execute(f"SELECT {', '.join(present)} FROM runs WHERE run_id = ?",
+                                                (row["run_id"],)).fetchone()))
+    held_curve = connection.execute("SELECT epoch, loss FROM curves WHERE run_id = ? ORDER BY epoch",
+                                    (row["run_id"],)).fetchall()
+    differing = [column for column in present if not _same_result(held[column], row[column])]
+    if len(held_curve) != len(curve) or not all(
+            epoch == other_epoch and _same_result(loss, other_loss)
+            for (epoch, loss), (other_epoch, other_loss, _) in zip(held_curve, curve)):
+        differing.append("curve")
+    if differing:
+        raise StoreError(f"run {row['run_id']} ({row['rule']} on {row['dataset']}, learning rate "
+                         f"{row['learning_rate']:g}, seed {row['seed']}) is stored in {first} and {path} with "
+                         f"different results ({', '.join(differing)}): not merged")
