@@ -122,9 +122,10 @@ def _failed(spec, error):
 
 
 def _train_alone(spec, net, data, optimizer):
-    from fastgd.training import Training
+    from fastgd.training import Training, make_schedule
 
-    training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed)
+    training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed,
+                        schedule=make_schedule(spec.schedule, n_epochs=spec.n_epochs))
     history = training.run(spec.n_epochs)  # loss and seconds of the finite epochs only
     return _summarise(spec, net, data, optimizer.evaluation_params(), history.loss, history.seconds,
                       history.diverged_epoch)
@@ -133,6 +134,7 @@ def _train_alone(spec, net, data, optimizer):
 def _train_together(specs, net, data, optimizers):
     from threadpoolctl import threadpool_limits
 
+    from fastgd.kernels.schedules import SAMPLES_PER_EPOCH
     from fastgd.kernels.train import model_entry, train_runs_together
     from fastgd.training import make_schedule
 
@@ -149,9 +151,11 @@ def _train_together(specs, net, data, optimizers):
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train)
+    schedule = make_schedule(specs[0].schedule, n_epochs=n_epochs)  # a chunk is one group: one schedule
+    schedule[SAMPLES_PER_EPOCH] = X.shape[0]  # as Training sets it: invscaling counts the samples seen
     arguments = (model_entry(net.dtype), thetas, X, Y, net.layer_sizes, net.activation_code, net.output_code,
                  net.alpha, packs[0].function, hypers, base_lrs, states, auxes, counters, packs[0].layout,
-                 make_schedule(), None, _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
+                 schedule, None, _batch_size(specs[0], data), seeds, n_epochs, losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own

@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 5.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 6.
 
 Tables:
 
@@ -19,7 +19,8 @@ Tables:
               ``budget``, ``split`` ("test", or "validation": trained on the
               training rows less ``validation_fraction`` of them), ``validation_loss``
               and ``validation_metric`` (on the validation rows, runs of that split)
-              and ``test_loss`` (runs of the test split).
+              and ``test_loss`` (runs of the test split); ``schedule``, the learning-rate
+              schedule's name (:data:`fastgd.training.SCHEDULES`).
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
 ``artefacts`` one row per named artefact: what ``fastgd compare`` measured and
               computed besides the runs (throughput and machine limits, the
@@ -31,17 +32,18 @@ Each run and its curve are written in one transaction, by one process (the
 sweep's client), so a sweep killed at any moment leaves whole runs or none;
 ``run_id`` is the primary key and a run already stored is left as it is
 (``INSERT OR IGNORE``), so two sweeps writing one store at once both finish
-and every run is stored once. A write SQLite cannot make (a full disk, an I/O
-error) is rolled back whole and raised as a :class:`StoreError` in one line:
-the store keeps what it held, and the same sweep run again resumes it.
+and every run is stored once. :func:`merge` writes several stores into a new
+one (``fastgd merge``). A write SQLite cannot make (a full disk, an I/O error)
+is rolled back whole and raised as a :class:`StoreError` in one line: the
+store keeps what it held, and the same sweep run again resumes it.
 
 A file is opened as a store only if it is one: an SQLite database holding
 fastgd's tables with their columns and this schema version (or an older
 one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
 latter, version 3 the runs' provenance columns and the ``artefacts`` table,
-version 4 the protocol's columns; a writer adds them, a reader sees the columns
+version 4 the protocol's columns, version 5 ``schedule``; a writer adds them, a reader sees the columns
 empty, the provenance columns filled from their sweep's provenance, ``split``
-as "test", and no artefacts). Anything
+as "test", ``schedule`` as "constant", and no artefacts). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
 refused with a :class:`StoreError` before anything is written. A new store
 is created only by a writer (``Store(path)``), in a file that does not exist
@@ -61,7 +63,7 @@ from pathlib import Path
 __all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION",
            "PROTOCOL_COLUMNS"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -118,7 +120,8 @@ CREATE TABLE runs (
     validation_fraction REAL,
     validation_loss REAL,
     validation_metric REAL,
-    test_loss REAL
+    test_loss REAL,
+    schedule TEXT
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -143,14 +146,14 @@ _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyper
                 "data_hash", "git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",
                 "numba_threads", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
                 "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
-                "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS)
+                "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS, "schedule")
 # each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.machine.provenance)
 RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba_version": "numba",
                   "numpy_version": "numpy", "cpu": "cpu", "cpu_count": "cpu_count", "numba_threads": "numba_threads"}
 # the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
 # tables it adds (as _SCHEMA makes them): a writer adds them, in order, to an older store
 _ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)},
-                  5: {"runs": PROTOCOL_COLUMNS}}
+                  5: {"runs": PROTOCOL_COLUMNS}, 6: {"runs": ("schedule",)}}
 _ADDED_TABLES = {4: ("artefacts",)}
 _COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER", "trial": "INTEGER",
                  "validation_fraction": "REAL", "validation_loss": "REAL", "validation_metric": "REAL",
@@ -471,7 +474,7 @@ class Store:
             data_hash=spec.data_hash,
             **{column: result.get("provenance", {}).get(key) for column, key in RUN_PROVENANCE.items()},
             finished_at=_now(), phase=spec.phase, trial=spec.trial, budget=spec.budget, split=spec.split,
-            validation_fraction=spec.validation_fraction,
+            validation_fraction=spec.validation_fraction, schedule=spec.schedule,
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
                                                 "epochs_to_target", "seconds_to_target", "train_seconds",
@@ -516,6 +519,8 @@ class Store:
                 frame[column] = frame[column].where(frame[column].notna(), recorded)
         # runs stored before schema 5 were all trained on the training rows and tested on the test rows
         frame["split"] = frame["split"].where(frame["split"].notna(), "test")
+        # and before schema 6 with a constant learning rate
+        frame["schedule"] = frame["schedule"].where(frame["schedule"].notna(), "constant")
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
             if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))
