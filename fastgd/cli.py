@@ -3,6 +3,7 @@
     fastgd compare [CONFIG] [--preset quick|default|large|paper] [--out DIR]    the main job: sweep, throughput, report
     fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large|paper] [--jobs N] [--scheduler ADDRESS]
     fastgd report --store results.db --out DIR              the report again from a store alone (computes nothing)
+    fastgd merge A.db B.db --out C.db                       stores of several machines in one, each run once
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
@@ -644,6 +645,20 @@ def command_report(arguments):
     print(f"report: {page}")
 
 
+def command_merge(arguments):
+    from fastgd.sweep.store import StoreError, merge
+
+    try:
+        summary = merge(arguments.stores, arguments.out)
+    except StoreError as error:
+        raise CommandError(error) from None
+    kept_first = summary["artefacts_kept_first"]
+    print(f"{arguments.out}: {summary['runs']} runs ({summary['duplicate_runs']} stored twice, kept once), "
+          f"{summary['sweeps']} sweeps, {summary['artefacts']} artefacts from {len(arguments.stores)} stores"
+          + (f"; artefacts that differ, kept as the first store holds them: {', '.join(kept_first)}"
+             if kept_first else ""))
+
+
 COMPARE_THROUGHPUT = {
     "quick": dict(dataset_names=("iris", "wine"), parameter_counts=(1_000, 100_000), rules=("sgd", "adam"),
                   repeats=3),
@@ -836,6 +851,17 @@ def build_parser():
     report.add_argument("--asv-results", help="asv results directory to draw the history from instead of the "
                         "store's (default: the store's; for a store without one, .asv/results when present)")
     report.set_defaults(handler=command_report)
+
+    merge = commands.add_parser("merge", help="merge result stores (of several machines) into a new one",
+                                description="Copy every sweep, run (with its curve and provenance: the machine "
+                                            "and code that trained it) and artefact of the stores into a new "
+                                            "store. A run stored in several (the same run id) is kept once, as "
+                                            "the first store holds it; the same run with different results, "
+                                            "stores of different schema versions and an --out that exists are "
+                                            "refused, and nothing is written.")
+    merge.add_argument("stores", nargs="+", metavar="STORE", help="the stores to merge, two or more")
+    merge.add_argument("--out", required=True, help="the merged store: a new file")
+    merge.set_defaults(handler=command_merge)
 
     train = commands.add_parser("train", help="train one MLP, or a known network, on a data set and print its curve",
                                 description="One training run; prints loss and seconds per epoch, then the test "

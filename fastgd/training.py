@@ -31,6 +31,7 @@ may then come as (n, *input_shape) or flat. With an optimizer over a device arra
 
 import contextlib
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -88,15 +89,19 @@ def first_divergent_epoch(losses, first_loss=None):
 
 
 def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_min=0.0, t_max=None,
-                  warmup_steps=0, n_epochs=None):
+                  warmup_steps=0, n_epochs=None, t_0=10, t_mult=2, warmup_fraction=0.1, decay_fraction=0.1):
     """The float64 schedule vector of :mod:`fastgd.kernels.schedules`, checked.
 
     ``name``: constant, step (× ``gamma`` every ``step_size`` epochs),
     exponential (× ``gamma`` per epoch), invscaling (scikit-learn's: ÷ (t + 1)^``power_t`` for
     the whole epoch, t the samples seen before it; :class:`Training` fills in its rows), cosine (to ``eta_min`` over
-    ``t_max`` epochs, by default
-    ``n_epochs``). ``warmup_steps`` > 0 adds a linear warm-up over that many
-    update steps.
+    ``t_max`` epochs, by default ``n_epochs``), and the Crowded Valley study's: cosine_restarts (torch's
+    CosineAnnealingWarmRestarts: cosine to ``eta_min`` over ``t_0`` epochs, then again over ``t_0·t_mult``, ...),
+    warmup_linear (linear warm-up over the first ``warmup_fraction`` of ``t_max``'s epochs, then linear decay to
+    ``eta_min`` at ``t_max``) and trapezoidal (the same warm-up, constant, then linear decay to ``eta_min`` over the
+    last ``decay_fraction`` of the epochs, at least one). A fraction of the epochs is rounded half up to whole
+    epochs. ``warmup_steps`` > 0 adds a linear warm-up over that many update steps to any of them.
+    Raises ValueError, one line naming the parameter, for a value out of its range.
     """
     if name not in schedule_kernels.SCHEDULES:
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {name!r}")
@@ -104,12 +109,29 @@ def make_schedule(name="constant", *, gamma=0.1, step_size=10, power_t=0.5, eta_
         t_max = n_epochs if n_epochs is not None else 1
     checks = [("gamma", gamma, 0 < gamma), ("step_size", step_size, step_size >= 1),
               ("power_t", power_t, power_t >= 0), ("eta_min", eta_min, eta_min >= 0),
-              ("t_max", t_max, t_max > 0), ("warmup_steps", warmup_steps, warmup_steps >= 0)]
+              ("t_max", t_max, t_max > 0), ("warmup_steps", warmup_steps, warmup_steps >= 0),
+              ("t_0", t_0, t_0 >= 1 and float(t_0).is_integer()),
+              ("t_mult", t_mult, t_mult >= 1 and float(t_mult).is_integer()),
+              ("warmup_fraction", warmup_fraction, 0 <= warmup_fraction < 1),
+              ("decay_fraction", decay_fraction, 0 < decay_fraction <= 1)]
     for key, value, ok in checks:
-        if not (ok and math.isfinite(value)):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and ok):
             raise ValueError(f"Invalid {key} for the {name} schedule: {value}")
-    return np.array([schedule_kernels.SCHEDULES[name], gamma, int(step_size), power_t, eta_min, t_max,
-                     int(warmup_steps), 0], dtype=np.float64)
+    warmup_epochs = decay_epochs = 0
+    if name in ("warmup_linear", "trapezoidal"):
+        warmup_epochs = math.floor(warmup_fraction * t_max + 0.5)
+        decay_epochs = (t_max - warmup_epochs if name == "warmup_linear"
+                        else max(1, math.floor(decay_fraction * t_max + 0.5)))
+        if warmup_epochs + decay_epochs > t_max or decay_epochs < 1:
+            raise ValueError(f"Invalid warmup_fraction for the {name} schedule over {t_max} epochs: "
+                             f"{warmup_epochs} warm-up and {decay_epochs} decay epochs do not fit")
+    vector = np.zeros(schedule_kernels.SIZE)
+    vector[[schedule_kernels.KIND, schedule_kernels.GAMMA, schedule_kernels.STEP_SIZE, schedule_kernels.POWER_T,
+            schedule_kernels.ETA_MIN, schedule_kernels.T_MAX, schedule_kernels.WARMUP_STEPS, schedule_kernels.T_0,
+            schedule_kernels.T_MULT, schedule_kernels.WARMUP_EPOCHS, schedule_kernels.DECAY_EPOCHS]] = [
+        schedule_kernels.SCHEDULES[name], gamma, int(step_size), power_t, eta_min, t_max, int(warmup_steps),
+        int(t_0), int(t_mult), warmup_epochs, decay_epochs]
+    return vector
 
 
 @dataclass

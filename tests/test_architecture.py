@@ -22,7 +22,8 @@ PACKAGE = pathlib.Path(fastgd.__file__).parent
 LAYERS = [
     ("fastgd", "fastgd._config", "fastgd.validation", "fastgd.reference", "fastgd.rules.definition"),
     ("fastgd.kernels", "fastgd.machine", "fastgd.threads"),
-    ("fastgd.rules", "fastgd.datasets", "fastgd.gradcheck", "fastgd.networks", "fastgd.calibration"),
+    ("fastgd.rules", "fastgd.datasets", "fastgd.datafiles", "fastgd.gradcheck", "fastgd.networks",
+     "fastgd.calibration"),
     ("fastgd.cuda", "fastgd.models"),
     ("fastgd.optim",),
     ("fastgd.training", "fastgd.functions"),

@@ -357,6 +357,37 @@ def test_schedule_and_clipping_reach_the_training_loop():
     assert constant.loss_curve_[-1] < clipped.loss_curve_[-1]
 
 
+@pytest.mark.parametrize("name, params, same_as", [
+    # SGDR whose first cycle outlasts the fit is plain cosine over that cycle
+    ("cosine_restarts", dict(t_0=10, eta_min=0.01), ("cosine", dict(t_max=10, eta_min=0.01))),
+    # warm-up then decay over all the epochs is the trapezoid with no constant part
+    ("warmup_linear", dict(warmup_fraction=0.3), ("trapezoidal", dict(warmup_fraction=0.3, decay_fraction=0.7))),
+])
+def test_the_crowded_valley_schedules_reach_the_estimators(name, params, same_as):
+    X, y = iris()
+    base = dict(hidden_layer_sizes=(8,), optimizer="sgd", learning_rate_init=0.1, max_iter=10, tol=0,
+                random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        constant = MLPClassifier(**base).fit(X, y)
+        scheduled = MLPClassifier(**base, schedule=name, schedule_params=params).fit(X, y)
+        other = MLPClassifier(**base, schedule=same_as[0], schedule_params=same_as[1]).fit(X, y)
+    np.testing.assert_array_equal(scheduled.loss_curve_, other.loss_curve_)
+    assert scheduled.loss_curve_[0] == constant.loss_curve_[0]  # one full batch: measured before any update ...
+    assert scheduled.loss_curve_[-1] != constant.loss_curve_[-1]  # ... then the schedule tells
+    with pytest.raises(ValueError, match="Invalid t_mult"):
+        MLPClassifier(**base, schedule="cosine_restarts", schedule_params=dict(t_mult=0)).fit(X, y)
+
+
+def test_train_takes_the_crowded_valley_schedules(tmp_path):
+    from cli_harness import assert_refused, run_command
+
+    for name in ("cosine_restarts", "warmup_linear", "trapezoidal"):
+        code, out, err = run_command(["train", "--dataset", "iris", "--epochs", "3", "--schedule", name], tmp_path)
+        assert code == 0 and "test accuracy" in out, err
+    assert_refused(["train", "--dataset", "iris", "--schedule", "sgdr"], tmp_path, "'cosine_restarts'")
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(optimizer="adamm"), "optimizer must be None or one of"),
     (dict(optimizer_params={"betas": (0.9, 1.5)}), "Invalid beta parameter at index 1: 1.5"),

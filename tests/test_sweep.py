@@ -763,17 +763,18 @@ RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "nump
 
 
 @pytest.mark.parametrize("version, dropped", [(1, ("rule_hash", "data_hash", *RUN_PROVENANCE_COLUMNS,
-                                                   *PROTOCOL_COLUMNS, "model")),
-                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model")),
-                                              (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model")),
-                                              (4, (*PROTOCOL_COLUMNS, "model")),
-                                              (5, ("model",))])
+                                                   *PROTOCOL_COLUMNS, "model", "schedule")),
+                                              (2, ("data_hash", *RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model",
+                                                   "schedule")),
+                                              (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model", "schedule")),
+                                              (4, (*PROTOCOL_COLUMNS, "model", "schedule")),
+                                              (5, ("model", "schedule"))])
 def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
     # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table,
-    # version 4 none of the tuning protocol's columns, version 5 no model (its runs are MLPs'): a reader sees the
-    # hashes, the protocol's columns and the model empty
-    # (split "test": every older run was tested on the test rows), the provenance from the run's sweep row and no
-    # artefacts; a writer adds them
+    # version 4 none of the tuning protocol's columns, version 5 no model (its runs are MLPs') and no schedule: a
+    # reader sees the hashes, the protocol's columns and the model empty (split "test": every older run was tested
+    # on the test rows; schedule "constant"), the provenance from the run's sweep row and no artefacts; a writer
+    # adds them
     store_path = tmp_path / "old.db"
     one_run = config(datasets=["iris"], rules=["sgd"], learning_rates=[0.1], batch_sizes=[16], seeds=[0],
                      targets={"iris": 0.5}, hyperparameters={})
@@ -787,9 +788,10 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     connection.close()
     before = store_path.read_bytes()
     runs = sweep.load_runs(store_path)
-    hashes = [column for column in dropped if column not in (*RUN_PROVENANCE_COLUMNS, "split")]
+    hashes = [column for column in dropped if column not in (*RUN_PROVENANCE_COLUMNS, "split", "schedule")]
     assert len(runs) == 1 and all(runs[column].isna().all() for column in hashes)
     assert runs["split"].tolist() == ["test"] and runs["test_metric"].notna().all()
+    assert runs["schedule"].tolist() == ["constant"]  # every run before schema 6 had a constant learning rate
     made = machine.provenance()
     assert runs[list(RUN_PROVENANCE_COLUMNS)].iloc[0].tolist() == [
         made["git_commit"], made["fastgd"], made["numba"], made["numpy"], made["cpu"], made["cpu_count"],

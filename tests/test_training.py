@@ -63,6 +63,15 @@ SCHEDULE_CASES = {
     "invscaling": (dict(power_t=0.5), lambda e, t, lr: lr / (e * len(problem()[0]) + 1) ** 0.5),
     "cosine": (dict(eta_min=0.001, t_max=4),
                lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2),
+    # SGDR with cycles of 1, 2, 4 epochs: epoch 3 starts the third cycle, at γ₀ again
+    "cosine_restarts": (dict(eta_min=0.001, t_0=1, t_mult=2),
+                        lambda e, t, lr: 0.001 + (lr - 0.001) * (1 + math.cos(math.pi * [0, 0, 1 / 2, 0][e])) / 2),
+    # one warm-up epoch (a quarter of 4) at γ₀/2, then down by a third each epoch, towards 0.001 at epoch 4
+    "warmup_linear": (dict(eta_min=0.001, t_max=4, warmup_fraction=0.25),
+                      lambda e, t, lr: [lr / 2, lr, 0.001 + (lr - 0.001) * 2 / 3, 0.001 + (lr - 0.001) / 3][e]),
+    # one warm-up epoch, one at γ₀, then the last half (2 epochs) down to 0
+    "trapezoidal": (dict(t_max=4, warmup_fraction=0.25, decay_fraction=0.5),
+                    lambda e, t, lr: [lr / 2, lr, lr, lr / 2][e]),
 }
 
 
@@ -84,6 +93,58 @@ def test_schedules_match_their_formulas(name, warmup_steps):
 
 def test_every_schedule_is_tested():
     assert set(SCHEDULE_CASES) == set(schedule_kernels.SCHEDULES)
+    assert set(TORCH_SCHEDULERS) == set(schedule_kernels.SCHEDULES) - {"invscaling"}  # torch has no invscaling
+
+
+def _torch_linear_phases(torch, optimizer, base_lr, warmup_epochs, constant_epochs, decay_epochs, eta_min):
+    """torch's SequentialLR of LinearLR (warm-up from γ₀/(w + 1)), ConstantLR (×1) and LinearLR (decay to η_min)."""
+    scheduler = torch.optim.lr_scheduler
+    phases = [(warmup_epochs, lambda: scheduler.LinearLR(optimizer, 1 / (warmup_epochs + 1), 1.0, warmup_epochs)),
+              (constant_epochs, lambda: scheduler.ConstantLR(optimizer, 1.0, constant_epochs)),
+              (decay_epochs, lambda: scheduler.LinearLR(optimizer, 1.0, eta_min / base_lr, decay_epochs))]
+    phases = [(length, make) for length, make in phases if length > 0]
+    schedulers = [make() for _, make in phases]
+    if len(schedulers) == 1:
+        return schedulers[0]
+    milestones = list(np.cumsum([length for length, _ in phases])[:-1])
+    return scheduler.SequentialLR(optimizer, schedulers, milestones=[int(milestone) for milestone in milestones])
+
+
+# name → (make_schedule's parameters, torch's scheduler of the same, made from (torch, optimizer, γ₀))
+TORCH_SCHEDULERS = {
+    "constant": (dict(), lambda torch, opt, lr: torch.optim.lr_scheduler.ConstantLR(opt, 1.0)),
+    "step": (dict(gamma=0.5, step_size=3), lambda torch, opt, lr: torch.optim.lr_scheduler.StepLR(opt, 3, 0.5)),
+    "exponential": (dict(gamma=0.9), lambda torch, opt, lr: torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)),
+    # over the 40 epochs only: after t_max fastgd stays at η_min where torch's rises again
+    "cosine": (dict(t_max=40, eta_min=0.01),
+               lambda torch, opt, lr: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 40, eta_min=0.01)),
+    "cosine_restarts": (dict(t_0=3, t_mult=2, eta_min=0.01),
+                        lambda torch, opt, lr: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                            opt, T_0=3, T_mult=2, eta_min=0.01)),
+    # 40 epochs: 4 warm-up (round(0.1 · 40)), 36 of decay
+    "warmup_linear": (dict(t_max=40, eta_min=0.01),
+                      lambda torch, opt, lr: _torch_linear_phases(torch, opt, lr, 4, 0, 36, 0.01)),
+    # 40 epochs: 6 warm-up (round(0.15 · 40)), 24 constant, the last 10 (a quarter) of decay to 0
+    "trapezoidal": (dict(t_max=40, warmup_fraction=0.15, decay_fraction=0.25),
+                    lambda torch, opt, lr: _torch_linear_phases(torch, opt, lr, 6, 24, 10, 0.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_SCHEDULERS))
+def test_schedules_match_torch_lr_schedulers_epoch_by_epoch(name):
+    torch = pytest.importorskip("torch", reason="torch (the oracles extra) is not installed")
+    params, make_scheduler = TORCH_SCHEDULERS[name]
+    base_lr, n_epochs = 0.3, 40
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    scheduler = make_scheduler(torch, optimizer, base_lr)
+    theirs = []
+    for _ in range(n_epochs):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    schedule = make_schedule(name, **params)
+    ours = [schedule_kernels.scheduled_lr(base_lr, schedule, epoch, 1) for epoch in range(n_epochs)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
 
 
 def test_gradient_clipping_by_global_norm():
@@ -299,6 +360,14 @@ def test_bad_training_settings_are_refused(kwargs, message):
     ("step", dict(step_size=0), "Invalid step_size"),
     ("exponential", dict(gamma=0.0), "Invalid gamma"),
     ("cosine", dict(t_max=float("inf")), "Invalid t_max"),
+    ("cosine_restarts", dict(t_0=0), "Invalid t_0"),
+    ("cosine_restarts", dict(t_0=2.5), "Invalid t_0"),
+    ("cosine_restarts", dict(t_0=float("inf")), "Invalid t_0"),
+    ("cosine_restarts", dict(t_mult=0.5), "Invalid t_mult"),
+    ("warmup_linear", dict(warmup_fraction=1.0), "Invalid warmup_fraction"),
+    ("warmup_linear", dict(t_max=1, warmup_fraction=0.5), "1 warm-up and 0 decay epochs do not fit"),
+    ("trapezoidal", dict(decay_fraction=0.0), "Invalid decay_fraction"),
+    ("trapezoidal", dict(t_max=4, warmup_fraction=0.5, decay_fraction=0.75), "2 warm-up and 3 decay epochs"),
 ])
 def test_bad_schedules_are_refused(name, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -35,7 +35,8 @@ def planned_runs(config):
         datasets = tuple(tables) if isinstance(tables, (list, dict)) else ()
         rules_entry = config.get("rules", "all")
         rules = tuple(rules_entry) if isinstance(rules_entry, list) else None
-        batch_sizes = len(config.get("batch_sizes", [32]))
+        # each batch size under each schedule (one, constant, for a store from before schedules were an axis)
+        batch_sizes = len(config.get("batch_sizes", [32])) * len(config.get("schedules", ["constant"]))
         if rules is None:
             return Plan(datasets, None, None)
         if isinstance(config.get("tuning"), dict):

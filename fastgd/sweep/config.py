@@ -9,6 +9,8 @@
     seeds = [0, 1, 2]
     epochs = 20
     dtype = "float64"
+    schedules = ["constant", "cosine"]     # optional ("constant" alone by default): fastgd.training.SCHEDULES,
+                                           # each over the epochs, at its parameters' defaults; an axis
 
     [model]
     hidden_layer_sizes = [32]
@@ -134,7 +136,7 @@ __all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_pre
 
 PRESETS = ("quick", "default", "full", "large", "paper")
 _TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
-              "dtype", "model", "targets", "plugins", "tuning"}
+              "dtype", "model", "targets", "plugins", "tuning", "schedules"}
 _TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_seed")
 # the final runs' seeds are 0, 1, 2, ... past the tuning seed: past this, final_seeds is a typo
 MAX_FINAL_SEEDS = 10_000
@@ -199,6 +201,7 @@ class SweepConfig:
     tuning: Tuning = None  # the [tuning] table: the sweep follows the tuning protocol (fastgd.sweep.plan)
     # data set -> its declared network, canonical JSON (see network_of), for the data sets that train one
     networks: dict = field(default_factory=dict)
+    schedules: tuple = ("constant",)  # learning-rate schedules (fastgd.training.SCHEDULES): an axis of the runs
 
     def model_of(self, dataset):
         """(hidden_layer_sizes, activation, alpha) of the MLP trained on ``dataset`` (see :meth:`network_of` first)."""
@@ -378,6 +381,7 @@ def parse(raw, base_dir=None):
     dtype = raw.get("dtype", "float64")
     if dtype not in ("float32", "float64"):
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
+    schedules = _schedules(raw, epochs)
 
     mlp_default = ((32,), "relu", 1e-4)
     default_network = _network_model(raw.get("model", {}), "[model]")
@@ -428,9 +432,24 @@ def parse(raw, base_dir=None):
     config = SweepConfig(name, names, rules, grids, tuple(float(v) for v in learning_rates), batch_sizes,
                          seeds, epochs, dtype, hidden, activation, alpha,
                          {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
-                         tuning_table, {dataset: _canonical(network) for dataset, (network, _) in declared.items()})
+                         tuning_table, {dataset: _canonical(network) for dataset, (network, _) in declared.items()},
+                         schedules)
     _check_every_optimizer_accepts(config)
     return config
+
+
+def _schedules(raw, epochs):
+    """The ``schedules`` of a configuration, each one :func:`fastgd.training.make_schedule` makes over ``epochs``."""
+    from fastgd.training import SCHEDULES, make_schedule
+
+    schedules = _list(raw, "schedules", lambda name: isinstance(name, str), f"schedule names ({', '.join(SCHEDULES)})",
+                      default=["constant"])
+    for name in schedules:
+        try:
+            make_schedule(name, n_epochs=epochs)
+        except ValueError as error:
+            _fail(f"'schedules': {error}")
+    return schedules
 
 
 def _tuning(raw, rules):

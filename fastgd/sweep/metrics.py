@@ -30,7 +30,8 @@ __all__ = ["summarize", "best_configurations", "best_runs", "performance_profile
            "mixed_provenance", "config_columns", "CONFIG_COLUMNS", "SETUP_COLUMNS"]
 
 # what every rule on one data set should share for a fair comparison
-SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "model", "dtype", "target_loss"]
+SETUP_COLUMNS = ["n_epochs", "hidden_layer_sizes", "activation", "alpha", "model", "dtype", "target_loss",
+                 "schedule"]
 # what defines a run, the seed aside (fastgd.sweep.RunSpec): runs equal in all of these are seeds of one
 # configuration; the rule's definition hash too, so that runs of an edited rule are never averaged with the old
 CONFIG_COLUMNS = ["dataset", "data_hash", "rule", "rule_hash", "learning_rate", "batch_size", "hyperparameters",

@@ -2,12 +2,13 @@
 
 A :class:`fastgd.sweep.config.SweepConfig` says what the user asked for; this
 module turns it into runs. :func:`runs` is every run known before training
-starts: the grid's (every combination of data set, rule, hyperparameters,
+starts: the grid's (every combination of data set, rule, schedule, hyperparameters,
 learning rate, batch size and seed) or, under ``[tuning]``, the tuning trials.
 
 The tuning protocol of a sweep with a ``[tuning]`` table tunes each rule on a
 validation split, then runs the chosen setting again with fresh seeds on the
-test split. For every data set, rule and batch size of the configuration:
+test split. For every data set, rule, batch size and schedule of the configuration (each schedule is tuned
+on its own, as in the Crowded Valley study):
 
 1. **Tuning** (``phase = "tune"``): the budget's settings
    (:func:`fastgd.sweep.tuning.sample_settings`: scrambled Sobol points of the
@@ -75,6 +76,7 @@ class RunSpec:
     # a declared network (SweepConfig.network_of's canonical JSON; hidden_layer_sizes, activation and alpha are then
     # (), "" and 0), or None for the MLP: an MLP's run keeps the id it had before networks could be declared
     model: str = None
+    schedule: str = "constant"  # the learning-rate schedule (fastgd.training.SCHEDULES), over n_epochs
 
     @property
     def run_id(self):
@@ -90,7 +92,7 @@ class RunSpec:
     def group(self):
         """Runs of one group share data and network shape: they can train in one compiled call."""
         return (self.dataset, self.split, self.validation_fraction, self.hidden_layer_sizes, self.activation,
-                self.alpha, self.model, self.dtype, self.batch_size, self.n_epochs)
+                self.alpha, self.model, self.dtype, self.batch_size, self.n_epochs, self.schedule)
 
     def optimizer_hyperparameters(self):
         return dict(self.hyperparameters, lr=self.learning_rate)
@@ -102,21 +104,22 @@ def runs(config):
     return tuning_runs(config) if config.tuning is not None else grid_runs(config)
 
 
-def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed, data_hash, **protocol):
+def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed, data_hash, schedule, **protocol):
     """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash."""
     model = config.network_of(dataset)
     hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", 0.0)
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
                    batch_size=batch_size, seed=seed, n_epochs=config.n_epochs, hidden_layer_sizes=hidden,
                    activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
-                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, model=model, **protocol)
+                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, model=model, schedule=schedule,
+                   **protocol)
 
 
 def grid_runs(config):
-    """The runs of a grid configuration (no ``[tuning]``): every combination of data set, rule, the rule's
+    """The runs of a grid configuration (no ``[tuning]``): every combination of data set, rule, schedule, the rule's
     hyperparameter grid, learning rate, batch size and seed, in that nesting order."""
     specs = []
-    for dataset, rule in itertools.product(config.datasets, config.rules):
+    for dataset, rule, schedule in itertools.product(config.datasets, config.rules, config.schedules):
         grid = config.rule_grids.get(rule, {})
         names = sorted(grid)
         for values in itertools.product(*(grid[name] for name in names)):
@@ -124,7 +127,7 @@ def grid_runs(config):
             for learning_rate, batch_size, seed in itertools.product(config.learning_rates, config.batch_sizes,
                                                                      config.seeds):
                 specs.append(_run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed,
-                                  config.data_hashes[dataset]))
+                                  config.data_hashes[dataset], schedule))
     return specs
 
 
@@ -142,28 +145,29 @@ def _plain(value):
     return value
 
 
-def _spec(config, dataset, rule, batch_size, setting, seed, phase, trial):
+def _spec(config, dataset, rule, batch_size, schedule, setting, seed, phase, trial):
     learning_rate, others = tuning.split_learning_rate(setting)
     hyperparameters = tuple(sorted((name, _plain(value)) for name, value in others.items()))
     tune = phase == "tune"
     return _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed,
-                config.validation_hashes[dataset] if tune else config.data_hashes[dataset],
+                config.validation_hashes[dataset] if tune else config.data_hashes[dataset], schedule,
                 split="validation" if tune else "test",
                 validation_fraction=config.tuning.validation_fraction if tune else None,
                 phase=phase, trial=trial, budget=config.tuning.budget)
 
 
 def _groups(config):
-    """(data set, rule, batch size) in the configuration's order: each is tuned and chosen on its own."""
-    return itertools.product(config.datasets, config.rules, config.batch_sizes)
+    """(data set, rule, batch size, schedule) in the configuration's order: each is tuned and chosen on its own."""
+    return itertools.product(config.datasets, config.rules, config.batch_sizes, config.schedules)
 
 
 def tuning_runs(config):
     """The tuning trials of a configuration with ``[tuning]``: one RunSpec per (data set, rule, batch size,
-    trial), on the validation split, trained with ``tuning_seed``."""
+    schedule, trial), on the validation split, trained with ``tuning_seed``."""
     settings = {rule: tuning.sample_settings(rule, config.tuning.budget, config.tuning.seed) for rule in config.rules}
-    return [_spec(config, dataset, rule, batch_size, setting, config.tuning.tuning_seed, "tune", trial)
-            for dataset, rule, batch_size in _groups(config) for trial, setting in enumerate(settings[rule])]
+    return [_spec(config, dataset, rule, batch_size, schedule, setting, config.tuning.tuning_seed, "tune", trial)
+            for dataset, rule, batch_size, schedule in _groups(config)
+            for trial, setting in enumerate(settings[rule])]
 
 
 def final_runs(config, validation_losses):
@@ -186,7 +190,7 @@ def final_runs(config, validation_losses):
 
     groups = {key: index for index, key in enumerate(_groups(config))}
     frame = pd.DataFrame({
-        "group": [groups[(spec.dataset, spec.rule, spec.batch_size)] for spec in trials],
+        "group": [groups[(spec.dataset, spec.rule, spec.batch_size, spec.schedule)] for spec in trials],
         "trial": [spec.trial for spec in trials],
         "setting": [spec.optimizer_hyperparameters() for spec in trials],
         "validation_loss": [np.nan if validation_losses[spec.run_id] is None else
@@ -195,12 +199,14 @@ def final_runs(config, validation_losses):
                                     tuning_seeds=(config.tuning.tuning_seed,)).set_index("group")
     seeds = tuning.fresh_seeds(config.tuning.final_seeds, (config.tuning.tuning_seed,))
     specs, notes = [], []
-    for (dataset, rule, batch_size), group in groups.items():
+    for (dataset, rule, batch_size, schedule), group in groups.items():
         if group in chosen.index:
             setting, trial = chosen.loc[group, "setting"], int(chosen.loc[group, "trial"])
         else:
             setting, trial = tuning.sample_settings(rule, "one-shot")[0], None
-            notes.append(f"{rule} on {dataset} (batch size {batch_size}): no trial reached a finite validation loss; "
-                         "its final runs take the rule's defaults")
-        specs += [_spec(config, dataset, rule, batch_size, setting, seed, "final", trial) for seed in seeds]
+            under = "" if schedule == "constant" else f", {schedule} schedule"
+            notes.append(f"{rule} on {dataset} (batch size {batch_size}{under}): no trial reached a finite validation "
+                         "loss; its final runs take the rule's defaults")
+        specs += [_spec(config, dataset, rule, batch_size, schedule, setting, seed, "final", trial)
+                  for seed in seeds]
     return specs, notes

@@ -133,9 +133,10 @@ def _failed(spec, error):
 
 
 def _train_alone(spec, net, data, optimizer):
-    from fastgd.training import Training
+    from fastgd.training import Training, make_schedule
 
-    training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed)
+    training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed,
+                        schedule=make_schedule(spec.schedule, n_epochs=spec.n_epochs))
     history = training.run(spec.n_epochs)  # loss and seconds of the finite epochs only
     return _summarise(spec, net, data, optimizer.evaluation_params(), history.loss, history.seconds,
                       history.diverged_epoch)
@@ -144,6 +145,7 @@ def _train_alone(spec, net, data, optimizer):
 def _train_together(specs, net, data, optimizers):
     from threadpoolctl import threadpool_limits
 
+    from fastgd.kernels.schedules import SAMPLES_PER_EPOCH
     from fastgd.kernels.train import train_runs_together
     from fastgd.training import make_schedule
 
@@ -166,10 +168,12 @@ def _train_together(specs, net, data, optimizers):
         X, Y = net.check_data(data.X_train, data.Y_train)
     batch_size = _batch_size(specs[0], data)
     n_rows = min(batch_size, X.shape[0])
+    schedule = make_schedule(specs[0].schedule, n_epochs=n_epochs)  # a chunk is one group: one schedule
+    schedule[SAMPLES_PER_EPOCH] = X.shape[0]  # as Training sets it: invscaling counts the samples seen
     # the model's places as Training's epochs take them (the serial pass: each run is one thread's work)
     entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
     arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
-                 states, auxes, counters, packs[0].layout, make_schedule(), None, batch_size, seeds, n_epochs,
+                 states, auxes, counters, packs[0].layout, schedule, None, batch_size, seeds, n_epochs,
                  *net.epoch_workspaces(n_rows), losses, seconds, diverged)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)

@@ -21,7 +21,8 @@ Tables:
               and ``validation_metric`` (on the validation rows, runs of that split)
               and ``test_loss`` (runs of the test split); ``model``, the run's declared network
               (:attr:`RunSpec.model`, JSON), empty for an MLP (``hidden_layer_sizes``, ``activation``
-              and ``alpha``).
+              and ``alpha``); ``schedule``, the learning-rate schedule's name
+              (:data:`fastgd.training.SCHEDULES`).
 ``curves``    one row per (run, epoch): training loss and seconds since the run began.
 ``artefacts`` one row per named artefact: what ``fastgd compare`` measured and
               computed besides the runs (throughput and machine limits, the
@@ -33,17 +34,18 @@ Each run and its curve are written in one transaction, by one process (the
 sweep's client), so a sweep killed at any moment leaves whole runs or none;
 ``run_id`` is the primary key and a run already stored is left as it is
 (``INSERT OR IGNORE``), so two sweeps writing one store at once both finish
-and every run is stored once. A write SQLite cannot make (a full disk, an I/O
-error) is rolled back whole and raised as a :class:`StoreError` in one line:
-the store keeps what it held, and the same sweep run again resumes it.
+and every run is stored once. :func:`merge` writes several stores into a new
+one (``fastgd merge``). A write SQLite cannot make (a full disk, an I/O error)
+is rolled back whole and raised as a :class:`StoreError` in one line: the
+store keeps what it held, and the same sweep run again resumes it.
 
 A file is opened as a store only if it is one: an SQLite database holding
 fastgd's tables with their columns and this schema version (or an older
 one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
 latter, version 3 the runs' provenance columns and the ``artefacts`` table,
-version 4 the protocol's columns, version 5 ``runs.model``; a writer adds them, a reader sees the columns
-empty (an MLP's runs, for ``model``), the provenance columns filled from their sweep's provenance, ``split``
-as "test", and no artefacts). Anything
+version 4 the protocol's columns, version 5 ``runs.model`` and ``runs.schedule``; a writer adds them, a
+reader sees the columns empty (an MLP's runs, for ``model``), the provenance columns filled from their sweep's
+provenance, ``split`` as "test", ``schedule`` as "constant", and no artefacts). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
 refused with a :class:`StoreError` before anything is written. A new store
 is created only by a writer (``Store(path)``), in a file that does not exist
@@ -121,7 +123,8 @@ CREATE TABLE runs (
     validation_loss REAL,
     validation_metric REAL,
     test_loss REAL,
-    model TEXT
+    model TEXT,
+    schedule TEXT
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -146,14 +149,14 @@ _RUN_COLUMNS = ("run_id", "sweep_id", "dataset", "rule", "learning_rate", "hyper
                 "data_hash", "git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",
                 "numba_threads", "status", "error", "final_loss", "best_loss", "test_metric", "test_metric_name",
                 "epochs_run", "diverged_epoch", "epochs_to_target", "seconds_to_target", "train_seconds",
-                "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS, "model")
+                "wall_seconds", "batched", "finished_at", *PROTOCOL_COLUMNS, "model", "schedule")
 # each run's provenance: its column, and the key of the same fact in a sweep's provenance (fastgd.machine.provenance)
 RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba_version": "numba",
                   "numpy_version": "numpy", "cpu": "cpu", "cpu_count": "cpu_count", "numba_threads": "numba_threads"}
 # the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
 # tables it adds (as _SCHEMA makes them): a writer adds them, in order, to an older store
 _ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)},
-                  5: {"runs": PROTOCOL_COLUMNS}, 6: {"runs": ("model",)}}
+                  5: {"runs": PROTOCOL_COLUMNS}, 6: {"runs": ("model", "schedule")}}
 _ADDED_TABLES = {4: ("artefacts",)}
 _COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER", "trial": "INTEGER",
                  "validation_fraction": "REAL", "validation_loss": "REAL", "validation_metric": "REAL",
@@ -475,6 +478,7 @@ class Store:
             **{column: result.get("provenance", {}).get(key) for column, key in RUN_PROVENANCE.items()},
             finished_at=_now(), phase=spec.phase, trial=spec.trial, budget=spec.budget, split=spec.split,
             validation_fraction=spec.validation_fraction, model=getattr(spec, "model", None),
+            schedule=spec.schedule,
             **{key: result.get(key) for key in ("status", "error", "final_loss", "best_loss", "test_metric",
                                                 "test_metric_name", "epochs_run", "diverged_epoch",
                                                 "epochs_to_target", "seconds_to_target", "train_seconds",
@@ -519,6 +523,8 @@ class Store:
                 frame[column] = frame[column].where(frame[column].notna(), recorded)
         # runs stored before schema 5 were all trained on the training rows and tested on the test rows
         frame["split"] = frame["split"].where(frame["split"].notna(), "test")
+        # and before schema 6 with a constant learning rate
+        frame["schedule"] = frame["schedule"].where(frame["schedule"].notna(), "constant")
         for column in _NUMERIC_RUN_COLUMNS:
             # SQLite stores what it is given: text in a number's column is damage, not a result
             if not frame[column].map(lambda value: value is None or (isinstance(value, (int, float))
@@ -601,3 +607,149 @@ def _table_statement(table):
 
 def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# what a run gave, compared when two stores hold the same run_id: the same run must have given the same; its
+# seconds, provenance and finish time are where and when it ran, and may differ
+RESULT_COLUMNS = ("status", "final_loss", "best_loss", "test_metric", "test_metric_name", "epochs_run",
+                  "diverged_epoch", "epochs_to_target", "validation_loss", "validation_metric", "test_loss")
+# losses agree to this relative difference: another machine's BLAS may round the last bits differently
+MERGE_RTOL = 1e-9
+
+
+def _same_result(mine, theirs):
+    """True when two values of a result column (or two curves' losses) agree, NaN and None each equal to itself."""
+    if isinstance(mine, float) or isinstance(theirs, float):
+        if mine is None or theirs is None:
+            return mine is theirs
+        if mine != mine or theirs != theirs:  # NaN
+            return mine != mine and theirs != theirs
+        return abs(mine - theirs) <= MERGE_RTOL * max(abs(mine), abs(theirs))
+    return mine == theirs
+
+
+def _store_version(connection, path):
+    return int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def merge(inputs, out):
+    """Write the stores ``inputs`` merged into a new store ``out``; returns what was merged (see below).
+
+    Every sweep, run (with its curve and its provenance) and artefact of each input is copied; a sweep or run
+    stored in two inputs (the same ``run_id``, the same sweep row) is kept once, as the first input holds it;
+    an artefact of the same name with different content is kept as the first input holds it and named in the
+    result's ``artefacts_kept_first``. Refused with a one-line :class:`StoreError` before ``out`` exists: an input
+    that is not a store, inputs of different schema versions, ``out`` existing already, the same run with
+    different results in two inputs (its status, losses, metrics or curve: numbers to :data:`MERGE_RTOL`). The
+    merged store is written to a temporary file beside ``out`` and linked to ``out`` at the end, never over a file.
+
+    Returns ``{"runs": n, "sweeps": n, "artefacts": n, "duplicate_runs": n, "artefacts_kept_first": [names]}``.
+    """
+    inputs = [str(path) for path in inputs]
+    out = str(out)
+    if len(inputs) < 2:
+        raise StoreError(f"merge takes two stores or more, got {len(inputs)}")
+    if os.path.lexists(out):
+        raise StoreError(f"{out} exists: the merged store is written to a new file, never over one")
+    check_store_path(out)
+    versions = {}
+    for path in inputs:
+        check_store_path(path, "r")
+        connection = _read_only_connection(path)
+        try:
+            _inspect(connection, path)
+            versions[path] = _store_version(connection, path)
+        finally:
+            connection.close()
+    if len(set(versions.values())) > 1:
+        described = ", ".join(f"{path} version {version}" for path, version in versions.items())
+        raise StoreError(f"cannot merge stores of different schema versions ({described}): open the older ones "
+                         f"with this fastgd's sweep first, which upgrades them to version {SCHEMA_VERSION}")
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=".merging-", suffix=".db", dir=os.path.dirname(os.path.abspath(out)))
+    os.close(handle)
+    try:
+        with Store(temporary) as merged:
+            summary = _merge_into(merged, inputs, versions)
+            merged._connection.execute("PRAGMA journal_mode=DELETE")  # one file to link: no -wal beside it
+        try:
+            os.link(temporary, out)
+        except FileExistsError:
+            raise StoreError(f"{out} exists: the merged store is written to a new file, never over one") from None
+    finally:
+        for leftover in (temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+    return summary
+
+
+def _merge_into(merged, inputs, versions):
+    connection = merged._connection
+    summary = {"runs": 0, "sweeps": 0, "artefacts": 0, "duplicate_runs": 0, "artefacts_kept_first": []}
+    origin = {}  # run_id -> the input that gave it
+    sweep_ids = {}  # a sweep row's content -> its sweep_id in the merged store
+    with merged._writing():
+        for path in inputs:
+            source = _read_only_connection(path)
+            try:
+                version = versions[path]
+                renumbered = {}
+                for sweep_id, *content in source.execute(
+                        "SELECT sweep_id, name, started_at, config, provenance FROM sweeps ORDER BY sweep_id"):
+                    key = tuple(content)
+                    if key not in sweep_ids:
+                        sweep_ids[key] = connection.execute(
+                            "INSERT INTO sweeps (name, started_at, config, provenance) VALUES (?, ?, ?, ?)",
+                            key).lastrowid
+                        summary["sweeps"] += 1
+                    renumbered[sweep_id] = sweep_ids[key]
+                columns = _columns_of_version("runs", version)
+                for values in source.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY run_id").fetchall():
+                    row = dict(zip(columns, values))
+                    curve = source.execute("SELECT epoch, loss, seconds FROM curves WHERE run_id = ? ORDER BY epoch",
+                                           (row["run_id"],)).fetchall()
+                    if row["run_id"] in origin:
+                        _check_same_run(connection, row, curve, origin[row["run_id"]], path)
+                        summary["duplicate_runs"] += 1
+                        continue
+                    origin[row["run_id"]] = path
+                    row["sweep_id"] = renumbered[row["sweep_id"]]
+                    connection.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                       list(row.values()))
+                    connection.executemany("INSERT INTO curves (run_id, epoch, loss, seconds) VALUES (?, ?, ?, ?)",
+                                           [(row["run_id"], *point) for point in curve])
+                    summary["runs"] += 1
+                if "artefacts" in _tables_of_version(version):
+                    for name, made_at, provenance, content in source.execute(
+                            "SELECT name, made_at, provenance, content FROM artefacts ORDER BY name"):
+                        held = connection.execute("SELECT content FROM artefacts WHERE name = ?", (name,)).fetchone()
+                        if held is None:
+                            connection.execute("INSERT INTO artefacts VALUES (?, ?, ?, ?)",
+                                               (name, made_at, provenance, content))
+                            summary["artefacts"] += 1
+                        elif held[0] != content and name not in summary["artefacts_kept_first"]:
+                            summary["artefacts_kept_first"].append(name)
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot read the store {path}: {' '.join(str(error).split())}") from None
+            finally:
+                source.close()
+    return summary
+
+
+def _check_same_run(connection, row, curve, first, path):
+    """StoreError naming the run when ``row`` (from ``path``) gave other results than the copy from ``first``."""
+    present = [column for column in RESULT_COLUMNS if column in row]
+    held = dict(zip(present, connection.execute(f"SELECT {', '.join(present)} FROM runs WHERE run_id = ?",
+                                                (row["run_id"],)).fetchone()))
+    held_curve = connection.execute("SELECT epoch, loss FROM curves WHERE run_id = ? ORDER BY epoch",
+                                    (row["run_id"],)).fetchall()
+    differing = [column for column in present if not _same_result(held[column], row[column])]
+    if len(held_curve) != len(curve) or not all(
+            epoch == other_epoch and _same_result(loss, other_loss)
+            for (epoch, loss), (other_epoch, other_loss, _) in zip(held_curve, curve)):
+        differing.append("curve")
+    if differing:
+        raise StoreError(f"run {row['run_id']} ({row['rule']} on {row['dataset']}, learning rate "
+                         f"{row['learning_rate']:g}, seed {row['seed']}) is stored in {first} and {path} with "
+                         f"different results ({', '.join(differing)}): not merged")
