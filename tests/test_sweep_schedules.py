@@ -66,7 +66,8 @@ def test_each_run_trains_and_records_its_schedule(tmp_path, batched):
 def test_a_store_from_before_schedules_reads_them_constant(tmp_path):
     sweep.run_sweep(sweep.parse(dict(TINY, rules=["sgd"])), tmp_path / "old.db", jobs=1, progress=False)
     with sqlite3.connect(tmp_path / "old.db") as connection:
-        connection.execute("ALTER TABLE runs DROP COLUMN schedule")
+        for column in ("model", "schedule"):  # schema 6 added both
+            connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     connection.close()
     runs = sweep.load_runs(tmp_path / "old.db")
