@@ -197,13 +197,24 @@ def pairs_line(pairwise, dataset, shown=8):
 
 def measured_apart(best):
     """{data set: the line saying why no winner is named} for each data set whose best runs were measured against
-    different target losses or epoch budgets (a store shared by sweeps of different settings): epochs to one target
-    say nothing of epochs to another, and a budget of 5 epochs misses what one of 50 reaches at epoch 8."""
+    different target losses, or different epoch budgets where a run missed the target within a budget shorter than
+    another's (a store shared by sweeps of different settings): epochs to one target say nothing of epochs to
+    another, and a budget of 5 epochs misses what one of 50 reaches at epoch 8. Runs that all reached the target
+    within their budgets are compared whatever the budgets: their epochs to it are what a longer budget gives."""
     apart = {}
+
+    def values(group, column):
+        return " and ".join(f"{value:g}" for value in sorted(group[column].dropna().unique()))
+
     for dataset, group in best.groupby("dataset", sort=True):
-        differing = [f"{what} {' and '.join(f'{value:g}' for value in sorted(group[column].dropna().unique()))}"
-                     for column, what in (("target_loss", "target losses"), ("n_epochs", "epoch budgets"))
-                     if column in group and group[column].nunique() > 1]
+        differing = []
+        if "target_loss" in group and group["target_loss"].nunique() > 1:
+            differing.append(f"target losses {values(group, 'target_loss')}")
+        if "n_epochs" in group and group["n_epochs"].nunique() > 1:
+            missed = group["epochs_to_target"].isna()
+            if (group.loc[missed, "n_epochs"] < group["n_epochs"].max()).any():
+                differing.append(f"epoch budgets {values(group, 'n_epochs')} (and a run missed the target within "
+                                 "a budget shorter than another's)")
         if differing:
             apart[dataset] = (f"{dataset}: no winner is named: the rules' best runs were measured against different "
                               f"{'; '.join(differing)}, and the times to them cannot be compared; sweep every rule "
