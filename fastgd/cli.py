@@ -163,7 +163,7 @@ def command_calibrate(arguments):
     from fastgd.machine import cpu_model
 
     layer_sizes, n_rows, dtype = arguments.network, arguments.batch_size, arguments.dtype
-    _check_network(layer_sizes, dtype)
+    _check_network(layer_sizes, dtype, "--network")
     n_threads = arguments.threads or threads.get_num_threads()
     if n_threads > numba.config.NUMBA_NUM_THREADS:
         raise CommandError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} (the threads Numba started), "
@@ -424,13 +424,13 @@ def _check_activation(name):
         raise CommandError(f"--activation: unknown activation {name!r}: use one of {sorted(ACTIVATIONS)}")
 
 
-def _check_network(layer_sizes, dtype):
+def _check_network(layer_sizes, dtype, option="--hidden"):
     from fastgd.models import check_network_fits
 
     try:
         check_network_fits(layer_sizes, dtype)
     except ValueError as error:
-        raise CommandError(f"--hidden: {error}") from None
+        raise CommandError(f"{option}: {error}") from None
 
 
 def _known_network(arguments, task, n_features, n_outputs):
@@ -787,7 +787,8 @@ def build_parser():
     calibrate.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     calibrate.add_argument("--threads", type=_positive_int, help="threads (default: fastgd's, FASTGD_NUM_THREADS)")
     calibrate.add_argument("--budget", type=_positive_float, default=0.2,
-                           help="seconds of timed rounds, all passes together (default: 0.2; two rounds at least)")
+                           help="seconds of timed rounds, all passes together (default: 0.2; two rounds at least, "
+                                "25 at most: a larger budget ends there)")
     calibrate.set_defaults(handler=command_calibrate)
 
     sweep = commands.add_parser(

@@ -801,6 +801,11 @@ def _first_rows(mask):
     return f"{rows.size} row{'s' if rows.size > 1 else ''}, the first is row {rows[0] + 1}"
 
 
+def _plain(value):
+    """A NumPy scalar as the Python value it holds (its repr, np.int64(1), is not what a user wrote)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _labels(settings, y, target):
     """Class codes 0..k-1 of a label array, checked: no missing labels, at least two classes, mixed types refused."""
     try:
@@ -811,7 +816,8 @@ def _labels(settings, y, target):
     if classes.dtype.kind == "f" and np.isnan(classes).any():
         raise DatasetError(f"{settings.where}: {target} has missing values ({_first_rows(np.isnan(y))})")
     if classes.size < 2:
-        raise DatasetError(f"{settings.where}: {target} has one class ({classes[0]!r}); a classification set needs two "
+        raise DatasetError(f"{settings.where}: {target} has one class ({_plain(classes[0])!r}); a classification set "
+                           "needs two "
                            "or more")
     return classes, codes.reshape(-1)
 
@@ -829,8 +835,8 @@ def _split_indices(settings, task, n_rows, codes, classes):
         counts = np.bincount(codes, minlength=classes.size)
         rarest = int(np.argmin(counts))
         if counts[rarest] < 2:
-            raise DatasetError(f"{settings.where}: class {classes[rarest]!r} has {counts[rarest]} row; a stratified "
-                               "split needs at least 2 of each class")
+            raise DatasetError(f"{settings.where}: class {_plain(classes[rarest])!r} has {counts[rarest]} row; a "
+                               "stratified split needs at least 2 of each class")
         if min(n_test, n_rows - n_test) < classes.size:
             raise DatasetError(f"{settings.where}: {classes.size} classes do not fit in a test part of {n_test} rows "
                                f"out of {n_rows}: more rows or a larger test_size")
@@ -1152,6 +1158,10 @@ def _prepare_table(settings, frame, drop, categorical):
             known(column, f"options.{name}")
     if target in drop or target in categorical:
         raise DatasetError(f"{where}: the target column {target!r} cannot also be dropped or a feature")
+    both = [column for column in categorical if column in drop]
+    if both:
+        raise DatasetError(f"{where}: the column {both[0]!r} is both dropped and categorical (one-hot encoded): "
+                           "give it in one of options.drop (--drop) and options.categorical (--categorical)")
     if frame.columns.duplicated().any():
         raise DatasetError(f"{where}: the column name {frame.columns[frame.columns.duplicated()][0]!r} is used twice")
     features = frame.drop(columns=[target, *drop])

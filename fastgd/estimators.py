@@ -197,6 +197,10 @@ def _record_plain_features(estimator, X, reset):
         validate_data(estimator, X, skip_check_array=True, reset=False)
 
 
+# a regression target above this (about 6.7e153) overflows float64 when squared: the loss would be infinite from the
+# first step whatever the learning rate
+_LARGEST_TARGET = float(np.sqrt(np.finfo(np.float64).max)) / 2
+
 # Integer labels spanning at most this many values above the length of y are counted, not sorted
 _COUNTED_LABEL_SPAN = 1 << 16
 _LARGEST_INDEX = np.iinfo(np.intp).max  # uint64 labels above it would wrap round when counted
@@ -292,7 +296,9 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
-        if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0 for n in sizes):
+        if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) for n in sizes):
+            raise ValueError(f"hidden_layer_sizes must be integers (units per layer), got {self.hidden_layer_sizes!r}.")
+        if any(n <= 0 for n in sizes):  # scikit-learn's message
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}.")
         return [int(n) for n in sizes]
 
@@ -354,7 +360,7 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                 dtype = None
             if dtype not in (np.float32, np.float64):
                 raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
-        self._rule()  # conflicts between solver, optimizer and schedule
+        name, params, _ = self._rule()  # conflicts between solver, optimizer and schedule
         if self._lbfgs():
             unused = [name for name, value in (("optimizer_params", self.optimizer_params or None),
                                                ("schedule", None if self.schedule == "constant" else self.schedule),
@@ -364,6 +370,8 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
                                  "at its default")
             if self.device == "cuda":
                 raise ValueError("solver='lbfgs' runs on the CPU only: device='cuda' has no L-BFGS yet")
+        else:
+            self._checked_rule_class(name, params)  # before fit makes a network: a refused fit leaves none behind
         if self.device == "cuda":
             fastgd_cuda.require('device="cuda"')
 
@@ -408,14 +416,20 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
         """Whether this fit is scikit-learn's L-BFGS (``solver="lbfgs"`` with no ``optimizer``)."""
         return self.optimizer is None and self.solver == "lbfgs"
 
-    def _make_optimizer(self, theta):
-        name, params, _ = self._rule()
+    def _checked_rule_class(self, name, params):
+        """The optimizer class of rule ``name``, ``params`` (its hyperparameters besides lr) checked by the rule."""
         cls = optim.OPTIMIZERS[name]
         accepted = cls.default_hyperparameters()
         unknown = sorted(set(params) - set(accepted))
         if unknown:
             raise ValueError(f"optimizer_params has unknown keys for {name}: {unknown}; it takes "
                              f"{sorted(set(accepted) - {'lr'})}")
+        cls.rule.check(dict(accepted, lr=self.learning_rate_init, **params))
+        return cls
+
+    def _make_optimizer(self, theta):
+        name, params, _ = self._rule()
+        cls = self._checked_rule_class(name, params)
         return cls(theta, lr=self.learning_rate_init, layout=self._net.layout, **params)
 
     def _make_schedule(self):
@@ -754,6 +768,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), keeping the optimizer's state; ``classes`` is required on the first call."""
         self._check_parameters(incremental=True)  # before classes_ is set: a refused call changes nothing
+        if hasattr(self, "classes_") and classes is not None and not np.array_equal(
+                np.unique(np.asarray(classes)), self.classes_):
+            # scikit-learn's check (sklearn.utils.multiclass._check_partial_fit_first_call), and its message
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
+                             f"{self.classes_!r}")
         if not hasattr(self, "classes_"):
             if classes is None and not type_of_target(y).startswith("multilabel"):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -834,6 +853,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X, y = _validated(self, X, y, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"y must hold numbers for a regressor, got {y.dtype} values such as "
+                                 f"{y.flat[0].item() if isinstance(y.flat[0], np.generic) else y.flat[0]!r}; "
+                                 "for classes use MLPClassifier") from None
+        if y.size and float(np.max(np.abs(y))) > _LARGEST_TARGET:
+            raise ValueError(f"y holds values up to {float(np.max(np.abs(y))):.3g}: their squared error overflows "
+                             f"(above {_LARGEST_TARGET:.3g}); scale y first (e.g. sklearn.preprocessing.StandardScaler "
+                             "in a TransformedTargetRegressor)")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y
 

@@ -702,7 +702,11 @@ _CLASSES = {}  # rule name -> the class of the Rule registered under it (a repla
 
 
 def optimizer_class(rule):
-    """The optimizer class of ``rule`` (a :class:`fastgd.rules.Rule`), made once per definition."""
+    """The optimizer class of ``rule`` (a :class:`fastgd.rules.Rule`), made once per definition; TypeError for
+    anything else (a rule's name is looked up in :data:`OPTIMIZERS`)."""
+    if not isinstance(rule, rule_registry.Rule):
+        hint = f"; for a rule by name use fastgd.optim.OPTIMIZERS[{rule!r}]" if isinstance(rule, str) else ""
+        raise TypeError(f"optimizer_class takes a fastgd.rules.Rule, got {type(rule).__name__}{hint}")
     cls = _CLASSES.get(rule.name)
     if cls is not None and cls.rule is rule:
         return cls

@@ -28,7 +28,7 @@ from fastgd.report.text import missing_line, plural, positive_number, table_of, 
 
 __all__ = ["build_report", "save_throughput", "load_throughput", "summary_lines", "check_reportable",
            "check_artefacts", "unknown_rule_notes", "render_report", "split_phases", "rank_sentence", "pairs_line",
-           "is_fastgd_report"]
+           "is_fastgd_report", "measured_apart", "failed_rule_lines"]
 
 
 def save_throughput(throughput, out_dir):
@@ -195,6 +195,47 @@ def pairs_line(pairwise, dataset, shown=8):
                   "pairwise.csv)." + tail
 
 
+def measured_apart(best):
+    """{data set: the line saying why no winner is named} for each data set whose best runs were measured against
+    different target losses, or different epoch budgets where a run missed the target within a budget shorter than
+    another's (a store shared by sweeps of different settings): epochs to one target say nothing of epochs to
+    another, and a budget of 5 epochs misses what one of 50 reaches at epoch 8. Runs that all reached the target
+    within their budgets are compared whatever the budgets: their epochs to it are what a longer budget gives."""
+    apart = {}
+
+    def values(group, column):
+        return " and ".join(f"{value:g}" for value in sorted(group[column].dropna().unique()))
+
+    for dataset, group in best.groupby("dataset", sort=True):
+        differing = []
+        if "target_loss" in group and group["target_loss"].nunique() > 1:
+            differing.append(f"target losses {values(group, 'target_loss')}")
+        if "n_epochs" in group and group["n_epochs"].nunique() > 1:
+            missed = group["epochs_to_target"].isna()
+            if (group.loc[missed, "n_epochs"] < group["n_epochs"].max()).any():
+                differing.append(f"epoch budgets {values(group, 'n_epochs')} (and a run missed the target within "
+                                 "a budget shorter than another's)")
+        if differing:
+            apart[dataset] = (f"{dataset}: no winner is named: the rules' best runs were measured against different "
+                              f"{'; '.join(differing)}, and the times to them cannot be compared; sweep every rule "
+                              "with the same [targets] and epochs (or keep each sweep in a store of its own).")
+    return apart
+
+
+def failed_rule_lines(compared, finished):
+    """One line per data set naming the rules left out of it because every one of their runs failed."""
+    lines = []
+    failed = compared[compared["status"] == "failed"]
+    for dataset, group in failed.groupby("dataset", sort=True):
+        finished_rules = set(finished.loc[finished["dataset"] == dataset, "rule"])
+        left_out = [f"{rule} ({plural(len(of_rule), 'run')})" for rule, of_rule in group.groupby("rule", sort=True)
+                    if rule not in finished_rules]
+        if left_out:
+            lines.append(f"{dataset}: left out of the comparison, every run failed: {', '.join(left_out)} (see the "
+                         "runs' errors in runs.csv).")
+    return lines
+
+
 def summary_lines(runs, throughput, pairwise=None):
     """The text on top: per data set the winner (:func:`fastgd.sweep.stats.winners`: epochs to target first,
     wall-clock second with its interval) and which differences are significant (:func:`pairs_line`); the rank test
@@ -204,6 +245,7 @@ def summary_lines(runs, throughput, pairwise=None):
 
     lines = []
     best = stats.best_configuration_runs(runs)
+    apart = measured_apart(best)
     if pairwise is None and best["rule"].nunique() > 1:
         pairwise = stats.pairwise_tests(runs)
     seeds = best.groupby(["dataset", "rule"]).size()
@@ -213,6 +255,9 @@ def summary_lines(runs, throughput, pairwise=None):
                      "read the winners below as unconfirmed (the tuning protocol's final runs take ten seeds or "
                      "more).")
     for row in stats.winners(runs).itertuples():
+        if row.dataset in apart:
+            lines.append(apart[row.dataset])
+            continue
         of_dataset = best[best["dataset"] == row.dataset]
         reaching = of_dataset.groupby("rule")["epochs_to_target"].apply(lambda s: bool(s.notna().all()))
         n_rules = len(reaching)
@@ -234,7 +279,8 @@ def summary_lines(runs, throughput, pairwise=None):
                 + _alongside(pairwise, row.dataset, row.winner))
         if pairwise is not None and (pairwise["dataset"] == row.dataset).any():
             lines.append(pairs_line(pairwise, row.dataset))
-    scores = stats.score_matrix(runs) if len(best) else None
+    comparable = runs[~runs["dataset"].isin(list(apart))]
+    scores = stats.score_matrix(comparable) if len(best[~best["dataset"].isin(list(apart))]) else None
     if scores is not None and scores.shape[1] >= 2:
         lines.append(f"Across data sets, ranks on epochs to target: {rank_sentence(stats.rank_test(scores))}.")
     if throughput is not None:
@@ -428,6 +474,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     html = environment.get_template("report.html").render(
         title=title, warnings=page.warnings, notes=notes, missing=page.missing, incomplete=incomplete,
         summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, None, pairwise)
+        + failed_rule_lines(compared, finished)
         + page.summary,
         pairwise_csv=pairwise is not None, sections=page.sections, best=best_table,
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,
