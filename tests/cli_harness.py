@@ -24,6 +24,23 @@ from pathlib import Path
 __all__ = ["snapshot", "run_command", "assert_refused"]
 
 
+# the smallest sweep configuration that runs: the hostile probes' cases are edits of it
+TINY_SWEEP = """
+name = "tiny"
+datasets = ["iris"]
+rules = ["sgd"]
+learning_rates = [0.1]
+seeds = [0]
+epochs = 1
+
+[model]
+hidden_layer_sizes = [4]
+
+[targets]
+iris = 0.5
+"""
+
+
 def snapshot(root):
     """Every path under ``root``: "dir" for a directory, (size, mtime, SHA-256) for anything else."""
     state = {}

@@ -13,25 +13,11 @@ import tomllib
 
 import pytest
 
-from cli_harness import assert_refused, snapshot
+from cli_harness import TINY_SWEEP as GOOD, assert_refused, snapshot
 from fastgd import sweep
 from fastgd.sweep import runner
 from fastgd.sweep.store import SCHEMA_VERSION, Store, StoreError
 
-GOOD = """
-name = "tiny"
-datasets = ["iris"]
-rules = ["sgd"]
-learning_rates = [0.1]
-seeds = [0]
-epochs = 1
-
-[model]
-hidden_layer_sizes = [4]
-
-[targets]
-iris = 0.5
-"""
 
 BAD_CONFIGURATIONS = {
     "repeated-rule.toml": GOOD.replace('rules = ["sgd"]', 'rules = ["sgd", "sgd"]'),

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import DataConversionWarning
 
-from cli_harness import assert_refused
+from cli_harness import TINY_SWEEP as GOOD, assert_refused
 from fastgd import MLPClassifier, MLPRegressor, NetworkClassifier, optim
 from fastgd.networks import NetworkError
 from fastgd.report.build import failed_rule_lines, summary_lines
@@ -26,20 +26,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 N_ROWS = 40
 
-GOOD = """
-name = "tiny"
-datasets = ["iris"]
-rules = ["sgd"]
-learning_rates = [0.1]
-seeds = [0]
-epochs = 1
-
-[model]
-hidden_layer_sizes = [4]
-
-[targets]
-iris = 0.5
-"""
 
 
 def _replace(old, new):

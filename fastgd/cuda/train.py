@@ -143,6 +143,48 @@ def _loss_and_gradient(workspace, inputs, targets, layers, activation, output, a
                 delta, workspace.weights[layer], below, layers[layer - 1][1], activation)
 
 
+def _start_epoch(workspace, n_samples, shuffle, seed, epoch):
+    """The epoch's order of rows, on the device, and a zeroed status (both epochs, the MLP's and a network's)."""
+    order = workspace.order_host
+    if shuffle:
+        shuffle_for_epoch(order, seed, epoch)
+    else:
+        order[:] = np.arange(n_samples)
+    workspace.order.copy_to_device(order)
+    workspace.reset()
+
+
+def _finish_batch_and_step(workspace, theta, packed, n_rows, divisor, half_alpha, clip_norm, base_lr, schedule,
+                           epoch, counter_trail):
+    """After a batch's gradient: its loss booked, the gradient clipped, the rule's step (halted by a non-finite
+    loss, on the device), and the counters after it kept for :func:`_end_epoch`."""
+    counters = packed.counters
+    if clip_norm > 0.0:
+        add_sum_of_squares[reduction_shape(workspace.grad.size)](workspace.grad, workspace.status,
+                                                                 mlp.GRAD_SQUARES)
+    mlp.finish_batch[1, 1](workspace.status, workspace.halt, float(n_rows), divisor, half_alpha, clip_norm,
+                           workspace.clip_factor)
+    if clip_norm > 0.0:
+        mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
+    packed.hyper[packed.hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, int(counters[0]) + 1)
+    packed.function(theta, workspace.grad, packed.states, packed.aux, packed.hyper, counters, packed.layout,
+                    workspace.halt)
+    counter_trail.append(counters.copy())
+
+
+def _end_epoch(workspace, theta, counters, counter_trail, n_samples):
+    """(loss, whether θ is finite) from the status, after the epoch's one wait for the device; at a non-finite
+    batch loss, the counters as they were before that batch."""
+    flag_nonfinite[launch_shape(theta.size)](theta, workspace.status, mlp.THETA_NONFINITE)
+    status = workspace.status.copy_to_host()  # the epoch's one wait for the device
+    good_batches = int(status[mlp.GOOD_BATCHES])
+    theta_finite = status[mlp.THETA_NONFINITE] == 0.0
+    if good_batches < len(counter_trail) - 1:
+        counters[:] = counter_trail[good_batches]
+        return float(status[mlp.BAD_LOSS]), theta_finite
+    return float(status[mlp.EPOCH_TOTAL]) / n_samples, theta_finite
+
+
 def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, base_lr, schedule, clip_norm,
                 batch_size, shuffle, seed, epoch, workspace):
     """One epoch over the device arrays (X, Y): :func:`fastgd.kernels.train.train_epoch` on the device.
@@ -155,15 +197,9 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, bas
     those before that batch, as on the CPU. Returns (loss, whether θ is
     finite): the mean loss of the batches, or the first non-finite batch loss.
     """
-    hyper, counters = packed.hyper, packed.counters
+    counters = packed.counters
     n_samples = X.shape[0]
-    order = workspace.order_host
-    if shuffle:
-        shuffle_for_epoch(order, seed, epoch)
-    else:
-        order[:] = np.arange(n_samples)
-    workspace.order.copy_to_device(order)
-    workspace.reset()
+    _start_epoch(workspace, n_samples, shuffle, seed, epoch)
     n_outputs = layer_sizes[-1]
     half_alpha = 0.5 * alpha
     counter_trail = [counters.copy()]
@@ -178,26 +214,10 @@ def train_epoch(theta, X, Y, layer_sizes, activation, output, alpha, packed, bas
                                                                       batch_Y)
             inputs, targets = batch_X, batch_Y
         _loss_and_gradient(workspace, inputs, targets, layers, activation, output, alpha)
-        if clip_norm > 0.0:
-            add_sum_of_squares[reduction_shape(workspace.grad.size)](workspace.grad, workspace.status,
-                                                                     mlp.GRAD_SQUARES)
         divisor = 2.0 * n_rows * n_outputs if output == IDENTITY else float(n_rows)
-        mlp.finish_batch[1, 1](workspace.status, workspace.halt, float(n_rows), divisor, half_alpha, clip_norm,
-                               workspace.clip_factor)
-        if clip_norm > 0.0:
-            mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
-        hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, int(counters[0]) + 1)
-        packed.function(theta, workspace.grad, packed.states, packed.aux, hyper, counters, packed.layout,
-                        workspace.halt)
-        counter_trail.append(counters.copy())
-    flag_nonfinite[launch_shape(theta.size)](theta, workspace.status, mlp.THETA_NONFINITE)
-    status = workspace.status.copy_to_host()  # the epoch's one wait for the device
-    good_batches = int(status[mlp.GOOD_BATCHES])
-    theta_finite = status[mlp.THETA_NONFINITE] == 0.0
-    if good_batches < len(counter_trail) - 1:
-        counters[:] = counter_trail[good_batches]
-        return float(status[mlp.BAD_LOSS]), theta_finite
-    return float(status[mlp.EPOCH_TOTAL]) / n_samples, theta_finite
+        _finish_batch_and_step(workspace, theta, packed, n_rows, divisor, half_alpha, clip_norm, base_lr, schedule,
+                               epoch, counter_trail)
+    return _end_epoch(workspace, theta, counters, counter_trail, n_samples)
 
 
 class NetworkWorkspace:
@@ -232,15 +252,9 @@ def train_network_epoch(theta, X, Y, net, packed, base_lr, schedule, clip_norm, 
     the network's pass (:mod:`fastgd.cuda.network`), the batch's bookkeeping and the rule's update; one wait
     for the device, at the end. Returns (loss, whether θ is finite), as :func:`train_epoch`.
     """
-    hyper, counters = packed.hyper, packed.counters
+    counters = packed.counters
     n_samples = X.shape[0]
-    order = workspace.order_host
-    if shuffle:
-        shuffle_for_epoch(order, seed, epoch)
-    else:
-        order[:] = np.arange(n_samples)
-    workspace.order.copy_to_device(order)
-    workspace.reset()
+    _start_epoch(workspace, n_samples, shuffle, seed, epoch)
     device_pass = workspace.device_pass
     n_outputs = net.n_outputs
     counter_trail = [counters.copy()]
@@ -252,23 +266,7 @@ def train_network_epoch(theta, X, Y, net, packed, base_lr, schedule, clip_norm, 
         rows = workspace.in_order if n_rows == n_samples else workspace.order
         mlp.gather_batch[launch_shape(inputs.size + targets.size)](X, Y, rows, start, inputs, targets)
         device_pass.loss_and_gradient(theta, workspace.batch_Y, n_rows, workspace.grad)
-        if clip_norm > 0.0:
-            add_sum_of_squares[reduction_shape(workspace.grad.size)](workspace.grad, workspace.status,
-                                                                     mlp.GRAD_SQUARES)
         divisor = float(n_rows) if net.loss_name == "cross_entropy" else float(n_rows * n_outputs)
-        mlp.finish_batch[1, 1](workspace.status, workspace.halt, float(n_rows), divisor, 0.0, clip_norm,
-                               workspace.clip_factor)
-        if clip_norm > 0.0:
-            mlp.scale_by_factor[launch_shape(workspace.grad.size)](workspace.grad, workspace.clip_factor)
-        hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, int(counters[0]) + 1)
-        packed.function(theta, workspace.grad, packed.states, packed.aux, hyper, counters, packed.layout,
-                        workspace.halt)
-        counter_trail.append(counters.copy())
-    flag_nonfinite[launch_shape(theta.size)](theta, workspace.status, mlp.THETA_NONFINITE)
-    status = workspace.status.copy_to_host()  # the epoch's one wait for the device
-    good_batches = int(status[mlp.GOOD_BATCHES])
-    theta_finite = status[mlp.THETA_NONFINITE] == 0.0
-    if good_batches < len(counter_trail) - 1:
-        counters[:] = counter_trail[good_batches]
-        return float(status[mlp.BAD_LOSS]), theta_finite
-    return float(status[mlp.EPOCH_TOTAL]) / n_samples, theta_finite
+        _finish_batch_and_step(workspace, theta, packed, n_rows, divisor, 0.0, clip_norm, base_lr, schedule, epoch,
+                               counter_trail)
+    return _end_epoch(workspace, theta, counters, counter_trail, n_samples)
