@@ -79,7 +79,7 @@ CONFIGURATIONS = {
     "alpha-nan": (_replace("hidden_layer_sizes = [4]", "hidden_layer_sizes = [4]\nalpha = nan"), ">= 0, got nan"),
     "model-string": (_replace("[model]\nhidden_layer_sizes = [4]\n", "")
                      .replace("epochs = 1", 'epochs = 1\nmodel = "mlp"'),
-                     "[model] takes only"),
+                     "[model]: no known architecture 'mlp'; known: 2c2d"),  # a string names an architecture
     "target-negative": (_replace("iris = 0.5", "iris = -0.5"), "target training loss for 'iris', got -0.5"),
     "target-string": (_replace("iris = 0.5", 'iris = "low"'), "target training loss for 'iris', got 'low'"),
     "target-nan": (_replace("iris = 0.5", "iris = nan"), "target training loss for 'iris', got nan"),
