@@ -1148,7 +1148,13 @@ def _prepare_table(settings, frame, drop, categorical):
     def known(column, what):
         if column not in frame.columns:
             listed = ", ".join(map(repr, list(frame.columns)[:12])) + (", ..." if frame.shape[1] > 12 else "")
-            raise DatasetError(f"{where}: no {what} column {column!r} (it has {listed or 'no columns'})")
+            hint = ""
+            if frame.shape[1] == 1:  # one column whose name holds the others: another separator than the one read
+                named = str(frame.columns[0])
+                used = next((mark for mark in (";", "\t", "|") if mark in named), None)
+                if used is not None:
+                    hint = f"; its columns look separated by {used!r}: give the separator (options.sep = {used!r})"
+            raise DatasetError(f"{where}: no {what} column {column!r} (it has {listed or 'no columns'}){hint}")
 
     known(target, "target")
     for name, columns in (("drop", drop), ("categorical", categorical)):

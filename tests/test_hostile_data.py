@@ -57,6 +57,15 @@ def test_a_repeated_column_name_is_refused_naming_it(tmp_path):
             datasets.read(tmp_path / name, target="label")
 
 
+def test_a_file_read_with_the_wrong_separator_says_which_separator_its_columns_have(tmp_path):
+    text = "a;b;label\n" + "".join(f"{row};{row * 2};{row % 2}\n" for row in range(N_ROWS))
+    (tmp_path / "semicolons.csv").write_text(text)
+    train_refused(tmp_path, "semicolons.csv", "no target column 'label' (it has 'a;b;label'); its columns look "
+                  "separated by ';': give the separator (options.sep = ';')")
+    data = datasets.read(tmp_path / "semicolons.csv", target="label", sep=";")
+    assert data.n_features == 2
+
+
 def test_a_column_named_like_pandas_renames_a_repeat_is_read_as_it_is(tmp_path):
     table = frame(**{"label.1": np.linspace(0.0, 1.0, N_ROWS)})
     table.to_csv(tmp_path / "dotted.csv", index=False)
