@@ -837,3 +837,19 @@ def test_the_commands_offer_the_presets_there_are():
     assert list(preset_choices("sweep")) == list(sweep.PRESETS)
     assert list(preset_choices("compare")) == list(cli.COMPARE_THROUGHPUT)
     assert set(cli.COMPARE_THROUGHPUT) == set(sweep.PRESETS) - {"full"}
+
+
+def test_a_write_interrupted_before_its_commit_neither_lands_nor_blocks_the_next_write(tmp_path):
+    """A stopped sweep's signal can land between a write's BEGIN and its COMMIT (inside the transaction's own
+    __enter__ or __exit__, where no with-block cleans up): what that write did is not kept, and the next write (the
+    sweep recording that it stopped) still goes through, instead of SQLite's "cannot start a transaction within a
+    transaction" (seen once in CI's SIGTERM test)."""
+    with sweep.Store(tmp_path / "s.db") as store:
+        first = store.begin_sweep("one", {}, {})
+        store._connection.execute("BEGIN IMMEDIATE")  # as if interrupted right after it
+        store._connection.execute("DELETE FROM sweeps")  # ... and after part of its work
+        second = store.begin_sweep("two", {}, {})
+    with sqlite3.connect(tmp_path / "s.db") as connection:
+        names = [name for (name,) in connection.execute("SELECT name FROM sweeps ORDER BY sweep_id")]
+    connection.close()
+    assert names == ["one", "two"] and second > first

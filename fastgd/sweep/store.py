@@ -391,6 +391,10 @@ class Store:
 
         class Transaction:
             def __enter__(self):
+                if connection.in_transaction:
+                    # a write that a signal (a stopped sweep's SIGTERM) interrupted between its BEGIN and its
+                    # COMMIT or ROLLBACK left its transaction open: none of it was committed, so it goes
+                    connection.execute("ROLLBACK")
                 connection.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, kind, value, traceback):
