@@ -41,12 +41,19 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-demo
 	$(BIN)/fastgd compare --out reports/latest
 
+NO_KERNELS_OF_THEIR_OWN := test_report.py test_readme.py test_hostile_input.py test_hostile_data.py \
+	test_hostile_sweep.py test_hostile_probe2.py test_merge.py test_datafiles.py test_report_data.py \
+	test_report_guards.py test_verdicts.py test_stats.py test_figures_readable.py test_throughput_noise.py \
+	test_progress.py test_docs.py test_architecture.py test_sweep.py test_cuda_ptx.py
+
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --ignore=tests/cuda
-	# every kernel once more with bounds checks; the report's and the README's tests add no kernel of their own
+	# every kernel once more with bounds checks. Left out: the tests that run no kernel the others do not (the
+	# report's, the README's, the command line's refusals, stores, statistics, the docs, layering) and the
+	# PTX compilation (CUDA code, which the simulator's run checks with its own bounds)
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
-		--ignore=tests/cuda --ignore=tests/test_report.py --ignore=tests/test_readme.py
+		--ignore=tests/cuda $(addprefix --ignore=tests/,$(NO_KERNELS_OF_THEIR_OWN))
 	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
 
 bench: $(VENV)/.installed-test
