@@ -393,3 +393,14 @@ def test_a_verdict_never_names_as_winner_the_rule_its_test_puts_behind():
     assert verdict.startswith("iris: quick wins on epochs to target over steady (10.9 epochs against 5 epochs, "
                               "Holm-corrected p = ")
     assert verdict.endswith("; ahead on most seeds though not on the mean: medians 1 against 5 epochs)")
+
+
+@pytest.mark.parametrize("pvalue, text", [(0.0496, "0.0496"), (0.0504, "0.0504"), (0.049999, "0.049999"),
+                                          (0.05, "0.05"), (0.0449, "0.045"), (0.003, "0.003"), (0.12, "0.12")])
+def test_a_p_value_is_never_shown_on_alpha_or_across_it(pvalue, text):
+    """Two significant digits, unless they would print a significant p as 0.05 (or round one across α):
+    a verdict that names a winner must not quote p = 0.05 beside it."""
+    from fastgd.sweep.stats import p_text
+
+    assert p_text(pvalue) == text
+    assert (float(p_text(pvalue)) < 0.05) == (pvalue < 0.05)

@@ -167,6 +167,8 @@ def pairs_line(pairwise, dataset, shown=8):
     significant pairs where there are at most ``shown``, else the others where there are at most ``shown``, else
     the counts alone (every pair is in the report's pairwise.csv). Pairs of rules that both missed the target on
     every seed have nothing to compare and are counted apart."""
+    from fastgd.sweep.stats import p_text
+
     group = pairwise[pairwise["dataset"] == dataset]
     held = group[group["significant"]]
     incomparable = group[group["pvalue"].isna()]
@@ -181,7 +183,7 @@ def pairs_line(pairwise, dataset, shown=8):
         return head + f"no significant difference between any of the {len(level)} comparable pairs of rules." + tail
 
     def listed(rows, words):
-        return "; ".join(words(row) + f" (p = {row.pvalue_holm:.2g})" for row in rows.itertuples())
+        return "; ".join(words(row) + f" (p = {p_text(row.pvalue_holm)})" for row in rows.itertuples())
 
     if len(held) <= shown:
         return head + "significant: " + listed(held, lambda row: f"{row.better} better than "

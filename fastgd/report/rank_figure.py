@@ -88,13 +88,15 @@ def draw_rank_test(result, out_dir, measure="epochs_to_target", stem="critical_d
         ax.text(end + (-0.05 if left else 0.05), level, f"{rule} ({rank:.2f})", ha="right" if left else "left",
                 va="center", fontsize=9, color=colour)
 
+    from fastgd.sweep.stats import p_text
+
     words = _MEASURE_WORDS.get(measure, measure)
     if result.note:
         verdict = result.note
     elif result.significant:
-        verdict = f"Friedman p = {result.pvalue:.2g}"
+        verdict = f"Friedman p = {p_text(result.pvalue)}"
     else:
-        verdict = f"Friedman p = {result.pvalue:.2g}: no significant difference"
+        verdict = f"Friedman p = {p_text(result.pvalue)}: no significant difference"
     sets = f"{result.n_datasets} data set{'' if result.n_datasets == 1 else 's'}"
     ax.set_title(f"Mean rank on {words} over {sets} ({verdict})", fontsize=10)
     fig.tight_layout()

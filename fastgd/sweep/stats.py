@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
+__all__ = ["p_text", "Interval", "bootstrap_ci", "best_configuration_runs", "intervals", "RankTest", "mean_ranks",
            "critical_difference", "cliques", "friedman_statistic", "rank_test", "score_matrix", "holm",
            "compare", "compare_samples", "logrank_test", "TESTS", "pairwise_tests", "significance_lines",
            "algoperf_score", "algoperf_scores", "winners",
@@ -526,6 +526,18 @@ def pairwise_tests(runs, measure="epochs_to_target", test="mannwhitney", alpha=0
                                           "n_a", "n_b", "pvalue", "pvalue_holm", "significant", "better"])
 
 
+def p_text(pvalue, alpha=0.05):
+    """A p-value in two significant digits, or in more where two would round it onto α or across it: a
+    significant 0.0496 reads 0.0496, never "p = 0.05" beside a claim of significance."""
+    text = f"{pvalue:.2g}"
+    for digits in (3, 4, 6):
+        shown = float(text)
+        if not math.isfinite(pvalue) or (shown != alpha and (shown < alpha) == (pvalue < alpha)):
+            break
+        text = f"{pvalue:.{digits}g}"
+    return text
+
+
 def significance_lines(pairwise, measure="epochs_to_target"):
     """One line per data set: which pairs differ significantly (Holm-corrected), how many do not, and how many have
     nothing to compare (neither rule reached the target on any seed)."""
@@ -535,7 +547,7 @@ def significance_lines(pairwise, measure="epochs_to_target"):
         incomparable = int(group["pvalue"].isna().sum())
         differences = "; ".join(
             f"{row.better} better than {row.rule_b if row.better == row.rule_a else row.rule_a} "
-            f"(p = {row.pvalue_holm:.2g})" for row in held.itertuples())
+            f"(p = {p_text(row.pvalue_holm)})" for row in held.itertuples())
         not_held = len(group) - len(held) - incomparable
         text = f"significant: {differences}" if len(held) else "no significant difference"
         line = (f"{dataset}, {measure.replace('_', ' ')}: {text}; {not_held} of {len(group)} pairs not "
@@ -663,10 +675,10 @@ def winners(runs, alpha=0.05, test="mannwhitney", seed=0):
                            f"against {np.median(values[1]):.3g} {unit}")
             verdict = (f"{dataset}: {winner.rule} wins on {what} over {runner_up.rule} "
                        f"({winner.text(decided_by)} against {runner_up.text(decided_by)}, "
-                       f"Holm-corrected p = {pvalue:.2g}{medians})")
+                       f"Holm-corrected p = {p_text(pvalue, alpha)}{medians})")
         else:
             verdict = (f"{dataset}: {winner.rule} and {runner_up.rule}: no significant difference in {what} "
-                       f"(Holm-corrected p = {pvalue:.2g})")
+                       f"(Holm-corrected p = {p_text(pvalue, alpha)})")
         interval = bootstrap_ci(winner.seconds[np.isfinite(winner.seconds)], seed=seed)
         records.append((dataset, winner.rule, runner_up.rule, winner.reached, winner.n_seeds, winner.mean_epochs,
                         interval.mean, interval.low, interval.high, decided_by, pvalue, significant, verdict))
