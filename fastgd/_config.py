@@ -63,14 +63,20 @@ non-default flags (or with ``NUMBA_BOUNDSCHECK=1``).
 
 Nor is that cache safe when two processes compile two signatures of one
 function at the same moment: Numba names a new entry's data file after the
-number of entries its index holds, so both can write ``<name>.0.nbc`` and the
-index can then point at the other signature's machine code. Entry points that
-compile (``Training``, sweep workers) go through :func:`compile_for`, which
-compiles under a lock shared by every process of the machine.
+number of entries its index holds, so both can write ``<name>.1.nbc`` and the
+index can then point at the other signature's machine code (numba#10128).
+Importing this module makes every save to and load from that cache take a
+file lock of the entry's own (``<index>.nbi.lock``, beside it): the index is
+read, numbered and written by one process at a time, and never read while an
+entry is half saved. Compiling itself is not serialised across processes:
+two sweep workers (or two test workers) compile two rules' steps at once.
+:func:`compile_lock` with a name keeps two processes from compiling the same
+thing twice at the same moment; without one it is machine-wide.
 """
 
 import contextlib
 import difflib
+import hashlib
 import os
 import tempfile
 import threading
@@ -82,7 +88,7 @@ from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
            "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "ADAPT", "jit",
-           "cfunc", "cuda_jit", "compile_lock", "compile_for"]
+           "cfunc", "cuda_jit", "compile_lock", "compile_name", "compile_for"]
 
 
 class SettingError(ValueError):
@@ -260,13 +266,22 @@ _compile_lock_in_process = threading.RLock()
 _compile_lock_depth = 0
 
 
-@contextlib.contextmanager
-def compile_lock():
-    """Inside, this thread alone on the machine compiles into (or loads from) Numba's on-disk cache.
+def _lock_directory():
+    directory = numba.config.CACHE_DIR or tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    return directory
 
-    The lock is a file beside the cache (``NUMBA_CACHE_DIR``, or the temporary
-    directory when Numba keeps its cache beside the sources), taken with
-    ``filelock`` (POSIX and Windows alike); it may be taken again inside itself.
+
+@contextlib.contextmanager
+def compile_lock(name=None):
+    """Inside, this thread alone on the machine compiles ``name`` (any text naming what is compiled: a function,
+    a rule and dtype), or with no name, does anything under the machine-wide lock.
+
+    The lock is a file beside the cache (``NUMBA_CACHE_DIR``, or the temporary directory when Numba keeps
+    its cache beside the sources), one per name, taken with ``filelock`` (POSIX and Windows alike). Inside
+    any of them, taking one again (of any name) takes nothing more: a process holds at most one, so two
+    processes never wait on each other's. What the cache itself needs (one save at a time per entry) is
+    the cache's own lock (see the module's docstring), not this one.
     """
     global _compile_lock_depth
     with _compile_lock_in_process:
@@ -279,14 +294,53 @@ def compile_lock():
             return
         import filelock
 
-        directory = numba.config.CACHE_DIR or tempfile.gettempdir()
-        os.makedirs(directory, exist_ok=True)
-        with filelock.FileLock(os.path.join(directory, "fastgd-compile.lock")):
+        suffix = "" if name is None else "-" + hashlib.sha1(str(name).encode()).hexdigest()[:16]
+        with filelock.FileLock(os.path.join(_lock_directory(), f"fastgd-compile{suffix}.lock")):
             _compile_lock_depth = 1
             try:
                 yield
             finally:
                 _compile_lock_depth = 0
+
+
+def _guard_cache_index():
+    """Make Numba's on-disk cache take a lock per entry (``<index>.nbi.lock``) around each save and load.
+
+    Numba's ``IndexDataCacheFile.save`` reads the index, picks the first free data file number and writes
+    the index and then the data, with nothing between two processes doing the same (numba#10128): two
+    signatures saved at once can share a data file, and a load between the index's write and the data's
+    can read another entry's stale file. Done once per process; any Numba function's cache gains it.
+    """
+    from numba.core import caching
+
+    cache_file = caching.IndexDataCacheFile
+    if getattr(cache_file, "_fastgd_guarded", False):
+        return
+    import filelock
+
+    save, load = cache_file.save, cache_file.load
+
+    def guarded_save(self, key, data):
+        with filelock.FileLock(self._index_path + ".lock"):
+            return save(self, key, data)
+
+    def guarded_load(self, key):
+        if not os.path.exists(self._index_path):
+            return None  # nothing saved yet: no lock file made for every function looked up
+        with filelock.FileLock(self._index_path + ".lock"):
+            return load(self, key)
+
+    cache_file.save, cache_file.load, cache_file._fastgd_guarded = guarded_save, guarded_load, True
+
+
+_guard_cache_index()
+
+
+def compile_name(dispatcher):
+    """The name :func:`compile_lock` takes for compiling ``dispatcher``: its function's module and qualified
+    name (what Numba's cache files are named after)."""
+    function = getattr(dispatcher, "py_func", dispatcher)
+    return f"{function.__module__}.{function.__qualname__}"
 
 
 # (dispatcher, the arguments' type fingerprints) -> the compiled entry point
@@ -325,7 +379,7 @@ def compile_for(dispatcher, arguments):
     if entry_point is None:
         signature = tuple(numba.typeof(argument) for argument in arguments)
         if signature not in dispatcher.overloads:
-            with compile_lock():
+            with compile_lock(compile_name(dispatcher)):
                 dispatcher.compile(signature)
         entry_point = _ENTRY_POINTS[key] = dispatcher.overloads[signature].entry_point
     return entry_point

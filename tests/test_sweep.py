@@ -512,6 +512,92 @@ def test_compile_lock_may_be_taken_inside_itself(tmp_path):
     assert result.stdout.strip() == "done", result.stderr[-2000:]
 
 
+def test_named_compile_locks_block_the_same_name_only(tmp_path, monkeypatch):
+    script = textwrap.dedent("""
+        import sys, time
+        from fastgd import _config
+        with _config.compile_lock(sys.argv[1]):
+            print(time.monotonic())
+    """)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def child(name):
+        return subprocess.Popen([sys.executable, "-c", script, name], env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    import numba
+
+    from fastgd import _config
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))  # where the children's locks are
+    with _config.compile_lock("rule-a"):  # in this process, as a worker compiling a rule
+        same, other = child("rule-a"), child("rule-b")
+        assert other.wait(timeout=60) == 0  # another name: not blocked
+        with pytest.raises(subprocess.TimeoutExpired):
+            same.wait(timeout=3)  # the same name: blocked until this process's compile ends
+        released = time.monotonic()
+    entered = float(same.communicate(timeout=60)[0])
+    assert same.returncode == 0 and entered >= released
+
+
+RACY_MODULE = """
+import numba
+
+@numba.njit(cache=True)
+def twice(value):
+    return value + value
+"""
+
+# two processes save two signatures of one function into an empty cache at the same moment; the index's
+# write is slowed down (beneath fastgd's guard) so that without the guard both would read the empty index
+# and number their data files alike
+RACY_SAVE = """
+import sys, time
+import numpy as np
+import fastgd._config  # noqa: F401  (guards Numba's cache)
+from numba.core import caching
+
+write_index = caching.IndexDataCacheFile._save_index
+
+def slow_write(self, overloads):
+    time.sleep(1.5)
+    write_index(self, overloads)
+
+caching.IndexDataCacheFile._save_index = slow_write
+sys.path.insert(0, sys.argv[2])
+import racy
+print(racy.twice(np.float64(1.25)) if sys.argv[1] == "float" else racy.twice(np.int64(3)))
+"""
+
+RACY_LOAD = """
+import sys
+import numpy as np
+import fastgd._config  # noqa: F401
+sys.path.insert(0, sys.argv[1])
+import racy
+stats = racy.twice.stats
+print(racy.twice(np.float64(1.25)), racy.twice(np.int64(3)), sum(stats.cache_hits.values()),
+      sum(stats.cache_misses.values()))
+"""
+
+
+def test_two_signatures_saved_at_once_into_the_cache_both_load(tmp_path):
+    (tmp_path / "racy.py").write_text(RACY_MODULE)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    savers = [subprocess.Popen([sys.executable, "-c", RACY_SAVE, kind, str(tmp_path)], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for kind in ("float", "int")]
+    outputs = [saver.communicate(timeout=120) for saver in savers]
+    assert [saver.returncode for saver in savers] == [0, 0], [error[-2000:] for _, error in outputs]
+    assert [output.strip() for output, _ in outputs] == ["2.5", "6"]
+    assert len(list((tmp_path / "cache").rglob("racy.twice*.nbc"))) == 2
+    loaded = subprocess.run([sys.executable, "-c", RACY_LOAD, str(tmp_path)], env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    # both signatures come from the cache, each its own: with the data files numbered alike, one would be
+    # missing (a miss) or the other's machine code (a wrong result)
+    assert loaded.stdout.split() == ["2.5", "6", "2", "0"], loaded.stdout
+
+
 # -- divergence, mixed stores, writers and processes --------------------------------------------
 
 GROWING = """

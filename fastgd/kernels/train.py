@@ -184,7 +184,7 @@ def model_entry(dtype, n_blocks=1):
             parallel = key[1] > 1
         else:
             function, parallel = loss_and_gradient.py_func, False
-        with _config.compile_lock():
+        with _config.compile_lock(f"fastgd.kernels.train.model_entry{key}"):
             _MODEL_ENTRIES[key] = _config.cfunc(model_signature(key[0]), parallel=parallel)(function)
     return _MODEL_ENTRIES[key]
 
@@ -216,7 +216,7 @@ def network_entry(dtype):
     """
     key = np.dtype(dtype)
     if key not in _NETWORK_ENTRIES:
-        with _config.compile_lock():
+        with _config.compile_lock(f"fastgd.kernels.train.network_entry({key})"):
             _NETWORK_ENTRIES[key] = _config.cfunc(model_signature(key))(_network_pass)
     return _NETWORK_ENTRIES[key]
 

@@ -176,7 +176,7 @@ def _compile(rule, function, what, arguments):
 
     dispatcher = _config.jit(_python(function), cache=False)
     try:
-        with _config.compile_lock():
+        with _config.compile_lock(f"{rule.name}.{_python(function).__name__}{tuple(arguments)}"):
             dispatcher.compile(tuple(arguments))
     except NumbaError as error:
         _fail(rule, f"Numba cannot compile its {what} {_python(function).__name__}: {_first_line(error)}")

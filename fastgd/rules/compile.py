@@ -483,16 +483,17 @@ class CompiledVariant:
 
     @contextlib.contextmanager
     def _refusing(self, dtype):
-        """Compile inside, under the machine-wide lock; a NumbaError becomes a one-line RuleError naming the rule."""
+        """Compile inside, under the rule's compile lock (its generated module and ``dtype``): another process
+        compiling the same waits and then loads it; a NumbaError becomes a one-line RuleError naming the rule."""
         try:
-            with _config.compile_lock():
+            with _config.compile_lock(f"{self.module.__name__}({dtype})"):
                 yield
         except NumbaError as error:
             raise RuleError(f"rule {self.rule.name!r}: Numba cannot compile it for {dtype}: "
                             f"{_first_line(error)}") from None
 
     def check_compiles(self, dtype, parallel=False):
-        """Compile ``packed_step`` (or its ``prange`` twin) for ``dtype``, or load it, under the machine-wide lock.
+        """Compile ``packed_step`` (or its ``prange`` twin) for ``dtype``, or load it, under the rule's compile lock.
 
         A definition Numba cannot type gives a :class:`RuleError` naming the
         rule and the first line of Numba's complaint, before anything runs.
