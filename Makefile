@@ -48,7 +48,7 @@ NO_KERNELS_OF_THEIR_OWN := test_report.py test_readme.py test_hostile_input.py t
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
-	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --ignore=tests/cuda
+	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --durations=25 --ignore=tests/cuda
 	# every kernel once more with bounds checks. Left out: the tests that run no kernel the others do not (the
 	# report's, the README's, the command line's refusals, stores, statistics, the docs, layering) and the
 	# PTX compilation (CUDA code, which the simulator's run checks with its own bounds)
