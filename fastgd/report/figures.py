@@ -14,7 +14,7 @@ from fastgd import optim
 
 __all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
            "draw_learning_rate_sensitivity", "draw_time_to_target",
-           "draw_performance_profile", "draw_throughput", "draw_trajectories",
+           "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_parameter_paths",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
 
@@ -383,9 +383,10 @@ def draw_throughput(throughput, out_dir):
                  "ceiling's bar means the step runs as fast as its memory traffic allows.")
 
 
-def draw_trajectories(data, out_dir):
+def draw_trajectories(data, out_dir, stem="trajectories", texts=None, axis_labels=None):
     """The paths of :func:`fastgd.sweep.measure.trajectory_data` (as measured, or as stored) over each function's
-    contours."""
+    contours; ``stem``, ``texts`` (title, caption, how to read it) and ``axis_labels`` (x, y) for other surfaces
+    of that shape (:func:`draw_parameter_paths`)."""
     import pandas as pd
 
     plt, sns = _plotting()
@@ -419,13 +420,33 @@ def draw_trajectories(data, out_dir):
         ax.set_xlim(x_min, x_max)
         ax.set_ylim(y_min, y_max)
         ax.set_title(f"{name}: {surface['n_steps']} steps")
+        if axis_labels:
+            ax.set_xlabel(axis_labels[0])
+            ax.set_ylabel(axis_labels[1])
         ax.legend(fontsize="x-small", loc="lower right", ncol=2)
     fig.tight_layout()
-    return _save(fig, out_dir, "trajectories", pd.DataFrame(records), "Trajectories on test functions",
-                 "Every rule from the same start (●) on Rosenbrock, Beale and a saddle (★ a minimum), each at the "
-                 "learning rate in the legend; the compiled trajectory helper records every step.",
-                 "Follow each colour from ● to ★: a short, direct path is efficient; loops and overshoots are "
-                 "momentum or too large a step, a path that stops short ran out of steps.")
+    texts = texts or ("Trajectories on test functions",
+                      "Every rule from the same start (●) on Rosenbrock, Beale and a saddle (★ a minimum), each at "
+                      "the learning rate in the legend; the compiled trajectory helper records every step.",
+                      "Follow each colour from ● to ★: a short, direct path is efficient; loops and overshoots are "
+                      "momentum or too large a step, a path that stops short ran out of steps.")
+    return _save(fig, out_dir, stem, pd.DataFrame(records), *texts)
+
+
+def draw_parameter_paths(paths, out_dir):
+    """Each rule's path through (θ₀, θ₁) over the cost surface of every data set of ``paths`` ({data set:
+    :func:`fastgd.sweep.measure.parameter_paths`'s dict}): the lecture's contour picture of linear regression."""
+    merged = {"functions": [surface for content in paths.values() for surface in content["functions"]],
+              "paths": [path for content in paths.values() for path in content["paths"]]}
+    return draw_trajectories(merged, out_dir, stem="parameter_paths", axis_labels=("θ₀ (intercept)", "θ₁ (slope)"),
+                             texts=("Paths over the cost surface J(θ₀, θ₁)",
+                                    "On each data set whose model has two parameters (h(x) = θ₀ + θ₁x, standardised "
+                                    "x and y), every rule from its chosen setting's first seed (● the first path's "
+                                    "start, ★ the minimum), one point per step over its batches, at the learning "
+                                    "rate in the legend.",
+                                    "The contours are the training cost: a path across them heads downhill; a "
+                                    "zig-zag across the valley is a step too large for its steepest direction, a "
+                                    "path that ends short of ★ ran out of epochs, or is the noise of its batches."))
 
 
 def draw_landscapes(landscapes, out_dir):

@@ -31,11 +31,12 @@ from fastgd.sweep.measure import DATASETS
 
 __all__ = ["Section", "Measuring", "Page", "SECTIONS", "record_artefacts", "check_artefacts", "artefact_problem",
            "section_of", "landscape_artefact", "throughput_provenance", "MACHINE", "GRADIENT_CHECKS", "TRAJECTORIES",
+           "PARAMETER_PATHS",
            "THROUGHPUT", "HISTORY", "DATASETS", "LANDSCAPE"]
 
 # the names of the artefacts in the store (a landscape's is LANDSCAPE:<data set>)
-MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, LANDSCAPE = (
-    "machine", "gradient_checks", "trajectories", "throughput", "history", "landscape")
+MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, LANDSCAPE, PARAMETER_PATHS = (
+    "machine", "gradient_checks", "trajectories", "throughput", "history", "landscape", "parameter_paths")
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,20 @@ def _draw_trajectories(page, data):
                   "rules)")
 
 
+# --- paths over the cost surface of a two-parameter model (the lecture's linear regression) -----------------------
+
+def _measure_parameter_paths(measuring, dataset):
+    return measure.parameter_paths(measuring.config, dataset, measuring.runs)
+
+
+def _draw_parameter_paths(page, stored):
+    """The paths over each compared data set's cost surface that has one (a model of two parameters)."""
+    names = sorted(page.finished["dataset"].unique())
+    paths = {name: stored[name] for name in names if name in stored}
+    if paths:
+        page.add(figures.draw_parameter_paths(paths, page.out_dir))
+
+
 # --- a loss landscape for each data set ----------------------------------------------------------------------------
 
 def _landscape_problem(content):
@@ -464,6 +479,8 @@ SECTIONS = [
             read=_throughput_from_artefact),
     Section(TRAJECTORIES, measure=_measure_trajectories, problem=_trajectories_problem, draw=_draw_trajectories,
             measuring="trajectories on the test functions"),
+    Section(PARAMETER_PATHS, measure=_measure_parameter_paths, problem=_trajectories_problem,
+            draw=_draw_parameter_paths, per_dataset=True, measuring="paths over the cost surface"),
     Section(LANDSCAPE, measure=lambda measuring, dataset: measure.dataset_landscape(measuring.config, dataset),
             problem=_landscape_problem, draw=_draw_landscapes, per_dataset=True, measuring="loss landscape"),
     Section(HISTORY, measure=_measure_history, problem=_history_problem, draw=_draw_history,

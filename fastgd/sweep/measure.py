@@ -14,6 +14,7 @@ shares (:mod:`fastgd.baselines`). This module sits at the sweep's layer because 
 the sweep's configuration.
 """
 
+import json
 import platform
 
 import numpy as np
@@ -135,6 +136,107 @@ def dataset_landscape(config, dataset):
         return None  # the landscapes are the MLP's (fastgd.landscape): a declared network has none yet
     hidden, activation, alpha = config.model_of(dataset)
     return landscape.trained_landscape(load_dataset(dataset, config.sources), hidden, activation, alpha)
+
+
+# the cost surface of a two-parameter model: points a side, and how far around the paths and the minimum it reaches
+COST_GRID_POINTS = 120
+COST_GRID_MARGIN = 0.25
+
+
+def _path_setting(runs, rule):
+    """The run whose setting draws ``rule``'s path: its final runs' setting (the seed first in order), else the
+    grid setting of lowest mean final loss; None where every run failed or diverged."""
+    runs = runs[(runs["rule"] == rule) & (runs["status"] == "ok")]
+    if "phase" in runs:
+        final = runs[runs["phase"] == "final"]
+        runs = final if len(final) else runs[runs["phase"].fillna("grid") == "grid"]
+    if runs.empty:
+        return None
+    runs = runs.assign(setting=runs["hyperparameters"].map(lambda value: json.dumps(value, sort_keys=True))
+                       + "|" + runs["learning_rate"].map(repr) + "|" + runs["batch_size"].astype(str)
+                       + "|" + runs["schedule"].astype(str) + "|" + runs["n_epochs"].astype(str))
+    best = runs.groupby("setting", sort=True)["final_loss"].mean().idxmin()
+    return runs[runs["setting"] == best].sort_values("seed", kind="stable").iloc[0]
+
+
+def parameter_paths(config, dataset, runs, max_points=PATH_POINTS):
+    """Each rule's path through (θ₀, θ₁) over the training cost surface of ``dataset``, where its model has two
+    parameters (a linear regression on one feature, the lecture's h(x) = θ₀ + θ₁x); None for any other model.
+
+    ``runs``: the store's runs frame. A rule's path takes the setting of its final runs (the first seed's), else
+    its grid setting of lowest mean final loss, at a constant learning rate (a rule tuned under another schedule
+    is left out), from that seed's initial θ, over its batch size's batches in the order the compiled epoch takes
+    them (:func:`fastgd.reference.splitmix64_permutation`), recorded after every step: that run again, its steps
+    taken one at a time through ``fastgd.optim`` (each path's ``loss``, its epochs' mean batch losses, is the
+    stored curve to rounding). The surface is the training objective (:meth:`fastgd.MLP.loss`'s: half the mean
+    squared error, the penalty included) on a grid that holds every path and the minimum. Returns
+    :func:`trajectory_data`'s shape: one surface (named after the data set; ``start`` the first path's start,
+    ``minimum`` the (ridge) least-squares θ) and the paths, ``x`` θ₀ (the intercept), ``y`` θ₁.
+    """
+    from fastgd.datasets import load as load_dataset
+    from fastgd.reference import splitmix64_permutation
+
+    data = load_dataset(dataset, config.sources)
+    net, init = config.model(dataset, data)
+    if net.n_params != 2 or data.task != "regression" or config.network_of(dataset) is not None:
+        return None
+    X, Y = data.X_train, data.Y_train
+    runs = runs[runs["dataset"] == dataset]
+    paths, starts = [], []
+    for rule in [rule for rule in optim.OPTIMIZERS if rule in set(runs["rule"])]:
+        run = _path_setting(runs, rule)
+        if run is None or run["schedule"] != "constant":
+            continue
+        theta = init(int(run["seed"])).astype(np.float64)
+        optimizer = optim.OPTIMIZERS[rule](theta, lr=float(run["learning_rate"]), layout=net.layout,
+                                           **run["hyperparameters"])
+        batch = X.shape[0] if str(run["batch_size"]) == "full" else min(int(run["batch_size"]), X.shape[0])
+        points, epoch_losses = [theta.copy()], []
+        for epoch in range(int(run["n_epochs"])):
+            order = np.asarray(splitmix64_permutation(X.shape[0], int(run["seed"]), epoch))
+            total = 0.0
+            for first in range(0, X.shape[0], batch):
+                rows = order[first:first + batch]
+                loss, grad = net.loss_grad(theta, X[rows], Y[rows])
+                total += loss * rows.size
+                optimizer.step(grad)
+                points.append(theta.copy())
+            epoch_losses.append(total / X.shape[0])
+            if not np.all(np.isfinite(theta)):
+                break  # diverged: its path ends at its last finite point
+        points = np.array(points)
+        if not np.all(np.isfinite(points)):
+            points = points[:np.argmin(np.all(np.isfinite(points), axis=1))]
+        steps = sorted(set(range(0, len(points), max(1, len(points) // max_points))) | {len(points) - 1})
+        # θ is (weight, bias) in the MLP's layout: the lecture's θ₁ (slope) then θ₀ (intercept)
+        paths.append({"function": dataset, "rule": rule, "lr": float(run["learning_rate"]), "step": steps,
+                      "x": points[steps, 1].tolist(), "y": points[steps, 0].tolist(), "seed": int(run["seed"]),
+                      "run_id": run["run_id"], "loss": epoch_losses})
+        starts.append(points[0])
+    if not paths:
+        return None
+    # the minimum of ½‖Aθ − y‖²/n + α/(2n)·w², θ = (w, b), A = [x, 1]: (AᵀA + diag(α, 0)) θ = Aᵀy
+    design = np.column_stack([X[:, 0], np.ones(X.shape[0])])
+    minimum = np.linalg.solve(design.T @ design + np.diag([net.alpha, 0.0]), design.T @ Y[:, 0])
+    xs_all = np.concatenate([path["x"] for path in paths] + [[minimum[1]]])
+    ys_all = np.concatenate([path["y"] for path in paths] + [[minimum[0]]])
+    bounds = []
+    for values in (xs_all, ys_all):
+        low, high = np.percentile(values, [1, 99]) if values.size > 50 else (values.min(), values.max())
+        low, high = min(low, values[-1]), max(high, values[-1])
+        margin = COST_GRID_MARGIN * max(high - low, 1e-3)
+        bounds += [float(low - margin), float(high + margin)]
+    xs = np.linspace(bounds[0], bounds[1], COST_GRID_POINTS)
+    ys = np.linspace(bounds[2], bounds[3], COST_GRID_POINTS)
+    # ½ mean((θ₁x + θ₀ − y)²) + α/(2n)·θ₁², expanded in the data's moments: the whole grid at once
+    x, y, n = X[:, 0], Y[:, 0], X.shape[0]
+    slope, intercept = np.meshgrid(ys, xs, indexing="ij")
+    values = 0.5 * (slope ** 2 * np.mean(x * x) + intercept ** 2 + np.mean(y * y) + 2 * slope * intercept * np.mean(x)
+                    - 2 * slope * np.mean(x * y) - 2 * intercept * np.mean(y)) + net.alpha / (2 * n) * slope ** 2
+    surface = {"name": dataset, "n_steps": max(path["step"][-1] for path in paths), "xs": xs.tolist(),
+               "ys": ys.tolist(), "values": values.tolist(), "start": [float(starts[0][1]), float(starts[0][0])],
+               "minimum": [float(minimum[1]), float(minimum[0])], "bounds": bounds}
+    return {"functions": [surface], "paths": paths}
 
 
 def dataset_descriptions(config, targets=None):
