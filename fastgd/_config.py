@@ -47,6 +47,8 @@ naming the variable:
     Plugins loaded with :mod:`fastgd.rules`, and where generated rule modules
     are written (:func:`fastgd.rules.compile.generated_directory`); the latter
     must name a writable directory, or one that can be made.
+``FASTGD_BASELINES``
+    The stored baselines' store (:mod:`fastgd.sweep.baselines`; by default in the user's cache directory).
 
 Any other ``FASTGD_*`` variable is a misspelt setting that would be silently
 ignored: the ``fastgd`` command refuses it in one line naming the nearest
@@ -102,7 +104,7 @@ class SettingWarning(UserWarning):
 # every FASTGD_* environment variable fastgd reads (a test finds each name the sources read in this list)
 SETTINGS = ("FASTGD_CACHE", "FASTGD_FASTMATH", "FASTGD_PARALLEL_THRESHOLD", "FASTGD_CUDA_BLOCK_SIZE",
             "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PASS", "FASTGD_ADAPT",
-            "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR")
+            "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR", "FASTGD_BASELINES")
 
 
 def unknown_settings(environment=None):

@@ -32,7 +32,7 @@ LAYERS = [
      "fastgd.sweep.tuning", "fastgd.sweep.completeness"),
     ("fastgd.sweep.config",),
     ("fastgd.sweep.plan", "fastgd.sweep.targets"),
-    ("fastgd.sweep.runner", "fastgd.sweep.measure", "fastgd.sweep"),
+    ("fastgd.sweep.runner", "fastgd.sweep.measure", "fastgd.sweep.baselines", "fastgd.sweep"),
     ("fastgd.report",),
     ("fastgd.cli",),
 ]
