@@ -125,7 +125,6 @@ def _is_integer(value):
 
 
 _DEEPOBS = "DeepOBS (Schneider, Balles & Hennig, ICLR 2019)"
-_CROWDED_VALLEY = "the protocol of 'Descending through a Crowded Valley' (Schmidt, Schneider & Hennig, ICML 2021)"
 _MNIST1D = "MNIST-1D (Greydanus, 'Scaling down deep learning', 2020; github.com/greydanus/mnist1d)"
 
 PROBLEMS = {problem.name: problem for problem in (
@@ -139,8 +138,8 @@ PROBLEMS = {problem.name: problem for problem in (
         batch_size="full", epochs=100, target=0.091, convex=True),
     Problem(
         "logreg_digits", "L2-regularised multinomial logistic regression on digits",
-        f"benchopt's logistic-regression benchmark (Moreau et al., NeurIPS 2022) in {_CROWDED_VALLEY}'s setting: "
-        "scikit-learn's 8×8 digits, softmax on the 64 pixels, full batches",
+        "benchopt's L2-regularised logistic regression (Moreau et al., 'Benchopt', NeurIPS 2022; drawn as f − f*) "
+        "on scikit-learn's 8×8 digits: softmax on the 64 pixels, full batches",
         "digits", {"hidden_layer_sizes": [], "activation": "identity", "alpha": 10.0},
         batch_size="full", epochs=100, target=0.25, convex=True),
     Problem(
