@@ -77,6 +77,7 @@ class RunSpec:
     # (), "" and 0), or None for the MLP: an MLP's run keeps the id it had before networks could be declared
     model: str = None
     schedule: str = "constant"  # the learning-rate schedule (fastgd.training.SCHEDULES), over n_epochs
+    track_objective: bool = False  # record the full training objective after every epoch (fastgd.sweep.runner)
 
     @property
     def run_id(self):
