@@ -30,7 +30,7 @@ def known_optima(sweeps):
     ignored.
     """
     optima = {}
-    for config in sweeps["config"] if len(sweeps) else ():
+    for config in sweeps["config"] if "config" in sweeps else ():
         tables = config.get("datasets") if isinstance(config, dict) else None
         if not isinstance(tables, dict):
             continue  # a list of names: no tables, no f*
