@@ -36,7 +36,7 @@ def main():
     arguments = parser.parse_args()
     config = sweep.parse(dict(name="overhead", datasets=[arguments.dataset], rules=["sgd"], learning_rates=[0.05],
                               batch_sizes=[32], seeds=list(range(arguments.runs)), epochs=arguments.epochs,
-                              targets={arguments.dataset: 0.0},
+                              targets={arguments.dataset: 1e-6},
                               model={"hidden_layer_sizes": [arguments.hidden] if arguments.hidden else [],
                                      "alpha": 1e-4}))
     plain = sweep.runs(config)

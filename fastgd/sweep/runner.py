@@ -8,7 +8,11 @@ chunks, and a chunk is one unit of work for a worker:
   iteration;
 * one at a time (``batched=False``): each run through :class:`fastgd.training.Training`.
 
-Both give the same numbers for a run. Workers are local processes (``jobs``)
+Both give the same numbers for a run. A run whose spec has ``track_objective`` also records the full training
+objective (every training row, penalty included) at θ after each epoch, outside its clock: inside the compiled
+call for the runs that ask (:func:`fastgd.kernels.train.training_objective`), through the model's ``loss`` for a
+run trained alone (at its evaluation point, for a rule that has one); the store keeps it in ``curves.objective``.
+Workers are local processes (``jobs``)
 or the workers of a Dask cluster (``scheduler``); only this process writes the
 store, one transaction per run, so a sweep killed at any moment loses at most
 the chunks in flight. Runs already stored are skipped, so running a sweep
@@ -191,7 +195,7 @@ def _train_together(specs, net, data, optimizers):
     entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
     # the full training objective after every epoch, for the runs that ask (an MLP's pass takes an empty gradient
     # as a request for its loss alone; a declared network's runs its backward pass too)
-    track = np.array([bool(getattr(spec, "track_objective", False)) for spec in specs])
+    track = np.array([spec.track_objective for spec in specs], dtype=np.bool_)
     objectives = np.full((n_runs, n_epochs), np.nan)
     arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
                  states, auxes, counters, packs[0].layout, schedule, None, batch_size, seeds, n_epochs,
