@@ -84,6 +84,21 @@ def test_runs_that_do_not_ask_store_no_objective_and_the_same_curve(tmp_path):
     assert tracked["objective"].notna().all()
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_diverged_run_keeps_the_objectives_of_its_finite_epochs(tmp_path, batched):
+    config = sweep.parse(dict(LINEAR, rules=["sgd"], learning_rates=[1e4], epochs=8,
+                              model={"hidden_layer_sizes": [6], "alpha": ALPHA}))
+    specs = tracked_specs(config)
+    with Store(tmp_path / "d.db") as store:
+        sweep_id = store.begin_sweep(config.name, config.source, {})
+        (result,) = runner.execute_chunk(specs, batched)
+        assert result["status"] == "diverged"
+        store.add(sweep_id, result)
+    curve = sweep.load_curves(tmp_path / "d.db")
+    assert 0 < len(curve) == result["epochs_run"] == len(result["objectives"]) < 8
+    assert curve["objective"].notna().all() and np.isfinite(curve["objective"]).all()
+
+
 def test_a_declared_network_records_its_objective_too(tmp_path):
     network = {"layers": [{"type": "Dense", "out_features": 5}, {"type": "ReLU"}, {"type": "Dense", "out_features": 3}]}
     config = sweep.parse(dict(LINEAR, rules=["sgd"], learning_rates=[0.1], model=network))
