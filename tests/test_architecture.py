@@ -26,7 +26,7 @@ LAYERS = [
      "fastgd.calibration"),
     ("fastgd.cuda", "fastgd.models"),
     ("fastgd.optim",),
-    ("fastgd.training", "fastgd.functions"),
+    ("fastgd.training", "fastgd.functions", "fastgd.optimum"),
     ("fastgd.estimators", "fastgd.network_estimators", "fastgd.landscape", "fastgd.baselines", "fastgd.problems"),
     ("fastgd.sweep.store", "fastgd.sweep.metrics", "fastgd.sweep.stats", "fastgd.sweep.progress",
      "fastgd.sweep.tuning", "fastgd.sweep.completeness"),

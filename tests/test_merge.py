@@ -89,6 +89,7 @@ def test_older_stores_of_one_version_merge_into_this_version(copies, tmp_path):
     for path in copies:
         execute(path, *[(f"ALTER TABLE runs DROP COLUMN {column}",)
                          for column in (*PROTOCOL_COLUMNS, "model", "schedule")],
+                ("ALTER TABLE curves DROP COLUMN objective",),
                 ("UPDATE meta SET value = '4' WHERE key = 'schema_version'",))
     merge(copies, tmp_path / "C.db")
     runs = sweep.load_runs(tmp_path / "C.db")
@@ -129,6 +130,7 @@ def test_unmergeable_stores_are_refused_in_one_line(copies, tmp_path):
     assert_refused(["merge", str(a), str(b), "--out", str(tmp_path / "nowhere" / "C.db")], tmp_path,
                    "does not exist")
     execute(b, *[(f"ALTER TABLE runs DROP COLUMN {column}",) for column in (*PROTOCOL_COLUMNS, "model", "schedule")],
+            ("ALTER TABLE curves DROP COLUMN objective",),
             ("UPDATE meta SET value = '4' WHERE key = 'schema_version'",))
     assert_refused(["merge", str(a), str(b), "--out", out], tmp_path,
                    f"cannot merge stores of different schema versions ({a} version {SCHEMA_VERSION}, {b} version 4)")

@@ -854,7 +854,7 @@ RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "nump
                                                    "schedule")),
                                               (3, (*RUN_PROVENANCE_COLUMNS, *PROTOCOL_COLUMNS, "model", "schedule")),
                                               (4, (*PROTOCOL_COLUMNS, "model", "schedule")),
-                                              (5, ("model", "schedule"))])
+                                              (5, ("model", "schedule")), (6, ())])
 def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, version, dropped):
     # version 1 had neither hash, version 2 no data_hash, version 3 no run provenance and no artefacts table,
     # version 4 none of the tuning protocol's columns, version 5 no model (its runs are MLPs') and no schedule: a
@@ -868,6 +868,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     with sqlite3.connect(store_path) as connection:
         for column in dropped:
             connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute("ALTER TABLE curves DROP COLUMN objective")  # schema 7 added it
         if version < 4:
             connection.execute("DROP TABLE artefacts")
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
@@ -882,6 +883,8 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
     assert runs[list(RUN_PROVENANCE_COLUMNS)].iloc[0].tolist() == [
         made["git_commit"], made["fastgd"], made["numba"], made["numpy"], made["cpu"], made["cpu_count"],
         made["numba_threads"]]
+    curves = sweep.load_curves(store_path)
+    assert len(curves) > 0 and curves["objective"].isna().all()  # no objective before schema 7
     if version < 4:
         with sweep.Store(store_path, mode="r") as store:
             assert store.artefacts() == {}
@@ -897,6 +900,7 @@ def test_an_older_store_is_read_as_it_is_and_migrated_by_a_writer(tmp_path, vers
         types = {row[1]: row[2] for row in connection.execute("PRAGMA table_info(runs)")}
         assert types["cpu_count"] == types["numba_threads"] == "INTEGER" and types["cpu"] == "TEXT"
         assert types["trial"] == "INTEGER" and types["validation_loss"] == "REAL" and types["phase"] == "TEXT"
+        assert {row[1]: row[2] for row in connection.execute("PRAGMA table_info(curves)")}["objective"] == "REAL"
     connection.close()
 
 

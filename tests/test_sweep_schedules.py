@@ -68,6 +68,7 @@ def test_a_store_from_before_schedules_reads_them_constant(tmp_path):
     with sqlite3.connect(tmp_path / "old.db") as connection:
         for column in ("model", "schedule"):  # schema 6 added both
             connection.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.execute("ALTER TABLE curves DROP COLUMN objective")  # schema 7 added it
         connection.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     connection.close()
     runs = sweep.load_runs(tmp_path / "old.db")

@@ -30,9 +30,9 @@ from fastgd.kernels.mlp import loss_and_gradient, penalty, workspace_size
 from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
-__all__ = ["train_epoch", "train_runs_together", "dataset_loss", "predict_in_chunks", "clip_by_global_norm",
-           "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks", "pass_blocks",
-           "pass_name", "PassUnavailable", "multiply_adds", "WHOLE_BATCH_ON_MKL"]
+__all__ = ["train_epoch", "train_runs_together", "training_objective", "dataset_loss", "predict_in_chunks",
+           "clip_by_global_norm", "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks",
+           "pass_blocks", "pass_name", "PassUnavailable", "multiply_adds", "WHOLE_BATCH_ON_MKL"]
 
 
 # Which pass a batch takes, by its multiply-adds (rows × Σ n_in·n_out). Below 2²⁰ a batch's products are so
@@ -296,11 +296,40 @@ def all_finite(values):
     return True
 
 
+@jit(internal=True)
+def training_objective(model, theta, X, Y, layer_sizes, activation, output, alpha, chunk_size, forward_only, grad,
+                       activations, deltas, batch_X, batch_Y):
+    """The full training objective at θ: the loss over every row of (X, Y), penalty included (float64).
+
+    What f* (:func:`fastgd.optimum.optimal_training_loss`) is the minimum of, unlike an epoch's mean of batch losses
+    taken before each update. Evaluated ``chunk_size`` rows at a time (the rows in order: the result does not depend
+    on the epoch's shuffling) through the epoch's ``model`` pass and workspaces; ``forward_only``: the pass takes an
+    empty gradient as a request for the loss alone (the MLP's), else it runs its backward pass into ``grad`` and
+    ``deltas`` too (a declared network's). ``alpha`` is given to each chunk as 0 and the penalty added once, for
+    all n rows (a declared network's ``alpha`` is 0).
+    """
+    n_samples = X.shape[0]
+    empty = grad[:0]
+    total = 0.0
+    for start in range(0, n_samples, chunk_size):
+        stop = min(start + chunk_size, n_samples)
+        if stop - start == n_samples:
+            inputs, targets = X, Y
+        else:
+            inputs, targets = _rows(X, start, stop, batch_X), _rows(Y, start, stop, batch_Y)
+        if forward_only:
+            loss = model(theta, inputs, targets, layer_sizes, activation, output, 0.0, empty, activations, empty)
+        else:
+            loss = model(theta, inputs, targets, layer_sizes, activation, output, 0.0, grad, activations, deltas)
+        total += loss * (stop - start)
+    return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
+
+
 @jit(parallel=True, exact=True)
 def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, alpha,
                         rule_step, hypers, base_lrs, states, auxes, counters, layout,
                         schedule, clip_norm, batch_size, seeds, n_epochs, activation_elements, delta_elements,
-                        losses, seconds, diverged_epochs):
+                        losses, seconds, diverged_epochs, track_objective, forward_only, objectives):
     """Train many runs of one network on one data set, one run per ``prange`` iteration.
 
     The model's places are its ``epoch_pass`` (:meth:`fastgd.MLP.epoch_pass`, a declared network's
@@ -316,6 +345,10 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
     whatever the number of threads. Fills ``losses[r, e]``, ``seconds[r, e]``
     (wall-clock seconds since the run started, at the end of epoch e) and
     ``diverged_epochs[r]`` (1-based epoch with a non-finite loss or θ, else 0).
+
+    Where ``track_objective[r]`` is true, ``objectives[r, e]`` is the full training objective at θ after epoch e
+    (:func:`training_objective`, ``forward_only`` as it says), evaluated after that epoch's clock is read, so
+    ``seconds`` stays the training's alone; other runs' rows of ``objectives`` (n_runs × n_epochs) are not written.
     """
     n_runs, n_params = thetas.shape
     n_rows = min(batch_size, X.shape[0])
@@ -340,6 +373,12 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
             if not (math.isfinite(loss) and all_finite(theta)):
                 diverged_epochs[run] = epoch + 1
                 break
+            if track_objective[run]:
+                evaluated = monotonic_seconds(timespec)
+                objectives[run, epoch] = training_objective(model, theta, X, Y, layer_sizes, activation, output,
+                                                            alpha, n_rows, forward_only, grad, activations, deltas,
+                                                            batch_X, batch_Y)
+                start += monotonic_seconds(timespec) - evaluated  # the evaluation is not training time
 
 
 @jit(inline=True)

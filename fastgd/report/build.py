@@ -405,6 +405,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
 
     from fastgd.report import figures, rank_figure
     from fastgd.report.history import load_history
+    from fastgd.report.suboptimality import add_suboptimality
     from fastgd.sweep import stats
     from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
     from fastgd.sweep.completeness import completeness
@@ -430,6 +431,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
 
     say("figures: convergence, learning rates, time to target")
     add(figures.draw_convergence(finished, curves, out_dir))
+    add_suboptimality(page, finished, curves, sweeps)  # where a data set's configuration gives f*
     add(figures.draw_learning_rate_sensitivity(finished, out_dir))
     add(figures.draw_time_to_target(finished, out_dir))
     say("statistics: intervals, ranks, AlgoPerf scores")

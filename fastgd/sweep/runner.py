@@ -8,7 +8,11 @@ chunks, and a chunk is one unit of work for a worker:
   iteration;
 * one at a time (``batched=False``): each run through :class:`fastgd.training.Training`.
 
-Both give the same numbers for a run. Workers are local processes (``jobs``)
+Both give the same numbers for a run. A run whose spec has ``track_objective`` also records the full training
+objective (every training row, penalty included) at θ after each epoch, outside its clock: inside the compiled
+call for the runs that ask (:func:`fastgd.kernels.train.training_objective`), through the model's ``loss`` for a
+run trained alone (at its evaluation point, for a rule that has one); the store keeps it in ``curves.objective``.
+Workers are local processes (``jobs``)
 or the workers of a Dask cluster (``scheduler``); only this process writes the
 store, one transaction per run, so a sweep killed at any moment loses at most
 the chunks in flight. Runs already stored are skipped, so running a sweep
@@ -99,9 +103,12 @@ def _init(spec, net):
     return net.init(random_state=spec.seed)
 
 
-def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
-    """The stored fields of a finished run from its curve and final θ."""
+def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch, objectives=None):
+    """The stored fields of a finished run from its curve, final θ and (``spec.track_objective``) the full training
+    objective after each epoch."""
     losses, seconds = list(map(float, losses)), list(map(float, seconds))
+    objectives = None if objectives is None else [value if math.isfinite(value) else None
+                                                  for value in map(float, objectives)]
     # train_runs_together (compiled) stops a run only at a non-finite loss or θ; Training
     # also stops at a loss far above the first epoch's (fastgd.training.is_divergent). The
     # same test on the curve here makes both paths store the same run.
@@ -109,7 +116,10 @@ def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch):
     if grown is not None and (diverged_epoch is None or grown < diverged_epoch):
         diverged_epoch, losses, seconds = grown, losses[:grown - 1], seconds[:grown - 1]
     reached = next((epoch for epoch, loss in enumerate(losses) if loss <= spec.target_loss), None)
-    result = dict(spec=spec, losses=losses, seconds=seconds, epochs_run=len(losses), diverged_epoch=diverged_epoch,
+    if objectives is not None:
+        objectives = objectives[:len(losses)]
+    result = dict(spec=spec, losses=losses, seconds=seconds, objectives=objectives, epochs_run=len(losses),
+                  diverged_epoch=diverged_epoch,
                   status="diverged" if diverged_epoch else "ok", error=None,
                   final_loss=None if diverged_epoch else (losses[-1] if losses else None),
                   best_loss=min(losses) if losses else None,
@@ -137,9 +147,20 @@ def _train_alone(spec, net, data, optimizer):
 
     training = Training(net, optimizer, data.X_train, data.Y_train, _batch_size(spec, data), seed=spec.seed,
                         schedule=make_schedule(spec.schedule, n_epochs=spec.n_epochs))
-    history = training.run(spec.n_epochs)  # loss and seconds of the finite epochs only
+    objectives = [] if spec.track_objective else None
+
+    def record_objective(training, loss):
+        # after each finite epoch, at the θ the run is evaluated at (a rule with an evaluation point's loss is
+        # already the whole training set's there: fastgd.training.Training.epoch)
+        if training.optimizer.rule.evaluation is not None:
+            objectives.append(loss)
+        else:
+            objectives.append(net.loss(training.optimizer.params, data.X_train, data.Y_train))
+        return False
+
+    history = training.run(spec.n_epochs, callback=record_objective if spec.track_objective else None)
     return _summarise(spec, net, data, optimizer.evaluation_params(), history.loss, history.seconds,
-                      history.diverged_epoch)
+                      history.diverged_epoch, objectives)
 
 
 def _train_together(specs, net, data, optimizers):
@@ -172,9 +193,14 @@ def _train_together(specs, net, data, optimizers):
     schedule[SAMPLES_PER_EPOCH] = X.shape[0]  # as Training sets it: invscaling counts the samples seen
     # the model's places as Training's epochs take them (the serial pass: each run is one thread's work)
     entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
+    # the full training objective after every epoch, for the runs that ask (an MLP's pass takes an empty gradient
+    # as a request for its loss alone; a declared network's runs its backward pass too)
+    track = np.array([spec.track_objective for spec in specs], dtype=np.bool_)
+    objectives = np.full((n_runs, n_epochs), np.nan)
     arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
                  states, auxes, counters, packs[0].layout, schedule, None, batch_size, seeds, n_epochs,
-                 *net.epoch_workspaces(n_rows), losses, seconds, diverged)
+                 *net.epoch_workspaces(n_rows), losses, seconds, diverged, track, not isinstance(net, Network),
+                 objectives)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
@@ -184,7 +210,7 @@ def _train_together(specs, net, data, optimizers):
     for run, spec in enumerate(specs):
         finished = int(diverged[run]) - 1 if diverged[run] else n_epochs
         results.append(_summarise(spec, net, data, thetas[run], losses[run, :finished], seconds[run, :finished],
-                                  int(diverged[run]) or None))
+                                  int(diverged[run]) or None, objectives[run, :finished] if track[run] else None))
     return results
 
 

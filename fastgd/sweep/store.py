@@ -1,4 +1,4 @@
-"""The results store: one SQLite file (standard library, WAL mode), schema version 6.
+"""The results store: one SQLite file (standard library, WAL mode), schema version 7.
 
 Tables:
 
@@ -23,7 +23,10 @@ Tables:
               (:attr:`RunSpec.model`, JSON), empty for an MLP (``hidden_layer_sizes``, ``activation``
               and ``alpha``); ``schedule``, the learning-rate schedule's name
               (:data:`fastgd.training.SCHEDULES`).
-``curves``    one row per (run, epoch): training loss and seconds since the run began.
+``curves``    one row per (run, epoch): training loss (the mean of the epoch's batch losses, each taken before
+              its update), seconds since the run began, and ``objective``: the full training objective (every
+              training row, penalty included: what f* is the minimum of) at θ after the epoch, for a run whose
+              spec asks (:attr:`RunSpec.track_objective`), else NULL.
 ``artefacts`` one row per named artefact: what ``fastgd compare`` measured and
               computed besides the runs (throughput and machine limits, the
               trajectories, a loss landscape per data set, the gradient checks,
@@ -43,7 +46,8 @@ A file is opened as a store only if it is one: an SQLite database holding
 fastgd's tables with their columns and this schema version (or an older
 one: version 1 lacks ``runs.rule_hash`` and ``runs.data_hash``, version 2 the
 latter, version 3 the runs' provenance columns and the ``artefacts`` table,
-version 4 the protocol's columns, version 5 ``runs.model`` and ``runs.schedule``; a writer adds them, a
+version 4 the protocol's columns, version 5 ``runs.model`` and ``runs.schedule``, version 6
+``curves.objective``; a writer adds them, a
 reader sees the columns empty (an MLP's runs, for ``model``), the provenance columns filled from their sweep's
 provenance, ``split`` as "test", ``schedule`` as "constant", and no artefacts). Anything
 else (a text file, another program's database, a store of a newer fastgd) is
@@ -65,7 +69,7 @@ from pathlib import Path
 __all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION",
            "PROTOCOL_COLUMNS"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -131,6 +135,7 @@ CREATE TABLE curves (
     epoch INTEGER NOT NULL,
     loss REAL NOT NULL,
     seconds REAL NOT NULL,
+    objective REAL,
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
 CREATE TABLE artefacts (
@@ -156,18 +161,19 @@ RUN_PROVENANCE = {"git_commit": "git_commit", "fastgd_version": "fastgd", "numba
 # the columns each schema version adds to the one before (TEXT unless _COLUMN_TYPES says otherwise) and the
 # tables it adds (as _SCHEMA makes them): a writer adds them, in order, to an older store
 _ADDED_COLUMNS = {2: {"runs": ("rule_hash",)}, 3: {"runs": ("data_hash",)}, 4: {"runs": tuple(RUN_PROVENANCE)},
-                  5: {"runs": PROTOCOL_COLUMNS}, 6: {"runs": ("model", "schedule")}}
+                  5: {"runs": PROTOCOL_COLUMNS}, 6: {"runs": ("model", "schedule")},
+                  7: {"curves": ("objective",)}}
 _ADDED_TABLES = {4: ("artefacts",)}
 _COLUMN_TYPES = {"cpu_count": "INTEGER", "numba_threads": "INTEGER", "trial": "INTEGER",
                  "validation_fraction": "REAL", "validation_loss": "REAL", "validation_metric": "REAL",
-                 "test_loss": "REAL"}
+                 "test_loss": "REAL", "objective": "REAL"}
 
 
 _TABLE_COLUMNS = {
     "meta": ("key", "value"),
     "sweeps": ("sweep_id", "name", "started_at", "config", "provenance"),
     "runs": _RUN_COLUMNS,
-    "curves": ("run_id", "epoch", "loss", "seconds"),
+    "curves": ("run_id", "epoch", "loss", "seconds", "objective"),
     "artefacts": ("name", "made_at", "provenance", "content"),
 }
 
@@ -495,10 +501,12 @@ class Store:
                 f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))})", [row[column] for column in _RUN_COLUMNS])
             if cursor.rowcount == 0:
                 return False
+            losses, seconds = result.get("losses", ()), result.get("seconds", ())
+            objectives = result.get("objectives") or [None] * len(losses)
             self._connection.executemany(
-                "INSERT INTO curves (run_id, epoch, loss, seconds) VALUES (?, ?, ?, ?)",
-                [(spec.run_id, epoch + 1, float(loss), float(seconds))
-                 for epoch, (loss, seconds) in enumerate(zip(result.get("losses", ()), result.get("seconds", ())))])
+                "INSERT INTO curves (run_id, epoch, loss, seconds, objective) VALUES (?, ?, ?, ?, ?)",
+                [(spec.run_id, epoch + 1, float(loss), float(second), None if objective is None else float(objective))
+                 for epoch, (loss, second, objective) in enumerate(zip(losses, seconds, objectives))])
         return True
 
     def _frame(self, query):
@@ -537,9 +545,17 @@ class Store:
         return frame
 
     def curves_frame(self):
-        return self._frame(
+        """One row per (run, epoch): the run's data set, rule, learning rate, batch size, seed and hyperparameters,
+        the epoch, its loss, seconds and ``objective`` (NaN where not recorded, and in a store older than schema 7
+        read as it is)."""
+        columns = {row[1] for row in self._reading("PRAGMA table_info(curves)")}
+        objective = "c.objective" if "objective" in columns else "NULL AS objective"
+        frame = self._frame(
             "SELECT c.run_id, r.dataset, r.rule, r.learning_rate, r.batch_size, r.seed, r.hyperparameters, "
-            "c.epoch, c.loss, c.seconds FROM curves c JOIN runs r USING (run_id) ORDER BY c.run_id, c.epoch")
+            f"c.epoch, c.loss, c.seconds, {objective} FROM curves c JOIN runs r USING (run_id) "
+            "ORDER BY c.run_id, c.epoch")
+        frame["objective"] = frame["objective"].astype(float)
+        return frame
 
     def sweeps_frame(self):
         frame = self._frame("SELECT * FROM sweeps ORDER BY sweep_id")
@@ -709,10 +725,11 @@ def _merge_into(merged, inputs, versions):
                         summary["sweeps"] += 1
                     renumbered[sweep_id] = sweep_ids[key]
                 columns = _columns_of_version("runs", version)
+                curve_columns = [column for column in _columns_of_version("curves", version) if column != "run_id"]
                 for values in source.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY run_id").fetchall():
                     row = dict(zip(columns, values))
-                    curve = source.execute("SELECT epoch, loss, seconds FROM curves WHERE run_id = ? ORDER BY epoch",
-                                           (row["run_id"],)).fetchall()
+                    curve = source.execute(f"SELECT {', '.join(curve_columns)} FROM curves WHERE run_id = ? "
+                                           "ORDER BY epoch", (row["run_id"],)).fetchall()
                     if row["run_id"] in origin:
                         _check_same_run(connection, row, curve, origin[row["run_id"]], path)
                         summary["duplicate_runs"] += 1
@@ -721,7 +738,8 @@ def _merge_into(merged, inputs, versions):
                     row["sweep_id"] = renumbered[row["sweep_id"]]
                     connection.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                                        list(row.values()))
-                    connection.executemany("INSERT INTO curves (run_id, epoch, loss, seconds) VALUES (?, ?, ?, ?)",
+                    connection.executemany(f"INSERT INTO curves (run_id, {', '.join(curve_columns)}) "
+                                           f"VALUES (?, {', '.join('?' * len(curve_columns))})",
                                            [(row["run_id"], *point) for point in curve])
                     summary["runs"] += 1
                 if "artefacts" in _tables_of_version(version):
@@ -746,12 +764,14 @@ def _check_same_run(connection, row, curve, first, path):
     present = [column for column in RESULT_COLUMNS if column in row]
     held = dict(zip(present, connection.execute(f"SELECT {', '.join(present)} FROM runs WHERE run_id = ?",
                                                 (row["run_id"],)).fetchone()))
-    held_curve = connection.execute("SELECT epoch, loss FROM curves WHERE run_id = ? ORDER BY epoch",
+    held_curve = connection.execute("SELECT epoch, loss, objective FROM curves WHERE run_id = ? ORDER BY epoch",
                                     (row["run_id"],)).fetchall()
     differing = [column for column in present if not _same_result(held[column], row[column])]
+    # a curve point is (epoch, loss, seconds[, objective]): schema 7's objective, compared where both recorded it
     if len(held_curve) != len(curve) or not all(
-            epoch == other_epoch and _same_result(loss, other_loss)
-            for (epoch, loss), (other_epoch, other_loss, _) in zip(held_curve, curve)):
+            epoch == other[0] and _same_result(loss, other[1])
+            and (objective is None or len(other) < 4 or other[3] is None or _same_result(objective, other[3]))
+            for (epoch, loss, objective), other in zip(held_curve, curve)):
         differing.append("curve")
     if differing:
         raise StoreError(f"run {row['run_id']} ({row['rule']} on {row['dataset']}, learning rate "
