@@ -103,20 +103,13 @@ class Problem:
 
     def f_star(self):
         """The optimal training loss of a convex problem (:func:`fastgd.optimum.optimal_training_loss` on its data
-        and L2 penalty, computed once), None for a non-convex one.
-
-        Raises NotImplementedError where this fastgd has no :mod:`fastgd.optimum`.
-        """
+        and L2 penalty, computed once), None for a non-convex one."""
         if not self.convex:
             return None
         if "f_star" not in self._cache:
-            import importlib.util
-
-            if importlib.util.find_spec("fastgd.optimum") is None:
-                raise NotImplementedError(f"problem {self.name!r}: f* needs fastgd.optimum, which this fastgd lacks")
             from fastgd import optimum
 
-            self._cache["f_star"] = float(optimum.optimal_training_loss(self.load(), self.alpha))
+            self._cache["f_star"] = float(optimum.optimal_training_loss(self.load(), self.alpha)[0])
         return self._cache["f_star"]
 
 
@@ -198,10 +191,7 @@ def as_dataset_table(problem):
     table["model"] = _plain(problem.model)
     table["epochs"] = problem.epochs
     table["batch_sizes"] = [problem.batch_size]
-    try:
-        f_star = problem.f_star()
-    except NotImplementedError:
-        f_star = None
+    f_star = problem.f_star()
     if f_star is not None:
         table["f_star"] = f_star
     return table

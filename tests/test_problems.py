@@ -2,7 +2,6 @@
 ``problems = [...]``, ``--problem``, ``fastgd problems``, the ``suite`` preset and the ``mnist_5k`` data set."""
 
 import dataclasses
-import importlib.util
 import json
 import math
 import sys
@@ -167,18 +166,14 @@ def test_a_problem_that_cannot_be_declared_is_refused(bad, message):
         dataclasses.replace(problems.get("digits_cnn"), **bad)
 
 
-def test_without_fastgd_optimum_a_convex_problem_says_so_and_its_table_has_no_f_star(monkeypatch):
-    problem = dataclasses.replace(problems.get("lecture_linreg"))  # a cache of its own
-    monkeypatch.setitem(sys.modules, "fastgd.optimum", None)
-    assert importlib.util.find_spec("fastgd.optimum") is None
-    with pytest.raises(NotImplementedError, match="f\\* needs fastgd.optimum"):
-        problem.f_star()
-    assert "f_star" not in problems.as_dataset_table(problem)
+def test_a_convex_problems_table_carries_its_f_star_and_the_others_none():
+    table = problems.as_dataset_table(problems.get("logreg_digits"))
+    assert table["f_star"] == problems.get("logreg_digits").f_star() > 0
     assert problems.get("digits_cnn").f_star() is None
+    assert "f_star" not in problems.as_dataset_table(problems.get("digits_cnn"))
 
 
 def test_the_f_star_of_the_convex_problems_is_the_independent_solvers_minimum():
-    pytest.importorskip("fastgd.optimum", reason="p27b: fastgd.optimum computes f*")
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
     linreg = problems.get("lecture_linreg")
