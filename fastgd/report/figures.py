@@ -13,7 +13,7 @@ import numpy as np
 from fastgd import optim
 
 __all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
-           "draw_learning_rate_sensitivity", "draw_time_to_target",
+           "draw_learning_rate_sensitivity", "draw_time_to_target", "draw_runtime_overhead",
            "draw_performance_profile", "draw_throughput", "draw_trajectories",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
@@ -287,6 +287,73 @@ def draw_time_to_target(runs, out_dir):
                  "configuration (fewest epochs to the target), mean over seeds.",
                  "Read a row for one rule across the data sets, a column for the rules on one set: darker is "
                  "faster, – never reached the target.")
+
+
+# the ticks a ratio axis may take: few enough to read, each labelled as a factor ("1.5×")
+RATIO_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def _ratio_axis(ax, values):
+    """A log x axis around ``values`` (ratios) and 1, ticked with those of :data:`RATIO_TICKS` in its range, at most
+    six, each labelled as a factor; no minor labels (they run into one another within a decade)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    finite = values[np.isfinite(values) & (values > 0)]
+    low, high = min(1.0, float(finite.min())) / 1.15, max(1.0, float(finite.max())) * 1.15
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    ticks = [tick for tick in RATIO_TICKS if low <= tick <= high]
+    while len(ticks) > 6:
+        ticks = [tick for index, tick in enumerate(ticks) if index % 2 == 0 or tick == 1.0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda tick, _: f"{tick:g}×"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def draw_runtime_overhead(table, out_dir, reference="sgd"):
+    """Each rule's seconds per epoch over ``reference``'s, one panel per setting (``table``: the frame of
+    :func:`fastgd.report.overhead.overhead_table` with each row's setting in words, ``column``): the ratio with its
+    interval on a log axis, 1 at the line; a setting without ``reference`` runs shows seconds per epoch with the runs'
+    quartiles instead."""
+    plt, sns = _plotting()
+    names = sorted(table["column"].unique())
+    rules = rules_in(table["rule"])
+    colours, styles = palette(rules), rule_styles(rules)
+    columns = min(3, len(names))
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, (0.28 * len(rules) + 1.4) * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        panel = table[table["column"] == name].set_index("rule")
+        present = [rule for rule in rules if rule in panel.index]
+        as_ratio = bool(np.isfinite(panel["ratio"].astype(float)).any())
+        value, low, high = ("ratio", "ratio_low", "ratio_high") if as_ratio else \
+            ("seconds", "seconds_low", "seconds_high")
+        for position, rule in enumerate(present):
+            centre, below, above = (float(panel.loc[rule, key]) for key in (value, low, high))
+            error = [[centre - below], [above - centre]] if np.isfinite(below) and np.isfinite(above) else None
+            ax.errorbar([centre], [position], xerr=error, fmt=styles[rule].marker, color=colours[rule], capsize=3,
+                        markersize=5)
+        ax.set_yticks(range(len(present)))
+        ax.set_yticklabels(present, fontsize="small")
+        ax.set_ylim(len(present) - 0.5, -0.5)
+        if as_ratio:
+            ax.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
+            _ratio_axis(ax, panel[[value, low, high]].to_numpy(dtype=float))
+            ax.set_xlabel(f"seconds per epoch / {reference}'s")
+        else:
+            _seconds_axis(ax.xaxis)
+            ax.set_xlabel(f"seconds per epoch (no {reference} runs)")
+        ax.set_title(name, fontsize="medium")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out_dir, "runtime_overhead", table, "Runtime overhead per epoch",
+                 f"Each rule's seconds per epoch over {reference}'s on the same data set, batch size and model "
+                 "(DeepOBS's runtime overhead): the median over runs, the bar its 95% bootstrap interval; where "
+                 f"{reference} has no runs, seconds per epoch with the runs' quartiles.",
+                 f"Left of the dashed line (1×) a rule's epoch is faster than {reference}'s, right of it slower: "
+                 "2 means an epoch takes twice as long; bars that straddle 1 cannot be told from it.")
 
 
 def draw_performance_profile(runs, out_dir):
