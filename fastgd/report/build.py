@@ -403,7 +403,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from fastgd.report import figures, overhead, rank_figure
+    from fastgd.report import figures, overhead, rank_figure, sensitivity
     from fastgd.report.history import load_history
     from fastgd.sweep import stats
     from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
@@ -431,6 +431,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     say("figures: convergence, learning rates, time to target")
     add(figures.draw_convergence(finished, curves, out_dir))
     add(figures.draw_learning_rate_sensitivity(finished, out_dir))
+    sensitivity.draw_sensitivity(page, compared, tune)
     add(figures.draw_time_to_target(finished, out_dir))
     overhead.draw_overhead(page, finished, curves)
     say("statistics: intervals, ranks, AlgoPerf scores")

@@ -13,7 +13,8 @@ import numpy as np
 from fastgd import optim
 
 __all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
-           "draw_learning_rate_sensitivity", "draw_time_to_target", "draw_runtime_overhead",
+           "draw_learning_rate_sensitivity", "draw_learning_rate_trials", "draw_time_to_target",
+           "draw_runtime_overhead",
            "draw_performance_profile", "draw_throughput", "draw_trajectories",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
@@ -258,6 +259,52 @@ def draw_learning_rate_sensitivity(runs, out_dir):
                  "above the panel).",
                  "One line per rule: a wide, low valley means the rule forgives a poorly chosen learning rate, a "
                  "narrow one that it must be tuned.")
+
+
+def draw_learning_rate_trials(points, out_dir):
+    """Each rule's tuning trials, validation loss against learning rate on log axes, one panel per ``panel`` of
+    ``points`` (:func:`fastgd.report.sensitivity.sensitivity_points`' frame with each row's panel in words): a line
+    through the finite trials in order of learning rate, × at the top for a diverged trial, ▲ for a finite loss
+    above the panel's ceiling."""
+    plt, sns = _plotting()
+    names = sorted(points["panel"].unique())
+    columns = min(3, len(names))
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+    rules = rules_in(points["rule"])
+    colours, styles = palette(rules), rule_styles(rules)
+    for ax, name in zip(axes.flat, names):
+        panel = points[(points["panel"] == name) & (points["status"] != "failed")]
+        finite = panel[panel["status"] == "ok"]
+        losses = finite["loss"].astype(float)
+        # a loss that grew without overflowing would squash the panel: drawn at a ceiling, marked ▲
+        ceiling = 10.0 * float(losses.median()) if len(losses) and losses.median() > 0 else 10.0
+        top = min(ceiling, float(losses.max()) if len(losses) else ceiling) * 1.6
+        for rule in rules:
+            trials = finite[finite["rule"] == rule].sort_values("learning_rate")
+            if len(trials):
+                ax.plot(trials["learning_rate"], trials["loss"].clip(upper=ceiling), linewidth=1.2,
+                        **styles[rule].line())
+            above = trials[trials["loss"] > ceiling]
+            diverged = panel[(panel["rule"] == rule) & (panel["status"] == "diverged")]
+            for marker, height, chosen in (("^", ceiling, above), ("x", top, diverged)):
+                if len(chosen):
+                    ax.scatter(chosen["learning_rate"], np.full(len(chosen), height), marker=marker,
+                               color=colours[rule], s=40, clip_on=False, zorder=5)
+        ax.set_xscale("log")
+        if len(losses) and (losses > 0).all():
+            ax.set_yscale("log")
+        ax.set_ylim(top=top)
+        ax.set_title(name)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation loss of the trial")
+    _rule_legend(fig, list(axes.flat), colours, rules, n_used=len(names))
+    return _save(fig, out_dir, "learning_rate_trials", points, "Learning rates of the tuning trials",
+                 "Each tuning trial's validation loss against its learning rate (each trial also draws the rule's "
+                 "other hyperparameters); × at the top of a panel: the trial diverged; ▲: a finite loss above the "
+                 "panel. The table below measures each rule's range of good learning rates.",
+                 "One line per rule: a wide, low valley means many learning rates work, a narrow dip that the rule "
+                 "must be tuned; × marks the learning rates where it diverged.")
 
 
 def draw_time_to_target(runs, out_dir):
