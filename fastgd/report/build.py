@@ -7,7 +7,9 @@ copied to another machine gives the same report there. Nothing in the page is
 fetched from the network.
 
 This module draws the runs (convergence, learning rates, time to target,
-intervals, ranks, profiles, tuning) and writes the summary; what ``fastgd
+intervals, ranks, profiles, tuning; the runtime overhead against SGD and the
+learning-rate ranges through :mod:`fastgd.report.overhead` and
+:mod:`fastgd.report.sensitivity`) and writes the summary; what ``fastgd
 compare`` measured besides the runs and stored in the store's ``artefacts``
 table (throughput, trajectories, landscapes, gradient checks, the machine, the
 asv history, the data sets) is drawn by the sections declared in

@@ -6,6 +6,7 @@ and the data behind it as ``<stem>.csv`` into ``out_dir``, and returns a
 every figure.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -341,17 +342,22 @@ RATIO_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0,
 
 
 def _ratio_axis(ax, values):
-    """A log x axis around ``values`` (ratios) and 1, ticked with those of :data:`RATIO_TICKS` in its range, at most
-    six, each labelled as a factor; no minor labels (they run into one another within a decade)."""
+    """A log x axis around ``values`` (ratios) and 1, ticked with those of :data:`RATIO_TICKS` in its range that lie
+    apart, each labelled as a factor; no minor labels (they run into one another within a decade)."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
     finite = values[np.isfinite(values) & (values > 0)]
     low, high = min(1.0, float(finite.min())) / 1.15, max(1.0, float(finite.max())) * 1.15
     ax.set_xscale("log")
     ax.set_xlim(low, high)
-    ticks = [tick for tick in RATIO_TICKS if low <= tick <= high]
-    while len(ticks) > 6:
-        ticks = [tick for index, tick in enumerate(ticks) if index % 2 == 0 or tick == 1.0]
+    # 1 first, then each tick at least a sixth of the axis's span (in log) from every one kept: labels never meet
+    gap = math.log(high / low) / 6
+    ticks = [1.0]
+    for tick in sorted((tick for tick in RATIO_TICKS if low <= tick <= high and tick != 1.0),
+                       key=lambda tick: abs(math.log(tick))):
+        if all(abs(math.log(tick / kept)) >= gap for kept in ticks):
+            ticks.append(tick)
+    ticks.sort()
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda tick, _: f"{tick:g}×"))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -361,10 +367,12 @@ def _ratio_axis(ax, values):
 def draw_runtime_overhead(table, out_dir, reference="sgd"):
     """Each rule's seconds per epoch over ``reference``'s, one panel per setting (``table``: the frame of
     :func:`fastgd.report.overhead.overhead_table` with each row's setting in words, ``column``): the ratio with its
-    interval on a log axis, 1 at the line; a setting without ``reference`` runs shows seconds per epoch with the runs'
-    quartiles instead."""
+    interval on a log axis, 1 at the line. Settings without ``reference`` runs (seconds alone) are left to the
+    section's table unless no setting has a ratio: then each shows seconds per epoch with the runs' quartiles. The
+    CSV holds all of ``table``."""
     plt, sns = _plotting()
-    names = sorted(table["column"].unique())
+    with_ratio = table.groupby("column")["ratio"].transform(lambda ratios: ratios.notna().any()).astype(bool)
+    names = sorted(table.loc[with_ratio if with_ratio.any() else table.index, "column"].unique())
     rules = rules_in(table["rule"])
     colours, styles = palette(rules), rule_styles(rules)
     columns = min(3, len(names))

@@ -9,6 +9,8 @@ test problem. Here, from a store's runs and curves alone:
   or alone);
 * :func:`overhead_table`: per machine, setting and rule, the median over runs, and its ratio to SGD's on the same
   setting and machine with a bootstrap interval over runs;
+* :func:`step_ratios`: beside them, each rule's update step alone over SGD's, from the throughput ``fastgd compare``
+  stored (timed apart from training: the rule's own cost without the model's passes);
 * :func:`draw_overhead`: the report's section (a figure, a table and the text saying what the seconds measure).
 
 What the seconds are: a sweep trains each chunk of runs (one rule, one data set) in one compiled call,
@@ -24,7 +26,7 @@ import math
 
 import numpy as np
 
-__all__ = ["REFERENCE", "SETTING_COLUMNS", "run_epoch_seconds", "overhead_table", "overhead_cells",
+__all__ = ["REFERENCE", "SETTING_COLUMNS", "run_epoch_seconds", "overhead_table", "overhead_cells", "step_ratios",
            "draw_overhead"]
 
 # the rule every other is compared with
@@ -201,6 +203,37 @@ def overhead_cells(table, reference=REFERENCE):
     return {"columns": ["rule", *columns], "rows": rows, "text": 1}
 
 
+def step_ratios(artefacts, reference=REFERENCE):
+    """Each rule's update step alone over ``reference``'s, from the throughput ``fastgd compare`` stored (its steps
+    table: fastgd's step, float32, timed apart from training): {parameters: Series by rule} at the smallest and the
+    largest parameter count timed; {} without a stored throughput or a ``reference`` step in it."""
+    import pandas as pd
+
+    from fastgd.report.sections import THROUGHPUT
+
+    stored = artefacts.get(THROUGHPUT)
+    if stored is None:
+        return {}
+    steps = pd.DataFrame(stored["content"]["frames"]["steps"])
+    if steps.empty or not {"rule", "parameters", "implementation", "seconds"} <= set(steps):
+        return {}
+    seconds = steps[steps["implementation"] == "fastgd"].pivot_table(index="parameters", columns="rule",
+                                                                     values="seconds")
+    if reference not in seconds:
+        return {}
+    sizes = sorted({int(seconds.index.min()), int(seconds.index.max())})
+    return {size: (seconds.loc[size] / seconds.loc[size, reference]).dropna() for size in sizes}
+
+
+def _with_steps(cells, ratios):
+    """The table of :func:`overhead_cells` with a column per size of ``ratios`` (:func:`step_ratios`)."""
+    for size, of_size in ratios.items():
+        cells["columns"].append(f"update step alone, {size:,} parameters")
+        for row in cells["rows"]:
+            row.append(f"{of_size[row[0]]:.3g}×" if row[0] in of_size else "–")
+    return cells
+
+
 def _note(table, reference):
     from fastgd.report.text import plural
 
@@ -217,15 +250,15 @@ def _note(table, reference):
             "update's and its state's. What the seconds measure: a sweep trains a chunk of one rule's runs in one "
             "compiled call, one run per thread, each timing its own epochs from its own start; so they are one "
             "thread's time whatever the chunk's size, every rule timed alike, but beside whatever the other threads "
-            "ran then and under the machine's load. The update step "
-            "alone, timed apart from training, is under Throughput where fastgd compare measured it.")
-    if (table.get("trained") == "alone").any():
+            "ran then and under the machine's load.")
+    if "trained" in table and (table["trained"] == "alone").any():
         text += (" Rules with an evaluation point (ASGD, schedule-free) train alone, through a pass that may take "
                  "several threads: their seconds are given apart (trained alone) and not divided by "
                  f"{reference}'s.")
     if without:
         text += (f" No {reference} runs on {', '.join(without)}: seconds per epoch alone there, the median over runs "
-                 "with the runs' quartiles.")
+                 "with the runs' quartiles" + (", in the table only." if len(without) < len(set(labelled["column"]))
+                                               else "."))
     if len(machines) > 1:
         text += (f" The store holds runs of {plural(len(machines), 'machine')} ({'; '.join(machines)}): each "
                  "machine's runs are compared among themselves, never across machines.")
@@ -246,5 +279,11 @@ def draw_overhead(page, runs, curves, reference=REFERENCE):
     table = overhead_table(per_run, reference)
     table = table.assign(column=_label(table))
     page.say("figure: runtime overhead per epoch")
-    page.add(figures.draw_runtime_overhead(table, page.out_dir, reference), note=_note(table, reference),
-             table=overhead_cells(table.drop(columns="column"), reference))
+    note = _note(table, reference)
+    ratios = step_ratios(page.artefacts, reference)
+    if ratios:
+        note += (f" The last columns: each rule's update step alone over {reference}'s, fastgd's float32 step timed "
+                 "apart from training by fastgd compare (see Throughput): the rule's own cost without the model's "
+                 "passes.")
+    page.add(figures.draw_runtime_overhead(table, page.out_dir, reference), note=note,
+             table=_with_steps(overhead_cells(table.drop(columns="column"), reference), ratios))
