@@ -367,12 +367,13 @@ def _ratio_axis(ax, values):
 def draw_runtime_overhead(table, out_dir, reference="sgd"):
     """Each rule's seconds per epoch over ``reference``'s, one panel per setting (``table``: the frame of
     :func:`fastgd.report.overhead.overhead_table` with each row's setting in words, ``column``): the ratio with its
-    interval on a log axis, 1 at the line. Settings without ``reference`` runs (seconds alone) are left to the
-    section's table unless no setting has a ratio: then each shows seconds per epoch with the runs' quartiles. The
-    CSV holds all of ``table``."""
+    interval on a log axis, 1 at the line, the same range in every panel. Settings without ``reference`` runs
+    (seconds alone) are left to the section's table unless no setting has a ratio: then each shows seconds per epoch
+    with the runs' quartiles. The CSV holds all of ``table``."""
     plt, sns = _plotting()
     with_ratio = table.groupby("column")["ratio"].transform(lambda ratios: ratios.notna().any()).astype(bool)
     names = sorted(table.loc[with_ratio if with_ratio.any() else table.index, "column"].unique())
+    shown = table[table["column"].isin(names)]
     rules = rules_in(table["rule"])
     colours, styles = palette(rules), rule_styles(rules)
     columns = min(3, len(names))
@@ -394,7 +395,7 @@ def draw_runtime_overhead(table, out_dir, reference="sgd"):
         ax.set_ylim(len(present) - 0.5, -0.5)
         if as_ratio:
             ax.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
-            _ratio_axis(ax, panel[[value, low, high]].to_numpy(dtype=float))
+            _ratio_axis(ax, shown[["ratio", "ratio_low", "ratio_high"]].to_numpy(dtype=float))  # one range
             ax.set_xlabel(f"seconds per epoch / {reference}'s")
         else:
             _seconds_axis(ax.xaxis)
