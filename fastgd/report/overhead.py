@@ -15,7 +15,7 @@ test problem. Here, from a store's runs and curves alone:
 
 What the seconds are: a sweep trains each chunk of runs (one rule, one data set) in one compiled call,
 :func:`fastgd.kernels.train.train_runs_together`, one run per ``prange`` iteration, and each run times its own
-epochs from its own start on the one thread that runs it; worker processes share the cores, one thread each. So
+epochs from its own start on the one thread that runs it (local workers divide the cores among them). So
 a run's seconds are one thread's time for its epochs whatever the chunk's size, and every rule is timed alike,
 but beside whatever the other threads run then (memory bandwidth and caches are shared) and under the machine's
 load. A rule with an evaluation point (ASGD, schedule-free) trains alone through :class:`fastgd.training.Training`,
@@ -137,7 +137,7 @@ def overhead_table(per_run, reference=REFERENCE, seed=0):
             values = of_rule["seconds_per_epoch"].to_numpy(dtype=float)
             low, high = np.percentile(values, [25, 75])
             ratio = ratio_low = ratio_high = math.nan
-            if len(base):
+            if len(base) and np.median(base) > 0:  # a clock that read no time between epochs gives no ratio
                 ratio = float(np.median(values) / np.median(base))
                 ratio_low, ratio_high = (1.0, 1.0) if rule == reference else _ratio_interval(values, base, seed)
             records.append(dict(setting, rule=rule, runs=len(values), seconds=float(np.median(values)),
