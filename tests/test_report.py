@@ -14,7 +14,7 @@ from rule_cases import readme_plugin
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIGURES = ["convergence", "learning_rate_sensitivity", "time_to_target", "intervals", "critical_difference",
-           "performance_profile", "throughput", "trajectories", "landscape"]
+           "performance_profile", "runtime_overhead", "throughput", "trajectories", "landscape"]
 
 
 def fastgd_command(*arguments, cwd=None):
@@ -662,7 +662,8 @@ def assert_every_figure_has_a_how_to_read_line(page):
 
 def test_every_figure_has_a_how_to_read_line(tmp_path, quick_report):
     page = render(tmp_path, synthetic_frames({"adam": 5, "sgd": 30}, tuning=True))
-    assert len(figure_blocks(page)) == 7  # convergence, rates, time, intervals, ranks, profile, tuning
+    # convergence, rates, the trials' rates, time, overhead, intervals, ranks, profile, tuning
+    assert len(figure_blocks(page)) == 9
     assert_every_figure_has_a_how_to_read_line(page)
     out, _, _ = quick_report
     assert_every_figure_has_a_how_to_read_line((out / "index.html").read_text())

@@ -7,7 +7,9 @@ copied to another machine gives the same report there. Nothing in the page is
 fetched from the network.
 
 This module draws the runs (convergence, learning rates, time to target,
-intervals, ranks, profiles, tuning) and writes the summary; what ``fastgd
+intervals, ranks, profiles, tuning; the runtime overhead against SGD and the
+learning-rate ranges through :mod:`fastgd.report.overhead` and
+:mod:`fastgd.report.sensitivity`) and writes the summary; what ``fastgd
 compare`` measured besides the runs and stored in the store's ``artefacts``
 table (throughput, trajectories, landscapes, gradient checks, the machine, the
 asv history, the data sets) is drawn by the sections declared in
@@ -403,7 +405,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from fastgd.report import figures, rank_figure
+    from fastgd.report import figures, overhead, rank_figure, sensitivity
     from fastgd.report.history import load_history
     from fastgd.report.suboptimality import add_suboptimality
     from fastgd.sweep import stats
@@ -433,7 +435,9 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     add(figures.draw_convergence(finished, curves, out_dir))
     add_suboptimality(page, finished, curves, sweeps)  # where a data set's configuration gives f*
     add(figures.draw_learning_rate_sensitivity(finished, out_dir))
+    sensitivity.draw_sensitivity(page, compared, tune)
     add(figures.draw_time_to_target(finished, out_dir))
+    overhead.draw_overhead(page, finished, curves)
     say("statistics: intervals, ranks, AlgoPerf scores")
     intervals = stats.intervals(finished)
     add(figures.draw_intervals(finished, out_dir, intervals),

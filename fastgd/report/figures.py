@@ -6,6 +6,7 @@ and the data behind it as ``<stem>.csv`` into ``out_dir``, and returns a
 every figure.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 from fastgd import optim
 
 __all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
-           "draw_learning_rate_sensitivity", "draw_time_to_target",
+           "draw_learning_rate_sensitivity", "draw_learning_rate_trials", "draw_time_to_target",
+           "draw_runtime_overhead",
            "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_parameter_paths",
            "draw_landscapes", "draw_history", "draw_intervals", "draw_tuning",
            "tuning_progress"]
@@ -260,6 +262,52 @@ def draw_learning_rate_sensitivity(runs, out_dir):
                  "narrow one that it must be tuned.")
 
 
+def draw_learning_rate_trials(points, out_dir):
+    """Each rule's tuning trials, validation loss against learning rate on log axes, one panel per ``panel`` of
+    ``points`` (:func:`fastgd.report.sensitivity.sensitivity_points`' frame with each row's panel in words): a line
+    through the finite trials in order of learning rate, × at the top for a diverged trial, ▲ for a finite loss
+    above the panel's ceiling."""
+    plt, sns = _plotting()
+    names = sorted(points["panel"].unique())
+    columns = min(3, len(names))
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+    rules = rules_in(points["rule"])
+    colours, styles = palette(rules), rule_styles(rules)
+    for ax, name in zip(axes.flat, names):
+        panel = points[(points["panel"] == name) & (points["status"] != "failed")]
+        finite = panel[panel["status"] == "ok"]
+        losses = finite["loss"].astype(float)
+        # a loss that grew without overflowing would squash the panel: drawn at a ceiling, marked ▲
+        ceiling = 10.0 * float(losses.median()) if len(losses) and losses.median() > 0 else 10.0
+        top = min(ceiling, float(losses.max()) if len(losses) else ceiling) * 1.6
+        for rule in rules:
+            trials = finite[finite["rule"] == rule].sort_values("learning_rate")
+            if len(trials):
+                ax.plot(trials["learning_rate"], trials["loss"].clip(upper=ceiling), linewidth=1.2,
+                        **styles[rule].line())
+            above = trials[trials["loss"] > ceiling]
+            diverged = panel[(panel["rule"] == rule) & (panel["status"] == "diverged")]
+            for marker, height, chosen in (("^", ceiling, above), ("x", top, diverged)):
+                if len(chosen):
+                    ax.scatter(chosen["learning_rate"], np.full(len(chosen), height), marker=marker,
+                               color=colours[rule], s=40, clip_on=False, zorder=5)
+        ax.set_xscale("log")
+        if len(losses) and (losses > 0).all():
+            ax.set_yscale("log")
+        ax.set_ylim(top=top)
+        ax.set_title(name)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation loss of the trial")
+    _rule_legend(fig, list(axes.flat), colours, rules, n_used=len(names))
+    return _save(fig, out_dir, "learning_rate_trials", points, "Learning rates of the tuning trials",
+                 "Each tuning trial's validation loss against its learning rate (each trial also draws the rule's "
+                 "other hyperparameters); × at the top of a panel: the trial diverged; ▲: a finite loss above the "
+                 "panel. The table below measures each rule's range of good learning rates.",
+                 "One line per rule: a wide, low valley means many learning rates work, a narrow dip that the rule "
+                 "must be tuned; × marks the learning rates where it diverged.")
+
+
 def draw_time_to_target(runs, out_dir):
     """A heat map of milliseconds to the target loss, rule × data set, of each rule's best configuration (– where it
     never reached the target on every seed); its data is the best configurations' table."""
@@ -287,6 +335,81 @@ def draw_time_to_target(runs, out_dir):
                  "configuration (fewest epochs to the target), mean over seeds.",
                  "Read a row for one rule across the data sets, a column for the rules on one set: darker is "
                  "faster, – never reached the target.")
+
+
+# the ticks a ratio axis may take: few enough to read, each labelled as a factor ("1.5×")
+RATIO_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def _ratio_axis(ax, values):
+    """A log x axis around ``values`` (ratios) and 1, ticked with those of :data:`RATIO_TICKS` in its range that lie
+    apart, each labelled as a factor; no minor labels (they run into one another within a decade)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    finite = values[np.isfinite(values) & (values > 0)]
+    low, high = min(1.0, float(finite.min())) / 1.15, max(1.0, float(finite.max())) * 1.15
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    # 1 first, then each tick at least a sixth of the axis's span (in log) from every one kept: labels never meet
+    gap = math.log(high / low) / 6
+    ticks = [1.0]
+    for tick in sorted((tick for tick in RATIO_TICKS if low <= tick <= high and tick != 1.0),
+                       key=lambda tick: abs(math.log(tick))):
+        if all(abs(math.log(tick / kept)) >= gap for kept in ticks):
+            ticks.append(tick)
+    ticks.sort()
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda tick, _: f"{tick:g}×"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def draw_runtime_overhead(table, out_dir, reference="sgd"):
+    """Each rule's seconds per epoch over ``reference``'s, one panel per setting (``table``: the frame of
+    :func:`fastgd.report.overhead.overhead_table` with each row's setting in words, ``column``): the ratio with its
+    interval on a log axis, 1 at the line, the same range in every panel. Settings without ``reference`` runs
+    (seconds alone) are left to the section's table unless no setting has a ratio: then each shows seconds per epoch
+    with the runs' quartiles. The CSV holds all of ``table``."""
+    plt, sns = _plotting()
+    with_ratio = table.groupby("column")["ratio"].transform(lambda ratios: ratios.notna().any()).astype(bool)
+    names = sorted(table.loc[with_ratio if with_ratio.any() else table.index, "column"].unique())
+    shown = table[table["column"].isin(names)]
+    rules = rules_in(table["rule"])
+    colours, styles = palette(rules), rule_styles(rules)
+    columns = min(3, len(names))
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, (0.28 * len(rules) + 1.4) * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        panel = table[table["column"] == name].set_index("rule")
+        present = [rule for rule in rules if rule in panel.index]
+        as_ratio = bool(np.isfinite(panel["ratio"].astype(float)).any())
+        value, low, high = ("ratio", "ratio_low", "ratio_high") if as_ratio else \
+            ("seconds", "seconds_low", "seconds_high")
+        for position, rule in enumerate(present):
+            centre, below, above = (float(panel.loc[rule, key]) for key in (value, low, high))
+            error = [[centre - below], [above - centre]] if np.isfinite(below) and np.isfinite(above) else None
+            ax.errorbar([centre], [position], xerr=error, fmt=styles[rule].marker, color=colours[rule], capsize=3,
+                        markersize=5)
+        ax.set_yticks(range(len(present)))
+        ax.set_yticklabels(present, fontsize="small")
+        ax.set_ylim(len(present) - 0.5, -0.5)
+        if as_ratio:
+            ax.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
+            _ratio_axis(ax, shown[["ratio", "ratio_low", "ratio_high"]].to_numpy(dtype=float))  # one range
+            ax.set_xlabel(f"seconds per epoch / {reference}'s")
+        else:
+            _seconds_axis(ax.xaxis)
+            ax.set_xlabel(f"seconds per epoch (no {reference} runs)")
+        ax.set_title(name, fontsize="medium")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out_dir, "runtime_overhead", table, "Runtime overhead per epoch",
+                 f"Each rule's seconds per epoch over {reference}'s on the same data set, batch size and model "
+                 "(DeepOBS's runtime overhead): the median over runs, the bar its 95% bootstrap interval; where "
+                 f"{reference} has no runs, seconds per epoch with the runs' quartiles.",
+                 f"Left of the dashed line (1×) a rule's epoch is faster than {reference}'s, right of it slower: "
+                 "2 means an epoch takes twice as long; bars that straddle 1 cannot be told from it.")
 
 
 def draw_performance_profile(runs, out_dir):
