@@ -8,6 +8,8 @@
     fastgd merge A.db B.db --out C.db                       stores of several machines in one, each run once
     fastgd train --dataset digits --optimizer adam --lr 1e-3     one run, its curve printed
     fastgd problems                                         the named test problems (fastgd.problems)
+    fastgd baselines [--store PATH]                         every built-in rule on the problems, kept for
+                                                            compare --against-baselines
     fastgd gradcheck                                        numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, MKL, CUDA
@@ -764,7 +766,17 @@ def command_compare(arguments):
         config, targets = _sweep_config_and_targets(arguments)
     except SweepConfigError as error:
         raise CommandError(error) from None
+    against = None
+    if arguments.against_baselines is not None:
+        from fastgd.sweep import baselines
+
+        try:
+            against = baselines.check_available(arguments.against_baselines or None)
+        except StoreError as error:
+            raise CommandError(f"--against-baselines: {error}") from None
     _create_directory(out_dir, "--out")
+    if against is not None:
+        _seed_from_baselines(config, against, store)
     _say(f"1/4 sweep '{config.name}': {_planned(config)} into {store}")
     _note_jobs(arguments.jobs)
     try:
@@ -786,6 +798,11 @@ def command_compare(arguments):
     else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
+        if against is not None:  # the baselines' rules were timed where they were built: the new rules, beside two
+            from fastgd import rules as rule_registry
+
+            settings = dict(COMPARE_THROUGHPUT["quick"], rules=("sgd", "adam", *(
+                rule for rule in config.rules if not rule_registry.is_builtin(rule))))
         if arguments.dataset or arguments.config or arguments.problem:  # the report's throughput is of its data
             from fastgd.datasets import load as load_dataset
 
@@ -804,6 +821,39 @@ def command_compare(arguments):
     except ValueError as error:  # e.g. every run failed: the sweep's store stays, for --retry-failed or a look
         raise CommandError(error) from None
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")
+
+
+def _seed_from_baselines(config, baseline_path, store):
+    """Start the comparison's store as a copy of the stored baselines and say how much of the sweep they hold."""
+    from fastgd.sweep import StoreError, baselines
+
+    try:
+        copied = baselines.seed_store(baseline_path, str(store))
+        held, planned = baselines.coverage(config, baseline_path)
+    except StoreError as error:
+        raise CommandError(f"--against-baselines: {error}") from None
+    if copied:
+        _say(f"baselines: {copied} runs copied from {baseline_path}")
+    else:
+        _say(f"baselines: {store} exists, kept as it is (a comparison resumed)")
+    _say(f"    they hold {held} of the {planned} runs this sweep plans first; the others train here"
+         + ("" if held else " (the baselines were built with another configuration or other rule definitions)"))
+
+
+def command_baselines(arguments):
+    from fastgd.sweep import SweepConfigError, SweepError, StoreError, baselines
+
+    path = arguments.store or baselines.default_path()
+    _note_jobs(arguments.jobs)
+    try:
+        outcome = baselines.build(path, jobs=arguments.jobs, progress=not arguments.quiet,
+                                  problems=arguments.problem)
+    except (SweepConfigError, SweepError, StoreError) as error:
+        raise CommandError(f"--store: {error}" if isinstance(error, StoreError) else error) from None
+    print(f"baselines: {outcome.total} runs, {outcome.skipped} already stored, {outcome.stored} new "
+          f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {path}")
+    for line in _phase_lines(outcome):
+        print(f"    {line}")
 
 
 def _kept_throughput(store):
@@ -912,7 +962,23 @@ def build_parser():
     compare.add_argument("--asv-results", help="asv results directory whose history is stored and drawn "
                          "(default: .asv/results when present)")
     compare.add_argument("--skip-throughput", action="store_true", help="leave out the throughput measurements")
+    compare.add_argument("--against-baselines", nargs="?", const="", metavar="STORE",
+                         help="start from the stored baselines (fastgd baselines; default: FASTGD_BASELINES or the "
+                              "user's cache): only the runs they lack train, e.g. a --plugin's rules on --preset suite")
     compare.set_defaults(handler=command_compare)
+
+    built = commands.add_parser("baselines", help="train every built-in rule on the test-problem suite once, and keep "
+                                                  "it for compare --against-baselines",
+                                description="Run the suite preset (every problem of fastgd problems, every built-in "
+                                            "rule, the small tuning budget, ten seeds) into the baseline store; it "
+                                            "resumes where it stopped.")
+    built.add_argument("--store", help="where to keep it (default: FASTGD_BASELINES, else fastgd/baselines.db in the "
+                                       "user's cache directory)")
+    built.add_argument("--problem", action="append", metavar="NAME",
+                       help="build the baselines of this problem of the suite alone (repeatable; default: all)")
+    built.add_argument("--jobs", type=_positive_int, help="local worker processes (default: all cores)")
+    built.add_argument("--quiet", action="store_true", help="no progress output")
+    built.set_defaults(handler=command_baselines)
 
     report = commands.add_parser("report", help="write the HTML report from an existing sweep store",
                                  description="Draw the comparison report from a sweep store alone: its runs, and "

@@ -99,3 +99,15 @@ def test_missing_or_empty_baselines_are_refused_in_one_line(tmp_path, monkeypatc
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)")
     with pytest.raises(StoreError, match="not a fastgd store"):
         baselines.check_available(str(tmp_path / "other.db"))
+
+
+def test_the_command_line_refuses_missing_baselines_and_unknown_problems(tmp_path):
+    from cli_harness import assert_refused
+
+    assert_refused(["compare", "--preset", "suite", "--problem", "lecture_linreg", "--out", "out",
+                    "--against-baselines", str(tmp_path / "none.db")], tmp_path,
+                   "--against-baselines: no baseline store at")
+    (tmp_path / "other.db").write_bytes(b"not a database at all, not even SQLite" * 40)
+    assert_refused(["compare", "--preset", "suite", "--problem", "lecture_linreg", "--out", "out",
+                    "--against-baselines", "other.db"], tmp_path, "--against-baselines:")
+    assert_refused(["baselines", "--store", "b.db", "--problem", "no_such_problem"], tmp_path, "no_such_problem")

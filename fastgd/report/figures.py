@@ -556,20 +556,57 @@ def draw_trajectories(data, out_dir, stem="trajectories", texts=None, axis_label
     return _save(fig, out_dir, stem, pd.DataFrame(records), *texts)
 
 
-def draw_parameter_paths(paths, out_dir):
+def draw_parameter_paths(paths, out_dir, columns=6):
     """Each rule's path through (θ₀, θ₁) over the cost surface of every data set of ``paths`` ({data set:
-    :func:`fastgd.sweep.measure.parameter_paths`'s dict}): the lecture's contour picture of linear regression."""
-    merged = {"functions": [surface for content in paths.values() for surface in content["functions"]],
-              "paths": [path for content in paths.values() for path in content["paths"]]}
-    return draw_trajectories(merged, out_dir, stem="parameter_paths", axis_labels=("θ₀ (intercept)", "θ₁ (slope)"),
-                             texts=("Paths over the cost surface J(θ₀, θ₁)",
-                                    "On each data set whose model has two parameters (h(x) = θ₀ + θ₁x, standardised "
-                                    "x and y), every rule from its chosen setting's first seed (● the first path's "
-                                    "start, ★ the minimum), one point per step over its batches, at the learning "
-                                    "rate in the legend.",
-                                    "The contours are the training cost: a path across them heads downhill; a "
-                                    "zig-zag across the valley is a step too large for its steepest direction, a "
-                                    "path that ends short of ★ ran out of epochs, or is the noise of its batches."))
+    :func:`fastgd.sweep.measure.parameter_paths`'s dict}): the lecture's contour picture of linear regression, one
+    small panel per rule (a data set's panels share its surface and axes, drawn to equal scale)."""
+    import pandas as pd
+
+    plt, sns = _plotting()
+    from matplotlib.colors import LogNorm
+
+    rules = rules_in(path["rule"] for content in paths.values() for path in content["paths"])
+    styles = rule_styles(rules)
+    panels = [(surface, path) for content in paths.values() for surface in content["functions"]
+              for path in sorted(content["paths"], key=lambda path: rules.index(path["rule"]))
+              if path["function"] == surface["name"]]
+    n_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(2.6 * columns, 2.6 * n_rows), squeeze=False)
+    records = []
+    for ax, (surface, path) in zip(axes.flat, panels):
+        xs, ys, values = (np.asarray(surface[key], dtype=np.float64) for key in ("xs", "ys", "values"))
+        floor = max(values.min(), values.max() * 1e-6, 1e-12)
+        levels = np.geomspace(floor, values.max(), 16)
+        norm = LogNorm(vmin=floor, vmax=values.max())
+        ax.contourf(xs, ys, np.maximum(values, floor), levels=levels, norm=norm, cmap="Greys", alpha=0.5)
+        ax.contour(xs, ys, np.maximum(values, floor), levels=levels, norm=norm, colors="grey", linewidths=0.3)
+        x, y = np.asarray(path["x"], dtype=np.float64), np.asarray(path["y"], dtype=np.float64)
+        ax.plot(x, y, linewidth=1.2, **styles[path["rule"]].line(len(x)))
+        ax.plot(x[:1], y[:1], "ko", markersize=4)
+        ax.plot(*surface["minimum"], "k*", markersize=9)
+        x_min, x_max, y_min, y_max = surface["bounds"]
+        ax.set_xlim(x_min, x_max)
+        ax.set_ylim(y_min, y_max)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_title(f"{path['rule']} ({path['lr']:.3g})" + ("" if len(paths) == 1 else f", {surface['name']}"),
+                     fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        records += [dict(dataset=surface["name"], rule=path["rule"], lr=path["lr"], step=step, theta0=a, theta1=b)
+                    for step, a, b in zip(path["step"], x, y)]
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("θ₁ (slope)", fontsize="small")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("θ₀ (intercept)", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, out_dir, "parameter_paths", pd.DataFrame(records), "Paths over the cost surface J(θ₀, θ₁)",
+                 "On each data set whose model has two parameters (h(x) = θ₀ + θ₁x on standardised x and y, so the "
+                 "surface is a round bowl centred near θ₀ = 0), each rule from its chosen setting's first seed (● its "
+                 "start, ★ the minimum), one point per step over its batches, at the learning rate in its title; "
+                 "the axes are to equal scale.",
+                 "A path across the contours heads downhill; a zig-zag is a step too large for the bowl, a path "
+                 "that ends short of ★ ran out of steps (its tuned learning rate was small).")
 
 
 def draw_landscapes(landscapes, out_dir):

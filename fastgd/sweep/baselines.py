@@ -46,15 +46,17 @@ def default_path():
     return os.path.join(base, "fastgd", "baselines.db")
 
 
-def build(path=None, jobs=None, progress=True, config=None):
+def build(path=None, jobs=None, progress=True, config=None, problems=None):
     """Train the baselines into ``path`` (default :func:`default_path`), resuming a build that stopped; returns the
-    :class:`fastgd.sweep.SweepOutcome`. ``config``: another configuration than the ``suite`` preset (tests)."""
+    :class:`fastgd.sweep.SweepOutcome`. ``problems``: those of the suite alone (names; every one by default);
+    ``config``: another configuration than the ``suite`` preset (tests)."""
     from fastgd.sweep.config import load_preset
     from fastgd.sweep.runner import run_sweep
 
+    config = config or load_preset(SUITE_PRESET, problem_names=problems)
     path = path or default_path()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return run_sweep(config or load_preset(SUITE_PRESET), path, jobs=jobs, progress=progress)
+    return run_sweep(config, path, jobs=jobs, progress=progress)
 
 
 def check_available(path=None):

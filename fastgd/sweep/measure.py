@@ -220,12 +220,13 @@ def parameter_paths(config, dataset, runs, max_points=PATH_POINTS):
     minimum = np.linalg.solve(design.T @ design + np.diag([net.alpha, 0.0]), design.T @ Y[:, 0])
     xs_all = np.concatenate([path["x"] for path in paths] + [[minimum[1]]])
     ys_all = np.concatenate([path["y"] for path in paths] + [[minimum[0]]])
-    bounds = []
+    # a square around the paths and the minimum: the axes are drawn to equal scale, so the contours keep their shape
+    ranges = []
     for values in (xs_all, ys_all):
         low, high = np.percentile(values, [1, 99]) if values.size > 50 else (values.min(), values.max())
-        low, high = min(low, values[-1]), max(high, values[-1])
-        margin = COST_GRID_MARGIN * max(high - low, 1e-3)
-        bounds += [float(low - margin), float(high + margin)]
+        ranges.append((min(low, values[-1]), max(high, values[-1])))
+    half = (1 + COST_GRID_MARGIN) * max(max(high - low for low, high in ranges) / 2, 1e-3)
+    bounds = [float(value) for low, high in ranges for value in ((low + high) / 2 - half, (low + high) / 2 + half)]
     xs = np.linspace(bounds[0], bounds[1], COST_GRID_POINTS)
     ys = np.linspace(bounds[2], bounds[3], COST_GRID_POINTS)
     # ½ mean((θ₁x + θ₀ − y)²) + α/(2n)·θ₁², expanded in the data's moments: the whole grid at once
