@@ -44,7 +44,8 @@ demo: $(VENV)/.installed-demo
 NO_KERNELS_OF_THEIR_OWN := test_report.py test_readme.py test_hostile_input.py test_hostile_data.py \
 	test_hostile_sweep.py test_hostile_probe2.py test_merge.py test_datafiles.py test_report_data.py \
 	test_report_guards.py test_verdicts.py test_stats.py test_figures_readable.py test_throughput_noise.py \
-	test_progress.py test_docs.py test_architecture.py test_sweep.py test_cuda_ptx.py
+	test_progress.py test_docs.py test_architecture.py test_sweep.py test_cuda_ptx.py test_problems.py test_optimum.py \
+	test_report_per_problem.py test_parameter_paths.py test_stored_baselines.py
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
