@@ -327,17 +327,21 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
                 total += plane[p]
             outputs[k] = total * scale
     else:
-        one = real(1.0)
-        for k in range(n_rows * in_size):
-            z = inputs[k]
-            if kind == RELU:
-                outputs[k] = z if z > 0 else real(0.0)
-            elif kind == TANH:
-                outputs[k] = math.tanh(z)
-            elif kind == SIGMOID:
-                outputs[k] = one / (one + math.exp(-z))
-            else:
-                outputs[k] = z
+        # one loop per kind (a test of the kind inside the loop kept it from vectorising)
+        one, zero, count = real(1.0), real(0.0), n_rows * in_size
+        if kind == RELU:
+            for k in range(count):
+                z = activations[uint64(in_start + k)]
+                activations[uint64(out_start + k)] = z if z > 0 else zero
+        elif kind == TANH:
+            for k in range(count):
+                outputs[k] = math.tanh(inputs[k])
+        elif kind == SIGMOID:
+            for k in range(count):
+                outputs[k] = one / (one + math.exp(-inputs[k]))
+        else:
+            for k in range(count):
+                outputs[k] = inputs[k]
 
 
 @jit(inline=True)
@@ -437,16 +441,22 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
             for p in range(area):
                 plane_below[p] = share
     else:
-        # activations' derivatives written in terms of their outputs
-        for k in range(n_rows * in_size):
-            a = outputs[k]
-            if kind == RELU:
-                below[k] = above[k] if a > zero else zero
-            elif kind == TANH:
+        # activations' derivatives written in terms of their outputs, one loop per kind
+        count = n_rows * in_size
+        if kind == RELU:
+            for k in range(count):
+                a = activations[uint64(out_start + k)]
+                deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
+        elif kind == TANH:
+            for k in range(count):
+                a = outputs[k]
                 below[k] = above[k] * (one - a * a)
-            elif kind == SIGMOID:
+        elif kind == SIGMOID:
+            for k in range(count):
+                a = outputs[k]
                 below[k] = above[k] * (a * (one - a))
-            else:
+        else:
+            for k in range(count):
                 below[k] = above[k]
 
 
