@@ -18,10 +18,20 @@ and its product, out × (samples·out_h·out_w): :func:`workspace_elements` size
 :data:`COLUMNS_BUDGET` elements, and each convolution takes as many samples a group as it holds.
 
 Convolutions are im2col and one matrix product per group of samples through
-:func:`fastgd.kernels.blas.gemm` (a product per sample would be too thin for BLAS to be efficient); the
-product is then laid out channels first, sample by sample. The backward pass builds the columns again
-rather than keeping them for the whole batch, takes dW for the group in one product and scatters Wᵀδ
-back with col2im. Pooling, activations and the loss are direct loops.
+:func:`fastgd.kernels.blas.gemm` (small convolutions take many samples a product, where one sample's would be too
+thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. The backward pass
+builds the columns again rather than keeping them for the whole batch, takes dW for the group in one product and
+scatters Wᵀδ back with col2im. Pooling, activations and the loss are direct loops.
+
+Speed (``benchmarks/scripts/cnn_layer_profile.py``, ``reports/cnn_layer_profile.md``): the loops around the
+products index the flat workspaces with *unsigned* places (``array[uint64(i)]``): a signed index into a whole
+array makes Numba test for a negative one (wraparound) at every access, which kept these loops from vectorising;
+every place is non-negative by construction (``NUMBA_BOUNDSCHECK=1`` checks them). im2col and col2im find, once
+per kernel offset, the output places whose input is inside the plane (:func:`_valid_range`) and copy those rows
+without tests. Max pools whose windows tile the plane (no padding, stride = window, the suite's 2×2) take a path
+without bounds (:func:`_tiled`); its 2×2 backward finds the place of each window's largest entry without
+branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest product: groups of a
+few samples keep im2col, the products and col2im in L2.
 
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
@@ -54,7 +64,8 @@ LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
 PLAN_COLUMNS = 17
 # Elements of ``columns`` that :func:`workspace_elements` aims at (a convolution needing more for one sample
 # gets that): the group of samples it holds is what one matrix product covers, and memory stays bounded
-# whatever the batch size.
+# whatever the batch size. 2¹⁷ (1 MiB in float64, about a core's L2): groups that stay in cache made the suite's
+# 2c2d faster than groups as wide as memory allows (reports/cnn_layer_profile.md).
 COLUMNS_BUDGET = 1 << 17
 
 
@@ -170,7 +181,7 @@ def _tile_argmax(source, top, width, kh, kw):
 def _max_pool_tiled(activations, in_start, out_start, planes, height, width, out_h, out_w, kh, kw):
     """Max pool forward over ``planes`` planes whose windows tile (:func:`_tiled`): each window's largest value
     (a NaN where it has one), as :func:`_window_max` gives; tracking the value alone, not its place, lets the loop
-    over the windows vectorise (4× faster than :func:`_tile_argmax` on random data)."""
+    over the windows vectorise."""
     for k in range(planes):
         plane = in_start + k * height * width
         pooled = out_start + k * out_h * out_w
@@ -327,7 +338,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
                 total += plane[p]
             outputs[k] = total * scale
     else:
-        # one loop per kind (a test of the kind inside the loop kept it from vectorising)
+        # one loop per kind: a test of the kind inside the loop kept it from vectorising
         one, zero, count = real(1.0), real(0.0), n_rows * in_size
         if kind == RELU:
             for k in range(count):
