@@ -115,3 +115,52 @@ def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pa
     ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
     assert_close(loss, ref_loss, 1e-10)
     assert_close(grad, ref_grad, 1e-10)
+
+
+@pytest.mark.parametrize("pool, input_shape", [
+    (networks.MaxPool2D(2), (3, 5, 7)),       # 2×2 windows tiling, a row and a column left over
+    (networks.MaxPool2D(3), (2, 6, 7)),       # other tiling windows
+    (networks.MaxPool2D(2, 1), (2, 4, 5)),    # overlapping windows: the general path
+    (networks.MaxPool1D(2), (2, 9)),
+], ids=["2x2_odd", "3x3", "overlapping", "1d"])
+def test_max_pool_sends_each_delta_where_torch_does_on_ties_and_nans(pool, input_shape):
+    """The pool layer alone (forward, then backward from given deltas) on data full of ties, signed zeros and NaNs:
+    its outputs and input deltas are torch's, value for value (torch picks the first largest, or the last NaN)."""
+    from fastgd._config import jit
+    from fastgd.kernels import network as kernels
+
+    @jit
+    def pool_pass(theta, layer, n_rows, activations, deltas, grad, columns):
+        kernels._forward_layer(theta, layer, n_rows, activations, columns)
+        kernels._backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, True)
+
+    net = networks.Network([pool, networks.Flatten(), networks.Dense(1)], input_shape=input_shape, loss="mse")
+    rng = np.random.default_rng(3)
+    n_rows = 2
+    X = rng.integers(-2, 3, size=(n_rows,) + input_shape).astype(np.float64)  # many ties
+    X[X == -2] = -0.0
+    X.reshape(-1)[rng.choice(X.size, X.size // 6, replace=False)] = np.nan
+    blocks, columns = net.workspace_elements(n_rows)
+    activations, deltas = np.zeros(blocks), np.zeros(blocks)
+    activations[:X.size] = X.reshape(-1)
+    deltas[:X.size] = 7.0  # stale values the backward must overwrite
+    layer = net.plan[0]
+    out_start = n_rows * layer[kernels.PLAN_OUT_ROW]
+    out_size = layer[kernels.PLAN_OUT_C] * layer[kernels.PLAN_OUT_H] * layer[kernels.PLAN_OUT_W]
+    upstream = rng.normal(size=n_rows * out_size)
+    deltas[out_start:out_start + upstream.size] = upstream
+    theta = net.init(random_state=0)
+    pool_pass(theta, layer, n_rows, activations, deltas, np.zeros_like(theta), np.zeros(columns))
+
+    x = torch.tensor(X if len(input_shape) == 3 else X[:, :, None, :], requires_grad=True)
+    kernel = pool.kernel_size if isinstance(pool.kernel_size, tuple) else (pool.kernel_size,) * 2
+    if len(input_shape) == 2:
+        kernel = (1, pool.kernel_size)
+    stride = pool.stride if pool.stride is not None else kernel
+    if len(input_shape) == 2:
+        stride = (1, stride if isinstance(stride, int) else stride[1])
+    out = torch.nn.functional.max_pool2d(x, kernel, stride)
+    out.backward(torch.from_numpy(upstream.reshape(out.shape)))
+    np.testing.assert_array_equal(activations[out_start:out_start + upstream.size], out.detach().numpy().reshape(-1))
+    np.testing.assert_array_equal(deltas[:X.size], x.grad.numpy().reshape(-1))
+    assert np.isnan(out.detach().numpy()).any() and (x.grad.numpy() != 0).any()

@@ -156,9 +156,9 @@ def test_a_workspace_that_would_not_fit_is_refused_with_the_size_it_needs(monkey
     net = networks.known("2c2d")
     monkeypatch.setattr(network_module, "physical_memory_bytes", lambda: 2 ** 30)
     # per row 784 + 2·25088 + 6272 + 2·12544 + 2·3136 + 2·1024 + 10 = 90650 elements, activations and deltas
-    # alike; the second convolution's columns and product, (32·25 + 64)·196 = 169344 a sample, for the 12 samples
-    # 2²¹ elements hold; θ and its gradient: 4 B · (2·90650·10⁴ + 12·169344 + 2·3274634) = 6.79 GiB
-    with pytest.raises(NetworkError, match=r"^layer 0 \(Conv2D\) and the rest need 6.79 GiB for 10000 rows in "
+    # alike; the second convolution's columns and product, (32·25 + 64)·196 = 169344 a sample, for one sample (more
+    # than the 2¹⁷ elements aimed at); θ and its gradient: 4 B · (2·90650·10⁴ + 169344 + 2·3274634) = 6.78 GiB
+    with pytest.raises(NetworkError, match=r"^layer 0 \(Conv2D\) and the rest need 6.78 GiB for 10000 rows in "
                                            r"float32 \(3274634 parameters\); this machine has 1 GiB$"):
         net.check_fits(10_000, np.float32)
     net.check_fits(64, np.float32)

@@ -18,10 +18,20 @@ and its product, out × (samples·out_h·out_w): :func:`workspace_elements` size
 :data:`COLUMNS_BUDGET` elements, and each convolution takes as many samples a group as it holds.
 
 Convolutions are im2col and one matrix product per group of samples through
-:func:`fastgd.kernels.blas.gemm` (a product per sample would be too thin for BLAS to be efficient); the
-product is then laid out channels first, sample by sample. The backward pass builds the columns again
-rather than keeping them for the whole batch, takes dW for the group in one product and scatters Wᵀδ
-back with col2im. Pooling, activations and the loss are direct loops.
+:func:`fastgd.kernels.blas.gemm` (small convolutions take many samples a product, where one sample's would be too
+thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. The backward pass
+builds the columns again rather than keeping them for the whole batch, takes dW for the group in one product and
+scatters Wᵀδ back with col2im. Pooling, activations and the loss are direct loops.
+
+Speed (``benchmarks/scripts/cnn_layer_profile.py``, ``reports/cnn_layer_profile.md``): the loops around the
+products index the flat workspaces with *unsigned* places (``array[uint64(i)]``): a signed index into a whole
+array makes Numba test for a negative one (wraparound) at every access, which kept these loops from vectorising;
+every place is non-negative by construction (``NUMBA_BOUNDSCHECK=1`` checks them). im2col and col2im find, once
+per kernel offset, the output places whose input is inside the plane (:func:`_valid_range`) and copy those rows
+without tests. Max pools whose windows tile the plane (no padding, stride = window, the suite's 2×2) take a path
+without bounds (:func:`_tiled`); its 2×2 backward finds the place of each window's largest entry without
+branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest product: groups of a
+few samples keep im2col, the products and col2im in L2.
 
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
@@ -31,6 +41,7 @@ Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_en
 import math
 
 import numpy as np
+from numba import uint64
 
 from fastgd._config import jit
 from fastgd.kernels.blas import gemm
@@ -53,55 +64,76 @@ LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
 PLAN_COLUMNS = 17
 # Elements of ``columns`` that :func:`workspace_elements` aims at (a convolution needing more for one sample
 # gets that): the group of samples it holds is what one matrix product covers, and memory stays bounded
-# whatever the batch size.
-COLUMNS_BUDGET = 1 << 21
+# whatever the batch size. 2¹⁷ (1 MiB in float64, about a core's L2): groups that stay in cache made the suite's
+# 2c2d faster than groups as wide as memory allows (reports/cnn_layer_profile.md).
+COLUMNS_BUDGET = 1 << 17
 
 
 @jit(inline=True)
-def _im2col(source, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns, pitch, shift):
-    """columns[(c·kh + a)·kw + b, shift + oh·out_w + ow] = source[c, oh·sh − pt + a, ow·sw − pl + b], zero outside.
+def _valid_range(out_size, stride, offset, size):
+    """[first, stop) of the output places o with 0 ≤ o·stride + offset < size (an empty range as first == stop)."""
+    first = min(out_size, max(0, -(offset // stride)))  # the smallest o with o·stride ≥ −offset: ⌈−offset / stride⌉
+    last = size - 1 - offset
+    stop = min(out_size, last // stride + 1) if last >= 0 else 0
+    return first, max(first, stop)
+
+
+@jit(inline=True)
+def _im2col(source, source_start, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns, pitch,
+            shift):
+    """columns[(c·kh + a)·kw + b, shift + oh·out_w + ow] = source[source_start + (c·height + y)·width + x] with
+    y = oh·sh − pt + a, x = ow·sw − pl + b, zero where (y, x) is outside the plane.
 
     ``columns`` is row-major with ``pitch`` elements a row: a group's samples side by side, ``shift`` this one's.
+    The places inside the plane are found once per (a, b) (:func:`_valid_range`), so that the copy tests no bounds.
     """
-    positions = out_h * out_w
     zero = columns.dtype.type(0.0)
-    for c in range(c_in):
-        for a in range(kh):
-            for b in range(kw):
-                start = ((c * kh + a) * kw + b) * pitch + shift
-                row = columns[start:start + positions]
+    for a in range(kh):
+        first_oh, stop_oh = _valid_range(out_h, sh, a - pt, height)
+        for b in range(kw):
+            first_ow, stop_ow = _valid_range(out_w, sw, b - pl, width)
+            for c in range(c_in):
+                row = ((c * kh + a) * kw + b) * pitch + shift
+                plane = source_start + c * height * width + b - pl
                 for oh in range(out_h):
-                    y = oh * sh - pt + a
-                    line = row[oh * out_w:(oh + 1) * out_w]
-                    if y < 0 or y >= height:
+                    line = row + oh * out_w
+                    if oh < first_oh or oh >= stop_oh:
                         for ow in range(out_w):
-                            line[ow] = zero
+                            columns[uint64(line + ow)] = zero
                         continue
-                    plane = source[(c * height + y) * width:(c * height + y + 1) * width]
-                    for ow in range(out_w):
-                        x = ow * sw - pl + b
-                        line[ow] = plane[x] if 0 <= x < width else zero
+                    start = plane + (oh * sh - pt + a) * width
+                    for ow in range(first_ow):
+                        columns[uint64(line + ow)] = zero
+                    if sw == 1:
+                        for ow in range(first_ow, stop_ow):
+                            columns[uint64(line + ow)] = source[uint64(start + ow)]
+                    else:
+                        for ow in range(first_ow, stop_ow):
+                            columns[uint64(line + ow)] = source[uint64(start + ow * sw)]
+                    for ow in range(stop_ow, out_w):
+                        columns[uint64(line + ow)] = zero
 
 
 @jit(inline=True)
-def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target, pitch, shift):
+def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target, target_start, pitch,
+                shift):
     """The adjoint of :func:`_im2col`: every column entry added back to the input place it came from."""
-    positions = out_h * out_w
-    for c in range(c_in):
-        for a in range(kh):
-            for b in range(kw):
-                start = ((c * kh + a) * kw + b) * pitch + shift
-                row = columns[start:start + positions]
-                for oh in range(out_h):
-                    y = oh * sh - pt + a
-                    if y < 0 or y >= height:
-                        continue
-                    line = row[oh * out_w:(oh + 1) * out_w]
-                    plane = target[(c * height + y) * width:(c * height + y + 1) * width]
-                    for ow in range(out_w):
-                        x = ow * sw - pl + b
-                        if 0 <= x < width:
-                            plane[x] += line[ow]
+    for a in range(kh):
+        first_oh, stop_oh = _valid_range(out_h, sh, a - pt, height)
+        for b in range(kw):
+            first_ow, stop_ow = _valid_range(out_w, sw, b - pl, width)
+            for c in range(c_in):
+                row = ((c * kh + a) * kw + b) * pitch + shift
+                plane = target_start + c * height * width + b - pl
+                for oh in range(first_oh, stop_oh):
+                    line = row + oh * out_w
+                    start = plane + (oh * sh - pt + a) * width
+                    if sw == 1:
+                        for ow in range(first_ow, stop_ow):
+                            target[uint64(start + ow)] += columns[uint64(line + ow)]
+                    else:
+                        for ow in range(first_ow, stop_ow):
+                            target[uint64(start + ow * sw)] += columns[uint64(line + ow)]
 
 
 @jit(inline=True)
@@ -122,6 +154,107 @@ def _window_max(plane, height, width, kh, kw, top, left):
             if value > best or math.isnan(value):
                 best, where = value, y * width + x
     return best, where
+
+
+@jit(inline=True)
+def _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+    """Whether a pool's windows tile the plane's top-left corner: no padding, stride = window, every window inside."""
+    return sh == kh and sw == kw and pt == 0 and pl == 0 and out_h * kh <= height and out_w * kw <= width
+
+
+@jit(inline=True)
+def _tile_argmax(source, top, width, kh, kw):
+    """The place in ``source`` of the largest entry of the window whose first entry is at ``top`` (rows ``width``
+    apart): :func:`_window_max`'s choice (the first largest in row-major order, or the last NaN), with no bounds."""
+    where = top
+    best = source[uint64(top)]
+    for a in range(kh):
+        line = top + a * width
+        for b in range(kw):
+            value = source[uint64(line + b)]
+            if value > best or math.isnan(value):
+                best, where = value, line + b
+    return where
+
+
+@jit(inline=True)
+def _max_pool_tiled(activations, in_start, out_start, planes, height, width, out_h, out_w, kh, kw):
+    """Max pool forward over ``planes`` planes whose windows tile (:func:`_tiled`): each window's largest value
+    (a NaN where it has one), as :func:`_window_max` gives; tracking the value alone, not its place, lets the loop
+    over the windows vectorise."""
+    for k in range(planes):
+        plane = in_start + k * height * width
+        pooled = out_start + k * out_h * out_w
+        for oh in range(out_h):
+            for ow in range(out_w):
+                top = plane + oh * kh * width + ow * kw
+                best = activations[uint64(top)]
+                for a in range(kh):
+                    for b in range(kw):
+                        value = activations[uint64(top + a * width + b)]
+                        if value > best or math.isnan(value):
+                            best = value
+                activations[uint64(pooled + oh * out_w + ow)] = best
+
+
+@jit(inline=True)
+def _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w, kh, kw):
+    """Max pool backward for tiling windows: each window's deltas written whole (its largest entry gets the delta,
+    the others zero, as the general path's zero-then-add gives, +0.0 included), the places no window covers zeroed."""
+    zero = deltas.dtype.type(0.0)
+    covered_h, covered_w = out_h * kh, out_w * kw
+    for k in range(planes):
+        plane = in_start + k * height * width
+        pooled = out_start + k * out_h * out_w
+        for y in range(height):
+            first = y * width + (covered_w if y < covered_h else 0)
+            for x in range(plane + first, plane + (y + 1) * width):
+                deltas[uint64(x)] = zero
+        for oh in range(out_h):
+            for ow in range(out_w):
+                top = plane + oh * kh * width + ow * kw
+                for a in range(kh):
+                    for b in range(kw):
+                        deltas[uint64(top + a * width + b)] = zero
+                where = _tile_argmax(activations, top, width, kh, kw)
+                deltas[uint64(where)] = zero + deltas[uint64(pooled + oh * out_w + ow)]
+
+
+@jit(inline=True)
+def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w):
+    """:func:`_max_pool_tiled_backward` for 2×2 windows, without branches: the place a window's delta goes is found
+    by comparing its four entries with the window's output (the forward's value, still in ``activations``): the
+    first entry equal to it, or, where it is a NaN, the last NaN (:func:`_window_max`'s choice; the window holds a
+    NaN exactly when its output is one). Nothing depends on the data's order, so the loop over a row of windows
+    vectorises, where the argmax's branches (:func:`_tile_argmax`) mispredict on random data."""
+    zero = deltas.dtype.type(0.0)
+    for k in range(planes):
+        plane = in_start + k * height * width
+        pooled = out_start + k * out_h * out_w
+        for y in range(2 * out_h, height):
+            for x in range(plane + y * width, plane + (y + 1) * width):
+                deltas[uint64(x)] = zero
+        for oh in range(out_h):
+            top = plane + 2 * oh * width
+            for y in range(2):
+                for x in range(top + y * width + 2 * out_w, top + (y + 1) * width):
+                    deltas[uint64(x)] = zero
+            for ow in range(out_w):
+                place = top + 2 * ow
+                largest = activations[uint64(pooled + oh * out_w + ow)]
+                delta = zero + deltas[uint64(pooled + oh * out_w + ow)]
+                v0, v1 = activations[uint64(place)], activations[uint64(place + 1)]
+                v2, v3 = activations[uint64(place + width)], activations[uint64(place + width + 1)]
+                e0, e1, e2, e3 = v0 == largest, v1 == largest, v2 == largest, v3 == largest
+                n0, n1, n2, n3 = v0 != v0, v1 != v1, v2 != v2, v3 != v3
+                c0 = e0 | (n0 & ~n1 & ~n2 & ~n3)
+                c1 = (e1 & ~e0) | (n1 & ~n2 & ~n3)
+                c2 = (e2 & ~e0 & ~e1) | (n2 & ~n3)
+                c3 = (e3 & ~e0 & ~e1 & ~e2) | n3
+                deltas[uint64(place)] = delta if c0 else zero
+                deltas[uint64(place + 1)] = delta if c1 else zero
+                deltas[uint64(place + width)] = delta if c2 else zero
+                deltas[uint64(place + width + 1)] = delta if c3 else zero
 
 
 @jit(inline=True)
@@ -166,16 +299,18 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
             count = min(group, n_rows - first)
             pitch = count * positions
             for s in range(count):
-                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
-                        pt, pl, out_h, out_w, columns, pitch, s * positions)
+                _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
+                        out_h, out_w, columns, pitch, s * positions)
             gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
             for s in range(count):
                 for o in range(c_out):
-                    plane = outputs[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
-                    source = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
+                    plane = out_start + (first + s) * out_size + o * positions
+                    source = product + o * pitch + s * positions
                     shift = theta[bias + o] if bias >= 0 else zero
                     for p in range(positions):
-                        plane[p] = source[p] + shift
+                        activations[uint64(plane + p)] = columns[uint64(source + p)] + shift
+    elif kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_tiled(activations, in_start, out_start, n_rows * c_in, height, width, out_h, out_w, kh, kw)
     elif kind == MAX_POOL or kind == AVG_POOL:
         scale = real(1.0 / (kh * kw))
         for i in range(n_rows):
@@ -203,17 +338,21 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
                 total += plane[p]
             outputs[k] = total * scale
     else:
-        one = real(1.0)
-        for k in range(n_rows * in_size):
-            z = inputs[k]
-            if kind == RELU:
-                outputs[k] = z if z > 0 else real(0.0)
-            elif kind == TANH:
-                outputs[k] = math.tanh(z)
-            elif kind == SIGMOID:
-                outputs[k] = one / (one + math.exp(-z))
-            else:
-                outputs[k] = z
+        # one loop per kind: a test of the kind inside the loop kept it from vectorising
+        one, zero, count = real(1.0), real(0.0), n_rows * in_size
+        if kind == RELU:
+            for k in range(count):
+                z = activations[uint64(in_start + k)]
+                activations[uint64(out_start + k)] = z if z > 0 else zero
+        elif kind == TANH:
+            for k in range(count):
+                outputs[k] = math.tanh(inputs[k])
+        elif kind == SIGMOID:
+            for k in range(count):
+                outputs[k] = one / (one + math.exp(-inputs[k]))
+        else:
+            for k in range(count):
+                outputs[k] = inputs[k]
 
 
 @jit(inline=True)
@@ -254,15 +393,16 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
             count = min(group, n_rows - first)
             pitch = count * positions
             for s in range(count):
-                _im2col(inputs[(first + s) * in_size:(first + s + 1) * in_size], c_in, height, width, kh, kw, sh, sw,
-                        pt, pl, out_h, out_w, columns, pitch, s * positions)
+                _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
+                        out_h, out_w, columns, pitch, s * positions)
                 for o in range(c_out):
-                    plane = above[(first + s) * out_size + o * positions:(first + s) * out_size + (o + 1) * positions]
-                    target = columns[product + o * pitch + s * positions:product + o * pitch + (s + 1) * positions]
+                    plane = out_start + (first + s) * out_size + o * positions
+                    target = product + o * pitch + s * positions
                     total = zero
                     for p in range(positions):
-                        target[p] = plane[p]
-                        total += plane[p]
+                        delta = deltas[uint64(plane + p)]
+                        columns[uint64(target + p)] = delta
+                        total += delta
                     if bias >= 0:
                         grad[bias + o] += total
             # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
@@ -272,13 +412,18 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
                 # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
                 gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
                 for s in range(count):
-                    sample_below = below[(first + s) * in_size:(first + s + 1) * in_size]
-                    for k in range(in_size):
-                        sample_below[k] = zero
-                    _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, sample_below,
-                                pitch, s * positions)
+                    sample_start = in_start + (first + s) * in_size
+                    for k in range(sample_start, sample_start + in_size):
+                        deltas[uint64(k)] = zero
+                    _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, deltas,
+                                sample_start, pitch, s * positions)
     elif not input_deltas:
         return
+    elif kind == MAX_POOL and kh == 2 and kw == 2 and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_2x2_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w)
+    elif kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_tiled_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w,
+                                 kh, kw)
     elif kind == MAX_POOL or kind == AVG_POOL:
         scale = real(1.0 / (kh * kw))
         for k in range(n_rows * in_size):
@@ -307,16 +452,22 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
             for p in range(area):
                 plane_below[p] = share
     else:
-        # activations' derivatives written in terms of their outputs
-        for k in range(n_rows * in_size):
-            a = outputs[k]
-            if kind == RELU:
-                below[k] = above[k] if a > zero else zero
-            elif kind == TANH:
+        # activations' derivatives written in terms of their outputs, one loop per kind
+        count = n_rows * in_size
+        if kind == RELU:
+            for k in range(count):
+                a = activations[uint64(out_start + k)]
+                deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
+        elif kind == TANH:
+            for k in range(count):
+                a = outputs[k]
                 below[k] = above[k] * (one - a * a)
-            elif kind == SIGMOID:
+        elif kind == SIGMOID:
+            for k in range(count):
+                a = outputs[k]
                 below[k] = above[k] * (a * (one - a))
-            else:
+        else:
+            for k in range(count):
                 below[k] = above[k]
 
 

@@ -1,0 +1,216 @@
+"""Where a declared CNN's pass spends its time: :func:`fastgd.kernels.network.loss_and_gradient` layer by layer,
+against torch's forward + backward on the same θ, one thread each.
+
+    python benchmarks/scripts/cnn_layer_profile.py [--repeats 15] [--batch 128] [--baseline OLD_network.py]
+                                                   [--out reports/cnn_layer_profile.md]
+
+The network is the test-problem suite's ``mnist5k_2c2d`` (:mod:`fastgd.problems`): Conv2D(8, 5, same) → ReLU →
+MaxPool2D(2) → Conv2D(16, 5, same) → ReLU → MaxPool2D(2) → Flatten → Dense(128) → ReLU → Dense(10) on
+(1, 28, 28), with standard normal inputs and random one-hot labels (the data's meaning does not change the work),
+in float64 and float32. For each dtype it times, alternating the implementations within each repetition:
+
+- the whole pass, ``loss_and_gradient`` (fastgd), torch's ``cross_entropy(module(X)).backward()`` from the same θ,
+  and, with ``--baseline``, the same kernel from another copy of ``fastgd/kernels/network.py`` (e.g. the commit
+  before a change, copied to /tmp) loaded as its own module, so that before and after come from one run;
+- each layer's forward and backward alone: small compiled wrappers call the kernel module's own per-layer
+  functions (``_forward_layer``, ``_backward_layer``) on workspaces a full pass has filled, so the split adds
+  no instrumentation to the kernel.
+
+Medians over ``--repeats`` repetitions; the report names the CPU and the load (``os.getloadavg``) before and after.
+"""
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+from numba import njit
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fastgd import threads  # noqa: E402
+from fastgd.kernels import network as kernels  # noqa: E402
+from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU  # noqa: E402
+from network_cases import torch_module  # noqa: E402
+
+
+def suite_network():
+    """``mnist5k_2c2d``'s network, as :mod:`fastgd.problems` declares it."""
+    return Network([Conv2D(8, 5, padding="same"), ReLU(), MaxPool2D(2), Conv2D(16, 5, padding="same"), ReLU(),
+                    MaxPool2D(2), Flatten(), Dense(128), ReLU(), Dense(10)], input_shape=(1, 28, 28),
+                   loss="cross_entropy")
+
+
+def load_module_copy(path):
+    """Another copy of the kernel module (its imports are absolute, so it loads from anywhere) under its own name."""
+    spec = importlib.util.spec_from_file_location("network_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Numba's on-disk cache finds a function's module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def layer_timers(module):
+    """Compiled wrappers that run one layer's forward or backward of ``module`` ``times`` times."""
+    forward_layer, backward_layer = module._forward_layer, module._backward_layer
+
+    @njit
+    def forward(theta, layer, n_rows, activations, columns, times):
+        for _ in range(times):
+            forward_layer(theta, layer, n_rows, activations, columns)
+
+    @njit
+    def backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, times):
+        for _ in range(times):
+            backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas)
+
+    return forward, backward
+
+
+def median_seconds(call, repeats, inner=1):
+    values = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        values.append((time.perf_counter() - start) / inner)
+    return statistics.median(values)
+
+
+class Pass:
+    """One kernel module's whole pass and per-layer pieces on one network, batch and dtype."""
+
+    def __init__(self, module, net, theta, X, Y):
+        self.module, self.net, self.theta = module, net, theta
+        self.n_rows = X.shape[0]
+        self.inputs, self.targets = X.reshape(-1), Y.reshape(-1)
+        blocks, columns = module.workspace_elements(net.plan, self.n_rows)
+        self.activations, self.deltas = np.zeros(blocks, theta.dtype), np.zeros(blocks, theta.dtype)
+        self.columns, self.grad = np.zeros(columns, theta.dtype), np.zeros_like(theta)
+        self.forward, self.backward = layer_timers(module)
+
+    def run(self):
+        return self.module.loss_and_gradient(self.theta, self.inputs, self.targets, self.n_rows, self.net.plan,
+                                             kernels.LOSSES[self.net.loss_name], self.grad, self.activations,
+                                             self.deltas, self.columns)
+
+    def layer_seconds(self, repeats):
+        """[(forward s, backward s)] per layer, on workspaces a full pass has just filled."""
+        self.run()
+        plan, out = self.net.plan, []
+        for index in range(plan.shape[0]):
+            row = plan[index]
+            self.forward(self.theta, row, self.n_rows, self.activations, self.columns, 1)
+            self.backward(self.theta, row, self.n_rows, self.activations, self.deltas, self.grad, self.columns,
+                          index > 0, 1)
+            inner = 3
+            forward = median_seconds(lambda: self.forward(self.theta, row, self.n_rows, self.activations,
+                                                          self.columns, inner), repeats, inner)
+            backward = median_seconds(lambda: self.backward(self.theta, row, self.n_rows, self.activations,
+                                                            self.deltas, self.grad, self.columns, index > 0, inner),
+                                      repeats, inner)
+            out.append((forward, backward))
+        self.run()  # the workspaces as a pass leaves them
+        return out
+
+
+class TorchPass:
+    def __init__(self, net, theta, X, Y):
+        import torch
+
+        self.torch = torch
+        self.module = torch_module(net, theta)
+        if theta.dtype == np.float64:
+            self.module = self.module.double()
+        self.X, self.Y = torch.from_numpy(X), torch.from_numpy(Y)
+
+    def run(self):
+        self.module.zero_grad(set_to_none=True)
+        loss = self.torch.nn.functional.cross_entropy(self.module(self.X), self.Y)
+        loss.backward()
+        return float(loss.detach())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--baseline", help="another copy of fastgd/kernels/network.py to time beside this one")
+    parser.add_argument("--columns-budget", type=int, help="this run's COLUMNS_BUDGET (elements of ``columns``)")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "cnn_layer_profile.md"))
+    arguments = parser.parse_args()
+    if arguments.columns_budget:
+        kernels.COLUMNS_BUDGET = arguments.columns_budget
+    import torch
+
+    threads.set_num_threads(1)
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    net = suite_network()
+    rng = np.random.default_rng(0)
+    X64 = rng.standard_normal((arguments.batch,) + net.input_shape)
+    Y64 = np.eye(10)[rng.integers(0, 10, arguments.batch)]
+    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(net.layers)]
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if pathlib.Path("/proc/cpuinfo").exists() else platform.processor()
+    lines = ["# Where the suite's CNN pass spends its time", "",
+             f"`mnist5k_2c2d`'s network ({net.n_params} parameters), batch {arguments.batch}, one "
+             f"`loss_and_gradient` (forward, loss, backward); 1 thread each; {cpu}; COLUMNS_BUDGET "
+             f"{kernels.COLUMNS_BUDGET}; one run of "
+             f"`benchmarks/scripts/cnn_layer_profile.py`, medians of {arguments.repeats} alternated repetitions.", ""]
+    implementations = {"fastgd": kernels}
+    if arguments.baseline:
+        implementations = {"baseline": load_module_copy(arguments.baseline), "fastgd": kernels}
+    for dtype in (np.float64, np.float32):
+        theta = net.init(random_state=0, dtype=dtype)
+        X, Y = X64.astype(dtype), Y64.astype(dtype)
+        passes = {name: Pass(module, net, theta, X, Y) for name, module in implementations.items()}
+        passes["torch"] = TorchPass(net, theta, X, Y)
+        losses = {name: p.run() for name, p in passes.items()}  # compiles and warms up
+        grads = {name: p.grad.copy() for name, p in passes.items() if name != "torch"}
+        seconds = {name: [] for name in passes}
+        order = list(passes)
+        for repeat in range(arguments.repeats):
+            for name in (order if repeat % 2 == 0 else order[::-1]):
+                start = time.perf_counter()
+                passes[name].run()
+                seconds[name].append(time.perf_counter() - start)
+        medians = {name: statistics.median(values) for name, values in seconds.items()}
+        label = np.dtype(dtype).name
+        lines += [f"## {label}", "",
+                  "Losses: " + ", ".join(f"{name} {value:.12g}" for name, value in losses.items()) + "."]
+        if "baseline" in grads:
+            difference = np.max(np.abs(grads["baseline"] - grads["fastgd"])) / np.max(np.abs(grads["baseline"]))
+            lines.append(f"Largest gradient difference, baseline against fastgd, relative to the largest entry: "
+                         f"{difference:.2g}.")
+        lines += ["", "| implementation | median ms / pass | range | × fastgd |", "|---|---|---|---|"]
+        for name, values in seconds.items():
+            lines.append(f"| {name} | {medians[name] * 1e3:.2f} | {min(values) * 1e3:.2f}–{max(values) * 1e3:.2f} | "
+                         f"{medians[name] / medians['fastgd']:.2f} |")
+        per_layer = {name: passes[name].layer_seconds(arguments.repeats) for name in implementations}
+        header = " | ".join(f"{name} fwd ms | {name} bwd ms" for name in implementations)
+        lines += ["", f"Per layer ({label}, each layer alone, medians):", "", f"| layer | {header} |",
+                  "|---|" + "---|" * (2 * len(implementations))]
+        for index, layer_name in enumerate(names):
+            cells = " | ".join(f"{per_layer[name][index][0] * 1e3:.3f} | {per_layer[name][index][1] * 1e3:.3f}"
+                               for name in implementations)
+            lines.append(f"| {layer_name} | {cells} |")
+        totals = " | ".join(f"{sum(f for f, _ in per_layer[name]) * 1e3:.2f} | "
+                            f"{sum(b for _, b in per_layer[name]) * 1e3:.2f}" for name in implementations)
+        lines += [f"| sum | {totals} |", ""]
+    load_after = os.getloadavg()
+    lines.append(f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+                 f"{', '.join(f'{v:.2f}' for v in load_after)} (2 cores, shared).")
+    text = "\n".join(lines) + "\n"
+    pathlib.Path(arguments.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
