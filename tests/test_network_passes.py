@@ -164,3 +164,20 @@ def test_max_pool_sends_each_delta_where_torch_does_on_ties_and_nans(pool, input
     np.testing.assert_array_equal(activations[out_start:out_start + upstream.size], out.detach().numpy().reshape(-1))
     np.testing.assert_array_equal(deltas[:X.size], x.grad.numpy().reshape(-1))
     assert np.isnan(out.detach().numpy()).any() and (x.grad.numpy() != 0).any()
+
+
+def test_a_nan_passes_through_relu_as_in_torch():
+    torch = pytest.importorskip("torch", reason="torch is the oracle")
+    from fastgd.kernels import network as kernels
+    from tests.network_cases import torch_module
+
+    net = networks.Network([networks.Dense(4), networks.ReLU(), networks.Dense(3)], input_shape=(5,))
+    theta = net.init(random_state=0)
+    X = np.random.default_rng(0).normal(size=(3, 5))
+    X[1, 2] = np.nan
+    blocks, columns = net.workspace_elements(3)
+    ours = kernels.forward(theta, X.reshape(-1), 3, net.plan, np.empty(blocks), np.empty(columns))
+    with torch.no_grad():
+        theirs = torch_module(net, theta)(torch.from_numpy(X)).numpy()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    assert np.isnan(ours[1]).all() and not np.isnan(ours[[0, 2]]).any()

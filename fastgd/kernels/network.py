@@ -343,7 +343,8 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
         if kind == RELU:
             for k in range(count):
                 z = activations[uint64(in_start + k)]
-                activations[uint64(out_start + k)] = z if z > 0 else zero
+                # as torch: NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)
+                activations[uint64(out_start + k)] = zero if z <= zero else z
         elif kind == TANH:
             for k in range(count):
                 outputs[k] = math.tanh(inputs[k])
