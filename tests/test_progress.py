@@ -21,3 +21,43 @@ def test_the_sweeps_eta_waits_for_runs_past_the_first_and_leaves_their_compile_o
     assert lines[0] == "s: 4/100 done" and lines[1] == "s: 5/100 done"
     # a second a run over the 93 left: 0:01:33, not the 25 minutes the first chunk's rate (15 s a run) would give
     assert lines[2] == "s: 7/100 done, ETA 0:01:33"
+
+
+def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
+    import io
+
+    from fastgd.sweep import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    # 10 cheap items (1 unit each) then 2 costly ones (45 units each): 100 units in all
+    bar = progress_module.Progress(12, label="s", stream=log, work=100.0)
+    bar.LINE_EVERY_SECONDS = 0.0
+    now[0] = 30.0
+    bar.update(2, work=2.0)  # the first chunk: compiling, left out of the rate
+    now[0] = 38.0
+    bar.update(8, work=8.0)  # 8 units in 8 s; 90 left, and only 2 items
+    assert log.getvalue().splitlines()[-1] == "s: 10/12 done, ETA 0:01:30"  # by items it would say 0:00:02
+
+
+def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():
+    from fastgd import datasets
+    from fastgd.kernels.network import multiply_adds_per_sample
+    from fastgd.networks import known
+    from fastgd.sweep import load_preset, plan
+    from fastgd.sweep.runner import run_work
+
+    config = load_preset("suite", problem_names=["logreg_digits", "digits_cnn"])
+    specs = plan.runs(config)
+    work = run_work(config, specs)
+    logreg = next(spec for spec in specs if spec.dataset == "logreg_digits")
+    cnn = next(spec for spec in specs if spec.dataset == "digits_cnn")
+    rows = int(datasets.load("digits").X_train.shape[0] * (1 - logreg.validation_fraction))
+    # full batches of a 64-10 linear model: 640 multiply-adds a sample, one step over its 650 parameters an epoch
+    assert work[logreg.run_id] == logreg.n_epochs * (3.0 * rows * 640 + 650)
+    # digits_cnn: conv 16·9·64, relu 16·64, pool (its 16·64 inputs), conv 32·144·16, relu 32·16, pool 32·16,
+    # flatten 128, dense 128·10
+    assert multiply_adds_per_sample(known("digits_cnn").plan) == (
+        16 * 9 * 64 + 16 * 64 + 16 * 64 + 32 * 144 * 16 + 32 * 16 + 32 * 16 + 128 + 128 * 10)
+    assert work[cnn.run_id] / cnn.n_epochs > 50 * work[logreg.run_id] / logreg.n_epochs

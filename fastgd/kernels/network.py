@@ -48,7 +48,7 @@ from fastgd.kernels.blas import gemm
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
-           "loss_and_gradient", "predict_in_chunks"]
+           "loss_and_gradient", "predict_in_chunks", "multiply_adds_per_sample", "workspace_elements"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
@@ -568,6 +568,23 @@ def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out
         outputs, size = _output_block(rows, plan, activations)
         out[start:stop] = outputs.reshape((rows, size))
     return out
+
+
+def multiply_adds_per_sample(plan):
+    """A sample's forward pass in multiply-adds: each dense layer's in·out, each convolution's
+    out·(in·kh·kw)·out_h·out_w, and one per output place of the other layers (an estimate of its work)."""
+    plan = np.asarray(plan)
+    total = 0
+    for layer in plan:
+        out_places = int(layer[PLAN_OUT_C] * layer[PLAN_OUT_H] * layer[PLAN_OUT_W])
+        in_places = int(layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W])
+        if layer[PLAN_KIND] == DENSE:
+            total += in_places * out_places
+        elif layer[PLAN_KIND] == CONV:
+            total += out_places * int(layer[PLAN_IN_C] * layer[PLAN_KERNEL_H] * layer[PLAN_KERNEL_W])
+        else:
+            total += max(out_places, in_places)
+    return total
 
 
 def workspace_elements(plan, n_rows):

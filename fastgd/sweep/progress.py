@@ -18,19 +18,26 @@ class Progress:
     out of the rate: its items carry the one-off costs (compiling, loading the data, starting the workers), which
     made a sweep of 108 s first promise 1:09:30. Until :data:`MIN_ITEMS_FOR_ETA` items have finished after it, no
     ETA is shown.
+
+    ``work``: the work of each item, in any unit (a sweep's runs: epochs × rows × a sample's multiply-adds, see
+    :func:`fastgd.sweep.runner.run_work`), given with ``update(n, work=...)``: the rate is then of work, not of
+    items, so that a suite whose last problem costs a thousand times its first is not promised its end a minute
+    away. Without it, every item counts as one.
     """
 
     WIDTH = 30
     LINE_EVERY_SECONDS = 10.0
     MIN_ITEMS_FOR_ETA = 3
 
-    def __init__(self, total, enabled=True, label="", stream=None):
+    def __init__(self, total, enabled=True, label="", stream=None, work=None):
         self.total, self.done, self.label = total, 0, label
+        self.total_work = float(total if work is None else work)
+        self.work_done = 0.0
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self.terminal = self.stream.isatty()
         self.started = self._last_line = time.monotonic()
-        self._first = None  # (items done, time) at the first update: the rate is measured from there
+        self._first = None  # (items done, time, work done) at the first update: the rate is measured from there
 
     def _eta(self):
         """The time left, or None while there are too few items to tell."""
@@ -38,15 +45,18 @@ class Progress:
             return _clock(0)
         if self._first is None:
             return None
-        items = self.done - self._first[0]
-        if items < self.MIN_ITEMS_FOR_ETA:
+        if self.done - self._first[0] < self.MIN_ITEMS_FOR_ETA:
             return None
-        return _clock((time.monotonic() - self._first[1]) / items * (self.total - self.done))
+        work = self.work_done - self._first[2]
+        if not work > 0:
+            return None
+        return _clock((time.monotonic() - self._first[1]) / work * max(self.total_work - self.work_done, 0.0))
 
-    def update(self, n=1):
+    def update(self, n=1, work=None):
         self.done += n
+        self.work_done += n if work is None else work
         if self._first is None:
-            self._first = (self.done, time.monotonic())
+            self._first = (self.done, time.monotonic(), self.work_done)
         if not self.enabled:
             return
         eta = self._eta()

@@ -385,6 +385,33 @@ def _check_users_rules_compile(config):
             optimizer.packed()  # compiles the rule's training entry point, or raises RuleError
 
 
+def run_work(config, specs):
+    """{run id: the run's work}, an estimate for the progress line's ETA (:class:`Progress`'s ``work``): epochs ×
+    (three passes over its training rows, forward and backward, each a sample's multiply-adds
+    (:func:`fastgd.kernels.network.multiply_adds_per_sample`, an MLP's Σ n_in·n_out) + a step over θ a batch)."""
+    from fastgd.kernels.network import multiply_adds_per_sample
+
+    per_group, work = {}, {}
+    for spec in specs:
+        key = (spec.dataset, spec.model, spec.hidden_layer_sizes, spec.activation)
+        if key not in per_group:
+            data = datasets.load(spec.dataset, config.sources)
+            net, _ = config.model(spec.dataset, data)
+            plan = getattr(net, "plan", None)
+            if plan is None:
+                sizes = np.asarray(net.layer_sizes, dtype=np.int64)
+                madds = int(np.sum(sizes[:-1] * sizes[1:]))
+            else:
+                madds = multiply_adds_per_sample(plan)
+            per_group[key] = (data.X_train.shape[0], madds, net.n_params)
+        rows, madds, n_params = per_group[key]
+        if spec.split == "validation" and spec.validation_fraction:
+            rows = max(1, int(rows * (1 - spec.validation_fraction)))
+        batch = rows if spec.batch_size == "full" else max(1, min(int(spec.batch_size), rows))
+        work[spec.run_id] = spec.n_epochs * (3.0 * rows * madds + -(-rows // batch) * n_params)
+    return work
+
+
 def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry_failed=False, progress=True,
               chunk_size=CHUNK_SIZE):
     """Run every run of ``config`` not already in the store at ``store_path``; see the module docstring.
@@ -439,12 +466,14 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     store.forget(store.run_ids("failed") & {spec.run_id for spec in phase_specs})
                 done = store.run_ids()
                 pending = [spec for spec in phase_specs if spec.run_id not in done]
-                bar = Progress(len(pending), enabled=progress, label=label)
+                work = run_work(config, pending) if progress and pending else {}
+                bar = Progress(len(pending), enabled=progress, label=label, work=sum(work.values()) or None)
 
                 def store_results(results):
                     for result in results:
                         store.add(sweep_id, result)  # False: another sweep writing this store got there first
-                    bar.update(len(results))
+                    bar.update(len(results), work=sum(work.get(result["spec"].run_id, 0.0) for result in results)
+                               if work else None)
 
                 chunks = chunks_of(pending, chunk_size)
                 workers = local_workers(jobs, len(chunks))
