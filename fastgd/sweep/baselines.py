@@ -22,10 +22,9 @@ Baseline stores built on several machines merge (``fastgd merge``), each run kep
 import os
 import sqlite3
 import sys
-import tempfile
 
 from fastgd.sweep import plan
-from fastgd.sweep.store import Store, StoreError, check_store_path
+from fastgd.sweep.store import Store, StoreError, check_store_path, new_store_file
 
 __all__ = ["SUITE_PRESET", "default_path", "build", "check_available", "seed_store", "coverage"]
 
@@ -83,10 +82,8 @@ def seed_store(baseline_path, store_path):
         check_store_path(store_path, "w")
         return 0
     check_store_path(store_path, "w")
-    directory = os.path.dirname(os.path.abspath(store_path))
-    handle, temporary = tempfile.mkstemp(prefix=".seeding-", suffix=".db", dir=directory)
-    os.close(handle)
-    try:
+    with new_store_file(store_path, "seeding", f"{store_path} appeared while the baselines were copied into it: "
+                                               "run again") as temporary:
         source = sqlite3.connect(f"file:{baseline_path}?mode=ro", uri=True)
         target = sqlite3.connect(temporary)
         try:
@@ -97,14 +94,6 @@ def seed_store(baseline_path, store_path):
             source.close()
         with Store(temporary) as store:  # an older baseline store is upgraded here, not in the user's copy
             copied = len(store.run_ids())
-        try:
-            os.link(temporary, store_path)
-        except FileExistsError:
-            raise StoreError(f"{store_path} appeared while the baselines were copied into it: run again") from None
-    finally:
-        for leftover in (temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
     return copied
 
 

@@ -66,7 +66,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "SCHEMA_VERSION",
+__all__ = ["Store", "StoreError", "load_runs", "load_curves", "check_store_path", "new_store_file", "SCHEMA_VERSION",
            "PROTOCOL_COLUMNS"]
 
 SCHEMA_VERSION = 7
@@ -685,23 +685,33 @@ def merge(inputs, out):
         described = ", ".join(f"{path} version {version}" for path, version in versions.items())
         raise StoreError(f"cannot merge stores of different schema versions ({described}): open the older ones "
                          f"with this fastgd's sweep first, which upgrades them to version {SCHEMA_VERSION}")
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(prefix=".merging-", suffix=".db", dir=os.path.dirname(os.path.abspath(out)))
-    os.close(handle)
-    try:
+    with new_store_file(out, "merging", f"{out} exists: the merged store is written to a new file, never over "
+                                         "one") as temporary:
         with Store(temporary) as merged:
             summary = _merge_into(merged, inputs, versions)
             merged._connection.execute("PRAGMA journal_mode=DELETE")  # one file to link: no -wal beside it
+    return summary
+
+
+@contextlib.contextmanager
+def new_store_file(out, doing, exists_message):
+    """A temporary file beside ``out`` to write a whole store into, linked to ``out`` when the block ends without
+    an error, never over a file (a :class:`StoreError` of ``exists_message`` where ``out`` appeared meanwhile);
+    the temporary file and its journals are removed in any case. ``doing`` names it (``.<doing>-*.db``)."""
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{doing}-", suffix=".db", dir=os.path.dirname(os.path.abspath(out)))
+    os.close(handle)
+    try:
+        yield temporary
         try:
             os.link(temporary, out)
         except FileExistsError:
-            raise StoreError(f"{out} exists: the merged store is written to a new file, never over one") from None
+            raise StoreError(exists_message) from None
     finally:
         for leftover in (temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(leftover)
-    return summary
 
 
 def _merge_into(merged, inputs, versions):
