@@ -338,7 +338,6 @@ def _sweep_config_and_targets(arguments):
 def _problem_config(arguments):
     """The configuration of ``sweep`` and ``compare`` with ``--problem``: CONFIG or --preset run on those test
     problems instead of its own data sets (:func:`fastgd.sweep.config.on_problems`)."""
-    from fastgd import problems
     from fastgd.sweep import load_config, load_preset
 
     if arguments.dataset:
@@ -347,19 +346,26 @@ def _problem_config(arguments):
     for option, value in (("--target-loss", arguments.target_loss), *_file_options(arguments)):
         if value is not None:
             raise CommandError(f"{option} is for --dataset; a problem has its own data and target")
-    for name in arguments.problem:
-        try:
-            problems.get(name)
-        except problems.ProblemError as error:
-            raise CommandError(f"--problem: {error}") from None
-    repeated = next((name for index, name in enumerate(arguments.problem) if name in arguments.problem[:index]), None)
-    if repeated is not None:
-        raise CommandError(f"--problem: {repeated!r} is given twice")
+    _check_problem_names(arguments.problem)
     if arguments.config:
         config = load_config(arguments.config, problem_names=arguments.problem)
     else:
         config = load_preset(arguments.preset or "default", problem_names=arguments.problem)
     return config.with_plugins(arguments.plugins)
+
+
+def _check_problem_names(names):
+    """CommandError in one line naming --problem where ``names`` has an unknown problem or one twice."""
+    from fastgd import problems
+
+    for name in names:
+        try:
+            problems.get(name)
+        except problems.ProblemError as error:
+            raise CommandError(f"--problem: {error}") from None
+    repeated = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if repeated is not None:
+        raise CommandError(f"--problem: {repeated!r} is given twice")
 
 
 def _chosen_target(arguments, config, definition):
@@ -844,6 +850,7 @@ def command_baselines(arguments):
     from fastgd.sweep import SweepConfigError, SweepError, StoreError, baselines
 
     path = arguments.store or baselines.default_path()
+    _check_problem_names(arguments.problem or [])
     _note_jobs(arguments.jobs)
     try:
         outcome = baselines.build(path, jobs=arguments.jobs, progress=not arguments.quiet,
