@@ -238,7 +238,10 @@ def _note(table, reference):
     from fastgd.report.text import plural
 
     labelled = table.assign(column=_label(table))
-    without = sorted(set(labelled.loc[labelled["reference_runs"] == 0, "column"]))
+    # the columns of rules trained alone are never over the reference's, and the sentence on them says so: a
+    # column named here is one where the reference itself has no runs
+    alone = labelled["trained"] == "alone" if "trained" in labelled else False
+    without = sorted(set(labelled.loc[(labelled["reference_runs"] == 0) & ~alone, "column"]))
     machines = sorted(set(table["machine"])) if "machine" in table else []
     text = (f"Seconds per epoch of each rule over {reference}'s (DeepOBS's runtime overhead): per run, the median of "
             "its epochs' wall-clock seconds (the curves' seconds: each epoch's end minus the previous one's); per "
