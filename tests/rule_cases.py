@@ -137,6 +137,13 @@ def reduces(name, hyperparameters):
     return rule.reduces(rule.flags(rule.check(dict(rule.defaults, **hyperparameters))))
 
 
+def cpu_only(name, hyperparameters):
+    """Whether the rule ``name`` with ``hyperparameters`` has no CUDA form: it reduces over every parameter, or its
+    per-tensor function calls LAPACK (``PerTensor(..., cuda=False)``). The device refuses such steps."""
+    per_tensor = optim.OPTIMIZERS[name].rule.per_tensor
+    return reduces(name, hyperparameters) or (per_tensor is not None and not per_tensor.cuda)
+
+
 # Hyperparameters each rule must refuse, with a fragment of the message.
 INVALID = {
     "sgd": [(dict(lr=-0.1), "Invalid learning rate: -0.1"), (dict(weight_decay=-1.0), "Invalid weight_decay"),

@@ -18,7 +18,7 @@ import pytest
 import fastgd.cuda as fastgd_cuda
 from fastgd import MLPClassifier, NetworkClassifier, optim
 from network_cases import device_kernel_signatures
-from rule_cases import LAYOUT_37, case_id, cases, reduces
+from rule_cases import LAYOUT_37, case_id, cases, cpu_only
 
 try:
     from numba import cuda
@@ -94,7 +94,7 @@ def rule_kernel_signatures():
     for dtype in DTYPES:
         for case in cases():
             name, hyperparameters = case
-            if reduces(name, hyperparameters):  # no CUDA form yet: refused (tests/cuda/test_cuda_updates.py)
+            if cpu_only(name, hyperparameters):  # no CUDA form: refused (tests/cuda/test_cuda_updates.py)
                 continue
             optimizer = optim.OPTIMIZERS[name](np.ones(37, dtype), layout=LAYOUT_37, **hyperparameters)
             packed = optimizer.packed()

@@ -224,3 +224,23 @@ def test_the_cuda_path_refuses_a_step_with_a_reduction_in_one_line_naming_the_ru
     # Adan without clipping takes no reduction: its CUDA module is generated as any other rule's
     adan = optim.OPTIMIZERS["adan"](np.ones(4))
     assert "def packed_launch" in cuda_rules._source(adan.packed().variant.plan, "")
+
+
+def _halve_tensor(params, grad, lr):
+    for i in range(params.size):
+        params[i] = params[i] - lr * grad[i] / 2
+
+
+def test_the_cuda_path_refuses_a_per_tensor_function_marked_cpu_only_in_one_line_naming_the_rule(registered):
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastgd.cuda import rules as cuda_rules
+
+    CpuOnly = registered(rules.Rule("sgd_lapack_tensor", per_tensor=rules.PerTensor(_halve_tensor, cuda=False),
+                                    hyperparameters={"lr": rules.LearningRate(0.1)}))
+    optimizer = CpuOnly(np.ones(4))
+    optimizer.step(np.ones(4))
+    assert np.allclose(optimizer.params, 0.95)  # the CPU runs it
+    with pytest.raises(rules.RuleError, match="^rule 'sgd_lapack_tensor': its per-tensor function has no CUDA form"):
+        cuda_rules.compiled(optimizer.packed().variant)
+    with pytest.raises(rules.RuleError, match="PerTensor cuda must be True or False"):
+        rules.PerTensor(_halve_tensor, cuda="no")

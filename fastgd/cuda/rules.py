@@ -127,6 +127,9 @@ class CudaVariant:
         if plan.reduces:
             raise RuleError(f"rule {rule.name!r}: its reduction over every parameter has no CUDA form yet: "
                             "train it on the CPU (NumPy arrays, device='cpu')")
+        if rule.per_tensor is not None and not rule.per_tensor.cuda:
+            raise RuleError(f"rule {rule.name!r}: its per-tensor function has no CUDA form (it calls LAPACK): "
+                            "train it on the CPU (NumPy arrays, device='cpu')")
         self.variant = variant
         self.stem = variant_stem(rule, variant.flags, "cuda")
         self.source = _source(plan, _header(rule, variant.flags, "CUDA") + "\nfrom numba import cuda")

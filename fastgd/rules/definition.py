@@ -441,17 +441,22 @@ class PerTensor:
     ``rows``, ``columns``, ``ndim``, ``step``, hyperparameter scalars,
     per-step outputs and flags; it updates them in place and returns nothing.
     ``aux_is_state=False`` marks the auxiliary array as scratch: it is then
-    left out of ``state`` and ``state_dict``.
+    left out of ``state`` and ``state_dict``. ``cuda=False`` says the function
+    has no device form (it calls LAPACK: eigendecompositions, QR, triangular
+    solves); the rule then trains on the CPU only, and ``device="cuda"`` is
+    refused in one line naming it.
     Norms for trust ratios, row and column statistics and matrix functions
     (Newton–Schulz) are written here; :func:`fastgd.kernels.blas.gemm` gives
     matrix products on the CPU and the GPU.
     """
 
-    def __init__(self, function, where="all", aux_size=None, aux_is_state=True):
+    def __init__(self, function, where="all", aux_size=None, aux_is_state=True, cuda=True):
         if where not in ("all", "matrices"):
             raise RuleError(f"PerTensor where must be 'all' or 'matrices', got {where!r}")
+        if not isinstance(cuda, bool):
+            raise RuleError(f"PerTensor cuda must be True or False, got {cuda!r}")
         self.function, self.where, self.aux_size = function, where, aux_size
-        self.aux_is_state = aux_is_state
+        self.aux_is_state, self.cuda = aux_is_state, cuda
 
 
 class EvaluationPoint:
@@ -1012,7 +1017,7 @@ class Rule:
             "per_tensor": None if per_tensor is None else [
                 source(per_tensor.function, "per-tensor function"), per_tensor.where,
                 source(per_tensor.aux_size, "aux_size function"),  # "None" without one, as identities always were
-                per_tensor.aux_is_state],
+                per_tensor.aux_is_state] + ([] if per_tensor.cuda else ["cpu only"]),
             "evaluation": None if evaluation is None else [
                 source(evaluation.function, "evaluation function"),
                 None if evaluation.scalars is None else [source(evaluation.scalars.function, "evaluation scalars"),

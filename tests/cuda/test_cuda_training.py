@@ -10,10 +10,12 @@ from numba import cuda
 
 from fastgd import MLP, MLPClassifier, MLPRegressor, optim
 from fastgd.training import Training, make_schedule
-from rule_cases import VARIANTS, reduces
+from rule_cases import VARIANTS, cpu_only
 
-# the steps that sum over every parameter first have no CUDA form yet (refused: test_cuda_updates)
-RULES = sorted(name for name in optim.OPTIMIZERS if name not in VARIANTS or not reduces(name, VARIANTS[name][-1]))
+# the steps that sum over every parameter first, or call LAPACK per tensor, have no CUDA form (refused:
+# test_cuda_updates)
+RULES = sorted(name for name in optim.OPTIMIZERS if not cpu_only(name, {})
+               and (name not in VARIANTS or not cpu_only(name, VARIANTS[name][-1])))
 
 
 def data(n_samples, n_inputs, n_outputs, output, seed=0):

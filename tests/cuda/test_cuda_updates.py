@@ -11,14 +11,15 @@ from conftest import SIMULATOR
 from fastgd import optim, rules
 from fastgd.rules import kernels
 from fastgd.cuda import rules as cuda_rules
-from rule_cases import LAYOUT_37, SKLEARN_ADAM, VARIANTS, case_id, cases, problem, readme_plugin, reduces
+from rule_cases import (LAYOUT_37, SKLEARN_ADAM, VARIANTS, case_id, cases, cpu_only, problem, readme_plugin,
+                        reduces)
 
 # the steps that sum over every parameter first (Prodigy, D-Adaptation Adam, Adan's clipping) have no CUDA form yet:
-# refused, in test_a_step_with_a_reduction_is_refused_on_the_device
-DEVICE_CASES = [case for case in cases() if not reduces(*case)]
+# refused, in test_a_step_with_a_reduction_is_refused_on_the_device; nor do per-tensor functions that call LAPACK
+DEVICE_CASES = [case for case in cases() if not cpu_only(*case)]
 REDUCING_CASES = [case for case in cases() if reduces(*case)]
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name)
-               and not reduces(name, {}) and not reduces(name, (VARIANTS[name] or [{}])[-1]))
+               and not cpu_only(name, {}) and not cpu_only(name, (VARIANTS[name] or [{}])[-1]))
 N_PARAMS = 37  # more than the simulator's 2 × 4 threads: every thread loops
 FLOAT32_ULPS = 4
 
