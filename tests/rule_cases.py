@@ -132,16 +132,17 @@ NEUTRAL.update(rprop={}, asgd=dict(weight_decay=0.0, lambd=0.0),
 def reduces(name, hyperparameters):
     """Whether the rule ``name`` with ``hyperparameters`` (the others at their defaults) sums over every parameter
     before its element pass (a :class:`fastgd.rules.Reduction` its flags switch on): such steps accumulate in
-    float64 on purpose and have no CUDA form yet."""
+    float64 on purpose."""
     rule = optim.OPTIMIZERS[name].rule
     return rule.reduces(rule.flags(rule.check(dict(rule.defaults, **hyperparameters))))
 
 
 def cpu_only(name, hyperparameters):
-    """Whether the rule ``name`` with ``hyperparameters`` has no CUDA form: it reduces over every parameter, or its
-    per-tensor function calls LAPACK (``PerTensor(..., cuda=False)``). The device refuses such steps."""
+    """Whether the rule ``name`` has no CUDA form: its per-tensor function calls LAPACK
+    (``PerTensor(..., cuda=False)``). The device refuses such steps. ``hyperparameters``: for rules whose CUDA
+    form may one day depend on their flags."""
     per_tensor = optim.OPTIMIZERS[name].rule.per_tensor
-    return reduces(name, hyperparameters) or (per_tensor is not None and not per_tensor.cuda)
+    return per_tensor is not None and not per_tensor.cuda
 
 
 # Hyperparameters each rule must refuse, with a fragment of the message.

@@ -101,10 +101,11 @@ def rule_kernel_signatures():
             variant = cuda_rules.compiled(packed.variant)
             namespace, calls = vars(variant.module), []
             with pytest.MonkeyPatch.context() as patch:
-                for kernel in ("loop_kernel", "tensor_kernel"):
+                for kernel in ("loop_kernel", "tensor_kernel", "reduction_kernel"):
                     if namespace.get(kernel) is not None:
                         patch.setitem(namespace, kernel, Recorder(kernel, calls))
                 patch.setitem(namespace, "no_halt", lambda: np.zeros(0, np.int32))
+                patch.setitem(namespace, "new_block_sums", lambda blocks, sums: np.zeros((blocks, sums)))
                 namespace["packed_launch"](np.ones(37, dtype), np.ones(37, dtype), packed.states, packed.aux,
                                            packed.hyper, packed.counters.copy(), packed.layout)
             for kernel, signature in calls:

@@ -214,16 +214,17 @@ def test_proximal_decay_on_a_per_tensor_rule_is_refused():
              hyperparameters={"lr": rules.LearningRate(0.1), "weight_decay": rules.WeightDecay(0.0, "proximal")})
 
 
-def test_the_cuda_path_refuses_a_step_with_a_reduction_in_one_line_naming_the_rule():
+def test_the_cuda_module_of_a_step_with_a_reduction_sums_on_the_device_and_finishes_on_the_host():
     pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
     from fastgd.cuda import rules as cuda_rules
 
-    optimizer = optim.OPTIMIZERS["prodigy"](np.ones(4))
-    with pytest.raises(rules.RuleError, match="rule 'prodigy': its reduction over every parameter has no CUDA form"):
-        cuda_rules.compiled(optimizer.packed().variant)
-    # Adan without clipping takes no reduction: its CUDA module is generated as any other rule's
-    adan = optim.OPTIMIZERS["adan"](np.ones(4))
-    assert "def packed_launch" in cuda_rules._source(adan.packed().variant.plan, "")
+    source = cuda_rules._source(optim.OPTIMIZERS["prodigy"](np.ones(4)).packed().variant.plan, "")
+    assert "def reduction_kernel(" in source and "reduction_inputs(" in source
+    assert "loop_scalars(step, dtype_eps, d, d_max, d_numerator" in source and "*_sums)" in source
+    # Adan without clipping takes no reduction: no reduction kernel, one host call for its scalars
+    adan = cuda_rules._source(optim.OPTIMIZERS["adan"](np.ones(4)).packed().variant.plan, "")
+    assert "def packed_launch" in adan and "reduction_kernel" not in adan
+    assert cuda_rules.add_in_order(np.array([[1.0, 1e16], [2.0, 1.0], [3.0, -1e16]])) == [6.0, 0.0]
 
 
 def _halve_tensor(params, grad, lr):

@@ -23,8 +23,11 @@ trip):
     on the host.
 
 A variant whose step sums over every parameter first (:class:`fastgd.rules.Reduction`: Prodigy,
-D-Adaptation, Adan clipping by the global norm) has no CUDA form yet: it is refused in one line naming
-the rule.
+D-Adaptation, Adan clipping by the global norm) takes three launches a step: ``reduction_kernel`` (thread k
+sums block k of the vector in order, in float64, as the CPU kernel does), the block sums copied to the host
+and added there in the CPU's order, then the finish and the element's kernel. The copy makes such a step
+wait for the device: it is one small transfer per step, not per parameter. A per-tensor function marked
+``PerTensor(..., cuda=False)`` (it calls LAPACK) has no CUDA form: the rule is refused in one line naming it.
 
 Most users reach these through :mod:`fastgd.optim`, whose classes accept device arrays::
 
@@ -35,12 +38,16 @@ Most users reach these through :mod:`fastgd.optim`, whose classes accept device 
 
 import threading
 
+import numpy as np
+from numba import cuda
+
 from fastgd._config import cuda_jit
 from fastgd.cuda import blas
 from fastgd.cuda.arrays import launch_shape, no_halt
 from fastgd.rules import RuleError
 from fastgd.rules import compiled as compiled_rule
 from fastgd.rules.compile import _header, load_generated, to_element, variant_stem
+from fastgd.rules.definition import REDUCTION_BLOCK
 
 __all__ = ["CudaVariant", "compiled", "launcher"]
 
@@ -91,11 +98,14 @@ def _source(plan, header):
         parts.append(f"def tensor_kernel({parameters}):\n    {halt}{body}")
         arguments = ", ".join(["params", "grad", *plan.present, "aux", "layout", "step", "dtype_eps", *cast])
         launches.append(f"    tensor_kernel[tensor_shape(layout.shape[0])]({arguments}, _halt)")
+    prologue = [f"_scalars = loop_scalars({scalars})", "_halt = no_halt() if halt is None else halt"]
+    if plan.reduces:
+        parts.append(_reduction_kernel(plan))
+        prologue = _reduction_prologue(plan, scalars)
     parts.append(f"def launch({', '.join(plan.kernel_parameters)}, halt=None):\n"
                  f"    _real = params.dtype.type\n"
                  f"    dtype_eps = float(np.finfo(params.dtype).eps)\n"
-                 f"    _scalars = loop_scalars({scalars})\n"
-                 f"    _halt = no_halt() if halt is None else halt\n" + "\n".join(launches) + f"\n{returned}")
+                 + "".join(f"    {line}\n" for line in prologue) + "\n".join(launches) + f"\n{returned}")
     rows = [f"states[{row}]" for row in range(len(plan.present))] + tensors + ["step"]
     rows += [f"float(counters[{1 + k}])" for k in range(n_state)]
     rows += plan.hyper_expressions("float({})")
@@ -113,6 +123,67 @@ def _source(plan, header):
     return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
 
 
+def _reduction_kernel(plan):
+    """``reduction_kernel``: thread k sums block k of :data:`~fastgd.rules.definition.REDUCTION_BLOCK` parameters
+    in order, in float64, into ``_block_sums[k]`` (zeros when halted): the CPU kernel's block sums, bit for bit
+    where the reduction function's terms round as they do on the CPU."""
+    sums = plan.reduction.outputs
+    scalars = [f"_r_{name}" for name in plan.reduction_scalars]
+    coupled = [plan.decay_name] if plan.decay_mode == "coupled" else []
+    parameters = ", ".join(["params", "grad", *plan.present, *scalars, *coupled, "_block_sums", "_halt"])
+    arguments = ["_param", "_grad"]
+    for name in plan.reduction_parameters[2:]:
+        if name in plan.rule.state:
+            arguments.append(f"{name}[_i]" if name in plan.present else "_zero")
+        elif name in plan.flags:
+            arguments.append(plan.literal(name))
+        else:
+            arguments.append(f"_r_{name}")
+    terms = [f"_t{k}" for k in range(len(sums))]
+    lines = ["_k = cuda.grid(1)", "if _k >= _block_sums.shape[0]:", "    return",
+             "_zero = params.dtype.type(0.0)"]
+    lines += [f"_p{k} = 0.0" for k in range(len(sums))]
+    lines += ["if _halt.size == 0 or _halt[0] == 0:",
+              f"    for _i in range(_k * {REDUCTION_BLOCK}, min((_k + 1) * {REDUCTION_BLOCK}, params.size)):"]
+    lines += [f"        {line}" for line in plan._read()]
+    lines.append(f"        {', '.join(terms)} = reduction({', '.join(arguments)})")
+    lines += [f"        _p{k} += float(_t{k})" for k in range(len(sums))]
+    lines += [f"_block_sums[_k, {k}] = _p{k}" for k in range(len(sums))]
+    return f"def reduction_kernel({parameters}):\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def _reduction_prologue(plan, scalars):
+    """The host lines of a step with a reduction pass: its inputs, the device's block sums, added in order on the
+    host as the CPU adds them, then the finish and the loop's scalars (``loop_scalars(..., *sums)``)."""
+    n_sums = len(plan.reduction.outputs)
+    inputs = [*plan.reduction_scalars, *([plan.decay_name] if plan.decay_mode == "coupled" else [])]
+    cast = [f"to_element(_inputs[{k}], _real)" for k in range(len(inputs))]
+    arguments = ", ".join(["params", "grad", *plan.present, *cast, "_block_sums", "_halt"])
+    return [f"_inputs = reduction_inputs({scalars})",
+            "_halt = no_halt() if halt is None else halt",
+            f"_blocks = (params.size + {REDUCTION_BLOCK - 1}) // {REDUCTION_BLOCK}",
+            f"_block_sums = new_block_sums(_blocks, {n_sums})",
+            f"reduction_kernel[tensor_shape(_blocks)]({arguments})",
+            "_sums = add_in_order(_block_sums)",
+            f"_scalars = loop_scalars({scalars}, *_sums)"]
+
+
+def new_block_sums(n_blocks, n_sums):
+    """The device array (blocks × sums, float64) a step's ``reduction_kernel`` writes its block sums into."""
+    return cuda.device_array((n_blocks, n_sums), dtype=np.float64)
+
+
+def add_in_order(block_sums):
+    """The columns of ``block_sums`` (blocks × sums, float64, on the device or the host) each added from the first
+    row on, as floats: the CPU kernel's order of additions."""
+    values = block_sums.copy_to_host() if hasattr(block_sums, "copy_to_host") else np.asarray(block_sums)
+    totals = [0.0] * values.shape[1]
+    for row in values.tolist():
+        for k, value in enumerate(row):
+            totals[k] += value
+    return totals
+
+
 def tensor_shape(n_tensors):
     """(blocks, threads) of a per-tensor launch: one thread per tensor of the layout."""
     threads = 32
@@ -124,9 +195,6 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
-        if plan.reduces:
-            raise RuleError(f"rule {rule.name!r}: its reduction over every parameter has no CUDA form yet: "
-                            "train it on the CPU (NumPy arrays, device='cpu')")
         if rule.per_tensor is not None and not rule.per_tensor.cuda:
             raise RuleError(f"rule {rule.name!r}: its per-tensor function has no CUDA form (it calls LAPACK): "
                             "train it on the CPU (NumPy arrays, device='cpu')")
@@ -134,19 +202,23 @@ class CudaVariant:
         self.stem = variant_stem(rule, variant.flags, "cuda")
         self.source = _source(plan, _header(rule, variant.flags, "CUDA") + "\nfrom numba import cuda")
         namespace = dict(to_element=to_element, launch_shape=launch_shape, tensor_shape=tensor_shape,
-                         no_halt=no_halt, loop_scalars=variant.loop_scalars)
+                         no_halt=no_halt, loop_scalars=variant.loop_scalars, add_in_order=add_in_order,
+                         new_block_sums=new_block_sums,
+                         reduction_inputs=variant.reduction_inputs)
         for name, function in (("element", rule.element),
+                               ("reduction", rule.reduction.function if plan.reduces else None),
                                ("per_tensor", rule.per_tensor and rule.per_tensor.function),
                                ("aux_size", rule.per_tensor and rule.per_tensor.aux_size)):
             if function is not None:
                 namespace[name] = cuda_jit(blas.on_the_device(getattr(function, "py_func", function)), device=True)
         module = load_generated(self.stem, self.source, namespace)
-        for name in ("loop_kernel", "tensor_kernel"):
+        for name in ("loop_kernel", "tensor_kernel", "reduction_kernel"):
             if name in vars(module):
                 vars(module)[name] = cuda_jit(vars(module)[name])
         self.module = module
         self.loop_kernel = vars(module).get("loop_kernel")
         self.tensor_kernel = vars(module).get("tensor_kernel")
+        self.reduction_kernel = vars(module).get("reduction_kernel")
         self.launch = vars(module)["launch"]
         self.packed_launch = vars(module)["packed_launch"]
 

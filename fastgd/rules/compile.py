@@ -8,11 +8,12 @@ definition makes ``cache=True`` work for every rule, a user's included, and a
 changed definition never loads stale machine code. The module holds:
 
 ``loop_scalars``
-    (Not for a variant with a reduction pass, whose scalars need the sums.)
     What a step needs from the step count: the per-step function's outputs,
     the decoupled decay factor and new scalar state, in float64. The CUDA
     launcher computes it on the host; the CPU functions below compute the same
-    lines inline.
+    lines inline. A variant with a reduction pass has it in two halves around
+    the device's sums: ``reduction_inputs``, then ``loop_scalars(..., *sums)``
+    with the finish.
 ``kernel`` / ``kernel_parallel``
     The public kernel (``fastgd.rules.kernels.<rule>``): ``(params, grad, *state
     arrays, step, *scalar state, *hyperparameter scalars)``; returns the new
@@ -222,6 +223,27 @@ class _Plan:
             lines += self.reduction_lines(iterate)
         return lines
 
+    def host_reduction_sources(self):
+        """For a variant with a reduction pass, the host halves of its CUDA step (:mod:`fastgd.cuda.rules`).
+
+        ``reduction_inputs(step, dtype_eps, *scalar state, *hyperparameters)`` gives, in float64, the scalars
+        the reduction function takes (the device sums its terms); ``loop_scalars(..., *sums)`` then takes the
+        sums, runs the finish and returns the new scalar state and the loop's scalars, as ``loop_scalars`` does
+        for a variant without one. Both run the same per-step lines as the CPU kernel.
+        """
+        parameters = ["step", "dtype_eps", *self.scalar_state, *self.hyper_names]
+        before = self.per_step_lines(iterate="given")
+        inputs = before[:len(before) - len(self.reduction_lines("given"))]  # all but the finish
+        coupled = [self.decay_name] if self.decay_mode == "coupled" else []
+        returned = [*self.reduction_scalars, *coupled]
+        first = [f"def reduction_inputs({', '.join(parameters)}):"] + [f"    {line}" for line in inputs]
+        first.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
+        scalars = [*self.scalar_state, *self.loop_scalars]
+        second = [f"def loop_scalars({', '.join(parameters + list(self.reduction.outputs))}):"]
+        second += [f"    {line}" for line in before]
+        second.append(f"    return ({', '.join(scalars)}{',' if len(scalars) == 1 else ''})")
+        return "\n".join(first) + "\n\n\n" + "\n".join(second)
+
     def reduction_lines(self, iterate):
         """The sums over every parameter, block by block in order (see :data:`REDUCTION_BLOCK`), then the finish.
 
@@ -231,7 +253,9 @@ class _Plan:
         ``prange`` form, which runs above ``PARALLEL_THRESHOLD`` parameters; the serial form allocates nothing.
         """
         reduction, sums = self.reduction, list(self.reduction.outputs)
-        if not self.reduces:
+        if iterate == "given":  # the sums are arguments (the CUDA step's host half)
+            lines = []
+        elif not self.reduces:
             lines = [f"{name} = 0.0" for name in sums]
         else:
             lines = ["_real = params.dtype.type"]
@@ -335,8 +359,8 @@ class _Plan:
         unpack += [f"{name} = {value}" for name, value in zip(self.hyper_names, self.hyper_expressions())]
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
-        # the CUDA launcher's host scalars: a variant with a reduction pass has none (its scalars need the sums)
-        parts = [header] + ([] if self.reduces else [self.loop_scalars_source()])
+        # the CUDA launcher's host scalars (a variant with a reduction pass has them in two halves, around its sums)
+        parts = [header, self.host_reduction_sources() if self.reduces else self.loop_scalars_source()]
         for suffix, iterate in (("", "range"), ("_parallel", "prange")):
             per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines(iterate))
             vector = self.vector_lines(iterate)
@@ -451,12 +475,13 @@ class CompiledVariant:
         module = load_generated(self.stem, self.source, namespace)
         self.module = module
         namespace = vars(module)
-        for name in ("loop_scalars", "kernel", "packed_step", "evaluate"):
+        for name in ("loop_scalars", "reduction_inputs", "kernel", "packed_step", "evaluate"):
             if name in namespace:
                 namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
             namespace[name] = _config.jit(namespace[name], parallel=self.plan.has_parallel_loop)
         self.loop_scalars = namespace.get("loop_scalars")
+        self.reduction_inputs = namespace.get("reduction_inputs")
         self.kernel = namespace["kernel"]
         self.kernel_parallel = namespace["kernel_parallel"]
         self.packed_step = namespace["packed_step"]

@@ -10,12 +10,13 @@ from numba import cuda
 from conftest import SIMULATOR
 from fastgd import optim, rules
 from fastgd.rules import kernels
+from fastgd.rules.definition import REDUCTION_BLOCK
 from fastgd.cuda import rules as cuda_rules
 from rule_cases import (LAYOUT_37, SKLEARN_ADAM, VARIANTS, case_id, cases, cpu_only, problem, readme_plugin,
                         reduces)
 
-# the steps that sum over every parameter first (Prodigy, D-Adaptation Adam, Adan's clipping) have no CUDA form yet:
-# refused, in test_a_step_with_a_reduction_is_refused_on_the_device; nor do per-tensor functions that call LAPACK
+# per-tensor functions that call LAPACK have no CUDA form (refused); the steps that sum over every parameter first
+# (Prodigy, D-Adaptation Adam, Adan's clipping) are device cases too, and are checked over several blocks below
 DEVICE_CASES = [case for case in cases() if not cpu_only(*case)]
 REDUCING_CASES = [case for case in cases() if reduces(*case)]
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name)
@@ -123,10 +124,23 @@ def test_launchers_have_the_cpu_kernels_signatures(name):
 
 
 @pytest.mark.parametrize("case", REDUCING_CASES, ids=case_id)
-def test_a_step_with_a_reduction_is_refused_on_the_device(case):
+def test_a_step_with_a_reduction_sums_blocks_as_the_cpu_does(case):
+    # three blocks of the sum (the last one short): the device sums block k in thread k, the host adds the
+    # blocks in the CPU kernel's order, so the sums, the finish's scalar state (Prodigy's d) and θ follow the CPU
     name, hyperparameters = case
-    with pytest.raises(rules.RuleError, match=f"^rule '{name}': its reduction over every parameter has no CUDA form"):
-        optim.OPTIMIZERS[name](cuda.to_device(np.ones(N_PARAMS)), layout=LAYOUT_37, **hyperparameters)
+    n_params = 2 * REDUCTION_BLOCK + 5
+    start = np.linspace(-1.0, 1.0, n_params)
+    on_cpu = optim.OPTIMIZERS[name](start.copy(), **hyperparameters)
+    on_device = optim.OPTIMIZERS[name](cuda.to_device(start), **hyperparameters)
+    for step in range(3):
+        grad = np.sin(np.arange(n_params) * (step + 1.0)) * 0.1 + 0.01 * on_cpu.params
+        on_cpu.step(grad)
+        on_device.step(cuda.to_device(grad))
+    assert_close_float64(on_device.params.copy_to_host(), on_cpu.params)
+    for key, value in device_state(on_device).items():
+        assert_close_float64(value, on_cpu.state[key])
+    np.testing.assert_allclose(on_device.packed().counters, on_cpu.packed().counters, rtol=1e-12)
+    assert not np.array_equal(on_cpu.params, start)
 
 
 def test_a_raised_halt_flag_leaves_everything_as_it_was():
