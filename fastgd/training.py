@@ -569,27 +569,34 @@ LBFGS_TOLERANCE_CHANGE = 1e7 * np.finfo(np.float64).eps
 
 @dataclass
 class LBFGSResult:
-    """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations, and
-    ``status``: 0 converged, 1 stopped at ``max_iter`` iterations, 2 at ``max_fun`` evaluations (SciPy's codes)."""
+    """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations,
+    SciPy's ``status`` (0 converged, 1 stopped at ``max_iter`` iterations or beyond ``max_fun`` evaluations, 2 an
+    abnormal end: no step lowers the loss) and SciPy's ``message`` for it."""
 
     loss: float
     n_iter: int
     n_evals: int
     status: int
+    message: str = ""
 
 
 def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTORY_SIZE,
-              tolerance_change=LBFGS_TOLERANCE_CHANGE):
+              tolerance_change=LBFGS_TOLERANCE_CHANGE, stopping="scipy"):
     """Minimise ``net``'s full-batch loss on (X, Y) from θ (changed in place) with L-BFGS in one compiled call.
 
-    torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line search,
-    ``max_iter`` iterations, ``max_fun`` evaluations (``max_eval``), ``tol`` on max |g| (``tolerance_grad``, as
-    L-BFGS-B's ``gtol``) and an absolute ``tolerance_change``; every loss and gradient comes from the model's
-    compiled pass (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. Returns an
-    :class:`LBFGSResult`.
+    The iterations are torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line
+    search; every loss and gradient comes from the model's compiled pass
+    (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. ``stopping="scipy"`` (the default,
+    scikit-learn's ``solver="lbfgs"``) stops as SciPy's L-BFGS-B does: ``max_iter`` iterations, more than
+    ``max_fun`` evaluations, ``tol`` on max |g| (``gtol``), ``tolerance_change`` on the loss's relative decrease
+    (``factr``·ε), with L-BFGS-B's first step, line-search limit and restarts (see the kernel's module);
+    ``stopping="torch"`` is one ``torch.optim.LBFGS.step`` with ``max_eval=max_fun``,
+    ``tolerance_grad=tol`` and an absolute ``tolerance_change``. Returns an :class:`LBFGSResult`.
     """
     from fastgd.kernels import lbfgs as lbfgs_kernels
 
+    if stopping not in ("scipy", "torch"):
+        raise ValueError(f"fit_lbfgs: stopping must be 'scipy' or 'torch', got {stopping!r}")
     X, Y = net.check_data(X, Y)
     dtype = net.dtype
     model, layer_sizes, activation, output, alpha = net.epoch_pass(dtype, X.shape[0], 1)
@@ -602,10 +609,16 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
         max_fun
     settings[lbfgs_kernels.TOLERANCE_GRAD], settings[lbfgs_kernels.TOLERANCE_CHANGE] = tol, tolerance_change
     settings[lbfgs_kernels.LINE_SEARCH] = 1.0
+    settings[lbfgs_kernels.SCIPY_STOPPING] = stopping == "scipy"
     arguments = (model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas, np.zeros(1),
                  vectors, directions, steps, history, scalars, settings)
     compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
     loss = float(compiled(*arguments))
     n_iter, n_evals = int(scalars[lbfgs_kernels.STEP_ITERS]), int(scalars[lbfgs_kernels.STEP_EVALS])
-    status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
-    return LBFGSResult(loss, n_iter, n_evals, status)
+    if stopping == "scipy":
+        status = int(scalars[lbfgs_kernels.STATUS])
+        message = lbfgs_kernels.SCIPY_MESSAGES[int(scalars[lbfgs_kernels.MESSAGE])]
+    else:
+        status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
+        message = ""
+    return LBFGSResult(loss, n_iter, n_evals, status, message)
