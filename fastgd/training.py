@@ -46,7 +46,7 @@ from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
            "is_divergent", "first_divergent_epoch", "epoch_arguments", "LBFGSResult", "fit_lbfgs",
-           "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE"]
+           "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE", "lbfgs_epochs"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 
@@ -622,3 +622,39 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
         status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
         message = ""
     return LBFGSResult(loss, n_iter, n_evals, status, message)
+
+
+def lbfgs_epochs(net, theta, X, Y, n_epochs, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7,
+                 tolerance_change=1e-9, history_size=100, line_search_fn="strong_wolfe"):
+    """``n_epochs`` calls of torch's ``LBFGS.step`` on the full batch (X, Y) from θ (changed in place), each one
+    compiled call (:func:`fastgd.kernels.lbfgs.minimize`) whose evaluations are the model's pass; torch's
+    hyperparameters and defaults but ``line_search_fn`` (strong Wolfe here; None: a fixed step of ``lr``).
+
+    A generator: after each step it yields ``(loss, seconds, evaluations)``: the loss of the step's first
+    evaluation (at θ as the step found it, as a full-batch epoch's loss is taken), the step's wall-clock seconds
+    (compilation excluded) and its evaluations. The L-BFGS state carries over from step to step, as torch's.
+    ``net`` is an :class:`fastgd.models.MLP` or a declared :class:`fastgd.networks.Network`.
+    """
+    from fastgd import optim
+    from fastgd.kernels import lbfgs as lbfgs_kernels
+
+    settings = optim.LBFGS._checked(dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
+                                         tolerance_change=tolerance_change, history_size=history_size,
+                                         line_search_fn=line_search_fn))
+    X, Y = net.check_data(X, Y, theta.dtype) if isinstance(net, Network) else net.check_data(X, Y)
+    X = X.reshape(X.shape[0], -1)
+    model, structure, code, second_code, alpha = net.epoch_pass(theta.dtype, X.shape[0])
+    n_activations, n_deltas = net.epoch_workspaces(X.shape[0])
+    grad = np.zeros_like(theta)
+    activations, deltas = np.empty(n_activations, theta.dtype), np.empty(n_deltas, theta.dtype)
+    vectors, directions, steps, history, scalars = lbfgs_kernels.new_buffers(theta.size, int(history_size),
+                                                                             theta.dtype)
+    arguments = (model, theta, X, Y, structure, code, second_code, alpha, grad, activations, deltas, np.zeros(1),
+                 vectors, directions, steps, history, scalars, settings)
+    compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
+    for _ in range(n_epochs):
+        started = time.perf_counter()
+        compiled(*arguments)
+        seconds = time.perf_counter() - started
+        yield float(scalars[lbfgs_kernels.FIRST_LOSS]), seconds, int(scalars[lbfgs_kernels.STEP_EVALS])
+

@@ -39,7 +39,7 @@ Buffers (every vector from the caller; a step allocates only three 2-element arr
   ``scalars[HEAD]``; ``history``: 2 × history_size float64, ρ = 1/yᵀs and the two-loop's α;
 * ``scalars`` (float64, :data:`N_SCALARS`): torch's ``n_iter``, ``func_evals``, ``t``, ``H_diag``,
   ``prev_loss``, the ring buffer's head and count; and what the last step did: its last loss, its
-  iterations and its evaluations;
+  iterations and its evaluations, SciPy's status and message (below), and its first loss (at θ as given);
 * ``settings`` (float64, :data:`N_SETTINGS`): lr, max_iter, max_eval, tolerance_grad,
   tolerance_change, and 1 for the strong-Wolfe line search (0: none).
 
@@ -54,16 +54,16 @@ from fastgd._config import jit
 
 __all__ = ["lbfgs_step", "minimize", "cubic_interpolate", "new_buffers", "N_VECTORS", "N_SCALARS", "N_SETTINGS",
            "N_ITER", "FUNC_EVALS", "STEP_SIZE", "H_DIAG", "PREV_LOSS", "HEAD", "COUNT", "LOSS", "STEP_ITERS",
-           "STEP_EVALS", "STATUS", "MESSAGE", "LR", "MAX_ITER", "MAX_EVAL", "TOLERANCE_GRAD", "TOLERANCE_CHANGE",
-           "LINE_SEARCH", "SCIPY_STOPPING", "SCIPY_MAX_LINE_SEARCH", "SCIPY_MESSAGES"]
+           "STEP_EVALS", "STATUS", "MESSAGE", "FIRST_LOSS", "LR", "MAX_ITER", "MAX_EVAL", "TOLERANCE_GRAD",
+           "TOLERANCE_CHANGE", "LINE_SEARCH", "SCIPY_STOPPING", "SCIPY_MAX_LINE_SEARCH", "SCIPY_MESSAGES"]
 
 # rows of ``vectors``
 DIRECTION, PREV_GRAD, FLAT_GRAD, X_INIT, G_PREV, BRACKET = 0, 1, 2, 3, 4, 5
 N_VECTORS = 7  # BRACKET and BRACKET + 1
 # entries of ``scalars``
-N_ITER, FUNC_EVALS, STEP_SIZE, H_DIAG, PREV_LOSS, HEAD, COUNT, LOSS, STEP_ITERS, STEP_EVALS, STATUS, MESSAGE = \
-    range(12)
-N_SCALARS = 12
+N_ITER, FUNC_EVALS, STEP_SIZE, H_DIAG, PREV_LOSS, HEAD, COUNT, LOSS, STEP_ITERS, STEP_EVALS, STATUS, MESSAGE, \
+    FIRST_LOSS = range(13)
+N_SCALARS = 13
 # entries of ``settings``
 LR, MAX_ITER, MAX_EVAL, TOLERANCE_GRAD, TOLERANCE_CHANGE, LINE_SEARCH, SCIPY_STOPPING = range(7)
 N_SETTINGS = 7
@@ -159,7 +159,7 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
     _copy(flat_grad, grad)
     current_evals = 1
     scalars[FUNC_EVALS] += 1
-    scalars[LOSS], scalars[STEP_ITERS], scalars[STEP_EVALS] = loss, 0.0, 1.0
+    scalars[LOSS], scalars[STEP_ITERS], scalars[STEP_EVALS], scalars[FIRST_LOSS] = loss, 0.0, 1.0, loss
     scalars[STATUS], scalars[MESSAGE] = 0.0, 401.0
     if _max_abs(flat_grad) <= tolerance_grad:
         return
