@@ -14,13 +14,16 @@ meaning, so a scikit-learn user's code runs unchanged:
 * ``solver="adam"`` is fastgd's ``adam`` rule with ``betas=(beta_1, beta_2)``
   and ``eps=epsilon``; ``solver="sgd"`` is ``nesterov`` (``nesterovs_momentum``),
   ``momentum``, or plain ``sgd`` when ``momentum=0``, with that ``momentum``.
-  ``solver="lbfgs"`` is scikit-learn's L-BFGS: the full batch, ``max_iter``
-  iterations, ``max_fun`` loss evaluations, ``tol`` on the gradient's largest
-  entry, 10 pairs of history; torch's L-BFGS step with its strong-Wolfe line
-  search, compiled with the model's pass into one call
-  (:func:`fastgd.training.fit_lbfgs`), where scikit-learn calls SciPy's
-  L-BFGS-B. As in scikit-learn it sets ``n_iter_`` and ``loss_`` (no
-  ``loss_curve_``), has no ``partial_fit`` and warns when a limit stops it.
+  ``solver="lbfgs"`` is scikit-learn's L-BFGS: the full batch, 10 pairs of
+  history, and SciPy's L-BFGS-B's stopping tests as scikit-learn calls it:
+  ``max_iter`` iterations, more than ``max_fun`` loss evaluations, ``tol`` on
+  the gradient's largest entry, the loss's relative decrease ≤ ``factr``·ε
+  (2.2e-9). The iterations are torch's L-BFGS step with its strong-Wolfe line
+  search (where L-BFGS-B uses Moré-Thuente's), compiled with the model's
+  pass into one call (:func:`fastgd.training.fit_lbfgs`). As in scikit-learn
+  it sets ``n_iter_`` and ``loss_`` (no ``loss_curve_``), has no
+  ``partial_fit`` and warns as scikit-learn does when SciPy's would stop at
+  a limit or abnormally.
 * ``learning_rate`` applies, as in scikit-learn, to ``solver="sgd"`` only:
   ``"invscaling"`` sets the rate of each epoch to
   ``learning_rate_init / (t + 1) ** power_t`` (t: samples seen before it),
@@ -641,12 +644,14 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
         if self.verbose:
             print(f"L-BFGS: {self.n_iter_} iterations, {result.n_evals} evaluations, loss = {self.loss_:.8f}")
         if result.status != 0:
-            why = ("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT" if result.status == 1
-                   else "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT")
-            advice = (f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter})."
-                      if self.n_iter_ == self.max_iter else "")
-            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
-                          f"{why}\n{advice}", ConvergenceWarning, stacklevel=3)
+            # scikit-learn's _check_optimize_result, word for word
+            message = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
+                       f"{result.message}\n")
+            if self.n_iter_ == self.max_iter:
+                message += f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter})."
+            message += ("\nYou might also want to scale the data as shown in:\n"
+                        "    https://scikit-learn.org/stable/modules/preprocessing.html")
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
         if not np.all(np.isfinite(self.theta_)):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large values "
                              "and need to be preprocessed.")

@@ -46,7 +46,7 @@ from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
            "is_divergent", "first_divergent_epoch", "epoch_arguments", "LBFGSResult", "fit_lbfgs",
-           "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE"]
+           "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE", "lbfgs_epochs"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 
@@ -569,27 +569,34 @@ LBFGS_TOLERANCE_CHANGE = 1e7 * np.finfo(np.float64).eps
 
 @dataclass
 class LBFGSResult:
-    """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations, and
-    ``status``: 0 converged, 1 stopped at ``max_iter`` iterations, 2 at ``max_fun`` evaluations (SciPy's codes)."""
+    """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations,
+    SciPy's ``status`` (0 converged, 1 stopped at ``max_iter`` iterations or beyond ``max_fun`` evaluations, 2 an
+    abnormal end: no step lowers the loss) and SciPy's ``message`` for it."""
 
     loss: float
     n_iter: int
     n_evals: int
     status: int
+    message: str = ""
 
 
 def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTORY_SIZE,
-              tolerance_change=LBFGS_TOLERANCE_CHANGE):
+              tolerance_change=LBFGS_TOLERANCE_CHANGE, stopping="scipy"):
     """Minimise ``net``'s full-batch loss on (X, Y) from θ (changed in place) with L-BFGS in one compiled call.
 
-    torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line search,
-    ``max_iter`` iterations, ``max_fun`` evaluations (``max_eval``), ``tol`` on max |g| (``tolerance_grad``, as
-    L-BFGS-B's ``gtol``) and an absolute ``tolerance_change``; every loss and gradient comes from the model's
-    compiled pass (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. Returns an
-    :class:`LBFGSResult`.
+    The iterations are torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line
+    search; every loss and gradient comes from the model's compiled pass
+    (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. ``stopping="scipy"`` (the default,
+    scikit-learn's ``solver="lbfgs"``) stops as SciPy's L-BFGS-B does: ``max_iter`` iterations, more than
+    ``max_fun`` evaluations, ``tol`` on max |g| (``gtol``), ``tolerance_change`` on the loss's relative decrease
+    (``factr``·ε), with L-BFGS-B's first step, line-search limit and restarts (see the kernel's module);
+    ``stopping="torch"`` is one ``torch.optim.LBFGS.step`` with ``max_eval=max_fun``,
+    ``tolerance_grad=tol`` and an absolute ``tolerance_change``. Returns an :class:`LBFGSResult`.
     """
     from fastgd.kernels import lbfgs as lbfgs_kernels
 
+    if stopping not in ("scipy", "torch"):
+        raise ValueError(f"fit_lbfgs: stopping must be 'scipy' or 'torch', got {stopping!r}")
     X, Y = net.check_data(X, Y)
     dtype = net.dtype
     model, layer_sizes, activation, output, alpha = net.epoch_pass(dtype, X.shape[0], 1)
@@ -602,10 +609,52 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
         max_fun
     settings[lbfgs_kernels.TOLERANCE_GRAD], settings[lbfgs_kernels.TOLERANCE_CHANGE] = tol, tolerance_change
     settings[lbfgs_kernels.LINE_SEARCH] = 1.0
+    settings[lbfgs_kernels.SCIPY_STOPPING] = stopping == "scipy"
     arguments = (model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas, np.zeros(1),
                  vectors, directions, steps, history, scalars, settings)
     compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
     loss = float(compiled(*arguments))
     n_iter, n_evals = int(scalars[lbfgs_kernels.STEP_ITERS]), int(scalars[lbfgs_kernels.STEP_EVALS])
-    status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
-    return LBFGSResult(loss, n_iter, n_evals, status)
+    if stopping == "scipy":
+        status = int(scalars[lbfgs_kernels.STATUS])
+        message = lbfgs_kernels.SCIPY_MESSAGES[int(scalars[lbfgs_kernels.MESSAGE])]
+    else:
+        status = 1 if n_iter >= max_iter else 2 if n_evals >= max_fun else 0
+        message = ""
+    return LBFGSResult(loss, n_iter, n_evals, status, message)
+
+
+def lbfgs_epochs(net, theta, X, Y, n_epochs, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7,
+                 tolerance_change=1e-9, history_size=100, line_search_fn="strong_wolfe"):
+    """``n_epochs`` calls of torch's ``LBFGS.step`` on the full batch (X, Y) from θ (changed in place), each one
+    compiled call (:func:`fastgd.kernels.lbfgs.minimize`) whose evaluations are the model's pass; torch's
+    hyperparameters and defaults but ``line_search_fn`` (strong Wolfe here; None: a fixed step of ``lr``).
+
+    A generator: after each step it yields ``(loss, seconds, evaluations)``: the loss of the step's first
+    evaluation (at θ as the step found it, as a full-batch epoch's loss is taken), the step's wall-clock seconds
+    (compilation excluded) and its evaluations. The L-BFGS state carries over from step to step, as torch's.
+    ``net`` is an :class:`fastgd.models.MLP` or a declared :class:`fastgd.networks.Network`.
+    """
+    from fastgd import optim
+    from fastgd.kernels import lbfgs as lbfgs_kernels
+
+    settings = optim.LBFGS._checked(dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
+                                         tolerance_change=tolerance_change, history_size=history_size,
+                                         line_search_fn=line_search_fn))
+    X, Y = net.check_data(X, Y, theta.dtype) if isinstance(net, Network) else net.check_data(X, Y)
+    X = X.reshape(X.shape[0], -1)
+    model, structure, code, second_code, alpha = net.epoch_pass(theta.dtype, X.shape[0])
+    n_activations, n_deltas = net.epoch_workspaces(X.shape[0])
+    grad = np.zeros_like(theta)
+    activations, deltas = np.empty(n_activations, theta.dtype), np.empty(n_deltas, theta.dtype)
+    vectors, directions, steps, history, scalars = lbfgs_kernels.new_buffers(theta.size, int(history_size),
+                                                                             theta.dtype)
+    arguments = (model, theta, X, Y, structure, code, second_code, alpha, grad, activations, deltas, np.zeros(1),
+                 vectors, directions, steps, history, scalars, settings)
+    compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
+    for _ in range(n_epochs):
+        started = time.perf_counter()
+        compiled(*arguments)
+        seconds = time.perf_counter() - started
+        yield float(scalars[lbfgs_kernels.FIRST_LOSS]), seconds, int(scalars[lbfgs_kernels.STEP_EVALS])
+

@@ -29,7 +29,7 @@ LAYERS = [
     ("fastgd.training", "fastgd.functions", "fastgd.optimum"),
     ("fastgd.estimators", "fastgd.network_estimators", "fastgd.landscape", "fastgd.baselines", "fastgd.problems"),
     ("fastgd.sweep.store", "fastgd.sweep.metrics", "fastgd.sweep.stats", "fastgd.sweep.progress",
-     "fastgd.sweep.tuning", "fastgd.sweep.completeness"),
+     "fastgd.sweep.tuning", "fastgd.sweep.solvers", "fastgd.sweep.completeness"),
     ("fastgd.sweep.config",),
     ("fastgd.sweep.plan", "fastgd.sweep.targets"),
     ("fastgd.sweep.runner", "fastgd.sweep.measure", "fastgd.sweep.baselines", "fastgd.sweep"),

@@ -339,3 +339,15 @@ def test_the_in_place_streams_add_the_scaled_gradient_to_every_row(arrays):
     expected = rows + np.float32(0.5) * grad
     in_place_streams(rows, grad, np.float32(0.5))
     np.testing.assert_array_equal(rows, expected)
+
+
+def test_lbfgs_steps_make_the_same_evaluations_from_the_same_weights():
+    """bench_lbfgs times like for like: fastgd's two forms and torch's step make the same evaluations."""
+    pytest.importorskip("torch", reason="torch.optim.LBFGS is the reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT))
+        from benchmarks import bench_lbfgs
+
+    net, X, Y, start = bench_lbfgs.problem("iris")
+    counts = {name: step(net, X, Y, start) for name, step in bench_lbfgs.STEPS.items()}
+    assert len(set(counts.values())) == 1 and counts["torch"] > bench_lbfgs.ITERATIONS, counts

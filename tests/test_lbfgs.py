@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_diabetes, load_iris, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
 from fastgd import MLP, MLPClassifier, MLPRegressor, optim
+from fastgd.kernels import lbfgs as lbfgs_kernels
 from fastgd.reference import ReferenceLBFGS
 from fastgd.training import LBFGS_HISTORY_SIZE, LBFGS_TOLERANCE_CHANGE, fit_lbfgs
 
@@ -105,7 +106,7 @@ def test_the_compiled_full_batch_run_is_the_optimizers_step():
     Python closure over the same pass and settings."""
     net, X, Y, start = _softmax_problem()
     compiled_theta, stepped_theta = start.copy(), start.copy()
-    result = fit_lbfgs(net, compiled_theta, X, Y, max_iter=30, max_fun=1000, tol=1e-6)
+    result = fit_lbfgs(net, compiled_theta, X, Y, max_iter=30, max_fun=1000, tol=1e-6, stopping="torch")
     stepper = optim.LBFGS(stepped_theta, max_iter=30, max_eval=1000, tolerance_grad=1e-6,
                           tolerance_change=LBFGS_TOLERANCE_CHANGE, history_size=LBFGS_HISTORY_SIZE,
                           line_search_fn="strong_wolfe")
@@ -188,10 +189,12 @@ def _from_scikit_learns_weights(ours, theirs, X, y):
     ("iris", load_iris, MLPClassifier, SklearnMLPClassifier, 16, 1.0),
     ("wine", load_wine, MLPClassifier, SklearnMLPClassifier, 16, 1.0),
     ("diabetes", load_diabetes, MLPRegressor, SklearnMLPRegressor, 8, 3.0),
+    ("wine", load_wine, MLPClassifier, SklearnMLPClassifier, 16, 1e-4),
+    ("breast_cancer", load_breast_cancer, MLPClassifier, SklearnMLPClassifier, 16, 1e-4),
 ])
 def test_final_loss_within_one_percent_of_scikit_learns(name, load, ours, theirs, hidden, alpha):
-    """From scikit-learn's initial weights, to convergence: a penalty gives one minimum both reach (the two line
-    searches differ, SciPy's L-BFGS-B and torch's strong Wolfe, so their paths do)."""
+    """From scikit-learn's initial weights, to convergence, with a penalty and at the default alpha (the two line
+    searches differ, SciPy's Moré-Thuente and torch's strong Wolfe, so their paths may)."""
     X, y = _standardised(load, regression=name == "diabetes")
     settings = dict(hidden_layer_sizes=(hidden,), solver="lbfgs", alpha=alpha, max_iter=1000, random_state=0)
     fitted = _from_scikit_learns_weights(ours(**settings), theirs(**settings), X, y)
@@ -203,19 +206,29 @@ def test_final_loss_within_one_percent_of_scikit_learns(name, load, ours, theirs
                                                           else y.reshape(-1, 1)), rel=1e-12)
 
 
-def test_attributes_and_warnings_as_scikit_learns():
+def _fit_warning(estimator, X, y):
+    """(the fitted estimator, the text of its one ConvergenceWarning or None)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(X, y)
+    texts = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(texts) <= 1
+    return estimator, texts[0] if texts else None
+
+
+@pytest.mark.parametrize("limits", [dict(max_iter=3), dict(max_iter=100, max_fun=5), dict(max_iter=2, max_fun=2)])
+def test_attributes_and_warnings_as_scikit_learns(limits):
+    """The same n_iter_ and the same ConvergenceWarning, word for word, when SciPy's iteration or evaluation limit
+    stops the fit (SciPy checks both once an iteration ends, the iterations first)."""
     X, y = _standardised(load_iris)
-    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=3, random_state=0)
-    with pytest.warns(ConvergenceWarning, match=re.escape("lbfgs failed to converge after 3 iteration(s)")):
-        ours = MLPClassifier(**settings).fit(X, y)
-    with pytest.warns(ConvergenceWarning, match=re.escape("lbfgs failed to converge after 3 iteration(s)")):
-        theirs = SklearnMLPClassifier(**settings).fit(X, y)
+    settings = dict(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0, **limits)
+    ours, our_warning = _fit_warning(MLPClassifier(**settings), X, y)
+    theirs, their_warning = _fit_warning(SklearnMLPClassifier(**settings), X, y)
+    assert their_warning is not None and our_warning == their_warning
+    assert ours.n_iter_ == theirs.n_iter_
     for estimator in (ours, theirs):
-        assert estimator.n_iter_ == 3
         assert not hasattr(estimator, "loss_curve_") and not hasattr(estimator, "best_loss_")
         assert not hasattr(estimator, "partial_fit")
-    with pytest.warns(ConvergenceWarning, match="EVALUATIONS EXCEEDS LIMIT"):
-        MLPClassifier(**dict(settings, max_iter=100, max_fun=5)).fit(X, y)
     with pytest.raises(ValueError, match=re.escape("solver='lbfgs' takes no clip_norm")):
         MLPClassifier(**dict(settings, clip_norm=1.0)).fit(X, y)
 
@@ -252,3 +265,98 @@ def test_a_float32_fit_reaches_the_float64_fits_loss():
     assert single.theta_.dtype == np.float32 and double.theta_.dtype == np.float64
     # both stop once max |g| <= tol = 1e-4, at points whose losses agree to about that, not to float32's rounding
     assert single.loss_ == pytest.approx(double.loss_, rel=1e-3)
+
+
+@pytest.mark.parametrize("name, load, alpha", [
+    ("wine", load_wine, 1e-4), ("breast_cancer", load_breast_cancer, 1e-4), ("iris", load_iris, 1.0),
+])
+def test_scikit_learns_default_fit_same_loss_and_iterations(name, load, alpha):
+    """scikit-learn's defaults (100 hidden units, max_iter=200, tol=1e-4) from its initial weights: the final loss
+    within 1% and, where the two line searches accept the same steps, the very iteration count and warning."""
+    X, y = _standardised(load)
+    settings = dict(solver="lbfgs", alpha=alpha, random_state=0)
+    fitted = _from_scikit_learns_weights(MLPClassifier(**settings), SklearnMLPClassifier(**settings), X, y)
+    reference, warning = _fit_warning(SklearnMLPClassifier(**settings), X, y)
+    assert fitted.loss_ == pytest.approx(reference.loss_, rel=0.01)
+    assert warning is None and fitted.lbfgs_result_.status == 0
+    if alpha < 1:  # these take the same steps
+        assert fitted.n_iter_ == reference.n_iter_
+
+
+def _scipy_stopping_run(fun, x0, max_iter=15000, max_fun=15000, gtol=1e-5):
+    """The kernel's SciPy stopping over a Python function ``fun(x) -> (f, g)``, its generator driven from Python:
+    (x, scalars)."""
+    x = np.array(x0, dtype=np.float64)
+    vectors, directions, steps, history, scalars = lbfgs_kernels.new_buffers(x.size, LBFGS_HISTORY_SIZE, x.dtype)
+    settings = np.zeros(lbfgs_kernels.N_SETTINGS)
+    settings[[lbfgs_kernels.LR, lbfgs_kernels.MAX_ITER, lbfgs_kernels.MAX_EVAL]] = 1.0, max_iter, max_fun
+    settings[lbfgs_kernels.TOLERANCE_GRAD], settings[lbfgs_kernels.TOLERANCE_CHANGE] = gtol, LBFGS_TOLERANCE_CHANGE
+    settings[lbfgs_kernels.LINE_SEARCH] = settings[lbfgs_kernels.SCIPY_STOPPING] = 1.0
+    grad, evaluation = np.zeros_like(x), np.zeros(1)
+    for _ in lbfgs_kernels.lbfgs_step(x, grad, evaluation, vectors, directions, steps, history, scalars, settings):
+        evaluation[0], grad[...] = fun(x)
+    return x, scalars
+
+
+def _scipy(fun, x0, **options):
+    from scipy.optimize import minimize
+
+    return minimize(fun, np.array(x0, dtype=np.float64), method="L-BFGS-B", jac=True, options=options)
+
+
+def _rosenbrock(x):
+    f = float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
+    g = np.zeros_like(x)
+    g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
+    g[1:] += 200 * (x[1:] - x[:-1] ** 2)
+    return f, g
+
+
+@pytest.mark.parametrize("gtol, message", [(1e-3, 401), (0.0, 402)])
+def test_scipy_stopping_ends_where_scipys_l_bfgs_b_ends(gtol, message):
+    """Rosenbrock in 6 dimensions: the same minimum and the same reason to stop as SciPy's (gtol; with gtol 0, the
+    loss's relative decrease)."""
+    x0 = [-1.2, 1.0, -1.2, 1.0, -1.2, 1.0]
+    x, scalars = _scipy_stopping_run(_rosenbrock, x0, gtol=gtol)
+    reference = _scipy(_rosenbrock, x0, gtol=gtol)
+    assert reference.status == 0 and reference.message == lbfgs_kernels.SCIPY_MESSAGES[message]
+    assert (scalars[lbfgs_kernels.STATUS], scalars[lbfgs_kernels.MESSAGE]) == (0, message)
+    np.testing.assert_allclose(x, reference.x, atol=1e-4)
+    np.testing.assert_allclose(x, 1.0, atol=1e-4)
+    assert 0 < scalars[lbfgs_kernels.STEP_ITERS] < 3 * reference.nit
+
+
+@pytest.mark.parametrize("options", [dict(maxiter=5), dict(maxfun=7), dict(maxiter=4, maxfun=4)])
+def test_scipy_stopping_limits_count_as_scipys(options):
+    """Iterations: the limit first; evaluations: more than max_fun once an iteration ends (SciPy's sf.nfev > maxfun,
+    the first evaluation included)."""
+    x0 = [-1.2, 1.0]
+    x, scalars = _scipy_stopping_run(_rosenbrock, x0, max_iter=options.get("maxiter", 15000),
+                                     max_fun=options.get("maxfun", 15000))
+    reference = _scipy(_rosenbrock, x0, **options)
+    assert reference.status == scalars[lbfgs_kernels.STATUS] == 1
+    assert reference.message == lbfgs_kernels.SCIPY_MESSAGES[int(scalars[lbfgs_kernels.MESSAGE])]
+    if reference.message == lbfgs_kernels.SCIPY_MESSAGES[504]:
+        assert scalars[lbfgs_kernels.STEP_ITERS] == options["maxiter"]
+    else:
+        assert scalars[lbfgs_kernels.STEP_EVALS] > options["maxfun"]
+        assert scalars[lbfgs_kernels.STEP_EVALS] - options["maxfun"] <= lbfgs_kernels.SCIPY_MAX_LINE_SEARCH
+
+
+def test_scipy_stopping_ends_abnormally_where_no_step_lowers_the_loss():
+    """A gradient of the wrong sign: SciPy's L-BFGS-B ends 'ABNORMAL' (status 2) after no iteration, θ unchanged."""
+    def wrong(x):
+        return float(x @ x), -2 * x
+
+    x, scalars = _scipy_stopping_run(wrong, [1.0, 2.0, 3.0])
+    reference = _scipy(wrong, [1.0, 2.0, 3.0])
+    assert (reference.status, reference.nit, reference.message) == (2, 0, "ABNORMAL: ")
+    assert (scalars[lbfgs_kernels.STATUS], scalars[lbfgs_kernels.STEP_ITERS]) == (2, 0)
+    assert lbfgs_kernels.SCIPY_MESSAGES[int(scalars[lbfgs_kernels.MESSAGE])] == reference.message
+    np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def test_fit_lbfgs_refuses_an_unknown_stopping():
+    net, X, Y, theta = _softmax_problem()
+    with pytest.raises(ValueError, match="stopping must be 'scipy' or 'torch', got 'sklearn'"):
+        fit_lbfgs(net, theta, X, Y, 10, 10, 1e-4, stopping="sklearn")

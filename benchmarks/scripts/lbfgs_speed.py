@@ -123,7 +123,8 @@ def _fastgd_step(net, X, Y, start):
 def _compiled_step(net, X, Y, start):
     theta = start.copy()
     clock = _Clock()
-    result = fit_lbfgs(net, theta, X, Y, STEP_ITERATIONS, 10 * STEP_ITERATIONS, 0.0, tolerance_change=0.0)
+    result = fit_lbfgs(net, theta, X, Y, STEP_ITERATIONS, 10 * STEP_ITERATIONS, 0.0, tolerance_change=0.0,
+                       stopping="torch")
     return clock.read(), result.n_evals
 
 

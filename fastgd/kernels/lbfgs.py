@@ -7,6 +7,24 @@ c₂ = 0.9, its own tolerance 1e-9, at most ``max_eval`` − evaluations so far 
 to stop (``tolerance_grad`` on max |g|, ``tolerance_change`` on gᵀd, on max |t·d| and on the loss's
 change, ``max_eval`` evaluations). The state carries over between calls, as torch's does.
 
+With ``settings[SCIPY_STOPPING]`` set, the same iterations stop as SciPy's L-BFGS-B (``scipy.optimize.minimize(
+method="L-BFGS-B")``, which scikit-learn's ``solver="lbfgs"`` calls) stops without bounds, and only the line
+search stays torch's:
+
+* after each iteration: at ``max_iter`` iterations, else beyond ``max_eval`` evaluations (both SciPy's status 1,
+  limits checked only once an iteration ends, as SciPy's driver does), else at max |g| ≤ ``tolerance_grad``
+  (``gtol``), else when the loss's relative decrease (f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤
+  ``tolerance_change`` (SciPy's ``factr``·ε); torch's three absolute tests are off;
+* the first trial step is 1/‖d‖₂ (L-BFGS-B's, for an unbounded problem), a line search takes at most
+  :data:`SCIPY_MAX_LINE_SEARCH` evaluations (SciPy's ``maxls``) and ``max_eval`` does not cut it short;
+* a pair (s, y) joins the history when yᵀs > ε·(−gᵀs), L-BFGS-B's test (torch's: yᵀs > 1e-10);
+* a line search that does not lower the loss, or a direction that is not one of descent, restarts from the
+  steepest descent with the history emptied, not counted as an iteration (L-BFGS-B's restart); with the history
+  already empty the run ends abnormally (SciPy's status 2, θ at the last iterate).
+
+``scalars[STATUS]`` and ``scalars[MESSAGE]`` then hold SciPy's status (0 converged, 1 a limit, 2 abnormal) and
+its task code, a key of :data:`SCIPY_MESSAGES`.
+
 Where torch calls the closure, the generator yields: θ then holds the point to evaluate, and the
 caller writes the loss into ``evaluation[0]`` and the gradient into ``grad`` before it resumes the
 generator. So one source serves both callers: :class:`fastgd.optim.LBFGS`, whose Python loop calls a
@@ -21,7 +39,7 @@ Buffers (every vector from the caller; a step allocates only three 2-element arr
   ``scalars[HEAD]``; ``history``: 2 × history_size float64, ρ = 1/yᵀs and the two-loop's α;
 * ``scalars`` (float64, :data:`N_SCALARS`): torch's ``n_iter``, ``func_evals``, ``t``, ``H_diag``,
   ``prev_loss``, the ring buffer's head and count; and what the last step did: its last loss, its
-  iterations and its evaluations;
+  iterations and its evaluations, SciPy's status and message (below), and its first loss (at θ as given);
 * ``settings`` (float64, :data:`N_SETTINGS`): lr, max_iter, max_eval, tolerance_grad,
   tolerance_change, and 1 for the strong-Wolfe line search (0: none).
 
@@ -36,17 +54,28 @@ from fastgd._config import jit
 
 __all__ = ["lbfgs_step", "minimize", "cubic_interpolate", "new_buffers", "N_VECTORS", "N_SCALARS", "N_SETTINGS",
            "N_ITER", "FUNC_EVALS", "STEP_SIZE", "H_DIAG", "PREV_LOSS", "HEAD", "COUNT", "LOSS", "STEP_ITERS",
-           "STEP_EVALS", "LR", "MAX_ITER", "MAX_EVAL", "TOLERANCE_GRAD", "TOLERANCE_CHANGE", "LINE_SEARCH"]
+           "STEP_EVALS", "STATUS", "MESSAGE", "FIRST_LOSS", "LR", "MAX_ITER", "MAX_EVAL", "TOLERANCE_GRAD",
+           "TOLERANCE_CHANGE", "LINE_SEARCH", "SCIPY_STOPPING", "SCIPY_MAX_LINE_SEARCH", "SCIPY_MESSAGES"]
 
 # rows of ``vectors``
 DIRECTION, PREV_GRAD, FLAT_GRAD, X_INIT, G_PREV, BRACKET = 0, 1, 2, 3, 4, 5
 N_VECTORS = 7  # BRACKET and BRACKET + 1
 # entries of ``scalars``
-N_ITER, FUNC_EVALS, STEP_SIZE, H_DIAG, PREV_LOSS, HEAD, COUNT, LOSS, STEP_ITERS, STEP_EVALS = range(10)
-N_SCALARS = 10
+N_ITER, FUNC_EVALS, STEP_SIZE, H_DIAG, PREV_LOSS, HEAD, COUNT, LOSS, STEP_ITERS, STEP_EVALS, STATUS, MESSAGE, \
+    FIRST_LOSS = range(13)
+N_SCALARS = 13
 # entries of ``settings``
-LR, MAX_ITER, MAX_EVAL, TOLERANCE_GRAD, TOLERANCE_CHANGE, LINE_SEARCH = range(6)
-N_SETTINGS = 6
+LR, MAX_ITER, MAX_EVAL, TOLERANCE_GRAD, TOLERANCE_CHANGE, LINE_SEARCH, SCIPY_STOPPING = range(7)
+N_SETTINGS = 7
+
+# SciPy's L-BFGS-B: evaluations a line search may take (maxls), and its messages by task code
+SCIPY_MAX_LINE_SEARCH = 20
+SCIPY_MESSAGES = {401: "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+                  402: "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
+                  502: "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+                  504: "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
+                  800: "ABNORMAL: "}
+EPSILON = np.finfo(np.float64).eps
 
 # torch's _strong_wolfe defaults, which LBFGS.step does not change
 C1, C2, LINE_SEARCH_TOLERANCE = 1e-4, 0.9, 1e-9
@@ -117,6 +146,7 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
     lr, max_iter, max_eval = settings[LR], int(settings[MAX_ITER]), int(settings[MAX_EVAL])
     tolerance_grad, tolerance_change = settings[TOLERANCE_GRAD], settings[TOLERANCE_CHANGE]
     strong_wolfe = settings[LINE_SEARCH] != 0.0
+    scipy_stopping = settings[SCIPY_STOPPING] != 0.0
     history_size = directions.shape[0]
     real = theta.dtype.type
     d, prev_grad, flat_grad, x_init = vectors[DIRECTION], vectors[PREV_GRAD], vectors[FLAT_GRAD], vectors[X_INIT]
@@ -129,13 +159,15 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
     _copy(flat_grad, grad)
     current_evals = 1
     scalars[FUNC_EVALS] += 1
-    scalars[LOSS], scalars[STEP_ITERS], scalars[STEP_EVALS] = loss, 0.0, 1.0
+    scalars[LOSS], scalars[STEP_ITERS], scalars[STEP_EVALS], scalars[FIRST_LOSS] = loss, 0.0, 1.0, loss
+    scalars[STATUS], scalars[MESSAGE] = 0.0, 401.0
     if _max_abs(flat_grad) <= tolerance_grad:
         return
 
     t, h_diag, prev_loss = scalars[STEP_SIZE], scalars[H_DIAG], scalars[PREV_LOSS]
     head, count = int(scalars[HEAD]), int(scalars[COUNT])
     n_iter = 0
+    previous_gts = 0.0  # gᵀs of the last iteration (L-BFGS-B's test of a pair)
     while n_iter < max_iter:
         n_iter += 1
         scalars[N_ITER] += 1
@@ -151,7 +183,7 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
                 y_k, s_k = float(flat_grad[k] - prev_grad[k]), float(d[k] * ts)
                 ys += y_k * s_k
                 yy += y_k * y_k
-            if ys > 1e-10:
+            if (ys > EPSILON * -previous_gts) if scipy_stopping else (ys > 1e-10):
                 if count == history_size:
                     slot = head  # the oldest pair goes
                     head = (head + 1) % history_size
@@ -187,22 +219,37 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
 
         _copy(prev_grad, flat_grad)
         prev_loss = loss
+        gtd = _dot(flat_grad, d)
+        if scipy_stopping and gtd >= 0.0 and count > 0:
+            # not a direction of descent: L-BFGS-B's restart, the steepest descent with the history emptied
+            head, count, h_diag = 0, 0, 1.0
+            for k in range(d.size):
+                d[k] = -flat_grad[k]
+            gtd = _dot(flat_grad, d)
         if scalars[N_ITER] == 1:
-            absolute_sum = 0.0
-            for k in range(flat_grad.size):
-                absolute_sum += abs(float(flat_grad[k]))
-            t = min(1.0, 1.0 / absolute_sum) * lr
+            if scipy_stopping:
+                t = min(1.0 / math.sqrt(_dot(d, d)), 1e10) * lr
+            else:
+                absolute_sum = 0.0
+                for k in range(flat_grad.size):
+                    absolute_sum += abs(float(flat_grad[k]))
+                t = min(1.0, 1.0 / absolute_sum) * lr
         else:
             t = lr
-        gtd = _dot(flat_grad, d)
-        if gtd > -tolerance_change:
+        if scipy_stopping:
+            if gtd >= 0.0:  # the steepest descent is no descent: g rounds to nothing useful
+                scalars[STATUS], scalars[MESSAGE] = 2.0, 800.0
+                n_iter -= 1
+                scalars[N_ITER] -= 1
+                break
+        elif gtd > -tolerance_change:
             break
 
         evals_here = 0
         opt_cond = False
         if strong_wolfe:
             # torch's _strong_wolfe(obj_func, x_init, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals)
-            max_ls = max_eval - current_evals
+            max_ls = SCIPY_MAX_LINE_SEARCH - 1 if scipy_stopping else max_eval - current_evals
             _copy(x_init, theta)
             d_norm = _max_abs(d)
             _move_to(theta, x_init, t, d)
@@ -303,8 +350,10 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
             _move_to(theta, x_init, t, d)
             opt_cond = _max_abs(flat_grad) <= tolerance_grad
         else:
+            if scipy_stopping:
+                _copy(x_init, theta)  # the iterate to go back to should the step not lower the loss
             _move_to(theta, theta, t, d)
-            if n_iter != max_iter:
+            if n_iter != max_iter or scipy_stopping:
                 yield 0
                 loss = evaluation[0]
                 _copy(flat_grad, grad)
@@ -313,6 +362,34 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
 
         current_evals += evals_here
         scalars[FUNC_EVALS] += evals_here
+        if scipy_stopping:
+            if not loss < prev_loss:
+                # the line search failed to lower the loss: back to the last iterate, then L-BFGS-B's restart
+                # (not an iteration), or its abnormal end when the history is already empty
+                _copy(theta, x_init)
+                _copy(flat_grad, prev_grad)
+                loss = prev_loss
+                n_iter -= 1
+                scalars[N_ITER] -= 1
+                if count == 0:
+                    scalars[STATUS], scalars[MESSAGE] = 2.0, 800.0
+                    break
+                head, count, h_diag = 0, 0, 1.0
+                continue
+            previous_gts = t * gtd
+            if n_iter >= max_iter:
+                scalars[STATUS], scalars[MESSAGE] = 1.0, 504.0
+                break
+            if current_evals > max_eval:
+                scalars[STATUS], scalars[MESSAGE] = 1.0, 502.0
+                break
+            if _max_abs(flat_grad) <= tolerance_grad:
+                scalars[STATUS], scalars[MESSAGE] = 0.0, 401.0
+                break
+            if prev_loss - loss <= tolerance_change * max(abs(prev_loss), abs(loss), 1.0):
+                scalars[STATUS], scalars[MESSAGE] = 0.0, 402.0
+                break
+            continue
         if n_iter == max_iter or current_evals >= max_eval or opt_cond:
             break
         step_norm = 0.0

@@ -96,7 +96,9 @@ def load_throughput(directory):
 def unknown_rule_notes(runs):
     """A line naming the store's rules this process does not have (a plugin not loaded): drawn from the
     store alone, without trajectories."""
-    unknown = sorted(set(runs["rule"]) - set(optim.OPTIMIZERS))
+    from fastgd.sweep.solvers import SOLVERS
+
+    unknown = sorted(set(runs["rule"]) - set(optim.OPTIMIZERS) - set(SOLVERS))
     if not unknown:
         return []
     return [f"rules not registered here: {', '.join(unknown)}; they are drawn from the store, after the registered "

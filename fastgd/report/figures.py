@@ -58,9 +58,11 @@ def _plotting():
 
 
 def rule_order(names=()):
-    """The order of rules in every figure: the registry's (built-ins, then users' rules), then rules known
-    only from the data (a plugin not loaded here), by name."""
-    known = list(optim.OPTIMIZERS)
+    """The order of rules in every figure: the registry's (built-ins, then users' rules), the whole-batch solvers
+    (:mod:`fastgd.sweep.solvers`), then rules known only from the data (a plugin not loaded here), by name."""
+    from fastgd.sweep.solvers import SOLVERS
+
+    known = list(optim.OPTIMIZERS) + list(SOLVERS)
     return known + sorted(set(names) - set(known))
 
 

@@ -50,10 +50,14 @@ def _text(value):
 def _trained(rule, batched):
     """How a run trained: "together" (in a sweep's shared compiled call) or "alone" (one Training, whose pass may
     take several threads): a sweep run with ``batched=False`` trains every run alone, a batched one a rule with an
-    evaluation point (known from the registry; a rule not registered here is taken as batched)."""
+    evaluation point (known from the registry; a rule not registered here is taken as batched) and a whole-batch
+    solver (``lbfgs``)."""
     from fastgd.rules import registry
+    from fastgd.sweep.solvers import is_solver
 
     if batched is not None and batched == batched and not batched:  # NaN: an older store, which batched
+        return "alone"
+    if is_solver(rule):  # a whole-batch solver always trains alone
         return "alone"
     known = registry.RULES.get(rule)
     return "alone" if known is not None and known.evaluation is not None else "together"

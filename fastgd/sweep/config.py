@@ -3,7 +3,9 @@
     name = "my-sweep"
     datasets = ["iris", "digits"]          # fastgd.datasets.BUILTIN (bundled sets, "mnist1d"),
                                            # "synthetic-classification-10000x20", or registered names
-    rules = "all"                          # or a list of names from fastgd.optim.OPTIMIZERS
+    rules = "all"                          # or a list of names from fastgd.optim.OPTIMIZERS, and the
+                                           # whole-batch solver "lbfgs" (fastgd.sweep.solvers: full batch
+                                           # only, an epoch one L-BFGS step; "all" leaves it out)
     learning_rates = [1e-3, 1e-2, 1e-1]
     batch_sizes = [32]                     # integers, or "full" for batch gradient descent
     seeds = [0, 1, 2]
@@ -139,7 +141,7 @@ from fastgd import networks
 from fastgd.models import check_network_fits
 from fastgd.validation import MAX_SEED, is_integer, is_real, is_seed
 from fastgd import rules as rule_registry
-from fastgd.sweep import tuning
+from fastgd.sweep import solvers, tuning
 from fastgd.sweep.completeness import planned_runs
 from fastgd.kernels.mlp import ACTIVATIONS
 
@@ -421,8 +423,9 @@ def parse(raw, base_dir=None):
     if not isinstance(grids, dict):
         _fail("[hyperparameters] must hold one table per rule, e.g. [hyperparameters.rmsprop]")
     for rule in list(rules) + list(grids):
-        if rule not in optim.OPTIMIZERS:
-            _fail(f"unknown rule {rule!r}: use one of {sorted(optim.OPTIMIZERS)}")
+        if rule not in optim.OPTIMIZERS and not solvers.is_solver(rule):
+            _fail(f"unknown rule {rule!r}: use one of {sorted(optim.OPTIMIZERS)} or the solver(s) "
+                  f"{sorted(solvers.SOLVERS)}")
     tuning_table = _tuning(raw, rules)
     for rule, grid in grids.items():
         if rule not in rules:
@@ -430,7 +433,8 @@ def parse(raw, base_dir=None):
                   "table")
         if not isinstance(grid, dict):
             _fail(f"[hyperparameters.{rule}] must be a table of hyperparameter lists")
-        accepted = set(optim.OPTIMIZERS[rule].default_hyperparameters()) - {"lr"}
+        accepted = set((solvers.SOLVERS[rule] if solvers.is_solver(rule) else optim.OPTIMIZERS[rule])
+                       .default_hyperparameters()) - {"lr"}
         for key, values in grid.items():
             if key not in accepted:
                 _fail(f"rule {rule!r} has no hyperparameter {key!r} (it has {sorted(accepted)}; the learning rate "
@@ -513,7 +517,24 @@ def parse(raw, base_dir=None):
                          schedules, own_epochs, own_batch_sizes,
                          {dataset: budget["f_star"] for dataset, budget in budgets.items() if "f_star" in budget})
     _check_every_optimizer_accepts(config)
+    _check_solvers(config)
     return config
+
+
+def _check_solvers(config):
+    """A whole-batch solver (:mod:`fastgd.sweep.solvers`) trains on the full batch, at a constant learning rate, on
+    an MLP or a declared network: refused in one line otherwise."""
+    for name in config.rules:
+        if not solvers.is_solver(name):
+            continue
+        for dataset in config.datasets:
+            sizes = list(config.batch_sizes_of(dataset))
+            if sizes != ["full"]:
+                _fail(f"rule {name!r} trains on the full batch only: the batch sizes of {dataset!r} must be "
+                      f"[\"full\"], got {sizes!r} (sweep it apart from the minibatch rules, into the same store)")
+        if list(config.schedules) != ["constant"]:
+            _fail(f"rule {name!r} takes no learning-rate schedule: schedules must be [\"constant\"], got "
+                  f"{list(config.schedules)!r}")
 
 
 def _schedules(raw, epoch_budgets):
@@ -800,6 +821,9 @@ def _check_every_optimizer_accepts(config):
                         for learning_rate in config.learning_rates]
         for setting in settings:
             try:
+                if solvers.is_solver(rule):
+                    solvers.SOLVERS[rule].check(setting)
+                    continue
                 optim.OPTIMIZERS[rule](np.zeros(1), **setting)
             except (TypeError, ValueError) as error:
                 _fail(f"rule {rule!r} with {setting}: {error}")

@@ -43,8 +43,7 @@ from dataclasses import MISSING, asdict, dataclass
 
 import numpy as np
 
-from fastgd import rules as rule_registry
-from fastgd.sweep import tuning
+from fastgd.sweep import solvers, tuning
 
 __all__ = ["RunSpec", "runs", "grid_runs", "tuning_runs", "final_runs"]
 
@@ -114,7 +113,7 @@ def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
                    batch_size=batch_size, seed=seed, n_epochs=config.epochs_of(dataset), hidden_layer_sizes=hidden,
                    activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
-                   rule_hash=rule_registry.get(rule).hash, data_hash=data_hash, model=model, schedule=schedule,
+                   rule_hash=solvers.definition(rule).hash, data_hash=data_hash, model=model, schedule=schedule,
                    track_objective=dataset in config.f_stars, **protocol)
 
 

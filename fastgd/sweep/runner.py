@@ -49,7 +49,7 @@ import numpy as np
 from fastgd import _config, datasets, machine, optim, rules
 from fastgd.models import MLP
 from fastgd.networks import Network
-from fastgd.sweep import plan
+from fastgd.sweep import plan, solvers
 from fastgd.sweep.config import SweepConfig, network_for
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import Store, check_store_path
@@ -214,6 +214,34 @@ def _train_together(specs, net, data, optimizers):
     return results
 
 
+def _train_solver(spec, net, data):
+    """A whole-batch solver's run (:mod:`fastgd.sweep.solvers`): each epoch one L-BFGS step on every training row
+    (:func:`fastgd.training.lbfgs_epochs`), its loss the step's first evaluation, its seconds the steps' own; the
+    full training objective (``track_objective``) at θ after each epoch, outside the clock."""
+    from threadpoolctl import threadpool_limits
+
+    from fastgd.training import is_divergent, lbfgs_epochs
+
+    settings = solvers.SOLVERS[spec.rule].optimizer_settings(spec.optimizer_hyperparameters())
+    theta = _init(spec, net)
+    losses, seconds, objectives, diverged, elapsed = [], [], [] if spec.track_objective else None, None, 0.0
+    with threadpool_limits(1):  # one thread's work, as a run trained in a sweep's shared call
+        for epoch, (loss, step_seconds, _) in enumerate(lbfgs_epochs(net, theta, data.X_train, data.Y_train,
+                                                                      spec.n_epochs, **settings), start=1):
+            if is_divergent(loss, losses[0] if losses else None):
+                diverged = epoch
+                break
+            elapsed += step_seconds
+            losses.append(loss)
+            seconds.append(elapsed)
+            if objectives is not None:
+                objectives.append(net.loss(theta, data.X_train, data.Y_train))
+            if not np.all(np.isfinite(theta)):
+                diverged = epoch + 1
+                break
+    return _summarise(spec, net, data, theta, losses, seconds, diverged, objectives)
+
+
 def _batch_size(spec, data):
     return data.X_train.shape[0] if spec.batch_size == "full" else spec.batch_size
 
@@ -221,7 +249,7 @@ def _batch_size(spec, data):
 def _check_definition(spec, data):
     """The rule and the data as this process has them must be those the sweep planned (their hashes are in the
     run's id)."""
-    rule = rules.get(spec.rule)
+    rule = solvers.definition(spec.rule)
     if rule.hash != spec.rule_hash:
         raise RuntimeError(f"rule {spec.rule!r} has definition {rule.hash[:12]} here, the sweep planned "
                            f"{spec.rule_hash[:12]}: its plugin differs between this worker and the sweep")
@@ -250,7 +278,13 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
         # file's do, and the sweep goes on
         return _stamped([_failed(spec, error) for spec in specs], batched, time.perf_counter() - start)
     results, ready, optimizers = [], [], []
-    for spec in specs:
+    for spec in [spec for spec in specs if solvers.is_solver(spec.rule)]:
+        try:  # a whole-batch solver trains alone, with no optimizer object
+            _check_definition(spec, data)
+            results.append(_train_solver(spec, net, data))
+        except Exception as error:
+            results.append(_failed(spec, error))
+    for spec in [spec for spec in specs if not solvers.is_solver(spec.rule)]:
         try:
             _check_definition(spec, data)
             theta = _init(spec, net)
@@ -352,7 +386,7 @@ def _plugins_for(config, in_processes):
     plugins = list(config.plugins)
     known = {plugin.digest or plugin.spec for plugin in plugins}
     for name in config.rules:
-        if rules.is_builtin(name):
+        if rules.is_builtin(name) or solvers.is_solver(name):
             continue
         plugin = rules.plugin_of(name)
         if plugin is None:
@@ -376,7 +410,7 @@ def _check_users_rules_compile(config):
     for spec in plan.runs(config):
         # seeds, data sets, batch sizes and learning rates leave the compiled code as it is
         key = (spec.rule, spec.hyperparameters, spec.dtype)
-        if rules.is_builtin(spec.rule) or key in seen:
+        if rules.is_builtin(spec.rule) or solvers.is_solver(spec.rule) or key in seen:
             continue
         seen.add(key)
         optimizer = optim.OPTIMIZERS[spec.rule](np.zeros(1, np.dtype(spec.dtype)), **spec.optimizer_hyperparameters())

@@ -3,7 +3,8 @@
 Every rule declares its search space with its hyperparameters
 (:attr:`fastgd.rules.Rule.search_space`: a log-uniform learning rate, betas
 and momenta on the ``1 - β`` log scale, ε …); the others stay at their
-defaults. The protocol, as DeepOBS (Schneider et al. 2019), Schmidt, Schneider
+defaults. A whole-batch solver (:mod:`fastgd.sweep.solvers`, ``lbfgs``)
+declares its own. The protocol, as DeepOBS (Schneider et al. 2019), Schmidt, Schneider
 and Hennig (2021), "Descending through a Crowded Valley", and AlgoPerf (Dahl
 et al. 2023) run it:
 
@@ -40,9 +41,12 @@ MIN_SEEDS = 10
 
 def _rule(rule):
     from fastgd.rules import Rule, registry
+    from fastgd.sweep.solvers import SOLVERS, Solver
 
-    if isinstance(rule, Rule):
+    if isinstance(rule, (Rule, Solver)):
         return rule
+    if rule in SOLVERS:
+        return SOLVERS[rule]
     if rule not in registry.RULES:
         raise ValueError(f"unknown rule {rule!r} (registered: {', '.join(registry.RULES)})")
     return registry.RULES[rule]
