@@ -116,6 +116,10 @@ def generated_directory():
 
 # --- the generated source ----------------------------------------------------------------------
 
+# Running sums per block of a closure's reduction (:meth:`_Plan.ascent_source`); the pairwise addition at a block's
+# end is written for four.
+_LANES = 4
+
 def _unique(names):
     return list(dict.fromkeys(names))
 
@@ -381,18 +385,27 @@ class _Plan:
 
         lines_set = set()
         if reduction is not None:
+            # each block's terms in _LANES running sums (element i into lane i mod _LANES), added pairwise at the
+            # block's end: the float64 additions of one sum do not wait on each other, which a single running
+            # sum makes the bound of the whole closure
             sums = list(reduction.outputs)
             terms = [f"_t{k}" for k in range(len(sums))]
-            call = ", ".join(["params[_i]", "grad[_i]",
-                              *arguments(reduction.function, "closure's reduction function", True)])
+            taken = arguments(reduction.function, "closure's reduction function", True)
             lines.append(f"_blocks = (params.size + {REDUCTION_BLOCK - 1}) // {REDUCTION_BLOCK}")
             lines += [f"{name} = 0.0" for name in sums]
             lines += ["for _k in range(_blocks):", f"    _b = _k * {REDUCTION_BLOCK}",
                       f"    _e = min(_b + {REDUCTION_BLOCK}, params.size)"]
-            lines += [f"    _p{k} = 0.0" for k in range(len(sums))]
-            lines += ["    for _i in range(_b, _e):", f"        {', '.join(terms)} = closure_reduction({call})"]
-            lines += [f"        _p{k} += float(_t{k})" for k in range(len(sums))]
-            lines += [f"    {name} += _p{k}" for k, name in enumerate(sums)]
+            lines += [f"    _p{k}_{lane} = 0.0" for k in range(len(sums)) for lane in range(_LANES)]
+            lines.append(f"    for _j in range(_b, _e - {_LANES - 1}, {_LANES}):")
+            for lane in range(_LANES):
+                call = ", ".join([f"params[_j + {lane}]", f"grad[_j + {lane}]", *taken])
+                lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
+                lines += [f"        _p{k}_{lane} += float(_t{k})" for k in range(len(sums))]
+            lines.append(f"    for _i in range(_b + (_e - _b) // {_LANES} * {_LANES}, _e):")
+            call = ", ".join(["params[_i]", "grad[_i]", *taken])
+            lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
+            lines += [f"        _p{k}_0 += float(_t{k})" for k in range(len(sums))]
+            lines += [f"    {name} += (_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)" for k, name in enumerate(sums)]
             if reduction.finish is not None:
                 finished = ", ".join(arguments(reduction.finish.function, "closure's finish function", False))
                 lines.append(f"{', '.join(reduction.finish.outputs)} = closure_finish({finished})")
