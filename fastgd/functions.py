@@ -71,11 +71,16 @@ def value_and_gradient(code, x, y):
 
 
 @jit(exact=True)
-def _run(function_code, params, rule_step, hyper, states, aux, counters, layout, path):
+def _run(function_code, params, rule_step, hyper, states, aux, counters, layout, ascent, path):
     grad = np.empty(2)
     path[0] = params
     for step in range(1, path.shape[0]):
         _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
+        if ascent is not None:  # a rule with a closure (SAM): the gradient again at its point, then back
+            x, y = params[0], params[1]
+            ascent(params, grad, states, aux, hyper, counters, layout)
+            _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
+            params[0], params[1] = x, y
         rule_step(params, grad, states, aux, hyper, counters, layout)
         path[step] = params
         if not (np.isfinite(params[0]) and np.isfinite(params[1])):
@@ -105,7 +110,7 @@ def trajectory(function, optimizer="adam", n_steps=500, start=None, **hyperparam
     packed = optim.OPTIMIZERS[optimizer](params, layout=[(1, 2)], **hyperparameters).packed()
     path = np.empty((n_steps + 1, 2))
     _run(spec.code, params, packed.function, packed.hyper, packed.states, packed.aux, packed.counters, packed.layout,
-         path)
+         packed.ascent, path)
     return path
 
 

@@ -239,6 +239,9 @@ class Packed:
     counters: np.ndarray
     layout: np.ndarray
     variant: object
+    # the rule's packed_ascent entry for a rule with a closure (a second gradient per batch), else None: an epoch
+    # given None does not compile the second evaluation
+    ascent: object = None
 
 
 class Optimizer:
@@ -321,9 +324,58 @@ class Optimizer:
         """The hyperparameters a new instance gets when none are given."""
         return dict(cls.rule.defaults)
 
-    def step(self, grad):
-        """Take one step with gradient ``grad`` (same shape and dtype as params)."""
-        grad = self._check_grad(grad)
+    def step(self, grad=None):
+        """Take one step with gradient ``grad`` (same shape and dtype as params), or torch's ``step(closure)``.
+
+        ``closure()`` evaluates the model at ``params`` as they are when it is
+        called and returns ``(loss, grad)``; ``step(closure)`` returns that
+        loss, the one at the parameters before the step. A rule with a
+        :class:`~fastgd.rules.Closure` (SAM) needs one: it calls it a second
+        time at its evaluation point, then steps from ``params`` with the
+        gradient there. A gradient given to such a rule is refused in one
+        line naming it, before anything changes.
+        """
+        if callable(grad):
+            return self._step_with_closure(grad)
+        if self.rule.closure is not None:
+            raise TypeError(f"{self.name} evaluates the gradient a second time (a closure rule): call "
+                            "step(closure), closure() returning (loss, grad) at params, not step(grad)")
+        if grad is None:
+            raise TypeError(f"{self.name}.step needs a gradient (an array of params' shape) or a closure")
+        self._step(self._check_grad(grad))
+
+    def _closure_gradient(self, closure):
+        """``(loss, grad)`` from ``closure()``, checked as a step's gradient is."""
+        returned = closure()
+        try:
+            loss, grad = returned
+        except (TypeError, ValueError):
+            raise TypeError(f"{self.name}: the closure must return (loss, grad), got "
+                            f"{type(returned).__name__}") from None
+        return loss, self._check_grad(grad)
+
+    def _step_with_closure(self, closure):
+        loss, grad = self._closure_gradient(closure)
+        if self.rule.closure is not None:
+            self._place.refuse_closure(self)
+            if self._hyperparameters.changed:
+                self._refresh()
+            params = self._params
+            self._place.check_unchanged(self)
+            self._variant.check_compiles(self._dtype, self._parallel)
+            self._compiled = True
+            grad = grad.copy() if grad is params else grad
+            origin = params.copy()
+            try:
+                self._variant.packed_ascent(params, grad, self._states, self._aux, self._hyper, self._counters,
+                                            self._layout_argument)
+                grad = self._closure_gradient(closure)[1].copy()
+            finally:
+                params[...] = origin
+        self._step(grad)
+        return loss
+
+    def _step(self, grad):
         if self._hyperparameters.changed:
             self._refresh()
         params = self._params
@@ -439,8 +491,11 @@ class Optimizer:
         """
         if self._hyperparameters.changed:
             self._refresh()
+        if self.rule.closure is not None:
+            self._place.refuse_closure(self)
         return Packed(self._place.packed_function(self._variant, self._dtype, parallel), self._hyper.copy(),
-                      self._states, self._aux, self._counters, self._layout_argument, self._variant)
+                      self._states, self._aux, self._counters, self._layout_argument, self._variant,
+                      self._variant.ascent_entry(self._dtype))
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self._hyperparameters.items())
@@ -587,6 +642,10 @@ class _Host:
         return optimizer._check_host_grad(grad)
 
     @staticmethod
+    def refuse_closure(optimizer):
+        """A rule with a closure steps on the CPU."""
+
+    @staticmethod
     def check_unchanged(optimizer):
         """Params must keep the shape, dtype and writeability the optimizer was built for."""
         params = optimizer._params
@@ -627,6 +686,12 @@ class _Device:
     @staticmethod
     def check_grad(optimizer, grad):
         return optimizer._check_device_grad(grad)
+
+    @staticmethod
+    def refuse_closure(optimizer):
+        """A rule with a closure has no CUDA form yet: refused in one line naming it."""
+        raise rule_registry.RuleError(f"rule {optimizer.name!r}: its closure (a second gradient per step) has no CUDA "
+                                      "form yet: train it on the CPU (NumPy arrays, device='cpu')")
 
     @staticmethod
     def check_unchanged(optimizer):

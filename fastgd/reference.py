@@ -476,7 +476,10 @@ class ReferenceOptimizer:
         self._function = RULES[name]
         # rules that act per tensor take the layout (the shapes the flat vector holds); looked up once, not per
         # step: inspect.signature costs as much as a NumPy step of a thousand parameters
-        self._extra = {"layout": layout} if "layout" in inspect.signature(self._function).parameters else {}
+        parameters = inspect.signature(self._function).parameters
+        self._extra = {"layout": layout} if "layout" in parameters else {}
+        # a rule with a closure (SAM) evaluates the gradient again: step(grad, closure=...)
+        self.takes_closure = "closure" in parameters
 
     def evaluation_params(self):
         """Where the model is evaluated: params, or the rule's evaluation point (:data:`EVALUATION`)."""
@@ -484,9 +487,15 @@ class ReferenceOptimizer:
             return self.params
         return EVALUATION[self.name](self.params, self.state, self.hyperparameters)
 
-    def step(self, grad):
+    def step(self, grad, closure=None):
+        """One step with ``grad`` at params; a rule with a closure needs ``closure()`` → (loss, grad) at params."""
+        extra = self._extra
+        if self.takes_closure:
+            if closure is None:
+                raise TypeError(f"the NumPy {self.name} evaluates the gradient again: step(grad, closure=...)")
+            extra = dict(extra, closure=closure)
         self.t += 1
-        self._function(self.params, grad, self.state, self.t, **self.hyperparameters, **self._extra)
+        self._function(self.params, grad, self.state, self.t, **self.hyperparameters, **extra)
 
 
 # --- multi-layer perceptrons ------------------------------------------------------------------
@@ -616,7 +625,11 @@ def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperpa
                     grad = grad * grad.dtype.type(clip_norm / norm)
             if schedule is not None:
                 optimizer.hyperparameters["lr"] = schedule(epoch, optimizer.t + 1, base_lr)
-            optimizer.step(grad)
+            if optimizer.takes_closure:  # the same batch at the closure's point
+                optimizer.step(grad, closure=lambda rows=rows: mlp_loss_grad(theta, X[rows], Y[rows], layer_sizes,
+                                                                             activation, output, alpha))
+            else:
+                optimizer.step(grad)
         if rule in EVALUATION:  # the loss where the model is evaluated, over the whole set
             total = mlp_loss_grad(optimizer.evaluation_params(), X, Y, layer_sizes, activation, output, alpha)[0] * n
         losses.append(total / n)
@@ -800,3 +813,25 @@ class ReferenceLBFGS:
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
                      prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
         return orig_loss
+
+
+# --- closures: a second gradient at another point --------------------------------------------------
+
+def sam_over(base):
+    """SAM (pytorch-optimizer's ``SAM``) over the NumPy rule ``base``: a reference taking ``closure``.
+
+    θ' = θ + s·g (adaptive: θ + s·θ²·g) with s = ρ / (‖g‖ + ε) (adaptive: the norm of |θ|·g), the gradient
+    again at θ' from ``closure()``, θ restored, then ``base``'s step with that gradient.
+    """
+    def sam(params, grad, state, t, rho, adaptive, perturb_eps, closure, **hyperparameters):
+        weighted = grad * np.abs(params) if adaptive else grad
+        norm = np.sqrt(np.sum(weighted.astype(np.float64) ** 2)) + perturb_eps
+        scale = params.dtype.type(rho / norm)
+        old = params.copy()
+        params += (params * params * grad if adaptive else grad) * scale
+        _, ascended = closure()
+        params[...] = old
+        base(params, np.asarray(ascended, dtype=params.dtype), state, t, **hyperparameters)
+
+    sam.__name__ = f"sam_{base.__name__}"
+    return sam

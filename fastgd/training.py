@@ -336,6 +336,8 @@ class _HostEpochs:
         self.activations, self.deltas = np.empty(activations, dtype), np.empty(deltas, dtype)
         self.batch_X = np.empty(n_rows * X.shape[1], dtype)
         self.batch_Y = np.empty(n_rows * Y.shape[1], dtype)
+        # θ before a closure rule's ascent (SAM), restored after the second evaluation; empty for the other rules
+        self.origin = np.empty(theta.size if training.optimizer.rule.closure is not None else 0, dtype)
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types
         self.batch_rows = min(n_rows, X.shape[0])
@@ -410,7 +412,7 @@ class _HostEpochs:
                                     training.theta, training.X, training.Y, training.schedule, training.clip_norm,
                                     training.batch_size, training.shuffle, training.seed, training.epochs_done,
                                     (self.order, self.grad, self.activations, self.deltas, self.batch_X,
-                                     self.batch_Y))
+                                     self.batch_Y, self.origin))
         if self.compiled is None:
             # compile (or load from the cache) before the clock starts: epoch seconds are training only.
             # Every later epoch passes the same arrays and scalars of the same types.
@@ -430,12 +432,13 @@ def epoch_arguments(model_pass, packed, theta, X, Y, schedule, clip_norm, batch_
 
     ``model_pass``: the model's ``epoch_pass(dtype, batch_size, n_blocks)`` (:meth:`fastgd.MLP.epoch_pass`,
     :meth:`fastgd.networks.Network.epoch_pass`); ``packed``: the optimizer's ``packed()`` step and state;
-    ``clip_norm``: 0 for no clipping; ``workspaces``: ``(order, grad, activations, deltas, batch_X, batch_Y)``,
-    ``activations`` and ``deltas`` of the model's ``epoch_workspaces(batch_size)`` elements.
+    ``clip_norm``: 0 for no clipping; ``workspaces``: ``(order, grad, activations, deltas, batch_X, batch_Y,
+    origin)``, ``activations`` and ``deltas`` of the model's ``epoch_workspaces(batch_size)`` elements, ``origin``
+    θ's size for a rule with a closure (``packed.ascent``), else empty.
     """
     entry, structure, code, second_code, alpha = model_pass
     return (entry, theta, X, Y, structure, code, second_code, alpha, packed.function, packed.hyper, packed.hyper[0],
-            packed.states, packed.aux, packed.counters, packed.layout, schedule,
+            packed.states, packed.aux, packed.counters, packed.layout, packed.ascent, schedule,
             # None: an epoch that does not clip does not compile the clipping
             clip_norm if clip_norm > 0.0 else None, batch_size, shuffle, seed, epoch) + tuple(workspaces)
 

@@ -129,6 +129,32 @@ NEUTRAL = {name: dict(weight_decay=0.0) for name in MOVES_ON_ZERO_GRADIENT}
 NEUTRAL.update(rprop={}, asgd=dict(weight_decay=0.0, lambd=0.0),
                muon=dict(weight_decay=0.0, adamw_weight_decay=0.0))
 
+# --- rules with a closure (SAM): a second gradient per step, at another point ---------------------------------
+VARIANTS.update({
+    "sam_sgd": [dict(lr=0.05, momentum=0.9, weight_decay=0.1, rho=0.1), dict(lr=0.05, rho=0.5, adaptive=True)],
+    "sam_adam": [dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, rho=0.1, adaptive=True,
+                      perturb_eps=1e-8)],
+})
+# tests/test_closures.py: against pytorch_optimizer.SAM wrapping torch.optim's SGD and Adam
+TORCH_EQUIVALENTS.update(sam_sgd=None, sam_adam=None)
+# SAM's normalised ascent keeps θ' a distance ρ from θ however small g is: it settles within about ρ of (1, 1)
+ROSENBROCK.update(sam_sgd=(dict(lr=1e-3, rho=1e-4), 20000, 1e-3), sam_adam=(dict(lr=1e-2, rho=1e-4), 6000, 1e-3))
+MOVES_ON_ZERO_GRADIENT.update(sam_sgd=False, sam_adam=True)
+NEUTRAL.update(sam_sgd=dict(weight_decay=0.0), sam_adam=dict(weight_decay=0.0))
+
+
+def take_step(optimizer, gradient_at):
+    """One step of ``optimizer`` (fastgd's or the NumPy reference) with ``gradient_at(params)``, the gradient at its
+    params as they are: a rule with a closure (SAM) gets a closure that evaluates it again where it asks."""
+    closure = lambda: (0.0, gradient_at(optimizer.params))  # noqa: E731
+    if isinstance(optimizer, optim.Optimizer):
+        optimizer.step(closure if optimizer.rule.closure is not None else gradient_at(optimizer.params))
+    elif optimizer.takes_closure:
+        optimizer.step(gradient_at(optimizer.params), closure=closure)
+    else:
+        optimizer.step(gradient_at(optimizer.params))
+
+
 def reduces(name, hyperparameters):
     """Whether the rule ``name`` with ``hyperparameters`` (the others at their defaults) sums over every parameter
     before its element pass (a :class:`fastgd.rules.Reduction` its flags switch on): such steps accumulate in
@@ -138,11 +164,11 @@ def reduces(name, hyperparameters):
 
 
 def cpu_only(name, hyperparameters):
-    """Whether the rule ``name`` has no CUDA form: its per-tensor function calls LAPACK
-    (``PerTensor(..., cuda=False)``). The device refuses such steps. ``hyperparameters``: for rules whose CUDA
-    form may one day depend on their flags."""
-    per_tensor = optim.OPTIMIZERS[name].rule.per_tensor
-    return per_tensor is not None and not per_tensor.cuda
+    """Whether the rule ``name`` with ``hyperparameters`` has no CUDA form: its per-tensor function calls LAPACK
+    (``PerTensor(..., cuda=False)``), or it has a closure (SAM). The device refuses such steps. ``hyperparameters``:
+    for rules whose CUDA form may one day depend on their flags."""
+    rule = optim.OPTIMIZERS[name].rule
+    return (rule.per_tensor is not None and not rule.per_tensor.cuda) or rule.closure is not None
 
 
 # Hyperparameters each rule must refuse, with a fragment of the message.
@@ -196,6 +222,9 @@ INVALID = {
                     (dict(growth_rate=float("nan")), "Invalid growth_rate value: nan")],
 }
 
+INVALID.update(sam_sgd=[(dict(rho=-0.1), "rho must be non-negative"), (dict(adaptive="yes"), "adaptive must be")],
+               sam_adam=[(dict(perturb_eps=-1.0), "perturb_eps must be non-negative")])
+
 
 def problem(size, dtype, seed=0):
     """A start point and a gradient function ``gradient(theta, step)``.
@@ -227,7 +256,7 @@ def run(optimizer, gradient, n_steps):
     """``n_steps`` steps of ``optimizer`` (fastgd's or the NumPy reference) on ``gradient(params, step)``."""
     for _ in range(n_steps):
         step = optimizer.state["step"] if isinstance(optimizer, optim.Optimizer) else optimizer.t
-        optimizer.step(gradient(optimizer.params, step))
+        take_step(optimizer, lambda params, step=step: gradient(params, step))
 
 
 def cases():

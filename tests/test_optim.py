@@ -10,7 +10,8 @@ from numba import njit
 from fastgd import _config, optim, reference, rules
 from fastgd.rules import kernels
 from rule_cases import (DECAYING, INVALID, LAYOUT_37, MOVES_ON_ZERO_GRADIENT, NEUTRAL, ROSENBROCK, ROSENBROCK_LAYOUT,
-                        TORCH_EQUIVALENTS, VARIANTS, case_id, cases, problem, reduces, rosenbrock_gradient, run)
+                        TORCH_EQUIVALENTS, VARIANTS, case_id, cases, problem, reduces, rosenbrock_gradient, run,
+                        take_step)
 
 # the built-in rules; users' rules registered by other tests have tests of their own
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name))
@@ -200,7 +201,7 @@ def test_reduces_a_quadratic(name, dtype):
     initial = loss(params)
     optimizer = optim.OPTIMIZERS[name](params)  # default hyperparameters
     for _ in range(100):
-        optimizer.step(curvature * params)
+        take_step(optimizer, lambda theta: curvature * theta)
     assert loss(params) < initial * 0.999
 
 
@@ -213,7 +214,7 @@ def test_reaches_rosenbrock_minimum(name, dtype):
     for step in range(n_steps):
         if name in DECAYING:
             optimizer.param_groups[0]["lr"] = hyperparameters["lr"] * (1 - step / n_steps)
-        optimizer.step(rosenbrock_gradient(params))
+        take_step(optimizer, rosenbrock_gradient)
     assert params.dtype == dtype
     np.testing.assert_allclose(optimizer.evaluation_params(), [1.0, 1.0], atol=tolerance)
 
@@ -225,12 +226,12 @@ def test_reaches_rosenbrock_minimum(name, dtype):
 def test_second_step_does_not_compile_again(name, dtype):
     start, gradient = problem(16, dtype)
     optimizer = optim.OPTIMIZERS[name](start)
-    optimizer.step(gradient(start, 0))
+    take_step(optimizer, lambda theta: gradient(theta, 0))
     step = optimizer._step_function
     compiled = len(step.overloads)
     optimizer.param_groups[0]["lr"] = 1  # an int: still the float64 signature
-    optimizer.step(gradient(start, 1))
-    optimizer.step(gradient(start, 2)[::-1][::-1])
+    take_step(optimizer, lambda theta: gradient(theta, 1))
+    take_step(optimizer, lambda theta: gradient(theta, 2)[::-1][::-1])
     assert len(step.overloads) == compiled
 
 
@@ -259,13 +260,13 @@ def test_zero_gradient_without_weight_decay(name):
     start, gradient = problem(37, np.float64)
     hyperparameters = NEUTRAL[name]
     fresh = optim.OPTIMIZERS[name](start.copy(), layout=LAYOUT_37, **hyperparameters)
-    fresh.step(np.zeros_like(start))
+    take_step(fresh, np.zeros_like)
     np.testing.assert_array_equal(fresh.params, start)  # zero state and zero gradient: nothing moves
 
     optimizer = optim.OPTIMIZERS[name](start.copy(), layout=LAYOUT_37, **hyperparameters)
     run(optimizer, gradient, 5)
     before = optimizer.params.copy()
-    optimizer.step(np.zeros_like(start))
+    take_step(optimizer, np.zeros_like)
     moved = not np.array_equal(optimizer.params, before)
     assert moved == MOVES_ON_ZERO_GRADIENT[name]
 
@@ -286,7 +287,7 @@ def test_invalid_hyperparameters_are_refused(name, hyperparameters, message):
     before = snapshot(optimizer)
     optimizer.param_groups[0].update(hyperparameters)
     with pytest.raises((ValueError, TypeError), match=re.escape(message)):
-        optimizer.step(gradient(start, 3))
+        take_step(optimizer, lambda theta: gradient(theta, 3))
     assert_unchanged(optimizer, before)
 
 
@@ -374,7 +375,7 @@ def test_bad_gradient_changes_nothing(name, grad, error, message):
     run(optimizer, gradient, 3)
     before = snapshot(optimizer)
     with pytest.raises(error, match=re.escape(message)):
-        optimizer.step(grad)
+        take_step(optimizer, lambda theta: grad)  # a closure rule: the closure's gradient
     assert_unchanged(optimizer, before)
 
 

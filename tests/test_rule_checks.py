@@ -334,6 +334,9 @@ def test_the_generated_names_list_covers_every_name_the_generated_code_binds():
         own |= set(rule.evaluation.scalars.outputs if rule.evaluation and rule.evaluation.scalars else ())
         if rule.reduction is not None:
             own |= {*rule.reduction.outputs, *(rule.reduction.finish.outputs if rule.reduction.finish else ())}
+        closing = rule.closure.reduction if rule.closure is not None else None
+        if closing is not None:
+            own |= {*closing.outputs, *(closing.finish.outputs if closing.finish else ())}
         flags = rule.flags(rule.check(rule.defaults))
         plan = _Plan(rule, flags)
         for source in (plan.cpu_source(_header(rule, flags, "CPU")), _source(plan, _header(rule, flags, "CUDA"))):

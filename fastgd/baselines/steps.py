@@ -43,12 +43,17 @@ def params_and_grad(n_params, dtype):
 
 
 def fastgd_step(rule, params, grad, parallel=None):
-    """``opt.step(grad)`` of fastgd's optimizer; ``parallel`` forces the kernel form (None: by size, as users get)."""
+    """``opt.step(grad)`` of fastgd's optimizer; ``parallel`` forces the kernel form (None: by size, as users get).
+
+    A rule with a closure (SAM) steps with a closure returning ``grad`` at both of its points: its ascent and its
+    step, without the model's second pass."""
     if parallel is None:
         optimizer = optim.OPTIMIZERS[rule](params)
     else:
         with parallel_threshold(1 if parallel else params.size + 1):
             optimizer = optim.OPTIMIZERS[rule](params)
+    if optimizer.rule.closure is not None:
+        return functools.partial(optimizer.step, lambda: (0.0, grad))
     return functools.partial(optimizer.step, grad)
 
 
@@ -58,7 +63,10 @@ def numpy_step(rule, params, grad):
     reason = NumpyTrainer.rule_skip_reason(rule)
     if reason is not None:
         raise NotImplementedError(reason)
-    return functools.partial(reference.ReferenceOptimizer(rule, params).step, grad)
+    optimizer = reference.ReferenceOptimizer(rule, params)
+    if optimizer.takes_closure:  # as fastgd_step: the same gradient at both points
+        return functools.partial(optimizer.step, grad, closure=lambda: (0.0, grad))
+    return functools.partial(optimizer.step, grad)
 
 
 def torch_step(rule, params, grad, fused=False):

@@ -195,6 +195,9 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
+        if rule.closure is not None:
+            raise RuleError(f"rule {rule.name!r}: its closure (a second gradient per step) has no CUDA form yet: "
+                            "train it on the CPU (NumPy arrays, device='cpu')")
         if rule.per_tensor is not None and not rule.per_tensor.cuda:
             raise RuleError(f"rule {rule.name!r}: its per-tensor function has no CUDA form (it calls LAPACK): "
                             "train it on the CPU (NumPy arrays, device='cpu')")

@@ -11,7 +11,8 @@ vector whose last entry the schedule sets (the factor on every learning rate
 of the rule), float64 counters and the network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
 one specialisation per dtype covers every rule, a user's included, every
 schedule and every network shape (a second one, the first time gradients are
-clipped: an epoch without clipping does not compile it); a new rule compiles only its own loop, and
+clipped: an epoch without clipping does not compile it; a third, the first time a rule with a closure trains: it
+evaluates each batch twice, and the others do not compile that); a new rule compiles only its own loop, and
 the epoch's own compilation does not optimise the model's code again. Every
 buffer comes from the caller; an epoch allocates nothing.
 """
@@ -248,9 +249,9 @@ def _gather_rows(source, order, start, stop, buffer):
 
 @jit(exact=True)
 def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
-                rule_step, hyper, base_lr, states, aux, counters, layout,
+                rule_step, hyper, base_lr, states, aux, counters, layout, ascent,
                 schedule, clip_norm, batch_size, shuffle, seed, epoch,
-                order, grad, activations, deltas, batch_X, batch_Y):
+                order, grad, activations, deltas, batch_X, batch_Y, origin):
     """One epoch over (X, Y); returns the mean loss of its batches, weighted by batch size.
 
     ``model`` is :func:`model_entry` for θ's dtype, ``rule_step`` the rule's
@@ -258,9 +259,14 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
     ``loss_curve_`` does. Stops at the first batch whose loss is not finite
     and returns that loss: the caller reports divergence. ``clip_norm``: the
     largest global norm of a batch's gradient, or None for no clipping (then
-    the clipping is not compiled in). Workspaces: ``order`` (n int64), ``grad`` (θ's size),
+    the clipping is not compiled in; it clips the gradient the rule steps with). ``ascent``: a rule with a
+    closure's ``packed_ascent`` entry (SAM), or None (then the second evaluation is not compiled in): each
+    batch's gradient at θ moves θ to the closure's point, the model's pass runs again there on the same batch,
+    θ is restored from ``origin`` and the rule steps with that second gradient; the batch's loss is the one at
+    θ. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
     ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
-    batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns).
+    batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns), ``origin`` (θ's size with an
+    ``ascent``, else empty).
     """
     n_samples = X.shape[0]
     if shuffle:
@@ -280,6 +286,13 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
         if not math.isfinite(loss):
             return loss
         total += loss * (stop - start)
+        if ascent is not None:
+            for k in range(theta.size):
+                origin[k] = theta[k]
+            ascent(theta, grad, states, aux, hyper, counters, layout)
+            model(theta, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
+            for k in range(theta.size):
+                theta[k] = origin[k]
         if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)
         # the last hyperparameter slot scales every learning rate of the rule
@@ -327,7 +340,7 @@ def training_objective(model, theta, X, Y, layer_sizes, activation, output, alph
 
 @jit(parallel=True, exact=True)
 def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, alpha,
-                        rule_step, hypers, base_lrs, states, auxes, counters, layout,
+                        rule_step, hypers, base_lrs, states, auxes, counters, layout, ascent,
                         schedule, clip_norm, batch_size, seeds, n_epochs, activation_elements, delta_elements,
                         losses, seconds, diverged_epochs, track_objective, forward_only, objectives):
     """Train many runs of one network on one data set, one run per ``prange`` iteration.
@@ -337,7 +350,7 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
     ``activations`` and ``deltas`` are ``activation_elements`` and ``delta_elements`` long, the
     model's ``epoch_workspaces(batch_size)``.
 
-    Every run takes one rule (``rule_step``, see :func:`train_epoch`); run r
+    Every run takes one rule (``rule_step`` and ``ascent``, see :func:`train_epoch`); run r
     has its own θ (``thetas[r]``), hyperparameters (``hypers[r]``,
     ``base_lrs[r]``), state (``states[r]``: slots × n_params, ``auxes[r]``),
     counters and shuffling seed; each runs :func:`train_epoch` for up to ``n_epochs`` epochs,
@@ -360,14 +373,15 @@ def train_runs_together(model, thetas, X, Y, layer_sizes, activation, output, al
         deltas = np.empty(delta_elements, dtype=thetas.dtype)
         batch_X = np.empty(n_rows * X.shape[1], dtype=thetas.dtype)
         batch_Y = np.empty(n_rows * Y.shape[1], dtype=thetas.dtype)
+        origin = np.empty(n_params if ascent is not None else 0, dtype=thetas.dtype)
         timespec = np.zeros(2, dtype=np.int64)
         start = monotonic_seconds(timespec)
         diverged_epochs[run] = 0
         for epoch in range(n_epochs):
             loss = train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha, rule_step, hypers[run],
-                               base_lrs[run], states[run], auxes[run], counters[run], layout,
+                               base_lrs[run], states[run], auxes[run], counters[run], layout, ascent,
                                schedule, clip_norm, n_rows, True, seeds[run], epoch, order, grad, activations,
-                               deltas, batch_X, batch_Y)
+                               deltas, batch_X, batch_Y, origin)
             losses[run, epoch] = loss
             seconds[run, epoch] = monotonic_seconds(timespec) - start
             if not (math.isfinite(loss) and all_finite(theta)):

@@ -45,7 +45,7 @@ __all__ = ["sgd_element", "adagrad_element", "rmsprop_element", "adadelta_elemen
            "adafactor_tensor", "adafactor_aux_size", "muon_tensor", "muon_aux_size", "adopt_step", "adopt_element",
            "adan_step", "adan_grad_squares", "adan_clip", "adan_element", "prodigy_step", "prodigy_sums",
            "prodigy_finish", "prodigy_element", "dadapt_adam_step", "dadapt_adam_sums", "dadapt_adam_finish",
-           "dadapt_adam_element"]
+           "dadapt_adam_element", "sam_norm_terms", "sam_scale", "sam_ascent"]
 
 
 # --- one parameter -----------------------------------------------------------------------------
@@ -659,3 +659,28 @@ def dadapt_adam_element(param, grad, exp_avg, exp_avg_sq, s, beta1, beta2, beta2
             param = param * decay
         param = param - exp_avg / (math.sqrt(exp_avg_sq) + eps)
     return param, exp_avg, exp_avg_sq, s
+
+
+# --- closures: a second gradient at another point (SAM) ----------------------------------------
+
+@jit(inline=True)
+def sam_norm_terms(param, grad, adaptive):
+    """One parameter's term of SAM's squared gradient norm: g², or (|θ|·g)² for adaptive SAM (ASAM)."""
+    if adaptive:
+        weighted = grad * abs(param)
+        return weighted * weighted
+    return grad * grad
+
+
+@jit(inline=True)
+def sam_scale(grad_norm_sq, rho, perturb_eps):
+    """SAM's factor on the gradient, ρ / (‖g‖ + ε), in float64."""
+    return rho / (math.sqrt(grad_norm_sq) + perturb_eps)
+
+
+@jit(inline=True)
+def sam_ascent(param, grad, scale, adaptive):
+    """SAM's evaluation point of one parameter, θ + s·g, or θ + s·θ²·g (ASAM), in pytorch-optimizer's order."""
+    if adaptive:
+        return param + param * param * grad * scale
+    return param + grad * scale

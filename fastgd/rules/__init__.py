@@ -38,16 +38,16 @@ pieces of a declaration and :mod:`fastgd.rules.compile` for what is derived.
 
 import os
 
-from fastgd.rules.definition import (GENERATOR_VERSION, Betas, Choice, Derived, EvaluationPoint, Flag, Hyperparameter,
-                                     Integer, LearningRate, LogUniform, OneMinusLogUniform, PerStep, PerTensor, Real,
-                                     Reals, Reduction, Rule, RuleError, ScalarState, State, Uniform,
+from fastgd.rules.definition import (GENERATOR_VERSION, Betas, Choice, Closure, Derived, EvaluationPoint, Flag,
+                                     Hyperparameter, Integer, LearningRate, LogUniform, OneMinusLogUniform, PerStep,
+                                     PerTensor, Real, Reals, Reduction, Rule, RuleError, ScalarState, State, Uniform,
                                      WeightDecay)
 from fastgd.rules.registry import (RULES, Plugin, PluginError, get, is_builtin, load_plugin, load_plugins, plugin_of,
                                    rebuild, register, resolve_plugin, unregister)
 
 __all__ = ["Rule", "RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag",
            "Choice", "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint",
-           "Reduction", "LogUniform", "Uniform", "OneMinusLogUniform", "RULES",
+           "Reduction", "Closure", "LogUniform", "Uniform", "OneMinusLogUniform", "RULES",
            "register", "unregister", "get", "is_builtin", "Plugin", "PluginError", "load_plugin",
            "load_plugins", "plugin_of", "rebuild", "resolve_plugin", "compiled", "GENERATOR_VERSION"]
 

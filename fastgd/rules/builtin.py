@@ -10,6 +10,7 @@ from fastgd.kernels import updates
 from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
                                      OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Reduction, Rule, ScalarState,
                                      State, Uniform, WeightDecay)
+from fastgd.rules.definition import Closure
 
 __all__ = ["BUILTIN_RULES"]
 
@@ -677,5 +678,46 @@ DADAPT_ADAM = Rule(
     step).
     """)
 
+
+# --- closures: SAM over a base rule -----------------------------------------------------------------
+
+_SAM_CLOSURE = Closure(updates.sam_ascent, reduction=Reduction(updates.sam_norm_terms, "grad_norm_sq",
+                                                                finish=PerStep(updates.sam_scale, "scale")))
+
+
+def _sam(name, base, class_name, doc):
+    """SAM over ``base``: its element, state and checks, with ρ, ``adaptive``, ε and the closure."""
+    return Rule(
+        name, class_name=class_name, doc=doc,
+        element=base.element,
+        hyperparameters={**base.hyperparameters, "rho": _po_real(0.05, "rho", search=LogUniform(1e-2, 0.5)),
+                         "adaptive": Flag(False), "perturb_eps": _po_real(1e-12, "perturb_eps")},
+        derived=base.derived, state=base.state, per_step=base.per_step, check=base.cross_check,
+        closure=_SAM_CLOSURE, reference=reference.sam_over(base.reference),
+    )
+
+
+_SAM_MATH = r"""
+
+    .. math::
+        s = \frac{\rho}{\lVert g \rVert + \epsilon}, \quad \theta' = \theta + s\, g
+        \ (\text{adaptive: } s = \frac{\rho}{\lVert |\theta| g \rVert + \epsilon},\ \theta' = \theta + s\,\theta^2 g),
+        \quad g' = \nabla L_B(\theta'), \quad \text{then the base step at } \theta \text{ with } g'
+
+    Sharpness-aware minimisation (Foret et al. 2021; ASAM, Kwon et al. 2021, with ``adaptive=True``), as
+    pytorch-optimizer's ``SAM`` wrapping the base optimizer: the gradient is evaluated twice per batch, at θ
+    and at θ', both on the batch B. Step it with a closure, ``opt.step(closure)``, ``closure()`` returning
+    ``(loss, grad)`` at ``opt.params``; compiled training evaluates the batch twice itself.
+    """
+
+SAM_SGD = _sam("sam_sgd", SGD, "SAMSGD", r"""
+    SAM over SGD (``pytorch_optimizer.SAM(params, torch.optim.SGD, ...)``), SGD's hyperparameters and ρ.
+    """ + _SAM_MATH)
+
+SAM_ADAM = _sam("sam_adam", ADAM, "SAMAdam", r"""
+    SAM over Adam (``pytorch_optimizer.SAM(params, torch.optim.Adam, ...)``), Adam's hyperparameters and ρ.
+    """ + _SAM_MATH)
+
 BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
                  RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM)
+BUILTIN_RULES += (SAM_SGD, SAM_ADAM)  # its own line: the rules with a closure

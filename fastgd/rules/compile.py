@@ -22,6 +22,13 @@ changed definition never loads stale machine code. The module holds:
     :class:`~fastgd.rules.Reduction`), then the loop over the vector (``range`` /
     ``prange``) calling the element function with the composed weight decay;
     flags are literals, absent state slots zeros.
+``packed_ascent``
+    (A rule with a :class:`~fastgd.rules.Closure` only.) ``packed_step``'s
+    signature; moves ``params`` in place to the closure's evaluation point
+    from ``grad``, the gradient at ``params``: the closure's reduction over
+    the vector, its finish, then ``ascent`` element by element. It does not
+    count a step. The optimizer classes and the compiled epochs call it,
+    evaluate the gradient again there and restore ``params``.
 ``packed_step`` / ``packed_step_parallel``
     One uniform signature for every rule, ``(params, grad, states, aux,
     hyper, counters, layout)``: state slots as the rows of one 2-D array,
@@ -109,6 +116,10 @@ def generated_directory():
 
 
 # --- the generated source ----------------------------------------------------------------------
+
+# Running sums per block of a closure's reduction (:meth:`_Plan.ascent_source`); the pairwise addition at a block's
+# end is written for four.
+_LANES = 4
 
 def _unique(names):
     return list(dict.fromkeys(names))
@@ -371,7 +382,61 @@ class _Plan:
                          + "".join(f"    {line}\n" for line in unpack) + per_step + store + vector + "\n")
         if self.rule.evaluation is not None:
             parts.append(self.evaluation_source())
+        if self.rule.closure is not None:
+            parts.append(self.ascent_source(unpack[:len(self.scalar_state) + len(self.hyper_names)]))
         return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
+
+    def ascent_source(self, unpack):
+        """``packed_ascent(params, grad, states, aux, hyper, counters, layout)``: params moved to the closure's
+        evaluation point (the reduction's blocks summed in the order :meth:`reduction_lines` sums them)."""
+        closure, rule = self.rule.closure, self.rule
+        reduction = closure.reduction
+        lines = ["step = np.int64(counters[0]) + 1", *unpack, "_real = params.dtype.type"]
+
+        def arguments(function, what, real):
+            named = []
+            for name in _parameters(function, what, rule.name)[2 if real else 0:]:
+                if name in self.flags:
+                    named.append(self.literal(name))
+                elif real:
+                    if f"_c_{name}" not in lines_set:
+                        lines.append(f"_c_{name} = to_element({name}, _real)")
+                        lines_set.add(f"_c_{name}")
+                    named.append(f"_c_{name}")
+                else:
+                    named.append(name)
+            return named
+
+        lines_set = set()
+        if reduction is not None:
+            # each block's terms in _LANES running sums (element i into lane i mod _LANES), added pairwise at the
+            # block's end: the float64 additions of one sum do not wait on each other, which a single running
+            # sum makes the bound of the whole closure
+            sums = list(reduction.outputs)
+            terms = [f"_t{k}" for k in range(len(sums))]
+            taken = arguments(reduction.function, "closure's reduction function", True)
+            lines.append(f"_blocks = (params.size + {REDUCTION_BLOCK - 1}) // {REDUCTION_BLOCK}")
+            lines += [f"{name} = 0.0" for name in sums]
+            lines += ["for _k in range(_blocks):", f"    _b = _k * {REDUCTION_BLOCK}",
+                      f"    _e = min(_b + {REDUCTION_BLOCK}, params.size)"]
+            lines += [f"    _p{k}_{lane} = 0.0" for k in range(len(sums)) for lane in range(_LANES)]
+            lines.append(f"    for _j in range(_b, _e - {_LANES - 1}, {_LANES}):")
+            for lane in range(_LANES):
+                call = ", ".join([f"params[_j + {lane}]", f"grad[_j + {lane}]", *taken])
+                lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
+                lines += [f"        _p{k}_{lane} += float(_t{k})" for k in range(len(sums))]
+            lines.append(f"    for _i in range(_b + (_e - _b) // {_LANES} * {_LANES}, _e):")
+            call = ", ".join(["params[_i]", "grad[_i]", *taken])
+            lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
+            lines += [f"        _p{k}_0 += float(_t{k})" for k in range(len(sums))]
+            lines += [f"    {name} += (_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)" for k, name in enumerate(sums)]
+            if reduction.finish is not None:
+                finished = ", ".join(arguments(reduction.finish.function, "closure's finish function", False))
+                lines.append(f"{', '.join(reduction.finish.outputs)} = closure_finish({finished})")
+        call = ", ".join(["params[_i]", "grad[_i]", *arguments(closure.ascent, "closure's ascent function", True)])
+        lines += ["for _i in range(params.size):", f"    params[_i] = ascent({call})"]
+        return ("def packed_ascent(params, grad, states, aux, hyper, counters, layout):\n"
+                + "".join(f"    {line}\n" for line in lines))
 
     def evaluation_source(self):
         """``evaluate(params, states, hyper, out)``: the evaluation point of every parameter into ``out``."""
@@ -466,6 +531,12 @@ class CompiledVariant:
                                                           rule.per_tensor.function), cache=False)
             if rule.per_tensor.aux_size is not None:
                 namespace["aux_size"] = _inline_jit(rule.per_tensor.aux_size)
+        if rule.closure is not None:
+            namespace["ascent"] = _inline_jit(rule.closure.ascent)
+            if rule.closure.reduction is not None:
+                namespace["closure_reduction"] = _inline_jit(rule.closure.reduction.function)
+                if rule.closure.reduction.finish is not None:
+                    namespace["closure_finish"] = _inline_jit(rule.closure.reduction.finish.function)
         if rule.evaluation is not None:
             namespace["evaluation"] = _inline_jit(rule.evaluation.function)
             if rule.evaluation.scalars is not None:
@@ -475,7 +546,7 @@ class CompiledVariant:
         module = load_generated(self.stem, self.source, namespace)
         self.module = module
         namespace = vars(module)
-        for name in ("loop_scalars", "reduction_inputs", "kernel", "packed_step", "evaluate"):
+        for name in ("loop_scalars", "reduction_inputs", "kernel", "packed_step", "evaluate", "packed_ascent"):
             if name in namespace:
                 namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
@@ -487,7 +558,9 @@ class CompiledVariant:
         self.packed_step = namespace["packed_step"]
         self.packed_step_parallel = namespace["packed_step_parallel"]
         self.evaluate = namespace.get("evaluate")
+        self.packed_ascent = namespace.get("packed_ascent")
         self._entries = {}
+        self._ascent_entries = {}
         self._checked = set()
         self.cuda = None  # its CUDA form, made on first use (fastgd.cuda.rules.compiled)
 
@@ -505,6 +578,17 @@ class CompiledVariant:
                 self._entries[key] = _config.cfunc(packed_step_signature(dtype), parallel=key[1])(
                     vars(self.module)[name].py_func)
         return self._entries[key]
+
+    def ascent_entry(self, dtype):
+        """``packed_ascent`` compiled as a C callback for ``dtype`` (``packed_step``'s signature), or None for a
+        rule without a closure: what compiled epochs take to evaluate the gradient a second time."""
+        if self.packed_ascent is None:
+            return None
+        dtype = np.dtype(dtype)
+        if dtype not in self._ascent_entries:
+            with self._refusing(dtype):
+                self._ascent_entries[dtype] = _config.cfunc(packed_step_signature(dtype))(self.packed_ascent.py_func)
+        return self._ascent_entries[dtype]
 
     @contextlib.contextmanager
     def _refusing(self, dtype):
@@ -531,6 +615,8 @@ class CompiledVariant:
         with self._refusing(key[0]):
             if signature not in dispatcher.overloads:
                 dispatcher.compile(signature)
+            if self.packed_ascent is not None and signature not in self.packed_ascent.overloads:
+                self.packed_ascent.compile(signature)
         self._checked.add(key)
 
 

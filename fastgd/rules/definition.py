@@ -63,6 +63,41 @@ fixed order (blocks of :data:`REDUCTION_BLOCK` summed in turn, so the
 the step's distance estimate); the element and per-tensor functions take the
 sums and the finish's outputs by name. Order within a step: per-step
 function → reduction → finish → element (or per-tensor) pass.
+
+**A closure** (:class:`Closure`) makes the rule evaluate the batch's gradient
+a second time, at another point (SAM's θ + ρ·g/‖g‖): given the gradient g at
+θ, the closure's own :class:`Reduction` sums terms of ``(param, grad)`` over
+every parameter (SAM: g², for ‖g‖) and its finish turns the sums into
+scalars; ``ascent(param, grad, ...)`` then gives each parameter of the
+evaluation point θ'; the gradient is evaluated again **on the same batch**
+at θ', θ is restored bit for bit, and the step (weight decay, per-step
+function, reduction, element) runs with the gradient at θ'. The optimizer
+classes take it as torch's ``step(closure)`` (``closure()`` returns ``(loss,
+grad)`` at ``opt.params``); the compiled epoch calls the model's pass twice
+per batch for such a rule (and once for the others, which do not compile the
+second call); the batch's loss is the one at θ. SAM over SGD, whole::
+
+    Rule("sam_sgd", element=sgd_element, hyperparameters={..., "rho": Real(0.05),
+                                                          "perturb_eps": Real(1e-12)},
+         closure=Closure(sam_ascent, reduction=Reduction(squared_grad, "grad_norm_sq",
+                                                         finish=PerStep(sam_scale, "scale"))))
+
+The closure's functions take hyperparameter scalars and flags by name (the
+reduction ``(param, grad, ...)`` in the parameters' dtype, its finish the sums
+in float64, ``ascent(param, grad, ...)`` the sums and the finish's outputs in
+the parameters' dtype, too) and the step count of the step about to be taken,
+``step``, in the finish. They see no state: the ascent happens before the
+step. A rule with a closure runs on the CPU only (``device="cuda"`` is refused
+in one line naming it).
+
+**The reference** (``reference=``) is the rule in plain NumPy, the oracle of
+the tests and of :mod:`fastgd.reference`: ``function(params, grad, state, t,
+**hyperparameters)`` updates ``params`` (a 1-D array) and ``state`` (a dict
+it fills on the first step, ``t`` = 1) in place; tuples stay tuples
+(``betas``), flags booleans; it also takes ``layout`` (the list of tensor
+shapes of the flat vector) if it names it, and ``closure`` (a function of no
+arguments returning ``(loss, grad)`` at ``params`` as they are when it is
+called) if the rule has a :class:`Closure`.
 """
 
 import dis
@@ -82,7 +117,7 @@ from fastgd.validation import is_integer, is_real
 
 __all__ = ["RuleError", "Hyperparameter", "Real", "LearningRate", "Reals", "Betas", "Integer", "Flag", "Choice",
            "WeightDecay", "Derived", "State", "ScalarState", "PerStep", "PerTensor", "EvaluationPoint", "Reduction",
-           "LogUniform", "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
+           "Closure", "LogUniform", "Uniform", "OneMinusLogUniform", "Rule", "GENERATOR_VERSION"]
 
 # Part of every rule's hash: bump it when the generated code changes meaning.
 GENERATOR_VERSION = 2
@@ -496,6 +531,21 @@ class Reduction:
         self.function, self.outputs, self.finish, self.when = function, tuple(outputs), finish, when
 
 
+class Closure:
+    """A second gradient of the same batch at another point, before the step: ``Closure(ascent, reduction=...)``.
+
+    ``ascent(param, grad, ...)`` returns the evaluation point's parameter from
+    the parameter and the batch's gradient at θ, taking by name hyperparameter
+    scalars, flags and the sums and finish outputs of ``reduction`` (a
+    :class:`Reduction` over ``(param, grad)``, summed over every parameter;
+    its finish takes ``step``, hyperparameter scalars, flags and the sums).
+    See the module docstring for the order of a step.
+    """
+
+    def __init__(self, ascent, reduction=None):
+        self.ascent, self.reduction = ascent, reduction
+
+
 # Terms a reduction sums per block, in order: the serial and the prange kernels add the same partial sums.
 REDUCTION_BLOCK = 4096
 
@@ -504,12 +554,13 @@ REDUCTION_BLOCK = 4096
 # slot or per-step output of the same name would shadow one of them. tests/test_rule_checks.py parses every
 # built-in rule's generated modules and fails when this list lacks a name they use.
 GENERATED_NAMES = frozenset({
-    "add_in_order", "aux", "aux_size", "columns", "counters", "cuda", "dtype_eps", "element", "evaluate", "evaluation",
-    "evaluation_scalars", "finish", "float", "grad", "halt", "hyper", "int", "kernel", "kernel_parallel", "launch",
-    "launch_shape", "layout", "loop_kernel", "loop_scalars", "machine_epsilon", "min", "ndim", "no_halt", "np", "numba",
-    "out", "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange",
-    "new_block_sums", "range", "reduction", "reduction_inputs", "reduction_kernel", "rows", "states", "step",
-    "tensor_kernel", "tensor_shape", "to_element"})
+    "add_in_order", "ascent", "aux", "aux_size", "closure_finish", "closure_reduction", "columns", "counters", "cuda",
+    "dtype_eps", "element", "evaluate", "evaluation", "evaluation_scalars", "finish", "float", "grad", "halt", "hyper",
+    "int", "kernel", "kernel_parallel", "launch", "launch_shape", "layout", "loop_kernel", "loop_scalars",
+    "machine_epsilon", "min", "ndim", "new_block_sums", "no_halt", "np", "numba", "out", "packed_ascent",
+    "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange", "range",
+    "reduction", "reduction_inputs", "reduction_kernel", "rows", "states", "step", "tensor_kernel", "tensor_shape",
+    "to_element"})
 # A rule's name becomes a file name (its generated modules) and an attribute (fastgd.rules.kernels.<name>, and
 # <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
 MAX_RULE_NAME_LENGTH = 64
@@ -543,9 +594,10 @@ class Rule:
     """One update rule, declared once. See the module docstring; :func:`fastgd.rules.register` adds it."""
 
     def __init__(self, name, *, hyperparameters, element=None, per_tensor=None, state=None, scalar_state=None,
-                 per_step=None, derived=None, evaluation=None, reduction=None, check=None, reference=None, doc=None,
-                 class_name=None):
+                 per_step=None, derived=None, evaluation=None, reduction=None, closure=None, check=None, reference=None,
+                 doc=None, class_name=None):
         self.name = name
+        self.closure = closure
         self.element = element
         self.reduction = reduction
         self.per_tensor = per_tensor
@@ -880,6 +932,54 @@ class Rule:
         for name, spec in self.hyperparameters.items():
             if isinstance(spec, WeightDecay) and spec.decoupled_when is not None and spec.decoupled_when not in flags:
                 self._fail(f"{name} is decoupled when {spec.decoupled_when!r}, which is not a flag of the rule")
+        self._validate_closure(scalars, flags)
+
+    def _validate_closure(self, scalars, flags):
+        """Check the closure: its reduction over ``(param, grad)``, its finish and its ascent function."""
+        closure = self.closure
+        if closure is None:
+            return
+        if not isinstance(closure, Closure):
+            self._fail("closure must be a fastgd.rules.Closure(ascent, reduction=Reduction(...))")
+        names = set()
+        reduction = closure.reduction
+        if reduction is not None:
+            if not isinstance(reduction, Reduction):
+                self._fail("the closure's reduction must be a fastgd.rules.Reduction(function, 'output', ...)")
+            if reduction.when is not None:
+                self._fail("the closure's reduction is always taken: it takes no 'when'")
+            sums = reduction.outputs
+            taken = {*scalars, *flags}
+            for parameter in _parameters(reduction.function, "closure's reduction function", self.name)[2:]:
+                if parameter not in taken:
+                    self._fail(f"the closure's reduction function's parameter {parameter!r} is not a hyperparameter "
+                               f"scalar or a flag (it can take {sorted(taken)})")
+            outputs = list(sums)
+            if reduction.finish is not None:
+                if not isinstance(reduction.finish, PerStep):
+                    self._fail("the closure's reduction's finish must be a fastgd.rules.PerStep(function, 'output')")
+                accepted = {"step", *scalars, *flags, *sums}
+                for parameter in _parameters(reduction.finish.function, "closure's finish function", self.name):
+                    if parameter not in accepted:
+                        self._fail(f"the closure's finish function's parameter {parameter!r} is not 'step', a "
+                                   f"hyperparameter scalar, a flag or a sum (it can take {sorted(accepted)})")
+                outputs += list(reduction.finish.outputs)
+            for output in outputs:
+                if not isinstance(output, str) or not output.isidentifier() or keyword.iskeyword(output) \
+                        or output.startswith("_") or output in STEP_NAMES:
+                    self._fail(f"the closure's output {output!r} is not an identifier (nor 'step' nor _private)")
+                if output in GENERATED_NAMES or output in taken or output in names:
+                    self._fail(f"the closure's output {output!r} clashes with a hyperparameter, a flag, another "
+                               "output or a name the generated code uses")
+                names.add(output)
+        accepted = {*scalars, *flags, *names}
+        parameters = _parameters(closure.ascent, "closure's ascent function", self.name)
+        if len(parameters) < 2:
+            self._fail("the closure's ascent function must take (param, grad, ...)")
+        for parameter in parameters[2:]:
+            if parameter not in accepted:
+                self._fail(f"the closure's ascent function's parameter {parameter!r} is not a hyperparameter scalar, "
+                           f"a flag or an output of the closure's reduction (it can take {sorted(accepted)})")
 
     def _validate_reduction(self, scalars, flags, step_outputs, seen):
         """Check the reduction and its finish; return the names they add for the element: sums, finish outputs."""
@@ -1030,6 +1130,15 @@ class Rule:
                 source(reduction.function, "reduction function"), list(reduction.outputs), reduction.when,
                 None if reduction.finish is None else [source(reduction.finish.function, "reduction's finish function"),
                                                        list(reduction.finish.outputs)]]
+        if self.closure is not None:  # only where declared, as the reduction
+            closure = self.closure
+            reduction = closure.reduction
+            description["closure"] = [source(closure.ascent, "closure's ascent function"), None if reduction is None
+                                      else [source(reduction.function, "closure's reduction function"),
+                                            list(reduction.outputs),
+                                            None if reduction.finish is None else
+                                            [source(reduction.finish.function, "closure's finish function"),
+                                             list(reduction.finish.outputs)]]]
         canonical = json.dumps(description, sort_keys=True, default=repr)
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -198,7 +198,7 @@ def _train_together(specs, net, data, optimizers):
     track = np.array([spec.track_objective for spec in specs], dtype=np.bool_)
     objectives = np.full((n_runs, n_epochs), np.nan)
     arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
-                 states, auxes, counters, packs[0].layout, schedule, None, batch_size, seeds, n_epochs,
+                 states, auxes, counters, packs[0].layout, packs[0].ascent, schedule, None, batch_size, seeds, n_epochs,
                  *net.epoch_workspaces(n_rows), losses, seconds, diverged, track, not isinstance(net, Network),
                  objectives)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)

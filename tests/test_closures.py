@@ -1,0 +1,287 @@
+"""Rules with a closure (SAM): a second gradient of the same batch at another point, before the step.
+
+The built-ins ``sam_sgd`` and ``sam_adam`` against pytorch-optimizer's ``SAM`` wrapping torch.optim's SGD and
+Adam, stepped with a closure on an MLP's loss; the compiled epoch (``Training``) against a loop that evaluates
+each batch twice through pytorch-optimizer; the estimators, sweeps, declared networks and the command reaching
+the second evaluation (with ρ = 0 the evaluation point is θ itself, so SAM-SGD is SGD bit for bit); the README's
+SAM as a user's rule; bad input refused in one line naming the rule, before anything changes.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from fastgd import MLP, optim, rules
+from fastgd.reference import mlp_loss_grad, splitmix64_permutation
+from fastgd.training import Training
+
+SIZES = [4, 6, 3]
+
+
+def _problem(n_samples=23, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, SIZES[0]))
+    return X, np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], n_samples)]
+
+
+def _float64_squared_norm(param_groups, device=None, *, weight_adaptive=False):
+    """pytorch-optimizer's ``get_global_gradient_norm`` without its rounding to float32: the sum of the squared
+    per-tensor norms (of |θ|·g for an adaptive group), in float64."""
+    import torch
+
+    total = torch.zeros(1, dtype=torch.float64)
+    for group in param_groups:
+        adaptive = weight_adaptive and group.get("adaptive", False)
+        for p in group["params"]:
+            if p.grad is not None:
+                total += torch.linalg.vector_norm(p.grad * p.abs() if adaptive else p.grad) ** 2
+    return total
+
+
+@pytest.fixture
+def torch_sam(monkeypatch):
+    """pytorch-optimizer's SAM in float64 throughout.
+
+    It rounds the global norm to float32 (``get_global_gradient_norm`` stacks the per-tensor norms ``.float()``),
+    which moves θ' by ~1e-8 relative each step; that one function is replaced by its float64 form, as fastgd sums
+    in float64 (a float32 run agrees to float32 rounding either way)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer is not installed")
+    from pytorch_optimizer.optimizer import sam as sam_module
+
+    monkeypatch.setattr(sam_module, "get_global_gradient_norm", _float64_squared_norm)
+    return torch, sam_module.SAM
+
+
+def _torch_closure(torch, optimizer, tensor, X, Y, alpha=0.0):
+    """pytorch-optimizer's closure: the gradient at the tensor's values into ``.grad``; returns the loss."""
+    def closure():
+        optimizer.zero_grad()
+        loss, grad = mlp_loss_grad(tensor.detach().numpy().copy(), X, Y, SIZES, "tanh", "softmax", alpha)
+        tensor.grad = torch.from_numpy(grad)
+        return loss
+    return closure
+
+
+CASES = [
+    ("sam_sgd", "SGD", dict(lr=0.1, momentum=0.9)),
+    ("sam_sgd", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, rho=0.2, adaptive=True)),
+    ("sam_adam", "Adam", dict(lr=0.01)),
+    ("sam_adam", "Adam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True, rho=0.1, adaptive=True,
+                              perturb_eps=1e-8)),
+]
+
+
+@pytest.mark.parametrize("name, base, hyperparameters", CASES,
+                         ids=[f"{name}-{i}" for i, (name, _, _) in enumerate(CASES)])
+def test_matches_pytorch_optimizers_sam_after_200_steps_on_an_mlp(torch_sam, name, base, hyperparameters):
+    torch, SAM = torch_sam
+    X, Y = _problem()
+    net = MLP(SIZES, "tanh", "softmax")
+    theta = net.init(random_state=1)
+    tensor = torch.tensor(theta.copy(), requires_grad=True)
+    theirs = SAM([tensor], getattr(torch.optim, base), **hyperparameters)
+    ours = optim.OPTIMIZERS[name](theta, layout=net.layout, **hyperparameters)
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        rows = rng.choice(len(X), 8, replace=False)  # a mini-batch: both evaluations of a step on the same rows
+        loss = ours.step(lambda: mlp_loss_grad(theta, X[rows], Y[rows], SIZES, "tanh", "softmax", 0.0))
+        closure = _torch_closure(torch, theirs, tensor, X[rows], Y[rows])
+        assert loss == pytest.approx(closure(), rel=1e-10)  # the loss at θ, before the step
+        theirs.step(closure)
+    scale = max(1.0, np.abs(theta).max())
+    assert np.abs(theta - tensor.detach().numpy()).max() <= 1e-10 * scale
+    assert np.abs(theta - net.init(random_state=1)).max() > 0.1  # it moved
+    for key, value in ours.state.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(value, theirs.state[tensor][key].numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_float32_agrees_with_float64_to_float32_rounding():
+    X, Y = _problem()
+    results = []
+    for dtype in (np.float32, np.float64):
+        theta = MLP(SIZES, "tanh", "softmax").init(random_state=1).astype(dtype)
+        opt = optim.OPTIMIZERS["sam_adam"](theta, lr=0.01, adaptive=True)
+        data = X.astype(dtype), Y.astype(dtype)
+        for _ in range(50):
+            opt.step(lambda: mlp_loss_grad(theta, *data, SIZES, "tanh", "softmax", 0.0))
+        assert theta.dtype == dtype and all(v.dtype == dtype for v in opt.state.values() if hasattr(v, "dtype"))
+        results.append(theta)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+
+
+def test_an_epoch_of_training_equals_pytorch_optimizers_sam_evaluating_each_batch_twice(torch_sam):
+    torch, SAM = torch_sam
+    X, Y = _problem()
+    net = MLP(SIZES, "tanh", "softmax", alpha=0.01)
+    theta = net.init(random_state=0)
+    tensor = torch.tensor(theta.copy(), requires_grad=True)
+    hyperparameters = dict(lr=0.05, momentum=0.9, rho=0.1)
+    history = Training(net, optim.OPTIMIZERS["sam_sgd"](theta, **hyperparameters), X, Y, 5, seed=7).run(3)
+    theirs = SAM([tensor], torch.optim.SGD, **hyperparameters)
+    losses = []
+    for epoch in range(3):
+        order, total = splitmix64_permutation(len(X), 7, epoch), 0.0
+        for start in range(0, len(X), 5):
+            rows = order[start:start + 5]
+            closure = _torch_closure(torch, theirs, tensor, X[rows], Y[rows], alpha=0.01)
+            total += closure() * len(rows)  # the batch's loss at θ, as the epoch records it
+            theirs.step(closure)
+        losses.append(total / len(X))
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-12)
+    assert np.abs(theta - tensor.detach().numpy()).max() <= 1e-10
+
+
+def _sgd_twin(make, **extra):
+    """``make(optimizer, optimizer_params)`` fitted with sgd and with sam_sgd at ρ = 0 (θ' = θ: the second
+    evaluation gives the first gradient again) and at ρ = 0.1."""
+    return (make("sgd", dict(extra)), make("sam_sgd", dict(extra, rho=0.0)), make("sam_sgd", dict(extra, rho=0.1)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_estimators_and_the_network_estimators_train_a_closure_rule():
+    from sklearn.datasets import load_iris
+
+    from fastgd import MLPClassifier
+    from fastgd.network_estimators import NetworkClassifier
+    from fastgd.networks import Dense, Network, ReLU
+
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    sgd, twin, sam = _sgd_twin(lambda name, params: MLPClassifier(
+        hidden_layer_sizes=(8,), optimizer=name, optimizer_params=params, learning_rate_init=0.1, max_iter=15,
+        random_state=0).fit(X, y), momentum=0.9)
+    assert twin.loss_curve_ == sgd.loss_curve_
+    np.testing.assert_array_equal(twin.theta_, sgd.theta_)
+    assert sam.loss_curve_ != sgd.loss_curve_ and sam.score(X, y) > 0.85
+    network = Network([Dense(8), ReLU(), Dense(3)], input_shape=(4,))
+    sgd, twin, sam = _sgd_twin(lambda name, params: NetworkClassifier(
+        network, optimizer=name, optimizer_params=params, learning_rate_init=0.1, max_iter=5, batch_size=16,
+        random_state=0).fit(X, y))
+    assert twin.loss_curve_ == sgd.loss_curve_ and sam.loss_curve_ != sgd.loss_curve_
+
+
+def test_a_sweep_trains_a_closure_rule_together_and_alone_alike(tmp_path):
+    from fastgd import sweep
+    from fastgd.sweep.runner import execute_chunk
+
+    text = "\n".join(['name = "sam"', 'datasets = ["iris"]', 'rules = ["sam_sgd"]', "learning_rates = [0.1]",
+                      "seeds = [0, 1]", "epochs = 3", "", "[model]", "hidden_layer_sizes = [8]", "",
+                      "[targets]", "iris = 0.3", ""])
+    (tmp_path / "sam.toml").write_text(text)
+    specs = sweep.runs(sweep.load_config(tmp_path / "sam.toml"))
+    together, alone = execute_chunk(specs, batched=True), execute_chunk(specs, batched=False)
+    assert [r["status"] for r in together + alone] == ["ok"] * 4
+    by_seed = {r["spec"].seed: r["losses"] for r in alone}
+    for result in together:
+        assert result["losses"] == by_seed[result["spec"].seed] and len(result["losses"]) == 3
+
+
+def test_fastgd_train_takes_a_closure_rule(tmp_path):
+    from cli_harness import run_command
+
+    code, out, err = run_command(["train", "--dataset", "iris", "--optimizer", "sam_adam", "--epochs", "2",
+                                  "--hidden", "8"], tmp_path)
+    assert code == 0, err
+    assert "sam_adam" in out or "SAMAdam" in out, out
+
+
+def test_the_readme_sam_is_the_built_in_sam_sgd():
+    from readme_examples import blocks
+
+    [block] = [block for block in blocks("python") if '"my_sam"' in block.source]
+    namespace = {}
+    try:
+        exec(compile(block.source, "README.md", "exec"), namespace)
+        np.testing.assert_allclose(namespace["params"], 0.0, atol=0.02)  # the minimum of |θ|², within about ρ/2
+        X, Y = _problem()
+        theta = MLP(SIZES, "tanh", "softmax").init(random_state=3)
+        mine, builtin = theta.copy(), theta.copy()
+        users = optim.OPTIMIZERS["my_sam"](mine, lr=0.1, rho=0.2)
+        sam_sgd = optim.OPTIMIZERS["sam_sgd"](builtin, lr=0.1, rho=0.2)
+        from fastgd import reference
+
+        oracle = reference.ReferenceOptimizer("my_sam", theta.copy(), lr=0.1, rho=0.2)
+        for _ in range(30):
+            users.step(lambda: mlp_loss_grad(mine, X, Y, SIZES, "tanh", "softmax", 0.0))
+            sam_sgd.step(lambda: mlp_loss_grad(builtin, X, Y, SIZES, "tanh", "softmax", 0.0))
+            at = oracle.params
+            oracle.step(mlp_loss_grad(at, X, Y, SIZES, "tanh", "softmax", 0.0)[1],
+                        closure=lambda: mlp_loss_grad(at, X, Y, SIZES, "tanh", "softmax", 0.0))
+        np.testing.assert_allclose(mine, builtin, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(mine, oracle.params, rtol=1e-10, atol=1e-12)
+    finally:
+        rules.unregister("my_sam")
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+
+def test_a_closure_rule_stepped_with_a_gradient_is_refused_in_one_line_naming_it():
+    params = np.ones(4)
+    opt = optim.OPTIMIZERS["sam_sgd"](params, lr=0.1)
+    with pytest.raises(TypeError, match=r"^sam_sgd evaluates the gradient a second time \(a closure rule\): call "
+                                        r"step\(closure\)") as refused:
+        opt.step(np.ones(4))
+    assert "\n" not in str(refused.value)
+    np.testing.assert_array_equal(params, 1.0)
+    assert opt.state["step"] == 0
+
+
+def test_a_closure_that_fails_the_second_time_leaves_params_and_state_as_they_were():
+    params = np.array([1.0, -2.0, 3.0])
+    opt = optim.OPTIMIZERS["sam_adam"](params, lr=0.1)
+    calls = []
+
+    def closure():
+        calls.append(params.copy())
+        if len(calls) == 2:
+            return 0.0, np.ones(5)  # the wrong shape, at θ'
+        return 0.0, 2 * params
+
+    with pytest.raises(ValueError, match=re.escape("grad has shape (5,), params (3,)")):
+        opt.step(closure)
+    assert not np.array_equal(calls[1], calls[0])  # it was called at θ'
+    np.testing.assert_array_equal(params, [1.0, -2.0, 3.0])
+    assert opt.state["step"] == 0 and not opt.state["exp_avg"].any()
+    with pytest.raises(TypeError, match="the closure must return \\(loss, grad\\)"):
+        opt.step(lambda: 2 * params)
+
+
+def test_the_cuda_path_refuses_a_closure_rule_in_one_line_naming_it():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastgd.cuda import rules as cuda_rules
+
+    optimizer = optim.OPTIMIZERS["sam_sgd"](np.ones(4))
+    with pytest.raises(rules.RuleError, match=r"^rule 'sam_sgd': its closure \(a second gradient per step\) has no "
+                                              "CUDA form yet"):
+        cuda_rules.compiled(optimizer._variant)
+    with pytest.raises(rules.RuleError, match="^rule 'sam_adam': its closure"):
+        optim._DEVICE.refuse_closure(optim.OPTIMIZERS["sam_adam"](np.ones(4)))
+
+
+def _ascent(param, grad, scale):
+    return param + scale * grad
+
+
+def _element(param, grad, lr):
+    return param - lr * grad
+
+
+@pytest.mark.parametrize("closure, message", [
+    ("not a closure", "closure must be a fastgd.rules.Closure(ascent, reduction=Reduction(...))"),
+    (rules.Closure(lambda param, grad, unknown: param), "the closure's ascent function's parameter 'unknown' is not"),
+    (rules.Closure(lambda param: param), "the closure's ascent function must take (param, grad, ...)"),
+    (rules.Closure(_ascent, rules.Reduction(lambda param, grad: grad, "scale", when="flag")),
+     "the closure's reduction is always taken: it takes no 'when'"),
+    (rules.Closure(_ascent, rules.Reduction(lambda param, grad: grad, "lr")),
+     "the closure's output 'lr' clashes with a hyperparameter"),
+    (rules.Closure(_ascent, rules.Reduction(lambda param, grad, other: grad, "scale")),
+     "the closure's reduction function's parameter 'other' is not a hyperparameter scalar or a flag"),
+    (rules.Closure(_ascent, rules.Reduction(lambda param, grad: grad, "s", finish=rules.PerStep(lambda t: t, "scale"))),
+     "the closure's finish function's parameter 't' is not 'step'"),
+])
+def test_a_bad_closure_is_refused_at_declaration_in_one_line_naming_the_rule(closure, message):
+    with pytest.raises(rules.RuleError, match="^rule 'bad_closure': " + re.escape(message)):
+        rules.Rule("bad_closure", element=_element, hyperparameters={"lr": rules.LearningRate(0.1)}, closure=closure)
