@@ -65,7 +65,9 @@ VARIANTS = {
     # max_precondition_dim=4 rotates the (4, 5) matrix's rows, the (5, 3) one's columns and the vector alone
     "soap": [dict(lr=0.01, betas=(0.9, 0.99), shampoo_beta=0.9, weight_decay=0.1, precondition_frequency=3,
                   max_precondition_dim=4, precondition_1d=True, normalize_gradient=True, eps=1e-6),
-             dict(correct_bias=False, weight_decay=0.0, betas=(0.6, 0.9))],
+             # every rotated side full-rank from the first step (the (4, 5) matrix's rows, the (5, 3) one's columns;
+             # an MLP 4-6-3's alike): the bases are then the same whichever LAPACK computes them
+             dict(correct_bias=False, weight_decay=0.0, betas=(0.6, 0.9), max_precondition_dim=4)],
 }
 
 # The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,

@@ -73,13 +73,15 @@ def inverse_root(aux, offset, n, out, out_offset, power):
     values, vectors = np.linalg.eigh(aux[offset:offset + n * n].reshape((n, n)))
     left = np.empty(n * n, aux.dtype)
     right = np.empty(n * n, aux.dtype)
+    roots = np.empty(n, aux.dtype)
     for j in range(n):
         magnitude = abs(values[j])
-        root = real(magnitude ** (-1.0 / power)) if magnitude > 0 else real(math.inf)
+        roots[j] = real(magnitude ** (-1.0 / power)) if magnitude > 0 else real(math.inf)
         if values[j] < 0:
-            root = -root
-        for i in range(n):
-            left[i * n + j] = vectors[i, j] * root
+            roots[j] = -roots[j]
+    for i in range(n):  # row by row: the products read and write in memory order
+        for j in range(n):
+            left[i * n + j] = vectors[i, j] * roots[j]
             right[i * n + j] = vectors[i, j]
     gemm(left, 0, right, 0, out, out_offset, n, n, n, False, True, 1.0, 0.0)
 
@@ -235,12 +237,10 @@ def _power_iteration(aux, offset, n, exp_avg_sq, r, c, along_rows):
     q = offset + n * n
     product = np.empty(n * n, aux.dtype)
     gemm(aux, offset, aux, q, product, 0, n, n, n, False, False, 1.0, 0.0)
-    estimates = np.empty(n, aux.dtype)
-    for j in range(n):
-        total = aux.dtype.type(0.0)
-        for i in range(n):
-            total += aux[q + i * n + j] * product[i * n + j]
-        estimates[j] = total
+    estimates = np.zeros(n, aux.dtype)
+    for i in range(n):  # each column's sum in row order, read row by row
+        for j in range(n):
+            estimates[j] += aux[q + i * n + j] * product[i * n + j]
     if not _finite(product, 0, n * n):
         _fill_nan(aux, q, n * n)
         return
