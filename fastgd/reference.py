@@ -57,6 +57,11 @@ DEFAULTS = {
                     weight_decay=0.0, fixed_decay=False, bias_correction=False, safeguard_warmup=False, eps=1e-8),
     "dadapt_adam": dict(lr=1.0, betas=(0.9, 0.999), d0=1e-6, growth_rate=float("inf"), weight_decay=0.0,
                         weight_decouple=False, fixed_decay=False, bias_correction=False, eps=1e-8),
+    "shampoo": dict(lr=1e-3, momentum=0.0, weight_decay=0.0, weight_decouple=False, fixed_decay=False,
+                    preconditioning_compute_steps=1, matrix_eps=1e-6),
+    "soap": dict(lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2, precondition_frequency=10,
+                 max_precondition_dim=10000, precondition_1d=False, correct_bias=True, normalize_gradient=False,
+                 eps=1e-8),
 }
 
 
@@ -423,6 +428,110 @@ def dadapt_adam(params, grad, state, t, lr, betas, d0, growth_rate, weight_decay
     params -= state["exp_avg"] / (np.sqrt(state["exp_avg_sq"]) + eps)
 
 
+def _inverse_root_svd(matrix, power):
+    """matrix^(−1/power) from its SVD, as pytorch-optimizer's ``compute_power_svd``."""
+    u, s, vh = np.linalg.svd(matrix)
+    return (u * s ** (-1.0 / power)) @ vh
+
+
+def shampoo(params, grad, state, t, lr, momentum, weight_decay, weight_decouple, fixed_decay,
+            preconditioning_compute_steps, matrix_eps, layout=None):
+    tensors = list(_tensors(params, layout))
+    if t == 1:
+        if momentum > 0:
+            state["momentum_buffer"] = grad.copy()  # the first step's lerp then leaves the gradient as it is
+        state["statistics"] = [[np.eye(side, dtype=params.dtype) * matrix_eps for side in shape]
+                               for _, shape in tensors]
+        state["roots"] = [[np.zeros((side, side), params.dtype) for side in shape] for _, shape in tensors]
+    for (start, shape), statistics, roots in zip(tensors, state["statistics"], state["roots"]):
+        span = slice(start, start + int(np.prod(shape)))
+        g = grad[span].copy()
+        if momentum > 0:
+            g = g + momentum * (state["momentum_buffer"][span] - g)
+        if weight_decay != 0:
+            if weight_decouple:
+                params[span] *= 1 - weight_decay * (1.0 if fixed_decay else lr)
+            else:
+                g = g + weight_decay * params[span]
+        g = g.reshape(shape)
+        if len(shape) == 2:
+            statistics[0] += g @ g.T
+            statistics[1] += g.T @ g
+        else:
+            statistics[0] += np.outer(g, g)
+        if t % preconditioning_compute_steps == 0:
+            for k, statistic in enumerate(statistics):
+                roots[k] = _inverse_root_svd(statistic, 2 * len(shape))
+        update = roots[0] @ g @ roots[1] if len(shape) == 2 else roots[0] @ g
+        if momentum > 0:
+            state["momentum_buffer"][span] = update.ravel()
+        params[span] -= lr * update.ravel()
+    state["aux"] = np.concatenate([np.concatenate([np.concatenate([s.ravel(), r.ravel()]) for s, r in zip(ss, rr)])
+                                   for ss, rr in zip(state["statistics"], state["roots"])])
+
+
+SOAP_MAX_SIDE = 10000  # fastgd keeps eigenbases for sides up to this many
+
+
+def soap(params, grad, state, t, lr, betas, shampoo_beta, weight_decay, precondition_frequency,
+         max_precondition_dim, precondition_1d, correct_bias, normalize_gradient, eps, layout=None):
+    beta1, beta2 = betas
+    shampoo_beta = beta2 if shampoo_beta is None else shampoo_beta
+    tensors = list(_tensors(params, layout))
+    if t == 1:
+        state["exp_avg"] = np.zeros_like(params)
+        state["exp_avg_sq"] = np.zeros_like(params)
+        # per tensor and side: [statistic, eigenbasis], or None for a side that is not rotated
+        state["sides"] = [[[np.zeros((side, side), params.dtype), None]
+                           if side <= max_precondition_dim and (len(shape) == 2 or precondition_1d) else None
+                           for side in (shape if len(shape) == 2 else shape[:1])] for _, shape in tensors]
+
+    def rotate(x, sides, forward):
+        left, right = (sides + [None])[:2]
+        if left is not None:
+            x = (left[1].T if forward else left[1]) @ x
+        if right is not None:
+            x = x @ (right[1] if forward else right[1].T)
+        return x
+
+    s = t - 1
+    step_size = lr * np.sqrt(1 - beta2**s) / (1 - beta1**s) if correct_bias and s > 0 else lr
+    for (start, shape), sides in zip(tensors, state["sides"]):
+        span = slice(start, start + int(np.prod(shape)))
+        matrix_shape = shape if len(shape) == 2 else (shape[0], 1)
+        g = grad[span].reshape(matrix_shape)
+        m = state["exp_avg"][span].reshape(matrix_shape)
+        v = state["exp_avg_sq"][span].reshape(matrix_shape)
+        if t > 1:
+            m += (1 - beta1) * (g - m)
+            v += (1 - beta2) * (rotate(g, sides, True) ** 2 - v)
+            update = rotate(rotate(m, sides, True) / (np.sqrt(v) + eps), sides, False)
+            if normalize_gradient:
+                update = update / (np.sqrt(np.mean(update**2)) + eps)
+            params[span] -= step_size * update.ravel()
+            params[span] *= 1 - weight_decay * lr
+        for k, side in enumerate(sides):
+            if side is None:
+                continue
+            side[0] += (1 - shampoo_beta) * ((g @ g.T if k == 0 else g.T @ g) - side[0])
+            if t == 1:
+                side[1] = np.linalg.eigh(side[0] + 1e-30 * np.eye(len(side[0]), dtype=params.dtype))[1][:, ::-1]
+            elif s % precondition_frequency == 0:
+                product = side[0] @ side[1]
+                order = np.argsort(-np.sum(side[1] * product, axis=0))
+                v[...] = v[order, :] if k == 0 else v[:, order]
+                side[1] = np.linalg.qr(product[:, order])[0]
+    aux = []
+    for (_, shape), sides in zip(tensors, state["sides"]):
+        for k, side in enumerate(shape if len(shape) == 2 else shape[:1]):
+            if side > SOAP_MAX_SIDE:
+                continue
+            pair = sides[k]
+            zeros = np.zeros(side * side, params.dtype)
+            aux += [zeros, zeros] if pair is None else [pair[0].ravel(), pair[1].ravel()]
+    state["aux"] = np.concatenate(aux)
+
+
 # Where a rule that trains at one point evaluates the model: (params, state, hyperparameters) -> params.
 EVALUATION = {
     "asgd": lambda params, state, hp: state["ax"],
@@ -435,6 +544,7 @@ RULES = {
     "adam": adam, "amsgrad": adam, "adamax": adamax, "nadam": nadam, "adamw": adamw, "lion": lion, "radam": radam,
     "rprop": rprop, "asgd": asgd, "schedule_free_adamw": schedule_free_adamw, "lamb": lamb, "adafactor": adafactor,
     "muon": muon, "adopt": adopt, "adan": adan, "prodigy": prodigy, "dadapt_adam": dadapt_adam,
+    "shampoo": shampoo, "soap": soap,
 }
 
 

@@ -59,6 +59,15 @@ VARIANTS = {
                      bias_correction=True, safeguard_warmup=True, eps=1e-6), dict(weight_decay=0.01, fixed_decay=True)],
     "dadapt_adam": [dict(lr=0.5, betas=(0.8, 0.99), d0=1e-4, growth_rate=1.1, weight_decay=0.1, bias_correction=True,
                          eps=1e-6), dict(lr=0.1, weight_decay=0.1, weight_decouple=True, fixed_decay=True)],
+    "shampoo": [dict(lr=0.01, momentum=0.5, weight_decay=0.1, preconditioning_compute_steps=3, matrix_eps=1e-4),
+                dict(lr=0.01, momentum=0.9, weight_decay=0.1, weight_decouple=True),
+                dict(weight_decay=0.01, weight_decouple=True, fixed_decay=True)],
+    # max_precondition_dim=4 rotates the (4, 5) matrix's rows, the (5, 3) one's columns and the vector alone
+    "soap": [dict(lr=0.01, betas=(0.9, 0.99), shampoo_beta=0.9, weight_decay=0.1, precondition_frequency=3,
+                  max_precondition_dim=4, precondition_1d=True, normalize_gradient=True, eps=1e-6),
+             # every rotated side full-rank from the first step (the (4, 5) matrix's rows, the (5, 3) one's columns;
+             # an MLP 4-6-3's alike): the bases are then the same whichever LAPACK computes them
+             dict(correct_bias=False, weight_decay=0.0, betas=(0.6, 0.9), max_precondition_dim=4)],
 }
 
 # The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,
@@ -74,7 +83,7 @@ TORCH_EQUIVALENTS = {
     "rprop": ("Rprop", {}), "asgd": ("ASGD", {}),
     # tests/test_more_rules.py: per-tensor oracles and the packages named by their docstrings
     "schedule_free_adamw": None, "lamb": None, "adafactor": None, "muon": None,
-    "adopt": None, "adan": None, "prodigy": None, "dadapt_adam": None,
+    "adopt": None, "adan": None, "prodigy": None, "dadapt_adam": None, "shampoo": None, "soap": None,
 }
 
 # Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
@@ -109,6 +118,9 @@ ROSENBROCK = {
     # the distance estimates make the step large: they get there with the multiplier decaying to zero
     "prodigy": (dict(lr=1.0), 6000, 1e-3),
     "dadapt_adam": (dict(lr=1.0), 6000, 1e-3),
+    # Shampoo's sums of outer products shrink its steps as AdaGrad's do; ε = 1e-2 keeps the float32 roots finite
+    "shampoo": (dict(lr=1.0, matrix_eps=1e-2), 15000, 1e-3),
+    "soap": (dict(lr=3e-3), 6000, 1e-3),
 }
 DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam"}
 
@@ -121,7 +133,7 @@ MOVES_ON_ZERO_GRADIENT = {
     "sgd": False, "momentum": True, "nesterov": True, "adagrad": False, "rmsprop": False, "adadelta": False,
     "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True, "radam": True,
     "rprop": False, "asgd": False, "schedule_free_adamw": True, "lamb": True, "adafactor": False, "muon": True,
-    "adopt": True, "adan": True, "prodigy": True, "dadapt_adam": True,
+    "adopt": True, "adan": True, "prodigy": True, "dadapt_adam": True, "shampoo": False, "soap": True,
 }
 
 # Settings that switch off every pull other than the gradient's (weight decay, ASGD's λ decay).
@@ -220,6 +232,16 @@ INVALID = {
                 "number")],
     "dadapt_adam": [(dict(lr=-1.0), "learning rate must be positive"), (dict(d0=-1.0), "Invalid d0 value: -1.0"),
                     (dict(growth_rate=float("nan")), "Invalid growth_rate value: nan")],
+    "shampoo": [(dict(preconditioning_compute_steps=0), "preconditioning_compute_steps must be positive. (0 > 0)"),
+                (dict(momentum=1.0), "momentum must be in the range [0.0, 1.0)"),
+                (dict(matrix_eps=-1.0), "matrix_eps must be non-negative"),
+                (dict(lr=-1.0), "learning rate must be positive. (-1.0 > 0)")],
+    "soap": [(dict(precondition_frequency=0), "precondition_frequency must be positive"),
+             (dict(max_precondition_dim=0), "max_precondition_dim must be positive"),
+             (dict(max_precondition_dim=20000), "max_precondition_dim must be at most 10000"),
+             (dict(betas=(0.9, 1.0)), "beta2 must be in the range [0.0, 1.0)"),
+             (dict(shampoo_beta=-0.1), "shampoo_beta must be non-negative"), (dict(eps=-1.0), "eps must be "
+                                                                                         "non-negative")],
 }
 
 INVALID.update(sam_sgd=[(dict(rho=-0.1), "rho must be non-negative"), (dict(adaptive="yes"), "adaptive must be")],

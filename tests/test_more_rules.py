@@ -7,6 +7,7 @@ and Schedule-Free AdamW against the schedulefree package, its training and its e
 Float64 to 1e-10 after 200 steps; float32 within rounding.
 """
 
+import numba
 import numpy as np
 import pytest
 
@@ -251,3 +252,149 @@ def test_matches_pytorch_optimizer_over_several_tensors(name, class_name, hyperp
         rtol = 1e-10 if dtype == np.float64 else FLOAT32_RTOL
         assert ours.state["d"] == pytest.approx(theirs.param_groups[0]["d"], rel=rtol)
         assert ours.state["d"] > hyperparameters.get("d0", 1e-6)  # it moved: the sums took part
+
+
+# -- pytorch-optimizer's Shampoo and SOAP, on an MLP's and a CNN's layouts -------------------------------------
+
+def _preconditioner_layouts():
+    from fastgd.networks import Conv2D, Dense, Flatten, Network, ReLU
+
+    mlp = Network([Dense(6), ReLU(), Dense(4)], input_shape=(5,), loss="cross_entropy")
+    # a conv kernel is the matrix (out, in·kh·kw), as the reference is given it here
+    cnn = Network([Conv2D(3, 3), ReLU(), Flatten(), Dense(4)], input_shape=(2, 5, 5), loss="cross_entropy")
+    return {"mlp": mlp.layout, "cnn": cnn.layout}
+
+
+PRECONDITIONER_LAYOUTS = _preconditioner_layouts()
+
+# Roots recomputed every k > 1 steps meet the gradients of the steps between in directions where L is still
+# ε·I: at ε = 1e-6 they multiply them by 1e6^(1/4) and their rounding by far more, and two implementations part
+# (by 1e-5 to 20 here, pytorch-optimizer against itself on another LAPACK alike). The variants take a larger ε.
+SHAMPOO_CASES = [
+    {},
+    dict(lr=0.01, momentum=0.5, weight_decay=0.1, preconditioning_compute_steps=3, matrix_eps=1.0),
+    dict(lr=0.01, momentum=0.9, weight_decay=0.1, weight_decouple=True, matrix_eps=1e-2),
+    dict(weight_decay=0.01, weight_decouple=True, fixed_decay=True, matrix_eps=1.0),
+]
+
+
+def _matrix_layout_problem(layout, dtype):
+    start, gradient = problem(int(sum(np.prod(shape) for shape in layout)), dtype)
+    return start, gradient
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout_name", sorted(PRECONDITIONER_LAYOUTS))
+@pytest.mark.parametrize("hyperparameters", SHAMPOO_CASES)
+def test_shampoo_matches_pytorch_optimizer(hyperparameters, layout_name, dtype):
+    """fastgd takes the inverse roots from ``eigh``, pytorch-optimizer from the SVD: the same matrix function, to
+    1e-10 in float64. Float32 cannot resolve L's eigenvalues of ε = 1e-6 beside ‖L‖ ~ 1e5 (pytorch-optimizer's own
+    float32 run on the CNN ends in an SVD of NaNs): there ε is at least 1."""
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer (the oracles extra) is "
+                                                                        "not installed")
+    layout = PRECONDITIONER_LAYOUTS[layout_name]
+    if dtype == np.float32:
+        hyperparameters = dict(hyperparameters, matrix_eps=max(hyperparameters.get("matrix_eps", 0.0), 1.0))
+    start, gradient = _matrix_layout_problem(layout, dtype)
+    ours = optim.Shampoo(start.copy(), layout=layout, **hyperparameters)
+    tensors = torch_tensors(start, layout)
+    theirs = pytorch_optimizer.Shampoo(tensors, **hyperparameters)
+    train_both(ours, tensors, theirs, gradient)
+    rtol = 1e-10 if dtype == np.float64 else FLOAT32_RTOL
+    np.testing.assert_allclose(ours.params, flat(tensors), rtol=rtol, atol=rtol * 1e-3 * np.abs(start).max())
+    statistics = []
+    for tensor in tensors:
+        state = theirs.state[tensor]
+        for k in range(tensor.dim()):
+            statistics += [state[f"pre_cond_{k}"].numpy().ravel(), state[f"inv_pre_cond_{k}"].numpy().ravel()]
+    statistics = np.concatenate(statistics)
+    np.testing.assert_allclose(ours.state["aux"], statistics, rtol=rtol, atol=rtol * np.abs(statistics).max())
+    if hyperparameters.get("momentum", 0) > 0:
+        buffers = np.concatenate([theirs.state[t]["momentum_buffer"].numpy().ravel() for t in tensors])
+        np.testing.assert_allclose(ours.state["momentum_buffer"], buffers, rtol=rtol,
+                                   atol=rtol * np.abs(buffers).max())
+
+
+SOAP_CASES = [
+    {},
+    # the CNN's dense matrix (4, 27) keeps its columns unrotated; vectors rotated; the bases refreshed every 7 steps
+    # (a refresh while a statistic is still rank-deficient would orthogonalise rounding noise: the 3 × 18 kernel's
+    # 18 × 18 GᵀG takes rank 3 a step, a vector's g gᵀ rank 1)
+    dict(lr=0.01, betas=(0.9, 0.99), shampoo_beta=0.9, weight_decay=0.1, precondition_frequency=7,
+         max_precondition_dim=20, precondition_1d=True, normalize_gradient=True, eps=1e-6),
+    dict(correct_bias=False, weight_decay=0.0, betas=(0.6, 0.99)),
+]
+
+
+@numba.njit(cache=False)
+def _lapack_eigh(matrix):
+    return np.linalg.eigh(matrix)
+
+
+@numba.njit(cache=False)
+def _lapack_qr(matrix):
+    return np.linalg.qr(matrix)
+
+
+class _TorchInOneDtype:
+    """The ``torch`` SOAP's module sees, with ``torch.float32`` meaning float64: its QR then runs in the parameters'
+    dtype, as fastgd's does (pytorch-optimizer casts to float32 for the sake of bfloat16)."""
+
+    def __init__(self, torch_module):
+        self._torch = torch_module
+        self.float32 = torch_module.float64
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout_name", sorted(PRECONDITIONER_LAYOUTS))
+@pytest.mark.parametrize("hyperparameters", SOAP_CASES)
+def test_soap_matches_pytorch_optimizer(hyperparameters, layout_name, dtype, monkeypatch):
+    """Float64 to 1e-8, not 1e-10: the eigenbases come from ``eigh`` and QR. The first statistic of a non-square
+    matrix is rank-deficient (G Gᵀ of a 3 × 18 kernel has rank 3 on 18 columns): its null space has no canonical
+    basis, and MKL's and OpenBLAS's LAPACK pick different ones, which SOAP's Adam in that basis then follows. So
+    the reference is given the LAPACK fastgd calls (SciPy's, through Numba), the first gradient has integer entries
+    (both sides' first statistics are then exact, the same bits), and its QR runs in the parameters' dtype as
+    fastgd's does; everything around them is pytorch-optimizer's."""
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer (the oracles extra) is "
+                                                                        "not installed")
+    from pytorch_optimizer.optimizer import soap
+
+    def eigh(matrix):
+        values, vectors = _lapack_eigh(matrix.numpy())
+        return torch.from_numpy(values), torch.from_numpy(np.ascontiguousarray(vectors))
+
+    def qr(matrix):
+        q, r = _lapack_qr(matrix.numpy())
+        return torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(np.ascontiguousarray(r))
+
+    monkeypatch.setattr(torch.linalg, "eigh", eigh)
+    monkeypatch.setattr(torch.linalg, "qr", qr)
+    if dtype == np.float64:
+        monkeypatch.setattr(soap, "torch", _TorchInOneDtype(torch))
+    layout = PRECONDITIONER_LAYOUTS[layout_name]
+    start, noisy = _matrix_layout_problem(layout, dtype)
+
+    def gradient(theta, step):
+        return np.round(noisy(theta, step)) if step == 0 else noisy(theta, step)
+
+    ours = optim.SOAP(start.copy(), layout=layout, **hyperparameters)
+    tensors = torch_tensors(start, layout)
+    theirs = pytorch_optimizer.SOAP(tensors, **hyperparameters)
+    train_both(ours, tensors, theirs, gradient)
+    rtol = 1e-8 if dtype == np.float64 else FLOAT32_RTOL
+    np.testing.assert_allclose(ours.params, flat(tensors), rtol=rtol, atol=rtol * 1e-3 * np.abs(start).max())
+    for key in ("exp_avg", "exp_avg_sq"):
+        theirs_state = np.concatenate([theirs.state[t][key].numpy().ravel() for t in tensors])
+        np.testing.assert_allclose(ours.state[key], theirs_state, rtol=rtol, atol=rtol * np.abs(theirs_state).max())
+    # the statistics and their bases (QR-refreshed: no sign left to choose), zeros where a side is not rotated
+    expected = []
+    for tensor in tensors:
+        state = theirs.state[tensor]
+        for side, statistic, basis in zip(tensor.shape, state["GG"], state["Q"]):
+            expected += ([np.zeros(2 * side * side, dtype)] if len(statistic) == 0
+                         else [statistic.numpy().ravel(), basis.numpy().ravel()])
+    expected = np.concatenate(expected)
+    np.testing.assert_allclose(ours.state["aux"], expected, rtol=rtol, atol=rtol * np.abs(expected).max())

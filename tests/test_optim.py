@@ -55,7 +55,7 @@ def test_every_rule_has_every_case():
                   reference=reference.DEFAULTS)
     for table_name, table in tables.items():
         assert set(table) >= set(RULES), f"{table_name} does not cover every built-in rule"
-    assert len(RULES) == 23
+    assert len(RULES) == 25
     for name in RULES:
         cls = optim.OPTIMIZERS[name]
         assert cls.name == name
@@ -164,8 +164,13 @@ def test_float32_stays_float32_and_matches_reference(case, form):
     assert compiled.params.dtype == np.float32
     for value in state_arrays(compiled).values():
         assert value.dtype == np.float32
-    # a reduction's sums: float64 here, float32 in NumPy's; the distance estimates feed the difference back
-    assert_close(compiled.params, oracle.params, rtol=1e-4 if reduces(name, hyperparameters) else 1e-5)
+    # a reduction's sums: float64 here, float32 in NumPy's; the distance estimates feed the difference back.
+    # SOAP's first eigenbasis is that of a rank-deficient statistic (the (5, 3) matrix's 5 × 5 G Gᵀ has rank 3): its
+    # null space has no canonical basis, and NumPy's and SciPy's float32 LAPACK pick different ones (their float64
+    # ones agree here; tests/test_more_rules.py gives both sides one LAPACK and meets pytorch-optimizer to rounding)
+    # Shampoo's float32 inverse fourth roots lose digits with the condition number of the sums they invert.
+    rtol = 1e-4 if reduces(name, hyperparameters) or name == "shampoo" else 2e-3 if name == "soap" else 1e-5
+    assert_close(compiled.params, oracle.params, rtol=rtol)
 
 
 # per-tensor rules and steps with a reduction accumulate their norms, statistics and sums in float64 on purpose:

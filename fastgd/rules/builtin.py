@@ -6,7 +6,7 @@ optimizer class's docstring (:mod:`fastgd.optim`).
 """
 
 from fastgd import reference
-from fastgd.kernels import updates
+from fastgd.kernels import preconditioners, updates
 from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
                                      OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Reduction, Rule, ScalarState,
                                      State, Uniform, WeightDecay)
@@ -678,6 +678,94 @@ DADAPT_ADAM = Rule(
     step).
     """)
 
+SHAMPOO = Rule(
+    "shampoo", class_name="Shampoo",
+    per_tensor=PerTensor(preconditioners.shampoo_tensor, aux_size=preconditioners.shampoo_aux_size, cuda=False),
+    hyperparameters={
+        "lr": LearningRate(1e-3, message=_PO_LR),
+        "momentum": Real(0.0, 0.0, 1.0, message="momentum must be in the range [0.0, 1.0)"),
+        "weight_decay": _po_real(0.0, "weight_decay"),
+        "weight_decouple": Flag(False),
+        "fixed_decay": Flag(False),
+        "preconditioning_compute_steps": Integer(1, 1, message="preconditioning_compute_steps must be positive. "
+                                                               "({value} > 0)"),
+        "matrix_eps": _po_real(1e-6, "matrix_eps"),
+    },
+    derived={"use_momentum": Derived("momentum", lambda momentum: momentum > 0)},
+    state={"momentum_buffer": State(when="use_momentum")},
+    per_step=PerStep(preconditioners.shampoo_step, "shampoo_decay", "recompute"),
+    reference=reference.shampoo,
+    doc=r"""
+    Shampoo (pytorch-optimizer's ``Shampoo``; Gupta, Koren & Singer 2018, "Shampoo: Preconditioned Stochastic
+    Tensor Optimization"): each weight matrix G is preconditioned on both sides by inverse fourth roots of the
+    sums of its gradients' outer products.
+
+    .. math::
+        G \leftarrow G + \mu(B - G)\ (t > 1), \quad G \leftarrow G + \lambda\theta \text{ or }
+        \theta \leftarrow \theta(1 - \gamma\lambda), \quad
+        L \leftarrow L + G G^\top, \quad R \leftarrow R + G^\top G
+
+        \tilde L = L^{-1/4}, \ \tilde R = R^{-1/4} \text{ every } k \text{ steps}, \quad
+        U = \tilde L G \tilde R, \quad B \leftarrow U, \quad \theta \leftarrow \theta - \gamma U
+
+    L and R start at ε·I (ε = ``matrix_eps``), their inverse roots at 0; k = ``preconditioning_compute_steps``.
+    A vector g takes L ← L + g gᵀ and U = L^{-1/2} g. The momentum B is the last preconditioned step, as in the
+    reference (it starts at the first gradient). The decay is coupled, or decoupled with ``weight_decouple=True``
+    (λ without γ with ``fixed_decay``). The roots come from ``eigh``, pytorch-optimizer's from the SVD (the
+    same matrix: s = |λ|). L, L̃, R and R̃ live in ``state["aux"]``, per tensor of the layout: give the optimizer
+    ``layout=net.layout`` (a conv kernel is the matrix (out, in·kh·kw)). CPU only: the roots call LAPACK.
+    """)
+
+
+def _soap_check(hp):
+    if hp["max_precondition_dim"] > preconditioners.MAX_SIDE:
+        raise ValueError(f"max_precondition_dim must be at most {preconditioners.MAX_SIDE} (fastgd sizes the "
+                         f"eigenbases for sides up to it), got {hp['max_precondition_dim']}")
+
+
+SOAP = Rule(
+    "soap", class_name="SOAP",
+    per_tensor=PerTensor(preconditioners.soap_tensor, aux_size=preconditioners.soap_aux_size, cuda=False),
+    hyperparameters={
+        "lr": LearningRate(3e-3, message=_PO_LR),
+        "betas": Reals((0.95, 0.95), messages=_PO_BETAS[:2], search=_BETAS_SPACE),
+        "shampoo_beta": Real(None, optional=True, message="shampoo_beta must be non-negative"),
+        "weight_decay": _po_real(1e-2, "weight_decay", search=_DECOUPLED_DECAY_SPACE),
+        "precondition_frequency": Integer(10, 1, message="precondition_frequency must be positive"),
+        "max_precondition_dim": Integer(10000, 1, message="max_precondition_dim must be positive"),
+        "precondition_1d": Flag(False),
+        "correct_bias": Flag(True),
+        "normalize_gradient": Flag(False),
+        "eps": _po_real(1e-8, "eps", search=_EPS_SPACE),
+    },
+    state={"exp_avg": State(), "exp_avg_sq": State()},
+    per_step=PerStep(preconditioners.soap_step, "first_step", "soap_step_size", "one_minus_beta1", "one_minus_beta2",
+                     "one_minus_shampoo_beta", "soap_decay", "refresh"),
+    check=_soap_check, reference=reference.soap,
+    doc=r"""
+    SOAP (pytorch-optimizer's ``SOAP``; Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"):
+    Adam in the eigenbases of Shampoo's statistics, per weight matrix.
+
+    .. math::
+        S_L \leftarrow \beta_s S_L + (1-\beta_s) G G^\top, \quad S_R \leftarrow \beta_s S_R + (1-\beta_s) G^\top G,
+        \quad \hat G = Q_L^\top G Q_R
+
+        m \leftarrow \beta_1 m + (1-\beta_1) G, \quad v \leftarrow \beta_2 v + (1-\beta_2) \hat G^2, \quad
+        N = Q_L \frac{Q_L^\top m Q_R}{\sqrt v + \epsilon} Q_R^\top
+
+        \theta \leftarrow \big(\theta - \gamma\tfrac{\sqrt{1-\beta_2^s}}{1-\beta_1^s} N\big)(1 - \gamma\lambda)
+
+    with s = t − 1: the first step only builds S and Q = eigh(S) (by decreasing eigenvalue); the statistics take
+    G after each step, and every ``precondition_frequency`` steps each Q takes one power iteration, Q ← QR(S Q)
+    with the columns sorted by diag(Qᵀ S Q) (v permuted with them). β_s = ``shampoo_beta`` (β2 where None). A
+    side longer than ``max_precondition_dim`` (at most 10000 here) is not rotated; a vector is rotated only
+    with ``precondition_1d``, else it takes Adam. ``normalize_gradient`` divides N by RMS(N) + ε; without
+    ``correct_bias`` the step is γ. pytorch-optimizer computes the QR in float32 whatever the parameters'
+    dtype (for bfloat16); fastgd in the parameters' dtype. ``merge_dims`` is not offered. S and Q live in
+    ``state["aux"]``, per tensor of the layout: give the optimizer ``layout=net.layout``. CPU only: the bases
+    call LAPACK.
+    """)
+
 
 # --- closures: SAM over a base rule -----------------------------------------------------------------
 
@@ -719,5 +807,6 @@ SAM_ADAM = _sam("sam_adam", ADAM, "SAMAdam", r"""
     """ + _SAM_MATH)
 
 BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
-                 RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM)
+                 RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM,
+                 SHAMPOO, SOAP)
 BUILTIN_RULES += (SAM_SGD, SAM_ADAM)  # its own line: the rules with a closure

@@ -143,6 +143,24 @@ def test_a_step_with_a_reduction_sums_blocks_as_the_cpu_does(case):
     assert not np.array_equal(on_cpu.params, start)
 
 
+LAPACK_RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name)
+                      and optim.OPTIMIZERS[name].rule.per_tensor is not None
+                      and not optim.OPTIMIZERS[name].rule.per_tensor.cuda)
+
+
+def test_the_rules_calling_lapack_are_the_matrix_preconditioners():
+    assert LAPACK_RULES == ["shampoo", "soap"]
+
+
+@pytest.mark.parametrize("name", LAPACK_RULES)
+def test_a_step_calling_lapack_is_refused_on_the_device(name):
+    params = cuda.to_device(np.ones(N_PARAMS))
+    with pytest.raises(rules.RuleError, match=f"^rule '{name}': its per-tensor function has no CUDA form \\(it calls "
+                                              "LAPACK\\): train it on the CPU"):
+        optim.OPTIMIZERS[name](params, layout=LAYOUT_37)
+    np.testing.assert_array_equal(params.copy_to_host(), np.ones(N_PARAMS))  # nothing changed
+
+
 def test_a_raised_halt_flag_leaves_everything_as_it_was():
     start, gradient = problem(N_PARAMS, np.float32)
     params, exp_avg, exp_avg_sq = cuda.to_device(start), cuda.to_device(np.ones_like(start)), cuda.to_device(
