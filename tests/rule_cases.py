@@ -59,6 +59,12 @@ VARIANTS = {
                      bias_correction=True, safeguard_warmup=True, eps=1e-6), dict(weight_decay=0.01, fixed_decay=True)],
     "dadapt_adam": [dict(lr=0.5, betas=(0.8, 0.99), d0=1e-4, growth_rate=1.1, weight_decay=0.1, bias_correction=True,
                          eps=1e-6), dict(lr=0.1, weight_decay=0.1, weight_decouple=True, fixed_decay=True)],
+    # PSGD-Kron: its probes and balancing draws come from the seed; tests/test_kron.py meets pytorch-optimizer
+    "psgd_kron": [dict(lr=0.01, momentum=0.8, weight_decay=0.1, balance_prob=0.5,
+                       pre_conditioner_update_probability=0.3, precondition_lr=0.2, precondition_init_scale=2.0,
+                       seed=7),
+                  dict(weight_decouple=False, weight_decay=0.1, min_ndim_triangular=1, maximize=True,
+                       momentum_into_precondition_update=False, memory_save_mode="one_diag")],
 }
 
 # The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,
@@ -75,6 +81,7 @@ TORCH_EQUIVALENTS = {
     # tests/test_more_rules.py: per-tensor oracles and the packages named by their docstrings
     "schedule_free_adamw": None, "lamb": None, "adafactor": None, "muon": None,
     "adopt": None, "adan": None, "prodigy": None, "dadapt_adam": None,
+    "psgd_kron": None,
 }
 
 # Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
@@ -109,8 +116,9 @@ ROSENBROCK = {
     # the distance estimates make the step large: they get there with the multiplier decaying to zero
     "prodigy": (dict(lr=1.0), 6000, 1e-3),
     "dadapt_adam": (dict(lr=1.0), 6000, 1e-3),
+    "psgd_kron": (dict(lr=1e-2), 6000, 1e-3),
 }
-DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam"}
+DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam", "psgd_kron"}
 
 # The layout of Rosenbrock's two parameters: one 1 × 2 matrix, so that Muon orthogonalises it.
 ROSENBROCK_LAYOUT = [(1, 2)]
@@ -122,6 +130,7 @@ MOVES_ON_ZERO_GRADIENT = {
     "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True, "radam": True,
     "rprop": False, "asgd": False, "schedule_free_adamw": True, "lamb": True, "adafactor": False, "muon": True,
     "adopt": True, "adan": True, "prodigy": True, "dadapt_adam": True,
+    "psgd_kron": True,
 }
 
 # Settings that switch off every pull other than the gradient's (weight decay, ASGD's λ decay).
@@ -193,6 +202,10 @@ INVALID = {
                 "number")],
     "dadapt_adam": [(dict(lr=-1.0), "learning rate must be positive"), (dict(d0=-1.0), "Invalid d0 value: -1.0"),
                     (dict(growth_rate=float("nan")), "Invalid growth_rate value: nan")],
+    "psgd_kron": [(dict(pre_conditioner_update_probability=0.0), "psgd_kron: pre_conditioner_update_probability "
+                   "must be in (0, 1]"), (dict(max_size_triangular=0), "psgd_kron: max_size_triangular must be"),
+                  (dict(momentum=1.0), "momentum must be in the range [0.0, 1.0)"),
+                  (dict(lr=-1.0), "learning rate must be positive")],
 }
 
 
