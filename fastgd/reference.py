@@ -62,6 +62,10 @@ DEFAULTS = {
     "soap": dict(lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2, precondition_frequency=10,
                  max_precondition_dim=10000, precondition_1d=False, correct_bias=True, normalize_gradient=False,
                  eps=1e-8),
+    "psgd_kron": dict(lr=1e-3, momentum=0.9, weight_decay=0.0, weight_decouple=True,
+                      pre_conditioner_update_probability=None, max_size_triangular=8192, min_ndim_triangular=2,
+                      memory_save_mode="none", momentum_into_precondition_update=True, precondition_lr=0.1,
+                      precondition_init_scale=1.0, balance_prob=0.01, maximize=False, seed=0),
 }
 
 
@@ -532,6 +536,142 @@ def soap(params, grad, state, t, lr, betas, shampoo_beta, weight_decay, precondi
     state["aux"] = np.concatenate(aux)
 
 
+# --- PSGD-Kron (pytorch-optimizer's Kron), its draws from SplitMix64 keyed on (seed, step, tensor) ---------------
+
+_SPLITMIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _splitmix_bits(state, count):
+    """``count`` outputs of SplitMix64 from ``state`` (Steele et al. 2014), as a uint64 array."""
+    golden, mix1, mix2 = (np.uint64(c) for c in _SPLITMIX)
+    z = np.uint64(state) + golden * np.arange(1, count + 1, dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * mix1
+    z = (z ^ (z >> np.uint64(27))) * mix2
+    return z ^ (z >> np.uint64(31))
+
+
+def _kron_key(seed, step, stream):
+    golden = np.uint64(_SPLITMIX[0])
+    first = _splitmix_bits((np.array([seed], dtype=np.uint64) * golden)[0] ^ np.uint64(step), 1)[0]
+    return _splitmix_bits(first ^ np.uint64(stream), 1)[0]
+
+
+def _kron_uniforms(bits):
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def kron_draws(seed, step, tensor, size):
+    """(the balancing uniform of step ``step``, tensor ``tensor``'s ``size`` standard normals): Box–Muller."""
+    balance = _kron_uniforms(_splitmix_bits(_kron_key(seed, step, 0), 1))[0]
+    uniforms = _kron_uniforms(_splitmix_bits(_kron_key(seed, step, tensor + 1), 2 * ((size + 1) // 2)))
+    radius = np.sqrt(-2.0 * np.log(1.0 - uniforms[0::2]))
+    angle = 2.0 * np.pi * uniforms[1::2]
+    normals = np.empty(2 * radius.size)
+    normals[0::2], normals[1::2] = radius * np.cos(angle), radius * np.sin(angle)
+    return balance, normals[:size]
+
+
+def _kron_lower_bound(a):
+    """pytorch-optimizer's norm_lower_bound of a symmetric matrix."""
+    largest = np.abs(a).max()
+    a = a / (largest if largest > 0 else 1.0)
+    columns, rows = (a * a).sum(axis=0), (a * a).sum(axis=1)
+    tiny = np.finfo(a.dtype).tiny
+    if columns.max() > rows.max():
+        x = a[:, np.argmax(columns)] @ a
+        return largest * np.linalg.norm((x / max(np.linalg.norm(x), tiny)) @ a.T)
+    x = a @ a[np.argmax(rows), :]
+    return largest * np.linalg.norm(a.T @ (x / max(np.linalg.norm(x), tiny)))
+
+
+def _kron_diagonal_sides(shape, memory_save_mode):
+    """Which sides pytorch-optimizer's memory_save_mode makes diagonal."""
+    largest = int(np.argsort(shape)[::-1][0])
+    if memory_save_mode == "one_diag":
+        return [k == largest for k in range(len(shape))]
+    if memory_save_mode == "smart_one_diag":
+        return [len(shape) >= 2 and sorted(shape)[-1] > sorted(shape)[-2] and k == largest for k in range(len(shape))]
+    return [memory_save_mode == "all_diag"] * len(shape)
+
+
+def psgd_kron(params, grad, state, t, lr, momentum, weight_decay, weight_decouple, pre_conditioner_update_probability,
+              max_size_triangular, min_ndim_triangular, memory_save_mode, momentum_into_precondition_update,
+              precondition_lr, precondition_init_scale, balance_prob, maximize, seed, layout=None):
+    shapes = [shape for _, shape in _tensors(params, layout)]
+    if t == 1:
+        state["momentum_buffer"] = np.zeros_like(params)
+        state["update_counter"] = 0
+        state["factors"] = []
+        for shape in shapes:
+            scale = precondition_init_scale ** (1 / len(shape))
+            diagonal = _kron_diagonal_sides(shape, memory_save_mode)
+            state["factors"].append([
+                scale * np.ones(side, params.dtype)
+                if side == 1 or side > max_size_triangular or len(shape) < min_ndim_triangular or diagonal[k]
+                else scale * np.eye(side, dtype=params.dtype) for k, side in enumerate(shape)])
+    if pre_conditioner_update_probability is None:  # the default schedule, in float32 as torch computes it
+        probability = np.float32(np.exp(np.float32(-0.001) * (np.float32(t - 1) - np.float32(500.0))))
+        probability = np.clip(probability, np.float32(0.03), np.float32(1.0))
+        threshold = np.float32(1.0) / probability
+    else:
+        probability = pre_conditioner_update_probability
+        threshold = 1.0 / probability
+    counter = state["update_counter"] + 1
+    update = bool(probability > 0 and counter >= threshold)
+    state["update_counter"] = 0 if update else counter
+    balance = kron_draws(seed, t, 0, 0)[0] < balance_prob and update
+    for tensor, ((start, shape), factors) in enumerate(zip(_tensors(params, layout), state["factors"])):
+        span = slice(start, start + int(np.prod(shape)))
+        theta, g = params[span].reshape(shape), (-1 if maximize else 1) * grad[span].reshape(shape)
+        matrix = len(shape) == 2
+        if matrix and not weight_decouple:
+            g = g + weight_decay * theta
+        buffer = state["momentum_buffer"][span]
+        buffer[:] = momentum * buffer + (1 - momentum) * g.ravel()
+        debiased = buffer.reshape(shape) / (1 - momentum**t)
+        if matrix and balance:
+            norms = [np.abs(q).max() for q in factors]
+            mean = np.sqrt(norms[0] * norms[1])
+            factors[:] = [q * (mean / norm) for q, norm in zip(factors, norms)]
+        # a vector is a column: its one factor is the left one
+        column = debiased if matrix else debiased[:, None]
+        sides = factors if matrix else [factors[0], np.ones(1, params.dtype)]
+        if update:
+            target = column if momentum_into_precondition_update else (g if matrix else g[:, None])
+            probe = kron_draws(seed, t, tensor, int(np.prod(shape)))[1].reshape(column.shape).astype(params.dtype)
+            left, right = sides
+            a = (left @ target if left.ndim == 2 else left[:, None] * target)
+            a = a @ right.T if right.ndim == 2 else a * right
+            b = np.linalg.solve(left.T, probe) if left.ndim == 2 else probe / left[:, None]
+            b = np.linalg.solve(right.T, b.T).T if right.ndim == 2 else b / right
+            updated = []
+            for side, q in enumerate(factors):
+                if q.ndim == 2:
+                    t1, t2 = (a @ a.T, b @ b.T) if side == 0 else (a.T @ a, b.T @ b)
+                    change = np.triu((t1 - t2) * precondition_lr) / (_kron_lower_bound(t1 + t2) + 2.0**-126)
+                    updated.append(q - change @ q)
+                else:
+                    t1, t2 = (a * a).sum(axis=1 - side), (b * b).sum(axis=1 - side)
+                    updated.append(q - (t1 - t2) * precondition_lr * q / (np.abs(t1 + t2).max() + 2.0**-126))
+            factors[:] = updated
+            sides = factors if matrix else [factors[0], np.ones(1, params.dtype)]
+        left, right = sides
+        preconditioned = left.T @ (left @ column) if left.ndim == 2 else left[:, None] ** 2 * column
+        if matrix:
+            preconditioned = (preconditioned @ right.T) @ right if right.ndim == 2 else preconditioned * right**2
+        preconditioned = preconditioned * min(1.1 / (np.sqrt(np.mean(preconditioned**2)) + 1e-6), 1.0)
+        if matrix and weight_decouple:
+            preconditioned = preconditioned + weight_decay * theta
+        params[span] -= lr * preconditioned.ravel()
+    # fastgd's auxiliary state: a square block per side (side² entries, a diagonal factor in its first ones)
+    blocks = []
+    for shape, factors in zip(shapes, state["factors"]):
+        for side, q in zip(shape, factors):
+            block = np.zeros(side * side if side <= 8192 else side, params.dtype)
+            block[:q.size] = q.ravel()
+            blocks.append(block)
+    state["aux"] = np.concatenate(blocks)
+
 # Where a rule that trains at one point evaluates the model: (params, state, hyperparameters) -> params.
 EVALUATION = {
     "asgd": lambda params, state, hp: state["ax"],
@@ -545,6 +685,7 @@ RULES = {
     "rprop": rprop, "asgd": asgd, "schedule_free_adamw": schedule_free_adamw, "lamb": lamb, "adafactor": adafactor,
     "muon": muon, "adopt": adopt, "adan": adan, "prodigy": prodigy, "dadapt_adam": dadapt_adam,
     "shampoo": shampoo, "soap": soap,
+    "psgd_kron": psgd_kron,
 }
 
 

@@ -68,6 +68,12 @@ VARIANTS = {
              # every rotated side full-rank from the first step (the (4, 5) matrix's rows, the (5, 3) one's columns;
              # an MLP 4-6-3's alike): the bases are then the same whichever LAPACK computes them
              dict(correct_bias=False, weight_decay=0.0, betas=(0.6, 0.9), max_precondition_dim=4)],
+    # PSGD-Kron: its probes and balancing draws come from the seed; tests/test_kron.py meets pytorch-optimizer
+    "psgd_kron": [dict(lr=0.01, momentum=0.8, weight_decay=0.1, balance_prob=0.5,
+                       pre_conditioner_update_probability=0.3, precondition_lr=0.2, precondition_init_scale=2.0,
+                       seed=7),
+                  dict(weight_decouple=False, weight_decay=0.1, min_ndim_triangular=1, maximize=True,
+                       momentum_into_precondition_update=False, memory_save_mode="one_diag")],
 }
 
 # The shapes the 37 parameters of ``problem(37)`` hold, for the rules that act per tensor (LAMB, Adafactor,
@@ -84,6 +90,7 @@ TORCH_EQUIVALENTS = {
     # tests/test_more_rules.py: per-tensor oracles and the packages named by their docstrings
     "schedule_free_adamw": None, "lamb": None, "adafactor": None, "muon": None,
     "adopt": None, "adan": None, "prodigy": None, "dadapt_adam": None, "shampoo": None, "soap": None,
+    "psgd_kron": None,
 }
 
 # Rosenbrock from (-1.5, 2): hyperparameters, steps, and how close to (1, 1)
@@ -121,8 +128,9 @@ ROSENBROCK = {
     # Shampoo's sums of outer products shrink its steps as AdaGrad's do; ε = 1e-2 keeps the float32 roots finite
     "shampoo": (dict(lr=1.0, matrix_eps=1e-2), 15000, 1e-3),
     "soap": (dict(lr=3e-3), 6000, 1e-3),
+    "psgd_kron": (dict(lr=1e-2), 6000, 1e-3),
 }
-DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam"}
+DECAYING = {"lamb", "adafactor", "muon", "prodigy", "dadapt_adam", "psgd_kron"}
 
 # The layout of Rosenbrock's two parameters: one 1 × 2 matrix, so that Muon orthogonalises it.
 ROSENBROCK_LAYOUT = [(1, 2)]
@@ -134,6 +142,7 @@ MOVES_ON_ZERO_GRADIENT = {
     "adam": True, "amsgrad": True, "adamax": True, "nadam": True, "adamw": True, "lion": True, "radam": True,
     "rprop": False, "asgd": False, "schedule_free_adamw": True, "lamb": True, "adafactor": False, "muon": True,
     "adopt": True, "adan": True, "prodigy": True, "dadapt_adam": True, "shampoo": False, "soap": True,
+    "psgd_kron": True,
 }
 
 # Settings that switch off every pull other than the gradient's (weight decay, ASGD's λ decay).
@@ -242,6 +251,10 @@ INVALID = {
              (dict(betas=(0.9, 1.0)), "beta2 must be in the range [0.0, 1.0)"),
              (dict(shampoo_beta=-0.1), "shampoo_beta must be non-negative"), (dict(eps=-1.0), "eps must be "
                                                                                          "non-negative")],
+    "psgd_kron": [(dict(pre_conditioner_update_probability=0.0), "psgd_kron: pre_conditioner_update_probability "
+                   "must be in (0, 1]"), (dict(max_size_triangular=0), "psgd_kron: max_size_triangular must be"),
+                  (dict(momentum=1.0), "momentum must be in the range [0.0, 1.0)"),
+                  (dict(lr=-1.0), "learning rate must be positive")],
 }
 
 INVALID.update(sam_sgd=[(dict(rho=-0.1), "rho must be non-negative"), (dict(adaptive="yes"), "adaptive must be")],

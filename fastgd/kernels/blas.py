@@ -25,7 +25,7 @@ from numba.extending import intrinsic, overload
 from numba.np.linalg import ensure_blas
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["gemm"]
+__all__ = ["gemm", "trsm"]
 
 # Numba's helper: column-major ?gemm (kind 's' or 'd', then Fortran's arguments by value; pointers as integers)
 _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
@@ -69,5 +69,69 @@ def _gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose
                 B.ctypes.data + b_offset * itemsize, k if transpose_b else n,
                 A.ctypes.data + a_offset * itemsize, m if transpose_a else k,
                 _address_of_copy(real(beta)), C.ctypes.data + c_offset * itemsize, n)
+
+    return impl
+
+
+# --- triangular solves (PSGD-Kron's preconditioner update) -------------------------------------------------------
+#
+# Numba's helper library has no ?trsm: SciPy's cython_blas exports the one of the BLAS it links. Its address is
+# registered under a name of our own, so compiled code refers to the symbol, not to an address, and stays in the
+# on-disk cache.
+
+def _register_trsm():
+    from llvmlite import binding
+    from numba.extending import get_cython_function_address
+
+    for kind in ("s", "d"):
+        binding.add_symbol(f"fastgd_{kind}trsm", get_cython_function_address("scipy.linalg.cython_blas",
+                                                                             f"{kind}trsm"))
+
+
+_register_trsm()
+# side, uplo, transa, diag, m, n, alpha, A, lda, B, ldb: every argument by address (Fortran's convention)
+_TRSM_SIGNATURE = types.void(*([types.intp] * 11))
+_strsm = types.ExternalFunction("fastgd_strsm", _TRSM_SIGNATURE)
+_dtrsm = types.ExternalFunction("fastgd_dtrsm", _TRSM_SIGNATURE)
+_L, _R, _U, _LOWER = ord("L"), ord("R"), ord("U"), ord("L")
+
+
+def trsm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+    """B ← alpha · op(A)⁻¹ B (``left``) or alpha · B op(A)⁻¹, in place, on row-major blocks of flat vectors.
+
+    B is m × n from ``b_offset``; A is the triangular m × m (``left``) or n × n block from ``a_offset``, upper
+    triangular where ``upper`` (its other triangle is not read); op(A) is Aᵀ where ``transpose_a``. The CPU form
+    calls the BLAS's ``?trsm``; called from Python it is SciPy's ``solve_triangular``.
+    """
+    from scipy.linalg import solve_triangular
+
+    side = m if left else n
+    a = A[a_offset:a_offset + side * side].reshape(side, side)
+    b = B[b_offset:b_offset + m * n].reshape(m, n)
+    if left:
+        solved = solve_triangular(a, b, trans=1 if transpose_a else 0, lower=not upper)
+    else:  # X op(A) = B ⇔ op(A)ᵀ Xᵀ = Bᵀ
+        solved = solve_triangular(a, b.T, trans=0 if transpose_a else 1, lower=not upper).T
+    b[:] = alpha * solved
+
+
+@overload(trsm)
+def _trsm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+    if not all(isinstance(array, types.Array) and array.ndim == 1 for array in (A, B)):
+        raise TypingError("trsm takes two 1-D arrays")
+    if not (A.dtype == B.dtype) or A.dtype not in (types.float32, types.float64):
+        raise TypingError("trsm takes float32 or float64 arrays of one dtype")
+    dtype = as_dtype(B.dtype)
+    solve, itemsize, real = (_strsm if dtype == np.float32 else _dtrsm), dtype.itemsize, dtype.type
+
+    def impl(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+        # row-major B (m × n) is Bᵀ column-major and A is Aᵀ: op(A) X = B ⇔ Xᵀ op(A)ᵀ = Bᵀ, so the side and the
+        # triangle swap and the transpose flag stays
+        _address = _address_of_copy
+        solve(_address(np.uint8(_R if left else _L)), _address(np.uint8(_LOWER if upper else _U)),
+              _address(np.uint8(_T if transpose_a else _N)), _address(np.uint8(_N)),
+              _address(np.int32(n)), _address(np.int32(m)), _address(real(alpha)),
+              A.ctypes.data + a_offset * itemsize, _address(np.int32(m if left else n)),
+              B.ctypes.data + b_offset * itemsize, _address(np.int32(n)))
 
     return impl

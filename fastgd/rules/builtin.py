@@ -6,7 +6,7 @@ optimizer class's docstring (:mod:`fastgd.optim`).
 """
 
 from fastgd import reference
-from fastgd.kernels import preconditioners, updates
+from fastgd.kernels import kron, preconditioners, updates
 from fastgd.rules.definition import (Betas, Choice, Derived, EvaluationPoint, Flag, Integer, LearningRate, LogUniform,
                                      OneMinusLogUniform, PerStep, PerTensor, Real, Reals, Reduction, Rule, ScalarState,
                                      State, Uniform, WeightDecay)
@@ -806,7 +806,77 @@ SAM_ADAM = _sam("sam_adam", ADAM, "SAMAdam", r"""
     SAM over Adam (``pytorch_optimizer.SAM(params, torch.optim.Adam, ...)``), Adam's hyperparameters and ρ.
     """ + _SAM_MATH)
 
+# --- PSGD-Kron (pytorch-optimizer's Kron) ------------------------------------------------------------------------
+
+def _kron_check(hp):
+    if hp["max_size_triangular"] > kron.KRON_MAX_TRIANGULAR:
+        raise ValueError(f"psgd_kron: max_size_triangular must be at most {kron.KRON_MAX_TRIANGULAR} (a longer side "
+                         f"is diagonal), got {hp['max_size_triangular']}")
+
+
+PSGD_KRON = Rule(
+    "psgd_kron", class_name="Kron",
+    per_tensor=PerTensor(kron.kron_tensor, aux_size=kron.kron_aux_size, cuda=False),
+    hyperparameters={
+        "lr": LearningRate(1e-3, message=_PO_LR),
+        "momentum": Real(0.9, 0.0, 1.0, message="momentum must be in the range [0.0, 1.0)",
+                         search=_MOMENTUM_SPACE),
+        "weight_decay": _po_real(0.0, "weight_decay"),
+        "weight_decouple": Flag(True),
+        "pre_conditioner_update_probability": Real(
+            None, 0.0, 1.0, low_open=True, high_open=False, optional=True,
+            message="psgd_kron: pre_conditioner_update_probability must be in (0, 1] (or None: the schedule), "
+                    "got {value}"),
+        "max_size_triangular": Integer(8192, 1, message="psgd_kron: max_size_triangular must be an integer >= 1, "
+                                                        "got {value}"),
+        "min_ndim_triangular": Integer(2, 0, message="psgd_kron: min_ndim_triangular must be an integer >= 0, "
+                                                     "got {value}"),
+        "memory_save_mode": Choice("none", ("none", "one_diag", "smart_one_diag", "all_diag"),
+                                   aliases={None: "none"},
+                                   message="invalid memory_save_mode {value}. it must be one of [None, `one_diag`, "
+                                           "`smart_one_diag`, `all_diag`]"),
+        "momentum_into_precondition_update": Flag(True),
+        "precondition_lr": Real(0.1, label="psgd_kron: precondition_lr value"),
+        "precondition_init_scale": Real(1.0, low_open=True, label="psgd_kron: precondition_init_scale value"),
+        "balance_prob": Real(0.01, 0.0, 1.0, high_open=False, label="psgd_kron: balance_prob value"),
+        "maximize": Flag(False),
+        "seed": Integer(0, 0, 2**24 - 1, message="psgd_kron: seed must be an integer in [0, 2**24), got {value}"),
+    },
+    state={"momentum_buffer": State()},
+    scalar_state={"update_counter": ScalarState(0.0)},
+    per_step=PerStep(kron.kron_step, "update_counter", "do_update", "balance", "bias_correction1",
+                     "one_minus_momentum"),
+    check=_kron_check,
+    reference=reference.psgd_kron,
+    doc=r"""
+    PSGD-Kron (pytorch-optimizer's ``Kron``; Li 2018, "Preconditioner on Matrix Lie Group for SGD"): SGD on
+    momentum preconditioned by P = Q_Lᵀ Q_L ⊗ Q_Rᵀ Q_R, each factor fitted to the curvature from a random probe.
+
+    .. math::
+        m \leftarrow \mu m + (1-\mu) g, \quad D = m / (1 - \mu^t), \quad
+        A = Q_L D Q_R^\top, \quad B = Q_L^{-\top} V Q_R^{-1},\ V \sim \mathcal N(0, I)
+
+        Q_L \leftarrow Q_L - \frac{\eta_p\, \operatorname{triu}(AA^\top - BB^\top)}
+        {\lVert AA^\top + BB^\top\rVert + \epsilon} Q_L \ \text{(and } Q_R \text{ with } A^\top A, B^\top B)
+
+        U = Q_L^\top Q_L D Q_R^\top Q_R, \quad U \leftarrow U \min\Big(1, \frac{1.1}{\operatorname{RMS}(U) +
+        10^{-6}}\Big), \quad \theta \leftarrow \theta - \gamma (U + \lambda\theta)
+
+    η_p = ``precondition_lr``; the norm is pytorch-optimizer's lower bound of the spectral norm. A factor is upper
+    triangular, or diagonal (its terms are row or column sums of squares) for a side of 1, longer than
+    ``max_size_triangular``, of a tensor with fewer than ``min_ndim_triangular`` dimensions, or as
+    ``memory_save_mode`` says. The factors update when a counter reaches 1/p, p = ``pre_conditioner_update_probability``
+    or, where None, 1 until step 500 then exp(−0.001(t − 500)) down to 0.03; at an update, with probability
+    ``balance_prob``, the factors of each matrix are scaled to the geometric mean of their largest entries.
+    Weight decay (decoupled as above, or coupled g ← g + λθ with ``weight_decouple=False``) reaches the matrices
+    only. The probes and the balancing draws come from a generator keyed on (``seed``, step, tensor)
+    (:mod:`fastgd.kernels.kron`): a run is fixed by its seed. The factors live in ``state["aux"]`` (a square block
+    per side, the first entries of it for a diagonal one; a side longer than 8192 takes its diagonal only). A weight
+    matrix, a convolution's kernel included, is its (rows, columns) view: give the optimizer ``layout=net.layout``;
+    without one the whole vector is one vector. CPU only: the triangular solves call the BLAS.
+    """)
+
 BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
                  RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM,
-                 SHAMPOO, SOAP)
+                 SHAMPOO, SOAP, PSGD_KRON)
 BUILTIN_RULES += (SAM_SGD, SAM_ADAM)  # its own line: the rules with a closure

@@ -212,6 +212,8 @@ class _Plan:
                 arguments.append(f"{name}[_offset:_end]" if name in self.present else "params[:0]")
             elif name == "aux":
                 arguments.append("aux[_aux_offset:_aux_offset + _aux_size]")
+            elif name == "tensor":
+                arguments.append("_s")
             elif name in self.flags:
                 arguments.append(self.literal(name))
             else:

@@ -473,7 +473,8 @@ class PerTensor:
     tensor's span of the flat vector (row-major for a matrix) and then, by
     name, its state slots' views, ``aux`` (its share of the auxiliary state,
     ``aux_size(rows, columns, ndim)`` elements: factored moments, scratch),
-    ``rows``, ``columns``, ``ndim``, ``step``, hyperparameter scalars,
+    ``rows``, ``columns``, ``ndim``, ``step``, ``tensor`` (the tensor's index
+    in the layout, a key for random draws), hyperparameter scalars,
     per-step outputs and flags; it updates them in place and returns nothing.
     ``aux_is_state=False`` marks the auxiliary array as scratch: it is then
     left out of ``state`` and ``state_dict``. ``cuda=False`` says the function
@@ -568,7 +569,7 @@ MAX_RULE_NAME_LENGTH = 64
 # Names every per-step function may take besides the rule's own: the step count and the dtype's ε.
 STEP_NAMES = ("step", "dtype_eps")
 # Names a per-tensor function may take besides the rule's own.
-TENSOR_NAMES = ("aux", "rows", "columns", "ndim", "step", "dtype_eps")
+TENSOR_NAMES = ("aux", "rows", "columns", "ndim", "step", "dtype_eps", "tensor")
 
 
 # --- the rule ---------------------------------------------------------------------------------
