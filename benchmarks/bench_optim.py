@@ -62,6 +62,9 @@ class StepCeilingShare:
     timeout = 120
 
     def setup(self, rule):
+        if not baselines.fits_as_one_vector(rule, self.N_PARAMS):
+            raise NotImplementedError(f"{rule}'s state for one vector of {self.N_PARAMS:,} would not fit: see "
+                                      "baselines.fits_as_one_vector")
         arrays = baselines.arrays_written(rule)
         if arrays > MAX_STREAMS:
             raise NotImplementedError(f"{rule} writes {arrays} arrays; the in-place reference streams at most "
