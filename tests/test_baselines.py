@@ -52,3 +52,14 @@ def test_a_trainer_whose_package_does_not_import_is_not_available(monkeypatch):
     assert baselines.TorchTrainer.skip_reason("adam") == "torch is not installed (pip install torch)"
     with pytest.raises(NotImplementedError, match="torch is not installed"):
         baselines.require_torch()
+
+
+def test_a_rule_whose_state_for_one_vector_would_not_fit_is_not_timed_as_one():
+    # Shampoo keeps an n × n preconditioner for a vector of n: 10⁷ parameters would take 8 · 10¹⁴ bytes
+    from fastgd.baselines import steps
+
+    assert not steps.fits_as_one_vector("shampoo", 10_000_000)
+    assert not any(steps.worth_timing("shampoo", 10_000_000, implementation)
+                   for implementation in steps.STEP_IMPLEMENTATIONS)
+    assert steps.fits_as_one_vector("adafactor", 10_000_000) and steps.fits_as_one_vector("adam", 10_000_000)
+    assert steps.fits_as_one_vector("soap", 10_000_000)  # a vector longer than 10000 takes Adam, no bases

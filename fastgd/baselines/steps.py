@@ -16,7 +16,7 @@ from fastgd.baselines.trainers import (SEED, TORCH_FUSED, TORCH_OPTIMIZERS, Nump
                                        torch_optimizer_class)
 
 __all__ = ["STEP_IMPLEMENTATIONS", "parallel_threshold", "params_and_grad", "fastgd_step", "numpy_step", "torch_step",
-           "users_step_implementation", "worth_timing", "step_callable"]
+           "users_step_implementation", "MAX_AUX_PER_PARAMETER", "fits_as_one_vector", "worth_timing", "step_callable"]
 
 
 @contextlib.contextmanager
@@ -99,6 +99,22 @@ def users_step_implementation(n_params):
     return "fastgd_parallel" if n_params >= _config.PARALLEL_THRESHOLD else "fastgd_serial"
 
 
+# A step over one vector whose auxiliary state passes this many elements per parameter is not timed here
+MAX_AUX_PER_PARAMETER = 64
+
+
+def fits_as_one_vector(rule, n_params):
+    """Whether ``rule``'s auxiliary state for ``n_params`` parameters held as one vector stays within
+    :data:`MAX_AUX_PER_PARAMETER` elements each: Shampoo keeps an n × n preconditioner for a vector of n (10⁷
+    parameters would take 8 · 10¹⁴ bytes); its steps are timed on network layouts by
+    ``benchmarks/scripts/preconditioner_speed.py``."""
+    tensor = optim.OPTIMIZERS[rule].rule.per_tensor
+    if tensor is None or tensor.aux_size is None:
+        return True
+    size_of = getattr(tensor.aux_size, "py_func", tensor.aux_size)
+    return size_of(n_params, 1, 1) <= MAX_AUX_PER_PARAMETER * n_params
+
+
 def worth_timing(rule, n_params, implementation):
     """Whether a step of ``implementation`` says something the others do not, decided before torch is imported.
 
@@ -106,8 +122,11 @@ def worth_timing(rule, n_params, implementation):
     at every size); fastgd's kernel form that users do not get at ``n_params`` only for SGD and
     Adam (the serial and ``prange`` loops are the same for every rule); torch.optim at its
     best: fused where it has a fused kernel (:data:`TORCH_FUSED`), its default loop elsewhere
-    and for Adam. Never the NumPy reference of a rule that declares none.
+    and for Adam. Never the NumPy reference of a rule that declares none, nor a rule whose state for one
+    vector would not fit (:func:`fits_as_one_vector`).
     """
+    if not fits_as_one_vector(rule, n_params):
+        return False
     if implementation == "numpy":
         # a user's rule need not declare a NumPy reference: its step is then timed in fastgd alone
         return rule in reference.RULES and (n_params <= 1_000_000 or rule == "adam")
