@@ -13,7 +13,7 @@ import pytest
 
 from fastgd import optim, reference
 from fastgd.kernels import kron
-from fastgd.networks import known
+from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
 from rule_cases import problem
 
 torch = pytest.importorskip("torch", reason="PyTorch (the compare extra) is not installed")
@@ -23,7 +23,9 @@ from pytorch_optimizer.optimizer import psgd  # noqa: E402
 
 N_STEPS = 200
 MLP_LAYOUT = reference.mlp_layout([12, 10, 6, 3])  # (in, out) weights, then the biases
-CNN_LAYOUT = known("digits_cnn").layout  # kernels as (out, in·kh·kw), biases, the dense layer
+# a small CNN's: kernels as (out, in·kh·kw) = (4, 9) and (6, 36), their biases, the dense layer (3, 24)
+CNN_LAYOUT = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Conv2D(6, 3, padding="same"), ReLU(),
+                      MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 8, 8), loss="cross_entropy").layout
 
 
 def torch_tensors(flat, layout):
