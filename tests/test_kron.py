@@ -212,3 +212,14 @@ def test_bad_input_is_refused_in_one_line_before_anything_changes(hyperparameter
         optim.OPTIMIZERS["psgd_kron"](params, layout=[(3, 4)], **hyperparameters)
     assert message in str(raised.value) and "\n" not in str(raised.value)
     np.testing.assert_array_equal(params, np.ones(12))
+
+
+def test_the_cuda_path_refuses_it_in_one_line_naming_the_rule():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastgd import rules
+    from fastgd.cuda import rules as cuda_rules
+
+    optimizer = optim.OPTIMIZERS["psgd_kron"](np.ones(12), layout=[(3, 4)])
+    with pytest.raises(rules.RuleError, match="^rule 'psgd_kron': its per-tensor function has no CUDA form") as raised:
+        cuda_rules.compiled(optimizer.packed().variant)
+    assert "\n" not in str(raised.value)
