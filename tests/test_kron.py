@@ -13,7 +13,7 @@ import pytest
 
 from fastgd import optim, reference
 from fastgd.kernels import kron
-from fastgd.networks import known
+from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
 from rule_cases import problem
 
 torch = pytest.importorskip("torch", reason="PyTorch (the compare extra) is not installed")
@@ -23,7 +23,9 @@ from pytorch_optimizer.optimizer import psgd  # noqa: E402
 
 N_STEPS = 200
 MLP_LAYOUT = reference.mlp_layout([12, 10, 6, 3])  # (in, out) weights, then the biases
-CNN_LAYOUT = known("digits_cnn").layout  # kernels as (out, in·kh·kw), biases, the dense layer
+# a small CNN's: kernels as (out, in·kh·kw) = (4, 9) and (6, 36), their biases, the dense layer (3, 24)
+CNN_LAYOUT = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Conv2D(6, 3, padding="same"), ReLU(),
+                      MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 8, 8), loss="cross_entropy").layout
 
 
 def torch_tensors(flat, layout):
@@ -210,3 +212,14 @@ def test_bad_input_is_refused_in_one_line_before_anything_changes(hyperparameter
         optim.OPTIMIZERS["psgd_kron"](params, layout=[(3, 4)], **hyperparameters)
     assert message in str(raised.value) and "\n" not in str(raised.value)
     np.testing.assert_array_equal(params, np.ones(12))
+
+
+def test_the_cuda_path_refuses_it_in_one_line_naming_the_rule():
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastgd import rules
+    from fastgd.cuda import rules as cuda_rules
+
+    optimizer = optim.OPTIMIZERS["psgd_kron"](np.ones(12), layout=[(3, 4)])
+    with pytest.raises(rules.RuleError, match="^rule 'psgd_kron': its per-tensor function has no CUDA form") as raised:
+        cuda_rules.compiled(optimizer.packed().variant)
+    assert "\n" not in str(raised.value)

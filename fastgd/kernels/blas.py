@@ -25,7 +25,7 @@ from numba.extending import intrinsic, overload
 from numba.np.linalg import ensure_blas
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["gemm", "trsm"]
+__all__ = ["gemm", "trsm", "trmm", "syrk"]
 
 # Numba's helper: column-major ?gemm (kind 's' or 'd', then Fortran's arguments by value; pointers as integers)
 _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
@@ -73,27 +73,35 @@ def _gemm(A, a_offset, B, b_offset, C, c_offset, m, n, k, transpose_a, transpose
     return impl
 
 
-# --- triangular solves (PSGD-Kron's preconditioner update) -------------------------------------------------------
+# --- triangular solves and products (PSGD-Kron's factors) -------------------------------------------------------
 #
-# Numba's helper library has no ?trsm: SciPy's cython_blas exports the one of the BLAS it links. Its address is
-# registered under a name of our own, so compiled code refers to the symbol, not to an address, and stays in the
-# on-disk cache.
+# Numba's helper library has no ?trsm nor ?trmm: SciPy's cython_blas exports those of the BLAS it links. Their
+# addresses are registered under names of our own, so compiled code refers to the symbols, not to addresses, and
+# stays in the on-disk cache.
 
-def _register_trsm():
+def _register_triangular():
     from llvmlite import binding
     from numba.extending import get_cython_function_address
 
     for kind in ("s", "d"):
-        binding.add_symbol(f"fastgd_{kind}trsm", get_cython_function_address("scipy.linalg.cython_blas",
-                                                                             f"{kind}trsm"))
+        for name in ("trsm", "trmm", "syrk"):
+            binding.add_symbol(f"fastgd_{kind}{name}", get_cython_function_address("scipy.linalg.cython_blas",
+                                                                                   f"{kind}{name}"))
 
 
-_register_trsm()
-# side, uplo, transa, diag, m, n, alpha, A, lda, B, ldb: every argument by address (Fortran's convention)
+_register_triangular()
+# side, uplo, transa, diag, m, n, alpha, A, lda, B, ldb: every argument by address (Fortran's convention); ?trsm
+# and ?trmm take the same
 _TRSM_SIGNATURE = types.void(*([types.intp] * 11))
 _strsm = types.ExternalFunction("fastgd_strsm", _TRSM_SIGNATURE)
 _dtrsm = types.ExternalFunction("fastgd_dtrsm", _TRSM_SIGNATURE)
+_strmm = types.ExternalFunction("fastgd_strmm", _TRSM_SIGNATURE)
+_dtrmm = types.ExternalFunction("fastgd_dtrmm", _TRSM_SIGNATURE)
 _L, _R, _U, _LOWER = ord("L"), ord("R"), ord("U"), ord("L")
+# uplo, trans, n, k, alpha, A, lda, beta, C, ldc
+_SYRK_SIGNATURE = types.void(*([types.intp] * 10))
+_ssyrk = types.ExternalFunction("fastgd_ssyrk", _SYRK_SIGNATURE)
+_dsyrk = types.ExternalFunction("fastgd_dsyrk", _SYRK_SIGNATURE)
 
 
 def trsm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
@@ -133,5 +141,68 @@ def _trsm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
               _address(np.int32(n)), _address(np.int32(m)), _address(real(alpha)),
               A.ctypes.data + a_offset * itemsize, _address(np.int32(m if left else n)),
               B.ctypes.data + b_offset * itemsize, _address(np.int32(n)))
+
+    return impl
+
+
+def trmm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+    """B ← alpha · op(A) B (``left``) or alpha · B op(A), in place, on row-major blocks of flat vectors: A, B and
+    op as :func:`trsm`'s (the other triangle of A is not read). The CPU form calls the BLAS's ``?trmm``."""
+    side = m if left else n
+    a = A[a_offset:a_offset + side * side].reshape(side, side)
+    a = np.triu(a) if upper else np.tril(a)
+    a = a.T if transpose_a else a
+    b = B[b_offset:b_offset + m * n].reshape(m, n)
+    b[:] = alpha * (a @ b if left else b @ a)
+
+
+@overload(trmm)
+def _trmm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+    if not all(isinstance(array, types.Array) and array.ndim == 1 for array in (A, B)):
+        raise TypingError("trmm takes two 1-D arrays")
+    if not (A.dtype == B.dtype) or A.dtype not in (types.float32, types.float64):
+        raise TypingError("trmm takes float32 or float64 arrays of one dtype")
+    dtype = as_dtype(B.dtype)
+    multiply, itemsize, real = (_strmm if dtype == np.float32 else _dtrmm), dtype.itemsize, dtype.type
+
+    def impl(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
+        _address = _address_of_copy  # the same change of sides as trsm's
+        multiply(_address(np.uint8(_R if left else _L)), _address(np.uint8(_LOWER if upper else _U)),
+                 _address(np.uint8(_T if transpose_a else _N)), _address(np.uint8(_N)),
+                 _address(np.int32(n)), _address(np.int32(m)), _address(real(alpha)),
+                 A.ctypes.data + a_offset * itemsize, _address(np.int32(m if left else n)),
+                 B.ctypes.data + b_offset * itemsize, _address(np.int32(n)))
+
+    return impl
+
+
+def syrk(A, a_offset, C, c_offset, m, n, transpose_a):
+    """The upper triangle of C ← A Aᵀ (m × m), or of Aᵀ A (n × n) where ``transpose_a``, for the row-major m × n
+    block A; the strict lower triangle of C is not written. The CPU form calls the BLAS's ``?syrk``."""
+    a = A[a_offset:a_offset + m * n].reshape(m, n)
+    product = a.T @ a if transpose_a else a @ a.T
+    side = product.shape[0]
+    c = C[c_offset:c_offset + side * side].reshape(side, side)
+    upper = np.triu_indices(side)
+    c[upper] = product[upper]
+
+
+@overload(syrk)
+def _syrk(A, a_offset, C, c_offset, m, n, transpose_a):
+    if not all(isinstance(array, types.Array) and array.ndim == 1 for array in (A, C)):
+        raise TypingError("syrk takes two 1-D arrays")
+    if not (A.dtype == C.dtype) or A.dtype not in (types.float32, types.float64):
+        raise TypingError("syrk takes float32 or float64 arrays of one dtype")
+    dtype = as_dtype(C.dtype)
+    product, itemsize, real = (_ssyrk if dtype == np.float32 else _dsyrk), dtype.itemsize, dtype.type
+
+    def impl(A, a_offset, C, c_offset, m, n, transpose_a):
+        # A row-major is Aᵀ column-major (n × m, leading dimension n): A Aᵀ is its ᵀ·, Aᵀ A its ·ᵀ; C is symmetric,
+        # and its column-major lower triangle is the row-major upper one
+        side = n if transpose_a else m
+        product(_address_of_copy(np.uint8(_LOWER)), _address_of_copy(np.uint8(_N if transpose_a else _T)),
+                _address_of_copy(np.int32(side)), _address_of_copy(np.int32(m if transpose_a else n)),
+                _address_of_copy(real(1.0)), A.ctypes.data + a_offset * itemsize, _address_of_copy(np.int32(n)),
+                _address_of_copy(real(0.0)), C.ctypes.data + c_offset * itemsize, _address_of_copy(np.int32(side)))
 
     return impl

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from fastgd._config import jit
-from fastgd.kernels.blas import gemm, trsm
+from fastgd.kernels.blas import syrk, trmm, trsm
 from fastgd.kernels.shuffle import _GOLDEN, splitmix64
 
 __all__ = ["KRON_MAX_TRIANGULAR", "kron_step", "kron_aux_size", "kron_tensor", "kron_uniform", "kron_probe",
@@ -124,11 +124,8 @@ def _apply(q, triangular, x, out, m, n, left, transpose):
     """out ← op(Q) X (``left``, Q m × m) or X op(Q) (Q n × n); X and out m × n. A diagonal Q scales rows or
     columns."""
     if triangular:
-        one, zero = x.dtype.type(1.0), x.dtype.type(0.0)
-        if left:
-            gemm(q, 0, x, 0, out, 0, m, n, m, transpose, False, one, zero)
-        else:
-            gemm(x, 0, q, 0, out, 0, m, n, n, False, transpose, one, zero)
+        out[:] = x
+        trmm(q, 0, out, 0, m, n, left, True, transpose, x.dtype.type(1.0))
     else:
         for i in range(m):
             for j in range(n):
@@ -201,16 +198,19 @@ def _norm_lower_bound(a, side):
 def _update_factor(q, triangular, t1, t2, side, precondition_lr, eps, scratch):
     """Q ← Q − lr · triu(T₁ − T₂) Q / (‖T₁ + T₂‖ + eps) (triangular; the norm a lower bound of the spectral one), or
     q ← q − lr (t₁ − t₂) q / (max|t₁ + t₂| + eps) (diagonal): pytorch-optimizer's update_precondition."""
-    if triangular:
-        for i in range(side * side):
-            total = t1[i] + t2[i]
-            t1[i] = (t1[i] - t2[i]) * precondition_lr
-            t2[i] = total
+    if triangular:  # the terms' upper triangles (syrk); T₁ + T₂ is made whole for the norm
+        for i in range(side):
+            for j in range(i, side):
+                total = t1[i * side + j] + t2[i * side + j]
+                t1[i * side + j] = (t1[i * side + j] - t2[i * side + j]) * precondition_lr
+                t2[i * side + j] = total
+                t2[j * side + i] = total
         denominator = _norm_lower_bound(t2, side) + eps
         for i in range(side):
-            for j in range(side):
-                t1[i * side + j] = t1[i * side + j] / denominator if j >= i else t1.dtype.type(0.0)
-        gemm(t1, 0, q, 0, scratch, 0, side, side, side, False, False, q.dtype.type(1.0), q.dtype.type(0.0))
+            for j in range(i, side):
+                t1[i * side + j] = t1[i * side + j] / denominator
+        scratch[:side * side] = q[:side * side]
+        trmm(t1, 0, scratch, 0, side, side, True, True, False, q.dtype.type(1.0))
         for i in range(side * side):
             q[i] = q[i] - scratch[i]
     else:
@@ -223,12 +223,8 @@ def _update_factor(q, triangular, t1, t2, side, precondition_lr, eps, scratch):
 
 @jit
 def _gram(x, m, n, left, out):
-    """X Xᵀ (``left``, m × m) or Xᵀ X (n × n) for a triangular factor."""
-    one, zero = x.dtype.type(1.0), x.dtype.type(0.0)
-    if left:
-        gemm(x, 0, x, 0, out, 0, m, m, n, False, True, one, zero)
-    else:
-        gemm(x, 0, x, 0, out, 0, n, n, m, True, False, one, zero)
+    """The upper triangle of X Xᵀ (``left``, m × m) or of Xᵀ X (n × n), for a triangular factor."""
+    syrk(x, 0, out, 0, m, n, not left)
 
 
 @jit

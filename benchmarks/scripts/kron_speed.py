@@ -1,0 +1,100 @@
+"""PSGD-Kron speed: one step of fastgd's ``psgd_kron`` against ``pytorch_optimizer.Kron``, float32.
+
+    python benchmarks/scripts/kron_speed.py [--repeats 3] [--threads 1] [--out reports/kron_speed.md]
+
+Issue 28's goal: a step ≥ 3× faster than pytorch-optimizer's on the same thread count, on the layouts of the
+MLP 256-512-512-10 and of DeepOBS's 2c2d (``fastgd.networks.known("2c2d").layout``: kernels as (out,
+in·kh·kw)). Both with their defaults, so every step of the first 500 updates the factors; float32 (Kron's own
+preconditioner dtype). One gradient per layout, fixed; the two implementations alternate within each repeat,
+each measurement is one step after a warm-up of two, and the ratio is of the medians. ``--threads`` is
+fastgd's (Numba and BLAS) and torch's.
+"""
+
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from fastgd import optim, threads  # noqa: E402
+from fastgd.machine import cpu_model  # noqa: E402
+from fastgd.networks import known  # noqa: E402
+from fastgd.reference import mlp_layout  # noqa: E402
+
+LAYOUTS = {"MLP 256-512-512-10": mlp_layout([256, 512, 512, 10]), "2c2d": known("2c2d").layout}
+
+
+def _pair(layout, torch, pytorch_optimizer):
+    size = sum(int(np.prod(shape)) for shape in layout)
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.05, size).astype(np.float32)
+    gradient = rng.normal(0, 1e-2, size).astype(np.float32)
+    ours = optim.OPTIMIZERS["psgd_kron"](start.copy(), layout=layout)
+    tensors, offset = [], 0
+    for shape in layout:
+        n = int(np.prod(shape))
+        tensor = torch.tensor(start[offset:offset + n].reshape(shape), requires_grad=True)
+        tensor.grad = torch.tensor(gradient[offset:offset + n].reshape(shape))
+        tensors.append(tensor)
+        offset += n
+    theirs = pytorch_optimizer.Kron(tensors)
+    return (lambda: ours.step(gradient)), theirs.step
+
+
+def _seconds(function):
+    began = time.perf_counter()
+    function()
+    return time.perf_counter() - began
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    import pytorch_optimizer
+    import torch
+
+    torch.set_num_threads(args.threads)
+    threads.set_num_threads(args.threads)
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+                 cpu_model())
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    rows = []
+    for name, layout in LAYOUTS.items():
+        ours, theirs = _pair(layout, torch, pytorch_optimizer)
+        for _ in range(2):  # compilation and first calls stay out of the timings
+            ours(), theirs()
+        times = {"fastgd": [], "pytorch_optimizer": []}
+        for _ in range(args.repeats):
+            times["fastgd"].append(_seconds(ours))
+            times["pytorch_optimizer"].append(_seconds(theirs))
+        ours_median, theirs_median = (statistics.median(times[key]) for key in ("fastgd", "pytorch_optimizer"))
+        rows.append((name, ours_median, theirs_median))
+        print(f"{name}: fastgd {ours_median * 1e3:.1f} ms, pytorch_optimizer {theirs_median * 1e3:.1f} ms, "
+              f"{theirs_median / ours_median:.2f}x", flush=True)
+    load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = ["# PSGD-Kron step speed: fastgd `psgd_kron` vs `pytorch_optimizer.Kron`", "",
+             f"Measured by `benchmarks/scripts/kron_speed.py --repeats {args.repeats} --threads {args.threads}`: "
+             "one step with the defaults (every step of the first 500 updates the factors), float32, medians of "
+             "alternated repetitions after two warm-up steps. Goal (issue 28): ≥ 3×.", "",
+             f"CPU: {model}, {os.cpu_count()} logical CPUs; threads: {args.threads} (fastgd's Numba and BLAS, "
+             "torch's).", f"Load before: `{load_before}`", f"Load after: `{load_after}`", "",
+             "| layout | fastgd (ms) | pytorch-optimizer (ms) | ratio |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.2f}× |"
+              for name, ours, theirs in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        pathlib.Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
