@@ -127,6 +127,9 @@ class CudaVariant:
         if plan.reduces:
             raise RuleError(f"rule {rule.name!r}: its reduction over every parameter has no CUDA form yet: "
                             "train it on the CPU (NumPy arrays, device='cpu')")
+        if rule.uses_loss:
+            raise RuleError(f"rule {rule.name!r}: its loss input has no CUDA form yet: train it on the CPU (NumPy "
+                            "arrays, device='cpu')")
         if rule.closure is not None:
             raise RuleError(f"rule {rule.name!r}: its closure (a second gradient per step) has no CUDA form yet: "
                             "train it on the CPU (NumPy arrays, device='cpu')")

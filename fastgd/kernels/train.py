@@ -8,7 +8,8 @@ network's :func:`~fastgd.kernels.network.loss_and_gradient`; both of
 ``packed_step_entry`` (:mod:`fastgd.rules.compile`) with its packed
 arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
 vector whose last entry the schedule sets (the factor on every learning rate
-of the rule), float64 counters and the network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
+of the rule; the entry before it, the batch's loss), float64 counters and the
+network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
 one specialisation per dtype covers every rule, a user's included, every
 schedule and every network shape (a second one, the first time gradients are
 clipped: an epoch without clipping does not compile it; a third, the first time a rule with a closure trains: it
@@ -295,7 +296,9 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
                 theta[k] = origin[k]
         if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)
-        # the last hyperparameter slot scales every learning rate of the rule
+        # the last hyperparameter slot scales every learning rate of the rule; the one before is the batch's loss at
+        # θ, which a rule taking the loss reads (a Polyak step)
+        hyper[hyper.size - 2] = loss
         hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
         rule_step(theta, grad, states, aux, hyper, counters, layout)
     return total / n_samples

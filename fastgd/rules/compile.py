@@ -319,9 +319,10 @@ class _Plan:
     def hyper_expressions(self, wrap="{}"):
         """Each hyperparameter scalar as a packed step reads it from ``hyper``, each read wrapped in ``wrap``.
 
-        ``hyper`` ends with the schedule's factor, which scales every learning rate.
+        ``hyper`` ends with the batch's loss (for a rule that takes it, :attr:`fastgd.rules.Rule.uses_loss`) and the
+        schedule's factor, which scales every learning rate.
         """
-        scale = wrap.format(f"hyper[{len(self.hyper_names)}]")
+        scale = wrap.format(f"hyper[{len(self.hyper_names) + 1}]")
         reads = [wrap.format(f"hyper[{k}]") for k in range(len(self.hyper_names))]
         return [f"{read} * {scale}" if name in self.learning_rates else read
                 for read, name in zip(reads, self.hyper_names)]
@@ -329,7 +330,8 @@ class _Plan:
     @property
     def kernel_parameters(self):
         tensors = ["aux", "layout"] if self.tensor is not None else []
-        return ["params", "grad", *self.present, *tensors, "step", *self.scalar_state, *self.hyper_names]
+        loss = ["loss"] if self.rule.uses_loss else []
+        return ["params", "grad", *self.present, *tensors, "step", *loss, *self.scalar_state, *self.hyper_names]
 
     def prologue(self):
         return "    dtype_eps = machine_epsilon(params)\n" if self.needs_eps else ""
@@ -344,10 +346,12 @@ class _Plan:
         returned = f"    return {', '.join(self.scalar_state)}\n" if self.scalar_state else ""
         unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
         unpack += [f"{name} = {value}" for name, value in zip(self.hyper_names, self.hyper_expressions())]
+        loss = [f"loss = hyper[{len(self.hyper_names)}]"] if self.rule.uses_loss else []
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
         # the CUDA launcher's host scalars: a variant with a reduction pass has none (its scalars need the sums)
-        parts = [header] + ([] if self.reduces else [self.loop_scalars_source()])
+        # (nor one taking the loss: the CUDA path refuses it)
+        parts = [header] + ([] if self.reduces or self.rule.uses_loss else [self.loop_scalars_source()])
         for suffix, iterate in (("", "range"), ("_parallel", "prange")):
             per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines(iterate))
             vector = self.vector_lines(iterate)
@@ -355,7 +359,7 @@ class _Plan:
             parts.append(f"def packed_step{suffix}(params, grad, states, aux, hyper, counters, layout):\n"
                          f"    counters[0] += 1.0\n"
                          f"    step = np.int64(counters[0])\n"
-                         + "".join(f"    {line}\n" for line in unpack) + per_step + store + vector + "\n")
+                         + "".join(f"    {line}\n" for line in unpack + loss) + per_step + store + vector + "\n")
         if self.rule.evaluation is not None:
             parts.append(self.evaluation_source())
         if self.rule.closure is not None:
