@@ -262,9 +262,9 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
     largest global norm of a batch's gradient, or None for no clipping (then
     the clipping is not compiled in; it clips the gradient the rule steps with). ``ascent``: a rule with a
     closure's ``packed_ascent`` entry (SAM), or None (then the second evaluation is not compiled in): each
-    batch's gradient at θ moves θ to the closure's point, the model's pass runs again there on the same batch,
-    θ is restored from ``origin`` and the rule steps with that second gradient; the batch's loss is the one at
-    θ. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
+    batch's gradient at θ moves a copy of θ (``origin``) to the closure's point, the model's pass runs again there
+    on the same batch and the rule steps from θ with that second gradient; the batch's loss is the one at θ.
+    Workspaces: ``order`` (n int64), ``grad`` (θ's size),
     ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
     batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns), ``origin`` (θ's size with an
     ``ascent``, else empty).
@@ -288,12 +288,11 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
             return loss
         total += loss * (stop - start)
         if ascent is not None:
+            # the closure's point is made in a copy of θ and evaluated there: θ itself is never moved
             for k in range(theta.size):
                 origin[k] = theta[k]
-            ascent(theta, grad, states, aux, hyper, counters, layout)
-            model(theta, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
-            for k in range(theta.size):
-                theta[k] = origin[k]
+            ascent(origin, grad, states, aux, hyper, counters, layout)
+            model(origin, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
         if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)
         # the last hyperparameter slot scales every learning rate of the rule; the one before is the batch's loss at

@@ -117,8 +117,8 @@ def generated_directory():
 # --- the generated source ----------------------------------------------------------------------
 
 # Running sums per block of a closure's reduction (:meth:`_Plan.ascent_source`); the pairwise addition at a block's
-# end is written for four.
-_LANES = 4
+# end is written for eight.
+_LANES = 8
 
 def _unique(names):
     return list(dict.fromkeys(names))
@@ -409,7 +409,8 @@ class _Plan:
             call = ", ".join(["params[_i]", "grad[_i]", *taken])
             lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
             lines += [f"        _p{k}_0 += float(_t{k})" for k in range(len(sums))]
-            lines += [f"    {name} += (_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)" for k, name in enumerate(sums)]
+            lines += [f"    {name} += ((_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)) + ((_p{k}_4 + _p{k}_5) + "
+                      f"(_p{k}_6 + _p{k}_7))" for k, name in enumerate(sums)]
             if reduction.finish is not None:
                 finished = ", ".join(arguments(reduction.finish.function, "closure's finish function", False))
                 lines.append(f"{', '.join(reduction.finish.outputs)} = closure_finish({finished})")
