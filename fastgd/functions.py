@@ -75,7 +75,7 @@ def _run(function_code, params, rule_step, hyper, states, aux, counters, layout,
     grad = np.empty(2)
     path[0] = params
     for step in range(1, path.shape[0]):
-        _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
+        hyper[hyper.size - 2], grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
         if ascent is not None:  # a rule with a closure (SAM): the gradient again at its point, then back
             x, y = params[0], params[1]
             ascent(params, grad, states, aux, hyper, counters, layout)

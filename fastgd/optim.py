@@ -45,6 +45,7 @@ rules ignore it; by default the vector is one tensor.
 """
 
 import inspect
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from fastgd import _config
 from fastgd import cuda as fastgd_cuda
 from fastgd import rules as rule_registry
 from fastgd import threads  # noqa: F401  (FASTGD_NUM_THREADS applies from here on)
+from fastgd.validation import is_real
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Packed", "optimizer_class", "SGD", "Momentum", "Nesterov", "Adagrad",
            "RMSprop", "Adadelta", "Adam", "AMSGrad", "Adamax", "NAdam", "AdamW", "Lion", "RAdam", "Rprop", "ASGD",
@@ -324,7 +326,7 @@ class Optimizer:
         """The hyperparameters a new instance gets when none are given."""
         return dict(cls.rule.defaults)
 
-    def step(self, grad=None):
+    def step(self, grad=None, loss=None):
         """Take one step with gradient ``grad`` (same shape and dtype as params), or torch's ``step(closure)``.
 
         ``closure()`` evaluates the model at ``params`` as they are when it is
@@ -333,7 +335,9 @@ class Optimizer:
         :class:`~fastgd.rules.Closure` (SAM) needs one: it calls it a second
         time at its evaluation point, then steps from ``params`` with the
         gradient there. A gradient given to such a rule is refused in one
-        line naming it, before anything changes.
+        line naming it, before anything changes. A rule that takes the loss
+        (:attr:`fastgd.rules.Rule.uses_loss`, a Polyak step) needs ``loss``,
+        the loss at ``params``, or a closure.
         """
         if callable(grad):
             return self._step_with_closure(grad)
@@ -342,7 +346,18 @@ class Optimizer:
                             "step(closure), closure() returning (loss, grad) at params, not step(grad)")
         if grad is None:
             raise TypeError(f"{self.name}.step needs a gradient (an array of params' shape) or a closure")
-        self._step(self._check_grad(grad))
+        self._step(self._check_grad(grad), self._check_loss(loss))
+
+    def _check_loss(self, loss):
+        """The loss as the step takes it (NaN for a rule that does not read it), or a one-line refusal."""
+        if not self.rule.uses_loss:
+            return math.nan
+        if loss is None:
+            raise TypeError(f"{self.name} takes the loss: call step(grad, loss=...) with the loss at params, or "
+                            "step(closure)")
+        if not is_real(loss):
+            raise TypeError(f"{self.name}: loss must be a real number, got {type(loss).__name__}")
+        return float(loss)
 
     def _closure_gradient(self, closure):
         """``(loss, grad)`` from ``closure()``, checked as a step's gradient is."""
@@ -356,6 +371,7 @@ class Optimizer:
 
     def _step_with_closure(self, closure):
         loss, grad = self._closure_gradient(closure)
+        checked_loss = self._check_loss(loss)
         if self.rule.closure is not None:
             self._place.refuse_closure(self)
             if self._hyperparameters.changed:
@@ -372,12 +388,13 @@ class Optimizer:
                 grad = self._closure_gradient(closure)[1].copy()
             finally:
                 params[...] = origin
-        self._step(grad)
+        self._step(grad, checked_loss)
         return loss
 
-    def _step(self, grad):
+    def _step(self, grad, loss):
         if self._hyperparameters.changed:
             self._refresh()
+        self._hyper[-2] = loss
         params = self._params
         if not self._ready:
             self._place.check_unchanged(self)
@@ -561,9 +578,9 @@ class Optimizer:
                                  "state_dict)")
 
     def _hyper_vector(self, hyperparameters):
-        """The float64 hyperparameters compiled code takes, then 1.0: the factor a schedule sets on the learning
-        rates."""
-        return np.array([*self.rule.hyper_vector(hyperparameters), 1.0], dtype=np.float64)
+        """The float64 hyperparameters compiled code takes, then the batch's loss (NaN until a step gives it; read by
+        a rule that takes it) and 1.0: the factor a schedule sets on the learning rates."""
+        return np.array([*self.rule.hyper_vector(hyperparameters), math.nan, 1.0], dtype=np.float64)
 
     def _refresh(self):
         checked = self._recheck(self._hyperparameters)

@@ -731,6 +731,8 @@ class ReferenceOptimizer:
         self._extra = {"layout": layout} if "layout" in parameters else {}
         # a rule with a closure (SAM) evaluates the gradient again: step(grad, closure=...)
         self.takes_closure = "closure" in parameters
+        # a rule that takes the batch's loss (a Polyak step): step(grad, loss=...)
+        self.takes_loss = "loss" in parameters
 
     def evaluation_params(self):
         """Where the model is evaluated: params, or the rule's evaluation point (:data:`EVALUATION`)."""
@@ -738,13 +740,18 @@ class ReferenceOptimizer:
             return self.params
         return EVALUATION[self.name](self.params, self.state, self.hyperparameters)
 
-    def step(self, grad, closure=None):
-        """One step with ``grad`` at params; a rule with a closure needs ``closure()`` → (loss, grad) at params."""
+    def step(self, grad, closure=None, loss=None):
+        """One step with ``grad`` at params; a rule with a closure needs ``closure()`` → (loss, grad) at params, a rule
+        that takes the loss ``loss``, the loss at params."""
         extra = self._extra
         if self.takes_closure:
             if closure is None:
                 raise TypeError(f"the NumPy {self.name} evaluates the gradient again: step(grad, closure=...)")
             extra = dict(extra, closure=closure)
+        if self.takes_loss:
+            if loss is None:
+                raise TypeError(f"the NumPy {self.name} takes the loss: step(grad, loss=...)")
+            extra = dict(extra, loss=float(loss))
         self.t += 1
         self._function(self.params, grad, self.state, self.t, **self.hyperparameters, **extra)
 
@@ -878,9 +885,9 @@ def train_mlp(theta, X, Y, layer_sizes, activation, output, alpha, rule, hyperpa
                 optimizer.hyperparameters["lr"] = schedule(epoch, optimizer.t + 1, base_lr)
             if optimizer.takes_closure:  # the same batch at the closure's point
                 optimizer.step(grad, closure=lambda rows=rows: mlp_loss_grad(theta, X[rows], Y[rows], layer_sizes,
-                                                                             activation, output, alpha))
+                                                                             activation, output, alpha), loss=loss)
             else:
-                optimizer.step(grad)
+                optimizer.step(grad, loss=loss)
         if rule in EVALUATION:  # the loss where the model is evaluated, over the whole set
             total = mlp_loss_grad(optimizer.evaluation_params(), X, Y, layer_sizes, activation, output, alpha)[0] * n
         losses.append(total / n)
@@ -1086,3 +1093,22 @@ def sam_over(base):
 
     sam.__name__ = f"sam_{base.__name__}"
     return sam
+
+
+# --- the loss as an input (Polyak steps) ------------------------------------------------------------
+
+def alig(params, grad, state, t, lr, momentum, adjusted_momentum, loss):
+    """AliG (pytorch-optimizer's ``AliG``, Berrada et al. 2020): SGD at the Polyak step min(loss / (‖g‖² + 1e-6), γ),
+    γ its ``max_lr``, with its momentum (``adjusted_momentum``: torch-like)."""
+    step_size = min(loss / (float(np.sum(grad.astype(np.float64) ** 2)) + 1e-6), lr)
+    step_size = params.dtype.type(step_size)
+    params -= step_size * grad
+    if momentum > 0:
+        buffer = state.setdefault("momentum_buffer", np.zeros_like(params))
+        momentum = params.dtype.type(momentum)
+        if adjusted_momentum:
+            buffer[...] = buffer * momentum - grad
+            params += step_size * momentum * buffer
+        else:
+            buffer[...] = buffer * momentum - step_size * grad
+            params += momentum * buffer

@@ -164,16 +164,40 @@ MOVES_ON_ZERO_GRADIENT.update(sam_sgd=False, sam_adam=True)
 NEUTRAL.update(sam_sgd=dict(weight_decay=0.0), sam_adam=dict(weight_decay=0.0))
 
 
+# --- rules that take the loss (a Polyak step) ------------------------------------------------------------------
+# with take_step's loss, ‖g‖²/100, AliG's Polyak step is 0.01: the first variant takes it, the second its cap
+VARIANTS.update(alig=[dict(lr=0.05, momentum=0.9), dict(lr=0.005, momentum=0.5, adjusted_momentum=True)])
+TORCH_EQUIVALENTS.update(alig=None)  # tests/test_closures.py: against pytorch_optimizer.AliG
+# capped by lr = 1e-3 below that 0.01: SGD's settings
+ROSENBROCK.update(alig=(dict(lr=1e-3), 20000, 1e-3))
+MOVES_ON_ZERO_GRADIENT.update(alig=False)
+NEUTRAL.update(alig={})
+
+
+def stand_in_loss(grad):
+    """The loss ``take_step`` gives a rule that takes one with the gradient ``grad``: ‖g‖²/100, a function of the test
+    problem's gradient that both fastgd and the NumPy reference receive (the problems have no loss of their own), so
+    that a Polyak step loss/‖g‖² is about 0.01, stable on their curvatures up to 10."""
+    return float(0.01 * np.sum(np.square(np.asarray(grad, dtype=np.float64))))
+
+
 def take_step(optimizer, gradient_at):
     """One step of ``optimizer`` (fastgd's or the NumPy reference) with ``gradient_at(params)``, the gradient at its
-    params as they are: a rule with a closure (SAM) gets a closure that evaluates it again where it asks."""
-    closure = lambda: (0.0, gradient_at(optimizer.params))  # noqa: E731
+    params as they are: a rule with a closure (SAM) gets a closure that evaluates it again where it asks, a rule that
+    takes the loss :func:`stand_in_loss`."""
+    def closure():
+        grad = gradient_at(optimizer.params)
+        return stand_in_loss(grad), grad
+
     if isinstance(optimizer, optim.Optimizer):
-        optimizer.step(closure if optimizer.rule.closure is not None else gradient_at(optimizer.params))
-    elif optimizer.takes_closure:
-        optimizer.step(gradient_at(optimizer.params), closure=closure)
+        if optimizer.rule.closure is not None:
+            optimizer.step(closure)
+        else:
+            loss, grad = closure()
+            optimizer.step(grad, loss=loss if optimizer.rule.uses_loss else None)
     else:
-        optimizer.step(gradient_at(optimizer.params))
+        loss, grad = closure()
+        optimizer.step(grad, closure=closure if optimizer.takes_closure else None, loss=loss)
 
 
 def reduces(name, hyperparameters):
@@ -186,10 +210,11 @@ def reduces(name, hyperparameters):
 
 def cpu_only(name, hyperparameters):
     """Whether the rule ``name`` with ``hyperparameters`` has no CUDA form: its per-tensor function calls LAPACK
-    (``PerTensor(..., cuda=False)``), or it has a closure (SAM). The device refuses such steps. ``hyperparameters``:
-    for rules whose CUDA form may one day depend on their flags."""
+    (``PerTensor(..., cuda=False)``), it has a closure (SAM) or it takes the loss (AliG). The device refuses such
+    steps. ``hyperparameters``: for rules whose CUDA form may one day depend on their flags."""
     rule = optim.OPTIMIZERS[name].rule
-    return (rule.per_tensor is not None and not rule.per_tensor.cuda) or rule.closure is not None
+    return ((rule.per_tensor is not None and not rule.per_tensor.cuda) or rule.closure is not None
+            or rule.uses_loss)
 
 
 # Hyperparameters each rule must refuse, with a fragment of the message.
@@ -258,7 +283,9 @@ INVALID = {
 }
 
 INVALID.update(sam_sgd=[(dict(rho=-0.1), "rho must be non-negative"), (dict(adaptive="yes"), "adaptive must be")],
-               sam_adam=[(dict(perturb_eps=-1.0), "perturb_eps must be non-negative")])
+               sam_adam=[(dict(perturb_eps=-1.0), "perturb_eps must be non-negative")],
+               alig=[(dict(lr=-1.0), "learning rate must be positive"),
+                     (dict(momentum=1.5), "momentum must be in the range [0.0, 1.0]")])
 
 
 def problem(size, dtype, seed=0):

@@ -285,3 +285,89 @@ def _element(param, grad, lr):
 def test_a_bad_closure_is_refused_at_declaration_in_one_line_naming_the_rule(closure, message):
     with pytest.raises(rules.RuleError, match="^rule 'bad_closure': " + re.escape(message)):
         rules.Rule("bad_closure", element=_element, hyperparameters={"lr": rules.LearningRate(0.1)}, closure=closure)
+
+
+# -- the loss as an input: AliG's Polyak step -------------------------------------------------------------------
+
+@pytest.mark.parametrize("hyperparameters", [dict(lr=0.5), dict(lr=0.3, momentum=0.9),
+                                             dict(lr=0.3, momentum=0.5, adjusted_momentum=True)],
+                         ids=["plain", "momentum", "adjusted"])
+def test_alig_matches_pytorch_optimizers_alig_after_200_steps_on_an_mlp(monkeypatch, hyperparameters):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer is not installed")
+    from pytorch_optimizer.optimizer import alig as alig_module
+
+    # as for SAM: its global norm without the rounding to float32
+    monkeypatch.setattr(alig_module, "get_global_gradient_norm", _float64_squared_norm)
+    X, Y = _problem()
+    net = MLP(SIZES, "tanh", "softmax")
+    theta = net.init(random_state=1)
+    tensor = torch.tensor(theta.copy(), requires_grad=True)
+    theirs = alig_module.AliG([tensor], max_lr=hyperparameters["lr"],
+                              **{k: v for k, v in hyperparameters.items() if k != "lr"})
+    ours = optim.OPTIMIZERS["alig"](theta, **hyperparameters)
+    rng = np.random.default_rng(2)
+    for step in range(200):
+        rows = rng.choice(len(X), 8, replace=False)
+        if step % 2:
+            ours.step(lambda: mlp_loss_grad(theta, X[rows], Y[rows], SIZES, "tanh", "softmax", 0.0))
+        else:
+            ours.step(*mlp_loss_grad(theta, X[rows], Y[rows], SIZES, "tanh", "softmax", 0.0)[::-1])
+        loss, grad = mlp_loss_grad(tensor.detach().numpy().copy(), X[rows], Y[rows], SIZES, "tanh", "softmax", 0.0)
+        tensor.grad = torch.from_numpy(grad)
+        theirs.step(lambda: loss)
+    assert np.abs(theta - tensor.detach().numpy()).max() <= 1e-10 * max(1.0, np.abs(theta).max())
+    assert np.abs(theta - net.init(random_state=1)).max() > 0.1
+
+
+def test_the_compiled_epoch_gives_alig_each_batchs_loss():
+    X, Y = _problem()
+    net = MLP(SIZES, "tanh", "softmax", alpha=0.01)
+    theta = net.init(random_state=0)
+    copy = theta.copy()
+    history = Training(net, optim.OPTIMIZERS["alig"](theta, lr=0.5, momentum=0.5), X, Y, 5, seed=7).run(3)
+    oracle = optim.OPTIMIZERS["alig"](copy, lr=0.5, momentum=0.5)
+    losses = []
+    for epoch in range(3):
+        order, total = splitmix64_permutation(len(X), 7, epoch), 0.0
+        for start in range(0, len(X), 5):
+            rows = order[start:start + 5]
+            loss = oracle.step(lambda: mlp_loss_grad(copy, X[rows], Y[rows], SIZES, "tanh", "softmax", 0.01))
+            total += loss * len(rows)
+        losses.append(total / len(X))
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-12)
+    np.testing.assert_allclose(theta, copy, rtol=1e-12, atol=1e-14)
+
+
+def test_a_loss_rule_without_a_loss_is_refused_in_one_line_naming_it():
+    params = np.ones(3)
+    opt = optim.OPTIMIZERS["alig"](params, momentum=0.9)
+    with pytest.raises(TypeError, match=r"^alig takes the loss: call step\(grad, loss=...\)"):
+        opt.step(np.ones(3))
+    with pytest.raises(TypeError, match="^alig: loss must be a real number, got str"):
+        opt.step(np.ones(3), loss="0.5")
+    np.testing.assert_array_equal(params, 1.0)
+    assert opt.state["step"] == 0
+    opt.step(np.ones(3), loss=0.5)  # η = min(0.5 / (3 + 1e-6), 0.1); b = −ηg; θ = 1 − η + 0.9 b
+    np.testing.assert_allclose(params, 0.81)
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastgd.cuda import rules as cuda_rules
+
+    with pytest.raises(rules.RuleError, match="^rule 'alig': "):
+        cuda_rules.compiled(opt._variant)
+
+
+def _polyak_element(param, grad, lr, loss):
+    return param - lr * loss * grad
+
+
+def test_a_users_rule_takes_the_loss_by_name_in_its_element():
+    rules.register(rules.Rule("loss_scaled", element=_polyak_element, hyperparameters={"lr": rules.LearningRate(0.1)}))
+    try:
+        assert rules.get("loss_scaled").uses_loss and not rules.get("sgd").uses_loss
+        params = np.array([1.0, 2.0], dtype=np.float32)
+        optim.OPTIMIZERS["loss_scaled"](params, lr=0.5).step(np.ones(2, np.float32), loss=2.0)
+        np.testing.assert_array_equal(params, [0.0, 1.0])
+        assert params.dtype == np.float32
+    finally:
+        rules.unregister("loss_scaled")

@@ -53,7 +53,9 @@ def fastgd_step(rule, params, grad, parallel=None):
         with parallel_threshold(1 if parallel else params.size + 1):
             optimizer = optim.OPTIMIZERS[rule](params)
     if optimizer.rule.closure is not None:
-        return functools.partial(optimizer.step, lambda: (0.0, grad))
+        return functools.partial(optimizer.step, lambda: (1.0, grad))
+    if optimizer.rule.uses_loss:  # a Polyak step: a loss of 1 with the fixed gradient
+        return functools.partial(optimizer.step, grad, loss=1.0)
     return functools.partial(optimizer.step, grad)
 
 
@@ -65,8 +67,8 @@ def numpy_step(rule, params, grad):
         raise NotImplementedError(reason)
     optimizer = reference.ReferenceOptimizer(rule, params)
     if optimizer.takes_closure:  # as fastgd_step: the same gradient at both points
-        return functools.partial(optimizer.step, grad, closure=lambda: (0.0, grad))
-    return functools.partial(optimizer.step, grad)
+        return functools.partial(optimizer.step, grad, closure=lambda: (1.0, grad))
+    return functools.partial(optimizer.step, grad, loss=1.0)
 
 
 def torch_step(rule, params, grad, fused=False):

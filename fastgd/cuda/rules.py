@@ -195,6 +195,9 @@ class CudaVariant:
 
     def __init__(self, variant):
         rule, plan = variant.rule, variant.plan
+        if rule.uses_loss:
+            raise RuleError(f"rule {rule.name!r}: its loss input has no CUDA form yet: train it on the CPU (NumPy "
+                            "arrays, device='cpu')")
         if rule.closure is not None:
             raise RuleError(f"rule {rule.name!r}: its closure (a second gradient per step) has no CUDA form yet: "
                             "train it on the CPU (NumPy arrays, device='cpu')")

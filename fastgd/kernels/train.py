@@ -8,7 +8,8 @@ network's :func:`~fastgd.kernels.network.loss_and_gradient`; both of
 ``packed_step_entry`` (:mod:`fastgd.rules.compile`) with its packed
 arguments: a 2-D state array, an auxiliary vector, a float64 hyperparameter
 vector whose last entry the schedule sets (the factor on every learning rate
-of the rule), float64 counters and the network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
+of the rule; the entry before it, the batch's loss), float64 counters and the
+network's layout. The schedule is a float64 vector (:mod:`.schedules`). So
 one specialisation per dtype covers every rule, a user's included, every
 schedule and every network shape (a second one, the first time gradients are
 clipped: an epoch without clipping does not compile it; a third, the first time a rule with a closure trains: it
@@ -261,9 +262,9 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
     largest global norm of a batch's gradient, or None for no clipping (then
     the clipping is not compiled in; it clips the gradient the rule steps with). ``ascent``: a rule with a
     closure's ``packed_ascent`` entry (SAM), or None (then the second evaluation is not compiled in): each
-    batch's gradient at θ moves θ to the closure's point, the model's pass runs again there on the same batch,
-    θ is restored from ``origin`` and the rule steps with that second gradient; the batch's loss is the one at
-    θ. Workspaces: ``order`` (n int64), ``grad`` (θ's size),
+    batch's gradient at θ moves a copy of θ (``origin``) to the closure's point, the model's pass runs again there
+    on the same batch and the rule steps from θ with that second gradient; the batch's loss is the one at θ.
+    Workspaces: ``order`` (n int64), ``grad`` (θ's size),
     ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
     batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns), ``origin`` (θ's size with an
     ``ascent``, else empty).
@@ -287,15 +288,16 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
             return loss
         total += loss * (stop - start)
         if ascent is not None:
+            # the closure's point is made in a copy of θ and evaluated there: θ itself is never moved
             for k in range(theta.size):
                 origin[k] = theta[k]
-            ascent(theta, grad, states, aux, hyper, counters, layout)
-            model(theta, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
-            for k in range(theta.size):
-                theta[k] = origin[k]
+            ascent(origin, grad, states, aux, hyper, counters, layout)
+            model(origin, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
         if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)
-        # the last hyperparameter slot scales every learning rate of the rule
+        # the last hyperparameter slot scales every learning rate of the rule; the one before is the batch's loss at
+        # θ, which a rule taking the loss reads (a Polyak step)
+        hyper[hyper.size - 2] = loss
         hyper[hyper.size - 1] = learning_rate_scale(base_lr, schedule, epoch, np.int64(counters[0]) + 1)
         rule_step(theta, grad, states, aux, hyper, counters, layout)
     return total / n_samples

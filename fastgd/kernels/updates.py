@@ -45,7 +45,8 @@ __all__ = ["sgd_element", "adagrad_element", "rmsprop_element", "adadelta_elemen
            "adafactor_tensor", "adafactor_aux_size", "muon_tensor", "muon_aux_size", "adopt_step", "adopt_element",
            "adan_step", "adan_grad_squares", "adan_clip", "adan_element", "prodigy_step", "prodigy_sums",
            "prodigy_finish", "prodigy_element", "dadapt_adam_step", "dadapt_adam_sums", "dadapt_adam_finish",
-           "dadapt_adam_element", "sam_norm_terms", "sam_scale", "sam_ascent"]
+           "dadapt_adam_element", "sam_norm_terms", "sam_scale", "sam_ascent",
+           "squared_grad", "alig_step_size", "alig_element"]
 
 
 # --- one parameter -----------------------------------------------------------------------------
@@ -684,3 +685,30 @@ def sam_ascent(param, grad, scale, adaptive):
     if adaptive:
         return param + param * param * grad * scale
     return param + grad * scale
+
+
+# --- the loss as an input: a Polyak step (AliG) ----------------------------------------------------
+
+@jit(inline=True)
+def squared_grad(param, grad):
+    """One parameter's term of the squared gradient norm."""
+    return grad * grad
+
+
+@jit(inline=True)
+def alig_step_size(grad_norm_sq, loss, lr):
+    """AliG's step, min(loss / (‖g‖² + 10⁻⁶), γ), in float64 (pytorch-optimizer's constant)."""
+    return min(loss / (grad_norm_sq + 1e-6), lr)
+
+
+@jit(inline=True)
+def alig_element(param, grad, momentum_buffer, step_size, momentum, use_momentum, adjusted_momentum):
+    """AliG's update of one parameter: θ − ηg, then pytorch-optimizer's momentum (or its torch-like ``adjusted``)."""
+    param = param - step_size * grad
+    if not use_momentum:
+        return param, momentum_buffer
+    if adjusted_momentum:
+        buffer = momentum_buffer * momentum - grad
+        return param + step_size * momentum * buffer, buffer
+    buffer = momentum_buffer * momentum - step_size * grad
+    return param + momentum * buffer, buffer

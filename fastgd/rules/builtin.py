@@ -879,4 +879,33 @@ PSGD_KRON = Rule(
 BUILTIN_RULES = (SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADADELTA, ADAM, AMSGRAD, ADAMAX, NADAM, ADAMW, LION, RADAM,
                  RPROP, ASGD, SCHEDULE_FREE_ADAMW, LAMB, ADAFACTOR, MUON, ADOPT, ADAN, PRODIGY, DADAPT_ADAM,
                  SHAMPOO, SOAP, PSGD_KRON)
+
+# --- the loss as an input: AliG's Polyak step -------------------------------------------------------
+
+ALIG = Rule(
+    "alig", class_name="AliG",
+    element=updates.alig_element,
+    hyperparameters={
+        "lr": LearningRate(0.1, message=_PO_LR),
+        "momentum": Real(0.0, 0.0, 1.0, high_open=False, message="momentum must be in the range [0.0, 1.0]"),
+        "adjusted_momentum": Flag(False),
+    },
+    derived={"use_momentum": Derived("momentum", lambda momentum: momentum > 0)},
+    state={"momentum_buffer": State(when="use_momentum")},
+    reduction=Reduction(updates.squared_grad, "grad_norm_sq", finish=PerStep(updates.alig_step_size, "step_size")),
+    reference=reference.alig,
+    doc=r"""
+    AliG (pytorch-optimizer's ``AliG``; Berrada et al. 2020, "Training Neural Networks for and by Interpolation"):
+    SGD at a Polyak step from the batch's loss, capped by γ (pytorch-optimizer's ``max_lr``).
+
+    .. math::
+        \eta = \min\Big(\frac{L_B(\theta)}{\lVert g \rVert^2 + 10^{-6}}, \gamma\Big), \quad
+        \theta \leftarrow \theta - \eta g, \quad
+        b \leftarrow \mu b - \eta g, \quad \theta \leftarrow \theta + \mu b
+
+    (``adjusted_momentum``: b ← μb − g, θ ← θ + ημ b). It takes the loss: ``opt.step(grad, loss=...)`` or
+    ``opt.step(closure)``; compiled training gives it each batch's loss.
+    """)
+
 BUILTIN_RULES += (SAM_SGD, SAM_ADAM)  # its own line: the rules with a closure
+BUILTIN_RULES += (ALIG,)  # and the rules that take the loss

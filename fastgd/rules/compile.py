@@ -118,8 +118,8 @@ def generated_directory():
 # --- the generated source ----------------------------------------------------------------------
 
 # Running sums per block of a closure's reduction (:meth:`_Plan.ascent_source`); the pairwise addition at a block's
-# end is written for four.
-_LANES = 4
+# end is written for eight.
+_LANES = 8
 
 def _unique(names):
     return list(dict.fromkeys(names))
@@ -345,9 +345,10 @@ class _Plan:
     def hyper_expressions(self, wrap="{}"):
         """Each hyperparameter scalar as a packed step reads it from ``hyper``, each read wrapped in ``wrap``.
 
-        ``hyper`` ends with the schedule's factor, which scales every learning rate.
+        ``hyper`` ends with the batch's loss (for a rule that takes it, :attr:`fastgd.rules.Rule.uses_loss`) and the
+        schedule's factor, which scales every learning rate.
         """
-        scale = wrap.format(f"hyper[{len(self.hyper_names)}]")
+        scale = wrap.format(f"hyper[{len(self.hyper_names) + 1}]")
         reads = [wrap.format(f"hyper[{k}]") for k in range(len(self.hyper_names))]
         return [f"{read} * {scale}" if name in self.learning_rates else read
                 for read, name in zip(reads, self.hyper_names)]
@@ -355,7 +356,8 @@ class _Plan:
     @property
     def kernel_parameters(self):
         tensors = ["aux", "layout"] if self.tensor is not None else []
-        return ["params", "grad", *self.present, *tensors, "step", *self.scalar_state, *self.hyper_names]
+        loss = ["loss"] if self.rule.uses_loss else []
+        return ["params", "grad", *self.present, *tensors, "step", *loss, *self.scalar_state, *self.hyper_names]
 
     def prologue(self):
         return "    dtype_eps = machine_epsilon(params)\n" if self.needs_eps else ""
@@ -370,10 +372,13 @@ class _Plan:
         returned = f"    return {', '.join(self.scalar_state)}\n" if self.scalar_state else ""
         unpack = [f"{name} = counters[{1 + k}]" for k, name in enumerate(self.scalar_state)]
         unpack += [f"{name} = {value}" for name, value in zip(self.hyper_names, self.hyper_expressions())]
+        loss = [f"loss = hyper[{len(self.hyper_names)}]"] if self.rule.uses_loss else []
         unpack += [f"{name} = states[{row}]" for row, name in enumerate(self.present)]
         store = "".join(f"    counters[{1 + k}] = {name}\n" for k, name in enumerate(self.scalar_state))
-        # the CUDA launcher's host scalars (a variant with a reduction pass has them in two halves, around its sums)
-        parts = [header, self.host_reduction_sources() if self.reduces else self.loop_scalars_source()]
+        # the CUDA launcher's host scalars (a variant with a reduction pass has them in two halves, around its sums;
+        # a rule taking the loss has none: the CUDA path refuses it)
+        parts = [header] + ([] if self.rule.uses_loss else
+                            [self.host_reduction_sources() if self.reduces else self.loop_scalars_source()])
         for suffix, iterate in (("", "range"), ("_parallel", "prange")):
             per_step = self.prologue() + "".join(f"    {line}\n" for line in self.per_step_lines(iterate))
             vector = self.vector_lines(iterate)
@@ -381,7 +386,7 @@ class _Plan:
             parts.append(f"def packed_step{suffix}(params, grad, states, aux, hyper, counters, layout):\n"
                          f"    counters[0] += 1.0\n"
                          f"    step = np.int64(counters[0])\n"
-                         + "".join(f"    {line}\n" for line in unpack) + per_step + store + vector + "\n")
+                         + "".join(f"    {line}\n" for line in unpack + loss) + per_step + store + vector + "\n")
         if self.rule.evaluation is not None:
             parts.append(self.evaluation_source())
         if self.rule.closure is not None:
@@ -431,7 +436,8 @@ class _Plan:
             call = ", ".join(["params[_i]", "grad[_i]", *taken])
             lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
             lines += [f"        _p{k}_0 += float(_t{k})" for k in range(len(sums))]
-            lines += [f"    {name} += (_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)" for k, name in enumerate(sums)]
+            lines += [f"    {name} += ((_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)) + ((_p{k}_4 + _p{k}_5) + "
+                      f"(_p{k}_6 + _p{k}_7))" for k, name in enumerate(sums)]
             if reduction.finish is not None:
                 finished = ", ".join(arguments(reduction.finish.function, "closure's finish function", False))
                 lines.append(f"{', '.join(reduction.finish.outputs)} = closure_finish({finished})")

@@ -41,6 +41,13 @@ count ``step`` (1 for the first step), hyperparameter scalars, scalar state
 and flags: bias corrections, decayed rates. Outputs named as a scalar state
 update it.
 
+**The loss** of the batch, ``loss`` (float64; in the parameters' dtype in the
+element and per-tensor functions), is an input by name of the per-step,
+element, per-tensor and reduction finish functions (a Polyak step size, AliG's
+min(loss / ‖g‖², γ)). A rule that takes it needs it at every step:
+``optimizer.step(grad, loss=...)`` or ``step(closure)``; the compiled epoch
+passes each batch's loss, taken at θ before the step.
+
 **Search spaces** for tuning are declared on the hyperparameters:
 ``LearningRate`` searches ``LogUniform(1e-5, 1)`` unless told otherwise;
 ``search=`` takes a ``LogUniform``, ``Uniform`` or ``OneMinusLogUniform``
@@ -557,7 +564,7 @@ REDUCTION_BLOCK = 4096
 GENERATED_NAMES = frozenset({
     "add_in_order", "ascent", "aux", "aux_size", "closure_finish", "closure_reduction", "columns", "counters", "cuda",
     "dtype_eps", "element", "evaluate", "evaluation", "evaluation_scalars", "finish", "float", "grad", "halt", "hyper",
-    "int", "kernel", "kernel_parallel", "launch", "launch_shape", "layout", "loop_kernel", "loop_scalars",
+    "int", "kernel", "kernel_parallel", "launch", "launch_shape", "layout", "loop_kernel", "loop_scalars", "loss",
     "machine_epsilon", "min", "ndim", "new_block_sums", "no_halt", "np", "numba", "out", "packed_ascent",
     "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange", "range",
     "reduction", "reduction_inputs", "reduction_kernel", "rows", "states", "step", "tensor_kernel", "tensor_shape",
@@ -566,8 +573,9 @@ GENERATED_NAMES = frozenset({
 # <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
 MAX_RULE_NAME_LENGTH = 64
 
-# Names every per-step function may take besides the rule's own: the step count and the dtype's ε.
-STEP_NAMES = ("step", "dtype_eps")
+# Names every per-step function may take besides the rule's own: the step count, the dtype's ε and the batch's
+# loss (a rule taking the loss anywhere needs it at every step).
+STEP_NAMES = ("step", "dtype_eps", "loss")
 # Names a per-tensor function may take besides the rule's own.
 TENSOR_NAMES = ("aux", "rows", "columns", "ndim", "step", "dtype_eps", "tensor")
 
@@ -656,6 +664,14 @@ class Rule:
     def uses_layout(self):
         """Whether the rule acts per tensor (and so needs the layout of the flat vector)."""
         return self.per_tensor is not None
+
+    @functools.cached_property
+    def uses_loss(self):
+        """Whether a function of the rule takes the batch's loss, ``loss`` (a Polyak step): then every step needs it."""
+        functions = [self.element, self.per_step and self.per_step.function,
+                     self.per_tensor and self.per_tensor.function,
+                     self.reduction and self.reduction.finish and self.reduction.finish.function]
+        return any("loss" in _parameters(function, "function", self.name) for function in functions if function)
 
     def reduces(self, flags):
         """Whether the step of a variant with ``flags`` (a dict) takes the reduction pass over every parameter."""
@@ -892,14 +908,14 @@ class Rule:
             self._fail("it needs an element function, a PerTensor function, or both")
         if self.element is not None:
             taken |= self._check_function(self.element, "element function", {*self.state, *scalars, *flags,
-                                                                               *outputs})
+                                                                               *outputs, "loss"})
         if self.per_tensor is not None:
             if not isinstance(self.per_tensor, PerTensor):
                 self._fail("per_tensor must be a fastgd.rules.PerTensor(function, where=..., aux_size=...)")
             if self.per_tensor.where == "matrices" and self.element is None:
                 self._fail("a PerTensor function for matrices only needs an element function for the vectors")
             taken |= self._check_function(self.per_tensor.function, "per-tensor function",
-                                          {*self.state, *scalars, *flags, *outputs, *TENSOR_NAMES})
+                                          {*self.state, *scalars, *flags, *outputs, *TENSOR_NAMES, "loss"})
             if self.per_tensor.aux_size is not None:
                 if _parameters(self.per_tensor.aux_size, "aux_size function", self.name) != ["rows", "columns",
                                                                                              "ndim"]:

@@ -18,7 +18,7 @@ from rule_cases import (LAYOUT_37, SKLEARN_ADAM, VARIANTS, case_id, cases, cpu_o
 # per-tensor functions that call LAPACK have no CUDA form (refused); the steps that sum over every parameter first
 # (Prodigy, D-Adaptation Adam, Adan's clipping) are device cases too, and are checked over several blocks below
 DEVICE_CASES = [case for case in cases() if not cpu_only(*case)]
-REDUCING_CASES = [case for case in cases() if reduces(*case)]
+REDUCING_CASES = [case for case in cases() if reduces(*case) and not cpu_only(*case)]
 RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name)
                and not cpu_only(name, {}) and not cpu_only(name, (VARIANTS[name] or [{}])[-1]))
 N_PARAMS = 37  # more than the simulator's 2 × 4 threads: every thread loops
