@@ -14,6 +14,7 @@ import pytest
 from fastgd import optim, reference
 from fastgd.kernels import kron
 from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
+from torch_layouts import flat, set_gradients, torch_tensors
 from rule_cases import problem
 
 torch = pytest.importorskip("torch", reason="PyTorch (the compare extra) is not installed")
@@ -28,25 +29,10 @@ CNN_LAYOUT = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Conv2D
                       MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 8, 8), loss="cross_entropy").layout
 
 
-def torch_tensors(flat, layout):
-    tensors, start = [], 0
-    for shape in layout:
-        size = int(np.prod(shape))
-        tensors.append(torch.tensor(flat[start:start + size].reshape(shape), requires_grad=True))
-        start += size
-    return tensors
 
 
-def flat(tensors):
-    return np.concatenate([tensor.detach().numpy().ravel() for tensor in tensors])
 
 
-def set_gradients(tensors, gradient):
-    start = 0
-    for tensor in tensors:
-        size = tensor.numel()
-        tensor.grad = torch.from_numpy(gradient[start:start + size].reshape(tensor.shape).copy())
-        start += size
 
 
 def solve_triangular_in_own_dtype(x, a):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fastgd import optim
+from torch_layouts import flat, set_gradients, torch_tensors
 from rule_cases import LAYOUT_37, problem
 
 torch = pytest.importorskip("torch", reason="PyTorch (the compare extra) is not installed")
@@ -20,26 +21,10 @@ N_STEPS = 200
 FLOAT32_RTOL = 1e-4  # 200 steps of float32 rounding, both sides
 
 
-def torch_tensors(flat, layout):
-    """One torch tensor per shape of ``layout``, holding ``flat``'s values (its dtype)."""
-    tensors, start = [], 0
-    for shape in layout:
-        size = int(np.prod(shape))
-        tensors.append(torch.tensor(flat[start:start + size].reshape(shape), requires_grad=True))
-        start += size
-    return tensors
 
 
-def flat(tensors):
-    return np.concatenate([tensor.detach().numpy().ravel() for tensor in tensors])
 
 
-def set_gradients(tensors, gradient):
-    start = 0
-    for tensor in tensors:
-        size = tensor.numel()
-        tensor.grad = torch.from_numpy(gradient[start:start + size].reshape(tensor.shape).copy())
-        start += size
 
 
 def train_both(ours, tensors, theirs, gradient, n_steps=N_STEPS):

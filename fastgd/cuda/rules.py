@@ -131,22 +131,13 @@ def _reduction_kernel(plan):
     scalars = [f"_r_{name}" for name in plan.reduction_scalars]
     coupled = [plan.decay_name] if plan.decay_mode == "coupled" else []
     parameters = ", ".join(["params", "grad", *plan.present, *scalars, *coupled, "_block_sums", "_halt"])
-    arguments = ["_param", "_grad"]
-    for name in plan.reduction_parameters[2:]:
-        if name in plan.rule.state:
-            arguments.append(f"{name}[_i]" if name in plan.present else "_zero")
-        elif name in plan.flags:
-            arguments.append(plan.literal(name))
-        else:
-            arguments.append(f"_r_{name}")
-    terms = [f"_t{k}" for k in range(len(sums))]
     lines = ["_k = cuda.grid(1)", "if _k >= _block_sums.shape[0]:", "    return",
              "_zero = params.dtype.type(0.0)"]
     lines += [f"_p{k} = 0.0" for k in range(len(sums))]
     lines += ["if _halt.size == 0 or _halt[0] == 0:",
               f"    for _i in range(_k * {REDUCTION_BLOCK}, min((_k + 1) * {REDUCTION_BLOCK}, params.size)):"]
     lines += [f"        {line}" for line in plan._read()]
-    lines.append(f"        {', '.join(terms)} = reduction({', '.join(arguments)})")
+    lines.append(f"        {plan.reduction_call('_zero')}")
     lines += [f"        _p{k} += float(_t{k})" for k in range(len(sums))]
     lines += [f"_block_sums[_k, {k}] = _p{k}" for k in range(len(sums))]
     return f"def reduction_kernel({parameters}):\n" + "".join(f"    {line}\n" for line in lines)

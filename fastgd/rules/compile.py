@@ -273,16 +273,7 @@ class _Plan:
         else:
             lines = ["_real = params.dtype.type"]
             lines += [f"_r_{name} = to_element({name}, _real)" for name in self.reduction_scalars]
-            arguments = ["_param", "_grad"]
-            for name in self.reduction_parameters[2:]:
-                if name in self.rule.state:
-                    arguments.append(f"{name}[_i]" if name in self.present else "_real(0.0)")
-                elif name in self.flags:
-                    arguments.append(self.literal(name))
-                else:
-                    arguments.append(f"_r_{name}")
-            terms = [f"_t{k}" for k in range(len(sums))]
-            inner = self._read() + [f"{', '.join(terms)} = reduction({', '.join(arguments)})"]
+            inner = self._read() + [self.reduction_call("_real(0.0)")]
             inner += [f"_p{k} += float(_t{k})" for k in range(len(sums))]
             block = [f"_b = _k * {REDUCTION_BLOCK}", f"_e = min(_b + {REDUCTION_BLOCK}, params.size)"]
             block += [f"_p{k} = 0.0" for k in range(len(sums))]
@@ -307,6 +298,20 @@ class _Plan:
             outputs = reduction.finish.outputs
             lines.append(f"{', '.join(outputs)} = finish({', '.join(arguments)})")
         return lines
+
+    def reduction_call(self, zero):
+        """The line calling the reduction function at ``_i`` into ``_t0, _t1, …``: its scalars as ``_r_<name>``,
+        an absent state slot as ``zero``. The same text for the CPU and for CUDA."""
+        arguments = ["_param", "_grad"]
+        for name in self.reduction_parameters[2:]:
+            if name in self.rule.state:
+                arguments.append(f"{name}[_i]" if name in self.present else zero)
+            elif name in self.flags:
+                arguments.append(self.literal(name))
+            else:
+                arguments.append(f"_r_{name}")
+        terms = [f"_t{k}" for k in range(len(self.reduction.outputs))]
+        return f"{', '.join(terms)} = reduction({', '.join(arguments)})"
 
     def loop_scalars_source(self):
         """``loop_scalars(step, dtype_eps, *scalar state, *hyperparameters)``: new scalar state, then the loop's
