@@ -46,6 +46,9 @@ NO_KERNELS_OF_THEIR_OWN := test_report.py test_readme.py test_hostile_input.py t
 	test_report_guards.py test_verdicts.py test_stats.py test_figures_readable.py test_throughput_noise.py \
 	test_progress.py test_docs.py test_architecture.py test_sweep.py test_cuda_ptx.py test_problems.py test_optimum.py \
 	test_report_per_problem.py test_parameter_paths.py test_stored_baselines.py test_benchmarks.py
+# The parity tests against pytorch-optimizer's rules on network layouts: the same kernels run bounds-checked in the
+# registry-wide tests (test_optim, test_rules, test_training: every rule, tensors of every shape class there)
+PARITY_ONLY := test_more_rules.py test_kron.py
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
@@ -53,9 +56,9 @@ test: $(VENV)/.installed-test
 	# every kernel once more with bounds checks. Left out: the tests that run no kernel the others do not (the
 	# report's, the README's, the command line's refusals, stores, statistics, the docs, layering, the asv
 	# suite's smoke tests, which call the library's kernels from a Numba cache of their own) and the PTX
-	# compilation (CUDA code, which the simulator's run checks with its own bounds)
+	# compilation (CUDA code, which the simulator's run checks with its own bounds); and PARITY_ONLY
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
-		--ignore=tests/cuda $(addprefix --ignore=tests/,$(NO_KERNELS_OF_THEIR_OWN))
+		--ignore=tests/cuda $(addprefix --ignore=tests/,$(NO_KERNELS_OF_THEIR_OWN) $(PARITY_ONLY))
 	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
 
 bench: $(VENV)/.installed-test

@@ -559,7 +559,7 @@ API = [  # (case, a call that must raise, the exception type, a part of its mess
     ("grad integer", lambda: step(np.ones(4, np.int64)), TypeError, "grad has dtype int64, params float64"),
     ("grad list", lambda: step([1.0] * 4), TypeError, "grad must be a NumPy ndarray, got list"),
     ("grad scalar", lambda: step(1.0), TypeError, "grad must be a NumPy ndarray, got float"),
-    ("grad None", lambda: step(None), TypeError, "grad must be a NumPy ndarray, got NoneType"),
+    ("grad None", lambda: step(None), TypeError, "step needs a gradient (an array of params' shape) or a closure"),
     ("grad complex", lambda: step(np.ones(4, complex)), TypeError, "grad has dtype complex128, params float64"),
     ("grad float64 on float32", lambda: step(np.ones(4), adam(dtype=np.float32)), TypeError,
      "grad has dtype float64, params float32"),

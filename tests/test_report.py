@@ -434,7 +434,10 @@ def test_every_rule_keeps_one_distinct_look_however_many_there_are():
 
     unknown = [f"rule_from_a_plugin_not_loaded_{i:02d}" for i in range(25)]
     styles = figures.rule_styles(unknown)
-    assert list(styles) == list(optim.OPTIMIZERS) + unknown  # the registry's order, then the others by name
+    from fastgd.sweep.solvers import SOLVERS
+
+    # the registry's order, the whole-batch solvers (lbfgs), then the others by name
+    assert list(styles) == list(optim.OPTIMIZERS) + list(SOLVERS) + unknown
     looks = [(tuple(style.colour), style.marker, style.dashes) for style in styles.values()]
     assert len(set(looks)) == len(looks)
     # in grey print, or to a reader who cannot tell the colours apart, marker and dashes alone tell 36 rules apart
