@@ -149,7 +149,7 @@ LAPACK_RULES = sorted(name for name in optim.OPTIMIZERS if rules.is_builtin(name
 
 
 def test_the_rules_calling_lapack_are_the_matrix_preconditioners():
-    assert LAPACK_RULES == ["shampoo", "soap"]
+    assert LAPACK_RULES == ["psgd_kron", "shampoo", "soap"]
 
 
 @pytest.mark.parametrize("name", LAPACK_RULES)
