@@ -63,3 +63,15 @@ def test_a_rule_whose_state_for_one_vector_would_not_fit_is_not_timed_as_one():
                    for implementation in steps.STEP_IMPLEMENTATIONS)
     assert steps.fits_as_one_vector("adafactor", 10_000_000) and steps.fits_as_one_vector("adam", 10_000_000)
     assert steps.fits_as_one_vector("soap", 10_000_000)  # a vector longer than 10000 takes Adam, no bases
+
+
+def test_compares_step_throughput_leaves_out_a_rule_whose_state_for_one_vector_would_not_fit_and_says_so():
+    # fastgd compare measured Shampoo's step on 10⁵ parameters as one vector: an 80 GB preconditioner, and the
+    # README's main command stopped
+    from fastgd.baselines import throughput
+
+    messages = []
+    measured = throughput.measure(dataset_names=(), parameter_counts=(1_000,), rules=["sgd", "shampoo"], repeats=1,
+                                  budget_seconds=0.001, progress=messages.append)
+    assert set(measured["steps"]["rule"]) == {"sgd"}
+    assert any(message.startswith("shampoo: their state for one long vector would not fit") for message in messages)
