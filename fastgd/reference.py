@@ -533,7 +533,7 @@ def soap(params, grad, state, t, lr, betas, shampoo_beta, weight_decay, precondi
             pair = sides[k]
             zeros = np.zeros(side * side, params.dtype)
             aux += [zeros, zeros] if pair is None else [pair[0].ravel(), pair[1].ravel()]
-    state["aux"] = np.concatenate(aux)
+    state["aux"] = np.concatenate(aux) if aux else np.zeros(0, params.dtype)  # no side rotated: no bases
 
 
 # --- PSGD-Kron (pytorch-optimizer's Kron), its draws from SplitMix64 keyed on (seed, step, tensor) ---------------

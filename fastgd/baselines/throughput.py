@@ -166,7 +166,10 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
     too_large = {size: [rule for rule in rules if not fits_as_one_vector(rule, size)] for size in parameter_counts}
     left_out = sorted({rule for names in too_large.values() for rule in names})
     if left_out:
-        say(f"{', '.join(left_out)}: their state for one long vector would not fit; their steps are not timed here")
+        sizes = {rule: ", ".join(f"{size:,}" for size in parameter_counts if rule in too_large[size])
+                 for rule in left_out}
+        say("; ".join(f"{rule} not timed on {sizes[rule]} parameters" for rule in left_out)
+            + ": its state for one long vector would not fit")
     step_threads = threads.get_num_threads()
     with same_threads(step_threads) as told:
         machine["threads"]["steps"] = {implementation: told[implementation] for implementation in ("fastgd", "numpy",
