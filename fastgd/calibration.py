@@ -45,7 +45,8 @@ from fastgd.kernels.train import (THREADED_MIN_MULTIPLY_ADDS, PassUnavailable, m
                                   multiply_adds, pass_blocks, pass_name)
 from fastgd.machine import cpu_model
 
-__all__ = ["PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
+__all__ = ["SWITCHES_KEPT", "remember_switch", "remembered_switches", "switches_path", "describe_adapting",
+           "PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
            "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
            "cached_choices", "training_pass"]
 
@@ -55,6 +56,8 @@ MIN_ROUNDS = 2
 MAX_ROUNDS = 25
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
+SWITCHES_NAME = "pass_switches.json"
+SWITCHES_KEPT = 20  # the adaptation's switches fastgd info can show: the latest, older ones dropped
 
 # adapting while training (PassAdaptation): the timed rounds of the probe of a few batches before the first epoch
 # (at least MIN_ROUNDS of one batch a pass), the share of a training's time its probes may cost, how much faster
@@ -159,20 +162,67 @@ def _entries(path):
     return entries
 
 
-def _store(choice):
+def _rewrite(path, change):
+    """Rewrite the JSON file ``path`` as ``change(its entries)`` returns them, under a lock, whole or not at all."""
     import filelock
 
-    path = cache_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with filelock.FileLock(path + ".lock"):
         _READ.pop(path, None)
-        entries = dict(_entries(path))
-        entries[_key_text(choice.key)] = choice.as_dict()
+        entries = change(dict(_entries(path)))
         temporary = f"{path}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as file:
             json.dump({"format": CACHE_FORMAT, "entries": entries}, file, indent=1, sort_keys=True)
         os.replace(temporary, path)
         _READ.pop(path, None)
+
+
+def _store(choice):
+    _rewrite(cache_path(), lambda entries: {**entries, _key_text(choice.key): choice.as_dict()})
+
+
+def switches_path():
+    """The JSON file of the adaptation's last switches, beside :func:`cache_path`."""
+    return os.path.join(os.path.dirname(cache_path()), SWITCHES_NAME)
+
+
+def remember_switch(layer_sizes, n_rows, dtype, n_threads, line):
+    """Keep a training's switch of pass (``line``, as :class:`PassAdaptation` gives it) for ``fastgd info``, with
+    the network, the CPU and the time; only the last :data:`SWITCHES_KEPT` are kept. A log that cannot be
+    written (a read-only directory) costs the training nothing: it is what info shows, not what training uses."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    entry = {"when": now.isoformat(timespec="seconds"), "cpu": cpu_model(), "change": str(line),
+             "network": "-".join(str(int(size)) for size in layer_sizes), "batch_rows": int(n_rows),
+             "dtype": np.dtype(dtype).name, "threads": int(n_threads)}
+
+    def add(entries):
+        # keyed by a count that only grows (zero-padded, so that the keys sort as the switches came): two
+        # switches in one second both stay, and dropping the oldest never reuses a key
+        count = max((int(key) for key in entries if key.isdigit()), default=0) + 1
+        entries[f"{count:012d}"] = entry
+        return dict(sorted(entries.items())[-SWITCHES_KEPT:])
+
+    try:
+        _rewrite(switches_path(), add)
+    except OSError:
+        pass
+
+
+def remembered_switches():
+    """The switches :func:`remember_switch` kept, the oldest first: one line each."""
+    return [f"{entry['when']} {entry['network']}/{entry['batch_rows']} {entry['dtype']}, {entry['threads']} "
+            f"threads: {entry['change']}" for _, entry in sorted(_entries(switches_path()).items())]
+
+
+def describe_adapting():
+    """One line: whether trainings adapt their pass to the load (``FASTGD_ADAPT``, ``FASTGD_PASS``) and how."""
+    if not _config.ADAPT:
+        return "adapting to the load (FASTGD_ADAPT): off, every training keeps the pass it starts on"
+    if _config.PASS != "auto":
+        return f"adapting to the load (FASTGD_ADAPT): on, but FASTGD_PASS={_config.PASS} keeps the pass"
+    return (f"adapting to the load (FASTGD_ADAPT): on; a training whose pass takes two threads or more weighs it "
+            f"against {FALLBACK_PASS} (probes cost at most {PROBE_SHARE:.0%} of its time) and switches to the one "
+            f"faster by {SWITCH_MARGIN:.0%}")
 
 
 def _choice(entry):

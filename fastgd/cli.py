@@ -145,13 +145,18 @@ def command_info(arguments):
 
 
 def _pass_lines():
-    """What ``fastgd info`` says of the MLP passes: FASTGD_PASS, and every calibration cached here."""
+    """What ``fastgd info`` says of the MLP passes: FASTGD_PASS, every calibration cached here, whether trainings
+    adapt their pass to the load, and the last switches they made."""
     from fastgd import _config, calibration
 
     choices = calibration.cached_choices()
-    lines = [f"mlp pass (FASTGD_PASS): {_config.PASS}; calibrated choices ({calibration.cache_path()}): "
+    switches = calibration.remembered_switches()
+    return ([f"mlp pass (FASTGD_PASS): {_config.PASS}; calibrated choices ({calibration.cache_path()}): "
              f"{len(choices) or 'none (fastgd calibrate measures them)'}"]
-    return lines + [f"  {choice.describe()}" for choice in choices]
+            + [f"  {choice.describe()}" for choice in choices]
+            + [calibration.describe_adapting(),
+               f"last switches of pass while training ({calibration.switches_path()}): {len(switches) or 'none'}"]
+            + [f"  {line}" for line in switches])
 
 
 def _network(text):

@@ -377,7 +377,13 @@ class _HostEpochs:
         line = adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows))
         if line is not None:
             self.training.history.pass_changes.append(line)
+            self._remember(line, n_threads)
         return adaptation
+
+    def _remember(self, line, n_threads):
+        """Keep a switch for ``fastgd info`` (:func:`fastgd.calibration.remember_switch`)."""
+        net = self.training.net
+        calibration.remember_switch(net.layer_sizes, self.batch_rows, net.dtype, n_threads, line)
 
     def blocks(self):
         return self._next_pass()[1]
@@ -388,8 +394,12 @@ class _HostEpochs:
     def measured(self, name, seconds):
         """Tell the adaptation at today's thread count, if any, that an epoch ran on ``name`` for ``seconds``;
         return the line of the switch this caused, or None."""
-        adaptation = self.adaptations.get(threads.get_num_threads()) if self.may_thread else None
-        return None if adaptation is None else adaptation.record(name, seconds)
+        n_threads = threads.get_num_threads()
+        adaptation = self.adaptations.get(n_threads) if self.may_thread else None
+        line = None if adaptation is None else adaptation.record(name, seconds)
+        if line is not None:
+            self._remember(line, n_threads)
+        return line
 
     def adapting(self):
         """None where the epochs do not adapt their pass at today's thread count, else which passes they weigh."""

@@ -238,15 +238,18 @@ def test_fastgd_calibrate_prints_every_candidate_and_the_choice_and_info_shows_i
     code, out, err = run_command(["info"], tmp_path)
     assert code == 0
     info = out.splitlines()
-    assert info[-2].startswith("mlp pass (FASTGD_PASS): auto; calibrated choices (") and info[-2].endswith(": 1")
-    assert info[-1].startswith("  100-256-256-10/64 float32, 2 threads: blocks (per batch: blocks 2.000 ms, "
-                               "whole_batch_mkl 2.500 ms, serial 3.000 ms; measured ")
+    at = next(index for index, line in enumerate(info) if line.startswith("mlp pass (FASTGD_PASS)"))
+    assert info[at].startswith("mlp pass (FASTGD_PASS): auto; calibrated choices (") and info[at].endswith(": 1")
+    assert info[at + 1].startswith("  100-256-256-10/64 float32, 2 threads: blocks (per batch: blocks 2.000 ms, "
+                                   "whole_batch_mkl 2.500 ms, serial 3.000 ms; measured ")
+    assert info[at + 2].startswith("adapting to the load (FASTGD_ADAPT): ")
 
 
 def test_fastgd_info_says_when_nothing_is_calibrated(generated, tmp_path):
     code, out, _ = run_command(["info"], tmp_path)
-    assert out.splitlines()[-1].endswith("calibrated choices (" + str(generated / "pass_choices.json")
+    assert out.splitlines()[-3].endswith("calibrated choices (" + str(generated / "pass_choices.json")
                                          + "): none (fastgd calibrate measures them)")
+    assert out.splitlines()[-1] == f"last switches of pass while training ({generated / 'pass_switches.json'}): none"
 
 
 @pytest.mark.parametrize("arguments, message", [

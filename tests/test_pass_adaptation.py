@@ -249,3 +249,37 @@ def test_fastgd_train_says_which_pass_ran(tmp_path):
     code, out, err = run_command(["train", "--dataset", "iris", "--epochs", "2"], tmp_path)
     assert code == 0, err
     assert out.splitlines()[-2] == "passes: serial (epochs 1-2)"  # a small network: the serial pass, no adapting
+
+
+@needs_two_threads
+def test_fastgd_info_shows_the_switches_trainings_made_and_whether_they_adapt(adapting, tmp_path):
+    from tests.cli_harness import run_command
+
+    net, X, Y = _problem()
+    busy = _train(net, X, Y, 2)
+    code, out, err = run_command(["info"], tmp_path)
+    assert (code, err) == (0, "")
+    info = out.splitlines()
+    assert info[-3].startswith(f"adapting to the load (FASTGD_ADAPT): on; a training whose pass takes two threads or "
+                               f"more weighs it against {FALLBACK_PASS} (probes cost at most {PROBE_SHARE:.0%}")
+    assert info[-2] == f"last switches of pass while training ({tmp_path / 'pass_switches.json'}): 1"
+    # when, the network, and the line the training's history holds
+    assert info[-1].startswith("  20") and info[-1].endswith(
+        f" 64-128-10/128 float64, 2 threads: {busy.history.pass_changes[0]}")
+
+
+def test_only_the_last_switches_are_kept_and_an_unwritable_log_costs_the_training_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(tmp_path))
+    for index in range(calibration.SWITCHES_KEPT + 3):
+        calibration.remember_switch([4, 8, 2], 16, np.float32, 2, f"switch {index}")
+    kept = calibration.remembered_switches()
+    assert len(kept) == calibration.SWITCHES_KEPT
+    assert [line.rsplit(": ", 1)[1] for line in kept] == [f"switch {index}" for index in
+                                                          range(3, calibration.SWITCHES_KEPT + 3)]
+    assert kept[-1].split(" ", 1)[1].startswith("4-8-2/16 float32, 2 threads: ")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the directory should be")
+    monkeypatch.setenv("FASTGD_GENERATED_DIR", str(blocked / "sub"))
+    calibration.remember_switch([4, 8, 2], 16, np.float32, 2, "lost")  # no error: the log is for info only
+    assert calibration.remembered_switches() == []
+
