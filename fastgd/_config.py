@@ -82,6 +82,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 import warnings
 
 import numba
@@ -90,7 +91,7 @@ from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
            "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "ADAPT", "jit",
-           "cfunc", "cuda_jit", "compile_lock", "compile_name", "compile_for"]
+           "cfunc", "cuda_jit", "compile_lock", "compile_name", "compile_for", "compile_seconds"]
 
 
 class SettingError(ValueError):
@@ -266,6 +267,7 @@ def cuda_jit(func=None, *, device=False):
 
 _compile_lock_in_process = threading.RLock()
 _compile_lock_depth = 0
+_compile_seconds = 0.0  # see compile_seconds()
 
 
 def _lock_directory():
@@ -285,7 +287,7 @@ def compile_lock(name=None):
     processes never wait on each other's. What the cache itself needs (one save at a time per entry) is
     the cache's own lock (see the module's docstring), not this one.
     """
-    global _compile_lock_depth
+    global _compile_lock_depth, _compile_seconds
     with _compile_lock_in_process:
         if _compile_lock_depth:
             _compile_lock_depth += 1
@@ -297,12 +299,22 @@ def compile_lock(name=None):
         import filelock
 
         suffix = "" if name is None else "-" + hashlib.sha1(str(name).encode()).hexdigest()[:16]
-        with filelock.FileLock(os.path.join(_lock_directory(), f"fastgd-compile{suffix}.lock")):
-            _compile_lock_depth = 1
-            try:
-                yield
-            finally:
-                _compile_lock_depth = 0
+        started = time.perf_counter()
+        try:
+            with filelock.FileLock(os.path.join(_lock_directory(), f"fastgd-compile{suffix}.lock")):
+                _compile_lock_depth = 1
+                try:
+                    yield
+                finally:
+                    _compile_lock_depth = 0
+        finally:
+            _compile_seconds += time.perf_counter() - started
+
+
+def compile_seconds():
+    """The seconds this process has spent compiling or loading compiled code (inside :func:`compile_lock`, its
+    waits for another process's compile included): a sweep's progress takes them out of its rate of work."""
+    return _compile_seconds
 
 
 def _guard_cache_index():

@@ -41,6 +41,29 @@ def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
     assert log.getvalue().splitlines()[-1] == "s: 10/12 done, ETA 0:01:30"  # by items it would say 0:00:02
 
 
+def test_the_eta_counts_the_compiling_of_the_groups_still_to_start(monkeypatch):
+    import io
+
+    from fastgd.sweep import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    # 5 rules of 10 runs each, 1 unit of work a run, on 2 workers side by side
+    bar = progress_module.Progress(50, label="s", stream=log, work=50.0, groups=5, workers=2)
+    bar.LINE_EVERY_SECONDS = 0.0
+    now[0] = 12.0
+    bar.update(10, work=10.0, compile_seconds=20.0, new_groups=1)  # rule 1: 20 s of compiling on one worker
+    now[0] = 24.0
+    # rule 2's ten runs: 20 s more of compiling (10 s of wall on two workers) and 2 s of training
+    bar.update(10, work=10.0, compile_seconds=20.0, new_groups=1)
+    # work: 2 s for 10 units, 30 left: 6 s; compiling: 20 s a rule, 3 rules left, on 2 workers: 30 s
+    assert log.getvalue().splitlines()[-1] == "s: 20/50 done, ETA 0:00:36"
+    now[0] = 26.0
+    bar.update(10, work=10.0)  # a rule already compiled: the compile still to come is the same 3 rules'
+    assert log.getvalue().splitlines()[-1] == "s: 30/50 done, ETA 0:00:34"  # 4 s for 20 units, 20 left: 4 s + 30 s
+
+
 def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():
     from fastgd import datasets
     from fastgd.kernels.network import multiply_adds_per_sample

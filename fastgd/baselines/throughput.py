@@ -83,6 +83,42 @@ def _warmed_step(rule, size, kernel):
     return step, kernel
 
 
+def _compile_step(rule, kernel):
+    """Compile fastgd's step of ``rule`` (``kernel``: a ``fastgd_*`` key of ``STEP_IMPLEMENTATIONS``) into Numba's
+    cache, in a worker process of :func:`_compile_steps_ahead`. A step that fails to compile fails again, with its
+    message, where :func:`measure` takes it."""
+    try:
+        step_callable(rule, COMPILE_AHEAD_PARAMETERS, STEP_DTYPE, kernel)()
+    except Exception:  # noqa: BLE001 - measured again in the parent, which says what failed
+        pass
+
+
+# parameters of the steps compiled ahead: the size does not enter the compiled signature, only the time to run it
+COMPILE_AHEAD_PARAMETERS = 64
+
+
+def _compile_steps_ahead(rules, parameter_counts, too_large, say):
+    """Compile the built-in rules' float32 steps, every kernel the sizes take, in one worker process per core,
+    before the steps are timed: in one process the 29 rules' serial and ``prange`` steps compiled one after the
+    other for minutes (about 3.5 s each, AMD EPYC) while the other cores idled. The timing process then loads them
+    from Numba's cache. Rules from plugins compile where they are timed (a worker has not loaded them)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fastgd import rules as rule_registry
+
+    tasks = sorted({(rule, users_step_implementation(size)) for size in parameter_counts for rule in rules
+                    if rule_registry.is_builtin(rule) and rule not in too_large[size]})
+    workers = min(os.cpu_count() or 1, len(tasks))
+    if workers < 2:
+        return  # one core: the timing process compiles as fast
+    say(f"compiling {len(tasks)} steps on {workers} processes")
+    # spawn, not fork: Numba's threading layers are not safe to fork once started
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_compile_step, *zip(*tasks)))
+
+
 def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_COUNTS, rules=None, repeats=5,
             budget_seconds=0.05, progress=None, training_threads=TRAINING_THREADS):
     """Run every measurement; ``progress(message)`` is called before each group.
@@ -170,6 +206,7 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
                  for rule in left_out}
         say("; ".join(f"{rule} not timed on {sizes[rule]} parameters" for rule in left_out)
             + ": its state for one long vector would not fit")
+    _compile_steps_ahead(rules, parameter_counts, too_large, say)
     step_threads = threads.get_num_threads()
     with same_threads(step_threads) as told:
         machine["threads"]["steps"] = {implementation: told[implementation] for implementation in ("fastgd", "numpy",

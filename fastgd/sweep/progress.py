@@ -23,21 +23,32 @@ class Progress:
     :func:`fastgd.sweep.runner.run_work`), given with ``update(n, work=...)``: the rate is then of work, not of
     items, so that a suite whose last problem costs a thousand times its first is not promised its end a minute
     away. Without it, every item counts as one.
+
+    ``groups``: how many groups of items compile code of their own (a sweep's rules, see
+    :func:`fastgd.sweep.runner.compile_group`), each update saying how many it started (``new_groups``) and the
+    seconds its items spent compiling (``compile_seconds``, summed over ``workers`` processes working side by
+    side). The rate of work then leaves compiling out, and the ETA adds the mean compile of a group for each
+    group still to start: a sweep of 29 rules whose first rules ran compiled-and-done in seconds would otherwise
+    be promised its end long before the other rules have compiled (and one whose first chunks were all
+    compiling, long after).
     """
 
     WIDTH = 30
     LINE_EVERY_SECONDS = 10.0
     MIN_ITEMS_FOR_ETA = 3
 
-    def __init__(self, total, enabled=True, label="", stream=None, work=None):
+    def __init__(self, total, enabled=True, label="", stream=None, work=None, groups=None, workers=1):
         self.total, self.done, self.label = total, 0, label
         self.total_work = float(total if work is None else work)
         self.work_done = 0.0
+        self.groups, self.groups_started, self.workers = groups, 0, max(int(workers), 1)
+        self.compile_seconds = 0.0
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self.terminal = self.stream.isatty()
         self.started = self._last_line = time.monotonic()
-        self._first = None  # (items done, time, work done) at the first update: the rate is measured from there
+        # (items done, time, work done, compile seconds) at the first update: the rate is measured from there
+        self._first = None
 
     def _eta(self):
         """The time left, or None while there are too few items to tell."""
@@ -50,13 +61,21 @@ class Progress:
         work = self.work_done - self._first[2]
         if not work > 0:
             return None
-        return _clock((time.monotonic() - self._first[1]) / work * max(self.total_work - self.work_done, 0.0))
+        # wall seconds of work alone: the compiling of the updates since the first, shared by the workers
+        working = max(time.monotonic() - self._first[1] - (self.compile_seconds - self._first[3]) / self.workers, 0.0)
+        seconds = working / work * max(self.total_work - self.work_done, 0.0)
+        if self.groups is not None and self.groups_started:
+            compiling = self.compile_seconds / self.groups_started  # a group's mean, from every update
+            seconds += compiling * max(self.groups - self.groups_started, 0) / self.workers
+        return _clock(seconds)
 
-    def update(self, n=1, work=None):
+    def update(self, n=1, work=None, compile_seconds=0.0, new_groups=0):
         self.done += n
         self.work_done += n if work is None else work
+        self.compile_seconds += compile_seconds
+        self.groups_started += new_groups
         if self._first is None:
-            self._first = (self.done, time.monotonic(), self.work_done)
+            self._first = (self.done, time.monotonic(), self.work_done, self.compile_seconds)
         if not self.enabled:
             return
         eta = self._eta()

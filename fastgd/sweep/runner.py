@@ -266,7 +266,7 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     names, in the definition the sweep planned. ``sources``: the sweep's own
     data sets (:attr:`SweepConfig.sources`), a file read where the worker runs.
     """
-    start = time.perf_counter()
+    start, compiled_before = time.perf_counter(), _config.compile_seconds()
     rules.load_plugins(plugins)
     try:
         data = datasets.load(specs[0].dataset, sources)
@@ -276,7 +276,8 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
     except Exception as error:
         # its file deleted, or no longer readable, since the sweep checked it: the chunk's runs fail as a changed
         # file's do, and the sweep goes on
-        return _stamped([_failed(spec, error) for spec in specs], batched, time.perf_counter() - start)
+        return _stamped([_failed(spec, error) for spec in specs], batched, time.perf_counter() - start,
+                        _config.compile_seconds() - compiled_before)
     results, ready, optimizers = [], [], []
     for spec in [spec for spec in specs if solvers.is_solver(spec.rule)]:
         try:  # a whole-batch solver trains alone, with no optimizer object
@@ -313,16 +314,19 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
             results.append(_train_alone(spec, net, data, optimizer))
         except Exception as error:
             results.append(_failed(spec, error))
-    return _stamped(results, batched, time.perf_counter() - start)
+    return _stamped(results, batched, time.perf_counter() - start, _config.compile_seconds() - compiled_before)
 
 
-def _stamped(results, batched, elapsed):
-    """The results with what made them: this process's provenance, how they ran, their wall time."""
+def _stamped(results, batched, elapsed, compiling):
+    """The results with what made them: this process's provenance, how they ran, their wall time, and the chunk's
+    seconds of compiling (``compile_seconds``, on its first result only, so that the results' sum is the chunk's;
+    the progress line's ETA takes it apart from the rate of work, see :class:`fastgd.sweep.progress.Progress`)."""
     made_by = machine.provenance()  # of this process: a Dask worker may be another machine than the sweep's client
-    for result in results:
+    for index, result in enumerate(results):
         result["provenance"] = made_by
         result["batched"] = batched
         result["wall_seconds"] = elapsed if batched else result.get("train_seconds", 0.0)
+        result["compile_seconds"] = compiling if index == 0 else 0.0
     return results
 
 
@@ -335,6 +339,12 @@ def local_workers(jobs, n_chunks):
     """How many local worker processes run ``n_chunks`` chunks when ``jobs`` are asked for (None: one per core):
     no more than there are chunks, nor than :func:`max_local_workers`."""
     return max(1, min(jobs or os.cpu_count() or 1, n_chunks, max_local_workers()))
+
+
+def compile_group(spec):
+    """What a run's first chunk compiles for (its rule, dtype and model): runs of one group after the first find
+    their code compiled, which the progress line's ETA counts on."""
+    return spec.rule, spec.dtype, spec.model
 
 
 def chunks_of(specs, size=CHUNK_SIZE):
@@ -501,16 +511,22 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                 done = store.run_ids()
                 pending = [spec for spec in phase_specs if spec.run_id not in done]
                 work = run_work(config, pending) if progress and pending else {}
-                bar = Progress(len(pending), enabled=progress, label=label, work=sum(work.values()) or None)
+                chunks = chunks_of(pending, chunk_size)
+                workers = local_workers(jobs, len(chunks))
+                bar = Progress(len(pending), enabled=progress, label=label, work=sum(work.values()) or None,
+                               groups=len({compile_group(spec) for spec in pending}),
+                               workers=workers if client is None else 1)
+                compiled_groups = set()
 
                 def store_results(results):
                     for result in results:
                         store.add(sweep_id, result)  # False: another sweep writing this store got there first
+                    groups = {compile_group(result["spec"]) for result in results} - compiled_groups
+                    compiled_groups.update(groups)
                     bar.update(len(results), work=sum(work.get(result["spec"].run_id, 0.0) for result in results)
-                               if work else None)
+                               if work else None, compile_seconds=sum(result.get("compile_seconds", 0.0)
+                                                                      for result in results), new_groups=len(groups))
 
-                chunks = chunks_of(pending, chunk_size)
-                workers = local_workers(jobs, len(chunks))
                 try:
                     if client is not None:
                         _run_on_dask(chunks, batched, client, store_results, plugins, config.sources)
