@@ -41,27 +41,29 @@ def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
     assert log.getvalue().splitlines()[-1] == "s: 10/12 done, ETA 0:01:30"  # by items it would say 0:00:02
 
 
-def test_the_eta_counts_the_compiling_of_the_groups_still_to_start(monkeypatch):
+def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_to_come():
     import io
 
     from fastgd.sweep import progress as progress_module
 
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
     log = io.StringIO()
-    # 5 rules of 10 runs each, 1 unit of work a run, on 2 workers side by side
-    bar = progress_module.Progress(50, label="s", stream=log, work=50.0, groups=5, workers=2)
+    # 5 rules of 12 runs each (4 chunks of 3), on 2 workers side by side; the wall clock is not read
+    bar = progress_module.Progress(60, label="s", stream=log, work=600.0, groups=5, workers=2)
     bar.LINE_EVERY_SECONDS = 0.0
-    now[0] = 12.0
-    bar.update(10, work=10.0, compile_seconds=20.0, new_groups=1)  # rule 1: 20 s of compiling on one worker
-    now[0] = 24.0
-    # rule 2's ten runs: 20 s more of compiling (10 s of wall on two workers) and 2 s of training
-    bar.update(10, work=10.0, compile_seconds=20.0, new_groups=1)
-    # work: 2 s for 10 units, 30 left: 6 s; compiling: 20 s a rule, 3 rules left, on 2 workers: 30 s
-    assert log.getvalue().splitlines()[-1] == "s: 20/50 done, ETA 0:00:36"
-    now[0] = 26.0
-    bar.update(10, work=10.0)  # a rule already compiled: the compile still to come is the same 3 rules'
-    assert log.getvalue().splitlines()[-1] == "s: 30/50 done, ETA 0:00:34"  # 4 s for 20 units, 20 left: 4 s + 30 s
+    # chunks cost 0.5 s a run plus 0.1 s a unit of work, and a rule's first chunk 20 s more of compiling
+    cost = dict(items=0.5, work=0.1)
+
+    def chunk(work, compiling, new_groups):
+        bar.update(3, work=work, compile_seconds=compiling, new_groups=new_groups,
+                   seconds=cost["items"] * 3 + cost["work"] * work + compiling)
+
+    chunk(30.0, 20.0, 1)
+    chunk(10.0, 0.0, 0)
+    assert log.getvalue().splitlines()[-1] == "s: 6/60 done"  # two chunks: too few to tell
+    chunk(50.0, 0.0, 0)
+    chunk(30.0, 20.0, 1)
+    # left: 48 runs (24 s), 480 units of work (48 s), 3 rules' compiling (60 s): 132 s on 2 workers
+    assert log.getvalue().splitlines()[-1] == "s: 12/60 done, ETA 0:01:06"
 
 
 def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():

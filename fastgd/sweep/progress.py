@@ -24,13 +24,16 @@ class Progress:
     items, so that a suite whose last problem costs a thousand times its first is not promised its end a minute
     away. Without it, every item counts as one.
 
-    ``groups``: how many groups of items compile code of their own (a sweep's rules, see
-    :func:`fastgd.sweep.runner.compile_group`), each update saying how many it started (``new_groups``) and the
-    seconds its items spent compiling (``compile_seconds``, summed over ``workers`` processes working side by
-    side). The rate of work then leaves compiling out, and the ETA adds the mean compile of a group for each
-    group still to start: a sweep of 29 rules whose first rules ran compiled-and-done in seconds would otherwise
-    be promised its end long before the other rules have compiled (and one whose first chunks were all
-    compiling, long after).
+    ``seconds``: where the items' own time is measured where they ran (a sweep's chunks, in their worker
+    processes), each update gives it with the part spent compiling (``compile_seconds``) and the number of
+    ``groups`` of items that compile code of their own it started (``new_groups``; a sweep's rules, see
+    :func:`fastgd.sweep.runner.compile_group`). The ETA is then a model of those times, not a rate of the wall
+    clock: an update's seconds less its compiling are fitted, by non-negative least squares over the updates, as
+    a cost per item plus a cost per unit of work (a chunk's start, its data and its store, then its epochs), and
+    the ETA is that cost of the items and work left, plus a group's mean compiling for each group still to start,
+    shared by ``workers`` working side by side. A cold sweep of 29 rules spends minutes compiling its first chunks
+    and seconds on the rest: a rate of the wall clock first promised it ages, then seconds once the compiled runs
+    raced ahead.
     """
 
     WIDTH = 30
@@ -43,17 +46,19 @@ class Progress:
         self.work_done = 0.0
         self.groups, self.groups_started, self.workers = groups, 0, max(int(workers), 1)
         self.compile_seconds = 0.0
+        self._measured = []  # (items, work, seconds less compiling) of each update that gave its seconds
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self.terminal = self.stream.isatty()
         self.started = self._last_line = time.monotonic()
-        # (items done, time, work done, compile seconds) at the first update: the rate is measured from there
-        self._first = None
+        self._first = None  # (items done, time, work done) at the first update: the rate is measured from there
 
     def _eta(self):
         """The time left, or None while there are too few items to tell."""
         if self.done >= self.total:
             return _clock(0)
+        if self._measured:
+            return self._modelled_eta()
         if self._first is None:
             return None
         if self.done - self._first[0] < self.MIN_ITEMS_FOR_ETA:
@@ -61,21 +66,34 @@ class Progress:
         work = self.work_done - self._first[2]
         if not work > 0:
             return None
-        # wall seconds of work alone: the compiling of the updates since the first, shared by the workers
-        working = max(time.monotonic() - self._first[1] - (self.compile_seconds - self._first[3]) / self.workers, 0.0)
-        seconds = working / work * max(self.total_work - self.work_done, 0.0)
-        if self.groups is not None and self.groups_started:
-            compiling = self.compile_seconds / self.groups_started  # a group's mean, from every update
-            seconds += compiling * max(self.groups - self.groups_started, 0) / self.workers
-        return _clock(seconds)
+        return _clock((time.monotonic() - self._first[1]) / work * max(self.total_work - self.work_done, 0.0))
 
-    def update(self, n=1, work=None, compile_seconds=0.0, new_groups=0):
+    def _modelled_eta(self):
+        """The ETA from the items' own seconds (see the class's docstring); None until MIN_ITEMS_FOR_ETA updates."""
+        import numpy as np
+        from scipy.optimize import nnls
+
+        if len(self._measured) < self.MIN_ITEMS_FOR_ETA:
+            return None
+        items, work, seconds = (np.array(column, dtype=float) for column in zip(*self._measured))
+        columns = np.column_stack([items, work])
+        scale = np.linalg.norm(columns, axis=0)
+        scale[scale == 0] = 1.0
+        per_item, per_work = nnls(columns / scale, seconds)[0] / scale
+        left = per_item * (self.total - self.done) + per_work * max(self.total_work - self.work_done, 0.0)
+        if self.groups is not None and self.groups_started:
+            left += self.compile_seconds / self.groups_started * max(self.groups - self.groups_started, 0)
+        return _clock(left / self.workers)
+
+    def update(self, n=1, work=None, compile_seconds=0.0, new_groups=0, seconds=None):
         self.done += n
         self.work_done += n if work is None else work
         self.compile_seconds += compile_seconds
         self.groups_started += new_groups
+        if seconds is not None:
+            self._measured.append((n, n if work is None else work, max(seconds - compile_seconds, 0.0)))
         if self._first is None:
-            self._first = (self.done, time.monotonic(), self.work_done, self.compile_seconds)
+            self._first = (self.done, time.monotonic(), self.work_done)
         if not self.enabled:
             return
         eta = self._eta()

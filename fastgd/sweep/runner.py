@@ -319,14 +319,16 @@ def execute_chunk(specs, batched=True, plugins=(), sources=None):
 
 def _stamped(results, batched, elapsed, compiling):
     """The results with what made them: this process's provenance, how they ran, their wall time, and the chunk's
-    seconds of compiling (``compile_seconds``, on its first result only, so that the results' sum is the chunk's;
-    the progress line's ETA takes it apart from the rate of work, see :class:`fastgd.sweep.progress.Progress`)."""
+    wall seconds and its seconds of compiling (``chunk_seconds`` and ``compile_seconds``, on its first result only,
+    so that the results' sums are the chunk's: the progress line's ETA models them, see
+    :class:`fastgd.sweep.progress.Progress`)."""
     made_by = machine.provenance()  # of this process: a Dask worker may be another machine than the sweep's client
     for index, result in enumerate(results):
         result["provenance"] = made_by
         result["batched"] = batched
         result["wall_seconds"] = elapsed if batched else result.get("train_seconds", 0.0)
         result["compile_seconds"] = compiling if index == 0 else 0.0
+        result["chunk_seconds"] = elapsed if index == 0 else 0.0
     return results
 
 
@@ -515,7 +517,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                 workers = local_workers(jobs, len(chunks))
                 bar = Progress(len(pending), enabled=progress, label=label, work=sum(work.values()) or None,
                                groups=len({compile_group(spec) for spec in pending}),
-                               workers=workers if client is None else 1)
+                               workers=workers if client is None else len(client.scheduler_info()["workers"]))
                 compiled_groups = set()
 
                 def store_results(results):
@@ -524,8 +526,9 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     groups = {compile_group(result["spec"]) for result in results} - compiled_groups
                     compiled_groups.update(groups)
                     bar.update(len(results), work=sum(work.get(result["spec"].run_id, 0.0) for result in results)
-                               if work else None, compile_seconds=sum(result.get("compile_seconds", 0.0)
-                                                                      for result in results), new_groups=len(groups))
+                               if work else None, new_groups=len(groups),
+                               compile_seconds=sum(result.get("compile_seconds", 0.0) for result in results),
+                               seconds=sum(result.get("chunk_seconds", 0.0) for result in results))
 
                 try:
                     if client is not None:
