@@ -654,8 +654,8 @@ def _network_model(value, where):
             _fail(f"{where} names the architecture {value['architecture']!r}: it has its own layers and input "
                   "shape; give layers and input_shape without it instead")
         name = value["architecture"]
-        if not isinstance(name, str) or name not in networks.KNOWN:
-            _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(networks.KNOWN))}")
+        if not isinstance(name, str) or name not in _architectures():
+            _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(_architectures()))}")
         return {"architecture": name}
     if "layers" not in value:
         _fail(f"{where} gives an input_shape but no layers: add layers = [{{type = \"Dense\", ...}}, ...]")
@@ -716,6 +716,14 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
     return f"{', '.join(layers)} on {'the columns' if shape is None else tuple(shape)}"
 
 
+def _architectures():
+    """The models a configuration names by ``architecture``: the known networks (:data:`fastgd.networks.KNOWN`)
+    and the noisy quadratics (:data:`fastgd.networks.quadratic.QUADRATICS`, DeepOBS's ``quadratic_deep``)."""
+    from fastgd.networks.quadratic import QUADRATICS
+
+    return {**networks.KNOWN, **QUADRATICS}
+
+
 def _canonical(network):
     return json.dumps(network, sort_keys=True)
 
@@ -724,14 +732,15 @@ def network_for(model, task, n_features, n_outputs):
     """The :class:`fastgd.networks.Network` a sweep trains on a data set of ``task`` with ``n_features`` columns
     and ``n_outputs`` outputs; ``model`` is :meth:`SweepConfig.network_of`'s JSON text (or its dict).
 
-    A known architecture with a number of classes takes the data set's; declared layers get cross-entropy
+    A known architecture with a number of classes takes the data set's (a noisy quadratic, e.g.
+    ``quadratic_deep``, trains on a regression set whose samples are its x); declared layers get cross-entropy
     on a classification set and the mean squared error on a regression set. Raises ValueError in one line
     where the network does not fit the data (its input, its loss, its outputs).
     """
     model = json.loads(model) if isinstance(model, str) else model
     if "architecture" in model:
         name = model["architecture"]
-        function = networks.KNOWN[name]
+        function = _architectures()[name]
         takes_classes = "n_classes" in inspect.signature(function).parameters
         net = function(n_classes=n_outputs) if takes_classes and task == "classification" else function()
     else:
@@ -745,10 +754,10 @@ def network_for(model, task, n_features, n_outputs):
         raise networks.NetworkError(f"{name} take{'s' if name != 'the layers' else ''} inputs of shape "
                                     f"{net.input_shape}, {net.n_inputs} values per sample; the data set has "
                                     f"{n_features} columns")
-    wanted = "cross_entropy" if task == "classification" else "mse"
-    if net.loss_name != wanted:
-        raise networks.NetworkError(f"{name} is a network for classification (cross-entropy); the data set is "
-                                    f"{task}")
+    if (net.loss_name == "cross_entropy") != (task == "classification"):
+        made_for = "classification (cross-entropy)" if net.loss_name == "cross_entropy" else \
+            f"regression ({net.loss_name})"
+        raise networks.NetworkError(f"{name} is a network for {made_for}; the data set is {task}")
     if net.n_outputs != n_outputs:
         what = f"{n_outputs} classes" if task == "classification" else "1 target"
         raise networks.NetworkError(f"{name} end{'s' if name != 'the layers' else ''} with {net.n_outputs} outputs; "
