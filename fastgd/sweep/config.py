@@ -55,6 +55,7 @@ their own for any set::
     task = "classification"                # optional: inferred from the target otherwise
     test_size = 0.25                       # optional, with split_seed = 0: the fixed train/test split
     options = {drop = ["customer_id"], categorical = ["plan"]}   # see fastgd.datasets.Source
+    standardise = false                    # optional: keep the features (and a regression target) in raw units
 
     [datasets.blobs]
     loader = "make_classification"         # a scikit-learn loader or generator, or "mnist1d"
@@ -163,8 +164,8 @@ LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.AvgPool2D, networks.GlobalAvgPool, networks.Flatten, networks.ReLU, networks.Tanh, networks.Sigmoid,
     networks.Identity)}
 LAYER_TYPES["linear"] = networks.Dense
-_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model", "epochs",
-                 "batch_sizes", "f_star")
+_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "standardise", "model",
+                 "epochs", "batch_sizes", "f_star")
 # the keys of a [datasets.NAME] table that say how its runs train, not what the data set is
 _BUDGET_KEYS = ("epochs", "batch_sizes", "f_star")
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
@@ -811,7 +812,8 @@ def _datasets(raw, base_dir):
             sources[name] = datasets.Source(
                 name, path=path, loader=definition.get("loader"), target=definition.get("target"),
                 task=definition.get("task"), test_size=definition.get("test_size", datasets.TEST_SIZE),
-                split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}))
+                split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}),
+                standardise=definition.get("standardise", True))
         except datasets.DatasetError as error:
             _fail(f"{where} {error}")
     return tuple(tables), sources, models, budgets
