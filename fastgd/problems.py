@@ -141,6 +141,12 @@ PROBLEMS = {problem.name: problem for problem in (
         {"hidden_layer_sizes": [], "activation": "identity", "alpha": 0.0},
         batch_size="full", epochs=100, target=0.022, convex=True),
     Problem(
+        "logreg_digits", "L2-regularised multinomial logistic regression on digits",
+        "benchopt's L2-regularised logistic regression (Moreau et al., 'Benchopt', NeurIPS 2022; drawn as f − f*) "
+        "on scikit-learn's 8×8 digits: softmax on the 64 pixels, full batches",
+        "digits", {"hidden_layer_sizes": [], "activation": "identity", "alpha": 10.0},
+        batch_size="full", epochs=100, target=0.25, convex=True),
+    Problem(
         "quadratic_deep", "DeepOBS's noisy quadratic in 100 dimensions",
         f"{_DEEPOBS}: quadratic_deep, ½ (θ − x)ᵀ Q (θ − x) per sample, Q = Rᵀ D R with 90 eigenvalues in [0, 1) and "
         "10 in [30, 60) from RandomState(42), 1,000 samples x ~ N(0, 0.6² I), θ starting at ones, batch 128, 100 "
@@ -148,12 +154,6 @@ PROBLEMS = {problem.name: problem for problem in (
         "DeepOBS drops)",
         datasets.Source("quadratic_deep", loader="deepobs_quadratic", standardise=False), "quadratic_deep",
         batch_size=128, epochs=100, target=86.0, convex=True),
-    Problem(
-        "logreg_digits", "L2-regularised multinomial logistic regression on digits",
-        "benchopt's L2-regularised logistic regression (Moreau et al., 'Benchopt', NeurIPS 2022; drawn as f − f*) "
-        "on scikit-learn's 8×8 digits: softmax on the 64 pixels, full batches",
-        "digits", {"hidden_layer_sizes": [], "activation": "identity", "alpha": 10.0},
-        batch_size="full", epochs=100, target=0.25, convex=True),
     Problem(
         "mnist1d_mlp", "MNIST-1D's MLP (100-100, ReLU)",
         f"{_MNIST1D}: its MLP baseline, two hidden layers of 100 units, batch 100",

@@ -26,6 +26,7 @@ import functools
 import numpy as np
 
 from fastgd.kernels import quadratic as kernels
+from fastgd.machine import physical_memory_bytes
 from fastgd.networks.network import Network, NetworkError, Tensor, _check_dtype, _read_only
 
 __all__ = ["NoisyQuadratic", "deepobs_hessian", "quadratic_deep", "reference_loss_grad", "optimal_loss",
@@ -105,7 +106,9 @@ class NoisyQuadratic(Network):
         self.input_shape = (dimension,)
         self.tensors = (Tensor("theta", (dimension,), 0, 0),)
         self.n_params = dimension
-        self._epoch_plan = kernels.hessian_structure(hessian)
+        # Q in each dtype θ may have: the pass's product takes Q in θ's
+        self._hessians = {np.dtype(dtype): _read_only(hessian.astype(dtype)) for dtype in (np.float32, np.float64)}
+        self._structures = {dtype: kernels.hessian_structure(hessian, dtype) for dtype in self._hessians}
 
     def __repr__(self):
         return f"NoisyQuadratic({self.name!r}, dimension {self.n_params})"
@@ -133,36 +136,49 @@ class NoisyQuadratic(Network):
         return np.ones(self.n_params, dtype=_check_dtype(dtype))
 
     def workspace_elements(self, n_rows):
-        return 2 * self.n_params, 0
+        """(elements of the pass's workspace for ``n_rows`` rows, 0): the rows θ − x and their products with Q."""
+        return 2 * int(n_rows) * self.n_params, 0
 
     def workspace_bytes(self, n_rows, dtype=np.float64):
-        return np.dtype(dtype).itemsize * 4 * self.n_params + 8 * self.hessian.size
+        """Bytes of a pass on ``n_rows`` rows: θ, its gradient, Q and the workspace."""
+        return np.dtype(dtype).itemsize * (2 * self.n_params + self.hessian.size + self.workspace_elements(n_rows)[0])
 
     def check_fits(self, n_rows, dtype=np.float64):
-        """Nothing to refuse: the pass needs θ, its gradient and d more numbers whatever the batch."""
+        """NetworkError in one line when a pass on ``n_rows`` rows would not fit in this machine's memory."""
+        memory = physical_memory_bytes()
+        needed = self.workspace_bytes(n_rows, dtype)
+        if memory is not None and needed > memory:
+            raise NetworkError(f"the noisy quadratic needs {needed / 2 ** 30:.3g} GiB for {n_rows} rows in "
+                               f"{np.dtype(dtype).name}; this machine has {memory / 2 ** 30:.3g} GiB")
 
     def epoch_pass(self, dtype, n_rows, n_blocks=1):
         """``(pass, structure, code, code, alpha)`` of :func:`fastgd.kernels.quadratic.quadratic_entry`."""
         if n_blocks != 1:
             raise NetworkError(f"the noisy quadratic has one pass, in one block of rows; got n_blocks={n_blocks}")
-        return kernels.quadratic_entry(_check_dtype(dtype)), self._epoch_plan, self.n_params, 0, 0.0
+        dtype = _check_dtype(dtype)
+        return kernels.quadratic_entry(dtype), self._structures[dtype], self.n_params, 0, 0.0
 
     def epoch_workspaces(self, n_rows):
-        return 2 * self.n_params, 0
+        """(elements of ``activations``, of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows."""
+        return self.workspace_elements(n_rows)
 
     def loss_grad(self, theta, X, Y):
         """(loss, gradient) on the samples X (``Y`` is not read); the loss a Python float, the gradient θ's dtype."""
         theta = self._check_theta(theta)
         X, _ = self.check_data(X, None, theta.dtype)
         grad = np.empty_like(theta)
-        loss = kernels.loss_and_gradient(theta, X, self.hessian, grad, np.empty(2 * self.n_params, theta.dtype))
+        loss = kernels.loss_and_gradient(theta, X, self._hessians[theta.dtype], grad, self._work(X, theta.dtype))
         return float(loss), grad
 
     def loss(self, theta, X, Y):
         theta = self._check_theta(theta)
         X, _ = self.check_data(X, None, theta.dtype)
-        work = np.empty(2 * self.n_params, theta.dtype)
-        return float(kernels.loss_and_gradient(theta, X, self.hessian, theta[:0], work))
+        return float(kernels.loss_and_gradient(theta, X, self._hessians[theta.dtype], theta[:0],
+                                               self._work(X, theta.dtype)))
+
+    def _work(self, X, dtype):
+        self.check_fits(X.shape[0], dtype)
+        return np.empty(self.workspace_elements(X.shape[0])[0], dtype)
 
     def predict(self, theta, X, chunk_size=PREDICT_CHUNK):
         """Each sample's loss at θ, shape (n, 1)."""
