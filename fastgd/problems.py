@@ -21,9 +21,12 @@ whose minimum is f*; ``logreg_digits`` takes ``alpha = 10`` (C = 0.1 in scikit-l
 at the optimum has a condition number of about 160 (550 at alpha = 1; the softmax's shift of every bias
 is flat and left out), so that a hundred full-batch steps of a well-tuned rule get near f*.
 
-Not here: DeepOBS's noisy quadratic (``quadratic_deep``): fastgd standardises every data set's features
-and targets, so a regression table cannot carry its prescribed Hessian (the eigenvalue spectrum is the
-problem); and the full-size DeepOBS problems (``mnist_2c2d``, ``fmnist_2c2d``, ``cifar10_3c3d``), which
+``lecture_linreg`` and ``quadratic_deep`` keep their data in raw units (``standardise = false``,
+:class:`fastgd.datasets.Source`): the lecture's cost surface is elongated ellipses only there, and DeepOBS's
+quadratic is its samples' scale (its noise level 0.6). ``quadratic_deep`` trains :class:`fastgd.networks.quadratic.
+NoisyQuadratic`, whose batches are whole samples x, as DeepOBS's are.
+
+Not here: the full-size DeepOBS problems (``mnist_2c2d``, ``fmnist_2c2d``, ``cifar10_3c3d``), which
 read the user's own files (:mod:`fastgd.datafiles`).
 
     >>> from fastgd import problems
@@ -89,7 +92,7 @@ class Problem:
         source = datasets.BUILTIN[self.data] if isinstance(self.data, str) else self.data
         return datasets.Source(self.name, path=source.path, loader=source.loader, target=source.target,
                                task=source.task, test_size=source.test_size, split_seed=source.split_seed,
-                               options=dict(source.options))
+                               options=dict(source.options), standardise=source.standardise)
 
     @property
     def alpha(self):
@@ -103,13 +106,20 @@ class Problem:
 
     def f_star(self):
         """The optimal training loss of a convex problem (:func:`fastgd.optimum.optimal_training_loss` on its data
-        and L2 penalty, computed once), None for a non-convex one."""
+        and L2 penalty; for a noisy quadratic, :func:`fastgd.networks.quadratic.optimal_loss`, in closed form;
+        computed once), None for a non-convex one."""
         if not self.convex:
             return None
         if "f_star" not in self._cache:
             from fastgd import optimum
+            from fastgd.networks.quadratic import QUADRATICS, optimal_loss
 
-            self._cache["f_star"] = float(optimum.optimal_training_loss(self.load(), self.alpha)[0])
+            if isinstance(self.model, str) and self.model in QUADRATICS:
+                # the mean of the training samples minimises the mean of their quadratics: f* in closed form
+                f_star = optimal_loss(self.load().X_train, QUADRATICS[self.model]().hessian)[0]
+            else:
+                f_star = optimum.optimal_training_loss(self.load(), self.alpha)[0]
+            self._cache["f_star"] = float(f_star)
         return self._cache["f_star"]
 
 
@@ -124,17 +134,26 @@ PROBLEMS = {problem.name: problem for problem in (
     Problem(
         "lecture_linreg", "the lecture's linear regression h(x) = θ₀ + θ₁x",
         "the lecture 'Optimization in Deep Learning' (Piran, Sejong University, 2021): J(θ₀, θ₁) = 1/(2m) Σ "
-        "(h(x) − y)², batch gradient descent; 100 points of scikit-learn's make_regression, one feature",
-        datasets.Source("lecture_linreg", loader="make_regression",
-                        options={"n_samples": 100, "n_features": 1, "noise": 20.0, "bias": 3.0, "random_state": 0}),
+        "(h(x) − y)², batch gradient descent; its house prices h(x) = 50 + 0.06x, 100 houses of 500 to 3,500 ft² "
+        "(fastgd.datasets.lecture_houses) in raw units (1,000 ft², $100,000), not standardised: J's contours are "
+        "the lecture's elongated ellipses",
+        datasets.Source("lecture_linreg", loader="lecture_houses", standardise=False),
         {"hidden_layer_sizes": [], "activation": "identity", "alpha": 0.0},
-        batch_size="full", epochs=100, target=0.091, convex=True),
+        batch_size="full", epochs=100, target=0.022, convex=True),
     Problem(
         "logreg_digits", "L2-regularised multinomial logistic regression on digits",
         "benchopt's L2-regularised logistic regression (Moreau et al., 'Benchopt', NeurIPS 2022; drawn as f − f*) "
         "on scikit-learn's 8×8 digits: softmax on the 64 pixels, full batches",
         "digits", {"hidden_layer_sizes": [], "activation": "identity", "alpha": 10.0},
         batch_size="full", epochs=100, target=0.25, convex=True),
+    Problem(
+        "quadratic_deep", "DeepOBS's noisy quadratic in 100 dimensions",
+        f"{_DEEPOBS}: quadratic_deep, ½ (θ − x)ᵀ Q (θ − x) per sample, Q = Rᵀ D R with 90 eigenvalues in [0, 1) and "
+        "10 in [30, 60) from RandomState(42), 1,000 samples x ~ N(0, 0.6² I), θ starting at ones, batch 128, 100 "
+        "epochs; f* = the loss at the samples' mean (fastgd keeps each epoch's last batch of 104 samples, which "
+        "DeepOBS drops)",
+        datasets.Source("quadratic_deep", loader="deepobs_quadratic", standardise=False), "quadratic_deep",
+        batch_size=128, epochs=100, target=86.0, convex=True),
     Problem(
         "mnist1d_mlp", "MNIST-1D's MLP (100-100, ReLU)",
         f"{_MNIST1D}: its MLP baseline, two hidden layers of 100 units, batch 100",
@@ -188,6 +207,8 @@ def as_dataset_table(problem):
         table["split_seed"] = source.split_seed
     if source.options:
         table["options"] = {key: _plain(value) for key, value in source.options}
+    if not source.standardise:
+        table["standardise"] = False
     table["model"] = _plain(problem.model)
     table["epochs"] = problem.epochs
     table["batch_sizes"] = [problem.batch_size]

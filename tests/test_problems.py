@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cli_harness import TINY_SWEEP, assert_refused, run_command
-from fastgd import datasets, networks, problems, sweep
+from fastgd import datasets, problems, sweep
 from fastgd.models import MLP
 from fastgd.sweep import plan
 from fastgd.sweep.completeness import planned_runs
@@ -115,7 +115,7 @@ def test_problems_become_data_sets_whose_tables_the_stored_configuration_holds()
 
 @pytest.mark.parametrize("extra, message", [
     (dict(problems=["nope"]), "'problems': unknown problem 'nope': use one of digits_cnn, lecture_linreg, "
-                              "logreg_digits, mnist1d_cnn, mnist1d_mlp, mnist5k_2c2d"),
+                              "logreg_digits, mnist1d_cnn, mnist1d_mlp, mnist5k_2c2d, quadratic_deep"),
     (dict(problems=["lecture_linreg", "lecture_linreg"]), "'problems' lists 'lecture_linreg' twice"),
     (dict(problems="lecture_linreg"), "'problems' must be a non-empty list of problem names"),
     (dict(problems=[]), "'problems' must be a non-empty list of problem names"),
@@ -135,8 +135,8 @@ def test_bad_problems_are_refused_in_one_line(extra, message):
 
 def test_an_unknown_problem_is_refused_with_the_sorted_list():
     with pytest.raises(problems.ProblemError) as refused:
-        problems.get("quadratic_deep")
-    assert str(refused.value) == f"unknown problem 'quadratic_deep': use one of {', '.join(sorted(problems.PROBLEMS))}"
+        problems.get("mnist_2c2d")
+    assert str(refused.value) == f"unknown problem 'mnist_2c2d': use one of {', '.join(sorted(problems.PROBLEMS))}"
 
 
 def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
@@ -146,7 +146,8 @@ def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
         assert table["epochs"] == problem.epochs and table["batch_sizes"] == [problem.batch_size]
         assert ("f_star" in table) <= problem.convex
     assert {name for name, problem in problems.PROBLEMS.items() if problem.convex} == {"lecture_linreg",
-                                                                                        "logreg_digits"}
+                                                                                        "logreg_digits",
+                                                                                        "quadratic_deep"}
     suite = sweep.load_preset("suite")  # every problem, its network checked against its data
     assert suite.datasets == tuple(problems.PROBLEMS) and suite.tuning.budget == "small"
     assert suite.tuning.final_seeds == 10 and suite.schedules == ("constant",)
@@ -235,7 +236,8 @@ def test_fastgd_problems_lists_every_problem_with_its_data_network_and_budget(tm
         assert block[1].endswith(classes)
         model = problem.model
         if isinstance(model, str):
-            n_params = networks.known(model).n_params
+            n_params = sweep.config.network_for({"architecture": model}, data.task, data.n_features,
+                                                data.n_outputs).n_params
         elif "layers" in model:
             n_params = sweep.config.network_for(model, data.task, data.n_features, data.n_outputs).n_params
         else:
@@ -298,3 +300,109 @@ def test_a_sweep_on_a_problem_trains_its_network_and_budget_and_stores_its_table
     first = curves[curves["run_id"] == sgd["run_id"]].sort_values("epoch")["loss"].to_numpy()
     assert first[0] == pytest.approx(net.loss(theta, data.X_train, data.Y_train), rel=1e-10)
     assert first[1] < first[0]
+
+
+# -- raw units: standardise = false, the lecture's ellipses --------------------------------------------------------
+
+def test_standardise_false_keeps_a_generators_raw_units_and_true_is_the_default():
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+
+    options = {"n_samples": 60, "n_features": 2, "noise": 5.0, "bias": 40.0, "random_state": 3}
+    raw = datasets.make(datasets.Source("raw_line", loader="make_regression", options=options, standardise=False))
+    scaled = datasets.make(datasets.Source("raw_line", loader="make_regression", options=options))
+    X, y = make_regression(**options)
+    train, test = train_test_split(np.arange(60), test_size=0.25, random_state=0)
+    np.testing.assert_array_equal(raw.X_train, X[train])
+    np.testing.assert_array_equal(raw.y_test, y[test])
+    assert abs(raw.y_train.mean()) > 10 and abs(scaled.y_train.mean()) < 1e-12
+    assert raw.content_hash != scaled.content_hash
+
+
+def test_standardise_false_keeps_a_tables_raw_units_numeric_or_one_hot(tmp_path):
+    path = tmp_path / "houses.csv"
+    rng = np.random.default_rng(0)
+    size = rng.uniform(500, 3500, 40).round()
+    price = 50 + 0.06 * size + rng.normal(0, 5, 40)
+    lines = ["size,kind,price"] + [f"{s},{'ab'[i % 2]},{p}" for i, (s, p) in enumerate(zip(size, price))]
+    path.write_text("\n".join(lines) + "\n")
+    numeric = datasets.read(path, target="price", standardise=False, drop=["kind"])
+    one_hot = datasets.read(path, target="price", standardise=False)
+    train = np.flatnonzero(np.isin(size, numeric.X_train[:, 0]))
+    assert sorted(numeric.X_train[:, 0]) == sorted(size[train]) and numeric.X_train.shape == (30, 1)
+    np.testing.assert_array_equal(one_hot.X_train[:, 0], numeric.X_train[:, 0])
+    assert set(np.unique(one_hot.X_train[:, 1:])) == {0.0, 1.0}
+    np.testing.assert_allclose(np.sort(numeric.y_train), np.sort(price[train]))
+
+
+def test_a_sweep_table_takes_standardise_false_and_refuses_a_bad_value_in_one_line():
+    table = {"loader": "make_regression", "options": {"n_samples": 40, "n_features": 1}, "standardise": False}
+    raw = dict(GRID, datasets={"line": table}, targets={"line": 0.5})
+    config = sweep.parse(raw)
+    assert config.sources["line"].standardise is False
+    assert abs(datasets.load("line", config.sources).y_train.mean()) > 1e-3
+    plain = sweep.parse(dict(raw, datasets={"line": {key: value for key, value in table.items()
+                                                     if key != "standardise"}}))
+    assert config.data_hashes["line"] != plain.data_hashes["line"]
+    assert {spec.run_id for spec in sweep.runs(config)}.isdisjoint(spec.run_id for spec in sweep.runs(plain))
+    for bad in ("no", 0, 1, None):
+        with pytest.raises(sweep.SweepConfigError) as refused:
+            sweep.parse(dict(raw, datasets={"line": dict(table, standardise=bad)}))
+        assert f"standardise must be true or false, got {bad!r}" in str(refused.value)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(datasets.DatasetError, match="standardise must be true or false, got 'false'"):
+        datasets.Source("line", loader="make_regression", standardise="false")
+
+
+def test_lecture_linreg_is_the_lectures_houses_in_raw_units_and_its_f_star_is_least_squares():
+    problem = problems.get("lecture_linreg")
+    data = problem.load()
+    x, y = datasets.lecture_houses()
+    assert x.shape == (100, 1) and 0.5 <= x.min() and x.max() <= 3.5
+    from sklearn.model_selection import train_test_split
+
+    train, _ = train_test_split(np.arange(100), test_size=0.25, random_state=0)
+    np.testing.assert_array_equal(data.X_train, x[train])
+    np.testing.assert_array_equal(data.y_train, y[train])
+    design = np.column_stack([np.ones(75), data.X_train[:, 0]])
+    theta, *_ = np.linalg.lstsq(design, data.y_train, rcond=None)
+    assert theta == pytest.approx([0.5, 0.6], abs=0.1)  # the lecture's h(x) = 50 + 0.06x in its units
+    assert problem.f_star() == pytest.approx(0.5 * np.mean((design @ theta - data.y_train) ** 2), rel=1e-12)
+    # J's Hessian in raw units: the lecture's elongated ellipses, not the standardised round bowl
+    assert np.linalg.cond(design.T @ design / 75) > 20
+    assert problems.as_dataset_table(problem)["standardise"] is False
+    # the others keep their tables (and run ids): only the two problems in raw units say so
+    assert {name for name, other in problems.PROBLEMS.items()
+            if "standardise" in problems.as_dataset_table(other)} == {"lecture_linreg", "quadratic_deep"}
+
+
+def test_lecture_linregs_drawn_surface_is_elongated_and_its_paths_reach_the_least_squares_minimum():
+    import pandas as pd
+
+    from fastgd.sweep import measure
+
+    config = sweep.parse(dict(name="lecture", rules=["sgd", "adam", "sam_sgd", "alig"], learning_rates=[0.3],
+                              seeds=[0], problems=["lecture_linreg"]))
+    runs = pd.DataFrame([dict(run_id=f"r{rule}", dataset="lecture_linreg", rule=rule, status="ok",
+                              hyperparameters={}, learning_rate=0.3, batch_size="full", schedule="constant",
+                              n_epochs=100, final_loss=0.03, seed=0)
+                         for rule in ("sgd", "adam", "sam_sgd", "alig")])
+    content = measure.parameter_paths(config, "lecture_linreg", runs)
+    # a closure rule (SAM) and a Polyak step (ALIG) are taken again through a closure, as a sweep trains them
+    assert [path["rule"] for path in content["paths"]] == ["sgd", "adam", "sam_sgd", "alig"]
+    surface = content["functions"][0]
+    data = problems.get("lecture_linreg").load()
+    design = np.column_stack([np.ones(75), data.X_train[:, 0]])
+    least_squares = np.linalg.lstsq(design, data.y_train, rcond=None)[0]
+    np.testing.assert_allclose(surface["minimum"], least_squares, rtol=1e-10)
+    # the drawn values are a quadratic in (θ₀, θ₁): fitted back, its Hessian is the raw data's, condition > 20
+    xs, ys, values = (np.asarray(surface[key]) for key in ("xs", "ys", "values"))
+    slope, intercept = np.meshgrid(ys, xs, indexing="ij")
+    a, b = intercept.ravel(), slope.ravel()
+    terms = np.column_stack([a * a, a * b, b * b, a, b, np.ones_like(a)])
+    c = np.linalg.lstsq(terms, values.ravel(), rcond=None)[0]
+    hessian = np.array([[2 * c[0], c[1]], [c[1], 2 * c[2]]])
+    np.testing.assert_allclose(hessian, design.T @ design / 75, rtol=1e-8)
+    assert np.linalg.cond(hessian) > 20
+    for path in content["paths"][:2]:
+        assert [path["x"][-1], path["y"][-1]] == pytest.approx(least_squares, abs=0.05)

@@ -1,8 +1,10 @@
 """Networks declared once, as a list of layers in torch's vocabulary: :class:`Network` and its layers.
 
 :mod:`.layers` holds the declarations, :mod:`.network` the :class:`Network` that derives θ's layout,
-initialisation, workspaces and the compiled pass from them, :mod:`.reference` the NumPy oracle, and
-:mod:`.known` the architectures known by name (DeepOBS's 2c2d and 3c3d, MNIST-1D's CNN, ...).
+initialisation, workspaces and the compiled pass from them, :mod:`.reference` the NumPy oracle,
+:mod:`.known` the architectures known by name (DeepOBS's 2c2d and 3c3d, MNIST-1D's CNN, ...), and
+:mod:`.quadratic` DeepOBS's noisy quadratic (``quadratic_deep``), a model of one tensor θ that stands where a
+network stands.
 """
 
 from fastgd.networks.layers import (AvgPool1D, AvgPool2D, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,

@@ -603,12 +603,14 @@ def draw_parameter_paths(paths, out_dir, columns=6):
         ax.set_xlabel("θ₀ (intercept)", fontsize="small")
     fig.tight_layout()
     return _save(fig, out_dir, "parameter_paths", pd.DataFrame(records), "Paths over the cost surface J(θ₀, θ₁)",
-                 "On each data set whose model has two parameters (h(x) = θ₀ + θ₁x on standardised x and y, so the "
-                 "surface is a round bowl centred near θ₀ = 0), each rule from its chosen setting's first seed (● its "
-                 "start, ★ the minimum), one point per step over its batches, at the learning rate in its title; "
-                 "the axes are to equal scale.",
-                 "A path across the contours heads downhill; a zig-zag is a step too large for the bowl, a path "
-                 "that ends short of ★ ran out of steps (its tuned learning rate was small).")
+                 "On each data set whose model has two parameters (h(x) = θ₀ + θ₁x: on raw x and y, as the "
+                 "lecture's houses are, the contours are elongated, tilted ellipses; on standardised ones, a round "
+                 "bowl centred near θ₀ = 0), each rule from its chosen setting's first seed (● its start, ★ the "
+                 "minimum), one point per step over its batches, at the learning rate in its title; the axes are to "
+                 "equal scale.",
+                 "A path across the contours heads downhill; a zig-zag across the narrow valley is a step too large "
+                 "for its steep direction, a path that crawls along the valley floor is gradient descent slowed by "
+                 "the flat one, a path that ends short of ★ ran out of steps (its tuned learning rate was small).")
 
 
 def draw_landscapes(landscapes, out_dir):

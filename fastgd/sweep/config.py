@@ -55,6 +55,7 @@ their own for any set::
     task = "classification"                # optional: inferred from the target otherwise
     test_size = 0.25                       # optional, with split_seed = 0: the fixed train/test split
     options = {drop = ["customer_id"], categorical = ["plan"]}   # see fastgd.datasets.Source
+    standardise = false                    # optional: keep the features (and a regression target) in raw units
 
     [datasets.blobs]
     loader = "make_classification"         # a scikit-learn loader or generator, or "mnist1d"
@@ -163,8 +164,8 @@ LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.AvgPool2D, networks.GlobalAvgPool, networks.Flatten, networks.ReLU, networks.Tanh, networks.Sigmoid,
     networks.Identity)}
 LAYER_TYPES["linear"] = networks.Dense
-_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "model", "epochs",
-                 "batch_sizes", "f_star")
+_DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "standardise", "model",
+                 "epochs", "batch_sizes", "f_star")
 # the keys of a [datasets.NAME] table that say how its runs train, not what the data set is
 _BUDGET_KEYS = ("epochs", "batch_sizes", "f_star")
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
@@ -654,8 +655,8 @@ def _network_model(value, where):
             _fail(f"{where} names the architecture {value['architecture']!r}: it has its own layers and input "
                   "shape; give layers and input_shape without it instead")
         name = value["architecture"]
-        if not isinstance(name, str) or name not in networks.KNOWN:
-            _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(networks.KNOWN))}")
+        if not isinstance(name, str) or name not in _architectures():
+            _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(_architectures()))}")
         return {"architecture": name}
     if "layers" not in value:
         _fail(f"{where} gives an input_shape but no layers: add layers = [{{type = \"Dense\", ...}}, ...]")
@@ -716,6 +717,14 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
     return f"{', '.join(layers)} on {'the columns' if shape is None else tuple(shape)}"
 
 
+def _architectures():
+    """The models a configuration names by ``architecture``: the known networks (:data:`fastgd.networks.KNOWN`)
+    and the noisy quadratics (:data:`fastgd.networks.quadratic.QUADRATICS`, DeepOBS's ``quadratic_deep``)."""
+    from fastgd.networks.quadratic import QUADRATICS
+
+    return {**networks.KNOWN, **QUADRATICS}
+
+
 def _canonical(network):
     return json.dumps(network, sort_keys=True)
 
@@ -724,14 +733,15 @@ def network_for(model, task, n_features, n_outputs):
     """The :class:`fastgd.networks.Network` a sweep trains on a data set of ``task`` with ``n_features`` columns
     and ``n_outputs`` outputs; ``model`` is :meth:`SweepConfig.network_of`'s JSON text (or its dict).
 
-    A known architecture with a number of classes takes the data set's; declared layers get cross-entropy
+    A known architecture with a number of classes takes the data set's (a noisy quadratic, e.g.
+    ``quadratic_deep``, trains on a regression set whose samples are its x); declared layers get cross-entropy
     on a classification set and the mean squared error on a regression set. Raises ValueError in one line
     where the network does not fit the data (its input, its loss, its outputs).
     """
     model = json.loads(model) if isinstance(model, str) else model
     if "architecture" in model:
         name = model["architecture"]
-        function = networks.KNOWN[name]
+        function = _architectures()[name]
         takes_classes = "n_classes" in inspect.signature(function).parameters
         net = function(n_classes=n_outputs) if takes_classes and task == "classification" else function()
     else:
@@ -745,10 +755,10 @@ def network_for(model, task, n_features, n_outputs):
         raise networks.NetworkError(f"{name} take{'s' if name != 'the layers' else ''} inputs of shape "
                                     f"{net.input_shape}, {net.n_inputs} values per sample; the data set has "
                                     f"{n_features} columns")
-    wanted = "cross_entropy" if task == "classification" else "mse"
-    if net.loss_name != wanted:
-        raise networks.NetworkError(f"{name} is a network for classification (cross-entropy); the data set is "
-                                    f"{task}")
+    if (net.loss_name == "cross_entropy") != (task == "classification"):
+        made_for = "classification (cross-entropy)" if net.loss_name == "cross_entropy" else \
+            f"regression ({net.loss_name})"
+        raise networks.NetworkError(f"{name} is a network for {made_for}; the data set is {task}")
     if net.n_outputs != n_outputs:
         what = f"{n_outputs} classes" if task == "classification" else "1 target"
         raise networks.NetworkError(f"{name} end{'s' if name != 'the layers' else ''} with {net.n_outputs} outputs; "
@@ -802,7 +812,8 @@ def _datasets(raw, base_dir):
             sources[name] = datasets.Source(
                 name, path=path, loader=definition.get("loader"), target=definition.get("target"),
                 task=definition.get("task"), test_size=definition.get("test_size", datasets.TEST_SIZE),
-                split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}))
+                split_seed=definition.get("split_seed", datasets.SPLIT_SEED), options=definition.get("options", {}),
+                standardise=definition.get("standardise", True))
         except datasets.DatasetError as error:
             _fail(f"{where} {error}")
     return tuple(tables), sources, models, budgets

@@ -197,9 +197,9 @@ def parameter_paths(config, dataset, runs, max_points=PATH_POINTS):
             total = 0.0
             for first in range(0, X.shape[0], batch):
                 rows = order[first:first + batch]
-                loss, grad = net.loss_grad(theta, X[rows], Y[rows])
+                # through a closure: a closure rule (SAM) evaluates the batch again, a Polyak step reads the loss
+                loss = optimizer.step(lambda rows=rows: net.loss_grad(theta, X[rows], Y[rows]))
                 total += loss * rows.size
-                optimizer.step(grad)
                 points.append(theta.copy())
             epoch_losses.append(total / X.shape[0])
             if not np.all(np.isfinite(theta)):

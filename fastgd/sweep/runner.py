@@ -444,7 +444,9 @@ def run_work(config, specs):
             data = datasets.load(spec.dataset, config.sources)
             net, _ = config.model(spec.dataset, data)
             plan = getattr(net, "plan", None)
-            if plan is None:
+            if hasattr(net, "multiply_adds_per_sample"):  # a model of its own count (the noisy quadratic's)
+                madds = net.multiply_adds_per_sample
+            elif plan is None:
                 sizes = np.asarray(net.layer_sizes, dtype=np.int64)
                 madds = int(np.sum(sizes[:-1] * sizes[1:]))
             else:
