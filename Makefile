@@ -39,7 +39,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-demo
-	$(BIN)/fastgd compare --out reports/latest
+	$(BIN)/fastgd compare --preset lecture --out reports/latest
 
 NO_KERNELS_OF_THEIR_OWN := test_report.py test_readme.py test_hostile_input.py test_hostile_data.py \
 	test_hostile_sweep.py test_hostile_probe2.py test_merge.py test_datafiles.py test_report_data.py \

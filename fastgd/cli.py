@@ -747,6 +747,8 @@ COMPARE_THROUGHPUT = {
     "quick": dict(dataset_names=("iris", "wine"), parameter_counts=(1_000, 100_000), rules=("sgd", "adam"),
                   repeats=3),
     "default": dict(),
+    # make demo's: its rules' steps at three sizes, the largest past the cache (the prange kernel)
+    "lecture": dict(parameter_counts=(1_000, 100_000, 10_000_000)),
 }
 # the large preset leaves its time to the sweep: the quick measurements
 COMPARE_THROUGHPUT["large"] = COMPARE_THROUGHPUT["quick"]
@@ -756,6 +758,7 @@ COMPARE_THROUGHPUT["suite"] = COMPARE_THROUGHPUT["quick"]
 
 
 def command_compare(arguments):
+    from fastgd import optim
     from fastgd.report import build_report, save_throughput
     from fastgd.report.sections import record_artefacts
     from fastgd.baselines.throughput import measure
@@ -809,6 +812,7 @@ def command_compare(arguments):
     else:
         _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
         settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
+        settings.setdefault("rules", [rule for rule in config.rules if rule in optim.OPTIMIZERS])  # the compared
         if against is not None:  # the baselines' rules were timed where they were built: the new rules, beside two
             from fastgd import rules as rule_registry
 
@@ -937,7 +941,7 @@ def build_parser():
     sweep.add_argument("config", nargs="?", help="sweep configuration (TOML); see fastgd.sweep.config")
     # fastgd.sweep.config.PRESETS, written out: importing it here would cost every command its imports (a test
     # compares the two)
-    sweep.add_argument("--preset", choices=["quick", "default", "full", "large", "paper", "suite"],
+    sweep.add_argument("--preset", choices=["quick", "default", "lecture", "full", "large", "paper", "suite"],
                        help="a configuration shipped with fastgd (default: default)")
     _add_dataset_options(sweep, default=None, sweep=True)
     sweep.add_argument("--store", required=True, help="SQLite file to write (created if missing; an existing file "

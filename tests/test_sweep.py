@@ -67,6 +67,13 @@ def comparable(frame):
 def test_presets_parse_and_cover_every_rule():
     for name in sweep.PRESETS:
         preset = sweep.load_preset(name)
+        if name == "lecture":  # make demo's: the lecture's rules, as the default preset runs every rule
+            assert set(preset.rules) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam",
+                                         "amsgrad", "adamax", "nadam"}  # the lecture's, as FORMULAS.md lists them
+            default = sweep.load_preset("default")
+            assert (preset.datasets, preset.tuning, preset.targets, preset.hidden_layer_sizes, preset.n_epochs) == (
+                default.datasets, default.tuning, default.targets, default.hidden_layer_sizes, default.n_epochs)
+            continue
         assert set(preset.rules) == set(optim.OPTIMIZERS)
     default = sweep.load_preset("default")
     assert set(default.datasets) >= {"iris", "wine", "breast_cancer", "digits", "diabetes"}

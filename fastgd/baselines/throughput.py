@@ -108,8 +108,11 @@ def _compile_steps_ahead(rules, parameter_counts, too_large, say):
 
     from fastgd import rules as rule_registry
 
-    tasks = sorted({(rule, users_step_implementation(size)) for size in parameter_counts for rule in rules
-                    if rule_registry.is_builtin(rule) and rule not in too_large[size]})
+    # every rule's serial step, then every rule's prange one: the two of one rule share its compile lock (its
+    # generated module and dtype), so side by side they would take turns
+    kernels = {(users_step_implementation(size), rule) for size in parameter_counts for rule in rules
+               if rule_registry.is_builtin(rule) and rule not in too_large[size]}
+    tasks = [(rule, kernel) for kernel, rule in sorted(kernels, key=lambda task: (task[0] != "fastgd_serial", task))]
     workers = min(os.cpu_count() or 1, len(tasks))
     if workers < 2:
         return  # one core: the timing process compiles as fast

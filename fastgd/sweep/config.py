@@ -149,7 +149,7 @@ from fastgd.kernels.mlp import ACTIVATIONS
 __all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS", "network_for",
            "model_description", "LAYER_TYPES"]
 
-PRESETS = ("quick", "default", "full", "large", "paper", "suite")
+PRESETS = ("quick", "default", "lecture", "full", "large", "paper", "suite")
 _TOP_LEVEL = {"name", "datasets", "problems", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds",
               "epochs", "dtype", "model", "targets", "plugins", "tuning", "schedules"}
 _TUNING_KEYS = ("budget", "seed", "final_seeds", "validation_fraction", "tuning_seed")
