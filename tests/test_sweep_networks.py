@@ -174,3 +174,46 @@ def test_a_report_without_descriptions_names_the_layers_from_the_runs(tmp_path):
     data = build_report(tmp_path / "out", tmp_path / "s.db").read_text().split('<h2 id="data">')[1]
     assert ("Conv2D(out_channels=2, kernel_size=3, padding=&#39;same&#39;), ReLU(), MaxPool2D(kernel_size=2), "
             "Flatten(), Dense(out_features=10) on (1, 8, 8) (parameters not recorded)") in data
+
+
+def test_the_report_draws_the_landscape_of_a_cnn_data_set_around_the_trained_network(cnn_store, tmp_path,
+                                                                                   monkeypatch):
+    """compare's measurement (fastgd.sweep.measure.dataset_landscape) trains the data set's declared network and
+    samples its loss around θ; the line's centre is that network's loss at θ trained again here; the report draws
+    it and names the network, and says nothing is missing."""
+    pytest.importorskip("seaborn")
+    import shutil
+
+    from fastgd import landscape
+    from fastgd.report.sections import landscape_artefact
+    from fastgd.sweep import measure
+
+    for name, value in [("TRAINING_BUDGET", 1.0), ("LANDSCAPE_ROWS", 150), ("PLANE_POINTS", 5),
+                        ("MIN_PLANE_POINTS", 5)]:
+        monkeypatch.setattr(landscape, name, value)  # 3 epochs on 150 rows, a 5 × 5 plane and a line of 9
+    directory, store = cnn_store
+    config = sweep.load_config(directory / "cnn.toml")
+    drawn = measure.dataset_landscape(config, "digits")
+    assert (drawn["model"], drawn["n_epochs"], drawn["rows"], len(drawn["alphas"])) == ("digits_cnn", 3, 150, 9)
+    assert np.array(drawn["plane"]).shape == (5, 5) and drawn["plane"][2][2] == pytest.approx(drawn["line"][4],
+                                                                                               rel=1e-12)
+    # the oracle: the same sample, θ and batches trained by fastgd.training.Training
+    digits = datasets.load("digits")
+    rows = np.sort(np.random.default_rng(0).choice(digits.X_train.shape[0], 150, replace=False))
+    net = networks.known("digits_cnn")
+    optimizer = optim.Adam(net.init(random_state=0), lr=3e-3)
+    Training(net, optimizer, digits.X_train[rows], digits.Y_train[rows], 32, seed=0).run(3)
+    trained_loss = net.loss(optimizer.params, digits.X_train[rows], digits.Y_train[rows])
+    assert drawn["line"][4] == pytest.approx(trained_loss, rel=1e-12)
+    assert max(drawn["line"]) > trained_loss  # a point away from θ is higher
+
+    copy = tmp_path / "cnn.db"
+    shutil.copy(store, copy)
+    with sweep.Store(copy) as opened:
+        opened.put_artefact(landscape_artefact("digits"), drawn, {"made": "here"})
+    code, _, err = run_command(["report", "--store", str(copy), "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 0, err[-3000:]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert 'src="landscape.png"' in page and (tmp_path / "out" / "landscape.png").exists()
+    assert "digits: digits_cnn, 3 epochs of adam on 150 rows (a sample of" in page
+    assert "Loss landscape of digits" not in page
