@@ -132,13 +132,14 @@ def dataset_landscape(config, dataset):
     it, :func:`fastgd.sweep.config.model_description`)."""
     from fastgd import landscape
     from fastgd.datasets import load as load_dataset
-    from fastgd.sweep.config import model_description
+    from fastgd.sweep.config import model_description, network_options
 
     data = load_dataset(dataset, config.sources)
     network = config.network_of(dataset)
     if network is not None:
         net, _ = config.model(dataset, data)
-        return landscape.trained_landscape(data, network=net, model=model_description(network))
+        return landscape.trained_landscape(data, network=net, init=network_options(network)[1],
+                                           model=model_description(network))
     hidden, activation, alpha = config.model_of(dataset)
     return landscape.trained_landscape(data, hidden, activation, alpha)
 
