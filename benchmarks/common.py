@@ -328,7 +328,7 @@ def load_network_data(label, directory=None):
 
 # --- declared CNNs (issue 26) --------------------------------------------------------------------
 
-CNN_IMPLEMENTATIONS = ("fastgd", "torch", "jax")
+CNN_IMPLEMENTATIONS = ("fastgd", "torch", "jax", "jax_steps")
 CNN_LEARNING_RATE = 1e-3  # Adam's default
 # every framework on one thread: a ratio means little when one has the cores and the other not (issue 25)
 CNN_THREADS = 1
@@ -405,7 +405,8 @@ class CnnEpochs:
     """One implementation's epochs of a :class:`Cnn`: fastgd's ``Training`` (one compiled call an epoch),
     PyTorch's ``nn.Sequential`` with ``torch.optim.Adam`` over shuffled batches, as its users train, or JAX +
     optax's jitted epoch (``baselines.JaxNetworkTraining``: ``lax.scan`` over the batches of a permutation drawn
-    by NumPy). All start from the same θ (``net.init``, torch's default initialisation), cross-entropy, float32;
+    by NumPy; ``jax_steps``, one jitted step a batch, which XLA's CPU backend runs faster on large
+    convolutions). All start from the same θ (``net.init``, torch's default initialisation), cross-entropy, float32;
     NotImplementedError where PyTorch, or JAX and optax, are not installed."""
 
     def __init__(self, cnn, implementation):
@@ -425,10 +426,11 @@ class CnnEpochs:
             self.X, self.labels = torch.from_numpy(X), torch.from_numpy(Y.argmax(axis=1))
             self.generator = torch.Generator().manual_seed(0)
             self.epoch = self._torch_epoch
-        elif implementation == "jax":
+        elif implementation in ("jax", "jax_steps"):
             if not baselines.jax_available():
                 raise NotImplementedError("JAX and optax are not installed (pip install 'fastgd[jax]')")
-            self.training = baselines.JaxNetworkTraining(net, theta, X, Y, CNN_LEARNING_RATE, cnn.batch_size)
+            self.training = baselines.JaxNetworkTraining(net, theta, X, Y, CNN_LEARNING_RATE, cnn.batch_size,
+                                                         per_step=implementation == "jax_steps")
             orders = np.random.default_rng(0)
             self.epoch = lambda: self.training.epoch(orders.permutation(self.n_samples))
         else:

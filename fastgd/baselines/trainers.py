@@ -657,7 +657,10 @@ def _jax_layer(layer, parameters, x):
 class JaxNetworkTraining:
     """A declared network (:class:`fastgd.networks.Network`) trained by JAX + optax as a JAX user writes it: its
     layers as ``jax.lax`` convolutions, windows and products on channels-first arrays, a whole epoch in one
-    ``jax.jit`` with ``lax.scan`` over its full batches (and one step for the last, shorter batch).
+    ``jax.jit`` with ``lax.scan`` over its full batches (and one step for the last, shorter batch); or, with
+    ``per_step=True``, one jitted step a batch called from Python. Both are offered because XLA's CPU backend
+    runs a convolution's gradient far slower inside ``lax.scan``'s loop than at the top level of a jitted
+    function (measured in reports/cnn_epoch_speed*.md), so that a comparison can take the faster.
 
     θ (``net.unpack``'s tensors, torch's shapes), the loss (torch's cross-entropy on one-hot ``Y`` or mean squared
     error, plus the network's penalty α/(2m)·ΣW²) and Adam (``optax.adam``, torch's update) are fastgd's; the
@@ -666,7 +669,7 @@ class JaxNetworkTraining:
     as warm as the next. Threads: XLA reads ``XLA_FLAGS`` when JAX first computes (:func:`same_threads`).
     """
 
-    def __init__(self, net, theta, X, Y, lr, batch_size, rule="adam"):
+    def __init__(self, net, theta, X, Y, lr, batch_size, rule="adam", per_step=False):
         import jax
         import jax.numpy as jnp
         import optax
@@ -716,18 +719,33 @@ class JaxNetworkTraining:
                 total = total + loss * (n_samples - n_full * size)
             return (*carry, total / n_samples)
 
-        self.n_samples = n_samples
+        self.n_samples, self.batch_size, self.per_step = n_samples, size, per_step
         order = jnp.arange(n_samples, dtype=jnp.int32)
+        self._as_order = lambda rows: jnp.asarray(np.asarray(rows, dtype=np.int32))
+        if per_step:
+            # compiled ahead for the two batch sizes an epoch takes
+            one_step = jax.jit(lambda params, opt_state, rows, X, Y: step((params, opt_state), rows, X, Y),
+                               donate_argnums=(0, 1))
+            self._steps = {rows: one_step.lower(self.params, self.opt_state, order[:rows], self.X, self.Y).compile()
+                           for rows in {size, n_samples - n_full * size} - {0}}
+            return
         self._epoch = jax.jit(epoch, donate_argnums=(0, 1)).lower(self.params, self.opt_state, order, self.X,
                                                                   self.Y).compile()
-        self._as_order = lambda rows: jnp.asarray(np.asarray(rows, dtype=np.int32))
 
     def epoch(self, order):
         """Train one epoch over the rows in ``order`` (a permutation of the rows, batches cut from it in turn); the
         mean of its batches' losses, each taken before its update, weighted by batch size (fastgd's epoch loss)."""
-        self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, self._as_order(order), self.X,
-                                                        self.Y)
-        return float(loss)
+        order = self._as_order(order)
+        if not self.per_step:
+            self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, order, self.X, self.Y)
+            return float(loss)
+        losses = []
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            (self.params, self.opt_state), loss = self._steps[rows.shape[0]](self.params, self.opt_state, rows,
+                                                                             self.X, self.Y)
+            losses.append((loss, rows.shape[0]))
+        return sum(float(loss) * rows for loss, rows in losses) / self.n_samples
 
     def theta(self):
         """θ now, in the network's layout (a NumPy float32 vector)."""
