@@ -140,13 +140,14 @@ class NetworkEpoch:
 
 
 class CnnEpoch:
-    """A declared CNN's epoch (issue 26): fastgd beside PyTorch, Adam, float32, one thread each.
+    """A declared CNN's epoch (issue 26): fastgd beside PyTorch and JAX + optax, Adam, float32, one thread each.
 
     The networks (``common.CNNS``, labelled network/batch size): the digits CNN
     (``networks.known("digits_cnn")``, 6,090 parameters) on digits' 1,347 training rows in batches
     of 64, and DeepOBS's ``mnist_2c2d`` (3.3 million parameters) on four batches of 128 standard
-    normal 28×28 inputs. Both start from the same θ; fastgd trains with ``Training``, PyTorch with
-    ``nn.Sequential`` and ``torch.optim.Adam`` (``common.CnnEpochs``). ``track_samples_per_second``
+    normal 28×28 inputs. All start from the same θ; fastgd trains with ``Training``, PyTorch with
+    ``nn.Sequential`` and ``torch.optim.Adam``, JAX with a jitted epoch of ``lax.scan`` over its batches and
+    ``optax.adam`` (``common.CnnEpochs``). ``track_samples_per_second``
     is the training rows over the median epoch of about ``common.TRACK_SECONDS`` (one epoch at
     least), after a warm-up epoch in ``setup`` that compiles (or loads) fastgd's pass.
     """

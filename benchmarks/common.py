@@ -328,7 +328,7 @@ def load_network_data(label, directory=None):
 
 # --- declared CNNs (issue 26) --------------------------------------------------------------------
 
-CNN_IMPLEMENTATIONS = ("fastgd", "torch")
+CNN_IMPLEMENTATIONS = ("fastgd", "torch", "jax", "jax_steps")
 CNN_LEARNING_RATE = 1e-3  # Adam's default
 # every framework on one thread: a ratio means little when one has the cores and the other not (issue 25)
 CNN_THREADS = 1
@@ -402,9 +402,12 @@ def torch_sequential(net, theta):
 
 
 class CnnEpochs:
-    """One implementation's epochs of a :class:`Cnn`: fastgd's ``Training`` (one compiled call an epoch), or
-    PyTorch's ``nn.Sequential`` with ``torch.optim.Adam`` over shuffled batches, as its users train. Both start
-    from the same θ (``net.init``, torch's default initialisation), cross-entropy, float32."""
+    """One implementation's epochs of a :class:`Cnn`: fastgd's ``Training`` (one compiled call an epoch),
+    PyTorch's ``nn.Sequential`` with ``torch.optim.Adam`` over shuffled batches, as its users train, or JAX +
+    optax's jitted epoch (``baselines.JaxNetworkTraining``: ``lax.scan`` over the batches of a permutation drawn
+    by NumPy; ``jax_steps``, one jitted step a batch, which XLA's CPU backend runs faster on large
+    convolutions). All start from the same θ (``net.init``, torch's default initialisation), cross-entropy, float32;
+    NotImplementedError where PyTorch, or JAX and optax, are not installed."""
 
     def __init__(self, cnn, implementation):
         from fastgd.training import Training
@@ -423,6 +426,13 @@ class CnnEpochs:
             self.X, self.labels = torch.from_numpy(X), torch.from_numpy(Y.argmax(axis=1))
             self.generator = torch.Generator().manual_seed(0)
             self.epoch = self._torch_epoch
+        elif implementation in ("jax", "jax_steps"):
+            if not baselines.jax_available():
+                raise NotImplementedError("JAX and optax are not installed (pip install 'fastgd[jax]')")
+            self.training = baselines.JaxNetworkTraining(net, theta, X, Y, CNN_LEARNING_RATE, cnn.batch_size,
+                                                         per_step=implementation == "jax_steps")
+            orders = np.random.default_rng(0)
+            self.epoch = lambda: self.training.epoch(orders.permutation(self.n_samples))
         else:
             raise ValueError(f"implementation must be one of {CNN_IMPLEMENTATIONS}, got {implementation!r}")
 
@@ -446,10 +456,11 @@ class CnnEpochs:
 
 
 def warmed_cnn_epochs(label, implementation):
-    """:class:`CnnEpochs` of ``CNNS[label]`` after one epoch on :data:`CNN_THREADS` (fastgd's under
-    :func:`numba_cache_lock`: it compiles, or loads, the network's pass); NotImplementedError without PyTorch."""
-    epochs = CnnEpochs(CNNS[label], implementation)
+    """:class:`CnnEpochs` of ``CNNS[label]``, built and run one epoch on :data:`CNN_THREADS` (JAX's threads are
+    set before it first computes, in the build; fastgd's epoch under :func:`numba_cache_lock`: it compiles, or
+    loads, the network's pass); NotImplementedError without the implementation's packages."""
     with numba_cache_lock() if implementation == "fastgd" else contextlib.nullcontext():
         with baselines.same_threads(CNN_THREADS):
+            epochs = CnnEpochs(CNNS[label], implementation)
             baselines.finite(epochs.epoch())
     return epochs

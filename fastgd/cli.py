@@ -486,8 +486,8 @@ def _known_network(arguments, task, n_features, n_outputs):
         return None
     from fastgd.networks import NetworkError, known
 
-    for option, value in (("--hidden", arguments.hidden), ("--activation", arguments.activation),
-                          ("--alpha", arguments.alpha)):
+    for option, value in (("--hidden", arguments.hidden), ("--activation", getattr(arguments, "activation", None)),
+                          ("--alpha", getattr(arguments, "alpha", None))):
         if value is not None:
             raise CommandError(f"{option} is for the MLP; --network {arguments.network} declares its own layers")
     try:
@@ -613,20 +613,25 @@ def command_landscape(arguments):
     from fastgd import landscape
 
     dataset = _dataset_source(arguments)
-    _, n_features, n_outputs = _check_dataset(*dataset)
+    task, n_features, n_outputs = _check_dataset(*dataset)
     _check_optimizer(arguments.optimizer)
-    _check_network([n_features, *arguments.hidden, n_outputs], "float64")
+    network = _known_network(arguments, task, n_features, n_outputs)
+    hidden = [32] if arguments.hidden is None else arguments.hidden
+    if network is None:
+        _check_network([n_features, *hidden, n_outputs], "float64")
     out_dir = _output_directory(arguments.out, "--out")
     from fastgd.report import figures
 
     data = _load_dataset(*dataset)
     # what fastgd compare stores for its report: rows, epochs and points within a budget on a large set
-    drawn = landscape.trained_landscape(data, tuple(arguments.hidden), "relu", 1e-4, arguments.optimizer, arguments.lr,
-                                        arguments.epochs, 32, arguments.extent, arguments.seed)
+    drawn = landscape.trained_landscape(data, tuple(hidden), "relu", 1e-4, arguments.optimizer, arguments.lr,
+                                        arguments.epochs, 32, arguments.extent, arguments.seed, network=network,
+                                        model=arguments.network)
     cut = "" if drawn["n_epochs"] == arguments.epochs else f" (of {arguments.epochs} asked: the training budget)"
-    print(f"trained an MLP of layer sizes {drawn['layer_sizes']} on {drawn['rows']:,} of the "
-          f"{drawn['training_rows']:,} training rows of {data.name} with {arguments.optimizer} for "
-          f"{drawn['n_epochs']} epochs{cut}")
+    trained = f"an MLP of layer sizes {drawn['layer_sizes']}" if network is None else \
+        f"{arguments.network} ({network.n_params:,} parameters)"
+    print(f"trained {trained} on {drawn['rows']:,} of the {drawn['training_rows']:,} training rows of {data.name} "
+          f"with {arguments.optimizer} for {drawn['n_epochs']} epochs{cut}")
     if drawn["diverged_epoch"] is not None:
         print(f"diverged at epoch {drawn['diverged_epoch']}; the landscape is drawn around the parameters of the "
               "epoch before")
@@ -1058,12 +1063,14 @@ def build_parser():
     gradcheck.add_argument("--lr", type=_positive_float, default=1e-2, help="its learning rate (default: 1e-2)")
     gradcheck.set_defaults(handler=command_gradcheck)
 
-    landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained MLP",
-                                    description="Train an MLP, then draw its loss along filter-normalised random "
-                                                "directions.")
+    landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained network",
+                                    description="Train an MLP (or a known network), then draw its loss along "
+                                                "filter-normalised random directions.")
     _add_dataset_options(landscape, default="digits")
     _add_rule_options(landscape, lr=3e-3)
-    landscape.add_argument("--hidden", type=_positive_int, nargs="*", default=[32])
+    landscape.add_argument("--network", metavar="NAME", help="a known network (fastgd.networks.KNOWN, e.g. "
+                           "digits_cnn on digits) instead of the MLP")
+    landscape.add_argument("--hidden", type=_positive_int, nargs="*", help="the MLP's hidden layer sizes (default: 32)")
     landscape.add_argument("--extent", type=_positive_float, default=1.0, help="the slice spans [-extent, extent]")
     landscape.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED}")
     landscape.add_argument("--out", default="landscape", help="output directory")

@@ -2,10 +2,14 @@
 
 As in the lecture, and filter-normalised as in Li et al. (2018), "Visualizing
 the Loss Landscape of Neural Nets": a random Gaussian direction d has, for
-every unit of every layer, the weights into that unit (a column of W) rescaled
-to the norm of the same column of the trained W; bias components are zero.
-The loss J(θ + a·d₁ + b·d₂) over a grid is evaluated in parallel in compiled
-code.
+every unit of every layer, the weights into that unit (a column of an MLP's W;
+a declared network's filter, one output channel's slice of a kernel (out, in,
+kh, kw), or a row of a dense layer's (out, in)) rescaled to the norm of the
+same weights of the trained θ; bias components are zero. The loss
+J(θ + a·d₁ + b·d₂), penalty included, over a grid is evaluated in parallel in
+compiled code, one grid point a thread, through the model's compiled forward
+pass: the MLP's (:mod:`fastgd.kernels.train`) or a declared network's
+(:class:`fastgd.networks.Network`, :mod:`fastgd.kernels.network`).
 
     >>> import numpy as np
     >>> from fastgd import MLP, landscape
@@ -22,7 +26,9 @@ import numpy as np
 from numba import prange
 
 from fastgd._config import jit
+from fastgd.kernels import network as network_kernels
 from fastgd.kernels.train import dataset_loss, model_entry, workspace_elements
+from fastgd.networks import Network
 
 __all__ = ["random_direction", "line", "plane", "trained_landscape"]
 
@@ -40,9 +46,22 @@ MIN_EPOCHS = 3
 
 
 def random_direction(net, theta, random_state=None):
-    """A filter-normalised random direction in θ's layout (zero on the biases)."""
+    """A filter-normalised random direction in θ's layout (zero on the biases); ``net`` an MLP or a declared
+    network."""
     rng = np.random.default_rng(random_state)
     direction = np.zeros_like(theta)
+    if isinstance(net, Network):
+        directions, weights = net.unpack(direction), net.unpack(theta)
+        for tensor in net.tensors:
+            if not tensor.name.endswith(".weight"):
+                continue
+            d, w = directions[tensor.name], weights[tensor.name]
+            d[...] = rng.standard_normal(d.shape)
+            # one filter a row: torch's weights put the unit (output channel) first
+            rows, filters = d.reshape(d.shape[0], -1), w.reshape(w.shape[0], -1)
+            rows *= (np.linalg.norm(filters, axis=1)
+                     / np.maximum(np.linalg.norm(rows, axis=1), np.finfo(np.float64).tiny))[:, None]
+        return direction
     directions, _ = net.unpack(direction)
     weights, _ = net.unpack(theta)
     for d, w in zip(directions, weights):
@@ -63,6 +82,29 @@ def _losses_on_grid(model, theta, first, second, alphas, betas, X, Y, layer_size
         batch_Y = np.empty(chunk * Y.shape[1], dtype=theta.dtype)
         losses[row, column] = dataset_loss(model, shifted, X, Y, layer_sizes, activation, output, alpha,
                                            activations, chunk, batch_X, batch_Y, no_grad)
+    return losses
+
+
+@jit(parallel=True, exact=True)
+def _network_losses_on_grid(theta, first, second, alphas, betas, X, Y, plan, loss, alpha, chunk, block_elements,
+                            column_elements):
+    """A declared network's loss (``plan``'s, :mod:`fastgd.kernels.network`) on every grid point, penalty included:
+    ``chunk`` rows of the flat (n × inputs) ``X`` at a time through its compiled forward pass."""
+    losses = np.empty((betas.size, alphas.size))
+    n_samples = X.shape[0]
+    for point in prange(alphas.size * betas.size):
+        row, column = point // alphas.size, point % alphas.size
+        shifted = theta + alphas[column] * first + betas[row] * second
+        blocks = np.empty(block_elements, dtype=theta.dtype)
+        columns = np.empty(column_elements, dtype=theta.dtype)
+        total = 0.0
+        for start in range(0, n_samples, chunk):
+            stop = min(start + chunk, n_samples)
+            rows = stop - start
+            total += network_kernels.loss_only(shifted, X[start:stop].reshape(rows * X.shape[1]),
+                                               Y[start:stop].reshape(rows * Y.shape[1]), rows, plan, loss, blocks,
+                                               columns) * rows
+        losses[row, column] = total / n_samples + network_kernels.penalty(shifted, plan, alpha, n_samples)
     return losses
 
 
@@ -92,11 +134,19 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     from threadpoolctl import threadpool_limits
 
     theta = net._check_theta(theta)
-    X, Y = net.check_data(X, Y)
+    declared = isinstance(net, Network)
+    X, Y = net.check_data(X, Y, theta.dtype) if declared else net.check_data(X, Y)
     alphas = _coordinates("alphas", alphas, theta.dtype)
     betas = _coordinates("betas", betas, theta.dtype)
     first, second = _check_direction("direction", first, theta), _check_direction("direction", second, theta)
     chunk = min(X.shape[0], CHUNK)
+    if declared:
+        net.check_fits(chunk, theta.dtype)
+        blocks, columns = net.workspace_elements(chunk)
+        with threadpool_limits(1):
+            return _network_losses_on_grid(theta, first.astype(theta.dtype), second.astype(theta.dtype), alphas,
+                                           betas, X.reshape(X.shape[0], -1), Y, net.plan,
+                                           network_kernels.LOSSES[net.loss_name], net.alpha, chunk, blocks, columns)
     # every grid point is one thread's work: BLAS inside it must not start threads of its own
     with threadpool_limits(1):
         # the serial pass: every grid point is one prange iteration already
@@ -127,8 +177,14 @@ def plane(net, theta, X, Y, alphas, betas, directions=None, random_state=None):
 
 
 def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1e-4, optimizer="adam", lr=3e-3,
-                      n_epochs=20, batch_size=32, extent=1.0, seed=0):
+                      n_epochs=20, batch_size=32, extent=1.0, seed=0, network=None, init="torch", model=None):
     """Train an MLP on ``data`` (a :class:`fastgd.datasets.Dataset`), then its loss on a line and a plane around θ.
+
+    ``network``: a declared :class:`fastgd.networks.Network` to train instead (its own L2 penalty; the MLP's
+    ``hidden_layer_sizes``, ``activation`` and ``alpha`` are then not read), from θ drawn by its ``init`` scheme
+    (:meth:`fastgd.networks.Network.init`) in float64; ``model`` names it in the result (by default its number
+    of parameters). A network's cost per row is its forward pass's multiply-adds
+    (:func:`fastgd.kernels.network.multiply_adds_per_sample`) where an MLP's is its parameters.
 
     Cheap at any size: a set of more than ``LANDSCAPE_ROWS`` training rows is
     trained and evaluated on a fixed sample of that many, and the plane has
@@ -138,7 +194,8 @@ def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1
     ``MIN_EPOCHS``) where rows × parameters × epochs would pass
     ``TRAINING_BUDGET``. Returns a dict of plain lists (JSON-ready):
     ``alphas``, ``line``, ``grid_alphas``, ``grid_betas``, ``plane`` (rows:
-    betas) and what was trained (``layer_sizes``, ``rows``, ``n_epochs``...).
+    betas) and what was trained (an MLP's ``layer_sizes`` and ``activation``, a network's ``model``; ``rows``,
+    ``n_epochs``...).
     """
     from fastgd import optim
     from fastgd.models import MLP
@@ -148,12 +205,20 @@ def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1
     if X.shape[0] > LANDSCAPE_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], LANDSCAPE_ROWS, replace=False))
         X, Y = X[rows], Y[rows]
-    net = MLP([data.n_features, *hidden_layer_sizes, data.n_outputs], activation, data.output, alpha)
-    theta = net.init(random_state=seed)
-    n_epochs = min(n_epochs, max(MIN_EPOCHS, int(TRAINING_BUDGET // (X.shape[0] * net.n_params))))
+    if network is None:
+        net = MLP([data.n_features, *hidden_layer_sizes, data.n_outputs], activation, data.output, alpha)
+        theta, per_row = net.init(random_state=seed), net.n_params
+        described = {"layer_sizes": [int(n) for n in net.layer_sizes], "activation": activation, "alpha": alpha}
+    else:
+        net = network
+        theta = net.init(random_state=seed, scheme=init)
+        per_row = network_kernels.multiply_adds_per_sample(net.plan)
+        described = {"model": model or f"a network of {net.n_params:,} parameters", "init": init,
+                     "alpha": net.alpha, "parameters": int(net.n_params)}
+    n_epochs = min(n_epochs, max(MIN_EPOCHS, int(TRAINING_BUDGET // (X.shape[0] * per_row))))
     history = Training(net, optim.OPTIMIZERS[optimizer](theta, lr=lr, layout=net.layout), X, Y,
                        min(batch_size, X.shape[0]), seed=seed).run(n_epochs)
-    affordable = LANDSCAPE_BUDGET / (X.shape[0] * net.n_params)
+    affordable = LANDSCAPE_BUDGET / (X.shape[0] * per_row)
     points = int(min(PLANE_POINTS, max(MIN_PLANE_POINTS, np.sqrt(affordable))))
     points += 1 - points % 2  # odd: θ itself is a grid point
     alphas = np.linspace(-extent, extent, 2 * points - 1)
@@ -161,7 +226,7 @@ def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1
     losses = line(net, theta, X, Y, alphas, random_state=seed)
     surface = plane(net, theta, X, Y, grid, grid, random_state=seed + 1)
     return {"alphas": alphas.tolist(), "line": losses.tolist(), "grid_alphas": grid.tolist(),
-            "grid_betas": grid.tolist(), "plane": surface.tolist(), "layer_sizes": [int(n) for n in net.layer_sizes],
-            "activation": activation, "alpha": alpha, "optimizer": optimizer, "lr": lr, "n_epochs": n_epochs,
+            "grid_betas": grid.tolist(), "plane": surface.tolist(), **described, "optimizer": optimizer, "lr": lr,
+            "n_epochs": n_epochs,
             "rows": int(X.shape[0]), "training_rows": int(data.X_train.shape[0]), "data_hash": data.content_hash,
             "diverged_epoch": None if history.diverged_epoch is None else int(history.diverged_epoch)}

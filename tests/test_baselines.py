@@ -75,3 +75,37 @@ def test_compares_step_throughput_leaves_out_a_rule_whose_state_for_one_vector_w
                                   budget_seconds=0.001, progress=messages.append)
     assert set(measured["steps"]["rule"]) == {"sgd"}
     assert "shampoo not timed on 1,000 parameters: its state for one long vector would not fit" in messages
+
+
+@pytest.mark.parametrize("case_index, alpha, per_step", [(0, 0.0, False), (5, 0.0, False), (6, 0.0, False),
+                                                        (7, 0.3, False), (8, 0.0, False), (11, 0.0, False),
+                                                        (0, 0.0, True), (7, 0.3, True)])
+def test_jax_trains_a_declared_network_as_fastgd_does_from_the_same_theta_and_batches(case_index, alpha, per_step):
+    """The JAX + optax epoch the CNN benchmarks time does fastgd's work: from the same θ over fastgd's batches
+    (its SplitMix64 order), Adam, float32, 9 steps: every epoch's loss and θ after them to float32 rounding; over
+    convolutions with padding and strides, every pool, 1-D layers, the mean squared error and a penalty; the epoch
+    as one lax.scan or as a jitted step a batch."""
+    pytest.importorskip("jax", reason="JAX is the peer trained here")
+    pytest.importorskip("optax", reason="optax is the peer's optimizer")
+    import numpy as np
+
+    from fastgd import optim
+    from fastgd.reference import splitmix64_permutation
+    from fastgd.training import Training
+    from tests.network_cases import GRID, network
+
+    net = network(GRID[case_index]).with_alpha(alpha)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(10,) + net.input_shape).astype(np.float32)
+    Y = (np.eye(net.n_outputs, dtype=np.float32)[rng.integers(0, net.n_outputs, 10)]
+         if net.loss_name == "cross_entropy" else rng.normal(size=(10, net.n_outputs)).astype(np.float32))
+    theta = net.init(random_state=0, dtype=np.float32)
+    fastgd = Training(net, optim.Adam(theta.copy(), lr=0.01), X, Y, 4, seed=3)
+    jax = baselines.JaxNetworkTraining(net, theta.copy(), X, Y, 0.01, 4, per_step=per_step)
+    for epoch in range(3):  # batches of 4, 4 and 2
+        expected = fastgd.epoch()
+        assert jax.epoch(splitmix64_permutation(10, 3, epoch)) == pytest.approx(expected, rel=2e-5)
+    assert np.abs(jax.theta() - fastgd.theta).max() <= 2e-5 * max(1.0, np.abs(fastgd.theta).max())
+    assert np.abs(fastgd.theta - theta).max() > 0.01  # it moved
+    with pytest.raises(ValueError, match="float32"):
+        baselines.JaxNetworkTraining(net, theta.astype(np.float64), X, Y, 0.01, 4)

@@ -181,3 +181,65 @@ def test_a_nan_passes_through_relu_as_in_torch():
         theirs = torch_module(net, theta)(torch.from_numpy(X)).numpy()
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
     assert np.isnan(ours[1]).all() and not np.isnan(ours[[0, 2]]).any()
+
+
+def by_hand_penalty(net, theta, alpha, n_rows):
+    """α/(2m)·ΣW² over the weights the NumPy reference unpacks (not the biases)."""
+    weights = [parameters[0] for parameters in reference.unpack(net, theta) if parameters is not None]
+    return alpha / (2 * n_rows) * sum(float(np.sum(w.astype(np.float64) ** 2)) for w in weights)
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[4], GRID[7]], ids=[GRID[0][0], GRID[4][0], GRID[7][0]])
+def test_an_l2_penalty_adds_alpha_over_2m_times_the_squared_weights_and_its_gradient(case):
+    """scikit-learn's penalty, weights only: the loss is the reference's plus α/(2m)·ΣW² by hand, the gradient the
+    reference's plus α/m·W on the weights and unchanged on the biases (a case without biases included)."""
+    plain, theta, X, Y = data(case)
+    net = plain.with_alpha(0.3)
+    ref_loss, ref_grad = reference.loss_and_gradient(plain, theta, X, Y)
+    penalty = by_hand_penalty(net, theta, 0.3, X.shape[0])
+    assert penalty > 0
+    loss, grad = net.loss_grad(theta, X, Y)
+    assert_close(loss, ref_loss + penalty, 1e-12)
+    assert_close(net.loss(theta, X, Y), ref_loss + penalty, 1e-12)
+    expected = ref_grad.copy()
+    for tensor, (weight, _) in zip([t for t in net.tensors if t.name.endswith(".weight")],
+                                   [p for p in reference.unpack(net, theta) if p is not None]):
+        expected[tensor.offset:tensor.offset + tensor.size] += 0.3 / X.shape[0] * weight.ravel()
+    assert_close(grad, expected, 1e-12)
+    assert plain.alpha == 0.0 and plain.loss(theta, X, Y) == pytest.approx(ref_loss, rel=1e-12)
+    with pytest.raises(networks.NetworkError, match=r"^alpha must be a finite number >= 0, got -1$"):
+        plain.with_alpha(-1)
+
+
+def test_a_networks_landscape_is_its_loss_at_theta_plus_a_times_d_by_the_reference(monkeypatch):
+    """The centre of the plane is the network's loss at θ, a point (a, b) the NumPy reference's loss at θ + a·d₁ +
+    b·d₂ plus the penalty by hand, with the rows taken in chunks; the directions are filter-normalised."""
+    from fastgd import landscape
+
+    plain, theta, X, Y = data(GRID[0])
+    X, Y = np.concatenate([X] * 3), np.concatenate([Y] * 3)  # 9 rows: chunks of 4, 4 and 1
+    net = plain.with_alpha(0.05)
+    monkeypatch.setattr(landscape, "CHUNK", 4)
+    rng = np.random.default_rng(3)
+    first, second = landscape.random_direction(net, theta, rng), landscape.random_direction(net, theta, rng)
+    for direction in (first, second):
+        for name, view in net.unpack(direction).items():
+            if name.endswith(".bias"):
+                assert not view.any()
+                continue
+            trained = net.unpack(theta)[name]
+            np.testing.assert_allclose(np.linalg.norm(view.reshape(view.shape[0], -1), axis=1),
+                                       np.linalg.norm(trained.reshape(trained.shape[0], -1), axis=1), rtol=1e-12)
+    alphas, betas = [-0.5, 0.0, 0.75], [-1.0, 0.0, 0.25, 2.0]
+    surface = landscape.plane(net, theta, X, Y, alphas, betas, directions=(first, second))
+    assert surface.shape == (4, 3)
+    assert abs(surface[1, 1] - net.loss(theta, X, Y)) <= 1e-12 * net.loss(theta, X, Y)
+    for row, b in enumerate(betas):
+        for column, a in enumerate(alphas):
+            shifted = theta + a * first + b * second
+            expected = reference.loss_and_gradient(plain, shifted, X, Y)[0] + by_hand_penalty(net, shifted, 0.05, 9)
+            assert abs(surface[row, column] - expected) <= 1e-12 * expected
+    line = landscape.line(net, theta, X, Y, alphas, direction=first)
+    np.testing.assert_array_equal(line, surface[1])
+    with pytest.raises(ValueError, match="direction must be an array of θ's shape"):
+        landscape.line(net, theta, X, Y, alphas, direction=first[:-1])

@@ -99,13 +99,17 @@ def test_a_diverged_run_keeps_the_objectives_of_its_finite_epochs(tmp_path, batc
     assert curve["objective"].notna().all() and np.isfinite(curve["objective"]).all()
 
 
-def test_a_declared_network_records_its_objective_too(tmp_path):
-    network = {"layers": [{"type": "Dense", "out_features": 5}, {"type": "ReLU"}, {"type": "Dense", "out_features": 3}]}
+@pytest.mark.parametrize("options", [{}, {"alpha": ALPHA, "init": "lecture"}], ids=["plain", "penalised"])
+def test_a_declared_network_records_its_objective_too(tmp_path, options):
+    """Its objective, penalty included where it has one, is fastgd.networks.Network.loss at θ after each epoch."""
+    network = {"layers": [{"type": "Dense", "out_features": 5}, {"type": "ReLU"}, {"type": "Dense", "out_features": 3}],
+               **options}
     config = sweep.parse(dict(LINEAR, rules=["sgd"], learning_rates=[0.1], model=network))
     specs = tracked_specs(config)
     curves = stored(specs, config, tmp_path / "n.db").set_index("run_id")
     data = datasets.load("iris")
     net = runner._network(specs[0], data)
+    assert net.alpha == options.get("alpha", 0.0)
     optimizer = optim.OPTIMIZERS["sgd"](runner._init(specs[0], net), lr=0.1)
     training = Training(net, optimizer, data.X_train, data.Y_train, 16, seed=0)
     objectives = []

@@ -156,6 +156,30 @@ def test_the_landscape_command_draws_what_the_report_stores(tmp_path, monkeypatc
         assert row.loss == pytest.approx(plane[j, i], rel=1e-12)
 
 
+def test_the_landscape_command_draws_a_known_networks_landscape(tmp_path, monkeypatch, capsys):
+    """fastgd landscape --network trains the declared network as trained_landscape does and draws its losses; the
+    MLP's options are refused beside it, in one line."""
+    pytest.importorskip("seaborn", reason="the report extra is not installed")
+    import pandas as pd
+
+    from fastgd import cli, datasets, landscape, networks
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in [("TRAINING_BUDGET", 1), ("LANDSCAPE_ROWS", 100), ("PLANE_POINTS", 3),
+                        ("MIN_PLANE_POINTS", 3)]:
+        monkeypatch.setattr(landscape, name, value)
+    assert cli.main(["landscape", "--dataset", "digits", "--network", "digits_cnn", "--seed", "2", "--out",
+                     "land"]) == 0
+    assert "trained digits_cnn (6,090 parameters) on 100 of the" in capsys.readouterr().out
+    expected = landscape.trained_landscape(datasets.load("digits"), optimizer="adam", lr=3e-3, seed=2,
+                                           network=networks.known("digits_cnn"), model="digits_cnn")
+    drawn = pd.read_csv(tmp_path / "land" / "landscape.csv")
+    assert len(drawn) == 9 and sorted(drawn["loss"]) == pytest.approx(sorted(np.ravel(expected["plane"])),
+                                                                      rel=1e-12)
+    assert cli.main(["landscape", "--dataset", "digits", "--network", "digits_cnn", "--hidden", "4"]) != 0
+    assert "--hidden is for the MLP; --network digits_cnn declares its own layers" in capsys.readouterr().err
+
+
 def test_stored_throughput_says_when_and_with_what_it_was_measured():
     from fastgd.report.sections import MACHINE, THROUGHPUT, throughput_provenance
 

@@ -19,8 +19,15 @@ DENSE = {"type": "Linear", "out_features": 10}
 
 @pytest.mark.parametrize("extra, message", [
     (dict(model="vgg16"), "[model]: no known architecture 'vgg16'; known: 2c2d, 3c3d,"),
-    (dict(model={"architecture": "digits_cnn", "alpha": 0.1}),
-     "[model] declares a network (architecture): alpha is the MLP's"),
+    (dict(model={"architecture": "digits_cnn", "activation": "tanh"}),
+     "[model] declares a network (architecture): activation is the MLP's"),
+    (dict(model={"architecture": "digits_cnn", "alpha": -0.1}), "[model] alpha must be a finite number >= 0, got -0.1"),
+    (dict(model={"architecture": "digits_cnn", "alpha": float("inf")}), "[model] alpha must be a finite number >= 0"),
+    (dict(model={"architecture": "digits_cnn", "init": "xavier"}),
+     "[model] init must be one of 'torch', 'lecture', got 'xavier'"),
+    (dict(model={"layers": [DENSE], "alpha": 1e-3, "seed": 0}), "[model] has no key 'seed' (a network is an "
+                                                                "architecture, or layers with an input_shape, and may "
+                                                                "take alpha and init)"),
     (dict(model={"architecture": "digits_cnn", "input_shape": [1, 8, 8]}),
      "[model] names the architecture 'digits_cnn': it has its own layers and input shape"),
     (dict(model={"layers": [{"type": "Conv3D", "out_channels": 2}]}), "[model] layers[0]: unknown layer type 'Conv3D'"),
@@ -174,3 +181,118 @@ def test_a_report_without_descriptions_names_the_layers_from_the_runs(tmp_path):
     data = build_report(tmp_path / "out", tmp_path / "s.db").read_text().split('<h2 id="data">')[1]
     assert ("Conv2D(out_channels=2, kernel_size=3, padding=&#39;same&#39;), ReLU(), MaxPool2D(kernel_size=2), "
             "Flatten(), Dense(out_features=10) on (1, 8, 8) (parameters not recorded)") in data
+
+
+def test_the_report_draws_the_landscape_of_a_cnn_data_set_around_the_trained_network(cnn_store, tmp_path,
+                                                                                   monkeypatch):
+    """compare's measurement (fastgd.sweep.measure.dataset_landscape) trains the data set's declared network and
+    samples its loss around θ; the line's centre is that network's loss at θ trained again here; the report draws
+    it and names the network, and says nothing is missing."""
+    pytest.importorskip("seaborn")
+    import shutil
+
+    from fastgd import landscape
+    from fastgd.report.sections import landscape_artefact
+    from fastgd.sweep import measure
+
+    for name, value in [("TRAINING_BUDGET", 1.0), ("LANDSCAPE_ROWS", 150), ("PLANE_POINTS", 5),
+                        ("MIN_PLANE_POINTS", 5)]:
+        monkeypatch.setattr(landscape, name, value)  # 3 epochs on 150 rows, a 5 × 5 plane and a line of 9
+    directory, store = cnn_store
+    config = sweep.load_config(directory / "cnn.toml")
+    drawn = measure.dataset_landscape(config, "digits")
+    assert (drawn["model"], drawn["n_epochs"], drawn["rows"], len(drawn["alphas"])) == ("digits_cnn", 3, 150, 9)
+    assert np.array(drawn["plane"]).shape == (5, 5) and drawn["plane"][2][2] == pytest.approx(drawn["line"][4],
+                                                                                               rel=1e-12)
+    # the oracle: the same sample, θ and batches trained by fastgd.training.Training
+    digits = datasets.load("digits")
+    rows = np.sort(np.random.default_rng(0).choice(digits.X_train.shape[0], 150, replace=False))
+    net = networks.known("digits_cnn")
+    optimizer = optim.Adam(net.init(random_state=0), lr=3e-3)
+    Training(net, optimizer, digits.X_train[rows], digits.Y_train[rows], 32, seed=0).run(3)
+    trained_loss = net.loss(optimizer.params, digits.X_train[rows], digits.Y_train[rows])
+    assert drawn["line"][4] == pytest.approx(trained_loss, rel=1e-12)
+    assert max(drawn["line"]) > trained_loss  # a point away from θ is higher
+
+    copy = tmp_path / "cnn.db"
+    shutil.copy(store, copy)
+    with sweep.Store(copy) as opened:
+        opened.put_artefact(landscape_artefact("digits"), drawn, {"made": "here"})
+    code, _, err = run_command(["report", "--store", str(copy), "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 0, err[-3000:]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert 'src="landscape.png"' in page and (tmp_path / "out" / "landscape.png").exists()
+    assert "digits: digits_cnn, 3 epochs of adam on 150 rows (a sample of" in page
+    assert "Loss landscape of digits" not in page
+
+
+def test_a_networks_alpha_and_init_define_its_runs_and_their_defaults_leave_the_ids_as_they_were():
+    plain = sweep.runs(sweep.parse(dict(BASE, model="digits_cnn")))[0]
+    spelled = sweep.runs(sweep.parse(dict(BASE, model={"architecture": "digits_cnn", "alpha": 0, "init": "torch"})))[0]
+    assert spelled.run_id == plain.run_id and spelled == plain
+    config = sweep.parse(dict(BASE, model={"architecture": "digits_cnn", "alpha": 1e-3, "init": "lecture"}))
+    penalised = sweep.runs(config)[0]
+    assert penalised.run_id != plain.run_id and penalised.alpha == 1e-3
+    assert json.loads(penalised.model) == {"alpha": 1e-3, "architecture": "digits_cnn", "init": "lecture"}
+    assert sweep.config.model_description(penalised.model) == "digits_cnn, alpha 0.001, lecture init"
+    net, init = config.model("digits", datasets.load("digits"))
+    assert net.alpha == 1e-3 and net.n_params == networks.known("digits_cnn").n_params
+    np.testing.assert_array_equal(init(4), networks.known("digits_cnn").init(random_state=4, scheme="lecture"))
+    layers = sweep.parse(dict(BASE, model={"layers": [{"type": "Flatten"}, DENSE], "input_shape": [1, 8, 8],
+                                           "alpha": 0.5}))
+    assert layers.model("digits", datasets.load("digits"))[0].alpha == 0.5
+
+
+def test_a_penalised_network_with_the_lectures_init_sweeps_as_training_it_alone_does(tmp_path):
+    """The oracle: fastgd.training.Training of the known network with the penalty, from the lecture's θ of the run's
+    seed; its stored loss is above the unpenalised network's (the penalty is in the loss)."""
+    model = {"architecture": "digits_cnn", "alpha": 0.5, "init": "lecture"}
+    config = sweep.parse(dict(BASE, model=model, rules=["adam"], learning_rates=[0.01], seeds=[3],
+                              batch_sizes=[64]))
+    outcome = sweep.run_sweep(config, tmp_path / "s.db", jobs=1, progress=False)
+    assert outcome.stored == 1 and outcome.failed == 0
+    run = sweep.load_runs(tmp_path / "s.db").iloc[0]
+    assert run["alpha"] == 0.5
+    digits = datasets.load("digits")
+    net = networks.known("digits_cnn").with_alpha(0.5)
+    theta = net.init(random_state=3, scheme="lecture")
+    assert not theta[net.tensors[1].offset:net.tensors[1].offset + net.tensors[1].size].any()  # zero biases
+    optimizer = optim.Adam(theta, lr=0.01)
+    history = Training(net, optimizer, digits.X_train, digits.Y_train, 64, seed=3).run(1)
+    assert run["final_loss"] == history.loss[-1]
+    unpenalised = networks.known("digits_cnn")
+    optimizer = optim.Adam(unpenalised.init(random_state=3, scheme="lecture"), lr=0.01)
+    assert Training(unpenalised, optimizer, digits.X_train, digits.Y_train, 64, seed=3).run(1).loss[-1] < \
+        run["final_loss"]
+
+
+@pytest.mark.parametrize("scheme", ["torch", "lecture"])
+def test_the_init_schemes_draw_as_torchs_own_initialisers(scheme):
+    """Against torch: its layers' reset_parameters (the "torch" scheme) or xavier_uniform_ and zero biases (the
+    lecture's) on tensors of the same shapes: the same bound (torch's largest draw), the same spread."""
+    torch = pytest.importorskip("torch", reason="torch's initialisers are the oracle of the schemes")
+    from tests.network_cases import torch_module
+
+    net = networks.known("2c2d")
+    theta = net.init(random_state=0, scheme=scheme)
+    torch.manual_seed(0)
+    module = torch_module(net, np.zeros(net.n_params))
+    for layer in module:
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+            if scheme == "lecture":
+                torch.nn.init.xavier_uniform_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
+    fans = {name + ".weight": torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+            for name, layer in module.named_children() if hasattr(layer, "weight")}
+    for (name, ours), theirs in zip(net.unpack(theta).items(), module.state_dict().values()):
+        theirs = theirs.double().numpy()
+        assert ours.shape == theirs.shape
+        if not theirs.any():
+            assert not ours.any(), name
+            continue
+        fan_in, fan_out = fans[name.replace(".bias", ".weight")]
+        bound = np.sqrt(6 / (fan_in + fan_out)) if scheme == "lecture" else 1 / np.sqrt(fan_in)
+        assert np.abs(ours).max() <= bound and np.abs(theirs).max() <= bound * (1 + 1e-6), name
+        assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=0.2), name
+        assert ours.std() == pytest.approx(theirs.std(), rel=0.1 if ours.size >= 1000 else 0.5), name

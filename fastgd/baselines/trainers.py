@@ -31,8 +31,8 @@ from fastgd.training import Training
 __all__ = ["IMPLEMENTATIONS", "TRAINERS", "TORCH_OPTIMIZERS", "TORCH_FUSED", "SEED", "LEARNING_RATES",
            "learning_rate", "available", "torch_available", "jax_available", "warm_up", "warmed_trainer", "dataset",
            "head", "Trainer", "FastgdTrainer", "NumpyTrainer", "SklearnTrainer", "TorchTrainer", "JaxTrainer",
-           "JaxTraining", "optax_transform", "require_torch", "torch_optimizer_class", "SKLEARN_SOLVERS",
-           "same_threads"]
+           "JaxTraining", "JaxNetworkTraining", "optax_transform", "require_torch", "torch_optimizer_class",
+           "SKLEARN_SOLVERS", "same_threads"]
 
 SEED = 0
 # torch.optim's class for each rule (the names of the hyperparameters are the same); Lion, LAMB,
@@ -613,3 +613,141 @@ class JaxTraining:
         self.key, key = self._split(self.key)
         self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
         return float(loss)
+
+
+def _jax_layer(layer, parameters, x):
+    """One resolved layer of a declared network (:class:`fastgd.networks.layers.Resolved`) in JAX, on x of
+    shape (n, *layer.in_shape); channels first, as fastgd and torch hold them."""
+    import jax
+    import jax.numpy as jnp
+
+    n_rows = x.shape[0]
+    if layer.kind == "Dense":
+        weight, bias = parameters
+        x = x.reshape(n_rows, -1) @ weight.T
+        return x + bias if bias is not None else x
+    if layer.kind in ("ReLU", "Tanh", "Sigmoid", "Identity"):
+        return {"ReLU": jax.nn.relu, "Tanh": jnp.tanh, "Sigmoid": jax.nn.sigmoid,
+                "Identity": lambda value: value}[layer.kind](x)
+    if layer.kind == "Flatten":
+        return x.reshape(n_rows, -1)
+    # the rest on (n, C, H, W): a 1-D layer is a 2-D one of height 1, as fastgd's kernels take it
+    x = x.reshape((n_rows,) + tuple(layer.in_chw))
+    top, bottom, left, right = layer.padding
+    if layer.kind in ("Conv1D", "Conv2D"):
+        weight, bias = parameters
+        weight = weight.reshape(weight.shape[:2] + tuple(layer.kernel))
+        x = jax.lax.conv_general_dilated(x, weight, tuple(layer.stride), ((top, bottom), (left, right)),
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        if bias is not None:
+            x = x + bias[None, :, None, None]
+    elif layer.kind in ("MaxPool1D", "MaxPool2D"):
+        x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, *layer.kernel), (1, 1, *layer.stride),
+                                  ((0, 0), (0, 0), (top, bottom), (left, right)))
+    elif layer.kind in ("AvgPool1D", "AvgPool2D"):
+        x = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 1, *layer.kernel), (1, 1, *layer.stride),
+                                  "VALID") / (layer.kernel[0] * layer.kernel[1])
+    elif layer.kind == "GlobalAvgPool":
+        return x.mean(axis=(2, 3))
+    else:
+        raise NotImplementedError(f"layer {layer.kind} has no JAX translation here")
+    return x.reshape((n_rows,) + tuple(layer.out_shape))
+
+
+class JaxNetworkTraining:
+    """A declared network (:class:`fastgd.networks.Network`) trained by JAX + optax as a JAX user writes it: its
+    layers as ``jax.lax`` convolutions, windows and products on channels-first arrays, a whole epoch in one
+    ``jax.jit`` with ``lax.scan`` over its full batches (and one step for the last, shorter batch); or, with
+    ``per_step=True``, one jitted step a batch called from Python. Both are offered because XLA's CPU backend
+    runs a convolution's gradient far slower inside ``lax.scan``'s loop than at the top level of a jitted
+    function (measured in reports/cnn_epoch_speed*.md), so that a comparison can take the faster.
+
+    θ (``net.unpack``'s tensors, torch's shapes), the loss (torch's cross-entropy on one-hot ``Y`` or mean squared
+    error, plus the network's penalty α/(2m)·ΣW²) and Adam (``optax.adam``, torch's update) are fastgd's; the
+    epoch takes the order of the rows from the caller (:meth:`epoch`), so that it can take fastgd's batches. θ and
+    the optimizer state are donated to the epoch, which is compiled here, for these shapes, so the first epoch is
+    as warm as the next. Threads: XLA reads ``XLA_FLAGS`` when JAX first computes (:func:`same_threads`).
+    """
+
+    def __init__(self, net, theta, X, Y, lr, batch_size, rule="adam", per_step=False):
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        dtype = np.dtype(theta.dtype)
+        if dtype != np.float32:
+            raise ValueError(f"JaxNetworkTraining trains in float32 (JAX's default), got {dtype}")
+        transform = optax_transform(rule, lr)
+        tensors = net.unpack(theta)
+        self.params = [None if layer.weight_shape is None else
+                       (jnp.asarray(tensors[f"{index}.weight"]),
+                        jnp.asarray(tensors[f"{index}.bias"]) if layer.has_bias else None)
+                       for index, layer in enumerate(net.resolved)]
+        self.opt_state = transform.init(self.params)
+        X, Y = net.check_data(X, Y, dtype)
+        self.X, self.Y = jnp.asarray(np.asarray(X)), jnp.asarray(np.asarray(Y))
+        resolved, loss_name, alpha = net.resolved, net.loss_name, net.alpha
+
+        def loss_of(params, X, Y):
+            outputs = X
+            for layer, parameters in zip(resolved, params):
+                outputs = _jax_layer(layer, parameters, outputs)
+            if loss_name == "cross_entropy":
+                loss = -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(outputs, axis=1), axis=1))
+            else:
+                loss = jnp.mean((outputs - Y) ** 2)
+            if alpha:
+                loss = loss + 0.5 * alpha * sum(jnp.sum(p[0] * p[0]) for p in params if p is not None) / X.shape[0]
+            return loss
+
+        def step(carry, rows, X, Y):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_of)(params, X[rows], Y[rows])
+            updates, opt_state = transform.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        n_samples = self.X.shape[0]
+        size = min(batch_size, n_samples)
+        n_full = n_samples // size
+
+        def epoch(params, opt_state, order, X, Y):
+            carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, Y), (params, opt_state),
+                                         order[:n_full * size].reshape(n_full, size))
+            total = losses.sum() * size
+            if n_full * size < n_samples:
+                carry, loss = step(carry, order[n_full * size:], X, Y)
+                total = total + loss * (n_samples - n_full * size)
+            return (*carry, total / n_samples)
+
+        self.n_samples, self.batch_size, self.per_step = n_samples, size, per_step
+        order = jnp.arange(n_samples, dtype=jnp.int32)
+        self._as_order = lambda rows: jnp.asarray(np.asarray(rows, dtype=np.int32))
+        if per_step:
+            # compiled ahead for the two batch sizes an epoch takes
+            one_step = jax.jit(lambda params, opt_state, rows, X, Y: step((params, opt_state), rows, X, Y),
+                               donate_argnums=(0, 1))
+            self._steps = {rows: one_step.lower(self.params, self.opt_state, order[:rows], self.X, self.Y).compile()
+                           for rows in {size, n_samples - n_full * size} - {0}}
+            return
+        self._epoch = jax.jit(epoch, donate_argnums=(0, 1)).lower(self.params, self.opt_state, order, self.X,
+                                                                  self.Y).compile()
+
+    def epoch(self, order):
+        """Train one epoch over the rows in ``order`` (a permutation of the rows, batches cut from it in turn); the
+        mean of its batches' losses, each taken before its update, weighted by batch size (fastgd's epoch loss)."""
+        order = self._as_order(order)
+        if not self.per_step:
+            self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, order, self.X, self.Y)
+            return float(loss)
+        losses = []
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            (self.params, self.opt_state), loss = self._steps[rows.shape[0]](self.params, self.opt_state, rows,
+                                                                             self.X, self.Y)
+            losses.append((loss, rows.shape[0]))
+        return sum(float(loss) * rows for loss, rows in losses) / self.n_samples
+
+    def theta(self):
+        """θ now, in the network's layout (a NumPy float32 vector)."""
+        return np.concatenate([np.asarray(array).ravel() for parameters in self.params if parameters is not None
+                               for array in parameters if array is not None])

@@ -48,7 +48,8 @@ from fastgd.kernels.blas import gemm
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
-           "loss_and_gradient", "predict_in_chunks", "multiply_adds_per_sample", "workspace_elements"]
+           "loss_and_gradient", "predict_in_chunks", "penalty", "add_penalty_gradient", "multiply_adds_per_sample",
+           "workspace_elements"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
@@ -568,6 +569,42 @@ def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out
         outputs, size = _output_block(rows, plan, activations)
         out[start:stop] = outputs.reshape((rows, size))
     return out
+
+
+@jit(inline=True)
+def _weight_size(layer):
+    """Elements of ``layer``'s weight (0 without one): a dense layer's out × in, a convolution's out·in·kh·kw."""
+    if layer[PLAN_WEIGHT] < 0:
+        return 0
+    if layer[PLAN_KIND] == CONV:
+        return layer[PLAN_OUT_C] * layer[PLAN_IN_C] * layer[PLAN_KERNEL_H] * layer[PLAN_KERNEL_W]
+    return layer[PLAN_OUT_C] * layer[PLAN_OUT_H] * layer[PLAN_OUT_W] * layer[PLAN_IN_C] * layer[PLAN_IN_H] \
+        * layer[PLAN_IN_W]
+
+
+@jit
+def penalty(theta, plan, alpha, n_rows):
+    """scikit-learn's L2 penalty α/(2m)·ΣW² over every layer's weight (not the biases), m = ``n_rows``; float64."""
+    if alpha == 0.0:
+        return 0.0
+    squares = 0.0
+    for layer in range(plan.shape[0]):
+        start = plan[layer, PLAN_WEIGHT]
+        for k in range(start, start + _weight_size(plan[layer])):
+            squares += float(theta[k]) * float(theta[k])
+    return 0.5 * alpha * squares / n_rows
+
+
+@jit
+def add_penalty_gradient(theta, plan, alpha, n_rows, grad):
+    """Add :func:`penalty`'s gradient, α/m·W, to the weights' places of ``grad``."""
+    if alpha == 0.0:
+        return
+    scale = grad.dtype.type(alpha / n_rows)
+    for layer in range(plan.shape[0]):
+        start = plan[layer, PLAN_WEIGHT]
+        for k in range(start, start + _weight_size(plan[layer])):
+            grad[k] += scale * theta[k]
 
 
 def multiply_adds_per_sample(plan):

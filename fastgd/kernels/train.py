@@ -197,8 +197,10 @@ def _network_pass(theta, X, Y, plan, loss, columns_start, alpha, grad, activatio
     table = plan.reshape((plan.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
     inputs, targets = X.reshape(X.size), Y.reshape(Y.size)
     blocks, columns = activations[:columns_start], activations[columns_start:]
-    return network_kernels.loss_and_gradient(theta, inputs, targets, n_rows, table, loss, grad, blocks, deltas,
-                                             columns)
+    value = network_kernels.loss_and_gradient(theta, inputs, targets, n_rows, table, loss, grad, blocks, deltas,
+                                              columns)
+    network_kernels.add_penalty_gradient(theta, table, alpha, n_rows, grad)
+    return value + network_kernels.penalty(theta, table, alpha, n_rows)
 
 
 _NETWORK_ENTRIES = {}
@@ -212,7 +214,8 @@ def network_entry(dtype):
     writeable int64 vector; the first code, the loss (:data:`fastgd.kernels.network.LOSSES`); the second, where
     the convolutions' ``columns`` workspace starts in ``activations`` (``activations`` holds the blocks of
     :func:`fastgd.kernels.network.workspace_elements` for a whole batch, then the columns; ``deltas`` the
-    blocks). ``alpha`` is not read: a declared network's loss has no penalty. It always runs the backward pass
+    blocks). ``alpha``: the network's L2 penalty (:func:`fastgd.kernels.network.penalty`), added to the batch's
+    loss and its gradient to ``grad``, as the MLP's pass does. It always runs the backward pass
     (unlike the MLP's, an empty ``grad`` does not ask for the loss alone): a network's forward passes outside
     training are :meth:`fastgd.networks.Network.loss` and :meth:`~fastgd.networks.Network.predict`.
     """
@@ -321,7 +324,8 @@ def training_objective(model, theta, X, Y, layer_sizes, activation, output, alph
     on the epoch's shuffling) through the epoch's ``model`` pass and workspaces; ``forward_only``: the pass takes an
     empty gradient as a request for the loss alone (the MLP's), else it runs its backward pass into ``grad`` and
     ``deltas`` too (a declared network's). ``alpha`` is given to each chunk as 0 and the penalty added once, for
-    all n rows (a declared network's ``alpha`` is 0).
+    all n rows: the MLP's (:func:`fastgd.kernels.mlp.penalty`) where ``forward_only``, else a declared network's
+    over its plan (:func:`fastgd.kernels.network.penalty`), ``layer_sizes`` then being the plan flattened.
     """
     n_samples = X.shape[0]
     empty = grad[:0]
@@ -337,7 +341,10 @@ def training_objective(model, theta, X, Y, layer_sizes, activation, output, alph
         else:
             loss = model(theta, inputs, targets, layer_sizes, activation, output, 0.0, grad, activations, deltas)
         total += loss * (stop - start)
-    return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
+    if forward_only:
+        return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
+    table = layer_sizes.reshape((layer_sizes.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
+    return total / n_samples + network_kernels.penalty(theta, table, alpha, n_samples)
 
 
 @jit(parallel=True, exact=True)

@@ -70,9 +70,12 @@ class Network:
         torch's ``F.cross_entropy`` on the last layer's outputs (logits) against one-hot or
         probability targets, averaged over samples; or ``F.mse_loss``, the mean over every entry.
         The last layer's output must be flat.
+    alpha : float
+        L2 penalty α in scikit-learn's convention (as :class:`fastgd.MLP`'s): the loss of m samples gains
+        α/(2m)·ΣW² over every layer's weight, not the biases; 0 (the default) for none.
     """
 
-    def __init__(self, layers, input_shape, loss="cross_entropy"):
+    def __init__(self, layers, input_shape, loss="cross_entropy", alpha=0.0):
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
             raise NetworkError(f"layers must be a sequence of layers, got {type(layers).__name__}")
         layers = tuple(layers)
@@ -85,6 +88,9 @@ class Network:
                                f"(channels, height, width), got {input_shape!r}")
         if loss not in kernels.LOSSES:
             raise NetworkError(f"loss must be one of {sorted(kernels.LOSSES)}, got {loss!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha < np.inf:
+            raise NetworkError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
         self.layers = layers
         self.input_shape = tuple(int(n) for n in shape)
         self.loss_name = loss
@@ -112,7 +118,12 @@ class Network:
         self._epoch_plan = self.plan.ravel().copy()
 
     def __repr__(self):
-        return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r})"
+        penalised = f", alpha={self.alpha!r}" if self.alpha else ""
+        return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r}{penalised})"
+
+    def with_alpha(self, alpha):
+        """The same layers, input shape and loss with the L2 penalty ``alpha``."""
+        return Network(self.layers, self.input_shape, self.loss_name, alpha)
 
     @property
     def output_shape(self):
@@ -140,7 +151,8 @@ class Network:
         for index, (layer, resolved) in enumerate(zip(self.layers, self.resolved)):
             count = sum(t.size for t in self.tensors if t.layer == index)
             lines.append(f"{index:>3} {layer!r}: {resolved.in_shape} → {resolved.out_shape}, {count} parameters")
-        lines.append(f"{self.n_params} parameters; loss {self.loss_name}")
+        lines.append(f"{self.n_params} parameters; loss {self.loss_name}"
+                     + (f", L2 penalty alpha {self.alpha:g}" if self.alpha else ""))
         return "\n".join(lines)
 
     def _plan(self):
@@ -234,7 +246,8 @@ class Network:
         if n_blocks != 1:
             raise NetworkError(f"a declared network has one pass, in one block of rows; got n_blocks={n_blocks}")
         blocks, _ = self.workspace_elements(n_rows)
-        return network_entry(_check_dtype(dtype)), self._epoch_plan, kernels.LOSSES[self.loss_name], blocks, 0.0
+        return network_entry(_check_dtype(dtype)), self._epoch_plan, kernels.LOSSES[self.loss_name], blocks, \
+            self.alpha
 
     def epoch_workspaces(self, n_rows):
         """(elements of ``activations``, elements of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows:
@@ -245,7 +258,8 @@ class Network:
     # -- evaluation ---------------------------------------------------------------------------
 
     def loss_grad(self, theta, X, Y):
-        """(loss, gradient) on (X, Y); the loss a Python float, the gradient in θ's layout and dtype."""
+        """(loss, gradient) on (X, Y), the penalty included; the loss a Python float, the gradient in θ's layout and
+        dtype."""
         theta = self._check_theta(theta)
         X, Y = self.check_data(X, Y, theta.dtype)
         n_rows = X.shape[0]
@@ -255,17 +269,19 @@ class Network:
         loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), n_rows, self.plan,
                                          kernels.LOSSES[self.loss_name], grad, np.empty(blocks, theta.dtype),
                                          np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype))
-        return float(loss), grad
+        kernels.add_penalty_gradient(theta, self.plan, self.alpha, n_rows, grad)
+        return float(loss) + kernels.penalty(theta, self.plan, self.alpha, n_rows), grad
 
     def loss(self, theta, X, Y):
-        """The loss on (X, Y) as a Python float."""
+        """The loss on (X, Y), the penalty included, as a Python float."""
         theta = self._check_theta(theta)
         X, Y = self.check_data(X, Y, theta.dtype)
         self.check_fits(X.shape[0], theta.dtype)
         blocks, columns = self.workspace_elements(X.shape[0])
         return float(kernels.loss_only(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], self.plan,
                                        kernels.LOSSES[self.loss_name], np.empty(blocks, theta.dtype),
-                                       np.empty(columns, theta.dtype)))
+                                       np.empty(columns, theta.dtype))
+                     + kernels.penalty(theta, self.plan, self.alpha, X.shape[0]))
 
     def predict(self, theta, X, chunk_size=PREDICT_CHUNK):
         """The last layer's outputs (logits for cross-entropy), shape (n, n_outputs), ``chunk_size`` rows at a time."""

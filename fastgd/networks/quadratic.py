@@ -106,12 +106,17 @@ class NoisyQuadratic(Network):
         self.input_shape = (dimension,)
         self.tensors = (Tensor("theta", (dimension,), 0, 0),)
         self.n_params = dimension
+        self.alpha = 0.0  # DeepOBS's loss as it is: no L2 penalty (with_alpha refuses one)
         # Q in each dtype θ may have: the pass's product takes Q in θ's
         self._hessians = {np.dtype(dtype): _read_only(hessian.astype(dtype)) for dtype in (np.float32, np.float64)}
         self._structures = {dtype: kernels.hessian_structure(hessian, dtype) for dtype in self._hessians}
 
     def __repr__(self):
         return f"NoisyQuadratic({self.name!r}, dimension {self.n_params})"
+
+    def with_alpha(self, alpha):
+        """Refused: the noisy quadratic's loss is DeepOBS's, with no L2 penalty."""
+        raise NetworkError(f"{self.name} takes no L2 penalty (alpha = {alpha!r}): its loss is DeepOBS's as it is")
 
     @property
     def output_shape(self):

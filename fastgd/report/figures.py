@@ -645,17 +645,25 @@ def draw_landscapes(landscapes, out_dir):
     data = pd.DataFrame(records)
     if not any(landscapes):
         data = data.drop(columns="dataset")
-    trained = "; ".join(f"{name}: {'-'.join(map(str, landscape['layer_sizes']))} {landscape['activation']}, "
+    trained = "; ".join(f"{name}: {_landscape_model(landscape)}, "
                         f"{landscape['n_epochs']} epochs of {landscape['optimizer']} on {landscape['rows']:,} rows"
                         + (f" (a sample of {landscape['training_rows']:,})"
                            if landscape["rows"] < landscape["training_rows"] else "")
-                        for name, landscape in landscapes.items() if "layer_sizes" in landscape)
+                        for name, landscape in landscapes.items() if "layer_sizes" in landscape or "model" in landscape)
     return _save(fig, out_dir, "landscape", data, "Loss landscape",
-                 "Loss of an MLP trained on each data set along one and two filter-normalised random directions (Li "
-                 "et al. 2018), the lecture's way of looking at a high-dimensional cost function"
+                 "Loss of the network trained on each data set along one and two filter-normalised random directions "
+                 "(Li et al. 2018), the lecture's way of looking at a high-dimensional cost function"
                  + (f" ({trained})." if trained else "."),
                  "Left: a narrow dip at α = 0 is a sharp minimum, a wide one a flat minimum. Right: closed contours "
                  "around ★ are a basin; the colour is log10 of the loss.")
+
+
+def _landscape_model(landscape):
+    """The network a landscape was drawn around, in words: an MLP's sizes and activation, a declared network's
+    name (:func:`fastgd.landscape.trained_landscape`'s ``model``)."""
+    if "layer_sizes" in landscape:
+        return f"{'-'.join(map(str, landscape['layer_sizes']))} {landscape['activation']}"
+    return str(landscape["model"])
 
 
 def draw_history(history, out_dir):

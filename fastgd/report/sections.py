@@ -334,7 +334,7 @@ def _draw_landscapes(page, stored):
     lacking = [name for name in names if name not in landscapes]
     if lacking:
         page.lack(f"Loss landscape of {', '.join(lacking)}",
-                  "fastgd compare stores one for each data set of its configuration that trains an MLP")
+                  "fastgd compare stores one for each data set of its configuration")
 
 
 # --- the asv history over commits ----------------------------------------------------------------------------------
@@ -525,7 +525,7 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
                 for dataset in config.datasets if config is not None else ():
                     say(f"{section.measuring} on {dataset}")
                     content = section.measure(measuring, dataset)
-                    if content is not None:  # None: nothing to measure there (no landscape of a declared network)
+                    if content is not None:  # None: nothing to measure there (paths of a model not of two parameters)
                         opened.put_artefact(section.artefact(dataset), content, made_by)
                 continue
             if section.measuring:

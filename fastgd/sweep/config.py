@@ -82,10 +82,16 @@ number of classes takes the data set's), or layers in torch's vocabulary (``type
 :mod:`fastgd.networks.layers` or torch's name for it, ``Linear``, ``Conv2d``..., the other keys its
 arguments) on samples of ``input_shape`` (channels first; by default the data set's columns as a
 flat vector). Its loss is cross-entropy on a classification set, the mean squared error on a
-regression set; it has no L2 penalty (``alpha`` is the MLP's)::
+regression set. Beside either, ``alpha`` is its L2 penalty (scikit-learn's α/(2m)·ΣW² over the
+weights, as the MLP's; 0 by default) and ``init`` the scheme its θ is drawn by
+(:data:`fastgd.networks.INIT_SCHEMES`: ``"torch"``, torch's default, or ``"lecture"``, Glorot-uniform
+weights and zero biases); at their defaults they leave a run's id as it was::
 
     [datasets.digits]
     model = "digits_cnn"                   # fastgd.networks.KNOWN
+
+    [datasets.wine]
+    model = {architecture = "mlp_64_100_10", alpha = 1e-4, init = "lecture"}
 
     [datasets.mnist1d]
     model = {input_shape = [1, 40], layers = [
@@ -147,7 +153,7 @@ from fastgd.sweep.completeness import planned_runs
 from fastgd.kernels.mlp import ACTIVATIONS
 
 __all__ = ["SweepConfigError", "SweepConfig", "Tuning", "load_config", "load_preset", "PRESETS", "network_for",
-           "model_description", "LAYER_TYPES"]
+           "network_options", "model_description", "LAYER_TYPES"]
 
 PRESETS = ("quick", "default", "lecture", "full", "large", "paper", "suite")
 _TOP_LEVEL = {"name", "datasets", "problems", "rules", "hyperparameters", "learning_rates", "batch_sizes", "seeds",
@@ -158,6 +164,8 @@ MAX_FINAL_SEEDS = 10_000
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 # a declared network's keys in [model] or [datasets.NAME] model: a known architecture, or layers on an input shape
 _NETWORK_KEYS = ("architecture", "layers", "input_shape")
+# what a declared network's table may add to either, with the defaults the canonical JSON leaves out
+_NETWORK_OPTIONS = {"alpha": 0.0, "init": "torch"}
 # the layer types [model] layers may name, by their lower-case name: fastgd's (Conv2D) and torch's (Conv2d, Linear)
 LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.Dense, networks.Conv1D, networks.Conv2D, networks.MaxPool1D, networks.MaxPool2D, networks.AvgPool1D,
@@ -251,7 +259,8 @@ class SweepConfig:
         dtype = np.dtype(self.dtype)
         if network is not None:
             net = network_for(network, data.task, data.n_features, data.n_outputs)
-            return net, lambda seed: net.init(random_state=seed, dtype=dtype)
+            _, scheme = network_options(network)
+            return net, lambda seed: net.init(random_state=seed, scheme=scheme, dtype=dtype)
         from fastgd.models import MLP
 
         hidden, activation, alpha = self.model_of(dataset)
@@ -643,21 +652,23 @@ def _network_model(value, where):
         value = {"architecture": value}
     if not isinstance(value, dict) or not set(value) & set(_NETWORK_KEYS):
         return None
-    mlp_keys = sorted(set(value) & _MODEL_KEYS)
+    mlp_keys = sorted(set(value) & (_MODEL_KEYS - set(_NETWORK_OPTIONS)))
     if mlp_keys:
         _fail(f"{where} declares a network ({', '.join(sorted(set(value) & set(_NETWORK_KEYS)))}): {mlp_keys[0]} is "
-              "the MLP's (a declared network has its own layers and no L2 penalty); remove it")
-    unknown = sorted(set(value) - set(_NETWORK_KEYS))
+              "the MLP's (a declared network has its own layers); remove it")
+    unknown = sorted(set(value) - set(_NETWORK_KEYS) - set(_NETWORK_OPTIONS))
     if unknown:
-        _fail(f"{where} has no key {unknown[0]!r} (a network is an architecture, or layers with an input_shape)")
+        _fail(f"{where} has no key {unknown[0]!r} (a network is an architecture, or layers with an input_shape, "
+              f"and may take {' and '.join(_NETWORK_OPTIONS)})")
+    options = _network_options(value, where)
     if "architecture" in value:
-        if set(value) != {"architecture"}:
+        if set(value) - set(_NETWORK_OPTIONS) != {"architecture"}:
             _fail(f"{where} names the architecture {value['architecture']!r}: it has its own layers and input "
                   "shape; give layers and input_shape without it instead")
         name = value["architecture"]
         if not isinstance(name, str) or name not in _architectures():
             _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(_architectures()))}")
-        return {"architecture": name}
+        return {"architecture": name, **options}
     if "layers" not in value:
         _fail(f"{where} gives an input_shape but no layers: add layers = [{{type = \"Dense\", ...}}, ...]")
     layers = value["layers"]
@@ -670,7 +681,28 @@ def _network_model(value, where):
         _fail(f"{where} input_shape must be 1 to 3 positive integers, [features], [channels, length] or "
               f"[channels, height, width], got {shape!r}")
     return {"input_shape": None if shape is None else [int(n) for n in shape],
-            "layers": [_layer(table, f"{where} layers[{index}]") for index, table in enumerate(layers)]}
+            "layers": [_layer(table, f"{where} layers[{index}]") for index, table in enumerate(layers)], **options}
+
+
+def _network_options(value, where):
+    """A declared network's checked ``alpha`` and ``init``, those not at their defaults (a table that spells a
+    default out declares the same runs as one that leaves it out)."""
+    alpha = value.get("alpha", _NETWORK_OPTIONS["alpha"])
+    if not is_real(alpha) or not (0 <= alpha < math.inf):
+        _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
+    init = value.get("init", _NETWORK_OPTIONS["init"])
+    if init not in networks.INIT_SCHEMES:
+        _fail(f"{where} init must be one of {', '.join(repr(scheme) for scheme in networks.INIT_SCHEMES)}, got "
+              f"{init!r}")
+    options = {"alpha": float(alpha), "init": init}
+    return {key: option for key, option in options.items() if option != _NETWORK_OPTIONS[key]}
+
+
+def network_options(model):
+    """(alpha, init) of a declared network (:meth:`SweepConfig.network_of`'s JSON text or its dict): its L2 penalty
+    and the scheme its θ is drawn by (:meth:`fastgd.networks.Network.init`)."""
+    model = json.loads(model) if isinstance(model, str) else model
+    return float(model.get("alpha", _NETWORK_OPTIONS["alpha"])), model.get("init", _NETWORK_OPTIONS["init"])
 
 
 def _layer(table, where):
@@ -705,8 +737,10 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
                  n_outputs]
         return f"MLP {'-'.join(map(str, sizes))}, {activation}, alpha {alpha:g}"
     model = json.loads(model) if isinstance(model, str) else model
+    alpha, init = network_options(model)
+    options = (f", alpha {alpha:g}" if alpha else "") + (f", {init} init" if init != _NETWORK_OPTIONS["init"] else "")
     if "architecture" in model:
-        return model["architecture"]
+        return model["architecture"] + options
     layers = []
     for layer in model["layers"]:
         kind = LAYER_TYPES[layer["type"].lower()]
@@ -714,7 +748,7 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
                  if f.name in layer and (f.default is dataclasses.MISSING or layer[f.name] != f.default)]
         layers.append(f"{kind.__name__}({', '.join(given)})")
     shape = model["input_shape"]
-    return f"{', '.join(layers)} on {'the columns' if shape is None else tuple(shape)}"
+    return f"{', '.join(layers)} on {'the columns' if shape is None else tuple(shape)}{options}"
 
 
 def _architectures():
@@ -735,7 +769,8 @@ def network_for(model, task, n_features, n_outputs):
 
     A known architecture with a number of classes takes the data set's (a noisy quadratic, e.g.
     ``quadratic_deep``, trains on a regression set whose samples are its x); declared layers get cross-entropy
-    on a classification set and the mean squared error on a regression set. Raises ValueError in one line
+    on a classification set and the mean squared error on a regression set; either takes the model's ``alpha``
+    (:func:`network_options`; its ``init`` is the runs' to draw θ by). Raises ValueError in one line
     where the network does not fit the data (its input, its loss, its outputs).
     """
     model = json.loads(model) if isinstance(model, str) else model
@@ -763,7 +798,8 @@ def network_for(model, task, n_features, n_outputs):
         what = f"{n_outputs} classes" if task == "classification" else "1 target"
         raise networks.NetworkError(f"{name} end{'s' if name != 'the layers' else ''} with {net.n_outputs} outputs; "
                                     f"the data set has {what}")
-    return net
+    alpha, _ = network_options(model)
+    return net.with_alpha(alpha) if alpha else net
 
 
 def _check_network(network, where, dataset, shape, batch_sizes, dtype, sources):

@@ -127,15 +127,21 @@ def trajectory_data(rules=None):
 
 
 def dataset_landscape(config, dataset):
-    """:func:`fastgd.landscape.trained_landscape` of ``dataset`` with the MLP ``config`` (a
-    :class:`fastgd.sweep.SweepConfig`) trains on it; None where it trains a declared network."""
+    """:func:`fastgd.landscape.trained_landscape` of ``dataset`` with the model ``config`` (a
+    :class:`fastgd.sweep.SweepConfig`) trains on it: its MLP, or its declared network (named as the report names
+    it, :func:`fastgd.sweep.config.model_description`)."""
     from fastgd import landscape
     from fastgd.datasets import load as load_dataset
+    from fastgd.sweep.config import model_description, network_options
 
-    if config.network_of(dataset) is not None:
-        return None  # the landscapes are the MLP's (fastgd.landscape): a declared network has none yet
+    data = load_dataset(dataset, config.sources)
+    network = config.network_of(dataset)
+    if network is not None:
+        net, _ = config.model(dataset, data)
+        return landscape.trained_landscape(data, network=net, init=network_options(network)[1],
+                                           model=model_description(network))
     hidden, activation, alpha = config.model_of(dataset)
-    return landscape.trained_landscape(load_dataset(dataset, config.sources), hidden, activation, alpha)
+    return landscape.trained_landscape(data, hidden, activation, alpha)
 
 
 # the cost surface of a two-parameter model: points a side, and how far around the paths and the minimum it reaches

@@ -44,6 +44,7 @@ from dataclasses import MISSING, asdict, dataclass
 import numpy as np
 
 from fastgd.sweep import solvers, tuning
+from fastgd.sweep.config import network_options
 
 __all__ = ["RunSpec", "runs", "grid_runs", "tuning_runs", "final_runs"]
 
@@ -73,8 +74,9 @@ class RunSpec:
     phase: str = "grid"  # "grid", or the protocol's "tune" and "final"
     trial: int = None  # a tuning trial's 0-based index (tuning.sample_settings order); a final run's chosen trial
     budget: str = None  # the tuning budget (tuning.BUDGETS) of a protocol's run
-    # a declared network (SweepConfig.network_of's canonical JSON; hidden_layer_sizes, activation and alpha are then
-    # (), "" and 0), or None for the MLP: an MLP's run keeps the id it had before networks could be declared
+    # a declared network (SweepConfig.network_of's canonical JSON; hidden_layer_sizes and activation are then () and
+    # "", alpha its L2 penalty, 0 by default), or None for the MLP: an MLP's run keeps the id it had before networks
+    # could be declared
     model: str = None
     schedule: str = "constant"  # the learning-rate schedule (fastgd.training.SCHEDULES), over n_epochs
     track_objective: bool = False  # record the full training objective after every epoch (fastgd.sweep.runner)
@@ -109,7 +111,7 @@ def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed
     """A RunSpec of ``config``: the network, epochs, dtype and target of ``dataset``, the rule's current hash; a data
     set whose optimal loss the configuration knows (``f_star``) has its runs record the full training objective."""
     model = config.network_of(dataset)
-    hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", 0.0)
+    hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", network_options(model)[0])
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
                    batch_size=batch_size, seed=seed, n_epochs=config.epochs_of(dataset), hidden_layer_sizes=hidden,
                    activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],

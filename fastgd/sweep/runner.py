@@ -50,7 +50,7 @@ from fastgd import _config, datasets, machine, optim, rules
 from fastgd.models import MLP
 from fastgd.networks import Network
 from fastgd.sweep import plan, solvers
-from fastgd.sweep.config import SweepConfig, network_for
+from fastgd.sweep.config import SweepConfig, network_for, network_options
 from fastgd.sweep.progress import Progress
 from fastgd.sweep.store import Store, check_store_path
 from fastgd.training import first_divergent_epoch
@@ -97,9 +97,10 @@ def _network(spec, data):
 
 
 def _init(spec, net):
-    """The run's starting θ: its seed's draw of the model's initialisation, in the run's dtype."""
+    """The run's starting θ: its seed's draw of the model's initialisation (a declared network's by its scheme),
+    in the run's dtype."""
     if isinstance(net, Network):
-        return net.init(random_state=spec.seed, dtype=np.dtype(spec.dtype))
+        return net.init(random_state=spec.seed, scheme=network_options(spec.model)[1], dtype=np.dtype(spec.dtype))
     return net.init(random_state=spec.seed)
 
 
