@@ -45,11 +45,21 @@ TRAINING_BUDGET = 1e9
 MIN_EPOCHS = 3
 
 
+def _own_pass(net):
+    """Whether ``net`` is a model with a pass of its own and no layers (the noisy quadratic,
+    :mod:`fastgd.networks.quadratic`): its loss is its own method's, its cost per row its own count."""
+    return hasattr(net, "multiply_adds_per_sample")
+
+
 def random_direction(net, theta, random_state=None):
     """A filter-normalised random direction in θ's layout (zero on the biases); ``net`` an MLP or a declared
     network."""
     rng = np.random.default_rng(random_state)
     direction = np.zeros_like(theta)
+    if _own_pass(net):  # one tensor, no filters: a random direction of θ's norm
+        direction[...] = rng.standard_normal(theta.shape)
+        direction *= np.linalg.norm(theta) / max(np.linalg.norm(direction), np.finfo(np.float64).tiny)
+        return direction
     if isinstance(net, Network):
         directions, weights = net.unpack(direction), net.unpack(theta)
         for tensor in net.tensors:
@@ -140,6 +150,8 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     betas = _coordinates("betas", betas, theta.dtype)
     first, second = _check_direction("direction", first, theta), _check_direction("direction", second, theta)
     chunk = min(X.shape[0], CHUNK)
+    if _own_pass(net):  # its loss is one BLAS product a chunk: a point at a time
+        return np.array([[net.loss(theta + a * first + b * second, X, Y) for a in alphas] for b in betas])
     if declared:
         net.check_fits(chunk, theta.dtype)
         blocks, columns = net.workspace_elements(chunk)
@@ -212,7 +224,8 @@ def trained_landscape(data, hidden_layer_sizes=(32,), activation="relu", alpha=1
     else:
         net = network
         theta = net.init(random_state=seed, scheme=init)
-        per_row = network_kernels.multiply_adds_per_sample(net.plan)
+        per_row = net.multiply_adds_per_sample if _own_pass(net) else network_kernels.multiply_adds_per_sample(
+            net.plan)
         described = {"model": model or f"a network of {net.n_params:,} parameters", "init": init,
                      "alpha": net.alpha, "parameters": int(net.n_params)}
     n_epochs = min(n_epochs, max(MIN_EPOCHS, int(TRAINING_BUDGET // (X.shape[0] * per_row))))

@@ -192,3 +192,21 @@ def test_a_sweep_trains_the_problem_as_training_does(tmp_path):
         stored = curves[curves["run_id"] == run["run_id"]].sort_values("epoch")["loss"].to_numpy()
         np.testing.assert_allclose(stored, history.loss, rtol=1e-10)
         assert run["test_loss"] == pytest.approx(quadratic_deep().loss(theta, data.X_test, None), rel=1e-10)
+
+
+def test_its_landscape_is_the_quadratic_at_each_point_and_refuses_a_penalty(small):
+    from fastgd import landscape
+    from fastgd.networks import NetworkError
+
+    net, X, theta = small
+    first, second = landscape.random_direction(net, theta, 0), landscape.random_direction(net, theta, 1)
+    assert np.linalg.norm(first) == pytest.approx(np.linalg.norm(theta))  # θ's scale, as a filter's would be
+    grid = [-0.5, 0.0, 1.0]
+    surface = landscape.plane(net, theta, X, None, grid, grid, directions=(first, second))
+    for row, b in enumerate(grid):
+        for column, a in enumerate(grid):
+            shifted = theta + a * first + b * second
+            by_hand = np.mean([0.5 * (shifted - x) @ net.hessian @ (shifted - x) for x in X])
+            assert surface[row, column] == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(NetworkError, match="takes no L2 penalty"):
+        net.with_alpha(0.1)
