@@ -343,6 +343,8 @@ def training_objective(model, theta, X, Y, layer_sizes, activation, output, alph
         total += loss * (stop - start)
     if forward_only:
         return total / n_samples + penalty(theta, layer_sizes, alpha, n_samples)
+    if alpha == 0.0:  # no penalty; a model with a pass of its own (the noisy quadratic) has no plan to read
+        return total / n_samples
     table = layer_sizes.reshape((layer_sizes.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
     return total / n_samples + network_kernels.penalty(theta, table, alpha, n_samples)
 
