@@ -27,8 +27,12 @@ QUICK = dict(number=1, repeat=1, warmup_time=0, rounds=1)  # what asv run --quic
 # breast_cancer: the smallest bundled set with more training rows (426) than the largest
 # numeric batch. The cold start of a fit alone takes ~15 s: test_start_workloads_run runs it warm.
 # The network sizes of issue 15 (common.NETWORKS): only digits' 64-32-10 (the others take seconds an epoch).
+# Rules: one of each kind of step (element-wise, a norm per tensor, a matrix function per weight matrix, sums over
+# every parameter, an evaluation point, a closure, the loss, a matrix preconditioner): each rule's kernels have
+# tests of their own (tests/test_optim.py and the parity files); here the benchmarks' code meets every kind.
 SMALLEST = {"n_params": [1_000], "dataset": ["breast_cancer"], "workload": ["adam_step"],
-            "network": ["digits 64-32-10/32"]}
+            "network": ["digits 64-32-10/32"],
+            "rule": ["sgd", "adam", "lamb", "muon", "prodigy", "schedule_free_adamw", "sam_sgd", "alig", "shampoo"]}
 # Tracks that report NaN by design (a target not reached, a divergence).
 MAY_BE_NAN = {"track_final_loss", "track_epochs_to_target", "track_seconds_to_target"}
 # The benchmarks that must cover every rule of optim.OPTIMIZERS, and every bundled data set.
