@@ -41,21 +41,24 @@ def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
     assert log.getvalue().splitlines()[-1] == "s: 10/12 done, ETA 0:01:30"  # by items it would say 0:00:02
 
 
-def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_to_come():
+def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_to_come(monkeypatch):
     import io
 
     from fastgd.sweep import progress as progress_module
 
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
     log = io.StringIO()
-    # 5 rules of 12 runs each (4 chunks of 3), on 2 workers side by side; the wall clock is not read
+    # 5 rules of 12 runs each (4 chunks of 3), on 2 workers side by side
     bar = progress_module.Progress(60, label="s", stream=log, work=600.0, groups=5, workers=2)
     bar.LINE_EVERY_SECONDS = 0.0
     # chunks cost 0.5 s a run plus 0.1 s a unit of work, and a rule's first chunk 20 s more of compiling
     cost = dict(items=0.5, work=0.1)
 
-    def chunk(work, compiling, new_groups):
-        bar.update(3, work=work, compile_seconds=compiling, new_groups=new_groups,
-                   seconds=cost["items"] * 3 + cost["work"] * work + compiling)
+    def chunk(work, compiling, new_groups, wall_per_second=1.0):
+        seconds = cost["items"] * 3 + cost["work"] * work + compiling
+        now[0] += seconds / 2 * wall_per_second  # the two workers side by side
+        bar.update(3, work=work, compile_seconds=compiling, new_groups=new_groups, seconds=seconds)
 
     chunk(30.0, 20.0, 1)
     chunk(10.0, 0.0, 0)
@@ -64,6 +67,11 @@ def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_
     chunk(30.0, 20.0, 1)
     # left: 48 runs (24 s), 480 units of work (48 s), 3 rules' compiling (60 s): 132 s on 2 workers
     assert log.getvalue().splitlines()[-1] == "s: 12/60 done, ETA 0:01:06"
+    # a chunk whose wall time is four times what its own seconds say (storing, traffic): the ETA stretches
+    chunk(20.0, 0.0, 0, wall_per_second=4.0)
+    # since the first chunk, 23.75 s of wall (1.25 + 3.25 + 12.25 + 7) for 18.5 s of the chunks' (37 s on 2
+    # workers); left: 45 runs (22.5 s), 460 units (46 s), 60 s of compiling: 128.5 s / 2 × 23.75 / 18.5 = 82.5 s
+    assert log.getvalue().splitlines()[-1] == "s: 15/60 done, ETA 0:01:22"
 
 
 def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():

@@ -31,9 +31,10 @@ class Progress:
     clock: an update's seconds less its compiling are fitted, by non-negative least squares over the updates, as
     a cost per item plus a cost per unit of work (a chunk's start, its data and its store, then its epochs), and
     the ETA is that cost of the items and work left, plus a group's mean compiling for each group still to start,
-    shared by ``workers`` working side by side. A cold sweep of 29 rules spends minutes compiling its first chunks
-    and seconds on the rest: a rate of the wall clock first promised it ages, then seconds once the compiled runs
-    raced ahead.
+    shared by ``workers`` working side by side, and stretched by how much longer the wall clock took since the
+    first update than the items' own seconds say (the parent storing results, the processes' traffic). A cold
+    sweep of 29 rules spends minutes compiling its first chunks and seconds on the rest: a rate of the wall clock
+    first promised it ages, then seconds once the compiled runs raced ahead.
     """
 
     WIDTH = 30
@@ -46,7 +47,7 @@ class Progress:
         self.work_done = 0.0
         self.groups, self.groups_started, self.workers = groups, 0, max(int(workers), 1)
         self.compile_seconds = 0.0
-        self._measured = []  # (items, work, seconds less compiling) of each update that gave its seconds
+        self._measured = []  # (items, work, seconds less compiling, compiling) of each update that gave its seconds
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self.terminal = self.stream.isatty()
@@ -75,7 +76,7 @@ class Progress:
 
         if len(self._measured) < self.MIN_ITEMS_FOR_ETA:
             return None
-        items, work, seconds = (np.array(column, dtype=float) for column in zip(*self._measured))
+        items, work, seconds, _ = (np.array(column, dtype=float) for column in zip(*self._measured))
         columns = np.column_stack([items, work])
         scale = np.linalg.norm(columns, axis=0)
         scale[scale == 0] = 1.0
@@ -83,7 +84,12 @@ class Progress:
         left = per_item * (self.total - self.done) + per_work * max(self.total_work - self.work_done, 0.0)
         if self.groups is not None and self.groups_started:
             left += self.compile_seconds / self.groups_started * max(self.groups - self.groups_started, 0)
-        return _clock(left / self.workers)
+        # what the chunks' own clocks miss (the parent storing results, the processes' traffic, a load that keeps
+        # a worker waiting): the wall clock since the first update over the chunks' seconds since then
+        measured = sum(seconds + compiling for _, _, seconds, compiling in self._measured[1:]) / self.workers
+        wall = time.monotonic() - self._first[1]
+        slower = wall / measured if measured > 0 and wall > measured else 1.0
+        return _clock(left / self.workers * slower)
 
     def update(self, n=1, work=None, compile_seconds=0.0, new_groups=0, seconds=None):
         self.done += n
@@ -91,7 +97,8 @@ class Progress:
         self.compile_seconds += compile_seconds
         self.groups_started += new_groups
         if seconds is not None:
-            self._measured.append((n, n if work is None else work, max(seconds - compile_seconds, 0.0)))
+            self._measured.append((n, n if work is None else work, max(seconds - compile_seconds, 0.0),
+                                   min(compile_seconds, seconds)))
         if self._first is None:
             self._first = (self.done, time.monotonic(), self.work_done)
         if not self.enabled:
