@@ -69,9 +69,9 @@ def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_
     assert log.getvalue().splitlines()[-1] == "s: 12/60 done, ETA 0:01:06"
     # a chunk whose wall time is four times what its own seconds say (storing, traffic): the ETA stretches
     chunk(20.0, 0.0, 0, wall_per_second=4.0)
-    # since the first chunk, 23.75 s of wall (1.25 + 3.25 + 12.25 + 7) for 18.5 s of the chunks' (37 s on 2
-    # workers); left: 45 runs (22.5 s), 460 units (46 s), 60 s of compiling: 128.5 s / 2 × 23.75 / 18.5 = 82.5 s
-    assert log.getvalue().splitlines()[-1] == "s: 15/60 done, ETA 0:01:22"
+    # since the start, 36 s of wall (12.25 + 1.25 + 3.25 + 12.25 + 7) for 30.75 s of the chunks' (61.5 s on 2
+    # workers); left: 45 runs (22.5 s), 460 units (46 s), 60 s of compiling: 128.5 s / 2 × 36 / 30.75 = 75.2 s
+    assert log.getvalue().splitlines()[-1] == "s: 15/60 done, ETA 0:01:15"
 
 
 def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():

@@ -32,7 +32,7 @@ class Progress:
     a cost per item plus a cost per unit of work (a chunk's start, its data and its store, then its epochs), and
     the ETA is that cost of the items and work left, plus a group's mean compiling for each group still to start,
     shared by ``workers`` working side by side, and stretched by how much longer the wall clock took since the
-    first update than the items' own seconds say (the parent storing results, the processes' traffic). A cold
+    start than the items' own seconds say (the parent storing results, the processes' traffic). A cold
     sweep of 29 rules spends minutes compiling its first chunks and seconds on the rest: a rate of the wall clock
     first promised it ages, then seconds once the compiled runs raced ahead.
     """
@@ -85,9 +85,10 @@ class Progress:
         if self.groups is not None and self.groups_started:
             left += self.compile_seconds / self.groups_started * max(self.groups - self.groups_started, 0)
         # what the chunks' own clocks miss (the parent storing results, the processes' traffic, a load that keeps
-        # a worker waiting): the wall clock since the first update over the chunks' seconds since then
-        measured = sum(seconds + compiling for _, _, seconds, compiling in self._measured[1:]) / self.workers
-        wall = time.monotonic() - self._first[1]
+        # a worker waiting): the wall clock since the start over every chunk's seconds, compiling included (from
+        # the first update only, a worker still compiling its first chunk, unreported, made the ratio explode)
+        measured = sum(seconds + compiling for _, _, seconds, compiling in self._measured) / self.workers
+        wall = time.monotonic() - self.started
         slower = wall / measured if measured > 0 and wall > measured else 1.0
         return _clock(left / self.workers * slower)
 
