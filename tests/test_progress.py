@@ -94,3 +94,21 @@ def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():
     assert multiply_adds_per_sample(known("digits_cnn").plan) == (
         16 * 9 * 64 + 16 * 64 + 16 * 64 + 32 * 144 * 16 + 32 * 16 + 32 * 16 + 128 + 128 * 10)
     assert work[cnn.run_id] / cnn.n_epochs > 50 * work[logreg.run_id] / logreg.n_epochs
+
+
+def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the_prior_cost(monkeypatch):
+    import io
+
+    from fastgd.sweep import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    # 10 small runs (100 units each), then 10 of 1e9 units each: one worker
+    bar = progress_module.Progress(20, label="s", stream=log, work=10 * 100.0 + 10 * 1e9)
+    bar.LINE_EVERY_SECONDS = 0.0
+    for _ in range(5):
+        now[0] += 1.0
+        bar.update(2, work=200.0, seconds=1.0)  # half a second a run, whatever its work: the fit cannot tell
+    # 10 runs at 0.5 s, and 1e10 units at the prior's nanosecond (not 1e10 × 1 s / 200 units)
+    assert log.getvalue().splitlines()[-1] == "s: 10/20 done, ETA 0:00:15"

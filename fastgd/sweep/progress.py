@@ -38,6 +38,11 @@ class Progress:
     """
 
     WIDTH = 30
+    # the work-per-item spread from which the chunks tell a run's cost from its work's, and the most a unit of work
+    # (a multiply-add of a sweep's epochs) is taken to cost until they do: about a nanosecond on these machines
+    # (the 2c2d's runs in the suite: 3.6 s a run and epoch for 2e9 multiply-adds)
+    IDENTIFIED_SPREAD = 2.0
+    PRIOR_SECONDS_PER_WORK = 1e-9
     LINE_EVERY_SECONDS = 10.0
     MIN_ITEMS_FOR_ETA = 3
 
@@ -81,6 +86,14 @@ class Progress:
         scale = np.linalg.norm(columns, axis=0)
         scale[scale == 0] = 1.0
         per_item, per_work = nnls(columns / scale, seconds)[0] / scale
+        ratios = work / np.maximum(items, 1.0)
+        if not ratios.max() > self.IDENTIFIED_SPREAD * ratios.min():
+            # chunks of one kind so far (a sweep starts on its smallest data set): the fit cannot tell a run's
+            # cost from its work's (putting it all on the work promised half an hour for 90 s of iris, then
+            # digits; all on the runs, seconds for the suite's 2c2d): a unit of work costs the prior, the rest is
+            # the runs'
+            per_work = self.PRIOR_SECONDS_PER_WORK
+            per_item = max(float(np.sum(seconds - per_work * work) / np.sum(items)), 0.0)
         left = per_item * (self.total - self.done) + per_work * max(self.total_work - self.work_done, 0.0)
         if self.groups is not None and self.groups_started:
             left += self.compile_seconds / self.groups_started * max(self.groups - self.groups_started, 0)
