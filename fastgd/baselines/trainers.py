@@ -581,25 +581,11 @@ class JaxTraining:
                 loss = loss + 0.5 * alpha * sum(jnp.sum(coef * coef) for coef, _ in params) / X.shape[0]
             return loss
 
-        def step(carry, rows, X, targets):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_of)(params, X[rows], targets[rows])
-            updates, opt_state = transform.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
         n_samples = self.X.shape[0]
-        size = min(batch_size, n_samples)
-        n_full = n_samples // size
+        _, over_order = _jax_epoch(loss_of, transform, n_samples, batch_size)
 
         def epoch(params, opt_state, key, X, targets):
-            order = jax.random.permutation(key, n_samples)
-            carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, targets), (params, opt_state),
-                                         order[:n_full * size].reshape(n_full, size))
-            total = losses.sum() * size
-            if n_full * size < n_samples:
-                carry, loss = step(carry, order[n_full * size:], X, targets)
-                total = total + loss * (n_samples - n_full * size)
-            return (*carry, total / n_samples)
+            return over_order(params, opt_state, jax.random.permutation(key, n_samples), X, targets)
 
         self.key = jax.random.key(seed)
         # compiled ahead, for these shapes: jax.jit would trace and compile this new closure at its first call
@@ -613,6 +599,35 @@ class JaxTraining:
         self.key, key = self._split(self.key)
         self.params, self.opt_state, loss = self._epoch(self.params, self.opt_state, key, self.X, self.targets)
         return float(loss)
+
+
+def _jax_epoch(loss_of, transform, n_samples, batch_size):
+    """``(step, epoch)`` of a JAX + optax training: ``step(carry, rows, X, targets)`` one update of ``transform``
+    on ``loss_of(params, X[rows], targets[rows])``, and ``epoch(params, opt_state, order, X, targets)`` its full
+    batches of ``order`` in one ``lax.scan``, then the short last one, returning ``(params, opt_state, the mean of
+    the batches' losses weighted by their rows)`` (fastgd's epoch loss)."""
+    import jax
+    import optax
+
+    size = min(batch_size, n_samples)
+    n_full = n_samples // size
+
+    def step(carry, rows, X, targets):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_of)(params, X[rows], targets[rows])
+        updates, opt_state = transform.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    def epoch(params, opt_state, order, X, targets):
+        carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, targets), (params, opt_state),
+                                     order[:n_full * size].reshape(n_full, size))
+        total = losses.sum() * size
+        if n_full * size < n_samples:
+            carry, loss = step(carry, order[n_full * size:], X, targets)
+            total = total + loss * (n_samples - n_full * size)
+        return (*carry, total / n_samples)
+
+    return step, epoch
 
 
 def _jax_layer(layer, parameters, x):
@@ -672,7 +687,6 @@ class JaxNetworkTraining:
     def __init__(self, net, theta, X, Y, lr, batch_size, rule="adam", per_step=False):
         import jax
         import jax.numpy as jnp
-        import optax
 
         dtype = np.dtype(theta.dtype)
         if dtype != np.float32:
@@ -700,24 +714,10 @@ class JaxNetworkTraining:
                 loss = loss + 0.5 * alpha * sum(jnp.sum(p[0] * p[0]) for p in params if p is not None) / X.shape[0]
             return loss
 
-        def step(carry, rows, X, Y):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_of)(params, X[rows], Y[rows])
-            updates, opt_state = transform.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
         n_samples = self.X.shape[0]
         size = min(batch_size, n_samples)
         n_full = n_samples // size
-
-        def epoch(params, opt_state, order, X, Y):
-            carry, losses = jax.lax.scan(lambda carry, rows: step(carry, rows, X, Y), (params, opt_state),
-                                         order[:n_full * size].reshape(n_full, size))
-            total = losses.sum() * size
-            if n_full * size < n_samples:
-                carry, loss = step(carry, order[n_full * size:], X, Y)
-                total = total + loss * (n_samples - n_full * size)
-            return (*carry, total / n_samples)
+        step, epoch = _jax_epoch(loss_of, transform, n_samples, batch_size)
 
         self.n_samples, self.batch_size, self.per_step = n_samples, size, per_step
         order = jnp.arange(n_samples, dtype=jnp.int32)
