@@ -10,7 +10,9 @@ all three see the same minutes:
 * ``default``: FASTGD_PASS=auto, FASTGD_ADAPT=1 (what a user gets): the calibrated or fixed threaded
   pass, adapting to the load (``fastgd.calibration.PassAdaptation``);
 * ``one thread``: FASTGD_NUM_THREADS=1;
-* ``threaded, forced``: FASTGD_PASS set to the pass ``auto`` chooses on two threads (FASTGD_ADAPT=0).
+* ``threaded, forced``: FASTGD_PASS set to the pass ``auto`` chooses on two threads (FASTGD_ADAPT=0);
+* ``jax``: JAX + optax (``baselines.JaxTraining``: a whole epoch under one ``jax.jit``, XLA's own threads),
+  the issue's peer, on the same rows, network, batches and initial weights.
 
 The forced threaded pass runs ``--forced-epochs`` epochs a run (on a busy machine each of its epochs
 takes many of the others'). Each run reports its epochs' seconds (compilation excluded: the kernels
@@ -33,6 +35,37 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAYERS = (100, 256, 256, 10)
 BATCH, ROWS = 64, 20_000
+JAX = "BUSY_MACHINE_JAX"  # a setting's marker: its worker trains JAX + optax, not fastgd
+
+
+def _rows():
+    """The training rows every setting trains on: random features, labels from a random linear teacher."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((ROWS, LAYERS[0])).astype(np.float32)
+    teacher = rng.standard_normal((LAYERS[0], LAYERS[-1]))
+    Y = np.eye(LAYERS[-1], dtype=np.float32)[(X @ teacher).argmax(axis=1)]
+    return X, Y
+
+
+def jax_worker(n_epochs):
+    """JAX + optax on the same rows and network: one jitted epoch per call, compiled before the clock starts."""
+    sys.path.insert(0, str(ROOT))
+    from fastgd import MLP
+    from fastgd.baselines.trainers import JaxTraining
+
+    X, Y = _rows()
+    net = MLP(list(LAYERS), "relu", "softmax", 1e-4, np.float32)
+    coefs, intercepts = net.unpack(net.init(random_state=0))
+    # compiled for these shapes as it is built; alpha as fastgd's network has it
+    training = JaxTraining(coefs, intercepts, X, Y.argmax(axis=1), True, "adam", 1e-3, BATCH, alpha=1e-4)
+    seconds, loss = [], None
+    start = time.perf_counter()
+    for _ in range(n_epochs):
+        before = time.perf_counter()
+        loss = training.epoch()
+        seconds.append(time.perf_counter() - before)
+    print(json.dumps({"seconds": seconds, "passes": ["xla"] * n_epochs, "changes": [], "chosen": "xla (jitted epoch)",
+                      "threads": "XLA's", "wall": time.perf_counter() - start, "loss": float(loss)}))
 
 
 def worker(n_epochs):
@@ -41,10 +74,7 @@ def worker(n_epochs):
     from fastgd import MLP, optim, threads
     from fastgd.training import Training
 
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((ROWS, LAYERS[0])).astype(np.float32)
-    teacher = rng.standard_normal((LAYERS[0], LAYERS[-1]))
-    Y = np.eye(LAYERS[-1], dtype=np.float32)[(X @ teacher).argmax(axis=1)]
+    X, Y = _rows()
     net = MLP(list(LAYERS), "relu", "softmax", 1e-4, np.float32)
     training = Training(net, optim.Adam(net.init(random_state=0), lr=1e-3), X, Y, BATCH, seed=0)
     chosen = training.pass_name
@@ -59,7 +89,8 @@ def run(settings, n_epochs):
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith("FASTGD_") or key == "FASTGD_GENERATED_DIR"}
     environment.update(settings)
-    result = subprocess.run([sys.executable, __file__, "--worker", "--epochs", str(n_epochs)], env=environment,
+    worker_flag = "--jax-worker" if settings.get(JAX) else "--worker"
+    result = subprocess.run([sys.executable, __file__, worker_flag, "--epochs", str(n_epochs)], env=environment,
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"the worker with {settings} failed:\n{result.stderr[-2000:]}")
@@ -87,9 +118,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "reports" / "busy_machine.md"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX + optax out")
     arguments = parser.parse_args()
     if arguments.worker:
         return worker(arguments.epochs)
+    if arguments.jax_worker:
+        return jax_worker(arguments.epochs)
 
     sys.path.insert(0, str(ROOT))
     from fastgd.machine import cpu_model
@@ -97,6 +132,8 @@ def main():
     forced = threaded_pass()
     settings = {"default": {"FASTGD_ADAPT": "1"}, "one thread": {"FASTGD_NUM_THREADS": "1"},
                 "threaded, forced": {"FASTGD_PASS": forced, "FASTGD_ADAPT": "0"}}
+    if not arguments.no_jax:
+        settings["jax"] = {JAX: "1"}
     for name, setting in settings.items():  # fill the Numba cache; not measured
         run(setting, 1)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -136,8 +173,8 @@ def main():
         "the script beside the other work of the machine.",
         "",
         f"{'-'.join(map(str, LAYERS))}, batch {BATCH}, Adam, float32, {ROWS:,} rows, {arguments.epochs} epochs a run "
-        f"({arguments.forced_epochs} for the forced threaded pass), {arguments.rounds} runs a setting, the three "
-        "settings alternated run by run (each a fresh process).",
+        f"({arguments.forced_epochs} for the forced threaded pass), {arguments.rounds} runs a setting, the "
+        f"{len(settings)} settings alternated run by run (each a fresh process).",
         "",
         "| setting | pass at the start | threads | median epoch after the first (s; of a one-epoch run, its epoch) "
         "| fastest–slowest (s) "
@@ -151,7 +188,9 @@ def main():
     lines += ["", "Ratios: whole runs, default / one thread "
               f"{medians['default'] / medians['one thread']:.2f}; median epochs after the first, default / one "
               f"thread {per_epoch['default'] / per_epoch['one thread']:.2f}, threaded forced / one thread "
-              f"{per_epoch['threaded, forced'] / per_epoch['one thread']:.2f}.", "",
+              f"{per_epoch['threaded, forced'] / per_epoch['one thread']:.2f}"
+              + (f"; JAX + optax / default {per_epoch['jax'] / per_epoch['default']:.2f} (above 1: fastgd is "
+                 "faster)" if "jax" in per_epoch else "") + ".", "",
               "What the default runs did (`history.passes`, `history.pass_changes`):", ""]
     for index, result in enumerate(results["default"]):
         changes = "; ".join(result["changes"]) or "no switch"
