@@ -186,13 +186,15 @@ def switches_path():
     return os.path.join(os.path.dirname(cache_path()), SWITCHES_NAME)
 
 
-def remember_switch(layer_sizes, n_rows, dtype, n_threads, line):
+def remember_switch(network, n_rows, dtype, n_threads, line):
     """Keep a training's switch of pass (``line``, as :class:`PassAdaptation` gives it) for ``fastgd info``, with
-    the network, the CPU and the time; only the last :data:`SWITCHES_KEPT` are kept. A log that cannot be
-    written (a read-only directory) costs the training nothing: it is what info shows, not what training uses."""
+    the network (an MLP's layer sizes, or a declared network's description in a few words), the CPU and the time;
+    only the last :data:`SWITCHES_KEPT` are kept. A log that cannot be written (a read-only directory) costs the
+    training nothing: it is what info shows, not what training uses."""
     now = datetime.datetime.now(datetime.timezone.utc)
     entry = {"when": now.isoformat(timespec="seconds"), "cpu": cpu_model(), "change": str(line),
-             "network": "-".join(str(int(size)) for size in layer_sizes), "batch_rows": int(n_rows),
+             "network": network if isinstance(network, str) else "-".join(str(int(size)) for size in network),
+             "batch_rows": int(n_rows),
              "dtype": np.dtype(dtype).name, "threads": int(n_threads)}
 
     def add(entries):

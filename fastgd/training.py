@@ -347,9 +347,12 @@ class _HostEpochs:
         self.chosen = {}  # thread count -> (name, n_blocks): the model's pass there (calibration.training_pass)
         # thread count -> calibration.PassAdaptation, where the training adapts its pass to the load there
         self.adaptations = {}
-        # asked once: a small network never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so);
-        # a declared network has one pass
-        self.may_thread = not isinstance(net, Network) and (_config.PASS != "auto" or (
+        # asked once: a small MLP never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so).
+        # A declared network has one pass, whose products take the BLAS's threads: on more than one it weighs that
+        # pass against the same on one thread, as an MLP's threaded pass does (on a busy machine a BLAS thread that
+        # waits for a core stalls every product: a digits CNN's epoch took 1.6 s on two threads, 0.07 s on one)
+        self.declared = isinstance(net, Network)
+        self.may_thread = numba.config.NUMBA_NUM_THREADS >= 2 if self.declared else (_config.PASS != "auto" or (
             numba.config.NUMBA_NUM_THREADS >= 2
             and multiply_adds(net.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS))
 
@@ -358,6 +361,8 @@ class _HostEpochs:
         if not self.may_thread:
             return "serial", 1
         n_threads = threads.get_num_threads()
+        if self.declared:
+            return self._network_pass(n_threads), 1
         chosen = self.chosen.get(n_threads)
         if chosen is None:
             net = self.training.net
@@ -369,6 +374,18 @@ class _HostEpochs:
         if adaptation is None or adaptation.next_pass() == chosen[0]:
             return chosen
         return adaptation.next_pass(), pass_blocks(adaptation.next_pass(), self.batch_rows, n_threads)
+
+    def _network_pass(self, n_threads):
+        """A declared network's next pass: ``serial`` (its products on the BLAS's threads), or ``one_thread``
+        where FASTGD_PASS says so or the adaptation to the load has moved there. No probe of batches before the
+        first epoch, as an MLP's has (that would need the network's pass compiled apart from its epoch): the
+        adaptation's first probe is the second epoch."""
+        if _config.PASS == "one_thread":
+            return "one_thread"
+        if n_threads not in self.adaptations and calibration.adapts("serial", n_threads):
+            self.adaptations[n_threads] = calibration.PassAdaptation("serial")
+        adaptation = self.adaptations.get(n_threads)
+        return "serial" if adaptation is None else adaptation.next_pass()
 
     def _adaptation(self, chosen, n_threads):
         """The adaptation of the pass to the load, started from a probe of a few batches of both passes; its
@@ -386,7 +403,8 @@ class _HostEpochs:
     def _remember(self, line, n_threads):
         """Keep a switch for ``fastgd info`` (:func:`fastgd.calibration.remember_switch`)."""
         net = self.training.net
-        calibration.remember_switch(net.layer_sizes, self.batch_rows, net.dtype, n_threads, line)
+        network = f"{type(net).__name__}({net.n_params} parameters)" if self.declared else net.layer_sizes
+        calibration.remember_switch(network, self.batch_rows, self.training.dtype, n_threads, line)
 
     def blocks(self):
         return self._next_pass()[1]

@@ -219,6 +219,40 @@ def test_a_training_that_turns_busy_moves_to_one_thread_and_stays_close_to_the_t
 
 
 @needs_two_threads
+def test_a_busy_declared_network_moves_to_one_thread_at_its_first_probe_and_trains_as_one_thread_does(adapting,
+                                                                                                      monkeypatch):
+    """A declared network's one pass takes its products on the BLAS's threads: busy, the second epoch (the first
+    probe) on one thread switches, and the training is the one-thread training bit for bit (the BLAS splits a
+    product's output, not its sums). Its switch is kept for `fastgd info`, with the network in a few words."""
+    from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
+
+    net = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 6, 6))
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 1, 6, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 40)]
+
+    def train():
+        run = Training(net, optim.Adam(net.init(random_state=0), lr=1e-2), X, Y, 16, seed=1)
+        run.run(5)
+        return run
+
+    adapted = train()
+    assert adapted.history.passes == ["serial"] + [FALLBACK_PASS] * 4
+    assert adapted.history.pass_changes == [f"epoch 2: {FALLBACK_PASS} took 100 ms an epoch, serial 1000 ms: "
+                                            f"{FALLBACK_PASS} from here"]
+    assert calibration.remembered_switches()[-1].endswith(
+        f" Network({net.n_params} parameters)/16 float64, 2 threads: {adapted.history.pass_changes[0]}")
+    monkeypatch.setattr(_config, "PASS", FALLBACK_PASS)  # forced: one thread from the first epoch
+    one_thread = train()
+    assert one_thread.history.passes == [FALLBACK_PASS] * 5 and one_thread.history.pass_changes == []
+    np.testing.assert_array_equal(adapted.theta, one_thread.theta)
+    assert adapted.history.loss == one_thread.history.loss
+    monkeypatch.setattr(_config, "PASS", "auto")
+    monkeypatch.setattr(_config, "ADAPT", False)  # FASTGD_ADAPT=0: the serial pass however slow
+    assert train().history.passes == ["serial"] * 5
+
+
+@needs_two_threads
 @pytest.mark.parametrize("setting", ["FASTGD_PASS", "FASTGD_ADAPT"])
 def test_a_forced_pass_or_adapting_off_keeps_the_pass_however_slow(adapting, monkeypatch, setting):
     net, X, Y = _problem()
