@@ -16,12 +16,22 @@ per class, two for a binary problem) and its ``predict_proba`` is the softmax of
 trains ``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
 network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its other
 hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s, ``clip_norm`` the
-global-norm clipping, ``init`` the scheme of :meth:`fastgd.networks.Network.init`, ``device`` ``"cpu"`` or
-``"cuda"`` (the epochs on an NVIDIA GPU, :mod:`fastgd.cuda.network`; without one, ``fit`` raises
-:class:`fastgd.cuda.CudaUnavailableError` before anything changes; predictions run on the CPU). Stopping follows
-scikit-learn's MLPs: after ``n_iter_no_change`` epochs whose loss did not fall by ``tol`` below the best, or
-at ``max_iter`` (with a ``ConvergenceWarning``); a diverged fit stops, keeps the parameters of the epoch
-before and warns.
+global-norm clipping, ``alpha`` the L2 penalty (below), ``init`` the scheme of
+:meth:`fastgd.networks.Network.init`, ``device`` ``"cpu"`` or ``"cuda"`` (the epochs on an NVIDIA GPU,
+:mod:`fastgd.cuda.network`; without one, ``fit`` raises :class:`fastgd.cuda.CudaUnavailableError` before
+anything changes; predictions run on the CPU). Stopping follows scikit-learn's MLPs: after ``n_iter_no_change``
+epochs whose loss did not fall by ``tol`` below the best, or at ``max_iter`` (with a ``ConvergenceWarning``); a
+diverged fit stops, keeps the parameters of the epoch before and warns.
+
+``alpha`` is scikit-learn's MLP penalty: the loss of a batch of m rows gains α/(2m)·ΣW² over every layer's
+weights (dense matrices and convolution kernels, not the biases), its gradient α/m·W, on the CPU and on the GPU
+alike (:meth:`fastgd.networks.Network.with_alpha`). It defaults to 0, where scikit-learn's ``MLPClassifier``
+(and fastgd's :class:`fastgd.MLPClassifier`, which follows it) default to 1e-4: a network declared here is one
+a PyTorch user would write, and torch (a loss with no penalty term, optimizers with ``weight_decay=0``) and the
+declared :class:`fastgd.networks.Network` have none unless one is asked for. At 0 the same declaration fitted
+here and in a plain PyTorch loop from the same θ gives the same curve; 1e-4 would change it unasked. A network
+declared with an ``alpha`` of its own is refused unless ``alpha`` says the same; ``set_params(alpha=...)``
+before a ``warm_start`` fit or a ``partial_fit`` changes the penalty from then on.
 """
 
 import warnings
@@ -61,8 +71,8 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
 
     def __init__(self, network=None, *, optimizer="adam", optimizer_params=None, learning_rate_init=1e-3,
                  batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, n_iter_no_change=10,
-                 warm_start=False, schedule="constant", schedule_params=None, clip_norm=None, init="torch",
-                 dtype=None, verbose=False, device="cpu"):
+                 warm_start=False, schedule="constant", schedule_params=None, clip_norm=None, alpha=0.0,
+                 init="torch", dtype=None, verbose=False, device="cpu"):
         self.network = network
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
@@ -77,6 +87,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         self.schedule = schedule
         self.schedule_params = schedule_params
         self.clip_norm = clip_norm
+        self.alpha = alpha
         self.init = init
         self.dtype = dtype
         self.verbose = verbose
@@ -97,6 +108,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         "schedule": [StrOptions(set(SCHEDULES))],
         "schedule_params": [None, dict],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "init": [StrOptions(set(INIT_SCHEMES))],
         "dtype": [None, str, type, np.dtype],
         "verbose": ["verbose"],
@@ -123,6 +135,8 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
                 dtype = None
             if dtype not in _FLOATS:
                 raise ValueError(f"dtype must be None, float32 or float64, got {self.dtype!r}")
+        if isinstance(self.alpha, bool) or not np.isfinite(self.alpha):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
         try:
             make_schedule(self.schedule, n_epochs=self.max_iter, **dict(self.schedule_params or {}))
         except TypeError as error:
@@ -140,7 +154,14 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         if network.loss_name != self._loss:
             raise NetworkError(f"{type(self).__name__} trains networks with loss={self._loss!r}; this network's loss "
                                f"is {network.loss_name!r}")
-        return network
+        if network.alpha not in (0.0, self.alpha):
+            raise NetworkError(f"the network is declared with alpha={network.alpha!r} and {type(self).__name__} has "
+                               f"alpha={self.alpha!r}: give the L2 penalty as the estimator's alpha")
+        return self._penalised(network)
+
+    def _penalised(self, network):
+        """``network`` with the estimator's L2 penalty ``alpha`` (itself where it has it already)."""
+        return network if network.alpha == self.alpha else network.with_alpha(self.alpha)
 
     def _flat_features(self, X, network):
         """X as (n, features): an (n, *input_shape) array flattened, after its shape is checked against the network."""
@@ -159,7 +180,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
     def _fit(self, X, y, incremental):
         self._check_parameters()
         first_pass = not hasattr(self, "theta_") or (not self.warm_start and not incremental)
-        network = self._declared_network() if first_pass else self.network_
+        network = self._declared_network() if first_pass else self._penalised(self.network_)
         X = self._flat_features(X, network)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, RegressorMixin),
                              dtype=_FLOATS, reset=first_pass)
@@ -170,7 +191,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             n_outputs = Y.shape[1]
             if network is None:
                 network = Network([Dense(DEFAULT_HIDDEN), ReLU(), Dense(n_outputs)], input_shape=(X.shape[1],),
-                                  loss=self._loss)
+                                  loss=self._loss, alpha=self.alpha)
             elif network.n_outputs != n_outputs:
                 raise NetworkError(f"the network has {network.n_outputs} outputs; {self._what_outputs(n_outputs)}")
             dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
@@ -186,9 +207,9 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             self._no_improvement_count = 0
             self._epochs_done = 0
             self._first_loss = None
-        network = self.network_
         if Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} targets, the fitted network {self.n_outputs_}")
+        self.network_ = network
         X = X.astype(self.theta_.dtype, copy=False)
         if self.optimizer_ is None or self.optimizer_.name != self.optimizer:
             self.optimizer_ = optim.OPTIMIZERS[self.optimizer](self._params_on_device(), lr=self.learning_rate_init,

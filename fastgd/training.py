@@ -193,9 +193,6 @@ class Training:
         on_device = optimizer.device == "cuda"
         declared = isinstance(net, Network)
         if declared and on_device:
-            if net.alpha:
-                raise ValueError(f"the GPU's network pass has no L2 penalty: train a network of alpha 0 there, got "
-                                 f"alpha={net.alpha!r}")
             theta = _check_device_network_theta(net, optimizer.params)
             X, Y = _device_network_data(net, X, Y, theta.dtype)
         elif on_device:

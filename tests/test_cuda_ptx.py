@@ -35,7 +35,8 @@ DEVICE_MODULES = ["fastgd.cuda.arrays", "fastgd.cuda.mlp"]  # the rules' kernels
 
 # Kernels that accumulate in float64 on purpose (losses, penalties, norms);
 # every other kernel must compile to float32-only PTX for float32 data.
-FLOAT64_ACCUMULATORS = {"weight_gradient", "output_loss_and_delta", "finish_batch", "add_sum_of_squares"}
+FLOAT64_ACCUMULATORS = {"weight_gradient", "output_loss_and_delta", "finish_batch", "add_sum_of_squares",
+                        "add_scaled_and_sum_of_squares"}
 TILED_PRODUCTS = {"forward_layer", "weight_gradient", "backward_delta"}
 
 
@@ -51,7 +52,8 @@ def kernels_of_the_package(modules=DEVICE_MODULES):
 
 
 def mlp_signatures(real):
-    """The argument types fastgd.cuda.train launches the MLP kernels with, for one dtype."""
+    """The argument types fastgd.cuda.train launches the MLP's and the arrays' kernels with (and fastgd.cuda.network
+    the penalty's fused reduction), for one dtype."""
     vector, matrix = numba.types.Array(real, 1, "C"), numba.types.Array(real, 2, "C")
     status = numba.types.Array(numba.types.float64, 1, "C")
     halt = numba.types.Array(numba.types.int32, 1, "C")
@@ -60,6 +62,7 @@ def mlp_signatures(real):
     return {
         "_fill": (vector, real),
         "add_sum_of_squares": (vector, status, integer),
+        "add_scaled_and_sum_of_squares": (vector, real, vector, status, integer),
         "flag_nonfinite": (vector, status, integer),
         "forward_layer": (matrix, matrix, vector, matrix, integer),
         "weight_gradient": (matrix, matrix, matrix, real, matrix, vector, status, flag),

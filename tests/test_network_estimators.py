@@ -1,13 +1,17 @@
 """NetworkClassifier and NetworkRegressor: scikit-learn's estimator checks with the default network, a declared CNN
 fitted from (n, C, H, W) and from flat rows alike, predictions as the network's own forward pass gives them, partial_fit
-against fit, and input that does not fit the network refused in one line before anything changes."""
+against fit, and input that does not fit the network refused in one line before anything changes; the L2 penalty
+``alpha`` against a plain PyTorch loop with α/(2m)·ΣW² added by hand (fit, warm start, partial_fit), a bad alpha
+refused in one line."""
 
 import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastgd.network_estimators import NetworkClassifier, NetworkRegressor
+from fastgd.network_estimators import DEFAULT_HIDDEN, NetworkClassifier, NetworkRegressor
 from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, NetworkError, ReLU
+from fastgd.reference import splitmix64_permutation
+from tests.network_cases import torch_module
 
 IMAGE_SHAPE = (1, 4, 4)
 
@@ -100,3 +104,129 @@ def test_a_refused_first_partial_fit_leaves_the_classifier_unfitted():
     X, y = images()
     four = NetworkClassifier(small_cnn(4), random_state=0).partial_fit(X, y, classes=np.arange(4))
     np.testing.assert_array_equal(four.classes_, np.arange(4))  # a class y does not hold yet
+
+
+# -- the L2 penalty alpha: a plain PyTorch loop with α/(2m)·ΣW² added by hand is the oracle ---------------------------
+
+def initial_theta(net, random_state):
+    """θ₀ as the estimators draw it: a seed from ``random_state``, then the network's torch-style initialisation."""
+    seed = int(np.random.RandomState(random_state).randint(np.iinfo(np.int32).max))
+    return net.init(random_state=seed, scheme="torch", dtype=np.float64), seed
+
+
+def torch_fit(net, theta, X, Y, seed, batch_size, alphas, make_optimizer):
+    """One epoch per entry of ``alphas`` over splitmix64's batches (the estimators' order) from θ: the loss of a
+    batch of m rows is torch's plus alpha/(2m) times the sum of squares of every weight (dim > 1), not the biases.
+    Returns (θ, each epoch's mean batch loss)."""
+    torch = pytest.importorskip("torch", reason="a plain PyTorch loop is the oracle of the penalised fit")
+    module = torch_module(net, theta)
+    optimizer = make_optimizer(module.parameters())
+    inputs, targets = torch.from_numpy(X.reshape((len(X),) + net.input_shape)), torch.from_numpy(Y)
+    data_loss = (torch.nn.functional.cross_entropy if net.loss_name == "cross_entropy"
+                 else torch.nn.functional.mse_loss)
+    losses = []
+    for epoch, alpha in enumerate(alphas):
+        order = splitmix64_permutation(len(X), seed, epoch)
+        total = 0.0
+        for start in range(0, len(X), batch_size):
+            rows = torch.from_numpy(order[start:start + batch_size])
+            optimizer.zero_grad()
+            squares = sum((p * p).sum() for p in module.parameters() if p.dim() > 1)
+            loss = data_loss(module(inputs[rows]), targets[rows]) + alpha / (2 * len(rows)) * squares
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        losses.append(total / len(X))
+    return np.concatenate([p.detach().numpy().ravel() for p in module.parameters()]), losses
+
+
+def dense_regression_net():
+    return Network([Dense(5), ReLU(), Dense(2)], input_shape=(6,), loss="mse")
+
+
+def regression_data(n=30, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    return X, X[:, :2] @ np.array([[1.0, -0.5], [2.0, 0.5]]) + 0.1 * rng.normal(size=(n, 2))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["cnn_classifier_adam", "dense_regressor_sgd_momentum", "default_network_adam"])
+def test_a_penalised_fit_follows_a_pytorch_loop_with_the_penalty_added_by_hand(kind):
+    torch = pytest.importorskip("torch", reason="a plain PyTorch loop is the oracle of the penalised fit")
+    if kind == "cnn_classifier_adam":
+        net, (X, y), alpha = small_cnn(), images(), 0.3
+        estimator = NetworkClassifier(net, optimizer="adam", learning_rate_init=0.01, alpha=alpha, batch_size=8,
+                                      max_iter=3, tol=0.0, random_state=0)
+        Y = np.eye(3)[y]
+
+        def make_optimizer(params):
+            return torch.optim.Adam(params, lr=0.01)
+    elif kind == "dense_regressor_sgd_momentum":
+        net, (X, Y), alpha = dense_regression_net(), regression_data(), 0.2
+        y = Y
+        estimator = NetworkRegressor(net, optimizer="sgd", optimizer_params=dict(momentum=0.9), learning_rate_init=0.02,
+                                     alpha=alpha, batch_size=8, max_iter=3, tol=0.0, random_state=0)
+
+        def make_optimizer(params):
+            return torch.optim.SGD(params, lr=0.02, momentum=0.9)
+    else:  # the network made at fit from the data: DEFAULT_HIDDEN ReLU units
+        (X, Y), alpha = regression_data(), 0.5
+        net, y = Network([Dense(DEFAULT_HIDDEN), ReLU(), Dense(2)], input_shape=(6,), loss="mse"), Y
+        estimator = NetworkRegressor(learning_rate_init=0.01, alpha=alpha, batch_size=8, max_iter=3, tol=0.0,
+                                     random_state=0)
+
+        def make_optimizer(params):
+            return torch.optim.Adam(params, lr=0.01)
+    declared = estimator.network
+    theta, seed = initial_theta(net, 0)
+    expected_theta, expected_losses = torch_fit(net, theta, X, Y, seed, 8, [alpha] * 3, make_optimizer)
+    plain_theta, _ = torch_fit(net, theta, X, Y, seed, 8, [0.0] * 3, make_optimizer)
+    estimator.fit(X, y)
+    assert estimator.network_.alpha == alpha
+    assert declared is None or declared.alpha == 0.0  # the declaration itself is left as it was
+    assert np.abs(expected_theta - plain_theta).max() > 1e-3  # the penalty changed the run
+    np.testing.assert_allclose(estimator.loss_curve_, expected_losses, rtol=1e-10)
+    np.testing.assert_allclose(estimator.theta_, expected_theta, rtol=0, atol=1e-10 * np.abs(expected_theta).max())
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_a_new_alpha_set_between_fits_takes_effect_from_the_next_epoch(how):
+    torch = pytest.importorskip("torch", reason="a plain PyTorch loop is the oracle of the penalised fit")
+    net, (X, y) = small_cnn(), images()
+    clf = NetworkClassifier(net, learning_rate_init=0.01, alpha=0.1, batch_size=8, max_iter=1, tol=0.0,
+                            warm_start=how == "warm_start", random_state=0)
+    if how == "warm_start":
+        clf.fit(X, y)
+        clf.set_params(alpha=0.5, max_iter=2).fit(X, y)
+    else:
+        clf.partial_fit(X, y, classes=np.arange(3))
+        clf.set_params(alpha=0.5)
+        clf.partial_fit(X, y)
+        clf.partial_fit(X, y)
+    theta, seed = initial_theta(net, 0)
+    expected_theta, expected_losses = torch_fit(net, theta, X, np.eye(3)[y], seed, 8, [0.1, 0.5, 0.5],
+                                                lambda params: torch.optim.Adam(params, lr=0.01))
+    assert clf.network_.alpha == 0.5
+    np.testing.assert_allclose(clf.loss_curve_, expected_losses, rtol=1e-10)
+    np.testing.assert_allclose(clf.theta_, expected_theta, rtol=0, atol=1e-10 * np.abs(expected_theta).max())
+
+
+@pytest.mark.parametrize("estimator, message", [
+    (NetworkClassifier(small_cnn(), alpha=-1.0), r"The 'alpha' parameter of NetworkClassifier must be a float in the "
+                                                 r"range \[0(\.0)?, inf\)"),
+    (NetworkClassifier(small_cnn(), alpha="0.1"), r"The 'alpha' parameter of NetworkClassifier must be"),
+    (NetworkRegressor(alpha=np.inf), r"The 'alpha' parameter of NetworkRegressor must be a float in the range "
+                                     r"\[0(\.0)?, inf\)\. Got inf"),
+    (NetworkRegressor(alpha=True), r"^alpha must be a finite number >= 0, got True$"),
+    (NetworkClassifier(small_cnn().with_alpha(0.2), alpha=0.1),
+     r"^the network is declared with alpha=0.2 and NetworkClassifier has alpha=0.1: give the L2 penalty as the "
+     r"estimator's alpha$"),
+])
+def test_a_bad_alpha_is_refused_in_one_line_before_fitting(estimator, message):
+    X, y = images(6)
+    with pytest.raises(ValueError, match=message) as raised:
+        estimator.fit(X, y)
+    assert "\n" not in str(raised.value)
+    assert not hasattr(estimator, "theta_") and not hasattr(estimator, "n_features_in_")

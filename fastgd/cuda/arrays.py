@@ -9,8 +9,7 @@ from fastgd import _config
 from fastgd._config import cuda_jit
 
 __all__ = ["REDUCTION_THREADS", "launch_shape", "reduction_shape", "full", "fill", "no_halt", "add_block_sum",
-           "add_sum_of_squares",
-           "flag_nonfinite"]
+           "add_sum_of_squares", "add_scaled_and_sum_of_squares", "flag_nonfinite"]
 
 # Threads per block of the reductions: fixed (not FASTGD_CUDA_BLOCK_SIZE)
 # because their shared scratch array is sized at compile time, and Numba's
@@ -91,6 +90,22 @@ def add_sum_of_squares(values, total, index):
     for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
         value = float(values[i])
         own += value * value
+    add_block_sum(own, cuda.threadIdx.x, partial, total, index)
+
+
+@cuda_jit
+def add_scaled_and_sum_of_squares(values, scale, target, total, index):
+    """``target += scale · values`` element by element in their dtype, and ``total[index] += Σ values²`` in
+    float64 (a tree per block, one atomic per block): an L2 penalty's gradient and its sum in one pass.
+
+    Launch with :func:`reduction_shape`.
+    """
+    partial = cuda.shared.array(REDUCTION_THREADS, dtype=np.float64)
+    own = 0.0
+    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
+        value = values[i]
+        target[i] += scale * value
+        own += float(value) * float(value)
     add_block_sum(own, cuda.threadIdx.x, partial, total, index)
 
 

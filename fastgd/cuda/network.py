@@ -22,6 +22,14 @@ log-normaliser in float64), then one thread sums the loss in float64 in the CPU'
 caller divides (``n_rows`` for cross-entropy, ``n_rows × outputs`` for mse, as
 :func:`fastgd.cuda.mlp.finish_batch` does).
 
+The L2 penalty α/(2m)·ΣW² (:func:`fastgd.kernels.network.penalty`, the network's ``alpha``, weights only, m the
+batch's rows), as the CPU's after the backward pass: one launch per layer with a weight
+(:func:`fastgd.cuda.arrays.add_scaled_and_sum_of_squares` over the weight's span of θ and of the gradient) adds
+α/m·W to the weight's gradient (:func:`fastgd.kernels.network.add_penalty_gradient`) and ΣW² in float64 to
+``status[PENALTY]``, which the caller turns into the loss's term ``½α · status[PENALTY] / m`` (as
+:func:`fastgd.cuda.mlp.finish_batch` does). That sum is a tree per block and one atomic add per block: it follows
+the CPU's sum to rounding, its last bits free to vary from run to run, as the MLP's penalty does.
+
 :class:`DevicePass` holds the uploaded plan, the workspaces and the views for batches of up to ``n_rows``;
 :func:`loss_and_gradient` and :func:`forward` are one-call forms for tests and checks.
 """
@@ -33,7 +41,8 @@ from numba import cuda
 
 from fastgd._config import cuda_jit
 from fastgd.cuda import mlp
-from fastgd.cuda.arrays import launch_shape
+from fastgd.cuda import arrays
+from fastgd.cuda.arrays import launch_shape, reduction_shape
 from fastgd.cuda.mlp import A_TILE_COLUMNS, B_TILE_COLUMNS, BLOCK_K, THREAD_M, THREAD_N
 from fastgd.kernels import network as cpu
 from fastgd.kernels.network import (AVG_POOL, CONV, CROSS_ENTROPY, DENSE, FLATTEN, GLOBAL_AVG_POOL, IDENTITY,
@@ -372,12 +381,14 @@ def loss_total(layer, n_rows, targets, loss, activations, row_values, status):
     status[mlp.DATA_LOSS] += total
 
 
+
 class DevicePass:
     """A network's pass on the device for batches of up to ``n_rows``: the plan uploaded, the workspaces
     allocated once, the matrix views made once per batch length.
 
     ``activations[:n_rows · inputs]`` is where a batch's inputs go (:attr:`inputs`); ``status`` is
-    :mod:`fastgd.cuda.mlp`'s float64 status vector, whose ``DATA_LOSS`` the pass adds the batch's loss to.
+    :mod:`fastgd.cuda.mlp`'s float64 status vector, whose ``DATA_LOSS`` the pass adds the batch's loss to (and
+    whose ``PENALTY`` the weights' ΣW², for a network with an ``alpha``).
     """
 
     def __init__(self, network, dtype, n_rows):
@@ -392,6 +403,9 @@ class DevicePass:
         self.row_values = cuda.device_array(self.n_rows, dtype=np.float64)
         self.status = cuda.device_array(mlp.STATUS_SIZE, dtype=np.float64)
         self.loss_code = cpu.LOSSES[network.loss_name]
+        # (start, size) of each layer's weight in θ, for the penalty: the CPU's spans (weights, not biases)
+        self.weight_spans = [(int(layer[PLAN_WEIGHT]), int(cpu._weight_size.py_func(layer))) for layer in self.plan
+                             if layer[PLAN_WEIGHT] >= 0]
         self._views = {}
 
     def inputs(self, n_rows):
@@ -468,8 +482,8 @@ class DevicePass:
 
     def loss_and_gradient(self, theta, targets, n_rows, grad):
         """Forward and backward pass on the ``n_rows`` inputs in :meth:`inputs` against ``targets`` (flat,
-        n_rows × outputs): fill ``grad`` (θ's layout) and add the loss, before its division, to
-        ``status[DATA_LOSS]``."""
+        n_rows × outputs): fill ``grad`` (θ's layout), the penalty's α/m·W included, and add the loss, before its
+        division, to ``status[DATA_LOSS]`` (and the weights' ΣW² to ``status[PENALTY]`` where α ≠ 0)."""
         self.forward(theta, n_rows)
         last = self.rows[-1]
         loss_rows[launch_shape(n_rows)](last, n_rows, targets, self.loss_code, self.activations, self.deltas,
@@ -477,6 +491,19 @@ class DevicePass:
         loss_total[1, 1](last, n_rows, targets, self.loss_code, self.activations, self.row_values, self.status)
         for index in range(self.plan.shape[0] - 1, -1, -1):
             self._backward_layer(theta, grad, index, n_rows, index > 0)
+        if self.network.alpha != 0.0:
+            scale = self.dtype.type(self.network.alpha / n_rows)
+            for weights, grad_weights in self._weight_views(theta, grad):
+                arrays.add_scaled_and_sum_of_squares[reduction_shape(weights.size)](weights, scale, grad_weights,
+                                                                                    self.status, mlp.PENALTY)
+
+    def _weight_views(self, theta, grad):
+        """[(W, ∇W)] of every layer with a weight, as flat views into θ and the gradient (made once)."""
+        key = ("weights", id(theta), id(grad))
+        if key not in self._views:
+            self._views[key] = ([(theta[start:start + size], grad[start:start + size])
+                                 for start, size in self.weight_spans], theta, grad)
+        return self._views[key][0]
 
     def _backward_layer(self, theta, grad, index, n_rows, input_deltas):
         layer, row = self.plan[index], self.rows[index]
@@ -535,14 +562,16 @@ def _upload(network, theta, X, Y=None):
 
 
 def loss_and_gradient(network, theta, X, Y):
-    """(loss, gradient) of ``network`` at host θ on host (X, Y), computed on the device: what
-    :meth:`fastgd.networks.Network.loss_grad` computes on the CPU, to rounding."""
+    """(loss, gradient) of ``network`` at host θ on host (X, Y), computed on the device, the L2 penalty included:
+    what :meth:`fastgd.networks.Network.loss_grad` computes on the CPU, to rounding."""
     device_pass, device_theta, n_rows, targets = _upload(network, theta, X, Y)
     device_pass.status.copy_to_device(np.zeros(mlp.STATUS_SIZE))
     grad = cuda.device_array(network.n_params, dtype=device_theta.dtype)
     device_pass.loss_and_gradient(device_theta, targets, n_rows, grad)
     divisor = n_rows if network.loss_name == "cross_entropy" else n_rows * network.n_outputs
-    return float(device_pass.status.copy_to_host()[mlp.DATA_LOSS]) / divisor, grad.copy_to_host()
+    status = device_pass.status.copy_to_host()
+    return (float(status[mlp.DATA_LOSS]) / divisor + 0.5 * network.alpha * float(status[mlp.PENALTY]) / n_rows,
+            grad.copy_to_host())
 
 
 def forward(network, theta, X):

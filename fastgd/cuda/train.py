@@ -250,7 +250,8 @@ def train_network_epoch(theta, X, Y, net, packed, base_lr, schedule, clip_norm, 
 
     Per batch: the rows gathered into the pass's input block (a full batch in its order, as the CPU takes it),
     the network's pass (:mod:`fastgd.cuda.network`), the batch's bookkeeping and the rule's update; one wait
-    for the device, at the end. Returns (loss, whether θ is finite), as :func:`train_epoch`.
+    for the device, at the end. The network's L2 penalty (``net.alpha``) is in the pass's gradient and in each
+    batch's loss, as on the CPU. Returns (loss, whether θ is finite), as :func:`train_epoch`.
     """
     counters = packed.counters
     n_samples = X.shape[0]
@@ -267,6 +268,6 @@ def train_network_epoch(theta, X, Y, net, packed, base_lr, schedule, clip_norm, 
         mlp.gather_batch[launch_shape(inputs.size + targets.size)](X, Y, rows, start, inputs, targets)
         device_pass.loss_and_gradient(theta, workspace.batch_Y, n_rows, workspace.grad)
         divisor = float(n_rows) if net.loss_name == "cross_entropy" else float(n_rows * n_outputs)
-        _finish_batch_and_step(workspace, theta, packed, n_rows, divisor, 0.0, clip_norm, base_lr, schedule, epoch,
-                               counter_trail)
+        _finish_batch_and_step(workspace, theta, packed, n_rows, divisor, 0.5 * net.alpha, clip_norm, base_lr,
+                               schedule, epoch, counter_trail)
     return _end_epoch(workspace, theta, counters, counter_trail, n_samples)

@@ -1,5 +1,6 @@
 """A declared network on the device (:mod:`fastgd.cuda.network`) against the CPU pass (:mod:`fastgd.kernels.network`):
-forward, loss and gradient, a few training steps, the estimators; every launch with the types the PTX test compiles."""
+forward, loss and gradient, the L2 penalty, a few training steps, the estimators; every launch with the types the PTX
+test compiles."""
 
 import numba
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from numba import cuda
 
 from fastgd import NetworkClassifier, NetworkRegressor, optim
+from fastgd.cuda import arrays
 from fastgd.cuda import network as device_network
 from fastgd.kernels import network as cpu_network
 from fastgd.networks import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU, Tanh
@@ -118,6 +120,49 @@ def test_three_training_steps_follow_the_cpu(rule, hyperparameters):
     assert not np.allclose(on_cpu.theta, theta)  # it trained
 
 
+@pytest.mark.parametrize("case", SMALL, ids=[case[0] for case in SMALL])
+def test_the_l2_penalty_follows_the_cpu(case, launches, monkeypatch):
+    """α/(2m)·ΣW² in the loss and α/m·W in the weights' gradient (a convolution's kernel and a dense matrix), the
+    biases untouched, as the CPU's pass adds them: one launch of the arrays' fused reduction per weight, with the
+    types the PTX test compiles it for."""
+    penalty_launches = []
+    monkeypatch.setattr(arrays, "add_scaled_and_sum_of_squares",
+                        Recorded(arrays.add_scaled_and_sum_of_squares, "penalty", penalty_launches))
+    plain, theta, X, Y = data(case)
+    net = plain.with_alpha(0.4)
+    loss, grad = net.loss_grad(theta, X, Y)
+    device_loss, device_grad = device_network.loss_and_gradient(net, theta, X, Y)
+    assert device_loss == pytest.approx(loss, rel=1e-10)
+    np.testing.assert_allclose(device_grad, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
+    plain_loss, plain_grad = device_network.loss_and_gradient(plain, theta, X, Y)
+    assert device_loss - plain_loss > 1e-3  # the penalty is there
+    assert np.abs(device_grad - plain_grad).max() > 1e-3
+    vector, status = numba.types.Array(numba.types.float64, 1, "C"), numba.types.Array(numba.types.float64, 1, "C")
+    # the convolution's kernel and the dense layer's matrix, for the penalised network only
+    assert [types for _, types in penalty_launches] == 2 * [(vector, numba.types.float64, vector, status,
+                                                             numba.types.int64)]
+    assert_launched_as_compiled(launches, np.float64)
+
+
+def test_penalised_training_with_clipping_follows_the_cpu():
+    """Three steps of Adam on a penalised CNN, the gradient clipped with the penalty's part in it: θ and the loss as
+    on the CPU, and not as without the penalty."""
+    plain, theta, X, Y = data(SMALL[0])
+    net = plain.with_alpha(0.5)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5,) + net.input_shape)
+    Y = np.eye(3)[rng.integers(0, 3, 5)]
+    runs = []
+    for model, params in ((net, theta.copy()), (net, cuda.to_device(theta)), (plain, theta.copy())):
+        training = Training(model, optim.Adam(params, lr=0.01), X, Y, batch_size=2, seed=5, clip_norm=0.05)
+        runs.append((training.run(1).loss, training.theta if isinstance(training.theta, np.ndarray)
+                     else training.theta.copy_to_host()))
+    (cpu_loss, cpu_theta), (device_loss, device_theta), (plain_loss, plain_theta) = runs
+    np.testing.assert_allclose(device_loss, cpu_loss, rtol=1e-10)
+    np.testing.assert_allclose(device_theta, cpu_theta, rtol=1e-10, atol=1e-12)
+    assert cpu_loss[0] - plain_loss[0] > 1e-3 and np.abs(cpu_theta - plain_theta).max() > 1e-4
+
+
 def test_a_full_batch_float32_regression_with_clipping_follows_the_cpu():
     net, theta, X, Y = data(SMALL[1], dtype=np.float32)
     X, Y = np.concatenate([X, X + 1]), np.concatenate([Y, -Y])
@@ -161,11 +206,12 @@ def test_device_data_a_declared_network_cannot_take_is_refused_in_one_line(make_
 @pytest.mark.parametrize("estimator, y", [(NetworkClassifier, np.array([0, 1, 2, 1, 0, 2])),
                                           (NetworkRegressor, np.linspace(-1, 1, 6))])
 def test_the_estimators_fit_on_the_device_as_on_the_cpu(estimator, y):
+    """With an L2 penalty: the estimators' ``alpha`` reaches the device's pass."""
     loss = "cross_entropy" if estimator is NetworkClassifier else "mse"
     network = Network([Conv2D(2, 3, stride=2), ReLU(), Flatten(), Dense(3 if loss == "cross_entropy" else 1)],
                       input_shape=(1, 5, 5), loss=loss)
     X = np.random.default_rng(0).normal(size=(6, 1, 5, 5))
-    fitted = [estimator(network, optimizer="adam", learning_rate_init=0.01, batch_size=4, max_iter=2,
+    fitted = [estimator(network, optimizer="adam", learning_rate_init=0.01, batch_size=4, max_iter=2, alpha=0.2,
                         random_state=0, device=device).fit(X, y) for device in ("cpu", "cuda")]
     on_cpu, on_device = fitted
     assert isinstance(on_device.theta_, np.ndarray)
