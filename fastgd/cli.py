@@ -486,14 +486,16 @@ def _known_network(arguments, task, n_features, n_outputs):
         return None
     from fastgd.networks import NetworkError, known
 
-    for option, value in (("--hidden", arguments.hidden), ("--activation", getattr(arguments, "activation", None)),
-                          ("--alpha", getattr(arguments, "alpha", None))):
+    for option, value in (("--hidden", arguments.hidden), ("--activation", getattr(arguments, "activation", None))):
         if value is not None:
             raise CommandError(f"{option} is for the MLP; --network {arguments.network} declares its own layers")
     try:
         net = known(arguments.network)
     except NetworkError as error:
         raise CommandError(f"--network: {error}") from None
+    alpha = getattr(arguments, "alpha", None)
+    if alpha is not None:  # its L2 penalty: none unless asked, as in torch
+        net = net.with_alpha(alpha)
     if n_features != net.n_inputs:
         raise CommandError(f"--network: {arguments.network} takes inputs of shape {net.input_shape} "
                            f"({net.n_inputs} features); {arguments.dataset} has {n_features} features")
@@ -538,7 +540,8 @@ def command_train(arguments):
                             seed=arguments.seed, schedule=schedule, clip_norm=arguments.clip_norm)
     except (TypeError, ValueError) as error:
         raise CommandError(error) from None
-    described = net if network is None else f"{arguments.network}, {net.n_params} parameters"
+    described = net if network is None else f"{arguments.network}, {net.n_params} parameters" + (
+        f", L2 penalty alpha {net.alpha:g}" if net.alpha else "")
     print(f"{data.name}: {data.X_train.shape[0]} training samples; {described}; {optimizer}")
     print(f"{'epoch':>5} {'loss':>12} {'seconds (since the start)':>26}")
 
@@ -1047,7 +1050,9 @@ def build_parser():
                        "digits) instead of the MLP; the data set's rows are its inputs, flattened")
     train.add_argument("--hidden", type=_positive_int, nargs="*", help="the MLP's hidden layer sizes (default: 32)")
     train.add_argument("--activation", help="the MLP's: relu (default), tanh, logistic or identity")
-    train.add_argument("--alpha", type=_non_negative_float, help="the MLP's L2 penalty (default: 1e-4)")
+    train.add_argument("--alpha", type=_non_negative_float,
+                       help="the L2 penalty alpha/(2m)·ΣW² on the weights (default: 1e-4 for the MLP, as "
+                            "scikit-learn's; none for a --network, as torch)")
     train.add_argument("--schedule", default="constant", help="learning-rate schedule")
     train.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
     train.add_argument("--dtype", default="float64", choices=["float32", "float64"])

@@ -197,6 +197,27 @@ def test_fastgd_train_trains_a_known_network_on_the_digits(tmp_path):
     assert lines[-1].startswith("test accuracy: ") and float(lines[-1].split()[-1]) > 0.8
 
 
+def test_fastgd_train_gives_a_known_network_the_l2_penalty_alpha(tmp_path):
+    """--alpha penalises a --network's weights: each batch of m rows adds α/(2m)·ΣW², so an epoch's mean loss rises
+    by the batches' count times α·ΣW²/(2n) over n rows. At a learning rate of 1e-4 the weights barely move in one
+    epoch, so that rise is the initial weights' (the data's part of the loss moves as little)."""
+    from tests.cli_harness import run_command
+
+    losses = {}
+    for alpha in (None, "2.0"):
+        code, out, err = run_command(["train", "--network", "digits_cnn", "--epochs", "1", "--lr", "0.0001"]
+                                     + ([] if alpha is None else ["--alpha", alpha]), tmp_path)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].split("; ")[1] == "digits_cnn, 6090 parameters" + (", L2 penalty alpha 2" if alpha else "")
+        losses[alpha] = float(lines[2].split()[1])
+    net = known("digits_cnn")
+    squares = sum(float(np.sum(value ** 2)) for name, value in net.unpack(net.init(random_state=0)).items()
+                  if name.endswith("weight"))
+    n_rows = 1347  # digits' training rows, in batches of 32
+    assert losses["2.0"] - losses[None] == pytest.approx(-(-n_rows // 32) * 2.0 * squares / (2 * n_rows), rel=0.05)
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--network", "no_such_net"], "--network: no known network 'no_such_net'"),
     (["--network", "digits_cnn", "--dataset", "iris"],
