@@ -278,9 +278,7 @@ class Training:
         self.epochs_done += 1
         history = self.history
         history.passes.append(name)
-        change = epochs.measured(name, seconds)
-        if change is not None:
-            history.pass_changes.append(change)
+        epochs.measured(name, seconds)  # a switch of pass it causes goes into the history
         if history.first_loss is None and math.isfinite(loss):
             history.first_loss = float(loss)
         if is_divergent(loss, history.first_loss) or not theta_finite:
@@ -391,14 +389,15 @@ class _HostEpochs:
         adaptation = calibration.PassAdaptation(chosen, fallback)
         batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
                                                calibration.PROBE_BATCH_SECONDS, names=(chosen, fallback))
-        line = adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows))
-        if line is not None:
-            self.training.history.pass_changes.append(line)
-            self._remember(line, n_threads)
+        self._switched(adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows)), n_threads)
         return adaptation
 
-    def _remember(self, line, n_threads):
-        """Keep a switch for ``fastgd info`` (:func:`fastgd.calibration.remember_switch`)."""
+    def _switched(self, line, n_threads):
+        """Record a switch of pass (``line``; None where there was none): in the training's history, and for
+        ``fastgd info`` (:func:`fastgd.calibration.remember_switch`)."""
+        if line is None:
+            return
+        self.training.history.pass_changes.append(line)
         net = self.training.net
         network = f"{type(net).__name__}({net.n_params} parameters)" if self.declared else net.layer_sizes
         calibration.remember_switch(network, self.batch_rows, self.training.dtype, n_threads, line)
@@ -410,14 +409,12 @@ class _HostEpochs:
         return self._next_pass()[0]
 
     def measured(self, name, seconds):
-        """Tell the adaptation at today's thread count, if any, that an epoch ran on ``name`` for ``seconds``;
-        return the line of the switch this caused, or None."""
+        """Tell the adaptation at today's thread count, if any, that an epoch ran on ``name`` for ``seconds``; a
+        switch this causes is recorded (:meth:`_switched`)."""
         n_threads = threads.get_num_threads()
         adaptation = self.adaptations.get(n_threads) if self.may_thread else None
-        line = None if adaptation is None else adaptation.record(name, seconds)
-        if line is not None:
-            self._remember(line, n_threads)
-        return line
+        if adaptation is not None:
+            self._switched(adaptation.record(name, seconds), n_threads)
 
     def adapting(self):
         """None where the epochs do not adapt their pass at today's thread count, else which passes they weigh."""
@@ -491,7 +488,7 @@ class _DeviceEpochs:
         return "serial"
 
     def measured(self, name, seconds):
-        return None  # one pass: nothing to adapt
+        pass  # one pass: nothing to adapt
 
     def adapting(self):
         return None

@@ -131,6 +131,23 @@ def test_bad_problems_are_refused_in_one_line(extra, message):
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
+def test_a_model_table_that_no_data_set_would_use_is_refused_and_the_problem_option_sets_it_aside():
+    """[model] is for a configuration's own data sets; with only problems (each has its own model) nothing would
+    use it, and saying nothing would let a user believe their alpha or layers were trained. --problem, run on a
+    configuration of data sets (a preset's [model] included), sets the [model] aside with the data sets."""
+    raw = {key: value for key, value in GRID.items() if key != "targets"}
+    model = {"hidden_layer_sizes": [8], "alpha": 0.1}
+    with pytest.raises(sweep.SweepConfigError) as refused:
+        sweep.parse(dict(raw, problems=["lecture_linreg"], model=model))
+    assert str(refused.value) == ("[model] applies to no data set here: each of 'problems' has its own model; remove "
+                                  "[model], or list data sets of your own in 'datasets' for it")
+    alongside = sweep.parse(dict(raw, problems=["lecture_linreg"], datasets=["iris"], model=model,
+                                 targets={"iris": 0.5}))
+    assert {spec.dataset for spec in sweep.runs(alongside)} == {"iris", "lecture_linreg"}
+    on_problem = sweep.parse(sweep.config.on_problems(dict(GRID, datasets=["iris"], model=model), ["lecture_linreg"]))
+    assert on_problem == sweep.parse(dict(raw, problems=["lecture_linreg"]))
+
+
 # -- the registry ----------------------------------------------------------------------------------------------------
 
 def test_an_unknown_problem_is_refused_with_the_sorted_list():

@@ -317,8 +317,9 @@ def on_dataset(raw, definition, target_loss=None):
 
 def on_problems(raw, names):
     """A configuration (a parsed TOML dict, unchecked) run on the test problems ``names`` (:mod:`fastgd.problems`)
-    instead of its own data sets: ``--problem``. Each problem's own target counts."""
-    raw = {key: value for key, value in raw.items() if key not in ("datasets", "targets")}
+    instead of its own data sets: ``--problem``. Each problem's own target and model count (the configuration's
+    ``[model]`` was for its data sets)."""
+    raw = {key: value for key, value in raw.items() if key not in ("datasets", "targets", "model")}
     return dict(raw, problems=list(names))
 
 
@@ -339,6 +340,9 @@ def _with_problems(raw):
         tables = dict(entry)
     else:
         _fail(f"'datasets' must be a list of data set names or [datasets.NAME] tables, got {entry!r}")
+    if "model" in raw and not tables:
+        _fail("[model] applies to no data set here: each of 'problems' has its own model; remove [model], or list "
+              "data sets of your own in 'datasets' for it")
     targets = raw.get("targets", {})
     if not isinstance(targets, dict):
         _fail("[targets] must be a table: data set name = target training loss")

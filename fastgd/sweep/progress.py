@@ -82,13 +82,14 @@ class Progress:
         if len(self._measured) < self.MIN_ITEMS_FOR_ETA:
             return None
         items, work, seconds, _ = (np.array(column, dtype=float) for column in zip(*self._measured))
-        columns = np.column_stack([items, work])
-        scale = np.linalg.norm(columns, axis=0)
-        scale[scale == 0] = 1.0
-        per_item, per_work = nnls(columns / scale, seconds)[0] / scale
         ratios = work / np.maximum(items, 1.0)
-        if not ratios.max() > self.IDENTIFIED_SPREAD * ratios.min():
-            # chunks of one kind so far (a sweep starts on its smallest data set): the fit cannot tell a run's
+        if ratios.max() > self.IDENTIFIED_SPREAD * ratios.min():
+            columns = np.column_stack([items, work])
+            scale = np.linalg.norm(columns, axis=0)
+            scale[scale == 0] = 1.0
+            per_item, per_work = nnls(columns / scale, seconds)[0] / scale
+        else:
+            # chunks of one kind so far (a sweep starts on its smallest data set): a fit cannot tell a run's
             # cost from its work's (putting it all on the work promised half an hour for 90 s of iris, then
             # digits; all on the runs, seconds for the suite's 2c2d): a unit of work costs the prior, the rest is
             # the runs'
