@@ -13,11 +13,14 @@ Two cases, float32, batches of 64, lr 0.01 (SAM's ρ 0.05): an MLP
 pixels / 16) through 64-100-10. Both run ``fastgd.training.Training``, one compiled call an epoch, from the same θ
 and over the same batches; each round times a few epochs of each (one of the MLP, twenty of digits), alternating
 which goes first; the figures are medians over rounds (wall-clock, and the CPU time of the thread that runs the
-epoch: the work alone where the machine is loaded) and the ratio compares the medians of this run. The report
+epoch: the work alone where the machine is loaded) and the ratio compares the medians of this run. The pass
+column names the model pass the epochs took (``Training.pass_name``: with more threads on a loaded machine the
+training may keep to ``one_thread``). The report
 names the CPU (``lscpu``) and the load (``uptime``) before and after.
 """
 
 import argparse
+import contextlib
 import pathlib
 import platform
 import statistics
@@ -62,16 +65,23 @@ def _passes(model, theta, X, Y, structure, code, second_code, alpha, grad, activ
 
 
 def pass_alone(training):
-    """A callable running the model's pass that ``training``'s epochs take over as many batches as an epoch has,
-    nothing else (no gathering, no step): the one pass a batch that SAM adds to SGD's epoch."""
+    """A callable running the model's pass that ``training``'s epochs take (on as many threads) over as many batches
+    as an epoch has, nothing else (no gathering, no step): the one pass a batch that SAM adds to SGD's epoch."""
     net, dtype, batch_size = training.net, training.dtype, training.batch_size
     places = net.epoch_pass(dtype, batch_size, training._epochs.blocks())
     workspaces = training._epochs
     theta = training.theta.copy()
     arguments = (places[0], theta, training.X, training.Y, *places[1:], workspaces.grad, workspaces.activations,
                  workspaces.deltas, batch_size)
-    _passes(*arguments)
-    return lambda: _passes(*arguments)
+    # the one_thread pass is the serial one with the threads limited to one, as Training runs it
+    limit = (lambda: threads.limit(1)) if training.pass_name == "one_thread" else contextlib.nullcontext
+
+    def run():
+        with limit():
+            return _passes(*arguments)
+
+    run()
+    return run
 
 
 def trainings(sizes, X, Y):
@@ -127,11 +137,13 @@ def main():
     rows = []
     with threads.limit(arguments.threads):
         for name, sizes, X, Y, epochs in cases():
-            medians = measure(trainings(sizes, X, Y), arguments.rounds, epochs)
+            made = trainings(sizes, X, Y)
+            medians = measure(made, arguments.rounds, epochs)
+            passes = "/".join(sorted({training.pass_name for training in made.values()}))
             (sgd_wall, sgd_cpu), (sam_wall, sam_cpu) = medians["sgd"], medians["sam_sgd"]
             pass_cpu = medians["pass"][1]
-            rows.append((name, epochs, sgd_wall, sam_wall, sgd_cpu, sam_cpu, pass_cpu))
-            print(f"{name}: wall SGD {sgd_wall * 1e3:.2f} ms, SAM-SGD {sam_wall * 1e3:.2f} ms, ratio "
+            rows.append((name, passes, epochs, sgd_wall, sam_wall, sgd_cpu, sam_cpu, pass_cpu))
+            print(f"{name} ({passes} pass): wall SGD {sgd_wall * 1e3:.2f} ms, SAM-SGD {sam_wall * 1e3:.2f} ms, ratio "
                   f"{sam_wall / sgd_wall:.2f}; CPU SGD {sgd_cpu * 1e3:.2f} ms, SAM-SGD {sam_cpu * 1e3:.2f} ms, ratio "
                   f"{sam_cpu / sgd_cpu:.2f} (goal <= {GOAL}); CPU pass alone {pass_cpu * 1e3:.2f} ms, floor "
                   f"{(sgd_cpu + pass_cpu) / sgd_cpu:.2f}x SGD", flush=True)
@@ -149,14 +161,15 @@ def main():
              "either side at random, and the CPU time is the work itself). The floor: SGD's epoch plus one model pass "
              "a batch measured alone (CPU time), what SAM's epoch would cost if its sum over θ and its ascent were "
              "free.", "",
-             "| case | epochs a round | SGD wall (ms) | SAM-SGD wall (ms) | wall ratio | SGD CPU (ms) | "
+             "| case | pass | epochs a round | SGD wall (ms) | SAM-SGD wall (ms) | wall ratio | SGD CPU (ms) | "
              "SAM-SGD CPU (ms) | CPU ratio | within 2.1× (CPU) | pass alone CPU (ms) | floor / SGD | SAM / floor |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
-    lines += [f"| {name} | {epochs} | {sgd_wall * 1e3:.2f} | {sam_wall * 1e3:.2f} | {sam_wall / sgd_wall:.2f} | "
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines += [f"| {name} | {passes} | {epochs} | {sgd_wall * 1e3:.2f} | {sam_wall * 1e3:.2f} | "
+              f"{sam_wall / sgd_wall:.2f} | "
               f"{sgd_cpu * 1e3:.2f} | {sam_cpu * 1e3:.2f} | {sam_cpu / sgd_cpu:.2f} | "
               f"{'yes' if sam_cpu / sgd_cpu <= GOAL else 'no'} | {pass_cpu * 1e3:.2f} | "
               f"{(sgd_cpu + pass_cpu) / sgd_cpu:.2f} | {sam_cpu / (sgd_cpu + pass_cpu):.3f} |"
-              for name, epochs, sgd_wall, sam_wall, sgd_cpu, sam_cpu, pass_cpu in rows]
+              for name, passes, epochs, sgd_wall, sam_wall, sgd_cpu, sam_cpu, pass_cpu in rows]
     pathlib.Path(arguments.out).write_text("\n".join(lines) + "\n")
     print(f"written {arguments.out}")
 
