@@ -2,9 +2,11 @@
 
 The built-ins ``sam_sgd`` and ``sam_adam`` against pytorch-optimizer's ``SAM`` wrapping torch.optim's SGD and
 Adam, stepped with a closure on an MLP's loss; the compiled epoch (``Training``) against a loop that evaluates
-each batch twice through pytorch-optimizer; the estimators, sweeps, declared networks and the command reaching
-the second evaluation (with ρ = 0 the evaluation point is θ itself, so SAM-SGD is SGD bit for bit); the README's
-SAM as a user's rule; bad input refused in one line naming the rule, before anything changes.
+each batch twice through pytorch-optimizer; the epoch's ascent into a separate point (serial and ``prange``) bit
+for bit the optimizer's in-place one, and an epoch's ``prange`` step and ascent the serial epoch's; the
+estimators, sweeps, declared networks and the command reaching the second evaluation (with ρ = 0 the evaluation
+point is θ itself, so SAM-SGD is SGD bit for bit); the README's SAM as a user's rule; bad input refused in one
+line naming the rule, before anything changes.
 """
 
 import re
