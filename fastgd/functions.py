@@ -72,15 +72,13 @@ def value_and_gradient(code, x, y):
 
 @jit(exact=True)
 def _run(function_code, params, rule_step, hyper, states, aux, counters, layout, ascent, path):
-    grad = np.empty(2)
+    grad, point = np.empty(2), np.empty(2)
     path[0] = params
     for step in range(1, path.shape[0]):
         hyper[hyper.size - 2], grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
-        if ascent is not None:  # a rule with a closure (SAM): the gradient again at its point, then back
-            x, y = params[0], params[1]
-            ascent(params, grad, states, aux, hyper, counters, layout)
-            _, grad[0], grad[1] = value_and_gradient(function_code, params[0], params[1])
-            params[0], params[1] = x, y
+        if ascent is not None:  # a rule with a closure (SAM): the gradient again at its point
+            ascent(params, grad, point, states, aux, hyper, counters, layout)
+            _, grad[0], grad[1] = value_and_gradient(function_code, point[0], point[1])
         rule_step(params, grad, states, aux, hyper, counters, layout)
         path[step] = params
         if not (np.isfinite(params[0]) and np.isfinite(params[1])):

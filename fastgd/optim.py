@@ -241,7 +241,7 @@ class Packed:
     counters: np.ndarray
     layout: np.ndarray
     variant: object
-    # the rule's packed_ascent entry for a rule with a closure (a second gradient per batch), else None: an epoch
+    # the rule's packed_ascent_into entry for a rule with a closure (a second gradient per batch), else None: an epoch
     # given None does not compile the second evaluation
     ascent: object = None
 
@@ -512,7 +512,7 @@ class Optimizer:
             self._place.refuse_closure(self)
         return Packed(self._place.packed_function(self._variant, self._dtype, parallel), self._hyper.copy(),
                       self._states, self._aux, self._counters, self._layout_argument, self._variant,
-                      self._variant.ascent_entry(self._dtype))
+                      self._variant.ascent_entry(self._dtype, parallel))
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self._hyperparameters.items())

@@ -334,7 +334,8 @@ class _HostEpochs:
         self.activations, self.deltas = np.empty(activations, dtype), np.empty(deltas, dtype)
         self.batch_X = np.empty(n_rows * X.shape[1], dtype)
         self.batch_Y = np.empty(n_rows * Y.shape[1], dtype)
-        # θ before a closure rule's ascent (SAM), restored after the second evaluation; empty for the other rules
+        # a closure rule's evaluation point (SAM's θ + ρg/‖g‖), where the second gradient is taken; empty for the
+        # other rules
         self.origin = np.empty(theta.size if training.optimizer.rule.closure is not None else 0, dtype)
         self.last_finite = theta.copy()
         self.compiled = None  # the compiled epoch for these argument types

@@ -2,9 +2,11 @@
 
 The built-ins ``sam_sgd`` and ``sam_adam`` against pytorch-optimizer's ``SAM`` wrapping torch.optim's SGD and
 Adam, stepped with a closure on an MLP's loss; the compiled epoch (``Training``) against a loop that evaluates
-each batch twice through pytorch-optimizer; the estimators, sweeps, declared networks and the command reaching
-the second evaluation (with ρ = 0 the evaluation point is θ itself, so SAM-SGD is SGD bit for bit); the README's
-SAM as a user's rule; bad input refused in one line naming the rule, before anything changes.
+each batch twice through pytorch-optimizer; the epoch's ascent into a separate point (serial and ``prange``) bit
+for bit the optimizer's in-place one, and an epoch's ``prange`` step and ascent the serial epoch's; the
+estimators, sweeps, declared networks and the command reaching the second evaluation (with ρ = 0 the evaluation
+point is θ itself, so SAM-SGD is SGD bit for bit); the README's SAM as a user's rule; bad input refused in one
+line naming the rule, before anything changes.
 """
 
 import re
@@ -132,6 +134,57 @@ def test_an_epoch_of_training_equals_pytorch_optimizers_sam_evaluating_each_batc
         losses.append(total / len(X))
     np.testing.assert_allclose(history.loss, losses, rtol=1e-12)
     assert np.abs(theta - tensor.detach().numpy()).max() <= 1e-10
+
+
+@pytest.mark.parametrize("dtype, adaptive", [(np.float32, False), (np.float64, True)])
+def test_the_epochs_ascent_writes_the_point_the_optimizers_moves_theta_to_serial_and_parallel_alike(dtype,
+                                                                                                    adaptive):
+    """``packed_ascent_into`` (what the compiled epoch calls: θ read, the point written into ``out``) and its
+    ``prange`` twin give bit for bit the point the optimizer classes' in-place ``packed_ascent`` moves θ to, over
+    several of the reduction's blocks and a remainder, leaving θ and the gradient as they were; NumPy's
+    θ + ρg/(‖g‖ + ε) (θ + ρθ²g/(‖θg‖ + ε) for ASAM) agrees to rounding."""
+    rng = np.random.default_rng(5)
+    theta = rng.normal(size=3 * 4096 + 13).astype(dtype)
+    grad = rng.normal(size=theta.size).astype(dtype)
+    opt = optim.OPTIMIZERS["sam_sgd"](theta.copy(), lr=0.1, rho=0.05, adaptive=adaptive)
+    packed, module = opt.packed(), opt._variant.module
+    rest = (packed.states, packed.aux, packed.hyper, packed.counters, packed.layout)
+    in_place = theta.copy()
+    opt._variant.packed_ascent(in_place, grad, *rest)
+    theta_before, grad_before = theta.copy(), grad.copy()
+    for name in ("packed_ascent_into", "packed_ascent_into_parallel"):
+        out = np.full_like(theta, np.nan)
+        vars(module)[name](theta, grad, out, *rest)
+        np.testing.assert_array_equal(out, in_place, err_msg=name)
+        np.testing.assert_array_equal(theta, theta_before)
+        np.testing.assert_array_equal(grad, grad_before)
+    t, g = theta.astype(np.float64), grad.astype(np.float64)
+    weighted = g * np.abs(t) if adaptive else g
+    scale = 0.05 / (np.sqrt(np.sum(weighted * weighted)) + 1e-12)
+    expected = t + (t * t * g if adaptive else g) * scale
+    np.testing.assert_allclose(in_place, expected, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                               atol=1e-7 if dtype == np.float32 else 1e-16)
+    assert np.abs(in_place - theta).max() > 1e-4  # it moved
+
+
+def test_an_epoch_with_the_prange_step_and_ascent_equals_the_serial_one_bit_for_bit():
+    """A threaded pass's epoch takes the rule's ``prange`` step and ascent (``packed(parallel=True)``): from the
+    same θ over the same batches it ends where the serial epoch does, bit for bit, with θ over several of the
+    reduction's blocks."""
+    X, Y = _problem(n_samples=40)
+    X = np.hstack([X, X[:, ::-1], X * 0.5])  # 12 inputs: 12·400 + 400 + 400·3 + 3 > 4096 parameters
+    net = MLP([12, 400, 3], "tanh", "softmax")
+    thetas = []
+    for parallel in (False, True):
+        theta = net.init(random_state=0)
+        opt = optim.OPTIMIZERS["sam_sgd"](theta, lr=0.1, momentum=0.9, rho=0.1)
+        opt.packed = lambda parallel=False, opt=opt, chosen=parallel: type(opt).packed(opt, parallel=chosen)
+        history = Training(net, opt, X, Y, 8, seed=3).run(2)
+        thetas.append((theta, history.loss))
+    assert thetas[0][0].size > 4096
+    np.testing.assert_array_equal(thetas[0][0], thetas[1][0])
+    assert thetas[0][1] == thetas[1][1]
+    assert np.abs(thetas[0][0] - net.init(random_state=0)).max() > 1e-3  # it trained
 
 
 def _sgd_twin(make, **extra):

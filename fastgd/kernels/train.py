@@ -264,9 +264,10 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
     and returns that loss: the caller reports divergence. ``clip_norm``: the
     largest global norm of a batch's gradient, or None for no clipping (then
     the clipping is not compiled in; it clips the gradient the rule steps with). ``ascent``: a rule with a
-    closure's ``packed_ascent`` entry (SAM), or None (then the second evaluation is not compiled in): each
-    batch's gradient at θ moves a copy of θ (``origin``) to the closure's point, the model's pass runs again there
-    on the same batch and the rule steps from θ with that second gradient; the batch's loss is the one at θ.
+    closure's ``packed_ascent_into`` entry (SAM; :meth:`fastgd.rules.compile.CompiledVariant.ascent_entry`), or
+    None (then the second evaluation is not compiled in): from each batch's gradient at θ it writes the closure's
+    point into ``origin``, the model's pass runs again there on the same batch and the rule steps from θ with that
+    second gradient; the batch's loss is the one at θ.
     Workspaces: ``order`` (n int64), ``grad`` (θ's size),
     ``activations`` and ``deltas`` (``workspace_size(layer_sizes,
     batch_size)``), ``batch_X`` and ``batch_Y`` (batch_size × columns), ``origin`` (θ's size with an
@@ -291,10 +292,9 @@ def train_epoch(model, theta, X, Y, layer_sizes, activation, output, alpha,
             return loss
         total += loss * (stop - start)
         if ascent is not None:
-            # the closure's point is made in a copy of θ and evaluated there: θ itself is never moved
-            for k in range(theta.size):
-                origin[k] = theta[k]
-            ascent(origin, grad, states, aux, hyper, counters, layout)
+            # the closure's point is written into ``origin`` from θ and the gradient, in the ascent's one pass over
+            # them (no copy of θ first), and evaluated there: θ itself is never moved
+            ascent(theta, grad, origin, states, aux, hyper, counters, layout)
             model(origin, inputs, targets, layer_sizes, activation, output, alpha, grad, activations, deltas)
         if clip_norm is not None:
             clip_by_global_norm(grad, clip_norm)

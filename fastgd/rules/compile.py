@@ -22,13 +22,17 @@ changed definition never loads stale machine code. The module holds:
     :class:`~fastgd.rules.Reduction`), then the loop over the vector (``range`` /
     ``prange``) calling the element function with the composed weight decay;
     flags are literals, absent state slots zeros.
-``packed_ascent``
-    (A rule with a :class:`~fastgd.rules.Closure` only.) ``packed_step``'s
-    signature; moves ``params`` in place to the closure's evaluation point
-    from ``grad``, the gradient at ``params``: the closure's reduction over
-    the vector, its finish, then ``ascent`` element by element. It does not
-    count a step. The optimizer classes and the compiled epochs call it,
-    evaluate the gradient again there and restore ``params``.
+``packed_ascent_into`` / ``packed_ascent_into_parallel`` / ``packed_ascent``
+    (A rule with a :class:`~fastgd.rules.Closure` only.) ``packed_ascent_into(params,
+    grad, out, states, aux, hyper, counters, layout)`` writes the closure's
+    evaluation point into ``out`` from ``params`` and ``grad``, the gradient at
+    ``params``: the closure's reduction over the vector, its finish, then
+    ``ascent`` element by element, in one pass that reads θ and writes the
+    point. It does not count a step. Its ``prange`` twin gives the same bits.
+    ``packed_ascent``, ``packed_step``'s signature, is the first with ``out`` =
+    ``params`` (in place). The compiled epochs call the first two
+    (:func:`ascent_signature`) and evaluate the gradient at ``out``; the
+    optimizer classes the third, then restore ``params``.
 ``packed_step`` / ``packed_step_parallel``
     One uniform signature for every rule, ``(params, grad, states, aux,
     hyper, counters, layout)``: state slots as the rows of one 2-D array,
@@ -60,7 +64,8 @@ from fastgd import _config
 from fastgd.kernels.mlp import machine_epsilon
 from fastgd.rules.definition import REDUCTION_BLOCK, TENSOR_NAMES, RuleError, _parameters
 
-__all__ = ["CompiledVariant", "compiled", "generated_directory", "packed_step_signature", "to_element"]
+__all__ = ["CompiledVariant", "ascent_signature", "compiled", "generated_directory", "packed_step_signature",
+           "to_element"]
 
 
 # --- scalars as element code takes them --------------------------------------------------------
@@ -85,6 +90,15 @@ def packed_step_signature(dtype):
     vector, matrix = types.Array(real, 1, "C"), types.Array(real, 2, "C")
     doubles = types.Array(types.float64, 1, "C")
     return types.void(vector, vector, matrix, vector, doubles, doubles, types.Array(types.int64, 2, "C"))
+
+
+def ascent_signature(dtype):
+    """The Numba signature of a closure rule's ``packed_ascent_into`` as a C callback (:meth:`CompiledVariant.
+    ascent_entry`): ``packed_step``'s with the evaluation point ``out`` (θ's size) after ``grad``."""
+    real = numba.from_dtype(np.dtype(dtype))
+    vector, matrix = types.Array(real, 1, "C"), types.Array(real, 2, "C")
+    doubles = types.Array(types.float64, 1, "C")
+    return types.void(vector, vector, vector, matrix, vector, doubles, doubles, types.Array(types.int64, 2, "C"))
 
 
 # --- where generated modules live ------------------------------------------------------------
@@ -399,8 +413,18 @@ class _Plan:
         return "\n\n\n".join(part.rstrip() for part in parts) + "\n"
 
     def ascent_source(self, unpack):
-        """``packed_ascent(params, grad, states, aux, hyper, counters, layout)``: params moved to the closure's
-        evaluation point (the reduction's blocks summed in the order :meth:`reduction_lines` sums them)."""
+        """``packed_ascent_into(params, grad, out, states, aux, hyper, counters, layout)``: the closure's evaluation
+        point into ``out`` (the reduction's blocks summed in the order :meth:`reduction_lines` sums them);
+        ``packed_ascent_into_parallel``, its ``prange`` twin (each block summed in a thread into a row of block
+        sums, the rows then added in order: the same additions, bit for bit); and ``packed_ascent``, the first in
+        place (``out`` = ``params``)."""
+        parts = [self.ascent_function(unpack, iterate) for iterate in ("range", "prange")]
+        parts.append("def packed_ascent(params, grad, states, aux, hyper, counters, layout):\n"
+                     "    packed_ascent_into(params, grad, params, states, aux, hyper, counters, layout)\n")
+        return "\n\n\n".join(part.rstrip() for part in parts)
+
+    def ascent_function(self, unpack, iterate):
+        """One of :meth:`ascent_source`'s ``packed_ascent_into`` functions, its loops ``iterate``."""
         closure, rule = self.rule.closure, self.rule
         reduction = closure.reduction
         lines = ["step = np.int64(counters[0]) + 1", *unpack, "_real = params.dtype.type"]
@@ -429,26 +453,40 @@ class _Plan:
             taken = arguments(reduction.function, "closure's reduction function", True)
             lines.append(f"_blocks = (params.size + {REDUCTION_BLOCK - 1}) // {REDUCTION_BLOCK}")
             lines += [f"{name} = 0.0" for name in sums]
-            lines += ["for _k in range(_blocks):", f"    _b = _k * {REDUCTION_BLOCK}",
-                      f"    _e = min(_b + {REDUCTION_BLOCK}, params.size)"]
+            if iterate == "prange":
+                lines.append(f"_block_sums = np.empty((_blocks, {len(sums)}))")
+            # a block's whole rows of _LANES as a (rows, _LANES) view, read a row at a time at constant columns: no
+            # index that LLVM cannot prove non-negative (Numba's wraparound test on each read made this loop, and
+            # the ascent's loop after it, scalar code twice as slow)
+            lines += [f"for _k in {iterate}(_blocks):", f"    _b = _k * {REDUCTION_BLOCK}",
+                      f"    _e = min(_b + {REDUCTION_BLOCK}, params.size)", f"    _rows = (_e - _b) // {_LANES}",
+                      f"    _params_rows = params[_b:_b + _rows * {_LANES}].reshape((_rows, {_LANES}))",
+                      f"    _grad_rows = grad[_b:_b + _rows * {_LANES}].reshape((_rows, {_LANES}))"]
             lines += [f"    _p{k}_{lane} = 0.0" for k in range(len(sums)) for lane in range(_LANES)]
-            lines.append(f"    for _j in range(_b, _e - {_LANES - 1}, {_LANES}):")
+            lines += ["    for _m in range(_rows):", "        _param_row, _grad_row = _params_rows[_m], _grad_rows[_m]"]
             for lane in range(_LANES):
-                call = ", ".join([f"params[_j + {lane}]", f"grad[_j + {lane}]", *taken])
+                call = ", ".join([f"_param_row[{lane}]", f"_grad_row[{lane}]", *taken])
                 lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
                 lines += [f"        _p{k}_{lane} += float(_t{k})" for k in range(len(sums))]
-            lines.append(f"    for _i in range(_b + (_e - _b) // {_LANES} * {_LANES}, _e):")
+            lines.append(f"    for _i in range(_b + _rows * {_LANES}, _e):")
             call = ", ".join(["params[_i]", "grad[_i]", *taken])
             lines.append(f"        {', '.join(terms)} = closure_reduction({call})")
             lines += [f"        _p{k}_0 += float(_t{k})" for k in range(len(sums))]
-            lines += [f"    {name} += ((_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)) + ((_p{k}_4 + _p{k}_5) + "
-                      f"(_p{k}_6 + _p{k}_7))" for k, name in enumerate(sums)]
+            block_sums = [f"((_p{k}_0 + _p{k}_1) + (_p{k}_2 + _p{k}_3)) + ((_p{k}_4 + _p{k}_5) + (_p{k}_6 + _p{k}_7))"
+                          for k in range(len(sums))]
+            if iterate == "prange":
+                lines += [f"    _block_sums[_k, {k}] = {block_sum}" for k, block_sum in enumerate(block_sums)]
+                lines.append("for _k in range(_blocks):")
+                lines += [f"    {name} += _block_sums[_k, {k}]" for k, name in enumerate(sums)]
+            else:
+                lines += [f"    {name} += {block_sum}" for name, block_sum in zip(sums, block_sums)]
             if reduction.finish is not None:
                 finished = ", ".join(arguments(reduction.finish.function, "closure's finish function", False))
                 lines.append(f"{', '.join(reduction.finish.outputs)} = closure_finish({finished})")
         call = ", ".join(["params[_i]", "grad[_i]", *arguments(closure.ascent, "closure's ascent function", True)])
-        lines += ["for _i in range(params.size):", f"    params[_i] = ascent({call})"]
-        return ("def packed_ascent(params, grad, states, aux, hyper, counters, layout):\n"
+        lines += [f"for _i in {iterate}(params.size):", f"    out[_i] = ascent({call})"]
+        suffix = "_parallel" if iterate == "prange" else ""
+        return (f"def packed_ascent_into{suffix}(params, grad, out, states, aux, hyper, counters, layout):\n"
                 + "".join(f"    {line}\n" for line in lines))
 
     def evaluation_source(self):
@@ -559,11 +597,15 @@ class CompiledVariant:
         module = load_generated(self.stem, self.source, namespace)
         self.module = module
         namespace = vars(module)
-        for name in ("loop_scalars", "reduction_inputs", "kernel", "packed_step", "evaluate", "packed_ascent"):
+        for name in ("loop_scalars", "reduction_inputs", "kernel", "packed_step", "evaluate", "packed_ascent_into",
+                     "packed_ascent"):
             if name in namespace:
                 namespace[name] = _config.jit(namespace[name])
         for name in ("kernel_parallel", "packed_step_parallel"):
             namespace[name] = _config.jit(namespace[name], parallel=self.plan.has_parallel_loop)
+        if "packed_ascent_into_parallel" in namespace:
+            namespace["packed_ascent_into_parallel"] = _config.jit(namespace["packed_ascent_into_parallel"],
+                                                                   parallel=True)
         self.loop_scalars = namespace.get("loop_scalars")
         self.reduction_inputs = namespace.get("reduction_inputs")
         self.kernel = namespace["kernel"]
@@ -592,16 +634,23 @@ class CompiledVariant:
                     vars(self.module)[name].py_func)
         return self._entries[key]
 
-    def ascent_entry(self, dtype):
-        """``packed_ascent`` compiled as a C callback for ``dtype`` (``packed_step``'s signature), or None for a
-        rule without a closure: what compiled epochs take to evaluate the gradient a second time."""
+    def ascent_entry(self, dtype, parallel=False):
+        """``packed_ascent_into`` compiled as a C callback for ``dtype`` (:func:`ascent_signature`), or None for a
+        rule without a closure: what compiled epochs take to evaluate the gradient a second time. It writes the
+        evaluation point into its ``out`` and leaves ``params`` as they are, so an epoch needs no copy of θ.
+
+        ``parallel``: ``packed_ascent_into_parallel``, its ``prange`` twin (the same values, bit for bit), for
+        epochs whose model pass already keeps Numba's threads busy, as :meth:`entry`'s.
+        """
         if self.packed_ascent is None:
             return None
-        dtype = np.dtype(dtype)
-        if dtype not in self._ascent_entries:
-            with self._refusing(dtype):
-                self._ascent_entries[dtype] = _config.cfunc(packed_step_signature(dtype))(self.packed_ascent.py_func)
-        return self._ascent_entries[dtype]
+        key = (np.dtype(dtype), bool(parallel))
+        if key not in self._ascent_entries:
+            name = "packed_ascent_into_parallel" if key[1] else "packed_ascent_into"
+            with self._refusing(key[0]):
+                self._ascent_entries[key] = _config.cfunc(ascent_signature(key[0]), parallel=key[1])(
+                    vars(self.module)[name].py_func)
+        return self._ascent_entries[key]
 
     @contextlib.contextmanager
     def _refusing(self, dtype):

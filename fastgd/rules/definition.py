@@ -562,13 +562,13 @@ REDUCTION_BLOCK = 4096
 # slot or per-step output of the same name would shadow one of them. tests/test_rule_checks.py parses every
 # built-in rule's generated modules and fails when this list lacks a name they use.
 GENERATED_NAMES = frozenset({
-    "add_in_order", "ascent", "aux", "aux_size", "closure_finish", "closure_reduction", "columns", "counters", "cuda",
-    "dtype_eps", "element", "evaluate", "evaluation", "evaluation_scalars", "finish", "float", "grad", "halt", "hyper",
-    "int", "kernel", "kernel_parallel", "launch", "launch_shape", "layout", "loop_kernel", "loop_scalars", "loss",
-    "machine_epsilon", "min", "ndim", "new_block_sums", "no_halt", "np", "numba", "out", "packed_ascent",
-    "packed_launch", "packed_step", "packed_step_parallel", "params", "per_step", "per_tensor", "prange", "range",
-    "reduction", "reduction_inputs", "reduction_kernel", "rows", "states", "step", "tensor_kernel", "tensor_shape",
-    "to_element"})
+    "add_in_order", "ascent", "aux", "aux_size", "closure_finish", "closure_reduction", "columns", "counters",
+    "cuda", "dtype_eps", "element", "evaluate", "evaluation", "evaluation_scalars", "finish", "float", "grad",
+    "halt", "hyper", "int", "kernel", "kernel_parallel", "launch", "launch_shape", "layout", "loop_kernel",
+    "loop_scalars", "loss", "machine_epsilon", "min", "ndim", "new_block_sums", "no_halt", "np", "numba", "out",
+    "packed_ascent", "packed_ascent_into", "packed_ascent_into_parallel", "packed_launch", "packed_step",
+    "packed_step_parallel", "params", "per_step", "per_tensor", "prange", "range", "reduction", "reduction_inputs",
+    "reduction_kernel", "rows", "states", "step", "tensor_kernel", "tensor_shape", "to_element"})
 # A rule's name becomes a file name (its generated modules) and an attribute (fastgd.rules.kernels.<name>, and
 # <name>_parallel for its prange twin): short enough for any file system, and never a prange twin's name.
 MAX_RULE_NAME_LENGTH = 64
