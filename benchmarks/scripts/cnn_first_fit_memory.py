@@ -173,6 +173,7 @@ def main():
         return memory_worker(arguments.memory_worker)
 
     sys.path.insert(0, str(ROOT))
+    from benchmarks import common
     from fastgd.machine import cpu_model
 
     load_before = os.getloadavg()
@@ -241,10 +242,8 @@ def main():
         each = ", ".join(f"{run['peak_above_start'] / MIB:.1f}" for run in runs)
         lines.append(f"| {name} | {peak_rows[name] / MIB:.1f} | {each} |")
     lines += ["", f"fastgd / PyTorch: **{ratio:.2f}×** (goal ≤ 1.5×: {'met' if ratio <= 1.5 else 'not met'})."]
-    text = "\n".join(lines) + "\n"
-    if arguments.out:
-        pathlib.Path(arguments.out).write_text(text, encoding="utf-8")
-    print(text)
+    common.print_and_save(lines, {"fits": {f"{estimator}, {kind}": runs for (estimator, kind), runs in fits.items()},
+                                  "peaks": peaks}, arguments.out)
 
 
 if __name__ == "__main__":

@@ -102,10 +102,8 @@ def main():
     for label, medians, times, chosen, fastest in rows:
         lines.append(f"- {label}: " + "; ".join(
             f"{setting} " + ", ".join(f"{value * 1e3:.1f}" for value in times[setting]) for setting in settings))
-    text = "\n".join(lines) + "\n"
-    if arguments.out:
-        pathlib.Path(arguments.out).write_text(text, encoding="utf-8")
-    print(text)
+    common.print_and_save(lines, {label: {"seconds": times, "auto_ran": chosen, "fastest": fastest}
+                                  for label, _, times, chosen, fastest in rows}, arguments.out)
 
 
 if __name__ == "__main__":
