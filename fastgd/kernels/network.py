@@ -48,8 +48,8 @@ from fastgd.kernels.blas import gemm
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
-           "loss_and_gradient", "predict_in_chunks", "penalty", "add_penalty_gradient", "multiply_adds_per_sample",
-           "workspace_elements"]
+           "loss_and_gradient", "loss_and_gradient_inlined", "predict_in_chunks", "penalty", "add_penalty_gradient",
+           "multiply_adds_per_sample", "workspace_elements"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
@@ -275,202 +275,309 @@ def _layer_geometry(layer, n_rows):
             layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
 
 
-@jit(inline=True)
-def _forward_layer(theta, layer, n_rows, activations, columns):
+# Each layer kind's forward and backward pass is its own compiled function (cached, not inlined), reached through
+# the small dispatches _forward_layer and _backward_layer: one function typing and optimising every kind's
+# branches together took 44 s of a CNN's 60 s cold first fit (issue 26); each kind apart compiles in a second or
+# two, once per dtype. A call per layer and batch costs nothing next to the layer's loops.
+
+
+@jit(internal=True)
+def _dense_forward(theta, layer, n_rows, activations):
+    """A dense layer's outputs: X Wᵀ (one product), then the bias added row by row."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    gemm(activations, in_start, theta, weight, activations, out_start, n_rows, out_size, in_size, False, True,
+         1.0, 0.0)
+    if bias >= 0:
+        for i in range(n_rows):
+            row = outputs[i * out_size:(i + 1) * out_size]
+            for j in range(out_size):
+                row[j] += theta[bias + j]
+
+
+@jit(internal=True)
+def _conv_forward(theta, layer, n_rows, activations, columns):
+    """A convolution's outputs: im2col and one product per group of samples, laid out channels first, plus bias."""
+    real = theta.dtype.type
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    positions = out_h * out_w
+    depth = c_in * kh * kw
+    group = _group_size(columns, n_rows, depth, c_out, positions)
+    product = group * depth * positions  # where the product starts in ``columns``
+    zero = real(0.0)
+    for first in range(0, n_rows, group):
+        count = min(group, n_rows - first)
+        pitch = count * positions
+        for s in range(count):
+            _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
+                    out_h, out_w, columns, pitch, s * positions)
+        gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
+        for s in range(count):
+            for o in range(c_out):
+                plane = out_start + (first + s) * out_size + o * positions
+                source = product + o * pitch + s * positions
+                shift = theta[bias + o] if bias >= 0 else zero
+                for p in range(positions):
+                    activations[uint64(plane + p)] = columns[uint64(source + p)] + shift
+
+
+@jit(internal=True)
+def _pool_forward(theta, layer, n_rows, activations):
+    """A max or average pool's outputs (tiling max pools on their path without bounds)."""
+    real = theta.dtype.type
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_tiled(activations, in_start, out_start, n_rows * c_in, height, width, out_h, out_w, kh, kw)
+        return
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    scale = real(1.0 / (kh * kw))
+    for i in range(n_rows):
+        for c in range(c_in):
+            plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+            pooled = outputs[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    if kind == MAX_POOL:
+                        pooled[oh * out_w + ow] = _window_max(plane, height, width, kh, kw, oh * sh - pt,
+                                                              ow * sw - pl)[0]
+                    else:
+                        total = real(0.0)
+                        for a in range(kh):
+                            for b in range(kw):
+                                total += plane[(oh * sh + a) * width + ow * sw + b]
+                        pooled[oh * out_w + ow] = total * scale
+
+
+@jit(internal=True)
+def _global_avg_pool_forward(theta, layer, n_rows, activations):
+    """Global average pooling's outputs: each plane's mean."""
     real = theta.dtype.type
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     inputs = activations[in_start:in_start + n_rows * in_size]
     outputs = activations[out_start:out_start + n_rows * out_size]
-    if kind == DENSE:
-        gemm(activations, in_start, theta, weight, activations, out_start, n_rows, out_size, in_size, False, True,
-             1.0, 0.0)
-        if bias >= 0:
-            for i in range(n_rows):
-                row = outputs[i * out_size:(i + 1) * out_size]
-                for j in range(out_size):
-                    row[j] += theta[bias + j]
-    elif kind == CONV:
-        positions = out_h * out_w
-        depth = c_in * kh * kw
-        group = _group_size(columns, n_rows, depth, c_out, positions)
-        product = group * depth * positions  # where the product starts in ``columns``
-        zero = real(0.0)
-        for first in range(0, n_rows, group):
-            count = min(group, n_rows - first)
-            pitch = count * positions
-            for s in range(count):
-                _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
-                        out_h, out_w, columns, pitch, s * positions)
-            gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
-            for s in range(count):
-                for o in range(c_out):
-                    plane = out_start + (first + s) * out_size + o * positions
-                    source = product + o * pitch + s * positions
-                    shift = theta[bias + o] if bias >= 0 else zero
-                    for p in range(positions):
-                        activations[uint64(plane + p)] = columns[uint64(source + p)] + shift
-    elif kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_tiled(activations, in_start, out_start, n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    elif kind == MAX_POOL or kind == AVG_POOL:
-        scale = real(1.0 / (kh * kw))
-        for i in range(n_rows):
-            for c in range(c_in):
-                plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
-                pooled = outputs[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
-                for oh in range(out_h):
-                    for ow in range(out_w):
-                        if kind == MAX_POOL:
-                            pooled[oh * out_w + ow] = _window_max(plane, height, width, kh, kw, oh * sh - pt,
-                                                                  ow * sw - pl)[0]
-                        else:
-                            total = real(0.0)
-                            for a in range(kh):
-                                for b in range(kw):
-                                    total += plane[(oh * sh + a) * width + ow * sw + b]
-                            pooled[oh * out_w + ow] = total * scale
-    elif kind == GLOBAL_AVG_POOL:
-        area = height * width
-        scale = real(1.0 / area)
-        for k in range(n_rows * c_in):
-            plane = inputs[k * area:(k + 1) * area]
-            total = real(0.0)
-            for p in range(area):
-                total += plane[p]
-            outputs[k] = total * scale
+    area = height * width
+    scale = real(1.0 / area)
+    for k in range(n_rows * c_in):
+        plane = inputs[k * area:(k + 1) * area]
+        total = real(0.0)
+        for p in range(area):
+            total += plane[p]
+        outputs[k] = total * scale
+
+
+@jit(internal=True)
+def _elementwise_forward(theta, layer, n_rows, activations):
+    """An activation's outputs (ReLU, tanh, sigmoid), or the inputs copied (identity, Flatten)."""
+    real = theta.dtype.type
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    # one loop per kind: a test of the kind inside the loop kept it from vectorising
+    one, zero, count = real(1.0), real(0.0), n_rows * in_size
+    if kind == RELU:
+        for k in range(count):
+            z = activations[uint64(in_start + k)]
+            # as torch: NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)
+            activations[uint64(out_start + k)] = zero if z <= zero else z
+    elif kind == TANH:
+        for k in range(count):
+            outputs[k] = math.tanh(inputs[k])
+    elif kind == SIGMOID:
+        for k in range(count):
+            outputs[k] = one / (one + math.exp(-inputs[k]))
     else:
-        # one loop per kind: a test of the kind inside the loop kept it from vectorising
-        one, zero, count = real(1.0), real(0.0), n_rows * in_size
-        if kind == RELU:
-            for k in range(count):
-                z = activations[uint64(in_start + k)]
-                # as torch: NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)
-                activations[uint64(out_start + k)] = zero if z <= zero else z
-        elif kind == TANH:
-            for k in range(count):
-                outputs[k] = math.tanh(inputs[k])
-        elif kind == SIGMOID:
-            for k in range(count):
-                outputs[k] = one / (one + math.exp(-inputs[k]))
-        else:
-            for k in range(count):
-                outputs[k] = inputs[k]
+        for k in range(count):
+            outputs[k] = inputs[k]
+
+
+@jit(inline=True)
+def _forward_layer(theta, layer, n_rows, activations, columns):
+    """The layer's outputs from its inputs, through its kind's compiled function."""
+    kind = layer[PLAN_KIND]
+    if kind == DENSE:
+        _dense_forward(theta, layer, n_rows, activations)
+    elif kind == CONV:
+        _conv_forward(theta, layer, n_rows, activations, columns)
+    elif kind == MAX_POOL or kind == AVG_POOL:
+        _pool_forward(theta, layer, n_rows, activations)
+    elif kind == GLOBAL_AVG_POOL:
+        _global_avg_pool_forward(theta, layer, n_rows, activations)
+    else:
+        _elementwise_forward(theta, layer, n_rows, activations)
+
+
+@jit(internal=True)
+def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas):
+    """A dense layer's dW = δᵀ X (W is out × in), db = the column sums of δ; with ``input_deltas``, δ below = δ W."""
+    real = theta.dtype.type
+    zero = real(0.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    above = deltas[out_start:out_start + n_rows * out_size]
+    gemm(deltas, out_start, activations, in_start, grad, weight, out_size, in_size, n_rows, True, False, 1.0,
+         0.0)
+    if bias >= 0:
+        bias_grad = grad[bias:bias + out_size]
+        for j in range(out_size):
+            bias_grad[j] = zero
+        for i in range(n_rows):
+            row = above[i * out_size:(i + 1) * out_size]
+            for j in range(out_size):
+                bias_grad[j] += row[j]
+    if input_deltas:
+        gemm(deltas, out_start, theta, weight, deltas, in_start, n_rows, in_size, out_size, False, False, 1.0,
+             0.0)
+
+
+@jit(internal=True)
+def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas):
+    """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im."""
+    real = theta.dtype.type
+    zero = real(0.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    positions = out_h * out_w
+    depth = c_in * kh * kw
+    group = _group_size(columns, n_rows, depth, c_out, positions)
+    product = group * depth * positions  # where the group's deltas, out × (samples·positions), go
+    if bias >= 0:
+        for o in range(c_out):
+            grad[bias + o] = zero
+    for first in range(0, n_rows, group):
+        count = min(group, n_rows - first)
+        pitch = count * positions
+        for s in range(count):
+            _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
+                    out_h, out_w, columns, pitch, s * positions)
+            for o in range(c_out):
+                plane = out_start + (first + s) * out_size + o * positions
+                target = product + o * pitch + s * positions
+                total = zero
+                for p in range(positions):
+                    delta = deltas[uint64(plane + p)]
+                    columns[uint64(target + p)] = delta
+                    total += delta
+                if bias >= 0:
+                    grad[bias + o] += total
+        # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
+        gemm(columns, product, columns, 0, grad, weight, c_out, depth, pitch, False, True, 1.0,
+             0.0 if first == 0 else 1.0)
+        if input_deltas:
+            # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
+            gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
+            for s in range(count):
+                sample_start = in_start + (first + s) * in_size
+                for k in range(sample_start, sample_start + in_size):
+                    deltas[uint64(k)] = zero
+                _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, deltas,
+                            sample_start, pitch, s * positions)
+
+
+@jit(internal=True)
+def _pool_backward(theta, layer, n_rows, activations, deltas):
+    """A max or average pool's input deltas (tiling max pools, and 2×2 ones above all, on their own paths)."""
+    real = theta.dtype.type
+    zero = real(0.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    if kind == MAX_POOL and kh == 2 and kw == 2 and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_2x2_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w)
+        return
+    if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
+        _max_pool_tiled_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w,
+                                 kh, kw)
+        return
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    below = deltas[in_start:in_start + n_rows * in_size]
+    above = deltas[out_start:out_start + n_rows * out_size]
+    scale = real(1.0 / (kh * kw))
+    for k in range(n_rows * in_size):
+        below[k] = zero
+    for i in range(n_rows):
+        for c in range(c_in):
+            plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+            plane_below = below[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+            pooled = above[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    delta = pooled[oh * out_w + ow]
+                    if kind == MAX_POOL:
+                        where = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[1]
+                        plane_below[where] += delta
+                    else:
+                        for a in range(kh):
+                            for b in range(kw):
+                                plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
+
+
+@jit(internal=True)
+def _global_avg_pool_backward(theta, layer, n_rows, deltas):
+    """Global average pooling's input deltas: each output's delta shared evenly over its plane."""
+    real = theta.dtype.type
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    below = deltas[in_start:in_start + n_rows * in_size]
+    above = deltas[out_start:out_start + n_rows * out_size]
+    area = height * width
+    scale = real(1.0 / area)
+    for k in range(n_rows * c_in):
+        share = above[k] * scale
+        plane_below = below[k * area:(k + 1) * area]
+        for p in range(area):
+            plane_below[p] = share
+
+
+@jit(internal=True)
+def _elementwise_backward(theta, layer, n_rows, activations, deltas):
+    """An activation's input deltas, its derivative written in terms of its outputs (identity, Flatten: copied)."""
+    real = theta.dtype.type
+    zero, one = real(0.0), real(1.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    below = deltas[in_start:in_start + n_rows * in_size]
+    above = deltas[out_start:out_start + n_rows * out_size]
+    # one loop per kind
+    count = n_rows * in_size
+    if kind == RELU:
+        for k in range(count):
+            a = activations[uint64(out_start + k)]
+            deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
+    elif kind == TANH:
+        for k in range(count):
+            a = outputs[k]
+            below[k] = above[k] * (one - a * a)
+    elif kind == SIGMOID:
+        for k in range(count):
+            a = outputs[k]
+            below[k] = above[k] * (a * (one - a))
+    else:
+        for k in range(count):
+            below[k] = above[k]
 
 
 @jit(inline=True)
 def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas):
     """Fill the layer's part of ``grad`` from the deltas of its outputs; with ``input_deltas``, those of its inputs."""
-    real = theta.dtype.type
-    zero, one = real(0.0), real(1.0)
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    inputs = activations[in_start:in_start + n_rows * in_size]
-    outputs = activations[out_start:out_start + n_rows * out_size]
-    below = deltas[in_start:in_start + n_rows * in_size]
-    above = deltas[out_start:out_start + n_rows * out_size]
+    kind = layer[PLAN_KIND]
     if kind == DENSE:
-        # dW = δᵀ X (W is out × in), db = the column sums of δ, δ below = δ W
-        gemm(deltas, out_start, activations, in_start, grad, weight, out_size, in_size, n_rows, True, False, 1.0,
-             0.0)
-        if bias >= 0:
-            bias_grad = grad[bias:bias + out_size]
-            for j in range(out_size):
-                bias_grad[j] = zero
-            for i in range(n_rows):
-                row = above[i * out_size:(i + 1) * out_size]
-                for j in range(out_size):
-                    bias_grad[j] += row[j]
-        if input_deltas:
-            gemm(deltas, out_start, theta, weight, deltas, in_start, n_rows, in_size, out_size, False, False, 1.0,
-                 0.0)
+        _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas)
     elif kind == CONV:
-        positions = out_h * out_w
-        depth = c_in * kh * kw
-        group = _group_size(columns, n_rows, depth, c_out, positions)
-        product = group * depth * positions  # where the group's deltas, out × (samples·positions), go
-        if bias >= 0:
-            for o in range(c_out):
-                grad[bias + o] = zero
-        for first in range(0, n_rows, group):
-            count = min(group, n_rows - first)
-            pitch = count * positions
-            for s in range(count):
-                _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
-                        out_h, out_w, columns, pitch, s * positions)
-                for o in range(c_out):
-                    plane = out_start + (first + s) * out_size + o * positions
-                    target = product + o * pitch + s * positions
-                    total = zero
-                    for p in range(positions):
-                        delta = deltas[uint64(plane + p)]
-                        columns[uint64(target + p)] = delta
-                        total += delta
-                    if bias >= 0:
-                        grad[bias + o] += total
-            # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
-            gemm(columns, product, columns, 0, grad, weight, c_out, depth, pitch, False, True, 1.0,
-                 0.0 if first == 0 else 1.0)
-            if input_deltas:
-                # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
-                gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
-                for s in range(count):
-                    sample_start = in_start + (first + s) * in_size
-                    for k in range(sample_start, sample_start + in_size):
-                        deltas[uint64(k)] = zero
-                    _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, deltas,
-                                sample_start, pitch, s * positions)
+        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas)
     elif not input_deltas:
         return
-    elif kind == MAX_POOL and kh == 2 and kw == 2 and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_2x2_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w)
-    elif kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_tiled_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w,
-                                 kh, kw)
     elif kind == MAX_POOL or kind == AVG_POOL:
-        scale = real(1.0 / (kh * kw))
-        for k in range(n_rows * in_size):
-            below[k] = zero
-        for i in range(n_rows):
-            for c in range(c_in):
-                plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
-                plane_below = below[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
-                pooled = above[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
-                for oh in range(out_h):
-                    for ow in range(out_w):
-                        delta = pooled[oh * out_w + ow]
-                        if kind == MAX_POOL:
-                            where = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[1]
-                            plane_below[where] += delta
-                        else:
-                            for a in range(kh):
-                                for b in range(kw):
-                                    plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
+        _pool_backward(theta, layer, n_rows, activations, deltas)
     elif kind == GLOBAL_AVG_POOL:
-        area = height * width
-        scale = real(1.0 / area)
-        for k in range(n_rows * c_in):
-            share = above[k] * scale
-            plane_below = below[k * area:(k + 1) * area]
-            for p in range(area):
-                plane_below[p] = share
+        _global_avg_pool_backward(theta, layer, n_rows, deltas)
     else:
-        # activations' derivatives written in terms of their outputs, one loop per kind
-        count = n_rows * in_size
-        if kind == RELU:
-            for k in range(count):
-                a = activations[uint64(out_start + k)]
-                deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
-        elif kind == TANH:
-            for k in range(count):
-                a = outputs[k]
-                below[k] = above[k] * (one - a * a)
-        elif kind == SIGMOID:
-            for k in range(count):
-                a = outputs[k]
-                below[k] = above[k] * (a * (one - a))
-        else:
-            for k in range(count):
-                below[k] = above[k]
+        _elementwise_backward(theta, layer, n_rows, activations, deltas)
 
 
 @jit(inline=True)
@@ -546,9 +653,11 @@ def loss_only(theta, inputs, targets, n_rows, plan, loss, activations, columns):
     return _loss(outputs, targets, n_rows, size, loss, activations, False)
 
 
-@jit
-def loss_and_gradient(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
-    """Forward and backward pass on ``n_rows`` samples: fill ``grad`` (θ's layout) and return the loss (float64)."""
+@jit(inline=True)
+def loss_and_gradient_inlined(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
+    """:func:`loss_and_gradient` inlined into its caller: the compiled epoch's callback
+    (:func:`fastgd.kernels.train.network_entry`) takes it so, not as a call to :func:`loss_and_gradient`, whose
+    compiled code (every layer kind's functions linked in) would be optimised and emitted once more in it."""
     _forward(theta, inputs, n_rows, plan, activations, columns)
     outputs, size = _output_block(n_rows, plan, activations)
     output_deltas, _ = _output_block(n_rows, plan, deltas)
@@ -556,6 +665,12 @@ def loss_and_gradient(theta, inputs, targets, n_rows, plan, loss, grad, activati
     for layer in range(plan.shape[0] - 1, -1, -1):
         _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
     return value
+
+
+@jit
+def loss_and_gradient(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
+    """Forward and backward pass on ``n_rows`` samples: fill ``grad`` (θ's layout) and return the loss (float64)."""
+    return loss_and_gradient_inlined(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns)
 
 
 @jit

@@ -197,8 +197,8 @@ def _network_pass(theta, X, Y, plan, loss, columns_start, alpha, grad, activatio
     table = plan.reshape((plan.size // network_kernels.PLAN_COLUMNS, network_kernels.PLAN_COLUMNS))
     inputs, targets = X.reshape(X.size), Y.reshape(Y.size)
     blocks, columns = activations[:columns_start], activations[columns_start:]
-    value = network_kernels.loss_and_gradient(theta, inputs, targets, n_rows, table, loss, grad, blocks, deltas,
-                                              columns)
+    value = network_kernels.loss_and_gradient_inlined(theta, inputs, targets, n_rows, table, loss, grad, blocks,
+                                                      deltas, columns)
     network_kernels.add_penalty_gradient(theta, table, alpha, n_rows, grad)
     return value + network_kernels.penalty(theta, table, alpha, n_rows)
 
