@@ -116,6 +116,11 @@ class Network:
         self.plan = self._plan()
         # the plan as the compiled epoch's structure argument: one writeable int64 vector, the type the MLP's has
         self._epoch_plan = self.plan.ravel().copy()
+        # the same plan as a writeable table, for the kernels called from here (loss, gradient, prediction): the
+        # type the epoch's callback gives them (its vector reshaped), so that a prediction after a fit reuses the
+        # layers' compiled code; the read-only `plan` would make Numba compile each of them again (12 s of a first
+        # predict of the digits CNN)
+        self._kernel_plan = self._epoch_plan.reshape(self.plan.shape)
 
     def __repr__(self):
         penalised = f", alpha={self.alpha!r}" if self.alpha else ""
@@ -215,7 +220,7 @@ class Network:
 
     def workspace_elements(self, n_rows):
         """(elements of each of ``activations`` and ``deltas``, elements of ``columns``) for ``n_rows`` rows."""
-        return kernels.workspace_elements(self.plan, n_rows)
+        return kernels.workspace_elements(self._kernel_plan, n_rows)
 
     def workspace_bytes(self, n_rows, dtype=np.float64):
         """Bytes of a pass on ``n_rows`` rows: θ, its gradient and the three workspaces."""
@@ -266,11 +271,11 @@ class Network:
         self.check_fits(n_rows, theta.dtype)
         blocks, columns = self.workspace_elements(n_rows)
         grad = np.empty_like(theta)
-        loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), n_rows, self.plan,
+        loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), n_rows, self._kernel_plan,
                                          kernels.LOSSES[self.loss_name], grad, np.empty(blocks, theta.dtype),
                                          np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype))
-        kernels.add_penalty_gradient(theta, self.plan, self.alpha, n_rows, grad)
-        return float(loss) + kernels.penalty(theta, self.plan, self.alpha, n_rows), grad
+        kernels.add_penalty_gradient(theta, self._kernel_plan, self.alpha, n_rows, grad)
+        return float(loss) + kernels.penalty(theta, self._kernel_plan, self.alpha, n_rows), grad
 
     def loss(self, theta, X, Y):
         """The loss on (X, Y), the penalty included, as a Python float."""
@@ -278,10 +283,10 @@ class Network:
         X, Y = self.check_data(X, Y, theta.dtype)
         self.check_fits(X.shape[0], theta.dtype)
         blocks, columns = self.workspace_elements(X.shape[0])
-        return float(kernels.loss_only(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], self.plan,
+        return float(kernels.loss_only(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], self._kernel_plan,
                                        kernels.LOSSES[self.loss_name], np.empty(blocks, theta.dtype),
                                        np.empty(columns, theta.dtype))
-                     + kernels.penalty(theta, self.plan, self.alpha, X.shape[0]))
+                     + kernels.penalty(theta, self._kernel_plan, self.alpha, X.shape[0]))
 
     def predict(self, theta, X, chunk_size=PREDICT_CHUNK):
         """The last layer's outputs (logits for cross-entropy), shape (n, n_outputs), ``chunk_size`` rows at a time."""
@@ -291,8 +296,8 @@ class Network:
         self.check_fits(chunk, theta.dtype)
         blocks, columns = self.workspace_elements(chunk)
         out = np.empty((X.shape[0], self.n_outputs), theta.dtype)
-        return kernels.predict_in_chunks(theta, X.reshape(X.shape[0], -1), self.plan, np.empty(blocks, theta.dtype),
-                                         np.empty(columns, theta.dtype), chunk, out)
+        return kernels.predict_in_chunks(theta, X.reshape(X.shape[0], -1), self._kernel_plan,
+                                         np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype), chunk, out)
 
     # -- checks -------------------------------------------------------------------------------
 
