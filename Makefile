@@ -64,7 +64,7 @@ NOT_BOUNDSCHECKED_TESTS := not float32
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
-	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 --dist loadgroup -q --durations=25 --ignore=tests/cuda
+	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --durations=25 --ignore=tests/cuda
 	# every kernel once more with bounds checks (BOUNDSCHECKED)
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
 		--durations=10 -k "$(NOT_BOUNDSCHECKED_TESTS)" $(addprefix tests/,$(BOUNDSCHECKED))
