@@ -61,13 +61,15 @@ BOUNDSCHECKED := test_optim.py test_rules.py test_reductions.py test_closures.py
 # and prange) and no index the float64 ones do not reach. That leaves out the LLVM IR test (float32 steps do no
 # float64 arithmetic) too, which compiles every element-wise rule's step afresh, uncached, by design.
 NOT_BOUNDSCHECKED_TESTS := not float32
+# and the tests marked above_kernels (pyproject.toml says why)
+NOT_BOUNDSCHECKED_MARKS := not above_kernels
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastgd tests benchmarks
 	NUMBA_CACHE_DIR=$(CACHE)/default $(PYTEST) -n 2 -q --durations=25 --ignore=tests/cuda
 	# every kernel once more with bounds checks (BOUNDSCHECKED)
 	NUMBA_CACHE_DIR=$(CACHE)/boundscheck NUMBA_BOUNDSCHECK=1 $(PYTEST) -n 2 -q -p no:cacheprovider \
-		--durations=10 -k "$(NOT_BOUNDSCHECKED_TESTS)" $(addprefix tests/,$(BOUNDSCHECKED))
+		--durations=10 -k "$(NOT_BOUNDSCHECKED_TESTS)" -m "$(NOT_BOUNDSCHECKED_MARKS)" $(addprefix tests/,$(BOUNDSCHECKED))
 	NUMBA_CACHE_DIR=$(CACHE)/cudasim NUMBA_ENABLE_CUDASIM=1 $(PYTEST) tests/cuda -n 2 -q -p no:cacheprovider
 
 bench: $(VENV)/.installed-test

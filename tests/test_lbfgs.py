@@ -233,6 +233,7 @@ def test_attributes_and_warnings_as_scikit_learns(limits):
         MLPClassifier(**dict(settings, clip_norm=1.0)).fit(X, y)
 
 
+@pytest.mark.above_kernels
 def test_solver_lbfgs_passes_scikit_learns_estimator_checks():
     from sklearn.utils.estimator_checks import check_estimator
 

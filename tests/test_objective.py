@@ -133,6 +133,7 @@ def test_merge_carries_the_objective(tmp_path):
 
 # -- the report's suboptimality figure -----------------------------------------------------------------------------
 
+@pytest.mark.above_kernels
 def test_the_report_draws_suboptimality_where_the_configuration_gives_f_star(tmp_path):
     import sqlite3
 

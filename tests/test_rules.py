@@ -154,6 +154,7 @@ def _results(store):
             for row in runs.itertuples()}
 
 
+@pytest.mark.above_kernels
 def test_sweep_of_users_rules_in_worker_processes_and_on_dask(user_rules, tmp_path):
     pytest.importorskip("distributed", reason="the distributed extra (dask[distributed]) is not installed")
     from distributed import LocalCluster
