@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # pinned: on this project's machines this is a local CPU build; an unpinned
-# torch pulls a multi-GB CUDA build
+# torch pulls a multi-GB CUDA build. It is installed in the same pip command as fastgd: one resolution, not two
 TORCH := torch==2.13.0
 PYTEST := $(BIN)/python -m pytest
 # --no-compile: pip byte-compiles every module it installs (torch's, JAX's, SciPy's: thousands), which took
@@ -27,20 +27,19 @@ BENCH_ARGS ?=
 
 .PHONY: demo test bench clean-cache
 
+# editable installs from pyproject.toml need pip 21.3 or later; a newer one is not fetched (3 s of the demo's install)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "pip>=21.3"
 
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
-	$(PIP_INSTALL) $(TORCH)
-	$(PIP_INSTALL) -e ".[test,oracles,bench,compare,jax,report,distributed,cuda,data,mkl]"
+	$(PIP_INSTALL) $(TORCH) -e ".[test,oracles,bench,compare,jax,report,distributed,cuda,data,mkl]"
 	touch $@
 
 # the demo's networks are small (one hidden layer of 32 on the bundled sets): no batch reaches the threaded
 # pass that MKL serves, so the demo leaves the mkl extra out; PyTorch and JAX are the report's peers
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) $(TORCH)
-	$(PIP_INSTALL) -e ".[report,compare,jax]"
+	$(PIP_INSTALL) $(TORCH) -e ".[report,compare,jax]"
 	touch $@
 
 demo: $(VENV)/.installed-demo
