@@ -765,11 +765,29 @@ COMPARE_THROUGHPUT["paper"] = COMPARE_THROUGHPUT["default"]
 COMPARE_THROUGHPUT["suite"] = COMPARE_THROUGHPUT["quick"]
 
 
-def command_compare(arguments):
+def _throughput_settings(arguments, config, against):
+    """:func:`fastgd.baselines.throughput.measure`'s settings for ``fastgd compare``: its preset's
+    (:data:`COMPARE_THROUGHPUT`), the compared rules, and the compared data where they are not the bundled sets."""
     from fastgd import optim
+
+    settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
+    settings.setdefault("rules", [rule for rule in config.rules if rule in optim.OPTIMIZERS])  # the compared
+    if against is not None:  # the baselines' rules were timed where they were built: the new rules, beside two
+        from fastgd import rules as rule_registry
+
+        settings = dict(COMPARE_THROUGHPUT["quick"], rules=("sgd", "adam", *(
+            rule for rule in config.rules if not rule_registry.is_builtin(rule))))
+    if arguments.dataset or arguments.config or arguments.problem:  # the report's throughput is of its data
+        from fastgd.datasets import load as load_dataset
+
+        settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
+    return settings
+
+
+def command_compare(arguments):
     from fastgd.report import build_report, save_throughput
-    from fastgd.report.sections import record_artefacts
-    from fastgd.baselines.throughput import measure
+    from fastgd.report.sections import SECTIONS, THROUGHPUT, record_artefacts
+    from fastgd.baselines.throughput import PARAMETER_COUNTS, compile_steps_ahead, measure
     from fastgd.sweep import StoreError, SweepConfigError, SweepError, run_sweep
     from fastgd.sweep.measure import record_datasets
     from fastgd.sweep.store import check_store_path
@@ -814,30 +832,33 @@ def command_compare(arguments):
          f"{outcome.failed} failed ({outcome.seconds:.0f} s)")
     for line in _phase_lines(outcome):
         _say(f"    {line}")
-    throughput = None
-    if arguments.skip_throughput:
-        _say(f"2/4 throughput: not measured ({_kept_throughput(store)})")
-    else:
-        _say("2/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
-        settings = dict(COMPARE_THROUGHPUT[arguments.preset or "default"])
-        settings.setdefault("rules", [rule for rule in config.rules if rule in optim.OPTIMIZERS])  # the compared
-        if against is not None:  # the baselines' rules were timed where they were built: the new rules, beside two
-            from fastgd import rules as rule_registry
-
-            settings = dict(COMPARE_THROUGHPUT["quick"], rules=("sgd", "adam", *(
-                rule for rule in config.rules if not rule_registry.is_builtin(rule))))
-        if arguments.dataset or arguments.config or arguments.problem:  # the report's throughput is of its data
-            from fastgd.datasets import load as load_dataset
-
-            settings["dataset_names"] = [load_dataset(name, config.sources) for name in config.datasets]
-        throughput = measure(progress=lambda message: _say(f"    {message}"), **settings)
-        save_throughput(throughput, out_dir)
-    _say(f"3/4 what the report shows besides the runs, stored in {store}")
+    _say(f"2/4 what the report shows besides the runs, stored in {store}")
+    throughput, compiling = None, None
+    if not arguments.skip_throughput:
+        settings = _throughput_settings(arguments, config, against)
+        # the steps timed in 3/4 compile in worker processes while these artefacts are measured (both mostly
+        # compile Numba functions, each on one core); nothing is timed until the compiling has finished
+        compiling = compile_steps_ahead(settings["rules"], settings.get("parameter_counts", PARAMETER_COUNTS),
+                                        say=lambda message: _say(f"    {message}"), wait=False)
     try:
-        record_artefacts(store, config, throughput=throughput, asv_results=asv_results,
-                         progress=lambda message: _say(f"    {message}"))
-    except StoreError as error:  # a full disk: the runs are kept
-        raise CommandError(f"--out: {error}") from None
+        record_artefacts(store, config, asv_results=asv_results, progress=lambda message: _say(f"    {message}"),
+                         sections=[section.name for section in SECTIONS if section.name != THROUGHPUT])
+    except BaseException as error:  # an interrupt too: the compiling workers end with the command
+        if compiling is not None:
+            compiling.stop()
+        if isinstance(error, StoreError):  # a full disk: the runs are kept
+            raise CommandError(f"--out: {error}") from None
+        raise
+    if arguments.skip_throughput:
+        _say(f"3/4 throughput: not measured ({_kept_throughput(store)})")
+    else:
+        _say("3/4 throughput against NumPy, scikit-learn, PyTorch and JAX + optax (those installed)")
+        throughput = measure(progress=lambda message: _say(f"    {message}"), compiling=compiling, **settings)
+        save_throughput(throughput, out_dir)
+        try:
+            record_artefacts(store, config, throughput=throughput, sections=[THROUGHPUT])
+        except StoreError as error:
+            raise CommandError(f"--out: {error}") from None
     _say("4/4 report")
     try:
         page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))

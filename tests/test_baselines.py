@@ -1,5 +1,6 @@
 """The measurement layer's trainers: one class each, with what it needs and why it is skipped."""
 
+import os
 import sys
 
 import pytest
@@ -75,6 +76,48 @@ def test_compares_step_throughput_leaves_out_a_rule_whose_state_for_one_vector_w
                                   budget_seconds=0.001, progress=messages.append)
     assert set(measured["steps"]["rule"]) == {"sgd"}
     assert "shampoo not timed on 1,000 parameters: its state for one long vector would not fit" in messages
+
+
+def test_measure_waits_for_the_steps_compiling_beside_it_before_timing_anything(monkeypatch):
+    # fastgd compare compiles the steps in worker processes while it measures the report's other artefacts, then
+    # times: a timing that began before the workers ended would share the cores with them
+    from fastgd.baselines import throughput
+
+    events = []
+
+    class Compiling:
+        def done(self):
+            return False
+
+        def wait(self):
+            events.append("waited")
+
+    timed_gemm = throughput.gemm_rate
+    monkeypatch.setattr(throughput, "gemm_rate", lambda *a, **k: (events.append("timed"), timed_gemm(*a, **k))[1])
+    monkeypatch.setattr(throughput, "compile_steps_ahead", lambda *a, **k: events.append("compiled here"))
+    settings = dict(dataset_names=(), parameter_counts=(1_000,), rules=["sgd"], repeats=1, budget_seconds=0.001)
+    messages = []
+    throughput.measure(compiling=Compiling(), progress=messages.append, **settings)
+    assert events[0] == "waited" and "timed" in events and "compiled here" not in events
+    assert messages[0] == "waiting for the steps compiling in the background"
+    events.clear()
+    throughput.measure(**settings)  # nothing compiling beside it: it compiles ahead itself, after the training
+    assert events.count("compiled here") == 1 and events.index("timed") < events.index("compiled here")
+
+
+def test_steps_compile_in_workers_while_the_caller_goes_on():
+    from fastgd.baselines import throughput
+
+    messages = []
+    compiling = throughput.compile_steps_ahead(["sgd"], (1_000, 10_000_000), say=messages.append, wait=False)
+    if (os.cpu_count() or 1) < 2:  # one core: the timing process compiles as fast
+        assert compiling is None
+        return
+    assert isinstance(compiling, throughput.StepsCompiling)
+    assert messages == ["compiling 2 steps on 2 processes, in the background"]  # the serial and the prange step
+    compiling.wait()
+    # one kind of step, or one core: nothing to share out, the timing process compiles
+    assert throughput.compile_steps_ahead(["sgd"], (1_000,), wait=False) is None
 
 
 @pytest.mark.parametrize("case_index, alpha, per_step", [(0, 0.0, False), (5, 0.0, False), (6, 0.0, False),

@@ -130,7 +130,7 @@ def test_running_compare_again_resumes_the_sweep(quick_report, tmp_path):
     n_rules = sum(rules.is_builtin(name) for name in rules.RULES) + 1  # the built-ins and the README's rule
     assert f"0 new runs, {8 * n_rules} already stored" in result.stderr  # 8 runs each
     # the throughput measured by the first compare stays, and says when and with what it was measured
-    assert "2/4 throughput: not measured (the report keeps the throughput stored before: measured " in result.stderr
+    assert "3/4 throughput: not measured (the report keeps the throughput stored before: measured " in result.stderr
     html = (copy / "index.html").read_text()
     assert html.count("<p>Measured ") == 1 and "measures it again" not in html  # same code, same machine
 

@@ -43,7 +43,7 @@ from fastgd.baselines.trainers import (IMPLEMENTATIONS, available, dataset, same
                                        warmed_trainer)
 from fastgd.kernels.memory import MAX_STREAMS
 
-__all__ = ["measure", "PARAMETER_COUNTS", "EPOCH_SETTINGS", "TRAINING_THREADS"]
+__all__ = ["measure", "compile_steps_ahead", "StepsCompiling", "PARAMETER_COUNTS", "EPOCH_SETTINGS", "TRAINING_THREADS"]
 
 PARAMETER_COUNTS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 # asv's bench_training.Epoch at (dataset, 32, "adam", dtype, implementation)
@@ -97,17 +97,53 @@ def _compile_step(rule, kernel):
 COMPILE_AHEAD_PARAMETERS = 64
 
 
-def _compile_steps_ahead(rules, parameter_counts, too_large, say):
-    """Compile the built-in rules' float32 steps, every kernel the sizes take, in one worker process per core,
-    before the steps are timed: in one process the 29 rules' serial and ``prange`` steps compiled one after the
+def _too_large(rules, parameter_counts):
+    """{size: the rules whose state for one long vector of ``size`` parameters would not fit}: Shampoo's n × n
+    preconditioner of 10⁵ parameters would take 80 GB (such rules are timed on network layouts by
+    benchmarks/scripts/preconditioner_speed.py and kron_speed.py)."""
+    return {size: [rule for rule in rules if not fits_as_one_vector(rule, size)] for size in parameter_counts}
+
+
+class StepsCompiling:
+    """The built-in rules' float32 steps compiling into Numba's cache in worker processes (:func:`compile_steps_ahead`
+    with ``wait=False``); :meth:`wait` returns when they are all compiled, :meth:`stop` ends the workers early."""
+
+    def __init__(self, pool, futures):
+        self._pool, self._futures = pool, futures
+
+    def done(self):
+        return all(future.done() for future in self._futures)
+
+    def wait(self):
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self._pool.shutdown()
+
+    def stop(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def compile_steps_ahead(rules=None, parameter_counts=PARAMETER_COUNTS, say=None, wait=True):
+    """Compile the built-in rules' float32 steps that :func:`measure` times, every kernel the sizes take, in one
+    worker process per core: in one process the 29 rules' serial and ``prange`` steps compiled one after the
     other for minutes (about 3.5 s each, AMD EPYC) while the other cores idled. The timing process then loads them
-    from Numba's cache. Rules from plugins compile where they are timed (a worker has not loaded them)."""
+    from Numba's cache. Rules from plugins compile where they are timed (a worker has not loaded them).
+
+    ``wait=False``: return at once a :class:`StepsCompiling` (None where there is nothing to do or one core), so
+    that other work runs beside the compiling; ``fastgd compare`` measures its report's other artefacts meanwhile,
+    and times nothing until :meth:`StepsCompiling.wait` has returned.
+    """
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     from fastgd import rules as rule_registry
 
+    say = say or (lambda message: None)
+    rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
+    too_large = _too_large(rules, parameter_counts)
     # every rule's serial step, then every rule's prange one: the two of one rule share its compile lock (its
     # generated module and dtype), so side by side they would take turns
     kernels = {(users_step_implementation(size), rule) for size in parameter_counts for rule in rules
@@ -115,16 +151,23 @@ def _compile_steps_ahead(rules, parameter_counts, too_large, say):
     tasks = [(rule, kernel) for kernel, rule in sorted(kernels, key=lambda task: (task[0] != "fastgd_serial", task))]
     workers = min(os.cpu_count() or 1, len(tasks))
     if workers < 2:
-        return  # one core: the timing process compiles as fast
-    say(f"compiling {len(tasks)} steps on {workers} processes")
+        return None  # one core: the timing process compiles as fast
+    say(f"compiling {len(tasks)} steps on {workers} processes" + ("" if wait else ", in the background"))
     # spawn, not fork: Numba's threading layers are not safe to fork once started
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_compile_step, *zip(*tasks)))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    compiling = StepsCompiling(pool, [pool.submit(_compile_step, rule, kernel) for rule, kernel in tasks])
+    if not wait:
+        return compiling
+    compiling.wait()
+    return None
 
 
 def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_COUNTS, rules=None, repeats=5,
-            budget_seconds=0.05, progress=None, training_threads=TRAINING_THREADS):
+            budget_seconds=0.05, progress=None, training_threads=TRAINING_THREADS, compiling=None):
     """Run every measurement; ``progress(message)`` is called before each group.
+
+    ``compiling``: the steps' compilation started before (:func:`compile_steps_ahead` with ``wait=False``), waited
+    for before anything is timed; without it, the steps compile ahead here, after the training's timings.
 
     ``dataset_names``: names :func:`fastgd.baselines.dataset` reads, or ``fastgd.datasets.Dataset``
     objects (a user's file, as the sweep reads it). Each training figure is timed ``repeats`` times
@@ -138,6 +181,10 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
 
     say = progress or (lambda message: None)
     rules = list(optim.OPTIMIZERS) if rules is None else list(rules)
+    if compiling is not None:
+        if not compiling.done():
+            say("waiting for the steps compiling in the background")
+        compiling.wait()
     implementations = [i for i in IMPLEMENTATIONS if available(i)]
     largest = max(parameter_counts)
 
@@ -200,16 +247,15 @@ def measure(dataset_names=tuple(datasets.BUNDLED), parameter_counts=PARAMETER_CO
     alone = [rule for rule in rules if rule not in reference.RULES]
     if alone:
         say(f"{', '.join(alone)}: no NumPy reference declared; the compiled rule's step is timed alone")
-    # Shampoo's n × n preconditioner of one long vector would not fit (10⁵ parameters: 80 GB): such rules are
-    # timed on network layouts by benchmarks/scripts/preconditioner_speed.py and kron_speed.py
-    too_large = {size: [rule for rule in rules if not fits_as_one_vector(rule, size)] for size in parameter_counts}
+    too_large = _too_large(rules, parameter_counts)
     left_out = sorted({rule for names in too_large.values() for rule in names})
     if left_out:
         sizes = {rule: ", ".join(f"{size:,}" for size in parameter_counts if rule in too_large[size])
                  for rule in left_out}
         say("; ".join(f"{rule} not timed on {sizes[rule]} parameters" for rule in left_out)
             + ": its state for one long vector would not fit")
-    _compile_steps_ahead(rules, parameter_counts, too_large, say)
+    if compiling is None:
+        compile_steps_ahead(rules, parameter_counts, say)
     step_threads = threads.get_num_threads()
     with same_threads(step_threads) as told:
         machine["threads"]["steps"] = {implementation: told[implementation] for implementation in ("fastgd", "numpy",

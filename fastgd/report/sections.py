@@ -499,9 +499,9 @@ def section_of(name):
     return next((section for section in SECTIONS if section.owns(name)), None)
 
 
-def record_artefacts(store, config=None, throughput=None, asv_results=None, progress=None):
+def record_artefacts(store, config=None, throughput=None, asv_results=None, progress=None, sections=None):
     """Measure what the report shows besides the runs and store it in ``store``, replacing what it held: every
-    section of :data:`SECTIONS` with a ``measure``, in order.
+    section of :data:`SECTIONS` with a ``measure``, in order (``sections``: only those of these names).
 
     ``config``: the sweep's :class:`fastgd.sweep.SweepConfig`, whose data sets
     each get their artefact of a per-data-set section (a loss landscape: its
@@ -519,7 +519,7 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
     with Store(store) as opened:
         measuring = Measuring(opened.runs_frame(), config, throughput, asv_results)
         for section in SECTIONS:
-            if section.measure is None:
+            if section.measure is None or (sections is not None and section.name not in sections):
                 continue
             if section.per_dataset:
                 for dataset in config.datasets if config is not None else ():
