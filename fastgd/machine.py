@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["provenance", "physical_memory_bytes", "cpu_model"]
+__all__ = ["provenance", "physical_memory_bytes", "cpu_model", "describe_cpu"]
 
 
 def provenance(device="cpu"):
@@ -44,13 +44,39 @@ def _static_provenance():
 
 
 @functools.cache
+@functools.cache
 def cpu_model():
-    """The CPU's model name ("AMD EPYC 9R14 96-Core Processor"), from /proc/cpuinfo where there is one."""
+    """The CPU's model name, with what tells processors of one name apart:
+    ``"AMD EPYC (family 25 model 1; AVX2, no AVX-512)"``.
+
+    A virtual machine may give one generic name ("AMD EPYC") to different processors: this project's machines
+    gave it to a Zen 3 without AVX-512 (family 25, model 1) and to a Zen 4 with it, whose fastest passes and
+    libraries differ. Figures name the CPU by this string, and calibrations (:mod:`fastgd.calibration`) are
+    cached under it. Where there is no /proc/cpuinfo: the platform's processor name.
+    """
     try:
         with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+            text = info.read()
+    except OSError:
+        text = ""
+    return describe_cpu(text) or platform.processor() or platform.machine()
+
+
+def describe_cpu(cpuinfo):
+    """:func:`cpu_model`'s string from the text of /proc/cpuinfo (its first processor's lines), or None where the
+    text names no model."""
+    fields = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    flags = set(fields.get("flags", "").split())
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields else []
+    if flags:
+        details.append("AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+    return f"{name} ({'; '.join(details)})" if details else name
 
 
 def _threading_layer():

@@ -105,6 +105,30 @@ def test_a_changed_key_measures_again_and_keeps_the_other(fake, monkeypatch):
     assert len(calibration.cached_choices()) == 2
 
 
+ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx fma avx2 bmi2
+
+processor\t: 1
+model name\t: AMD EPYC
+"""
+
+
+def test_two_cpus_a_virtual_machine_names_alike_are_told_apart():
+    # this project's machines are both "AMD EPYC" in /proc/cpuinfo: a Zen 3 without AVX-512 and a Zen 4 with it,
+    # whose fastest passes differ; a calibration cached on one must not be taken on the other
+    from fastgd.machine import describe_cpu
+
+    zen4 = ZEN3.replace("model\t\t: 1", "model\t\t: 17").replace("avx2 bmi2", "avx2 bmi2 avx512f avx512bw")
+    assert describe_cpu(ZEN3) == "AMD EPYC (family 25 model 1; AVX2, no AVX-512)"
+    assert describe_cpu(zen4) == "AMD EPYC (family 25 model 17; AVX-512)"
+    assert describe_cpu("processor\t: 0\nmodel name\t: Some CPU\n") == "Some CPU"
+    assert describe_cpu("processor\t: 0\nBogoMIPS\t: 50.00\n") is None  # no model name (some ARM kernels)
+
+
 def test_an_unreadable_cache_is_no_cache_and_is_written_over(fake, generated):
     (generated / "pass_choices.json").write_text("{not json")
     assert calibration.cached_choices() == []
