@@ -103,8 +103,10 @@ def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pa
 
     net, theta, X, Y = data(case)
     convolutions = [layer for layer in net.resolved if layer.kind.startswith("Conv")]
-    one_sample = max((layer.in_chw[0] * layer.kernel[0] * layer.kernel[1] + layer.out_chw[0])
-                     * layer.out_chw[1] * layer.out_chw[2] for layer in convolutions)
+    # a sample's inputs, im2col matrix and product
+    one_sample = max(int(np.prod(layer.in_chw)) + (layer.in_chw[0] * layer.kernel[0] * layer.kernel[1]
+                                                   + layer.out_chw[0]) * layer.out_chw[1] * layer.out_chw[2]
+                     for layer in convolutions)
     assert net.workspace_elements(X.shape[0])[1] == X.shape[0] * one_sample  # the whole batch by default
     blocks, _ = net.workspace_elements(X.shape[0])
     X, Y = net.check_data(X, Y, theta.dtype)  # read-only, as Network passes them: no new specialisation

@@ -2,21 +2,31 @@
 against torch's forward + backward on the same θ, one thread each.
 
     python benchmarks/scripts/cnn_layer_profile.py [--repeats 15] [--batch 128] [--baseline OLD_network.py]
+                                                   [--network suite|KNOWN] [--rows N] [--dtypes float64,float32]
                                                    [--out reports/cnn_layer_profile.md]
+    python benchmarks/scripts/cnn_layer_profile.py --network digits_cnn --batch 64 --rows 1797 --dtypes float32 \
+        --out reports/cnn_layer_profile_digits.md
 
-The network is the test-problem suite's ``mnist5k_2c2d`` (:mod:`fastgd.problems`): Conv2D(8, 5, same) → ReLU →
-MaxPool2D(2) → Conv2D(16, 5, same) → ReLU → MaxPool2D(2) → Flatten → Dense(128) → ReLU → Dense(10) on
-(1, 28, 28), with standard normal inputs and random one-hot labels (the data's meaning does not change the work),
-in float64 and float32. For each dtype it times, alternating the implementations within each repetition:
+The network is, by default (``suite``), the test-problem suite's ``mnist5k_2c2d`` (:mod:`fastgd.problems`):
+Conv2D(8, 5, same) → ReLU → MaxPool2D(2) → Conv2D(16, 5, same) → ReLU → MaxPool2D(2) → Flatten → Dense(128) → ReLU
+→ Dense(10) on (1, 28, 28); ``--network`` names any other :func:`fastgd.networks.known` one. Inputs are standard
+normal with random one-hot labels (the data's meaning does not change the work). For each dtype it times,
+alternating the implementations within each repetition:
 
 - the whole pass, ``loss_and_gradient`` (fastgd), torch's ``cross_entropy(module(X)).backward()`` from the same θ,
   and, with ``--baseline``, the same kernel from another copy of ``fastgd/kernels/network.py`` (e.g. the commit
   before a change, copied to /tmp) loaded as its own module, so that before and after come from one run;
 - each layer's forward and backward alone: small compiled wrappers call the kernel module's own per-layer
   functions (``_forward_layer``, ``_backward_layer``) on workspaces a full pass has filled, so the split adds
-  no instrumentation to the kernel.
+  no instrumentation to the kernel (each layer alone: where the pass takes a convolution and the ReLU after it as
+  one layer, the table shows them apart, so the sum can exceed the pass);
+- with ``--rows``, the epoch (Adam, ``fastgd.training.Training`` on ``--rows`` rows in batches of ``--batch``) and
+  what it is made of: the same number of passes alone (``loss_and_gradient`` on batches gathered beforehand, from
+  one compiled loop), the rule's compiled step alone (as many steps), the gathers of the batches alone; what the
+  epoch takes beyond those is the per-batch call of the pass's callback and the epoch's own loop.
 
-Medians over ``--repeats`` repetitions; the report names the CPU and the load (``os.getloadavg``) before and after.
+Medians over ``--repeats`` repetitions of wall time (``--clock cpu``: the process's CPU time, for a busy machine);
+the report names the CPU and the load (``os.getloadavg``) before and after.
 """
 
 import argparse
@@ -35,9 +45,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fastgd import threads  # noqa: E402
+from fastgd import networks, optim, threads  # noqa: E402
 from fastgd.kernels import network as kernels  # noqa: E402
+from fastgd.kernels.train import _gather_rows  # noqa: E402
 from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU  # noqa: E402
+from fastgd.training import Training  # noqa: E402
 from network_cases import torch_module  # noqa: E402
 
 
@@ -74,12 +86,85 @@ def layer_timers(module):
     return forward, backward
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time, this process's CPU seconds (a busy machine's share)
+
+
+@njit
+def _passes(module_pass, theta, inputs, targets, n_rows, n_batches, plan, loss, grad, activations, deltas, columns):
+    in_size, out_size = inputs.size // n_rows, targets.size // n_rows
+    total = 0.0
+    for b in range(n_batches):
+        # the batches follow one another in X (the epoch gathers them in another order: the same work)
+        start = (b * n_rows) % (inputs.size // in_size - n_rows + 1)
+        total += module_pass(theta, inputs[start * in_size:(start + n_rows) * in_size],
+                             targets[start * out_size:(start + n_rows) * out_size], n_rows, plan, loss, grad,
+                             activations, deltas, columns)
+    return total
+
+
+@njit
+def _steps(step, n_batches, theta, grad, states, aux, hyper, counters, layout):
+    for _ in range(n_batches):
+        step(theta, grad, states, aux, hyper, counters, layout)
+
+
+@njit
+def _gathers(X, Y, order, batch, batch_X, batch_Y):
+    total = 0.0
+    for start in range(0, X.shape[0], batch):
+        stop = min(start + batch, X.shape[0])
+        total += _gather_rows(X, order, start, stop, batch_X)[0, 0] + _gather_rows(Y, order, start, stop, batch_Y)[0, 0]
+    return total
+
+
+def epoch_breakdown(implementations, net, dtype, n_rows, batch, repeats):
+    """({part: median seconds an epoch}, batches an epoch): the whole epoch (this tree's kernels), the passes alone
+    (each implementation's), the rule's steps alone, the gathers alone."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n_rows,) + net.input_shape).astype(dtype)
+    Y = np.eye(net.n_outputs, dtype=dtype)[rng.integers(0, net.n_outputs, n_rows)]
+    theta = net.init(random_state=0, dtype=dtype)
+    training = Training(net, optim.Adam(theta.copy(), lr=1e-3), X, Y, batch, seed=0)
+    n_batches = -(-n_rows // batch)
+    work = {}
+    for name, module in implementations.items():
+        blocks, columns = module.workspace_elements(net.plan, batch)
+        work[name] = (np.zeros_like(theta), np.zeros(blocks, dtype), np.zeros(blocks, dtype), np.zeros(columns, dtype))
+    flat_X, flat_Y = X.reshape(-1), Y.reshape(-1)
+    optimizer = optim.Adam(theta.copy(), lr=1e-3)
+    packed, zero_grad = optimizer.packed(), np.zeros_like(theta)
+    order = np.random.default_rng(2).permutation(n_rows).astype(np.int64)
+    X2, Y2 = X.reshape(n_rows, -1), Y
+    batch_X, batch_Y = np.empty(batch * X2.shape[1], dtype), np.empty(batch * Y2.shape[1], dtype)
+    loss = kernels.LOSSES[net.loss_name]
+    def passes(name):
+        return lambda: _passes(implementations[name].loss_and_gradient, theta, flat_X, flat_Y, batch, n_batches,
+                               net.plan, loss, *work[name])
+
+    parts = {
+        "epoch": lambda: training.epoch(),
+        **{f"{name} passes": passes(name) for name in implementations},
+        "steps": lambda: _steps(packed.function, n_batches, optimizer.params, zero_grad, packed.states, packed.aux,
+                                packed.hyper, packed.counters, packed.layout),
+        "gathers": lambda: _gathers(X2, Y2, order, batch, batch_X, batch_Y),
+    }
+    for call in parts.values():
+        call()  # compiles and warms up
+    seconds = {name: [] for name in parts}
+    for repeat in range(repeats):
+        for name in (list(parts) if repeat % 2 == 0 else list(parts)[::-1]):
+            start = CLOCK()
+            parts[name]()
+            seconds[name].append(CLOCK() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}, n_batches
+
+
 def median_seconds(call, repeats, inner=1):
     values = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         call()
-        values.append((time.perf_counter() - start) / inner)
+        values.append((CLOCK() - start) / inner)
     return statistics.median(values)
 
 
@@ -143,8 +228,15 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--baseline", help="another copy of fastgd/kernels/network.py to time beside this one")
     parser.add_argument("--columns-budget", type=int, help="this run's COLUMNS_BUDGET (elements of ``columns``)")
+    parser.add_argument("--network", default="suite", help="'suite' (mnist5k_2c2d's network) or a known name")
+    parser.add_argument("--rows", type=int, default=0, help="rows of an epoch to break down (0: no epoch)")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall seconds, or this process's CPU seconds (every thread: run with one)")
     parser.add_argument("--out", default=str(ROOT / "reports" / "cnn_layer_profile.md"))
     arguments = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if arguments.clock == "cpu" else time.perf_counter
     if arguments.columns_budget:
         kernels.COLUMNS_BUDGET = arguments.columns_budget
     import torch
@@ -152,22 +244,24 @@ def main():
     threads.set_num_threads(1)
     torch.set_num_threads(1)
     load_before = os.getloadavg()
-    net = suite_network()
+    net = suite_network() if arguments.network == "suite" else networks.known(arguments.network)
+    label = "mnist5k_2c2d`'s network" if arguments.network == "suite" else f"known(\"{arguments.network}\")`"
     rng = np.random.default_rng(0)
     X64 = rng.standard_normal((arguments.batch,) + net.input_shape)
-    Y64 = np.eye(10)[rng.integers(0, 10, arguments.batch)]
+    Y64 = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, arguments.batch)]
     names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(net.layers)]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if pathlib.Path("/proc/cpuinfo").exists() else platform.processor()
-    lines = ["# Where the suite's CNN pass spends its time", "",
-             f"`mnist5k_2c2d`'s network ({net.n_params} parameters), batch {arguments.batch}, one "
+    lines = [f"# Where a CNN's pass spends its time: {arguments.network}", "",
+             f"`{label} ({net.n_params} parameters), batch {arguments.batch}, one "
              f"`loss_and_gradient` (forward, loss, backward); 1 thread each; {cpu}; COLUMNS_BUDGET "
              f"{kernels.COLUMNS_BUDGET}; one run of "
-             f"`benchmarks/scripts/cnn_layer_profile.py`, medians of {arguments.repeats} alternated repetitions.", ""]
+             f"`benchmarks/scripts/cnn_layer_profile.py`, medians of {arguments.repeats} alternated repetitions, "
+             f"{'CPU' if arguments.clock == 'cpu' else 'wall'} time.", ""]
     implementations = {"fastgd": kernels}
     if arguments.baseline:
         implementations = {"baseline": load_module_copy(arguments.baseline), "fastgd": kernels}
-    for dtype in (np.float64, np.float32):
+    for dtype in [np.dtype(name).type for name in arguments.dtypes.split(",")]:
         theta = net.init(random_state=0, dtype=dtype)
         X, Y = X64.astype(dtype), Y64.astype(dtype)
         passes = {name: Pass(module, net, theta, X, Y) for name, module in implementations.items()}
@@ -178,9 +272,9 @@ def main():
         order = list(passes)
         for repeat in range(arguments.repeats):
             for name in (order if repeat % 2 == 0 else order[::-1]):
-                start = time.perf_counter()
+                start = CLOCK()
                 passes[name].run()
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(CLOCK() - start)
         medians = {name: statistics.median(values) for name, values in seconds.items()}
         label = np.dtype(dtype).name
         lines += [f"## {label}", "",
@@ -204,6 +298,16 @@ def main():
         totals = " | ".join(f"{sum(f for f, _ in per_layer[name]) * 1e3:.2f} | "
                             f"{sum(b for _, b in per_layer[name]) * 1e3:.2f}" for name in implementations)
         lines += [f"| sum | {totals} |", ""]
+        if arguments.rows:
+            parts, n_batches = epoch_breakdown(implementations, net, dtype, arguments.rows, arguments.batch,
+                                               arguments.repeats)
+            lines += [f"An epoch ({label}, {arguments.rows} rows, {n_batches} batches of {arguments.batch}, Adam) and "
+                      "its parts, each alone, medians:", "", "| part | ms / epoch | µs / batch |", "|---|---|---|"]
+            lines += [f"| {name} | {value * 1e3:.2f} | {value / n_batches * 1e6:.1f} |"
+                      for name, value in parts.items()]
+            rest = parts["epoch"] - parts["fastgd passes"] - parts["steps"] - parts["gathers"]
+            lines += [f"| epoch − fastgd passes − steps − gathers | {rest * 1e3:.2f} | {rest / n_batches * 1e6:.1f} |",
+                      ""]
     load_after = os.getloadavg()
     lines.append(f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
                  f"{', '.join(f'{v:.2f}' for v in load_after)} (2 cores, shared).")

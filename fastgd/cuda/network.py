@@ -438,8 +438,10 @@ class DevicePass:
         layer = self.plan[index]
         positions = int(layer[PLAN_OUT_H] * layer[PLAN_OUT_W])
         depth = int(layer[PLAN_IN_C] * layer[PLAN_KERNEL_H] * layer[PLAN_KERNEL_W])
-        c_out = int(layer[PLAN_OUT_C])
-        group = max(1, min(n_rows, self.columns.size // ((depth + c_out) * positions)))
+        c_out, in_size = int(layer[PLAN_OUT_C]), int(layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W])
+        # the CPU's group: it also keeps the group's inputs in ``columns`` (samples innermost, unused here)
+        largest = max(1, min(n_rows, self.columns.size // (in_size + (depth + c_out) * positions)))
+        group = -(-n_rows // -(-n_rows // largest))  # as even as they can be, as fastgd.kernels.network._group_size
         return depth, positions, group, group * depth * positions
 
     def _conv_matrices(self, theta, grad, index, count, positions, depth, product_start):

@@ -13,15 +13,20 @@ Workspaces, allocated once by the caller: ``activations`` and ``deltas`` hold on
 boundary, the input's first (the input is copied there, so every layer reads from one array), each
 ``n_rows × size`` elements, row-major; the ``PLAN_IN_ROW``/``PLAN_OUT_ROW`` columns are the per-row
 offsets of a layer's input and output blocks (``n_rows ×`` them is where the block starts).
-``columns`` holds, for a group of samples, a convolution's im2col matrix, (in·kh·kw) × (samples·out_h·out_w),
-and its product, out × (samples·out_h·out_w): :func:`workspace_elements` sizes it for groups of up to
-:data:`COLUMNS_BUDGET` elements, and each convolution takes as many samples a group as it holds.
+``columns`` holds, for a group of samples, a convolution's inputs turned samples-innermost, (in·h·w) × samples,
+its im2col matrix, (in·kh·kw) × (out_h·out_w·samples), and its product, out × (out_h·out_w·samples), the samples the
+innermost index in all three: :func:`workspace_elements` sizes it for groups of up to :data:`COLUMNS_BUDGET`
+elements, and each convolution takes as many samples a group as it holds.
 
 Convolutions are im2col and one matrix product per group of samples through
 :func:`fastgd.kernels.blas.gemm` (small convolutions take many samples a product, where one sample's would be too
-thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. The backward pass
-builds the columns again rather than keeping them for the whole batch, takes dW for the group in one product and
-scatters Wᵀδ back with col2im. Pooling, activations and the loss are direct loops.
+thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. With the samples
+innermost, a row of im2col is a run of (output places in the plane × samples) elements, where one sample's run is
+a few elements in the small planes of small networks (an 8×8 digit's 4×4 second convolution: runs of 4). The
+backward pass builds the columns again rather than keeping them for the whole batch, takes dW for the group in one
+product and scatters Wᵀδ back with col2im. A convolution followed by a ReLU is one layer to both passes
+(:func:`_fused_relu`): its outputs go through the ReLU as they are laid out (its own block is left unwritten), and its
+backward reads the ReLU's deltas where the ReLU's output is > 0. Pooling, activations and the loss are direct loops.
 
 Speed (``benchmarks/scripts/cnn_layer_profile.py``, ``reports/cnn_layer_profile.md``): the loops around the
 products index the flat workspaces with *unsigned* places (``array[uint64(i)]``): a signed index into a whole
@@ -80,61 +85,108 @@ def _valid_range(out_size, stride, offset, size):
 
 
 @jit(inline=True)
-def _im2col(source, source_start, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns, pitch,
-            shift):
-    """columns[(c·kh + a)·kw + b, shift + oh·out_w + ow] = source[source_start + (c·height + y)·width + x] with
-    y = oh·sh − pt + a, x = ow·sw − pl + b, zero where (y, x) is outside the plane.
-
-    ``columns`` is row-major with ``pitch`` elements a row: a group's samples side by side, ``shift`` this one's.
-    The places inside the plane are found once per (a, b) (:func:`_valid_range`), so that the copy tests no bounds.
-    """
-    zero = columns.dtype.type(0.0)
-    for a in range(kh):
-        first_oh, stop_oh = _valid_range(out_h, sh, a - pt, height)
-        for b in range(kw):
-            first_ow, stop_ow = _valid_range(out_w, sw, b - pl, width)
-            for c in range(c_in):
-                row = ((c * kh + a) * kw + b) * pitch + shift
-                plane = source_start + c * height * width + b - pl
-                for oh in range(out_h):
-                    line = row + oh * out_w
-                    if oh < first_oh or oh >= stop_oh:
-                        for ow in range(out_w):
-                            columns[uint64(line + ow)] = zero
-                        continue
-                    start = plane + (oh * sh - pt + a) * width
-                    for ow in range(first_ow):
-                        columns[uint64(line + ow)] = zero
-                    if sw == 1:
-                        for ow in range(first_ow, stop_ow):
-                            columns[uint64(line + ow)] = source[uint64(start + ow)]
-                    else:
-                        for ow in range(first_ow, stop_ow):
-                            columns[uint64(line + ow)] = source[uint64(start + ow * sw)]
-                    for ow in range(stop_ow, out_w):
-                        columns[uint64(line + ow)] = zero
+def _to_sample_inner(source, source_start, size, count, target, target_start):
+    """target[target_start + i·count + s] = source[source_start + s·size + i] for i < ``size``, s < ``count``: a
+    group of ``count`` rows of ``size`` elements, transposed so that the samples are the innermost index."""
+    for s in range(count):
+        row = source_start + s * size
+        for i in range(size):
+            target[uint64(target_start + i * count + s)] = source[uint64(row + i)]
 
 
 @jit(inline=True)
-def _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, target, target_start, pitch,
-                shift):
-    """The adjoint of :func:`_im2col`: every column entry added back to the input place it came from."""
+def _from_sample_inner(source, source_start, size, count, target, target_start):
+    """The inverse of :func:`_to_sample_inner`: target[target_start + s·size + i] = source[source_start + i·count +
+    s]."""
+    for s in range(count):
+        row = target_start + s * size
+        for i in range(size):
+            target[uint64(row + i)] = source[uint64(source_start + i * count + s)]
+
+
+@jit(inline=True)
+def _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns,
+                    columns_start):
+    """A group of ``count`` samples' im2col matrix, the samples the innermost index on both sides:
+    columns[columns_start + (c·kh + a)·kw + b, (oh·out_w + ow)·count + s] (rows ``out_h·out_w·count`` long) =
+    source[source_start + ((c·height + y)·width + x)·count + s] with y = oh·sh − pt + a, x = ow·sw − pl + b, zero
+    where (y, x) is outside the plane. The places inside the plane are found once per (a, b)
+    (:func:`_valid_range`), so that the copy tests no bounds.
+
+    A row of outputs whose inputs are inside the plane is one run of ``count·(ow's in the plane)`` elements for
+    stride 1 (``count`` for larger strides): long runs for the small planes of small networks, where one sample's
+    rows are a few elements each.
+    """
+    zero = columns.dtype.type(0.0)
+    line_length = out_w * count
+    pitch = out_h * line_length
     for a in range(kh):
         first_oh, stop_oh = _valid_range(out_h, sh, a - pt, height)
         for b in range(kw):
             first_ow, stop_ow = _valid_range(out_w, sw, b - pl, width)
             for c in range(c_in):
-                row = ((c * kh + a) * kw + b) * pitch + shift
-                plane = target_start + c * height * width + b - pl
-                for oh in range(first_oh, stop_oh):
-                    line = row + oh * out_w
-                    start = plane + (oh * sh - pt + a) * width
+                row = columns_start + ((c * kh + a) * kw + b) * pitch
+                for oh in range(out_h):
+                    line = row + oh * line_length
+                    if oh < first_oh or oh >= stop_oh or first_ow == stop_ow:
+                        for k in range(line_length):
+                            columns[uint64(line + k)] = zero
+                        continue
+                    for k in range(first_ow * count):
+                        columns[uint64(line + k)] = zero
+                    plane_row = source_start + ((c * height + oh * sh - pt + a) * width + b - pl) * count
                     if sw == 1:
-                        for ow in range(first_ow, stop_ow):
-                            target[uint64(start + ow)] += columns[uint64(line + ow)]
+                        start, target = plane_row + first_ow * count, line + first_ow * count
+                        for k in range((stop_ow - first_ow) * count):
+                            columns[uint64(target + k)] = source[uint64(start + k)]
                     else:
                         for ow in range(first_ow, stop_ow):
-                            target[uint64(start + ow * sw)] += columns[uint64(line + ow)]
+                            start, target = plane_row + ow * sw * count, line + ow * count
+                            for k in range(count):
+                                columns[uint64(target + k)] = source[uint64(start + k)]
+                    for k in range(stop_ow * count, line_length):
+                        columns[uint64(line + k)] = zero
+
+
+@jit(internal=True)
+def _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
+                   columns, matrix):
+    """A group of ``count`` samples' im2col matrix at ``matrix`` in ``columns`` (:func:`_im2col_samples`), their
+    inputs (at ``sample_start`` in ``activations``) first turned samples-innermost at the start of ``columns``; one
+    sample's are so already, and are read where they are."""
+    if count > 1:
+        _to_sample_inner(activations, sample_start, c_in * height * width, count, columns, 0)
+    source, source_start = (activations, sample_start) if count == 1 else (columns, 0)
+    _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns,
+                    matrix)
+
+
+@jit(inline=True)
+def _col2im_samples_add(columns, columns_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
+                        target, target_start):
+    """The adjoint of :func:`_im2col_samples`: every column entry added back to the input place it came from."""
+    line_length = out_w * count
+    pitch = out_h * line_length
+    for a in range(kh):
+        first_oh, stop_oh = _valid_range(out_h, sh, a - pt, height)
+        for b in range(kw):
+            first_ow, stop_ow = _valid_range(out_w, sw, b - pl, width)
+            if first_ow == stop_ow:
+                continue
+            for c in range(c_in):
+                row = columns_start + ((c * kh + a) * kw + b) * pitch
+                for oh in range(first_oh, stop_oh):
+                    line = row + oh * line_length
+                    plane_row = target_start + ((c * height + oh * sh - pt + a) * width + b - pl) * count
+                    if sw == 1:
+                        start, source = plane_row + first_ow * count, line + first_ow * count
+                        for k in range((stop_ow - first_ow) * count):
+                            target[uint64(start + k)] += columns[uint64(source + k)]
+                    else:
+                        for ow in range(first_ow, stop_ow):
+                            start, source = plane_row + ow * sw * count, line + ow * count
+                            for k in range(count):
+                                target[uint64(start + k)] += columns[uint64(source + k)]
 
 
 @jit(inline=True)
@@ -161,6 +213,16 @@ def _window_max(plane, height, width, kh, kw, top, left):
 def _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
     """Whether a pool's windows tile the plane's top-left corner: no padding, stride = window, every window inside."""
     return sh == kh and sw == kw and pt == 0 and pl == 0 and out_h * kh <= height and out_w * kw <= width
+
+
+@jit(inline=True)
+def _stacked_planes(planes, height, width, out_h, out_w, kh, kw):
+    """(planes, planes stacked as one) for a tiling pool: where the windows cover every plane exactly, the planes
+    one above the other are one tall plane that the same windows tile (none straddles two), so that the loop over
+    the windows' rows runs over every plane at once; else each plane apart."""
+    if out_h * kh == height and out_w * kw == width:
+        return 1, planes
+    return planes, 1
 
 
 @jit(inline=True)
@@ -193,8 +255,8 @@ def _max_pool_tiled(activations, in_start, out_start, planes, height, width, out
                 for a in range(kh):
                     for b in range(kw):
                         value = activations[uint64(top + a * width + b)]
-                        if value > best or math.isnan(value):
-                            best = value
+                        # a choice, not a branch: on data in no order a branch mispredicts half the time
+                        best = value if (value > best) | (value != value) else best
                 activations[uint64(pooled + oh * out_w + ow)] = best
 
 
@@ -226,8 +288,9 @@ def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, hei
     """:func:`_max_pool_tiled_backward` for 2×2 windows, without branches: the place a window's delta goes is found
     by comparing its four entries with the window's output (the forward's value, still in ``activations``): the
     first entry equal to it, or, where it is a NaN, the last NaN (:func:`_window_max`'s choice; the window holds a
-    NaN exactly when its output is one). Nothing depends on the data's order, so the loop over a row of windows
-    vectorises, where the argmax's branches (:func:`_tile_argmax`) mispredict on random data."""
+    NaN exactly when its output is one). No branch depends on the data's order (one tests for a NaN output, nearly
+    never taken, and skips the NaN rules otherwise), where the argmax's branches (:func:`_tile_argmax`) mispredict
+    on random data."""
     zero = deltas.dtype.type(0.0)
     for k in range(planes):
         plane = in_start + k * height * width
@@ -246,12 +309,17 @@ def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, hei
                 delta = zero + deltas[uint64(pooled + oh * out_w + ow)]
                 v0, v1 = activations[uint64(place)], activations[uint64(place + 1)]
                 v2, v3 = activations[uint64(place + width)], activations[uint64(place + width + 1)]
-                e0, e1, e2, e3 = v0 == largest, v1 == largest, v2 == largest, v3 == largest
-                n0, n1, n2, n3 = v0 != v0, v1 != v1, v2 != v2, v3 != v3
-                c0 = e0 | (n0 & ~n1 & ~n2 & ~n3)
-                c1 = (e1 & ~e0) | (n1 & ~n2 & ~n3)
-                c2 = (e2 & ~e0 & ~e1) | (n2 & ~n3)
-                c3 = (e3 & ~e0 & ~e1 & ~e2) | n3
+                e0, e1, e2 = v0 == largest, v1 == largest, v2 == largest
+                if largest == largest:  # no NaN in the window (nearly always: a branch that does not mispredict)
+                    # the first entry equal to the output (one is, the last if none of the first three)
+                    c0, c1, c2 = e0, e1 & ~e0, e2 & ~(e0 | e1)
+                    c3 = ~(e0 | e1 | e2)
+                else:
+                    n0, n1, n2, n3 = v0 != v0, v1 != v1, v2 != v2, v3 != v3
+                    c0 = n0 & ~n1 & ~n2 & ~n3
+                    c1 = n1 & ~n2 & ~n3
+                    c2 = n2 & ~n3
+                    c3 = n3
                 deltas[uint64(place)] = delta if c0 else zero
                 deltas[uint64(place + 1)] = delta if c1 else zero
                 deltas[uint64(place + width)] = delta if c2 else zero
@@ -259,9 +327,20 @@ def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, hei
 
 
 @jit(inline=True)
-def _group_size(columns, n_rows, depth, c_out, positions):
-    """How many samples a convolution takes a product: as many as ``columns`` holds, at least one, at most all."""
-    return max(1, min(n_rows, columns.size // ((depth + c_out) * positions)))
+def _conv_sample_elements(in_size, depth, c_out, positions):
+    """Elements of ``columns`` a convolution takes per sample of a group: its inputs with the samples innermost, its
+    im2col columns and its product (in the backward, its output deltas), all with the samples innermost."""
+    return in_size + (depth + c_out) * positions
+
+
+@jit(inline=True)
+def _group_size(columns, n_rows, in_size, depth, c_out, positions):
+    """How many samples a convolution takes a product: at least one, at most as many as ``columns`` holds, the batch
+    in as few groups as that allows, of sizes as even as they can be (100 rows where 88 fit: 50 and 50, not 88 and
+    12, whose thin product BLAS takes slowly)."""
+    largest = max(1, min(n_rows, columns.size // _conv_sample_elements(in_size, depth, c_out, positions)))
+    n_groups = max(1, (n_rows + largest - 1) // largest)
+    return (n_rows + n_groups - 1) // n_groups
 
 
 @jit(inline=True)
@@ -297,30 +376,43 @@ def _dense_forward(theta, layer, n_rows, activations):
 
 
 @jit(internal=True)
-def _conv_forward(theta, layer, n_rows, activations, columns):
-    """A convolution's outputs: im2col and one product per group of samples, laid out channels first, plus bias."""
+def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
+    """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
+    then laid out channels first, sample by sample, plus the bias.
+
+    ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`), where the outputs go through
+    the ReLU instead; the convolution's own block is then not written (no layer reads it)."""
     real = theta.dtype.type
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     positions = out_h * out_w
     depth = c_in * kh * kw
-    group = _group_size(columns, n_rows, depth, c_out, positions)
-    product = group * depth * positions  # where the product starts in ``columns``
+    group = _group_size(columns, n_rows, in_size, depth, c_out, positions)
+    # ``columns``: the group's inputs (samples innermost), its im2col matrix, its product
+    matrix = group * in_size
+    product = matrix + group * depth * positions
     zero = real(0.0)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
         pitch = count * positions
-        for s in range(count):
-            _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
-                    out_h, out_w, columns, pitch, s * positions)
-        gemm(theta, weight, columns, 0, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
-        for s in range(count):
-            for o in range(c_out):
-                plane = out_start + (first + s) * out_size + o * positions
-                source = product + o * pitch + s * positions
-                shift = theta[bias + o] if bias >= 0 else zero
-                for p in range(positions):
-                    activations[uint64(plane + p)] = columns[uint64(source + p)] + shift
+        sample_start = in_start + first * in_size
+        _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
+                       columns, matrix)
+        gemm(theta, weight, columns, matrix, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
+        for o in range(c_out):
+            shift = theta[bias + o] if bias >= 0 else zero
+            source = product + o * pitch
+            for s in range(count):
+                if relu_start < 0:
+                    plane = out_start + (first + s) * out_size + o * positions
+                    for p in range(positions):
+                        activations[uint64(plane + p)] = columns[uint64(source + p * count + s)] + shift
+                else:
+                    plane = relu_start + (first + s) * out_size + o * positions
+                    for p in range(positions):
+                        z = columns[uint64(source + p * count + s)] + shift
+                        # as the ReLU layer: NaN passes through
+                        activations[uint64(plane + p)] = zero if z <= zero else z
 
 
 @jit(internal=True)
@@ -330,7 +422,8 @@ def _pool_forward(theta, layer, n_rows, activations):
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_tiled(activations, in_start, out_start, n_rows * c_in, height, width, out_h, out_w, kh, kw)
+        planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+        _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
         return
     inputs = activations[in_start:in_start + n_rows * in_size]
     outputs = activations[out_start:out_start + n_rows * out_size]
@@ -403,7 +496,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
     if kind == DENSE:
         _dense_forward(theta, layer, n_rows, activations)
     elif kind == CONV:
-        _conv_forward(theta, layer, n_rows, activations, columns)
+        _conv_forward(theta, layer, n_rows, activations, columns, -1)
     elif kind == MAX_POOL or kind == AVG_POOL:
         _pool_forward(theta, layer, n_rows, activations)
     elif kind == GLOBAL_AVG_POOL:
@@ -436,47 +529,65 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
 
 
 @jit(internal=True)
-def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas):
-    """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im."""
+def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
+    """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
+
+    ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`): the deltas of the
+    convolution's outputs are the ReLU's, where its output is > 0, read from there."""
     real = theta.dtype.type
     zero = real(0.0)
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     positions = out_h * out_w
     depth = c_in * kh * kw
-    group = _group_size(columns, n_rows, depth, c_out, positions)
-    product = group * depth * positions  # where the group's deltas, out × (samples·positions), go
+    group = _group_size(columns, n_rows, in_size, depth, c_out, positions)
+    matrix = group * in_size
+    product = matrix + group * depth * positions  # where the group's deltas, out × (positions·samples), go
     if bias >= 0:
         for o in range(c_out):
             grad[bias + o] = zero
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
         pitch = count * positions
-        for s in range(count):
-            _im2col(activations, in_start + (first + s) * in_size, c_in, height, width, kh, kw, sh, sw, pt, pl,
-                    out_h, out_w, columns, pitch, s * positions)
-            for o in range(c_out):
-                plane = out_start + (first + s) * out_size + o * positions
-                target = product + o * pitch + s * positions
-                total = zero
-                for p in range(positions):
-                    delta = deltas[uint64(plane + p)]
-                    columns[uint64(target + p)] = delta
-                    total += delta
-                if bias >= 0:
-                    grad[bias + o] += total
-        # dW (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
-        gemm(columns, product, columns, 0, grad, weight, c_out, depth, pitch, False, True, 1.0,
+        sample_start = in_start + first * in_size
+        for o in range(c_out):
+            row = product + o * pitch
+            total = zero
+            for s in range(count):
+                part = zero
+                if relu_start < 0:
+                    plane = out_start + (first + s) * out_size + o * positions
+                    for p in range(positions):
+                        delta = deltas[uint64(plane + p)]
+                        columns[uint64(row + p * count + s)] = delta
+                        part += delta
+                else:
+                    plane = relu_start + (first + s) * out_size + o * positions
+                    for p in range(positions):
+                        # both loaded, then chosen: a load under the test would be a branch on the data
+                        above, output = deltas[uint64(plane + p)], activations[uint64(plane + p)]
+                        delta = above if output > zero else zero
+                        columns[uint64(row + p * count + s)] = delta
+                        part += delta
+                total += part
+            if bias >= 0:
+                grad[bias + o] += total
+        _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
+                       columns, matrix)
+        # dW (out × in·kh·kw) += δ (out × positions·samples) · columnsᵀ
+        gemm(columns, product, columns, matrix, grad, weight, c_out, depth, pitch, False, True, 1.0,
              0.0 if first == 0 else 1.0)
         if input_deltas:
             # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
-            gemm(theta, weight, columns, product, columns, 0, depth, pitch, c_out, True, False, 1.0, 0.0)
-            for s in range(count):
-                sample_start = in_start + (first + s) * in_size
-                for k in range(sample_start, sample_start + in_size):
-                    deltas[uint64(k)] = zero
-                _col2im_add(columns, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, deltas,
-                            sample_start, pitch, s * positions)
+            gemm(theta, weight, columns, product, columns, matrix, depth, pitch, c_out, True, False, 1.0, 0.0)
+            # one sample's input deltas are samples-innermost already: col2im adds into them in place
+            below, below_start = (deltas, sample_start) if count == 1 else (columns, 0)
+            for k in range(below_start, below_start + count * in_size):
+                below[uint64(k)] = zero
+            _col2im_samples_add(columns, matrix, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
+                                below, below_start)
+            if count > 1:
+                _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
 
 
 @jit(internal=True)
@@ -486,12 +597,14 @@ def _pool_backward(theta, layer, n_rows, activations, deltas):
     zero = real(0.0)
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
-    if kind == MAX_POOL and kh == 2 and kw == 2 and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_2x2_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w)
-        return
     if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        _max_pool_tiled_backward(activations, deltas, in_start, out_start, n_rows * c_in, height, width, out_h, out_w,
-                                 kh, kw)
+        planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+        if kh == 2 and kw == 2:
+            _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, tall * height, width,
+                                   tall * out_h, out_w)
+        else:
+            _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, tall * height, width,
+                                     tall * out_h, out_w, kh, kw)
         return
     inputs = activations[in_start:in_start + n_rows * in_size]
     below = deltas[in_start:in_start + n_rows * in_size]
@@ -569,7 +682,7 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
     if kind == DENSE:
         _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas)
     elif kind == CONV:
-        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas)
+        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1)
     elif not input_deltas:
         return
     elif kind == MAX_POOL or kind == AVG_POOL:
@@ -597,10 +710,22 @@ def _output_block(n_rows, plan, workspace):
 
 
 @jit(inline=True)
+def _fused_relu(plan, layer):
+    """Whether ``layer`` is a convolution followed by a ReLU, which the passes take as one layer: the convolution's
+    outputs go through the ReLU as they are written, and its deltas are the ReLU's where the ReLU's output is > 0."""
+    return 0 <= layer < plan.shape[0] - 1 and plan[layer, PLAN_KIND] == CONV and plan[layer + 1, PLAN_KIND] == RELU
+
+
+@jit(inline=True)
 def _forward(theta, inputs, n_rows, plan, activations, columns):
     _copy_inputs(inputs, n_rows, plan, activations)
     for layer in range(plan.shape[0]):
-        _forward_layer(theta, plan[layer], n_rows, activations, columns)
+        if _fused_relu(plan, layer - 1):
+            continue  # written by the convolution before
+        if _fused_relu(plan, layer):
+            _conv_forward(theta, plan[layer], n_rows, activations, columns, n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        else:
+            _forward_layer(theta, plan[layer], n_rows, activations, columns)
 
 
 @jit(inline=True)
@@ -663,7 +788,13 @@ def loss_and_gradient_inlined(theta, inputs, targets, n_rows, plan, loss, grad, 
     output_deltas, _ = _output_block(n_rows, plan, deltas)
     value = _loss(outputs, targets, n_rows, size, loss, output_deltas, True)
     for layer in range(plan.shape[0] - 1, -1, -1):
-        _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+        if _fused_relu(plan, layer - 1):
+            continue  # taken with the convolution before
+        if _fused_relu(plan, layer):
+            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
+                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        else:
+            _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
     return value
 
 
@@ -742,16 +873,18 @@ def multiply_adds_per_sample(plan):
 def workspace_elements(plan, n_rows):
     """(elements of ``activations`` and of ``deltas``, elements of ``columns``) for batches of ``n_rows``.
 
-    ``columns`` holds the largest convolution's im2col matrix and product for a group of samples: all
-    ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements, else fewer, at least one.
+    ``columns`` holds the largest convolution's inputs, im2col matrix and product for a group of samples
+    (:func:`_conv_sample_elements` a sample): all ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements,
+    else fewer, at least one.
     """
     plan = np.asarray(plan)
     last = plan[-1]
     per_row = int(last[PLAN_OUT_ROW] + last[PLAN_OUT_C] * last[PLAN_OUT_H] * last[PLAN_OUT_W])
     convolutions = plan[plan[:, PLAN_KIND] == CONV]
     depth = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_KERNEL_H] * convolutions[:, PLAN_KERNEL_W]
-    per_sample = int(np.max((depth + convolutions[:, PLAN_OUT_C]) * convolutions[:, PLAN_OUT_H]
-                            * convolutions[:, PLAN_OUT_W], initial=0))
+    in_size = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_IN_H] * convolutions[:, PLAN_IN_W]
+    positions = convolutions[:, PLAN_OUT_H] * convolutions[:, PLAN_OUT_W]
+    per_sample = int(np.max(in_size + (depth + convolutions[:, PLAN_OUT_C]) * positions, initial=0))
     if per_sample == 0:
         return int(n_rows) * per_row, 1
     group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))

@@ -82,9 +82,10 @@ def test_a_convolution_in_several_groups_follows_the_cpu(monkeypatch, launches):
     case = SMALL[0]
     net, theta, X, Y = data(case)
     X, Y = np.concatenate([X, X[::-1] + 0.5]), np.concatenate([Y, Y[::-1]])  # 4 samples
-    monkeypatch.setattr(cpu_network, "COLUMNS_BUDGET", 2 * (18 + 3) * 9)  # two samples a group
+    one_sample = 2 * 5 * 5 + (18 + 3) * 9  # the inputs, im2col and the product of one sample
+    monkeypatch.setattr(cpu_network, "COLUMNS_BUDGET", 2 * one_sample)  # two samples a group
     _, columns = net.workspace_elements(4)
-    assert columns == 2 * (18 + 3) * 9
+    assert columns == 2 * one_sample
     loss, grad = net.loss_grad(theta, X, Y)
     device_loss, device_grad = device_network.loss_and_gradient(net, theta, X, Y)
     assert device_loss == pytest.approx(loss, rel=1e-10)
