@@ -1,9 +1,11 @@
 """The comparison report, used as a person would: the README's main command, then the page in a browser."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,14 +24,44 @@ def fastgd_command(*arguments, cwd=None):
                           timeout=900, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
-    """The README's main command (fastgd compare), on the quick preset, with the README's own rule as a plugin."""
-    out = tmp_path_factory.mktemp("report") / "latest"
-    plugin = readme_plugin(tmp_path_factory.mktemp("plugin"))
+def _compare_quick(root):
+    """Run the README's main command on the quick preset into ``root`` (the README's rule as a plugin in it):
+    (the report's folder, the finished process, the plugin's path)."""
+    out = root / "latest"
+    plugin = readme_plugin(root)
     result = fastgd_command("compare", "--preset", "quick", "--out", str(out), "--jobs", "1", "--plugin", str(plugin))
-    assert result.returncode == 0, result.stderr[-3000:]
     return out, result, plugin
+
+
+@pytest.fixture(scope="session")
+def quick_report(tmp_path_factory):
+    """The README's main command (fastgd compare), on the quick preset, with the README's own rule as a plugin.
+
+    Made once per test session (about 80 s): under pytest-xdist the workers share it, as xdist's documentation
+    shows: the first to take the lock in the session's common temporary folder makes it and records the
+    command's output, the others read that record. Every test only reads the folder; a test that changes a
+    report works on its own copy (``shutil.copytree``).
+    """
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: nothing to share
+        out, result, plugin = _compare_quick(tmp_path_factory.mktemp("quick_report"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return out, result, plugin
+    # the folder above each worker's own basetemp is this session's, and every worker's
+    root = tmp_path_factory.getbasetemp().parent / "quick_report"
+    record = root.with_name("quick_report.json")
+    with FileLock(str(root.with_name("quick_report.lock"))):
+        if not record.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a worker stopped while making it left
+            root.mkdir()
+            out, result, plugin = _compare_quick(root)
+            record.write_text(json.dumps(dict(args=result.args, returncode=result.returncode, stdout=result.stdout,
+                                              stderr=result.stderr, out=str(out), plugin=str(plugin))))
+        made = json.loads(record.read_text())
+    result = subprocess.CompletedProcess(made["args"], made["returncode"], made["stdout"], made["stderr"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(made["out"]), result, Path(made["plugin"])
 
 
 def test_main_command_writes_every_figure_with_its_data(quick_report):
@@ -502,6 +534,27 @@ def test_every_figure_draws_a_rule_in_its_one_look(tmp_path, monkeypatch):
         style = by_colour[to_rgb(line.get_color())]
         assert line.get_marker() == style.marker
         assert (line.get_linestyle() == "-") == (not style.dashes)
+
+
+def test_a_pool_of_processes_draws_the_figures_drawn_here(tmp_path):
+    """A report drawn by worker processes (``workers``) is the report drawn in turn here: the same page, the same data
+    behind each figure and the same pixels, a rule of a plugin loaded only here in its own look."""
+    pytest.importorskip("seaborn")
+    from fastgd.report.build import render_report
+
+    rules.load_plugins([rules.resolve_plugin(str(readme_plugin(tmp_path)))])
+    try:
+        runs, curves, sweeps = synthetic_frames({"signum": 12, "sgd": 30}, n_seeds=2, tuning=True)
+        pages = [render_report(tmp_path / str(workers), runs, curves, sweeps, {}, workers=workers).read_text()
+                 for workers in (1, 2)]
+    finally:
+        rules.unregister("signum")
+    assert pages[0] == pages[1] and 'src="tuning.png"' in pages[0]
+    files = sorted(path.name for path in (tmp_path / "1").iterdir() if path.suffix != ".svg")
+    assert files == sorted(path.name for path in (tmp_path / "2").iterdir() if path.suffix != ".svg")
+    assert len([name for name in files if name.endswith(".png")]) == 9
+    for name in files:  # SVGs name their elements at random; PNGs carry no date
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
 
 
 def test_a_report_draws_a_rule_whose_plugin_is_not_loaded(quick_report, tmp_path):

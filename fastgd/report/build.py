@@ -295,13 +295,14 @@ def summary_lines(runs, throughput, pairwise=None):
 
 
 def build_report(out_dir, store, throughput=None, asv_results=None, title="fastgd: optimizer comparison",
-                 progress=None):
+                 progress=None, workers=1):
     """Write ``out_dir/index.html`` and its figures from ``store`` alone; returns the page's path.
 
     Draws the runs and the artefacts :func:`fastgd.report.sections.record_artefacts` stored, and
     computes nothing else. ``throughput`` (:func:`load_throughput`'s, from
     files) and ``asv_results`` (an asv results directory) are drawn instead of
-    the store's, into this report only: the store is not changed.
+    the store's, into this report only: the store is not changed. ``workers``: the processes drawing the figures
+    (:func:`render_report`).
     """
     from fastgd.sweep.store import Store
 
@@ -311,7 +312,7 @@ def build_report(out_dir, store, throughput=None, asv_results=None, title="fastg
     check_reportable(runs, store)
     check_artefacts(artefacts, store)
     return render_report(out_dir, runs, curves, sweeps, artefacts, throughput=throughput, asv_results=asv_results,
-                         title=title, progress=progress)
+                         title=title, progress=progress, workers=workers)
 
 
 # the page's mark: a folder whose index.html carries it holds a fastgd report, which a new one may replace
@@ -394,8 +395,56 @@ def _tuning_table(tune):
                         "reached after (trials)"], "rows": rows, "text": 4}
 
 
+def _draw_runs(page, curves, tune):
+    """Draw the runs' figures and statistics into ``page`` (the stored artefacts' sections come after them);
+    returns the pairwise tests (None with one rule)."""
+    from fastgd.report import figures, overhead, rank_figure, sensitivity
+    from fastgd.report.suboptimality import add_suboptimality
+    from fastgd.sweep import stats
+
+    say, draw, out_dir, compared, finished = page.say, page.draw, page.out_dir, page.compared, page.finished
+    several_rules = finished["rule"].nunique() > 1
+    say("figures: convergence, learning rates, time to target")
+    draw(figures.draw_convergence, finished, curves, out_dir)
+    add_suboptimality(page, finished, curves, page.sweeps)  # where a data set's configuration gives f*
+    draw(figures.draw_learning_rate_sensitivity, finished, out_dir)
+    sensitivity.draw_sensitivity(page, compared, tune)
+    draw(figures.draw_time_to_target, finished, out_dir)
+    overhead.draw_overhead(page, finished, curves)
+    say("statistics: intervals, ranks, AlgoPerf scores")
+    intervals = stats.intervals(finished)
+    draw(figures.draw_intervals, finished, out_dir, intervals,
+         note="The same intervals in numbers, mean [low, high] (95%, bootstrap over seeds); times in milliseconds, "
+              "over the seeds that reached the target.",
+         table=_interval_table(intervals))
+    pairwise = None
+    if several_rules:
+        pairwise = stats.pairwise_tests(finished)
+        pairwise.to_csv(out_dir / "pairwise.csv", index=False)
+        rank = stats.rank_test(stats.score_matrix(finished))
+        draw(rank_figure.draw_critical_difference, finished, out_dir,
+             note=f"Friedman and Nemenyi tests on epochs to target: {rank_sentence(rank)}.")
+        draw(figures.draw_performance_profile, finished, out_dir,
+             note="AlgoPerf's benchmark score (Dahl et al. 2023) of each rule's best configuration: its performance "
+                  "profile integrated from τ = 1 to 4 over the data sets and divided by 3, 1 when fastest everywhere, "
+                  "0 when never within 4x of the fastest. On seconds it is the profile above; on epochs, the same "
+                  "for the deterministic measure.",
+             table=_algoperf_table(finished))
+    else:
+        draw(figures.draw_performance_profile, finished, out_dir)
+        page.add_text("critical_difference", "Critical-difference diagram", note="One rule only: nothing to rank.")
+    if not tune.empty:
+        say("figure: tuning budgets")
+        draw(figures.draw_tuning, tune, out_dir, table=_tuning_table(tune))
+    else:
+        page.add_text("tuning", "Tuning budgets",
+                      note=missing_line("Tuning budgets", "a tuning sweep (runs of phase 'tune', scored on a "
+                                        "validation split) stores the trials it draws"))
+    return pairwise
+
+
 def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv_results=None,
-                  title="fastgd: optimizer comparison", progress=None):
+                  title="fastgd: optimizer comparison", progress=None, workers=1):
     """Write ``out_dir/index.html`` from a store's frames (:meth:`Store.runs_frame`, ``curves_frame``,
     ``sweeps_frame``, ``artefacts``) as :func:`build_report` reads them; returns the page's path.
 
@@ -403,14 +452,14 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     everything else is computed from the other runs (:func:`split_phases`).
     The stored artefacts are drawn by :data:`fastgd.report.sections.SECTIONS`,
     in order, after the runs' figures; ``throughput`` and ``asv_results`` are
-    drawn instead of the store's throughput and asv history.
+    drawn instead of the store's throughput and asv history. ``workers``: how many processes draw the figures while
+    the statistics are computed (:func:`fastgd.report.figures.drawing_pool`; 1: each drawn here, in turn); the
+    page and its files are the same either way.
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from fastgd.report import figures, overhead, rank_figure, sensitivity
+    from fastgd.report import figures
     from fastgd.report.history import load_history
-    from fastgd.report.suboptimality import add_suboptimality
-    from fastgd.sweep import stats
     from fastgd.sweep.metrics import best_runs, mixed_provenance, mixed_settings
     from fastgd.sweep.completeness import completeness
 
@@ -429,51 +478,17 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = compared[compared["status"] != "failed"]
-    several_rules = finished["rule"].nunique() > 1
-    page = Page(out_dir, compared, finished, sweeps, artefacts, frozenset(given), say, warnings=warnings)
-    add = page.add
-
-    say("figures: convergence, learning rates, time to target")
-    add(figures.draw_convergence(finished, curves, out_dir))
-    add_suboptimality(page, finished, curves, sweeps)  # where a data set's configuration gives f*
-    add(figures.draw_learning_rate_sensitivity(finished, out_dir))
-    sensitivity.draw_sensitivity(page, compared, tune)
-    add(figures.draw_time_to_target(finished, out_dir))
-    overhead.draw_overhead(page, finished, curves)
-    say("statistics: intervals, ranks, AlgoPerf scores")
-    intervals = stats.intervals(finished)
-    add(figures.draw_intervals(finished, out_dir, intervals),
-        note="The same intervals in numbers, mean [low, high] (95%, bootstrap over seeds); times in milliseconds, "
-             "over the seeds that reached the target.",
-        table=_interval_table(intervals))
-    pairwise = None
-    if several_rules:
-        pairwise = stats.pairwise_tests(finished)
-        pairwise.to_csv(out_dir / "pairwise.csv", index=False)
-        rank = stats.rank_test(stats.score_matrix(finished))
-        add(rank_figure.draw_critical_difference(finished, out_dir),
-            note=f"Friedman and Nemenyi tests on epochs to target: {rank_sentence(rank)}.")
-        add(figures.draw_performance_profile(finished, out_dir),
-            note="AlgoPerf's benchmark score (Dahl et al. 2023) of each rule's best configuration: its performance "
-                 "profile integrated from τ = 1 to 4 over the data sets and divided by 3, 1 when fastest everywhere, "
-                 "0 when never within 4x of the fastest. On seconds it is the profile above; on epochs, the same "
-                 "for the deterministic measure.",
-            table=_algoperf_table(finished))
-    else:
-        add(figures.draw_performance_profile(finished, out_dir))
-        page.add_text("critical_difference", "Critical-difference diagram", note="One rule only: nothing to rank.")
-    if not tune.empty:
-        say("figure: tuning budgets")
-        add(figures.draw_tuning(tune, out_dir), table=_tuning_table(tune))
-    else:
-        page.add_text("tuning", "Tuning budgets",
-                      note=missing_line("Tuning budgets", "a tuning sweep (runs of phase 'tune', scored on a "
-                                        "validation split) stores the trials it draws"))
-    for section in stored_sections.SECTIONS:
-        section.draw(page, given[section.name] if section.name in given else section.stored(artefacts))
-    for line in page.missing:
-        say(f"missing: {line}")
-
+    with figures.drawing_pool(workers) as pool:
+        page = Page(out_dir, compared, finished, sweeps, artefacts, frozenset(given), say, warnings=warnings, pool=pool)
+        pairwise = _draw_runs(page, curves, tune)
+        for section in stored_sections.SECTIONS:
+            section.draw(page, given[section.name] if section.name in given else section.stored(artefacts))
+        for line in page.missing:
+            say(f"missing: {line}")
+        # the summary's tests are computed while the figures are drawn
+        summary = ([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, None, pairwise) \
+            + failed_rule_lines(compared, finished) + page.summary
+        page.finish()
     best = best_runs(finished)
     best_table = table_of(best.sort_values(["dataset", "rule"]),
                           ["dataset", "rule", "learning_rate", "final_loss_mean", "test_metric_mean",
@@ -483,9 +498,7 @@ def render_report(out_dir, runs, curves, sweeps, artefacts, throughput=None, asv
                               autoescape=select_autoescape(["html"]))
     html = environment.get_template("report.html").render(
         title=title, warnings=page.warnings, notes=notes, missing=page.missing, incomplete=incomplete,
-        summary=([f"Incomplete: {incomplete}."] if incomplete else []) + summary_lines(finished, None, pairwise)
-        + failed_rule_lines(compared, finished)
-        + page.summary,
+        summary=summary,
         pairwise_csv=pairwise is not None, sections=page.sections, best=best_table,
         sweep_names=", ".join(sorted(set(sweeps["name"]))), n_runs=len(runs), n_tuning=len(tune), counts=counts,
         datasets=sorted(runs["dataset"].unique()), rules=figures.rules_in(runs["rule"]), **page.template)

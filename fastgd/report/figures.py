@@ -7,13 +7,13 @@ every figure.
 """
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from fastgd import optim
-
-__all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "draw_convergence",
+__all__ = ["Figure", "RuleStyle", "rule_styles", "palette", "rule_order", "drawing_pool",
+           "draw_convergence",
            "draw_learning_rate_sensitivity", "draw_learning_rate_trials", "draw_time_to_target",
            "draw_runtime_overhead",
            "draw_performance_profile", "draw_throughput", "draw_trajectories", "draw_parameter_paths",
@@ -53,17 +53,56 @@ def _plotting():
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(context="notebook", style="whitegrid")
+    # a title set at the top of its axes: matplotlib would otherwise place it anew on every draw, laying out
+    # every tick label of the axes to see whether one reaches up to it (none does here: the x tick labels are below)
+    sns.set_theme(context="notebook", style="whitegrid", rc={"axes.titley": 1.0})
     return plt, sns
+
+
+# the rules known to the process that makes the report, in order, as its drawing pool's workers are given them
+# (:func:`drawing_pool`): a worker has not loaded the user's plugins, and a rule's look is its place in this order
+_KNOWN_RULES = None
 
 
 def rule_order(names=()):
     """The order of rules in every figure: the registry's (built-ins, then users' rules), the whole-batch solvers
     (:mod:`fastgd.sweep.solvers`), then rules known only from the data (a plugin not loaded here), by name."""
-    from fastgd.sweep.solvers import SOLVERS
+    if _KNOWN_RULES is not None:
+        known = list(_KNOWN_RULES)
+    else:
+        from fastgd import optim
+        from fastgd.sweep.solvers import SOLVERS
 
-    known = list(optim.OPTIMIZERS) + list(SOLVERS)
+        known = list(optim.OPTIMIZERS) + list(SOLVERS)
     return known + sorted(set(names) - set(known))
+
+
+def _start_drawing(known_rules):
+    global _KNOWN_RULES
+    _KNOWN_RULES = tuple(known_rules)
+    _plotting()  # matplotlib and seaborn imported while the report computes its first figure's data
+
+
+@contextmanager
+def drawing_pool(workers):
+    """A pool of ``workers`` processes that draw figures (``pool.submit(draw_x, ...)``) while the report goes on,
+    each drawing every rule in the look it has here (:func:`rule_styles`, with this process's plugins), or None for
+    ``workers`` ≤ 1. The processes are spawned, not forked (a fork would copy Numba's threads' locks), so a script
+    that makes a report this way keeps its work under ``if __name__ == "__main__":``."""
+    if workers <= 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_drawing,
+                               initargs=(rule_order(),))
+    failed = True
+    try:
+        yield pool
+        failed = False
+    finally:  # after an error nothing more is drawn
+        pool.shutdown(wait=True, cancel_futures=failed)
 
 
 @dataclass(frozen=True)

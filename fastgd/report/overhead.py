@@ -292,5 +292,5 @@ def draw_overhead(page, runs, curves, reference=REFERENCE):
         note += (f" The last columns: each rule's update step alone over {reference}'s, fastgd's float32 step timed "
                  "apart from training by fastgd compare (see Throughput): the rule's own cost without the model's "
                  "passes.")
-    page.add(figures.draw_runtime_overhead(table, page.out_dir, reference), note=note,
-             table=_with_steps(overhead_cells(table.drop(columns="column"), reference), ratios))
+    page.draw(figures.draw_runtime_overhead, table, page.out_dir, reference, note=note,
+              table=_with_steps(overhead_cells(table.drop(columns="column"), reference), ratios))

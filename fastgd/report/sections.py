@@ -60,7 +60,8 @@ class Page:
     ``sections``: the page's sections in order, each {id, title, figure, note, table} (:meth:`add`, :meth:`add_text`);
     ``missing``: lines on sections not in the store; ``warnings``: lines for the page's top; ``summary``: lines the
     summary ends with; ``template``: values for the places the page's template keeps for a section (the data
-    table, the throughput table, the gradient checks, the machine, the asv history's note).
+    table, the throughput table, the gradient checks, the machine, the asv history's note). ``pool``: the processes
+    drawing its figures (:func:`fastgd.report.figures.drawing_pool`), or None: each drawn where it is asked for.
     """
 
     out_dir: Path
@@ -75,10 +76,29 @@ class Page:
     warnings: list = field(default_factory=list)
     summary: list = field(default_factory=list)
     template: dict = field(default_factory=dict)
+    pool: object = None
 
     def add(self, figure, **extra):
         """A section showing ``figure`` (a :class:`fastgd.report.figures.Figure`), with a ``note`` or ``table``."""
         self.sections.append(dict(id=figure.stem, title=figure.title, figure=figure, **extra))
+
+    def draw(self, function, *arguments, **extra):
+        """A section showing the figure ``function(*arguments)`` draws (a ``draw_*`` of
+        :mod:`fastgd.report.figures`, which returns a :class:`fastgd.report.figures.Figure`), with a ``note`` or
+        ``table``: drawn now where the page has no pool, else by the pool while the page goes on, in its place
+        among the sections once :meth:`finish` has waited for it."""
+        if self.pool is None:
+            self.add(function(*arguments), **extra)
+        else:
+            self.sections.append(dict(drawing=self.pool.submit(function, *arguments), **extra))
+
+    def finish(self):
+        """Wait for the figures the pool draws and put each in its section (an error drawing one is raised here)."""
+        for section in self.sections:
+            drawing = section.pop("drawing", None)
+            if drawing is not None:
+                figure = drawing.result()
+                section.update(id=figure.stem, title=figure.title, figure=figure)
 
     def add_text(self, id, title, note=None, table=None):
         """A section without a figure: a note, or a table ({"columns", "rows", "text": how many columns are text})."""
@@ -257,7 +277,7 @@ def _draw_throughput(page, throughput):
         page.template.update(throughput=None, throughput_note=note)
         return
     page.say("figure: throughput")
-    page.add(figures.draw_throughput(throughput, page.out_dir))
+    page.draw(figures.draw_throughput, throughput, page.out_dir)
     page.summary.extend(throughput_lines(throughput))
     elsewhere = _throughput_elsewhere(throughput, page.finished)
     if elsewhere:
@@ -294,7 +314,7 @@ def _draw_trajectories(page, data):
     if data is None:
         page.lack("Trajectories on the test functions", "fastgd compare stores them")
         return
-    page.add(figures.draw_trajectories(data, page.out_dir))
+    page.draw(figures.draw_trajectories, data, page.out_dir)
     lacking = figures.rules_in(set(page.finished["rule"]) - {path["rule"] for path in data["paths"]})
     if lacking:
         page.lack(f"Trajectories of {', '.join(lacking)}", "fastgd compare stores them (given the plugins of their "
@@ -312,7 +332,7 @@ def _draw_parameter_paths(page, stored):
     names = sorted(page.finished["dataset"].unique())
     paths = {name: stored[name] for name in names if name in stored}
     if paths:
-        page.add(figures.draw_parameter_paths(paths, page.out_dir))
+        page.draw(figures.draw_parameter_paths, paths, page.out_dir)
 
 
 # --- a loss landscape for each data set ----------------------------------------------------------------------------
@@ -330,7 +350,7 @@ def _draw_landscapes(page, stored):
     names = sorted(page.finished["dataset"].unique())
     landscapes = {name: stored[name] for name in names if name in stored}
     if landscapes:
-        page.add(figures.draw_landscapes(landscapes, page.out_dir))
+        page.draw(figures.draw_landscapes, landscapes, page.out_dir)
     lacking = [name for name in names if name not in landscapes]
     if lacking:
         page.lack(f"Loss landscape of {', '.join(lacking)}",
@@ -369,7 +389,7 @@ def _draw_history(page, stored):
     else:
         history, source = stored
         if not history.empty:
-            page.add(figures.draw_history(history, page.out_dir))
+            page.draw(figures.draw_history, history, page.out_dir)
             note = f"{history['commit'].nunique()} commits with asv results in {source}."
         else:
             note = f"No asv results found in {source}."

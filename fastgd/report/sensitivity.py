@@ -211,7 +211,7 @@ def draw_sensitivity(page, compared, tune):
     note, table = _note(ranges, source), ranges_table(ranges, source)
     if source == "tuning":
         page.say("figure: learning rates of the tuning trials")
-        page.add(figures.draw_learning_rate_trials(points.assign(panel=panel_labels(points)), page.out_dir),
-                 note=note, table=table)
+        page.draw(figures.draw_learning_rate_trials, points.assign(panel=panel_labels(points)), page.out_dir,
+                  note=note, table=table)
     else:
         page.add_text("learning_rate_ranges", "Learning-rate ranges", note=note, table=table)

@@ -117,4 +117,4 @@ def add_suboptimality(page, runs, curves, sweeps):
     if data.empty:
         page.add_text("suboptimality", "Suboptimality", note=note)
         return
-    page.add(draw_suboptimality(data, page.out_dir), note=note)
+    page.draw(draw_suboptimality, data, page.out_dir, note=note)
