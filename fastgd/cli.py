@@ -702,6 +702,16 @@ def _asv_results(path):
     return str(default) if default.is_dir() else None
 
 
+def _drawing_workers(say):
+    """The processes drawing a report's figures (:func:`fastgd.report.figures.drawing_workers`), said where two."""
+    from fastgd.report.figures import drawing_workers
+
+    workers = drawing_workers()
+    if workers > 1:
+        say(f"figures drawn by {workers} processes: a core is idle")
+    return workers
+
+
 def command_report(arguments):
     from fastgd.report import build_report, load_throughput
     from fastgd.report.build import check_reportable
@@ -731,7 +741,8 @@ def command_report(arguments):
         raise CommandError(f"--throughput: no throughput measurements in {arguments.throughput}")
     _create_directory(out_dir, "--out")
     try:
-        page = build_report(out_dir, arguments.store, throughput=throughput, asv_results=asv_results, progress=_say)
+        page = build_report(out_dir, arguments.store, throughput=throughput, asv_results=asv_results, progress=_say,
+                            workers=_drawing_workers(_say))
     except (ValueError, StoreError) as error:
         raise CommandError(error) from None
     print(f"report: {page}")
@@ -861,7 +872,8 @@ def command_compare(arguments):
             raise CommandError(f"--out: {error}") from None
     _say("4/4 report")
     try:
-        page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"))
+        page = build_report(out_dir, store, progress=lambda message: _say(f"    {message}"),
+                            workers=_drawing_workers(lambda message: _say(f"    {message}")))
     except ValueError as error:  # e.g. every run failed: the sweep's store stays, for --retry-failed or a look
         raise CommandError(error) from None
     print(f"report: {page}  ({time.perf_counter() - started:.0f} s)")

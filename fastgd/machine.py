@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["provenance", "physical_memory_bytes", "cpu_model", "describe_cpu"]
+__all__ = ["provenance", "physical_memory_bytes", "cpu_model", "describe_cpu", "idle_cores"]
 
 
 def provenance(device="cpu"):
@@ -43,7 +43,6 @@ def _static_provenance():
             "cpu": cpu, "cpu_count": os.cpu_count(), "host": platform.node()}
 
 
-@functools.cache
 @functools.cache
 def cpu_model():
     """The CPU's model name, with what tells processors of one name apart:
@@ -77,6 +76,35 @@ def describe_cpu(cpuinfo):
     if flags:
         details.append("AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
     return f"{name} ({'; '.join(details)})" if details else name
+
+
+def idle_cores(samples=5, interval=0.02, runnable=None):
+    """How many of this machine's cores run nothing now, this process's own work aside: the cores, less the tasks
+    the kernel has runnable (the fourth field of /proc/loadavg, ``running/total``, this process included: it runs
+    while it reads), the median of ``samples`` readings ``interval`` seconds apart. The load average lags by a
+    minute, so that a phase that has just ended on every core would still count as load. Where there is no
+    /proc/loadavg: the cores less the 1-minute load average. ``runnable``: a function giving the runnable count
+    (tests give their own)."""
+    import statistics
+    import time
+
+    cores = os.cpu_count() or 1
+    if runnable is None:
+        runnable = _runnable_tasks
+    readings = []
+    for index in range(samples):
+        if index:
+            time.sleep(interval)
+        readings.append(runnable())
+    return max(0, cores - round(statistics.median(readings)))
+
+
+def _runnable_tasks():
+    try:
+        with open("/proc/loadavg") as load:
+            return int(load.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] + 1  # this process beside the load
 
 
 def _threading_layer():
