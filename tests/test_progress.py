@@ -112,3 +112,24 @@ def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the
         bar.update(2, work=200.0, seconds=1.0)  # half a second a run, whatever its work: the fit cannot tell
     # 10 runs at 0.5 s, and 1e10 units at the prior's nanosecond (not 1e10 × 1 s / 200 units)
     assert log.getvalue().splitlines()[-1] == "s: 10/20 done, ETA 0:00:15"
+
+
+def test_the_workers_start_before_the_first_chunk_does_not_stretch_the_eta(monkeypatch):
+    # make demo's final runs: the workers took seconds to start, then the chunks raced; the first ETA said 3:29
+    # for the 6 s left
+    import io
+
+    from fastgd.sweep import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    bar = progress_module.Progress(500, label="s", stream=log, workers=2)
+    bar.LINE_EVERY_SECONDS = 0.0
+    now[0] += 8.0  # the worker processes start: imports, data; no chunk yet
+    for _ in range(3):
+        now[0] += 0.65  # chunks of 10 runs, 1.3 s each, two side by side
+        bar.update(10, seconds=1.3)
+    # since the first chunk began (8.65 - 1.3 s): 2.6 s of wall for 1.95 s of the chunks' (on 2 workers); left:
+    # 470 runs at 0.13 s on 2 workers, × 2.6 / 1.95: 40.7 s (the phase's start would have made it 155 s)
+    assert log.getvalue().splitlines()[-1] == "s: 30/500 done, ETA 0:00:41"
