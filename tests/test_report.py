@@ -1,11 +1,9 @@
 """The comparison report, used as a person would: the README's main command, then the page in a browser."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,44 +22,19 @@ def fastgd_command(*arguments, cwd=None):
                           timeout=900, cwd=cwd)
 
 
-def _compare_quick(root):
-    """Run the README's main command on the quick preset into ``root`` (the README's rule as a plugin in it):
-    (the report's folder, the finished process, the plugin's path)."""
-    out = root / "latest"
-    plugin = readme_plugin(root)
-    result = fastgd_command("compare", "--preset", "quick", "--out", str(out), "--jobs", "1", "--plugin", str(plugin))
-    return out, result, plugin
-
-
 @pytest.fixture(scope="session")
 def quick_report(tmp_path_factory):
     """The README's main command (fastgd compare), on the quick preset, with the README's own rule as a plugin.
 
-    Made once per test session (about 80 s): under pytest-xdist the workers share it, as xdist's documentation
-    shows: the first to take the lock in the session's common temporary folder makes it and records the
-    command's output, the others read that record. Every test only reads the folder; a test that changes a
+    Made once per test session (about 80 s), in a background process from the session's first test on, and shared
+    by pytest-xdist's workers (tests/quick_report.py). Every test only reads the folder; a test that changes a
     report works on its own copy (``shutil.copytree``).
     """
-    from filelock import FileLock
+    import quick_report as made_once
 
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: nothing to share
-        out, result, plugin = _compare_quick(tmp_path_factory.mktemp("quick_report"))
-        assert result.returncode == 0, result.stderr[-3000:]
-        return out, result, plugin
-    # the folder above each worker's own basetemp is this session's, and every worker's
-    root = tmp_path_factory.getbasetemp().parent / "quick_report"
-    record = root.with_name("quick_report.json")
-    with FileLock(str(root.with_name("quick_report.lock"))):
-        if not record.is_file():
-            shutil.rmtree(root, ignore_errors=True)  # what a worker stopped while making it left
-            root.mkdir()
-            out, result, plugin = _compare_quick(root)
-            record.write_text(json.dumps(dict(args=result.args, returncode=result.returncode, stdout=result.stdout,
-                                              stderr=result.stderr, out=str(out), plugin=str(plugin))))
-        made = json.loads(record.read_text())
-    result = subprocess.CompletedProcess(made["args"], made["returncode"], made["stdout"], made["stderr"])
+    out, result, plugin = made_once.wait(tmp_path_factory)
     assert result.returncode == 0, result.stderr[-3000:]
-    return Path(made["out"]), result, Path(made["plugin"])
+    return out, result, plugin
 
 
 def test_main_command_writes_every_figure_with_its_data(quick_report):
