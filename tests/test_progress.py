@@ -1,16 +1,30 @@
 """The sweep's progress line: an ETA only when enough runs past the first chunk tell the rate."""
 
+import io
 
-def test_the_sweeps_eta_waits_for_runs_past_the_first_and_leaves_their_compile_out(monkeypatch):
-    import io
+import pytest
 
-    from fastgd.sweep import progress as progress_module
+from fastgd.sweep import progress as progress_module
 
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+
+@pytest.fixture
+def now(monkeypatch):
+    """The progress line's clock, set by the test: ``now[0]`` seconds."""
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    return clock
+
+
+def line_bar(total, **settings):
+    """(a Progress writing a plain line at every update, the text it wrote)."""
     log = io.StringIO()
-    bar = progress_module.Progress(100, label="s", stream=log)
+    bar = progress_module.Progress(total, label="s", stream=log, **settings)
     bar.LINE_EVERY_SECONDS = 0.0
+    return bar, log
+
+
+def test_the_sweeps_eta_waits_for_runs_past_the_first_and_leaves_their_compile_out(now):
+    bar, log = line_bar(100)
     now[0] = 60.0  # the first chunk of 4 runs: a minute, mostly compiling
     bar.update(4)
     now[0] = 61.0  # one more run a second later: too few to tell
@@ -23,17 +37,9 @@ def test_the_sweeps_eta_waits_for_runs_past_the_first_and_leaves_their_compile_o
     assert lines[2] == "s: 7/100 done, ETA 0:01:33"
 
 
-def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
-    import io
-
-    from fastgd.sweep import progress as progress_module
-
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
-    log = io.StringIO()
+def test_with_work_per_item_the_eta_is_of_work_not_of_items(now):
     # 10 cheap items (1 unit each) then 2 costly ones (45 units each): 100 units in all
-    bar = progress_module.Progress(12, label="s", stream=log, work=100.0)
-    bar.LINE_EVERY_SECONDS = 0.0
+    bar, log = line_bar(12, work=100.0)
     now[0] = 30.0
     bar.update(2, work=2.0)  # the first chunk: compiling, left out of the rate
     now[0] = 38.0
@@ -41,17 +47,9 @@ def test_with_work_per_item_the_eta_is_of_work_not_of_items(monkeypatch):
     assert log.getvalue().splitlines()[-1] == "s: 10/12 done, ETA 0:01:30"  # by items it would say 0:00:02
 
 
-def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_to_come(monkeypatch):
-    import io
-
-    from fastgd.sweep import progress as progress_module
-
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
-    log = io.StringIO()
+def test_with_the_items_own_seconds_the_eta_models_them_and_the_compiling_still_to_come(now):
     # 5 rules of 12 runs each (4 chunks of 3), on 2 workers side by side
-    bar = progress_module.Progress(60, label="s", stream=log, work=600.0, groups=5, workers=2)
-    bar.LINE_EVERY_SECONDS = 0.0
+    bar, log = line_bar(60, work=600.0, groups=5, workers=2)
     # chunks cost 0.5 s a run plus 0.1 s a unit of work, and a rule's first chunk 20 s more of compiling
     cost = dict(items=0.5, work=0.1)
 
@@ -96,17 +94,9 @@ def test_a_runs_work_is_its_epochs_rows_and_multiply_adds():
     assert work[cnn.run_id] / cnn.n_epochs > 50 * work[logreg.run_id] / logreg.n_epochs
 
 
-def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the_prior_cost(monkeypatch):
-    import io
-
-    from fastgd.sweep import progress as progress_module
-
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
-    log = io.StringIO()
+def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the_prior_cost(now):
     # 10 small runs (100 units each), then 10 of 1e9 units each: one worker
-    bar = progress_module.Progress(20, label="s", stream=log, work=10 * 100.0 + 10 * 1e9)
-    bar.LINE_EVERY_SECONDS = 0.0
+    bar, log = line_bar(20, work=10 * 100.0 + 10 * 1e9)
     for _ in range(5):
         now[0] += 1.0
         bar.update(2, work=200.0, seconds=1.0)  # half a second a run, whatever its work: the fit cannot tell
@@ -114,18 +104,10 @@ def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the
     assert log.getvalue().splitlines()[-1] == "s: 10/20 done, ETA 0:00:15"
 
 
-def test_the_workers_start_before_the_first_chunk_does_not_stretch_the_eta(monkeypatch):
+def test_the_workers_start_before_the_first_chunk_does_not_stretch_the_eta(now):
     # make demo's final runs: the workers took seconds to start, then the chunks raced; the first ETA said 3:29
     # for the 6 s left
-    import io
-
-    from fastgd.sweep import progress as progress_module
-
-    now = [0.0]
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
-    log = io.StringIO()
-    bar = progress_module.Progress(500, label="s", stream=log, workers=2)
-    bar.LINE_EVERY_SECONDS = 0.0
+    bar, log = line_bar(500, workers=2)
     now[0] += 8.0  # the worker processes start: imports, data; no chunk yet
     for _ in range(3):
         now[0] += 0.65  # chunks of 10 runs, 1.3 s each, two side by side
