@@ -206,10 +206,16 @@ IMPLEMENTATION_COLOURS = {"fastgd": "#d62728", "numpy": "#1f77b4", "sklearn": "#
 
 
 def _save(fig, out_dir, stem, data, title, caption, how_to_read):
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    fig.savefig(out_dir / f"{stem}.png", dpi=110, bbox_inches="tight")
-    fig.savefig(out_dir / f"{stem}.svg", bbox_inches="tight")
+    # The tight box, laid out once for both files: bbox_inches="tight" lays the figure out twice more in every
+    # savefig (a draw that renders nothing, then the artists' extents) before drawing it, and text layout is most
+    # of a report's drawing time. The box is in inches, so the PNG's dpi does not change it.
+    fig.draw_without_rendering()
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(matplotlib.rcParams["savefig.pad_inches"])
+    fig.savefig(out_dir / f"{stem}.png", dpi=110, bbox_inches=box)
+    fig.savefig(out_dir / f"{stem}.svg", bbox_inches=box)
     plt.close(fig)
     data.to_csv(out_dir / f"{stem}.csv", index=False)
     return Figure(stem, title, caption, how_to_read)
