@@ -104,7 +104,10 @@ def test_filter_normalised_direction_has_each_units_norm():
         assert np.all(bias == 0)
 
 
-def test_plane_equals_the_loss_at_every_shifted_point():
+@pytest.mark.parametrize("threaded", [False, True], ids=["serial", "threaded"])
+def test_plane_equals_the_loss_at_every_shifted_point(threaded, monkeypatch):
+    # the threaded form is taken from THREADED_GRID_WORK points × rows × parameters: 0 takes it for any grid
+    monkeypatch.setattr(landscape, "THREADED_GRID_WORK", 0 if threaded else float("inf"))
     net, theta, X, Y = small_problem()
     first = landscape.random_direction(net, theta, random_state=1)
     second = landscape.random_direction(net, theta, random_state=2)
