@@ -25,8 +25,9 @@ improved by Richardson's extrapolation where the loss is smooth enough for it:
 So each coordinate takes the extrapolation where it agrees with the plain
 difference to within the plain difference's rounding error, and the plain
 difference where it does not (a kink within the wider steps). The loss is
-evaluated by the same compiled forward pass that training uses, in one
-compiled loop.
+evaluated by the same compiled forward pass that training uses (the C callback
+of :func:`fastgd.kernels.train.model_entry`, run forward only), in one
+compiled loop: the loop then compiles without a pass of its own inlined.
 """
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastgd._config import jit
-from fastgd.kernels.mlp import loss_only, workspace_size
+from fastgd.kernels.train import model_entry, workspace_elements
 
 __all__ = ["GradcheckResult", "gradcheck", "numerical_gradient"]
 
@@ -65,32 +66,39 @@ class GradcheckResult:
         return f"GradcheckResult(max_relative_error={self.max_relative_error:.3e}, where={self.where})"
 
 
-@jit
-def _central_difference(shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha, activations):
+@jit(inline=True)
+def _loss(model, theta, X, Y, layer_sizes, activation, output, alpha, activations, no_grad):
+    """J(θ) by ``model`` run forward only (``no_grad``: an empty array in place of the gradient and deltas)."""
+    return model(theta, X, Y, layer_sizes, activation, output, alpha, no_grad, activations, no_grad)
+
+
+@jit(inline=True)
+def _central_difference(model, shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha, activations,
+                        no_grad):
     """D(step) = (J(θ + step eₖ) − J(θ − step eₖ)) / (2 step); leaves ``shifted`` equal to θ."""
     shifted[k] = theta[k] + step
-    forward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
+    forward_loss = _loss(model, shifted, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
     shifted[k] = theta[k] - step
-    backward_loss = loss_only(shifted, X, Y, layer_sizes, activation, output, alpha, activations)
+    backward_loss = _loss(model, shifted, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
     shifted[k] = theta[k]
     return (forward_loss - backward_loss) / (2.0 * step)
 
 
 @jit
-def _central_differences(theta, X, Y, layer_sizes, activation, output, alpha, step_scale, extrapolation_step_scale,
-                         agreement_factor, activations, out):
+def _central_differences(model, theta, X, Y, layer_sizes, activation, output, alpha, step_scale,
+                         extrapolation_step_scale, agreement_factor, activations, no_grad, out):
     shifted = theta.copy()
-    loss = loss_only(theta, X, Y, layer_sizes, activation, output, alpha, activations)
+    loss = _loss(model, theta, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
     for k in range(theta.size):
         scale = max(1.0, abs(theta[k]))
         step = step_scale * scale
-        plain = _central_difference(shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha,
-                                    activations)
+        plain = _central_difference(model, shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha,
+                                    activations, no_grad)
         wide = extrapolation_step_scale * scale
-        extrapolated = (4.0 * _central_difference(shifted, theta, k, wide, X, Y, layer_sizes, activation, output,
-                                                  alpha, activations)
-                        - _central_difference(shifted, theta, k, 2.0 * wide, X, Y, layer_sizes, activation, output,
-                                              alpha, activations)) / 3.0
+        extrapolated = (4.0 * _central_difference(model, shifted, theta, k, wide, X, Y, layer_sizes, activation,
+                                                  output, alpha, activations, no_grad)
+                        - _central_difference(model, shifted, theta, k, 2.0 * wide, X, Y, layer_sizes, activation,
+                                              output, alpha, activations, no_grad)) / 3.0
         rounding = 2.220446049250313e-16 * max(abs(loss), 1e-300) / step
         out[k] = extrapolated if abs(extrapolated - plain) <= agreement_factor * rounding else plain
     return out
@@ -102,10 +110,10 @@ def numerical_gradient(net, theta, X, Y):
         raise TypeError("gradient checks need float64: rounding in float32 swamps the differences")
     theta = net._check_theta(theta)
     X, Y = net.check_data(X, Y)
-    activations = np.empty(workspace_size(net.layer_sizes, X.shape[0]))
-    return _central_differences(theta, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                                STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR, activations,
-                                np.empty_like(theta))
+    activations = np.empty(workspace_elements(net.layer_sizes, X.shape[0]))
+    return _central_differences(model_entry(np.float64), theta, X, Y, net.layer_sizes, net.activation_code,
+                                net.output_code, net.alpha, STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR,
+                                activations, np.empty(0), np.empty_like(theta))
 
 
 def _locate(net, index):

@@ -25,7 +25,8 @@ import numpy as np
 
 from fastgd.machine import physical_memory_bytes
 from fastgd.kernels import mlp as mlp_kernels
-from fastgd.kernels.train import forward_entry, model_entry, predict_in_chunks, workspace_elements
+from fastgd.kernels.train import (forward_entry, model_entry, model_loss_and_gradient, predict_in_chunks,
+                                  workspace_elements)
 
 __all__ = ["MLP"]
 
@@ -155,8 +156,8 @@ class MLP:
         grad = np.empty_like(theta)
         size = workspace_elements(self.layer_sizes, X.shape[0])
         activations, deltas = np.empty(size, self.dtype), np.empty(size, self.dtype)
-        loss = mlp_kernels.loss_and_gradient(theta, X, Y, self.layer_sizes, self.activation_code, self.output_code,
-                                             self.alpha, grad, activations, deltas)
+        loss = model_loss_and_gradient(model_entry(self.dtype), self._writeable(theta), X, Y, self.layer_sizes,
+                                       self.activation_code, self.output_code, self.alpha, grad, activations, deltas)
         return float(loss), grad
 
     def loss(self, theta, X, Y):

@@ -33,6 +33,7 @@ from fastgd.kernels.schedules import learning_rate_scale
 from fastgd.kernels.shuffle import shuffle_for_epoch
 
 __all__ = ["train_epoch", "train_runs_together", "training_objective", "dataset_loss", "predict_in_chunks",
+           "model_loss_and_gradient",
            "clip_by_global_norm", "model_entry", "network_entry", "forward_entry", "model_signature", "model_blocks",
            "pass_blocks", "pass_name", "PassUnavailable", "multiply_adds", "WHOLE_BATCH_ON_MKL"]
 
@@ -451,6 +452,14 @@ def predict_in_chunks(model, theta, X, layer_sizes, activation, output, activati
             for column in range(n_out):
                 out[start + row, column] = outputs[row * n_out + column]
     return out
+
+
+@jit(exact=True)
+def model_loss_and_gradient(model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas):
+    """``model``'s loss and gradient (into ``grad``) on the whole of (X, Y): :func:`model_entry`'s pass called from
+    Python (:meth:`fastgd.MLP.loss_grad`), the code training runs, without compiling the same pass again as a
+    dispatcher of its own."""
+    return model(theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas)
 
 
 def workspace_elements(layer_sizes, n_rows):
