@@ -194,8 +194,8 @@ def _from_scikit_learns_weights(ours, theirs, X, y):
     ("breast_cancer", load_breast_cancer, MLPClassifier, SklearnMLPClassifier, 16, 1e-4),
 ])
 def test_final_loss_within_one_percent_of_scikit_learns(name, load, ours, theirs, hidden, alpha):
-    """From scikit-learn's initial weights, to convergence, with a penalty and at the default alpha (the two line
-    searches differ, SciPy's Moré-Thuente and torch's strong Wolfe, so their paths may)."""
+    """From scikit-learn's initial weights, to convergence, with a penalty and at the default alpha (the same
+    algorithm, L-BFGS-B with its Moré-Thuente line search, over passes that round differently)."""
     X, y = _standardised(load, regression=name == "diabetes")
     settings = dict(hidden_layer_sizes=(hidden,), solver="lbfgs", alpha=alpha, max_iter=1000, random_state=0)
     fitted = _from_scikit_learns_weights(ours(**settings), theirs(**settings), X, y)
@@ -271,18 +271,19 @@ def test_a_float32_fit_reaches_the_float64_fits_loss():
 
 @pytest.mark.parametrize("name, load, alpha", [
     ("wine", load_wine, 1e-4), ("breast_cancer", load_breast_cancer, 1e-4), ("iris", load_iris, 1.0),
+    ("iris", load_iris, 1e-4),
 ])
 def test_scikit_learns_default_fit_same_loss_and_iterations(name, load, alpha):
-    """scikit-learn's defaults (100 hidden units, max_iter=200, tol=1e-4) from its initial weights: the final loss
-    within 1% and, where the two line searches accept the same steps, the very iteration count and warning."""
+    """scikit-learn's defaults (100 hidden units, max_iter=200, tol=1e-4) from its initial weights: L-BFGS-B's line
+    search takes scikit-learn's steps, so the same final loss (to 1e-6 here, where rounding does not steer the
+    path; iris at alpha 1e-4 was 13% off with torch's strong Wolfe), the very iteration count and no warning."""
     X, y = _standardised(load)
     settings = dict(solver="lbfgs", alpha=alpha, random_state=0)
     fitted = _from_scikit_learns_weights(MLPClassifier(**settings), SklearnMLPClassifier(**settings), X, y)
     reference, warning = _fit_warning(SklearnMLPClassifier(**settings), X, y)
-    assert fitted.loss_ == pytest.approx(reference.loss_, rel=0.01)
+    assert fitted.loss_ == pytest.approx(reference.loss_, rel=1e-6)
     assert warning is None and fitted.lbfgs_result_.status == 0
-    if alpha < 1:  # these take the same steps
-        assert fitted.n_iter_ == reference.n_iter_
+    assert fitted.n_iter_ == reference.n_iter_
 
 
 def _scipy_stopping_run(fun, x0, max_iter=15000, max_fun=15000, gtol=1e-5, line_search=lbfgs_kernels.STRONG_WOLFE,

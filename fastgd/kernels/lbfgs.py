@@ -51,7 +51,8 @@ the Moré-Thuente search's state):
   ``prev_loss``, the ring buffer's head and count; and what the last step did: its last loss, its
   iterations and its evaluations, SciPy's status and message (below), and its first loss (at θ as given);
 * ``settings`` (float64, :data:`N_SETTINGS`): lr, max_iter, max_eval, tolerance_grad,
-  tolerance_change, 1 for the strong-Wolfe line search (0: none), and 1 for SciPy's stopping (0: torch's).
+  tolerance_change, the line search (1 torch's strong Wolfe, 2 L-BFGS-B's Moré-Thuente, 0 none: a step of lr), and 1
+  for SciPy's stopping (0: torch's).
 
 Inner products and scalars are float64; vectors stay in θ's dtype.
 """
