@@ -517,3 +517,42 @@ def test_more_thuente_run_ends_abnormally_where_no_step_lowers_the_loss():
     assert lbfgs_kernels.SCIPY_MESSAGES[int(scalars[lbfgs_kernels.MESSAGE])] == reference.message
     assert scalars[lbfgs_kernels.STEP_EVALS] == 1 + lbfgs_kernels.SCIPY_MAX_LINE_SEARCH
     np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+
+
+def _compact_form_direction(S, Y, g):
+    """−B⁻¹g with B L-BFGS-B's compact representation (Byrd, Nocedal and Schnabel 1994) of the pairs S, Y (oldest
+    first): B = θI − W·M·Wᵀ, W = [Y, θS], M = [[−D, Lᵀ], [L, θSᵀS]]⁻¹, θ = yᵀy / sᵀy of the newest pair; dense."""
+    theta = Y[-1] @ Y[-1] / (S[-1] @ Y[-1])
+    products = S @ Y.T
+    W = np.hstack([Y.T, theta * S.T])
+    middle = np.linalg.inv(np.block([[-np.diag(np.diag(products)), np.tril(products, -1).T],
+                                     [np.tril(products, -1), theta * S @ S.T]]))
+    return -np.linalg.solve(theta * np.eye(g.size) - W @ middle @ W.T, g)
+
+
+def test_the_two_loop_direction_is_l_bfgs_bs_compact_form():
+    """Every direction of a Moré-Thuente run on Rosenbrock (8 dimensions, the 10 pairs' ring buffer wrapping): the
+    two-loop recursion's −H·g is −B⁻¹g of L-BFGS-B's compact form over the same pairs, to rounding."""
+    x = np.array([-1.2, 1.0] * 4)
+    vectors, directions, steps, history, scalars = lbfgs_kernels.new_buffers(x.size, LBFGS_HISTORY_SIZE, x.dtype)
+    settings = np.zeros(lbfgs_kernels.N_SETTINGS)
+    settings[[lbfgs_kernels.LR, lbfgs_kernels.MAX_ITER, lbfgs_kernels.MAX_EVAL]] = 1.0, 15000, 15000
+    settings[lbfgs_kernels.TOLERANCE_CHANGE] = LBFGS_TOLERANCE_CHANGE
+    settings[lbfgs_kernels.LINE_SEARCH], settings[lbfgs_kernels.SCIPY_STOPPING] = lbfgs_kernels.MORE_THUENTE, 1.0
+    grad, evaluation = np.zeros_like(x), np.zeros(1)
+    compared, last_iteration = [], 0
+    for _ in lbfgs_kernels.lbfgs_step(x, grad, evaluation, vectors, directions, steps, history, scalars, settings):
+        iteration = int(scalars[lbfgs_kernels.N_ITER])
+        if iteration != last_iteration and iteration > 1:
+            # the first evaluation of an iteration: its pairs and direction are made (the kernel stores the ring's
+            # head and count only when a step ends, so the pairs are read by their ρ, oldest first)
+            count = min(iteration - 1, LBFGS_HISTORY_SIZE)
+            slots = [(iteration - 1 - count + i) % LBFGS_HISTORY_SIZE for i in range(count)]
+            S, Y = steps[slots], directions[slots]
+            d = vectors[lbfgs_kernels.DIRECTION]
+            reference = _compact_form_direction(S, Y, vectors[lbfgs_kernels.FLAT_GRAD])
+            compared.append(np.linalg.norm(d - reference) / np.linalg.norm(reference))
+        last_iteration = iteration
+        evaluation[0], grad[...] = _rosenbrock(x)
+    assert len(compared) > 2 * LBFGS_HISTORY_SIZE
+    assert max(compared) < 1e-9, max(compared)
