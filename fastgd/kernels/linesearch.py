@@ -22,6 +22,17 @@ evaluated is the best the search found) or :data:`ERROR` (bad arguments to :func
 memory is one float64 array of :data:`N_STATE` entries that the caller owns and must not change in between.
 
 :class:`scipy.optimize._dcsrch.DCSRCH` is the same search in Python (the tests' oracle, step by step).
+
+A parabola from a short first step, with L-BFGS-B's tolerances: the steps grow fourfold until the slope is small::
+
+    >>> import numpy as np
+    >>> from fastgd.kernels import linesearch
+    >>> state, step = np.zeros(linesearch.N_STATE), 0.01
+    >>> task = linesearch.dcsrch_start(step, 9.0, -6.0, state, 1e-3, 0.9, 0.1, 0.0, 1e10)  # φ(t) = (t − 3)²
+    >>> while task == linesearch.EVALUATE:
+    ...     step, task = linesearch.dcsrch(step, (step - 3.0) ** 2, 2 * (step - 3.0), state)
+    >>> round(step, 6), linesearch.TASK_NAMES[task]
+    (0.85, 'CONVERGENCE')
 """
 
 import math
