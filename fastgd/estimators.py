@@ -18,9 +18,10 @@ meaning, so a scikit-learn user's code runs unchanged:
   history, and SciPy's L-BFGS-B's stopping tests as scikit-learn calls it:
   ``max_iter`` iterations, more than ``max_fun`` loss evaluations, ``tol`` on
   the gradient's largest entry, the loss's relative decrease ≤ ``factr``·ε
-  (2.2e-9). The iterations are torch's L-BFGS step with its strong-Wolfe line
-  search (where L-BFGS-B uses Moré-Thuente's), compiled with the model's
-  pass into one call (:func:`fastgd.training.fit_lbfgs`). As in scikit-learn
+  (2.2e-9), with L-BFGS-B's own line search (Moré-Thuente's,
+  :mod:`fastgd.kernels.linesearch`), first step, test of a pair and restarts,
+  compiled with the model's pass into one call
+  (:func:`fastgd.training.fit_lbfgs`). As in scikit-learn
   it sets ``n_iter_`` and ``loss_`` (no ``loss_curve_``), has no
   ``partial_fit`` and warns as scikit-learn does when SciPy's would stop at
   a limit or abnormally.

@@ -613,14 +613,15 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
               tolerance_change=LBFGS_TOLERANCE_CHANGE, stopping="scipy"):
     """Minimise ``net``'s full-batch loss on (X, Y) from θ (changed in place) with L-BFGS in one compiled call.
 
-    The iterations are torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`) with its strong-Wolfe line
-    search; every loss and gradient comes from the model's compiled pass
-    (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows. ``stopping="scipy"`` (the default,
-    scikit-learn's ``solver="lbfgs"``) stops as SciPy's L-BFGS-B does: ``max_iter`` iterations, more than
-    ``max_fun`` evaluations, ``tol`` on max |g| (``gtol``), ``tolerance_change`` on the loss's relative decrease
-    (``factr``·ε), with L-BFGS-B's first step, line-search limit and restarts (see the kernel's module);
-    ``stopping="torch"`` is one ``torch.optim.LBFGS.step`` with ``max_eval=max_fun``,
-    ``tolerance_grad=tol`` and an absolute ``tolerance_change``. Returns an :class:`LBFGSResult`.
+    The iterations are torch's L-BFGS step (:func:`fastgd.kernels.lbfgs.minimize`); every loss and gradient comes
+    from the model's compiled pass (:func:`fastgd.kernels.train.model_entry`, serial) over all of X's rows.
+    ``stopping="scipy"`` (the default, scikit-learn's ``solver="lbfgs"``) is SciPy's L-BFGS-B without bounds: its
+    line search (Moré-Thuente's, :mod:`fastgd.kernels.linesearch`) from its first step, its line-search limit,
+    its test of a pair and its restarts, and its stopping: ``max_iter`` iterations, more than ``max_fun``
+    evaluations, ``tol`` on max |g| (``gtol``), ``tolerance_change`` on the loss's relative decrease
+    (``factr``·ε) (see the kernel's module); ``stopping="torch"`` is one ``torch.optim.LBFGS.step`` with its
+    strong-Wolfe line search, ``max_eval=max_fun``, ``tolerance_grad=tol`` and an absolute ``tolerance_change``.
+    Returns an :class:`LBFGSResult`.
     """
     from fastgd.kernels import lbfgs as lbfgs_kernels
 
@@ -637,8 +638,9 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
     settings[lbfgs_kernels.LR], settings[lbfgs_kernels.MAX_ITER], settings[lbfgs_kernels.MAX_EVAL] = 1.0, max_iter, \
         max_fun
     settings[lbfgs_kernels.TOLERANCE_GRAD], settings[lbfgs_kernels.TOLERANCE_CHANGE] = tol, tolerance_change
-    settings[lbfgs_kernels.LINE_SEARCH] = 1.0
-    settings[lbfgs_kernels.SCIPY_STOPPING] = stopping == "scipy"
+    scipy = stopping == "scipy"
+    settings[lbfgs_kernels.LINE_SEARCH] = lbfgs_kernels.MORE_THUENTE if scipy else lbfgs_kernels.STRONG_WOLFE
+    settings[lbfgs_kernels.SCIPY_STOPPING] = scipy
     arguments = (model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas, np.zeros(1),
                  vectors, directions, steps, history, scalars, settings)
     compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)

@@ -9,8 +9,9 @@ torch) threads, the implementations alternated within each repeat, each measurem
 
 * **fit**: ``MLPClassifier``/``MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=200,
   random_state=0)`` on each bundled set's training rows (``fastgd.datasets``: standardised), fastgd's against
-  scikit-learn's, the whole ``fit`` timed. The two line searches differ (torch's strong Wolfe, SciPy's
-  L-BFGS-B), so each fit's iterations and loss evaluations are given, and the time per evaluation too.
+  scikit-learn's, the whole ``fit`` timed. Both are L-BFGS-B (fastgd's with L-BFGS-B's Moré-Thuente line search),
+  but each from its own initial weights (fastgd's draw for ``random_state=0`` is not scikit-learn's), so each
+  fit's iterations and loss evaluations are given, and the time per evaluation too.
 * **step**: one ``step`` of 50 iterations (strong Wolfe, history 10, no early stop: both tolerances 0) on the
   same network, float64, from the same weights: ``fastgd.optim.LBFGS`` with a closure over fastgd's compiled
   pass (:func:`fastgd.kernels.mlp.loss_and_gradient`, buffers made once), ``torch.optim.LBFGS`` with the usual

@@ -8,8 +8,9 @@ to stop (``tolerance_grad`` on max |g|, ``tolerance_change`` on gᵀd, on max |t
 change, ``max_eval`` evaluations). The state carries over between calls, as torch's does.
 
 With ``settings[SCIPY_STOPPING]`` set, the same iterations stop as SciPy's L-BFGS-B (``scipy.optimize.minimize(
-method="L-BFGS-B")``, which scikit-learn's ``solver="lbfgs"`` calls) stops without bounds, and only the line
-search stays torch's:
+method="L-BFGS-B")``, which scikit-learn's ``solver="lbfgs"`` calls) stops without bounds, and the line search is
+torch's (``settings[LINE_SEARCH]`` = :data:`STRONG_WOLFE`) or L-BFGS-B's own (:data:`MORE_THUENTE`, which implies
+SciPy's stopping):
 
 * after each iteration: at ``max_iter`` iterations, else beyond ``max_eval`` evaluations (both SciPy's status 1,
   limits checked only once an iteration ends, as SciPy's driver does), else at max |g| ≤ ``tolerance_grad``
@@ -18,9 +19,17 @@ search stays torch's:
 * the first trial step is 1/‖d‖₂ (L-BFGS-B's, for an unbounded problem), a line search takes at most
   :data:`SCIPY_MAX_LINE_SEARCH` evaluations (SciPy's ``maxls``) and ``max_eval`` does not cut it short;
 * a pair (s, y) joins the history when yᵀs > ε·(−gᵀs), L-BFGS-B's test (torch's: yᵀs > 1e-10);
-* a line search that does not lower the loss, or a direction that is not one of descent, restarts from the
+* a line search that fails (torch's: does not lower the loss; Moré-Thuente's: accepts no step within
+  :data:`SCIPY_MAX_LINE_SEARCH` evaluations), or a direction that is not one of descent, restarts from the
   steepest descent with the history emptied, not counted as an iteration (L-BFGS-B's restart); with the history
   already empty the run ends abnormally (SciPy's status 2, θ at the last iterate).
+
+L-BFGS-B's line search (``lnsrlb``) is Moré and Thuente's (:mod:`fastgd.kernels.linesearch`, MINPACK-2's
+``dcsrch``) with ftol = 1e-3, gtol = 0.9, xtol = 0.1 over steps in [0, 1e10], from the trial step 1/‖d‖₂ in the
+first iteration and 1 after; it ends on the step it converges on or, with a warning, on the best step it found,
+whether or not that lowers the loss. With it, a pair's yᵀs is t·(g_newᵀd − gᵀd), as L-BFGS-B forms it. L-BFGS-B
+forms its direction from the compact representation of the same L-BFGS matrix (B₀ = I·yᵀy/yᵀs of the newest
+pair) that the two-loop recursion applies: the same direction up to rounding.
 
 ``scalars[STATUS]`` and ``scalars[MESSAGE]`` then hold SciPy's status (0 converged, 1 a limit, 2 abnormal) and
 its task code, a key of :data:`SCIPY_MESSAGES`.
@@ -31,7 +40,8 @@ generator. So one source serves both callers: :class:`fastgd.optim.LBFGS`, whose
 user's closure, and :func:`minimize`, which runs a whole optimisation in one compiled call with the
 model's pass (:func:`fastgd.kernels.train.model_entry`, a C callback) as the function it evaluates.
 
-Buffers (every vector from the caller; a step allocates only three 2-element arrays, the line search's bracket):
+Buffers (every vector from the caller; a step allocates only three 2-element arrays, the strong-Wolfe bracket, and
+the Moré-Thuente search's state):
 
 * ``vectors``: :data:`N_VECTORS` × n of θ's dtype: the direction d, the previous gradient, the current
   gradient, the line search's start, and its three remembered gradients;
@@ -41,7 +51,8 @@ Buffers (every vector from the caller; a step allocates only three 2-element arr
   ``prev_loss``, the ring buffer's head and count; and what the last step did: its last loss, its
   iterations and its evaluations, SciPy's status and message (below), and its first loss (at θ as given);
 * ``settings`` (float64, :data:`N_SETTINGS`): lr, max_iter, max_eval, tolerance_grad,
-  tolerance_change, 1 for the strong-Wolfe line search (0: none), and 1 for SciPy's stopping (0: torch's).
+  tolerance_change, the line search (1 torch's strong Wolfe, 2 L-BFGS-B's Moré-Thuente, 0 none: a step of lr), and 1
+  for SciPy's stopping (0: torch's).
 
 Inner products and scalars are float64; vectors stay in θ's dtype.
 """
@@ -51,11 +62,13 @@ import math
 import numpy as np
 
 from fastgd._config import jit
+from fastgd.kernels import linesearch
 
 __all__ = ["lbfgs_step", "minimize", "cubic_interpolate", "new_buffers", "N_VECTORS", "N_SCALARS", "N_SETTINGS",
            "N_ITER", "FUNC_EVALS", "STEP_SIZE", "H_DIAG", "PREV_LOSS", "HEAD", "COUNT", "LOSS", "STEP_ITERS",
            "STEP_EVALS", "STATUS", "MESSAGE", "FIRST_LOSS", "LR", "MAX_ITER", "MAX_EVAL", "TOLERANCE_GRAD",
-           "TOLERANCE_CHANGE", "LINE_SEARCH", "SCIPY_STOPPING", "SCIPY_MAX_LINE_SEARCH", "SCIPY_MESSAGES"]
+           "TOLERANCE_CHANGE", "LINE_SEARCH", "SCIPY_STOPPING", "SCIPY_MAX_LINE_SEARCH", "SCIPY_MESSAGES",
+           "STRONG_WOLFE", "MORE_THUENTE"]
 
 # rows of ``vectors``
 DIRECTION, PREV_GRAD, FLAT_GRAD, X_INIT, G_PREV, BRACKET = 0, 1, 2, 3, 4, 5
@@ -67,6 +80,8 @@ N_SCALARS = 13
 # entries of ``settings``
 LR, MAX_ITER, MAX_EVAL, TOLERANCE_GRAD, TOLERANCE_CHANGE, LINE_SEARCH, SCIPY_STOPPING = range(7)
 N_SETTINGS = 7
+# values of settings[LINE_SEARCH] (0: none, a fixed step of lr)
+STRONG_WOLFE, MORE_THUENTE = 1.0, 2.0
 
 # SciPy's L-BFGS-B: evaluations a line search may take (maxls), and its messages by task code
 SCIPY_MAX_LINE_SEARCH = 20
@@ -79,6 +94,8 @@ EPSILON = np.finfo(np.float64).eps
 
 # torch's _strong_wolfe defaults, which LBFGS.step does not change
 C1, C2, LINE_SEARCH_TOLERANCE = 1e-4, 0.9, 1e-9
+# L-BFGS-B's line search (lnsrlb): dcsrch's tolerances and, without bounds, its largest step
+SCIPY_FTOL, SCIPY_GTOL, SCIPY_XTOL, SCIPY_STEP_MAX = 1e-3, 0.9, 0.1, 1e10
 
 
 def new_buffers(n_params, history_size, dtype):
@@ -145,14 +162,16 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
     """
     lr, max_iter, max_eval = settings[LR], int(settings[MAX_ITER]), int(settings[MAX_EVAL])
     tolerance_grad, tolerance_change = settings[TOLERANCE_GRAD], settings[TOLERANCE_CHANGE]
-    strong_wolfe = settings[LINE_SEARCH] != 0.0
-    scipy_stopping = settings[SCIPY_STOPPING] != 0.0
+    strong_wolfe = settings[LINE_SEARCH] == STRONG_WOLFE
+    more_thuente = settings[LINE_SEARCH] == MORE_THUENTE
+    scipy_stopping = settings[SCIPY_STOPPING] != 0.0 or more_thuente
     history_size = directions.shape[0]
     real = theta.dtype.type
     d, prev_grad, flat_grad, x_init = vectors[DIRECTION], vectors[PREV_GRAD], vectors[FLAT_GRAD], vectors[X_INIT]
     g_prev = vectors[G_PREV]
     ro, al = history[0], history[1]
     bracket, bracket_f, bracket_gtd = np.zeros(2), np.zeros(2), np.zeros(2)
+    search = np.zeros(linesearch.N_STATE)
 
     yield 0
     loss = evaluation[0]
@@ -168,6 +187,7 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
     head, count = int(scalars[HEAD]), int(scalars[COUNT])
     n_iter = 0
     previous_gts = 0.0  # gᵀs of the last iteration (L-BFGS-B's test of a pair)
+    previous_ys = 0.0  # yᵀs of the last iteration as L-BFGS-B forms it: t·(g_newᵀd − gᵀd)
     while n_iter < max_iter:
         n_iter += 1
         scalars[N_ITER] += 1
@@ -183,6 +203,8 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
                 y_k, s_k = float(flat_grad[k] - prev_grad[k]), float(d[k] * ts)
                 ys += y_k * s_k
                 yy += y_k * y_k
+            if more_thuente:
+                ys = previous_ys
             if (ys > EPSILON * -previous_gts) if scipy_stopping else (ys > 1e-10):
                 if count == history_size:
                     slot = head  # the oldest pair goes
@@ -247,7 +269,26 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
 
         evals_here = 0
         opt_cond = False
-        if strong_wolfe:
+        search_failed = False
+        if more_thuente:
+            # L-BFGS-B's lnsrlb: dcsrch from t over [0, 1e10], at most SCIPY_MAX_LINE_SEARCH evaluations; the step
+            # it ends on (converged, or a warning: the best step it found) is the last one evaluated, where θ is
+            _copy(x_init, theta)
+            task = linesearch.dcsrch_start(t, loss, gtd, search, SCIPY_FTOL, SCIPY_GTOL, SCIPY_XTOL, 0.0,
+                                           SCIPY_STEP_MAX)
+            gtd_new = gtd
+            while task == linesearch.EVALUATE and evals_here < SCIPY_MAX_LINE_SEARCH:
+                _move_to(theta, x_init, t, d)
+                yield 0
+                evals_here += 1
+                gtd_new = _dot(grad, d)
+                t, task = linesearch.dcsrch(t, evaluation[0], gtd_new, search)
+            search_failed = task == linesearch.EVALUATE or task == linesearch.ERROR
+            if not search_failed:
+                loss = evaluation[0]
+                _copy(flat_grad, grad)
+                previous_ys = t * (gtd_new - gtd)
+        elif strong_wolfe:
             # torch's _strong_wolfe(obj_func, x_init, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals)
             max_ls = SCIPY_MAX_LINE_SEARCH - 1 if scipy_stopping else max_eval - current_evals
             _copy(x_init, theta)
@@ -363,9 +404,10 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
         current_evals += evals_here
         scalars[FUNC_EVALS] += evals_here
         if scipy_stopping:
-            if not loss < prev_loss:
-                # the line search failed to lower the loss: back to the last iterate, then L-BFGS-B's restart
-                # (not an iteration), or its abnormal end when the history is already empty
+            if search_failed if more_thuente else not loss < prev_loss:
+                # the line search failed (Moré-Thuente: no step accepted within its evaluations; torch's: no lower
+                # loss): back to the last iterate, then L-BFGS-B's restart (not an iteration), or its abnormal end
+                # when the history is already empty
                 _copy(theta, x_init)
                 _copy(flat_grad, prev_grad)
                 loss = prev_loss
@@ -375,6 +417,7 @@ def lbfgs_step(theta, grad, evaluation, vectors, directions, steps, history, sca
                     scalars[STATUS], scalars[MESSAGE] = 2.0, 800.0
                     break
                 head, count, h_diag = 0, 0, 1.0
+                previous_ys = 0.0
                 continue
             previous_gts = t * gtd
             if n_iter >= max_iter:
