@@ -124,7 +124,10 @@ def _apply(q, triangular, x, out, m, n, left, transpose):
     """out ← op(Q) X (``left``, Q m × m) or X op(Q) (Q n × n); X and out m × n. A diagonal Q scales rows or
     columns."""
     if triangular:
-        out[:] = x
+        # a loop, not out[:] = x: an array assigned to a slice makes Numba compile its shape-mismatch message (str,
+        # repr, concatenation: seconds of compiling, once per process)
+        for i in range(m * n):
+            out[i] = x[i]
         trmm(q, 0, out, 0, m, n, left, True, transpose, x.dtype.type(1.0))
     else:
         for i in range(m):
@@ -209,7 +212,8 @@ def _update_factor(q, triangular, t1, t2, side, precondition_lr, eps, scratch):
         for i in range(side):
             for j in range(i, side):
                 t1[i * side + j] = t1[i * side + j] / denominator
-        scratch[:side * side] = q[:side * side]
+        for i in range(side * side):  # a loop, as in _apply
+            scratch[i] = q[i]
         trmm(t1, 0, scratch, 0, side, side, True, True, False, q.dtype.type(1.0))
         for i in range(side * side):
             q[i] = q[i] - scratch[i]
@@ -305,7 +309,8 @@ def kron_tensor(params, grad, momentum_buffer, aux, rows, columns, ndim, step, t
         if matrix:
             _apply(q_right, right_triangular, work, a, m, n, False, True)
         else:
-            a[:] = work
+            for i in range(size):  # a loop, as in _apply
+                a[i] = work[i]
         b = np.empty(size, params.dtype)
         kron_probe(seed, step, tensor, b)
         _solve(q_left, left_triangular, b, m, n, True)
