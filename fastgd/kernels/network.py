@@ -50,6 +50,7 @@ from numba import uint64
 
 from fastgd._config import jit
 from fastgd.kernels.blas import gemm
+from fastgd.kernels.linking import by_symbol
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
@@ -148,6 +149,7 @@ def _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh
                         columns[uint64(line + k)] = zero
 
 
+@by_symbol
 @jit(internal=True)
 def _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
                    columns, matrix):
@@ -360,6 +362,7 @@ def _layer_geometry(layer, n_rows):
 # two, once per dtype. A call per layer and batch costs nothing next to the layer's loops.
 
 
+@by_symbol
 @jit(internal=True)
 def _dense_forward(theta, layer, n_rows, activations):
     """A dense layer's outputs: X Wᵀ (one product), then the bias added row by row."""
@@ -375,6 +378,7 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
+@by_symbol
 @jit(internal=True)
 def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
@@ -415,6 +419,7 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
                         activations[uint64(plane + p)] = zero if z <= zero else z
 
 
+@by_symbol
 @jit(internal=True)
 def _pool_forward(theta, layer, n_rows, activations):
     """A max or average pool's outputs (tiling max pools on their path without bounds)."""
@@ -445,6 +450,7 @@ def _pool_forward(theta, layer, n_rows, activations):
                         pooled[oh * out_w + ow] = total * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _global_avg_pool_forward(theta, layer, n_rows, activations):
     """Global average pooling's outputs: each plane's mean."""
@@ -463,6 +469,7 @@ def _global_avg_pool_forward(theta, layer, n_rows, activations):
         outputs[k] = total * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _elementwise_forward(theta, layer, n_rows, activations):
     """An activation's outputs (ReLU, tanh, sigmoid), or the inputs copied (identity, Flatten)."""
@@ -505,6 +512,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
         _elementwise_forward(theta, layer, n_rows, activations)
 
 
+@by_symbol
 @jit(internal=True)
 def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas):
     """A dense layer's dW = δᵀ X (W is out × in), db = the column sums of δ; with ``input_deltas``, δ below = δ W."""
@@ -528,6 +536,7 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
+@by_symbol
 @jit(internal=True)
 def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
@@ -590,6 +599,7 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
                 _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
 
 
+@by_symbol
 @jit(internal=True)
 def _pool_backward(theta, layer, n_rows, activations, deltas):
     """A max or average pool's input deltas (tiling max pools, and 2×2 ones above all, on their own paths)."""
@@ -629,6 +639,7 @@ def _pool_backward(theta, layer, n_rows, activations, deltas):
                                 plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _global_avg_pool_backward(theta, layer, n_rows, deltas):
     """Global average pooling's input deltas: each output's delta shared evenly over its plane."""
@@ -646,6 +657,7 @@ def _global_avg_pool_backward(theta, layer, n_rows, deltas):
             plane_below[p] = share
 
 
+@by_symbol
 @jit(internal=True)
 def _elementwise_backward(theta, layer, n_rows, activations, deltas):
     """An activation's input deltas, its derivative written in terms of its outputs (identity, Flatten: copied)."""
@@ -813,7 +825,10 @@ def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out
         rows = stop - start
         _forward(theta, inputs[start:stop].reshape(rows * inputs.shape[1]), rows, plan, activations, columns)
         outputs, size = _output_block(rows, plan, activations)
-        out[start:stop] = outputs.reshape((rows, size))
+        # a loop, where ``out[start:stop] = ...`` would compile Numba's shape-mismatch message (its strings)
+        for row in range(rows):
+            for column in range(size):
+                out[start + row, column] = outputs[row * size + column]
     return out
 
 
