@@ -38,6 +38,15 @@ without bounds (:func:`_tiled`); its 2×2 backward finds the place of each windo
 branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest product: groups of a
 few samples keep im2col, the products and col2im in L2.
 
+What compiles (issue 26): each layer kind's forward and backward pass (and im2col's group of columns, which both
+convolution passes take), the whole forward pass (:func:`_forward`), the whole backward pass (:func:`_backward`)
+and the loss (:func:`_loss`) are compiled once per dtype, each on its own, and every caller reaches them through a
+symbol (:func:`fastgd.kernels.linking.by_symbol`), where Numba would link their code into each caller and optimise
+and emit it again there: the epoch's callback, :func:`forward`, :func:`loss_only`, :func:`loss_and_gradient`,
+:func:`predict_in_chunks` and users' own compiled code compile only their few lines of their own. Two layers of one
+kind, and any two networks, share the same compiled code; one fused with a ReLU or not, too (``relu_start`` is an
+argument, not a constant). ``benchmarks/scripts/compile_profile.py`` says where a first fit's compile time goes.
+
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
 ``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
@@ -356,10 +365,9 @@ def _layer_geometry(layer, n_rows):
             layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
 
 
-# Each layer kind's forward and backward pass is its own compiled function (cached, not inlined), reached through
-# the small dispatches _forward_layer and _backward_layer: one function typing and optimising every kind's
-# branches together took 44 s of a CNN's 60 s cold first fit (issue 26); each kind apart compiles in a second or
-# two, once per dtype. A call per layer and batch costs nothing next to the layer's loops.
+# Each layer kind's forward and backward pass is its own compiled function, reached through the small dispatches
+# _forward_layer and _backward_layer by symbol (see the module's docstring, "What compiles"). A call per layer and
+# batch costs nothing next to the layer's loops.
 
 
 @by_symbol
@@ -728,8 +736,10 @@ def _fused_relu(plan, layer):
     return 0 <= layer < plan.shape[0] - 1 and plan[layer, PLAN_KIND] == CONV and plan[layer + 1, PLAN_KIND] == RELU
 
 
-@jit(inline=True)
+@by_symbol
+@jit(internal=True)
 def _forward(theta, inputs, n_rows, plan, activations, columns):
+    """Every layer's outputs on ``n_rows`` samples, the inputs first copied into ``activations``' first block."""
     _copy_inputs(inputs, n_rows, plan, activations)
     for layer in range(plan.shape[0]):
         if _fused_relu(plan, layer - 1):
@@ -740,7 +750,8 @@ def _forward(theta, inputs, n_rows, plan, activations, columns):
             _forward_layer(theta, plan[layer], n_rows, activations, columns)
 
 
-@jit(inline=True)
+@by_symbol
+@jit(internal=True)
 def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas):
     """The loss of the output block against the targets (float64); with ``with_deltas``, d loss / d outputs too."""
     real = output_deltas.dtype.type
@@ -774,6 +785,20 @@ def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas)
     return total / count
 
 
+@by_symbol
+@jit(internal=True)
+def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
+    """Every layer's part of ``grad``, from the last block's deltas (the loss's) down to the first layer's."""
+    for layer in range(plan.shape[0] - 1, -1, -1):
+        if _fused_relu(plan, layer - 1):
+            continue  # taken with the convolution before
+        if _fused_relu(plan, layer):
+            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
+                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        else:
+            _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+
+
 @jit
 def forward(theta, inputs, n_rows, plan, activations, columns):
     """The network on ``n_rows`` samples (``inputs`` flat, row-major); return the (n_rows × outputs) output block."""
@@ -792,21 +817,13 @@ def loss_only(theta, inputs, targets, n_rows, plan, loss, activations, columns):
 
 @jit(inline=True)
 def loss_and_gradient_inlined(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
-    """:func:`loss_and_gradient` inlined into its caller: the compiled epoch's callback
-    (:func:`fastgd.kernels.train.network_entry`) takes it so, not as a call to :func:`loss_and_gradient`, whose
-    compiled code (every layer kind's functions linked in) would be optimised and emitted once more in it."""
+    """:func:`loss_and_gradient` inlined into its caller (the compiled epoch's callback,
+    :func:`fastgd.kernels.train.network_entry`): a few calls by symbol, to the passes every entry point shares."""
     _forward(theta, inputs, n_rows, plan, activations, columns)
     outputs, size = _output_block(n_rows, plan, activations)
     output_deltas, _ = _output_block(n_rows, plan, deltas)
     value = _loss(outputs, targets, n_rows, size, loss, output_deltas, True)
-    for layer in range(plan.shape[0] - 1, -1, -1):
-        if _fused_relu(plan, layer - 1):
-            continue  # taken with the convolution before
-        if _fused_relu(plan, layer):
-            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
-                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
-        else:
-            _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+    _backward(theta, n_rows, plan, activations, deltas, grad, columns)
     return value
 
 
