@@ -350,6 +350,47 @@ def _guard_cache_index():
 _guard_cache_index()
 
 
+def _keep_reload_hooks():
+    """Make every compile result cached by Numba carry its code's reload hooks, and code loaded from the cache keep
+    them.
+
+    Numba runs a compile result's ``reload_init`` functions before loading its code from the cache, and a
+    function compiled in this process passes the hooks of its library on to every caller that links its code;
+    but a C callback (``cfunc``) is cached without the hooks its own code added to its library, and a function
+    loaded from the cache passes none on, so a caller compiled later, linking it, is cached without them.
+    :mod:`fastgd.kernels.linking` needs them: its hooks register the symbols that a cached caller's machine code
+    refers to. So a result is saved with its library's hooks too, and a loaded one's library holds its hooks. Done
+    once per process.
+    """
+    from numba.core import compiler
+
+    result_class = compiler.CompileResult
+    if getattr(result_class, "_fastgd_keeps_hooks", False):
+        return
+    reduce, rebuild = result_class._reduce, result_class.__dict__["_rebuild"].__func__
+
+    def reduce_with_library_hooks(self):
+        state = list(reduce(self))
+        hooks = self.reload_init if self.reload_init is not None else []
+        place = next((k for k, item in enumerate(state) if item is hooks), None)
+        if place is not None:
+            state[place] = list(hooks) + [hook for hook in self.library._reload_init if hook not in hooks]
+        return tuple(state)
+
+    def rebuild_keeping_hooks(cls, *arguments, **keywords):
+        result = rebuild(cls, *arguments, **keywords)
+        if result.reload_init:
+            result.library._reload_init.update(result.reload_init)
+        return result
+
+    result_class._reduce = reduce_with_library_hooks
+    result_class._rebuild = classmethod(rebuild_keeping_hooks)
+    result_class._fastgd_keeps_hooks = True
+
+
+_keep_reload_hooks()
+
+
 def compile_name(dispatcher):
     """The name :func:`compile_lock` takes for compiling ``dispatcher``: its function's module and qualified
     name (what Numba's cache files are named after)."""

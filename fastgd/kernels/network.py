@@ -38,6 +38,15 @@ without bounds (:func:`_tiled`); its 2×2 backward finds the place of each windo
 branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest product: groups of a
 few samples keep im2col, the products and col2im in L2.
 
+What compiles (issue 26): each layer kind's forward and backward pass (and im2col's group of columns, which both
+convolution passes take), the whole forward pass (:func:`_forward`), the whole backward pass (:func:`_backward`)
+and the loss (:func:`_loss`) are compiled once per dtype, each on its own, and every caller reaches them through a
+symbol (:func:`fastgd.kernels.linking.by_symbol`), where Numba would link their code into each caller and optimise
+and emit it again there: the epoch's callback, :func:`forward`, :func:`loss_only`, :func:`loss_and_gradient`,
+:func:`predict_in_chunks` and users' own compiled code compile only their few lines of their own. Two layers of one
+kind, and any two networks, share the same compiled code; one fused with a ReLU or not, too (``relu_start`` is an
+argument, not a constant). ``benchmarks/scripts/compile_profile.py`` says where a first fit's compile time goes.
+
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
 ``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
@@ -50,6 +59,7 @@ from numba import uint64
 
 from fastgd._config import jit
 from fastgd.kernels.blas import gemm
+from fastgd.kernels.linking import by_symbol
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
@@ -148,6 +158,7 @@ def _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh
                         columns[uint64(line + k)] = zero
 
 
+@by_symbol
 @jit(internal=True)
 def _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
                    columns, matrix):
@@ -354,12 +365,12 @@ def _layer_geometry(layer, n_rows):
             layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
 
 
-# Each layer kind's forward and backward pass is its own compiled function (cached, not inlined), reached through
-# the small dispatches _forward_layer and _backward_layer: one function typing and optimising every kind's
-# branches together took 44 s of a CNN's 60 s cold first fit (issue 26); each kind apart compiles in a second or
-# two, once per dtype. A call per layer and batch costs nothing next to the layer's loops.
+# Each layer kind's forward and backward pass is its own compiled function, reached through the small dispatches
+# _forward_layer and _backward_layer by symbol (see the module's docstring, "What compiles"). A call per layer and
+# batch costs nothing next to the layer's loops.
 
 
+@by_symbol
 @jit(internal=True)
 def _dense_forward(theta, layer, n_rows, activations):
     """A dense layer's outputs: X Wᵀ (one product), then the bias added row by row."""
@@ -375,6 +386,7 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
+@by_symbol
 @jit(internal=True)
 def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
@@ -415,6 +427,7 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
                         activations[uint64(plane + p)] = zero if z <= zero else z
 
 
+@by_symbol
 @jit(internal=True)
 def _pool_forward(theta, layer, n_rows, activations):
     """A max or average pool's outputs (tiling max pools on their path without bounds)."""
@@ -445,6 +458,7 @@ def _pool_forward(theta, layer, n_rows, activations):
                         pooled[oh * out_w + ow] = total * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _global_avg_pool_forward(theta, layer, n_rows, activations):
     """Global average pooling's outputs: each plane's mean."""
@@ -463,6 +477,7 @@ def _global_avg_pool_forward(theta, layer, n_rows, activations):
         outputs[k] = total * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _elementwise_forward(theta, layer, n_rows, activations):
     """An activation's outputs (ReLU, tanh, sigmoid), or the inputs copied (identity, Flatten)."""
@@ -505,6 +520,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
         _elementwise_forward(theta, layer, n_rows, activations)
 
 
+@by_symbol
 @jit(internal=True)
 def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas):
     """A dense layer's dW = δᵀ X (W is out × in), db = the column sums of δ; with ``input_deltas``, δ below = δ W."""
@@ -528,6 +544,7 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
+@by_symbol
 @jit(internal=True)
 def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
@@ -590,6 +607,7 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
                 _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
 
 
+@by_symbol
 @jit(internal=True)
 def _pool_backward(theta, layer, n_rows, activations, deltas):
     """A max or average pool's input deltas (tiling max pools, and 2×2 ones above all, on their own paths)."""
@@ -629,6 +647,7 @@ def _pool_backward(theta, layer, n_rows, activations, deltas):
                                 plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
 
 
+@by_symbol
 @jit(internal=True)
 def _global_avg_pool_backward(theta, layer, n_rows, deltas):
     """Global average pooling's input deltas: each output's delta shared evenly over its plane."""
@@ -646,6 +665,7 @@ def _global_avg_pool_backward(theta, layer, n_rows, deltas):
             plane_below[p] = share
 
 
+@by_symbol
 @jit(internal=True)
 def _elementwise_backward(theta, layer, n_rows, activations, deltas):
     """An activation's input deltas, its derivative written in terms of its outputs (identity, Flatten: copied)."""
@@ -716,8 +736,10 @@ def _fused_relu(plan, layer):
     return 0 <= layer < plan.shape[0] - 1 and plan[layer, PLAN_KIND] == CONV and plan[layer + 1, PLAN_KIND] == RELU
 
 
-@jit(inline=True)
+@by_symbol
+@jit(internal=True)
 def _forward(theta, inputs, n_rows, plan, activations, columns):
+    """Every layer's outputs on ``n_rows`` samples, the inputs first copied into ``activations``' first block."""
     _copy_inputs(inputs, n_rows, plan, activations)
     for layer in range(plan.shape[0]):
         if _fused_relu(plan, layer - 1):
@@ -728,7 +750,8 @@ def _forward(theta, inputs, n_rows, plan, activations, columns):
             _forward_layer(theta, plan[layer], n_rows, activations, columns)
 
 
-@jit(inline=True)
+@by_symbol
+@jit(internal=True)
 def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas):
     """The loss of the output block against the targets (float64); with ``with_deltas``, d loss / d outputs too."""
     real = output_deltas.dtype.type
@@ -762,6 +785,20 @@ def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas)
     return total / count
 
 
+@by_symbol
+@jit(internal=True)
+def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
+    """Every layer's part of ``grad``, from the last block's deltas (the loss's) down to the first layer's."""
+    for layer in range(plan.shape[0] - 1, -1, -1):
+        if _fused_relu(plan, layer - 1):
+            continue  # taken with the convolution before
+        if _fused_relu(plan, layer):
+            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
+                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        else:
+            _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+
+
 @jit
 def forward(theta, inputs, n_rows, plan, activations, columns):
     """The network on ``n_rows`` samples (``inputs`` flat, row-major); return the (n_rows × outputs) output block."""
@@ -780,21 +817,13 @@ def loss_only(theta, inputs, targets, n_rows, plan, loss, activations, columns):
 
 @jit(inline=True)
 def loss_and_gradient_inlined(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
-    """:func:`loss_and_gradient` inlined into its caller: the compiled epoch's callback
-    (:func:`fastgd.kernels.train.network_entry`) takes it so, not as a call to :func:`loss_and_gradient`, whose
-    compiled code (every layer kind's functions linked in) would be optimised and emitted once more in it."""
+    """:func:`loss_and_gradient` inlined into its caller (the compiled epoch's callback,
+    :func:`fastgd.kernels.train.network_entry`): a few calls by symbol, to the passes every entry point shares."""
     _forward(theta, inputs, n_rows, plan, activations, columns)
     outputs, size = _output_block(n_rows, plan, activations)
     output_deltas, _ = _output_block(n_rows, plan, deltas)
     value = _loss(outputs, targets, n_rows, size, loss, output_deltas, True)
-    for layer in range(plan.shape[0] - 1, -1, -1):
-        if _fused_relu(plan, layer - 1):
-            continue  # taken with the convolution before
-        if _fused_relu(plan, layer):
-            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
-                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
-        else:
-            _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
+    _backward(theta, n_rows, plan, activations, deltas, grad, columns)
     return value
 
 
@@ -813,7 +842,10 @@ def predict_in_chunks(theta, inputs, plan, activations, columns, chunk_size, out
         rows = stop - start
         _forward(theta, inputs[start:stop].reshape(rows * inputs.shape[1]), rows, plan, activations, columns)
         outputs, size = _output_block(rows, plan, activations)
-        out[start:stop] = outputs.reshape((rows, size))
+        # a loop, where ``out[start:stop] = ...`` would compile Numba's shape-mismatch message (its strings)
+        for row in range(rows):
+            for column in range(size):
+                out[start + row, column] = outputs[row * size + column]
     return out
 
 
