@@ -90,8 +90,9 @@ from numba._dispatcher import compute_fingerprint
 from numba.core.ccallback import CFunc
 
 __all__ = ["SettingError", "SettingWarning", "SETTINGS", "unknown_settings", "check_setting_names", "CACHE",
-           "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES", "PASS", "ADAPT", "jit",
-           "cfunc", "cuda_jit", "compile_lock", "compile_name", "compile_for", "compile_seconds"]
+           "RELOAD_HOOKS_KEPT", "FASTMATH", "PARALLEL_THRESHOLD", "CUDA_BLOCK_SIZE", "CUDA_MAX_BLOCKS", "PASSES",
+           "PASS", "ADAPT", "jit", "cfunc", "cuda_jit", "compile_lock", "compile_name", "compile_for",
+           "compile_seconds"]
 
 
 class SettingError(ValueError):
@@ -361,12 +362,26 @@ def _keep_reload_hooks():
     :mod:`fastgd.kernels.linking` needs them: its hooks register the symbols that a cached caller's machine code
     refers to. So a result is saved with its library's hooks too, and a loaded one's library holds its hooks. Done
     once per process.
+
+    Returns whether the hooks are kept: False (nothing patched) where this Numba's compile results are not built
+    as the patch expects, and :func:`fastgd.kernels.linking.by_symbol` then leaves Numba to link its functions
+    as it does any other (slower to compile, never a call to a symbol nobody registered).
     """
-    from numba.core import compiler
+    import inspect
+
+    from numba.core import codegen, compiler
 
     result_class = compiler.CompileResult
     if getattr(result_class, "_fastgd_keeps_hooks", False):
-        return
+        return True
+    try:
+        expected = ("reload_init" in result_class._fields and "_rebuild" in result_class.__dict__
+                    and "self.reload_init" in inspect.getsource(result_class._reduce)
+                    and "self._reload_init" in inspect.getsource(codegen.CodeLibrary.__init__))
+    except (AttributeError, OSError, TypeError):
+        expected = False
+    if not expected:
+        return False
     reduce, rebuild = result_class._reduce, result_class.__dict__["_rebuild"].__func__
 
     def reduce_with_library_hooks(self):
@@ -386,9 +401,11 @@ def _keep_reload_hooks():
     result_class._reduce = reduce_with_library_hooks
     result_class._rebuild = classmethod(rebuild_keeping_hooks)
     result_class._fastgd_keeps_hooks = True
+    return True
 
 
-_keep_reload_hooks()
+# whether compiled code may call fastgd's kernels by symbol (fastgd.kernels.linking)
+RELOAD_HOOKS_KEPT = _keep_reload_hooks()
 
 
 def compile_name(dispatcher):

@@ -116,3 +116,23 @@ def test_a_cached_caller_loads_in_a_fresh_process(tmp_path):
     first = run("kernel")
     assert run("user") == first  # compiled here, around kernels loaded from the cache
     assert run("user") == first  # loaded from the cache with nothing else compiled or loaded before it
+
+
+def test_where_numba_cannot_keep_the_hooks_the_callee_is_linked_as_numba_links_any_function(monkeypatch):
+    from fastgd import _config
+
+    assert _config.RELOAD_HOOKS_KEPT  # this Numba's compile results carry the hooks: calls go by symbol
+    monkeypatch.setattr(_config, "RELOAD_HOOKS_KEPT", False)
+
+    @jit(internal=True, cache=False)
+    def doubled(x):
+        return 2.0 * x
+
+    linked = by_symbol(doubled)
+    assert linked is doubled  # the dispatcher itself: no symbol, nothing to register
+
+    @jit(cache=False)
+    def caller(x):
+        return linked(x) + 1.0
+
+    assert caller(3.0) == 7.0

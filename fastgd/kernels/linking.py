@@ -30,6 +30,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from fastgd import _config
+
 __all__ = ["by_symbol", "canonical_type", "symbol_name"]
 
 # (module, qualified name) -> the @jit dispatcher that by_symbol wrapped: the reload hooks find it here
@@ -98,7 +100,12 @@ def _compile_and_register(module, qualname, signature):
 
 def by_symbol(dispatcher):
     """A stand-in for the ``@jit`` function ``dispatcher`` (of the same parameters) that compiled code calls
-    through a symbol, see the module's docstring. It is an intrinsic: compiled code alone can call it."""
+    through a symbol, see the module's docstring. It is an intrinsic: compiled code alone can call it.
+
+    Where this Numba's cached code cannot carry the hooks that register the symbols
+    (:data:`fastgd._config.RELOAD_HOOKS_KEPT` is False), ``dispatcher`` itself, which Numba links as usual."""
+    if not _config.RELOAD_HOOKS_KEPT:
+        return dispatcher
     function = dispatcher.py_func
     module, qualname = function.__module__, function.__qualname__
     _DISPATCHERS[module, qualname] = dispatcher
