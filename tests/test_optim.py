@@ -71,7 +71,7 @@ def test_defaults_are_those_of_formulas(name):
 # -- the math ----------------------------------------------------------------------------------
 
 # the prange kernels' float64 compile is the slowest part of this file: the defaults meet the reference in both
-# forms, the variants in the serial one (their prange kernels are the serial ones bit for bit, below)
+# forms, the variants in the serial one (their prange kernels are the serial ones bit for bit, in float32, below)
 REFERENCE_FORMS = [(case, form) for case in cases() for form in (FORMS if not case[1] else ["serial"])]
 
 
@@ -92,13 +92,10 @@ def test_matches_numpy_reference(case, form):
         assert compiled.state["mu_product"] == pytest.approx(oracle.state["mu_product"], rel=1e-12)
 
 
-# in both dtypes: the bounds-checked run (float64 alone) then finds every serial step compiled by
-# test_matches_numpy_reference, and compiles a float32 twin of none
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", cases(), ids=case_id)
-def test_serial_and_parallel_forms_agree_bitwise(case, dtype, monkeypatch):
+def test_serial_and_parallel_forms_agree_bitwise(case, monkeypatch):
     name, hyperparameters = case
-    start, gradient = problem(1001, dtype)
+    start, gradient = problem(1001, np.float32)
     results = []
     for threshold in (1 << 40, 1):
         monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", threshold)
@@ -117,13 +114,12 @@ def _packed_steps(function, params, grad, states, aux, hyper, counters, layout, 
         function(params, grad, states, aux, hyper, counters, layout)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["adam", "lamb", "muon", "prodigy"])
-def test_the_parallel_c_entry_of_a_step_is_the_serial_one_bitwise(name, dtype):
+def test_the_parallel_c_entry_of_a_step_is_the_serial_one_bitwise(name):
     """The C callbacks that compiled epochs call: ``packed_step`` and, for threaded epochs, its prange twin
     (one rule per kind: element-wise, a norm per tensor, a matrix function per weight matrix, sums over every
     parameter)."""
-    start, gradient = problem(1001, dtype)
+    start, gradient = problem(1001, np.float32)
     results = []
     for parallel in (False, True):
         optimizer = optim.OPTIMIZERS[name](start.copy(), layout=[(20, 30), (30, 13), (11,)])
