@@ -668,6 +668,8 @@ def test_bad_data_is_refused_in_one_line_before_anything_trains_or_changes(workd
         assert "churn.csv: no target column 'churnd'" in line
 
 
+# the report's drawing over a sweep whose epochs are test_a_sweep_over_a_users_csv_from_the_command_line's
+@pytest.mark.above_kernels
 def test_compare_reports_on_a_configuration_over_a_users_file(workdir):
     from fastgd import sweep
 

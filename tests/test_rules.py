@@ -174,6 +174,7 @@ def test_sweep_of_users_rules_in_worker_processes_and_on_dask(user_rules, tmp_pa
     assert hashes == {(name, rules.get(name).hash) for name in ("signum", "sklearn_adam", "sgd")}
 
 
+@pytest.mark.above_kernels  # the store's identity of a rule; the sweep's epochs are those of the tests above
 def test_an_edited_rule_is_a_new_run(tmp_path):
     plugin = readme_plugin(tmp_path)
     config_path = _sweep_config(tmp_path, [plugin, SKLEARN_ADAM])
