@@ -591,7 +591,7 @@ def problem_lines(listed):
                   f"shape {shape}, {classes}",
                   f"    network  {described}, {net.n_params:,} parameters",
                   f"    budget   batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}; "
-                  f"f* {f_star}",
+                  f"f* {f_star}; {problem.dtype}",
                   f"    source   {problem.source}"]
     return lines
 

@@ -453,23 +453,25 @@ def _draw_datasets(page, described):
     for name, group in runs.groupby("dataset", sort=True):
         hashes = sorted({value for value in group.get("data_hash", ()) if isinstance(value, str) and value})
         targets = sorted(set(group["target_loss"].dropna())) if "target_loss" in group else []
+        dtypes = ", ".join(sorted(set(group["dtype"].dropna()))) if "dtype" in group else ""
         row = described.get(name)
         if row is not None:
             rows.append([name, row["source"], row.get("target_column") or "–", row["task"], _models_of(group, row),
-                         f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}", str(row.get("columns", "?")),
+                         dtypes or "not recorded", f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}",
+                         str(row.get("columns", "?")),
                          ", ".join(value[:16] for value in hashes) or row["content_hash"][:16],
                          row.get("target_loss_chosen") or f"{row['target_loss']:g}"])
             continue
         table = tables.get(name, {})
         source = table.get("path") or table.get("loader") or f"{name} (a data set fastgd knows by name)"
         rows.append([name, str(source), str(table.get("target", "–")), str(table.get("task") or "–"),
-                     _models_of(group, None), "not recorded", "not recorded",
+                     _models_of(group, None), dtypes or "not recorded", "not recorded", "not recorded",
                      ", ".join(value[:16] for value in hashes) or "not recorded",
                      ", ".join(f"{value:g}" for value in targets) + " (how it was chosen is not recorded)"])
-    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "model (parameters)",
+    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "model (parameters)", "dtype",
                                          "rows (training + test)", "columns", "content hash (SHA-256, first 16)",
                                          "target training loss"],
-                             "rows": rows, "text": 5}
+                             "rows": rows, "text": 6}
 
 
 def _models_of(runs, described):
