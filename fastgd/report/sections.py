@@ -42,13 +42,14 @@ MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, LANDSCAPE, PARAMETE
 @dataclass(frozen=True)
 class Measuring:
     """What a section's ``measure`` is given: the store's runs (its frame), the sweep's configuration
-    (:class:`fastgd.sweep.SweepConfig`, or None), the throughput ``fastgd compare`` measured just before (or None)
-    and an asv results directory (or None)."""
+    (:class:`fastgd.sweep.SweepConfig`, or None), the throughput ``fastgd compare`` measured just before (or None),
+    an asv results directory (or None) and the artefacts the store held before (:meth:`Store.artefacts`)."""
 
     runs: object
     config: object = None
     throughput: dict = None
     asv_results: object = None
+    artefacts: dict = None
 
 
 @dataclass
@@ -337,6 +338,17 @@ def _draw_parameter_paths(page, stored):
 
 # --- a loss landscape for each data set ----------------------------------------------------------------------------
 
+def _measure_landscape(measuring, dataset):
+    """A data set's loss landscape (:func:`fastgd.sweep.measure.dataset_landscape`); None, keeping the one the store
+    holds, where that one was made of the same data, network and training (:func:`fastgd.sweep.measure.
+    landscape_is_current`): a landscape depends on no run, and a comparison against the stored baselines (whose
+    store holds theirs) would otherwise train the suite's CNNs again for minutes."""
+    stored = (measuring.artefacts or {}).get(landscape_artefact(dataset))
+    if stored is not None and measure.landscape_is_current(stored["content"], measuring.config, dataset):
+        return None
+    return measure.dataset_landscape(measuring.config, dataset)
+
+
 def _landscape_problem(content):
     if not (_has(content, "alphas", "line", "grid_alphas", "grid_betas", "plane")
             and _numeric_grid(content["line"], (len(content["alphas"]),))
@@ -503,7 +515,7 @@ SECTIONS = [
             measuring="trajectories on the test functions"),
     Section(PARAMETER_PATHS, measure=_measure_parameter_paths, problem=_trajectories_problem,
             draw=_draw_parameter_paths, per_dataset=True, measuring="paths over the cost surface"),
-    Section(LANDSCAPE, measure=lambda measuring, dataset: measure.dataset_landscape(measuring.config, dataset),
+    Section(LANDSCAPE, measure=lambda measuring, dataset: _measure_landscape(measuring, dataset),
             problem=_landscape_problem, draw=_draw_landscapes, per_dataset=True, measuring="loss landscape"),
     Section(HISTORY, measure=_measure_history, problem=_history_problem, draw=_draw_history,
             read=_history_from_artefact),
@@ -539,7 +551,7 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
     say = progress or (lambda message: None)
     made_by = provenance()
     with Store(store) as opened:
-        measuring = Measuring(opened.runs_frame(), config, throughput, asv_results)
+        measuring = Measuring(opened.runs_frame(), config, throughput, asv_results, opened.artefacts())
         for section in SECTIONS:
             if section.measure is None or (sections is not None and section.name not in sections):
                 continue
