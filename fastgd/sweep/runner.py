@@ -563,8 +563,8 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                         for chunk in chunks:
                             store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
                     else:
-                        _run_in_processes(chunks, batched, pool.executor(workers), store_results, plugins,
-                                          config.sources)
+                        _run_in_processes(chunks, batched, workers, store_results, plugins, config.sources,
+                                          pool=pool)
                 except KeyboardInterrupt as interrupt:
                     interrupt.outcome = outcome()
                     raise
@@ -714,7 +714,18 @@ class _LocalPool:
         self.pool = self.jobs = None
 
 
-def _run_in_processes(chunks, batched, pool, store_results, plugins=(), sources=None):
+def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=None, pool=None):
+    """Train ``chunks`` on ``jobs`` local worker processes, those of ``pool`` (a :class:`_LocalPool`, kept for the
+    next phase) or new ones (ended here)."""
+    local = pool or _LocalPool(plugins)
+    try:
+        _run_on_pool(local.executor(jobs), chunks, batched, store_results, plugins, sources)
+    finally:
+        if pool is None:
+            local.close()
+
+
+def _run_on_pool(pool, chunks, batched, store_results, plugins, sources):
     futures, stored = [], set()
     try:
         futures = [pool.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources))
