@@ -591,7 +591,7 @@ def problem_lines(listed):
                   f"shape {shape}, {classes}",
                   f"    network  {described}, {net.n_params:,} parameters",
                   f"    budget   batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}; "
-                  f"f* {f_star}",
+                  f"f* {f_star}; {problem.dtype}",
                   f"    source   {problem.source}"]
     return lines
 
@@ -911,6 +911,16 @@ def command_baselines(arguments):
           f"({outcome.diverged} diverged, {outcome.failed} failed) in {outcome.seconds:.1f} s -> {path}")
     for line in _phase_lines(outcome):
         print(f"    {line}")
+    # each problem's loss landscape, which depends on no run: a comparison against the baselines keeps them
+    from fastgd.report.sections import LANDSCAPE, record_artefacts
+    from fastgd.sweep.config import load_preset
+
+    try:
+        record_artefacts(path, load_preset(baselines.SUITE_PRESET, problem_names=arguments.problem),
+                         progress=None if arguments.quiet else lambda message: print(f"    {message}"),
+                         sections=[LANDSCAPE])
+    except StoreError as error:
+        raise CommandError(f"--store: {error}") from None
 
 
 def _kept_throughput(store):

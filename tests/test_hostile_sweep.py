@@ -110,7 +110,7 @@ def test_a_generated_directory_that_cannot_be_written_is_refused(tmp_path, monke
 def test_jobs_far_above_the_cores_start_at_most_two_workers_per_core_and_say_so(tmp_path, monkeypatch):
     started = []
 
-    def in_this_process(chunks, batched, workers, store_results, plugins=(), sources=None):
+    def in_this_process(chunks, batched, workers, store_results, plugins=(), sources=None, pool=None):
         started.append(workers)
         for chunk in chunks:
             store_results(runner.execute_chunk(chunk, batched, plugins, runner._sources_of(chunk, sources)))

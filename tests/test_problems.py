@@ -59,6 +59,22 @@ def test_a_data_set_with_f_star_has_its_runs_record_the_objective():
     assert all((spec.run_id in plain) == (spec.dataset == "wine") for spec in runs)
 
 
+def test_a_data_sets_own_dtype_makes_its_runs_and_leaves_the_others_as_they_were():
+    own = sweep.parse(dict(GRID, datasets={"iris": {"dtype": "float32"}, "wine": {}}))
+    plain = sweep.parse(dict(GRID, datasets=["iris", "wine"]))
+    assert own.dtype_of("iris") == "float32" and own.dtype_of("wine") == "float64" == own.dtype
+    runs = sweep.runs(own)
+    assert {spec.dtype for spec in runs if spec.dataset == "iris"} == {"float32"}
+    assert [spec.run_id for spec in runs if spec.dataset == "wine"] == [
+        spec.run_id for spec in sweep.runs(plain) if spec.dataset == "wine"]
+    assert not {spec.run_id for spec in runs if spec.dataset == "iris"} & {spec.run_id for spec in sweep.runs(plain)}
+    net, init = own.model("iris", datasets.load("iris"))
+    assert init(0).dtype == np.float32 and own.model("wine", datasets.load("wine"))[1](0).dtype == np.float64
+    # the table's dtype wins over the top level's, whichever that is
+    assert sweep.parse(dict(GRID, dtype="float32", datasets={"iris": {"dtype": "float64"}, "wine": {}})).dtype_of(
+        "iris") == "float64"
+
+
 def test_the_top_level_epochs_may_be_left_out_where_every_data_set_has_its_own():
     raw = dict(GRID, datasets={"iris": {"epochs": 3}, "wine": {"epochs": 1}})
     del raw["epochs"]
@@ -83,6 +99,8 @@ def test_the_top_level_epochs_may_be_left_out_where_every_data_set_has_its_own()
     ({"f_star": math.nan}, "[datasets.iris] f_star must be a finite training loss >= 0"),
     ({"f_star": "0.1"}, "[datasets.iris] f_star must be a finite training loss >= 0 (the optimal one), got '0.1'"),
     ({"f_star": True}, "[datasets.iris] f_star must be a finite training loss >= 0"),
+    ({"dtype": "float16"}, "[datasets.iris] dtype must be \"float32\" or \"float64\", got 'float16'"),
+    ({"dtype": 32}, "[datasets.iris] dtype must be \"float32\" or \"float64\", got 32"),
 ])
 def test_a_bad_budget_of_a_data_set_is_refused_in_one_line(table, message):
     with pytest.raises(sweep.SweepConfigError) as refused:
@@ -161,7 +179,10 @@ def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
         assert problem.name == name and problem.source and problem.title
         table = problems.as_dataset_table(problem)
         assert table["epochs"] == problem.epochs and table["batch_sizes"] == [problem.batch_size]
+        assert table["dtype"] == problem.dtype
         assert ("f_star" in table) <= problem.convex
+        # f − f* is drawn on a log axis down to where float32's rounding would be all that is left
+        assert problem.dtype == "float64" or not problem.convex
     assert {name for name, problem in problems.PROBLEMS.items() if problem.convex} == {"lecture_linreg",
                                                                                         "logreg_digits",
                                                                                         "quadratic_deep"}
@@ -170,6 +191,8 @@ def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
     assert suite.tuning.final_seeds == 10 and suite.schedules == ("constant",)
     assert {name: suite.epochs_of(name) for name in suite.datasets} == {
         name: problem.epochs for name, problem in problems.PROBLEMS.items()}
+    assert {(spec.dataset, spec.dtype) for spec in plan.runs(suite)} == {
+        (name, problem.dtype) for name, problem in problems.PROBLEMS.items()}
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -178,6 +201,7 @@ def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
     (dict(epochs=True), "epochs must be a positive integer, got True"),
     (dict(target=math.nan), "target must be a positive finite training loss, got nan"),
     (dict(name="two words"), "a problem's name must be a word"),
+    (dict(dtype="float16"), "dtype must be \"float32\" or \"float64\", got 'float16'"),
 ])
 def test_a_problem_that_cannot_be_declared_is_refused(bad, message):
     with pytest.raises(problems.ProblemError, match=message):
@@ -261,6 +285,7 @@ def test_fastgd_problems_lists_every_problem_with_its_data_network_and_budget(tm
             n_params = MLP([data.n_features, *model["hidden_layer_sizes"], data.n_outputs]).n_params
         assert block[2].endswith(f", {n_params:,} parameters")
         assert f"batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}" in block[3]
+        assert block[3].endswith(f"; {problem.dtype}")
         assert block[4] == f"    source   {problem.source}"
     assert "samples of shape (1, 28, 28)" in out and "samples of shape (1, 40)" in out
 

@@ -111,3 +111,34 @@ def test_the_command_line_refuses_missing_baselines_and_unknown_problems(tmp_pat
     assert_refused(["compare", "--preset", "suite", "--problem", "lecture_linreg", "--out", "out",
                     "--against-baselines", "other.db"], tmp_path, "--against-baselines:")
     assert_refused(["baselines", "--store", "b.db", "--problem", "no_such_problem"], tmp_path, "no_such_problem")
+
+
+def test_a_stored_landscape_of_the_same_data_and_network_is_kept_and_another_is_measured(built, tmp_path,
+                                                                                          monkeypatch):
+    from fastgd.report.sections import LANDSCAPE, landscape_artefact, record_artefacts
+    from fastgd.sweep import measure
+    from fastgd.sweep.store import Store
+
+    where, config, _, _ = built
+
+    def landscape(store):
+        with Store(store, "r") as opened:
+            return opened.artefacts()[landscape_artefact("iris")]["content"]
+
+    store = tmp_path / "mine.db"
+    baselines.seed_store(str(where / "first.db"), str(store))
+    record_artefacts(store, config, sections=[LANDSCAPE])
+    made = landscape(store)
+    assert made["layer_sizes"] == [4, 8, 3] and measure.landscape_is_current(made, config, "iris")
+    measured = []
+    real = measure.dataset_landscape
+    monkeypatch.setattr(measure, "dataset_landscape", lambda *arguments: measured.append(1) or real(*arguments))
+    record_artefacts(store, config, sections=[LANDSCAPE])  # a comparison against the baselines: kept as it was
+    assert not measured and landscape(store) == made
+    wider_path = tmp_path / "wider.toml"
+    wider_path.write_text(BASELINE.replace("hidden_layer_sizes = [8]", "hidden_layer_sizes = [16]"))
+    wider = sweep.load_config(wider_path)
+    assert not measure.landscape_is_current(made, wider, "iris")
+    record_artefacts(store, wider, sections=[LANDSCAPE])  # another network: measured again
+    assert measured == [1] and landscape(store)["layer_sizes"] == [4, 16, 3]
+    assert not measure.landscape_is_current(dict(made, data_hash="0" * 64), config, "iris")

@@ -282,6 +282,44 @@ def test_local_worker_processes_store_the_same_results(tmp_path):
                                   comparable(sweep.load_runs(tmp_path / "two.db")))
 
 
+def test_chunks_come_largest_first_and_a_group_with_most_of_the_work_is_cut_for_the_workers():
+    config = sweep.parse(dict(problems=["lecture_linreg", "digits_cnn"], rules=["sgd", "adam"],
+                              tuning={"budget": "small"}))
+    specs = sweep.runs(config)  # 8 trials of each rule on each problem
+    work = runner.run_work(config, specs)
+    heavy = {spec.run_id for spec in specs if spec.dataset == "digits_cnn"}
+    assert min(work[run] for run in heavy) > 100 * max(work[spec.run_id] for spec in specs if spec.run_id not in heavy)
+    one_each = runner.chunks_of(specs)  # without the work: a chunk per group and rule, in the plan's order
+    assert [(chunk[0].dataset, chunk[0].rule, len(chunk)) for chunk in one_each] == [
+        ("lecture_linreg", "sgd", 8), ("lecture_linreg", "adam", 8), ("digits_cnn", "sgd", 8),
+        ("digits_cnn", "adam", 8)]
+    assert runner.chunks_of(specs, work=work, workers=1) == one_each
+    chunks = runner.chunks_of(specs, work=work, workers=2)
+    assert sorted(spec.run_id for chunk in chunks for spec in chunk) == sorted(spec.run_id for spec in specs)
+    assert all(len({(spec.group, spec.rule) for spec in chunk}) == 1 for chunk in chunks)
+    # each rule's digits_cnn trials are half the whole: cut in two even chunks of a quarter each, which come first;
+    # the linear regression's, a chunk each, after them
+    assert [(chunk[0].dataset, chunk[0].rule, len(chunk)) for chunk in chunks] == [
+        ("digits_cnn", "sgd", 4), ("digits_cnn", "sgd", 4), ("digits_cnn", "adam", 4), ("digits_cnn", "adam", 4),
+        ("lecture_linreg", "sgd", 8), ("lecture_linreg", "adam", 8)]
+    sizes = [sum(work[spec.run_id] for spec in chunk) for chunk in chunks]
+    assert sizes == sorted(sizes, reverse=True)
+    # at most size runs a chunk, as without the work: each group's 8 in 3, 3 and 2, the CNN's first
+    assert [len(chunk) for chunk in runner.chunks_of(specs, size=3, work=work, workers=2)] == ([3] * 4 + [2] * 2) * 2
+
+
+def test_the_local_workers_are_started_once_and_kept_for_the_next_phase():
+    pool = runner._LocalPool()
+    try:
+        first = pool.executor(2)
+        pids = {first.submit(os.getpid).result() for _ in range(4)}
+        assert pool.executor(2) is first and first.submit(os.getpid).result() in pids and os.getpid() not in pids
+        assert pool.executor(1) is not first  # another number of workers: new processes
+    finally:
+        pool.close()
+    assert pool.pool is None
+
+
 def test_sweep_killed_with_sigkill_resumes_and_stores_every_run_once(tmp_path):
     text = SMALL.replace('datasets = ["iris", "diabetes"]', 'datasets = ["digits", "iris", "diabetes"]')
     text = text.replace("epochs = 6", "epochs = 40").replace("[targets]", "[targets]\ndigits = 0.1")

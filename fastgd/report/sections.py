@@ -42,13 +42,14 @@ MACHINE, GRADIENT_CHECKS, TRAJECTORIES, THROUGHPUT, HISTORY, LANDSCAPE, PARAMETE
 @dataclass(frozen=True)
 class Measuring:
     """What a section's ``measure`` is given: the store's runs (its frame), the sweep's configuration
-    (:class:`fastgd.sweep.SweepConfig`, or None), the throughput ``fastgd compare`` measured just before (or None)
-    and an asv results directory (or None)."""
+    (:class:`fastgd.sweep.SweepConfig`, or None), the throughput ``fastgd compare`` measured just before (or None),
+    an asv results directory (or None) and the artefacts the store held before (:meth:`Store.artefacts`)."""
 
     runs: object
     config: object = None
     throughput: dict = None
     asv_results: object = None
+    artefacts: dict = None
 
 
 @dataclass
@@ -337,6 +338,17 @@ def _draw_parameter_paths(page, stored):
 
 # --- a loss landscape for each data set ----------------------------------------------------------------------------
 
+def _measure_landscape(measuring, dataset):
+    """A data set's loss landscape (:func:`fastgd.sweep.measure.dataset_landscape`); None, keeping the one the store
+    holds, where that one was made of the same data, network and training (:func:`fastgd.sweep.measure.
+    landscape_is_current`): a landscape depends on no run, and a comparison against the stored baselines (whose
+    store holds theirs) would otherwise train the suite's CNNs again for minutes."""
+    stored = (measuring.artefacts or {}).get(landscape_artefact(dataset))
+    if stored is not None and measure.landscape_is_current(stored["content"], measuring.config, dataset):
+        return None
+    return measure.dataset_landscape(measuring.config, dataset)
+
+
 def _landscape_problem(content):
     if not (_has(content, "alphas", "line", "grid_alphas", "grid_betas", "plane")
             and _numeric_grid(content["line"], (len(content["alphas"]),))
@@ -453,23 +465,25 @@ def _draw_datasets(page, described):
     for name, group in runs.groupby("dataset", sort=True):
         hashes = sorted({value for value in group.get("data_hash", ()) if isinstance(value, str) and value})
         targets = sorted(set(group["target_loss"].dropna())) if "target_loss" in group else []
+        dtypes = ", ".join(sorted(set(group["dtype"].dropna()))) if "dtype" in group else ""
         row = described.get(name)
         if row is not None:
             rows.append([name, row["source"], row.get("target_column") or "–", row["task"], _models_of(group, row),
-                         f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}", str(row.get("columns", "?")),
+                         dtypes or "not recorded", f"{row.get('rows_train', '?')} + {row.get('rows_test', '?')}",
+                         str(row.get("columns", "?")),
                          ", ".join(value[:16] for value in hashes) or row["content_hash"][:16],
                          row.get("target_loss_chosen") or f"{row['target_loss']:g}"])
             continue
         table = tables.get(name, {})
         source = table.get("path") or table.get("loader") or f"{name} (a data set fastgd knows by name)"
         rows.append([name, str(source), str(table.get("target", "–")), str(table.get("task") or "–"),
-                     _models_of(group, None), "not recorded", "not recorded",
+                     _models_of(group, None), dtypes or "not recorded", "not recorded", "not recorded",
                      ", ".join(value[:16] for value in hashes) or "not recorded",
                      ", ".join(f"{value:g}" for value in targets) + " (how it was chosen is not recorded)"])
-    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "model (parameters)",
+    page.template["data"] = {"columns": ["data set", "source", "target column", "task", "model (parameters)", "dtype",
                                          "rows (training + test)", "columns", "content hash (SHA-256, first 16)",
                                          "target training loss"],
-                             "rows": rows, "text": 5}
+                             "rows": rows, "text": 6}
 
 
 def _models_of(runs, described):
@@ -501,7 +515,7 @@ SECTIONS = [
             measuring="trajectories on the test functions"),
     Section(PARAMETER_PATHS, measure=_measure_parameter_paths, problem=_trajectories_problem,
             draw=_draw_parameter_paths, per_dataset=True, measuring="paths over the cost surface"),
-    Section(LANDSCAPE, measure=lambda measuring, dataset: measure.dataset_landscape(measuring.config, dataset),
+    Section(LANDSCAPE, measure=lambda measuring, dataset: _measure_landscape(measuring, dataset),
             problem=_landscape_problem, draw=_draw_landscapes, per_dataset=True, measuring="loss landscape"),
     Section(HISTORY, measure=_measure_history, problem=_history_problem, draw=_draw_history,
             read=_history_from_artefact),
@@ -537,7 +551,7 @@ def record_artefacts(store, config=None, throughput=None, asv_results=None, prog
     say = progress or (lambda message: None)
     made_by = provenance()
     with Store(store) as opened:
-        measuring = Measuring(opened.runs_frame(), config, throughput, asv_results)
+        measuring = Measuring(opened.runs_frame(), config, throughput, asv_results, opened.artefacts())
         for section in SECTIONS:
             if section.measure is None or (sections is not None and section.name not in sections):
                 continue

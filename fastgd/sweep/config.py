@@ -65,6 +65,7 @@ their own for any set::
     model = {hidden_layer_sizes = [64, 64]}    # optional, for any set: overrides [model] for it
     epochs = 50                            # optional, for any set: override the top-level epochs and
     batch_sizes = [64]                     # batch_sizes for it (the top-level epochs may then be left out)
+    dtype = "float32"                      # optional, for any set: overrides the top-level dtype for it
     f_star = 0.0123                        # optional: its optimal training loss, where known; its runs
                                            # then record the full training objective after every epoch
 
@@ -173,9 +174,10 @@ LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.Identity)}
 LAYER_TYPES["linear"] = networks.Dense
 _DATASET_KEYS = ("path", "loader", "target", "task", "test_size", "split_seed", "options", "standardise", "model",
-                 "epochs", "batch_sizes", "f_star")
+                 "epochs", "batch_sizes", "dtype", "f_star")
 # the keys of a [datasets.NAME] table that say how its runs train, not what the data set is
-_BUDGET_KEYS = ("epochs", "batch_sizes", "f_star")
+_BUDGET_KEYS = ("epochs", "batch_sizes", "dtype", "f_star")
+DTYPES = ("float32", "float64")
 # every epoch of every run is a row of the store, and a batched chunk holds its curves in memory
 MAX_EPOCHS = 100_000
 # batch sizes past the number of samples mean full batches; past this they only overflow
@@ -231,6 +233,7 @@ class SweepConfig:
     dataset_epochs: dict = field(default_factory=dict)  # data set -> its own epochs ([datasets.NAME] epochs)
     dataset_batch_sizes: dict = field(default_factory=dict)  # data set -> its own batch sizes (a tuple)
     f_stars: dict = field(default_factory=dict)  # data set -> its optimal training loss, where known
+    dataset_dtypes: dict = field(default_factory=dict)  # data set -> its own dtype ([datasets.NAME] dtype)
 
     def epochs_of(self, dataset):
         """The epochs a run on ``dataset`` trains: its table's ``epochs``, else the configuration's."""
@@ -240,6 +243,11 @@ class SweepConfig:
         """The batch sizes the runs on ``dataset`` train with: its table's ``batch_sizes``, else the
         configuration's."""
         return self.dataset_batch_sizes.get(dataset, self.batch_sizes)
+
+    def dtype_of(self, dataset):
+        """The dtype of θ (and of every array of training) in the runs on ``dataset``: its table's ``dtype``, else
+        the configuration's."""
+        return self.dataset_dtypes.get(dataset, self.dtype)
 
     def model_of(self, dataset):
         """(hidden_layer_sizes, activation, alpha) of the MLP trained on ``dataset`` (see :meth:`network_of` first)."""
@@ -256,7 +264,7 @@ class SweepConfig:
         declared :class:`fastgd.networks.Network` (:meth:`network_of`) else its :class:`fastgd.MLP`
         (:meth:`model_of`), and ``init(seed)``, the θ a run of that seed starts from."""
         network = self.network_of(dataset)
-        dtype = np.dtype(self.dtype)
+        dtype = np.dtype(self.dtype_of(dataset))
         if network is not None:
             net = network_for(network, data.task, data.n_features, data.n_outputs)
             _, scheme = network_options(network)
@@ -472,8 +480,9 @@ def parse(raw, base_dir=None):
         _check_epochs(epochs, "'epochs'", "" if "epochs" in raw else
                       f" ({next(name for name in names if name not in own_epochs)} has no epochs of its own)")
     dtype = raw.get("dtype", "float64")
-    if dtype not in ("float32", "float64"):
+    if dtype not in DTYPES:
         _fail(f"'dtype' must be \"float32\" or \"float64\", got {dtype!r}")
+    own_dtypes = {dataset: budget["dtype"] for dataset, budget in budgets.items() if "dtype" in budget}
     schedules = _schedules(raw, sorted({*own_epochs.values(), *([epochs] if epochs is not None else [])}))
     own_batch_sizes = {dataset: budget["batch_sizes"] for dataset, budget in budgets.items() if "batch_sizes" in budget}
 
@@ -512,10 +521,11 @@ def parse(raw, base_dir=None):
         if dataset in declared:
             network, where = declared[dataset]
             _check_network(network, where, dataset, (task, n_features, n_outputs),
-                           own_batch_sizes.get(dataset, batch_sizes), dtype, sources)
+                           own_batch_sizes.get(dataset, batch_sizes), own_dtypes.get(dataset, dtype), sources)
             continue
         try:
-            check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs], dtype)
+            check_network_fits([n_features, *models.get(dataset, default_model)[0], n_outputs],
+                               own_dtypes.get(dataset, dtype))
         except ValueError as error:
             _fail(f"{dataset}: {error}")
         if tuning_table is not None:
@@ -529,7 +539,8 @@ def parse(raw, base_dir=None):
                          {d: float(targets[d]) for d in names}, raw, plugins, sources, models, base_dir,
                          tuning_table, {dataset: _canonical(network) for dataset, (network, _) in declared.items()},
                          schedules, own_epochs, own_batch_sizes,
-                         {dataset: budget["f_star"] for dataset, budget in budgets.items() if "f_star" in budget})
+                         {dataset: budget["f_star"] for dataset, budget in budgets.items() if "f_star" in budget},
+                         own_dtypes)
     _check_every_optimizer_accepts(config)
     _check_solvers(config)
     return config
@@ -580,12 +591,16 @@ def _batch_sizes(table, key, where=None):
 
 
 def _budget(table, where):
-    """The checked ``epochs``, ``batch_sizes`` and ``f_star`` a [datasets.NAME] table gives, as a dict."""
+    """The checked ``epochs``, ``batch_sizes``, ``dtype`` and ``f_star`` a [datasets.NAME] table gives, as a dict."""
     budget = {}
     if "epochs" in table:
         budget["epochs"] = _check_epochs(table["epochs"], f"{where} epochs")
     if "batch_sizes" in table:
         budget["batch_sizes"] = _batch_sizes(table, "batch_sizes", f"{where} batch_sizes")
+    if "dtype" in table:
+        if table["dtype"] not in DTYPES:
+            _fail(f"{where} dtype must be \"float32\" or \"float64\", got {table['dtype']!r}")
+        budget["dtype"] = table["dtype"]
     if "f_star" in table:
         f_star = table["f_star"]
         if not is_real(f_star) or not 0 <= f_star < math.inf:

@@ -23,7 +23,7 @@ from fastgd import functions, optim
 from fastgd import rules as rules_registry
 
 __all__ = ["DATASETS", "describe_machine", "gradient_checks", "trajectory_data", "dataset_landscape",
-           "dataset_descriptions", "record_datasets", "TRAJECTORY_SETTINGS"]
+           "landscape_is_current", "dataset_descriptions", "record_datasets", "TRAJECTORY_SETTINGS"]
 
 # the store's artefact of data-set descriptions, written by record_datasets before a sweep
 DATASETS = "datasets"
@@ -142,6 +142,34 @@ def dataset_landscape(config, dataset):
                                            model=model_description(network))
     hidden, activation, alpha = config.model_of(dataset)
     return landscape.trained_landscape(data, hidden, activation, alpha)
+
+
+def landscape_is_current(content, config, dataset):
+    """Whether ``content``, a stored :func:`dataset_landscape`, is the one it would make now: of the same data (its
+    content hash), the same model as ``config`` trains it on ``dataset`` and the same training
+    (:func:`fastgd.landscape.trained_landscape`'s rule and learning rate). Nothing is trained to tell."""
+    import inspect
+
+    from fastgd import landscape
+    from fastgd.datasets import load as load_dataset
+    from fastgd.sweep.config import model_description, network_options
+
+    if not isinstance(content, dict):
+        return False
+    data = load_dataset(dataset, config.sources)
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(landscape.trained_landscape).parameters.items()}
+    expected = {"data_hash": data.content_hash, "optimizer": defaults["optimizer"], "lr": defaults["lr"]}
+    network = config.network_of(dataset)
+    if network is not None:
+        net, _ = config.model(dataset, data)
+        _, init = network_options(network)
+        expected.update(model=model_description(network), init=init, alpha=net.alpha, parameters=int(net.n_params))
+    else:
+        hidden, activation, alpha = config.model_of(dataset)
+        expected.update(layer_sizes=[int(data.n_features), *map(int, hidden), int(data.n_outputs)],
+                        activation=activation, alpha=alpha)
+    return all(content.get(key) == value for key, value in expected.items())
 
 
 # the cost surface of a two-parameter model: points a side, and how far around the paths and the minimum it reaches

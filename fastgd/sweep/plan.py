@@ -114,8 +114,9 @@ def _run(config, dataset, rule, learning_rate, hyperparameters, batch_size, seed
     hidden, activation, alpha = config.model_of(dataset) if model is None else ((), "", network_options(model)[0])
     return RunSpec(dataset=dataset, rule=rule, learning_rate=float(learning_rate), hyperparameters=hyperparameters,
                    batch_size=batch_size, seed=seed, n_epochs=config.epochs_of(dataset), hidden_layer_sizes=hidden,
-                   activation=activation, alpha=alpha, dtype=config.dtype, target_loss=config.targets[dataset],
-                   rule_hash=solvers.definition(rule).hash, data_hash=data_hash, model=model, schedule=schedule,
+                   activation=activation, alpha=alpha, dtype=config.dtype_of(dataset),
+                   target_loss=config.targets[dataset], rule_hash=solvers.definition(rule).hash, data_hash=data_hash,
+                   model=model, schedule=schedule,
                    track_objective=dataset in config.f_stars, **protocol)
 
 

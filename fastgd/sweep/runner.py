@@ -58,6 +58,8 @@ from fastgd.training import first_divergent_epoch
 __all__ = ["run_sweep", "execute_chunk", "SweepOutcome", "SweepError"]
 
 CHUNK_SIZE = 48
+# a group of runs with more work than a CHUNKS_PER_WORKER-th of a worker's share of a phase is cut (chunks_of)
+CHUNKS_PER_WORKER = 2
 SCHEDULER_TIMEOUT_SECONDS = 10
 # how long a sweep waits for a scheduler without workers to get one, before anything is written
 WORKER_WAIT_SECONDS = 60
@@ -350,11 +352,29 @@ def compile_group(spec):
     return spec.rule, spec.dtype, spec.model
 
 
-def chunks_of(specs, size=CHUNK_SIZE):
+def chunks_of(specs, size=CHUNK_SIZE, work=None, workers=1):
+    """The chunks a sweep hands to its workers: runs of one group and rule (one compiled call), at most ``size``.
+
+    With ``work`` (``{run id: its work}``, :func:`run_work`) and several ``workers``, a group whose work is more
+    than a :data:`CHUNKS_PER_WORKER`-th of a worker's share of the whole is cut into even chunks of about that
+    much, and the chunks come largest first: the workers take them in that order, so that the longest runs start
+    first and the small ones fill in at the end (the suite's 2c2d, most of a rule's work, left one core idle for
+    minutes at the end of each phase when it came last, in one chunk)."""
     groups = {}
     for spec in specs:
         groups.setdefault((spec.group, spec.rule), []).append(spec)
-    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    if not work or workers <= 1:
+        return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    share = sum(work.get(spec.run_id, 0.0) for spec in specs) / (CHUNKS_PER_WORKER * workers)
+    chunks = []
+    for group in groups.values():
+        group_work = sum(work.get(spec.run_id, 0.0) for spec in group)
+        pieces = max(-(-len(group) // size), min(len(group), math.ceil(group_work / share) if share > 0 else 1))
+        # even pieces: their sizes differ by one run at most
+        bounds = [len(group) * piece // pieces for piece in range(pieces + 1)]
+        chunks += [group[start:stop] for start, stop in zip(bounds, bounds[1:])]
+    # sorted is stable: chunks of equal work keep the plan's order
+    return sorted(chunks, key=lambda chunk: -sum(work.get(spec.run_id, 0.0) for spec in chunk))
 
 
 def _init_worker(threads, plugins=()):
@@ -487,6 +507,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
     plugins = _plugins_for(config, in_processes)
     _check_users_rules_compile(config)
     client = _connect(scheduler, progress) if scheduler is not None else None
+    pool = _LocalPool(plugins)  # the local worker processes, started once for both phases of a tuning sweep
     try:
         with Store(store_path) as store:
             # rules as resolved: "all" names the rules registered now, which a report of a killed sweep lists
@@ -515,12 +536,14 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                     store.forget(store.run_ids("failed") & {spec.run_id for spec in phase_specs})
                 done = store.run_ids()
                 pending = [spec for spec in phase_specs if spec.run_id not in done]
-                work = run_work(config, pending) if progress and pending else {}
-                chunks = chunks_of(pending, chunk_size)
+                work = run_work(config, pending) if pending else {}
+                slots = len(client.scheduler_info()["workers"]) if client is not None else local_workers(jobs, len(
+                    pending))
+                chunks = chunks_of(pending, chunk_size, work, slots)
                 workers = local_workers(jobs, len(chunks))
                 bar = Progress(len(pending), enabled=progress, label=label, work=sum(work.values()) or None,
                                groups=len({compile_group(spec) for spec in pending}),
-                               workers=workers if client is None else len(client.scheduler_info()["workers"]))
+                               workers=workers if client is None else slots)
                 compiled_groups = set()
 
                 def store_results(results):
@@ -540,7 +563,8 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
                         for chunk in chunks:
                             store_results(execute_chunk(chunk, batched, plugins, _sources_of(chunk, config.sources)))
                     else:
-                        _run_in_processes(chunks, batched, workers, store_results, plugins, config.sources)
+                        _run_in_processes(chunks, batched, workers, store_results, plugins, config.sources,
+                                          pool=pool)
                 except KeyboardInterrupt as interrupt:
                     interrupt.outcome = outcome()
                     raise
@@ -570,6 +594,7 @@ def run_sweep(config, store_path, jobs=None, scheduler=None, batched=True, retry
             run(final, f"{config.name}, final runs ({config.tuning.final_seeds} seeds)")
             return outcome(notes)
     finally:
+        pool.close()
         if client is not None:
             _close(client)
 
@@ -659,13 +684,48 @@ def _sources_of(chunk, sources):
     return {name: sources[name]} if sources and name in sources else None
 
 
-def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=None):
-    import multiprocessing
+class _LocalPool:
+    """A sweep's local worker processes: started by the first phase that needs them and kept for the next, whose
+    chunks then find the imports made, the data sets loaded and the compiled code in memory (the suite's final
+    runs otherwise started two processes again, each importing NumPy, Numba and scikit-learn, generating
+    MNIST-1D and loading the 2c2d's epoch from the cache)."""
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn, not fork: Numba's threading layers are not safe to fork once started
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads, plugins))
+    def __init__(self, plugins=()):
+        self.plugins, self.jobs, self.pool = plugins, None, None
+
+    def executor(self, jobs):
+        """A ProcessPoolExecutor of ``jobs`` workers: the one already started if it has as many."""
+        import multiprocessing
+
+        if self.pool is not None and self.jobs != jobs:
+            self.close()
+        if self.pool is None:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            # spawn, not fork: Numba's threading layers are not safe to fork once started
+            self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(threads, self.plugins))
+            self.jobs = jobs
+        return self.pool
+
+    def close(self):
+        """Wait for the workers to exit (their work is done or was cancelled)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.pool = self.jobs = None
+
+
+def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=None, pool=None):
+    """Train ``chunks`` on ``jobs`` local worker processes, those of ``pool`` (a :class:`_LocalPool`, kept for the
+    next phase) or new ones (ended here)."""
+    local = pool or _LocalPool(plugins)
+    try:
+        _run_on_pool(local.executor(jobs), chunks, batched, store_results, plugins, sources)
+    finally:
+        if pool is None:
+            local.close()
+
+
+def _run_on_pool(pool, chunks, batched, store_results, plugins, sources):
     futures, stored = [], set()
     try:
         futures = [pool.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources))
@@ -686,7 +746,6 @@ def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=
         for worker in workers:
             worker.join()
         raise
-    pool.shutdown(wait=True)
 
 
 def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=None):
