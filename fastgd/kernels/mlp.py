@@ -54,7 +54,7 @@ ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "logistic": LOGISTIC, "tanh":
 OUTPUTS = {"identity": IDENTITY, "logistic": LOGISTIC, "softmax": SOFTMAX}
 
 __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OUTPUTS", "n_weights", "n_params",
-           "activated", "times_derivative", "forward", "loss_and_gradient", "loss_only", "penalty", "workspace_size"]
+           "activated", "times_derivative", "forward", "loss_and_gradient", "penalty", "workspace_size"]
 
 
 @jit(inline=True)
@@ -212,17 +212,6 @@ def penalty(theta, layer_sizes, alpha, n_samples):
     for k in range(n_weights(layer_sizes)):
         squares += float(theta[k]) * float(theta[k])
     return 0.5 * alpha * squares / n_samples
-
-
-@jit
-def loss_only(theta, X, Y, layer_sizes, activation, output, alpha, activations):
-    """The loss of the network on (X, Y), penalty included, as a float64."""
-    n_samples, n_out = X.shape[0], layer_sizes[layer_sizes.size - 1]
-    _forward(theta, X.reshape(X.size), n_samples, layer_sizes, activation, output, activations)
-    end = workspace_size(layer_sizes, n_samples)
-    return (_data_loss(activations[end - n_samples * n_out:end], Y.reshape(Y.size), n_samples, n_out, output,
-                       machine_epsilon(activations))
-            + penalty(theta, layer_sizes, alpha, n_samples))
 
 
 @jit
