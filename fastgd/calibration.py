@@ -4,25 +4,28 @@ The passes (:data:`fastgd._config.PASSES`, :func:`fastgd.kernels.train.pass_bloc
 gradient; which is fastest depends on the CPU, the BLAS libraries, the network's shapes, the dtype and
 the threads: MKL's products beat OpenBLAS's on the Intel Xeon machines and lose by 2× at 64 rows on the
 AMD EPYC ones (reports/design_measurements.md). :func:`calibrate` times every candidate that can run
-here on random data of the network's shapes, a batch at a time, the candidates alternated round by
-round for about :data:`BUDGET_SECONDS` (each candidate's compiled pass is loaded, or compiled, before the
-clock starts), and keeps the medians and the fastest in a JSON file (:func:`cache_path`) keyed by
+here on random data of the network's shapes, a few consecutive batches of each in turn, round after round,
+for about :data:`BUDGET_SECONDS` (:func:`measure`; each candidate's compiled pass is loaded, or compiled, before
+the clock starts), and keeps the medians and the fastest in a JSON file (:func:`cache_path`) keyed by
 :func:`cache_key`: the CPU model, the layer sizes, the batch's rows, the dtype, the thread count, Numba's
 threading layer and the versions of Numba, NumPy, SciPy (whose BLAS the serial pass calls) and MKL.
 
 Training (:func:`training_pass`) takes ``FASTGD_PASS`` where it names a pass, else the cached choice
-for its key, else the fixed bounds of :func:`fastgd.kernels.train.model_blocks`. It does not calibrate
-by itself: loading the two MKL passes a fit would not otherwise run costs more than the time bound
-(seconds when they are not yet in Numba's cache), and a choice made by a timing inside a test run
-would change from run to run which pass, and so which last bits, the tests see. ``fastgd calibrate``
+for its key, else the fixed bounds of :func:`fastgd.kernels.train.model_blocks`, which the adaptation below
+weighs against the other threaded pass before the first epoch. It does not run the whole calibration by itself:
+compiling a pass a fit would not otherwise run (``blocks``) costs more than the time bound (seconds when it is
+not yet in Numba's cache). The tests switch the adaptation off (``FASTGD_ADAPT=0``): a choice made by a timing
+inside a test run would change from run to run which pass, and so which last bits, the tests see. ``fastgd calibrate``
 measures; ``fastgd info`` shows what was chosen and every candidate's time.
 
 A calibration holds for the load it was measured under. On a busy machine a multi-threaded pass waits,
 in each parallel region, for a thread that has no core: 100-256-256-10/64 took 2.5–5 s an epoch on two
 threads and 0.34 s on one (issue 29, AMD EPYC, load 2.7). So a training whose pass uses two threads or
 more, chosen by ``auto``, adapts (:class:`PassAdaptation`, ``FASTGD_ADAPT``). Before its first epoch it
-times a few batches (forward and backward, :func:`measure`, about :data:`PROBE_BATCH_SECONDS`) of that
-pass and of ``one_thread``, and starts on the faster by :data:`SWITCH_MARGIN`: a first epoch on a
+times a few batches (forward and backward, :func:`measure`, one round or about :data:`PROBE_BATCH_SECONDS`) of
+that pass and of ``one_thread`` (and, where nothing is calibrated for its key, of the other threaded pass that
+needs nothing more compiled: :func:`start_candidates`; the faster of the two threaded passes is kept), and starts
+on the faster by :data:`SWITCH_MARGIN`: a first epoch on a
 starved threaded pass would cost tens of the other's. Then it times its epochs, runs now and then one
 epoch of the other pass as a probe, and takes whichever is faster by the margin for the epochs that
 follow; a probe comes only while all probes together cost at most :data:`PROBE_SHARE` of the training's
@@ -48,12 +51,15 @@ from fastgd.machine import cpu_model
 __all__ = ["SWITCHES_KEPT", "remember_switch", "remembered_switches", "switches_path", "describe_adapting",
            "PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
            "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
-           "cached_choices", "training_pass"]
+           "cached_choices", "training_pass", "start_candidates", "measure_order",
+           "keep_first_choice"]
 
 # the time of a calibration's timed rounds, all candidates together (at least MIN_ROUNDS rounds are run)
 BUDGET_SECONDS = 0.2
 MIN_ROUNDS = 2
 MAX_ROUNDS = 25
+CONSECUTIVE_BATCHES = 3  # the timed batches of a candidate in each round, after its untimed one (measure)
+OPENBLAS_QUIET_SECONDS = 0.1  # how long measure waits after the serial pass for OpenBLAS's threads to stop spinning
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
 SWITCHES_NAME = "pass_switches.json"
@@ -70,8 +76,9 @@ MAX_PROBE_INTERVAL = 32
 FALLBACK_PASS = "one_thread"
 RECENT_EPOCHS = 3  # the current pass's time: the median of its last epochs
 
-# the clock of the timed rounds (tests put a fake one here)
+# the clock of the timed rounds and the wait for OpenBLAS's threads (tests put fakes here)
 clock = time.perf_counter
+sleep = time.sleep
 
 
 @dataclass(frozen=True)
@@ -272,31 +279,79 @@ def _prepare(name, problem, n_rows, n_threads):
     return run, (lambda: threads.blas_limit(1)) if name != "serial" else contextlib.nullcontext
 
 
-def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None):
+def measure_order(names):
+    """``names`` in the order :func:`measure` times them in a round: ``blocks`` first, ``serial`` last, the others
+    as given between them. Each pool of threads slows whoever runs next while it spins down: OpenBLAS's, the
+    serial pass's, the longest (:func:`measure`); then Numba's, which the blocks pass wakes twice a layer, where
+    one_thread, which runs on one of them, comes next."""
+    names = list(names)
+    rank = {"blocks": 0, "serial": 2}
+    return sorted(names, key=lambda name: rank.get(name, 1))
+
+
+def _time_batches(prepared, times):
+    """One untimed batch of a prepared candidate (``(run, context)``, :func:`_prepare`), then
+    :data:`CONSECUTIVE_BATCHES` timed ones, their seconds appended to ``times``."""
+    run, context = prepared
+    with context():
+        run()
+        for _ in range(CONSECUTIVE_BATCHES):
+            before = clock()
+            run()
+            times.append(clock() - before)
+
+
+def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None,
+            min_rounds=MIN_ROUNDS):
     """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
 
-    Every candidate is loaded (or compiled) and run once before the clock starts; then rounds of one batch
-    per candidate, in turn, until ``budget_seconds`` have passed (at least :data:`MIN_ROUNDS`, at most
-    :data:`MAX_ROUNDS`). Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the
-    candidates to time (default: every one that can run here, :func:`candidates`).
+    Every candidate is loaded (or compiled) before the clock starts, and run once but ``serial`` (below). Then
+    rounds: in each, every candidate in turn (:func:`measure_order`, ``serial`` last) runs one batch untimed, which
+    wakes its threads, then :data:`CONSECUTIVE_BATCHES` batches, each timed, one after another as an epoch runs
+    them. Rounds go on until ``budget_seconds`` have passed, the wait before the next round counted (at least
+    ``min_rounds``, at most :data:`MAX_ROUNDS`); a candidate's time is the median of its timed batches.
+
+    Why so (issue 29, AMD EPYC Zen 4, 256-512-512-10/256, float32): timed one batch each in turn, the threaded
+    passes took up to 2.5 times their time a batch in a run of them (whole_batch_mkl 9.8 ms against 4.3 ms), and
+    the calibration chose one_thread, whose epochs were 1.6 times slower. The serial pass's products run on
+    SciPy's OpenBLAS threads, which spin for about 0.1 s after each call (OpenBLAS's thread timeout): a threaded
+    pass run in that time took 10.9, 8.8, 8.8, 8.5, 7.1, then 4.6 ms a batch. So ``serial`` runs last, and
+    nothing follows it but the next round, after a wait (:data:`OPENBLAS_QUIET_SECONDS`, :func:`sleep`): one round
+    (a training's probe, ``min_rounds=1``, within a small budget) waits for nothing.
+
+    Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the candidates to time (default:
+    every one that can run here, :func:`candidates`).
     """
-    names = candidates(n_rows, n_threads) if names is None else list(names)
+    names = measure_order(candidates(n_rows, n_threads) if names is None else names)
     problem = _problem(layer_sizes, n_rows, dtype)
     times = {name: [] for name in names}
     rounds = 0
     with threads.limit(n_threads):
         runs = {name: _prepare(name, problem, n_rows, n_threads) for name in names}
-        for run, context in runs.values():
-            with context():
-                run()
-        start = clock()
-        while rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or clock() - start < budget_seconds):
-            for name in names:
+        # the candidates but serial run with the other BLAS pools on one thread (their own contexts say so too):
+        # set once a round around them all, where each one's own would set and reset OpenBLAS's pool for each, and
+        # every reset wakes its threads to spin beside the next candidate (blocks at 64 rows: 0.4 ms a batch in a
+        # run of batches, 8-28 ms in rounds that reset the pool after each candidate)
+        others = [name for name in names if name != "serial"]
+        with threads.blas_limit(1):
+            for name in others:  # serial's first batch is its first round's untimed one
                 run, context = runs[name]
                 with context():
-                    before = clock()
                     run()
-                    times[name].append(clock() - before)
+        # before each round but the first: the last round's serial, or OpenBLAS's pool reset after the others, is
+        # followed by nothing but this wait
+        wait = OPENBLAS_QUIET_SECONDS if others else 0.0
+        start = clock()
+        while rounds < MAX_ROUNDS:
+            if rounds >= min_rounds and clock() - start + (wait if rounds else 0.0) >= budget_seconds:
+                break
+            if rounds and wait:
+                sleep(wait)
+            with threads.blas_limit(1):
+                for name in others:
+                    _time_batches(runs[name], times[name])
+            if "serial" in runs:
+                _time_batches(runs["serial"], times["serial"])
             rounds += 1
     return {name: float(np.median(seconds)) for name, seconds in times.items()}, rounds
 
@@ -310,6 +365,23 @@ def calibrate(layer_sizes, n_rows, dtype, n_threads=None, budget_seconds=BUDGET_
     measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     choice = Choice(key, min(seconds, key=seconds.get), seconds, rounds, measured)
     _store(choice)
+    return choice
+
+
+def keep_first_choice(layer_sizes, n_rows, dtype, n_threads, seconds, rounds):
+    """Cache, as a calibration, the faster of the threaded passes a training's probe timed before its first epoch
+    (``seconds``: pass -> seconds a batch, :data:`FALLBACK_PASS` left out: one thread is the load's choice, which
+    the adaptation makes at every fit), so that the next fit of this key starts on it without timing it again;
+    ``fastgd calibrate`` measures every candidate again. A cache that cannot be written (a read-only directory)
+    costs the training nothing. Returns the :class:`Choice`."""
+    seconds = {name: float(value) for name, value in seconds.items() if name != FALLBACK_PASS}
+    measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    choice = Choice(cache_key(layer_sizes, n_rows, dtype, n_threads), min(seconds, key=seconds.get), seconds,
+                    int(rounds), measured)
+    try:
+        _store(choice)
+    except OSError:
+        pass
     return choice
 
 
@@ -332,6 +404,23 @@ def training_pass(layer_sizes, n_rows, dtype, n_threads):
             return choice.chosen, pass_blocks(choice.chosen, n_rows, n_threads)
     n_blocks = model_blocks(layer_sizes, n_rows, n_threads)
     return pass_name(n_blocks), n_blocks
+
+
+def start_candidates(layer_sizes, n_rows, dtype, n_threads, chosen):
+    """The passes a training that adapts (:func:`adapts`) times on a few batches before its first epoch.
+
+    ``chosen`` and :data:`FALLBACK_PASS`; where no calibration is cached for this key, also the other threaded
+    pass of the two that need no code beyond what the training compiles anyway (``serial``, the same compiled
+    pass as one_thread, and ``whole_batch_mkl``, where it can run here). Which of those is faster depends on the
+    CPU: MKL's products beat OpenBLAS's on the Intel Xeon machines; on the AMD EPYC ones, quiet, whole epochs
+    on ``serial`` took 0.89-0.96 of those on ``whole_batch_mkl`` (reports/pass_candidates_zen4.md). ``blocks``
+    is left to ``fastgd calibrate``: it would compile a pass the training may never take, and it was the
+    fastest in no run on either AMD machine."""
+    names = [chosen]
+    if cached(layer_sizes, n_rows, dtype, n_threads) is None:
+        runnable = candidates(n_rows, n_threads)
+        names += [name for name in ("whole_batch_mkl", "serial") if name != chosen and name in runnable]
+    return names + [FALLBACK_PASS]
 
 
 def adapts(name, n_threads):

@@ -187,7 +187,7 @@ def command_calibrate(arguments):
     fastest = choice.seconds[choice.chosen]
     for name, seconds in sorted(choice.seconds.items(), key=lambda item: item[1]):
         print(f"  {name:<16} {seconds * 1e3:10.3f} ms per batch  {seconds / fastest:5.2f}× the fastest")
-    print(f"chosen: {choice.chosen} (medians of {choice.rounds} alternated rounds; cached in "
+    print(f"chosen: {choice.chosen} (medians of {choice.rounds} rounds; cached in "
           f"{calibration.cache_path()})")
     if multiply_adds(layer_sizes, n_rows) < THREADED_MIN_MULTIPLY_ADDS:
         print("note: below 2**20 multiply-adds a batch, training takes the serial pass without asking the cache")
@@ -971,10 +971,11 @@ def build_parser():
 
     calibrate = commands.add_parser(
         "calibrate", help="time the MLP passes on this machine and cache the fastest for training",
-        description="Time every pass an MLP batch can take here (serial, blocks, whole_batch_mkl) on random data of "
-                    "the network's shapes, alternated for about --budget seconds, print each one's median time per "
-                    "batch, and cache the fastest: training then takes it for this network, batch size, dtype and "
-                    "thread count (FASTGD_PASS=auto).")
+        description="Time every pass an MLP batch can take here (serial, one_thread, blocks, whole_batch_mkl) on "
+                    "random data of the network's shapes, a few consecutive batches of each in turn, round after "
+                    "round, for about --budget seconds, print each one's median time per batch, and cache the "
+                    "fastest: training then takes it for this network, batch size, dtype and thread count "
+                    "(FASTGD_PASS=auto).")
     calibrate.add_argument("--network", type=_network, default=[100, 256, 256, 10],
                            help="layer sizes joined by dashes (default: 100-256-256-10)")
     calibrate.add_argument("--batch-size", type=_positive_int, default=64, help="rows a batch (default: 64)")

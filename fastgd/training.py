@@ -366,6 +366,7 @@ class _HostEpochs:
             self.chosen[n_threads] = chosen
             if calibration.adapts(chosen[0], n_threads):
                 self.adaptations[n_threads] = self._adaptation(chosen[0], n_threads)
+                chosen = self.chosen[n_threads]  # the probe may have found the other threaded pass faster
         adaptation = self.adaptations.get(n_threads)
         if adaptation is None or adaptation.next_pass() == chosen[0]:
             return chosen
@@ -384,12 +385,24 @@ class _HostEpochs:
         return "serial" if adaptation is None else adaptation.next_pass()
 
     def _adaptation(self, chosen, n_threads):
-        """The adaptation of the pass to the load, started from a probe of a few batches of both passes; its
-        switch, if any, goes into the history."""
+        """The adaptation of the pass to the load, started from a probe of a few batches of the passes
+        :func:`calibration.start_candidates` names (one round, :func:`calibration.measure`). With no calibration
+        cached that weighs the two threaded passes as well: the faster is the one the adaptation keeps
+        (``self.chosen``), and the calibration cached for the next fit (:func:`calibration.keep_first_choice`). Its
+        switches, if any, go into the history."""
         net, fallback = self.training.net, calibration.FALLBACK_PASS
-        adaptation = calibration.PassAdaptation(chosen, fallback)
-        batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
-                                               calibration.PROBE_BATCH_SECONDS, names=(chosen, fallback))
+        names = calibration.start_candidates(net.layer_sizes, self.batch_rows, net.dtype, n_threads, chosen)
+        batch_seconds, rounds = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
+                                                    calibration.PROBE_BATCH_SECONDS, names=names, min_rounds=1)
+        threaded = min(names[:-1], key=batch_seconds.get)
+        if len(names) > 2:  # nothing was calibrated for this key: the next fit starts from this measurement
+            calibration.keep_first_choice(net.layer_sizes, self.batch_rows, net.dtype, n_threads, batch_seconds,
+                                          rounds)
+        if threaded != chosen:
+            self.chosen[n_threads] = (threaded, pass_blocks(threaded, self.batch_rows, n_threads))
+            self._switched(f"before epoch 1: {threaded} took {batch_seconds[threaded] * 1e3:.3g} ms a batch, "
+                           f"{chosen} {batch_seconds[chosen] * 1e3:.3g} ms: {threaded} from here", n_threads)
+        adaptation = calibration.PassAdaptation(threaded, fallback)
         self._switched(adaptation.start(batch_seconds, -(-self.training.X.shape[0] // self.batch_rows)), n_threads)
         return adaptation
 

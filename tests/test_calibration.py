@@ -24,9 +24,14 @@ class FakeClock:
 
     def __init__(self, seconds_by_round):
         self.now, self.seconds_by_round, self.calls = 0.0, seconds_by_round, []
+        self.sleeps = []  # (number of calls before it, seconds)
 
     def __call__(self):
         return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append((len(self.calls), seconds))
+        self.now += seconds
 
     def prepare(self, name, problem, n_rows, n_threads):
         def run():
@@ -51,21 +56,45 @@ def fake(generated, monkeypatch):
     """Three candidates that run nowhere: blocks the fastest by its median, with one slow outlier round."""
     clock = FakeClock({"serial": [3e-3], "blocks": [2e-3, 2e-3, 9e-3], "whole_batch_mkl": [2.5e-3]})
     monkeypatch.setattr(calibration, "clock", clock)
+    monkeypatch.setattr(calibration, "sleep", clock.sleep)
     monkeypatch.setattr(calibration, "_prepare", clock.prepare)
     monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "blocks", "whole_batch_mkl"])
     return clock
 
 
 def test_the_fastest_candidate_by_its_median_is_chosen_within_the_budget(fake):
-    choice = calibration.calibrate(LARGE, 64, np.float32, 2, budget_seconds=0.1)
+    choice = calibration.calibrate(LARGE, 64, np.float32, 2, budget_seconds=0.5)
     assert choice.chosen == "blocks"
     assert choice.seconds == pytest.approx({"serial": 3e-3, "blocks": 2e-3, "whole_batch_mkl": 2.5e-3})
-    # rounds of 7.5 ms (9 ms with the outlier) until 0.1 s have passed: one round over the budget at most
-    timed = fake.now - (3e-3 + 2e-3 + 2.5e-3)  # less the warm-up calls
-    assert 0.1 <= timed < 0.1 + 0.0145
-    assert fake.calls[:3] == ["serial", "blocks", "whole_batch_mkl"]  # warmed up once each, then alternated
-    assert fake.calls[3:9] == ["serial", "blocks", "whole_batch_mkl"] * 2
-    assert fake.calls.count("serial") == choice.rounds + 1
+    # warmed up once each but serial; then rounds of each candidate in turn, serial last: one untimed batch, then
+    # CONSECUTIVE_BATCHES timed ones
+    run = 1 + calibration.CONSECUTIVE_BATCHES
+    assert fake.calls[:2] == ["blocks", "whole_batch_mkl"]
+    assert fake.calls[2:2 + 3 * run] == ["blocks"] * run + ["whole_batch_mkl"] * run + ["serial"] * run
+    assert fake.calls.count("serial") == choice.rounds * run and choice.rounds >= calibration.MIN_ROUNDS
+    # OpenBLAS's threads are left to go quiet after serial before the next round
+    quiet = calibration.OPENBLAS_QUIET_SECONDS
+    assert fake.sleeps == [(2 + k * 3 * run, quiet) for k in range(1, choice.rounds)]
+    # the rounds go on until the budget has passed, the next round's wait counted: one round over it at most
+    timed = fake.now - (2e-3 + 2.5e-3)  # less the warm-up calls
+    assert choice.rounds > calibration.MIN_ROUNDS and timed + quiet >= 0.5
+    assert timed - quiet - run * (3e-3 + 9e-3 + 2.5e-3) < 0.5
+
+
+def test_a_pass_timed_in_turn_with_others_is_timed_over_consecutive_batches(generated, monkeypatch):
+    """A candidate's first batch after another's is slow (its threads wake, the other's still spin): it runs
+    untimed, and the median over the consecutive batches after it is the candidate's time."""
+    # series of 1 + CONSECUTIVE_BATCHES: every round's untimed batch takes the slow entry after the warm-up's
+    # (serial has none), and its timed batches the others, one of them slow too
+    clock = FakeClock({"serial": [9e-3, 9e-3, 1e-3, 1e-3], "whole_batch_mkl": [2e-3, 9e-3, 9e-3, 2e-3]})
+    monkeypatch.setattr(calibration, "clock", clock)
+    monkeypatch.setattr(calibration, "sleep", clock.sleep)
+    monkeypatch.setattr(calibration, "_prepare", clock.prepare)
+    monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "whole_batch_mkl"])
+    assert calibration.CONSECUTIVE_BATCHES == 3
+    seconds, rounds = calibration.measure(LARGE, 64, np.float32, 2, budget_seconds=0.0, min_rounds=3)
+    # counted, the untimed batches would make the medians 5e-3 and 5.5e-3
+    assert rounds == 3 and seconds == pytest.approx({"serial": 1e-3, "whole_batch_mkl": 2e-3})
 
 
 def test_at_least_two_rounds_and_at_most_max_rounds(fake):

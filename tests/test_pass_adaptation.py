@@ -7,6 +7,7 @@ import pytest
 
 from fastgd import _config, calibration, optim, training
 from fastgd.calibration import FALLBACK_PASS, MAX_PROBE_INTERVAL, PROBE_SHARE, SWITCH_MARGIN, PassAdaptation
+from fastgd.kernels import mkl
 from fastgd.models import MLP
 from fastgd.training import Training
 
@@ -184,6 +185,41 @@ def test_a_busy_training_starts_on_one_thread_and_trains_as_one_thread_does(adap
     assert one_thread.history.passes == [FALLBACK_PASS] * 6 and one_thread.history.pass_changes == []
     np.testing.assert_array_equal(adapted.theta, one_thread.theta)
     assert adapted.history.loss == one_thread.history.loss and adapted.history.loss[-1] < adapted.history.loss[0]
+
+
+@needs_two_threads
+@pytest.mark.skipif(not mkl.available(), reason="MKL is not installed (pip install 'fastgd[mkl]'): one threaded pass")
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_with_nothing_calibrated_a_training_weighs_both_threaded_passes_and_keeps_the_faster(adapting, monkeypatch,
+                                                                                             calibrated):
+    net, X, Y = _problem()
+    chosen = calibration.training_pass(net.layer_sizes, 128, net.dtype, 2)[0]
+    other = {"whole_batch_mkl": "serial", "serial": "whole_batch_mkl"}[chosen]
+    if calibrated:  # `fastgd calibrate` chose `chosen`: the training trusts it and weighs it against one thread only
+        choice = calibration.Choice({}, chosen, {chosen: 2e-3, other: 1e-3}, 2, "2026-12-07T00:00:00+00:00")
+        monkeypatch.setattr(calibration, "cached", lambda *key: choice)
+    asked = []
+
+    def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds, names, min_rounds):
+        asked.append(list(names))
+        return {chosen: 2e-3, other: 1e-3, FALLBACK_PASS: 3e-3}, 1
+
+    monkeypatch.setattr(calibration, "measure", measure)
+    run = _train(net, X, Y, 1)
+    if calibrated:
+        assert asked == [[chosen, FALLBACK_PASS]] and run.history.passes == [chosen]
+        assert run.history.pass_changes == []
+        return
+    assert asked == [[chosen, other, FALLBACK_PASS]] and run.history.passes == [other]
+    # kept as the calibration of this key, one thread left out (the load's choice, made again at every fit)
+    kept = calibration.cached(net.layer_sizes, 128, net.dtype, 2)
+    assert kept.chosen == other and kept.seconds == {chosen: 2e-3, other: 1e-3} and kept.rounds == 1
+    assert run.history.pass_changes == [f"before epoch 1: {other} took 1 ms a batch, {chosen} 2 ms: {other} from here"]
+    assert run.describe_passes().startswith(f"passes: {other} (epoch 1); before epoch 1: {other} took 1 ms")
+    asked.clear()  # the next fit starts on it, weighed against one thread only
+    assert _train(net, X, Y, 1).history.passes == [other] and asked == [[other, FALLBACK_PASS]]
+    monkeypatch.setattr(_config, "PASS", other)  # the same epoch as the pass forced, bit for bit
+    np.testing.assert_array_equal(run.theta, _train(net, X, Y, 1).theta)
 
 
 @needs_two_threads
