@@ -58,7 +58,11 @@ __all__ = ["SWITCHES_KEPT", "remember_switch", "remembered_switches", "switches_
 BUDGET_SECONDS = 0.2
 MIN_ROUNDS = 2
 MAX_ROUNDS = 25
-CONSECUTIVE_BATCHES = 3  # the timed batches of a candidate in each round, after its untimed one (measure)
+# the timed batches of a candidate in each round, after its untimed one (measure, _time_batches): at least
+# CONSECUTIVE_BATCHES, and as many as take about BLOCK_SECONDS (some scheduler ticks), at most MAX_BLOCK_BATCHES
+CONSECUTIVE_BATCHES = 3
+BLOCK_SECONDS = 0.01
+MAX_BLOCK_BATCHES = 1000
 OPENBLAS_QUIET_SECONDS = 0.1  # how long measure waits after the serial pass for OpenBLAS's threads to stop spinning
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
@@ -290,15 +294,21 @@ def measure_order(names):
 
 
 def _time_batches(prepared, times):
-    """One untimed batch of a prepared candidate (``(run, context)``, :func:`_prepare`), then
-    :data:`CONSECUTIVE_BATCHES` timed ones, their seconds appended to ``times``."""
+    """One untimed batch of a prepared candidate (``(run, context)``, :func:`_prepare`), then at least
+    :data:`CONSECUTIVE_BATCHES` and about :data:`BLOCK_SECONDS` of batches (by the untimed one's time) timed
+    together; their mean seconds a batch appended to ``times``. The mean, as an epoch sums its batches: on a busy
+    machine a threaded pass loses its time in the batches that wait for a core, which a median over batches would
+    leave out, and a block shorter than a few of the scheduler's ticks may see none of them."""
     run, context = prepared
     with context():
+        before = clock()
         run()
-        for _ in range(CONSECUTIVE_BATCHES):
-            before = clock()
+        untimed = clock() - before
+        count = max(CONSECUTIVE_BATCHES, int(min(BLOCK_SECONDS / max(untimed, 1e-9), MAX_BLOCK_BATCHES)))
+        before = clock()
+        for _ in range(count):
             run()
-            times.append(clock() - before)
+        times.append((clock() - before) / count)
 
 
 def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None,
@@ -307,9 +317,10 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
 
     Every candidate is loaded (or compiled) before the clock starts, and run once but ``serial`` (below). Then
     rounds: in each, every candidate in turn (:func:`measure_order`, ``serial`` last) runs one batch untimed, which
-    wakes its threads, then :data:`CONSECUTIVE_BATCHES` batches, each timed, one after another as an epoch runs
-    them. Rounds go on until ``budget_seconds`` have passed, the wait before the next round counted (at least
-    ``min_rounds``, at most :data:`MAX_ROUNDS`); a candidate's time is the median of its timed batches.
+    wakes its threads, then a few batches (at least :data:`CONSECUTIVE_BATCHES`, about :data:`BLOCK_SECONDS`), one
+    after another as an epoch runs them, timed together (:func:`_time_batches`). Rounds go on until
+    ``budget_seconds`` have passed, the wait before the next round counted (at least ``min_rounds``, at most
+    :data:`MAX_ROUNDS`); a candidate's time a batch is the median over rounds.
 
     Why so (issue 29, AMD EPYC Zen 4, 256-512-512-10/256, float32): timed one batch each in turn, the threaded
     passes took up to 2.5 times their time a batch in a run of them (whole_batch_mkl 9.8 ms against 4.3 ms), and

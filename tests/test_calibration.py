@@ -53,11 +53,14 @@ def generated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake(generated, monkeypatch):
-    """Three candidates that run nowhere: blocks the fastest by its median, with one slow outlier round."""
-    clock = FakeClock({"serial": [3e-3], "blocks": [2e-3, 2e-3, 9e-3], "whole_batch_mkl": [2.5e-3]})
+    """Three candidates that run nowhere: blocks the fastest by its median, with one slow outlier round (its
+    warm-up takes the series' first entry, each round then four: one untimed, three timed; the third round's are
+    slow)."""
+    clock = FakeClock({"serial": [3e-3], "blocks": [2e-3] * 9 + [9e-3] * 3, "whole_batch_mkl": [2.5e-3]})
     monkeypatch.setattr(calibration, "clock", clock)
     monkeypatch.setattr(calibration, "sleep", clock.sleep)
     monkeypatch.setattr(calibration, "_prepare", clock.prepare)
+    monkeypatch.setattr(calibration, "BLOCK_SECONDS", 0.0)  # CONSECUTIVE_BATCHES timed batches a round
     monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "blocks", "whole_batch_mkl"])
     return clock
 
@@ -78,23 +81,40 @@ def test_the_fastest_candidate_by_its_median_is_chosen_within_the_budget(fake):
     # the rounds go on until the budget has passed, the next round's wait counted: one round over it at most
     timed = fake.now - (2e-3 + 2.5e-3)  # less the warm-up calls
     assert choice.rounds > calibration.MIN_ROUNDS and timed + quiet >= 0.5
-    assert timed - quiet - run * (3e-3 + 9e-3 + 2.5e-3) < 0.5
+    assert choice.rounds >= 3 and timed - quiet - run * (3e-3 + 9e-3 + 2.5e-3) < 0.5
 
 
 def test_a_pass_timed_in_turn_with_others_is_timed_over_consecutive_batches(generated, monkeypatch):
     """A candidate's first batch after another's is slow (its threads wake, the other's still spin): it runs
-    untimed, and the median over the consecutive batches after it is the candidate's time."""
-    # series of 1 + CONSECUTIVE_BATCHES: every round's untimed batch takes the slow entry after the warm-up's
-    # (serial has none), and its timed batches the others, one of them slow too
-    clock = FakeClock({"serial": [9e-3, 9e-3, 1e-3, 1e-3], "whole_batch_mkl": [2e-3, 9e-3, 9e-3, 2e-3]})
+    untimed, and the consecutive batches after it are timed together, as an epoch sums them."""
+    # series of 1 + CONSECUTIVE_BATCHES: every round's untimed batch takes the slow entry (whole_batch_mkl's
+    # warm-up takes one before the rounds; serial has none), its timed batches the others, one of them slow: a
+    # wait for a core, which the time a batch keeps
+    clock = FakeClock({"serial": [9e-3, 4e-3, 1e-3, 1e-3], "whole_batch_mkl": [2e-3, 9e-3, 5e-3, 2e-3]})
     monkeypatch.setattr(calibration, "clock", clock)
     monkeypatch.setattr(calibration, "sleep", clock.sleep)
     monkeypatch.setattr(calibration, "_prepare", clock.prepare)
     monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "whole_batch_mkl"])
+    monkeypatch.setattr(calibration, "BLOCK_SECONDS", 0.0)
     assert calibration.CONSECUTIVE_BATCHES == 3
     seconds, rounds = calibration.measure(LARGE, 64, np.float32, 2, budget_seconds=0.0, min_rounds=3)
-    # counted, the untimed batches would make the medians 5e-3 and 5.5e-3
-    assert rounds == 3 and seconds == pytest.approx({"serial": 1e-3, "whole_batch_mkl": 2e-3})
+    # with the untimed batches, 3.75e-3 and 4.5e-3; a median over batches, 1e-3 and 2e-3
+    assert rounds == 3 and seconds == pytest.approx({"serial": 2e-3, "whole_batch_mkl": 3e-3})
+
+
+def test_a_short_batch_is_timed_in_a_block_of_about_block_seconds(generated, monkeypatch):
+    """A block shorter than a few scheduler ticks may miss every wait for a core: short batches are timed in
+    blocks of about BLOCK_SECONDS, by the untimed batch's time, long ones CONSECUTIVE_BATCHES at a time."""
+    clock = FakeClock({"serial": [1e-3], "whole_batch_mkl": [0.5]})
+    monkeypatch.setattr(calibration, "clock", clock)
+    monkeypatch.setattr(calibration, "sleep", clock.sleep)
+    monkeypatch.setattr(calibration, "_prepare", clock.prepare)
+    monkeypatch.setattr(calibration, "candidates", lambda n_rows, n_threads: ["serial", "whole_batch_mkl"])
+    monkeypatch.setattr(calibration, "BLOCK_SECONDS", 0.01)
+    seconds, rounds = calibration.measure(LARGE, 64, np.float32, 2, budget_seconds=0.0, min_rounds=1)
+    assert rounds == 1 and seconds == pytest.approx({"serial": 1e-3, "whole_batch_mkl": 0.5})
+    assert clock.calls.count("serial") == 1 + 10  # the untimed batch, then 0.01 s of 1 ms batches
+    assert clock.calls.count("whole_batch_mkl") == 1 + 1 + calibration.CONSECUTIVE_BATCHES  # warm-up, untimed
 
 
 def test_at_least_two_rounds_and_at_most_max_rounds(fake):
