@@ -382,13 +382,18 @@ def calibrate(layer_sizes, n_rows, dtype, n_threads=None, budget_seconds=BUDGET_
 def keep_first_choice(layer_sizes, n_rows, dtype, n_threads, seconds, rounds):
     """Cache, as a calibration, the faster of the threaded passes a training's probe timed before its first epoch
     (``seconds``: pass -> seconds a batch, :data:`FALLBACK_PASS` left out: one thread is the load's choice, which
-    the adaptation makes at every fit), so that the next fit of this key starts on it without timing it again;
-    ``fastgd calibrate`` measures every candidate again. A cache that cannot be written (a read-only directory)
-    costs the training nothing. Returns the :class:`Choice`."""
+    the adaptation makes at every fit) where it is faster than the others by :data:`SWITCH_MARGIN`, so that the
+    next fit of this key starts on it without timing it again. Closer than that, one short probe is not sure which
+    is faster (at 256-512-512-10/256 on the AMD EPYC Zen 4 serial and whole_batch_mkl are 7-13% apart a batch,
+    and one probe's noise is as large): nothing is cached, and every fit weighs the two itself. ``fastgd
+    calibrate`` measures every candidate, for longer. A cache that cannot be written (a read-only directory) costs
+    the training nothing. Returns the :class:`Choice` cached, else None."""
     seconds = {name: float(value) for name, value in seconds.items() if name != FALLBACK_PASS}
+    fastest = min(seconds, key=seconds.get)
+    if any(value * (1.0 - SWITCH_MARGIN) < seconds[fastest] for name, value in seconds.items() if name != fastest):
+        return None
     measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    choice = Choice(cache_key(layer_sizes, n_rows, dtype, n_threads), min(seconds, key=seconds.get), seconds,
-                    int(rounds), measured)
+    choice = Choice(cache_key(layer_sizes, n_rows, dtype, n_threads), fastest, seconds, int(rounds), measured)
     try:
         _store(choice)
     except OSError:

@@ -395,7 +395,7 @@ class _HostEpochs:
         batch_seconds, rounds = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
                                                     calibration.PROBE_BATCH_SECONDS, names=names, min_rounds=1)
         threaded = min(names[:-1], key=batch_seconds.get)
-        if len(names) > 2:  # nothing was calibrated for this key: the next fit starts from this measurement
+        if len(names) > 2:  # nothing was calibrated for this key: a clear winner is where the next fit starts
             calibration.keep_first_choice(net.layer_sizes, self.batch_rows, net.dtype, n_threads, batch_seconds,
                                           rounds)
         if threaded != chosen:
