@@ -315,7 +315,7 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
             min_rounds=MIN_ROUNDS):
     """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
 
-    Every candidate is loaded (or compiled) before the clock starts, and run once but ``serial`` (below). Then
+    Every candidate is loaded (or compiled) and run once before the clock starts, ``serial`` first (below). Then
     rounds: in each, every candidate in turn (:func:`measure_order`, ``serial`` last) runs one batch untimed, which
     wakes its threads, then a few batches (at least :data:`CONSECUTIVE_BATCHES`, about :data:`BLOCK_SECONDS`), one
     after another as an epoch runs them, timed together (:func:`_time_batches`). Rounds go on until
@@ -326,9 +326,9 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
     passes took up to 2.5 times their time a batch in a run of them (whole_batch_mkl 9.8 ms against 4.3 ms), and
     the calibration chose one_thread, whose epochs were 1.6 times slower. The serial pass's products run on
     SciPy's OpenBLAS threads, which spin for about 0.1 s after each call (OpenBLAS's thread timeout): a threaded
-    pass run in that time took 10.9, 8.8, 8.8, 8.5, 7.1, then 4.6 ms a batch. So ``serial`` runs last, and
-    nothing follows it but the next round, after a wait (:data:`OPENBLAS_QUIET_SECONDS`, :func:`sleep`): one round
-    (a training's probe, ``min_rounds=1``, within a small budget) waits for nothing.
+    pass run in that time took 10.9, 8.8, 8.8, 8.5, 7.1, then 4.6 ms a batch. So ``serial`` runs last in a round, and
+    nothing follows it but the next round, after a wait (:data:`OPENBLAS_QUIET_SECONDS`, :func:`sleep`), as the
+    others' first batches wait after its own.
 
     Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the candidates to time (default:
     every one that can run here, :func:`candidates`).
@@ -344,14 +344,20 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
         # every reset wakes its threads to spin beside the next candidate (blocks at 64 rows: 0.4 ms a batch in a
         # run of batches, 8-28 ms in rounds that reset the pool after each candidate)
         others = [name for name in names if name != "serial"]
+        # before the others' first batches, and before each round but the first: the serial pass, or OpenBLAS's
+        # pool reset after the others, is followed by nothing but this wait
+        wait = OPENBLAS_QUIET_SECONDS if others else 0.0
+        if "serial" in runs:
+            # first: a process's first products start OpenBLAS's threads and fill its buffers, which one untimed
+            # batch did not cover (serial at 256 rows, a fresh process: 6.4-7.2 ms a batch, then 3.6-4.0)
+            runs["serial"][0]()
+            if wait:
+                sleep(wait)
         with threads.blas_limit(1):
-            for name in others:  # serial's first batch is its first round's untimed one
+            for name in others:
                 run, context = runs[name]
                 with context():
                     run()
-        # before each round but the first: the last round's serial, or OpenBLAS's pool reset after the others, is
-        # followed by nothing but this wait
-        wait = OPENBLAS_QUIET_SECONDS if others else 0.0
         start = clock()
         while rounds < MAX_ROUNDS:
             if rounds >= min_rounds and clock() - start + (wait if rounds else 0.0) >= budget_seconds:

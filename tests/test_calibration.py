@@ -69,17 +69,17 @@ def test_the_fastest_candidate_by_its_median_is_chosen_within_the_budget(fake):
     choice = calibration.calibrate(LARGE, 64, np.float32, 2, budget_seconds=0.5)
     assert choice.chosen == "blocks"
     assert choice.seconds == pytest.approx({"serial": 3e-3, "blocks": 2e-3, "whole_batch_mkl": 2.5e-3})
-    # warmed up once each but serial; then rounds of each candidate in turn, serial last: one untimed batch, then
+    # warmed up once each, serial first; then rounds of each candidate in turn, serial last: one untimed batch, then
     # CONSECUTIVE_BATCHES timed ones
     run = 1 + calibration.CONSECUTIVE_BATCHES
-    assert fake.calls[:2] == ["blocks", "whole_batch_mkl"]
-    assert fake.calls[2:2 + 3 * run] == ["blocks"] * run + ["whole_batch_mkl"] * run + ["serial"] * run
-    assert fake.calls.count("serial") == choice.rounds * run and choice.rounds >= calibration.MIN_ROUNDS
-    # OpenBLAS's threads are left to go quiet after serial before the next round
+    assert fake.calls[:3] == ["serial", "blocks", "whole_batch_mkl"]
+    assert fake.calls[3:3 + 3 * run] == ["blocks"] * run + ["whole_batch_mkl"] * run + ["serial"] * run
+    assert fake.calls.count("serial") == 1 + choice.rounds * run and choice.rounds >= calibration.MIN_ROUNDS
+    # OpenBLAS's threads are left to go quiet after serial before another candidate runs
     quiet = calibration.OPENBLAS_QUIET_SECONDS
-    assert fake.sleeps == [(2 + k * 3 * run, quiet) for k in range(1, choice.rounds)]
+    assert fake.sleeps == [(1, quiet)] + [(3 + k * 3 * run, quiet) for k in range(1, choice.rounds)]
     # the rounds go on until the budget has passed, the next round's wait counted: one round over it at most
-    timed = fake.now - (2e-3 + 2.5e-3)  # less the warm-up calls
+    timed = fake.now - (3e-3 + quiet + 2e-3 + 2.5e-3)  # less the warm-up calls and their wait
     assert choice.rounds > calibration.MIN_ROUNDS and timed + quiet >= 0.5
     assert choice.rounds >= 3 and timed - quiet - run * (3e-3 + 9e-3 + 2.5e-3) < 0.5
 
@@ -87,10 +87,9 @@ def test_the_fastest_candidate_by_its_median_is_chosen_within_the_budget(fake):
 def test_a_pass_timed_in_turn_with_others_is_timed_over_consecutive_batches(generated, monkeypatch):
     """A candidate's first batch after another's is slow (its threads wake, the other's still spin): it runs
     untimed, and the consecutive batches after it are timed together, as an epoch sums them."""
-    # series of 1 + CONSECUTIVE_BATCHES: every round's untimed batch takes the slow entry (whole_batch_mkl's
-    # warm-up takes one before the rounds; serial has none), its timed batches the others, one of them slow: a
-    # wait for a core, which the time a batch keeps
-    clock = FakeClock({"serial": [9e-3, 4e-3, 1e-3, 1e-3], "whole_batch_mkl": [2e-3, 9e-3, 5e-3, 2e-3]})
+    # series of 1 + CONSECUTIVE_BATCHES: every round's untimed batch takes the slow entry after the warm-up's, its
+    # timed batches the others, one of them slow: a wait for a core, which the time a batch keeps
+    clock = FakeClock({"serial": [1e-3, 9e-3, 4e-3, 1e-3], "whole_batch_mkl": [2e-3, 9e-3, 5e-3, 2e-3]})
     monkeypatch.setattr(calibration, "clock", clock)
     monkeypatch.setattr(calibration, "sleep", clock.sleep)
     monkeypatch.setattr(calibration, "_prepare", clock.prepare)
@@ -113,7 +112,7 @@ def test_a_short_batch_is_timed_in_a_block_of_about_block_seconds(generated, mon
     monkeypatch.setattr(calibration, "BLOCK_SECONDS", 0.01)
     seconds, rounds = calibration.measure(LARGE, 64, np.float32, 2, budget_seconds=0.0, min_rounds=1)
     assert rounds == 1 and seconds == pytest.approx({"serial": 1e-3, "whole_batch_mkl": 0.5})
-    assert clock.calls.count("serial") == 1 + 10  # the untimed batch, then 0.01 s of 1 ms batches
+    assert clock.calls.count("serial") == 1 + 1 + 10  # warm-up, the untimed batch, then 0.01 s of 1 ms batches
     assert clock.calls.count("whole_batch_mkl") == 1 + 1 + calibration.CONSECUTIVE_BATCHES  # warm-up, untimed
 
 
