@@ -51,8 +51,7 @@ from fastgd.machine import cpu_model
 __all__ = ["SWITCHES_KEPT", "remember_switch", "remembered_switches", "switches_path", "describe_adapting",
            "PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
            "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
-           "cached_choices", "training_pass", "start_candidates", "measure_order",
-           "keep_first_choice"]
+           "cached_choices", "training_pass", "start_candidates", "measure_order"]
 
 # the time of a calibration's timed rounds, all candidates together (at least MIN_ROUNDS rounds are run)
 BUDGET_SECONDS = 0.2
@@ -385,28 +384,6 @@ def calibrate(layer_sizes, n_rows, dtype, n_threads=None, budget_seconds=BUDGET_
     return choice
 
 
-def keep_first_choice(layer_sizes, n_rows, dtype, n_threads, seconds, rounds):
-    """Cache, as a calibration, the faster of the threaded passes a training's probe timed before its first epoch
-    (``seconds``: pass -> seconds a batch, :data:`FALLBACK_PASS` left out: one thread is the load's choice, which
-    the adaptation makes at every fit) where it is faster than the others by :data:`SWITCH_MARGIN`, so that the
-    next fit of this key starts on it without timing it again. Closer than that, one short probe is not sure which
-    is faster (at 256-512-512-10/256 on the AMD EPYC Zen 4 serial and whole_batch_mkl are 7-13% apart a batch,
-    and one probe's noise is as large): nothing is cached, and every fit weighs the two itself. ``fastgd
-    calibrate`` measures every candidate, for longer. A cache that cannot be written (a read-only directory) costs
-    the training nothing. Returns the :class:`Choice` cached, else None."""
-    seconds = {name: float(value) for name, value in seconds.items() if name != FALLBACK_PASS}
-    fastest = min(seconds, key=seconds.get)
-    if any(value * (1.0 - SWITCH_MARGIN) < seconds[fastest] for name, value in seconds.items() if name != fastest):
-        return None
-    measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    choice = Choice(cache_key(layer_sizes, n_rows, dtype, n_threads), fastest, seconds, int(rounds), measured)
-    try:
-        _store(choice)
-    except OSError:
-        pass
-    return choice
-
-
 def training_pass(layer_sizes, n_rows, dtype, n_threads):
     """``(name, n_blocks)``: the pass a training's batches of ``n_rows`` take on ``n_threads`` threads.
 
@@ -434,8 +411,11 @@ def start_candidates(layer_sizes, n_rows, dtype, n_threads, chosen):
     ``chosen`` and :data:`FALLBACK_PASS`; where no calibration is cached for this key, also the other threaded
     pass of the two that need no code beyond what the training compiles anyway (``serial``, the same compiled
     pass as one_thread, and ``whole_batch_mkl``, where it can run here). Which of those is faster depends on the
-    CPU: MKL's products beat OpenBLAS's on the Intel Xeon machines; on the AMD EPYC ones, quiet, whole epochs
-    on ``serial`` took 0.89-0.96 of those on ``whole_batch_mkl`` (reports/pass_candidates_zen4.md). ``blocks``
+    CPU: MKL's products beat OpenBLAS's on the Intel Xeon machines; on the AMD EPYC Zen 4, quiet, whole epochs
+    on ``serial`` took 0.81-0.90 of those on ``whole_batch_mkl`` at 256 and 1024 rows
+    (reports/pass_candidates_zen4.md). The probe's pick is not cached: one round is not sure of a 10% difference
+    (at 256 rows one probe in a fresh process timed serial at 7.9 ms a batch, against 3.6-4.0 in others, and
+    cached, every later fit kept the slower pass); ``fastgd calibrate`` measures longer and caches. ``blocks``
     is left to ``fastgd calibrate``: it would compile a pass the training may never take, and it was the
     fastest in no run on either AMD machine."""
     names = [chosen]

@@ -388,16 +388,12 @@ class _HostEpochs:
         """The adaptation of the pass to the load, started from a probe of a few batches of the passes
         :func:`calibration.start_candidates` names (one round, :func:`calibration.measure`). With no calibration
         cached that weighs the two threaded passes as well: the faster is the one the adaptation keeps
-        (``self.chosen``), and the calibration cached for the next fit (:func:`calibration.keep_first_choice`). Its
-        switches, if any, go into the history."""
+        (``self.chosen``), for this training only. Its switches, if any, go into the history."""
         net, fallback = self.training.net, calibration.FALLBACK_PASS
         names = calibration.start_candidates(net.layer_sizes, self.batch_rows, net.dtype, n_threads, chosen)
-        batch_seconds, rounds = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
-                                                    calibration.PROBE_BATCH_SECONDS, names=names, min_rounds=1)
+        batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
+                                               calibration.PROBE_BATCH_SECONDS, names=names, min_rounds=1)
         threaded = min(names[:-1], key=batch_seconds.get)
-        if len(names) > 2:  # nothing was calibrated for this key: a clear winner is where the next fit starts
-            calibration.keep_first_choice(net.layer_sizes, self.batch_rows, net.dtype, n_threads, batch_seconds,
-                                          rounds)
         if threaded != chosen:
             self.chosen[n_threads] = (threaded, pass_blocks(threaded, self.batch_rows, n_threads))
             self._switched(f"before epoch 1: {threaded} took {batch_seconds[threaded] * 1e3:.3g} ms a batch, "
