@@ -47,6 +47,11 @@ and emit it again there: the epoch's callback, :func:`forward`, :func:`loss_only
 kind, and any two networks, share the same compiled code; one fused with a ReLU or not, too (``relu_start`` is an
 argument, not a constant). ``benchmarks/scripts/compile_profile.py`` says where a first fit's compile time goes.
 
+Only the kinds a network uses compile (:func:`prepare`): the passes call each kind's functions on demand
+(:func:`fastgd.kernels.linking.on_demand`), through a slot filled when the kind is prepared, so compiling the passes
+compiles no kind. :class:`fastgd.networks.Network`'s methods prepare their plan's kinds before they run compiled
+code; a kind nobody prepared (a plan run from a user's own compiled code) is compiled at its first call.
+
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
 ``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
@@ -55,16 +60,17 @@ Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_en
 import math
 
 import numpy as np
-from numba import uint64
+from numba import types, uint64
 
 from fastgd._config import jit
+from fastgd.kernels import linking
 from fastgd.kernels.blas import gemm
-from fastgd.kernels.linking import by_symbol
+from fastgd.kernels.linking import by_symbol, on_demand
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
            "loss_and_gradient", "loss_and_gradient_inlined", "predict_in_chunks", "penalty", "add_penalty_gradient",
-           "multiply_adds_per_sample", "workspace_elements"]
+           "multiply_adds_per_sample", "workspace_elements", "prepare", "kind_functions"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
@@ -370,7 +376,18 @@ def _layer_geometry(layer, n_rows):
 # batch costs nothing next to the layer's loops.
 
 
-@by_symbol
+def _layer_signature(*rest):
+    """``on_demand``'s parameter types of a layer kind's function: (θ, the plan's row, n_rows, *rest), each of
+    ``rest`` "real" (a 1-D array of θ's dtype), "int" or "bool"."""
+    def signature_of(real):
+        array = types.Array(real, 1, "C")
+        names = {"real": array, "int": types.int64, "bool": types.boolean}
+        return (array, types.Array(types.int64, 1, "C"), types.int64) + tuple(names[name] for name in rest)
+    return signature_of
+
+
+
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _dense_forward(theta, layer, n_rows, activations):
     """A dense layer's outputs: X Wᵀ (one product), then the bias added row by row."""
@@ -386,7 +403,7 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "int"))
 @jit(internal=True)
 def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
@@ -427,7 +444,7 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
                         activations[uint64(plane + p)] = zero if z <= zero else z
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _pool_forward(theta, layer, n_rows, activations):
     """A max or average pool's outputs (tiling max pools on their path without bounds)."""
@@ -458,7 +475,7 @@ def _pool_forward(theta, layer, n_rows, activations):
                         pooled[oh * out_w + ow] = total * scale
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _global_avg_pool_forward(theta, layer, n_rows, activations):
     """Global average pooling's outputs: each plane's mean."""
@@ -477,7 +494,7 @@ def _global_avg_pool_forward(theta, layer, n_rows, activations):
         outputs[k] = total * scale
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _elementwise_forward(theta, layer, n_rows, activations):
     """An activation's outputs (ReLU, tanh, sigmoid), or the inputs copied (identity, Flatten)."""
@@ -520,7 +537,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
         _elementwise_forward(theta, layer, n_rows, activations)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "real", "bool"))
 @jit(internal=True)
 def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas):
     """A dense layer's dW = δᵀ X (W is out × in), db = the column sums of δ; with ``input_deltas``, δ below = δ W."""
@@ -544,7 +561,7 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int"))
 @jit(internal=True)
 def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
@@ -607,7 +624,7 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
                 _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real"))
 @jit(internal=True)
 def _pool_backward(theta, layer, n_rows, activations, deltas):
     """A max or average pool's input deltas (tiling max pools, and 2×2 ones above all, on their own paths)."""
@@ -647,7 +664,7 @@ def _pool_backward(theta, layer, n_rows, activations, deltas):
                                 plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _global_avg_pool_backward(theta, layer, n_rows, deltas):
     """Global average pooling's input deltas: each output's delta shared evenly over its plane."""
@@ -665,7 +682,7 @@ def _global_avg_pool_backward(theta, layer, n_rows, deltas):
             plane_below[p] = share
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real"))
 @jit(internal=True)
 def _elementwise_backward(theta, layer, n_rows, activations, deltas):
     """An activation's input deltas, its derivative written in terms of its outputs (identity, Flatten: copied)."""
@@ -921,3 +938,30 @@ def workspace_elements(plan, n_rows):
         return int(n_rows) * per_row, 1
     group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))
     return int(n_rows) * per_row, group * per_sample
+
+
+def kind_functions(plan, backward=True):
+    """The layer kinds' compiled functions that the passes call for ``plan``: each kind's forward (and with
+    ``backward``, its backward), in the plan's order, once each; a ReLU after a convolution is the convolution's
+    (:func:`_fused_relu`)."""
+    plan = np.asarray(plan)
+    by_kind = {DENSE: (_dense_forward, _dense_backward), CONV: (_conv_forward, _conv_backward),
+               MAX_POOL: (_pool_forward, _pool_backward), AVG_POOL: (_pool_forward, _pool_backward),
+               GLOBAL_AVG_POOL: (_global_avg_pool_forward, _global_avg_pool_backward)}
+    functions = []
+    for index, kind in enumerate(plan[:, PLAN_KIND].tolist()):
+        if kind == RELU and index > 0 and plan[index - 1, PLAN_KIND] == CONV:
+            continue
+        for function in by_kind.get(kind, (_elementwise_forward, _elementwise_backward))[:2 if backward else 1]:
+            if function not in functions:
+                functions.append(function)
+    return functions
+
+
+def prepare(plan, dtype, backward=True):
+    """Compile (or load from Numba's cache) the layer kinds ``plan`` uses, for θ's ``dtype``: its forward passes and
+    with ``backward`` its backward passes (:func:`kind_functions`), once per process; call before compiled code runs
+    the plan. The passes call each kind through a slot that this fills (:func:`fastgd.kernels.linking.on_demand`):
+    a kind left unprepared is compiled when compiled code first calls it, from whatever thread."""
+    for function in kind_functions(plan, backward):
+        linking.prepare(function, dtype)
