@@ -180,17 +180,16 @@ else:  # the network's own methods, then a network of other kinds
     expected_loss, expected_grad = reference.loss_and_gradient(others, theta, X, Y)
     result["others"] = [abs(loss - expected_loss) / expected_loss,
                         float(np.max(np.abs(grad - expected_grad)) / np.max(np.abs(expected_grad)))]
-kinds = {name: linking._DISPATCHERS[kernels.__name__, name] for name in
-         ["_dense_forward", "_conv_forward", "_pool_forward", "_global_avg_pool_forward", "_elementwise_forward",
-          "_dense_backward", "_conv_backward", "_pool_backward", "_global_avg_pool_backward",
-          "_elementwise_backward"]}
+kinds = {name: linking._DISPATCHERS[kernels.__name__, name] for name, value in vars(kernels).items()
+         if hasattr(value, "_on_demand")}
 result["asked"] = [owner[1] for owner in linking.PREPARED_FROM_COMPILED_CODE]
 result["compiled"] = sorted(name for name, kind in kinds.items() if kind.overloads)
 result["not_from_the_cache"] = sorted(name for name, kind in kinds.items() if kind.stats.cache_misses)
 print(json.dumps(result))
 '''
 
-DIGITS_FORWARD = ["_conv_forward", "_pool_forward", "_elementwise_forward", "_dense_forward"]  # Flatten: a copy
+# the digits CNN's convolutions (each fused with its ReLU), 2×2 max pools, Flatten and dense layer
+DIGITS_FORWARD = ["_conv_forward", "_max_pool_forward_tiled", "_copy_forward", "_dense_forward"]
 
 
 def test_a_cached_caller_loads_in_a_fresh_process_and_compiles_only_the_kinds_it_runs(tmp_path):
@@ -222,11 +221,13 @@ def test_a_cached_caller_loads_in_a_fresh_process_and_compiles_only_the_kinds_it
     methods = run("network")
     assert methods["loss"] == first["loss"]
     assert methods["asked"] == []
-    backward = ["_conv_backward", "_pool_backward", "_elementwise_backward", "_dense_backward"]
-    others = ["_global_avg_pool_forward", "_global_avg_pool_backward"]
+    backward = ["_conv_backward", "_max_pool_backward_2x2", "_copy_backward", "_dense_backward"]
+    others = [f"_{kind}_{way}" for kind in ("tanh", "avg_pool", "global_avg_pool", "sigmoid")
+              for way in ("forward", "backward")]
     assert methods["not_from_the_cache"] == sorted(backward + others)
     assert methods["compiled"] == sorted(DIGITS_FORWARD + backward + others)
     assert max(methods["others"]) < 1e-12
+    assert "_relu_forward" not in methods["compiled"]  # each ReLU here follows a convolution, which applies it
 
 
 def test_where_numba_cannot_keep_the_hooks_the_callee_is_linked_as_numba_links_any_function(monkeypatch):
