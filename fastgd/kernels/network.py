@@ -78,7 +78,7 @@ DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, 
 KINDS = {"Dense": DENSE, "Conv1D": CONV, "Conv2D": CONV, "MaxPool1D": MAX_POOL, "MaxPool2D": MAX_POOL,
          "AvgPool1D": AVG_POOL, "AvgPool2D": AVG_POOL, "GlobalAvgPool": GLOBAL_AVG_POOL, "Flatten": FLATTEN,
          "ReLU": RELU, "Tanh": TANH, "Sigmoid": SIGMOID, "Identity": IDENTITY}
-# a max pool's paths (_max_pool_path_of)
+# a max pool's paths (_max_pool_path)
 GENERAL, TILED, TILED_2X2 = range(3)
 CROSS_ENTROPY, MSE = 0, 1
 LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
@@ -374,9 +374,9 @@ def _layer_geometry(layer, n_rows):
             layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
 
 
-# Each layer kind's forward and backward pass is its own compiled function, reached through the small dispatches
-# _forward_layer and _backward_layer by symbol (see the module's docstring, "What compiles"). A call per layer and
-# batch costs nothing next to the layer's loops.
+# Each layer kind's forward and backward pass (each pooling path, each activation) is its own compiled function,
+# reached through the small dispatches _forward_layer and _backward_layer on demand (see the module's docstring, "What
+# compiles"). A call per layer and batch costs nothing next to the layer's loops.
 
 
 def _layer_signature(*rest):
@@ -387,7 +387,6 @@ def _layer_signature(*rest):
         names = {"real": array, "int": types.int64, "bool": types.boolean}
         return (array, types.Array(types.int64, 1, "C"), types.int64) + tuple(names[name] for name in rest)
     return signature_of
-
 
 
 @on_demand(_layer_signature("real"))
