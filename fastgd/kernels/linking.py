@@ -26,7 +26,10 @@ compiled without it, and the caller calls through a *slot*, a pointer-sized cell
 own, which :func:`prepare` fills with the function's entry point once compiled (or loaded) for a dtype. A call
 that finds its slot empty asks Python to fill it first (:func:`_prepare_from_compiled_code`, a C callback that takes
 the GIL), and raises a RuntimeError naming the function where that fails: a kind nobody prepared is compiled then,
-never called through a null pointer. A cached caller's hooks register the slots alone, compiling nothing.
+never called through a null pointer. A cached caller's hooks register the slots alone, compiling nothing. (The
+callback waits for the GIL: a ``prange`` loop of a function compiled without ``nogil`` that runs an unprepared kind
+on a worker thread would wait forever, its own thread holding the GIL; fastgd's functions are compiled ``nogil``, and
+its Python entry points prepare first.)
 """
 
 import ctypes
