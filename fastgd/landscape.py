@@ -181,6 +181,7 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     if declared:
         net.check_fits(chunk, theta.dtype)
         blocks, columns = net.workspace_elements(chunk)
+        net.prepare(theta.dtype, backward=False)  # here, not from the grid's threads
         with threadpool_limits(1):
             return _network_losses_on_grid(theta, first.astype(theta.dtype), second.astype(theta.dtype), alphas,
                                            betas, X.reshape(X.shape[0], -1), Y, net.plan,

@@ -47,30 +47,39 @@ and emit it again there: the epoch's callback, :func:`forward`, :func:`loss_only
 kind, and any two networks, share the same compiled code; one fused with a ReLU or not, too (``relu_start`` is an
 argument, not a constant). ``benchmarks/scripts/compile_profile.py`` says where a first fit's compile time goes.
 
+Only the kinds a network uses compile (:func:`prepare`): the passes call each kind's functions on demand
+(:func:`fastgd.kernels.linking.on_demand`), through a slot filled when the kind is prepared, so compiling the passes
+compiles no kind. :class:`fastgd.networks.Network`'s methods prepare their plan's kinds before they run compiled
+code; a kind nobody prepared (a plan run from a user's own compiled code) is compiled at its first call.
+
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
 ``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
 """
 
 import math
+import types as pytypes
 
 import numpy as np
-from numba import uint64
+from numba import types, uint64
 
 from fastgd._config import jit
+from fastgd.kernels import linking
 from fastgd.kernels.blas import gemm
-from fastgd.kernels.linking import by_symbol
+from fastgd.kernels.linking import by_symbol, on_demand
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
            "loss_and_gradient", "loss_and_gradient_inlined", "predict_in_chunks", "penalty", "add_penalty_gradient",
-           "multiply_adds_per_sample", "workspace_elements"]
+           "multiply_adds_per_sample", "workspace_elements", "prepare", "kind_functions"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
 KINDS = {"Dense": DENSE, "Conv1D": CONV, "Conv2D": CONV, "MaxPool1D": MAX_POOL, "MaxPool2D": MAX_POOL,
          "AvgPool1D": AVG_POOL, "AvgPool2D": AVG_POOL, "GlobalAvgPool": GLOBAL_AVG_POOL, "Flatten": FLATTEN,
          "ReLU": RELU, "Tanh": TANH, "Sigmoid": SIGMOID, "Identity": IDENTITY}
+# a max pool's paths (_max_pool_path)
+GENERAL, TILED, TILED_2X2 = range(3)
 CROSS_ENTROPY, MSE = 0, 1
 LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
 
@@ -365,12 +374,22 @@ def _layer_geometry(layer, n_rows):
             layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT])
 
 
-# Each layer kind's forward and backward pass is its own compiled function, reached through the small dispatches
-# _forward_layer and _backward_layer by symbol (see the module's docstring, "What compiles"). A call per layer and
-# batch costs nothing next to the layer's loops.
+# Each layer kind's forward and backward pass (each pooling path, each activation) is its own compiled function,
+# reached through the small dispatches _forward_layer and _backward_layer on demand (see the module's docstring, "What
+# compiles"). A call per layer and batch costs nothing next to the layer's loops.
 
 
-@by_symbol
+def _layer_signature(*rest):
+    """``on_demand``'s parameter types of a layer kind's function: (θ, the plan's row, n_rows, *rest), each of
+    ``rest`` "real" (a 1-D array of θ's dtype), "int" or "bool"."""
+    def signature_of(real):
+        array = types.Array(real, 1, "C")
+        names = {"real": array, "int": types.int64, "bool": types.boolean}
+        return (array, types.Array(types.int64, 1, "C"), types.int64) + tuple(names[name] for name in rest)
+    return signature_of
+
+
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _dense_forward(theta, layer, n_rows, activations):
     """A dense layer's outputs: X Wᵀ (one product), then the bias added row by row."""
@@ -386,7 +405,7 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "int"))
 @jit(internal=True)
 def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
@@ -427,17 +446,57 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
                         activations[uint64(plane + p)] = zero if z <= zero else z
 
 
-@by_symbol
+@jit(inline=True)
+def _max_pool_path(layer):
+    """Which of its compiled functions a max pool's plan row takes: ``TILED_2X2`` or ``TILED`` where its windows tile
+    the plane (:func:`_tiled`; the forward pass has one function for both), else ``GENERAL``."""
+    kh, kw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W]
+    if not _tiled(layer[PLAN_IN_H], layer[PLAN_IN_W], layer[PLAN_OUT_H], layer[PLAN_OUT_W], kh, kw,
+                  layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W], layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]):
+        return GENERAL
+    return TILED_2X2 if kh == 2 and kw == 2 else TILED
+
+
+# _max_pool_path's own source in Python (kind_functions), calling _tiled's Python function: calling the compiled one
+# from Python would compile it
+_max_pool_path_python = pytypes.FunctionType(_max_pool_path.py_func.__code__,
+                                             dict(globals(), _tiled=_tiled.py_func))
+
+
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
-def _pool_forward(theta, layer, n_rows, activations):
-    """A max or average pool's outputs (tiling max pools on their path without bounds)."""
+def _max_pool_forward_tiled(theta, layer, n_rows, activations):
+    """A max pool's outputs where its windows tile the plane (:func:`_tiled`): the path without bounds."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+    _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _max_pool_forward(theta, layer, n_rows, activations):
+    """A max pool's outputs, any windows (each window clipped to the plane)."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    inputs = activations[in_start:in_start + n_rows * in_size]
+    outputs = activations[out_start:out_start + n_rows * out_size]
+    for i in range(n_rows):
+        for c in range(c_in):
+            plane = inputs[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+            pooled = outputs[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    pooled[oh * out_w + ow] = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[0]
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _avg_pool_forward(theta, layer, n_rows, activations):
+    """An average pool's outputs."""
     real = theta.dtype.type
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
-    if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-        _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
-        return
     inputs = activations[in_start:in_start + n_rows * in_size]
     outputs = activations[out_start:out_start + n_rows * out_size]
     scale = real(1.0 / (kh * kw))
@@ -447,18 +506,14 @@ def _pool_forward(theta, layer, n_rows, activations):
             pooled = outputs[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
             for oh in range(out_h):
                 for ow in range(out_w):
-                    if kind == MAX_POOL:
-                        pooled[oh * out_w + ow] = _window_max(plane, height, width, kh, kw, oh * sh - pt,
-                                                              ow * sw - pl)[0]
-                    else:
-                        total = real(0.0)
-                        for a in range(kh):
-                            for b in range(kw):
-                                total += plane[(oh * sh + a) * width + ow * sw + b]
-                        pooled[oh * out_w + ow] = total * scale
+                    total = real(0.0)
+                    for a in range(kh):
+                        for b in range(kw):
+                            total += plane[(oh * sh + a) * width + ow * sw + b]
+                    pooled[oh * out_w + ow] = total * scale
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _global_avg_pool_forward(theta, layer, n_rows, activations):
     """Global average pooling's outputs: each plane's mean."""
@@ -477,31 +532,46 @@ def _global_avg_pool_forward(theta, layer, n_rows, activations):
         outputs[k] = total * scale
 
 
-@by_symbol
+# The activations, one function each (a network compiles the ones it uses): a loop per kind, where a test of the kind
+# inside the loop kept it from vectorising.
+
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
-def _elementwise_forward(theta, layer, n_rows, activations):
-    """An activation's outputs (ReLU, tanh, sigmoid), or the inputs copied (identity, Flatten)."""
-    real = theta.dtype.type
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    inputs = activations[in_start:in_start + n_rows * in_size]
-    outputs = activations[out_start:out_start + n_rows * out_size]
-    # one loop per kind: a test of the kind inside the loop kept it from vectorising
-    one, zero, count = real(1.0), real(0.0), n_rows * in_size
-    if kind == RELU:
-        for k in range(count):
-            z = activations[uint64(in_start + k)]
-            # as torch: NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)
-            activations[uint64(out_start + k)] = zero if z <= zero else z
-    elif kind == TANH:
-        for k in range(count):
-            outputs[k] = math.tanh(inputs[k])
-    elif kind == SIGMOID:
-        for k in range(count):
-            outputs[k] = one / (one + math.exp(-inputs[k]))
-    else:
-        for k in range(count):
-            outputs[k] = inputs[k]
+def _relu_forward(theta, layer, n_rows, activations):
+    """ReLU's outputs; as torch, NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)."""
+    zero = theta.dtype.type(0.0)
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        z = activations[uint64(in_start + k)]
+        activations[uint64(out_start + k)] = zero if z <= zero else z
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _tanh_forward(theta, layer, n_rows, activations):
+    """tanh's outputs."""
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        activations[uint64(out_start + k)] = math.tanh(activations[uint64(in_start + k)])
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _sigmoid_forward(theta, layer, n_rows, activations):
+    """The logistic sigmoid's outputs."""
+    one = theta.dtype.type(1.0)
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        activations[uint64(out_start + k)] = one / (one + math.exp(-activations[uint64(in_start + k)]))
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _copy_forward(theta, layer, n_rows, activations):
+    """Identity's and Flatten's outputs: the inputs copied."""
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        activations[uint64(out_start + k)] = activations[uint64(in_start + k)]
 
 
 @jit(inline=True)
@@ -512,15 +582,26 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
         _dense_forward(theta, layer, n_rows, activations)
     elif kind == CONV:
         _conv_forward(theta, layer, n_rows, activations, columns, -1)
-    elif kind == MAX_POOL or kind == AVG_POOL:
-        _pool_forward(theta, layer, n_rows, activations)
+    elif kind == MAX_POOL:
+        if _max_pool_path(layer) == GENERAL:
+            _max_pool_forward(theta, layer, n_rows, activations)
+        else:
+            _max_pool_forward_tiled(theta, layer, n_rows, activations)
+    elif kind == AVG_POOL:
+        _avg_pool_forward(theta, layer, n_rows, activations)
     elif kind == GLOBAL_AVG_POOL:
         _global_avg_pool_forward(theta, layer, n_rows, activations)
+    elif kind == RELU:
+        _relu_forward(theta, layer, n_rows, activations)
+    elif kind == TANH:
+        _tanh_forward(theta, layer, n_rows, activations)
+    elif kind == SIGMOID:
+        _sigmoid_forward(theta, layer, n_rows, activations)
     else:
-        _elementwise_forward(theta, layer, n_rows, activations)
+        _copy_forward(theta, layer, n_rows, activations)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "real", "bool"))
 @jit(internal=True)
 def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas):
     """A dense layer's dW = δᵀ X (W is out × in), db = the column sums of δ; with ``input_deltas``, δ below = δ W."""
@@ -544,7 +625,7 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int"))
 @jit(internal=True)
 def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
@@ -607,27 +688,37 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
                 _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
 
 
-@by_symbol
+@on_demand(_layer_signature("real", "real"))
 @jit(internal=True)
-def _pool_backward(theta, layer, n_rows, activations, deltas):
-    """A max or average pool's input deltas (tiling max pools, and 2×2 ones above all, on their own paths)."""
-    real = theta.dtype.type
-    zero = real(0.0)
+def _max_pool_backward_2x2(theta, layer, n_rows, activations, deltas):
+    """A 2×2 max pool's input deltas where its windows tile the plane (:func:`_max_pool_2x2_backward`)."""
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
-    if kind == MAX_POOL and _tiled(height, width, out_h, out_w, kh, kw, sh, sw, pt, pl):
-        planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-        if kh == 2 and kw == 2:
-            _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, tall * height, width,
-                                   tall * out_h, out_w)
-        else:
-            _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, tall * height, width,
-                                     tall * out_h, out_w, kh, kw)
-        return
+    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+    _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
+
+
+@on_demand(_layer_signature("real", "real"))
+@jit(internal=True)
+def _max_pool_backward_tiled(theta, layer, n_rows, activations, deltas):
+    """A max pool's input deltas where its windows (not 2×2) tile the plane (:func:`_max_pool_tiled_backward`)."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+    _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, tall * height, width, tall * out_h,
+                             out_w, kh, kw)
+
+
+@on_demand(_layer_signature("real", "real"))
+@jit(internal=True)
+def _max_pool_backward(theta, layer, n_rows, activations, deltas):
+    """A max pool's input deltas, any windows: each output's delta added where its window's largest entry is."""
+    zero = theta.dtype.type(0.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
     inputs = activations[in_start:in_start + n_rows * in_size]
     below = deltas[in_start:in_start + n_rows * in_size]
     above = deltas[out_start:out_start + n_rows * out_size]
-    scale = real(1.0 / (kh * kw))
     for k in range(n_rows * in_size):
         below[k] = zero
     for i in range(n_rows):
@@ -637,17 +728,36 @@ def _pool_backward(theta, layer, n_rows, activations, deltas):
             pooled = above[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
             for oh in range(out_h):
                 for ow in range(out_w):
+                    where = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[1]
+                    plane_below[where] += pooled[oh * out_w + ow]
+
+
+@on_demand(_layer_signature("real", "real"))
+@jit(internal=True)
+def _avg_pool_backward(theta, layer, n_rows, activations, deltas):
+    """An average pool's input deltas: each output's delta shared evenly over its window."""
+    real = theta.dtype.type
+    zero = real(0.0)
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    below = deltas[in_start:in_start + n_rows * in_size]
+    above = deltas[out_start:out_start + n_rows * out_size]
+    scale = real(1.0 / (kh * kw))
+    for k in range(n_rows * in_size):
+        below[k] = zero
+    for i in range(n_rows):
+        for c in range(c_in):
+            plane_below = below[(i * c_in + c) * height * width:(i * c_in + c + 1) * height * width]
+            pooled = above[(i * c_in + c) * out_h * out_w:(i * c_in + c + 1) * out_h * out_w]
+            for oh in range(out_h):
+                for ow in range(out_w):
                     delta = pooled[oh * out_w + ow]
-                    if kind == MAX_POOL:
-                        where = _window_max(plane, height, width, kh, kw, oh * sh - pt, ow * sw - pl)[1]
-                        plane_below[where] += delta
-                    else:
-                        for a in range(kh):
-                            for b in range(kw):
-                                plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
+                    for a in range(kh):
+                        for b in range(kw):
+                            plane_below[(oh * sh + a) * width + ow * sw + b] += delta * scale
 
 
-@by_symbol
+@on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _global_avg_pool_backward(theta, layer, n_rows, deltas):
     """Global average pooling's input deltas: each output's delta shared evenly over its plane."""
@@ -665,34 +775,48 @@ def _global_avg_pool_backward(theta, layer, n_rows, deltas):
             plane_below[p] = share
 
 
-@by_symbol
+# The activations' input deltas, their derivatives written in terms of their outputs.
+
+@on_demand(_layer_signature("real", "real"))
 @jit(internal=True)
-def _elementwise_backward(theta, layer, n_rows, activations, deltas):
-    """An activation's input deltas, its derivative written in terms of its outputs (identity, Flatten: copied)."""
-    real = theta.dtype.type
-    zero, one = real(0.0), real(1.0)
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    outputs = activations[out_start:out_start + n_rows * out_size]
-    below = deltas[in_start:in_start + n_rows * in_size]
-    above = deltas[out_start:out_start + n_rows * out_size]
-    # one loop per kind
-    count = n_rows * in_size
-    if kind == RELU:
-        for k in range(count):
-            a = activations[uint64(out_start + k)]
-            deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
-    elif kind == TANH:
-        for k in range(count):
-            a = outputs[k]
-            below[k] = above[k] * (one - a * a)
-    elif kind == SIGMOID:
-        for k in range(count):
-            a = outputs[k]
-            below[k] = above[k] * (a * (one - a))
-    else:
-        for k in range(count):
-            below[k] = above[k]
+def _relu_backward(theta, layer, n_rows, activations, deltas):
+    """ReLU's input deltas: its output deltas where its output is > 0."""
+    zero = theta.dtype.type(0.0)
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        a = activations[uint64(out_start + k)]
+        deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
+
+
+@on_demand(_layer_signature("real", "real"))
+@jit(internal=True)
+def _tanh_backward(theta, layer, n_rows, activations, deltas):
+    """tanh's input deltas: δ·(1 − a²)."""
+    one = theta.dtype.type(1.0)
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        a = activations[uint64(out_start + k)]
+        deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] * (one - a * a)
+
+
+@on_demand(_layer_signature("real", "real"))
+@jit(internal=True)
+def _sigmoid_backward(theta, layer, n_rows, activations, deltas):
+    """The sigmoid's input deltas: δ·a(1 − a)."""
+    one = theta.dtype.type(1.0)
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        a = activations[uint64(out_start + k)]
+        deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] * (a * (one - a))
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _copy_backward(theta, layer, n_rows, deltas):
+    """Identity's and Flatten's input deltas: the output deltas copied."""
+    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
+    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+        deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)]
 
 
 @jit(inline=True)
@@ -705,12 +829,26 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
         _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1)
     elif not input_deltas:
         return
-    elif kind == MAX_POOL or kind == AVG_POOL:
-        _pool_backward(theta, layer, n_rows, activations, deltas)
+    elif kind == MAX_POOL:
+        path = _max_pool_path(layer)
+        if path == TILED_2X2:
+            _max_pool_backward_2x2(theta, layer, n_rows, activations, deltas)
+        elif path == TILED:
+            _max_pool_backward_tiled(theta, layer, n_rows, activations, deltas)
+        else:
+            _max_pool_backward(theta, layer, n_rows, activations, deltas)
+    elif kind == AVG_POOL:
+        _avg_pool_backward(theta, layer, n_rows, activations, deltas)
     elif kind == GLOBAL_AVG_POOL:
         _global_avg_pool_backward(theta, layer, n_rows, deltas)
+    elif kind == RELU:
+        _relu_backward(theta, layer, n_rows, activations, deltas)
+    elif kind == TANH:
+        _tanh_backward(theta, layer, n_rows, activations, deltas)
+    elif kind == SIGMOID:
+        _sigmoid_backward(theta, layer, n_rows, activations, deltas)
     else:
-        _elementwise_backward(theta, layer, n_rows, activations, deltas)
+        _copy_backward(theta, layer, n_rows, deltas)
 
 
 @jit(inline=True)
@@ -921,3 +1059,44 @@ def workspace_elements(plan, n_rows):
         return int(n_rows) * per_row, 1
     group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))
     return int(n_rows) * per_row, group * per_sample
+
+
+def _row_functions(row):
+    """(forward, backward) compiled functions of a plan row: what :func:`_forward_layer` and
+    :func:`_backward_layer` call for it."""
+    kind = int(row[PLAN_KIND])
+    if kind == MAX_POOL:
+        path = _max_pool_path_python(row)
+        return ((_max_pool_forward, _max_pool_backward) if path == GENERAL else
+                (_max_pool_forward_tiled, _max_pool_backward_2x2 if path == TILED_2X2 else _max_pool_backward_tiled))
+    return {DENSE: (_dense_forward, _dense_backward), CONV: (_conv_forward, _conv_backward),
+            AVG_POOL: (_avg_pool_forward, _avg_pool_backward),
+            GLOBAL_AVG_POOL: (_global_avg_pool_forward, _global_avg_pool_backward),
+            RELU: (_relu_forward, _relu_backward), TANH: (_tanh_forward, _tanh_backward),
+            SIGMOID: (_sigmoid_forward, _sigmoid_backward)}.get(kind, (_copy_forward, _copy_backward))
+
+
+def kind_functions(plan, backward=True):
+    """The layer kinds' compiled functions that the passes call for ``plan``: each row's forward (and with
+    ``backward``, its backward; the first layer's only where it has parameters), once each; a ReLU after a
+    convolution is the convolution's (:func:`_fused_relu`)."""
+    plan = np.asarray(plan)
+    functions = []
+    for index, row in enumerate(plan):
+        if row[PLAN_KIND] == RELU and index > 0 and plan[index - 1, PLAN_KIND] == CONV:
+            continue
+        forward_function, backward_function = _row_functions(row)
+        wanted = [forward_function]
+        if backward and (index > 0 or row[PLAN_KIND] in (DENSE, CONV)):
+            wanted.append(backward_function)
+        functions += [function for function in wanted if function not in functions]
+    return functions
+
+
+def prepare(plan, dtype, backward=True):
+    """Compile (or load from Numba's cache) the layer kinds ``plan`` uses, for θ's ``dtype``: its forward passes and
+    with ``backward`` its backward passes (:func:`kind_functions`), once per process; call before compiled code runs
+    the plan. The passes call each kind through a slot that this fills (:func:`fastgd.kernels.linking.on_demand`):
+    a kind left unprepared is compiled when compiled code first calls it, from whatever thread."""
+    for function in kind_functions(plan, backward):
+        linking.prepare(function, dtype)

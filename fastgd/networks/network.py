@@ -241,6 +241,13 @@ class Network:
                                f"{needed / 2 ** 30:.3g} GiB for {n_rows} rows in {np.dtype(dtype).name} "
                                f"({self.n_params} parameters); this machine has {memory / 2 ** 30:.3g} GiB")
 
+    def prepare(self, dtype, backward=True):
+        """Compile (or load from Numba's cache) the compiled code of the layer kinds this network uses, for θ's
+        ``dtype``, forward and with ``backward`` backward too (:func:`fastgd.kernels.network.prepare`): done once per
+        process and kind; the methods below do it before they run compiled code. Compiled code of your own that runs
+        :attr:`plan` needs no call (a kind not prepared is compiled at its first call), but compiles better here."""
+        kernels.prepare(self.plan, _check_dtype(dtype), backward)
+
     def epoch_pass(self, dtype, n_rows, n_blocks=1):
         """The network's places in the compiled epoch (:func:`fastgd.kernels.train.train_epoch`) for batches of
         ``n_rows``: ``(pass, structure, code, code, alpha)``.
@@ -251,6 +258,7 @@ class Network:
         if n_blocks != 1:
             raise NetworkError(f"a declared network has one pass, in one block of rows; got n_blocks={n_blocks}")
         blocks, _ = self.workspace_elements(n_rows)
+        self.prepare(dtype)
         return network_entry(_check_dtype(dtype)), self._epoch_plan, kernels.LOSSES[self.loss_name], blocks, \
             self.alpha
 
@@ -270,6 +278,7 @@ class Network:
         n_rows = X.shape[0]
         self.check_fits(n_rows, theta.dtype)
         blocks, columns = self.workspace_elements(n_rows)
+        self.prepare(theta.dtype)
         grad = np.empty_like(theta)
         loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), n_rows, self._kernel_plan,
                                          kernels.LOSSES[self.loss_name], grad, np.empty(blocks, theta.dtype),
@@ -283,6 +292,7 @@ class Network:
         X, Y = self.check_data(X, Y, theta.dtype)
         self.check_fits(X.shape[0], theta.dtype)
         blocks, columns = self.workspace_elements(X.shape[0])
+        self.prepare(theta.dtype, backward=False)
         return float(kernels.loss_only(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], self._kernel_plan,
                                        kernels.LOSSES[self.loss_name], np.empty(blocks, theta.dtype),
                                        np.empty(columns, theta.dtype))
@@ -296,6 +306,7 @@ class Network:
         self.check_fits(chunk, theta.dtype)
         blocks, columns = self.workspace_elements(chunk)
         out = np.empty((X.shape[0], self.n_outputs), theta.dtype)
+        self.prepare(theta.dtype, backward=False)
         return kernels.predict_in_chunks(theta, X.reshape(X.shape[0], -1), self._kernel_plan,
                                          np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype), chunk, out)
 
