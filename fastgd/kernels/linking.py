@@ -159,17 +159,23 @@ def by_symbol(dispatcher):
             function_type = context.call_conv.get_function_type(return_type, signature)
             callee = cgutils.get_or_insert_function(builder.module, function_type,
                                                     symbol_name(module, qualname, signature))
-            # arrays pass as they are (one data model for every 1-D C array of a dtype); scalars are cast
-            cast = [value if isinstance(given, types.Array) else context.cast(builder, value, given, wanted)
-                    for value, given, wanted in zip(values, call_signature.args, signature)]
-            status, value = context.call_conv.call_function(builder, callee, return_type, signature, cast)
-            with cgutils.if_unlikely(builder, status.is_error):
-                context.call_conv.return_status_propagate(builder, status)
-            return value
+            return _call(context, builder, callee, return_type, signature, call_signature, values)
 
         return return_type(*arguments), codegen
 
     return _intrinsic_of(function, type_call)
+
+
+def _call(context, builder, callee, return_type, signature, call_signature, values):
+    """Call ``callee`` (compiled for ``signature``) with Numba's calling convention from a caller that passes
+    ``values`` of ``call_signature``'s types; an exception it raised goes on to the caller's caller."""
+    # arrays pass as they are (one data model for every 1-D C array of a dtype); scalars are cast
+    cast = [value if isinstance(given, types.Array) else context.cast(builder, value, given, wanted)
+            for value, given, wanted in zip(values, call_signature.args, signature)]
+    status, value = context.call_conv.call_function(builder, callee, return_type, signature, cast)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return value
 
 
 def _intrinsic_of(function, type_call):
@@ -276,12 +282,7 @@ def on_demand(signature_of, return_type=types.none):
                         context.call_conv.return_user_exc(builder, RuntimeError, (message,))
                 function_type = context.call_conv.get_function_type(return_type, signature)
                 callee = builder.bitcast(builder.load(cell), function_type.as_pointer())
-                cast = [value if isinstance(given, types.Array) else context.cast(builder, value, given, wanted)
-                        for value, given, wanted in zip(values, call_signature.args, signature)]
-                status, value = context.call_conv.call_function(builder, callee, return_type, signature, cast)
-                with cgutils.if_unlikely(builder, status.is_error):
-                    context.call_conv.return_status_propagate(builder, status)
-                return value
+                return _call(context, builder, callee, return_type, signature, call_signature, values)
 
             return return_type(*arguments), codegen
 
