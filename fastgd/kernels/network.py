@@ -535,13 +535,21 @@ def _global_avg_pool_forward(theta, layer, n_rows, activations):
 # The activations, one function each (a network compiles the ones it uses): a loop per kind, where a test of the kind
 # inside the loop kept it from vectorising.
 
+@jit(inline=True)
+def _elementwise_span(layer, n_rows):
+    """An element-wise layer's (activation's, Flatten's) places: where its input and output blocks start and how
+    many elements each holds."""
+    return (n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW],
+            n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W])
+
+
 @on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _relu_forward(theta, layer, n_rows, activations):
     """ReLU's outputs; as torch, NaN passes through (NaN > 0 is false, so "z if z > 0" would make it 0)."""
     zero = theta.dtype.type(0.0)
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         z = activations[uint64(in_start + k)]
         activations[uint64(out_start + k)] = zero if z <= zero else z
 
@@ -550,8 +558,8 @@ def _relu_forward(theta, layer, n_rows, activations):
 @jit(internal=True)
 def _tanh_forward(theta, layer, n_rows, activations):
     """tanh's outputs."""
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         activations[uint64(out_start + k)] = math.tanh(activations[uint64(in_start + k)])
 
 
@@ -560,8 +568,8 @@ def _tanh_forward(theta, layer, n_rows, activations):
 def _sigmoid_forward(theta, layer, n_rows, activations):
     """The logistic sigmoid's outputs."""
     one = theta.dtype.type(1.0)
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         activations[uint64(out_start + k)] = one / (one + math.exp(-activations[uint64(in_start + k)]))
 
 
@@ -569,8 +577,8 @@ def _sigmoid_forward(theta, layer, n_rows, activations):
 @jit(internal=True)
 def _copy_forward(theta, layer, n_rows, activations):
     """Identity's and Flatten's outputs: the inputs copied."""
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         activations[uint64(out_start + k)] = activations[uint64(in_start + k)]
 
 
@@ -782,8 +790,8 @@ def _global_avg_pool_backward(theta, layer, n_rows, deltas):
 def _relu_backward(theta, layer, n_rows, activations, deltas):
     """ReLU's input deltas: its output deltas where its output is > 0."""
     zero = theta.dtype.type(0.0)
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         a = activations[uint64(out_start + k)]
         deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] if a > zero else zero
 
@@ -793,8 +801,8 @@ def _relu_backward(theta, layer, n_rows, activations, deltas):
 def _tanh_backward(theta, layer, n_rows, activations, deltas):
     """tanh's input deltas: δ·(1 − a²)."""
     one = theta.dtype.type(1.0)
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         a = activations[uint64(out_start + k)]
         deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] * (one - a * a)
 
@@ -804,8 +812,8 @@ def _tanh_backward(theta, layer, n_rows, activations, deltas):
 def _sigmoid_backward(theta, layer, n_rows, activations, deltas):
     """The sigmoid's input deltas: δ·a(1 − a)."""
     one = theta.dtype.type(1.0)
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         a = activations[uint64(out_start + k)]
         deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)] * (a * (one - a))
 
@@ -814,8 +822,8 @@ def _sigmoid_backward(theta, layer, n_rows, activations, deltas):
 @jit(internal=True)
 def _copy_backward(theta, layer, n_rows, deltas):
     """Identity's and Flatten's input deltas: the output deltas copied."""
-    in_start, out_start = n_rows * layer[PLAN_IN_ROW], n_rows * layer[PLAN_OUT_ROW]
-    for k in range(n_rows * layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W]):
+    in_start, out_start, count = _elementwise_span(layer, n_rows)
+    for k in range(count):
         deltas[uint64(in_start + k)] = deltas[uint64(out_start + k)]
 
 
@@ -1083,7 +1091,7 @@ def kind_functions(plan, backward=True):
     plan = np.asarray(plan)
     functions = []
     for index, row in enumerate(plan):
-        if row[PLAN_KIND] == RELU and index > 0 and plan[index - 1, PLAN_KIND] == CONV:
+        if _fused_relu.py_func(plan, index - 1):
             continue
         forward_function, backward_function = _row_functions(row)
         wanted = [forward_function]
@@ -1093,10 +1101,20 @@ def kind_functions(plan, backward=True):
     return functions
 
 
+# (the plan's bytes and shape, dtype, backward) of each plan prepare() has prepared in this process
+_PREPARED_PLANS = set()
+
+
 def prepare(plan, dtype, backward=True):
     """Compile (or load from Numba's cache) the layer kinds ``plan`` uses, for θ's ``dtype``: its forward passes and
     with ``backward`` its backward passes (:func:`kind_functions`), once per process; call before compiled code runs
     the plan. The passes call each kind through a slot that this fills (:func:`fastgd.kernels.linking.on_demand`):
-    a kind left unprepared is compiled when compiled code first calls it, from whatever thread."""
+    a kind left unprepared is compiled when compiled code first calls it, from whatever thread. A network's methods
+    call it at every call (each ``loss_grad`` of a training loop): a plan prepared before returns at once."""
+    plan = np.asarray(plan)
+    key = (plan.tobytes(), plan.shape, np.dtype(dtype).name, bool(backward))
+    if key in _PREPARED_PLANS:
+        return
     for function in kind_functions(plan, backward):
         linking.prepare(function, dtype)
+    _PREPARED_PLANS.add(key)
