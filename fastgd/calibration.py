@@ -51,7 +51,7 @@ from fastgd.machine import cpu_model
 __all__ = ["SWITCHES_KEPT", "remember_switch", "remembered_switches", "switches_path", "describe_adapting",
            "PROBE_BATCH_SECONDS", "PROBE_SHARE", "SWITCH_MARGIN", "FALLBACK_PASS", "adapts", "PassAdaptation",
            "BUDGET_SECONDS", "Choice", "candidates", "cache_key", "cache_path", "measure", "calibrate", "cached",
-           "cached_choices", "training_pass", "start_candidates", "measure_order"]
+           "cached_choices", "training_pass", "start_candidates", "measure_order", "check_arguments"]
 
 # the time of a calibration's timed rounds, all candidates together (at least MIN_ROUNDS rounds are run)
 BUDGET_SECONDS = 0.2
@@ -310,6 +310,40 @@ def _time_batches(prepared, times):
         times.append((clock() - before) / count)
 
 
+def check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS):
+    """A ValueError in one line naming the argument, before anything is measured or cached: the layer sizes (two
+    or more positive integers, a network that fits in memory), the batch's rows and the threads (positive integers,
+    the threads at most those Numba started), the dtype (float32 or float64, the MLP passes' two) and the budget (a
+    positive number of seconds). :func:`measure` and :func:`calibrate` check; ``fastgd calibrate`` checks its
+    options first, so that its lines name them."""
+    import numba
+
+    from fastgd.models import check_network_fits
+
+    sizes = list(layer_sizes) if isinstance(layer_sizes, (list, tuple, np.ndarray)) else None
+    if (sizes is None or len(sizes) < 2
+            or not all(isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1
+                       for size in sizes)):
+        raise ValueError(f"layer_sizes: expected two or more positive integers (inputs, hidden..., outputs), "
+                         f"got {layer_sizes!r}")
+    for name, value in (("n_rows", n_rows), ("n_threads", n_threads)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"n_threads: at most {numba.config.NUMBA_NUM_THREADS} (the threads Numba started), "
+                         f"got {n_threads}")
+    try:
+        kind = np.dtype(dtype) if dtype is not None else None  # np.dtype(None) is float64
+    except TypeError:
+        kind = None
+    if kind is None or kind.name not in ("float32", "float64"):
+        raise ValueError(f"dtype: the MLP passes run in float32 or float64, got {dtype!r}")
+    if (isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float, np.integer, np.floating))
+            or not np.isfinite(budget_seconds) or budget_seconds <= 0):
+        raise ValueError(f"budget_seconds: expected a positive number of seconds, got {budget_seconds!r}")
+    check_network_fits([int(size) for size in sizes], kind)
+
+
 def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None,
             min_rounds=MIN_ROUNDS):
     """Each candidate's median seconds per batch (forward and backward), and the number of timed rounds.
@@ -332,6 +366,7 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
     Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the candidates to time (default:
     every one that can run here, :func:`candidates`).
     """
+    check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds)
     names = measure_order(candidates(n_rows, n_threads) if names is None else names)
     problem = _problem(layer_sizes, n_rows, dtype)
     times = {name: [] for name in names}
@@ -375,7 +410,8 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
 def calibrate(layer_sizes, n_rows, dtype, n_threads=None, budget_seconds=BUDGET_SECONDS):
     """Measure every candidate (:func:`measure`), cache the result under its key and return it as a :class:`Choice`
     (the fastest candidate chosen). ``n_threads`` defaults to :func:`fastgd.threads.get_num_threads`."""
-    n_threads = threads.get_num_threads() if n_threads is None else int(n_threads)
+    n_threads = threads.get_num_threads() if n_threads is None else n_threads
+    check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds)
     key = cache_key(layer_sizes, n_rows, dtype, n_threads)
     seconds, rounds = measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds)
     measured = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

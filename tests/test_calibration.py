@@ -336,6 +336,33 @@ def test_fastgd_calibrate_refuses_bad_input_in_one_line(generated, tmp_path, arg
     assert not (generated / "pass_choices.json").exists()
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(n_rows=0), "n_rows: expected a positive integer, got 0"),
+    (dict(n_rows=1.5), "n_rows: expected a positive integer, got 1.5"),
+    (dict(layer_sizes=[100]), "layer_sizes: expected two or more positive integers"),
+    (dict(layer_sizes=[100, 0, 10]), "layer_sizes: expected two or more positive integers"),
+    (dict(layer_sizes="100-10"), "layer_sizes: expected two or more positive integers"),
+    (dict(dtype=np.int32), "dtype: the MLP passes run in float32 or float64"),
+    (dict(dtype="float16"), "dtype: the MLP passes run in float32 or float64"),
+    (dict(dtype="nonsense"), "dtype: the MLP passes run in float32 or float64"),
+    (dict(dtype=None), "dtype: the MLP passes run in float32 or float64"),
+    (dict(n_threads=0), "n_threads: expected a positive integer, got 0"),
+    (dict(n_threads=100000), "n_threads: at most"),
+    (dict(budget_seconds=float("nan")), "budget_seconds: expected a positive number of seconds"),
+    (dict(budget_seconds=-1), "budget_seconds: expected a positive number of seconds"),
+    (dict(layer_sizes=[10 ** 6, 10 ** 6, 10]), "needs about"),
+])
+@pytest.mark.parametrize("function", [calibration.calibrate, calibration.measure])
+def test_the_python_calibration_refuses_bad_input_in_one_line_before_measuring(fake, generated, function, arguments,
+                                                                               message):
+    given = dict(layer_sizes=LARGE, n_rows=64, dtype="float32", n_threads=1, budget_seconds=0.2) | arguments
+    with pytest.raises(ValueError) as refused:
+        function(**given)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert fake.calls == []  # nothing ran
+    assert not (generated / "pass_choices.json").exists()
+
+
 @pytest.mark.parametrize("env, message", [
     ({"FASTGD_PASS": "fastest"}, "environment: FASTGD_PASS must be one of auto, serial, one_thread, blocks, "
                                  "whole_batch_mkl, got 'fastest'"),
