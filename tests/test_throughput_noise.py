@@ -47,6 +47,8 @@ def test_a_ratio_whose_repeats_disagree_is_unreliable_and_not_a_headline():
     assert "every implementation on 1 thread" in numpy_line
     torch_lines = [line for line in lines if "PyTorch" in line]
     assert len(torch_lines) == 1 and torch_lines[0].startswith("Unreliable, not quoted: fastgd against PyTorch")
+    # how it was measured is said beside an unreliable ratio too (a report whose every ratio is noisy says it there)
+    assert "every implementation on 1 thread): repeats that disagree" in torch_lines[0]
     assert "faster than PyTorch" not in " ".join(lines)
 
 

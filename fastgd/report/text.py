@@ -87,8 +87,11 @@ def training_ratio_lines(throughput):
                 f"{row.dataset} from {row.low:.3g}x to {row.high:.3g}x over {row.n_repeats} repeats"
                 if math.isfinite(row.low) else f"{row.dataset} {row.ratio:.3g}x from one timing (no repeats stored)"
                 for row in noisy.itertuples())
+            # the threads are said here too: a reader told to measure again must know how it was measured, and a
+            # report whose every ratio was noisy would otherwise say it nowhere
             lines.append(f"Unreliable, not quoted: fastgd against {implementation_label(other)} on "
-                         f"{plural(len(noisy), 'data set')} ({each}): repeats that disagree by more than "
+                         f"{plural(len(noisy), 'data set')} ({each}" + (f"; {threads}" if threads else "")
+                         + f"): repeats that disagree by more than "
                          f"{UNRELIABLE_SPREAD:g}x, or none, say the machine was busy; measure again on a quiet one.")
     return lines
 
