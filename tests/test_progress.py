@@ -104,6 +104,18 @@ def test_while_every_chunk_has_the_same_work_a_run_the_eta_takes_the_work_at_the
     assert log.getvalue().splitlines()[-1] == "s: 10/20 done, ETA 0:00:15"
 
 
+def test_while_every_chunk_has_the_same_work_a_run_the_prior_cost_is_at_most_what_the_chunks_cost(now):
+    # the suite's final runs, largest first: 20 runs of 2.4e10 units at 1.7 s each (7e-11 s a unit, far below the
+    # prior's nanosecond), then 100 runs of 1e6 units; one worker
+    bar, log = line_bar(120, work=20 * 2.4e10 + 100 * 1e6)
+    for _ in range(5):
+        now[0] += 3.4
+        bar.update(2, work=2 * 2.4e10, seconds=3.4)
+    # the 10 large runs left at 1.7 s (17 s) and the small ones' 1e8 units at the same rate (7 ms), not 10 × 24 s
+    # at the prior's nanosecond a unit
+    assert log.getvalue().splitlines()[-1] == "s: 10/120 done, ETA 0:00:17"
+
+
 def test_the_workers_start_before_the_first_chunk_does_not_stretch_the_eta(now):
     # make demo's final runs: the workers took seconds to start, then the chunks raced; the first ETA said 3:29
     # for the 6 s left
