@@ -112,6 +112,27 @@ def test_the_pass_in_blocks_is_the_serial_pass(activation, output, n_outputs, dt
 
 
 @needs_mkl
+def test_the_pass_in_blocks_gives_the_calling_thread_its_mkl_threads_back():
+    """Each block's products run on MKL with one thread for that thread alone (mkl.gemm_on_this_thread), and the
+    thread's own setting is put back after: the calling thread runs one block itself, and a whole-batch product it
+    makes next must have MKL's threads. threads.limit sets MKL's count on this thread alone (threadpoolctl calls
+    mkl_set_num_threads_local), which setting it returns as the one it replaces."""
+    import ctypes
+
+    set_local = ctypes.CDLL(mkl.load()).MKL_Set_Num_Threads_Local
+    net = MLP([9, 70, 11, 7], "relu", "softmax", dtype=np.float64)
+    theta = net.init(random_state=2)
+    X, Y = _data(net, 53)
+    with threads.limit(2):
+        before = set_local(0)
+        set_local(before)
+        assert before == 2
+        serial, threaded = _pass(1, net, theta, X, Y), _pass(2, net, theta, X, Y)
+        assert set_local(before) == before  # the pass left this thread's count as it found it
+    np.testing.assert_allclose(threaded[1], serial[1], rtol=1e-10, atol=1e-12)
+
+
+@needs_mkl
 @pytest.mark.parametrize("n_blocks", [2, train_kernels.WHOLE_BATCH_ON_MKL])
 def test_a_threaded_pass_run_forward_only_predicts_what_the_serial_pass_does(n_blocks):
     """Predictions and a data set's loss through a threaded pass with no gradient asked (what prediction takes when

@@ -38,7 +38,8 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["MKLError", "available", "load", "describe", "version", "shares_numbas_threads", "gemm"]
+__all__ = ["MKLError", "available", "load", "describe", "version", "shares_numbas_threads", "gemm",
+           "gemm_on_this_thread"]
 
 _ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
 _SEQUENTIAL, _GNU = 1, 3  # MKL_THREADING_SEQUENTIAL, MKL_THREADING_GNU
@@ -186,5 +187,36 @@ def _gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpo
         cblas(_ROW_MAJOR, _TRANSPOSE if transpose_a else _NO_TRANSPOSE, _TRANSPOSE if transpose_b else _NO_TRANSPOSE,
               m, n, k, real(alpha), A.ctypes.data + a_offset * itemsize, lda, B.ctypes.data + b_offset * itemsize,
               ldb, real(beta), C.ctypes.data + c_offset * itemsize, ldc)
+
+    return impl
+
+
+# MKL's threads for the calling thread alone, over its global count; returns the previous one (0: none was set)
+_SET_NUM_THREADS_LOCAL = types.ExternalFunction("MKL_Set_Num_Threads_Local", types.intc(types.intc))
+
+
+def gemm_on_this_thread(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b,
+                        alpha, beta):
+    """:func:`gemm` on the calling thread alone: for a product made inside a parallel loop, each thread one block.
+
+    MKL runs a product inside an OpenMP parallel region on one thread by itself, unless the calling thread has a
+    count of its own: threadpoolctl (and so :func:`fastgd.threads.limit`) sets MKL's count with
+    ``mkl_set_num_threads_local``, on the thread that calls it, which runs a block of a parallel loop too. That
+    thread's products then asked for two threads inside the loop, and the pass in blocks of rows took 24-45 ms a
+    batch instead of 0.4-0.5 (100-256-256-10/64, float32, AMD EPYC Zen 4) once MKL's count had been set, even to
+    the count it had. So the count is set to one for this thread around the product, and put back after.
+
+    Called from Python it is NumPy, as :func:`gemm`.
+    """
+    gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, alpha, beta)
+
+
+@overload(gemm_on_this_thread)
+def _gemm_on_this_thread(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b,
+                         alpha, beta):
+    def impl(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, alpha, beta):
+        previous = _SET_NUM_THREADS_LOCAL(1)
+        gemm(A, a_offset, lda, B, b_offset, ldb, C, c_offset, ldc, m, n, k, transpose_a, transpose_b, alpha, beta)
+        _SET_NUM_THREADS_LOCAL(previous)
 
     return impl

@@ -5,7 +5,7 @@ threads to BLAS, product by product. At real batch sizes (64 to 256 rows) that
 leaves most of a second core idle: OpenBLAS runs a 64 × 100 × 256 float32
 product no faster on two threads than on one. Here the rows of a batch are split
 into ``n_blocks`` blocks, and each ``prange`` iteration takes its block through
-its own single-threaded products (:func:`fastgd.kernels.mkl.gemm`) and the
+its own single-threaded products (:func:`fastgd.kernels.mkl.gemm_on_this_thread`) and the
 element-wise work around them:
 
 * forward: each block of rows through every layer (bias, activation, softmax)
@@ -48,6 +48,9 @@ def loss_and_gradient_in_blocks(n_blocks):
     """
     if n_blocks < 1:
         raise ValueError(f"n_blocks must be at least 1, got {n_blocks}")
+    # in blocks, each thread's products on that thread alone (mkl.gemm_on_this_thread says why); in one block, on
+    # MKL's threads
+    product = mkl.gemm_on_this_thread if n_blocks > 1 else mkl.gemm
 
     def loss_and_gradient_threaded(theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas):
         real = theta.dtype.type
@@ -68,10 +71,10 @@ def loss_and_gradient_in_blocks(n_blocks):
             for layer in range(n_layers):
                 n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
                 if layer == 0:
-                    mkl.gemm(inputs, first * n_in, n_in, theta, weight_offset, n_out, activations,
+                    product(inputs, first * n_in, n_in, theta, weight_offset, n_out, activations,
                              first * n_out, n_out, stop - first, n_out, n_in, False, False, 1.0, 0.0)
                 else:
-                    mkl.gemm(activations, below + first * n_in, n_in, theta, weight_offset, n_out, activations,
+                    product(activations, below + first * n_in, n_in, theta, weight_offset, n_out, activations,
                              activation_offset + first * n_out, n_out, stop - first, n_out, n_in, False, False,
                              1.0, 0.0)
                 kind = activation if layer < n_layers - 1 else output
@@ -112,11 +115,11 @@ def loss_and_gradient_in_blocks(n_blocks):
                 if block < weight_blocks:
                     first, stop = block * n_in // weight_blocks, (block + 1) * n_in // weight_blocks
                     if layer == 0:
-                        mkl.gemm(inputs, first, n_in, deltas, activation_offset, n_out, grad,
+                        product(inputs, first, n_in, deltas, activation_offset, n_out, grad,
                                  weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
                                  1.0, 0.0)
                     else:
-                        mkl.gemm(activations, below + first, n_in, deltas, activation_offset, n_out, grad,
+                        product(activations, below + first, n_in, deltas, activation_offset, n_out, grad,
                                  weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
                                  1.0, 0.0)
                     if alpha != 0.0:
@@ -137,7 +140,7 @@ def loss_and_gradient_in_blocks(n_blocks):
                 # δ below = (δ Wᵀ) ⊙ act'(z), act' written in terms of the activations, in blocks of rows
                 for block in prange(blocks):
                     first, stop = block * n_samples // blocks, (block + 1) * n_samples // blocks
-                    mkl.gemm(deltas, activation_offset + first * n_out, n_out, theta, weight_offset, n_out, deltas,
+                    product(deltas, activation_offset + first * n_out, n_out, theta, weight_offset, n_out, deltas,
                              below + first * n_in, n_in, stop - first, n_in, n_out, False, True, 1.0, 0.0)
                     deltas_below = deltas[below + first * n_in:below + stop * n_in]
                     activations_below = activations[below + first * n_in:below + stop * n_in]
