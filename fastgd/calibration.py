@@ -63,6 +63,8 @@ CONSECUTIVE_BATCHES = 3
 BLOCK_SECONDS = 0.01
 MAX_BLOCK_BATCHES = 1000
 OPENBLAS_QUIET_SECONDS = 0.1  # how long measure waits after the serial pass for OpenBLAS's threads to stop spinning
+# and before it, after the others, for the OpenMP threads they ran on (Numba's and MKL's: 5-10 ms here)
+OPENMP_QUIET_SECONDS = 0.02
 CACHE_NAME = "pass_choices.json"
 CACHE_FORMAT = 1
 SWITCHES_NAME = "pass_switches.json"
@@ -314,7 +316,7 @@ def check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET
     """A ValueError in one line naming the argument, before anything is measured or cached: the layer sizes (two
     or more positive integers, a network that fits in memory), the batch's rows and the threads (positive integers,
     the threads at most those Numba started), the dtype (float32 or float64, the MLP passes' two) and the budget (a
-    positive number of seconds). :func:`measure` and :func:`calibrate` check; ``fastgd calibrate`` checks its
+    finite number of seconds, 0 or more). :func:`measure` and :func:`calibrate` check; ``fastgd calibrate`` checks its
     options first, so that its lines name them."""
     import numba
 
@@ -339,8 +341,9 @@ def check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET
     if kind is None or kind.name not in ("float32", "float64"):
         raise ValueError(f"dtype: the MLP passes run in float32 or float64, got {dtype!r}")
     if (isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float, np.integer, np.floating))
-            or not np.isfinite(budget_seconds) or budget_seconds <= 0):
-        raise ValueError(f"budget_seconds: expected a positive number of seconds, got {budget_seconds!r}")
+            or not np.isfinite(budget_seconds) or budget_seconds < 0):
+        raise ValueError(f"budget_seconds: expected a number of seconds, 0 or more (0: the fewest rounds), "
+                         f"got {budget_seconds!r}")
     check_network_fits([int(size) for size in sizes], kind)
 
 
@@ -361,7 +364,8 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
     SciPy's OpenBLAS threads, which spin for about 0.1 s after each call (OpenBLAS's thread timeout): a threaded
     pass run in that time took 10.9, 8.8, 8.8, 8.5, 7.1, then 4.6 ms a batch. So ``serial`` runs last in a round, and
     nothing follows it but the next round, after a wait (:data:`OPENBLAS_QUIET_SECONDS`, :func:`sleep`), as the
-    others' first batches wait after its own.
+    others' first batches wait after its own; and it waits in turn for the OpenMP threads of the others to go quiet
+    (:data:`OPENMP_QUIET_SECONDS`).
 
     Runs on ``n_threads`` threads (:func:`fastgd.threads.limit`). ``names``: the candidates to time (default:
     every one that can run here, :func:`candidates`).
@@ -402,6 +406,11 @@ def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS
                 for name in others:
                     _time_batches(runs[name], times[name])
             if "serial" in runs:
+                if others:
+                    # the others' OpenMP threads spin for a while after their last parallel region, as OpenBLAS's
+                    # do after serial: serial at 64 rows took 0.62-0.80 ms a batch straight after whole_batch_mkl
+                    # or blocks, 0.42 after 10 ms or more, and alone (0.38 in its epochs)
+                    sleep(OPENMP_QUIET_SECONDS)
                 _time_batches(runs["serial"], times["serial"])
             rounds += 1
     return {name: float(np.median(seconds)) for name, seconds in times.items()}, rounds
