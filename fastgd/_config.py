@@ -49,6 +49,10 @@ naming the variable:
     must name a writable directory, or one that can be made.
 ``FASTGD_BASELINES``
     The stored baselines' store (:mod:`fastgd.sweep.baselines`; by default in the user's cache directory).
+``FASTGD_DATA_DIR``
+    The folder of the user's own copies of MNIST, Fashion-MNIST and CIFAR-10 for the full DeepOBS problems, in
+    DeepOBS's layout (``mnist/``, ``fmnist/``, ``cifar10/``; :func:`fastgd.datasets.deepobs_data_directory`;
+    by default ``data_deepobs`` in the working directory).
 
 Any other ``FASTGD_*`` variable is a misspelt setting that would be silently
 ignored: the ``fastgd`` command refuses it in one line naming the nearest
@@ -106,7 +110,7 @@ class SettingWarning(UserWarning):
 # every FASTGD_* environment variable fastgd reads (a test finds each name the sources read in this list)
 SETTINGS = ("FASTGD_CACHE", "FASTGD_FASTMATH", "FASTGD_PARALLEL_THRESHOLD", "FASTGD_CUDA_BLOCK_SIZE",
             "FASTGD_CUDA_MAX_BLOCKS", "FASTGD_NUM_THREADS", "FASTGD_PASS", "FASTGD_ADAPT",
-            "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR", "FASTGD_BASELINES")
+            "FASTGD_PLUGINS", "FASTGD_GENERATED_DIR", "FASTGD_BASELINES", "FASTGD_DATA_DIR")
 
 
 def unknown_settings(environment=None):

@@ -571,8 +571,18 @@ def problem_lines(listed):
     from fastgd.sweep import parse
     from fastgd.sweep.config import model_description
 
+    from fastgd.datasets import DatasetError, deepobs_folder
+
     lines = []
     for problem in listed:
+        if problem.reads_your_files:
+            try:
+                problem.load()
+            except DatasetError as error:
+                lines += _absent_problem_lines(problem, deepobs_folder(problem.data.loader,
+                                                                       dict(problem.data.options).get("directory")),
+                                               error)
+                continue
         config = parse({"problems": [problem.name], "rules": ["sgd"], "learning_rates": [0.1], "seeds": [0]})
         data = problem.load()
         net, _ = config.model(problem.name, data)
@@ -594,6 +604,24 @@ def problem_lines(listed):
                   f"f* {f_star}; {problem.dtype}",
                   f"    source   {problem.source}"]
     return lines
+
+
+def _absent_problem_lines(problem, folder, error):
+    """``fastgd problems``' block for a problem whose files are not there (or cannot be read): where they are
+    looked for and why they cannot be used; the network as declared."""
+    from fastgd.networks import known
+    from fastgd.sweep.config import model_description
+
+    model = problem.model if isinstance(problem.model, dict) else {"architecture": problem.model}
+    net = known(model["architecture"])
+    found = "not there" if not os.path.isdir(folder) else f"cannot be used: {str(error).split(': ', 1)[-1]}"
+    return [f"{problem.name}: {problem.title}",
+            f"    data     your files, looked for in {folder}: {found} (FASTGD_DATA_DIR names the folder that holds "
+            "mnist/, fmnist/ and cifar10/)",
+            f"    network  {model_description(model)}, {net.n_params:,} parameters",
+            f"    budget   batch {problem.batch_size}, {problem.epochs} epochs; target loss {problem.target:g}; f* —; "
+            f"{problem.dtype}",
+            f"    source   {problem.source}"]
 
 
 def command_gradcheck(arguments):

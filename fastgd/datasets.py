@@ -8,7 +8,10 @@ its :class:`Source` says ``standardise=False`` (raw units), and a
 ``content_hash`` of what the network trains on. fastgd's own generated sets
 besides: ``lecture_houses`` (the lecture's house prices, :func:`lecture_houses`)
 and ``deepobs_quadratic`` (DeepOBS's noisy quadratic's samples,
-:func:`deepobs_quadratic`), loaders a :class:`Source` names.
+:func:`deepobs_quadratic`), loaders a :class:`Source` names. The loaders
+``deepobs_mnist``, ``deepobs_fmnist`` and ``deepobs_cifar10`` read the user's own
+copies of MNIST, Fashion-MNIST and CIFAR-10 (:func:`deepobs_folder`), as DeepOBS
+prepares them (:func:`deepobs_images`).
 
 * By name (:func:`load`): scikit-learn's bundled sets (:data:`BUNDLED`: iris,
   wine, breast_cancer, digits for classification; diabetes for regression),
@@ -68,7 +71,8 @@ from fastgd import machine
 from fastgd.validation import MAX_SEED, is_seed
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "OWN_LOADERS", "load",
-           "synthetic", "mnist_5k_path", "lecture_houses", "deepobs_quadratic",
+           "synthetic", "mnist_5k_path", "lecture_houses", "deepobs_quadratic", "deepobs_data_directory",
+           "deepobs_folder", "deepobs_images", "DEEPOBS_IMAGES",
            "read", "from_frame", "from_arrays", "register", "registered", "resolve", "make", "check", "check_name",
            "synthetic_name",
            "file_format", "is_builtin"]
@@ -120,7 +124,14 @@ _FILE_OPTIONS = {"csv": {"sep", "encoding", "drop", "categorical"}, "parquet": {
 _MNIST1D_SPLIT = "MNIST-1D comes with its own split (4,000 / 1,000)"
 # the loaders of fastgd's own (not scikit-learn's), and the task of what they make
 OWN_LOADERS = {"mnist1d": "classification", "mnist_5k": "classification", "lecture_houses": "regression",
-               "deepobs_quadratic": "regression"}
+               "deepobs_quadratic": "regression", "deepobs_mnist": "classification",
+               "deepobs_fmnist": "classification", "deepobs_cifar10": "classification"}
+# the image sets of the full DeepOBS problems, read from the user's files: each loader's folder under the data
+# directory (DeepOBS's own layout, its data_deepobs/ folder) and what it holds
+DEEPOBS_IMAGES = {"deepobs_mnist": ("mnist", "MNIST's IDX files"),
+                  "deepobs_fmnist": ("fmnist", "Fashion-MNIST's IDX files"),
+                  "deepobs_cifar10": ("cifar10", "CIFAR-10's python batches")}
+DEEPOBS_DATA_DIR = "data_deepobs"  # the data directory without FASTGD_DATA_DIR: in the working directory, as DeepOBS
 # DeepOBS's quadratic data set (deepobs_quadratic): samples of each part, their dimension, the noise's deviation, the
 # seeds of the training and test samples
 DEEPOBS_QUADRATIC = {"train_size": 1000, "dim": 100, "noise_level": 0.6, "train_seed": 42, "test_seed": 43}
@@ -403,6 +414,19 @@ class Source:
             if self.standardise:
                 raise DatasetError(f"{self.where}: DeepOBS's quadratic samples are the problem in their own scale; "
                                    "give standardise = false")
+        if self.loader in DEEPOBS_IMAGES:
+            options = dict(self.options)
+            if set(options) - {"directory"}:
+                raise DatasetError(f"{self.where}: the only option is directory (the folder of the files), got "
+                                   f"{sorted(options)}")
+            if self.test_size != TEST_SIZE or self.split_seed != SPLIT_SEED:
+                raise DatasetError(f"{self.where}: the files' own training and test parts are the split; it takes "
+                                   "no test_size or split_seed")
+            if "directory" in options and not isinstance(options["directory"], str):
+                raise DatasetError(f"{self.where}: directory must be a folder's path, got {options['directory']!r}")
+            if self.standardise:
+                raise DatasetError(f"{self.where}: the images are scaled as DeepOBS scales them; give "
+                                   "standardise = false")
         if "download_if_missing" in dict(self.options):
             raise DatasetError(f"{self.where}: fastgd loads offline: download_if_missing is not an option")
 
@@ -561,7 +585,71 @@ def make(data):
     if data.path is not None:
         status = _check_data_file(data.path)
         stamp = (status.st_mtime_ns, status.st_size)
+    elif data.loader in DEEPOBS_IMAGES:
+        # the folder (FASTGD_DATA_DIR may change) and its files as they are: made again when either changes
+        folder = deepobs_folder(data.loader, dict(data.options).get("directory"))
+        stamp = (folder, _folder_stamp(folder))
     return _make(data, stamp)
+
+
+def _folder_stamp(folder):
+    """The names, sizes and times of the files in ``folder`` and in its subfolders one level down, or None."""
+    try:
+        entries = []
+        for root, folders, names in os.walk(folder):
+            if os.path.relpath(root, folder).count(os.sep) >= 1:
+                folders[:] = []
+            for name in sorted(names):
+                status = os.stat(os.path.join(root, name))
+                entries.append((os.path.relpath(os.path.join(root, name), folder), status.st_size,
+                                status.st_mtime_ns))
+        return tuple(sorted(entries))
+    except OSError:
+        return None
+
+
+def deepobs_data_directory():
+    """The folder of the full DeepOBS problems' files: ``FASTGD_DATA_DIR``, else ``data_deepobs`` in the working
+    directory (where DeepOBS keeps them), made absolute. It holds ``mnist/``, ``fmnist/`` and ``cifar10/``."""
+    return os.path.abspath(os.environ.get("FASTGD_DATA_DIR") or DEEPOBS_DATA_DIR)
+
+
+def deepobs_folder(loader, directory=None):
+    """The folder a DeepOBS image loader reads: ``directory`` (a data set's option) where given, else its folder
+    under :func:`deepobs_data_directory` (:data:`DEEPOBS_IMAGES`)."""
+    if directory is not None:
+        return os.path.abspath(os.path.expanduser(directory))
+    return os.path.join(deepobs_data_directory(), DEEPOBS_IMAGES[loader][0])
+
+
+def deepobs_images(loader, X):
+    """Images ``X`` (``uint8``, (n, channels, height, width)) as DeepOBS feeds them to its networks, one row each,
+    float64: MNIST's and Fashion-MNIST's pixels divided by 255 (DeepOBS's ``mnist`` and ``fmnist`` data sets);
+    CIFAR-10's standardised image by image, TensorFlow's ``per_image_standardization`` (DeepOBS's ``cifar10``):
+    (x − mean) / max(deviation, 1/√size). DeepOBS's training augmentation of CIFAR-10 (random crops, flips and
+    lighting) is not applied: every epoch sees the same images."""
+    rows = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    if loader != "deepobs_cifar10":
+        return rows / 255.0
+    mean = rows.mean(axis=1, keepdims=True)
+    deviation = np.maximum(rows.std(axis=1, keepdims=True), 1.0 / np.sqrt(rows.shape[1]))
+    return (rows - mean) / deviation
+
+
+def _deepobs_image_set(source):
+    from fastgd import datafiles
+
+    folder = deepobs_folder(source.loader, dict(source.options).get("directory"))
+    what = DEEPOBS_IMAGES[source.loader][1]
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{source.where}: {what} are your own copy, read from {folder}, which does not exist: "
+                           f"put them there, or set FASTGD_DATA_DIR to the folder that holds DeepOBS's mnist/, "
+                           f"fmnist/ and cifar10/ folders")
+    read = datafiles.read_cifar10 if source.loader == "deepobs_cifar10" else datafiles.read_idx
+    (X_train, y_train), (X_test, y_test) = read(folder, "train"), read(folder, "test")
+    return _prepare_split(replace(source.settings, task="classification"), "classification",
+                          deepobs_images(source.loader, X_train), deepobs_images(source.loader, X_test), y_train,
+                          y_test)
 
 
 # what a data file may take of this machine's memory, as a file: reading a table takes several times its size
@@ -604,6 +692,8 @@ def _make(source, stamp):
         return _lecture_houses(source)
     if source.loader == "deepobs_quadratic":
         return _deepobs_quadratic(source)
+    if source.loader in DEEPOBS_IMAGES:
+        return _deepobs_image_set(source)
     if source.loader is not None:
         return _from_sklearn(source)
     if source.format in ("npy", "npz"):

@@ -29,8 +29,11 @@ rule get near f*.
 quadratic is its samples' scale (its noise level 0.6). ``quadratic_deep`` trains :class:`fastgd.networks.quadratic.
 NoisyQuadratic`, whose batches are whole samples x, as DeepOBS's are.
 
-Not here: the full-size DeepOBS problems (``mnist_2c2d``, ``fmnist_2c2d``, ``cifar10_3c3d``), which
-read the user's own files (:mod:`fastgd.datafiles`).
+Beside the small set: the full-size DeepOBS problems ``mnist_2c2d``, ``fmnist_2c2d`` and ``cifar10_3c3d``, whose
+data are the user's own copies of MNIST, Fashion-MNIST and CIFAR-10, in DeepOBS's layout (``mnist/``, ``fmnist/``
+and ``cifar10/`` in ``FASTGD_DATA_DIR``, else in ``data_deepobs`` in the working directory:
+:func:`fastgd.datasets.deepobs_data_directory`; read by :mod:`fastgd.datafiles`). They are not in the ``suite``
+preset: a run of one takes hours on two cores.
 
     >>> from fastgd import problems
     >>> problems.get("digits_cnn").batch_size
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 
 from fastgd import datasets
 
-__all__ = ["Problem", "ProblemError", "PROBLEMS", "get", "as_dataset_table"]
+__all__ = ["Problem", "ProblemError", "PROBLEMS", "SMALL_SET", "get", "as_dataset_table"]
 
 
 class ProblemError(ValueError):
@@ -100,6 +103,11 @@ class Problem:
         return datasets.Source(self.name, path=source.path, loader=source.loader, target=source.target,
                                task=source.task, test_size=source.test_size, split_seed=source.split_seed,
                                options=dict(source.options), standardise=source.standardise)
+
+    @property
+    def reads_your_files(self):
+        """Whether the data are the user's own files (the full DeepOBS problems), not shipped or generated."""
+        return isinstance(self.data, datasets.Source) and self.data.loader in datasets.DEEPOBS_IMAGES
 
     @property
     def alpha(self):
@@ -187,7 +195,37 @@ PROBLEMS = {problem.name: problem for problem in (
             {"type": "MaxPool2D", "kernel_size": 2}, {"type": "Flatten"},
             {"type": "Dense", "out_features": 128}, {"type": "ReLU"}, {"type": "Dense", "out_features": 10}]},
         batch_size=128, epochs=2, target=0.5, dtype="float32"),
+    # the full DeepOBS problems, on the user's files; their targets are fastgd's (DeepOBS scores test accuracy)
+    Problem(
+        "mnist_2c2d", "DeepOBS's 2c2d on MNIST (your files)",
+        f"{_DEEPOBS}: mnist_2c2d (fastgd.networks.mnist_2c2d: 5×5 convolutions of 32 and 64 channels, 1,024 units) "
+        "on MNIST's 60,000 training and 10,000 test images, pixels / 255, batch 128, 100 epochs; read from your "
+        "IDX files in mnist/ of the data directory (FASTGD_DATA_DIR); the target loss is fastgd's choice",
+        datasets.Source("mnist_2c2d", loader="deepobs_mnist", standardise=False), "mnist_2c2d",
+        batch_size=128, epochs=100, target=0.05, dtype="float32"),
+    Problem(
+        "fmnist_2c2d", "DeepOBS's 2c2d on Fashion-MNIST (your files)",
+        f"{_DEEPOBS}: fmnist_2c2d (the network of mnist_2c2d) on Fashion-MNIST's 60,000 training and 10,000 test "
+        "images, pixels / 255, batch 128, 100 epochs; read from your IDX files in fmnist/ of the data directory "
+        "(FASTGD_DATA_DIR); the target loss is fastgd's choice",
+        datasets.Source("fmnist_2c2d", loader="deepobs_fmnist", standardise=False), "mnist_2c2d",
+        batch_size=128, epochs=100, target=0.3, dtype="float32"),
+    Problem(
+        "cifar10_3c3d", "DeepOBS's 3c3d on CIFAR-10 (your files)",
+        f"{_DEEPOBS}: cifar10_3c3d (fastgd.networks.cifar10_3c3d) on CIFAR-10's 50,000 training and 10,000 test "
+        "images, each standardised (TensorFlow's per_image_standardization), batch 128, 100 epochs; DeepOBS's L2 "
+        "penalty 0.002·½ΣW² on the weights as alpha 0.256, scikit-learn's α/(2m)·ΣW² at m = 128 rows (an epoch's "
+        "last batch, of 80, is penalised 1.6 times as much); read from your python batches in cifar10/ of the "
+        "data directory (FASTGD_DATA_DIR). Not DeepOBS's: no augmentation (random crops, flips and lighting); the "
+        "target loss is fastgd's choice",
+        datasets.Source("cifar10_3c3d", loader="deepobs_cifar10", standardise=False),
+        {"architecture": "cifar10_3c3d", "alpha": 0.002 * 128},
+        batch_size=128, epochs=100, target=0.8, dtype="float32"),
 )}
+
+
+# the problems whose data ship with fastgd or are generated: the suite preset's (fastgd/sweep/presets/suite.toml)
+SMALL_SET = tuple(name for name, problem in PROBLEMS.items() if not problem.reads_your_files)
 
 
 def get(name):

