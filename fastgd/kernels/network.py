@@ -67,6 +67,7 @@ from fastgd._config import jit
 from fastgd.kernels import linking
 from fastgd.kernels.blas import gemm
 from fastgd.kernels.linking import by_symbol, on_demand
+from fastgd.kernels.mlp import sum_of_squares
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
            "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
@@ -1014,8 +1015,7 @@ def penalty(theta, plan, alpha, n_rows):
     squares = 0.0
     for layer in range(plan.shape[0]):
         start = plan[layer, PLAN_WEIGHT]
-        for k in range(start, start + _weight_size(plan[layer])):
-            squares += float(theta[k]) * float(theta[k])
+        squares += sum_of_squares(theta, start, start + _weight_size(plan[layer]))
     return 0.5 * alpha * squares / n_rows
 
 
