@@ -143,6 +143,19 @@ def _is_integer(value):
 
 
 _DEEPOBS = "DeepOBS (Schneider, Balles & Hennig, ICLR 2019)"
+
+
+def _on_your_files(name, title, what, loader, model, target):
+    """A full DeepOBS problem on the user's copy of its data (:data:`fastgd.datasets.DEEPOBS_IMAGES`): DeepOBS's
+    batch of 128 and 100 epochs, float32. DeepOBS scores test accuracy and has no target loss: ``target`` is
+    fastgd's choice."""
+    folder = datasets.DEEPOBS_IMAGES[loader][0]
+    return Problem(
+        name, f"{title} (your files)",
+        f"{_DEEPOBS}: {what}; batch 128, 100 epochs; read from your files in {folder}/ of the data directory "
+        "(FASTGD_DATA_DIR); the target loss is fastgd's choice",
+        datasets.Source(name, loader=loader, standardise=False), model,
+        batch_size=128, epochs=100, target=target, dtype="float32")
 _MNIST1D = "MNIST-1D (Greydanus, 'Scaling down deep learning', 2020; github.com/greydanus/mnist1d)"
 
 PROBLEMS = {problem.name: problem for problem in (
@@ -195,32 +208,22 @@ PROBLEMS = {problem.name: problem for problem in (
             {"type": "MaxPool2D", "kernel_size": 2}, {"type": "Flatten"},
             {"type": "Dense", "out_features": 128}, {"type": "ReLU"}, {"type": "Dense", "out_features": 10}]},
         batch_size=128, epochs=2, target=0.5, dtype="float32"),
-    # the full DeepOBS problems, on the user's files; their targets are fastgd's (DeepOBS scores test accuracy)
-    Problem(
-        "mnist_2c2d", "DeepOBS's 2c2d on MNIST (your files)",
-        f"{_DEEPOBS}: mnist_2c2d (fastgd.networks.mnist_2c2d: 5×5 convolutions of 32 and 64 channels, 1,024 units) "
-        "on MNIST's 60,000 training and 10,000 test images, pixels / 255, batch 128, 100 epochs; read from your "
-        "IDX files in mnist/ of the data directory (FASTGD_DATA_DIR); the target loss is fastgd's choice",
-        datasets.Source("mnist_2c2d", loader="deepobs_mnist", standardise=False), "mnist_2c2d",
-        batch_size=128, epochs=100, target=0.05, dtype="float32"),
-    Problem(
-        "fmnist_2c2d", "DeepOBS's 2c2d on Fashion-MNIST (your files)",
-        f"{_DEEPOBS}: fmnist_2c2d (the network of mnist_2c2d) on Fashion-MNIST's 60,000 training and 10,000 test "
-        "images, pixels / 255, batch 128, 100 epochs; read from your IDX files in fmnist/ of the data directory "
-        "(FASTGD_DATA_DIR); the target loss is fastgd's choice",
-        datasets.Source("fmnist_2c2d", loader="deepobs_fmnist", standardise=False), "mnist_2c2d",
-        batch_size=128, epochs=100, target=0.3, dtype="float32"),
-    Problem(
-        "cifar10_3c3d", "DeepOBS's 3c3d on CIFAR-10 (your files)",
-        f"{_DEEPOBS}: cifar10_3c3d (fastgd.networks.cifar10_3c3d) on CIFAR-10's 50,000 training and 10,000 test "
-        "images, each standardised (TensorFlow's per_image_standardization), batch 128, 100 epochs; DeepOBS's L2 "
-        "penalty 0.002·½ΣW² on the weights as alpha 0.256, scikit-learn's α/(2m)·ΣW² at m = 128 rows (an epoch's "
-        "last batch, of 80, is penalised 1.6 times as much); read from your python batches in cifar10/ of the "
-        "data directory (FASTGD_DATA_DIR). Not DeepOBS's: no augmentation (random crops, flips and lighting); the "
-        "target loss is fastgd's choice",
-        datasets.Source("cifar10_3c3d", loader="deepobs_cifar10", standardise=False),
-        {"architecture": "cifar10_3c3d", "alpha": 0.002 * 128},
-        batch_size=128, epochs=100, target=0.8, dtype="float32"),
+    # the full DeepOBS problems, on the user's files
+    _on_your_files(
+        "mnist_2c2d", "DeepOBS's 2c2d on MNIST",
+        "mnist_2c2d (fastgd.networks.mnist_2c2d: 5×5 convolutions of 32 and 64 channels, 1,024 units) on MNIST's "
+        "60,000 training and 10,000 test images, pixels / 255", "deepobs_mnist", "mnist_2c2d", target=0.05),
+    _on_your_files(
+        "fmnist_2c2d", "DeepOBS's 2c2d on Fashion-MNIST",
+        "fmnist_2c2d (the network of mnist_2c2d) on Fashion-MNIST's 60,000 training and 10,000 test images, "
+        "pixels / 255", "deepobs_fmnist", "mnist_2c2d", target=0.3),
+    _on_your_files(
+        "cifar10_3c3d", "DeepOBS's 3c3d on CIFAR-10",
+        "cifar10_3c3d (fastgd.networks.cifar10_3c3d) on CIFAR-10's 50,000 training and 10,000 test images, each "
+        "standardised (TensorFlow's per_image_standardization); DeepOBS's L2 penalty 0.002·½ΣW² on the weights as "
+        "alpha 0.256, scikit-learn's α/(2m)·ΣW² at m = 128 rows (an epoch's last batch, of 80, is penalised 1.6 "
+        "times as much). Not DeepOBS's: no augmentation (random crops, flips and lighting)",
+        "deepobs_cifar10", {"architecture": "cifar10_3c3d", "alpha": 0.002 * 128}, target=0.8),
 )}
 
 
