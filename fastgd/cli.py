@@ -568,10 +568,9 @@ def command_problems(arguments):
 
 def problem_lines(listed):
     """``fastgd problems``' lines: one block of ``listed`` (:class:`fastgd.problems.Problem`) each."""
+    from fastgd.datasets import DatasetError, deepobs_folder
     from fastgd.sweep import parse
     from fastgd.sweep.config import model_description
-
-    from fastgd.datasets import DatasetError, deepobs_folder
 
     lines = []
     for problem in listed:

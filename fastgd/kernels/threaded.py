@@ -72,11 +72,11 @@ def loss_and_gradient_in_blocks(n_blocks):
                 n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
                 if layer == 0:
                     product(inputs, first * n_in, n_in, theta, weight_offset, n_out, activations,
-                             first * n_out, n_out, stop - first, n_out, n_in, False, False, 1.0, 0.0)
+                         first * n_out, n_out, stop - first, n_out, n_in, False, False, 1.0, 0.0)
                 else:
                     product(activations, below + first * n_in, n_in, theta, weight_offset, n_out, activations,
-                             activation_offset + first * n_out, n_out, stop - first, n_out, n_in, False, False,
-                             1.0, 0.0)
+                         activation_offset + first * n_out, n_out, stop - first, n_out, n_in, False, False,
+                         1.0, 0.0)
                 kind = activation if layer < n_layers - 1 else output
                 bias = theta[bias_offset:bias_offset + n_out]
                 for i in range(first, stop):
@@ -116,12 +116,12 @@ def loss_and_gradient_in_blocks(n_blocks):
                     first, stop = block * n_in // weight_blocks, (block + 1) * n_in // weight_blocks
                     if layer == 0:
                         product(inputs, first, n_in, deltas, activation_offset, n_out, grad,
-                                 weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
-                                 1.0, 0.0)
+                             weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
+                             1.0, 0.0)
                     else:
                         product(activations, below + first, n_in, deltas, activation_offset, n_out, grad,
-                                 weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
-                                 1.0, 0.0)
+                             weight_offset + first * n_out, n_out, stop - first, n_out, n_samples, True, False,
+                             1.0, 0.0)
                     if alpha != 0.0:
                         weight_grad = grad[weight_offset + first * n_out:weight_offset + stop * n_out]
                         weights = theta[weight_offset + first * n_out:weight_offset + stop * n_out]
@@ -141,7 +141,7 @@ def loss_and_gradient_in_blocks(n_blocks):
                 for block in prange(blocks):
                     first, stop = block * n_samples // blocks, (block + 1) * n_samples // blocks
                     product(deltas, activation_offset + first * n_out, n_out, theta, weight_offset, n_out, deltas,
-                             below + first * n_in, n_in, stop - first, n_in, n_out, False, True, 1.0, 0.0)
+                         below + first * n_in, n_in, stop - first, n_in, n_out, False, True, 1.0, 0.0)
                     deltas_below = deltas[below + first * n_in:below + stop * n_in]
                     activations_below = activations[below + first * n_in:below + stop * n_in]
                     for k in range((stop - first) * n_in):
