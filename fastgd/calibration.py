@@ -320,7 +320,7 @@ def check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET
     options first, so that its lines name them."""
     import numba
 
-    from fastgd.models import check_network_fits
+    from fastgd.machine import physical_memory_bytes
 
     sizes = list(layer_sizes) if isinstance(layer_sizes, (list, tuple, np.ndarray)) else None
     if (sizes is None or len(sizes) < 2
@@ -344,7 +344,14 @@ def check_arguments(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET
             or not np.isfinite(budget_seconds) or budget_seconds < 0):
         raise ValueError(f"budget_seconds: expected a number of seconds, 0 or more (0: the fewest rounds), "
                          f"got {budget_seconds!r}")
-    check_network_fits([int(size) for size in sizes], kind)
+    # what _problem allocates: θ and its gradient, a batch and its targets, the two workspaces
+    sizes = np.asarray(sizes, dtype=np.int64)
+    elements = (2 * mlp.n_params(sizes) + n_rows * (int(sizes[0]) + int(sizes[-1]))
+                + 2 * n_rows * int(np.sum(sizes[1:])))
+    needed, memory = elements * kind.itemsize, physical_memory_bytes()
+    if memory is not None and needed > memory:
+        raise ValueError(f"layer_sizes: a network of layer sizes {list(map(int, sizes))} at {n_rows} rows needs "
+                         f"about {needed / 2 ** 30:.3g} GiB to calibrate; this machine has {memory / 2 ** 30:.3g} GiB")
 
 
 def measure(layer_sizes, n_rows, dtype, n_threads, budget_seconds=BUDGET_SECONDS, names=None,

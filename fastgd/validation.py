@@ -7,7 +7,7 @@ and a seed means the same everywhere. Light on purpose (no NumPy): the command l
 
 import numbers
 
-__all__ = ["MAX_SEED", "DenseInputOnly", "is_integer", "is_real", "is_seed"]
+__all__ = ["MAX_SEED", "DatasetError", "DenseInputOnly", "is_integer", "is_real", "is_seed"]
 
 # seeds go to NumPy's RandomState (scikit-learn's initialisation and splits), which takes 0 to 2**32 - 1
 MAX_SEED = 2 ** 32 - 1
@@ -32,6 +32,13 @@ def is_seed(value):
 def _is_bool(value):
     # NumPy's booleans (named bool_ before NumPy 2, bool since), without importing NumPy
     return isinstance(value, bool) or type(value).__name__ in ("bool", "bool_")
+
+
+class DatasetError(ValueError):
+    """Data that cannot be used as it is; the message is one line naming the file or data set and the problem.
+
+    Defined here, below both :mod:`fastgd.datasets` (which gives it its name) and :mod:`fastgd.datafiles` (whose
+    readers the data sets call), so that neither imports the other back."""
 
 
 class DenseInputOnly:
