@@ -282,6 +282,28 @@ def _max_pool_tiled(activations, in_start, out_start, planes, height, width, out
 
 
 @jit(inline=True)
+def _max_pool_2x2(activations, in_start, out_start, planes, height, width, out_h, out_w):
+    """:func:`_max_pool_tiled` for 2×2 windows: the four entries read at once and chosen among in
+    :func:`_window_max`'s order, where the general path's loops over a window of two rows of two cost more than
+    the choice (a 2×2 pool took 0.14 ms of an 8×8 digits batch's 1.3 ms pass)."""
+    for k in range(planes):
+        plane = in_start + k * height * width
+        pooled = out_start + k * out_h * out_w
+        for oh in range(out_h):
+            top = plane + 2 * oh * width
+            line = pooled + oh * out_w
+            for ow in range(out_w):
+                place = top + 2 * ow
+                best = activations[uint64(place)]
+                v1, v2 = activations[uint64(place + 1)], activations[uint64(place + width)]
+                v3 = activations[uint64(place + width + 1)]
+                best = v1 if (v1 > best) | (v1 != v1) else best
+                best = v2 if (v2 > best) | (v2 != v2) else best
+                best = v3 if (v3 > best) | (v3 != v3) else best
+                activations[uint64(line + ow)] = best
+
+
+@jit(inline=True)
 def _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w, kh, kw):
     """Max pool backward for tiling windows: each window's deltas written whole (its largest entry gets the delta,
     the others zero, as the general path's zero-then-add gives, +0.0 included), the places no window covers zeroed."""
@@ -306,12 +328,10 @@ def _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, h
 
 @jit(inline=True)
 def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w):
-    """:func:`_max_pool_tiled_backward` for 2×2 windows, without branches: the place a window's delta goes is found
-    by comparing its four entries with the window's output (the forward's value, still in ``activations``): the
-    first entry equal to it, or, where it is a NaN, the last NaN (:func:`_window_max`'s choice; the window holds a
-    NaN exactly when its output is one). No branch depends on the data's order (one tests for a NaN output, nearly
-    never taken, and skips the NaN rules otherwise), where the argmax's branches (:func:`_tile_argmax`) mispredict
-    on random data."""
+    """:func:`_max_pool_tiled_backward` for 2×2 windows, without branches: each window's four deltas zeroed, then its
+    delta written at the place of its largest entry, found again by the forward's choices (:func:`_max_pool_2x2`:
+    the first largest, or the last NaN) made on the places as well as the values, where the argmax's branches
+    (:func:`_tile_argmax`) mispredict on data in no order."""
     zero = deltas.dtype.type(0.0)
     for k in range(planes):
         plane = in_start + k * height * width
@@ -326,25 +346,20 @@ def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, hei
                     deltas[uint64(x)] = zero
             for ow in range(out_w):
                 place = top + 2 * ow
-                largest = activations[uint64(pooled + oh * out_w + ow)]
-                delta = zero + deltas[uint64(pooled + oh * out_w + ow)]
-                v0, v1 = activations[uint64(place)], activations[uint64(place + 1)]
-                v2, v3 = activations[uint64(place + width)], activations[uint64(place + width + 1)]
-                e0, e1, e2 = v0 == largest, v1 == largest, v2 == largest
-                if largest == largest:  # no NaN in the window (nearly always: a branch that does not mispredict)
-                    # the first entry equal to the output (one is, the last if none of the first three)
-                    c0, c1, c2 = e0, e1 & ~e0, e2 & ~(e0 | e1)
-                    c3 = ~(e0 | e1 | e2)
-                else:
-                    n0, n1, n2, n3 = v0 != v0, v1 != v1, v2 != v2, v3 != v3
-                    c0 = n0 & ~n1 & ~n2 & ~n3
-                    c1 = n1 & ~n2 & ~n3
-                    c2 = n2 & ~n3
-                    c3 = n3
-                deltas[uint64(place)] = delta if c0 else zero
-                deltas[uint64(place + 1)] = delta if c1 else zero
-                deltas[uint64(place + width)] = delta if c2 else zero
-                deltas[uint64(place + width + 1)] = delta if c3 else zero
+                delta = zero + deltas[uint64(pooled + oh * out_w + ow)]  # +0.0 for −0.0, as the general path's add
+                best = activations[uint64(place)]
+                v1, v2 = activations[uint64(place + 1)], activations[uint64(place + width)]
+                v3 = activations[uint64(place + width + 1)]
+                chosen = (v1 > best) | (v1 != v1)
+                best, where = (v1, 1) if chosen else (best, 0)
+                chosen = (v2 > best) | (v2 != v2)
+                best, where = (v2, width) if chosen else (best, where)
+                where = width + 1 if (v3 > best) | (v3 != v3) else where
+                deltas[uint64(place)] = zero
+                deltas[uint64(place + 1)] = zero
+                deltas[uint64(place + width)] = zero
+                deltas[uint64(place + width + 1)] = zero
+                deltas[uint64(place + where)] = delta
 
 
 @jit(inline=True)
@@ -471,7 +486,10 @@ def _max_pool_forward_tiled(theta, layer, n_rows, activations):
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
+    if kh == 2 and kw == 2:
+        _max_pool_2x2(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
+    else:
+        _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
 
 
 @on_demand(_layer_signature("real"))
