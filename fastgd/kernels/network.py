@@ -34,9 +34,9 @@ array makes Numba test for a negative one (wraparound) at every access, which ke
 every place is non-negative by construction (``NUMBA_BOUNDSCHECK=1`` checks them). im2col and col2im find, once
 per kernel offset, the output places whose input is inside the plane (:func:`_valid_range`) and copy those rows
 without tests. Max pools whose windows tile the plane (no padding, stride = window, the suite's 2×2) take a path
-without bounds (:func:`_tiled`); its 2×2 backward finds the place of each window's largest entry without
-branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest product: groups of a
-few samples keep im2col, the products and col2im in L2.
+without bounds (:func:`_tiled`); for 2×2 windows, both passes read a window's four entries at once and choose
+among them without branches. ``columns`` is sized for the cache (:data:`COLUMNS_BUDGET`), not for the widest
+product: groups of a few samples keep im2col, the products and col2im in L2.
 
 What compiles (issue 26): each layer kind's forward and backward pass (and im2col's group of columns, which both
 convolution passes take), the whole forward pass (:func:`_forward`), the whole backward pass (:func:`_backward`)
@@ -285,7 +285,7 @@ def _max_pool_tiled(activations, in_start, out_start, planes, height, width, out
 def _max_pool_2x2(activations, in_start, out_start, planes, height, width, out_h, out_w):
     """:func:`_max_pool_tiled` for 2×2 windows: the four entries read at once and chosen among in
     :func:`_window_max`'s order, where the general path's loops over a window of two rows of two cost more than
-    the choice (a 2×2 pool took 0.14 ms of an 8×8 digits batch's 1.3 ms pass)."""
+    the choice (the digits CNN's first pool, 64 samples: 0.071 ms that way, 0.018 ms this one)."""
     for k in range(planes):
         plane = in_start + k * height * width
         pooled = out_start + k * out_h * out_w
