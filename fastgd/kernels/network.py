@@ -465,7 +465,7 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
 @jit(inline=True)
 def _max_pool_path(layer):
     """Which of its compiled functions a max pool's plan row takes: ``TILED_2X2`` or ``TILED`` where its windows tile
-    the plane (:func:`_tiled`; the forward pass has one function for both), else ``GENERAL``."""
+    the plane (:func:`_tiled`), else ``GENERAL``."""
     kh, kw = layer[PLAN_KERNEL_H], layer[PLAN_KERNEL_W]
     if not _tiled(layer[PLAN_IN_H], layer[PLAN_IN_W], layer[PLAN_OUT_H], layer[PLAN_OUT_W], kh, kw,
                   layer[PLAN_STRIDE_H], layer[PLAN_STRIDE_W], layer[PLAN_PAD_TOP], layer[PLAN_PAD_LEFT]):
@@ -482,14 +482,21 @@ _max_pool_path_python = pytypes.FunctionType(_max_pool_path.py_func.__code__,
 @on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _max_pool_forward_tiled(theta, layer, n_rows, activations):
-    """A max pool's outputs where its windows tile the plane (:func:`_tiled`): the path without bounds."""
+    """A max pool's outputs where its windows (not 2×2) tile the plane (:func:`_tiled`): the path without bounds."""
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    if kh == 2 and kw == 2:
-        _max_pool_2x2(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
-    else:
-        _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
+    _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
+
+
+@on_demand(_layer_signature("real"))
+@jit(internal=True)
+def _max_pool_forward_2x2(theta, layer, n_rows, activations):
+    """A 2×2 max pool's outputs where its windows tile the plane (:func:`_max_pool_2x2`)."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+    _max_pool_2x2(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
 
 
 @on_demand(_layer_signature("real"))
@@ -610,10 +617,13 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
     elif kind == CONV:
         _conv_forward(theta, layer, n_rows, activations, columns, -1)
     elif kind == MAX_POOL:
-        if _max_pool_path(layer) == GENERAL:
-            _max_pool_forward(theta, layer, n_rows, activations)
-        else:
+        path = _max_pool_path(layer)
+        if path == TILED_2X2:
+            _max_pool_forward_2x2(theta, layer, n_rows, activations)
+        elif path == TILED:
             _max_pool_forward_tiled(theta, layer, n_rows, activations)
+        else:
+            _max_pool_forward(theta, layer, n_rows, activations)
     elif kind == AVG_POOL:
         _avg_pool_forward(theta, layer, n_rows, activations)
     elif kind == GLOBAL_AVG_POOL:
@@ -1093,8 +1103,9 @@ def _row_functions(row):
     kind = int(row[PLAN_KIND])
     if kind == MAX_POOL:
         path = _max_pool_path_python(row)
-        return ((_max_pool_forward, _max_pool_backward) if path == GENERAL else
-                (_max_pool_forward_tiled, _max_pool_backward_2x2 if path == TILED_2X2 else _max_pool_backward_tiled))
+        return {GENERAL: (_max_pool_forward, _max_pool_backward),
+                TILED: (_max_pool_forward_tiled, _max_pool_backward_tiled),
+                TILED_2X2: (_max_pool_forward_2x2, _max_pool_backward_2x2)}[path]
     return {DENSE: (_dense_forward, _dense_backward), CONV: (_conv_forward, _conv_backward),
             AVG_POOL: (_avg_pool_forward, _avg_pool_backward),
             GLOBAL_AVG_POOL: (_global_avg_pool_forward, _global_avg_pool_backward),
