@@ -189,7 +189,7 @@ print(json.dumps(result))
 '''
 
 # the digits CNN's convolutions (each fused with its ReLU), 2×2 max pools, Flatten and dense layer
-DIGITS_FORWARD = ["_conv_forward", "_max_pool_forward_tiled", "_copy_forward", "_dense_forward"]
+DIGITS_FORWARD = ["_conv_forward", "_max_pool_forward_2x2", "_copy_forward", "_dense_forward"]
 
 
 def test_a_cached_caller_loads_in_a_fresh_process_and_compiles_only_the_kinds_it_runs(tmp_path):

@@ -120,11 +120,12 @@ def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pa
 
 
 @pytest.mark.parametrize("pool, input_shape", [
+    (networks.MaxPool2D(2), (3, 4, 6)),       # 2×2 windows covering the planes (the planes stacked as one)
     (networks.MaxPool2D(2), (3, 5, 7)),       # 2×2 windows tiling, a row and a column left over
     (networks.MaxPool2D(3), (2, 6, 7)),       # other tiling windows
     (networks.MaxPool2D(2, 1), (2, 4, 5)),    # overlapping windows: the general path
     (networks.MaxPool1D(2), (2, 9)),
-], ids=["2x2_odd", "3x3", "overlapping", "1d"])
+], ids=["2x2_exact", "2x2_odd", "3x3", "overlapping", "1d"])
 def test_max_pool_sends_each_delta_where_torch_does_on_ties_and_nans(pool, input_shape):
     """The pool layer alone (forward, then backward from given deltas) on data full of ties, signed zeros and NaNs:
     its outputs and input deltas are torch's, value for value (torch picks the first largest, or the last NaN)."""
