@@ -77,7 +77,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._available_if import available_if
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
@@ -124,6 +124,13 @@ def _repetitions(sample_weight, n_samples):
 
 
 _PER_THREAD = threading.local()
+# per estimator class: its parameters' names, and the sets of parameter values that passed scikit-learn's check (at
+# most _MAX_CHECKED_SETS, values of immutable types only). scikit-learn reads __init__'s signature at each get_params
+# and builds every constraint anew at each check: together a fifth of a short L-BFGS fit (wine: 0.14 of 0.66 ms, Zen 4)
+_PARAMETER_NAMES = {}
+_CHECKED_PARAMETERS = {}
+_MAX_CHECKED_SETS = 64
+_IMMUTABLE = (type(None), bool, int, float, str, type, np.dtype, np.generic)
 _NO_TARGETS = object()  # _validated's y when there are none (predict): None is a y fit must refuse
 
 
@@ -143,6 +150,20 @@ def _random_state(random_state):
         rng.seed(random_state)
         return rng
     return check_random_state(random_state)
+
+
+def _parameters_key(params):
+    """A hashable key of ``params`` that tells apart any two sets of values scikit-learn's check could tell apart
+    (each value with its type: 1, 1.0 and True are three), or None where a value is not of an immutable type (a
+    dict, a RandomState: it may change in place)."""
+    items = []
+    for name, value in params.items():
+        if type(value) is tuple and all(isinstance(item, _IMMUTABLE) for item in value):
+            value = tuple((type(item), item) for item in value)
+        elif not isinstance(value, _IMMUTABLE):
+            return None
+        items.append((name, type(value), value))
+    return tuple(items)
 
 
 def _finite_sum(array):
@@ -296,6 +317,28 @@ class _BaseMLP(DenseInputOnly, BaseEstimator):
         self.device = device
 
     # -- checks -------------------------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls):
+        """scikit-learn's, read from ``__init__``'s signature once per class."""
+        names = _PARAMETER_NAMES.get(cls)
+        if names is None:
+            names = _PARAMETER_NAMES[cls] = tuple(super()._get_param_names())
+        return list(names)
+
+    def _validate_params(self):
+        """scikit-learn's check of every parameter against ``_parameter_constraints``, skipped for a set of values
+        (:func:`_parameters_key`) that this class has already seen pass."""
+        params = self.get_params(deep=False)
+        key = _parameters_key(params)
+        checked = _CHECKED_PARAMETERS.setdefault(type(self), set())
+        if key is not None and key in checked:
+            return
+        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
+        if key is not None:
+            if len(checked) >= _MAX_CHECKED_SETS:
+                checked.clear()
+            checked.add(key)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -738,10 +781,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if positions is not None:
                 return X, self._one_hot(y, positions)
         elif self.warm_start:
-            classes = unique_labels(y)
+            # integer labels read in one pass, as a first fit reads them (unique_labels finds their type anew: a
+            # tenth of a warm-started L-BFGS fit on breast_cancer)
+            integer = isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu" and y.size
+            classes, positions = _integer_classes(y) if integer else (unique_labels(y), None)
             if set(classes) != set(self.classes_):
                 raise ValueError(f"warm_start can only be used where `y` has the same classes as in the previous "
                                  f"call to fit. Previously got {self.classes_}, `y` has {classes}")
+            return X, self._one_hot(y, positions)
         return X, self._one_hot(y)
 
     def _one_hot(self, y, positions=None):

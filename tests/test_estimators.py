@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastgd import MLPClassifier, MLPRegressor, optim
+from fastgd.training import fit_lbfgs
 
 
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
@@ -320,6 +321,41 @@ def test_warm_start_continues_from_the_fitted_weights():
     clf.set_params(hidden_layer_sizes=(9,))
     with pytest.raises(ValueError, match="refit without warm_start"):
         clf.fit(X, y)
+
+
+@pytest.mark.parametrize("labels", [(0, 1), (3, 7, 9)])
+def test_a_warm_start_encodes_the_labels_as_the_first_fit(labels):
+    """A warm-started fit reads integer labels in one pass; its targets are still each label's one-hot row (one
+    column for two classes), so its L-BFGS fit is fit_lbfgs's from the first fit's weights on those targets."""
+    X, y = iris()
+    y = np.asarray(labels)[y % len(labels)]
+    clf = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        theta = clf.theta_.copy()
+        clf.set_params(warm_start=True).fit(X, y)
+    positions = np.searchsorted(labels, y)
+    Y = (positions == 1).astype(float)[:, None] if len(labels) == 2 else np.eye(len(labels))[positions]
+    fit_lbfgs(clf._net, theta, X, Y, 3, clf.max_fun, clf.tol)
+    np.testing.assert_array_equal(clf.theta_, theta)
+
+
+def test_a_parameter_set_that_passed_is_checked_again_when_a_value_or_its_type_changes():
+    """fit skips scikit-learn's check for a set of values that passed it before, and only for that set: the same
+    number as another type (2.0 for 2, 1 for True) is another set."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = iris()
+    clf = MLPClassifier(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        for changed, message in ((dict(max_iter=2.0), "'max_iter' parameter"), (dict(shuffle=1), "'shuffle' parameter"),
+                                 (dict(alpha=-1.0), "'alpha' parameter")):
+            with pytest.raises(InvalidParameterError, match=message):
+                MLPClassifier(**dict(clf.get_params(), **changed)).fit(X, y)
+        assert MLPClassifier(**clf.get_params()).fit(X, y).n_iter_ == 2
 
 
 def test_float32_input_trains_in_float32_unless_told_otherwise():

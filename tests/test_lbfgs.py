@@ -118,6 +118,19 @@ def test_the_compiled_full_batch_run_is_the_optimizers_step():
     assert result.loss < 0.5 * net.loss(start, X, Y)
 
 
+def test_a_fit_after_fits_of_other_sizes_and_of_its_own_is_the_same_fit():
+    """fit_lbfgs keeps its buffers for the thread's next fit of the same sizes: they start it as new ones would."""
+    runs = []
+    for hidden in ((6,), (6,), (4,), (6,)):
+        net, X, Y, theta = _softmax_problem(hidden=hidden)
+        result = fit_lbfgs(net, theta, X, Y, max_iter=30, max_fun=1000, tol=1e-6)
+        runs.append((theta, result))
+    for theta, result in (runs[1], runs[3]):
+        np.testing.assert_array_equal(theta, runs[0][0])
+        assert result == runs[0][1]
+    assert runs[2][0].size != runs[0][0].size
+
+
 def test_float32_stays_float32_and_converges():
     net, X, Y, theta = _softmax_problem(np.float32)
     first = net.loss(theta, X, Y)

@@ -9,7 +9,8 @@ from fastgd import MLP, reference
 from fastgd.gradcheck import gradcheck, numerical_gradient
 from fastgd.kernels.mlp import ACTIVATIONS, OUTPUTS
 
-ARCHITECTURES = {"no hidden layer": [5, 3], "two hidden layers": [5, 7, 4, 3]}
+# one output after a hidden layer: the backward pass forms δ Wᵀ as an outer product
+ARCHITECTURES = {"no hidden layer": [5, 3], "two hidden layers": [5, 7, 4, 3], "one output": [5, 7, 4, 1]}
 
 
 def data(output, n_outputs, n_samples=9, seed=0):

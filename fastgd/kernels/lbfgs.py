@@ -60,6 +60,8 @@ Inner products and scalars are float64; vectors stay in θ's dtype.
 import math
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from fastgd._config import jit
 from fastgd.kernels import linesearch
@@ -120,20 +122,44 @@ def cubic_interpolate(x1, f1, g1, x2, f2, g2, xmin_bound, xmax_bound):
     return (xmin_bound + xmax_bound) / 2.0
 
 
-@jit(inline=True)
 def _dot(a, b):
-    total = 0.0
-    for k in range(a.size):
-        total += float(a[k]) * float(b[k])
-    return total
+    """Σ a·b in float64: the BLAS's ``ddot`` for float64 vectors, a loop for float32 ones.
+
+    Compiled code only (an overload). A loop's running sum waits on each addition (without fastmath LLVM keeps its
+    order): 2 µs over 2,410 values, 20 of them an iteration of the two-loop recursion, where ``ddot``'s blocked sums
+    take a sixth of it.
+    """
+    return float(np.dot(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
+
+
+@overload(_dot, inline="always")
+def _dot_overload(a, b):
+    if a.dtype == types.float64 and b.dtype == types.float64:
+        return lambda a, b: np.dot(a, b)
+
+    def loop(a, b):
+        total = 0.0
+        for k in range(a.size):
+            total += float(a[k]) * float(b[k])
+        return total
+
+    return loop
 
 
 @jit(inline=True)
 def _max_abs(a):
-    largest = 0.0
-    for k in range(a.size):
-        largest = max(largest, abs(float(a[k])))
-    return largest
+    """max |a| in four interleaved running maxima (the same value: a maximum does not depend on the order), which
+    overlap where one waits on each comparison."""
+    m0 = m1 = m2 = m3 = 0.0
+    tail = a.size - a.size % 4
+    for k in range(0, tail, 4):
+        m0 = max(m0, abs(float(a[k])))
+        m1 = max(m1, abs(float(a[k + 1])))
+        m2 = max(m2, abs(float(a[k + 2])))
+        m3 = max(m3, abs(float(a[k + 3])))
+    for k in range(tail, a.size):
+        m0 = max(m0, abs(float(a[k])))
+    return max(max(m0, m1), max(m2, m3))
 
 
 @jit(inline=True)

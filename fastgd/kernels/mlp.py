@@ -299,11 +299,22 @@ def loss_and_gradient(theta, X, Y, layer_sizes, activation, output, alpha, grad,
                 bias_grad[j] += row[j]
         if layer > 0:
             # δ below = (δ Wᵀ) ⊙ act'(z), act' written in terms of the activations
-            gemm(deltas, activation_offset, theta, weight_offset, deltas, below, n_samples, n_in, n_out, False, True,
-                 1.0, 0.0)
             deltas_below = deltas[below:below + n_samples * n_in]
             activations_below = activations[below:below + n_samples * n_in]
-            for k in range(n_samples * n_in):
-                deltas_below[k] = times_derivative(deltas_below[k], activations_below[k], activation, zero, one)
+            if n_out == 1:
+                # an outer product (one output: a regression, two classes), the very products ?gemm forms with
+                # k = 1, in the loop that applies act': ?gemm took 3-4 µs over 426 × 32, a tenth of the pass
+                weights = theta[weight_offset:weight_offset + n_in]
+                for i in range(n_samples):
+                    delta = deltas[activation_offset + i]
+                    row = deltas_below[i * n_in:(i + 1) * n_in]
+                    row_activations = activations_below[i * n_in:(i + 1) * n_in]
+                    for j in range(n_in):
+                        row[j] = times_derivative(delta * weights[j], row_activations[j], activation, zero, one)
+            else:
+                gemm(deltas, activation_offset, theta, weight_offset, deltas, below, n_samples, n_in, n_out, False,
+                     True, 1.0, 0.0)
+                for k in range(n_samples * n_in):
+                    deltas_below[k] = times_derivative(deltas_below[k], activations_below[k], activation, zero, one)
             activation_offset = below
     return loss
