@@ -247,6 +247,16 @@ def _stacked_planes(planes, height, width, out_h, out_w, kh, kw):
 
 
 @jit(inline=True)
+def _tiled_pool_geometry(layer, n_rows):
+    """``(in_start, out_start, planes, height, width, out_h, out_w, kh, kw)`` of a pool whose windows tile the plane,
+    its planes stacked into one where they can be (:func:`_stacked_planes`): what its tiled paths take."""
+    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
+     sw, pt, pl) = _layer_geometry(layer, n_rows)
+    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
+    return in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw
+
+
+@jit(inline=True)
 def _tile_argmax(source, top, width, kh, kw):
     """The place in ``source`` of the largest entry of the window whose first entry is at ``top`` (rows ``width``
     apart): :func:`_window_max`'s choice (the first largest in row-major order, or the last NaN), with no bounds."""
@@ -483,20 +493,16 @@ _max_pool_path_python = pytypes.FunctionType(_max_pool_path.py_func.__code__,
 @jit(internal=True)
 def _max_pool_forward_tiled(theta, layer, n_rows, activations):
     """A max pool's outputs where its windows (not 2×2) tile the plane (:func:`_tiled`): the path without bounds."""
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    _max_pool_tiled(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w, kh, kw)
+    in_start, out_start, planes, height, width, out_h, out_w, kh, kw = _tiled_pool_geometry(layer, n_rows)
+    _max_pool_tiled(activations, in_start, out_start, planes, height, width, out_h, out_w, kh, kw)
 
 
 @on_demand(_layer_signature("real"))
 @jit(internal=True)
 def _max_pool_forward_2x2(theta, layer, n_rows, activations):
     """A 2×2 max pool's outputs where its windows tile the plane (:func:`_max_pool_2x2`)."""
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    _max_pool_2x2(activations, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
+    in_start, out_start, planes, height, width, out_h, out_w, kh, kw = _tiled_pool_geometry(layer, n_rows)
+    _max_pool_2x2(activations, in_start, out_start, planes, height, width, out_h, out_w)
 
 
 @on_demand(_layer_signature("real"))
@@ -729,21 +735,16 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
 @jit(internal=True)
 def _max_pool_backward_2x2(theta, layer, n_rows, activations, deltas):
     """A 2×2 max pool's input deltas where its windows tile the plane (:func:`_max_pool_2x2_backward`)."""
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, tall * height, width, tall * out_h, out_w)
+    in_start, out_start, planes, height, width, out_h, out_w, kh, kw = _tiled_pool_geometry(layer, n_rows)
+    _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w)
 
 
 @on_demand(_layer_signature("real", "real"))
 @jit(internal=True)
 def _max_pool_backward_tiled(theta, layer, n_rows, activations, deltas):
     """A max pool's input deltas where its windows (not 2×2) tile the plane (:func:`_max_pool_tiled_backward`)."""
-    (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
-     sw, pt, pl) = _layer_geometry(layer, n_rows)
-    planes, tall = _stacked_planes(n_rows * c_in, height, width, out_h, out_w, kh, kw)
-    _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, tall * height, width, tall * out_h,
-                             out_w, kh, kw)
+    in_start, out_start, planes, height, width, out_h, out_w, kh, kw = _tiled_pool_geometry(layer, n_rows)
+    _max_pool_tiled_backward(activations, deltas, in_start, out_start, planes, height, width, out_h, out_w, kh, kw)
 
 
 @on_demand(_layer_signature("real", "real"))
