@@ -107,6 +107,12 @@ def test_the_steps_shares_say_where_their_references_stream_from(cache, where):
     assert "1 array 100 GB/s, 3 arrays 90 GB/s" in steps_line and "triad" in steps_line and "30 GB/s" in steps_line
     assert (where in steps_line) if where else "last-level cache" not in steps_line
     assert "2048² is float64 150 GFLOP/s" in gemm_line and "64-32-10/32 float64 6.0" in gemm_line
+    assert "above 100%" not in steps_line
+    # a step faster than its own reference: the reference was measured low, and the line says the shares bound nothing
+    busy = dict(machine, in_place_bytes_per_second={"1": 6e10, "3": 9e10})
+    busy_line, _ = limit_lines({"steps": steps, "machine": busy, "training": pd.DataFrame()})
+    assert "to 150% (sgd) of the in-place" in busy_line
+    assert "a share above 100% means the reference was measured below what a step reached" in busy_line
 
 
 def test_figure_data_is_what_the_figures_claim(quick_report):

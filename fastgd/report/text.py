@@ -109,7 +109,7 @@ def step_ratio_lines(throughput):
     for other in ("torch", "numpy"):
         if other not in set(adam.index.get_level_values("implementation")):
             continue
-        quoted, noisy = [], []
+        quoted, noisy, slower = [], [], False
         for size in sorted({adam.index.get_level_values("parameters").min(),
                             adam.index.get_level_values("parameters").max()}):
             if (size, other) not in adam.index or (size, "fastgd") not in adam.index:
@@ -119,12 +119,18 @@ def step_ratio_lines(throughput):
             if "seconds_low" in adam and math.isfinite(mine.get("seconds_low", math.nan)):
                 low, high = theirs["seconds_low"] / mine["seconds_high"], theirs["seconds_high"] / mine["seconds_low"]
                 text = f"{ratio:.3g}x at {size:,} parameters ({low:.3g}x to {high:.3g}x over its middle timings)"
-                (quoted if high <= UNRELIABLE_SPREAD * low else noisy).append(text)
+                if high <= UNRELIABLE_SPREAD * low:
+                    quoted.append(text)
+                    slower = slower or ratio < 1
+                else:
+                    noisy.append(text)
             else:
                 noisy.append(f"{ratio:.3g}x at {size:,} parameters from medians alone (no spread stored)")
         if quoted:
-            lines.append(f"Adam step: fastgd is faster than {implementation_label(other)} by " + " and ".join(quoted)
-                         + (f"; {threads}" if threads else "") + ".")
+            # a ratio below 1 is fastgd slower: the sentence then gives the ratios without calling them faster
+            lead = (f"Adam step, {implementation_label(other)}'s time over fastgd's (below 1: fastgd slower): "
+                    if slower else f"Adam step: fastgd is faster than {implementation_label(other)} by ")
+            lines.append(lead + " and ".join(quoted) + (f"; {threads}" if threads else "") + ".")
         if noisy:
             lines.append(f"Unreliable, not quoted: fastgd's Adam step against {implementation_label(other)}, "
                          + " and ".join(noisy) + f" (timings that disagree by more than {UNRELIABLE_SPREAD:g}x, or "
@@ -151,6 +157,11 @@ def limit_lines(throughput):
                 f"({share.index[0]}) to {share.iloc[-1]:.0%} ({share.index[-1]}) of the in-place "
                 "read-modify-write bandwidth for as many arrays (the steps' own access pattern, best of repeats, "
                 "all cores, same run)")
+        if share.iloc[-1] > 1:
+            # a step cannot move data faster than the reference for its own access pattern: the reference was
+            # measured low (a busy machine), so the shares bound nothing
+            line += ("; a share above 100% means the reference was measured below what a step reached (a busy "
+                     "machine): these shares are not limits; measure again on a quiet one")
         references = machine.get("in_place_bytes_per_second", {})
         cache = machine.get("last_level_cache_bytes")
         if references and positive_number(cache):
