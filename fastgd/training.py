@@ -34,7 +34,7 @@ import math
 import numbers
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -54,6 +54,8 @@ SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 # the clock of the host epochs' seconds (History.seconds, and what the pass adaptation weighs); a test can put a
 # fake one here to play a busy machine
 clock = time.perf_counter
+# the batches of each pass a declared network's probe times before its first epoch (_HostEpochs._probe_network)
+NETWORK_PROBE_BATCHES = 2
 
 # Divergence, defined here once for Training, the estimators and the sweeps: an epoch
 # diverges when its loss is NaN or infinite, or above DIVERGENCE_FACTOR times the first
@@ -375,15 +377,46 @@ class _HostEpochs:
 
     def _network_pass(self, n_threads):
         """A declared network's next pass: ``serial`` (its products on the BLAS's threads), or ``one_thread``
-        where FASTGD_PASS says so or the adaptation to the load has moved there. No probe of batches before the
-        first epoch, as an MLP's has (that would need the network's pass compiled apart from its epoch): the
-        adaptation's first probe is the second epoch."""
+        where FASTGD_PASS says so or the adaptation to the load has moved there. The adaptation starts from a probe
+        of a few batches of both before the first epoch (:meth:`_probe_network`), as an MLP's does: on a busy
+        machine the serial pass's first epoch alone can cost many times a whole quiet training (a digits CNN's
+        epoch, 80 ms quiet, took 3.3 s on two threads while two other processes compiled, AMD EPYC Zen 4)."""
         if _config.PASS == "one_thread":
             return "one_thread"
         if n_threads not in self.adaptations and calibration.adapts("serial", n_threads):
-            self.adaptations[n_threads] = calibration.PassAdaptation("serial")
+            adaptation = calibration.PassAdaptation("serial")
+            self.adaptations[n_threads] = adaptation
+            n_batches = -(-self.training.X.shape[0] // self.batch_rows)
+            self._switched(adaptation.start(self._probe_network(), n_batches), n_threads)
         adaptation = self.adaptations.get(n_threads)
         return "serial" if adaptation is None else adaptation.next_pass()
+
+    def _probe_network(self):
+        """Seconds a batch of a declared network's ``one_thread`` and ``serial`` passes: each runs the epoch's own
+        compiled function (no code compiled for the probe) on the data's first :data:`NETWORK_PROBE_BATCHES`
+        batches in order, once untimed to wake its threads, then timed; on copies of θ, of the rule's state and of
+        the schedule, so the training itself is not moved. ``one_thread`` first: the serial pass's BLAS threads
+        spin for a while after their last product (:func:`fastgd.calibration.measure`), and nothing follows it
+        here but the first epoch, which takes the BLAS's threads as they are."""
+        training = self.training
+        rows = min(training.X.shape[0], NETWORK_PROBE_BATCHES * self.batch_rows)
+        packed = training.optimizer.packed()
+        copied = replace(packed, hyper=packed.hyper.copy(), states=packed.states.copy(), aux=packed.aux.copy(),
+                         counters=packed.counters.copy())
+        arguments = epoch_arguments(training.net.epoch_pass(training.dtype, training.batch_size, 1), copied,
+                                    training.theta.copy(), training.X[:rows], training.Y[:rows],
+                                    training.schedule.copy(), training.clip_norm, training.batch_size, False,
+                                    training.seed, 0, (np.empty(rows, np.int64), self.grad, self.activations,
+                                                       self.deltas, self.batch_X, self.batch_Y, self.origin))
+        compiled = self._compiled(arguments)
+        seconds = {}
+        for name in ("one_thread", "serial"):
+            with threads.limit(1) if name == "one_thread" else contextlib.nullcontext():
+                compiled(*arguments)
+                start = clock()
+                compiled(*arguments)
+                seconds[name] = (clock() - start) / -(-rows // self.batch_rows)
+        return seconds
 
     def _adaptation(self, chosen, n_threads):
         """The adaptation of the pass to the load, started from a probe of a few batches of the passes
@@ -449,10 +482,7 @@ class _HostEpochs:
                                     training.batch_size, training.shuffle, training.seed, training.epochs_done,
                                     (self.order, self.grad, self.activations, self.deltas, self.batch_X,
                                      self.batch_Y, self.origin))
-        if self.compiled is None:
-            # compile (or load from the cache) before the clock starts: epoch seconds are training only.
-            # Every later epoch passes the same arrays and scalars of the same types.
-            self.compiled = _config.compile_for(train_epoch, arguments)
+        self._compiled(arguments)
         # the one_thread pass: this epoch's loops and the BLAS on one thread, whatever the count set
         one_thread = self.may_thread and self.pass_name() == "one_thread"
         with threads.limit(1) if one_thread else contextlib.nullcontext():
@@ -460,6 +490,14 @@ class _HostEpochs:
             loss = self.compiled(*arguments)
             seconds = clock() - start
         return loss, seconds, bool(np.isfinite(training.theta).all())
+
+    def _compiled(self, arguments):
+        """The compiled epoch for ``arguments``' types, compiled (or loaded from the cache) at the first call, before
+        any clock starts: epoch seconds are training only. Every later epoch, and the probe, passes arrays and
+        scalars of the same types."""
+        if self.compiled is None:
+            self.compiled = _config.compile_for(train_epoch, arguments)
+        return self.compiled
 
 
 def epoch_arguments(model_pass, packed, theta, X, Y, schedule, clip_norm, batch_size, shuffle, seed, epoch,

@@ -261,11 +261,12 @@ def test_a_training_that_turns_busy_moves_to_one_thread_and_stays_close_to_the_t
 
 
 @needs_two_threads
-def test_a_busy_declared_network_moves_to_one_thread_at_its_first_probe_and_trains_as_one_thread_does(adapting,
-                                                                                                      monkeypatch):
-    """A declared network's one pass takes its products on the BLAS's threads: busy, the second epoch (the first
-    probe) on one thread switches, and the training is the one-thread training bit for bit (the BLAS splits a
-    product's output, not its sums). Its switch is kept for `fastgd info`, with the network in a few words."""
+def test_a_busy_declared_network_starts_on_one_thread_and_trains_as_one_thread_does(adapting, monkeypatch):
+    """A declared network's one pass takes its products on the BLAS's threads: busy, the probe of two batches of
+    each before the first epoch (the epoch's own compiled code, on copies) starts it on one thread, and the training
+    is the one-thread training bit for bit (the BLAS splits a product's output, not its sums; the probe moved
+    neither θ nor the rule's state). Its switch is kept for `fastgd info`, with the network in a few words. On a
+    machine where two threads are faster it keeps the serial pass."""
     from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
 
     net = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 6, 6))
@@ -279,8 +280,9 @@ def test_a_busy_declared_network_moves_to_one_thread_at_its_first_probe_and_trai
         return run
 
     adapted = train()
-    assert adapted.history.passes == ["serial"] + [FALLBACK_PASS] * 4
-    assert adapted.history.pass_changes == [f"epoch 2: {FALLBACK_PASS} took 100 ms an epoch, serial 1000 ms: "
+    assert adapted.history.passes == [FALLBACK_PASS] * 5
+    # the busy clock advances 1 s a reading on two threads, 0.1 s on one: two batches timed by two readings
+    assert adapted.history.pass_changes == [f"before epoch 1: {FALLBACK_PASS} took 50 ms a batch, serial 500 ms: "
                                             f"{FALLBACK_PASS} from here"]
     assert calibration.remembered_switches()[-1].endswith(
         f" Network({net.n_params} parameters)/16 float64, 2 threads: {adapted.history.pass_changes[0]}")
@@ -290,6 +292,18 @@ def test_a_busy_declared_network_moves_to_one_thread_at_its_first_probe_and_trai
     np.testing.assert_array_equal(adapted.theta, one_thread.theta)
     assert adapted.history.loss == one_thread.history.loss
     monkeypatch.setattr(_config, "PASS", "auto")
+
+    class Quiet:  # two threads twice as fast as one
+        now = 0.0
+
+        def __call__(self):
+            self.now += 0.05 if numba.get_num_threads() > 1 else 0.1
+            return self.now
+
+    monkeypatch.setattr(training, "clock", Quiet())
+    quiet = train()
+    assert quiet.history.passes[0] == "serial" and quiet.history.pass_changes == []
+    monkeypatch.setattr(training, "clock", BusyClock())
     monkeypatch.setattr(_config, "ADAPT", False)  # FASTGD_ADAPT=0: the serial pass however slow
     assert train().history.passes == ["serial"] * 5
 
