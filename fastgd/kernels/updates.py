@@ -377,7 +377,11 @@ def adafactor_aux_size(rows, columns, ndim):
 @jit
 def adafactor_tensor(params, grad, aux, rows, columns, ndim, one_minus_beta2_t, rho_t, epsilon1, eps2, d,
                      adafactor_decay):
-    """One tensor's Adafactor step (torch.optim.Adafactor): factored for a matrix, full for a vector."""
+    """One tensor's Adafactor step (torch.optim.Adafactor): factored for a matrix, full for a vector.
+
+    The row and column of a matrix's entry come from the loops, not from a division and a remainder of the flat
+    index, which the two passes over the update took per entry: the step on 100-256-256-10 took 19× Adam's (AMD
+    EPYC Zen 4). Every sum keeps its order. No array is allocated: the same code compiles for the GPU."""
     n = params.size
     squares = 0.0
     for i in range(n):
@@ -406,15 +410,20 @@ def adafactor_tensor(params, grad, aux, rows, columns, ndim, one_minus_beta2_t, 
         for i in range(n):
             aux[i] = aux[i] + weight * (grad[i] * grad[i] - aux[i])
         row_mean = epsilon1
+    # a vector as one row: its estimate is aux[j]
+    n_rows, n_columns = (rows, columns) if ndim == 2 else (1, n)
     update_squares = 0.0
-    for i in range(n):
-        estimate = aux[i // columns] * aux[rows + i % columns] / row_mean if ndim == 2 else aux[i]
-        update = grad[i] / math.sqrt(max(estimate, floor))
-        update_squares += float(update) * float(update)
+    for i in range(n_rows):
+        for j in range(n_columns):
+            estimate = aux[i] * aux[rows + j] / row_mean if ndim == 2 else aux[j]
+            update = grad[i * n_columns + j] / math.sqrt(max(estimate, floor))
+            update_squares += float(update) * float(update)
     step_size = params.dtype.type(alpha / max(1.0, math.sqrt(update_squares) / (math.sqrt(n) * float(d))))
-    for i in range(n):
-        estimate = aux[i // columns] * aux[rows + i % columns] / row_mean if ndim == 2 else aux[i]
-        params[i] = params[i] - step_size * (grad[i] / math.sqrt(max(estimate, floor)))
+    for i in range(n_rows):
+        for j in range(n_columns):
+            estimate = aux[i] * aux[rows + j] / row_mean if ndim == 2 else aux[j]
+            params[i * n_columns + j] = params[i * n_columns + j] - step_size * (
+                grad[i * n_columns + j] / math.sqrt(max(estimate, floor)))
 
 
 @jit(inline=True)
