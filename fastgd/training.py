@@ -669,6 +669,68 @@ def _lbfgs_buffers(dtype, n_params, history_size, n_activations, n_deltas):
     return buffers
 
 
+# a full-batch L-BFGS fit's choice of one thread or the BLAS's (_full_batch_threads): probed only for fits that may
+# run this many evaluations, and kept for fits of the same shapes in this process for this many seconds
+FULL_BATCH_PROBE_MIN_EVALUATIONS = 50
+FULL_BATCH_CHOICE_SECONDS = 30.0
+_FULL_BATCH_CHOICES = {}  # (layer sizes, rows, dtype, threads) -> (one thread?, time.monotonic() when probed)
+
+
+def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
+    """The context an MLP's full-batch L-BFGS runs in (``compiled`` :func:`fastgd.kernels.lbfgs.minimize` on
+    ``arguments``): one thread for everything where that is faster by :data:`fastgd.calibration.SWITCH_MARGIN`,
+    else the threads as set.
+
+    ``FASTGD_PASS=one_thread`` says one thread. Otherwise the choice is measured where the fit adapts
+    (:func:`fastgd.calibration.adapts`: ``FASTGD_ADAPT`` on, two threads or more), an evaluation has at least 2²⁰
+    multiply-adds (below, the BLAS keeps small products on one thread anyway) and the fit may take
+    :data:`FULL_BATCH_PROBE_MIN_EVALUATIONS`: :func:`_probe_full_batch`, kept for
+    :data:`FULL_BATCH_CHOICE_SECONDS`. Why: on a busy machine a product on two BLAS threads waits for the thread
+    that has no core; a digits fit (hidden layer 32) took 455 ms on two threads and 16 ms on one at load 5.5 (AMD
+    EPYC Zen 4), where quiet the two were within 10-15 ms of each other."""
+    if _config.PASS == "one_thread":
+        return threads.limit(1)
+    n_threads = threads.get_num_threads()
+    if (isinstance(net, Network) or not calibration.adapts("serial", n_threads)
+            or max_evaluations < FULL_BATCH_PROBE_MIN_EVALUATIONS
+            or multiply_adds(net.layer_sizes, n_rows) < THREADED_MIN_MULTIPLY_ADDS):
+        return contextlib.nullcontext()
+    key = (tuple(net.layer_sizes.tolist()), n_rows, np.dtype(net.dtype).name, n_threads)
+    kept = _FULL_BATCH_CHOICES.get(key)
+    if kept is None or time.monotonic() - kept[1] > FULL_BATCH_CHOICE_SECONDS:
+        kept = (_probe_full_batch(compiled, arguments), time.monotonic())
+        _FULL_BATCH_CHOICES[key] = kept
+    return threads.limit(1) if kept[0] else contextlib.nullcontext()
+
+
+def _probe_full_batch(compiled, arguments):
+    """Whether a full-batch L-BFGS is faster on one thread: its own compiled ``minimize`` for one iteration, from a
+    copy of θ with a fresh L-BFGS state (the fit's own are not touched), run once untimed and once timed on one
+    thread, then the same on the threads as set (one thread first: nothing but the fit follows the BLAS's threads
+    while they spin down). No code is compiled for it."""
+    from fastgd.kernels import lbfgs as lbfgs_kernels
+
+    *pass_arguments, grad, activations, deltas, origin, vectors, directions, steps, history, scalars, settings = \
+        arguments
+    settings = settings.copy()
+    settings[lbfgs_kernels.MAX_ITER], settings[lbfgs_kernels.MAX_EVAL] = 1, 2
+    state = [np.zeros_like(array) for array in (grad, vectors, directions, steps, history, scalars)]
+    theta = pass_arguments[1].copy()
+    seconds = {}
+    for one_thread in (True, False):
+        with threads.limit(1) if one_thread else contextlib.nullcontext():
+            for timed in (False, True):
+                for array in state:
+                    array.fill(0)
+                probe = (*pass_arguments[:1], theta.copy(), *pass_arguments[2:], state[0], activations, deltas,
+                         origin, *state[1:], settings)
+                start = clock()
+                compiled(*probe)
+                if timed:
+                    seconds[one_thread] = clock() - start
+    return seconds[True] < (1.0 - calibration.SWITCH_MARGIN) * seconds[False]
+
+
 @dataclass
 class LBFGSResult:
     """What :func:`fit_lbfgs` did: the final ``loss``, its ``n_iter`` iterations and ``n_evals`` evaluations,
@@ -716,7 +778,8 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
     arguments = (model, theta, X, Y, layer_sizes, activation, output, alpha, grad, activations, deltas, np.zeros(1),
                  vectors, directions, steps, history, scalars, settings)
     compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
-    loss = float(compiled(*arguments))
+    with _full_batch_threads(net, X.shape[0], max_fun, compiled, arguments):
+        loss = float(compiled(*arguments))
     n_iter, n_evals = int(scalars[lbfgs_kernels.STEP_ITERS]), int(scalars[lbfgs_kernels.STEP_EVALS])
     if stopping == "scipy":
         status = int(scalars[lbfgs_kernels.STATUS])
@@ -756,8 +819,11 @@ def lbfgs_epochs(net, theta, X, Y, n_epochs, lr=1.0, max_iter=20, max_eval=None,
                  vectors, directions, steps, history, scalars, settings)
     compiled = _config.compile_for(lbfgs_kernels.minimize, arguments)
     for _ in range(n_epochs):
+        context = _full_batch_threads(net, X.shape[0], n_epochs * settings[lbfgs_kernels.MAX_EVAL], compiled,
+                                      arguments)
         started = time.perf_counter()
-        compiled(*arguments)
+        with context:
+            compiled(*arguments)
         seconds = time.perf_counter() - started
         yield float(scalars[lbfgs_kernels.FIRST_LOSS]), seconds, int(scalars[lbfgs_kernels.STEP_EVALS])
 

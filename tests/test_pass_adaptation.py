@@ -373,3 +373,47 @@ def test_only_the_last_switches_are_kept_and_an_unwritable_log_costs_the_trainin
     calibration.remember_switch([4, 8, 2], 16, np.float32, 2, "lost")  # no error: the log is for info only
     assert calibration.remembered_switches() == []
 
+
+
+@needs_two_threads
+def test_a_busy_lbfgs_fit_runs_on_one_thread_and_fits_as_one_thread_does(adapting, monkeypatch):
+    """A full-batch L-BFGS fit probes one iteration of its own compiled minimize on one thread and on two, from a
+    copy of θ and a fresh state: busy, it fits on one thread, and the fit is the forced one-thread fit bit for bit
+    (the probe moved nothing); on a machine where two threads are faster it keeps them. The choice is kept for the
+    shapes, and measured again after FULL_BATCH_CHOICE_SECONDS."""
+    net, X, Y = _problem()  # 256 rows: 2.4 million multiply-adds an evaluation
+    monkeypatch.setattr(training, "_FULL_BATCH_CHOICES", {})
+    key = (tuple(net.layer_sizes.tolist()), 256, "float64", 2)
+
+    def fit():
+        theta = net.init(random_state=4)
+        result = training.fit_lbfgs(net, theta, X, Y, max_iter=15, max_fun=100, tol=1e-12)
+        return theta, result
+
+    adapted, adapted_result = fit()
+    assert training._FULL_BATCH_CHOICES[key][0] is True
+    assert adapted_result.n_iter == 15
+    monkeypatch.setattr(_config, "PASS", FALLBACK_PASS)
+    one_thread, one_thread_result = fit()
+    np.testing.assert_array_equal(adapted, one_thread)
+    assert adapted_result.loss == one_thread_result.loss
+    monkeypatch.setattr(_config, "PASS", "auto")
+
+    class Quiet:  # two threads twice as fast as one
+        now = 0.0
+
+        def __call__(self):
+            self.now += 0.05 if numba.get_num_threads() > 1 else 0.1
+            return self.now
+
+    monkeypatch.setattr(training, "clock", Quiet())
+    fit()
+    assert training._FULL_BATCH_CHOICES[key][0] is True  # kept: measured less than FULL_BATCH_CHOICE_SECONDS ago
+    monkeypatch.setattr(training, "FULL_BATCH_CHOICE_SECONDS", 0.0)
+    quiet, _ = fit()
+    assert training._FULL_BATCH_CHOICES[key][0] is False
+    np.testing.assert_array_equal(quiet, one_thread)
+    # too few evaluations to pay for a probe: the threads as set, nothing measured
+    monkeypatch.setattr(training, "_FULL_BATCH_CHOICES", {})
+    training.fit_lbfgs(net, net.init(random_state=4), X, Y, max_iter=3, max_fun=10, tol=1e-12)
+    assert training._FULL_BATCH_CHOICES == {}
