@@ -141,6 +141,18 @@ class BusyClock:
         return self.now
 
 
+class QuietClock:
+    """A machine where two threads are twice as fast as one: each reading advances 0.05 s while Numba runs more
+    than one thread, 0.1 s while it runs one."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 0.05 if numba.get_num_threads() > 1 else 0.1
+        return self.now
+
+
 def per_batch(clock):
     """``clock`` as the probe of batches reads it: it times CONSECUTIVE_BATCHES batches with two readings, so each
     reading advances it as many steps (a step a batch, as an epoch's clock advances one step an epoch)."""
@@ -293,14 +305,7 @@ def test_a_busy_declared_network_starts_on_one_thread_and_trains_as_one_thread_d
     assert adapted.history.loss == one_thread.history.loss
     monkeypatch.setattr(_config, "PASS", "auto")
 
-    class Quiet:  # two threads twice as fast as one
-        now = 0.0
-
-        def __call__(self):
-            self.now += 0.05 if numba.get_num_threads() > 1 else 0.1
-            return self.now
-
-    monkeypatch.setattr(training, "clock", Quiet())
+    monkeypatch.setattr(training, "clock", QuietClock())
     quiet = train()
     assert quiet.history.passes[0] == "serial" and quiet.history.pass_changes == []
     monkeypatch.setattr(training, "clock", BusyClock())
@@ -399,14 +404,7 @@ def test_a_busy_lbfgs_fit_runs_on_one_thread_and_fits_as_one_thread_does(adaptin
     assert adapted_result.loss == one_thread_result.loss
     monkeypatch.setattr(_config, "PASS", "auto")
 
-    class Quiet:  # two threads twice as fast as one
-        now = 0.0
-
-        def __call__(self):
-            self.now += 0.05 if numba.get_num_threads() > 1 else 0.1
-            return self.now
-
-    monkeypatch.setattr(training, "clock", Quiet())
+    monkeypatch.setattr(training, "clock", QuietClock())
     fit()
     assert training._FULL_BATCH_CHOICES[key][0] is True  # kept: measured less than FULL_BATCH_CHOICE_SECONDS ago
     monkeypatch.setattr(training, "FULL_BATCH_CHOICE_SECONDS", 0.0)
