@@ -105,20 +105,26 @@ def _central_differences(model, theta, X, Y, layer_sizes, activation, output, al
 
 
 def numerical_gradient(net, theta, X, Y):
-    """Central differences of ``net``'s loss at θ on (X, Y), Richardson-extrapolated where it is smooth; float64."""
-    if net.dtype != np.float64:
-        raise TypeError("gradient checks need float64: rounding in float32 swamps the differences")
+    """Central differences of ``net``'s loss at θ on (X, Y), Richardson-extrapolated where it is smooth; float64.
+
+    ``net``: a network that runs the MLP's passes (:class:`fastgd.MLP`, a scikit-learn-order Dense stack)."""
+    stack = net.stack
+    if stack is None:
+        raise ValueError("gradcheck runs the MLP's passes: declare the network in scikit-learn's order "
+                         "(parameter_order='scikit-learn'), or compare against fastgd.networks.reference")
     theta = net._check_theta(theta)
-    X, Y = net.check_data(X, Y)
-    activations = np.empty(workspace_elements(net.layer_sizes, X.shape[0]))
-    return _central_differences(model_entry(np.float64), theta, X, Y, net.layer_sizes, net.activation_code,
-                                net.output_code, net.alpha, STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR,
+    if theta.dtype != np.float64:
+        raise TypeError("gradient checks need float64: rounding in float32 swamps the differences")
+    X, Y = net.check_data(X, Y, theta.dtype)
+    activations = np.empty(workspace_elements(stack.layer_sizes, X.shape[0]))
+    return _central_differences(model_entry(np.float64), theta, X, Y, stack.layer_sizes, stack.activation_code,
+                                stack.output_code, net.alpha, STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR,
                                 activations, np.empty(0), np.empty_like(theta))
 
 
 def _locate(net, index):
     """Layer, kind and position of coordinate ``index`` of θ."""
-    coefs, intercepts = net.unpack(np.zeros(net.n_params, dtype=net.dtype))
+    coefs, intercepts = net.stack.unpack(np.zeros(net.n_params))
     offset = 0
     for kind, blocks in (("weight", coefs), ("bias", intercepts)):
         for layer, block in enumerate(blocks):

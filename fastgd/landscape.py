@@ -28,7 +28,6 @@ from numba import prange
 from fastgd._config import jit
 from fastgd.kernels import network as network_kernels
 from fastgd.kernels.train import dataset_loss, model_entry, workspace_elements
-from fastgd.networks import Network
 
 __all__ = ["random_direction", "line", "plane", "trained_landscape"]
 
@@ -63,7 +62,7 @@ def random_direction(net, theta, random_state=None):
         direction[...] = rng.standard_normal(theta.shape)
         direction *= np.linalg.norm(theta) / max(np.linalg.norm(direction), np.finfo(np.float64).tiny)
         return direction
-    if isinstance(net, Network):
+    if net.stack is None:
         directions, weights = net.unpack(direction), net.unpack(theta)
         for tensor in net.tensors:
             if not tensor.name.endswith(".weight"):
@@ -75,8 +74,9 @@ def random_direction(net, theta, random_state=None):
             rows *= (np.linalg.norm(filters, axis=1)
                      / np.maximum(np.linalg.norm(rows, axis=1), np.finfo(np.float64).tiny))[:, None]
         return direction
-    directions, _ = net.unpack(direction)
-    weights, _ = net.unpack(theta)
+    # the MLP's passes' layout: a unit's weights are a column of its (in, out) matrix
+    directions, _ = net.stack.unpack(direction)
+    weights, _ = net.stack.unpack(theta)
     for d, w in zip(directions, weights):
         d[...] = rng.standard_normal(d.shape)
         d *= np.linalg.norm(w, axis=0) / np.maximum(np.linalg.norm(d, axis=0), np.finfo(np.float64).tiny)
@@ -170,15 +170,15 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     from threadpoolctl import threadpool_limits
 
     theta = net._check_theta(theta)
-    declared = isinstance(net, Network)
-    X, Y = net.check_data(X, Y, theta.dtype) if declared else net.check_data(X, Y)
+    X, Y = net.check_data(X, Y, theta.dtype)
     alphas = _coordinates("alphas", alphas, theta.dtype)
     betas = _coordinates("betas", betas, theta.dtype)
     first, second = _check_direction("direction", first, theta), _check_direction("direction", second, theta)
     chunk = min(X.shape[0], CHUNK)
     if _own_pass(net):  # its loss is one BLAS product a chunk: a point at a time
         return np.array([[net.loss(theta + a * first + b * second, X, Y) for a in alphas] for b in betas])
-    if declared:
+    stack = net.stack
+    if stack is None:
         net.check_fits(chunk, theta.dtype)
         blocks, columns = net.workspace_elements(chunk)
         net.prepare(theta.dtype, backward=False)  # here, not from the grid's threads
@@ -192,8 +192,8 @@ def _grid(net, theta, X, Y, alphas, betas, first, second):
     with threadpool_limits(1):
         # the serial pass: every grid point is one prange iteration already, or the loop is serial
         return losses_on_grid(model_entry(theta.dtype), theta, first.astype(theta.dtype), second.astype(theta.dtype),
-                              alphas, betas, X, Y, net.layer_sizes, net.activation_code, net.output_code, net.alpha,
-                              workspace_elements(net.layer_sizes, chunk), chunk, np.empty(0, theta.dtype))
+                              alphas, betas, X, Y, stack.layer_sizes, stack.activation_code, stack.output_code,
+                              net.alpha, workspace_elements(stack.layer_sizes, chunk), chunk, np.empty(0, theta.dtype))
 
 
 def line(net, theta, X, Y, alphas, direction=None, random_state=None):

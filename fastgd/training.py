@@ -22,11 +22,13 @@ run on the GPU (:mod:`fastgd.cuda.train`): X and Y are uploaded once (or
 taken as they are when already on the device), the same batches and the same
 math as on the CPU, one host synchronisation per epoch.
 
-A declared network (:class:`fastgd.networks.Network`) trains the same way, through the same compiled
-epoch: its pass is a C callback of the MLP's signature (:func:`fastgd.kernels.train.network_entry`),
-and :func:`epoch_arguments` builds the epoch's argument list from either model and the optimizer. X
-may then come as (n, *input_shape) or flat. With an optimizer over a device array its epochs run on the GPU
-(:func:`fastgd.cuda.train.train_network_epoch`, the pass of :mod:`fastgd.cuda.network`), as the MLP's do.
+Every network is a :class:`fastgd.networks.Network` declaration (:class:`fastgd.MLP` is one) and trains through
+the same compiled epoch: its ``epoch_pass`` is the MLP's passes (:func:`fastgd.kernels.train.model_entry`, the
+calibrated candidates) for a scikit-learn-order Dense stack, else the plan pass, a C callback of the same
+signature (:func:`fastgd.kernels.train.network_entry`); :func:`epoch_arguments` builds the epoch's argument list
+from it and the optimizer. X may come as (n, *input_shape) or flat. With an optimizer over a device array the epochs
+run on the GPU: the MLP's (:func:`fastgd.cuda.train.train_epoch`) or the plan's
+(:func:`fastgd.cuda.train.train_network_epoch`, the pass of :mod:`fastgd.cuda.network`).
 """
 
 import contextlib
@@ -42,7 +44,6 @@ import numpy as np
 from fastgd import _config, calibration, threads
 from fastgd.kernels import schedules as schedule_kernels
 from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds, pass_blocks, train_epoch
-from fastgd.networks import Network
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
@@ -169,15 +170,15 @@ class History:
 
 
 class Training:
-    """An MLP, an optimizer over its θ, and a training set: epochs run compiled.
+    """A network, an optimizer over its θ, and a training set: epochs run compiled.
 
     Parameters
     ----------
-    net : fastgd.MLP or fastgd.networks.Network
+    net : fastgd.networks.Network (fastgd.MLP is one)
     optimizer : fastgd.optim.Optimizer
-        Its ``params`` is θ (``net.n_params`` of ``net.dtype``, or of float32 or float64 for a Network).
+        Its ``params`` is θ (``net.n_params`` of the declared ``net.dtype``, else of float32 or float64).
     X, Y : arrays
-        Training data, as :meth:`fastgd.MLP.check_data` or :meth:`fastgd.networks.Network.check_data` take them.
+        Training data, as :meth:`fastgd.networks.Network.check_data` takes them.
     batch_size : int
         Samples per update; ≥ n_samples is batch gradient descent.
     shuffle : bool
@@ -194,20 +195,13 @@ class Training:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastgd.optim optimizer, got {type(optimizer).__name__}")
         on_device = optimizer.device == "cuda"
-        declared = isinstance(net, Network)
-        if declared and on_device:
+        if on_device:
             theta = _check_device_network_theta(net, optimizer.params)
             X, Y = _device_network_data(net, X, Y, theta.dtype)
-        elif on_device:
-            theta = _check_device_theta(net, optimizer.params)
-            X, Y = _device_data(net, X, Y)
-        elif declared:
+        else:
             theta = net._check_theta(optimizer.params)
             X, Y = net.check_data(X, Y, theta.dtype)
             X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
-        else:
-            theta = net._check_theta(optimizer.params)
-            X, Y = net.check_data(X, Y)
         if X.shape[0] == 0:
             raise ValueError("the training set is empty")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -219,8 +213,7 @@ class Training:
                              f"({net.layout}), not {optimizer.layout}")
         self.net, self.optimizer, self.X, self.Y = net, optimizer, X, Y
         self.dtype = np.dtype(theta.dtype)
-        if declared:
-            net.check_fits(int(min(batch_size, X.shape[0])), self.dtype)
+        net.check_fits(int(min(batch_size, X.shape[0])), self.dtype)
         # a rule that trains at one point and evaluates at another reports the loss at its evaluation point
         self._evaluates_elsewhere = optimizer.rule.evaluation is not None
         # the evaluation point after the last epoch (a host array), for a rule that has one; else None
@@ -238,8 +231,10 @@ class Training:
         self.epochs_done = 0
         self.history = History()
         self._seconds = 0.0
-        # where the epochs run, chosen once: every epoch then calls the same object
-        self._epochs = (_HostEpochs if not on_device else _DeviceNetworkEpochs if declared else _DeviceEpochs)(self)
+        # where the epochs run, chosen once: every epoch then calls the same object. On the device the MLP's passes
+        # (net.stack) have their own epoch, every other network the plan pass's
+        self._epochs = (_HostEpochs if not on_device else _DeviceNetworkEpochs if net.stack is None
+                        else _DeviceEpochs)(self)
 
     def _blocks(self):
         """This epoch's model pass: 1 for the serial pass, else a threaded one (calibration.training_pass)."""
@@ -347,25 +342,26 @@ class _HostEpochs:
         # thread count -> calibration.PassAdaptation, where the training adapts its pass to the load there
         self.adaptations = {}
         # asked once: a small MLP never starts Numba's thread pool nor loads MKL (unless FASTGD_PASS says so).
-        # A declared network has one pass, whose products take the BLAS's threads: on more than one it weighs that
-        # pass against the same on one thread, as an MLP's threaded pass does (on a busy machine a BLAS thread that
-        # waits for a core stalls every product: a digits CNN's epoch took 1.6 s on two threads, 0.07 s on one)
-        self.declared = isinstance(net, Network)
-        self.may_thread = numba.config.NUMBA_NUM_THREADS >= 2 if self.declared else (_config.PASS != "auto" or (
+        # A network on the plan pass has one pass, whose products take the BLAS's threads: on more than one it
+        # weighs that pass against the same on one thread, as an MLP's threaded pass does (on a busy machine a BLAS
+        # thread that waits for a core stalls every product: a digits CNN's epoch took 1.6 s on two threads, 0.07 s
+        # on one). The MLP's passes (net.stack) are the calibrated candidates.
+        self.stack = net.stack
+        self.may_thread = numba.config.NUMBA_NUM_THREADS >= 2 if self.stack is None else (_config.PASS != "auto" or (
             numba.config.NUMBA_NUM_THREADS >= 2
-            and multiply_adds(net.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS))
+            and multiply_adds(self.stack.layer_sizes, self.batch_rows) >= THREADED_MIN_MULTIPLY_ADDS))
 
     def _next_pass(self):
         """``(name, n_blocks)`` of the next epoch's pass at today's thread count."""
         if not self.may_thread:
             return "serial", 1
         n_threads = threads.get_num_threads()
-        if self.declared:
+        if self.stack is None:
             return self._network_pass(n_threads), 1
         chosen = self.chosen.get(n_threads)
         if chosen is None:
-            net = self.training.net
-            chosen = calibration.training_pass(net.layer_sizes, self.batch_rows, net.dtype, n_threads)
+            chosen = calibration.training_pass(self.stack.layer_sizes, self.batch_rows, self.training.dtype,
+                                               n_threads)
             self.chosen[n_threads] = chosen
             if calibration.adapts(chosen[0], n_threads):
                 self.adaptations[n_threads] = self._adaptation(chosen[0], n_threads)
@@ -423,9 +419,9 @@ class _HostEpochs:
         :func:`calibration.start_candidates` names (one round, :func:`calibration.measure`). With no calibration
         cached that weighs the two threaded passes as well: the faster is the one the adaptation keeps
         (``self.chosen``), for this training only. Its switches, if any, go into the history."""
-        net, fallback = self.training.net, calibration.FALLBACK_PASS
-        names = calibration.start_candidates(net.layer_sizes, self.batch_rows, net.dtype, n_threads, chosen)
-        batch_seconds, _ = calibration.measure(net.layer_sizes, self.batch_rows, net.dtype, n_threads,
+        sizes, dtype, fallback = self.stack.layer_sizes, self.training.dtype, calibration.FALLBACK_PASS
+        names = calibration.start_candidates(sizes, self.batch_rows, dtype, n_threads, chosen)
+        batch_seconds, _ = calibration.measure(sizes, self.batch_rows, dtype, n_threads,
                                                calibration.PROBE_BATCH_SECONDS, names=names, min_rounds=1)
         threaded = min(names[:-1], key=batch_seconds.get)
         if threaded != chosen:
@@ -443,7 +439,7 @@ class _HostEpochs:
             return
         self.training.history.pass_changes.append(line)
         net = self.training.net
-        network = f"{type(net).__name__}({net.n_params} parameters)" if self.declared else net.layer_sizes
+        network = f"{type(net).__name__}({net.n_params} parameters)" if self.stack is None else self.stack.layer_sizes
         calibration.remember_switch(network, self.batch_rows, self.training.dtype, n_threads, line)
 
     def blocks(self):
@@ -552,10 +548,11 @@ class _DeviceEpochs:
         """One epoch: ``(mean loss, seconds, whether θ is finite)``."""
         training, net = self.training, self.training.net
         start = time.perf_counter()
+        stack = net.stack
         loss, theta_finite = self.cuda_train.train_epoch(
-            training.theta, training.X, training.Y, net.layer_sizes.tolist(), net.activation_code, net.output_code,
-            net.alpha, packed, packed.hyper[0], training.schedule, training.clip_norm, training.batch_size,
-            training.shuffle, training.seed, training.epochs_done, self.workspace)
+            training.theta, training.X, training.Y, stack.layer_sizes.tolist(), stack.activation_code,
+            stack.output_code, net.alpha, packed, packed.hyper[0], training.schedule, training.clip_norm,
+            training.batch_size, training.shuffle, training.seed, training.epochs_done, self.workspace)
         return loss, time.perf_counter() - start, theta_finite
 
 
@@ -587,6 +584,8 @@ class _DeviceNetworkEpochs(_DeviceEpochs):
 def _check_device_network_theta(net, theta):
     if tuple(theta.shape) != (net.n_params,):
         raise ValueError(f"theta must have shape ({net.n_params},) for this network, got {tuple(theta.shape)}")
+    if net.dtype is not None and theta.dtype != net.dtype:
+        raise TypeError(f"theta has dtype {theta.dtype}, the network {net.dtype}")
     if np.dtype(theta.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"theta must be float32 or float64, got {theta.dtype}")
     if not theta.is_c_contiguous():
@@ -595,7 +594,7 @@ def _check_device_network_theta(net, theta):
 
 
 def _device_network_data(net, X, Y, dtype):
-    """A declared network's X (flat rows) and Y on the device: checked as they are if they already live there (X as
+    """A network's X (flat rows) and Y on the device: checked as they are if they already live there (X as
     (n, *input_shape) or (n, inputs)), else checked and uploaded once."""
     from numba import cuda
 
@@ -612,31 +611,6 @@ def _device_network_data(net, X, Y, dtype):
         return check_device_data(net, X, Y, dtype)
     X, Y = net.check_data(X, Y, dtype)
     return cuda.to_device(np.ascontiguousarray(X.reshape(X.shape[0], -1))), cuda.to_device(Y)
-
-
-def _check_device_theta(net, theta):
-    if tuple(theta.shape) != (net.n_params,):
-        raise ValueError(f"theta must have shape ({net.n_params},) for layer_sizes {net.layer_sizes.tolist()}, "
-                         f"got {tuple(theta.shape)}")
-    if theta.dtype != net.dtype:
-        raise TypeError(f"theta has dtype {theta.dtype}, the network {net.dtype}")
-    return theta
-
-
-def _device_data(net, X, Y):
-    """X and Y on the device: checked as they are if they already live there, else checked and uploaded once."""
-    from numba import cuda
-
-    from fastgd import cuda as fastgd_cuda
-    from fastgd.cuda.train import check_device_data
-
-    on_device = fastgd_cuda.is_device_array(X), fastgd_cuda.is_device_array(Y)
-    if any(on_device):
-        if not all(on_device):
-            raise TypeError("X and Y must both be device arrays or both host arrays")
-        return check_device_data(net, X, Y)
-    X, Y = net.check_data(X, Y)
-    return cuda.to_device(X), cuda.to_device(Y)
 
 
 # scikit-learn's solver="lbfgs" is SciPy's L-BFGS-B at its defaults: maxcor=10 pairs, ftol = 1e7·ε (factr)
@@ -762,8 +736,8 @@ def fit_lbfgs(net, theta, X, Y, max_iter, max_fun, tol, history_size=LBFGS_HISTO
 
     if stopping not in ("scipy", "torch"):
         raise ValueError(f"fit_lbfgs: stopping must be 'scipy' or 'torch', got {stopping!r}")
-    X, Y = net.check_data(X, Y)
-    dtype = net.dtype
+    dtype = theta.dtype
+    X, Y = net.check_data(X, Y, dtype)
     model, layer_sizes, activation, output, alpha = net.epoch_pass(dtype, X.shape[0], 1)
     n_activations, n_deltas = net.epoch_workspaces(X.shape[0])
     grad, activations, deltas, vectors, directions, steps, history, scalars = _lbfgs_buffers(
@@ -799,7 +773,7 @@ def lbfgs_epochs(net, theta, X, Y, n_epochs, lr=1.0, max_iter=20, max_eval=None,
     A generator: after each step it yields ``(loss, seconds, evaluations)``: the loss of the step's first
     evaluation (at θ as the step found it, as a full-batch epoch's loss is taken), the step's wall-clock seconds
     (compilation excluded) and its evaluations. The L-BFGS state carries over from step to step, as torch's.
-    ``net`` is an :class:`fastgd.models.MLP` or a declared :class:`fastgd.networks.Network`.
+    ``net`` is any :class:`fastgd.networks.Network` (:class:`fastgd.models.MLP` is one).
     """
     from fastgd import optim
     from fastgd.kernels import lbfgs as lbfgs_kernels
@@ -807,7 +781,7 @@ def lbfgs_epochs(net, theta, X, Y, n_epochs, lr=1.0, max_iter=20, max_eval=None,
     settings = optim.LBFGS._checked(dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
                                          tolerance_change=tolerance_change, history_size=history_size,
                                          line_search_fn=line_search_fn))
-    X, Y = net.check_data(X, Y, theta.dtype) if isinstance(net, Network) else net.check_data(X, Y)
+    X, Y = net.check_data(X, Y, theta.dtype)
     X = X.reshape(X.shape[0], -1)
     model, structure, code, second_code, alpha = net.epoch_pass(theta.dtype, X.shape[0])
     n_activations, n_deltas = net.epoch_workspaces(X.shape[0])

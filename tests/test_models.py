@@ -60,9 +60,9 @@ def test_loss_and_gradient_match_numpy_reference(activation, output, sizes):
 
 
 def test_predictions_and_loss_in_chunks_match_the_reference(monkeypatch):
-    from fastgd import models
+    from fastgd.networks import dense
 
-    monkeypatch.setattr(models, "PREDICT_CHUNK", 4)  # 13 rows: chunks of 4, 4, 4 and 1
+    monkeypatch.setattr(dense, "PREDICT_CHUNK", 4)  # 13 rows: chunks of 4, 4, 4 and 1 (the MLP's passes' chunk)
     net = MLP([5, 7, 3], "relu", "softmax", alpha=0.3)
     theta = perturbed_theta(net, seed=2)
     X, Y = data("softmax", 3, n_samples=13, seed=2)

@@ -27,7 +27,7 @@ __all__ = ["DeviceWorkspace", "train_epoch", "check_device_data", "NetworkWorksp
 def check_device_data(net, X, Y, dtype=None):
     """X and Y already on the device, as :meth:`fastgd.MLP.check_data` checks host data (no conversion here).
 
-    ``net``: an MLP, or a declared network with ``dtype`` θ's (X then flat rows, (n, inputs)).
+    ``net``: a network, ``dtype`` θ's (by default the network's declared one); X as flat rows, (n, inputs).
     """
     from fastgd import cuda as fastgd_cuda
 
@@ -62,13 +62,13 @@ class DeviceWorkspace:
     """
 
     def __init__(self, net, theta, n_samples, batch_size):
-        dtype = net.dtype
-        self.layer_sizes = net.layer_sizes.tolist()
+        dtype, sizes = theta.dtype, net.stack.layer_sizes  # the MLP's passes' sizes (a scikit-learn-order network)
+        self.layer_sizes = sizes.tolist()
         self.order_host = np.empty(n_samples, dtype=np.int64)
         self.order = cuda.device_array(n_samples, dtype=np.int64)
         self.grad = cuda.device_array(net.n_params, dtype=dtype)
-        self.activations = cuda.device_array(workspace_elements(net.layer_sizes, batch_size), dtype=dtype)
-        self.deltas = cuda.device_array(workspace_elements(net.layer_sizes, batch_size), dtype=dtype)
+        self.activations = cuda.device_array(workspace_elements(sizes, batch_size), dtype=dtype)
+        self.deltas = cuda.device_array(workspace_elements(sizes, batch_size), dtype=dtype)
         self.batch_X = cuda.device_array(batch_size * net.n_inputs, dtype=dtype)
         self.batch_Y = cuda.device_array(batch_size * net.n_outputs, dtype=dtype)
         self.status = cuda.device_array(mlp.STATUS_SIZE, dtype=np.float64)

@@ -18,6 +18,11 @@
 θ is one flat vector holding every layer's weight and bias in the order and shapes of torch's
 ``nn.Sequential(...).state_dict()`` (names ``"<layer index>.weight"``); the compiled pass is
 :mod:`fastgd.kernels.network`, its NumPy oracle :mod:`fastgd.networks.reference`.
+
+A stack of Dense layers with one activation kind between them may instead be declared in scikit-learn's order
+(``parameter_order="scikit-learn"``: every weight (in, out), then every bias), with scikit-learn's MLP losses and
+initialisation; it then runs the MLP's compiled passes (:mod:`fastgd.networks.dense`). :class:`fastgd.MLP` is that
+declaration. Which passes a network runs is chosen once, in :meth:`Network.__init__`, from the declaration.
 """
 
 import dataclasses
@@ -28,12 +33,15 @@ import numpy as np
 from fastgd.kernels import network as kernels
 from fastgd.kernels.train import network_entry
 from fastgd.machine import physical_memory_bytes
+from fastgd.networks.dense import LOSS_OUTPUTS, dense_stack
 from fastgd.networks.layers import LayerError, resolve
 
-__all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES"]
+__all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES", "PARAMETER_ORDERS"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# torch's order's schemes; scikit-learn's order has one, scikit-learn's MLP's ("scikit-learn")
 INIT_SCHEMES = ("torch", "lecture")
+PARAMETER_ORDERS = ("torch", "scikit-learn")
 PREDICT_CHUNK = 1024
 
 
@@ -66,16 +74,40 @@ class Network:
     input_shape : tuple of int
         One sample's shape, channels first: ``(features,)``, ``(channels, length)`` or
         ``(channels, height, width)``.
-    loss : {"cross_entropy", "mse"}
+    loss : {"cross_entropy", "mse"}; in scikit-learn's order {"cross_entropy", "binary_cross_entropy", "squared_error"}
         torch's ``F.cross_entropy`` on the last layer's outputs (logits) against one-hot or
         probability targets, averaged over samples; or ``F.mse_loss``, the mean over every entry.
-        The last layer's output must be flat.
+        The last layer's output must be flat. In scikit-learn's order the losses are scikit-learn's MLP's,
+        each on its output activation: cross-entropy of the softmax, binary cross-entropy per output of the
+        logistic function, half the mean squared error of the outputs as they are.
     alpha : float
         L2 penalty α in scikit-learn's convention (as :class:`fastgd.MLP`'s): the loss of m samples gains
         α/(2m)·ΣW² over every layer's weight, not the biases; 0 (the default) for none.
+    parameter_order : {"torch", "scikit-learn"}
+        θ's order: torch's ``state_dict`` (the default), or scikit-learn's ``coefs_`` then ``intercepts_``,
+        for Dense layers (with bias) and one activation kind between each two, nothing after the last: such a
+        network runs the MLP's compiled passes and :mod:`fastgd.calibration`'s choice among them.
+    dtype : float32, float64 or None
+        θ's dtype where the declaration fixes one (as :class:`fastgd.MLP` does); None (the default): θ's own,
+        either.
+
+    Attributes
+    ----------
+    stack : fastgd.networks.dense.DenseStack or None
+        The MLP's passes this network runs (a scikit-learn-order declaration), else None: the plan pass.
+    output : str
+        What :meth:`predict` applies to the last layer's outputs: ``"identity"`` in torch's order (logits, as
+        torch's module returns them), the loss's output activation in scikit-learn's (probabilities for the
+        cross-entropies, as scikit-learn's ``predict_proba``).
     """
 
-    def __init__(self, layers, input_shape, loss="cross_entropy", alpha=0.0):
+    # a model that stands where a network stands without declaring layers (the noisy quadratic) has these
+    stack = None
+    dtype = None
+    parameter_order = "torch"
+    output = "identity"
+
+    def __init__(self, layers, input_shape, loss="cross_entropy", alpha=0.0, parameter_order="torch", dtype=None):
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
             raise NetworkError(f"layers must be a sequence of layers, got {type(layers).__name__}")
         layers = tuple(layers)
@@ -86,14 +118,19 @@ class Network:
                 isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in shape):
             raise NetworkError(f"input_shape must be 1 to 3 positive integers (features,), (channels, length) or "
                                f"(channels, height, width), got {input_shape!r}")
-        if loss not in kernels.LOSSES:
-            raise NetworkError(f"loss must be one of {sorted(kernels.LOSSES)}, got {loss!r}")
+        if parameter_order not in PARAMETER_ORDERS:
+            raise NetworkError(f"parameter_order must be one of {list(PARAMETER_ORDERS)}, got {parameter_order!r}")
+        if parameter_order == "torch" and loss not in kernels.LOSSES:
+            also = f" ({loss!r} is scikit-learn's: parameter_order='scikit-learn')" if loss in LOSS_OUTPUTS else ""
+            raise NetworkError(f"loss must be one of {sorted(kernels.LOSSES)}, got {loss!r}{also}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha < np.inf:
             raise NetworkError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        self.dtype = None if dtype is None else _check_dtype(dtype)
         self.alpha = float(alpha)
         self.layers = layers
         self.input_shape = tuple(int(n) for n in shape)
         self.loss_name = loss
+        self.parameter_order = parameter_order
         resolved = []
         for index, layer in enumerate(layers):
             resolved.append(resolve(index, layer, shape))
@@ -102,6 +139,13 @@ class Network:
             raise LayerError(f"layer {len(layers) - 1} ({resolved[-1].kind}): the network's output must be flat "
                              f"(features,) for the loss, got {shape}: end with Flatten() or Dense")
         self.resolved = tuple(resolved)
+        # the one place that chooses the passes: a scikit-learn-order declaration is checked here as a Dense
+        # stack and runs the MLP's; every other runs the plan pass
+        if parameter_order == "scikit-learn":
+            self.stack = dense_stack(layers, self.input_shape, loss, self.alpha, NetworkError)
+            self.output = self.stack.output
+            self._declare_stack()
+            return
         tensors, offset = [], 0
         for index, layer in enumerate(resolved):
             if layer.weight_shape is None:
@@ -122,13 +166,35 @@ class Network:
         # predict of the digits CNN)
         self._kernel_plan = self._epoch_plan.reshape(self.plan.shape)
 
+    def _declare_stack(self):
+        """θ's tensors in scikit-learn's order (every weight (in, out), then every bias); no plan: the MLP's passes
+        read the stack's layer sizes."""
+        dense = [index for index, layer in enumerate(self.resolved) if layer.weight_shape is not None]
+        names = [f"{index}.weight" for index in dense] + [f"{index}.bias" for index in dense]
+        tensors, offset = [], 0
+        for name, shape in zip(names, self.stack.layout):
+            tensors.append(Tensor(name, shape, offset, int(name.split(".")[0])))
+            offset += tensors[-1].size
+        self.tensors = tuple(tensors)
+        self.n_params = self.stack.n_params
+        self.plan = self._epoch_plan = self._kernel_plan = None
+
     def __repr__(self):
         penalised = f", alpha={self.alpha!r}" if self.alpha else ""
-        return f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r}{penalised})"
+        order = f", parameter_order={self.parameter_order!r}" if self.parameter_order != "torch" else ""
+        dtype = f", dtype={self.dtype.name}" if self.dtype is not None else ""
+        return (f"Network({list(self.layers)!r}, input_shape={self.input_shape}, loss={self.loss_name!r}{penalised}"
+                f"{order}{dtype})")
 
     def with_alpha(self, alpha):
-        """The same layers, input shape and loss with the L2 penalty ``alpha``."""
-        return Network(self.layers, self.input_shape, self.loss_name, alpha)
+        """The same declaration with the L2 penalty ``alpha``."""
+        return Network(self.layers, self.input_shape, self.loss_name, alpha, self.parameter_order, self.dtype)
+
+    def __setstate__(self, state):
+        # a model loaded from a read-only memmap (joblib, scikit-learn's pickle check) holds read-only arrays: the
+        # compiled passes' C signatures are the ones training compiled, for writeable arrays
+        self.__dict__.update({name: value.copy() if isinstance(value, np.ndarray) and not value.flags.writeable
+                              and name != "plan" else value for name, value in state.items()})
 
     @property
     def output_shape(self):
@@ -146,8 +212,11 @@ class Network:
     def layout(self):
         """The shapes per-tensor rules take (``optim.Muon(theta, layout=net.layout)``), in θ's order.
 
-        A weight is the matrix (out, in·kh·kw), as torch's Muon flattens a kernel; a bias its vector.
+        A weight is the matrix (out, in·kh·kw), as torch's Muon flattens a kernel; a bias its vector. In
+        scikit-learn's order a weight is (in, out), as θ holds it.
         """
+        if self.stack is not None:
+            return self.stack.layout
         return [(t.shape[0], int(np.prod(t.shape[1:]))) if len(t.shape) > 1 else t.shape for t in self.tensors]
 
     def describe(self):
@@ -183,18 +252,27 @@ class Network:
 
     # -- parameters ---------------------------------------------------------------------------
 
-    def init(self, random_state=None, scheme="torch", dtype=np.float64):
-        """A new θ of ``dtype``.
+    def init(self, random_state=None, scheme=None, dtype=None):
+        """A new θ of ``dtype`` (by default the declared one, else float64).
 
-        ``scheme="torch"``: torch's ``reset_parameters`` of ``nn.Linear`` and ``nn.Conv*d``, weights
-        and biases uniform in ±1/√fan_in (kaiming-uniform with a = √5), fan_in = in·kh·kw.
+        ``scheme="torch"`` (torch's order's default): torch's ``reset_parameters`` of ``nn.Linear`` and
+        ``nn.Conv*d``, weights and biases uniform in ±1/√fan_in (kaiming-uniform with a = √5), fan_in = in·kh·kw.
         ``scheme="lecture"``: Glorot-uniform weights, bound √(6 / (fan_in + fan_out)) with
         fan_out = out·kh·kw (torch's ``xavier_uniform_``), and zero biases. ``random_state``:
         an int, None or a ``numpy.random.Generator``; the draws follow θ's order.
+        ``scheme="scikit-learn"`` (scikit-learn's order's default and only scheme): the weights of scikit-learn's
+        MLP for the same ``random_state`` (an int, a ``RandomState`` or None), Glorot-uniform of bound
+        √(6 / (fan_in + fan_out)), √(2 / ...) for logistic hidden units; zero biases, as the lecture initialises
+        them, their draws made and discarded so that the weights stay scikit-learn's layer by layer.
         """
-        if scheme not in INIT_SCHEMES:
-            raise NetworkError(f"scheme must be one of {list(INIT_SCHEMES)}, got {scheme!r}")
-        dtype = _check_dtype(dtype)
+        order_schemes = ("scikit-learn",) if self.stack is not None else INIT_SCHEMES
+        scheme = order_schemes[0] if scheme is None else scheme
+        if scheme not in order_schemes:
+            raise NetworkError(f"scheme must be one of {list(order_schemes)} for a network in {self.parameter_order}'s "
+                               f"order, got {scheme!r}")
+        dtype = _check_dtype(dtype if dtype is not None else self.dtype if self.dtype is not None else np.float64)
+        if self.stack is not None:
+            return self.stack.init(random_state, dtype)
         self.check_fits(1, dtype)
         rng = np.random.default_rng(random_state)
         theta = np.zeros(self.n_params, dtype=dtype)
@@ -212,7 +290,8 @@ class Network:
         return theta
 
     def unpack(self, theta):
-        """``{name: view}`` into θ, each of torch's shape (what ``module.load_state_dict`` takes)."""
+        """``{name: view}`` into θ, each of torch's shape (what ``module.load_state_dict`` takes); in
+        scikit-learn's order each of θ's, a weight (in, out)."""
         theta = self._check_theta(theta)
         return {t.name: theta[t.offset:t.offset + t.size].reshape(t.shape) for t in self.tensors}
 
@@ -220,6 +299,8 @@ class Network:
 
     def workspace_elements(self, n_rows):
         """(elements of each of ``activations`` and ``deltas``, elements of ``columns``) for ``n_rows`` rows."""
+        if self.stack is not None:
+            return self.stack.epoch_workspaces(n_rows)[0], 0
         return kernels.workspace_elements(self._kernel_plan, n_rows)
 
     def workspace_bytes(self, n_rows, dtype=np.float64):
@@ -232,6 +313,8 @@ class Network:
 
         The size counted is :meth:`workspace_bytes`; the machine's is :func:`fastgd.machine.physical_memory_bytes`.
         """
+        if self.stack is not None:
+            return self.stack.check_fits(n_rows, dtype, NetworkError)
         memory = physical_memory_bytes()
         needed = self.workspace_bytes(n_rows, dtype)
         if memory is not None and needed > memory:
@@ -245,7 +328,11 @@ class Network:
         """Compile (or load from Numba's cache) the compiled code of the layer kinds this network uses, for θ's
         ``dtype``, forward and with ``backward`` backward too (:func:`fastgd.kernels.network.prepare`): done once per
         process and kind; the methods below do it before they run compiled code. Compiled code of your own that runs
-        :attr:`plan` needs no call (a kind not prepared is compiled at its first call), but compiles better here."""
+        :attr:`plan` needs no call (a kind not prepared is compiled at its first call), but compiles better here.
+
+        The MLP's passes (:attr:`stack`) compile as training takes them: nothing to do here for them."""
+        if self.stack is not None:
+            return
         kernels.prepare(self.plan, _check_dtype(dtype), backward)
 
     def epoch_pass(self, dtype, n_rows, n_blocks=1):
@@ -253,8 +340,11 @@ class Network:
         ``n_rows``: ``(pass, structure, code, code, alpha)``.
 
         The pass is :func:`fastgd.kernels.train.network_entry` for θ's ``dtype``, whose docstring says what it reads
-        in each place. One pass serves every batch size: ``n_blocks`` must be 1.
+        in each place. One pass serves every batch size: ``n_blocks`` must be 1. A scikit-learn-order network's is
+        the MLP's (:meth:`fastgd.networks.dense.DenseStack.epoch_pass`), in ``n_blocks`` blocks of rows.
         """
+        if self.stack is not None:
+            return self.stack.epoch_pass(dtype, n_rows, n_blocks)
         if n_blocks != 1:
             raise NetworkError(f"a declared network has one pass, in one block of rows; got n_blocks={n_blocks}")
         blocks, _ = self.workspace_elements(n_rows)
@@ -265,6 +355,8 @@ class Network:
     def epoch_workspaces(self, n_rows):
         """(elements of ``activations``, elements of ``deltas``) of :meth:`epoch_pass`'s pass on ``n_rows`` rows:
         the layer blocks then the convolutions' columns, and the blocks."""
+        if self.stack is not None:
+            return self.stack.epoch_workspaces(n_rows)
         blocks, columns = self.workspace_elements(n_rows)
         return blocks + columns, blocks
 
@@ -275,6 +367,8 @@ class Network:
         dtype."""
         theta = self._check_theta(theta)
         X, Y = self.check_data(X, Y, theta.dtype)
+        if self.stack is not None:
+            return self.stack.loss_grad(theta, X, Y)
         n_rows = X.shape[0]
         self.check_fits(n_rows, theta.dtype)
         blocks, columns = self.workspace_elements(n_rows)
@@ -290,6 +384,8 @@ class Network:
         """The loss on (X, Y), the penalty included, as a Python float."""
         theta = self._check_theta(theta)
         X, Y = self.check_data(X, Y, theta.dtype)
+        if self.stack is not None:
+            return self.stack.loss(theta, X, Y)
         self.check_fits(X.shape[0], theta.dtype)
         blocks, columns = self.workspace_elements(X.shape[0])
         self.prepare(theta.dtype, backward=False)
@@ -298,11 +394,15 @@ class Network:
                                        np.empty(columns, theta.dtype))
                      + kernels.penalty(theta, self._kernel_plan, self.alpha, X.shape[0]))
 
-    def predict(self, theta, X, chunk_size=PREDICT_CHUNK):
-        """The last layer's outputs (logits for cross-entropy), shape (n, n_outputs), ``chunk_size`` rows at a time."""
+    def predict(self, theta, X, chunk_size=None):
+        """The outputs, shape (n, n_outputs), ``chunk_size`` rows at a time (by default the passes' own chunk):
+        the last layer's through :attr:`output` (in torch's order logits for cross-entropy; in scikit-learn's the
+        loss's output activation, probabilities for the cross-entropies)."""
         theta = self._check_theta(theta)
         X, _ = self.check_data(X, None, theta.dtype)
-        chunk = max(1, min(X.shape[0], int(chunk_size)))
+        if self.stack is not None:
+            return self.stack.predict(theta, X, chunk_size)
+        chunk = max(1, min(X.shape[0], int(PREDICT_CHUNK if chunk_size is None else chunk_size)))
         self.check_fits(chunk, theta.dtype)
         blocks, columns = self.workspace_elements(chunk)
         out = np.empty((X.shape[0], self.n_outputs), theta.dtype)
@@ -313,10 +413,14 @@ class Network:
     # -- checks -------------------------------------------------------------------------------
 
     def _check_theta(self, theta):
+        if self.stack is not None:
+            return self.stack.check_theta(theta, self.dtype)
         if not isinstance(theta, np.ndarray):
             raise TypeError(f"theta must be a NumPy ndarray, got {type(theta).__name__}")
         if theta.shape != (self.n_params,):
             raise NetworkError(f"theta must have shape ({self.n_params},) for this network, got {theta.shape}")
+        if self.dtype is not None and theta.dtype != self.dtype:
+            raise TypeError(f"theta has dtype {theta.dtype}, the network {self.dtype}")
         _check_dtype(theta.dtype)
         if not theta.flags.c_contiguous:
             raise NetworkError("theta must be contiguous")
@@ -329,11 +433,19 @@ class Network:
                             f"{', '.join(map(str, self.input_shape))}) (input_shape {self.input_shape}) or "
                             f"(n, {self.n_inputs}), n ≥ 1")
 
-    def check_data(self, X, Y, dtype):
-        """X as a C-ordered (n, *input_shape) array of ``dtype``, Y as (n, n_outputs); both read-only views.
+    def check_data(self, X, Y, dtype=None):
+        """X as a C-ordered (n, *input_shape) array of ``dtype`` (by default the declared one), Y as (n, n_outputs);
+        both read-only views.
 
-        X may also come flat, (n, prod(input_shape)), as scikit-learn's data sets do.
+        X may also come flat, (n, prod(input_shape)), as scikit-learn's data sets do. Read-only: compiled code never
+        writes the data, and Numba types read-only and writeable arrays apart, so one type means one compiled
+        specialisation whatever the caller passed.
         """
+        dtype = self.dtype if dtype is None else dtype
+        if dtype is None:
+            raise TypeError("check_data: give the dtype of θ (the network declares none)")
+        if self.stack is not None:
+            return self.stack.check_data(X, Y, _check_dtype(dtype))
         X = np.asarray(X)
         flat = (self.n_inputs,)
         if X.ndim < 2 or X.shape[0] < 1 or X.shape[1:] not in (self.input_shape, flat):

@@ -48,7 +48,6 @@ import numpy as np
 
 from fastgd import _config, datasets, machine, optim, rules
 from fastgd.models import MLP
-from fastgd.networks import Network
 from fastgd.sweep import plan, solvers
 from fastgd.sweep.config import SweepConfig, network_for, network_options
 from fastgd.sweep.progress import Progress
@@ -99,11 +98,10 @@ def _network(spec, data):
 
 
 def _init(spec, net):
-    """The run's starting θ: its seed's draw of the model's initialisation (a declared network's by its scheme),
-    in the run's dtype."""
-    if isinstance(net, Network):
-        return net.init(random_state=spec.seed, scheme=network_options(spec.model)[1], dtype=np.dtype(spec.dtype))
-    return net.init(random_state=spec.seed)
+    """The run's starting θ: its seed's draw of the model's initialisation (by the scheme its [model] table names,
+    else the declaration's own: scikit-learn's for the MLP), in the run's dtype."""
+    scheme = network_options(spec.model)[1] if spec.model is not None else None
+    return net.init(random_state=spec.seed, scheme=scheme, dtype=np.dtype(spec.dtype))
 
 
 def _summarise(spec, net, data, theta, losses, seconds, diverged_epoch, objectives=None):
@@ -185,24 +183,21 @@ def _train_together(specs, net, data, optimizers):
     losses = np.full((n_runs, n_epochs), np.nan)
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
-    if isinstance(net, Network):
-        X, Y = net.check_data(data.X_train, data.Y_train, thetas.dtype)
-        X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
-    else:
-        X, Y = net.check_data(data.X_train, data.Y_train)
+    X, Y = net.check_data(data.X_train, data.Y_train, thetas.dtype)
+    X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
     batch_size = _batch_size(specs[0], data)
     n_rows = min(batch_size, X.shape[0])
     schedule = make_schedule(specs[0].schedule, n_epochs=n_epochs)  # a chunk is one group: one schedule
     schedule[SAMPLES_PER_EPOCH] = X.shape[0]  # as Training sets it: invscaling counts the samples seen
     # the model's places as Training's epochs take them (the serial pass: each run is one thread's work)
     entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
-    # the full training objective after every epoch, for the runs that ask (an MLP's pass takes an empty gradient
-    # as a request for its loss alone; a declared network's runs its backward pass too)
+    # the full training objective after every epoch, for the runs that ask (the MLP's passes take an empty gradient
+    # as a request for the loss alone; the plan pass runs its backward pass too)
     track = np.array([spec.track_objective for spec in specs], dtype=np.bool_)
     objectives = np.full((n_runs, n_epochs), np.nan)
     arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
                  states, auxes, counters, packs[0].layout, packs[0].ascent, schedule, None, batch_size, seeds, n_epochs,
-                 *net.epoch_workspaces(n_rows), losses, seconds, diverged, track, not isinstance(net, Network),
+                 *net.epoch_workspaces(n_rows), losses, seconds, diverged, track, net.stack is not None,
                  objectives)
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
@@ -464,14 +459,13 @@ def run_work(config, specs):
         if key not in per_group:
             data = datasets.load(spec.dataset, config.sources)
             net, _ = config.model(spec.dataset, data)
-            plan = getattr(net, "plan", None)
             if hasattr(net, "multiply_adds_per_sample"):  # a model of its own count (the noisy quadratic's)
                 madds = net.multiply_adds_per_sample
-            elif plan is None:
-                sizes = np.asarray(net.layer_sizes, dtype=np.int64)
+            elif net.stack is not None:
+                sizes = np.asarray(net.stack.layer_sizes, dtype=np.int64)
                 madds = int(np.sum(sizes[:-1] * sizes[1:]))
             else:
-                madds = multiply_adds_per_sample(plan)
+                madds = multiply_adds_per_sample(net.plan)
             per_group[key] = (data.X_train.shape[0], madds, net.n_params)
         rows, madds, n_params = per_group[key]
         if spec.split == "validation" and spec.validation_fraction:
