@@ -1,4 +1,4 @@
-"""Compiled training of an MLP or a declared network: one compiled call per epoch, Python only between epochs.
+"""Compiled training of any network (an MLP is one): one compiled call per epoch, Python only between epochs.
 
     >>> import numpy as np
     >>> from fastgd import MLP, optim
@@ -55,7 +55,7 @@ SCHEDULES = tuple(schedule_kernels.SCHEDULES)
 # the clock of the host epochs' seconds (History.seconds, and what the pass adaptation weighs); a test can put a
 # fake one here to play a busy machine
 clock = time.perf_counter
-# the batches of each pass a declared network's probe times before its first epoch (_HostEpochs._probe_network)
+# the batches of each pass a plan-pass network's probe times before its first epoch (_HostEpochs._probe_network)
 NETWORK_PROBE_BATCHES = 2
 
 # Divergence, defined here once for Training, the estimators and the sweeps: an epoch
@@ -372,7 +372,7 @@ class _HostEpochs:
         return adaptation.next_pass(), pass_blocks(adaptation.next_pass(), self.batch_rows, n_threads)
 
     def _network_pass(self, n_threads):
-        """A declared network's next pass: ``serial`` (its products on the BLAS's threads), or ``one_thread``
+        """A plan-pass network's next pass: ``serial`` (its products on the BLAS's threads), or ``one_thread``
         where FASTGD_PASS says so or the adaptation to the load has moved there. The adaptation starts from a probe
         of a few batches of both before the first epoch (:meth:`_probe_network`), as an MLP's does: on a busy
         machine the serial pass's first epoch alone can cost many times a whole quiet training (a digits CNN's
@@ -388,7 +388,7 @@ class _HostEpochs:
         return "serial" if adaptation is None else adaptation.next_pass()
 
     def _probe_network(self):
-        """Seconds a batch of a declared network's ``one_thread`` and ``serial`` passes: each runs the epoch's own
+        """Seconds a batch of a plan-pass network's ``one_thread`` and ``serial`` passes: each runs the epoch's own
         compiled function (no code compiled for the probe) on the data's first :data:`NETWORK_PROBE_BATCHES`
         batches in order, once untimed to wake its threads, then timed; on copies of θ, of the rule's state and of
         the schedule, so the training itself is not moved. ``one_thread`` first: the serial pass's BLAS threads
