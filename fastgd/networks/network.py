@@ -26,6 +26,7 @@ declaration. Which passes a network runs is chosen once, in :meth:`Network.__ini
 """
 
 import dataclasses
+import math
 import numbers
 
 import numpy as np
@@ -170,11 +171,12 @@ class Network:
         """θ's tensors in scikit-learn's order (every weight (in, out), then every bias); no plan: the MLP's passes
         read the stack's layer sizes."""
         dense = [index for index, layer in enumerate(self.resolved) if layer.weight_shape is not None]
-        names = [f"{index}.weight" for index in dense] + [f"{index}.bias" for index in dense]
         tensors, offset = [], 0
-        for name, shape in zip(names, self.stack.layout):
-            tensors.append(Tensor(name, shape, offset, int(name.split(".")[0])))
-            offset += tensors[-1].size
+        # math.prod, not Tensor.size's np.prod: an estimator declares its MLP at every fit, some of which take 1 ms
+        for (index, kind), shape in zip([(i, "weight") for i in dense] + [(i, "bias") for i in dense],
+                                        self.stack.layout):
+            tensors.append(Tensor(f"{index}.{kind}", shape, offset, index))
+            offset += math.prod(shape)
         self.tensors = tuple(tensors)
         self.n_params = self.stack.n_params
         self.plan = self._epoch_plan = self._kernel_plan = None
