@@ -651,7 +651,8 @@ _FULL_BATCH_CHOICES = {}  # (layer sizes, rows, dtype, threads) -> (one thread?,
 
 
 def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
-    """The context an MLP's full-batch L-BFGS runs in (``compiled`` :func:`fastgd.kernels.lbfgs.minimize` on
+    """The context a full-batch L-BFGS on the MLP's passes (``net.stack``; a plan-pass network's keeps the threads
+    as set) runs in (``compiled`` :func:`fastgd.kernels.lbfgs.minimize` on
     ``arguments``): one thread for everything where that is faster by :data:`fastgd.calibration.SWITCH_MARGIN`,
     else the threads as set.
 
@@ -665,11 +666,12 @@ def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
     if _config.PASS == "one_thread":
         return threads.limit(1)
     n_threads = threads.get_num_threads()
-    if (isinstance(net, Network) or not calibration.adapts("serial", n_threads)
+    stack = net.stack
+    if (stack is None or not calibration.adapts("serial", n_threads)
             or max_evaluations < FULL_BATCH_PROBE_MIN_EVALUATIONS
-            or multiply_adds(net.layer_sizes, n_rows) < THREADED_MIN_MULTIPLY_ADDS):
+            or multiply_adds(stack.layer_sizes, n_rows) < THREADED_MIN_MULTIPLY_ADDS):
         return contextlib.nullcontext()
-    key = (tuple(net.layer_sizes.tolist()), n_rows, np.dtype(net.dtype).name, n_threads)
+    key = (tuple(stack.layer_sizes.tolist()), n_rows, np.dtype(arguments[1].dtype).name, n_threads)
     kept = _FULL_BATCH_CHOICES.get(key)
     if kept is None or time.monotonic() - kept[1] > FULL_BATCH_CHOICE_SECONDS:
         kept = (_probe_full_batch(compiled, arguments), time.monotonic())
