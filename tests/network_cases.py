@@ -139,10 +139,10 @@ def device_kernel_signatures(real):
     return {
         "product": (matrix, matrix, flag, flag, matrix, flag),
         "add_row_bias": (vector, row, integer, vector),
-        "im2col": (row, integer, integer, integer, vector, vector),
+        "im2col": (row, integer, integer, integer, vector, vector, integer),
         "conv_output": (vector, row, integer, integer, integer, vector, integer, vector),
         "conv_deltas": (row, integer, integer, integer, vector, vector, integer),
-        "col2im": (row, integer, integer, integer, vector, vector),
+        "col2im": (row, integer, integer, integer, vector, integer, vector),
         "bias_gradient": (row, integer, vector, vector),
         "pool_forward": (row, integer, vector),
         "pool_backward": (row, integer, vector, vector),

@@ -95,28 +95,106 @@ def test_the_gradient_is_the_losss_slope_by_central_differences():
         assert abs((up - down) / (2 * step) - grad[k]) <= 1e-7 * max(1.0, abs(grad[k]))
 
 
-@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[7]], ids=[GRID[0][0], GRID[6][0], GRID[7][0]])
-def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pass(case):
-    """``columns`` for one sample of the largest convolution: each convolution then takes its products in groups
-    smaller than the batch (one sample for the largest), where the tests above take the whole batch at once."""
+def conv_sizes(net):
+    """[(a sample's inputs, its im2col matrix, its product)] of each convolution, in elements, from the declaration."""
+    return [(int(np.prod(layer.in_chw)), layer.in_chw[0] * layer.kernel[0] * layer.kernel[1] * layer.out_chw[1]
+             * layer.out_chw[2], int(np.prod(layer.out_chw)))
+            for layer in net.resolved if layer.kind.startswith("Conv")]
+
+
+def compiled_pass(net, theta, X, Y, columns):
+    """(loss, gradient) of the compiled pass with a ``columns`` of ``columns`` elements."""
     from fastgd.kernels import network as kernels
 
-    net, theta, X, Y = data(case)
-    convolutions = [layer for layer in net.resolved if layer.kind.startswith("Conv")]
-    # a sample's inputs, im2col matrix and product
-    one_sample = max(int(np.prod(layer.in_chw)) + (layer.in_chw[0] * layer.kernel[0] * layer.kernel[1]
-                                                   + layer.out_chw[0]) * layer.out_chw[1] * layer.out_chw[2]
-                     for layer in convolutions)
-    assert net.workspace_elements(X.shape[0])[1] == X.shape[0] * one_sample  # the whole batch by default
     blocks, _ = net.workspace_elements(X.shape[0])
     X, Y = net.check_data(X, Y, theta.dtype)  # read-only, as Network passes them: no new specialisation
     grad = np.empty_like(theta)
     loss = kernels.loss_and_gradient(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], net.plan,
                                      kernels.LOSSES[net.loss_name], grad, np.empty(blocks), np.empty(blocks),
-                                     np.empty(one_sample))
+                                     np.empty(columns))
+    return loss, grad
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[7]], ids=[GRID[0][0], GRID[6][0], GRID[7][0]])
+def test_convolutions_in_groups_of_fewer_samples_than_the_batch_give_the_same_pass(case):
+    """``columns`` for one sample of the largest convolution, too small to keep the im2col matrices: each convolution
+    then builds them again in the backward pass and takes its products in groups smaller than the batch (one sample
+    for the largest), where the tests above keep them and take the whole batch at once."""
+    net, theta, X, Y = data(case)
+    sizes = conv_sizes(net)
+    n_rows = X.shape[0]
+    kept = n_rows * sum(matrix for _, matrix, _ in sizes)
+    # by default: every im2col matrix kept, then one group of the whole batch's inputs and products
+    assert net.workspace_elements(n_rows)[1] == kept + n_rows * max(inputs + out for inputs, _, out in sizes)
+    one_sample = max(inputs + matrix + out for inputs, matrix, out in sizes)  # inputs, im2col matrix, product
+    assert one_sample < kept
+    loss, grad = compiled_pass(net, theta, X, Y, one_sample)
     ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
     assert_close(loss, ref_loss, 1e-10)
     assert_close(grad, ref_grad, 1e-10)
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[7], GRID[8]], ids=[GRID[0][0], GRID[7][0], GRID[8][0]])
+def test_kept_im2col_matrices_with_groups_of_one_sample_give_the_same_pass(case):
+    """``columns`` that holds the kept matrices and one sample's inputs and product of the largest convolution: the
+    products in groups of one sample (the kept matrices read group by group)."""
+    net, theta, X, Y = data(case)
+    sizes = conv_sizes(net)
+    kept = X.shape[0] * sum(matrix for _, matrix, _ in sizes)
+    loss, grad = compiled_pass(net, theta, X, Y, kept + max(inputs + out for inputs, _, out in sizes))
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    assert_close(loss, ref_loss, 1e-10)
+    assert_close(grad, ref_grad, 1e-10)
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "not_kept"])
+def test_the_backward_pass_reads_the_forward_passs_im2col_matrices_where_they_are_kept(keep):
+    """The inputs' block wiped between the passes: where the matrices are kept, the first convolution's weight
+    gradient is still the reference's (the backward pass read them, not the inputs); where they are not, it is
+    built from the wiped inputs, and is not."""
+    from fastgd._config import jit
+    from fastgd.kernels import network as kernels
+
+    @jit
+    def wiped_pass(theta, inputs, targets, n_rows, plan, loss, grad, activations, deltas, columns):
+        kernels._forward(theta, inputs, n_rows, plan, activations, columns)
+        outputs, size = kernels._output_block(n_rows, plan, activations)
+        output_deltas, _ = kernels._output_block(n_rows, plan, deltas)
+        kernels._loss(outputs, targets, n_rows, size, loss, output_deltas, True)
+        activations[:inputs.size] = 0.0
+        kernels._backward(theta, n_rows, plan, activations, deltas, grad, columns)
+
+    net, theta, X, Y = data(GRID[7])
+    sizes = conv_sizes(net)
+    blocks, columns = net.workspace_elements(X.shape[0])
+    if not keep:
+        columns = max(inputs + matrix + out for inputs, matrix, out in sizes)
+    grad = np.empty_like(theta)
+    wiped_pass(theta, X.reshape(-1), Y.reshape(-1), X.shape[0], net.plan, kernels.LOSSES[net.loss_name], grad,
+               np.empty(blocks), np.empty(blocks), np.empty(columns))
+    _, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    first_weight = slice(0, net.tensors[0].size)
+    assert net.tensors[0].name.endswith("weight") and np.abs(ref_grad[first_weight]).max() > 0
+    if keep:
+        assert_close(grad, ref_grad, 1e-10)
+    else:
+        np.testing.assert_array_equal(grad[first_weight], 0.0)
+
+
+def test_the_im2col_matrices_are_kept_up_to_their_budget():
+    """The MNIST-1D CNN at batch 100 keeps its three convolutions' matrices (5·19 + 75·10 + 75·5 elements a sample);
+    DeepOBS's 3c3d at batch 128 (millions) does not: its ``columns`` stays one group's inputs, matrix and product."""
+    from fastgd.kernels import network as kernels
+
+    mnist1d = networks.known("mnist1d_cnn")
+    assert conv_sizes(mnist1d) == [(40, 5 * 19, 25 * 19), (25 * 19, 75 * 10, 25 * 10), (25 * 10, 75 * 5, 25 * 5)]
+    kept = 100 * (5 * 19 + 75 * 10 + 75 * 5)
+    assert kept <= kernels.KEPT_BUDGET
+    assert mnist1d.workspace_elements(100)[1] == kept + 100 * (25 * 19 + 25 * 10)
+    three = networks.known("3c3d")
+    largest = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(three))
+    assert 128 * sum(matrix for _, matrix, _ in conv_sizes(three)) > kernels.KEPT_BUDGET
+    assert three.workspace_elements(128)[1] == max(1, kernels.COLUMNS_BUDGET // largest) * largest
 
 
 @pytest.mark.parametrize("pool, input_shape", [

@@ -5,7 +5,10 @@ Same plan (one int64 row per layer, uploaded once), same θ layout, same workspa
 ``activations`` and ``deltas`` hold one block per layer boundary (``n_rows ×`` the plan's per-row offsets),
 ``columns`` a group of samples' im2col matrix and then its product, the group as large as the CPU takes it
 for the same ``columns`` size (:func:`fastgd.kernels.network.workspace_elements`), so that a convolution's
-weight gradient is summed group by group as on the CPU.
+weight gradient is summed group by group as on the CPU. Where the CPU keeps every convolution's im2col matrix
+from the forward pass for the backward (``columns`` large enough: :func:`fastgd.kernels.network._kept_elements`),
+so does the device, at the CPU's places (each in the device's own order within it), and the backward pass then
+builds none; the products go in the scratch after them.
 
 Matrix products (a dense layer's, a convolution's W · columns, its δ · columnsᵀ and Wᵀ · δ) are
 :func:`product`, the tiled shared-memory product of :mod:`fastgd.cuda.mlp`, over 2-D views into θ, the
@@ -46,9 +49,8 @@ from fastgd.cuda.arrays import launch_shape, reduction_shape
 from fastgd.cuda.mlp import A_TILE_COLUMNS, B_TILE_COLUMNS, BLOCK_K, THREAD_M, THREAD_N
 from fastgd.kernels import network as cpu
 from fastgd.kernels.network import (AVG_POOL, CONV, CROSS_ENTROPY, DENSE, FLATTEN, GLOBAL_AVG_POOL, IDENTITY,
-                                    MAX_POOL, PLAN_BIAS, PLAN_IN_C, PLAN_IN_H, PLAN_IN_ROW, PLAN_IN_W, PLAN_KERNEL_H,
-                                    PLAN_KERNEL_W, PLAN_KIND, PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_ROW, PLAN_OUT_W,
-                                    PLAN_WEIGHT, RELU, SIGMOID, TANH)
+                                    MAX_POOL, PLAN_BIAS, PLAN_IN_C, PLAN_IN_H, PLAN_IN_ROW, PLAN_IN_W, PLAN_KIND,
+                                    PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_ROW, PLAN_OUT_W, PLAN_WEIGHT, RELU, SIGMOID, TANH)
 
 __all__ = ["product", "add_row_bias", "im2col", "conv_output", "conv_deltas", "col2im", "bias_gradient",
            "pool_forward", "pool_backward", "global_pool_forward", "global_pool_backward", "activation_forward",
@@ -92,11 +94,12 @@ def add_row_bias(theta, layer, n_rows, activations):
 
 
 @cuda_jit
-def im2col(layer, n_rows, first, count, activations, columns):
-    """Samples ``first … first + count − 1`` of the layer's input as im2col columns, side by side.
+def im2col(layer, n_rows, first, count, activations, columns, matrix):
+    """Samples ``first … first + count − 1`` of the layer's input as im2col columns, side by side, at ``matrix`` in
+    ``columns``.
 
-    ``columns[(c·kh + a)·kw + b, s·positions + oh·out_w + ow]`` (row-major, ``count · positions`` a row)
-    is input ``[first + s, c, oh·sh − pt + a, ow·sw − pl + b]``, zero outside the input.
+    ``columns[matrix + ((c·kh + a)·kw + b)·count·positions + s·positions + oh·out_w + ow]`` (row-major,
+    ``count · positions`` a row) is input ``[first + s, c, oh·sh − pt + a, ow·sw − pl + b]``, zero outside the input.
     """
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _geometry(layer, n_rows)
@@ -116,9 +119,9 @@ def im2col(layer, n_rows, first, count, activations, columns):
         y = oh * sh - pt + a
         x = ow * sw - pl + b
         if 0 <= y < height and 0 <= x < width:
-            columns[k] = activations[in_start + (first + s) * in_size + (c * height + y) * width + x]
+            columns[matrix + k] = activations[in_start + (first + s) * in_size + (c * height + y) * width + x]
         else:
-            columns[k] = zero
+            columns[matrix + k] = zero
 
 
 @cuda_jit
@@ -156,7 +159,7 @@ def conv_deltas(layer, n_rows, first, count, deltas, columns, product_start):
 
 
 @cuda_jit
-def col2im(layer, n_rows, first, count, columns, deltas):
+def col2im(layer, n_rows, first, count, columns, matrix, deltas):
     """The adjoint of :func:`im2col` into the group's input deltas (overwritten): each input place sums the
     column entries that came from it, in the CPU's order (kernel row, then kernel column)."""
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
@@ -179,7 +182,8 @@ def col2im(layer, n_rows, first, count, columns, deltas):
                 shifted_x = x + pl - b
                 if shifted_x < 0 or shifted_x % sw != 0 or shifted_x // sw >= out_w:
                     continue
-                total += columns[((c * kh + a) * kw + b) * pitch + s * positions + oh * out_w + shifted_x // sw]
+                total += columns[matrix + ((c * kh + a) * kw + b) * pitch + s * positions + oh * out_w
+                                 + shifted_x // sw]
         deltas[in_start + (first + s) * in_size + rest] = total
 
 
@@ -434,25 +438,39 @@ class DevicePass:
         return self._views[key][:6]
 
     def _conv_shape(self, index, n_rows):
-        """(depth, positions, samples a group, where the product starts in ``columns``) of convolution ``index``."""
-        layer = self.plan[index]
-        positions = int(layer[PLAN_OUT_H] * layer[PLAN_OUT_W])
-        depth = int(layer[PLAN_IN_C] * layer[PLAN_KERNEL_H] * layer[PLAN_KERNEL_W])
-        c_out, in_size = int(layer[PLAN_OUT_C]), int(layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W])
-        # the CPU's group: it also keeps the group's inputs in ``columns`` (samples innermost, unused here)
-        largest = max(1, min(n_rows, self.columns.size // (in_size + (depth + c_out) * positions)))
-        group = -(-n_rows // -(-n_rows // largest))  # as even as they can be, as fastgd.kernels.network._group_size
-        return depth, positions, group, group * depth * positions
+        """(depth, positions, samples a group, where the product starts in ``columns``, where the batch's kept im2col
+        matrix starts, −1 where none is kept) of convolution ``index``: the CPU's groups and places
+        (:func:`fastgd.kernels.network._conv_forward`)."""
+        scratch = int(cpu._kept_elements_python(self.plan, n_rows, self.columns.size))
+        kept = 0
+        for layer in self.plan[:index]:
+            if layer[PLAN_KIND] == CONV:
+                _, depth, positions, _ = cpu._conv_sizes.py_func(layer)
+                kept += n_rows * int(depth * positions)
+        in_size, depth, positions, c_out = (int(size) for size in cpu._conv_sizes.py_func(self.plan[index]))
+        # the CPU's group: its scratch also holds the group's inputs (samples innermost, unused here)
+        group = int(cpu._group_size.py_func(self.columns.size - scratch, n_rows,
+                                            cpu._conv_sample_elements.py_func(in_size, depth, c_out, positions,
+                                                                              scratch > 0)))
+        if scratch > 0:
+            return depth, positions, group, scratch, kept
+        return depth, positions, group, group * depth * positions, -1
 
-    def _conv_matrices(self, theta, grad, index, count, positions, depth, product_start):
-        """(W, ∇W, columns, product) of convolution ``index`` for a group of ``count`` samples, as matrices."""
+    def _conv_matrices(self, theta, grad, index, count, positions, depth, product_start, matrix):
+        """(W, ∇W, columns, product) of convolution ``index`` for a group of ``count`` samples, as matrices, the
+        columns at ``matrix`` in ``columns``."""
         layer = self.plan[index]
         c_out, weight = int(layer[PLAN_OUT_C]), int(layer[PLAN_WEIGHT])
         pitch = count * positions
         weights = theta[weight:weight + c_out * depth].reshape(c_out, depth)
         grad_weights = None if grad is None else grad[weight:weight + c_out * depth].reshape(c_out, depth)
-        return (weights, grad_weights, self.columns[:depth * pitch].reshape(depth, pitch),
+        return (weights, grad_weights, self.columns[matrix:matrix + depth * pitch].reshape(depth, pitch),
                 self.columns[product_start:product_start + c_out * pitch].reshape(c_out, pitch))
+
+    @staticmethod
+    def _group_matrix(kept, first, depth, positions):
+        """Where a group's im2col matrix starts in ``columns``: in the kept matrix where there is one, else at 0."""
+        return kept + first * depth * positions if kept >= 0 else 0
 
     def forward(self, theta, n_rows):
         """Every layer's forward pass on the ``n_rows`` inputs already in :meth:`inputs`."""
@@ -466,12 +484,14 @@ class DevicePass:
                 if layer[PLAN_BIAS] >= 0:
                     add_row_bias[launch_shape(out_elements)](theta, row, n_rows, self.activations)
             elif kind == CONV:
-                depth, positions, group, product_start = self._conv_shape(index, n_rows)
+                depth, positions, group, product_start, kept = self._conv_shape(index, n_rows)
                 for first in range(0, n_rows, group):
                     count = min(group, n_rows - first)
+                    matrix = self._group_matrix(kept, first, depth, positions)
                     weights, _, columns, result = self._conv_matrices(theta, None, index, count, positions, depth,
-                                                                      product_start)
-                    im2col[launch_shape(columns.size)](row, n_rows, first, count, self.activations, self.columns)
+                                                                      product_start, matrix)
+                    im2col[launch_shape(columns.size)](row, n_rows, first, count, self.activations, self.columns,
+                                                       matrix)
                     product[mlp.product_shape(*result.shape)](weights, columns, False, False, result, False)
                     conv_output[launch_shape(result.size)](theta, row, n_rows, first, count, self.columns,
                                                            product_start, self.activations)
@@ -520,14 +540,17 @@ class DevicePass:
             if input_deltas:
                 product[mlp.product_shape(*below.shape)](above, weights, False, False, below, False)
         elif kind == CONV:
-            depth, positions, group, product_start = self._conv_shape(index, n_rows)
+            depth, positions, group, product_start, kept = self._conv_shape(index, n_rows)
             if has_bias:
                 bias_gradient[launch_shape(int(layer[PLAN_OUT_C]))](row, n_rows, self.deltas, grad)
             for first in range(0, n_rows, group):
                 count = min(group, n_rows - first)
+                matrix = self._group_matrix(kept, first, depth, positions)
                 weights, grad_weights, columns, result = self._conv_matrices(theta, grad, index, count, positions,
-                                                                             depth, product_start)
-                im2col[launch_shape(columns.size)](row, n_rows, first, count, self.activations, self.columns)
+                                                                             depth, product_start, matrix)
+                if kept < 0:  # else the forward pass's, kept
+                    im2col[launch_shape(columns.size)](row, n_rows, first, count, self.activations, self.columns,
+                                                       matrix)
                 conv_deltas[launch_shape(result.size)](row, n_rows, first, count, self.deltas, self.columns,
                                                        product_start)
                 # ∇W (out × in·kh·kw) += δ (out × samples·positions) · columnsᵀ
@@ -537,7 +560,7 @@ class DevicePass:
                     # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
                     product[mlp.product_shape(*columns.shape)](weights, result, True, False, columns, False)
                     col2im[launch_shape(count * in_elements // n_rows)](row, n_rows, first, count, self.columns,
-                                                                        self.deltas)
+                                                                        matrix, self.deltas)
         elif not input_deltas:
             return
         elif kind == MAX_POOL or kind == AVG_POOL:

@@ -16,17 +16,21 @@ offsets of a layer's input and output blocks (``n_rows ×`` them is where the bl
 ``columns`` holds, for a group of samples, a convolution's inputs turned samples-innermost, (in·h·w) × samples,
 its im2col matrix, (in·kh·kw) × (out_h·out_w·samples), and its product, out × (out_h·out_w·samples), the samples the
 innermost index in all three: :func:`workspace_elements` sizes it for groups of up to :data:`COLUMNS_BUDGET`
-elements, and each convolution takes as many samples a group as it holds.
+elements, and each convolution takes as many samples a group as it holds. Where every convolution's im2col matrices
+for the whole batch take at most :data:`KEPT_BUDGET` elements (small networks: the MNIST-1D and digits CNNs),
+``columns`` first holds those, kept from the forward pass for the backward (:func:`_kept_elements`), and the groups'
+inputs and products after them.
 
 Convolutions are im2col and one matrix product per group of samples through
 :func:`fastgd.kernels.blas.gemm` (small convolutions take many samples a product, where one sample's would be too
 thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. With the samples
 innermost, a row of im2col is a run of (output places in the plane × samples) elements, where one sample's run is
 a few elements in the small planes of small networks (an 8×8 digit's 4×4 second convolution: runs of 4). The
-backward pass builds the columns again rather than keeping them for the whole batch, takes dW for the group in one
-product and scatters Wᵀδ back with col2im. A convolution followed by a ReLU is one layer to both passes
-(:func:`_fused_relu`): its outputs go through the ReLU as they are laid out (its own block is left unwritten), and its
-backward reads the ReLU's deltas where the ReLU's output is > 0. Pooling, activations and the loss are direct loops.
+backward pass reads the kept matrices (else builds each group's again: large networks' would not fit in memory),
+takes dW for the group in one product, writes Wᵀδ over the spent matrix and scatters it back with col2im. A
+convolution followed by a ReLU is one layer to both passes (:func:`_fused_relu`): its outputs go through the ReLU as
+they are laid out (its own block is left unwritten), and its backward reads the ReLU's deltas where the ReLU's output
+is > 0. Pooling, activations and the loss are direct loops.
 
 Speed (``benchmarks/scripts/cnn_layer_profile.py``, ``reports/cnn_layer_profile.md``): the loops around the
 products index the flat workspaces with *unsigned* places (``array[uint64(i)]``): a signed index into a whole
@@ -93,6 +97,11 @@ PLAN_COLUMNS = 17
 # whatever the batch size. 2¹⁷ (1 MiB in float64, about a core's L2): groups that stay in cache made the suite's
 # 2c2d faster than groups as wide as memory allows (reports/cnn_layer_profile.md).
 COLUMNS_BUDGET = 1 << 17
+# Elements of every convolution's im2col matrices for a whole batch, up to which :func:`workspace_elements` makes
+# ``columns`` keep them from the forward pass for the backward (which then builds none): 2¹⁸ holds the MNIST-1D CNN's
+# at batch 100 (122 K) and the digits CNN's at batch 64 (184 K), not the DeepOBS networks' (millions), whose peak
+# memory stays as it was.
+KEPT_BUDGET = 1 << 18
 
 
 @jit(inline=True)
@@ -171,13 +180,13 @@ def _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh
 @by_symbol
 @jit(internal=True)
 def _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                   columns, matrix):
+                   columns, inputs, matrix):
     """A group of ``count`` samples' im2col matrix at ``matrix`` in ``columns`` (:func:`_im2col_samples`), their
-    inputs (at ``sample_start`` in ``activations``) first turned samples-innermost at the start of ``columns``; one
+    inputs (at ``sample_start`` in ``activations``) first turned samples-innermost at ``inputs`` in ``columns``; one
     sample's are so already, and are read where they are."""
     if count > 1:
-        _to_sample_inner(activations, sample_start, c_in * height * width, count, columns, 0)
-    source, source_start = (activations, sample_start) if count == 1 else (columns, 0)
+        _to_sample_inner(activations, sample_start, c_in * height * width, count, columns, inputs)
+    source, source_start = (activations, sample_start) if count == 1 else (columns, inputs)
     _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns,
                     matrix)
 
@@ -373,20 +382,46 @@ def _max_pool_2x2_backward(activations, deltas, in_start, out_start, planes, hei
 
 
 @jit(inline=True)
-def _conv_sample_elements(in_size, depth, c_out, positions):
-    """Elements of ``columns`` a convolution takes per sample of a group: its inputs with the samples innermost, its
-    im2col columns and its product (in the backward, its output deltas), all with the samples innermost."""
-    return in_size + (depth + c_out) * positions
+def _conv_sample_elements(in_size, depth, c_out, positions, kept):
+    """Elements of ``columns``' scratch a convolution takes per sample of a group: its inputs with the samples
+    innermost (in the backward, their deltas) and its product (in the backward, its output deltas), both with the
+    samples innermost, and its im2col columns unless ``kept`` (they are then in the kept matrices)."""
+    return in_size + c_out * positions + (0 if kept else depth * positions)
 
 
 @jit(inline=True)
-def _group_size(columns, n_rows, in_size, depth, c_out, positions):
-    """How many samples a convolution takes a product: at least one, at most as many as ``columns`` holds, the batch
-    in as few groups as that allows, of sizes as even as they can be (100 rows where 88 fit: 50 and 50, not 88 and
-    12, whose thin product BLAS takes slowly)."""
-    largest = max(1, min(n_rows, columns.size // _conv_sample_elements(in_size, depth, c_out, positions)))
+def _group_size(scratch, n_rows, per_sample):
+    """How many samples a convolution takes a product: at least one, at most as many as ``scratch`` elements hold
+    at ``per_sample`` each, the batch in as few groups as that allows, of sizes as even as they can be (100 rows where
+    88 fit: 50 and 50, not 88 and 12, whose thin product BLAS takes slowly)."""
+    largest = max(1, min(n_rows, scratch // per_sample))
     n_groups = max(1, (n_rows + largest - 1) // largest)
     return (n_rows + n_groups - 1) // n_groups
+
+
+@jit(inline=True)
+def _conv_sizes(layer):
+    """A convolution's (elements of one sample's input, rows of its im2col matrix, output places, output channels)."""
+    return (layer[PLAN_IN_C] * layer[PLAN_IN_H] * layer[PLAN_IN_W], layer[PLAN_IN_C] * layer[PLAN_KERNEL_H]
+            * layer[PLAN_KERNEL_W], layer[PLAN_OUT_H] * layer[PLAN_OUT_W], layer[PLAN_OUT_C])
+
+
+@jit(inline=True)
+def _kept_elements(plan, n_rows, columns_size):
+    """Where ``columns``' scratch starts: after every convolution's im2col matrix for all ``n_rows`` samples (the
+    kept matrices, convolution after convolution) where ``columns_size`` elements hold them and one sample's scratch
+    of each convolution, else 0 (nothing kept; each pass builds the matrices group by group in the scratch).
+
+    Both passes decide from the same three numbers, so a forward pass keeps exactly what the backward pass on the
+    same batch reads; :func:`workspace_elements` sizes ``columns`` to keep them where they take at most
+    :data:`KEPT_BUDGET` elements."""
+    kept, one_sample = 0, 0
+    for layer in range(plan.shape[0]):
+        if plan[layer, PLAN_KIND] == CONV:
+            in_size, depth, positions, c_out = _conv_sizes(plan[layer])
+            kept += n_rows * depth * positions
+            one_sample = max(one_sample, _conv_sample_elements(in_size, depth, c_out, positions, True))
+    return kept if kept > 0 and kept + one_sample <= columns_size else 0
 
 
 @jit(inline=True)
@@ -431,30 +466,35 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
-@on_demand(_layer_signature("real", "real", "int"))
+@on_demand(_layer_signature("real", "real", "int", "int", "int"))
 @jit(internal=True)
-def _conv_forward(theta, layer, n_rows, activations, columns, relu_start):
+def _conv_forward(theta, layer, n_rows, activations, columns, relu_start, kept, scratch):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
     then laid out channels first, sample by sample, plus the bias.
 
     ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`), where the outputs go through
-    the ReLU instead; the convolution's own block is then not written (no layer reads it)."""
+    the ReLU instead; the convolution's own block is then not written (no layer reads it). ``kept`` ≥ 0: where in
+    ``columns`` the batch's im2col matrix goes, kept for the backward pass (:func:`_kept_elements`), group after
+    group; < 0: each group's goes in the scratch, which starts at ``scratch``."""
     real = theta.dtype.type
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     positions = out_h * out_w
     depth = c_in * kh * kw
-    group = _group_size(columns, n_rows, in_size, depth, c_out, positions)
-    # ``columns``: the group's inputs (samples innermost), its im2col matrix, its product
-    matrix = group * in_size
-    product = matrix + group * depth * positions
+    group = _group_size(columns.size - scratch, n_rows,
+                        _conv_sample_elements(in_size, depth, c_out, positions, kept >= 0))
+    # the scratch: the group's inputs (samples innermost), its product, its im2col matrix where not kept
+    product = scratch + group * in_size
+    matrix = kept if kept >= 0 else product + group * c_out * positions
     zero = real(0.0)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
         pitch = count * positions
         sample_start = in_start + first * in_size
+        if kept >= 0:
+            matrix = kept + first * depth * positions
         _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                       columns, matrix)
+                       columns, scratch, matrix)
         gemm(theta, weight, columns, matrix, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
         for o in range(c_out):
             shift = theta[bias + o] if bias >= 0 else zero
@@ -482,6 +522,12 @@ def _max_pool_path(layer):
         return GENERAL
     return TILED_2X2 if kh == 2 and kw == 2 else TILED
 
+
+# _kept_elements's own source in Python (fastgd.cuda.network takes the CPU's places), calling its helpers' Python
+# functions: calling the compiled ones from Python would compile them
+_kept_elements_python = pytypes.FunctionType(_kept_elements.py_func.__code__,
+                                             dict(globals(), _conv_sizes=_conv_sizes.py_func,
+                                                  _conv_sample_elements=_conv_sample_elements.py_func))
 
 # _max_pool_path's own source in Python (kind_functions), calling _tiled's Python function: calling the compiled one
 # from Python would compile it
@@ -621,7 +667,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
     if kind == DENSE:
         _dense_forward(theta, layer, n_rows, activations)
     elif kind == CONV:
-        _conv_forward(theta, layer, n_rows, activations, columns, -1)
+        _conv_forward(theta, layer, n_rows, activations, columns, -1, -1, 0)
     elif kind == MAX_POOL:
         path = _max_pool_path(layer)
         if path == TILED_2X2:
@@ -668,22 +714,25 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
-@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int"))
+@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int", "int", "int"))
 @jit(internal=True)
-def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start):
+def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start, kept, scratch):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
 
     ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`): the deltas of the
-    convolution's outputs are the ReLU's, where its output is > 0, read from there."""
+    convolution's outputs are the ReLU's, where its output is > 0, read from there. ``kept`` ≥ 0: where the forward
+    pass kept the batch's im2col matrix in ``columns`` (:func:`_conv_forward`), read there, not built again; the
+    scratch starts at ``scratch``, as in the forward pass on the same batch."""
     real = theta.dtype.type
     zero = real(0.0)
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
     positions = out_h * out_w
     depth = c_in * kh * kw
-    group = _group_size(columns, n_rows, in_size, depth, c_out, positions)
-    matrix = group * in_size
-    product = matrix + group * depth * positions  # where the group's deltas, out × (positions·samples), go
+    group = _group_size(columns.size - scratch, n_rows,
+                        _conv_sample_elements(in_size, depth, c_out, positions, kept >= 0))
+    product = scratch + group * in_size  # where the group's deltas, out × (positions·samples), go
+    matrix = kept if kept >= 0 else product + group * c_out * positions
     if bias >= 0:
         for o in range(c_out):
             grad[bias + o] = zero
@@ -713,8 +762,11 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
                 total += part
             if bias >= 0:
                 grad[bias + o] += total
-        _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                       columns, matrix)
+        if kept >= 0:
+            matrix = kept + first * depth * positions
+        else:
+            _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h,
+                           out_w, columns, scratch, matrix)
         # dW (out × in·kh·kw) += δ (out × positions·samples) · columnsᵀ
         gemm(columns, product, columns, matrix, grad, weight, c_out, depth, pitch, False, True, 1.0,
              0.0 if first == 0 else 1.0)
@@ -722,13 +774,13 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
             # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
             gemm(theta, weight, columns, product, columns, matrix, depth, pitch, c_out, True, False, 1.0, 0.0)
             # one sample's input deltas are samples-innermost already: col2im adds into them in place
-            below, below_start = (deltas, sample_start) if count == 1 else (columns, 0)
+            below, below_start = (deltas, sample_start) if count == 1 else (columns, scratch)
             for k in range(below_start, below_start + count * in_size):
                 below[uint64(k)] = zero
             _col2im_samples_add(columns, matrix, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
                                 below, below_start)
             if count > 1:
-                _from_sample_inner(columns, 0, in_size, count, deltas, sample_start)
+                _from_sample_inner(columns, scratch, in_size, count, deltas, sample_start)
 
 
 @on_demand(_layer_signature("real", "real"))
@@ -864,7 +916,7 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
     if kind == DENSE:
         _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas)
     elif kind == CONV:
-        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1)
+        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1, -1, 0)
     elif not input_deltas:
         return
     elif kind == MAX_POOL:
@@ -917,11 +969,17 @@ def _fused_relu(plan, layer):
 def _forward(theta, inputs, n_rows, plan, activations, columns):
     """Every layer's outputs on ``n_rows`` samples, the inputs first copied into ``activations``' first block."""
     _copy_inputs(inputs, n_rows, plan, activations)
+    scratch = _kept_elements(plan, n_rows, columns.size)
+    kept = 0  # where the next convolution's kept matrix starts
     for layer in range(plan.shape[0]):
         if _fused_relu(plan, layer - 1):
             continue  # written by the convolution before
-        if _fused_relu(plan, layer):
-            _conv_forward(theta, plan[layer], n_rows, activations, columns, n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        if plan[layer, PLAN_KIND] == CONV:
+            relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
+            _conv_forward(theta, plan[layer], n_rows, activations, columns, relu_start, kept if scratch > 0 else -1,
+                          scratch)
+            in_size, depth, positions, c_out = _conv_sizes(plan[layer])
+            kept += n_rows * depth * positions
         else:
             _forward_layer(theta, plan[layer], n_rows, activations, columns)
 
@@ -965,12 +1023,17 @@ def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas)
 @jit(internal=True)
 def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
     """Every layer's part of ``grad``, from the last block's deltas (the loss's) down to the first layer's."""
+    scratch = _kept_elements(plan, n_rows, columns.size)
+    kept = scratch  # where the last kept matrix ends
     for layer in range(plan.shape[0] - 1, -1, -1):
         if _fused_relu(plan, layer - 1):
             continue  # taken with the convolution before
-        if _fused_relu(plan, layer):
-            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0,
-                           n_rows * plan[layer + 1, PLAN_OUT_ROW])
+        if plan[layer, PLAN_KIND] == CONV:
+            in_size, depth, positions, c_out = _conv_sizes(plan[layer])
+            kept -= n_rows * depth * positions
+            relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
+            _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0, relu_start,
+                           kept if scratch > 0 else -1, scratch)
         else:
             _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
 
@@ -1080,22 +1143,25 @@ def multiply_adds_per_sample(plan):
 def workspace_elements(plan, n_rows):
     """(elements of ``activations`` and of ``deltas``, elements of ``columns``) for batches of ``n_rows``.
 
-    ``columns`` holds the largest convolution's inputs, im2col matrix and product for a group of samples
+    ``columns`` holds every convolution's im2col matrix for all ``n_rows`` samples, kept from the forward pass for
+    the backward (:func:`_kept_elements`), where they take at most :data:`KEPT_BUDGET` elements; then a scratch for
+    the largest convolution's inputs and product (and im2col matrix, where not kept) for a group of samples
     (:func:`_conv_sample_elements` a sample): all ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements,
     else fewer, at least one.
     """
     plan = np.asarray(plan)
     last = plan[-1]
+    n_rows = int(n_rows)
     per_row = int(last[PLAN_OUT_ROW] + last[PLAN_OUT_C] * last[PLAN_OUT_H] * last[PLAN_OUT_W])
-    convolutions = plan[plan[:, PLAN_KIND] == CONV]
-    depth = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_KERNEL_H] * convolutions[:, PLAN_KERNEL_W]
-    in_size = convolutions[:, PLAN_IN_C] * convolutions[:, PLAN_IN_H] * convolutions[:, PLAN_IN_W]
-    positions = convolutions[:, PLAN_OUT_H] * convolutions[:, PLAN_OUT_W]
-    per_sample = int(np.max(in_size + (depth + convolutions[:, PLAN_OUT_C]) * positions, initial=0))
-    if per_sample == 0:
-        return int(n_rows) * per_row, 1
-    group = max(1, min(int(n_rows), COLUMNS_BUDGET // per_sample))
-    return int(n_rows) * per_row, group * per_sample
+    sizes = [_conv_sizes.py_func(layer) for layer in plan if layer[PLAN_KIND] == CONV]
+    if not sizes:
+        return n_rows * per_row, 1
+    kept = sum(n_rows * int(depth * positions) for _, depth, positions, _ in sizes)
+    keep = kept <= KEPT_BUDGET
+    per_sample = max(int(_conv_sample_elements.py_func(in_size, depth, c_out, positions, keep))
+                     for in_size, depth, positions, c_out in sizes)
+    group = max(1, min(n_rows, COLUMNS_BUDGET // per_sample))
+    return n_rows * per_row, (kept if keep else 0) + group * per_sample
 
 
 def _row_functions(row):

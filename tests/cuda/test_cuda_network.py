@@ -77,21 +77,25 @@ def test_float32_follows_the_cpu(case, launches):
     assert_launched_as_compiled(launches, np.float32)
 
 
-def test_a_convolution_in_several_groups_follows_the_cpu(monkeypatch, launches):
-    """With a small ``columns``, each convolution takes a batch in groups of samples and sums ∇W group by group."""
+@pytest.mark.parametrize("keep", [False, True], ids=["not_kept", "kept"])
+def test_a_convolution_in_several_groups_follows_the_cpu(monkeypatch, launches, keep):
+    """With a small ``columns``, each convolution takes a batch in groups of samples and sums ∇W group by group; where
+    ``columns`` also keeps the batch's im2col matrix (as the CPU's does), the backward pass builds none."""
     case = SMALL[0]
     net, theta, X, Y = data(case)
     X, Y = np.concatenate([X, X[::-1] + 0.5]), np.concatenate([Y, Y[::-1]])  # 4 samples
-    one_sample = 2 * 5 * 5 + (18 + 3) * 9  # the inputs, im2col and the product of one sample
+    matrix = 18 * 9  # one sample's im2col matrix
+    one_sample = 2 * 5 * 5 + 3 * 9 + (0 if keep else matrix)  # the inputs and the product (and the im2col matrix)
     monkeypatch.setattr(cpu_network, "COLUMNS_BUDGET", 2 * one_sample)  # two samples a group
+    monkeypatch.setattr(cpu_network, "KEPT_BUDGET", 4 * matrix if keep else 0)
     _, columns = net.workspace_elements(4)
-    assert columns == 2 * one_sample
+    assert columns == (4 * matrix if keep else 0) + 2 * one_sample
     loss, grad = net.loss_grad(theta, X, Y)
     device_loss, device_grad = device_network.loss_and_gradient(net, theta, X, Y)
     assert device_loss == pytest.approx(loss, rel=1e-10)
     np.testing.assert_allclose(device_grad, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
-    # im2col once a group forward and once backward
-    assert sum(name == "im2col" for name, _ in launches) == 4
+    # im2col once a group forward, and backward where not kept
+    assert sum(name == "im2col" for name, _ in launches) == (2 if keep else 4)
 
 
 def train_both(net, theta, X, Y, rule, batch_size, dtype=np.float64, n_epochs=1, **hyperparameters):
