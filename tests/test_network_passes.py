@@ -181,9 +181,32 @@ def test_the_backward_pass_reads_the_forward_passs_im2col_matrices_where_they_ar
         np.testing.assert_array_equal(grad[first_weight], 0.0)
 
 
+@pytest.mark.parametrize("whole_batch", [True, False], ids=["one_group", "groups"])
+def test_a_block_between_two_convolutions_is_stored_samples_innermost_where_both_take_the_batch_at_once(whole_batch):
+    """Conv1D, ReLU, Conv1D: after the forward pass, the ReLU's block holds the reference's outputs as (c·l) × n (the
+    samples innermost) where both convolutions take the whole batch in one group, else row by row; the block after the
+    second convolution (a Tanh follows) row by row in both."""
+    from fastgd.kernels import network as kernels
+
+    net, theta, X, _ = data(GRID[7])
+    n_rows = X.shape[0]
+    blocks, columns = net.workspace_elements(n_rows)
+    if not whole_batch:
+        columns = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(net))  # groups of one sample
+    activations = np.empty(blocks)
+    kernels.forward(theta, X.reshape(-1), n_rows, net.plan, activations, np.empty(columns))
+    expected = reference.forward(net, theta, X)
+    for layer, inner in ((1, whole_batch), (3, False)):
+        size = int(np.prod(net.resolved[layer].out_chw))
+        start = n_rows * net.plan[layer, kernels.PLAN_OUT_ROW]
+        rows = expected[layer + 1].reshape(n_rows, size)
+        assert_close(activations[start:start + n_rows * size], (rows.T if inner else rows).reshape(-1), 1e-12)
+
+
 def test_the_im2col_matrices_are_kept_up_to_their_budget():
     """The MNIST-1D CNN at batch 100 keeps its three convolutions' matrices (5·19 + 75·10 + 75·5 elements a sample);
-    DeepOBS's 3c3d at batch 128 (millions) does not: its ``columns`` stays one group's inputs, matrix and product."""
+    the digits CNN at batch 64 (9·64 + 144·16 a sample) and DeepOBS's 3c3d at batch 128 (millions) do not: their
+    ``columns`` stays one group's inputs, matrix and product."""
     from fastgd.kernels import network as kernels
 
     mnist1d = networks.known("mnist1d_cnn")
@@ -191,10 +214,11 @@ def test_the_im2col_matrices_are_kept_up_to_their_budget():
     kept = 100 * (5 * 19 + 75 * 10 + 75 * 5)
     assert kept <= kernels.KEPT_BUDGET
     assert mnist1d.workspace_elements(100)[1] == kept + 100 * (25 * 19 + 25 * 10)
-    three = networks.known("3c3d")
-    largest = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(three))
-    assert 128 * sum(matrix for _, matrix, _ in conv_sizes(three)) > kernels.KEPT_BUDGET
-    assert three.workspace_elements(128)[1] == max(1, kernels.COLUMNS_BUDGET // largest) * largest
+    for name, n_rows in (("digits_cnn", 64), ("3c3d", 128)):
+        net = networks.known(name)
+        largest = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(net))
+        assert n_rows * sum(matrix for _, matrix, _ in conv_sizes(net)) > kernels.KEPT_BUDGET
+        assert net.workspace_elements(n_rows)[1] == min(n_rows, kernels.COLUMNS_BUDGET // largest) * largest
 
 
 @pytest.mark.parametrize("pool, input_shape", [

@@ -17,7 +17,7 @@ offsets of a layer's input and output blocks (``n_rows ×`` them is where the bl
 its im2col matrix, (in·kh·kw) × (out_h·out_w·samples), and its product, out × (out_h·out_w·samples), the samples the
 innermost index in all three: :func:`workspace_elements` sizes it for groups of up to :data:`COLUMNS_BUDGET`
 elements, and each convolution takes as many samples a group as it holds. Where every convolution's im2col matrices
-for the whole batch take at most :data:`KEPT_BUDGET` elements (small networks: the MNIST-1D and digits CNNs),
+for the whole batch take at most :data:`KEPT_BUDGET` elements (small networks: the MNIST-1D CNN at batch 100),
 ``columns`` first holds those, kept from the forward pass for the backward (:func:`_kept_elements`), and the groups'
 inputs and products after them.
 
@@ -98,10 +98,12 @@ PLAN_COLUMNS = 17
 # 2c2d faster than groups as wide as memory allows (reports/cnn_layer_profile.md).
 COLUMNS_BUDGET = 1 << 17
 # Elements of every convolution's im2col matrices for a whole batch, up to which :func:`workspace_elements` makes
-# ``columns`` keep them from the forward pass for the backward (which then builds none): 2¹⁸ holds the MNIST-1D CNN's
-# at batch 100 (122 K) and the digits CNN's at batch 64 (184 K), not the DeepOBS networks' (millions), whose peak
-# memory stays as it was.
-KEPT_BUDGET = 1 << 18
+# ``columns`` keep them from the forward pass for the backward (which then builds none). Kept matrices help only while
+# they stay in cache with the rest of the pass: 2¹⁷ holds the MNIST-1D CNN's at batch 100 (122 K; its passes 1.36×
+# faster, with the blocks between its convolutions stored samples-innermost), not the digits CNN's at batch 64
+# (184 K, whose passes took 1.16× longer kept: reports/cnn_epoch_speed_mnist1d.md), nor the DeepOBS networks'
+# (millions), whose peak memory stays as it was.
+KEPT_BUDGET = 1 << 17
 
 
 @jit(inline=True)
@@ -180,13 +182,14 @@ def _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh
 @by_symbol
 @jit(internal=True)
 def _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                   columns, inputs, matrix):
+                   columns, inputs, matrix, inner):
     """A group of ``count`` samples' im2col matrix at ``matrix`` in ``columns`` (:func:`_im2col_samples`), their
     inputs (at ``sample_start`` in ``activations``) first turned samples-innermost at ``inputs`` in ``columns``; one
-    sample's are so already, and are read where they are."""
-    if count > 1:
+    sample's are so already, and so are a block's stored samples-innermost (``inner``): they are read where they
+    are."""
+    if count > 1 and not inner:
         _to_sample_inner(activations, sample_start, c_in * height * width, count, columns, inputs)
-    source, source_start = (activations, sample_start) if count == 1 else (columns, inputs)
+    source, source_start = (activations, sample_start) if count == 1 or inner else (columns, inputs)
     _im2col_samples(source, source_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w, columns,
                     matrix)
 
@@ -466,16 +469,18 @@ def _dense_forward(theta, layer, n_rows, activations):
                 row[j] += theta[bias + j]
 
 
-@on_demand(_layer_signature("real", "real", "int", "int", "int"))
+@on_demand(_layer_signature("real", "real", "int", "int", "int", "bool", "bool"))
 @jit(internal=True)
-def _conv_forward(theta, layer, n_rows, activations, columns, relu_start, kept, scratch):
+def _conv_forward(theta, layer, n_rows, activations, columns, relu_start, kept, scratch, inputs_inner, outputs_inner):
     """A convolution's outputs: per group of samples, the inputs turned samples-innermost, im2col and one product,
     then laid out channels first, sample by sample, plus the bias.
 
     ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`), where the outputs go through
     the ReLU instead; the convolution's own block is then not written (no layer reads it). ``kept`` ≥ 0: where in
     ``columns`` the batch's im2col matrix goes, kept for the backward pass (:func:`_kept_elements`), group after
-    group; < 0: each group's goes in the scratch, which starts at ``scratch``."""
+    group; < 0: each group's goes in the scratch, which starts at ``scratch``. ``inputs_inner``, ``outputs_inner``:
+    its input block, and the fused ReLU's output block, are stored samples-innermost (:func:`_inner_block_after`;
+    the batch is then one group)."""
     real = theta.dtype.type
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _layer_geometry(layer, n_rows)
@@ -494,8 +499,17 @@ def _conv_forward(theta, layer, n_rows, activations, columns, relu_start, kept, 
         if kept >= 0:
             matrix = kept + first * depth * positions
         _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
-                       columns, scratch, matrix)
+                       columns, scratch, matrix, inputs_inner)
         gemm(theta, weight, columns, matrix, columns, product, c_out, pitch, depth, False, False, 1.0, 0.0)
+        if outputs_inner:
+            # the product's own order: one run per channel, through the ReLU (NaN passes through, as the ReLU layer)
+            for o in range(c_out):
+                shift = theta[bias + o] if bias >= 0 else zero
+                source, target = product + o * pitch, relu_start + o * pitch
+                for k in range(pitch):
+                    z = columns[uint64(source + k)] + shift
+                    activations[uint64(target + k)] = zero if z <= zero else z
+            continue
         for o in range(c_out):
             shift = theta[bias + o] if bias >= 0 else zero
             source = product + o * pitch
@@ -667,7 +681,7 @@ def _forward_layer(theta, layer, n_rows, activations, columns):
     if kind == DENSE:
         _dense_forward(theta, layer, n_rows, activations)
     elif kind == CONV:
-        _conv_forward(theta, layer, n_rows, activations, columns, -1, -1, 0)
+        _conv_forward(theta, layer, n_rows, activations, columns, -1, -1, 0, False, False)
     elif kind == MAX_POOL:
         path = _max_pool_path(layer)
         if path == TILED_2X2:
@@ -714,15 +728,17 @@ def _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_delta
              0.0)
 
 
-@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int", "int", "int"))
+@on_demand(_layer_signature("real", "real", "real", "real", "bool", "int", "int", "int", "bool", "bool"))
 @jit(internal=True)
-def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start, kept, scratch):
+def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, relu_start, kept, scratch,
+                   inputs_inner, outputs_inner):
     """A convolution's dW and db, group of samples by group; with ``input_deltas``, Wᵀδ scattered back by col2im.
 
     ``relu_start`` ≥ 0: the block of the ReLU that follows (fused, :func:`_fused_relu`): the deltas of the
     convolution's outputs are the ReLU's, where its output is > 0, read from there. ``kept`` ≥ 0: where the forward
     pass kept the batch's im2col matrix in ``columns`` (:func:`_conv_forward`), read there, not built again; the
-    scratch starts at ``scratch``, as in the forward pass on the same batch."""
+    scratch starts at ``scratch``, as in the forward pass on the same batch. ``inputs_inner``, ``outputs_inner``: the
+    blocks stored samples-innermost, as in the forward pass (their deltas too)."""
     real = theta.dtype.type
     zero = real(0.0)
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
@@ -743,6 +759,17 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
         for o in range(c_out):
             row = product + o * pitch
             total = zero
+            if outputs_inner:
+                # the ReLU's deltas and outputs in the product's order: one run per channel
+                source = relu_start + o * pitch
+                for k in range(pitch):
+                    above, output = deltas[uint64(source + k)], activations[uint64(source + k)]
+                    delta = above if output > zero else zero
+                    columns[uint64(row + k)] = delta
+                    total += delta
+                if bias >= 0:
+                    grad[bias + o] += total
+                continue
             for s in range(count):
                 part = zero
                 if relu_start < 0:
@@ -766,20 +793,22 @@ def _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, inp
             matrix = kept + first * depth * positions
         else:
             _group_columns(activations, sample_start, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h,
-                           out_w, columns, scratch, matrix)
+                           out_w, columns, scratch, matrix, inputs_inner)
         # dW (out × in·kh·kw) += δ (out × positions·samples) · columnsᵀ
         gemm(columns, product, columns, matrix, grad, weight, c_out, depth, pitch, False, True, 1.0,
              0.0 if first == 0 else 1.0)
         if input_deltas:
             # the columns are spent: Wᵀδ takes their place, then goes back to the inputs' places
             gemm(theta, weight, columns, product, columns, matrix, depth, pitch, c_out, True, False, 1.0, 0.0)
-            # one sample's input deltas are samples-innermost already: col2im adds into them in place
-            below, below_start = (deltas, sample_start) if count == 1 else (columns, scratch)
+            # one sample's input deltas, and a block stored so, are samples-innermost already: col2im adds into them
+            # in place
+            inner = count == 1 or inputs_inner
+            below, below_start = (deltas, sample_start) if inner else (columns, scratch)
             for k in range(below_start, below_start + count * in_size):
                 below[uint64(k)] = zero
             _col2im_samples_add(columns, matrix, count, c_in, height, width, kh, kw, sh, sw, pt, pl, out_h, out_w,
                                 below, below_start)
-            if count > 1:
+            if not inner:
                 _from_sample_inner(columns, scratch, in_size, count, deltas, sample_start)
 
 
@@ -916,7 +945,8 @@ def _backward_layer(theta, layer, n_rows, activations, deltas, grad, columns, in
     if kind == DENSE:
         _dense_backward(theta, layer, n_rows, activations, deltas, grad, input_deltas)
     elif kind == CONV:
-        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1, -1, 0)
+        _conv_backward(theta, layer, n_rows, activations, deltas, grad, columns, input_deltas, -1, -1, 0, False,
+                       False)
     elif not input_deltas:
         return
     elif kind == MAX_POOL:
@@ -964,6 +994,27 @@ def _fused_relu(plan, layer):
     return 0 <= layer < plan.shape[0] - 1 and plan[layer, PLAN_KIND] == CONV and plan[layer + 1, PLAN_KIND] == RELU
 
 
+@jit(inline=True)
+def _conv_group(plan, layer, n_rows, columns_size, scratch):
+    """How many samples convolution ``layer`` takes a product (:func:`_group_size`), with ``columns``' scratch at
+    ``scratch`` (:func:`_kept_elements`: > 0 where the matrices are kept)."""
+    in_size, depth, positions, c_out = _conv_sizes(plan[layer])
+    return _group_size(columns_size - scratch, n_rows,
+                       _conv_sample_elements(in_size, depth, c_out, positions, scratch > 0))
+
+
+@jit(inline=True)
+def _inner_block_after(plan, layer, n_rows, columns_size, scratch):
+    """Whether the block after convolution ``layer`` and its fused ReLU is stored samples-innermost, (c·h·w) ×
+    n_rows, not row by row: where the next layer is a convolution too and both take the whole batch in one group, the
+    block is written and read only by the two (the kept matrices, else im2col, read the inputs), each of which would
+    otherwise turn it (and its deltas) samples-innermost for its product and back, the product's order being the
+    first's output and the second's input."""
+    return (n_rows > 1 and layer >= 0 and _fused_relu(plan, layer) and layer + 2 < plan.shape[0]
+            and plan[layer + 2, PLAN_KIND] == CONV and _conv_group(plan, layer, n_rows, columns_size, scratch) == n_rows
+            and _conv_group(plan, layer + 2, n_rows, columns_size, scratch) == n_rows)
+
+
 @by_symbol
 @jit(internal=True)
 def _forward(theta, inputs, n_rows, plan, activations, columns):
@@ -977,7 +1028,8 @@ def _forward(theta, inputs, n_rows, plan, activations, columns):
         if plan[layer, PLAN_KIND] == CONV:
             relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
             _conv_forward(theta, plan[layer], n_rows, activations, columns, relu_start, kept if scratch > 0 else -1,
-                          scratch)
+                          scratch, _inner_block_after(plan, layer - 2, n_rows, columns.size, scratch),
+                          _inner_block_after(plan, layer, n_rows, columns.size, scratch))
             in_size, depth, positions, c_out = _conv_sizes(plan[layer])
             kept += n_rows * depth * positions
         else:
@@ -1033,7 +1085,9 @@ def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
             kept -= n_rows * depth * positions
             relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
             _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0, relu_start,
-                           kept if scratch > 0 else -1, scratch)
+                           kept if scratch > 0 else -1, scratch,
+                           _inner_block_after(plan, layer - 2, n_rows, columns.size, scratch),
+                           _inner_block_after(plan, layer, n_rows, columns.size, scratch))
         else:
             _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
 
