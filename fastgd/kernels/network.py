@@ -409,7 +409,6 @@ def _conv_sizes(layer):
             * layer[PLAN_KERNEL_W], layer[PLAN_OUT_H] * layer[PLAN_OUT_W], layer[PLAN_OUT_C])
 
 
-@jit(inline=True)
 def _kept_elements(plan, n_rows, columns_size):
     """Where ``columns``' scratch starts: after every convolution's im2col matrix for all ``n_rows`` samples (the
     kept matrices, convolution after convolution) where ``columns_size`` elements hold them and one sample's scratch
@@ -425,6 +424,16 @@ def _kept_elements(plan, n_rows, columns_size):
             kept += n_rows * depth * positions
             one_sample = max(one_sample, _conv_sample_elements(in_size, depth, c_out, positions, True))
     return kept if kept > 0 and kept + one_sample <= columns_size else 0
+
+
+# _kept_elements's own source in Python (fastgd.cuda.network takes the CPU's places through it),
+# calling its helpers' Python functions: calling the compiled ones from Python would compile them. The passes call it
+# compiled once, by symbol: inlined into both, with :func:`_inner_block_after`, it made the digits CNN's first fit
+# compile 2-3 s longer.
+_kept_elements_python = pytypes.FunctionType(_kept_elements.__code__,
+                                             dict(globals(), _conv_sizes=_conv_sizes.py_func,
+                                                  _conv_sample_elements=_conv_sample_elements.py_func))
+_kept_elements = by_symbol(jit(internal=True)(_kept_elements))
 
 
 @jit(inline=True)
@@ -536,12 +545,6 @@ def _max_pool_path(layer):
         return GENERAL
     return TILED_2X2 if kh == 2 and kw == 2 else TILED
 
-
-# _kept_elements's own source in Python (fastgd.cuda.network takes the CPU's places), calling its helpers' Python
-# functions: calling the compiled ones from Python would compile them
-_kept_elements_python = pytypes.FunctionType(_kept_elements.py_func.__code__,
-                                             dict(globals(), _conv_sizes=_conv_sizes.py_func,
-                                                  _conv_sample_elements=_conv_sample_elements.py_func))
 
 # _max_pool_path's own source in Python (kind_functions), calling _tiled's Python function: calling the compiled one
 # from Python would compile it
@@ -1003,13 +1006,14 @@ def _conv_group(plan, layer, n_rows, columns_size, scratch):
                        _conv_sample_elements(in_size, depth, c_out, positions, scratch > 0))
 
 
-@jit(inline=True)
+@by_symbol
+@jit(internal=True)
 def _inner_block_after(plan, layer, n_rows, columns_size, scratch):
     """Whether the block after convolution ``layer`` and its fused ReLU is stored samples-innermost, (c·h·w) ×
     n_rows, not row by row: where the next layer is a convolution too and both take the whole batch in one group, the
     block is written and read only by the two (the kept matrices, else im2col, read the inputs), each of which would
     otherwise turn it (and its deltas) samples-innermost for its product and back, the product's order being the
-    first's output and the second's input."""
+    first's output and the second's input. Compiled once, called by symbol, as :func:`_kept_elements`."""
     return (n_rows > 1 and layer >= 0 and _fused_relu(plan, layer) and layer + 2 < plan.shape[0]
             and plan[layer + 2, PLAN_KIND] == CONV and _conv_group(plan, layer, n_rows, columns_size, scratch) == n_rows
             and _conv_group(plan, layer + 2, n_rows, columns_size, scratch) == n_rows)
@@ -1022,14 +1026,17 @@ def _forward(theta, inputs, n_rows, plan, activations, columns):
     _copy_inputs(inputs, n_rows, plan, activations)
     scratch = _kept_elements(plan, n_rows, columns.size)
     kept = 0  # where the next convolution's kept matrix starts
+    # whether the last convolution's output block is samples-innermost: then the next convolution is the one it feeds
+    # (:func:`_inner_block_after`), whose input block it is; carried, so that the test is compiled in one place
+    inner = False
     for layer in range(plan.shape[0]):
         if _fused_relu(plan, layer - 1):
             continue  # written by the convolution before
         if plan[layer, PLAN_KIND] == CONV:
             relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
+            inputs_inner, inner = inner, _inner_block_after(plan, layer, n_rows, columns.size, scratch)
             _conv_forward(theta, plan[layer], n_rows, activations, columns, relu_start, kept if scratch > 0 else -1,
-                          scratch, _inner_block_after(plan, layer - 2, n_rows, columns.size, scratch),
-                          _inner_block_after(plan, layer, n_rows, columns.size, scratch))
+                          scratch, inputs_inner, inner)
             in_size, depth, positions, c_out = _conv_sizes(plan[layer])
             kept += n_rows * depth * positions
         else:
@@ -1077,6 +1084,9 @@ def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
     """Every layer's part of ``grad``, from the last block's deltas (the loss's) down to the first layer's."""
     scratch = _kept_elements(plan, n_rows, columns.size)
     kept = scratch  # where the last kept matrix ends
+    # whether the input block of the convolution taken last is samples-innermost: then this convolution is the one
+    # that feeds it (:func:`_inner_block_after`), whose output block it is; carried, as in :func:`_forward`
+    inner = False
     for layer in range(plan.shape[0] - 1, -1, -1):
         if _fused_relu(plan, layer - 1):
             continue  # taken with the convolution before
@@ -1084,10 +1094,9 @@ def _backward(theta, n_rows, plan, activations, deltas, grad, columns):
             in_size, depth, positions, c_out = _conv_sizes(plan[layer])
             kept -= n_rows * depth * positions
             relu_start = n_rows * plan[layer + 1, PLAN_OUT_ROW] if _fused_relu(plan, layer) else -1
+            outputs_inner, inner = inner, _inner_block_after(plan, layer - 2, n_rows, columns.size, scratch)
             _conv_backward(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0, relu_start,
-                           kept if scratch > 0 else -1, scratch,
-                           _inner_block_after(plan, layer - 2, n_rows, columns.size, scratch),
-                           _inner_block_after(plan, layer, n_rows, columns.size, scratch))
+                           kept if scratch > 0 else -1, scratch, inner, outputs_inner)
         else:
             _backward_layer(theta, plan[layer], n_rows, activations, deltas, grad, columns, layer > 0)
 
