@@ -23,7 +23,9 @@ inputs and products after them.
 
 Convolutions are im2col and one matrix product per group of samples through
 :func:`fastgd.kernels.blas.gemm` (small convolutions take many samples a product, where one sample's would be too
-thin for BLAS to be efficient); the product is then laid out channels first, sample by sample. With the samples
+thin for BLAS to be efficient); the product is then laid out channels first, sample by sample, except where the next
+layer after its ReLU is a convolution and both take the whole batch at once: that block, and its deltas, stay
+samples-innermost, in the product's order (:func:`_inner_block_after`). With the samples
 innermost, a row of im2col is a run of (output places in the plane × samples) elements, where one sample's run is
 a few elements in the small planes of small networks (an 8×8 digit's 4×4 second convolution: runs of 4). The
 backward pass reads the kept matrices (else builds each group's again: large networks' would not fit in memory),
@@ -99,10 +101,10 @@ PLAN_COLUMNS = 17
 COLUMNS_BUDGET = 1 << 17
 # Elements of every convolution's im2col matrices for a whole batch, up to which :func:`workspace_elements` makes
 # ``columns`` keep them from the forward pass for the backward (which then builds none). Kept matrices help only while
-# they stay in cache with the rest of the pass: 2¹⁷ holds the MNIST-1D CNN's at batch 100 (122 K; its passes 1.36×
-# faster, with the blocks between its convolutions stored samples-innermost), not the digits CNN's at batch 64
-# (184 K, whose passes took 1.16× longer kept: reports/cnn_epoch_speed_mnist1d.md), nor the DeepOBS networks'
-# (millions), whose peak memory stays as it was.
+# they stay in cache with the rest of the pass: 2¹⁷ holds the MNIST-1D CNN's at batch 100 (122 K; its passes 1.20-1.36×
+# faster, with the blocks between its convolutions stored samples-innermost: reports/cnn_epoch_speed_mnist1d.md), not
+# the digits CNN's at batch 64 (184 K, whose passes took 1.16-1.20× longer kept: reports/cnn_epoch_speed.md), nor the
+# DeepOBS networks' (millions), whose peak memory stays as it was.
 KEPT_BUDGET = 1 << 17
 
 
