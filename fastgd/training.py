@@ -653,8 +653,8 @@ _FULL_BATCH_CHOICES = {}  # (layer sizes, rows, dtype, threads) -> (one thread?,
 def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
     """The context a full-batch L-BFGS on the MLP's passes (``net.stack``; a plan-pass network's keeps the threads
     as set) runs in (``compiled`` :func:`fastgd.kernels.lbfgs.minimize` on
-    ``arguments``): one thread for everything where that is faster by :data:`fastgd.calibration.SWITCH_MARGIN`,
-    else the threads as set.
+    ``arguments``): the threads as set where they are faster than one thread by
+    :data:`fastgd.calibration.SWITCH_MARGIN`, else one thread for everything.
 
     ``FASTGD_PASS=one_thread`` says one thread. Otherwise the choice is measured where the fit adapts
     (:func:`fastgd.calibration.adapts`: ``FASTGD_ADAPT`` on, two threads or more), an evaluation has at least 2²⁰
@@ -662,7 +662,9 @@ def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
     :data:`FULL_BATCH_PROBE_MIN_EVALUATIONS`: :func:`_probe_full_batch`, kept for
     :data:`FULL_BATCH_CHOICE_SECONDS`. Why: on a busy machine a product on two BLAS threads waits for the thread
     that has no core; a digits fit (hidden layer 32) took 455 ms on two threads and 16 ms on one at load 5.5 (AMD
-    EPYC Zen 4), where quiet the two were within 10-15 ms of each other."""
+    EPYC Zen 4); quiet, 15 ms on two and 11 ms on one, which a short probe could not tell apart. So one thread, the
+    pass no load can stall, keeps the fit unless the threads are clearly faster (larger fits: more rows, wider
+    layers)."""
     if _config.PASS == "one_thread":
         return threads.limit(1)
     n_threads = threads.get_num_threads()
@@ -680,10 +682,10 @@ def _full_batch_threads(net, n_rows, max_evaluations, compiled, arguments):
 
 
 def _probe_full_batch(compiled, arguments):
-    """Whether a full-batch L-BFGS is faster on one thread: its own compiled ``minimize`` for one iteration, from a
-    copy of θ with a fresh L-BFGS state (the fit's own are not touched), run once untimed and once timed on one
-    thread, then the same on the threads as set (one thread first: nothing but the fit follows the BLAS's threads
-    while they spin down). No code is compiled for it."""
+    """Whether a full-batch L-BFGS should run on one thread: unless the threads as set are faster by the margin.
+    Timed: its own compiled ``minimize`` for one iteration, from a copy of θ with a fresh L-BFGS state (the fit's
+    own are not touched), run once untimed and once timed on one thread, then the same on the threads as set (one
+    thread first: nothing but the fit follows the BLAS's threads while they spin down). No code is compiled for it."""
     from fastgd.kernels import lbfgs as lbfgs_kernels
 
     *pass_arguments, grad, activations, deltas, origin, vectors, directions, steps, history, scalars, settings = \
@@ -704,7 +706,7 @@ def _probe_full_batch(compiled, arguments):
                 compiled(*probe)
                 if timed:
                     seconds[one_thread] = clock() - start
-    return seconds[True] < (1.0 - calibration.SWITCH_MARGIN) * seconds[False]
+    return not seconds[False] < (1.0 - calibration.SWITCH_MARGIN) * seconds[True]
 
 
 @dataclass
