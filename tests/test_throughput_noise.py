@@ -78,15 +78,20 @@ def test_every_implementation_gets_the_same_threads_and_gets_its_own_back():
     assert (numba.get_num_threads(), torch.get_num_threads()) == before
 
 
-def test_an_update_step_ratio_carries_the_range_its_timings_allow():
+def _adam_step_summary(timings):
+    """The report's summary, as one string, of Adam steps timed as ``timings``: (implementation, parameters,
+    seconds, seconds_low, seconds_high) each."""
     throughput = throughput_of({"fastgd": [1e-4]})
     steps = [dict(rule="adam", implementation=implementation, parameters=size, seconds=seconds, seconds_low=low,
                   seconds_high=high, bytes_per_second=1.0)
-             for implementation, size, seconds, low, high in (
-                 ("fastgd", 1000, 1e-6, 0.9e-6, 1.1e-6), ("torch", 1000, 1e-5, 0.95e-5, 1.2e-5),
-                 ("fastgd", 10 ** 7, 1e-3, 0.5e-3, 3e-3), ("torch", 10 ** 7, 2e-3, 1.9e-3, 2.1e-3))]
+             for implementation, size, seconds, low, high in timings]
     throughput["steps"] = pd.DataFrame(steps)
-    text = " ".join(summary_lines(pd.DataFrame(columns=RUN_COLUMNS), throughput))
+    return " ".join(summary_lines(pd.DataFrame(columns=RUN_COLUMNS), throughput))
+
+
+def test_an_update_step_ratio_carries_the_range_its_timings_allow():
+    text = _adam_step_summary((("fastgd", 1000, 1e-6, 0.9e-6, 1.1e-6), ("torch", 1000, 1e-5, 0.95e-5, 1.2e-5),
+                               ("fastgd", 10 ** 7, 1e-3, 0.5e-3, 3e-3), ("torch", 10 ** 7, 2e-3, 1.9e-3, 2.1e-3)))
     # at 1,000: 10x, from 0.95e-5 / 1.1e-6 = 8.64x to 1.2e-5 / 0.9e-6 = 13.3x; at 10^7 the range spans 1.9e-3 / 3e-3
     # = 0.633x to 2.1e-3 / 0.5e-3 = 4.2x: unreliable
     assert ("Adam step: fastgd is faster than PyTorch by 10x at 1,000 parameters (8.64x to 13.3x over its middle "
@@ -97,14 +102,8 @@ def test_an_update_step_ratio_carries_the_range_its_timings_allow():
 
 def test_an_update_step_ratio_below_one_is_not_called_faster():
     # the quick report under CI's load: "fastgd is faster than PyTorch by 38.2x ... and 0.722x", slower at the second
-    throughput = throughput_of({"fastgd": [1e-4]})
-    steps = [dict(rule="adam", implementation=implementation, parameters=size, seconds=seconds, seconds_low=low,
-                  seconds_high=high, bytes_per_second=1.0)
-             for implementation, size, seconds, low, high in (
-                 ("fastgd", 1000, 1e-6, 0.9e-6, 1.1e-6), ("torch", 1000, 1e-5, 0.95e-5, 1.2e-5),
-                 ("fastgd", 10 ** 5, 2e-4, 1.9e-4, 2.1e-4), ("torch", 10 ** 5, 1e-4, 0.95e-4, 1.05e-4))]
-    throughput["steps"] = pd.DataFrame(steps)
-    text = " ".join(summary_lines(pd.DataFrame(columns=RUN_COLUMNS), throughput))
+    text = _adam_step_summary((("fastgd", 1000, 1e-6, 0.9e-6, 1.1e-6), ("torch", 1000, 1e-5, 0.95e-5, 1.2e-5),
+                               ("fastgd", 10 ** 5, 2e-4, 1.9e-4, 2.1e-4), ("torch", 10 ** 5, 1e-4, 0.95e-4, 1.05e-4)))
     assert "faster than PyTorch" not in text
     assert ("Adam step, PyTorch's time over fastgd's (below 1: fastgd slower): 10x at 1,000 parameters (8.64x to "
             "13.3x over its middle timings) and 0.5x at 100,000 parameters") in text
