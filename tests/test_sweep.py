@@ -817,6 +817,7 @@ def start_long_sweep(tmp_path):
         # control (nohup, `make test &`) passes its children SIGINT ignored, and Python then keeps it so
         process = subprocess.Popen([sys.executable, "-m", "fastgd.cli", "sweep", str(path), "--store", str(store),
                                     "--jobs", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=stderr,
+                                   env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints its stacks
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stored, deadline = 0, time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and stored == 0:
@@ -876,7 +877,12 @@ def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_p
     process, store, stored_before = start_long_sweep(tmp_path)
     children = descendants(psutil, process.pid)
     process.send_signal(signal_number)  # to the parent alone, as kill does
-    process.wait(timeout=300)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # the faulthandler writes where each thread waits
+        process.wait(timeout=60)
+        pytest.fail("the stopped sweep did not exit; its threads:\n" + (tmp_path / "stderr.txt").read_text())
     assert_all_exit(psutil, children)
     err = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == status, err
@@ -887,6 +893,34 @@ def test_a_stopped_sweep_keeps_what_finished_stops_its_workers_and_says_so(tmp_p
         runs, curves = reopened.runs_frame(), reopened.curves_frame()
     assert len(runs) >= stored_before and f"{len(runs)} new runs stored" in lines[0]
     assert runs["run_id"].is_unique and len(curves) == runs["epochs_run"].sum()
+
+
+def test_a_signal_held_while_the_parent_waits_is_raised_by_its_own_handler_at_the_next_safe_point():
+    from fastgd.sweep.runner import _HeldSignals
+
+    def terminated(number, frame):
+        raise SystemExit(f"terminated by {number}")
+
+    previous = signal.signal(signal.SIGTERM, terminated), signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _HeldSignals() as held:
+            held.raise_held()  # nothing arrived: nothing raised
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # both delivered, neither raised here
+            assert [number for number, _ in held.held] == [signal.SIGINT, signal.SIGTERM]
+            with pytest.raises(KeyboardInterrupt):  # the first, by Python's own SIGINT handler
+                held.raise_held()
+            held.raise_held()  # raised once: the rest were dropped with it
+        assert signal.getsignal(signal.SIGTERM) is terminated and signal.getsignal(signal.SIGINT) is (
+            signal.default_int_handler)
+        with pytest.raises(SystemExit, match="terminated by 15"), _HeldSignals() as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+            held.raise_held()
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 RUN_PROVENANCE_COLUMNS = ("git_commit", "fastgd_version", "numba_version", "numpy_version", "cpu", "cpu_count",

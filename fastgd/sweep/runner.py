@@ -38,9 +38,11 @@ raises KeyboardInterrupt, whose ``outcome`` attribute counts what was stored.
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -719,27 +721,79 @@ def _run_in_processes(chunks, batched, jobs, store_results, plugins=(), sources=
             local.close()
 
 
+class _HeldSignals:
+    """SIGINT and SIGTERM held while the parent waits on its workers, and raised by :meth:`raise_held`.
+
+    Their handlers raise (KeyboardInterrupt, the command line's SIGTERM): raised at any bytecode, such an exception
+    can land inside ``concurrent.futures`` while it holds a future's lock or half-built waiters, or inside the
+    executor's shutdown, and leave the stopped sweep waiting forever for a lock or a thread. Held, the signal is
+    raised where the parent is between two waits, by the handler that was installed (so it raises what it would
+    have raised). Only a Python handler is held, and only on the main thread, where signals are delivered.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.held, self.previous = [], {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                handler = signal.getsignal(number)
+                if callable(handler):
+                    self.previous[number] = handler
+                    signal.signal(number, self._hold)
+        return self
+
+    def _hold(self, number, frame):
+        self.held.append((number, frame))
+
+    def raise_held(self):
+        """Call the first held signal's own handler (which raises), if one arrived."""
+        if self.held:
+            number, frame = self.held[0]
+            self.held.clear()
+            self.previous[number](number, frame)
+
+    def __exit__(self, *exception):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+# how long the parent waits on its workers before it looks for a held signal: the delay a Ctrl-C may take
+SIGNAL_POLL_SECONDS = 0.1
+
+
 def _run_on_pool(pool, chunks, batched, store_results, plugins, sources):
     futures, stored = [], set()
-    try:
-        futures = [pool.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources))
-                   for chunk in chunks]
-        for future in as_completed(futures):
-            store_results(future.result())
-            stored.add(future)
-    except BaseException:
-        # interrupted, or a worker died: stop the others now rather than after their
-        # chunks, and keep every chunk that had finished (storing twice stores once)
-        workers = list((pool._processes or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.terminate()
-        for future in futures:
-            if future not in stored and future.done() and not future.cancelled() and future.exception() is None:
-                store_results(future.result())
-        for worker in workers:
-            worker.join()
-        raise
+    with _HeldSignals() as signals:
+        try:
+            futures = [pool.submit(execute_chunk, chunk, batched, plugins, _sources_of(chunk, sources))
+                       for chunk in chunks]
+            order = {future: index for index, future in enumerate(futures)}
+            running = set(futures)
+            while running:
+                signals.raise_held()
+                done, running = wait(running, timeout=SIGNAL_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                # in the order they were submitted: the store's order then follows the plan's
+                for future in sorted(done, key=order.get):
+                    store_results(future.result())
+                    stored.add(future)
+            signals.raise_held()  # a signal during the last chunk's storing stops the sweep as it would have
+        except BaseException:
+            # interrupted, or a worker died: stop the others now rather than after their chunks, and keep every
+            # chunk that had finished (storing twice stores once); a second Ctrl-C is held until this is done
+            workers = list((pool._processes or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            for future in futures:
+                if future not in stored and future.done() and not future.cancelled() and future.exception() is None:
+                    store_results(future.result())
+            for worker in workers:
+                worker.join()
+            raise
 
 
 def _run_on_dask(chunks, batched, client, store_results, plugins=(), sources=None):
