@@ -22,12 +22,13 @@ see the limit.
 
 import contextlib
 import numbers
+import time
 
 import numba
 
 from fastgd._config import _env_int
 
-__all__ = ["get_num_threads", "set_num_threads", "limit", "blas_limit", "describe"]
+__all__ = ["get_num_threads", "set_num_threads", "limit", "blas_limit", "describe", "seconds_on_one_and_all"]
 
 
 def _check(n_threads):
@@ -53,11 +54,63 @@ def _threadpoolctl():
     return threadpoolctl
 
 
+class _LoadedLibraries:
+    """A number that changes whenever the process loads or unloads a shared library (None where it cannot tell).
+
+    glibc counts both in every ``dl_iterate_phdr`` record (``dlpi_adds``, ``dlpi_subs``); the first record is
+    enough, a few µs, where finding the thread pools again takes about 1 ms (threadpoolctl opens each library).
+    """
+
+    def __init__(self):
+        import ctypes
+
+        self.counts = None
+        try:
+            iterate = ctypes.CDLL(None).dl_iterate_phdr
+        except (OSError, AttributeError):  # not glibc-like (macOS, Windows): found again each time
+            self.iterate = None
+            return
+        self.iterate = iterate
+        self.callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)(
+            self._first_record)
+        self.ctypes = ctypes
+
+    def _first_record(self, info, size, data):
+        # struct dl_phdr_info on 64-bit glibc: addr, name, phdr, phnum (padded to 8), adds, subs
+        if size >= 48:
+            adds, subs = (self.ctypes.c_ulonglong * 2).from_address(info + 32)
+            self.counts = (adds, subs)
+        return 1  # stop after the first record
+
+    def fingerprint(self):
+        if self.iterate is None:
+            return None
+        self.counts = None
+        self.iterate(self.callback, None)
+        return self.counts
+
+
+_controller = {"fingerprint": None, "controller": None, "libraries": None}
+
+
+def _pools():
+    """threadpoolctl's ThreadpoolController over every thread pool loaded: found once, and again only after a
+    shared library was loaded or unloaded (MKL, which :mod:`fastgd.kernels.mkl` loads on demand; a user's torch)."""
+    threadpoolctl = _threadpoolctl()
+    if _controller["libraries"] is None:
+        _controller["libraries"] = _LoadedLibraries()
+    fingerprint = _controller["libraries"].fingerprint()
+    if fingerprint is None or fingerprint != _controller["fingerprint"] or _controller["controller"] is None:
+        _controller["controller"] = threadpoolctl.ThreadpoolController()
+        _controller["fingerprint"] = fingerprint
+    return _controller["controller"]
+
+
 def set_num_threads(n_threads):
     """Use ``n_threads`` threads in fastgd's ``prange`` loops and in BLAS, from now on."""
     n_threads = _check(n_threads)
     numba.set_num_threads(n_threads)
-    _threadpoolctl().threadpool_limits(n_threads, user_api="blas")
+    _pools().limit(limits=n_threads, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -65,7 +118,7 @@ def limit(n_threads):
     """Within the block, use ``n_threads`` threads (Numba and BLAS); afterwards, what was set before."""
     n_threads = _check(n_threads)
     before = numba.get_num_threads()
-    with _threadpoolctl().threadpool_limits(n_threads, user_api="blas"):
+    with _pools().limit(limits=n_threads, user_api="blas"):
         numba.set_num_threads(n_threads)
         try:
             yield
@@ -83,17 +136,38 @@ def blas_limit(n_threads):
     from fastgd.kernels import mkl
 
     n_threads = _check(n_threads)
-    threadpoolctl = _threadpoolctl()
+    pools = _pools()
     if not mkl.shares_numbas_threads():
-        return threadpoolctl.threadpool_limits(n_threads, user_api="blas")
-    others = {pool["prefix"]: n_threads for pool in threadpoolctl.threadpool_info()
+        return pools.limit(limits=n_threads, user_api="blas")
+    others = {pool["prefix"]: n_threads for pool in pools.info()
               if pool["user_api"] == "blas" and pool["internal_api"] != "mkl"}
-    return threadpoolctl.threadpool_limits(limits=others)
+    return pools.limit(limits=others)
+
+
+def seconds_on_one_and_all(run, clock=time.perf_counter, warm=True):
+    """(seconds of ``run()`` on one thread, seconds on the threads as set): each the second of two calls, the
+    first untimed, to wake the threads and to leave any first-call cost out; with ``warm=False`` each one call,
+    where a run is long beside waking threads and where two more runs would cost more than the choice saves.
+
+    One thread first: after their last product the BLAS's threads spin a while, so the threads as set go last,
+    and what follows the probe finds them as it would have. On a busy machine a product on two threads waits for
+    the one that has no core: the probes that choose between the two (a network's first epoch, a full-batch
+    L-BFGS, a long predict) all time it this way.
+    """
+    seconds = []
+    for context in (lambda: limit(1), contextlib.nullcontext):
+        with context():
+            if warm:
+                run()
+            start = clock()
+            run()
+            seconds.append(clock() - start)
+    return tuple(seconds)
 
 
 def describe():
     """One line: the Numba threads and each BLAS library's threads, e.g. for a benchmark's header."""
-    blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in _threadpoolctl().threadpool_info()
+    blas = [f"{pool['internal_api']} {pool['num_threads']}" for pool in _pools().info()
             if pool["user_api"] == "blas"]
     n_threads = numba.get_num_threads()  # starts Numba's threads, which chooses the threading layer
     return (f"{n_threads} Numba threads ({numba.threading_layer()} layer), BLAS threads: "

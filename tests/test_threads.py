@@ -85,6 +85,58 @@ def test_blas_threads_follow():
     assert blas_threads() == [1] * len(before)
 
 
+LOADED_LATER = """
+import json, threadpoolctl
+from fastgd import threads
+with threads.limit(1):  # the pools found once, before MKL is loaded
+    pass
+from fastgd.kernels import mkl
+try:
+    mkl.load()
+except mkl.MKLError as error:
+    print(json.dumps({"skip": str(error)}))
+    raise SystemExit
+def counts():
+    return {pool["internal_api"]: pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+            if pool["user_api"] == "blas"}
+with threads.limit(1):
+    inside = counts()
+print(json.dumps({"inside": inside, "after": counts()}))
+"""
+
+
+def test_a_blas_loaded_after_the_first_limit_is_limited_too():
+    # the pools are found once and kept until a shared library is loaded: MKL, loaded later, must not be missed
+    result = subprocess.run([sys.executable, "-c", LOADED_LATER], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, FASTGD_NUM_THREADS=str(HIGHEST)))
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    if "skip" in found:
+        pytest.skip(f"MKL cannot be loaded here: {found['skip']}")
+    assert found["inside"].get("mkl") == 1 and set(found["inside"].values()) == {1}, found
+    assert found["after"]["mkl"] == HIGHEST, found
+
+
+def test_the_pools_are_found_again_only_when_a_library_was_loaded():
+    import importlib
+
+    pools = threads._pools()
+    assert threads._pools() is pools  # nothing loaded in between: the same controller
+    if threads._controller["fingerprint"] is None:
+        pytest.skip("not glibc: the pools are found again each time")
+    # a C extension not imported yet is a shared library the process loads now
+    for name in ("_testbuffer", "_ctypes_test", "_testcapi", "audioop", "_curses_panel", "_testmultiphase"):
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+                break
+            except ImportError:
+                continue
+    else:
+        pytest.skip("no C extension left to load")
+    assert threads._pools() is not pools
+
+
 def test_describe_names_both_pools():
     line = threads.describe()
     assert "\n" not in line
