@@ -477,6 +477,13 @@ def start_candidates(layer_sizes, n_rows, dtype, n_threads, chosen):
     return names + [FALLBACK_PASS]
 
 
+def threads_clearly_faster(one_thread_seconds, threads_seconds):
+    """Whether work timed on one thread and on the threads as set should keep the threads: only where they were
+    faster by :data:`SWITCH_MARGIN`. One thread is the choice no load can stall, so a near tie goes to it (a
+    quiet digits L-BFGS fit: 15 ms on two threads, 11 on one, which one short probe could not tell apart)."""
+    return threads_seconds < (1.0 - SWITCH_MARGIN) * one_thread_seconds
+
+
 def adapts(name, n_threads):
     """Whether a training whose pass ``name`` was chosen for ``n_threads`` threads adapts (:class:`PassAdaptation`):
     ``FASTGD_ADAPT`` on, ``FASTGD_PASS`` ``auto``, two threads or more, and a pass other than the fallback."""

@@ -405,14 +405,9 @@ class _HostEpochs:
                                     training.seed, 0, (np.empty(rows, np.int64), self.grad, self.activations,
                                                        self.deltas, self.batch_X, self.batch_Y, self.origin))
         compiled = self._compiled(arguments)
-        seconds = {}
-        for name in ("one_thread", "serial"):
-            with threads.limit(1) if name == "one_thread" else contextlib.nullcontext():
-                compiled(*arguments)
-                start = clock()
-                compiled(*arguments)
-                seconds[name] = (clock() - start) / -(-rows // self.batch_rows)
-        return seconds
+        one_thread, serial = threads.seconds_on_one_and_all(lambda: compiled(*arguments), clock)
+        n_batches = -(-rows // self.batch_rows)
+        return {"one_thread": one_thread / n_batches, "serial": serial / n_batches}
 
     def _adaptation(self, chosen, n_threads):
         """The adaptation of the pass to the load, started from a probe of a few batches of the passes
@@ -694,19 +689,14 @@ def _probe_full_batch(compiled, arguments):
     settings[lbfgs_kernels.MAX_ITER], settings[lbfgs_kernels.MAX_EVAL] = 1, 2
     state = [np.zeros_like(array) for array in (grad, vectors, directions, steps, history, scalars)]
     theta = pass_arguments[1].copy()
-    seconds = {}
-    for one_thread in (True, False):
-        with threads.limit(1) if one_thread else contextlib.nullcontext():
-            for timed in (False, True):
-                for array in state:
-                    array.fill(0)
-                probe = (*pass_arguments[:1], theta.copy(), *pass_arguments[2:], state[0], activations, deltas,
-                         origin, *state[1:], settings)
-                start = clock()
-                compiled(*probe)
-                if timed:
-                    seconds[one_thread] = clock() - start
-    return not seconds[False] < (1.0 - calibration.SWITCH_MARGIN) * seconds[True]
+
+    def one_iteration():
+        for array in state:
+            array.fill(0)
+        compiled(*pass_arguments[:1], theta.copy(), *pass_arguments[2:], state[0], activations, deltas, origin,
+                 *state[1:], settings)
+
+    return not calibration.threads_clearly_faster(*threads.seconds_on_one_and_all(one_iteration, clock))
 
 
 @dataclass

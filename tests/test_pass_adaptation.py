@@ -5,7 +5,7 @@ import numba
 import numpy as np
 import pytest
 
-from fastgd import _config, calibration, optim, training
+from fastgd import _config, calibration, optim, threads, training
 from fastgd.calibration import FALLBACK_PASS, MAX_PROBE_INTERVAL, PROBE_SHARE, SWITCH_MARGIN, PassAdaptation
 from fastgd.kernels import mkl
 from fastgd.models import MLP
@@ -415,3 +415,52 @@ def test_a_busy_lbfgs_fit_runs_on_one_thread_and_fits_as_one_thread_does(adaptin
     monkeypatch.setattr(training, "_FULL_BATCH_CHOICES", {})
     training.fit_lbfgs(net, net.init(random_state=4), X, Y, max_iter=3, max_fun=10, tol=1e-12)
     assert training._FULL_BATCH_CHOICES == {}
+
+
+@needs_two_threads
+def test_a_long_prediction_on_a_busy_machine_goes_on_one_thread_after_its_probe(adapting, monkeypatch):
+    from fastgd.kernels import network as network_kernels
+    from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU
+    from fastgd.networks import network as network_module
+
+    net = Network([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)], input_shape=(1, 6, 6))
+    theta = net.init(random_state=0)
+    X = np.random.default_rng(0).normal(size=(700, 36))
+    calls, predict_in_chunks = [], network_kernels.predict_in_chunks
+
+    def spied(theta, inputs, *arguments):
+        calls.append((inputs.shape[0], numba.get_num_threads()))
+        return predict_in_chunks(theta, inputs, *arguments)
+
+    monkeypatch.setattr(network_kernels, "predict_in_chunks", spied)
+
+    def predict(clock):
+        calls.clear()
+        monkeypatch.setattr(network_module, "_PREDICT_CHOICES", {})
+        monkeypatch.setattr(network_module, "clock", clock)
+        return net.predict(theta, X, chunk_size=100)
+
+    # busy: a chunk timed on one thread, one on two, then the rest on one thread
+    busy = predict(BusyClock())
+    assert calls == [(100, 1), (100, 2), (500, 1)]
+    with threads.limit(1):
+        one_thread = net.predict(theta, X, chunk_size=100)
+    # the probe's chunks are the prediction's, nothing left out or twice; its threads move no bit
+    np.testing.assert_array_equal(busy, one_thread)
+    quiet = predict(QuietClock())
+    assert calls[-1] == (500, 2)
+    np.testing.assert_array_equal(quiet, one_thread)
+    calls.clear()
+    net.predict(theta, X, chunk_size=100)  # the quiet choice, kept: no probe
+    assert calls == [(700, 2)]
+    # two chunks or fewer, adapting off, or one thread forced: no probe
+    calls.clear()
+    net.predict(theta, X[:200], chunk_size=100)
+    assert calls == [(200, 2)]
+    monkeypatch.setattr(_config, "ADAPT", False)
+    predict(BusyClock())
+    assert calls == [(700, 2)]
+    monkeypatch.setattr(_config, "ADAPT", True)
+    monkeypatch.setattr(_config, "PASS", FALLBACK_PASS)
+    predict(BusyClock())
+    assert calls == [(700, 1)]

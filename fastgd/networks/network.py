@@ -25,9 +25,11 @@ initialisation; it then runs the MLP's compiled passes (:mod:`fastgd.networks.de
 declaration. Which passes a network runs is chosen once, in :meth:`Network.__init__`, from the declaration.
 """
 
+import contextlib
 import dataclasses
 import math
 import numbers
+import time
 
 import numpy as np
 
@@ -37,6 +39,8 @@ from fastgd.machine import physical_memory_bytes
 from fastgd.networks.dense import LOSS_OUTPUTS, dense_stack
 from fastgd.networks.layers import LayerError, resolve
 
+clock = time.perf_counter  # the predict probe's clock (tests replace it)
+
 __all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES", "PARAMETER_ORDERS"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -44,6 +48,11 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INIT_SCHEMES = ("torch", "lecture")
 PARAMETER_ORDERS = ("torch", "scikit-learn")
 PREDICT_CHUNK = 1024
+# a prediction of more than PREDICT_PROBES chunks first times one on one thread and one on the threads as set
+# (_predict_threads); the choice is kept for predictions of the same network this many seconds
+PREDICT_PROBES = 2
+PREDICT_CHOICE_SECONDS = 30.0
+_PREDICT_CHOICES = {}  # (plan, dtype, chunk, threads) -> (threads kept?, time.monotonic() when probed)
 
 
 class NetworkError(ValueError):
@@ -409,8 +418,18 @@ class Network:
         blocks, columns = self.workspace_elements(chunk)
         out = np.empty((X.shape[0], self.n_outputs), theta.dtype)
         self.prepare(theta.dtype, backward=False)
-        return kernels.predict_in_chunks(theta, X.reshape(X.shape[0], -1), self._kernel_plan,
-                                         np.empty(blocks, theta.dtype), np.empty(columns, theta.dtype), chunk, out)
+        inputs, activations, columns = X.reshape(X.shape[0], -1), np.empty(blocks, theta.dtype), np.empty(
+            columns, theta.dtype)
+
+        def predict_rows(start, stop):
+            kernels.predict_in_chunks(theta, inputs[start:stop], self._kernel_plan, activations, columns, chunk,
+                                      out[start:stop])
+
+        key = (self._kernel_plan.tobytes(), theta.dtype.name, chunk)
+        done, threads_context = _predict_threads(predict_rows, X.shape[0], chunk, key)
+        with threads_context:
+            predict_rows(done, X.shape[0])
+        return out
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -479,3 +498,40 @@ def _read_only(array):
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _predict_threads(predict_rows, n_rows, chunk, key):
+    """(rows predicted, the context the rest runs in) for a plan-pass network's prediction of ``n_rows`` rows.
+
+    A prediction of more than :data:`PREDICT_PROBES` chunks first predicts one chunk on one thread and one on the
+    threads as set (:func:`fastgd.threads.seconds_on_one_and_all`; no untimed chunk before each: a chunk is long
+    beside waking threads, and on a busy machine each chunk on two threads costs the most), and keeps the threads
+    for the rest only where they were clearly faster (:func:`fastgd.calibration.threads_clearly_faster`); the
+    choice serves the same network's predictions (``key``) for :data:`PREDICT_CHOICE_SECONDS`. Why: on a busy
+    machine the convolutions' products on two BLAS threads wait for the one that has no core; a digits CNN's
+    prediction of 7,188 rows took 1.3-2.0 s on two threads and 0.22-0.29 s on one at load 6.8 (AMD EPYC Zen 4).
+    Where the training would not adapt (``FASTGD_ADAPT=0``, one thread) the threads stay as set;
+    ``FASTGD_PASS=one_thread`` predicts on one thread. The probe's chunks are the prediction's own (whole chunks:
+    a product's last bits may depend on its rows, never on its threads), so the outputs are the same bits
+    whatever it chose."""
+    from fastgd import _config, calibration, threads
+
+    if _config.PASS == "one_thread":
+        return 0, threads.limit(1)
+    n_threads = threads.get_num_threads()
+    if n_rows <= PREDICT_PROBES * chunk or not calibration.adapts("serial", n_threads):
+        return 0, contextlib.nullcontext()
+    kept = _PREDICT_CHOICES.get((*key, n_threads))
+    done = 0
+    if kept is None or time.monotonic() - kept[1] > PREDICT_CHOICE_SECONDS:
+        starts = iter(range(0, PREDICT_PROBES * chunk, chunk))
+
+        def next_chunk():
+            start = next(starts)
+            predict_rows(start, start + chunk)
+
+        seconds = threads.seconds_on_one_and_all(next_chunk, clock, warm=False)
+        kept = (calibration.threads_clearly_faster(*seconds), time.monotonic())
+        _PREDICT_CHOICES[(*key, n_threads)] = kept
+        done = PREDICT_PROBES * chunk
+    return done, contextlib.nullcontext() if kept[0] else threads.limit(1)
