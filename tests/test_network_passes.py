@@ -218,7 +218,14 @@ def test_the_im2col_matrices_are_kept_up_to_their_budget():
         net = networks.known(name)
         largest = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(net))
         assert n_rows * sum(matrix for _, matrix, _ in conv_sizes(net)) > kernels.KEPT_BUDGET
-        assert net.workspace_elements(n_rows)[1] == min(n_rows, kernels.COLUMNS_BUDGET // largest) * largest
+        group = min(n_rows, max(kernels.COLUMNS_BUDGET // largest, kernels.MIN_GROUP_SAMPLES))
+        assert net.workspace_elements(n_rows)[1] == group * largest
+    # DeepOBS 2c2d's second convolution takes 175,616 elements a sample: 4 a group, not the budget's 1; a batch of 2
+    # takes 2
+    largest = max(inputs + matrix + out for inputs, matrix, out in conv_sizes(networks.known("2c2d")))
+    assert kernels.COLUMNS_BUDGET // largest == 0
+    assert networks.known("2c2d").workspace_elements(128)[1] == kernels.MIN_GROUP_SAMPLES * largest
+    assert networks.known("2c2d").workspace_elements(2)[1] == 2 * largest
 
 
 @pytest.mark.parametrize("pool, input_shape", [

@@ -99,6 +99,12 @@ PLAN_COLUMNS = 17
 # whatever the batch size. 2¹⁷ (1 MiB in float64, about a core's L2): groups that stay in cache made the suite's
 # 2c2d faster than groups as wide as memory allows (reports/cnn_layer_profile.md).
 COLUMNS_BUDGET = 1 << 17
+# ...but at least this many samples' (where the batch has them): a convolution whose one sample fills much of the
+# budget took its products a sample at a time, each a short product whose weight gradient re-read its whole
+# output; DeepOBS 2c2d's second convolution (175,616 elements a sample) took its products in groups of one, and its
+# passes 7-10% longer than in groups of four (reports/cnn_group_size.md). The suite's 2c2d gets 4 samples where
+# 2¹⁷ gave it 2; the digits and MNIST-1D CNNs, whose samples are small, keep theirs.
+MIN_GROUP_SAMPLES = 4
 # Elements of every convolution's im2col matrices for a whole batch, up to which :func:`workspace_elements` makes
 # ``columns`` keep them from the forward pass for the backward (which then builds none). Kept matrices help only while
 # they stay in cache with the rest of the pass: 2¹⁷ holds the MNIST-1D CNN's at batch 100 (122 K; its passes 1.20-1.36×
@@ -1212,7 +1218,7 @@ def workspace_elements(plan, n_rows):
     the backward (:func:`_kept_elements`), where they take at most :data:`KEPT_BUDGET` elements; then a scratch for
     the largest convolution's inputs and product (and im2col matrix, where not kept) for a group of samples
     (:func:`_conv_sample_elements` a sample): all ``n_rows`` where that fits in :data:`COLUMNS_BUDGET` elements,
-    else fewer, at least one.
+    else fewer, at least :data:`MIN_GROUP_SAMPLES` (or the batch, where smaller).
     """
     plan = np.asarray(plan)
     last = plan[-1]
@@ -1225,7 +1231,7 @@ def workspace_elements(plan, n_rows):
     keep = kept <= KEPT_BUDGET
     per_sample = max(int(_conv_sample_elements.py_func(in_size, depth, c_out, positions, keep))
                      for in_size, depth, positions, c_out in sizes)
-    group = max(1, min(n_rows, COLUMNS_BUDGET // per_sample))
+    group = max(1, min(n_rows, max(COLUMNS_BUDGET // per_sample, MIN_GROUP_SAMPLES)))
     return n_rows * per_row, (kept if keep else 0) + group * per_sample
 
 
