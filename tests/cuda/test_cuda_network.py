@@ -87,6 +87,7 @@ def test_a_convolution_in_several_groups_follows_the_cpu(monkeypatch, launches, 
     matrix = 18 * 9  # one sample's im2col matrix
     one_sample = 2 * 5 * 5 + 3 * 9 + (0 if keep else matrix)  # the inputs and the product (and the im2col matrix)
     monkeypatch.setattr(cpu_network, "COLUMNS_BUDGET", 2 * one_sample)  # two samples a group
+    monkeypatch.setattr(cpu_network, "MIN_GROUP_SAMPLES", 1)  # where the budget holds fewer than the minimum
     monkeypatch.setattr(cpu_network, "KEPT_BUDGET", 4 * matrix if keep else 0)
     _, columns = net.workspace_elements(4)
     assert columns == (4 * matrix if keep else 0) + 2 * one_sample
