@@ -47,7 +47,8 @@ from fastgd.kernels.train import THREADED_MIN_MULTIPLY_ADDS, multiply_adds, pass
 from fastgd.optim import Optimizer
 
 __all__ = ["History", "Training", "make_schedule", "SCHEDULES", "DIVERGENCE_FACTOR", "divergence_threshold",
-           "is_divergent", "first_divergent_epoch", "epoch_arguments", "LBFGSResult", "fit_lbfgs",
+           "is_divergent", "first_divergent_epoch", "epoch_arguments", "runs_together_arguments", "LBFGSResult",
+           "fit_lbfgs",
            "LBFGS_HISTORY_SIZE", "LBFGS_TOLERANCE_CHANGE", "lbfgs_epochs"]
 
 SCHEDULES = tuple(schedule_kernels.SCHEDULES)
@@ -491,6 +492,19 @@ class _HostEpochs:
         return self.compiled
 
 
+def _model_and_rule(model_pass, theta, X, Y, function, hyper, base_lr, states, aux, counters, layout, ascent,
+                    schedule, clip_norm, batch_size):
+    """The places an epoch's arguments begin with, one run's or many runs' (θ, hyperparameters, base learning rate,
+    states, aux and counters stacked by run): the model's (its ``epoch_pass``), then the rule's step and its state,
+    the schedule, the clipping and the batch size. :func:`epoch_arguments` and :func:`runs_together_arguments`
+    build on it, so the two declarations, the model's and the rule's, reach both compiled epochs one way."""
+    entry, structure, code, second_code, alpha = model_pass
+    return (entry, theta, X, Y, structure, code, second_code, alpha, function, hyper, base_lr, states, aux, counters,
+            layout, ascent, schedule,
+            # None: an epoch that does not clip does not compile the clipping
+            clip_norm if clip_norm > 0.0 else None, batch_size)
+
+
 def epoch_arguments(model_pass, packed, theta, X, Y, schedule, clip_norm, batch_size, shuffle, seed, epoch,
                     workspaces):
     """The argument list of :func:`fastgd.kernels.train.train_epoch`, from the model's places and the rule's.
@@ -501,11 +515,29 @@ def epoch_arguments(model_pass, packed, theta, X, Y, schedule, clip_norm, batch_
     origin)``, ``activations`` and ``deltas`` of the model's ``epoch_workspaces(batch_size)`` elements, ``origin``
     θ's size for a rule with a closure (``packed.ascent``), else empty.
     """
-    entry, structure, code, second_code, alpha = model_pass
-    return (entry, theta, X, Y, structure, code, second_code, alpha, packed.function, packed.hyper, packed.hyper[0],
-            packed.states, packed.aux, packed.counters, packed.layout, packed.ascent, schedule,
-            # None: an epoch that does not clip does not compile the clipping
-            clip_norm if clip_norm > 0.0 else None, batch_size, shuffle, seed, epoch) + tuple(workspaces)
+    return _model_and_rule(model_pass, theta, X, Y, packed.function, packed.hyper, packed.hyper[0], packed.states,
+                           packed.aux, packed.counters, packed.layout, packed.ascent, schedule, clip_norm,
+                           batch_size) + (shuffle, seed, epoch) + tuple(workspaces)
+
+
+def runs_together_arguments(net, packs, thetas, X, Y, schedule, batch_size, seeds, n_epochs, outputs):
+    """The argument list of :func:`fastgd.kernels.train.train_runs_together`: runs of one rule (``packs``, each
+    run's optimizer's ``packed()``, one compiled step) of ``net`` on (X, Y), each from its own θ (``thetas``, runs ×
+    parameters) and shuffling seed (``seeds``). The serial pass: each run is one thread's work. No clipping.
+
+    ``outputs``: ``(losses, seconds, diverged, track, objectives)``, what the runs fill (and ``track``, which of
+    them evaluate the full objective after each epoch). The hyperparameters, states, aux and counters are the packs'
+    stacked by run; each run's base learning rate is its first hyperparameter, as one run's is."""
+    hypers = np.stack([pack.hyper for pack in packs])
+    n_rows = min(batch_size, X.shape[0])
+    losses, seconds, diverged, track, objectives = outputs
+    return _model_and_rule(net.epoch_pass(thetas.dtype, n_rows), thetas, X, Y, packs[0].function, hypers,
+                           hypers[:, 0].copy(), np.stack([pack.states for pack in packs]),
+                           np.stack([pack.aux for pack in packs]), np.stack([pack.counters for pack in packs]),
+                           packs[0].layout, packs[0].ascent, schedule, 0.0, batch_size) + (
+        seeds, n_epochs, *net.epoch_workspaces(n_rows), losses, seconds, diverged, track,
+        # the MLP's passes take an empty gradient as a request for the loss alone; the plan pass runs its backward
+        net.stack is not None, objectives)
 
 
 class _DeviceEpochs:

@@ -171,36 +171,24 @@ def _train_together(specs, net, data, optimizers):
 
     from fastgd.kernels.schedules import SAMPLES_PER_EPOCH
     from fastgd.kernels.train import train_runs_together
-    from fastgd.training import make_schedule
+    from fastgd.training import make_schedule, runs_together_arguments
 
     n_runs, n_epochs = len(specs), specs[0].n_epochs
-    packs = [optimizer.packed() for optimizer in optimizers]
     thetas = np.stack([optimizer.params for optimizer in optimizers])
-    states = np.stack([pack.states for pack in packs])
-    auxes = np.stack([pack.aux for pack in packs])
-    hypers = np.stack([pack.hyper for pack in packs])
-    counters = np.stack([pack.counters for pack in packs])
-    seeds = np.array([spec.seed for spec in specs], dtype=np.int64)
-    base_lrs = hypers[:, 0].copy()
     losses = np.full((n_runs, n_epochs), np.nan)
     seconds = np.full((n_runs, n_epochs), np.nan)
     diverged = np.zeros(n_runs, dtype=np.int64)
     X, Y = net.check_data(data.X_train, data.Y_train, thetas.dtype)
     X = X.reshape(X.shape[0], -1)  # the epoch gathers flat rows
-    batch_size = _batch_size(specs[0], data)
-    n_rows = min(batch_size, X.shape[0])
     schedule = make_schedule(specs[0].schedule, n_epochs=n_epochs)  # a chunk is one group: one schedule
     schedule[SAMPLES_PER_EPOCH] = X.shape[0]  # as Training sets it: invscaling counts the samples seen
-    # the model's places as Training's epochs take them (the serial pass: each run is one thread's work)
-    entry, structure, code, second_code, alpha = net.epoch_pass(thetas.dtype, n_rows)
-    # the full training objective after every epoch, for the runs that ask (the MLP's passes take an empty gradient
-    # as a request for the loss alone; the plan pass runs its backward pass too)
+    # the full training objective after every epoch, for the runs that ask
     track = np.array([spec.track_objective for spec in specs], dtype=np.bool_)
     objectives = np.full((n_runs, n_epochs), np.nan)
-    arguments = (entry, thetas, X, Y, structure, code, second_code, alpha, packs[0].function, hypers, base_lrs,
-                 states, auxes, counters, packs[0].layout, packs[0].ascent, schedule, None, batch_size, seeds, n_epochs,
-                 *net.epoch_workspaces(n_rows), losses, seconds, diverged, track, net.stack is not None,
-                 objectives)
+    arguments = runs_together_arguments(net, [optimizer.packed() for optimizer in optimizers], thetas, X, Y,
+                                        schedule, _batch_size(specs[0], data),
+                                        np.array([spec.seed for spec in specs], dtype=np.int64), n_epochs,
+                                        (losses, seconds, diverged, track, objectives))
     # workers and other sweeps sharing the cache compile at the same time, maybe other signatures (dtypes)
     _config.compile_for(train_runs_together, arguments)
     # each run is one thread's work: BLAS inside it must not start threads of its own
