@@ -10,7 +10,7 @@
     fastgd problems                                         the named test problems (fastgd.problems)
     fastgd baselines [--store PATH]                         every built-in rule on the problems, kept for
                                                             compare --against-baselines
-    fastgd gradcheck                                        numerical against analytic gradients
+    fastgd gradcheck [--network NAME]                       numerical against analytic gradients
     fastgd landscape --dataset digits --out DIR             loss landscape around a trained network
     fastgd info                                             versions, CPU, Numba threading layer and cache, MKL, CUDA
     fastgd calibrate --network 100-256-256-10 --batch-size 64    time the MLP passes here, cache the fastest
@@ -624,17 +624,29 @@ def _absent_problem_lines(problem, folder, error):
 
 
 def command_gradcheck(arguments):
-    from fastgd.sweep.measure import gradient_checks
+    from fastgd.sweep.measure import gradient_checks, network_gradient_check
 
     _check_optimizer(arguments.optimizer)
+    if arguments.network is not None:
+        try:
+            checks = [network_gradient_check(arguments.network, arguments.optimizer, arguments.steps, arguments.lr)]
+        except ValueError as error:
+            raise CommandError(f"--network: {error}") from None
+    else:
+        checks = gradient_checks(arguments.optimizer, arguments.steps, arguments.lr)
     failures = 0
     print(f"backpropagation against central differences, after {arguments.steps} steps of {arguments.optimizer} "
           f"(lr {arguments.lr:g}) from the initial weights")
-    print(f"{'activation':>10} {'output':>9} {'loss':>21} {'max rel. error':>15}  where")
-    for check in gradient_checks(arguments.optimizer, arguments.steps, arguments.lr):
+    if arguments.network is not None:
+        print(f"{'network':>12} {'parameters':>10} {'loss':>21} {'max rel. error':>15}  where")
+    else:
+        print(f"{'activation':>10} {'output':>9} {'loss':>21} {'max rel. error':>15}  where")
+    for check in checks:
         failures += not check["passed"]
-        print(f"{check['activation']:>10} {check['output']:>9} {check['loss']:>21} "
-              f"{check['max_relative_error']:>15.2e}  {check['where']}{'' if check['passed'] else '  FAILED'}")
+        described = f"{check['network']:>12} {check['n_params']:>10,}" if arguments.network is not None else \
+            f"{check['activation']:>10} {check['output']:>9}"
+        print(f"{described} {check['loss']:>21} {check['max_relative_error']:>15.2e}  {check['where']}"
+              f"{'' if check['passed'] else '  FAILED'}")
     if failures:
         raise CommandError(f"{failures} gradient checks above 1e-6")
 
@@ -1137,6 +1149,9 @@ def build_parser():
     gradcheck.add_argument("--steps", type=_integer_in(0, 10_000, "number of steps"), default=20, metavar="N",
                            help="steps before the check, 0 to 10000 (default: 20)")
     gradcheck.add_argument("--lr", type=_positive_float, default=1e-2, help="its learning rate (default: 1e-2)")
+    gradcheck.add_argument("--network", metavar="NAME",
+                           help="check this known network (e.g. digits_cnn, mnist1d_cnn; at most 20,000 parameters) "
+                                "on random data instead of the MLPs of every activation and output")
     gradcheck.set_defaults(handler=command_gradcheck)
 
     landscape = commands.add_parser("landscape", help="loss landscape (1-D slice, 2-D contour) of a trained network",

@@ -25,9 +25,23 @@ improved by Richardson's extrapolation where the loss is smooth enough for it:
 So each coordinate takes the extrapolation where it agrees with the plain
 difference to within the plain difference's rounding error, and the plain
 difference where it does not (a kink within the wider steps). The loss is
-evaluated by the same compiled forward pass that training uses (the C callback
-of :func:`fastgd.kernels.train.model_entry`, run forward only), in one
-compiled loop: the loop then compiles without a pass of its own inlined.
+evaluated by the same compiled pass that training uses (the C callback of the
+network's :meth:`~fastgd.networks.Network.epoch_pass`: the MLP's
+:func:`fastgd.kernels.train.model_entry`, run forward only, or a declared
+network's :func:`fastgd.kernels.train.network_entry`, which always runs its
+backward pass too), in one compiled loop: the loop then compiles without a pass
+of its own inlined, and one loop serves every network.
+
+Any declared network in float64 can be checked, a convolutional one as an MLP:
+
+    >>> from fastgd.networks import Network, Conv2D, Tanh, AvgPool2D, Flatten, Dense
+    >>> cnn = Network([Conv2D(2, 3, padding=1), Tanh(), AvgPool2D(2), Flatten(), Dense(3)], input_shape=(1, 4, 4))
+    >>> X = rng.normal(size=(4, 1, 4, 4))
+    >>> result = gradcheck(cnn, cnn.init(random_state=0), X, np.eye(3)[[0, 1, 2, 0]])
+    >>> result.max_relative_error < 1e-6
+    True
+    >>> result.location.startswith("layer ")
+    True
 """
 
 from dataclasses import dataclass
@@ -35,7 +49,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastgd._config import jit
-from fastgd.kernels.train import model_entry, workspace_elements
 
 __all__ = ["GradcheckResult", "gradcheck", "numerical_gradient"]
 
@@ -54,7 +67,10 @@ class GradcheckResult:
     """Outcome of :func:`gradcheck`.
 
     ``max_relative_error`` is maxₖ |nₖ − aₖ| / max(|nₖ|, |aₖ|, 10⁻³·maxⱼ|aⱼ|);
-    ``where`` names the coordinate it occurs at (layer, weight or bias, index).
+    ``where`` names the coordinate it occurs at: ``layer``, the index of its layer in the declaration,
+    ``layer_kind`` (``"Dense"``, ``"Conv2D"``, ...), ``kind`` (``"weight"`` or ``"bias"``) and ``index``, its
+    position in that tensor as θ holds it (torch's shape in torch's order, (in, out) weights in scikit-learn's);
+    :attr:`location` says the same in words.
     """
 
     max_relative_error: float
@@ -62,76 +78,88 @@ class GradcheckResult:
     numerical: np.ndarray
     analytic: np.ndarray
 
+    @property
+    def location(self):
+        """``where`` in words, e.g. ``"layer 0 (Conv2D) weight (3, 1, 1, 0)"``."""
+        where = self.where
+        return f"layer {where['layer']} ({where['layer_kind']}) {where['kind']} {where['index']}"
+
     def __repr__(self):
         return f"GradcheckResult(max_relative_error={self.max_relative_error:.3e}, where={self.where})"
 
 
 @jit(inline=True)
-def _loss(model, theta, X, Y, layer_sizes, activation, output, alpha, activations, no_grad):
-    """J(θ) by ``model`` run forward only (``no_grad``: an empty array in place of the gradient and deltas)."""
-    return model(theta, X, Y, layer_sizes, activation, output, alpha, no_grad, activations, no_grad)
+def _loss(model, theta, X, Y, structure, first, second, alpha, grad, activations, deltas):
+    """J(θ) by ``model`` in :func:`fastgd.kernels.train.model_signature`'s places (the MLP's pass runs forward only
+    where ``grad`` and ``deltas`` are empty)."""
+    return model(theta, X, Y, structure, first, second, alpha, grad, activations, deltas)
 
 
 @jit(inline=True)
-def _central_difference(model, shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha, activations,
-                        no_grad):
+def _central_difference(model, shifted, theta, k, step, X, Y, structure, first, second, alpha, grad, activations,
+                        deltas):
     """D(step) = (J(θ + step eₖ) − J(θ − step eₖ)) / (2 step); leaves ``shifted`` equal to θ."""
     shifted[k] = theta[k] + step
-    forward_loss = _loss(model, shifted, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
+    forward_loss = _loss(model, shifted, X, Y, structure, first, second, alpha, grad, activations, deltas)
     shifted[k] = theta[k] - step
-    backward_loss = _loss(model, shifted, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
+    backward_loss = _loss(model, shifted, X, Y, structure, first, second, alpha, grad, activations, deltas)
     shifted[k] = theta[k]
     return (forward_loss - backward_loss) / (2.0 * step)
 
 
 @jit
-def _central_differences(model, theta, X, Y, layer_sizes, activation, output, alpha, step_scale,
-                         extrapolation_step_scale, agreement_factor, activations, no_grad, out):
+def _central_differences(model, theta, X, Y, structure, first, second, alpha, step_scale,
+                         extrapolation_step_scale, agreement_factor, grad, activations, deltas, out):
     shifted = theta.copy()
-    loss = _loss(model, theta, X, Y, layer_sizes, activation, output, alpha, activations, no_grad)
+    loss = _loss(model, theta, X, Y, structure, first, second, alpha, grad, activations, deltas)
     for k in range(theta.size):
         scale = max(1.0, abs(theta[k]))
         step = step_scale * scale
-        plain = _central_difference(model, shifted, theta, k, step, X, Y, layer_sizes, activation, output, alpha,
-                                    activations, no_grad)
+        plain = _central_difference(model, shifted, theta, k, step, X, Y, structure, first, second, alpha, grad,
+                                    activations, deltas)
         wide = extrapolation_step_scale * scale
-        extrapolated = (4.0 * _central_difference(model, shifted, theta, k, wide, X, Y, layer_sizes, activation,
-                                                  output, alpha, activations, no_grad)
-                        - _central_difference(model, shifted, theta, k, 2.0 * wide, X, Y, layer_sizes, activation,
-                                              output, alpha, activations, no_grad)) / 3.0
+        extrapolated = (4.0 * _central_difference(model, shifted, theta, k, wide, X, Y, structure, first, second,
+                                                  alpha, grad, activations, deltas)
+                        - _central_difference(model, shifted, theta, k, 2.0 * wide, X, Y, structure, first, second,
+                                              alpha, grad, activations, deltas)) / 3.0
         rounding = 2.220446049250313e-16 * max(abs(loss), 1e-300) / step
         out[k] = extrapolated if abs(extrapolated - plain) <= agreement_factor * rounding else plain
     return out
 
 
 def numerical_gradient(net, theta, X, Y):
-    """Central differences of ``net``'s loss at θ on (X, Y), Richardson-extrapolated where it is smooth; float64.
+    """Central differences of ``net``'s loss (its penalty included) at θ on (X, Y), Richardson-extrapolated where it
+    is smooth; float64.
 
-    ``net``: a network that runs the MLP's passes (:class:`fastgd.MLP`, a scikit-learn-order Dense stack)."""
-    stack = net.stack
-    if stack is None:
-        raise ValueError("gradcheck runs the MLP's passes: declare the network in scikit-learn's order "
-                         "(parameter_order='scikit-learn'), or compare against fastgd.networks.reference")
+    ``net``: any network (:class:`fastgd.networks.Network`, :class:`fastgd.MLP`); X as :meth:`~fastgd.networks.
+    Network.check_data` takes it, (n, *input_shape) or flat."""
     theta = net._check_theta(theta)
     if theta.dtype != np.float64:
         raise TypeError("gradient checks need float64: rounding in float32 swamps the differences")
     X, Y = net.check_data(X, Y, theta.dtype)
-    activations = np.empty(workspace_elements(stack.layer_sizes, X.shape[0]))
-    return _central_differences(model_entry(np.float64), theta, X, Y, stack.layer_sizes, stack.activation_code,
-                                stack.output_code, net.alpha, STEP_SCALE, EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR,
-                                activations, np.empty(0), np.empty_like(theta))
+    n_rows = X.shape[0]
+    net.check_fits(n_rows, theta.dtype)
+    model, structure, first, second, alpha = net.epoch_pass(theta.dtype, n_rows)
+    activations, deltas = net.epoch_workspaces(n_rows)
+    if net.stack is not None:
+        # the MLP's pass runs forward only where the gradient and deltas are empty: half the work
+        grad, deltas = np.empty(0), np.empty(0)
+    else:
+        grad, deltas = np.empty_like(theta), np.empty(deltas)
+    # the pass's place for X is the (rows, features) block a gathered batch is: a read-only view stays read-only
+    return _central_differences(model, theta, X.reshape(n_rows, -1), Y, structure, first, second, alpha, STEP_SCALE,
+                                EXTRAPOLATION_STEP_SCALE, AGREEMENT_FACTOR, grad, np.empty(activations), deltas,
+                                np.empty_like(theta))
 
 
 def _locate(net, index):
-    """Layer, kind and position of coordinate ``index`` of θ."""
-    coefs, intercepts = net.stack.unpack(np.zeros(net.n_params))
-    offset = 0
-    for kind, blocks in (("weight", coefs), ("bias", intercepts)):
-        for layer, block in enumerate(blocks):
-            if index < offset + block.size:
-                return {"layer": layer, "kind": kind, "index": tuple(int(i) for i in
-                                                                    np.unravel_index(index - offset, block.shape))}
-            offset += block.size
+    """Layer (index in the declaration and kind), weight or bias, and position in that tensor of coordinate
+    ``index`` of θ, from the declaration's tensors."""
+    for tensor in net.tensors:
+        if tensor.offset <= index < tensor.offset + tensor.size:
+            position = np.unravel_index(index - tensor.offset, tensor.shape)
+            return {"layer": tensor.layer, "layer_kind": net.resolved[tensor.layer].kind,
+                    "kind": tensor.name.rsplit(".", 1)[-1], "index": tuple(int(i) for i in position)}
     raise IndexError(index)
 
 

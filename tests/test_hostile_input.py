@@ -214,6 +214,9 @@ GRADCHECK_CASES = [
     (["--steps", "many"], "argument --steps: expected an integer number of steps, got 'many'"),
     (["--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
     (["--lr", "0"], "argument --lr: expected a positive number"),
+    (["--network", "mnist_2c2d"], "--network: mnist_2c2d has 3,274,634 parameters; a gradient check takes six "
+                                  "passes for each, so it takes networks of at most 20,000"),
+    (["--network", "lenet"], "--network: no known network 'lenet'"),
 ]
 
 

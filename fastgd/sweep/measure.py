@@ -22,8 +22,9 @@ import numpy as np
 from fastgd import functions, optim
 from fastgd import rules as rules_registry
 
-__all__ = ["DATASETS", "describe_machine", "gradient_checks", "trajectory_data", "dataset_landscape",
-           "landscape_is_current", "dataset_descriptions", "record_datasets", "TRAJECTORY_SETTINGS"]
+__all__ = ["DATASETS", "describe_machine", "gradient_checks", "network_gradient_check", "trajectory_data",
+           "dataset_landscape", "landscape_is_current", "dataset_descriptions", "record_datasets",
+           "TRAJECTORY_SETTINGS"]
 
 # the store's artefact of data-set descriptions, written by record_datasets before a sweep
 DATASETS = "datasets"
@@ -41,6 +42,11 @@ TRAJECTORY_SETTINGS = {
                      "adadelta": 0.1, "adam": 3e-3, "amsgrad": 1e-2, "adamax": 3e-3, "nadam": 3e-3, "adamw": 3e-3,
                      "lion": 1e-3}),
 }
+
+# a known network's gradient check takes six passes per parameter: above this many parameters it would take minutes
+GRADCHECK_MAX_PARAMETERS = 20_000
+# rows of data a known network's gradient check takes its loss on
+GRADCHECK_ROWS = 8
 
 # the stored contour grid of each test function (points a side) and the most points stored of one path
 FUNCTION_GRID_POINTS = 150
@@ -78,12 +84,36 @@ def gradient_checks(optimizer="adam", steps=20, lr=1e-2):
             for _ in range(steps):
                 rule.step(net.loss_grad(theta, X, Y)[1])
             result = gradcheck(net, theta, X, Y)
-            where = result.where
             rows.append(dict(activation=activation, output=output, loss=_loss_name(output),
-                             max_relative_error=result.max_relative_error,
-                             where=f"layer {where['layer']} {where['kind']} {where['index']}",
+                             max_relative_error=result.max_relative_error, where=result.location,
                              passed=result.max_relative_error < 1e-6))
     return rows
+
+
+def network_gradient_check(name, optimizer="adam", steps=20, lr=1e-2):
+    """gradcheck of the known network ``name`` (:data:`fastgd.networks.KNOWN`) on random data, float64, where
+    ``steps`` steps of ``optimizer`` lead from its initial weights (torch's scheme, seed 0), as
+    :func:`gradient_checks` does for the MLP; one row of its keys, ``network`` and ``n_params`` in place of the
+    activation and output. ValueError in one line for a network of more than GRADCHECK_MAX_PARAMETERS."""
+    from fastgd.gradcheck import gradcheck
+    from fastgd.networks import known
+
+    net = known(name)
+    if net.n_params > GRADCHECK_MAX_PARAMETERS:
+        raise ValueError(f"{name} has {net.n_params:,} parameters; a gradient check takes six passes for each, "
+                         f"so it takes networks of at most {GRADCHECK_MAX_PARAMETERS:,}")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(GRADCHECK_ROWS, *net.input_shape))
+    Y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, GRADCHECK_ROWS)] if net.loss_name == "cross_entropy" \
+        else rng.normal(size=(GRADCHECK_ROWS, net.n_outputs))
+    theta = net.init(random_state=0)
+    rule = optim.OPTIMIZERS[optimizer](theta, lr=lr, layout=net.layout)
+    for _ in range(steps):
+        rule.step(net.loss_grad(theta, X, Y)[1])
+    result = gradcheck(net, theta, X, Y)
+    return dict(network=name, n_params=net.n_params, loss=net.loss_name.replace("_", "-"),
+                max_relative_error=result.max_relative_error, where=result.location,
+                passed=result.max_relative_error < 1e-6)
 
 
 def _loss_name(output):
