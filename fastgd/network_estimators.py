@@ -12,12 +12,17 @@ None for a small fully connected network made at ``fit`` from the data (:data:`D
 output per class or target). X comes as (n, C, H, W), (n, C, L) or flat (n, features), the flat form reshaped
 to the network's ``input_shape``; anything else is refused in one line naming the first layer (index and
 kind), its shape and X's before anything changes. The classifier trains ``cross_entropy`` networks (one output
-per class, two for a binary problem) and its ``predict_proba`` is the softmax of their outputs; the regressor
-trains ``mse`` networks. Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
+per class; the default network has two for a binary problem) and ``binary_cross_entropy`` networks of one output
+for two classes; its ``predict_proba`` is the softmax of the outputs (the logistic function of the one output), or
+the outputs themselves where the network's :attr:`~fastgd.networks.Network.output` is already the probabilities
+(scikit-learn's order). The regressor trains ``mse`` networks (torch's order) and ``squared_error`` ones
+(scikit-learn's). Training is :class:`fastgd.training.Training`, the MLP's compiled epoch with the
 network's pass: ``optimizer`` is any rule of :data:`fastgd.optim.OPTIMIZERS` (``optimizer_params`` its other
 hyperparameters), ``schedule``/``schedule_params`` :func:`fastgd.training.make_schedule`'s, ``clip_norm`` the
 global-norm clipping, ``alpha`` the L2 penalty (below), ``init`` the scheme of
-:meth:`fastgd.networks.Network.init`, ``device`` ``"cpu"`` or ``"cuda"`` (the epochs on an NVIDIA GPU,
+:meth:`fastgd.networks.Network.init` (None, the default: the declaration's own, ``"torch"`` in torch's order,
+``"scikit-learn"`` in scikit-learn's; a scheme of the other order is refused in one line), ``device``
+``"cpu"`` or ``"cuda"`` (the epochs on an NVIDIA GPU,
 :mod:`fastgd.cuda.network`; without one, ``fit`` raises :class:`fastgd.cuda.CudaUnavailableError` before
 anything changes; predictions run on the CPU). Stopping follows scikit-learn's MLPs: after ``n_iter_no_change``
 epochs whose loss did not fall by ``tol`` below the best, or at ``max_iter`` (with a ``ConvergenceWarning``); a
@@ -32,6 +37,13 @@ declared :class:`fastgd.networks.Network` have none unless one is asked for. At 
 here and in a plain PyTorch loop from the same θ gives the same curve; 1e-4 would change it unasked. A network
 declared with an ``alpha`` of its own is refused unless ``alpha`` says the same; ``set_params(alpha=...)``
 before a ``warm_start`` fit or a ``partial_fit`` changes the penalty from then on.
+
+A network declared in scikit-learn's order (``parameter_order="scikit-learn"``, a Dense stack) is scikit-learn's MLP:
+with the same ``random_state`` it starts from the weights :class:`fastgd.MLPClassifier` (and scikit-learn's
+``MLPClassifier``) draws, drawn from ``random_state`` itself, and an integer ``random_state`` seeds its batch order as
+it seeds fastgd's MLP estimators': the same declaration, data and settings fit the same coefficients as
+:class:`fastgd.MLPClassifier` or :class:`fastgd.MLPRegressor`, bit for bit (``loss="binary_cross_entropy"`` with one
+output is their binary classifier).
 """
 
 import warnings
@@ -59,20 +71,31 @@ _SEED_BOUND = np.iinfo(np.int32).max
 _FLOATS = (np.float64, np.float32)
 
 
+# each parameter order's initialisation schemes, its own (init=None's) first
+_ORDER_SCHEMES = {"torch": INIT_SCHEMES, "scikit-learn": ("scikit-learn",)}
+
+
 def _softmax(outputs):
     shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def _logistic(outputs):
+    # exp of a negative number only: no overflow for logits of either sign
+    small = np.exp(-np.abs(outputs))
+    return np.where(outputs >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+
+
 class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
     """What the classifier and the regressor share: parameters, the network, the fit loop, the forward pass."""
 
-    _loss = None  # the network's loss the estimator trains
+    _loss = None  # the loss of the network made at fit (network=None)
+    _losses = ()  # the losses of the networks the estimator trains
 
     def __init__(self, network=None, *, optimizer="adam", optimizer_params=None, learning_rate_init=1e-3,
                  batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, n_iter_no_change=10,
                  warm_start=False, schedule="constant", schedule_params=None, clip_norm=None, alpha=0.0,
-                 init="torch", dtype=None, verbose=False, device="cpu"):
+                 init=None, dtype=None, verbose=False, device="cpu"):
         self.network = network
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
@@ -109,7 +132,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         "schedule_params": [None, dict],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "init": [StrOptions(set(INIT_SCHEMES))],
+        "init": [None, StrOptions({scheme for schemes in _ORDER_SCHEMES.values() for scheme in schemes})],
         "dtype": [None, str, type, np.dtype],
         "verbose": ["verbose"],
         "device": [StrOptions({"cpu", "cuda"})],
@@ -145,19 +168,33 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             fastgd_cuda.require('device="cuda"')
 
     def _declared_network(self):
-        """The network ``network`` names (None for the default, made at fit), its loss checked."""
+        """The network ``network`` names (None for the default, made at fit), its loss and ``init`` checked."""
         network = self.network
         if network is None:
+            self._init_scheme("torch")
             return None
         if isinstance(network, str):
             network = known(network)
-        if network.loss_name != self._loss:
-            raise NetworkError(f"{type(self).__name__} trains networks with loss={self._loss!r}; this network's loss "
-                               f"is {network.loss_name!r}")
+        self._init_scheme(network.parameter_order)
+        if network.loss_name not in self._losses:
+            raise NetworkError(f"{type(self).__name__} trains networks with loss {' or '.join(map(repr, self._losses))}"
+                               f"; this network's loss is {network.loss_name!r}")
         if network.alpha not in (0.0, self.alpha):
             raise NetworkError(f"the network is declared with alpha={network.alpha!r} and {type(self).__name__} has "
                                f"alpha={self.alpha!r}: give the L2 penalty as the estimator's alpha")
         return self._penalised(network)
+
+    def _init_scheme(self, order):
+        """The scheme ``init`` asks for a network in ``order``: the order's own for None; NetworkError in one line
+        for a scheme of the other order."""
+        schemes = _ORDER_SCHEMES[order]
+        if self.init is None:
+            return schemes[0]
+        if self.init not in schemes:
+            raise NetworkError(f"init={self.init!r} is not a scheme of a network in {order}'s parameter order "
+                               f"({', '.join(map(repr, schemes))}); init=None takes the declaration's own "
+                               f"({schemes[0]!r})")
+        return self.init
 
     def _penalised(self, network):
         """``network`` with the estimator's L2 penalty ``alpha`` (itself where it has it already)."""
@@ -185,7 +222,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, RegressorMixin),
                              dtype=_FLOATS, reset=first_pass)
         self._check_flat_width(X, network)
-        Y = self._targets(y, first_pass, incremental)
+        Y = self._targets(y, first_pass, incremental, network)
         rng = check_random_state(self.random_state)
         if first_pass:
             n_outputs = Y.shape[1]
@@ -195,9 +232,17 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
             elif network.n_outputs != n_outputs:
                 raise NetworkError(f"the network has {network.n_outputs} outputs; {self._what_outputs(n_outputs)}")
             dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
+            scheme = self._init_scheme(network.parameter_order)
             self.network_ = network
-            self._seed = int(rng.randint(_SEED_BOUND))
-            self.theta_ = network.init(random_state=self._seed, scheme=self.init, dtype=dtype)
+            if scheme == "scikit-learn":
+                # scikit-learn's MLP draws its weights from random_state itself and fastgd's MLP estimators shuffle
+                # with an integer random_state as it is: the same random_state gives their θ and their batches
+                self.theta_ = network.init(random_state=rng, scheme=scheme, dtype=dtype)
+                integer = isinstance(self.random_state, Integral) and not isinstance(self.random_state, bool)
+                self._seed = int(self.random_state) if integer else int(rng.randint(_SEED_BOUND))
+            else:
+                self._seed = int(rng.randint(_SEED_BOUND))
+                self.theta_ = network.init(random_state=self._seed, scheme=scheme, dtype=dtype)
             self.optimizer_ = None
             self.n_outputs_ = n_outputs
             self.n_iter_ = 0
@@ -283,32 +328,44 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
 class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):
     """A declared network as a scikit-learn classifier: one label per sample, two classes or more.
 
-    The network's loss is ``cross_entropy`` and its outputs are one per class of ``classes_`` (sorted);
-    ``predict_proba`` is their softmax. See the module docstring for the parameters.
+    The network's loss is ``cross_entropy``, its outputs one per class of ``classes_`` (sorted), or
+    ``binary_cross_entropy`` with one output for two classes; ``predict_proba`` is their softmax (the logistic
+    function of the one output), or the outputs themselves in scikit-learn's order. See the module docstring for the
+    parameters.
     """
 
     _loss = "cross_entropy"
+    _losses = ("cross_entropy", "binary_cross_entropy")
 
     def _what_outputs(self, n_outputs):
         return f"y has {n_outputs} classes"
 
-    def _targets(self, y, first_pass, incremental):
+    def _targets(self, y, first_pass, incremental, network):
         if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"{type(self).__name__} takes one label per sample (binary or multiclass), got {kind} y")
-        if first_pass and not (incremental and hasattr(self, "classes_")):
+        classes = self.classes_ if hasattr(self, "classes_") else None
+        if first_pass and not (incremental and classes is not None):
             # partial_fit's first call takes the classes it was given, a fit those of y
-            self.classes_ = self._classes if incremental else np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class: {self.classes_}")
-        positions = np.searchsorted(self.classes_, y)
-        positions = np.minimum(positions, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[positions], y):
-            raise ValueError(f"y has classes not in classes_ ({self.classes_.tolist()})")
-        return np.eye(len(self.classes_))[positions]
+            classes = self._classes if incremental else np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class: {classes}")
+        positions = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+        if not np.array_equal(classes[positions], y):
+            raise ValueError(f"y has classes not in classes_ ({classes.tolist()})")
+        one_output = network is not None and network.loss_name == "binary_cross_entropy"
+        if one_output and (network.n_outputs != 1 or len(classes) != 2):
+            raise NetworkError(f"a network of loss 'binary_cross_entropy' classifies two classes with one output; this "
+                               f"one has {network.n_outputs} and y has {len(classes)} classes (declare "
+                               "loss='cross_entropy' with one output per class)")
+        self.classes_ = classes  # checked: a refused y leaves the classes as they were
+        if one_output:
+            # the one output is the second class's probability, as scikit-learn's binary MLP has it
+            return (positions == 1).astype(np.float64)[:, np.newaxis]
+        return np.eye(len(classes))[positions]
 
     def fit(self, X, y):
         """Train the network on X and labels y; returns self."""
@@ -322,32 +379,45 @@ class NetworkClassifier(ClassifierMixin, _BaseNetworkEstimator):
         return self._fit(X, y, incremental=True)
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes): the softmax of the network's outputs."""
-        return _softmax(self._outputs(X).astype(np.float64))
+        """Class probabilities, shape (n_samples, n_classes): the softmax of the network's outputs, or for one output
+        (two classes) its logistic function, the second class's probability; the outputs as they are where the
+        network's ``output`` is already their probabilities (scikit-learn's order)."""
+        outputs = self._outputs(X).astype(np.float64)
+        output = self.network_.output
+        if outputs.shape[1] == 1:
+            second = outputs[:, 0] if output == "logistic" else _logistic(outputs[:, 0])
+            return np.vstack([1 - second, second]).T
+        return outputs if output == "softmax" else _softmax(outputs)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`."""
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """Predicted class labels."""
+        """Predicted class labels: the largest output's, or for one output the second class where its probability
+        is above one half (its logit above 0), as scikit-learn's binary MLP reads it."""
         outputs = self._outputs(X)
+        if outputs.shape[1] == 1:
+            threshold = 0.5 if self.network_.output == "logistic" else 0.0
+            return self.classes_[(outputs[:, 0] > threshold).astype(np.intp)]
         return self.classes_[np.argmax(outputs, axis=1)]
 
 
 class NetworkRegressor(RegressorMixin, _BaseNetworkEstimator):
     """A declared network as a scikit-learn regressor of one target or several.
 
-    The network's loss is ``mse`` (torch's ``F.mse_loss``, the mean over every entry) and its outputs
-    are one per target. See the module docstring for the parameters.
+    The network's loss is ``mse`` (torch's ``F.mse_loss``, the mean over every entry), or in scikit-learn's order
+    ``squared_error`` (half of it, scikit-learn's MLPRegressor's), and its outputs are one per target. See the module
+    docstring for the parameters.
     """
 
     _loss = "mse"
+    _losses = ("mse", "squared_error")
 
     def _what_outputs(self, n_outputs):
         return f"y has {n_outputs} targets"
 
-    def _targets(self, y, first_pass, incremental):
+    def _targets(self, y, first_pass, incremental, network):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return y.reshape(-1, 1) if y.ndim == 1 else y

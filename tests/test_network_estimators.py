@@ -78,8 +78,11 @@ def test_regressor_fits_a_cnn_on_images():
      r"\(input_shape \(1, 4, 4\)\) or \(n, 16\)"),
     (NetworkClassifier(small_cnn()), np.zeros((6, 15)), np.arange(6) % 3, r"X has shape \(6, 15\)"),
     (NetworkClassifier(small_cnn()), np.zeros((6, 16)), np.arange(6) % 2, r"the network has 3 outputs; y has 2"),
-    (NetworkClassifier(small_cnn(3, "mse")), np.zeros((6, 16)), np.arange(6) % 3, r"loss='cross_entropy'"),
-    (NetworkRegressor(small_cnn()), np.zeros((6, 16)), np.zeros(6), r"loss='mse'"),
+    (NetworkClassifier(small_cnn(3, "mse")), np.zeros((6, 16)), np.arange(6) % 3,
+     r"NetworkClassifier trains networks with loss 'cross_entropy' or 'binary_cross_entropy'; this network's loss is "
+     r"'mse'"),
+    (NetworkRegressor(small_cnn()), np.zeros((6, 16)), np.zeros(6),
+     r"NetworkRegressor trains networks with loss 'mse' or 'squared_error'"),
     (NetworkClassifier("no_such_net"), np.zeros((6, 16)), np.arange(6) % 3, r"no known network 'no_such_net'"),
 ])
 def test_input_that_does_not_fit_the_network_is_refused_in_one_line(estimator, X, y, message):
@@ -230,3 +233,70 @@ def test_a_bad_alpha_is_refused_in_one_line_before_fitting(estimator, message):
         estimator.fit(X, y)
     assert "\n" not in str(raised.value)
     assert not hasattr(estimator, "theta_") and not hasattr(estimator, "n_features_in_")
+
+
+# -- a network declared in scikit-learn's order: scikit-learn's MLP, fastgd's MLP estimators the oracle --------------
+
+def _scikit_learn_case(kind):
+    """(estimator, fastgd's MLP estimator of the same network and settings, X, y)."""
+    from sklearn.datasets import load_breast_cancer, load_iris
+
+    from fastgd import MLPClassifier, MLPRegressor
+    from fastgd.networks import Tanh
+
+    settings = dict(optimizer="adam", learning_rate_init=0.01, alpha=1e-3, batch_size=16, max_iter=4, random_state=3)
+    if kind == "multiclass_cross_entropy":
+        X, y = load_iris(return_X_y=True)
+        net = Network([Dense(5), Tanh(), Dense(3)], input_shape=(4,), loss="cross_entropy",
+                      parameter_order="scikit-learn")
+        return NetworkClassifier(net, **settings), MLPClassifier((5,), "tanh", **settings), X, y
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    if kind == "binary_cross_entropy_one_output":
+        net = Network([Dense(4), ReLU(), Dense(1)], input_shape=(30,), loss="binary_cross_entropy",
+                      parameter_order="scikit-learn")
+        return NetworkClassifier(net, **settings), MLPClassifier((4,), **settings), X, y
+    net = Network([Dense(4), ReLU(), Dense(2)], input_shape=(30,), loss="squared_error", parameter_order="scikit-learn")
+    return NetworkRegressor(net, **settings), MLPRegressor((4,), **settings), X, np.column_stack([X[:, 0], y])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["multiclass_cross_entropy", "binary_cross_entropy_one_output", "squared_error"])
+def test_a_scikit_learn_order_network_fits_fastgds_mlp_estimator_bit_for_bit(kind):
+    estimator, mlp, X, y = _scikit_learn_case(kind)
+    assert estimator.init is None  # the declaration's own scheme: scikit-learn's
+    estimator.fit(X, y)
+    mlp.fit(X, y)
+    initial = estimator.network_.init(random_state=np.random.RandomState(3))
+    assert not np.array_equal(estimator.theta_, initial)  # four epochs moved θ
+    assert np.array_equal(estimator.theta_, mlp.theta_)
+    assert estimator.loss_curve_ == mlp.loss_curve_
+    assert np.array_equal(estimator.predict(X), mlp.predict(X))
+    if kind != "squared_error":
+        assert np.array_equal(estimator.predict_proba(X), mlp.predict_proba(X))
+        assert estimator.score(X, y) > 0.5  # above chance (a third or a half) after four epochs
+
+
+@pytest.mark.parametrize("estimator, message", [
+    (NetworkClassifier(Network([Dense(3)], input_shape=(4,), parameter_order="scikit-learn"), init="torch"),
+     "init='torch' is not a scheme of a network in scikit-learn's parameter order ('scikit-learn'); init=None takes "
+     "the declaration's own ('scikit-learn')"),
+    (NetworkClassifier(init="scikit-learn"),
+     "init='scikit-learn' is not a scheme of a network in torch's parameter order ('torch', 'lecture'); init=None "
+     "takes the declaration's own ('torch')"),
+    (NetworkClassifier(Network([Dense(1)], input_shape=(4,), loss="binary_cross_entropy",
+                               parameter_order="scikit-learn")),
+     "a network of loss 'binary_cross_entropy' classifies two classes with one output; this one has 1 and y has 3 "
+     "classes (declare loss='cross_entropy' with one output per class)"),
+    (NetworkRegressor(Network([Dense(1)], input_shape=(4,), loss="binary_cross_entropy",
+                              parameter_order="scikit-learn")),
+     "NetworkRegressor trains networks with loss 'mse' or 'squared_error'; this network's loss is "
+     "'binary_cross_entropy'"),
+], ids=["torch_scheme_on_scikit_learn_order", "scikit_learn_scheme_on_torch_order", "binary_network_three_classes",
+        "classification_loss_in_a_regressor"])
+def test_a_scheme_or_loss_of_the_wrong_kind_is_refused_in_one_line_before_anything_changes(estimator, message):
+    X, y = np.random.default_rng(0).normal(size=(9, 4)), np.arange(9) % 3
+    with pytest.raises(NetworkError) as raised:
+        estimator.fit(X, y)
+    assert str(raised.value) == message
+    assert not hasattr(estimator, "theta_") and not hasattr(estimator, "classes_")
