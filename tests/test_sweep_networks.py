@@ -27,7 +27,7 @@ DENSE = {"type": "Linear", "out_features": 10}
      "[model] init must be one of 'torch', 'lecture', got 'xavier'"),
     (dict(model={"layers": [DENSE], "alpha": 1e-3, "seed": 0}), "[model] has no key 'seed' (a network is an "
                                                                 "architecture, or layers with an input_shape, and may "
-                                                                "take alpha and init)"),
+                                                                "take alpha, init and parameter_order)"),
     (dict(model={"architecture": "digits_cnn", "input_shape": [1, 8, 8]}),
      "[model] names the architecture 'digits_cnn': it has its own layers and input shape"),
     (dict(model={"layers": [{"type": "Conv3D", "out_channels": 2}]}), "[model] layers[0]: unknown layer type 'Conv3D'"),
@@ -296,3 +296,85 @@ def test_the_init_schemes_draw_as_torchs_own_initialisers(scheme):
         assert np.abs(ours).max() <= bound and np.abs(theirs).max() <= bound * (1 + 1e-6), name
         assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=0.2), name
         assert ours.std() == pytest.approx(theirs.std(), rel=0.1 if ours.size >= 1000 else 0.5), name
+
+
+# -- parameter_order: the same layers in scikit-learn's order are the MLP's network, a run of their own --------------
+
+TANH_STACK = [{"type": "Dense", "out_features": 5}, {"type": "Tanh"}, {"type": "Dense", "out_features": 3}]
+IRIS = dict(BASE, datasets=["iris"], targets={"iris": 0.5})
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"layers": TANH_STACK, "parameter_order": "sklearn"},
+     "[model] parameter_order must be one of 'torch', 'scikit-learn', got 'sklearn'"),
+    ({"layers": TANH_STACK, "parameter_order": 1}, "[model] parameter_order must be one of 'torch', 'scikit-learn', "
+                                                   "got 1"),
+    ({"layers": TANH_STACK, "parameter_order": "scikit-learn", "init": "torch"},
+     "[model] init must be one of 'scikit-learn' in parameter_order 'scikit-learn', got 'torch'"),
+    ({"layers": TANH_STACK, "init": "scikit-learn"}, "[model] init must be one of 'torch', 'lecture', got "
+                                                     "'scikit-learn'"),
+    ({"architecture": "mlp_64_100_10", "parameter_order": "scikit-learn"},
+     "[model] names the architecture 'mlp_64_100_10', declared in torch's parameter order: parameter_order "
+     "'scikit-learn' is for layers declared here"),
+    ({"layers": [{"type": "Dense", "out_features": 5}, {"type": "ReLU"}, {"type": "Dense", "out_features": 5},
+                 {"type": "Tanh"}, {"type": "Dense", "out_features": 3}], "parameter_order": "scikit-learn"},
+     "[model] on iris: layer 3 (Tanh)"),
+])
+def test_a_bad_parameter_order_is_refused_in_one_line(model, message):
+    with pytest.raises(sweep.SweepConfigError) as refused:
+        sweep.parse(dict(IRIS, model=model))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_two_parameter_orders_are_different_runs_and_torchs_spelled_out_leaves_the_id():
+    torch_order, spelled, scikit_learn = (
+        sweep.runs(sweep.parse(dict(IRIS, model=model)))[0] for model in (
+            {"layers": TANH_STACK}, {"layers": TANH_STACK, "parameter_order": "torch", "init": "torch"},
+            {"layers": TANH_STACK, "parameter_order": "scikit-learn", "init": "scikit-learn"}))
+    assert spelled == torch_order
+    assert scikit_learn.run_id != torch_order.run_id
+    assert json.loads(scikit_learn.model)["parameter_order"] == "scikit-learn"
+    assert "init" not in json.loads(scikit_learn.model)  # the order's own scheme, left out as torch's is
+    assert sweep.config.model_description(scikit_learn.model) == \
+        "Dense(out_features=5), Tanh(), Dense(out_features=3) on the columns, scikit-learn parameter order"
+    assert sweep.config.model_description(torch_order.model) == \
+        "Dense(out_features=5), Tanh(), Dense(out_features=3) on the columns"
+
+
+def test_a_scikit_learn_order_sweep_trains_the_mlp_that_declaration_is(tmp_path):
+    """The oracle: fastgd.MLP of the same sizes and activation, θ drawn by scikit-learn's scheme for the run's seed,
+    trained alone by fastgd.training.Training on the same batches; the torch-order run of the same layers is
+    another run of the store, from another θ."""
+    (tmp_path / "orders.toml").write_text("""
+name = "orders"
+rules = ["adam"]
+learning_rates = [0.01]
+seeds = [2]
+epochs = 2
+batch_sizes = [16]
+
+[datasets.iris]
+model = {parameter_order = "scikit-learn", layers = [
+    {type = "Dense", out_features = 5}, {type = "Tanh"}, {type = "Dense", out_features = 3}]}
+
+[targets]
+iris = 0.5
+""")
+    code, _, err = run_command(["sweep", "orders.toml", "--store", "s.db", "--jobs", "1", "--quiet"], tmp_path)
+    assert code == 0, err
+    (tmp_path / "torch.toml").write_text((tmp_path / "orders.toml").read_text().replace(
+        'parameter_order = "scikit-learn", ', ""))
+    code, _, err = run_command(["sweep", "torch.toml", "--store", "s.db", "--jobs", "1", "--quiet"], tmp_path)
+    assert code == 0, err
+    runs = sweep.load_runs(tmp_path / "s.db")
+    assert len(runs) == 2 and runs["run_id"].nunique() == 2
+    stored = runs[runs["model"].str.contains("scikit-learn")].iloc[0]
+    iris = datasets.load("iris")
+    from fastgd import MLP
+
+    mlp = MLP([4, 5, 3], "tanh", "softmax", alpha=0.0)
+    optimizer = optim.Adam(mlp.init(random_state=2), lr=0.01)
+    history = Training(mlp, optimizer, iris.X_train, iris.Y_train, 16, seed=2).run(2)
+    assert stored["final_loss"] == history.loss[-1]
+    other = runs[~runs["model"].str.contains("scikit-learn")].iloc[0]
+    assert other["final_loss"] != stored["final_loss"]

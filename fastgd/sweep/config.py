@@ -86,13 +86,22 @@ flat vector). Its loss is cross-entropy on a classification set, the mean square
 regression set. Beside either, ``alpha`` is its L2 penalty (scikit-learn's α/(2m)·ΣW² over the
 weights, as the MLP's; 0 by default) and ``init`` the scheme its θ is drawn by
 (:data:`fastgd.networks.INIT_SCHEMES`: ``"torch"``, torch's default, or ``"lecture"``, Glorot-uniform
-weights and zero biases); at their defaults they leave a run's id as it was::
+weights and zero biases). Beside ``layers``, ``parameter_order`` is θ's order
+(:data:`fastgd.networks.PARAMETER_ORDERS`): ``"torch"`` (the default) or ``"scikit-learn"``, a Dense stack
+with one activation kind between its layers that runs the MLP's passes, with scikit-learn's MLP losses
+(cross-entropy of the softmax, half the mean squared error) and initialisation (``init = "scikit-learn"``, its
+only scheme and its default); a run of either order is a run of its own. At their defaults these leave a run's
+id as it was::
 
     [datasets.digits]
     model = "digits_cnn"                   # fastgd.networks.KNOWN
 
     [datasets.wine]
     model = {architecture = "mlp_64_100_10", alpha = 1e-4, init = "lecture"}
+
+    [datasets.iris]
+    model = {parameter_order = "scikit-learn", layers = [
+        {type = "Dense", out_features = 16}, {type = "Tanh"}, {type = "Dense", out_features = 3}]}
 
     [datasets.mnist1d]
     model = {input_shape = [1, 40], layers = [
@@ -165,8 +174,13 @@ MAX_FINAL_SEEDS = 10_000
 _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 # a declared network's keys in [model] or [datasets.NAME] model: a known architecture, or layers on an input shape
 _NETWORK_KEYS = ("architecture", "layers", "input_shape")
-# what a declared network's table may add to either, with the defaults the canonical JSON leaves out
-_NETWORK_OPTIONS = {"alpha": 0.0, "init": "torch"}
+# what a declared network's table may add to either, with the defaults the canonical JSON leaves out (init's is
+# the parameter order's own scheme: _ORDER_SCHEMES' first)
+_NETWORK_OPTIONS = {"alpha": 0.0, "init": "torch", "parameter_order": "torch"}
+_ORDER_SCHEMES = {"torch": networks.INIT_SCHEMES, "scikit-learn": ("scikit-learn",)}
+# a declared network's loss on a data set of each task, in each parameter order
+_ORDER_LOSSES = {"torch": {"classification": "cross_entropy", "regression": "mse"},
+                 "scikit-learn": {"classification": "cross_entropy", "regression": "squared_error"}}
 # the layer types [model] layers may name, by their lower-case name: fastgd's (Conv2D) and torch's (Conv2d, Linear)
 LAYER_TYPES = {cls.__name__.lower(): cls for cls in (
     networks.Dense, networks.Conv1D, networks.Conv2D, networks.MaxPool1D, networks.MaxPool2D, networks.AvgPool1D,
@@ -678,12 +692,15 @@ def _network_model(value, where):
     unknown = sorted(set(value) - set(_NETWORK_KEYS) - set(_NETWORK_OPTIONS))
     if unknown:
         _fail(f"{where} has no key {unknown[0]!r} (a network is an architecture, or layers with an input_shape, "
-              f"and may take {' and '.join(_NETWORK_OPTIONS)})")
+              f"and may take {', '.join(list(_NETWORK_OPTIONS)[:-1])} and {list(_NETWORK_OPTIONS)[-1]})")
     options = _network_options(value, where)
     if "architecture" in value:
         if set(value) - set(_NETWORK_OPTIONS) != {"architecture"}:
             _fail(f"{where} names the architecture {value['architecture']!r}: it has its own layers and input "
                   "shape; give layers and input_shape without it instead")
+        if "parameter_order" in options:
+            _fail(f"{where} names the architecture {value['architecture']!r}, declared in torch's parameter order: "
+                  f"parameter_order {options['parameter_order']!r} is for layers declared here")
         name = value["architecture"]
         if not isinstance(name, str) or name not in _architectures():
             _fail(f"{where}: no known architecture {name!r}; known: {', '.join(sorted(_architectures()))}")
@@ -704,24 +721,34 @@ def _network_model(value, where):
 
 
 def _network_options(value, where):
-    """A declared network's checked ``alpha`` and ``init``, those not at their defaults (a table that spells a
-    default out declares the same runs as one that leaves it out)."""
+    """A declared network's checked ``alpha``, ``init`` and ``parameter_order``, those not at their defaults (a
+    table that spells a default out declares the same runs as one that leaves it out)."""
     alpha = value.get("alpha", _NETWORK_OPTIONS["alpha"])
     if not is_real(alpha) or not (0 <= alpha < math.inf):
         _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
-    init = value.get("init", _NETWORK_OPTIONS["init"])
-    if init not in networks.INIT_SCHEMES:
-        _fail(f"{where} init must be one of {', '.join(repr(scheme) for scheme in networks.INIT_SCHEMES)}, got "
-              f"{init!r}")
-    options = {"alpha": float(alpha), "init": init}
-    return {key: option for key, option in options.items() if option != _NETWORK_OPTIONS[key]}
+    order = value.get("parameter_order", _NETWORK_OPTIONS["parameter_order"])
+    if not isinstance(order, str) or order not in _ORDER_SCHEMES:
+        _fail(f"{where} parameter_order must be one of {', '.join(map(repr, _ORDER_SCHEMES))}, got {order!r}")
+    schemes = _ORDER_SCHEMES[order]
+    init = value.get("init", schemes[0])
+    if not isinstance(init, str) or init not in schemes:
+        in_order = "" if order == _NETWORK_OPTIONS["parameter_order"] else f" in parameter_order {order!r}"
+        _fail(f"{where} init must be one of {', '.join(map(repr, schemes))}{in_order}, got {init!r}")
+    options = {"alpha": float(alpha), "init": init, "parameter_order": order}
+    defaults = dict(_NETWORK_OPTIONS, init=schemes[0])
+    return {key: option for key, option in options.items() if option != defaults[key]}
 
 
 def network_options(model):
     """(alpha, init) of a declared network (:meth:`SweepConfig.network_of`'s JSON text or its dict): its L2 penalty
-    and the scheme its θ is drawn by (:meth:`fastgd.networks.Network.init`)."""
+    and the scheme its θ is drawn by (:meth:`fastgd.networks.Network.init`; by default its parameter order's own)."""
     model = json.loads(model) if isinstance(model, str) else model
-    return float(model.get("alpha", _NETWORK_OPTIONS["alpha"])), model.get("init", _NETWORK_OPTIONS["init"])
+    return float(model.get("alpha", _NETWORK_OPTIONS["alpha"])), model.get("init", _ORDER_SCHEMES[_order(model)][0])
+
+
+def _order(model):
+    """A declared network's parameter order (its dict)."""
+    return model.get("parameter_order", _NETWORK_OPTIONS["parameter_order"])
 
 
 def _layer(table, where):
@@ -757,7 +784,9 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
         return f"MLP {'-'.join(map(str, sizes))}, {activation}, alpha {alpha:g}"
     model = json.loads(model) if isinstance(model, str) else model
     alpha, init = network_options(model)
-    options = (f", alpha {alpha:g}" if alpha else "") + (f", {init} init" if init != _NETWORK_OPTIONS["init"] else "")
+    order = _order(model)
+    options = (f", alpha {alpha:g}" if alpha else "") + (f", {init} init" if init != _ORDER_SCHEMES[order][0] else "") \
+        + (f", {order} parameter order" if order != _NETWORK_OPTIONS["parameter_order"] else "")
     if "architecture" in model:
         return model["architecture"] + options
     layers = []
@@ -788,7 +817,8 @@ def network_for(model, task, n_features, n_outputs):
 
     A known architecture with a number of classes takes the data set's (a noisy quadratic, e.g.
     ``quadratic_deep``, trains on a regression set whose samples are its x); declared layers get cross-entropy
-    on a classification set and the mean squared error on a regression set; either takes the model's ``alpha``
+    on a classification set and the mean squared error on a regression set (half of it, scikit-learn's, in
+    scikit-learn's ``parameter_order``); either takes the model's ``alpha``
     (:func:`network_options`; its ``init`` is the runs' to draw θ by). Raises ValueError in one line
     where the network does not fit the data (its input, its loss, its outputs).
     """
@@ -804,7 +834,8 @@ def network_for(model, task, n_features, n_outputs):
         layers = [LAYER_TYPES[layer["type"].lower()](**{key: tuple(value) if isinstance(value, list) else value
                                                          for key, value in layer.items() if key != "type"})
                   for layer in model["layers"]]
-        net = networks.Network(layers, tuple(shape), loss="cross_entropy" if task == "classification" else "mse")
+        order = _order(model)
+        net = networks.Network(layers, tuple(shape), loss=_ORDER_LOSSES[order][task], parameter_order=order)
     if net.n_inputs != n_features:
         raise networks.NetworkError(f"{name} take{'s' if name != 'the layers' else ''} inputs of shape "
                                     f"{net.input_shape}, {net.n_inputs} values per sample; the data set has "
