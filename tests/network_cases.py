@@ -30,6 +30,10 @@ GRID = [
     ("conv1d_kernel_as_large_as_input", [Conv1D(3, 6), Flatten(), Dense(2)], (2, 6), "mse", 1),
     ("maxpool1d_same_stride3", [MaxPool1D(2, 3, padding="same"), Flatten(), Dense(2)], (2, 8), "cross_entropy", 2),
     ("dense_only", [Dense(5), Tanh(), Dense(4), Sigmoid(), Dense(3)], (6,), "cross_entropy", 4),
+    # torch's BCEWithLogitsLoss: one logit (a binary classifier), and three (three labels, the mean over every entry)
+    ("conv2d_stride2_one_logit_bce", [Conv2D(2, 3, stride=2, padding=1), ReLU(), Flatten(), Dense(1)], (1, 5, 5),
+     "binary_cross_entropy", 3),
+    ("dense_three_logits_bce", [Dense(4), Tanh(), Dense(3)], (5,), "binary_cross_entropy", 4),
 ]
 
 
@@ -48,6 +52,8 @@ def data(case, dtype=np.float64, seed=0):
     X = rng.normal(size=(batch,) + net.input_shape).astype(dtype)
     if net.loss_name == "cross_entropy":
         Y = rng.dirichlet(np.ones(net.n_outputs), size=batch).astype(dtype)
+    elif net.loss_name == "binary_cross_entropy":
+        Y = rng.uniform(size=(batch, net.n_outputs)).astype(dtype)  # soft targets in [0, 1], as torch takes them
     else:
         Y = rng.normal(size=(batch, net.n_outputs)).astype(dtype)
     return net, theta, X, Y
@@ -121,7 +127,8 @@ def torch_loss_and_gradient(net, theta, X, Y):
     module = torch_module(net, theta)
     outputs = module(torch.from_numpy(np.ascontiguousarray(X)))
     target = torch.from_numpy(np.ascontiguousarray(Y))
-    loss = F.cross_entropy(outputs, target) if net.loss_name == "cross_entropy" else F.mse_loss(outputs, target)
+    loss = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss,
+            "binary_cross_entropy": F.binary_cross_entropy_with_logits}[net.loss_name](outputs, target)
     loss.backward()
     grad = np.concatenate([p.grad.numpy().ravel() for p in module.parameters()]) if theta.size else theta.copy()
     return float(loss), grad, outputs.detach().numpy()

@@ -122,12 +122,12 @@ def test_steps_compile_in_workers_while_the_caller_goes_on():
 
 @pytest.mark.parametrize("case_index, alpha, per_step", [(0, 0.0, False), (5, 0.0, False), (6, 0.0, False),
                                                         (7, 0.3, False), (8, 0.0, False), (11, 0.0, False),
-                                                        (0, 0.0, True), (7, 0.3, True)])
+                                                        (12, 0.1, False), (0, 0.0, True), (7, 0.3, True)])
 def test_jax_trains_a_declared_network_as_fastgd_does_from_the_same_theta_and_batches(case_index, alpha, per_step):
     """The JAX + optax epoch the CNN benchmarks time does fastgd's work: from the same θ over fastgd's batches
     (its SplitMix64 order), Adam, float32, 9 steps: every epoch's loss and θ after them to float32 rounding; over
-    convolutions with padding and strides, every pool, 1-D layers, the mean squared error and a penalty; the epoch
-    as one lax.scan or as a jitted step a batch."""
+    convolutions with padding and strides, every pool, 1-D layers, the mean squared error, binary cross-entropy of one
+    logit and a penalty; the epoch as one lax.scan or as a jitted step a batch."""
     pytest.importorskip("jax", reason="JAX is the peer trained here")
     pytest.importorskip("optax", reason="optax is the peer's optimizer")
     import numpy as np
@@ -140,8 +140,12 @@ def test_jax_trains_a_declared_network_as_fastgd_does_from_the_same_theta_and_ba
     net = network(GRID[case_index]).with_alpha(alpha)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(10,) + net.input_shape).astype(np.float32)
-    Y = (np.eye(net.n_outputs, dtype=np.float32)[rng.integers(0, net.n_outputs, 10)]
-         if net.loss_name == "cross_entropy" else rng.normal(size=(10, net.n_outputs)).astype(np.float32))
+    if net.loss_name == "cross_entropy":
+        Y = np.eye(net.n_outputs, dtype=np.float32)[rng.integers(0, net.n_outputs, 10)]
+    elif net.loss_name == "binary_cross_entropy":
+        Y = rng.integers(0, 2, (10, net.n_outputs)).astype(np.float32)
+    else:
+        Y = rng.normal(size=(10, net.n_outputs)).astype(np.float32)
     theta = net.init(random_state=0, dtype=np.float32)
     fastgd = Training(net, optim.Adam(theta.copy(), lr=0.01), X, Y, 4, seed=3)
     jax = baselines.JaxNetworkTraining(net, theta.copy(), X, Y, 0.01, 4, per_step=per_step)

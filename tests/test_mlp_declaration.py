@@ -136,7 +136,7 @@ def test_bad_scikit_learn_order_declarations_get_one_line(layers, input_shape, l
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(loss="binary_cross_entropy"), r"'binary_cross_entropy' is scikit-learn's: parameter_order='scikit-learn'"),
+    (dict(loss="squared_error"), r"'squared_error' is scikit-learn's: parameter_order='scikit-learn'"),
     (dict(parameter_order="sklearn"), r"parameter_order must be one of \['torch', 'scikit-learn'\], got 'sklearn'"),
 ])
 def test_torch_order_refuses_scikit_learns_losses_and_unknown_orders(kwargs, message):

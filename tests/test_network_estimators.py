@@ -125,8 +125,8 @@ def torch_fit(net, theta, X, Y, seed, batch_size, alphas, make_optimizer):
     module = torch_module(net, theta)
     optimizer = make_optimizer(module.parameters())
     inputs, targets = torch.from_numpy(X.reshape((len(X),) + net.input_shape)), torch.from_numpy(Y)
-    data_loss = (torch.nn.functional.cross_entropy if net.loss_name == "cross_entropy"
-                 else torch.nn.functional.mse_loss)
+    data_loss = {"cross_entropy": torch.nn.functional.cross_entropy, "mse": torch.nn.functional.mse_loss,
+                 "binary_cross_entropy": torch.nn.functional.binary_cross_entropy_with_logits}[net.loss_name]
     losses = []
     for epoch, alpha in enumerate(alphas):
         order = splitmix64_permutation(len(X), seed, epoch)
@@ -300,3 +300,27 @@ def test_a_scheme_or_loss_of_the_wrong_kind_is_refused_in_one_line_before_anythi
         estimator.fit(X, y)
     assert str(raised.value) == message
     assert not hasattr(estimator, "theta_") and not hasattr(estimator, "classes_")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_one_logit_binary_cross_entropy_network_classifies_two_classes_as_a_pytorch_loop_trains_it():
+    """torch's BCEWithLogitsLoss on one logit, the second class (sorted) the positive one; the oracle a plain PyTorch
+    loop from the same θ on the same batches. The default network keeps two outputs and cross-entropy."""
+    torch = pytest.importorskip("torch", reason="a plain PyTorch loop is the oracle of the fit")
+    X, y = images(24)
+    positive = y == 2
+    labels = np.where(positive, "spot", "plain")  # sorted: "plain" then "spot", the logit's class
+    net = small_cnn(1, "binary_cross_entropy")
+    clf = NetworkClassifier(net, learning_rate_init=0.02, alpha=0.1, batch_size=8, max_iter=3, tol=0.0,
+                            random_state=0).fit(X, labels)
+    theta, seed = initial_theta(net, 0)
+    expected_theta, expected_losses = torch_fit(net, theta, X, positive.astype(np.float64)[:, np.newaxis], seed, 8,
+                                                [0.1] * 3, lambda params: torch.optim.Adam(params, lr=0.02))
+    np.testing.assert_allclose(clf.loss_curve_, expected_losses, rtol=1e-10)
+    np.testing.assert_allclose(clf.theta_, expected_theta, rtol=0, atol=1e-10 * np.abs(expected_theta).max())
+    logits = clf.network_.predict(clf.theta_, X)[:, 0]
+    probability = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    np.testing.assert_allclose(clf.predict_proba(X), np.column_stack([1 - probability, probability]), rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), np.where(logits > 0, "spot", "plain"))
+    assert list(clf.classes_) == ["plain", "spot"]
+    assert NetworkClassifier(max_iter=1).fit(X, labels).network_.n_outputs == 2

@@ -355,3 +355,20 @@ def test_a_networks_landscape_is_its_loss_at_theta_plus_a_times_d_by_the_referen
     np.testing.assert_array_equal(line, surface[1])
     with pytest.raises(ValueError, match="direction must be an array of θ's shape"):
         landscape.line(net, theta, X, Y, alphas, direction=first[:-1])
+
+
+def test_binary_cross_entropy_is_torchs_at_logits_far_from_zero():
+    """BCEWithLogitsLoss where e^z overflows float64 (|z| = 800) and where σ(z) rounds to 1 (z = 40): the loss and
+    its gradient stay finite and torch's, whichever the sign."""
+    net = networks.Network([networks.Dense(1)], input_shape=(1,), loss="binary_cross_entropy")
+    theta = np.array([1.0, 0.5])  # z = x + 0.5
+    X = np.array([[-800.5], [-40.5], [-0.5], [2.5], [39.5], [799.5]])
+    Y = np.array([[0.3], [1.0], [0.0], [0.7], [0.0], [1.0]])
+    loss, grad = net.loss_grad(theta, X, Y)
+    torch_loss, torch_grad, _ = torch_loss_and_gradient(net, theta, X, Y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert_close(loss, torch_loss, 1e-12)
+    assert_close(grad, torch_grad, 1e-12)
+    ref_loss, ref_grad = reference.loss_and_gradient(net, theta, X, Y)
+    assert_close(ref_loss, torch_loss, 1e-12)
+    assert_close(ref_grad, torch_grad, 1e-12)

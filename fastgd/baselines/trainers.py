@@ -708,6 +708,8 @@ class JaxNetworkTraining:
                 outputs = _jax_layer(layer, parameters, outputs)
             if loss_name == "cross_entropy":
                 loss = -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(outputs, axis=1), axis=1))
+            elif loss_name == "binary_cross_entropy":
+                loss = jnp.mean(jnp.logaddexp(0.0, outputs) - outputs * Y)
             else:
                 loss = jnp.mean((outputs - Y) ** 2)
             if alpha:

@@ -48,9 +48,10 @@ from fastgd.cuda import arrays
 from fastgd.cuda.arrays import launch_shape, reduction_shape
 from fastgd.cuda.mlp import A_TILE_COLUMNS, B_TILE_COLUMNS, BLOCK_K, THREAD_M, THREAD_N
 from fastgd.kernels import network as cpu
-from fastgd.kernels.network import (AVG_POOL, CONV, CROSS_ENTROPY, DENSE, FLATTEN, GLOBAL_AVG_POOL, IDENTITY,
-                                    MAX_POOL, PLAN_BIAS, PLAN_IN_C, PLAN_IN_H, PLAN_IN_ROW, PLAN_IN_W, PLAN_KIND,
-                                    PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_ROW, PLAN_OUT_W, PLAN_WEIGHT, RELU, SIGMOID, TANH)
+from fastgd.kernels.network import (AVG_POOL, BINARY_CROSS_ENTROPY, CONV, CROSS_ENTROPY, DENSE, FLATTEN,
+                                    GLOBAL_AVG_POOL, IDENTITY, MAX_POOL, PLAN_BIAS, PLAN_IN_C, PLAN_IN_H, PLAN_IN_ROW,
+                                    PLAN_IN_W, PLAN_KIND, PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_ROW, PLAN_OUT_W, PLAN_WEIGHT,
+                                    RELU, SIGMOID, TANH)
 
 __all__ = ["product", "add_row_bias", "im2col", "conv_output", "conv_deltas", "col2im", "bias_gradient",
            "pool_forward", "pool_backward", "global_pool_forward", "global_pool_backward", "activation_forward",
@@ -338,7 +339,7 @@ def activation_backward(layer, n_rows, activations, deltas):
 def loss_rows(layer, n_rows, targets, loss, activations, deltas, row_values):
     """One thread per row of the output block: d loss / d outputs into ``deltas``' output block, and for
     cross-entropy the row's log-normaliser (float64) into ``row_values``. ``layer`` is the last plan row,
-    ``targets`` (n_rows × outputs) flat."""
+    ``targets`` (n_rows × outputs) flat. The CPU's losses (:func:`fastgd.kernels.network._loss`), term for term."""
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
      sw, pt, pl) = _geometry(layer, n_rows)
     real = deltas.dtype.type
@@ -359,6 +360,12 @@ def loss_rows(layer, n_rows, targets, loss, activations, deltas, row_values):
             for j in range(out_size):
                 deltas[row + j] = real((math.exp(float(activations[row + j]) - log_normaliser) * mass
                                         - float(targets[i * out_size + j])) / n_rows)
+        elif loss == BINARY_CROSS_ENTROPY:
+            for j in range(out_size):
+                z = float(activations[row + j])
+                small = math.exp(-abs(z))
+                sigma = 1.0 / (1.0 + small) if z >= 0.0 else small / (1.0 + small)
+                deltas[row + j] = real((sigma - float(targets[i * out_size + j])) / count)
         else:
             for j in range(out_size):
                 difference = float(activations[row + j]) - float(targets[i * out_size + j])
@@ -368,7 +375,8 @@ def loss_rows(layer, n_rows, targets, loss, activations, deltas, row_values):
 @cuda_jit
 def loss_total(layer, n_rows, targets, loss, activations, row_values, status):
     """One thread: ``status[DATA_LOSS] +=`` the batch's loss before its division (by ``n_rows`` for
-    cross-entropy, by ``n_rows × outputs`` for mse), summed in float64 in the CPU's order."""
+    cross-entropy, by ``n_rows × outputs`` for mse and binary cross-entropy), summed in float64 in the CPU's
+    order."""
     if cuda.grid(1) != 0:
         return
     (kind, c_in, height, width, c_out, out_h, out_w, in_size, out_size, in_start, out_start, weight, bias, kh, kw, sh,
@@ -379,6 +387,9 @@ def loss_total(layer, n_rows, targets, loss, activations, row_values, status):
         for j in range(out_size):
             if loss == CROSS_ENTROPY:
                 total += float(targets[i * out_size + j]) * (row_values[i] - float(activations[row + j]))
+            elif loss == BINARY_CROSS_ENTROPY:
+                z = float(activations[row + j])
+                total += max(z, 0.0) - z * float(targets[i * out_size + j]) + math.log1p(math.exp(-abs(z)))
             else:
                 difference = float(activations[row + j]) - float(targets[i * out_size + j])
                 total += difference * difference

@@ -60,7 +60,9 @@ code; a kind nobody prepared (a plan run from a user's own compiled code) is com
 
 Losses (:data:`LOSSES`), on the last block, a flat (n_rows × k) one: ``cross_entropy``, torch's
 ``F.cross_entropy`` of logits against probability (one-hot) targets, averaged over rows;
-``mse``, torch's ``F.mse_loss``, the mean over every entry. Both are summed in float64.
+``mse``, torch's ``F.mse_loss``, the mean over every entry; ``binary_cross_entropy``, torch's
+``F.binary_cross_entropy_with_logits`` (``nn.BCEWithLogitsLoss``) of each output (a logit) against a target in
+[0, 1], the mean over every entry (over the rows, for one output). All are summed in float64.
 """
 
 import math
@@ -76,9 +78,9 @@ from fastgd.kernels.linking import by_symbol, on_demand
 from fastgd.kernels.mlp import sum_of_squares
 
 __all__ = ["DENSE", "CONV", "MAX_POOL", "AVG_POOL", "GLOBAL_AVG_POOL", "FLATTEN", "RELU", "TANH", "SIGMOID",
-           "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "LOSSES", "PLAN_COLUMNS", "forward", "loss_only",
-           "loss_and_gradient", "loss_and_gradient_inlined", "predict_in_chunks", "penalty", "add_penalty_gradient",
-           "multiply_adds_per_sample", "workspace_elements", "prepare", "kind_functions"]
+           "IDENTITY", "KINDS", "CROSS_ENTROPY", "MSE", "BINARY_CROSS_ENTROPY", "LOSSES", "PLAN_COLUMNS", "forward",
+           "loss_only", "loss_and_gradient", "loss_and_gradient_inlined", "predict_in_chunks", "penalty",
+           "add_penalty_gradient", "multiply_adds_per_sample", "workspace_elements", "prepare", "kind_functions"]
 
 DENSE, CONV, MAX_POOL, AVG_POOL, GLOBAL_AVG_POOL, FLATTEN, RELU, TANH, SIGMOID, IDENTITY = range(10)
 # declaration's kind → code; 1-D and 2-D layers share one code
@@ -87,8 +89,8 @@ KINDS = {"Dense": DENSE, "Conv1D": CONV, "Conv2D": CONV, "MaxPool1D": MAX_POOL, 
          "ReLU": RELU, "Tanh": TANH, "Sigmoid": SIGMOID, "Identity": IDENTITY}
 # a max pool's paths (_max_pool_path)
 GENERAL, TILED, TILED_2X2 = range(3)
-CROSS_ENTROPY, MSE = 0, 1
-LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
+CROSS_ENTROPY, MSE, BINARY_CROSS_ENTROPY = 0, 1, 2
+LOSSES = {"cross_entropy": CROSS_ENTROPY, "mse": MSE, "binary_cross_entropy": BINARY_CROSS_ENTROPY}
 
 (PLAN_KIND, PLAN_IN_C, PLAN_IN_H, PLAN_IN_W, PLAN_OUT_C, PLAN_OUT_H, PLAN_OUT_W, PLAN_KERNEL_H, PLAN_KERNEL_W,
  PLAN_STRIDE_H, PLAN_STRIDE_W, PLAN_PAD_TOP, PLAN_PAD_LEFT, PLAN_WEIGHT, PLAN_BIAS, PLAN_IN_ROW,
@@ -1078,6 +1080,16 @@ def _loss(outputs, targets, n_rows, n_outputs, loss, output_deltas, with_deltas)
                     row_deltas[j] = real((math.exp(float(z[j]) - log_normaliser) * mass - float(y[j])) / n_rows)
         return total / n_rows
     count = n_rows * n_outputs
+    if loss == BINARY_CROSS_ENTROPY:
+        for k in range(count):
+            z, y = float(outputs[k]), float(targets[k])
+            # −y log σ(z) − (1 − y) log(1 − σ(z)) = max(z, 0) − z·y + log(1 + e^−|z|): e^−|z| ≤ 1 for either sign
+            small = math.exp(-abs(z))
+            total += max(z, 0.0) - z * y + math.log1p(small)
+            if with_deltas:
+                sigma = 1.0 / (1.0 + small) if z >= 0.0 else small / (1.0 + small)
+                output_deltas[k] = real((sigma - y) / count)
+        return total / count
     for k in range(count):
         difference = float(outputs[k]) - float(targets[k])
         total += difference * difference

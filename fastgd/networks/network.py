@@ -84,9 +84,12 @@ class Network:
     input_shape : tuple of int
         One sample's shape, channels first: ``(features,)``, ``(channels, length)`` or
         ``(channels, height, width)``.
-    loss : {"cross_entropy", "mse"}; in scikit-learn's order {"cross_entropy", "binary_cross_entropy", "squared_error"}
+    loss : {"cross_entropy", "mse", "binary_cross_entropy"}; in scikit-learn's order {"cross_entropy",
+            "binary_cross_entropy", "squared_error"}
         torch's ``F.cross_entropy`` on the last layer's outputs (logits) against one-hot or
-        probability targets, averaged over samples; or ``F.mse_loss``, the mean over every entry.
+        probability targets, averaged over samples; ``F.mse_loss``, the mean over every entry; or
+        ``F.binary_cross_entropy_with_logits`` (``nn.BCEWithLogitsLoss``), each output a logit against a target in
+        [0, 1], the mean over every entry (one output: over the samples, a binary classifier).
         The last layer's output must be flat. In scikit-learn's order the losses are scikit-learn's MLP's,
         each on its output activation: cross-entropy of the softmax, binary cross-entropy per output of the
         logistic function, half the mean squared error of the outputs as they are.

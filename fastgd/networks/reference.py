@@ -98,6 +98,9 @@ def _loss(network, z, Y):
         log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss = -np.sum(Y * log_softmax) / n
         return loss, (np.exp(log_softmax) * Y.sum(axis=1, keepdims=True) - Y) / n
+    if network.loss_name == "binary_cross_entropy":
+        # torch's BCEWithLogitsLoss: the mean over every entry of −y log σ(z) − (1 − y) log(1 − σ(z))
+        return np.mean(np.logaddexp(0.0, z) - z * Y), (0.5 * (1.0 + np.tanh(0.5 * z)) - Y) / z.size
     return np.mean((z - Y) ** 2), 2 * (z - Y) / z.size
 
 

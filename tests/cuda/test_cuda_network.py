@@ -209,11 +209,12 @@ def test_device_data_a_declared_network_cannot_take_is_refused_in_one_line(make_
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("estimator, y", [(NetworkClassifier, np.array([0, 1, 2, 1, 0, 2])),
-                                          (NetworkRegressor, np.linspace(-1, 1, 6))])
-def test_the_estimators_fit_on_the_device_as_on_the_cpu(estimator, y):
+@pytest.mark.parametrize("estimator, loss, y", [
+    (NetworkClassifier, "cross_entropy", np.array([0, 1, 2, 1, 0, 2])),
+    (NetworkClassifier, "binary_cross_entropy", np.array([0, 1, 1, 1, 0, 0])),  # one logit, torch's BCEWithLogitsLoss
+    (NetworkRegressor, "mse", np.linspace(-1, 1, 6))], ids=["cross_entropy", "binary_cross_entropy", "mse"])
+def test_the_estimators_fit_on_the_device_as_on_the_cpu(estimator, loss, y):
     """With an L2 penalty: the estimators' ``alpha`` reaches the device's pass."""
-    loss = "cross_entropy" if estimator is NetworkClassifier else "mse"
     network = Network([Conv2D(2, 3, stride=2), ReLU(), Flatten(), Dense(3 if loss == "cross_entropy" else 1)],
                       input_shape=(1, 5, 5), loss=loss)
     X = np.random.default_rng(0).normal(size=(6, 1, 5, 5))
