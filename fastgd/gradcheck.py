@@ -158,7 +158,9 @@ def _locate(net, index):
     for tensor in net.tensors:
         if tensor.offset <= index < tensor.offset + tensor.size:
             position = np.unravel_index(index - tensor.offset, tensor.shape)
-            return {"layer": tensor.layer, "layer_kind": net.resolved[tensor.layer].kind,
+            # a model that declares no layers (the noisy quadratic) is its own one layer
+            kind = net.resolved[tensor.layer].kind if tensor.layer < len(net.resolved) else type(net).__name__
+            return {"layer": tensor.layer, "layer_kind": kind,
                     "kind": tensor.name.rsplit(".", 1)[-1], "index": tuple(int(i) for i in position)}
     raise IndexError(index)
 

@@ -22,8 +22,12 @@ def _case(layers, input_shape, loss="cross_entropy", alpha=0.0, rows=4, seed=0):
     rng = np.random.default_rng(seed)
     theta = net.init(random_state=seed) + 0.1 * rng.normal(size=net.n_params)
     X = rng.normal(size=(rows, *input_shape))
-    Y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, rows)] if loss == "cross_entropy" else \
-        rng.normal(size=(rows, net.n_outputs))
+    if loss == "cross_entropy":
+        Y = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, rows)]
+    elif loss == "binary_cross_entropy":
+        Y = rng.uniform(size=(rows, net.n_outputs))
+    else:
+        Y = rng.normal(size=(rows, net.n_outputs))
     return net, theta, X, Y
 
 
@@ -32,7 +36,8 @@ def _case(layers, input_shape, loss="cross_entropy", alpha=0.0, rows=4, seed=0):
     (*CNN_2D, "mse", 0.3),
     (*CNN_1D, "cross_entropy", 0.1),
     ([Dense(4), Tanh(), Dense(3)], (5,), "cross_entropy", 0.0),
-], ids=["conv2d_cross_entropy", "conv2d_mse_penalty", "conv1d_penalty", "dense_torch_order"])
+    (CNN_1D[0][:-1] + [Dense(1)], CNN_1D[1], "binary_cross_entropy", 0.2),
+], ids=["conv2d_cross_entropy", "conv2d_mse_penalty", "conv1d_penalty", "dense_torch_order", "conv1d_one_logit_bce"])
 def test_a_declared_network_passes_gradcheck(layers, input_shape, loss, alpha):
     net, theta, X, Y = _case(layers, input_shape, loss, alpha)
     result = gradcheck(net, theta, X, Y)
@@ -101,3 +106,14 @@ def test_the_command_checks_a_known_convolutional_network(tmp_path):
     assert row[:3] == ["mnist1d_cnn", "5,210", "cross-entropy"], out
     assert float(row[3]) < 1e-6, out
     assert row[4] == "layer" and row[6] in ("(Conv1D)", "(Dense)") and row[7] in ("weight", "bias"), out
+
+
+def test_a_model_without_layers_is_checked_as_one_layer():
+    from fastgd.networks.quadratic import quadratic_deep
+
+    net = quadratic_deep()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, net.n_params))
+    result = gradcheck(net, net.init(random_state=0) + 0.1, X, np.zeros((4, net.n_outputs)))
+    assert result.max_relative_error < 1e-6, result
+    assert result.location.startswith("layer 0 (NoisyQuadratic) theta (")
