@@ -60,7 +60,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from fastgd import cuda as fastgd_cuda
 from fastgd import optim
 from fastgd.networks import Dense, Network, NetworkError, ReLU, known
-from fastgd.networks.network import INIT_SCHEMES
+from fastgd.networks.network import ORDER_SCHEMES
 from fastgd.training import SCHEDULES, Training, make_schedule
 from fastgd.validation import DenseInputOnly
 
@@ -69,10 +69,6 @@ __all__ = ["NetworkClassifier", "NetworkRegressor", "DEFAULT_HIDDEN"]
 DEFAULT_HIDDEN = 16  # units of the default network's hidden layer
 _SEED_BOUND = np.iinfo(np.int32).max
 _FLOATS = (np.float64, np.float32)
-
-
-# each parameter order's initialisation schemes, its own (init=None's) first
-_ORDER_SCHEMES = {"torch": INIT_SCHEMES, "scikit-learn": ("scikit-learn",)}
 
 
 def _softmax(outputs):
@@ -132,7 +128,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
         "schedule_params": [None, dict],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "init": [None, StrOptions({scheme for schemes in _ORDER_SCHEMES.values() for scheme in schemes})],
+        "init": [None, StrOptions({scheme for schemes in ORDER_SCHEMES.values() for scheme in schemes})],
         "dtype": [None, str, type, np.dtype],
         "verbose": ["verbose"],
         "device": [StrOptions({"cpu", "cuda"})],
@@ -187,7 +183,7 @@ class _BaseNetworkEstimator(DenseInputOnly, BaseEstimator):
     def _init_scheme(self, order):
         """The scheme ``init`` asks for a network in ``order``: the order's own for None; NetworkError in one line
         for a scheme of the other order."""
-        schemes = _ORDER_SCHEMES[order]
+        schemes = ORDER_SCHEMES[order]
         if self.init is None:
             return schemes[0]
         if self.init not in schemes:

@@ -504,7 +504,7 @@ API = [  # (case, a call that must raise, the exception type, a part of its mess
     ("network clip_norm", lambda: NetworkClassifier(clip_norm=-1.0, max_iter=1).fit(X, Y), ValueError,
      "'clip_norm' parameter of NetworkClassifier must be None or a float in the range (0.0, inf)"),
     ("network init", lambda: NetworkClassifier(init="zeros", max_iter=1).fit(X, Y), ValueError,
-     "'init' parameter of NetworkClassifier must be a str among"),
+     "'init' parameter of NetworkClassifier must be None or a str among"),
     ("network dtype", lambda: NetworkClassifier(dtype="float16", max_iter=1).fit(X, Y), ValueError,
      "dtype must be None, float32 or float64, got 'float16'"),
     ("network input width", lambda: NetworkClassifier(network="digits_cnn", max_iter=1).fit(X, Y), NetworkError,

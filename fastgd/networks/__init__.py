@@ -10,9 +10,9 @@ network stands.
 
 from fastgd.networks.layers import (AvgPool1D, AvgPool2D, Conv1D, Conv2D, Dense, Flatten, GlobalAvgPool,
                                     Identity, LayerError, MaxPool1D, MaxPool2D, ReLU, Sigmoid, Tanh)
-from fastgd.networks.network import INIT_SCHEMES, PARAMETER_ORDERS, Network, NetworkError, Tensor
+from fastgd.networks.network import INIT_SCHEMES, ORDER_SCHEMES, PARAMETER_ORDERS, Network, NetworkError, Tensor
 from fastgd.networks.known import KNOWN, known
 
 __all__ = ["Network", "NetworkError", "LayerError", "Tensor", "Dense", "Conv1D", "Conv2D", "MaxPool1D",
            "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool", "Flatten", "ReLU", "Tanh", "Sigmoid",
-           "Identity", "known", "KNOWN", "INIT_SCHEMES", "PARAMETER_ORDERS"]
+           "Identity", "known", "KNOWN", "INIT_SCHEMES", "PARAMETER_ORDERS", "ORDER_SCHEMES"]

@@ -41,12 +41,14 @@ from fastgd.networks.layers import LayerError, resolve
 
 clock = time.perf_counter  # the predict probe's clock (tests replace it)
 
-__all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES", "PARAMETER_ORDERS"]
+__all__ = ["Network", "NetworkError", "Tensor", "INIT_SCHEMES", "PARAMETER_ORDERS", "ORDER_SCHEMES"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # torch's order's schemes; scikit-learn's order has one, scikit-learn's MLP's ("scikit-learn")
 INIT_SCHEMES = ("torch", "lecture")
 PARAMETER_ORDERS = ("torch", "scikit-learn")
+# each parameter order's initialisation schemes, its own (Network.init's default) first
+ORDER_SCHEMES = {"torch": INIT_SCHEMES, "scikit-learn": ("scikit-learn",)}
 PREDICT_CHUNK = 1024
 # a prediction of more than PREDICT_PROBES chunks first times one on one thread and one on the threads as set
 # (_predict_threads); the choice is kept for predictions of the same network this many seconds
@@ -279,7 +281,7 @@ class Network:
         √(6 / (fan_in + fan_out)), √(2 / ...) for logistic hidden units; zero biases, as the lecture initialises
         them, their draws made and discarded so that the weights stay scikit-learn's layer by layer.
         """
-        order_schemes = ("scikit-learn",) if self.stack is not None else INIT_SCHEMES
+        order_schemes = ORDER_SCHEMES[self.parameter_order]
         scheme = order_schemes[0] if scheme is None else scheme
         if scheme not in order_schemes:
             raise NetworkError(f"scheme must be one of {list(order_schemes)} for a network in {self.parameter_order}'s "

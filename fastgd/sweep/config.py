@@ -175,9 +175,8 @@ _MODEL_KEYS = {"hidden_layer_sizes", "activation", "alpha"}
 # a declared network's keys in [model] or [datasets.NAME] model: a known architecture, or layers on an input shape
 _NETWORK_KEYS = ("architecture", "layers", "input_shape")
 # what a declared network's table may add to either, with the defaults the canonical JSON leaves out (init's is
-# the parameter order's own scheme: _ORDER_SCHEMES' first)
+# the parameter order's own scheme: networks.ORDER_SCHEMES' first)
 _NETWORK_OPTIONS = {"alpha": 0.0, "init": "torch", "parameter_order": "torch"}
-_ORDER_SCHEMES = {"torch": networks.INIT_SCHEMES, "scikit-learn": ("scikit-learn",)}
 # a declared network's loss on a data set of each task, in each parameter order
 _ORDER_LOSSES = {"torch": {"classification": "cross_entropy", "regression": "mse"},
                  "scikit-learn": {"classification": "cross_entropy", "regression": "squared_error"}}
@@ -727,9 +726,9 @@ def _network_options(value, where):
     if not is_real(alpha) or not (0 <= alpha < math.inf):
         _fail(f"{where} alpha must be a finite number >= 0, got {alpha!r}")
     order = value.get("parameter_order", _NETWORK_OPTIONS["parameter_order"])
-    if not isinstance(order, str) or order not in _ORDER_SCHEMES:
-        _fail(f"{where} parameter_order must be one of {', '.join(map(repr, _ORDER_SCHEMES))}, got {order!r}")
-    schemes = _ORDER_SCHEMES[order]
+    if not isinstance(order, str) or order not in networks.ORDER_SCHEMES:
+        _fail(f"{where} parameter_order must be one of {', '.join(map(repr, networks.ORDER_SCHEMES))}, got {order!r}")
+    schemes = networks.ORDER_SCHEMES[order]
     init = value.get("init", schemes[0])
     if not isinstance(init, str) or init not in schemes:
         in_order = "" if order == _NETWORK_OPTIONS["parameter_order"] else f" in parameter_order {order!r}"
@@ -743,7 +742,8 @@ def network_options(model):
     """(alpha, init) of a declared network (:meth:`SweepConfig.network_of`'s JSON text or its dict): its L2 penalty
     and the scheme its θ is drawn by (:meth:`fastgd.networks.Network.init`; by default its parameter order's own)."""
     model = json.loads(model) if isinstance(model, str) else model
-    return float(model.get("alpha", _NETWORK_OPTIONS["alpha"])), model.get("init", _ORDER_SCHEMES[_order(model)][0])
+    own_scheme = networks.ORDER_SCHEMES[_order(model)][0]
+    return float(model.get("alpha", _NETWORK_OPTIONS["alpha"])), model.get("init", own_scheme)
 
 
 def _order(model):
@@ -785,7 +785,8 @@ def model_description(model=None, hidden_layer_sizes=(), activation="relu", alph
     model = json.loads(model) if isinstance(model, str) else model
     alpha, init = network_options(model)
     order = _order(model)
-    options = (f", alpha {alpha:g}" if alpha else "") + (f", {init} init" if init != _ORDER_SCHEMES[order][0] else "") \
+    options = (f", alpha {alpha:g}" if alpha else "") \
+        + (f", {init} init" if init != networks.ORDER_SCHEMES[order][0] else "") \
         + (f", {order} parameter order" if order != _NETWORK_OPTIONS["parameter_order"] else "")
     if "architecture" in model:
         return model["architecture"] + options
