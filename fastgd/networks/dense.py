@@ -219,16 +219,7 @@ class DenseStack:
             raise ValueError("X contains NaN or infinity")
         if Y is None:
             return X, None
-        Y = np.asarray(Y)
-        if Y.ndim == 1 and self.n_outputs == 1:
-            Y = Y.reshape(-1, 1)
-        if Y.ndim != 2 or Y.shape != (X.shape[0], self.n_outputs):
-            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs})"
-                             f"{' (one-hot)' if self.output == 'softmax' else ''}, got {Y.shape}")
-        Y = _read_only(np.ascontiguousarray(Y, dtype=dtype))
-        if not np.isfinite(Y).all():
-            raise ValueError("Y contains NaN or infinity")
-        return X, Y
+        return X, checked_targets(Y, X.shape[0], self.n_outputs, self.output == "softmax", dtype, ValueError)
 
     def __setstate__(self, state):
         # a model loaded from a read-only memmap (joblib, scikit-learn's pickle check) holds read-only arrays: the
@@ -243,7 +234,24 @@ def _writeable(theta):
     return theta if theta.flags.writeable else theta.copy()
 
 
+def checked_targets(Y, n_rows, n_outputs, one_hot, dtype, error):
+    """Y as a C-ordered read-only (``n_rows``, ``n_outputs``) array of ``dtype`` (a vector where there is one output),
+    or ``error`` (the caller's class: a ValueError as scikit-learn's MLPs raise, a NetworkError) in one line naming
+    the shape it must have (``one_hot``: the loss takes one-hot rows) or the non-finite entries."""
+    Y = np.asarray(Y)
+    if Y.ndim == 1 and n_outputs == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.shape != (n_rows, n_outputs):
+        raise error(f"Y must have shape ({n_rows}, {n_outputs}){' (one-hot)' if one_hot else ''}, got {Y.shape}")
+    Y = _read_only(np.ascontiguousarray(Y, dtype=dtype))
+    if not np.isfinite(Y).all():
+        raise error("Y contains NaN or infinity")
+    return Y
+
+
 def _read_only(array):
+    """A read-only view: compiled code never writes the data, and Numba types read-only and writeable arrays apart,
+    so one type means one compiled specialisation whatever the caller passed."""
     view = array.view()
     view.flags.writeable = False
     return view

@@ -36,7 +36,7 @@ import numpy as np
 from fastgd.kernels import network as kernels
 from fastgd.kernels.train import network_entry
 from fastgd.machine import physical_memory_bytes
-from fastgd.networks.dense import LOSS_OUTPUTS, dense_stack
+from fastgd.networks.dense import LOSS_OUTPUTS, _read_only, checked_targets, dense_stack
 from fastgd.networks.layers import LayerError, resolve
 
 clock = time.perf_counter  # the predict probe's clock (tests replace it)
@@ -481,28 +481,14 @@ class Network:
             raise NetworkError("X contains NaN or infinity")
         if Y is None:
             return X, None
-        Y = np.asarray(Y)
-        if Y.ndim == 1 and self.n_outputs == 1:
-            Y = Y.reshape(-1, 1)
-        if Y.shape != (X.shape[0], self.n_outputs):
-            raise NetworkError(f"Y must have shape ({X.shape[0]}, {self.n_outputs})"
-                               f"{' (one-hot)' if self.loss_name == 'cross_entropy' else ''}, got {Y.shape}")
-        Y = _read_only(np.ascontiguousarray(Y, dtype=dtype))
-        if not np.isfinite(Y).all():
-            raise NetworkError("Y contains NaN or infinity")
-        return X, Y
+        return X, checked_targets(Y, X.shape[0], self.n_outputs, self.loss_name == "cross_entropy", dtype,
+                                  NetworkError)
 
 
 def _check_dtype(dtype):
     if np.dtype(dtype) not in _FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     return np.dtype(dtype)
-
-
-def _read_only(array):
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def _predict_threads(predict_rows, n_rows, chunk, key):
