@@ -40,6 +40,11 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _OUTPUT_LOSSES = {output: loss for loss, output in LOSS_OUTPUTS.items()}
 
 
+def _of_the_stack(name):
+    """A read-only attribute of the MLP that is its Dense stack's (``MLP.stack``, :mod:`fastgd.networks.dense`)."""
+    return property(lambda self: getattr(self.stack, name), doc=f"The Dense stack's ``{name}``.")
+
+
 class MLP(Network):
     """A fully connected network: sizes, activations, loss; parameters live outside it in θ.
 
@@ -97,25 +102,11 @@ class MLP(Network):
         return MLP(self.layer_sizes.tolist(), self.activation, self.output, alpha, self.dtype)
 
     # scikit-learn's vocabulary, the stack's
-    @property
-    def layer_sizes(self):
-        return self.stack.layer_sizes
-
-    @property
-    def activation(self):
-        return self.stack.activation
-
-    @property
-    def activation_code(self):
-        return self.stack.activation_code
-
-    @property
-    def output_code(self):
-        return self.stack.output_code
-
-    @property
-    def n_weights(self):
-        return self.stack.n_weights
+    layer_sizes = _of_the_stack("layer_sizes")
+    activation = _of_the_stack("activation")
+    activation_code = _of_the_stack("activation_code")
+    output_code = _of_the_stack("output_code")
+    n_weights = _of_the_stack("n_weights")
 
     # -- parameters ---------------------------------------------------------------------------
 
