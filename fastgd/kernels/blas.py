@@ -176,19 +176,20 @@ def _trmm(A, a_offset, B, b_offset, m, n, left, upper, transpose_a, alpha):
     return impl
 
 
-def syrk(A, a_offset, C, c_offset, m, n, transpose_a):
-    """The upper triangle of C ← A Aᵀ (m × m), or of Aᵀ A (n × n) where ``transpose_a``, for the row-major m × n
-    block A; the strict lower triangle of C is not written. The CPU form calls the BLAS's ``?syrk``."""
+def syrk(A, a_offset, C, c_offset, m, n, transpose_a, alpha, beta):
+    """The upper triangle of C ← alpha · A Aᵀ + beta · C (m × m), or with Aᵀ A (n × n) where ``transpose_a``, for
+    the row-major m × n block A; the strict lower triangle of C is not written (with ``beta == 0`` C's upper
+    triangle is only written, as in BLAS). The CPU form calls the BLAS's ``?syrk``."""
     a = A[a_offset:a_offset + m * n].reshape(m, n)
     product = a.T @ a if transpose_a else a @ a.T
     side = product.shape[0]
     c = C[c_offset:c_offset + side * side].reshape(side, side)
     upper = np.triu_indices(side)
-    c[upper] = product[upper]
+    c[upper] = alpha * product[upper] + (beta * c[upper] if beta != 0 else 0)
 
 
 @overload(syrk)
-def _syrk(A, a_offset, C, c_offset, m, n, transpose_a):
+def _syrk(A, a_offset, C, c_offset, m, n, transpose_a, alpha, beta):
     if not all(isinstance(array, types.Array) and array.ndim == 1 for array in (A, C)):
         raise TypingError("syrk takes two 1-D arrays")
     if not (A.dtype == C.dtype) or A.dtype not in (types.float32, types.float64):
@@ -196,13 +197,13 @@ def _syrk(A, a_offset, C, c_offset, m, n, transpose_a):
     dtype = as_dtype(C.dtype)
     product, itemsize, real = (_ssyrk if dtype == np.float32 else _dsyrk), dtype.itemsize, dtype.type
 
-    def impl(A, a_offset, C, c_offset, m, n, transpose_a):
+    def impl(A, a_offset, C, c_offset, m, n, transpose_a, alpha, beta):
         # A row-major is Aᵀ column-major (n × m, leading dimension n): A Aᵀ is its ᵀ·, Aᵀ A its ·ᵀ; C is symmetric,
         # and its column-major lower triangle is the row-major upper one
         side = n if transpose_a else m
         product(_address_of_copy(np.uint8(_LOWER)), _address_of_copy(np.uint8(_N if transpose_a else _T)),
                 _address_of_copy(np.int32(side)), _address_of_copy(np.int32(m if transpose_a else n)),
-                _address_of_copy(real(1.0)), A.ctypes.data + a_offset * itemsize, _address_of_copy(np.int32(n)),
-                _address_of_copy(real(0.0)), C.ctypes.data + c_offset * itemsize, _address_of_copy(np.int32(side)))
+                _address_of_copy(real(alpha)), A.ctypes.data + a_offset * itemsize, _address_of_copy(np.int32(n)),
+                _address_of_copy(real(beta)), C.ctypes.data + c_offset * itemsize, _address_of_copy(np.int32(side)))
 
     return impl

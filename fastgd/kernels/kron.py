@@ -228,7 +228,7 @@ def _update_factor(q, triangular, t1, t2, side, precondition_lr, eps, scratch):
 @jit
 def _gram(x, m, n, left, out):
     """The upper triangle of X Xᵀ (``left``, m × m) or of Xᵀ X (n × n), for a triangular factor."""
-    syrk(x, 0, out, 0, m, n, not left)
+    syrk(x, 0, out, 0, m, n, not left, 1.0, 0.0)
 
 
 @jit

