@@ -370,3 +370,37 @@ def test_lbfgs_steps_make_the_same_evaluations_from_the_same_weights():
     net, X, Y, start = bench_lbfgs.problem("iris")
     counts = {name: step(net, X, Y, start) for name, step in bench_lbfgs.STEPS.items()}
     assert len(set(counts.values())) == 1 and counts["torch"] > bench_lbfgs.ITERATIONS, counts
+
+
+def test_preconditioner_floors_count_each_steps_arithmetic():
+    """The floors' arithmetic on a tiny layout, counted by hand: a 4 × 6 matrix (both sides: 4²·6 + 4·6² = 240
+    FLOPs) and a vector of 4, on a machine of one FLOP a second whose eigh and QR take 100 s each."""
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "scripts" / "preconditioner_floors.py"
+    spec = importlib.util.spec_from_file_location("preconditioner_floors", path)
+    floors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floors)
+
+    class Machine:
+        rate = 1.0
+
+        def eigh_seconds(self, side):
+            return 100.0
+
+        qr_seconds = eigh_seconds
+
+    layout, machine = [(4, 6), (4,)], Machine()
+    expected = {
+        "Shampoo, statistics": 3 * 240 + 3 * 16,  # the vector: g gᵀ and L̃ g
+        "Shampoo, roots": 3 * 240 + 3 * 16 + (4 ** 3 + 6 ** 3 + 4 ** 3) + 3 * 100,  # V D Vᵀ and eigh per side
+        "SOAP, Adam": 5 * 240,  # a vector is not rotated by default
+        "SOAP, refresh": 7 * 240 + 2 * (4 ** 3 + 6 ** 3) + 2 * 100,
+        "Kron, precondition only": 2 * 240,
+        "Kron, update": 6 * 240 + 2 * (4 ** 3 + 6 ** 3) / 3,
+    }
+    assert set(expected) == set(floors.FLOORS)
+    for kind, seconds in expected.items():
+        assert floors.floor_seconds(layout, kind, machine) == pytest.approx(seconds), kind
+    # a side of 1 is diagonal in Kron: a 1 × 6 matrix has only its right side's products
+    assert floors.floor_seconds([(1, 6)], "Kron, precondition only", machine) == pytest.approx(2 * 36)

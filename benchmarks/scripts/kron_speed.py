@@ -26,6 +26,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import preconditioner_floors  # noqa: E402
 from fastgd import optim, threads  # noqa: E402
 from fastgd.machine import cpu_model  # noqa: E402
 from fastgd.networks import known  # noqa: E402
@@ -87,6 +89,9 @@ def main(argv=None):
         rows.append((name, ours_median, theirs_median))
         print(f"{name}: fastgd {ours_median * 1e3:.1f} ms, pytorch_optimizer {theirs_median * 1e3:.1f} ms, "
               f"{theirs_median / ours_median:.2f}x", flush=True)
+    machine = preconditioner_floors.MachineLimits(torch)
+    kind = "Kron, update" if args.update_probability is None else "Kron, precondition only"
+    floors = {name: preconditioner_floors.floor_seconds(layout, kind, machine) for name, layout in LAYOUTS.items()}
     load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = ["# PSGD-Kron step speed: fastgd `psgd_kron` vs `pytorch_optimizer.Kron`", "",
              f"Measured by `benchmarks/scripts/kron_speed.py --repeats {args.repeats} --threads {args.threads}"
@@ -98,9 +103,14 @@ def main(argv=None):
              + ", float32, medians of alternated repetitions after two warm-up steps. Goal (issue 28): ≥ 3×.", "",
              f"CPU: {model}, {os.cpu_count()} logical CPUs; threads: {args.threads} (fastgd's Numba and BLAS, "
              "torch's).", f"Load before: `{load_before}`", f"Load after: `{load_after}`", "",
-             "| layout | fastgd (ms) | pytorch-optimizer (ms) | ratio |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.2f}× |"
-              for name, ours, theirs in rows]
+             preconditioner_floors.describe(machine), "",
+             "| layout | fastgd (ms) | pytorch-optimizer (ms) | ratio | floor (ms) | most possible here: "
+             "pytorch-optimizer / floor |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.2f}× | {floors[name] * 1e3:.1f} "
+              f"| {theirs / floors[name]:.2f}× |" for name, ours, theirs in rows]
+    lines += ["", f"The floor ({kind}): the step's arithmetic that no implementation can skip at the fastest product "
+              "rate measured (`benchmarks/scripts/preconditioner_floors.py` counts it); under 3× in the last column, "
+              "no implementation reaches the goal on this machine."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
