@@ -526,14 +526,18 @@ def soap(params, grad, state, t, lr, betas, shampoo_beta, weight_decay, precondi
                 v[...] = v[order, :] if k == 0 else v[:, order]
                 side[1] = np.linalg.qr(product[:, order])[0]
     aux = []
-    for (_, shape), sides in zip(tensors, state["sides"]):
+    for (start, shape), sides in zip(tensors, state["sides"]):
         for k, side in enumerate(shape if len(shape) == 2 else shape[:1]):
             if side > SOAP_MAX_SIDE:
                 continue
             pair = sides[k]
             zeros = np.zeros(side * side, params.dtype)
             aux += [zeros, zeros] if pair is None else [pair[0].ravel(), pair[1].ravel()]
-    state["aux"] = np.concatenate(aux) if aux else np.zeros(0, params.dtype)  # no side rotated: no bases
+        # then the first moment in the (new) bases, which the compiled step keeps rather than rotating m each step
+        matrix_shape = shape if len(shape) == 2 else (shape[0], 1)
+        m = state["exp_avg"][start:start + int(np.prod(shape))].reshape(matrix_shape)
+        aux.append(rotate(m, sides, True).ravel())
+    state["aux"] = np.concatenate(aux)
 
 
 # --- PSGD-Kron (pytorch-optimizer's Kron), its draws from SplitMix64 keyed on (seed, step, tensor) ---------------

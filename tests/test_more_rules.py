@@ -381,12 +381,17 @@ def test_soap_matches_pytorch_optimizer(hyperparameters, layout_name, dtype, mon
     for key in ("exp_avg", "exp_avg_sq"):
         theirs_state = np.concatenate([theirs.state[t][key].numpy().ravel() for t in tensors])
         np.testing.assert_allclose(ours.state[key], theirs_state, rtol=rtol, atol=rtol * np.abs(theirs_state).max())
-    # the statistics and their bases (QR-refreshed: no sign left to choose), zeros where a side is not rotated
+    # the statistics and their bases (QR-refreshed: no sign left to choose), zeros where a side is not rotated;
+    # then the first moment in the bases, Q_Lᵀ m Q_R, which fastgd keeps where the reference rotates m each step
     expected = []
     for tensor in tensors:
         state = theirs.state[tensor]
-        for side, statistic, basis in zip(tensor.shape, state["GG"], state["Q"]):
+        moment = state["exp_avg"].numpy().reshape(tensor.shape if tensor.dim() == 2 else (-1, 1))
+        for k, (side, statistic, basis) in enumerate(zip(tensor.shape, state["GG"], state["Q"])):
             expected += ([np.zeros(2 * side * side, dtype)] if len(statistic) == 0
                          else [statistic.numpy().ravel(), basis.numpy().ravel()])
+            if len(statistic):
+                moment = basis.numpy().T @ moment if k == 0 else moment @ basis.numpy()
+        expected.append(moment.ravel())
     expected = np.concatenate(expected)
     np.testing.assert_allclose(ours.state["aux"], expected, rtol=rtol, atol=rtol * np.abs(expected).max())

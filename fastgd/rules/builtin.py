@@ -762,8 +762,10 @@ SOAP = Rule(
     with ``precondition_1d``, else it takes Adam. ``normalize_gradient`` divides N by RMS(N) + ε; without
     ``correct_bias`` the step is γ. pytorch-optimizer computes the QR in float32 whatever the parameters'
     dtype (for bfloat16); fastgd in the parameters' dtype. ``merge_dims`` is not offered. S and Q live in
-    ``state["aux"]``, per tensor of the layout: give the optimizer ``layout=net.layout``. CPU only: the bases
-    call LAPACK.
+    ``state["aux"]``, per tensor of the layout, with the first moment in the bases, Q_Lᵀ m Q_R, which the step
+    keeps (lerped with the rotated gradient: a rotation is linear) instead of rotating m every step as the
+    reference does; it is rotated afresh when the bases change. Give the optimizer ``layout=net.layout``. CPU
+    only: the bases call LAPACK.
     """)
 
 
