@@ -35,7 +35,7 @@ def test_syrk_updates_the_upper_triangle_only_as_numpy_computes_it(dtype, transp
     np.testing.assert_allclose(block[upper], expected[upper], rtol=tolerance, atol=tolerance)
     assert np.array_equal(block[lower], before[3:3 + side * side].reshape(side, side)[lower])
     assert np.array_equal(c[:3], before[:3]) and np.array_equal(c[3 + side * side:], before[3 + side * side:])
-    # the Python form (NumPy: what the CUDA simulator and Python callers get) agrees
+    # the Python form (NumPy: the slow, obvious one) agrees
     python_c = before.copy()
     blas.syrk(a, 0, python_c, 3, m, n, transpose_a, alpha, beta)
     np.testing.assert_allclose(python_c, c, rtol=tolerance, atol=tolerance)
