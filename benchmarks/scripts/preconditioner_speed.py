@@ -24,7 +24,9 @@ fastgd and torch on ``--threads`` threads (``fastgd.threads.set_num_threads``, w
 that fastgd's products and LAPACK calls use, and ``torch.set_num_threads``). The two are alternated within
 each repeat; a measurement is the mean over about ``--block`` seconds of back-to-back steps (at least one);
 the table gives medians over repeats and their ratio. The first steps (compilation, SOAP's first eigenbases)
-stay out of the timings.
+stay out of the timings. Beside each step, its floor (:mod:`preconditioner_floors`: the step's unavoidable
+arithmetic at the best product rate measured in the same run, and its ``eigh``/QR at the faster LAPACK) and
+pytorch-optimizer's time over it, the most any implementation could gain here.
 """
 
 import argparse
