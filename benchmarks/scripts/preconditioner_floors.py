@@ -1,12 +1,14 @@
 """Floors of the matrix preconditioners' steps: the least time any implementation of the rule's arithmetic could take
 on this machine, and so the most a step could gain over pytorch-optimizer's here (issue 28's ≥ 3× goal).
 
-A step's floor is its arithmetic that no implementation can skip, at the fastest matrix-product rate this machine
-gave in the same run (one thread: the higher of NumPy's BLAS's, MKL's where installed, and torch's 2048² ``?gemm``),
-plus its eigendecompositions and QR factorisations at the speed of the faster of the two LAPACKs here (SciPy's, as
-fastgd calls it through Numba, and torch's), each timed at its own side. Elementwise work counts nothing, so the
-floor is a lower bound and ``pytorch-optimizer's time / floor`` an upper bound on the speed-up: where it is under
-3, no implementation of that step reaches issue 28's goal on this machine.
+A step's floor is its matrix products that no implementation can skip, at the fastest matrix-product rate this
+machine gave in the same run (:class:`MachineLimits`). Everything else counts nothing: elementwise work, and the
+eigendecompositions and QR factorisations too. An ``eigh``'s time depends on the matrix (divide and conquer
+deflates repeated eigenvalues: the benchmarks' statistics, built from one gradient repeated, have low rank), so no
+time measured on another matrix bounds it; a first version that counted ``eigh`` and QR at their times on random
+matrices gave "floors" above fastgd's own Shampoo root steps. So the floor is a lower bound and
+``pytorch-optimizer's time / floor`` an upper bound on the speed-up: where it is under 3, no implementation of that
+step reaches issue 28's goal on this machine.
 
 Arithmetic in FLOPs (``?gemm`` of an m×k by a k×n: 2mkn; ``?syrk`` of a side×k block: side²·k; a triangular
 factor times a dense block: half the product), for a matrix G (r × c; a conv kernel is (out, in·kh·kw)); "both
@@ -14,13 +16,13 @@ sides" is r²c + rc² (the left side's part is r²c, the right's rc²):
 
 * **Shampoo, statistics** (L += G Gᵀ, R += GᵀG, then L̃ G R̃): the two statistics by ``?syrk`` (1× both sides) and
   the two products (2×): 3× both sides. A vector g: r² + 2r².
-* **Shampoo, roots**: the same, and per side an ``eigh`` and V diag(λ^-1/4) Vᵀ (a ``?syrk``: side³).
+* **Shampoo, roots**: the same, and per side V diag(λ^-1/4) Vᵀ (a ``?syrk``: side³); the ``eigh`` counts nothing.
 * **SOAP, Adam**: Q_Lᵀ G Q_R and Q_L N Q_Rᵀ (2× each), the statistics by ``?syrk`` (1×): 5× both sides. The
   reference also rotates the first moment m every step (Q_Lᵀ m Q_R, 2× more); an implementation that keeps m's
   rotation and lerps it with the gradient's (a rotation is linear) need not, so the floor leaves it out. A vector
   (``precondition_1d=False``, the default) is Adam's elementwise work.
-* **SOAP, refresh**: that, m rotated again into the new bases (2×), and per side a power iteration S·Q (2·side³)
-  and a QR.
+* **SOAP, refresh**: that, m rotated again into the new bases (2×), and per side a power iteration S·Q
+  (2·side³); the QR counts nothing.
 * **Kron, precondition only** (Q_Lᵀ Q_L G Q_Rᵀ Q_R): with the products P = QᵀQ kept between the factors' updates,
   P_L G P_R: 2× both sides (four triangular products are the same arithmetic).
 * **Kron, update** (the factors updated, then the step): A = Q_L G Q_Rᵀ and the probe's Q_L⁻ᵀ V Q_R⁻¹ (triangular:
@@ -45,31 +47,17 @@ def _best_seconds(function, repeats):
     return best
 
 
-def _lapack():
-    from fastgd._config import jit
-
-    @jit(cache=False)
-    def eigh(matrix):
-        return np.linalg.eigh(matrix)
-
-    @jit(cache=False)
-    def qr(matrix):
-        return np.linalg.qr(matrix)
-
-    return eigh, qr
-
-
 # the products whose best rate is the machine's: the square sizes of the layouts' largest sides
 _PEAK_SIDES = (2048, 3136)
 
 
 class MachineLimits:
-    """The fastest product rate and the fastest ``eigh``/QR per side on this machine's current thread settings
-    (fastgd's and torch's), float32. ``rate_sources`` and ``sources`` say whose each was.
+    """The fastest float32 product rate on this machine's current thread settings (fastgd's and torch's):
+    ``rate``, and ``rate_sources`` the best of each BLAS.
 
-    The rate is the best of five products at each of :data:`_PEAK_SIDES` by NumPy's BLAS (``np.matmul``), the BLAS
-    fastgd's compiled code calls (SciPy's, :func:`fastgd.kernels.blas.gemm`) and torch's: an upper bound, as a
-    floor needs (a median rate ran under what fastgd's own products reached in the same run).
+    The best of five products at each of :data:`_PEAK_SIDES` by NumPy's BLAS (``np.matmul``), the BLAS fastgd's
+    compiled code calls (SciPy's, :func:`fastgd.kernels.blas.gemm`) and torch's: an upper bound, as a floor needs
+    (a median rate ran under what fastgd's own products reached in the same run).
     """
 
     def __init__(self, torch):
@@ -80,7 +68,6 @@ class MachineLimits:
         def compiled(a, b, c, n):
             gemm(a, 0, b, 0, c, 0, n, n, n, False, False, 1.0, 0.0)
 
-        self.torch = torch
         self.rate_sources = {"NumPy's BLAS": 0.0, "fastgd's BLAS (SciPy's)": 0.0, "torch": 0.0}
         rng = np.random.default_rng(0)
         for side in _PEAK_SIDES:
@@ -94,31 +81,6 @@ class MachineLimits:
                 rate = 2 * side ** 3 / _best_seconds(run, 5)
                 self.rate_sources[name] = max(self.rate_sources[name], rate)
         self.rate = max(self.rate_sources.values())
-        self._eigh, self._qr = _lapack()
-        self.sources = {}
-
-    @functools.lru_cache(maxsize=None)
-    def _matrix(self, side):
-        rng = np.random.default_rng(side)
-        block = rng.normal(size=(side, side)).astype(np.float32)
-        return np.ascontiguousarray(block @ block.T + np.eye(side, dtype=np.float32))
-
-    @functools.lru_cache(maxsize=None)
-    def eigh_seconds(self, side):
-        return self._fastest("eigh", side, self._eigh, self.torch.linalg.eigh)
-
-    @functools.lru_cache(maxsize=None)
-    def qr_seconds(self, side):
-        return self._fastest("qr", side, self._qr, self.torch.linalg.qr)
-
-    def _fastest(self, what, side, ours, theirs):
-        matrix = self._matrix(side)
-        repeats = 1 if side > 2000 else 3
-        times = {"SciPy's LAPACK": _best_seconds(lambda: ours(matrix), repeats),
-                 "torch": _best_seconds(lambda: theirs(self.torch.from_numpy(matrix)), repeats)}
-        name = min(times, key=times.get)
-        self.sources[what, side] = name
-        return times[name]
 
 
 def _sides(shape):
@@ -132,34 +94,25 @@ def floor_seconds(layout, kind, machine):
 
 
 def _shampoo(layout, machine, roots):
-    flops, seconds = 0.0, 0.0
+    flops = 0.0
     for shape in layout:
         r, c, matrix = _sides(shape)
-        if matrix:
-            flops += 3 * (r * r * c + r * c * c)
-            sides = (r, c)
-        else:
-            flops += 3 * r * r
-            sides = (r,)
+        flops += 3 * (r * r * c + r * c * c) if matrix else 3 * r * r
         if roots:
-            for side in sides:
-                flops += side ** 3
-                seconds += machine.eigh_seconds(side)
-    return flops / machine.rate + seconds
+            flops += sum(side ** 3 for side in ((r, c) if matrix else (r,)))
+    return flops / machine.rate
 
 
 def _soap(layout, machine, refresh):
-    flops, seconds = 0.0, 0.0
+    flops = 0.0
     for shape in layout:
         r, c, matrix = _sides(shape)
         if not matrix:
             continue
         flops += (7 if refresh else 5) * (r * r * c + r * c * c)
         if refresh:
-            for side in (r, c):
-                flops += 2 * side ** 3
-                seconds += machine.qr_seconds(side)
-    return flops / machine.rate + seconds
+            flops += 2 * (r ** 3 + c ** 3)
+    return flops / machine.rate
 
 
 def _kron(layout, machine, update):
@@ -187,9 +140,7 @@ FLOORS = {
 
 
 def describe(machine):
-    """One line: the rate and whose it was, and whose LAPACK was faster at each side measured."""
+    """One line: the rate and whose it was."""
     rates = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in machine.rate_sources.items())
-    lapack = ", ".join(f"{what} {side}: {name}" for (what, side), name in sorted(machine.sources.items()))
     return (f"Floors at {machine.rate / 1e9:.0f} GFLOP/s (float32, the best 2048² and 3136² products here: {rates} "
-            f"GFLOP/s); the faster "
-            f"LAPACK at each side: {lapack or 'none measured'}.")
+            "GFLOP/s); eigendecompositions and QRs count nothing in them.")

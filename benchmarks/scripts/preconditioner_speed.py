@@ -25,8 +25,8 @@ that fastgd's products and LAPACK calls use, and ``torch.set_num_threads``). The
 each repeat; a measurement is the mean over about ``--block`` seconds of back-to-back steps (at least one);
 the table gives medians over repeats and their ratio. The first steps (compilation, SOAP's first eigenbases)
 stay out of the timings. Beside each step, its floor (:mod:`preconditioner_floors`: the step's unavoidable
-arithmetic at the best product rate measured in the same run, and its ``eigh``/QR at the faster LAPACK) and
-pytorch-optimizer's time over it, the most any implementation could gain here.
+matrix products at the best product rate measured in the same run, everything else free) and pytorch-optimizer's
+time over it, the most any implementation could gain here.
 """
 
 import argparse
@@ -166,8 +166,8 @@ def main(argv=None):
     lines += ["", f"Issue 28's goal (≥ 3×) is met by {len(met)} of {len(results['steps'])} steps"
               f"{': ' + ', '.join(met) if met else ''}. Beyond this machine (pytorch-optimizer's step under 3× the "
               f"floor): {len(beyond)}{': ' + ', '.join(beyond) if beyond else ''}.",
-              "The floor is the step's arithmetic that no implementation can skip at the fastest product rate",
-              "measured, and its eigendecompositions and QRs at the faster LAPACK's speed",
+              "The floor is the step's matrix products that no implementation can skip, at the fastest product rate",
+              "measured; everything else, eigendecompositions and QRs included, counts nothing in it",
               "(`benchmarks/scripts/preconditioner_floors.py` counts them)."]
     common.print_and_save(lines, results, args.out)
 
