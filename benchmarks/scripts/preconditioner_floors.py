@@ -90,45 +90,40 @@ def _sides(shape):
 
 def floor_seconds(layout, kind, machine):
     """The least seconds a step of ``kind`` (a key of :data:`FLOORS`) over ``layout`` could take on ``machine``."""
-    return FLOORS[kind](layout, machine)
+    return sum(FLOORS[kind](*_sides(shape)) for shape in layout) / machine.rate
 
 
-def _shampoo(layout, machine, roots):
-    flops = 0.0
-    for shape in layout:
-        r, c, matrix = _sides(shape)
-        flops += 3 * (r * r * c + r * c * c) if matrix else 3 * r * r
-        if roots:
-            flops += sum(side ** 3 for side in ((r, c) if matrix else (r,)))
-    return flops / machine.rate
+def _both_sides(r, c):
+    return r * r * c + r * c * c
 
 
-def _soap(layout, machine, refresh):
-    flops = 0.0
-    for shape in layout:
-        r, c, matrix = _sides(shape)
-        if not matrix:
-            continue
-        flops += (7 if refresh else 5) * (r * r * c + r * c * c)
-        if refresh:
-            flops += 2 * (r ** 3 + c ** 3)
-    return flops / machine.rate
+def _shampoo(r, c, matrix, roots):
+    """FLOPs of one tensor's Shampoo step: statistics and L̃ G R̃, and with ``roots`` V diag(λ^-1/4) Vᵀ per side."""
+    if not matrix:
+        return 3 * r * r + (r ** 3 if roots else 0)
+    return 3 * _both_sides(r, c) + (r ** 3 + c ** 3 if roots else 0)
 
 
-def _kron(layout, machine, update):
-    flops = 0.0
-    for shape in layout:
-        r, c, matrix = _sides(shape)
-        if not matrix:
-            continue
-        left, right = r > 1, c > 1  # triangular factors; a side of 1 is diagonal
-        both = (r * r * c if left else 0) + (r * c * c if right else 0)
-        flops += (6 if update else 2) * both
-        if update:
-            flops += sum(2 * side ** 3 / 3 for side, triangular in ((r, left), (c, right)) if triangular)
-    return flops / machine.rate
+def _soap(r, c, matrix, refresh):
+    """FLOPs of one tensor's SOAP step: two rotations and the statistics, and with ``refresh`` m rotated again and a
+    power iteration per side; a vector (not rotated by default) none."""
+    if not matrix:
+        return 0
+    return (7 if refresh else 5) * _both_sides(r, c) + (2 * (r ** 3 + c ** 3) if refresh else 0)
 
 
+def _kron(r, c, matrix, update):
+    """FLOPs of one tensor's Kron step on its triangular sides (a side of 1, or a vector's, is diagonal)."""
+    if not matrix:
+        return 0
+    left, right = r > 1, c > 1
+    both = (r * r * c if left else 0) + (r * c * c if right else 0)
+    if not update:
+        return 2 * both
+    return 6 * both + sum(2 * side ** 3 / 3 for side, triangular in ((r, left), (c, right)) if triangular)
+
+
+# each kind's FLOPs for one tensor of r × c (``matrix``) or a vector of r
 FLOORS = {
     "Shampoo, roots": functools.partial(_shampoo, roots=True),
     "Shampoo, statistics": functools.partial(_shampoo, roots=False),
