@@ -251,7 +251,11 @@ def main():
     if arguments.network == "suite":
         net, label = suite_network(), "mnist5k_2c2d`'s network"
     elif arguments.network.startswith("mlp:"):  # e.g. mlp:100-256-256-10, the MLPs of issue 29's goals
-        sizes = [int(size) for size in arguments.network[4:].split("-")]
+        text = arguments.network[4:]
+        if not all(part.isdigit() and int(part) > 0 for part in text.split("-")) or "-" not in text:
+            parser.error(f"--network {arguments.network}: an MLP's sizes are positive integers joined by '-', "
+                         "input first, e.g. mlp:100-256-256-10")
+        sizes = [int(size) for size in text.split("-")]
         net, label = mlp_network(sizes), f"mlp({sizes})`"
     else:
         net, label = networks.known(arguments.network), f"known(\"{arguments.network}\")`"
