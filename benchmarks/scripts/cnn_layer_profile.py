@@ -2,16 +2,15 @@
 against torch's forward + backward on the same θ, one thread each.
 
     python benchmarks/scripts/cnn_layer_profile.py [--repeats 15] [--batch 128] [--baseline OLD_network.py]
-                                                   [--network suite|KNOWN|mlp:SIZES] [--rows N]
-                                                   [--dtypes float64,float32]
+                                                   [--network suite|KNOWN] [--rows N] [--dtypes float64,float32]
                                                    [--out reports/cnn_layer_profile.md]
     python benchmarks/scripts/cnn_layer_profile.py --network digits_cnn --batch 64 --rows 1797 --dtypes float32 \
         --out reports/cnn_layer_profile_digits.md
 
 The network is, by default (``suite``), the test-problem suite's ``mnist5k_2c2d`` (:mod:`fastgd.problems`):
 Conv2D(8, 5, same) → ReLU → MaxPool2D(2) → Conv2D(16, 5, same) → ReLU → MaxPool2D(2) → Flatten → Dense(128) → ReLU
-→ Dense(10) on (1, 28, 28); ``--network`` names any other :func:`fastgd.networks.known` one, or an MLP by its
-layer sizes (``mlp:100-256-256-10``). Inputs are standard
+→ Dense(10) on (1, 28, 28); ``--network`` names any other :func:`fastgd.networks.known` one (the benchmarks' MLPs
+too, e.g. ``mlp_100_256_256_10``). Inputs are standard
 normal with random one-hot labels (the data's meaning does not change the work). For each dtype it times,
 alternating the implementations within each repetition:
 
@@ -51,7 +50,6 @@ from fastgd import networks, optim, threads  # noqa: E402
 from fastgd.kernels import network as kernels  # noqa: E402
 from fastgd.kernels.train import _gather_rows  # noqa: E402
 from fastgd.networks import Conv2D, Dense, Flatten, MaxPool2D, Network, ReLU  # noqa: E402
-from fastgd.networks.known import mlp as mlp_network  # noqa: E402
 from fastgd.training import Training  # noqa: E402
 from network_cases import torch_module  # noqa: E402
 
@@ -231,8 +229,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--baseline", help="another copy of fastgd/kernels/network.py to time beside this one")
     parser.add_argument("--columns-budget", type=int, help="this run's COLUMNS_BUDGET (elements of ``columns``)")
-    parser.add_argument("--network", default="suite",
-                        help="'suite' (mnist5k_2c2d's network), a known name, or mlp:SIZES (e.g. mlp:100-256-256-10)")
+    parser.add_argument("--network", default="suite", help="'suite' (mnist5k_2c2d's network) or a known name")
     parser.add_argument("--rows", type=int, default=0, help="rows of an epoch to break down (0: no epoch)")
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -250,15 +247,11 @@ def main():
     load_before = os.getloadavg()
     if arguments.network == "suite":
         net, label = suite_network(), "mnist5k_2c2d`'s network"
-    elif arguments.network.startswith("mlp:"):  # e.g. mlp:100-256-256-10, the MLPs of issue 29's goals
-        text = arguments.network[4:]
-        if not all(part.isdigit() and int(part) > 0 for part in text.split("-")) or "-" not in text:
-            parser.error(f"--network {arguments.network}: an MLP's sizes are positive integers joined by '-', "
-                         "input first, e.g. mlp:100-256-256-10")
-        sizes = [int(size) for size in text.split("-")]
-        net, label = mlp_network(sizes), f"mlp({sizes})`"
     else:
-        net, label = networks.known(arguments.network), f"known(\"{arguments.network}\")`"
+        try:
+            net, label = networks.known(arguments.network), f"known(\"{arguments.network}\")`"
+        except networks.NetworkError as error:
+            parser.error(str(error))
     rng = np.random.default_rng(0)
     X64 = rng.standard_normal((arguments.batch,) + net.input_shape)
     Y64 = np.eye(net.n_outputs)[rng.integers(0, net.n_outputs, arguments.batch)]
