@@ -32,19 +32,8 @@ sides" is r²c + rc² (the left side's part is r²c, the right's rc²):
 """
 
 import functools
-import time
 
 import numpy as np
-
-
-def _best_seconds(function, repeats):
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 # the products whose best rate is the machine's: the square sizes of the layouts' largest sides
@@ -62,6 +51,7 @@ class MachineLimits:
 
     def __init__(self, torch):
         from fastgd._config import jit
+        from fastgd.baselines.timer import seconds_per_call
         from fastgd.kernels.blas import gemm
 
         @jit(cache=False)
@@ -78,7 +68,8 @@ class MachineLimits:
                     "fastgd's BLAS (SciPy's)": lambda: compiled(a.ravel(), b.ravel(), out.ravel(), side),
                     "torch": lambda: ta @ tb}
             for name, run in runs.items():
-                rate = 2 * side ** 3 / _best_seconds(run, 5)
+                run()  # warmed: compiled, the BLAS's threads and buffers up
+                rate = 2 * side ** 3 / seconds_per_call(run, 0.0, min_repeats=5, statistic=np.min)
                 self.rate_sources[name] = max(self.rate_sources[name], rate)
         self.rate = max(self.rate_sources.values())
 
